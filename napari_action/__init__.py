@@ -1,0 +1,39 @@
+"""napari-action: ACTION semi-supervised segmentation from a few painted slices.
+
+The public core API is importable without Qt, napari or torch being loaded:
+heavy modules are imported lazily on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "TrainConfig": "config",
+    "ModelConfig": "config",
+    "LossConfig": "config",
+    "TrainProgress": "progress",
+    "SlicePrediction": "progress",
+    "PredictionUpdate": "progress",
+    "load_volume": "io",
+    "save_labels": "io",
+    "VolumeMeta": "io",
+    "VolumeError": "io",
+    "SparseAnnotation": "annotations",
+    "Trainer": "train",
+    "predict_volume": "predict",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

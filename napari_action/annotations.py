@@ -1,0 +1,515 @@
+"""Sparse painted slices of 3D volumes turned into training targets.
+
+The user paints a few slices of a Labels layer; :class:`SparseAnnotation` works
+out along which axis (the slicing axis), which slices count as labeled, which
+label values are in use and how they map to contiguous class ids, and gives the
+per-slice targets the losses need (ACTION_METHOD.md §6).
+
+Two annotation modes exist:
+
+``"slice"`` (default)
+    On a labeled slice every unpainted pixel is background (class 0): the user
+    paints each structure completely on that slice. Label value 0 is class 0.
+``"scribble"``
+    The user paints background with a dedicated ``background_value`` (class 0)
+    and unpainted pixels are ignored (target ``-1``).
+
+This module only needs numpy, so it can be imported and tested anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+AnnotationMode = Literal["slice", "scribble"]
+
+#: Target value of pixels that carry no supervision.
+IGNORE_INDEX = -1
+
+__all__ = ["IGNORE_INDEX", "SparseAnnotation", "infer_axis"]
+
+
+def infer_axis(labels: Sequence[np.ndarray | None], fallback: int | None = None) -> int:
+    """Return the axis along which only a few slices carry painted voxels.
+
+    For every axis the fraction of slices (pooled over all volumes) holding at
+    least one non-zero voxel is computed; the axis with the smallest fraction
+    wins, because a user painting "a few slices" leaves most slices of the
+    slicing axis empty while the other two axes cross every painted slice.
+
+    Parameters
+    ----------
+    labels : sequence of np.ndarray or None
+        Painted label arrays, one per volume; ``None`` for unlabeled volumes.
+        All arrays must have the same number of dimensions.
+    fallback : int, optional
+        Axis to use when the fractions tie (e.g. a single painted voxel in a
+        cube) or when nothing is painted, typically the plane shown in the
+        viewer. Used on a tie only if it is one of the tied axes.
+
+    Returns
+    -------
+    int
+        The inferred axis, non-negative. On a tie without a usable
+        ``fallback``, the last of the tied axes.
+
+    Raises
+    ------
+    ValueError
+        If no voxel is painted and no ``fallback`` is given, or if the arrays
+        disagree in dimensionality.
+    """
+    arrays = [np.asarray(lab) for lab in labels if lab is not None]
+    ndims = {a.ndim for a in arrays}
+    if len(ndims) > 1:
+        raise ValueError(f"All label arrays must have the same number of dimensions, got {sorted(ndims)}.")
+    if fallback is not None:
+        fallback = _normalize_axis(fallback, arrays[0].ndim if arrays else 3)
+    painted = [a for a in arrays if np.any(a)]
+    if not painted:
+        if fallback is None:
+            raise ValueError("There are no painted voxels, so the slicing axis cannot be inferred.")
+        return int(fallback)
+    fractions = _painted_fractions(painted)
+    tied = np.flatnonzero(np.isclose(fractions, fractions.min(), rtol=0.0, atol=1e-12))
+    if fallback is not None and fallback in tied:
+        return int(fallback)
+    return int(tied[-1])
+
+
+def _painted_fractions(arrays: list[np.ndarray]) -> np.ndarray:
+    """Fraction of slices with a painted voxel along each axis, pooled over volumes."""
+    ndim = arrays[0].ndim
+    painted = np.zeros(ndim)
+    total = np.zeros(ndim)
+    for array in arrays:
+        for axis in range(ndim):
+            painted[axis] += np.count_nonzero(_painted_profile(array, axis))
+            total[axis] += array.shape[axis]
+    return painted / total
+
+
+def _painted_profile(array: np.ndarray, axis: int) -> np.ndarray:
+    """Boolean per slice along ``axis``: does the slice hold a non-zero voxel."""
+    others = tuple(a for a in range(array.ndim) if a != axis)
+    return np.any(array, axis=others)
+
+
+def _normalize_axis(axis: int, ndim: int) -> int:
+    if not -ndim <= int(axis) < ndim:
+        raise ValueError(f"axis {axis} is out of range for {ndim}D volumes.")
+    return int(axis) % ndim
+
+
+class SparseAnnotation:
+    """Painted slices of several volumes, with their class mapping.
+
+    The label arrays are never modified: only the labeled slices are copied
+    (as class-id targets) at construction, so later strokes in the viewer do
+    not leak into a running training step.
+
+    Parameters
+    ----------
+    labels : sequence of np.ndarray or None
+        One integer label array per volume (``None``, or a shorter sequence,
+        for volumes without labels). Each must have its volume's shape.
+    shapes : sequence of tuple of int
+        Shape of every volume (3D). Defines how many volumes there are.
+    axis : int, optional
+        Slicing axis. ``None`` infers it with :func:`infer_axis`.
+    mode : {"slice", "scribble"}
+        How unpainted pixels of a labeled slice are treated (module docstring).
+    labeled_slices : mapping of int to iterable of int, optional
+        Extra slices per volume index that count as labeled even if nothing is
+        painted on them. In slice mode such a slice is all background; in
+        scribble mode a slice without painted voxels has nothing to learn from
+        and is not added.
+    background_value : int, optional
+        Scribble mode only (required there): the painted value meaning
+        background. It becomes class 0. Must be ``None`` or 0 in slice mode.
+    class_values : sequence of int, optional
+        Force the value → class-id mapping (class id = position), e.g. to
+        resume from a checkpoint. Slice mode: must start with 0. Scribble mode:
+        must start with ``background_value``. Values painted but not listed
+        raise ``ValueError`` unless ``allow_new_classes`` is true, in which
+        case they are appended (sorted) so existing ids stay stable.
+    allow_new_classes : bool
+        See ``class_values``.
+
+    Raises
+    ------
+    ValueError
+        On shape mismatches, non-integer or negative label values, unknown
+        values, bad slice indices, or when nothing at all is labeled.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[np.ndarray | None],
+        shapes: Sequence[tuple[int, ...]],
+        axis: int | None = None,
+        mode: AnnotationMode = "slice",
+        labeled_slices: Mapping[int, Iterable[int]] | None = None,
+        background_value: int | None = None,
+        class_values: Sequence[int] | None = None,
+        allow_new_classes: bool = False,
+    ) -> None:
+        self._mode = _check_mode(mode)
+        self._background_value = _check_background(mode, background_value)
+        self._shapes = _check_shapes(shapes)
+        arrays = _check_labels(labels, self._shapes)
+        extra = _check_extra_slices(labeled_slices, len(self._shapes))
+        # Scribble mode learns nothing from an empty slice, so marked slices do not count there.
+        marked = any(extra.values()) and self._mode == "slice"
+        if not any(np.any(a) for a in arrays if a is not None) and not marked:
+            raise ValueError(
+                "Paint at least one slice: no label array holds a painted voxel and no slice "
+                "was marked as labeled."
+            )
+        self._axis = self._resolve_axis(axis, arrays)
+        raw = self._collect_slices(arrays, extra)
+        self._set_class_values(raw, class_values, allow_new_classes)
+        self._targets = [{s: self._make_target(values) for s, values in vol.items()} for vol in raw]
+
+    # ------------------------------------------------------------------ build
+    def _resolve_axis(self, axis: int | None, arrays: list[np.ndarray | None]) -> int:
+        if axis is not None:
+            return _normalize_axis(axis, 3)
+        if not any(np.any(a) for a in arrays if a is not None):
+            raise ValueError("Only empty slices are marked as labeled: pass `axis` explicitly.")
+        return infer_axis(arrays)
+
+    def _collect_slices(
+        self, arrays: list[np.ndarray | None], extra: dict[int, set[int]]
+    ) -> list[dict[int, np.ndarray]]:
+        """Copy the raw label values of every labeled slice, validated."""
+        collected = []
+        for v, array in enumerate(arrays):
+            n_slices = self._shapes[v][self._axis]
+            for s in extra.get(v, ()):
+                if s >= n_slices:
+                    raise ValueError(
+                        f"Labeled slice {s} of volume {v} is out of range: the volume has "
+                        f"{n_slices} slices along axis {self._axis}."
+                    )
+            painted = set() if array is None else set(np.flatnonzero(_painted_profile(array, self._axis)))
+            wanted = painted | extra.get(v, set()) if self._mode == "slice" else painted
+            collected.append({int(s): self._raw_slice(array, v, int(s)) for s in sorted(wanted)})
+        return collected
+
+    def _raw_slice(self, array: np.ndarray | None, v: int, s: int) -> np.ndarray:
+        if array is None:
+            return np.zeros(self.slice_shape(v), dtype=np.int64)
+        return _to_int_values(np.take(array, s, axis=self._axis), v)
+
+    def _set_class_values(
+        self,
+        raw: list[dict[int, np.ndarray]],
+        forced: Sequence[int] | None,
+        allow_new: bool,
+    ) -> None:
+        used = {int(u) for vol in raw for values in vol.values() for u in np.unique(values)}
+        # Slice mode: 0 is background even if every slice is fully painted.
+        # Scribble mode: 0 is "unpainted", never a class.
+        used = used | {0} if self._mode == "slice" else used - {0}
+        first = 0 if self._mode == "slice" else self._background_value
+        if forced is None:
+            values = [first, *sorted(used - {first})]
+        else:
+            values = self._check_forced(forced, first)
+            new = sorted(used - set(values))
+            if new and not allow_new:
+                raise ValueError(
+                    f"Label values {new} are not among the known classes {values}; "
+                    "pass allow_new_classes=True to add them."
+                )
+            values += new
+        self._class_values = np.asarray(values, dtype=np.int64)
+        self._class_values.flags.writeable = False
+        order = np.argsort(self._class_values, kind="stable")
+        self._sorted_values = self._class_values[order]
+        self._sorted_ids = order.astype(np.int64)
+
+    def _check_forced(self, forced: Sequence[int], first: int) -> list[int]:
+        values = [int(x) for x in forced]
+        if len(set(values)) != len(values) or any(x < 0 for x in values):
+            raise ValueError(f"class_values must be unique non-negative integers, got {values}.")
+        if not values or values[0] != first:
+            what = "0 (background) in slice mode" if self._mode == "slice" else "background_value"
+            raise ValueError(f"class_values must start with {what} ({first}), got {values}.")
+        if self._mode == "scribble" and 0 in values:
+            raise ValueError("In scribble mode 0 means unpainted and cannot be a class value.")
+        return values
+
+    def _make_target(self, values: np.ndarray) -> np.ndarray:
+        target = self.to_class_ids(values)
+        target.flags.writeable = False
+        return target
+
+    # ------------------------------------------------------------ properties
+    @property
+    def axis(self) -> int:
+        """Slicing axis (non-negative)."""
+        return self._axis
+
+    @property
+    def mode(self) -> str:
+        """``"slice"`` or ``"scribble"``."""
+        return self._mode
+
+    @property
+    def background_value(self) -> int | None:
+        """Painted value meaning background in scribble mode, else ``None``."""
+        return self._background_value
+
+    @property
+    def shapes(self) -> tuple[tuple[int, int, int], ...]:
+        """Volume shapes, as given."""
+        return self._shapes
+
+    @property
+    def num_volumes(self) -> int:
+        """Number of volumes (labeled or not)."""
+        return len(self._shapes)
+
+    @property
+    def class_values(self) -> np.ndarray:
+        """Label value of every class id (read-only int64 array; id = position).
+
+        Freshly inferred mappings are sorted, with class 0 first: value 0 in
+        slice mode, ``background_value`` in scribble mode.
+        """
+        return self._class_values
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background."""
+        return int(self._class_values.size)
+
+    def num_slices(self, volume_index: int) -> int:
+        """Number of slices of a volume along :attr:`axis`."""
+        return self._shapes[self._check_volume(volume_index)][self._axis]
+
+    def slice_shape(self, volume_index: int) -> tuple[int, int]:
+        """In-plane shape ``(H, W)`` of the slices of a volume."""
+        shape = self._shapes[self._check_volume(volume_index)]
+        h, w = (n for a, n in enumerate(shape) if a != self._axis)
+        return h, w
+
+    # ---------------------------------------------------------------- slices
+    def labeled_slices(self, volume_index: int) -> list[int]:
+        """Sorted indices of the labeled slices of a volume."""
+        return sorted(self._targets[self._check_volume(volume_index)])
+
+    def unlabeled_slices(self, volume_index: int) -> list[int]:
+        """Slices usable as unlabeled data (in scribble mode: every slice)."""
+        n = self.num_slices(volume_index)
+        if self._mode == "scribble":
+            return list(range(n))
+        labeled = self._targets[volume_index]
+        return [s for s in range(n) if s not in labeled]
+
+    def target(self, volume_index: int, slice_index: int) -> np.ndarray:
+        """Class-id target of a labeled slice.
+
+        Returns
+        -------
+        np.ndarray
+            Read-only int64 array ``(H, W)``; ``-1`` marks ignored pixels.
+        """
+        targets = self._targets[self._check_volume(volume_index)]
+        if slice_index not in targets:
+            raise ValueError(f"Slice {slice_index} of volume {volume_index} is not labeled.")
+        return targets[slice_index]
+
+    # --------------------------------------------------------------- mapping
+    def to_class_ids(self, values: np.ndarray | Sequence[int] | int) -> np.ndarray:
+        """Map label values to class ids (int64, same shape).
+
+        In scribble mode value 0 (unpainted) maps to ``-1``.
+
+        Raises
+        ------
+        ValueError
+            If a value is not a known class value.
+        """
+        values = np.asarray(values, dtype=np.int64)
+        pos = np.clip(np.searchsorted(self._sorted_values, values), 0, self.num_classes - 1)
+        known = self._sorted_values[pos] == values
+        ids = np.where(known, self._sorted_ids[pos], IGNORE_INDEX)
+        unknown = ~known if self._mode == "slice" else ~known & (values != 0)
+        if np.any(unknown):
+            bad = np.unique(values[unknown])[:10].tolist()
+            raise ValueError(f"Unknown label values {bad}; known values are {self._class_values.tolist()}.")
+        return ids
+
+    def to_values(
+        self, class_ids: np.ndarray | Sequence[int] | int, *, zero_background: bool = False
+    ) -> np.ndarray:
+        """Map class ids back to label values (int64, same shape).
+
+        Parameters
+        ----------
+        class_ids : array-like of int
+            Class ids; negative ids (ignored pixels) map to 0, "no label".
+        zero_background : bool
+            Map class 0 to value 0 instead of ``background_value``; useful in
+            scribble mode to display a prediction without painting background.
+
+        Raises
+        ------
+        ValueError
+            If an id is ``>= num_classes``.
+        """
+        ids = np.asarray(class_ids, dtype=np.int64)
+        if ids.size and ids.max() >= self.num_classes:
+            raise ValueError(f"Class id {int(ids.max())} out of range for {self.num_classes} classes.")
+        lookup = self._class_values.copy()
+        if zero_background:
+            lookup[0] = 0
+        return np.where(ids >= 0, lookup[np.clip(ids, 0, None)], 0)
+
+    # --------------------------------------------------------------- summary
+    def class_counts(self) -> np.ndarray:
+        """Number of supervised pixels per class over all labeled slices (int64)."""
+        counts = np.zeros(self.num_classes, dtype=np.int64)
+        for targets in self._targets:
+            for target in targets.values():
+                counts += np.bincount(target[target >= 0], minlength=self.num_classes)
+        return counts
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-Python description for the UI and logs."""
+        counts = self.class_counts()
+        labeled = {v: self.labeled_slices(v) for v in range(self.num_volumes)}
+        return {
+            "mode": self._mode,
+            "axis": self._axis,
+            "num_volumes": self.num_volumes,
+            "class_values": self._class_values.tolist(),
+            "num_classes": self.num_classes,
+            "class_counts": counts.tolist(),
+            "missing_classes": self._class_values[counts == 0].tolist(),
+            "labeled_slices": labeled,
+            "num_labeled": sum(len(s) for s in labeled.values()),
+            "num_unlabeled": sum(len(self.unlabeled_slices(v)) for v in range(self.num_volumes)),
+        }
+
+    def with_labels(
+        self,
+        labels: Sequence[np.ndarray | None],
+        labeled_slices: Mapping[int, Iterable[int]] | None = None,
+    ) -> SparseAnnotation:
+        """New annotation from updated labels, keeping axis, mode and class ids.
+
+        New label values are appended as new classes (existing ids unchanged),
+        so a running model only has to grow its output layer.
+        """
+        return SparseAnnotation(
+            labels,
+            self._shapes,
+            axis=self._axis,
+            mode=self._mode,
+            labeled_slices=labeled_slices,
+            background_value=self._background_value,
+            class_values=self._class_values.tolist(),
+            allow_new_classes=True,
+        )
+
+    def _check_volume(self, volume_index: int) -> int:
+        if not 0 <= volume_index < len(self._shapes):
+            raise ValueError(f"Volume index {volume_index} out of range for {len(self._shapes)} volumes.")
+        return volume_index
+
+    def __repr__(self) -> str:
+        n = sum(len(t) for t in self._targets)
+        return (
+            f"SparseAnnotation(mode={self._mode!r}, axis={self._axis}, volumes={self.num_volumes}, "
+            f"labeled_slices={n}, class_values={self._class_values.tolist()})"
+        )
+
+
+# ------------------------------------------------------------------ validation
+def _check_mode(mode: str) -> str:
+    if mode not in ("slice", "scribble"):
+        raise ValueError(f"mode must be 'slice' or 'scribble', got {mode!r}.")
+    return mode
+
+
+def _check_background(mode: str, background_value: int | None) -> int | None:
+    if mode == "slice":
+        if background_value not in (None, 0):
+            raise ValueError("background_value is only used in scribble mode (slice mode background is 0).")
+        return None
+    if background_value is None:
+        raise ValueError("Scribble mode needs background_value: the label value painted as background.")
+    if int(background_value) != background_value or background_value <= 0:
+        raise ValueError(
+            f"background_value must be a positive integer (0 means unpainted), got {background_value}."
+        )
+    return int(background_value)
+
+
+def _check_shapes(shapes: Sequence[tuple[int, ...]]) -> tuple[tuple[int, int, int], ...]:
+    checked = []
+    for v, shape in enumerate(shapes):
+        shape = tuple(int(n) for n in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"Volume {v} must be a non-empty 3D array, got shape {shape}.")
+        checked.append(shape)
+    if not checked:
+        raise ValueError("At least one volume is needed.")
+    return tuple(checked)
+
+
+def _check_labels(
+    labels: Sequence[np.ndarray | None], shapes: tuple[tuple[int, int, int], ...]
+) -> list[np.ndarray | None]:
+    """Check shapes and dtypes; return arrays (not copies) padded with ``None``."""
+    if len(labels) > len(shapes):
+        raise ValueError(f"Got {len(labels)} label arrays for {len(shapes)} volumes.")
+    arrays: list[np.ndarray | None] = [None] * len(shapes)
+    for v, label in enumerate(labels):
+        if label is None:
+            continue
+        array = np.asarray(label)
+        if array.shape != shapes[v]:
+            raise ValueError(
+                f"Labels of volume {v} have shape {array.shape}, but the volume has shape {shapes[v]}."
+            )
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"Labels of volume {v} must be integers, got dtype {array.dtype}.")
+        arrays[v] = array
+    return arrays
+
+
+def _check_extra_slices(
+    labeled_slices: Mapping[int, Iterable[int]] | None, n_volumes: int
+) -> dict[int, set[int]]:
+    extra: dict[int, set[int]] = {}
+    for v, slices in (labeled_slices or {}).items():
+        if not 0 <= int(v) < n_volumes:
+            raise ValueError(f"labeled_slices names volume {v}, but there are {n_volumes} volumes.")
+        indices = {int(s) for s in slices}
+        if any(s < 0 for s in indices):
+            raise ValueError(f"Labeled slice indices of volume {v} must be >= 0, got {sorted(indices)}.")
+        extra[int(v)] = indices
+    return extra
+
+
+def _to_int_values(values: np.ndarray, v: int) -> np.ndarray:
+    """Validate one slice of label values and return an int64 copy."""
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"Labels of volume {v} contain NaN or infinite values.")
+        if np.any(values != np.round(values)):
+            raise ValueError(f"Labels of volume {v} must be integers, found non-integral values.")
+    out = values.astype(np.int64)
+    if out.size and out.min() < 0:
+        raise ValueError(
+            f"Labels of volume {v} contain negative values (min {out.min()}); values must be >= 0."
+        )
+    return out

@@ -1,0 +1,78 @@
+"""Device choice, mixed precision and seeding, shared by training and prediction."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Return the torch device for ``name`` (``auto``: CUDA, then Apple MPS, then CPU).
+
+    Raises
+    ------
+    ValueError
+        If an explicitly requested accelerator is not available, with a hint.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' was requested but PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}). Use device='auto' or 'cpu', or install a CUDA build of torch."
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'.")
+    return device
+
+
+def device_label(device: torch.device) -> str:
+    """Human-readable description, e.g. ``"CUDA: NVIDIA H100"`` or ``"CPU, 2 threads"``."""
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA (bfloat16 where supported, so no loss scaler is needed)."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def needs_grad_scaler(device: torch.device, enabled: bool) -> bool:
+    """float16 autocast (pre-Ampere GPUs) needs a gradient scaler; bfloat16 does not."""
+    return enabled and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch so that CPU runs repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def configure_threads(num_threads: int | None) -> None:
+    """Cap torch's CPU threads when asked (the GUI keeps a core for itself)."""
+    if num_threads is not None and num_threads > 0:
+        torch.set_num_threads(num_threads)
+
+
+def cpu_count() -> int:
+    """Cores this process may use (honours CPU affinity and container limits)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        return os.cpu_count() or 1

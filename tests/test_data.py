@@ -1,0 +1,324 @@
+"""Tests for napari_action.data: normalisation, slice pools, augmentation (no Qt)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_action.annotations import SparseAnnotation
+from napari_action.data import (
+    SlicePool,
+    cutmix,
+    cutmix_box,
+    normalize_volume,
+    pad_value,
+    random_geometric,
+    strong_photometric,
+    weak_view,
+)
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def block_labels(b: int = 3, size: int = 24) -> torch.Tensor:
+    """Integer maps with large blocks of classes 0..3, different per sample."""
+    y = torch.zeros(b, size, size, dtype=torch.int64)
+    for i in range(b):
+        y[i, 2 + i : 12 + i, 3:15] = 1
+        y[i, 14:22, 5 + i : 20] = 2
+        y[i, 4:9, 17:22] = 3
+    return y
+
+
+# ------------------------------------------------------------- normalisation
+def test_normalize_volume_clips_and_standardises():
+    volume = np.arange(1000, dtype=np.float64).reshape(10, 10, 10)
+    volume[0, 0, 0] = 1e6  # an outlier the percentile clip must remove
+    original = volume.copy()
+    out = normalize_volume(volume, clip=(1.0, 99.0))
+    assert out.dtype == np.float32 and out.shape == volume.shape
+    np.testing.assert_array_equal(volume, original)
+    np.testing.assert_allclose([out.mean(), out.std()], [0.0, 1.0], atol=1e-5)
+    lo, hi = np.percentile(original, [1.0, 99.0])
+    clipped = np.clip(original, lo, hi)
+    np.testing.assert_allclose(out, (clipped - clipped.mean()) / clipped.std(), atol=1e-5)
+
+
+def test_normalize_constant_and_integer_volumes():
+    np.testing.assert_array_equal(normalize_volume(np.full((3, 4, 5), 1234.5)), 0.0)
+    out = normalize_volume(np.arange(24, dtype=np.int16).reshape(2, 3, 4), clip=None)
+    np.testing.assert_allclose([out.mean(), out.std()], [0.0, 1.0], atol=1e-5)
+
+
+def test_normalize_rejects_nan_and_bad_clip():
+    volume = np.ones((4, 4, 4))
+    volume[0, 0, :3] = np.nan
+    with pytest.raises(ValueError, match="3 NaN"):
+        normalize_volume(volume)
+    with pytest.raises(ValueError, match="clip"):
+        normalize_volume(np.ones((2, 2, 2)), clip=(60, 40))
+
+
+# ---------------------------------------------------------------- slice pool
+def ramp_volume(shape=(6, 20, 24)) -> np.ndarray:
+    """Each voxel's value is its slice index along axis 1, so channels are checkable."""
+    return np.broadcast_to(np.arange(shape[1], dtype=np.float32)[None, :, None], shape).copy()
+
+
+def make_pool(context: int = 1, crop_labels: bool = False) -> tuple[SlicePool, np.ndarray]:
+    volume = ramp_volume()
+    labels = np.zeros(volume.shape, dtype=np.uint8)
+    labels[:, 0, :] = 1  # edge slice of axis 1
+    labels[1:3, 10, 2:4] = 2  # a tiny structure on slice 10
+    return SlicePool([volume], SparseAnnotation([labels], [volume.shape], axis=1), context=context), volume
+
+
+def test_pool_lists_and_channels_with_edge_replication():
+    pool, volume = make_pool(context=2)
+    assert pool.labeled == [(0, 0), (0, 10)]
+    assert len(pool.unlabeled) == 18 and (0, 10) not in pool.unlabeled
+    image = pool.image(0, 0)
+    assert image.shape == (5, 6, 24) and image.dtype == np.float32
+    np.testing.assert_array_equal(image[:, 0, 0], [0, 0, 0, 1, 2])  # replicated below 0
+    np.testing.assert_array_equal(pool.image(0, 19)[:, 0, 0], [17, 18, 19, 19, 19])
+    np.testing.assert_array_equal(pool.image(0, 10)[:, 3, 5], [8, 9, 10, 11, 12])
+    assert not np.shares_memory(image, volume)
+
+
+def test_pool_keeps_volume_views():
+    pool, volume = make_pool()
+    assert np.shares_memory(pool._views[0], volume)
+
+
+def test_small_slices_are_padded_with_ignore():
+    pool, volume = make_pool(context=0)
+    images, targets = pool.sample_labeled(4, 32, np.random.default_rng(0))
+    assert images.shape == (4, 1, 32, 32) and targets.shape == (4, 32, 32)
+    assert images.dtype == torch.float32 and targets.dtype == torch.int64
+    for image, target in zip(images, targets, strict=True):
+        valid = target >= 0
+        assert valid.sum() == 6 * 24  # the whole slice, nothing else
+        assert (target == -1).sum() == 32 * 32 - 6 * 24
+        np.testing.assert_array_equal(image[0][~valid], pad_value(volume))
+
+
+def test_foreground_crops_contain_foreground():
+    pool, _ = make_pool()
+    rng = np.random.default_rng(1)
+    classes = set()
+    for _ in range(10):
+        _, targets = pool.sample_labeled(4, 4, rng, foreground_prob=1.0)
+        for target in targets:
+            assert (target > 0).any()
+            classes |= set(target[target > 0].tolist())
+    assert classes == {1, 2}  # class-balanced: the tiny class is found too
+
+
+def test_scribble_crops_always_hold_supervision():
+    volume = np.zeros((3, 64, 64), dtype=np.float32)
+    labels = np.zeros(volume.shape, dtype=np.uint8)
+    labels[1, 50, 7] = 2  # a single background scribble pixel
+    annotation = SparseAnnotation([labels], [volume.shape], axis=0, mode="scribble", background_value=2)
+    pool = SlicePool([volume], annotation)
+    _, targets = pool.sample_labeled(16, 16, np.random.default_rng(0))
+    assert ((targets == 0).sum(dim=(1, 2)) == 1).all()
+    assert pool.unlabeled == [(0, 0), (0, 1), (0, 2)]
+
+
+def test_crops_match_image_and_target():
+    pool, _ = make_pool(context=1)
+    images, targets = pool.sample_labeled(6, 4, np.random.default_rng(2), foreground_prob=0.5)
+    assert images.shape == (6, 3, 4, 4)
+    for image, target in zip(images, targets, strict=True):
+        slice_index = int(image[1, 0, 0])  # ramp: the value is the slice index
+        assert slice_index in (0, 10)
+        np.testing.assert_array_equal(image[0], max(slice_index - 1, 0))
+        if slice_index == 0:
+            assert (target == 1).all()
+
+
+def test_sampling_is_deterministic_with_seed():
+    pool, _ = make_pool()
+    a = pool.sample_labeled(3, 8, np.random.default_rng(5), 0.5)
+    b = pool.sample_labeled(3, 8, np.random.default_rng(5), 0.5)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(
+        pool.sample_unlabeled(3, 8, np.random.default_rng(5)),
+        pool.sample_unlabeled(3, 8, np.random.default_rng(5)),
+    )
+
+
+def test_update_annotation_rebuilds_pools():
+    pool, volume = make_pool()
+    labels = np.zeros(volume.shape, dtype=np.uint8)
+    labels[:, 5, :] = 4
+    pool.update_annotation(SparseAnnotation([labels], [volume.shape], axis=1))
+    assert pool.labeled == [(0, 5)]
+    _, targets = pool.sample_labeled(2, 4, np.random.default_rng(0), 1.0)
+    assert (targets == 1).all()
+    with pytest.raises(ValueError, match="do not match"):
+        pool.update_annotation(SparseAnnotation([labels[:3]], [labels[:3].shape]))
+
+
+def test_sampling_errors():
+    pool, volume = make_pool()
+    with pytest.raises(ValueError, match="foreground_prob"):
+        pool.sample_labeled(1, 8, np.random.default_rng(0), 1.5)
+    with pytest.raises(ValueError, match="batch"):
+        pool.sample_unlabeled(0, 8, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="3D"):
+        SlicePool([volume[0]], pool.annotation)
+    with pytest.raises(ValueError, match="context"):
+        SlicePool([volume], pool.annotation, context=-1)
+
+
+# ------------------------------------------------------------- augmentation
+def test_flips_and_rot90_are_exact_and_joint():
+    targets = block_labels(4)
+    images = targets.unsqueeze(1).float()
+    out_images, out_targets, _ = random_geometric(
+        images,
+        targets,
+        None,
+        generator(3),
+        max_rotation_deg=0.0,
+        scale_range=(1.0, 1.0),
+        p_flip=0.5,
+        p_rot90=1.0,
+    )
+    torch.testing.assert_close(out_images[:, 0], out_targets.float(), atol=1e-4, rtol=0)
+    for i in range(4):  # every output is one of the 8 symmetries of its input
+        variants = [torch.rot90(t, k, (0, 1)) for t in (targets[i], targets[i].flip(-1)) for k in range(4)]
+        assert any(torch.equal(out_targets[i], v) for v in variants)
+        assert not torch.equal(out_targets[i], targets[i])  # p_rot90=1: never the identity
+
+
+def test_geometric_keeps_image_label_correspondence():
+    targets = block_labels(3, size=48)
+    flat = targets.unsqueeze(1).float()
+    # 1 where the 3x3 neighbourhood holds one class: bilinear taps there all share it.
+    interior = (F.max_pool2d(flat, 3, 1, 1) == -F.max_pool2d(-flat, 3, 1, 1)).float()
+    images = torch.cat([flat, interior], dim=1)
+    out_images, out_targets, out_conf = random_geometric(
+        images, targets, targets.float() / 3, generator(7), max_rotation_deg=30.0, scale_range=(0.8, 1.2)
+    )
+    valid = out_targets >= 0
+    assert (~valid).any()  # rotations expose ignored corners
+    inside = out_images[:, 1] > 1 - 1e-4
+    assert inside.sum() > 0.5 * valid.sum()
+    torch.testing.assert_close(out_images[:, 0][inside], out_targets[inside].float(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out_conf[inside] * 3, out_targets[inside].float(), atol=1e-4, rtol=0)
+    assert (out_targets[inside] >= 0).all()
+    assert (out_conf[~valid] < 1.0 / 3).all()
+
+
+def test_geometric_pads_images_with_minimum():
+    images = torch.full((2, 1, 16, 16), 5.0)
+    images[:, :, 0, 0] = -2.0
+    out, _, _ = random_geometric(images, None, None, generator(0), max_rotation_deg=45.0, p_rot90=0.0)
+    assert out.min() >= -2.0 - 1e-5 and out.max() <= 5.0 + 1e-5
+
+
+def test_augmentations_do_not_mutate_inputs():
+    images = torch.randn(3, 2, 16, 16)
+    labels = block_labels(3, 16)
+    confidence = torch.rand(3, 16, 16)
+    copies = [t.clone() for t in (images, labels, confidence)]
+    outputs = [
+        *random_geometric(images, labels, confidence, generator()),
+        strong_photometric(images, generator(), p=1.0),
+        weak_view(images, generator(), p_flip=1.0),
+        *cutmix(images, labels, confidence, generator()),
+    ]
+    for original, copy in zip((images, labels, confidence), copies, strict=True):
+        torch.testing.assert_close(original, copy)
+    for out in outputs:
+        for original in (images, labels, confidence):
+            assert out.data_ptr() != original.data_ptr()
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        lambda x, g: random_geometric(x, None, None, g)[0],
+        lambda x, g: strong_photometric(x, g),
+        lambda x, g: weak_view(x, g, p_flip=0.5),
+        lambda x, g: cutmix(x, None, None, g)[0],
+    ],
+)
+def test_augmentations_are_deterministic(augment):
+    images = torch.randn(4, 1, 16, 16)
+    torch.testing.assert_close(augment(images, generator(11)), augment(images, generator(11)))
+    assert not torch.equal(augment(images, generator(11)), augment(images, generator(12)))
+
+
+def test_strong_photometric_blur_and_jitter():
+    images = torch.zeros(2, 1, 15, 15)
+    images[:, :, 7, 7] = 1.0
+    blurred = strong_photometric(images, generator(), jitter=0.0, blur_sigma=(1.0, 1.0), p=1.0)
+    assert blurred[:, 0, 7, 7].max() < 0.5 and blurred[:, 0, 7, 8].min() > 0.0
+    torch.testing.assert_close(blurred.sum(dim=(1, 2, 3)), torch.ones(2))  # a blur keeps total intensity
+    torch.testing.assert_close(blurred[0], blurred[0].transpose(-1, -2))  # and is isotropic
+    untouched = strong_photometric(images, generator(), p=0.0)
+    torch.testing.assert_close(untouched, images)
+    jittered = strong_photometric(
+        torch.randn(8, 3, 8, 8), generator(), jitter=0.25, blur_sigma=(0.0, 0.0), p=1.0
+    )
+    assert torch.isfinite(jittered).all()
+    with pytest.raises(ValueError, match="jitter"):
+        strong_photometric(images, generator(), jitter=1.5)
+
+
+def test_jitter_treats_2p5d_channels_alike():
+    image = torch.randn(1, 1, 8, 8)
+    stacked = image.repeat(1, 3, 1, 1)
+    out = strong_photometric(stacked, generator(4), jitter=0.25, p=1.0)
+    torch.testing.assert_close(out[:, 0], out[:, 2])
+
+
+def test_weak_view_default_is_identity_copy():
+    images = torch.randn(2, 1, 8, 8)
+    out = weak_view(images, generator())
+    torch.testing.assert_close(out, images)
+    torch.testing.assert_close(weak_view(images, generator(), p_flip=1.0), images.flip(-1))
+
+
+def test_cutmix_box_area_and_joint_consistency():
+    b, h, w = 4, 20, 28
+    images = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1).expand(b, 2, h, w).clone()
+    labels = torch.arange(b).view(b, 1, 1).expand(b, h, w).clone()
+    confidence = labels.float() / 10
+    out_images, out_labels, out_conf = cutmix(images, labels, confidence, generator(2))
+    box = out_labels != labels
+    for i in range(b):
+        area = int(box[i].sum())
+        assert abs(area - h * w / 2) <= 0.05 * h * w
+        rows, cols = box[i].nonzero(as_tuple=True)
+        assert area == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)  # one rectangle
+        assert (out_labels[i][box[i]] == (i + 1) % b).all()
+    torch.testing.assert_close(out_images[:, 0], out_labels.float())
+    torch.testing.assert_close(out_images[:, 1], out_labels.float())
+    torch.testing.assert_close(out_conf, out_labels.float() / 10)
+
+
+def test_cutmix_box_shape_and_size():
+    box = cutmix_box(5, (16, 16), generator())
+    assert box.shape == (5, 16, 16) and box.dtype == torch.bool
+    side = round(16 / math.sqrt(2))
+    assert (box.sum(dim=(1, 2)) == side * side).all()
+
+
+def test_shape_errors():
+    images = torch.randn(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="targets must have shape"):
+        random_geometric(images, torch.zeros(2, 8, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match="images must be a float tensor"):
+        cutmix(torch.zeros(2, 8, 8), None, None)
+    with pytest.raises(ValueError, match="confidence"):
+        cutmix(images, None, torch.rand(3, 8, 8))

@@ -1,0 +1,188 @@
+"""The trainer as a generator: schedule, determinism, stop, live labels, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_action.progress import AnnotationUpdate, FocusRequest, TrainProgress
+from napari_action.train import Trainer
+
+from ._engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def data():
+    image, truth = disc_volume(0)
+    other, _ = disc_volume(1)
+    return image, other, truth, sparse(truth)
+
+
+def test_action_schedule_runs_every_stage(data):
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    progress = trainer.train()
+    assert [p.step for p in progress] == list(range(1, 8))
+    assert all(isinstance(p, TrainProgress) and p.total_steps == 7 for p in progress)
+    stages = [p.stage for p in progress]
+    assert stages[:2] == ["stage i: global distillation"] * 2
+    assert stages[2:4] == ["stage ii: local distillation"] * 2
+    assert stages[4:] == ["stage iii: ACTION"] * 3
+    assert {"sup", "unsup", "anco"} <= set(progress[-1].losses)
+    assert all(math.isfinite(v) for p in progress for v in p.losses.values())
+    assert trainer.axis == AXIS
+    assert list(trainer.class_values) == [0, 1, 2]
+
+
+def test_streams_slice_predictions_every_n_steps(data):
+    image, other, _, labels = data
+    progress = Trainer([image, other], [labels], tiny_config()).train()
+    streamed = [p for p in progress if p.predictions]
+    assert [p.step for p in streamed] == [2, 4, 6]
+    first = streamed[0].predictions[0]
+    assert first.labels.shape == (4, 32, 32) and first.axis == AXIS
+    assert set(np.unique(first.labels)) <= {0, 1, 2}
+    # The sweep alternates volumes and advances through the slices.
+    assert [(p.predictions[0].volume_index, p.predictions[0].start) for p in streamed] == [(0, 0), (1, 0), (0, 4)]
+
+
+def test_supervised_loss_decreases():
+    image, truth = disc_volume(0)
+    config = tiny_config(method="supervised", steps_stage3=40, lr=0.05, stream_every_steps=1000)
+    losses = [p.losses["total"] for p in Trainer([image], [sparse(truth)], config).train()]
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_same_seed_same_losses(data):
+    image, other, _, labels = data
+    runs = [[p.losses["total"] for p in Trainer([image, other], [labels], tiny_config()).train()] for _ in range(2)]
+    assert runs[0] == runs[1]
+    different = [p.losses["total"] for p in Trainer([image, other], [labels], tiny_config(seed=7)).train()]
+    assert different != runs[0]
+
+
+def test_request_stop_ends_after_current_step(data):
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    seen = []
+    for progress in trainer.iter_train():
+        seen.append(progress.step)
+        if progress.step == 3:
+            trainer.request_stop()
+    assert seen == [1, 2, 3]
+
+
+@pytest.mark.parametrize("method", ["supervised", "mean-teacher"])
+def test_baselines_run_their_own_schedule(data, method):
+    image, other, _, labels = data
+    progress = Trainer([image, other], [labels], tiny_config(method=method)).train()
+    assert len(progress) == 3
+    assert all(math.isfinite(p.losses["total"]) for p in progress)
+
+
+def test_ablations_drop_stages_and_terms(data):
+    image, other, _, labels = data
+    config = tiny_config(loss={"use_global": False, "use_local": False, "use_anco": False})
+    progress = Trainer([image, other], [labels], config).train()
+    assert {p.stage for p in progress} == {"stage iii: ACTION"}
+    assert "anco" not in progress[-1].losses and "unsup" in progress[-1].losses
+
+
+def test_new_labels_join_without_restart(data):
+    image, other, truth, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    generator = trainer.iter_train()
+    next(generator)
+    before = len(trainer.pool.labeled)
+    more = sparse(truth, slices=(*PAINTED, 5))
+    progress = generator.send(AnnotationUpdate(labels=(more, None)))
+    assert progress.step == 2
+    assert len(trainer.pool.labeled) == before + 1
+    assert len(list(generator)) == 5
+
+
+def test_new_label_value_adds_a_class(data):
+    image, other, truth, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    generator = trainer.iter_train()
+    for _ in range(5):
+        next(generator)
+    more = labels.copy()
+    more[0:4, 0:4, 2] = 9
+    generator.send(AnnotationUpdate(labels=(more,)))
+    assert list(trainer.class_values) == [0, 1, 2, 9]
+    rest = list(generator)
+    assert all(math.isfinite(p.losses["total"]) for p in rest)
+    labels_out, _ = trainer.predictor().predict(image)
+    assert set(np.unique(labels_out)) <= {0, 1, 2, 9}
+
+
+def test_focus_request_streams_that_slice_next(data):
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    generator = trainer.iter_train()
+    next(generator)
+    streamed = generator.send(FocusRequest(volume_index=1, slice_index=8))
+    assert streamed.predictions and streamed.predictions[0].volume_index == 1
+    assert streamed.predictions[0].start <= 8 < streamed.predictions[0].stop
+    generator.close()
+
+
+def test_user_arrays_are_never_modified(data):
+    image, other, _, labels = data
+    copies = [a.copy() for a in (image, other, labels)]
+    trainer = Trainer([image, other], [labels], tiny_config())
+    trainer.train()
+    list(trainer.predict_volume(0))
+    for original, copy in zip((image, other, labels), copies, strict=True):
+        np.testing.assert_array_equal(original, copy)
+
+
+def test_retrain_runs_one_more_stage_three_round(data):
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    trainer.train()
+    again = trainer.train(steps=2)
+    assert [p.stage for p in again] == ["stage iii: ACTION"] * 2
+    assert trainer.step == 9
+
+
+def test_predict_volume_yields_progress_then_result(data):
+    image, other, truth, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    updates = list(trainer.predict_volume(np.asarray(other), batch_size=4))
+    assert [u.slices_done for u in updates] == [4, 8, 10, 10]
+    final = updates[-1]
+    assert final.done and final.labels.shape == truth.shape and final.labels.dtype == np.uint8
+    assert final.confidence.shape == truth.shape and 0.0 <= final.confidence.min() <= 1.0
+    assert 0.0 <= final.entropy.min() and final.entropy.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("volumes", "labels", "message"),
+    [
+        ([np.zeros((8, 8))], [], "3D"),
+        ([np.zeros((8, 8, 4))], [np.zeros((8, 8, 5), np.uint8)], "shape"),
+        ([np.zeros((8, 8, 4))], [np.zeros((8, 8, 4), np.uint8)], "Paint"),
+        ([np.zeros((8, 8, 4)), np.zeros((8, 8, 4))], [None, None, None], "label volumes"),
+        ([], [], "at least one"),
+    ],
+)
+def test_bad_input_is_explained(volumes, labels, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(volumes, labels, tiny_config())
+
+
+def test_nan_voxels_are_refused_with_a_count():
+    image, truth = disc_volume(0)
+    image[0, 0, :3] = np.nan
+    with pytest.raises(ValueError, match="3"):
+        Trainer([image], [sparse(truth)], tiny_config())
