@@ -13,8 +13,8 @@ from .progress import TrainProgress
 class TerminalProgress:
     """A one-line progress bar on stderr, redrawn at most 5 times a second."""
 
-    def __init__(self, stream=sys.stderr, width: int = 28):
-        self.stream = stream
+    def __init__(self, stream=None, width: int = 28):
+        self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self._last = 0.0
 
@@ -62,7 +62,7 @@ def train(args: argparse.Namespace) -> int:
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra)
     print(f"Training {trainer.config.method} on {trainer.device_label}: {len(images)} volume(s), "
-          f"axis {trainer.axis}, classes {list(trainer.class_values)}", file=sys.stderr)
+          f"axis {trainer.axis}, classes {trainer.class_values.tolist()}", file=sys.stderr)
     run_training(trainer, TerminalProgress())
     path = trainer.save_checkpoint(args.out)
     print(f"Model written to {path}")

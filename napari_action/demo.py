@@ -79,7 +79,9 @@ def _save_image(path: Path, image: np.ndarray, meta) -> None:
     import nibabel as nib
 
     nifti = nib.Nifti1Image(image.astype(np.float32), meta.affine)
-    nifti.header.set_zooms(tuple(meta.zooms))
+    nifti.set_qform(meta.affine, code=int(meta.qform_code) or 1)
+    nifti.set_sform(meta.affine, code=int(meta.sform_code) or 1)
+    nifti.header["xyzt_units"] = meta.xyzt_units or 10  # mm + s: the NIfTI default for scanner files
     nib.save(nifti, str(path))
 
 
@@ -94,9 +96,11 @@ def _save_overlay(path: Path, subject, prediction: np.ndarray, painted) -> None:
     panels = [np.repeat(grey[..., None], 3, axis=2)]
     for labels in (subject.labels, prediction):
         panels.append(_blend(grey, np.take(labels, slice_index, axis=DEMO_AXIS)))
-    strip = np.concatenate(panels, axis=1)
-    imsave(str(path), (np.rot90(strip) * 255).astype(np.uint8), check_contrast=False)
-
+    # Rows of the array run along the first image axis; show it as the
+    # vertical axis of each panel, panels left to right: image, truth, ACTION.
+    strip = np.concatenate([np.rot90(panel) for panel in panels], axis=1)
+    strip = np.kron(strip, np.ones((2, 2, 1)))  # 2x nearest upscaling keeps label edges crisp
+    imsave(str(path), (strip * 255).astype(np.uint8), check_contrast=False)
 
 PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48],
                     [145, 30, 180], [70, 240, 240], [240, 50, 230]], dtype=np.float32) / 255

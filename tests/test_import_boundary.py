@@ -1,0 +1,46 @@
+"""The pure core never imports GUI packages; the package and the I/O modules never import torch.
+
+Each module is imported in a fresh interpreter, so that nothing another test imported can hide
+a forbidden import.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "napari_action"
+CORE_MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.name.startswith("_"))
+GUI_PACKAGES = ("napari", "qtpy", "magicgui", "superqt", "PyQt6", "PyQt5", "PySide6", "PySide2", "vispy")
+TORCH_FREE = ("napari_action", "napari_action.io", "napari_action.sample")
+
+
+def _imported_after(module: str) -> set[str]:
+    code = f"import importlib, json, sys; importlib.import_module({module!r}); "
+    code += "print(json.dumps(list(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"importing {module} failed:\n{result.stderr}"
+    return {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+
+
+def test_core_modules_were_found():
+    assert {"io", "sample", "config"} <= set(CORE_MODULES)
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_core_module_does_not_import_gui(module):
+    leaked = _imported_after(f"napari_action.{module}") & set(GUI_PACKAGES)
+    assert not leaked, f"napari_action.{module} imports {sorted(leaked)}; keep GUI code in _-prefixed modules"
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_package_and_io_do_not_import_torch(module):
+    imported = _imported_after(module)
+    assert "torch" not in imported, f"{module} imports torch; import it lazily where training needs it"
+    assert not imported & set(GUI_PACKAGES)

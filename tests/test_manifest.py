@@ -1,0 +1,112 @@
+"""The npe2 manifest: contributions, the packaged copy and what a built wheel ships."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from npe2 import PluginManager, PluginManifest
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDGET_NAME = "ACTION: Train from sparse labels"
+
+
+@pytest.fixture(scope="module")
+def manifest() -> PluginManifest:
+    return PluginManifest.from_distribution("napari-action")
+
+
+def test_manifest_is_found_through_the_entry_point(manifest):
+    assert manifest.name == "napari-action"
+    assert set(manifest.categories) == {"Annotation", "Segmentation"}
+    pm = PluginManager()
+    pm.discover()
+    assert pm.get_manifest("napari-action").name == "napari-action"
+
+
+def test_contributions(manifest):
+    contributions = manifest.contributions
+    (reader,) = contributions.readers
+    assert reader.filename_patterns == ["*.nii", "*.nii.gz"]
+    (writer,) = contributions.writers
+    assert [str(t) for t in writer.layer_types] == ["labels"]
+    assert writer.filename_extensions == [".nii.gz", ".nii"]  # the first one is the default
+    assert {s.key for s in contributions.sample_data} == {"phantom", "colin27"}
+    (widget,) = contributions.widgets
+    assert widget.display_name == WIDGET_NAME
+    commands = {c.id: c.python_name for c in contributions.commands}
+    assert commands[widget.command] == "napari_action._widget:ActionWidget"
+    segment_menu = manifest.contributions.menus["napari/layers/segment"]
+    assert [item.command for item in segment_menu] == [widget.command]
+
+
+def test_commands_resolve_to_callables(manifest):
+    for command in manifest.contributions.commands:
+        if command.id.endswith("train_widget"):
+            continue  # the widget module needs Qt; its own tests import it
+        module, attribute = command.python_name.split(":")
+        assert callable(getattr(importlib.import_module(module), attribute)), command.id
+
+
+def test_packaged_manifest_is_the_root_file():
+    packaged = importlib.resources.files("napari_action").joinpath("napari.yaml").read_text()
+    assert packaged == (ROOT / "napari.yaml").read_text()
+    link = ROOT / "napari_action" / "napari.yaml"
+    if link.is_symlink():  # a checkout: the package carries a relative link, not a copy
+        assert Path(link.readlink()) == Path("..") / "napari.yaml"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """Build a wheel from a copy of the sources (keeps build/ and *.egg-info out of the tree)."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md", "napari.yaml"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(
+        ROOT / "napari_action",
+        src / "napari_action",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    out = tmp_path_factory.mktemp("wheel")
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(out),
+        str(src),
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    (built,) = out.glob("napari_action-*.whl")
+    return built
+
+
+def test_wheel_ships_manifest_as_a_file_and_the_entry_point(wheel, tmp_path):
+    with zipfile.ZipFile(wheel) as archive:
+        info = archive.getinfo("napari_action/napari.yaml")
+        assert not stat.S_ISLNK(info.external_attr >> 16)
+        shipped = archive.read(info).decode()
+        (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        text = archive.read(entry_points).decode()
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = [
+            line for line in archive.read(metadata).decode().splitlines() if line.startswith("Requires-Dist")
+        ]
+    assert shipped == (ROOT / "napari.yaml").read_text()
+    (tmp_path / "napari.yaml").write_text(shipped)
+    assert PluginManifest.from_file(tmp_path / "napari.yaml").name == "napari-action"  # validates
+    assert "[napari.manifest]\nnapari-action = napari_action:napari.yaml" in text
+    base = [line for line in requires if "extra ==" not in line]
+    assert not [line for line in base if any(qt in line for qt in ("PyQt", "PySide", "napari[", "pyqt"))]

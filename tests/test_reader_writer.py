@@ -1,0 +1,190 @@
+"""npe2 reader, writer and sample data inside a real napari viewer (needs Xvfb for OpenGL)."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_action._reader import DisplayGeometryWarning, display_affine, napari_get_reader, read_nifti
+from napari_action._writer import write_labels
+from napari_action.io import NonFiniteVoxelsWarning, VolumeError, VolumeMeta, load_labels, load_volume
+from napari_action.sample import COLIN27_CLASS_NAMES, PHANTOM_CLASS_NAMES, evenly_spaced_slices, make_phantom
+
+PLUGIN = "napari-action"
+HEADER_GEOMETRY = ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")
+HEADER_GEOMETRY += ("srow_x", "srow_y", "srow_z", "pixdim", "qform_code", "sform_code", "xyzt_units")
+
+
+@pytest.mark.parametrize("name", ["a.nii", "b.NII.GZ", ["a.nii", "b.nii.gz"]])
+def test_reader_claims_nifti(name):
+    assert napari_get_reader(name) is read_nifti
+
+
+@pytest.mark.parametrize("name", ["a.tif", "a.mgz", "nii", ".nii", [], ["a.nii", "b.tif"]])
+def test_reader_declines_other_files(name):
+    assert napari_get_reader(name) is None
+
+
+def test_open_image_keeps_scanner_geometry(make_napari_viewer, nibabel_data):
+    path = nibabel_data / "anatomical.nii"
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    data, meta = load_volume(path)
+    assert layer._type_string == "image" and layer.name == "anatomical"
+    np.testing.assert_array_equal(layer.data, data)
+    # The full affine carries the spacing: no separate scale, world = scanner mm.
+    np.testing.assert_array_equal(layer.affine.affine_matrix, meta.affine)
+    np.testing.assert_array_equal(layer.scale, [1, 1, 1])
+    np.testing.assert_allclose(layer.data_to_world([2, 3, 4]), (meta.affine @ [2, 3, 4, 1])[:3])
+    assert VolumeMeta.from_dict(layer.metadata["napari_action"]) == meta
+
+
+@pytest.mark.realdata
+def test_open_colin27_image_and_atlas(make_napari_viewer, colin27_dir):
+    viewer = make_napari_viewer()
+    image = viewer.open(colin27_dir / "ch2.nii.gz", plugin=PLUGIN)[0]
+    atlas = viewer.open(colin27_dir / "aal.nii.gz", plugin=PLUGIN)[0]
+    assert (image._type_string, atlas._type_string) == ("image", "labels")
+    assert atlas.data.dtype == np.uint8 and atlas.data.max() == 116
+    np.testing.assert_array_equal(image.affine.affine_matrix, atlas.affine.affine_matrix)
+
+
+def _labels_source(request, nibabel_data):
+    if request.param == "aal":
+        return request.getfixturevalue("colin27_dir") / "aal.nii.gz"
+    return nibabel_data / request.param
+
+
+@pytest.fixture
+def labels_file(request, nibabel_data):
+    return _labels_source(request, nibabel_data)
+
+
+@pytest.mark.parametrize(
+    "labels_file",
+    [
+        pytest.param("aal", marks=pytest.mark.realdata, id="colin27-aal"),
+        pytest.param("standard.nii.gz", id="qform0"),
+    ],
+    indirect=True,
+)
+def test_edit_and_save_labels_layer_with_source_geometry(make_napari_viewer, labels_file, tmp_path):
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(labels_file, plugin=PLUGIN)
+    assert layer._type_string == "labels"
+    layer.data_setitem((np.array([1]), np.array([2]), np.array([3])), 7)
+    (written,) = layer.save(str(tmp_path / "edited.nii.gz"), plugin=PLUGIN)
+
+    saved, _ = load_labels(written)
+    np.testing.assert_array_equal(saved, layer.data)
+    assert saved[1, 2, 3] == 7
+    source, out = nib.load(labels_file).header, nib.load(written).header
+    for field in HEADER_GEOMETRY:
+        np.testing.assert_array_equal(out[field], source[field], err_msg=field)
+    reopened = viewer.open(written, plugin=PLUGIN)[0]
+    assert reopened._type_string == "labels"
+    np.testing.assert_array_equal(reopened.affine.affine_matrix, layer.affine.affine_matrix)
+
+
+def test_new_labels_layer_is_saved_with_its_own_transform(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    turn = np.deg2rad(20)  # rotation within the displayed plane: napari slices it fine
+    rotated = np.eye(4)
+    rotated[1:3, 1:3] = [[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]]
+    rotated[:3, 3] = (-5, 7, 2)
+    layer = viewer.add_labels(np.zeros((6, 7, 8), np.uint16), scale=(2, 3, 4), translate=(10, 20, 30))
+    layer.affine = rotated
+    layer.data[2, 3, 4] = 300
+    (written,) = layer.save(str(tmp_path / "drawn"), plugin=PLUGIN)  # extension added
+
+    assert written.endswith("drawn.nii.gz")
+    labels, meta = load_labels(written)
+    assert labels.dtype == np.int16 and labels[2, 3, 4] == 300
+    scale_translate = np.array([[2, 0, 0, 10], [0, 3, 0, 20], [0, 0, 4, 30], [0, 0, 0, 1]])
+    np.testing.assert_allclose(meta.affine, rotated @ scale_translate, atol=1e-5)
+    assert meta.qform_code == meta.sform_code == 2
+    np.testing.assert_allclose((meta.affine @ [1, 1, 1, 1])[:3], layer.data_to_world([1, 1, 1]), atol=1e-5)
+
+
+def test_axis_permuted_file_opens_voxel_aligned_and_saves_exactly(make_napari_viewer, nibabel_data, tmp_path):
+    source = tmp_path / "permuted_seg.nii.gz"  # real voxels, axes permuted: array axis 0 is S-I
+    nib.save(nib.load(nibabel_data / "anatomical.nii").as_reoriented([[1, 1], [2, 1], [0, 1]]), source)
+    viewer = make_napari_viewer()
+    with pytest.warns(DisplayGeometryWarning, match="permuted_seg.nii.gz: its array axes are permuted"):
+        (layer,) = viewer.open(source, plugin=PLUGIN)
+    _, meta = load_volume(source)
+    assert layer._type_string == "labels" and meta.orientation == "SLA"
+    np.testing.assert_array_equal(layer.affine.affine_matrix, display_affine(meta))
+    np.testing.assert_array_equal(np.diag(layer.affine.affine_matrix)[:3], meta.zooms)
+    (written,) = layer.save(str(tmp_path / "out.nii.gz"), plugin=PLUGIN)
+    for field in HEADER_GEOMETRY:
+        np.testing.assert_array_equal(nib.load(written).header[field], nib.load(source).header[field])
+
+
+def test_oblique_file_keeps_its_full_affine(make_napari_viewer, nibabel_data, tmp_path):
+    source = tmp_path / "oblique.nii.gz"
+    nib.save(nib.load(nibabel_data / "example4d.nii.gz").slicer[..., 0], source)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(source, plugin=PLUGIN)
+    _, meta = load_volume(source)
+    assert abs(meta.affine[1, 2]) > 0.3  # really oblique
+    np.testing.assert_array_equal(layer.affine.affine_matrix, meta.affine)
+
+
+def test_writer_falls_back_when_stored_geometry_no_longer_fits(nibabel_data, tmp_path, caplog):
+    _, meta = load_volume(nibabel_data / "anatomical.nii")
+    attributes = {"metadata": {"napari_action": meta.to_dict()}, "affine": np.eye(4), "scale": [2, 2, 2]}
+    (written,) = write_labels(str(tmp_path / "moved.nii"), np.ones(meta.shape, np.uint8), attributes)
+    assert "changed since it was read" in caplog.text
+    np.testing.assert_allclose(load_labels(written)[1].affine, np.diag([2, 2, 2, 1]))
+
+
+def test_writer_rejects_non_3d_layers(tmp_path):
+    with pytest.raises(VolumeError, match="writes 3D label volumes; this layer is 2D"):
+        write_labels(str(tmp_path / "flat.nii.gz"), np.zeros((4, 4), np.uint8), {})
+
+
+def test_reader_warns_about_nan_and_raises_on_4d(nibabel_data, tmp_path):
+    img = nib.load(nibabel_data / "reoriented_anat_moved.nii")
+    data = np.asarray(img.dataobj).astype(np.float32)
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine), tmp_path / "nan.nii.gz")
+    with pytest.warns(NonFiniteVoxelsWarning, match="1 of 12012 voxels"):
+        ((layer_data, kwargs, kind),) = read_nifti(str(tmp_path / "nan.nii.gz"))
+    assert kind == "image" and layer_data[0, 0, 0] == 0 and kwargs["name"] == "nan"
+    with pytest.raises(VolumeError, match="4D"):
+        read_nifti(str(nibabel_data / "example4d.nii.gz"))
+
+
+def _painted_slices(labels: np.ndarray, axis: int) -> list[int]:
+    other = tuple(a for a in range(3) if a != axis)
+    return np.flatnonzero(labels.any(axis=other)).tolist()
+
+
+def test_phantom_sample_is_a_ready_demo(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample(PLUGIN, "phantom")
+    assert [layer.name for layer in layers] == ["phantom-1", "phantom-2", "phantom-3", "phantom-1 labels"]
+    assert [layer._type_string for layer in layers] == ["image"] * 3 + ["labels"]
+    truth = make_phantom(1)[0]
+    painted = layers[-1]
+    slices = evenly_spaced_slices(truth.labels, 2, 3)
+    assert _painted_slices(painted.data, 2) == slices
+    np.testing.assert_array_equal(painted.data[..., slices], truth.labels[..., slices])
+    assert painted.metadata["class_names"] == PHANTOM_CLASS_NAMES
+    assert list(painted.features["class"]) == list(PHANTOM_CLASS_NAMES.values())
+    np.testing.assert_array_equal(painted.affine.affine_matrix, layers[0].affine.affine_matrix)
+    assert VolumeMeta.from_dict(layers[0].metadata["napari_action"]) == truth.meta
+
+
+@pytest.mark.realdata
+def test_colin27_sample(make_napari_viewer, colin27_dir, monkeypatch):
+    monkeypatch.setenv("NAPARI_ACTION_MRICRON", str(colin27_dir))
+    viewer = make_napari_viewer()
+    image, painted, truth = viewer.open_sample(PLUGIN, "colin27")
+    assert (image.name, painted.name, truth.name) == ("colin27", "colin27 labels", "colin27 truth")
+    assert truth.visible is False and painted.visible is True
+    assert len(_painted_slices(painted.data, 2)) == 3  # axial slices of an RAS volume
+    assert set(np.unique(truth.data)) == set(COLIN27_CLASS_NAMES)
+    assert painted.metadata["class_names"] == COLIN27_CLASS_NAMES
