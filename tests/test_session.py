@@ -1,0 +1,131 @@
+"""Session stores: full round trip, changed sources, and a save killed half-way."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_action.session import (
+    Session, SessionError, SessionVolume, checkpoint_from_bytes, checkpoint_to_bytes, file_sha256,
+    load_session, save_session, source_changed,
+)
+from napari_action.train import Trainer
+
+from ._engine import disc_volume, sparse, tiny_config
+
+
+def _session(seed: int = 0, checkpoint: bytes | None = None) -> Session:
+    rng = np.random.default_rng(seed)
+    painted = rng.integers(0, 3, (20, 24, 6)).astype(np.uint8)
+    prediction = rng.integers(0, 3, (20, 24, 6)).astype(np.uint8)
+    edited = rng.random((20, 24, 6)) > 0.9
+    volume = SessionVolume(
+        name="scan", shape=(20, 24, 6), meta={"affine": np.eye(4).tolist()}, source_path="/data/scan.nii.gz",
+        source_sha256="ab" * 32, painted=painted, prediction=prediction, edited=edited, accepted_slices=[1, 4],
+    )
+    unlabeled = SessionVolume(name="other", shape=(8, 8, 3), image=rng.random((8, 8, 3)).astype(np.float32))
+    return Session(volumes=[volume, unlabeled], class_names={1: "core", 2: "ring"},
+                   config={"seed": seed}, axis=2, checkpoint=checkpoint)
+
+
+def _assert_same(a: Session, b: Session) -> None:
+    assert a.class_names == b.class_names and a.config == b.config and a.axis == b.axis
+    assert a.checkpoint == b.checkpoint
+    for va, vb in zip(a.volumes, b.volumes, strict=True):
+        assert (va.name, va.shape, va.meta, va.source_path, va.source_sha256, va.accepted_slices) == (
+            vb.name, vb.shape, vb.meta, vb.source_path, vb.source_sha256, vb.accepted_slices)
+        for name in ("painted", "prediction", "edited", "image"):
+            x, y = getattr(va, name), getattr(vb, name)
+            assert (x is None) == (y is None), name
+            if x is not None:
+                np.testing.assert_array_equal(x, y)
+                assert x.dtype == y.dtype
+
+
+def test_round_trip(tmp_path):
+    session = _session(checkpoint=b"\x00\x01weights")
+    save_session(tmp_path / "work.action.zarr", session)
+    _assert_same(session, load_session(tmp_path / "work.action.zarr"))
+
+
+def test_saving_again_replaces_the_session_and_leaves_no_debris(tmp_path):
+    path = tmp_path / "work.action.zarr"
+    save_session(path, _session(0))
+    save_session(path, _session(1))
+    _assert_same(_session(1), load_session(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work.action.zarr"]
+
+
+def test_checkpoint_inside_the_session(tmp_path):
+    torch.set_num_threads(1)
+    image, truth = disc_volume(0)
+    trainer = Trainer([image], [sparse(truth)], tiny_config(method="supervised"))
+    trainer.train()
+    save_session(tmp_path / "s.zarr", _session(checkpoint=checkpoint_to_bytes(trainer.checkpoint())))
+    restored = checkpoint_from_bytes(load_session(tmp_path / "s.zarr").checkpoint)
+    assert restored.class_values == [0, 1, 2] and restored.step == trainer.step
+
+
+def test_changed_source_is_detected(tmp_path):
+    source = tmp_path / "scan.nii"
+    source.write_bytes(b"original")
+    volume = SessionVolume(name="scan", shape=(1, 1, 1), source_path=str(source), source_sha256=file_sha256(source))
+    assert source_changed(volume) is False
+    source.write_bytes(b"changed")
+    assert source_changed(volume) is True
+    source.unlink()
+    assert source_changed(volume) is None
+
+
+def test_not_a_session(tmp_path):
+    with pytest.raises(SessionError, match="not a napari-action session"):
+        load_session(tmp_path)
+    import zarr
+
+    zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
+    with pytest.raises(SessionError, match="not a napari-action session"):
+        load_session(tmp_path / "plain.zarr")
+
+
+_SAVER = textwrap.dedent("""
+    import sys, numpy as np
+    from napari_action.session import Session, SessionVolume, save_session
+    big = np.random.default_rng(1).integers(0, 255, (256, 256, 256), dtype=np.uint8)
+    volumes = [SessionVolume(name=f"v{i}", shape=big.shape, painted=big, prediction=big) for i in range(40)]
+    print("saving", flush=True)
+    save_session(sys.argv[1], Session(volumes=volumes, class_names={1: "new"}))
+""")
+
+
+def test_killed_autosave_leaves_previous_session_readable(tmp_path):
+    path = tmp_path / "work.action.zarr"
+    save_session(path, _session(0))
+    process = subprocess.Popen([sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "saving"
+    partial = tmp_path / "work.action.zarr.partial"
+    deadline = time.monotonic() + 60
+    while not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # let it write part of the new store
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the save finished before it could be killed"
+    _assert_same(_session(0), load_session(path))
+    # The next save cleans up the half-written store.
+    save_session(path, _session(2))
+    _assert_same(_session(2), load_session(path))
+    assert not partial.exists()
+
+
+def test_crash_between_the_two_renames_falls_back_to_previous(tmp_path):
+    path = tmp_path / "work.action.zarr"
+    save_session(path, _session(0))
+    path.rename(tmp_path / "work.action.zarr.previous")  # what a crash right after the first rename leaves
+    _assert_same(_session(0), load_session(path))
