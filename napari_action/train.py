@@ -32,7 +32,14 @@ from .data import SlicePool, normalize_volume
 from .model import EmbeddingQueue, StudentTeacher
 from .predict import Predictor
 from .progress import AnnotationUpdate, FocusRequest, PredictionUpdate, TrainProgress
-from .runtime import autocast, configure_threads, device_label, needs_grad_scaler, resolve_device, seed_everything
+from .runtime import (
+    autocast,
+    configure_threads,
+    device_label,
+    needs_grad_scaler,
+    resolve_device,
+    seed_everything,
+)
 from .streaming import StreamCursor
 
 logger = logging.getLogger(__name__)
@@ -242,10 +249,12 @@ class Trainer:
     def _optimizer(self, stage: Stage) -> torch.optim.Optimizer:
         student = self.nets.student
         params = student.encoder_parameters() if stage.encoder_only else student.parameters()
+        params = [p for p in params if p.requires_grad]
         cfg = self.config
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         return torch.optim.SGD(
-            [p for p in params if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=stage.nesterov,
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=stage.nesterov
         )
 
     def _train_step(self, stage: Stage, inputs, optimizer, index: int) -> tuple[dict[str, float], float]:
@@ -288,6 +297,7 @@ class Trainer:
     # -- prediction and persistence -----------------------------------------
     def predictor(self) -> Predictor:
         """A predictor over the EMA teacher (eval mode), sharing its weights."""
+        self._sync_supervised_teacher()
         return Predictor(
             self.nets.teacher, self.class_values, self.axis,
             context=self.config.model.context, device=self.device, amp=self.config.amp,
@@ -306,6 +316,7 @@ class Trainer:
         def cpu(module):
             return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
+        self._sync_supervised_teacher()
         return Checkpoint(
             config=self.config, class_values=[int(v) for v in self.class_values], axis=self.axis,
             student=cpu(self.nets.student), teacher=cpu(self.nets.teacher),
@@ -315,6 +326,12 @@ class Trainer:
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write weights, config, classes and axis to ``path`` (atomically)."""
         return save_checkpoint(path, self.checkpoint())
+
+    def _sync_supervised_teacher(self) -> None:
+        # The supervised baseline has no teacher of its own: prediction and
+        # checkpoints use the "teacher" slot, so it must hold the trained student.
+        if self.config.method == "supervised":
+            self.nets.sync_teacher()
 
     def _load_weights(self, ckpt: Checkpoint) -> None:
         missing = self.annotation.num_classes - ckpt.num_classes

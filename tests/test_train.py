@@ -186,3 +186,14 @@ def test_nan_voxels_are_refused_with_a_count():
     image[0, 0, :3] = np.nan
     with pytest.raises(ValueError, match="3"):
         Trainer([image], [sparse(truth)], tiny_config())
+
+
+def test_supervised_predictions_come_from_the_trained_network():
+    image, truth = disc_volume(0)
+    config = tiny_config(method="supervised", steps_stage3=60, lr=0.05, stream_every_steps=1000)
+    trainer = Trainer([image], [sparse(truth)], config)
+    untrained, _ = trainer.predictor().predict(image)
+    trainer.train()
+    trained, _ = trainer.predictor().predict(image)
+    agreement = lambda labels: np.mean(labels == truth)  # noqa: E731
+    assert agreement(trained) > 0.9 > agreement(untrained)
