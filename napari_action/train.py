@@ -153,23 +153,31 @@ class Trainer:
         schedule = self._schedule(steps)
         total = sum(stage.steps for stage in schedule)
         clock = _RateClock(total)
-        self._stop_requested = False
-        for stage in schedule:
-            inputs = self._step_inputs(stage)
-            optimizer = self._optimizer(stage)
-            for index in range(stage.steps):
-                inputs.step_in_stage = index
-                logs, lr = self._train_step(stage, inputs, optimizer, index)
-                self.step += 1
-                clock.tick()
-                command = yield self._progress(stage, clock, logs, lr)
-                if self._handle(command):
-                    inputs = self._step_inputs(stage)
-                    optimizer = self._optimizer(stage)
+        try:
+            for stage in schedule:
+                # A stop requested before the first step (or between stages) counts too.
                 if self._stop_requested:
-                    logger.info("training stopped at step %d", self.step)
                     return
-        self.rounds += 1
+                yield from self._run_stage(stage, clock)
+            self.rounds += 1
+        finally:
+            self._stop_requested = False
+
+    def _run_stage(self, stage: Stage, clock: _RateClock) -> Generator[TrainProgress, object, None]:
+        inputs = self._step_inputs(stage)
+        optimizer = self._optimizer(stage)
+        for index in range(stage.steps):
+            inputs.step_in_stage = index
+            logs, lr = self._train_step(stage, inputs, optimizer, index)
+            self.step += 1
+            clock.tick()
+            command = yield self._progress(stage, clock, logs, lr)
+            if self._handle(command):
+                inputs = self._step_inputs(stage)
+                optimizer = self._optimizer(stage)
+            if self._stop_requested:
+                logger.info("training stopped at step %d", self.step)
+                return
 
     def train(self, steps: int | None = None) -> list[TrainProgress]:
         """Run :meth:`iter_train` to the end; return the progress of every step."""

@@ -13,8 +13,15 @@ import pytest
 import torch
 
 from napari_action.session import (
-    Session, SessionError, SessionVolume, checkpoint_from_bytes, checkpoint_to_bytes, file_sha256,
-    load_session, save_session, source_changed,
+    Session,
+    SessionError,
+    SessionVolume,
+    checkpoint_from_bytes,
+    checkpoint_to_bytes,
+    file_sha256,
+    load_session,
+    save_session,
+    source_changed,
 )
 from napari_action.train import Trainer
 

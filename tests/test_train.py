@@ -197,3 +197,12 @@ def test_supervised_predictions_come_from_the_trained_network():
     trained, _ = trainer.predictor().predict(image)
     agreement = lambda labels: np.mean(labels == truth)  # noqa: E731
     assert agreement(trained) > 0.9 > agreement(untrained)
+
+
+def test_stop_requested_before_the_first_step_is_honoured(data):
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    trainer.request_stop()
+    assert list(trainer.iter_train()) == []
+    assert trainer.step == 0
+    assert len(trainer.train()) == 7  # the request is consumed, the next run trains
