@@ -1,0 +1,120 @@
+"""Thread hygiene for background work next to the napari GUI thread.
+
+Training on a CPU competes with the GUI for cores and for the GIL. These
+helpers keep the GUI responsive (see ``benchmarks/gui_responsiveness.py``):
+
+* :func:`training_threads`, :func:`cap_torch_threads`: torch's intra-op pool
+  gets all cores but one (set in the worker thread: the cap is per thread);
+* :func:`lower_thread_priority`: the worker thread yields the CPU to the GUI
+  thread (and its GL render threads) whenever both want it;
+* :func:`frequent_gil_handover` and :func:`warm_up_torch`: the Python-heavy
+  start of a run (about 800 lazy torch imports at the first optimiser step,
+  building the model) hands the GIL over often, so redraws are not held up;
+* :func:`relay_errors_once`: a worker's exception becomes one napari notification.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+
+logger = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """Cores this process may use (honours CPU affinity and container limits)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        return os.cpu_count() or 1
+
+
+def training_threads(cores: int | None = None) -> int:
+    """torch CPU threads for training: all cores but one, which the GUI keeps."""
+    return max(1, (cores or available_cores()) - 1)
+
+
+def lower_thread_priority(niceness: int = 10) -> None:
+    """Let the calling worker thread give way to the GUI thread when both want a core.
+
+    On Linux, Qt ignores thread priorities, but a thread has its own nice
+    value: +10 gives it about a tenth of the CPU weight of the GUI (and GL
+    render) threads under contention, and the full core when they idle.
+    Unprivileged processes cannot lower it back, so the pool thread stays
+    nice for later background jobs, which suits them too.
+    """
+    if sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+        except OSError as exc:  # e.g. a sandbox forbidding it: keep going at normal priority
+            logger.debug("could not lower the worker thread's priority: %s", exc)
+        return
+    from qtpy.QtCore import QThread
+
+    QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+
+
+@contextlib.contextmanager
+def frequent_gil_handover(interval_s: float = 0.0005):
+    """Hand the GIL over every ``interval_s`` instead of every 5 ms, for a while.
+
+    While a worker runs pure Python (imports, building the model), each of the
+    GUI thread's many short GIL releases (every vispy GL call goes through
+    ctypes) costs it up to one switch interval to get the GIL back; a redraw
+    then takes hundreds of milliseconds. Torch kernels release the GIL, so
+    steady training does not need this.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, interval_s))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def warm_up_torch() -> None:
+    """Import what the first optimiser step would import lazily (torch._dynamo: ~800 modules, ~1 s)."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:  # a torch without dynamo: nothing to warm up
+        pass
+
+
+def notify_error(exc: Exception) -> None:
+    """Show a worker's exception as a napari error notification (with its traceback)."""
+    from napari.utils.notifications import notification_manager
+
+    notification_manager.receive_error(type(exc), exc, exc.__traceback__)
+
+
+def relay_errors_once(worker) -> None:
+    """Make sure a worker's error is notified exactly once, by us.
+
+    napari's worker classes mean to relay errors through a mixin, but with
+    PyQt6 the mixin's ``__init__`` is never reached (``QRunnable`` does not
+    chain to it; napari 0.9.2), so nothing is shown. We relay ourselves and
+    disconnect the mixin's relay in case a napari version does connect it.
+    """
+    relay = getattr(worker, "_relay_error", None)
+    if relay is not None:
+        try:
+            worker.errored.disconnect(relay)
+        except (TypeError, RuntimeError):
+            pass  # not connected: the case described above
+    worker.errored.connect(notify_error)
+
+
+def cap_torch_threads(num_threads: int | None = None) -> None:
+    """Cap torch's CPU threads for work started from the calling thread.
+
+    With torch's OpenMP backend the cap is per calling thread (an OpenMP
+    setting), so it must be set in the worker thread itself; the trainer does
+    this when it is built there, prediction jobs call this.
+    """
+    import torch
+
+    torch.set_num_threads(num_threads or training_threads())

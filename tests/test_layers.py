@@ -1,0 +1,152 @@
+"""Unit tests of the napari adapter helpers: layers, edit tracking, worker messages.
+
+No viewer and no thread here: napari layers work without a canvas, and the
+generator that drives the trainer is tested by stepping it by hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.layers import Image, Labels
+
+from napari_action._layers import (
+    EditTracker,
+    class_names_of,
+    is_mid_stroke,
+    label_features,
+    pair_labels_to_images,
+    write_slices,
+)
+from napari_action._threads import training_threads
+from napari_action._worker import _drive, _take
+from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction
+
+
+def prediction(labels: np.ndarray, start: int, axis: int = 0, volume: int = 0) -> SlicePrediction:
+    return SlicePrediction(volume, axis, start, labels, np.ones(labels.shape, np.float32))
+
+
+def test_pairing_prefers_same_shape_then_name():
+    images = [Image(np.zeros((4, 8, 8)), name="mr"), Image(np.zeros((4, 8, 8)), name="ct"),
+              Image(np.zeros((5, 8, 8)), name="pet")]
+    labels = [Labels(np.zeros((4, 8, 8), np.uint8), name="ct labels"),
+              Labels(np.zeros((5, 8, 8), np.uint8), name="seg"),
+              Labels(np.zeros((3, 8, 8), np.uint8), name="stray")]
+    assert pair_labels_to_images(labels, images) == {"ct labels": "ct", "seg": "pet", "stray": None}
+
+
+def test_tracker_locks_brush_strokes_and_data_setitem():
+    layer = Labels(np.zeros((6, 16, 16), np.uint8))
+    tracker = EditTracker(layer, axis=0)
+    layer.brush_size = 3
+    layer.paint((4, 8, 8), 5)  # napari >= 0.8: a mask + bounding-box atom
+    layer.data_setitem((np.array([1, 1]), np.array([0, 1]), np.array([2, 2])), 7)  # (indices, old, new)
+    assert tracker.edited_slices == {1, 4}
+    np.testing.assert_array_equal(tracker.locked, layer.data > 0)
+    tracker.set_axis(2)
+    assert tracker.edited_slices == set(np.flatnonzero((layer.data > 0).any(axis=(0, 1))))
+    tracker.disconnect()
+    layer.data_setitem((np.array([0]), np.array([0]), np.array([0])), 3)
+    assert not tracker.locked[0, 0, 0]
+
+
+def test_fill_of_whole_slice_is_locked():
+    layer = Labels(np.zeros((3, 8, 8), np.uint8))
+    tracker = EditTracker(layer, axis=0)
+    layer.fill((2, 0, 0), 4)  # whole bounding box changed: atom without mask
+    assert tracker.locked[2].all() and not tracker.locked[:2].any()
+    assert tracker.edited_slices == {2}
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_write_slices_moves_axis_and_skips_locked(axis):
+    layer = Labels(np.zeros((4, 5, 6), np.uint8))
+    shape = list(layer.data.shape)
+    n_slices = 2
+    shape[axis] = n_slices
+    labels = np.full(tuple(np.moveaxis(np.zeros(shape), axis, 0).shape), 3, np.uint8)
+    locked = np.zeros(layer.data.shape, bool)
+    region = [slice(None)] * 3
+    region[axis] = 1
+    locked[tuple(region)] = True
+    changed = write_slices(layer, prediction(labels, 1, axis), locked)
+    expected = np.zeros(layer.data.shape, np.uint8)
+    region[axis] = 2
+    expected[tuple(region)] = 3
+    np.testing.assert_array_equal(layer.data, expected)
+    assert changed == expected.astype(bool).sum()
+    assert write_slices(layer, prediction(labels, 1, axis), locked) == 0
+
+
+def test_write_widens_dtype_for_new_large_values():
+    layer = Labels(np.zeros((2, 4, 4), np.uint8))
+    write_slices(layer, prediction(np.full((1, 4, 4), 300, np.int32), 0))
+    assert layer.data.dtype == np.int32 and layer.data[0].max() == 300
+
+
+def test_tracker_write_measures_agreement_on_streamed_slices():
+    layer = Labels(np.zeros((4, 2, 5), np.uint8))
+    tracker = EditTracker(layer, axis=0)
+    ones = np.ones((2, 2, 5), np.uint8)
+    assert tracker.write(prediction(ones, 0)) == (0, 0)  # first stream: nothing to compare
+    layer.data_setitem((np.array([0]), np.array([0]), np.array([0])), 9)  # locked edit
+    changed, compared = tracker.write(prediction(np.where(np.arange(5) < 2, 2, 1) * ones, 0))
+    assert (changed, compared) == (7, 19)
+    assert layer.data[0, 0, 0] == 9
+
+
+def test_mid_stroke_flag():
+    layer = Labels(np.zeros((2, 4, 4), np.uint8))
+    assert not is_mid_stroke(layer)
+    layer._begin_stroke()
+    assert is_mid_stroke(layer)
+    layer._commit_stroke()
+    assert not is_mid_stroke(layer)
+
+
+def test_class_names_from_features():
+    layer = Labels(np.zeros((2, 4, 4), np.uint8), features={"index": [0, 3], "name": ["bg", "liver"]})
+    assert class_names_of(layer) == {0: "bg", 3: "liver"}
+    assert class_names_of(Labels(np.zeros((2, 4, 4), np.uint8))) is None
+    table = label_features([0, 3, 5], {3: "liver"})
+    assert list(table["name"]) == ["background", "liver", "5"]
+
+
+def test_training_threads_leave_a_core():
+    assert [training_threads(n) for n in (1, 2, 8)] == [1, 1, 7]
+
+
+class _FakeTrainer:
+    """Records what ``iter_train`` receives between its steps."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+        self.received: list = []
+
+    def iter_train(self):
+        for step in range(self.steps):
+            command = yield step
+            self.received.append(command)
+
+
+def test_take_supersedes_older_message_of_same_kind():
+    queue: list = []
+    old, new, focus = AnnotationUpdate(labels=(None,)), AnnotationUpdate(labels=(None,)), FocusRequest(0, 1)
+    assert _take([(1, old), (2, focus)], 0, queue) == 2
+    assert _take([(1, old), (2, focus), (3, new)], 2, queue) == 3  # 1 and 2 already taken
+    assert queue == [focus, new]
+
+
+def test_drive_delivers_every_message_once_in_order():
+    trainer = _FakeTrainer(steps=5)
+    gen = _drive(lambda: trainer, background=False)  # built in the worker, handed over first
+    ready = next(gen)
+    assert ready.progress is None and ready.trainer is trainer
+    early, labels, focus = FocusRequest(0, 1), AnnotationUpdate(labels=(None,)), FocusRequest(0, 3)
+    assert gen.send(((1, early),)) == (0, 1, None)  # a fresh iter_train is started with None
+    # 1 is resent (its ack had not reached the GUI) and ignored; 3 supersedes the queued focus 1.
+    step = gen.send(((1, early), (2, labels), (3, focus)))
+    assert step == (1, 3, None)
+    assert list(gen) == [(2, 3, None), (3, 3, None), (4, 3, None)]
+    assert trainer.received == [labels, focus, None, None, None]

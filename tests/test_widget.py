@@ -1,0 +1,346 @@
+"""GUI tests of the ACTION dock widget in a real (hidden) napari viewer.
+
+Budgets are tiny (a 4-wide U-Net on 8x32x32 volumes) so that a training run
+takes about a second on 2 CPU cores. Every test waits for every worker it
+started: a worker outliving its test breaks the next one (ENV.md §3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import QThreadPool
+
+from napari_action._layers import SOURCE_KEY, is_prediction_layer
+from napari_action._threads import training_threads
+from napari_action._widget import ActionWidget
+from napari_action.progress import FocusRequest
+from napari_action.streaming import StreamCursor
+
+SHAPE = (8, 32, 32)  # napari slices axis 0 by default: the slicing axis of the painted labels
+PAINTED = (2, 5)
+TIMEOUT = 30_000
+
+
+def tiny_overrides(steps_stage3: int = 6) -> dict:
+    return dict(
+        steps_stage1=2, steps_stage2=2, steps_stage3=steps_stage3, crop_size=32, device="cpu",
+        stream_every_steps=2, stream_every_seconds=1e9,
+        model={"base_width": 4, "rep_dim": 16, "global_dim": 32},
+        loss={"anco_queries": 8, "anco_negatives": 8, "queue_size": 4},
+    )
+
+
+def disc_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A bright disc (label 1) in a dark ring (label 2) on every slice, plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: SHAPE[1], : SHAPE[2]]
+    radius = np.hypot(yy - 15.5, xx - 15.5)
+    truth2d = np.where(radius < 6, 1, np.where(radius < 10, 2, 0)).astype(np.uint8)
+    truth = np.repeat(truth2d[None], SHAPE[0], axis=0)
+    image = np.choose(truth, [100.0, 300.0, 40.0]) + rng.normal(0, 10, SHAPE)
+    return image.astype(np.float32), truth
+
+
+def paint(layer, truth: np.ndarray, slices=PAINTED) -> None:
+    """Paint the truth of ``slices`` through ``data_setitem`` (undo history, paint events)."""
+    for s in slices:
+        for value in (1, 2):
+            rows, cols = np.nonzero(truth[s] == value)
+            layer.data_setitem((np.full(rows.shape, s), rows, cols), value)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    yield viewer
+    # Belt and braces: no worker thread may outlive the test (the tests wait themselves).
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=TIMEOUT)
+
+
+@pytest.fixture
+def scene(viewer):
+    """A viewer with an image, labels painted on two slices, and the docked widget."""
+    image, truth = disc_volume()
+    grid = {"scale": (3.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}  # anisotropic voxels, shifted origin
+    viewer.add_image(image, name="vol", **grid)
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels", **grid)
+    paint(labels, truth)
+    widget = ActionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="ACTION")
+    widget.config_overrides = tiny_overrides()
+    return viewer, widget, labels, truth
+
+
+def prediction_layer(viewer):
+    return next((layer for layer in viewer.layers if is_prediction_layer(layer)), None)
+
+
+def wait_finished(qtbot, widget) -> None:
+    qtbot.waitUntil(lambda: widget.run is None or not widget.run.is_running, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.session.job is None, timeout=TIMEOUT)
+
+
+def new_errors(before: int) -> list[str]:
+    return [str(n.message) for n in notification_manager.records[before:] if str(n.severity) == "error"]
+
+
+def test_defaults(scene):
+    viewer, widget, labels, _ = scene
+    assert [img.name for img in widget.picker.selected_images()] == ["vol"]
+    assert [(lab.name, image) for lab, image in widget.picker.selected_labels()] == [("vol labels", "vol")]
+    assert widget.options.axis_combo.currentText() == "auto (inferred)"
+    assert widget.options.budget_combo.currentText() == "cpu"
+    assert widget.options.method_combo.currentText() == "action"
+    assert widget.options.steps_spin.value() == 600
+    assert widget.options.device_label.text().startswith("will use: CPU")
+    assert widget.train_button.isEnabled()
+    assert not widget.pause_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert not widget.predict_button.isEnabled()
+
+
+def test_train_streams_into_prediction_layer(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    painted = labels.data.copy()
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: "vol ACTION" in viewer.layers, timeout=TIMEOUT)
+    layer = viewer.layers["vol ACTION"]
+    tracker = widget.session.target(0)
+    qtbot.waitUntil(lambda: tracker.streamed.all(), timeout=TIMEOUT)
+    widget.stop_button.click()
+    wait_finished(qtbot, widget)
+
+    assert widget.run.error is None and widget.run.last_progress.step >= 2
+    # The worker thread trains with all cores but one (the GUI keeps one).
+    assert widget.options.device_label.text().startswith(f"using: CPU, {training_threads()} thread")
+    assert np.isin(np.unique(layer.data), [0, 1, 2]).all()
+    # Same world placement as the image, labelled classes, source recorded.
+    np.testing.assert_allclose(layer.scale, viewer.layers["vol"].scale)
+    np.testing.assert_allclose(layer.translate, viewer.layers["vol"].translate)
+    assert layer.metadata[SOURCE_KEY] == "vol"
+    assert list(layer.features["index"]) == [0, 1, 2]
+    # The user's painted layer is byte-identical and still selected.
+    assert labels.data.dtype == painted.dtype and labels.data.tobytes() == painted.tobytes()
+    assert viewer.layers.selection.active is labels
+    assert widget.train_button.isEnabled() and widget.predict_button.isEnabled()
+    assert widget.plot.loss
+
+
+def test_edits_in_prediction_layer_survive_streaming(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.session.target(0) is not None, timeout=TIMEOUT)
+    tracker = widget.session.target(0)
+    qtbot.waitUntil(lambda: tracker.streamed[3], timeout=TIMEOUT)
+    layer = tracker.layer
+    rows, cols = np.mgrid[0:6, 0:6]
+    layer.data_setitem((np.full(rows.size, 3), rows.ravel(), cols.ravel()), 9)  # 9: never predicted
+    writes = []
+    original = widget._write_predictions
+    widget._write_predictions = lambda batch: writes.extend(batch) or original(batch)
+    widget.run.callbacks.predictions = widget._write_predictions
+    qtbot.waitUntil(lambda: sum(p.start <= 3 < p.stop for p in writes) >= 2, timeout=TIMEOUT)
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+    assert (layer.data[3, 0:6, 0:6] == 9).all()
+    assert tracker.edited_slices == {3}
+    assert (layer.data[3] == 9).sum() == 36
+
+
+def test_pause_resume(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    run = widget.run
+    qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
+    widget.pause_button.click()
+    qtbot.waitUntil(lambda: run.state == "paused", timeout=TIMEOUT)
+    assert widget.pause_button.text() == "Resume" and widget.predict_button.isEnabled()
+    step = run.last_progress.step
+    qtbot.wait(300)
+    assert run.last_progress.step == step
+    widget.pause_button.click()
+    qtbot.waitUntil(lambda: run.last_progress.step > step, timeout=TIMEOUT)
+    assert run.state == "running" and widget.pause_button.text() == "Pause"
+    widget.pause_button.click()
+    qtbot.waitUntil(lambda: run.state == "paused", timeout=TIMEOUT)
+    widget.stop_button.click()  # stopping a paused run quits the worker
+    wait_finished(qtbot, widget)
+    assert run.state == "finished" and widget.train_button.isEnabled()
+
+
+@pytest.mark.parametrize("case", ["wrong shape", "nothing painted"])
+def test_bad_input_is_rejected_before_training(viewer, case):
+    image, truth = disc_volume()
+    viewer.add_image(image, name="vol")
+    shape = (8, 16, 16) if case == "wrong shape" else SHAPE
+    labels = viewer.add_labels(np.zeros(shape, np.uint8), name="bad labels")
+    if case == "wrong shape":
+        paint(labels, truth[:, :16, :16])
+    before_data = labels.data.copy()
+    widget = ActionWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    before = len(notification_manager.records)
+
+    assert widget.start_training() is False
+    errors = new_errors(before)
+    assert len(errors) == 1
+    assert ("shape" in errors[0]) if case == "wrong shape" else ("Nothing is painted" in errors[0])
+    assert "bad labels" in errors[0]
+    assert widget.run is None and widget.train_button.isEnabled()
+    assert [layer.name for layer in viewer.layers] == ["vol", "bad labels"]
+    assert labels.data.tobytes() == before_data.tobytes()
+
+
+def test_worker_error_notifies_and_resets(scene, qtbot, monkeypatch):
+    from napari_action import train
+
+    viewer, widget, labels, _ = scene
+    real_step = train.Trainer._train_step
+
+    def failing_step(self, stage, inputs, optimizer, index):
+        if self.step == 3:
+            raise FloatingPointError("injected failure")
+        return real_step(self, stage, inputs, optimizer, index)
+
+    monkeypatch.setattr(train.Trainer, "_train_step", failing_step)
+    before = len(notification_manager.records)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+
+    assert isinstance(widget.run.error, FloatingPointError)
+    assert any("injected failure" in e for e in new_errors(before))
+    assert widget.status_label.text().startswith("Training failed")
+    assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
+
+    monkeypatch.setattr(train.Trainer, "_train_step", real_step)
+    widget.train_button.click()  # Train works again
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None and widget.run.last_progress.step == 10
+
+
+def test_painting_during_training_reaches_trainer(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.run.last_progress is not None, timeout=TIMEOUT)
+    trainer = widget.session.trainer
+    assert trainer.annotation.labeled_slices(0) == list(PAINTED)
+    paint(labels, truth, slices=(7,))
+    qtbot.waitUntil(lambda: trainer.annotation.labeled_slices(0) == [*PAINTED, 7], timeout=TIMEOUT)
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+
+def test_removing_a_used_layer_stops_training(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.run.last_progress is not None, timeout=TIMEOUT)
+    viewer.layers.remove(labels)
+    wait_finished(qtbot, widget)
+    assert widget.run.last_progress.step < 404
+
+
+def test_predict_all_and_save(scene, qtbot, tmp_path):
+    viewer, widget, labels, _ = scene
+    other, _ = disc_volume(seed=1)
+    viewer.add_image(other[:, :, :24], name="other")  # not trained on: predicted by array
+    widget.picker.set_checked("other", False)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    assert "other ACTION" in viewer.layers
+    assert viewer.layers["other ACTION"].data.shape == (8, 32, 24)
+    assert widget.session.target(0).streamed.all()
+
+    widget.save_model(str(tmp_path / "model.pt"))
+    wait_finished(qtbot, widget)
+    assert (tmp_path / "model.pt").stat().st_size > 0
+
+
+def test_focus_and_labels_sent_together_both_arrive(scene, qtbot, monkeypatch):
+    viewer, widget, labels, truth = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    focused = []
+    real_focus = StreamCursor.focus
+    monkeypatch.setattr(StreamCursor, "focus", lambda self, v, s: focused.append((v, s)) or real_focus(self, v, s))
+    widget.train_button.click()
+    widget.run.send_focus(FocusRequest(0, 4))  # before the generator's first yield: must wait for it
+    qtbot.waitUntil(lambda: (0, 4) in focused, timeout=TIMEOUT)
+    trainer = widget.session.trainer
+    paint(labels, truth, slices=(6,))
+    viewer.dims.set_current_step(0, 6)  # step 6 of the shared grid = data slice 6
+    qtbot.waitUntil(lambda: bool(focused) and 6 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+    assert focused[-1] == (0, 6)
+
+
+def test_closing_the_viewer_stops_training(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=4000)
+    widget.train_button.click()
+    run = widget.run
+    qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
+    viewer.close()
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=TIMEOUT)
+    assert run.last_progress.step < 4004
+
+
+def test_trainer_errors_in_the_worker_are_notified(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    viewer.layers["vol"].data[0, 0, 0] = np.nan  # the trainer (built in the worker) refuses NaN
+    before = len(notification_manager.records)
+    assert widget.start_training() is True
+    wait_finished(qtbot, widget)
+    assert isinstance(widget.run.error, ValueError)
+    assert new_errors(before)
+    assert prediction_layer(viewer) is None
+    assert widget.train_button.isEnabled() and not widget.predict_button.isEnabled()
+
+
+def test_stop_right_after_train(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=4000)
+    widget.train_button.click()
+    widget.stop_button.click()  # before the trainer even exists
+    wait_finished(qtbot, widget)
+    assert widget.run.last_progress is None and widget.run.error is None
+    assert widget.train_button.isEnabled()
+
+
+def test_predict_while_training_pauses_then_resumes(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    run = widget.run
+    qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
+    widget.predict_all()  # pauses training, predicts every volume, then resumes
+    qtbot.waitUntil(lambda: widget.session.job is not None, timeout=TIMEOUT)
+    assert run.state == "paused" and not widget.pause_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.session.job is None, timeout=TIMEOUT)
+    assert widget.session.target(0).streamed.all()
+    step = run.last_progress.step
+    qtbot.waitUntil(lambda: run.last_progress.step > step, timeout=TIMEOUT)
+    assert widget.pause_button.isEnabled() and not widget.predict_button.isEnabled()
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+
+def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: "vol ACTION" in viewer.layers, timeout=TIMEOUT)
+    viewer.layers.remove("vol ACTION")
+    step = widget.run.last_progress.step
+    qtbot.waitUntil(lambda: widget.run.last_progress.step > step + 4, timeout=TIMEOUT)  # two more streams
+    assert widget.run.is_running and "vol ACTION" not in viewer.layers
+    widget.stop_training()
+    wait_finished(qtbot, widget)
