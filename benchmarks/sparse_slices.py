@@ -1,0 +1,606 @@
+"""The sparse-slice protocol: train on k painted slices, score every other slice.
+
+One command per setting; results accumulate in ``--out-dir`` (``results.json``,
+``results.md``, PNG plots, predicted volumes under ``preds/``), so k values and
+methods can be run in separate invocations and the plots always show them all.
+
+Example (2 CPU cores, no GPU; see ``docs/benchmarks.md``)::
+
+    .venv/bin/python benchmarks/sparse_slices.py --dataset colin27 --k 3 \\
+        --methods rf,supervised,action --seeds 1337 --out-dir bench-out
+
+Methods:
+
+* ``rf``: random forest on ``skimage.feature.multiscale_basic_features`` of the
+  painted slices' pixels (class-balanced subsample), predicted slice by slice;
+* ``supervised``, ``mean-teacher``, ``action``: the trainer's methods;
+* ``action-no-distill`` (no stages i-ii), ``action-no-anco`` (no anatomical contrast);
+* ``upper``: the supervised U-Net with every second slice of the volume painted.
+
+Every network gets the same stage-iii step budget (``--steps``); ACTION runs its
+warm-up stages on top (``--warmup``). Extra dependencies: scikit-learn, matplotlib, psutil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from napari_action.config import TrainConfig
+from napari_action.data import normalize_volume
+from napari_action.io import load_labels, load_volume
+from napari_action.metrics import evaluate
+from napari_action.predict import Predictor
+from napari_action.sample import (
+    COLIN27_CLASS_NAMES,
+    PHANTOM_CLASS_NAMES,
+    evenly_spaced_slices,
+    load_colin27,
+    make_phantom,
+    sparse_from_truth,
+)
+from napari_action.train import Trainer
+
+NETWORK_METHODS: dict[str, dict] = {
+    "supervised": {"method": "supervised"},
+    "mean-teacher": {"method": "mean-teacher"},
+    "action": {"method": "action"},
+    "action-no-distill": {"method": "action", "loss": {"use_global": False, "use_local": False}},
+    "action-no-anco": {"method": "action", "loss": {"use_anco": False}},
+    "upper": {"method": "supervised"},
+}
+ALL_METHODS = ("rf", *NETWORK_METHODS)
+#: Methods whose trainer keeps an EMA teacher; the others predict with the student.
+EMA_METHODS = {"mean-teacher", "action", "action-no-distill", "action-no-anco"}
+TPTBOX_FILES = {
+    "tptbox-ct": ("sample_ct/sub-ct_label-22_ct.nii.gz", "sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz"),
+    "tptbox-mri": ("sample_mri/sub-mri_label-6_T2w.nii.gz", "sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz"),
+}
+DATASETS = ("colin27", "tptbox-ct", "tptbox-mri", "phantom")
+TPTBOX_NAMES = {5: "C5", 6: "C6", 7: "C7", 21: "L2", 22: "L3", 23: "L4", 105: "disc C5/6", 106: "disc C6/7",
+                205: "endplate 205", 206: "endplate 206", 207: "endplate 207"}
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Dataset:
+    """One volume with its full ground truth and the slicing axis of the protocol."""
+
+    name: str
+    image: np.ndarray
+    truth: np.ndarray
+    spacing: tuple[float, float, float]
+    axis: int
+    class_names: dict[int, str]
+
+    @property
+    def class_values(self) -> list[int]:
+        return sorted(v for v in self.class_names if v != 0)
+
+
+def superior_inferior_axis(affine: np.ndarray) -> int:
+    """Array axis closest to the scanner's superior-inferior direction (axial slices)."""
+    codes = nib.aff2axcodes(affine)
+    return next(i for i, code in enumerate(codes) if code in ("S", "I"))
+
+
+def _tptbox_folder() -> Path:
+    spec = importlib.util.find_spec("TPTBox")  # located, never imported (its deps are not installed)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("TPTBox is missing: .venv/bin/pip install --no-deps tptbox==1.1.0")
+    return Path(spec.submodule_search_locations[0]) / "tests"
+
+
+def _load_tptbox(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple, dict[int, str]]:
+    image_file, mask_file = TPTBOX_FILES[name]
+    image, meta = load_volume(_tptbox_folder() / image_file)
+    mask, _ = load_labels(_tptbox_folder() / mask_file)
+    values = [int(v) for v in np.unique(mask) if v != 0]
+    truth = np.zeros(mask.shape, np.uint8)
+    for new, value in enumerate(values, start=1):
+        truth[mask == value] = new
+    names = {0: "background"} | {i: TPTBOX_NAMES.get(v, f"label {v}") for i, v in enumerate(values, 1)}
+    return image, truth, meta.affine, meta.zooms, names
+
+
+def load_dataset(name: str, axis: int | None = None) -> Dataset:
+    """Load ``colin27``, ``tptbox-ct``, ``tptbox-mri`` or ``phantom``; default axis: axial."""
+    if name == "colin27":
+        image, truth, meta = load_colin27()
+        affine, zooms, names = meta.affine, meta.zooms, dict(COLIN27_CLASS_NAMES)
+    elif name == "phantom":
+        subject = make_phantom(1)[0]
+        image, truth, affine, zooms = subject.image, subject.labels, subject.meta.affine, subject.meta.zooms
+        names = dict(PHANTOM_CLASS_NAMES)
+    elif name in TPTBOX_FILES:
+        image, truth, affine, zooms, names = _load_tptbox(name)
+    else:
+        raise SystemExit(f"unknown dataset {name!r}")
+    axis = superior_inferior_axis(affine) if axis is None else axis
+    spacing = tuple(float(z) for z in zooms[:3])
+    return Dataset(name, np.asarray(image, np.float32), np.asarray(truth), spacing, axis, names)
+
+
+# --------------------------------------------------------------------------- measurement helpers
+
+
+class PeakRss:
+    """Peak resident memory of this process inside a ``with`` block (psutil sampling, 20 ms).
+
+    ``ru_maxrss`` only ever grows over the process life, so it cannot isolate one
+    run among several; a sampler gives the peak above the RSS at block entry.
+    """
+
+    def __init__(self, interval: float = 0.02):
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self.start_mb = self.peak_mb = 0.0
+
+    def _rss_mb(self) -> float:
+        return self._process.memory_info().rss / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    def __enter__(self) -> PeakRss:
+        self.start_mb = self.peak_mb = self._rss_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    @property
+    def delta_mb(self) -> float:
+        return self.peak_mb - self.start_mb
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process image, in MB.
+
+    Linux's ``ru_maxrss`` survives ``fork``/``exec``, so a child started from a big
+    parent reports the parent's peak; ``VmHWM`` belongs to the current address space.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def score(ds: Dataset, pred: np.ndarray, excluded: list[int]) -> dict:
+    """Per-class Dice/HD95/ASD (mm) on every slice that was not painted."""
+    result = evaluate(
+        pred, ds.truth, ds.spacing, class_values=ds.class_values, exclude_slices=excluded,
+        axis=ds.axis, class_names=ds.class_names,
+    )
+    return result.to_dict()
+
+
+# --------------------------------------------------------------------------- random forest
+
+
+def _rf_features(image2d: np.ndarray) -> np.ndarray:
+    from skimage.feature import multiscale_basic_features
+
+    return multiscale_basic_features(image2d, sigma_min=1, sigma_max=16, channel_axis=None)
+
+
+def _balanced_pixels(features: list, targets: list, per_class: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    x = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features])
+    y = np.concatenate([t.ravel() for t in targets])
+    keep = [rng.choice(np.flatnonzero(y == c), min(per_class, int((y == c).sum())), replace=False)
+            for c in np.unique(y)]
+    keep = np.concatenate(keep)
+    return x[keep], y[keep]
+
+
+def run_rf(ds: Dataset, slices: list[int], seed: int, per_class: int = 5000) -> tuple[dict, np.ndarray]:
+    """Random forest on the painted slices' pixels; predicted slice by slice."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    moved = np.moveaxis(normalize_volume(ds.image), ds.axis, 0)
+    truth = np.moveaxis(ds.truth, ds.axis, 0)
+    start = time.perf_counter()
+    x, y = _balanced_pixels([_rf_features(moved[s]) for s in slices], [truth[s] for s in slices],
+                            per_class, np.random.default_rng(seed))
+    forest = RandomForestClassifier(n_estimators=100, max_depth=20, n_jobs=2, random_state=seed).fit(x, y)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = np.stack([forest.predict(_rf_features(m).reshape(-1, x.shape[1])).reshape(m.shape) for m in moved])
+    timing = {"train_s": train_s, "inference_s": time.perf_counter() - start, "pixels": int(y.size)}
+    return timing, np.moveaxis(pred.astype(ds.truth.dtype), 0, ds.axis)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def network_config(ds: Dataset, method: str, args) -> TrainConfig:
+    """The cpu preset with the method's overrides and the command line's budget."""
+    overrides = {k: (dict(v) if isinstance(v, dict) else v) for k, v in NETWORK_METHODS[method].items()}
+    overrides.update(seed=args.seed, device="cpu", axis=ds.axis)
+    if args.steps is not None:
+        overrides["steps_stage3"] = args.steps
+    if args.warmup is not None:
+        overrides["steps_stage1"], overrides["steps_stage2"] = args.warmup
+    if args.lr is not None:
+        overrides["lr"] = args.lr
+    return TrainConfig.preset("cpu", **overrides)
+
+
+def train_timed(trainer: Trainer) -> dict:
+    """Run the schedule; steps and seconds per stage, first streamed prediction, final losses."""
+    stages: dict[str, dict] = {}
+    first_stream, totals = None, []
+    start = last = time.perf_counter()
+    for progress in trainer.iter_train():
+        now = time.perf_counter()
+        entry = stages.setdefault(progress.stage, {"steps": 0, "seconds": 0.0})
+        entry["steps"] += 1
+        entry["seconds"] += now - last
+        last = now
+        totals.append(progress.losses["total"])
+        if first_stream is None and progress.predictions:
+            first_stream = now - start
+    for entry in stages.values():
+        entry["steps_per_s"] = entry["steps"] / max(entry["seconds"], 1e-9)
+    steps = sum(e["steps"] for e in stages.values())
+    return {
+        "train_s": last - start, "steps": steps, "steps_per_s": steps / max(last - start, 1e-9),
+        "first_stream_s": first_stream, "stages": stages, "final_loss": float(np.mean(totals[-20:])),
+    }
+
+
+def predictors(trainer: Trainer, method: str) -> dict[str, Predictor]:
+    """The networks to score: the EMA teacher first where the method has one, and the student.
+
+    The trainer's own ``predictor()`` always uses the teacher, which the supervised
+    schedule never updates, so supervised runs are scored with the student.
+    """
+    cfg = trainer.config
+    student = Predictor(trainer.nets.student, trainer.class_values, trainer.axis,
+                        context=cfg.model.context, device=trainer.device, amp=cfg.amp)
+    if method in EMA_METHODS:
+        return {"teacher": trainer.predictor(), "student": student}
+    return {"student": student}
+
+
+def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict, np.ndarray, dict]:
+    """Train one network; return (timing, primary prediction, extra scores of other predictors)."""
+    sparse = sparse_from_truth(ds.truth, ds.axis, slices)
+    with PeakRss() as memory:
+        start = time.perf_counter()
+        trainer = Trainer([ds.image], [sparse], network_config(ds, method, args),
+                          labeled_slices={0: slices}, class_names=ds.class_names)
+        timing = {"setup_s": time.perf_counter() - start} | train_timed(trainer)
+        preds = {}
+        for name, predictor in predictors(trainer, method).items():
+            start = time.perf_counter()
+            preds[name] = predictor.predict(trainer.volumes[0], normalized=True)[0]
+            timing[f"inference_{name}_s"] = time.perf_counter() - start
+    timing["peak_rss_delta_mb"] = memory.delta_mb
+    primary = next(iter(preds))
+    timing["predictor"] = primary
+    others = {name: score(ds, p, slices)["mean_dice"] for name, p in preds.items() if name != primary}
+    return timing, preds[primary], others
+
+
+# --------------------------------------------------------------------------- results
+
+
+def run_key(record: dict) -> tuple:
+    return (record["dataset"], record["axis"], record["k"], record["method"], record["seed"])
+
+
+def load_results(out: Path) -> list[dict]:
+    path = out / "results.json"
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
+def save_results(out: Path, runs: list[dict]) -> None:
+    runs = sorted(runs, key=lambda r: (r["dataset"], str(r["k"]), ALL_METHODS.index(r["method"]), r["seed"]))
+    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
+    (out / "results.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=1))
+    (out / "results.md").write_text(markdown_table(runs))
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(runs: list[dict]) -> str:
+    """One row per run: means, per-class Dice, time and memory."""
+    lines = []
+    for dataset in sorted({r["dataset"] for r in runs}):
+        subset = [r for r in runs if r["dataset"] == dataset]
+        names = [row["name"] for row in subset[0]["scores"]["rows"]]
+        lines += [
+            f"\n**{dataset}**, axis {subset[0]['axis']}\n",
+            "| k | method | Dice | HD95 mm | ASD mm | " + " | ".join(names)
+            + " | train s | steps | steps/s | 1st stream s | peak MB |",
+            "|---|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|",
+        ]
+        lines += [_markdown_row(r) for r in subset]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_row(r: dict) -> str:
+    s, t = r["scores"], r["timing"]
+    per_class = " | ".join(_fmt(row["dice"]) for row in s["rows"])
+    k = "every 2nd" if r["k"] is None else r["k"]
+    steps = t.get("steps", "–")
+    speed = _fmt(t.get("steps_per_s"), 2)
+    return (f"| {k} | {r['method']} | **{_fmt(s['mean_dice'])}** | {_fmt(s['mean_hd95_mm'], 1)} | "
+            f"{_fmt(s['mean_asd_mm'], 2)} | {per_class} | {t['train_s']:.0f} | {steps} | {speed} | "
+            f"{_fmt(t.get('first_stream_s'), 1)} | {_fmt(t.get('peak_rss_delta_mb'), 0)} |")
+
+
+def save_prediction(out: Path, record: dict, pred: np.ndarray) -> None:
+    folder = out / "preds"
+    folder.mkdir(exist_ok=True)
+    k = "half" if record["k"] is None else record["k"]
+    np.savez_compressed(folder / f"{record['dataset']}_k{k}_{record['method']}_s{record['seed']}.npz",
+                        labels=pred.astype(np.uint8), slices=np.asarray(record["slices"]))
+
+
+# --------------------------------------------------------------------------- analysis and plots
+
+DISTANCE_BINS = ((1, 3), (4, 8), (9, 16), (17, 10**6))
+
+
+def slice_dice(pred: np.ndarray, truth: np.ndarray, classes: list[int]) -> np.ndarray:
+    """Per-slice mean Dice over the classes present in truth or prediction (axis-first arrays)."""
+    scores = np.full(truth.shape[0], np.nan)
+    for s in range(truth.shape[0]):
+        present = [c for c in classes if (truth[s] == c).any() or (pred[s] == c).any()]
+        values = [_dice(pred[s] == c, truth[s] == c) for c in present]
+        scores[s] = np.mean(values) if values else np.nan
+    return scores
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def by_distance(ds: Dataset, pred: np.ndarray, slices: list[int]) -> dict[str, float | None]:
+    """Mean per-slice Dice, binned by the distance (in slices) to the nearest painted slice."""
+    truth, moved = np.moveaxis(ds.truth, ds.axis, 0), np.moveaxis(pred, ds.axis, 0)
+    scores = slice_dice(moved, truth, ds.class_values)
+    distance = np.abs(np.arange(truth.shape[0])[:, None] - np.asarray(slices)[None, :]).min(axis=1)
+    result = {}
+    for low, high in DISTANCE_BINS:
+        chosen = scores[(distance >= low) & (distance <= high)]
+        chosen = chosen[~np.isnan(chosen)]
+        name = f"{low}-{high}" if high < 10**6 else f">{low - 1}"
+        result[name] = float(chosen.mean()) if chosen.size else None
+    return result
+
+
+def plot_all(out: Path, ds: Dataset) -> None:
+    """Dice vs k, per-class Dice at k=3, Dice vs distance and one overlay, for ``ds``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = [r for r in load_results(out) if r["dataset"] == ds.name and r["axis"] == ds.axis]
+    if not runs:
+        return
+    plot_dice_vs_k(runs, out / f"{ds.name}_dice_vs_k.png")
+    plot_per_class(runs, 3, out / f"{ds.name}_per_class_k3.png")
+    plot_distance(runs, 3, out / f"{ds.name}_dice_vs_distance_k3.png")
+    plot_overlay(out, ds, 3, out / f"{ds.name}_overlay_k3.png")
+
+
+def _methods(runs: list[dict]) -> list[str]:
+    return [m for m in ALL_METHODS if any(r["method"] == m for r in runs)]
+
+
+def plot_dice_vs_k(runs: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method in _methods(runs):
+        points = sorted((r["k"], r["scores"]["mean_dice"]) for r in runs if r["method"] == method and r["k"])
+        if method == "upper":
+            upper = runs_of(runs, "upper")[0]["scores"]["mean_dice"]
+            ax.axhline(upper, ls="--", c="k", label="upper (every 2nd)")
+        elif points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=method)
+    ax.set(xlabel="painted slices k", ylabel="mean Dice (non-painted slices)", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def runs_of(runs: list[dict], method: str, k: int | None = None) -> list[dict]:
+    return [r for r in runs if r["method"] == method and (k is None or r["k"] == k)]
+
+
+def plot_per_class(runs: list[dict], k: int, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    chosen = [runs_of(runs, m, k)[0] for m in _methods(runs) if runs_of(runs, m, k)]
+    if not chosen:
+        return
+    names = [row["name"] for row in chosen[0]["scores"]["rows"]]
+    width = 0.8 / len(chosen)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, run in enumerate(chosen):
+        dice = [np.nan if row["dice"] is None else row["dice"] for row in run["scores"]["rows"]]
+        ax.bar(np.arange(len(names)) + i * width, dice, width, label=run["method"])
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20, fontsize=8)
+    ax.set(ylabel=f"Dice, k = {k}", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_distance(runs: list[dict], k: int, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    chosen = [runs_of(runs, m, k)[0] for m in _methods(runs) if runs_of(runs, m, k)]
+    if not chosen:
+        return
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for run in chosen:
+        bins = run["by_distance"]
+        values = [np.nan if v is None else v for v in bins.values()]
+        ax.plot(list(bins), values, marker="o", label=run["method"])
+    ax.set(xlabel="distance to nearest painted slice (slices)", ylabel="per-slice mean Dice", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def overlay_slice(truth: np.ndarray, slices: list[int]) -> int:
+    """A non-painted slice with at least half the largest foreground area, far from painted ones."""
+    area = (truth != 0).reshape(truth.shape[0], -1).sum(axis=1)
+    candidates = np.flatnonzero(area >= area.max() / 2)
+    distance = np.abs(candidates[:, None] - np.asarray(slices)[None, :]).min(axis=1)
+    return int(candidates[np.argmax(distance)])
+
+
+def _panel(ax, image: np.ndarray, labels: np.ndarray | None, title: str, box, n_classes: int) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    ax.imshow(image[box].T, cmap="gray", origin="lower")
+    if labels is not None:
+        colours = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
+        masked = np.ma.masked_equal(labels[box].T, 0)
+        ax.imshow(masked, cmap=colours, vmin=0.5, vmax=n_classes + 0.5, alpha=0.6, origin="lower",
+                  interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def plot_overlay(out: Path, ds: Dataset, k: int, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    panels = [(m, out / "preds" / f"{ds.name}_k{k}_{m}_s{r['seed']}.npz")
+              for m in ("action", "supervised", "rf") for r in runs_of(load_results(out), m, k)[:1]]
+    panels = [(m, p) for m, p in panels if p.is_file()]
+    if not panels:
+        return
+    slices = runs_of(load_results(out), panels[0][0], k)[0]["slices"]
+    truth = np.moveaxis(ds.truth, ds.axis, 0)
+    s = overlay_slice(truth, slices)
+    rows, cols = np.nonzero(truth[s])
+    box = (slice(max(rows.min() - 15, 0), rows.max() + 16), slice(max(cols.min() - 15, 0), cols.max() + 16))
+    image = np.moveaxis(ds.image, ds.axis, 0)[s]
+    n = len(ds.class_names) - 1
+    fig, axes = plt.subplots(1, len(panels) + 2, figsize=(2.6 * (len(panels) + 2), 3))
+    _panel(axes[0], image, None, f"image, slice {s}", box, n)
+    _panel(axes[1], image, truth[s], "truth", box, n)
+    for ax, (method, file) in zip(axes[2:], panels, strict=True):
+        _panel(ax, image, np.moveaxis(np.load(file)["labels"], ds.axis, 0)[s], method, box, n)
+    distance = int(np.abs(np.asarray(slices) - s).min())
+    fig.suptitle(f"{ds.name}, k = {k} (painted {slices}); {distance} slices from the nearest", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_one(ds: Dataset, method: str, k: int | None, args) -> tuple[dict, np.ndarray]:
+    n_slices = ds.truth.shape[ds.axis]
+    slices = list(range(0, n_slices, 2)) if k is None else evenly_spaced_slices(ds.truth, ds.axis, k)
+    extra: dict = {}
+    if method == "rf":
+        timing, pred = run_rf(ds, slices, args.seed)
+    else:
+        timing, pred, extra = run_network(ds, method, slices, args)
+    record = {
+        "dataset": ds.name, "axis": ds.axis, "k": k, "method": method, "seed": args.seed,
+        "slices": slices, "timing": timing, "scores": score(ds, pred, slices), "other_predictors": extra,
+        "by_distance": by_distance(ds, pred, slices),
+    }
+    if method != "rf":
+        record["config"] = network_config(ds, method, args).to_dict()
+    return record, pred
+
+
+def _parse_warmup(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = [int(p) for p in text.split(",")]
+    return (parts[0], parts[-1])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="colin27", choices=DATASETS)
+    parser.add_argument("--axis", type=int, default=None, help="slicing axis (default: closest to S-I)")
+    parser.add_argument("--k", default="1,3,7", help="comma-separated numbers of painted slices")
+    parser.add_argument("--methods", default="rf,supervised,action")
+    parser.add_argument("--seeds", default="1337")
+    parser.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: cpu preset)")
+    parser.add_argument("--warmup", default=None, help="stage i,ii steps, e.g. 100,200 (default: cpu preset)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: cpu preset)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", type=Path, default=Path("bench-out"))
+    args = parser.parse_args(argv)
+    args.k = [int(k) for k in args.k.split(",")]
+    args.methods = args.methods.split(",")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.warmup = _parse_warmup(args.warmup)
+    unknown = set(args.methods) - set(ALL_METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {ALL_METHODS}")
+    return args
+
+
+def settings(args) -> list[tuple[str, int | None]]:
+    """(method, k) pairs to run; ``upper`` runs once, independent of k."""
+    pairs = [(m, k) for k in args.k for m in args.methods if m != "upper"]
+    return pairs + ([("upper", None)] if "upper" in args.methods else [])
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset(args.dataset, args.axis)
+    print(f"{ds.name}: shape {ds.image.shape}, spacing {ds.spacing}, axis {ds.axis}, "
+          f"torch {torch.__version__}")
+    for seed in args.seeds:
+        args.seed = seed
+        for method, k in settings(args):
+            record, pred = run_one(ds, method, k, args)
+            runs = [r for r in load_results(args.out_dir) if run_key(r) != run_key(record)] + [record]
+            save_results(args.out_dir, runs)
+            save_prediction(args.out_dir, record, pred)
+            print(f"k={k} {method}: Dice {record['scores']['mean_dice']:.3f} "
+                  f"HD95 {record['scores']['mean_hd95_mm']} train {record['timing']['train_s']:.0f}s "
+                  f"{record['other_predictors']}", flush=True)
+    plot_all(args.out_dir, ds)
+
+
+if __name__ == "__main__":
+    main()
