@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.add_argument("--tta", action="store_true", help="average over flips (slower, smoother)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    predict.add_argument("--largest-components", type=int, default=0, metavar="N",
+                         help="keep only the N largest 3D pieces of each label (2 for left+right structures)")
 
     evaluate = sub.add_parser("evaluate", help="Dice, HD95 and ASD (mm) of a prediction")
     evaluate.add_argument("--pred", required=True, type=Path)

@@ -81,6 +81,7 @@ def output_path(out_dir: Path, image: Path, suffix: str = "_action") -> Path:
 
 def predict(args: argparse.Namespace) -> int:
     from .io import load_volume, save_labels
+    from .postprocess import keep_largest_components
     from .predict import Predictor
 
     predictor = Predictor.from_checkpoint(args.model, device=args.device)
@@ -88,6 +89,8 @@ def predict(args: argparse.Namespace) -> int:
     for path in args.image:
         volume, meta = load_volume(path)
         labels, _ = predictor.predict(volume, tta=args.tta)
+        if args.largest_components:
+            labels = keep_largest_components(labels, args.largest_components)
         target = save_labels(output_path(args.out_dir, path), labels, meta, overwrite=args.overwrite)
         print(f"{path} -> {target}")
     return 0

@@ -1,0 +1,75 @@
+"""Screenshots of the training widget before, during and after training (docs/usage.md).
+
+Run under a virtual X server (a real window; offscreen Qt renders a black canvas):
+
+    xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python docs/make_screenshots_train.py
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+from skimage.io import imsave
+
+from napari_action._widget import ActionWidget
+
+OUT = Path(__file__).parent / "images"
+# A shortened cpu budget so the screenshots take about a minute to make.
+BUDGET = {"steps_stage1": 30, "steps_stage2": 30, "steps_stage3": 200, "stream_every_steps": 10}
+
+
+def pump(seconds: float, viewer: napari.Viewer | None = None) -> None:
+    """Run the Qt event loop for a while (the worker's signals arrive through it)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        if viewer is not None:
+            show_first_subject_only(viewer)
+        time.sleep(0.02)
+
+
+def show_first_subject_only(viewer: napari.Viewer) -> None:
+    # The three phantom subjects share one grid: showing them all would stack
+    # three predictions on top of each other.
+    for layer in viewer.layers:
+        if layer.name.startswith(("phantom-2", "phantom-3")) and layer.visible:
+            layer.visible = False
+
+
+def shoot(viewer: napari.Viewer, name: str) -> None:
+    pump(0.5)
+    image = viewer.screenshot(canvas_only=False, flash=False)
+    imsave(OUT / name, image[..., :3], check_contrast=False)
+    print("wrote", OUT / name)
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1280, 860)
+    viewer.open_sample("napari-action", "phantom")
+    viewer.dims.order = (2, 0, 1)  # show short-axis slices: the phantom's slicing axis is 2
+    viewer.dims.set_current_step(2, 9)  # a slice nobody painted (painted: 3, 7, 11)
+    show_first_subject_only(viewer)
+    widget = ActionWidget(viewer)
+    widget.config_overrides = dict(BUDGET)
+    viewer.window.add_dock_widget(widget, name="ACTION: Train from sparse labels", area="right")
+    shoot(viewer, "train_before.png")
+
+    widget.train_button.click()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and (widget.run is None or len(widget.plot.loss) < 120):
+        pump(0.5, viewer)
+    shoot(viewer, "train_during.png")
+    while time.monotonic() < deadline and widget.run is not None and widget.run.is_running:
+        pump(0.5, viewer)
+    pump(2.0, viewer)
+    shoot(viewer, "train_after.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
