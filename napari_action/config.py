@@ -134,6 +134,8 @@ class TrainConfig:
                 # mean Dice 0.29 where the paper's SGD at 0.01 reached 0.05.
                 optimizer="adamw",
                 lr=1e-3,
+                # A streamed update of 16 slices cost 11-18 % of CPU training time.
+                stream_slices=8,
                 model=ModelConfig(rep_dim=128),
                 loss=LossConfig(anco_queries=64, anco_negatives=128),
             )
