@@ -43,6 +43,8 @@ PREDICTION_SUFFIX = " ACTION"
 GEOMETRY_KEY = "napari_action"
 #: Metadata key marking a prediction layer; its value is the source image's name.
 SOURCE_KEY = "napari_action_source"
+#: Metadata key marking an uncertainty layer (derived, never trained on); value: the image's name.
+UNCERTAINTY_KEY = "napari_action_uncertainty"
 
 
 # -- picking layers -----------------------------------------------------------
@@ -64,12 +66,13 @@ def is_prediction_layer(layer) -> bool:
 
 
 def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
-    """3D single-channel Image layers, in layer-list order."""
+    """3D single-channel Image layers, in layer-list order (our uncertainty layers excluded)."""
     from napari.layers import Image
 
     return [
         layer for layer in viewer.layers
         if isinstance(layer, Image) and not layer.rgb and len(layer_shape(layer)) == 3
+        and UNCERTAINTY_KEY not in layer.metadata
     ]
 
 

@@ -136,18 +136,24 @@ def _paired_image(labels, image_name: str | None, images: dict, viewer):
     return image
 
 
-def build_trainer(volumes, labels, config, viewer_axis: int, class_names):
+def build_trainer(volumes, labels, config, viewer_axis: int, class_names, init=None, labeled_slices=None):
     """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
 
     With ``config.axis`` None the slicing axis is inferred from the labels,
     ties going to the axis the viewer was slicing when Train was pressed.
+    With an ``init`` checkpoint (a loaded model) training continues from its
+    weights, so its network sizes and slicing axis replace the form's.
+    ``labeled_slices`` (volume index -> slices) count as labeled even where
+    they hold only background: the accepted slices.
     """
     from .annotations import infer_axis
     from .train import Trainer
 
+    if init is not None:
+        config = config.replace(model=init.config.model, axis=init.axis)
     if config.axis is None:
         config = config.replace(axis=infer_axis(labels, fallback=viewer_axis))
-    return Trainer(volumes, labels, config, class_names=class_names)
+    return Trainer(volumes, labels, config, class_names=class_names, init=init, labeled_slices=labeled_slices)
 
 
 class ActionSession:
@@ -164,6 +170,10 @@ class ActionSession:
         self.trackers: dict[int, EditTracker] = {}
         self.resume_after_job = False
         self._pending_job: Callable[[], None] | None = None
+        # Image name -> slices the user accepted as correct (the refinement panel records them).
+        self.accepted_slices: dict[str, set[int]] = {}
+        # A loaded model's checkpoint: the next training run starts from its weights.
+        self.init_checkpoint = None
 
     @property
     def job_running(self) -> bool:
@@ -179,6 +189,36 @@ class ActionSession:
         self.trainer, self.plan = None, plan
         self.colormap = plan.colormap()
         self.targets = [PENDING] * len(plan.images)
+
+    def use_model(self, model, checkpoint=None) -> None:
+        """Predict with a loaded ``model``; continue training from ``checkpoint``.
+
+        The plan is dropped: a loaded model knows no training volumes, so
+        "Predict all" passes every image as an array.
+        """
+        self.trainer, self.plan, self.targets = model, None, []
+        self.init_checkpoint = checkpoint
+
+    def training_init(self, labels, axis: int | None):
+        """The loaded model's checkpoint if training can continue from it, else None.
+
+        Continuing needs labels painted along the model's slicing axis (the
+        trainer keeps the checkpoint's axis); otherwise a new model is trained
+        and a warning says why.
+        """
+        from napari.utils.notifications import show_warning
+
+        from .annotations import infer_axis
+
+        checkpoint = self.init_checkpoint
+        if checkpoint is None:
+            return None
+        painted = axis if axis is not None else infer_axis(labels, fallback=checkpoint.axis)
+        if painted == checkpoint.axis:
+            return checkpoint
+        show_warning(f"ACTION: the loaded model slices along axis {checkpoint.axis}, the labels along axis "
+                     f"{painted}: training a new model instead of continuing from it.")
+        return None
 
     # -- prediction layers -------------------------------------------------------
     def tracker_for(self, layer, axis: int) -> EditTracker:
@@ -205,10 +245,12 @@ class ActionSession:
             tracker.disconnect()
             self.targets = [None if t is tracker else t for t in self.targets]
 
-    def prediction_items(self, viewer) -> list[tuple[str, Any]]:
-        """(image name, volume index or array) for every opened 3D image."""
+    def prediction_items(self, viewer, names=None) -> list[tuple[str, Any]]:
+        """(image name, volume index or array) for every opened 3D image (or those in ``names``)."""
         items = []
         for image in image_layers(viewer):
+            if names is not None and image.name not in names:
+                continue
             index = None if self.plan is None else _index(self.plan.images, image)
             if index is not None:
                 items.append((image.name, index))

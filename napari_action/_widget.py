@@ -17,12 +17,16 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 from superqt.utils import qthrottled
 
+from ._accepted import merge_accepted
+from ._files import FilesPanel
 from ._form import LayerPicker, OptionsForm
 from ._layers import is_mid_stroke, layer_array, prediction_layer_for
 from ._plot import LossPlot
+from ._refine import RefinePanel
 from ._session import ActionSession, TrainingPlan, build_trainer, viewer_slicing_axis
 from ._threads import training_threads
 from ._worker import PredictionJob, RunCallbacks, TrainingRun, run_in_thread
@@ -68,7 +72,14 @@ class ActionWidget(QWidget):
         of the form (scripts and tests use it for tiny budgets).
     session : ActionSession
         Trainer, runs, jobs and edit trackers of this widget.
+    files_panel : FilesPanel
+        "Model, export & session": load model, export masks, sessions, autosave.
+    refine_panel : RefinePanel
+        "Refine": accept corrections, training set, next slices to annotate, Update once.
     """
+
+    #: Emitted whenever the buttons are refreshed: a run or job started, paused or ended.
+    state_changed = Signal()
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -109,6 +120,10 @@ class ActionWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
         layout.addWidget(self.plot)
+        self.files_panel = FilesPanel(self)
+        layout.addWidget(self.files_panel)
+        self.refine_panel = RefinePanel(self)
+        layout.addWidget(self.refine_panel)
         layout.addStretch()
         self.train_button.clicked.connect(self.start_training)
         self.pause_button.clicked.connect(self.toggle_pause)
@@ -130,6 +145,7 @@ class ActionWidget(QWidget):
         model_ready = session.trainer is not None and not job and (paused or not active)
         self.predict_button.setEnabled(model_ready and state != "stopping")
         self.save_button.setEnabled(model_ready and state != "stopping")
+        self.state_changed.emit()
 
     # -- training ------------------------------------------------------------------
     @property
@@ -179,7 +195,14 @@ class ActionWidget(QWidget):
         config = self.options.config(self.options.axis_choice(viewer_axis), training_threads(),
                                      **self.config_overrides)
         volumes = [layer_array(image) for image in plan.images]
-        factory = partial(build_trainer, volumes, plan.label_snapshots(), config, viewer_axis, plan.class_names())
+        # The accepted slices join the painted labels (and fix the axis they were accepted along).
+        training = merge_accepted(self.session, plan, axis=config.axis)
+        if config.axis is None and training.axis is not None:
+            config = config.replace(axis=training.axis)
+        labels = training.labels
+        factory = partial(build_trainer, volumes, labels, config, viewer_axis, plan.class_names(),
+                          init=self.session.training_init(labels, config.axis),
+                          labeled_slices=training.labeled_slices)
         return factory, config
 
     def _on_run_ready(self, trainer) -> None:
@@ -250,6 +273,7 @@ class ActionWidget(QWidget):
             touched[id(tracker.layer)] = tracker.layer
         for layer in touched.values():
             layer.refresh()  # once per layer and batch: refreshes are the costly part
+        self.refine_panel.slices_streamed(batch)
         if compared and self.run is not None and self.run.last_progress is not None:
             self.plot.add_agreement(self.run.last_progress.step, 1.0 - changed / compared)
         return deferred
@@ -284,11 +308,13 @@ class ActionWidget(QWidget):
         run, plan = self.run, self.session.plan
         if run is None or not run.is_running or plan is None:
             return
-        labels = plan.label_snapshots()
-        if not any(lab is not None and lab.any() for lab in labels):
+        axis = run.trainer.axis if run.trainer is not None else None
+        training = merge_accepted(self.session, plan, axis=axis)  # painted labels + accepted slices
+        if not training.any():
             show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
             return
-        run.send_annotation(AnnotationUpdate(labels=tuple(labels)))
+        run.send_annotation(AnnotationUpdate(labels=tuple(training.labels),
+                                             labeled_slices=training.labeled_slices or None))
 
     def _on_dims_step(self, event=None) -> None:
         if self.run is not None and self.run.is_running:
@@ -318,16 +344,21 @@ class ActionWidget(QWidget):
     # -- prediction and saving -------------------------------------------------------------------
     def predict_all(self) -> None:
         """Predict every opened 3D image with the current model (pauses training meanwhile)."""
+        self.predict_images(None)
+
+    def predict_images(self, names=None) -> None:
+        """Predict the opened 3D images called ``names`` (None: all of them)."""
         from napari.utils.notifications import show_error
 
         if self.session.trainer is None:
-            show_error("ACTION: train a model first.")
+            show_error("ACTION: train or load a model first.")
             return
-        self.session.when_idle(self._start_prediction)
+        self.files_panel.warn_geometry(names)  # other spacing or orientation than the training volumes
+        self.session.when_idle(partial(self._start_prediction, names))
         self._refresh_buttons()
 
-    def _start_prediction(self) -> None:
-        items = self.session.prediction_items(self.viewer)
+    def _start_prediction(self, names=None) -> None:
+        items = self.session.prediction_items(self.viewer, names)
         self.status_label.setText(f"Predicting {len(items)} volume(s)…")
         job = PredictionJob(self.session.trainer, items, on_update=self._on_prediction_update,
                             on_finished=self._on_job_finished)
@@ -344,6 +375,7 @@ class ActionWidget(QWidget):
         tracker = self.session.tracker_for(layer, trainer.axis)
         labels, confidence = (np.moveaxis(a, trainer.axis, 0) for a in (update.labels, update.confidence))
         tracker.write(SlicePrediction(update.volume_index, trainer.axis, 0, labels, confidence), refresh=True)
+        self.refine_panel.volume_predicted(image_name, update)
 
     def _on_job_finished(self, *_) -> None:
         self.session.job = None

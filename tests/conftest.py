@@ -23,3 +23,16 @@ def colin27_dir():
 def nibabel_data():
     """Folder of the NIfTI test images shipped with nibabel."""
     return nibabel_data_dir()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _autosave_in_temporary_folder(tmp_path_factory):
+    """Widgets autosave into a temporary folder, never into the user's home."""
+    folder = tmp_path_factory.mktemp("autosave")
+    previous = os.environ.get("NAPARI_ACTION_AUTOSAVE_DIR")
+    os.environ["NAPARI_ACTION_AUTOSAVE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("NAPARI_ACTION_AUTOSAVE_DIR", None)
+    else:
+        os.environ["NAPARI_ACTION_AUTOSAVE_DIR"] = previous

@@ -1,0 +1,301 @@
+"""GUI tests of the "Model, export & session" panel on real NIfTI files.
+
+Volumes: a crop of Colin27 written with its real affine, and the first volume
+of nibabel's ``example4d.nii.gz`` (an oblique, non-diagonal affine). The model
+is a 4-wide U-Net trained for two steps, so predictions are quick and
+meaningless: the tests check geometry, files and state, not segmentations.
+Every test waits for every worker it started (ENV.md §3).
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import QThreadPool
+
+from napari_action._layers import prediction_layer_for
+from napari_action._model import geometry_warnings, layer_geometry
+from napari_action._snapshot import read_session
+from napari_action._widget import ActionWidget
+from napari_action.io import load_labels, load_volume
+from napari_action.session import checkpoint_from_bytes, load_session
+from napari_action.train import Trainer
+
+from ._engine import disc_volume, sparse, tiny_config
+from .test_widget import SHAPE, paint, tiny_overrides
+from .test_widget import disc_volume as widget_disc_volume
+
+TIMEOUT = 30_000
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A two-step supervised checkpoint (slicing axis 2, classes 0, 1, 2)."""
+    image, truth = disc_volume(0)
+    trainer = Trainer([image], [sparse(truth)], tiny_config(method="supervised", steps_stage3=2, num_threads=1))
+    trainer.train()
+    return trainer.save_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def colin_crop(colin27_dir, tmp_path_factory):
+    """40x40x16 voxels around the basal ganglia, saved with the sliced (real) affine."""
+    path = tmp_path_factory.mktemp("colin") / "colin_crop.nii.gz"
+    nib.save(nib.load(colin27_dir / "ch2.nii.gz").slicer[70:110, 100:140, 70:86], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def oblique(nibabel_data, tmp_path_factory):
+    """nibabel's example4d, first volume: 128x96x24, 2x2x2.2 mm, rotated (non-diagonal) affine."""
+    path = tmp_path_factory.mktemp("oblique") / "oblique.nii.gz"
+    nib.save(nib.load(nibabel_data / "example4d.nii.gz").slicer[..., 0], path)
+    return path
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    yield viewer
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=TIMEOUT)
+
+
+def dock(viewer) -> ActionWidget:
+    widget = ActionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="ACTION")
+    widget.config_overrides = tiny_overrides()
+    return widget
+
+
+def wait_idle(qtbot, widget) -> None:
+    qtbot.waitUntil(lambda: widget.run is None or not widget.run.is_running, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.session.job is None and not widget.files_panel.is_busy, timeout=TIMEOUT)
+
+
+def messages_since(before: int, severity: str) -> list[str]:
+    return [str(n.message) for n in notification_manager.records[before:] if str(n.severity) == severity]
+
+
+def open_nifti(viewer, *paths) -> None:
+    for path in paths:
+        viewer.open(str(path), plugin="napari-action")
+
+
+@pytest.mark.realdata
+def test_load_model_then_predict_gives_aligned_layers(viewer, qtbot, model_file, colin_crop, oblique):
+    open_nifti(viewer, colin_crop, oblique)
+    linear = viewer.layers["oblique"].affine.affine_matrix[:3, :3]
+    assert np.abs(linear - np.diag(np.diag(linear))).max() > 0.1  # oblique: not a diagonal affine
+    widget = dock(viewer)
+    assert not widget.predict_button.isEnabled()
+    widget.files_panel.load_model(model_file)
+    wait_idle(qtbot, widget)
+    assert widget.predict_button.isEnabled() and widget.session.init_checkpoint is not None
+
+    widget.predict_images(["oblique"])  # a subset first
+    wait_idle(qtbot, widget)
+    assert "oblique ACTION" in viewer.layers and "colin_crop ACTION" not in viewer.layers
+    widget.predict_all()
+    wait_idle(qtbot, widget)
+    for name in ("colin_crop", "oblique"):
+        image, prediction = viewer.layers[name], viewer.layers[f"{name} ACTION"]
+        assert prediction.data.shape == image.data.shape  # slices at their own size
+        np.testing.assert_array_equal(prediction.affine.affine_matrix, image.affine.affine_matrix)
+        np.testing.assert_array_equal(prediction.scale, image.scale)
+        assert set(np.unique(prediction.data)) <= {0, 1, 2}
+    # Different in-plane spacing (2 mm against 1 mm) is reported; the same spacing is not.
+    reference = layer_geometry(viewer.layers["colin_crop"])
+    targets = [(name, layer_geometry(viewer.layers[name])) for name in ("colin_crop", "oblique")]
+    warnings = geometry_warnings([reference], targets, axis=2)
+    assert len(warnings) == 1 and "'oblique'" in warnings[0] and "spacing" in warnings[0]
+
+
+def test_foreign_or_damaged_model_file_is_notified(viewer, qtbot, tmp_path):
+    import torch
+
+    damaged, foreign = tmp_path / "damaged.pt", tmp_path / "foreign.pt"
+    damaged.write_bytes(b"PK\x03\x04 not really a zip")
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    widget = dock(viewer)
+    for path in (damaged, foreign):
+        before = len(notification_manager.records)
+        widget.files_panel.load_model(path)
+        wait_idle(qtbot, widget)
+        errors = messages_since(before, "error")
+        assert len(errors) == 1 and path.name in errors[0] and "checkpoint" in errors[0]
+        assert widget.files_panel.status_label.text().startswith("Model not loaded")
+    assert widget.session.trainer is None and not widget.predict_button.isEnabled()
+
+
+def _fill_predictions(viewer, names, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for name in names:
+        layer = prediction_layer_for(viewer, viewer.layers[name], class_values=[0, 1, 2])
+        layer.data[...] = rng.integers(0, 3, layer.data.shape)
+
+
+@pytest.mark.realdata
+def test_export_keeps_source_geometry_and_asks_before_overwriting(viewer, qtbot, tmp_path, colin_crop, oblique):
+    open_nifti(viewer, colin_crop, oblique)
+    plain, _ = widget_disc_volume()
+    viewer.add_image(plain, name="plain", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))  # no NIfTI header
+    widget = dock(viewer)
+    names = ("colin_crop", "oblique", "plain")
+    _fill_predictions(viewer, names, seed=0)
+    out = tmp_path / "export"
+    out.mkdir()
+    widget.files_panel.export_masks(out)
+    wait_idle(qtbot, widget)
+    for name, source in (("colin_crop", colin_crop), ("oblique", oblique)):
+        labels, meta = load_labels(out / f"{name}_action.nii.gz")
+        np.testing.assert_array_equal(labels, viewer.layers[f"{name} ACTION"].data)
+        _, expected = load_volume(source)
+        np.testing.assert_array_equal(meta.affine, expected.affine)
+        np.testing.assert_array_equal(meta.qform, expected.qform)
+        np.testing.assert_array_equal(meta.sform, expected.sform)
+        assert (meta.qform_code, meta.sform_code, meta.zooms) == (
+            expected.qform_code, expected.sform_code, expected.zooms)
+    labels, meta = load_labels(out / "plain_action.nii.gz")
+    np.testing.assert_array_equal(labels, viewer.layers["plain ACTION"].data)
+    np.testing.assert_allclose(meta.affine, [[3, 0, 0, 5], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    assert (meta.qform_code, meta.sform_code) == (2, 2)
+
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    _fill_predictions(viewer, names, seed=1)
+    before = len(notification_manager.records)
+    widget.files_panel.export_masks(out, overwrite=False)
+    wait_idle(qtbot, widget)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
+    assert any("kept 3 existing" in m for m in messages_since(before, "info"))
+    asked = []
+    widget.files_panel.export_masks(out, overwrite=lambda paths: asked.extend(paths) or True)
+    wait_idle(qtbot, widget)
+    assert sorted(p.name for p in asked) == sorted(written)
+    np.testing.assert_array_equal(load_labels(out / "oblique_action.nii.gz")[0], viewer.layers["oblique ACTION"].data)
+
+
+def _describe(viewer) -> list[tuple]:
+    return [(layer.name, type(layer).__name__, layer.data.dtype, np.array(layer.data),
+             layer.affine.affine_matrix, np.array(layer.scale), np.array(layer.translate)) for layer in viewer.layers]
+
+
+def _assert_same_layers(found: list[tuple], expected: list[tuple]) -> None:
+    assert [f[:3] for f in found] == [e[:3] for e in expected]
+    for f, e in zip(found, expected, strict=True):
+        for a, b in zip(f[3:], e[3:], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def _build_scene(viewer, qtbot, colin_crop, model_file) -> ActionWidget:
+    """Colin crop (from a file) and a plain image, painted labels, predictions with one edit."""
+    open_nifti(viewer, colin_crop)
+    plain, truth = widget_disc_volume()
+    viewer.add_image(plain, name="plain", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))
+    painted = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="plain labels", scale=(3.0, 1.0, 1.0),
+                                translate=(5.0, 0.0, 0.0))
+    paint(painted, truth)
+    widget = dock(viewer)
+    widget.files_panel.load_model(model_file)
+    wait_idle(qtbot, widget)
+    widget.predict_all()
+    wait_idle(qtbot, widget)
+    edited = viewer.layers["colin_crop ACTION"]
+    rows, cols = np.mgrid[0:4, 0:5]
+    edited.data_setitem((rows.ravel(), cols.ravel(), np.full(rows.size, 3)), 2)
+    widget.session.accepted_slices["colin_crop"] = {3, 5}
+    return widget
+
+
+@pytest.mark.realdata
+def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, tmp_path, colin_crop, model_file):
+    first = make_napari_viewer()
+    widget = _build_scene(first, qtbot, colin_crop, model_file)
+    locked = widget.session.trackers[id(first.layers["colin_crop ACTION"])].locked.copy()
+    expected = _describe(first)
+    store = tmp_path / "work.action.zarr"
+    widget.files_panel.save_session(store)
+    wait_idle(qtbot, widget)
+    first.close()
+
+    stored = load_session(store)
+    assert stored.volume("colin_crop").image is None and stored.volume("plain").image is not None
+    second = make_napari_viewer()
+    widget = dock(second)
+    widget.files_panel.open_session(store)
+    wait_idle(qtbot, widget)
+    _assert_same_layers(_describe(second), expected)
+    assert second.layers["colin_crop"].source.path == str(colin_crop)
+    tracker = widget.session.trackers[id(second.layers["colin_crop ACTION"])]
+    np.testing.assert_array_equal(tracker.locked, locked)
+    assert tracker.edited_slices == {3}
+    assert widget.session.accepted_slices == {"colin_crop": {3, 5}}
+    assert widget.predict_button.isEnabled()
+    assert widget.files_panel.autosave_path == tmp_path / "work.autosave.action.zarr"
+
+    widget.predict_all()  # the restored model predicts; the restored edit stays locked
+    wait_idle(qtbot, widget)
+    assert (second.layers["colin_crop ACTION"].data[0:4, 0:5, 3] == 2).all()
+    second.close()
+
+    nib.save(nib.Nifti1Image(np.zeros((40, 40, 16), np.uint8), nib.load(colin_crop).affine), colin_crop)
+    assert any("changed since the session was saved" in w for w in read_session(store).warnings)
+
+
+def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
+    image, truth = widget_disc_volume()
+    viewer.add_image(image, name="vol")
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels")
+    paint(labels, truth)
+    widget = dock(viewer)
+    panel = widget.files_panel
+    panel.autosave_interval_s = 0.2
+    qtbot.waitUntil(lambda: panel.last_autosave is not None, timeout=TIMEOUT)
+    assert panel.status_label.text().startswith("Autosaved ")
+    wait_idle(qtbot, widget)
+    early = load_session(panel.autosave_path)
+    np.testing.assert_array_equal(early.volume("vol").painted, labels.data)
+    assert early.checkpoint is None
+
+    panel.autosave_interval_s = 600
+    saved = panel.last_autosave
+    widget.train_button.click()
+    wait_idle(qtbot, widget)
+    qtbot.waitUntil(lambda: panel.last_autosave > saved and not panel.is_busy, timeout=TIMEOUT)
+    session = load_session(panel.autosave_path)
+    assert checkpoint_from_bytes(session.checkpoint).class_values == [0, 1, 2]
+    assert session.config["seed"] == widget.session.trainer.config.seed
+    np.testing.assert_array_equal(session.volume("vol").prediction, viewer.layers["vol ACTION"].data)
+
+    # A volume with 2 mm in-plane voxels, predicted by a model trained on 1 mm ones: warned.
+    open_nifti(viewer, oblique)
+    before = len(notification_manager.records)
+    widget.predict_images(["oblique"])
+    wait_idle(qtbot, widget)
+    warnings = messages_since(before, "warning")
+    assert len(warnings) == 1 and "'oblique'" in warnings[0] and "spacing" in warnings[0]
+    assert viewer.layers["oblique ACTION"].data.shape == viewer.layers["oblique"].data.shape
+
+
+@pytest.mark.parametrize("model_axis", [0, 2])
+def test_training_continues_from_a_loaded_model_painted_along_its_axis(viewer, qtbot, tmp_path, model_axis):
+    image, truth = widget_disc_volume()
+    path = tmp_path / "model.pt"
+    Trainer([image], [truth], tiny_config(method="supervised", steps_stage3=2, axis=model_axis,
+                                                num_threads=1)).save_checkpoint(path)
+    viewer.add_image(image, name="vol")
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels")
+    paint(labels, truth)  # slices 2 and 5 of axis 0
+    widget = dock(viewer)
+    widget.files_panel.load_model(path)
+    wait_idle(qtbot, widget)
+    before = len(notification_manager.records)
+    widget.train_button.click()
+    wait_idle(qtbot, widget)
+    assert widget.run.error is None
+    if model_axis == 0:  # continued: a loaded model goes straight to stage iii rounds
+        assert widget.run.last_progress.step == tiny_overrides()["steps_stage3"]
+    else:  # labels painted along another axis: a new model, full schedule, and a warning
+        assert widget.run.last_progress.step == 10
+        assert any("training a new model" in m for m in messages_since(before, "warning"))

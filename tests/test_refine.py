@@ -1,0 +1,245 @@
+"""GUI tests of the "Refine" panel: accepted corrections, training set, next slices, Update once.
+
+Same tiny budgets as ``test_widget.py`` (a 4-wide U-Net on 8x32x32 volumes).
+Every test waits for every worker it started (ENV.md §3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import Qt, QThreadPool
+
+from napari_action._accepted import merge_accepted
+from napari_action._layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
+from napari_action._refine import ACCEPT_KEY, RefinePanel
+from napari_action._session import TrainingPlan
+from napari_action._uncertainty import streamed_uncertainty
+from napari_action._widget import ActionWidget
+
+from .test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overrides, wait_finished
+
+GRID = {"scale": (3.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}  # slice i sits at world z = 5 + 3 i
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    yield viewer
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=TIMEOUT)
+
+
+@pytest.fixture
+def scene(viewer):
+    """Image, labels painted on slices 2 and 5, the docked widget with a tiny budget."""
+    image, truth = disc_volume()
+    viewer.add_image(image, name="vol", **GRID)
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels", **GRID)
+    paint(labels, truth)
+    widget = ActionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="ACTION")
+    widget.config_overrides = tiny_overrides()
+    return viewer, widget, labels, truth
+
+
+def edit_slice(layer, index: int, value: int, rows=slice(0, 6), cols=slice(0, 6)) -> None:
+    """Paint a block of one slice of ``layer`` through ``data_setitem`` (a paint event, like a brush)."""
+    rr, cc = np.mgrid[rows, cols]
+    layer.data_setitem((np.full(rr.size, index), rr.ravel(), cc.ravel()), value)
+
+
+def erase_slice(layer, index: int) -> None:
+    rows, cols = np.nonzero(layer.data[index])
+    layer.data_setitem((np.full(rows.size, index), rows, cols), 0)
+
+
+def offline_prediction(viewer, widget, truth):
+    """A prediction layer (the truth, as if predicted) without training: accepting needs no model."""
+    layer = prediction_layer_for(viewer, viewer.layers["vol"])
+    layer.data[:] = truth
+    widget.session.tracker_for(layer, 0)
+    viewer.layers.selection.active = layer
+    return layer
+
+
+def show_slice(viewer, index: int) -> None:
+    viewer.dims.set_point(0, GRID["translate"][0] + GRID["scale"][0] * index)
+
+
+def press(viewer, key: str) -> bool:
+    return viewer.window._qt_viewer._key_map_handler.press_key(key)
+
+
+def list_texts(widget_list) -> list[str]:
+    return [widget_list.item(i).text() for i in range(widget_list.count())]
+
+
+def test_accepted_slices_reach_the_running_trainer(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    painted = labels.data.copy()
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.session.target(0) is not None, timeout=TIMEOUT)
+    tracker = widget.session.target(0)
+    qtbot.waitUntil(lambda: tracker.streamed[[4, 6]].all(), timeout=TIMEOUT)
+    layer, trainer = tracker.layer, widget.session.trainer
+    edit_slice(layer, 4, 1)  # a correction...
+    viewer.layers.selection.active = layer
+    show_slice(viewer, 4)
+    assert press(viewer, ACCEPT_KEY)  # ...accepted with the key, on the prediction layer
+    erase_slice(layer, 6)  # an all-background slice counts once accepted
+    show_slice(viewer, 6)
+    widget.refine_panel.accept_button.click()
+
+    def arrived():
+        return {4, 6} <= set(trainer.annotation.labeled_slices(0)) and {(0, 4), (0, 6)} <= set(trainer.pool.labeled)
+
+    qtbot.waitUntil(arrived, timeout=TIMEOUT)
+    target = trainer.annotation.target(0, 4)
+    assert (target[0:6, 0:6] == 1).all() and (trainer.annotation.target(0, 6) == 0).all()
+    assert set(trainer.annotation.labeled_slices(0)) == {*PAINTED, 4, 6}
+    assert widget.session.accepted_slices == {"vol": {4, 6}}
+    assert labels.data.tobytes() == painted.tobytes()  # copy option off: the painted layer is untouched
+    assert "    slice 4 · accepted" in list_texts(widget.refine_panel.training_list)
+    assert widget.refine_panel.uncertainty.get("vol").covered[4]  # streamed slices have an uncertainty
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+    assert (layer.data[4, 0:6, 0:6] == 1).all()  # locked: the stream never overwrote the accepted slice
+
+
+def test_copy_option_and_next_train_use_accepted_slices(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    layer = offline_prediction(viewer, widget, truth)
+    panel = widget.refine_panel
+    assert panel.copy_checkbox.text() == "Also copy accepted slices into 'vol labels'"
+    panel.copy_checkbox.setChecked(True)
+    show_slice(viewer, 7)
+    assert panel.accept_current_slice() == [7]
+    np.testing.assert_array_equal(labels.data[7], truth[7])  # copied, as one undoable step
+    labels.undo()
+    assert not labels.data[7].any()
+    erase_slice(layer, 0)
+    show_slice(viewer, 0)
+    panel.accept_button.click()
+    assert not labels.data[0].any()
+
+    widget.train_button.click()  # a new training starts from painted + accepted slices
+    wait_finished(qtbot, widget)
+    annotation = widget.session.trainer.annotation
+    assert annotation.labeled_slices(0) == [0, *PAINTED, 7]
+    np.testing.assert_array_equal(annotation.to_values(annotation.target(0, 7)), truth[7])
+
+
+def test_accept_all_and_training_set_navigation(scene):
+    viewer, widget, labels, truth = scene
+    layer = offline_prediction(viewer, widget, truth)
+    edit_slice(layer, 1, 2)
+    edit_slice(layer, 6, 0, rows=slice(14, 18), cols=slice(14, 18))  # a hole in the disc
+    panel = widget.refine_panel
+    assert panel.accept_edited_slices() == 2
+    assert widget.session.accepted_slices == {"vol": {1, 6}}
+    assert panel.accept_edited_slices() == 0  # nothing new
+    panel.refresh()
+    assert list_texts(panel.training_list) == [
+        "vol: 2 painted, 2 accepted (axis 0)",
+        "    slice 1 · accepted", "    slice 2 · painted", "    slice 5 · painted", "    slice 6 · accepted",
+    ]
+    assert panel.labeled == {"vol": {1, 2, 5, 6}}
+    viewer.dims.order = (1, 0, 2)  # the user looks at another plane: jumping shows the slicing plane again
+    panel.training_list.itemClicked.emit(panel.training_list.item(4))
+    assert viewer.dims.not_displayed == (0,)
+    assert viewer.dims.current_step[0] == 6
+    panel.training_list.itemClicked.emit(panel.training_list.item(0))  # a volume header: no move
+    assert viewer.dims.current_step[0] == 6
+
+    plan = TrainingPlan.from_picker(widget.picker)
+    training = merge_accepted(widget.session, plan, axis=0)
+    assert training.labeled_slices == {0: (1, 6)} and training.axis == 0
+    np.testing.assert_array_equal(training.labels[0][[1, 6]], layer.data[[1, 6]])
+    np.testing.assert_array_equal(training.labels[0][[2, 5]], labels.data[[2, 5]])
+    before = len(notification_manager.records)
+    training = merge_accepted(widget.session, plan, axis=1)  # a model along another axis: dropped, said
+    assert training.skipped == ["vol"] and not training.labeled_slices
+    assert widget.session.accepted_slices == {}
+    assert "dropped" in str(notification_manager.records[before].message)
+
+
+def test_uncertainty_layer_and_next_slices_after_predict_all(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    panel = widget.refine_panel
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert "vol uncertainty" not in viewer.layers  # opt-in
+    panel.show_uncertainty.setChecked(True)
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    layer = viewer.layers["vol uncertainty"]
+    assert layer.metadata[UNCERTAINTY_KEY] == "vol" and layer.visible
+    assert layer.colormap.name == "inferno"
+    np.testing.assert_allclose(layer.scale, viewer.layers["vol"].scale)
+    np.testing.assert_allclose(layer.translate, viewer.layers["vol"].translate)
+    assert [image.name for image in image_layers(viewer)] == ["vol"]  # never trained on nor predicted
+    assert 0.0 <= layer.data.min() and layer.data.max() <= 1.0
+    assert panel.uncertainty.get("vol").covered.all()
+    panel.show_uncertainty.setChecked(False)
+    assert not layer.visible
+
+    qtbot.waitUntil(lambda: panel.next_list.count() > 0, timeout=TIMEOUT)
+    suggested = [panel.next_list.item(i).data(Qt.ItemDataRole.UserRole)[2] for i in range(panel.next_list.count())]
+    assert not set(suggested) & set(PAINTED)
+    panel.next_list.itemClicked.emit(panel.next_list.item(0))
+    assert viewer.dims.current_step[0] == suggested[0]
+    viewer.layers.selection.active = viewer.layers["vol"]
+    panel._show_slice_score()
+    assert panel.slice_score_label.text().startswith(f"Slice {suggested[0]} of 'vol': uncertainty score")
+
+
+def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    panel = widget.refine_panel
+    assert not panel.update_button.isEnabled()
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    trainer, layer = widget.session.trainer, viewer.layers["vol ACTION"]
+    assert panel.update_button.isEnabled()
+    step = trainer.step
+    edit_slice(layer, 6, 2)
+    show_slice(viewer, 6)
+    viewer.layers.selection.active = layer
+    assert panel.accept_current_slice() == [6]
+    accepted = layer.data[6].copy()
+    locked = widget.session.target(0).locked
+    layer.data[~locked] = 9  # stale on purpose (9 is never predicted): the update must predict it again
+    panel.steps_spin.setValue(3)
+    panel.update_button.click()
+    assert not panel.update_button.isEnabled() and not widget.train_button.isEnabled()
+    wait_finished(qtbot, widget)
+
+    assert widget.run.error is None and trainer.step == step + 3
+    assert widget.session.trainer is trainer  # continued, not rebuilt
+    assert 6 in trainer.annotation.labeled_slices(0) and list(trainer.class_values) == [0, 1, 2]
+    fresh = next(u for u in trainer.predict_volume(0) if u.done).labels
+    np.testing.assert_array_equal(layer.data[~locked], fresh[~locked])  # predicted again...
+    np.testing.assert_array_equal(layer.data[6], accepted)  # ...around the accepted slice
+    assert panel.uncertainty.get("vol").covered.all() and "vol uncertainty" not in viewer.layers
+    assert panel.update_button.isEnabled()
+
+
+def test_key_binding_is_released_with_the_widget(viewer):
+    pressed = []
+    viewer.bind_key(ACCEPT_KEY, lambda v: pressed.append(v))
+    widget = ActionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="ACTION")
+    assert isinstance(widget.refine_panel, RefinePanel)
+    press(viewer, ACCEPT_KEY)  # ours now: warns that no prediction layer is selected
+    assert pressed == []
+    viewer.window.remove_dock_widget(widget)
+    press(viewer, ACCEPT_KEY)  # the user's binding is back
+    assert pressed == [viewer]
+
+
+def test_streamed_uncertainty_scale():
+    confidence = np.array([1.0, 0.5, 1 / 3], np.float32)
+    np.testing.assert_allclose(streamed_uncertainty(confidence, 3), [0.0, 0.75, 1.0], atol=1e-6)
+    assert not streamed_uncertainty(confidence, 1).any()
