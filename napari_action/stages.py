@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
+from .augment import cutmix, random_geometric, strong_photometric
 from .config import TrainConfig
-from .data import SlicePool, cutmix, random_geometric, strong_photometric
-from .model import EmbeddingQueue, StudentTeacher
+from .data import SlicePool
+from .teacher import EmbeddingQueue, StudentTeacher
 
 Logs = dict[str, float]
 StepFn = Callable[["StepInputs"], tuple[torch.Tensor, Logs]]

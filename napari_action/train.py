@@ -29,7 +29,6 @@ from .annotations import SparseAnnotation
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import SlicePool, normalize_volume
-from .model import EmbeddingQueue, StudentTeacher
 from .predict import Predictor
 from .progress import AnnotationUpdate, FocusRequest, PredictionUpdate, TrainProgress
 from .runtime import (
@@ -41,6 +40,7 @@ from .runtime import (
     seed_everything,
 )
 from .streaming import StreamCursor
+from .teacher import EmbeddingQueue, StudentTeacher
 
 logger = logging.getLogger(__name__)
 

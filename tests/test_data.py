@@ -10,16 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from napari_action.annotations import SparseAnnotation
-from napari_action.data import (
-    SlicePool,
-    cutmix,
-    cutmix_box,
-    normalize_volume,
-    pad_value,
-    random_geometric,
-    strong_photometric,
-    weak_view,
-)
+from napari_action.augment import cutmix, cutmix_box, random_geometric, strong_photometric, weak_view
+from napari_action.data import SlicePool, normalize_volume, pad_value
 
 
 def generator(seed: int = 0) -> torch.Generator:

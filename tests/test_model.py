@@ -9,15 +9,13 @@ import torch.nn.functional as F
 from napari_action.config import ModelConfig
 from napari_action.model import (
     ActionNet,
-    EmbeddingQueue,
     GlobalHead,
     LocalHead,
     LocalPredictor,
     RepresentationHead,
-    StudentTeacher,
     UNet,
-    ema_update,
 )
+from napari_action.teacher import EmbeddingQueue, StudentTeacher, ema_update
 
 torch.set_num_threads(1)
 
