@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import napari
 import nibabel as nib
 import numpy as np
+from _screenshots import pump, wait_for  # noqa: E402 (docs/ is on sys.path when run as a script)
 from PIL import Image
-from qtpy.QtWidgets import QApplication
 
 from napari_action._files import AUTOSAVE_ENV
 from napari_action._widget import ActionWidget
@@ -31,20 +30,6 @@ from napari_action.sample import make_phantom
 OUT = Path(__file__).parent / "images"
 BUDGET = {"steps_stage1": 30, "steps_stage2": 30, "steps_stage3": 240, "stream_every_steps": 10}
 logger = logging.getLogger("make_screenshots_files")
-
-
-def pump(seconds: float) -> None:
-    """Run the Qt event loop for a while (worker signals arrive through it)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-
-def wait_for(condition, timeout: float = 900.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        pump(0.2)
 
 
 def save_png(rgb: np.ndarray, path: Path) -> None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import napari
 import numpy as np
+from _screenshots import pump, wait_for  # noqa: E402 (docs/ is on sys.path when run as a script)
 from PIL import Image
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QApplication
 
 from napari_action._files import AUTOSAVE_ENV
 from napari_action._widget import ActionWidget
@@ -34,19 +33,8 @@ SUBJECT = "phantom-1"
 logger = logging.getLogger("make_screenshots_refine")
 
 
-def pump(seconds: float) -> None:
-    """Run the Qt event loop for a while (worker signals arrive through it)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-
-def wait_for(condition, timeout: float = 900.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        pump(0.2)
-    if not condition():
+def wait_until(condition, timeout: float = 900.0) -> None:
+    if not wait_for(condition, timeout):
         raise TimeoutError("the viewer did not reach the expected state in time")
 
 
@@ -85,7 +73,7 @@ def show_next_slices(viewer: napari.Viewer, widget: ActionWidget) -> int:
     panel = widget.refine_panel
     panel.show_uncertainty.setChecked(True)
     widget.predict_all()
-    wait_for(lambda: idle(widget) and panel.next_list.count() > 0)
+    wait_until(lambda: idle(widget) and panel.next_list.count() > 0)
     panel.tabs.setCurrentIndex(1)
     item = panel.next_list.item(0)
     panel.next_list.setCurrentItem(item)
@@ -116,13 +104,13 @@ def main() -> None:
     os.environ.setdefault(AUTOSAVE_ENV, tempfile.mkdtemp(prefix="action-autosave-"))  # not into the home folder
     viewer, widget = set_up()
     widget.train_button.click()
-    wait_for(lambda: widget.run is not None and idle(widget))
+    wait_until(lambda: widget.run is not None and idle(widget))
     index = show_next_slices(viewer, widget)
     shoot(viewer, "refine_next_slices.png")
     correct_and_accept(viewer, widget, index)
     shoot(viewer, "refine_accept.png")
     widget.refine_panel.update_button.click()
-    wait_for(lambda: idle(widget))
+    wait_until(lambda: idle(widget))
     widget.refine_panel.tabs.setCurrentIndex(1)
     shoot(viewer, "refine_update_once.png")
     viewer.close()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import napari
-from qtpy.QtWidgets import QApplication
+from _screenshots import pump  # noqa: E402 (docs/ is on sys.path when run as a script)
 from skimage.io import imsave
 
 from napari_action._widget import ActionWidget
@@ -19,16 +19,6 @@ from napari_action._widget import ActionWidget
 OUT = Path(__file__).parent / "images"
 # A shortened cpu budget so the screenshots take about a minute to make.
 BUDGET = {"steps_stage1": 30, "steps_stage2": 30, "steps_stage3": 200, "stream_every_steps": 10}
-
-
-def pump(seconds: float, viewer: napari.Viewer | None = None) -> None:
-    """Run the Qt event loop for a while (the worker's signals arrive through it)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        if viewer is not None:
-            show_first_subject_only(viewer)
-        time.sleep(0.02)
 
 
 def show_first_subject_only(viewer: napari.Viewer) -> None:
@@ -62,11 +52,11 @@ def main() -> None:
     widget.train_button.click()
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and (widget.run is None or len(widget.plot.loss) < 120):
-        pump(0.5, viewer)
+        pump(0.5, lambda: show_first_subject_only(viewer))
     shoot(viewer, "train_during.png")
     while time.monotonic() < deadline and widget.run is not None and widget.run.is_running:
-        pump(0.5, viewer)
-    pump(2.0, viewer)
+        pump(0.5, lambda: show_first_subject_only(viewer))
+    pump(2.0, lambda: show_first_subject_only(viewer))
     shoot(viewer, "train_after.png")
     viewer.close()
 

@@ -36,3 +36,13 @@ def _autosave_in_temporary_folder(tmp_path_factory):
         os.environ.pop("NAPARI_ACTION_AUTOSAVE_DIR", None)
     else:
         os.environ["NAPARI_ACTION_AUTOSAVE_DIR"] = previous
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, qtbot):
+    """A napari viewer; no worker thread may outlive the test (the tests also wait themselves)."""
+    from qtpy.QtCore import QThreadPool
+
+    viewer = make_napari_viewer()
+    yield viewer
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=30_000)

@@ -13,7 +13,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
-from qtpy.QtCore import QThreadPool
 
 from napari_action._layers import prediction_layer_for
 from napari_action._model import geometry_warnings, layer_geometry
@@ -54,12 +53,6 @@ def oblique(nibabel_data, tmp_path_factory):
     nib.save(nib.load(nibabel_data / "example4d.nii.gz").slicer[..., 0], path)
     return path
 
-
-@pytest.fixture
-def viewer(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    yield viewer
-    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=TIMEOUT)
 
 
 def dock(viewer) -> ActionWidget:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
-from qtpy.QtCore import Qt, QThreadPool
+from qtpy.QtCore import Qt
 
 from napari_action._accepted import merge_accepted
 from napari_action._layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
@@ -22,12 +22,6 @@ from .test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overr
 
 GRID = {"scale": (3.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}  # slice i sits at world z = 5 + 3 i
 
-
-@pytest.fixture
-def viewer(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    yield viewer
-    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=TIMEOUT)
 
 
 @pytest.fixture

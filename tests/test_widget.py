@@ -51,13 +51,6 @@ def paint(layer, truth: np.ndarray, slices=PAINTED) -> None:
             layer.data_setitem((np.full(rows.shape, s), rows, cols), value)
 
 
-@pytest.fixture
-def viewer(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    yield viewer
-    # Belt and braces: no worker thread may outlive the test (the tests wait themselves).
-    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=TIMEOUT)
-
 
 @pytest.fixture
 def scene(viewer):
