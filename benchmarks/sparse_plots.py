@@ -1,0 +1,140 @@
+"""Plots of the sparse-slice benchmark (Dice vs k, per class, vs distance, an overlay).
+
+Split from ``sparse_slices.py``, which runs the protocol and calls :func:`plot_all`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sparse_slices import ALL_METHODS, Dataset, load_results  # the sibling benchmark (run as a script)
+
+
+def plot_all(out: Path, ds: Dataset) -> None:
+    """Dice vs k, per-class Dice at k=3, Dice vs distance and one overlay, for ``ds``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = [r for r in load_results(out) if r["dataset"] == ds.name and r["axis"] == ds.axis]
+    if not runs:
+        return
+    plot_dice_vs_k(runs, out / f"{ds.name}_dice_vs_k.png")
+    plot_per_class(runs, 3, out / f"{ds.name}_per_class_k3.png")
+    plot_distance(runs, 3, out / f"{ds.name}_dice_vs_distance_k3.png")
+    plot_overlay(out, ds, 3, out / f"{ds.name}_overlay_k3.png")
+
+
+def _methods(runs: list[dict]) -> list[str]:
+    return [m for m in ALL_METHODS if any(r["method"] == m for r in runs)]
+
+
+def plot_dice_vs_k(runs: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method in _methods(runs):
+        points = sorted((r["k"], r["scores"]["mean_dice"]) for r in runs if r["method"] == method and r["k"])
+        if method == "upper":
+            upper = runs_of(runs, "upper")[0]["scores"]["mean_dice"]
+            ax.axhline(upper, ls="--", c="k", label="upper (every 2nd)")
+        elif points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=method)
+    ax.set(xlabel="painted slices k", ylabel="mean Dice (non-painted slices)", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def runs_of(runs: list[dict], method: str, k: int | None = None) -> list[dict]:
+    return [r for r in runs if r["method"] == method and (k is None or r["k"] == k)]
+
+
+def plot_per_class(runs: list[dict], k: int, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    chosen = [runs_of(runs, m, k)[0] for m in _methods(runs) if runs_of(runs, m, k)]
+    if not chosen:
+        return
+    names = [row["name"] for row in chosen[0]["scores"]["rows"]]
+    width = 0.8 / len(chosen)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, run in enumerate(chosen):
+        dice = [np.nan if row["dice"] is None else row["dice"] for row in run["scores"]["rows"]]
+        ax.bar(np.arange(len(names)) + i * width, dice, width, label=run["method"])
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20, fontsize=8)
+    ax.set(ylabel=f"Dice, k = {k}", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_distance(runs: list[dict], k: int, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    chosen = [runs_of(runs, m, k)[0] for m in _methods(runs) if runs_of(runs, m, k)]
+    if not chosen:
+        return
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for run in chosen:
+        bins = run["by_distance"]
+        values = [np.nan if v is None else v for v in bins.values()]
+        ax.plot(list(bins), values, marker="o", label=run["method"])
+    ax.set(xlabel="distance to nearest painted slice (slices)", ylabel="per-slice mean Dice", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def overlay_slice(truth: np.ndarray, slices: list[int]) -> int:
+    """A non-painted slice with at least half the largest foreground area, far from painted ones."""
+    area = (truth != 0).reshape(truth.shape[0], -1).sum(axis=1)
+    candidates = np.flatnonzero(area >= area.max() / 2)
+    distance = np.abs(candidates[:, None] - np.asarray(slices)[None, :]).min(axis=1)
+    return int(candidates[np.argmax(distance)])
+
+
+def _panel(ax, image: np.ndarray, labels: np.ndarray | None, title: str, box, n_classes: int) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    ax.imshow(image[box].T, cmap="gray", origin="lower")
+    if labels is not None:
+        colours = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
+        masked = np.ma.masked_equal(labels[box].T, 0)
+        ax.imshow(masked, cmap=colours, vmin=0.5, vmax=n_classes + 0.5, alpha=0.6, origin="lower",
+                  interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def plot_overlay(out: Path, ds: Dataset, k: int, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    panels = [(m, out / "preds" / f"{ds.name}_k{k}_{m}_s{r['seed']}.npz")
+              for m in ("action", "supervised", "rf") for r in runs_of(load_results(out), m, k)[:1]]
+    panels = [(m, p) for m, p in panels if p.is_file()]
+    if not panels:
+        return
+    slices = runs_of(load_results(out), panels[0][0], k)[0]["slices"]
+    truth = np.moveaxis(ds.truth, ds.axis, 0)
+    s = overlay_slice(truth, slices)
+    rows, cols = np.nonzero(truth[s])
+    box = (slice(max(rows.min() - 15, 0), rows.max() + 16), slice(max(cols.min() - 15, 0), cols.max() + 16))
+    image = np.moveaxis(ds.image, ds.axis, 0)[s]
+    n = len(ds.class_names) - 1
+    fig, axes = plt.subplots(1, len(panels) + 2, figsize=(2.6 * (len(panels) + 2), 3))
+    _panel(axes[0], image, None, f"image, slice {s}", box, n)
+    _panel(axes[1], image, truth[s], "truth", box, n)
+    for ax, (method, file) in zip(axes[2:], panels, strict=True):
+        _panel(ax, image, np.moveaxis(np.load(file)["labels"], ds.axis, 0)[s], method, box, n)
+    distance = int(np.abs(np.asarray(slices) - s).min())
+    fig.suptitle(f"{ds.name}, k = {k} (painted {slices}); {distance} slices from the nearest", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
