@@ -18,7 +18,9 @@ Methods:
 * ``upper``: the supervised U-Net with every second slice of the volume painted.
 
 Every network gets the same stage-iii step budget (``--steps``); ACTION runs its
-warm-up stages on top (``--warmup``). Extra dependencies: scikit-learn, matplotlib, psutil.
+warm-up stages on top (``--warmup``). ``--budget paper --device cuda`` runs the
+paper's schedule (30k stage-iii steps at 256², SGD) on a GPU; every record names
+the machine it ran on. Extra dependencies: scikit-learn, matplotlib, psutil.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import threading
 import time
@@ -36,7 +39,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from napari_action.config import TrainConfig
+from napari_action.config import BUDGETS, TrainConfig
 from napari_action.data import normalize_volume
 from napari_action.io import load_labels, load_volume
 from napari_action.metrics import evaluate
@@ -236,16 +239,16 @@ def run_rf(ds: Dataset, slices: list[int], seed: int, per_class: int = 5000) -> 
 
 
 def network_config(ds: Dataset, method: str, args) -> TrainConfig:
-    """The cpu preset with the method's overrides and the command line's budget."""
+    """The ``--budget`` preset with the method's overrides and the command line's steps."""
     overrides = {k: (dict(v) if isinstance(v, dict) else v) for k, v in NETWORK_METHODS[method].items()}
-    overrides.update(seed=args.seed, device="cpu", axis=ds.axis)
+    overrides.update(seed=args.seed, device=args.device, axis=ds.axis)
     if args.steps is not None:
         overrides["steps_stage3"] = args.steps
     if args.warmup is not None:
         overrides["steps_stage1"], overrides["steps_stage2"] = args.warmup
     if args.lr is not None:
         overrides["lr"] = args.lr
-    return TrainConfig.preset("cpu", **overrides)
+    return TrainConfig.preset(args.budget, **overrides)
 
 
 def train_timed(trainer: Trainer) -> dict:
@@ -408,6 +411,7 @@ def run_one(ds: Dataset, method: str, k: int | None, args) -> tuple[dict, np.nda
     else:
         timing, pred, extra = run_network(ds, method, slices, args)
     record = {
+        "machine": machine(), "budget": args.budget,
         "dataset": ds.name, "axis": ds.axis, "k": k, "method": method, "seed": args.seed,
         "slices": slices, "timing": timing, "scores": score(ds, pred, slices), "other_predictors": extra,
         "by_distance": by_distance(ds, pred, slices),
@@ -415,6 +419,13 @@ def run_one(ds: Dataset, method: str, k: int | None, args) -> tuple[dict, np.nda
     if method != "rf":
         record["config"] = network_config(ds, method, args).to_dict()
     return record, pred
+
+
+def machine() -> str:
+    """The card for CUDA runs, else the CPU count and torch's thread count."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    return f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def _parse_warmup(text: str | None) -> tuple[int, int] | None:
@@ -431,9 +442,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--k", default="1,3,7", help="comma-separated numbers of painted slices")
     parser.add_argument("--methods", default="rf,supervised,action")
     parser.add_argument("--seeds", default="1337")
-    parser.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: cpu preset)")
-    parser.add_argument("--warmup", default=None, help="stage i,ii steps, e.g. 100,200 (default: cpu preset)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: cpu preset)")
+    parser.add_argument("--budget", choices=BUDGETS, default="cpu",
+                        help="training preset: cpu (minutes on 2 cores) or paper (30k steps, for a GPU)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    parser.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the budget's)")
+    parser.add_argument("--warmup", default=None, help="stage i,ii steps, e.g. 100,200 (default: the budget's)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the budget's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=Path("bench-out"))
     args = parser.parse_args(argv)

@@ -52,12 +52,17 @@ def _zero_like_graph(x: Tensor) -> Tensor:
     return x.sum() * 0.0
 
 
-def dice_loss(probs: Tensor, target: Tensor, ignore_index: int = -1, eps: float = 1e-5) -> Tensor:
-    """Soft Dice loss over all classes, background included (Milletari et al., 2016).
+def dice_loss(
+    probs: Tensor, target: Tensor, ignore_index: int = -1, eps: float = 1e-5, present_only: bool = False
+) -> Tensor:
+    """Soft Dice loss, background included (Milletari et al., 2016).
 
     ``mean_c [1 − (2 Σ p_c g_c + ε) / (Σ p_c² + Σ g_c² + ε)]``, sums over the
     batch and all pixels, as in the ACTION reference code (SSL4MIS ``DiceLoss``);
-    pixels with ``target == ignore_index`` are left out of every sum.
+    pixels with ``target == ignore_index`` are left out of every sum. With
+    ``present_only`` the mean runs over the classes present in the (valid)
+    target only: an absent class then gets no Dice push towards zero, which
+    the reference's all-class mean gives it in every crop that misses it.
 
     Parameters
     ----------
@@ -69,6 +74,8 @@ def dice_loss(probs: Tensor, target: Tensor, ignore_index: int = -1, eps: float 
         Label of pixels to ignore.
     eps : float
         Smoothing term.
+    present_only : bool
+        Average over the classes present in ``target`` instead of all classes.
 
     Returns
     -------
@@ -81,11 +88,16 @@ def dice_loss(probs: Tensor, target: Tensor, ignore_index: int = -1, eps: float 
     probs = probs * valid
     dims = [0, *range(2, probs.dim())]
     intersection = (probs * onehot).sum(dims)
-    denominator = (probs * probs).sum(dims) + onehot.sum(dims)
-    return (1.0 - (2.0 * intersection + eps) / (denominator + eps)).mean()
+    truth = onehot.sum(dims)
+    per_class = 1.0 - (2.0 * intersection + eps) / ((probs * probs).sum(dims) + truth + eps)
+    if present_only and bool((truth > 0).any()):
+        return per_class[truth > 0].mean()
+    return per_class.mean()
 
 
-def supervised_loss(logits: Tensor, target: Tensor, ignore_index: int = -1) -> Tensor:
+def supervised_loss(
+    logits: Tensor, target: Tensor, ignore_index: int = -1, dice_present_only: bool = False
+) -> Tensor:
     """Supervised loss ``½ (CE + Dice)`` of ACTION on labelled pixels.
 
     Parameters
@@ -97,6 +109,8 @@ def supervised_loss(logits: Tensor, target: Tensor, ignore_index: int = -1) -> T
         both terms.
     ignore_index : int
         Label of unlabelled pixels.
+    dice_present_only : bool
+        Dice over the classes present in ``target`` (see :func:`dice_loss`).
 
     Returns
     -------
@@ -108,7 +122,7 @@ def supervised_loss(logits: Tensor, target: Tensor, ignore_index: int = -1) -> T
     if not bool((target != ignore_index).any()):
         return _zero_like_graph(logits)
     ce = F.cross_entropy(logits, target, ignore_index=ignore_index)
-    dice = dice_loss(torch.softmax(logits, dim=1), target, ignore_index)
+    dice = dice_loss(torch.softmax(logits, dim=1), target, ignore_index, present_only=dice_present_only)
     return 0.5 * (ce + dice)
 
 

@@ -52,14 +52,22 @@ def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Ten
         batch, inp.config.crop_size, inp.rng, inp.config.foreground_crop_prob
     )
     images, targets = images.to(inp.device), targets.to(inp.device)
-    images, targets, _ = random_geometric(images, targets, None, inp.generator)
+    images, targets, _ = random_geometric(images, targets, None, inp.generator, **_geometry(inp.config))
     return images, targets
 
 
 def _unlabeled_batch(inp: StepInputs, batch: int) -> torch.Tensor:
     images = inp.pool.sample_unlabeled(batch, inp.config.crop_size, inp.rng).to(inp.device)
-    images, _, _ = random_geometric(images, None, None, inp.generator)
+    images, _, _ = random_geometric(images, None, None, inp.generator, **_geometry(inp.config))
     return images
+
+
+def _geometry(config: TrainConfig) -> dict[str, float]:
+    return {"p_flip": config.flip_prob, "p_rot90": config.rot90_prob}
+
+
+def _supervised(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    return losses.supervised_loss(logits, targets, dice_present_only=config.loss.dice_present_classes_only)
 
 
 def _distillation_views(inp: StepInputs, batch_l: int, batch_u: int):
@@ -111,7 +119,7 @@ def local_distillation(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     with torch.no_grad():
         out_t = teacher(weak)
     n_lab = targets.shape[0]
-    sup = losses.supervised_loss(out_s.logits[:n_lab], targets)
+    sup = _supervised(out_s.logits[:n_lab], targets, inp.config)
     loss, logs = sup, {"sup": float(sup.detach())}
     if cfg.loss.use_global:
         s = student.global_embedding(out_s.bottleneck, predict=True)
@@ -192,7 +200,7 @@ def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     n_lab = images_l.shape[0]
     images_u, pseudo, confidence = _pseudo_labeled_batch(inp, cfg.batch_unlabeled_stage3)
     out = inp.nets.student(torch.cat([images_l, images_u]))
-    sup = losses.supervised_loss(out.logits[:n_lab], targets)
+    sup = _supervised(out.logits[:n_lab], targets, inp.config)
     loss, logs = sup, {"sup": float(sup.detach())}
     if cfg.loss.use_unsup:
         unsup = losses.pseudo_label_loss(out.logits[n_lab:], pseudo, confidence, cfg.loss.unsup_threshold)
@@ -207,7 +215,7 @@ def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
 def supervised(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Baseline: the same U-Net on the painted slices only."""
     images, targets = _labeled_batch(inp, inp.config.batch_labeled_stage3)
-    loss = losses.supervised_loss(inp.nets.student(images).logits, targets)
+    loss = _supervised(inp.nets.student(images).logits, targets, inp.config)
     return loss, {"sup": float(loss.detach())}
 
 
@@ -229,7 +237,7 @@ def mean_teacher(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     out = inp.nets.student(torch.cat([images_l, noisy]))
     with torch.no_grad():
         target_probs = torch.softmax(inp.nets.teacher(images_u).logits.float(), dim=1)
-    sup = losses.supervised_loss(out.logits[:n_lab], targets)
+    sup = _supervised(out.logits[:n_lab], targets, inp.config)
     consistency = F.mse_loss(torch.softmax(out.logits[n_lab:].float(), dim=1), target_probs)
     weight = 0.1 * _sigmoid_rampup(inp.step_in_stage, inp.stage_steps // 4)
     loss = sup + weight * consistency

@@ -112,6 +112,34 @@ def test_foreground_crops_contain_foreground():
     assert classes == {1, 2}  # class-balanced: the tiny class is found too
 
 
+def _slices_drawn(pool: SlicePool, draws: int) -> np.ndarray:
+    """Slice index of each random (not foreground-centred) labeled crop."""
+    rng = np.random.default_rng(3)
+    return np.array([pool.labeled[pool._pick_labeled_slice(rng)][1] for _ in range(draws)])
+
+
+def test_background_only_slices_take_at_most_a_quarter_of_random_crops():
+    volume = ramp_volume()
+    labels = np.zeros(volume.shape, dtype=np.uint8)
+    labels[1:3, 10, 2:4] = 2  # one painted slice with anatomy ...
+    empty = [0, 2, 4, 6, 8, 12, 14, 16, 18]  # ... and nine marked as empty
+    annotation = SparseAnnotation([labels], [volume.shape], axis=1, labeled_slices={0: [10, *empty]})
+    pool = SlicePool([volume], annotation)
+    drawn = _slices_drawn(pool, 4000)
+    assert set(drawn) == {10, *empty}  # empty slices still teach "nothing here"
+    # Uniform drawing would give them 90 %; the cap is 25 %.
+    assert np.mean(drawn != 10) == pytest.approx(0.25, abs=0.03)
+
+
+def test_few_background_only_slices_keep_their_uniform_share():
+    volume = ramp_volume()
+    labels = np.zeros(volume.shape, dtype=np.uint8)
+    labels[:, [3, 5, 7, 9], :] = 1
+    annotation = SparseAnnotation([labels], [volume.shape], axis=1, labeled_slices={0: [3, 5, 7, 9, 11]})
+    drawn = _slices_drawn(SlicePool([volume], annotation), 4000)
+    assert np.mean(drawn == 11) == pytest.approx(0.2, abs=0.03)
+
+
 def test_scribble_crops_always_hold_supervision():
     volume = np.zeros((3, 64, 64), dtype=np.float32)
     labels = np.zeros(volume.shape, dtype=np.uint8)

@@ -39,6 +39,27 @@ def test_dice_loss_by_hand():
     assert dice_loss(probs, target).item() == pytest.approx((class0 + class1) / 2, rel=1e-6)
 
 
+def test_dice_loss_present_only_skips_absent_classes_by_hand():
+    probs = torch.tensor([[[0.6, 0.5], [0.1, 0.3], [0.3, 0.2]]])  # (B=1, C=3, 2 pixels)
+    target = torch.tensor([[0, 2]])  # class 1 is absent from this crop
+    class0 = 1 - (2 * 0.6 + EPS) / (0.6**2 + 0.5**2 + 1 + EPS)
+    class1 = 1 - EPS / (0.1**2 + 0.3**2 + EPS)  # ~1 however small its probabilities are
+    class2 = 1 - (2 * 0.2 + EPS) / (0.3**2 + 0.2**2 + 1 + EPS)
+    assert dice_loss(probs, target, present_only=True).item() == pytest.approx((class0 + class2) / 2, rel=1e-6)
+    assert dice_loss(probs, target).item() == pytest.approx((class0 + class1 + class2) / 3, rel=1e-6)
+
+
+def test_supervised_loss_present_only_gives_absent_classes_no_dice_gradient():
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)  # a background-only crop
+    full = supervised_loss(logits, target)
+    present = supervised_loss(logits, target, dice_present_only=True)
+    ce = F.cross_entropy(logits, target)
+    dice_background = dice_loss(torch.softmax(logits, 1)[:, :1], target)
+    torch.testing.assert_close(present, 0.5 * (ce + dice_background))
+    assert full > present  # the all-class mean adds ~1 per absent class
+
+
 def test_dice_loss_perfect_prediction_is_zero():
     target = torch.randint(0, 3, (2, 8, 8))
     target[0, 0, 0] = 0  # class 2 may be absent: still scores 0 thanks to eps

@@ -1,0 +1,53 @@
+"""Tests for napari_action.config: presets, validation, serialisation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from napari_action.config import TrainConfig
+
+
+def test_presets_share_the_session_friendly_augmentation_and_loss():
+    for budget in ("cpu", "paper"):
+        cfg = TrainConfig.preset(budget)
+        assert cfg.budget == budget
+        # A session's volumes keep their orientation: no flips or 90° turns by default.
+        assert cfg.flip_prob == 0.0 and cfg.rot90_prob == 0.0
+        assert cfg.loss.dice_present_classes_only
+    assert TrainConfig.preset("paper").steps_stage3 > TrainConfig.preset("cpu").steps_stage3
+
+
+def test_reference_behaviour_is_one_override_away():
+    cfg = TrainConfig.preset("paper", flip_prob=0.5, rot90_prob=0.5, loss={"dice_present_classes_only": False})
+    assert (cfg.flip_prob, cfg.rot90_prob, cfg.loss.dice_present_classes_only) == (0.5, 0.5, False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"flip_prob": 1.5}, "flip_prob must be in"),
+        ({"rot90_prob": -0.1}, "rot90_prob must be in"),
+        ({"foreground_crop_prob": 2.0}, "foreground_crop_prob must be in"),
+        ({"crop_size": 100}, "multiple of 16"),
+        ({"method": "unet"}, "Unknown method"),
+        ({"steps_stage3": -1}, "steps_stage3"),
+    ],
+)
+def test_bad_settings_are_explained(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.preset("cpu", **overrides)
+
+
+def test_round_trip_through_json():
+    cfg = TrainConfig.preset("cpu", flip_prob=0.25, seed=7, model={"context": 1})
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+
+
+def test_configs_saved_before_a_field_existed_get_its_default():
+    data = TrainConfig.preset("cpu").to_dict()
+    del data["flip_prob"], data["loss"]["dice_present_classes_only"]
+    again = TrainConfig.from_dict(data)
+    assert again.flip_prob == 0.0 and again.loss.dice_present_classes_only
