@@ -34,12 +34,15 @@ def plot_dice_vs_k(runs: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for method in _methods(runs):
-        points = sorted((r["k"], r["scores"]["mean_dice"]) for r in runs if r["method"] == method and r["k"])
         if method == "upper":
-            upper = runs_of(runs, "upper")[0]["scores"]["mean_dice"]
-            ax.axhline(upper, ls="--", c="k", label="upper (every 2nd)")
-        elif points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=method)
+            upper = [r["scores"]["mean_dice"] for r in runs_of(runs, "upper")]
+            ax.axhline(np.mean(upper), ls="--", c="k", label=f"upper (every 2nd, {len(upper)} seeds)")
+            continue
+        ks = sorted({r["k"] for r in runs_of(runs, method) if r["k"]})
+        if ks:
+            dice = [[r["scores"]["mean_dice"] for r in runs_of(runs, method, k)] for k in ks]
+            sd = [np.std(d, ddof=1) if len(d) > 1 else 0.0 for d in dice]
+            ax.errorbar(ks, [np.mean(d) for d in dice], yerr=sd, marker="o", capsize=3, label=method)
     ax.set(xlabel="painted slices k", ylabel="mean Dice (non-painted slices)", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -55,15 +58,17 @@ def runs_of(runs: list[dict], method: str, k: int | None = None) -> list[dict]:
 def plot_per_class(runs: list[dict], k: int, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    chosen = [runs_of(runs, m, k)[0] for m in _methods(runs) if runs_of(runs, m, k)]
+    chosen = [(m, runs_of(runs, m, k)) for m in _methods(runs) if runs_of(runs, m, k)]
     if not chosen:
         return
-    names = [row["name"] for row in chosen[0]["scores"]["rows"]]
+    names = [row["name"] for row in chosen[0][1][0]["scores"]["rows"]]
     width = 0.8 / len(chosen)
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for i, run in enumerate(chosen):
-        dice = [np.nan if row["dice"] is None else row["dice"] for row in run["scores"]["rows"]]
-        ax.bar(np.arange(len(names)) + i * width, dice, width, label=run["method"])
+    for i, (method, group) in enumerate(chosen):
+        dice = np.array([[np.nan if row["dice"] is None else row["dice"] for row in r["scores"]["rows"]]
+                         for r in group])
+        label = method if len(group) == 1 else f"{method} (mean of {len(group)} seeds)"
+        ax.bar(np.arange(len(names)) + i * width, np.nanmean(dice, axis=0), width, label=label)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20, fontsize=8)
     ax.set(ylabel=f"Dice, k = {k}", ylim=(0, 1))
     ax.legend(fontsize=8)

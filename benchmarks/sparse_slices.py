@@ -248,7 +248,24 @@ def network_config(ds: Dataset, method: str, args) -> TrainConfig:
         overrides["steps_stage1"], overrides["steps_stage2"] = args.warmup
     if args.lr is not None:
         overrides["lr"] = args.lr
+    for key, value in args.set:
+        if "." in key:
+            group, field = key.split(".", 1)
+            overrides.setdefault(group, {})[field] = value
+        else:
+            overrides[key] = value
     return TrainConfig.preset(args.budget, **overrides)
+
+
+def _parse_setting(text: str) -> tuple[str, object]:
+    """``name=value`` or ``loss.name=value``; the value is read as JSON (numbers, true/false)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
 
 
 def train_timed(trainer: Trainer) -> dict:
@@ -324,11 +341,39 @@ def save_results(out: Path, runs: list[dict]) -> None:
     runs = sorted(runs, key=lambda r: (r["dataset"], str(r["k"]), ALL_METHODS.index(r["method"]), r["seed"]))
     machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
     (out / "results.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=1))
-    (out / "results.md").write_text(markdown_table(runs))
+    (out / "results.md").write_text(summary_table(runs) + markdown_table(runs))
 
 
 def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_sd(values: list[float | None], digits: int) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def summary_table(runs: list[dict]) -> str:
+    """Mean ± sample standard deviation over seeds, one row per dataset, k and method."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["dataset"], r["axis"], str(r["k"]), r["method"]), []).append(r)
+    lines = ["| dataset | k | method | seeds | Dice | HD95 mm | ASD mm | train s | steps/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, axis, k, method), group in groups.items():
+        scores = [r["scores"] for r in group]
+        timing = [r["timing"] for r in group]
+        lines.append(
+            f"| {dataset} (axis {axis}) | {'every 2nd' if k == 'None' else k} | {method} | {len(group)} | "
+            f"**{_mean_sd([s['mean_dice'] for s in scores], 3)}** | "
+            f"{_mean_sd([s['mean_hd95_mm'] for s in scores], 1)} | {_mean_sd([s['mean_asd_mm'] for s in scores], 2)} | "
+            f"{_mean_sd([t['train_s'] for t in timing], 0)} | {_mean_sd([t.get('steps_per_s') for t in timing], 2)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(runs: list[dict]) -> str:
@@ -448,6 +493,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the budget's)")
     parser.add_argument("--warmup", default=None, help="stage i,ii steps, e.g. 100,200 (default: the budget's)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the budget's)")
+    parser.add_argument("--set", type=_parse_setting, action="append", default=[], metavar="NAME=VALUE",
+                        help="override a TrainConfig field, e.g. rot90_prob=0.5 or "
+                             "loss.dice_present_classes_only=false (use a separate --out-dir)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=Path("bench-out"))
     args = parser.parse_args(argv)

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt.utils import qthrottled
 
 from ._accepted import merge_accepted
@@ -114,7 +123,7 @@ class ActionWidget(QWidget):
         buttons.addWidget(self.stop_button, 0, 2)
         buttons.addWidget(self.predict_button, 1, 0, 1, 2)
         buttons.addWidget(self.save_button, 1, 2)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self._scrolling_content())
         for widget in (self.picker, self.options):
             layout.addWidget(widget)
         layout.addLayout(buttons)
@@ -130,6 +139,18 @@ class ActionWidget(QWidget):
         self.stop_button.clicked.connect(self.stop_training)
         self.predict_button.clicked.connect(self.predict_all)
         self.save_button.clicked.connect(self._on_save_clicked)
+
+    def _scrolling_content(self) -> QWidget:
+        """The panel's content widget, inside a scroll area so small screens reach every button."""
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        content = QWidget()
+        self.scroll_area.setWidget(content)
+        outer.addWidget(self.scroll_area)
+        return content
 
     def _refresh_buttons(self) -> None:
         """Enable what makes sense now: idle, training, paused, stopping or a job running."""

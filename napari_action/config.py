@@ -114,6 +114,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     foreground_crop_prob: float = 0.5
+    # At most this share of the other (random) crops comes from labeled slices
+    # without any foreground, however many such slices the user marked.
+    background_slice_share: float = 0.25
     # Geometric augmentation beyond small rotation and scale. The reference
     # flips and rotates by 90° half the time (ACDC); in a session the volumes
     # keep their orientation, and a flip swaps left and right structures. Off,
@@ -207,7 +210,7 @@ class TrainConfig:
         for name in ("batch_labeled", "batch_unlabeled", "batch_labeled_stage3", "batch_unlabeled_stage3"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1.")
-        for name in ("foreground_crop_prob", "flip_prob", "rot90_prob"):
+        for name in ("foreground_crop_prob", "background_slice_share", "flip_prob", "rot90_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
         if not 0.0 <= self.loss.ema_momentum < 1.0:

@@ -173,7 +173,12 @@ class SlicePool:
 
     # ------------------------------------------------------------- sampling
     def sample_labeled(
-        self, batch: int, crop: int, rng: np.random.Generator, foreground_prob: float = 0.0
+        self,
+        batch: int,
+        crop: int,
+        rng: np.random.Generator,
+        foreground_prob: float = 0.0,
+        background_share: float = BACKGROUND_SLICE_SHARE,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Random crops of labeled slices.
 
@@ -182,7 +187,8 @@ class SlicePool:
         foreground class present in the labeled slices uniformly first, then a
         slice containing it, then one of its pixels; small structures are
         otherwise rarely seen. Otherwise a labeled slice is chosen uniformly
-        and cropped at random (scribble mode: around a random painted pixel,
+        (background-only slices together at most ``background_share`` of the
+        time, see :meth:`_pick_labeled_slice`) and cropped at random (scribble mode: around a random painted pixel,
         so that every crop holds supervision). Slices smaller than ``crop``
         are padded (image: :func:`pad_value`, target: ``-1``) at a random
         offset.
@@ -197,6 +203,8 @@ class SlicePool:
         _check_sampling(batch, crop)
         if not 0.0 <= foreground_prob <= 1.0:
             raise ValueError(f"foreground_prob must be in [0, 1], got {foreground_prob}.")
+        if not 0.0 <= background_share <= 1.0:
+            raise ValueError(f"background_share must be in [0, 1], got {background_share}.")
         if not self.labeled:
             raise ValueError("No labeled slices to sample from: paint at least one slice.")
         images, targets = [], []
@@ -204,7 +212,7 @@ class SlicePool:
             if self._foreground and rng.random() < foreground_prob:
                 v, s, y0, x0 = self._foreground_window(crop, rng)
             else:
-                v, s, y0, x0 = self._labeled_window(crop, rng)
+                v, s, y0, x0 = self._labeled_window(crop, rng, background_share)
             images.append(self._crop_image(v, s, y0, x0, crop))
             targets.append(_crop_2d(self.target(v, s), y0, x0, crop, IGNORE_INDEX))
         return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
@@ -234,9 +242,11 @@ class SlicePool:
         v, s = self.labeled[k]
         return (v, s, *self._window_around(v, int(flat[rng.integers(flat.size)]), crop, rng))
 
-    def _labeled_window(self, crop: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    def _labeled_window(
+        self, crop: int, rng: np.random.Generator, background_share: float
+    ) -> tuple[int, int, int, int]:
         """Volume, slice and corner of a crop of a randomly chosen labeled slice."""
-        k = self._pick_labeled_slice(rng)
+        k = self._pick_labeled_slice(rng, background_share)
         v, s = self.labeled[k]
         if self._supervised is None:
             return (v, s, *self._random_window(v, crop, rng))
@@ -246,8 +256,8 @@ class SlicePool:
         flat = self._supervised[k]
         return (v, s, *self._window_around(v, int(flat[rng.integers(flat.size)]), crop, rng))
 
-    def _pick_labeled_slice(self, rng: np.random.Generator) -> int:
-        """Index into ``labeled``: uniform, but background-only slices share at most a quarter.
+    def _pick_labeled_slice(self, rng: np.random.Generator, background_share: float = BACKGROUND_SLICE_SHARE) -> int:
+        """Index into ``labeled``: uniform, but background-only slices get at most ``background_share``.
 
         Users mark empty slices as labeled (above and below an organ, or by
         accepting an empty prediction). Drawn uniformly, 63 such slices next to
@@ -257,7 +267,7 @@ class SlicePool:
         n_background = len(self._background_only)
         if n_background == 0 or not self._with_foreground:
             return int(rng.integers(len(self.labeled)))
-        share = min(n_background / len(self.labeled), BACKGROUND_SLICE_SHARE)
+        share = min(n_background / len(self.labeled), background_share)
         pool = self._background_only if rng.random() < share else self._with_foreground
         return pool[int(rng.integers(len(pool)))]
 

@@ -48,8 +48,9 @@ class StepInputs:
 
 
 def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    cfg = inp.config
     images, targets = inp.pool.sample_labeled(
-        batch, inp.config.crop_size, inp.rng, inp.config.foreground_crop_prob
+        batch, cfg.crop_size, inp.rng, cfg.foreground_crop_prob, cfg.background_slice_share
     )
     images, targets = images.to(inp.device), targets.to(inp.device)
     images, targets, _ = random_geometric(images, targets, None, inp.generator, **_geometry(inp.config))

@@ -112,10 +112,10 @@ def test_foreground_crops_contain_foreground():
     assert classes == {1, 2}  # class-balanced: the tiny class is found too
 
 
-def _slices_drawn(pool: SlicePool, draws: int) -> np.ndarray:
+def _slices_drawn(pool: SlicePool, draws: int, share: float = 0.25) -> np.ndarray:
     """Slice index of each random (not foreground-centred) labeled crop."""
     rng = np.random.default_rng(3)
-    return np.array([pool.labeled[pool._pick_labeled_slice(rng)][1] for _ in range(draws)])
+    return np.array([pool.labeled[pool._pick_labeled_slice(rng, share)][1] for _ in range(draws)])
 
 
 def test_background_only_slices_take_at_most_a_quarter_of_random_crops():
@@ -129,6 +129,11 @@ def test_background_only_slices_take_at_most_a_quarter_of_random_crops():
     assert set(drawn) == {10, *empty}  # empty slices still teach "nothing here"
     # Uniform drawing would give them 90 %; the cap is 25 %.
     assert np.mean(drawn != 10) == pytest.approx(0.25, abs=0.03)
+    assert set(_slices_drawn(pool, 500, share=0.0)) == {10}
+    _, targets = pool.sample_labeled(64, 8, np.random.default_rng(0), background_share=0.0)
+    assert (targets > 0).any()  # every random crop now comes from the painted slice
+    with pytest.raises(ValueError, match="background_share"):
+        pool.sample_labeled(1, 8, np.random.default_rng(0), background_share=1.5)
 
 
 def test_few_background_only_slices_keep_their_uniform_share():

@@ -93,6 +93,16 @@ def test_defaults(scene):
     assert not widget.predict_button.isEnabled()
 
 
+def test_panel_scrolls_on_a_small_screen(scene, qtbot):
+    _, widget, _, _ = scene
+    widget.resize(360, 300)
+    widget.show()
+    qtbot.waitUntil(lambda: widget.scroll_area.verticalScrollBar().maximum() > 0, timeout=TIMEOUT)
+    bar = widget.scroll_area.verticalScrollBar()
+    bar.setValue(bar.maximum())  # the last panel is reachable
+    assert widget.scroll_area.widget().isAncestorOf(widget.refine_panel)
+
+
 def test_train_streams_into_prediction_layer(scene, qtbot):
     viewer, widget, labels, truth = scene
     painted = labels.data.copy()
