@@ -12,6 +12,9 @@ Protocol, per seed:
    * ``ranked``: the top slice of :func:`napari_action.active.suggest_slices`
      on the normalised entropy of the current prediction (what the plugin's
      "Next slices to annotate" list proposes);
+   * ``ranked-foreground``: the same ranking, scored only near the predicted
+     foreground (voxels within ``FOREGROUND_MARGIN`` of a predicted structure),
+     so slices where the model sees nothing cannot win on background noise;
    * ``random``: a slice drawn uniformly from the unannotated ones (seeded).
 
 3. Score: mean Dice over the classes on the slices this run never annotated.
@@ -39,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from sparse_slices import Dataset, load_dataset  # the sibling benchmark's loaders (run as a script)
 
 from napari_action.active import suggest_slices
@@ -48,7 +52,8 @@ from napari_action.sample import evenly_spaced_slices, sparse_from_truth
 from napari_action.train import Trainer
 
 logger = logging.getLogger("active")
-STRATEGIES = ("ranked", "random")
+STRATEGIES = ("ranked", "ranked-foreground", "random")
+FOREGROUND_MARGIN = 3  # voxels
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, nargs=2, default=None, metavar=("STAGE1", "STAGE2"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--method", choices=("action", "supervised", "mean-teacher"), default="action")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=["ranked", "random"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out-dir", type=Path, default=Path("bench-active"))
@@ -90,9 +96,15 @@ def unseen_dice(ds: Dataset, pred: np.ndarray, annotated: list[int]) -> float:
     return float(np.nanmean(list(scores.values())))
 
 
-def pick(strategy: str, entropy: np.ndarray, ds: Dataset, annotated: list[int], rng) -> int:
-    if strategy == "ranked":
-        return suggest_slices([entropy], {0: annotated}, ds.axis, k=1)[0].slice_index
+def near_foreground(pred: np.ndarray) -> np.ndarray:
+    """Voxels within ``FOREGROUND_MARGIN`` of a predicted structure."""
+    return ndimage.binary_dilation(pred > 0, iterations=FOREGROUND_MARGIN)
+
+
+def pick(strategy: str, pred: np.ndarray, entropy: np.ndarray, ds: Dataset, annotated: list[int], rng) -> int:
+    if strategy.startswith("ranked"):
+        masks = [near_foreground(pred)] if strategy == "ranked-foreground" else None
+        return suggest_slices([entropy], {0: annotated}, ds.axis, k=1, masks=masks)[0].slice_index
     free = np.setdiff1d(np.arange(ds.truth.shape[ds.axis]), annotated)
     return int(rng.choice(free))
 
@@ -108,11 +120,11 @@ def run_strategy(ds: Dataset, args, seed: int, strategy: str, start: dict) -> di
     labels, labeled = labels_for(ds, annotated)
     trainer = Trainer([ds.image], labels, make_config(ds, args, seed), labeled_slices=labeled,
                       class_names=ds.class_names, init=start["checkpoint"])
-    entropy, dice = start["entropy"], [start["dice"]]
+    pred, entropy, dice = start["pred"], start["entropy"], [start["dice"]]
     rng = np.random.default_rng(seed)
     began = time.perf_counter()
     for round_index in range(1, args.rounds + 1):
-        annotated.append(pick(strategy, entropy, ds, annotated, rng))
+        annotated.append(pick(strategy, pred, entropy, ds, annotated, rng))
         trainer.update_annotation(*labels_for(ds, annotated))
         trainer.train(args.steps)
         pred, entropy = predict(trainer)
@@ -133,7 +145,15 @@ def initial_model(ds: Dataset, args, seed: int) -> dict:
     pred, entropy = predict(trainer)
     dice = unseen_dice(ds, pred, [first])
     logger.info("seed %d initial model (slice %d, %d steps): Dice %.3f", seed, first, trainer.step, dice)
-    return {"slice": first, "checkpoint": trainer.checkpoint(), "entropy": entropy, "dice": dice}
+    return {"slice": first, "checkpoint": trainer.checkpoint(), "pred": pred, "entropy": entropy, "dice": dice}
+
+
+def earlier_runs(path: Path, runs: list[dict]) -> list[dict]:
+    """Runs of an earlier invocation in the same ``--out-dir`` that this one did not repeat."""
+    if not path.is_file():
+        return []
+    done = {(r["seed"], r["strategy"]) for r in runs}
+    return [r for r in json.loads(path.read_text())["runs"] if (r["seed"], r["strategy"]) not in done]
 
 
 def summarize(runs: list[dict]) -> dict[str, dict[str, list[float]]]:
@@ -153,7 +173,9 @@ def plot(summary: dict, ds: Dataset, args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for strategy, colour in zip(STRATEGIES, ("tab:red", "tab:grey"), strict=True):
+    for strategy, colour in zip(STRATEGIES, ("tab:red", "tab:blue", "tab:grey"), strict=True):
+        if strategy not in summary:
+            continue
         mean, std = np.array(summary[strategy]["mean"]), np.array(summary[strategy]["std"])
         x = np.arange(1, mean.size + 1)
         ax.plot(x, mean, "o-", color=colour, label=f"{strategy} (mean ± sd, {len(args.seeds)} seeds)")
@@ -179,7 +201,8 @@ def main(argv=None) -> None:
     runs = []
     for seed in args.seeds:
         start = initial_model(ds, args, seed)
-        runs += [run_strategy(ds, args, seed, strategy, start) for strategy in STRATEGIES]
+        runs += [run_strategy(ds, args, seed, strategy, start) for strategy in args.strategies]
+    runs = earlier_runs(args.out_dir / f"active_{ds.name}.json", runs) + runs
     summary = summarize(runs)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result = {"dataset": ds.name, "axis": ds.axis, "options": options, "summary": summary, "runs": runs,

@@ -148,6 +148,8 @@ class RefinePanel(QGroupBox):
                                       "layer gets them too (undoable with Ctrl+Z there).")
         self.training_list = QListWidget()
         self.training_list.setToolTip("Labeled slices per volume; click one to show it.")
+        # The panel scrolls, so the list can keep room for a few rows on small screens.
+        self.training_list.setMinimumHeight(90)
         self.training_list.setMaximumHeight(130)
         grid = QGridLayout(page)
         grid.addWidget(self.accept_button, 0, 0)
@@ -169,6 +171,7 @@ class RefinePanel(QGroupBox):
         self.next_list = QListWidget()
         self.next_list.setToolTip("Most uncertain slices, spread out, never next to a labeled one; "
                                   "click one to show it.")
+        self.next_list.setMinimumHeight(90)
         self.next_list.setMaximumHeight(130)
         layout = QVBoxLayout(page)
         layout.addWidget(self.show_uncertainty)

@@ -101,6 +101,8 @@ def test_panel_scrolls_on_a_small_screen(scene, qtbot):
     bar = widget.scroll_area.verticalScrollBar()
     bar.setValue(bar.maximum())  # the last panel is reachable
     assert widget.scroll_area.widget().isAncestorOf(widget.refine_panel)
+    # Scrolling leaves the lists their room instead of squashing them to one row.
+    assert widget.refine_panel.training_list.height() >= 90
 
 
 def test_train_streams_into_prediction_layer(scene, qtbot):
