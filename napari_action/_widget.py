@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -134,6 +134,7 @@ class ActionWidget(QWidget):
         self.refine_panel = RefinePanel(self)
         layout.addWidget(self.refine_panel)
         layout.addStretch()
+        self._fit_width_to_content()
         self.train_button.clicked.connect(self.start_training)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop_training)
@@ -151,6 +152,17 @@ class ActionWidget(QWidget):
         self.scroll_area.setWidget(content)
         outer.addWidget(self.scroll_area)
         return content
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        # Tables and labels know their real minimum width only once shown.
+        self._fit_width_to_content()
+        super().showEvent(event)
+
+    def _fit_width_to_content(self) -> None:
+        """Scroll vertically only: the dock is made wide enough for the whole content."""
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = self.scroll_area.verticalScrollBar().sizeHint().width()
+        self.scroll_area.setMinimumWidth(self.scroll_area.widget().minimumSizeHint().width() + bar)
 
     def _refresh_buttons(self) -> None:
         """Enable what makes sense now: idle, training, paused, stopping or a job running."""

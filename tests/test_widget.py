@@ -101,6 +101,7 @@ def test_panel_scrolls_on_a_small_screen(scene, qtbot):
     bar = widget.scroll_area.verticalScrollBar()
     bar.setValue(bar.maximum())  # the last panel is reachable
     assert widget.scroll_area.widget().isAncestorOf(widget.refine_panel)
+    assert widget.scroll_area.horizontalScrollBar().maximum() == 0  # nothing cut off at the side
     # Scrolling leaves the lists their room instead of squashing them to one row.
     assert widget.refine_panel.training_list.height() >= 90
 
