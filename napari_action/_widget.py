@@ -148,6 +148,7 @@ class ActionWidget(QWidget):
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         content = QWidget()
         self.scroll_area.setWidget(content)
         outer.addWidget(self.scroll_area)
@@ -160,7 +161,6 @@ class ActionWidget(QWidget):
 
     def _fit_width_to_content(self) -> None:
         """Scroll vertically only: the dock is made wide enough for the whole content."""
-        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         bar = self.scroll_area.verticalScrollBar().sizeHint().width()
         self.scroll_area.setMinimumWidth(self.scroll_area.widget().minimumSizeHint().width() + bar)
 
