@@ -45,6 +45,13 @@ def plot_dice_vs_k(runs: list[dict], path: Path) -> None:
             ax.errorbar(ks, [np.mean(d) for d in dice], yerr=sd, marker="o", capsize=3, label=method)
     ax.set(xlabel="painted slices k", ylabel="mean Dice (non-painted slices)", ylim=(0, 1))
     ax.grid(alpha=0.3)
+    _save(fig, ax, path)
+
+
+def _save(fig, ax, path: Path) -> None:
+    """Legend, tight layout, PNG at 100 dpi, figure closed (the line and bar plots alike)."""
+    import matplotlib.pyplot as plt
+
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -71,10 +78,7 @@ def plot_per_class(runs: list[dict], k: int, path: Path) -> None:
         ax.bar(np.arange(len(names)) + i * width, np.nanmean(dice, axis=0), width, label=label)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20, fontsize=8)
     ax.set(ylabel=f"Dice, k = {k}", ylim=(0, 1))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
 def plot_distance(runs: list[dict], k: int, path: Path) -> None:
@@ -90,10 +94,7 @@ def plot_distance(runs: list[dict], k: int, path: Path) -> None:
         ax.plot(list(bins), values, marker="o", label=run["method"])
     ax.set(xlabel="distance to nearest painted slice (slices)", ylabel="per-slice mean Dice", ylim=(0, 1))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
 def overlay_slice(truth: np.ndarray, slices: list[int]) -> int:
