@@ -9,7 +9,7 @@ Protocol, per seed:
    user's correction is perfect), retrain ``--steps`` steps from the current
    weights (the same budget every round), predict the volume.
 
-   * ``ranked``: the top slice of :func:`napari_action.active.suggest_slices`
+   * ``ranked``: the top slice of :func:`napari_action.inference.suggestions.suggest_slices`
      on the normalised entropy of the current prediction (what the plugin's
      "Next slices to annotate" list proposes);
    * ``ranked-foreground``: the same ranking, scored only near the predicted
@@ -45,11 +45,11 @@ import torch
 from scipy import ndimage
 from sparse_slices import Dataset, load_dataset  # the sibling benchmark's loaders (run as a script)
 
-from napari_action.active import suggest_slices
 from napari_action.config import TrainConfig
-from napari_action.metrics import dice_per_class
-from napari_action.sample import evenly_spaced_slices, sparse_from_truth
-from napari_action.train import Trainer
+from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
+from napari_action.evaluation.metrics import dice_per_class
+from napari_action.inference.suggestions import suggest_slices
+from napari_action.training.trainer import Trainer
 
 logger = logging.getLogger("active")
 STRATEGIES = ("ranked", "ranked-foreground", "random")

@@ -38,9 +38,9 @@ import torch
 from sparse_slices import DATASETS, Dataset, PeakRss, load_dataset, peak_rss_mb
 
 from napari_action.config import TrainConfig
+from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.progress import TrainProgress
-from napari_action.sample import evenly_spaced_slices, sparse_from_truth
-from napari_action.train import Trainer
+from napari_action.training.trainer import Trainer
 
 NO_STREAM = {"stream_every_steps": 10**9, "stream_every_seconds": float("inf")}
 VARIANTS: dict[str, dict] = {

@@ -120,7 +120,7 @@ class StallSampler:
 
 def load_scene(viewer, subjects: int, shape: tuple[int, int, int]) -> None:
     """The phantom: subject 1 painted on 3 slices, the others unlabeled."""
-    from napari_action.sample import PHANTOM_CLASS_NAMES, evenly_spaced_slices, make_phantom, sparse_from_truth
+    from napari_action.data.samples import PHANTOM_CLASS_NAMES, evenly_spaced_slices, make_phantom, sparse_from_truth
 
     for number, subject in enumerate(make_phantom(subjects, shape)):
         scale = subject.meta.zooms
@@ -186,7 +186,7 @@ class Benchmark:
     def __init__(self, args: argparse.Namespace):
         import napari
 
-        from napari_action._widget import ActionWidget
+        from napari_action._napari.widget import ActionWidget
 
         self.args = args
         self.viewer = napari.Viewer(show=True)
@@ -293,7 +293,7 @@ def _plain_worker() -> None:
     """Make the training worker an ordinary thread (for an A/B comparison)."""
     import contextlib
 
-    from napari_action import _worker
+    from napari_action._napari import workers as _worker
 
     _worker.lower_thread_priority = lambda *args: None
     _worker.warm_up_torch = lambda: None

@@ -40,11 +40,7 @@ import numpy as np
 import torch
 
 from napari_action.config import BUDGETS, TrainConfig
-from napari_action.data import normalize_volume
-from napari_action.io import load_labels, load_volume
-from napari_action.metrics import evaluate
-from napari_action.predict import Predictor
-from napari_action.sample import (
+from napari_action.data.samples import (
     COLIN27_CLASS_NAMES,
     PHANTOM_CLASS_NAMES,
     evenly_spaced_slices,
@@ -52,7 +48,11 @@ from napari_action.sample import (
     make_phantom,
     sparse_from_truth,
 )
-from napari_action.train import Trainer
+from napari_action.data.slice_pool import normalize_volume
+from napari_action.evaluation.metrics import evaluate
+from napari_action.inference.predictor import Predictor
+from napari_action.io.nifti import load_labels, load_volume
+from napari_action.training.trainer import Trainer
 
 NETWORK_METHODS: dict[str, dict] = {
     "supervised": {"method": "supervised"},

@@ -23,9 +23,9 @@ import numpy as np
 from _screenshots import pump, wait_for  # noqa: E402 (docs/ is on sys.path when run as a script)
 from PIL import Image
 
-from napari_action._files import AUTOSAVE_ENV
-from napari_action._widget import ActionWidget
-from napari_action.sample import make_phantom
+from napari_action._napari.files.panel import AUTOSAVE_ENV
+from napari_action._napari.widget import ActionWidget
+from napari_action.data.samples import make_phantom
 
 OUT = Path(__file__).parent / "images"
 BUDGET = {"steps_stage1": 30, "steps_stage2": 30, "steps_stage3": 240, "stream_every_steps": 10}

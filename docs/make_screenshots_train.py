@@ -14,7 +14,7 @@ import napari
 from _screenshots import pump  # noqa: E402 (docs/ is on sys.path when run as a script)
 from skimage.io import imsave
 
-from napari_action._widget import ActionWidget
+from napari_action._napari.widget import ActionWidget
 
 OUT = Path(__file__).parent / "images"
 # A shortened cpu budget so the screenshots take about a minute to make.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_action.sample import find_colin27
+from napari_action.data.samples import find_colin27
 
 DATA_CACHE = Path(os.environ.get("NAPARI_ACTION_DATA", Path.home() / ".cache" / "napari-action" / "data"))
 MRICRON_CACHE = DATA_CACHE / "mricron"

@@ -1,4 +1,4 @@
-"""Tests for napari_action.active: entropy, slice scores and next-slice ranking."""
+"""Tests for napari_action.inference.suggestions: entropy, slice scores and next-slice ranking."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from napari_action.active import (
+from napari_action.inference.suggestions import (
     SliceSuggestion,
     entropy_from_probs,
     rank_slices,

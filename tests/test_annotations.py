@@ -1,11 +1,11 @@
-"""Tests for napari_action.annotations (numpy only, no Qt)."""
+"""Tests for napari_action.data.annotations (numpy only, no Qt)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_action.annotations import IGNORE_INDEX, SparseAnnotation, infer_axis
+from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation, infer_axis
 
 SHAPE = (12, 16, 20)
 

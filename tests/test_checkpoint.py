@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_action.checkpoint import CheckpointError, load_checkpoint
-from napari_action.predict import Predictor
-from napari_action.train import Trainer
+from napari_action.inference.predictor import Predictor
+from napari_action.io.checkpoint import CheckpointError, load_checkpoint
+from napari_action.training.trainer import Trainer
 
 from ._engine import disc_volume, sparse, tiny_config
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_action.cli import main
+from napari_action.cli.main import main
 
 from ._engine import disc_volume, sparse
 

@@ -1,4 +1,4 @@
-"""Tests for napari_action.data: normalisation, slice pools, augmentation (no Qt)."""
+"""Tests for napari_action.data.slice_pool: normalisation, slice pools, augmentation (no Qt)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_action.annotations import SparseAnnotation
-from napari_action.augment import cutmix, cutmix_box, random_geometric, strong_photometric, weak_view
-from napari_action.data import SlicePool, normalize_volume, pad_value
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.augment import cutmix, cutmix_box, random_geometric, strong_photometric, weak_view
+from napari_action.data.slice_pool import SlicePool, normalize_volume, pad_value
 
 
 def generator(seed: int = 0) -> torch.Generator:

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_action._layers import prediction_layer_for
-from napari_action._model import geometry_warnings, layer_geometry
-from napari_action._snapshot import read_session
-from napari_action._widget import ActionWidget
-from napari_action.io import load_labels, load_volume
-from napari_action.session import checkpoint_from_bytes, load_session
-from napari_action.train import Trainer
+from napari_action._napari.files.loaded_model import geometry_warnings, layer_geometry
+from napari_action._napari.files.snapshot import read_session
+from napari_action._napari.layers import prediction_layer_for
+from napari_action._napari.widget import ActionWidget
+from napari_action.io.nifti import load_labels, load_volume
+from napari_action.io.session_store import checkpoint_from_bytes, load_session
+from napari_action.training.trainer import Trainer
 
 from ._engine import disc_volume, sparse, tiny_config
 from .test_widget import SHAPE, paint, tiny_overrides

@@ -14,9 +14,18 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "napari_action"
-CORE_MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.name.startswith("_"))
+ADAPTER = PACKAGE / "_napari"
+
+
+def _dotted(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+# Every module of the package outside the napari adapter package, at any depth.
+CORE_MODULES = sorted(_dotted(p) for p in PACKAGE.rglob("*.py") if ADAPTER not in p.parents)
 GUI_PACKAGES = ("napari", "qtpy", "magicgui", "superqt", "PyQt6", "PyQt5", "PySide6", "PySide2", "vispy")
-TORCH_FREE = ("napari_action", "napari_action.io", "napari_action.sample")
+TORCH_FREE = ("napari_action", "napari_action.io.nifti", "napari_action.data.samples")
 
 
 def _imported_after(module: str) -> set[str]:
@@ -30,13 +39,14 @@ def _imported_after(module: str) -> set[str]:
 
 
 def test_core_modules_were_found():
-    assert {"io", "sample", "config"} <= set(CORE_MODULES)
+    assert {"napari_action.io.nifti", "napari_action.training.trainer", "napari_action.config"} <= set(CORE_MODULES)
+    assert not any(name.startswith("napari_action._napari") for name in CORE_MODULES)
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)
 def test_core_module_does_not_import_gui(module):
-    leaked = _imported_after(f"napari_action.{module}") & set(GUI_PACKAGES)
-    assert not leaked, f"napari_action.{module} imports {sorted(leaked)}; keep GUI code in _-prefixed modules"
+    leaked = _imported_after(module) & set(GUI_PACKAGES)
+    assert not leaked, f"{module} imports {sorted(leaked)}; GUI code belongs in napari_action._napari"
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)

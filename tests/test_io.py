@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_action.io import (
+from napari_action.io.nifti import (
     NIFTI_INTENT_LABEL,
     NonFiniteVoxelsWarning,
     VolumeError,
@@ -220,7 +220,7 @@ def test_nan_voxels_raise_with_count_and_file(nan_file):
 
 
 def test_nan_policy_zero_fills_and_logs(nan_file, caplog):
-    with caplog.at_level(logging.WARNING, logger="napari_action.io"):
+    with caplog.at_level(logging.WARNING, logger="napari_action.io.nifti"):
         data, _ = load_volume(nan_file, nan_policy="zero")
     assert np.isfinite(data).all() and data[0, 0, 0] == 0
     assert "4 of 12012 voxels are NaN or infinite; replaced them by 0" in caplog.text

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from napari.layers import Image, Labels
 
-from napari_action._layers import (
+from napari_action._napari.layers import (
     EditTracker,
     class_names_of,
     is_mid_stroke,
@@ -18,8 +18,8 @@ from napari_action._layers import (
     pair_labels_to_images,
     write_slices,
 )
-from napari_action._threads import training_threads
-from napari_action._worker import _drive, _take
+from napari_action._napari.threads import training_threads
+from napari_action._napari.workers import _drive, _take
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction
 
 

@@ -1,4 +1,4 @@
-"""Tests for napari_action.losses against independently computed values."""
+"""Tests for napari_action.training.losses against independently computed values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_action.losses import (
+from napari_action.training.losses import (
     _sample_contrast,
     anatomical_contrast,
     cosine_temperature,

@@ -42,7 +42,7 @@ def test_contributions(manifest):
     (widget,) = contributions.widgets
     assert widget.display_name == WIDGET_NAME
     commands = {c.id: c.python_name for c in contributions.commands}
-    assert commands[widget.command] == "napari_action._widget:ActionWidget"
+    assert commands[widget.command] == "napari_action._napari.widget:ActionWidget"
     segment_menu = manifest.contributions.menus["napari/layers/segment"]
     assert [item.command for item in segment_menu] == [widget.command]
 

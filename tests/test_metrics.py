@@ -1,4 +1,4 @@
-"""Tests for napari_action.metrics: known values on tiny hand-made volumes."""
+"""Tests for napari_action.evaluation.metrics: known values on tiny hand-made volumes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import ndimage
 
-from napari_action.metrics import (
+from napari_action.evaluation.metrics import (
     average_surface_distance,
     dice_per_class,
     evaluate,

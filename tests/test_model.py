@@ -1,4 +1,4 @@
-"""Tests for napari_action.model: shapes, heads, EMA, class growth, queues."""
+"""Tests for napari_action.networks.action_net: shapes, heads, EMA, class growth, queues."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_action.config import ModelConfig
-from napari_action.model import (
+from napari_action.networks.action_net import (
     ActionNet,
     GlobalHead,
     LocalHead,
@@ -15,7 +15,7 @@ from napari_action.model import (
     RepresentationHead,
     UNet,
 )
-from napari_action.teacher import EmbeddingQueue, StudentTeacher, ema_update
+from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher, ema_update
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_action.postprocess import keep_largest_components
+from napari_action.inference.postprocess import keep_largest_components
 
 
 def test_keeps_the_largest_pieces_of_each_label():

@@ -6,10 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_action._reader import DisplayGeometryWarning, display_affine, napari_get_reader, read_nifti
-from napari_action._writer import write_labels
-from napari_action.io import NonFiniteVoxelsWarning, VolumeError, VolumeMeta, load_labels, load_volume
-from napari_action.sample import COLIN27_CLASS_NAMES, PHANTOM_CLASS_NAMES, evenly_spaced_slices, make_phantom
+from napari_action._napari.reader import DisplayGeometryWarning, display_affine, napari_get_reader, read_nifti
+from napari_action._napari.writer import write_labels
+from napari_action.data.samples import COLIN27_CLASS_NAMES, PHANTOM_CLASS_NAMES, evenly_spaced_slices, make_phantom
+from napari_action.io.nifti import NonFiniteVoxelsWarning, VolumeError, VolumeMeta, load_labels, load_volume
 
 PLUGIN = "napari-action"
 HEADER_GEOMETRY = ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")

@@ -11,12 +11,12 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
 
-from napari_action._accepted import merge_accepted
-from napari_action._layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
-from napari_action._refine import ACCEPT_KEY, RefinePanel
-from napari_action._session import TrainingPlan
-from napari_action._uncertainty import streamed_uncertainty
-from napari_action._widget import ActionWidget
+from napari_action._napari.action_session import TrainingPlan
+from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
+from napari_action._napari.refine.accepted import merge_accepted
+from napari_action._napari.refine.panel import ACCEPT_KEY, RefinePanel
+from napari_action._napari.refine.uncertainty import streamed_uncertainty
+from napari_action._napari.widget import ActionWidget
 
 from .test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overrides, wait_finished
 

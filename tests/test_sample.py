@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from napari_action.sample import (
+from napari_action.data.samples import (
     COLIN27_CLASS_NAMES,
     PHANTOM_CLASS_NAMES,
     evenly_spaced_slices,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_action.session import (
+from napari_action.io.session_store import (
     Session,
     SessionError,
     SessionVolume,
@@ -23,7 +23,7 @@ from napari_action.session import (
     save_session,
     source_changed,
 )
-from napari_action.train import Trainer
+from napari_action.training.trainer import Trainer
 
 from ._engine import disc_volume, sparse, tiny_config
 
@@ -103,7 +103,7 @@ def test_not_a_session(tmp_path):
 
 _SAVER = textwrap.dedent("""
     import sys, numpy as np
-    from napari_action.session import Session, SessionVolume, save_session
+    from napari_action.io.session_store import Session, SessionVolume, save_session
     big = np.random.default_rng(1).integers(0, 255, (256, 256, 256), dtype=np.uint8)
     volumes = [SessionVolume(name=f"v{i}", shape=big.shape, painted=big, prediction=big) for i in range(40)]
     print("saving", flush=True)

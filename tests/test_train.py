@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from napari_action.progress import AnnotationUpdate, FocusRequest, TrainProgress
-from napari_action.train import Trainer
+from napari_action.training.trainer import Trainer
 
 from ._engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
 

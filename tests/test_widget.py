@@ -12,11 +12,11 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool
 
-from napari_action._layers import SOURCE_KEY, is_prediction_layer
-from napari_action._threads import training_threads
-from napari_action._widget import ActionWidget
+from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
+from napari_action._napari.threads import training_threads
+from napari_action._napari.widget import ActionWidget
 from napari_action.progress import FocusRequest
-from napari_action.streaming import StreamCursor
+from napari_action.training.streaming import StreamCursor
 
 SHAPE = (8, 32, 32)  # napari slices axis 0 by default: the slicing axis of the painted labels
 PAINTED = (2, 5)
@@ -203,7 +203,7 @@ def test_bad_input_is_rejected_before_training(viewer, case):
 
 
 def test_worker_error_notifies_and_resets(scene, qtbot, monkeypatch):
-    from napari_action import train
+    from napari_action.training import trainer as train
 
     viewer, widget, labels, _ = scene
     real_step = train.Trainer._train_step

@@ -1,0 +1,297 @@
+"""State of one ACTION widget, kept apart from its Qt widgets.
+
+:class:`TrainingPlan` is the validated answer to "what do we train on":
+image layers in volume order and, per volume, the Labels layer painted on it.
+:class:`ActionSession` owns the trainer, the current run, the running
+prediction/save job and the edit trackers of the prediction layers. It is a
+plain object (not a QObject), so the widget's ``destroyed`` signal can still
+reach :meth:`ActionSession.abandon` while the widget's C++ side goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_action._napari.layers import (
+    EditTracker,
+    class_names_of,
+    image_layers,
+    layer_array,
+    layer_shape,
+    snapshot_labels,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Placeholder of a volume whose prediction layer is made at its first streamed write.
+PENDING = "pending"
+
+
+def viewer_slicing_axis(viewer) -> int:
+    """Data axis (of a 3D layer) the viewer currently slices through."""
+    dims = viewer.dims
+    world_axis = dims.not_displayed[0] if dims.not_displayed else dims.order[0]
+    # 3D layers map onto the last three world dimensions.
+    return int(np.clip(world_axis - (dims.ndim - 3), 0, 2))
+
+
+def _shape(layer) -> str:
+    return "×".join(str(n) for n in layer_shape(layer))
+
+
+@dataclass
+class TrainingPlan:
+    """Image layers in trainer volume order and the painted labels of each.
+
+    Labeled volumes come first (the trainer takes ``labels[k]`` for
+    ``volumes[k]``), then the selected images without labels.
+    """
+
+    images: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+
+    @classmethod
+    def from_picker(cls, picker) -> TrainingPlan:
+        """Validate the picker's selection.
+
+        Raises
+        ------
+        ValueError
+            With a message telling the user what to change.
+        """
+        images = {layer.name: layer for layer in picker.selected_images()}
+        pairs = picker.selected_labels()
+        if not pairs:
+            raise ValueError("No painted Labels layer is selected: add a Labels layer over a 3D image, "
+                             "paint a few slices in it, then press Train.")
+        plan = cls()
+        for labels, image_name in pairs:
+            image = _paired_image(labels, image_name, images, picker.viewer)
+            if _index(plan.images, image) is not None:
+                other = plan.labels[_index(plan.images, image)]
+                raise ValueError(f"Both {other.name!r} and {labels.name!r} are paired with image "
+                                 f"{image.name!r}; uncheck one of them or pair it with another image.")
+            if not layer_array(labels).any():
+                raise ValueError(f"Nothing is painted in {labels.name!r} yet: paint a few slices first, "
+                                 "or uncheck it.")
+            plan.images.append(image)
+            plan.labels.append(labels)
+        plan.images += [img for img in images.values() if _index(plan.images, img) is None]
+        return plan
+
+    def labels_layers(self) -> list:
+        """The painted layers in use (never written to)."""
+        return [layer for layer in self.labels if layer is not None]
+
+    def label_snapshots(self) -> list[np.ndarray | None]:
+        """Private copies of the painted labels, one per labeled volume."""
+        return [snapshot_labels(layer) for layer in self.labels]
+
+    def class_names(self) -> dict[int, str]:
+        """Label value -> name from the painted layers' features (first wins)."""
+        names: dict[int, str] = {}
+        for layer in self.labels_layers():
+            for value, name in (class_names_of(layer) or {}).items():
+                names.setdefault(value, name)
+        return names
+
+    def colormap(self):
+        """The first painted layer's colormap, so predictions keep the painted colours."""
+        layers = self.labels_layers()
+        return layers[0].colormap if layers else None
+
+    def uses(self, layer) -> bool:
+        """True if ``layer`` is one of the plan's images or painted layers."""
+        return any(layer is used for used in [*self.images, *self.labels])
+
+    def volume_of(self, layer) -> int:
+        """Volume index of an image, its painted layer or its prediction layer (default 0)."""
+        name = getattr(layer, "name", None)
+        for index, image in enumerate(self.images):
+            painted = self.labels[index] if index < len(self.labels) else None
+            if layer is image or layer is painted or name == f"{image.name} ACTION":
+                return index
+        return 0
+
+
+def _index(layers: list, layer) -> int | None:
+    """Position of ``layer`` in ``layers`` by identity (layers do not compare by value)."""
+    return next((i for i, item in enumerate(layers) if item is layer), None)
+
+
+def _paired_image(labels, image_name: str | None, images: dict, viewer):
+    if image_name is None:
+        fits = [f"{img.name!r} ({_shape(img)})" for img in images.values()]
+        raise ValueError(
+            f"Labels layer {labels.name!r} has shape {_shape(labels)}, but no selected image has that shape"
+            + (f" (selected: {', '.join(fits)})" if fits else " (no 3D image is selected)")
+            + ". Labels must lie on the voxel grid of their image; uncheck the layer or fix its shape."
+        )
+    image = images.get(image_name)
+    if image is None:
+        raise ValueError(f"Image {image_name!r}, paired with {labels.name!r}, is not selected or is not 3D.")
+    if layer_shape(image) != layer_shape(labels):
+        raise ValueError(
+            f"Labels layer {labels.name!r} has shape {_shape(labels)} but its image {image.name!r} has shape "
+            f"{_shape(image)}. Labels must lie on the voxel grid of their image."
+        )
+    return image
+
+
+def build_trainer(volumes, labels, config, viewer_axis: int, class_names, init=None, labeled_slices=None):
+    """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
+
+    With ``config.axis`` None the slicing axis is inferred from the labels,
+    ties going to the axis the viewer was slicing when Train was pressed.
+    With an ``init`` checkpoint (a loaded model) training continues from its
+    weights, so its network sizes and slicing axis replace the form's.
+    ``labeled_slices`` (volume index -> slices) count as labeled even where
+    they hold only background: the accepted slices.
+    """
+    from napari_action.data.annotations import infer_axis
+    from napari_action.training.trainer import Trainer
+
+    if init is not None:
+        config = config.replace(model=init.config.model, axis=init.axis)
+    if config.axis is None:
+        config = config.replace(axis=infer_axis(labels, fallback=viewer_axis))
+    return Trainer(volumes, labels, config, class_names=class_names, init=init, labeled_slices=labeled_slices)
+
+
+class ActionSession:
+    """Trainer, run, jobs and edit trackers of one widget (no Qt widgets inside)."""
+
+    def __init__(self):
+        self.trainer = None
+        self.plan: TrainingPlan | None = None
+        self.run = None
+        self.job = None
+        self.colormap = None
+        # Per training volume: its tracker, PENDING (no layer yet) or None (layer deleted).
+        self.targets: list = []
+        self.trackers: dict[int, EditTracker] = {}
+        self.resume_after_job = False
+        self._pending_job: Callable[[], None] | None = None
+        # Image name -> slices the user accepted as correct (the refinement panel records them).
+        self.accepted_slices: dict[str, set[int]] = {}
+        # A loaded model's checkpoint: the next training run starts from its weights.
+        self.init_checkpoint = None
+
+    @property
+    def job_running(self) -> bool:
+        return self.job is not None or self._pending_job is not None
+
+    @property
+    def busy(self) -> bool:
+        """A run or a job is active."""
+        return (self.run is not None and self.run.is_running) or self.job_running
+
+    def begin(self, plan: TrainingPlan) -> None:
+        """Start over with a new plan; the previous model is dropped (the new one comes when ready)."""
+        self.trainer, self.plan = None, plan
+        self.colormap = plan.colormap()
+        self.targets = [PENDING] * len(plan.images)
+
+    def use_model(self, model, checkpoint=None) -> None:
+        """Predict with a loaded ``model``; continue training from ``checkpoint``.
+
+        The plan is dropped: a loaded model knows no training volumes, so
+        "Predict all" passes every image as an array.
+        """
+        self.trainer, self.plan, self.targets = model, None, []
+        self.init_checkpoint = checkpoint
+
+    def training_init(self, labels, axis: int | None):
+        """The loaded model's checkpoint if training can continue from it, else None.
+
+        Continuing needs labels painted along the model's slicing axis (the
+        trainer keeps the checkpoint's axis); otherwise a new model is trained
+        and a warning says why.
+        """
+        from napari.utils.notifications import show_warning
+
+        from napari_action.data.annotations import infer_axis
+
+        checkpoint = self.init_checkpoint
+        if checkpoint is None:
+            return None
+        painted = axis if axis is not None else infer_axis(labels, fallback=checkpoint.axis)
+        if painted == checkpoint.axis:
+            return checkpoint
+        show_warning(f"ACTION: the loaded model slices along axis {checkpoint.axis}, the labels along axis "
+                     f"{painted}: training a new model instead of continuing from it.")
+        return None
+
+    # -- prediction layers -------------------------------------------------------
+    def tracker_for(self, layer, axis: int) -> EditTracker:
+        """The edit tracker of a prediction layer (kept across runs: edits stay locked)."""
+        tracker = self.trackers.get(id(layer))
+        if tracker is None or tracker.layer is not layer:
+            tracker = self.trackers[id(layer)] = EditTracker(layer, axis)
+        tracker.set_axis(axis)
+        return tracker
+
+    def target(self, volume_index: int) -> EditTracker | None:
+        """Tracker of the prediction layer of a training volume (None: not made yet, or deleted)."""
+        found = self.targets[volume_index] if 0 <= volume_index < len(self.targets) else None
+        return None if found is PENDING else found
+
+    def needs_layer(self, volume_index: int) -> bool:
+        """True until the volume's prediction layer is made (unless it was deleted)."""
+        return 0 <= volume_index < len(self.targets) and self.targets[volume_index] is PENDING
+
+    def forget_layer(self, layer) -> None:
+        """Drop the tracker of a removed prediction layer."""
+        tracker = self.trackers.pop(id(layer), None)
+        if tracker is not None and tracker.layer is layer:
+            tracker.disconnect()
+            self.targets = [None if t is tracker else t for t in self.targets]
+
+    def prediction_items(self, viewer, names=None) -> list[tuple[str, Any]]:
+        """(image name, volume index or array) for every opened 3D image (or those in ``names``)."""
+        items = []
+        for image in image_layers(viewer):
+            if names is not None and image.name not in names:
+                continue
+            index = None if self.plan is None else _index(self.plan.images, image)
+            if index is not None:
+                items.append((image.name, index))
+            else:
+                items.append((image.name, layer_array(image)))
+        return items
+
+    # -- jobs that need the trainer to themselves --------------------------------------
+    def when_idle(self, job: Callable[[], None]) -> None:
+        """Run ``job`` now, or once training has paused (it is resumed after the job)."""
+        if self.run is not None and self.run.state in ("running", "pausing"):
+            self._pending_job = job
+            self.resume_after_job = True
+            self.run.pause()
+        elif self.run is not None and self.run.state == "stopping":
+            self._pending_job = job  # the last step is still running: start when it ends
+        else:
+            job()
+
+    def run_pending_job(self) -> None:
+        """Start the job that waited for training to pause or end."""
+        job, self._pending_job = self._pending_job, None
+        if job is not None:
+            job()
+
+    def abandon(self, *_) -> None:
+        """The widget is going away: stop everything without calling back into it."""
+        self._pending_job = None
+        if self.run is not None:
+            self.run.abandon()
+        if self.job is not None and hasattr(self.job, "abandon"):
+            self.job.abandon()
+        elif self.job is not None:
+            self.job.quit()
+        for tracker in self.trackers.values():
+            tracker.disconnect()
+        self.trackers = {}

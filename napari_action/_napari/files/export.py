@@ -1,0 +1,124 @@
+"""Export of the "<image> ACTION" prediction layers as NIfTI files with their source geometry.
+
+Each prediction layer becomes ``<image name>_action.nii.gz`` holding the label
+values as shown. The geometry is that of the source image layer: the NIfTI
+header the reader kept in ``metadata["napari_action"]`` (restored bit for bit
+by :func:`napari_action.io.nifti.save_labels`), or, for images that did not come from
+a NIfTI file, the layer's own transform (qform/sform code 2, "aligned"); the
+rule is the npe2 writer's (:func:`napari_action._napari.writer._meta_for_layer`).
+
+The work is split by thread: :func:`plan_export` copies the layers on the GUI
+thread, :func:`write_export` writes the files in a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer, layer_array, layer_shape
+from napari_action.io.nifti import VolumeMeta, save_labels
+
+logger = logging.getLogger(__name__)
+
+#: Suffix of exported file names: ``<image name>_action.nii.gz``.
+EXPORT_SUFFIX = "_action.nii.gz"
+#: ``overwrite`` argument: a flag, or a function asked with the files that already exist.
+Overwrite = bool | Callable[[list[Path]], bool]
+
+
+def layer_attributes(layer) -> dict:
+    """The attributes napari hands a writer, limited to what places the layer in the world."""
+    return {
+        "metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate,
+        "rotate": layer.rotate, "shear": layer.shear, "affine": layer.affine.affine_matrix,
+    }
+
+
+def layer_volume_meta(layer) -> VolumeMeta:
+    """NIfTI geometry of a 3D layer: its stored header if still valid, else its transform."""
+    from napari_action._napari.writer import _meta_for_layer
+
+    return _meta_for_layer(layer.name, layer_array(layer), layer_attributes(layer))
+
+
+def export_name(image_name: str) -> str:
+    """File name of the export of ``image_name`` (path separators replaced)."""
+    return re.sub(r"[\\/:\x00]", "_", image_name) + EXPORT_SUFFIX
+
+
+@dataclass
+class ExportItem:
+    """One prediction layer, copied for writing."""
+
+    layer_name: str
+    path: Path
+    labels: np.ndarray
+    meta: VolumeMeta
+
+
+@dataclass
+class ExportResult:
+    """Files written and files left alone because they existed."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+def _geometry_layer(viewer, layer):
+    """The source image of a prediction layer if it is still open and fits, else the layer itself.
+
+    Prediction layers copy the image's transform and header metadata, so they
+    are a faithful fallback once the image is closed.
+    """
+    name = layer.metadata.get(SOURCE_KEY)
+    if name in viewer.layers and layer_shape(viewer.layers[name]) == layer_shape(layer):
+        return viewer.layers[name]
+    return layer
+
+
+def plan_export(viewer, folder: str | Path) -> list[ExportItem]:
+    """Copy every prediction layer with its geometry and target path (GUI thread)."""
+    items = []
+    for layer in viewer.layers:
+        if not is_prediction_layer(layer) or len(layer_shape(layer)) != 3:
+            continue
+        image_name = layer.metadata.get(SOURCE_KEY) or layer.name
+        meta = layer_volume_meta(_geometry_layer(viewer, layer))
+        labels = np.array(layer_array(layer), copy=True)  # the user may paint on while we write
+        items.append(ExportItem(layer.name, Path(folder) / export_name(image_name), labels, meta))
+    return items
+
+
+def resolve_overwrite(items: Sequence[ExportItem], overwrite: Overwrite) -> tuple[list[ExportItem], list[Path], bool]:
+    """Drop the items whose file exists unless ``overwrite`` allows replacing them (GUI thread).
+
+    Returns
+    -------
+    kept : list of ExportItem
+        Items to write.
+    skipped : list of Path
+        Existing files that stay untouched.
+    replace : bool
+        Whether writing may replace existing files (pass it on to :func:`write_export`).
+    """
+    existing = [item.path for item in items if item.path.exists()]
+    if not existing:
+        return list(items), [], False
+    if overwrite(existing) if callable(overwrite) else bool(overwrite):
+        return list(items), [], True
+    return [item for item in items if not item.path.exists()], existing, False
+
+
+def write_export(items: Sequence[ExportItem], skipped: Sequence[Path] = (), overwrite: bool = False) -> ExportResult:
+    """Write the items (worker thread); an existing file is replaced only with ``overwrite``."""
+    result = ExportResult(skipped=list(skipped))
+    for item in items:
+        result.written.append(save_labels(item.path, item.labels, item.meta, overwrite=overwrite))
+        logger.info("exported %s to %s", item.layer_name, item.path)
+    return result

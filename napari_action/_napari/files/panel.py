@@ -1,0 +1,433 @@
+"""The "Model, export & session" panel of the ACTION dock widget.
+
+Buttons: *Load model…* (a checkpoint replaces the trained model, so "Predict
+all opened volumes" works without training and the next Train continues from
+it), *Predict selected* (the selected image layers only), *Export refined
+masks…* (one NIfTI per prediction layer, with the source geometry), *Save
+session…* and *Open session…* (a crash-safe zarr store of everything made in
+the viewer), plus autosave: every :attr:`FilesPanel.autosave_interval_s`
+seconds while there is something to keep, and whenever training stops.
+
+Slow work (reading checkpoints and sessions, hashing source files, writing
+stores and NIfTI files) runs in napari thread workers; only the copies of the
+layers are taken on the GUI thread, so the user can keep painting while a save
+runs. Worker errors become napari notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
+
+from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
+from napari_action._napari.files.loaded_model import LoadedModel, geometry_warnings, layer_geometry, load_model
+from napari_action._napari.files.snapshot import (
+    HashCache,
+    apply_session,
+    has_content,
+    read_session,
+    take_snapshot,
+    write_snapshot,
+)
+from napari_action._napari.layers import image_layers, is_prediction_layer
+from napari_action._napari.threads import relay_errors_once
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable naming the default autosave folder (tests point it at a temporary folder).
+AUTOSAVE_ENV = "NAPARI_ACTION_AUTOSAVE_DIR"
+SESSION_SUFFIX = ".action.zarr"
+
+
+def default_autosave_dir() -> Path:
+    """``$NAPARI_ACTION_AUTOSAVE_DIR``, else ``~/.napari-action/autosave``."""
+    return Path(os.environ.get(AUTOSAVE_ENV) or Path.home() / ".napari-action" / "autosave")
+
+
+def autosave_sibling(path: str | Path) -> Path:
+    """Autosave store next to a session the user saved or opened: ``work.autosave.action.zarr``."""
+    path = Path(path)
+    stem = path.name.removesuffix(SESSION_SUFFIX).removesuffix(".zarr")
+    return path.with_name(f"{stem}.autosave{SESSION_SUFFIX}")
+
+
+def apply_config(options, config: dict[str, Any] | None) -> None:
+    """Show a session's training choices (budget, method, stage-iii steps) in the form."""
+    if not config:
+        return
+    if config.get("budget"):
+        options.budget_combo.setCurrentText(str(config["budget"]))  # resets the steps: set them after
+    if config.get("method"):
+        options.method_combo.setCurrentText(str(config["method"]))
+    if config.get("steps_stage3"):
+        options.steps_spin.setValue(int(config["steps_stage3"]))
+
+
+class _Jobs:
+    """The panel's running workers, by name; forwards their results while the panel lives.
+
+    A plain object: after :meth:`close` (the panel was destroyed) late worker
+    signals go nowhere instead of into deleted Qt widgets.
+    """
+
+    def __init__(self, on_done: Callable[[str], None]):
+        self.running: dict[str, Any] = {}
+        self._on_done: Callable[[str], None] | None = on_done
+
+    def add(self, name: str, worker, on_returned: Callable, on_error: Callable | None) -> None:
+        worker.returned.connect(partial(self._forward, on_returned))
+        if on_error is not None:
+            worker.errored.connect(partial(self._forward, on_error))
+        worker.finished.connect(partial(self._done, name))
+        self.running[name] = worker
+
+    def _forward(self, callback: Callable, value) -> None:
+        if self._on_done is not None:
+            callback(value)
+
+    def _done(self, name: str) -> None:
+        self.running.pop(name, None)
+        if self._on_done is not None:
+            self._on_done(name)
+
+    def close(self, *_) -> None:
+        self._on_done = None
+
+
+class FilesPanel(QGroupBox):
+    """Load a model, export masks, save and open sessions, autosave.
+
+    Parameters
+    ----------
+    widget : ActionWidget
+        The dock widget whose viewer, session and form this panel uses.
+
+    Attributes
+    ----------
+    autosave_path : pathlib.Path or None
+        Where the next autosave goes: fixed at the first autosave (a time-stamped
+        store in :func:`default_autosave_dir`), or next to the session last
+        saved or opened.
+    """
+
+    def __init__(self, widget):
+        super().__init__("Model, export && session")  # "&&": a literal "&", not a shortcut
+        self.widget = widget
+        self.viewer = widget.viewer
+        self.autosave_path: Path | None = None
+        self.last_autosave: float | None = None
+        self._opening: Path | None = None
+        self._hashes = HashCache()
+        self._jobs = _Jobs(self._job_done)
+        self._autosave_again = False
+        # The jobs object is no QObject, so it still hears this when the panel's C++ side dies.
+        self.destroyed.connect(self._jobs.close)
+        self._autosaved_run = None
+        self._build()
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.autosave)
+        self.autosave_interval_s = 60.0
+        self.timer.start()
+        widget.state_changed.connect(self._on_state_changed)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                      self.viewer.layers.selection.events.changed):
+            event.connect(self._refresh)
+
+    def _build(self) -> None:
+        self.load_button = QPushButton("Load model…")
+        self.predict_selected_button = QPushButton("Predict selected")
+        self.predict_selected_button.setToolTip("Predict the selected image layers only.")
+        self.export_button = QPushButton("Export refined masks…")
+        self.export_button.setToolTip("One NIfTI file per '<image> ACTION' layer, with the image's geometry.")
+        self.save_session_button = QPushButton("Save session…")
+        self.open_session_button = QPushButton("Open session…")
+        self.status_label = QLabel("Not autosaved yet.")
+        self.status_label.setWordWrap(True)
+        grid = QGridLayout(self)
+        grid.addWidget(self.load_button, 0, 0)
+        grid.addWidget(self.predict_selected_button, 0, 1)
+        grid.addWidget(self.export_button, 1, 0, 1, 2)
+        grid.addWidget(self.save_session_button, 2, 0)
+        grid.addWidget(self.open_session_button, 2, 1)
+        grid.addWidget(self.status_label, 3, 0, 1, 2)
+        self.load_button.clicked.connect(self._on_load_clicked)
+        self.predict_selected_button.clicked.connect(self.predict_selected)
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self.save_session_button.clicked.connect(self._on_save_clicked)
+        self.open_session_button.clicked.connect(self._on_open_clicked)
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def autosave_interval_s(self) -> float:
+        """Seconds between two autosaves (tests make it short)."""
+        return self.timer.interval() / 1000.0
+
+    @autosave_interval_s.setter
+    def autosave_interval_s(self, seconds: float) -> None:
+        self.timer.setInterval(max(1, int(seconds * 1000)))
+
+    @property
+    def is_busy(self) -> bool:
+        """A load, export, save, open or autosave is running."""
+        return bool(self._jobs.running)
+
+    def _refresh(self, *_) -> None:
+        session, running = self.widget.session, set(self._jobs.running)
+        loading = bool(running & {"load", "open"})
+        self.load_button.setEnabled(not session.busy and not loading)
+        self.open_session_button.setEnabled(not session.busy and not loading)
+        self.predict_selected_button.setEnabled(self.widget.predict_button.isEnabled() and bool(self._selected()))
+        has_predictions = any(is_prediction_layer(layer) for layer in self.viewer.layers)
+        self.export_button.setEnabled(has_predictions and "export" not in running)
+        self.save_session_button.setEnabled("save" not in running)
+
+    def _job_done(self, name: str) -> None:
+        self._refresh()
+        if name == "autosave" and self._autosave_again:  # asked for while the last one ran
+            self._autosave_again = False
+            self.autosave()
+
+    def _on_state_changed(self) -> None:
+        self._refresh()
+        run = self.widget.run
+        if run is not None and run.state == "finished" and run is not self._autosaved_run:
+            self._autosaved_run = run  # once per run: the labels and model it ended with
+            self.autosave()
+
+    def _start(self, name: str, func: Callable, *args, on_returned: Callable,
+               on_error: Callable | None = None, notify: bool = True) -> None:
+        """Run ``func(*args)`` in a napari worker; its errors become notifications if ``notify``."""
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True)
+        if notify:
+            relay_errors_once(worker)
+        self._jobs.add(name, worker, on_returned, on_error)
+        self._refresh()
+        worker.start()
+
+    # -- model -----------------------------------------------------------------------------
+    def _on_load_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load ACTION model", "", "ACTION model (*.pt);;All files (*)")
+        if path:
+            self.load_model(path)
+
+    def load_model(self, path: str | Path) -> bool:
+        """Read a checkpoint in a worker; False if the widget is busy (a notification says so)."""
+        from napari.utils.notifications import show_error
+
+        if self.widget.session.busy or "load" in self._jobs.running:
+            show_error("ACTION: wait until training or prediction has finished before loading a model.")
+            return False
+        self.status_label.setText(f"Loading {Path(path).name}…")
+        self._start("load", load_model, str(path), on_returned=self._on_model_loaded, on_error=self._on_load_failed)
+        return True
+
+    def _on_load_failed(self, exc: Exception) -> None:
+        self.status_label.setText(f"Model not loaded: {exc}")
+
+    def _on_model_loaded(self, model: LoadedModel) -> None:
+        from napari.utils.notifications import show_info
+
+        self.widget.session.use_model(model, model.checkpoint())
+        self.widget._refresh_buttons()  # enables "Predict all opened volumes" and "Save model…"
+        classes = ", ".join(model.class_names.get(int(v), str(v)) for v in model.class_values)
+        self.status_label.setText(f"Model {Path(model.source).name}: classes {classes}; slicing axis {model.axis}.")
+        show_info(f"ACTION: model loaded from {model.source}; Train continues from it.")
+
+    # -- prediction ---------------------------------------------------------------------------
+    def _selected(self) -> list[str]:
+        selection = self.viewer.layers.selection
+        return [layer.name for layer in image_layers(self.viewer) if layer in selection]
+
+    def predict_selected(self) -> None:
+        """Predict the selected image layers with the current model."""
+        self.widget.predict_images(self._selected())
+
+    def references(self) -> list:
+        """Geometry of the volumes the current model was trained on (empty if unknown)."""
+        session = self.widget.session
+        if isinstance(session.trainer, LoadedModel):
+            return list(session.trainer.references)
+        images = session.plan.images if session.plan is not None else []
+        return [layer_geometry(image) for image in images if image in self.viewer.layers]
+
+    def warn_geometry(self, names=None) -> list[str]:
+        """Warn about images sliced at another spacing or orientation than the training volumes."""
+        from napari.utils.notifications import show_warning
+
+        model = self.widget.session.trainer
+        if model is None:
+            return []
+        targets = [(image.name, layer_geometry(image)) for image in image_layers(self.viewer)
+                   if names is None or image.name in names]
+        messages = geometry_warnings(self.references(), targets, int(model.axis))
+        for message in messages:
+            show_warning(f"ACTION: {message}")
+        return messages
+
+    # -- export -------------------------------------------------------------------------------
+    def _on_export_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export refined masks to folder")
+        if folder:
+            self.export_masks(folder, overwrite=self._ask_overwrite)
+
+    def _ask_overwrite(self, existing: list[Path]) -> bool:
+        names = "\n".join(path.name for path in existing[:10]) + ("\n…" if len(existing) > 10 else "")
+        answer = QMessageBox.question(
+            self, "Replace files?", f"{len(existing)} file(s) already exist:\n{names}\n\nReplace them?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def export_masks(self, folder: str | Path, overwrite: Overwrite = False) -> bool:
+        """Write every prediction layer to ``folder`` as ``<image name>_action.nii.gz``.
+
+        Parameters
+        ----------
+        folder : str or Path
+            An existing folder.
+        overwrite : bool or callable
+            Replace existing files; a callable gets the list of existing files
+            and returns whether to replace them (the GUI asks the user). Files
+            not replaced are left untouched and reported.
+
+        Returns
+        -------
+        bool
+            False when there was nothing to export or an export is running.
+        """
+        from napari.utils.notifications import show_warning
+
+        items = plan_export(self.viewer, folder)
+        if not items or "export" in self._jobs.running:
+            show_warning("ACTION: no '<image> ACTION' layer to export yet." if not items else
+                         "ACTION: an export is already running.")
+            return False
+        kept, skipped, replace = resolve_overwrite(items, overwrite)
+        self._start("export", write_export, kept, skipped, replace, on_returned=self._on_exported)
+        return True
+
+    def _on_exported(self, result) -> None:
+        from napari.utils.notifications import show_info
+
+        lines = [f"ACTION: exported {len(result.written)} file(s):", *(str(p) for p in result.written)]
+        if result.skipped:
+            lines += [f"kept {len(result.skipped)} existing file(s) unchanged:", *(str(p) for p in result.skipped)]
+        show_info("\n".join(lines))
+        self.status_label.setText(f"Exported {len(result.written)} mask(s).")
+
+    # -- sessions ------------------------------------------------------------------------------
+    def snapshot(self):
+        """Copy what a session stores (GUI thread; see :func:`._snapshot.take_snapshot`)."""
+        from napari_action._napari.action_session import viewer_slicing_axis
+
+        widget = self.widget
+        try:
+            axis = widget.options.axis_choice(viewer_slicing_axis(self.viewer))
+            config = widget.options.config(axis, None, **widget.config_overrides)
+        except ValueError:  # odd overrides: the session simply has no config
+            config = None
+        return take_snapshot(self.viewer, widget.session, widget.picker.selected_labels(), config,
+                             self.references())
+
+    def _on_save_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save ACTION session", f"session{SESSION_SUFFIX}",
+                                              f"ACTION session (*{SESSION_SUFFIX})")
+        if path:
+            self.save_session(path if path.endswith(".zarr") else path + SESSION_SUFFIX)
+
+    def save_session(self, path: str | Path) -> bool:
+        """Write a session store to ``path`` in a worker; later autosaves go next to it."""
+        from napari.utils.notifications import show_warning
+
+        if "save" in self._jobs.running:
+            show_warning("ACTION: a session is being saved already.")
+            return False
+        snapshot = self.snapshot()
+        if snapshot.left_out:
+            show_warning("ACTION: not in the session (no image of their shape, or a second Labels layer "
+                         f"on one image): {', '.join(snapshot.left_out)}")
+        self._start("save", write_snapshot, str(path), snapshot, self._hashes, on_returned=self._on_session_saved)
+        return True
+
+    def _on_session_saved(self, path) -> None:
+        from napari.utils.notifications import show_info
+
+        self.autosave_path = autosave_sibling(path)
+        self.status_label.setText(f"Session saved {time.strftime('%H:%M:%S')}.")
+        show_info(f"ACTION: session saved to {path}")
+
+    def _on_open_clicked(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, f"Open ACTION session (a *{SESSION_SUFFIX} folder)")
+        if path:
+            self.open_session(path)
+
+    def open_session(self, path: str | Path) -> bool:
+        """Read a session store in a worker, then add its layers and model to the viewer."""
+        from napari.utils.notifications import show_error
+
+        if self.widget.session.busy or {"open", "load"} & set(self._jobs.running):
+            show_error("ACTION: wait until training or prediction has finished before opening a session.")
+            return False
+        self.status_label.setText(f"Opening {Path(path).name}…")
+        self._opening = Path(path)
+        self._start("open", read_session, str(path), on_returned=self._on_session_read,
+                    on_error=self._on_open_failed)
+        return True
+
+    def _on_open_failed(self, exc: Exception) -> None:
+        self.status_label.setText(f"Session not opened: {exc}")
+
+    def _on_session_read(self, restored) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        apply_session(self.viewer, self.widget.session, restored)
+        apply_config(self.widget.options, restored.session.config)
+        self.widget._refresh_buttons()  # a restored model enables "Predict all" and "Save model…"
+        for message in restored.warnings:
+            show_warning(f"ACTION: {message}")
+        self.autosave_path = autosave_sibling(self._opening)
+        self.status_label.setText(f"Session opened: {len(restored.session.volumes)} volume(s).")
+        show_info(f"ACTION: session {self._opening} opened.")
+
+    # -- autosave ----------------------------------------------------------------------------
+    def autosave_target(self) -> Path:
+        """Where autosaves go (fixed at the first autosave of this panel)."""
+        if self.autosave_path is None:
+            self.autosave_path = default_autosave_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}{SESSION_SUFFIX}"
+        return self.autosave_path
+
+    def autosave(self) -> bool:
+        """Save the session to :meth:`autosave_target` in a worker, if there is anything to keep.
+
+        One asked for while the previous one runs follows it (so the state at
+        the end of a run is saved). Failures show in the status line only (a
+        notification every minute would bury the user).
+        """
+        if "autosave" in self._jobs.running:
+            self._autosave_again = True
+            return False
+        if not has_content(self.viewer, self.widget.session):
+            return False
+        snapshot = self.snapshot()
+        self._start("autosave", write_snapshot, str(self.autosave_target()), snapshot, self._hashes,
+                    on_returned=self._on_autosaved, on_error=self._on_autosave_failed, notify=False)
+        return True
+
+    def _on_autosaved(self, path) -> None:
+        self.last_autosave = time.time()
+        self.status_label.setText(f"Autosaved {time.strftime('%H:%M:%S')}")
+        self.status_label.setToolTip(str(path))
+
+    def _on_autosave_failed(self, exc: Exception) -> None:
+        logger.error("autosave failed: %s", exc)
+        self.status_label.setText(f"Autosave failed: {exc}")

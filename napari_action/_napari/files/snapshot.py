@@ -1,0 +1,330 @@
+"""Viewer layers to a :class:`~napari_action.io.session_store.Session` and back.
+
+Saving is split by thread. :func:`take_snapshot` runs on the GUI thread and
+copies what the user can change (painted labels, prediction layers, their
+locked masks, images without a source file) plus the model's weights;
+:func:`write_snapshot` runs in a worker and does the slow part (source file
+hashes, checkpoint serialisation, the zarr store).
+
+Opening is split the same way: :func:`read_session` (worker) reads the store,
+re-reads source images and rebuilds the model; :func:`apply_session` (GUI
+thread) adds the layers.
+
+Per volume, ``SessionVolume.meta`` holds ``{"geometry": <VolumeMeta dict or
+None>, "layers": {"image" | "painted" | "prediction": record}}``; a record keeps
+a layer's name, napari transform, display settings and position in the layer
+list, which the core session format has no slot for. ``Session.config`` is a
+plain :meth:`TrainConfig.to_dict` (the seed included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_action._napari.layers import (
+    GEOMETRY_KEY,
+    SOURCE_KEY,
+    class_names_of,
+    image_layers,
+    is_prediction_layer,
+    label_features,
+    labels_layers,
+    layer_array,
+    layer_shape,
+    pair_labels_to_images,
+    snapshot_labels,
+)
+from napari_action.io.session_store import Session, SessionVolume
+
+logger = logging.getLogger(__name__)
+
+_TRANSFORM = ("scale", "translate", "rotate", "shear")
+
+
+# -- saving ------------------------------------------------------------------------
+@dataclass
+class Snapshot:
+    """A copy of everything a session stores, taken on the GUI thread."""
+
+    session: Session
+    checkpoint: Any = None  # a Checkpoint; serialised in the worker
+    left_out: list[str] = field(default_factory=list)
+
+
+def _transform(layer) -> dict[str, Any]:
+    transform = {name: np.asarray(getattr(layer, name)).tolist() for name in _TRANSFORM}
+    transform["affine"] = layer.affine.affine_matrix.tolist()
+    if hasattr(layer, "units"):  # napari >= 0.6
+        transform["units"] = [str(unit) for unit in layer.units]
+        transform["axis_labels"] = list(layer.axis_labels)
+    return transform
+
+
+def _record(layer, index: int) -> dict[str, Any]:
+    display = {"opacity": float(layer.opacity), "visible": bool(layer.visible), "blending": str(layer.blending)}
+    if hasattr(layer, "contrast_limits"):
+        display["contrast_limits"] = [float(v) for v in layer.contrast_limits]
+        display["colormap"] = layer.colormap.name
+    return {"name": layer.name, "index": index, "transform": _transform(layer), "display": display,
+            "geometry": layer.metadata.get(GEOMETRY_KEY)}
+
+
+def painted_pairs(viewer, picked: list[tuple[Any, str | None]]) -> tuple[dict[str, Any], list[str]]:
+    """The painted layer of each image: the widget's pairing first, then the best guess.
+
+    Returns
+    -------
+    pairs : dict
+        Image name -> its painted Labels layer (one per image).
+    left_out : list of str
+        Labels layers that fit no image or whose image already has one.
+    """
+    chosen = list(picked)
+    known = {layer.name for layer, _ in chosen}
+    others = [layer for layer in labels_layers(viewer) if layer.name not in known]
+    guessed = pair_labels_to_images(others, image_layers(viewer))
+    chosen += [(layer, guessed.get(layer.name)) for layer in others]
+    pairs, left_out = {}, []
+    for layer, image_name in chosen:
+        if image_name is None or image_name in pairs:
+            left_out.append(layer.name)
+        else:
+            pairs[image_name] = layer
+    return pairs, left_out
+
+
+def prediction_of(viewer, image):
+    """The prediction layer made for ``image`` (by recorded source, same shape), if any."""
+    for layer in viewer.layers:
+        if is_prediction_layer(layer) and layer.metadata.get(SOURCE_KEY) == image.name \
+                and layer_shape(layer) == layer_shape(image):
+            return layer
+    return None
+
+
+def source_file(layer) -> str | None:
+    """The file a layer was read from, if it still exists."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return str(path) if path and Path(path).is_file() else None
+
+
+def _volume(viewer, image, painted, action_session) -> SessionVolume:
+    order = list(viewer.layers)
+    layers = {"image": _record(image, order.index(image))}
+    source = source_file(image)
+    volume = SessionVolume(
+        name=image.name, shape=layer_shape(image), source_path=source,
+        image=None if source else np.array(layer_array(image), copy=True),
+        accepted_slices=sorted(int(s) for s in action_session.accepted_slices.get(image.name, ())),
+    )
+    if painted is not None:
+        volume.painted = snapshot_labels(painted)
+        layers["painted"] = _record(painted, order.index(painted))
+    prediction = prediction_of(viewer, image)
+    if prediction is not None:
+        volume.prediction = snapshot_labels(prediction)
+        layers["prediction"] = _record(prediction, order.index(prediction))
+        tracker = action_session.trackers.get(id(prediction))
+        if tracker is not None and tracker.layer is prediction and tracker.locked is not None:
+            volume.edited = tracker.locked.copy()
+    volume.meta = {"geometry": image.metadata.get(GEOMETRY_KEY), "layers": layers}
+    return volume
+
+
+def take_snapshot(viewer, action_session, picked=(), config=None, references=()) -> Snapshot:
+    """Copy the viewer's volumes and the session's model (GUI thread).
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Every 3D image layer is saved, with its painted and prediction layers.
+    action_session : ActionSession
+        Model, edit trackers and accepted slices.
+    picked : list of (Labels layer, image name or None)
+        The widget's pairing of painted layers with images.
+    config : TrainConfig, optional
+        Stored when there is no model (the model's own config wins).
+    references : sequence of VoxelGeometry
+        Geometry of the training volumes, recorded in the checkpoint.
+    """
+    from napari_action._napari.files.loaded_model import with_references
+
+    pairs, left_out = painted_pairs(viewer, list(picked))
+    volumes = [_volume(viewer, image, pairs.get(image.name), action_session) for image in image_layers(viewer)]
+    model = action_session.trainer
+    checkpoint = None if model is None else with_references(model.checkpoint(), references)
+    class_names = dict(model.class_names) if model is not None else {}
+    for layer in pairs.values():
+        for value, name in (class_names_of(layer) or {}).items():
+            class_names.setdefault(value, name)
+    config = model.config if model is not None else config
+    session = Session(volumes=volumes, class_names=class_names, config=None if config is None else config.to_dict(),
+                      axis=None if model is None else int(model.axis))
+    return Snapshot(session, checkpoint, left_out)
+
+
+def has_content(viewer, action_session) -> bool:
+    """True if a session of this viewer would hold anything worth keeping."""
+    if action_session.trainer is not None or any(is_prediction_layer(layer) for layer in viewer.layers):
+        return True
+    return any(layer_array(layer).any() for layer in labels_layers(viewer))
+
+
+class HashCache:
+    """SHA-256 of source files, recomputed only when a file's size or mtime changed."""
+
+    def __init__(self):
+        self._known: dict[tuple[str, int, int], str] = {}
+
+    def sha256(self, path: str) -> str:
+        from napari_action.io.session_store import file_sha256
+
+        stat = os.stat(path)
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._known:
+            self._known[key] = file_sha256(path)
+        return self._known[key]
+
+
+def write_snapshot(path: str | Path, snapshot: Snapshot, hashes: HashCache | None = None) -> Path:
+    """Hash the sources, serialise the model and write the store (worker thread)."""
+    from napari_action.io.session_store import checkpoint_to_bytes, save_session
+
+    hashes = hashes or HashCache()
+    session = snapshot.session
+    for volume in session.volumes:
+        if volume.source_path:
+            volume.source_sha256 = hashes.sha256(volume.source_path)
+    if snapshot.checkpoint is not None:
+        session.checkpoint = checkpoint_to_bytes(snapshot.checkpoint)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return save_session(path, session)
+
+
+# -- opening -------------------------------------------------------------------------
+@dataclass
+class Restored:
+    """A session read from disk, with its images and model, ready to become layers."""
+
+    session: Session
+    images: list[np.ndarray | None]
+    sources: list[str | None]
+    model: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray | None, str | None]:
+    """Voxels of a volume: its source file if present, else the stored copy."""
+    from napari_action.io.nifti import load_volume
+    from napari_action.io.session_store import source_changed
+
+    source = volume.source_path
+    if source and Path(source).is_file():
+        if source_changed(volume):
+            warnings.append(f"{source} changed since the session was saved; its labels may no longer fit it.")
+        data, _ = load_volume(source, nan_policy="zero")
+        if tuple(data.shape) == tuple(volume.shape):
+            return data, source
+        warnings.append(f"{source} now has shape {data.shape}, the session {volume.shape}; not reopened.")
+    elif source:
+        warnings.append(f"{source} (image {volume.name!r}) was not found.")
+    return volume.image, None
+
+
+def read_session(path: str | Path) -> Restored:
+    """Read a store, its source images and its model (worker thread)."""
+    from napari_action._napari.files.loaded_model import model_from_checkpoint
+    from napari_action.io.session_store import checkpoint_from_bytes, load_session
+
+    session = load_session(path)
+    warnings: list[str] = []
+    images, sources = [], []
+    for volume in session.volumes:
+        data, source = _read_image(volume, warnings)
+        images.append(data)
+        sources.append(source)
+    model = None
+    if session.checkpoint is not None:
+        model = model_from_checkpoint(checkpoint_from_bytes(session.checkpoint), source=str(path))
+    return Restored(session, images, sources, model, warnings)
+
+
+def _kwargs(record: dict, metadata: dict) -> dict[str, Any]:
+    transform = dict(record["transform"])
+    display = {k: v for k, v in record.get("display", {}).items() if k != "colormap" or v}
+    return {"name": record["name"], "metadata": metadata, **transform, **display}
+
+
+def _layer_source(path: str | None):
+    """Record the file a restored image came from (so the next save does not copy its voxels)."""
+    if path is None:
+        return contextlib.nullcontext()
+    try:
+        from napari.layers._source import layer_source  # private in napari 0.9: guarded
+    except ImportError:
+        return contextlib.nullcontext()
+    return layer_source(path=path, reader_plugin="napari-action")
+
+
+def _specs(restored: Restored, index: int) -> list[tuple[int, str, np.ndarray, dict, str | None]]:
+    """(saved position, role, data, add_* kwargs, source file) of one volume's layers."""
+    volume, data = restored.session.volumes[index], restored.images[index]
+    records = (volume.meta or {}).get("layers", {})
+    specs = []
+    for role, array in (("image", data), ("painted", volume.painted), ("prediction", volume.prediction)):
+        record = records.get(role)
+        if record is None or array is None:
+            continue
+        metadata = {GEOMETRY_KEY: record["geometry"]} if record.get("geometry") else {}
+        if role == "prediction":
+            metadata[SOURCE_KEY] = volume.name
+        source = restored.sources[index] if role == "image" else None
+        specs.append((record["index"], role, array, _kwargs(record, metadata), source))
+    return specs
+
+
+def _add(viewer, role: str, data: np.ndarray, kwargs: dict, source: str | None, class_names: dict):
+    if role != "image" and class_names:
+        kwargs["features"] = label_features(sorted(set(class_names) | {0}), class_names)
+    with _layer_source(source):
+        return viewer.add_image(data, **kwargs) if role == "image" else viewer.add_labels(data, **kwargs)
+
+
+def apply_session(viewer, action_session, restored: Restored) -> list:
+    """Add the restored layers in their saved order; lock edited voxels; install the model (GUI thread).
+
+    Returns
+    -------
+    list
+        The layers added (napari renames a layer whose name is taken).
+    """
+    session = restored.session
+    specs = [(spec, i) for i in range(len(session.volumes)) for spec in _specs(restored, i)]
+    added = {}
+    for (_, role, data, kwargs, source), i in sorted(specs, key=lambda item: item[0][0]):
+        added[i, role] = _add(viewer, role, data, kwargs, source, session.class_names)
+    axis = 0 if session.axis is None else int(session.axis)
+    for i, volume in enumerate(session.volumes):
+        if (i, "image") in added and (i, "prediction") in added:  # the image may have been renamed
+            added[i, "prediction"].metadata[SOURCE_KEY] = added[i, "image"].name
+        if volume.accepted_slices:
+            action_session.accepted_slices[volume.name] = set(volume.accepted_slices)
+        if volume.edited is not None and (i, "prediction") in added:
+            restore_locks(action_session.tracker_for(added[i, "prediction"], axis), volume.edited)
+    if restored.model is not None:
+        action_session.use_model(restored.model, restored.model.checkpoint())
+    return list(added.values())
+
+
+def restore_locks(tracker, edited: np.ndarray) -> None:
+    """Give an edit tracker a saved mask of user-edited voxels."""
+    tracker.locked = np.array(edited, dtype=bool)
+    other = tuple(d for d in range(tracker.locked.ndim) if d != tracker.axis)
+    tracker.edited_slices = {int(s) for s in np.flatnonzero(tracker.locked.any(axis=other))}

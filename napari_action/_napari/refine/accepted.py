@@ -1,0 +1,218 @@
+"""Accepted slices: corrected prediction slices that become training data.
+
+A user corrects a slice of an "<image> ACTION" prediction layer and accepts
+it. The whole slice is then locked in the layer's
+:class:`~._layers.EditTracker` (streamed predictions never overwrite it again)
+and its index is recorded in ``ActionSession.accepted_slices[image name]``.
+
+The slice's *content* is not copied anywhere: the prediction layer, locked,
+is its single source of truth. That keeps a later correction of an accepted
+slice, a saved session (which stores the prediction layer, its locked voxels
+and the accepted indices) and the training labels consistent without a
+second copy of each volume. The training labels are built on demand by
+:func:`merge_accepted`: the painted labels with the accepted slices written
+over them. The user's painted layer is only written when they ask for it
+(:func:`copy_slices`, undoable).
+
+Indices are along the tracker's axis, the model's slicing axis.
+
+Everything here runs on the GUI thread and owns no widget.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_action._napari.layers import SOURCE_KEY, EditTracker, layer_array, layer_shape
+
+logger = logging.getLogger(__name__)
+
+
+def axis_index(axis: int, slices, ndim: int = 3) -> tuple:
+    """Index selecting ``slices`` (an int or a list) along ``axis`` of an ``ndim`` array."""
+    index = [slice(None)] * ndim
+    index[axis] = slices
+    return tuple(index)
+
+
+def painted_slices(data: np.ndarray, axis: int) -> list[int]:
+    """Slices along ``axis`` holding at least one non-zero voxel."""
+    others = tuple(d for d in range(data.ndim) if d != axis)
+    return [int(s) for s in np.flatnonzero(np.any(data, axis=others))]
+
+
+def tracker_of(session, image_name: str) -> EditTracker | None:
+    """The edit tracker of the prediction layer made for ``image_name`` (None: no such layer)."""
+    for tracker in session.trackers.values():
+        if tracker.layer.metadata.get(SOURCE_KEY) == image_name:
+            return tracker
+    return None
+
+
+def tracker_for_layer(session, layer, fallback_axis: int) -> EditTracker:
+    """The tracker of a prediction layer, made along the model's axis if it has none yet."""
+    tracker = session.trackers.get(id(layer))
+    if tracker is not None and tracker.layer is layer:
+        return tracker
+    axis = getattr(session.trainer, "axis", None)
+    return session.tracker_for(layer, fallback_axis if axis is None else axis)
+
+
+def lock_slices(tracker: EditTracker, slices: Iterable[int]) -> None:
+    """Lock whole slices against streamed writes (and count them as edited)."""
+    shape = layer_shape(tracker.layer)
+    # An open mesh (np.ix_ style) locks the slices without a full index array per voxel.
+    axes = [np.arange(n) for n in shape]
+    axes[tracker.axis] = np.asarray(sorted(slices), dtype=np.intp)
+    if axes[tracker.axis].size:
+        tracker.lock_indices(np.ix_(*axes))
+
+
+def accept_slices(session, tracker: EditTracker, slices: Iterable[int]) -> list[int]:
+    """Record ``slices`` of the tracker's layer as accepted and lock them.
+
+    Returns
+    -------
+    list of int
+        The slices newly accepted (in range and not accepted before), sorted.
+    """
+    name = tracker.layer.metadata.get(SOURCE_KEY, tracker.layer.name)
+    n_slices = layer_shape(tracker.layer)[tracker.axis]
+    accepted = session.accepted_slices.setdefault(name, set())
+    new = sorted({int(s) for s in slices if 0 <= int(s) < n_slices} - accepted)
+    lock_slices(tracker, new)
+    accepted.update(new)
+    logger.info("accepted slice(s) %s of %r along axis %d", new, name, tracker.axis)
+    return new
+
+
+def copy_slices(source, target, axis: int, slices: Iterable[int]) -> int:
+    """Write ``slices`` of the ``source`` layer into the ``target`` Labels layer, undoably.
+
+    One ``data_setitem`` call: one undo step and one paint event, so the
+    user can undo the copy and a running training sees it.
+
+    Returns
+    -------
+    int
+        Number of voxels written.
+    """
+    slices = sorted(slices)
+    if not slices or layer_shape(source) != layer_shape(target):
+        return 0
+    mask = np.zeros(layer_shape(source), dtype=bool)
+    mask[axis_index(axis, slices)] = True
+    indices = np.nonzero(mask)
+    values = layer_array(source)[indices]
+    before = np.count_nonzero(layer_array(target)[indices] != values)
+    target.data_setitem(indices, values)
+    return int(before)
+
+
+@dataclass
+class TrainingLabels:
+    """Labels a trainer learns from: painted labels with the accepted slices over them.
+
+    Attributes
+    ----------
+    labels : list
+        One array (or None) per training volume, private copies.
+    labeled_slices : dict
+        Volume index -> accepted slices, passed as explicitly labeled slices
+        so an accepted slice holding only background still counts.
+    axis : int or None
+        Axis of the accepted slices used (None: none were used).
+    skipped : list of str
+        Images whose accepted slices lay along another axis than asked for (dropped).
+    """
+
+    labels: list = field(default_factory=list)
+    labeled_slices: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    axis: int | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    def any(self) -> bool:
+        """True if anything is labeled."""
+        return bool(self.labeled_slices) or any(lab is not None and lab.any() for lab in self.labels)
+
+
+def _with_slices(base: np.ndarray | None, tracker: EditTracker, slices: list[int]) -> np.ndarray:
+    """A copy of ``base`` (zeros if None) with ``slices`` taken from the prediction layer."""
+    data = layer_array(tracker.layer)
+    dtype = data.dtype if base is None else np.result_type(base.dtype, data.dtype)
+    out = np.zeros(data.shape, dtype) if base is None else np.array(base, dtype=dtype)
+    index = axis_index(tracker.axis, slices)
+    out[index] = data[index]
+    return out
+
+
+def merge_accepted(session, plan, painted: list | None = None, axis: int | None = None) -> TrainingLabels:
+    """The training labels of ``plan``: painted snapshots merged with the accepted slices.
+
+    Parameters
+    ----------
+    session : ActionSession
+        Holds the accepted slices and the prediction layers' trackers.
+    plan : TrainingPlan
+        Volumes in trainer order.
+    painted : list, optional
+        Snapshots of the painted labels (default: taken now).
+    axis : int, optional
+        The trainer's slicing axis; accepted slices along another axis are
+        dropped from the session (a warning names the images). None: the
+        axis of the first accepted slices.
+    """
+    labels = list(plan.label_snapshots() if painted is None else painted)
+    labels += [None] * (len(plan.images) - len(labels))
+    result = TrainingLabels(labels=labels)
+    for v, image in enumerate(plan.images):
+        tracker = tracker_of(session, image.name)
+        if tracker is None or layer_shape(tracker.layer) != layer_shape(image):
+            continue
+        n_slices = layer_shape(image)[tracker.axis]
+        slices = sorted(s for s in session.accepted_slices.get(image.name, ()) if 0 <= s < n_slices)
+        if not slices:
+            continue
+        wanted = axis if axis is not None else result.axis
+        if wanted is not None and tracker.axis != wanted:
+            # Indices along the old axis would name other slices along the new one: drop them.
+            session.accepted_slices.pop(image.name, None)
+            result.skipped.append(image.name)
+            continue
+        labels[v] = _with_slices(labels[v], tracker, slices)
+        result.labeled_slices[v] = tuple(slices)
+        result.axis = tracker.axis
+    if result.skipped:
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"ACTION: the slices accepted in {', '.join(map(repr, result.skipped))} lie along "
+                     f"another axis than training ({axis}); they are dropped.")
+    return result
+
+
+# -- the viewer's position ---------------------------------------------------------------
+def current_slice(viewer, layer, axis: int) -> int:
+    """Index along ``axis`` of ``layer``'s data of the slice the viewer shows."""
+    position = layer.world_to_data(viewer.dims.point)
+    return int(round(float(position[axis])))
+
+
+def go_to_slice(viewer, layer, axis: int, index: int) -> None:
+    """Show slice ``index`` (along data ``axis`` of ``layer``) in the viewer.
+
+    The world position of the slice is set through ``dims.set_point`` rather
+    than a step index, so layers with any scale or origin land on the right
+    slice. In 2D, if the viewer displays that axis, it is made the sliced axis.
+    """
+    dims = viewer.dims
+    world_axis = axis + dims.ndim - layer.ndim
+    point = np.asarray(layer.world_to_data(dims.point), dtype=float)
+    point[axis] = index
+    world = np.asarray(layer.data_to_world(point), dtype=float)
+    if dims.ndisplay == 2 and world_axis in dims.displayed:
+        dims.order = (world_axis, *[a for a in dims.order if a != world_axis])
+    dims.set_point(world_axis, float(world[axis]))

@@ -1,0 +1,475 @@
+"""The "Refine" panel: accept corrections, see the training set, pick the next slices.
+
+Three things a user does between (or during) training runs:
+
+* **Accept corrections.** Edit a slice of an "<image> ACTION" prediction
+  layer, then "Accept slice" (key ``Shift-A`` on the viewer) or "Accept all
+  edited slices": the slices become training data (:mod:`._accepted`), reach a
+  running training at once and a stopped one at the next Train or Update.
+* **Training set.** Per volume, the painted and accepted slices; a click
+  shows that slice.
+* **Next slices to annotate.** The uncertainty of the latest predictions
+  (:mod:`._uncertainty`), optionally shown as "<image> uncertainty" layers,
+  ranked into spread-out slice suggestions (core :func:`~napari_action.inference.suggestions.suggest_slices`).
+
+plus **Update once** (:mod:`._update_once`): a short training round on demand.
+Lists and layers are read from the widget's session; this panel keeps only
+the uncertainty maps and the labeled slices it last listed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import qthrottled
+
+from napari_action._napari.action_session import viewer_slicing_axis
+from napari_action._napari.keys import ViewerKeyBinding
+from napari_action._napari.layers import SOURCE_KEY, UNCERTAINTY_KEY, is_prediction_layer, layer_array, layer_shape
+from napari_action._napari.refine.accepted import (
+    accept_slices,
+    copy_slices,
+    current_slice,
+    go_to_slice,
+    painted_slices,
+    tracker_for_layer,
+)
+from napari_action._napari.refine.uncertainty import (
+    UncertaintyMaps,
+    find_uncertainty_layer,
+    streamed_uncertainty,
+    uncertainty_layer,
+)
+from napari_action._napari.refine.update_once import start_update_once
+
+logger = logging.getLogger(__name__)
+
+#: Viewer key that accepts the current slice of the selected prediction layer.
+ACCEPT_KEY = "Shift-A"
+#: Number of slices proposed in "Next slices to annotate".
+N_SUGGESTIONS = 5
+_ROLE = Qt.ItemDataRole.UserRole
+
+
+def _slice_item(text: str, image_name: str, axis: int, index: int) -> QListWidgetItem:
+    item = QListWidgetItem(text)
+    item.setData(_ROLE, (image_name, axis, index))
+    return item
+
+
+def _header_item(text: str) -> QListWidgetItem:
+    item = QListWidgetItem(text)
+    item.setFlags(Qt.ItemFlag.ItemIsEnabled)  # not selectable: it names a volume, not a slice
+    return item
+
+
+class RefinePanel(QGroupBox):
+    """Accept corrections, training-set list, next slices to annotate, Update once.
+
+    Parameters
+    ----------
+    widget : ActionWidget
+        The dock widget whose viewer, session, picker and run callbacks are used.
+
+    Attributes
+    ----------
+    uncertainty : UncertaintyMaps
+        Uncertainty volumes of the latest predictions, by image name.
+    labeled : dict
+        Image name -> painted or accepted slices, as last listed.
+    key_binding : ViewerKeyBinding
+        ``Shift-A`` on the viewer; released when the widget leaves the viewer.
+    """
+
+    def __init__(self, widget):
+        super().__init__("Refine")
+        self.widget = widget
+        self.viewer = widget.viewer
+        self.uncertainty = UncertaintyMaps()
+        self.labeled: dict[str, set[int]] = {}
+        self._axis = 0
+        self._build()
+        self.refresh_later = qthrottled(self.refresh, timeout=300, parent=self)
+        self.rank_later = qthrottled(self._update_uncertainty, timeout=300, parent=self)
+        # Ranking a large volume costs tens of milliseconds of GUI time: rarely while streaming.
+        self.rank_streamed = qthrottled(self._update_uncertainty, timeout=5000, parent=self)
+        self.score_later = qthrottled(self._show_slice_score, timeout=200, parent=self)
+        self.key_binding = ViewerKeyBinding(self.viewer, ACCEPT_KEY, self.accept_current_slice)
+        # The binding is no QObject, so it still hears this when the panel's C++ side dies.
+        self.destroyed.connect(self.key_binding.release)
+        widget.installEventFilter(self)  # removed from the dock: give the key back
+        widget.state_changed.connect(self._on_state_changed)
+        layers = self.viewer.layers
+        layers.events.inserted.connect(self._on_layers_changed)
+        layers.events.removed.connect(self._on_layer_removed)
+        layers.selection.events.active.connect(self._on_active_changed)
+        self.viewer.dims.events.current_step.connect(self._on_dims_step)
+        self._watched: dict[int, object] = {}
+        self._on_layers_changed()
+
+    # -- layout ----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.update_button = QPushButton("Update once")
+        self.update_button.setToolTip("Train a short round from the current weights on the current labels, "
+                                      "then predict every training volume again.")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 100_000)
+        self.steps_spin.setValue(50)
+        self.steps_spin.setSuffix(" steps")
+        self.status_label = QLabel("Edit a slice of an '… ACTION' layer, then accept it.")
+        self.status_label.setWordWrap(True)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_training_tab(), "Training set")
+        self.tabs.addTab(self._build_next_tab(), "Next slices to annotate")
+        grid = QGridLayout(self)
+        grid.addWidget(self.update_button, 0, 0)
+        grid.addWidget(self.steps_spin, 0, 1)
+        grid.addWidget(self.tabs, 1, 0, 1, 2)
+        grid.addWidget(self.status_label, 2, 0, 1, 2)
+        self.update_button.clicked.connect(self.update_once)
+
+    def _build_training_tab(self) -> QWidget:
+        page = QWidget()
+        self.accept_button = QPushButton(f"Accept slice ({ACCEPT_KEY})")
+        self.accept_button.setToolTip("Use the slice shown of the selected '… ACTION' layer, with your "
+                                      "corrections, as labeled training data.")
+        self.accept_all_button = QPushButton("Accept all edited slices")
+        self.copy_checkbox = QCheckBox("Also copy accepted slices into the painted layer")
+        self.copy_checkbox.setToolTip("Off: only the training labels get them. On: your painted Labels "
+                                      "layer gets them too (undoable with Ctrl+Z there).")
+        self.training_list = QListWidget()
+        self.training_list.setToolTip("Labeled slices per volume; click one to show it.")
+        # The panel scrolls, so the list can keep room for a few rows on small screens.
+        self.training_list.setMinimumHeight(90)
+        self.training_list.setMaximumHeight(130)
+        grid = QGridLayout(page)
+        grid.addWidget(self.accept_button, 0, 0)
+        grid.addWidget(self.accept_all_button, 0, 1)
+        grid.addWidget(self.copy_checkbox, 1, 0, 1, 2)
+        grid.addWidget(self.training_list, 2, 0, 1, 2)
+        self.accept_button.clicked.connect(self.accept_current_slice)
+        self.accept_all_button.clicked.connect(self.accept_edited_slices)
+        self.training_list.itemClicked.connect(self._on_item_clicked)
+        return page
+
+    def _build_next_tab(self) -> QWidget:
+        page = QWidget()
+        self.show_uncertainty = QCheckBox("Show uncertainty layers")
+        self.show_uncertainty.setToolTip("Normalised entropy of the last whole-volume prediction "
+                                         "(streamed slices: rescaled 1 - max probability); bright = unsure.")
+        self.slice_score_label = QLabel("No prediction yet.")
+        self.slice_score_label.setWordWrap(True)
+        self.next_list = QListWidget()
+        self.next_list.setToolTip("Most uncertain slices, spread out, never next to a labeled one; "
+                                  "click one to show it.")
+        self.next_list.setMinimumHeight(90)
+        self.next_list.setMaximumHeight(130)
+        layout = QVBoxLayout(page)
+        layout.addWidget(self.show_uncertainty)
+        layout.addWidget(self.slice_score_label)
+        layout.addWidget(self.next_list)
+        self.show_uncertainty.toggled.connect(self._on_show_toggled)
+        self.next_list.itemClicked.connect(self._on_item_clicked)
+        return page
+
+    # -- state --------------------------------------------------------------------------
+    @property
+    def session(self):
+        return self.widget.session
+
+    def _prediction_layers(self) -> list:
+        return [layer for layer in self.viewer.layers if is_prediction_layer(layer)]
+
+    def _refresh_buttons(self) -> None:
+        session = self.session
+        trainable = session.plan is not None and hasattr(session.trainer, "iter_train")
+        self.update_button.setEnabled(trainable and not session.busy)
+        has_predictions = bool(self._prediction_layers())
+        self.accept_button.setEnabled(has_predictions)
+        self.accept_all_button.setEnabled(has_predictions)
+
+    def _on_state_changed(self) -> None:
+        self._refresh_buttons()
+        self.refresh_later()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+        """Release ``Shift-A`` when the widget is taken out of the viewer, take it back if re-docked."""
+        if obj is self.widget and event.type() == QEvent.Type.ParentChange:
+            if obj.parent() is None:
+                self.key_binding.release()
+            else:
+                self.key_binding.bind()
+        return False
+
+    def _on_layers_changed(self, event=None) -> None:
+        """Follow paint strokes of every Labels layer (painted or prediction)."""
+        from napari.layers import Labels
+
+        for layer in self.viewer.layers:
+            if isinstance(layer, Labels) and id(layer) not in self._watched:
+                layer.events.paint.connect(self._on_paint)
+                self._watched[id(layer)] = layer
+        self._refresh_buttons()
+        self.refresh_later()
+
+    def _on_layer_removed(self, event) -> None:
+        layer = event.value
+        if self._watched.pop(id(layer), None) is not None:
+            layer.events.paint.disconnect(self._on_paint)
+        if is_prediction_layer(layer):
+            # The prediction layer held the accepted slices' content: they go with it.
+            name = layer.metadata[SOURCE_KEY]
+            if self.session.accepted_slices.pop(name, None):
+                self.status_label.setText(f"The accepted slices of {name!r} went with its prediction layer.")
+        elif UNCERTAINTY_KEY not in layer.metadata:
+            self.uncertainty.forget(layer.name)
+        self._on_layers_changed()
+
+    def _on_paint(self, event=None) -> None:
+        layer = getattr(event, "source", None)
+        name = layer.metadata.get(SOURCE_KEY) if layer is not None else None
+        if name is not None and self.session.accepted_slices.get(name):
+            # An accepted slice may have been corrected again: the training labels changed.
+            self.widget._send_annotations_throttled()
+        self.refresh_later()
+
+    def _on_dims_step(self, event=None) -> None:
+        # A bound method (held weakly by napari), not the throttler itself, which dies with the panel.
+        self.score_later()
+
+    def _on_active_changed(self, event=None) -> None:
+        name = self._image_name(self.viewer.layers.selection.active)
+        painted = self._painted_layer(name) if name else None
+        target = repr(painted.name) if painted is not None else "the painted layer"
+        self.copy_checkbox.setText(f"Also copy accepted slices into {target}")
+        self.score_later()
+
+    # -- volumes, painted layers and the slicing axis ----------------------------------------
+    def training_volumes(self) -> list[tuple]:
+        """(image layer, painted Labels layer or None) of the volumes to list."""
+        plan = self.session.plan
+        if plan is not None:
+            pairs = [(image, plan.labels[i] if i < len(plan.labels) else None)
+                     for i, image in enumerate(plan.images)]
+        else:
+            painted = {name: labels for labels, name in self.widget.picker.selected_labels() if name}
+            pairs = [(image, painted.get(image.name)) for image in self.widget.picker.selected_images()]
+        known = {image.name for image, _ in pairs}
+        pairs += [(self.viewer.layers[name], None) for name in self.session.accepted_slices
+                  if name not in known and name in self.viewer.layers]
+        return [(image, labels) for image, labels in pairs if image in self.viewer.layers]
+
+    def _painted_layer(self, image_name: str):
+        return next((labels for image, labels in self.training_volumes() if image.name == image_name), None)
+
+    def _image_name(self, layer) -> str | None:
+        if layer is None:
+            return None
+        for key in (SOURCE_KEY, UNCERTAINTY_KEY):
+            if key in layer.metadata:
+                return layer.metadata[key]
+        for image, labels in self.training_volumes():
+            if layer is image or layer is labels:
+                return image.name
+        return None
+
+    def slicing_axis(self, painted: list) -> int:
+        """The model's axis, else that of accepted slices, the form's choice, or the inferred one."""
+        from napari_action.data.annotations import infer_axis
+
+        axis = getattr(self.session.trainer, "axis", None)
+        if axis is not None:
+            return int(axis)
+        accepted = [t.axis for t in self.session.trackers.values()
+                    if self.session.accepted_slices.get(t.layer.metadata.get(SOURCE_KEY))]
+        if accepted:
+            return accepted[0]
+        viewer_axis = viewer_slicing_axis(self.viewer)
+        choice = self.widget.options.axis_choice(viewer_axis)
+        if choice is not None:
+            return choice
+        return infer_axis(painted, fallback=viewer_axis) if painted else viewer_axis
+
+    # -- training-set list --------------------------------------------------------------
+    def refresh(self) -> None:
+        """Recompute the labeled slices of every volume and list them."""
+        volumes = self.training_volumes()
+        arrays = {image.name: layer_array(labels) for image, labels in volumes
+                  if labels is not None and layer_shape(labels) == layer_shape(image)}
+        axis = self._axis = self.slicing_axis(list(arrays.values()))
+        self.training_list.clear()
+        self.labeled = {}
+        for image, _ in volumes:
+            painted = set(painted_slices(arrays[image.name], axis)) if image.name in arrays else set()
+            accepted = set(self.session.accepted_slices.get(image.name, ()))
+            self.labeled[image.name] = painted | accepted
+            self.training_list.addItem(_header_item(
+                f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {axis})"))
+            for s in sorted(painted | accepted):
+                kind = " + ".join(k for k, used in (("painted", s in painted), ("accepted", s in accepted)) if used)
+                self.training_list.addItem(_slice_item(f"    slice {s} · {kind}", image.name, axis, s))
+        self._refresh_buttons()
+        self._update_suggestions()
+
+    def _on_item_clicked(self, item: QListWidgetItem) -> None:
+        target = item.data(_ROLE)
+        if target is None:
+            return
+        name, axis, index = target
+        if name in self.viewer.layers:
+            go_to_slice(self.viewer, self.viewer.layers[name], axis, index)
+
+    # -- accepting ------------------------------------------------------------------------
+    def prediction_layer(self):
+        """The prediction layer to accept from: the selected one, else the selected image's."""
+        selection = self.viewer.layers.selection
+        for layer in (selection.active, *selection):
+            if layer is not None and is_prediction_layer(layer):
+                return layer
+        predictions = self._prediction_layers()
+        name = self._image_name(selection.active)
+        matching = [layer for layer in predictions if layer.metadata[SOURCE_KEY] == name]
+        if matching:
+            return matching[0]
+        return predictions[0] if len(predictions) == 1 else None
+
+    def accept_current_slice(self) -> list[int]:
+        """Accept the slice shown of the selected prediction layer (button and ``Shift-A``)."""
+        from napari.utils.notifications import show_warning
+
+        layer = self.prediction_layer()
+        if layer is None:
+            show_warning("ACTION: select an '<image> ACTION' prediction layer to accept one of its slices.")
+            return []
+        tracker = tracker_for_layer(self.session, layer, viewer_slicing_axis(self.viewer))
+        return self._accept(tracker, [current_slice(self.viewer, layer, tracker.axis)])
+
+    def accept_edited_slices(self) -> int:
+        """Accept every slice edited in any prediction layer; returns how many were new."""
+        count = 0
+        for layer in self._prediction_layers():
+            tracker = self.session.trackers.get(id(layer))
+            if tracker is not None and tracker.layer is layer and tracker.edited_slices:
+                count += len(self._accept(tracker, sorted(tracker.edited_slices)))
+        if not count:
+            self.status_label.setText("No edited slice left to accept.")
+        return count
+
+    def _accept(self, tracker, slices: list[int]) -> list[int]:
+        name = tracker.layer.metadata[SOURCE_KEY]
+        new = accept_slices(self.session, tracker, slices)
+        accepted = self.session.accepted_slices.get(name, set())
+        copied = ""
+        painted = self._painted_layer(name)
+        if self.copy_checkbox.isChecked() and painted is not None:
+            copy_slices(tracker.layer, painted, tracker.axis, [s for s in slices if s in accepted])
+            copied = f", copied into {painted.name!r}"
+        running = self.widget.run is not None and self.widget.run.is_running
+        if new:
+            self.widget._send_annotations()  # a running training gets them before its next step
+        where = "sent to the running training" if running else "used at the next Train or Update once"
+        self.status_label.setText(f"Accepted slice(s) {new or slices} of {name!r}{copied}; {where}.")
+        self.refresh()
+        return new
+
+    # -- uncertainty and next slices --------------------------------------------------------
+    def slices_streamed(self, batch) -> None:
+        """Record the uncertainty of streamed slices (called by the widget as they arrive)."""
+        session = self.session
+        if session.plan is None or session.trainer is None:
+            return
+        n_classes = len(session.trainer.class_values)
+        for prediction in batch:
+            if prediction.volume_index < len(session.plan.images):
+                image = session.plan.images[prediction.volume_index]
+                values = streamed_uncertainty(prediction.confidence, n_classes)
+                self.uncertainty.set_slices(image.name, layer_shape(image), prediction.axis,
+                                            prediction.start, values)
+        self.rank_streamed()
+
+    def volume_predicted(self, image_name: str, update) -> None:
+        """Record a whole-volume prediction's entropy (and show it, if uncertainty layers are on)."""
+        trainer = self.session.trainer
+        if update.entropy is None or trainer is None or image_name not in self.viewer.layers:
+            return
+        found = self.uncertainty.set_volume(image_name, update.entropy, trainer.axis)
+        if self.show_uncertainty.isChecked():
+            uncertainty_layer(self.viewer, self.viewer.layers[image_name], found.volume)
+        self.rank_later()
+
+    def _sync_layers(self) -> None:
+        """Opted in: show every uncertainty map as a layer (made if missing, else refreshed)."""
+        if not self.show_uncertainty.isChecked():
+            return
+        for name, found in self.uncertainty.maps.items():
+            if name in self.viewer.layers:
+                uncertainty_layer(self.viewer, self.viewer.layers[name], found.volume)
+
+    def _update_uncertainty(self) -> None:
+        self._sync_layers()  # streamed slices were written into the layers' data in place
+        self._update_suggestions()
+
+    def _on_show_toggled(self, checked: bool) -> None:
+        # Opt-in: the layers would otherwise crowd the layer list, sessions and exports of every user.
+        self._sync_layers()
+        for name in self.uncertainty.maps:
+            layer = find_uncertainty_layer(self.viewer, name)
+            if layer is not None:
+                layer.visible = checked
+
+    def _update_suggestions(self) -> None:
+        self.next_list.clear()
+        for name, suggestion in self.uncertainty.suggestions(self.labeled, k=N_SUGGESTIONS):
+            found = self.uncertainty.get(name)
+            self.next_list.addItem(_slice_item(
+                f"{name} · slice {suggestion.slice_index} · score {suggestion.score:.3f}",
+                name, found.axis, suggestion.slice_index))
+        self._show_slice_score()
+
+    def _show_slice_score(self) -> None:
+        name = self._image_name(self.viewer.layers.selection.active)
+        if name is None and len(self.uncertainty.maps) == 1:
+            name = next(iter(self.uncertainty.maps))
+        found = self.uncertainty.get(name) if name else None
+        if found is None or name not in self.viewer.layers:
+            self.slice_score_label.setText("No prediction yet for the selected volume.")
+            return
+        index = current_slice(self.viewer, self.viewer.layers[name], found.axis)
+        scores = found.scores()
+        if not 0 <= index < scores.size or not found.covered[index]:
+            self.slice_score_label.setText(f"Slice {index} of {name!r}: not predicted yet.")
+            return
+        rank = int((scores > scores[index]).sum()) + 1
+        labeled = ", labeled" if index in self.labeled.get(name, ()) else ""
+        self.slice_score_label.setText(f"Slice {index} of {name!r}: uncertainty score {scores[index]:.3f} "
+                                       f"(#{rank} of {scores.size} slices{labeled}).")
+
+    # -- update once --------------------------------------------------------------------------
+    def update_once(self) -> bool:
+        """Train ``steps_spin`` steps from the current weights, then predict the training volumes.
+
+        Returns
+        -------
+        bool
+            False if nothing was started (an error notification says why).
+        """
+        steps = self.steps_spin.value()
+        started = start_update_once(self.widget, steps)
+        if started:
+            self.status_label.setText(f"Update once: {steps} steps from the current weights, "
+                                      "then every training volume is predicted again.")
+        return started

@@ -1,0 +1,136 @@
+""""Update once": one short training round on demand, then fresh predictions.
+
+For users who prefer to decide when training runs (ilastik #2425's "single
+update"): the current labels (painted plus accepted) are handed to the
+existing trainer, which runs ``steps`` more stage-iii steps from its current
+weights (``Trainer.iter_train(steps)``) in the usual
+:class:`~._worker.TrainingRun` (so Pause / Stop, streaming and live label
+updates work as in continuous training), after which every training volume
+is predicted again (which refreshes the prediction layers, the uncertainty
+and the "next slices" list).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from napari_action._napari.refine.accepted import merge_accepted
+from napari_action._napari.workers import RunCallbacks, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+
+class ShortRound:
+    """A trainer seen through one short round: ``iter_train()`` runs ``steps`` steps.
+
+    :class:`~._worker.TrainingRun` drives ``iter_train()`` without arguments;
+    this adapter supplies the step count and first installs the labels
+    snapshotted on the GUI thread (applied in the worker, between steps).
+    Every other attribute (``axis``, ``request_stop``...) is the trainer's.
+
+    Parameters
+    ----------
+    trainer : napari_action.training.trainer.Trainer
+        Trained (or partly trained) trainer; continues from its weights.
+    steps : int
+        Steps of the round.
+    labels : sequence of np.ndarray or None
+        Training labels, one per volume.
+    labeled_slices : mapping of int to sequence of int, optional
+        Slices that count as labeled even if they hold only background.
+    """
+
+    def __init__(self, trainer, steps: int, labels: Sequence[np.ndarray | None],
+                 labeled_slices: Mapping[int, Sequence[int]] | None = None):
+        if steps < 1:
+            raise ValueError(f"An update needs at least one step, got {steps}.")
+        self.trainer = trainer
+        self.steps = int(steps)
+        self._labels = list(labels)
+        self._labeled_slices = dict(labeled_slices or {})
+
+    def iter_train(self) -> Generator[Any, object, None]:
+        """Install the labels, then run the trainer's round (sent messages pass through)."""
+        self.trainer.update_annotation(self._labels, self._labeled_slices or None)
+        yield from self.trainer.iter_train(self.steps)
+
+    def __getattr__(self, name: str):
+        # Only reached for attributes ShortRound lacks; never for its own private ones.
+        if name.startswith("_") or name == "trainer":
+            raise AttributeError(name)
+        return getattr(self.trainer, name)
+
+
+def round_steps(trainer, steps: int) -> int:
+    """Steps ``trainer.iter_train(steps)`` will run (for the progress bar).
+
+    A trainer stopped during its warm-up has completed no round, so the
+    trainer replays the warm-up stages (i, ii) before the ``steps``.
+    """
+    config = trainer.config
+    if getattr(trainer, "rounds", 1) > 0 or config.method != "action":
+        return steps
+    loss = config.loss
+    stage1 = config.steps_stage1 if loss.use_global else 0
+    stage2 = config.steps_stage2 if (loss.use_global or loss.use_local) else 0
+    return stage1 + stage2 + steps
+
+
+def start_update_once(widget, steps: int) -> bool:
+    """Run ``steps`` steps of the widget's trainer on its current labels, then predict again.
+
+    The run is the widget's current run, with the widget's own callbacks, so
+    the buttons, status line, loss plot and streaming behave as in Train.
+
+    Returns
+    -------
+    bool
+        False if nothing was started (an error notification says why).
+    """
+    from napari.utils.notifications import show_error
+
+    session = widget.session
+    trainer, plan = session.trainer, session.plan
+    if session.busy:
+        return False
+    if plan is None or not hasattr(trainer, "iter_train"):
+        show_error("ACTION: press Train first; Update once continues from the trained model.")
+        return False
+    training = merge_accepted(session, plan, axis=trainer.axis)
+    if not training.any():
+        show_error("ACTION: nothing is labeled: paint or accept a slice first.")
+        return False
+    callbacks = RunCallbacks(progress=widget._on_progress, predictions=widget._write_predictions,
+                             state=widget._on_run_state, error=widget._on_run_error,
+                             finished=_Finisher(widget))
+    session.run = TrainingRun(ShortRound(trainer, steps, training.labels, training.labeled_slices), callbacks,
+                              total_steps=round_steps(trainer, steps), throttle_ms=widget.stream_throttle_ms)
+    # As in ActionWidget.start_training: strokes reach the round; _on_run_finished disconnects them.
+    for layer in plan.labels_layers():
+        layer.events.paint.connect(widget._on_labels_painted)
+    widget.plot.clear()
+    widget.status_label.setText(f"Update once: {steps} steps from the current weights…")
+    session.run.start()
+    widget._refresh_buttons()
+    return True
+
+
+class _Finisher:
+    """The round's ``finished`` callback: the widget's own, then predict every training volume."""
+
+    def __init__(self, widget):
+        self.widget = widget
+
+    def __call__(self) -> None:
+        widget = self.widget
+        run, plan = widget.run, widget.session.plan
+        self.widget = None  # called once; do not keep the widget alive through the run
+        widget._on_run_finished()
+        if run is not None and run.error is None and plan is not None:
+            names = [image.name for image in plan.images if image in widget.viewer.layers]
+            if names:
+                widget.predict_images(names)

@@ -1,0 +1,447 @@
+"""The "ACTION: Train from sparse labels" dock widget.
+
+Wiring only: the form (:mod:`._form`) says what to train on, a
+:class:`~napari_action.training.trainer.Trainer` is built from snapshots of those layers,
+and a :class:`~._worker.TrainingRun` runs it in a napari thread worker. Yielded
+progress updates the status line, the napari progress bar and the loss plot;
+streamed slice predictions are written (throttled) into one editable
+"<image> ACTION" Labels layer per image, around the voxels the user corrected
+there. The user's painted Labels layers are only ever read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import qthrottled
+
+from napari_action._napari.action_session import ActionSession, TrainingPlan, build_trainer, viewer_slicing_axis
+from napari_action._napari.files.panel import FilesPanel
+from napari_action._napari.form import LayerPicker, OptionsForm
+from napari_action._napari.layers import is_mid_stroke, layer_array, prediction_layer_for
+from napari_action._napari.plot import LossPlot
+from napari_action._napari.refine.accepted import merge_accepted
+from napari_action._napari.refine.panel import RefinePanel
+from napari_action._napari.threads import training_threads
+from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun, run_in_thread
+from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+
+def _format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}"
+
+
+def status_text(progress: TrainProgress) -> str:
+    """One line: stage, step/total, losses, speed, ETA and device."""
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in progress.losses.items() if k != "total")
+    total = progress.losses.get("total", float("nan"))
+    return (
+        f"{progress.stage} · step {progress.step}/{progress.total_steps} · loss {total:.3f}"
+        + (f" ({losses})" if losses else "")
+        + f" · {progress.steps_per_second:.2f} steps/s · ETA {_format_eta(progress.eta_seconds)}"
+        + f" · {progress.device}"
+    )
+
+
+class ActionWidget(QWidget):
+    """Train ACTION on a few painted slices and stream predictions into napari.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose layers are used (npe2 injects it).
+
+    Attributes
+    ----------
+    config_overrides : dict
+        Extra :class:`~napari_action.config.TrainConfig` fields applied on top
+        of the form (scripts and tests use it for tiny budgets).
+    session : ActionSession
+        Trainer, runs, jobs and edit trackers of this widget.
+    files_panel : FilesPanel
+        "Model, export & session": load model, export masks, sessions, autosave.
+    refine_panel : RefinePanel
+        "Refine": accept corrections, training set, next slices to annotate, Update once.
+    """
+
+    #: Emitted whenever the buttons are refreshed: a run or job started, paused or ended.
+    state_changed = Signal()
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.config_overrides: dict[str, Any] = {}
+        self.stream_throttle_ms = 250
+        self.session = ActionSession()
+        self._build()
+        self._send_annotations_throttled = qthrottled(self._send_annotations, timeout=500)
+        self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.dims.events.current_step.connect(self._on_dims_step)
+        # The session is not a QObject, so it still receives this when the widget dies.
+        self.destroyed.connect(self.session.abandon)
+        self._refresh_buttons()
+
+    # -- layout ------------------------------------------------------------------
+    def _build(self) -> None:
+        self.picker = LayerPicker(self.viewer)
+        self.options = OptionsForm()
+        self.train_button = QPushButton("Train")
+        self.pause_button = QPushButton("Pause")
+        self.stop_button = QPushButton("Stop")
+        self.predict_button = QPushButton("Predict all opened volumes")
+        self.save_button = QPushButton("Save model…")
+        self.status_label = QLabel("Paint a few slices in a Labels layer, then press Train.")
+        self.status_label.setWordWrap(True)
+        self.plot = LossPlot()
+        buttons = QGridLayout()
+        buttons.addWidget(self.train_button, 0, 0)
+        buttons.addWidget(self.pause_button, 0, 1)
+        buttons.addWidget(self.stop_button, 0, 2)
+        buttons.addWidget(self.predict_button, 1, 0, 1, 2)
+        buttons.addWidget(self.save_button, 1, 2)
+        layout = QVBoxLayout(self._scrolling_content())
+        for widget in (self.picker, self.options):
+            layout.addWidget(widget)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.plot)
+        self.files_panel = FilesPanel(self)
+        layout.addWidget(self.files_panel)
+        self.refine_panel = RefinePanel(self)
+        layout.addWidget(self.refine_panel)
+        layout.addStretch()
+        self._fit_width_to_content()
+        self.train_button.clicked.connect(self.start_training)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.stop_training)
+        self.predict_button.clicked.connect(self.predict_all)
+        self.save_button.clicked.connect(self._on_save_clicked)
+
+    def _scrolling_content(self) -> QWidget:
+        """The panel's content widget, inside a scroll area so small screens reach every button."""
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        content = QWidget()
+        self.scroll_area.setWidget(content)
+        outer.addWidget(self.scroll_area)
+        return content
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        # Tables and labels know their real minimum width only once shown.
+        self._fit_width_to_content()
+        super().showEvent(event)
+
+    def _fit_width_to_content(self) -> None:
+        """Scroll vertically only: the dock is made wide enough for the whole content."""
+        bar = self.scroll_area.verticalScrollBar().sizeHint().width()
+        self.scroll_area.setMinimumWidth(self.scroll_area.widget().minimumSizeHint().width() + bar)
+
+    def _refresh_buttons(self) -> None:
+        """Enable what makes sense now: idle, training, paused, stopping or a job running."""
+        run, session = self.run, self.session
+        state = run.state if run is not None else "idle"
+        job = session.job_running
+        paused = state == "paused"
+        active = state in ("running", "pausing", "paused")
+        self.pause_button.setText({"pausing": "Pausing…", "paused": "Resume"}.get(state, "Pause"))
+        self.train_button.setEnabled(not session.busy)
+        self.pause_button.setEnabled(active and not job)
+        self.stop_button.setEnabled(active and not job)
+        model_ready = session.trainer is not None and not job and (paused or not active)
+        self.predict_button.setEnabled(model_ready and state != "stopping")
+        self.save_button.setEnabled(model_ready and state != "stopping")
+        self.state_changed.emit()
+
+    # -- training ------------------------------------------------------------------
+    @property
+    def run(self) -> TrainingRun | None:
+        """The current (or last) training run."""
+        return self.session.run
+
+    def start_training(self) -> bool:
+        """Check the inputs and start training in a worker (which builds the trainer).
+
+        Returns
+        -------
+        bool
+            False when the inputs were rejected (an error notification says why).
+        """
+        from napari.utils.notifications import show_error
+
+        if self.session.busy:
+            return False
+        self.picker.refresh()
+        try:
+            plan = TrainingPlan.from_picker(self.picker)
+            factory, config = self._trainer_factory(plan)
+        except ValueError as exc:
+            show_error(f"ACTION: {exc}")
+            self.status_label.setText(f"Not started: {exc}")
+            return False
+        self.session.begin(plan)
+        run = TrainingRun(
+            factory,
+            RunCallbacks(ready=self._on_run_ready, progress=self._on_progress, predictions=self._write_predictions,
+                         state=self._on_run_state, error=self._on_run_error, finished=self._on_run_finished),
+            total_steps=config.total_steps, throttle_ms=self.stream_throttle_ms,
+        )
+        self.session.run = run
+        for layer in plan.labels_layers():
+            layer.events.paint.connect(self._on_labels_painted)
+        self.plot.clear()
+        self.status_label.setText("Preparing the volumes…")
+        run.start()
+        self._refresh_buttons()
+        return True
+
+    def _trainer_factory(self, plan: TrainingPlan):
+        """Snapshot the inputs now; the returned function builds the trainer in the worker."""
+        viewer_axis = viewer_slicing_axis(self.viewer)
+        config = self.options.config(self.options.axis_choice(viewer_axis), training_threads(),
+                                     **self.config_overrides)
+        volumes = [layer_array(image) for image in plan.images]
+        # The accepted slices join the painted labels (and fix the axis they were accepted along).
+        training = merge_accepted(self.session, plan, axis=config.axis)
+        if config.axis is None and training.axis is not None:
+            config = config.replace(axis=training.axis)
+        labels = training.labels
+        factory = partial(build_trainer, volumes, labels, config, viewer_axis, plan.class_names(),
+                          init=self.session.training_init(labels, config.axis),
+                          labeled_slices=training.labeled_slices)
+        return factory, config
+
+    def _on_run_ready(self, trainer) -> None:
+        self.session.trainer = trainer
+        # The thread count in trainer.device_label is per calling thread: the
+        # worker's own shows up with the first progress (see _on_progress).
+        device = trainer.device_label.split(",")[0]
+        self.status_label.setText(f"Training on {device}, slicing axis {trainer.axis}…")
+
+    def _make_prediction_target(self, volume_index: int):
+        """Create (or reuse) the prediction layer of a training volume and its tracker.
+
+        Done at the volume's first streamed write rather than on Train: adding
+        a layer costs napari a few hundred milliseconds of GUI time (vispy
+        visuals), so they are spread over several hand-overs.
+        """
+        from napari_action.inference.predictor import smallest_label_dtype
+
+        session, trainer = self.session, self.session.trainer
+        image = session.plan.images[volume_index]
+        if image not in self.viewer.layers:
+            session.targets[volume_index] = None
+            return None
+        layer = prediction_layer_for(
+            self.viewer, image, trainer.class_names, class_values=trainer.class_values,
+            colormap=session.colormap, dtype=smallest_label_dtype(trainer.class_values),
+        )
+        tracker = session.targets[volume_index] = session.tracker_for(layer, trainer.axis)
+        return tracker
+
+    def toggle_pause(self) -> None:
+        """Pause training after the current step, or resume it."""
+        if self.run is not None:
+            self.run.toggle_pause()
+
+    def stop_training(self) -> None:
+        """Stop training after the current step (the model is kept)."""
+        if self.run is not None:
+            self.run.stop()
+
+    # -- run callbacks (GUI thread) -------------------------------------------------------
+    def _on_progress(self, progress: TrainProgress) -> None:
+        self.status_label.setText(status_text(progress))
+        device = f"using: {progress.device}"
+        if self.options.device_label.text() != device:
+            self.options.device_label.setText(device)
+        self.plot.add_loss(progress.step, progress.losses.get("total", float("nan")))
+
+    def _write_predictions(self, batch: list[SlicePrediction]) -> list[SlicePrediction]:
+        """Write streamed slices; return those deferred because the user is mid-stroke."""
+        deferred, touched = [], {}
+        changed = compared = 0
+        created = False
+        for prediction in batch:
+            if self.session.needs_layer(prediction.volume_index):
+                if created:  # one new layer per hand-over keeps each GUI stall short
+                    deferred.append(prediction)
+                    continue
+                created = self._make_prediction_target(prediction.volume_index) is not None
+            tracker = self.session.target(prediction.volume_index)
+            if tracker is None:  # its layer was deleted: the user does not want it
+                continue
+            if is_mid_stroke(tracker.layer):
+                deferred.append(prediction)
+                continue
+            c, n = tracker.write(prediction, refresh=False)
+            changed, compared = changed + c, compared + n
+            touched[id(tracker.layer)] = tracker.layer
+        for layer in touched.values():
+            layer.refresh()  # once per layer and batch: refreshes are the costly part
+        self.refine_panel.slices_streamed(batch)
+        if compared and self.run is not None and self.run.last_progress is not None:
+            self.plot.add_agreement(self.run.last_progress.step, 1.0 - changed / compared)
+        return deferred
+
+    def _on_run_state(self, state: str) -> None:
+        if state == "stopping":
+            self.status_label.setText("Stopping after the current step…")
+        if state == "paused":
+            self.session.run_pending_job()  # a prediction or save waited for the pause
+        self._refresh_buttons()
+
+    def _on_run_error(self, exc: Exception) -> None:
+        # napari's worker already shows the error as a notification.
+        self.status_label.setText(f"Training failed: {exc}")
+
+    def _on_run_finished(self) -> None:
+        for layer in self.session.plan.labels_layers() if self.session.plan else ():
+            layer.events.paint.disconnect(self._on_labels_painted)
+        run = self.run
+        if run is not None and run.error is None and run.last_progress is not None:
+            self.status_label.setText("Done. " + status_text(run.last_progress))
+        self.session.run_pending_job()
+        self._refresh_buttons()
+
+    # -- live label updates and focus ------------------------------------------------------
+    def _on_labels_painted(self, event=None) -> None:
+        self._send_annotations_throttled()
+
+    def _send_annotations(self) -> None:
+        from napari.utils.notifications import show_warning
+
+        run, plan = self.run, self.session.plan
+        if run is None or not run.is_running or plan is None:
+            return
+        axis = run.trainer.axis if run.trainer is not None else None
+        training = merge_accepted(self.session, plan, axis=axis)  # painted labels + accepted slices
+        if not training.any():
+            show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
+            return
+        run.send_annotation(AnnotationUpdate(labels=tuple(training.labels),
+                                             labeled_slices=training.labeled_slices or None))
+
+    def _on_dims_step(self, event=None) -> None:
+        if self.run is not None and self.run.is_running:
+            self._send_focus_throttled()
+
+    def _send_focus(self) -> None:
+        run, plan = self.run, self.session.plan
+        if run is None or not run.is_running or plan is None or run.trainer is None:
+            return
+        index = plan.volume_of(self.viewer.layers.selection.active)
+        image = plan.images[index]
+        position = image.world_to_data(self.viewer.dims.point)
+        run.send_focus(FocusRequest(index, int(round(float(position[run.trainer.axis])))))
+
+    # -- layers going away --------------------------------------------------------------------
+    def _on_layer_removed(self, event) -> None:
+        from napari.utils.notifications import show_warning
+
+        layer = event.value
+        self.session.forget_layer(layer)
+        plan, run = self.session.plan, self.run
+        if plan is not None and run is not None and run.state in ("running", "pausing", "paused") \
+                and plan.uses(layer):
+            show_warning(f"ACTION: layer {layer.name!r} was removed, so training stops.")
+            run.stop()
+
+    # -- prediction and saving -------------------------------------------------------------------
+    def predict_all(self) -> None:
+        """Predict every opened 3D image with the current model (pauses training meanwhile)."""
+        self.predict_images(None)
+
+    def predict_images(self, names=None) -> None:
+        """Predict the opened 3D images called ``names`` (None: all of them)."""
+        from napari.utils.notifications import show_error
+
+        if self.session.trainer is None:
+            show_error("ACTION: train or load a model first.")
+            return
+        self.files_panel.warn_geometry(names)  # other spacing or orientation than the training volumes
+        self.session.when_idle(partial(self._start_prediction, names))
+        self._refresh_buttons()
+
+    def _start_prediction(self, names=None) -> None:
+        items = self.session.prediction_items(self.viewer, names)
+        self.status_label.setText(f"Predicting {len(items)} volume(s)…")
+        job = PredictionJob(self.session.trainer, items, on_update=self._on_prediction_update,
+                            on_finished=self._on_job_finished)
+        self.session.job = job
+        job.start()
+
+    def _on_prediction_update(self, image_name: str, update) -> None:
+        if not update.done or image_name not in self.viewer.layers:
+            return
+        trainer = self.session.trainer
+        image = self.viewer.layers[image_name]
+        layer = prediction_layer_for(self.viewer, image, trainer.class_names,
+                                     class_values=trainer.class_values, colormap=self.session.colormap)
+        tracker = self.session.tracker_for(layer, trainer.axis)
+        labels, confidence = (np.moveaxis(a, trainer.axis, 0) for a in (update.labels, update.confidence))
+        tracker.write(SlicePrediction(update.volume_index, trainer.axis, 0, labels, confidence), refresh=True)
+        self.refine_panel.volume_predicted(image_name, update)
+
+    def _on_job_finished(self, *_) -> None:
+        self.session.job = None
+        if self.session.resume_after_job and self.run is not None and self.run.state == "paused":
+            self.run.resume()
+        self.session.resume_after_job = False
+        if self.run is None or not self.run.is_running:
+            self.status_label.setText("Ready.")
+        self._refresh_buttons()
+
+    def _on_save_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save ACTION model", "action_model.pt", "ACTION model (*.pt)"
+        )
+        if path:
+            self.save_model(path)
+
+    def save_model(self, path: str) -> None:
+        """Write the current model (weights, config, classes, axis) to ``path`` in a worker."""
+        from napari.utils.notifications import show_error
+
+        if self.session.trainer is None:
+            show_error("ACTION: train a model first.")
+            return
+        self.session.when_idle(partial(self._start_save, path))
+        self._refresh_buttons()
+
+    def _start_save(self, path: str) -> None:
+        self.session.job = run_in_thread(self.session.trainer.save_checkpoint, path,
+                                         on_returned=self._on_saved, on_finished=self._on_job_finished)
+
+    def _on_saved(self, path) -> None:
+        from napari.utils.notifications import show_info
+
+        show_info(f"ACTION: model saved to {path}")
+

@@ -1,0 +1,432 @@
+"""Run the trainer's generators in napari thread workers.
+
+:class:`TrainingRun` wraps ``Trainer.iter_train()`` in napari's
+``create_worker`` (the run shows up in the activity dock with a progress bar
+and can be cancelled there; errors become napari notifications), forwards
+every yielded :class:`~napari_action.progress.TrainProgress` to callbacks on
+the GUI thread,
+and hands streamed slice predictions over at most once per ``throttle_ms``.
+Pause, resume and stop go through the worker API; new labels and focus
+requests are sent into the generator.
+
+Threads
+-------
+The worker thread runs at lower priority and starts with frequent GIL
+hand-overs (:mod:`._threads`); the widget caps torch's CPU threads with
+``TrainConfig.num_threads = training_threads()`` (all cores but one), which
+the trainer applies with ``torch.set_num_threads``.
+
+Messages into the generator
+---------------------------
+``GeneratorWorker.send`` keeps one value only, so two messages sent between
+two steps (labels, then a focus request) would overwrite each other. Every
+message gets a number; each ``send`` carries all messages not yet
+acknowledged, and the driving generator acknowledges the highest number it
+took in with every yield. A newer message of the same kind supersedes an older
+one: label snapshots are complete, and only the last focus matters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from superqt.utils import qthrottled
+
+from napari_action._napari.threads import (
+    cap_torch_threads,
+    frequent_gil_handover,
+    lower_thread_priority,
+    relay_errors_once,
+    warm_up_torch,
+)
+from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
+
+logger = logging.getLogger(__name__)
+
+
+class _Step(NamedTuple):
+    """What the driving generator yields: the progress plus an acknowledgement.
+
+    The first yield carries the trainer instead of progress (``progress`` is None).
+    """
+
+    progress: TrainProgress | None
+    received: int
+    trainer: Any = None
+
+
+def _take(incoming: Sequence[tuple[int, Any]] | None, received: int, queue: list) -> int:
+    """Queue the messages numbered above ``received``; return the new highest number."""
+    for number, message in incoming or ():
+        if number <= received:
+            continue
+        queue[:] = [old for old in queue if type(old) is not type(message)]
+        queue.append(message)
+        received = number
+    return received
+
+
+def _drive(source, background: bool = True) -> Generator[_Step, Any, None]:
+    """Build the trainer if needed, then run ``iter_train()`` passing messages in one per step.
+
+    ``source`` is a trainer or a function returning one: building it here keeps
+    the normalisation of large volumes off the GUI thread. ``background``
+    lowers the priority of the thread running this (the worker's) and does the
+    Python-heavy start (imports, model) with frequent GIL hand-overs.
+    """
+    if background:
+        lower_thread_priority()
+        with frequent_gil_handover():
+            warm_up_torch()
+            trainer = source if hasattr(source, "iter_train") else source()
+    else:
+        trainer = source if hasattr(source, "iter_train") else source()
+    queue: list = []
+    received = _take((yield _Step(None, 0, trainer)), 0, queue)
+    steps = trainer.iter_train()
+    command = None  # a generator that has not started yet cannot take a message
+    try:
+        while True:
+            try:
+                progress = steps.send(command)
+            except StopIteration:
+                return
+            received = _take((yield _Step(progress, received)), received, queue)
+            command = queue.pop(0) if queue else None
+    finally:
+        steps.close()
+
+
+def expected_steps(trainer) -> int:
+    """Steps the next ``iter_train()`` call will run (for the progress bar)."""
+    config = trainer.config
+    return config.total_steps if getattr(trainer, "rounds", 0) == 0 else config.steps_stage3
+
+
+@dataclass
+class RunCallbacks:
+    """GUI-thread callbacks of a :class:`TrainingRun` (all optional).
+
+    ``ready`` receives the trainer before the first step. ``predictions``
+    receives a batch of slice predictions and returns the ones it could not
+    write yet (e.g. during a brush stroke); those are retried.
+    """
+
+    ready: Callable[[Any], None] | None = None
+    progress: Callable[[TrainProgress], None] | None = None
+    predictions: Callable[[list[SlicePrediction]], list[SlicePrediction] | None] | None = None
+    state: Callable[[str], None] | None = None
+    error: Callable[[Exception], None] | None = None
+    finished: Callable[[], None] | None = None
+
+
+class TrainingRun:
+    """One training run of a trainer in a napari thread worker.
+
+    Parameters
+    ----------
+    trainer : napari_action.training.trainer.Trainer or callable
+        The trainer to run, or a function that builds it in the worker thread
+        (then :attr:`trainer` is None until the ``ready`` callback).
+    callbacks : RunCallbacks
+        Called on the GUI thread.
+    total_steps : int, optional
+        Length of the progress bar; by default taken from the trainer.
+    throttle_ms : int
+        Minimum interval between two hand-overs of streamed predictions.
+    progress_bar : bool
+        Show a napari progress bar (activity dock) for the run.
+    """
+
+    def __init__(self, trainer, callbacks: RunCallbacks | None = None, *, total_steps: int | None = None,
+                 throttle_ms: int = 250, progress_bar: bool = True):
+        self._source = trainer
+        self.trainer = trainer if hasattr(trainer, "iter_train") else None
+        self.total_steps = expected_steps(self.trainer) if total_steps is None else total_steps
+        self._yielded = False
+        self.callbacks = callbacks or RunCallbacks()
+        self.progress_bar = progress_bar
+        self.last_progress: TrainProgress | None = None
+        self.error: Exception | None = None
+        self.state = "idle"
+        self._resume_on_pause = False
+        self._worker = None
+        self._number = 0
+        self._unacknowledged: dict[type, tuple[int, Any]] = {}
+        self._predictions: dict[tuple[int, int, int], SlicePrediction] = {}
+        self._flush = qthrottled(self._flush_predictions, timeout=throttle_ms)
+
+    # -- state ---------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        """True from :meth:`start` until the worker's ``finished`` reached the GUI thread."""
+        return self.state in ("running", "pausing", "paused", "stopping")
+
+    @property
+    def is_paused(self) -> bool:
+        return self.state == "paused"
+
+    @property
+    def worker(self):
+        """The napari ``GeneratorWorker`` (None before :meth:`start`)."""
+        return self._worker
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if self.callbacks.state is not None:
+            self.callbacks.state(state)
+
+    # -- control -------------------------------------------------------------
+    def start(self) -> None:
+        """Create the worker, connect every signal, then start the thread."""
+        from napari.qt.threading import create_worker
+
+        if self._worker is not None:
+            raise RuntimeError("A TrainingRun starts once; make a new one to train again.")
+        progress = None
+        if self.progress_bar:
+            progress = {"total": self.total_steps + 1, "desc": "ACTION training"}  # + the ready yield
+        # _ignore_errors: errors reach the user as a napari notification and our
+        # callback; re-raising them on the GUI thread as well would show them twice.
+        worker = create_worker(
+            _drive, self._source, _start_thread=False, _progress=progress, _ignore_errors=True
+        )
+        relay_errors_once(worker)
+        worker.yielded.connect(self._on_yielded)
+        worker.errored.connect(self._on_errored)
+        worker.paused.connect(self._on_paused)
+        worker.resumed.connect(self._on_resumed)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_state("running")
+        worker.start()
+
+    def pause(self) -> None:
+        """Pause after the current step (the worker honours it at the next yield)."""
+        if self.state == "running":
+            if not self._resume_on_pause:  # else the earlier pause request is still pending
+                self._worker.pause()
+            self._resume_on_pause = False
+            self._set_state("pausing")
+
+    def resume(self) -> None:
+        """Resume a paused (or pausing) run."""
+        if self.state == "paused":
+            self._worker.resume()
+        elif self.state == "pausing":
+            # The worker has no "cancel pause": let the pause land, then resume at once.
+            self._resume_on_pause = True
+            self._set_state("running")
+
+    def toggle_pause(self) -> None:
+        """Pause a running run, resume a paused one."""
+        if self.state in ("paused", "pausing"):
+            self.resume()
+        else:
+            self.pause()
+
+    def stop(self) -> None:
+        """Stop after the current step.
+
+        A running generator is asked to return (``trainer.request_stop``), so
+        it finishes in the worker thread and ``returned`` is emitted. A paused
+        worker never reaches the generator again, and a generator that has not
+        yielded yet resets the request when it starts, so those are quit instead
+        (the worker honours ``quit`` at the next yield).
+        """
+        if not self.is_running or self.state == "stopping":
+            return
+        quit_worker = self.state in ("paused", "pausing") or self.last_progress is None
+        self._set_state("stopping")
+        if self.trainer is not None:
+            self.trainer.request_stop()
+        if quit_worker:
+            self._worker.quit()
+
+    def abandon(self) -> None:
+        """Stop without calling back into the GUI (its widgets are going away)."""
+        self.callbacks = RunCallbacks()
+        self._flush.cancel()
+        if self.is_running:
+            if self.trainer is not None:
+                self.trainer.request_stop()
+            self._worker.quit()
+
+    # -- messages --------------------------------------------------------------
+    def send_annotation(self, update: AnnotationUpdate) -> None:
+        """Hand new labels to the trainer; applied before its next step."""
+        self._post(update)
+
+    def send_focus(self, request: FocusRequest) -> None:
+        """Ask the trainer to stream this slice next."""
+        self._post(request)
+
+    def _post(self, message: Any) -> None:
+        if not self.is_running:
+            return
+        self._number += 1
+        self._unacknowledged[type(message)] = (self._number, message)
+        if self._yielded:
+            self._send_unacknowledged()
+        # else: a generator that has not yielded yet cannot take a value;
+        # the first yield sends what is waiting (see _on_yielded).
+
+    def _send_unacknowledged(self) -> None:
+        self._worker.send(tuple(sorted(self._unacknowledged.values(), key=lambda item: item[0])))
+
+    # -- worker signals (GUI thread) -----------------------------------------------
+    def _on_yielded(self, step: _Step) -> None:
+        self._unacknowledged = {k: v for k, v in self._unacknowledged.items() if v[0] > step.received}
+        if self._unacknowledged and not self._yielded:
+            self._send_unacknowledged()  # posted before the generator could take them
+        self._yielded = True
+        if step.progress is None:
+            self.trainer = step.trainer
+            if self.callbacks.ready is not None:
+                self.callbacks.ready(step.trainer)
+            return
+        self.last_progress = step.progress
+        if self.callbacks.progress is not None:
+            self.callbacks.progress(step.progress)
+        if step.progress.predictions:
+            for prediction in step.progress.predictions:
+                self._predictions[(prediction.volume_index, prediction.start, prediction.stop)] = prediction
+            self._flush()
+
+    def _flush_predictions(self) -> None:
+        if not self._predictions or self.callbacks.predictions is None:
+            return
+        batch = list(self._predictions.values())
+        self._predictions = {}
+        for left in self.callbacks.predictions(batch) or ():
+            # Keep a newer prediction of the same slices if one arrived meanwhile.
+            self._predictions.setdefault((left.volume_index, left.start, left.stop), left)
+        if self._predictions:
+            self._flush()
+
+    def _on_errored(self, exc: Exception) -> None:
+        logger.error("training failed: %s", exc)
+        self.error = exc
+        if self.callbacks.error is not None:
+            self.callbacks.error(exc)
+
+    def _on_paused(self) -> None:
+        if self._resume_on_pause:
+            self._resume_on_pause = False
+            self._worker.resume()
+        elif self.state == "pausing":
+            self._set_state("paused")
+
+    def _on_resumed(self) -> None:
+        if self.state == "paused":
+            self._set_state("running")
+
+    def _on_finished(self) -> None:
+        self._flush.cancel()
+        self._flush_predictions()  # the last stream must land even inside the throttle window
+        self._predictions = {}
+        self._set_state("finished")
+        if self.callbacks.finished is not None:
+            self.callbacks.finished()
+
+
+def _predict_all(trainer, items: Sequence[tuple[Any, int | np.ndarray]]) -> Generator:
+    lower_thread_priority()
+    cap_torch_threads(trainer.config.num_threads)
+    for key, volume in items:
+        for update in trainer.predict_volume(volume):
+            yield key, update
+
+
+class PredictionJob:
+    """Whole-volume predictions of several volumes in one worker.
+
+    Parameters
+    ----------
+    trainer : napari_action.training.trainer.Trainer
+        Supplies ``predict_volume``; do not train it at the same time.
+    items : sequence of (key, volume)
+        ``volume`` is a training-volume index or a 3D array; ``key`` comes
+        back with every update.
+    on_update : callable
+        ``on_update(key, PredictionUpdate)`` on the GUI thread; the last
+        update of a volume has ``done=True`` and the labels.
+    on_finished : callable, optional
+        Called once on the GUI thread when the worker ends (also on error).
+    """
+
+    def __init__(self, trainer, items: Sequence[tuple[Any, int | np.ndarray]],
+                 on_update: Callable[[Any, PredictionUpdate], None],
+                 on_finished: Callable[[], None] | None = None):
+        self.trainer = trainer
+        self.items = list(items)
+        self.on_update = on_update
+        self.on_finished = on_finished
+        self.is_running = False
+        self._worker = None
+        self._bar = None
+        self._done: dict[Any, int] = {}
+
+    def _total_slices(self) -> int:
+        axis = self.trainer.axis
+        return sum(
+            self.trainer.volumes[v].shape[axis] if isinstance(v, (int, np.integer)) else np.shape(v)[axis]
+            for _, v in self.items
+        )
+
+    def start(self) -> None:
+        """Start predicting in a worker thread."""
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        worker = create_worker(
+            _predict_all, self.trainer, self.items, _start_thread=False, _ignore_errors=True
+        )
+        relay_errors_once(worker)
+        worker.yielded.connect(self._on_yielded)
+        worker.finished.connect(self._on_finished)
+        self._bar = progress(total=self._total_slices(), desc="ACTION prediction")
+        self._worker = worker
+        self.is_running = True
+        worker.start()
+
+    def abandon(self) -> None:
+        """Quit at the next batch without calling back."""
+        self.on_update = lambda key, update: None
+        self.on_finished = None
+        if self.is_running:
+            self._worker.quit()
+
+    def _on_yielded(self, item: tuple[Any, PredictionUpdate]) -> None:
+        key, update = item
+        before = self._done.get(key, 0)
+        self._done[key] = update.slices_done
+        if self._bar is not None:
+            self._bar.update(update.slices_done - before)
+        self.on_update(key, update)
+
+    def _on_finished(self) -> None:
+        self.is_running = False
+        if self._bar is not None:
+            self._bar.close()
+        if self.on_finished is not None:
+            self.on_finished()
+
+
+def run_in_thread(func: Callable, *args, on_returned: Callable | None = None,
+                  on_finished: Callable | None = None):
+    """Run a plain function in a napari worker (errors become notifications)."""
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True)
+    relay_errors_once(worker)
+    if on_returned is not None:
+        worker.returned.connect(on_returned)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.start()
+    return worker

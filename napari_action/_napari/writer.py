@@ -1,0 +1,71 @@
+"""npe2 writer: a napari Labels layer as NIfTI with its source volume's geometry.
+
+The geometry comes from ``metadata["napari_action"]`` (set by the reader and kept on prediction
+layers) when it still matches the layer's shape and the world transform the reader gave it
+(:func:`napari_action._napari.reader.display_affine`); otherwise from the layer's
+own transform (``affine`` composed with scale/translate/rotate/shear) with qform/sform code 2
+("aligned"), e.g. for a Labels layer made with napari's "new labels" button.
+
+napari's Save dialog has already asked before replacing a file, so the writer overwrites, but
+atomically (see :func:`napari_action.io.nifti.save_labels`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from napari_action._napari.reader import display_affine
+from napari_action.io.nifti import NIFTI_EXTENSIONS, VolumeError, VolumeMeta, save_labels
+
+logger = logging.getLogger(__name__)
+
+
+def write_labels(path: str, data: Any, attributes: Mapping[str, Any]) -> list[str]:
+    """Write one Labels layer; ``.nii.gz`` is appended when ``path`` has no NIfTI extension.
+
+    Returns
+    -------
+    list of str
+        The written path.
+    """
+    if not path.lower().endswith(NIFTI_EXTENSIONS):
+        path = f"{path}.nii.gz"
+    labels = np.asarray(data)
+    meta = _meta_for_layer(path, labels, attributes)
+    return [str(save_labels(path, labels, meta, overwrite=True))]
+
+
+def _meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any]) -> VolumeMeta:
+    if labels.ndim != 3:
+        raise VolumeError(f"{path}: napari-action writes 3D label volumes; this layer is {labels.ndim}D.")
+    world = _world_affine(attributes, labels.ndim)
+    stored = (attributes.get("metadata") or {}).get("napari_action")
+    if stored is not None:
+        meta = stored if isinstance(stored, VolumeMeta) else VolumeMeta.from_dict(stored)
+        # The reader shows axis-permuted files with a voxel-aligned affine; both mean "unchanged".
+        placed = (meta.affine, display_affine(meta))
+        if meta.shape == labels.shape and any(np.allclose(world, a, rtol=1e-6, atol=1e-6) for a in placed):
+            return meta
+        logger.warning(
+            "%s: the layer's shape or transform changed since it was read; writing it with the "
+            "layer's own transform (qform/sform code 2).",
+            path,
+        )
+    return VolumeMeta.from_affine(world, labels.shape, code=2, dtype=labels.dtype.name)
+
+
+def _world_affine(attributes: Mapping[str, Any], ndim: int) -> np.ndarray:
+    """The layer's full data-to-world matrix: ``affine`` after scale/translate/rotate/shear."""
+    # napari is already imported when napari calls a writer; importing here keeps the module
+    # importable (and testable) without paying for napari at import time.
+    from napari.utils.transforms import Affine
+
+    names = ("scale", "translate", "rotate", "shear")
+    parts = {name: attributes[name] for name in names if attributes.get(name) is not None}
+    data_to_physical = Affine(ndim=ndim, **parts).affine_matrix
+    physical_to_world = np.asarray(attributes.get("affine", np.eye(ndim + 1)), dtype=np.float64)
+    return physical_to_world @ data_to_physical

@@ -1,0 +1,352 @@
+"""Training data: normalisation, slice pools and crops.
+
+Sampling (:class:`SlicePool`) is plain numpy on the CPU and returns CPU
+tensors; the trainer moves batches to its device. The batched augmentations
+live in :mod:`napari_action.data.augment`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation
+
+__all__ = [
+    "SlicePool",
+    "normalize_volume",
+    "pad_value",
+]
+
+# Most of the random (not foreground-centred) labeled crops should hold anatomy.
+BACKGROUND_SLICE_SHARE = 0.25
+
+
+# ----------------------------------------------------------------- normalise
+def normalize_volume(volume: np.ndarray, clip: tuple[float, float] | None = (0.5, 99.5)) -> np.ndarray:
+    """Clip a volume to intensity percentiles, then z-score it.
+
+    Parameters
+    ----------
+    volume : np.ndarray
+        Image intensities, any real dtype. Not modified.
+    clip : (float, float) or None
+        Lower and upper percentiles; ``None`` skips clipping.
+
+    Returns
+    -------
+    np.ndarray
+        New float32 array, zero mean and unit standard deviation (a constant
+        volume becomes all zeros).
+
+    Raises
+    ------
+    ValueError
+        If the volume holds NaN or infinite values, is empty, or ``clip`` is
+        not an increasing pair within [0, 100].
+    """
+    volume = np.asarray(volume)
+    if volume.size == 0:
+        raise ValueError("Cannot normalise an empty volume.")
+    if volume.dtype.kind not in "biuf":
+        raise ValueError(f"Volume must be real-valued, got dtype {volume.dtype}.")
+    _check_finite(volume)
+    out = volume.astype(np.float32, copy=True)
+    if clip is not None:
+        low, high = _check_clip(clip)
+        lo, hi = np.percentile(out, [low, high])
+        np.clip(out, lo, hi, out=out)
+    mean = float(out.mean(dtype=np.float64))
+    std = float(out.std(dtype=np.float64))
+    # Relative floor: a constant volume has std ~ rounding noise of its mean,
+    # dividing by that noise would turn a flat image into random values.
+    std = max(std, 1e-6 * max(abs(mean), 1.0))
+    out -= np.float32(mean)
+    out /= np.float32(std)
+    return out
+
+
+def _check_finite(volume: np.ndarray) -> None:
+    if volume.dtype.kind != "f":
+        return
+    n_nan = int(np.count_nonzero(np.isnan(volume)))
+    n_inf = int(np.count_nonzero(np.isinf(volume)))
+    if n_nan or n_inf:
+        raise ValueError(
+            f"Volume contains {n_nan} NaN and {n_inf} infinite voxels; fill or mask them before training."
+        )
+
+
+def _check_clip(clip: tuple[float, float]) -> tuple[float, float]:
+    low, high = (float(c) for c in clip)
+    if not 0.0 <= low < high <= 100.0:
+        raise ValueError(f"clip must be increasing percentiles within [0, 100], got {clip}.")
+    return low, high
+
+
+def pad_value(volume: np.ndarray) -> float:
+    """Intensity used to pad crops of a normalised volume: its minimum.
+
+    Outside the field of view there is usually air or empty background, the
+    darkest intensity; padding with the z-score mean (0) would instead draw an
+    artificial mid-grey frame. Use the same value when padding for prediction.
+    """
+    return float(np.min(volume))
+
+
+# ---------------------------------------------------------------- slice pool
+class SlicePool:
+    """Labeled and unlabeled 2D(.5) slices of several volumes, with samplers.
+
+    Parameters
+    ----------
+    volumes : sequence of np.ndarray
+        Normalised 3D volumes (see :func:`normalize_volume`), float32. They are
+        kept as views with the slicing axis moved first; never copied whole.
+    annotation : SparseAnnotation
+        Which slices are labeled, their targets and the slicing axis.
+    context : int
+        2.5D context: slices ``s - context .. s + context`` become the input
+        channels (``C = 2 * context + 1``); beyond the volume the edge slice is
+        repeated.
+
+    Attributes
+    ----------
+    labeled : list of (int, int)
+        ``(volume_index, slice_index)`` of every labeled slice.
+    unlabeled : list of (int, int)
+        ``(volume_index, slice_index)`` of every unlabeled slice.
+    """
+
+    def __init__(self, volumes: Sequence[np.ndarray], annotation: SparseAnnotation, context: int = 0) -> None:
+        if int(context) < 0:
+            raise ValueError(f"context must be >= 0, got {context}.")
+        self.context = int(context)
+        self._volumes = [_as_float32_volume(v, i) for i, v in enumerate(volumes)]
+        self._pad_values = [pad_value(v) for v in self._volumes]
+        self.update_annotation(annotation)
+
+    @property
+    def annotation(self) -> SparseAnnotation:
+        """The annotation the pools were built from."""
+        return self._annotation
+
+    @property
+    def in_channels(self) -> int:
+        """Number of input channels, ``2 * context + 1``."""
+        return 2 * self.context + 1
+
+    def update_annotation(self, annotation: SparseAnnotation) -> None:
+        """Rebuild the pools from a new annotation; the volumes are not touched."""
+        shapes = tuple(v.shape for v in self._volumes)
+        if tuple(annotation.shapes) != shapes:
+            raise ValueError(
+                f"Annotation shapes {annotation.shapes} do not match the volume shapes {shapes}."
+            )
+        self._annotation = annotation
+        self._views = [np.moveaxis(v, annotation.axis, 0) for v in self._volumes]
+        n = annotation.num_volumes
+        self.labeled = [(v, s) for v in range(n) for s in annotation.labeled_slices(v)]
+        self.unlabeled = [(v, s) for v in range(n) for s in annotation.unlabeled_slices(v)]
+        self._foreground = _index_foreground(annotation, self.labeled)
+        self._supervised = _index_supervised(annotation, self.labeled)
+        with_foreground = {k for entries in self._foreground.values() for k, _ in entries}
+        self._background_only = [k for k in range(len(self.labeled)) if k not in with_foreground]
+        self._with_foreground = sorted(with_foreground)
+
+    def image(self, volume_index: int, slice_index: int) -> np.ndarray:
+        """Input channels of one whole slice, ``(C, H, W)`` float32 (a copy)."""
+        view = self._views[volume_index]
+        if not 0 <= slice_index < view.shape[0]:
+            raise ValueError(f"Slice {slice_index} out of range for volume {volume_index}.")
+        return np.ascontiguousarray(view[self._channel_indices(volume_index, slice_index)])
+
+    def target(self, volume_index: int, slice_index: int) -> np.ndarray:
+        """Class-id target ``(H, W)`` int64 of a labeled slice (read-only)."""
+        return self._annotation.target(volume_index, slice_index)
+
+    def _channel_indices(self, v: int, s: int) -> np.ndarray:
+        offsets = np.arange(-self.context, self.context + 1)
+        return np.clip(s + offsets, 0, self._views[v].shape[0] - 1)
+
+    # ------------------------------------------------------------- sampling
+    def sample_labeled(
+        self,
+        batch: int,
+        crop: int,
+        rng: np.random.Generator,
+        foreground_prob: float = 0.0,
+        background_share: float = BACKGROUND_SLICE_SHARE,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random crops of labeled slices.
+
+        With probability ``foreground_prob`` a crop is centred (with jitter of
+        up to a quarter crop) on a foreground pixel, chosen class-balanced: a
+        foreground class present in the labeled slices uniformly first, then a
+        slice containing it, then one of its pixels; small structures are
+        otherwise rarely seen. Otherwise a labeled slice is chosen uniformly
+        (background-only slices together at most ``background_share`` of the
+        time, see :meth:`_pick_labeled_slice`) and cropped at random (scribble mode: around a random painted pixel,
+        so that every crop holds supervision). Slices smaller than ``crop``
+        are padded (image: :func:`pad_value`, target: ``-1``) at a random
+        offset.
+
+        Returns
+        -------
+        images : torch.Tensor
+            ``(batch, C, crop, crop)`` float32, CPU.
+        targets : torch.Tensor
+            ``(batch, crop, crop)`` int64, CPU; ``-1`` = ignore.
+        """
+        _check_sampling(batch, crop)
+        if not 0.0 <= foreground_prob <= 1.0:
+            raise ValueError(f"foreground_prob must be in [0, 1], got {foreground_prob}.")
+        if not 0.0 <= background_share <= 1.0:
+            raise ValueError(f"background_share must be in [0, 1], got {background_share}.")
+        if not self.labeled:
+            raise ValueError("No labeled slices to sample from: paint at least one slice.")
+        images, targets = [], []
+        for _ in range(batch):
+            if self._foreground and rng.random() < foreground_prob:
+                v, s, y0, x0 = self._foreground_window(crop, rng)
+            else:
+                v, s, y0, x0 = self._labeled_window(crop, rng, background_share)
+            images.append(self._crop_image(v, s, y0, x0, crop))
+            targets.append(_crop_2d(self.target(v, s), y0, x0, crop, IGNORE_INDEX))
+        return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
+
+    def sample_unlabeled(self, batch: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
+        """Random crops of unlabeled slices, ``(batch, C, crop, crop)`` float32, CPU."""
+        _check_sampling(batch, crop)
+        if not self.unlabeled:
+            raise ValueError("No unlabeled slices to sample from.")
+        images = []
+        for _ in range(batch):
+            v, s = self.unlabeled[rng.integers(len(self.unlabeled))]
+            y0, x0 = self._random_window(v, crop, rng)
+            images.append(self._crop_image(v, s, y0, x0, crop))
+        return torch.from_numpy(np.stack(images))
+
+    def _random_window(self, v: int, crop: int, rng: np.random.Generator) -> tuple[int, int]:
+        """Top-left corner of a uniform random crop (negative = padded)."""
+        _, h, w = self._views[v].shape
+        return tuple(int(rng.integers(min(0, n - crop), max(0, n - crop) + 1)) for n in (h, w))
+
+    def _foreground_window(self, crop: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """Volume, slice and corner of a crop containing a class-balanced foreground pixel."""
+        classes = sorted(self._foreground)
+        entries = self._foreground[classes[rng.integers(len(classes))]]
+        k, flat = entries[rng.integers(len(entries))]
+        v, s = self.labeled[k]
+        return (v, s, *self._window_around(v, int(flat[rng.integers(flat.size)]), crop, rng))
+
+    def _labeled_window(
+        self, crop: int, rng: np.random.Generator, background_share: float
+    ) -> tuple[int, int, int, int]:
+        """Volume, slice and corner of a crop of a randomly chosen labeled slice."""
+        k = self._pick_labeled_slice(rng, background_share)
+        v, s = self.labeled[k]
+        if self._supervised is None:
+            return (v, s, *self._random_window(v, crop, rng))
+        # Scribbles may cover a small part of the slice: a uniform crop could
+        # hold no supervised pixel at all (an empty, NaN-prone loss), so centre
+        # on a random painted pixel instead.
+        flat = self._supervised[k]
+        return (v, s, *self._window_around(v, int(flat[rng.integers(flat.size)]), crop, rng))
+
+    def _pick_labeled_slice(self, rng: np.random.Generator, background_share: float = BACKGROUND_SLICE_SHARE) -> int:
+        """Index into ``labeled``: uniform, but background-only slices get at most ``background_share``.
+
+        Users mark empty slices as labeled (above and below an organ, or by
+        accepting an empty prediction). Drawn uniformly, 63 such slices next to
+        28 painted ones took most crops and Colin27 supervised training
+        collapsed (docs/benchmarks.md); capped, they still teach "nothing here".
+        """
+        n_background = len(self._background_only)
+        if n_background == 0 or not self._with_foreground:
+            return int(rng.integers(len(self.labeled)))
+        share = min(n_background / len(self.labeled), background_share)
+        pool = self._background_only if rng.random() < share else self._with_foreground
+        return pool[int(rng.integers(len(pool)))]
+
+    def _window_around(self, v: int, flat_pixel: int, crop: int, rng: np.random.Generator) -> tuple[int, int]:
+        """Corner of a crop containing ``flat_pixel``, jittered by up to a quarter crop."""
+        _, h, w = self._views[v].shape
+        corner = []
+        for p, n in zip(divmod(flat_pixel, w), (h, w), strict=True):
+            start = p + int(rng.integers(-(crop // 4), crop // 4 + 1)) - crop // 2
+            # Clamping to the valid range keeps the pixel inside the crop
+            # (jitter <= crop/4) while avoiding needless padding at the border.
+            corner.append(int(np.clip(start, min(0, n - crop), max(0, n - crop))))
+        return corner[0], corner[1]
+
+    def _crop_image(self, v: int, s: int, y0: int, x0: int, crop: int) -> np.ndarray:
+        view = self._views[v]
+        channels = self._channel_indices(v, s)
+        out = np.full((channels.size, crop, crop), self._pad_values[v], dtype=np.float32)
+        src, dst = _overlap(view.shape[1:], y0, x0, crop)
+        # Basic slicing of the moved-axis view first, so only the crop is copied.
+        for c, index in enumerate(channels):
+            out[(c, *dst)] = view[index][src]
+        return out
+
+
+def _as_float32_volume(volume: np.ndarray, index: int) -> np.ndarray:
+    array = np.asarray(volume)
+    if array.ndim != 3:
+        raise ValueError(f"Volume {index} must be 3D, got shape {array.shape}.")
+    # No copy for float32 input (the normal case after normalize_volume).
+    return array.astype(np.float32, copy=False)
+
+
+def _check_sampling(batch: int, crop: int) -> None:
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}.")
+    if crop < 1:
+        raise ValueError(f"crop must be >= 1, got {crop}.")
+
+
+def _index_foreground(
+    annotation: SparseAnnotation, labeled: list[tuple[int, int]]
+) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """Per foreground class: (index into ``labeled``, flat pixel indices) of each slice holding it."""
+    index: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for k, (v, s) in enumerate(labeled):
+        flat_target = annotation.target(v, s).ravel()
+        for cls in np.unique(flat_target[flat_target > 0]):
+            pixels = np.flatnonzero(flat_target == cls).astype(np.int32)
+            index.setdefault(int(cls), []).append((k, pixels))
+    return index
+
+
+def _index_supervised(
+    annotation: SparseAnnotation, labeled: list[tuple[int, int]]
+) -> list[np.ndarray] | None:
+    """Scribble mode: flat indices of the supervised pixels of each labeled slice; else ``None``."""
+    if annotation.mode != "scribble":
+        return None
+    return [np.flatnonzero(annotation.target(v, s).ravel() >= 0).astype(np.int32) for v, s in labeled]
+
+
+def _overlap(
+    shape: tuple[int, int], y0: int, x0: int, crop: int
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Source slices in the image and destination slices in the crop."""
+    src, dst = [], []
+    for start, n in zip((y0, x0), shape, strict=True):
+        lo, hi = max(start, 0), min(start + crop, n)
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - start, hi - start))
+    return tuple(src), tuple(dst)
+
+
+def _crop_2d(array: np.ndarray, y0: int, x0: int, crop: int, fill: int) -> np.ndarray:
+    out = np.full((crop, crop), fill, dtype=array.dtype)
+    src, dst = _overlap(array.shape, y0, x0, crop)
+    out[dst] = array[src]
+    return out
+
+
+# ---------------------------------------------------------- augmentation

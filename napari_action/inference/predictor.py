@@ -1,0 +1,177 @@
+"""Slice-wise whole-volume prediction at native in-plane size.
+
+Slices are taken along the training axis, normalised exactly as in training,
+padded to a multiple of 16 (the U-Net's total down-sampling) and cropped back,
+so nothing is resampled and the result lies on the source voxel grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_action.data.slice_pool import normalize_volume, pad_value
+from napari_action.progress import PredictionUpdate
+from napari_action.runtime import autocast, resolve_device
+
+
+def smallest_label_dtype(values: Sequence[int]) -> np.dtype:
+    """The smallest integer dtype that holds every label value."""
+    lo, hi = int(min(values)), int(max(values))
+    for dtype in (np.uint8, np.int16, np.uint16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def slice_stack(moved: np.ndarray, start: int, stop: int, context: int) -> np.ndarray:
+    """Slices ``start:stop`` of an axis-first volume with ±``context`` neighbours as channels.
+
+    Neighbours beyond the volume repeat the edge slice, as in training.
+    """
+    offsets = np.arange(-context, context + 1)
+    index = np.clip(np.arange(start, stop)[:, None] + offsets[None, :], 0, moved.shape[0] - 1)
+    return moved[index]
+
+
+def _pad_to_multiple(
+    batch: torch.Tensor, value: float, multiple: int = 16
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h or pad_w:
+        # Pad with the volume minimum, exactly as training crops are padded
+        # (data.pad_value), so the border looks the same at train and test time.
+        batch = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), value=value)
+    return batch, (height, width)
+
+
+class Predictor:
+    """Applies a trained network to volumes, slice by slice.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Network whose ``forward`` returns an object with ``.logits`` (N, C, H, W).
+    class_values : sequence of int
+        Label value of each output class (class 0 first).
+    axis : int
+        Default slicing axis (the training axis).
+    context : int
+        2.5D context the network was trained with.
+    device : str or torch.device
+        Where to run; ``"auto"`` picks CUDA, MPS, then CPU.
+    amp : bool
+        Mixed precision on CUDA.
+    """
+
+    def __init__(self, net, class_values, axis: int, *, context: int = 0, device="auto", amp: bool = True):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.net = net.to(self.device).eval()
+        self.class_values = np.asarray(class_values, dtype=np.int64)
+        self.axis = int(axis)
+        self.context = int(context)
+        self.amp = amp
+        self._dtype = smallest_label_dtype(self.class_values)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device="auto") -> Predictor:
+        """Load the inference network (the EMA teacher) from a checkpoint file."""
+        from napari_action.io.checkpoint import build_inference_net, load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        net = build_inference_net(ckpt)
+        return cls(
+            net, ckpt.class_values, ckpt.axis, context=ckpt.config.model.context,
+            device=device, amp=ckpt.config.amp,
+        )
+
+    @torch.no_grad()
+    def predict_slices(self, moved: np.ndarray, start: int, stop: int, tta: bool = False):
+        """Predict slices ``start:stop`` of a normalised, axis-first volume.
+
+        Returns
+        -------
+        labels : np.ndarray
+            Label values, shape ``(stop - start, H, W)``.
+        probs : np.ndarray
+            Softmax probabilities, shape ``(stop - start, C, H, W)``, float32.
+        """
+        batch = torch.from_numpy(np.ascontiguousarray(slice_stack(moved, start, stop, self.context)))
+        batch, (height, width) = _pad_to_multiple(batch.to(self.device, torch.float32), pad_value(moved))
+        probs = self._softmax(batch)
+        if tta:
+            probs = probs + self._softmax(batch.flip(-1)).flip(-1)
+            probs = probs + self._softmax(batch.flip(-2)).flip(-2)
+            probs = probs / 3.0
+        probs = probs[..., :height, :width].float().cpu().numpy()
+        labels = self.class_values[probs.argmax(axis=1)].astype(self._dtype)
+        return labels, probs
+
+    def _softmax(self, batch: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.amp):
+            logits = self.net(batch).logits
+        return torch.softmax(logits.float(), dim=1)
+
+    def iter_predict(
+        self,
+        volume: np.ndarray,
+        *,
+        axis: int | None = None,
+        batch_size: int = 8,
+        tta: bool = False,
+        volume_index: int = 0,
+        normalized: bool = False,
+    ) -> Iterator[PredictionUpdate]:
+        """Predict a whole volume, yielding progress after every batch of slices.
+
+        The last update has ``done=True`` and carries ``labels`` (label values,
+        the volume's own axis order and shape) and ``confidence`` (max softmax
+        probability) and ``entropy`` (normalised to [0, 1]) volumes.
+        """
+        if volume.ndim != 3:
+            raise ValueError(f"Expected a 3D volume, got shape {volume.shape}.")
+        axis = self.axis if axis is None else axis
+        data = volume.astype(np.float32, copy=False) if normalized else normalize_volume(volume)
+        moved = np.moveaxis(data, axis, 0)
+        n_slices = moved.shape[0]
+        labels = np.zeros(moved.shape, self._dtype)
+        confidence = np.zeros(moved.shape, np.float32)
+        entropy = np.zeros(moved.shape, np.float32)
+        for start in range(0, n_slices, batch_size):
+            stop = min(start + batch_size, n_slices)
+            labels[start:stop], probs = self.predict_slices(moved, start, stop, tta)
+            confidence[start:stop] = probs.max(axis=1)
+            entropy[start:stop] = normalized_entropy(probs)
+            yield PredictionUpdate(volume_index, stop, n_slices)
+        yield PredictionUpdate(
+            volume_index, n_slices, n_slices, done=True,
+            labels=np.moveaxis(labels, 0, axis), confidence=np.moveaxis(confidence, 0, axis),
+            entropy=np.moveaxis(entropy, 0, axis),
+        )
+
+    def predict(self, volume: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        """Whole-volume ``(labels, confidence)``; see :meth:`iter_predict`."""
+        for update in self.iter_predict(volume, **kwargs):
+            if update.done:
+                return update.labels, update.confidence
+        raise RuntimeError("prediction ended without a result")  # unreachable: the loop always ends done
+
+
+def normalized_entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy over the class axis (1), divided by log(C) so it lies in [0, 1]."""
+    n_classes = probs.shape[1]
+    if n_classes < 2:
+        return np.zeros(probs.shape[:1] + probs.shape[2:], np.float32)
+    p = np.clip(probs, 1e-8, 1.0)
+    return (-(p * np.log(p)).sum(axis=1) / np.log(n_classes)).astype(np.float32)
+
+
+def predict_volume(model, volume: np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
+    """Predict ``volume`` with a :class:`Predictor` or a checkpoint path."""
+    predictor = model if isinstance(model, Predictor) else Predictor.from_checkpoint(model)
+    return predictor.iter_predict(volume, **kwargs)

@@ -1,0 +1,239 @@
+"""Sessions on disk: one zarr (v3) store that survives a crash.
+
+A session holds everything a user would hate to lose: the painted labels,
+accepted slices, prediction layers with their record of edited voxels, class
+names, the model checkpoint, the training config and seed, and references to
+the source images (path plus a SHA-256 of the file, to notice a changed file).
+
+Saving is crash-safe: the new store is written next to the old one and only
+then switched in with renames. At every instant one complete session exists on
+disk — the old one until the switch, the new one after it. If a crash falls
+between the two renames, :func:`load_session` finds the previous session under
+its backup name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "napari-action-session"
+FORMAT_VERSION = 1
+_BACKUP = ".previous"
+_PARTIAL = ".partial"
+
+
+class SessionError(ValueError):
+    """A folder that is not a session, or a damaged one."""
+
+
+@dataclass
+class SessionVolume:
+    """One opened volume and everything made on it."""
+
+    name: str
+    shape: tuple[int, ...]
+    meta: dict[str, Any] | None = None
+    source_path: str | None = None
+    source_sha256: str | None = None
+    painted: np.ndarray | None = None
+    prediction: np.ndarray | None = None
+    edited: np.ndarray | None = None
+    accepted_slices: list[int] = field(default_factory=list)
+    image: np.ndarray | None = None
+
+
+@dataclass
+class Session:
+    """What a session store holds."""
+
+    volumes: list[SessionVolume]
+    class_names: dict[int, str] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+    axis: int | None = None
+    checkpoint: bytes | None = None
+    saved_at: float = 0.0
+    version: str = ""
+
+    def volume(self, name: str) -> SessionVolume:
+        for volume in self.volumes:
+            if volume.name == name:
+                return volume
+        raise KeyError(name)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (to detect a source image changed since saving)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_session(path: str | os.PathLike, session: Session) -> Path:
+    """Write ``session`` to the zarr store ``path`` (a folder, e.g. ``work.action.zarr``)."""
+    import zarr
+
+    from napari_action import __version__
+
+    path = Path(path)
+    partial = path.with_name(path.name + _PARTIAL)
+    shutil.rmtree(partial, ignore_errors=True)
+    group = zarr.open_group(str(partial), mode="w", zarr_format=3)
+    for index, volume in enumerate(session.volumes):
+        _write_volume(group, index, volume)
+    if session.checkpoint is not None:
+        _write_array(group, "checkpoint", np.frombuffer(session.checkpoint, dtype=np.uint8))
+    group.attrs.update({
+        "format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__,
+        "saved_at": time.time(), "axis": session.axis, "config": session.config,
+        "class_names": {str(k): v for k, v in session.class_names.items()},
+        "volumes": [_volume_attrs(v) for v in session.volumes],
+    })
+    _switch_in(partial, path)
+    return path
+
+
+def _write_array(group, name: str, data: np.ndarray) -> None:
+    group.create_array(name, data=np.ascontiguousarray(data), chunks=_chunks(data.shape))
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    # Blocks of up to 64 whole planes along the first axis (a volume is a
+    # handful of files); flat byte arrays in 4 MiB pieces.
+    if len(shape) <= 1:
+        return (min(shape[0], 1 << 22),) if shape else ()
+    return (min(shape[0], 64), *shape[1:])
+
+
+def _write_volume(group, index: int, volume: SessionVolume) -> None:
+    for name in ("painted", "prediction", "edited", "image"):
+        data = getattr(volume, name)
+        if data is not None:
+            _write_array(group, f"volumes/{index}/{name}", np.asarray(data))
+
+
+def _volume_attrs(volume: SessionVolume) -> dict[str, Any]:
+    return {
+        "name": volume.name, "shape": list(volume.shape), "meta": volume.meta,
+        "source_path": volume.source_path, "source_sha256": volume.source_sha256,
+        "accepted_slices": [int(s) for s in volume.accepted_slices],
+    }
+
+
+def _switch_in(partial: Path, path: Path) -> None:
+    backup = path.with_name(path.name + _BACKUP)
+    shutil.rmtree(backup, ignore_errors=True)
+    if path.exists():
+        os.replace(path, backup)
+    os.replace(partial, path)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def load_session(path: str | os.PathLike) -> Session:
+    """Read a session store; fall back to the backup a crash mid-switch left behind."""
+    import zarr
+
+    path = Path(path)
+    backup = path.with_name(path.name + _BACKUP)
+    source = path if (path / "zarr.json").is_file() else backup
+    if not (source / "zarr.json").is_file():
+        raise SessionError(f"{path} is not a napari-action session (no zarr store found).")
+    try:
+        group = zarr.open_group(str(source), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as error:  # zarr raises several kinds on damaged metadata
+        raise SessionError(f"{path} cannot be read as a session: {error}") from error
+    if attrs.get("format") != FORMAT:
+        raise SessionError(f"{path} is a zarr store but not a napari-action session.")
+    if attrs.get("format_version", 0) > FORMAT_VERSION:
+        raise SessionError(f"{path} was written by a newer napari-action ({attrs.get('version')}).")
+    return Session(
+        volumes=[_read_volume(group, i, a) for i, a in enumerate(attrs["volumes"])],
+        class_names={int(k): v for k, v in (attrs.get("class_names") or {}).items()},
+        config=attrs.get("config"), axis=attrs.get("axis"),
+        checkpoint=_read_bytes(group, "checkpoint"), saved_at=float(attrs.get("saved_at", 0.0)),
+        version=str(attrs.get("version", "")),
+    )
+
+
+def _read_volume(group, index: int, attrs: dict[str, Any]) -> SessionVolume:
+    arrays = {}
+    for name in ("painted", "prediction", "edited", "image"):
+        key = f"volumes/{index}/{name}"
+        arrays[name] = group[key][...] if key in group else None
+    return SessionVolume(
+        name=attrs["name"], shape=tuple(attrs["shape"]), meta=attrs.get("meta"),
+        source_path=attrs.get("source_path"), source_sha256=attrs.get("source_sha256"),
+        accepted_slices=list(attrs.get("accepted_slices", [])), **arrays,
+    )
+
+
+def _read_bytes(group, name: str) -> bytes | None:
+    return group[name][...].tobytes() if name in group else None
+
+
+def source_changed(volume: SessionVolume) -> bool | None:
+    """True if the source file changed since saving, None if it cannot be checked."""
+    if not volume.source_path or not volume.source_sha256 or not Path(volume.source_path).is_file():
+        return None
+    return file_sha256(volume.source_path) != volume.source_sha256
+
+
+def checkpoint_to_bytes(checkpoint) -> bytes:
+    """Serialise a :class:`~napari_action.io.checkpoint.Checkpoint` for a session store."""
+    from napari_action.io.checkpoint import save_checkpoint
+
+    with _scratch_file() as scratch:
+        save_checkpoint(scratch, checkpoint)
+        return scratch.read_bytes()
+
+
+def checkpoint_from_bytes(data: bytes):
+    """Inverse of :func:`checkpoint_to_bytes`."""
+    from napari_action.io.checkpoint import load_checkpoint
+
+    with _scratch_file() as scratch:
+        scratch.write_bytes(data)
+        return load_checkpoint(scratch)
+
+
+@contextlib.contextmanager
+def _scratch_file():
+    # torch.save/load want a file; a private temporary one is removed afterwards.
+    handle, name = tempfile.mkstemp(suffix=".pt")
+    os.close(handle)
+    path = Path(name)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def describe(session: Session) -> str:
+    """One line per volume, for logs and the widget's status."""
+    lines = []
+    for volume in session.volumes:
+        parts = [volume.name, "x".join(map(str, volume.shape))]
+        if volume.painted is not None:
+            parts.append(f"{int(np.count_nonzero(volume.painted))} painted voxels")
+        if volume.accepted_slices:
+            parts.append(f"{len(volume.accepted_slices)} accepted slices")
+        lines.append(", ".join(parts))
+    return "\n".join(lines) or "(no volumes)"
+
+
+__all__ = [
+    "Session", "SessionError", "SessionVolume", "checkpoint_from_bytes", "checkpoint_to_bytes",
+    "file_sha256", "load_session", "save_session", "source_changed",
+]

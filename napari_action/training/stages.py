@@ -1,0 +1,245 @@
+"""The loss of one training step for each stage of ACTION and each baseline.
+
+Every function here takes a :class:`StepInputs` bundle, samples its own batch
+and returns ``(loss, logs)``; the trainer does backward, the optimiser step
+and the single EMA update per step, uniformly for all stages.
+
+Stages (You et al., IPMI 2023; ACTION_METHOD.md §2):
+
+* ``global_distillation`` (stage i): encoder + global head, ``L_glob`` only.
+* ``local_distillation`` (stage ii): everything, ``L_sup + L_glob + L_loc``.
+* ``action`` (stage iii): ``L_sup + L_unsup + λ·L_anco``.
+* ``supervised`` and ``mean_teacher``: the baselines, same network and batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_action.config import TrainConfig
+from napari_action.data.augment import cutmix, random_geometric, strong_photometric
+from napari_action.data.slice_pool import SlicePool
+from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
+from napari_action.training import losses
+
+Logs = dict[str, float]
+StepFn = Callable[["StepInputs"], tuple[torch.Tensor, Logs]]
+
+
+@dataclass
+class StepInputs:
+    """Everything a step function reads; owned and updated by the trainer."""
+
+    config: TrainConfig
+    nets: StudentTeacher
+    pool: SlicePool
+    global_queue: EmbeddingQueue
+    local_queue: EmbeddingQueue
+    device: torch.device
+    rng: np.random.Generator
+    generator: torch.Generator
+    step_in_stage: int = 0
+    stage_steps: int = 1
+
+
+def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    cfg = inp.config
+    images, targets = inp.pool.sample_labeled(
+        batch, cfg.crop_size, inp.rng, cfg.foreground_crop_prob, cfg.background_slice_share
+    )
+    images, targets = images.to(inp.device), targets.to(inp.device)
+    images, targets, _ = random_geometric(images, targets, None, inp.generator, **_geometry(inp.config))
+    return images, targets
+
+
+def _unlabeled_batch(inp: StepInputs, batch: int) -> torch.Tensor:
+    images = inp.pool.sample_unlabeled(batch, inp.config.crop_size, inp.rng).to(inp.device)
+    images, _, _ = random_geometric(images, None, None, inp.generator, **_geometry(inp.config))
+    return images
+
+
+def _geometry(config: TrainConfig) -> dict[str, float]:
+    return {"p_flip": config.flip_prob, "p_rot90": config.rot90_prob}
+
+
+def _supervised(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    return losses.supervised_loss(logits, targets, dice_present_only=config.loss.dice_present_classes_only)
+
+
+def _distillation_views(inp: StepInputs, batch_l: int, batch_u: int):
+    """Labeled + unlabeled images, one geometry, two photometric views.
+
+    The teacher sees the weak (clean) view and the student the strong one
+    (the paper's best pairing); sharing the geometry keeps the 36 local
+    windows of both views aligned.
+    """
+    images_l, targets = _labeled_batch(inp, batch_l)
+    images_u = _unlabeled_batch(inp, batch_u)
+    weak = torch.cat([images_l, images_u])
+    strong = strong_photometric(weak, inp.generator)
+    return weak, strong, targets
+
+
+def _kl_or_zero(student: torch.Tensor, teacher: torch.Tensor, queue: EmbeddingQueue, inp: StepInputs):
+    """Distillation against the queue, then enqueue; zero while the queue is empty."""
+    cfg = inp.config.loss
+    entries = queue.entries()
+    if entries.shape[0] == 0:
+        loss = student.sum() * 0.0
+    else:
+        loss = losses.distillation_kl(
+            student, teacher, entries, tau_student=cfg.tau_student, tau_teacher=cfg.tau_teacher
+        )
+    queue.enqueue(teacher)
+    return loss
+
+
+def global_distillation(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
+    """Stage i: iterative contrastive distillation of the global latent."""
+    cfg = inp.config
+    weak, strong, _ = _distillation_views(inp, cfg.batch_labeled, cfg.batch_unlabeled)
+    student, teacher = inp.nets.student, inp.nets.teacher
+    s = student.global_embedding(student(strong).bottleneck, predict=True)
+    with torch.no_grad():
+        t = teacher.global_embedding(teacher(weak).bottleneck, predict=False)
+    loss = _kl_or_zero(s, t, inp.global_queue, inp)
+    return loss, {"global": float(loss.detach())}
+
+
+def local_distillation(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
+    """Stage ii: supervised loss plus global and local distillation."""
+    cfg = inp.config
+    weak, strong, targets = _distillation_views(inp, cfg.batch_labeled, cfg.batch_unlabeled)
+    student, teacher = inp.nets.student, inp.nets.teacher
+    out_s = student(strong)
+    with torch.no_grad():
+        out_t = teacher(weak)
+    n_lab = targets.shape[0]
+    sup = _supervised(out_s.logits[:n_lab], targets, inp.config)
+    loss, logs = sup, {"sup": float(sup.detach())}
+    if cfg.loss.use_global:
+        s = student.global_embedding(out_s.bottleneck, predict=True)
+        with torch.no_grad():
+            t = teacher.global_embedding(out_t.bottleneck, predict=False)
+        glob = _kl_or_zero(s, t, inp.global_queue, inp)
+        loss, logs["global"] = loss + glob, float(glob.detach())
+    if cfg.loss.use_local:
+        s = student.local_embedding(out_s.logits, predict=True).flatten(0, 1)
+        with torch.no_grad():
+            t = teacher.local_embedding(out_t.logits, predict=False).flatten(0, 1)
+        loc = _kl_or_zero(s, t, inp.local_queue, inp)
+        loss, logs["local"] = loss + loc, float(loc.detach())
+    return loss, logs
+
+
+def _pseudo_labeled_batch(inp: StepInputs, batch_u: int):
+    """Unlabeled images with teacher pseudo-labels, mixed and perturbed jointly.
+
+    The teacher runs in eval mode on clean images (no dropout, running BN
+    statistics); CutMix moves image, labels and confidences together; only
+    then is the image alone photometrically perturbed.
+    """
+    images = _unlabeled_batch(inp, batch_u)
+    with torch.no_grad():
+        teacher_logits = inp.nets.teacher(images).logits.float()
+    pseudo, confidence = losses.pseudo_labels(teacher_logits)
+    images, pseudo, confidence = cutmix(images, pseudo, confidence, inp.generator)
+    # Stage iii's stronger jitter: contrast/brightness factors in 0.75-1.25.
+    images = strong_photometric(images, inp.generator, jitter=0.25)
+    return images, pseudo, confidence
+
+
+def _contrast_labels(targets, pseudo, confidence, threshold: float) -> torch.Tensor:
+    trusted = torch.where(confidence >= threshold, pseudo, torch.full_like(pseudo, -1))
+    return torch.cat([targets, trusted])
+
+
+def _subsample(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Pixel centres of the representation grid (nearest, so labels stay labels)."""
+    if stride == 1:
+        return x
+    offset = stride // 2
+    return x[..., offset::stride, offset::stride]
+
+
+def _anco_tau(inp: StepInputs) -> float:
+    cfg = inp.config.loss
+    if not cfg.temperature_schedule:
+        return cfg.anco_tau
+    return losses.cosine_temperature(
+        inp.step_in_stage, inp.stage_steps, cfg.tau_min, cfg.tau_max, cfg.schedule_cycles
+    )
+
+
+def _anatomical_contrast(inp: StepInputs, out, labels: torch.Tensor, size) -> torch.Tensor:
+    cfg = inp.config
+    stride = cfg.model.rep_stride
+    grid = (size[0] // stride, size[1] // stride)
+    rep = inp.nets.student.representation(out.pyramid, grid)
+    probs = _subsample(torch.softmax(out.logits.detach().float(), dim=1), stride)
+    return losses.anatomical_contrast(
+        rep.float(),
+        _subsample(labels, stride),
+        probs,
+        num_queries=cfg.loss.anco_queries,
+        num_negatives=cfg.loss.anco_negatives,
+        tau=_anco_tau(inp),
+        hard_threshold=cfg.loss.anco_hard_threshold,
+        generator=inp.generator,
+    )
+
+
+def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
+    """Stage iii: supervised + confidence-weighted pseudo-labels + anatomical contrast."""
+    cfg = inp.config
+    images_l, targets = _labeled_batch(inp, cfg.batch_labeled_stage3)
+    n_lab = images_l.shape[0]
+    images_u, pseudo, confidence = _pseudo_labeled_batch(inp, cfg.batch_unlabeled_stage3)
+    out = inp.nets.student(torch.cat([images_l, images_u]))
+    sup = _supervised(out.logits[:n_lab], targets, inp.config)
+    loss, logs = sup, {"sup": float(sup.detach())}
+    if cfg.loss.use_unsup:
+        unsup = losses.pseudo_label_loss(out.logits[n_lab:], pseudo, confidence, cfg.loss.unsup_threshold)
+        loss, logs["unsup"] = loss + unsup, float(unsup.detach())
+    if cfg.loss.use_anco:
+        labels = _contrast_labels(targets, pseudo, confidence, cfg.loss.anco_unlabeled_threshold)
+        anco = _anatomical_contrast(inp, out, labels, images_l.shape[-2:])
+        loss, logs["anco"] = loss + cfg.loss.anco_weight * anco, float(anco.detach())
+    return loss, logs
+
+
+def supervised(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
+    """Baseline: the same U-Net on the painted slices only."""
+    images, targets = _labeled_batch(inp, inp.config.batch_labeled_stage3)
+    loss = _supervised(inp.nets.student(images).logits, targets, inp.config)
+    return loss, {"sup": float(loss.detach())}
+
+
+def _sigmoid_rampup(step: int, length: int) -> float:
+    """Laine & Aila's ramp-up, used by Mean Teacher for the consistency weight."""
+    if length <= 0:
+        return 1.0
+    phase = 1.0 - min(step, length) / length
+    return float(np.exp(-5.0 * phase * phase))
+
+
+def mean_teacher(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
+    """Baseline: Mean Teacher (Tarvainen & Valpola 2017) with a softmax-MSE consistency."""
+    cfg = inp.config
+    images_l, targets = _labeled_batch(inp, cfg.batch_labeled_stage3)
+    images_u = _unlabeled_batch(inp, cfg.batch_unlabeled_stage3)
+    n_lab = images_l.shape[0]
+    noisy = strong_photometric(images_u, inp.generator)
+    out = inp.nets.student(torch.cat([images_l, noisy]))
+    with torch.no_grad():
+        target_probs = torch.softmax(inp.nets.teacher(images_u).logits.float(), dim=1)
+    sup = _supervised(out.logits[:n_lab], targets, inp.config)
+    consistency = F.mse_loss(torch.softmax(out.logits[n_lab:].float(), dim=1), target_probs)
+    weight = 0.1 * _sigmoid_rampup(inp.step_in_stage, inp.stage_steps // 4)
+    loss = sup + weight * consistency
+    return loss, {"sup": float(sup.detach()), "consistency": float(consistency.detach())}

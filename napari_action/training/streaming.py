@@ -1,0 +1,72 @@
+"""Which slices to predict while training runs, and when.
+
+Predicting whole volumes every few steps would cost more than training on a
+CPU, so the trainer streams a few slices at a time: first around the slice the
+user looks at (a :class:`~napari_action.progress.FocusRequest`), then sweeping
+through every volume in turn, so each volume is eventually covered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from napari_action.progress import SlicePrediction
+
+
+class StreamCursor:
+    """Round-robin sweep over the slices of several volumes.
+
+    Parameters
+    ----------
+    n_slices : sequence of int
+        Number of slices along the training axis, per volume.
+    chunk : int
+        Slices predicted per streamed update.
+    """
+
+    def __init__(self, n_slices: Sequence[int], chunk: int):
+        self.n_slices = list(n_slices)
+        self.chunk = max(1, int(chunk))
+        self._volume = 0
+        self._start = [0] * len(self.n_slices)
+        self._focus: tuple[int, int] | None = None
+        self._last_step = 0
+        self._last_time = time.perf_counter()
+
+    def focus(self, volume_index: int, slice_index: int) -> None:
+        """Stream the chunk centred on this slice next."""
+        if 0 <= volume_index < len(self.n_slices):
+            slice_index = int(np.clip(slice_index, 0, self.n_slices[volume_index] - 1))
+            self._focus = (volume_index, slice_index)
+
+    def due(self, step: int, every_steps: int, every_seconds: float) -> bool:
+        """True every ``every_steps`` steps or ``every_seconds`` seconds, whichever comes first."""
+        now = time.perf_counter()
+        if step - self._last_step >= every_steps or now - self._last_time >= every_seconds:
+            self._last_step, self._last_time = step, now
+            return True
+        return False
+
+    def next_range(self) -> tuple[int, int, int]:
+        """``(volume_index, start, stop)`` of the next chunk to predict."""
+        if self._focus is not None:
+            volume, center = self._focus
+            self._focus = None
+            start = max(0, min(center - self.chunk // 2, self.n_slices[volume] - self.chunk))
+            return volume, start, min(start + self.chunk, self.n_slices[volume])
+        volume = self._volume
+        start = self._start[volume]
+        stop = min(start + self.chunk, self.n_slices[volume])
+        self._start[volume] = 0 if stop >= self.n_slices[volume] else stop
+        self._volume = (volume + 1) % len(self.n_slices)
+        return volume, start, stop
+
+    def predict(self, predictor, volumes: Sequence[np.ndarray]) -> tuple[SlicePrediction, ...]:
+        """Predict the next chunk with ``predictor`` on normalised ``volumes``."""
+        volume, start, stop = self.next_range()
+        moved = np.moveaxis(volumes[volume], predictor.axis, 0)
+        labels, probs = predictor.predict_slices(moved, start, stop)
+        return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)

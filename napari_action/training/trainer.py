@@ -1,0 +1,399 @@
+"""The ACTION trainer: a generator of progress that front ends only adapt.
+
+``Trainer.iter_train()`` runs the stage schedule and yields one
+:class:`~napari_action.progress.TrainProgress` per optimiser step, so a caller
+can stop, pause or hand over new labels between any two steps:
+
+>>> trainer = Trainer([image], [sparse_labels], TrainConfig.preset("cpu"))  # doctest: +SKIP
+>>> for progress in trainer.iter_train():                                   # doctest: +SKIP
+...     print(progress.stage, progress.step, progress.losses)
+
+The generator accepts ``send(AnnotationUpdate(...))`` (new or corrected
+labels, applied before the next step without restarting) and
+``send(FocusRequest(...))`` (stream this slice next).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_action.config import TrainConfig
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.slice_pool import SlicePool, normalize_volume
+from napari_action.inference.predictor import Predictor
+from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
+from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, TrainProgress
+from napari_action.runtime import (
+    autocast,
+    configure_threads,
+    device_label,
+    needs_grad_scaler,
+    resolve_device,
+    seed_everything,
+)
+from napari_action.training import stages
+from napari_action.training.streaming import StreamCursor
+
+logger = logging.getLogger(__name__)
+
+LOCAL_WINDOWS = 36  # 6 x 6 windows of size/4 with stride size/8 (model.LocalHead)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One block of the schedule: a name, a length and the loss of a step."""
+
+    name: str
+    steps: int
+    compute: stages.StepFn
+    encoder_only: bool = False
+    nesterov: bool = False
+
+
+class Trainer:
+    """Train ACTION (or a baseline) on sparsely painted volumes.
+
+    Parameters
+    ----------
+    volumes : sequence of np.ndarray
+        Raw 3D images, any numeric dtype. They are normalised into private
+        copies; the arrays given are never modified.
+    labels : sequence of np.ndarray or None
+        ``labels[k]`` holds the painted slices of ``volumes[k]`` (0 = not
+        painted). Volumes without labels (``None`` or beyond the end of the
+        sequence) are unlabeled data.
+    config : TrainConfig, optional
+        Defaults to ``TrainConfig.preset("cpu")``.
+    labeled_slices : mapping of int to iterable of int, optional
+        Extra slices per volume that count as labeled although nothing is
+        painted on them (slices that truly hold only background).
+    class_names : mapping of int to str, optional
+        Names of label values, kept in checkpoints.
+    init : str, Path or Checkpoint, optional
+        Start from these weights (continue from your own model).
+
+    Raises
+    ------
+    ValueError
+        On anything wrong with the input, with a message saying what to do.
+    """
+
+    def __init__(
+        self,
+        volumes: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray | None] = (),
+        config: TrainConfig | None = None,
+        *,
+        labeled_slices: Mapping[int, Sequence[int]] | None = None,
+        class_names: Mapping[int, str] | None = None,
+        init: str | Path | Checkpoint | None = None,
+    ):
+        self.config = config or TrainConfig.preset("cpu")
+        self.config.validate()
+        configure_threads(self.config.num_threads)
+        checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
+        raw = _check_volumes(volumes)
+        self.annotation = SparseAnnotation(
+            _pad(labels, len(raw)), [v.shape for v in raw],
+            axis=self.config.axis if checkpoint is None else checkpoint.axis,
+            mode=self.config.annotation_mode, labeled_slices=labeled_slices,
+            background_value=self.config.background_value,
+            class_values=None if checkpoint is None else checkpoint.class_values,
+            allow_new_classes=True,
+        )
+        self.volumes = [normalize_volume(v) for v in raw]
+        self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
+        self.pool = SlicePool(self.volumes, self.annotation, context=self.config.model.context)
+        self.device = resolve_device(self.config.device)
+        seed_everything(self.config.seed)
+        self.step = 0
+        self.rounds = 0  # completed schedules; a loaded checkpoint counts as one
+        self.nets = StudentTeacher(self.config.model.in_channels, self.annotation.num_classes, self.config.model)
+        if checkpoint is not None:
+            self._load_weights(checkpoint)
+        self.nets.to(self.device)
+        self.global_queue = EmbeddingQueue(self.config.loss.queue_size, self.config.model.global_dim).to(self.device)
+        self.local_queue = self._new_local_queue()
+        self.rng = np.random.default_rng(self.config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.config.amp))
+        self._stop_requested = False
+        self._stream = StreamCursor([v.shape[self.axis] for v in self.volumes], self.config.stream_slices)
+
+    # -- public properties -------------------------------------------------
+    @property
+    def axis(self) -> int:
+        return self.annotation.axis
+
+    @property
+    def class_values(self) -> np.ndarray:
+        return self.annotation.class_values
+
+    @property
+    def device_label(self) -> str:
+        return device_label(self.device)
+
+    # -- training ------------------------------------------------------------
+    def iter_train(self, steps: int | None = None) -> Generator[TrainProgress, object, None]:
+        """Run the schedule, yielding after every step.
+
+        The first call runs the whole schedule of ``config.method``; later
+        calls ("Retrain", "Update once") run one more round of the last stage
+        from the current weights, ``steps`` long (default: its configured
+        length).
+        """
+        schedule = self._schedule(steps)
+        total = sum(stage.steps for stage in schedule)
+        clock = _RateClock(total)
+        try:
+            for stage in schedule:
+                # A stop requested before the first step (or between stages) counts too.
+                if self._stop_requested:
+                    return
+                yield from self._run_stage(stage, clock)
+            self.rounds += 1
+        finally:
+            self._stop_requested = False
+
+    def _run_stage(self, stage: Stage, clock: _RateClock) -> Generator[TrainProgress, object, None]:
+        inputs = self._step_inputs(stage)
+        optimizer = self._optimizer(stage)
+        for index in range(stage.steps):
+            inputs.step_in_stage = index
+            logs, lr = self._train_step(stage, inputs, optimizer, index)
+            self.step += 1
+            clock.tick()
+            command = yield self._progress(stage, clock, logs, lr)
+            if self._handle(command):
+                inputs = self._step_inputs(stage)
+                optimizer = self._optimizer(stage)
+            if self._stop_requested:
+                logger.info("training stopped at step %d", self.step)
+                return
+
+    def train(self, steps: int | None = None) -> list[TrainProgress]:
+        """Run :meth:`iter_train` to the end; return the progress of every step."""
+        return list(self.iter_train(steps))
+
+    def request_stop(self) -> None:
+        """Ask the running generator to return after the current step."""
+        self._stop_requested = True
+
+    def update_annotation(
+        self,
+        labels: Sequence[np.ndarray | None],
+        labeled_slices: Mapping[int, Sequence[int]] | None = None,
+    ) -> None:
+        """Replace the labels (painted plus corrected slices) without restarting.
+
+        A label value never seen before adds an output class: the weights of
+        the existing classes are kept, the teacher is re-synced and the local
+        queue, whose entries have one block per class, starts empty again.
+        """
+        annotation = SparseAnnotation(
+            _pad(labels, len(self.volumes)), [v.shape for v in self.volumes],
+            axis=self.axis, mode=self.config.annotation_mode, labeled_slices=labeled_slices,
+            background_value=self.config.background_value,
+            class_values=self.class_values, allow_new_classes=True,
+        )
+        added = annotation.num_classes - self.annotation.num_classes
+        self.annotation = annotation
+        self.pool.update_annotation(annotation)
+        if added > 0:
+            logger.info("new label value(s): adding %d output class(es)", added)
+            self.nets.add_classes(added)
+            self.nets.to(self.device)
+            self.local_queue = self._new_local_queue()
+
+    def _handle(self, command: object) -> bool:
+        """Apply a message sent into the generator; True if the model changed shape."""
+        if isinstance(command, AnnotationUpdate):
+            before = self.annotation.num_classes
+            self.update_annotation(command.labels, command.labeled_slices)
+            return self.annotation.num_classes != before
+        if isinstance(command, FocusRequest):
+            self._stream.focus(command.volume_index, command.slice_index)
+        elif command is not None:
+            raise TypeError(f"iter_train() cannot handle {type(command).__name__}")
+        return False
+
+    def _schedule(self, steps: int | None) -> list[Stage]:
+        cfg = self.config
+        final = {
+            "action": Stage("stage iii: ACTION", cfg.steps_stage3, stages.action, nesterov=True),
+            "supervised": Stage("supervised", cfg.steps_stage3, stages.supervised),
+            "mean-teacher": Stage("mean teacher", cfg.steps_stage3, stages.mean_teacher),
+        }[cfg.method]
+        if steps is not None:
+            final = Stage(final.name, int(steps), final.compute, nesterov=final.nesterov)
+        if self.rounds > 0 or cfg.method != "action":
+            return [final]
+        warmup = []
+        if cfg.loss.use_global and cfg.steps_stage1:
+            warmup.append(Stage("stage i: global distillation", cfg.steps_stage1,
+                                stages.global_distillation, encoder_only=True))
+        if (cfg.loss.use_global or cfg.loss.use_local) and cfg.steps_stage2:
+            warmup.append(Stage("stage ii: local distillation", cfg.steps_stage2, stages.local_distillation))
+        return [*warmup, final]
+
+    def _step_inputs(self, stage: Stage) -> stages.StepInputs:
+        if stage.compute is stages.action and self.rounds == 0:
+            # Stage iii starts student and teacher from the stage-ii student.
+            self.nets.sync_teacher()
+        return stages.StepInputs(
+            config=self.config, nets=self.nets, pool=self.pool, global_queue=self.global_queue,
+            local_queue=self.local_queue, device=self.device, rng=self.rng,
+            generator=self.generator, stage_steps=stage.steps,
+        )
+
+    def _optimizer(self, stage: Stage) -> torch.optim.Optimizer:
+        student = self.nets.student
+        params = student.encoder_parameters() if stage.encoder_only else student.parameters()
+        params = [p for p in params if p.requires_grad]
+        cfg = self.config
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=stage.nesterov
+        )
+
+    def _train_step(self, stage: Stage, inputs, optimizer, index: int) -> tuple[dict[str, float], float]:
+        # Poly schedule per stage: lr_t = lr * (1 - t/T)^0.9.
+        lr = self.config.lr * (1.0 - index / max(stage.steps, 1)) ** 0.9
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        self.nets.train()
+        with autocast(self.device, self.config.amp):
+            loss, logs = stage.compute(inputs)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"The loss became {float(loss)} at step {self.step} ({stage.name}); "
+                "lower the learning rate or check the image for extreme values."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        # The scaler is a pass-through except with float16 autocast (pre-Ampere GPUs).
+        self._scaler.scale(loss).backward()
+        self._scaler.step(optimizer)
+        self._scaler.update()
+        if stage.compute is not stages.supervised:
+            self.nets.ema_update(self.config.loss.ema_momentum)
+        logs["total"] = float(loss.detach())
+        return logs, lr
+
+    def _progress(self, stage: Stage, clock: _RateClock, logs, lr: float) -> TrainProgress:
+        predictions = ()
+        if self._stream.due(clock.done, self.config.stream_every_steps, self.config.stream_every_seconds):
+            predictions = self._stream.predict(self.predictor(), self.volumes)
+        return TrainProgress(
+            stage=stage.name, step=clock.done, total_steps=clock.total, losses=logs, lr=lr,
+            steps_per_second=clock.rate, eta_seconds=clock.eta, device=self.device_label,
+            predictions=predictions,
+        )
+
+    def _new_local_queue(self) -> EmbeddingQueue:
+        dim = self.annotation.num_classes * 64
+        return EmbeddingQueue(self.config.loss.queue_size * LOCAL_WINDOWS, dim).to(self.device)
+
+    # -- prediction and persistence -----------------------------------------
+    def predictor(self) -> Predictor:
+        """A predictor over the EMA teacher (eval mode), sharing its weights."""
+        self._sync_supervised_teacher()
+        return Predictor(
+            self.nets.teacher, self.class_values, self.axis,
+            context=self.config.model.context, device=self.device, amp=self.config.amp,
+        )
+
+    def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
+        """Predict a training volume (by index) or any other 3D image."""
+        if isinstance(volume, (int, np.integer)):
+            return self.predictor().iter_predict(
+                self.volumes[volume], normalized=True, volume_index=int(volume), **kwargs
+            )
+        return self.predictor().iter_predict(np.asarray(volume), **kwargs)
+
+    def checkpoint(self) -> Checkpoint:
+        """The current state as a :class:`Checkpoint` (weights copied to CPU)."""
+        def cpu(module):
+            return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+        self._sync_supervised_teacher()
+        return Checkpoint(
+            config=self.config, class_values=[int(v) for v in self.class_values], axis=self.axis,
+            student=cpu(self.nets.student), teacher=cpu(self.nets.teacher),
+            class_names=self.class_names, step=self.step,
+        )
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write weights, config, classes and axis to ``path`` (atomically)."""
+        return save_checkpoint(path, self.checkpoint())
+
+    def _sync_supervised_teacher(self) -> None:
+        # The supervised baseline has no teacher of its own: prediction and
+        # checkpoints use the "teacher" slot, so it must hold the trained student.
+        if self.config.method == "supervised":
+            self.nets.sync_teacher()
+
+    def _load_weights(self, ckpt: Checkpoint) -> None:
+        missing = self.annotation.num_classes - ckpt.num_classes
+        if missing < 0:
+            raise ValueError("The checkpoint has more classes than these labels know; pass its class values.")
+        grown = StudentTeacher(self.config.model.in_channels, ckpt.num_classes, self.config.model)
+        grown.student.load_state_dict(ckpt.student)
+        grown.teacher.load_state_dict(ckpt.teacher)
+        if missing:
+            grown.add_classes(missing)
+        self.nets = grown
+        self.rounds = 1  # already warmed up: continue with stage-iii rounds
+
+
+class _RateClock:
+    """Steps per second (smoothed) and the time left."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.done = 0
+        self.rate = 0.0
+        self._last = time.perf_counter()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        instant = 1.0 / max(now - self._last, 1e-6)
+        self._last = now
+        self.done += 1
+        self.rate = instant if self.done <= 2 else 0.9 * self.rate + 0.1 * instant
+
+    @property
+    def eta(self) -> float:
+        return (self.total - self.done) / self.rate if self.rate > 0 else float("inf")
+
+
+def _check_volumes(volumes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(volumes) == 0:
+        raise ValueError("Give at least one 3D image to train on.")
+    checked = []
+    for index, volume in enumerate(volumes):
+        array = np.asarray(volume)
+        if array.ndim != 3:
+            raise ValueError(
+                f"Image {index} has shape {array.shape}; ACTION trains on 3D volumes "
+                "(open a 3D NIfTI, or select a 3D image layer)."
+            )
+        if not np.issubdtype(array.dtype, np.number):
+            raise ValueError(f"Image {index} has non-numeric dtype {array.dtype}.")
+        checked.append(array)
+    return checked
+
+
+def _pad(labels: Sequence[np.ndarray | None], count: int) -> list[np.ndarray | None]:
+    labels = list(labels)
+    if len(labels) > count:
+        raise ValueError(f"Got {len(labels)} label volumes for {count} images; each label volume needs its image.")
+    return labels + [None] * (count - len(labels))
