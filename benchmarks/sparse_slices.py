@@ -50,6 +50,7 @@ from napari_action.data.samples import (
 )
 from napari_action.data.slice_pool import normalize_volume
 from napari_action.evaluation.metrics import evaluate
+from napari_action.inference.interpolation import interpolate_labels
 from napari_action.inference.predictor import Predictor
 from napari_action.io.nifti import load_labels, load_volume
 from napari_action.training.trainer import Trainer
@@ -62,7 +63,7 @@ NETWORK_METHODS: dict[str, dict] = {
     "action-no-anco": {"method": "action", "loss": {"use_anco": False}},
     "upper": {"method": "supervised"},
 }
-ALL_METHODS = ("rf", *NETWORK_METHODS)
+ALL_METHODS = ("rf", "interpolation", *NETWORK_METHODS)
 #: Methods whose trainer keeps an EMA teacher; the others predict with the student.
 EMA_METHODS = {"mean-teacher", "action", "action-no-distill", "action-no-anco"}
 TPTBOX_FILES = {
@@ -235,6 +236,16 @@ def run_rf(ds: Dataset, slices: list[int], seed: int, per_class: int = 5000) -> 
     return timing, np.moveaxis(pred.astype(ds.truth.dtype), 0, ds.axis)
 
 
+# --------------------------------------------------------------------------- interpolation
+
+
+def run_interpolation(ds: Dataset, slices: list[int]) -> tuple[dict, np.ndarray]:
+    """Signed-distance interpolation between the painted slices (nothing outside their range)."""
+    start = time.perf_counter()
+    pred = interpolate_labels(sparse_from_truth(ds.truth, ds.axis, slices), ds.axis, slices, ds.spacing)
+    return {"train_s": 0.0, "inference_s": time.perf_counter() - start}, pred
+
+
 # --------------------------------------------------------------------------- networks
 
 
@@ -329,7 +340,7 @@ def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict
 
 
 def run_key(record: dict) -> tuple:
-    return (record["dataset"], record["axis"], record["k"], record["method"], record["seed"])
+    return (record["dataset"], record["axis"], record["k"], record.get("shift", 0), record["method"], record["seed"])
 
 
 def load_results(out: Path) -> list[dict]:
@@ -361,7 +372,8 @@ def summary_table(runs: list[dict]) -> str:
     """Mean ± sample standard deviation over seeds, one row per dataset, k and method."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["dataset"], r["axis"], str(r["k"]), r["method"]), []).append(r)
+        k = str(r["k"]) + (f" (shift {r['shift']:+d})" if r.get("shift") else "")
+        groups.setdefault((r["dataset"], r["axis"], k, r["method"]), []).append(r)
     lines = ["| dataset | k | method | seeds | Dice | HD95 mm | ASD mm | train s | steps/s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (dataset, axis, k, method), group in groups.items():
@@ -449,19 +461,25 @@ def by_distance(ds: Dataset, pred: np.ndarray, slices: list[int]) -> dict[str, f
 
 def run_one(ds: Dataset, method: str, k: int | None, args) -> tuple[dict, np.ndarray]:
     n_slices = ds.truth.shape[ds.axis]
-    slices = list(range(0, n_slices, 2)) if k is None else evenly_spaced_slices(ds.truth, ds.axis, k)
+    if k is None:
+        slices = list(range(0, n_slices, 2))
+    else:
+        slices = [min(max(s + args.shift, 0), n_slices - 1) for s in evenly_spaced_slices(ds.truth, ds.axis, k)]
     extra: dict = {}
     if method == "rf":
         timing, pred = run_rf(ds, slices, args.seed)
+    elif method == "interpolation":
+        timing, pred = run_interpolation(ds, slices)
     else:
         timing, pred, extra = run_network(ds, method, slices, args)
     record = {
         "machine": machine(), "budget": args.budget,
-        "dataset": ds.name, "axis": ds.axis, "k": k, "method": method, "seed": args.seed,
+        "dataset": ds.name, "axis": ds.axis, "k": k, "shift": args.shift if k else 0, "method": method,
+        "seed": args.seed,
         "slices": slices, "timing": timing, "scores": score(ds, pred, slices), "other_predictors": extra,
         "by_distance": by_distance(ds, pred, slices),
     }
-    if method != "rf":
+    if method in NETWORK_METHODS:
         record["config"] = network_config(ds, method, args).to_dict()
     return record, pred
 
@@ -487,6 +505,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--k", default="1,3,7", help="comma-separated numbers of painted slices")
     parser.add_argument("--methods", default="rf,supervised,action")
     parser.add_argument("--seeds", default="1337")
+    parser.add_argument("--shift", type=int, default=0,
+                        help="move every painted slice by this many slices (a second pick set)")
     parser.add_argument("--budget", choices=BUDGETS, default="cpu",
                         help="training preset: cpu (minutes on 2 cores) or paper (30k steps, for a GPU)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")

@@ -17,6 +17,7 @@ AnnotationMode = Literal["slice", "scribble"]
 
 METHODS: tuple[str, ...] = ("action", "supervised", "mean-teacher")
 BUDGETS: tuple[str, ...] = ("cpu", "paper")
+PRIORS: tuple[str, ...] = ("none", "vote", "target")
 
 
 @dataclass
@@ -80,6 +81,12 @@ class LossConfig:
     anco_negatives: int = 512
     anco_hard_threshold: float = 0.97
     anco_unlabeled_threshold: float = 0.7
+    # The interpolation between painted slices as a prior for the unlabeled
+    # slices between them: "vote" mixes it into the teacher's probabilities
+    # before pseudo-labels are taken, "target" uses it as the pseudo-label there.
+    prior: str = "none"
+    prior_decay: float = 4.0
+    prior_share: float = 0.5
     # ACTION++ adaptive temperature schedule on the anatomical-contrast tau.
     temperature_schedule: bool = False
     tau_min: float = 0.1
@@ -215,6 +222,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
         if not 0.0 <= self.loss.ema_momentum < 1.0:
             raise ValueError("loss.ema_momentum must be in [0, 1).")
+        if self.loss.prior not in PRIORS:
+            raise ValueError(f"loss.prior must be one of {PRIORS}, got {self.loss.prior!r}.")
         if self.model.context < 0:
             raise ValueError("model.context must be >= 0.")
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation
+from napari_action.inference.interpolation import SliceInterpolation, interpolate_class_slices
 
 __all__ = [
     "SlicePool",
@@ -120,10 +121,13 @@ class SlicePool:
         ``(volume_index, slice_index)`` of every unlabeled slice.
     """
 
-    def __init__(self, volumes: Sequence[np.ndarray], annotation: SparseAnnotation, context: int = 0) -> None:
+    def __init__(
+        self, volumes: Sequence[np.ndarray], annotation: SparseAnnotation, context: int = 0, prior: bool = False
+    ) -> None:
         if int(context) < 0:
             raise ValueError(f"context must be >= 0, got {context}.")
         self.context = int(context)
+        self.use_prior = bool(prior)
         self._volumes = [_as_float32_volume(v, i) for i, v in enumerate(volumes)]
         self._pad_values = [pad_value(v) for v in self._volumes]
         self.update_annotation(annotation)
@@ -155,6 +159,8 @@ class SlicePool:
         with_foreground = {k for entries in self._foreground.values() for k, _ in entries}
         self._background_only = [k for k in range(len(self.labeled)) if k not in with_foreground]
         self._with_foreground = sorted(with_foreground)
+        self._priors = _interpolate(annotation) if self.use_prior else {}
+        self.between = [(v, s) for v, s in self.unlabeled if v in self._priors and self._priors[v].gap[s] > 0]
 
     def image(self, volume_index: int, slice_index: int) -> np.ndarray:
         """Input channels of one whole slice, ``(C, H, W)`` float32 (a copy)."""
@@ -229,6 +235,49 @@ class SlicePool:
             images.append(self._crop_image(v, s, y0, x0, crop))
         return torch.from_numpy(np.stack(images))
 
+    def sample_unlabeled_with_prior(
+        self, batch: int, crop: int, rng: np.random.Generator, share: float, decay: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unlabeled crops with the interpolation between painted slices as a prior.
+
+        About ``share`` of the crops come from slices between two labeled
+        slices (where an interpolation exists), the rest from any unlabeled
+        slice. The prior's weight decays with the distance to the nearest
+        labeled slice: ``exp(-d / decay)``.
+
+        Returns
+        -------
+        images : torch.Tensor
+            ``(batch, C, crop, crop)`` float32.
+        prior : torch.Tensor
+            ``(batch, crop, crop)`` int64 interpolated class ids, ``-1`` where
+            there is no prior (outside the painted range, padding).
+        weight : torch.Tensor
+            ``(batch, crop, crop)`` float32 prior weight, 0 where there is none.
+        """
+        _check_sampling(batch, crop)
+        if not self.unlabeled:
+            raise ValueError("No unlabeled slices to sample from.")
+        images, priors, weights = [], [], []
+        for _ in range(batch):
+            pool = self.between if self.between and rng.random() < share else self.unlabeled
+            v, s = pool[rng.integers(len(pool))]
+            y0, x0 = self._random_window(v, crop, rng)
+            images.append(self._crop_image(v, s, y0, x0, crop))
+            prior, weight = self._prior_crop(v, s, y0, x0, crop, decay)
+            priors.append(prior)
+            weights.append(weight)
+        return (torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(priors)),
+                torch.from_numpy(np.stack(weights)))
+
+    def _prior_crop(self, v: int, s: int, y0: int, x0: int, crop: int, decay: float):
+        interp = self._priors.get(v)
+        if interp is None or interp.gap[s] == 0:
+            return np.full((crop, crop), IGNORE_INDEX, np.int64), np.zeros((crop, crop), np.float32)
+        prior = _crop_2d(interp.classes[s], y0, x0, crop, IGNORE_INDEX)
+        weight = np.where(prior >= 0, np.exp(-interp.distance[s] / decay), 0.0).astype(np.float32)
+        return prior, weight
+
     def _random_window(self, v: int, crop: int, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left corner of a uniform random crop (negative = padded)."""
         _, h, w = self._views[v].shape
@@ -291,6 +340,19 @@ class SlicePool:
         for c, index in enumerate(channels):
             out[(c, *dst)] = view[index][src]
         return out
+
+
+def _interpolate(annotation: SparseAnnotation) -> dict[int, SliceInterpolation]:
+    """Interpolation between the labeled slices of each volume with at least two (slice mode only)."""
+    if annotation.mode != "slice":
+        return {}
+    priors = {}
+    for v in range(annotation.num_volumes):
+        slices = annotation.labeled_slices(v)
+        if len(slices) >= 2:
+            targets = {s: annotation.target(v, s) for s in slices}
+            priors[v] = interpolate_class_slices(targets, annotation.num_slices(v), annotation.num_classes)
+    return priors
 
 
 def _as_float32_volume(volume: np.ndarray, index: int) -> np.ndarray:

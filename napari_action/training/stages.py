@@ -137,6 +137,30 @@ def local_distillation(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     return loss, logs
 
 
+def _prior_batch(inp: StepInputs, batch: int):
+    """Unlabeled crops with the interpolation prior, one joint geometry for all three."""
+    cfg = inp.config
+    images, prior, weight = inp.pool.sample_unlabeled_with_prior(
+        batch, cfg.crop_size, inp.rng, cfg.loss.prior_share, cfg.loss.prior_decay
+    )
+    images, prior, weight = (x.to(inp.device) for x in (images, prior, weight))
+    return random_geometric(images, prior, weight, inp.generator, **_geometry(cfg))
+
+
+def _teacher_probabilities(inp: StepInputs, images: torch.Tensor, prior, weight) -> torch.Tensor:
+    with torch.no_grad():
+        probs = torch.softmax(inp.nets.teacher(images).logits.float(), dim=1)
+    if prior is None:
+        return probs
+    has_prior = (prior >= 0).unsqueeze(1)
+    onehot = F.one_hot(prior.clamp(min=0), probs.shape[1]).movedim(-1, 1).to(probs.dtype)
+    if inp.config.loss.prior == "target":
+        # Where the prior exists it is the pseudo-label, fully trusted.
+        return torch.where(has_prior, onehot, probs)
+    alpha = weight.unsqueeze(1)
+    return torch.where(has_prior, (1 - alpha) * probs + alpha * onehot, probs)
+
+
 def _pseudo_labeled_batch(inp: StepInputs, batch_u: int):
     """Unlabeled images with teacher pseudo-labels, mixed and perturbed jointly.
 
@@ -144,10 +168,12 @@ def _pseudo_labeled_batch(inp: StepInputs, batch_u: int):
     statistics); CutMix moves image, labels and confidences together; only
     then is the image alone photometrically perturbed.
     """
-    images = _unlabeled_batch(inp, batch_u)
-    with torch.no_grad():
-        teacher_logits = inp.nets.teacher(images).logits.float()
-    pseudo, confidence = losses.pseudo_labels(teacher_logits)
+    if inp.config.loss.prior != "none" and inp.pool.use_prior:
+        images, prior, weight = _prior_batch(inp, batch_u)
+    else:
+        images, prior, weight = _unlabeled_batch(inp, batch_u), None, None
+    probs = _teacher_probabilities(inp, images, prior, weight)
+    confidence, pseudo = probs.max(dim=1)
     images, pseudo, confidence = cutmix(images, pseudo, confidence, inp.generator)
     # Stage iii's stronger jitter: contrast/brightness factors in 0.75-1.25.
     images = strong_photometric(images, inp.generator, jitter=0.25)

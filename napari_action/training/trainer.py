@@ -111,7 +111,10 @@ class Trainer:
         )
         self.volumes = [normalize_volume(v) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
-        self.pool = SlicePool(self.volumes, self.annotation, context=self.config.model.context)
+        self.pool = SlicePool(
+            self.volumes, self.annotation, context=self.config.model.context,
+            prior=self.config.loss.prior != "none",
+        )
         self.device = resolve_device(self.config.device)
         seed_everything(self.config.seed)
         self.step = 0
