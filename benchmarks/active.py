@@ -61,8 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset", choices=("phantom", "colin27"), default="phantom")
     parser.add_argument("--rounds", type=int, default=4, help="slices added after the first one")
     parser.add_argument("--steps", type=int, default=200, help="retraining steps per round")
-    parser.add_argument("--initial-steps", type=int, default=None,
-                        help="stage-iii steps of the initial model (default: the cpu preset's)")
+    parser.add_argument(
+        "--initial-steps",
+        type=int,
+        default=None,
+        help="stage-iii steps of the initial model (default: the cpu preset's)",
+    )
     parser.add_argument("--warmup", type=int, nargs=2, default=None, metavar=("STAGE1", "STAGE2"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--method", choices=("action", "supervised", "mean-teacher"), default="action")
@@ -91,8 +95,7 @@ def predict(trainer: Trainer) -> tuple[np.ndarray, np.ndarray]:
 def unseen_dice(ds: Dataset, pred: np.ndarray, annotated: list[int]) -> float:
     """Mean Dice over the classes, on the slices never annotated in this run."""
     keep = np.setdiff1d(np.arange(ds.truth.shape[ds.axis]), annotated)
-    scores = dice_per_class(np.take(pred, keep, axis=ds.axis), np.take(ds.truth, keep, axis=ds.axis),
-                            ds.class_values)
+    scores = dice_per_class(np.take(pred, keep, axis=ds.axis), np.take(ds.truth, keep, axis=ds.axis), ds.class_values)
     return float(np.nanmean(list(scores.values())))
 
 
@@ -118,8 +121,14 @@ def run_strategy(ds: Dataset, args, seed: int, strategy: str, start: dict) -> di
     """Rounds of pick → annotate → retrain from the shared initial model."""
     annotated = [start["slice"]]
     labels, labeled = labels_for(ds, annotated)
-    trainer = Trainer([ds.image], labels, make_config(ds, args, seed), labeled_slices=labeled,
-                      class_names=ds.class_names, init=start["checkpoint"])
+    trainer = Trainer(
+        [ds.image],
+        labels,
+        make_config(ds, args, seed),
+        labeled_slices=labeled,
+        class_names=ds.class_names,
+        init=start["checkpoint"],
+    )
     pred, entropy, dice = start["pred"], start["entropy"], [start["dice"]]
     rng = np.random.default_rng(seed)
     began = time.perf_counter()
@@ -129,18 +138,25 @@ def run_strategy(ds: Dataset, args, seed: int, strategy: str, start: dict) -> di
         trainer.train(args.steps)
         pred, entropy = predict(trainer)
         dice.append(unseen_dice(ds, pred, annotated))
-        logger.info("seed %d %-6s round %d: slice %3d -> Dice %.3f", seed, strategy, round_index,
-                    annotated[-1], dice[-1])
-    return {"seed": seed, "strategy": strategy, "slices": annotated, "dice": dice,
-            "seconds": time.perf_counter() - began}
+        logger.info(
+            "seed %d %-6s round %d: slice %3d -> Dice %.3f", seed, strategy, round_index, annotated[-1], dice[-1]
+        )
+    return {
+        "seed": seed,
+        "strategy": strategy,
+        "slices": annotated,
+        "dice": dice,
+        "seconds": time.perf_counter() - began,
+    }
 
 
 def initial_model(ds: Dataset, args, seed: int) -> dict:
     """The one-slice model both strategies start from."""
     first = evenly_spaced_slices(ds.truth, ds.axis, 1)[0]
     labels, labeled = labels_for(ds, [first])
-    trainer = Trainer([ds.image], labels, make_config(ds, args, seed), labeled_slices=labeled,
-                      class_names=ds.class_names)
+    trainer = Trainer(
+        [ds.image], labels, make_config(ds, args, seed), labeled_slices=labeled, class_names=ds.class_names
+    )
     trainer.train()
     pred, entropy = predict(trainer)
     dice = unseen_dice(ds, pred, [first])
@@ -205,8 +221,15 @@ def main(argv=None) -> None:
     runs = earlier_runs(args.out_dir / f"active_{ds.name}.json", runs) + runs
     summary = summarize(runs)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    result = {"dataset": ds.name, "axis": ds.axis, "options": options, "summary": summary, "runs": runs,
-              "torch": torch.__version__, "threads": torch.get_num_threads()}
+    result = {
+        "dataset": ds.name,
+        "axis": ds.axis,
+        "options": options,
+        "summary": summary,
+        "runs": runs,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     (args.out_dir / f"active_{ds.name}.json").write_text(json.dumps(result, indent=1))
     plot(summary, ds, args, args.out_dir / f"active_{ds.name}.png")
     for strategy, values in summary.items():

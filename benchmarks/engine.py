@@ -119,18 +119,30 @@ def measure_steps(ds: Dataset, steps: int, warmup: int) -> dict[str, list[float]
 def report_steps(samples: dict[str, list[float]]) -> dict[str, dict]:
     sup2 = np.median(samples["supervised (2 lab)"])
     sup4 = np.median(samples["supervised (4 lab)"])
-    print("\n(a) training step, ms: median / 20th percentile / mean (steps in lockstep); "
-          "median ratio to supervised (2 lab) and (4 lab)")
+    print(
+        "\n(a) training step, ms: median / 20th percentile / mean (steps in lockstep); "
+        "median ratio to supervised (2 lab) and (4 lab)"
+    )
     table = {}
     for label, times in samples.items():
         median, low, mean = (float(np.median(times)), float(np.percentile(times, 20)), float(np.mean(times)))
-        table[label] = {"median_ms": 1e3 * median, "p20_ms": 1e3 * low, "mean_ms": 1e3 * mean,
-                        "n": len(times), "ratio_sup2": median / sup2, "ratio_sup4": median / sup4}
-        print(f"  {label:40s} {1e3 * median:7.1f} / {1e3 * low:7.1f} / {1e3 * mean:7.1f}   "
-              f"x{median / sup2:5.2f}  x{median / sup4:5.2f}   (n={len(times)})")
+        table[label] = {
+            "median_ms": 1e3 * median,
+            "p20_ms": 1e3 * low,
+            "mean_ms": 1e3 * mean,
+            "n": len(times),
+            "ratio_sup2": median / sup2,
+            "ratio_sup4": median / sup4,
+        }
+        print(
+            f"  {label:40s} {1e3 * median:7.1f} / {1e3 * low:7.1f} / {1e3 * mean:7.1f}   "
+            f"x{median / sup2:5.2f}  x{median / sup4:5.2f}   (n={len(times)})"
+        )
     ratio = table["action"]["ratio_sup2"]
-    print(f"  ACTION stage iii / supervised, same batch: x{ratio:.2f} (2 lab), "
-          f"x{table['action']['ratio_sup4']:.2f} (4 lab); aim <= 1.8: {'met' if ratio <= 1.8 else 'MISSED'}")
+    print(
+        f"  ACTION stage iii / supervised, same batch: x{ratio:.2f} (2 lab), "
+        f"x{table['action']['ratio_sup4']:.2f} (4 lab); aim <= 1.8: {'met' if ratio <= 1.8 else 'MISSED'}"
+    )
     return table
 
 
@@ -177,8 +189,10 @@ def profile_stage_iii(ds: Dataset, steps: int) -> dict[str, float]:
     profiler.runcall(step_times, trainer, steps)
     wall = time.perf_counter() - start
     stats = pstats.Stats(profiler)
-    print(f"\nwhere a stage-iii step goes (cProfile, {steps} steps, {1e3 * wall / steps:.0f} ms/step incl. "
-          "profiler overhead; nested rows overlap)")
+    print(
+        f"\nwhere a stage-iii step goes (cProfile, {steps} steps, {1e3 * wall / steps:.0f} ms/step incl. "
+        "profiler overhead; nested rows overlap)"
+    )
     parts = {}
     for label, (func, caller) in PROFILED.items():
         ms = 1e3 * _cumulative(stats, func, caller) / steps
@@ -217,8 +231,10 @@ def measure_inference(ds: Dataset, repeats: int, batch_sizes: tuple[int, ...]) -
             times.append(time.perf_counter() - start)
         best = min(times)
         results[f"batch {batch}"] = {"seconds_min": best, "seconds_all": times, "slices_per_s": n / best}
-        print(f"  batch {batch:3d}: {best:6.2f} s (min of {[round(t, 2) for t in times]}), "
-              f"{n / best:6.1f} slices/s; aim <= 10 s: {'met' if best <= 10 else 'MISSED'}")
+        print(
+            f"  batch {batch:3d}: {best:6.2f} s (min of {[round(t, 2) for t in times]}), "
+            f"{n / best:6.1f} slices/s; aim <= 10 s: {'met' if best <= 10 else 'MISSED'}"
+        )
     profile_inference(predictor, ds)
     stream = time_stream_chunk(predictor, trainer)
     results["stream chunk"] = stream
@@ -232,8 +248,12 @@ def profile_inference(predictor, ds: Dataset) -> None:
     wall = time.perf_counter() - start
     stats = pstats.Stats(profiler)
     print(f"  where inference goes (cProfile, {wall:.2f} s):")
-    for label, func in (("normalize_volume", "normalize_volume"), ("network forward", "_softmax"),
-                        ("entropy map", "normalized_entropy"), ("predict_slices total", "predict_slices")):
+    for label, func in (
+        ("normalize_volume", "normalize_volume"),
+        ("network forward", "_softmax"),
+        ("entropy map", "normalized_entropy"),
+        ("predict_slices total", "predict_slices"),
+    ):
         print(f"    {label:25s} {_cumulative(stats, func, None):6.2f} s")
 
 
@@ -247,8 +267,10 @@ def time_stream_chunk(predictor, trainer: Trainer) -> dict[str, float]:
     seconds = time.perf_counter() - start
     every = TrainConfig.preset("cpu").stream_every_seconds  # the preset's rate (streaming is off here)
     share = seconds / (every + seconds)
-    print(f"  streamed update ({chunk} slices): {seconds:.2f} s, every {every:.0f} s of training "
-          f"=> {100 * share:.0f} % of training wall time")
+    print(
+        f"  streamed update ({chunk} slices): {seconds:.2f} s, every {every:.0f} s of training "
+        f"=> {100 * share:.0f} % of training wall time"
+    )
     return {"seconds": seconds, "training_share": share}
 
 
@@ -272,14 +294,15 @@ def measure_memory(dataset: str, steps: int) -> dict[str, dict]:
     print("\n(c) peak memory, fresh process each (MB): peak RSS (VmHWM) after loading -> after the work")
     results = {}
     for what in ("supervised (2 lab)", "action", "inference"):
-        command = [sys.executable, __file__, "--dataset", dataset, "--memory-child", what,
-                   "--steps", str(steps)]
+        command = [sys.executable, __file__, "--dataset", dataset, "--memory-child", what, "--steps", str(steps)]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         result = json.loads(output.strip().splitlines()[-1])
         results[what] = result
         grown = result["maxrss_mb"] - result["loaded_mb"]
-        print(f"  {what:25s} {result['loaded_mb']:7.0f} -> {result['maxrss_mb']:7.0f}  "
-              f"(+{grown:.0f}; sampled RSS peak +{result['sampled_delta_mb']:.0f})")
+        print(
+            f"  {what:25s} {result['loaded_mb']:7.0f} -> {result['maxrss_mb']:7.0f}  "
+            f"(+{grown:.0f}; sampled RSS peak +{result['sampled_delta_mb']:.0f})"
+        )
     return results
 
 
@@ -305,8 +328,10 @@ def main(argv=None) -> None:
         return
     torch.set_num_threads(2)
     ds = load_dataset(args.dataset)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {ds.name} {ds.image.shape}, "
-          f"axis {ds.axis}; cpu preset: crop 128, batch 2+2, rep_dim 128, AnCo 64 queries x 128 negatives")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {ds.name} {ds.image.shape}, "
+        f"axis {ds.axis}; cpu preset: crop 128, batch 2+2, rep_dim 128, AnCo 64 queries x 128 negatives"
+    )
     results = {"steps": report_steps(measure_steps(ds, args.steps, args.warmup))}
     results["stage_iii_profile_ms"] = profile_stage_iii(ds, args.profile_steps)
     results["inference"] = measure_inference(ds, args.repeats, (8, 32))

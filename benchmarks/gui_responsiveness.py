@@ -276,15 +276,19 @@ class Benchmark:
         t0 = self.heartbeat.t0
         for start, length, phase in self.heartbeat.long:
             writes = [f"{w - t0:.2f}" for w in self.write_starts if start - 0.05 <= w <= start + length]
-            print(f"stall of {length * 1000:.0f} ms at t={start - t0:.2f} s ({phase})"  # noqa: T201
-                  + (f", streamed write at t={', '.join(writes)}" if writes else ""))
+            print(
+                f"stall of {length * 1000:.0f} ms at t={start - t0:.2f} s ({phase})"  # noqa: T201
+                + (f", streamed write at t={', '.join(writes)}" if writes else "")
+            )
         if self.sampler is not None:
             self.sampler.stop()
             print(self.sampler.report())  # noqa: T201
         for name, values in self.callback_ms.items():
             if values:
-                print(f"{name}: {len(values)} calls, max {max(values):.1f} ms, "  # noqa: T201
-                      f"mean {np.mean(values):.1f} ms")
+                print(
+                    f"{name}: {len(values)} calls, max {max(values):.1f} ms, "  # noqa: T201
+                    f"mean {np.mean(values):.1f} ms"
+                )
         self.viewer.close()
         QApplication.instance().quit()
 
@@ -308,13 +312,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 16))
     parser.add_argument("--interval-ms", type=int, default=10)
     parser.add_argument("--no-scroll", action="store_true")
-    parser.add_argument("--switch-interval-ms", type=float, default=None,
-                        help="override sys.setswitchinterval (GIL hand-over) to compare")
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=None,
+        help="override sys.setswitchinterval (GIL hand-over) to compare",
+    )
     parser.add_argument("--why", action="store_true", help="sample thread stacks during stalls")
-    parser.add_argument("--plain-worker", action="store_true",
-                        help="turn off the worker's thread hygiene (priority, GIL hand-over, warm-up) to compare")
-    parser.add_argument("--preimport", action="store_true",
-                        help="import torch._dynamo (pulled in by the first optimiser step) before starting")
+    parser.add_argument(
+        "--plain-worker",
+        action="store_true",
+        help="turn off the worker's thread hygiene (priority, GIL hand-over, warm-up) to compare",
+    )
+    parser.add_argument(
+        "--preimport",
+        action="store_true",
+        help="import torch._dynamo (pulled in by the first optimiser step) before starting",
+    )
     args = parser.parse_args(argv)
     if args.plain_worker:
         _plain_worker()

@@ -72,8 +72,9 @@ def plot_per_class(runs: list[dict], k: int, path: Path) -> None:
     width = 0.8 / len(chosen)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i, (method, group) in enumerate(chosen):
-        dice = np.array([[np.nan if row["dice"] is None else row["dice"] for row in r["scores"]["rows"]]
-                         for r in group])
+        dice = np.array(
+            [[np.nan if row["dice"] is None else row["dice"] for row in r["scores"]["rows"]] for r in group]
+        )
         label = method if len(group) == 1 else f"{method} (mean of {len(group)} seeds)"
         ax.bar(np.arange(len(names)) + i * width, np.nanmean(dice, axis=0), width, label=label)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20, fontsize=8)
@@ -113,8 +114,9 @@ def _panel(ax, image: np.ndarray, labels: np.ndarray | None, title: str, box, n_
     if labels is not None:
         colours = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
         masked = np.ma.masked_equal(labels[box].T, 0)
-        ax.imshow(masked, cmap=colours, vmin=0.5, vmax=n_classes + 0.5, alpha=0.6, origin="lower",
-                  interpolation="nearest")
+        ax.imshow(
+            masked, cmap=colours, vmin=0.5, vmax=n_classes + 0.5, alpha=0.6, origin="lower", interpolation="nearest"
+        )
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
@@ -122,8 +124,11 @@ def _panel(ax, image: np.ndarray, labels: np.ndarray | None, title: str, box, n_
 def plot_overlay(out: Path, ds: Dataset, k: int, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    panels = [(m, out / "preds" / f"{ds.name}_k{k}_{m}_s{r['seed']}.npz")
-              for m in ("action", "supervised", "rf") for r in runs_of(load_results(out), m, k)[:1]]
+    panels = [
+        (m, out / "preds" / f"{ds.name}_k{k}_{m}_s{r['seed']}.npz")
+        for m in ("action", "supervised", "rf")
+        for r in runs_of(load_results(out), m, k)[:1]
+    ]
     panels = [(m, p) for m, p in panels if p.is_file()]
     if not panels:
         return

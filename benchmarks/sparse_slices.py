@@ -71,8 +71,19 @@ TPTBOX_FILES = {
     "tptbox-mri": ("sample_mri/sub-mri_label-6_T2w.nii.gz", "sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz"),
 }
 DATASETS = ("colin27", "tptbox-ct", "tptbox-mri", "phantom")
-TPTBOX_NAMES = {5: "C5", 6: "C6", 7: "C7", 21: "L2", 22: "L3", 23: "L4", 105: "disc C5/6", 106: "disc C6/7",
-                205: "endplate 205", 206: "endplate 206", 207: "endplate 207"}
+TPTBOX_NAMES = {
+    5: "C5",
+    6: "C6",
+    7: "C7",
+    21: "L2",
+    22: "L3",
+    23: "L4",
+    105: "disc C5/6",
+    106: "disc C6/7",
+    205: "endplate 205",
+    206: "endplate 206",
+    207: "endplate 207",
+}
 
 
 # --------------------------------------------------------------------------- data
@@ -195,8 +206,13 @@ def peak_rss_mb() -> float:
 def score(ds: Dataset, pred: np.ndarray, excluded: list[int]) -> dict:
     """Per-class Dice/HD95/ASD (mm) on every slice that was not painted."""
     result = evaluate(
-        pred, ds.truth, ds.spacing, class_values=ds.class_values, exclude_slices=excluded,
-        axis=ds.axis, class_names=ds.class_names,
+        pred,
+        ds.truth,
+        ds.spacing,
+        class_values=ds.class_values,
+        exclude_slices=excluded,
+        axis=ds.axis,
+        class_names=ds.class_names,
     )
     return result.to_dict()
 
@@ -213,8 +229,9 @@ def _rf_features(image2d: np.ndarray) -> np.ndarray:
 def _balanced_pixels(features: list, targets: list, per_class: int, rng) -> tuple[np.ndarray, np.ndarray]:
     x = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features])
     y = np.concatenate([t.ravel() for t in targets])
-    keep = [rng.choice(np.flatnonzero(y == c), min(per_class, int((y == c).sum())), replace=False)
-            for c in np.unique(y)]
+    keep = [
+        rng.choice(np.flatnonzero(y == c), min(per_class, int((y == c).sum())), replace=False) for c in np.unique(y)
+    ]
     keep = np.concatenate(keep)
     return x[keep], y[keep]
 
@@ -226,8 +243,9 @@ def run_rf(ds: Dataset, slices: list[int], seed: int, per_class: int = 5000) -> 
     moved = np.moveaxis(normalize_volume(ds.image), ds.axis, 0)
     truth = np.moveaxis(ds.truth, ds.axis, 0)
     start = time.perf_counter()
-    x, y = _balanced_pixels([_rf_features(moved[s]) for s in slices], [truth[s] for s in slices],
-                            per_class, np.random.default_rng(seed))
+    x, y = _balanced_pixels(
+        [_rf_features(moved[s]) for s in slices], [truth[s] for s in slices], per_class, np.random.default_rng(seed)
+    )
     forest = RandomForestClassifier(n_estimators=100, max_depth=20, n_jobs=2, random_state=seed).fit(x, y)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -297,8 +315,12 @@ def train_timed(trainer: Trainer) -> dict:
         entry["steps_per_s"] = entry["steps"] / max(entry["seconds"], 1e-9)
     steps = sum(e["steps"] for e in stages.values())
     return {
-        "train_s": last - start, "steps": steps, "steps_per_s": steps / max(last - start, 1e-9),
-        "first_stream_s": first_stream, "stages": stages, "final_loss": float(np.mean(totals[-20:])),
+        "train_s": last - start,
+        "steps": steps,
+        "steps_per_s": steps / max(last - start, 1e-9),
+        "first_stream_s": first_stream,
+        "stages": stages,
+        "final_loss": float(np.mean(totals[-20:])),
     }
 
 
@@ -309,8 +331,14 @@ def predictors(trainer: Trainer, method: str) -> dict[str, Predictor]:
     schedule never updates, so supervised runs are scored with the student.
     """
     cfg = trainer.config
-    student = Predictor(trainer.nets.student, trainer.class_values, trainer.axis,
-                        context=cfg.model.context, device=trainer.device, amp=cfg.amp)
+    student = Predictor(
+        trainer.nets.student,
+        trainer.class_values,
+        trainer.axis,
+        context=cfg.model.context,
+        device=trainer.device,
+        amp=cfg.amp,
+    )
     if method in EMA_METHODS:
         return {"teacher": trainer.predictor(), "student": student}
     return {"student": student}
@@ -321,8 +349,13 @@ def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict
     sparse = sparse_from_truth(ds.truth, ds.axis, slices)
     with PeakRss() as memory:
         start = time.perf_counter()
-        trainer = Trainer([ds.image], [sparse], network_config(ds, method, args),
-                          labeled_slices={0: slices}, class_names=ds.class_names)
+        trainer = Trainer(
+            [ds.image],
+            [sparse],
+            network_config(ds, method, args),
+            labeled_slices={0: slices},
+            class_names=ds.class_names,
+        )
         timing = {"setup_s": time.perf_counter() - start} | train_timed(trainer)
         preds = {}
         for name, predictor in predictors(trainer, method).items():
@@ -374,8 +407,10 @@ def summary_table(runs: list[dict]) -> str:
     for r in runs:
         k = str(r["k"]) + (f" (shift {r['shift']:+d})" if r.get("shift") else "")
         groups.setdefault((r["dataset"], r["axis"], k, r["method"]), []).append(r)
-    lines = ["| dataset | k | method | seeds | Dice | HD95 mm | ASD mm | train s | steps/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | k | method | seeds | Dice | HD95 mm | ASD mm | train s | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for (dataset, axis, k, method), group in groups.items():
         scores = [r["scores"] for r in group]
         timing = [r["timing"] for r in group]
@@ -396,7 +431,8 @@ def markdown_table(runs: list[dict]) -> str:
         names = [row["name"] for row in subset[0]["scores"]["rows"]]
         lines += [
             f"\n**{dataset}**, axis {subset[0]['axis']}\n",
-            "| k | method | Dice | HD95 mm | ASD mm | " + " | ".join(names)
+            "| k | method | Dice | HD95 mm | ASD mm | "
+            + " | ".join(names)
             + " | train s | steps | steps/s | 1st stream s | peak MB |",
             "|---|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|",
         ]
@@ -410,17 +446,22 @@ def _markdown_row(r: dict) -> str:
     k = "every 2nd" if r["k"] is None else r["k"]
     steps = t.get("steps", "–")
     speed = _fmt(t.get("steps_per_s"), 2)
-    return (f"| {k} | {r['method']} | **{_fmt(s['mean_dice'])}** | {_fmt(s['mean_hd95_mm'], 1)} | "
-            f"{_fmt(s['mean_asd_mm'], 2)} | {per_class} | {t['train_s']:.0f} | {steps} | {speed} | "
-            f"{_fmt(t.get('first_stream_s'), 1)} | {_fmt(t.get('peak_rss_delta_mb'), 0)} |")
+    return (
+        f"| {k} | {r['method']} | **{_fmt(s['mean_dice'])}** | {_fmt(s['mean_hd95_mm'], 1)} | "
+        f"{_fmt(s['mean_asd_mm'], 2)} | {per_class} | {t['train_s']:.0f} | {steps} | {speed} | "
+        f"{_fmt(t.get('first_stream_s'), 1)} | {_fmt(t.get('peak_rss_delta_mb'), 0)} |"
+    )
 
 
 def save_prediction(out: Path, record: dict, pred: np.ndarray) -> None:
     folder = out / "preds"
     folder.mkdir(exist_ok=True)
     k = "half" if record["k"] is None else record["k"]
-    np.savez_compressed(folder / f"{record['dataset']}_k{k}_{record['method']}_s{record['seed']}.npz",
-                        labels=pred.astype(np.uint8), slices=np.asarray(record["slices"]))
+    np.savez_compressed(
+        folder / f"{record['dataset']}_k{k}_{record['method']}_s{record['seed']}.npz",
+        labels=pred.astype(np.uint8),
+        slices=np.asarray(record["slices"]),
+    )
 
 
 # --------------------------------------------------------------------------- analysis and plots
@@ -473,10 +514,18 @@ def run_one(ds: Dataset, method: str, k: int | None, args) -> tuple[dict, np.nda
     else:
         timing, pred, extra = run_network(ds, method, slices, args)
     record = {
-        "machine": machine(), "budget": args.budget,
-        "dataset": ds.name, "axis": ds.axis, "k": k, "shift": args.shift if k else 0, "method": method,
+        "machine": machine(),
+        "budget": args.budget,
+        "dataset": ds.name,
+        "axis": ds.axis,
+        "k": k,
+        "shift": args.shift if k else 0,
+        "method": method,
         "seed": args.seed,
-        "slices": slices, "timing": timing, "scores": score(ds, pred, slices), "other_predictors": extra,
+        "slices": slices,
+        "timing": timing,
+        "scores": score(ds, pred, slices),
+        "other_predictors": extra,
         "by_distance": by_distance(ds, pred, slices),
     }
     if method in NETWORK_METHODS:
@@ -505,17 +554,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--k", default="1,3,7", help="comma-separated numbers of painted slices")
     parser.add_argument("--methods", default="rf,supervised,action")
     parser.add_argument("--seeds", default="1337")
-    parser.add_argument("--shift", type=int, default=0,
-                        help="move every painted slice by this many slices (a second pick set)")
-    parser.add_argument("--budget", choices=BUDGETS, default="cpu",
-                        help="training preset: cpu (minutes on 2 cores) or paper (30k steps, for a GPU)")
+    parser.add_argument(
+        "--shift", type=int, default=0, help="move every painted slice by this many slices (a second pick set)"
+    )
+    parser.add_argument(
+        "--budget",
+        choices=BUDGETS,
+        default="cpu",
+        help="training preset: cpu (minutes on 2 cores) or paper (30k steps, for a GPU)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     parser.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the budget's)")
     parser.add_argument("--warmup", default=None, help="stage i,ii steps, e.g. 100,200 (default: the budget's)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the budget's)")
-    parser.add_argument("--set", type=_parse_setting, action="append", default=[], metavar="NAME=VALUE",
-                        help="override a TrainConfig field, e.g. rot90_prob=0.5 or "
-                             "loss.dice_present_classes_only=false (use a separate --out-dir)")
+    parser.add_argument(
+        "--set",
+        type=_parse_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a TrainConfig field, e.g. rot90_prob=0.5 or "
+        "loss.dice_present_classes_only=false (use a separate --out-dir)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=Path("bench-out"))
     args = parser.parse_args(argv)
@@ -540,8 +600,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(args.dataset, args.axis)
-    print(f"{ds.name}: shape {ds.image.shape}, spacing {ds.spacing}, axis {ds.axis}, "
-          f"torch {torch.__version__}")
+    print(f"{ds.name}: shape {ds.image.shape}, spacing {ds.spacing}, axis {ds.axis}, torch {torch.__version__}")
     for seed in args.seeds:
         args.seed = seed
         for method, k in settings(args):
@@ -549,9 +608,12 @@ def main(argv=None) -> None:
             runs = [r for r in load_results(args.out_dir) if run_key(r) != run_key(record)] + [record]
             save_results(args.out_dir, runs)
             save_prediction(args.out_dir, record, pred)
-            print(f"k={k} {method}: Dice {record['scores']['mean_dice']:.3f} "
-                  f"HD95 {record['scores']['mean_hd95_mm']} train {record['timing']['train_s']:.0f}s "
-                  f"{record['other_predictors']}", flush=True)
+            print(
+                f"k={k} {method}: Dice {record['scores']['mean_dice']:.3f} "
+                f"HD95 {record['scores']['mean_hd95_mm']} train {record['timing']['train_s']:.0f}s "
+                f"{record['other_predictors']}",
+                flush=True,
+            )
     from sparse_plots import plot_all  # imported late: it imports this module
 
     plot_all(args.out_dir, ds)

@@ -14,10 +14,16 @@ PAINTED = (2, 7)
 def tiny_config(**overrides) -> TrainConfig:
     """A schedule of a few steps on 32x32 crops with a 4-wide U-Net (CPU-friendly)."""
     base = dict(
-        steps_stage1=2, steps_stage2=2, steps_stage3=3, crop_size=32,
+        steps_stage1=2,
+        steps_stage2=2,
+        steps_stage3=3,
+        crop_size=32,
         model={"base_width": 4, "rep_dim": 16, "global_dim": 32},
         loss={"anco_queries": 8, "anco_negatives": 8, "queue_size": 4},
-        stream_every_steps=2, stream_every_seconds=1e9, stream_slices=4, device="cpu",
+        stream_every_steps=2,
+        stream_every_seconds=1e9,
+        stream_slices=4,
+        device="cpu",
     )
     base.update(overrides)
     return TrainConfig.preset("cpu", **base)

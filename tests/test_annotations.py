@@ -107,9 +107,7 @@ def test_explicit_empty_labeled_slices():
     np.testing.assert_array_equal(annotation.target(1, 4), 0)
     assert 4 not in annotation.unlabeled_slices(1)
     # Scribble mode: an empty slice carries no supervision, so it is not added.
-    scribble = SparseAnnotation(
-        [labels], [SHAPE], mode="scribble", background_value=3, labeled_slices={0: [0]}
-    )
+    scribble = SparseAnnotation([labels], [SHAPE], mode="scribble", background_value=3, labeled_slices={0: [0]})
     assert scribble.labeled_slices(0) == [2, 6, 9]
 
 

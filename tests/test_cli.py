@@ -45,13 +45,47 @@ def files(tmp_path):
 
 def test_train_predict_evaluate(files, capsys):
     model = files["dir"] / "model.pt"
-    assert main(["train", "--image", str(files["image"]), "--image", str(files["other"]),
-                 "--labels", str(files["labels"]), "--method", "supervised", "--device", "cpu",
-                 *TINY, "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--image",
+                str(files["image"]),
+                "--image",
+                str(files["other"]),
+                "--labels",
+                str(files["labels"]),
+                "--method",
+                "supervised",
+                "--device",
+                "cpu",
+                *TINY,
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     assert model.is_file()
     out_dir = files["dir"] / "pred"
-    assert main(["predict", "--model", str(model), "--image", str(files["other"]), "--largest-components", "1",
-                 "--out-dir", str(out_dir), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--image",
+                str(files["other"]),
+                "--largest-components",
+                "1",
+                "--out-dir",
+                str(out_dir),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     written = out_dir / "other_action.nii.gz"
     source, result = nib.load(str(files["other"])), nib.load(str(written))
     np.testing.assert_allclose(result.affine, source.affine)
@@ -59,8 +93,24 @@ def test_train_predict_evaluate(files, capsys):
     assert set(np.unique(np.asarray(result.dataobj))) <= {0, 1, 2}
 
     report = files["dir"] / "scores.json"
-    assert main(["evaluate", "--pred", str(written), "--truth", str(files["truth"]),
-                 "--exclude-slices", "2,7", "--axis", "2", "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(written),
+                "--truth",
+                str(files["truth"]),
+                "--exclude-slices",
+                "2,7",
+                "--axis",
+                "2",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     scores = json.loads(report.read_text())
     assert "mean_dice" in scores
     assert "dice" in capsys.readouterr().out.lower()
@@ -68,11 +118,34 @@ def test_train_predict_evaluate(files, capsys):
 
 def test_predict_refuses_to_overwrite(files, capsys):
     model = files["dir"] / "model.pt"
-    main(["train", "--image", str(files["image"]), "--labels", str(files["labels"]),
-          "--method", "supervised", "--device", "cpu", *TINY, "--out", str(model)])
+    main(
+        [
+            "train",
+            "--image",
+            str(files["image"]),
+            "--labels",
+            str(files["labels"]),
+            "--method",
+            "supervised",
+            "--device",
+            "cpu",
+            *TINY,
+            "--out",
+            str(model),
+        ]
+    )
     out_dir = files["dir"] / "pred"
-    args = ["predict", "--model", str(model), "--image", str(files["image"]), "--out-dir", str(out_dir),
-            "--device", "cpu"]
+    args = [
+        "predict",
+        "--model",
+        str(model),
+        "--image",
+        str(files["image"]),
+        "--out-dir",
+        str(out_dir),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     before = (out_dir / "scan_action.nii.gz").read_bytes()
     assert main(args) == 2
@@ -82,16 +155,28 @@ def test_predict_refuses_to_overwrite(files, capsys):
 
 def test_train_error_is_one_clear_line(files, capsys):
     bad = _write(files["dir"] / "flat.nii.gz", np.zeros((32, 32, 10), np.uint8))
-    code = main(["train", "--image", str(files["image"]), "--labels", str(bad), "--device", "cpu",
-                 "--out", str(files["dir"] / "m.pt")])
+    code = main(
+        [
+            "train",
+            "--image",
+            str(files["image"]),
+            "--labels",
+            str(bad),
+            "--device",
+            "cpu",
+            "--out",
+            str(files["dir"] / "m.pt"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "error" in err and "Paint" in err
 
 
 def test_not_a_checkpoint(files, capsys):
-    code = main(["predict", "--model", str(files["image"]), "--image", str(files["image"]),
-                 "--out-dir", str(files["dir"])])
+    code = main(
+        ["predict", "--model", str(files["image"]), "--image", str(files["image"]), "--out-dir", str(files["dir"])]
+    )
     assert code == 2
     assert "checkpoint" in capsys.readouterr().err
 
@@ -99,8 +184,14 @@ def test_not_a_checkpoint(files, capsys):
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out-dir", str(out), "--warmup", "2", "--steps", "3", "--device", "cpu"]) == 0
-    for name in ("model.pt", "overlay.png", "results.json", "phantom-1_action.nii.gz",
-                 "phantom-1_painted.nii.gz", "phantom-2_action.nii.gz"):
+    for name in (
+        "model.pt",
+        "overlay.png",
+        "results.json",
+        "phantom-1_action.nii.gz",
+        "phantom-1_painted.nii.gz",
+        "phantom-2_action.nii.gz",
+    ):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"phantom-1", "phantom-2", "phantom-3"}

@@ -292,9 +292,7 @@ def test_strong_photometric_blur_and_jitter():
     torch.testing.assert_close(blurred[0], blurred[0].transpose(-1, -2))  # and is isotropic
     untouched = strong_photometric(images, generator(), p=0.0)
     torch.testing.assert_close(untouched, images)
-    jittered = strong_photometric(
-        torch.randn(8, 3, 8, 8), generator(), jitter=0.25, blur_sigma=(0.0, 0.0), p=1.0
-    )
+    jittered = strong_photometric(torch.randn(8, 3, 8, 8), generator(), jitter=0.25, blur_sigma=(0.0, 0.0), p=1.0)
     assert torch.isfinite(jittered).all()
     with pytest.raises(ValueError, match="jitter"):
         strong_photometric(images, generator(), jitter=1.5)

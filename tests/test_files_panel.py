@@ -54,7 +54,6 @@ def oblique(nibabel_data, tmp_path_factory):
     return path
 
 
-
 def dock(viewer) -> ActionWidget:
     widget = ActionWidget(viewer)
     viewer.window.add_dock_widget(widget, name="ACTION")
@@ -149,7 +148,10 @@ def test_export_keeps_source_geometry_and_asks_before_overwriting(viewer, qtbot,
         np.testing.assert_array_equal(meta.qform, expected.qform)
         np.testing.assert_array_equal(meta.sform, expected.sform)
         assert (meta.qform_code, meta.sform_code, meta.zooms) == (
-            expected.qform_code, expected.sform_code, expected.zooms)
+            expected.qform_code,
+            expected.sform_code,
+            expected.zooms,
+        )
     labels, meta = load_labels(out / "plain_action.nii.gz")
     np.testing.assert_array_equal(labels, viewer.layers["plain ACTION"].data)
     np.testing.assert_allclose(meta.affine, [[3, 0, 0, 5], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
@@ -170,8 +172,18 @@ def test_export_keeps_source_geometry_and_asks_before_overwriting(viewer, qtbot,
 
 
 def _describe(viewer) -> list[tuple]:
-    return [(layer.name, type(layer).__name__, layer.data.dtype, np.array(layer.data),
-             layer.affine.affine_matrix, np.array(layer.scale), np.array(layer.translate)) for layer in viewer.layers]
+    return [
+        (
+            layer.name,
+            type(layer).__name__,
+            layer.data.dtype,
+            np.array(layer.data),
+            layer.affine.affine_matrix,
+            np.array(layer.scale),
+            np.array(layer.translate),
+        )
+        for layer in viewer.layers
+    ]
 
 
 def _assert_same_layers(found: list[tuple], expected: list[tuple]) -> None:
@@ -186,8 +198,9 @@ def _build_scene(viewer, qtbot, colin_crop, model_file) -> ActionWidget:
     open_nifti(viewer, colin_crop)
     plain, truth = widget_disc_volume()
     viewer.add_image(plain, name="plain", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))
-    painted = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="plain labels", scale=(3.0, 1.0, 1.0),
-                                translate=(5.0, 0.0, 0.0))
+    painted = viewer.add_labels(
+        np.zeros(SHAPE, np.uint8), name="plain labels", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0)
+    )
     paint(painted, truth)
     widget = dock(viewer)
     widget.files_panel.load_model(model_file)
@@ -275,8 +288,9 @@ def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
 def test_training_continues_from_a_loaded_model_painted_along_its_axis(viewer, qtbot, tmp_path, model_axis):
     image, truth = widget_disc_volume()
     path = tmp_path / "model.pt"
-    Trainer([image], [truth], tiny_config(method="supervised", steps_stage3=2, axis=model_axis,
-                                                num_threads=1)).save_checkpoint(path)
+    Trainer(
+        [image], [truth], tiny_config(method="supervised", steps_stage3=2, axis=model_axis, num_threads=1)
+    ).save_checkpoint(path)
     viewer.add_image(image, name="vol")
     labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels")
     paint(labels, truth)  # slices 2 and 5 of axis 0

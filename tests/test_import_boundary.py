@@ -31,9 +31,7 @@ TORCH_FREE = ("napari_action", "napari_action.io.nifti", "napari_action.data.sam
 def _imported_after(module: str) -> set[str]:
     code = f"import importlib, json, sys; importlib.import_module({module!r}); "
     code += "print(json.dumps(list(sys.modules)))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, f"importing {module} failed:\n{result.stderr}"
     return {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
 

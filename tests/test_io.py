@@ -329,9 +329,7 @@ def test_written_file_is_reproducible_with_normal_permissions(meta, tmp_path):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize(
-    ("name", "expected"), [("ch2.nii.gz", False), ("aal.nii.gz", True), ("brodmann.nii.gz", True)]
-)
+@pytest.mark.parametrize(("name", "expected"), [("ch2.nii.gz", False), ("aal.nii.gz", True), ("brodmann.nii.gz", True)])
 def test_label_heuristic_on_colin27(colin27_dir, name, expected):
     data, meta = load_volume(colin27_dir / name)
     assert is_label_file(colin27_dir / name, data, meta) is expected

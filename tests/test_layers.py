@@ -28,11 +28,16 @@ def prediction(labels: np.ndarray, start: int, axis: int = 0, volume: int = 0) -
 
 
 def test_pairing_prefers_same_shape_then_name():
-    images = [Image(np.zeros((4, 8, 8)), name="mr"), Image(np.zeros((4, 8, 8)), name="ct"),
-              Image(np.zeros((5, 8, 8)), name="pet")]
-    labels = [Labels(np.zeros((4, 8, 8), np.uint8), name="ct labels"),
-              Labels(np.zeros((5, 8, 8), np.uint8), name="seg"),
-              Labels(np.zeros((3, 8, 8), np.uint8), name="stray")]
+    images = [
+        Image(np.zeros((4, 8, 8)), name="mr"),
+        Image(np.zeros((4, 8, 8)), name="ct"),
+        Image(np.zeros((5, 8, 8)), name="pet"),
+    ]
+    labels = [
+        Labels(np.zeros((4, 8, 8), np.uint8), name="ct labels"),
+        Labels(np.zeros((5, 8, 8), np.uint8), name="seg"),
+        Labels(np.zeros((3, 8, 8), np.uint8), name="stray"),
+    ]
     assert pair_labels_to_images(labels, images) == {"ct labels": "ct", "seg": "pet", "stray": None}
 
 

@@ -224,18 +224,14 @@ def test_pseudo_label_loss_negative_labels_are_invalid():
 def test_pseudo_label_loss_without_valid_pixels_is_differentiable_zero():
     logits = torch.randn(1, 2, 2, 2, requires_grad=True)
     pseudo = torch.zeros(1, 2, 2, dtype=torch.long)
-    loss = pseudo_label_loss(
-        logits, pseudo, torch.ones(1, 2, 2), valid=torch.zeros(1, 2, 2, dtype=torch.bool)
-    )
+    loss = pseudo_label_loss(logits, pseudo, torch.ones(1, 2, 2), valid=torch.zeros(1, 2, 2, dtype=torch.bool))
     loss.backward()
     assert loss.item() == 0.0
 
 
 def test_pseudo_label_loss_rejects_mismatched_confidence():
     with pytest.raises(ValueError, match="confidence"):
-        pseudo_label_loss(
-            torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), torch.ones(1, 2, 3)
-        )
+        pseudo_label_loss(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), torch.ones(1, 2, 3))
 
 
 # --- anatomical contrast ------------------------------------------------------------------------

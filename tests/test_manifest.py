@@ -101,9 +101,7 @@ def test_wheel_ships_manifest_as_a_file_and_the_entry_point(wheel, tmp_path):
         (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
         text = archive.read(entry_points).decode()
         (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        requires = [
-            line for line in archive.read(metadata).decode().splitlines() if line.startswith("Requires-Dist")
-        ]
+        requires = [line for line in archive.read(metadata).decode().splitlines() if line.startswith("Requires-Dist")]
     assert shipped == (ROOT / "napari.yaml").read_text()
     (tmp_path / "napari.yaml").write_text(shipped)
     assert PluginManifest.from_file(tmp_path / "napari.yaml").name == "napari-action"  # validates

@@ -168,9 +168,7 @@ def test_action_net_embeddings():
         assert g.shape == (2, 16) and loc.shape == (2, 36, 3 * 64)
         torch.testing.assert_close(g.norm(dim=-1), torch.ones(2))
         torch.testing.assert_close(loc.norm(dim=-1), torch.ones(2, 36))
-    assert not torch.allclose(
-        net.global_embedding(out.bottleneck, True), net.global_embedding(out.bottleneck, False)
-    )
+    assert not torch.allclose(net.global_embedding(out.bottleneck, True), net.global_embedding(out.bottleneck, False))
     assert net.representation(out.pyramid, (32, 32)).shape == (2, 8, 32, 32)
 
 
@@ -178,9 +176,7 @@ def test_encoder_parameters_cover_encoder_and_global_head_only():
     net = ActionNet(1, 2, TINY)
     selected = {id(p) for p in net.encoder_parameters()}
     expected = {
-        id(p)
-        for module in (net.unet.encoder, net.global_head, net.global_predictor)
-        for p in module.parameters()
+        id(p) for module in (net.unet.encoder, net.global_head, net.global_predictor) for p in module.parameters()
     }
     assert selected == expected
     assert not selected & {id(p) for p in net.unet.decoder.parameters()}

@@ -23,7 +23,6 @@ from .test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overr
 GRID = {"scale": (3.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}  # slice i sits at world z = 5 + 3 i
 
 
-
 @pytest.fixture
 def scene(viewer):
     """Image, labels painted on slices 2 and 5, the docked widget with a tiny budget."""
@@ -137,7 +136,10 @@ def test_accept_all_and_training_set_navigation(scene):
     panel.refresh()
     assert list_texts(panel.training_list) == [
         "vol: 2 painted, 2 accepted (axis 0)",
-        "    slice 1 · accepted", "    slice 2 · painted", "    slice 5 · painted", "    slice 6 · accepted",
+        "    slice 1 · accepted",
+        "    slice 2 · painted",
+        "    slice 5 · painted",
+        "    slice 6 · accepted",
     ]
     assert panel.labeled == {"vol": {1, 2, 5, 6}}
     viewer.dims.order = (1, 0, 2)  # the user looks at another plane: jumping shows the slicing plane again
@@ -174,7 +176,7 @@ def test_uncertainty_layer_and_next_slices_after_predict_all(scene, qtbot):
     np.testing.assert_allclose(layer.scale, viewer.layers["vol"].scale)
     np.testing.assert_allclose(layer.translate, viewer.layers["vol"].translate)
     assert [image.name for image in image_layers(viewer)] == ["vol"]  # never trained on nor predicted
-    assert 0.0 <= layer.data.min() and layer.data.max() <= 1.0
+    assert layer.data.min() >= 0.0 and layer.data.max() <= 1.0
     assert panel.uncertainty.get("vol").covered.all()
     panel.show_uncertainty.setChecked(False)
     assert not layer.visible

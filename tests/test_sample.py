@@ -80,9 +80,7 @@ def test_phantom_is_fast():
     assert time.perf_counter() - start < 2.0
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"), [({"n_subjects": 0}, "n_subjects"), ({"shape": (16, 16, 8)}, "shape")]
-)
+@pytest.mark.parametrize(("kwargs", "message"), [({"n_subjects": 0}, "n_subjects"), ({"shape": (16, 16, 8)}, "shape")])
 def test_phantom_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_phantom(**kwargs)

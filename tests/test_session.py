@@ -34,12 +34,24 @@ def _session(seed: int = 0, checkpoint: bytes | None = None) -> Session:
     prediction = rng.integers(0, 3, (20, 24, 6)).astype(np.uint8)
     edited = rng.random((20, 24, 6)) > 0.9
     volume = SessionVolume(
-        name="scan", shape=(20, 24, 6), meta={"affine": np.eye(4).tolist()}, source_path="/data/scan.nii.gz",
-        source_sha256="ab" * 32, painted=painted, prediction=prediction, edited=edited, accepted_slices=[1, 4],
+        name="scan",
+        shape=(20, 24, 6),
+        meta={"affine": np.eye(4).tolist()},
+        source_path="/data/scan.nii.gz",
+        source_sha256="ab" * 32,
+        painted=painted,
+        prediction=prediction,
+        edited=edited,
+        accepted_slices=[1, 4],
     )
     unlabeled = SessionVolume(name="other", shape=(8, 8, 3), image=rng.random((8, 8, 3)).astype(np.float32))
-    return Session(volumes=[volume, unlabeled], class_names={1: "core", 2: "ring"},
-                   config={"seed": seed}, axis=2, checkpoint=checkpoint)
+    return Session(
+        volumes=[volume, unlabeled],
+        class_names={1: "core", 2: "ring"},
+        config={"seed": seed},
+        axis=2,
+        checkpoint=checkpoint,
+    )
 
 
 def _assert_same(a: Session, b: Session) -> None:
@@ -47,7 +59,13 @@ def _assert_same(a: Session, b: Session) -> None:
     assert a.checkpoint == b.checkpoint
     for va, vb in zip(a.volumes, b.volumes, strict=True):
         assert (va.name, va.shape, va.meta, va.source_path, va.source_sha256, va.accepted_slices) == (
-            vb.name, vb.shape, vb.meta, vb.source_path, vb.source_sha256, vb.accepted_slices)
+            vb.name,
+            vb.shape,
+            vb.meta,
+            vb.source_path,
+            vb.source_sha256,
+            vb.accepted_slices,
+        )
         for name in ("painted", "prediction", "edited", "image"):
             x, y = getattr(va, name), getattr(vb, name)
             assert (x is None) == (y is None), name

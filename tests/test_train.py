@@ -163,7 +163,7 @@ def test_predict_volume_yields_progress_then_result(data):
     final = updates[-1]
     assert final.done and final.labels.shape == truth.shape and final.labels.dtype == np.uint8
     assert final.confidence.shape == truth.shape and 0.0 <= final.confidence.min() <= 1.0
-    assert 0.0 <= final.entropy.min() and final.entropy.max() <= 1.0
+    assert final.entropy.min() >= 0.0 and final.entropy.max() <= 1.0
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,13 @@ TIMEOUT = 30_000
 
 def tiny_overrides(steps_stage3: int = 6) -> dict:
     return dict(
-        steps_stage1=2, steps_stage2=2, steps_stage3=steps_stage3, crop_size=32, device="cpu",
-        stream_every_steps=2, stream_every_seconds=1e9,
+        steps_stage1=2,
+        steps_stage2=2,
+        steps_stage3=steps_stage3,
+        crop_size=32,
+        device="cpu",
+        stream_every_steps=2,
+        stream_every_seconds=1e9,
         model={"base_width": 4, "rep_dim": 16, "global_dim": 32},
         loss={"anco_queries": 8, "anco_negatives": 8, "queue_size": 4},
     )
@@ -49,7 +54,6 @@ def paint(layer, truth: np.ndarray, slices=PAINTED) -> None:
         for value in (1, 2):
             rows, cols = np.nonzero(truth[s] == value)
             layer.data_setitem((np.full(rows.shape, s), rows, cols), value)
-
 
 
 @pytest.fixture

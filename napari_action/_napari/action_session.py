@@ -67,18 +67,21 @@ class TrainingPlan:
         images = {layer.name: layer for layer in picker.selected_images()}
         pairs = picker.selected_labels()
         if not pairs:
-            raise ValueError("No painted Labels layer is selected: add a Labels layer over a 3D image, "
-                             "paint a few slices in it, then press Train.")
+            raise ValueError(
+                "No painted Labels layer is selected: add a Labels layer over a 3D image, "
+                "paint a few slices in it, then press Train."
+            )
         plan = cls()
         for labels, image_name in pairs:
             image = _paired_image(labels, image_name, images, picker.viewer)
             if _index(plan.images, image) is not None:
                 other = plan.labels[_index(plan.images, image)]
-                raise ValueError(f"Both {other.name!r} and {labels.name!r} are paired with image "
-                                 f"{image.name!r}; uncheck one of them or pair it with another image.")
+                raise ValueError(
+                    f"Both {other.name!r} and {labels.name!r} are paired with image "
+                    f"{image.name!r}; uncheck one of them or pair it with another image."
+                )
             if not layer_array(labels).any():
-                raise ValueError(f"Nothing is painted in {labels.name!r} yet: paint a few slices first, "
-                                 "or uncheck it.")
+                raise ValueError(f"Nothing is painted in {labels.name!r} yet: paint a few slices first, or uncheck it.")
             plan.images.append(image)
             plan.labels.append(labels)
         plan.images += [img for img in images.values() if _index(plan.images, img) is None]
@@ -223,8 +226,10 @@ class ActionSession:
         painted = axis if axis is not None else infer_axis(labels, fallback=checkpoint.axis)
         if painted == checkpoint.axis:
             return checkpoint
-        show_warning(f"ACTION: the loaded model slices along axis {checkpoint.axis}, the labels along axis "
-                     f"{painted}: training a new model instead of continuing from it.")
+        show_warning(
+            f"ACTION: the loaded model slices along axis {checkpoint.axis}, the labels along axis "
+            f"{painted}: training a new model instead of continuing from it."
+        )
         return None
 
     # -- prediction layers -------------------------------------------------------

@@ -57,9 +57,7 @@ class LayerPicker(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.images_list = QListWidget()
-        self.images_list.setToolTip(
-            "3D images to learn from. Images without painted labels are unlabeled data."
-        )
+        self.images_list.setToolTip("3D images to learn from. Images without painted labels are unlabeled data.")
         self.labels_table = QTableWidget(0, 2)
         self.labels_table.setHorizontalHeaderLabels(["painted labels", "belongs to image"])
         self.labels_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -112,7 +110,8 @@ class LayerPicker(QWidget):
         self.refresh()
 
     def _layer(self, name: str):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        # napari's LayerList is a list keyed by name, without a dict-style get().
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
 
     # -- filling -------------------------------------------------------------------
     def refresh(self, event=None) -> None:

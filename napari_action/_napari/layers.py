@@ -70,8 +70,11 @@ def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
     from napari.layers import Image
 
     return [
-        layer for layer in viewer.layers
-        if isinstance(layer, Image) and not layer.rgb and len(layer_shape(layer)) == 3
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Image)
+        and not layer.rgb
+        and len(layer_shape(layer)) == 3
         and UNCERTAINTY_KEY not in layer.metadata
     ]
 
@@ -81,7 +84,8 @@ def labels_layers(viewer: napari.viewer.Viewer) -> list[Labels]:
     from napari.layers import Labels
 
     return [
-        layer for layer in viewer.layers
+        layer
+        for layer in viewer.layers
         if isinstance(layer, Labels) and len(layer_shape(layer)) == 3 and not is_prediction_layer(layer)
     ]
 
@@ -159,8 +163,11 @@ def prediction_name(image: Image) -> str:
 def _geometry_kwargs(image: Image) -> dict:
     """Everything that places ``image`` in world space, so the prediction overlays it."""
     kwargs = {
-        "scale": image.scale, "translate": image.translate, "rotate": image.rotate,
-        "shear": image.shear, "affine": image.affine,
+        "scale": image.scale,
+        "translate": image.translate,
+        "rotate": image.rotate,
+        "shear": image.shear,
+        "affine": image.affine,
     }
     # units / axis_labels exist on napari >= 0.6 layers only.
     for name in ("units", "axis_labels"):
@@ -217,8 +224,11 @@ def prediction_layer_for(
             metadata[GEOMETRY_KEY] = image.metadata[GEOMETRY_KEY]
         active = viewer.layers.selection.active
         layer = viewer.add_labels(
-            np.zeros(layer_shape(image), dtype=dtype), name=prediction_name(image),
-            metadata=metadata, opacity=0.5, **_geometry_kwargs(image),
+            np.zeros(layer_shape(image), dtype=dtype),
+            name=prediction_name(image),
+            metadata=metadata,
+            opacity=0.5,
+            **_geometry_kwargs(image),
         )
         if active is not None:
             viewer.layers.selection.active = active
@@ -330,7 +340,7 @@ class EditTracker:
             Both are 0 for slices streamed for the first time.
         """
         self.set_axis(prediction.axis)
-        seen = self.streamed[prediction.start:prediction.stop].copy()
+        seen = self.streamed[prediction.start : prediction.stop].copy()
         changed = compared = 0
         if seen.any():
             region = _axis_region(self.axis, prediction.start, prediction.stop, self.layer.ndim)
@@ -344,7 +354,7 @@ class EditTracker:
                 compared = int(old.size)
             changed = int(np.count_nonzero(differs))
         write_slices(self.layer, prediction, self.locked, refresh=refresh)
-        self.streamed[prediction.start:prediction.stop] = True
+        self.streamed[prediction.start : prediction.stop] = True
         return changed, compared
 
     def _mask(self) -> np.ndarray:

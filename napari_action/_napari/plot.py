@@ -66,11 +66,14 @@ class LossPlot(QWidget):
     def _polygon(points, box: QRectF, x_range, y_range) -> QPolygonF:
         (x0, x1), (y0, y1) = x_range, y_range
         span_y = (y1 - y0) or 1.0
-        return QPolygonF([
-            QPointF(box.left() + (x - x0) / (x1 - x0) * box.width(),
-                    box.bottom() - (y - y0) / span_y * box.height())
-            for x, y in points
-        ])
+        return QPolygonF(
+            [
+                QPointF(
+                    box.left() + (x - x0) / (x1 - x0) * box.width(), box.bottom() - (y - y0) / span_y * box.height()
+                )
+                for x, y in points
+            ]
+        )
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
         painter = QPainter(self)

@@ -55,9 +55,7 @@ def colin27_sample() -> list[LayerData]:
     ]
 
 
-def _labels(
-    data: np.ndarray, meta: VolumeMeta, name: str, classes: dict[int, str], **extra: Any
-) -> LayerData:
+def _labels(data: np.ndarray, meta: VolumeMeta, name: str, classes: dict[int, str], **extra: Any) -> LayerData:
     features = {"index": list(classes), "class": list(classes.values())}
     kwargs = layer_kwargs(meta, name, metadata={"class_names": dict(classes)}, features=features, **extra)
     return data, kwargs, "labels"

@@ -78,10 +78,8 @@ def frequent_gil_handover(interval_s: float = 0.0005):
 
 def warm_up_torch() -> None:
     """Import what the first optimiser step would import lazily (torch._dynamo: ~800 modules, ~1 s)."""
-    try:
+    with contextlib.suppress(ImportError):  # a torch without dynamo: nothing to warm up
         import torch._dynamo  # noqa: F401
-    except ImportError:  # a torch without dynamo: nothing to warm up
-        pass
 
 
 def notify_error(exc: Exception) -> None:
@@ -101,10 +99,8 @@ def relay_errors_once(worker) -> None:
     """
     relay = getattr(worker, "_relay_error", None)
     if relay is not None:
-        try:
+        with contextlib.suppress(TypeError, RuntimeError):  # not connected: the case described above
             worker.errored.disconnect(relay)
-        except (TypeError, RuntimeError):
-            pass  # not connected: the case described above
     worker.errored.connect(notify_error)
 
 

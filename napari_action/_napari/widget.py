@@ -209,9 +209,16 @@ class ActionWidget(QWidget):
         self.session.begin(plan)
         run = TrainingRun(
             factory,
-            RunCallbacks(ready=self._on_run_ready, progress=self._on_progress, predictions=self._write_predictions,
-                         state=self._on_run_state, error=self._on_run_error, finished=self._on_run_finished),
-            total_steps=config.total_steps, throttle_ms=self.stream_throttle_ms,
+            RunCallbacks(
+                ready=self._on_run_ready,
+                progress=self._on_progress,
+                predictions=self._write_predictions,
+                state=self._on_run_state,
+                error=self._on_run_error,
+                finished=self._on_run_finished,
+            ),
+            total_steps=config.total_steps,
+            throttle_ms=self.stream_throttle_ms,
         )
         self.session.run = run
         for layer in plan.labels_layers():
@@ -225,17 +232,23 @@ class ActionWidget(QWidget):
     def _trainer_factory(self, plan: TrainingPlan):
         """Snapshot the inputs now; the returned function builds the trainer in the worker."""
         viewer_axis = viewer_slicing_axis(self.viewer)
-        config = self.options.config(self.options.axis_choice(viewer_axis), training_threads(),
-                                     **self.config_overrides)
+        config = self.options.config(self.options.axis_choice(viewer_axis), training_threads(), **self.config_overrides)
         volumes = [layer_array(image) for image in plan.images]
         # The accepted slices join the painted labels (and fix the axis they were accepted along).
         training = merge_accepted(self.session, plan, axis=config.axis)
         if config.axis is None and training.axis is not None:
             config = config.replace(axis=training.axis)
         labels = training.labels
-        factory = partial(build_trainer, volumes, labels, config, viewer_axis, plan.class_names(),
-                          init=self.session.training_init(labels, config.axis),
-                          labeled_slices=training.labeled_slices)
+        factory = partial(
+            build_trainer,
+            volumes,
+            labels,
+            config,
+            viewer_axis,
+            plan.class_names(),
+            init=self.session.training_init(labels, config.axis),
+            labeled_slices=training.labeled_slices,
+        )
         return factory, config
 
     def _on_run_ready(self, trainer) -> None:
@@ -260,8 +273,12 @@ class ActionWidget(QWidget):
             session.targets[volume_index] = None
             return None
         layer = prediction_layer_for(
-            self.viewer, image, trainer.class_names, class_values=trainer.class_values,
-            colormap=session.colormap, dtype=smallest_label_dtype(trainer.class_values),
+            self.viewer,
+            image,
+            trainer.class_names,
+            class_values=trainer.class_values,
+            colormap=session.colormap,
+            dtype=smallest_label_dtype(trainer.class_values),
         )
         tracker = session.targets[volume_index] = session.tracker_for(layer, trainer.axis)
         return tracker
@@ -346,8 +363,9 @@ class ActionWidget(QWidget):
         if not training.any():
             show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
             return
-        run.send_annotation(AnnotationUpdate(labels=tuple(training.labels),
-                                             labeled_slices=training.labeled_slices or None))
+        run.send_annotation(
+            AnnotationUpdate(labels=tuple(training.labels), labeled_slices=training.labeled_slices or None)
+        )
 
     def _on_dims_step(self, event=None) -> None:
         if self.run is not None and self.run.is_running:
@@ -369,8 +387,7 @@ class ActionWidget(QWidget):
         layer = event.value
         self.session.forget_layer(layer)
         plan, run = self.session.plan, self.run
-        if plan is not None and run is not None and run.state in ("running", "pausing", "paused") \
-                and plan.uses(layer):
+        if plan is not None and run is not None and run.state in ("running", "pausing", "paused") and plan.uses(layer):
             show_warning(f"ACTION: layer {layer.name!r} was removed, so training stops.")
             run.stop()
 
@@ -393,8 +410,9 @@ class ActionWidget(QWidget):
     def _start_prediction(self, names=None) -> None:
         items = self.session.prediction_items(self.viewer, names)
         self.status_label.setText(f"Predicting {len(items)} volume(s)…")
-        job = PredictionJob(self.session.trainer, items, on_update=self._on_prediction_update,
-                            on_finished=self._on_job_finished)
+        job = PredictionJob(
+            self.session.trainer, items, on_update=self._on_prediction_update, on_finished=self._on_job_finished
+        )
         self.session.job = job
         job.start()
 
@@ -403,8 +421,9 @@ class ActionWidget(QWidget):
             return
         trainer = self.session.trainer
         image = self.viewer.layers[image_name]
-        layer = prediction_layer_for(self.viewer, image, trainer.class_names,
-                                     class_values=trainer.class_values, colormap=self.session.colormap)
+        layer = prediction_layer_for(
+            self.viewer, image, trainer.class_names, class_values=trainer.class_values, colormap=self.session.colormap
+        )
         tracker = self.session.tracker_for(layer, trainer.axis)
         labels, confidence = (np.moveaxis(a, trainer.axis, 0) for a in (update.labels, update.confidence))
         tracker.write(SlicePrediction(update.volume_index, trainer.axis, 0, labels, confidence), refresh=True)
@@ -420,9 +439,7 @@ class ActionWidget(QWidget):
         self._refresh_buttons()
 
     def _on_save_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save ACTION model", "action_model.pt", "ACTION model (*.pt)"
-        )
+        path, _ = QFileDialog.getSaveFileName(self, "Save ACTION model", "action_model.pt", "ACTION model (*.pt)")
         if path:
             self.save_model(path)
 
@@ -437,11 +454,11 @@ class ActionWidget(QWidget):
         self._refresh_buttons()
 
     def _start_save(self, path: str) -> None:
-        self.session.job = run_in_thread(self.session.trainer.save_checkpoint, path,
-                                         on_returned=self._on_saved, on_finished=self._on_job_finished)
+        self.session.job = run_in_thread(
+            self.session.trainer.save_checkpoint, path, on_returned=self._on_saved, on_finished=self._on_job_finished
+        )
 
     def _on_saved(self, path) -> None:
         from napari.utils.notifications import show_info
 
         show_info(f"ACTION: model saved to {path}")
-

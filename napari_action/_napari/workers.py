@@ -142,8 +142,15 @@ class TrainingRun:
         Show a napari progress bar (activity dock) for the run.
     """
 
-    def __init__(self, trainer, callbacks: RunCallbacks | None = None, *, total_steps: int | None = None,
-                 throttle_ms: int = 250, progress_bar: bool = True):
+    def __init__(
+        self,
+        trainer,
+        callbacks: RunCallbacks | None = None,
+        *,
+        total_steps: int | None = None,
+        throttle_ms: int = 250,
+        progress_bar: bool = True,
+    ):
         self._source = trainer
         self.trainer = trainer if hasattr(trainer, "iter_train") else None
         self.total_steps = expected_steps(self.trainer) if total_steps is None else total_steps
@@ -192,9 +199,7 @@ class TrainingRun:
             progress = {"total": self.total_steps + 1, "desc": "ACTION training"}  # + the ready yield
         # _ignore_errors: errors reach the user as a napari notification and our
         # callback; re-raising them on the GUI thread as well would show them twice.
-        worker = create_worker(
-            _drive, self._source, _start_thread=False, _progress=progress, _ignore_errors=True
-        )
+        worker = create_worker(_drive, self._source, _start_thread=False, _progress=progress, _ignore_errors=True)
         relay_errors_once(worker)
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_errored)
@@ -359,9 +364,13 @@ class PredictionJob:
         Called once on the GUI thread when the worker ends (also on error).
     """
 
-    def __init__(self, trainer, items: Sequence[tuple[Any, int | np.ndarray]],
-                 on_update: Callable[[Any, PredictionUpdate], None],
-                 on_finished: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        trainer,
+        items: Sequence[tuple[Any, int | np.ndarray]],
+        on_update: Callable[[Any, PredictionUpdate], None],
+        on_finished: Callable[[], None] | None = None,
+    ):
         self.trainer = trainer
         self.items = list(items)
         self.on_update = on_update
@@ -383,9 +392,7 @@ class PredictionJob:
         from napari.qt.threading import create_worker
         from napari.utils import progress
 
-        worker = create_worker(
-            _predict_all, self.trainer, self.items, _start_thread=False, _ignore_errors=True
-        )
+        worker = create_worker(_predict_all, self.trainer, self.items, _start_thread=False, _ignore_errors=True)
         relay_errors_once(worker)
         worker.yielded.connect(self._on_yielded)
         worker.finished.connect(self._on_finished)
@@ -417,8 +424,7 @@ class PredictionJob:
             self.on_finished()
 
 
-def run_in_thread(func: Callable, *args, on_returned: Callable | None = None,
-                  on_finished: Callable | None = None):
+def run_in_thread(func: Callable, *args, on_returned: Callable | None = None, on_finished: Callable | None = None):
     """Run a plain function in a napari worker (errors become notifications)."""
     from napari.qt.threading import create_worker
 

@@ -61,8 +61,11 @@ def train(args: argparse.Namespace) -> int:
     labels = [load_labels(path)[0] for path in args.labels]
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra)
-    print(f"Training {trainer.config.method} on {trainer.device_label}: {len(images)} volume(s), "
-          f"axis {trainer.axis}, classes {trainer.class_values.tolist()}", file=sys.stderr)
+    print(
+        f"Training {trainer.config.method} on {trainer.device_label}: {len(images)} volume(s), "
+        f"axis {trainer.axis}, classes {trainer.class_values.tolist()}",
+        file=sys.stderr,
+    )
     run_training(trainer, TerminalProgress())
     path = trainer.save_checkpoint(args.out)
     print(f"Model written to {path}")
@@ -117,4 +120,3 @@ def demo(args: argparse.Namespace) -> int:
 
     run_demo(args)
     return 0
-

@@ -33,18 +33,20 @@ def run_demo(args: argparse.Namespace) -> dict:
     subjects = make_phantom(n_subjects=3, seed=args.seed)
     painted = evenly_spaced_slices(subjects[0].labels, DEMO_AXIS, args.slices)
     sparse = sparse_from_truth(subjects[0].labels, DEMO_AXIS, painted)
-    _say(f"Painted slices {list(painted)} of {subjects[0].name} (axis {DEMO_AXIS}); "
-         f"{len(subjects) - 1} more subjects are unlabeled data.")
+    _say(
+        f"Painted slices {list(painted)} of {subjects[0].name} (axis {DEMO_AXIS}); "
+        f"{len(subjects) - 1} more subjects are unlabeled data."
+    )
 
     overrides = {"method": args.method, "device": args.device, "seed": args.seed, "axis": DEMO_AXIS}
     if args.steps is not None:
         overrides["steps_stage3"] = args.steps
     if args.warmup is not None:
         overrides.update(steps_stage1=args.warmup, steps_stage2=args.warmup)
-    trainer = Trainer([s.image for s in subjects], [sparse], TrainConfig.preset("cpu", **overrides),
-                      class_names=PHANTOM_CLASS_NAMES)
-    _say(f"Training {trainer.config.method} on {trainer.device_label} "
-         f"({trainer.config.total_steps} steps)...")
+    trainer = Trainer(
+        [s.image for s in subjects], [sparse], TrainConfig.preset("cpu", **overrides), class_names=PHANTOM_CLASS_NAMES
+    )
+    _say(f"Training {trainer.config.method} on {trainer.device_label} ({trainer.config.total_steps} steps)...")
     run_training(trainer, TerminalProgress())
     trainer.save_checkpoint(out / "model.pt")
 
@@ -55,8 +57,14 @@ def run_demo(args: argparse.Namespace) -> dict:
         save_labels(out / f"{subject.name}_truth.nii.gz", subject.labels, subject.meta, overwrite=True)
         _save_image(out / f"{subject.name}.nii.gz", subject.image, subject.meta)
         excluded = list(painted) if index == 0 else None
-        result = evaluate(labels, subject.labels, spacing=subject.meta.zooms, exclude_slices=excluded,
-                          axis=DEMO_AXIS, class_names=PHANTOM_CLASS_NAMES)
+        result = evaluate(
+            labels,
+            subject.labels,
+            spacing=subject.meta.zooms,
+            exclude_slices=excluded,
+            axis=DEMO_AXIS,
+            class_names=PHANTOM_CLASS_NAMES,
+        )
         results[subject.name] = result.to_dict()
         note = " (non-painted slices)" if excluded else " (never painted)"
         print(f"\n{subject.name}{note}: mean Dice {result.mean_dice:.3f}")
@@ -65,9 +73,11 @@ def run_demo(args: argparse.Namespace) -> dict:
             _save_overlay(out / "overlay.png", subject, labels, painted)
     save_labels(out / f"{subjects[0].name}_painted.nii.gz", sparse, subjects[0].meta, overwrite=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    _say(f"\nWrote the model, images, painted slices, predictions, truth, overlay.png and results.json "
-         f"to {out}/.\nOpen them in napari: napari {out}/{subjects[0].name}.nii.gz "
-         f"{out}/{subjects[0].name}_action.nii.gz")
+    _say(
+        f"\nWrote the model, images, painted slices, predictions, truth, overlay.png and results.json "
+        f"to {out}/.\nOpen them in napari: napari {out}/{subjects[0].name}.nii.gz "
+        f"{out}/{subjects[0].name}_action.nii.gz"
+    )
     return results
 
 
@@ -102,8 +112,23 @@ def _save_overlay(path: Path, subject, prediction: np.ndarray, painted) -> None:
     strip = np.kron(strip, np.ones((2, 2, 1)))  # 2x nearest upscaling keeps label edges crisp
     imsave(str(path), (strip * 255).astype(np.uint8), check_contrast=False)
 
-PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230]], dtype=np.float32) / 255
+
+PALETTE = (
+    np.array(
+        [
+            [0, 0, 0],
+            [230, 25, 75],
+            [60, 180, 75],
+            [0, 130, 200],
+            [245, 130, 48],
+            [145, 30, 180],
+            [70, 240, 240],
+            [240, 50, 230],
+        ],
+        dtype=np.float32,
+    )
+    / 255
+)
 
 
 def _blend(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -34,13 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model from sparse labels")
-    train.add_argument("--image", action="append", required=True, type=Path,
-                       help="NIfTI image; repeat for several. Images beyond the labels are unlabeled data.")
-    train.add_argument("--labels", action="append", default=[], type=Path,
-                       help="sparse labels of the k-th --image (0 = not painted)")
+    train.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        type=Path,
+        help="NIfTI image; repeat for several. Images beyond the labels are unlabeled data.",
+    )
+    train.add_argument(
+        "--labels", action="append", default=[], type=Path, help="sparse labels of the k-th --image (0 = not painted)"
+    )
     train.add_argument("--axis", type=int, default=None, help="slicing axis (default: inferred)")
-    train.add_argument("--labeled-slices", type=_int_list, default=None,
-                       help="extra slices of the first image that count as labeled (truly background)")
+    train.add_argument(
+        "--labeled-slices",
+        type=_int_list,
+        default=None,
+        help="extra slices of the first image that count as labeled (truly background)",
+    )
     train.add_argument("--method", choices=METHODS, default="action")
     train.add_argument("--budget", choices=BUDGETS, default="cpu")
     train.add_argument("--steps", type=int, default=None, help="length of the final stage (stage iii)")
@@ -55,22 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.add_argument("--tta", action="store_true", help="average over flips (slower, smoother)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    predict.add_argument("--largest-components", type=int, default=0, metavar="N",
-                         help="keep only the N largest 3D pieces of each label (2 for left+right structures)")
+    predict.add_argument(
+        "--largest-components",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep only the N largest 3D pieces of each label (2 for left+right structures)",
+    )
 
     evaluate = sub.add_parser("evaluate", help="Dice, HD95 and ASD (mm) of a prediction")
     evaluate.add_argument("--pred", required=True, type=Path)
     evaluate.add_argument("--truth", required=True, type=Path)
-    evaluate.add_argument("--exclude-slices", type=_int_list, default=None,
-                          help="slices left out of the scores (e.g. the annotated ones)")
+    evaluate.add_argument(
+        "--exclude-slices", type=_int_list, default=None, help="slices left out of the scores (e.g. the annotated ones)"
+    )
     evaluate.add_argument("--axis", type=int, default=None, help="axis of --exclude-slices")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the scores as JSON")
 
     demo = sub.add_parser("demo", help="the whole loop on built-in sample data, headless")
     demo.add_argument("--out-dir", type=Path, default=Path("napari-action-demo"))
     demo.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the cpu preset's)")
-    demo.add_argument("--warmup", type=int, default=None,
-                      help="steps of each warm-up stage (i and ii; default: the cpu preset's)")
+    demo.add_argument(
+        "--warmup", type=int, default=None, help="steps of each warm-up stage (i and ii; default: the cpu preset's)"
+    )
     demo.add_argument("--slices", type=int, default=3, help="number of painted slices")
     demo.add_argument("--method", choices=METHODS, default="action")
     demo.add_argument("--device", default="auto")
@@ -81,12 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-action`` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from napari_action.cli import commands
 
-    handlers = {"train": commands.train, "predict": commands.predict,
-                "evaluate": commands.evaluate, "demo": commands.demo}
+    handlers = {
+        "train": commands.train,
+        "predict": commands.predict,
+        "evaluate": commands.evaluate,
+        "demo": commands.demo,
+    }
     try:
         return handlers[args.command](args)
     except (ValueError, OSError) as error:

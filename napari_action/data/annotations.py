@@ -166,8 +166,7 @@ class SparseAnnotation:
         marked = any(extra.values()) and self._mode == "slice"
         if not any(np.any(a) for a in arrays if a is not None) and not marked:
             raise ValueError(
-                "Paint at least one slice: no label array holds a painted voxel and no slice "
-                "was marked as labeled."
+                "Paint at least one slice: no label array holds a painted voxel and no slice was marked as labeled."
             )
         self._axis = self._resolve_axis(axis, arrays)
         raw = self._collect_slices(arrays, extra)
@@ -346,9 +345,7 @@ class SparseAnnotation:
             raise ValueError(f"Unknown label values {bad}; known values are {self._class_values.tolist()}.")
         return ids
 
-    def to_values(
-        self, class_ids: np.ndarray | Sequence[int] | int, *, zero_background: bool = False
-    ) -> np.ndarray:
+    def to_values(self, class_ids: np.ndarray | Sequence[int] | int, *, zero_background: bool = False) -> np.ndarray:
         """Map class ids back to label values (int64, same shape).
 
         Parameters
@@ -447,9 +444,7 @@ def _check_background(mode: str, background_value: int | None) -> int | None:
     if background_value is None:
         raise ValueError("Scribble mode needs background_value: the label value painted as background.")
     if int(background_value) != background_value or background_value <= 0:
-        raise ValueError(
-            f"background_value must be a positive integer (0 means unpainted), got {background_value}."
-        )
+        raise ValueError(f"background_value must be a positive integer (0 means unpainted), got {background_value}.")
     return int(background_value)
 
 
@@ -477,18 +472,14 @@ def _check_labels(
             continue
         array = np.asarray(label)
         if array.shape != shapes[v]:
-            raise ValueError(
-                f"Labels of volume {v} have shape {array.shape}, but the volume has shape {shapes[v]}."
-            )
+            raise ValueError(f"Labels of volume {v} have shape {array.shape}, but the volume has shape {shapes[v]}.")
         if array.dtype.kind not in "biuf":
             raise ValueError(f"Labels of volume {v} must be integers, got dtype {array.dtype}.")
         arrays[v] = array
     return arrays
 
 
-def _check_extra_slices(
-    labeled_slices: Mapping[int, Iterable[int]] | None, n_volumes: int
-) -> dict[int, set[int]]:
+def _check_extra_slices(labeled_slices: Mapping[int, Iterable[int]] | None, n_volumes: int) -> dict[int, set[int]]:
     extra: dict[int, set[int]] = {}
     for v, slices in (labeled_slices or {}).items():
         if not 0 <= int(v) < n_volumes:
@@ -509,7 +500,5 @@ def _to_int_values(values: np.ndarray, v: int) -> np.ndarray:
             raise ValueError(f"Labels of volume {v} must be integers, found non-integral values.")
     out = values.astype(np.int64)
     if out.size and out.min() < 0:
-        raise ValueError(
-            f"Labels of volume {v} contain negative values (min {out.min()}); values must be >= 0."
-        )
+        raise ValueError(f"Labels of volume {v} contain negative values (min {out.min()}); values must be >= 0.")
     return out

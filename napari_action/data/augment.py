@@ -17,9 +17,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _uniform(
-    n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device
-) -> torch.Tensor:
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """``n`` uniform samples drawn on the generator's device, then moved to ``device``."""
     where = generator.device if generator is not None else device
     return (torch.rand(n, generator=generator, device=where) * (high - low) + low).to(device)
@@ -31,9 +29,7 @@ def _bernoulli(n: int, p: float, generator: torch.Generator | None, device: torc
 
 def _check_images(images: torch.Tensor) -> None:
     if images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(
-            f"images must be a float tensor (B, C, H, W), got {tuple(images.shape)} {images.dtype}."
-        )
+        raise ValueError(f"images must be a float tensor (B, C, H, W), got {tuple(images.shape)} {images.dtype}.")
 
 
 def _check_maps(images: torch.Tensor, maps: torch.Tensor | None, name: str) -> None:
@@ -101,9 +97,7 @@ def random_geometric(
         sampled = F.grid_sample(shifted, grid, mode="nearest", align_corners=False)
         out_targets = sampled.squeeze(1).round().to(targets.dtype) - 1
     if confidence is not None:
-        sampled = F.grid_sample(
-            confidence.unsqueeze(1).to(grid.dtype), grid, mode="bilinear", align_corners=False
-        )
+        sampled = F.grid_sample(confidence.unsqueeze(1).to(grid.dtype), grid, mode="bilinear", align_corners=False)
         out_confidence = sampled.squeeze(1).to(confidence.dtype)
     return out_images, out_targets, out_confidence
 
@@ -129,9 +123,7 @@ def _random_affine(
     cos90 = torch.tensor([1.0, 0.0, -1.0, 0.0], dtype=torch.float64)[quarter]
     sin90 = torch.tensor([0.0, 1.0, 0.0, -1.0], dtype=torch.float64)[quarter]
     rot90 = torch.stack([torch.stack([cos90, -sin90], -1), torch.stack([sin90, cos90], -1)], -2)
-    small = torch.stack(
-        [torch.stack([angle.cos(), -angle.sin()], -1), torch.stack([angle.sin(), angle.cos()], -1)], -2
-    )
+    small = torch.stack([torch.stack([angle.cos(), -angle.sin()], -1), torch.stack([angle.sin(), angle.cos()], -1)], -2)
     mirror = torch.diag_embed(torch.stack([flip, torch.ones_like(flip)], -1))
     matrix = mirror @ rot90 @ small / scale.view(b, 1, 1)
     # Work in centred pixel units so rotations are rigid for any aspect ratio.
@@ -212,9 +204,7 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, max_sigma: float) 
     return flat.view(b, c, h, w)
 
 
-def weak_view(
-    images: torch.Tensor, generator: torch.Generator | None = None, *, p_flip: float = 0.0
-) -> torch.Tensor:
+def weak_view(images: torch.Tensor, generator: torch.Generator | None = None, *, p_flip: float = 0.0) -> torch.Tensor:
     """Teacher's weak view: a copy, optionally horizontally flipped per sample.
 
     The default is the identity. Local distillation compares windows of the

@@ -216,9 +216,7 @@ def _render_body(shape: tuple[int, int, int], level: dict, rng: np.random.Genera
     return np.repeat(body[:, :, None], nz, axis=2)
 
 
-def _add_hard_negatives(
-    image: np.ndarray, heart: _Heart, level: dict, xx: np.ndarray, yy: np.ndarray
-) -> None:
+def _add_hard_negatives(image: np.ndarray, heart: _Heart, level: dict, xx: np.ndarray, yy: np.ndarray) -> None:
     """Bright unlabeled blood pools: atria above the base and the descending aorta."""
     r0 = float(heart.r_epi.max())
     atrium = (np.hypot(xx - heart.cx[0], yy - heart.cy[0]) <= 0.8 * r0) & heart.atrium
@@ -327,9 +325,7 @@ def load_colin27(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.
     image, meta = load_volume(folder / "ch2.nii.gz")
     aal, aal_meta = load_labels(folder / "aal.nii.gz")
     if aal.shape != image.shape or not np.allclose(aal_meta.affine, meta.affine):
-        raise VolumeError(
-            f"{folder}: aal.nii.gz and ch2.nii.gz are not on the same grid; reinstall mricron-data."
-        )
+        raise VolumeError(f"{folder}: aal.nii.gz and ch2.nii.gz are not on the same grid; reinstall mricron-data.")
     labels = np.zeros(aal.shape, dtype=np.uint8)
     for value, codes in COLIN27_AAL_CODES.items():
         labels[np.isin(aal, codes)] = value

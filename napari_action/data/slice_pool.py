@@ -75,9 +75,7 @@ def _check_finite(volume: np.ndarray) -> None:
     n_nan = int(np.count_nonzero(np.isnan(volume)))
     n_inf = int(np.count_nonzero(np.isinf(volume)))
     if n_nan or n_inf:
-        raise ValueError(
-            f"Volume contains {n_nan} NaN and {n_inf} infinite voxels; fill or mask them before training."
-        )
+        raise ValueError(f"Volume contains {n_nan} NaN and {n_inf} infinite voxels; fill or mask them before training.")
 
 
 def _check_clip(clip: tuple[float, float]) -> tuple[float, float]:
@@ -146,9 +144,7 @@ class SlicePool:
         """Rebuild the pools from a new annotation; the volumes are not touched."""
         shapes = tuple(v.shape for v in self._volumes)
         if tuple(annotation.shapes) != shapes:
-            raise ValueError(
-                f"Annotation shapes {annotation.shapes} do not match the volume shapes {shapes}."
-            )
+            raise ValueError(f"Annotation shapes {annotation.shapes} do not match the volume shapes {shapes}.")
         self._annotation = annotation
         self._views = [np.moveaxis(v, annotation.axis, 0) for v in self._volumes]
         n = annotation.num_volumes
@@ -267,8 +263,11 @@ class SlicePool:
             prior, weight = self._prior_crop(v, s, y0, x0, crop, decay)
             priors.append(prior)
             weights.append(weight)
-        return (torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(priors)),
-                torch.from_numpy(np.stack(weights)))
+        return (
+            torch.from_numpy(np.stack(images)),
+            torch.from_numpy(np.stack(priors)),
+            torch.from_numpy(np.stack(weights)),
+        )
 
     def _prior_crop(self, v: int, s: int, y0: int, x0: int, crop: int, decay: float):
         interp = self._priors.get(v)
@@ -383,18 +382,14 @@ def _index_foreground(
     return index
 
 
-def _index_supervised(
-    annotation: SparseAnnotation, labeled: list[tuple[int, int]]
-) -> list[np.ndarray] | None:
+def _index_supervised(annotation: SparseAnnotation, labeled: list[tuple[int, int]]) -> list[np.ndarray] | None:
     """Scribble mode: flat indices of the supervised pixels of each labeled slice; else ``None``."""
     if annotation.mode != "scribble":
         return None
     return [np.flatnonzero(annotation.target(v, s).ravel() >= 0).astype(np.int32) for v, s in labeled]
 
 
-def _overlap(
-    shape: tuple[int, int], y0: int, x0: int, crop: int
-) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+def _overlap(shape: tuple[int, int], y0: int, x0: int, crop: int) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """Source slices in the image and destination slices in the crop."""
     src, dst = [], []
     for start, n in zip((y0, x0), shape, strict=True):

@@ -129,15 +129,12 @@ def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
     return values
 
 
-def _validated_pair(
-    pred_mask: Any, truth_mask: Any, spacing: Any, keep: Any
-) -> tuple[np.ndarray, np.ndarray]:
+def _validated_pair(pred_mask: Any, truth_mask: Any, spacing: Any, keep: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validate the public distance functions' arguments, then return the directed distances."""
     pred_mask, truth_mask = np.asarray(pred_mask) != 0, np.asarray(truth_mask) != 0
     if pred_mask.shape != truth_mask.shape or pred_mask.ndim == 0:
         raise ValueError(
-            "pred_mask and truth_mask must be arrays of the same shape, "
-            f"got {pred_mask.shape} and {truth_mask.shape}"
+            f"pred_mask and truth_mask must be arrays of the same shape, got {pred_mask.shape} and {truth_mask.shape}"
         )
     if keep is not None:
         keep = np.asarray(keep, dtype=bool)
@@ -151,9 +148,7 @@ def _check_convention(convention: str) -> None:
         raise ValueError(f"convention must be one of {HD95_CONVENTIONS}, got {convention!r}")
 
 
-def _resolve_class_values(
-    class_values: Iterable[Any] | None, pred: np.ndarray, truth: np.ndarray
-) -> list[int]:
+def _resolve_class_values(class_values: Iterable[Any] | None, pred: np.ndarray, truth: np.ndarray) -> list[int]:
     if class_values is None:
         present = np.union1d(np.unique(pred), np.unique(truth))
         return [int(v) for v in present if v != 0]
@@ -172,9 +167,7 @@ def _dice(pred_mask: np.ndarray, truth_mask: np.ndarray) -> float:
     return 2.0 * np.count_nonzero(pred_mask & truth_mask) / (n_pred + n_truth)
 
 
-def dice_per_class(
-    pred: np.ndarray, truth: np.ndarray, class_values: Iterable[int] | None = None
-) -> dict[int, float]:
+def dice_per_class(pred: np.ndarray, truth: np.ndarray, class_values: Iterable[int] | None = None) -> dict[int, float]:
     """Dice coefficient for each label value.
 
     Parameters
@@ -361,9 +354,7 @@ def _align(header: list[str], body: list[list[str]], left: set[int]) -> str:
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
-        cells = [
-            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
+        cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -427,10 +418,7 @@ class EvaluationResult:
         """Return a plain-text table, one line per class and a final line with the means."""
         header = ["value", "name", "Dice", "HD95 [mm]", "ASD [mm]", "voxels truth", "voxels pred", "note"]
         keys = ["value", "name", "dice", "hd95_mm", "asd_mm", "voxels_truth", "voxels_pred", "note"]
-        body = [
-            [_format_number(row[k], digits) if k != "note" else row[k] or "" for k in keys]
-            for row in self.rows
-        ]
+        body = [[_format_number(row[k], digits) if k != "note" else row[k] or "" for k in keys] for row in self.rows]
         means = [self.mean_dice, self.mean_hd95, self.mean_asd]
         body.append(["", "mean", *(_format_number(m, digits) for m in means), "", "", ""])
         return _align(header, body, left={1, 7})

@@ -38,9 +38,7 @@ def slice_stack(moved: np.ndarray, start: int, stop: int, context: int) -> np.nd
     return moved[index]
 
 
-def _pad_to_multiple(
-    batch: torch.Tensor, value: float, multiple: int = 16
-) -> tuple[torch.Tensor, tuple[int, int]]:
+def _pad_to_multiple(batch: torch.Tensor, value: float, multiple: int = 16) -> tuple[torch.Tensor, tuple[int, int]]:
     height, width = batch.shape[-2:]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if pad_h or pad_w:
@@ -86,8 +84,12 @@ class Predictor:
         ckpt = load_checkpoint(path)
         net = build_inference_net(ckpt)
         return cls(
-            net, ckpt.class_values, ckpt.axis, context=ckpt.config.model.context,
-            device=device, amp=ckpt.config.amp,
+            net,
+            ckpt.class_values,
+            ckpt.axis,
+            context=ckpt.config.model.context,
+            device=device,
+            amp=ckpt.config.amp,
         )
 
     @torch.no_grad()
@@ -149,8 +151,12 @@ class Predictor:
             entropy[start:stop] = normalized_entropy(probs)
             yield PredictionUpdate(volume_index, stop, n_slices)
         yield PredictionUpdate(
-            volume_index, n_slices, n_slices, done=True,
-            labels=np.moveaxis(labels, 0, axis), confidence=np.moveaxis(confidence, 0, axis),
+            volume_index,
+            n_slices,
+            n_slices,
+            done=True,
+            labels=np.moveaxis(labels, 0, axis),
+            confidence=np.moveaxis(confidence, 0, axis),
             entropy=np.moveaxis(entropy, 0, axis),
         )
 

@@ -319,9 +319,7 @@ def suggest_slices(
     volume_masks = _per_volume(masks, n_volumes, "masks")
     candidates = []
     for v, uncertainty in enumerate(uncertainty_volumes):
-        scores = slice_scores(
-            uncertainty, axes[v], mask=volume_masks[v], reduce=reduce, top_fraction=top_fraction
-        )
+        scores = slice_scores(uncertainty, axes[v], mask=volume_masks[v], reduce=reduce, top_fraction=top_fraction)
         for s in rank_slices(scores, labeled=labeled.get(v, ()), k=k, min_distance=min_distance):
             candidates.append(SliceSuggestion(v, s, float(scores[s])))
     candidates.sort(key=lambda c: (-c.score, c.volume_index, c.slice_index))

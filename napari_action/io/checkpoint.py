@@ -130,4 +130,3 @@ def build_inference_net(ckpt: Checkpoint, which: str = "teacher") -> torch.nn.Mo
     except RuntimeError as error:
         raise CheckpointError(f"Checkpoint weights do not fit the network: {error}") from error
     return net.eval()
-

@@ -418,9 +418,7 @@ def _encode(labels: np.ndarray, meta: VolumeMeta, compress: bool) -> bytes:
     return gzip.compress(payload, compresslevel=6, mtime=0) if compress else payload
 
 
-def save_labels(
-    path: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, *, overwrite: bool = False
-) -> Path:
+def save_labels(path: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, *, overwrite: bool = False) -> Path:
     """Write a label map as NIfTI with the geometry of its source volume, atomically.
 
     The file holds the smallest integer dtype that fits the labels, no intensity scaling,

@@ -94,12 +94,18 @@ def save_session(path: str | os.PathLike, session: Session) -> Path:
         _write_volume(group, index, volume)
     if session.checkpoint is not None:
         _write_array(group, "checkpoint", np.frombuffer(session.checkpoint, dtype=np.uint8))
-    group.attrs.update({
-        "format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__,
-        "saved_at": time.time(), "axis": session.axis, "config": session.config,
-        "class_names": {str(k): v for k, v in session.class_names.items()},
-        "volumes": [_volume_attrs(v) for v in session.volumes],
-    })
+    group.attrs.update(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "version": __version__,
+            "saved_at": time.time(),
+            "axis": session.axis,
+            "config": session.config,
+            "class_names": {str(k): v for k, v in session.class_names.items()},
+            "volumes": [_volume_attrs(v) for v in session.volumes],
+        }
+    )
     _switch_in(partial, path)
     return path
 
@@ -125,8 +131,11 @@ def _write_volume(group, index: int, volume: SessionVolume) -> None:
 
 def _volume_attrs(volume: SessionVolume) -> dict[str, Any]:
     return {
-        "name": volume.name, "shape": list(volume.shape), "meta": volume.meta,
-        "source_path": volume.source_path, "source_sha256": volume.source_sha256,
+        "name": volume.name,
+        "shape": list(volume.shape),
+        "meta": volume.meta,
+        "source_path": volume.source_path,
+        "source_sha256": volume.source_sha256,
         "accepted_slices": [int(s) for s in volume.accepted_slices],
     }
 
@@ -161,8 +170,10 @@ def load_session(path: str | os.PathLike) -> Session:
     return Session(
         volumes=[_read_volume(group, i, a) for i, a in enumerate(attrs["volumes"])],
         class_names={int(k): v for k, v in (attrs.get("class_names") or {}).items()},
-        config=attrs.get("config"), axis=attrs.get("axis"),
-        checkpoint=_read_bytes(group, "checkpoint"), saved_at=float(attrs.get("saved_at", 0.0)),
+        config=attrs.get("config"),
+        axis=attrs.get("axis"),
+        checkpoint=_read_bytes(group, "checkpoint"),
+        saved_at=float(attrs.get("saved_at", 0.0)),
         version=str(attrs.get("version", "")),
     )
 
@@ -173,9 +184,13 @@ def _read_volume(group, index: int, attrs: dict[str, Any]) -> SessionVolume:
         key = f"volumes/{index}/{name}"
         arrays[name] = group[key][...] if key in group else None
     return SessionVolume(
-        name=attrs["name"], shape=tuple(attrs["shape"]), meta=attrs.get("meta"),
-        source_path=attrs.get("source_path"), source_sha256=attrs.get("source_sha256"),
-        accepted_slices=list(attrs.get("accepted_slices", [])), **arrays,
+        name=attrs["name"],
+        shape=tuple(attrs["shape"]),
+        meta=attrs.get("meta"),
+        source_path=attrs.get("source_path"),
+        source_sha256=attrs.get("source_sha256"),
+        accepted_slices=list(attrs.get("accepted_slices", [])),
+        **arrays,
     )
 
 
@@ -234,6 +249,13 @@ def describe(session: Session) -> str:
 
 
 __all__ = [
-    "Session", "SessionError", "SessionVolume", "checkpoint_from_bytes", "checkpoint_to_bytes",
-    "file_sha256", "load_session", "save_session", "source_changed",
+    "Session",
+    "SessionError",
+    "SessionVolume",
+    "checkpoint_from_bytes",
+    "checkpoint_to_bytes",
+    "file_sha256",
+    "load_session",
+    "save_session",
+    "source_changed",
 ]

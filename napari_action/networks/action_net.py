@@ -231,9 +231,7 @@ class GlobalHead(nn.Module):
     def forward(self, bottleneck: Tensor) -> Tensor:
         """Return ``(B, out_dim)`` (not normalised) from ``(B, in_ch, *spatial)``."""
         if bottleneck.dim() < 3 or bottleneck.shape[1] != self.in_ch:
-            raise ValueError(
-                f"GlobalHead expects (B, {self.in_ch}, *spatial), got shape {tuple(bottleneck.shape)}."
-            )
+            raise ValueError(f"GlobalHead expects (B, {self.in_ch}, *spatial), got shape {tuple(bottleneck.shape)}.")
         return self.fc2(self.fc1(bottleneck.flatten(2).mean(dim=2)))
 
 

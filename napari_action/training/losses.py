@@ -95,9 +95,7 @@ def dice_loss(
     return per_class.mean()
 
 
-def supervised_loss(
-    logits: Tensor, target: Tensor, ignore_index: int = -1, dice_present_only: bool = False
-) -> Tensor:
+def supervised_loss(logits: Tensor, target: Tensor, ignore_index: int = -1, dice_present_only: bool = False) -> Tensor:
     """Supervised loss ``½ (CE + Dice)`` of ACTION on labelled pixels.
 
     Parameters
@@ -223,15 +221,12 @@ def pseudo_label_loss(
     _check_dense(student_logits, pseudo, "pseudo_label_loss", ignore_index=-1)
     if confidence.shape != pseudo.shape:
         raise ValueError(
-            f"pseudo_label_loss: confidence {tuple(confidence.shape)} "
-            f"must match pseudo {tuple(pseudo.shape)}."
+            f"pseudo_label_loss: confidence {tuple(confidence.shape)} must match pseudo {tuple(pseudo.shape)}."
         )
     mask = pseudo >= 0
     if valid is not None:
         if valid.shape != pseudo.shape:
-            raise ValueError(
-                f"pseudo_label_loss: valid {tuple(valid.shape)} must match {tuple(pseudo.shape)}."
-            )
+            raise ValueError(f"pseudo_label_loss: valid {tuple(valid.shape)} must match {tuple(pseudo.shape)}.")
         mask = mask & valid.bool()
     if not bool(mask.any()):
         return _zero_like_graph(student_logits)
@@ -267,9 +262,7 @@ def _class_pools(pixels: Tensor, classes: Tensor, num_classes: int) -> tuple[Ten
     return pixels[order], starts, counts
 
 
-def _draw_from_pools(
-    pool: Tensor, starts: Tensor, counts: Tensor, generator: torch.Generator | None
-) -> Tensor:
+def _draw_from_pools(pool: Tensor, starts: Tensor, counts: Tensor, generator: torch.Generator | None) -> Tensor:
     """One uniform draw from each class pool; ``starts``/``counts`` give the pool of every draw."""
     u = torch.rand(starts.shape, generator=generator, device=pool.device)
     offset = torch.minimum((u * counts).long(), (counts - 1).clamp(min=0))
@@ -415,9 +408,7 @@ def _check_contrast_inputs(rep: Tensor, labels: Tensor, probs: Tensor) -> None:
         raise ValueError(f"anatomical_contrast: rep must be (N, D, *spatial), got {tuple(rep.shape)}.")
     spatial = rep.shape[:1] + rep.shape[2:]
     if labels.shape != spatial:
-        raise ValueError(
-            f"anatomical_contrast: labels {tuple(labels.shape)} must be (N, *spatial) = {tuple(spatial)}."
-        )
+        raise ValueError(f"anatomical_contrast: labels {tuple(labels.shape)} must be (N, *spatial) = {tuple(spatial)}.")
     if probs.dim() != rep.dim() or probs.shape[:1] + probs.shape[2:] != spatial:
         raise ValueError(
             f"anatomical_contrast: probs {tuple(probs.shape)} must be (N, C, *spatial) with "

@@ -197,9 +197,7 @@ def _anco_tau(inp: StepInputs) -> float:
     cfg = inp.config.loss
     if not cfg.temperature_schedule:
         return cfg.anco_tau
-    return losses.cosine_temperature(
-        inp.step_in_stage, inp.stage_steps, cfg.tau_min, cfg.tau_max, cfg.schedule_cycles
-    )
+    return losses.cosine_temperature(inp.step_in_stage, inp.stage_steps, cfg.tau_min, cfg.tau_max, cfg.schedule_cycles)
 
 
 def _anatomical_contrast(inp: StepInputs, out, labels: torch.Tensor, size) -> torch.Tensor:

@@ -102,9 +102,11 @@ class Trainer:
         checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
         raw = _check_volumes(volumes)
         self.annotation = SparseAnnotation(
-            _pad(labels, len(raw)), [v.shape for v in raw],
+            _pad(labels, len(raw)),
+            [v.shape for v in raw],
             axis=self.config.axis if checkpoint is None else checkpoint.axis,
-            mode=self.config.annotation_mode, labeled_slices=labeled_slices,
+            mode=self.config.annotation_mode,
+            labeled_slices=labeled_slices,
             background_value=self.config.background_value,
             class_values=None if checkpoint is None else checkpoint.class_values,
             allow_new_classes=True,
@@ -112,7 +114,9 @@ class Trainer:
         self.volumes = [normalize_volume(v) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.pool = SlicePool(
-            self.volumes, self.annotation, context=self.config.model.context,
+            self.volumes,
+            self.annotation,
+            context=self.config.model.context,
             prior=self.config.loss.prior != "none",
         )
         self.device = resolve_device(self.config.device)
@@ -202,10 +206,14 @@ class Trainer:
         queue, whose entries have one block per class, starts empty again.
         """
         annotation = SparseAnnotation(
-            _pad(labels, len(self.volumes)), [v.shape for v in self.volumes],
-            axis=self.axis, mode=self.config.annotation_mode, labeled_slices=labeled_slices,
+            _pad(labels, len(self.volumes)),
+            [v.shape for v in self.volumes],
+            axis=self.axis,
+            mode=self.config.annotation_mode,
+            labeled_slices=labeled_slices,
             background_value=self.config.background_value,
-            class_values=self.class_values, allow_new_classes=True,
+            class_values=self.class_values,
+            allow_new_classes=True,
         )
         added = annotation.num_classes - self.annotation.num_classes
         self.annotation = annotation
@@ -241,8 +249,9 @@ class Trainer:
             return [final]
         warmup = []
         if cfg.loss.use_global and cfg.steps_stage1:
-            warmup.append(Stage("stage i: global distillation", cfg.steps_stage1,
-                                stages.global_distillation, encoder_only=True))
+            warmup.append(
+                Stage("stage i: global distillation", cfg.steps_stage1, stages.global_distillation, encoder_only=True)
+            )
         if (cfg.loss.use_global or cfg.loss.use_local) and cfg.steps_stage2:
             warmup.append(Stage("stage ii: local distillation", cfg.steps_stage2, stages.local_distillation))
         return [*warmup, final]
@@ -252,9 +261,15 @@ class Trainer:
             # Stage iii starts student and teacher from the stage-ii student.
             self.nets.sync_teacher()
         return stages.StepInputs(
-            config=self.config, nets=self.nets, pool=self.pool, global_queue=self.global_queue,
-            local_queue=self.local_queue, device=self.device, rng=self.rng,
-            generator=self.generator, stage_steps=stage.steps,
+            config=self.config,
+            nets=self.nets,
+            pool=self.pool,
+            global_queue=self.global_queue,
+            local_queue=self.local_queue,
+            device=self.device,
+            rng=self.rng,
+            generator=self.generator,
+            stage_steps=stage.steps,
         )
 
     def _optimizer(self, stage: Stage) -> torch.optim.Optimizer:
@@ -296,8 +311,14 @@ class Trainer:
         if self._stream.due(clock.done, self.config.stream_every_steps, self.config.stream_every_seconds):
             predictions = self._stream.predict(self.predictor(), self.volumes)
         return TrainProgress(
-            stage=stage.name, step=clock.done, total_steps=clock.total, losses=logs, lr=lr,
-            steps_per_second=clock.rate, eta_seconds=clock.eta, device=self.device_label,
+            stage=stage.name,
+            step=clock.done,
+            total_steps=clock.total,
+            losses=logs,
+            lr=lr,
+            steps_per_second=clock.rate,
+            eta_seconds=clock.eta,
+            device=self.device_label,
             predictions=predictions,
         )
 
@@ -310,8 +331,12 @@ class Trainer:
         """A predictor over the EMA teacher (eval mode), sharing its weights."""
         self._sync_supervised_teacher()
         return Predictor(
-            self.nets.teacher, self.class_values, self.axis,
-            context=self.config.model.context, device=self.device, amp=self.config.amp,
+            self.nets.teacher,
+            self.class_values,
+            self.axis,
+            context=self.config.model.context,
+            device=self.device,
+            amp=self.config.amp,
         )
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
@@ -324,14 +349,19 @@ class Trainer:
 
     def checkpoint(self) -> Checkpoint:
         """The current state as a :class:`Checkpoint` (weights copied to CPU)."""
+
         def cpu(module):
             return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
         self._sync_supervised_teacher()
         return Checkpoint(
-            config=self.config, class_values=[int(v) for v in self.class_values], axis=self.axis,
-            student=cpu(self.nets.student), teacher=cpu(self.nets.teacher),
-            class_names=self.class_names, step=self.step,
+            config=self.config,
+            class_values=[int(v) for v in self.class_values],
+            axis=self.axis,
+            student=cpu(self.nets.student),
+            teacher=cpu(self.nets.teacher),
+            class_names=self.class_names,
+            step=self.step,
         )
 
     def save_checkpoint(self, path: str | Path) -> Path:

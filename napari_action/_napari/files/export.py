@@ -35,8 +35,12 @@ Overwrite = bool | Callable[[list[Path]], bool]
 def layer_attributes(layer) -> dict:
     """The attributes napari hands a writer, limited to what places the layer in the world."""
     return {
-        "metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate,
-        "rotate": layer.rotate, "shear": layer.shear, "affine": layer.affine.affine_matrix,
+        "metadata": layer.metadata,
+        "scale": layer.scale,
+        "translate": layer.translate,
+        "rotate": layer.rotate,
+        "shear": layer.shear,
+        "affine": layer.affine.affine_matrix,
     }
 
 

@@ -70,8 +70,12 @@ def layer_geometry(layer) -> VoxelGeometry:
     return VoxelGeometry.from_matrix(layer_volume_meta(layer).affine)
 
 
-def geometry_warnings(references: Sequence[VoxelGeometry], targets: Iterable[tuple[str, VoxelGeometry]],
-                      axis: int, tolerance: float = SPACING_TOLERANCE) -> list[str]:
+def geometry_warnings(
+    references: Sequence[VoxelGeometry],
+    targets: Iterable[tuple[str, VoxelGeometry]],
+    axis: int,
+    tolerance: float = SPACING_TOLERANCE,
+) -> list[str]:
     """Messages for volumes sliced differently from every training volume.
 
     A volume gets a message when its in-plane spacing differs by more than
@@ -156,8 +160,14 @@ def model_from_checkpoint(checkpoint, source: str | None = None, device="auto") 
     from napari_action.io.checkpoint import build_inference_net
 
     net = build_inference_net(checkpoint)
-    predictor = Predictor(net, checkpoint.class_values, checkpoint.axis, context=checkpoint.config.model.context,
-                          device=device, amp=checkpoint.config.amp)
+    predictor = Predictor(
+        net,
+        checkpoint.class_values,
+        checkpoint.axis,
+        context=checkpoint.config.model.context,
+        device=device,
+        amp=checkpoint.config.amp,
+    )
     return LoadedModel(checkpoint, predictor, source)
 
 

@@ -137,8 +137,11 @@ class FilesPanel(QGroupBox):
         self.autosave_interval_s = 60.0
         self.timer.start()
         widget.state_changed.connect(self._on_state_changed)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                      self.viewer.layers.selection.events.changed):
+        for event in (
+            self.viewer.layers.events.inserted,
+            self.viewer.layers.events.removed,
+            self.viewer.layers.selection.events.changed,
+        ):
             event.connect(self._refresh)
 
     def _build(self) -> None:
@@ -202,8 +205,15 @@ class FilesPanel(QGroupBox):
             self._autosaved_run = run  # once per run: the labels and model it ended with
             self.autosave()
 
-    def _start(self, name: str, func: Callable, *args, on_returned: Callable,
-               on_error: Callable | None = None, notify: bool = True) -> None:
+    def _start(
+        self,
+        name: str,
+        func: Callable,
+        *args,
+        on_returned: Callable,
+        on_error: Callable | None = None,
+        notify: bool = True,
+    ) -> None:
         """Run ``func(*args)`` in a napari worker; its errors become notifications if ``notify``."""
         from napari.qt.threading import create_worker
 
@@ -267,8 +277,11 @@ class FilesPanel(QGroupBox):
         model = self.widget.session.trainer
         if model is None:
             return []
-        targets = [(image.name, layer_geometry(image)) for image in image_layers(self.viewer)
-                   if names is None or image.name in names]
+        targets = [
+            (image.name, layer_geometry(image))
+            for image in image_layers(self.viewer)
+            if names is None or image.name in names
+        ]
         messages = geometry_warnings(self.references(), targets, int(model.axis))
         for message in messages:
             show_warning(f"ACTION: {message}")
@@ -283,8 +296,11 @@ class FilesPanel(QGroupBox):
     def _ask_overwrite(self, existing: list[Path]) -> bool:
         names = "\n".join(path.name for path in existing[:10]) + ("\n…" if len(existing) > 10 else "")
         answer = QMessageBox.question(
-            self, "Replace files?", f"{len(existing)} file(s) already exist:\n{names}\n\nReplace them?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+            self,
+            "Replace files?",
+            f"{len(existing)} file(s) already exist:\n{names}\n\nReplace them?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
         )
         return answer == QMessageBox.StandardButton.Yes
 
@@ -309,8 +325,11 @@ class FilesPanel(QGroupBox):
 
         items = plan_export(self.viewer, folder)
         if not items or "export" in self._jobs.running:
-            show_warning("ACTION: no '<image> ACTION' layer to export yet." if not items else
-                         "ACTION: an export is already running.")
+            show_warning(
+                "ACTION: no '<image> ACTION' layer to export yet."
+                if not items
+                else "ACTION: an export is already running."
+            )
             return False
         kept, skipped, replace = resolve_overwrite(items, overwrite)
         self._start("export", write_export, kept, skipped, replace, on_returned=self._on_exported)
@@ -336,12 +355,12 @@ class FilesPanel(QGroupBox):
             config = widget.options.config(axis, None, **widget.config_overrides)
         except ValueError:  # odd overrides: the session simply has no config
             config = None
-        return take_snapshot(self.viewer, widget.session, widget.picker.selected_labels(), config,
-                             self.references())
+        return take_snapshot(self.viewer, widget.session, widget.picker.selected_labels(), config, self.references())
 
     def _on_save_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save ACTION session", f"session{SESSION_SUFFIX}",
-                                              f"ACTION session (*{SESSION_SUFFIX})")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save ACTION session", f"session{SESSION_SUFFIX}", f"ACTION session (*{SESSION_SUFFIX})"
+        )
         if path:
             self.save_session(path if path.endswith(".zarr") else path + SESSION_SUFFIX)
 
@@ -354,8 +373,10 @@ class FilesPanel(QGroupBox):
             return False
         snapshot = self.snapshot()
         if snapshot.left_out:
-            show_warning("ACTION: not in the session (no image of their shape, or a second Labels layer "
-                         f"on one image): {', '.join(snapshot.left_out)}")
+            show_warning(
+                "ACTION: not in the session (no image of their shape, or a second Labels layer "
+                f"on one image): {', '.join(snapshot.left_out)}"
+            )
         self._start("save", write_snapshot, str(path), snapshot, self._hashes, on_returned=self._on_session_saved)
         return True
 
@@ -380,8 +401,7 @@ class FilesPanel(QGroupBox):
             return False
         self.status_label.setText(f"Opening {Path(path).name}…")
         self._opening = Path(path)
-        self._start("open", read_session, str(path), on_returned=self._on_session_read,
-                    on_error=self._on_open_failed)
+        self._start("open", read_session, str(path), on_returned=self._on_session_read, on_error=self._on_open_failed)
         return True
 
     def _on_open_failed(self, exc: Exception) -> None:
@@ -419,8 +439,16 @@ class FilesPanel(QGroupBox):
         if not has_content(self.viewer, self.widget.session):
             return False
         snapshot = self.snapshot()
-        self._start("autosave", write_snapshot, str(self.autosave_target()), snapshot, self._hashes,
-                    on_returned=self._on_autosaved, on_error=self._on_autosave_failed, notify=False)
+        self._start(
+            "autosave",
+            write_snapshot,
+            str(self.autosave_target()),
+            snapshot,
+            self._hashes,
+            on_returned=self._on_autosaved,
+            on_error=self._on_autosave_failed,
+            notify=False,
+        )
         return True
 
     def _on_autosaved(self, path) -> None:

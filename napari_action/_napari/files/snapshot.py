@@ -72,8 +72,13 @@ def _record(layer, index: int) -> dict[str, Any]:
     if hasattr(layer, "contrast_limits"):
         display["contrast_limits"] = [float(v) for v in layer.contrast_limits]
         display["colormap"] = layer.colormap.name
-    return {"name": layer.name, "index": index, "transform": _transform(layer), "display": display,
-            "geometry": layer.metadata.get(GEOMETRY_KEY)}
+    return {
+        "name": layer.name,
+        "index": index,
+        "transform": _transform(layer),
+        "display": display,
+        "geometry": layer.metadata.get(GEOMETRY_KEY),
+    }
 
 
 def painted_pairs(viewer, picked: list[tuple[Any, str | None]]) -> tuple[dict[str, Any], list[str]]:
@@ -103,8 +108,11 @@ def painted_pairs(viewer, picked: list[tuple[Any, str | None]]) -> tuple[dict[st
 def prediction_of(viewer, image):
     """The prediction layer made for ``image`` (by recorded source, same shape), if any."""
     for layer in viewer.layers:
-        if is_prediction_layer(layer) and layer.metadata.get(SOURCE_KEY) == image.name \
-                and layer_shape(layer) == layer_shape(image):
+        if (
+            is_prediction_layer(layer)
+            and layer.metadata.get(SOURCE_KEY) == image.name
+            and layer_shape(layer) == layer_shape(image)
+        ):
             return layer
     return None
 
@@ -120,7 +128,9 @@ def _volume(viewer, image, painted, action_session) -> SessionVolume:
     layers = {"image": _record(image, order.index(image))}
     source = source_file(image)
     volume = SessionVolume(
-        name=image.name, shape=layer_shape(image), source_path=source,
+        name=image.name,
+        shape=layer_shape(image),
+        source_path=source,
         image=None if source else np.array(layer_array(image), copy=True),
         accepted_slices=sorted(int(s) for s in action_session.accepted_slices.get(image.name, ())),
     )
@@ -165,8 +175,12 @@ def take_snapshot(viewer, action_session, picked=(), config=None, references=())
         for value, name in (class_names_of(layer) or {}).items():
             class_names.setdefault(value, name)
     config = model.config if model is not None else config
-    session = Session(volumes=volumes, class_names=class_names, config=None if config is None else config.to_dict(),
-                      axis=None if model is None else int(model.axis))
+    session = Session(
+        volumes=volumes,
+        class_names=class_names,
+        config=None if config is None else config.to_dict(),
+        axis=None if model is None else int(model.axis),
+    )
     return Snapshot(session, checkpoint, left_out)
 
 

@@ -189,8 +189,10 @@ def merge_accepted(session, plan, painted: list | None = None, axis: int | None 
     if result.skipped:
         from napari.utils.notifications import show_warning
 
-        show_warning(f"ACTION: the slices accepted in {', '.join(map(repr, result.skipped))} lie along "
-                     f"another axis than training ({axis}); they are dropped.")
+        show_warning(
+            f"ACTION: the slices accepted in {', '.join(map(repr, result.skipped))} lie along "
+            f"another axis than training ({axis}); they are dropped."
+        )
     return result
 
 

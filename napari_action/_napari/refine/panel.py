@@ -124,8 +124,10 @@ class RefinePanel(QGroupBox):
     # -- layout ----------------------------------------------------------------------
     def _build(self) -> None:
         self.update_button = QPushButton("Update once")
-        self.update_button.setToolTip("Train a short round from the current weights on the current labels, "
-                                      "then predict every training volume again.")
+        self.update_button.setToolTip(
+            "Train a short round from the current weights on the current labels, "
+            "then predict every training volume again."
+        )
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 100_000)
         self.steps_spin.setValue(50)
@@ -145,12 +147,15 @@ class RefinePanel(QGroupBox):
     def _build_training_tab(self) -> QWidget:
         page = QWidget()
         self.accept_button = QPushButton(f"Accept slice ({ACCEPT_KEY})")
-        self.accept_button.setToolTip("Use the slice shown of the selected '… ACTION' layer, with your "
-                                      "corrections, as labeled training data.")
+        self.accept_button.setToolTip(
+            "Use the slice shown of the selected '… ACTION' layer, with your corrections, as labeled training data."
+        )
         self.accept_all_button = QPushButton("Accept all edited slices")
         self.copy_checkbox = QCheckBox("Also copy accepted slices into the painted layer")
-        self.copy_checkbox.setToolTip("Off: only the training labels get them. On: your painted Labels "
-                                      "layer gets them too (undoable with Ctrl+Z there).")
+        self.copy_checkbox.setToolTip(
+            "Off: only the training labels get them. On: your painted Labels "
+            "layer gets them too (undoable with Ctrl+Z there)."
+        )
         self.training_list = QListWidget()
         self.training_list.setToolTip("Labeled slices per volume; click one to show it.")
         # The panel scrolls, so the list can keep room for a few rows on small screens.
@@ -169,13 +174,16 @@ class RefinePanel(QGroupBox):
     def _build_next_tab(self) -> QWidget:
         page = QWidget()
         self.show_uncertainty = QCheckBox("Show uncertainty layers")
-        self.show_uncertainty.setToolTip("Normalised entropy of the last whole-volume prediction "
-                                         "(streamed slices: rescaled 1 - max probability); bright = unsure.")
+        self.show_uncertainty.setToolTip(
+            "Normalised entropy of the last whole-volume prediction "
+            "(streamed slices: rescaled 1 - max probability); bright = unsure."
+        )
         self.slice_score_label = QLabel("No prediction yet.")
         self.slice_score_label.setWordWrap(True)
         self.next_list = QListWidget()
-        self.next_list.setToolTip("Most uncertain slices, spread out, never next to a labeled one; "
-                                  "click one to show it.")
+        self.next_list.setToolTip(
+            "Most uncertain slices, spread out, never next to a labeled one; click one to show it."
+        )
         self.next_list.setMinimumHeight(90)
         self.next_list.setMaximumHeight(130)
         layout = QVBoxLayout(page)
@@ -263,14 +271,16 @@ class RefinePanel(QGroupBox):
         """(image layer, painted Labels layer or None) of the volumes to list."""
         plan = self.session.plan
         if plan is not None:
-            pairs = [(image, plan.labels[i] if i < len(plan.labels) else None)
-                     for i, image in enumerate(plan.images)]
+            pairs = [(image, plan.labels[i] if i < len(plan.labels) else None) for i, image in enumerate(plan.images)]
         else:
             painted = {name: labels for labels, name in self.widget.picker.selected_labels() if name}
             pairs = [(image, painted.get(image.name)) for image in self.widget.picker.selected_images()]
         known = {image.name for image, _ in pairs}
-        pairs += [(self.viewer.layers[name], None) for name in self.session.accepted_slices
-                  if name not in known and name in self.viewer.layers]
+        pairs += [
+            (self.viewer.layers[name], None)
+            for name in self.session.accepted_slices
+            if name not in known and name in self.viewer.layers
+        ]
         return [(image, labels) for image, labels in pairs if image in self.viewer.layers]
 
     def _painted_layer(self, image_name: str):
@@ -294,8 +304,11 @@ class RefinePanel(QGroupBox):
         axis = getattr(self.session.trainer, "axis", None)
         if axis is not None:
             return int(axis)
-        accepted = [t.axis for t in self.session.trackers.values()
-                    if self.session.accepted_slices.get(t.layer.metadata.get(SOURCE_KEY))]
+        accepted = [
+            t.axis
+            for t in self.session.trackers.values()
+            if self.session.accepted_slices.get(t.layer.metadata.get(SOURCE_KEY))
+        ]
         if accepted:
             return accepted[0]
         viewer_axis = viewer_slicing_axis(self.viewer)
@@ -308,8 +321,11 @@ class RefinePanel(QGroupBox):
     def refresh(self) -> None:
         """Recompute the labeled slices of every volume and list them."""
         volumes = self.training_volumes()
-        arrays = {image.name: layer_array(labels) for image, labels in volumes
-                  if labels is not None and layer_shape(labels) == layer_shape(image)}
+        arrays = {
+            image.name: layer_array(labels)
+            for image, labels in volumes
+            if labels is not None and layer_shape(labels) == layer_shape(image)
+        }
         axis = self._axis = self.slicing_axis(list(arrays.values()))
         self.training_list.clear()
         self.labeled = {}
@@ -317,8 +333,9 @@ class RefinePanel(QGroupBox):
             painted = set(painted_slices(arrays[image.name], axis)) if image.name in arrays else set()
             accepted = set(self.session.accepted_slices.get(image.name, ()))
             self.labeled[image.name] = painted | accepted
-            self.training_list.addItem(_header_item(
-                f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {axis})"))
+            self.training_list.addItem(
+                _header_item(f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {axis})")
+            )
             for s in sorted(painted | accepted):
                 kind = " + ".join(k for k, used in (("painted", s in painted), ("accepted", s in accepted)) if used)
                 self.training_list.addItem(_slice_item(f"    slice {s} · {kind}", image.name, axis, s))
@@ -397,8 +414,7 @@ class RefinePanel(QGroupBox):
             if prediction.volume_index < len(session.plan.images):
                 image = session.plan.images[prediction.volume_index]
                 values = streamed_uncertainty(prediction.confidence, n_classes)
-                self.uncertainty.set_slices(image.name, layer_shape(image), prediction.axis,
-                                            prediction.start, values)
+                self.uncertainty.set_slices(image.name, layer_shape(image), prediction.axis, prediction.start, values)
         self.rank_streamed()
 
     def volume_predicted(self, image_name: str, update) -> None:
@@ -435,9 +451,14 @@ class RefinePanel(QGroupBox):
         self.next_list.clear()
         for name, suggestion in self.uncertainty.suggestions(self.labeled, k=N_SUGGESTIONS):
             found = self.uncertainty.get(name)
-            self.next_list.addItem(_slice_item(
-                f"{name} · slice {suggestion.slice_index} · score {suggestion.score:.3f}",
-                name, found.axis, suggestion.slice_index))
+            self.next_list.addItem(
+                _slice_item(
+                    f"{name} · slice {suggestion.slice_index} · score {suggestion.score:.3f}",
+                    name,
+                    found.axis,
+                    suggestion.slice_index,
+                )
+            )
         self._show_slice_score()
 
     def _show_slice_score(self) -> None:
@@ -455,8 +476,10 @@ class RefinePanel(QGroupBox):
             return
         rank = int((scores > scores[index]).sum()) + 1
         labeled = ", labeled" if index in self.labeled.get(name, ()) else ""
-        self.slice_score_label.setText(f"Slice {index} of {name!r}: uncertainty score {scores[index]:.3f} "
-                                       f"(#{rank} of {scores.size} slices{labeled}).")
+        self.slice_score_label.setText(
+            f"Slice {index} of {name!r}: uncertainty score {scores[index]:.3f} "
+            f"(#{rank} of {scores.size} slices{labeled})."
+        )
 
     # -- update once --------------------------------------------------------------------------
     def update_once(self) -> bool:
@@ -470,6 +493,7 @@ class RefinePanel(QGroupBox):
         steps = self.steps_spin.value()
         started = start_update_once(self.widget, steps)
         if started:
-            self.status_label.setText(f"Update once: {steps} steps from the current weights, "
-                                      "then every training volume is predicted again.")
+            self.status_label.setText(
+                f"Update once: {steps} steps from the current weights, then every training volume is predicted again."
+            )
         return started

@@ -130,8 +130,11 @@ class UncertaintyMaps:
             return []
         maps = [self.maps[name] for name in names]
         suggestions = suggest_slices(
-            [m.volume for m in maps], {i: labeled.get(name, set()) for i, name in enumerate(names)},
-            [m.axis for m in maps], k=k, masks=[m.mask() for m in maps],
+            [m.volume for m in maps],
+            {i: labeled.get(name, set()) for i, name in enumerate(names)},
+            [m.axis for m in maps],
+            k=k,
+            masks=[m.mask() for m in maps],
         )
         return [(names[s.volume_index], s) for s in suggestions]
 
@@ -161,8 +164,13 @@ def uncertainty_layer(viewer, image, volume: np.ndarray):
         return layer
     active = viewer.layers.selection.active
     layer = viewer.add_image(
-        volume, name=f"{image.name}{UNCERTAINTY_SUFFIX}", colormap="inferno", contrast_limits=(0.0, 1.0),
-        opacity=0.6, blending="additive", metadata={UNCERTAINTY_KEY: image.name},
+        volume,
+        name=f"{image.name}{UNCERTAINTY_SUFFIX}",
+        colormap="inferno",
+        contrast_limits=(0.0, 1.0),
+        opacity=0.6,
+        blending="additive",
+        metadata={UNCERTAINTY_KEY: image.name},
         **_geometry_kwargs(image),
     )
     if active is not None:

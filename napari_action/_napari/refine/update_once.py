@@ -1,4 +1,4 @@
-""""Update once": one short training round on demand, then fresh predictions.
+""" "Update once": one short training round on demand, then fresh predictions.
 
 For users who prefer to decide when training runs (ilastik #2425's "single
 update"): the current labels (painted plus accepted) are handed to the
@@ -44,8 +44,13 @@ class ShortRound:
         Slices that count as labeled even if they hold only background.
     """
 
-    def __init__(self, trainer, steps: int, labels: Sequence[np.ndarray | None],
-                 labeled_slices: Mapping[int, Sequence[int]] | None = None):
+    def __init__(
+        self,
+        trainer,
+        steps: int,
+        labels: Sequence[np.ndarray | None],
+        labeled_slices: Mapping[int, Sequence[int]] | None = None,
+    ):
         if steps < 1:
             raise ValueError(f"An update needs at least one step, got {steps}.")
         self.trainer = trainer
@@ -104,11 +109,19 @@ def start_update_once(widget, steps: int) -> bool:
     if not training.any():
         show_error("ACTION: nothing is labeled: paint or accept a slice first.")
         return False
-    callbacks = RunCallbacks(progress=widget._on_progress, predictions=widget._write_predictions,
-                             state=widget._on_run_state, error=widget._on_run_error,
-                             finished=_Finisher(widget))
-    session.run = TrainingRun(ShortRound(trainer, steps, training.labels, training.labeled_slices), callbacks,
-                              total_steps=round_steps(trainer, steps), throttle_ms=widget.stream_throttle_ms)
+    callbacks = RunCallbacks(
+        progress=widget._on_progress,
+        predictions=widget._write_predictions,
+        state=widget._on_run_state,
+        error=widget._on_run_error,
+        finished=_Finisher(widget),
+    )
+    session.run = TrainingRun(
+        ShortRound(trainer, steps, training.labels, training.labeled_slices),
+        callbacks,
+        total_steps=round_steps(trainer, steps),
+        throttle_ms=widget.stream_throttle_ms,
+    )
     # As in ActionWidget.start_training: strokes reach the round; _on_run_finished disconnects them.
     for layer in plan.labels_layers():
         layer.events.paint.connect(widget._on_labels_painted)
