@@ -363,6 +363,11 @@ def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict
             preds[name] = predictor.predict(trainer.volumes[0], normalized=True)[0]
             timing[f"inference_{name}_s"] = time.perf_counter() - start
     timing["peak_rss_delta_mb"] = memory.delta_mb
+    if args.save_models:
+        folder = args.out_dir / "models"
+        folder.mkdir(exist_ok=True)
+        shift = f"_shift{args.shift:+d}" if args.shift else ""
+        trainer.save_checkpoint(folder / f"{ds.name}_k{len(slices)}{shift}_{method}_s{args.seed}.pt")
     primary = next(iter(preds))
     timing["predictor"] = primary
     others = {name: score(ds, p, slices)["mean_dice"] for name, p in preds.items() if name != primary}
@@ -577,6 +582,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "loss.dice_present_classes_only=false (use a separate --out-dir)",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-models", action="store_true", help="keep each trained network under out-dir/models")
     parser.add_argument("--out-dir", type=Path, default=Path("bench-out"))
     args = parser.parse_args(argv)
     args.k = [int(k) for k in args.k.split(",")]
