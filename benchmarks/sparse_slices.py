@@ -338,6 +338,7 @@ def predictors(trainer: Trainer, method: str) -> dict[str, Predictor]:
         context=cfg.model.context,
         device=trainer.device,
         amp=cfg.amp,
+        fuse_planes=cfg.plane_share > 0,
     )
     if method in EMA_METHODS:
         return {"teacher": trainer.predictor(), "student": student}

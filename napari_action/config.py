@@ -130,6 +130,10 @@ class TrainConfig:
     # Colin27 k = 3 supervised rose from 0.32 to 0.49 (docs/benchmarks.md).
     flip_prob: float = 0.0
     rot90_prob: float = 0.0
+    # Share of training crops taken from the two planes perpendicular to the
+    # painted slices (supervised on the painted lines they cross); > 0 also
+    # makes prediction average the three orientations.
+    plane_share: float = 0.0
     annotation_mode: AnnotationMode = "slice"
     # Scribble mode: the painted value that means "background" (0 = unpainted there).
     background_value: int | None = None
@@ -217,7 +221,7 @@ class TrainConfig:
         for name in ("batch_labeled", "batch_unlabeled", "batch_labeled_stage3", "batch_unlabeled_stage3"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1.")
-        for name in ("foreground_crop_prob", "background_slice_share", "flip_prob", "rot90_prob"):
+        for name in ("foreground_crop_prob", "background_slice_share", "flip_prob", "rot90_prob", "plane_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
         if not 0.0 <= self.loss.ema_momentum < 1.0:

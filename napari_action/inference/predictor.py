@@ -67,13 +67,24 @@ class Predictor:
         Mixed precision on CUDA.
     """
 
-    def __init__(self, net, class_values, axis: int, *, context: int = 0, device="auto", amp: bool = True):
+    def __init__(
+        self,
+        net,
+        class_values,
+        axis: int,
+        *,
+        context: int = 0,
+        device="auto",
+        amp: bool = True,
+        fuse_planes: bool = False,
+    ):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.net = net.to(self.device).eval()
         self.class_values = np.asarray(class_values, dtype=np.int64)
         self.axis = int(axis)
         self.context = int(context)
         self.amp = amp
+        self.fuse_planes = bool(fuse_planes)
         self._dtype = smallest_label_dtype(self.class_values)
 
     @classmethod
@@ -90,6 +101,7 @@ class Predictor:
             context=ckpt.config.model.context,
             device=device,
             amp=ckpt.config.amp,
+            fuse_planes=ckpt.config.plane_share > 0,
         )
 
     @torch.no_grad()
@@ -140,6 +152,9 @@ class Predictor:
         axis = self.axis if axis is None else axis
         data = volume.astype(np.float32, copy=False) if normalized else normalize_volume(volume)
         moved = np.moveaxis(data, axis, 0)
+        if self.fuse_planes:
+            yield from self._iter_fused(moved, axis, batch_size, tta, volume_index)
+            return
         n_slices = moved.shape[0]
         labels = np.zeros(moved.shape, self._dtype)
         confidence = np.zeros(moved.shape, np.float32)
@@ -158,6 +173,33 @@ class Predictor:
             labels=np.moveaxis(labels, 0, axis),
             confidence=np.moveaxis(confidence, 0, axis),
             entropy=np.moveaxis(entropy, 0, axis),
+        )
+
+    def _iter_fused(
+        self, moved: np.ndarray, axis: int, batch_size: int, tta: bool, volume_index: int
+    ) -> Iterator[PredictionUpdate]:
+        """Average the probabilities of the three plane orientations (see :mod:`~napari_action.data.planes`)."""
+        total = sum(moved.shape)
+        probs = np.zeros((len(self.class_values), *moved.shape), np.float32)
+        done = 0
+        for q in range(3):
+            stack = np.moveaxis(moved, q, 0)
+            target = np.moveaxis(probs, q + 1, 0)
+            for start in range(0, stack.shape[0], batch_size):
+                stop = min(start + batch_size, stack.shape[0])
+                target[start:stop] += self.predict_slices(stack, start, stop, tta)[1]
+                yield PredictionUpdate(volume_index, done + stop, total)
+            done += stack.shape[0]
+        probs /= 3.0
+        labels = self.class_values[probs.argmax(axis=0)].astype(self._dtype)
+        yield PredictionUpdate(
+            volume_index,
+            total,
+            total,
+            done=True,
+            labels=np.moveaxis(labels, 0, axis),
+            confidence=np.moveaxis(probs.max(axis=0), 0, axis),
+            entropy=np.moveaxis(normalized_entropy(probs[None])[0], 0, axis),
         )
 
     def predict(self, volume: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:

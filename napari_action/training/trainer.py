@@ -118,6 +118,7 @@ class Trainer:
             self.annotation,
             context=self.config.model.context,
             prior=self.config.loss.prior != "none",
+            plane_share=self.config.plane_share,
         )
         self.device = resolve_device(self.config.device)
         seed_everything(self.config.seed)
@@ -337,6 +338,7 @@ class Trainer:
             context=self.config.model.context,
             device=self.device,
             amp=self.config.amp,
+            fuse_planes=self.config.plane_share > 0,
         )
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
