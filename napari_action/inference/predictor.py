@@ -7,25 +7,16 @@ so nothing is resampled and the result lies on the source voxel grid.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from napari_action.data.slice_pool import normalize_volume, pad_value
+from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import PredictionUpdate
 from napari_action.runtime import autocast, resolve_device
-
-
-def smallest_label_dtype(values: Sequence[int]) -> np.dtype:
-    """The smallest integer dtype that holds every label value."""
-    lo, hi = int(min(values)), int(max(values))
-    for dtype in (np.uint8, np.int16, np.uint16, np.int32):
-        info = np.iinfo(dtype)
-        if info.min <= lo and hi <= info.max:
-            return np.dtype(dtype)
-    return np.dtype(np.int64)
 
 
 def slice_stack(moved: np.ndarray, start: int, stop: int, context: int) -> np.ndarray:

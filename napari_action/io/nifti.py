@@ -28,6 +28,8 @@ from typing import Any, Literal
 import nibabel as nib
 import numpy as np
 
+from napari_action.label_values import as_integer_labels, smallest_label_dtype
+
 logger = logging.getLogger(__name__)
 
 NIFTI_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii")
@@ -302,34 +304,12 @@ def load_volume(path: str | os.PathLike, *, nan_policy: NanPolicy = "raise") -> 
     return data, meta
 
 
-def smallest_label_dtype(labels: np.ndarray) -> np.dtype:
-    """Return the smallest integer dtype holding every value of ``labels``.
-
-    Tried in order: uint8, int16, uint16, int32, int64 (int16 before uint16 because older
-    NIfTI tools handle signed 16-bit better).
-    """
-    labels = np.asarray(labels)
-    lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
-    for candidate in (np.uint8, np.int16, np.uint16, np.int32, np.int64):
-        if np.iinfo(candidate).min <= lo and hi <= np.iinfo(candidate).max:
-            return np.dtype(candidate)
-    raise VolumeError(f"Label values {lo}..{hi} do not fit a 64-bit integer.")
-
-
 def _as_integer_labels(data: np.ndarray, source: str) -> np.ndarray:
-    """Return ``data`` as an integer array, or raise if it holds non-whole numbers."""
-    if data.dtype == bool or np.issubdtype(data.dtype, np.integer):
-        return data.astype(np.uint8) if data.dtype == bool else data
-    if not np.issubdtype(data.dtype, np.floating):
-        raise VolumeError(f"{source}: labels must be integers, got dtype {data.dtype}.")
-    fractional = ~np.isfinite(data) | (data != np.round(data))
-    if fractional.any():
-        raise VolumeError(
-            f"{source}: labels must be whole numbers, found {int(fractional.sum())} voxels that are "
-            f"not (e.g. {data[fractional].flat[0]}). This looks like an intensity image; open it as "
-            "an image instead."
-        )
-    return data.astype(smallest_label_dtype(data))
+    """Return ``data`` as an integer array, or raise :class:`VolumeError` naming the file."""
+    try:
+        return as_integer_labels(data, f"{source}: labels")
+    except ValueError as error:
+        raise VolumeError(str(error)) from error
 
 
 def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
@@ -381,7 +361,11 @@ def _labels_for_writing(labels: Any, meta: VolumeMeta, path: Path) -> np.ndarray
             f"({meta.path or 'its geometry'}) has shape {meta.shape}; save labels painted on that volume."
         )
     labels = _as_integer_labels(labels, str(path))
-    return np.ascontiguousarray(labels, dtype=smallest_label_dtype(labels))
+    try:
+        dtype = smallest_label_dtype(labels)
+    except ValueError as error:
+        raise VolumeError(f"{path}: {error}") from error
+    return np.ascontiguousarray(labels, dtype=dtype)
 
 
 def _header_for(meta: VolumeMeta, dtype: np.dtype) -> nib.Nifti1Header:
