@@ -8,8 +8,6 @@ file intact.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import torch
 
 from napari_action import __version__
 from napari_action.config import TrainConfig
+from napari_action.io.atomic import write_atomically
 
 FORMAT = "napari-action-checkpoint"
 FORMAT_VERSION = 1
@@ -64,16 +63,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "teacher": ckpt.teacher,
         "extra": ckpt.extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda stream: torch.save(payload, stream))
     return path
 
 
