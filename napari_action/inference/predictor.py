@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from napari_action.data.slice_pool import normalize_volume, pad_value
+from napari_action.io.checkpoint import Checkpoint, build_inference_net, load_checkpoint
 from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import PredictionUpdate
 from napari_action.runtime import autocast, resolve_device
@@ -68,14 +69,15 @@ class Predictor:
         self._dtype = smallest_label_dtype(self.class_values)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device="auto") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
         """Load the inference network (the EMA teacher) from a checkpoint file."""
-        from napari_action.io.checkpoint import build_inference_net, load_checkpoint
+        return cls.for_checkpoint(load_checkpoint(path), device)
 
-        ckpt = load_checkpoint(path)
-        net = build_inference_net(ckpt)
+    @classmethod
+    def for_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "auto") -> Predictor:
+        """Predictor of a loaded checkpoint: its EMA teacher, classes, axis, context and AMP setting."""
         return cls(
-            net,
+            build_inference_net(ckpt),
             ckpt.class_values,
             ckpt.axis,
             context=ckpt.config.model.context,

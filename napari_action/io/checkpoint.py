@@ -18,6 +18,7 @@ import torch
 from napari_action import __version__
 from napari_action.config import TrainConfig
 from napari_action.io.atomic import write_atomically
+from napari_action.networks.action_net import ActionNet
 
 FORMAT = "napari-action-checkpoint"
 FORMAT_VERSION = 1
@@ -110,8 +111,6 @@ def _read_payload(path: Path) -> Any:
 
 def build_inference_net(ckpt: Checkpoint, which: str = "teacher") -> torch.nn.Module:
     """Rebuild the network and load the ``teacher`` (default) or ``student`` weights."""
-    from napari_action.networks.action_net import ActionNet
-
     config = ckpt.config
     net = ActionNet(config.model.in_channels, ckpt.num_classes, config.model)
     state = ckpt.teacher if which == "teacher" else ckpt.student
