@@ -16,6 +16,7 @@ import torch
 from napari_action.data.slice_pool import normalize_volume, pad_value
 from napari_action.io.checkpoint import Checkpoint, build_inference_net, load_checkpoint
 from napari_action.label_values import smallest_label_dtype
+from napari_action.networks.unet import SPATIAL_MULTIPLE
 from napari_action.progress import PredictionUpdate
 from napari_action.runtime import autocast, resolve_device
 
@@ -30,7 +31,9 @@ def slice_stack(moved: np.ndarray, start: int, stop: int, context: int) -> np.nd
     return moved[index]
 
 
-def _pad_to_multiple(batch: torch.Tensor, value: float, multiple: int = 16) -> tuple[torch.Tensor, tuple[int, int]]:
+def _pad_to_multiple(
+    batch: torch.Tensor, value: float, multiple: int = SPATIAL_MULTIPLE
+) -> tuple[torch.Tensor, tuple[int, int]]:
     height, width = batch.shape[-2:]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if pad_h or pad_w:
