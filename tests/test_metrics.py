@@ -49,7 +49,7 @@ def test_dice_known_values():
     ("pred", "truth", "expected"),
     [
         ([0, 0, 0], [0, 0, 0], math.nan),  # both empty: excluded
-        ([3, 0, 0], [0, 0, 0], 0.0),  # false positive on an empty truth (defect 10: not 1)
+        ([3, 0, 0], [0, 0, 0], 0.0),  # false positive on an empty truth (docs/method.md, difference 9: not 1)
         ([0, 0, 0], [3, 3, 0], 0.0),  # missed class
         ([3, 3, 0], [3, 3, 0], 1.0),
     ],

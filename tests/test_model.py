@@ -131,7 +131,7 @@ def test_local_head_descriptor_equals_per_window_formula():
 
 
 def test_local_head_window_depends_only_on_its_pixels():
-    """Defect 4 of the reference: descriptor w must see only window w of its own image."""
+    """Descriptor w sees only window w of its own image (docs/method.md, difference 4)."""
     head = LocalHead(2)
     logits = torch.randn(2, 2, 32, 32, requires_grad=True)
     out = head(logits)

@@ -3,7 +3,7 @@
 The user paints a few slices of a Labels layer; :class:`SparseAnnotation` works
 out along which axis (the slicing axis), which slices count as labeled, which
 label values are in use and how they map to contiguous class ids, and gives the
-per-slice targets the losses need (ACTION_METHOD.md §6).
+per-slice targets the losses need (docs/method.md, "The interactive mapping").
 
 Two annotation modes exist:
 

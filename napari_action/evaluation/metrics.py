@@ -2,15 +2,15 @@
 
 All metrics compare a predicted label volume with a reference ("truth") label
 volume of the same shape, class by class. Surface distances are measured in
-millimetres using the voxel spacing of the volume, never in voxels (defect 9 of
-the reference implementation, see ``ACTION_METHOD.md`` §5).
+millimetres using the voxel spacing of the volume, never in voxels as in the
+reference code (docs/method.md, "Where we deliberately differ", difference 8).
 
 Empty-class rules
 -----------------
 A class may be missing from the prediction, from the truth, or from both (for
 example a structure that is absent from the scored slices). The reference code
 scored a false positive on an empty truth as Dice 1 and an empty prediction on
-an empty truth as Dice 0 (defect 10). Here:
+an empty truth as Dice 0 (docs/method.md, difference 9). Here:
 
 =================  =================  ======  ==============  ============================
 Truth              Prediction         Dice    HD95 / ASD      Class means

@@ -9,7 +9,8 @@ this across several volumes.
 Why spread the proposals: uncertainty is smooth along the slicing axis, so the top
 scores of a volume tend to be consecutive slices; annotating them teaches the model
 nearly the same thing several times. Prediction quality falls mostly with the distance
-to the nearest annotated slice (``ACTION_METHOD.md`` §8), so proposals far from every
+to the nearest annotated slice (docs/benchmarks.md, "Distance to the nearest painted slice
+still dominates"), so proposals far from every
 labeled slice and from each other are the useful ones.
 
 Why the default reduction is the mean of the *top fraction* of a slice's voxels: a small

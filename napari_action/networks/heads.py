@@ -84,7 +84,7 @@ def _extract_windows(x: Tensor, spatial_dims: int) -> Tensor:
         x = x.narrow(2 + axis, 0, (count - 1) * stride + window).unfold(2 + axis, window, stride)
     # x is (B, C, n_1..n_d, w_1..w_d); move C next to the window pixels so that
     # each window's values become one contiguous (C, *window) block. A plain
-    # reshape here would mix windows (defect 4 of the reference code).
+    # reshape here would mix windows, as the reference code does (docs/method.md, difference 4).
     d = spatial_dims
     x = x.permute(0, *range(2, 2 + d), 1, *range(2 + d, 2 + 2 * d))
     return x.reshape(batch, -1, channels, *windows)
