@@ -7,8 +7,9 @@ so nothing is resampled and the result lies on the source voxel grid.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,16 @@ class Predictor:
         Mixed precision on CUDA.
     """
 
-    def __init__(self, net, class_values, axis: int, *, context: int = 0, device="auto", amp: bool = True):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        class_values: Sequence[int] | np.ndarray,
+        axis: int,
+        *,
+        context: int = 0,
+        device: str | torch.device = "auto",
+        amp: bool = True,
+    ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.net = net.to(self.device).eval()
         self.class_values = np.asarray(class_values, dtype=np.int64)
@@ -89,7 +99,9 @@ class Predictor:
         )
 
     @torch.no_grad()
-    def predict_slices(self, moved: np.ndarray, start: int, stop: int, tta: bool = False):
+    def predict_slices(
+        self, moved: np.ndarray, start: int, stop: int, tta: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predict slices ``start:stop`` of a normalised, axis-first volume.
 
         Returns
@@ -156,7 +168,7 @@ class Predictor:
             entropy=np.moveaxis(entropy, 0, axis),
         )
 
-    def predict(self, volume: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, volume: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Whole-volume ``(labels, confidence)``; see :meth:`iter_predict`."""
         for update in self.iter_predict(volume, **kwargs):
             if update.done:
@@ -173,7 +185,7 @@ def normalized_entropy(probs: np.ndarray) -> np.ndarray:
     return (-(p * np.log(p)).sum(axis=1) / np.log(n_classes)).astype(np.float32)
 
 
-def predict_volume(model, volume: np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
+def predict_volume(model: Predictor | str | Path, volume: np.ndarray, **kwargs: Any) -> Iterator[PredictionUpdate]:
     """Predict ``volume`` with a :class:`Predictor` or a checkpoint path."""
     predictor = model if isinstance(model, Predictor) else Predictor.from_checkpoint(model)
     return predictor.iter_predict(volume, **kwargs)
