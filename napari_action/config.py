@@ -58,7 +58,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights, temperatures and sampler sizes (ACTION_METHOD.md §3)."""
+    """Loss weights, temperatures and sampler sizes (docs/method.md, "Losses" and "Where we deliberately differ")."""
 
     use_global: bool = True
     use_local: bool = True

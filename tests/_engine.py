@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_action.config import TrainConfig
+from napari_action.data.samples import sparse_from_truth
 
 SHAPE = (32, 32, 10)
 AXIS = 2
@@ -42,8 +43,4 @@ def disc_volume(seed: int = 0, shape=SHAPE) -> tuple[np.ndarray, np.ndarray]:
 
 def sparse(truth: np.ndarray, slices=PAINTED, axis: int = AXIS) -> np.ndarray:
     """The truth on ``slices`` only, zero elsewhere (a user who painted those slices)."""
-    out = np.zeros_like(truth)
-    index = [slice(None)] * truth.ndim
-    index[axis] = list(slices)
-    out[tuple(index)] = truth[tuple(index)]
-    return out
+    return sparse_from_truth(truth, axis, list(slices))

@@ -168,7 +168,7 @@ def test_class_counts_and_summary():
     ("labels", "kwargs", "match"),
     [
         ([np.ones((12, 16, 19))], {}, "volume 0 have shape"),
-        ([np.full(SHAPE, 0.5)], {}, "volume 0 must be integers"),
+        ([np.full(SHAPE, 0.5)], {}, "volume 0 must be whole numbers"),
         ([np.full(SHAPE, np.nan)], {}, "volume 0 contain NaN"),
         ([np.full(SHAPE, "a")], {}, "volume 0 must be integers"),
         ([None, -np.ones(SHAPE, dtype=int)], {}, "volume 1 contain negative"),

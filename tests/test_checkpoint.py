@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,14 @@ def trained(tmp_path_factory):
     trainer.train()
     path = trainer.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt")
     return trainer, path, image
+
+
+def test_saved_file_has_normal_permissions(trained):
+    # Checkpoints share the atomic writer of label files; they used to be private (0600) files.
+    _, path, _ = trained
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_round_trip_keeps_everything(trained):

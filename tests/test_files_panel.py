@@ -4,7 +4,7 @@ Volumes: a crop of Colin27 written with its real affine, and the first volume
 of nibabel's ``example4d.nii.gz`` (an oblique, non-diagonal affine). The model
 is a 4-wide U-Net trained for two steps, so predictions are quick and
 meaningless: the tests check geometry, files and state, not segmentations.
-Every test waits for every worker it started (ENV.md §3).
+Every test waits for every worker it started: a worker that outlives its test breaks the next one.
 """
 
 from __future__ import annotations

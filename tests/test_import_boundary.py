@@ -25,7 +25,8 @@ def _dotted(path: Path) -> str:
 # Every module of the package outside the napari adapter package, at any depth.
 CORE_MODULES = sorted(_dotted(p) for p in PACKAGE.rglob("*.py") if ADAPTER not in p.parents)
 GUI_PACKAGES = ("napari", "qtpy", "magicgui", "superqt", "PyQt6", "PyQt5", "PySide6", "PySide2", "vispy")
-TORCH_FREE = ("napari_action", "napari_action.io.nifti", "napari_action.data.samples")
+# The command line too, so that `napari-action --help` answers without waiting for torch.
+TORCH_FREE = ("napari_action", "napari_action.io.nifti", "napari_action.data.samples", "napari_action.cli.main")
 
 
 def _imported_after(module: str) -> set[str]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from npe2 import PluginManager, PluginManifest
 
+import napari_action
+
 ROOT = Path(__file__).resolve().parents[1]
 WIDGET_NAME = "ACTION: Train from sparse labels"
 
@@ -108,3 +110,24 @@ def test_wheel_ships_manifest_as_a_file_and_the_entry_point(wheel, tmp_path):
     assert "[napari.manifest]\nnapari-action = napari_action:napari.yaml" in text
     base = [line for line in requires if "extra ==" not in line]
     assert not [line for line in base if any(qt in line for qt in ("PyQt", "PySide", "napari[", "pyqt"))]
+
+
+def _metadata(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return archive.read(metadata).decode().splitlines()
+
+
+def test_wheel_version_is_the_package_version(wheel):
+    assert f"Version: {napari_action.__version__}" in _metadata(wheel)
+    assert wheel.name.startswith(f"napari_action-{napari_action.__version__}-")
+
+
+def test_headless_install_needs_no_gui_package_and_the_plugin_extra_brings_them(wheel):
+    requires = [line.removeprefix("Requires-Dist: ") for line in _metadata(wheel) if line.startswith("Requires-Dist")]
+    core = [line for line in requires if "extra ==" not in line]
+    gui = ("napari", "qtpy", "superqt", "magicgui", "pyqt", "pyside")
+    assert not [line for line in core if line.lower().startswith(gui)], core
+    assert {"numpy", "torch>=2.2", "nibabel", "scipy", "scikit-image", "zarr"} == set(core)
+    plugin = {line.split(";")[0].strip() for line in requires if 'extra == "napari"' in line}
+    assert plugin == {"napari[pyqt6]>=0.5", "qtpy", "superqt"}

@@ -49,7 +49,7 @@ def test_dice_known_values():
     ("pred", "truth", "expected"),
     [
         ([0, 0, 0], [0, 0, 0], math.nan),  # both empty: excluded
-        ([3, 0, 0], [0, 0, 0], 0.0),  # false positive on an empty truth (defect 10: not 1)
+        ([3, 0, 0], [0, 0, 0], 0.0),  # false positive on an empty truth (docs/method.md, difference 9: not 1)
         ([0, 0, 0], [3, 3, 0], 0.0),  # missed class
         ([3, 3, 0], [3, 3, 0], 1.0),
     ],
@@ -74,7 +74,7 @@ def test_dice_background_only_when_asked():
 def test_dice_accepts_whole_floats_and_rejects_fractions():
     truth = np.array([0, 1, 2])
     assert dice_per_class(truth.astype(np.float32), truth) == {1: 1.0, 2: 1.0}
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(ValueError, match="pred labels must be whole numbers"):
         dice_per_class(np.array([0.0, 1.5, 2.0]), truth)
     with pytest.raises(ValueError, match="same shape"):
         dice_per_class(np.zeros((2, 3), int), np.zeros((3, 2), int))
@@ -263,7 +263,7 @@ def test_evaluate_validation():
         evaluate(vol, vol, spacing=(1, 1))
     with pytest.raises(ValueError, match="same shape"):
         evaluate(vol, vol[:3])
-    with pytest.raises(ValueError, match="integer labels"):
+    with pytest.raises(ValueError, match="pred labels must be integers"):
         evaluate(vol.astype(complex), vol)
 
 

@@ -1,4 +1,4 @@
-"""Tests for napari_action.networks.action_net: shapes, heads, EMA, class growth, queues."""
+"""Tests for napari_action.networks (unet, heads, action_net, teacher): shapes, heads, EMA, class growth, queues."""
 
 from __future__ import annotations
 
@@ -7,15 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from napari_action.config import ModelConfig
-from napari_action.networks.action_net import (
-    ActionNet,
-    GlobalHead,
-    LocalHead,
-    LocalPredictor,
-    RepresentationHead,
-    UNet,
-)
+from napari_action.networks.action_net import ActionNet
+from napari_action.networks.heads import GlobalHead, LocalHead, LocalPredictor, ProjectionHead, RepresentationHead
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher, ema_update
+from napari_action.networks.unet import UNet
 
 torch.set_num_threads(1)
 
@@ -88,6 +83,26 @@ def test_global_head_is_gap_then_two_linears():
         head(torch.randn(3, 7, 4, 4))
 
 
+def test_projection_head_is_one_affine_map_of_two_linears():
+    head = ProjectionHead(4)
+    assert [type(layer) for layer in head] == [torch.nn.Linear, torch.nn.Linear]
+    x = torch.randn(3, 4)
+    # No non-linearity between the layers (as in the reference code): together they are one affine map.
+    weight = head[1].weight @ head[0].weight
+    bias = head[1].weight @ head[0].bias + head[1].bias
+    torch.testing.assert_close(head(x), x @ weight.T + bias)
+
+
+def test_student_projects_the_global_latent_and_the_teacher_does_not():
+    net = ActionNet(1, 3, TINY)
+    assert isinstance(net.global_predictor, ProjectionHead)
+    bottleneck = net(torch.randn(2, 1, 32, 32)).bottleneck
+    latent = net.global_head(bottleneck)
+    torch.testing.assert_close(net.global_embedding(bottleneck, predict=False), F.normalize(latent, dim=-1))
+    projected = F.normalize(net.global_predictor(latent), dim=-1)
+    torch.testing.assert_close(net.global_embedding(bottleneck, predict=True), projected)
+
+
 def _window_box(index, size, per_dim=6):
     """Rows/cols of window ``index`` (row-major) for a square input of side ``size``."""
     window, stride = size // 4, size // 8
@@ -116,7 +131,7 @@ def test_local_head_descriptor_equals_per_window_formula():
 
 
 def test_local_head_window_depends_only_on_its_pixels():
-    """Defect 4 of the reference: descriptor w must see only window w of its own image."""
+    """Descriptor w sees only window w of its own image (docs/method.md, difference 4)."""
     head = LocalHead(2)
     logits = torch.randn(2, 2, 32, 32, requires_grad=True)
     out = head(logits)

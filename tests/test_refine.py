@@ -1,7 +1,7 @@
 """GUI tests of the "Refine" panel: accepted corrections, training set, next slices, Update once.
 
 Same tiny budgets as ``test_widget.py`` (a 4-wide U-Net on 8x32x32 volumes).
-Every test waits for every worker it started (ENV.md §3).
+Every test waits for every worker it started: a worker that outlives its test breaks the next one.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Budgets are tiny (a 4-wide U-Net on 8x32x32 volumes) so that a training run
 takes about a second on 2 CPU cores. Every test waits for every worker it
-started: a worker outliving its test breaks the next one (ENV.md §3).
+started: a worker outliving its test breaks the next one.
 """
 
 from __future__ import annotations

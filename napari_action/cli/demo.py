@@ -11,21 +11,54 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import nibabel as nib
 import numpy as np
 
-from napari_action.cli.commands import TerminalProgress, run_training
-from napari_action.config import TrainConfig
+from napari_action.cli.options import config_from_args
+from napari_action.cli.progress_bar import TerminalProgress, run_training
+from napari_action.config import METHODS
+from napari_action.data.samples import (
+    PHANTOM_CLASS_NAMES,
+    PhantomSubject,
+    evenly_spaced_slices,
+    make_phantom,
+    sparse_from_truth,
+)
+from napari_action.io.nifti import VolumeMeta, save_labels
 
 DEMO_AXIS = 2  # the phantom's long axis: short-axis slices, as in cardiac cine MRI
 
 
-def run_demo(args: argparse.Namespace) -> dict:
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` sub-command and its options to ``commands``."""
+    demo = commands.add_parser("demo", help="the whole loop on built-in sample data, headless")
+    demo.add_argument("--out-dir", type=Path, default=Path("napari-action-demo"))
+    demo.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the cpu preset's)")
+    demo.add_argument(
+        "--warmup", type=int, default=None, help="steps of each warm-up stage (i and ii; default: the cpu preset's)"
+    )
+    demo.add_argument("--slices", type=int, default=3, help="number of painted slices")
+    demo.add_argument("--method", choices=METHODS, default="action")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--seed", type=int, default=1337)
+    demo.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo (:func:`run_demo`); return the exit code."""
+    run_demo(args)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Run the demo; write NIfTI files, a PNG overlay and ``results.json`` into ``args.out_dir``."""
-    from napari_action.data.samples import PHANTOM_CLASS_NAMES, evenly_spaced_slices, make_phantom, sparse_from_truth
+    # Imported when the demo runs, so that `napari-action --help` does not wait
+    # for torch (a second or more) and scipy.
     from napari_action.evaluation.metrics import evaluate
-    from napari_action.io.nifti import save_labels
     from napari_action.training.trainer import Trainer
 
     out = Path(args.out_dir)
@@ -38,14 +71,9 @@ def run_demo(args: argparse.Namespace) -> dict:
         f"{len(subjects) - 1} more subjects are unlabeled data."
     )
 
-    overrides = {"method": args.method, "device": args.device, "seed": args.seed, "axis": DEMO_AXIS}
-    if args.steps is not None:
-        overrides["steps_stage3"] = args.steps
-    if args.warmup is not None:
-        overrides.update(steps_stage1=args.warmup, steps_stage2=args.warmup)
-    trainer = Trainer(
-        [s.image for s in subjects], [sparse], TrainConfig.preset("cpu", **overrides), class_names=PHANTOM_CLASS_NAMES
-    )
+    warmup = {} if args.warmup is None else {"steps_stage1": args.warmup, "steps_stage2": args.warmup}
+    config = config_from_args(args, axis=DEMO_AXIS, **warmup)
+    trainer = Trainer([s.image for s in subjects], [sparse], config, class_names=PHANTOM_CLASS_NAMES)
     _say(f"Training {trainer.config.method} on {trainer.device_label} ({trainer.config.total_steps} steps)...")
     run_training(trainer, TerminalProgress())
     trainer.save_checkpoint(out / "model.pt")
@@ -85,9 +113,7 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _save_image(path: Path, image: np.ndarray, meta) -> None:
-    import nibabel as nib
-
+def _save_image(path: Path, image: np.ndarray, meta: VolumeMeta) -> None:
     nifti = nib.Nifti1Image(image.astype(np.float32), meta.affine)
     nifti.set_qform(meta.affine, code=int(meta.qform_code) or 1)
     nifti.set_sform(meta.affine, code=int(meta.sform_code) or 1)
@@ -95,8 +121,10 @@ def _save_image(path: Path, image: np.ndarray, meta) -> None:
     nib.save(nifti, str(path))
 
 
-def _save_overlay(path: Path, subject, prediction: np.ndarray, painted) -> None:
+def _save_overlay(path: Path, subject: PhantomSubject, prediction: np.ndarray, painted: Sequence[int]) -> None:
     """Image | truth | prediction on the foreground slice farthest from any painted slice."""
+    # Imported when the overlay is drawn, so that `napari-action --help` does not wait
+    # for scikit-image (a few tenths of a second).
     from skimage.io import imsave
 
     slice_index = _farthest_foreground_slice(subject.labels, painted)
@@ -138,7 +166,7 @@ def _blend(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(mask, 0.45 * rgb + 0.55 * colors, rgb)
 
 
-def _farthest_foreground_slice(truth: np.ndarray, painted) -> int:
+def _farthest_foreground_slice(truth: np.ndarray, painted: Sequence[int]) -> int:
     has_fg = np.flatnonzero(np.any(np.moveaxis(truth, DEMO_AXIS, 0) > 0, axis=(1, 2)))
     distance = np.min(np.abs(has_fg[:, None] - np.asarray(list(painted))[None, :]), axis=1)
     return int(has_fg[np.argmax(distance)])

@@ -3,7 +3,7 @@
 The user paints a few slices of a Labels layer; :class:`SparseAnnotation` works
 out along which axis (the slicing axis), which slices count as labeled, which
 label values are in use and how they map to contiguous class ids, and gives the
-per-slice targets the losses need (ACTION_METHOD.md §6).
+per-slice targets the losses need (docs/method.md, "The interactive mapping").
 
 Two annotation modes exist:
 
@@ -23,6 +23,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+
+from napari_action.checks import normalize_axis
+from napari_action.label_values import as_integer_labels, check_label_dtype
 
 AnnotationMode = Literal["slice", "scribble"]
 
@@ -67,7 +70,7 @@ def infer_axis(labels: Sequence[np.ndarray | None], fallback: int | None = None)
     if len(ndims) > 1:
         raise ValueError(f"All label arrays must have the same number of dimensions, got {sorted(ndims)}.")
     if fallback is not None:
-        fallback = _normalize_axis(fallback, arrays[0].ndim if arrays else 3)
+        fallback = normalize_axis(fallback, arrays[0].ndim if arrays else 3)
     painted = [a for a in arrays if np.any(a)]
     if not painted:
         if fallback is None:
@@ -96,12 +99,6 @@ def _painted_profile(array: np.ndarray, axis: int) -> np.ndarray:
     """Boolean per slice along ``axis``: does the slice hold a non-zero voxel."""
     others = tuple(a for a in range(array.ndim) if a != axis)
     return np.any(array, axis=others)
-
-
-def _normalize_axis(axis: int, ndim: int) -> int:
-    if not -ndim <= int(axis) < ndim:
-        raise ValueError(f"axis {axis} is out of range for {ndim}D volumes.")
-    return int(axis) % ndim
 
 
 class SparseAnnotation:
@@ -176,7 +173,7 @@ class SparseAnnotation:
     # ------------------------------------------------------------------ build
     def _resolve_axis(self, axis: int | None, arrays: list[np.ndarray | None]) -> int:
         if axis is not None:
-            return _normalize_axis(axis, 3)
+            return normalize_axis(axis, 3)
         if not any(np.any(a) for a in arrays if a is not None):
             raise ValueError("Only empty slices are marked as labeled: pass `axis` explicitly.")
         return infer_axis(arrays)
@@ -202,7 +199,9 @@ class SparseAnnotation:
     def _raw_slice(self, array: np.ndarray | None, v: int, s: int) -> np.ndarray:
         if array is None:
             return np.zeros(self.slice_shape(v), dtype=np.int64)
-        return _to_int_values(np.take(array, s, axis=self._axis), v)
+        values = np.take(array, s, axis=self._axis)
+        # Negative values would collide with IGNORE_INDEX in the targets.
+        return as_integer_labels(values, f"Labels of volume {v}", non_negative=True).astype(np.int64)
 
     def _set_class_values(
         self,
@@ -473,8 +472,7 @@ def _check_labels(
         array = np.asarray(label)
         if array.shape != shapes[v]:
             raise ValueError(f"Labels of volume {v} have shape {array.shape}, but the volume has shape {shapes[v]}.")
-        if array.dtype.kind not in "biuf":
-            raise ValueError(f"Labels of volume {v} must be integers, got dtype {array.dtype}.")
+        check_label_dtype(array.dtype, f"Labels of volume {v}")
         arrays[v] = array
     return arrays
 
@@ -489,16 +487,3 @@ def _check_extra_slices(labeled_slices: Mapping[int, Iterable[int]] | None, n_vo
             raise ValueError(f"Labeled slice indices of volume {v} must be >= 0, got {sorted(indices)}.")
         extra[int(v)] = indices
     return extra
-
-
-def _to_int_values(values: np.ndarray, v: int) -> np.ndarray:
-    """Validate one slice of label values and return an int64 copy."""
-    if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"Labels of volume {v} contain NaN or infinite values.")
-        if np.any(values != np.round(values)):
-            raise ValueError(f"Labels of volume {v} must be integers, found non-integral values.")
-    out = values.astype(np.int64)
-    if out.size and out.min() < 0:
-        raise ValueError(f"Labels of volume {v} contain negative values (min {out.min()}); values must be >= 0.")
-    return out

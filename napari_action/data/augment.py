@@ -1,11 +1,11 @@
 """Batched augmentations for training: geometry, intensity and CutMix.
 
 They work on torch tensors on any device and draw their randomness from an
-explicit ``torch.Generator``, so runs are reproducible (ACTION_METHOD.md §3).
-Two defects of the reference code are avoided (ACTION_METHOD.md §5):
+explicit ``torch.Generator``, so runs are reproducible. Where and how training
+uses them is in docs/method.md, "Augmentation". Unlike the reference code,
 geometric transforms are always joint for images, labels and confidences
-(labels with nearest interpolation), and no function modifies its inputs in
-place.
+(labels with nearest interpolation; docs/method.md, differences 5 and 6), and
+no function modifies its inputs in place.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def random_geometric(
     Each sample gets one affine transform, used for its image (bilinear),
     its confidence map (bilinear, 0 outside) and its targets (nearest,
     ``-1`` outside), so labels always stay aligned with the pixels they
-    describe (fixing defects 5 and 6 of ACTION_METHOD.md §5). Flips and
+    describe (docs/method.md, differences 5 and 6). Flips and
     rot90 without rotation/scale are exact. Image pixels mapped from outside
     the input take the per-sample minimum, as crop padding does.
 
@@ -154,7 +154,7 @@ def strong_photometric(
     convolution, per-sample sigma).
 
     Use ``jitter=0.2`` for the pre-training student view and ``jitter=0.25``
-    (the 0.75–1.25 range) for stage-iii unlabeled images (ACTION_METHOD.md §2-3).
+    (the 0.75–1.25 range) for stage-iii unlabeled images (docs/method.md, "Augmentation").
 
     Returns
     -------
@@ -234,7 +234,7 @@ def cutmix(
     Image ``i`` receives, inside a random box of about half its area
     (sides ``H/√2 × W/√2``, fully inside the image), the pixels of image
     ``(i + 1) mod B``; the same box is pasted into the pseudo-labels and the
-    confidences, so all three stay consistent (ACTION_METHOD.md §3). With
+    confidences, so all three stay consistent (docs/method.md, "Augmentation"). With
     ``B = 1`` the image is mixed with itself (no change).
 
     Parameters

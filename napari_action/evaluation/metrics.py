@@ -2,15 +2,15 @@
 
 All metrics compare a predicted label volume with a reference ("truth") label
 volume of the same shape, class by class. Surface distances are measured in
-millimetres using the voxel spacing of the volume, never in voxels (defect 9 of
-the reference implementation, see ``ACTION_METHOD.md`` §5).
+millimetres using the voxel spacing of the volume, never in voxels as in the
+reference code (docs/method.md, "Where we deliberately differ", difference 8).
 
 Empty-class rules
 -----------------
 A class may be missing from the prediction, from the truth, or from both (for
 example a structure that is absent from the scored slices). The reference code
 scored a false positive on an empty truth as Dice 1 and an empty prediction on
-an empty truth as Dice 0 (defect 10). Here:
+an empty truth as Dice 0 (docs/method.md, difference 9). Here:
 
 =================  =================  ======  ==============  ============================
 Truth              Prediction         Dice    HD95 / ASD      Class means
@@ -70,6 +70,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from napari_action.checks import as_int, normalize_axis
+from napari_action.label_values import as_integer_labels
+
 __all__ = [
     "EvaluationResult",
     "average_surface_distance",
@@ -87,31 +90,10 @@ _NOTE_PRED_EMPTY = "not predicted (missed): Dice 0, no surface distance"
 
 
 # --------------------------------------------------------------------------- validation
-def _as_int(value: Any, what: str) -> int:
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be an integer, got {value!r}") from None
-    if not as_float.is_integer():
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    return int(as_float)
-
-
-def _as_label_array(array: Any, name: str) -> np.ndarray:
-    labels = np.asarray(array)
-    if labels.dtype.kind in "biu":
-        return labels
-    if labels.dtype.kind == "f":
-        # NIfTI label maps often arrive as floats (get_fdata); accept them if they hold whole numbers.
-        if not np.all(np.isfinite(labels)) or np.any(np.mod(labels, 1) != 0):
-            raise ValueError(f"{name} must hold integer labels; found non-integer or non-finite values")
-        return labels.astype(np.int64)
-    raise ValueError(f"{name} must hold integer labels, got dtype {labels.dtype}")
-
-
 def _check_pair(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
-    pred = _as_label_array(pred, "pred")
-    truth = _as_label_array(truth, "truth")
+    # NIfTI label maps often arrive as floats (get_fdata); whole numbers are accepted.
+    pred = as_integer_labels(pred, "pred labels")
+    truth = as_integer_labels(truth, "truth labels")
     if pred.shape != truth.shape:
         raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
     return pred, truth
@@ -152,7 +134,7 @@ def _resolve_class_values(class_values: Iterable[Any] | None, pred: np.ndarray, 
     if class_values is None:
         present = np.union1d(np.unique(pred), np.unique(truth))
         return [int(v) for v in present if v != 0]
-    values = [_as_int(v, "class value") for v in class_values]
+    values = [as_int(v, "class value") for v in class_values]
     if len(set(values)) != len(values):
         raise ValueError(f"class_values must not repeat a value, got {values}")
     return values
@@ -424,19 +406,12 @@ class EvaluationResult:
         return _align(header, body, left={1, 7})
 
 
-def _normalize_axis(axis: Any, ndim: int) -> int:
-    axis = _as_int(axis, "axis")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis must be in [{-ndim}, {ndim - 1}], got {axis}")
-    return axis % ndim
-
-
 def _check_excluded(
     exclude_slices: Iterable[int] | None, axis: int | None, shape: tuple[int, ...]
 ) -> tuple[int | None, tuple[int, ...]]:
     if axis is not None:
-        axis = _normalize_axis(axis, len(shape))
-    indices = sorted({_as_int(i, "slice index") for i in (exclude_slices or ())})
+        axis = normalize_axis(axis, len(shape))
+    indices = sorted({as_int(i, "slice index") for i in (exclude_slices or ())})
     if not indices:
         return axis, ()
     if axis is None:

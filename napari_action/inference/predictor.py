@@ -9,23 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from napari_action.data.slice_pool import normalize_volume, pad_value
+from napari_action.io.checkpoint import Checkpoint, build_inference_net, load_checkpoint
+from napari_action.label_values import smallest_label_dtype
+from napari_action.networks.unet import SPATIAL_MULTIPLE
 from napari_action.progress import PredictionUpdate
 from napari_action.runtime import autocast, resolve_device
-
-
-def smallest_label_dtype(values: Sequence[int]) -> np.dtype:
-    """The smallest integer dtype that holds every label value."""
-    lo, hi = int(min(values)), int(max(values))
-    for dtype in (np.uint8, np.int16, np.uint16, np.int32):
-        info = np.iinfo(dtype)
-        if info.min <= lo and hi <= info.max:
-            return np.dtype(dtype)
-    return np.dtype(np.int64)
 
 
 def slice_stack(moved: np.ndarray, start: int, stop: int, context: int) -> np.ndarray:
@@ -38,7 +32,9 @@ def slice_stack(moved: np.ndarray, start: int, stop: int, context: int) -> np.nd
     return moved[index]
 
 
-def _pad_to_multiple(batch: torch.Tensor, value: float, multiple: int = 16) -> tuple[torch.Tensor, tuple[int, int]]:
+def _pad_to_multiple(
+    batch: torch.Tensor, value: float, multiple: int = SPATIAL_MULTIPLE
+) -> tuple[torch.Tensor, tuple[int, int]]:
     height, width = batch.shape[-2:]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if pad_h or pad_w:
@@ -69,15 +65,15 @@ class Predictor:
 
     def __init__(
         self,
-        net,
-        class_values,
+        net: torch.nn.Module,
+        class_values: Sequence[int] | np.ndarray,
         axis: int,
         *,
         context: int = 0,
-        device="auto",
+        device: str | torch.device = "auto",
         amp: bool = True,
         fuse_planes: bool = False,
-    ):
+    ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.net = net.to(self.device).eval()
         self.class_values = np.asarray(class_values, dtype=np.int64)
@@ -88,14 +84,15 @@ class Predictor:
         self._dtype = smallest_label_dtype(self.class_values)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device="auto") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
         """Load the inference network (the EMA teacher) from a checkpoint file."""
-        from napari_action.io.checkpoint import build_inference_net, load_checkpoint
+        return cls.for_checkpoint(load_checkpoint(path), device)
 
-        ckpt = load_checkpoint(path)
-        net = build_inference_net(ckpt)
+    @classmethod
+    def for_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "auto") -> Predictor:
+        """Predictor of a loaded checkpoint: its EMA teacher, classes, axis, context and AMP setting."""
         return cls(
-            net,
+            build_inference_net(ckpt),
             ckpt.class_values,
             ckpt.axis,
             context=ckpt.config.model.context,
@@ -105,7 +102,9 @@ class Predictor:
         )
 
     @torch.no_grad()
-    def predict_slices(self, moved: np.ndarray, start: int, stop: int, tta: bool = False):
+    def predict_slices(
+        self, moved: np.ndarray, start: int, stop: int, tta: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predict slices ``start:stop`` of a normalised, axis-first volume.
 
         Returns
@@ -202,7 +201,7 @@ class Predictor:
             entropy=np.moveaxis(normalized_entropy(probs[None])[0], 0, axis),
         )
 
-    def predict(self, volume: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, volume: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Whole-volume ``(labels, confidence)``; see :meth:`iter_predict`."""
         for update in self.iter_predict(volume, **kwargs):
             if update.done:
@@ -219,7 +218,7 @@ def normalized_entropy(probs: np.ndarray) -> np.ndarray:
     return (-(p * np.log(p)).sum(axis=1) / np.log(n_classes)).astype(np.float32)
 
 
-def predict_volume(model, volume: np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
+def predict_volume(model: Predictor | str | Path, volume: np.ndarray, **kwargs: Any) -> Iterator[PredictionUpdate]:
     """Predict ``volume`` with a :class:`Predictor` or a checkpoint path."""
     predictor = model if isinstance(model, Predictor) else Predictor.from_checkpoint(model)
     return predictor.iter_predict(volume, **kwargs)

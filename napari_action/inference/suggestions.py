@@ -9,7 +9,8 @@ this across several volumes.
 Why spread the proposals: uncertainty is smooth along the slicing axis, so the top
 scores of a volume tend to be consecutive slices; annotating them teaches the model
 nearly the same thing several times. Prediction quality falls mostly with the distance
-to the nearest annotated slice (``ACTION_METHOD.md`` §8), so proposals far from every
+to the nearest annotated slice (docs/benchmarks.md, "Distance to the nearest painted slice
+still dominates"), so proposals far from every
 labeled slice and from each other are the useful ones.
 
 Why the default reduction is the mean of the *top fraction* of a slice's voxels: a small
@@ -27,26 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_action.checks import as_int, normalize_axis
+
 __all__ = ["SliceSuggestion", "entropy_from_probs", "rank_slices", "slice_scores", "suggest_slices"]
 
 REDUCTIONS = ("top_fraction", "mean")
-
-
-def _as_int(value: Any, what: str) -> int:
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be an integer, got {value!r}") from None
-    if not as_float.is_integer():
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    return int(as_float)
-
-
-def _normalize_axis(axis: Any, ndim: int) -> int:
-    axis = _as_int(axis, "axis")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis must be in [{-ndim}, {ndim - 1}], got {axis}")
-    return axis % ndim
 
 
 def entropy_from_probs(probs: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -73,7 +59,7 @@ def entropy_from_probs(probs: np.ndarray, axis: int = 0) -> np.ndarray:
     p = np.asarray(probs)
     if p.dtype not in (np.float32, np.float64):
         p = p.astype(np.float64)
-    axis = _normalize_axis(axis, p.ndim)
+    axis = normalize_axis(axis, p.ndim)
     n_classes = p.shape[axis]
     if n_classes < 2:
         raise ValueError(f"entropy needs at least 2 classes along axis {axis}, got {n_classes}")
@@ -146,7 +132,7 @@ def slice_scores(
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
-    axis = _normalize_axis(axis, 3)
+    axis = normalize_axis(axis, 3)
     rows = _slices_first(u, axis)
     if mask is None:
         return np.array([_reduce_slice(row, reduce, top_fraction) for row in rows])
@@ -163,7 +149,7 @@ def _default_min_distance(n_slices: int, k: int, n_labeled: int) -> int:
 
 
 def _check_labeled(labeled: Iterable[int], n_slices: int) -> list[int]:
-    indices = sorted({_as_int(i, "labeled slice") for i in labeled})
+    indices = sorted({as_int(i, "labeled slice") for i in labeled})
     bad = [i for i in indices if not 0 <= i < n_slices]
     if bad:
         raise ValueError(f"labeled slices {bad} are outside [0, {n_slices - 1}]")
@@ -222,13 +208,13 @@ def rank_slices(
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or not np.all(np.isfinite(s)):
         raise ValueError("scores must be a finite 1D array")
-    k = _as_int(k, "k")
+    k = as_int(k, "k")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     occupied = _check_labeled(labeled, s.size)
     order = np.argsort(-s, kind="stable")
     if min_distance is not None:
-        gap = _as_int(min_distance, "min_distance")
+        gap = as_int(min_distance, "min_distance")
         if gap < 1:
             raise ValueError(f"min_distance must be at least 1, got {gap}")
         return _greedy(order, occupied, k, gap, s.size)

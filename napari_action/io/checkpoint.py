@@ -8,8 +8,6 @@ file intact.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ import torch
 
 from napari_action import __version__
 from napari_action.config import TrainConfig
+from napari_action.io.atomic import write_atomically
+from napari_action.networks.action_net import ActionNet
 
 FORMAT = "napari-action-checkpoint"
 FORMAT_VERSION = 1
@@ -64,16 +64,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "teacher": ckpt.teacher,
         "extra": ckpt.extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda stream: torch.save(payload, stream))
     return path
 
 
@@ -120,8 +111,6 @@ def _read_payload(path: Path) -> Any:
 
 def build_inference_net(ckpt: Checkpoint, which: str = "teacher") -> torch.nn.Module:
     """Rebuild the network and load the ``teacher`` (default) or ``student`` weights."""
-    from napari_action.networks.action_net import ActionNet
-
     config = ckpt.config
     net = ActionNet(config.model.in_channels, ckpt.num_classes, config.model)
     state = ckpt.teacher if which == "teacher" else ckpt.student

@@ -11,12 +11,10 @@ flushed to disk and renamed over the target, so a failed save never leaves a bro
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
 import logging
 import os
-import tempfile
 import types
 import warnings
 import zlib
@@ -27,6 +25,9 @@ from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
+
+from napari_action.io.atomic import write_atomically
+from napari_action.label_values import as_integer_labels, smallest_label_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ NanPolicy = Literal["raise", "zero", "warn"]
 _LABEL_NAME_HINTS = ("seg", "label", "mask", "msk", "aal")
 _FEW_VALUES = 32
 _MAX_LABEL_VALUES = 256
-_EXISTS = "{path} already exists; choose another name or pass overwrite=True to replace it."
 # nibabel and gzip raise a zoo of exceptions for broken files; all mean "cannot read".
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError)
 
@@ -302,34 +302,12 @@ def load_volume(path: str | os.PathLike, *, nan_policy: NanPolicy = "raise") -> 
     return data, meta
 
 
-def smallest_label_dtype(labels: np.ndarray) -> np.dtype:
-    """Return the smallest integer dtype holding every value of ``labels``.
-
-    Tried in order: uint8, int16, uint16, int32, int64 (int16 before uint16 because older
-    NIfTI tools handle signed 16-bit better).
-    """
-    labels = np.asarray(labels)
-    lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
-    for candidate in (np.uint8, np.int16, np.uint16, np.int32, np.int64):
-        if np.iinfo(candidate).min <= lo and hi <= np.iinfo(candidate).max:
-            return np.dtype(candidate)
-    raise VolumeError(f"Label values {lo}..{hi} do not fit a 64-bit integer.")
-
-
 def _as_integer_labels(data: np.ndarray, source: str) -> np.ndarray:
-    """Return ``data`` as an integer array, or raise if it holds non-whole numbers."""
-    if data.dtype == bool or np.issubdtype(data.dtype, np.integer):
-        return data.astype(np.uint8) if data.dtype == bool else data
-    if not np.issubdtype(data.dtype, np.floating):
-        raise VolumeError(f"{source}: labels must be integers, got dtype {data.dtype}.")
-    fractional = ~np.isfinite(data) | (data != np.round(data))
-    if fractional.any():
-        raise VolumeError(
-            f"{source}: labels must be whole numbers, found {int(fractional.sum())} voxels that are "
-            f"not (e.g. {data[fractional].flat[0]}). This looks like an intensity image; open it as "
-            "an image instead."
-        )
-    return data.astype(smallest_label_dtype(data))
+    """Return ``data`` as an integer array, or raise :class:`VolumeError` naming the file."""
+    try:
+        return as_integer_labels(data, f"{source}: labels")
+    except ValueError as error:
+        raise VolumeError(str(error)) from error
 
 
 def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
@@ -381,7 +359,11 @@ def _labels_for_writing(labels: Any, meta: VolumeMeta, path: Path) -> np.ndarray
             f"({meta.path or 'its geometry'}) has shape {meta.shape}; save labels painted on that volume."
         )
     labels = _as_integer_labels(labels, str(path))
-    return np.ascontiguousarray(labels, dtype=smallest_label_dtype(labels))
+    try:
+        dtype = smallest_label_dtype(labels)
+    except ValueError as error:
+        raise VolumeError(f"{path}: {error}") from error
+    return np.ascontiguousarray(labels, dtype=dtype)
 
 
 def _header_for(meta: VolumeMeta, dtype: np.dtype) -> nib.Nifti1Header:
@@ -449,49 +431,8 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, *
     """
     path = Path(path)
     data = _labels_for_writing(labels, meta, path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(_EXISTS.format(path=path))
-    payload = _encode(data, meta, compress=_nifti_suffix(path) == ".nii.gz")
-    _atomic_write(path, payload, overwrite=overwrite)
+    compress = _nifti_suffix(path) == ".nii.gz"
+    # Encoding happens inside the atomic write, after its check for an existing file.
+    write_atomically(path, lambda stream: stream.write(_encode(data, meta, compress)), overwrite=overwrite)
     logger.info("Saved labels %s (%s, %s)", path, data.shape, data.dtype)
     return path
-
-
-def _atomic_write(path: Path, payload: bytes, *, overwrite: bool) -> None:
-    mode = _new_file_mode(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        # Check again: the file may have appeared while the payload was being written.
-        if not overwrite and path.exists():
-            raise FileExistsError(_EXISTS.format(path=path))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _new_file_mode(path: Path) -> int:
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Persist the rename itself (POSIX only: Windows has no O_DIRECTORY and cannot open folders).
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

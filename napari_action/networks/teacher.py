@@ -1,8 +1,9 @@
 """The EMA teacher of ACTION and the memory queues of its distillation losses.
 
 The teacher is an exponential moving average of the student (Tarvainen &
-Valpola 2017; ACTION_METHOD.md §1): never trained by backprop, always in eval
-mode, updated once per step — the reference code's defects 1-3 avoided.
+Valpola 2017; You et al., IPMI 2023): never trained by backprop, always in eval
+mode, updated once per step — unlike the reference code (docs/method.md,
+"Where we deliberately differ", differences 1-3).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class StudentTeacher(nn.Module):
 
     The teacher (heads included) is an EMA copy of the student that stays in
     ``eval()`` mode (no dropout, running BatchNorm statistics) and never
-    requires gradients — fixing defects 1 and 2 of the reference code. Build
+    requires gradients (docs/method.md, differences 1 and 2). Build
     the optimiser from ``self.student.parameters()``.
 
     Parameters

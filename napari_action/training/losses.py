@@ -2,7 +2,8 @@
 
 From *Bootstrapping Semi-supervised Medical Image Segmentation with
 Anatomical-aware Contrastive Distillation* (You et al., IPMI 2023) and its
-reference code, with the choices of ``ACTION_METHOD.md`` §3–4:
+reference code, with the choices described in docs/method.md (the "Losses" paragraph and
+"Where we deliberately differ"), and one option of ACTION++ (You et al., MICCAI 2023):
 
 * :func:`supervised_loss` — ½ (cross-entropy + Dice) with an ignore index;
 * :func:`distillation_kl` — ISD-style relational distillation against a queue
@@ -337,7 +338,7 @@ def anatomical_contrast(
     with probability ``softmax_v(⟨r_k⁺, r_v⁺⟩ / τ)`` and then a uniform valid
     pixel of ``v``. ``L_k = mean_q −log[e^{⟨r_q, r_k⁺⟩/τ} / (e^{⟨r_q, r_k⁺⟩/τ}
     + Σ_n e^{⟨r_q, r_n⟩/τ})]``. Sampling is batched on ``rep``'s device
-    (fixing defect 7 of the reference code); memory is ``O(M·Q·N·D)``.
+    (no per-query Python loop; docs/method.md, difference 7); memory is ``O(M·Q·N·D)``.
 
     Parameters
     ----------

@@ -4,7 +4,7 @@ Every function here takes a :class:`StepInputs` bundle, samples its own batch
 and returns ``(loss, logs)``; the trainer does backward, the optimiser step
 and the single EMA update per step, uniformly for all stages.
 
-Stages (You et al., IPMI 2023; ACTION_METHOD.md §2):
+Stages (You et al., IPMI 2023; docs/method.md, "Schedule"):
 
 * ``global_distillation`` (stage i): encoder + global head, ``L_glob`` only.
 * ``local_distillation`` (stage ii): everything, ``L_sup + L_glob + L_loc``.

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from napari_action.inference.predictor import Predictor
 from napari_action.progress import SlicePrediction
 
 
@@ -64,7 +65,7 @@ class StreamCursor:
         self._volume = (volume + 1) % len(self.n_slices)
         return volume, start, stop
 
-    def predict(self, predictor, volumes: Sequence[np.ndarray]) -> tuple[SlicePrediction, ...]:
+    def predict(self, predictor: Predictor, volumes: Sequence[np.ndarray]) -> tuple[SlicePrediction, ...]:
         """Predict the next chunk with ``predictor`` on normalised ``volumes``."""
         volume, start, stop = self.next_range()
         moved = np.moveaxis(volumes[volume], predictor.axis, 0)

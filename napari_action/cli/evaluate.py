@@ -1,0 +1,40 @@
+"""``napari-action evaluate``: Dice, HD95 and ASD (mm) of a prediction against the truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_action.cli.options import int_list
+from napari_action.io.nifti import load_labels
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` sub-command and its options to ``commands``."""
+    parser = commands.add_parser("evaluate", help="Dice, HD95 and ASD (mm) of a prediction")
+    parser.add_argument("--pred", required=True, type=Path)
+    parser.add_argument("--truth", required=True, type=Path)
+    parser.add_argument(
+        "--exclude-slices", type=int_list, default=None, help="slices left out of the scores (e.g. the annotated ones)"
+    )
+    parser.add_argument("--axis", type=int, default=None, help="axis of --exclude-slices")
+    parser.add_argument("--json", type=Path, default=None, help="also write the scores as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the score table (and write it as JSON with ``--json``); return the exit code."""
+    # Imported when the command runs, so that `napari-action --help` does not wait for scipy.
+    from napari_action.evaluation.metrics import evaluate
+
+    pred, _ = load_labels(args.pred)
+    truth, truth_meta = load_labels(args.truth)
+    if args.exclude_slices and args.axis is None:
+        raise ValueError("--exclude-slices needs --axis to say which axis the slice numbers refer to.")
+    result = evaluate(pred, truth, spacing=truth_meta.zooms, exclude_slices=args.exclude_slices, axis=args.axis)
+    print(result.format_table())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_dict(), indent=2))
+    return 0

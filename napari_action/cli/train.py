@@ -1,0 +1,64 @@
+"""``napari-action train``: a model from NIfTI images and their sparse labels."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from napari_action.cli.options import config_from_args, int_list
+from napari_action.cli.progress_bar import TerminalProgress, run_training
+from napari_action.config import BUDGETS, METHODS
+from napari_action.io.nifti import load_labels, load_volume
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-command and its options to ``commands``."""
+    train = commands.add_parser("train", help="train a model from sparse labels")
+    train.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        type=Path,
+        help="NIfTI image; repeat for several. Images beyond the labels are unlabeled data.",
+    )
+    train.add_argument(
+        "--labels", action="append", default=[], type=Path, help="sparse labels of the k-th --image (0 = not painted)"
+    )
+    train.add_argument("--axis", type=int, default=None, help="slicing axis (default: inferred)")
+    train.add_argument(
+        "--labeled-slices",
+        type=int_list,
+        default=None,
+        help="extra slices of the first image that count as labeled (truly background)",
+    )
+    train.add_argument("--method", choices=METHODS, default="action")
+    train.add_argument("--budget", choices=BUDGETS, default="cpu")
+    train.add_argument("--steps", type=int, default=None, help="length of the final stage (stage iii)")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
+    train.add_argument("--seed", type=int, default=1337)
+    train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    train.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train on the given files and write the checkpoint; return the exit code."""
+    # Imported when the command runs, so that `napari-action --help` does not wait
+    # for torch (a second or more).
+    from napari_action.training.trainer import Trainer
+
+    if len(args.labels) > len(args.image):
+        raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
+    images = [load_volume(path)[0] for path in args.image]
+    labels = [load_labels(path)[0] for path in args.labels]
+    extra = {0: args.labeled_slices} if args.labeled_slices else None
+    trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra)
+    print(
+        f"Training {trainer.config.method} on {trainer.device_label}: {len(images)} volume(s), "
+        f"axis {trainer.axis}, classes {trainer.class_values.tolist()}",
+        file=sys.stderr,
+    )
+    run_training(trainer, TerminalProgress())
+    path = trainer.save_checkpoint(args.out)
+    print(f"Model written to {path}")
+    return 0
