@@ -73,7 +73,7 @@ class TrainingPlan:
             )
         plan = cls()
         for labels, image_name in pairs:
-            image = _paired_image(labels, image_name, images, picker.viewer)
+            image = _paired_image(labels, image_name, images)
             if _index(plan.images, image) is not None:
                 other = plan.labels[_index(plan.images, image)]
                 raise ValueError(
@@ -127,7 +127,7 @@ def _index(layers: list, layer) -> int | None:
     return next((i for i, item in enumerate(layers) if item is layer), None)
 
 
-def _paired_image(labels, image_name: str | None, images: dict, viewer):
+def _paired_image(labels, image_name: str | None, images: dict):
     if image_name is None:
         fits = [f"{img.name!r} ({_shape(img)})" for img in images.values()]
         raise ValueError(

@@ -99,11 +99,6 @@ class LayerPicker(QWidget):
                 pairs.append((layer, None if image == NO_IMAGE else image))
         return pairs
 
-    def set_image_for(self, labels_name: str, image_name: str) -> None:
-        """Pair a labels layer with an image by name (what the combo box does)."""
-        self._chosen_image[labels_name] = image_name
-        self.refresh()
-
     def set_checked(self, name: str, checked: bool) -> None:
         """Use or skip the image or labels layer called ``name``."""
         (self._unchecked.discard if checked else self._unchecked.add)(name)

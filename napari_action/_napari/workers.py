@@ -174,10 +174,6 @@ class TrainingRun:
         return self.state in ("running", "pausing", "paused", "stopping")
 
     @property
-    def is_paused(self) -> bool:
-        return self.state == "paused"
-
-    @property
     def worker(self):
         """The napari ``GeneratorWorker`` (None before :meth:`start`)."""
         return self._worker

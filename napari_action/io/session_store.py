@@ -235,19 +235,6 @@ def _scratch_file():
         path.unlink(missing_ok=True)
 
 
-def describe(session: Session) -> str:
-    """One line per volume, for logs and the widget's status."""
-    lines = []
-    for volume in session.volumes:
-        parts = [volume.name, "x".join(map(str, volume.shape))]
-        if volume.painted is not None:
-            parts.append(f"{int(np.count_nonzero(volume.painted))} painted voxels")
-        if volume.accepted_slices:
-            parts.append(f"{len(volume.accepted_slices)} accepted slices")
-        lines.append(", ".join(parts))
-    return "\n".join(lines) or "(no volumes)"
-
-
 __all__ = [
     "Session",
     "SessionError",

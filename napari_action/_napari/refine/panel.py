@@ -101,7 +101,6 @@ class RefinePanel(QGroupBox):
         self.viewer = widget.viewer
         self.uncertainty = UncertaintyMaps()
         self.labeled: dict[str, set[int]] = {}
-        self._axis = 0
         self._build()
         self.refresh_later = qthrottled(self.refresh, timeout=300, parent=self)
         self.rank_later = qthrottled(self._update_uncertainty, timeout=300, parent=self)
@@ -326,7 +325,7 @@ class RefinePanel(QGroupBox):
             for image, labels in volumes
             if labels is not None and layer_shape(labels) == layer_shape(image)
         }
-        axis = self._axis = self.slicing_axis(list(arrays.values()))
+        axis = self.slicing_axis(list(arrays.values()))
         self.training_list.clear()
         self.labeled = {}
         for image, _ in volumes:
