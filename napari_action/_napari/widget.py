@@ -37,8 +37,8 @@ from napari_action._napari.layers import is_mid_stroke, layer_array, prediction_
 from napari_action._napari.plot import LossPlot
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
-from napari_action._napari.threads import training_threads
-from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun, run_in_thread
+from napari_action._napari.threads import new_worker, training_threads
+from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
 
 if TYPE_CHECKING:
@@ -454,9 +454,13 @@ class ActionWidget(QWidget):
         self._refresh_buttons()
 
     def _start_save(self, path: str) -> None:
-        self.session.job = run_in_thread(
-            self.session.trainer.save_checkpoint, path, on_returned=self._on_saved, on_finished=self._on_job_finished
+        job = new_worker(
+            self.session.trainer.save_checkpoint,
+            path,
+            connect={"returned": self._on_saved, "finished": self._on_job_finished},
         )
+        self.session.job = job
+        job.start()
 
     def _on_saved(self, path) -> None:
         from napari.utils.notifications import show_info

@@ -1,10 +1,10 @@
 """Run the trainer's generators in napari thread workers.
 
-:class:`TrainingRun` wraps ``Trainer.iter_train()`` in napari's
-``create_worker`` (the run shows up in the activity dock with a progress bar
-and can be cancelled there; errors become napari notifications), forwards
-every yielded :class:`~napari_action.progress.TrainProgress` to callbacks on
-the GUI thread,
+:class:`TrainingRun` wraps ``Trainer.iter_train()`` in a napari worker
+(:func:`~napari_action._napari.threads.new_worker`: the run shows up in the
+activity dock with a progress bar and can be cancelled there; errors become
+napari notifications), forwards every yielded
+:class:`~napari_action.progress.TrainProgress` to callbacks on the GUI thread,
 and hands streamed slice predictions over at most once per ``throttle_ms``.
 Pause, resume and stop go through the worker API; new labels and focus
 requests are sent into the generator.
@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+from napari.utils import progress as progress_bar
 from superqt.utils import qthrottled
 
 from napari_action._napari.threads import (
     cap_torch_threads,
     frequent_gil_handover,
     lower_thread_priority,
-    relay_errors_once,
+    new_worker,
     warm_up_torch,
 )
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
@@ -186,22 +187,23 @@ class TrainingRun:
     # -- control -------------------------------------------------------------
     def start(self) -> None:
         """Create the worker, connect every signal, then start the thread."""
-        from napari.qt.threading import create_worker
-
         if self._worker is not None:
             raise RuntimeError("A TrainingRun starts once; make a new one to train again.")
         progress = None
         if self.progress_bar:
             progress = {"total": self.total_steps + 1, "desc": "ACTION training"}  # + the ready yield
-        # _ignore_errors: errors reach the user as a napari notification and our
-        # callback; re-raising them on the GUI thread as well would show them twice.
-        worker = create_worker(_drive, self._source, _start_thread=False, _progress=progress, _ignore_errors=True)
-        relay_errors_once(worker)
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.paused.connect(self._on_paused)
-        worker.resumed.connect(self._on_resumed)
-        worker.finished.connect(self._on_finished)
+        worker = new_worker(
+            _drive,
+            self._source,
+            progress=progress,
+            connect={
+                "yielded": self._on_yielded,
+                "errored": self._on_errored,
+                "paused": self._on_paused,
+                "resumed": self._on_resumed,
+                "finished": self._on_finished,
+            },
+        )
         self._worker = worker
         self._set_state("running")
         worker.start()
@@ -385,14 +387,13 @@ class PredictionJob:
 
     def start(self) -> None:
         """Start predicting in a worker thread."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-
-        worker = create_worker(_predict_all, self.trainer, self.items, _start_thread=False, _ignore_errors=True)
-        relay_errors_once(worker)
-        worker.yielded.connect(self._on_yielded)
-        worker.finished.connect(self._on_finished)
-        self._bar = progress(total=self._total_slices(), desc="ACTION prediction")
+        worker = new_worker(
+            _predict_all,
+            self.trainer,
+            self.items,
+            connect={"yielded": self._on_yielded, "finished": self._on_finished},
+        )
+        self._bar = progress_bar(total=self._total_slices(), desc="ACTION prediction")
         self._worker = worker
         self.is_running = True
         worker.start()
@@ -418,17 +419,3 @@ class PredictionJob:
             self._bar.close()
         if self.on_finished is not None:
             self.on_finished()
-
-
-def run_in_thread(func: Callable, *args, on_returned: Callable | None = None, on_finished: Callable | None = None):
-    """Run a plain function in a napari worker (errors become notifications)."""
-    from napari.qt.threading import create_worker
-
-    worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True)
-    relay_errors_once(worker)
-    if on_returned is not None:
-        worker.returned.connect(on_returned)
-    if on_finished is not None:
-        worker.finished.connect(on_finished)
-    worker.start()
-    return worker

@@ -38,7 +38,7 @@ from napari_action._napari.files.snapshot import (
     write_snapshot,
 )
 from napari_action._napari.layers import image_layers, is_prediction_layer
-from napari_action._napari.threads import relay_errors_once
+from napari_action._napari.threads import new_worker
 
 logger = logging.getLogger(__name__)
 
@@ -215,11 +215,7 @@ class FilesPanel(QGroupBox):
         notify: bool = True,
     ) -> None:
         """Run ``func(*args)`` in a napari worker; its errors become notifications if ``notify``."""
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True)
-        if notify:
-            relay_errors_once(worker)
+        worker = new_worker(func, *args, notify_errors=notify)
         self._jobs.add(name, worker, on_returned, on_error)
         self._refresh()
         worker.start()
