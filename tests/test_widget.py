@@ -13,6 +13,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool
 
 from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
+from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import training_threads
 from napari_action._napari.widget import ActionWidget
 from napari_action.progress import FocusRequest
@@ -168,19 +169,19 @@ def test_pause_resume(scene, qtbot):
     run = widget.run
     qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
     widget.pause_button.click()
-    qtbot.waitUntil(lambda: run.state == "paused", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
     assert widget.pause_button.text() == "Resume" and widget.predict_button.isEnabled()
     step = run.last_progress.step
     qtbot.wait(300)
     assert run.last_progress.step == step
     widget.pause_button.click()
     qtbot.waitUntil(lambda: run.last_progress.step > step, timeout=TIMEOUT)
-    assert run.state == "running" and widget.pause_button.text() == "Pause"
+    assert run.state is RunState.RUNNING and widget.pause_button.text() == "Pause"
     widget.pause_button.click()
-    qtbot.waitUntil(lambda: run.state == "paused", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
     widget.stop_button.click()  # stopping a paused run quits the worker
     wait_finished(qtbot, widget)
-    assert run.state == "finished" and widget.train_button.isEnabled()
+    assert run.state is RunState.FINISHED and widget.train_button.isEnabled()
 
 
 @pytest.mark.parametrize("case", ["wrong shape", "nothing painted"])
@@ -333,7 +334,7 @@ def test_predict_while_training_pauses_then_resumes(scene, qtbot):
     qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
     widget.predict_all()  # pauses training, predicts every volume, then resumes
     qtbot.waitUntil(lambda: widget.session.job is not None, timeout=TIMEOUT)
-    assert run.state == "paused" and not widget.pause_button.isEnabled()
+    assert run.state is RunState.PAUSED and not widget.pause_button.isEnabled()
     qtbot.waitUntil(lambda: widget.session.job is None, timeout=TIMEOUT)
     assert widget.session.target(0).streamed.all()
     step = run.last_progress.step

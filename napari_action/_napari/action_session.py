@@ -25,6 +25,7 @@ from napari_action._napari.layers import (
     layer_shape,
     snapshot_labels,
 )
+from napari_action._napari.run_state import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -273,11 +274,11 @@ class ActionSession:
     # -- jobs that need the trainer to themselves --------------------------------------
     def when_idle(self, job: Callable[[], None]) -> None:
         """Run ``job`` now, or once training has paused (it is resumed after the job)."""
-        if self.run is not None and self.run.state in ("running", "pausing"):
+        if self.run is not None and self.run.state in (RunState.RUNNING, RunState.PAUSING):
             self._pending_job = job
             self.resume_after_job = True
             self.run.pause()
-        elif self.run is not None and self.run.state == "stopping":
+        elif self.run is not None and self.run.state is RunState.STOPPING:
             self._pending_job = job  # the last step is still running: start when it ends
         else:
             job()

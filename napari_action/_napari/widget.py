@@ -37,6 +37,7 @@ from napari_action._napari.layers import is_mid_stroke, layer_array, prediction_
 from napari_action._napari.plot import LossPlot
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
+from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker, training_threads
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
@@ -167,17 +168,17 @@ class ActionWidget(QWidget):
     def _refresh_buttons(self) -> None:
         """Enable what makes sense now: idle, training, paused, stopping or a job running."""
         run, session = self.run, self.session
-        state = run.state if run is not None else "idle"
+        state = run.state if run is not None else RunState.IDLE
         job = session.job_running
-        paused = state == "paused"
-        active = state in ("running", "pausing", "paused")
-        self.pause_button.setText({"pausing": "Pausing…", "paused": "Resume"}.get(state, "Pause"))
+        paused = state is RunState.PAUSED
+        active = state.is_training
+        self.pause_button.setText({RunState.PAUSING: "Pausing…", RunState.PAUSED: "Resume"}.get(state, "Pause"))
         self.train_button.setEnabled(not session.busy)
         self.pause_button.setEnabled(active and not job)
         self.stop_button.setEnabled(active and not job)
         model_ready = session.trainer is not None and not job and (paused or not active)
-        self.predict_button.setEnabled(model_ready and state != "stopping")
-        self.save_button.setEnabled(model_ready and state != "stopping")
+        self.predict_button.setEnabled(model_ready and state is not RunState.STOPPING)
+        self.save_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.state_changed.emit()
 
     # -- training ------------------------------------------------------------------
@@ -328,10 +329,10 @@ class ActionWidget(QWidget):
             self.plot.add_agreement(self.run.last_progress.step, 1.0 - changed / compared)
         return deferred
 
-    def _on_run_state(self, state: str) -> None:
-        if state == "stopping":
+    def _on_run_state(self, state: RunState) -> None:
+        if state is RunState.STOPPING:
             self.status_label.setText("Stopping after the current step…")
-        if state == "paused":
+        if state is RunState.PAUSED:
             self.session.run_pending_job()  # a prediction or save waited for the pause
         self._refresh_buttons()
 
@@ -387,7 +388,7 @@ class ActionWidget(QWidget):
         layer = event.value
         self.session.forget_layer(layer)
         plan, run = self.session.plan, self.run
-        if plan is not None and run is not None and run.state in ("running", "pausing", "paused") and plan.uses(layer):
+        if plan is not None and run is not None and run.state.is_training and plan.uses(layer):
             show_warning(f"ACTION: layer {layer.name!r} was removed, so training stops.")
             run.stop()
 
@@ -431,7 +432,7 @@ class ActionWidget(QWidget):
 
     def _on_job_finished(self, *_) -> None:
         self.session.job = None
-        if self.session.resume_after_job and self.run is not None and self.run.state == "paused":
+        if self.session.resume_after_job and self.run is not None and self.run.state is RunState.PAUSED:
             self.run.resume()
         self.session.resume_after_job = False
         if self.run is None or not self.run.is_running:

@@ -37,6 +37,7 @@ import numpy as np
 from napari.utils import progress as progress_bar
 from superqt.utils import qthrottled
 
+from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import (
     cap_torch_threads,
     frequent_gil_handover,
@@ -120,7 +121,7 @@ class RunCallbacks:
     ready: Callable[[Any], None] | None = None
     progress: Callable[[TrainProgress], None] | None = None
     predictions: Callable[[list[SlicePrediction]], list[SlicePrediction] | None] | None = None
-    state: Callable[[str], None] | None = None
+    state: Callable[[RunState], None] | None = None
     error: Callable[[Exception], None] | None = None
     finished: Callable[[], None] | None = None
 
@@ -160,7 +161,7 @@ class TrainingRun:
         self.progress_bar = progress_bar
         self.last_progress: TrainProgress | None = None
         self.error: Exception | None = None
-        self.state = "idle"
+        self.state = RunState.IDLE
         self._resume_on_pause = False
         self._worker = None
         self._number = 0
@@ -172,14 +173,14 @@ class TrainingRun:
     @property
     def is_running(self) -> bool:
         """True from :meth:`start` until the worker's ``finished`` reached the GUI thread."""
-        return self.state in ("running", "pausing", "paused", "stopping")
+        return self.state.is_alive
 
     @property
     def worker(self):
         """The napari ``GeneratorWorker`` (None before :meth:`start`)."""
         return self._worker
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: RunState) -> None:
         self.state = state
         if self.callbacks.state is not None:
             self.callbacks.state(state)
@@ -205,29 +206,29 @@ class TrainingRun:
             },
         )
         self._worker = worker
-        self._set_state("running")
+        self._set_state(RunState.RUNNING)
         worker.start()
 
     def pause(self) -> None:
         """Pause after the current step (the worker honours it at the next yield)."""
-        if self.state == "running":
+        if self.state is RunState.RUNNING:
             if not self._resume_on_pause:  # else the earlier pause request is still pending
                 self._worker.pause()
             self._resume_on_pause = False
-            self._set_state("pausing")
+            self._set_state(RunState.PAUSING)
 
     def resume(self) -> None:
         """Resume a paused (or pausing) run."""
-        if self.state == "paused":
+        if self.state is RunState.PAUSED:
             self._worker.resume()
-        elif self.state == "pausing":
+        elif self.state is RunState.PAUSING:
             # The worker has no "cancel pause": let the pause land, then resume at once.
             self._resume_on_pause = True
-            self._set_state("running")
+            self._set_state(RunState.RUNNING)
 
     def toggle_pause(self) -> None:
         """Pause a running run, resume a paused one."""
-        if self.state in ("paused", "pausing"):
+        if self.state in (RunState.PAUSED, RunState.PAUSING):
             self.resume()
         else:
             self.pause()
@@ -241,10 +242,10 @@ class TrainingRun:
         yielded yet resets the request when it starts, so those are quit instead
         (the worker honours ``quit`` at the next yield).
         """
-        if not self.is_running or self.state == "stopping":
+        if not self.is_running or self.state is RunState.STOPPING:
             return
-        quit_worker = self.state in ("paused", "pausing") or self.last_progress is None
-        self._set_state("stopping")
+        quit_worker = self.state in (RunState.PAUSED, RunState.PAUSING) or self.last_progress is None
+        self._set_state(RunState.STOPPING)
         if self.trainer is not None:
             self.trainer.request_stop()
         if quit_worker:
@@ -321,18 +322,18 @@ class TrainingRun:
         if self._resume_on_pause:
             self._resume_on_pause = False
             self._worker.resume()
-        elif self.state == "pausing":
-            self._set_state("paused")
+        elif self.state is RunState.PAUSING:
+            self._set_state(RunState.PAUSED)
 
     def _on_resumed(self) -> None:
-        if self.state == "paused":
-            self._set_state("running")
+        if self.state is RunState.PAUSED:
+            self._set_state(RunState.RUNNING)
 
     def _on_finished(self) -> None:
         self._flush.cancel()
         self._flush_predictions()  # the last stream must land even inside the throttle window
         self._predictions = {}
-        self._set_state("finished")
+        self._set_state(RunState.FINISHED)
         if self.callbacks.finished is not None:
             self.callbacks.finished()
 

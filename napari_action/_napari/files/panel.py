@@ -38,6 +38,7 @@ from napari_action._napari.files.snapshot import (
     write_snapshot,
 )
 from napari_action._napari.layers import image_layers, is_prediction_layer
+from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker
 
 logger = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ class FilesPanel(QGroupBox):
     def _on_state_changed(self) -> None:
         self._refresh()
         run = self.widget.run
-        if run is not None and run.state == "finished" and run is not self._autosaved_run:
+        if run is not None and run.state is RunState.FINISHED and run is not self._autosaved_run:
             self._autosaved_run = run  # once per run: the labels and model it ended with
             self.autosave()
 
