@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer, layer_array, layer_shape
+from napari_action.inference.loaded_model import VoxelGeometry
 from napari_action.io.nifti import VolumeMeta, save_labels
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,16 @@ def layer_volume_meta(layer) -> VolumeMeta:
     from napari_action._napari.writer import _meta_for_layer
 
     return _meta_for_layer(layer.name, layer_array(layer), layer_attributes(layer))
+
+
+def layer_geometry(layer) -> VoxelGeometry:
+    """Voxel spacing and directions of a 3D layer: from its NIfTI header if it has one, else its napari transform.
+
+    The header wins because the reader shows files whose axes are permuted in
+    voxel order (see :mod:`napari_action._napari.reader`), so their napari
+    transform hides the true orientation.
+    """
+    return VoxelGeometry.from_matrix(layer_volume_meta(layer).affine)
 
 
 def export_name(image_name: str) -> str:

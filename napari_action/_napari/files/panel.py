@@ -27,8 +27,7 @@ from typing import Any
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
-from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
-from napari_action._napari.files.loaded_model import LoadedModel, geometry_warnings, layer_geometry, load_model
+from napari_action._napari.files.export import Overwrite, layer_geometry, plan_export, resolve_overwrite, write_export
 from napari_action._napari.files.snapshot import (
     HashCache,
     apply_session,
@@ -40,6 +39,7 @@ from napari_action._napari.files.snapshot import (
 from napari_action._napari.layers import image_layers, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker
+from napari_action.inference.loaded_model import LoadedModel, geometry_warnings, load_model
 
 logger = logging.getLogger(__name__)
 

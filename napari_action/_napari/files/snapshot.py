@@ -41,6 +41,7 @@ from napari_action._napari.layers import (
     pair_labels_to_images,
     snapshot_labels,
 )
+from napari_action.inference.loaded_model import model_from_checkpoint, with_references
 from napari_action.io.session_store import Session, SessionVolume
 
 logger = logging.getLogger(__name__)
@@ -164,8 +165,6 @@ def take_snapshot(viewer, action_session, picked=(), config=None, references=())
     references : sequence of VoxelGeometry
         Geometry of the training volumes, recorded in the checkpoint.
     """
-    from napari_action._napari.files.loaded_model import with_references
-
     pairs, left_out = painted_pairs(viewer, list(picked))
     volumes = [_volume(viewer, image, pairs.get(image.name), action_session) for image in image_layers(viewer)]
     model = action_session.trainer
@@ -254,7 +253,6 @@ def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray 
 
 def read_session(path: str | Path) -> Restored:
     """Read a store, its source images and its model (worker thread)."""
-    from napari_action._napari.files.loaded_model import model_from_checkpoint
     from napari_action.io.session_store import checkpoint_from_bytes, load_session
 
     session = load_session(path)
