@@ -15,7 +15,6 @@ from napari_action._napari.action_session import TrainingPlan
 from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import ACCEPT_KEY, RefinePanel
-from napari_action._napari.refine.uncertainty import streamed_uncertainty
 from napari_action._napari.widget import ActionWidget
 
 from .test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overrides, wait_finished
@@ -233,9 +232,3 @@ def test_key_binding_is_released_with_the_widget(viewer):
     viewer.window.remove_dock_widget(widget)
     press(viewer, ACCEPT_KEY)  # the user's binding is back
     assert pressed == [viewer]
-
-
-def test_streamed_uncertainty_scale():
-    confidence = np.array([1.0, 0.5, 1 / 3], np.float32)
-    np.testing.assert_allclose(streamed_uncertainty(confidence, 3), [0.0, 0.75, 1.0], atol=1e-6)
-    assert not streamed_uncertainty(confidence, 1).any()

@@ -160,7 +160,7 @@ def prediction_name(image: Image) -> str:
     return f"{image.name}{PREDICTION_SUFFIX}"
 
 
-def _geometry_kwargs(image: Image) -> dict:
+def geometry_kwargs(image: Image) -> dict:
     """Everything that places ``image`` in world space, so the prediction overlays it."""
     kwargs = {
         "scale": image.scale,
@@ -228,7 +228,7 @@ def prediction_layer_for(
             name=prediction_name(image),
             metadata=metadata,
             opacity=0.5,
-            **_geometry_kwargs(image),
+            **geometry_kwargs(image),
         )
         if active is not None:
             viewer.layers.selection.active = active

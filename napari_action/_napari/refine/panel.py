@@ -9,7 +9,7 @@ Three things a user does between (or during) training runs:
 * **Training set.** Per volume, the painted and accepted slices; a click
   shows that slice.
 * **Next slices to annotate.** The uncertainty of the latest predictions
-  (:mod:`._uncertainty`), optionally shown as "<image> uncertainty" layers,
+  (:mod:`napari_action.inference.uncertainty`), optionally shown as "<image> uncertainty" layers,
   ranked into spread-out slice suggestions (core :func:`~napari_action.inference.suggestions.suggest_slices`).
 
 plus **Update once** (:mod:`._update_once`): a short training round on demand.
@@ -48,13 +48,9 @@ from napari_action._napari.refine.accepted import (
     painted_slices,
     tracker_for_layer,
 )
-from napari_action._napari.refine.uncertainty import (
-    UncertaintyMaps,
-    find_uncertainty_layer,
-    streamed_uncertainty,
-    uncertainty_layer,
-)
+from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
+from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
 
 logger = logging.getLogger(__name__)
 
