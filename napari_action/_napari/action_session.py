@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from napari.qt.threading import WorkerBase
 
 from napari_action._napari.layers import (
     EditTracker,
@@ -26,6 +27,8 @@ from napari_action._napari.layers import (
     snapshot_labels,
 )
 from napari_action._napari.run_state import RunState
+from napari_action._napari.workers import PredictionJob, TrainingRun
+from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 
 logger = logging.getLogger(__name__)
 
@@ -171,10 +174,12 @@ class ActionSession:
     """Trainer, run, jobs and edit trackers of one widget (no Qt widgets inside)."""
 
     def __init__(self):
-        self.trainer = None
+        # The current model: a trainer, or a model loaded from a checkpoint or a session.
+        self.trainer: SegmentationModel | None = None
         self.plan: TrainingPlan | None = None
-        self.run = None
-        self.job = None
+        self.run: TrainingRun | None = None
+        # A prediction job, or the worker saving the model.
+        self.job: PredictionJob | WorkerBase | None = None
         self.colormap = None
         # Per training volume: its tracker, PENDING (no layer yet) or None (layer deleted).
         self.targets: list = []
@@ -195,13 +200,18 @@ class ActionSession:
         """A run or a job is active."""
         return (self.run is not None and self.run.is_running) or self.job_running
 
+    @property
+    def can_continue(self) -> bool:
+        """True when the model is a trainer of the current plan, which can train further ("Update once")."""
+        return self.plan is not None and isinstance(self.trainer, TrainableModel)
+
     def begin(self, plan: TrainingPlan) -> None:
         """Start over with a new plan; the previous model is dropped (the new one comes when ready)."""
         self.trainer, self.plan = None, plan
         self.colormap = plan.colormap()
         self.targets = [PENDING] * len(plan.images)
 
-    def use_model(self, model, checkpoint=None) -> None:
+    def use_model(self, model: SegmentationModel, checkpoint=None) -> None:
         """Predict with a loaded ``model``; continue training from ``checkpoint``.
 
         The plan is dropped: a loaded model knows no training volumes, so
@@ -294,10 +304,10 @@ class ActionSession:
         self._pending_job = None
         if self.run is not None:
             self.run.abandon()
-        if self.job is not None and hasattr(self.job, "abandon"):
+        if isinstance(self.job, PredictionJob):
             self.job.abandon()
         elif self.job is not None:
-            self.job.quit()
+            self.job.quit()  # a save: it ends on its own, without calling back into the widget
         for tracker in self.trackers.values():
             tracker.disconnect()
         self.trackers = {}

@@ -40,6 +40,7 @@ from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker, training_threads
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
+from napari_action.inference.model_protocol import TrainableModel
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
 
 if TYPE_CHECKING:
@@ -209,8 +210,8 @@ class ActionWidget(QWidget):
             return False
         self.session.begin(plan)
         run = TrainingRun(
-            factory,
-            RunCallbacks(
+            build=factory,
+            callbacks=RunCallbacks(
                 ready=self._on_run_ready,
                 progress=self._on_progress,
                 predictions=self._write_predictions,
@@ -252,7 +253,7 @@ class ActionWidget(QWidget):
         )
         return factory, config
 
-    def _on_run_ready(self, trainer) -> None:
+    def _on_run_ready(self, trainer: TrainableModel) -> None:
         self.session.trainer = trainer
         # The thread count in trainer.device_label is per calling thread: the
         # worker's own shows up with the first progress (see _on_progress).

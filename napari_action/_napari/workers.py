@@ -45,6 +45,7 @@ from napari_action._napari.threads import (
     new_worker,
     warm_up_torch,
 )
+from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class _Step(NamedTuple):
 
     progress: TrainProgress | None
     received: int
-    trainer: Any = None
+    trainer: TrainableModel | None = None
 
 
 def _take(incoming: Sequence[tuple[int, Any]] | None, received: int, queue: list) -> int:
@@ -72,21 +73,21 @@ def _take(incoming: Sequence[tuple[int, Any]] | None, received: int, queue: list
     return received
 
 
-def _drive(source, background: bool = True) -> Generator[_Step, Any, None]:
-    """Build the trainer if needed, then run ``iter_train()`` passing messages in one per step.
+def _drive(build: Callable[[], TrainableModel], background: bool = True) -> Generator[_Step, Any, None]:
+    """Build the trainer, then run its ``iter_train()`` passing messages in one per step.
 
-    ``source`` is a trainer or a function returning one: building it here keeps
-    the normalisation of large volumes off the GUI thread. ``background``
-    lowers the priority of the thread running this (the worker's) and does the
-    Python-heavy start (imports, model) with frequent GIL hand-overs.
+    ``build`` runs here, in the worker, so the normalisation of large volumes
+    stays off the GUI thread. ``background`` lowers the priority of the thread
+    running this (the worker's) and does the Python-heavy start (imports,
+    model) with frequent GIL hand-overs.
     """
     if background:
         lower_thread_priority()
         with frequent_gil_handover():
             warm_up_torch()
-            trainer = source if hasattr(source, "iter_train") else source()
+            trainer = build()
     else:
-        trainer = source if hasattr(source, "iter_train") else source()
+        trainer = build()
     queue: list = []
     received = _take((yield _Step(None, 0, trainer)), 0, queue)
     steps = trainer.iter_train()
@@ -103,12 +104,6 @@ def _drive(source, background: bool = True) -> Generator[_Step, Any, None]:
         steps.close()
 
 
-def expected_steps(trainer) -> int:
-    """Steps the next ``iter_train()`` call will run (for the progress bar)."""
-    config = trainer.config
-    return config.total_steps if getattr(trainer, "rounds", 0) == 0 else config.steps_stage3
-
-
 @dataclass
 class RunCallbacks:
     """GUI-thread callbacks of a :class:`TrainingRun` (all optional).
@@ -118,7 +113,7 @@ class RunCallbacks:
     write yet (e.g. during a brush stroke); those are retried.
     """
 
-    ready: Callable[[Any], None] | None = None
+    ready: Callable[[TrainableModel], None] | None = None
     progress: Callable[[TrainProgress], None] | None = None
     predictions: Callable[[list[SlicePrediction]], list[SlicePrediction] | None] | None = None
     state: Callable[[RunState], None] | None = None
@@ -131,13 +126,15 @@ class TrainingRun:
 
     Parameters
     ----------
-    trainer : napari_action.training.trainer.Trainer or callable
-        The trainer to run, or a function that builds it in the worker thread
-        (then :attr:`trainer` is None until the ``ready`` callback).
+    trainer : TrainableModel, optional
+        The trainer to run (e.g. a :class:`~napari_action.training.trainer.Trainer`).
     callbacks : RunCallbacks
         Called on the GUI thread.
-    total_steps : int, optional
-        Length of the progress bar; by default taken from the trainer.
+    build : callable, optional
+        Instead of ``trainer``: a function that builds it in the worker thread
+        (then :attr:`trainer` is None until the ``ready`` callback).
+    total_steps : int
+        Steps the run will take: the length of its progress bar.
     throttle_ms : int
         Minimum interval between two hand-overs of streamed predictions.
     progress_bar : bool
@@ -146,16 +143,19 @@ class TrainingRun:
 
     def __init__(
         self,
-        trainer,
+        trainer: TrainableModel | None = None,
         callbacks: RunCallbacks | None = None,
         *,
-        total_steps: int | None = None,
+        build: Callable[[], TrainableModel] | None = None,
+        total_steps: int,
         throttle_ms: int = 250,
         progress_bar: bool = True,
     ):
-        self._source = trainer
-        self.trainer = trainer if hasattr(trainer, "iter_train") else None
-        self.total_steps = expected_steps(self.trainer) if total_steps is None else total_steps
+        if (trainer is None) == (build is None):
+            raise TypeError("A TrainingRun needs either a trainer or a function that builds one.")
+        self.trainer = trainer
+        self._build = build if build is not None else (lambda: trainer)
+        self.total_steps = total_steps
         self._yielded = False
         self.callbacks = callbacks or RunCallbacks()
         self.progress_bar = progress_bar
@@ -195,7 +195,7 @@ class TrainingRun:
             progress = {"total": self.total_steps + 1, "desc": "ACTION training"}  # + the ready yield
         worker = new_worker(
             _drive,
-            self._source,
+            self._build,
             progress=progress,
             connect={
                 "yielded": self._on_yielded,
@@ -338,11 +338,11 @@ class TrainingRun:
             self.callbacks.finished()
 
 
-def _predict_all(trainer, items: Sequence[tuple[Any, int | np.ndarray]]) -> Generator:
+def _predict_all(model: SegmentationModel, items: Sequence[tuple[Any, int | np.ndarray]]) -> Generator:
     lower_thread_priority()
-    cap_torch_threads(trainer.config.num_threads)
+    cap_torch_threads(model.config.num_threads)
     for key, volume in items:
-        for update in trainer.predict_volume(volume):
+        for update in model.predict_volume(volume):
             yield key, update
 
 
@@ -351,8 +351,8 @@ class PredictionJob:
 
     Parameters
     ----------
-    trainer : napari_action.training.trainer.Trainer
-        Supplies ``predict_volume``; do not train it at the same time.
+    trainer : SegmentationModel
+        A trainer or a loaded model; do not train it at the same time.
     items : sequence of (key, volume)
         ``volume`` is a training-volume index or a 3D array; ``key`` comes
         back with every update.
@@ -365,7 +365,7 @@ class PredictionJob:
 
     def __init__(
         self,
-        trainer,
+        trainer: SegmentationModel,
         items: Sequence[tuple[Any, int | np.ndarray]],
         on_update: Callable[[Any, PredictionUpdate], None],
         on_finished: Callable[[], None] | None = None,

@@ -58,8 +58,8 @@ def tracker_for_layer(session, layer, fallback_axis: int) -> EditTracker:
     tracker = session.trackers.get(id(layer))
     if tracker is not None and tracker.layer is layer:
         return tracker
-    axis = getattr(session.trainer, "axis", None)
-    return session.tracker_for(layer, fallback_axis if axis is None else axis)
+    axis = fallback_axis if session.trainer is None else session.trainer.axis
+    return session.tracker_for(layer, axis)
 
 
 def lock_slices(tracker: EditTracker, slices: Iterable[int]) -> None:

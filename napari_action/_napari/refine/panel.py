@@ -199,8 +199,7 @@ class RefinePanel(QGroupBox):
 
     def _refresh_buttons(self) -> None:
         session = self.session
-        trainable = session.plan is not None and hasattr(session.trainer, "iter_train")
-        self.update_button.setEnabled(trainable and not session.busy)
+        self.update_button.setEnabled(session.can_continue and not session.busy)
         has_predictions = bool(self._prediction_layers())
         self.accept_button.setEnabled(has_predictions)
         self.accept_all_button.setEnabled(has_predictions)
@@ -296,9 +295,8 @@ class RefinePanel(QGroupBox):
         """The model's axis, else that of accepted slices, the form's choice, or the inferred one."""
         from napari_action.data.annotations import infer_axis
 
-        axis = getattr(self.session.trainer, "axis", None)
-        if axis is not None:
-            return int(axis)
+        if self.session.trainer is not None:
+            return int(self.session.trainer.axis)
         accepted = [
             t.axis
             for t in self.session.trackers.values()

@@ -20,6 +20,7 @@ import numpy as np
 
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.workers import RunCallbacks, TrainingRun
+from napari_action.inference.model_protocol import TrainableModel
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class ShortRound:
 
     def __init__(
         self,
-        trainer,
+        trainer: TrainableModel,
         steps: int,
         labels: Sequence[np.ndarray | None],
         labeled_slices: Mapping[int, Sequence[int]] | None = None,
@@ -70,14 +71,14 @@ class ShortRound:
         return getattr(self.trainer, name)
 
 
-def round_steps(trainer, steps: int) -> int:
+def round_steps(trainer: TrainableModel, steps: int) -> int:
     """Steps ``trainer.iter_train(steps)`` will run (for the progress bar).
 
     A trainer stopped during its warm-up has completed no round, so the
     trainer replays the warm-up stages (i, ii) before the ``steps``.
     """
     config = trainer.config
-    if getattr(trainer, "rounds", 1) > 0 or config.method != "action":
+    if trainer.rounds > 0 or config.method != "action":
         return steps
     loss = config.loss
     stage1 = config.steps_stage1 if loss.use_global else 0
@@ -102,7 +103,7 @@ def start_update_once(widget, steps: int) -> bool:
     trainer, plan = session.trainer, session.plan
     if session.busy:
         return False
-    if plan is None or not hasattr(trainer, "iter_train"):
+    if not session.can_continue:
         show_error("ACTION: press Train first; Update once continues from the trained model.")
         return False
     training = merge_accepted(session, plan, axis=trainer.axis)
@@ -118,7 +119,7 @@ def start_update_once(widget, steps: int) -> bool:
     )
     session.run = TrainingRun(
         ShortRound(trainer, steps, training.labels, training.labeled_slices),
-        callbacks,
+        callbacks=callbacks,
         total_steps=round_steps(trainer, steps),
         throttle_ms=widget.stream_throttle_ms,
     )
