@@ -154,9 +154,10 @@ def test_accept_all_and_training_set_navigation(scene):
     np.testing.assert_array_equal(training.labels[0][[1, 6]], layer.data[[1, 6]])
     np.testing.assert_array_equal(training.labels[0][[2, 5]], labels.data[[2, 5]])
     before = len(notification_manager.records)
-    training = merge_accepted(widget.session, plan, axis=1)  # a model along another axis: dropped, said
+    training = widget.training_labels(plan, axis=1)  # a model along another axis: dropped, said
     assert training.skipped == ["vol"] and not training.labeled_slices
     assert widget.session.accepted_slices == {}
+    assert "dropped" in training.warnings[0]
     assert "dropped" in str(notification_manager.records[before].message)
 
 
@@ -194,6 +195,9 @@ def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
     viewer, widget, labels, truth = scene
     panel = widget.refine_panel
     assert not panel.update_button.isEnabled()
+    before = len(notification_manager.records)
+    assert panel.update_once() is False  # nothing trained yet: refused, and said why
+    assert "press Train first" in str(notification_manager.records[before].message)
     widget.train_button.click()
     wait_finished(qtbot, widget)
     trainer, layer = widget.session.trainer, viewer.layers["vol ACTION"]

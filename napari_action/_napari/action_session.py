@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from napari.qt.threading import WorkerBase
@@ -28,6 +28,7 @@ from napari_action._napari.layers import (
 )
 from napari_action._napari.run_state import RunState
 from napari_action._napari.workers import PredictionJob, TrainingRun
+from napari_action.data.annotations import infer_axis
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,13 @@ def _paired_image(labels, image_name: str | None, images: dict):
     return image
 
 
+class TrainingInit(NamedTuple):
+    """Where the next training starts, and why not from the loaded model when it cannot."""
+
+    checkpoint: Any = None  # a Checkpoint to continue from; None: new weights
+    reason: str | None = None  # why the loaded model's checkpoint is not continued
+
+
 def build_trainer(volumes, labels, config, viewer_axis: int, class_names, init=None, labeled_slices=None):
     """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
 
@@ -160,8 +168,7 @@ def build_trainer(volumes, labels, config, viewer_axis: int, class_names, init=N
     ``labeled_slices`` (volume index -> slices) count as labeled even where
     they hold only background: the accepted slices.
     """
-    from napari_action.data.annotations import infer_axis
-    from napari_action.training.trainer import Trainer
+    from napari_action.training.trainer import Trainer  # imports torch: see the widget module's docstring
 
     if init is not None:
         config = config.replace(model=init.config.model, axis=init.axis)
@@ -220,28 +227,23 @@ class ActionSession:
         self.trainer, self.plan, self.targets = model, None, []
         self.init_checkpoint = checkpoint
 
-    def training_init(self, labels, axis: int | None):
-        """The loaded model's checkpoint if training can continue from it, else None.
+    def training_init(self, labels, axis: int | None) -> TrainingInit:
+        """The loaded model's checkpoint if training can continue from it.
 
         Continuing needs labels painted along the model's slicing axis (the
-        trainer keeps the checkpoint's axis); otherwise a new model is trained
-        and a warning says why.
+        trainer keeps the checkpoint's axis); otherwise a new model is trained,
+        and the result says why for the widget to tell the user.
         """
-        from napari.utils.notifications import show_warning
-
-        from napari_action.data.annotations import infer_axis
-
         checkpoint = self.init_checkpoint
         if checkpoint is None:
-            return None
+            return TrainingInit()
         painted = axis if axis is not None else infer_axis(labels, fallback=checkpoint.axis)
         if painted == checkpoint.axis:
-            return checkpoint
-        show_warning(
-            f"ACTION: the loaded model slices along axis {checkpoint.axis}, the labels along axis "
+            return TrainingInit(checkpoint)
+        return TrainingInit(
+            reason=f"the loaded model slices along axis {checkpoint.axis}, the labels along axis "
             f"{painted}: training a new model instead of continuing from it."
         )
-        return None
 
     # -- prediction layers -------------------------------------------------------
     def tracker_for(self, layer, axis: int) -> EditTracker:

@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -35,7 +36,7 @@ from napari_action._napari.files.panel import FilesPanel
 from napari_action._napari.form import LayerPicker, OptionsForm
 from napari_action._napari.layers import is_mid_stroke, layer_array, prediction_layer_for
 from napari_action._napari.plot import LossPlot
-from napari_action._napari.refine.accepted import merge_accepted
+from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker, training_threads
@@ -196,8 +197,6 @@ class ActionWidget(QWidget):
         bool
             False when the inputs were rejected (an error notification says why).
         """
-        from napari.utils.notifications import show_error
-
         if self.session.busy:
             return False
         self.picker.refresh()
@@ -237,10 +236,13 @@ class ActionWidget(QWidget):
         config = self.options.config(self.options.axis_choice(viewer_axis), training_threads(), **self.config_overrides)
         volumes = [layer_array(image) for image in plan.images]
         # The accepted slices join the painted labels (and fix the axis they were accepted along).
-        training = merge_accepted(self.session, plan, axis=config.axis)
+        training = self.training_labels(plan, axis=config.axis)
         if config.axis is None and training.axis is not None:
             config = config.replace(axis=training.axis)
         labels = training.labels
+        init = self.session.training_init(labels, config.axis)
+        if init.reason is not None:
+            show_warning(f"ACTION: {init.reason}")
         factory = partial(
             build_trainer,
             volumes,
@@ -248,10 +250,17 @@ class ActionWidget(QWidget):
             config,
             viewer_axis,
             plan.class_names(),
-            init=self.session.training_init(labels, config.axis),
+            init=init.checkpoint,
             labeled_slices=training.labeled_slices,
         )
         return factory, config
+
+    def training_labels(self, plan: TrainingPlan, axis: int | None) -> TrainingLabels:
+        """Snapshots of the painted labels with the accepted slices over them; warns about dropped slices."""
+        training = merge_accepted(self.session, plan, axis=axis)
+        for message in training.warnings:
+            show_warning(f"ACTION: {message}")
+        return training
 
     def _on_run_ready(self, trainer: TrainableModel) -> None:
         self.session.trainer = trainer
@@ -355,13 +364,11 @@ class ActionWidget(QWidget):
         self._send_annotations_throttled()
 
     def _send_annotations(self) -> None:
-        from napari.utils.notifications import show_warning
-
         run, plan = self.run, self.session.plan
         if run is None or not run.is_running or plan is None:
             return
         axis = run.trainer.axis if run.trainer is not None else None
-        training = merge_accepted(self.session, plan, axis=axis)  # painted labels + accepted slices
+        training = self.training_labels(plan, axis=axis)
         if not training.any():
             show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
             return
@@ -384,8 +391,6 @@ class ActionWidget(QWidget):
 
     # -- layers going away --------------------------------------------------------------------
     def _on_layer_removed(self, event) -> None:
-        from napari.utils.notifications import show_warning
-
         layer = event.value
         self.session.forget_layer(layer)
         plan, run = self.session.plan, self.run
@@ -400,8 +405,6 @@ class ActionWidget(QWidget):
 
     def predict_images(self, names=None) -> None:
         """Predict the opened 3D images called ``names`` (None: all of them)."""
-        from napari.utils.notifications import show_error
-
         if self.session.trainer is None:
             show_error("ACTION: train or load a model first.")
             return
@@ -447,8 +450,6 @@ class ActionWidget(QWidget):
 
     def save_model(self, path: str) -> None:
         """Write the current model (weights, config, classes, axis) to ``path`` in a worker."""
-        from napari.utils.notifications import show_error
-
         if self.session.trainer is None:
             show_error("ACTION: train a model first.")
             return
@@ -465,6 +466,4 @@ class ActionWidget(QWidget):
         job.start()
 
     def _on_saved(self, path) -> None:
-        from napari.utils.notifications import show_info
-
         show_info(f"ACTION: model saved to {path}")

@@ -128,12 +128,15 @@ class TrainingLabels:
         Axis of the accepted slices used (None: none were used).
     skipped : list of str
         Images whose accepted slices lay along another axis than asked for (dropped).
+    warnings : list of str
+        What the user should be told (the dropped slices).
     """
 
     labels: list = field(default_factory=list)
     labeled_slices: dict[int, tuple[int, ...]] = field(default_factory=dict)
     axis: int | None = None
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def any(self) -> bool:
         """True if anything is labeled."""
@@ -163,8 +166,8 @@ def merge_accepted(session, plan, painted: list | None = None, axis: int | None 
         Snapshots of the painted labels (default: taken now).
     axis : int, optional
         The trainer's slicing axis; accepted slices along another axis are
-        dropped from the session (a warning names the images). None: the
-        axis of the first accepted slices.
+        dropped from the session (the result's warnings name the images).
+        None: the axis of the first accepted slices.
     """
     labels = list(plan.label_snapshots() if painted is None else painted)
     labels += [None] * (len(plan.images) - len(labels))
@@ -187,10 +190,8 @@ def merge_accepted(session, plan, painted: list | None = None, axis: int | None 
         result.labeled_slices[v] = tuple(slices)
         result.axis = tracker.axis
     if result.skipped:
-        from napari.utils.notifications import show_warning
-
-        show_warning(
-            f"ACTION: the slices accepted in {', '.join(map(repr, result.skipped))} lie along "
+        result.warnings.append(
+            f"the slices accepted in {', '.join(map(repr, result.skipped))} lie along "
             f"another axis than training ({axis}); they are dropped."
         )
     return result

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -359,8 +360,6 @@ class RefinePanel(QGroupBox):
 
     def accept_current_slice(self) -> list[int]:
         """Accept the slice shown of the selected prediction layer (button and ``Shift-A``)."""
-        from napari.utils.notifications import show_warning
-
         layer = self.prediction_layer()
         if layer is None:
             show_warning("ACTION: select an '<image> ACTION' prediction layer to accept one of its slices.")
@@ -481,10 +480,14 @@ class RefinePanel(QGroupBox):
         Returns
         -------
         bool
-            False if nothing was started (an error notification says why).
+            False if nothing was started (an error notification says why, unless training or a job was running).
         """
         steps = self.steps_spin.value()
-        started = start_update_once(self.widget, steps)
+        try:
+            started = start_update_once(self.widget, steps)
+        except ValueError as exc:
+            show_error(f"ACTION: {exc}")
+            return False
         if started:
             self.status_label.setText(
                 f"Update once: {steps} steps from the current weights, then every training volume is predicted again."

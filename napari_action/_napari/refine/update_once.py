@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.workers import RunCallbacks, TrainingRun
 from napari_action.inference.model_protocol import TrainableModel
 
@@ -95,21 +94,22 @@ def start_update_once(widget, steps: int) -> bool:
     Returns
     -------
     bool
-        False if nothing was started (an error notification says why).
-    """
-    from napari.utils.notifications import show_error
+        False if a run or job is active.
 
+    Raises
+    ------
+    ValueError
+        When an update cannot start, with a message telling the user why.
+    """
     session = widget.session
     trainer, plan = session.trainer, session.plan
     if session.busy:
         return False
     if not session.can_continue:
-        show_error("ACTION: press Train first; Update once continues from the trained model.")
-        return False
-    training = merge_accepted(session, plan, axis=trainer.axis)
+        raise ValueError("press Train first; Update once continues from the trained model.")
+    training = widget.training_labels(plan, axis=trainer.axis)
     if not training.any():
-        show_error("ACTION: nothing is labeled: paint or accept a slice first.")
-        return False
+        raise ValueError("nothing is labeled: paint or accept a slice first.")
     callbacks = RunCallbacks(
         progress=widget._on_progress,
         predictions=widget._write_predictions,
