@@ -24,6 +24,7 @@ from napari_action._napari.layers import (
     image_layers,
     layer_array,
     layer_shape,
+    prediction_source,
     snapshot_labels,
 )
 from napari_action._napari.run_state import RunState
@@ -119,10 +120,10 @@ class TrainingPlan:
 
     def volume_of(self, layer) -> int:
         """Volume index of an image, its painted layer or its prediction layer (default 0)."""
-        name = getattr(layer, "name", None)
+        source = prediction_source(layer)
         for index, image in enumerate(self.images):
             painted = self.labels[index] if index < len(self.labels) else None
-            if layer is image or layer is painted or name == f"{image.name} ACTION":
+            if layer is image or layer is painted or source == image.name:
                 return index
         return 0
 

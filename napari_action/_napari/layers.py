@@ -61,8 +61,13 @@ def layer_array(layer) -> np.ndarray:
 
 
 def is_prediction_layer(layer) -> bool:
-    """True for the "<image> ACTION" layers this plugin writes to."""
+    """True for the "<image> ACTION" layers this plugin writes to (known by their metadata, not their name)."""
     return SOURCE_KEY in getattr(layer, "metadata", {})
+
+
+def prediction_source(layer) -> str | None:
+    """Name of the image a prediction layer was made for (None: not a prediction layer)."""
+    return getattr(layer, "metadata", {}).get(SOURCE_KEY)
 
 
 def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
@@ -176,12 +181,13 @@ def geometry_kwargs(image: Image) -> dict:
     return kwargs
 
 
-def _find_prediction(viewer, image: Image):
-    from napari.layers import Labels
+def find_prediction_layer(viewer: napari.viewer.Viewer, image: Image) -> Labels | None:
+    """The prediction layer made for ``image`` (by recorded source, same shape), if any.
 
-    name = prediction_name(image)
+    The user may rename it; a layer the user called "<image> ACTION" is not one.
+    """
     for layer in viewer.layers:
-        if isinstance(layer, Labels) and layer.name == name and layer_shape(layer) == layer_shape(image):
+        if prediction_source(layer) == image.name and layer_shape(layer) == layer_shape(image):
             return layer
     return None
 
@@ -217,7 +223,7 @@ def prediction_layer_for(
     dtype : numpy dtype
         Data type of a newly created layer.
     """
-    layer = _find_prediction(viewer, image)
+    layer = find_prediction_layer(viewer, image)
     if layer is None:
         metadata = {SOURCE_KEY: image.name}
         if GEOMETRY_KEY in image.metadata:

@@ -32,6 +32,7 @@ from napari_action._napari.layers import (
     GEOMETRY_KEY,
     SOURCE_KEY,
     class_names_of,
+    find_prediction_layer,
     image_layers,
     is_prediction_layer,
     label_features,
@@ -106,18 +107,6 @@ def painted_pairs(viewer, picked: list[tuple[Any, str | None]]) -> tuple[dict[st
     return pairs, left_out
 
 
-def prediction_of(viewer, image):
-    """The prediction layer made for ``image`` (by recorded source, same shape), if any."""
-    for layer in viewer.layers:
-        if (
-            is_prediction_layer(layer)
-            and layer.metadata.get(SOURCE_KEY) == image.name
-            and layer_shape(layer) == layer_shape(image)
-        ):
-            return layer
-    return None
-
-
 def source_file(layer) -> str | None:
     """The file a layer was read from, if it still exists."""
     path = getattr(getattr(layer, "source", None), "path", None)
@@ -138,7 +127,7 @@ def _volume(viewer, image, painted, action_session) -> SessionVolume:
     if painted is not None:
         volume.painted = snapshot_labels(painted)
         layers["painted"] = _record(painted, order.index(painted))
-    prediction = prediction_of(viewer, image)
+    prediction = find_prediction_layer(viewer, image)
     if prediction is not None:
         volume.prediction = snapshot_labels(prediction)
         layers["prediction"] = _record(prediction, order.index(prediction))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_action._napari.layers import SOURCE_KEY, EditTracker, layer_array, layer_shape
+from napari_action._napari.layers import SOURCE_KEY, EditTracker, layer_array, layer_shape, prediction_source
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def painted_slices(data: np.ndarray, axis: int) -> list[int]:
 def tracker_of(session, image_name: str) -> EditTracker | None:
     """The edit tracker of the prediction layer made for ``image_name`` (None: no such layer)."""
     for tracker in session.trackers.values():
-        if tracker.layer.metadata.get(SOURCE_KEY) == image_name:
+        if prediction_source(tracker.layer) == image_name:
             return tracker
     return None
 
