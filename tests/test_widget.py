@@ -94,6 +94,8 @@ def test_defaults(scene):
     assert widget.options.method_combo.currentText() == "action"
     assert widget.options.steps_spin.value() == 600
     assert widget.options.device_label.text().startswith("will use: CPU")
+    devices = widget.options.device_combo
+    assert [devices.itemText(i) for i in range(devices.count())][:2] == ["auto", "cpu"]
     assert widget.train_button.isEnabled()
     assert not widget.pause_button.isEnabled() and not widget.stop_button.isEnabled()
     assert not widget.predict_button.isEnabled()

@@ -28,12 +28,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+from napari.layers import Image, Labels
+
+from napari_action.progress import SlicePrediction
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image, Labels
-
-    from napari_action.progress import SlicePrediction
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,6 @@ def prediction_source(layer) -> str | None:
 
 def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
     """3D single-channel Image layers, in layer-list order (our uncertainty layers excluded)."""
-    from napari.layers import Image
-
     return [
         layer
         for layer in viewer.layers
@@ -86,8 +84,6 @@ def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
 
 def labels_layers(viewer: napari.viewer.Viewer) -> list[Labels]:
     """3D Labels layers the user paints in (prediction layers excluded)."""
-    from napari.layers import Labels
-
     return [
         layer
         for layer in viewer.layers

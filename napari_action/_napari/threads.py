@@ -157,6 +157,6 @@ def cap_torch_threads(num_threads: int | None = None) -> None:
     setting), so it must be set in the worker thread itself; the trainer does
     this when it is built there, prediction jobs call this.
     """
-    import torch  # here, not at the top: the widget imports this module while napari lists plugins
+    import torch  # not at the top: see the widget module's docstring
 
     torch.set_num_threads(num_threads or training_threads())

@@ -1,12 +1,18 @@
 """The "ACTION: Train from sparse labels" dock widget.
 
-Wiring only: the form (:mod:`._form`) says what to train on, a
+Wiring only: the form (:mod:`.form`) says what to train on, a
 :class:`~napari_action.training.trainer.Trainer` is built from snapshots of those layers,
-and a :class:`~._worker.TrainingRun` runs it in a napari thread worker. Yielded
+and a :class:`~.workers.TrainingRun` runs it in a napari thread worker. Yielded
 progress updates the status line, the napari progress bar and the loss plot;
 streamed slice predictions are written (throttled) into one editable
 "<image> ACTION" Labels layer per image, around the voxels the user corrected
 there. The user's painted Labels layers are only ever read.
+
+Imports: this module, and the adapter modules it imports, load without torch
+(``tests/test_import_boundary.py`` checks it), so that napari's plugin menu
+stays quick to load; torch alone takes seconds. The torch-backed core
+modules (trainer, predictor, checkpoint, runtime) are imported inside the
+functions that use them, which run once a widget is made or a model is built.
 """
 
 from __future__ import annotations
@@ -276,7 +282,7 @@ class ActionWidget(QWidget):
         a layer costs napari a few hundred milliseconds of GUI time (vispy
         visuals), so they are spread over several hand-overs.
         """
-        from napari_action.inference.predictor import smallest_label_dtype
+        from napari_action.inference.predictor import smallest_label_dtype  # torch-backed: see the module docstring
 
         session, trainer = self.session, self.session.trainer
         image = session.plan.images[volume_index]

@@ -12,7 +12,7 @@ requests are sent into the generator.
 Threads
 -------
 The worker thread runs at lower priority and starts with frequent GIL
-hand-overs (:mod:`._threads`); the widget caps torch's CPU threads with
+hand-overs (:mod:`.threads`); the widget caps torch's CPU threads with
 ``TrainConfig.num_threads = training_threads()`` (all cores but one), which
 the trainer applies with ``torch.set_num_threads``.
 

@@ -24,9 +24,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
+from napari_action._napari.action_session import viewer_slicing_axis
 from napari_action._napari.files.export import Overwrite, layer_geometry, plan_export, resolve_overwrite, write_export
 from napari_action._napari.files.snapshot import (
     HashCache,
@@ -229,8 +231,6 @@ class FilesPanel(QGroupBox):
 
     def load_model(self, path: str | Path) -> bool:
         """Read a checkpoint in a worker; False if the widget is busy (a notification says so)."""
-        from napari.utils.notifications import show_error
-
         if self.widget.session.busy or "load" in self._jobs.running:
             show_error("ACTION: wait until training or prediction has finished before loading a model.")
             return False
@@ -242,8 +242,6 @@ class FilesPanel(QGroupBox):
         self.status_label.setText(f"Model not loaded: {exc}")
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
-        from napari.utils.notifications import show_info
-
         self.widget.session.use_model(model, model.checkpoint())
         self.widget._refresh_buttons()  # enables "Predict all opened volumes" and "Save model…"
         classes = ", ".join(model.class_names.get(int(v), str(v)) for v in model.class_values)
@@ -269,8 +267,6 @@ class FilesPanel(QGroupBox):
 
     def warn_geometry(self, names=None) -> list[str]:
         """Warn about images sliced at another spacing or orientation than the training volumes."""
-        from napari.utils.notifications import show_warning
-
         model = self.widget.session.trainer
         if model is None:
             return []
@@ -318,8 +314,6 @@ class FilesPanel(QGroupBox):
         bool
             False when there was nothing to export or an export is running.
         """
-        from napari.utils.notifications import show_warning
-
         items = plan_export(self.viewer, folder)
         if not items or "export" in self._jobs.running:
             show_warning(
@@ -333,8 +327,6 @@ class FilesPanel(QGroupBox):
         return True
 
     def _on_exported(self, result) -> None:
-        from napari.utils.notifications import show_info
-
         lines = [f"ACTION: exported {len(result.written)} file(s):", *(str(p) for p in result.written)]
         if result.skipped:
             lines += [f"kept {len(result.skipped)} existing file(s) unchanged:", *(str(p) for p in result.skipped)]
@@ -343,9 +335,7 @@ class FilesPanel(QGroupBox):
 
     # -- sessions ------------------------------------------------------------------------------
     def snapshot(self):
-        """Copy what a session stores (GUI thread; see :func:`._snapshot.take_snapshot`)."""
-        from napari_action._napari.action_session import viewer_slicing_axis
-
+        """Copy what a session stores (GUI thread; see :func:`.snapshot.take_snapshot`)."""
         widget = self.widget
         try:
             axis = widget.options.axis_choice(viewer_slicing_axis(self.viewer))
@@ -363,8 +353,6 @@ class FilesPanel(QGroupBox):
 
     def save_session(self, path: str | Path) -> bool:
         """Write a session store to ``path`` in a worker; later autosaves go next to it."""
-        from napari.utils.notifications import show_warning
-
         if "save" in self._jobs.running:
             show_warning("ACTION: a session is being saved already.")
             return False
@@ -378,8 +366,6 @@ class FilesPanel(QGroupBox):
         return True
 
     def _on_session_saved(self, path) -> None:
-        from napari.utils.notifications import show_info
-
         self.autosave_path = autosave_sibling(path)
         self.status_label.setText(f"Session saved {time.strftime('%H:%M:%S')}.")
         show_info(f"ACTION: session saved to {path}")
@@ -391,8 +377,6 @@ class FilesPanel(QGroupBox):
 
     def open_session(self, path: str | Path) -> bool:
         """Read a session store in a worker, then add its layers and model to the viewer."""
-        from napari.utils.notifications import show_error
-
         if self.widget.session.busy or {"open", "load"} & set(self._jobs.running):
             show_error("ACTION: wait until training or prediction has finished before opening a session.")
             return False
@@ -405,8 +389,6 @@ class FilesPanel(QGroupBox):
         self.status_label.setText(f"Session not opened: {exc}")
 
     def _on_session_read(self, restored) -> None:
-        from napari.utils.notifications import show_info, show_warning
-
         apply_session(self.viewer, self.widget.session, restored)
         apply_config(self.widget.options, restored.session.config)
         self.widget._refresh_buttons()  # a restored model enables "Predict all" and "Save model…"

@@ -43,7 +43,22 @@ from napari_action._napari.layers import (
     snapshot_labels,
 )
 from napari_action.inference.loaded_model import model_from_checkpoint, with_references
-from napari_action.io.session_store import Session, SessionVolume
+from napari_action.io.nifti import load_volume
+from napari_action.io.session_store import (
+    Session,
+    SessionVolume,
+    checkpoint_from_bytes,
+    checkpoint_to_bytes,
+    file_sha256,
+    load_session,
+    save_session,
+    source_changed,
+)
+
+try:
+    from napari.layers._source import layer_source  # private in napari 0.9: guarded
+except ImportError:  # a napari without it: restored images forget their file (the next save copies them)
+    layer_source = None
 
 logger = logging.getLogger(__name__)
 
@@ -186,8 +201,7 @@ class HashCache:
         self._known: dict[tuple[str, int, int], str] = {}
 
     def sha256(self, path: str) -> str:
-        from napari_action.io.session_store import file_sha256
-
+        """The file's SHA-256, hashed again only if it changed since the last call."""
         stat = os.stat(path)
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._known:
@@ -197,8 +211,6 @@ class HashCache:
 
 def write_snapshot(path: str | Path, snapshot: Snapshot, hashes: HashCache | None = None) -> Path:
     """Hash the sources, serialise the model and write the store (worker thread)."""
-    from napari_action.io.session_store import checkpoint_to_bytes, save_session
-
     hashes = hashes or HashCache()
     session = snapshot.session
     for volume in session.volumes:
@@ -224,9 +236,6 @@ class Restored:
 
 def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray | None, str | None]:
     """Voxels of a volume: its source file if present, else the stored copy."""
-    from napari_action.io.nifti import load_volume
-    from napari_action.io.session_store import source_changed
-
     source = volume.source_path
     if source and Path(source).is_file():
         if source_changed(volume):
@@ -242,8 +251,6 @@ def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray 
 
 def read_session(path: str | Path) -> Restored:
     """Read a store, its source images and its model (worker thread)."""
-    from napari_action.io.session_store import checkpoint_from_bytes, load_session
-
     session = load_session(path)
     warnings: list[str] = []
     images, sources = [], []
@@ -265,11 +272,7 @@ def _kwargs(record: dict, metadata: dict) -> dict[str, Any]:
 
 def _layer_source(path: str | None):
     """Record the file a restored image came from (so the next save does not copy its voxels)."""
-    if path is None:
-        return contextlib.nullcontext()
-    try:
-        from napari.layers._source import layer_source  # private in napari 0.9: guarded
-    except ImportError:
+    if path is None or layer_source is None:
         return contextlib.nullcontext()
     return layer_source(path=path, reader_plugin="napari-action")
 

@@ -2,7 +2,7 @@
 
 A user corrects a slice of an "<image> ACTION" prediction layer and accepts
 it. The whole slice is then locked in the layer's
-:class:`~._layers.EditTracker` (streamed predictions never overwrite it again)
+:class:`~napari_action._napari.layers.EditTracker` (streamed predictions never overwrite it again)
 and its index is recorded in ``ActionSession.accepted_slices[image name]``.
 
 The slice's *content* is not copied anywhere: the prediction layer, locked,

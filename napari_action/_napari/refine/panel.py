@@ -4,7 +4,7 @@ Three things a user does between (or during) training runs:
 
 * **Accept corrections.** Edit a slice of an "<image> ACTION" prediction
   layer, then "Accept slice" (key ``Shift-A`` on the viewer) or "Accept all
-  edited slices": the slices become training data (:mod:`._accepted`), reach a
+  edited slices": the slices become training data (:mod:`.accepted`), reach a
   running training at once and a stopped one at the next Train or Update.
 * **Training set.** Per volume, the painted and accepted slices; a click
   shows that slice.
@@ -12,7 +12,7 @@ Three things a user does between (or during) training runs:
   (:mod:`napari_action.inference.uncertainty`), optionally shown as "<image> uncertainty" layers,
   ranked into spread-out slice suggestions (core :func:`~napari_action.inference.suggestions.suggest_slices`).
 
-plus **Update once** (:mod:`._update_once`): a short training round on demand.
+plus **Update once** (:mod:`.update_once`): a short training round on demand.
 Lists and layers are read from the widget's session; this panel keeps only
 the uncertainty maps and the labeled slices it last listed.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 
+from napari.layers import Labels
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
@@ -51,6 +52,7 @@ from napari_action._napari.refine.accepted import (
 )
 from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
+from napari_action.data.annotations import infer_axis
 from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
 
 logger = logging.getLogger(__name__)
@@ -220,8 +222,6 @@ class RefinePanel(QGroupBox):
 
     def _on_layers_changed(self, event=None) -> None:
         """Follow paint strokes of every Labels layer (painted or prediction)."""
-        from napari.layers import Labels
-
         for layer in self.viewer.layers:
             if isinstance(layer, Labels) and id(layer) not in self._watched:
                 layer.events.paint.connect(self._on_paint)
@@ -294,8 +294,6 @@ class RefinePanel(QGroupBox):
 
     def slicing_axis(self, painted: list) -> int:
         """The model's axis, else that of accepted slices, the form's choice, or the inferred one."""
-        from napari_action.data.annotations import infer_axis
-
         if self.session.trainer is not None:
             return int(self.session.trainer.axis)
         accepted = [

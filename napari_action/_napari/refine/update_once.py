@@ -4,7 +4,7 @@ For users who prefer to decide when training runs (ilastik #2425's "single
 update"): the current labels (painted plus accepted) are handed to the
 existing trainer, which runs ``steps`` more stage-iii steps from its current
 weights (``Trainer.iter_train(steps)``) in the usual
-:class:`~._worker.TrainingRun` (so Pause / Stop, streaming and live label
+:class:`~napari_action._napari.workers.TrainingRun` (so Pause / Stop, streaming and live label
 updates work as in continuous training), after which every training volume
 is predicted again (which refreshes the prediction layers, the uncertainty
 and the "next slices" list).
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class ShortRound:
     """A trainer seen through one short round: ``iter_train()`` runs ``steps`` steps.
 
-    :class:`~._worker.TrainingRun` drives ``iter_train()`` without arguments;
+    :class:`~napari_action._napari.workers.TrainingRun` drives ``iter_train()`` without arguments;
     this adapter supplies the step count and first installs the labels
     snapshotted on the GUI thread (applied in the worker, between steps).
     Every other attribute (``axis``, ``request_stop``...) is the trainer's.
