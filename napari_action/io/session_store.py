@@ -80,6 +80,24 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class HashCache:
+    """SHA-256 of source files, recomputed only when a file's size or mtime changed.
+
+    Saving a session every minute would otherwise re-read every source image each time.
+    """
+
+    def __init__(self):
+        self._known: dict[tuple[str, int, int], str] = {}
+
+    def sha256(self, path: str | os.PathLike) -> str:
+        """The file's SHA-256, hashed again only if its size or mtime changed since the last call."""
+        stat = os.stat(path)
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._known:
+            self._known[key] = file_sha256(path)
+        return self._known[key]
+
+
 def save_session(path: str | os.PathLike, session: Session) -> Path:
     """Write ``session`` to the zarr store ``path`` (a folder, e.g. ``work.action.zarr``)."""
     import zarr
@@ -236,6 +254,7 @@ def _scratch_file():
 
 
 __all__ = [
+    "HashCache",
     "Session",
     "SessionError",
     "SessionVolume",

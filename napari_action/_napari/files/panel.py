@@ -31,7 +31,6 @@ from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessage
 from napari_action._napari.action_session import viewer_slicing_axis
 from napari_action._napari.files.export import Overwrite, layer_geometry, plan_export, resolve_overwrite, write_export
 from napari_action._napari.files.snapshot import (
-    HashCache,
     apply_session,
     has_content,
     read_session,
@@ -42,6 +41,7 @@ from napari_action._napari.layers import image_layers, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker
 from napari_action.inference.loaded_model import LoadedModel, geometry_warnings, load_model
+from napari_action.io.session_store import HashCache
 
 logger = logging.getLogger(__name__)
 

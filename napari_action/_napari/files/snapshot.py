@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +44,11 @@ from napari_action._napari.layers import (
 from napari_action.inference.loaded_model import model_from_checkpoint, with_references
 from napari_action.io.nifti import load_volume
 from napari_action.io.session_store import (
+    HashCache,
     Session,
     SessionVolume,
     checkpoint_from_bytes,
     checkpoint_to_bytes,
-    file_sha256,
     load_session,
     save_session,
     source_changed,
@@ -192,21 +191,6 @@ def has_content(viewer, action_session) -> bool:
     if action_session.trainer is not None or any(is_prediction_layer(layer) for layer in viewer.layers):
         return True
     return any(layer_array(layer).any() for layer in labels_layers(viewer))
-
-
-class HashCache:
-    """SHA-256 of source files, recomputed only when a file's size or mtime changed."""
-
-    def __init__(self):
-        self._known: dict[tuple[str, int, int], str] = {}
-
-    def sha256(self, path: str) -> str:
-        """The file's SHA-256, hashed again only if it changed since the last call."""
-        stat = os.stat(path)
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in self._known:
-            self._known[key] = file_sha256(path)
-        return self._known[key]
 
 
 def write_snapshot(path: str | Path, snapshot: Snapshot, hashes: HashCache | None = None) -> Path:
