@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from napari.qt.threading import WorkerBase
@@ -31,6 +31,9 @@ from napari_action._napari.run_state import RunState
 from napari_action._napari.workers import PredictionJob, TrainingRun
 from napari_action.data.annotations import infer_axis
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
+
+if TYPE_CHECKING:
+    from napari_action.io.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +158,7 @@ def _paired_image(labels, image_name: str | None, images: dict):
 class TrainingInit(NamedTuple):
     """Where the next training starts, and why not from the loaded model when it cannot."""
 
-    checkpoint: Any = None  # a Checkpoint to continue from; None: new weights
+    checkpoint: Checkpoint | None = None  # to continue from; None: new weights
     reason: str | None = None  # why the loaded model's checkpoint is not continued
 
 
