@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from napari.utils import progress as progress_bar
+from napari.utils import progress as napari_progress
 from superqt.utils import qthrottled
 
 from napari_action._napari.run_state import RunState
@@ -394,7 +394,7 @@ class PredictionJob:
             self.items,
             connect={"yielded": self._on_yielded, "finished": self._on_finished},
         )
-        self._bar = progress_bar(total=self._total_slices(), desc="ACTION prediction")
+        self._bar = napari_progress(total=self._total_slices(), desc="ACTION prediction")
         self._worker = worker
         self.is_running = True
         worker.start()
