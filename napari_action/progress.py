@@ -59,7 +59,6 @@ class TrainProgress:
     eta_seconds: float
     device: str
     predictions: tuple[SlicePrediction, ...] = field(default_factory=tuple)
-    message: str = ""
 
     @property
     def fraction(self) -> float:

@@ -35,6 +35,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def available_devices() -> list[str]:
+    """Device names worth offering: ``auto`` and ``cpu``, plus ``cuda`` / ``mps`` where torch sees them."""
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 def device_label(device: torch.device) -> str:
     """Human-readable description, e.g. ``"CUDA: NVIDIA H100"`` or ``"CPU, 2 threads"``."""
     if device.type == "cuda":

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_action._napari.files.loaded_model import geometry_warnings, layer_geometry
+from napari_action._napari.files.export import layer_geometry
 from napari_action._napari.files.snapshot import read_session
 from napari_action._napari.layers import prediction_layer_for
 from napari_action._napari.widget import ActionWidget
+from napari_action.inference.loaded_model import geometry_warnings
 from napari_action.io.nifti import load_labels, load_volume
 from napari_action.io.session_store import checkpoint_from_bytes, load_session
 from napari_action.training.trainer import Trainer

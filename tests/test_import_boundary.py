@@ -53,3 +53,10 @@ def test_package_and_io_do_not_import_torch(module):
     imported = _imported_after(module)
     assert "torch" not in imported, f"{module} imports torch; import it lazily where training needs it"
     assert not imported & set(GUI_PACKAGES)
+
+
+def test_widget_module_does_not_import_torch():
+    """Importing the dock widget's module stays quick: torch loads when a widget is made or a model built."""
+    imported = _imported_after("napari_action._napari.widget")
+    assert "napari" in imported  # the adapter itself may import napari and Qt at the top
+    assert "torch" not in imported, "the widget module imports torch; import torch-backed core modules lazily"

@@ -19,7 +19,7 @@ from napari_action._napari.layers import (
     write_slices,
 )
 from napari_action._napari.threads import training_threads
-from napari_action._napari.workers import _drive, _take
+from napari_action._napari.workers import TrainingRun, _drive, _take
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction
 
 
@@ -155,3 +155,13 @@ def test_drive_delivers_every_message_once_in_order():
     assert step == (1, 3, None)
     assert list(gen) == [(2, 3, None), (3, 3, None), (4, 3, None)]
     assert trainer.received == [labels, focus, None, None, None]
+
+
+def test_training_run_takes_a_trainer_or_a_function_building_it(qapp):
+    trainer = _FakeTrainer(steps=1)
+    with pytest.raises(TypeError):
+        TrainingRun(total_steps=1)
+    with pytest.raises(TypeError):
+        TrainingRun(trainer, build=lambda: trainer, total_steps=1)
+    assert TrainingRun(trainer, total_steps=1).trainer is trainer
+    assert TrainingRun(build=lambda: trainer, total_steps=1).trainer is None  # known once built, in the worker

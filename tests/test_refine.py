@@ -15,7 +15,6 @@ from napari_action._napari.action_session import TrainingPlan
 from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import ACCEPT_KEY, RefinePanel
-from napari_action._napari.refine.uncertainty import streamed_uncertainty
 from napari_action._napari.widget import ActionWidget
 
 from .test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overrides, wait_finished
@@ -155,9 +154,10 @@ def test_accept_all_and_training_set_navigation(scene):
     np.testing.assert_array_equal(training.labels[0][[1, 6]], layer.data[[1, 6]])
     np.testing.assert_array_equal(training.labels[0][[2, 5]], labels.data[[2, 5]])
     before = len(notification_manager.records)
-    training = merge_accepted(widget.session, plan, axis=1)  # a model along another axis: dropped, said
+    training = widget.training_labels(plan, axis=1)  # a model along another axis: dropped, said
     assert training.skipped == ["vol"] and not training.labeled_slices
     assert widget.session.accepted_slices == {}
+    assert "dropped" in training.warnings[0]
     assert "dropped" in str(notification_manager.records[before].message)
 
 
@@ -195,6 +195,9 @@ def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
     viewer, widget, labels, truth = scene
     panel = widget.refine_panel
     assert not panel.update_button.isEnabled()
+    before = len(notification_manager.records)
+    assert panel.update_once() is False  # nothing trained yet: refused, and said why
+    assert "press Train first" in str(notification_manager.records[before].message)
     widget.train_button.click()
     wait_finished(qtbot, widget)
     trainer, layer = widget.session.trainer, viewer.layers["vol ACTION"]
@@ -233,9 +236,3 @@ def test_key_binding_is_released_with_the_widget(viewer):
     viewer.window.remove_dock_widget(widget)
     press(viewer, ACCEPT_KEY)  # the user's binding is back
     assert pressed == [viewer]
-
-
-def test_streamed_uncertainty_scale():
-    confidence = np.array([1.0, 0.5, 1 / 3], np.float32)
-    np.testing.assert_allclose(streamed_uncertainty(confidence, 3), [0.0, 0.75, 1.0], atol=1e-6)
-    assert not streamed_uncertainty(confidence, 1).any()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from napari_action.io.session_store import (
+    HashCache,
     Session,
     SessionError,
     SessionVolume,
@@ -107,6 +109,20 @@ def test_changed_source_is_detected(tmp_path):
     assert source_changed(volume) is True
     source.unlink()
     assert source_changed(volume) is None
+
+
+def test_hash_cache_hashes_a_file_again_only_once_it_changed(tmp_path):
+    source = tmp_path / "scan.nii"
+    source.write_bytes(b"original")
+    hashes = HashCache()
+    first = hashes.sha256(source)
+    assert first == file_sha256(source)
+    stat = source.stat()
+    source.write_bytes(b"ORIGINAL")  # same size...
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ...and same time: taken as unchanged
+    assert hashes.sha256(source) == first
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert hashes.sha256(source) == file_sha256(source) != first
 
 
 def test_not_a_session(tmp_path):

@@ -12,7 +12,9 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool
 
-from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
+from napari_action._napari.action_session import TrainingPlan
+from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer, prediction_layer_for
+from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import training_threads
 from napari_action._napari.widget import ActionWidget
 from napari_action.progress import FocusRequest
@@ -92,6 +94,8 @@ def test_defaults(scene):
     assert widget.options.method_combo.currentText() == "action"
     assert widget.options.steps_spin.value() == 600
     assert widget.options.device_label.text().startswith("will use: CPU")
+    devices = widget.options.device_combo
+    assert [devices.itemText(i) for i in range(devices.count())][:2] == ["auto", "cpu"]
     assert widget.train_button.isEnabled()
     assert not widget.pause_button.isEnabled() and not widget.stop_button.isEnabled()
     assert not widget.predict_button.isEnabled()
@@ -168,19 +172,19 @@ def test_pause_resume(scene, qtbot):
     run = widget.run
     qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
     widget.pause_button.click()
-    qtbot.waitUntil(lambda: run.state == "paused", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
     assert widget.pause_button.text() == "Resume" and widget.predict_button.isEnabled()
     step = run.last_progress.step
     qtbot.wait(300)
     assert run.last_progress.step == step
     widget.pause_button.click()
     qtbot.waitUntil(lambda: run.last_progress.step > step, timeout=TIMEOUT)
-    assert run.state == "running" and widget.pause_button.text() == "Pause"
+    assert run.state is RunState.RUNNING and widget.pause_button.text() == "Pause"
     widget.pause_button.click()
-    qtbot.waitUntil(lambda: run.state == "paused", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
     widget.stop_button.click()  # stopping a paused run quits the worker
     wait_finished(qtbot, widget)
-    assert run.state == "finished" and widget.train_button.isEnabled()
+    assert run.state is RunState.FINISHED and widget.train_button.isEnabled()
 
 
 @pytest.mark.parametrize("case", ["wrong shape", "nothing painted"])
@@ -333,7 +337,7 @@ def test_predict_while_training_pauses_then_resumes(scene, qtbot):
     qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
     widget.predict_all()  # pauses training, predicts every volume, then resumes
     qtbot.waitUntil(lambda: widget.session.job is not None, timeout=TIMEOUT)
-    assert run.state == "paused" and not widget.pause_button.isEnabled()
+    assert run.state is RunState.PAUSED and not widget.pause_button.isEnabled()
     qtbot.waitUntil(lambda: widget.session.job is None, timeout=TIMEOUT)
     assert widget.session.target(0).streamed.all()
     step = run.last_progress.step
@@ -354,3 +358,15 @@ def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
     assert widget.run.is_running and "vol ACTION" not in viewer.layers
     widget.stop_training()
     wait_finished(qtbot, widget)
+
+
+def test_prediction_layers_are_known_by_their_source_not_their_name(viewer):
+    image, _ = disc_volume()
+    first, second = viewer.add_image(image, name="first"), viewer.add_image(image, name="vol")
+    own = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol ACTION")  # the user's layer, named like ours
+    layer = prediction_layer_for(viewer, second)
+    assert layer is not own and is_prediction_layer(layer) and not is_prediction_layer(own)
+    layer.name = "my corrections"
+    assert prediction_layer_for(viewer, second) is layer  # renamed, still the prediction of "vol"
+    assert TrainingPlan(images=[first, second]).volume_of(layer) == 1
+    assert not own.data.any()

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+from napari.qt.threading import WorkerBase
 
 from napari_action._napari.layers import (
     EditTracker,
@@ -23,8 +24,16 @@ from napari_action._napari.layers import (
     image_layers,
     layer_array,
     layer_shape,
+    prediction_source,
     snapshot_labels,
 )
+from napari_action._napari.run_state import RunState
+from napari_action._napari.workers import PredictionJob, TrainingRun
+from napari_action.data.annotations import infer_axis
+from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
+
+if TYPE_CHECKING:
+    from napari_action.io.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +82,7 @@ class TrainingPlan:
             )
         plan = cls()
         for labels, image_name in pairs:
-            image = _paired_image(labels, image_name, images, picker.viewer)
+            image = _paired_image(labels, image_name, images)
             if _index(plan.images, image) is not None:
                 other = plan.labels[_index(plan.images, image)]
                 raise ValueError(
@@ -114,10 +123,10 @@ class TrainingPlan:
 
     def volume_of(self, layer) -> int:
         """Volume index of an image, its painted layer or its prediction layer (default 0)."""
-        name = getattr(layer, "name", None)
+        source = prediction_source(layer)
         for index, image in enumerate(self.images):
             painted = self.labels[index] if index < len(self.labels) else None
-            if layer is image or layer is painted or name == f"{image.name} ACTION":
+            if layer is image or layer is painted or source == image.name:
                 return index
         return 0
 
@@ -127,7 +136,7 @@ def _index(layers: list, layer) -> int | None:
     return next((i for i, item in enumerate(layers) if item is layer), None)
 
 
-def _paired_image(labels, image_name: str | None, images: dict, viewer):
+def _paired_image(labels, image_name: str | None, images: dict):
     if image_name is None:
         fits = [f"{img.name!r} ({_shape(img)})" for img in images.values()]
         raise ValueError(
@@ -146,6 +155,13 @@ def _paired_image(labels, image_name: str | None, images: dict, viewer):
     return image
 
 
+class TrainingInit(NamedTuple):
+    """Where the next training starts, and why not from the loaded model when it cannot."""
+
+    checkpoint: Checkpoint | None = None  # to continue from; None: new weights
+    reason: str | None = None  # why the loaded model's checkpoint is not continued
+
+
 def build_trainer(volumes, labels, config, viewer_axis: int, class_names, init=None, labeled_slices=None):
     """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
 
@@ -156,8 +172,7 @@ def build_trainer(volumes, labels, config, viewer_axis: int, class_names, init=N
     ``labeled_slices`` (volume index -> slices) count as labeled even where
     they hold only background: the accepted slices.
     """
-    from napari_action.data.annotations import infer_axis
-    from napari_action.training.trainer import Trainer
+    from napari_action.training.trainer import Trainer  # imports torch: see the widget module's docstring
 
     if init is not None:
         config = config.replace(model=init.config.model, axis=init.axis)
@@ -170,10 +185,12 @@ class ActionSession:
     """Trainer, run, jobs and edit trackers of one widget (no Qt widgets inside)."""
 
     def __init__(self):
-        self.trainer = None
+        # The current model: a trainer, or a model loaded from a checkpoint or a session.
+        self.trainer: SegmentationModel | None = None
         self.plan: TrainingPlan | None = None
-        self.run = None
-        self.job = None
+        self.run: TrainingRun | None = None
+        # A prediction job, or the worker saving the model.
+        self.job: PredictionJob | WorkerBase | None = None
         self.colormap = None
         # Per training volume: its tracker, PENDING (no layer yet) or None (layer deleted).
         self.targets: list = []
@@ -194,13 +211,18 @@ class ActionSession:
         """A run or a job is active."""
         return (self.run is not None and self.run.is_running) or self.job_running
 
+    @property
+    def can_continue(self) -> bool:
+        """True when the model is a trainer of the current plan, which can train further ("Update once")."""
+        return self.plan is not None and isinstance(self.trainer, TrainableModel)
+
     def begin(self, plan: TrainingPlan) -> None:
         """Start over with a new plan; the previous model is dropped (the new one comes when ready)."""
         self.trainer, self.plan = None, plan
         self.colormap = plan.colormap()
         self.targets = [PENDING] * len(plan.images)
 
-    def use_model(self, model, checkpoint=None) -> None:
+    def use_model(self, model: SegmentationModel, checkpoint=None) -> None:
         """Predict with a loaded ``model``; continue training from ``checkpoint``.
 
         The plan is dropped: a loaded model knows no training volumes, so
@@ -209,28 +231,23 @@ class ActionSession:
         self.trainer, self.plan, self.targets = model, None, []
         self.init_checkpoint = checkpoint
 
-    def training_init(self, labels, axis: int | None):
-        """The loaded model's checkpoint if training can continue from it, else None.
+    def training_init(self, labels, axis: int | None) -> TrainingInit:
+        """The loaded model's checkpoint if training can continue from it.
 
         Continuing needs labels painted along the model's slicing axis (the
-        trainer keeps the checkpoint's axis); otherwise a new model is trained
-        and a warning says why.
+        trainer keeps the checkpoint's axis); otherwise a new model is trained,
+        and the result says why for the widget to tell the user.
         """
-        from napari.utils.notifications import show_warning
-
-        from napari_action.data.annotations import infer_axis
-
         checkpoint = self.init_checkpoint
         if checkpoint is None:
-            return None
+            return TrainingInit()
         painted = axis if axis is not None else infer_axis(labels, fallback=checkpoint.axis)
         if painted == checkpoint.axis:
-            return checkpoint
-        show_warning(
-            f"ACTION: the loaded model slices along axis {checkpoint.axis}, the labels along axis "
+            return TrainingInit(checkpoint)
+        return TrainingInit(
+            reason=f"the loaded model slices along axis {checkpoint.axis}, the labels along axis "
             f"{painted}: training a new model instead of continuing from it."
         )
-        return None
 
     # -- prediction layers -------------------------------------------------------
     def tracker_for(self, layer, axis: int) -> EditTracker:
@@ -273,11 +290,11 @@ class ActionSession:
     # -- jobs that need the trainer to themselves --------------------------------------
     def when_idle(self, job: Callable[[], None]) -> None:
         """Run ``job`` now, or once training has paused (it is resumed after the job)."""
-        if self.run is not None and self.run.state in ("running", "pausing"):
+        if self.run is not None and self.run.state in (RunState.RUNNING, RunState.PAUSING):
             self._pending_job = job
             self.resume_after_job = True
             self.run.pause()
-        elif self.run is not None and self.run.state == "stopping":
+        elif self.run is not None and self.run.state is RunState.STOPPING:
             self._pending_job = job  # the last step is still running: start when it ends
         else:
             job()
@@ -293,10 +310,10 @@ class ActionSession:
         self._pending_job = None
         if self.run is not None:
             self.run.abandon()
-        if self.job is not None and hasattr(self.job, "abandon"):
+        if isinstance(self.job, PredictionJob):
             self.job.abandon()
         elif self.job is not None:
-            self.job.quit()
+            self.job.quit()  # a save: it ends on its own, without calling back into the widget
         for tracker in self.trackers.values():
             tracker.disconnect()
         self.trackers = {}

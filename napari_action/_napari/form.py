@@ -99,11 +99,6 @@ class LayerPicker(QWidget):
                 pairs.append((layer, None if image == NO_IMAGE else image))
         return pairs
 
-    def set_image_for(self, labels_name: str, image_name: str) -> None:
-        """Pair a labels layer with an image by name (what the combo box does)."""
-        self._chosen_image[labels_name] = image_name
-        self.refresh()
-
     def set_checked(self, name: str, checked: bool) -> None:
         """Use or skip the image or labels layer called ``name``."""
         (self._unchecked.discard if checked else self._unchecked.add)(name)
@@ -180,6 +175,9 @@ class OptionsForm(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 1_000_000)
         self.steps_spin.setToolTip("Steps of the semi-supervised stage iii (after the warm-up).")
+        # torch-backed: imported when a form is made, not with this module (see the widget module's docstring).
+        from napari_action.runtime import available_devices
+
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
         self.device_label = QLabel()
@@ -226,22 +224,9 @@ class OptionsForm(QWidget):
         return TrainConfig.preset(self.budget_combo.currentText(), **fields)
 
 
-def available_devices() -> list[str]:
-    """``auto`` and ``cpu``, plus ``cuda`` / ``mps`` where torch sees them."""
-    import torch  # imported when the widget opens, not when napari lists plugins
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
 def describe_device(choice: str) -> str:
-    """What ``choice`` resolves to, e.g. "CUDA: NVIDIA H100" or "CPU"."""
-    from napari_action.runtime import device_label, resolve_device
+    """What ``choice`` resolves to, e.g. "CUDA: NVIDIA H100" or "CPU"; why not, if it cannot be used."""
+    from napari_action.runtime import device_label, resolve_device  # torch-backed: see OptionsForm.__init__
 
     try:
         label = device_label(resolve_device(choice))

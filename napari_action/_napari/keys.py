@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from weakref import WeakMethod
 
+from napari.utils.key_bindings import coerce_keybinding
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,8 +46,6 @@ class ViewerKeyBinding:
             method()
 
     def _key(self):
-        from napari.utils.key_bindings import coerce_keybinding
-
         return coerce_keybinding(self.key)
 
     def bind(self) -> None:

@@ -28,12 +28,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+from napari.layers import Image, Labels
+
+from napari_action.progress import SlicePrediction
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image, Labels
-
-    from napari_action.progress import SlicePrediction
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +61,17 @@ def layer_array(layer) -> np.ndarray:
 
 
 def is_prediction_layer(layer) -> bool:
-    """True for the "<image> ACTION" layers this plugin writes to."""
+    """True for the "<image> ACTION" layers this plugin writes to (known by their metadata, not their name)."""
     return SOURCE_KEY in getattr(layer, "metadata", {})
+
+
+def prediction_source(layer) -> str | None:
+    """Name of the image a prediction layer was made for (None: not a prediction layer)."""
+    return getattr(layer, "metadata", {}).get(SOURCE_KEY)
 
 
 def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
     """3D single-channel Image layers, in layer-list order (our uncertainty layers excluded)."""
-    from napari.layers import Image
-
     return [
         layer
         for layer in viewer.layers
@@ -81,8 +84,6 @@ def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
 
 def labels_layers(viewer: napari.viewer.Viewer) -> list[Labels]:
     """3D Labels layers the user paints in (prediction layers excluded)."""
-    from napari.layers import Labels
-
     return [
         layer
         for layer in viewer.layers
@@ -160,7 +161,7 @@ def prediction_name(image: Image) -> str:
     return f"{image.name}{PREDICTION_SUFFIX}"
 
 
-def _geometry_kwargs(image: Image) -> dict:
+def geometry_kwargs(image: Image) -> dict:
     """Everything that places ``image`` in world space, so the prediction overlays it."""
     kwargs = {
         "scale": image.scale,
@@ -176,12 +177,13 @@ def _geometry_kwargs(image: Image) -> dict:
     return kwargs
 
 
-def _find_prediction(viewer, image: Image):
-    from napari.layers import Labels
+def find_prediction_layer(viewer: napari.viewer.Viewer, image: Image) -> Labels | None:
+    """The prediction layer made for ``image`` (by recorded source, same shape), if any.
 
-    name = prediction_name(image)
+    The user may rename it; a layer the user called "<image> ACTION" is not one.
+    """
     for layer in viewer.layers:
-        if isinstance(layer, Labels) and layer.name == name and layer_shape(layer) == layer_shape(image):
+        if prediction_source(layer) == image.name and layer_shape(layer) == layer_shape(image):
             return layer
     return None
 
@@ -217,7 +219,7 @@ def prediction_layer_for(
     dtype : numpy dtype
         Data type of a newly created layer.
     """
-    layer = _find_prediction(viewer, image)
+    layer = find_prediction_layer(viewer, image)
     if layer is None:
         metadata = {SOURCE_KEY: image.name}
         if GEOMETRY_KEY in image.metadata:
@@ -228,7 +230,7 @@ def prediction_layer_for(
             name=prediction_name(image),
             metadata=metadata,
             opacity=0.5,
-            **_geometry_kwargs(image),
+            **geometry_kwargs(image),
         )
         if active is not None:
             viewer.layers.selection.active = active

@@ -10,7 +10,9 @@ helpers keep the GUI responsive (see ``benchmarks/gui_responsiveness.py``):
 * :func:`frequent_gil_handover` and :func:`warm_up_torch`: the Python-heavy
   start of a run (about 800 lazy torch imports at the first optimiser step,
   building the model) hands the GIL over often, so redraws are not held up;
-* :func:`relay_errors_once`: a worker's exception becomes one napari notification.
+* :func:`new_worker`: every background job starts through it, so all of them
+  show up in napari's activity dock and turn an exception into one napari
+  notification (:func:`relay_errors_once`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from napari.qt.threading import WorkerBase, create_worker
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import QThread
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +61,6 @@ def lower_thread_priority(niceness: int = 10) -> None:
         except OSError as exc:  # e.g. a sandbox forbidding it: keep going at normal priority
             logger.debug("could not lower the worker thread's priority: %s", exc)
         return
-    from qtpy.QtCore import QThread
-
     QThread.currentThread().setPriority(QThread.Priority.LowPriority)
 
 
@@ -84,8 +90,6 @@ def warm_up_torch() -> None:
 
 def notify_error(exc: Exception) -> None:
     """Show a worker's exception as a napari error notification (with its traceback)."""
-    from napari.utils.notifications import notification_manager
-
     notification_manager.receive_error(type(exc), exc, exc.__traceback__)
 
 
@@ -104,6 +108,48 @@ def relay_errors_once(worker) -> None:
     worker.errored.connect(notify_error)
 
 
+def new_worker(
+    func: Callable,
+    *args: Any,
+    connect: Mapping[str, Callable] | None = None,
+    progress: dict[str, Any] | None = None,
+    notify_errors: bool = True,
+) -> WorkerBase:
+    """A napari worker running ``func(*args)``, connected but not started.
+
+    The caller records the worker where its callbacks will look for it, then
+    calls ``worker.start()``.
+
+    Parameters
+    ----------
+    func : callable
+        Function, or generator function, run in the worker thread.
+    *args
+        Its arguments.
+    connect : mapping of str to callable, optional
+        Worker signal name (``"yielded"``, ``"returned"``, ``"errored"``,
+        ``"finished"``...) -> slot, connected in this order, after the error
+        notification.
+    progress : dict, optional
+        A napari progress bar for the worker (``{"total": ..., "desc": ...}``).
+    notify_errors : bool
+        Show the worker's exception as one napari error notification.
+
+    Returns
+    -------
+    napari.qt.threading.WorkerBase
+        A ``FunctionWorker``, or a ``GeneratorWorker`` for a generator function.
+    """
+    # _ignore_errors: errors reach the user as our notification and the caller's
+    # "errored" slot; re-raising them on the GUI thread as well would show them twice.
+    worker = create_worker(func, *args, _start_thread=False, _progress=progress, _ignore_errors=True)
+    if notify_errors:
+        relay_errors_once(worker)
+    for signal, slot in (connect or {}).items():
+        getattr(worker, signal).connect(slot)
+    return worker
+
+
 def cap_torch_threads(num_threads: int | None = None) -> None:
     """Cap torch's CPU threads for work started from the calling thread.
 
@@ -111,6 +157,6 @@ def cap_torch_threads(num_threads: int | None = None) -> None:
     setting), so it must be set in the worker thread itself; the trainer does
     this when it is built there, prediction jobs call this.
     """
-    import torch
+    import torch  # not at the top: see the widget module's docstring
 
     torch.set_num_threads(num_threads or training_threads())

@@ -1,12 +1,18 @@
 """The "ACTION: Train from sparse labels" dock widget.
 
-Wiring only: the form (:mod:`._form`) says what to train on, a
+Wiring only: the form (:mod:`.form`) says what to train on, a
 :class:`~napari_action.training.trainer.Trainer` is built from snapshots of those layers,
-and a :class:`~._worker.TrainingRun` runs it in a napari thread worker. Yielded
+and a :class:`~.workers.TrainingRun` runs it in a napari thread worker. Yielded
 progress updates the status line, the napari progress bar and the loss plot;
 streamed slice predictions are written (throttled) into one editable
 "<image> ACTION" Labels layer per image, around the voxels the user corrected
 there. The user's painted Labels layers are only ever read.
+
+Imports: this module, and the adapter modules it imports, load without torch
+(``tests/test_import_boundary.py`` checks it), so that napari's plugin menu
+stays quick to load; torch alone takes seconds. The torch-backed core
+modules (trainer, predictor, checkpoint, runtime) are imported inside the
+functions that use them, which run once a widget is made or a model is built.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -35,10 +42,12 @@ from napari_action._napari.files.panel import FilesPanel
 from napari_action._napari.form import LayerPicker, OptionsForm
 from napari_action._napari.layers import is_mid_stroke, layer_array, prediction_layer_for
 from napari_action._napari.plot import LossPlot
-from napari_action._napari.refine.accepted import merge_accepted
+from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
-from napari_action._napari.threads import training_threads
-from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun, run_in_thread
+from napari_action._napari.run_state import RunState
+from napari_action._napari.threads import new_worker, training_threads
+from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
+from napari_action.inference.model_protocol import TrainableModel
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
 
 if TYPE_CHECKING:
@@ -167,17 +176,17 @@ class ActionWidget(QWidget):
     def _refresh_buttons(self) -> None:
         """Enable what makes sense now: idle, training, paused, stopping or a job running."""
         run, session = self.run, self.session
-        state = run.state if run is not None else "idle"
+        state = run.state if run is not None else RunState.IDLE
         job = session.job_running
-        paused = state == "paused"
-        active = state in ("running", "pausing", "paused")
-        self.pause_button.setText({"pausing": "Pausing…", "paused": "Resume"}.get(state, "Pause"))
+        paused = state is RunState.PAUSED
+        active = state.is_training
+        self.pause_button.setText({RunState.PAUSING: "Pausing…", RunState.PAUSED: "Resume"}.get(state, "Pause"))
         self.train_button.setEnabled(not session.busy)
         self.pause_button.setEnabled(active and not job)
         self.stop_button.setEnabled(active and not job)
         model_ready = session.trainer is not None and not job and (paused or not active)
-        self.predict_button.setEnabled(model_ready and state != "stopping")
-        self.save_button.setEnabled(model_ready and state != "stopping")
+        self.predict_button.setEnabled(model_ready and state is not RunState.STOPPING)
+        self.save_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.state_changed.emit()
 
     # -- training ------------------------------------------------------------------
@@ -194,8 +203,6 @@ class ActionWidget(QWidget):
         bool
             False when the inputs were rejected (an error notification says why).
         """
-        from napari.utils.notifications import show_error
-
         if self.session.busy:
             return False
         self.picker.refresh()
@@ -208,8 +215,8 @@ class ActionWidget(QWidget):
             return False
         self.session.begin(plan)
         run = TrainingRun(
-            factory,
-            RunCallbacks(
+            build=factory,
+            callbacks=RunCallbacks(
                 ready=self._on_run_ready,
                 progress=self._on_progress,
                 predictions=self._write_predictions,
@@ -235,10 +242,13 @@ class ActionWidget(QWidget):
         config = self.options.config(self.options.axis_choice(viewer_axis), training_threads(), **self.config_overrides)
         volumes = [layer_array(image) for image in plan.images]
         # The accepted slices join the painted labels (and fix the axis they were accepted along).
-        training = merge_accepted(self.session, plan, axis=config.axis)
+        training = self.training_labels(plan, axis=config.axis)
         if config.axis is None and training.axis is not None:
             config = config.replace(axis=training.axis)
         labels = training.labels
+        init = self.session.training_init(labels, config.axis)
+        if init.reason is not None:
+            show_warning(f"ACTION: {init.reason}")
         factory = partial(
             build_trainer,
             volumes,
@@ -246,12 +256,19 @@ class ActionWidget(QWidget):
             config,
             viewer_axis,
             plan.class_names(),
-            init=self.session.training_init(labels, config.axis),
+            init=init.checkpoint,
             labeled_slices=training.labeled_slices,
         )
         return factory, config
 
-    def _on_run_ready(self, trainer) -> None:
+    def training_labels(self, plan: TrainingPlan, axis: int | None) -> TrainingLabels:
+        """Snapshots of the painted labels with the accepted slices over them; warns about dropped slices."""
+        training = merge_accepted(self.session, plan, axis=axis)
+        for message in training.warnings:
+            show_warning(f"ACTION: {message}")
+        return training
+
+    def _on_run_ready(self, trainer: TrainableModel) -> None:
         self.session.trainer = trainer
         # The thread count in trainer.device_label is per calling thread: the
         # worker's own shows up with the first progress (see _on_progress).
@@ -265,7 +282,7 @@ class ActionWidget(QWidget):
         a layer costs napari a few hundred milliseconds of GUI time (vispy
         visuals), so they are spread over several hand-overs.
         """
-        from napari_action.inference.predictor import smallest_label_dtype
+        from napari_action.inference.predictor import smallest_label_dtype  # torch-backed: see the module docstring
 
         session, trainer = self.session, self.session.trainer
         image = session.plan.images[volume_index]
@@ -328,10 +345,10 @@ class ActionWidget(QWidget):
             self.plot.add_agreement(self.run.last_progress.step, 1.0 - changed / compared)
         return deferred
 
-    def _on_run_state(self, state: str) -> None:
-        if state == "stopping":
+    def _on_run_state(self, state: RunState) -> None:
+        if state is RunState.STOPPING:
             self.status_label.setText("Stopping after the current step…")
-        if state == "paused":
+        if state is RunState.PAUSED:
             self.session.run_pending_job()  # a prediction or save waited for the pause
         self._refresh_buttons()
 
@@ -353,13 +370,11 @@ class ActionWidget(QWidget):
         self._send_annotations_throttled()
 
     def _send_annotations(self) -> None:
-        from napari.utils.notifications import show_warning
-
         run, plan = self.run, self.session.plan
         if run is None or not run.is_running or plan is None:
             return
         axis = run.trainer.axis if run.trainer is not None else None
-        training = merge_accepted(self.session, plan, axis=axis)  # painted labels + accepted slices
+        training = self.training_labels(plan, axis=axis)
         if not training.any():
             show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
             return
@@ -382,12 +397,10 @@ class ActionWidget(QWidget):
 
     # -- layers going away --------------------------------------------------------------------
     def _on_layer_removed(self, event) -> None:
-        from napari.utils.notifications import show_warning
-
         layer = event.value
         self.session.forget_layer(layer)
         plan, run = self.session.plan, self.run
-        if plan is not None and run is not None and run.state in ("running", "pausing", "paused") and plan.uses(layer):
+        if plan is not None and run is not None and run.state.is_training and plan.uses(layer):
             show_warning(f"ACTION: layer {layer.name!r} was removed, so training stops.")
             run.stop()
 
@@ -398,8 +411,6 @@ class ActionWidget(QWidget):
 
     def predict_images(self, names=None) -> None:
         """Predict the opened 3D images called ``names`` (None: all of them)."""
-        from napari.utils.notifications import show_error
-
         if self.session.trainer is None:
             show_error("ACTION: train or load a model first.")
             return
@@ -431,7 +442,7 @@ class ActionWidget(QWidget):
 
     def _on_job_finished(self, *_) -> None:
         self.session.job = None
-        if self.session.resume_after_job and self.run is not None and self.run.state == "paused":
+        if self.session.resume_after_job and self.run is not None and self.run.state is RunState.PAUSED:
             self.run.resume()
         self.session.resume_after_job = False
         if self.run is None or not self.run.is_running:
@@ -445,8 +456,6 @@ class ActionWidget(QWidget):
 
     def save_model(self, path: str) -> None:
         """Write the current model (weights, config, classes, axis) to ``path`` in a worker."""
-        from napari.utils.notifications import show_error
-
         if self.session.trainer is None:
             show_error("ACTION: train a model first.")
             return
@@ -454,11 +463,13 @@ class ActionWidget(QWidget):
         self._refresh_buttons()
 
     def _start_save(self, path: str) -> None:
-        self.session.job = run_in_thread(
-            self.session.trainer.save_checkpoint, path, on_returned=self._on_saved, on_finished=self._on_job_finished
+        job = new_worker(
+            self.session.trainer.save_checkpoint,
+            path,
+            connect={"returned": self._on_saved, "finished": self._on_job_finished},
         )
+        self.session.job = job
+        job.start()
 
     def _on_saved(self, path) -> None:
-        from napari.utils.notifications import show_info
-
         show_info(f"ACTION: model saved to {path}")

@@ -1,10 +1,10 @@
 """Run the trainer's generators in napari thread workers.
 
-:class:`TrainingRun` wraps ``Trainer.iter_train()`` in napari's
-``create_worker`` (the run shows up in the activity dock with a progress bar
-and can be cancelled there; errors become napari notifications), forwards
-every yielded :class:`~napari_action.progress.TrainProgress` to callbacks on
-the GUI thread,
+:class:`TrainingRun` wraps ``Trainer.iter_train()`` in a napari worker
+(:func:`~napari_action._napari.threads.new_worker`: the run shows up in the
+activity dock with a progress bar and can be cancelled there; errors become
+napari notifications), forwards every yielded
+:class:`~napari_action.progress.TrainProgress` to callbacks on the GUI thread,
 and hands streamed slice predictions over at most once per ``throttle_ms``.
 Pause, resume and stop go through the worker API; new labels and focus
 requests are sent into the generator.
@@ -12,7 +12,7 @@ requests are sent into the generator.
 Threads
 -------
 The worker thread runs at lower priority and starts with frequent GIL
-hand-overs (:mod:`._threads`); the widget caps torch's CPU threads with
+hand-overs (:mod:`.threads`); the widget caps torch's CPU threads with
 ``TrainConfig.num_threads = training_threads()`` (all cores but one), which
 the trainer applies with ``torch.set_num_threads``.
 
@@ -34,15 +34,18 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+from napari.utils import progress as napari_progress
 from superqt.utils import qthrottled
 
+from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import (
     cap_torch_threads,
     frequent_gil_handover,
     lower_thread_priority,
-    relay_errors_once,
+    new_worker,
     warm_up_torch,
 )
+from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 
 logger = logging.getLogger(__name__)
@@ -56,7 +59,7 @@ class _Step(NamedTuple):
 
     progress: TrainProgress | None
     received: int
-    trainer: Any = None
+    trainer: TrainableModel | None = None
 
 
 def _take(incoming: Sequence[tuple[int, Any]] | None, received: int, queue: list) -> int:
@@ -70,21 +73,21 @@ def _take(incoming: Sequence[tuple[int, Any]] | None, received: int, queue: list
     return received
 
 
-def _drive(source, background: bool = True) -> Generator[_Step, Any, None]:
-    """Build the trainer if needed, then run ``iter_train()`` passing messages in one per step.
+def _drive(build: Callable[[], TrainableModel], background: bool = True) -> Generator[_Step, Any, None]:
+    """Build the trainer, then run its ``iter_train()`` passing messages in one per step.
 
-    ``source`` is a trainer or a function returning one: building it here keeps
-    the normalisation of large volumes off the GUI thread. ``background``
-    lowers the priority of the thread running this (the worker's) and does the
-    Python-heavy start (imports, model) with frequent GIL hand-overs.
+    ``build`` runs here, in the worker, so the normalisation of large volumes
+    stays off the GUI thread. ``background`` lowers the priority of the thread
+    running this (the worker's) and does the Python-heavy start (imports,
+    model) with frequent GIL hand-overs.
     """
     if background:
         lower_thread_priority()
         with frequent_gil_handover():
             warm_up_torch()
-            trainer = source if hasattr(source, "iter_train") else source()
+            trainer = build()
     else:
-        trainer = source if hasattr(source, "iter_train") else source()
+        trainer = build()
     queue: list = []
     received = _take((yield _Step(None, 0, trainer)), 0, queue)
     steps = trainer.iter_train()
@@ -101,12 +104,6 @@ def _drive(source, background: bool = True) -> Generator[_Step, Any, None]:
         steps.close()
 
 
-def expected_steps(trainer) -> int:
-    """Steps the next ``iter_train()`` call will run (for the progress bar)."""
-    config = trainer.config
-    return config.total_steps if getattr(trainer, "rounds", 0) == 0 else config.steps_stage3
-
-
 @dataclass
 class RunCallbacks:
     """GUI-thread callbacks of a :class:`TrainingRun` (all optional).
@@ -116,10 +113,10 @@ class RunCallbacks:
     write yet (e.g. during a brush stroke); those are retried.
     """
 
-    ready: Callable[[Any], None] | None = None
+    ready: Callable[[TrainableModel], None] | None = None
     progress: Callable[[TrainProgress], None] | None = None
     predictions: Callable[[list[SlicePrediction]], list[SlicePrediction] | None] | None = None
-    state: Callable[[str], None] | None = None
+    state: Callable[[RunState], None] | None = None
     error: Callable[[Exception], None] | None = None
     finished: Callable[[], None] | None = None
 
@@ -129,13 +126,15 @@ class TrainingRun:
 
     Parameters
     ----------
-    trainer : napari_action.training.trainer.Trainer or callable
-        The trainer to run, or a function that builds it in the worker thread
-        (then :attr:`trainer` is None until the ``ready`` callback).
+    trainer : TrainableModel, optional
+        The trainer to run (e.g. a :class:`~napari_action.training.trainer.Trainer`).
     callbacks : RunCallbacks
         Called on the GUI thread.
-    total_steps : int, optional
-        Length of the progress bar; by default taken from the trainer.
+    build : callable, optional
+        Instead of ``trainer``: a function that builds it in the worker thread
+        (then :attr:`trainer` is None until the ``ready`` callback).
+    total_steps : int
+        Steps the run will take: the length of its progress bar.
     throttle_ms : int
         Minimum interval between two hand-overs of streamed predictions.
     progress_bar : bool
@@ -144,22 +143,25 @@ class TrainingRun:
 
     def __init__(
         self,
-        trainer,
+        trainer: TrainableModel | None = None,
         callbacks: RunCallbacks | None = None,
         *,
-        total_steps: int | None = None,
+        build: Callable[[], TrainableModel] | None = None,
+        total_steps: int,
         throttle_ms: int = 250,
         progress_bar: bool = True,
     ):
-        self._source = trainer
-        self.trainer = trainer if hasattr(trainer, "iter_train") else None
-        self.total_steps = expected_steps(self.trainer) if total_steps is None else total_steps
+        if (trainer is None) == (build is None):
+            raise TypeError("A TrainingRun needs either a trainer or a function that builds one.")
+        self.trainer = trainer
+        self._build = build if build is not None else (lambda: trainer)
+        self.total_steps = total_steps
         self._yielded = False
         self.callbacks = callbacks or RunCallbacks()
         self.progress_bar = progress_bar
         self.last_progress: TrainProgress | None = None
         self.error: Exception | None = None
-        self.state = "idle"
+        self.state = RunState.IDLE
         self._resume_on_pause = False
         self._worker = None
         self._number = 0
@@ -171,18 +173,14 @@ class TrainingRun:
     @property
     def is_running(self) -> bool:
         """True from :meth:`start` until the worker's ``finished`` reached the GUI thread."""
-        return self.state in ("running", "pausing", "paused", "stopping")
-
-    @property
-    def is_paused(self) -> bool:
-        return self.state == "paused"
+        return self.state.is_alive
 
     @property
     def worker(self):
         """The napari ``GeneratorWorker`` (None before :meth:`start`)."""
         return self._worker
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: RunState) -> None:
         self.state = state
         if self.callbacks.state is not None:
             self.callbacks.state(state)
@@ -190,46 +188,47 @@ class TrainingRun:
     # -- control -------------------------------------------------------------
     def start(self) -> None:
         """Create the worker, connect every signal, then start the thread."""
-        from napari.qt.threading import create_worker
-
         if self._worker is not None:
             raise RuntimeError("A TrainingRun starts once; make a new one to train again.")
         progress = None
         if self.progress_bar:
             progress = {"total": self.total_steps + 1, "desc": "ACTION training"}  # + the ready yield
-        # _ignore_errors: errors reach the user as a napari notification and our
-        # callback; re-raising them on the GUI thread as well would show them twice.
-        worker = create_worker(_drive, self._source, _start_thread=False, _progress=progress, _ignore_errors=True)
-        relay_errors_once(worker)
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.paused.connect(self._on_paused)
-        worker.resumed.connect(self._on_resumed)
-        worker.finished.connect(self._on_finished)
+        worker = new_worker(
+            _drive,
+            self._build,
+            progress=progress,
+            connect={
+                "yielded": self._on_yielded,
+                "errored": self._on_errored,
+                "paused": self._on_paused,
+                "resumed": self._on_resumed,
+                "finished": self._on_finished,
+            },
+        )
         self._worker = worker
-        self._set_state("running")
+        self._set_state(RunState.RUNNING)
         worker.start()
 
     def pause(self) -> None:
         """Pause after the current step (the worker honours it at the next yield)."""
-        if self.state == "running":
+        if self.state is RunState.RUNNING:
             if not self._resume_on_pause:  # else the earlier pause request is still pending
                 self._worker.pause()
             self._resume_on_pause = False
-            self._set_state("pausing")
+            self._set_state(RunState.PAUSING)
 
     def resume(self) -> None:
         """Resume a paused (or pausing) run."""
-        if self.state == "paused":
+        if self.state is RunState.PAUSED:
             self._worker.resume()
-        elif self.state == "pausing":
+        elif self.state is RunState.PAUSING:
             # The worker has no "cancel pause": let the pause land, then resume at once.
             self._resume_on_pause = True
-            self._set_state("running")
+            self._set_state(RunState.RUNNING)
 
     def toggle_pause(self) -> None:
         """Pause a running run, resume a paused one."""
-        if self.state in ("paused", "pausing"):
+        if self.state in (RunState.PAUSED, RunState.PAUSING):
             self.resume()
         else:
             self.pause()
@@ -243,10 +242,10 @@ class TrainingRun:
         yielded yet resets the request when it starts, so those are quit instead
         (the worker honours ``quit`` at the next yield).
         """
-        if not self.is_running or self.state == "stopping":
+        if not self.is_running or self.state is RunState.STOPPING:
             return
-        quit_worker = self.state in ("paused", "pausing") or self.last_progress is None
-        self._set_state("stopping")
+        quit_worker = self.state in (RunState.PAUSED, RunState.PAUSING) or self.last_progress is None
+        self._set_state(RunState.STOPPING)
         if self.trainer is not None:
             self.trainer.request_stop()
         if quit_worker:
@@ -323,27 +322,27 @@ class TrainingRun:
         if self._resume_on_pause:
             self._resume_on_pause = False
             self._worker.resume()
-        elif self.state == "pausing":
-            self._set_state("paused")
+        elif self.state is RunState.PAUSING:
+            self._set_state(RunState.PAUSED)
 
     def _on_resumed(self) -> None:
-        if self.state == "paused":
-            self._set_state("running")
+        if self.state is RunState.PAUSED:
+            self._set_state(RunState.RUNNING)
 
     def _on_finished(self) -> None:
         self._flush.cancel()
         self._flush_predictions()  # the last stream must land even inside the throttle window
         self._predictions = {}
-        self._set_state("finished")
+        self._set_state(RunState.FINISHED)
         if self.callbacks.finished is not None:
             self.callbacks.finished()
 
 
-def _predict_all(trainer, items: Sequence[tuple[Any, int | np.ndarray]]) -> Generator:
+def _predict_all(model: SegmentationModel, items: Sequence[tuple[Any, int | np.ndarray]]) -> Generator:
     lower_thread_priority()
-    cap_torch_threads(trainer.config.num_threads)
+    cap_torch_threads(model.config.num_threads)
     for key, volume in items:
-        for update in trainer.predict_volume(volume):
+        for update in model.predict_volume(volume):
             yield key, update
 
 
@@ -352,8 +351,8 @@ class PredictionJob:
 
     Parameters
     ----------
-    trainer : napari_action.training.trainer.Trainer
-        Supplies ``predict_volume``; do not train it at the same time.
+    trainer : SegmentationModel
+        A trainer or a loaded model; do not train it at the same time.
     items : sequence of (key, volume)
         ``volume`` is a training-volume index or a 3D array; ``key`` comes
         back with every update.
@@ -366,7 +365,7 @@ class PredictionJob:
 
     def __init__(
         self,
-        trainer,
+        trainer: SegmentationModel,
         items: Sequence[tuple[Any, int | np.ndarray]],
         on_update: Callable[[Any, PredictionUpdate], None],
         on_finished: Callable[[], None] | None = None,
@@ -389,14 +388,13 @@ class PredictionJob:
 
     def start(self) -> None:
         """Start predicting in a worker thread."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-
-        worker = create_worker(_predict_all, self.trainer, self.items, _start_thread=False, _ignore_errors=True)
-        relay_errors_once(worker)
-        worker.yielded.connect(self._on_yielded)
-        worker.finished.connect(self._on_finished)
-        self._bar = progress(total=self._total_slices(), desc="ACTION prediction")
+        worker = new_worker(
+            _predict_all,
+            self.trainer,
+            self.items,
+            connect={"yielded": self._on_yielded, "finished": self._on_finished},
+        )
+        self._bar = napari_progress(total=self._total_slices(), desc="ACTION prediction")
         self._worker = worker
         self.is_running = True
         worker.start()
@@ -422,17 +420,3 @@ class PredictionJob:
             self._bar.close()
         if self.on_finished is not None:
             self.on_finished()
-
-
-def run_in_thread(func: Callable, *args, on_returned: Callable | None = None, on_finished: Callable | None = None):
-    """Run a plain function in a napari worker (errors become notifications)."""
-    from napari.qt.threading import create_worker
-
-    worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True)
-    relay_errors_once(worker)
-    if on_returned is not None:
-        worker.returned.connect(on_returned)
-    if on_finished is not None:
-        worker.finished.connect(on_finished)
-    worker.start()
-    return worker

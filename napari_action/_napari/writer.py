@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from napari.utils.transforms import Affine
 
 from napari_action._napari.reader import display_affine
 from napari_action.io.nifti import NIFTI_EXTENSIONS, VolumeError, VolumeMeta, save_labels
@@ -35,11 +36,18 @@ def write_labels(path: str, data: Any, attributes: Mapping[str, Any]) -> list[st
     if not path.lower().endswith(NIFTI_EXTENSIONS):
         path = f"{path}.nii.gz"
     labels = np.asarray(data)
-    meta = _meta_for_layer(path, labels, attributes)
+    meta = meta_for_layer(path, labels, attributes)
     return [str(save_labels(path, labels, meta, overwrite=True))]
 
 
-def _meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any]) -> VolumeMeta:
+def meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any]) -> VolumeMeta:
+    """NIfTI geometry for a layer: the header it was read with if its shape and placement still fit, else its transform.
+
+    Raises
+    ------
+    VolumeError
+        For a layer that is not 3D (``path`` names it in the message).
+    """
     if labels.ndim != 3:
         raise VolumeError(f"{path}: napari-action writes 3D label volumes; this layer is {labels.ndim}D.")
     world = _world_affine(attributes, labels.ndim)
@@ -60,10 +68,6 @@ def _meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any]
 
 def _world_affine(attributes: Mapping[str, Any], ndim: int) -> np.ndarray:
     """The layer's full data-to-world matrix: ``affine`` after scale/translate/rotate/shear."""
-    # napari is already imported when napari calls a writer; importing here keeps the module
-    # importable (and testable) without paying for napari at import time.
-    from napari.utils.transforms import Affine
-
     names = ("scale", "translate", "rotate", "shear")
     parts = {name: attributes[name] for name in names if attributes.get(name) is not None}
     data_to_physical = Affine(ndim=ndim, **parts).affine_matrix

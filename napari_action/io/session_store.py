@@ -80,6 +80,24 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class HashCache:
+    """SHA-256 of source files, recomputed only when a file's size or mtime changed.
+
+    Saving a session every minute would otherwise re-read every source image each time.
+    """
+
+    def __init__(self):
+        self._known: dict[tuple[str, int, int], str] = {}
+
+    def sha256(self, path: str | os.PathLike) -> str:
+        """The file's SHA-256, hashed again only if its size or mtime changed since the last call."""
+        stat = os.stat(path)
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._known:
+            self._known[key] = file_sha256(path)
+        return self._known[key]
+
+
 def save_session(path: str | os.PathLike, session: Session) -> Path:
     """Write ``session`` to the zarr store ``path`` (a folder, e.g. ``work.action.zarr``)."""
     import zarr
@@ -235,20 +253,8 @@ def _scratch_file():
         path.unlink(missing_ok=True)
 
 
-def describe(session: Session) -> str:
-    """One line per volume, for logs and the widget's status."""
-    lines = []
-    for volume in session.volumes:
-        parts = [volume.name, "x".join(map(str, volume.shape))]
-        if volume.painted is not None:
-            parts.append(f"{int(np.count_nonzero(volume.painted))} painted voxels")
-        if volume.accepted_slices:
-            parts.append(f"{len(volume.accepted_slices)} accepted slices")
-        lines.append(", ".join(parts))
-    return "\n".join(lines) or "(no volumes)"
-
-
 __all__ = [
+    "HashCache",
     "Session",
     "SessionError",
     "SessionVolume",

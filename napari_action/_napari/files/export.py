@@ -5,7 +5,7 @@ values as shown. The geometry is that of the source image layer: the NIfTI
 header the reader kept in ``metadata["napari_action"]`` (restored bit for bit
 by :func:`napari_action.io.nifti.save_labels`), or, for images that did not come from
 a NIfTI file, the layer's own transform (qform/sform code 2, "aligned"); the
-rule is the npe2 writer's (:func:`napari_action._napari.writer._meta_for_layer`).
+rule is the npe2 writer's (:func:`napari_action._napari.writer.meta_for_layer`).
 
 The work is split by thread: :func:`plan_export` copies the layers on the GUI
 thread, :func:`write_export` writes the files in a worker.
@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer, layer_array, layer_shape
+from napari_action._napari.writer import meta_for_layer
+from napari_action.inference.loaded_model import VoxelGeometry
 from napari_action.io.nifti import VolumeMeta, save_labels
 
 logger = logging.getLogger(__name__)
@@ -46,9 +48,17 @@ def layer_attributes(layer) -> dict:
 
 def layer_volume_meta(layer) -> VolumeMeta:
     """NIfTI geometry of a 3D layer: its stored header if still valid, else its transform."""
-    from napari_action._napari.writer import _meta_for_layer
+    return meta_for_layer(layer.name, layer_array(layer), layer_attributes(layer))
 
-    return _meta_for_layer(layer.name, layer_array(layer), layer_attributes(layer))
+
+def layer_geometry(layer) -> VoxelGeometry:
+    """Voxel spacing and directions of a 3D layer: from its NIfTI header if it has one, else its napari transform.
+
+    The header wins because the reader shows files whose axes are permuted in
+    voxel order (see :mod:`napari_action._napari.reader`), so their napari
+    transform hides the true orientation.
+    """
+    return VoxelGeometry.from_matrix(layer_volume_meta(layer).affine)
 
 
 def export_name(image_name: str) -> str:

@@ -24,13 +24,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
-from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
-from napari_action._napari.files.loaded_model import LoadedModel, geometry_warnings, layer_geometry, load_model
+from napari_action._napari.action_session import viewer_slicing_axis
+from napari_action._napari.files.export import Overwrite, layer_geometry, plan_export, resolve_overwrite, write_export
 from napari_action._napari.files.snapshot import (
-    HashCache,
     apply_session,
     has_content,
     read_session,
@@ -38,7 +38,10 @@ from napari_action._napari.files.snapshot import (
     write_snapshot,
 )
 from napari_action._napari.layers import image_layers, is_prediction_layer
-from napari_action._napari.threads import relay_errors_once
+from napari_action._napari.run_state import RunState
+from napari_action._napari.threads import new_worker
+from napari_action.inference.loaded_model import LoadedModel, geometry_warnings, load_model
+from napari_action.io.session_store import HashCache
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +204,7 @@ class FilesPanel(QGroupBox):
     def _on_state_changed(self) -> None:
         self._refresh()
         run = self.widget.run
-        if run is not None and run.state == "finished" and run is not self._autosaved_run:
+        if run is not None and run.state is RunState.FINISHED and run is not self._autosaved_run:
             self._autosaved_run = run  # once per run: the labels and model it ended with
             self.autosave()
 
@@ -215,11 +218,7 @@ class FilesPanel(QGroupBox):
         notify: bool = True,
     ) -> None:
         """Run ``func(*args)`` in a napari worker; its errors become notifications if ``notify``."""
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True)
-        if notify:
-            relay_errors_once(worker)
+        worker = new_worker(func, *args, notify_errors=notify)
         self._jobs.add(name, worker, on_returned, on_error)
         self._refresh()
         worker.start()
@@ -232,8 +231,6 @@ class FilesPanel(QGroupBox):
 
     def load_model(self, path: str | Path) -> bool:
         """Read a checkpoint in a worker; False if the widget is busy (a notification says so)."""
-        from napari.utils.notifications import show_error
-
         if self.widget.session.busy or "load" in self._jobs.running:
             show_error("ACTION: wait until training or prediction has finished before loading a model.")
             return False
@@ -245,8 +242,6 @@ class FilesPanel(QGroupBox):
         self.status_label.setText(f"Model not loaded: {exc}")
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
-        from napari.utils.notifications import show_info
-
         self.widget.session.use_model(model, model.checkpoint())
         self.widget._refresh_buttons()  # enables "Predict all opened volumes" and "Save model…"
         classes = ", ".join(model.class_names.get(int(v), str(v)) for v in model.class_values)
@@ -272,8 +267,6 @@ class FilesPanel(QGroupBox):
 
     def warn_geometry(self, names=None) -> list[str]:
         """Warn about images sliced at another spacing or orientation than the training volumes."""
-        from napari.utils.notifications import show_warning
-
         model = self.widget.session.trainer
         if model is None:
             return []
@@ -321,8 +314,6 @@ class FilesPanel(QGroupBox):
         bool
             False when there was nothing to export or an export is running.
         """
-        from napari.utils.notifications import show_warning
-
         items = plan_export(self.viewer, folder)
         if not items or "export" in self._jobs.running:
             show_warning(
@@ -336,8 +327,6 @@ class FilesPanel(QGroupBox):
         return True
 
     def _on_exported(self, result) -> None:
-        from napari.utils.notifications import show_info
-
         lines = [f"ACTION: exported {len(result.written)} file(s):", *(str(p) for p in result.written)]
         if result.skipped:
             lines += [f"kept {len(result.skipped)} existing file(s) unchanged:", *(str(p) for p in result.skipped)]
@@ -346,9 +335,7 @@ class FilesPanel(QGroupBox):
 
     # -- sessions ------------------------------------------------------------------------------
     def snapshot(self):
-        """Copy what a session stores (GUI thread; see :func:`._snapshot.take_snapshot`)."""
-        from napari_action._napari.action_session import viewer_slicing_axis
-
+        """Copy what a session stores (GUI thread; see :func:`.snapshot.take_snapshot`)."""
         widget = self.widget
         try:
             axis = widget.options.axis_choice(viewer_slicing_axis(self.viewer))
@@ -366,8 +353,6 @@ class FilesPanel(QGroupBox):
 
     def save_session(self, path: str | Path) -> bool:
         """Write a session store to ``path`` in a worker; later autosaves go next to it."""
-        from napari.utils.notifications import show_warning
-
         if "save" in self._jobs.running:
             show_warning("ACTION: a session is being saved already.")
             return False
@@ -381,8 +366,6 @@ class FilesPanel(QGroupBox):
         return True
 
     def _on_session_saved(self, path) -> None:
-        from napari.utils.notifications import show_info
-
         self.autosave_path = autosave_sibling(path)
         self.status_label.setText(f"Session saved {time.strftime('%H:%M:%S')}.")
         show_info(f"ACTION: session saved to {path}")
@@ -394,8 +377,6 @@ class FilesPanel(QGroupBox):
 
     def open_session(self, path: str | Path) -> bool:
         """Read a session store in a worker, then add its layers and model to the viewer."""
-        from napari.utils.notifications import show_error
-
         if self.widget.session.busy or {"open", "load"} & set(self._jobs.running):
             show_error("ACTION: wait until training or prediction has finished before opening a session.")
             return False
@@ -408,8 +389,6 @@ class FilesPanel(QGroupBox):
         self.status_label.setText(f"Session not opened: {exc}")
 
     def _on_session_read(self, restored) -> None:
-        from napari.utils.notifications import show_info, show_warning
-
         apply_session(self.viewer, self.widget.session, restored)
         apply_config(self.widget.options, restored.session.config)
         self.widget._refresh_buttons()  # a restored model enables "Predict all" and "Save model…"

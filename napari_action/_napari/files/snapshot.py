@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from napari_action._napari.layers import (
     GEOMETRY_KEY,
     SOURCE_KEY,
     class_names_of,
+    find_prediction_layer,
     image_layers,
     is_prediction_layer,
     label_features,
@@ -41,7 +41,23 @@ from napari_action._napari.layers import (
     pair_labels_to_images,
     snapshot_labels,
 )
-from napari_action.io.session_store import Session, SessionVolume
+from napari_action.inference.loaded_model import model_from_checkpoint, with_references
+from napari_action.io.nifti import load_volume
+from napari_action.io.session_store import (
+    HashCache,
+    Session,
+    SessionVolume,
+    checkpoint_from_bytes,
+    checkpoint_to_bytes,
+    load_session,
+    save_session,
+    source_changed,
+)
+
+try:
+    from napari.layers._source import layer_source  # private in napari 0.9: guarded
+except ImportError:  # a napari without it: restored images forget their file (the next save copies them)
+    layer_source = None
 
 logger = logging.getLogger(__name__)
 
@@ -105,18 +121,6 @@ def painted_pairs(viewer, picked: list[tuple[Any, str | None]]) -> tuple[dict[st
     return pairs, left_out
 
 
-def prediction_of(viewer, image):
-    """The prediction layer made for ``image`` (by recorded source, same shape), if any."""
-    for layer in viewer.layers:
-        if (
-            is_prediction_layer(layer)
-            and layer.metadata.get(SOURCE_KEY) == image.name
-            and layer_shape(layer) == layer_shape(image)
-        ):
-            return layer
-    return None
-
-
 def source_file(layer) -> str | None:
     """The file a layer was read from, if it still exists."""
     path = getattr(getattr(layer, "source", None), "path", None)
@@ -137,7 +141,7 @@ def _volume(viewer, image, painted, action_session) -> SessionVolume:
     if painted is not None:
         volume.painted = snapshot_labels(painted)
         layers["painted"] = _record(painted, order.index(painted))
-    prediction = prediction_of(viewer, image)
+    prediction = find_prediction_layer(viewer, image)
     if prediction is not None:
         volume.prediction = snapshot_labels(prediction)
         layers["prediction"] = _record(prediction, order.index(prediction))
@@ -164,8 +168,6 @@ def take_snapshot(viewer, action_session, picked=(), config=None, references=())
     references : sequence of VoxelGeometry
         Geometry of the training volumes, recorded in the checkpoint.
     """
-    from napari_action._napari.files.loaded_model import with_references
-
     pairs, left_out = painted_pairs(viewer, list(picked))
     volumes = [_volume(viewer, image, pairs.get(image.name), action_session) for image in image_layers(viewer)]
     model = action_session.trainer
@@ -191,26 +193,8 @@ def has_content(viewer, action_session) -> bool:
     return any(layer_array(layer).any() for layer in labels_layers(viewer))
 
 
-class HashCache:
-    """SHA-256 of source files, recomputed only when a file's size or mtime changed."""
-
-    def __init__(self):
-        self._known: dict[tuple[str, int, int], str] = {}
-
-    def sha256(self, path: str) -> str:
-        from napari_action.io.session_store import file_sha256
-
-        stat = os.stat(path)
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in self._known:
-            self._known[key] = file_sha256(path)
-        return self._known[key]
-
-
 def write_snapshot(path: str | Path, snapshot: Snapshot, hashes: HashCache | None = None) -> Path:
     """Hash the sources, serialise the model and write the store (worker thread)."""
-    from napari_action.io.session_store import checkpoint_to_bytes, save_session
-
     hashes = hashes or HashCache()
     session = snapshot.session
     for volume in session.volumes:
@@ -236,9 +220,6 @@ class Restored:
 
 def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray | None, str | None]:
     """Voxels of a volume: its source file if present, else the stored copy."""
-    from napari_action.io.nifti import load_volume
-    from napari_action.io.session_store import source_changed
-
     source = volume.source_path
     if source and Path(source).is_file():
         if source_changed(volume):
@@ -254,9 +235,6 @@ def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray 
 
 def read_session(path: str | Path) -> Restored:
     """Read a store, its source images and its model (worker thread)."""
-    from napari_action._napari.files.loaded_model import model_from_checkpoint
-    from napari_action.io.session_store import checkpoint_from_bytes, load_session
-
     session = load_session(path)
     warnings: list[str] = []
     images, sources = [], []
@@ -278,11 +256,7 @@ def _kwargs(record: dict, metadata: dict) -> dict[str, Any]:
 
 def _layer_source(path: str | None):
     """Record the file a restored image came from (so the next save does not copy its voxels)."""
-    if path is None:
-        return contextlib.nullcontext()
-    try:
-        from napari.layers._source import layer_source  # private in napari 0.9: guarded
-    except ImportError:
+    if path is None or layer_source is None:
         return contextlib.nullcontext()
     return layer_source(path=path, reader_plugin="napari-action")
 

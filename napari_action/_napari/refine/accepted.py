@@ -2,7 +2,7 @@
 
 A user corrects a slice of an "<image> ACTION" prediction layer and accepts
 it. The whole slice is then locked in the layer's
-:class:`~._layers.EditTracker` (streamed predictions never overwrite it again)
+:class:`~napari_action._napari.layers.EditTracker` (streamed predictions never overwrite it again)
 and its index is recorded in ``ActionSession.accepted_slices[image name]``.
 
 The slice's *content* is not copied anywhere: the prediction layer, locked,
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_action._napari.layers import SOURCE_KEY, EditTracker, layer_array, layer_shape
+from napari_action._napari.layers import SOURCE_KEY, EditTracker, layer_array, layer_shape, prediction_source
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def painted_slices(data: np.ndarray, axis: int) -> list[int]:
 def tracker_of(session, image_name: str) -> EditTracker | None:
     """The edit tracker of the prediction layer made for ``image_name`` (None: no such layer)."""
     for tracker in session.trackers.values():
-        if tracker.layer.metadata.get(SOURCE_KEY) == image_name:
+        if prediction_source(tracker.layer) == image_name:
             return tracker
     return None
 
@@ -58,8 +58,8 @@ def tracker_for_layer(session, layer, fallback_axis: int) -> EditTracker:
     tracker = session.trackers.get(id(layer))
     if tracker is not None and tracker.layer is layer:
         return tracker
-    axis = getattr(session.trainer, "axis", None)
-    return session.tracker_for(layer, fallback_axis if axis is None else axis)
+    axis = fallback_axis if session.trainer is None else session.trainer.axis
+    return session.tracker_for(layer, axis)
 
 
 def lock_slices(tracker: EditTracker, slices: Iterable[int]) -> None:
@@ -128,12 +128,15 @@ class TrainingLabels:
         Axis of the accepted slices used (None: none were used).
     skipped : list of str
         Images whose accepted slices lay along another axis than asked for (dropped).
+    warnings : list of str
+        What the user should be told (the dropped slices).
     """
 
     labels: list = field(default_factory=list)
     labeled_slices: dict[int, tuple[int, ...]] = field(default_factory=dict)
     axis: int | None = None
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def any(self) -> bool:
         """True if anything is labeled."""
@@ -163,8 +166,8 @@ def merge_accepted(session, plan, painted: list | None = None, axis: int | None 
         Snapshots of the painted labels (default: taken now).
     axis : int, optional
         The trainer's slicing axis; accepted slices along another axis are
-        dropped from the session (a warning names the images). None: the
-        axis of the first accepted slices.
+        dropped from the session (the result's warnings name the images).
+        None: the axis of the first accepted slices.
     """
     labels = list(plan.label_snapshots() if painted is None else painted)
     labels += [None] * (len(plan.images) - len(labels))
@@ -187,10 +190,8 @@ def merge_accepted(session, plan, painted: list | None = None, axis: int | None 
         result.labeled_slices[v] = tuple(slices)
         result.axis = tracker.axis
     if result.skipped:
-        from napari.utils.notifications import show_warning
-
-        show_warning(
-            f"ACTION: the slices accepted in {', '.join(map(repr, result.skipped))} lie along "
+        result.warnings.append(
+            f"the slices accepted in {', '.join(map(repr, result.skipped))} lie along "
             f"another axis than training ({axis}); they are dropped."
         )
     return result

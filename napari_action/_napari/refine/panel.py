@@ -4,15 +4,15 @@ Three things a user does between (or during) training runs:
 
 * **Accept corrections.** Edit a slice of an "<image> ACTION" prediction
   layer, then "Accept slice" (key ``Shift-A`` on the viewer) or "Accept all
-  edited slices": the slices become training data (:mod:`._accepted`), reach a
+  edited slices": the slices become training data (:mod:`.accepted`), reach a
   running training at once and a stopped one at the next Train or Update.
 * **Training set.** Per volume, the painted and accepted slices; a click
   shows that slice.
 * **Next slices to annotate.** The uncertainty of the latest predictions
-  (:mod:`._uncertainty`), optionally shown as "<image> uncertainty" layers,
+  (:mod:`napari_action.inference.uncertainty`), optionally shown as "<image> uncertainty" layers,
   ranked into spread-out slice suggestions (core :func:`~napari_action.inference.suggestions.suggest_slices`).
 
-plus **Update once** (:mod:`._update_once`): a short training round on demand.
+plus **Update once** (:mod:`.update_once`): a short training round on demand.
 Lists and layers are read from the widget's session; this panel keeps only
 the uncertainty maps and the labeled slices it last listed.
 """
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 
+from napari.layers import Labels
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -48,13 +50,10 @@ from napari_action._napari.refine.accepted import (
     painted_slices,
     tracker_for_layer,
 )
-from napari_action._napari.refine.uncertainty import (
-    UncertaintyMaps,
-    find_uncertainty_layer,
-    streamed_uncertainty,
-    uncertainty_layer,
-)
+from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
+from napari_action.data.annotations import infer_axis
+from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +100,6 @@ class RefinePanel(QGroupBox):
         self.viewer = widget.viewer
         self.uncertainty = UncertaintyMaps()
         self.labeled: dict[str, set[int]] = {}
-        self._axis = 0
         self._build()
         self.refresh_later = qthrottled(self.refresh, timeout=300, parent=self)
         self.rank_later = qthrottled(self._update_uncertainty, timeout=300, parent=self)
@@ -204,8 +202,7 @@ class RefinePanel(QGroupBox):
 
     def _refresh_buttons(self) -> None:
         session = self.session
-        trainable = session.plan is not None and hasattr(session.trainer, "iter_train")
-        self.update_button.setEnabled(trainable and not session.busy)
+        self.update_button.setEnabled(session.can_continue and not session.busy)
         has_predictions = bool(self._prediction_layers())
         self.accept_button.setEnabled(has_predictions)
         self.accept_all_button.setEnabled(has_predictions)
@@ -225,8 +222,6 @@ class RefinePanel(QGroupBox):
 
     def _on_layers_changed(self, event=None) -> None:
         """Follow paint strokes of every Labels layer (painted or prediction)."""
-        from napari.layers import Labels
-
         for layer in self.viewer.layers:
             if isinstance(layer, Labels) and id(layer) not in self._watched:
                 layer.events.paint.connect(self._on_paint)
@@ -299,11 +294,8 @@ class RefinePanel(QGroupBox):
 
     def slicing_axis(self, painted: list) -> int:
         """The model's axis, else that of accepted slices, the form's choice, or the inferred one."""
-        from napari_action.data.annotations import infer_axis
-
-        axis = getattr(self.session.trainer, "axis", None)
-        if axis is not None:
-            return int(axis)
+        if self.session.trainer is not None:
+            return int(self.session.trainer.axis)
         accepted = [
             t.axis
             for t in self.session.trackers.values()
@@ -326,7 +318,7 @@ class RefinePanel(QGroupBox):
             for image, labels in volumes
             if labels is not None and layer_shape(labels) == layer_shape(image)
         }
-        axis = self._axis = self.slicing_axis(list(arrays.values()))
+        axis = self.slicing_axis(list(arrays.values()))
         self.training_list.clear()
         self.labeled = {}
         for image, _ in volumes:
@@ -366,8 +358,6 @@ class RefinePanel(QGroupBox):
 
     def accept_current_slice(self) -> list[int]:
         """Accept the slice shown of the selected prediction layer (button and ``Shift-A``)."""
-        from napari.utils.notifications import show_warning
-
         layer = self.prediction_layer()
         if layer is None:
             show_warning("ACTION: select an '<image> ACTION' prediction layer to accept one of its slices.")
@@ -488,10 +478,14 @@ class RefinePanel(QGroupBox):
         Returns
         -------
         bool
-            False if nothing was started (an error notification says why).
+            False if nothing was started (an error notification says why, unless training or a job was running).
         """
         steps = self.steps_spin.value()
-        started = start_update_once(self.widget, steps)
+        try:
+            started = start_update_once(self.widget, steps)
+        except ValueError as exc:
+            show_error(f"ACTION: {exc}")
+            return False
         if started:
             self.status_label.setText(
                 f"Update once: {steps} steps from the current weights, then every training volume is predicted again."

@@ -4,7 +4,7 @@ For users who prefer to decide when training runs (ilastik #2425's "single
 update"): the current labels (painted plus accepted) are handed to the
 existing trainer, which runs ``steps`` more stage-iii steps from its current
 weights (``Trainer.iter_train(steps)``) in the usual
-:class:`~._worker.TrainingRun` (so Pause / Stop, streaming and live label
+:class:`~napari_action._napari.workers.TrainingRun` (so Pause / Stop, streaming and live label
 updates work as in continuous training), after which every training volume
 is predicted again (which refreshes the prediction layers, the uncertainty
 and the "next slices" list).
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.workers import RunCallbacks, TrainingRun
+from napari_action.inference.model_protocol import TrainableModel
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class ShortRound:
     """A trainer seen through one short round: ``iter_train()`` runs ``steps`` steps.
 
-    :class:`~._worker.TrainingRun` drives ``iter_train()`` without arguments;
+    :class:`~napari_action._napari.workers.TrainingRun` drives ``iter_train()`` without arguments;
     this adapter supplies the step count and first installs the labels
     snapshotted on the GUI thread (applied in the worker, between steps).
     Every other attribute (``axis``, ``request_stop``...) is the trainer's.
@@ -46,7 +46,7 @@ class ShortRound:
 
     def __init__(
         self,
-        trainer,
+        trainer: TrainableModel,
         steps: int,
         labels: Sequence[np.ndarray | None],
         labeled_slices: Mapping[int, Sequence[int]] | None = None,
@@ -70,14 +70,14 @@ class ShortRound:
         return getattr(self.trainer, name)
 
 
-def round_steps(trainer, steps: int) -> int:
+def round_steps(trainer: TrainableModel, steps: int) -> int:
     """Steps ``trainer.iter_train(steps)`` will run (for the progress bar).
 
     A trainer stopped during its warm-up has completed no round, so the
     trainer replays the warm-up stages (i, ii) before the ``steps``.
     """
     config = trainer.config
-    if getattr(trainer, "rounds", 1) > 0 or config.method != "action":
+    if trainer.rounds > 0 or config.method != "action":
         return steps
     loss = config.loss
     stage1 = config.steps_stage1 if loss.use_global else 0
@@ -94,21 +94,22 @@ def start_update_once(widget, steps: int) -> bool:
     Returns
     -------
     bool
-        False if nothing was started (an error notification says why).
-    """
-    from napari.utils.notifications import show_error
+        False if a run or job is active.
 
+    Raises
+    ------
+    ValueError
+        When an update cannot start, with a message telling the user why.
+    """
     session = widget.session
     trainer, plan = session.trainer, session.plan
     if session.busy:
         return False
-    if plan is None or not hasattr(trainer, "iter_train"):
-        show_error("ACTION: press Train first; Update once continues from the trained model.")
-        return False
-    training = merge_accepted(session, plan, axis=trainer.axis)
+    if not session.can_continue:
+        raise ValueError("press Train first; Update once continues from the trained model.")
+    training = widget.training_labels(plan, axis=trainer.axis)
     if not training.any():
-        show_error("ACTION: nothing is labeled: paint or accept a slice first.")
-        return False
+        raise ValueError("nothing is labeled: paint or accept a slice first.")
     callbacks = RunCallbacks(
         progress=widget._on_progress,
         predictions=widget._write_predictions,
@@ -118,7 +119,7 @@ def start_update_once(widget, steps: int) -> bool:
     )
     session.run = TrainingRun(
         ShortRound(trainer, steps, training.labels, training.labeled_slices),
-        callbacks,
+        callbacks=callbacks,
         total_steps=round_steps(trainer, steps),
         throttle_ms=widget.stream_throttle_ms,
     )

@@ -1,26 +1,34 @@
 """A model read from a checkpoint, and the geometry checks made before predicting with it.
 
-:class:`LoadedModel` stands in for the trainer in
-:class:`~napari_action._napari.action_session.ActionSession` once a checkpoint is loaded
-("Load model…" or a session): it offers what "Predict all opened volumes" and
-"Save model…" use (``axis``, ``class_values``, ``class_names``, ``config``,
-``predict_volume``, ``save_checkpoint``), so they work without training.
+:class:`LoadedModel` stands in for the trainer once a checkpoint is loaded: it
+is a :class:`~napari_action.inference.model_protocol.SegmentationModel`
+(``axis``, ``class_values``, ``class_names``, ``config``, ``predict_volume``,
+``checkpoint``, ``save_checkpoint``), so a front end predicts and saves with it
+as with a trained :class:`~napari_action.training.trainer.Trainer`.
 
 Prediction slices every volume along the training axis at the volume's own
 in-plane size and never resamples: the network sees voxels, not millimetres.
 :func:`geometry_warnings` says when a volume's in-plane spacing (or the world
 direction of its slicing axis) differs from the volumes the model was trained
-on, since predictions then degrade.
+on, since predictions then degrade. :func:`with_references` records the
+training volumes' geometry in a checkpoint, for those checks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from napari_action.progress import PredictionUpdate
+
+if TYPE_CHECKING:
+    from napari_action.inference.predictor import Predictor
+    from napari_action.io.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +39,7 @@ REFERENCE_KEY = "reference_geometry"
 _WORLD_AXES = ("x (sagittal slices)", "y (coronal slices)", "z (axial slices)")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class VoxelGeometry:
     """Voxel spacing along each array axis and the world axis each array axis points along."""
 
@@ -47,27 +55,17 @@ class VoxelGeometry:
         return cls(spacing, directions)
 
     def to_dict(self) -> dict:
+        """Plain lists, for a checkpoint's ``extra``."""
         return {"spacing": list(self.spacing), "directions": list(self.directions)}
 
     @classmethod
     def from_dict(cls, data: dict) -> VoxelGeometry:
+        """Inverse of :meth:`to_dict`."""
         return cls(tuple(float(s) for s in data["spacing"]), tuple(int(d) for d in data["directions"]))
 
     def in_plane(self, axis: int) -> tuple[float, float]:
         """Spacing of the two axes of a slice taken along ``axis``."""
         return tuple(s for i, s in enumerate(self.spacing) if i != axis)
-
-
-def layer_geometry(layer) -> VoxelGeometry:
-    """Geometry of a 3D layer: its NIfTI header if it has one, else its napari transform.
-
-    The header wins because the reader shows files whose axes are permuted in
-    voxel order (see :mod:`._reader`), so their napari transform hides the
-    true orientation.
-    """
-    from napari_action._napari.files.export import layer_volume_meta
-
-    return VoxelGeometry.from_matrix(layer_volume_meta(layer).affine)
 
 
 def geometry_warnings(
@@ -81,6 +79,17 @@ def geometry_warnings(
     A volume gets a message when its in-plane spacing differs by more than
     ``tolerance`` (relative) from that of every reference, or when its slicing
     axis points along another world axis than in every reference.
+
+    Parameters
+    ----------
+    references : sequence of VoxelGeometry
+        The training volumes' geometry; none: no message at all.
+    targets : iterable of (str, VoxelGeometry)
+        Name (used in the message) and geometry of each volume to predict.
+    axis : int
+        The model's slicing axis.
+    tolerance : float
+        Relative in-plane spacing difference accepted without a message.
     """
     if not references:
         return []
@@ -108,7 +117,7 @@ def _mm(values: Iterable[float]) -> str:
 
 
 class LoadedModel:
-    """A checkpoint ready to predict, offering the trainer attributes the widget uses.
+    """A checkpoint ready to predict (a :class:`~.model_protocol.SegmentationModel`).
 
     Parameters
     ----------
@@ -118,9 +127,14 @@ class LoadedModel:
         Inference network built from ``checkpoint``.
     source : str, optional
         File the checkpoint came from (for messages).
+
+    Attributes
+    ----------
+    references : list of VoxelGeometry
+        Geometry of the training volumes, if the checkpoint recorded it (:func:`with_references`).
     """
 
-    def __init__(self, checkpoint, predictor, source: str | None = None):
+    def __init__(self, checkpoint: Checkpoint, predictor: Predictor, source: str | None = None):
         self._checkpoint = checkpoint
         self.predictor = predictor
         self.source = source
@@ -132,36 +146,44 @@ class LoadedModel:
         self.volumes: list[np.ndarray] = []  # a loaded model has no training volumes
         self.references = [VoxelGeometry.from_dict(d) for d in checkpoint.extra.get(REFERENCE_KEY, [])]
 
-    def predict_volume(self, volume, **kwargs) -> Iterator:
-        """Predict a 3D array (training-volume indices do not exist for a loaded model)."""
+    def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
+        """Predict a 3D array (training-volume indices do not exist for a loaded model).
+
+        Raises
+        ------
+        TypeError
+            For a volume index instead of an array.
+        """
         if isinstance(volume, (int, np.integer)):
             raise TypeError("A loaded model has no training volumes; pass the image array.")
         return self.predictor.iter_predict(np.asarray(volume), **kwargs)
 
-    def checkpoint(self):
+    def checkpoint(self) -> Checkpoint:
         """The checkpoint this model was built from."""
         return self._checkpoint
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the checkpoint to ``path`` (atomically)."""
+        # torch-backed modules load when a model is built or written, not with this module:
+        # front ends import it for its geometry checks while their menus open.
         from napari_action.io.checkpoint import save_checkpoint
 
         return save_checkpoint(path, self._checkpoint)
 
 
-def model_from_checkpoint(checkpoint, source: str | None = None, device="auto") -> LoadedModel:
+def model_from_checkpoint(checkpoint: Checkpoint, source: str | None = None, device="auto") -> LoadedModel:
     """Build the inference network of ``checkpoint`` (the EMA teacher), as ``Predictor.from_checkpoint``.
 
-    ``Predictor.from_checkpoint`` takes a path and discards the checkpoint; the
-    widget needs the checkpoint itself too (class names, the config to continue
-    training from it, bytes for sessions), so the predictor is built here from it.
+    ``Predictor.from_checkpoint`` takes a path and discards the checkpoint; a
+    front end needs the checkpoint itself too (class names, the config to
+    continue training from it, bytes for sessions), so the predictor is built
+    here from it.
     """
-    from napari_action.inference.predictor import Predictor
+    from napari_action.inference.predictor import Predictor  # torch: see LoadedModel.save_checkpoint
     from napari_action.io.checkpoint import build_inference_net
 
-    net = build_inference_net(checkpoint)
     predictor = Predictor(
-        net,
+        build_inference_net(checkpoint),
         checkpoint.class_values,
         checkpoint.axis,
         context=checkpoint.config.model.context,
@@ -172,24 +194,22 @@ def model_from_checkpoint(checkpoint, source: str | None = None, device="auto") 
 
 
 def load_model(path: str | Path, device="auto") -> LoadedModel:
-    """Read a checkpoint file (runs in a worker thread).
+    """Read a checkpoint file and build its model (slow: call it off the GUI thread).
 
     Raises
     ------
     napari_action.io.checkpoint.CheckpointError
         Not a napari-action checkpoint, damaged, or weights that do not fit.
     """
-    from napari_action.io.checkpoint import load_checkpoint
+    from napari_action.io.checkpoint import load_checkpoint  # torch: see LoadedModel.save_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(path), source=str(path), device=device)
     logger.info("loaded model %s: classes %s, axis %d", path, list(model.class_values), model.axis)
     return model
 
 
-def with_references(checkpoint, references: Sequence[VoxelGeometry]):
-    """``checkpoint`` with the training volumes' geometry recorded in ``extra``."""
-    import dataclasses
-
+def with_references(checkpoint: Checkpoint, references: Sequence[VoxelGeometry]) -> Checkpoint:
+    """``checkpoint`` with the training volumes' geometry recorded in ``extra`` (unchanged if none)."""
     if not references:
         return checkpoint
     extra = {**checkpoint.extra, REFERENCE_KEY: [ref.to_dict() for ref in references]}

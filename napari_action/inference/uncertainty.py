@@ -1,0 +1,131 @@
+"""Per-voxel uncertainty of the latest predictions, and the slices worth annotating next.
+
+Which measure
+-------------
+A whole-volume prediction carries the normalised softmax entropy
+(:attr:`PredictionUpdate.entropy`, in [0, 1]): that is the uncertainty used.
+Slices streamed while training carry only the maximum softmax probability
+``p``; for them the uncertainty is ``(1 - p) * C / (C - 1)`` with ``C``
+classes, which like the normalised entropy is 0 for a certain voxel and 1 for
+a uniform guess, so both fill the same map on one scale (the later source
+overwrites the earlier, slice by slice). MC dropout would need several
+forward passes per slice and the network has no dropout layers: left out.
+
+Slices never predicted have no value yet; they are masked out of the
+ranking (their score is 0) until a prediction covers them.
+
+:class:`UncertaintyMaps` holds one volume per image name and ranks the slices
+of all of them with :func:`~napari_action.inference.suggestions.suggest_slices`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_action.inference.suggestions import SliceSuggestion, slice_scores, suggest_slices
+
+__all__ = ["UncertaintyMap", "UncertaintyMaps", "streamed_uncertainty"]
+
+
+def streamed_uncertainty(confidence: np.ndarray, n_classes: int) -> np.ndarray:
+    """Uncertainty of streamed slices: ``(1 - p_max) * C / (C - 1)``, in [0, 1]."""
+    if n_classes < 2:
+        return np.zeros(np.shape(confidence), np.float32)
+    scaled = (1.0 - np.asarray(confidence, np.float32)) * (n_classes / (n_classes - 1))
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass
+class UncertaintyMap:
+    """The uncertainty volume of one image and which slices (along ``axis``) hold values."""
+
+    volume: np.ndarray
+    axis: int
+    covered: np.ndarray
+    _scores: np.ndarray | None = field(default=None, repr=False)
+
+    def scores(self) -> np.ndarray:
+        """Per-slice scores (:func:`~napari_action.inference.suggestions.slice_scores`), 0 where not covered."""
+        if self._scores is None:
+            scores = slice_scores(self.volume, self.axis)
+            self._scores = np.where(self.covered, scores, 0.0)
+        return self._scores
+
+    def mask(self) -> np.ndarray | None:
+        """Scoring mask hiding slices never predicted (None when every slice is)."""
+        if self.covered.all():
+            return None
+        shape = [1, 1, 1]
+        shape[self.axis] = self.covered.size
+        return np.broadcast_to(self.covered.reshape(shape), self.volume.shape)
+
+
+class UncertaintyMaps:
+    """Uncertainty volumes keyed by image name, filled from predictions."""
+
+    def __init__(self):
+        self.maps: dict[str, UncertaintyMap] = {}
+
+    def get(self, name: str) -> UncertaintyMap | None:
+        """The map of image ``name`` (None: nothing predicted yet)."""
+        return self.maps.get(name)
+
+    def forget(self, name: str) -> None:
+        """Drop the map of image ``name`` (its image is gone)."""
+        self.maps.pop(name, None)
+
+    def _map(self, name: str, shape: tuple[int, ...], axis: int) -> UncertaintyMap:
+        found = self.maps.get(name)
+        if found is None or found.volume.shape != tuple(shape) or found.axis != axis:
+            found = self.maps[name] = UncertaintyMap(
+                np.zeros(shape, np.float32), axis, np.zeros(shape[axis], dtype=bool)
+            )
+        return found
+
+    def set_volume(self, name: str, entropy: np.ndarray, axis: int) -> UncertaintyMap:
+        """Store a whole-volume normalised entropy (every slice covered)."""
+        found = self._map(name, entropy.shape, axis)
+        np.copyto(found.volume, entropy, casting="same_kind")
+        found.covered[:] = True
+        found._scores = None
+        return found
+
+    def set_slices(self, name: str, shape, axis: int, start: int, values: np.ndarray) -> UncertaintyMap:
+        """Store streamed slices ``start:start+len(values)`` (``values`` slices-first)."""
+        found = self._map(name, tuple(shape), axis)
+        stop = start + values.shape[0]
+        np.moveaxis(found.volume, axis, 0)[start:stop] = values  # a view: writes into the volume
+        found.covered[start:stop] = True
+        found._scores = None
+        return found
+
+    def suggestions(self, labeled: Mapping[str, set[int]], k: int = 5) -> list[tuple[str, SliceSuggestion]]:
+        """The ``k`` slices most worth annotating, over every image with values.
+
+        Parameters
+        ----------
+        labeled : mapping of str to set of int
+            Painted or accepted slices per image name: never suggested.
+        k : int
+            Number of suggestions.
+
+        Returns
+        -------
+        list of (image name, SliceSuggestion)
+            Best first.
+        """
+        names = [name for name, found in self.maps.items() if found.covered.any()]
+        if not names:
+            return []
+        maps = [self.maps[name] for name in names]
+        suggestions = suggest_slices(
+            [m.volume for m in maps],
+            {i: labeled.get(name, set()) for i, name in enumerate(names)},
+            [m.axis for m in maps],
+            k=k,
+            masks=[m.mask() for m in maps],
+        )
+        return [(names[s.volume_index], s) for s in suggestions]

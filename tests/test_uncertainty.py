@@ -1,0 +1,71 @@
+"""Uncertainty maps filled from streamed slices and whole-volume predictions, and the slices they suggest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
+
+SHAPE = (6, 8, 10)
+
+
+def test_streamed_uncertainty_scale():
+    confidence = np.array([1.0, 0.5, 1 / 3], np.float32)
+    np.testing.assert_allclose(streamed_uncertainty(confidence, 3), [0.0, 0.75, 1.0], atol=1e-6)
+    assert not streamed_uncertainty(confidence, 1).any()
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_streamed_slices_fill_their_place_along_any_axis(axis):
+    maps = UncertaintyMaps()
+    n_slices = SHAPE[axis]
+    values = np.random.default_rng(axis).random((2, *np.delete(SHAPE, axis))).astype(np.float32)  # slices first
+    found = maps.set_slices("vol", SHAPE, axis, 3, values)
+    np.testing.assert_array_equal(np.moveaxis(found.volume, axis, 0)[3:5], values)
+    assert np.count_nonzero(found.volume) == values.size  # nothing written outside those slices
+    np.testing.assert_array_equal(np.flatnonzero(found.covered), [3, 4])
+    mask = found.mask()
+    assert mask.shape == SHAPE and mask.sum() == values.size
+    scores = found.scores()
+    assert scores.shape == (n_slices,) and scores[3] > 0 and scores[4] > 0
+    assert not np.delete(scores, [3, 4]).any()  # slices never predicted score 0
+
+
+def test_whole_volume_covers_every_slice_and_refreshes_scores():
+    maps = UncertaintyMaps()
+    maps.set_slices("vol", SHAPE, 0, 0, np.full((1, *SHAPE[1:]), 0.9, np.float32))
+    before = maps.get("vol").scores().copy()
+    entropy = np.zeros(SHAPE, np.float32)
+    entropy[4] = 0.5
+    found = maps.set_volume("vol", entropy, 0)
+    assert found is maps.get("vol") and found.covered.all() and found.mask() is None
+    np.testing.assert_array_equal(found.volume, entropy)  # the later source overwrites the earlier
+    assert before[0] > 0 and found.scores()[0] == 0 and found.scores()[4] == pytest.approx(0.5)
+
+
+def test_a_map_starts_over_when_its_shape_or_axis_changes():
+    maps = UncertaintyMaps()
+    first = maps.set_volume("vol", np.ones(SHAPE, np.float32), 0)
+    along_two = maps.set_slices("vol", SHAPE, 2, 0, np.ones((1, *SHAPE[:2]), np.float32))
+    assert along_two is not first and np.flatnonzero(along_two.covered).tolist() == [0]
+    assert maps.get("vol") is along_two
+    maps.forget("vol")
+    assert maps.get("vol") is None
+
+
+def test_suggestions_rank_every_image_and_skip_labeled_slices():
+    maps = UncertaintyMaps()
+    a = np.zeros((20, 8, 8), np.float32)
+    a[[3, 12], 2:4, 2:4] = 0.9  # two uncertain spots
+    maps.set_volume("a", a, 0)
+    b = np.zeros((20, 8, 8), np.float32)
+    b[15, :, :] = 0.6
+    maps.set_volume("b", b, 0)
+    hot = np.full((2, 8, 8), 1.0, np.float32)
+    maps.set_slices("c", (20, 8, 8), 0, 8, hot)  # only slices 8 and 9 of "c" were ever predicted
+    assert UncertaintyMaps().suggestions({}) == []
+
+    found = maps.suggestions({"a": {12}}, k=3)
+    assert [(name, s.slice_index) for name, s in found] == [("c", 8), ("a", 3), ("b", 15)]
+    assert found[0][1].score == pytest.approx(1.0)
