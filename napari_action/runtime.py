@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 
 import numpy as np
@@ -79,11 +78,3 @@ def configure_threads(num_threads: int | None) -> None:
     """Cap torch's CPU threads when asked (the GUI keeps a core for itself)."""
     if num_threads is not None and num_threads > 0:
         torch.set_num_threads(num_threads)
-
-
-def cpu_count() -> int:
-    """Cores this process may use (honours CPU affinity and container limits)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows
-        return os.cpu_count() or 1

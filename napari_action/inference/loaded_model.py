@@ -27,6 +27,8 @@ import numpy as np
 from napari_action.progress import PredictionUpdate
 
 if TYPE_CHECKING:
+    import torch
+
     from napari_action.inference.predictor import Predictor
     from napari_action.io.checkpoint import Checkpoint
 
@@ -171,7 +173,9 @@ class LoadedModel:
         return save_checkpoint(path, self._checkpoint)
 
 
-def model_from_checkpoint(checkpoint: Checkpoint, source: str | None = None, device="auto") -> LoadedModel:
+def model_from_checkpoint(
+    checkpoint: Checkpoint, source: str | None = None, device: str | torch.device = "auto"
+) -> LoadedModel:
     """Build the inference network of ``checkpoint`` (the EMA teacher), as ``Predictor.from_checkpoint``.
 
     ``Predictor.from_checkpoint`` takes a path and discards the checkpoint; a
@@ -180,20 +184,11 @@ def model_from_checkpoint(checkpoint: Checkpoint, source: str | None = None, dev
     here from it.
     """
     from napari_action.inference.predictor import Predictor  # torch: see LoadedModel.save_checkpoint
-    from napari_action.io.checkpoint import build_inference_net
 
-    predictor = Predictor(
-        build_inference_net(checkpoint),
-        checkpoint.class_values,
-        checkpoint.axis,
-        context=checkpoint.config.model.context,
-        device=device,
-        amp=checkpoint.config.amp,
-    )
-    return LoadedModel(checkpoint, predictor, source)
+    return LoadedModel(checkpoint, Predictor.for_checkpoint(checkpoint, device), source)
 
 
-def load_model(path: str | Path, device="auto") -> LoadedModel:
+def load_model(path: str | Path, device: str | torch.device = "auto") -> LoadedModel:
     """Read a checkpoint file and build its model (slow: call it off the GUI thread).
 
     Raises

@@ -93,7 +93,9 @@ class UncertaintyMaps:
         found._scores = None
         return found
 
-    def set_slices(self, name: str, shape, axis: int, start: int, values: np.ndarray) -> UncertaintyMap:
+    def set_slices(
+        self, name: str, shape: tuple[int, ...], axis: int, start: int, values: np.ndarray
+    ) -> UncertaintyMap:
         """Store streamed slices ``start:start+len(values)`` (``values`` slices-first)."""
         found = self._map(name, tuple(shape), axis)
         stop = start + values.shape[0]
