@@ -50,6 +50,9 @@ from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpd
 
 logger = logging.getLogger(__name__)
 
+#: Progress-bar units per predicted volume (a prediction reports slices done of its total).
+_STEPS_PER_VOLUME = 1000
+
 
 class _Step(NamedTuple):
     """What the driving generator yields: the progress plus an acknowledgement.
@@ -379,13 +382,6 @@ class PredictionJob:
         self._bar = None
         self._done: dict[Any, int] = {}
 
-    def _total_slices(self) -> int:
-        axis = self.trainer.axis
-        return sum(
-            self.trainer.volumes[v].shape[axis] if isinstance(v, (int, np.integer)) else np.shape(v)[axis]
-            for _, v in self.items
-        )
-
     def start(self) -> None:
         """Start predicting in a worker thread."""
         worker = new_worker(
@@ -394,7 +390,8 @@ class PredictionJob:
             self.items,
             connect={"yielded": self._on_yielded, "finished": self._on_finished},
         )
-        self._bar = napari_progress(total=self._total_slices(), desc="ACTION prediction")
+        # Each volume counts the same; predictions say how far along they are (slices_done of total_slices).
+        self._bar = napari_progress(total=len(self.items) * _STEPS_PER_VOLUME, desc="ACTION prediction")
         self._worker = worker
         self.is_running = True
         worker.start()
@@ -409,9 +406,9 @@ class PredictionJob:
     def _on_yielded(self, item: tuple[Any, PredictionUpdate]) -> None:
         key, update = item
         before = self._done.get(key, 0)
-        self._done[key] = update.slices_done
+        self._done[key] = round(_STEPS_PER_VOLUME * update.slices_done / max(update.total_slices, 1))
         if self._bar is not None:
-            self._bar.update(update.slices_done - before)
+            self._bar.update(self._done[key] - before)
         self.on_update(key, update)
 
     def _on_finished(self) -> None:
