@@ -66,6 +66,9 @@ class TrainableModel(SegmentationModel, Protocol):
     def device_label(self) -> str:
         """The device it trains on, in words."""
 
+    def round_steps(self, steps: int | None = None) -> int:
+        """Steps the next ``iter_train(steps)`` will run."""
+
     def iter_train(self, steps: int | None = None) -> Generator[TrainProgress, object, None]:
         """Train, yielding progress after every step."""
 

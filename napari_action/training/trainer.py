@@ -187,6 +187,10 @@ class Trainer:
                 logger.info("training stopped at step %d", self.step)
                 return
 
+    def round_steps(self, steps: int | None = None) -> int:
+        """Steps the next :meth:`iter_train` call will run, warm-up stages included."""
+        return sum(stage.steps for stage in self._schedule(steps))
+
     def train(self, steps: int | None = None) -> list[TrainProgress]:
         """Run :meth:`iter_train` to the end; return the progress of every step."""
         return list(self.iter_train(steps))

@@ -70,21 +70,6 @@ class ShortRound:
         return getattr(self.trainer, name)
 
 
-def round_steps(trainer: TrainableModel, steps: int) -> int:
-    """Steps ``trainer.iter_train(steps)`` will run (for the progress bar).
-
-    A trainer stopped during its warm-up has completed no round, so the
-    trainer replays the warm-up stages (i, ii) before the ``steps``.
-    """
-    config = trainer.config
-    if trainer.rounds > 0 or config.method != "action":
-        return steps
-    loss = config.loss
-    stage1 = config.steps_stage1 if loss.use_global else 0
-    stage2 = config.steps_stage2 if (loss.use_global or loss.use_local) else 0
-    return stage1 + stage2 + steps
-
-
 def start_update_once(widget, steps: int) -> bool:
     """Run ``steps`` steps of the widget's trainer on its current labels, then predict again.
 
@@ -120,7 +105,7 @@ def start_update_once(widget, steps: int) -> bool:
     session.run = TrainingRun(
         ShortRound(trainer, steps, training.labels, training.labeled_slices),
         callbacks=callbacks,
-        total_steps=round_steps(trainer, steps),
+        total_steps=trainer.round_steps(steps),
         throttle_ms=widget.stream_throttle_ms,
     )
     # As in ActionWidget.start_training: strokes reach the round; _on_run_finished disconnects them.
