@@ -63,7 +63,7 @@ NETWORK_METHODS: dict[str, dict] = {
     "action-no-anco": {"method": "action", "loss": {"use_anco": False}},
     "upper": {"method": "supervised"},
 }
-ALL_METHODS = ("rf", "interpolation", *NETWORK_METHODS)
+ALL_METHODS = ("rf", "interpolation", "itk-interpolation", *NETWORK_METHODS)
 #: Methods whose trainer keeps an EMA teacher; the others predict with the student.
 EMA_METHODS = {"mean-teacher", "action", "action-no-distill", "action-no-anco"}
 TPTBOX_FILES = {
@@ -261,6 +261,28 @@ def run_interpolation(ds: Dataset, slices: list[int]) -> tuple[dict, np.ndarray]
     """Signed-distance interpolation between the painted slices (nothing outside their range)."""
     start = time.perf_counter()
     pred = interpolate_labels(sparse_from_truth(ds.truth, ds.axis, slices), ds.axis, slices, ds.spacing)
+    return {"train_s": 0.0, "inference_s": time.perf_counter() - start}, pred
+
+
+def _itk_fill(sparse: np.ndarray, axis: int) -> np.ndarray:
+    """ITK's MorphologicalContourInterpolator (3D Slicer's "Fill between slices") along ``axis``."""
+    import itk  # optional: pip install itk-morphologicalcontourinterpolation
+
+    image = itk.image_from_array(np.ascontiguousarray(sparse.astype(np.uint16)))
+    interpolator = itk.MorphologicalContourInterpolator.New(image)
+    interpolator.SetAxis(2 - axis)  # ITK orders axes x, y, z: numpy's reversed
+    interpolator.Update()
+    return itk.array_from_image(interpolator.GetOutput()).astype(sparse.dtype)
+
+
+def run_itk_interpolation(ds: Dataset, slices: list[int]) -> tuple[dict, np.ndarray]:
+    """ITK's morphological contour interpolation, in a child process (ITK can abort at interpreter exit)."""
+    import multiprocessing
+
+    sparse = sparse_from_truth(ds.truth, ds.axis, slices)
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pred = pool.apply(_itk_fill, (sparse, ds.axis))
     return {"train_s": 0.0, "inference_s": time.perf_counter() - start}, pred
 
 
@@ -517,6 +539,8 @@ def run_one(ds: Dataset, method: str, k: int | None, args) -> tuple[dict, np.nda
         timing, pred = run_rf(ds, slices, args.seed)
     elif method == "interpolation":
         timing, pred = run_interpolation(ds, slices)
+    elif method == "itk-interpolation":
+        timing, pred = run_itk_interpolation(ds, slices)
     else:
         timing, pred, extra = run_network(ds, method, slices, args)
     record = {
