@@ -141,6 +141,9 @@ class TrainConfig:
     stream_every_steps: int = 25
     stream_every_seconds: float = 5.0
     stream_slices: int = 16
+    # Streamed predictions replace the interpolation preview only once the
+    # network's Dice on the labeled slices reaches this (0: stream at once).
+    stream_min_fit: float = 0.0
     amp: bool = True
     num_threads: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -221,7 +224,14 @@ class TrainConfig:
         for name in ("batch_labeled", "batch_unlabeled", "batch_labeled_stage3", "batch_unlabeled_stage3"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1.")
-        for name in ("foreground_crop_prob", "background_slice_share", "flip_prob", "rot90_prob", "plane_share"):
+        for name in (
+            "foreground_crop_prob",
+            "background_slice_share",
+            "flip_prob",
+            "rot90_prob",
+            "plane_share",
+            "stream_min_fit",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
         if not 0.0 <= self.loss.ema_momentum < 1.0:

@@ -59,6 +59,10 @@ class TrainProgress:
     eta_seconds: float
     device: str
     predictions: tuple[SlicePrediction, ...] = field(default_factory=tuple)
+    #: Dice of the network on the labeled slices at the last check (None before the first).
+    painted_fit: float | None = None
+    #: Whether streamed predictions have replaced the interpolation preview yet.
+    streaming: bool = True
 
     @property
     def fraction(self) -> float:

@@ -182,6 +182,10 @@ class SlicePool:
             raise ValueError(f"Slice {slice_index} out of range for volume {volume_index}.")
         return np.ascontiguousarray(view[self._channel_indices(volume_index, slice_index)])
 
+    def pad_value(self, volume_index: int) -> float:
+        """Image value used outside the volume (its minimum)."""
+        return self._pad_values[volume_index]
+
     def target(self, volume_index: int, slice_index: int) -> np.ndarray:
         """Class-id target ``(H, W)`` int64 of a labeled slice (read-only)."""
         return self._annotation.target(volume_index, slice_index)

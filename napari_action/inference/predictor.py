@@ -125,6 +125,13 @@ class Predictor:
         labels = self.class_values[probs.argmax(axis=1)].astype(self._dtype)
         return labels, probs
 
+    @torch.no_grad()
+    def class_probabilities(self, channels: np.ndarray, pad: float) -> np.ndarray:
+        """Softmax probabilities ``(classes, H, W)`` of one normalised slice given as input channels ``(C, H, W)``."""
+        batch = torch.from_numpy(np.ascontiguousarray(channels[None], dtype=np.float32)).to(self.device)
+        batch, (height, width) = _pad_to_multiple(batch, pad)
+        return self._softmax(batch)[0, :, :height, :width].float().cpu().numpy()
+
     def _softmax(self, batch: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
             logits = self.net(batch).logits

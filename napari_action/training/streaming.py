@@ -13,8 +13,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.slice_pool import SlicePool
+from napari_action.inference.interpolation import interpolate_class_slices
 from napari_action.inference.predictor import Predictor
+from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import SlicePrediction
+
+#: Slices over which the preview's confidence falls by a factor e away from a labeled slice.
+PREVIEW_DECAY = 4.0
 
 
 class StreamCursor:
@@ -71,3 +78,82 @@ class StreamCursor:
         moved = np.moveaxis(volumes[volume], predictor.axis, 0)
         labels, probs = predictor.predict_slices(moved, start, stop)
         return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
+
+
+def interpolation_preview(annotation: SparseAnnotation) -> tuple[SlicePrediction, ...]:
+    """The interpolation between the painted slices of each volume, as streamed slices.
+
+    It is what the user sees the moment training starts, long before the
+    network has learnt anything: one :class:`SlicePrediction` per volume with
+    at least two labeled slices (slice mode), covering the painted range.
+    Confidence is 1 on labeled slices and decays with the distance to them.
+    """
+    if annotation.mode != "slice":
+        return ()
+    previews = []
+    for v in range(annotation.num_volumes):
+        slices = annotation.labeled_slices(v)
+        if len(slices) < 2:
+            continue
+        targets = {s: annotation.target(v, s) for s in slices}
+        filled = interpolate_class_slices(targets, annotation.num_slices(v), annotation.num_classes)
+        first, last = slices[0], slices[-1] + 1
+        values = annotation.to_values(filled.classes[first:last], zero_background=True)
+        labels = values.astype(smallest_label_dtype(annotation.class_values))
+        confidence = np.exp(-filled.distance[first:last] / PREVIEW_DECAY).astype(np.float32)
+        confidence = np.broadcast_to(confidence[:, None, None], labels.shape).copy()
+        previews.append(SlicePrediction(v, annotation.axis, first, labels, confidence))
+    return tuple(previews)
+
+
+class FitGate:
+    """Whether streamed network predictions are good enough to replace the preview.
+
+    The check the user sees: Dice of the network on the slices they labeled
+    (mean over the foreground classes on those slices). Until it reaches
+    ``threshold`` the interpolation preview stays on screen; once reached,
+    streaming stays on (a dip later must not bring the old preview back).
+
+    Parameters
+    ----------
+    threshold : float
+        Painted-slice Dice needed before streaming; 0 streams from the start.
+    slices_per_check : int
+        Labeled slices predicted per check (taken in turn), to keep checks cheap.
+    """
+
+    def __init__(self, threshold: float, slices_per_check: int = 4):
+        self.threshold = float(threshold)
+        self.slices_per_check = max(1, int(slices_per_check))
+        self.fit: float | None = None
+        self.open = self.threshold <= 0
+        self._next = 0
+
+    def check(self, predictor: Predictor, pool: SlicePool) -> float | None:
+        """Predict a few labeled slices, update :attr:`fit` and :attr:`open`; return the fit."""
+        labeled = pool.labeled
+        if not labeled:
+            return None
+        chosen = [labeled[(self._next + i) % len(labeled)] for i in range(min(self.slices_per_check, len(labeled)))]
+        self._next = (self._next + len(chosen)) % len(labeled)
+        scores = [_slice_dice(predictor, pool, v, s) for v, s in chosen]
+        scores = [x for x in scores if not np.isnan(x)]
+        if scores:
+            self.fit = float(np.mean(scores))
+            self.open = self.open or self.fit >= self.threshold
+        return self.fit
+
+
+def _slice_dice(predictor: Predictor, pool: SlicePool, v: int, s: int) -> float:
+    """Mean foreground Dice of the network on one labeled slice (supervised pixels only)."""
+    target = pool.target(v, s)
+    predicted = predictor.class_probabilities(pool.image(v, s), pool.pad_value(v)).argmax(axis=0)
+    valid = target >= 0
+    classes = [c for c in np.unique(np.concatenate([target[valid], predicted[valid]])) if c > 0]
+    if not classes:
+        return float("nan")
+    dice = []
+    for c in classes:
+        a, b = predicted[valid] == c, target[valid] == c
+        dice.append(2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b)))
+    return float(np.mean(dice))

@@ -40,7 +40,7 @@ from napari_action.runtime import (
     seed_everything,
 )
 from napari_action.training import stages
-from napari_action.training.streaming import StreamCursor
+from napari_action.training.streaming import FitGate, StreamCursor, interpolation_preview
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class Trainer:
         self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.config.amp))
         self._stop_requested = False
         self._stream = StreamCursor([v.shape[self.axis] for v in self.volumes], self.config.stream_slices)
+        self._gate = FitGate(self.config.stream_min_fit)
 
     # -- public properties -------------------------------------------------
     @property
@@ -311,10 +312,29 @@ class Trainer:
         logs["total"] = float(loss.detach())
         return logs, lr
 
+    def preview(self) -> TrainProgress:
+        """Step 0: the interpolation between the labeled slices, shown before any training step."""
+        return TrainProgress(
+            stage="interpolation preview",
+            step=0,
+            total_steps=self.round_steps(),
+            losses={},
+            lr=0.0,
+            steps_per_second=0.0,
+            eta_seconds=float("inf"),
+            device=self.device_label,
+            predictions=interpolation_preview(self.annotation),
+            streaming=False,
+        )
+
     def _progress(self, stage: Stage, clock: _RateClock, logs, lr: float) -> TrainProgress:
         predictions = ()
         if self._stream.due(clock.done, self.config.stream_every_steps, self.config.stream_every_seconds):
-            predictions = self._stream.predict(self.predictor(), self.volumes)
+            predictor = self.predictor()
+            if not self._gate.open:
+                self._gate.check(predictor, self.pool)
+            if self._gate.open:
+                predictions = self._stream.predict(predictor, self.volumes)
         return TrainProgress(
             stage=stage.name,
             step=clock.done,
@@ -325,6 +345,8 @@ class Trainer:
             eta_seconds=clock.eta,
             device=self.device_label,
             predictions=predictions,
+            painted_fit=self._gate.fit,
+            streaming=self._gate.open,
         )
 
     def _new_local_queue(self) -> EmbeddingQueue:
