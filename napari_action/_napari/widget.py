@@ -64,7 +64,9 @@ def _format_eta(seconds: float) -> str:
 
 
 def status_text(progress: TrainProgress) -> str:
-    """One line: stage, step/total, losses, speed, ETA and device."""
+    """One line: stage, step/total, losses, speed, ETA, device, and how well the network fits the labeled slices."""
+    if progress.step == 0:
+        return f"Showing the interpolation between your slices; the network starts training on {progress.device}…"
     losses = ", ".join(f"{k} {v:.3f}" for k, v in progress.losses.items() if k != "total")
     total = progress.losses.get("total", float("nan"))
     return (
@@ -72,7 +74,15 @@ def status_text(progress: TrainProgress) -> str:
         + (f" ({losses})" if losses else "")
         + f" · {progress.steps_per_second:.2f} steps/s · ETA {_format_eta(progress.eta_seconds)}"
         + f" · {progress.device}"
+        + _fit_text(progress)
     )
+
+
+def _fit_text(progress: TrainProgress) -> str:
+    if progress.painted_fit is None:
+        return ""
+    text = f" · Dice on your slices {progress.painted_fit:.2f}"
+    return text if progress.streaming else text + " (interpolation shown until the network does better)"
 
 
 class ActionWidget(QWidget):
