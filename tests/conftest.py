@@ -10,7 +10,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402  (the Qt platform must be chosen before anything imports Qt)
 
-from ._data import colin27_folder, nibabel_data_dir  # noqa: E402
+from tests.helpers.data import colin27_folder, nibabel_data_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from napari_action.cli.main import main
-
-from ._engine import disc_volume, sparse
+from tests.helpers.engine import disc_volume, sparse
 
 TINY = ["--steps", "3"]
 

@@ -1,6 +1,6 @@
 """GUI tests of the "Refine" panel: accepted corrections, training set, next slices, Update once.
 
-Same tiny budgets as ``test_widget.py`` (a 4-wide U-Net on 8x32x32 volumes).
+Same tiny budgets as ``tests/_napari/test_widget.py`` (a 4-wide U-Net on 8x32x32 volumes).
 Every test waits for every worker it started: a worker that outlives its test breaks the next one.
 """
 
@@ -16,8 +16,7 @@ from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, predicti
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import ACCEPT_KEY, RefinePanel
 from napari_action._napari.widget import ActionWidget
-
-from .test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overrides, wait_finished
+from tests._napari.test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overrides, wait_finished
 
 GRID = {"scale": (3.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}  # slice i sits at world z = 5 + 3 i
 

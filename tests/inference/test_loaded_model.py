@@ -19,8 +19,7 @@ from napari_action.inference.loaded_model import (
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.io.checkpoint import load_checkpoint
 from napari_action.training.trainer import Trainer
-
-from ._engine import disc_volume, sparse, tiny_config
+from tests.helpers.engine import disc_volume, sparse, tiny_config
 
 CLASS_NAMES = {1: "disc", 2: "ring"}
 

@@ -10,8 +10,7 @@ import torch
 
 from napari_action.progress import AnnotationUpdate, FocusRequest, TrainProgress
 from napari_action.training.trainer import Trainer
-
-from ._engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
+from tests.helpers.engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
 
 
 @pytest.fixture(autouse=True)

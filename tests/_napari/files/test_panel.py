@@ -22,10 +22,9 @@ from napari_action.inference.loaded_model import geometry_warnings
 from napari_action.io.nifti import load_labels, load_volume
 from napari_action.io.session_store import checkpoint_from_bytes, load_session
 from napari_action.training.trainer import Trainer
-
-from ._engine import disc_volume, sparse, tiny_config
-from .test_widget import SHAPE, paint, tiny_overrides
-from .test_widget import disc_volume as widget_disc_volume
+from tests._napari.test_widget import SHAPE, paint, tiny_overrides
+from tests._napari.test_widget import disc_volume as widget_disc_volume
+from tests.helpers.engine import disc_volume, sparse, tiny_config
 
 TIMEOUT = 30_000
 

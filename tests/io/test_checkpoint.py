@@ -11,8 +11,7 @@ import torch
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import CheckpointError, load_checkpoint
 from napari_action.training.trainer import Trainer
-
-from ._engine import disc_volume, sparse, tiny_config
+from tests.helpers.engine import disc_volume, sparse, tiny_config
 
 
 @pytest.fixture(scope="module")

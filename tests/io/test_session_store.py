@@ -26,8 +26,7 @@ from napari_action.io.session_store import (
     source_changed,
 )
 from napari_action.training.trainer import Trainer
-
-from ._engine import disc_volume, sparse, tiny_config
+from tests.helpers.engine import disc_volume, sparse, tiny_config
 
 
 def _session(seed: int = 0, checkpoint: bytes | None = None) -> Session:
