@@ -10,8 +10,8 @@ from napari_action._napari.reader import DisplayGeometryWarning, display_affine,
 from napari_action._napari.writer import write_labels
 from napari_action.data.samples import COLIN27_CLASS_NAMES, PHANTOM_CLASS_NAMES, evenly_spaced_slices, make_phantom
 from napari_action.io.nifti import NonFiniteVoxelsWarning, VolumeError, VolumeMeta, load_labels, load_volume
+from tests.helpers.gui import PLUGIN
 
-PLUGIN = "napari-action"
 HEADER_GEOMETRY = ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")
 HEADER_GEOMETRY += ("srow_x", "srow_y", "srow_z", "pixdim", "qform_code", "sform_code", "xyzt_units")
 

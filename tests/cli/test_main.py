@@ -6,54 +6,25 @@ import json
 
 import nibabel as nib
 import numpy as np
-import pytest
-import torch
 
 from napari_action.cli.main import main
-from tests.helpers.engine import disc_volume, sparse
+from tests.helpers.engine import write_nifti
 
 TINY = ["--steps", "3"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-def _write(path, data, zooms=(0.8, 0.8, 3.0)):
-    affine = np.diag([*zooms, 1.0])
-    affine[:3, 3] = (-10.0, 5.0, 2.5)
-    image = nib.Nifti1Image(data, affine)
-    image.header.set_zooms(zooms)
-    nib.save(image, str(path))
-    return path
-
-
-@pytest.fixture
-def files(tmp_path):
-    image, truth = disc_volume(0)
-    other, _ = disc_volume(1)
-    return {
-        "image": _write(tmp_path / "scan.nii.gz", image),
-        "other": _write(tmp_path / "other.nii.gz", other),
-        "labels": _write(tmp_path / "painted.nii.gz", sparse(truth)),
-        "truth": _write(tmp_path / "truth.nii.gz", truth),
-        "dir": tmp_path,
-    }
-
-
-def test_train_predict_evaluate(files, capsys):
-    model = files["dir"] / "model.pt"
+def test_train_predict_evaluate(nifti_files, capsys):
+    model = nifti_files["dir"] / "model.pt"
     assert (
         main(
             [
                 "train",
                 "--image",
-                str(files["image"]),
+                str(nifti_files["image"]),
                 "--image",
-                str(files["other"]),
+                str(nifti_files["other"]),
                 "--labels",
-                str(files["labels"]),
+                str(nifti_files["labels"]),
                 "--method",
                 "supervised",
                 "--device",
@@ -66,7 +37,7 @@ def test_train_predict_evaluate(files, capsys):
         == 0
     )
     assert model.is_file()
-    out_dir = files["dir"] / "pred"
+    out_dir = nifti_files["dir"] / "pred"
     assert (
         main(
             [
@@ -74,7 +45,7 @@ def test_train_predict_evaluate(files, capsys):
                 "--model",
                 str(model),
                 "--image",
-                str(files["other"]),
+                str(nifti_files["other"]),
                 "--largest-components",
                 "1",
                 "--out-dir",
@@ -86,12 +57,12 @@ def test_train_predict_evaluate(files, capsys):
         == 0
     )
     written = out_dir / "other_action.nii.gz"
-    source, result = nib.load(str(files["other"])), nib.load(str(written))
+    source, result = nib.load(str(nifti_files["other"])), nib.load(str(written))
     np.testing.assert_allclose(result.affine, source.affine)
     assert result.shape == source.shape
     assert set(np.unique(np.asarray(result.dataobj))) <= {0, 1, 2}
 
-    report = files["dir"] / "scores.json"
+    report = nifti_files["dir"] / "scores.json"
     assert (
         main(
             [
@@ -99,7 +70,7 @@ def test_train_predict_evaluate(files, capsys):
                 "--pred",
                 str(written),
                 "--truth",
-                str(files["truth"]),
+                str(nifti_files["truth"]),
                 "--exclude-slices",
                 "2,7",
                 "--axis",
@@ -115,15 +86,15 @@ def test_train_predict_evaluate(files, capsys):
     assert "dice" in capsys.readouterr().out.lower()
 
 
-def test_predict_refuses_to_overwrite(files, capsys):
-    model = files["dir"] / "model.pt"
+def test_predict_refuses_to_overwrite(nifti_files, capsys):
+    model = nifti_files["dir"] / "model.pt"
     main(
         [
             "train",
             "--image",
-            str(files["image"]),
+            str(nifti_files["image"]),
             "--labels",
-            str(files["labels"]),
+            str(nifti_files["labels"]),
             "--method",
             "supervised",
             "--device",
@@ -133,13 +104,13 @@ def test_predict_refuses_to_overwrite(files, capsys):
             str(model),
         ]
     )
-    out_dir = files["dir"] / "pred"
+    out_dir = nifti_files["dir"] / "pred"
     args = [
         "predict",
         "--model",
         str(model),
         "--image",
-        str(files["image"]),
+        str(nifti_files["image"]),
         "--out-dir",
         str(out_dir),
         "--device",
@@ -152,19 +123,19 @@ def test_predict_refuses_to_overwrite(files, capsys):
     assert (out_dir / "scan_action.nii.gz").read_bytes() == before
 
 
-def test_train_error_is_one_clear_line(files, capsys):
-    bad = _write(files["dir"] / "flat.nii.gz", np.zeros((32, 32, 10), np.uint8))
+def test_train_error_is_one_clear_line(nifti_files, capsys):
+    bad = write_nifti(nifti_files["dir"] / "flat.nii.gz", np.zeros((32, 32, 10), np.uint8))
     code = main(
         [
             "train",
             "--image",
-            str(files["image"]),
+            str(nifti_files["image"]),
             "--labels",
             str(bad),
             "--device",
             "cpu",
             "--out",
-            str(files["dir"] / "m.pt"),
+            str(nifti_files["dir"] / "m.pt"),
         ]
     )
     assert code == 2
@@ -172,9 +143,17 @@ def test_train_error_is_one_clear_line(files, capsys):
     assert "error" in err and "Paint" in err
 
 
-def test_not_a_checkpoint(files, capsys):
+def test_not_a_checkpoint(nifti_files, capsys):
     code = main(
-        ["predict", "--model", str(files["image"]), "--image", str(files["image"]), "--out-dir", str(files["dir"])]
+        [
+            "predict",
+            "--model",
+            str(nifti_files["image"]),
+            "--image",
+            str(nifti_files["image"]),
+            "--out-dir",
+            str(nifti_files["dir"]),
+        ]
     )
     assert code == 2
     assert "checkpoint" in capsys.readouterr().err

@@ -16,7 +16,6 @@ from tests.helpers.engine import disc_volume, sparse, tiny_config
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    torch.set_num_threads(1)
     image, truth = disc_volume(0)
     trainer = Trainer([image], [sparse(truth)], tiny_config(), class_names={1: "core", 2: "ring"})
     trainer.train()

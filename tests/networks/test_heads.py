@@ -6,20 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_action.config import ModelConfig
 from napari_action.networks.action_net import ActionNet
 from napari_action.networks.heads import GlobalHead, LocalHead, LocalPredictor, ProjectionHead, RepresentationHead
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher, ema_update
 from napari_action.networks.unet import UNet
+from tests.helpers.engine import TINY_MODEL
 
-torch.set_num_threads(1)
-
-TINY = ModelConfig(base_width=4, global_dim=16, rep_dim=8)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("torch_seed")
 
 
 @pytest.mark.parametrize("in_channels, num_classes, shape", [(1, 3, (32, 32)), (3, 2, (16, 48))])
@@ -94,7 +87,7 @@ def test_projection_head_is_one_affine_map_of_two_linears():
 
 
 def test_student_projects_the_global_latent_and_the_teacher_does_not():
-    net = ActionNet(1, 3, TINY)
+    net = ActionNet(1, 3, TINY_MODEL)
     assert isinstance(net.global_predictor, ProjectionHead)
     bottleneck = net(torch.randn(2, 1, 32, 32)).bottleneck
     latent = net.global_head(bottleneck)
@@ -175,7 +168,7 @@ def test_representation_head_unit_norm_and_size():
 
 
 def test_action_net_embeddings():
-    net = ActionNet(1, 3, TINY)
+    net = ActionNet(1, 3, TINY_MODEL)
     out = net(torch.randn(2, 1, 32, 32))
     for predict in (False, True):
         g = net.global_embedding(out.bottleneck, predict=predict)
@@ -188,7 +181,7 @@ def test_action_net_embeddings():
 
 
 def test_encoder_parameters_cover_encoder_and_global_head_only():
-    net = ActionNet(1, 2, TINY)
+    net = ActionNet(1, 2, TINY_MODEL)
     selected = {id(p) for p in net.encoder_parameters()}
     expected = {
         id(p) for module in (net.unet.encoder, net.global_head, net.global_predictor) for p in module.parameters()
@@ -227,7 +220,7 @@ def test_ema_update_rejects_mismatched_modules():
 
 
 def test_teacher_stays_eval_and_frozen():
-    pair = StudentTeacher(1, 2, TINY)
+    pair = StudentTeacher(1, 2, TINY_MODEL)
     pair.train()
     assert pair.student.training and not pair.teacher.training
     assert not any(m.training for m in pair.teacher.modules())
@@ -242,7 +235,7 @@ def test_teacher_stays_eval_and_frozen():
 
 
 def test_student_teacher_ema_and_sync():
-    pair = StudentTeacher(1, 2, TINY)
+    pair = StudentTeacher(1, 2, TINY_MODEL)
     with torch.no_grad():
         for p in pair.student.parameters():
             p.add_(1.0)
@@ -257,7 +250,7 @@ def test_student_teacher_ema_and_sync():
 
 
 def test_add_classes_keeps_old_outputs():
-    pair = StudentTeacher(1, 2, TINY).eval()
+    pair = StudentTeacher(1, 2, TINY_MODEL).eval()
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         old = pair.student(x)

@@ -22,57 +22,8 @@ from napari_action.inference.loaded_model import geometry_warnings
 from napari_action.io.nifti import load_labels, load_volume
 from napari_action.io.session_store import checkpoint_from_bytes, load_session
 from napari_action.training.trainer import Trainer
-from tests._napari.test_widget import SHAPE, paint, tiny_overrides
-from tests._napari.test_widget import disc_volume as widget_disc_volume
-from tests.helpers.engine import disc_volume, sparse, tiny_config
-
-TIMEOUT = 30_000
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    """A two-step supervised checkpoint (slicing axis 2, classes 0, 1, 2)."""
-    image, truth = disc_volume(0)
-    trainer = Trainer([image], [sparse(truth)], tiny_config(method="supervised", steps_stage3=2, num_threads=1))
-    trainer.train()
-    return trainer.save_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
-
-
-@pytest.fixture(scope="module")
-def colin_crop(colin27_dir, tmp_path_factory):
-    """40x40x16 voxels around the basal ganglia, saved with the sliced (real) affine."""
-    path = tmp_path_factory.mktemp("colin") / "colin_crop.nii.gz"
-    nib.save(nib.load(colin27_dir / "ch2.nii.gz").slicer[70:110, 100:140, 70:86], path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def oblique(nibabel_data, tmp_path_factory):
-    """nibabel's example4d, first volume: 128x96x24, 2x2x2.2 mm, rotated (non-diagonal) affine."""
-    path = tmp_path_factory.mktemp("oblique") / "oblique.nii.gz"
-    nib.save(nib.load(nibabel_data / "example4d.nii.gz").slicer[..., 0], path)
-    return path
-
-
-def dock(viewer) -> ActionWidget:
-    widget = ActionWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="ACTION")
-    widget.config_overrides = tiny_overrides()
-    return widget
-
-
-def wait_idle(qtbot, widget) -> None:
-    qtbot.waitUntil(lambda: widget.run is None or not widget.run.is_running, timeout=TIMEOUT)
-    qtbot.waitUntil(lambda: widget.session.job is None and not widget.files_panel.is_busy, timeout=TIMEOUT)
-
-
-def messages_since(before: int, severity: str) -> list[str]:
-    return [str(n.message) for n in notification_manager.records[before:] if str(n.severity) == severity]
-
-
-def open_nifti(viewer, *paths) -> None:
-    for path in paths:
-        viewer.open(str(path), plugin="napari-action")
+from tests.helpers.engine import tiny_config, tiny_overrides
+from tests.helpers.gui import SHAPE, TIMEOUT, disc_volume, dock, messages_since, open_nifti, paint, wait_idle
 
 
 @pytest.mark.realdata
@@ -131,7 +82,7 @@ def _fill_predictions(viewer, names, seed: int) -> None:
 @pytest.mark.realdata
 def test_export_keeps_source_geometry_and_asks_before_overwriting(viewer, qtbot, tmp_path, colin_crop, oblique):
     open_nifti(viewer, colin_crop, oblique)
-    plain, _ = widget_disc_volume()
+    plain, _ = disc_volume()
     viewer.add_image(plain, name="plain", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))  # no NIfTI header
     widget = dock(viewer)
     names = ("colin_crop", "oblique", "plain")
@@ -196,7 +147,7 @@ def _assert_same_layers(found: list[tuple], expected: list[tuple]) -> None:
 def _build_scene(viewer, qtbot, colin_crop, model_file) -> ActionWidget:
     """Colin crop (from a file) and a plain image, painted labels, predictions with one edit."""
     open_nifti(viewer, colin_crop)
-    plain, truth = widget_disc_volume()
+    plain, truth = disc_volume()
     viewer.add_image(plain, name="plain", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))
     painted = viewer.add_labels(
         np.zeros(SHAPE, np.uint8), name="plain labels", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0)
@@ -250,7 +201,7 @@ def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, 
 
 
 def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
-    image, truth = widget_disc_volume()
+    image, truth = disc_volume()
     viewer.add_image(image, name="vol")
     labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels")
     paint(labels, truth)
@@ -286,7 +237,7 @@ def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
 
 @pytest.mark.parametrize("model_axis", [0, 2])
 def test_training_continues_from_a_loaded_model_painted_along_its_axis(viewer, qtbot, tmp_path, model_axis):
-    image, truth = widget_disc_volume()
+    image, truth = disc_volume()
     path = tmp_path / "model.pt"
     Trainer(
         [image], [truth], tiny_config(method="supervised", steps_stage3=2, axis=model_axis, num_threads=1)

@@ -1,13 +1,12 @@
 """GUI tests of the "Refine" panel: accepted corrections, training set, next slices, Update once.
 
-Same tiny budgets as ``tests/_napari/test_widget.py`` (a 4-wide U-Net on 8x32x32 volumes).
+Same scene and tiny budgets as ``tests/_napari/test_widget.py`` (a 4-wide U-Net on 8x32x32 volumes).
 Every test waits for every worker it started: a worker that outlives its test breaks the next one.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
 
@@ -16,28 +15,8 @@ from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, predicti
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import ACCEPT_KEY, RefinePanel
 from napari_action._napari.widget import ActionWidget
-from tests._napari.test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overrides, wait_finished
-
-GRID = {"scale": (3.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}  # slice i sits at world z = 5 + 3 i
-
-
-@pytest.fixture
-def scene(viewer):
-    """Image, labels painted on slices 2 and 5, the docked widget with a tiny budget."""
-    image, truth = disc_volume()
-    viewer.add_image(image, name="vol", **GRID)
-    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels", **GRID)
-    paint(labels, truth)
-    widget = ActionWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="ACTION")
-    widget.config_overrides = tiny_overrides()
-    return viewer, widget, labels, truth
-
-
-def edit_slice(layer, index: int, value: int, rows=slice(0, 6), cols=slice(0, 6)) -> None:
-    """Paint a block of one slice of ``layer`` through ``data_setitem`` (a paint event, like a brush)."""
-    rr, cc = np.mgrid[rows, cols]
-    layer.data_setitem((np.full(rr.size, index), rr.ravel(), cc.ravel()), value)
+from tests.helpers.engine import tiny_overrides
+from tests.helpers.gui import PAINTED, TIMEOUT, edit_slice, press, show_slice, wait_finished
 
 
 def erase_slice(layer, index: int) -> None:
@@ -52,14 +31,6 @@ def offline_prediction(viewer, widget, truth):
     widget.session.tracker_for(layer, 0)
     viewer.layers.selection.active = layer
     return layer
-
-
-def show_slice(viewer, index: int) -> None:
-    viewer.dims.set_point(0, GRID["translate"][0] + GRID["scale"][0] * index)
-
-
-def press(viewer, key: str) -> bool:
-    return viewer.window._qt_viewer._key_map_handler.press_key(key)
 
 
 def list_texts(widget_list) -> list[str]:
