@@ -13,8 +13,7 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool
 
-from napari_action._napari.action_session import TrainingPlan
-from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer, prediction_layer_for
+from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import training_threads
 from napari_action._napari.widget import ActionWidget
@@ -301,15 +300,3 @@ def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
     assert widget.run.is_running and "vol ACTION" not in viewer.layers
     widget.stop_training()
     wait_finished(qtbot, widget)
-
-
-def test_prediction_layers_are_known_by_their_source_not_their_name(viewer):
-    image, _ = disc_volume()
-    first, second = viewer.add_image(image, name="first"), viewer.add_image(image, name="vol")
-    own = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol ACTION")  # the user's layer, named like ours
-    layer = prediction_layer_for(viewer, second)
-    assert layer is not own and is_prediction_layer(layer) and not is_prediction_layer(own)
-    layer.name = "my corrections"
-    assert prediction_layer_for(viewer, second) is layer  # renamed, still the prediction of "vol"
-    assert TrainingPlan(images=[first, second]).volume_of(layer) == 1
-    assert not own.data.any()

@@ -14,6 +14,7 @@ SHAPE = (32, 32, 10)
 AXIS = 2
 PAINTED = (2, 7)
 DISC_CLASS_NAMES = {1: "disc", 2: "ring"}  # the labels of disc_volume
+TINY_CLI_STEPS = ["--steps", "3"]  # the tiny budget on the command line
 # A network small enough to build in a few milliseconds (the network tests).
 TINY_MODEL = ModelConfig(base_width=4, global_dim=16, rep_dim=8)
 

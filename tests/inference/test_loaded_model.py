@@ -1,7 +1,7 @@
-"""A model loaded from a checkpoint: its predictions, its recorded geometry, and the model protocols.
+"""A model loaded from a checkpoint: its predictions and its recorded geometry.
 
-The model is a 4-wide U-Net trained for two supervised steps: the tests
-compare it with the trainer it came from, not with a ground truth.
+The model is a 4-wide U-Net trained for two supervised steps (the ``supervised_trainer``
+fixture): the tests compare it with the trainer it came from, not with a ground truth.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from napari_action.inference.loaded_model import (
     model_from_checkpoint,
     with_references,
 )
-from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.io.checkpoint import load_checkpoint
 from tests.helpers.engine import DISC_CLASS_NAMES, disc_volume
 
@@ -73,9 +72,3 @@ def test_geometry_warnings_name_other_spacing_and_other_direction():
     assert "z (axial slices)" in messages[1]
     assert geometry_warnings([reference, coarse], [("coarse", coarse)], axis=2) == []  # one matching reference suffices
     assert geometry_warnings([], targets, axis=2) == []  # nothing known about the training volumes
-
-
-def test_trainer_and_loaded_model_share_the_model_protocol(supervised_trainer):
-    model = model_from_checkpoint(supervised_trainer.checkpoint(), device="cpu")
-    assert isinstance(supervised_trainer, SegmentationModel) and isinstance(supervised_trainer, TrainableModel)
-    assert isinstance(model, SegmentationModel) and not isinstance(model, TrainableModel)

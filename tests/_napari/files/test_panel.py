@@ -1,25 +1,21 @@
-"""GUI tests of the "Model, export & session" panel on real NIfTI files.
+"""GUI tests of the "Model, export & session" panel: loading a model, predicting, autosave.
 
 Volumes: a crop of Colin27 written with its real affine, and the first volume
 of nibabel's ``example4d.nii.gz`` (an oblique, non-diagonal affine). The model
 is a 4-wide U-Net trained for two steps, so predictions are quick and
 meaningless: the tests check geometry, files and state, not segmentations.
+Export and sessions are tested in ``test_export.py`` and ``test_snapshot.py``.
 Every test waits for every worker it started: a worker that outlives its test breaks the next one.
 """
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
 from napari_action._napari.files.export import layer_geometry
-from napari_action._napari.files.snapshot import read_session
-from napari_action._napari.layers import prediction_layer_for
-from napari_action._napari.widget import ActionWidget
 from napari_action.inference.loaded_model import geometry_warnings
-from napari_action.io.nifti import load_labels, load_volume
 from napari_action.io.session_store import checkpoint_from_bytes, load_session
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import tiny_config, tiny_overrides
@@ -70,134 +66,6 @@ def test_foreign_or_damaged_model_file_is_notified(viewer, qtbot, tmp_path):
         assert len(errors) == 1 and path.name in errors[0] and "checkpoint" in errors[0]
         assert widget.files_panel.status_label.text().startswith("Model not loaded")
     assert widget.session.trainer is None and not widget.predict_button.isEnabled()
-
-
-def _fill_predictions(viewer, names, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    for name in names:
-        layer = prediction_layer_for(viewer, viewer.layers[name], class_values=[0, 1, 2])
-        layer.data[...] = rng.integers(0, 3, layer.data.shape)
-
-
-@pytest.mark.realdata
-def test_export_keeps_source_geometry_and_asks_before_overwriting(viewer, qtbot, tmp_path, colin_crop, oblique):
-    open_nifti(viewer, colin_crop, oblique)
-    plain, _ = disc_volume()
-    viewer.add_image(plain, name="plain", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))  # no NIfTI header
-    widget = dock(viewer)
-    names = ("colin_crop", "oblique", "plain")
-    _fill_predictions(viewer, names, seed=0)
-    out = tmp_path / "export"
-    out.mkdir()
-    widget.files_panel.export_masks(out)
-    wait_idle(qtbot, widget)
-    for name, source in (("colin_crop", colin_crop), ("oblique", oblique)):
-        labels, meta = load_labels(out / f"{name}_action.nii.gz")
-        np.testing.assert_array_equal(labels, viewer.layers[f"{name} ACTION"].data)
-        _, expected = load_volume(source)
-        np.testing.assert_array_equal(meta.affine, expected.affine)
-        np.testing.assert_array_equal(meta.qform, expected.qform)
-        np.testing.assert_array_equal(meta.sform, expected.sform)
-        assert (meta.qform_code, meta.sform_code, meta.zooms) == (
-            expected.qform_code,
-            expected.sform_code,
-            expected.zooms,
-        )
-    labels, meta = load_labels(out / "plain_action.nii.gz")
-    np.testing.assert_array_equal(labels, viewer.layers["plain ACTION"].data)
-    np.testing.assert_allclose(meta.affine, [[3, 0, 0, 5], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
-    assert (meta.qform_code, meta.sform_code) == (2, 2)
-
-    written = {p.name: p.read_bytes() for p in out.iterdir()}
-    _fill_predictions(viewer, names, seed=1)
-    before = len(notification_manager.records)
-    widget.files_panel.export_masks(out, overwrite=False)
-    wait_idle(qtbot, widget)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
-    assert any("kept 3 existing" in m for m in messages_since(before, "info"))
-    asked = []
-    widget.files_panel.export_masks(out, overwrite=lambda paths: asked.extend(paths) or True)
-    wait_idle(qtbot, widget)
-    assert sorted(p.name for p in asked) == sorted(written)
-    np.testing.assert_array_equal(load_labels(out / "oblique_action.nii.gz")[0], viewer.layers["oblique ACTION"].data)
-
-
-def _describe(viewer) -> list[tuple]:
-    return [
-        (
-            layer.name,
-            type(layer).__name__,
-            layer.data.dtype,
-            np.array(layer.data),
-            layer.affine.affine_matrix,
-            np.array(layer.scale),
-            np.array(layer.translate),
-        )
-        for layer in viewer.layers
-    ]
-
-
-def _assert_same_layers(found: list[tuple], expected: list[tuple]) -> None:
-    assert [f[:3] for f in found] == [e[:3] for e in expected]
-    for f, e in zip(found, expected, strict=True):
-        for a, b in zip(f[3:], e[3:], strict=True):
-            np.testing.assert_array_equal(a, b)
-
-
-def _build_scene(viewer, qtbot, colin_crop, model_file) -> ActionWidget:
-    """Colin crop (from a file) and a plain image, painted labels, predictions with one edit."""
-    open_nifti(viewer, colin_crop)
-    plain, truth = disc_volume()
-    viewer.add_image(plain, name="plain", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))
-    painted = viewer.add_labels(
-        np.zeros(SHAPE, np.uint8), name="plain labels", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0)
-    )
-    paint(painted, truth)
-    widget = dock(viewer)
-    widget.files_panel.load_model(model_file)
-    wait_idle(qtbot, widget)
-    widget.predict_all()
-    wait_idle(qtbot, widget)
-    edited = viewer.layers["colin_crop ACTION"]
-    rows, cols = np.mgrid[0:4, 0:5]
-    edited.data_setitem((rows.ravel(), cols.ravel(), np.full(rows.size, 3)), 2)
-    widget.session.accepted_slices["colin_crop"] = {3, 5}
-    return widget
-
-
-@pytest.mark.realdata
-def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, tmp_path, colin_crop, model_file):
-    first = make_napari_viewer()
-    widget = _build_scene(first, qtbot, colin_crop, model_file)
-    locked = widget.session.trackers[id(first.layers["colin_crop ACTION"])].locked.copy()
-    expected = _describe(first)
-    store = tmp_path / "work.action.zarr"
-    widget.files_panel.save_session(store)
-    wait_idle(qtbot, widget)
-    first.close()
-
-    stored = load_session(store)
-    assert stored.volume("colin_crop").image is None and stored.volume("plain").image is not None
-    second = make_napari_viewer()
-    widget = dock(second)
-    widget.files_panel.open_session(store)
-    wait_idle(qtbot, widget)
-    _assert_same_layers(_describe(second), expected)
-    assert second.layers["colin_crop"].source.path == str(colin_crop)
-    tracker = widget.session.trackers[id(second.layers["colin_crop ACTION"])]
-    np.testing.assert_array_equal(tracker.locked, locked)
-    assert tracker.edited_slices == {3}
-    assert widget.session.accepted_slices == {"colin_crop": {3, 5}}
-    assert widget.predict_button.isEnabled()
-    assert widget.files_panel.autosave_path == tmp_path / "work.autosave.action.zarr"
-
-    widget.predict_all()  # the restored model predicts; the restored edit stays locked
-    wait_idle(qtbot, widget)
-    assert (second.layers["colin_crop ACTION"].data[0:4, 0:5, 3] == 2).all()
-    second.close()
-
-    nib.save(nib.Nifti1Image(np.zeros((40, 40, 16), np.uint8), nib.load(colin_crop).affine), colin_crop)
-    assert any("changed since the session was saved" in w for w in read_session(store).warnings)
 
 
 def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
