@@ -6,17 +6,10 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from napari_action.progress import AnnotationUpdate, FocusRequest, TrainProgress
 from napari_action.training.trainer import Trainer
-
-from ._engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+from tests.helpers.engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
 
 
 @pytest.fixture

@@ -19,13 +19,9 @@ from napari_action.training.losses import (
     supervised_loss,
 )
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("torch_seed")
+
 EPS = 1e-5
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
 
 
 # --- supervised ---------------------------------------------------------------------------------

@@ -1,44 +1,21 @@
-"""GUI tests of the "Refine" panel: accepted corrections, training set, next slices, Update once.
+"""GUI tests of the "Refine" panel: accepted corrections, training set, uncertainty and next slices.
 
-Same tiny budgets as ``test_widget.py`` (a 4-wide U-Net on 8x32x32 volumes).
+Same scene and tiny budgets as ``tests/_napari/test_widget.py`` (a 4-wide U-Net on 8x32x32 volumes).
 Every test waits for every worker it started: a worker that outlives its test breaks the next one.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
 
 from napari_action._napari.action_session import TrainingPlan
 from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
 from napari_action._napari.refine.accepted import merge_accepted
-from napari_action._napari.refine.panel import ACCEPT_KEY, RefinePanel
-from napari_action._napari.widget import ActionWidget
-
-from .test_widget import PAINTED, SHAPE, TIMEOUT, disc_volume, paint, tiny_overrides, wait_finished
-
-GRID = {"scale": (3.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}  # slice i sits at world z = 5 + 3 i
-
-
-@pytest.fixture
-def scene(viewer):
-    """Image, labels painted on slices 2 and 5, the docked widget with a tiny budget."""
-    image, truth = disc_volume()
-    viewer.add_image(image, name="vol", **GRID)
-    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels", **GRID)
-    paint(labels, truth)
-    widget = ActionWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="ACTION")
-    widget.config_overrides = tiny_overrides()
-    return viewer, widget, labels, truth
-
-
-def edit_slice(layer, index: int, value: int, rows=slice(0, 6), cols=slice(0, 6)) -> None:
-    """Paint a block of one slice of ``layer`` through ``data_setitem`` (a paint event, like a brush)."""
-    rr, cc = np.mgrid[rows, cols]
-    layer.data_setitem((np.full(rr.size, index), rr.ravel(), cc.ravel()), value)
+from napari_action._napari.refine.panel import ACCEPT_KEY
+from tests.helpers.engine import tiny_overrides
+from tests.helpers.gui import PAINTED, TIMEOUT, edit_slice, press, show_slice, wait_finished
 
 
 def erase_slice(layer, index: int) -> None:
@@ -53,14 +30,6 @@ def offline_prediction(viewer, widget, truth):
     widget.session.tracker_for(layer, 0)
     viewer.layers.selection.active = layer
     return layer
-
-
-def show_slice(viewer, index: int) -> None:
-    viewer.dims.set_point(0, GRID["translate"][0] + GRID["scale"][0] * index)
-
-
-def press(viewer, key: str) -> bool:
-    return viewer.window._qt_viewer._key_map_handler.press_key(key)
 
 
 def list_texts(widget_list) -> list[str]:
@@ -189,50 +158,3 @@ def test_uncertainty_layer_and_next_slices_after_predict_all(scene, qtbot):
     viewer.layers.selection.active = viewer.layers["vol"]
     panel._show_slice_score()
     assert panel.slice_score_label.text().startswith(f"Slice {suggested[0]} of 'vol': uncertainty score")
-
-
-def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
-    viewer, widget, labels, truth = scene
-    panel = widget.refine_panel
-    assert not panel.update_button.isEnabled()
-    before = len(notification_manager.records)
-    assert panel.update_once() is False  # nothing trained yet: refused, and said why
-    assert "press Train first" in str(notification_manager.records[before].message)
-    widget.train_button.click()
-    wait_finished(qtbot, widget)
-    trainer, layer = widget.session.trainer, viewer.layers["vol ACTION"]
-    assert panel.update_button.isEnabled()
-    step = trainer.step
-    edit_slice(layer, 6, 2)
-    show_slice(viewer, 6)
-    viewer.layers.selection.active = layer
-    assert panel.accept_current_slice() == [6]
-    accepted = layer.data[6].copy()
-    locked = widget.session.target(0).locked
-    layer.data[~locked] = 9  # stale on purpose (9 is never predicted): the update must predict it again
-    panel.steps_spin.setValue(3)
-    panel.update_button.click()
-    assert not panel.update_button.isEnabled() and not widget.train_button.isEnabled()
-    wait_finished(qtbot, widget)
-
-    assert widget.run.error is None and trainer.step == step + 3
-    assert widget.session.trainer is trainer  # continued, not rebuilt
-    assert 6 in trainer.annotation.labeled_slices(0) and list(trainer.class_values) == [0, 1, 2]
-    fresh = next(u for u in trainer.predict_volume(0) if u.done).labels
-    np.testing.assert_array_equal(layer.data[~locked], fresh[~locked])  # predicted again...
-    np.testing.assert_array_equal(layer.data[6], accepted)  # ...around the accepted slice
-    assert panel.uncertainty.get("vol").covered.all() and "vol uncertainty" not in viewer.layers
-    assert panel.update_button.isEnabled()
-
-
-def test_key_binding_is_released_with_the_widget(viewer):
-    pressed = []
-    viewer.bind_key(ACCEPT_KEY, lambda v: pressed.append(v))
-    widget = ActionWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="ACTION")
-    assert isinstance(widget.refine_panel, RefinePanel)
-    press(viewer, ACCEPT_KEY)  # ours now: warns that no prediction layer is selected
-    assert pressed == []
-    viewer.window.remove_dock_widget(widget)
-    press(viewer, ACCEPT_KEY)  # the user's binding is back
-    assert pressed == [viewer]

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from napari_action.io.session_store import (
     HashCache,
@@ -26,8 +25,7 @@ from napari_action.io.session_store import (
     source_changed,
 )
 from napari_action.training.trainer import Trainer
-
-from ._engine import disc_volume, sparse, tiny_config
+from tests.helpers.engine import disc_volume, sparse, tiny_config
 
 
 def _session(seed: int = 0, checkpoint: bytes | None = None) -> Session:
@@ -91,7 +89,6 @@ def test_saving_again_replaces_the_session_and_leaves_no_debris(tmp_path):
 
 
 def test_checkpoint_inside_the_session(tmp_path):
-    torch.set_num_threads(1)
     image, truth = disc_volume(0)
     trainer = Trainer([image], [sparse(truth)], tiny_config(method="supervised"))
     trainer.train()

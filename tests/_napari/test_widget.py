@@ -1,6 +1,7 @@
 """GUI tests of the ACTION dock widget in a real (hidden) napari viewer.
 
-Budgets are tiny (a 4-wide U-Net on 8x32x32 volumes) so that a training run
+The ``scene`` fixture (tests/conftest.py) and the helpers of tests/helpers/gui.py
+keep budgets tiny (a 4-wide U-Net on 8x32x32 volumes), so that a training run
 takes about a second on 2 CPU cores. Every test waits for every worker it
 started: a worker outliving its test breaks the next one.
 """
@@ -12,77 +13,18 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool
 
-from napari_action._napari.action_session import TrainingPlan
-from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer, prediction_layer_for
+from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import training_threads
 from napari_action._napari.widget import ActionWidget
 from napari_action.progress import FocusRequest
 from napari_action.training.streaming import StreamCursor
-
-SHAPE = (8, 32, 32)  # napari slices axis 0 by default: the slicing axis of the painted labels
-PAINTED = (2, 5)
-TIMEOUT = 30_000
-
-
-def tiny_overrides(steps_stage3: int = 6) -> dict:
-    return dict(
-        steps_stage1=2,
-        steps_stage2=2,
-        steps_stage3=steps_stage3,
-        crop_size=32,
-        device="cpu",
-        stream_every_steps=2,
-        stream_every_seconds=1e9,
-        model={"base_width": 4, "rep_dim": 16, "global_dim": 32},
-        loss={"anco_queries": 8, "anco_negatives": 8, "queue_size": 4},
-    )
-
-
-def disc_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A bright disc (label 1) in a dark ring (label 2) on every slice, plus noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[: SHAPE[1], : SHAPE[2]]
-    radius = np.hypot(yy - 15.5, xx - 15.5)
-    truth2d = np.where(radius < 6, 1, np.where(radius < 10, 2, 0)).astype(np.uint8)
-    truth = np.repeat(truth2d[None], SHAPE[0], axis=0)
-    image = np.choose(truth, [100.0, 300.0, 40.0]) + rng.normal(0, 10, SHAPE)
-    return image.astype(np.float32), truth
-
-
-def paint(layer, truth: np.ndarray, slices=PAINTED) -> None:
-    """Paint the truth of ``slices`` through ``data_setitem`` (undo history, paint events)."""
-    for s in slices:
-        for value in (1, 2):
-            rows, cols = np.nonzero(truth[s] == value)
-            layer.data_setitem((np.full(rows.shape, s), rows, cols), value)
-
-
-@pytest.fixture
-def scene(viewer):
-    """A viewer with an image, labels painted on two slices, and the docked widget."""
-    image, truth = disc_volume()
-    grid = {"scale": (3.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}  # anisotropic voxels, shifted origin
-    viewer.add_image(image, name="vol", **grid)
-    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels", **grid)
-    paint(labels, truth)
-    widget = ActionWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="ACTION")
-    widget.config_overrides = tiny_overrides()
-    return viewer, widget, labels, truth
+from tests.helpers.engine import tiny_overrides
+from tests.helpers.gui import PAINTED, SHAPE, TIMEOUT, disc_volume, messages_since, paint, wait_finished
 
 
 def prediction_layer(viewer):
     return next((layer for layer in viewer.layers if is_prediction_layer(layer)), None)
-
-
-def wait_finished(qtbot, widget) -> None:
-    qtbot.waitUntil(lambda: widget.run is None or not widget.run.is_running, timeout=TIMEOUT)
-    qtbot.waitUntil(lambda: widget.session.job is None, timeout=TIMEOUT)
-
-
-def new_errors(before: int) -> list[str]:
-    return [str(n.message) for n in notification_manager.records[before:] if str(n.severity) == "error"]
 
 
 def test_defaults(scene):
@@ -201,7 +143,7 @@ def test_bad_input_is_rejected_before_training(viewer, case):
     before = len(notification_manager.records)
 
     assert widget.start_training() is False
-    errors = new_errors(before)
+    errors = messages_since(before, "error")
     assert len(errors) == 1
     assert ("shape" in errors[0]) if case == "wrong shape" else ("Nothing is painted" in errors[0])
     assert "bad labels" in errors[0]
@@ -227,7 +169,7 @@ def test_worker_error_notifies_and_resets(scene, qtbot, monkeypatch):
     wait_finished(qtbot, widget)
 
     assert isinstance(widget.run.error, FloatingPointError)
-    assert any("injected failure" in e for e in new_errors(before))
+    assert any("injected failure" in e for e in messages_since(before, "error"))
     assert widget.status_label.text().startswith("Training failed")
     assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
 
@@ -314,7 +256,7 @@ def test_trainer_errors_in_the_worker_are_notified(scene, qtbot):
     assert widget.start_training() is True
     wait_finished(qtbot, widget)
     assert isinstance(widget.run.error, ValueError)
-    assert new_errors(before)
+    assert messages_since(before, "error")
     assert prediction_layer(viewer) is None
     assert widget.train_button.isEnabled() and not widget.predict_button.isEnabled()
 
@@ -358,15 +300,3 @@ def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
     assert widget.run.is_running and "vol ACTION" not in viewer.layers
     widget.stop_training()
     wait_finished(qtbot, widget)
-
-
-def test_prediction_layers_are_known_by_their_source_not_their_name(viewer):
-    image, _ = disc_volume()
-    first, second = viewer.add_image(image, name="first"), viewer.add_image(image, name="vol")
-    own = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol ACTION")  # the user's layer, named like ours
-    layer = prediction_layer_for(viewer, second)
-    assert layer is not own and is_prediction_layer(layer) and not is_prediction_layer(own)
-    layer.name = "my corrections"
-    assert prediction_layer_for(viewer, second) is layer  # renamed, still the prediction of "vol"
-    assert TrainingPlan(images=[first, second]).volume_of(layer) == 1
-    assert not own.data.any()

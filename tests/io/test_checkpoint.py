@@ -11,13 +11,11 @@ import torch
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import CheckpointError, load_checkpoint
 from napari_action.training.trainer import Trainer
-
-from ._engine import disc_volume, sparse, tiny_config
+from tests.helpers.engine import disc_volume, sparse, tiny_config
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    torch.set_num_threads(1)
     image, truth = disc_volume(0)
     trainer = Trainer([image], [sparse(truth)], tiny_config(), class_names={1: "core", 2: "ring"})
     trainer.train()

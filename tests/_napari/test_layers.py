@@ -1,7 +1,7 @@
-"""Unit tests of the napari adapter helpers: layers, edit tracking, worker messages.
+"""Tests of napari_action._napari.layers: pairing, edit tracking, streamed writes, prediction layers.
 
-No viewer and no thread here: napari layers work without a canvas, and the
-generator that drives the trainer is tested by stepping it by hand.
+Most tests use no viewer: napari layers work without a canvas. The last one
+needs a viewer to find the prediction layer of an image.
 """
 
 from __future__ import annotations
@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 from napari.layers import Image, Labels
 
+from napari_action._napari.action_session import TrainingPlan
 from napari_action._napari.layers import (
     EditTracker,
     class_names_of,
     is_mid_stroke,
+    is_prediction_layer,
     label_features,
     pair_labels_to_images,
+    prediction_layer_for,
     write_slices,
 )
-from napari_action._napari.threads import training_threads
-from napari_action._napari.workers import TrainingRun, _drive, _take
-from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction
+from napari_action.progress import SlicePrediction
+from tests.helpers.gui import SHAPE, disc_volume
 
 
 def prediction(labels: np.ndarray, start: int, axis: int = 0, volume: int = 0) -> SlicePrediction:
@@ -118,50 +120,13 @@ def test_class_names_from_features():
     assert list(table["name"]) == ["background", "liver", "5"]
 
 
-def test_training_threads_leave_a_core():
-    assert [training_threads(n) for n in (1, 2, 8)] == [1, 1, 7]
-
-
-class _FakeTrainer:
-    """Records what ``iter_train`` receives between its steps."""
-
-    def __init__(self, steps: int):
-        self.steps = steps
-        self.received: list = []
-
-    def iter_train(self):
-        for step in range(self.steps):
-            command = yield step
-            self.received.append(command)
-
-
-def test_take_supersedes_older_message_of_same_kind():
-    queue: list = []
-    old, new, focus = AnnotationUpdate(labels=(None,)), AnnotationUpdate(labels=(None,)), FocusRequest(0, 1)
-    assert _take([(1, old), (2, focus)], 0, queue) == 2
-    assert _take([(1, old), (2, focus), (3, new)], 2, queue) == 3  # 1 and 2 already taken
-    assert queue == [focus, new]
-
-
-def test_drive_delivers_every_message_once_in_order():
-    trainer = _FakeTrainer(steps=5)
-    gen = _drive(lambda: trainer, background=False)  # built in the worker, handed over first
-    ready = next(gen)
-    assert ready.progress is None and ready.trainer is trainer
-    early, labels, focus = FocusRequest(0, 1), AnnotationUpdate(labels=(None,)), FocusRequest(0, 3)
-    assert gen.send(((1, early),)) == (0, 1, None)  # a fresh iter_train is started with None
-    # 1 is resent (its ack had not reached the GUI) and ignored; 3 supersedes the queued focus 1.
-    step = gen.send(((1, early), (2, labels), (3, focus)))
-    assert step == (1, 3, None)
-    assert list(gen) == [(2, 3, None), (3, 3, None), (4, 3, None)]
-    assert trainer.received == [labels, focus, None, None, None]
-
-
-def test_training_run_takes_a_trainer_or_a_function_building_it(qapp):
-    trainer = _FakeTrainer(steps=1)
-    with pytest.raises(TypeError):
-        TrainingRun(total_steps=1)
-    with pytest.raises(TypeError):
-        TrainingRun(trainer, build=lambda: trainer, total_steps=1)
-    assert TrainingRun(trainer, total_steps=1).trainer is trainer
-    assert TrainingRun(build=lambda: trainer, total_steps=1).trainer is None  # known once built, in the worker
+def test_prediction_layers_are_known_by_their_source_not_their_name(viewer):
+    image, _ = disc_volume()
+    first, second = viewer.add_image(image, name="first"), viewer.add_image(image, name="vol")
+    own = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol ACTION")  # the user's layer, named like ours
+    layer = prediction_layer_for(viewer, second)
+    assert layer is not own and is_prediction_layer(layer) and not is_prediction_layer(own)
+    layer.name = "my corrections"
+    assert prediction_layer_for(viewer, second) is layer  # renamed, still the prediction of "vol"
+    assert TrainingPlan(images=[first, second]).volume_of(layer) == 1
+    assert not own.data.any()

@@ -1,7 +1,7 @@
-"""A model loaded from a checkpoint: its predictions, its recorded geometry, and the model protocols.
+"""A model loaded from a checkpoint: its predictions and its recorded geometry.
 
-The model is a 4-wide U-Net trained for two supervised steps: the tests
-compare it with the trainer it came from, not with a ground truth.
+The model is a 4-wide U-Net trained for two supervised steps (the ``supervised_trainer``
+fixture): the tests compare it with the trainer it came from, not with a ground truth.
 """
 
 from __future__ import annotations
@@ -16,51 +16,37 @@ from napari_action.inference.loaded_model import (
     model_from_checkpoint,
     with_references,
 )
-from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.io.checkpoint import load_checkpoint
-from napari_action.training.trainer import Trainer
-
-from ._engine import disc_volume, sparse, tiny_config
-
-CLASS_NAMES = {1: "disc", 2: "ring"}
-
-
-@pytest.fixture(scope="module")
-def trainer() -> Trainer:
-    image, truth = disc_volume(0)
-    config = tiny_config(method="supervised", steps_stage3=2, num_threads=1)
-    trainer = Trainer([image], [sparse(truth)], config, class_names=CLASS_NAMES)
-    trainer.train()
-    return trainer
+from tests.helpers.engine import DISC_CLASS_NAMES, disc_volume
 
 
 def _result(updates):
     return next(update for update in updates if update.done)
 
 
-def test_loaded_model_predicts_as_the_trainer_did(trainer, tmp_path):
-    path = trainer.save_checkpoint(tmp_path / "model.pt")
+def test_loaded_model_predicts_as_the_trainer_did(supervised_trainer, tmp_path):
+    path = supervised_trainer.save_checkpoint(tmp_path / "model.pt")
     model = load_model(path, device="cpu")
-    assert model.source == str(path) and model.axis == trainer.axis
-    assert list(model.class_values) == list(trainer.class_values) and model.class_names == CLASS_NAMES
+    assert model.source == str(path) and model.axis == supervised_trainer.axis
+    assert list(model.class_values) == list(supervised_trainer.class_values) and model.class_names == DISC_CLASS_NAMES
     assert model.config.num_threads is None  # the training machine's thread count does not travel
     assert model.volumes == [] and model.references == []
     other, _ = disc_volume(1)
-    expected, found = _result(trainer.predict_volume(other)), _result(model.predict_volume(other))
+    expected, found = _result(supervised_trainer.predict_volume(other)), _result(model.predict_volume(other))
     np.testing.assert_array_equal(found.labels, expected.labels)
     np.testing.assert_allclose(found.confidence, expected.confidence, atol=1e-6)
     with pytest.raises(TypeError, match="no training volumes"):
         model.predict_volume(0)
 
 
-def test_reference_geometry_travels_in_the_checkpoint(trainer, tmp_path):
-    checkpoint = trainer.checkpoint()
+def test_reference_geometry_travels_in_the_checkpoint(supervised_trainer, tmp_path):
+    checkpoint = supervised_trainer.checkpoint()
     assert with_references(checkpoint, []) is checkpoint
     references = [VoxelGeometry((1.0, 1.0, 3.0), (0, 1, 2)), VoxelGeometry((0.5, 0.5, 2.0), (0, 1, 2))]
     model = model_from_checkpoint(with_references(checkpoint, references), device="cpu")
     assert model.references == references and checkpoint.extra == {}  # the trainer's checkpoint is untouched
     copy = load_checkpoint(model.save_checkpoint(tmp_path / "copy.pt"))
-    assert (copy.axis, copy.class_values, copy.class_names) == (trainer.axis, [0, 1, 2], CLASS_NAMES)
+    assert (copy.axis, copy.class_values, copy.class_names) == (supervised_trainer.axis, [0, 1, 2], DISC_CLASS_NAMES)
     assert load_model(tmp_path / "copy.pt", device="cpu").references == references
 
 
@@ -86,9 +72,3 @@ def test_geometry_warnings_name_other_spacing_and_other_direction():
     assert "z (axial slices)" in messages[1]
     assert geometry_warnings([reference, coarse], [("coarse", coarse)], axis=2) == []  # one matching reference suffices
     assert geometry_warnings([], targets, axis=2) == []  # nothing known about the training volumes
-
-
-def test_trainer_and_loaded_model_share_the_model_protocol(trainer):
-    model = model_from_checkpoint(trainer.checkpoint(), device="cpu")
-    assert isinstance(trainer, SegmentationModel) and isinstance(trainer, TrainableModel)
-    assert isinstance(model, SegmentationModel) and not isinstance(model, TrainableModel)

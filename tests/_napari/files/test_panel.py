@@ -1,0 +1,127 @@
+"""GUI tests of the "Model, export & session" panel: loading a model, predicting, autosave.
+
+Volumes: a crop of Colin27 written with its real affine, and the first volume
+of nibabel's ``example4d.nii.gz`` (an oblique, non-diagonal affine). The model
+is a 4-wide U-Net trained for two steps, so predictions are quick and
+meaningless: the tests check geometry, files and state, not segmentations.
+Export and sessions are tested in ``test_export.py`` and ``test_snapshot.py``.
+Every test waits for every worker it started: a worker that outlives its test breaks the next one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+
+from napari_action._napari.files.export import layer_geometry
+from napari_action.inference.loaded_model import geometry_warnings
+from napari_action.io.session_store import checkpoint_from_bytes, load_session
+from napari_action.training.trainer import Trainer
+from tests.helpers.engine import tiny_config, tiny_overrides
+from tests.helpers.gui import SHAPE, TIMEOUT, disc_volume, dock, messages_since, open_nifti, paint, wait_idle
+
+
+@pytest.mark.realdata
+def test_load_model_then_predict_gives_aligned_layers(viewer, qtbot, model_file, colin_crop, oblique):
+    open_nifti(viewer, colin_crop, oblique)
+    linear = viewer.layers["oblique"].affine.affine_matrix[:3, :3]
+    assert np.abs(linear - np.diag(np.diag(linear))).max() > 0.1  # oblique: not a diagonal affine
+    widget = dock(viewer)
+    assert not widget.predict_button.isEnabled()
+    widget.files_panel.load_model(model_file)
+    wait_idle(qtbot, widget)
+    assert widget.predict_button.isEnabled() and widget.session.init_checkpoint is not None
+
+    widget.predict_images(["oblique"])  # a subset first
+    wait_idle(qtbot, widget)
+    assert "oblique ACTION" in viewer.layers and "colin_crop ACTION" not in viewer.layers
+    widget.predict_all()
+    wait_idle(qtbot, widget)
+    for name in ("colin_crop", "oblique"):
+        image, prediction = viewer.layers[name], viewer.layers[f"{name} ACTION"]
+        assert prediction.data.shape == image.data.shape  # slices at their own size
+        np.testing.assert_array_equal(prediction.affine.affine_matrix, image.affine.affine_matrix)
+        np.testing.assert_array_equal(prediction.scale, image.scale)
+        assert set(np.unique(prediction.data)) <= {0, 1, 2}
+    # Different in-plane spacing (2 mm against 1 mm) is reported; the same spacing is not.
+    reference = layer_geometry(viewer.layers["colin_crop"])
+    targets = [(name, layer_geometry(viewer.layers[name])) for name in ("colin_crop", "oblique")]
+    warnings = geometry_warnings([reference], targets, axis=2)
+    assert len(warnings) == 1 and "'oblique'" in warnings[0] and "spacing" in warnings[0]
+
+
+def test_foreign_or_damaged_model_file_is_notified(viewer, qtbot, tmp_path):
+    import torch
+
+    damaged, foreign = tmp_path / "damaged.pt", tmp_path / "foreign.pt"
+    damaged.write_bytes(b"PK\x03\x04 not really a zip")
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    widget = dock(viewer)
+    for path in (damaged, foreign):
+        before = len(notification_manager.records)
+        widget.files_panel.load_model(path)
+        wait_idle(qtbot, widget)
+        errors = messages_since(before, "error")
+        assert len(errors) == 1 and path.name in errors[0] and "checkpoint" in errors[0]
+        assert widget.files_panel.status_label.text().startswith("Model not loaded")
+    assert widget.session.trainer is None and not widget.predict_button.isEnabled()
+
+
+def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
+    image, truth = disc_volume()
+    viewer.add_image(image, name="vol")
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels")
+    paint(labels, truth)
+    widget = dock(viewer)
+    panel = widget.files_panel
+    panel.autosave_interval_s = 0.2
+    qtbot.waitUntil(lambda: panel.last_autosave is not None, timeout=TIMEOUT)
+    assert panel.status_label.text().startswith("Autosaved ")
+    wait_idle(qtbot, widget)
+    early = load_session(panel.autosave_path)
+    np.testing.assert_array_equal(early.volume("vol").painted, labels.data)
+    assert early.checkpoint is None
+
+    panel.autosave_interval_s = 600
+    saved = panel.last_autosave
+    widget.train_button.click()
+    wait_idle(qtbot, widget)
+    qtbot.waitUntil(lambda: panel.last_autosave > saved and not panel.is_busy, timeout=TIMEOUT)
+    session = load_session(panel.autosave_path)
+    assert checkpoint_from_bytes(session.checkpoint).class_values == [0, 1, 2]
+    assert session.config["seed"] == widget.session.trainer.config.seed
+    np.testing.assert_array_equal(session.volume("vol").prediction, viewer.layers["vol ACTION"].data)
+
+    # A volume with 2 mm in-plane voxels, predicted by a model trained on 1 mm ones: warned.
+    open_nifti(viewer, oblique)
+    before = len(notification_manager.records)
+    widget.predict_images(["oblique"])
+    wait_idle(qtbot, widget)
+    warnings = messages_since(before, "warning")
+    assert len(warnings) == 1 and "'oblique'" in warnings[0] and "spacing" in warnings[0]
+    assert viewer.layers["oblique ACTION"].data.shape == viewer.layers["oblique"].data.shape
+
+
+@pytest.mark.parametrize("model_axis", [0, 2])
+def test_training_continues_from_a_loaded_model_painted_along_its_axis(viewer, qtbot, tmp_path, model_axis):
+    image, truth = disc_volume()
+    path = tmp_path / "model.pt"
+    Trainer(
+        [image], [truth], tiny_config(method="supervised", steps_stage3=2, axis=model_axis, num_threads=1)
+    ).save_checkpoint(path)
+    viewer.add_image(image, name="vol")
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels")
+    paint(labels, truth)  # slices 2 and 5 of axis 0
+    widget = dock(viewer)
+    widget.files_panel.load_model(path)
+    wait_idle(qtbot, widget)
+    before = len(notification_manager.records)
+    widget.train_button.click()
+    wait_idle(qtbot, widget)
+    assert widget.run.error is None
+    if model_axis == 0:  # continued: a loaded model goes straight to stage iii rounds
+        assert widget.run.last_progress.step == tiny_overrides()["steps_stage3"]
+    else:  # labels painted along another axis: a new model, full schedule, and a warning
+        assert widget.run.last_progress.step == 10
+        assert any("training a new model" in m for m in messages_since(before, "warning"))

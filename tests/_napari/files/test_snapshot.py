@@ -1,0 +1,94 @@
+"""GUI test of sessions: the viewer's layers, locked edits, accepted slices and model saved and reopened.
+
+The scene holds a crop of Colin27 opened from a file and an image without one, painted labels, and
+predictions of the ``model_file`` checkpoint with one edit. The test waits for every worker it started.
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_action._napari.files.snapshot import read_session
+from napari_action._napari.widget import ActionWidget
+from napari_action.io.session_store import load_session
+from tests.helpers.gui import SHAPE, disc_volume, dock, open_nifti, paint, wait_idle
+
+
+def _describe(viewer) -> list[tuple]:
+    return [
+        (
+            layer.name,
+            type(layer).__name__,
+            layer.data.dtype,
+            np.array(layer.data),
+            layer.affine.affine_matrix,
+            np.array(layer.scale),
+            np.array(layer.translate),
+        )
+        for layer in viewer.layers
+    ]
+
+
+def _assert_same_layers(found: list[tuple], expected: list[tuple]) -> None:
+    assert [f[:3] for f in found] == [e[:3] for e in expected]
+    for f, e in zip(found, expected, strict=True):
+        for a, b in zip(f[3:], e[3:], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def _build_scene(viewer, qtbot, colin_crop, model_file) -> ActionWidget:
+    """Colin crop (from a file) and a plain image, painted labels, predictions with one edit."""
+    open_nifti(viewer, colin_crop)
+    plain, truth = disc_volume()
+    viewer.add_image(plain, name="plain", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))
+    painted = viewer.add_labels(
+        np.zeros(SHAPE, np.uint8), name="plain labels", scale=(3.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0)
+    )
+    paint(painted, truth)
+    widget = dock(viewer)
+    widget.files_panel.load_model(model_file)
+    wait_idle(qtbot, widget)
+    widget.predict_all()
+    wait_idle(qtbot, widget)
+    edited = viewer.layers["colin_crop ACTION"]
+    rows, cols = np.mgrid[0:4, 0:5]
+    edited.data_setitem((rows.ravel(), cols.ravel(), np.full(rows.size, 3)), 2)
+    widget.session.accepted_slices["colin_crop"] = {3, 5}
+    return widget
+
+
+@pytest.mark.realdata
+def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, tmp_path, colin_crop, model_file):
+    first = make_napari_viewer()
+    widget = _build_scene(first, qtbot, colin_crop, model_file)
+    locked = widget.session.trackers[id(first.layers["colin_crop ACTION"])].locked.copy()
+    expected = _describe(first)
+    store = tmp_path / "work.action.zarr"
+    widget.files_panel.save_session(store)
+    wait_idle(qtbot, widget)
+    first.close()
+
+    stored = load_session(store)
+    assert stored.volume("colin_crop").image is None and stored.volume("plain").image is not None
+    second = make_napari_viewer()
+    widget = dock(second)
+    widget.files_panel.open_session(store)
+    wait_idle(qtbot, widget)
+    _assert_same_layers(_describe(second), expected)
+    assert second.layers["colin_crop"].source.path == str(colin_crop)
+    tracker = widget.session.trackers[id(second.layers["colin_crop ACTION"])]
+    np.testing.assert_array_equal(tracker.locked, locked)
+    assert tracker.edited_slices == {3}
+    assert widget.session.accepted_slices == {"colin_crop": {3, 5}}
+    assert widget.predict_button.isEnabled()
+    assert widget.files_panel.autosave_path == tmp_path / "work.autosave.action.zarr"
+
+    widget.predict_all()  # the restored model predicts; the restored edit stays locked
+    wait_idle(qtbot, widget)
+    assert (second.layers["colin_crop ACTION"].data[0:4, 0:5, 3] == 2).all()
+    second.close()
+
+    nib.save(nib.Nifti1Image(np.zeros((40, 40, 16), np.uint8), nib.load(colin_crop).affine), colin_crop)
+    assert any("changed since the session was saved" in w for w in read_session(store).warnings)

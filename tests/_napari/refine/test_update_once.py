@@ -1,0 +1,45 @@
+"""GUI test of "Update once": a short training round on demand from the current weights, then predictions.
+
+Same scene and tiny budgets as ``tests/_napari/test_widget.py``; the test waits for every worker it started.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.utils.notifications import notification_manager
+
+from tests.helpers.gui import edit_slice, show_slice, wait_finished
+
+
+def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    panel = widget.refine_panel
+    assert not panel.update_button.isEnabled()
+    before = len(notification_manager.records)
+    assert panel.update_once() is False  # nothing trained yet: refused, and said why
+    assert "press Train first" in str(notification_manager.records[before].message)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    trainer, layer = widget.session.trainer, viewer.layers["vol ACTION"]
+    assert panel.update_button.isEnabled()
+    step = trainer.step
+    edit_slice(layer, 6, 2)
+    show_slice(viewer, 6)
+    viewer.layers.selection.active = layer
+    assert panel.accept_current_slice() == [6]
+    accepted = layer.data[6].copy()
+    locked = widget.session.target(0).locked
+    layer.data[~locked] = 9  # stale on purpose (9 is never predicted): the update must predict it again
+    panel.steps_spin.setValue(3)
+    panel.update_button.click()
+    assert not panel.update_button.isEnabled() and not widget.train_button.isEnabled()
+    wait_finished(qtbot, widget)
+
+    assert widget.run.error is None and trainer.step == step + 3
+    assert widget.session.trainer is trainer  # continued, not rebuilt
+    assert 6 in trainer.annotation.labeled_slices(0) and list(trainer.class_values) == [0, 1, 2]
+    fresh = next(u for u in trainer.predict_volume(0) if u.done).labels
+    np.testing.assert_array_equal(layer.data[~locked], fresh[~locked])  # predicted again...
+    np.testing.assert_array_equal(layer.data[6], accepted)  # ...around the accepted slice
+    assert panel.uncertainty.get("vol").covered.all() and "vol uncertainty" not in viewer.layers
+    assert panel.update_button.isEnabled()

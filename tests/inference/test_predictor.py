@@ -1,0 +1,181 @@
+"""Tests for napari_action.inference.predictor: slice-wise prediction of whole volumes at their own size.
+
+Most tests use a supervised model that learned the disc volume of tests/helpers/engine.py with
+label values 300 (disc) and 7 (ring), so that label values, dtypes and positions can be checked
+against the truth; the others use an untrained U-Net and compare the predictor with itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_action.inference.predictor import Predictor, normalized_entropy, predict_volume, slice_stack
+from napari_action.networks.unet import UNet
+from napari_action.progress import PredictionUpdate
+from napari_action.training.trainer import Trainer
+from tests.helpers.engine import disc_volume, sparse, tiny_config
+
+VALUES = np.array([0, 300, 7])  # the label value of each class of disc_volume: background, disc, ring
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """``(trainer, image, values)``: 60 supervised steps on the disc volume painted with :data:`VALUES`.
+
+    ``values`` is the whole truth in label values; the trainer's ``volumes[0]`` is the normalised image.
+    """
+    image, truth = disc_volume(0)
+    values = VALUES[truth]
+    config = tiny_config(method="supervised", steps_stage3=60, lr=0.05, stream_every_steps=1000)
+    trainer = Trainer([image], [sparse(values)], config)
+    trainer.train()
+    return trainer, image, values
+
+
+def final(updates) -> PredictionUpdate:
+    """The last update of a prediction, checked to be the one holding the result."""
+    *_, last = updates
+    assert last.done
+    return last
+
+
+def untrained(in_channels: int = 1, class_values=(0, 1, 2), **kwargs) -> Predictor:
+    """A predictor over a fresh 2-wide U-Net (eval mode, CPU)."""
+    return Predictor(UNet(in_channels, len(class_values), base_width=2), class_values, device="cpu", **kwargs)
+
+
+# -- 2.5D context ---------------------------------------------------------------------------------
+def test_slice_stack_puts_neighbours_in_channels_and_repeats_the_edge_slices():
+    moved = np.broadcast_to(np.arange(5.0)[:, None, None], (5, 2, 3))  # every voxel holds its slice index
+    stack = slice_stack(moved, 0, 5, context=2)
+    assert stack.shape == (5, 5, 2, 3)
+    expected = [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4], [1, 2, 3, 4, 4], [2, 3, 4, 4, 4]]
+    np.testing.assert_array_equal(stack[:, :, 1, 2], expected)
+    np.testing.assert_array_equal(slice_stack(moved, 3, 5, context=1)[:, :, 0, 0], [[2, 3, 4], [3, 4, 4]])
+    assert slice_stack(moved, 1, 3, context=0).shape == (2, 1, 2, 3)
+
+
+def test_context_beyond_the_volume_is_the_edge_slice_in_predictions(torch_seed):
+    predictor = untrained(in_channels=3, axis=0, context=1)
+    volume = np.random.default_rng(0).normal(size=(5, 16, 16)).astype(np.float32)
+    # The same volume with its first and last slices doubled: there the neighbours really exist.
+    doubled = np.concatenate([volume[:1], volume, volume[-1:]])
+    _, first = predictor.predict_slices(volume, 0, 1)
+    _, last = predictor.predict_slices(volume, 4, 5)
+    np.testing.assert_array_equal(first, predictor.predict_slices(doubled, 1, 2)[1])
+    np.testing.assert_array_equal(last, predictor.predict_slices(doubled, 5, 6)[1])
+    assert not np.array_equal(first, predictor.predict_slices(volume, 1, 2)[1])  # the context does count
+
+
+# -- sizes, values and progress -------------------------------------------------------------------
+def test_predict_slices_gives_probabilities_per_class_at_the_slice_size(torch_seed):
+    predictor = untrained(class_values=(0, 4, 9), axis=0)
+    volume = np.random.default_rng(1).normal(size=(5, 17, 33)).astype(np.float32)
+    labels, probs = predictor.predict_slices(volume, 1, 4)
+    assert labels.shape == (3, 17, 33) and probs.shape == (3, 3, 17, 33) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(labels, np.array([0, 4, 9])[probs.argmax(axis=1)])
+
+
+def test_labels_are_the_painted_values_in_their_smallest_dtype(trained):
+    trainer, image, values = trained
+    labels, confidence = trainer.predictor().predict(image)
+    assert labels.shape == confidence.shape == image.shape
+    assert labels.dtype == np.int16  # 300 does not fit uint8
+    assert set(np.unique(labels)) == {0, 7, 300}  # label values, never the class ids 1 and 2
+    assert np.mean(labels == values) > 0.9
+    assert confidence.dtype == np.float32 and confidence.min() >= 1 / 3 - 1e-6 and confidence.max() <= 1.0
+
+
+def test_odd_sizes_are_padded_with_the_volume_minimum_and_cropped_back(trained):
+    trainer, _, values = trained
+    predictor = trainer.predictor()
+    crop = trainer.volumes[0][:31, :29]  # 31 x 29 slices: the U-Net needs multiples of 16
+    found = final(predictor.iter_predict(crop, normalized=True))
+    assert found.labels.shape == found.confidence.shape == found.entropy.shape == crop.shape
+    # Cropped back in place: the disc is where the truth has it (a result shifted by the padding is not).
+    assert np.mean(found.labels == values[:31, :29]) > 0.9
+    # The same as padding by hand, at the bottom and right, with the volume's minimum.
+    padded = np.pad(crop, ((0, 1), (0, 3), (0, 0)), constant_values=crop.min())
+    by_hand = final(predictor.iter_predict(padded, normalized=True))
+    np.testing.assert_array_equal(found.labels, by_hand.labels[:31, :29])
+    np.testing.assert_array_equal(found.confidence, by_hand.confidence[:31, :29])
+
+
+def test_iter_predict_reports_every_batch_then_the_result(trained):
+    trainer, image, _ = trained
+    predictor = trainer.predictor()
+    updates = list(predictor.iter_predict(image, batch_size=4, volume_index=3))
+    progress = [(u.volume_index, u.slices_done, u.total_slices, u.done) for u in updates]
+    assert progress == [(3, 4, 10, False), (3, 8, 10, False), (3, 10, 10, False), (3, 10, 10, True)]
+    assert all(u.labels is None and u.confidence is None and u.entropy is None for u in updates[:-1])
+    labels, confidence = predictor.predict(image)
+    np.testing.assert_array_equal(updates[-1].labels, labels)
+    np.testing.assert_array_equal(updates[-1].confidence, confidence)
+    entropy = updates[-1].entropy
+    assert entropy.shape == image.shape and entropy.min() >= 0.0 and entropy.max() <= 1.0
+    # Confident voxels are the certain ones.
+    assert entropy[confidence > 0.99].max() < entropy[confidence < 0.6].min()
+
+
+def test_iter_predict_refuses_a_volume_that_is_not_3d(trained):
+    trainer, _, _ = trained
+    with pytest.raises(ValueError, match="3D volume"):
+        next(trainer.predictor().iter_predict(np.zeros((32, 32), np.float32)))
+
+
+def test_axis_override_slices_along_another_axis(trained):
+    trainer, _, _ = trained
+    predictor = trainer.predictor()
+    volume = trainer.volumes[0]
+    turned = np.moveaxis(volume, 2, 0)  # the same voxels, the training axis first
+    assert predictor.axis == 2
+    expected = final(predictor.iter_predict(volume, normalized=True)).labels
+    along_0 = final(predictor.iter_predict(turned, normalized=True, axis=0)).labels
+    np.testing.assert_array_equal(along_0, np.moveaxis(expected, 2, 0))
+    # Without the override the turned volume is cut along its axis 2, into other slices.
+    default = final(predictor.iter_predict(turned, normalized=True)).labels
+    assert default.shape == turned.shape and not np.array_equal(default, along_0)
+
+
+def test_fused_planes_average_the_three_slicing_directions(torch_seed):
+    predictor = untrained(axis=0, fuse_planes=True)
+    volume = np.random.default_rng(2).normal(size=(6, 20, 12)).astype(np.float32)
+    updates = list(predictor.iter_predict(volume, batch_size=8, normalized=True))
+    done = [u.slices_done for u in updates]
+    assert done == sorted(done) and done[-1] == updates[-1].total_slices == 6 + 20 + 12
+    result = final(updates)
+    probs = sum(
+        np.moveaxis(predictor.predict_slices(np.moveaxis(volume, q, 0), 0, volume.shape[q])[1], 0, q + 1)
+        for q in range(3)
+    )
+    probs /= 3.0
+    np.testing.assert_array_equal(result.labels, probs.argmax(axis=0))
+    np.testing.assert_allclose(result.confidence, probs.max(axis=0), rtol=1e-6)
+
+
+def test_normalized_entropy_is_one_when_uniform_and_zero_when_certain():
+    uniform = np.full((2, 4, 3, 3), 0.25, np.float32)
+    certain = np.zeros((2, 4, 3, 3), np.float32)
+    certain[:, 1] = 1.0
+    np.testing.assert_allclose(normalized_entropy(uniform), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(normalized_entropy(certain), 0.0, atol=1e-6)
+    assert normalized_entropy(np.ones((2, 1, 3, 3), np.float32)).shape == (2, 3, 3)
+    assert not normalized_entropy(np.ones((2, 1, 3, 3), np.float32)).any()
+
+
+# -- from a checkpoint ----------------------------------------------------------------------------
+def test_predict_volume_takes_a_predictor_or_a_checkpoint_path(trained, tmp_path):
+    trainer, image, values = trained
+    path = trainer.save_checkpoint(tmp_path / "model.pt")
+    from_file = list(predict_volume(path, image, batch_size=4))
+    assert [u.slices_done for u in from_file] == [4, 8, 10, 10]
+    result = final(from_file)
+    assert result.labels.dtype == np.int16 and np.mean(result.labels == values) > 0.9
+    # The same as the predictor of that checkpoint (built for the same device).
+    loaded = Predictor.from_checkpoint(path)
+    assert (loaded.axis, list(loaded.class_values)) == (2, [0, 7, 300])
+    expected = final(predict_volume(loaded, image, batch_size=4))
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    np.testing.assert_array_equal(result.confidence, expected.confidence)

@@ -1,0 +1,47 @@
+"""Tests for napari_action.networks.action_net: the U-Net with its heads, embeddings and encoder parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_action.networks.action_net import ActionNet
+from napari_action.networks.heads import ProjectionHead
+from tests.helpers.engine import TINY_MODEL
+
+pytestmark = pytest.mark.usefixtures("torch_seed")
+
+
+def test_student_projects_the_global_latent_and_the_teacher_does_not():
+    net = ActionNet(1, 3, TINY_MODEL)
+    assert isinstance(net.global_predictor, ProjectionHead)
+    bottleneck = net(torch.randn(2, 1, 32, 32)).bottleneck
+    latent = net.global_head(bottleneck)
+    torch.testing.assert_close(net.global_embedding(bottleneck, predict=False), F.normalize(latent, dim=-1))
+    projected = F.normalize(net.global_predictor(latent), dim=-1)
+    torch.testing.assert_close(net.global_embedding(bottleneck, predict=True), projected)
+
+
+def test_action_net_embeddings():
+    net = ActionNet(1, 3, TINY_MODEL)
+    out = net(torch.randn(2, 1, 32, 32))
+    for predict in (False, True):
+        g = net.global_embedding(out.bottleneck, predict=predict)
+        loc = net.local_embedding(out.logits, predict=predict)
+        assert g.shape == (2, 16) and loc.shape == (2, 36, 3 * 64)
+        torch.testing.assert_close(g.norm(dim=-1), torch.ones(2))
+        torch.testing.assert_close(loc.norm(dim=-1), torch.ones(2, 36))
+    assert not torch.allclose(net.global_embedding(out.bottleneck, True), net.global_embedding(out.bottleneck, False))
+    assert net.representation(out.pyramid, (32, 32)).shape == (2, 8, 32, 32)
+
+
+def test_encoder_parameters_cover_encoder_and_global_head_only():
+    net = ActionNet(1, 2, TINY_MODEL)
+    selected = {id(p) for p in net.encoder_parameters()}
+    expected = {
+        id(p) for module in (net.unet.encoder, net.global_head, net.global_predictor) for p in module.parameters()
+    }
+    assert selected == expected
+    assert not selected & {id(p) for p in net.unet.decoder.parameters()}
+    assert not selected & {id(p) for p in net.local_head.parameters()}

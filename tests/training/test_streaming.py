@@ -1,0 +1,107 @@
+"""Tests for napari_action.training.streaming: when to stream, which slices, and what is streamed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_action.inference.predictor import Predictor
+from napari_action.networks.unet import UNet
+from napari_action.progress import SlicePrediction
+from napari_action.training.streaming import StreamCursor
+
+NEVER = 1e9  # seconds: a time trigger that never fires within a test
+
+
+def sweep(cursor: StreamCursor, calls: int) -> list[tuple[int, int, int]]:
+    return [cursor.next_range() for _ in range(calls)]
+
+
+def test_due_every_n_steps_counted_from_the_last_stream():
+    cursor = StreamCursor([10], chunk=4)
+    assert [step for step in range(1, 10) if cursor.due(step, 3, NEVER)] == [3, 6, 9]
+
+
+def test_due_after_enough_seconds_and_the_clock_restarts():
+    cursor = StreamCursor([10], chunk=4)
+    assert not cursor.due(1, 100, 60.0)
+    time.sleep(0.3)
+    assert cursor.due(2, 100, 0.25)  # 0.3 s have passed: due by time, far from 100 steps
+    assert not cursor.due(3, 100, 0.25)  # the clock restarted
+    # ...and so did the step count: 2 steps after the timed stream, not 3 since the start.
+    assert not cursor.due(3, 2, NEVER) and cursor.due(4, 2, NEVER)
+
+
+def test_sweep_alternates_volumes_and_advances_through_their_slices():
+    cursor = StreamCursor([5, 3], chunk=2)
+    assert sweep(cursor, 6) == [(0, 0, 2), (1, 0, 2), (0, 2, 4), (1, 2, 3), (0, 4, 5), (1, 0, 2)]
+
+
+@pytest.mark.parametrize(("n_slices", "chunk"), [([10, 4, 7], 3), ([1, 6], 4), ([8], 8)])
+def test_sweep_covers_every_slice_of_every_volume(n_slices, chunk):
+    cursor = StreamCursor(n_slices, chunk)
+    # One pass of each volume takes ceil(n / chunk) of its turns; volumes take turns.
+    calls = len(n_slices) * max(-(-n // chunk) for n in n_slices)
+    covered = [set() for _ in n_slices]
+    for volume, start, stop in sweep(cursor, calls):
+        assert 0 <= start < stop <= n_slices[volume] and stop - start <= chunk
+        covered[volume] |= set(range(start, stop))
+    assert covered == [set(range(n)) for n in n_slices]
+
+
+def test_focus_centres_the_next_chunk_then_the_sweep_resumes():
+    cursor = StreamCursor([20, 12], chunk=4)
+    assert cursor.next_range() == (0, 0, 4)
+    cursor.focus(1, 7)
+    assert cursor.next_range() == (1, 5, 9)  # slices 5..8: slice 7 in the middle
+    assert sweep(cursor, 2) == [(1, 0, 4), (0, 4, 8)]  # the sweep goes on where it was
+
+
+@pytest.mark.parametrize(
+    ("slice_index", "expected"),
+    [(0, (0, 0, 4)), (1, (0, 0, 4)), (-5, (0, 0, 4)), (9, (0, 6, 10)), (8, (0, 6, 10)), (100, (0, 6, 10))],
+)
+def test_focus_clamps_the_chunk_at_the_ends_of_the_volume(slice_index, expected):
+    cursor = StreamCursor([10], chunk=4)
+    cursor.focus(0, slice_index)
+    assert cursor.next_range() == expected
+
+
+def test_focus_on_a_volume_shorter_than_a_chunk_streams_it_whole():
+    cursor = StreamCursor([3, 10], chunk=8)
+    cursor.focus(0, 2)
+    assert cursor.next_range() == (0, 0, 3)
+
+
+def test_focus_on_an_unknown_volume_is_ignored():
+    cursor = StreamCursor([6, 6], chunk=2)
+    cursor.focus(2, 3)
+    cursor.focus(-1, 3)
+    assert sweep(cursor, 2) == [(0, 0, 2), (1, 0, 2)]
+
+
+@pytest.fixture
+def predictor(torch_seed) -> Predictor:
+    """An untrained 2-wide U-Net with three classes (label values 0, 3, 7), slicing axis 1."""
+    return Predictor(UNet(1, 3, base_width=2), [0, 3, 7], axis=1, device="cpu")
+
+
+def test_predict_streams_the_next_chunk_along_the_predictor_axis(predictor):
+    rng = np.random.default_rng(0)
+    volumes = [rng.normal(size=(20, 12, 18)).astype(np.float32), rng.normal(size=(16, 6, 24)).astype(np.float32)]
+    cursor = StreamCursor([12, 6], chunk=4)
+    cursor.focus(0, 10)
+    expected_ranges = [(0, 8, 12), (0, 0, 4), (1, 0, 4), (0, 4, 8), (1, 4, 6)]
+    for volume, start, stop in expected_ranges:
+        (streamed,) = cursor.predict(predictor, volumes)
+        assert isinstance(streamed, SlicePrediction)
+        assert (streamed.volume_index, streamed.axis, streamed.start, streamed.stop) == (volume, 1, start, stop)
+        in_plane = np.delete(volumes[volume].shape, 1)
+        assert streamed.labels.shape == streamed.confidence.shape == (stop - start, *in_plane)
+        # Exactly those slices, predicted as the predictor predicts them.
+        labels, probs = predictor.predict_slices(np.moveaxis(volumes[volume], 1, 0), start, stop)
+        np.testing.assert_array_equal(streamed.labels, labels)
+        np.testing.assert_array_equal(streamed.confidence, probs.max(axis=1))
+        assert set(np.unique(streamed.labels)) <= {0, 3, 7}
