@@ -347,24 +347,22 @@ def train_timed(trainer: Trainer) -> dict:
 
 
 def predictors(trainer: Trainer, method: str) -> dict[str, Predictor]:
-    """The networks to score: the EMA teacher first where the method has one, and the student.
-
-    The trainer's own ``predictor()`` always uses the teacher, which the supervised
-    schedule never updates, so supervised runs are scored with the student.
-    """
-    cfg = trainer.config
+    """The networks to score: the trainer's (the EMA teacher, or the supervised student) and, for
+    methods with a teacher, the student too, with the same prediction settings."""
+    primary = trainer.predictor()
+    if method not in EMA_METHODS:
+        return {"teacher" if method in EMA_METHODS else "student": primary}
     student = Predictor(
         trainer.nets.student,
         trainer.class_values,
         trainer.axis,
-        context=cfg.model.context,
+        context=primary.context,
         device=trainer.device,
-        amp=cfg.amp,
-        fuse_planes=cfg.plane_share > 0,
+        amp=primary.amp,
+        smoothing=primary.smoothing,
+        prior_decay=primary.prior_decay,
     )
-    if method in EMA_METHODS:
-        return {"teacher": trainer.predictor(), "student": student}
-    return {"student": student}
+    return {"teacher": primary, "student": student}
 
 
 def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict, np.ndarray, dict]:
@@ -383,7 +381,7 @@ def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict
         preds = {}
         for name, predictor in predictors(trainer, method).items():
             start = time.perf_counter()
-            preds[name] = predictor.predict(trainer.volumes[0], normalized=True)[0]
+            preds[name] = predictor.predict(trainer.volumes[0], normalized=True, prior=trainer.interpolation(0))[0]
             timing[f"inference_{name}_s"] = time.perf_counter() - start
     timing["peak_rss_delta_mb"] = memory.delta_mb
     if args.save_models:

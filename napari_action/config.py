@@ -130,10 +130,6 @@ class TrainConfig:
     # Colin27 k = 3 supervised rose from 0.32 to 0.49 (docs/benchmarks.md).
     flip_prob: float = 0.0
     rot90_prob: float = 0.0
-    # Share of training crops taken from the two planes perpendicular to the
-    # painted slices (supervised on the painted lines they cross); > 0 also
-    # makes prediction average the three orientations.
-    plane_share: float = 0.0
     annotation_mode: AnnotationMode = "slice"
     # Scribble mode: the painted value that means "background" (0 = unpainted there).
     background_value: int | None = None
@@ -141,6 +137,12 @@ class TrainConfig:
     stream_every_steps: int = 25
     stream_every_seconds: float = 5.0
     stream_slices: int = 16
+    # Whole-volume prediction: probabilities smoothed across slices (Gaussian
+    # sigma, in slices; 0 = off) and, on the training volumes, mixed with the
+    # interpolation between labeled slices (its share exp(-d / decay) at d
+    # slices from one; 0 = off). Measured on Colin27: docs/benchmarks.md.
+    predict_smoothing: float = 1.5
+    predict_prior_decay: float = 1.0
     # Streamed predictions replace the interpolation preview only once the
     # network's Dice on the labeled slices reaches this (0: stream at once).
     stream_min_fit: float = 0.0
@@ -229,7 +231,6 @@ class TrainConfig:
             "background_slice_share",
             "flip_prob",
             "rot90_prob",
-            "plane_share",
             "stream_min_fit",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:

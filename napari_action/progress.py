@@ -61,7 +61,7 @@ class TrainProgress:
     predictions: tuple[SlicePrediction, ...] = field(default_factory=tuple)
     #: Dice of the network on the labeled slices at the last check (None before the first).
     painted_fit: float | None = None
-    #: Whether streamed predictions have replaced the interpolation preview yet.
+    #: Whether streamed predictions are on (they wait until ``painted_fit`` reaches the config's gate).
     streaming: bool = True
 
     @property

@@ -47,6 +47,9 @@ from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker, training_threads
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
+from napari_action.config import TrainConfig
+from napari_action.data.annotations import infer_axis
+from napari_action.inference.interpolation import interpolation_preview
 from napari_action.inference.model_protocol import TrainableModel
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
 
@@ -218,7 +221,7 @@ class ActionWidget(QWidget):
         self.picker.refresh()
         try:
             plan = TrainingPlan.from_picker(self.picker)
-            factory, config = self._trainer_factory(plan)
+            factory, config, training = self._trainer_factory(plan)
         except ValueError as exc:
             show_error(f"ACTION: {exc}")
             self.status_label.setText(f"Not started: {exc}")
@@ -242,6 +245,7 @@ class ActionWidget(QWidget):
             layer.events.paint.connect(self._on_labels_painted)
         self.plot.clear()
         self.status_label.setText("Preparing the volumes…")
+        self._show_interpolation(config, training)
         run.start()
         self._refresh_buttons()
         return True
@@ -259,6 +263,11 @@ class ActionWidget(QWidget):
         init = self.session.training_init(labels, config.axis)
         if init.reason is not None:
             show_warning(f"ACTION: {init.reason}")
+        # The axis is settled here (not in the worker) so that the preview uses the trainer's.
+        if init.checkpoint is not None:
+            config = config.replace(axis=init.checkpoint.axis)
+        elif config.axis is None:
+            config = config.replace(axis=infer_axis(labels, fallback=viewer_axis))
         factory = partial(
             build_trainer,
             volumes,
@@ -269,7 +278,24 @@ class ActionWidget(QWidget):
             init=init.checkpoint,
             labeled_slices=training.labeled_slices,
         )
-        return factory, config
+        return factory, config, training
+
+    def _show_interpolation(self, config: TrainConfig, training: TrainingLabels) -> None:
+        """Fill the prediction layers with the interpolation between labeled slices, before any training.
+
+        It takes a fraction of a second and is what "fill between slices" tools
+        give; streamed network predictions replace it once the network does
+        better on the labeled slices (``stream_min_fit``).
+        """
+        for index, labels in enumerate(training.labels):
+            extra = (training.labeled_slices or {}).get(index, ())
+            preview = interpolation_preview(index, labels, config.axis, extra)
+            if preview is None:
+                continue
+            values = np.union1d([0], np.unique(preview.labels))
+            tracker = self._make_prediction_target(index, (self.session.plan.class_names(), values, config.axis))
+            if tracker is not None:
+                tracker.write(preview)
 
     def training_labels(self, plan: TrainingPlan, axis: int | None) -> TrainingLabels:
         """Snapshots of the painted labels with the accepted slices over them; warns about dropped slices."""
@@ -285,7 +311,7 @@ class ActionWidget(QWidget):
         device = trainer.device_label.split(",")[0]
         self.status_label.setText(f"Training on {device}, slicing axis {trainer.axis}…")
 
-    def _make_prediction_target(self, volume_index: int):
+    def _make_prediction_target(self, volume_index: int, classes: tuple | None = None):
         """Create (or reuse) the prediction layer of a training volume and its tracker.
 
         Done at the volume's first streamed write rather than on Train: adding
@@ -295,6 +321,8 @@ class ActionWidget(QWidget):
         from napari_action.inference.predictor import smallest_label_dtype  # torch-backed: see the module docstring
 
         session, trainer = self.session, self.session.trainer
+        # Before the trainer exists (the interpolation preview) the caller says which classes and axis.
+        class_names, class_values, axis = classes or (trainer.class_names, trainer.class_values, trainer.axis)
         image = session.plan.images[volume_index]
         if image not in self.viewer.layers:
             session.targets[volume_index] = None
@@ -302,12 +330,12 @@ class ActionWidget(QWidget):
         layer = prediction_layer_for(
             self.viewer,
             image,
-            trainer.class_names,
-            class_values=trainer.class_values,
+            class_names,
+            class_values=class_values,
             colormap=session.colormap,
-            dtype=smallest_label_dtype(trainer.class_values),
+            dtype=smallest_label_dtype(class_values),
         )
-        tracker = session.targets[volume_index] = session.tracker_for(layer, trainer.axis)
+        tracker = session.targets[volume_index] = session.tracker_for(layer, axis)
         return tracker
 
     def toggle_pause(self) -> None:

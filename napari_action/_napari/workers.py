@@ -93,8 +93,6 @@ def _drive(build: Callable[[], TrainableModel], background: bool = True) -> Gene
         trainer = build()
     queue: list = []
     received = _take((yield _Step(None, 0, trainer)), 0, queue)
-    if trainer.rounds == 0:  # a first run: show the interpolation until the network is better
-        received = _take((yield _Step(trainer.preview(), received)), received, queue)
     steps = trainer.iter_train()
     command = None  # a generator that has not started yet cannot take a message
     try:

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation
-from napari_action.data.planes import OrthogonalPlanes, random_window, sparse_target_volume, window_around
-from napari_action.inference.interpolation import SliceInterpolation, interpolate_class_slices
+from napari_action.inference.interpolation import SliceInterpolation, interpolate_annotation
 
 __all__ = [
     "SlicePool",
@@ -126,15 +125,11 @@ class SlicePool:
         annotation: SparseAnnotation,
         context: int = 0,
         prior: bool = False,
-        plane_share: float = 0.0,
     ) -> None:
         if int(context) < 0:
             raise ValueError(f"context must be >= 0, got {context}.")
-        if not 0.0 <= plane_share <= 1.0:
-            raise ValueError(f"plane_share must be in [0, 1], got {plane_share}.")
         self.context = int(context)
         self.use_prior = bool(prior)
-        self.plane_share = float(plane_share)
         self._volumes = [_as_float32_volume(v, i) for i, v in enumerate(volumes)]
         self._pad_values = [pad_value(v) for v in self._volumes]
         self.update_annotation(annotation)
@@ -166,14 +161,6 @@ class SlicePool:
         self._with_foreground = sorted(with_foreground)
         self._priors = _interpolate(annotation) if self.use_prior else {}
         self.between = [(v, s) for v, s in self.unlabeled if v in self._priors and self._priors[v].gap[s] > 0]
-        self._planes = (
-            [
-                OrthogonalPlanes(view, sparse_target_volume(annotation, v), self._pad_values[v], self.context)
-                for v, view in enumerate(self._views)
-            ]
-            if self.plane_share > 0
-            else []
-        )
 
     def image(self, volume_index: int, slice_index: int) -> np.ndarray:
         """Input channels of one whole slice, ``(C, H, W)`` float32 (a copy)."""
@@ -232,11 +219,6 @@ class SlicePool:
             raise ValueError("No labeled slices to sample from: paint at least one slice.")
         images, targets = [], []
         for _ in range(batch):
-            if self._planes and rng.random() < self.plane_share:
-                image, target = self._orthogonal_labeled(crop, rng, foreground_prob, background_share)
-                images.append(image)
-                targets.append(target)
-                continue
             if self._foreground and rng.random() < foreground_prob:
                 v, s, y0, x0 = self._foreground_window(crop, rng)
             else:
@@ -253,9 +235,6 @@ class SlicePool:
         images = []
         for _ in range(batch):
             v, s = self.unlabeled[rng.integers(len(self.unlabeled))]
-            if self._planes and rng.random() < self.plane_share:
-                images.append(self._orthogonal_unlabeled(v, crop, rng))
-                continue
             y0, x0 = self._random_window(v, crop, rng)
             images.append(self._crop_image(v, s, y0, x0, crop))
         return torch.from_numpy(np.stack(images))
@@ -287,11 +266,6 @@ class SlicePool:
         for _ in range(batch):
             pool = self.between if self.between and rng.random() < share else self.unlabeled
             v, s = pool[rng.integers(len(pool))]
-            if self._planes and rng.random() < self.plane_share:
-                images.append(self._orthogonal_unlabeled(v, crop, rng))
-                priors.append(np.full((crop, crop), IGNORE_INDEX, np.int64))
-                weights.append(np.zeros((crop, crop), np.float32))
-                continue
             y0, x0 = self._random_window(v, crop, rng)
             images.append(self._crop_image(v, s, y0, x0, crop))
             prior, weight = self._prior_crop(v, s, y0, x0, crop, decay)
@@ -328,39 +302,6 @@ class SlicePool:
         entries = self._foreground[classes[rng.integers(len(classes))]]
         k, flat = entries[rng.integers(len(entries))]
         return k, int(flat[rng.integers(flat.size)])
-
-    def _labeled_pixel(
-        self, rng: np.random.Generator, foreground_prob: float, background_share: float
-    ) -> tuple[int, int]:
-        """Index into ``labeled`` and a flat supervised pixel, foreground-balanced like the crops."""
-        if self._foreground and rng.random() < foreground_prob:
-            return self._foreground_pixel(rng)
-        k = self._pick_labeled_slice(rng, background_share)
-        if self._supervised is not None:
-            flat = self._supervised[k]
-            return k, int(flat[rng.integers(flat.size)])
-        v, _ = self.labeled[k]
-        return k, int(rng.integers(np.prod(self._views[v].shape[1:])))
-
-    def _orthogonal_labeled(
-        self, crop: int, rng: np.random.Generator, foreground_prob: float, background_share: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """A crop of a plane perpendicular to a labeled slice, through one of its pixels."""
-        k, pixel = self._labeled_pixel(rng, foreground_prob, background_share)
-        v, s = self.labeled[k]
-        planes = self._planes[v]
-        q = 1 + int(rng.integers(2))
-        index, point = planes.through(q, s, *divmod(pixel, self._views[v].shape[2]))
-        corner = window_around(point, planes.plane_shape(q), crop, rng)
-        return planes.image(q, index, corner, crop), planes.target(q, index, corner, crop)
-
-    def _orthogonal_unlabeled(self, v: int, crop: int, rng: np.random.Generator) -> np.ndarray:
-        """A random crop of a random plane perpendicular to the painted slices of volume ``v``."""
-        planes = self._planes[v]
-        q = 1 + int(rng.integers(2))
-        index = int(rng.integers(planes.shape[q]))
-        corner = random_window(planes.plane_shape(q), crop, rng)
-        return planes.image(q, index, corner, crop)
 
     def _labeled_window(
         self, crop: int, rng: np.random.Generator, background_share: float
@@ -415,15 +356,8 @@ class SlicePool:
 
 def _interpolate(annotation: SparseAnnotation) -> dict[int, SliceInterpolation]:
     """Interpolation between the labeled slices of each volume with at least two (slice mode only)."""
-    if annotation.mode != "slice":
-        return {}
-    priors = {}
-    for v in range(annotation.num_volumes):
-        slices = annotation.labeled_slices(v)
-        if len(slices) >= 2:
-            targets = {s: annotation.target(v, s) for s in slices}
-            priors[v] = interpolate_class_slices(targets, annotation.num_slices(v), annotation.num_classes)
-    return priors
+    priors = {v: interpolate_annotation(annotation, v) for v in range(annotation.num_volumes)}
+    return {v: found for v, found in priors.items() if found is not None and found.gap.any()}
 
 
 def _as_float32_volume(volume: np.ndarray, index: int) -> np.ndarray:

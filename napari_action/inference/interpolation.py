@@ -25,7 +25,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SliceInterpolation", "interpolate_class_slices", "interpolate_labels"]
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.progress import SlicePrediction
+
+#: Slices over which the preview's confidence halves, away from a labeled slice.
+PREVIEW_HALF_DISTANCE = 4.0
+
+__all__ = [
+    "SliceInterpolation",
+    "interpolate_annotation",
+    "interpolate_class_slices",
+    "interpolate_labels",
+    "interpolation_preview",
+]
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,19 @@ def _gaps(order: list[int], num_slices: int) -> np.ndarray:
     return gap
 
 
+def interpolate_annotation(annotation: SparseAnnotation, volume_index: int) -> SliceInterpolation | None:
+    """Interpolation between the labeled slices of one volume of an annotation (class ids).
+
+    None in scribble mode (unpainted pixels are unknown there, not background)
+    and for volumes without labeled slices.
+    """
+    slices = annotation.labeled_slices(volume_index)
+    if annotation.mode != "slice" or not slices:
+        return None
+    targets = {s: annotation.target(volume_index, s) for s in slices}
+    return interpolate_class_slices(targets, annotation.num_slices(volume_index), annotation.num_classes)
+
+
 def interpolate_labels(
     labels: np.ndarray,
     axis: int,
@@ -194,3 +219,25 @@ def interpolate_labels(
     in_plane = [1.0, 1.0] if spacing is None else [float(spacing[a]) for a in range(3) if a != axis]
     result = interpolate_class_slices(ids, moved.shape[0], values.size, in_plane)
     return np.moveaxis(values[result.classes].astype(labels.dtype), 0, axis)
+
+
+def interpolation_preview(
+    volume_index: int, labels: np.ndarray | None, axis: int, labeled_slices: Sequence[int] = ()
+) -> SlicePrediction | None:
+    """The interpolation over the painted range of one label volume, as a streamed-slice message.
+
+    What a front end shows the moment training starts. Confidence is 1 on
+    labeled slices and halves every ``PREVIEW_HALF_DISTANCE`` slices away from
+    them. None when fewer than two slices are labeled (nothing to interpolate).
+    """
+    if labels is None or np.ndim(labels) != 3:
+        return None
+    moved = np.moveaxis(np.asarray(labels), axis, 0)
+    labeled = np.union1d(np.flatnonzero(moved.reshape(moved.shape[0], -1).any(axis=1)), list(labeled_slices))
+    if labeled.size < 2:
+        return None
+    filled = np.moveaxis(interpolate_labels(labels, axis, labeled_slices), axis, 0)
+    first, last = int(labeled[0]), int(labeled[-1]) + 1
+    distance = np.abs(np.arange(first, last)[:, None] - labeled[None, :]).min(axis=1)
+    confidence = np.broadcast_to((0.5 ** (distance / PREVIEW_HALF_DISTANCE))[:, None, None], filled[first:last].shape)
+    return SlicePrediction(volume_index, axis, first, filled[first:last], confidence.astype(np.float32))

@@ -66,9 +66,6 @@ class TrainableModel(SegmentationModel, Protocol):
     def device_label(self) -> str:
         """The device it trains on, in words."""
 
-    def preview(self) -> TrainProgress:
-        """Step 0 of a first run: the interpolation between the labeled slices."""
-
     def round_steps(self, steps: int | None = None) -> int:
         """Steps the next ``iter_train(steps)`` will run."""
 

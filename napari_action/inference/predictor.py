@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from napari_action.data.slice_pool import normalize_volume, pad_value
+from napari_action.inference.interpolation import SliceInterpolation
+from napari_action.inference.postprocess import SliceSmoother, fuse_interpolation
 from napari_action.io.checkpoint import Checkpoint, build_inference_net, load_checkpoint
 from napari_action.label_values import smallest_label_dtype
 from napari_action.networks.unet import SPATIAL_MULTIPLE
@@ -72,7 +74,8 @@ class Predictor:
         context: int = 0,
         device: str | torch.device = "auto",
         amp: bool = True,
-        fuse_planes: bool = False,
+        smoothing: float = 0.0,
+        prior_decay: float = 0.0,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.net = net.to(self.device).eval()
@@ -80,7 +83,8 @@ class Predictor:
         self.axis = int(axis)
         self.context = int(context)
         self.amp = amp
-        self.fuse_planes = bool(fuse_planes)
+        self.smoothing = float(smoothing)
+        self.prior_decay = float(prior_decay)
         self._dtype = smallest_label_dtype(self.class_values)
 
     @classmethod
@@ -98,7 +102,8 @@ class Predictor:
             context=ckpt.config.model.context,
             device=device,
             amp=ckpt.config.amp,
-            fuse_planes=ckpt.config.plane_share > 0,
+            smoothing=ckpt.config.predict_smoothing,
+            prior_decay=ckpt.config.predict_prior_decay,
         )
 
     @torch.no_grad()
@@ -146,11 +151,16 @@ class Predictor:
         tta: bool = False,
         volume_index: int = 0,
         normalized: bool = False,
+        prior: SliceInterpolation | None = None,
     ) -> Iterator[PredictionUpdate]:
         """Predict a whole volume, yielding progress after every batch of slices.
 
-        The last update has ``done=True`` and carries ``labels`` (label values,
-        the volume's own axis order and shape) and ``confidence`` (max softmax
+        Probabilities are smoothed across slices (:attr:`smoothing`, in
+        slices) and, with a ``prior`` (the interpolation between the labeled
+        slices of this volume), mixed with it near labeled slices
+        (:attr:`prior_decay`); labeled slices then keep their labels. The last
+        update has ``done=True`` and carries ``labels`` (label values, the
+        volume's own axis order and shape) and ``confidence`` (max softmax
         probability) and ``entropy`` (normalised to [0, 1]) volumes.
         """
         if volume.ndim != 3:
@@ -158,19 +168,24 @@ class Predictor:
         axis = self.axis if axis is None else axis
         data = volume.astype(np.float32, copy=False) if normalized else normalize_volume(volume)
         moved = np.moveaxis(data, axis, 0)
-        if self.fuse_planes:
-            yield from self._iter_fused(moved, axis, batch_size, tta, volume_index)
-            return
         n_slices = moved.shape[0]
         labels = np.zeros(moved.shape, self._dtype)
         confidence = np.zeros(moved.shape, np.float32)
         entropy = np.zeros(moved.shape, np.float32)
+        smoother = SliceSmoother(self.smoothing, n_slices)
+        done = 0
         for start in range(0, n_slices, batch_size):
             stop = min(start + batch_size, n_slices)
-            labels[start:stop], probs = self.predict_slices(moved, start, stop, tta)
-            confidence[start:stop] = probs.max(axis=1)
-            entropy[start:stop] = normalized_entropy(probs)
-            yield PredictionUpdate(volume_index, stop, n_slices)
+            _, probs = self.predict_slices(moved, start, stop, tta)
+            for index, smoothed in (
+                ready for offset, p in enumerate(probs) for ready in smoother.push(start + offset, p)
+            ):
+                final = self._with_prior(smoothed, prior, index)
+                labels[index] = self.class_values[final.argmax(axis=0)]
+                confidence[index] = final.max(axis=0)
+                entropy[index] = normalized_entropy(final[None])[0]
+                done = index + 1
+            yield PredictionUpdate(volume_index, done, n_slices)
         yield PredictionUpdate(
             volume_index,
             n_slices,
@@ -181,32 +196,10 @@ class Predictor:
             entropy=np.moveaxis(entropy, 0, axis),
         )
 
-    def _iter_fused(
-        self, moved: np.ndarray, axis: int, batch_size: int, tta: bool, volume_index: int
-    ) -> Iterator[PredictionUpdate]:
-        """Average the probabilities of the three plane orientations (see :mod:`~napari_action.data.planes`)."""
-        total = sum(moved.shape)
-        probs = np.zeros((len(self.class_values), *moved.shape), np.float32)
-        done = 0
-        for q in range(3):
-            stack = np.moveaxis(moved, q, 0)
-            target = np.moveaxis(probs, q + 1, 0)
-            for start in range(0, stack.shape[0], batch_size):
-                stop = min(start + batch_size, stack.shape[0])
-                target[start:stop] += self.predict_slices(stack, start, stop, tta)[1]
-                yield PredictionUpdate(volume_index, done + stop, total)
-            done += stack.shape[0]
-        probs /= 3.0
-        labels = self.class_values[probs.argmax(axis=0)].astype(self._dtype)
-        yield PredictionUpdate(
-            volume_index,
-            total,
-            total,
-            done=True,
-            labels=np.moveaxis(labels, 0, axis),
-            confidence=np.moveaxis(probs.max(axis=0), 0, axis),
-            entropy=np.moveaxis(normalized_entropy(probs[None])[0], 0, axis),
-        )
+    def _with_prior(self, probs: np.ndarray, prior: SliceInterpolation | None, index: int) -> np.ndarray:
+        if prior is None or not prior.covered[index]:
+            return probs
+        return fuse_interpolation(probs, prior.classes[index], int(prior.distance[index]), self.prior_decay)
 
     def predict(self, volume: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Whole-volume ``(labels, confidence)``; see :meth:`iter_predict`."""

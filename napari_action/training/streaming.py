@@ -13,15 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.slice_pool import SlicePool
-from napari_action.inference.interpolation import interpolate_class_slices
 from napari_action.inference.predictor import Predictor
-from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import SlicePrediction
-
-#: Slices over which the preview's confidence falls by a factor e away from a labeled slice.
-PREVIEW_DECAY = 4.0
 
 
 class StreamCursor:
@@ -78,32 +72,6 @@ class StreamCursor:
         moved = np.moveaxis(volumes[volume], predictor.axis, 0)
         labels, probs = predictor.predict_slices(moved, start, stop)
         return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
-
-
-def interpolation_preview(annotation: SparseAnnotation) -> tuple[SlicePrediction, ...]:
-    """The interpolation between the painted slices of each volume, as streamed slices.
-
-    It is what the user sees the moment training starts, long before the
-    network has learnt anything: one :class:`SlicePrediction` per volume with
-    at least two labeled slices (slice mode), covering the painted range.
-    Confidence is 1 on labeled slices and decays with the distance to them.
-    """
-    if annotation.mode != "slice":
-        return ()
-    previews = []
-    for v in range(annotation.num_volumes):
-        slices = annotation.labeled_slices(v)
-        if len(slices) < 2:
-            continue
-        targets = {s: annotation.target(v, s) for s in slices}
-        filled = interpolate_class_slices(targets, annotation.num_slices(v), annotation.num_classes)
-        first, last = slices[0], slices[-1] + 1
-        values = annotation.to_values(filled.classes[first:last], zero_background=True)
-        labels = values.astype(smallest_label_dtype(annotation.class_values))
-        confidence = np.exp(-filled.distance[first:last] / PREVIEW_DECAY).astype(np.float32)
-        confidence = np.broadcast_to(confidence[:, None, None], labels.shape).copy()
-        previews.append(SlicePrediction(v, annotation.axis, first, labels, confidence))
-    return tuple(previews)
 
 
 class FitGate:

@@ -27,6 +27,7 @@ import torch
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.slice_pool import SlicePool, normalize_volume
+from napari_action.inference.interpolation import SliceInterpolation, interpolate_annotation
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
@@ -40,7 +41,7 @@ from napari_action.runtime import (
     seed_everything,
 )
 from napari_action.training import stages
-from napari_action.training.streaming import FitGate, StreamCursor, interpolation_preview
+from napari_action.training.streaming import FitGate, StreamCursor
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,6 @@ class Trainer:
             self.annotation,
             context=self.config.model.context,
             prior=self.config.loss.prior != "none",
-            plane_share=self.config.plane_share,
         )
         self.device = resolve_device(self.config.device)
         seed_everything(self.config.seed)
@@ -312,21 +312,6 @@ class Trainer:
         logs["total"] = float(loss.detach())
         return logs, lr
 
-    def preview(self) -> TrainProgress:
-        """Step 0: the interpolation between the labeled slices, shown before any training step."""
-        return TrainProgress(
-            stage="interpolation preview",
-            step=0,
-            total_steps=self.round_steps(),
-            losses={},
-            lr=0.0,
-            steps_per_second=0.0,
-            eta_seconds=float("inf"),
-            device=self.device_label,
-            predictions=interpolation_preview(self.annotation),
-            streaming=False,
-        )
-
     def _progress(self, stage: Stage, clock: _RateClock, logs, lr: float) -> TrainProgress:
         predictions = ()
         if self._stream.due(clock.done, self.config.stream_every_steps, self.config.stream_every_seconds):
@@ -364,14 +349,20 @@ class Trainer:
             context=self.config.model.context,
             device=self.device,
             amp=self.config.amp,
-            fuse_planes=self.config.plane_share > 0,
+            smoothing=self.config.predict_smoothing,
+            prior_decay=self.config.predict_prior_decay,
         )
 
+    def interpolation(self, volume_index: int) -> SliceInterpolation | None:
+        """The interpolation between the labeled slices of a training volume (class ids), if any."""
+        return interpolate_annotation(self.annotation, volume_index)
+
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
-        """Predict a training volume (by index) or any other 3D image."""
+        """Predict a training volume (by index: with its labeled slices as a prior) or any other 3D image."""
         if isinstance(volume, (int, np.integer)):
+            index = int(volume)
             return self.predictor().iter_predict(
-                self.volumes[volume], normalized=True, volume_index=int(volume), **kwargs
+                self.volumes[index], normalized=True, volume_index=index, prior=self.interpolation(index), **kwargs
             )
         return self.predictor().iter_predict(np.asarray(volume), **kwargs)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_action.data.slice_pool import normalize_volume
 from napari_action.inference.predictor import Predictor, normalized_entropy, predict_volume, slice_stack
 from napari_action.networks.unet import UNet
 from napari_action.progress import PredictionUpdate
@@ -106,6 +107,7 @@ def test_odd_sizes_are_padded_with_the_volume_minimum_and_cropped_back(trained):
 def test_iter_predict_reports_every_batch_then_the_result(trained):
     trainer, image, _ = trained
     predictor = trainer.predictor()
+    predictor.smoothing = 0.0  # no smoothing: every predicted slice is final at once
     updates = list(predictor.iter_predict(image, batch_size=4, volume_index=3))
     progress = [(u.volume_index, u.slices_done, u.total_slices, u.done) for u in updates]
     assert progress == [(3, 4, 10, False), (3, 8, 10, False), (3, 10, 10, False), (3, 10, 10, True)]
@@ -139,22 +141,6 @@ def test_axis_override_slices_along_another_axis(trained):
     assert default.shape == turned.shape and not np.array_equal(default, along_0)
 
 
-def test_fused_planes_average_the_three_slicing_directions(torch_seed):
-    predictor = untrained(axis=0, fuse_planes=True)
-    volume = np.random.default_rng(2).normal(size=(6, 20, 12)).astype(np.float32)
-    updates = list(predictor.iter_predict(volume, batch_size=8, normalized=True))
-    done = [u.slices_done for u in updates]
-    assert done == sorted(done) and done[-1] == updates[-1].total_slices == 6 + 20 + 12
-    result = final(updates)
-    probs = sum(
-        np.moveaxis(predictor.predict_slices(np.moveaxis(volume, q, 0), 0, volume.shape[q])[1], 0, q + 1)
-        for q in range(3)
-    )
-    probs /= 3.0
-    np.testing.assert_array_equal(result.labels, probs.argmax(axis=0))
-    np.testing.assert_allclose(result.confidence, probs.max(axis=0), rtol=1e-6)
-
-
 def test_normalized_entropy_is_one_when_uniform_and_zero_when_certain():
     uniform = np.full((2, 4, 3, 3), 0.25, np.float32)
     certain = np.zeros((2, 4, 3, 3), np.float32)
@@ -170,7 +156,7 @@ def test_predict_volume_takes_a_predictor_or_a_checkpoint_path(trained, tmp_path
     trainer, image, values = trained
     path = trainer.save_checkpoint(tmp_path / "model.pt")
     from_file = list(predict_volume(path, image, batch_size=4))
-    assert [u.slices_done for u in from_file] == [4, 8, 10, 10]
+    assert [u.slices_done for u in from_file] == [0, 3, 10, 10]  # smoothing finishes a slice 5 slices later
     result = final(from_file)
     assert result.labels.dtype == np.int16 and np.mean(result.labels == values) > 0.9
     # The same as the predictor of that checkpoint (built for the same device).
@@ -179,3 +165,38 @@ def test_predict_volume_takes_a_predictor_or_a_checkpoint_path(trained, tmp_path
     expected = final(predict_volume(loaded, image, batch_size=4))
     np.testing.assert_array_equal(result.labels, expected.labels)
     np.testing.assert_array_equal(result.confidence, expected.confidence)
+
+
+def test_smoothing_finishes_slices_once_their_neighbours_are_predicted(trained):
+    trainer, image, _ = trained
+    predictor = trainer.predictor()
+    assert predictor.smoothing == 1.5  # the default: a kernel radius of 5 slices
+    updates = list(predictor.iter_predict(image, batch_size=4))
+    assert [u.slices_done for u in updates] == [0, 3, 10, 10]
+
+
+def test_smoothing_averages_probabilities_across_slices_like_a_gaussian_filter(trained):
+    from scipy import ndimage
+
+    trainer, image, _ = trained
+    predictor = trainer.predictor()
+    predictor.smoothing = 0.0
+    data = normalize_volume(image)
+    moved = np.moveaxis(data, predictor.axis, 0)
+    probs = predictor.predict_slices(moved, 0, moved.shape[0])[1]
+    ones = np.ones(moved.shape[0])
+    expected = ndimage.gaussian_filter1d(probs, 1.5, axis=0, mode="constant", truncate=3.0)
+    expected /= ndimage.gaussian_filter1d(ones, 1.5, mode="constant", truncate=3.0)[:, None, None, None]
+    predictor.smoothing = 1.5
+    _, confidence = predictor.predict(data, normalized=True)
+    np.testing.assert_allclose(np.moveaxis(confidence, predictor.axis, 0), expected.max(axis=1), atol=1e-5)
+
+
+def test_a_prior_keeps_labeled_slices_and_leans_on_the_interpolation_next_to_them(trained):
+    trainer, image, truth = trained
+    prior = trainer.interpolation(0)
+    assert prior is not None
+    labels, _ = trainer.predictor().predict(image, prior=prior)
+    moved_labels, moved_truth = np.moveaxis(labels, trainer.axis, 0), np.moveaxis(truth, trainer.axis, 0)
+    for s in trainer.annotation.labeled_slices(0):
+        np.testing.assert_array_equal(moved_labels[s], moved_truth[s])
