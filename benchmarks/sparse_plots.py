@@ -85,17 +85,23 @@ def plot_per_class(runs: list[dict], k: int, path: Path) -> None:
 def plot_distance(runs: list[dict], k: int, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    chosen = [runs_of(runs, m, k)[0] for m in _methods(runs) if runs_of(runs, m, k)]
+    chosen = [(m, runs_of(runs, m, k)) for m in _methods(runs) if runs_of(runs, m, k)]
     if not chosen:
         return
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for run in chosen:
-        bins = run["by_distance"]
-        values = [np.nan if v is None else v for v in bins.values()]
-        ax.plot(list(bins), values, marker="o", label=run["method"])
+    for method, group in chosen:
+        bins = list(group[0]["by_distance"])
+        values = [
+            np.nanmean([np.nan if r["by_distance"][b] is None else r["by_distance"][b] for r in group]) for b in bins
+        ]
+        ax.plot(bins, values, marker="o", label=f"{method} (mean of {len(group)} runs)")
     ax.set(xlabel="distance to nearest painted slice (slices)", ylabel="per-slice mean Dice", ylim=(0, 1))
     ax.grid(alpha=0.3)
     _save(fig, ax, path)
+
+
+def _value(value: float | None) -> float:
+    return np.nan if value is None else value
 
 
 def overlay_slice(truth: np.ndarray, slices: list[int]) -> int:
@@ -126,8 +132,8 @@ def plot_overlay(out: Path, ds: Dataset, k: int, path: Path) -> None:
 
     panels = [
         (m, out / "preds" / f"{ds.name}_k{k}_{m}_s{r['seed']}.npz")
-        for m in ("action", "supervised", "rf")
-        for r in runs_of(load_results(out), m, k)[:1]
+        for m in ("action", "interpolation", "supervised", "rf")
+        for r in [r for r in runs_of(load_results(out), m, k) if not r.get("shift")][:1]
     ]
     panels = [(m, p) for m, p in panels if p.is_file()]
     if not panels:

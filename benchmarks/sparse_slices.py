@@ -55,17 +55,22 @@ from napari_action.inference.predictor import Predictor
 from napari_action.io.nifti import load_labels, load_volume
 from napari_action.training.trainer import Trainer
 
+#: The previous release's defaults: no interpolation prior, 600 stage-iii steps, no prediction post-processing.
+REFERENCE = {"loss": {"prior": "none"}, "steps_stage3": 600, "predict_smoothing": 0.0, "predict_prior_decay": 0.0}
 NETWORK_METHODS: dict[str, dict] = {
     "supervised": {"method": "supervised"},
+    # As many seconds as ACTION: a stage-iii step costs about three supervised steps.
+    "supervised-long": {"method": "supervised", "steps_stage3": 2700},
     "mean-teacher": {"method": "mean-teacher"},
     "action": {"method": "action"},
+    "action-0.1": {"method": "action", **REFERENCE},
     "action-no-distill": {"method": "action", "loss": {"use_global": False, "use_local": False}},
     "action-no-anco": {"method": "action", "loss": {"use_anco": False}},
     "upper": {"method": "supervised"},
 }
 ALL_METHODS = ("rf", "interpolation", "itk-interpolation", *NETWORK_METHODS)
 #: Methods whose trainer keeps an EMA teacher; the others predict with the student.
-EMA_METHODS = {"mean-teacher", "action", "action-no-distill", "action-no-anco"}
+EMA_METHODS = {"mean-teacher", "action", "action-0.1", "action-no-distill", "action-no-anco"}
 TPTBOX_FILES = {
     "tptbox-ct": ("sample_ct/sub-ct_label-22_ct.nii.gz", "sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz"),
     "tptbox-mri": ("sample_mri/sub-mri_label-6_T2w.nii.gz", "sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz"),
@@ -483,6 +488,7 @@ def save_prediction(out: Path, record: dict, pred: np.ndarray) -> None:
     folder = out / "preds"
     folder.mkdir(exist_ok=True)
     k = "half" if record["k"] is None else record["k"]
+    k = f"{k}_shift{record['shift']:+d}" if record.get("shift") else k
     np.savez_compressed(
         folder / f"{record['dataset']}_k{k}_{record['method']}_s{record['seed']}.npz",
         labels=pred.astype(np.uint8),

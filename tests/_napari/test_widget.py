@@ -17,6 +17,7 @@ from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import training_threads
 from napari_action._napari.widget import ActionWidget
+from napari_action.inference.interpolation import interpolate_labels
 from napari_action.progress import FocusRequest
 from napari_action.training.streaming import StreamCursor
 from tests.helpers.engine import tiny_overrides
@@ -34,7 +35,7 @@ def test_defaults(scene):
     assert widget.options.axis_combo.currentText() == "auto (inferred)"
     assert widget.options.budget_combo.currentText() == "cpu"
     assert widget.options.method_combo.currentText() == "action"
-    assert widget.options.steps_spin.value() == 600
+    assert widget.options.steps_spin.value() == 900
     assert widget.options.device_label.text().startswith("will use: CPU")
     devices = widget.options.device_combo
     assert [devices.itemText(i) for i in range(devices.count())][:2] == ["auto", "cpu"]
@@ -257,7 +258,9 @@ def test_trainer_errors_in_the_worker_are_notified(scene, qtbot):
     wait_finished(qtbot, widget)
     assert isinstance(widget.run.error, ValueError)
     assert messages_since(before, "error")
-    assert prediction_layer(viewer) is None
+    # The interpolation preview was shown at Train (it needs no network) and stays; nothing else was written.
+    preview = interpolate_labels(labels.data, axis=0)
+    np.testing.assert_array_equal(prediction_layer(viewer).data, preview)
     assert widget.train_button.isEnabled() and not widget.predict_button.isEnabled()
 
 
@@ -293,10 +296,32 @@ def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
     viewer, widget, labels, _ = scene
     widget.config_overrides = tiny_overrides(steps_stage3=400)
     widget.train_button.click()
-    qtbot.waitUntil(lambda: "vol ACTION" in viewer.layers, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.run.last_progress is not None, timeout=TIMEOUT)
     viewer.layers.remove("vol ACTION")
     step = widget.run.last_progress.step
     qtbot.waitUntil(lambda: widget.run.last_progress.step > step + 4, timeout=TIMEOUT)  # two more streams
     assert widget.run.is_running and "vol ACTION" not in viewer.layers
     widget.stop_training()
     wait_finished(qtbot, widget)
+
+
+def test_train_shows_the_interpolation_at_once_before_any_training_step(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    # Right after the click, on the GUI thread: no progress yet, the layer holds the interpolation.
+    assert widget.run.last_progress is None
+    np.testing.assert_array_equal(prediction_layer(viewer).data, interpolate_labels(labels.data, axis=0))
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+
+def test_streamed_predictions_wait_until_the_network_fits_the_painted_slices(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=12, stream_min_fit=1.0)  # a fit never reached
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    progress = widget.run.last_progress
+    assert progress.painted_fit is not None and not progress.streaming
+    np.testing.assert_array_equal(prediction_layer(viewer).data, interpolate_labels(labels.data, axis=0))
+    assert "interpolation shown" in widget.status_label.text()

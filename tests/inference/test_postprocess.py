@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_action.inference.postprocess import keep_largest_components
+from napari_action.inference.postprocess import SliceSmoother, fuse_interpolation, keep_largest_components
 
 
 def test_keeps_the_largest_pieces_of_each_label():
@@ -23,3 +23,48 @@ def test_keeps_the_largest_pieces_of_each_label():
 def test_keep_must_be_positive():
     with pytest.raises(ValueError, match="keep"):
         keep_largest_components(np.zeros((2, 2, 2), np.uint8), keep=0)
+
+
+def _push_all(smoother: SliceSmoother, stack: np.ndarray) -> dict[int, np.ndarray]:
+    done = {}
+    for index, probs in enumerate(stack):
+        done.update(smoother.push(index, probs))
+    return done
+
+
+def test_slice_smoother_matches_a_gaussian_filter_renormalised_at_the_ends():
+    from scipy import ndimage
+
+    stack = np.random.default_rng(0).random((20, 3, 4, 5)).astype(np.float32)
+    done = _push_all(SliceSmoother(1.5, 20), stack)
+    assert sorted(done) == list(range(20))
+    expected = ndimage.gaussian_filter1d(stack, 1.5, axis=0, mode="constant", truncate=3.0)
+    expected /= ndimage.gaussian_filter1d(np.ones(20), 1.5, mode="constant", truncate=3.0)[:, None, None, None]
+    np.testing.assert_allclose(np.stack([done[i] for i in range(20)]), expected, atol=1e-6)
+
+
+def test_slice_smoother_holds_only_the_kernel_and_passes_through_at_zero_sigma():
+    stack = np.random.default_rng(1).random((12, 2, 3, 3)).astype(np.float32)
+    smoother = SliceSmoother(1.0, 12)
+    for index, probs in enumerate(stack):
+        smoother.push(index, probs)
+        assert len(smoother._held) <= 2 * smoother.radius + 1
+    done = _push_all(SliceSmoother(0.0, 12), stack)
+    np.testing.assert_array_equal(np.stack([done[i] for i in range(12)]), stack)
+
+
+def test_slice_smoother_refuses_slices_out_of_order():
+    smoother = SliceSmoother(1.0, 5)
+    smoother.push(0, np.zeros((2, 1, 1)))
+    with pytest.raises(ValueError, match="in order"):
+        smoother.push(2, np.zeros((2, 1, 1)))
+
+
+def test_fuse_interpolation_lets_labels_win_on_labeled_slices_and_fades_away():
+    probs = np.zeros((3, 1, 2), np.float32)
+    probs[2] = 1.0  # the network says class 2 everywhere
+    prior = np.array([[1, 0]])
+    np.testing.assert_array_equal(fuse_interpolation(probs, prior, 0, 1.0).argmax(0), prior)
+    near = fuse_interpolation(probs, prior, 1, 1.0)  # share exp(-1) = 0.37 < 0.63: the network still wins
+    np.testing.assert_allclose(near[:, 0, 0], [0.0, np.exp(-1), 1 - np.exp(-1)], rtol=1e-6)
+    np.testing.assert_array_equal(fuse_interpolation(probs, prior, 3, 0.0), probs)

@@ -105,3 +105,22 @@ def test_predict_streams_the_next_chunk_along_the_predictor_axis(predictor):
         np.testing.assert_array_equal(streamed.labels, labels)
         np.testing.assert_array_equal(streamed.confidence, probs.max(axis=1))
         assert set(np.unique(streamed.labels)) <= {0, 3, 7}
+
+
+def test_fit_gate_opens_once_the_network_fits_the_labeled_slices_and_stays_open():
+    from napari_action.training.streaming import FitGate
+    from napari_action.training.trainer import Trainer
+    from tests.helpers.engine import disc_volume, sparse, tiny_config
+
+    image, truth = disc_volume(0)
+    trainer = Trainer([image], [sparse(truth)], tiny_config(method="supervised", steps_stage3=80, lr=0.05))
+    closed = FitGate(threshold=0.99)
+    assert closed.check(trainer.predictor(), trainer.pool) is not None and not closed.open
+    trainer.train()
+    gate = FitGate(threshold=0.6, slices_per_check=1)
+    fit = gate.check(trainer.predictor(), trainer.pool)
+    assert fit >= 0.6 and gate.open
+    gate.threshold = 1.1  # a later dip must not close it again
+    gate.check(trainer.predictor(), trainer.pool)
+    assert gate.open
+    assert FitGate(threshold=0.0).open  # no gate: stream at once
