@@ -148,7 +148,7 @@ class TrainConfig:
     predict_prior_decay: float = 1.0
     # Streamed predictions replace the interpolation preview only once the
     # network's Dice on the labeled slices reaches this (0: stream at once).
-    stream_min_fit: float = 0.0
+    stream_min_fit: float = 0.7
     amp: bool = True
     num_threads: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
