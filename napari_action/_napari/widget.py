@@ -51,6 +51,7 @@ from napari_action.config import TrainConfig
 from napari_action.data.annotations import infer_axis
 from napari_action.inference.interpolation import interpolation_preview
 from napari_action.inference.model_protocol import TrainableModel
+from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
 
 if TYPE_CHECKING:
@@ -318,8 +319,6 @@ class ActionWidget(QWidget):
         a layer costs napari a few hundred milliseconds of GUI time (vispy
         visuals), so they are spread over several hand-overs.
         """
-        from napari_action.inference.predictor import smallest_label_dtype  # torch-backed: see the module docstring
-
         session, trainer = self.session, self.session.trainer
         # Before the trainer exists (the interpolation preview) the caller says which classes and axis.
         class_names, class_values, axis = classes or (trainer.class_names, trainer.class_values, trainer.axis)

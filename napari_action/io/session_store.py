@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_action import __version__
+
 FORMAT = "napari-action-session"
 FORMAT_VERSION = 1
 _BACKUP = ".previous"
@@ -100,9 +102,7 @@ class HashCache:
 
 def save_session(path: str | os.PathLike, session: Session) -> Path:
     """Write ``session`` to the zarr store ``path`` (a folder, e.g. ``work.action.zarr``)."""
-    import zarr
-
-    from napari_action import __version__
+    import zarr  # ~0.3 s to import: loaded when a session is first written or read, not with the widget
 
     path = Path(path)
     partial = path.with_name(path.name + _PARTIAL)
@@ -169,7 +169,7 @@ def _switch_in(partial: Path, path: Path) -> None:
 
 def load_session(path: str | os.PathLike) -> Session:
     """Read a session store; fall back to the backup a crash mid-switch left behind."""
-    import zarr
+    import zarr  # see save_session
 
     path = Path(path)
     backup = path.with_name(path.name + _BACKUP)
@@ -225,7 +225,7 @@ def source_changed(volume: SessionVolume) -> bool | None:
 
 def checkpoint_to_bytes(checkpoint) -> bytes:
     """Serialise a :class:`~napari_action.io.checkpoint.Checkpoint` for a session store."""
-    from napari_action.io.checkpoint import save_checkpoint
+    from napari_action.io.checkpoint import save_checkpoint  # torch: loaded only when a model is stored
 
     with _scratch_file() as scratch:
         save_checkpoint(scratch, checkpoint)
@@ -234,7 +234,7 @@ def checkpoint_to_bytes(checkpoint) -> bytes:
 
 def checkpoint_from_bytes(data: bytes):
     """Inverse of :func:`checkpoint_to_bytes`."""
-    from napari_action.io.checkpoint import load_checkpoint
+    from napari_action.io.checkpoint import load_checkpoint  # torch: see checkpoint_to_bytes
 
     with _scratch_file() as scratch:
         scratch.write_bytes(data)
