@@ -172,19 +172,23 @@ def distillation_kl(
 
 
 @torch.no_grad()
-def pseudo_labels(teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
-    """Hard pseudo-labels and confidences from teacher logits ``(B, C, *spatial)``.
+def pseudo_labels(teacher_probs: Tensor) -> tuple[Tensor, Tensor]:
+    """Hard pseudo-labels and confidences from teacher class probabilities ``(B, C, *spatial)``.
+
+    The probabilities may already hold a prior (the interpolation between
+    labeled slices, see ``training/stages.py``); without one they are the
+    teacher's softmax.
 
     Returns
     -------
     labels : Tensor
         ``argmax`` class ids ``(B, *spatial)``, int64.
     confidence : Tensor
-        Maximum softmax probability ``(B, *spatial)``.
+        Maximum probability ``(B, *spatial)``.
     """
-    if teacher_logits.dim() < 3:
-        raise ValueError(f"pseudo_labels expects (B, C, *spatial), got {tuple(teacher_logits.shape)}.")
-    confidence, labels = torch.softmax(teacher_logits.detach().float(), dim=1).max(dim=1)
+    if teacher_probs.dim() < 3:
+        raise ValueError(f"pseudo_labels expects (B, C, *spatial), got {tuple(teacher_probs.shape)}.")
+    confidence, labels = teacher_probs.detach().float().max(dim=1)
     return labels, confidence
 
 

@@ -165,15 +165,16 @@ def _pseudo_labeled_batch(inp: StepInputs, batch_u: int):
     """Unlabeled images with teacher pseudo-labels, mixed and perturbed jointly.
 
     The teacher runs in eval mode on clean images (no dropout, running BN
-    statistics); CutMix moves image, labels and confidences together; only
+    statistics); with ``loss.prior`` its probabilities are mixed with the
+    interpolation between labeled slices first (docs/method.md, "Using the third
+    dimension"); CutMix moves image, labels and confidences together; only
     then is the image alone photometrically perturbed.
     """
     if inp.config.loss.prior != "none" and inp.pool.use_prior:
         images, prior, weight = _prior_batch(inp, batch_u)
     else:
         images, prior, weight = _unlabeled_batch(inp, batch_u), None, None
-    probs = _teacher_probabilities(inp, images, prior, weight)
-    confidence, pseudo = probs.max(dim=1)
+    pseudo, confidence = losses.pseudo_labels(_teacher_probabilities(inp, images, prior, weight))
     images, pseudo, confidence = cutmix(images, pseudo, confidence, inp.generator)
     # Stage iii's stronger jitter: contrast/brightness factors in 0.75-1.25.
     images = strong_photometric(images, inp.generator, jitter=0.25)

@@ -185,7 +185,7 @@ def test_distillation_kl_rejects_bad_shapes(student, teacher, queue):
 
 def test_pseudo_labels_are_argmax_and_max_probability():
     logits = torch.tensor([[[[3.0, 0.0]], [[1.0, 0.5]]]])  # (1, 2, 1, 2)
-    labels, confidence = pseudo_labels(logits)
+    labels, confidence = pseudo_labels(torch.softmax(logits, dim=1))
     assert labels.tolist() == [[[0, 1]]]
     expected = [math.exp(3) / (math.exp(3) + math.e), math.exp(0.5) / (1 + math.exp(0.5))]
     assert confidence.flatten().tolist() == pytest.approx(expected, rel=1e-6)

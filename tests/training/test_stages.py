@@ -213,3 +213,32 @@ def test_supervised_step_ignores_the_unlabeled_slices_the_others_learn_from(step
         torch.manual_seed(1)  # the same dropout in both runs
         losses.append(step(inputs)[0])
     assert torch.equal(losses[0], losses[1]) is not uses_unlabeled
+
+
+@pytest.mark.parametrize("prior", ["vote", "target"])
+def test_the_prior_decides_pseudo_labels_where_it_is_trusted_and_nowhere_else(prior):
+    inputs = step_inputs(with_loss(prior=prior))
+    images = torch.from_numpy(inputs.pool.image(0, 4)[None])  # a slice between the painted slices 2 and 7
+    prior_map = torch.full(images.shape[-2:], 1, dtype=torch.int64)[None]  # "class 1 everywhere"
+    prior_map[..., :4] = -1  # no prior in the first columns
+    weight = torch.ones_like(prior_map, dtype=torch.float32)
+    inputs.nets.teacher.eval()
+    with torch.no_grad():
+        teacher = torch.softmax(inputs.nets.teacher(images).logits.float(), dim=1)
+    mixed = stages._teacher_probabilities(inputs, images, prior_map, weight)
+    assert torch.equal(mixed[..., :4], teacher[..., :4])  # no prior: the teacher alone
+    assert torch.all(mixed[:, 1, :, 4:] == 1.0)  # full weight: the prior's class, certainly
+    half = stages._teacher_probabilities(inputs, images, prior_map, weight * 0.5)
+    if prior == "vote":
+        torch.testing.assert_close(
+            half[..., 4:], 0.5 * teacher[..., 4:] + 0.5 * (torch.arange(3) == 1).view(1, 3, 1, 1)
+        )
+    else:  # "target": trusted whatever the weight
+        assert torch.all(half[:, 1, :, 4:] == 1.0)
+
+
+def test_prior_crops_come_from_between_painted_slices_with_weights_falling_with_distance():
+    inputs = step_inputs(with_loss(prior="vote", prior_share=1.0))
+    _, prior, weight = inputs.pool.sample_unlabeled_with_prior(8, 32, np.random.default_rng(1), 1.0, 4.0)
+    assert (prior >= 0).any(dim=(1, 2)).all()  # share 1: every crop from a slice between 2 and 7
+    assert ((weight > 0) == (prior >= 0)).all() and weight.max() <= np.exp(-1 / 4.0) + 1e-6
