@@ -80,7 +80,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
     results = {}
     for index, subject in enumerate(subjects):
-        labels = trainer.predictor().predict(subject.image)[0]
+        # Each subject is a training volume: the painted one keeps its painted slices as a prior.
+        *_, final = trainer.predict_volume(index)
+        labels = final.labels
         save_labels(out / f"{subject.name}_action.nii.gz", labels, subject.meta, overwrite=True)
         save_labels(out / f"{subject.name}_truth.nii.gz", subject.labels, subject.meta, overwrite=True)
         _save_image(out / f"{subject.name}.nii.gz", subject.image, subject.meta)
