@@ -18,7 +18,6 @@ functions that use them, which run once a widget is made or a model is built.
 from __future__ import annotations
 
 import logging
-import math
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,7 @@ from napari_action._napari.plot import LossPlot
 from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
+from napari_action._napari.status import status_text
 from napari_action._napari.threads import new_worker, training_threads
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
 from napari_action.config import TrainConfig
@@ -58,35 +58,6 @@ if TYPE_CHECKING:
     import napari
 
 logger = logging.getLogger(__name__)
-
-
-def _format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}"
-
-
-def status_text(progress: TrainProgress) -> str:
-    """One line: stage, step/total, losses, speed, ETA, device, and how well the network fits the labeled slices."""
-    if progress.step == 0:
-        return f"Showing the interpolation between your slices; the network starts training on {progress.device}…"
-    losses = ", ".join(f"{k} {v:.3f}" for k, v in progress.losses.items() if k != "total")
-    total = progress.losses.get("total", float("nan"))
-    return (
-        f"{progress.stage} · step {progress.step}/{progress.total_steps} · loss {total:.3f}"
-        + (f" ({losses})" if losses else "")
-        + f" · {progress.steps_per_second:.2f} steps/s · ETA {_format_eta(progress.eta_seconds)}"
-        + f" · {progress.device}"
-        + _fit_text(progress)
-    )
-
-
-def _fit_text(progress: TrainProgress) -> str:
-    if progress.painted_fit is None:
-        return ""
-    text = f" · Dice on your slices {progress.painted_fit:.2f}"
-    return text if progress.streaming else text + " (interpolation shown until the network does better)"
 
 
 class ActionWidget(QWidget):

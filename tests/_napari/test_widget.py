@@ -325,3 +325,25 @@ def test_streamed_predictions_wait_until_the_network_fits_the_painted_slices(sce
     assert progress.painted_fit is not None and not progress.streaming
     np.testing.assert_array_equal(prediction_layer(viewer).data, interpolate_labels(labels.data, axis=0))
     assert "interpolation shown" in widget.status_label.text()
+
+
+def test_status_line_says_when_the_interpolation_is_still_shown():
+    from napari_action._napari.status import status_text
+    from napari_action.progress import TrainProgress
+
+    common = dict(
+        stage="stage iii: ACTION",
+        step=120,
+        total_steps=900,
+        losses={"total": 0.5, "sup": 0.3},
+        lr=1e-3,
+        steps_per_second=2.0,
+        eta_seconds=390.0,
+        device="CPU, 1 threads",
+    )
+    waiting = status_text(TrainProgress(**common, painted_fit=0.42, streaming=False))
+    assert "step 120/900" in waiting and "ETA 6:30" in waiting
+    assert "Dice on your slices 0.42 (interpolation shown until the network does better)" in waiting
+    streaming = status_text(TrainProgress(**common, painted_fit=0.81, streaming=True))
+    assert streaming.endswith("Dice on your slices 0.81")
+    assert "Dice" not in status_text(TrainProgress(**common))  # no check made yet
