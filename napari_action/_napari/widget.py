@@ -282,6 +282,8 @@ class ActionWidget(QWidget):
         # worker's own shows up with the first progress (see _on_progress).
         device = trainer.device_label.split(",")[0]
         self.status_label.setText(f"Training on {device}, slicing axis {trainer.axis}…")
+        for message in trainer.advice:
+            show_warning(f"ACTION: {message}")
 
     def _make_prediction_target(self, volume_index: int, classes: tuple | None = None):
         """Create (or reuse) the prediction layer of a training volume and its tracker.

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         f"axis {trainer.axis}, classes {trainer.class_values.tolist()}",
         file=sys.stderr,
     )
+    for message in trainer.advice:
+        print(f"Note: {message}", file=sys.stderr)
     run_training(trainer, TerminalProgress())
     path = trainer.save_checkpoint(args.out)
     print(f"Model written to {path}")

@@ -66,6 +66,10 @@ class TrainableModel(SegmentationModel, Protocol):
     def device_label(self) -> str:
         """The device it trains on, in words."""
 
+    @property
+    def advice(self) -> list[str]:
+        """Warnings about the labels to show the user before trusting the result."""
+
     def round_steps(self, steps: int | None = None) -> int:
         """Steps the next ``iter_train(steps)`` will run."""
 

@@ -147,6 +147,23 @@ class Trainer:
         return self.annotation.class_values
 
     @property
+    def advice(self) -> list[str]:
+        """What the user should know about these labels before trusting the result (front ends show it)."""
+        painted = sum(
+            1
+            for v in range(self.annotation.num_volumes)
+            for s in self.annotation.labeled_slices(v)
+            if (self.annotation.target(v, s) > 0).any()
+        )
+        if self.config.method == "action" and painted < 2:
+            # Measured on Colin27 (docs/benchmarks.md): one painted slice, ACTION 0.25 vs supervised 0.40.
+            return [
+                "With a single painted slice ACTION's pseudo-labels mislead it and it scores below the "
+                "supervised baseline: paint a second slice (or choose the method 'supervised')."
+            ]
+        return []
+
+    @property
     def device_label(self) -> str:
         return device_label(self.device)
 

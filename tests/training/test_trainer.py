@@ -199,3 +199,11 @@ def test_stop_requested_before_the_first_step_is_honoured(data):
     assert list(trainer.iter_train()) == []
     assert trainer.step == 0
     assert len(trainer.train()) == 7  # the request is consumed, the next run trains
+
+
+def test_one_painted_slice_comes_with_advice_and_two_without():
+    image, truth = disc_volume(0)
+    one = Trainer([image], [sparse(truth, slices=(4,))], tiny_config())
+    assert len(one.advice) == 1 and "second slice" in one.advice[0]
+    assert Trainer([image], [sparse(truth, slices=(4,))], tiny_config(method="supervised")).advice == []
+    assert Trainer([image], [sparse(truth)], tiny_config()).advice == []
