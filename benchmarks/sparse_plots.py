@@ -5,6 +5,7 @@ Split from ``sparse_slices.py``, which runs the protocol and calls :func:`plot_a
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +92,10 @@ def plot_distance(runs: list[dict], k: int, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for method, group in chosen:
         bins = list(group[0]["by_distance"])
-        values = [
-            np.nanmean([np.nan if r["by_distance"][b] is None else r["by_distance"][b] for r in group]) for b in bins
-        ]
+        # A bin no slice falls in (e.g. beyond 16 slices at k = 7) stays empty: NaN, no point drawn.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = [np.nanmean([_value(r["by_distance"][b]) for r in group]) for b in bins]
         ax.plot(bins, values, marker="o", label=f"{method} (mean of {len(group)} runs)")
     ax.set(xlabel="distance to nearest painted slice (slices)", ylabel="per-slice mean Dice", ylim=(0, 1))
     ax.grid(alpha=0.3)

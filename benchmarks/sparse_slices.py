@@ -38,6 +38,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from sparse_baselines import run_interpolation, run_itk_interpolation, run_rf  # sibling modules (run as a script)
+from sparse_results import load_results, run_key, save_prediction, save_results
 
 from napari_action.config import BUDGETS, TrainConfig
 from napari_action.data.samples import (
@@ -48,9 +50,7 @@ from napari_action.data.samples import (
     make_phantom,
     sparse_from_truth,
 )
-from napari_action.data.slice_pool import normalize_volume
 from napari_action.evaluation.metrics import evaluate
-from napari_action.inference.interpolation import interpolate_labels
 from napari_action.inference.predictor import Predictor
 from napari_action.io.nifti import load_labels, load_volume
 from napari_action.training.trainer import Trainer
@@ -222,75 +222,6 @@ def score(ds: Dataset, pred: np.ndarray, excluded: list[int]) -> dict:
     return result.to_dict()
 
 
-# --------------------------------------------------------------------------- random forest
-
-
-def _rf_features(image2d: np.ndarray) -> np.ndarray:
-    from skimage.feature import multiscale_basic_features
-
-    return multiscale_basic_features(image2d, sigma_min=1, sigma_max=16, channel_axis=None)
-
-
-def _balanced_pixels(features: list, targets: list, per_class: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    x = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features])
-    y = np.concatenate([t.ravel() for t in targets])
-    keep = [
-        rng.choice(np.flatnonzero(y == c), min(per_class, int((y == c).sum())), replace=False) for c in np.unique(y)
-    ]
-    keep = np.concatenate(keep)
-    return x[keep], y[keep]
-
-
-def run_rf(ds: Dataset, slices: list[int], seed: int, per_class: int = 5000) -> tuple[dict, np.ndarray]:
-    """Random forest on the painted slices' pixels; predicted slice by slice."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    moved = np.moveaxis(normalize_volume(ds.image), ds.axis, 0)
-    truth = np.moveaxis(ds.truth, ds.axis, 0)
-    start = time.perf_counter()
-    x, y = _balanced_pixels(
-        [_rf_features(moved[s]) for s in slices], [truth[s] for s in slices], per_class, np.random.default_rng(seed)
-    )
-    forest = RandomForestClassifier(n_estimators=100, max_depth=20, n_jobs=2, random_state=seed).fit(x, y)
-    train_s = time.perf_counter() - start
-    start = time.perf_counter()
-    pred = np.stack([forest.predict(_rf_features(m).reshape(-1, x.shape[1])).reshape(m.shape) for m in moved])
-    timing = {"train_s": train_s, "inference_s": time.perf_counter() - start, "pixels": int(y.size)}
-    return timing, np.moveaxis(pred.astype(ds.truth.dtype), 0, ds.axis)
-
-
-# --------------------------------------------------------------------------- interpolation
-
-
-def run_interpolation(ds: Dataset, slices: list[int]) -> tuple[dict, np.ndarray]:
-    """Signed-distance interpolation between the painted slices (nothing outside their range)."""
-    start = time.perf_counter()
-    pred = interpolate_labels(sparse_from_truth(ds.truth, ds.axis, slices), ds.axis, slices, ds.spacing)
-    return {"train_s": 0.0, "inference_s": time.perf_counter() - start}, pred
-
-
-def _itk_fill(sparse: np.ndarray, axis: int) -> np.ndarray:
-    """ITK's MorphologicalContourInterpolator (3D Slicer's "Fill between slices") along ``axis``."""
-    import itk  # optional: pip install itk-morphologicalcontourinterpolation
-
-    image = itk.image_from_array(np.ascontiguousarray(sparse.astype(np.uint16)))
-    interpolator = itk.MorphologicalContourInterpolator.New(image)
-    interpolator.SetAxis(2 - axis)  # ITK orders axes x, y, z: numpy's reversed
-    interpolator.Update()
-    return itk.array_from_image(interpolator.GetOutput()).astype(sparse.dtype)
-
-
-def run_itk_interpolation(ds: Dataset, slices: list[int]) -> tuple[dict, np.ndarray]:
-    """ITK's morphological contour interpolation, in a child process (ITK can abort at interpreter exit)."""
-    import multiprocessing
-
-    sparse = sparse_from_truth(ds.truth, ds.axis, slices)
-    start = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        pred = pool.apply(_itk_fill, (sparse, ds.axis))
-    return {"train_s": 0.0, "inference_s": time.perf_counter() - start}, pred
-
-
 # --------------------------------------------------------------------------- networks
 
 
@@ -398,102 +329,6 @@ def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict
     timing["predictor"] = primary
     others = {name: score(ds, p, slices)["mean_dice"] for name, p in preds.items() if name != primary}
     return timing, preds[primary], others
-
-
-# --------------------------------------------------------------------------- results
-
-
-def run_key(record: dict) -> tuple:
-    return (record["dataset"], record["axis"], record["k"], record.get("shift", 0), record["method"], record["seed"])
-
-
-def load_results(out: Path) -> list[dict]:
-    path = out / "results.json"
-    return json.loads(path.read_text())["runs"] if path.is_file() else []
-
-
-def save_results(out: Path, runs: list[dict]) -> None:
-    runs = sorted(runs, key=lambda r: (r["dataset"], str(r["k"]), ALL_METHODS.index(r["method"]), r["seed"]))
-    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
-    (out / "results.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=1))
-    (out / "results.md").write_text(summary_table(runs) + markdown_table(runs))
-
-
-def _fmt(value, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _mean_sd(values: list[float | None], digits: int) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-
-
-def summary_table(runs: list[dict]) -> str:
-    """Mean ± sample standard deviation over seeds, one row per dataset, k and method."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        k = str(r["k"]) + (f" (shift {r['shift']:+d})" if r.get("shift") else "")
-        groups.setdefault((r["dataset"], r["axis"], k, r["method"]), []).append(r)
-    lines = [
-        "| dataset | k | method | seeds | Dice | HD95 mm | ASD mm | train s | steps/s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (dataset, axis, k, method), group in groups.items():
-        scores = [r["scores"] for r in group]
-        timing = [r["timing"] for r in group]
-        lines.append(
-            f"| {dataset} (axis {axis}) | {'every 2nd' if k == 'None' else k} | {method} | {len(group)} | "
-            f"**{_mean_sd([s['mean_dice'] for s in scores], 3)}** | "
-            f"{_mean_sd([s['mean_hd95_mm'] for s in scores], 1)} | {_mean_sd([s['mean_asd_mm'] for s in scores], 2)} | "
-            f"{_mean_sd([t['train_s'] for t in timing], 0)} | {_mean_sd([t.get('steps_per_s') for t in timing], 2)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def markdown_table(runs: list[dict]) -> str:
-    """One row per run: means, per-class Dice, time and memory."""
-    lines = []
-    for dataset in sorted({r["dataset"] for r in runs}):
-        subset = [r for r in runs if r["dataset"] == dataset]
-        names = [row["name"] for row in subset[0]["scores"]["rows"]]
-        lines += [
-            f"\n**{dataset}**, axis {subset[0]['axis']}\n",
-            "| k | method | Dice | HD95 mm | ASD mm | "
-            + " | ".join(names)
-            + " | train s | steps | steps/s | 1st stream s | peak MB |",
-            "|---|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|",
-        ]
-        lines += [_markdown_row(r) for r in subset]
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_row(r: dict) -> str:
-    s, t = r["scores"], r["timing"]
-    per_class = " | ".join(_fmt(row["dice"]) for row in s["rows"])
-    k = "every 2nd" if r["k"] is None else r["k"]
-    steps = t.get("steps", "–")
-    speed = _fmt(t.get("steps_per_s"), 2)
-    return (
-        f"| {k} | {r['method']} | **{_fmt(s['mean_dice'])}** | {_fmt(s['mean_hd95_mm'], 1)} | "
-        f"{_fmt(s['mean_asd_mm'], 2)} | {per_class} | {t['train_s']:.0f} | {steps} | {speed} | "
-        f"{_fmt(t.get('first_stream_s'), 1)} | {_fmt(t.get('peak_rss_delta_mb'), 0)} |"
-    )
-
-
-def save_prediction(out: Path, record: dict, pred: np.ndarray) -> None:
-    folder = out / "preds"
-    folder.mkdir(exist_ok=True)
-    k = "half" if record["k"] is None else record["k"]
-    k = f"{k}_shift{record['shift']:+d}" if record.get("shift") else k
-    np.savez_compressed(
-        folder / f"{record['dataset']}_k{k}_{record['method']}_s{record['seed']}.npz",
-        labels=pred.astype(np.uint8),
-        slices=np.asarray(record["slices"]),
-    )
 
 
 # --------------------------------------------------------------------------- analysis and plots
@@ -641,7 +476,7 @@ def main(argv=None) -> None:
         for method, k in settings(args):
             record, pred = run_one(ds, method, k, args)
             runs = [r for r in load_results(args.out_dir) if run_key(r) != run_key(record)] + [record]
-            save_results(args.out_dir, runs)
+            save_results(args.out_dir, runs, ALL_METHODS, peak_rss_mb())
             save_prediction(args.out_dir, record, pred)
             print(
                 f"k={k} {method}: Dice {record['scores']['mean_dice']:.3f} "
