@@ -56,7 +56,7 @@ from napari_action.io.nifti import load_labels, load_volume
 from napari_action.training.trainer import Trainer
 
 #: The previous release's defaults: no interpolation prior, 600 stage-iii steps, no prediction post-processing.
-REFERENCE = {"loss": {"prior": "none"}, "steps_stage3": 600, "predict_smoothing": 0.0, "predict_prior_decay": 0.0}
+REFERENCE = {"loss": {"prior": "none"}, "steps_stage3": 600, "predict_smoothing_mm": 0.0, "predict_prior_decay_mm": 0.0}
 NETWORK_METHODS: dict[str, dict] = {
     "supervised": {"method": "supervised"},
     # As many seconds as ACTION: a stage-iii step costs about three supervised steps.
@@ -295,8 +295,8 @@ def predictors(trainer: Trainer, method: str) -> dict[str, Predictor]:
         context=primary.context,
         device=trainer.device,
         amp=primary.amp,
-        smoothing=primary.smoothing,
-        prior_decay=primary.prior_decay,
+        smoothing_mm=primary.smoothing_mm,
+        prior_decay_mm=primary.prior_decay_mm,
     )
     return {"teacher": primary, "student": student}
 
@@ -312,12 +312,15 @@ def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict
             network_config(ds, method, args),
             labeled_slices={0: slices},
             class_names=ds.class_names,
+            spacings=[ds.spacing],
         )
         timing = {"setup_s": time.perf_counter() - start} | train_timed(trainer)
         preds = {}
         for name, predictor in predictors(trainer, method).items():
             start = time.perf_counter()
-            preds[name] = predictor.predict(trainer.volumes[0], normalized=True, prior=trainer.interpolation(0))[0]
+            preds[name] = predictor.predict(
+                trainer.volumes[0], normalized=True, prior=trainer.interpolation(0), spacing=ds.spacing
+            )[0]
             timing[f"inference_{name}_s"] = time.perf_counter() - start
     timing["peak_rss_delta_mb"] = memory.delta_mb
     if args.save_models:

@@ -141,11 +141,12 @@ class TrainConfig:
     stream_every_seconds: float = 5.0
     stream_slices: int = 16
     # Whole-volume prediction: probabilities smoothed across slices (Gaussian
-    # sigma, in slices; 0 = off) and, on the training volumes, mixed with the
-    # interpolation between labeled slices (its share exp(-d / decay) at d
-    # slices from one; 0 = off). Measured on Colin27: docs/benchmarks.md.
-    predict_smoothing: float = 1.5
-    predict_prior_decay: float = 1.0
+    # sigma in millimetres along the slicing axis; 0 = off) and, on the training
+    # volumes, mixed with the interpolation between labeled slices (its share
+    # exp(-d / decay) at d mm from one; 0 = off). In mm, not slices: on 8 mm
+    # slices a 1.5-slice sigma cost the phantom 0.02-0.06 Dice. docs/benchmarks.md.
+    predict_smoothing_mm: float = 1.5
+    predict_prior_decay_mm: float = 1.0
     # Streamed predictions replace the interpolation preview only once the
     # network's Dice on the labeled slices reaches this (0: stream at once).
     stream_min_fit: float = 0.7

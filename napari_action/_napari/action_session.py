@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from napari.qt.threading import WorkerBase
 
+from napari_action._napari.files.export import layer_geometry
 from napari_action._napari.layers import (
     EditTracker,
     class_names_of,
@@ -162,7 +163,9 @@ class TrainingInit(NamedTuple):
     reason: str | None = None  # why the loaded model's checkpoint is not continued
 
 
-def build_trainer(volumes, labels, config, viewer_axis: int, class_names, init=None, labeled_slices=None):
+def build_trainer(
+    volumes, labels, config, viewer_axis: int, class_names, init=None, labeled_slices=None, spacings=None
+):
     """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
 
     With ``config.axis`` None the slicing axis is inferred from the labels,
@@ -178,7 +181,9 @@ def build_trainer(volumes, labels, config, viewer_axis: int, class_names, init=N
         config = config.replace(model=init.config.model, axis=init.axis)
     if config.axis is None:
         config = config.replace(axis=infer_axis(labels, fallback=viewer_axis))
-    return Trainer(volumes, labels, config, class_names=class_names, init=init, labeled_slices=labeled_slices)
+    return Trainer(
+        volumes, labels, config, class_names=class_names, init=init, labeled_slices=labeled_slices, spacings=spacings
+    )
 
 
 class ActionSession:
@@ -274,17 +279,21 @@ class ActionSession:
             tracker.disconnect()
             self.targets = [None if t is tracker else t for t in self.targets]
 
-    def prediction_items(self, viewer, names=None) -> list[tuple[str, Any]]:
-        """(image name, volume index or array) for every opened 3D image (or those in ``names``)."""
+    def prediction_items(self, viewer, names=None) -> list[tuple[str, Any, tuple | None]]:
+        """(image name, volume index or array, voxel size or None) for every opened 3D image (or those in ``names``).
+
+        A training volume is given by its index (the trainer knows its voxel size
+        and its labeled slices); any other image as an array with its voxel size.
+        """
         items = []
         for image in image_layers(viewer):
             if names is not None and image.name not in names:
                 continue
             index = None if self.plan is None else _index(self.plan.images, image)
             if index is not None:
-                items.append((image.name, index))
+                items.append((image.name, index, None))
             else:
-                items.append((image.name, layer_array(image)))
+                items.append((image.name, layer_array(image), layer_geometry(image).spacing))
         return items
 
     # -- jobs that need the trainer to themselves --------------------------------------

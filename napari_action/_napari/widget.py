@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 from superqt.utils import qthrottled
 
 from napari_action._napari.action_session import ActionSession, TrainingPlan, build_trainer, viewer_slicing_axis
+from napari_action._napari.files.export import layer_geometry
 from napari_action._napari.files.panel import FilesPanel
 from napari_action._napari.form import LayerPicker, OptionsForm
 from napari_action._napari.layers import is_mid_stroke, layer_array, prediction_layer_for
@@ -227,6 +228,7 @@ class ActionWidget(QWidget):
         viewer_axis = viewer_slicing_axis(self.viewer)
         config = self.options.config(self.options.axis_choice(viewer_axis), training_threads(), **self.config_overrides)
         volumes = [layer_array(image) for image in plan.images]
+        spacings = [layer_geometry(image).spacing for image in plan.images]
         # The accepted slices join the painted labels (and fix the axis they were accepted along).
         training = self.training_labels(plan, axis=config.axis)
         if config.axis is None and training.axis is not None:
@@ -249,6 +251,7 @@ class ActionWidget(QWidget):
             plan.class_names(),
             init=init.checkpoint,
             labeled_slices=training.labeled_slices,
+            spacings=spacings,
         )
         return factory, config, training
 

@@ -341,11 +341,12 @@ class TrainingRun:
             self.callbacks.finished()
 
 
-def _predict_all(model: SegmentationModel, items: Sequence[tuple[Any, int | np.ndarray]]) -> Generator:
+def _predict_all(model: SegmentationModel, items: Sequence[tuple[Any, int | np.ndarray, tuple | None]]) -> Generator:
     lower_thread_priority()
     cap_torch_threads(model.config.num_threads)
-    for key, volume in items:
-        for update in model.predict_volume(volume):
+    for key, volume, spacing in items:
+        extra = {} if spacing is None else {"spacing": spacing}
+        for update in model.predict_volume(volume, **extra):
             yield key, update
 
 
@@ -356,9 +357,10 @@ class PredictionJob:
     ----------
     trainer : SegmentationModel
         A trainer or a loaded model; do not train it at the same time.
-    items : sequence of (key, volume)
-        ``volume`` is a training-volume index or a 3D array; ``key`` comes
-        back with every update.
+    items : sequence of (key, volume, spacing)
+        ``volume`` is a training-volume index or a 3D array, ``spacing`` its
+        voxel size in mm (None: the model's own, or 1 mm); ``key`` comes back
+        with every update.
     on_update : callable
         ``on_update(key, PredictionUpdate)`` on the GUI thread; the last
         update of a volume has ``done=True`` and the labels.

@@ -73,7 +73,13 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
     warmup = {} if args.warmup is None else {"steps_stage1": args.warmup, "steps_stage2": args.warmup}
     config = config_from_args(args, axis=DEMO_AXIS, **warmup)
-    trainer = Trainer([s.image for s in subjects], [sparse], config, class_names=PHANTOM_CLASS_NAMES)
+    trainer = Trainer(
+        [s.image for s in subjects],
+        [sparse],
+        config,
+        class_names=PHANTOM_CLASS_NAMES,
+        spacings=[s.meta.zooms[:3] for s in subjects],
+    )
     _say(f"Training {trainer.config.method} on {trainer.device_label} ({trainer.config.total_steps} steps)...")
     run_training(trainer, TerminalProgress())
     trainer.save_checkpoint(out / "model.pt")

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.image:
         volume, meta = load_volume(path)
-        labels, _ = predictor.predict(volume, tta=args.tta)
+        labels, _ = predictor.predict(volume, tta=args.tta, spacing=meta.zooms[:3])
         if args.largest_components:
             labels = keep_largest_components(labels, args.largest_components)
         target = save_labels(output_path(args.out_dir, path), labels, meta, overwrite=args.overwrite)

@@ -49,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.labels) > len(args.image):
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
-    images = [load_volume(path)[0] for path in args.image]
+    loaded = [load_volume(path) for path in args.image]
+    images = [volume for volume, _ in loaded]
     labels = [load_labels(path)[0] for path in args.labels]
     extra = {0: args.labeled_slices} if args.labeled_slices else None
-    trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra)
+    spacings = [meta.zooms[:3] for _, meta in loaded]
+    trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
     print(
         f"Training {trainer.config.method} on {trainer.device_label}: {len(images)} volume(s), "
         f"axis {trainer.axis}, classes {trainer.class_values.tolist()}",

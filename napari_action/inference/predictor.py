@@ -74,8 +74,8 @@ class Predictor:
         context: int = 0,
         device: str | torch.device = "auto",
         amp: bool = True,
-        smoothing: float = 0.0,
-        prior_decay: float = 0.0,
+        smoothing_mm: float = 0.0,
+        prior_decay_mm: float = 0.0,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.net = net.to(self.device).eval()
@@ -83,8 +83,8 @@ class Predictor:
         self.axis = int(axis)
         self.context = int(context)
         self.amp = amp
-        self.smoothing = float(smoothing)
-        self.prior_decay = float(prior_decay)
+        self.smoothing_mm = float(smoothing_mm)
+        self.prior_decay_mm = float(prior_decay_mm)
         self._dtype = smallest_label_dtype(self.class_values)
 
     @classmethod
@@ -102,8 +102,8 @@ class Predictor:
             context=ckpt.config.model.context,
             device=device,
             amp=ckpt.config.amp,
-            smoothing=ckpt.config.predict_smoothing,
-            prior_decay=ckpt.config.predict_prior_decay,
+            smoothing_mm=ckpt.config.predict_smoothing_mm,
+            prior_decay_mm=ckpt.config.predict_prior_decay_mm,
         )
 
     @torch.no_grad()
@@ -152,13 +152,15 @@ class Predictor:
         volume_index: int = 0,
         normalized: bool = False,
         prior: SliceInterpolation | None = None,
+        spacing: Sequence[float] | None = None,
     ) -> Iterator[PredictionUpdate]:
         """Predict a whole volume, yielding progress after every batch of slices.
 
-        Probabilities are smoothed across slices (:attr:`smoothing`, in
-        slices) and, with a ``prior`` (the interpolation between the labeled
-        slices of this volume), mixed with it near labeled slices
-        (:attr:`prior_decay`); labeled slices then keep their labels. The last
+        Probabilities are smoothed across slices (:attr:`smoothing_mm`) and,
+        with a ``prior`` (the interpolation between the labeled slices of this
+        volume), mixed with it near labeled slices (:attr:`prior_decay_mm`);
+        labeled slices then keep their labels. ``spacing`` (voxel size in mm,
+        one per array axis; default 1 mm) turns millimetres into slices. The last
         update has ``done=True`` and carries ``labels`` (label values, the
         volume's own axis order and shape) and ``confidence`` (max softmax
         probability) and ``entropy`` (normalised to [0, 1]) volumes.
@@ -172,19 +174,20 @@ class Predictor:
         labels = np.zeros(moved.shape, self._dtype)
         confidence = np.zeros(moved.shape, np.float32)
         entropy = np.zeros(moved.shape, np.float32)
-        smoother = SliceSmoother(self.smoothing, n_slices)
+        thickness = 1.0 if spacing is None else float(spacing[axis])
+        smoother = SliceSmoother(self.smoothing_mm / thickness, n_slices)
+        decay = self.prior_decay_mm / thickness
         done = 0
         for start in range(0, n_slices, batch_size):
             stop = min(start + batch_size, n_slices)
             _, probs = self.predict_slices(moved, start, stop, tta)
-            for index, smoothed in (
-                ready for offset, p in enumerate(probs) for ready in smoother.push(start + offset, p)
-            ):
-                final = self._with_prior(smoothed, prior, index)
-                labels[index] = self.class_values[final.argmax(axis=0)]
-                confidence[index] = final.max(axis=0)
-                entropy[index] = normalized_entropy(final[None])[0]
-                done = index + 1
+            for offset, slice_probs in enumerate(probs):
+                for index, smoothed in smoother.push(start + offset, slice_probs):
+                    final = self._with_prior(smoothed, prior, index, decay)
+                    labels[index] = self.class_values[final.argmax(axis=0)]
+                    confidence[index] = final.max(axis=0)
+                    entropy[index] = normalized_entropy(final[None])[0]
+                    done = index + 1
             yield PredictionUpdate(volume_index, done, n_slices)
         yield PredictionUpdate(
             volume_index,
@@ -196,10 +199,11 @@ class Predictor:
             entropy=np.moveaxis(entropy, 0, axis),
         )
 
-    def _with_prior(self, probs: np.ndarray, prior: SliceInterpolation | None, index: int) -> np.ndarray:
+    @staticmethod
+    def _with_prior(probs: np.ndarray, prior: SliceInterpolation | None, index: int, decay: float) -> np.ndarray:
         if prior is None or not prior.covered[index]:
             return probs
-        return fuse_interpolation(probs, prior.classes[index], int(prior.distance[index]), self.prior_decay)
+        return fuse_interpolation(probs, prior.classes[index], int(prior.distance[index]), decay)
 
     def predict(self, volume: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Whole-volume ``(labels, confidence)``; see :meth:`iter_predict`."""

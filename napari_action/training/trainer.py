@@ -80,6 +80,9 @@ class Trainer:
         Names of label values, kept in checkpoints.
     init : str, Path or Checkpoint, optional
         Start from these weights (continue from your own model).
+    spacings : sequence of (float, float, float), optional
+        Voxel size in mm of each volume, per array axis (default 1 mm): the
+        whole-volume prediction smooths across slices in millimetres.
 
     Raises
     ------
@@ -96,6 +99,7 @@ class Trainer:
         labeled_slices: Mapping[int, Sequence[int]] | None = None,
         class_names: Mapping[int, str] | None = None,
         init: str | Path | Checkpoint | None = None,
+        spacings: Sequence[Sequence[float]] | None = None,
     ):
         self.config = config or TrainConfig.preset("cpu")
         self.config.validate()
@@ -114,6 +118,7 @@ class Trainer:
         )
         self.volumes = [normalize_volume(v) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
+        self.spacings = _check_spacings(spacings, raw)
         self.pool = SlicePool(
             self.volumes,
             self.annotation,
@@ -371,8 +376,8 @@ class Trainer:
             context=self.config.model.context,
             device=self.device,
             amp=self.config.amp,
-            smoothing=self.config.predict_smoothing,
-            prior_decay=self.config.predict_prior_decay,
+            smoothing_mm=self.config.predict_smoothing_mm,
+            prior_decay_mm=self.config.predict_prior_decay_mm,
         )
 
     def interpolation(self, volume_index: int) -> SliceInterpolation | None:
@@ -383,6 +388,7 @@ class Trainer:
         """Predict a training volume (by index: with its labeled slices as a prior) or any other 3D image."""
         if isinstance(volume, (int, np.integer)):
             index = int(volume)
+            kwargs.setdefault("spacing", self.spacings[index])
             return self.predictor().iter_predict(
                 self.volumes[index], normalized=True, volume_index=index, prior=self.interpolation(index), **kwargs
             )
@@ -463,6 +469,15 @@ def _check_volumes(volumes: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not np.issubdtype(array.dtype, np.number):
             raise ValueError(f"Image {index} has non-numeric dtype {array.dtype}.")
         checked.append(array)
+    return checked
+
+
+def _check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[np.ndarray]) -> list[tuple]:
+    if spacings is None:
+        return [(1.0, 1.0, 1.0)] * len(volumes)
+    checked = [tuple(float(s) for s in spacing) for spacing in spacings]
+    if len(checked) != len(volumes) or any(len(s) != 3 or min(s) <= 0 for s in checked):
+        raise ValueError(f"Give one positive (x, y, z) voxel size per image; got {spacings} for {len(volumes)} images.")
     return checked
 
 

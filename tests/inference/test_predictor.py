@@ -107,7 +107,7 @@ def test_odd_sizes_are_padded_with_the_volume_minimum_and_cropped_back(trained):
 def test_iter_predict_reports_every_batch_then_the_result(trained):
     trainer, image, _ = trained
     predictor = trainer.predictor()
-    predictor.smoothing = 0.0  # no smoothing: every predicted slice is final at once
+    predictor.smoothing_mm = 0.0  # no smoothing: every predicted slice is final at once
     updates = list(predictor.iter_predict(image, batch_size=4, volume_index=3))
     progress = [(u.volume_index, u.slices_done, u.total_slices, u.done) for u in updates]
     assert progress == [(3, 4, 10, False), (3, 8, 10, False), (3, 10, 10, False), (3, 10, 10, True)]
@@ -170,7 +170,7 @@ def test_predict_volume_takes_a_predictor_or_a_checkpoint_path(trained, tmp_path
 def test_smoothing_finishes_slices_once_their_neighbours_are_predicted(trained):
     trainer, image, _ = trained
     predictor = trainer.predictor()
-    assert predictor.smoothing == 1.5  # the default: a kernel radius of 5 slices
+    assert predictor.smoothing_mm == 1.5  # the default: on 1 mm slices a kernel radius of 5 slices
     updates = list(predictor.iter_predict(image, batch_size=4))
     assert [u.slices_done for u in updates] == [0, 3, 10, 10]
 
@@ -180,14 +180,14 @@ def test_smoothing_averages_probabilities_across_slices_like_a_gaussian_filter(t
 
     trainer, image, _ = trained
     predictor = trainer.predictor()
-    predictor.smoothing = 0.0
+    predictor.smoothing_mm = 0.0
     data = normalize_volume(image)
     moved = np.moveaxis(data, predictor.axis, 0)
     probs = predictor.predict_slices(moved, 0, moved.shape[0])[1]
     ones = np.ones(moved.shape[0])
     expected = ndimage.gaussian_filter1d(probs, 1.5, axis=0, mode="constant", truncate=3.0)
     expected /= ndimage.gaussian_filter1d(ones, 1.5, mode="constant", truncate=3.0)[:, None, None, None]
-    predictor.smoothing = 1.5
+    predictor.smoothing_mm = 1.5
     _, confidence = predictor.predict(data, normalized=True)
     np.testing.assert_allclose(np.moveaxis(confidence, predictor.axis, 0), expected.max(axis=1), atol=1e-5)
 
