@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_action.cli.options import config_from_args
+from napari_action.cli.options import add_threads_option, config_from_args
 from napari_action.cli.progress_bar import TerminalProgress, run_training
 from napari_action.config import METHODS
 from napari_action.data.samples import (
@@ -45,6 +46,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--method", choices=METHODS, default="action")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--seed", type=int, default=1337)
+    add_threads_option(demo)
     demo.set_defaults(run=run)
 
 
@@ -111,10 +113,21 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _say(
         f"\nWrote the model, images, painted slices, predictions, truth, overlay.png and results.json "
-        f"to {out}/.\nOpen them in napari: napari {out}/{subjects[0].name}.nii.gz "
+        f"to {out}/.\nOpen them in napari: {_napari_command()} {out}/{subjects[0].name}.nii.gz "
         f"{out}/{subjects[0].name}_action.nii.gz"
     )
     return results
+
+
+def _napari_command() -> str:
+    """``napari`` as the user can type it: the script next to this Python when it is not on PATH (a venv)."""
+    beside = Path(sys.executable).parent / "napari"
+    if shutil.which("napari") is not None or not beside.exists():
+        return "napari"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:  # the venv lives elsewhere
+        return str(beside)
 
 
 def _say(text: str) -> None:

@@ -23,7 +23,7 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     ----------
     args : argparse.Namespace
         Parsed options; ``method``, ``device`` and ``seed`` are required, ``axis``,
-        ``steps`` and ``budget`` (default ``"cpu"``) are used where the command has them.
+        ``steps``, ``threads`` and ``budget`` (default ``"cpu"``) are used where the command has them.
     **extra
         Further :class:`~napari_action.config.TrainConfig` overrides.
 
@@ -37,4 +37,28 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         overrides["axis"] = args.axis
     if getattr(args, "steps", None) is not None:
         overrides["steps_stage3"] = args.steps
+    if getattr(args, "threads", None) is not None:
+        overrides["num_threads"] = args.threads
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's CPU threads (two trainings sharing the cores each slow down several-fold)."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch (default: torch's choice, usually all cores)",
+    )
+
+
+def positive_int(text: str) -> int:
+    """Parse an integer >= 1 (an ``argparse`` type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

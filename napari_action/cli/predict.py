@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_action.cli.options import add_threads_option
 from napari_action.io.nifti import NIFTI_EXTENSIONS, load_volume, save_labels
 
 
@@ -24,6 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="keep only the N largest 3D pieces of each label (2 for left+right structures)",
     )
+    add_threads_option(predict)
     predict.set_defaults(run=run)
 
 
@@ -43,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     # for torch (a second or more) and scipy.
     from napari_action.inference.postprocess import keep_largest_components
     from napari_action.inference.predictor import Predictor
+    from napari_action.runtime import configure_threads
 
+    configure_threads(args.threads)
     predictor = Predictor.from_checkpoint(args.model, device=args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.image:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_action.cli.options import config_from_args, int_list
+from napari_action.cli.options import add_threads_option, config_from_args, int_list
 from napari_action.cli.progress_bar import TerminalProgress, run_training
 from napari_action.config import BUDGETS, METHODS
 from napari_action.io.nifti import load_labels, load_volume
@@ -37,6 +37,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, default=None, help="length of the final stage (stage iii)")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     train.add_argument("--seed", type=int, default=1337)
+    add_threads_option(train)
     train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
     train.set_defaults(run=run)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
+from napari_action.cli.demo import _napari_command
 from napari_action.cli.main import main
 
 
@@ -22,3 +25,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"phantom-1", "phantom-2", "phantom-3"}
     assert "mean Dice" in capsys.readouterr().out
+
+
+def test_demo_hint_names_a_napari_the_user_can_run(monkeypatch, tmp_path):
+    beside = Path(sys.executable).parent / "napari"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))  # napari not on PATH, as in an unactivated venv
+    assert _napari_command() == (str(beside) if beside.exists() else "napari")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    assert _napari_command() == "napari" or not beside.exists()

@@ -1,0 +1,38 @@
+"""Shared command-line options: ``--threads`` and the config they describe."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from napari_action.cli.main import build_parser
+from napari_action.cli.options import config_from_args, positive_int
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "demo"])
+def test_threads_reach_the_config_or_are_refused(command, capsys):
+    required = {
+        "train": ["--image", "a.nii.gz", "--out", "m.pt"],
+        "predict": ["--model", "m.pt", "--image", "a.nii.gz", "--out-dir", "out"],
+        "demo": [],
+    }[command]
+    args = build_parser().parse_args([command, *required, "--threads", "3"])
+    assert args.threads == 3
+    if command != "predict":
+        assert config_from_args(args).num_threads == 3
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, *required, "--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_no_threads_option_leaves_torch_its_default():
+    args = build_parser().parse_args(["demo"])
+    assert config_from_args(args).num_threads is None
+
+
+def test_positive_int_names_what_it_got():
+    assert positive_int("2") == 2
+    with pytest.raises(argparse.ArgumentTypeError, match="whole number, got 'two'"):
+        positive_int("two")
