@@ -21,7 +21,17 @@ from napari_action.inference.interpolation import interpolate_labels
 from napari_action.progress import FocusRequest
 from napari_action.training.streaming import StreamCursor
 from tests.helpers.engine import tiny_overrides
-from tests.helpers.gui import PAINTED, SHAPE, TIMEOUT, disc_volume, messages_since, paint, wait_finished
+from tests.helpers.gui import (
+    PAINTED,
+    SHAPE,
+    TIMEOUT,
+    disc_volume,
+    messages_since,
+    paint,
+    start_long_training,
+    wait_finished,
+    wait_first_step,
+)
 
 
 def prediction_layer(viewer):
@@ -60,8 +70,7 @@ def test_panel_scrolls_on_a_small_screen(scene, qtbot):
 def test_train_streams_into_prediction_layer(scene, qtbot):
     viewer, widget, labels, truth = scene
     painted = labels.data.copy()
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
+    start_long_training(widget)
     qtbot.waitUntil(lambda: "vol ACTION" in viewer.layers, timeout=TIMEOUT)
     layer = viewer.layers["vol ACTION"]
     tracker = widget.session.target(0)
@@ -87,8 +96,7 @@ def test_train_streams_into_prediction_layer(scene, qtbot):
 
 def test_edits_in_prediction_layer_survive_streaming(scene, qtbot):
     viewer, widget, labels, _ = scene
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
+    start_long_training(widget)
     qtbot.waitUntil(lambda: widget.session.target(0) is not None, timeout=TIMEOUT)
     tracker = widget.session.target(0)
     qtbot.waitUntil(lambda: tracker.streamed[3], timeout=TIMEOUT)
@@ -110,10 +118,8 @@ def test_edits_in_prediction_layer_survive_streaming(scene, qtbot):
 
 def test_pause_resume(scene, qtbot):
     viewer, widget, labels, _ = scene
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
-    run = widget.run
-    qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
     widget.pause_button.click()
     qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
     assert widget.pause_button.text() == "Resume" and widget.predict_button.isEnabled()
@@ -182,9 +188,7 @@ def test_worker_error_notifies_and_resets(scene, qtbot, monkeypatch):
 
 def test_painting_during_training_reaches_trainer(scene, qtbot):
     viewer, widget, labels, truth = scene
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
-    qtbot.waitUntil(lambda: widget.run.last_progress is not None, timeout=TIMEOUT)
+    wait_first_step(qtbot, start_long_training(widget))
     trainer = widget.session.trainer
     assert trainer.annotation.labeled_slices(0) == list(PAINTED)
     paint(labels, truth, slices=(7,))
@@ -195,9 +199,7 @@ def test_painting_during_training_reaches_trainer(scene, qtbot):
 
 def test_removing_a_used_layer_stops_training(scene, qtbot):
     viewer, widget, labels, _ = scene
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
-    qtbot.waitUntil(lambda: widget.run.last_progress is not None, timeout=TIMEOUT)
+    wait_first_step(qtbot, start_long_training(widget))
     viewer.layers.remove(labels)
     wait_finished(qtbot, widget)
     assert widget.run.last_progress.step < 404
@@ -276,10 +278,8 @@ def test_stop_right_after_train(scene, qtbot):
 
 def test_predict_while_training_pauses_then_resumes(scene, qtbot):
     viewer, widget, labels, _ = scene
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
-    run = widget.run
-    qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
     widget.predict_all()  # pauses training, predicts every volume, then resumes
     qtbot.waitUntil(lambda: widget.session.job is not None, timeout=TIMEOUT)
     assert run.state is RunState.PAUSED and not widget.pause_button.isEnabled()
@@ -294,9 +294,7 @@ def test_predict_while_training_pauses_then_resumes(scene, qtbot):
 
 def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
     viewer, widget, labels, _ = scene
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
-    qtbot.waitUntil(lambda: widget.run.last_progress is not None, timeout=TIMEOUT)
+    wait_first_step(qtbot, start_long_training(widget))
     viewer.layers.remove("vol ACTION")
     step = widget.run.last_progress.step
     qtbot.waitUntil(lambda: widget.run.last_progress.step > step + 4, timeout=TIMEOUT)  # two more streams
@@ -307,8 +305,7 @@ def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
 
 def test_train_shows_the_interpolation_at_once_before_any_training_step(scene, qtbot):
     viewer, widget, labels, _ = scene
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
+    start_long_training(widget)
     # Right after the click, on the GUI thread: no progress yet, the layer holds the interpolation.
     assert widget.run.last_progress is None
     np.testing.assert_array_equal(prediction_layer(viewer).data, interpolate_labels(labels.data, axis=0))

@@ -8,52 +8,16 @@ import nibabel as nib
 import numpy as np
 
 from napari_action.cli.main import main
-from tests.helpers.engine import TINY_CLI_STEPS
+from tests.helpers.engine import cli_predict_args, cli_train_args
 
 
 def test_train_predict_evaluate(nifti_files, capsys):
     model = nifti_files["dir"] / "model.pt"
-    assert (
-        main(
-            [
-                "train",
-                "--image",
-                str(nifti_files["image"]),
-                "--image",
-                str(nifti_files["other"]),
-                "--labels",
-                str(nifti_files["labels"]),
-                "--method",
-                "supervised",
-                "--device",
-                "cpu",
-                *TINY_CLI_STEPS,
-                "--out",
-                str(model),
-            ]
-        )
-        == 0
-    )
+    images = [nifti_files["image"], nifti_files["other"]]
+    assert main(cli_train_args(images, nifti_files["labels"], model)) == 0
     assert model.is_file()
     out_dir = nifti_files["dir"] / "pred"
-    assert (
-        main(
-            [
-                "predict",
-                "--model",
-                str(model),
-                "--image",
-                str(nifti_files["other"]),
-                "--largest-components",
-                "1",
-                "--out-dir",
-                str(out_dir),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert main([*cli_predict_args(model, nifti_files["other"], out_dir), "--largest-components", "1"]) == 0
     written = out_dir / "other_action.nii.gz"
     source, result = nib.load(str(nifti_files["other"])), nib.load(str(written))
     np.testing.assert_allclose(result.affine, source.affine)

@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 from napari_action.cli.main import main
-from tests.helpers.engine import TINY_CLI_STEPS
+from tests.helpers.engine import cli_predict_args, cli_train_args
 
 
 def test_predict_refuses_to_overwrite(nifti_files, capsys):
     model = nifti_files["dir"] / "model.pt"
-    main(
-        [
-            "train",
-            "--image",
-            str(nifti_files["image"]),
-            "--labels",
-            str(nifti_files["labels"]),
-            "--method",
-            "supervised",
-            "--device",
-            "cpu",
-            *TINY_CLI_STEPS,
-            "--out",
-            str(model),
-        ]
-    )
+    assert main(cli_train_args([nifti_files["image"]], nifti_files["labels"], model)) == 0
     out_dir = nifti_files["dir"] / "pred"
-    args = [
-        "predict",
-        "--model",
-        str(model),
-        "--image",
-        str(nifti_files["image"]),
-        "--out-dir",
-        str(out_dir),
-        "--device",
-        "cpu",
-    ]
+    args = cli_predict_args(model, nifti_files["image"], out_dir)
     assert main(args) == 0
     before = (out_dir / "scan_action.nii.gz").read_bytes()
     assert main(args) == 2
@@ -44,16 +19,6 @@ def test_predict_refuses_to_overwrite(nifti_files, capsys):
 
 
 def test_not_a_checkpoint(nifti_files, capsys):
-    code = main(
-        [
-            "predict",
-            "--model",
-            str(nifti_files["image"]),
-            "--image",
-            str(nifti_files["image"]),
-            "--out-dir",
-            str(nifti_files["dir"]),
-        ]
-    )
+    code = main(cli_predict_args(nifti_files["image"], nifti_files["image"], nifti_files["dir"]))
     assert code == 2
     assert "checkpoint" in capsys.readouterr().err

@@ -15,6 +15,31 @@ AXIS = 2
 PAINTED = (2, 7)
 DISC_CLASS_NAMES = {1: "disc", 2: "ring"}  # the labels of disc_volume
 TINY_CLI_STEPS = ["--steps", "3"]  # the tiny budget on the command line
+
+
+def cli_train_args(images, labels, out, method: str = "supervised") -> list[str]:
+    """``napari-action train`` arguments for a tiny CPU run on these files."""
+    image_args = [arg for image in images for arg in ("--image", str(image))]
+    return [
+        "train",
+        *image_args,
+        "--labels",
+        str(labels),
+        "--method",
+        method,
+        "--device",
+        "cpu",
+        *TINY_CLI_STEPS,
+        "--out",
+        str(out),
+    ]
+
+
+def cli_predict_args(model, image, out_dir) -> list[str]:
+    """``napari-action predict`` arguments for one image on the CPU."""
+    return ["predict", "--model", str(model), "--image", str(image), "--out-dir", str(out_dir), "--device", "cpu"]
+
+
 # A network small enough to build in a few milliseconds (the network tests).
 TINY_MODEL = ModelConfig(base_width=4, global_dim=16, rep_dim=8)
 

@@ -64,6 +64,18 @@ def press(viewer, key: str) -> bool:
     return viewer.window._qt_viewer._key_map_handler.press_key(key)
 
 
+def start_long_training(widget):
+    """Click Train with a tiny network but 400 steps, so the run is still going when the test acts; return the run."""
+    widget.config_overrides = engine.tiny_overrides(steps_stage3=400)
+    widget.train_button.click()
+    return widget.run
+
+
+def wait_first_step(qtbot, run) -> None:
+    """Wait until ``run`` has reported its first training step."""
+    qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
+
+
 def wait_finished(qtbot, widget) -> None:
     """Wait until the widget's training run and its prediction or save job have ended."""
     qtbot.waitUntil(lambda: widget.run is None or not widget.run.is_running, timeout=TIMEOUT)

@@ -14,8 +14,7 @@ from napari_action._napari.action_session import TrainingPlan
 from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import ACCEPT_KEY
-from tests.helpers.engine import tiny_overrides
-from tests.helpers.gui import PAINTED, TIMEOUT, edit_slice, press, show_slice, wait_finished
+from tests.helpers.gui import PAINTED, TIMEOUT, edit_slice, press, show_slice, start_long_training, wait_finished
 
 
 def erase_slice(layer, index: int) -> None:
@@ -39,8 +38,7 @@ def list_texts(widget_list) -> list[str]:
 def test_accepted_slices_reach_the_running_trainer(scene, qtbot):
     viewer, widget, labels, truth = scene
     painted = labels.data.copy()
-    widget.config_overrides = tiny_overrides(steps_stage3=400)
-    widget.train_button.click()
+    start_long_training(widget)
     qtbot.waitUntil(lambda: widget.session.target(0) is not None, timeout=TIMEOUT)
     tracker = widget.session.target(0)
     qtbot.waitUntil(lambda: tracker.streamed[[4, 6]].all(), timeout=TIMEOUT)
