@@ -114,6 +114,11 @@ class TrainConfig:
     batch_unlabeled: int = 2
     batch_labeled_stage3: int = 2
     batch_unlabeled_stage3: int = 2
+    # ACTION only: plain supervised steps before stage i (0 = the paper's
+    # schedule). The distillation warm-ups leave the network unable to
+    # reproduce the painted slices; a supervised start makes streamed
+    # predictions useful sooner (measured: docs/benchmarks.md).
+    steps_supervised_start: int = 0
     steps_stage1: int = 100
     steps_stage2: int = 200
     steps_stage3: int = 900
@@ -207,7 +212,7 @@ class TrainConfig:
         if self.method == "action":
             stage1 = self.steps_stage1 if self.loss.use_global else 0
             stage2 = self.steps_stage2 if (self.loss.use_global or self.loss.use_local) else 0
-            return stage1 + stage2 + self.steps_stage3
+            return self.steps_supervised_start + stage1 + stage2 + self.steps_stage3
         return self.steps_stage3
 
     def validate(self) -> None:
@@ -224,7 +229,7 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}.")
         if self.crop_size % 16:
             raise ValueError(f"crop_size must be a multiple of 16, got {self.crop_size}.")
-        for name in ("steps_stage1", "steps_stage2", "steps_stage3"):
+        for name in ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0.")
         for name in ("batch_labeled", "batch_unlabeled", "batch_labeled_stage3", "batch_unlabeled_stage3"):

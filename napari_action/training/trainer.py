@@ -276,6 +276,8 @@ class Trainer:
         if self.rounds > 0 or cfg.method != "action":
             return [final]
         warmup = []
+        if cfg.steps_supervised_start:
+            warmup.append(Stage("supervised start", cfg.steps_supervised_start, stages.supervised))
         if cfg.loss.use_global and cfg.steps_stage1:
             warmup.append(
                 Stage("stage i: global distillation", cfg.steps_stage1, stages.global_distillation, encoder_only=True)
@@ -329,7 +331,9 @@ class Trainer:
         self._scaler.scale(loss).backward()
         self._scaler.step(optimizer)
         self._scaler.update()
-        if stage.compute is not stages.supervised:
+        if self.config.method != "supervised":
+            # ACTION's supervised start included: the teacher follows, so the
+            # fit gate and streaming see the network learn.
             self.nets.ema_update(self.config.loss.ema_momentum)
         logs["total"] = float(loss.detach())
         return logs, lr

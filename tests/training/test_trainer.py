@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -33,6 +34,27 @@ def test_action_schedule_runs_every_stage(data):
     assert all(math.isfinite(v) for p in progress for v in p.losses.values())
     assert trainer.axis == AXIS
     assert list(trainer.class_values) == [0, 1, 2]
+
+
+def test_supervised_start_comes_first_and_the_teacher_follows_it(data):
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config(steps_supervised_start=3))
+    assert trainer.config.total_steps == trainer.round_steps() == 10
+    teacher_before = [p.detach().clone() for p in trainer.nets.teacher.parameters()]
+    progress = list(itertools.islice(trainer.iter_train(), 3))
+    assert [p.stage for p in progress] == ["supervised start"] * 3
+    assert set(progress[-1].losses) == {"sup", "total"}
+    moved = [
+        not np.allclose(a, b.detach()) for a, b in zip(teacher_before, trainer.nets.teacher.parameters(), strict=True)
+    ]
+    assert any(moved), "the EMA teacher must follow the student during the supervised start"
+
+
+def test_supervised_start_is_not_repeated_in_later_rounds(data):
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config(steps_supervised_start=3))
+    assert [p.stage for p in trainer.train()][:4] == ["supervised start"] * 3 + ["stage i: global distillation"]
+    assert {p.stage for p in trainer.train(steps=2)} == {"stage iii: ACTION"}
 
 
 def test_streams_slice_predictions_every_n_steps(data):
