@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_action.runtime import configure_threads
 
     configure_threads(args.threads)
+    _refuse_existing_outputs(args)
     predictor = Predictor.from_checkpoint(args.model, device=args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.image:
@@ -58,3 +59,13 @@ def run(args: argparse.Namespace) -> int:
         target = save_labels(output_path(args.out_dir, path), labels, meta, overwrite=args.overwrite)
         print(f"{path} -> {target}")
     return 0
+
+
+def _refuse_existing_outputs(args: argparse.Namespace) -> None:
+    """Stop before any work when an output exists and ``--overwrite`` was not given."""
+    if args.overwrite:
+        return
+    existing = [target for target in (output_path(args.out_dir, path) for path in args.image) if target.exists()]
+    if existing:
+        names = ", ".join(str(target) for target in existing)
+        raise FileExistsError(f"{names} already exist(s); pass --overwrite to replace, or choose another --out-dir.")

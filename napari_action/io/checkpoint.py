@@ -75,10 +75,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"Checkpoint {path} does not exist.")
     payload = _read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a napari-action checkpoint (save one with 'Save model…' "
-            "or 'napari-action train --out MODEL.pt')."
-        )
+        raise CheckpointError(_not_a_checkpoint(path))
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} was written by a newer napari-action ({payload.get('version')}); "
@@ -105,8 +102,17 @@ def _read_payload(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (zipfile.BadZipFile, EOFError, RuntimeError, OSError) as error:
         raise CheckpointError(f"{path} cannot be read as a checkpoint (damaged or truncated?): {error}") from error
-    except Exception as error:  # the weights-only unpickler refuses foreign objects
-        raise CheckpointError(f"{path} is not a napari-action checkpoint: {error}") from error
+    except Exception as error:
+        # Any other file: the unpickler's own words ("list index out of range",
+        # "unsupported global") mean nothing to the user; they stay in __cause__.
+        raise CheckpointError(_not_a_checkpoint(path)) from error
+
+
+def _not_a_checkpoint(path: Path) -> str:
+    return (
+        f"{path} is not a napari-action checkpoint (save one with 'Save model…' "
+        "or 'napari-action train --out MODEL.pt')."
+    )
 
 
 def build_inference_net(ckpt: Checkpoint, which: str = "teacher") -> torch.nn.Module:

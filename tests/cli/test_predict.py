@@ -13,8 +13,10 @@ def test_predict_refuses_to_overwrite(nifti_files, capsys):
     args = cli_predict_args(model, nifti_files["image"], out_dir)
     assert main(args) == 0
     before = (out_dir / "scan_action.nii.gz").read_bytes()
+    capsys.readouterr()
     assert main(args) == 2
-    assert "exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exist" in err and "--overwrite" in err and "overwrite=True" not in err
     assert (out_dir / "scan_action.nii.gz").read_bytes() == before
 
 
@@ -22,3 +24,14 @@ def test_not_a_checkpoint(nifti_files, capsys):
     code = main(cli_predict_args(nifti_files["image"], nifti_files["image"], nifti_files["dir"]))
     assert code == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def test_overwrite_replaces_the_existing_output(nifti_files):
+    model = nifti_files["dir"] / "model.pt"
+    assert main(cli_train_args([nifti_files["image"]], nifti_files["labels"], model)) == 0
+    out_dir = nifti_files["dir"] / "pred"
+    out_dir.mkdir()
+    target = out_dir / "scan_action.nii.gz"
+    target.write_bytes(b"an older result")
+    assert main([*cli_predict_args(model, nifti_files["image"], out_dir), "--overwrite"]) == 0
+    assert target.read_bytes() != b"an older result"

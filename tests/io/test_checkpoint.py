@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -57,6 +58,23 @@ def test_foreign_file_is_refused(tmp_path):
     torch.save({"state_dict": {}}, path)
     with pytest.raises(CheckpointError, match="not a napari-action checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [np.random.default_rng(0).bytes(4096), b"not a model at all\n", pickle.dumps([1, 2, 3])],
+    ids=["random bytes", "text", "pickled list"],
+)
+def test_any_other_file_gets_the_same_plain_refusal(tmp_path, content):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    # The plain refusal with what to do, never the unpickler's internals.
+    assert str(refused.value) == (
+        f"{path} is not a napari-action checkpoint (save one with 'Save model…' "
+        "or 'napari-action train --out MODEL.pt')."
+    )
 
 
 def test_truncated_file_is_refused(trained, tmp_path):
