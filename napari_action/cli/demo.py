@@ -19,8 +19,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_action.cli.options import add_threads_option, config_from_args
-from napari_action.cli.progress_bar import TerminalProgress, run_training
+from napari_action.cli.options import add_schedule_options, add_threads_option, config_from_args
+from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
 from napari_action.config import METHODS
 from napari_action.data.samples import (
     PHANTOM_CLASS_NAMES,
@@ -38,10 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command and its options to ``commands``."""
     demo = commands.add_parser("demo", help="the whole loop on built-in sample data, headless")
     demo.add_argument("--out-dir", type=Path, default=Path("napari-action-demo"))
-    demo.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the cpu preset's)")
-    demo.add_argument(
-        "--warmup", type=int, default=None, help="steps of each warm-up stage (i and ii; default: the cpu preset's)"
-    )
+    add_schedule_options(demo, budget="the cpu preset's")
     demo.add_argument("--slices", type=int, default=3, help="number of painted slices")
     demo.add_argument("--method", choices=METHODS, default="action")
     demo.add_argument("--device", default="auto")
@@ -73,8 +70,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         f"{len(subjects) - 1} more subjects are unlabeled data."
     )
 
-    warmup = {} if args.warmup is None else {"steps_stage1": args.warmup, "steps_stage2": args.warmup}
-    config = config_from_args(args, axis=DEMO_AXIS, **warmup)
+    config = config_from_args(args, axis=DEMO_AXIS)
     trainer = Trainer(
         [s.image for s in subjects],
         [sparse],
@@ -82,7 +78,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         class_names=PHANTOM_CLASS_NAMES,
         spacings=[s.meta.zooms[:3] for s in subjects],
     )
-    _say(f"Training {trainer.config.method} on {trainer.device_label} ({trainer.config.total_steps} steps)...")
+    _say(f"Training {trainer.config.method} on {trainer.device_label}: {describe_schedule(trainer)}...")
     run_training(trainer, TerminalProgress())
     trainer.save_checkpoint(out / "model.pt")
 

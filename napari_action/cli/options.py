@@ -23,7 +23,7 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     ----------
     args : argparse.Namespace
         Parsed options; ``method``, ``device`` and ``seed`` are required, ``axis``,
-        ``steps``, ``threads`` and ``budget`` (default ``"cpu"``) are used where the command has them.
+        ``steps``, ``warmup``, ``threads`` and ``budget`` (default ``"cpu"``) are used where the command has them.
     **extra
         Further :class:`~napari_action.config.TrainConfig` overrides.
 
@@ -37,9 +37,29 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         overrides["axis"] = args.axis
     if getattr(args, "steps", None) is not None:
         overrides["steps_stage3"] = args.steps
+    if getattr(args, "warmup", None) is not None:
+        overrides["steps_stage1"] = overrides["steps_stage2"] = args.warmup
     if getattr(args, "threads", None) is not None:
         overrides["num_threads"] = args.threads
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
+
+
+def add_schedule_options(parser: argparse.ArgumentParser, budget: str = "the budget's") -> None:
+    """``--steps N`` (the final stage) and ``--warmup N`` (each of ACTION's two warm-up stages)."""
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"steps of the final stage (ACTION's stage iii; default: {budget}); the warm-ups come on top",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help=f"steps of each ACTION warm-up stage, i and ii (0 skips them; default: {budget})",
+    )
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
@@ -55,10 +75,19 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 def positive_int(text: str) -> int:
     """Parse an integer >= 1 (an ``argparse`` type)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """Parse an integer >= 0 (an ``argparse`` type)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, lowest: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"must be at least {lowest}, got {value}")
     return value

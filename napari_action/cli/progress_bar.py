@@ -60,3 +60,12 @@ def run_training(trainer: Trainer, bar: TerminalProgress | None = None) -> Train
         bar.update(last, force=True)
         bar.close()
     return last
+
+
+def describe_schedule(trainer: Trainer) -> str:
+    """``"1200 steps (stage i: global distillation 100, ...)"``: what a run will do, stage by stage."""
+    stages = trainer.stage_steps()
+    total = sum(steps for _, steps in stages)
+    if len(stages) == 1:
+        return f"{total} steps"
+    return f"{total} steps ({', '.join(f'{name} {steps}' for name, steps in stages)})"

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_action.cli.options import add_threads_option, config_from_args, int_list
-from napari_action.cli.progress_bar import TerminalProgress, run_training
+from napari_action.cli.options import add_schedule_options, add_threads_option, config_from_args, int_list
+from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
 from napari_action.config import BUDGETS, METHODS
 from napari_action.io.nifti import load_labels, load_volume
 
@@ -34,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--method", choices=METHODS, default="action")
     train.add_argument("--budget", choices=BUDGETS, default="cpu")
-    train.add_argument("--steps", type=int, default=None, help="length of the final stage (stage iii)")
+    add_schedule_options(train)
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     train.add_argument("--seed", type=int, default=1337)
     add_threads_option(train)
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
     print(
         f"Training {trainer.config.method} on {trainer.device_label}: {len(images)} volume(s), "
-        f"axis {trainer.axis}, classes {trainer.class_values.tolist()}",
+        f"axis {trainer.axis}, classes {trainer.class_values.tolist()}, {describe_schedule(trainer)}",
         file=sys.stderr,
     )
     for message in trainer.advice:

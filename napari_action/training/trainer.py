@@ -214,6 +214,10 @@ class Trainer:
         """Steps the next :meth:`iter_train` call will run, warm-up stages included."""
         return sum(stage.steps for stage in self._schedule(steps))
 
+    def stage_steps(self, steps: int | None = None) -> list[tuple[str, int]]:
+        """(stage name, steps) of every stage the next :meth:`iter_train` call will run."""
+        return [(stage.name, stage.steps) for stage in self._schedule(steps)]
+
     def train(self, steps: int | None = None) -> list[TrainProgress]:
         """Run :meth:`iter_train` to the end; return the progress of every step."""
         return list(self.iter_train(steps))

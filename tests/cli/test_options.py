@@ -36,3 +36,28 @@ def test_positive_int_names_what_it_got():
     assert positive_int("2") == 2
     with pytest.raises(argparse.ArgumentTypeError, match="whole number, got 'two'"):
         positive_int("two")
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_steps_and_warmup_set_the_schedule(command):
+    required = ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
+    config = config_from_args(build_parser().parse_args([command, *required, "--steps", "5", "--warmup", "0"]))
+    assert (config.steps_stage1, config.steps_stage2, config.steps_stage3) == (0, 0, 5)
+    assert config.total_steps == 5
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--steps", "0", "must be at least 1, got 0"),
+        ("--steps", "-3", "must be at least 1, got -3"),
+        ("--warmup", "-1", "must be at least 0, got -1"),
+        ("--steps", "many", "expected a whole number, got 'many'"),
+    ],
+)
+def test_bad_step_counts_are_refused_in_the_options_words(option, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["train", "--image", "a.nii.gz", "--out", "m.pt", option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and message in err and "steps_stage3" not in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_action.cli.main import main
-from tests.helpers.engine import write_nifti
+from tests.helpers.engine import cli_train_args, write_nifti
 
 
 def test_train_error_is_one_clear_line(nifti_files, capsys):
@@ -26,3 +26,11 @@ def test_train_error_is_one_clear_line(nifti_files, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "error" in err and "Paint" in err
+
+
+def test_train_announces_every_stage_and_runs_exactly_that(nifti_files, capsys):
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], nifti_files["dir"] / "m.pt", method="action")
+    assert main([*args, "--warmup", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "5 steps (stage i: global distillation 1, stage ii: local distillation 1, stage iii: ACTION 3)" in err
+    assert "5/5" in err
