@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from napari_action.cli.options import add_threads_option
@@ -43,17 +44,21 @@ def run(args: argparse.Namespace) -> int:
     """Predict every ``--image`` and write the labels into ``--out-dir``; return the exit code."""
     # Imported when the command runs, so that `napari-action --help` does not wait
     # for torch (a second or more) and scipy.
+    from napari_action.inference.loaded_model import VoxelGeometry, geometry_warnings, load_model
     from napari_action.inference.postprocess import keep_largest_components
-    from napari_action.inference.predictor import Predictor
     from napari_action.runtime import configure_threads
 
     configure_threads(args.threads)
     _refuse_existing_outputs(args)
-    predictor = Predictor.from_checkpoint(args.model, device=args.device)
+    model = load_model(args.model, device=args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.image:
         volume, meta = load_volume(path)
-        labels, _ = predictor.predict(volume, tta=args.tta, spacing=meta.zooms[:3])
+        # The same check as the widget's: voxels unlike the training volumes' degrade predictions.
+        target = [(path.name, VoxelGeometry.from_matrix(meta.affine))]
+        for message in geometry_warnings(model.references, target, model.axis):
+            print(f"Warning: {message}", file=sys.stderr)
+        labels, _ = model.predictor.predict(volume, tta=args.tta, spacing=meta.zooms[:3])
         if args.largest_components:
             labels = keep_largest_components(labels, args.largest_components)
         target = save_labels(output_path(args.out_dir, path), labels, meta, overwrite=args.overwrite)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from napari_action.cli.main import main
-from tests.helpers.engine import cli_predict_args, cli_train_args
+from tests.helpers.engine import cli_predict_args, cli_train_args, disc_volume, write_nifti
 
 
 def test_predict_refuses_to_overwrite(nifti_files, capsys):
@@ -35,3 +35,16 @@ def test_overwrite_replaces_the_existing_output(nifti_files):
     target.write_bytes(b"an older result")
     assert main([*cli_predict_args(model, nifti_files["image"], out_dir), "--overwrite"]) == 0
     assert target.read_bytes() != b"an older result"
+
+
+def test_predict_warns_about_voxels_unlike_the_training_volumes(nifti_files, capsys):
+    model = nifti_files["dir"] / "model.pt"
+    assert main(cli_train_args([nifti_files["image"]], nifti_files["labels"], model)) == 0
+    image, _ = disc_volume(2)
+    coarse = write_nifti(nifti_files["dir"] / "coarse.nii.gz", image, zooms=(1.6, 1.6, 3.0))  # trained on 0.8 mm
+    capsys.readouterr()
+    assert main(cli_predict_args(model, coarse, nifti_files["dir"] / "pred")) == 0
+    err = capsys.readouterr().err
+    assert "Warning: " in err and "coarse.nii.gz" in err
+    assert main(cli_predict_args(model, nifti_files["other"], nifti_files["dir"] / "pred")) == 0
+    assert "Warning" not in capsys.readouterr().err  # same voxels as training: nothing to say
