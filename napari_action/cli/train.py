@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from napari_action.cli.options import add_schedule_options, add_threads_option, config_from_args, int_list
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = [load_volume(path) for path in args.image]
     images = [volume for volume, _ in loaded]
     labels = [load_labels(path)[0] for path in args.labels]
+    _check_pairs(args.image, images, args.labels, labels)
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     spacings = [meta.zooms[:3] for _, meta in loaded]
     trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
@@ -71,3 +75,17 @@ def run(args: argparse.Namespace) -> int:
     path = save_checkpoint(args.out, with_references(trainer.checkpoint(), references))
     print(f"Model written to {path}")
     return 0
+
+
+def _check_pairs(
+    image_paths: Sequence[Path], images: Sequence[np.ndarray], label_paths: Sequence[Path], labels: Sequence[np.ndarray]
+) -> None:
+    """Each --labels must have the shape of the --image in the same position (named by file, counted from 1)."""
+    for number, (image_path, image, label_path, label) in enumerate(
+        zip(image_paths, images, label_paths, labels, strict=False), start=1
+    ):
+        if label.shape != image.shape:
+            raise ValueError(
+                f"{label_path} has shape {label.shape}, but {image_path} (--image number {number}) has shape "
+                f"{image.shape}; the k-th --labels must be painted on the k-th --image."
+            )
