@@ -51,6 +51,7 @@ from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingR
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import infer_axis
 from napari_action.inference.interpolation import interpolation_preview
+from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
 from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
@@ -476,9 +477,13 @@ class ActionWidget(QWidget):
         self._refresh_buttons()
 
     def _start_save(self, path: str) -> None:
+        # The training volumes' geometry goes into the file, so that predicting with it later
+        # (here or on the command line) warns about volumes sliced otherwise.
         job = new_worker(
-            self.session.trainer.save_checkpoint,
+            save_model,
+            self.session.trainer,
             path,
+            self.files_panel.references(),
             connect={"returned": self._on_saved, "finished": self._on_job_finished},
         )
         self.session.job = job

@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     """Train on the given files and write the checkpoint; return the exit code."""
     # Imported when the command runs, so that `napari-action --help` does not wait
     # for torch (a second or more).
-    from napari_action.inference.loaded_model import VoxelGeometry, with_references
-    from napari_action.io.checkpoint import save_checkpoint
+    from napari_action.inference.loaded_model import VoxelGeometry, save_model
     from napari_action.training.trainer import Trainer
 
     if len(args.labels) > len(args.image):
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     run_training(trainer, TerminalProgress())
     # The training volumes' geometry goes with the model, so that `predict` can warn about unlike voxels.
     references = [VoxelGeometry.from_matrix(meta.affine) for _, meta in loaded]
-    path = save_checkpoint(args.out, with_references(trainer.checkpoint(), references))
+    path = save_model(trainer, args.out, references)
     print(f"Model written to {path}")
     return 0
 

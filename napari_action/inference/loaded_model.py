@@ -29,6 +29,7 @@ from napari_action.progress import PredictionUpdate
 if TYPE_CHECKING:
     import torch
 
+    from napari_action.inference.model_protocol import SegmentationModel
     from napari_action.inference.predictor import Predictor
     from napari_action.io.checkpoint import Checkpoint
 
@@ -201,6 +202,13 @@ def load_model(path: str | Path, device: str | torch.device = "auto") -> LoadedM
     model = model_from_checkpoint(load_checkpoint(path), source=str(path), device=device)
     logger.info("loaded model %s: classes %s, axis %d", path, list(model.class_values), model.axis)
     return model
+
+
+def save_model(model: SegmentationModel, path: str | Path, references: Sequence[VoxelGeometry] = ()) -> Path:
+    """Write ``model``'s checkpoint to ``path`` with the training volumes' geometry (for later warnings)."""
+    from napari_action.io.checkpoint import save_checkpoint  # torch: see LoadedModel.save_checkpoint
+
+    return save_checkpoint(path, with_references(model.checkpoint(), references))
 
 
 def with_references(checkpoint: Checkpoint, references: Sequence[VoxelGeometry]) -> Checkpoint:

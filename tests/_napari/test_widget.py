@@ -13,11 +13,13 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool
 
+from napari_action._napari.files.export import layer_geometry
 from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import training_threads
 from napari_action._napari.widget import ActionWidget
 from napari_action.inference.interpolation import interpolate_labels
+from napari_action.inference.loaded_model import load_model
 from napari_action.progress import FocusRequest
 from napari_action.training.streaming import StreamCursor
 from tests.helpers.engine import tiny_overrides
@@ -220,7 +222,8 @@ def test_predict_all_and_save(scene, qtbot, tmp_path):
 
     widget.save_model(str(tmp_path / "model.pt"))
     wait_finished(qtbot, widget)
-    assert (tmp_path / "model.pt").stat().st_size > 0
+    saved = load_model(tmp_path / "model.pt", device="cpu")
+    assert saved.references == [layer_geometry(viewer.layers["vol"])]  # trained on "vol" only
 
 
 def test_focus_and_labels_sent_together_both_arrive(scene, qtbot, monkeypatch):
