@@ -13,7 +13,12 @@ if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
 
 
 class TerminalProgress:
-    """A one-line progress bar on stderr, redrawn at most 5 times a second.
+    """Training progress on stderr: a bar redrawn in place on a terminal, plain lines elsewhere.
+
+    On a terminal the bar is redrawn at most 5 times a second. Written to a
+    file or a CI log, carriage returns would pile every redraw into one
+    enormous line, so there a line is printed when a stage starts, every
+    ``log_every_s`` seconds and at the end.
 
     Parameters
     ----------
@@ -21,33 +26,47 @@ class TerminalProgress:
         Where to draw; stderr by default, so that results printed on stdout stay clean.
     width : int
         Characters of the bar itself.
+    log_every_s : float
+        Seconds between two lines when ``stream`` is not a terminal.
     """
 
-    def __init__(self, stream: TextIO | None = None, width: int = 28) -> None:
+    def __init__(self, stream: TextIO | None = None, width: int = 28, log_every_s: float = 30.0) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
-        self._last = 0.0
+        self.log_every_s = log_every_s
+        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = float("-inf")
+        self._stage: str | None = None
+        self._shown_step: int | None = None
 
     def update(self, progress: TrainProgress, force: bool = False) -> None:
-        """Redraw the line for ``progress``, unless the last redraw is under 0.2 s old."""
+        """Show ``progress`` if it is time to (or ``force``)."""
         now = time.perf_counter()
-        if not force and now - self._last < 0.2:
+        new_stage = progress.stage != self._stage
+        self._stage = progress.stage
+        interval = 0.2 if self.interactive else self.log_every_s
+        if not (force or new_stage or now - self._last >= interval) or progress.step == self._shown_step:
             return
-        self._last = now
+        self._last, self._shown_step = now, progress.step
+        start, end = ("\r", "") if self.interactive else ("", "\n")
+        self.stream.write(f"{start}{self._line(progress)}{end}")
+        self.stream.flush()
+
+    def _line(self, progress: TrainProgress) -> str:
         filled = int(self.width * progress.fraction)
         bar = "#" * filled + "-" * (self.width - filled)
         eta = "?" if progress.eta_seconds == float("inf") else f"{progress.eta_seconds:4.0f}s"
         loss = progress.losses.get("total", float("nan"))
-        self.stream.write(
-            f"\r[{bar}] {progress.step}/{progress.total_steps} {progress.stage[:28]:<28} "
+        return (
+            f"[{bar}] {progress.step}/{progress.total_steps} {progress.stage[:28]:<28} "
             f"loss {loss:6.3f}  {progress.steps_per_second:4.1f} it/s  eta {eta} "
         )
-        self.stream.flush()
 
     def close(self) -> None:
-        """End the bar's line."""
-        self.stream.write("\n")
-        self.stream.flush()
+        """End the bar's line (plain lines are already ended)."""
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def run_training(trainer: Trainer, bar: TerminalProgress | None = None) -> TrainProgress | None:
