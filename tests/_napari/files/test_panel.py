@@ -78,12 +78,14 @@ def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
     panel.autosave_interval_s = 0.2
     qtbot.waitUntil(lambda: panel.last_autosave is not None, timeout=TIMEOUT)
     assert panel.status_label.text().startswith("Autosaved ")
+    # Slow the timer before waiting for idle: on a loaded machine an autosave can take
+    # longer than 0.2 s, and the panel would never be idle between two of them.
+    panel.autosave_interval_s = 600
     wait_idle(qtbot, widget)
     early = load_session(panel.autosave_path)
     np.testing.assert_array_equal(early.volume("vol").painted, labels.data)
     assert early.checkpoint is None
 
-    panel.autosave_interval_s = 600
     saved = panel.last_autosave
     widget.train_button.click()
     wait_idle(qtbot, widget)
