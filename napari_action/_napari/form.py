@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_action._napari.layers import image_layers, labels_layers, layer_shape, pair_labels_to_images
+from napari_action._napari.threads import available_cores, training_threads
 from napari_action.config import BUDGETS, METHODS, TrainConfig
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class LayerPicker(QWidget):
 
 
 class OptionsForm(QWidget):
-    """Axis, budget, method, stage-iii steps and device, mapped onto TrainConfig."""
+    """Axis, budget, method, stage-iii steps, device and CPU threads, mapped onto TrainConfig."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -182,6 +183,13 @@ class OptionsForm(QWidget):
         self.device_combo.addItems(available_devices())
         self.device_label = QLabel()
         self.device_label.setWordWrap(True)
+        self.threads_spin = QSpinBox()
+        self.threads_spin.setRange(1, available_cores())
+        self.threads_spin.setValue(training_threads())
+        self.threads_spin.setToolTip(
+            "torch's CPU threads for training and prediction. Default: all cores but one, which the "
+            "viewer keeps. Two trainings on the same cores slow each other down several-fold."
+        )
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addRow("slicing axis", self.axis_combo)
@@ -190,6 +198,7 @@ class OptionsForm(QWidget):
         layout.addRow("stage iii steps", self.steps_spin)
         layout.addRow("device", self.device_combo)
         layout.addRow("", self.device_label)
+        layout.addRow("CPU threads", self.threads_spin)
         self.budget_combo.currentTextChanged.connect(self._on_budget_changed)
         self.device_combo.currentTextChanged.connect(self._describe_device)
         self.budget_combo.setCurrentText("paper" if "cuda" in available_devices() else "cpu")

@@ -46,7 +46,7 @@ from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
-from napari_action._napari.threads import new_worker, training_threads
+from napari_action._napari.threads import new_worker
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import infer_axis
@@ -227,7 +227,8 @@ class ActionWidget(QWidget):
     def _trainer_factory(self, plan: TrainingPlan):
         """Snapshot the inputs now; the returned function builds the trainer in the worker."""
         viewer_axis = viewer_slicing_axis(self.viewer)
-        config = self.options.config(self.options.axis_choice(viewer_axis), training_threads(), **self.config_overrides)
+        axis = self.options.axis_choice(viewer_axis)
+        config = self.options.config(axis, self.options.threads_spin.value(), **self.config_overrides)
         volumes = [layer_array(image) for image in plan.images]
         spacings = [layer_geometry(image).spacing for image in plan.images]
         # The accepted slices join the painted labels (and fix the axis they were accepted along).

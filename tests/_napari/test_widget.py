@@ -16,7 +16,7 @@ from qtpy.QtCore import QThreadPool
 from napari_action._napari.files.export import layer_geometry
 from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
 from napari_action._napari.run_state import RunState
-from napari_action._napari.threads import training_threads
+from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.widget import ActionWidget
 from napari_action.inference.interpolation import interpolate_labels
 from napari_action.inference.loaded_model import load_model
@@ -81,7 +81,8 @@ def test_train_streams_into_prediction_layer(scene, qtbot):
     wait_finished(qtbot, widget)
 
     assert widget.run.error is None and widget.run.last_progress.step >= 2
-    # The worker thread trains with all cores but one (the GUI keeps one).
+    # The worker thread trains with all cores but one (the GUI keeps one), the form's default.
+    assert widget.options.threads_spin.value() == training_threads()
     assert widget.options.device_label.text().startswith(f"using: CPU, {training_threads()} thread")
     assert np.isin(np.unique(layer.data), [0, 1, 2]).all()
     # Same world placement as the image, labelled classes, source recorded.
@@ -347,3 +348,13 @@ def test_status_line_says_when_the_interpolation_is_still_shown():
     streaming = status_text(TrainProgress(**common, painted_fit=0.81, streaming=True))
     assert streaming.endswith("Dice on your slices 0.81")
     assert "Dice" not in status_text(TrainProgress(**common))  # no check made yet
+
+
+def test_cpu_threads_chosen_in_the_form_are_used(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.options.threads_spin.setValue(widget.options.threads_spin.maximum())  # every core this process may use
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None
+    assert widget.session.trainer.config.num_threads == available_cores()
+    assert widget.options.device_label.text().startswith(f"using: CPU, {available_cores()} thread")
