@@ -95,7 +95,10 @@ def as_integer_labels(data: ArrayLike, what: str, *, non_negative: bool = False)
     elif data.dtype.kind == "f":
         data = _whole_floats_as_integers(data, what)
     if non_negative and data.size and data.min() < 0:
-        raise ValueError(f"{what} contain negative values (min {data.min()}); label values must be >= 0.")
+        raise ValueError(
+            f"{what} contain negative values (min {data.min()}); label values must be >= 0: "
+            "0 means not painted and each class is a positive number."
+        )
     return data
 
 

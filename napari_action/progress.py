@@ -63,6 +63,8 @@ class TrainProgress:
     painted_fit: float | None = None
     #: Whether streamed predictions are on (they wait until ``painted_fit`` reaches the config's gate).
     streaming: bool = True
+    #: Something the user should know, said once (e.g. batches halved after the GPU memory was full).
+    notice: str | None = None
 
     @property
     def fraction(self) -> float:

@@ -78,3 +78,18 @@ def configure_threads(num_threads: int | None) -> None:
     """Cap torch's CPU threads when asked (the GUI keeps a core for itself)."""
     if num_threads is not None and num_threads > 0:
         torch.set_num_threads(num_threads)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an accelerator running out of memory (CUDA, or Apple's MPS)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "MPS backend out of memory" in str(error)
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Hand the allocator's cached blocks back after an out-of-memory error, so a smaller try can fit."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()

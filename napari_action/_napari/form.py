@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 
 from napari_action._napari.layers import image_layers, labels_layers, layer_shape, pair_labels_to_images
 from napari_action._napari.threads import available_cores, training_threads
+from napari_action._napari.view_plane import CHOICES as VIEW_CHOICES
 from napari_action.config import BUDGETS, METHODS, TrainConfig
 
 if TYPE_CHECKING:
@@ -162,6 +163,12 @@ class OptionsForm(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.view_combo = QComboBox()
+        self.view_combo.addItems(list(VIEW_CHOICES))
+        self.view_combo.setToolTip(
+            "Which slices the viewer shows: an anatomical plane (from the image's NIfTI header), "
+            "or the plane of the slices painted so far. napari opens NIfTI files on array axis 0."
+        )
         self.axis_combo = QComboBox()
         self.axis_combo.addItems([AXIS_AUTO, "viewer slicing axis", "axis 0", "axis 1", "axis 2"])
         self.axis_combo.setToolTip(
@@ -192,6 +199,7 @@ class OptionsForm(QWidget):
         )
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addRow("view slices", self.view_combo)
         layout.addRow("slicing axis", self.axis_combo)
         layout.addRow("budget", self.budget_combo)
         layout.addRow("method", self.method_combo)

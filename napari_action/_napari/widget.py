@@ -47,6 +47,7 @@ from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
 from napari_action._napari.threads import new_worker
+from napari_action._napari.view_plane import axis_for_choice, show_slices_along
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import infer_axis
@@ -136,6 +137,8 @@ class ActionWidget(QWidget):
         self.stop_button.clicked.connect(self.stop_training)
         self.predict_button.clicked.connect(self.predict_all)
         self.save_button.clicked.connect(self._on_save_clicked)
+        # "activated", not "changed": choosing the same plane again re-applies it after napari's transpose button.
+        self.options.view_combo.textActivated.connect(self.show_slices)
 
     def _scrolling_content(self) -> QWidget:
         """The panel's content widget, inside a scroll area so small screens reach every button."""
@@ -175,6 +178,22 @@ class ActionWidget(QWidget):
         self.predict_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.save_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.state_changed.emit()
+
+    # -- viewing plane ---------------------------------------------------------------
+    def show_slices(self, choice: str) -> int | None:
+        """Slide through ``choice`` (see :data:`.view_plane.CHOICES`); return the data axis, None if unchanged."""
+        self.picker.refresh()
+        images = self.picker.selected_images()
+        labels = [layer for layer, _ in self.picker.selected_labels()]
+        try:
+            axis = axis_for_choice(self.viewer, choice, images, labels)
+        except ValueError as exc:
+            show_warning(f"ACTION: {exc}")
+            return None
+        if axis is not None:
+            show_slices_along(self.viewer, axis)
+            self.status_label.setText(f"Showing {choice} slices: the slider moves along axis {axis}.")
+        return axis
 
     # -- training ------------------------------------------------------------------
     @property
@@ -327,6 +346,8 @@ class ActionWidget(QWidget):
 
     # -- run callbacks (GUI thread) -------------------------------------------------------
     def _on_progress(self, progress: TrainProgress) -> None:
+        if progress.notice:
+            show_warning(f"ACTION: {progress.notice}")
         self.status_label.setText(status_text(progress))
         device = f"using: {progress.device}"
         if self.options.device_label.text() != device:

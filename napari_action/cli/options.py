@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_action.config import TrainConfig
+from napari_action.io.nifti import NonFiniteVoxelsError, VolumeMeta, load_volume
 
 
 def int_list(text: str) -> list[int]:
@@ -71,6 +75,36 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="CPU threads for torch (default: torch's choice, usually all cores)",
     )
+
+
+def add_nan_to_zero_option(parser: argparse.ArgumentParser) -> None:
+    """``--nan-to-zero``: replace NaN and infinite voxels of the images by 0 instead of stopping."""
+    parser.add_argument(
+        "--nan-to-zero",
+        action="store_true",
+        help="replace NaN and infinite voxels of the images by 0 (default: stop and name the file)",
+    )
+
+
+def load_image(path: Path, *, nan_to_zero: bool) -> tuple[np.ndarray, VolumeMeta]:
+    """Load an image volume; its NaN advice names ``--nan-to-zero``, the remedy a command-line user has.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A NIfTI image.
+    nan_to_zero : bool
+        Replace non-finite voxels by 0 (with a logged warning) instead of refusing the file.
+
+    Returns
+    -------
+    tuple of numpy.ndarray and VolumeMeta
+        As :func:`~napari_action.io.nifti.load_volume`.
+    """
+    try:
+        return load_volume(path, nan_policy="zero" if nan_to_zero else "raise")
+    except NonFiniteVoxelsError as error:
+        raise error.with_advice("Fix the file, or pass --nan-to-zero to replace them by 0.") from None
 
 
 def positive_int(text: str) -> int:

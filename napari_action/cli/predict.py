@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_action.cli.options import add_threads_option
-from napari_action.io.nifti import NIFTI_EXTENSIONS, load_volume, save_labels
+from napari_action.cli.options import add_nan_to_zero_option, add_threads_option, load_image
+from napari_action.io.nifti import NIFTI_EXTENSIONS, save_labels
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="keep only the N largest 3D pieces of each label (2 for left+right structures)",
     )
     add_threads_option(predict)
+    add_nan_to_zero_option(predict)
     predict.set_defaults(run=run)
 
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.image:
-        volume, meta = load_volume(path)
+        volume, meta = load_image(path, nan_to_zero=args.nan_to_zero)
         # The same check as the widget's: voxels unlike the training volumes' degrade predictions.
         target = [(path.name, VoxelGeometry.from_matrix(meta.affine))]
         for message in geometry_warnings(model.references, target, model.axis):

@@ -40,7 +40,10 @@ class TerminalProgress:
         self._shown_step: int | None = None
 
     def update(self, progress: TrainProgress, force: bool = False) -> None:
-        """Show ``progress`` if it is time to (or ``force``)."""
+        """Show ``progress`` if it is time to (or ``force``); a notice always, on a line of its own."""
+        if progress.notice:
+            prefix = "\n" if self.interactive and self._shown_step is not None else ""
+            self.stream.write(f"{prefix}Note: {progress.notice}\n")
         now = time.perf_counter()
         new_stage = progress.stage != self._stage
         self._stage = progress.stage

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from napari_action.cli.options import add_schedule_options, add_threads_option, config_from_args, int_list
+from napari_action.cli.options import (
+    add_nan_to_zero_option,
+    add_schedule_options,
+    add_threads_option,
+    config_from_args,
+    int_list,
+    load_image,
+)
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
 from napari_action.config import BUDGETS, METHODS
-from napari_action.io.nifti import load_labels, load_volume
+from napari_action.io.atomic import make_folder_for
+from napari_action.io.nifti import VolumeMeta, load_labels
+from napari_action.label_values import as_integer_labels
+
+# Tools that re-save labels may round the image's affine (NIfTI-1 stores it as float32); a grid that
+# differs by more than this is another grid.
+_GRID_TOLERANCE_MM = 1e-3
+_DIRECTION_TOLERANCE = 1e-4
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +56,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     train.add_argument("--seed", type=int, default=1337)
     add_threads_option(train)
+    add_nan_to_zero_option(train)
     train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     train.set_defaults(run=run)
 
 
@@ -54,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.labels) > len(args.image):
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
-    loaded = [load_volume(path) for path in args.image]
+    _check_output(args.out, args.overwrite)
+    loaded = [load_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
+    painted = [_load_training_labels(path) for path in args.labels]
+    _check_pairs(args.image, loaded, args.labels, painted)
     images = [volume for volume, _ in loaded]
-    labels = [load_labels(path)[0] for path in args.labels]
-    _check_pairs(args.image, images, args.labels, labels)
+    labels = [array for array, _ in painted]
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     spacings = [meta.zooms[:3] for _, meta in loaded]
     trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
@@ -71,16 +90,52 @@ def run(args: argparse.Namespace) -> int:
     run_training(trainer, TerminalProgress())
     # The training volumes' geometry goes with the model, so that `predict` can warn about unlike voxels.
     references = [VoxelGeometry.from_matrix(meta.affine) for _, meta in loaded]
-    path = save_model(trainer, args.out, references)
+    path = save_model(trainer, args.out, references, overwrite=args.overwrite)
     print(f"Model written to {path}")
     return 0
 
 
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse, before minutes of training, an --out that exists or a folder that cannot be written."""
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder; give a file name such as {out / 'model.pt'}.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or choose another --out.")
+    make_folder_for(out)
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"cannot write {out}: the folder {out.parent} is not writable; choose another --out "
+            "(or fix the folder's permissions)."
+        )
+
+
+def _load_training_labels(path: Path) -> tuple[np.ndarray, VolumeMeta]:
+    """One --labels file; negative values are refused here, where the message can name the file."""
+    labels, meta = load_labels(path)
+    return as_integer_labels(labels, f"{path}: labels", non_negative=True), meta
+
+
 def _check_pairs(
-    image_paths: Sequence[Path], images: Sequence[np.ndarray], label_paths: Sequence[Path], labels: Sequence[np.ndarray]
+    image_paths: Sequence[Path],
+    images: Sequence[tuple[np.ndarray, VolumeMeta]],
+    label_paths: Sequence[Path],
+    labels: Sequence[tuple[np.ndarray, VolumeMeta]],
 ) -> None:
-    """Each --labels must have the shape of the --image in the same position (named by file, counted from 1)."""
-    for number, (image_path, image, label_path, label) in enumerate(
+    """Each --labels must lie on the voxel grid of the --image in the same position (files named, counted from 1).
+
+    Parameters
+    ----------
+    image_paths, label_paths : sequence of pathlib.Path
+        The --image and --labels files, in the order given.
+    images, labels : sequence of (numpy.ndarray, VolumeMeta)
+        What was loaded from them.
+
+    Raises
+    ------
+    ValueError
+        If a label map has another shape than its image, or another voxel size, origin or orientation.
+    """
+    for number, (image_path, (image, image_meta), label_path, (label, label_meta)) in enumerate(
         zip(image_paths, images, label_paths, labels, strict=False), start=1
     ):
         if label.shape != image.shape:
@@ -88,3 +143,46 @@ def _check_pairs(
                 f"{label_path} has shape {label.shape}, but {image_path} (--image number {number}) has shape "
                 f"{image.shape}; the k-th --labels must be painted on the k-th --image."
             )
+        if not _same_grid(image_meta.affine, label_meta.affine):
+            raise ValueError(_grid_mismatch_message(image_path, image_meta, label_path, label_meta, number))
+
+
+def _spacing_and_directions(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel size along each array axis (mm) and the unit world direction of each axis."""
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    # A degenerate axis (size 0) must not divide by zero; its direction is then 0, which compares as unlike.
+    return spacing, linear / np.maximum(spacing, np.finfo(np.float64).tiny)
+
+
+def _same_grid(image_affine: np.ndarray, label_affine: np.ndarray) -> bool:
+    """Whether two voxel-to-world matrices put every voxel at the same place (within rounding)."""
+    image_spacing, image_directions = _spacing_and_directions(image_affine)
+    label_spacing, label_directions = _spacing_and_directions(label_affine)
+    origin_gap = np.abs(np.asarray(image_affine)[:3, 3] - np.asarray(label_affine)[:3, 3]).max()
+    return bool(
+        np.abs(image_spacing - label_spacing).max() <= _GRID_TOLERANCE_MM
+        and origin_gap <= _GRID_TOLERANCE_MM
+        and np.abs(image_directions - label_directions).max() <= _DIRECTION_TOLERANCE
+    )
+
+
+def _describe_grid(meta: VolumeMeta) -> str:
+    """E.g. ``voxels 0.8 x 0.8 x 3 mm, origin (-10, 5, 2.5) mm, axes RAS``."""
+    spacing, _ = _spacing_and_directions(meta.affine)
+    sizes = " x ".join(f"{s:.6g}" for s in spacing)
+    origin = ", ".join(f"{x:.6g}" for x in meta.affine[:3, 3])
+    return f"voxels {sizes} mm, origin ({origin}) mm, axes {meta.orientation}"
+
+
+def _grid_mismatch_message(
+    image_path: Path, image_meta: VolumeMeta, label_path: Path, label_meta: VolumeMeta, number: int
+) -> str:
+    image_grid, label_grid = _describe_grid(image_meta), _describe_grid(label_meta)
+    # Oblique axes can differ while the rounded description reads the same.
+    rotated = " (the axes are rotated differently)" if image_grid == label_grid else ""
+    return (
+        f"{label_path} has the shape of {image_path} (--image number {number}) but not its voxel grid "
+        f"(labels: {label_grid}; image: {image_grid}){rotated}. Labels must be painted on the image's own "
+        "voxels: resample them onto the image's grid (nearest-neighbour), or re-save them with the image's header."
+    )

@@ -42,6 +42,11 @@ REFERENCE_KEY = "reference_geometry"
 _WORLD_AXES = ("x (sagittal slices)", "y (coronal slices)", "z (axial slices)")
 
 
+#: World axis (RAS: 0 = left-right, 1 = posterior-anterior, 2 = inferior-superior) along which
+#: each plane's slices are stacked.
+PLANE_WORLD_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
 @dataclasses.dataclass(frozen=True)
 class VoxelGeometry:
     """Voxel spacing along each array axis and the world axis each array axis points along."""
@@ -65,6 +70,25 @@ class VoxelGeometry:
     def from_dict(cls, data: dict) -> VoxelGeometry:
         """Inverse of :meth:`to_dict`."""
         return cls(tuple(float(s) for s in data["spacing"]), tuple(int(d) for d in data["directions"]))
+
+    def axis_for_plane(self, plane: str) -> int:
+        """Array axis to slice along to see ``plane`` ("axial", "coronal" or "sagittal").
+
+        Axial slices are stacked along the world's inferior-superior axis,
+        coronal ones along posterior-anterior, sagittal ones along left-right.
+
+        Raises
+        ------
+        ValueError
+            For another plane name, or when no array axis points along that world axis
+            (two axes of an oblique volume point along the same one).
+        """
+        if plane not in PLANE_WORLD_AXES:
+            raise ValueError(f"plane must be one of {sorted(PLANE_WORLD_AXES)}, got {plane!r}.")
+        world = PLANE_WORLD_AXES[plane]
+        if world not in self.directions:
+            raise ValueError(f"No array axis of this volume points along the {plane} slicing direction.")
+        return self.directions.index(world)
 
     def in_plane(self, axis: int) -> tuple[float, float]:
         """Spacing of the two axes of a slice taken along ``axis``."""
@@ -204,11 +228,16 @@ def load_model(path: str | Path, device: str | torch.device = "auto") -> LoadedM
     return model
 
 
-def save_model(model: SegmentationModel, path: str | Path, references: Sequence[VoxelGeometry] = ()) -> Path:
-    """Write ``model``'s checkpoint to ``path`` with the training volumes' geometry (for later warnings)."""
+def save_model(
+    model: SegmentationModel, path: str | Path, references: Sequence[VoxelGeometry] = (), *, overwrite: bool = True
+) -> Path:
+    """Write ``model``'s checkpoint to ``path`` with the training volumes' geometry (for later warnings).
+
+    ``overwrite=False`` refuses an existing file (``FileExistsError``).
+    """
     from napari_action.io.checkpoint import save_checkpoint  # torch: see LoadedModel.save_checkpoint
 
-    return save_checkpoint(path, with_references(model.checkpoint(), references))
+    return save_checkpoint(path, with_references(model.checkpoint(), references), overwrite=overwrite)
 
 
 def with_references(checkpoint: Checkpoint, references: Sequence[VoxelGeometry]) -> Checkpoint:

@@ -7,6 +7,7 @@ so nothing is resampled and the result lies on the source voxel grid.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from napari_action.io.checkpoint import Checkpoint, build_inference_net, load_ch
 from napari_action.label_values import smallest_label_dtype
 from napari_action.networks.unet import SPATIAL_MULTIPLE
 from napari_action.progress import PredictionUpdate
-from napari_action.runtime import autocast, resolve_device
+from napari_action.runtime import autocast, is_out_of_memory, release_cached_memory, resolve_device
+
+logger = logging.getLogger(__name__)
 
 
 def slice_stack(moved: np.ndarray, start: int, stop: int, context: int) -> np.ndarray:
@@ -178,9 +181,14 @@ class Predictor:
         smoother = SliceSmoother(self.smoothing_mm / thickness, n_slices)
         decay = self.prior_decay_mm / thickness
         done = 0
-        for start in range(0, n_slices, batch_size):
+        start = 0
+        while start < n_slices:
             stop = min(start + batch_size, n_slices)
-            _, probs = self.predict_slices(moved, start, stop, tta)
+            try:
+                _, probs = self.predict_slices(moved, start, stop, tta)
+            except Exception as error:
+                batch_size = self._smaller_batch(batch_size, error)
+                continue  # the same slices again, fewer at a time
             for offset, slice_probs in enumerate(probs):
                 for index, smoothed in smoother.push(start + offset, slice_probs):
                     final = self._with_prior(smoothed, prior, index, decay)
@@ -188,6 +196,7 @@ class Predictor:
                     confidence[index] = final.max(axis=0)
                     entropy[index] = normalized_entropy(final[None])[0]
                     done = index + 1
+            start = stop
             yield PredictionUpdate(volume_index, done, n_slices)
         yield PredictionUpdate(
             volume_index,
@@ -198,6 +207,19 @@ class Predictor:
             confidence=np.moveaxis(confidence, 0, axis),
             entropy=np.moveaxis(entropy, 0, axis),
         )
+
+    def _smaller_batch(self, batch_size: int, error: Exception) -> int:
+        """Half as many slices per batch after the accelerator ran out of memory; re-raise anything else."""
+        if not is_out_of_memory(error):
+            raise error
+        release_cached_memory(self.device)
+        if batch_size == 1:
+            raise MemoryError(
+                f"{self.device.type.upper()} memory is too small for even one slice of this volume: "
+                "predict on the CPU (device cpu) or close other programs that use the GPU."
+            ) from error
+        logger.warning("%s memory full: predicting %d slices at a time", self.device.type.upper(), batch_size // 2)
+        return batch_size // 2
 
     @staticmethod
     def _with_prior(probs: np.ndarray, prior: SliceInterpolation | None, index: int, decay: float) -> np.ndarray:

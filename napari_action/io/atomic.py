@@ -1,23 +1,43 @@
 """Atomic file writes: whoever reads the target sees the old file or the new one, never half.
 
-The content goes to a temporary file in the target's folder, is flushed to disk
-and then renamed over the target (a rename within one folder is atomic). A
-failure at any point removes the temporary file and leaves the target as it
-was. Used for label maps and checkpoints.
+The content goes to a temporary file in the target's folder (``.<name>.<random>.part``),
+is flushed to disk and then renamed over the target (a rename within one folder is
+atomic). A failure at any point removes the temporary file and leaves the target as it
+was. Used for label maps and checkpoints; session stores reuse the error messages.
+
+Failures the user can fix get a message that says what is wrong and what to do instead
+of the OS's words about a hidden temporary file: a folder that is not writable, a full
+disk (or a file over the size limit). A process killed while writing cannot remove its
+temporary file; the next successful write of the same target removes such leftovers
+once they are :data:`STALE_AFTER_S` seconds old.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["write_atomically"]
+__all__ = [
+    "STALE_AFTER_S",
+    "explain_write_error",
+    "explained_errors",
+    "make_folder_for",
+    "remove_stale_parts",
+    "write_atomically",
+]
 
+#: Age (seconds since the last change) after which a temporary file counts as left by a dead write.
+STALE_AFTER_S = 60.0
+_PART = ".part"
 _EXISTS = "{path} already exists; choose another name or pass overwrite=True to replace it."
+_DISK_FULL = frozenset(code for code in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None)) if code is not None)
+_NOT_WRITABLE = frozenset((errno.EACCES, errno.EPERM, errno.EROFS))
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, overwrite: bool = True) -> Path:
@@ -43,32 +63,54 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
     ------
     FileExistsError
         ``path`` exists and ``overwrite`` is False.
+    PermissionError
+        The folder is not writable (see :func:`explain_write_error` for the message).
     OSError
         The write failed (disk full, file too large, ...); the target is unchanged.
+        Full disks and read-only file systems get a message that says what to do.
     """
     path = Path(path)
-    _refuse_existing(path, overwrite)
-    mode = _new_file_mode(path)
-    handle, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    temporary = Path(temporary_name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        # Check again: the file may have appeared while the content was being written.
+    existed = os.path.exists(path)  # False, not an error, for a folder this process cannot look into
+    with explained_errors(path, existed=existed):
         _refuse_existing(path, overwrite)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
+        mode = _new_file_mode(path)
+        handle, temporary = _create_temporary(path)
+        try:
+            _fill(handle, write)
+            os.chmod(temporary, mode)
+            # Check again: the file may have appeared while the content was being written.
+            _refuse_existing(path, overwrite)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # never hide the error that stopped the write
+                temporary.unlink()
+            raise
     _fsync_folder(path.parent)
+    remove_stale_parts(path)
     return path
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    handle, name = tempfile.mkstemp(prefix=_part_prefix(path), suffix=_PART, dir=path.parent)
+    return handle, Path(name)
+
+
+def _part_prefix(path: Path) -> str:
+    # Hidden and ending in ".part": file browsers, readers and globs for "*.nii.gz" skip it.
+    return f".{path.name}."
+
+
+def _fill(handle: int, write: Callable[[BinaryIO], object]) -> None:
+    with os.fdopen(handle, "wb") as stream:
+        write(stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
 def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        # os.replace would fail naming the hidden temporary file; say it plainly.
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; choose a file name.")
     if not overwrite and path.exists():
         raise FileExistsError(_EXISTS.format(path=path))
 
@@ -90,3 +132,135 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(handle)
         finally:
             os.close(handle)
+
+
+def remove_stale_parts(target: str | os.PathLike, *, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete the temporary files that interrupted writes of ``target`` left in its folder.
+
+    Only files unchanged for ``older_than_s`` seconds go: a younger one may belong
+    to a write still running in another process (a running write keeps touching
+    its file). Files that cannot be inspected or removed are left alone.
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        The file whose leftovers (``.<name>.<random>.part``) are removed.
+    older_than_s : float
+        Minimum age, in seconds since the last modification.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    target = Path(target)
+    prefix, cutoff = _part_prefix(target), time.time() - older_than_s
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(_PART) and _remove_if_older(entry, cutoff):
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _remove_if_older(entry: os.DirEntry, cutoff: float) -> bool:
+    try:
+        if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+            return False
+        os.unlink(entry.path)
+    except OSError:  # gone already, or not ours to remove
+        return False
+    return True
+
+
+def make_folder_for(target: str | os.PathLike) -> None:
+    """Create the folder of ``target`` (and its parents) if missing, with the messages of a failed write.
+
+    Raises
+    ------
+    PermissionError
+        A folder on the way cannot be created: the message names the folder that is not writable.
+    """
+    target = Path(target)
+    with explained_errors(target, existed=False):
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def explained_errors(target: str | os.PathLike, *, existed: bool) -> Iterator[None]:
+    """Re-raise a failed write's OS error as one that says what is wrong and what to do.
+
+    Errors :func:`explain_write_error` does not know pass unchanged.
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        The file or store being written, named in the message.
+    existed : bool
+        Whether ``target`` existed before the write (the message then says it is unchanged).
+    """
+    try:
+        yield
+    except Exception as error:
+        explained = explain_write_error(error, Path(target), existed=existed)
+        if explained is None:
+            raise
+        raise explained from error
+
+
+def explain_write_error(error: BaseException, target: Path, *, existed: bool) -> OSError | None:
+    """The error to show for a failed write of ``target``, or None if ``error`` is no known case.
+
+    Known cases, found anywhere in the chain of causes (torch, for one, turns a
+    failed write into a ``RuntimeError`` whose context is the ``OSError``):
+
+    * ``ENOSPC``, ``EFBIG``, ``EDQUOT``: an ``OSError`` "could not write <target>:
+      the disk is full or the file is too large (...); free some space and save
+      again — <target> is unchanged" (the last part only if it existed);
+    * ``EACCES``, ``EPERM``, ``EROFS``: a ``PermissionError`` (``OSError`` for
+      ``EROFS``) "cannot write <target>: the folder <folder> is not writable
+      (...); choose another folder (or fix its permissions)".
+
+    The returned error keeps the ``errno`` of the cause.
+    """
+    cause = _os_error_in_chain(error)
+    if cause is None:
+        return None
+    if cause.errno in _DISK_FULL:
+        unchanged = f" — {target} is unchanged" if existed else ""
+        message = (
+            f"could not write {target}: the disk is full or the file is too large ({_reason(cause)}); "
+            f"free some space and save again{unchanged}."
+        )
+    elif cause.errno in _NOT_WRITABLE:
+        message = (
+            f"cannot write {target}: the folder {_nearest_existing(target.parent)} is not writable "
+            f"({_reason(cause)}); choose another folder (or fix its permissions)."
+        )
+    else:
+        return None
+    explained = (PermissionError if cause.errno in (errno.EACCES, errno.EPERM) else OSError)(message)
+    explained.errno = cause.errno  # for callers that test it; the message alone is shown
+    return explained
+
+
+def _os_error_in_chain(error: BaseException) -> OSError | None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _reason(cause: OSError) -> str:
+    return cause.strerror or os.strerror(cause.errno)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    # A missing folder could not be created because its nearest existing parent is not writable.
+    while not os.path.exists(folder) and folder != folder.parent:
+        folder = folder.parent
+    return folder

@@ -3,7 +3,8 @@
 The file is a ``torch.save`` dictionary of tensors and plain Python values,
 read back with ``weights_only=True`` so that opening a checkpoint never runs
 pickled code. Writes are atomic: a crash while saving leaves the previous
-file intact.
+file intact, and a folder that is not writable or a full disk get a message
+that says what to do (see :mod:`napari_action.io.atomic`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from napari_action import __version__
 from napari_action.config import TrainConfig
-from napari_action.io.atomic import write_atomically
+from napari_action.io.atomic import make_folder_for, write_atomically
 from napari_action.networks.action_net import ActionNet
 
 FORMAT = "napari-action-checkpoint"
@@ -47,10 +48,37 @@ class Checkpoint:
         return len(self.class_values)
 
 
-def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
-    """Write ``ckpt`` to ``path`` atomically (temporary file, then rename)."""
+def save_checkpoint(path: str | Path, ckpt: Checkpoint, *, overwrite: bool = True) -> Path:
+    """Write ``ckpt`` to ``path`` atomically (temporary file, then rename).
+
+    Parameters
+    ----------
+    path : str or Path
+        Target file; missing folders are created.
+    ckpt : Checkpoint
+        What to write.
+    overwrite : bool
+        Replace an existing file (the default: a trainer saves to the same file
+        again and again, and save dialogs ask the user before they return an
+        existing name); False refuses it before anything is written.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    PermissionError
+        The folder is not writable; the message names it and says what to do.
+    OSError
+        The disk is full (or the file too large) or another write failure; an
+        existing file at ``path`` is unchanged either way.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder_for(path)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -64,7 +92,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "teacher": ckpt.teacher,
         "extra": ckpt.extra,
     }
-    write_atomically(path, lambda stream: torch.save(payload, stream))
+    write_atomically(path, lambda stream: torch.save(payload, stream), overwrite=overwrite)
     return path
 
 

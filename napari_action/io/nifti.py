@@ -28,6 +28,7 @@ import numpy as np
 
 from napari_action.io.atomic import write_atomically
 from napari_action.label_values import as_integer_labels, smallest_label_dtype
+from napari_action.system_memory import available_memory_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,31 @@ _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.I
 
 class VolumeError(ValueError):
     """A volume file or array cannot be used; the message names the file and what to do."""
+
+
+class NonFiniteVoxelsError(VolumeError):
+    """NaN or infinite voxels with ``nan_policy="raise"``.
+
+    The remedy depends on the caller (a Python argument, a command-line flag), so the
+    description of the problem is kept apart: :meth:`with_advice` rewords the advice.
+
+    Parameters
+    ----------
+    problem : str
+        What is wrong, naming the file and the count of bad voxels.
+    advice : str
+        What to do, one or more sentences.
+    """
+
+    def __init__(
+        self, problem: str, advice: str = "Fix the file, or load it with nan_policy='zero' to replace them by 0."
+    ) -> None:
+        super().__init__(f"{problem}; napari-action needs finite values. {advice}")
+        self.problem = problem
+
+    def with_advice(self, advice: str) -> NonFiniteVoxelsError:
+        """The same error giving ``advice`` instead."""
+        return NonFiniteVoxelsError(self.problem, advice)
 
 
 class NonFiniteVoxelsWarning(UserWarning):
@@ -211,38 +237,114 @@ def _open_nifti(path: Path) -> nib.Nifti1Image:
     return img
 
 
-def _read_voxels(img: nib.Nifti1Image, path: Path) -> np.ndarray:
+def _is_scaled(img: nib.Nifti1Image) -> bool:
     # nibabel moves scl_slope/scl_inter from the loaded header into the array proxy.
     slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
-    scaled = slope != 1.0 or inter != 0.0
+    return slope != 1.0 or inter != 0.0
+
+
+def _volume_shape(img: nib.Nifti1Image, path: Path) -> tuple[int, int, int]:
+    """The 3D shape the header promises; refuse empty, 2D and 4D images before reading voxels."""
+    shape = tuple(int(n) for n in img.shape)
+    if 0 in shape:
+        dims = " x ".join(str(int(n)) for n in img.header["dim"][1 : len(shape) + 1])
+        raise VolumeError(
+            f"{path}: the header's dim field says the image is {dims} voxels: dimension {shape.index(0) + 1} has "
+            "size 0, so the file holds no voxels. The program that wrote it failed; re-export it from the "
+            "original data."
+        )
+    if len(shape) > 3 and all(s == 1 for s in shape[3:]):
+        # A 4D file holding one volume is a 3D volume in practice (some tools write x,y,z,1).
+        shape = shape[:3]
+    if len(shape) < 3:
+        raise VolumeError(
+            f"{path}: the image is {len(shape)}D (shape {shape}); napari-action needs a 3D "
+            "volume. Stack the slices into one 3D NIfTI file first."
+        )
+    if len(shape) > 3:
+        raise VolumeError(
+            f"{path}: the image is {len(shape)}D (shape {shape}), a series of "
+            f"{int(np.prod(shape[3:]))} volumes; napari-action needs one 3D volume. Extract "
+            "one first, e.g. `fslroi in.nii.gz out.nii.gz 0 1` or nibabel's `img.slicer[..., 0]`."
+        )
+    return shape
+
+
+def _check_voxel_type(dtype: np.dtype, path: Path) -> None:
+    """Refuse colour and complex voxels: neither has one intensity per voxel."""
+    if dtype.names is not None:  # nibabel's RGB24 and RGBA32 are records of 8-bit channels
+        raise VolumeError(
+            f"{path}: the image is in colour ({len(dtype.names)} channels, {', '.join(dtype.names)}, per voxel); "
+            "napari-action needs one grey value per voxel. Convert it to one grey channel first (e.g. the "
+            "mean of R, G and B, or the one channel that shows the structures) and save that as NIfTI."
+        )
+    if dtype.kind == "c":
+        raise VolumeError(
+            f"{path}: the voxels are complex numbers ({dtype.name}), e.g. MRI data with its phase; "
+            "napari-action needs real values. Save the magnitude as a float image and load that instead, "
+            "e.g. with nibabel: `np.abs(np.asarray(img.dataobj)).astype(np.float32)`."
+        )
+
+
+def _check_file_holds_voxels(img: nib.Nifti1Image, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse an uncompressed file shorter than its header says, before allocating its voxels.
+
+    A compressed file's length says nothing about its content, so ``.nii.gz`` is left to the reader.
+    """
+    if _nifti_suffix(path) != ".nii":
+        return
+    dtype = img.get_data_dtype()
+    end = int(img.dataobj.offset) + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < end:
+        raise VolumeError(
+            f"{path}: the voxel data cannot be read: the header describes {shape} voxels of {dtype.name} that "
+            f"end at byte {end:,}, but the file holds only {size:,} bytes. The file is truncated (an "
+            "interrupted copy, download or export); re-export or re-download it."
+        )
+
+
+def _voxel_bytes(img: nib.Nifti1Image, shape: tuple[int, ...]) -> int:
+    """Bytes of the array :func:`load_volume` returns (scaled files become float32)."""
+    itemsize = np.dtype(np.float32).itemsize if _is_scaled(img) else img.get_data_dtype().itemsize
+    return int(np.prod(shape)) * itemsize
+
+
+def _gigabytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:,.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:,.0f} MB"
+
+
+def _memory_message(path: Path, shape: tuple[int, ...], needed: int, available: int | None) -> str:
+    have = f"{_gigabytes(available)} available" if available is not None else "more than is free now"
+    return (
+        f"{path}: the image is too large for this machine's memory: its {shape} voxels need "
+        f"{_gigabytes(needed)}, {have}. Crop or downsample it, or use a machine with more memory."
+    )
+
+
+def _check_memory(img: nib.Nifti1Image, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse a volume whose array cannot fit in the memory available now (instead of a MemoryError)."""
+    needed, available = _voxel_bytes(img, shape), available_memory_bytes()
+    if available is not None and needed > available:
+        raise VolumeError(_memory_message(path, shape, needed, available))
+
+
+def _read_voxels(img: nib.Nifti1Image, shape: tuple[int, int, int], path: Path) -> np.ndarray:
     try:
         # Scaled integers become float32; unscaled data keeps its stored type so that
         # label maps stay integer and voxels round-trip bit for bit.
-        data = img.get_fdata(dtype=np.float32) if scaled else np.asarray(img.dataobj)
+        data = img.get_fdata(dtype=np.float32) if _is_scaled(img) else np.asarray(img.dataobj)
+        data = data.reshape(shape)
+        return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))
+    except MemoryError:
+        # The check before reading saw enough memory, but the reader needed more, or something
+        # else took it meanwhile.
+        raise VolumeError(_memory_message(path, shape, _voxel_bytes(img, shape), None)) from None
     except _READ_ERRORS as exc:
         raise VolumeError(
             f"{path}: the voxel data cannot be read ({type(exc).__name__}: {exc}). The file is "
             "truncated or corrupt; re-export or re-download it."
         ) from exc
-    return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))
-
-
-def _as_3d(data: np.ndarray, path: Path) -> np.ndarray:
-    if data.ndim > 3 and all(s == 1 for s in data.shape[3:]):
-        # A 4D file holding one volume is a 3D volume in practice (some tools write x,y,z,1).
-        data = data.reshape(data.shape[:3])
-    if data.ndim < 3:
-        raise VolumeError(
-            f"{path}: the image is {data.ndim}D (shape {data.shape}); napari-action needs a 3D "
-            "volume. Stack the slices into one 3D NIfTI file first."
-        )
-    if data.ndim > 3:
-        raise VolumeError(
-            f"{path}: the image is {data.ndim}D (shape {data.shape}), a series of "
-            f"{int(np.prod(data.shape[3:]))} volumes; napari-action needs one 3D volume. Extract "
-            "one first, e.g. `fslroi in.nii.gz out.nii.gz 0 1` or nibabel's `img.slicer[..., 0]`."
-        )
-    return data
 
 
 def _handle_nonfinite(data: np.ndarray, path: Path, nan_policy: NanPolicy) -> np.ndarray:
@@ -256,10 +358,7 @@ def _handle_nonfinite(data: np.ndarray, path: Path, nan_policy: NanPolicy) -> np
         return data
     message = f"{path}: {count} of {data.size} voxels are NaN or infinite"
     if nan_policy == "raise":
-        raise VolumeError(
-            f"{message}; napari-action needs finite values. Fix the file, or load it with "
-            "nan_policy='zero' to replace them by 0."
-        )
+        raise NonFiniteVoxelsError(message)
     data[bad] = 0
     logger.warning("%s; replaced them by 0.", message)
     if nan_policy == "warn":
@@ -290,13 +389,21 @@ def load_volume(path: str | os.PathLike, *, nan_policy: NanPolicy = "raise") -> 
     Raises
     ------
     VolumeError
-        Not NIfTI, unreadable/truncated, not 3D, or non-finite voxels with ``"raise"``.
+        Not NIfTI, unreadable/truncated, not 3D (including a dimension of size 0), colour or
+        complex voxels, or more voxels than the available memory holds.
+    NonFiniteVoxelsError
+        Non-finite voxels with ``"raise"`` (a :class:`VolumeError`).
     FileNotFoundError
         The file does not exist.
     """
     path = Path(path)
     img = _open_nifti(path)
-    data = _handle_nonfinite(_as_3d(_read_voxels(img, path), path), path, nan_policy)
+    # Everything the header alone can refute is refused before the voxels take memory.
+    shape = _volume_shape(img, path)
+    _check_voxel_type(img.get_data_dtype(), path)
+    _check_file_holds_voxels(img, shape, path)
+    _check_memory(img, shape, path)
+    data = _handle_nonfinite(_read_voxels(img, shape, path), path, nan_policy)
     meta = _meta_from_header(img.header, data.shape, path=str(path), dtype=img.get_data_dtype().name)
     logger.debug("Loaded %s: shape %s, dtype %s, zooms %s", path, data.shape, data.dtype, meta.zooms)
     return data, meta
@@ -318,7 +425,11 @@ def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
     VolumeError
         As :func:`load_volume`, or when voxels are not whole numbers.
     """
-    data, meta = load_volume(path)
+    try:
+        data, meta = load_volume(path)
+    except NonFiniteVoxelsError as error:
+        # Guessing a label for NaN voxels is not ours to do: only the file's author can fix them.
+        raise error.with_advice("Set those voxels to 0 (not painted) or to their class in the labels file.") from None
     return _as_integer_labels(data, str(path)), meta
 
 
@@ -427,7 +538,15 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, *
     VolumeError
         Wrong shape, non-integer labels or a name without a NIfTI extension.
     FileExistsError
-        ``path`` exists and ``overwrite`` is False.
+        ``path`` exists and ``overwrite`` is False (front ends ask first: ``--overwrite``
+        on the command line, a question in the widget).
+    FileNotFoundError
+        The folder of ``path`` does not exist.
+    PermissionError
+        The folder is not writable; the message names it and says what to do.
+    OSError
+        The disk is full (or the file too large) or another write failure. In every
+        case an existing file at ``path`` is unchanged and no temporary file is left.
     """
     path = Path(path)
     data = _labels_for_writing(labels, meta, path)

@@ -5,17 +5,23 @@ accepted slices, prediction layers with their record of edited voxels, class
 names, the model checkpoint, the training config and seed, and references to
 the source images (path plus a SHA-256 of the file, to notice a changed file).
 
-Saving is crash-safe: the new store is written next to the old one and only
-then switched in with renames. At every instant one complete session exists on
-disk — the old one until the switch, the new one after it. If a crash falls
-between the two renames, :func:`load_session` finds the previous session under
-its backup name.
+Saving is crash-safe: the new store is written next to the old one (``<name>.partial``)
+and only then switched in with renames. At every instant one complete session exists on
+disk — the old one until the switch, the new one after it. If a crash falls between the
+two renames, :func:`load_session` finds the previous session under its backup name
+(``<name>.previous``); a killed save's partial store is removed by the next save.
+
+A save that fails (folder not writable, disk full) removes its partial store and raises
+an error that says what to do (the messages of :mod:`napari_action.io.atomic`). A save
+replaces an existing session but nothing else: a file or a non-empty folder of that name
+that is not a napari-action session is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -27,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from napari_action import __version__
+from napari_action.io.atomic import explained_errors, make_folder_for
 
 FORMAT = "napari-action-session"
 FORMAT_VERSION = 1
@@ -101,12 +108,70 @@ class HashCache:
 
 
 def save_session(path: str | os.PathLike, session: Session) -> Path:
-    """Write ``session`` to the zarr store ``path`` (a folder, e.g. ``work.action.zarr``)."""
+    """Write ``session`` to the zarr store ``path`` (a folder, e.g. ``work.action.zarr``).
+
+    An existing session at ``path`` is replaced (autosave writes the same store
+    again and again; the save dialog asks the user first); missing folders are created.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store (a folder).
+    session : Session
+        What to write.
+
+    Returns
+    -------
+    Path
+        The store.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` is a file, or a non-empty folder that is not a napari-action session.
+    PermissionError
+        The folder is not writable; the message names it and says what to do.
+    OSError
+        The disk is full or another write failure. In every case the session at
+        ``path`` is unchanged and the partial store is removed.
+    """
+    path = Path(path)
+    _refuse_to_replace(path)
+    make_folder_for(path)
+    partial = path.with_name(path.name + _PARTIAL)
+    shutil.rmtree(partial, ignore_errors=True)  # what a killed save left behind
+    with explained_errors(path, existed=os.path.exists(path)):
+        try:
+            _write_store(partial, session)
+            _switch_in(partial, path)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return path
+
+
+def is_session_store(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a complete napari-action session store (its metadata says so)."""
+    try:
+        metadata = json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8"))
+        return metadata["attributes"]["format"] == FORMAT
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _refuse_to_replace(path: Path) -> None:
+    # Switching a store in removes what was there: never a file or folder of the user's.
+    if not os.path.exists(path) or is_session_store(path) or (path.is_dir() and not any(path.iterdir())):
+        return
+    raise FileExistsError(
+        f"cannot save the session to {path}: it exists and is not a napari-action session; "
+        f"choose another name. {path} is unchanged."
+    )
+
+
+def _write_store(partial: Path, session: Session) -> None:
     import zarr  # ~0.3 s to import: loaded when a session is first written or read, not with the widget
 
-    path = Path(path)
-    partial = path.with_name(path.name + _PARTIAL)
-    shutil.rmtree(partial, ignore_errors=True)
     group = zarr.open_group(str(partial), mode="w", zarr_format=3)
     for index, volume in enumerate(session.volumes):
         _write_volume(group, index, volume)
@@ -124,8 +189,6 @@ def save_session(path: str | os.PathLike, session: Session) -> Path:
             "volumes": [_volume_attrs(v) for v in session.volumes],
         }
     )
-    _switch_in(partial, path)
-    return path
 
 
 def _write_array(group, name: str, data: np.ndarray) -> None:
@@ -160,8 +223,11 @@ def _volume_attrs(volume: SessionVolume) -> dict[str, Any]:
 
 def _switch_in(partial: Path, path: Path) -> None:
     backup = path.with_name(path.name + _BACKUP)
-    shutil.rmtree(backup, ignore_errors=True)
     if path.exists():
+        # Make room for the current session as backup (a non-empty folder cannot be
+        # renamed over). Without a current one, a backup left by a crash stays until
+        # the new store is in: it may be the only complete session.
+        shutil.rmtree(backup, ignore_errors=True)
         os.replace(path, backup)
     os.replace(partial, path)
     shutil.rmtree(backup, ignore_errors=True)
@@ -261,6 +327,7 @@ __all__ = [
     "checkpoint_from_bytes",
     "checkpoint_to_bytes",
     "file_sha256",
+    "is_session_store",
     "load_session",
     "save_session",
     "source_changed",

@@ -36,11 +36,19 @@ from napari_action.runtime import (
     autocast,
     configure_threads,
     device_label,
+    is_out_of_memory,
     needs_grad_scaler,
+    release_cached_memory,
     resolve_device,
     seed_everything,
 )
 from napari_action.training import stages
+from napari_action.training.safeguards import (
+    TrainingDivergedError,
+    WeightSnapshot,
+    describe_batches,
+    halve_batches,
+)
 from napari_action.training.streaming import FitGate, StreamCursor
 
 logger = logging.getLogger(__name__)
@@ -139,6 +147,10 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.config.amp))
         self._stop_requested = False
+        # The weights a diverging loss falls back to, and a message for the next progress.
+        self._snapshot = WeightSnapshot()
+        self._snapshot.take(self.nets, 0)
+        self._notice: str | None = None
         self._stream = StreamCursor([v.shape[self.axis] for v in self.volumes], self.config.stream_slices)
         self._gate = FitGate(self.config.stream_min_fit)
 
@@ -197,10 +209,21 @@ class Trainer:
     def _run_stage(self, stage: Stage, clock: _RateClock) -> Generator[TrainProgress, object, None]:
         inputs = self._step_inputs(stage)
         optimizer = self._optimizer(stage)
-        for index in range(stage.steps):
+        index = 0
+        while index < stage.steps:
             inputs.step_in_stage = index
-            logs, lr = self._train_step(stage, inputs, optimizer, index)
+            try:
+                logs, lr = self._train_step(stage, inputs, optimizer, index)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                optimizer.zero_grad(set_to_none=True)
+                self._shrink_batches(error)
+                inputs.config = self.config
+                continue  # the same step again, with smaller batches
+            index += 1
             self.step += 1
+            self._snapshot.maybe_take(self.nets, self.step)
             clock.tick()
             command = yield self._progress(stage, clock, logs, lr)
             if self._handle(command):
@@ -255,6 +278,7 @@ class Trainer:
             self.nets.add_classes(added)
             self._place_nets()
             self.local_queue = self._new_local_queue()
+            self._snapshot.take(self.nets, self.step)
 
     def _handle(self, command: object) -> bool:
         """Apply a message sent into the generator; True if the model changed shape."""
@@ -326,10 +350,7 @@ class Trainer:
         with autocast(self.device, self.config.amp):
             loss, logs = stage.compute(inputs)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"The loss became {float(loss)} at step {self.step} ({stage.name}); "
-                "lower the learning rate or check the image for extreme values."
-            )
+            raise self._diverged(stage, float(loss.detach()))
         optimizer.zero_grad(set_to_none=True)
         # The scaler is a pass-through except with float16 autocast (pre-Ampere GPUs).
         self._scaler.scale(loss).backward()
@@ -341,6 +362,34 @@ class Trainer:
             self.nets.ema_update(self.config.loss.ema_momentum)
         logs["total"] = float(loss.detach())
         return logs, lr
+
+    def _diverged(self, stage: Stage, loss: float) -> TrainingDivergedError:
+        """Put the last good weights back; return the error that stops training."""
+        if self._snapshot.restore(self.nets):
+            kept = f"the model is back to its weights after step {self._snapshot.step}, ready to predict or save"
+        else:
+            kept = "no earlier weights fit the current classes, so the model is not usable"
+        logger.error("loss %s at step %d (%s); %s", loss, self.step, stage.name, kept)
+        return TrainingDivergedError(
+            f"Training stopped: the loss became {loss} at step {self.step + 1} ({stage.name}); {kept}. "
+            "Lower the learning rate, or check the image for extreme values."
+        )
+
+    def _shrink_batches(self, error: BaseException) -> None:
+        """Halve the batches after the accelerator ran out of memory; raise once they are single crops."""
+        release_cached_memory(self.device)
+        smaller = halve_batches(self.config)
+        if smaller is None:
+            raise MemoryError(
+                f"{self.device_label} ran out of memory even with one crop per batch. Train on the CPU "
+                "(device cpu), close other programs that use the GPU, or lower crop_size."
+            ) from error
+        self.config = smaller
+        self._notice = (
+            f"{self.device.type.upper()} memory was full: training goes on with smaller batches, "
+            f"{describe_batches(smaller)}."
+        )
+        logger.warning(self._notice)
 
     def _progress(self, stage: Stage, clock: _RateClock, logs, lr: float) -> TrainProgress:
         predictions = ()
@@ -362,7 +411,12 @@ class Trainer:
             predictions=predictions,
             painted_fit=self._gate.fit,
             streaming=self._gate.open,
+            notice=self._take_notice(),
         )
+
+    def _take_notice(self) -> str | None:
+        notice, self._notice = self._notice, None
+        return notice
 
     def _place_nets(self) -> None:
         # Channels-last weights let oneDNN (CPU) and cuDNN (GPU) pick faster
@@ -443,20 +497,31 @@ class Trainer:
 
 
 class _RateClock:
-    """Steps per second (smoothed) and the time left."""
+    """Steps per second (smoothed) and the time left.
 
-    def __init__(self, total: int):
+    A step that took far longer than the others (``PAUSE_FACTOR`` times) was a
+    pause (Pause pressed, a laptop asleep, a prediction run in between) rather
+    than slow training: it leaves the rate alone, so the time left stays right
+    after a resume.
+    """
+
+    PAUSE_FACTOR = 20.0
+
+    def __init__(self, total: int, now: float | None = None):
         self.total = total
         self.done = 0
         self.rate = 0.0
-        self._last = time.perf_counter()
+        self._last = time.perf_counter() if now is None else now
 
-    def tick(self) -> None:
-        now = time.perf_counter()
-        instant = 1.0 / max(now - self._last, 1e-6)
+    def tick(self, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
+        seconds = max(now - self._last, 1e-6)
         self._last = now
         self.done += 1
-        self.rate = instant if self.done <= 2 else 0.9 * self.rate + 0.1 * instant
+        if self.done <= 2:
+            self.rate = 1.0 / seconds
+        elif seconds * self.rate < self.PAUSE_FACTOR:
+            self.rate = 0.9 * self.rate + 0.1 / seconds
 
     @property
     def eta(self) -> float:

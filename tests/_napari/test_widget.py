@@ -21,6 +21,7 @@ from napari_action._napari.widget import ActionWidget
 from napari_action.inference.interpolation import interpolate_labels
 from napari_action.inference.loaded_model import load_model
 from napari_action.progress import FocusRequest
+from napari_action.training.safeguards import TrainingDivergedError
 from napari_action.training.streaming import StreamCursor
 from tests.helpers.engine import tiny_overrides
 from tests.helpers.gui import (
@@ -162,31 +163,43 @@ def test_bad_input_is_rejected_before_training(viewer, case):
     assert labels.data.tobytes() == before_data.tobytes()
 
 
-def test_worker_error_notifies_and_resets(scene, qtbot, monkeypatch):
-    from napari_action.training import trainer as train
-
+def test_a_diverging_run_notifies_keeps_a_usable_model_and_can_train_again(scene, qtbot):
     viewer, widget, labels, _ = scene
-    real_step = train.Trainer._train_step
-
-    def failing_step(self, stage, inputs, optimizer, index):
-        if self.step == 3:
-            raise FloatingPointError("injected failure")
-        return real_step(self, stage, inputs, optimizer, index)
-
-    monkeypatch.setattr(train.Trainer, "_train_step", failing_step)
+    overrides = dict(widget.config_overrides)
+    # A learning rate this large sends the loss to NaN within a few steps.
+    widget.config_overrides = {**overrides, "lr": 1e4}
     before = len(notification_manager.records)
     widget.train_button.click()
     wait_finished(qtbot, widget)
 
-    assert isinstance(widget.run.error, FloatingPointError)
-    assert any("injected failure" in e for e in messages_since(before, "error"))
+    assert isinstance(widget.run.error, TrainingDivergedError)
+    assert any("back to its weights after step" in e for e in messages_since(before, "error"))
     assert widget.status_label.text().startswith("Training failed")
     assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
+    # The weights from before the divergence predict: nothing the user watched is lost.
+    assert widget.predict_button.isEnabled()
+    widget.predict_all()
+    qtbot.waitUntil(lambda: widget.session.job is None and widget.predict_button.isEnabled(), timeout=TIMEOUT)
+    assert widget.session.target(0).streamed.all()
 
-    monkeypatch.setattr(train.Trainer, "_train_step", real_step)
+    widget.config_overrides = overrides
     widget.train_button.click()  # Train works again
     wait_finished(qtbot, widget)
     assert widget.run.error is None and widget.run.last_progress.step == 10
+
+
+def test_train_pressed_twice_starts_one_run(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(steps_stage3=4000)
+    assert widget.start_training() is True
+    first = widget.run
+    assert not widget.train_button.isEnabled()
+    assert widget.start_training() is False  # a second press (e.g. a double click) is ignored
+    assert widget.run is first
+    wait_first_step(qtbot, first)
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+    assert widget.run is first and first.error is None
 
 
 def test_painting_during_training_reaches_trainer(scene, qtbot):

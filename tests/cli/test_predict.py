@@ -1,9 +1,13 @@
-"""``napari-action predict``: existing outputs are kept, and a file that is no checkpoint is named as such."""
+"""``napari-action predict``: existing outputs are kept, a file that is no checkpoint is named as such,
+label values of any width come back, and NaN voxels are refused unless ``--nan-to-zero``."""
 
 from __future__ import annotations
 
+import nibabel as nib
+import numpy as np
+
 from napari_action.cli.main import main
-from tests.helpers.engine import cli_predict_args, cli_train_args, disc_volume, write_nifti
+from tests.helpers.engine import cli_predict_args, cli_train_args, disc_volume, sparse, write_nifti
 
 
 def test_predict_refuses_to_overwrite(nifti_files, capsys):
@@ -48,3 +52,31 @@ def test_predict_warns_about_voxels_unlike_the_training_volumes(nifti_files, cap
     assert "Warning: " in err and "coarse.nii.gz" in err
     assert main(cli_predict_args(model, nifti_files["other"], nifti_files["dir"] / "pred")) == 0
     assert "Warning" not in capsys.readouterr().err  # same voxels as training: nothing to say
+
+
+def test_label_values_beyond_16_bits_come_back_exactly(nifti_files):
+    _, truth = disc_volume(0)
+    wide = sparse(truth).astype(np.int32)
+    wide[wide == 1], wide[wide == 2] = 300, 70_000  # beyond uint8 and beyond uint16
+    labels = write_nifti(nifti_files["dir"] / "wide.nii.gz", wide)
+    model = nifti_files["dir"] / "model.pt"
+    assert main(cli_train_args([nifti_files["image"]], labels, model)) == 0
+    assert main(cli_predict_args(model, nifti_files["image"], nifti_files["dir"] / "pred")) == 0
+    written = nib.load(nifti_files["dir"] / "pred" / "scan_action.nii.gz")
+    assert written.get_data_dtype() == np.int32
+    predicted = np.asarray(written.dataobj)
+    assert set(np.unique(predicted)) <= {0, 300, 70_000}
+    assert (predicted == 70_000).any()  # the ring, found even by a 3-step model
+
+
+def test_predict_nan_voxels_advise_the_flag_which_then_predicts(nifti_files, model_file, capsys):
+    image, _ = disc_volume(2)
+    image[3, 3, 3] = np.nan
+    holes = write_nifti(nifti_files["dir"] / "holes.nii.gz", image)
+    before = holes.read_bytes()
+    out_dir = nifti_files["dir"] / "pred"
+    assert main(cli_predict_args(model_file, holes, out_dir)) == 2
+    err = capsys.readouterr().err
+    assert "holes.nii.gz: 1 of 10240 voxels are NaN or infinite" in err and "pass --nan-to-zero" in err
+    assert main([*cli_predict_args(model_file, holes, out_dir), "--nan-to-zero"]) == 0
+    assert (out_dir / "holes_action.nii.gz").is_file() and holes.read_bytes() == before

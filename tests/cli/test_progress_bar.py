@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from napari_action.cli.progress_bar import TerminalProgress
@@ -49,3 +50,14 @@ def test_a_terminal_gets_one_bar_redrawn_in_place():
     text = terminal.getvalue()
     assert text.startswith("\r[") and text.endswith("\n") and text.count("\n") == 1
     assert "6/6" in text.rsplit("\r", 1)[-1]
+
+
+def test_a_notice_gets_a_line_of_its_own_on_a_terminal_and_in_a_log():
+    for stream in (_Terminal(), io.StringIO()):
+        bar = TerminalProgress(stream, log_every_s=3600)
+        bar.update(_progress(1, "stage iii"))
+        noticed = dataclasses.replace(_progress(2, "stage iii"), notice="CUDA memory was full: smaller batches.")
+        bar.update(noticed)
+        bar.close()
+        lines = stream.getvalue().replace("\r", "\n").splitlines()
+        assert "Note: CUDA memory was full: smaller batches." in lines

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
+import pytest
 
 from napari_action.cli.main import main
-from tests.helpers.engine import cli_train_args, disc_volume, write_nifti
+from tests.helpers.engine import cli_train_args, disc_volume, sparse, write_nifti
 
 
 def test_train_error_is_one_clear_line(nifti_files, capsys):
@@ -44,3 +46,114 @@ def test_labels_of_another_shape_name_both_files(nifti_files, capsys):
     err = capsys.readouterr().err
     assert "small.nii.gz has shape (16, 16, 10)" in err
     assert f"other.nii.gz (--image number 1) has shape {image.shape}" in err
+
+
+def _write_on_grid(path, data, affine):
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def _grid(zooms=(0.8, 0.8, 3.0), origin=(-10.0, 5.0, 2.5)):
+    """An axis-aligned affine; the defaults are the grid ``write_nifti`` gives the fixture's image."""
+    affine = np.diag([*zooms, 1.0])
+    affine[:3, 3] = origin
+    return affine
+
+
+def _rotated(affine, degrees):
+    """The voxel axes turned about the world z axis; the origin stays."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    turned = affine.copy()
+    turned[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
+    return turned
+
+
+@pytest.mark.parametrize(
+    ("label_affine", "expected"),
+    [
+        (_grid(zooms=(1.6, 1.6, 3.0)), "labels: voxels 1.6 x 1.6 x 3 mm, origin (-10, 5, 2.5) mm"),
+        (_grid(origin=(-10.0, 5.0, 4.0)), "labels: voxels 0.8 x 0.8 x 3 mm, origin (-10, 5, 4) mm"),
+        (_rotated(_grid(), 0.05), "(the axes are rotated differently)"),
+    ],
+    ids=["voxel-size", "origin", "rotation"],
+)  # fmt: skip
+def test_labels_on_another_voxel_grid_name_both_files_and_grids(nifti_files, capsys, label_affine, expected):
+    _, truth = disc_volume(0)
+    labels = _write_on_grid(nifti_files["dir"] / "elsewhere.nii.gz", sparse(truth), label_affine)
+    before = labels.read_bytes()
+    assert main(cli_train_args([nifti_files["image"]], labels, nifti_files["dir"] / "m.pt")) == 2
+    err = capsys.readouterr().err
+    assert "elsewhere.nii.gz has the shape of" in err and "scan.nii.gz (--image number 1) but not its voxel grid" in err
+    assert expected in err
+    assert "image: voxels 0.8 x 0.8 x 3 mm, origin (-10, 5, 2.5) mm, axes RAS" in err
+    assert "resample them onto the image's grid" in err
+    assert labels.read_bytes() == before and not (nifti_files["dir"] / "m.pt").exists()
+
+
+def test_labels_whose_grid_differs_only_by_float32_rounding_are_accepted(nifti_files):
+    _, truth = disc_volume(0)
+    rounded = _grid(zooms=(0.8 + 1e-6, 0.8, 3.0), origin=(-10.0 + 2e-5, 5.0 - 2e-5, 2.5))  # float32-like noise
+    labels = _write_on_grid(nifti_files["dir"] / "resaved.nii.gz", sparse(truth), rounded)
+    assert main([*cli_train_args([nifti_files["image"]], labels, nifti_files["dir"] / "m.pt"), "--steps", "1"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([0, 1, -1], "negative.nii.gz: labels contain negative values (min -1); label values must be >= 0: "
+                     "0 means not painted and each class is a positive number."),
+        ([0.0, 1.0, 2.5], "negative.nii.gz: labels must be whole numbers"),
+    ],
+    ids=["negative", "fractional"],
+)  # fmt: skip
+def test_bad_label_values_name_the_file(nifti_files, capsys, values, expected):
+    _, truth = disc_volume(0)
+    labels = sparse(truth).astype(np.int16 if isinstance(values[2], int) else np.float32)
+    labels[labels == 2] = values[2]
+    path = write_nifti(nifti_files["dir"] / "negative.nii.gz", labels)
+    assert main(cli_train_args([nifti_files["image"]], path, nifti_files["dir"] / "m.pt")) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_one_painted_class_trains_foreground_against_background(nifti_files, capsys):
+    _, truth = disc_volume(0)
+    disc_only = sparse(np.where(truth == 1, 1, 0).astype(np.uint8))  # the ring is left unpainted: background
+    labels = write_nifti(nifti_files["dir"] / "disc.nii.gz", disc_only)
+    model = nifti_files["dir"] / "m.pt"
+    assert main([*cli_train_args([nifti_files["image"]], labels, model), "--steps", "1"]) == 0
+    assert "classes [0, 1]" in capsys.readouterr().err
+    assert model.is_file()
+
+
+def test_nan_voxels_advise_the_flag_which_then_trains(nifti_files, capsys):
+    image, _ = disc_volume(0)
+    image[0, 0, :2] = np.nan
+    image[5, 5, 5] = np.inf
+    holes = write_nifti(nifti_files["dir"] / "holes.nii.gz", image)
+    before = holes.read_bytes()
+    args = [*cli_train_args([holes], nifti_files["labels"], nifti_files["dir"] / "m.pt"), "--steps", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "holes.nii.gz: 3 of 10240 voxels are NaN or infinite" in err
+    assert "pass --nan-to-zero to replace them by 0" in err and "nan_policy" not in err
+    assert main([*args, "--nan-to-zero"]) == 0
+    assert holes.read_bytes() == before
+
+
+def test_an_existing_model_file_is_refused_before_training_unless_overwrite(nifti_files, capsys):
+    out = nifti_files["dir"] / "model.pt"
+    out.write_bytes(b"the user's earlier model")
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], out)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exists; pass --overwrite" in err and "Training" not in err
+    assert out.read_bytes() == b"the user's earlier model"
+    assert main([*args, "--overwrite"]) == 0
+    assert out.read_bytes() != b"the user's earlier model"
+
+
+def test_a_folder_as_out_is_refused_before_training(nifti_files, capsys):
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], nifti_files["dir"])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; give a file name" in err and "Training" not in err

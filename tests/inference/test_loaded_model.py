@@ -72,3 +72,15 @@ def test_geometry_warnings_name_other_spacing_and_other_direction():
     assert "z (axial slices)" in messages[1]
     assert geometry_warnings([reference, coarse], [("coarse", coarse)], axis=2) == []  # one matching reference suffices
     assert geometry_warnings([], targets, axis=2) == []  # nothing known about the training volumes
+
+
+def test_planes_map_to_the_array_axis_along_their_world_direction():
+    # Array axes: 0 along z (inferior-superior), 1 along x, 2 along y; 2 mm slices.
+    matrix = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    geometry = VoxelGeometry.from_matrix(matrix)
+    assert [geometry.axis_for_plane(p) for p in ("axial", "sagittal", "coronal")] == [0, 1, 2]
+    with pytest.raises(ValueError, match="plane must be one of"):
+        geometry.axis_for_plane("transverse")
+    tilted = VoxelGeometry((1.0, 1.0, 1.0), (0, 0, 2))  # two axes closest to x: no coronal axis
+    with pytest.raises(ValueError, match="coronal"):
+        tilted.axis_for_plane("coronal")

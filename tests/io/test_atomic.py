@@ -1,12 +1,42 @@
-"""Atomic writes: the target holds the old content or the new one, never a broken file."""
+"""Atomic writes: the target holds the old content or the new one, never a broken file.
+
+The failures are real: a folder the child process may not write into, a file size
+limit that makes the kernel refuse writes (as a full disk does), a SIGKILL half-way
+(see :mod:`tests.helpers.os_limits`).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
 
+from napari_action.io.atomic import STALE_AFTER_S, remove_stale_parts, write_atomically
+from tests.helpers.os_limits import Outcome, kill_when, make_old, parts_of, read_only, run_save, start_save
+
+# Child code: write args[1] repeated int(args[2]) times to args[0].
+_WRITE = """
 from napari_action.io.atomic import write_atomically
+write_atomically(args[0], lambda stream: stream.write(args[1].encode() * int(args[2])))
+"""
+# Child code: create the folder of args[0].
+_MAKE_FOLDER = """
+from napari_action.io.atomic import make_folder_for
+make_folder_for(args[0])
+"""
+# Child code: write 4 bytes of args[0], then hang until killed.
+_WRITE_HALF_THEN_HANG = """
+import time
+from napari_action.io.atomic import write_atomically
+
+def write_half(stream):
+    stream.write(b"half")
+    stream.flush()
+    time.sleep(60)
+
+write_atomically(args[0], write_half)
+"""
 
 
 def _umask() -> int:
@@ -70,3 +100,86 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, erro
 def test_a_missing_folder_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_atomically(tmp_path / "no" / "out.bin", lambda stream: stream.write(b"x"))
+
+
+def test_a_folder_given_as_target_is_refused_in_plain_words(tmp_path):
+    with pytest.raises(IsADirectoryError) as refused:
+        write_atomically(tmp_path, lambda stream: stream.write(b"x"))
+    assert str(refused.value) == f"cannot write {tmp_path}: it is a folder; choose a file name."
+
+
+def test_a_folder_that_is_not_writable_is_named_with_what_to_do(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    target = folder / "out.bin"
+    target.write_bytes(b"old")
+    with read_only(folder):
+        outcome = run_save(_WRITE, target, "new", 1, unwritable=True)
+    # Not the OS's "Permission denied: '.out.bin.x7k2.part'" about a file the user never named.
+    assert outcome == Outcome(
+        "PermissionError",
+        errno.EACCES,
+        f"cannot write {target}: the folder {folder} is not writable (Permission denied); "
+        "choose another folder (or fix its permissions).",
+    )
+    assert target.read_bytes() == b"old" and list(folder.iterdir()) == [target]
+
+
+def test_a_folder_that_cannot_be_created_names_the_folder_that_is_not_writable(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    target = folder / "new" / "model.pt"
+    with read_only(folder):
+        outcome = run_save(_MAKE_FOLDER, target, unwritable=True)
+    assert outcome == Outcome(
+        "PermissionError",
+        errno.EACCES,
+        f"cannot write {target}: the folder {folder} is not writable (Permission denied); "
+        "choose another folder (or fix its permissions).",
+    )
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("existed", [True, False], ids=["replacing", "new file"])
+def test_a_full_disk_says_so_and_keeps_the_old_file(tmp_path, existed):
+    target = tmp_path / "out.bin"
+    if existed:
+        target.write_bytes(b"old" * 1000)  # larger than the limit: only new writes are limited
+    outcome = run_save(_WRITE, target, "new", 2000, file_size_limit=1000)
+    unchanged = f" — {target} is unchanged" if existed else ""
+    assert outcome == Outcome(
+        "OSError",
+        errno.EFBIG,
+        f"could not write {target}: the disk is full or the file is too large (File too large); "
+        f"free some space and save again{unchanged}.",
+    )
+    assert list(tmp_path.iterdir()) == ([target] if existed else [])
+    if existed:
+        assert target.read_bytes() == b"old" * 1000
+
+
+def test_a_write_killed_half_way_keeps_the_old_file_and_the_next_save_removes_its_leftover(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    process = start_save(_WRITE_HALF_THEN_HANG, target)
+    kill_when(process, lambda: any(part.stat().st_size == 4 for part in parts_of(target)))
+    assert target.read_bytes() == b"old"
+    [leftover] = parts_of(target)
+    # A young temporary file may belong to a write still running elsewhere: kept.
+    write_atomically(target, lambda stream: stream.write(b"new"))
+    assert target.read_bytes() == b"new" and parts_of(target) == [leftover]
+    make_old(leftover, STALE_AFTER_S + 1)
+    write_atomically(target, lambda stream: stream.write(b"newer"))
+    assert target.read_bytes() == b"newer" and list(tmp_path.iterdir()) == [target]
+
+
+def test_stale_clean_up_touches_only_old_leftovers_of_the_same_target(tmp_path):
+    target = tmp_path / "out.bin"
+    old_mine, young_mine = tmp_path / ".out.bin.a1b2.part", tmp_path / ".out.bin.c3d4.part"
+    old_other, old_not_part = tmp_path / ".other.bin.e5f6.part", tmp_path / ".out.bin.g7h8"
+    for path in (old_mine, young_mine, old_other, old_not_part):
+        path.write_bytes(b"leftover")
+    for path in (old_mine, old_other, old_not_part):
+        make_old(path)
+    assert remove_stale_parts(target) == [old_mine]
+    assert sorted(tmp_path.iterdir()) == sorted([young_mine, old_other, old_not_part])

@@ -1,13 +1,19 @@
-"""Session stores: full round trip, changed sources, and a save killed half-way."""
+"""Session stores: full round trip, changed sources, and saves that fail.
+
+Failures are real (see :mod:`tests.helpers.os_limits`): a folder the child process may
+not write into, a file size limit that makes writes fail as on a full disk, a SIGKILL.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,12 +26,14 @@ from napari_action.io.session_store import (
     checkpoint_from_bytes,
     checkpoint_to_bytes,
     file_sha256,
+    is_session_store,
     load_session,
     save_session,
     source_changed,
 )
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import disc_volume, sparse, tiny_config
+from tests.helpers.os_limits import Outcome, read_only, run_save
 
 
 def _session(seed: int = 0, checkpoint: bytes | None = None) -> Session:
@@ -166,4 +174,87 @@ def test_crash_between_the_two_renames_falls_back_to_previous(tmp_path):
     path = tmp_path / "work.action.zarr"
     save_session(path, _session(0))
     path.rename(tmp_path / "work.action.zarr.previous")  # what a crash right after the first rename leaves
+    _assert_same(_session(0), load_session(path))
+
+
+def test_saving_after_a_crash_between_the_renames_replaces_the_backup(tmp_path):
+    path = tmp_path / "work.action.zarr"
+    save_session(path, _session(0))
+    path.rename(tmp_path / "work.action.zarr.previous")
+    save_session(path, _session(1))
+    _assert_same(_session(1), load_session(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work.action.zarr"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_file_or_folder_that_is_not_a_session_is_never_replaced(tmp_path, kind):
+    path = tmp_path / "work.action.zarr"
+    if kind == "file":
+        path.write_bytes(b"user data")
+    else:
+        path.mkdir()
+        (path / "notes.txt").write_bytes(b"user data")
+    before = _files(tmp_path)
+    with pytest.raises(FileExistsError) as refused:
+        save_session(path, _session(0))
+    assert str(refused.value) == (
+        f"cannot save the session to {path}: it exists and is not a napari-action session; "
+        f"choose another name. {path} is unchanged."
+    )
+    assert _files(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["work.action.zarr"]
+
+
+def test_an_empty_folder_becomes_the_session(tmp_path):
+    path = tmp_path / "work.action.zarr"
+    path.mkdir()  # e.g. made with the save dialog's "new folder" button
+    assert not is_session_store(path)
+    save_session(path, _session(0))
+    assert is_session_store(path)
+    _assert_same(_session(0), load_session(path))
+
+
+# Child code: a session holding 256 KiB of random (incompressible) labels, then saved to args[0].
+_BIG_SESSION = """
+import numpy as np
+import zarr
+from napari_action.io.session_store import Session, SessionVolume, save_session
+data = np.random.default_rng(1).integers(0, 255, (64, 64, 64), dtype=np.uint8)
+session = Session(volumes=[SessionVolume(name="big", shape=data.shape, painted=data)])
+"""
+_SAVE = "save_session(args[0], session)"
+
+
+def test_saving_into_a_folder_that_is_not_writable_says_what_to_do(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    path = folder / "work.action.zarr"
+    save_session(path, _session(0))
+    before = _files(folder)
+    with read_only(folder):
+        outcome = run_save(_SAVE, path, setup=_BIG_SESSION, unwritable=True)
+    assert outcome == Outcome(
+        "PermissionError",
+        errno.EACCES,
+        f"cannot write {path}: the folder {folder} is not writable (Permission denied); "
+        "choose another folder (or fix its permissions).",
+    )
+    assert _files(folder) == before and [p.name for p in folder.iterdir()] == ["work.action.zarr"]
+
+
+def test_a_full_disk_says_so_keeps_the_session_and_removes_the_partial_store(tmp_path):
+    path = tmp_path / "work.action.zarr"
+    save_session(path, _session(0))
+    before = _files(tmp_path)
+    outcome = run_save(_SAVE, path, setup=_BIG_SESSION, file_size_limit=64 << 10)
+    assert outcome == Outcome(
+        "OSError",
+        errno.EFBIG,
+        f"could not write {path}: the disk is full or the file is too large (File too large); "
+        f"free some space and save again — {path} is unchanged.",
+    )
+    assert _files(tmp_path) == before and [p.name for p in tmp_path.iterdir()] == ["work.action.zarr"]
     _assert_same(_session(0), load_session(path))

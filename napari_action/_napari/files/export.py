@@ -130,9 +130,27 @@ def resolve_overwrite(items: Sequence[ExportItem], overwrite: Overwrite) -> tupl
 
 
 def write_export(items: Sequence[ExportItem], skipped: Sequence[Path] = (), overwrite: bool = False) -> ExportResult:
-    """Write the items (worker thread); an existing file is replaced only with ``overwrite``."""
+    """Write the items (worker thread); an existing file is replaced only with ``overwrite``.
+
+    The first failure (folder not writable, disk full...) stops the export: the file it
+    hit is unchanged, and its message also lists the files already written, which the
+    user would otherwise not know about.
+    """
     result = ExportResult(skipped=list(skipped))
     for item in items:
-        result.written.append(save_labels(item.path, item.labels, item.meta, overwrite=overwrite))
+        try:
+            result.written.append(save_labels(item.path, item.labels, item.meta, overwrite=overwrite))
+        except OSError as error:
+            if not result.written:
+                raise
+            raise _naming_written(error, result.written) from error
         logger.info("exported %s to %s", item.layer_name, item.path)
     return result
+
+
+def _naming_written(error: OSError, written: Sequence[Path]) -> OSError:
+    """``error`` with the files written before it added to its message (same type and errno)."""
+    names = ", ".join(path.name for path in written)
+    extended = type(error)(f"{error} Exported before this failure: {names}.")
+    extended.errno = error.errno
+    return extended

@@ -12,6 +12,12 @@ Slow work (reading checkpoints and sessions, hashing source files, writing
 stores and NIfTI files) runs in napari thread workers; only the copies of the
 layers are taken on the GUI thread, so the user can keep painting while a save
 runs. Worker errors become napari notifications.
+
+No save replaces the user's files unasked: export asks before replacing masks,
+*Save session…* asks before replacing a session (the save dialog asks about
+files only, and a session is a folder), and the core refuses to replace a file
+or folder that is not a session. A save that fails (folder not writable, disk
+full) leaves the previous file as it was and its notification says what to do.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from napari_action._napari.layers import image_layers, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker
 from napari_action.inference.loaded_model import LoadedModel, geometry_warnings, load_model
-from napari_action.io.session_store import HashCache
+from napari_action.io.session_store import HashCache, is_session_store
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,12 @@ SESSION_SUFFIX = ".action.zarr"
 def default_autosave_dir() -> Path:
     """``$NAPARI_ACTION_AUTOSAVE_DIR``, else ``~/.napari-action/autosave``."""
     return Path(os.environ.get(AUTOSAVE_ENV) or Path.home() / ".napari-action" / "autosave")
+
+
+def session_path(chosen: str | Path) -> Path:
+    """The store for a name chosen in the save dialog: ``work`` becomes ``work.action.zarr``."""
+    chosen = str(chosen)
+    return Path(chosen if chosen.endswith(".zarr") else chosen + SESSION_SUFFIX)
 
 
 def autosave_sibling(path: str | Path) -> Path:
@@ -345,11 +357,29 @@ class FilesPanel(QGroupBox):
         return take_snapshot(self.viewer, widget.session, widget.picker.selected_labels(), config, self.references())
 
     def _on_save_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
+        chosen, _ = QFileDialog.getSaveFileName(
             self, "Save ACTION session", f"session{SESSION_SUFFIX}", f"ACTION session (*{SESSION_SUFFIX})"
         )
-        if path:
-            self.save_session(path if path.endswith(".zarr") else path + SESSION_SUFFIX)
+        if chosen and self._may_replace_session(session_path(chosen)):
+            self.save_session(session_path(chosen))
+
+    def _may_replace_session(self, target: Path) -> bool:
+        """Ask before a save replaces an existing session.
+
+        The save dialog asks about existing files only; a session is a folder, and
+        its name often gets the suffix only after the dialog closed. Anything else
+        that exists under that name is refused by ``save_session`` with its own message.
+        """
+        if not is_session_store(target):
+            return True
+        answer = QMessageBox.question(
+            self,
+            "Replace session?",
+            f"The session {target.name} already exists in {target.parent}.\n\nReplace it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def save_session(self, path: str | Path) -> bool:
         """Write a session store to ``path`` in a worker; later autosaves go next to it."""

@@ -42,7 +42,7 @@ from napari_action._napari.layers import (
     snapshot_labels,
 )
 from napari_action.inference.loaded_model import model_from_checkpoint, with_references
-from napari_action.io.nifti import load_volume
+from napari_action.io.nifti import VolumeError, load_volume
 from napari_action.io.session_store import (
     HashCache,
     Session,
@@ -202,7 +202,7 @@ def write_snapshot(path: str | Path, snapshot: Snapshot, hashes: HashCache | Non
             volume.source_sha256 = hashes.sha256(volume.source_path)
     if snapshot.checkpoint is not None:
         session.checkpoint = checkpoint_to_bytes(snapshot.checkpoint)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # save_session creates a missing folder itself, with a message that names an unwritable one.
     return save_session(path, session)
 
 
@@ -224,7 +224,12 @@ def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray 
     if source and Path(source).is_file():
         if source_changed(volume):
             warnings.append(f"{source} changed since the session was saved; its labels may no longer fit it.")
-        data, _ = load_volume(source, nan_policy="zero")
+        try:
+            data, _ = load_volume(source, nan_policy="zero")
+        except (VolumeError, OSError) as error:
+            # A source damaged since the session was saved must not cost the user the session.
+            warnings.append(f"{source} can no longer be read ({error}); not reopened.")
+            return volume.image, None
         if tuple(data.shape) == tuple(volume.shape):
             return data, source
         warnings.append(f"{source} now has shape {data.shape}, the session {volume.shape}; not reopened.")

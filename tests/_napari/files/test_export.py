@@ -8,6 +8,8 @@ The test waits for every worker it started.
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
@@ -15,6 +17,7 @@ from napari.utils.notifications import notification_manager
 from napari_action._napari.layers import prediction_layer_for
 from napari_action.io.nifti import load_labels, load_volume
 from tests.helpers.gui import disc_volume, dock, messages_since, open_nifti, wait_idle
+from tests.helpers.os_limits import Outcome, run_save
 
 
 def _fill_predictions(viewer, names, seed: int) -> None:
@@ -65,3 +68,34 @@ def test_export_keeps_source_geometry_and_asks_before_overwriting(viewer, qtbot,
     wait_idle(qtbot, widget)
     assert sorted(p.name for p in asked) == sorted(written)
     np.testing.assert_array_equal(load_labels(out / "oblique_action.nii.gz")[0], viewer.layers["oblique ACTION"].data)
+
+
+# Child code: export a small and a large mask of random labels to the folder args[0]
+# (imports first: napari writes its icon cache while importing).
+_IMPORTS = """
+from pathlib import Path
+import numpy as np
+from napari_action._napari.files.export import ExportItem, write_export
+from napari_action.io.nifti import VolumeMeta
+"""
+_EXPORT_TWO = """
+def item(name, shape):
+    labels = np.random.default_rng(0).integers(0, 3, shape).astype(np.uint8)
+    return ExportItem(name, Path(args[0]) / f"{name}_action.nii", labels, VolumeMeta.from_affine(np.eye(4), shape))
+
+write_export([item("small", (16, 16, 8)), item("large", (64, 64, 32))])
+"""
+
+
+def test_an_export_that_fills_the_disk_names_what_was_written_before(tmp_path):
+    # 8 KiB: room for the 2 KiB mask, not for the 128 KiB one (the OS refuses the write, as on a full disk).
+    outcome = run_save(_EXPORT_TWO, tmp_path, setup=_IMPORTS, file_size_limit=8 << 10)
+    large = tmp_path / "large_action.nii"
+    assert outcome == Outcome(
+        "OSError",
+        errno.EFBIG,
+        f"could not write {large}: the disk is full or the file is too large (File too large); "
+        "free some space and save again. Exported before this failure: small_action.nii.",
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["small_action.nii"]
+    assert load_labels(tmp_path / "small_action.nii")[0].shape == (16, 16, 8)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
+from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from napari_action._napari.files.export import layer_geometry
 from napari_action.inference.loaded_model import geometry_warnings
-from napari_action.io.session_store import checkpoint_from_bytes, load_session
+from napari_action.io.session_store import Session, checkpoint_from_bytes, load_session, save_session
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import tiny_config, tiny_overrides
 from tests.helpers.gui import SHAPE, TIMEOUT, disc_volume, dock, messages_since, open_nifti, paint, wait_idle
@@ -127,3 +128,47 @@ def test_training_continues_from_a_loaded_model_painted_along_its_axis(viewer, q
     else:  # labels painted along another axis: a new model, full schedule, and a warning
         assert widget.run.last_progress.step == 10
         assert any("training a new model" in m for m in messages_since(before, "warning"))
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_save_session_asks_before_replacing_a_session_and_never_touches_other_folders(
+    viewer, qtbot, tmp_path, monkeypatch
+):
+    image, truth = disc_volume()
+    viewer.add_image(image, name="vol")
+    paint(viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels"), truth)
+    widget = dock(viewer)
+    earlier = tmp_path / "work.action.zarr"
+    save_session(earlier, Session(volumes=[]))
+    kept = _files(earlier)
+    notes = tmp_path / "notes.action.zarr"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("the user's own folder")
+    # Qt's modal dialogs cannot be clicked in a test: the user's choices stand in for them.
+    typed, answers, questions = [], [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes], []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(typed[-1]), ""))
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda parent, title, text, *_: questions.append(text) or answers.pop(0)
+    )
+
+    typed.append(tmp_path / "work")  # the dialog saw "work"; the suffix comes after it closed
+    widget.files_panel.save_session_button.click()  # the user answers No
+    wait_idle(qtbot, widget)
+    assert len(questions) == 1 and "work.action.zarr already exists" in questions[0]
+    assert _files(earlier) == kept
+    widget.files_panel.save_session_button.click()  # the user answers Yes
+    wait_idle(qtbot, widget)
+    assert len(questions) == 2
+    np.testing.assert_array_equal(load_session(earlier).volume("vol").painted, viewer.layers["vol labels"].data)
+
+    typed.append(notes)  # not a session: no question, refused by the core, nothing changed
+    before = len(notification_manager.records)
+    widget.files_panel.save_session_button.click()
+    wait_idle(qtbot, widget)
+    assert len(questions) == 2
+    errors = messages_since(before, "error")
+    assert len(errors) == 1 and "is not a napari-action session; choose another name" in errors[0]
+    assert _files(notes) == {"notes.txt": b"the user's own folder"}

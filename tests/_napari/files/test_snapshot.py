@@ -12,7 +12,7 @@ import pytest
 
 from napari_action._napari.files.snapshot import read_session
 from napari_action._napari.widget import ActionWidget
-from napari_action.io.session_store import load_session
+from napari_action.io.session_store import Session, SessionVolume, file_sha256, load_session, save_session
 from tests.helpers.gui import SHAPE, disc_volume, dock, open_nifti, paint, wait_idle
 
 
@@ -92,3 +92,20 @@ def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, 
 
     nib.save(nib.Nifti1Image(np.zeros((40, 40, 16), np.uint8), nib.load(colin_crop).affine), colin_crop)
     assert any("changed since the session was saved" in w for w in read_session(store).warnings)
+
+
+def test_a_source_damaged_since_saving_leaves_the_rest_of_the_session_readable(tmp_path):
+    source = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 4), np.float32), np.eye(4)), source)
+    painted = np.zeros((6, 6, 4), np.uint8)
+    painted[:, :, 1] = 1
+    volume = SessionVolume(name="scan", shape=(6, 6, 4), source_path=str(source), painted=painted)
+    volume.source_sha256 = file_sha256(source)
+    store = save_session(tmp_path / "work.action.zarr", Session(volumes=[volume]))
+    source.write_bytes(source.read_bytes()[:40])  # truncated by another program
+
+    restored = read_session(store)
+    assert restored.images == [None] and restored.sources == [None]
+    assert any("changed since the session was saved" in w for w in restored.warnings)
+    assert any("can no longer be read" in w and "not reopened" in w for w in restored.warnings)
+    np.testing.assert_array_equal(restored.session.volume("scan").painted, painted)
