@@ -14,6 +14,7 @@ import napari
 from _screenshots import pump  # noqa: E402 (docs/ is on sys.path when run as a script)
 from skimage.io import imsave
 
+from napari_action._napari.view_plane import PAINTED
 from napari_action._napari.widget import ActionWidget
 
 OUT = Path(__file__).parent / "images"
@@ -41,12 +42,14 @@ def main() -> None:
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1280, 860)
     viewer.open_sample("napari-action", "phantom")
-    viewer.dims.order = (2, 0, 1)  # show short-axis slices: the phantom's slicing axis is 2
-    viewer.dims.set_current_step(2, 9)  # a slice nobody painted (painted: 3, 7, 11)
     show_first_subject_only(viewer)
     widget = ActionWidget(viewer)
     widget.config_overrides = dict(BUDGET)
     viewer.window.add_dock_widget(widget, name="ACTION: Train from sparse labels", area="right")
+    # "view slices": the painted short-axis slices (the phantom's axis 2), as a user would choose.
+    widget.options.view_combo.setCurrentText(PAINTED)
+    widget.show_slices(PAINTED)
+    viewer.dims.set_current_step(2, 9)  # a slice nobody painted (painted: 3, 7, 11)
     shoot(viewer, "train_before.png")
 
     widget.train_button.click()

@@ -47,6 +47,7 @@ from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
 from napari_action._napari.threads import new_worker
+from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
 from napari_action._napari.view_plane import axis_for_choice, show_slices_along
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
 from napari_action.config import TrainConfig
@@ -192,7 +193,8 @@ class ActionWidget(QWidget):
             return None
         if axis is not None:
             show_slices_along(self.viewer, axis)
-            self.status_label.setText(f"Showing {choice} slices: the slider moves along axis {axis}.")
+            shown = "the plane of the painted slices" if choice == PAINTED_PLANE else f"{choice} slices"
+            self.status_label.setText(f"Showing {shown}: the slider moves along axis {axis}.")
         return axis
 
     # -- training ------------------------------------------------------------------

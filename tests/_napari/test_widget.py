@@ -353,7 +353,7 @@ def test_status_line_says_when_the_interpolation_is_still_shown():
         lr=1e-3,
         steps_per_second=2.0,
         eta_seconds=390.0,
-        device="CPU, 1 threads",
+        device="CPU, 1 thread",
     )
     waiting = status_text(TrainProgress(**common, painted_fit=0.42, streaming=False))
     assert "step 120/900" in waiting and "ETA 6:30" in waiting
