@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from tqdm import tqdm
+
 from napari_action.progress import TrainProgress
 
 if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
@@ -13,63 +15,78 @@ if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
 
 
 class TerminalProgress:
-    """Training progress on stderr: a bar redrawn in place on a terminal, plain lines elsewhere.
+    """Training progress on stderr: a tqdm bar on a terminal, plain lines elsewhere.
 
-    On a terminal the bar is redrawn at most 5 times a second. Written to a
-    file or a CI log, carriage returns would pile every redraw into one
-    enormous line, so there a line is printed when a stage starts, every
-    ``log_every_s`` seconds and at the end.
+    On a terminal, tqdm draws the bar (stage, steps, elapsed and remaining time,
+    loss). Written to a file or a CI log, a redrawn bar would pile every redraw
+    into one enormous line of carriage returns, so there a line is printed when a
+    stage starts, every ``log_every_s`` seconds and at the end. Notices (e.g.
+    batches halved after the GPU ran out of memory) get a line of their own.
 
     Parameters
     ----------
     stream : text stream, optional
         Where to draw; stderr by default, so that results printed on stdout stay clean.
-    width : int
-        Characters of the bar itself.
     log_every_s : float
         Seconds between two lines when ``stream`` is not a terminal.
     """
 
-    def __init__(self, stream: TextIO | None = None, width: int = 28, log_every_s: float = 30.0) -> None:
+    def __init__(self, stream: TextIO | None = None, log_every_s: float = 30.0) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.width = width
         self.log_every_s = log_every_s
         self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar: tqdm | None = None
         self._last = float("-inf")
         self._stage: str | None = None
         self._shown_step: int | None = None
 
     def update(self, progress: TrainProgress, force: bool = False) -> None:
-        """Show ``progress`` if it is time to (or ``force``); a notice always, on a line of its own."""
-        if progress.notice:
-            prefix = "\n" if self.interactive and self._shown_step is not None else ""
-            self.stream.write(f"{prefix}Note: {progress.notice}\n")
+        """Show ``progress`` (on a terminal always; in a log if it is time to, or ``force``)."""
+        if self.interactive:
+            self._draw(progress)
+        else:
+            self._log(progress, force)
+
+    def _draw(self, progress: TrainProgress) -> None:
+        if self._bar is None:
+            self._bar = tqdm(total=progress.total_steps, file=self.stream, mininterval=0.2, bar_format=_BAR_FORMAT)
+        if progress.notice and progress.step != self._shown_step:
+            self._bar.write(f"Note: {progress.notice}", file=self.stream)
+        self._shown_step = progress.step
+        self._bar.set_description_str(progress.stage[:28], refresh=False)
+        self._bar.set_postfix_str(f"loss {progress.losses.get('total', float('nan')):.3f}", refresh=False)
+        self._bar.update(progress.step - self._bar.n)
+
+    def _log(self, progress: TrainProgress, force: bool) -> None:
+        if progress.notice and progress.step != self._shown_step:
+            self.stream.write(f"Note: {progress.notice}\n")
         now = time.perf_counter()
         new_stage = progress.stage != self._stage
         self._stage = progress.stage
-        interval = 0.2 if self.interactive else self.log_every_s
-        if not (force or new_stage or now - self._last >= interval) or progress.step == self._shown_step:
+        if not (force or new_stage or now - self._last >= self.log_every_s) or progress.step == self._shown_step:
+            self.stream.flush()
             return
         self._last, self._shown_step = now, progress.step
-        start, end = ("\r", "") if self.interactive else ("", "\n")
-        self.stream.write(f"{start}{self._line(progress)}{end}")
+        self.stream.write(_log_line(progress) + "\n")
         self.stream.flush()
 
-    def _line(self, progress: TrainProgress) -> str:
-        filled = int(self.width * progress.fraction)
-        bar = "#" * filled + "-" * (self.width - filled)
-        eta = "?" if progress.eta_seconds == float("inf") else f"{progress.eta_seconds:4.0f}s"
-        loss = progress.losses.get("total", float("nan"))
-        return (
-            f"[{bar}] {progress.step}/{progress.total_steps} {progress.stage[:28]:<28} "
-            f"loss {loss:6.3f}  {progress.steps_per_second:4.1f} it/s  eta {eta} "
-        )
-
     def close(self) -> None:
-        """End the bar's line (plain lines are already ended)."""
-        if self.interactive:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End the bar (plain lines are already ended)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+_BAR_FORMAT = "{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+
+def _log_line(progress: TrainProgress) -> str:
+    eta = "?" if progress.eta_seconds == float("inf") else f"{progress.eta_seconds:.0f}s"
+    loss = progress.losses.get("total", float("nan"))
+    return (
+        f"step {progress.step}/{progress.total_steps} {progress.stage}: loss {loss:.3f}, "
+        f"{progress.steps_per_second:.1f} it/s, eta {eta}"
+    )
 
 
 def run_training(trainer: Trainer, bar: TerminalProgress | None = None) -> TrainProgress | None:

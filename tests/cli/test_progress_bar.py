@@ -48,8 +48,9 @@ def test_a_terminal_gets_one_bar_redrawn_in_place():
     terminal = _Terminal()
     _run(TerminalProgress(terminal))
     text = terminal.getvalue()
-    assert text.startswith("\r[") and text.endswith("\n") and text.count("\n") == 1
-    assert "6/6" in text.rsplit("\r", 1)[-1]
+    assert text.startswith("\r") and text.endswith("\n") and text.count("\n") == 1
+    final = text.rstrip("\n").rsplit("\r", 1)[-1]
+    assert final.startswith("stage iii") and "6/6" in final and "loss 0.500" in final
 
 
 def test_a_notice_gets_a_line_of_its_own_on_a_terminal_and_in_a_log():
