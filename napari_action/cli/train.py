@@ -1,4 +1,11 @@
-"""``napari-action train``: a model from NIfTI images and their sparse labels."""
+"""``napari-action train``: a model from NIfTI images and their sparse labels.
+
+Under ``torchrun --nproc-per-node N`` (and ``--nnodes`` for several machines)
+the same command trains one model on N processes
+(:mod:`napari_action.training.distributed`); only rank 0 prints the schedule
+and the progress and writes ``--out``, so there is exactly one checkpoint,
+loadable like any other.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +31,9 @@ from napari_action.config import BUDGETS, METHODS
 from napari_action.io.atomic import make_folder_for
 from napari_action.io.nifti import VolumeMeta, load_labels
 from napari_action.label_values import as_integer_labels
+
+if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
+    from napari_action.training.trainer import Trainer
 
 # Tools that re-save labels may round the image's affine (NIfTI-1 stores it as float32); a grid that
 # differs by more than this is another grid.
@@ -66,7 +77,18 @@ def run(args: argparse.Namespace) -> int:
     """Train on the given files and write the checkpoint; return the exit code."""
     # Imported when the command runs, so that `napari-action --help` does not wait
     # for torch (a second or more).
+    from napari_action.training import distributed
+
+    try:
+        return _train(args)
+    finally:
+        distributed.leave()
+
+
+def _train(args: argparse.Namespace) -> int:
+    """What :func:`run` does, on every rank; the process group is left by the caller."""
     from napari_action.inference.loaded_model import VoxelGeometry, save_model
+    from napari_action.training import distributed
     from napari_action.training.trainer import Trainer
 
     if len(args.labels) > len(args.image):
@@ -80,19 +102,33 @@ def run(args: argparse.Namespace) -> int:
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     spacings = [meta.zooms[:3] for _, meta in loaded]
     trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
-    print(
-        f"Training {trainer.config.method} on {trainer.device_label}: {len(images)} volume(s), "
-        f"axis {trainer.axis}, classes {trainer.class_values.tolist()}, {describe_schedule(trainer)}",
-        file=sys.stderr,
-    )
-    for message in trainer.advice:
-        print(f"Note: {message}", file=sys.stderr)
-    run_training(trainer, TerminalProgress())
-    # The training volumes' geometry goes with the model, so that `predict` can warn about unlike voxels.
-    references = [VoxelGeometry.from_matrix(meta.affine) for _, meta in loaded]
-    path = save_model(trainer, args.out, references, overwrite=args.overwrite)
-    print(f"Model written to {path}")
+    main = trainer.distributed.is_main
+    if main:
+        print(
+            f"Training {trainer.config.method} on {_where(trainer)}: {len(images)} volume(s), "
+            f"axis {trainer.axis}, classes {trainer.class_values.tolist()}, {describe_schedule(trainer)}",
+            file=sys.stderr,
+        )
+        for message in trainer.advice:
+            print(f"Note: {message}", file=sys.stderr)
+    run_training(trainer, TerminalProgress() if main else None)
+    queues = {"global_queue": trainer.global_queue, "local_queue": trainer.local_queue}
+    distributed.dump_rank_state({"nets": trainer.nets, **queues}, trainer.distributed)
+    if main:
+        # The training volumes' geometry goes with the model, so that `predict` can warn about unlike voxels.
+        references = [VoxelGeometry.from_matrix(meta.affine) for _, meta in loaded]
+        path = save_model(trainer, args.out, references, overwrite=args.overwrite)
+        print(f"Model written to {path}")
+    # Every rank ends once the checkpoint is written (or rank 0 failed, and torchrun stops them).
+    distributed.barrier(trainer.distributed)
     return 0
+
+
+def _where(trainer: Trainer) -> str:
+    """``"CPU, 2 threads"``, or ``"4 processes (torchrun), each on CUDA: NVIDIA H100"``."""
+    if not trainer.distributed.is_distributed:
+        return trainer.device_label
+    return f"{trainer.distributed.world_size} processes (torchrun), each on {trainer.device_label}"
 
 
 def _check_output(out: Path, overwrite: bool) -> None:

@@ -83,6 +83,31 @@ def infer_axis(labels: Sequence[np.ndarray | None], fallback: int | None = None)
     return int(tied[-1])
 
 
+def axis_mismatch_advice(labels: Sequence[np.ndarray | None], axis: int) -> str | None:
+    """A warning when the paint lies along another axis than the chosen slicing ``axis``, else None.
+
+    In slice mode every slice along ``axis`` that touches a painted voxel counts as
+    fully labeled, its unpainted voxels as background. Slices painted along another
+    axis cross many slices along ``axis``, so training would learn background where the
+    structures are: a class then sits on no labeled slice of its own.
+    """
+    arrays = [np.asarray(lab) for lab in labels if lab is not None and np.any(lab)]
+    if not arrays or len({a.ndim for a in arrays}) > 1:
+        return None
+    axis = normalize_axis(axis, arrays[0].ndim)
+    fractions = _painted_fractions(arrays)
+    painted_axis = int(fractions.argmin())
+    # Dense labels touch every slice along every axis: no axis is "the painted one" then.
+    if painted_axis == axis or fractions.min() >= 0.5 or fractions[axis] < 2 * fractions.min():
+        return None
+    crossed = sum(int(np.count_nonzero(_painted_profile(a, axis))) for a in arrays)
+    return (
+        f"The painted slices lie along axis {painted_axis}, but training slices along axis {axis}: each of "
+        f"the {crossed} slices along axis {axis} that touch paint counts as fully labeled, its unpainted "
+        f"voxels as background. Choose axis {painted_axis} (or 'auto') unless that is what you mean."
+    )
+
+
 def _painted_fractions(arrays: list[np.ndarray]) -> np.ndarray:
     """Fraction of slices with a painted voxel along each axis, pooled over volumes."""
     ndim = arrays[0].ndim

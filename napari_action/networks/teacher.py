@@ -53,6 +53,77 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
                 t.copy_(s)
 
 
+class StudentPass(nn.Module):
+    """The student's forward and every head a training step needs, as one module call.
+
+    The stages used to call ``student(x)`` and then its heads
+    (``global_embedding``, ``local_embedding``, ``representation``) as separate
+    methods. :class:`~torch.nn.parallel.DistributedDataParallel` only prepares
+    the gradient synchronisation of what happens inside one ``forward``, and
+    with ``find_unused_parameters`` it tells used from unused parameters by
+    walking back from that forward's outputs: heads applied outside it would
+    be missed, or their gradients reduced twice. So the step asks for exactly
+    the outputs its loss uses, and nothing else is returned: a head (or the
+    decoder, in stage i) that no loss reaches is then unused and DDP skips it.
+
+    In a single process this is the same computation in the same order as
+    calling the student and its heads directly (the heads draw no random
+    numbers), so the numbers do not change.
+
+    Parameters
+    ----------
+    student : ActionNet
+        The network trained by backprop; held, not copied.
+    """
+
+    def __init__(self, student: ActionNet):
+        super().__init__()
+        self.student = student
+
+    def forward(
+        self,
+        images: Tensor,
+        *,
+        logits: bool = True,
+        global_embedding: bool = False,
+        local_embedding: bool = False,
+        representation_stride: int | None = None,
+    ) -> dict[str, Tensor]:
+        """Run the student on ``images``; return only the outputs asked for.
+
+        Parameters
+        ----------
+        images : Tensor
+            ``(B, C, H, W)`` batch.
+        logits : bool
+            Return the class scores ``"logits"``.
+        global_embedding : bool
+            Return ``"global"``, the projected global embedding (see :meth:`ActionNet.global_embedding`).
+        local_embedding : bool
+            Return ``"local"``, the projected window descriptors (see :meth:`ActionNet.local_embedding`).
+        representation_stride : int, optional
+            Return ``"representation"``, the per-pixel embeddings on the grid of
+            ``images`` subsampled by this stride (see :meth:`ActionNet.representation`).
+
+        Returns
+        -------
+        dict of str to Tensor
+            The requested outputs, keyed as above.
+        """
+        out = self.student(images)
+        wanted: dict[str, Tensor] = {}
+        if logits:
+            wanted["logits"] = out.logits
+        if global_embedding:
+            wanted["global"] = self.student.global_embedding(out.bottleneck, predict=True)
+        if local_embedding:
+            wanted["local"] = self.student.local_embedding(out.logits, predict=True)
+        if representation_stride is not None:
+            grid = tuple(size // representation_stride for size in images.shape[2:])
+            wanted["representation"] = self.student.representation(out.pyramid, grid)
+        return wanted
+
+
 def _frozen_copy(module: nn.Module) -> nn.Module:
     """Deep copy of ``module`` in eval mode with gradients disabled."""
     frozen = copy.deepcopy(module)

@@ -4,6 +4,14 @@ Every function here takes a :class:`StepInputs` bundle, samples its own batch
 and returns ``(loss, logs)``; the trainer does backward, the optimiser step
 and the single EMA update per step, uniformly for all stages.
 
+The student runs once per step, through :attr:`StepInputs.student_pass`,
+which returns every student output the loss needs (heads included): under
+``torchrun`` that call is the DistributedDataParallel forward, whose gradient
+synchronisation must see all of the step's student computation
+(:class:`~napari_action.networks.teacher.StudentPass`). Teacher embeddings go
+through :attr:`StepInputs.gather` before they enter a queue, so that every
+rank's queue holds the embeddings of all ranks.
+
 Stages (You et al., IPMI 2023; docs/method.md, "Schedule"):
 
 * ``global_distillation`` (stage i): encoder + global head, ``L_glob`` only.
@@ -24,7 +32,7 @@ import torch.nn.functional as F
 from napari_action.config import TrainConfig
 from napari_action.data.augment import cutmix, random_geometric, strong_photometric
 from napari_action.data.slice_pool import SlicePool
-from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
+from napari_action.networks.teacher import EmbeddingQueue, StudentPass, StudentTeacher
 from napari_action.training import losses
 
 Logs = dict[str, float]
@@ -45,6 +53,14 @@ class StepInputs:
     generator: torch.Generator
     step_in_stage: int = 0
     stage_steps: int = 1
+    # The student's one call per step: a StudentPass, wrapped in DistributedDataParallel under torchrun.
+    student_pass: torch.nn.Module | None = None
+    # Teacher embeddings of all ranks, in rank order (the identity in a single process).
+    gather: Callable[[torch.Tensor], torch.Tensor] = lambda embeddings: embeddings
+
+    def __post_init__(self) -> None:
+        if self.student_pass is None:
+            self.student_pass = StudentPass(self.nets.student)
 
 
 def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +111,7 @@ def _kl_or_zero(student: torch.Tensor, teacher: torch.Tensor, queue: EmbeddingQu
         loss = losses.distillation_kl(
             student, teacher, entries, tau_student=cfg.tau_student, tau_teacher=cfg.tau_teacher
         )
-    queue.enqueue(teacher)
+    queue.enqueue(inp.gather(teacher))
     return loss
 
 
@@ -103,8 +119,9 @@ def global_distillation(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Stage i: iterative contrastive distillation of the global latent."""
     cfg = inp.config
     weak, strong, _ = _distillation_views(inp, cfg.batch_labeled, cfg.batch_unlabeled)
-    student, teacher = inp.nets.student, inp.nets.teacher
-    s = student.global_embedding(student(strong).bottleneck, predict=True)
+    teacher = inp.nets.teacher
+    # Only the global embedding: the decoder and the other heads stay out of stage i's gradients.
+    s = inp.student_pass(strong, logits=False, global_embedding=True)["global"]
     with torch.no_grad():
         t = teacher.global_embedding(teacher(weak).bottleneck, predict=False)
     loss = _kl_or_zero(s, t, inp.global_queue, inp)
@@ -115,21 +132,21 @@ def local_distillation(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Stage ii: supervised loss plus global and local distillation."""
     cfg = inp.config
     weak, strong, targets = _distillation_views(inp, cfg.batch_labeled, cfg.batch_unlabeled)
-    student, teacher = inp.nets.student, inp.nets.teacher
-    out_s = student(strong)
+    teacher = inp.nets.teacher
+    out_s = inp.student_pass(strong, global_embedding=cfg.loss.use_global, local_embedding=cfg.loss.use_local)
     with torch.no_grad():
         out_t = teacher(weak)
     n_lab = targets.shape[0]
-    sup = _supervised(out_s.logits[:n_lab], targets, inp.config)
+    sup = _supervised(out_s["logits"][:n_lab], targets, inp.config)
     loss, logs = sup, {"sup": float(sup.detach())}
     if cfg.loss.use_global:
-        s = student.global_embedding(out_s.bottleneck, predict=True)
+        s = out_s["global"]
         with torch.no_grad():
             t = teacher.global_embedding(out_t.bottleneck, predict=False)
         glob = _kl_or_zero(s, t, inp.global_queue, inp)
         loss, logs["global"] = loss + glob, float(glob.detach())
     if cfg.loss.use_local:
-        s = student.local_embedding(out_s.logits, predict=True).flatten(0, 1)
+        s = out_s["local"].flatten(0, 1)
         with torch.no_grad():
             t = teacher.local_embedding(out_t.logits, predict=False).flatten(0, 1)
         loc = _kl_or_zero(s, t, inp.local_queue, inp)
@@ -201,12 +218,11 @@ def _anco_tau(inp: StepInputs) -> float:
     return losses.cosine_temperature(inp.step_in_stage, inp.stage_steps, cfg.tau_min, cfg.tau_max, cfg.schedule_cycles)
 
 
-def _anatomical_contrast(inp: StepInputs, out, labels: torch.Tensor, size) -> torch.Tensor:
+def _anatomical_contrast(inp: StepInputs, out: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
     cfg = inp.config
     stride = cfg.model.rep_stride
-    grid = (size[0] // stride, size[1] // stride)
-    rep = inp.nets.student.representation(out.pyramid, grid)
-    probs = _subsample(torch.softmax(out.logits.detach().float(), dim=1), stride)
+    rep = out["representation"]
+    probs = _subsample(torch.softmax(out["logits"].detach().float(), dim=1), stride)
     return losses.anatomical_contrast(
         rep.float(),
         _subsample(labels, stride),
@@ -225,15 +241,16 @@ def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     images_l, targets = _labeled_batch(inp, cfg.batch_labeled_stage3)
     n_lab = images_l.shape[0]
     images_u, pseudo, confidence = _pseudo_labeled_batch(inp, cfg.batch_unlabeled_stage3)
-    out = inp.nets.student(torch.cat([images_l, images_u]))
-    sup = _supervised(out.logits[:n_lab], targets, inp.config)
+    stride = cfg.model.rep_stride if cfg.loss.use_anco else None
+    out = inp.student_pass(torch.cat([images_l, images_u]), representation_stride=stride)
+    sup = _supervised(out["logits"][:n_lab], targets, inp.config)
     loss, logs = sup, {"sup": float(sup.detach())}
     if cfg.loss.use_unsup:
-        unsup = losses.pseudo_label_loss(out.logits[n_lab:], pseudo, confidence, cfg.loss.unsup_threshold)
+        unsup = losses.pseudo_label_loss(out["logits"][n_lab:], pseudo, confidence, cfg.loss.unsup_threshold)
         loss, logs["unsup"] = loss + unsup, float(unsup.detach())
     if cfg.loss.use_anco:
         labels = _contrast_labels(targets, pseudo, confidence, cfg.loss.anco_unlabeled_threshold)
-        anco = _anatomical_contrast(inp, out, labels, images_l.shape[-2:])
+        anco = _anatomical_contrast(inp, out, labels)
         loss, logs["anco"] = loss + cfg.loss.anco_weight * anco, float(anco.detach())
     return loss, logs
 
@@ -241,7 +258,7 @@ def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
 def supervised(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Baseline: the same U-Net on the painted slices only."""
     images, targets = _labeled_batch(inp, inp.config.batch_labeled_stage3)
-    loss = _supervised(inp.nets.student(images).logits, targets, inp.config)
+    loss = _supervised(inp.student_pass(images)["logits"], targets, inp.config)
     return loss, {"sup": float(loss.detach())}
 
 
@@ -260,11 +277,11 @@ def mean_teacher(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     images_u = _unlabeled_batch(inp, cfg.batch_unlabeled_stage3)
     n_lab = images_l.shape[0]
     noisy = strong_photometric(images_u, inp.generator)
-    out = inp.nets.student(torch.cat([images_l, noisy]))
+    logits = inp.student_pass(torch.cat([images_l, noisy]))["logits"]
     with torch.no_grad():
         target_probs = torch.softmax(inp.nets.teacher(images_u).logits.float(), dim=1)
-    sup = _supervised(out.logits[:n_lab], targets, inp.config)
-    consistency = F.mse_loss(torch.softmax(out.logits[n_lab:].float(), dim=1), target_probs)
+    sup = _supervised(logits[:n_lab], targets, inp.config)
+    consistency = F.mse_loss(torch.softmax(logits[n_lab:].float(), dim=1), target_probs)
     weight = 0.1 * _sigmoid_rampup(inp.step_in_stage, inp.stage_steps // 4)
     loss = sup + weight * consistency
     return loss, {"sup": float(sup.detach()), "consistency": float(consistency.detach())}

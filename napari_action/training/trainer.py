@@ -11,11 +11,17 @@ can stop, pause or hand over new labels between any two steps:
 The generator accepts ``send(AnnotationUpdate(...))`` (new or corrected
 labels, applied before the next step without restarting) and
 ``send(FocusRequest(...))`` (stream this slice next).
+
+Started by ``torchrun`` with several processes, the trainer trains one model
+on all of them (:mod:`napari_action.training.distributed`); every process
+must then make the same calls: the same schedule, and any stop request or
+label update at the same step on every rank.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,12 +31,12 @@ import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
-from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.annotations import SparseAnnotation, axis_mismatch_advice
 from napari_action.data.slice_pool import SlicePool, normalize_volume
 from napari_action.inference.interpolation import SliceInterpolation, interpolate_annotation
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
+from napari_action.networks.teacher import EmbeddingQueue, StudentPass, StudentTeacher
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, TrainProgress
 from napari_action.runtime import (
     autocast,
@@ -42,7 +48,7 @@ from napari_action.runtime import (
     resolve_device,
     seed_everything,
 )
-from napari_action.training import stages
+from napari_action.training import distributed, stages
 from napari_action.training.safeguards import (
     TrainingDivergedError,
     WeightSnapshot,
@@ -124,6 +130,9 @@ class Trainer:
             class_values=None if checkpoint is None else checkpoint.class_values,
             allow_new_classes=True,
         )
+        # Only a forced axis can disagree with the paint ("auto" infers the painted one); scribbles have no slices.
+        forced = self.config.axis is not None and self.config.annotation_mode == "slice"
+        self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
         self.volumes = [normalize_volume(v) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings = _check_spacings(spacings, raw)
@@ -133,7 +142,9 @@ class Trainer:
             context=self.config.model.context,
             prior=self.config.loss.prior != "none",
         )
-        self.device = resolve_device(self.config.device)
+        self.distributed = distributed.context_from_environment()
+        self.device = distributed.device_for_rank(resolve_device(self.config.device), self.distributed)
+        distributed.join(self.distributed, self.device)
         seed_everything(self.config.seed)
         self.step = 0
         self.rounds = 0  # completed schedules; a loaded checkpoint counts as one
@@ -141,10 +152,13 @@ class Trainer:
         if checkpoint is not None:
             self._load_weights(checkpoint)
         self._place_nets()
+        distributed.broadcast_module(self.nets, self.distributed)
+        # The student's call of every step; wrapped for DistributedDataParallel under torchrun (_student_pass).
+        self._pass: torch.nn.Module | None = None
+        self._passed_student: torch.nn.Module | None = None
         self.global_queue = EmbeddingQueue(self.config.loss.queue_size, self.config.model.global_dim).to(self.device)
         self.local_queue = self._new_local_queue()
-        self.rng = np.random.default_rng(self.config.seed)
-        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        self._seed_sampling()
         self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.config.amp))
         self._stop_requested = False
         # The weights a diverging loss falls back to, and a message for the next progress.
@@ -172,13 +186,14 @@ class Trainer:
             for s in self.annotation.labeled_slices(v)
             if (self.annotation.target(v, s) > 0).any()
         )
+        advice = [self._axis_advice] if self._axis_advice else []
         if self.config.method == "action" and painted < 2:
             # Measured on Colin27 (docs/benchmarks.md): one painted slice, ACTION 0.25 vs supervised 0.40.
-            return [
+            advice.append(
                 "With a single painted slice ACTION's pseudo-labels mislead it and it scores below the "
                 "supervised baseline: paint a second slice (or choose the method 'supervised')."
-            ]
-        return []
+            )
+        return advice
 
     @property
     def device_label(self) -> str:
@@ -215,7 +230,9 @@ class Trainer:
             try:
                 logs, lr = self._train_step(stage, inputs, optimizer, index)
             except Exception as error:
-                if not is_out_of_memory(error):
+                # Several ranks cannot agree on halved batches mid-step, and DDP cannot resume a
+                # step whose backward never ran: there the error ends this rank (and torchrun the rest).
+                if not is_out_of_memory(error) or self.distributed.is_distributed:
                     raise
                 optimizer.zero_grad(set_to_none=True)
                 self._shrink_batches(error)
@@ -277,6 +294,8 @@ class Trainer:
             logger.info("new label value(s): adding %d output class(es)", added)
             self.nets.add_classes(added)
             self._place_nets()
+            # The new classes' weights were drawn from each rank's own generator.
+            distributed.broadcast_module(self.nets, self.distributed)
             self.local_queue = self._new_local_queue()
             self._snapshot.take(self.nets, self.step)
 
@@ -328,7 +347,40 @@ class Trainer:
             rng=self.rng,
             generator=self.generator,
             stage_steps=stage.steps,
+            student_pass=self._student_pass(),
+            gather=self._gather_embeddings,
         )
+
+    def _student_pass(self) -> torch.nn.Module:
+        """The student's one call per step, built again only when the student was replaced (new classes).
+
+        Under torchrun it is wrapped in DistributedDataParallel once per student:
+        wrapping is a collective that registers gradient hooks on the parameters, and
+        a wrapper per stage would rely on the earlier one being freed to drop its hooks.
+        """
+        if self._pass is None or self._passed_student is not self.nets.student:
+            self._passed_student = self.nets.student
+            self._pass = StudentPass(self.nets.student)
+            if self.distributed.is_distributed:
+                self._pass = distributed.wrap_student(self._pass, self.device)
+        return self._pass
+
+    def _gather_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return distributed.gather_rows(embeddings, self.distributed)
+
+    def _seed_sampling(self) -> None:
+        """Per-rank generators of crops, augmentation and dropout: ``seed + rank``.
+
+        Rank 0 (and a single process) draws what it always drew; the other
+        ranks draw other crops. The global torch generator (dropout) is
+        re-seeded only under torchrun, after the weights were initialised from
+        ``seed`` alike on all ranks, so a single process keeps its numbers.
+        """
+        seed = self.config.seed + self.distributed.rank
+        if self.distributed.is_distributed:
+            seed_everything(seed)
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def _optimizer(self, stage: Stage) -> torch.optim.Optimizer:
         student = self.nets.student
@@ -349,18 +401,21 @@ class Trainer:
         self.nets.train()
         with autocast(self.device, self.config.amp):
             loss, logs = stage.compute(inputs)
-        if not torch.isfinite(loss):
-            raise self._diverged(stage, float(loss.detach()))
+        logs["total"] = float(loss.detach())
+        # Under torchrun: the mean over ranks, non-finite on all ranks if it is on one, so all stop together.
+        logs = distributed.average_values(logs, self.distributed, self.device)
+        if not math.isfinite(logs["total"]):
+            raise self._diverged(stage, logs["total"])
         optimizer.zero_grad(set_to_none=True)
         # The scaler is a pass-through except with float16 autocast (pre-Ampere GPUs).
         self._scaler.scale(loss).backward()
         self._scaler.step(optimizer)
         self._scaler.update()
+        distributed.average_buffers(self.nets.student, self.distributed)
         if self.config.method != "supervised":
             # ACTION's supervised start included: the teacher follows, so the
             # fit gate and streaming see the network learn.
             self.nets.ema_update(self.config.loss.ema_momentum)
-        logs["total"] = float(loss.detach())
         return logs, lr
 
     def _diverged(self, stage: Stage, loss: float) -> TrainingDivergedError:
@@ -393,7 +448,10 @@ class Trainer:
 
     def _progress(self, stage: Stage, clock: _RateClock, logs, lr: float) -> TrainProgress:
         predictions = ()
-        if self._stream.due(clock.done, self.config.stream_every_steps, self.config.stream_every_seconds):
+        # Only rank 0 shows predictions; prediction involves no collective, so the others just skip it.
+        if self.distributed.is_main and self._stream.due(
+            clock.done, self.config.stream_every_steps, self.config.stream_every_seconds
+        ):
             predictor = self.predictor()
             if not self._gate.open:
                 self._gate.check(predictor, self.pool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation, infer_axis
+from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation, axis_mismatch_advice, infer_axis
 
 SHAPE = (12, 16, 20)
 
@@ -196,3 +196,15 @@ def test_validation_errors(labels, kwargs, match):
 def test_bad_volume_shape():
     with pytest.raises(ValueError, match="Volume 0 must be a non-empty 3D"):
         SparseAnnotation([None], [(4, 4)])
+
+
+def test_paint_along_another_axis_than_the_forced_one_is_pointed_out():
+    labels = np.zeros((10, 12, 14), np.uint8)
+    labels[:, :, 3] = 1  # two slices painted along axis 2
+    labels[2:8, 2:8, 9] = 2
+    advice = axis_mismatch_advice([labels, None], axis=0)
+    assert advice.startswith("The painted slices lie along axis 2, but training slices along axis 0")
+    assert "each of the 10 slices along axis 0" in advice
+    assert axis_mismatch_advice([labels], axis=2) is None
+    dense = np.ones((10, 12, 14), np.uint8)  # a fully labeled volume has no painted axis
+    assert axis_mismatch_advice([dense], axis=0) is None

@@ -229,3 +229,12 @@ def test_one_painted_slice_comes_with_advice_and_two_without():
     assert len(one.advice) == 1 and "second slice" in one.advice[0]
     assert Trainer([image], [sparse(truth, slices=(4,))], tiny_config(method="supervised")).advice == []
     assert Trainer([image], [sparse(truth)], tiny_config()).advice == []
+
+
+def test_the_trainer_passes_the_axis_advice_on():
+    image, truth = disc_volume(0)
+    painted = sparse(truth)  # painted along AXIS
+    other_axis = (AXIS + 1) % 3
+    trainer = Trainer([image], [painted], tiny_config(axis=other_axis))
+    assert any(f"lie along axis {AXIS}" in message for message in trainer.advice)
+    assert not any("lie along" in m for m in Trainer([image], [painted], tiny_config(axis=AXIS)).advice)
