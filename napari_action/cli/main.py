@@ -1,4 +1,4 @@
-"""Command line: ``napari-action train | predict | evaluate | demo``.
+"""Command line: ``napari-action train | predict | evaluate | convert | demo``.
 
 Everything here is a thin shell over the core, so what the command line does
 the napari widget does too, and vice versa. Each sub-command lives in its own
@@ -13,12 +13,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from napari_action.cli import demo, evaluate, predict, train
+from napari_action.cli import convert, demo, evaluate, predict, train
 
 logger = logging.getLogger("napari_action")
 
 # In the order `napari-action --help` lists them.
-COMMANDS = (train, predict, evaluate, demo)
+COMMANDS = (train, predict, evaluate, convert, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

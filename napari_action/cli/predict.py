@@ -1,24 +1,83 @@
-"""``napari-action predict``: segment NIfTI images with a trained model."""
+"""``napari-action predict``: segment one image or a whole cohort with a trained model.
+
+Inputs are files, glob patterns or list files (:func:`~napari_action.inference.cohort.expand_images`).
+Under ``torchrun`` each rank predicts its share of the files. A file that cannot be
+predicted (not NIfTI, 4D, NaN voxels, corrupt) is reported and the next one goes
+on; the summary at the end lists what was written and what failed.
+
+Exit codes: 0 every file written (or skipped), 1 at least one file failed, 2 nothing
+was tried (bad options, no checkpoint, a pattern that matches nothing, existing outputs).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-from napari_action.cli.options import add_nan_to_zero_option, add_threads_option, load_image
-from napari_action.io.nifti import NIFTI_EXTENSIONS, save_labels
+from napari_action.cli.options import add_nan_to_zero_option, add_threads_option
+from napari_action.inference.cohort import FileOutcome, RankShare, count_by_status, expand_images, gather_outcomes
+from napari_action.io.label_writers import OUTPUT_FORMATS
+from napari_action.io.nifti import NIFTI_EXTENSIONS, NonFiniteVoxelsError
+
+if TYPE_CHECKING:  # annotations only: loading a model imports torch
+    from napari_action.inference.loaded_model import LoadedModel
+
+#: Exit code when at least one file failed (the others were still predicted).
+SOME_FILES_FAILED = 1
+_INPUT_SUFFIXES = (*NIFTI_EXTENSIONS, ".zarr")
+# Shown in the summary for at most this many existing outputs; the rest are counted.
+_NAMES_SHOWN = 5
+
+_IMAGE_HELP = (
+    "image to segment: a NIfTI file (.nii is read slice by slice, .nii.gz whole), a zarr array (.zarr, "
+    "slice by slice; see `napari-action convert`), or a glob pattern in quotes ('scans/*.nii.gz', '**' spans folders; "
+    "expanded and sorted by napari-action); repeat for several"
+)
+_LIST_HELP = (
+    "text file with one image path per line (blank lines and # comments skipped; relative paths are "
+    "relative to the list file); repeat for several"
+)
+_EPILOG = """\
+Exit codes: 0 all files written (or skipped), 1 some files failed (the others were written; the summary
+names them), 2 nothing was tried (bad options, model or inputs).
+With RANK and WORLD_SIZE set (torchrun sets them), rank r predicts files r, r+W, r+2W, ... of the list and
+prefixes its lines with its rank. Under torchrun rank 0 prints the summary of all ranks and carries the exit
+code (the other ranks exit 0); with the variables set by hand each rank prints and returns its own.
+"""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``predict`` sub-command and its options to ``commands``."""
-    predict = commands.add_parser("predict", help="segment images with a trained model")
+    predict = commands.add_parser(
+        "predict",
+        help="segment images with a trained model",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     predict.add_argument("--model", required=True, type=Path)
-    predict.add_argument("--image", action="append", required=True, type=Path)
+    predict.add_argument("--image", action="append", default=[], metavar="PATH|PATTERN", help=_IMAGE_HELP)
+    predict.add_argument("--image-list", action="append", default=[], type=Path, metavar="FILE", help=_LIST_HELP)
     predict.add_argument("--out-dir", required=True, type=Path)
+    predict.add_argument(
+        "--output-format",
+        choices=list(OUTPUT_FORMATS),
+        default="nii.gz",
+        help="nii.gz (default; the label volume is held in memory, 1-2 bytes per voxel, and compressed at the "
+        "end), nii or zarr (written slice by slice, for volumes larger than memory)",
+    )
     predict.add_argument("--device", default="auto")
     predict.add_argument("--tta", action="store_true", help="average over flips (slower, smoother)")
-    predict.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing = predict.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave images whose output exists alone (to continue an interrupted cohort)",
+    )
     predict.add_argument(
         "--largest-components",
         type=int,
@@ -31,47 +90,286 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     predict.set_defaults(run=run)
 
 
-def output_path(out_dir: Path, image: Path, suffix: str = "_action") -> Path:
-    """``DIR/<image name>_action.nii.gz``."""
+def output_path(out_dir: Path, image: Path, suffix: str = "_action", extension: str = ".nii.gz") -> Path:
+    """``DIR/<image name>_action.nii.gz`` (or another ``extension``)."""
     name = image.name
-    for ext in NIFTI_EXTENSIONS:
-        if name.endswith(ext):
+    for ext in _INPUT_SUFFIXES:
+        if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break
-    return out_dir / f"{name}{suffix}.nii.gz"
+    return out_dir / f"{name}{suffix}{extension}"
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict every ``--image`` and write the labels into ``--out-dir``; return the exit code."""
+    """Predict every image and write the labels into ``--out-dir``; return the exit code."""
     # Imported when the command runs, so that `napari-action --help` does not wait
     # for torch (a second or more) and scipy.
-    from napari_action.inference.loaded_model import VoxelGeometry, geometry_warnings, load_model
-    from napari_action.inference.postprocess import keep_largest_components
+    from napari_action.inference.loaded_model import load_model
     from napari_action.runtime import configure_threads
 
+    share = RankShare.from_environment()
+    images = _images_of(args)
+    extension = OUTPUT_FORMATS[args.output_format]
+    targets = {image: output_path(args.out_dir, image, extension=extension) for image in images}
+    _refuse_shared_outputs(targets)
+    _refuse_existing_outputs(targets, args)
     configure_threads(args.threads)
-    _refuse_existing_outputs(args)
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=_rank_device(args.device, share))
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    for path in args.image:
-        volume, meta = load_image(path, nan_to_zero=args.nan_to_zero)
-        # The same check as the widget's: voxels unlike the training volumes' degrade predictions.
-        target = [(path.name, VoxelGeometry.from_matrix(meta.affine))]
-        for message in geometry_warnings(model.references, target, model.axis):
-            print(f"Warning: {message}", file=sys.stderr)
-        labels, _ = model.predictor.predict(volume, tta=args.tta, spacing=meta.zooms[:3])
-        if args.largest_components:
-            labels = keep_largest_components(labels, args.largest_components)
-        target = save_labels(output_path(args.out_dir, path), labels, meta, overwrite=args.overwrite)
-        print(f"{path} -> {target}")
-    return 0
+    started = time.perf_counter()
+    outcomes = _predict_share(share.take(images), targets, model, args, share)
+    return _report(outcomes, share, time.perf_counter() - started)
 
 
-def _refuse_existing_outputs(args: argparse.Namespace) -> None:
-    """Stop before any work when an output exists and ``--overwrite`` was not given."""
-    if args.overwrite:
+def _images_of(args: argparse.Namespace) -> list[Path]:
+    if not args.image and not args.image_list:
+        raise ValueError("no images given: name them with --image (files or patterns) or --image-list.")
+    return expand_images(args.image, args.image_list)
+
+
+def _refuse_shared_outputs(targets: dict[Path, Path]) -> None:
+    """Stop when two images would write the same output (same name in different folders)."""
+    by_target: dict[Path, list[Path]] = {}
+    for image, target in targets.items():
+        by_target.setdefault(target, []).append(image)
+    clashes = [f"{', '.join(map(str, images))} -> {target}" for target, images in by_target.items() if len(images) > 1]
+    if clashes:
+        raise ValueError(
+            f"several images would write the same output: {'; '.join(clashes)}. Rename them, or predict "
+            "each folder into its own --out-dir."
+        )
+
+
+def _refuse_existing_outputs(targets: dict[Path, Path], args: argparse.Namespace) -> None:
+    """Stop before any work when outputs exist and neither ``--overwrite`` nor ``--skip-existing`` was given."""
+    if args.overwrite or args.skip_existing:
         return
-    existing = [target for target in (output_path(args.out_dir, path) for path in args.image) if target.exists()]
+    existing = [target for target in targets.values() if target.exists()]
     if existing:
-        names = ", ".join(str(target) for target in existing)
-        raise FileExistsError(f"{names} already exist(s); pass --overwrite to replace, or choose another --out-dir.")
+        names = ", ".join(str(target) for target in existing[:_NAMES_SHOWN])
+        more = f" and {len(existing) - _NAMES_SHOWN} more" if len(existing) > _NAMES_SHOWN else ""
+        raise FileExistsError(
+            f"{names}{more} already exist(s); pass --overwrite to replace, --skip-existing to keep them "
+            "and predict the rest, or choose another --out-dir."
+        )
+
+
+def _rank_device(device: str, share: RankShare) -> str:
+    """Under torchrun each rank of a machine takes its own GPU (``LOCAL_RANK``), as training does."""
+    import os
+
+    import torch
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    if not share.distributed or local_rank is None or device not in ("auto", "cuda"):
+        return device
+    if not torch.cuda.is_available():
+        return device
+    return f"cuda:{int(local_rank) % torch.cuda.device_count()}"
+
+
+def _predict_share(
+    images: Sequence[Path],
+    targets: dict[Path, Path],
+    model: LoadedModel,
+    args: argparse.Namespace,
+    share: RankShare,
+) -> list[FileOutcome]:
+    """Predict ``images`` one after the other; a failure is recorded and the next file goes on."""
+    progress = FileProgress(len(images), prefix=share.prefix)
+    outcomes = []
+    for number, image in enumerate(images, start=1):
+        progress.start(number, image)
+        started = time.perf_counter()
+        status, message = _handle_file(image, targets[image], model, args, progress)
+        outcome = FileOutcome(
+            str(image), str(targets[image]), status, time.perf_counter() - started, message, share.rank
+        )
+        progress.finish(outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _handle_file(
+    image: Path, target: Path, model: LoadedModel, args: argparse.Namespace, progress: FileProgress
+) -> tuple[str, str]:
+    """Skip, predict or fail one file: its status and, for a failure, the message."""
+    if args.skip_existing and target.exists():
+        return "skipped", ""
+    try:
+        _predict_file(image, target, model, args, progress)
+    except Exception as error:  # one bad file never stops the rest; the summary names it
+        return "failed", _describe(error, image)
+    return "written", ""
+
+
+def _predict_file(
+    path: Path, target: Path, model: LoadedModel, args: argparse.Namespace, progress: FileProgress
+) -> None:
+    """Segment one image slice by slice and write its labels to ``target``.
+
+    Uncompressed NIfTI and zarr inputs are read a run of slices at a time; the labels go
+    to the output slice by slice (``.nii.gz`` outputs and ``--largest-components`` gather
+    the label volume in memory first, 1-2 bytes per voxel).
+    """
+    from napari_action.inference.loaded_model import VoxelGeometry, geometry_warnings
+    from napari_action.inference.postprocess import keep_largest_components
+    from napari_action.inference.streaming import predict_to_writer
+    from napari_action.io.label_writers import MemoryLabelWriter, open_label_writer, write_label_volume
+    from napari_action.io.volume_source import open_volume_source
+
+    predictor, axis = model.predictor, model.axis
+    try:
+        source = open_volume_source(path, nan_to_zero=args.nan_to_zero)
+        # The same check as the widget's: voxels unlike the training volumes' degrade predictions.
+        geometry = [(path.name, VoxelGeometry.from_matrix(source.meta.affine))]
+        for message in geometry_warnings(model.references, geometry, axis):
+            progress.note(f"Warning: {message}")
+        if args.largest_components:
+            writer = MemoryLabelWriter(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)
+        else:
+            writer = open_label_writer(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)
+        try:
+            predict_to_writer(predictor, source, writer, tta=args.tta, on_progress=progress.slices)
+            if args.largest_components:
+                labels = keep_largest_components(writer.labels, args.largest_components)
+                write_label_volume(target, labels, source.meta, axis, overwrite=args.overwrite)
+            else:
+                writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
+    except NonFiniteVoxelsError as error:
+        raise error.with_advice("Fix the file, or pass --nan-to-zero to replace them by 0.") from None
+
+
+def _describe(error: BaseException, image: Path) -> str:
+    """The error's message, naming the file (our VolumeErrors do already; others get its name)."""
+    text = str(error) or type(error).__name__
+    if str(image) in text:
+        return text
+    return f"{image}: {type(error).__name__}: {text}"
+
+
+def _report(outcomes: list[FileOutcome], share: RankShare, seconds: float) -> int:
+    """Print the summary this rank is responsible for; return the exit code."""
+    everything = gather_outcomes(outcomes, share)
+    if everything is None and share.agent_store:
+        # torchrun: rank 0 reports every rank's files and carries the exit code; a rank that
+        # exited non-zero here would make torchrun stop the ranks still predicting.
+        print(f"{share.prefix}done ({_counts_text(outcomes)}); rank 0 prints the summary.")
+        return 0
+    mine = everything if everything is not None else outcomes
+    scope = f"{share.world_size} ranks" if everything is not None and share.distributed else None
+    print_summary(mine, seconds, prefix=share.prefix, scope=scope)
+    return SOME_FILES_FAILED if any(o.status == "failed" for o in mine) else 0
+
+
+def print_summary(
+    outcomes: Sequence[FileOutcome],
+    seconds: float,
+    *,
+    prefix: str = "",
+    scope: str | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> None:
+    """The counts on ``out`` (stdout), then every failure with its message on ``err`` (stderr).
+
+    Parameters
+    ----------
+    outcomes : sequence of FileOutcome
+        What became of each file.
+    seconds : float
+        Wall time of the run.
+    prefix : str
+        Put before every line (the rank of a shared run).
+    scope : str, optional
+        Who the summary covers, e.g. ``"4 ranks"``.
+    out, err : text streams, optional
+        Where to write; stdout and stderr by default.
+    """
+    out, err = out or sys.stdout, err or sys.stderr
+    over = f" over {scope}" if scope else ""
+    print(f"{prefix}Summary{over}: {_counts_text(outcomes)} of {len(outcomes)} files in {seconds:.1f} s.", file=out)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        print(f"{prefix}Failed ({len(failed)}):", file=err)
+        for outcome in failed:
+            print(f"{prefix}  {outcome.message}", file=err)
+
+
+def _counts_text(outcomes: Sequence[FileOutcome]) -> str:
+    counts = count_by_status(outcomes)
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n or status == "written")
+
+
+class FileProgress:
+    """Progress over files: one line per finished file, and on a terminal a bar over the current file's slices.
+
+    A line per file (``[3/120] scan.nii.gz -> out/scan_action.nii.gz (4.2 s)``) suits logs and
+    batch jobs; a failed file's line goes to stderr. On a terminal the bar is redrawn in
+    place on stderr while a file is predicted, at most 5 times a second.
+
+    Parameters
+    ----------
+    total : int
+        Files this process predicts.
+    prefix : str
+        Put before every line (the rank of a shared run).
+    out, err : text streams, optional
+        Lines of written/skipped and of failed files; stdout and stderr by default.
+    """
+
+    def __init__(self, total: int, prefix: str = "", out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.total = total
+        self.prefix = prefix
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.interactive = bool(getattr(self.err, "isatty", lambda: False)())
+        self._number = 0
+        self._name = ""
+        self._drawn = float("-inf")
+        self._bar_shown = False
+
+    def start(self, number: int, image: Path) -> None:
+        """File ``number`` (from 1) begins."""
+        self._number, self._name = number, image.name
+
+    def slices(self, done: int, total: int) -> None:
+        """``done`` of ``total`` slices of the current file are predicted (drawn on a terminal only)."""
+        now = time.perf_counter()
+        if not self.interactive or (now - self._drawn < 0.2 and done < total):
+            return
+        self._drawn = now
+        width = 24
+        filled = int(width * done / max(total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        self.err.write(f"\r{self._counter()} [{bar}] {done}/{total} slices of {self._name} ")
+        self.err.flush()
+        self._bar_shown = True
+
+    def note(self, message: str) -> None:
+        """A message about the current file (a warning), on a line of its own on stderr."""
+        self._end_bar()
+        print(f"{self.prefix}{message}", file=self.err)
+
+    def finish(self, outcome: FileOutcome) -> None:
+        """Print the line of a finished file."""
+        self._end_bar()
+        head = f"{self._counter()} {outcome.source}"
+        if outcome.status == "written":
+            print(f"{head} -> {outcome.target} ({outcome.seconds:.1f} s)", file=self.out, flush=True)
+        elif outcome.status == "skipped":
+            print(f"{head}: skipped, {outcome.target} exists", file=self.out, flush=True)
+        else:
+            reason = outcome.message.removeprefix(f"{outcome.source}: ")  # the line names the file already
+            print(f"{head}: FAILED ({outcome.seconds:.1f} s): {reason}", file=self.err, flush=True)
+
+    def _counter(self) -> str:
+        return f"{self.prefix}[{self._number}/{self.total}]"
+
+    def _end_bar(self) -> None:
+        if self._bar_shown:
+            self.err.write("\r\033[K")  # clear the bar's line so that the next line starts clean
+            self._bar_shown = False

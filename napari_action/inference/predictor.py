@@ -90,6 +90,11 @@ class Predictor:
         self.prior_decay_mm = float(prior_decay_mm)
         self._dtype = smallest_label_dtype(self.class_values)
 
+    @property
+    def label_dtype(self) -> np.dtype:
+        """The smallest integer type that holds every label value of the model."""
+        return np.dtype(self._dtype)
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
         """Load the inference network (the EMA teacher) from a checkpoint file."""
@@ -111,9 +116,12 @@ class Predictor:
 
     @torch.no_grad()
     def predict_slices(
-        self, moved: np.ndarray, start: int, stop: int, tta: bool = False
+        self, moved: np.ndarray, start: int, stop: int, tta: bool = False, pad: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict slices ``start:stop`` of a normalised, axis-first volume.
+
+        ``pad`` is the value the slices are padded with (default: the minimum of ``moved``); a caller
+        that passes only a run of the volume's slices passes the whole volume's minimum.
 
         Returns
         -------
@@ -123,7 +131,8 @@ class Predictor:
             Softmax probabilities, shape ``(stop - start, C, H, W)``, float32.
         """
         batch = torch.from_numpy(np.ascontiguousarray(slice_stack(moved, start, stop, self.context)))
-        batch, (height, width) = _pad_to_multiple(batch.to(self.device, torch.float32), pad_value(moved))
+        pad = pad_value(moved) if pad is None else pad
+        batch, (height, width) = _pad_to_multiple(batch.to(self.device, torch.float32), pad)
         probs = self._softmax(batch)
         if tta:
             probs = probs + self._softmax(batch.flip(-1)).flip(-1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import logging
 import os
 import types
@@ -214,7 +215,7 @@ def _nifti_suffix(path: Path) -> str | None:
     return next((ext for ext in NIFTI_EXTENSIONS if path.name.lower().endswith(ext)), None)
 
 
-def _open_nifti(path: Path) -> nib.Nifti1Image:
+def _open_nifti(path: Path, *, mmap: bool = False) -> nib.Nifti1Image:
     if _nifti_suffix(path) is None:
         raise VolumeError(
             f"{path}: not a NIfTI file (expected a name ending in .nii or .nii.gz). "
@@ -223,7 +224,7 @@ def _open_nifti(path: Path) -> nib.Nifti1Image:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file. Check the path and try again.")
     try:
-        img = nib.load(path, mmap=False)
+        img = nib.load(path, mmap=mmap)
     except _READ_ERRORS as exc:
         raise VolumeError(
             f"{path}: cannot be read as NIfTI ({type(exc).__name__}: {exc}). The file is corrupt, "
@@ -407,6 +408,83 @@ def load_volume(path: str | os.PathLike, *, nan_policy: NanPolicy = "raise") -> 
     meta = _meta_from_header(img.header, data.shape, path=str(path), dtype=img.get_data_dtype().name)
     logger.debug("Loaded %s: shape %s, dtype %s, zooms %s", path, data.shape, data.dtype, meta.zooms)
     return data, meta
+
+
+@dataclass(frozen=True)
+class VoxelLayout:
+    """Where the voxels of an uncompressed NIfTI file lie, to read them in pieces without loading the file.
+
+    Parameters
+    ----------
+    offset : int
+        Byte offset of the first voxel (``vox_offset``).
+    dtype : numpy.dtype
+        Stored type, with the file's byte order.
+    shape : tuple of int
+        3D shape; voxels are stored in Fortran order (first axis fastest).
+    slope, inter : float
+        Intensity scaling (``scl_slope``, ``scl_inter``); 1 and 0 when the file is unscaled.
+    """
+
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, int, int]
+    slope: float = 1.0
+    inter: float = 0.0
+
+    @property
+    def scaled(self) -> bool:
+        """Whether values must be scaled (and then become float32, as :func:`load_volume` gives them)."""
+        return self.slope != 1.0 or self.inter != 0.0
+
+
+def inspect_uncompressed(path: str | os.PathLike) -> tuple[VoxelLayout, VolumeMeta]:
+    """Check an uncompressed ``.nii`` file as :func:`load_volume` does, without reading its voxels.
+
+    Everything the header can refute is refused here (not NIfTI, not 3D, colour or complex
+    voxels, a file shorter than its header says); NaN voxels can only be found while reading.
+
+    Returns
+    -------
+    layout : VoxelLayout
+        Where the voxels lie.
+    meta : VolumeMeta
+        Geometry, as :func:`load_volume` returns it.
+
+    Raises
+    ------
+    VolumeError
+        As :func:`load_volume`, or for a ``.nii.gz`` file (compressed voxels cannot be read in pieces).
+    """
+    path = Path(path)
+    if _nifti_suffix(path) == ".nii.gz":
+        raise VolumeError(f"{path}: compressed; only uncompressed .nii files can be read slice by slice.")
+    img = _open_nifti(path, mmap=True)
+    shape = _volume_shape(img, path)
+    _check_voxel_type(img.get_data_dtype(), path)
+    _check_file_holds_voxels(img, shape, path)
+    slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
+    layout = VoxelLayout(int(img.dataobj.offset), img.get_data_dtype(), shape, float(slope), float(inter))
+    meta = _meta_from_header(img.header, shape, path=str(path), dtype=img.get_data_dtype().name)
+    return layout, meta
+
+
+def label_header_bytes(meta: VolumeMeta, dtype: np.dtype) -> tuple[bytes, int]:
+    """The header :func:`save_labels` writes into an uncompressed ``.nii`` file, and its data offset.
+
+    For writers that fill the voxels afterwards, slice by slice: the file is the returned bytes,
+    zero-padded up to the offset, followed by the labels in Fortran order.
+    """
+    hdr = _header_for(meta, np.dtype(dtype))
+    # A single file with no extensions: header, the 4-byte extension flag, voxels (352 / 544 bytes in).
+    offset = int(hdr.single_vox_offset)
+    hdr.set_data_offset(offset)
+    # What nibabel's writer stores for unscaled integer voxels (it leaves NaN, "unset", to the reader).
+    hdr["scl_slope"], hdr["scl_inter"] = 1.0, 0.0
+    stream = io.BytesIO()
+    hdr.write_to(stream)
+    block = stream.getvalue()
+    return block + bytes(offset - len(block)), offset
 
 
 def _as_integer_labels(data: np.ndarray, source: str) -> np.ndarray:

@@ -1,0 +1,305 @@
+"""Label volumes written slice by slice, so that a prediction never needs its whole output in memory.
+
+Every writer takes slices in order along one axis (:meth:`LabelWriter.write`), then
+:meth:`~LabelWriter.commit` puts the finished file in place, or :meth:`~LabelWriter.discard`
+removes what was written: like :func:`~napari_action.io.atomic.write_atomically`, whoever
+reads the target sees the old file or the new one, never half.
+
+* ``.nii``: :class:`NiftiLabelWriter` preallocates a temporary file (header, then the
+  voxels) and writes each run of slices through a memory map at the data offset; the
+  file is renamed into place at the end. Memory: one run of slices.
+* ``.zarr``: :class:`ZarrLabelWriter` writes an array chunked along the slicing axis
+  (whole planes, :data:`ZARR_CHUNK_SLICES` slices per chunk) with the source geometry in
+  its attributes, into a temporary folder renamed into place at the end.
+* ``.nii.gz``: :class:`MemoryLabelWriter` holds the whole label volume (1 byte per voxel for
+  up to 255 classes, 2 or 4 for wider label values; far less than float probabilities)
+  and compresses it at the end (gzip streams cannot be written out of order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from napari_action.io.atomic import explained_errors, remove_stale_parts
+from napari_action.io.nifti import VolumeError, VolumeMeta, label_header_bytes, save_labels
+from napari_action.io.volume_source import ZARR_SUFFIX, zarr_attrs
+
+#: Output formats and the suffix of their files.
+OUTPUT_FORMATS = {"nii.gz": ".nii.gz", "nii": ".nii", "zarr": ZARR_SUFFIX}
+#: Slices per zarr chunk along the slicing axis (whole planes each).
+ZARR_CHUNK_SLICES = 16
+# Slices gathered before a .nii writer maps its file: fewer, larger writes.
+_NIFTI_RUN = 16
+_PART = ".part"
+
+
+class LabelWriter(Protocol):
+    """Takes a label volume slice by slice along one axis and puts the finished file in place."""
+
+    target: Path
+
+    def write(self, index: int, labels: np.ndarray) -> None:
+        """Slice ``index`` (in order, from 0) along the writer's axis."""
+
+    def commit(self) -> Path:
+        """Finish the file and move it into place; return its path."""
+
+    def discard(self) -> None:
+        """Remove everything written (after a failure)."""
+
+
+def open_label_writer(
+    target: str | os.PathLike, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False
+) -> LabelWriter:
+    """The writer for ``target``'s format (``.nii``, ``.zarr``, else ``.nii.gz``).
+
+    Raises
+    ------
+    FileExistsError
+        ``target`` exists and ``overwrite`` is False (checked now and again at :meth:`~LabelWriter.commit`).
+    """
+    target = Path(target)
+    _refuse_existing(target, overwrite)
+    name = target.name.lower()
+    if name.endswith(ZARR_SUFFIX):
+        return ZarrLabelWriter(target, meta, dtype, axis, overwrite=overwrite)
+    if name.endswith(".nii"):
+        return NiftiLabelWriter(target, meta, dtype, axis, overwrite=overwrite)
+    return MemoryLabelWriter(target, meta, dtype, axis, overwrite=overwrite)
+
+
+def write_label_volume(
+    target: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, axis: int, *, overwrite: bool = False
+) -> Path:
+    """Write a whole label volume in ``target``'s format (after post-processing that needed all of it)."""
+    writer = open_label_writer(target, meta, labels.dtype, axis, overwrite=overwrite)
+    try:
+        for index, plane in enumerate(np.moveaxis(labels, axis, 0)):
+            writer.write(index, plane)
+        return writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+
+
+def _refuse_existing(target: Path, overwrite: bool) -> None:
+    if not overwrite and target.exists():
+        raise FileExistsError(f"{target} already exists; choose another name or pass overwrite=True to replace it.")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{target}: the folder {target.parent} does not exist; create it first.")
+
+
+def _check_order(expected: int, index: int) -> None:
+    if index != expected:
+        raise ValueError(f"Label slices must arrive in order; expected {expected}, got {index}.")
+
+
+class MemoryLabelWriter:
+    """Gathers the label volume in memory and saves it with :func:`~napari_action.io.nifti.save_labels`.
+
+    Parameters
+    ----------
+    target : pathlib.Path
+        A ``.nii.gz`` (or ``.nii``) file.
+    meta : VolumeMeta
+        Geometry of the source volume.
+    dtype : numpy.dtype
+        Label type; :func:`save_labels` stores the smallest type that holds the values written.
+    axis : int
+        The axis along which slices arrive.
+    overwrite : bool
+        Replace an existing ``target``.
+    """
+
+    def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
+        self.target, self.meta, self.axis, self.overwrite = Path(target), meta, axis, overwrite
+        self.labels = np.zeros(meta.shape, dtype)
+        self._next = 0
+
+    def write(self, index: int, labels: np.ndarray) -> None:
+        """Slice ``index`` along the writer's axis."""
+        _check_order(self._next, index)
+        np.moveaxis(self.labels, self.axis, 0)[index] = labels
+        self._next += 1
+
+    def commit(self) -> Path:
+        """Compress and save the labels, atomically."""
+        return save_labels(self.target, self.labels, self.meta, overwrite=self.overwrite)
+
+    def discard(self) -> None:
+        """Nothing was written to disk."""
+
+
+class NiftiLabelWriter:
+    """Writes an uncompressed ``.nii`` label file run by run through a memory map.
+
+    The temporary file (``.<name>.<random>.part`` in the target's folder, which
+    :func:`~napari_action.io.atomic.remove_stale_parts` cleans up after a crash) holds the
+    header :func:`~napari_action.io.nifti.save_labels` would write, followed by
+    zero-filled voxels (a sparse file: no disk is used until written). The result is
+    byte for byte what ``save_labels`` writes for the same labels and type.
+
+    Parameters
+    ----------
+    target : pathlib.Path
+        A ``.nii`` file.
+    meta : VolumeMeta
+        Geometry of the source volume.
+    dtype : numpy.dtype
+        Label type stored in the file.
+    axis : int
+        The axis along which slices arrive.
+    overwrite : bool
+        Replace an existing ``target``.
+    """
+
+    def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
+        self.target, self.meta, self.axis, self.overwrite = Path(target), meta, axis, overwrite
+        self.dtype = np.dtype(dtype)
+        header, self.offset = label_header_bytes(meta, self.dtype)
+        with explained_errors(self.target, existed=self.target.exists()):
+            handle, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=_PART, dir=self.target.parent)
+            self.temporary = Path(name)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(header)
+                stream.truncate(self.offset + int(np.prod(meta.shape)) * self.dtype.itemsize)
+        self._pending: list[np.ndarray] = []
+        self._first = 0  # index of the first pending slice
+
+    def write(self, index: int, labels: np.ndarray) -> None:
+        """Slice ``index`` along the writer's axis (written to the file with the next run)."""
+        _check_order(self._first + len(self._pending), index)
+        self._pending.append(np.asarray(labels, self.dtype))
+        if len(self._pending) >= _NIFTI_RUN:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        with explained_errors(self.target, existed=self.target.exists()):
+            # Mapped per run and unmapped at once: the pages written leave this process's memory.
+            mapped = np.memmap(self.temporary, self.dtype, "r+", self.offset, self.meta.shape, order="F")
+            try:
+                start = self._first
+                np.moveaxis(mapped, self.axis, 0)[start : start + len(self._pending)] = np.stack(self._pending)
+                mapped.flush()
+            finally:
+                del mapped
+        self._first += len(self._pending)
+        self._pending = []
+
+    def commit(self) -> Path:
+        """Write the last slices, flush the file to disk and rename it over the target."""
+        self._flush()
+        if self._first != self.meta.shape[self.axis]:
+            raise VolumeError(f"{self.target}: {self._first} of {self.meta.shape[self.axis]} slices were written.")
+        existed = self.target.exists()
+        with explained_errors(self.target, existed=existed):
+            _refuse_existing(self.target, self.overwrite)
+            with open(self.temporary, "rb+") as stream:
+                os.fsync(stream.fileno())
+            os.chmod(self.temporary, _new_file_mode(self.target))
+            os.replace(self.temporary, self.target)
+        remove_stale_parts(self.target)
+        return self.target
+
+    def discard(self) -> None:
+        """Remove the temporary file."""
+        with contextlib.suppress(OSError):
+            self.temporary.unlink()
+
+
+class ZarrLabelWriter:
+    """Writes labels into a zarr array chunked along the slicing axis, with the source geometry.
+
+    Slices are gathered into whole chunks (:data:`ZARR_CHUNK_SLICES` slices) before they are
+    written, so every chunk is encoded once. The array is built in a temporary folder next to
+    the target and renamed into place at the end; an existing target is replaced only then.
+
+    Parameters
+    ----------
+    target : pathlib.Path
+        A folder ending in ``.zarr``.
+    meta : VolumeMeta
+        Geometry of the source volume (stored in the attributes, see
+        :func:`~napari_action.io.volume_source.zarr_attrs`).
+    dtype : numpy.dtype
+        Label type.
+    axis : int
+        The axis along which slices arrive (the chunking axis).
+    overwrite : bool
+        Replace an existing ``target``.
+    """
+
+    def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
+        import zarr  # ~0.3 s to import: only when a zarr store is written
+
+        self.target, self.meta, self.axis, self.overwrite = Path(target), meta, axis, overwrite
+        self.temporary = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=_PART, dir=self.target.parent))
+        self.array = zarr.create_array(
+            str(self.temporary),
+            shape=meta.shape,
+            chunks=chunks_along(meta.shape, axis, ZARR_CHUNK_SLICES),
+            dtype=np.dtype(dtype),
+            fill_value=0,
+            attributes=zarr_attrs(meta),
+            overwrite=True,
+        )
+        self._pending: list[np.ndarray] = []
+        self._first = 0
+
+    def write(self, index: int, labels: np.ndarray) -> None:
+        """Slice ``index`` along the writer's axis (written when its chunk is complete)."""
+        _check_order(self._first + len(self._pending), index)
+        self._pending.append(np.asarray(labels, self.array.dtype))
+        if len(self._pending) >= ZARR_CHUNK_SLICES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        index = [slice(None)] * 3
+        index[self.axis] = slice(self._first, self._first + len(self._pending))
+        self.array[tuple(index)] = np.moveaxis(np.stack(self._pending), 0, self.axis)
+        self._first += len(self._pending)
+        self._pending = []
+
+    def commit(self) -> Path:
+        """Write the last chunk and rename the store into place (replacing the old one, if allowed)."""
+        self._flush()
+        with explained_errors(self.target, existed=self.target.exists()):
+            _refuse_existing(self.target, self.overwrite)
+            if self.target.exists():
+                # A folder cannot be renamed over a non-empty one: move the old store aside first.
+                aside = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old.", suffix=_PART, dir=self.target.parent))
+                os.replace(self.target, aside / self.target.name)
+                os.replace(self.temporary, self.target)
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.replace(self.temporary, self.target)
+        return self.target
+
+    def discard(self) -> None:
+        """Remove the temporary store."""
+        shutil.rmtree(self.temporary, ignore_errors=True)
+
+
+def chunks_along(shape: tuple[int, int, int], axis: int, slices: int) -> tuple[int, int, int]:
+    """Chunks of whole planes, ``slices`` thick along ``axis``."""
+    return tuple(min(slices, n) if a == axis else n for a, n in enumerate(shape))
+
+
+def _new_file_mode(path: Path) -> int:
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -1,0 +1,101 @@
+"""Volumes read slice by slice: uncompressed NIfTI through a memory map, zarr arrays with their geometry."""
+
+from __future__ import annotations
+
+import logging
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_action.cli.convert import convert_to_zarr
+from napari_action.io.nifti import NonFiniteVoxelsError, VolumeError, load_volume
+from napari_action.io.volume_source import (
+    ArraySlices,
+    NiftiSlices,
+    ZarrSlices,
+    is_lazy,
+    open_volume_source,
+    zarr_attrs,
+)
+from tests.helpers.engine import disc_volume, write_nifti
+
+
+def test_uncompressed_nifti_slices_equal_the_loaded_volume_along_every_axis(tmp_path):
+    image, _ = disc_volume(1)
+    path = write_nifti(tmp_path / "scan.nii", image)
+    source = open_volume_source(path)
+    volume, meta = load_volume(path)
+    assert isinstance(source, NiftiSlices) and is_lazy(source) and source.meta == meta
+    for axis in range(3):
+        expected = np.moveaxis(volume, axis, 0)[3:7]
+        np.testing.assert_array_equal(source.read(axis, 3, 7), expected)
+
+
+def test_scaled_big_endian_voxels_read_as_nibabel_scales_them(tmp_path):
+    raw = np.arange(6 * 5 * 4, dtype=">i2").reshape(6, 5, 4)
+    img = nib.Nifti1Image(raw, np.eye(4))
+    img.header.set_slope_inter(0.5, 10.0)
+    path = tmp_path / "scaled.nii"
+    nib.save(img, path)
+    volume, _ = load_volume(path)  # scaled: float32
+    block = NiftiSlices(path).read(2, 1, 3)
+    assert block.dtype == np.float32
+    np.testing.assert_array_equal(block, np.moveaxis(volume, 2, 0)[1:3])
+
+
+def test_nan_voxels_are_found_when_their_slices_are_read(tmp_path):
+    image, _ = disc_volume(1)
+    image[4, 5, 6] = np.nan
+    path = write_nifti(tmp_path / "holes.nii", image)
+    source = NiftiSlices(path)
+    assert np.isfinite(source.read(2, 0, 6)).all()
+    with pytest.raises(NonFiniteVoxelsError, match=r"holes.nii: 1 voxels of slices 6-7 along axis 2"):
+        source.read(2, 6, 8)
+    assert NiftiSlices(path, nan_to_zero=True).read(2, 6, 7)[0, 4, 5] == 0
+
+
+def test_header_refusals_apply_before_any_voxel_is_read(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)), tmp_path / "series.nii")
+    with pytest.raises(VolumeError, match="4D"):
+        open_volume_source(tmp_path / "series.nii")
+    path = write_nifti(tmp_path / "cut.nii", disc_volume(1)[0])
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(VolumeError, match="truncated"):
+        open_volume_source(path)
+
+
+def test_compressed_files_are_held_whole_in_their_stored_type(tmp_path):
+    path = write_nifti(tmp_path / "scan.nii.gz", disc_volume(1)[0].astype(np.int16))
+    source = open_volume_source(path)
+    assert isinstance(source, ArraySlices) and not is_lazy(source) and source.volume.dtype == np.int16
+
+
+def test_a_converted_zarr_array_keeps_voxels_and_geometry(tmp_path):
+    image, _ = disc_volume(1)
+    path = write_nifti(tmp_path / "scan.nii.gz", image)
+    store = convert_to_zarr(path, tmp_path / "scan.zarr", axis=2, chunk_slices=4)
+    source = open_volume_source(store)
+    volume, meta = load_volume(path)
+    assert isinstance(source, ZarrSlices) and is_lazy(source)
+    assert source.array.chunks == (32, 32, 4) and source.array.dtype == np.float32
+    assert source.meta == meta
+    np.testing.assert_array_equal(source.read(0, 10, 12), np.moveaxis(volume, 0, 0)[10:12])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_a_zarr_array_without_geometry_gets_1_mm_voxels_and_a_warning(tmp_path, caplog):
+    import zarr
+
+    zarr.create_array(str(tmp_path / "plain.zarr"), data=np.ones((4, 5, 6), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        meta = open_volume_source(tmp_path / "plain.zarr").meta
+    assert "no napari-action geometry" in caplog.text
+    np.testing.assert_array_equal(meta.affine, np.eye(4))
+    zarr.create_array(str(tmp_path / "flat.zarr"), data=np.ones((4, 5), np.uint8))
+    with pytest.raises(VolumeError, match="needs one 3D volume"):
+        open_volume_source(tmp_path / "flat.zarr")
+    other = load_volume(write_nifti(tmp_path / "x.nii", disc_volume(1)[0]))[1]
+    zarr.create_array(str(tmp_path / "wrong.zarr"), data=np.ones((4, 5, 6), np.uint8), attributes=zarr_attrs(other))
+    with pytest.raises(VolumeError, match="its geometry says"):
+        open_volume_source(tmp_path / "wrong.zarr")
