@@ -48,17 +48,20 @@ from sparse_slices import Dataset, load_dataset  # the sibling benchmark's loade
 from napari_action.config import TrainConfig
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.evaluation.metrics import dice_per_class
+from napari_action.inference.interpolation import interpolate_labels
+from napari_action.inference.next_slices import STRATEGIES as NEXT_SLICE_STRATEGIES
+from napari_action.inference.next_slices import next_slices
 from napari_action.inference.suggestions import suggest_slices
 from napari_action.training.trainer import Trainer
 
 logger = logging.getLogger("active")
-STRATEGIES = ("ranked", "ranked-foreground", "random")
+STRATEGIES = ("ranked", "ranked-foreground", "random", *NEXT_SLICE_STRATEGIES)
 FOREGROUND_MARGIN = 3  # voxels
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=("phantom", "colin27"), default="phantom")
+    parser.add_argument("--dataset", choices=("phantom", "colin27", "tptbox-ct"), default="phantom")
     parser.add_argument("--rounds", type=int, default=4, help="slices added after the first one")
     parser.add_argument("--steps", type=int, default=200, help="retraining steps per round")
     parser.add_argument(
@@ -104,12 +107,34 @@ def near_foreground(pred: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(pred > 0, iterations=FOREGROUND_MARGIN)
 
 
-def pick(strategy: str, pred: np.ndarray, entropy: np.ndarray, ds: Dataset, annotated: list[int], rng) -> int:
+def pick(strategy: str, pred: np.ndarray, entropy: np.ndarray, ds: Dataset, annotated: list[int], rng) -> tuple:
+    """(slice, reason) chosen by ``strategy``; random picks when a strategy finds nothing."""
     if strategy.startswith("ranked"):
         masks = [near_foreground(pred)] if strategy == "ranked-foreground" else None
-        return suggest_slices([entropy], {0: annotated}, ds.axis, k=1, masks=masks)[0].slice_index
+        return suggest_slices([entropy], {0: annotated}, ds.axis, k=1, masks=masks)[0].slice_index, "score"
+    if strategy in NEXT_SLICE_STRATEGIES:
+        painted = sparse_from_truth(ds.truth, ds.axis, annotated)
+        interpolation = interpolate_labels(painted, ds.axis) if strategy == "disagreement" else None
+        found = next_slices(
+            strategy,
+            pred,
+            ds.axis,
+            annotated,
+            np.unique(painted),
+            k=1,
+            entropy=entropy,
+            interpolation=interpolation,
+            class_names=ds.class_names,
+        )
+        if found:
+            return found[0].slice_index, found[0].reason
     free = np.setdiff1d(np.arange(ds.truth.shape[ds.axis]), annotated)
-    return int(rng.choice(free))
+    return int(rng.choice(free)), "random"
+
+
+def corrected_voxels(ds: Dataset, pred: np.ndarray, index: int) -> int:
+    """Voxels the simulated user changes to turn the prediction on a slice into the truth."""
+    return int(np.count_nonzero(np.take(pred, index, axis=ds.axis) != np.take(ds.truth, index, axis=ds.axis)))
 
 
 def labels_for(ds: Dataset, annotated: list[int]) -> tuple[list[np.ndarray], dict[int, list[int]]]:
@@ -132,19 +157,33 @@ def run_strategy(ds: Dataset, args, seed: int, strategy: str, start: dict) -> di
     pred, entropy, dice = start["pred"], start["entropy"], [start["dice"]]
     rng = np.random.default_rng(seed)
     began = time.perf_counter()
+    changed, reasons = [], []
     for round_index in range(1, args.rounds + 1):
-        annotated.append(pick(strategy, pred, entropy, ds, annotated, rng))
+        index, reason = pick(strategy, pred, entropy, ds, annotated, rng)
+        # The user corrects the prediction shown on that slice rather than painting it from scratch.
+        changed.append(corrected_voxels(ds, pred, index))
+        reasons.append(reason)
+        annotated.append(index)
         trainer.update_annotation(*labels_for(ds, annotated))
         trainer.train(args.steps)
         pred, entropy = predict(trainer)
         dice.append(unseen_dice(ds, pred, annotated))
         logger.info(
-            "seed %d %-6s round %d: slice %3d -> Dice %.3f", seed, strategy, round_index, annotated[-1], dice[-1]
+            "seed %d %-12s round %d: slice %3d (%s, %d voxels changed) -> Dice %.3f",
+            seed,
+            strategy,
+            round_index,
+            index,
+            reason,
+            changed[-1],
+            dice[-1],
         )
     return {
         "seed": seed,
         "strategy": strategy,
         "slices": annotated,
+        "reasons": reasons,
+        "voxels_changed": changed,
         "dice": dice,
         "seconds": time.perf_counter() - began,
     }
@@ -176,9 +215,16 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, list[float]]]:
     """Mean and standard deviation of the Dice per round, per strategy (over seeds)."""
     summary = {}
     for strategy in STRATEGIES:
-        curves = np.array([r["dice"] for r in runs if r["strategy"] == strategy])
-        if curves.size:
-            summary[strategy] = {"mean": curves.mean(axis=0).tolist(), "std": curves.std(axis=0).tolist()}
+        chosen = [r for r in runs if r["strategy"] == strategy]
+        if not chosen:
+            continue
+        curves = np.array([r["dice"] for r in chosen])
+        summary[strategy] = {"mean": curves.mean(axis=0).tolist(), "std": curves.std(axis=0).tolist()}
+        costs = [sum(r["voxels_changed"]) for r in chosen if "voxels_changed" in r]
+        if costs:
+            gains = [(r["dice"][-1] - r["dice"][0]) / max(sum(r["voxels_changed"]), 1) * 1000 for r in chosen]
+            summary[strategy]["voxels_changed"] = {"mean": float(np.mean(costs)), "std": float(np.std(costs))}
+            summary[strategy]["dice_per_1000_voxels"] = {"mean": float(np.mean(gains)), "std": float(np.std(gains))}
     return summary
 
 
@@ -189,7 +235,8 @@ def plot(summary: dict, ds: Dataset, args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for strategy, colour in zip(STRATEGIES, ("tab:red", "tab:blue", "tab:grey"), strict=True):
+    colours = ("tab:red", "tab:blue", "tab:grey", "tab:green", "tab:orange", "tab:purple", "tab:brown", "black")
+    for strategy, colour in zip(STRATEGIES, colours, strict=True):
         if strategy not in summary:
             continue
         mean, std = np.array(summary[strategy]["mean"]), np.array(summary[strategy]["std"])
@@ -233,7 +280,13 @@ def main(argv=None) -> None:
     (args.out_dir / f"active_{ds.name}.json").write_text(json.dumps(result, indent=1))
     plot(summary, ds, args, args.out_dir / f"active_{ds.name}.png")
     for strategy, values in summary.items():
-        logger.info("%-6s Dice per round: %s", strategy, " ".join(f"{m:.3f}" for m in values["mean"]))
+        cost = values.get("voxels_changed", {}).get("mean", float("nan"))
+        logger.info(
+            "%-12s Dice per round: %s; voxels changed %.0f",
+            strategy,
+            " ".join(f"{m:.3f}" for m in values["mean"]),
+            cost,
+        )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ Three things a user does between (or during) training runs:
   running training at once and a stopped one at the next Train or Update.
 * **Training set.** Per volume, the painted and accepted slices; a click
   shows that slice.
-* **Next slices to annotate.** The uncertainty of the latest predictions
-  (:mod:`napari_action.inference.uncertainty`), optionally shown as "<image> uncertainty" layers,
-  ranked into spread-out slice suggestions (core :func:`~napari_action.inference.suggestions.suggest_slices`).
+* **Next slices to annotate.** From each volume's current prediction layer (core
+  :func:`~napari_action.inference.next_slices.next_slices`): a class on no annotated slice
+  first ("Amygdala missing"), then the middle of the largest unannotated run inside the predicted
+  structure ("largest gap"). The uncertainty of the latest predictions
+  (:mod:`napari_action.inference.uncertainty`) is shown per slice and, optionally, as
+  "<image> uncertainty" layers.
 
 plus **Update once** (:mod:`.update_once`): a short training round on demand.
 Lists and layers are read from the widget's session; this panel keeps only
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt
@@ -41,7 +45,14 @@ from superqt.utils import qthrottled
 
 from napari_action._napari.action_session import viewer_slicing_axis
 from napari_action._napari.keys import ViewerKeyBinding
-from napari_action._napari.layers import SOURCE_KEY, UNCERTAINTY_KEY, is_prediction_layer, layer_array, layer_shape
+from napari_action._napari.layers import (
+    SOURCE_KEY,
+    UNCERTAINTY_KEY,
+    find_prediction_layer,
+    is_prediction_layer,
+    layer_array,
+    layer_shape,
+)
 from napari_action._napari.refine.accepted import (
     accept_slices,
     copy_slices,
@@ -53,6 +64,7 @@ from napari_action._napari.refine.accepted import (
 from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
 from napari_action.data.annotations import infer_axis
+from napari_action.inference.next_slices import NextSlice, next_slices
 from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
 
 logger = logging.getLogger(__name__)
@@ -61,6 +73,9 @@ logger = logging.getLogger(__name__)
 ACCEPT_KEY = "Shift-A"
 #: Number of slices proposed in "Next slices to annotate".
 N_SUGGESTIONS = 5
+#: How the list is ranked (docs/benchmarks.md, "Next slices to annotate"): classes on no annotated
+#: slice first, then the middle of the largest unannotated run inside the predicted structure.
+NEXT_STRATEGY = "coverage+gap"
 _ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -68,6 +83,16 @@ def _slice_item(text: str, image_name: str, axis: int, index: int) -> QListWidge
     item = QListWidgetItem(text)
     item.setData(_ROLE, (image_name, axis, index))
     return item
+
+
+def _annotated_values(painted, predicted: np.ndarray, labeled: list[int], axis: int) -> list[int]:
+    """Label values on the annotated slices: painted ones, and the (corrected) prediction on accepted ones."""
+    values = {0}
+    for index in labeled:
+        if painted is not None and layer_shape(painted) == predicted.shape:
+            values |= set(np.unique(np.take(layer_array(painted), index, axis=axis)).tolist())
+        values |= set(np.unique(np.take(predicted, index, axis=axis)).tolist())
+    return sorted(int(v) for v in values)
 
 
 def _header_item(text: str) -> QListWidgetItem:
@@ -180,7 +205,8 @@ class RefinePanel(QGroupBox):
         self.slice_score_label.setWordWrap(True)
         self.next_list = QListWidget()
         self.next_list.setToolTip(
-            "Most uncertain slices, spread out, never next to a labeled one; click one to show it."
+            "A class on no annotated slice first, then the middle of the largest unannotated run "
+            "inside the predicted structure; click one to show it."
         )
         self.next_list.setMinimumHeight(90)
         self.next_list.setMaximumHeight(130)
@@ -439,17 +465,32 @@ class RefinePanel(QGroupBox):
 
     def _update_suggestions(self) -> None:
         self.next_list.clear()
-        for name, suggestion in self.uncertainty.suggestions(self.labeled, k=N_SUGGESTIONS):
-            found = self.uncertainty.get(name)
+        for name, axis, pick in self.next_slices():
             self.next_list.addItem(
-                _slice_item(
-                    f"{name} · slice {suggestion.slice_index} · score {suggestion.score:.3f}",
-                    name,
-                    found.axis,
-                    suggestion.slice_index,
-                )
+                _slice_item(f"{name} · slice {pick.slice_index} · {pick.reason}", name, axis, pick.slice_index)
             )
         self._show_slice_score()
+
+    def next_slices(self) -> list[tuple[str, int, NextSlice]]:
+        """(image name, axis, pick) of the slices to annotate next, over every volume with a prediction.
+
+        Missing classes come first, then the largest gaps (longest first): the picks of
+        :data:`NEXT_STRATEGY` on each volume's current prediction layer, edits included.
+        """
+        names = self.session.plan.class_names() if self.session.plan is not None else {}
+        axis = self.slicing_axis([])
+        found = []
+        for image, painted in self.training_volumes():
+            prediction = find_prediction_layer(self.viewer, image)
+            if prediction is None or layer_shape(prediction) != layer_shape(image):
+                continue
+            predicted = layer_array(prediction)
+            labeled = sorted(self.labeled.get(image.name, ()))
+            values = _annotated_values(painted, predicted, labeled, axis)
+            picks = next_slices(NEXT_STRATEGY, predicted, axis, labeled, values, k=N_SUGGESTIONS, class_names=names)
+            found += [(image.name, axis, pick) for pick in picks]
+        found.sort(key=lambda item: (not item[2].reason.endswith("missing"), -item[2].score))
+        return found[:N_SUGGESTIONS]
 
     def _show_slice_score(self) -> None:
         name = self._image_name(self.viewer.layers.selection.active)

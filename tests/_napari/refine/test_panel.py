@@ -151,8 +151,33 @@ def test_uncertainty_layer_and_next_slices_after_predict_all(scene, qtbot):
     qtbot.waitUntil(lambda: panel.next_list.count() > 0, timeout=TIMEOUT)
     suggested = [panel.next_list.item(i).data(Qt.ItemDataRole.UserRole)[2] for i in range(panel.next_list.count())]
     assert not set(suggested) & set(PAINTED)
+    # The disc spans every slice; painted 2 and 5 of 0..7: the largest unannotated run is 6..7 or 0..1,
+    # each item says why it is listed.
+    texts = [panel.next_list.item(i).text() for i in range(panel.next_list.count())]
+    assert all(text.startswith("vol · slice ") and text.endswith("largest gap") for text in texts), texts
     panel.next_list.itemClicked.emit(panel.next_list.item(0))
     assert viewer.dims.current_step[0] == suggested[0]
     viewer.layers.selection.active = viewer.layers["vol"]
     panel._show_slice_score()
     assert panel.slice_score_label.text().startswith(f"Slice {suggested[0]} of 'vol': uncertainty score")
+
+
+def test_next_slices_say_why_and_follow_each_accepted_slice(scene):
+    viewer, widget, labels, truth = scene
+    layer = offline_prediction(viewer, widget, truth)  # the disc on every slice; painted: 2 and 5
+    edit_slice(layer, 7, 3)  # the "model" also predicts label 3 on slice 7, which no annotation holds
+    panel = widget.refine_panel
+    panel.refresh()
+    texts = list_texts(panel.next_list)
+    assert texts[0] == "vol · slice 7 · label 3 missing"
+    # Then the middle of the longest unannotated run, each pick counted as annotated for the next:
+    # runs 0-1 and 3-4 (slices 2, 5, 7 annotated), then single slices.
+    assert [text.split(" · ")[1] for text in texts[1:]] == ["slice 0", "slice 3", "slice 1", "slice 4"]
+    assert all(text.endswith("largest gap") for text in texts[1:])
+
+    viewer.dims.set_current_step(0, 7)
+    assert panel.accept_current_slice() == [7]  # the correction joins the annotation...
+    panel.refresh()
+    texts = list_texts(panel.next_list)  # ...and the list follows at once, no training needed
+    assert not any("missing" in text or "slice 7 " in text for text in texts)
+    assert texts[0] == "vol · slice 0 · largest gap"

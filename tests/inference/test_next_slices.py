@@ -1,0 +1,68 @@
+"""Next slices to annotate: each strategy's pick and reason on small hand-made volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_action.inference.next_slices import STRATEGIES, next_slices, structure_range
+
+AXIS = 2
+
+
+def _volume(slices_with: dict[int, tuple[int, ...]], n: int = 20) -> np.ndarray:
+    """A 10x10xn label volume; ``slices_with[s]`` lists the classes drawn on slice s (a 3x3 block each)."""
+    volume = np.zeros((10, 10, n), np.uint8)
+    for index, classes in slices_with.items():
+        for position, value in enumerate(classes):
+            volume[position * 3 : position * 3 + 3, 0:3, index] = value
+    return volume
+
+
+def test_the_structure_range_runs_from_the_first_to_the_last_slice_with_predicted_structure():
+    prediction = _volume({5: (1,), 12: (2,)})
+    assert structure_range(prediction, AXIS) == (5, 12)
+    assert structure_range(np.zeros_like(prediction), AXIS) is None
+
+
+def test_largest_gap_is_the_middle_of_the_longest_unannotated_run_inside_the_structure():
+    prediction = _volume(dict.fromkeys(range(4, 17), (1,)))  # structure on slices 4..16
+    picks = next_slices("gap", prediction, AXIS, annotated=[6], annotated_values=[0, 1], k=2)
+    # Runs inside 4..16 besides slice 6: 4-5 and 7-16: the middle of 7..16 first; then of 12..16 (7..10 is shorter).
+    assert [(p.slice_index, p.reason) for p in picks] == [(11, "largest gap"), (14, "largest gap")]
+    assert all(4 <= p.slice_index <= 16 for p in picks)
+
+
+def test_a_class_predicted_but_on_no_annotated_slice_comes_first_and_is_named():
+    prediction = _volume(dict.fromkeys(range(4, 17), (1,)) | {13: (1, 2), 14: (1, 2, 2)})
+    names = {1: "LV", 2: "Amygdala"}
+    picks = next_slices(
+        "coverage+gap", prediction, AXIS, annotated=[6], annotated_values=[0, 1], k=2, class_names=names
+    )
+    assert picks[0].slice_index == 14 and picks[0].reason == "Amygdala missing"
+    assert picks[1].reason == "largest gap"
+    # Plain coverage stops once every predicted class is on an annotated or picked slice.
+    assert [p.slice_index for p in next_slices("coverage", prediction, AXIS, [6], [0, 1], k=3)] == [14]
+
+
+def test_uncertain_and_disagreement_look_only_inside_the_structure_range():
+    prediction = _volume(dict.fromkeys(range(5, 15), (1,)))
+    entropy = np.zeros(prediction.shape, np.float32)
+    entropy[..., 1] = 1.0  # very uncertain, but outside the anatomy
+    entropy[..., 9] = 0.6
+    pick = next_slices("uncertain", prediction, AXIS, [7], [0, 1], k=1, entropy=entropy)[0]
+    assert (pick.slice_index, pick.reason) == (9, "uncertain")
+    interpolation = prediction.copy()
+    interpolation[..., 12] = 0
+    pick = next_slices("disagreement", prediction, AXIS, [7], [0, 1], k=1, interpolation=interpolation)[0]
+    assert (pick.slice_index, pick.reason) == (12, "disagrees")
+
+
+def test_nothing_predicted_means_no_suggestion_and_bad_input_is_explained():
+    empty = np.zeros((10, 10, 20), np.uint8)
+    assert next_slices("gap", empty, AXIS, [], [0]) == []
+    with pytest.raises(ValueError, match="Unknown strategy"):
+        next_slices("best", empty, AXIS, [], [0])
+    with pytest.raises(ValueError, match="needs the entropy"):
+        next_slices("uncertain", _volume({3: (1,)}), AXIS, [], [0])
+    assert set(STRATEGIES) == {"gap", "coverage", "uncertain", "disagreement", "coverage+gap"}
