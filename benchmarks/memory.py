@@ -16,17 +16,19 @@ Rows:
   stored type, labels gathered in memory and compressed at the end);
 * ``in-memory Predictor.predict``: the widget's path (float32 copy of the volume, plus labels,
   confidence and entropy volumes), for comparison;
-* ``train`` (with ``--training``): ``napari-action train --steps 1 --warmup 0`` on the ``.nii.gz``
-  with one painted slice, to show how far training is from the target.
+* ``train`` (with ``--training``): ``napari-action train --steps 1 --warmup 0`` with one painted
+  slice (labels as ``.nii.gz``), on the ``.nii.gz`` (the volume loaded whole) and on the ``.nii``
+  and the zarr store (read slice by slice while training).
 
 The network is the 4-wide U-Net of the tests (``base_width=4``), trained for two steps: memory
 is what is measured; the network's activations for a batch of 8 planes of 512² grow with its
 width (the cpu preset's is 16) but not with the number of slices.
 
-Run (about 20 minutes on one thread of two shared cores; figures in docs/prediction_at_scale.md)::
+Run (about 20 minutes on one thread of two shared cores; figures in docs/scaling.md)::
 
     nice .venv/bin/python benchmarks/memory.py --threads 1
     nice .venv/bin/python benchmarks/memory.py --threads 1 --slices 300 600 --training
+    nice .venv/bin/python benchmarks/memory.py --threads 1 --slices 300 600 --training-only
 """
 
 from __future__ import annotations
@@ -68,14 +70,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/napari-action-memory"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--training", action="store_true", help="also measure one training step")
+    parser.add_argument("--training-only", action="store_true", help="measure training, not prediction")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    model = tiny_model(args.work / "model.pt")
+    model = None if args.training_only else tiny_model(args.work / "model.pt")
     rows = []
     for n_slices in args.slices:
         files = make_volumes(args.work, n_slices, args.threads)
-        rows += measure_prediction(files, model, args, n_slices)
-        if args.training:
+        if model is not None:
+            rows += measure_prediction(files, model, args, n_slices)
+        if args.training or args.training_only:
             rows += measure_training(files, args, n_slices)
         for path in files.values():  # a 600-slice set takes ~1 GB of disk
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
@@ -168,12 +172,14 @@ def measure_prediction(files: dict[str, Path], model: Path, args: argparse.Names
 
 def measure_training(files: dict[str, Path], args: argparse.Namespace, n_slices: int) -> list[tuple]:
     rows = []
-    for method in ("supervised", "action"):
-        command = [sys.executable, "-m", "napari_action.cli.main", "train", "--image", str(files["nii.gz"])]
-        command += ["--labels", str(files["labels"]), "--method", method, "--steps", "1", "--warmup", "0"]
-        command += ["--device", "cpu", "--threads", str(args.threads), "--axis", "2"]
-        command += ["--out", str(args.work / "trained.pt"), "--overwrite"]
-        rows.append((f"train --method {method} (1 step)", n_slices, *measured(command), " ".join(command)))
+    for source in ("nii.gz", "nii", "zarr"):
+        for method in ("supervised", "action"):
+            command = [sys.executable, "-m", "napari_action.cli.main", "train", "--image", str(files[source])]
+            command += ["--labels", str(files["labels"]), "--method", method, "--steps", "1", "--warmup", "0"]
+            command += ["--device", "cpu", "--threads", str(args.threads), "--axis", "2"]
+            command += ["--out", str(args.work / "trained.pt"), "--overwrite"]
+            name = f"train {source} --method {method} (1 step)"
+            rows.append((name, n_slices, *measured(command), " ".join(command)))
     return rows
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from napari.layers import Image, Labels
 
+from napari_action.data.normalized_volume import is_array_like
 from napari_action.progress import SlicePrediction
 
 if TYPE_CHECKING:
@@ -58,6 +59,16 @@ def layer_array(layer) -> np.ndarray:
     """The full-resolution data of ``layer`` as a numpy array (no copy if possible)."""
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     return np.asarray(data)
+
+
+def layer_image_data(layer):
+    """What training reads from an image layer: zarr or dask data as is (read a slice at a time), else a numpy array.
+
+    A layer backed by zarr or dask may be larger than memory; the trainer normalises its crops on
+    demand (:class:`~napari_action.data.normalized_volume.NormalizedVolume`), so it is never loaded whole.
+    """
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return data if is_array_like(data) else np.asarray(data)
 
 
 def is_prediction_layer(layer) -> bool:

@@ -40,7 +40,7 @@ from napari_action._napari.action_session import ActionSession, TrainingPlan, bu
 from napari_action._napari.files.export import layer_geometry
 from napari_action._napari.files.panel import FilesPanel
 from napari_action._napari.form import LayerPicker, OptionsForm
-from napari_action._napari.layers import is_mid_stroke, layer_array, prediction_layer_for
+from napari_action._napari.layers import is_mid_stroke, layer_image_data, prediction_layer_for
 from napari_action._napari.plot import LossPlot
 from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
@@ -250,7 +250,8 @@ class ActionWidget(QWidget):
         viewer_axis = viewer_slicing_axis(self.viewer)
         axis = self.options.axis_choice(viewer_axis)
         config = self.options.config(axis, self.options.threads_spin.value(), **self.config_overrides)
-        volumes = [layer_array(image) for image in plan.images]
+        # zarr or dask layers stay lazy: the trainer reads them a slice at a time.
+        volumes = [layer_image_data(image) for image in plan.images]
         spacings = [layer_geometry(image).spacing for image in plan.images]
         # The accepted slices join the painted labels (and fix the axis they were accepted along).
         training = self.training_labels(plan, axis=config.axis)

@@ -28,8 +28,10 @@ from napari_action.cli.options import (
 )
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
 from napari_action.config import BUDGETS, METHODS
+from napari_action.data.intensity import SAMPLE_VOXELS
 from napari_action.io.atomic import make_folder_for
 from napari_action.io.nifti import VolumeMeta, load_labels
+from napari_action.io.volume_source import ZARR_SUFFIX, NiftiSlices, VolumeSource, open_volume_source
 from napari_action.label_values import as_integer_labels
 
 if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
@@ -49,7 +51,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="append",
         required=True,
         type=Path,
-        help="NIfTI image; repeat for several. Images beyond the labels are unlabeled data.",
+        help="NIfTI image or zarr store; repeat for several. Images beyond the labels are unlabeled data. "
+        "Large uncompressed .nii and zarr images are read slice by slice (they need not fit in memory).",
     )
     train.add_argument(
         "--labels", action="append", default=[], type=Path, help="sparse labels of the k-th --image (0 = not painted)"
@@ -94,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
     if len(args.labels) > len(args.image):
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
     _check_output(args.out, args.overwrite)
-    loaded = [load_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
+    loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
     painted = [_load_training_labels(path) for path in args.labels]
     _check_pairs(args.image, loaded, args.labels, painted)
     images = [volume for volume, _ in loaded]
@@ -102,6 +105,8 @@ def _train(args: argparse.Namespace) -> int:
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     spacings = [meta.zooms[:3] for _, meta in loaded]
     trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
+    # The trainer copied the labeled slices: whole label volumes would only take memory from here on.
+    del painted, labels
     main = trainer.distributed.is_main
     if main:
         print(
@@ -122,6 +127,37 @@ def _train(args: argparse.Namespace) -> int:
     # Every rank ends once the checkpoint is written (or rank 0 failed, and torchrun stops them).
     distributed.barrier(trainer.distributed)
     return 0
+
+
+def training_image(path: Path, *, nan_to_zero: bool) -> tuple[np.ndarray | VolumeSource, VolumeMeta]:
+    """One --image: read slice by slice while training when it is large and stored uncompressed.
+
+    An uncompressed ``.nii`` or a zarr store of more than
+    :data:`~napari_action.data.intensity.SAMPLE_VOXELS` voxels is opened lazily, so it need not
+    fit in memory (its normalisation comes from a sample of whole slices). Smaller ones, and
+    every ``.nii.gz`` (gzip cannot be read from the middle), are loaded whole, as before.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A NIfTI file or a zarr store.
+    nan_to_zero : bool
+        Replace non-finite voxels by 0 instead of refusing the image.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray or VolumeSource) and VolumeMeta
+        The image and its geometry.
+    """
+    if not path.name.lower().endswith((".nii", ZARR_SUFFIX)):
+        return load_image(path, nan_to_zero=nan_to_zero)
+    source = open_volume_source(path, nan_to_zero=nan_to_zero)
+    if int(np.prod(source.shape)) > SAMPLE_VOXELS:
+        return source, source.meta
+    if isinstance(source, NiftiSlices):
+        # Small: loaded whole exactly as before, so its numbers stay those of the in-memory path.
+        return load_image(path, nan_to_zero=nan_to_zero)
+    return source.read(0, 0, source.shape[0]), source.meta
 
 
 def _where(trainer: Trainer) -> str:

@@ -13,10 +13,13 @@ import numpy as np
 import torch
 
 from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation
-from napari_action.inference.interpolation import SliceInterpolation, interpolate_annotation
+from napari_action.data.intensity import clip_and_measure
+from napari_action.data.normalized_volume import NormalizedVolume
+from napari_action.inference.interpolation import SliceInterpolator, annotation_interpolator
 
 __all__ = [
     "SlicePool",
+    "check_volume_values",
     "normalize_volume",
     "pad_value",
 ]
@@ -48,25 +51,31 @@ def normalize_volume(volume: np.ndarray, clip: tuple[float, float] | None = (0.5
         If the volume holds NaN or infinite values, is empty, or ``clip`` is
         not an increasing pair within [0, 100].
     """
+    volume = check_volume_values(volume)
+    out = volume.astype(np.float32, copy=True)
+    # The same clipping and moments as exact_statistics, so that a volume normalised
+    # piece by piece (NormalizedVolume) gives these very bits.
+    statistics = clip_and_measure(out, None if clip is None else _check_clip(clip))
+    out -= np.float32(statistics.mean)
+    out /= np.float32(statistics.std)
+    return out
+
+
+def check_volume_values(volume: np.ndarray) -> np.ndarray:
+    """The volume as an array, once it is known to be non-empty, real-valued and finite.
+
+    Raises
+    ------
+    ValueError
+        If the volume holds NaN or infinite values, is empty or not real-valued.
+    """
     volume = np.asarray(volume)
     if volume.size == 0:
         raise ValueError("Cannot normalise an empty volume.")
     if volume.dtype.kind not in "biuf":
         raise ValueError(f"Volume must be real-valued, got dtype {volume.dtype}.")
     _check_finite(volume)
-    out = volume.astype(np.float32, copy=True)
-    if clip is not None:
-        low, high = _check_clip(clip)
-        lo, hi = np.percentile(out, [low, high])
-        np.clip(out, lo, hi, out=out)
-    mean = float(out.mean(dtype=np.float64))
-    std = float(out.std(dtype=np.float64))
-    # Relative floor: a constant volume has std ~ rounding noise of its mean,
-    # dividing by that noise would turn a flat image into random values.
-    std = max(std, 1e-6 * max(abs(mean), 1.0))
-    out -= np.float32(mean)
-    out /= np.float32(std)
-    return out
+    return volume
 
 
 def _check_finite(volume: np.ndarray) -> None:
@@ -101,9 +110,11 @@ class SlicePool:
 
     Parameters
     ----------
-    volumes : sequence of np.ndarray
-        Normalised 3D volumes (see :func:`normalize_volume`), float32. They are
-        kept as views with the slicing axis moved first; never copied whole.
+    volumes : sequence of np.ndarray or NormalizedVolume
+        3D volumes: arrays already normalised (see :func:`normalize_volume`),
+        used as float32, or :class:`~napari_action.data.normalized_volume.NormalizedVolume`
+        images normalised crop by crop as they are sampled (an image read
+        from disk is never held whole). Never copied whole.
     annotation : SparseAnnotation
         Which slices are labeled, their targets and the slicing axis.
     context : int
@@ -130,8 +141,8 @@ class SlicePool:
             raise ValueError(f"context must be >= 0, got {context}.")
         self.context = int(context)
         self.use_prior = bool(prior)
-        self._volumes = [_as_float32_volume(v, i) for i, v in enumerate(volumes)]
-        self._pad_values = [pad_value(v) for v in self._volumes]
+        self._volumes = [_as_normalized_volume(v, i) for i, v in enumerate(volumes)]
+        self._pad_values = [v.pad for v in self._volumes]
         self.update_annotation(annotation)
 
     @property
@@ -150,7 +161,9 @@ class SlicePool:
         if tuple(annotation.shapes) != shapes:
             raise ValueError(f"Annotation shapes {annotation.shapes} do not match the volume shapes {shapes}.")
         self._annotation = annotation
-        self._views = [np.moveaxis(v, annotation.axis, 0) for v in self._volumes]
+        self._axis = annotation.axis
+        # (slices, H, W) of each volume along the slicing axis.
+        self._moved_shapes = [_moved_shape(v.shape, annotation.axis) for v in self._volumes]
         n = annotation.num_volumes
         self.labeled = [(v, s) for v in range(n) for s in annotation.labeled_slices(v)]
         self.unlabeled = [(v, s) for v in range(n) for s in annotation.unlabeled_slices(v)]
@@ -164,10 +177,11 @@ class SlicePool:
 
     def image(self, volume_index: int, slice_index: int) -> np.ndarray:
         """Input channels of one whole slice, ``(C, H, W)`` float32 (a copy)."""
-        view = self._views[volume_index]
-        if not 0 <= slice_index < view.shape[0]:
+        if not 0 <= slice_index < self._moved_shapes[volume_index][0]:
             raise ValueError(f"Slice {slice_index} out of range for volume {volume_index}.")
-        return np.ascontiguousarray(view[self._channel_indices(volume_index, slice_index)])
+        volume, whole = self._volumes[volume_index], slice(None)
+        channels = self._channel_indices(volume_index, slice_index)
+        return np.stack([volume.region(self._axis, int(index), whole, whole) for index in channels])
 
     def pad_value(self, volume_index: int) -> float:
         """Image value used outside the volume (its minimum)."""
@@ -179,7 +193,7 @@ class SlicePool:
 
     def _channel_indices(self, v: int, s: int) -> np.ndarray:
         offsets = np.arange(-self.context, self.context + 1)
-        return np.clip(s + offsets, 0, self._views[v].shape[0] - 1)
+        return np.clip(s + offsets, 0, self._moved_shapes[v][0] - 1)
 
     # ------------------------------------------------------------- sampling
     def sample_labeled(
@@ -281,13 +295,13 @@ class SlicePool:
         interp = self._priors.get(v)
         if interp is None or interp.gap[s] == 0:
             return np.full((crop, crop), IGNORE_INDEX, np.int64), np.zeros((crop, crop), np.float32)
-        prior = _crop_2d(interp.classes[s], y0, x0, crop, IGNORE_INDEX)
+        prior = _crop_2d(interp.classes_at(s), y0, x0, crop, IGNORE_INDEX)
         weight = np.where(prior >= 0, np.exp(-interp.distance[s] / decay), 0.0).astype(np.float32)
         return prior, weight
 
     def _random_window(self, v: int, crop: int, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left corner of a uniform random crop (negative = padded)."""
-        _, h, w = self._views[v].shape
+        _, h, w = self._moved_shapes[v]
         return tuple(int(rng.integers(min(0, n - crop), max(0, n - crop) + 1)) for n in (h, w))
 
     def _foreground_window(self, crop: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -334,7 +348,7 @@ class SlicePool:
 
     def _window_around(self, v: int, flat_pixel: int, crop: int, rng: np.random.Generator) -> tuple[int, int]:
         """Corner of a crop containing ``flat_pixel``, jittered by up to a quarter crop."""
-        _, h, w = self._views[v].shape
+        _, h, w = self._moved_shapes[v]
         corner = []
         for p, n in zip(divmod(flat_pixel, w), (h, w), strict=True):
             start = p + int(rng.integers(-(crop // 4), crop // 4 + 1)) - crop // 2
@@ -344,28 +358,40 @@ class SlicePool:
         return corner[0], corner[1]
 
     def _crop_image(self, v: int, s: int, y0: int, x0: int, crop: int) -> np.ndarray:
-        view = self._views[v]
+        volume = self._volumes[v]
         channels = self._channel_indices(v, s)
         out = np.full((channels.size, crop, crop), self._pad_values[v], dtype=np.float32)
-        src, dst = _overlap(view.shape[1:], y0, x0, crop)
-        # Basic slicing of the moved-axis view first, so only the crop is copied.
+        src, dst = _overlap(self._moved_shapes[v][1:], y0, x0, crop)
+        # Only the crop is read (in memory) and normalised.
         for c, index in enumerate(channels):
-            out[(c, *dst)] = view[index][src]
+            out[(c, *dst)] = volume.region(self._axis, int(index), *src)
         return out
 
 
-def _interpolate(annotation: SparseAnnotation) -> dict[int, SliceInterpolation]:
-    """Interpolation between the labeled slices of each volume with at least two (slice mode only)."""
-    priors = {v: interpolate_annotation(annotation, v) for v in range(annotation.num_volumes)}
+def _interpolate(annotation: SparseAnnotation) -> dict[int, SliceInterpolator]:
+    """Interpolation between the labeled slices of each volume with at least two (slice mode only).
+
+    Computed slice by slice as crops need it: a whole ``(S, H, W)`` int64 interpolation
+    would take 8 bytes per voxel.
+    """
+    priors = {v: annotation_interpolator(annotation, v) for v in range(annotation.num_volumes)}
     return {v: found for v, found in priors.items() if found is not None and found.gap.any()}
 
 
-def _as_float32_volume(volume: np.ndarray, index: int) -> np.ndarray:
+def _as_normalized_volume(volume: np.ndarray | NormalizedVolume, index: int) -> NormalizedVolume:
+    if isinstance(volume, NormalizedVolume):
+        return volume
     array = np.asarray(volume)
     if array.ndim != 3:
         raise ValueError(f"Volume {index} must be 3D, got shape {array.shape}.")
-    # No copy for float32 input (the normal case after normalize_volume).
-    return array.astype(np.float32, copy=False)
+    # Already normalised: used as is (no copy for float32, the normal case after normalize_volume).
+    return NormalizedVolume(array, None)
+
+
+def _moved_shape(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """``(slices, H, W)``: the shape with the slicing axis first."""
+    h, w = (n for a, n in enumerate(shape) if a != axis)
+    return int(shape[axis]), int(h), int(w)
 
 
 def _check_sampling(batch: int, crop: int) -> None:

@@ -33,6 +33,8 @@ PREVIEW_HALF_DISTANCE = 4.0
 
 __all__ = [
     "SliceInterpolation",
+    "SliceInterpolator",
+    "annotation_interpolator",
     "interpolate_annotation",
     "interpolate_class_slices",
     "interpolate_labels",
@@ -93,27 +95,81 @@ def interpolate_class_slices(
     ValueError
         If no slice is given, a slice index is out of range, or the maps differ in shape.
     """
-    if not targets:
-        raise ValueError("Interpolation needs at least one labeled slice.")
-    order = sorted(int(s) for s in targets)
-    if order[0] < 0 or order[-1] >= num_slices:
-        raise ValueError(f"Labeled slices {order} fall outside 0..{num_slices - 1}.")
-    shapes = {np.shape(targets[s]) for s in order}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        raise ValueError(f"Labeled slices must be 2D maps of one shape, got {sorted(shapes)}.")
-    shape = next(iter(shapes))
-    classes = np.zeros((num_slices, *shape), np.int64)
-    fields = {s: _signed_distances(np.asarray(targets[s]), num_classes, spacing) for s in order}
-    for s in order:
-        classes[s] = np.where(np.asarray(targets[s]) < 0, 0, targets[s])
-    for a, b in zip(order[:-1], order[1:], strict=True):
-        for z in range(a + 1, b):
-            classes[z] = _blend(fields[a], fields[b], (z - a) / (b - a), shape)
-    index = np.arange(num_slices)
-    labeled = np.asarray(order)
-    distance = np.abs(index[:, None] - labeled[None, :]).min(axis=1)
-    covered = (index >= order[0]) & (index <= order[-1])
-    return SliceInterpolation(classes, covered, distance, _gaps(order, num_slices))
+    slices = SliceInterpolator(targets, num_slices, num_classes, spacing, cached_slices=0)
+    classes = np.zeros((num_slices, *slices.slice_shape), np.int64)
+    for z in np.flatnonzero(slices.covered):
+        classes[z] = slices.classes_at(int(z))
+    return SliceInterpolation(classes, slices.covered, slices.distance, slices.gap)
+
+
+class SliceInterpolator:
+    """The interpolation between labeled slices, one slice at a time: no ``(S, H, W)`` array.
+
+    Holds the signed distance maps of the labeled slices and computes the class ids of a
+    slice when asked (the same as :func:`interpolate_class_slices`), keeping the last few.
+
+    Parameters
+    ----------
+    targets, num_slices, num_classes, spacing
+        As :func:`interpolate_class_slices`.
+    cached_slices : int
+        Interpolated slices kept for the next calls (training crops often hit the same slice).
+
+    Attributes
+    ----------
+    covered, distance, gap : np.ndarray
+        ``(S,)`` per slice, as in :class:`SliceInterpolation`.
+    slice_shape : tuple of int
+        ``(H, W)``.
+    """
+
+    def __init__(
+        self,
+        targets: dict[int, np.ndarray],
+        num_slices: int,
+        num_classes: int,
+        spacing: Sequence[float] = (1.0, 1.0),
+        cached_slices: int = 8,
+    ) -> None:
+        if not targets:
+            raise ValueError("Interpolation needs at least one labeled slice.")
+        order = sorted(int(s) for s in targets)
+        if order[0] < 0 or order[-1] >= num_slices:
+            raise ValueError(f"Labeled slices {order} fall outside 0..{num_slices - 1}.")
+        shapes = {np.shape(targets[s]) for s in order}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise ValueError(f"Labeled slices must be 2D maps of one shape, got {sorted(shapes)}.")
+        self.slice_shape: tuple[int, int] = next(iter(shapes))
+        self._order = order
+        self._targets = {s: np.asarray(targets[s]) for s in order}
+        self._fields = {s: _signed_distances(self._targets[s], num_classes, spacing) for s in order}
+        index = np.arange(num_slices)
+        self.distance = np.abs(index[:, None] - np.asarray(order)[None, :]).min(axis=1)
+        self.covered = (index >= order[0]) & (index <= order[-1])
+        self.gap = _gaps(order, num_slices)
+        self._cached_slices = int(cached_slices)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def classes_at(self, z: int) -> np.ndarray:
+        """``(H, W)`` int64 class ids of slice ``z``: 0 outside the painted range (read-only, may be shared)."""
+        if z in self._cache:
+            return self._cache[z]
+        classes = self._compute(z)
+        classes.flags.writeable = False
+        if self._cached_slices > 0:
+            if len(self._cache) >= self._cached_slices:
+                self._cache.pop(next(iter(self._cache)))  # the oldest
+            self._cache[z] = classes
+        return classes
+
+    def _compute(self, z: int) -> np.ndarray:
+        if z in self._targets:
+            return np.where(self._targets[z] < 0, 0, self._targets[z]).astype(np.int64)
+        if not self.covered[z]:
+            return np.zeros(self.slice_shape, np.int64)
+        after = int(np.searchsorted(self._order, z))
+        a, b = self._order[after - 1], self._order[after]
+        return _blend(self._fields[a], self._fields[b], (z - a) / (b - a), self.slice_shape)
 
 
 def _signed_distances(target: np.ndarray, num_classes: int, spacing: Sequence[float]) -> list[np.ndarray | None]:
@@ -158,6 +214,15 @@ def _gaps(order: list[int], num_slices: int) -> np.ndarray:
     for a, b in zip(order[:-1], order[1:], strict=True):
         gap[a + 1 : b] = b - a
     return gap
+
+
+def annotation_interpolator(annotation: SparseAnnotation, volume_index: int) -> SliceInterpolator | None:
+    """:func:`interpolate_annotation` computed slice by slice on demand (what training samples from)."""
+    slices = annotation.labeled_slices(volume_index)
+    if annotation.mode != "slice" or not slices:
+        return None
+    targets = {s: annotation.target(volume_index, s) for s in slices}
+    return SliceInterpolator(targets, annotation.num_slices(volume_index), annotation.num_classes)
 
 
 def interpolate_annotation(annotation: SparseAnnotation, volume_index: int) -> SliceInterpolation | None:

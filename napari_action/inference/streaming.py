@@ -11,113 +11,37 @@ Its memory does not grow with the number of slices.
 
 Normalisation from a sample
 ---------------------------
-Training normalises each volume by clipping it to its 0.5th and 99.5th intensity percentiles
-and z-scoring the result (:func:`~napari_action.data.slice_pool.normalize_volume`). Those four
-numbers need every voxel; here they come from a strided sample of whole slices along the
-slicing axis, at most :data:`SAMPLE_VOXELS` voxels (every slice of a volume up to 256³, every
-10th of a 512×512×600 one). Then the statistics are exact for volumes up to that size (the
-same labels as the in-memory path) and for larger ones they are those of a systematic sample
-of a few dozen slices: percentiles and moments of anatomy that changes smoothly from slice to
-slice, within a few hundredths of a standard deviation of the exact values in our tests.
+The four numbers of the training normalisation come from a strided sample of whole slices
+(:func:`~napari_action.data.intensity.intensity_statistics`): exact for volumes up to
+:data:`~napari_action.data.intensity.SAMPLE_VOXELS` voxels, a systematic sample of a few dozen
+slices beyond. They live in :mod:`napari_action.data.intensity`, which training shares.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Callable
 
-import numpy as np
-
+from napari_action.data.intensity import (
+    CLIP_PERCENTILES,
+    SAMPLE_VOXELS,
+    IntensityStatistics,
+    intensity_statistics,
+    sample_slices,
+)
 from napari_action.inference.postprocess import SliceSmoother
 from napari_action.inference.predictor import Predictor
 from napari_action.io.label_writers import LabelWriter
 from napari_action.io.volume_source import VolumeSource
 
-#: Most voxels read to estimate the normalisation (64 MiB as float32).
-SAMPLE_VOXELS = 16 * 2**20
-#: Percentiles the intensities are clipped to, as in training.
-CLIP_PERCENTILES = (0.5, 99.5)
-# Slices read at once while gathering a sample of consecutive slices.
-_READ_RUN = 32
-
-
-@dataclasses.dataclass(frozen=True)
-class IntensityStatistics:
-    """The four numbers of the training normalisation: clip to ``[low, high]``, subtract ``mean``, divide by ``std``.
-
-    ``exact`` says whether they come from every voxel.
-    """
-
-    low: float
-    high: float
-    mean: float
-    std: float
-    exact: bool = True
-
-    def apply(self, block: np.ndarray) -> np.ndarray:
-        """Normalise ``block`` exactly as :func:`~napari_action.data.slice_pool.normalize_volume` does (float32)."""
-        out = np.asarray(block).astype(np.float32, copy=True)
-        np.clip(out, self.low, self.high, out=out)
-        out -= np.float32(self.mean)
-        out /= np.float32(self.std)
-        return out
-
-    @property
-    def pad(self) -> float:
-        """The minimum of the normalised volume, used to pad slices (the clipped minimum, ``low``)."""
-        return float(self.apply(np.array([self.low], np.float32))[0])
-
-
-def sample_slices(n_slices: int, plane_voxels: int, budget: int = SAMPLE_VOXELS) -> np.ndarray:
-    """Indices of evenly spaced slices holding at most ``budget`` voxels (every slice if they fit)."""
-    stride = max(1, math.ceil(n_slices * plane_voxels / max(budget, 1)))
-    return np.arange(stride // 2, n_slices, stride) if stride > 1 else np.arange(n_slices)
-
-
-def intensity_statistics(
-    source: VolumeSource,
-    axis: int,
-    budget: int = SAMPLE_VOXELS,
-    clip: tuple[float, float] = CLIP_PERCENTILES,
-) -> IntensityStatistics:
-    """The normalisation of ``source``, from every slice if they hold at most ``budget`` voxels, else a sample.
-
-    Parameters
-    ----------
-    source : VolumeSource
-        The volume.
-    axis : int
-        The slicing axis the sample is taken along (whole slices).
-    budget : int
-        Most voxels read into memory (as float32).
-    clip : (float, float)
-        Lower and upper percentiles.
-
-    Returns
-    -------
-    IntensityStatistics
-        Percentile bounds, mean and standard deviation of the clipped sample.
-    """
-    n_slices = source.shape[axis]
-    plane = int(np.prod(source.shape)) // n_slices
-    indices = sample_slices(n_slices, plane, budget)
-    sample = _read_sample(source, axis, indices)
-    low, high = np.percentile(sample, clip)
-    np.clip(sample, low, high, out=sample)
-    mean = float(sample.mean(dtype=np.float64))
-    std = float(sample.std(dtype=np.float64))
-    # The relative floor of normalize_volume: a constant volume becomes zeros, not noise.
-    std = max(std, 1e-6 * max(abs(mean), 1.0))
-    return IntensityStatistics(float(low), float(high), mean, std, exact=indices.size == n_slices)
-
-
-def _read_sample(source: VolumeSource, axis: int, indices: np.ndarray) -> np.ndarray:
-    if indices.size == source.shape[axis]:  # every slice: read in runs
-        runs = [(start, min(start + _READ_RUN, indices.size)) for start in range(0, indices.size, _READ_RUN)]
-    else:
-        runs = [(int(i), int(i) + 1) for i in indices]
-    return np.concatenate([source.read(axis, start, stop).astype(np.float32).ravel() for start, stop in runs])
+# Re-exported: they were defined here before training needed them too.
+__all__ = [
+    "CLIP_PERCENTILES",
+    "SAMPLE_VOXELS",
+    "IntensityStatistics",
+    "intensity_statistics",
+    "predict_to_writer",
+    "sample_slices",
+]
 
 
 def predict_to_writer(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.slice_pool import SlicePool
 from napari_action.inference.predictor import Predictor
 from napari_action.progress import SlicePrediction
@@ -66,11 +67,20 @@ class StreamCursor:
         self._volume = (volume + 1) % len(self.n_slices)
         return volume, start, stop
 
-    def predict(self, predictor: Predictor, volumes: Sequence[np.ndarray]) -> tuple[SlicePrediction, ...]:
-        """Predict the next chunk with ``predictor`` on normalised ``volumes``."""
+    def predict(
+        self, predictor: Predictor, volumes: Sequence[np.ndarray | NormalizedVolume]
+    ) -> tuple[SlicePrediction, ...]:
+        """Predict the next chunk with ``predictor`` on ``volumes`` (normalised arrays, or normalised on demand)."""
         volume, start, stop = self.next_range()
-        moved = np.moveaxis(volumes[volume], predictor.axis, 0)
-        labels, probs = predictor.predict_slices(moved, start, stop)
+        image = volumes[volume]
+        if not isinstance(image, NormalizedVolume):
+            image = NormalizedVolume(image, None)
+        # Only the chunk and its 2.5D context are read; at the volume's ends the edge slice
+        # repeats, as in training, and the padding is the whole volume's minimum.
+        low = max(0, start - predictor.context)
+        high = min(image.shape[predictor.axis], stop + predictor.context)
+        block = image.block(predictor.axis, low, high)
+        labels, probs = predictor.predict_slices(block, start - low, stop - low, pad=image.pad)
         return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
 
 

@@ -26,13 +26,15 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation, axis_mismatch_advice
-from napari_action.data.slice_pool import SlicePool, normalize_volume
+from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
+from napari_action.data.slice_pool import SlicePool, check_volume_values
 from napari_action.inference.interpolation import SliceInterpolation, interpolate_annotation
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -78,9 +80,14 @@ class Trainer:
 
     Parameters
     ----------
-    volumes : sequence of np.ndarray
-        Raw 3D images, any numeric dtype. They are normalised into private
-        copies; the arrays given are never modified.
+    volumes : sequence of np.ndarray, VolumeSource or array-like
+        Raw 3D images, any numeric dtype; never modified nor copied whole
+        (they are read while training runs: do not change them meanwhile).
+        Arrays in memory are normalised crop by crop with statistics from
+        every voxel. Images read lazily (a
+        :class:`~napari_action.io.volume_source.VolumeSource`, a zarr or dask
+        array) are read a slice at a time, with statistics from a sample of
+        whole slices (exact up to 16 Mi voxels), so they need not fit in memory.
     labels : sequence of np.ndarray or None
         ``labels[k]`` holds the painted slices of ``volumes[k]`` (0 = not
         painted). Volumes without labels (``None`` or beyond the end of the
@@ -122,7 +129,7 @@ class Trainer:
         raw = _check_volumes(volumes)
         self.annotation = SparseAnnotation(
             _pad(labels, len(raw)),
-            [v.shape for v in raw],
+            [tuple(v.shape) for v in raw],
             axis=self.config.axis if checkpoint is None else checkpoint.axis,
             mode=self.config.annotation_mode,
             labeled_slices=labeled_slices,
@@ -133,11 +140,11 @@ class Trainer:
         # Only a forced axis can disagree with the paint ("auto" infers the painted one); scribbles have no slices.
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
-        self.volumes = [normalize_volume(v) for v in raw]
+        self.images = [_normalized(v, self.axis) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings = _check_spacings(spacings, raw)
         self.pool = SlicePool(
-            self.volumes,
+            self.images,
             self.annotation,
             context=self.config.model.context,
             prior=self.config.loss.prior != "none",
@@ -165,7 +172,7 @@ class Trainer:
         self._snapshot = WeightSnapshot()
         self._snapshot.take(self.nets, 0)
         self._notice: str | None = None
-        self._stream = StreamCursor([v.shape[self.axis] for v in self.volumes], self.config.stream_slices)
+        self._stream = StreamCursor([v.shape[self.axis] for v in self.images], self.config.stream_slices)
         self._gate = FitGate(self.config.stream_min_fit)
 
     # -- public properties -------------------------------------------------
@@ -194,6 +201,14 @@ class Trainer:
                 "supervised baseline: paint a second slice (or choose the method 'supervised')."
             )
         return advice
+
+    @property
+    def volumes(self) -> Sequence[np.ndarray]:
+        """The normalised training volumes; each is computed whole (4 bytes per voxel) when indexed.
+
+        Training itself never needs them whole: it reads crops through :attr:`images`.
+        """
+        return _WholeVolumes(self.images)
 
     @property
     def device_label(self) -> str:
@@ -278,8 +293,8 @@ class Trainer:
         queue, whose entries have one block per class, starts empty again.
         """
         annotation = SparseAnnotation(
-            _pad(labels, len(self.volumes)),
-            [v.shape for v in self.volumes],
+            _pad(labels, len(self.images)),
+            [v.shape for v in self.images],
             axis=self.axis,
             mode=self.config.annotation_mode,
             labeled_slices=labeled_slices,
@@ -456,7 +471,7 @@ class Trainer:
             if not self._gate.open:
                 self._gate.check(predictor, self.pool)
             if self._gate.open:
-                predictions = self._stream.predict(predictor, self.volumes)
+                predictions = self._stream.predict(predictor, self.images)
         return TrainProgress(
             stage=stage.name,
             step=clock.done,
@@ -509,8 +524,9 @@ class Trainer:
         if isinstance(volume, (int, np.integer)):
             index = int(volume)
             kwargs.setdefault("spacing", self.spacings[index])
+            whole = self.images[index].whole()  # iter_predict keeps whole volumes anyway
             return self.predictor().iter_predict(
-                self.volumes[index], normalized=True, volume_index=index, prior=self.interpolation(index), **kwargs
+                whole, normalized=True, volume_index=index, prior=self.interpolation(index), **kwargs
             )
         return self.predictor().iter_predict(np.asarray(volume), **kwargs)
 
@@ -586,19 +602,43 @@ class _RateClock:
         return (self.total - self.done) / self.rate if self.rate > 0 else float("inf")
 
 
-def _check_volumes(volumes: Sequence[np.ndarray]) -> list[np.ndarray]:
+class _WholeVolumes(Sequence):
+    """``Trainer.volumes``: the images normalised whole, one at a time, when asked for."""
+
+    def __init__(self, images: list[NormalizedVolume]):
+        self._images = images
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [image.whole() for image in self._images[index]]
+        return self._images[index].whole()
+
+
+def _normalized(volume: Any, axis: int) -> NormalizedVolume:
+    """An image normalised on demand: exact statistics in memory, a sample of slices along ``axis`` on disk."""
+    if is_array_like(volume):
+        return NormalizedVolume.sampled(volume, axis)
+    return NormalizedVolume.exact(check_volume_values(volume))
+
+
+def _check_volumes(volumes: Sequence[Any]) -> list[Any]:
     if len(volumes) == 0:
         raise ValueError("Give at least one 3D image to train on.")
     checked = []
     for index, volume in enumerate(volumes):
-        array = np.asarray(volume)
-        if array.ndim != 3:
+        array = volume if is_array_like(volume) else np.asarray(volume)
+        if len(array.shape) != 3:
             raise ValueError(
                 f"Image {index} has shape {array.shape}; ACTION trains on 3D volumes "
                 "(open a 3D NIfTI, or select a 3D image layer)."
             )
-        if not np.issubdtype(array.dtype, np.number):
-            raise ValueError(f"Image {index} has non-numeric dtype {array.dtype}.")
+        # A VolumeSource has no dtype: opening it checked its voxel type already.
+        dtype = getattr(array, "dtype", None)
+        if dtype is not None and not np.issubdtype(dtype, np.number):
+            raise ValueError(f"Image {index} has non-numeric dtype {dtype}.")
         checked.append(array)
     return checked
 

@@ -29,6 +29,7 @@ from tests.helpers.gui import (
     SHAPE,
     TIMEOUT,
     disc_volume,
+    dock,
     messages_since,
     paint,
     start_long_training,
@@ -365,9 +366,29 @@ def test_status_line_says_when_the_interpolation_is_still_shown():
 
 def test_cpu_threads_chosen_in_the_form_are_used(scene, qtbot):
     viewer, widget, labels, _ = scene
+    # Two steps are enough: several torch threads on cores other jobs share can run 5x slower.
+    widget.config_overrides = tiny_overrides(steps_stage3=2, steps_stage1=0, steps_stage2=0)
     widget.options.threads_spin.setValue(widget.options.threads_spin.maximum())  # every core this process may use
     widget.train_button.click()
     wait_finished(qtbot, widget)
     assert widget.run.error is None
     assert widget.session.trainer.config.num_threads == available_cores()
     assert widget.options.device_label.text().startswith(f"using: CPU, {available_cores()} thread")
+
+
+def test_an_image_layer_backed_by_zarr_trains_without_being_loaded_whole(viewer, qtbot):
+    import zarr
+
+    image, truth = disc_volume()
+    store = zarr.create_array(store={}, shape=image.shape, chunks=(1, *image.shape[1:]), dtype=image.dtype)
+    store[:] = image
+    layer = viewer.add_image(store, name="vol")
+    assert not isinstance(layer.data, np.ndarray)  # napari keeps the zarr array as the layer's data
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels")
+    paint(labels, truth)
+    widget = dock(viewer)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None and widget.run.last_progress.step == 10
+    assert widget.session.trainer.images[0].is_lazy  # read a slice at a time, never converted whole
+    assert prediction_layer(viewer) is not None

@@ -157,3 +157,34 @@ def test_a_folder_as_out_is_refused_before_training(nifti_files, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "is a folder; give a file name" in err and "Training" not in err
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".zarr"])
+def test_a_large_uncompressed_image_trains_read_slice_by_slice(nifti_files, monkeypatch, suffix):
+    from napari_action.cli import train
+    from napari_action.inference.loaded_model import load_model
+    from napari_action.io.volume_source import is_lazy
+
+    image, _ = disc_volume(0)
+    stored = write_nifti(nifti_files["dir"] / "scan.nii", image)
+    if suffix == ".zarr":
+        stored_zarr = nifti_files["dir"] / "scan.zarr"
+        assert main(["convert", "--image", str(stored), "--out", str(stored_zarr), "--axis", "2"]) == 0
+        stored = stored_zarr
+    small, _ = train.training_image(stored, nan_to_zero=False)
+    assert isinstance(small, np.ndarray)  # below the sample size it is held whole, as before
+    monkeypatch.setattr(train, "SAMPLE_VOXELS", image.size // 2)  # "large": more voxels than the sample
+    large, meta = train.training_image(stored, nan_to_zero=False)
+    assert is_lazy(large) and large.shape == image.shape and meta.zooms[:3] == pytest.approx((0.8, 0.8, 3.0))
+    out = nifti_files["dir"] / "m.pt"
+    assert main(cli_train_args([stored], nifti_files["labels"], out, method="action") + ["--warmup", "1"]) == 0
+    labels = load_model(out, device="cpu").predictor.predict(image)[0]
+    assert labels.shape == image.shape and set(np.unique(labels)) <= {0, 1, 2}
+
+
+def test_a_compressed_image_is_loaded_whole_however_large(nifti_files, monkeypatch):
+    from napari_action.cli import train
+
+    monkeypatch.setattr(train, "SAMPLE_VOXELS", 10)
+    volume, _ = train.training_image(nifti_files["image"], nan_to_zero=False)
+    assert isinstance(volume, np.ndarray)

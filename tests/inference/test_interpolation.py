@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.inference.interpolation import interpolate_class_slices, interpolate_labels
+from napari_action.inference.interpolation import SliceInterpolator, interpolate_class_slices, interpolate_labels
 
 SIZE = 64
 
@@ -126,3 +126,16 @@ def test_the_preview_covers_the_painted_range_with_confidence_falling_away_from_
     np.testing.assert_allclose(preview.confidence[:, 0, 0], 0.5 ** (np.array([0, 1, 2, 3, 2, 1, 0]) / 4))
     assert interpolation_preview(0, painted_volume({2: disc(8)}), axis=2) is None  # one slice: nothing to fill
     assert interpolation_preview(0, None, axis=2) is None
+
+
+def test_slices_interpolated_on_demand_in_any_order_equal_the_whole_interpolation():
+    targets = {2: disc(10).astype(np.int64), 6: 2 * disc(4).astype(np.int64), 9: disc(7, (20.0, 40.0)).astype(np.int64)}
+    targets[6][:3] = -1  # ignored pixels count as background
+    whole = interpolate_class_slices(targets, 12, 3)
+    slices = SliceInterpolator(targets, 12, 3, cached_slices=2)
+    for z in [7, 3, 7, 0, 11, 6, 4, 8, 3, 2, 9, 5, 1, 10]:
+        np.testing.assert_array_equal(slices.classes_at(z), whole.classes[z])
+    assert not slices.classes_at(4).flags.writeable  # shared through the cache: read-only
+    for name in ("covered", "distance", "gap"):
+        np.testing.assert_array_equal(getattr(slices, name), getattr(whole, name))
+    assert whole.classes[4].any() and not whole.classes[11].any()
