@@ -76,9 +76,9 @@ def wait_first_step(qtbot, run) -> None:
     qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
 
 
-def wait_finished(qtbot, widget) -> None:
+def wait_finished(qtbot, widget, timeout: int = TIMEOUT) -> None:
     """Wait until the widget's training run and its prediction or save job have ended."""
-    qtbot.waitUntil(lambda: widget.run is None or not widget.run.is_running, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.run is None or not widget.run.is_running, timeout=timeout)
     qtbot.waitUntil(lambda: widget.session.job is None, timeout=TIMEOUT)
 
 
