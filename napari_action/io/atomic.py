@@ -28,6 +28,7 @@ __all__ = [
     "explain_write_error",
     "explained_errors",
     "make_folder_for",
+    "new_file_mode",
     "remove_stale_parts",
     "write_atomically",
 ]
@@ -73,7 +74,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
     existed = os.path.exists(path)  # False, not an error, for a folder this process cannot look into
     with explained_errors(path, existed=existed):
         _refuse_existing(path, overwrite)
-        mode = _new_file_mode(path)
+        mode = new_file_mode(path)
         handle, temporary = _create_temporary(path)
         try:
             _fill(handle, write)
@@ -115,7 +116,8 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise FileExistsError(_EXISTS.format(path=path))
 
 
-def _new_file_mode(path: Path) -> int:
+def new_file_mode(path: Path) -> int:
+    """Permissions for a file written at ``path``: the old file's, else what a plain ``open()`` would give."""
     if path.exists():
         return path.stat().st_mode & 0o777
     # mkstemp creates 0600 files; give the result the permissions a plain open() would.

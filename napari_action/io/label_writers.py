@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from napari_action.io.atomic import explained_errors, remove_stale_parts
+from napari_action.io.atomic import explained_errors, new_file_mode, remove_stale_parts
 from napari_action.io.nifti import VolumeError, VolumeMeta, label_header_bytes, save_labels
 from napari_action.io.volume_source import ZARR_SUFFIX, zarr_attrs
 
@@ -205,7 +205,7 @@ class NiftiLabelWriter:
             _refuse_existing(self.target, self.overwrite)
             with open(self.temporary, "rb+") as stream:
                 os.fsync(stream.fileno())
-            os.chmod(self.temporary, _new_file_mode(self.target))
+            os.chmod(self.temporary, new_file_mode(self.target))
             os.replace(self.temporary, self.target)
         remove_stale_parts(self.target)
         return self.target
@@ -294,12 +294,3 @@ class ZarrLabelWriter:
 def chunks_along(shape: tuple[int, int, int], axis: int, slices: int) -> tuple[int, int, int]:
     """Chunks of whole planes, ``slices`` thick along ``axis``."""
     return tuple(min(slices, n) if a == axis else n for a, n in enumerate(shape))
-
-
-def _new_file_mode(path: Path) -> int:
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
