@@ -300,10 +300,14 @@ class FilesPanel(QGroupBox):
 
     def _ask_overwrite(self, existing: list[Path]) -> bool:
         names = "\n".join(path.name for path in existing[:10]) + ("\n…" if len(existing) > 10 else "")
+        return self._confirm("Replace files?", f"{len(existing)} file(s) already exist:\n{names}\n\nReplace them?")
+
+    def _confirm(self, title: str, text: str) -> bool:
+        """A Yes/No question, No by default; True if the user chose Yes."""
         answer = QMessageBox.question(
             self,
-            "Replace files?",
-            f"{len(existing)} file(s) already exist:\n{names}\n\nReplace them?",
+            title,
+            text,
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             QMessageBox.StandardButton.No,
         )
@@ -372,14 +376,9 @@ class FilesPanel(QGroupBox):
         """
         if not is_session_store(target):
             return True
-        answer = QMessageBox.question(
-            self,
-            "Replace session?",
-            f"The session {target.name} already exists in {target.parent}.\n\nReplace it?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
+        return self._confirm(
+            "Replace session?", f"The session {target.name} already exists in {target.parent}.\n\nReplace it?"
         )
-        return answer == QMessageBox.StandardButton.Yes
 
     def save_session(self, path: str | Path) -> bool:
         """Write a session store to ``path`` in a worker; later autosaves go next to it."""
