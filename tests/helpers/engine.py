@@ -106,3 +106,21 @@ def write_nifti(path: Path, data: np.ndarray, zooms=(0.8, 0.8, 3.0)) -> Path:
     image.header.set_zooms(zooms)
     nib.save(image, str(path))
     return path
+
+
+def out_of_memory_hook(times: int):
+    """A forward pre-hook raising torch's own out-of-memory error on its first ``times`` calls.
+
+    CUDA cannot run out of memory on a CPU test machine; this raises the very exception it
+    raises, at the point it raises it (the network's forward).
+    """
+    import torch  # here, so that modules importing these helpers without torch stay light
+
+    left = {"calls": times}
+
+    def hook(module, inputs):
+        if left["calls"] > 0:
+            left["calls"] -= 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    return hook

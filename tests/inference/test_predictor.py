@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from napari_action.data.slice_pool import normalize_volume
 from napari_action.inference.predictor import Predictor, normalized_entropy, predict_volume, slice_stack
 from napari_action.networks.unet import UNet
 from napari_action.progress import PredictionUpdate
 from napari_action.training.trainer import Trainer
-from tests.helpers.engine import disc_volume, sparse, tiny_config
+from tests.helpers.engine import disc_volume, out_of_memory_hook, sparse, tiny_config
 
 VALUES = np.array([0, 300, 7])  # the label value of each class of disc_volume: background, disc, ring
 
@@ -203,22 +202,11 @@ def test_a_prior_keeps_labeled_slices_and_leans_on_the_interpolation_next_to_the
         np.testing.assert_array_equal(moved_labels[s], moved_truth[s])
 
 
-def _out_of_memory_on_first(calls: int):
-    left = {"n": calls}
-
-    def hook(module, inputs):
-        if left["n"] > 0:
-            left["n"] -= 1
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
-
-    return hook
-
-
 def test_running_out_of_gpu_memory_predicts_fewer_slices_at_a_time(supervised_trainer):
     image, _ = disc_volume(3)
     predictor = supervised_trainer.predictor()
     expected, _ = predictor.predict(image, batch_size=8)
-    handle = predictor.net.register_forward_pre_hook(_out_of_memory_on_first(2))  # 8 -> 4 -> 2 slices
+    handle = predictor.net.register_forward_pre_hook(out_of_memory_hook(2))  # 8 -> 4 -> 2 slices
     try:
         labels, _ = predictor.predict(image, batch_size=8)
     finally:
@@ -229,7 +217,7 @@ def test_running_out_of_gpu_memory_predicts_fewer_slices_at_a_time(supervised_tr
 def test_out_of_memory_for_a_single_slice_asks_for_the_cpu(supervised_trainer):
     image, _ = disc_volume(3)
     predictor = supervised_trainer.predictor()
-    handle = predictor.net.register_forward_pre_hook(_out_of_memory_on_first(100))
+    handle = predictor.net.register_forward_pre_hook(out_of_memory_hook(100))
     try:
         with pytest.raises(MemoryError, match=r"even one slice .* predict on the CPU"):
             predictor.predict(image, batch_size=2)

@@ -8,7 +8,7 @@ import torch
 
 from napari_action.training.safeguards import BATCH_FIELDS, TrainingDivergedError, WeightSnapshot, halve_batches
 from napari_action.training.trainer import Trainer, _RateClock
-from tests.helpers.engine import disc_volume, sparse, tiny_config
+from tests.helpers.engine import disc_volume, out_of_memory_hook, sparse, tiny_config
 
 
 @pytest.fixture
@@ -52,23 +52,11 @@ def test_a_snapshot_does_not_restore_into_a_model_with_other_shapes():
     assert not snapshot.restore(torch.nn.Linear(2, 3))
 
 
-def _run_out_of_memory(times: int):
-    """A forward pre-hook that raises torch's out-of-memory error on the first ``times`` calls."""
-    calls = {"left": times}
-
-    def hook(module, inputs):
-        if calls["left"] > 0:
-            calls["left"] -= 1
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    return hook
-
-
 def test_running_out_of_gpu_memory_halves_the_batches_says_so_and_goes_on(painted):
     image, labels = painted
     config = tiny_config(steps_stage1=0, steps_stage2=0, steps_stage3=3, batch_labeled_stage3=4)
     trainer = Trainer([image], [labels], config)
-    trainer.nets.student.register_forward_pre_hook(_run_out_of_memory(times=1))
+    trainer.nets.student.register_forward_pre_hook(out_of_memory_hook(times=1))
     progress = trainer.train()
     assert [p.step for p in progress] == [1, 2, 3]
     assert "memory was full" in progress[0].notice and "stage iii: 2 + 1" in progress[0].notice
@@ -79,7 +67,7 @@ def test_running_out_of_gpu_memory_halves_the_batches_says_so_and_goes_on(painte
 def test_out_of_memory_with_single_crops_asks_for_the_cpu(painted):
     image, labels = painted
     trainer = Trainer([image], [labels], tiny_config(**dict.fromkeys(BATCH_FIELDS, 1)))
-    trainer.nets.student.register_forward_pre_hook(_run_out_of_memory(times=100))
+    trainer.nets.student.register_forward_pre_hook(out_of_memory_hook(times=100))
     with pytest.raises(MemoryError, match=r"even with one crop per batch\. Train on the CPU"):
         trainer.train()
     assert halve_batches(trainer.config) is None
