@@ -46,9 +46,9 @@ from scipy import ndimage
 from sparse_slices import Dataset, load_dataset  # the sibling benchmark's loaders (run as a script)
 
 from napari_action.config import TrainConfig
+from napari_action.data.interpolation import interpolate_labels
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.evaluation.metrics import dice_per_class
-from napari_action.inference.interpolation import interpolate_labels
 from napari_action.inference.next_slices import STRATEGIES as NEXT_SLICE_STRATEGIES
 from napari_action.inference.next_slices import next_slices
 from napari_action.inference.suggestions import suggest_slices

@@ -1,4 +1,4 @@
-"""The sparse-slice protocol's methods that train no network: a random forest and two interpolations.
+"""The sparse-slice protocol's methods that train no network: a random forest, two interpolations, propagation.
 
 Split from ``sparse_slices.py``, which runs the protocol and calls these.
 """
@@ -9,9 +9,10 @@ import time
 
 import numpy as np
 
+from napari_action.data.interpolation import interpolate_labels
+from napari_action.data.propagation import propagate_labels
 from napari_action.data.samples import sparse_from_truth
 from napari_action.data.slice_pool import normalize_volume
-from napari_action.inference.interpolation import interpolate_labels
 
 # --------------------------------------------------------------------------- random forest
 
@@ -79,4 +80,15 @@ def run_itk_interpolation(ds, slices: list[int]) -> tuple[dict, np.ndarray]:
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         pred = pool.apply(_itk_fill, (sparse, ds.axis))
+    return {"train_s": 0.0, "inference_s": time.perf_counter() - start}, pred
+
+
+# --------------------------------------------------------------------------- propagation
+
+
+def run_propagation(ds, slices: list[int]) -> tuple[dict, np.ndarray]:
+    """The painted slices carried along the image's motion (no training), between and beyond them."""
+    sparse = sparse_from_truth(ds.truth, ds.axis, slices)
+    start = time.perf_counter()
+    pred = propagate_labels(ds.image, sparse, ds.axis, ds.spacing, slices)
     return {"train_s": 0.0, "inference_s": time.perf_counter() - start}, pred

@@ -11,6 +11,7 @@ Example (2 CPU cores, no GPU; see ``docs/benchmarks.md``)::
 
 Methods:
 
+* ``propagation``: the painted slices carried along the image's motion, no training;
 * ``rf``: random forest on ``skimage.feature.multiscale_basic_features`` of the
   painted slices' pixels (class-balanced subsample), predicted slice by slice;
 * ``supervised``, ``mean-teacher``, ``action``: the trainer's methods;
@@ -38,7 +39,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from sparse_baselines import run_interpolation, run_itk_interpolation, run_rf  # sibling modules (run as a script)
+from sparse_baselines import (  # sibling modules (run as a script)
+    run_interpolation,
+    run_itk_interpolation,
+    run_propagation,
+    run_rf,
+)
 from sparse_results import load_results, run_key, save_prediction, save_results
 
 from napari_action.config import BUDGETS, TrainConfig
@@ -63,14 +69,23 @@ NETWORK_METHODS: dict[str, dict] = {
     "supervised-long": {"method": "supervised", "steps_stage3": 2700},
     "mean-teacher": {"method": "mean-teacher"},
     "action": {"method": "action"},
+    # The prior of release 0.2: shape interpolation between the painted slices.
+    "action-interpolation-prior": {"method": "action", "prior_source": "interpolation"},
     "action-0.1": {"method": "action", **REFERENCE},
     "action-no-distill": {"method": "action", "loss": {"use_global": False, "use_local": False}},
     "action-no-anco": {"method": "action", "loss": {"use_anco": False}},
     "upper": {"method": "supervised"},
 }
-ALL_METHODS = ("rf", "interpolation", "itk-interpolation", *NETWORK_METHODS)
+ALL_METHODS = ("rf", "interpolation", "itk-interpolation", "propagation", *NETWORK_METHODS)
 #: Methods whose trainer keeps an EMA teacher; the others predict with the student.
-EMA_METHODS = {"mean-teacher", "action", "action-0.1", "action-no-distill", "action-no-anco"}
+EMA_METHODS = {
+    "mean-teacher",
+    "action",
+    "action-interpolation-prior",
+    "action-0.1",
+    "action-no-distill",
+    "action-no-anco",
+}
 TPTBOX_FILES = {
     "tptbox-ct": ("sample_ct/sub-ct_label-22_ct.nii.gz", "sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz"),
     "tptbox-mri": ("sample_mri/sub-mri_label-6_T2w.nii.gz", "sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz"),
@@ -319,7 +334,7 @@ def run_network(ds: Dataset, method: str, slices: list[int], args) -> tuple[dict
         for name, predictor in predictors(trainer, method).items():
             start = time.perf_counter()
             preds[name] = predictor.predict(
-                trainer.volumes[0], normalized=True, prior=trainer.interpolation(0), spacing=ds.spacing
+                trainer.volumes[0], normalized=True, prior=trainer.prior(0), spacing=ds.spacing
             )[0]
             timing[f"inference_{name}_s"] = time.perf_counter() - start
     timing["peak_rss_delta_mb"] = memory.delta_mb
@@ -383,6 +398,8 @@ def run_one(ds: Dataset, method: str, k: int | None, args) -> tuple[dict, np.nda
         timing, pred = run_interpolation(ds, slices)
     elif method == "itk-interpolation":
         timing, pred = run_itk_interpolation(ds, slices)
+    elif method == "propagation":
+        timing, pred = run_propagation(ds, slices)
     else:
         timing, pred, extra = run_network(ds, method, slices, args)
     record = {

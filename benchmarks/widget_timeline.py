@@ -102,6 +102,12 @@ class Timeline:
         self.viewer.close()
 
 
+def dice_at(samples: list[dict], seconds: float) -> float | None:
+    """The layer's Dice at the last sample taken within ``seconds`` of Train."""
+    earlier = [s["dice"] for s in samples if s["seconds"] <= seconds and s["dice"] is not None]
+    return earlier[-1] if earlier else None
+
+
 def first_reaching(samples: list[dict], level: float) -> float | None:
     return next((s["seconds"] for s in samples if s["dice"] is not None and s["dice"] >= level), None)
 
@@ -132,6 +138,7 @@ def main(argv=None) -> None:
         "k": args.k,
         "painted": timeline.painted,
         "settings": dict(args.set),
+        "dice_at_20_s": dice_at(timeline.samples, 20.0),
         "first_dice_0.5_s": first_reaching(timeline.samples, 0.5),
         "first_dice_0.65_s": first_reaching(timeline.samples, 0.65),
         "samples": timeline.samples,

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from napari_action._napari.layers import image_layers, labels_layers, layer_shape, pair_labels_to_images
 from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.view_plane import CHOICES as VIEW_CHOICES
-from napari_action.config import BUDGETS, METHODS, TrainConfig
+from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, TrainConfig
 
 if TYPE_CHECKING:
     import napari
@@ -180,6 +180,14 @@ class OptionsForm(QWidget):
         self.budget_combo.setToolTip("cpu: small model, minutes on a laptop. paper: the method's GPU sizes.")
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(METHODS))
+        self.prior_combo = QComboBox()
+        self.prior_combo.addItems(list(PRIOR_SOURCES))
+        self.prior_combo.setToolTip(
+            "What your painted slices say about the others, shown at once and used in training. "
+            "propagation: your labels carried along the image from slice to slice, also beyond the "
+            "painted range. interpolation: the shapes morphed between painted slices, ignoring the "
+            "image (for masks whose structures have no contrast in the image)."
+        )
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 1_000_000)
         self.steps_spin.setToolTip("Steps of the semi-supervised stage iii (after the warm-up).")
@@ -203,6 +211,7 @@ class OptionsForm(QWidget):
         layout.addRow("slicing axis", self.axis_combo)
         layout.addRow("budget", self.budget_combo)
         layout.addRow("method", self.method_combo)
+        layout.addRow("labels between slices", self.prior_combo)
         layout.addRow("stage iii steps", self.steps_spin)
         layout.addRow("device", self.device_combo)
         layout.addRow("", self.device_label)
@@ -232,6 +241,7 @@ class OptionsForm(QWidget):
         """The TrainConfig of these choices; ``overrides`` win (tests pass tiny budgets)."""
         fields = {
             "method": self.method_combo.currentText(),
+            "prior_source": self.prior_combo.currentText(),
             "steps_stage3": self.steps_spin.value(),
             "device": self.device_combo.currentText(),
             "axis": axis,

@@ -31,4 +31,4 @@ def _fit_text(progress: TrainProgress) -> str:
     if progress.painted_fit is None:
         return ""
     text = f" · Dice on your slices {progress.painted_fit:.2f}"
-    return text if progress.streaming else text + " (interpolation shown until the network does better)"
+    return text if progress.streaming else text + " (preview of your labels shown until the network does better)"

@@ -50,9 +50,7 @@ from napari_action._napari.threads import new_worker
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
 from napari_action._napari.view_plane import axis_for_choice, show_slices_along
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
-from napari_action.config import TrainConfig
 from napari_action.data.annotations import infer_axis
-from napari_action.inference.interpolation import interpolation_preview
 from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
 from napari_action.label_values import smallest_label_dtype
@@ -240,7 +238,6 @@ class ActionWidget(QWidget):
             layer.events.paint.connect(self._on_labels_painted)
         self.plot.clear()
         self.status_label.setText("Preparing the volumes…")
-        self._show_interpolation(config, training)
         run.start()
         self._refresh_buttons()
         return True
@@ -279,23 +276,6 @@ class ActionWidget(QWidget):
         )
         return factory, config, training
 
-    def _show_interpolation(self, config: TrainConfig, training: TrainingLabels) -> None:
-        """Fill the prediction layers with the interpolation between labeled slices, before any training.
-
-        It takes a fraction of a second and is what "fill between slices" tools
-        give; streamed network predictions replace it once the network does
-        better on the labeled slices (``stream_min_fit``).
-        """
-        for index, labels in enumerate(training.labels):
-            extra = (training.labeled_slices or {}).get(index, ())
-            preview = interpolation_preview(index, labels, config.axis, extra)
-            if preview is None:
-                continue
-            values = np.union1d([0], np.unique(preview.labels))
-            tracker = self._make_prediction_target(index, (self.session.plan.class_names(), values, config.axis))
-            if tracker is not None:
-                tracker.write(preview)
-
     def training_labels(self, plan: TrainingPlan, axis: int | None) -> TrainingLabels:
         """Snapshots of the painted labels with the accepted slices over them; warns about dropped slices."""
         training = merge_accepted(self.session, plan, axis=axis)
@@ -308,7 +288,12 @@ class ActionWidget(QWidget):
         # The thread count in trainer.device_label is per calling thread: the
         # worker's own shows up with the first progress (see _on_progress).
         device = trainer.device_label.split(",")[0]
-        self.status_label.setText(f"Training on {device}, slicing axis {trainer.axis}…")
+        source = (
+            "Propagating your labels along the image"
+            if trainer.config.prior_source == "propagation"
+            else ("Interpolating between your slices")
+        )
+        self.status_label.setText(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}…")
         for message in trainer.advice:
             show_warning(f"ACTION: {message}")
 

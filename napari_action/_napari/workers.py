@@ -57,12 +57,15 @@ _STEPS_PER_VOLUME = 1000
 class _Step(NamedTuple):
     """What the driving generator yields: the progress plus an acknowledgement.
 
-    The first yield carries the trainer instead of progress (``progress`` is None).
+    The first yield carries the trainer instead of progress (``progress`` is
+    None); the next ones, before training, the preview (the prior of the
+    painted slices, as it is computed).
     """
 
     progress: TrainProgress | None
     received: int
     trainer: TrainableModel | None = None
+    preview: tuple[SlicePrediction, ...] = ()
 
 
 def _take(incoming: Sequence[tuple[int, Any]] | None, received: int, queue: list) -> int:
@@ -76,8 +79,13 @@ def _take(incoming: Sequence[tuple[int, Any]] | None, received: int, queue: list
     return received
 
 
-def _drive(build: Callable[[], TrainableModel], background: bool = True) -> Generator[_Step, Any, None]:
+def _drive(
+    build: Callable[[], TrainableModel], background: bool = True, preview: bool = False
+) -> Generator[_Step, Any, None]:
     """Build the trainer, then run its ``iter_train()`` passing messages in one per step.
+
+    With ``preview``, the trainer's ``iter_preview()`` (the prior of the painted
+    slices, run by run) is yielded before training.
 
     ``build`` runs here, in the worker, so the normalisation of large volumes
     stays off the GUI thread. ``background`` lowers the priority of the thread
@@ -93,6 +101,10 @@ def _drive(build: Callable[[], TrainableModel], background: bool = True) -> Gene
         trainer = build()
     queue: list = []
     received = _take((yield _Step(None, 0, trainer)), 0, queue)
+    # The prior (seconds of propagation) first, a run of slices at a time: the user sees it grow
+    # outwards from the painted slices; training then reuses it. Stop is honoured between runs.
+    for predictions in trainer.iter_preview() if preview else ():
+        received = _take((yield _Step(None, received, preview=predictions)), received, queue)
     steps = trainer.iter_train()
     command = None  # a generator that has not started yet cannot take a message
     try:
@@ -158,6 +170,8 @@ class TrainingRun:
             raise TypeError("A TrainingRun needs either a trainer or a function that builds one.")
         self.trainer = trainer
         self._build = build if build is not None else (lambda: trainer)
+        # A run that builds its trainer shows the prior first; a further round of a trainer does not.
+        self._preview = build is not None
         self.total_steps = total_steps
         self._yielded = False
         self.callbacks = callbacks or RunCallbacks()
@@ -199,6 +213,8 @@ class TrainingRun:
         worker = new_worker(
             _drive,
             self._build,
+            True,
+            self._preview,
             progress=progress,
             connect={
                 "yielded": self._on_yielded,
@@ -291,18 +307,24 @@ class TrainingRun:
         if self._unacknowledged and not self._yielded:
             self._send_unacknowledged()  # posted before the generator could take them
         self._yielded = True
-        if step.progress is None:
+        if step.trainer is not None:
             self.trainer = step.trainer
             if self.callbacks.ready is not None:
                 self.callbacks.ready(step.trainer)
+        if step.preview:
+            self._queue_predictions(step.preview)
+        if step.progress is None:
             return
         self.last_progress = step.progress
         if self.callbacks.progress is not None:
             self.callbacks.progress(step.progress)
         if step.progress.predictions:
-            for prediction in step.progress.predictions:
-                self._predictions[(prediction.volume_index, prediction.start, prediction.stop)] = prediction
-            self._flush()
+            self._queue_predictions(step.progress.predictions)
+
+    def _queue_predictions(self, predictions: Sequence[SlicePrediction]) -> None:
+        for prediction in predictions:
+            self._predictions[(prediction.volume_index, prediction.start, prediction.stop)] = prediction
+        self._flush()
 
     def _flush_predictions(self) -> None:
         if not self._predictions or self.callbacks.predictions is None:

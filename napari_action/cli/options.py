@@ -26,8 +26,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     Parameters
     ----------
     args : argparse.Namespace
-        Parsed options; ``method``, ``device`` and ``seed`` are required, ``axis``,
-        ``steps``, ``warmup``, ``threads`` and ``budget`` (default ``"cpu"``) are used where the command has them.
+        Parsed options; ``method``, ``device`` and ``seed`` are required, ``axis``, ``steps``,
+        ``warmup``, ``threads``, ``prior`` and ``budget`` (default ``"cpu"``) are used where the command has them.
     **extra
         Further :class:`~napari_action.config.TrainConfig` overrides.
 
@@ -45,6 +45,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         overrides["steps_stage1"] = overrides["steps_stage2"] = args.warmup
     if getattr(args, "threads", None) is not None:
         overrides["num_threads"] = args.threads
+    if getattr(args, "prior", None) is not None:
+        overrides["prior_source"] = args.prior
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
 
 

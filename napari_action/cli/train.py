@@ -27,7 +27,7 @@ from napari_action.cli.options import (
     load_image,
 )
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
-from napari_action.config import BUDGETS, METHODS
+from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES
 from napari_action.data.intensity import SAMPLE_VOXELS
 from napari_action.io.atomic import make_folder_for
 from napari_action.io.nifti import VolumeMeta, load_labels
@@ -66,6 +66,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--method", choices=METHODS, default="action")
     train.add_argument("--budget", choices=BUDGETS, default="cpu")
+    train.add_argument(
+        "--prior",
+        choices=PRIOR_SOURCES,
+        default="propagation",
+        help="what the painted slices say about the others: propagation (labels carried along the image, "
+        "default) or interpolation (shapes morphed between painted slices, image ignored)",
+    )
     add_schedule_options(train)
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     train.add_argument("--seed", type=int, default=1337)

@@ -15,7 +15,7 @@ import torch
 from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation
 from napari_action.data.intensity import clip_and_measure
 from napari_action.data.normalized_volume import NormalizedVolume
-from napari_action.inference.interpolation import SliceInterpolator, annotation_interpolator
+from napari_action.data.priors import SlicePrior, build_priors
 
 __all__ = [
     "SlicePool",
@@ -121,6 +121,14 @@ class SlicePool:
         2.5D context: slices ``s - context .. s + context`` become the input
         channels (``C = 2 * context + 1``); beyond the volume the edge slice is
         repeated.
+    prior : bool
+        Keep a prior on unlabeled slices (:mod:`napari_action.data.priors`)
+        for :meth:`sample_unlabeled_with_prior`.
+    prior_source : str
+        ``"propagation"`` (the labels carried along the image) or
+        ``"interpolation"`` (shape interpolation between painted slices).
+    spacings : sequence of 3 float per volume, optional
+        Voxel sizes in mm (default 1 mm): how far a propagated structure carries.
 
     Attributes
     ----------
@@ -136,11 +144,17 @@ class SlicePool:
         annotation: SparseAnnotation,
         context: int = 0,
         prior: bool = False,
+        prior_source: str = "propagation",
+        spacings: Sequence[Sequence[float]] | None = None,
     ) -> None:
         if int(context) < 0:
             raise ValueError(f"context must be >= 0, got {context}.")
         self.context = int(context)
         self.use_prior = bool(prior)
+        self.prior_source = prior_source
+        self._spacings = None if spacings is None else [tuple(float(x) for x in sp) for sp in spacings]
+        self.priors: dict[int, SlicePrior] = {}
+        self._between: list[tuple[int, int]] | None = None
         self._volumes = [_as_normalized_volume(v, i) for i, v in enumerate(volumes)]
         self._pad_values = [v.pad for v in self._volumes]
         self.update_annotation(annotation)
@@ -172,8 +186,16 @@ class SlicePool:
         with_foreground = {k for entries in self._foreground.values() for k, _ in entries}
         self._background_only = [k for k in range(len(self.labeled)) if k not in with_foreground]
         self._with_foreground = sorted(with_foreground)
-        self._priors = _interpolate(annotation) if self.use_prior else {}
-        self.between = [(v, s) for v, s in self.unlabeled if v in self._priors and self._priors[v].gap[s] > 0]
+        if self.use_prior:
+            self.priors = build_priors(annotation, self._volumes, self.prior_source, self._spacings, self.priors)
+        self._between = None  # known once the priors are computed (the propagation takes seconds)
+
+    @property
+    def between(self) -> list[tuple[int, int]]:
+        """Unlabeled slices the prior covers (computing the prior if it was not yet)."""
+        if self._between is None:
+            self._between = [(v, s) for v, s in self.unlabeled if v in self.priors and self.priors[v].covered[s]]
+        return self._between
 
     def image(self, volume_index: int, slice_index: int) -> np.ndarray:
         """Input channels of one whole slice, ``(C, H, W)`` float32 (a copy)."""
@@ -203,6 +225,8 @@ class SlicePool:
         rng: np.random.Generator,
         foreground_prob: float = 0.0,
         background_share: float = BACKGROUND_SLICE_SHARE,
+        prior_share: float = 0.0,
+        prior_confidence: float = 0.8,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Random crops of labeled slices.
 
@@ -216,6 +240,12 @@ class SlicePool:
         so that every crop holds supervision). Slices smaller than ``crop``
         are padded (image: :func:`pad_value`, target: ``-1``) at a random
         offset.
+
+        With probability ``prior_share`` a crop comes instead from an
+        unlabeled slice the prior covers (:attr:`between`), its target the
+        prior's classes where the prior's confidence reaches
+        ``prior_confidence`` and ``-1`` (ignored) elsewhere: the propagated
+        slices taught like painted ones, where they are sure.
 
         Returns
         -------
@@ -231,8 +261,15 @@ class SlicePool:
             raise ValueError(f"background_share must be in [0, 1], got {background_share}.")
         if not self.labeled:
             raise ValueError("No labeled slices to sample from: paint at least one slice.")
+        if not 0.0 <= prior_share <= 1.0:
+            raise ValueError(f"prior_share must be in [0, 1], got {prior_share}.")
         images, targets = [], []
         for _ in range(batch):
+            if prior_share > 0 and rng.random() < prior_share and self.between:
+                v, s, y0, x0 = self._prior_window(crop, rng, foreground_prob)
+                images.append(self._crop_image(v, s, y0, x0, crop))
+                targets.append(self._confident_prior(v, s, y0, x0, crop, prior_confidence))
+                continue
             if self._foreground and rng.random() < foreground_prob:
                 v, s, y0, x0 = self._foreground_window(crop, rng)
             else:
@@ -256,20 +293,20 @@ class SlicePool:
     def sample_unlabeled_with_prior(
         self, batch: int, crop: int, rng: np.random.Generator, share: float, decay: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Unlabeled crops with the interpolation between painted slices as a prior.
+        """Unlabeled crops with the prior of the painted slices (propagation or interpolation).
 
-        About ``share`` of the crops come from slices between two labeled
-        slices (where an interpolation exists), the rest from any unlabeled
-        slice. The prior's weight decays with the distance to the nearest
-        labeled slice: ``exp(-d / decay)``.
+        About ``share`` of the crops come from slices the prior covers, the
+        rest from any unlabeled slice. The prior's weight is its confidence
+        times a decay with the distance to the nearest labeled slice,
+        ``exp(-d / decay)``.
 
         Returns
         -------
         images : torch.Tensor
             ``(batch, C, crop, crop)`` float32.
         prior : torch.Tensor
-            ``(batch, crop, crop)`` int64 interpolated class ids, ``-1`` where
-            there is no prior (outside the painted range, padding).
+            ``(batch, crop, crop)`` int64 class ids of the prior, ``-1`` where
+            there is none (slices it does not cover, padding).
         weight : torch.Tensor
             ``(batch, crop, crop)`` float32 prior weight, 0 where there is none.
         """
@@ -292,12 +329,28 @@ class SlicePool:
         )
 
     def _prior_crop(self, v: int, s: int, y0: int, x0: int, crop: int, decay: float):
-        interp = self._priors.get(v)
-        if interp is None or interp.gap[s] == 0:
+        found = self.priors.get(v)
+        if found is None or not found.covered[s]:
             return np.full((crop, crop), IGNORE_INDEX, np.int64), np.zeros((crop, crop), np.float32)
-        prior = _crop_2d(interp.classes_at(s), y0, x0, crop, IGNORE_INDEX)
-        weight = np.where(prior >= 0, np.exp(-interp.distance[s] / decay), 0.0).astype(np.float32)
+        prior = _crop_2d(found.classes_at(s), y0, x0, crop, IGNORE_INDEX)
+        confidence = _crop_2d(found.confidence_at(s), y0, x0, crop, 0)
+        weight = np.where(prior >= 0, confidence * np.exp(-found.distance[s] / decay), 0.0).astype(np.float32)
         return prior, weight
+
+    def _prior_window(self, crop: int, rng: np.random.Generator, foreground_prob: float) -> tuple[int, int, int, int]:
+        """Volume, slice and corner of a crop of a slice the prior covers; centred on its foreground at times."""
+        v, s = self.between[rng.integers(len(self.between))]
+        classes = self.priors[v].classes_at(s)
+        present = [c for c in np.unique(classes) if c > 0]
+        if present and rng.random() < foreground_prob:
+            flat = np.flatnonzero(classes == present[rng.integers(len(present))])
+            return (v, s, *self._window_around(v, int(flat[rng.integers(flat.size)]), crop, rng))
+        return (v, s, *self._random_window(v, crop, rng))
+
+    def _confident_prior(self, v: int, s: int, y0: int, x0: int, crop: int, threshold: float) -> np.ndarray:
+        prior = self.priors[v]
+        classes = np.where(prior.confidence_at(s) >= threshold, prior.classes_at(s), IGNORE_INDEX)
+        return _crop_2d(classes, y0, x0, crop, IGNORE_INDEX)
 
     def _random_window(self, v: int, crop: int, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left corner of a uniform random crop (negative = padded)."""
@@ -366,16 +419,6 @@ class SlicePool:
         for c, index in enumerate(channels):
             out[(c, *dst)] = volume.region(self._axis, int(index), *src)
         return out
-
-
-def _interpolate(annotation: SparseAnnotation) -> dict[int, SliceInterpolator]:
-    """Interpolation between the labeled slices of each volume with at least two (slice mode only).
-
-    Computed slice by slice as crops need it: a whole ``(S, H, W)`` int64 interpolation
-    would take 8 bytes per voxel.
-    """
-    priors = {v: annotation_interpolator(annotation, v) for v in range(annotation.num_volumes)}
-    return {v: found for v, found in priors.items() if found is not None and found.gap.any()}
 
 
 def _as_normalized_volume(volume: np.ndarray | NormalizedVolume, index: int) -> NormalizedVolume:

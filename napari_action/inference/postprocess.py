@@ -97,11 +97,17 @@ class SliceSmoother:
         return (total / weights.sum()).astype(np.float32)
 
 
-def fuse_interpolation(probs: np.ndarray, prior_classes: np.ndarray, distance: int, decay: float) -> np.ndarray:
-    """Mix one slice's probabilities with the interpolation between labeled slices.
+def fuse_prior(
+    probs: np.ndarray,
+    prior_classes: np.ndarray,
+    distance: int,
+    decay: float,
+    prior_confidence: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mix one slice's probabilities with the prior from the labeled slices.
 
-    ``alpha = exp(-distance / decay)`` of the vote goes to the interpolated
-    class (a one-hot map), the rest to the network: on a labeled slice
+    ``alpha = confidence * exp(-distance / decay)`` of the vote goes to the
+    prior's class (a one-hot map: propagated or interpolated), the rest to the network: on a labeled slice
     (distance 0) the labels win, a few slices away the network decides.
 
     Parameters
@@ -109,15 +115,19 @@ def fuse_interpolation(probs: np.ndarray, prior_classes: np.ndarray, distance: i
     probs : np.ndarray
         ``(C, H, W)`` class probabilities of the slice.
     prior_classes : np.ndarray
-        ``(H, W)`` interpolated class ids of the same slice.
+        ``(H, W)`` the prior's class ids of the same slice.
     distance : int
         Slices to the nearest labeled slice.
     decay : float
-        Slices over which the interpolation's share falls by a factor e; 0 turns fusion off.
+        Slices over which the prior's share falls by a factor e; 0 turns fusion off.
+    prior_confidence : np.ndarray, optional
+        ``(H, W)`` the prior's own confidence in [0, 1] (default 1 everywhere).
     """
     if decay <= 0:
         return probs
     alpha = float(np.exp(-distance / decay))
+    if prior_confidence is not None:
+        alpha = alpha * prior_confidence[None].astype(probs.dtype)
     onehot = np.zeros_like(probs)
     np.put_along_axis(onehot, prior_classes[None].astype(np.int64), 1.0, axis=0)
     return (1.0 - alpha) * probs + alpha * onehot

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_action.data.priors import SlicePrior
 from napari_action.data.slice_pool import normalize_volume, pad_value
-from napari_action.inference.interpolation import SliceInterpolation
-from napari_action.inference.postprocess import SliceSmoother, fuse_interpolation
+from napari_action.inference.postprocess import SliceSmoother, fuse_prior
 from napari_action.io.checkpoint import Checkpoint, build_inference_net, load_checkpoint
 from napari_action.label_values import smallest_label_dtype
 from napari_action.networks.unet import SPATIAL_MULTIPLE
@@ -163,14 +163,14 @@ class Predictor:
         tta: bool = False,
         volume_index: int = 0,
         normalized: bool = False,
-        prior: SliceInterpolation | None = None,
+        prior: SlicePrior | None = None,
         spacing: Sequence[float] | None = None,
     ) -> Iterator[PredictionUpdate]:
         """Predict a whole volume, yielding progress after every batch of slices.
 
         Probabilities are smoothed across slices (:attr:`smoothing_mm`) and,
-        with a ``prior`` (the interpolation between the labeled slices of this
-        volume), mixed with it near labeled slices (:attr:`prior_decay_mm`);
+        with a ``prior`` (what the labeled slices of this volume say about the
+        others: :mod:`napari_action.data.priors`), mixed with it near labeled slices (:attr:`prior_decay_mm`);
         labeled slices then keep their labels. ``spacing`` (voxel size in mm,
         one per array axis; default 1 mm) turns millimetres into slices. The last
         update has ``done=True`` and carries ``labels`` (label values, the
@@ -231,10 +231,11 @@ class Predictor:
         return batch_size // 2
 
     @staticmethod
-    def _with_prior(probs: np.ndarray, prior: SliceInterpolation | None, index: int, decay: float) -> np.ndarray:
-        if prior is None or not prior.covered[index]:
+    def _with_prior(probs: np.ndarray, prior: SlicePrior | None, index: int, decay: float) -> np.ndarray:
+        if prior is None or decay <= 0 or not prior.covered[index]:
             return probs
-        return fuse_interpolation(probs, prior.classes[index], int(prior.distance[index]), decay)
+        classes, confidence = prior.classes_at(index), prior.confidence_at(index)
+        return fuse_prior(probs, classes, int(prior.distance[index]), decay, confidence)
 
     def predict(self, volume: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Whole-volume ``(labels, confidence)``; see :meth:`iter_predict`."""

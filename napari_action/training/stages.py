@@ -66,7 +66,13 @@ class StepInputs:
 def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     cfg = inp.config
     images, targets = inp.pool.sample_labeled(
-        batch, cfg.crop_size, inp.rng, cfg.foreground_crop_prob, cfg.background_slice_share
+        batch,
+        cfg.crop_size,
+        inp.rng,
+        cfg.foreground_crop_prob,
+        cfg.background_slice_share,
+        prior_share=cfg.loss.prior_labeled_share,
+        prior_confidence=cfg.loss.prior_labeled_confidence,
     )
     images, targets = images.to(inp.device), targets.to(inp.device)
     images, targets, _ = random_geometric(images, targets, None, inp.generator, **_geometry(inp.config))

@@ -34,12 +34,12 @@ import torch
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation, axis_mismatch_advice
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
+from napari_action.data.priors import SlicePrior, iter_prior_runs
 from napari_action.data.slice_pool import SlicePool, check_volume_values
-from napari_action.inference.interpolation import SliceInterpolation, interpolate_annotation
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_action.networks.teacher import EmbeddingQueue, StudentPass, StudentTeacher
-from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, TrainProgress
+from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 from napari_action.runtime import (
     autocast,
     configure_threads,
@@ -147,7 +147,10 @@ class Trainer:
             self.images,
             self.annotation,
             context=self.config.model.context,
-            prior=self.config.loss.prior != "none",
+            # Kept whatever loss.prior says: it is also the preview and the prediction's fusion.
+            prior=True,
+            prior_source=self.config.prior_source,
+            spacings=self.spacings,
         )
         self.distributed = distributed.context_from_environment()
         self.device = distributed.device_for_rank(resolve_device(self.config.device), self.distributed)
@@ -515,9 +518,23 @@ class Trainer:
             prior_decay_mm=self.config.predict_prior_decay_mm,
         )
 
-    def interpolation(self, volume_index: int) -> SliceInterpolation | None:
-        """The interpolation between the labeled slices of a training volume (class ids), if any."""
-        return interpolate_annotation(self.annotation, volume_index)
+    def prior(self, volume_index: int) -> SlicePrior | None:
+        """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any."""
+        return self.pool.priors.get(volume_index)
+
+    def iter_preview(self) -> Iterator[tuple[SlicePrediction, ...]]:
+        """The prior of every training volume, run by run as it is computed: what to show before the network.
+
+        Label values, not class ids; the confidence is the prior's. Whatever is
+        computed here is kept for training (the propagation runs once).
+        """
+        for index in range(self.annotation.num_volumes):
+            prior = self.prior(index)
+            if prior is None:
+                continue
+            for run in iter_prior_runs(prior):
+                labels = self.class_values[run.classes]
+                yield (SlicePrediction(index, self.axis, run.start, labels, run.confidence),)
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
         """Predict a training volume (by index: with its labeled slices as a prior) or any other 3D image."""
@@ -526,7 +543,7 @@ class Trainer:
             kwargs.setdefault("spacing", self.spacings[index])
             whole = self.images[index].whole()  # iter_predict keeps whole volumes anyway
             return self.predictor().iter_predict(
-                whole, normalized=True, volume_index=index, prior=self.interpolation(index), **kwargs
+                whole, normalized=True, volume_index=index, prior=self.prior(index), **kwargs
             )
         return self.predictor().iter_predict(np.asarray(volume), **kwargs)
 

@@ -18,7 +18,7 @@ from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.widget import ActionWidget
-from napari_action.inference.interpolation import interpolate_labels
+from napari_action.data.interpolation import interpolate_labels
 from napari_action.inference.loaded_model import load_model
 from napari_action.progress import FocusRequest
 from napari_action.training.safeguards import TrainingDivergedError
@@ -278,10 +278,36 @@ def test_trainer_errors_in_the_worker_are_notified(scene, qtbot):
     wait_finished(qtbot, widget)
     assert isinstance(widget.run.error, ValueError)
     assert messages_since(before, "error")
-    # The interpolation preview was shown at Train (it needs no network) and stays; nothing else was written.
-    preview = interpolate_labels(labels.data, axis=0)
-    np.testing.assert_array_equal(prediction_layer(viewer).data, preview)
+    # The preview comes from the trainer, which refused the volume: no layer was made, the labels are intact.
+    assert prediction_layer(viewer) is None
     assert widget.train_button.isEnabled() and not widget.predict_button.isEnabled()
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+def test_train_shows_the_propagated_labels_before_the_network(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    painted = labels.data.copy()
+    # The network never fits well enough to replace the preview: what stays on screen is the propagation.
+    widget.config_overrides = tiny_overrides(stream_min_fit=1.0)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None
+    shown = prediction_layer(viewer).data
+    np.testing.assert_array_equal(shown[list(PAINTED)], truth[list(PAINTED)])
+    for value in (1, 2):  # between the painted slices 2 and 5, and one slice beyond each
+        assert _dice(shown[1:7] == value, truth[1:7] == value) > 0.9
+    np.testing.assert_array_equal(labels.data, painted)  # the user's labels are never touched
+
+
+def test_train_shows_the_interpolation_when_chosen(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.config_overrides = tiny_overrides(stream_min_fit=1.0, prior_source="interpolation")
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    np.testing.assert_array_equal(prediction_layer(viewer).data, interpolate_labels(labels.data, axis=0))
 
 
 def test_stop_right_after_train(scene, qtbot):
@@ -321,16 +347,6 @@ def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
     wait_finished(qtbot, widget)
 
 
-def test_train_shows_the_interpolation_at_once_before_any_training_step(scene, qtbot):
-    viewer, widget, labels, _ = scene
-    start_long_training(widget)
-    # Right after the click, on the GUI thread: no progress yet, the layer holds the interpolation.
-    assert widget.run.last_progress is None
-    np.testing.assert_array_equal(prediction_layer(viewer).data, interpolate_labels(labels.data, axis=0))
-    widget.stop_training()
-    wait_finished(qtbot, widget)
-
-
 def test_streamed_predictions_wait_until_the_network_fits_the_painted_slices(scene, qtbot):
     viewer, widget, labels, _ = scene
     widget.config_overrides = tiny_overrides(steps_stage3=12, stream_min_fit=1.0)  # a fit never reached
@@ -338,11 +354,13 @@ def test_streamed_predictions_wait_until_the_network_fits_the_painted_slices(sce
     wait_finished(qtbot, widget)
     progress = widget.run.last_progress
     assert progress.painted_fit is not None and not progress.streaming
-    np.testing.assert_array_equal(prediction_layer(viewer).data, interpolate_labels(labels.data, axis=0))
-    assert "interpolation shown" in widget.status_label.text()
+    trainer = widget.session.trainer  # the preview on screen is the trainer's prior, untouched by the network
+    preview = trainer.class_values[trainer.prior(0).result.classes()]
+    np.testing.assert_array_equal(prediction_layer(viewer).data, preview)
+    assert "preview of your labels shown" in widget.status_label.text()
 
 
-def test_status_line_says_when_the_interpolation_is_still_shown():
+def test_status_line_says_when_the_preview_is_still_shown():
     from napari_action._napari.status import status_text
     from napari_action.progress import TrainProgress
 
@@ -358,7 +376,7 @@ def test_status_line_says_when_the_interpolation_is_still_shown():
     )
     waiting = status_text(TrainProgress(**common, painted_fit=0.42, streaming=False))
     assert "step 120/900" in waiting and "ETA 6:30" in waiting
-    assert "Dice on your slices 0.42 (interpolation shown until the network does better)" in waiting
+    assert "Dice on your slices 0.42 (preview of your labels shown until the network does better)" in waiting
     streaming = status_text(TrainProgress(**common, painted_fit=0.81, streaming=True))
     assert streaming.endswith("Dice on your slices 0.81")
     assert "Dice" not in status_text(TrainProgress(**common))  # no check made yet

@@ -188,3 +188,20 @@ def test_a_compressed_image_is_loaded_whole_however_large(nifti_files, monkeypat
     monkeypatch.setattr(train, "SAMPLE_VOXELS", 10)
     volume, _ = train.training_image(nifti_files["image"], nan_to_zero=False)
     assert isinstance(volume, np.ndarray)
+
+
+@pytest.mark.parametrize("prior", ["propagation", "interpolation"])
+def test_the_prior_source_is_chosen_and_kept_in_the_model(nifti_files, prior):
+    from napari_action.io.checkpoint import load_checkpoint
+
+    model = nifti_files["dir"] / f"{prior}.pt"
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], model, method="action")
+    assert main([*args, "--warmup", "1", "--prior", prior]) == 0
+    assert load_checkpoint(model).config.prior_source == prior
+
+
+def test_an_unknown_prior_source_is_refused_by_the_parser(nifti_files, capsys):
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], nifti_files["dir"] / "m.pt")
+    with pytest.raises(SystemExit):
+        main([*args, "--prior", "registration"])
+    assert "registration" in capsys.readouterr().err

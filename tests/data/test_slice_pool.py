@@ -184,3 +184,41 @@ def test_sampling_errors():
         SlicePool([volume[0]], pool.annotation)
     with pytest.raises(ValueError, match="context"):
         SlicePool([volume], pool.annotation, context=-1)
+
+
+# ------------------------------------------------------------- the propagated slices as labeled data
+def _tube_pool(prior_source: str = "propagation") -> tuple[SlicePool, np.ndarray]:
+    from tests.data.test_propagation import painted, winding_tube
+
+    image, truth = winding_tube(depth=24)
+    annotation = SparseAnnotation([painted(truth, (4, 19))], [image.shape], axis=0)
+    return SlicePool([normalize_volume(image)], annotation, prior=True, prior_source=prior_source), truth
+
+
+def test_propagated_slices_are_taught_where_the_prior_is_sure():
+    pool, truth = _tube_pool()
+    rng = np.random.default_rng(0)
+    images, targets = pool.sample_labeled(16, 48, rng, foreground_prob=0.5, prior_share=1.0, prior_confidence=0.9)
+    assert images.shape == (16, 1, 48, 48)
+    # Every crop comes from an unlabeled slice the prior covers, beyond the painted range included.
+    assert {s for _, s in pool.between} >= {0, 1, 2, 3, 10, 20, 21}
+    assert (targets == 1).any() and (targets == -1).any()  # uncertain borders are ignored
+    assert (targets >= 0).float().mean() > 0.8
+    # What is taught (the prior where it is sure) agrees with the truth nearly everywhere.
+    prior = pool.priors[0]
+    for _, s in pool.between:
+        sure = prior.confidence_at(s) >= 0.9
+        assert (prior.classes_at(s)[sure] == truth[s][sure]).mean() > 0.97
+    stricter = pool.sample_labeled(16, 48, rng, prior_share=1.0, prior_confidence=1.0)[1]
+    assert (stricter == -1).float().mean() > (targets == -1).float().mean()
+
+
+def test_no_prior_share_samples_only_the_painted_slices():
+    pool, truth = _tube_pool("interpolation")
+    rng = np.random.default_rng(1)
+    _, targets = pool.sample_labeled(8, 48, rng, prior_share=0.0)
+    assert set(np.unique(targets.numpy())) <= {0, 1}
+    with pytest.raises(ValueError, match="prior_share"):
+        pool.sample_labeled(2, 48, rng, prior_share=1.5)
+    # Interpolation covers only the slices between the painted ones.
+    assert {s for _, s in pool.between} == set(range(5, 19))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_action.inference.postprocess import SliceSmoother, fuse_interpolation, keep_largest_components
+from napari_action.inference.postprocess import SliceSmoother, fuse_prior, keep_largest_components
 
 
 def test_keeps_the_largest_pieces_of_each_label():
@@ -60,11 +60,20 @@ def test_slice_smoother_refuses_slices_out_of_order():
         smoother.push(2, np.zeros((2, 1, 1)))
 
 
-def test_fuse_interpolation_lets_labels_win_on_labeled_slices_and_fades_away():
+def test_fuse_prior_lets_labels_win_on_labeled_slices_and_fades_away():
     probs = np.zeros((3, 1, 2), np.float32)
     probs[2] = 1.0  # the network says class 2 everywhere
     prior = np.array([[1, 0]])
-    np.testing.assert_array_equal(fuse_interpolation(probs, prior, 0, 1.0).argmax(0), prior)
-    near = fuse_interpolation(probs, prior, 1, 1.0)  # share exp(-1) = 0.37 < 0.63: the network still wins
+    np.testing.assert_array_equal(fuse_prior(probs, prior, 0, 1.0).argmax(0), prior)
+    near = fuse_prior(probs, prior, 1, 1.0)  # share exp(-1) = 0.37 < 0.63: the network still wins
     np.testing.assert_allclose(near[:, 0, 0], [0.0, np.exp(-1), 1 - np.exp(-1)], rtol=1e-6)
-    np.testing.assert_array_equal(fuse_interpolation(probs, prior, 3, 0.0), probs)
+    np.testing.assert_array_equal(fuse_prior(probs, prior, 3, 0.0), probs)
+
+
+def test_fuse_prior_trusts_the_prior_only_as_far_as_its_own_confidence():
+    probs = np.stack([np.full((2, 2), 0.8), np.full((2, 2), 0.2)]).astype(np.float32)
+    prior = np.ones((2, 2), np.int64)
+    confidence = np.array([[1.0, 0.0], [0.5, 0.25]], np.float32)
+    fused = fuse_prior(probs, prior, 0, 1.0, confidence)
+    np.testing.assert_allclose(fused[1], [[1.0, 0.2], [0.6, 0.4]], atol=1e-6)
+    np.testing.assert_allclose(fused.sum(axis=0), 1.0, atol=1e-6)

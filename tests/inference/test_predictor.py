@@ -194,7 +194,7 @@ def test_smoothing_averages_probabilities_across_slices_like_a_gaussian_filter(t
 
 def test_a_prior_keeps_labeled_slices_and_leans_on_the_interpolation_next_to_them(trained):
     trainer, image, truth = trained
-    prior = trainer.interpolation(0)
+    prior = trainer.prior(0)
     assert prior is not None
     labels, _ = trainer.predictor().predict(image, prior=prior)
     moved_labels, moved_truth = np.moveaxis(labels, trainer.axis, 0), np.moveaxis(truth, trainer.axis, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.inference.interpolation import SliceInterpolator, interpolate_class_slices, interpolate_labels
+from napari_action.data.interpolation import SliceInterpolator, interpolate_class_slices, interpolate_labels
 
 SIZE = 64
 
@@ -114,18 +114,6 @@ def test_bad_input_is_refused_with_a_reason():
         interpolate_labels(np.zeros((8, 8), np.uint8), axis=1)
     with pytest.raises(ValueError, match="outside"):
         interpolate_class_slices({12: np.zeros((4, 4), np.int64)}, num_slices=10, num_classes=2)
-
-
-def test_the_preview_covers_the_painted_range_with_confidence_falling_away_from_labeled_slices():
-    from napari_action.inference.interpolation import interpolation_preview
-
-    volume = painted_volume({2: disc(8) * 3, 8: disc(12) * 3}, depth=11)
-    preview = interpolation_preview(4, volume, axis=2)
-    assert (preview.volume_index, preview.axis, preview.start, preview.stop) == (4, 2, 2, 9)
-    np.testing.assert_array_equal(preview.labels, np.moveaxis(interpolate_labels(volume, 2), 2, 0)[2:9])
-    np.testing.assert_allclose(preview.confidence[:, 0, 0], 0.5 ** (np.array([0, 1, 2, 3, 2, 1, 0]) / 4))
-    assert interpolation_preview(0, painted_volume({2: disc(8)}), axis=2) is None  # one slice: nothing to fill
-    assert interpolation_preview(0, None, axis=2) is None
 
 
 def test_slices_interpolated_on_demand_in_any_order_equal_the_whole_interpolation():

@@ -11,10 +11,10 @@ structures keep a shared border instead of the last class overwriting the
 others. Slices before the first or after the last labeled slice are outside
 the painted range: nothing is known there and they are left unlabeled.
 
-This is what "fill between slices" tools do (signed-distance variant), so it
-is both a feature (an instant first result) and the baseline the network must
-beat, and the trainer uses it as a geometric prior for unlabeled slices
-between painted ones.
+This is what "fill between slices" tools do (signed-distance variant): the
+baseline the network must beat, and the prior (:mod:`napari_action.data.priors`)
+for users who choose shapes over the image; the default prior, the
+propagation (:mod:`napari_action.data.propagation`), follows the image.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ import numpy as np
 from scipy import ndimage
 
 from napari_action.data.annotations import SparseAnnotation
-from napari_action.progress import SlicePrediction
-
-#: Slices over which the preview's confidence halves, away from a labeled slice.
-PREVIEW_HALF_DISTANCE = 4.0
 
 __all__ = [
     "SliceInterpolation",
@@ -38,7 +34,6 @@ __all__ = [
     "interpolate_annotation",
     "interpolate_class_slices",
     "interpolate_labels",
-    "interpolation_preview",
 ]
 
 
@@ -64,6 +59,14 @@ class SliceInterpolation:
     covered: np.ndarray
     distance: np.ndarray
     gap: np.ndarray
+
+    def classes_at(self, z: int) -> np.ndarray:
+        """``(H, W)`` class ids of slice ``z``."""
+        return self.classes[z]
+
+    def confidence_at(self, z: int) -> np.ndarray:
+        """Interpolated shapes carry no confidence of their own: 1 wherever they are defined."""
+        return np.full(self.classes.shape[1:], float(self.covered[z]), np.float32)
 
 
 def interpolate_class_slices(
@@ -161,6 +164,10 @@ class SliceInterpolator:
                 self._cache.pop(next(iter(self._cache)))  # the oldest
             self._cache[z] = classes
         return classes
+
+    def confidence_at(self, z: int) -> np.ndarray:
+        """Interpolated shapes carry no confidence of their own: 1 within the painted range, else 0."""
+        return np.full(self.slice_shape, float(self.covered[z]), np.float32)
 
     def _compute(self, z: int) -> np.ndarray:
         if z in self._targets:
@@ -284,25 +291,3 @@ def interpolate_labels(
     in_plane = [1.0, 1.0] if spacing is None else [float(spacing[a]) for a in range(3) if a != axis]
     result = interpolate_class_slices(ids, moved.shape[0], values.size, in_plane)
     return np.moveaxis(values[result.classes].astype(labels.dtype), 0, axis)
-
-
-def interpolation_preview(
-    volume_index: int, labels: np.ndarray | None, axis: int, labeled_slices: Sequence[int] = ()
-) -> SlicePrediction | None:
-    """The interpolation over the painted range of one label volume, as a streamed-slice message.
-
-    What a front end shows the moment training starts. Confidence is 1 on
-    labeled slices and halves every ``PREVIEW_HALF_DISTANCE`` slices away from
-    them. None when fewer than two slices are labeled (nothing to interpolate).
-    """
-    if labels is None or np.ndim(labels) != 3:
-        return None
-    moved = np.moveaxis(np.asarray(labels), axis, 0)
-    labeled = np.union1d(np.flatnonzero(moved.reshape(moved.shape[0], -1).any(axis=1)), list(labeled_slices))
-    if labeled.size < 2:
-        return None
-    filled = np.moveaxis(interpolate_labels(labels, axis, labeled_slices), axis, 0)
-    first, last = int(labeled[0]), int(labeled[-1]) + 1
-    distance = np.abs(np.arange(first, last)[:, None] - labeled[None, :]).min(axis=1)
-    confidence = np.broadcast_to((0.5 ** (distance / PREVIEW_HALF_DISTANCE))[:, None, None], filled[first:last].shape)
-    return SlicePrediction(volume_index, axis, first, filled[first:last], confidence.astype(np.float32))

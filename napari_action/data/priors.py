@@ -1,0 +1,182 @@
+"""The prior on unlabeled slices: what the painted slices say about their neighbours.
+
+Two sources, one interface (:class:`SlicePrior`):
+
+``"propagation"`` (default)
+    The painted labels carried along the image's own motion
+    (:mod:`napari_action.data.propagation`), between painted slices and beyond
+    them until each structure fades. Costs seconds per volume, computed once
+    (in the training thread, run by run, so a front end can show it as it comes).
+``"interpolation"``
+    Shape interpolation between painted slices
+    (:mod:`napari_action.data.interpolation`): no image, computed per slice on
+    demand; nothing outside the painted range. For binary masks of structures
+    with no image contrast.
+
+The trainer mixes the prior into the teacher's pseudo-labels, the predictor
+into its output near painted slices, and the widget shows it before training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from napari_action.config import PRIOR_SOURCES
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.interpolation import annotation_interpolator
+from napari_action.data.normalized_volume import NormalizedVolume
+from napari_action.data.propagation import LabelPropagation, PropagatedRun, PropagationSettings, iter_propagation
+
+__all__ = ["PRIOR_SOURCES", "PropagationPrior", "SlicePrior", "build_priors", "iter_prior_runs"]
+
+#: Slices over which a shape interpolation's preview confidence halves, away from a labeled slice.
+INTERPOLATION_HALF_DISTANCE = 4.0
+
+
+class SlicePrior(Protocol):
+    """Class ids and their confidence per slice of one volume, slicing axis first."""
+
+    @property
+    def covered(self) -> np.ndarray:
+        """``(S,)`` bool: the prior says something about the slice."""
+
+    @property
+    def distance(self) -> np.ndarray:
+        """``(S,)`` int: slices to the nearest labeled slice."""
+
+    def classes_at(self, z: int) -> np.ndarray:
+        """``(H, W)`` int64 class ids of slice ``z``."""
+
+    def confidence_at(self, z: int) -> np.ndarray:
+        """``(H, W)`` float32 confidence in [0, 1] of slice ``z``."""
+
+
+class PropagationPrior:
+    """The propagation of one volume's labeled slices, computed once, when first needed.
+
+    :meth:`iter_runs` computes it run by run (and keeps every run), so a
+    front end can show the first slices while the rest is computed; any other
+    access computes what is left at once.
+    """
+
+    def __init__(
+        self,
+        volume: NormalizedVolume,
+        axis: int,
+        targets: dict[int, np.ndarray],
+        num_classes: int,
+        spacing: Sequence[float],
+        settings: PropagationSettings | None = None,
+    ):
+        shape = volume.shape
+        self._num_slices = int(shape[axis])
+        self._in_plane = tuple(int(shape[a]) for a in range(3) if a != axis)
+        # Thickness first, then the in-plane sizes, as the propagation takes them.
+        self._spacing = [float(spacing[axis])] + [float(spacing[a]) for a in range(3) if a != axis]
+        self._volume, self._axis = volume, axis
+        self._targets = {int(s): np.asarray(t) for s, t in targets.items()}
+        self._num_classes = int(num_classes)
+        self._settings = settings
+        self._result = LabelPropagation(self._num_slices, self._in_plane, sorted(self._targets))
+        self._runs: Iterator[PropagatedRun] | None = None
+        self._done = False
+
+    def same_targets(self, targets: dict[int, np.ndarray], num_classes: int) -> bool:
+        """True when ``targets`` are what this prior propagates (nothing to recompute)."""
+        if num_classes != self._num_classes or set(targets) != set(self._targets):
+            return False
+        return all(np.array_equal(targets[s], self._targets[s]) for s in targets)
+
+    def iter_runs(self) -> Iterator[PropagatedRun]:
+        """Compute what is left, yielding each run as it is kept."""
+        if self._runs is None:
+            whole = slice(None)
+            self._runs = iter_propagation(
+                lambda z: self._volume.region(self._axis, z, whole, whole),
+                self._num_slices,
+                self._targets,
+                self._num_classes,
+                self._spacing,
+                self._settings,
+            )
+        for run in self._runs:
+            self._result.store(run)
+            yield run
+        self._done = True
+
+    @property
+    def result(self) -> LabelPropagation:
+        """The whole propagation (computed now if it was not yet)."""
+        if not self._done:
+            for _ in self.iter_runs():
+                pass
+        return self._result
+
+    @property
+    def covered(self) -> np.ndarray:
+        return self.result.covered
+
+    @property
+    def distance(self) -> np.ndarray:
+        return self.result.distance
+
+    def classes_at(self, z: int) -> np.ndarray:
+        return self.result.classes_at(z)
+
+    def confidence_at(self, z: int) -> np.ndarray:
+        return self.result.confidence_at(z)
+
+
+def build_priors(
+    annotation: SparseAnnotation,
+    volumes: Sequence[NormalizedVolume],
+    source: str,
+    spacings: Sequence[Sequence[float]] | None = None,
+    previous: dict[int, SlicePrior] | None = None,
+) -> dict[int, SlicePrior]:
+    """The prior of every volume with labeled slices (slice mode only; scribbles leave pixels unknown).
+
+    ``previous`` priors whose labeled slices did not change are kept, so that a
+    stroke on one volume does not recompute the propagation of the others.
+    """
+    if source not in PRIOR_SOURCES:
+        raise ValueError(f"Unknown prior source {source!r}; choose one of {PRIOR_SOURCES}.")
+    if annotation.mode != "slice":
+        return {}
+    priors: dict[int, SlicePrior] = {}
+    for v in range(annotation.num_volumes):
+        slices = annotation.labeled_slices(v)
+        if not slices:
+            continue
+        if source == "interpolation":
+            found = annotation_interpolator(annotation, v)
+            if found is not None and found.gap.any():
+                priors[v] = found
+            continue
+        targets = {s: annotation.target(v, s) for s in slices}
+        kept = (previous or {}).get(v)
+        if isinstance(kept, PropagationPrior) and kept.same_targets(targets, annotation.num_classes):
+            priors[v] = kept
+            continue
+        spacing = (1.0, 1.0, 1.0) if spacings is None else spacings[v]
+        priors[v] = PropagationPrior(volumes[v], annotation.axis, targets, annotation.num_classes, spacing)
+    return priors
+
+
+def iter_prior_runs(prior: SlicePrior) -> Iterator[PropagatedRun]:
+    """A prior as runs of consecutive slices: the propagation as it is computed, an interpolation at once."""
+    if isinstance(prior, PropagationPrior):
+        yield from prior.iter_runs()
+        return
+    covered = np.flatnonzero(prior.covered)
+    if covered.size == 0:
+        return
+    first, last = int(covered[0]), int(covered[-1]) + 1
+    classes = np.stack([prior.classes_at(z) for z in range(first, last)])
+    # Interpolated shapes have no confidence of their own: it halves every few slices from a labeled one.
+    weight = 0.5 ** (prior.distance[first:last] / INTERPOLATION_HALF_DISTANCE)
+    confidence = np.broadcast_to(weight[:, None, None], classes.shape).astype(np.float32)
+    yield PropagatedRun(first, classes.astype(np.int64), confidence)

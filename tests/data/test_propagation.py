@@ -1,0 +1,151 @@
+"""Image-guided propagation of painted slices, on moving shapes whose truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.interpolation import interpolate_labels
+from napari_action.data.normalized_volume import NormalizedVolume
+from napari_action.data.priors import PropagationPrior, build_priors, iter_prior_runs
+from napari_action.data.propagation import (
+    PropagationSettings,
+    iter_propagation,
+    propagate_class_slices,
+    propagate_labels,
+)
+
+SIZE = 48
+DEPTH = 21
+
+
+def disc(radius: float, centre: tuple[float, float]) -> np.ndarray:
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    return np.hypot(yy - centre[0], xx - centre[1]) <= radius
+
+
+def winding_tube(depth: int = DEPTH, start: int = 0, stop: int | None = None, seed: int = 0):
+    """A bright tube (label 1) whose centre swings sideways and back along axis 0, plus noise.
+
+    Shape interpolation between its two ends sees the same disc at both and
+    draws a straight tube; the image shows where it went.
+    """
+    stop = depth if stop is None else stop
+    truth = np.zeros((depth, SIZE, SIZE), np.uint8)
+    for z in range(start, stop):
+        swing = 10.0 * np.sin(np.pi * (z - start) / max(stop - start - 1, 1))
+        truth[z][disc(7, (SIZE / 2, SIZE / 2 - 5 + swing))] = 1
+    image = np.where(truth > 0, 200.0, 60.0) + np.random.default_rng(seed).normal(0, 8, truth.shape)
+    return image.astype(np.float32), truth
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+def painted(truth: np.ndarray, slices, axis: int = 0) -> np.ndarray:
+    out = np.zeros_like(truth)
+    index = [slice(None)] * 3
+    for s in slices:
+        index[axis] = s
+        out[tuple(index)] = truth[tuple(index)]
+    return out
+
+
+def test_labels_follow_the_image_where_shape_interpolation_goes_straight():
+    image, truth = winding_tube()
+    sparse = painted(truth, (0, DEPTH - 1))
+    propagated = propagate_labels(image, sparse, axis=0)
+    interpolated = interpolate_labels(sparse, axis=0)
+    middle = slice(5, DEPTH - 5)  # where the tube has swung furthest
+    assert dice(propagated[middle] == 1, truth[middle] == 1) > 0.85
+    assert dice(interpolated[middle] == 1, truth[middle] == 1) < 0.5
+
+
+def test_painted_slices_keep_their_labels_and_the_input_is_untouched():
+    image, truth = winding_tube()
+    sparse = painted(truth * 7, (0, 10, DEPTH - 1))
+    before = sparse.copy()
+    result = propagate_labels(image, sparse, axis=0)
+    for s in (0, 10, DEPTH - 1):
+        np.testing.assert_array_equal(result[s], sparse[s])
+    np.testing.assert_array_equal(sparse, before)
+    assert result.dtype == sparse.dtype and set(np.unique(result)) == {0, 7}
+
+
+def test_a_structure_is_carried_beyond_the_painted_range_and_fades_with_distance():
+    image, truth = winding_tube(depth=40, start=0, stop=40)
+    sparse = painted(truth, (18, 22))
+    result = propagate_labels(image, sparse, axis=0, spacing=(1.0, 1.0, 1.0))
+    radius = np.sqrt(np.count_nonzero(truth[18]) / np.pi)  # mm: a structure keeps half its weight that far out
+    assert dice(result[14] == 1, truth[14] == 1) > 0.8  # 4 slices beyond the first painted one
+    assert not result[: 18 - int(2 * radius)].any()  # far beyond: nothing rather than a guess
+    # Thicker slices: the same number of slices is further in mm, so less is carried.
+    thick = propagate_labels(image, sparse, axis=0, spacing=(3.0, 1.0, 1.0))
+    assert np.count_nonzero(thick[:18]) < np.count_nonzero(result[:18])
+
+
+def test_nothing_is_carried_beyond_with_extent_zero():
+    image, truth = winding_tube(depth=30)
+    sparse = painted(truth, (10, 20))
+    result = propagate_labels(image, sparse, axis=0, settings=PropagationSettings(extent=0.0))
+    assert not result[:10].any() and not result[21:].any()
+    assert result[11:20].any()
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_any_slicing_axis_and_label_values_give_the_same_result(axis):
+    image, truth = winding_tube()
+    values = truth.astype(np.uint32) * 70000
+    sparse = painted(values, (0, DEPTH - 1))
+    reference = propagate_labels(image, sparse, axis=0)
+    moved = propagate_labels(np.moveaxis(image, 0, axis), np.moveaxis(sparse, 0, axis), axis=axis)
+    np.testing.assert_array_equal(np.moveaxis(moved, axis, 0), reference)
+    assert moved.dtype == np.uint32 and set(np.unique(moved)) == {0, 70000}
+
+
+def test_runs_come_painted_first_then_between_then_outwards_and_cover_each_slice_once():
+    image, truth = winding_tube(depth=30)
+    targets = {10: truth[10].astype(np.int64), 20: truth[20].astype(np.int64)}
+    read = []
+    runs = list(iter_propagation(lambda z: read.append(z) or image[z], 30, targets, 2))
+    assert [r.start for r in runs[:2]] == [10, 20] and (runs[2].start, runs[2].stop) == (11, 20)
+    covered = [z for r in runs for z in range(r.start, r.stop)]
+    assert len(covered) == len(set(covered))
+    assert set(read) <= set(range(30))  # slices are read one at a time, never the whole volume
+    result = propagate_class_slices(image.__getitem__, 30, targets, 2)
+    assert result.covered[10:21].all() and result.distance[15] == 5
+    assert result.slice_confidence[10] == 1.0 and 0 < result.slice_confidence[15] <= 1.0
+    assert result.confidence_at(29).max() == 0 or result.covered[29]
+
+
+def test_bad_input_is_refused_with_a_reason():
+    image, truth = winding_tube()
+    with pytest.raises(ValueError, match="Nothing is painted"):
+        propagate_labels(image, np.zeros_like(truth), axis=0)
+    with pytest.raises(ValueError, match="one shape"):
+        propagate_labels(image[:-1], truth, axis=0)
+    with pytest.raises(ValueError, match="outside"):
+        propagate_class_slices(image.__getitem__, DEPTH, {DEPTH: truth[0]}, 2)
+    with pytest.raises(ValueError, match="window_radius"):
+        PropagationSettings(window_radius=0)
+
+
+def test_priors_are_kept_for_volumes_whose_labels_did_not_change():
+    image, truth = winding_tube(depth=30)
+    volumes = [NormalizedVolume(image, None), NormalizedVolume(image.copy(), None)]
+    first = SparseAnnotation([painted(truth, (10, 20)), painted(truth, (12,))], [image.shape] * 2, axis=0)
+    priors = build_priors(first, volumes, "propagation")
+    assert all(isinstance(p, PropagationPrior) for p in priors.values())
+    second = SparseAnnotation([painted(truth, (10, 20)), painted(truth, (12, 16))], [image.shape] * 2, axis=0)
+    again = build_priors(second, volumes, "propagation", previous=priors)
+    assert again[0] is priors[0] and again[1] is not priors[1]
+    # Run by run as computed, then the whole is known without computing again.
+    runs = list(iter_prior_runs(again[1]))
+    assert runs and again[1].covered[12:17].all()
+    interpolated = build_priors(second, volumes, "interpolation")
+    assert interpolated[0].covered[10:21].all() and not interpolated[0].covered[21:].any()
+    assert build_priors(second, volumes, "propagation") is not None
+    with pytest.raises(ValueError, match="prior source"):
+        build_priors(second, volumes, "registration")
