@@ -13,6 +13,9 @@ import torch
 
 # --------------------------------------------------------------------------- results
 
+#: The bands of ``by_distance`` (slices to the nearest painted slice), as sparse_slices.py names them.
+DISTANCE_BANDS = ("1-3", "4-8", "9-16")
+
 
 def run_key(record: dict) -> tuple:
     return (record["dataset"], record["axis"], record["k"], record.get("shift", 0), record["method"], record["seed"])
@@ -51,19 +54,40 @@ def summary_table(runs: list[dict]) -> str:
         k = str(r["k"]) + (f" (shift {r['shift']:+d})" if r.get("shift") else "")
         groups.setdefault((r["dataset"], r["axis"], k, r["method"]), []).append(r)
     lines = [
-        "| dataset | k | method | seeds | Dice | HD95 mm | ASD mm | train s | steps/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | k | method | seeds | Dice | worst run | worst class (its run) | "
+        + " | ".join(f"Dice {band} slices away" for band in DISTANCE_BANDS)
+        + " | HD95 mm | ASD mm | train s | steps/s |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(DISTANCE_BANDS) + "---|---|---|---|",
     ]
     for (dataset, axis, k, method), group in groups.items():
         scores = [r["scores"] for r in group]
         timing = [r["timing"] for r in group]
         lines.append(
             f"| {dataset} (axis {axis}) | {'every 2nd' if k == 'None' else k} | {method} | {len(group)} | "
-            f"**{_mean_sd([s['mean_dice'] for s in scores], 3)}** | "
-            f"{_mean_sd([s['mean_hd95_mm'] for s in scores], 1)} | {_mean_sd([s['mean_asd_mm'] for s in scores], 2)} | "
+            f"**{_mean_sd([s['mean_dice'] for s in scores], 3)}** | {_worst_run(group)} | {_worst_class(group)} | "
+            + "".join(f"{_mean_sd([r.get('by_distance', {}).get(b) for r in group], 2)} | " for b in DISTANCE_BANDS)
+            + f"{_mean_sd([s['mean_hd95_mm'] for s in scores], 1)} | "
+            f"{_mean_sd([s['mean_asd_mm'] for s in scores], 2)} | "
             f"{_mean_sd([t['train_s'] for t in timing], 0)} | {_mean_sd([t.get('steps_per_s') for t in timing], 2)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _worst_run(group: list[dict]) -> str:
+    """The lowest mean Dice of the runs, with its seed: one run is what one user gets."""
+    worst = min(group, key=lambda r: r["scores"]["mean_dice"])
+    return f"{worst['scores']['mean_dice']:.3f} (seed {worst['seed']})"
+
+
+def _worst_class(group: list[dict]) -> str:
+    """The lowest Dice of any class in any run: a class that collapses is a failure a user sees."""
+    rows = [
+        (row["dice"], row["name"], r["seed"]) for r in group for row in r["scores"]["rows"] if row["dice"] is not None
+    ]
+    if not rows:
+        return "–"
+    dice, name, seed = min(rows)
+    return f"{dice:.2f} {name} (seed {seed})"
 
 
 def markdown_table(runs: list[dict]) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "SliceInterpolation",
     "SliceInterpolator",
     "annotation_interpolator",
+    "check_slice_targets",
     "interpolate_annotation",
     "interpolate_class_slices",
     "interpolate_labels",
@@ -134,15 +135,7 @@ class SliceInterpolator:
         spacing: Sequence[float] = (1.0, 1.0),
         cached_slices: int = 8,
     ) -> None:
-        if not targets:
-            raise ValueError("Interpolation needs at least one labeled slice.")
-        order = sorted(int(s) for s in targets)
-        if order[0] < 0 or order[-1] >= num_slices:
-            raise ValueError(f"Labeled slices {order} fall outside 0..{num_slices - 1}.")
-        shapes = {np.shape(targets[s]) for s in order}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-            raise ValueError(f"Labeled slices must be 2D maps of one shape, got {sorted(shapes)}.")
-        self.slice_shape: tuple[int, int] = next(iter(shapes))
+        order, self.slice_shape = check_slice_targets(targets, num_slices)
         self._order = order
         self._targets = {s: np.asarray(targets[s]) for s in order}
         self._fields = {s: _signed_distances(self._targets[s], num_classes, spacing) for s in order}
@@ -177,6 +170,20 @@ class SliceInterpolator:
         after = int(np.searchsorted(self._order, z))
         a, b = self._order[after - 1], self._order[after]
         return _blend(self._fields[a], self._fields[b], (z - a) / (b - a), self.slice_shape)
+
+
+def check_slice_targets(targets: dict[int, np.ndarray], num_slices: int) -> tuple[list[int], tuple[int, int]]:
+    """The labeled slices in order and their shape; ``ValueError`` if none, out of range or of several shapes."""
+    if not targets:
+        raise ValueError("At least one labeled slice is needed.")
+    order = sorted(int(s) for s in targets)
+    if order[0] < 0 or order[-1] >= num_slices:
+        raise ValueError(f"Labeled slices {order} fall outside 0..{num_slices - 1}.")
+    shapes = {np.shape(targets[s]) for s in order}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"Labeled slices must be 2D maps of one shape, got {sorted(shapes)}.")
+    shape = next(iter(shapes))
+    return order, (int(shape[0]), int(shape[1]))
 
 
 def _signed_distances(target: np.ndarray, num_classes: int, spacing: Sequence[float]) -> list[np.ndarray | None]:

@@ -36,6 +36,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.registration import optical_flow_ilk
 
+from napari_action.data.interpolation import check_slice_targets
+
 __all__ = [
     "LabelPropagation",
     "PropagatedRun",
@@ -199,7 +201,7 @@ def iter_propagation(
         If no slice is given, a slice index is out of range, or the maps differ in shape.
     """
     settings = settings or PropagationSettings()
-    order, _ = _check_targets(targets, num_slices)
+    order, _ = check_slice_targets(targets, num_slices)
     onehots = {s: _onehot(targets[s], num_classes) for s in order}
     images = _SliceCache(read_slice)
     for s in order:
@@ -222,7 +224,7 @@ def propagate_class_slices(
     settings: PropagationSettings | None = None,
 ) -> LabelPropagation:
     """All of :func:`iter_propagation` at once, kept in a :class:`LabelPropagation`."""
-    order, shape = _check_targets(targets, num_slices)
+    order, shape = check_slice_targets(targets, num_slices)
     result = LabelPropagation(num_slices, shape, order)
     for run in iter_propagation(read_slice, num_slices, targets, num_classes, spacing, settings):
         result.store(run)
@@ -388,18 +390,6 @@ def _onehot(target: np.ndarray, num_classes: int) -> np.ndarray:
     if ids.max(initial=0) >= num_classes:
         raise ValueError(f"Class id {int(ids.max())} is out of range for {num_classes} classes.")
     return (ids[None] == np.arange(num_classes)[:, None, None]).astype(np.float32)
-
-
-def _check_targets(targets: dict[int, np.ndarray], num_slices: int) -> tuple[list[int], tuple[int, int]]:
-    if not targets:
-        raise ValueError("Propagation needs at least one painted slice.")
-    order = sorted(int(s) for s in targets)
-    if order[0] < 0 or order[-1] >= num_slices:
-        raise ValueError(f"Painted slices {order} fall outside 0..{num_slices - 1}.")
-    shapes = {np.shape(targets[s]) for s in order}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        raise ValueError(f"Painted slices must be 2D maps of one shape, got {sorted(shapes)}.")
-    return order, next(iter(shapes))
 
 
 class _SliceCache:

@@ -238,3 +238,24 @@ def test_the_trainer_passes_the_axis_advice_on():
     trainer = Trainer([image], [painted], tiny_config(axis=other_axis))
     assert any(f"lie along axis {AXIS}" in message for message in trainer.advice)
     assert not any("lie along" in m for m in Trainer([image], [painted], tiny_config(axis=AXIS)).advice)
+
+
+def test_preview_streams_the_prior_in_label_values_and_training_reuses_it(data):
+    image, other, truth, labels = data
+    values = np.where(labels > 0, labels.astype(np.uint16) * 3 + 1, 0)  # painted values 4 and 7
+    trainer = Trainer([image, other], [values], tiny_config())
+    runs = [prediction for batch in trainer.iter_preview() for prediction in batch]
+    assert {p.volume_index for p in runs} == {0}  # the unpainted volume has no prior
+    assert set(np.unique(np.concatenate([p.labels.ravel() for p in runs]))) == {0, 4, 7}
+    first = runs[0]
+    assert first.start == PAINTED[0] and first.axis == trainer.axis
+    np.testing.assert_array_equal(first.labels[0], np.moveaxis(values, AXIS, 0)[PAINTED[0]])
+    prior = trainer.prior(0)
+    trainer.train()
+    assert trainer.prior(0) is prior  # computed once, for the preview and for training
+    expected = np.moveaxis(np.where(truth > 0, truth * 3 + 1, 0), AXIS, 0)
+    shown = np.zeros_like(expected)
+    for p in runs:
+        shown[p.start : p.stop] = p.labels
+    between = slice(PAINTED[0], PAINTED[-1] + 1)
+    assert (shown[between] == expected[between]).mean() > 0.95
