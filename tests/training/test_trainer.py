@@ -226,8 +226,9 @@ def test_stop_requested_before_the_first_step_is_honoured(data):
 def test_one_painted_slice_comes_with_advice_and_two_without():
     image, truth = disc_volume(0)
     one = Trainer([image], [sparse(truth, slices=(4,))], tiny_config())
-    assert len(one.advice) == 1 and "second slice" in one.advice[0]
-    assert Trainer([image], [sparse(truth, slices=(4,))], tiny_config(method="supervised")).advice == []
+    assert len(one.advice) == 1 and "near each end" in one.advice[0]
+    supervised = Trainer([image], [sparse(truth, slices=(4,))], tiny_config(method="supervised"))
+    assert supervised.advice == one.advice  # whatever the method: it is about what one slice can tell
     assert Trainer([image], [sparse(truth)], tiny_config()).advice == []
 
 
