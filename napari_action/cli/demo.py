@@ -29,6 +29,7 @@ from napari_action.data.samples import (
     make_phantom,
     sparse_from_truth,
 )
+from napari_action.evaluation.metrics import dice_per_class
 from napari_action.io.nifti import VolumeMeta, save_labels
 
 DEMO_AXIS = 2  # the phantom's long axis: short-axis slices, as in cardiac cine MRI
@@ -139,7 +140,7 @@ def _save_image(path: Path, image: np.ndarray, meta: VolumeMeta) -> None:
 
 
 def _save_overlay(path: Path, subject: PhantomSubject, prediction: np.ndarray, painted: Sequence[int]) -> None:
-    """Image | truth | prediction on the foreground slice farthest from any painted slice."""
+    """Image | truth | prediction on the foreground slice farthest from any painted slice, each panel titled."""
     # Imported when the overlay is drawn, so that `napari-action --help` does not wait
     # for scikit-image (a few tenths of a second).
     from skimage.io import imsave
@@ -148,14 +149,31 @@ def _save_overlay(path: Path, subject: PhantomSubject, prediction: np.ndarray, p
     image = np.take(subject.image, slice_index, axis=DEMO_AXIS).astype(np.float32)
     lo, hi = np.percentile(image, (1, 99))
     grey = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
-    panels = [np.repeat(grey[..., None], 3, axis=2)]
-    for labels in (subject.labels, prediction):
-        panels.append(_blend(grey, np.take(labels, slice_index, axis=DEMO_AXIS)))
+    truth = np.take(subject.labels, slice_index, axis=DEMO_AXIS)
+    predicted = np.take(prediction, slice_index, axis=DEMO_AXIS)
+    panels = [np.repeat(grey[..., None], 3, axis=2), _blend(grey, truth), _blend(grey, predicted)]
+    distance = int(np.min(np.abs(np.asarray(list(painted)) - slice_index)))
+    titles = [
+        f"image, slice {slice_index}",
+        "truth",
+        f"ACTION, Dice {np.nanmean(list(dice_per_class(predicted, truth).values())):.2f}",
+    ]
     # Rows of the array run along the first image axis; show it as the
     # vertical axis of each panel, panels left to right: image, truth, ACTION.
-    strip = np.concatenate([np.rot90(panel) for panel in panels], axis=1)
-    strip = np.kron(strip, np.ones((2, 2, 1)))  # 2x nearest upscaling keeps label edges crisp
-    imsave(str(path), (strip * 255).astype(np.uint8), check_contrast=False)
+    scaled = [np.kron(np.rot90(panel), np.ones((2, 2, 1))) for panel in panels]  # 2x keeps label edges crisp
+    strip = np.concatenate([_titled(panel, title) for panel, title in zip(scaled, titles, strict=True)], axis=1)
+    caption = f"{subject.name}: {distance} slices from the nearest painted slice ({', '.join(map(str, painted))})"
+    imsave(str(path), _titled(strip, caption), check_contrast=False)
+
+
+def _titled(panel: np.ndarray, title: str, height: int = 22) -> np.ndarray:
+    """``panel`` (float RGB in [0, 1], or uint8) under a black band with ``title`` in white: uint8 RGB."""
+    from PIL import Image, ImageDraw, ImageFont  # Pillow comes with scikit-image
+
+    pixels = panel if panel.dtype == np.uint8 else (np.clip(panel, 0, 1) * 255).astype(np.uint8)
+    band = Image.new("RGB", (pixels.shape[1], height))
+    ImageDraw.Draw(band).text((6, 3), title, fill=(255, 255, 255), font=ImageFont.load_default(size=14))
+    return np.concatenate([np.asarray(band), pixels], axis=0)
 
 
 PALETTE = (

@@ -6,6 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+from skimage.io import imread
+
 from napari_action.cli.demo import _napari_command
 from napari_action.cli.main import main
 
@@ -24,6 +27,11 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"phantom-1", "phantom-2", "phantom-3"}
+    # The overlay names what it shows: a title band above the image, truth and ACTION panels.
+    overlay = imread(out / "overlay.png")
+    assert overlay.dtype == np.uint8 and overlay.shape[2] == 3
+    title_band = overlay[:22]
+    assert title_band.max() == 255 and (title_band == 0).mean() > 0.5  # white text on black
     assert "mean Dice" in capsys.readouterr().out
 
 
