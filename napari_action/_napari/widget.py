@@ -288,11 +288,8 @@ class ActionWidget(QWidget):
         # The thread count in trainer.device_label is per calling thread: the
         # worker's own shows up with the first progress (see _on_progress).
         device = trainer.device_label.split(",")[0]
-        source = (
-            "Propagating your labels along the image"
-            if trainer.config.prior_source == "propagation"
-            else ("Interpolating between your slices")
-        )
+        propagating = trainer.config.prior_source == "propagation"
+        source = "Propagating your labels along the image" if propagating else "Interpolating between your slices"
         self.status_label.setText(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}…")
         for message in trainer.advice:
             show_warning(f"ACTION: {message}")

@@ -32,9 +32,9 @@ __all__ = [
     "SliceInterpolator",
     "annotation_interpolator",
     "check_slice_targets",
-    "interpolate_annotation",
     "interpolate_class_slices",
     "interpolate_labels",
+    "painted_class_targets",
 ]
 
 
@@ -60,14 +60,6 @@ class SliceInterpolation:
     covered: np.ndarray
     distance: np.ndarray
     gap: np.ndarray
-
-    def classes_at(self, z: int) -> np.ndarray:
-        """``(H, W)`` class ids of slice ``z``."""
-        return self.classes[z]
-
-    def confidence_at(self, z: int) -> np.ndarray:
-        """Interpolated shapes carry no confidence of their own: 1 wherever they are defined."""
-        return np.full(self.classes.shape[1:], float(self.covered[z]), np.float32)
 
 
 def interpolate_class_slices(
@@ -231,16 +223,7 @@ def _gaps(order: list[int], num_slices: int) -> np.ndarray:
 
 
 def annotation_interpolator(annotation: SparseAnnotation, volume_index: int) -> SliceInterpolator | None:
-    """:func:`interpolate_annotation` computed slice by slice on demand (what training samples from)."""
-    slices = annotation.labeled_slices(volume_index)
-    if annotation.mode != "slice" or not slices:
-        return None
-    targets = {s: annotation.target(volume_index, s) for s in slices}
-    return SliceInterpolator(targets, annotation.num_slices(volume_index), annotation.num_classes)
-
-
-def interpolate_annotation(annotation: SparseAnnotation, volume_index: int) -> SliceInterpolation | None:
-    """Interpolation between the labeled slices of one volume of an annotation (class ids).
+    """The interpolation between the labeled slices of one volume, computed slice by slice on demand.
 
     None in scribble mode (unpainted pixels are unknown there, not background)
     and for volumes without labeled slices.
@@ -249,7 +232,23 @@ def interpolate_annotation(annotation: SparseAnnotation, volume_index: int) -> S
     if annotation.mode != "slice" or not slices:
         return None
     targets = {s: annotation.target(volume_index, s) for s in slices}
-    return interpolate_class_slices(targets, annotation.num_slices(volume_index), annotation.num_classes)
+    return SliceInterpolator(targets, annotation.num_slices(volume_index), annotation.num_classes)
+
+
+def painted_class_targets(
+    moved: np.ndarray, labeled_slices: Sequence[int], verb: str
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The label values in use (0 first) and the class ids of every painted slice of an axis-first volume.
+
+    A slice counts as painted when it holds a non-zero voxel or is listed in
+    ``labeled_slices``; ``ValueError`` (saying what could not ``verb``) when none is.
+    """
+    painted = set(np.flatnonzero(moved.reshape(moved.shape[0], -1).any(axis=1)).tolist())
+    painted |= {int(s) for s in labeled_slices}
+    if not painted:
+        raise ValueError(f"Nothing is painted: paint at least one slice to {verb} from.")
+    values = np.union1d([0], np.unique(moved[sorted(painted)]))
+    return values, {s: np.searchsorted(values, moved[s]) for s in painted}
 
 
 def interpolate_labels(
@@ -288,13 +287,7 @@ def interpolate_labels(
         raise ValueError(f"Interpolation needs a 3D label volume, got shape {labels.shape}.")
     axis = int(axis) % 3
     moved = np.moveaxis(labels, axis, 0)
-    painted = set(np.flatnonzero(moved.reshape(moved.shape[0], -1).any(axis=1)).tolist())
-    painted |= {int(s) for s in labeled_slices}
-    if not painted:
-        raise ValueError("Nothing is painted: paint at least one slice to interpolate from.")
-    values = np.unique(moved[sorted(painted)])
-    values = np.union1d([0], values)
-    ids = {s: np.searchsorted(values, moved[s]) for s in painted}
+    values, ids = painted_class_targets(moved, labeled_slices, "interpolate")
     in_plane = [1.0, 1.0] if spacing is None else [float(spacing[a]) for a in range(3) if a != axis]
     result = interpolate_class_slices(ids, moved.shape[0], values.size, in_plane)
     return np.moveaxis(values[result.classes].astype(labels.dtype), 0, axis)

@@ -28,7 +28,13 @@ from napari_action.config import PRIOR_SOURCES
 from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.interpolation import annotation_interpolator
 from napari_action.data.normalized_volume import NormalizedVolume
-from napari_action.data.propagation import LabelPropagation, PropagatedRun, PropagationSettings, iter_propagation
+from napari_action.data.propagation import (
+    LabelPropagation,
+    PropagatedRun,
+    PropagationSettings,
+    iter_propagation,
+    slicing_spacing,
+)
 
 __all__ = ["PRIOR_SOURCES", "PropagationPrior", "SlicePrior", "build_priors", "iter_prior_runs"]
 
@@ -74,8 +80,7 @@ class PropagationPrior:
         shape = volume.shape
         self._num_slices = int(shape[axis])
         self._in_plane = tuple(int(shape[a]) for a in range(3) if a != axis)
-        # Thickness first, then the in-plane sizes, as the propagation takes them.
-        self._spacing = [float(spacing[axis])] + [float(spacing[a]) for a in range(3) if a != axis]
+        self._spacing = slicing_spacing(spacing, axis)
         self._volume, self._axis = volume, axis
         self._targets = {int(s): np.asarray(t) for s, t in targets.items()}
         self._num_classes = int(num_classes)

@@ -36,7 +36,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.registration import optical_flow_ilk
 
-from napari_action.data.interpolation import check_slice_targets
+from napari_action.data.intensity import exact_statistics
+from napari_action.data.interpolation import check_slice_targets, painted_class_targets
 
 __all__ = [
     "LabelPropagation",
@@ -45,6 +46,7 @@ __all__ = [
     "iter_propagation",
     "propagate_class_slices",
     "propagate_labels",
+    "slicing_spacing",
 ]
 
 #: Reads one slice of the (normalised) image along the slicing axis: ``(H, W)`` float.
@@ -215,6 +217,11 @@ def iter_propagation(
         yield from _beyond(images, source, step, limit, onehots[source], thickness, in_plane, settings)
 
 
+def slicing_spacing(spacing: Sequence[float], axis: int) -> list[float]:
+    """Voxel sizes per array axis reordered as the propagation takes them: thickness first, then in-plane."""
+    return [float(spacing[axis])] + [float(spacing[a]) for a in range(3) if a != axis]
+
+
 def propagate_class_slices(
     read_slice: SliceReader,
     num_slices: int,
@@ -272,25 +279,13 @@ def propagate_labels(
         raise ValueError(f"Propagation needs a 3D image and labels of one shape, got {image.shape}, {labels.shape}.")
     axis = int(axis) % 3
     moved = np.moveaxis(labels, axis, 0)
-    painted = set(np.flatnonzero(moved.reshape(moved.shape[0], -1).any(axis=1)).tolist())
-    painted |= {int(s) for s in labeled_slices}
-    if not painted:
-        raise ValueError("Nothing is painted: paint at least one slice to propagate from.")
-    values = np.union1d([0], np.unique(moved[sorted(painted)]))
-    targets = {s: np.searchsorted(values, moved[s]) for s in painted}
-    volume = _standardise(np.moveaxis(image, axis, 0))
-    sizes = [1.0, 1.0, 1.0] if spacing is None else [float(x) for x in spacing]
-    ordered = [sizes[axis]] + [sizes[a] for a in range(3) if a != axis]
-    result = propagate_class_slices(volume.__getitem__, moved.shape[0], targets, values.size, ordered, settings)
+    values, targets = painted_class_targets(moved, labeled_slices, "propagate")
+    # The training's normalisation: the flow compares intensities between slices.
+    image = np.moveaxis(image, axis, 0)
+    volume = exact_statistics(image).apply(image)
+    sizes = slicing_spacing((1.0, 1.0, 1.0) if spacing is None else spacing, axis)
+    result = propagate_class_slices(volume.__getitem__, moved.shape[0], targets, values.size, sizes, settings)
     return np.moveaxis(values[result.classes()].astype(labels.dtype), 0, axis)
-
-
-def _standardise(volume: np.ndarray) -> np.ndarray:
-    """Robust z-score (0.5-99.5 percentile clip): the flow compares intensities between slices."""
-    data = np.asarray(volume, np.float32)
-    low, high = np.percentile(data, [0.5, 99.5])
-    data = np.clip(data, low, high)
-    return (data - data.mean()) / max(float(data.std()), 1e-6)
 
 
 # --------------------------------------------------------------------------- the sweeps
