@@ -55,7 +55,10 @@ from napari_action.inference.suggestions import suggest_slices
 from napari_action.training.trainer import Trainer
 
 logger = logging.getLogger("active")
-STRATEGIES = ("ranked", "ranked-foreground", "random", *NEXT_SLICE_STRATEGIES)
+# "gap-share": the gap rule with a structure range that ignores slices holding under
+# GAP_AREA_SHARE of the largest slice's predicted structure (stray voxels no longer stretch it).
+STRATEGIES = ("ranked", "ranked-foreground", "random", *NEXT_SLICE_STRATEGIES, "gap-share")
+GAP_AREA_SHARE = 0.1
 FOREGROUND_MARGIN = 3  # voxels
 
 
@@ -112,11 +115,11 @@ def pick(strategy: str, pred: np.ndarray, entropy: np.ndarray, ds: Dataset, anno
     if strategy.startswith("ranked"):
         masks = [near_foreground(pred)] if strategy == "ranked-foreground" else None
         return suggest_slices([entropy], {0: annotated}, ds.axis, k=1, masks=masks)[0].slice_index, "score"
-    if strategy in NEXT_SLICE_STRATEGIES:
+    if strategy in NEXT_SLICE_STRATEGIES or strategy == "gap-share":
         painted = sparse_from_truth(ds.truth, ds.axis, annotated)
         interpolation = interpolate_labels(painted, ds.axis) if strategy == "disagreement" else None
         found = next_slices(
-            strategy,
+            "gap" if strategy == "gap-share" else strategy,
             pred,
             ds.axis,
             annotated,
@@ -125,6 +128,7 @@ def pick(strategy: str, pred: np.ndarray, entropy: np.ndarray, ds: Dataset, anno
             entropy=entropy,
             interpolation=interpolation,
             class_names=ds.class_names,
+            min_area_share=GAP_AREA_SHARE if strategy == "gap-share" else 0.0,
         )
         if found:
             return found[0].slice_index, found[0].reason
@@ -235,7 +239,17 @@ def plot(summary: dict, ds: Dataset, args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    colours = ("tab:red", "tab:blue", "tab:grey", "tab:green", "tab:orange", "tab:purple", "tab:brown", "black")
+    colours = (
+        "tab:red",
+        "tab:blue",
+        "tab:grey",
+        "tab:green",
+        "tab:orange",
+        "tab:purple",
+        "tab:brown",
+        "black",
+        "tab:olive",
+    )
     for strategy, colour in zip(STRATEGIES, colours, strict=True):
         if strategy not in summary:
             continue

@@ -1,4 +1,4 @@
-"""Device choice, mixed precision and seeding, shared by training and prediction."""
+"""Device choice, mixed precision, seeding and the CPU thread cap, shared by training and prediction."""
 
 from __future__ import annotations
 
@@ -75,10 +75,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_threads(num_threads: int | None) -> None:
-    """Cap torch's CPU threads when asked (the GUI keeps a core for itself)."""
-    if num_threads is not None and num_threads > 0:
-        torch.set_num_threads(num_threads)
+def configure_threads(num_threads: int | None, default: int | None = None) -> None:
+    """Cap torch's CPU threads for work started from the calling thread.
+
+    With torch's OpenMP backend the cap is per calling thread (an OpenMP
+    setting), so whoever trains or predicts in a worker thread sets it there.
+
+    Parameters
+    ----------
+    num_threads : int or None
+        The cap; None or 0: ``default``. A cap below 1 leaves torch as it is.
+    default : int or None
+        The cap when ``num_threads`` is unset; None leaves torch's own (the
+        command line's default). The widget passes all cores but one, so the
+        GUI keeps a core.
+    """
+    threads = num_threads or default
+    if threads is not None and threads > 0:
+        torch.set_num_threads(threads)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

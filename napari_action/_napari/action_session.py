@@ -18,20 +18,22 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from napari.qt.threading import WorkerBase
 
-from napari_action._napari.files.export import layer_geometry
 from napari_action._napari.layers import (
     EditTracker,
     class_names_of,
     image_layers,
     layer_array,
     layer_shape,
+    layer_shape_text,
     prediction_source,
     snapshot_labels,
 )
 from napari_action._napari.run_state import RunState
+from napari_action._napari.view_plane import layer_geometry, layer_world_affine
 from napari_action._napari.workers import PredictionJob, TrainingRun
-from napari_action.data.annotations import infer_axis
+from napari_action.data.slicing_axis import infer_axis
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
+from napari_action.io.geometry import grid_difference, same_voxel_grid
 
 if TYPE_CHECKING:
     from napari_action.io.checkpoint import Checkpoint
@@ -40,18 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: Placeholder of a volume whose prediction layer is made at its first streamed write.
 PENDING = "pending"
-
-
-def viewer_slicing_axis(viewer) -> int:
-    """Data axis (of a 3D layer) the viewer currently slices through."""
-    dims = viewer.dims
-    world_axis = dims.not_displayed[0] if dims.not_displayed else dims.order[0]
-    # 3D layers map onto the last three world dimensions.
-    return int(np.clip(world_axis - (dims.ndim - 3), 0, 2))
-
-
-def _shape(layer) -> str:
-    return "×".join(str(n) for n in layer_shape(layer))
 
 
 @dataclass
@@ -139,9 +129,9 @@ def _index(layers: list, layer) -> int | None:
 
 def _paired_image(labels, image_name: str | None, images: dict):
     if image_name is None:
-        fits = [f"{img.name!r} ({_shape(img)})" for img in images.values()]
+        fits = [f"{img.name!r} ({layer_shape_text(img)})" for img in images.values()]
         raise ValueError(
-            f"Labels layer {labels.name!r} has shape {_shape(labels)}, but no selected image has that shape"
+            f"Labels layer {labels.name!r} has shape {layer_shape_text(labels)}, but no selected image has that shape"
             + (f" (selected: {', '.join(fits)})" if fits else " (no 3D image is selected)")
             + ". Labels must lie on the voxel grid of their image; uncheck the layer or fix its shape."
         )
@@ -150,8 +140,16 @@ def _paired_image(labels, image_name: str | None, images: dict):
         raise ValueError(f"Image {image_name!r}, paired with {labels.name!r}, is not selected or is not 3D.")
     if layer_shape(image) != layer_shape(labels):
         raise ValueError(
-            f"Labels layer {labels.name!r} has shape {_shape(labels)} but its image {image.name!r} has shape "
-            f"{_shape(image)}. Labels must lie on the voxel grid of their image."
+            f"Labels layer {labels.name!r} has shape {layer_shape_text(labels)} but its image {image.name!r} has shape "
+            f"{layer_shape_text(image)}. Labels must lie on the voxel grid of their image."
+        )
+    # Compared as napari draws them: what was painted lies over the image only if both transforms agree.
+    if not same_voxel_grid(layer_world_affine(labels), layer_world_affine(image)):
+        raise ValueError(
+            f"Labels layer {labels.name!r} has the shape of {image.name!r} but is placed elsewhere in the viewer "
+            f"({grid_difference(layer_world_affine(labels), layer_world_affine(image))}), so what you painted "
+            "does not lie over those voxels. Paint on a Labels layer made while the image was selected "
+            "(napari copies its placement), or open the labels file saved with the image's header."
         )
     return image
 

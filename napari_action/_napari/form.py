@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_action._napari.layers import image_layers, labels_layers, layer_shape, pair_labels_to_images
+from napari_action._napari.layers import image_layers, labels_layers, layer_shape_text, pair_labels_to_images
 from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.view_plane import CHOICES as VIEW_CHOICES
 from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, TrainConfig
@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 
 NO_IMAGE = "(no image)"
 AXIS_AUTO = "auto (inferred)"
-
-
-def _shape_text(layer) -> str:
-    return "×".join(str(n) for n in layer_shape(layer))
 
 
 class LayerPicker(QWidget):
@@ -128,7 +124,7 @@ class LayerPicker(QWidget):
         self.labels_table.blockSignals(False)
 
     def _check_item(self, item, layer):
-        item.setText(f"{layer.name}  ({_shape_text(layer)})")
+        item.setText(f"{layer.name}  ({layer_shape_text(layer)})")
         item.setData(Qt.ItemDataRole.UserRole, layer.name)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)

@@ -55,6 +55,28 @@ def layer_shape(layer) -> tuple[int, ...]:
     return tuple(int(n) for n in data.shape)
 
 
+def layer_shape_text(layer) -> str:
+    """The shape of ``layer`` as lists and messages show it, e.g. ``64×128×128``."""
+    return "×".join(str(n) for n in layer_shape(layer))
+
+
+def axis_index(axis: int, slices: int | slice | list[int], ndim: int = 3) -> tuple:
+    """Index selecting ``slices`` along ``axis`` of an ``ndim`` array, every voxel of the other axes.
+
+    Parameters
+    ----------
+    axis : int
+        The axis ``slices`` are taken along.
+    slices : int, slice or list of int
+        One slice, a run of slices (``slice(start, stop)``) or several slices.
+    ndim : int
+        Number of axes of the indexed array.
+    """
+    index: list = [slice(None)] * ndim
+    index[axis] = slices
+    return tuple(index)
+
+
 def layer_array(layer) -> np.ndarray:
     """The full-resolution data of ``layer`` as a numpy array (no copy if possible)."""
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
@@ -263,12 +285,6 @@ def is_mid_stroke(layer: Labels) -> bool:
     return bool(getattr(layer, "_block_history", False))
 
 
-def _axis_region(axis: int, start: int, stop: int, ndim: int = 3) -> tuple[slice, ...]:
-    region = [slice(None)] * ndim
-    region[axis] = slice(start, stop)
-    return tuple(region)
-
-
 def _ensure_fits(layer: Labels, values: np.ndarray) -> None:
     """Widen the layer's dtype if a (new) label value would not fit."""
     info = np.iinfo(layer.data.dtype)
@@ -289,7 +305,7 @@ def write_slices(
     int
         Number of voxels whose value changed.
     """
-    region = _axis_region(prediction.axis, prediction.start, prediction.stop, layer.ndim)
+    region = axis_index(prediction.axis, slice(prediction.start, prediction.stop), layer.ndim)
     new = np.moveaxis(prediction.labels, 0, prediction.axis)
     _ensure_fits(layer, new)
     current = layer.data[region]
@@ -356,7 +372,7 @@ class EditTracker:
         seen = self.streamed[prediction.start : prediction.stop].copy()
         changed = compared = 0
         if seen.any():
-            region = _axis_region(self.axis, prediction.start, prediction.stop, self.layer.ndim)
+            region = axis_index(self.axis, slice(prediction.start, prediction.stop), self.layer.ndim)
             old = np.moveaxis(self.layer.data[region], self.axis, 0)[seen]
             differs = old != prediction.labels[seen]
             if self.locked is not None:

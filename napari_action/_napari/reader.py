@@ -27,7 +27,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_action.io.nifti import NIFTI_EXTENSIONS, VolumeMeta, is_label_file, load_volume
+from napari_action.io.nifti import NIFTI_EXTENSIONS, is_label_file, load_volume
+from napari_action.io.volume_meta import VolumeMeta
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 LayerData = tuple[np.ndarray, dict[str, Any], str]

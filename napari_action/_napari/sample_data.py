@@ -20,7 +20,7 @@ from napari_action.data.samples import (
     make_phantom,
     sparse_from_truth,
 )
-from napari_action.io.nifti import VolumeMeta
+from napari_action.io.volume_meta import VolumeMeta
 
 PAINTED_SLICES = 3
 

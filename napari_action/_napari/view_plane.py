@@ -1,4 +1,7 @@
-"""Which slices the viewer shows: axial, coronal, sagittal, or the plane the user painted in.
+"""Where layers lie and which slices the viewer shows: axial, coronal, sagittal, or the plane painted in.
+
+The one home of the viewer's geometry: a layer's data-to-world matrix, its NIfTI geometry (header
+or transform), the axis the viewer slices along. Export, training and refinement all ask here.
 
 napari opens a NIfTI with its slider on array axis 0, which for the usual RAS
 files shows sagittal slices, whatever plane the user means to paint. The
@@ -10,10 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from napari_action._napari.action_session import viewer_slicing_axis
-from napari_action._napari.files.export import layer_geometry
-from napari_action._napari.layers import image_layers, snapshot_labels
-from napari_action.data.annotations import infer_axis
+import numpy as np
+
+from napari_action._napari.layers import image_layers, layer_array, snapshot_labels
+from napari_action._napari.writer import meta_for_layer, world_affine
+from napari_action.data.slicing_axis import infer_axis
+from napari_action.io.geometry import VoxelGeometry
+from napari_action.io.volume_meta import VolumeMeta
 
 if TYPE_CHECKING:
     import napari
@@ -22,6 +28,46 @@ KEEP = "as napari shows it"
 PAINTED = "the painted slices"
 ANATOMICAL = ("axial", "coronal", "sagittal")
 CHOICES = (KEEP, *ANATOMICAL, PAINTED)
+
+
+def viewer_slicing_axis(viewer) -> int:
+    """Data axis (of a 3D layer) the viewer currently slices through."""
+    dims = viewer.dims
+    world_axis = dims.not_displayed[0] if dims.not_displayed else dims.order[0]
+    # 3D layers map onto the last three world dimensions.
+    return int(np.clip(world_axis - (dims.ndim - 3), 0, 2))
+
+
+def layer_attributes(layer) -> dict:
+    """The attributes napari hands a writer, limited to what places the layer in the world."""
+    return {
+        "metadata": layer.metadata,
+        "scale": layer.scale,
+        "translate": layer.translate,
+        "rotate": layer.rotate,
+        "shear": layer.shear,
+        "affine": layer.affine.affine_matrix,
+    }
+
+
+def layer_world_affine(layer) -> np.ndarray:
+    """The 4 × 4 data-to-world matrix napari draws a 3D layer with (its header plays no part)."""
+    return world_affine(layer_attributes(layer), 3)
+
+
+def layer_volume_meta(layer) -> VolumeMeta:
+    """NIfTI geometry of a 3D layer: its stored header if still valid, else its transform."""
+    return meta_for_layer(layer.name, layer_array(layer), layer_attributes(layer))
+
+
+def layer_geometry(layer) -> VoxelGeometry:
+    """Voxel spacing and directions of a 3D layer: from its NIfTI header if it has one, else its napari transform.
+
+    The header wins because the reader shows files whose axes are permuted in
+    voxel order (see :mod:`napari_action._napari.reader`), so their napari
+    transform hides the true orientation.
+    """
+    return VoxelGeometry.from_matrix(layer_volume_meta(layer).affine)
 
 
 def show_slices_along(viewer: napari.viewer.Viewer, axis: int) -> None:

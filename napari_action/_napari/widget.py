@@ -6,7 +6,7 @@ and a :class:`~.workers.TrainingRun` runs it in a napari thread worker. Yielded
 progress updates the status line, the napari progress bar and the loss plot;
 streamed slice predictions are written (throttled) into one editable
 "<image> ACTION" Labels layer per image, around the voxels the user corrected
-there. The user's painted Labels layers are only ever read.
+there (:mod:`.prediction_writer`). The user's painted Labels layers are only ever read.
 
 Imports: this module, and the adapter modules it imports, load without torch
 (``tests/test_import_boundary.py`` checks it), so that napari's plugin menu
@@ -21,7 +21,6 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
@@ -36,24 +35,24 @@ from qtpy.QtWidgets import (
 )
 from superqt.utils import qthrottled
 
-from napari_action._napari.action_session import ActionSession, TrainingPlan, build_trainer, viewer_slicing_axis
-from napari_action._napari.files.export import layer_geometry
+from napari_action._napari.action_session import ActionSession, TrainingPlan, build_trainer
 from napari_action._napari.files.panel import FilesPanel
 from napari_action._napari.form import LayerPicker, OptionsForm
-from napari_action._napari.layers import is_mid_stroke, layer_image_data, prediction_layer_for
+from napari_action._napari.layers import layer_image_data
 from napari_action._napari.plot import LossPlot
+from napari_action._napari.prediction_writer import PredictionWriter
 from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
 from napari_action._napari.threads import new_worker
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
-from napari_action._napari.view_plane import axis_for_choice, show_slices_along
+from napari_action._napari.view_plane import axis_for_choice, layer_geometry, show_slices_along, viewer_slicing_axis
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
-from napari_action.data.annotations import infer_axis
+from napari_action.data.slicing_axis import infer_axis
 from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
-from napari_action.label_values import smallest_label_dtype
+from napari_action.io.errors import describe_error
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
 
 if TYPE_CHECKING:
@@ -77,6 +76,8 @@ class ActionWidget(QWidget):
         of the form (scripts and tests use it for tiny budgets).
     session : ActionSession
         Trainer, runs, jobs and edit trackers of this widget.
+    writer : PredictionWriter
+        Writes streamed slices and whole-volume predictions into the prediction layers.
     files_panel : FilesPanel
         "Model, export & session": load model, export masks, sessions, autosave.
     refine_panel : RefinePanel
@@ -92,6 +93,7 @@ class ActionWidget(QWidget):
         self.config_overrides: dict[str, Any] = {}
         self.stream_throttle_ms = 250
         self.session = ActionSession()
+        self.writer = PredictionWriter(viewer, self.session)
         self._build()
         self._send_annotations_throttled = qthrottled(self._send_annotations, timeout=500)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
@@ -294,31 +296,6 @@ class ActionWidget(QWidget):
         for message in trainer.advice:
             show_warning(f"ACTION: {message}")
 
-    def _make_prediction_target(self, volume_index: int, classes: tuple | None = None):
-        """Create (or reuse) the prediction layer of a training volume and its tracker.
-
-        Done at the volume's first streamed write rather than on Train: adding
-        a layer costs napari a few hundred milliseconds of GUI time (vispy
-        visuals), so they are spread over several hand-overs.
-        """
-        session, trainer = self.session, self.session.trainer
-        # Before the trainer exists (the interpolation preview) the caller says which classes and axis.
-        class_names, class_values, axis = classes or (trainer.class_names, trainer.class_values, trainer.axis)
-        image = session.plan.images[volume_index]
-        if image not in self.viewer.layers:
-            session.targets[volume_index] = None
-            return None
-        layer = prediction_layer_for(
-            self.viewer,
-            image,
-            class_names,
-            class_values=class_values,
-            colormap=session.colormap,
-            dtype=smallest_label_dtype(class_values),
-        )
-        tracker = session.targets[volume_index] = session.tracker_for(layer, axis)
-        return tracker
-
     def toggle_pause(self) -> None:
         """Pause training after the current step, or resume it."""
         if self.run is not None:
@@ -340,31 +317,12 @@ class ActionWidget(QWidget):
         self.plot.add_loss(progress.step, progress.losses.get("total", float("nan")))
 
     def _write_predictions(self, batch: list[SlicePrediction]) -> list[SlicePrediction]:
-        """Write streamed slices; return those deferred because the user is mid-stroke."""
-        deferred, touched = [], {}
-        changed = compared = 0
-        created = False
-        for prediction in batch:
-            if self.session.needs_layer(prediction.volume_index):
-                if created:  # one new layer per hand-over keeps each GUI stall short
-                    deferred.append(prediction)
-                    continue
-                created = self._make_prediction_target(prediction.volume_index) is not None
-            tracker = self.session.target(prediction.volume_index)
-            if tracker is None:  # its layer was deleted: the user does not want it
-                continue
-            if is_mid_stroke(tracker.layer):
-                deferred.append(prediction)
-                continue
-            c, n = tracker.write(prediction, refresh=False)
-            changed, compared = changed + c, compared + n
-            touched[id(tracker.layer)] = tracker.layer
-        for layer in touched.values():
-            layer.refresh()  # once per layer and batch: refreshes are the costly part
+        """Write streamed slices; return those deferred (the user is mid-stroke, or their layer is not made yet)."""
+        written = self.writer.write_batch(batch)
         self.refine_panel.slices_streamed(batch)
-        if compared and self.run is not None and self.run.last_progress is not None:
-            self.plot.add_agreement(self.run.last_progress.step, 1.0 - changed / compared)
-        return deferred
+        if written.compared and self.run is not None and self.run.last_progress is not None:
+            self.plot.add_agreement(self.run.last_progress.step, 1.0 - written.changed / written.compared)
+        return written.deferred
 
     def _on_run_state(self, state: RunState) -> None:
         if state is RunState.STOPPING:
@@ -375,7 +333,7 @@ class ActionWidget(QWidget):
 
     def _on_run_error(self, exc: Exception) -> None:
         # napari's worker already shows the error as a notification.
-        self.status_label.setText(f"Training failed: {exc}")
+        self.status_label.setText(f"Training failed: {describe_error(exc)}")
 
     def _on_run_finished(self) -> None:
         for layer in self.session.plan.labels_layers() if self.session.plan else ():
@@ -451,14 +409,7 @@ class ActionWidget(QWidget):
     def _on_prediction_update(self, image_name: str, update) -> None:
         if not update.done or image_name not in self.viewer.layers:
             return
-        trainer = self.session.trainer
-        image = self.viewer.layers[image_name]
-        layer = prediction_layer_for(
-            self.viewer, image, trainer.class_names, class_values=trainer.class_values, colormap=self.session.colormap
-        )
-        tracker = self.session.tracker_for(layer, trainer.axis)
-        labels, confidence = (np.moveaxis(a, trainer.axis, 0) for a in (update.labels, update.confidence))
-        tracker.write(SlicePrediction(update.volume_index, trainer.axis, 0, labels, confidence), refresh=True)
+        self.writer.write_volume(image_name, update)
         self.refine_panel.volume_predicted(image_name, update)
 
     def _on_job_finished(self, *_) -> None:

@@ -20,7 +20,9 @@ import numpy as np
 from napari.utils.transforms import Affine
 
 from napari_action._napari.reader import display_affine
-from napari_action.io.nifti import NIFTI_EXTENSIONS, VolumeError, VolumeMeta, save_labels
+from napari_action.io.nifti import NIFTI_EXTENSIONS, VolumeError
+from napari_action.io.nifti_writer import save_labels
+from napari_action.io.volume_meta import VolumeMeta
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any])
     """
     if labels.ndim != 3:
         raise VolumeError(f"{path}: napari-action writes 3D label volumes; this layer is {labels.ndim}D.")
-    world = _world_affine(attributes, labels.ndim)
+    world = world_affine(attributes, labels.ndim)
     stored = (attributes.get("metadata") or {}).get("napari_action")
     if stored is not None:
         meta = stored if isinstance(stored, VolumeMeta) else VolumeMeta.from_dict(stored)
@@ -66,7 +68,7 @@ def meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any])
     return VolumeMeta.from_affine(world, labels.shape, code=2, dtype=labels.dtype.name)
 
 
-def _world_affine(attributes: Mapping[str, Any], ndim: int) -> np.ndarray:
+def world_affine(attributes: Mapping[str, Any], ndim: int) -> np.ndarray:
     """The layer's full data-to-world matrix: ``affine`` after scale/translate/rotate/shear."""
     names = ("scale", "translate", "rotate", "shear")
     parts = {name: attributes[name] for name in names if attributes.get(name) is not None}

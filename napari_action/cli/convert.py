@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_action.cli.options import add_nan_to_zero_option, positive_int
+from napari_action.cli.options import NAN_TO_ZERO_ADVICE, add_nan_to_zero_option, positive_int
 from napari_action.io.nifti import NonFiniteVoxelsError
 
 #: Slices per chunk along the slicing axis unless ``--chunk-slices`` says otherwise.
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             args.image, args.out, axis=args.axis, chunk_slices=args.chunk_slices, nan_to_zero=args.nan_to_zero
         )
     except NonFiniteVoxelsError as error:
-        raise error.with_advice("Fix the file, or pass --nan-to-zero to replace them by 0.") from None
+        raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
     print(f"{args.image} -> {written}")
     return 0
 

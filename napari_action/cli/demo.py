@@ -30,7 +30,8 @@ from napari_action.data.samples import (
     sparse_from_truth,
 )
 from napari_action.evaluation.metrics import dice_per_class
-from napari_action.io.nifti import VolumeMeta, save_labels
+from napari_action.io.nifti_writer import save_labels
+from napari_action.io.volume_meta import VolumeMeta
 
 DEMO_AXIS = 2  # the phantom's long axis: short-axis slices, as in cardiac cine MRI
 

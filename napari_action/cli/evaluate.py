@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from napari_action.cli.options import int_list
+from napari_action.io.geometry import grid_difference, same_voxel_grid
 from napari_action.io.nifti import load_labels
+from napari_action.io.volume_meta import VolumeMeta
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -28,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     # Imported when the command runs, so that `napari-action --help` does not wait for scipy.
     from napari_action.evaluation.metrics import evaluate
 
-    pred, _ = load_labels(args.pred)
+    pred, pred_meta = load_labels(args.pred)
     truth, truth_meta = load_labels(args.truth)
+    _check_same_grid(args.pred, pred_meta, args.truth, truth_meta)
     if args.exclude_slices and args.axis is None:
         raise ValueError("--exclude-slices needs --axis to say which axis the slice numbers refer to.")
     result = evaluate(pred, truth, spacing=truth_meta.zooms, exclude_slices=args.exclude_slices, axis=args.axis)
@@ -38,3 +41,19 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=2))
     return 0
+
+
+def _check_same_grid(pred_path: Path, pred_meta: VolumeMeta, truth_path: Path, truth_meta: VolumeMeta) -> None:
+    """Refuse a prediction on another voxel grid than the truth: voxel-by-voxel scores would mean nothing."""
+    if pred_meta.shape != truth_meta.shape:
+        raise ValueError(
+            f"{pred_path} has shape {pred_meta.shape} but {truth_path} has shape {truth_meta.shape}; compare a "
+            "prediction with the truth of the same image (resample one onto the other's grid first)."
+        )
+    if not same_voxel_grid(pred_meta.affine, truth_meta.affine):
+        raise ValueError(
+            f"{pred_path} lies on another voxel grid than {truth_path} "
+            f"({grid_difference(pred_meta.affine, truth_meta.affine)}); the scores compare voxel by voxel. "
+            "Resample the prediction onto the truth's grid (nearest-neighbour), or predict on the image the "
+            "truth was drawn on."
+        )

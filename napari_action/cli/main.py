@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from napari_action.cli import convert, demo, evaluate, predict, train
+from napari_action.io.errors import describe_error
 
 logger = logging.getLogger("napari_action")
 
@@ -37,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-action`` command; return the exit code.
 
-    Errors the user can fix (bad files, bad options) print one line and return 2.
+    Errors the user can fix (bad files, bad options) print one line and return 2:
+    every sub-command's errors are worded here, once, by
+    :func:`~napari_action.io.errors.describe_error` (the path, what is wrong with it,
+    what to do; no ``errno`` numbers, no library internals).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -46,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, OSError) as error:
-        print(f"napari-action {args.command}: error: {error}", file=sys.stderr)
+        print(f"napari-action {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"napari-action {args.command}: interrupted", file=sys.stderr)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from napari_action.config import TrainConfig
-from napari_action.io.nifti import NonFiniteVoxelsError, VolumeMeta, load_volume
+from napari_action.io.nifti import NonFiniteVoxelsError, load_volume
+from napari_action.io.volume_meta import VolumeMeta
 
 
 def int_list(text: str) -> list[int]:
@@ -79,6 +80,10 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: What a command-line user can do about NaN or infinite voxels in an image.
+NAN_TO_ZERO_ADVICE = "Fix the file, or pass --nan-to-zero to replace them by 0."
+
+
 def add_nan_to_zero_option(parser: argparse.ArgumentParser) -> None:
     """``--nan-to-zero``: replace NaN and infinite voxels of the images by 0 instead of stopping."""
     parser.add_argument(
@@ -106,7 +111,7 @@ def load_image(path: Path, *, nan_to_zero: bool) -> tuple[np.ndarray, VolumeMeta
     try:
         return load_volume(path, nan_policy="zero" if nan_to_zero else "raise")
     except NonFiniteVoxelsError as error:
-        raise error.with_advice("Fix the file, or pass --nan-to-zero to replace them by 0.") from None
+        raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
 
 
 def positive_int(text: str) -> int:

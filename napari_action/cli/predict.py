@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from napari_action.cli.options import add_nan_to_zero_option, add_threads_option
+from napari_action.cli.options import NAN_TO_ZERO_ADVICE, add_nan_to_zero_option, add_threads_option
 from napari_action.inference.cohort import FileOutcome, RankShare, count_by_status, expand_images, gather_outcomes
+from napari_action.io.errors import describe_error
 from napari_action.io.label_writers import OUTPUT_FORMATS
 from napari_action.io.nifti import NIFTI_EXTENSIONS, NonFiniteVoxelsError
 
@@ -212,9 +213,9 @@ def _predict_file(
     to the output slice by slice (``.nii.gz`` outputs and ``--largest-components`` gather
     the label volume in memory first, 1-2 bytes per voxel).
     """
-    from napari_action.inference.loaded_model import VoxelGeometry, geometry_warnings
     from napari_action.inference.postprocess import keep_largest_components
     from napari_action.inference.streaming import predict_to_writer
+    from napari_action.io.geometry import VoxelGeometry, geometry_warnings
     from napari_action.io.label_writers import MemoryLabelWriter, open_label_writer, write_label_volume
     from napari_action.io.volume_source import open_volume_source
 
@@ -240,15 +241,17 @@ def _predict_file(
             writer.discard()
             raise
     except NonFiniteVoxelsError as error:
-        raise error.with_advice("Fix the file, or pass --nan-to-zero to replace them by 0.") from None
+        raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
 
 
 def _describe(error: BaseException, image: Path) -> str:
-    """The error's message, naming the file (our VolumeErrors do already; others get its name)."""
-    text = str(error) or type(error).__name__
+    """The error in plain words, naming the file (our VolumeErrors do already; others get its name)."""
+    text = describe_error(error)
     if str(image) in text:
         return text
-    return f"{image}: {type(error).__name__}: {text}"
+    if isinstance(error, ValueError | OSError):
+        return f"{image}: {text}"
+    return f"{image}: {type(error).__name__}: {text}"  # an unexpected error: its kind helps a bug report
 
 
 def _report(outcomes: list[FileOutcome], share: RankShare, seconds: float) -> int:

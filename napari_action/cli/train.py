@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_action.cli.options import (
+    NAN_TO_ZERO_ADVICE,
     add_nan_to_zero_option,
     add_schedule_options,
     add_threads_option,
@@ -29,18 +30,17 @@ from napari_action.cli.options import (
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
 from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES
 from napari_action.data.intensity import SAMPLE_VOXELS
+from napari_action.data.painted_slices import PaintedSlices, read_painted_slices, scan_paint
+from napari_action.data.slicing_axis import infer_axis
 from napari_action.io.atomic import make_folder_for
-from napari_action.io.nifti import VolumeMeta, load_labels
+from napari_action.io.geometry import describe_grid, same_voxel_grid
+from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
+from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, NiftiSlices, VolumeSource, open_volume_source
 from napari_action.label_values import as_integer_labels
 
 if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
     from napari_action.training.trainer import Trainer
-
-# Tools that re-save labels may round the image's affine (NIfTI-1 stores it as float32); a grid that
-# differs by more than this is another grid.
-_GRID_TOLERANCE_MM = 1e-3
-_DIRECTION_TOLERANCE = 1e-4
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """What :func:`run` does, on every rank; the process group is left by the caller."""
-    from napari_action.inference.loaded_model import VoxelGeometry, save_model
+    from napari_action.inference.loaded_model import save_model
+    from napari_action.io.geometry import VoxelGeometry
     from napari_action.training import distributed
     from napari_action.training.trainer import Trainer
 
@@ -105,13 +106,16 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
     _check_output(args.out, args.overwrite)
     loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
-    painted = [_load_training_labels(path) for path in args.labels]
-    _check_pairs(args.image, loaded, args.labels, painted)
     images = [volume for volume, _ in loaded]
+    painted = training_labels(args.labels, images, args.axis, args.labeled_slices)
+    _check_pairs(args.image, loaded, args.labels, painted)
     labels = [array for array, _ in painted]
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     spacings = [meta.zooms[:3] for _, meta in loaded]
-    trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
+    try:
+        trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
+    except NonFiniteVoxelsError as error:
+        raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
     # The trainer copied the labeled slices: whole label volumes would only take memory from here on.
     del painted, labels
     main = trainer.distributed.is_main
@@ -123,7 +127,11 @@ def _train(args: argparse.Namespace) -> int:
         )
         for message in trainer.advice:
             print(f"Note: {message}", file=sys.stderr)
-    run_training(trainer, TerminalProgress() if main else None)
+    try:
+        run_training(trainer, TerminalProgress() if main else None)
+    except NonFiniteVoxelsError as error:
+        # A large image is read slice by slice while training, so its NaN voxels can surface only now.
+        raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
     queues = {"global_queue": trainer.global_queue, "local_queue": trainer.local_queue}
     distributed.dump_rank_state({"nets": trainer.nets, **queues}, trainer.distributed)
     if main:
@@ -194,6 +202,54 @@ def _load_training_labels(path: Path) -> tuple[np.ndarray, VolumeMeta]:
     return as_integer_labels(labels, f"{path}: labels", non_negative=True), meta
 
 
+def training_labels(
+    paths: Sequence[Path],
+    images: Sequence[np.ndarray | VolumeSource],
+    axis: int | None,
+    labeled_slices: Sequence[int] | None = None,
+) -> list[tuple[np.ndarray | PaintedSlices, VolumeMeta]]:
+    """The --labels files: whole, or only their painted slices when their image is read slice by slice.
+
+    A label file beside a lazily read image is as large as that image in voxels, so when it is an
+    uncompressed ``.nii`` or a zarr store it is scanned a few slices at a time and only its painted
+    slices (along ``axis``, inferred from all the files' paint when None) are kept.
+
+    Parameters
+    ----------
+    paths : sequence of pathlib.Path
+        The --labels files; the k-th belongs to ``images[k]``.
+    images : sequence of numpy.ndarray or VolumeSource
+        The --image volumes as :func:`training_image` opened them.
+    axis : int or None
+        --axis.
+    labeled_slices : sequence of int, optional
+        --labeled-slices (slices of the first volume that count as labeled even if unpainted).
+    """
+    sources = [
+        open_volume_source(path) if _streamable(path) and not isinstance(image, np.ndarray) else None
+        for path, image in zip(paths, images, strict=False)
+    ]
+    # First pass: what each file holds (a lazily read one is only scanned for where its paint is).
+    found = [
+        (scan_paint(source), source.meta) if source is not None else _load_training_labels(path)
+        for path, source in zip(paths, sources, strict=True)
+    ]
+    if axis is None and any(source is not None for source in sources):
+        paint = [labels for labels, _ in found]
+        # As the trainer will, from the same paint; with none, the trainer says what to do.
+        axis = infer_axis(paint) if any(labels.any() for labels in paint) else 0
+    for number, source in enumerate(sources):
+        if source is not None:
+            extra = labeled_slices if number == 0 and labeled_slices else ()
+            found[number] = (read_painted_slices(source, axis, found[number][0], extra), source.meta)
+    return found
+
+
+def _streamable(path: Path) -> bool:
+    """Whether a file can be read a few slices at a time (gzip cannot be read from the middle)."""
+    return path.name.lower().endswith((".nii", ZARR_SUFFIX))
+
+
 def _check_pairs(
     image_paths: Sequence[Path],
     images: Sequence[tuple[np.ndarray, VolumeMeta]],
@@ -222,42 +278,14 @@ def _check_pairs(
                 f"{label_path} has shape {label.shape}, but {image_path} (--image number {number}) has shape "
                 f"{image.shape}; the k-th --labels must be painted on the k-th --image."
             )
-        if not _same_grid(image_meta.affine, label_meta.affine):
+        if not same_voxel_grid(image_meta.affine, label_meta.affine):
             raise ValueError(_grid_mismatch_message(image_path, image_meta, label_path, label_meta, number))
-
-
-def _spacing_and_directions(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel size along each array axis (mm) and the unit world direction of each axis."""
-    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    # A degenerate axis (size 0) must not divide by zero; its direction is then 0, which compares as unlike.
-    return spacing, linear / np.maximum(spacing, np.finfo(np.float64).tiny)
-
-
-def _same_grid(image_affine: np.ndarray, label_affine: np.ndarray) -> bool:
-    """Whether two voxel-to-world matrices put every voxel at the same place (within rounding)."""
-    image_spacing, image_directions = _spacing_and_directions(image_affine)
-    label_spacing, label_directions = _spacing_and_directions(label_affine)
-    origin_gap = np.abs(np.asarray(image_affine)[:3, 3] - np.asarray(label_affine)[:3, 3]).max()
-    return bool(
-        np.abs(image_spacing - label_spacing).max() <= _GRID_TOLERANCE_MM
-        and origin_gap <= _GRID_TOLERANCE_MM
-        and np.abs(image_directions - label_directions).max() <= _DIRECTION_TOLERANCE
-    )
-
-
-def _describe_grid(meta: VolumeMeta) -> str:
-    """E.g. ``voxels 0.8 x 0.8 x 3 mm, origin (-10, 5, 2.5) mm, axes RAS``."""
-    spacing, _ = _spacing_and_directions(meta.affine)
-    sizes = " x ".join(f"{s:.6g}" for s in spacing)
-    origin = ", ".join(f"{x:.6g}" for x in meta.affine[:3, 3])
-    return f"voxels {sizes} mm, origin ({origin}) mm, axes {meta.orientation}"
 
 
 def _grid_mismatch_message(
     image_path: Path, image_meta: VolumeMeta, label_path: Path, label_meta: VolumeMeta, number: int
 ) -> str:
-    image_grid, label_grid = _describe_grid(image_meta), _describe_grid(label_meta)
+    image_grid, label_grid = describe_grid(image_meta.affine), describe_grid(label_meta.affine)
     # Oblique axes can differ while the rounded description reads the same.
     rotated = " (the axes are rotated differently)" if image_grid == label_grid else ""
     return (

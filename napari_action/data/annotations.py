@@ -25,105 +25,23 @@ from typing import Any, Literal
 import numpy as np
 
 from napari_action.checks import normalize_axis
-from napari_action.label_values import as_integer_labels, check_label_dtype
+from napari_action.data.annotation_checks import (
+    check_background,
+    check_extra_slices,
+    check_labels,
+    check_mode,
+    check_shapes,
+)
+from napari_action.data.painted_slices import PaintedSlices
+from napari_action.data.slicing_axis import has_paint, infer_axis, painted_profile
+from napari_action.label_values import as_integer_labels
 
 AnnotationMode = Literal["slice", "scribble"]
 
 #: Target value of pixels that carry no supervision.
 IGNORE_INDEX = -1
 
-__all__ = ["IGNORE_INDEX", "SparseAnnotation", "infer_axis"]
-
-
-def infer_axis(labels: Sequence[np.ndarray | None], fallback: int | None = None) -> int:
-    """Return the axis along which only a few slices carry painted voxels.
-
-    For every axis the fraction of slices (pooled over all volumes) holding at
-    least one non-zero voxel is computed; the axis with the smallest fraction
-    wins, because a user painting "a few slices" leaves most slices of the
-    slicing axis empty while the other two axes cross every painted slice.
-
-    Parameters
-    ----------
-    labels : sequence of np.ndarray or None
-        Painted label arrays, one per volume; ``None`` for unlabeled volumes.
-        All arrays must have the same number of dimensions.
-    fallback : int, optional
-        Axis to use when the fractions tie (e.g. a single painted voxel in a
-        cube) or when nothing is painted, typically the plane shown in the
-        viewer. Used on a tie only if it is one of the tied axes.
-
-    Returns
-    -------
-    int
-        The inferred axis, non-negative. On a tie without a usable
-        ``fallback``, the last of the tied axes.
-
-    Raises
-    ------
-    ValueError
-        If no voxel is painted and no ``fallback`` is given, or if the arrays
-        disagree in dimensionality.
-    """
-    arrays = [np.asarray(lab) for lab in labels if lab is not None]
-    ndims = {a.ndim for a in arrays}
-    if len(ndims) > 1:
-        raise ValueError(f"All label arrays must have the same number of dimensions, got {sorted(ndims)}.")
-    if fallback is not None:
-        fallback = normalize_axis(fallback, arrays[0].ndim if arrays else 3)
-    painted = [a for a in arrays if np.any(a)]
-    if not painted:
-        if fallback is None:
-            raise ValueError("There are no painted voxels, so the slicing axis cannot be inferred.")
-        return int(fallback)
-    fractions = _painted_fractions(painted)
-    tied = np.flatnonzero(np.isclose(fractions, fractions.min(), rtol=0.0, atol=1e-12))
-    if fallback is not None and fallback in tied:
-        return int(fallback)
-    return int(tied[-1])
-
-
-def axis_mismatch_advice(labels: Sequence[np.ndarray | None], axis: int) -> str | None:
-    """A warning when the paint lies along another axis than the chosen slicing ``axis``, else None.
-
-    In slice mode every slice along ``axis`` that touches a painted voxel counts as
-    fully labeled, its unpainted voxels as background. Slices painted along another
-    axis cross many slices along ``axis``, so training would learn background where the
-    structures are: a class then sits on no labeled slice of its own.
-    """
-    arrays = [np.asarray(lab) for lab in labels if lab is not None and np.any(lab)]
-    if not arrays or len({a.ndim for a in arrays}) > 1:
-        return None
-    axis = normalize_axis(axis, arrays[0].ndim)
-    fractions = _painted_fractions(arrays)
-    painted_axis = int(fractions.argmin())
-    # Dense labels touch every slice along every axis: no axis is "the painted one" then.
-    if painted_axis == axis or fractions.min() >= 0.5 or fractions[axis] < 2 * fractions.min():
-        return None
-    crossed = sum(int(np.count_nonzero(_painted_profile(a, axis))) for a in arrays)
-    return (
-        f"The painted slices lie along axis {painted_axis}, but training slices along axis {axis}: each of "
-        f"the {crossed} slices along axis {axis} that touch paint counts as fully labeled, its unpainted "
-        f"voxels as background. Choose axis {painted_axis} (or 'auto') unless that is what you mean."
-    )
-
-
-def _painted_fractions(arrays: list[np.ndarray]) -> np.ndarray:
-    """Fraction of slices with a painted voxel along each axis, pooled over volumes."""
-    ndim = arrays[0].ndim
-    painted = np.zeros(ndim)
-    total = np.zeros(ndim)
-    for array in arrays:
-        for axis in range(ndim):
-            painted[axis] += np.count_nonzero(_painted_profile(array, axis))
-            total[axis] += array.shape[axis]
-    return painted / total
-
-
-def _painted_profile(array: np.ndarray, axis: int) -> np.ndarray:
-    """Boolean per slice along ``axis``: does the slice hold a non-zero voxel."""
-    others = tuple(a for a in range(array.ndim) if a != axis)
-    return np.any(array, axis=others)
+__all__ = ["IGNORE_INDEX", "SparseAnnotation"]
 
 
 class SparseAnnotation:
@@ -141,7 +59,8 @@ class SparseAnnotation:
     shapes : sequence of tuple of int
         Shape of every volume (3D). Defines how many volumes there are.
     axis : int, optional
-        Slicing axis. ``None`` infers it with :func:`infer_axis`.
+        Slicing axis. ``None`` infers it with
+        :func:`~napari_action.data.slicing_axis.infer_axis`.
     mode : {"slice", "scribble"}
         How unpainted pixels of a labeled slice are treated (module docstring).
     labeled_slices : mapping of int to iterable of int, optional
@@ -179,14 +98,14 @@ class SparseAnnotation:
         class_values: Sequence[int] | None = None,
         allow_new_classes: bool = False,
     ) -> None:
-        self._mode = _check_mode(mode)
-        self._background_value = _check_background(mode, background_value)
-        self._shapes = _check_shapes(shapes)
-        arrays = _check_labels(labels, self._shapes)
-        extra = _check_extra_slices(labeled_slices, len(self._shapes))
+        self._mode = check_mode(mode)
+        self._background_value = check_background(mode, background_value)
+        self._shapes = check_shapes(shapes)
+        arrays = check_labels(labels, self._shapes)
+        extra = check_extra_slices(labeled_slices, len(self._shapes))
         # Scribble mode learns nothing from an empty slice, so marked slices do not count there.
         marked = any(extra.values()) and self._mode == "slice"
-        if not any(np.any(a) for a in arrays if a is not None) and not marked:
+        if not any(has_paint(a) for a in arrays if a is not None) and not marked:
             raise ValueError(
                 "Paint at least one slice: no label array holds a painted voxel and no slice was marked as labeled."
             )
@@ -199,7 +118,7 @@ class SparseAnnotation:
     def _resolve_axis(self, axis: int | None, arrays: list[np.ndarray | None]) -> int:
         if axis is not None:
             return normalize_axis(axis, 3)
-        if not any(np.any(a) for a in arrays if a is not None):
+        if not any(has_paint(a) for a in arrays if a is not None):
             raise ValueError("Only empty slices are marked as labeled: pass `axis` explicitly.")
         return infer_axis(arrays)
 
@@ -216,7 +135,7 @@ class SparseAnnotation:
                         f"Labeled slice {s} of volume {v} is out of range: the volume has "
                         f"{n_slices} slices along axis {self._axis}."
                     )
-            painted = set() if array is None else set(np.flatnonzero(_painted_profile(array, self._axis)))
+            painted = set() if array is None else set(np.flatnonzero(painted_profile(array, self._axis)))
             wanted = painted | extra.get(v, set()) if self._mode == "slice" else painted
             collected.append({int(s): self._raw_slice(array, v, int(s)) for s in sorted(wanted)})
         return collected
@@ -224,7 +143,8 @@ class SparseAnnotation:
     def _raw_slice(self, array: np.ndarray | None, v: int, s: int) -> np.ndarray:
         if array is None:
             return np.zeros(self.slice_shape(v), dtype=np.int64)
-        values = np.take(array, s, axis=self._axis)
+        lazy = isinstance(array, PaintedSlices)
+        values = array.take(s, self._axis) if lazy else np.take(array, s, axis=self._axis)
         # Negative values would collide with IGNORE_INDEX in the targets.
         return as_integer_labels(values, f"Labels of volume {v}", non_negative=True).astype(np.int64)
 
@@ -369,30 +289,6 @@ class SparseAnnotation:
             raise ValueError(f"Unknown label values {bad}; known values are {self._class_values.tolist()}.")
         return ids
 
-    def to_values(self, class_ids: np.ndarray | Sequence[int] | int, *, zero_background: bool = False) -> np.ndarray:
-        """Map class ids back to label values (int64, same shape).
-
-        Parameters
-        ----------
-        class_ids : array-like of int
-            Class ids; negative ids (ignored pixels) map to 0, "no label".
-        zero_background : bool
-            Map class 0 to value 0 instead of ``background_value``; useful in
-            scribble mode to display a prediction without painting background.
-
-        Raises
-        ------
-        ValueError
-            If an id is ``>= num_classes``.
-        """
-        ids = np.asarray(class_ids, dtype=np.int64)
-        if ids.size and ids.max() >= self.num_classes:
-            raise ValueError(f"Class id {int(ids.max())} out of range for {self.num_classes} classes.")
-        lookup = self._class_values.copy()
-        if zero_background:
-            lookup[0] = 0
-        return np.where(ids >= 0, lookup[np.clip(ids, 0, None)], 0)
-
     # --------------------------------------------------------------- summary
     def class_counts(self) -> np.ndarray:
         """Number of supervised pixels per class over all labeled slices (int64)."""
@@ -419,27 +315,6 @@ class SparseAnnotation:
             "num_unlabeled": sum(len(self.unlabeled_slices(v)) for v in range(self.num_volumes)),
         }
 
-    def with_labels(
-        self,
-        labels: Sequence[np.ndarray | None],
-        labeled_slices: Mapping[int, Iterable[int]] | None = None,
-    ) -> SparseAnnotation:
-        """New annotation from updated labels, keeping axis, mode and class ids.
-
-        New label values are appended as new classes (existing ids unchanged),
-        so a running model only has to grow its output layer.
-        """
-        return SparseAnnotation(
-            labels,
-            self._shapes,
-            axis=self._axis,
-            mode=self._mode,
-            labeled_slices=labeled_slices,
-            background_value=self._background_value,
-            class_values=self._class_values.tolist(),
-            allow_new_classes=True,
-        )
-
     def _check_volume(self, volume_index: int) -> int:
         if not 0 <= volume_index < len(self._shapes):
             raise ValueError(f"Volume index {volume_index} out of range for {len(self._shapes)} volumes.")
@@ -451,64 +326,3 @@ class SparseAnnotation:
             f"SparseAnnotation(mode={self._mode!r}, axis={self._axis}, volumes={self.num_volumes}, "
             f"labeled_slices={n}, class_values={self._class_values.tolist()})"
         )
-
-
-# ------------------------------------------------------------------ validation
-def _check_mode(mode: str) -> str:
-    if mode not in ("slice", "scribble"):
-        raise ValueError(f"mode must be 'slice' or 'scribble', got {mode!r}.")
-    return mode
-
-
-def _check_background(mode: str, background_value: int | None) -> int | None:
-    if mode == "slice":
-        if background_value not in (None, 0):
-            raise ValueError("background_value is only used in scribble mode (slice mode background is 0).")
-        return None
-    if background_value is None:
-        raise ValueError("Scribble mode needs background_value: the label value painted as background.")
-    if int(background_value) != background_value or background_value <= 0:
-        raise ValueError(f"background_value must be a positive integer (0 means unpainted), got {background_value}.")
-    return int(background_value)
-
-
-def _check_shapes(shapes: Sequence[tuple[int, ...]]) -> tuple[tuple[int, int, int], ...]:
-    checked = []
-    for v, shape in enumerate(shapes):
-        shape = tuple(int(n) for n in shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"Volume {v} must be a non-empty 3D array, got shape {shape}.")
-        checked.append(shape)
-    if not checked:
-        raise ValueError("At least one volume is needed.")
-    return tuple(checked)
-
-
-def _check_labels(
-    labels: Sequence[np.ndarray | None], shapes: tuple[tuple[int, int, int], ...]
-) -> list[np.ndarray | None]:
-    """Check shapes and dtypes; return arrays (not copies) padded with ``None``."""
-    if len(labels) > len(shapes):
-        raise ValueError(f"Got {len(labels)} label arrays for {len(shapes)} volumes.")
-    arrays: list[np.ndarray | None] = [None] * len(shapes)
-    for v, label in enumerate(labels):
-        if label is None:
-            continue
-        array = np.asarray(label)
-        if array.shape != shapes[v]:
-            raise ValueError(f"Labels of volume {v} have shape {array.shape}, but the volume has shape {shapes[v]}.")
-        check_label_dtype(array.dtype, f"Labels of volume {v}")
-        arrays[v] = array
-    return arrays
-
-
-def _check_extra_slices(labeled_slices: Mapping[int, Iterable[int]] | None, n_volumes: int) -> dict[int, set[int]]:
-    extra: dict[int, set[int]] = {}
-    for v, slices in (labeled_slices or {}).items():
-        if not 0 <= int(v) < n_volumes:
-            raise ValueError(f"labeled_slices names volume {v}, but there are {n_volumes} volumes.")
-        indices = {int(s) for s in slices}
-        if any(s < 0 for s in indices):
-            raise ValueError(f"Labeled slice indices of volume {v} must be >= 0, got {sorted(indices)}.")
-        extra[int(v)] = indices
-    return extra

@@ -204,25 +204,6 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, max_sigma: float) 
     return flat.view(b, c, h, w)
 
 
-def weak_view(images: torch.Tensor, generator: torch.Generator | None = None, *, p_flip: float = 0.0) -> torch.Tensor:
-    """Teacher's weak view: a copy, optionally horizontally flipped per sample.
-
-    The default is the identity. Local distillation compares windows of the
-    teacher's and the student's views position by position, so the two views
-    must stay spatially aligned: put geometric augmentation in
-    :func:`random_geometric` *before* splitting into views, and set
-    ``p_flip > 0`` only when training with global distillation alone.
-
-    Returns
-    -------
-    torch.Tensor
-        A new tensor (never the input itself).
-    """
-    _check_images(images)
-    flip = _bernoulli(images.shape[0], p_flip, generator, images.device).view(-1, 1, 1, 1)
-    return torch.where(flip, images.flip(-1), images)
-
-
 def cutmix(
     images: torch.Tensor,
     labels: torch.Tensor | None,

@@ -30,9 +30,10 @@ from napari_action.data.interpolation import annotation_interpolator
 from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.propagation import (
     LabelPropagation,
+    Piece,
     PropagatedRun,
     PropagationSettings,
-    iter_propagation,
+    iter_pieces,
     slicing_spacing,
 )
 
@@ -76,6 +77,7 @@ class PropagationPrior:
         num_classes: int,
         spacing: Sequence[float],
         settings: PropagationSettings | None = None,
+        reuse: PropagationPrior | None = None,
     ):
         shape = volume.shape
         self._num_slices = int(shape[axis])
@@ -84,10 +86,15 @@ class PropagationPrior:
         self._volume, self._axis = volume, axis
         self._targets = {int(s): np.asarray(t) for s, t in targets.items()}
         self._num_classes = int(num_classes)
-        self._settings = settings
+        self._settings = settings or PropagationSettings()
         self._result = LabelPropagation(self._num_slices, self._in_plane, sorted(self._targets))
-        self._runs: Iterator[PropagatedRun] | None = None
+        self._runs: Iterator[tuple[Piece, PropagatedRun]] | None = None
         self._done = False
+        # The slice ranges of every piece computed to its end, offered to the next prior of this
+        # volume (their labels are read back from the result: nothing is held twice).
+        self._pieces: dict[Piece, list[tuple[int, int]]] = {}
+        self._current: tuple[Piece, list[tuple[int, int]]] | None = None
+        self._known = reuse.pieces_valid_for(self) if reuse is not None else {}
 
     def same_targets(self, targets: dict[int, np.ndarray], num_classes: int) -> bool:
         """True when ``targets`` are what this prior propagates (nothing to recompute)."""
@@ -95,22 +102,62 @@ class PropagationPrior:
             return False
         return all(np.array_equal(targets[s], self._targets[s]) for s in targets)
 
+    def pieces_valid_for(self, other: PropagationPrior) -> dict[Piece, Iterator[PropagatedRun]]:
+        """The pieces computed here that ``other`` would compute the same: same image and settings,
+        same labels on the painted slices each depends on."""
+        same_setup = (
+            other._volume is self._volume
+            and other._axis == self._axis
+            and other._num_classes == self._num_classes
+            and other._spacing == self._spacing
+            and other._settings == self._settings
+        )
+        if not same_setup:
+            return {}
+        return {
+            # Read back only when the other prior reaches the piece.
+            piece: (self._stored_run(start, stop) for start, stop in ranges)
+            for piece, ranges in self._pieces.items()
+            if self._same_labels(other, piece.painted)
+        }
+
+    def _same_labels(self, other: PropagationPrior, slices: Sequence[int]) -> bool:
+        return all(s in other._targets and np.array_equal(other._targets[s], self._targets[s]) for s in slices)
+
+    def _stored_run(self, start: int, stop: int) -> PropagatedRun:
+        classes = np.stack([self._result.classes_at(z) for z in range(start, stop)])
+        confidence = np.stack([self._result.confidence_at(z) for z in range(start, stop)])
+        return PropagatedRun(start, classes, confidence)
+
     def iter_runs(self) -> Iterator[PropagatedRun]:
-        """Compute what is left, yielding each run as it is kept."""
+        """Compute what is left, yielding each run as it is kept (pieces still valid from before are reused)."""
         if self._runs is None:
             whole = slice(None)
-            self._runs = iter_propagation(
+            self._runs = iter_pieces(
                 lambda z: self._volume.region(self._axis, z, whole, whole),
                 self._num_slices,
                 self._targets,
                 self._num_classes,
                 self._spacing,
                 self._settings,
+                known=self._known,
             )
-        for run in self._runs:
+        for piece, run in self._runs:
+            self._note(piece, run)
             self._result.store(run)
             yield run
+        self._note(None, None)
         self._done = True
+
+    def _note(self, piece: Piece | None, run: PropagatedRun | None) -> None:
+        """Track the piece being computed; a piece is complete once the next one starts (or all are done)."""
+        if self._current is not None and self._current[0] != piece:
+            self._pieces[self._current[0]] = self._current[1]
+            self._current = None
+        if piece is not None:
+            if self._current is None:
+                self._current = (piece, [])
+            self._current[1].append((run.start, run.stop))
 
     @property
     def result(self) -> LabelPropagation:
@@ -145,7 +192,8 @@ def build_priors(
     """The prior of every volume with labeled slices (slice mode only; scribbles leave pixels unknown).
 
     ``previous`` priors whose labeled slices did not change are kept, so that a
-    stroke on one volume does not recompute the propagation of the others.
+    stroke on one volume does not recompute the propagation of the others; on the
+    volume it touched, only the pieces next to the changed slices are recomputed.
     """
     if source not in PRIOR_SOURCES:
         raise ValueError(f"Unknown prior source {source!r}; choose one of {PRIOR_SOURCES}.")
@@ -167,7 +215,8 @@ def build_priors(
             priors[v] = kept
             continue
         spacing = (1.0, 1.0, 1.0) if spacings is None else spacings[v]
-        priors[v] = PropagationPrior(volumes[v], annotation.axis, targets, annotation.num_classes, spacing)
+        reuse = kept if isinstance(kept, PropagationPrior) else None
+        priors[v] = PropagationPrior(volumes[v], annotation.axis, targets, annotation.num_classes, spacing, reuse=reuse)
     return priors
 
 

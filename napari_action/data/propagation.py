@@ -29,7 +29,7 @@ bytes) per voxel of the slices the propagation reached.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,11 +41,14 @@ from napari_action.data.interpolation import check_slice_targets, painted_class_
 
 __all__ = [
     "LabelPropagation",
+    "Piece",
     "PropagatedRun",
     "PropagationSettings",
+    "iter_pieces",
     "iter_propagation",
     "propagate_class_slices",
     "propagate_labels",
+    "propagation_pieces",
     "slicing_spacing",
 ]
 
@@ -164,6 +167,35 @@ def _slice_confidence(classes: np.ndarray, confidence: np.ndarray) -> float:
 # --------------------------------------------------------------------------- propagation
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One part of a propagation that can be computed on its own, and the painted slices it depends on.
+
+    ``kind`` is ``"painted"`` (a painted slice itself), ``"between"`` (the slices between the
+    painted slices ``source`` and ``other``) or ``"beyond"`` (outwards from the painted slice
+    ``source`` in direction ``other``, -1 or +1). A piece computed for one set of painted slices
+    is the same for another wherever :attr:`painted` holds the same labels: a stroke on one slice
+    recomputes only the pieces next to it.
+    """
+
+    kind: str
+    source: int
+    other: int
+
+    @property
+    def painted(self) -> tuple[int, ...]:
+        """The painted slices whose labels decide this piece."""
+        return (self.source, self.other) if self.kind == "between" else (self.source,)
+
+
+def propagation_pieces(painted: Sequence[int]) -> list[Piece]:
+    """The pieces of a propagation from the (sorted) ``painted`` slices, in the order they are computed."""
+    order = sorted(int(s) for s in painted)
+    pieces = [Piece("painted", s, s) for s in order]
+    pieces += [Piece("between", a, b) for a, b in zip(order[:-1], order[1:], strict=True) if b - a > 1]
+    return pieces + [Piece("beyond", order[0], -1), Piece("beyond", order[-1], 1)]
+
+
 def iter_propagation(
     read_slice: SliceReader,
     num_slices: int,
@@ -202,19 +234,56 @@ def iter_propagation(
     ValueError
         If no slice is given, a slice index is out of range, or the maps differ in shape.
     """
+    for _, run in iter_pieces(read_slice, num_slices, targets, num_classes, spacing, settings):
+        yield run
+
+
+def iter_pieces(
+    read_slice: SliceReader,
+    num_slices: int,
+    targets: dict[int, np.ndarray],
+    num_classes: int,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    settings: PropagationSettings | None = None,
+    known: Mapping[Piece, Iterable[PropagatedRun]] | None = None,
+) -> Iterator[tuple[Piece, PropagatedRun]]:
+    """:func:`iter_propagation`, each run with its piece; the runs of ``known`` pieces are given back, not computed.
+
+    Parameters
+    ----------
+    known : mapping of Piece to iterable of PropagatedRun, optional
+        Pieces computed before for the same image, settings and labels on their painted slices
+        (each iterated once).
+    """
     settings = settings or PropagationSettings()
+    known = known or {}
     order, _ = check_slice_targets(targets, num_slices)
     onehots = {s: _onehot(targets[s], num_classes) for s in order}
     images = _SliceCache(read_slice)
-    for s in order:
-        yield PropagatedRun(s, *_decide(onehots[s][None]))
-    for a, b in zip(order[:-1], order[1:], strict=True):
-        if b - a > 1:
-            yield _between(images, a, b, onehots[a], onehots[b], settings)
+    for piece in propagation_pieces(order):
+        runs = known[piece] if piece in known else _compute(piece, images, onehots, num_slices, spacing, settings)
+        for run in runs:
+            yield piece, run
+
+
+def _compute(
+    piece: Piece,
+    images: _SliceCache,
+    onehots: dict[int, np.ndarray],
+    num_slices: int,
+    spacing: Sequence[float],
+    settings: PropagationSettings,
+) -> Iterable[PropagatedRun]:
+    """The runs of one piece."""
+    first = onehots[piece.source]
+    if piece.kind == "painted":
+        return (PropagatedRun(piece.source, *_decide(first[None])),)
+    if piece.kind == "between":
+        return (_between(images, piece.source, piece.other, first, onehots[piece.other], settings),)
+    room = piece.source if piece.other < 0 else num_slices - 1 - piece.source
     thickness, in_plane = float(spacing[0]), (float(spacing[1]), float(spacing[2]))
-    for source, step in ((order[0], -1), (order[-1], 1)):
-        limit = min(settings.max_beyond, source if step < 0 else num_slices - 1 - source)
-        yield from _beyond(images, source, step, limit, onehots[source], thickness, in_plane, settings)
+    limit = min(settings.max_beyond, room)
+    return _beyond(images, piece.source, piece.other, limit, first, thickness, in_plane, settings)
 
 
 def slicing_spacing(spacing: Sequence[float], axis: int) -> list[float]:

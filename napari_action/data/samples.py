@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_action.io.nifti import VolumeError, VolumeMeta, load_labels, load_volume
+from napari_action.io.nifti import VolumeError, load_labels, load_volume
+from napari_action.io.volume_meta import VolumeMeta
 
 logger = logging.getLogger(__name__)
 

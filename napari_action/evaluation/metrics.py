@@ -1,7 +1,8 @@
-"""Segmentation metrics: per-class Dice, HD95 and ASD in millimetres.
+"""Segmentation metrics: per-class Dice, and the evaluation report with HD95 and ASD in millimetres.
 
 All metrics compare a predicted label volume with a reference ("truth") label
-volume of the same shape, class by class. Surface distances are measured in
+volume of the same shape, class by class. Surface distances
+(:mod:`napari_action.evaluation.surface_distance`) are measured in
 millimetres using the voxel spacing of the volume, never in voxels as in the
 reference code (docs/method.md, "Where we deliberately differ", difference 8).
 
@@ -26,23 +27,6 @@ no finite distance exists and HD95 / ASD are NaN; :func:`evaluate` records the
 reason in the row's ``note``. The penalty for such a class is carried by its
 Dice of 0, which does enter the mean Dice.
 
-Conventions
------------
-* The surface of a mask is the set of its voxels with at least one face
-  neighbour outside it (``mask XOR erode(mask)``); voxels on the border of the
-  volume count as surface.
-* Distances go from each surface voxel of one mask to the nearest surface voxel
-  of the other, computed with :func:`scipy.ndimage.distance_transform_edt` and
-  ``sampling=spacing``.
-* HD95 is, by default, the 95th percentile of the two directed distance sets
-  *pooled* together (``convention="pooled"``). MedPy (``medpy.metric.hd95``),
-  which the ACTION code uses, and MONAI take the maximum of the two directed
-  95th percentiles instead (``convention="max"``); that value is never smaller,
-  so use it when comparing with published numbers.
-* ASD is the average symmetric surface distance: the mean of the pooled
-  distances, ``(sum d(a, B) + sum d(b, A)) / (|A| + |B|)``. Note that the ACTION
-  paper's "ASD" is MedPy's directed ``asd`` (prediction to truth), in voxels.
-
 Excluding slices
 ----------------
 :func:`evaluate` can leave out slices (typically the annotated ones, so the
@@ -64,25 +48,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from napari_action.checks import as_int, normalize_axis
+from napari_action.evaluation.result import EvaluationResult
+from napari_action.evaluation.surface_distance import (
+    asd_from,
+    check_convention,
+    check_spacing,
+    directed_distances,
+    hd95_from,
+)
 from napari_action.label_values import as_integer_labels
 
-__all__ = [
-    "EvaluationResult",
-    "average_surface_distance",
-    "dice_per_class",
-    "evaluate",
-    "hd95",
-    "surface_distances",
-]
-
-HD95_CONVENTIONS = ("pooled", "max")
+__all__ = ["dice_per_class", "evaluate"]
 
 _NOTE_BOTH_EMPTY = "absent from truth and prediction: excluded from the means"
 _NOTE_TRUTH_EMPTY = "absent from truth (false positive): Dice 0, no surface distance"
@@ -97,37 +78,6 @@ def _check_pair(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
     if pred.shape != truth.shape:
         raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
     return pred, truth
-
-
-def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
-    try:
-        values = tuple(float(s) for s in spacing)
-    except (TypeError, ValueError):
-        raise ValueError(f"spacing must be a sequence of {ndim} numbers, got {spacing!r}") from None
-    if len(values) != ndim:
-        raise ValueError(f"spacing must have one value per axis ({ndim}), got {len(values)}: {spacing!r}")
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"spacing must be positive and finite, got {spacing!r}")
-    return values
-
-
-def _validated_pair(pred_mask: Any, truth_mask: Any, spacing: Any, keep: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate the public distance functions' arguments, then return the directed distances."""
-    pred_mask, truth_mask = np.asarray(pred_mask) != 0, np.asarray(truth_mask) != 0
-    if pred_mask.shape != truth_mask.shape or pred_mask.ndim == 0:
-        raise ValueError(
-            f"pred_mask and truth_mask must be arrays of the same shape, got {pred_mask.shape} and {truth_mask.shape}"
-        )
-    if keep is not None:
-        keep = np.asarray(keep, dtype=bool)
-        if keep.shape != pred_mask.shape:
-            raise ValueError(f"keep must have the masks' shape {pred_mask.shape}, got {keep.shape}")
-    return _directed_pair(pred_mask, truth_mask, _check_spacing(spacing, pred_mask.ndim), keep)
-
-
-def _check_convention(convention: str) -> None:
-    if convention not in HD95_CONVENTIONS:
-        raise ValueError(f"convention must be one of {HD95_CONVENTIONS}, got {convention!r}")
 
 
 def _resolve_class_values(class_values: Iterable[Any] | None, pred: np.ndarray, truth: np.ndarray) -> list[int]:
@@ -175,235 +125,11 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray, class_values: Iterable[i
     return {v: _dice(pred == v, truth == v) for v in _resolve_class_values(class_values, pred, truth)}
 
 
-# --------------------------------------------------------------------------- surface distances
-def _surface(mask: np.ndarray) -> np.ndarray:
-    structure = ndimage.generate_binary_structure(mask.ndim, 1)
-    # border_value=0: an object cut by the volume edge has its surface on that edge.
-    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
-
-
-def _padded_box(mask: np.ndarray) -> tuple[slice, ...]:
-    # Both surfaces lie inside the bounding box of the union, so distances computed in it are exact;
-    # the one-voxel margin keeps the erosion identical to the full-volume one.
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, mask.shape, strict=True))
-
-
-def _distances_to(from_surface: np.ndarray, to_surface: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    # The EDT measures the distance to the nearest zero, so the target surface is made the zeros.
-    return ndimage.distance_transform_edt(~to_surface, sampling=spacing)[from_surface]
-
-
-def _directed_pair(
-    pred_mask: np.ndarray, truth_mask: np.ndarray, spacing: tuple[float, ...], keep: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Directed distances pred→truth and truth→pred; both empty when no finite distance exists."""
-    empty = (np.empty(0), np.empty(0))
-    if keep is None:
-        has_both = pred_mask.any() and truth_mask.any()
-    else:
-        has_both = (pred_mask & keep).any() and (truth_mask & keep).any()
-    if not has_both:
-        return empty
-    box = _padded_box(pred_mask | truth_mask)
-    pred_surface, truth_surface = _surface(pred_mask[box]), _surface(truth_mask[box])
-    kept = np.ones_like(pred_surface) if keep is None else keep[box]
-    pred_to_truth = _distances_to(pred_surface & kept, truth_surface, spacing)
-    truth_to_pred = _distances_to(truth_surface & kept, pred_surface, spacing)
-    # Only possible with an unusual keep mask (e.g. interior voxels only): no surface point to start from.
-    if pred_to_truth.size == 0 or truth_to_pred.size == 0:
-        return empty
-    return pred_to_truth, truth_to_pred
-
-
-def _hd95_of(pred_to_truth: np.ndarray, truth_to_pred: np.ndarray, convention: str) -> float:
-    if pred_to_truth.size == 0:
-        return math.nan
-    if convention == "max":
-        return float(max(np.percentile(pred_to_truth, 95), np.percentile(truth_to_pred, 95)))
-    return float(np.percentile(np.concatenate([pred_to_truth, truth_to_pred]), 95))
-
-
-def _asd_of(pred_to_truth: np.ndarray, truth_to_pred: np.ndarray) -> float:
-    if pred_to_truth.size == 0:
-        return math.nan
-    return float(np.concatenate([pred_to_truth, truth_to_pred]).mean())
-
-
-def surface_distances(
-    pred_mask: np.ndarray, truth_mask: np.ndarray, spacing: Sequence[float], *, keep: np.ndarray | None = None
-) -> np.ndarray:
-    """Symmetric surface distances in millimetres.
-
-    Parameters
-    ----------
-    pred_mask, truth_mask : np.ndarray
-        Binary masks of the same shape (non-zero is foreground).
-    spacing : sequence of float
-        Voxel size along each axis, in mm; one positive value per axis.
-    keep : np.ndarray of bool, optional
-        Voxels whose surface points are scored. Distances start only from surface voxels
-        inside ``keep`` but are measured to the surfaces of the full masks.
-
-    Returns
-    -------
-    np.ndarray
-        1D float array: the distances from every (kept) surface voxel of ``pred_mask`` to
-        the surface of ``truth_mask``, followed by those from ``truth_mask`` to
-        ``pred_mask``. Empty when either mask has no (kept) voxel: no finite distance exists.
-
-    Raises
-    ------
-    ValueError
-        If the shapes differ or ``spacing`` is invalid.
-    """
-    return np.concatenate(_validated_pair(pred_mask, truth_mask, spacing, keep))
-
-
-def hd95(
-    pred_mask: np.ndarray,
-    truth_mask: np.ndarray,
-    spacing: Sequence[float],
-    *,
-    keep: np.ndarray | None = None,
-    convention: str = "pooled",
-) -> float:
-    """95th-percentile Hausdorff distance in millimetres.
-
-    Parameters
-    ----------
-    pred_mask, truth_mask, spacing, keep
-        As in :func:`surface_distances`.
-    convention : {"pooled", "max"}
-        ``"pooled"``: 95th percentile of both directed distance sets together.
-        ``"max"``: larger of the two directed 95th percentiles (MedPy / MONAI).
-
-    Returns
-    -------
-    float
-        HD95 in mm; NaN when either mask is empty (no finite distance exists).
-    """
-    _check_convention(convention)
-    return _hd95_of(*_validated_pair(pred_mask, truth_mask, spacing, keep), convention)
-
-
-def average_surface_distance(
-    pred_mask: np.ndarray, truth_mask: np.ndarray, spacing: Sequence[float], *, keep: np.ndarray | None = None
-) -> float:
-    """Average symmetric surface distance in millimetres.
-
-    Parameters
-    ----------
-    pred_mask, truth_mask, spacing, keep
-        As in :func:`surface_distances`.
-
-    Returns
-    -------
-    float
-        Mean of the pooled distances of both directions; NaN when either mask is empty.
-    """
-    return _asd_of(*_validated_pair(pred_mask, truth_mask, spacing, keep))
-
-
 # --------------------------------------------------------------------------- evaluation
 def _nanmean(values: Iterable[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     # Avoids numpy's "mean of empty slice" warning when every class is NaN.
     return float(np.mean(finite)) if finite else math.nan
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _format_number(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _align(header: list[str], body: list[list[str]], left: set[int]) -> str:
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in body)])
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Per-class scores of one prediction against one reference volume.
-
-    Parameters
-    ----------
-    rows : tuple of dict
-        One dict per class with keys ``value``, ``name``, ``dice``, ``hd95_mm``,
-        ``asd_mm``, ``voxels_truth``, ``voxels_pred`` (counted on the kept slices) and
-        ``note`` (why a metric is NaN, else None).
-    mean_dice, mean_hd95, mean_asd : float
-        NaN-skipping means over the classes (NaN when every class is NaN).
-    spacing : tuple of float
-        Voxel size in mm used for the distances.
-    axis : int or None
-        Slicing axis of ``excluded_slices``.
-    excluded_slices : tuple of int
-        Slices left out of the scoring.
-    hd95_convention : str
-        ``"pooled"`` or ``"max"``, see the module docstring.
-    """
-
-    rows: tuple[dict[str, Any], ...]
-    mean_dice: float
-    mean_hd95: float
-    mean_asd: float
-    spacing: tuple[float, ...]
-    axis: int | None = None
-    excluded_slices: tuple[int, ...] = ()
-    hd95_convention: str = "pooled"
-
-    def row(self, value: int) -> dict[str, Any]:
-        """Return the row of label ``value``; raises ``KeyError`` if it was not scored."""
-        for row in self.rows:
-            if row["value"] == value:
-                return row
-        raise KeyError(f"label value {value} was not scored")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dict: plain Python numbers, NaN written as ``None``."""
-        return _json_safe(
-            {
-                "rows": [dict(row) for row in self.rows],
-                "mean_dice": self.mean_dice,
-                "mean_hd95_mm": self.mean_hd95,
-                "mean_asd_mm": self.mean_asd,
-                "spacing_mm": list(self.spacing),
-                "axis": self.axis,
-                "excluded_slices": list(self.excluded_slices),
-                "hd95_convention": self.hd95_convention,
-            }
-        )
-
-    def format_table(self, digits: int = 3) -> str:
-        """Return a plain-text table, one line per class and a final line with the means."""
-        header = ["value", "name", "Dice", "HD95 [mm]", "ASD [mm]", "voxels truth", "voxels pred", "note"]
-        keys = ["value", "name", "dice", "hd95_mm", "asd_mm", "voxels_truth", "voxels_pred", "note"]
-        body = [[_format_number(row[k], digits) if k != "note" else row[k] or "" for k in keys] for row in self.rows]
-        means = [self.mean_dice, self.mean_hd95, self.mean_asd]
-        body.append(["", "mean", *(_format_number(m, digits) for m in means), "", "", ""])
-        return _align(header, body, left={1, 7})
 
 
 def _check_excluded(
@@ -457,13 +183,13 @@ def _score_class(
     pred_kept = pred_mask if keep is None else pred_mask & keep
     truth_kept = truth_mask if keep is None else truth_mask & keep
     n_pred, n_truth = int(np.count_nonzero(pred_kept)), int(np.count_nonzero(truth_kept))
-    distances = _directed_pair(pred_mask, truth_mask, spacing, keep)
+    distances = directed_distances(pred_mask, truth_mask, spacing, keep)
     return {
         "value": value,
         "name": name,
         "dice": _dice(pred_kept, truth_kept),
-        "hd95_mm": _hd95_of(*distances, convention),
-        "asd_mm": _asd_of(*distances),
+        "hd95_mm": hd95_from(*distances, convention),
+        "asd_mm": asd_from(*distances),
         "voxels_truth": n_truth,
         "voxels_pred": n_pred,
         "note": _note(n_pred, n_truth),
@@ -498,7 +224,8 @@ def evaluate(
     class_names : mapping of int to str, optional
         Display names by label value; unnamed values are shown as their number.
     hd95_convention : {"pooled", "max"}
-        How the two directions are combined in HD95, see the module docstring.
+        How the two directions are combined in HD95, see
+        :mod:`napari_action.evaluation.surface_distance`.
 
     Returns
     -------
@@ -511,11 +238,11 @@ def evaluate(
         If the volumes are not 3D, differ in shape, hold non-integer labels, the spacing is
         not three positive numbers, or the excluded slices are invalid.
     """
-    _check_convention(hd95_convention)
+    check_convention(hd95_convention)
     pred, truth = _check_pair(pred, truth)
     if pred.ndim != 3:
         raise ValueError(f"pred and truth must be 3D volumes, got {pred.ndim} dimensions")
-    spacing = _check_spacing(spacing, 3)
+    spacing = check_spacing(spacing, 3)
     axis, excluded = _check_excluded(exclude_slices, axis, pred.shape)
     keep = _keep_mask(pred.shape, axis, excluded)
     if keep is not None:

@@ -1,4 +1,4 @@
-"""A model read from a checkpoint, and the geometry checks made before predicting with it.
+"""A model read from a checkpoint, and the training volumes' geometry saved with it.
 
 :class:`LoadedModel` stands in for the trainer once a checkpoint is loaded: it
 is a :class:`~napari_action.inference.model_protocol.SegmentationModel`
@@ -6,24 +6,27 @@ is a :class:`~napari_action.inference.model_protocol.SegmentationModel`
 ``checkpoint``, ``save_checkpoint``), so a front end predicts and saves with it
 as with a trained :class:`~napari_action.training.trainer.Trainer`.
 
-Prediction slices every volume along the training axis at the volume's own
-in-plane size and never resamples: the network sees voxels, not millimetres.
-:func:`geometry_warnings` says when a volume's in-plane spacing (or the world
-direction of its slicing axis) differs from the volumes the model was trained
-on, since predictions then degrade. :func:`with_references` records the
-training volumes' geometry in a checkpoint, for those checks.
+:func:`with_references` records the training volumes' geometry in a checkpoint
+and :attr:`LoadedModel.references` reads it back, for the checks of
+:func:`napari_action.io.geometry.geometry_warnings` before predicting.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_action.io.geometry import VoxelGeometry
+
+# geometry_warnings lives in io.geometry; napari_action/_napari/files/panel.py and
+# tests/_napari/files/test_panel.py still import it from here (files under edit elsewhere).
+# Delete this re-export once they import it from napari_action.io.geometry.
+from napari_action.io.geometry import geometry_warnings as geometry_warnings
 from napari_action.progress import PredictionUpdate
 
 if TYPE_CHECKING:
@@ -35,112 +38,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Relative in-plane spacing difference above which prediction gets a warning.
-SPACING_TOLERANCE = 0.2
 #: ``Checkpoint.extra`` key holding the geometry of the training volumes.
 REFERENCE_KEY = "reference_geometry"
-_WORLD_AXES = ("x (sagittal slices)", "y (coronal slices)", "z (axial slices)")
-
-
-#: World axis (RAS: 0 = left-right, 1 = posterior-anterior, 2 = inferior-superior) along which
-#: each plane's slices are stacked.
-PLANE_WORLD_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
-
-
-@dataclasses.dataclass(frozen=True)
-class VoxelGeometry:
-    """Voxel spacing along each array axis and the world axis each array axis points along."""
-
-    spacing: tuple[float, float, float]
-    directions: tuple[int, int, int]
-
-    @classmethod
-    def from_matrix(cls, matrix: np.ndarray) -> VoxelGeometry:
-        """From a 4x4 (or 3x3) voxel-to-world matrix: column norms and dominant rows."""
-        linear = np.asarray(matrix, dtype=np.float64)[:3, :3]
-        spacing = tuple(float(s) for s in np.linalg.norm(linear, axis=0))
-        directions = tuple(int(d) for d in np.abs(linear).argmax(axis=0))
-        return cls(spacing, directions)
-
-    def to_dict(self) -> dict:
-        """Plain lists, for a checkpoint's ``extra``."""
-        return {"spacing": list(self.spacing), "directions": list(self.directions)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VoxelGeometry:
-        """Inverse of :meth:`to_dict`."""
-        return cls(tuple(float(s) for s in data["spacing"]), tuple(int(d) for d in data["directions"]))
-
-    def axis_for_plane(self, plane: str) -> int:
-        """Array axis to slice along to see ``plane`` ("axial", "coronal" or "sagittal").
-
-        Axial slices are stacked along the world's inferior-superior axis,
-        coronal ones along posterior-anterior, sagittal ones along left-right.
-
-        Raises
-        ------
-        ValueError
-            For another plane name, or when no array axis points along that world axis
-            (two axes of an oblique volume point along the same one).
-        """
-        if plane not in PLANE_WORLD_AXES:
-            raise ValueError(f"plane must be one of {sorted(PLANE_WORLD_AXES)}, got {plane!r}.")
-        world = PLANE_WORLD_AXES[plane]
-        if world not in self.directions:
-            raise ValueError(f"No array axis of this volume points along the {plane} slicing direction.")
-        return self.directions.index(world)
-
-    def in_plane(self, axis: int) -> tuple[float, float]:
-        """Spacing of the two axes of a slice taken along ``axis``."""
-        return tuple(s for i, s in enumerate(self.spacing) if i != axis)
-
-
-def geometry_warnings(
-    references: Sequence[VoxelGeometry],
-    targets: Iterable[tuple[str, VoxelGeometry]],
-    axis: int,
-    tolerance: float = SPACING_TOLERANCE,
-) -> list[str]:
-    """Messages for volumes sliced differently from every training volume.
-
-    A volume gets a message when its in-plane spacing differs by more than
-    ``tolerance`` (relative) from that of every reference, or when its slicing
-    axis points along another world axis than in every reference.
-
-    Parameters
-    ----------
-    references : sequence of VoxelGeometry
-        The training volumes' geometry; none: no message at all.
-    targets : iterable of (str, VoxelGeometry)
-        Name (used in the message) and geometry of each volume to predict.
-    axis : int
-        The model's slicing axis.
-    tolerance : float
-        Relative in-plane spacing difference accepted without a message.
-    """
-    if not references:
-        return []
-    messages = []
-    for name, target in targets:
-        spacing = np.asarray(target.in_plane(axis))
-        gaps = [np.max(np.abs(spacing / np.asarray(ref.in_plane(axis)) - 1.0)) for ref in references]
-        if min(gaps) > tolerance:
-            known = ", ".join(dict.fromkeys(_mm(ref.in_plane(axis)) for ref in references))  # unique, in order
-            messages.append(
-                f"{name!r} has in-plane spacing {_mm(target.in_plane(axis))}, the training volumes {known}: "
-                "prediction does not resample (the network sees voxels), so expect worse results."
-            )
-        if all(target.directions[axis] != ref.directions[axis] for ref in references):
-            ref_dir = _WORLD_AXES[references[0].directions[axis]]
-            messages.append(
-                f"{name!r} is sliced along world axis {_WORLD_AXES[target.directions[axis]]}, the training "
-                f"volumes along {ref_dir}: the network sees another view of the anatomy."
-            )
-    return messages
-
-
-def _mm(values: Iterable[float]) -> str:
-    return "×".join(f"{v:.3g}" for v in values) + " mm"
 
 
 class LoadedModel:
@@ -192,7 +91,7 @@ class LoadedModel:
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the checkpoint to ``path`` (atomically)."""
         # torch-backed modules load when a model is built or written, not with this module:
-        # front ends import it for its geometry checks while their menus open.
+        # front ends import this module while their panels are built, before any model exists.
         from napari_action.io.checkpoint import save_checkpoint
 
         return save_checkpoint(path, self._checkpoint)

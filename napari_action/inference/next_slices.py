@@ -71,13 +71,20 @@ class _SliceContent:
         counts = np.stack([np.bincount(row, minlength=values.size) for row in rows])
         return cls(values, counts)
 
-    def structure_slices(self) -> np.ndarray:
-        return np.flatnonzero(self.counts[:, self.values != 0].sum(axis=1) > 0)
+    def structure_slices(self, min_area_share: float = 0.0) -> np.ndarray:
+        """Slices whose structure area is above ``min_area_share`` of the largest slice's (0: any voxel)."""
+        area = self.counts[:, self.values != 0].sum(axis=1)
+        return np.flatnonzero((area > 0) & (area >= min_area_share * area.max(initial=0)))
 
 
-def structure_range(prediction: np.ndarray, axis: int) -> tuple[int, int] | None:
-    """First and last slice (inclusive) holding predicted structure (a non-zero label); None if none."""
-    slices = _SliceContent.of(prediction, normalize_axis(axis, prediction.ndim)).structure_slices()
+def structure_range(prediction: np.ndarray, axis: int, min_area_share: float = 0.0) -> tuple[int, int] | None:
+    """First and last slice (inclusive) holding predicted structure (a non-zero label); None if none.
+
+    ``min_area_share`` ignores slices whose structure covers less than that share of the largest
+    slice's, so that a few stray voxels far from the anatomy do not stretch the range.
+    """
+    content = _SliceContent.of(prediction, normalize_axis(axis, prediction.ndim))
+    slices = content.structure_slices(min_area_share)
     return (int(slices[0]), int(slices[-1])) if slices.size else None
 
 
@@ -156,10 +163,11 @@ def _one_pick(
     annotated: set[int],
     annotated_values: set[int],
     class_names: Mapping[int, str],
+    min_area_share: float,
 ) -> NextSlice | None:
     # The whole-volume prediction keeps the annotated slices' labels, so it already holds their
     # structure; annotated background-only slices must not stretch the range.
-    structure = content.structure_slices()
+    structure = content.structure_slices(min_area_share)
     if structure.size == 0:
         return None
     low, high = int(structure[0]), int(structure[-1])
@@ -186,6 +194,7 @@ def next_slices(
     entropy: np.ndarray | None = None,
     interpolation: np.ndarray | None = None,
     class_names: Mapping[int, str] | None = None,
+    min_area_share: float = 0.0,
 ) -> list[NextSlice]:
     """Up to ``k`` slices to annotate next with ``strategy`` (one of :data:`STRATEGIES`).
 
@@ -207,6 +216,9 @@ def next_slices(
         between annotated slices (``"disagreement"``).
     class_names : mapping of int to str, optional
         Names used in the reasons.
+    min_area_share : float
+        The structure range only counts slices whose predicted structure covers at least this
+        share of the largest slice's (0: any predicted voxel counts).
 
     Raises
     ------
@@ -222,7 +234,7 @@ def next_slices(
     values = {int(v) for v in annotated_values}
     picks: list[NextSlice] = []
     while len(picks) < k:
-        pick = _one_pick(strategy, content, scores, taken, values, class_names or {})
+        pick = _one_pick(strategy, content, scores, taken, values, class_names or {}, min_area_share)
         if pick is None or pick.slice_index in taken:
             break
         picks.append(pick)

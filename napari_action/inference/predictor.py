@@ -18,8 +18,10 @@ import torch
 from napari_action.data.priors import SlicePrior
 from napari_action.data.slice_pool import normalize_volume, pad_value
 from napari_action.inference.postprocess import SliceSmoother, fuse_prior
-from napari_action.io.checkpoint import Checkpoint, build_inference_net, load_checkpoint
+from napari_action.inference.suggestions import normalized_entropy
+from napari_action.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from napari_action.label_values import smallest_label_dtype
+from napari_action.networks.action_net import ActionNet
 from napari_action.networks.unet import SPATIAL_MULTIPLE
 from napari_action.progress import PredictionUpdate
 from napari_action.runtime import autocast, is_out_of_memory, release_cached_memory, resolve_device
@@ -35,6 +37,22 @@ def slice_stack(moved: np.ndarray, start: int, stop: int, context: int) -> np.nd
     offsets = np.arange(-context, context + 1)
     index = np.clip(np.arange(start, stop)[:, None] + offsets[None, :], 0, moved.shape[0] - 1)
     return moved[index]
+
+
+def build_inference_net(ckpt: Checkpoint, which: str = "teacher") -> torch.nn.Module:
+    """Rebuild the network and load the ``teacher`` (default) or ``student`` weights."""
+    config = ckpt.config
+    net = ActionNet(config.model.in_channels, ckpt.num_classes, config.model)
+    state = ckpt.teacher if which == "teacher" else ckpt.student
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        # torch lists every mismatching tensor; that list stays in __cause__.
+        raise CheckpointError(
+            "the checkpoint's weights do not fit its network (the file was changed after saving, or is "
+            "damaged); save the model again."
+        ) from error
+    return net.eval()
 
 
 def _pad_to_multiple(
@@ -203,7 +221,7 @@ class Predictor:
                     final = self._with_prior(smoothed, prior, index, decay)
                     labels[index] = self.class_values[final.argmax(axis=0)]
                     confidence[index] = final.max(axis=0)
-                    entropy[index] = normalized_entropy(final[None])[0]
+                    entropy[index] = normalized_entropy(final, axis=0, check=False)
                     done = index + 1
             start = stop
             yield PredictionUpdate(volume_index, done, n_slices)
@@ -243,15 +261,6 @@ class Predictor:
             if update.done:
                 return update.labels, update.confidence
         raise RuntimeError("prediction ended without a result")  # unreachable: the loop always ends done
-
-
-def normalized_entropy(probs: np.ndarray) -> np.ndarray:
-    """Shannon entropy over the class axis (1), divided by log(C) so it lies in [0, 1]."""
-    n_classes = probs.shape[1]
-    if n_classes < 2:
-        return np.zeros(probs.shape[:1] + probs.shape[2:], np.float32)
-    p = np.clip(probs, 1e-8, 1.0)
-    return (-(p * np.log(p)).sum(axis=1) / np.log(n_classes)).astype(np.float32)
 
 
 def predict_volume(model: Predictor | str | Path, volume: np.ndarray, **kwargs: Any) -> Iterator[PredictionUpdate]:

@@ -1,6 +1,6 @@
 """Which slice to annotate next: uncertainty-based slice ranking.
 
-The model's per-voxel uncertainty (normalised softmax entropy, :func:`entropy_from_probs`)
+The model's per-voxel uncertainty (normalised softmax entropy, :func:`normalized_entropy`)
 is reduced to one score per slice (:func:`slice_scores`), and the best-scoring slices are
 proposed, skipping slices that are already labeled and keeping the proposals apart from
 each other and from the labeled slices (:func:`rank_slices`). :func:`suggest_slices` does
@@ -30,12 +30,12 @@ import numpy as np
 
 from napari_action.checks import as_int, normalize_axis
 
-__all__ = ["SliceSuggestion", "entropy_from_probs", "rank_slices", "slice_scores", "suggest_slices"]
+__all__ = ["SliceSuggestion", "normalized_entropy", "rank_slices", "slice_scores", "suggest_slices"]
 
 REDUCTIONS = ("top_fraction", "mean")
 
 
-def entropy_from_probs(probs: np.ndarray, axis: int = 0) -> np.ndarray:
+def normalized_entropy(probs: np.ndarray, axis: int = 0, *, check: bool = True) -> np.ndarray:
     """Per-voxel softmax entropy normalised to [0, 1].
 
     Parameters
@@ -43,34 +43,45 @@ def entropy_from_probs(probs: np.ndarray, axis: int = 0) -> np.ndarray:
     probs : np.ndarray
         Class probabilities (softmax output, not logits), summing to 1 along ``axis``.
     axis : int
-        Class axis; it needs at least two classes.
+        Class axis.
+    check : bool
+        Refuse values that are not probabilities. A caller passing its own softmax output
+        (the predictor, slice after slice) skips the extra passes over the data.
 
     Returns
     -------
     np.ndarray
         ``-sum p log p / log C`` with ``0 log 0 = 0``: 1 for a uniform distribution, 0 for
         a one-hot one. Shape of ``probs`` without ``axis``; float32 for float32 input, else float64.
+        A single class is certain everywhere: 0.
 
     Raises
     ------
     ValueError
-        If there are fewer than two classes, or the values are not probabilities.
+        With ``check``, if the values are not finite, negative or do not sum to 1 along ``axis``.
     """
     p = np.asarray(probs)
     if p.dtype not in (np.float32, np.float64):
         p = p.astype(np.float64)
     axis = normalize_axis(axis, p.ndim)
+    if check:
+        _check_probabilities(p, axis)
     n_classes = p.shape[axis]
     if n_classes < 2:
-        raise ValueError(f"entropy needs at least 2 classes along axis {axis}, got {n_classes}")
-    if not np.all(np.isfinite(p)) or p.min() < 0:
-        raise ValueError("probs must be finite and non-negative")
-    if not np.allclose(p.sum(axis=axis), 1.0, atol=1e-3):
-        raise ValueError(f"probs must sum to 1 along axis {axis} (softmax output, not logits)")
+        # log(1) = 0 would divide 0 by 0; one class leaves nothing to doubt (as streamed_uncertainty says).
+        return np.zeros(np.delete(p.shape, axis), p.dtype)
     # Clamping inside the log makes p * log(p) exactly 0 at p == 0, without a warning.
     plogp = p * np.log(np.maximum(p, np.finfo(p.dtype).tiny))
     entropy = -plogp.sum(axis=axis) / np.log(n_classes)
     return np.clip(entropy, 0.0, 1.0).astype(p.dtype, copy=False)
+
+
+def _check_probabilities(p: np.ndarray, axis: int) -> None:
+    """Raise ``ValueError`` unless ``p`` holds finite, non-negative values summing to 1 along ``axis``."""
+    if not np.all(np.isfinite(p)) or p.min() < 0:
+        raise ValueError("probs must be finite and non-negative")
+    if not np.allclose(p.sum(axis=axis), 1.0, atol=1e-3):
+        raise ValueError(f"probs must sum to 1 along axis {axis} (softmax output, not logits)")
 
 
 def _reduce_slice(values: np.ndarray, reduce: str, top_fraction: float) -> float:
@@ -100,7 +111,7 @@ def slice_scores(
     Parameters
     ----------
     uncertainty : np.ndarray
-        3D voxel uncertainty, e.g. :func:`entropy_from_probs` of the predicted probabilities.
+        3D voxel uncertainty, e.g. :func:`normalized_entropy` of the predicted probabilities.
     axis : int
         Slicing axis.
     mask : np.ndarray of bool, optional

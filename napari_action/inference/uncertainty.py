@@ -1,4 +1,4 @@
-"""Per-voxel uncertainty of the latest predictions, and the slices worth annotating next.
+"""Per-voxel uncertainty of the latest predictions, and a score per slice.
 
 Which measure
 -------------
@@ -11,21 +11,20 @@ a uniform guess, so both fill the same map on one scale (the later source
 overwrites the earlier, slice by slice). MC dropout would need several
 forward passes per slice and the network has no dropout layers: left out.
 
-Slices never predicted have no value yet; they are masked out of the
-ranking (their score is 0) until a prediction covers them.
+Slices never predicted have no value yet; they score 0 until a prediction
+covers them.
 
-:class:`UncertaintyMaps` holds one volume per image name and ranks the slices
-of all of them with :func:`~napari_action.inference.suggestions.suggest_slices`.
+:class:`UncertaintyMaps` holds one volume per image name; each map scores its
+slices with :func:`~napari_action.inference.suggestions.slice_scores`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_action.inference.suggestions import SliceSuggestion, slice_scores, suggest_slices
+from napari_action.inference.suggestions import slice_scores
 
 __all__ = ["UncertaintyMap", "UncertaintyMaps", "streamed_uncertainty"]
 
@@ -53,14 +52,6 @@ class UncertaintyMap:
             scores = slice_scores(self.volume, self.axis)
             self._scores = np.where(self.covered, scores, 0.0)
         return self._scores
-
-    def mask(self) -> np.ndarray | None:
-        """Scoring mask hiding slices never predicted (None when every slice is)."""
-        if self.covered.all():
-            return None
-        shape = [1, 1, 1]
-        shape[self.axis] = self.covered.size
-        return np.broadcast_to(self.covered.reshape(shape), self.volume.shape)
 
 
 class UncertaintyMaps:
@@ -103,31 +94,3 @@ class UncertaintyMaps:
         found.covered[start:stop] = True
         found._scores = None
         return found
-
-    def suggestions(self, labeled: Mapping[str, set[int]], k: int = 5) -> list[tuple[str, SliceSuggestion]]:
-        """The ``k`` slices most worth annotating, over every image with values.
-
-        Parameters
-        ----------
-        labeled : mapping of str to set of int
-            Painted or accepted slices per image name: never suggested.
-        k : int
-            Number of suggestions.
-
-        Returns
-        -------
-        list of (image name, SliceSuggestion)
-            Best first.
-        """
-        names = [name for name, found in self.maps.items() if found.covered.any()]
-        if not names:
-            return []
-        maps = [self.maps[name] for name in names]
-        suggestions = suggest_slices(
-            [m.volume for m in maps],
-            {i: labeled.get(name, set()) for i, name in enumerate(names)},
-            [m.axis for m in maps],
-            k=k,
-            masks=[m.mask() for m in maps],
-        )
-        return [(names[s.volume_index], s) for s in suggestions]

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from napari_action.io.errors import DISK_FULL, NOT_WRITABLE, disk_full_message, not_writable_message, os_error_in_chain
+
 __all__ = [
     "STALE_AFTER_S",
     "explain_write_error",
@@ -37,8 +39,6 @@ __all__ = [
 STALE_AFTER_S = 60.0
 _PART = ".part"
 _EXISTS = "{path} already exists; choose another name or pass overwrite=True to replace it."
-_DISK_FULL = frozenset(code for code in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None)) if code is not None)
-_NOT_WRITABLE = frozenset((errno.EACCES, errno.EPERM, errno.EROFS))
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, overwrite: bool = True) -> Path:
@@ -223,46 +223,20 @@ def explain_write_error(error: BaseException, target: Path, *, existed: bool) ->
       ``EROFS``) "cannot write <target>: the folder <folder> is not writable
       (...); choose another folder (or fix its permissions)".
 
-    The returned error keeps the ``errno`` of the cause.
+    The wording is :mod:`napari_action.io.errors`'s, named after ``target`` rather
+    than the hidden temporary file the OS saw. The returned error keeps the
+    ``errno`` of the cause.
     """
-    cause = _os_error_in_chain(error)
+    cause = os_error_in_chain(error)
     if cause is None:
         return None
-    if cause.errno in _DISK_FULL:
-        unchanged = f" — {target} is unchanged" if existed else ""
-        message = (
-            f"could not write {target}: the disk is full or the file is too large ({_reason(cause)}); "
-            f"free some space and save again{unchanged}."
-        )
-    elif cause.errno in _NOT_WRITABLE:
-        message = (
-            f"cannot write {target}: the folder {_nearest_existing(target.parent)} is not writable "
-            f"({_reason(cause)}); choose another folder (or fix its permissions)."
-        )
+    reason = cause.strerror or os.strerror(cause.errno)
+    if cause.errno in DISK_FULL:
+        message = disk_full_message(target, reason, existed=existed)
+    elif cause.errno in NOT_WRITABLE:
+        message = not_writable_message(target, reason)
     else:
         return None
     explained = (PermissionError if cause.errno in (errno.EACCES, errno.EPERM) else OSError)(message)
     explained.errno = cause.errno  # for callers that test it; the message alone is shown
     return explained
-
-
-def _os_error_in_chain(error: BaseException) -> OSError | None:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno is not None:
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _reason(cause: OSError) -> str:
-    return cause.strerror or os.strerror(cause.errno)
-
-
-def _nearest_existing(folder: Path) -> Path:
-    # A missing folder could not be created because its nearest existing parent is not writable.
-    while not os.path.exists(folder) and folder != folder.parent:
-        folder = folder.parent
-    return folder

@@ -5,10 +5,16 @@ read back with ``weights_only=True`` so that opening a checkpoint never runs
 pickled code. Writes are atomic: a crash while saving leaves the previous
 file intact, and a folder that is not writable or a full disk get a message
 that says what to do (see :mod:`napari_action.io.atomic`).
+
+Reading fails with one :class:`CheckpointError` whatever the cause, worded for
+the user: the OS's refusals as :mod:`napari_action.io.errors` words them, and,
+instead of torch's messages, what the file is (empty, truncated, an image,
+another program's file, a newer napari-action's).
 """
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +25,16 @@ import torch
 from napari_action import __version__
 from napari_action.config import TrainConfig
 from napari_action.io.atomic import make_folder_for, write_atomically
-from napari_action.networks.action_net import ActionNet
+from napari_action.io.errors import describe_os_error, os_error_in_chain, written_by_newer
+from napari_action.io.nifti import NIFTI_EXTENSIONS
 
 FORMAT = "napari-action-checkpoint"
 FORMAT_VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 class CheckpointError(ValueError):
-    """A file that is not a napari-action checkpoint, or a damaged one."""
+    """A checkpoint that cannot be read; the message names the file and says what to do."""
 
 
 @dataclass
@@ -97,43 +105,106 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, *, overwrite: bool = Tru
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint; raise :class:`CheckpointError` naming the problem."""
+    """Read a checkpoint.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    Checkpoint
+        Its content.
+
+    Raises
+    ------
+    CheckpointError
+        The file cannot be opened (missing, a folder, no permission: the OS's error in
+        the words of :mod:`napari_action.io.errors`), is empty, damaged or truncated, is
+        not a napari-action checkpoint, or was written by a newer napari-action. The
+        message names the file and says what to do; the original error is its ``__cause__``.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint {path} does not exist.")
     payload = _read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(_not_a_checkpoint(path))
     if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} was written by a newer napari-action ({payload.get('version')}); "
-            f"this is {__version__}. Upgrade napari-action to read it."
-        )
+        raise CheckpointError(written_by_newer(path, payload.get("version")))
     try:
-        return Checkpoint(
-            config=TrainConfig.from_dict(payload["config"]),
-            class_values=list(payload["class_values"]),
-            axis=int(payload["axis"]),
-            student=payload["student"],
-            teacher=payload["teacher"],
-            class_names={int(k): v for k, v in payload.get("class_names", {}).items()},
-            step=int(payload.get("step", 0)),
-            version=str(payload.get("version", "?")),
-            extra=dict(payload.get("extra", {})),
-        )
+        return _checkpoint_of(payload)
     except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path} is damaged or incomplete: {error}") from error
+        # A newer release may add settings without changing the format: unknown fields then
+        # mean "upgrade", not "damaged".
+        if _is_newer(payload.get("version")):
+            raise CheckpointError(written_by_newer(path, payload.get("version"))) from error
+        raise CheckpointError(_incomplete(path, error)) from error
+
+
+def _checkpoint_of(payload: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(
+        config=TrainConfig.from_dict(payload["config"]),
+        class_values=list(payload["class_values"]),
+        axis=int(payload["axis"]),
+        student=payload["student"],
+        teacher=payload["teacher"],
+        class_names={int(k): v for k, v in payload.get("class_names", {}).items()},
+        step=int(payload.get("step", 0)),
+        version=str(payload.get("version", "?")),
+        extra=dict(payload.get("extra", {})),
+    )
 
 
 def _read_payload(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError) as error:
-        raise CheckpointError(f"{path} cannot be read as a checkpoint (damaged or truncated?): {error}") from error
+    except MemoryError:  # a whole checkpoint that does not fit: no fault of the file
+        raise
     except Exception as error:
-        # Any other file: the unpickler's own words ("list index out of range",
-        # "unsupported global") mean nothing to the user; they stay in __cause__.
-        raise CheckpointError(_not_a_checkpoint(path)) from error
+        # torch's own words ("PytorchStreamReader failed reading zip archive", "invalid load
+        # key") mean nothing to the user; they stay in __cause__ for a debugger.
+        raise CheckpointError(_why_unreadable(path, error)) from error
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """Why torch could not read ``path``: the OS refused it, or what the file holds instead of a checkpoint."""
+    refused = os_error_in_chain(error)
+    if refused is not None:
+        return describe_os_error(refused, path)
+    try:
+        head = _first_bytes(path)
+    except OSError as gone:  # removed or locked since torch tried it
+        return describe_os_error(gone, path)
+    if not head:
+        return (
+            f"{path} is empty (0 bytes), not a checkpoint: the save or copy that made it did not finish; "
+            "save or copy the model again."
+        )
+    if head.startswith(_ZIP_MAGIC) and not _is_foreign_zip(path):
+        return (
+            f"{path} is a damaged or truncated checkpoint (incomplete or corrupt, e.g. a copy or download "
+            "that stopped early); copy or save the model again."
+        )
+    if path.name.lower().endswith(NIFTI_EXTENSIONS):
+        return (
+            f"{path} is a NIfTI image, not a napari-action checkpoint (save one with 'Save model…' "
+            "or 'napari-action train --out MODEL.pt')."
+        )
+    return _not_a_checkpoint(path)
+
+
+def _first_bytes(path: Path, count: int = 4) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(count)
+
+
+def _is_foreign_zip(path: Path) -> bool:
+    """A complete zip archive without torch's ``data.pkl``: some other program's file, not a damaged checkpoint."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return not any(name.endswith("data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):  # cut short or corrupt: a damaged checkpoint
+        return False
 
 
 def _not_a_checkpoint(path: Path) -> str:
@@ -143,13 +214,17 @@ def _not_a_checkpoint(path: Path) -> str:
     )
 
 
-def build_inference_net(ckpt: Checkpoint, which: str = "teacher") -> torch.nn.Module:
-    """Rebuild the network and load the ``teacher`` (default) or ``student`` weights."""
-    config = ckpt.config
-    net = ActionNet(config.model.in_channels, ckpt.num_classes, config.model)
-    state = ckpt.teacher if which == "teacher" else ckpt.student
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(f"Checkpoint weights do not fit the network: {error}") from error
-    return net.eval()
+def _incomplete(path: Path, error: Exception) -> str:
+    detail = f"no {error.args[0]!r} entry" if isinstance(error, KeyError) and error.args else str(error)
+    return f"{path} is a damaged or incomplete napari-action checkpoint ({detail}); save the model again."
+
+
+def _is_newer(version: object) -> bool:
+    """Whether ``version`` (as stored in a checkpoint) is a later release than this one."""
+    return _release(version) > _release(__version__)
+
+
+def _release(version: object) -> tuple[int, ...]:
+    """``"0.2.1.dev3"`` -> ``(0, 2, 1)``; ``()`` for anything that is no version number."""
+    match = re.match(r"\d+(\.\d+)*", str(version))
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()

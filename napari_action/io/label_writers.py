@@ -28,7 +28,9 @@ from typing import Protocol
 import numpy as np
 
 from napari_action.io.atomic import explained_errors, new_file_mode, remove_stale_parts
-from napari_action.io.nifti import VolumeError, VolumeMeta, label_header_bytes, save_labels
+from napari_action.io.nifti import VolumeError
+from napari_action.io.nifti_writer import label_header_bytes, save_labels
+from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, zarr_attrs
 
 #: Output formats and the suffix of their files.
@@ -59,6 +61,19 @@ def open_label_writer(
     target: str | os.PathLike, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False
 ) -> LabelWriter:
     """The writer for ``target``'s format (``.nii``, ``.zarr``, else ``.nii.gz``).
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        The file: ``.nii``, ``.nii.gz``, or a folder ending in ``.zarr``.
+    meta : VolumeMeta
+        Geometry of the source volume, written with the labels.
+    dtype : numpy.dtype
+        Label type (``.nii.gz`` stores the smallest type that holds the values written).
+    axis : int
+        The axis along which slices arrive.
+    overwrite : bool
+        Replace an existing ``target``.
 
     Raises
     ------
@@ -101,25 +116,54 @@ def _check_order(expected: int, index: int) -> None:
         raise ValueError(f"Label slices must arrive in order; expected {expected}, got {index}.")
 
 
-class MemoryLabelWriter:
+class _SliceWriter:
+    """What every writer keeps: the target, the source geometry, the slicing axis, whether to replace a file."""
+
+    def __init__(self, target: Path, meta: VolumeMeta, axis: int, overwrite: bool) -> None:
+        self.target, self.meta, self.axis, self.overwrite = Path(target), meta, axis, overwrite
+
+
+class _RunWriter(_SliceWriter):
+    """A writer that gathers slices into runs and stores each run at once: fewer, larger writes.
+
+    Subclasses store a run with :meth:`_store_run`; :meth:`_flush` stores what is pending.
+    """
+
+    def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, overwrite: bool, run: int) -> None:
+        super().__init__(target, meta, axis, overwrite)
+        self.dtype = np.dtype(dtype)
+        self._run = run
+        self._pending: list[np.ndarray] = []
+        self._first = 0  # index of the first pending slice
+
+    def write(self, index: int, labels: np.ndarray) -> None:
+        """Slice ``index`` along the writer's axis (stored with the rest of its run)."""
+        _check_order(self._first + len(self._pending), index)
+        self._pending.append(np.asarray(labels, self.dtype))
+        if len(self._pending) >= self._run:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        self._store_run(self._first, np.stack(self._pending))
+        self._first += len(self._pending)
+        self._pending = []
+
+    def _store_run(self, start: int, run: np.ndarray) -> None:
+        """Store ``run`` (slices first) as slices ``start:start + len(run)`` along the writer's axis."""
+        raise NotImplementedError
+
+
+class MemoryLabelWriter(_SliceWriter):
     """Gathers the label volume in memory and saves it with :func:`~napari_action.io.nifti.save_labels`.
 
-    Parameters
-    ----------
-    target : pathlib.Path
-        A ``.nii.gz`` (or ``.nii``) file.
-    meta : VolumeMeta
-        Geometry of the source volume.
-    dtype : numpy.dtype
-        Label type; :func:`save_labels` stores the smallest type that holds the values written.
-    axis : int
-        The axis along which slices arrive.
-    overwrite : bool
-        Replace an existing ``target``.
+    The parameters are those of :func:`open_label_writer`; ``target`` is a ``.nii.gz`` (or
+    ``.nii``) file, and :func:`save_labels` stores the smallest type that holds the values written.
     """
 
     def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
-        self.target, self.meta, self.axis, self.overwrite = Path(target), meta, axis, overwrite
+        super().__init__(target, meta, axis, overwrite)
         self.labels = np.zeros(meta.shape, dtype)
         self._next = 0
 
@@ -137,7 +181,7 @@ class MemoryLabelWriter:
         """Nothing was written to disk."""
 
 
-class NiftiLabelWriter:
+class NiftiLabelWriter(_RunWriter):
     """Writes an uncompressed ``.nii`` label file run by run through a memory map.
 
     The temporary file (``.<name>.<random>.part`` in the target's folder, which
@@ -146,23 +190,12 @@ class NiftiLabelWriter:
     zero-filled voxels (a sparse file: no disk is used until written). The result is
     byte for byte what ``save_labels`` writes for the same labels and type.
 
-    Parameters
-    ----------
-    target : pathlib.Path
-        A ``.nii`` file.
-    meta : VolumeMeta
-        Geometry of the source volume.
-    dtype : numpy.dtype
-        Label type stored in the file.
-    axis : int
-        The axis along which slices arrive.
-    overwrite : bool
-        Replace an existing ``target``.
+    The parameters are those of :func:`open_label_writer`; ``target`` is a ``.nii`` file and
+    ``dtype`` the type stored in it. Slices reach the file a run (``_NIFTI_RUN`` slices) at a time.
     """
 
     def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
-        self.target, self.meta, self.axis, self.overwrite = Path(target), meta, axis, overwrite
-        self.dtype = np.dtype(dtype)
+        super().__init__(target, meta, dtype, axis, overwrite, run=_NIFTI_RUN)
         header, self.offset = label_header_bytes(meta, self.dtype)
         with explained_errors(self.target, existed=self.target.exists()):
             handle, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=_PART, dir=self.target.parent)
@@ -170,30 +203,16 @@ class NiftiLabelWriter:
             with os.fdopen(handle, "wb") as stream:
                 stream.write(header)
                 stream.truncate(self.offset + int(np.prod(meta.shape)) * self.dtype.itemsize)
-        self._pending: list[np.ndarray] = []
-        self._first = 0  # index of the first pending slice
 
-    def write(self, index: int, labels: np.ndarray) -> None:
-        """Slice ``index`` along the writer's axis (written to the file with the next run)."""
-        _check_order(self._first + len(self._pending), index)
-        self._pending.append(np.asarray(labels, self.dtype))
-        if len(self._pending) >= _NIFTI_RUN:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
+    def _store_run(self, start: int, run: np.ndarray) -> None:
         with explained_errors(self.target, existed=self.target.exists()):
             # Mapped per run and unmapped at once: the pages written leave this process's memory.
             mapped = np.memmap(self.temporary, self.dtype, "r+", self.offset, self.meta.shape, order="F")
             try:
-                start = self._first
-                np.moveaxis(mapped, self.axis, 0)[start : start + len(self._pending)] = np.stack(self._pending)
+                np.moveaxis(mapped, self.axis, 0)[start : start + len(run)] = run
                 mapped.flush()
             finally:
                 del mapped
-        self._first += len(self._pending)
-        self._pending = []
 
     def commit(self) -> Path:
         """Write the last slices, flush the file to disk and rename it over the target."""
@@ -216,60 +235,38 @@ class NiftiLabelWriter:
             self.temporary.unlink()
 
 
-class ZarrLabelWriter:
+class ZarrLabelWriter(_RunWriter):
     """Writes labels into a zarr array chunked along the slicing axis, with the source geometry.
 
     Slices are gathered into whole chunks (:data:`ZARR_CHUNK_SLICES` slices) before they are
     written, so every chunk is encoded once. The array is built in a temporary folder next to
     the target and renamed into place at the end; an existing target is replaced only then.
 
-    Parameters
-    ----------
-    target : pathlib.Path
-        A folder ending in ``.zarr``.
-    meta : VolumeMeta
-        Geometry of the source volume (stored in the attributes, see
-        :func:`~napari_action.io.volume_source.zarr_attrs`).
-    dtype : numpy.dtype
-        Label type.
-    axis : int
-        The axis along which slices arrive (the chunking axis).
-    overwrite : bool
-        Replace an existing ``target``.
+    The parameters are those of :func:`open_label_writer`; ``target`` is a folder ending in
+    ``.zarr``, ``meta`` goes into its attributes (:func:`~napari_action.io.volume_source.zarr_attrs`)
+    and ``axis`` is the chunking axis.
     """
 
     def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
         import zarr  # ~0.3 s to import: only when a zarr store is written
 
-        self.target, self.meta, self.axis, self.overwrite = Path(target), meta, axis, overwrite
+        super().__init__(target, meta, dtype, axis, overwrite, run=ZARR_CHUNK_SLICES)
         self.temporary = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=_PART, dir=self.target.parent))
         self.array = zarr.create_array(
             str(self.temporary),
             shape=meta.shape,
             chunks=chunks_along(meta.shape, axis, ZARR_CHUNK_SLICES),
-            dtype=np.dtype(dtype),
+            dtype=self.dtype,
             fill_value=0,
             attributes=zarr_attrs(meta),
             overwrite=True,
         )
-        self._pending: list[np.ndarray] = []
-        self._first = 0
 
-    def write(self, index: int, labels: np.ndarray) -> None:
-        """Slice ``index`` along the writer's axis (written when its chunk is complete)."""
-        _check_order(self._first + len(self._pending), index)
-        self._pending.append(np.asarray(labels, self.array.dtype))
-        if len(self._pending) >= ZARR_CHUNK_SLICES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
+    def _store_run(self, start: int, run: np.ndarray) -> None:
+        # A run is one whole chunk (the last may be shorter): every chunk is encoded once.
         index = [slice(None)] * 3
-        index[self.axis] = slice(self._first, self._first + len(self._pending))
-        self.array[tuple(index)] = np.moveaxis(np.stack(self._pending), 0, self.axis)
-        self._first += len(self._pending)
-        self._pending = []
+        index[self.axis] = slice(start, start + len(run))
+        self.array[tuple(index)] = np.moveaxis(run, 0, self.axis)
 
     def commit(self) -> Path:
         """Write the last chunk and rename the store into place (replacing the old one, if allowed)."""

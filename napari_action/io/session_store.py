@@ -34,6 +34,7 @@ import numpy as np
 
 from napari_action import __version__
 from napari_action.io.atomic import explained_errors, make_folder_for
+from napari_action.io.errors import describe_os_error, os_error_in_chain, written_by_newer
 
 FORMAT = "napari-action-session"
 FORMAT_VERSION = 1
@@ -246,11 +247,13 @@ def load_session(path: str | os.PathLike) -> Session:
         group = zarr.open_group(str(source), mode="r")
         attrs = dict(group.attrs)
     except Exception as error:  # zarr raises several kinds on damaged metadata
-        raise SessionError(f"{path} cannot be read as a session: {error}") from error
+        refused = os_error_in_chain(error)  # or the OS refused to open it: say that, not "damaged"
+        message = describe_os_error(refused, path) if refused else f"{path} cannot be read as a session: {error}"
+        raise SessionError(message) from error
     if attrs.get("format") != FORMAT:
         raise SessionError(f"{path} is a zarr store but not a napari-action session.")
     if attrs.get("format_version", 0) > FORMAT_VERSION:
-        raise SessionError(f"{path} was written by a newer napari-action ({attrs.get('version')}).")
+        raise SessionError(written_by_newer(path, attrs.get("version")))
     return Session(
         volumes=[_read_volume(group, i, a) for i, a in enumerate(attrs["volumes"])],
         class_names={int(k): v for k, v in (attrs.get("class_names") or {}).items()},

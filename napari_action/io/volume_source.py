@@ -34,11 +34,11 @@ import numpy as np
 from napari_action.io.nifti import (
     NonFiniteVoxelsError,
     VolumeError,
-    VolumeMeta,
     VoxelLayout,
     inspect_uncompressed,
     load_volume,
 )
+from napari_action.io.volume_meta import VolumeMeta
 
 logger = logging.getLogger(__name__)
 

@@ -143,12 +143,8 @@ class StudentTeacher(nn.Module):
 
     Parameters
     ----------
-    in_channels, num_classes : int
-        As for :class:`ActionNet`.
-    model_config : ModelConfig, optional
-        Network sizes.
-    spatial_dims : int
-        2 or 3.
+    in_channels, num_classes, model_config, spatial_dims
+        The student's, as for :class:`ActionNet` (the teacher copies it).
     """
 
     def __init__(
@@ -184,8 +180,8 @@ class StudentTeacher(nn.Module):
     def add_classes(self, n_new: int) -> int:
         """Add ``n_new`` classes, keep the learned weights and re-sync the teacher.
 
-        Parameters are replaced, so the optimiser must be rebuilt; local queues
-        must be resized (:meth:`EmbeddingQueue.resize_dim`).
+        Parameters are replaced, so the optimiser must be rebuilt, and so must
+        the local queue (its embedding size follows the number of classes).
 
         Returns
         -------
@@ -253,16 +249,3 @@ class EmbeddingQueue(nn.Module):
         self.queue[index] = x.to(self.queue.dtype)
         self.ptr.fill_((ptr + n) % self.size)
         self.count.fill_(min(int(self.count) + n, self.size))
-
-    def reset(self) -> None:
-        """Empty the queue."""
-        self.queue.zero_()
-        self.ptr.zero_()
-        self.count.zero_()
-
-    def resize_dim(self, dim: int) -> None:
-        """Change the embedding size (e.g. after new classes); empties the queue."""
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}.")
-        self.queue = self.queue.new_zeros(self.size, dim)
-        self.reset()

@@ -166,11 +166,6 @@ class UNet(nn.Module):
         """Number of output channels."""
         return self.out_conv.out_channels
 
-    @property
-    def pyramid_channels(self) -> tuple[int, ...]:
-        """Channels of ``UNetOutput.pyramid``: ``(16w, 8w, 4w, 2w, w)``."""
-        return tuple(reversed(self.widths))
-
     def forward(self, x: Tensor) -> UNetOutput:
         """Segment ``x`` of shape ``(B, in_channels, *spatial)``, spatial multiples of 16."""
         check_spatial(x, self.spatial_dims, self.in_channels, "UNet")

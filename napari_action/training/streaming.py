@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.slice_pool import SlicePool
+from napari_action.evaluation.metrics import dice_per_class
 from napari_action.inference.predictor import Predictor
 from napari_action.progress import SlicePrediction
 
@@ -123,15 +124,13 @@ class FitGate:
 
 
 def _slice_dice(predictor: Predictor, pool: SlicePool, v: int, s: int) -> float:
-    """Mean foreground Dice of the network on one labeled slice (supervised pixels only)."""
+    """Mean foreground Dice of the network on one labeled slice (supervised pixels only).
+
+    NaN when neither the labels nor the prediction hold a foreground class there.
+    """
     target = pool.target(v, s)
     predicted = predictor.class_probabilities(pool.image(v, s), pool.pad_value(v)).argmax(axis=0)
-    valid = target >= 0
-    classes = [c for c in np.unique(np.concatenate([target[valid], predicted[valid]])) if c > 0]
-    if not classes:
-        return float("nan")
-    dice = []
-    for c in classes:
-        a, b = predicted[valid] == c, target[valid] == c
-        dice.append(2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b)))
-    return float(np.mean(dice))
+    valid = target >= 0  # the ignore index (-1) marks pixels without supervision
+    # By default dice_per_class scores the foreground classes present in either array.
+    dice = dice_per_class(predicted[valid], target[valid])
+    return float(np.mean(list(dice.values()))) if dice else float("nan")

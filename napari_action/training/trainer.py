@@ -22,20 +22,17 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
-from napari_action.data.annotations import SparseAnnotation, axis_mismatch_advice
-from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
-from napari_action.data.priors import SlicePrior, iter_prior_runs
-from napari_action.data.slice_pool import SlicePool, check_volume_values
+from napari_action.data.normalized_volume import NormalizedVolume
+from napari_action.data.priors import SlicePrior
+from napari_action.data.slice_pool import SlicePool
+from napari_action.data.slicing_axis import axis_mismatch_advice
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_action.networks.teacher import EmbeddingQueue, StudentPass, StudentTeacher
@@ -46,33 +43,28 @@ from napari_action.runtime import (
     device_label,
     is_out_of_memory,
     needs_grad_scaler,
-    release_cached_memory,
     resolve_device,
     seed_everything,
 )
 from napari_action.training import distributed, stages
-from napari_action.training.safeguards import (
-    TrainingDivergedError,
-    WeightSnapshot,
-    describe_batches,
-    halve_batches,
-)
+from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
+from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
+from napari_action.training.rate_clock import RateClock
+from napari_action.training.safeguards import WeightSnapshot
+from napari_action.training.schedule import Stage, build_schedule, make_optimizer, poly_learning_rate
+from napari_action.training.step_recovery import diverged_error, smaller_batches
 from napari_action.training.streaming import FitGate, StreamCursor
+from napari_action.training.trainer_inputs import (
+    build_annotation,
+    check_spacings,
+    check_volumes,
+    normalized_image,
+    single_slice_advice,
+)
 
 logger = logging.getLogger(__name__)
 
 LOCAL_WINDOWS = 36  # 6 x 6 windows of size/4 with stride size/8 (model.LocalHead)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One block of the schedule: a name, a length and the loss of a step."""
-
-    name: str
-    steps: int
-    compute: stages.StepFn
-    encoder_only: bool = False
-    nesterov: bool = False
 
 
 class Trainer:
@@ -88,10 +80,12 @@ class Trainer:
         :class:`~napari_action.io.volume_source.VolumeSource`, a zarr or dask
         array) are read a slice at a time, with statistics from a sample of
         whole slices (exact up to 16 Mi voxels), so they need not fit in memory.
-    labels : sequence of np.ndarray or None
+    labels : sequence of np.ndarray, PaintedSlices or None
         ``labels[k]`` holds the painted slices of ``volumes[k]`` (0 = not
-        painted). Volumes without labels (``None`` or beyond the end of the
-        sequence) are unlabeled data.
+        painted): a whole label array, or only the painted slices of a file
+        too large to read whole (:mod:`napari_action.data.painted_slices`).
+        Volumes without labels (``None`` or beyond the end of the sequence)
+        are unlabeled data.
     config : TrainConfig, optional
         Defaults to ``TrainConfig.preset("cpu")``.
     labeled_slices : mapping of int to iterable of int, optional
@@ -126,23 +120,21 @@ class Trainer:
         self.config.validate()
         configure_threads(self.config.num_threads)
         checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
-        raw = _check_volumes(volumes)
-        self.annotation = SparseAnnotation(
-            _pad(labels, len(raw)),
-            [tuple(v.shape) for v in raw],
+        raw = check_volumes(volumes)
+        self.annotation = build_annotation(
+            labels,
+            [v.shape for v in raw],
+            self.config,
             axis=self.config.axis if checkpoint is None else checkpoint.axis,
-            mode=self.config.annotation_mode,
             labeled_slices=labeled_slices,
-            background_value=self.config.background_value,
             class_values=None if checkpoint is None else checkpoint.class_values,
-            allow_new_classes=True,
         )
         # Only a forced axis can disagree with the paint ("auto" infers the painted one); scribbles have no slices.
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
-        self.images = [_normalized(v, self.axis) for v in raw]
+        self.images = [normalized_image(v, self.axis) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
-        self.spacings = _check_spacings(spacings, raw)
+        self.spacings = check_spacings(spacings, raw)
         self.pool = SlicePool(
             self.images,
             self.annotation,
@@ -160,7 +152,8 @@ class Trainer:
         self.rounds = 0  # completed schedules; a loaded checkpoint counts as one
         self.nets = StudentTeacher(self.config.model.in_channels, self.annotation.num_classes, self.config.model)
         if checkpoint is not None:
-            self._load_weights(checkpoint)
+            self.nets = nets_from_checkpoint(checkpoint, self.annotation.num_classes, self.config.model)
+            self.rounds = 1  # already warmed up: continue with stage-iii rounds
         self._place_nets()
         distributed.broadcast_module(self.nets, self.distributed)
         # The student's call of every step; wrapped for DistributedDataParallel under torchrun (_student_pass).
@@ -190,21 +183,7 @@ class Trainer:
     @property
     def advice(self) -> list[str]:
         """What the user should know about these labels before trusting the result (front ends show it)."""
-        painted = sum(
-            1
-            for v in range(self.annotation.num_volumes)
-            for s in self.annotation.labeled_slices(v)
-            if (self.annotation.target(v, s) > 0).any()
-        )
-        advice = [self._axis_advice] if self._axis_advice else []
-        if painted < 2:
-            # Measured on Colin27 (docs/benchmarks.md, k = 1): Dice 0.8 within 3 slices of the painted
-            # one, 0.6 at 4-8, 0.2-0.3 at 9-16; a structure missing from the slice is never found.
-            advice.append(
-                "With a single painted slice, slices more than a few away from it are rough guesses and a "
-                "structure missing from it is never found: paint a slice near each end of the structures."
-            )
-        return advice
+        return [advice for advice in (self._axis_advice, single_slice_advice(self.annotation)) if advice]
 
     @property
     def volumes(self) -> Sequence[np.ndarray]:
@@ -227,9 +206,9 @@ class Trainer:
         from the current weights, ``steps`` long (default: its configured
         length).
         """
-        schedule = self._schedule(steps)
+        schedule = build_schedule(self.config, self.rounds, steps)
         total = sum(stage.steps for stage in schedule)
-        clock = _RateClock(total)
+        clock = RateClock(total)
         try:
             for stage in schedule:
                 # A stop requested before the first step (or between stages) counts too.
@@ -240,9 +219,9 @@ class Trainer:
         finally:
             self._stop_requested = False
 
-    def _run_stage(self, stage: Stage, clock: _RateClock) -> Generator[TrainProgress, object, None]:
+    def _run_stage(self, stage: Stage, clock: RateClock) -> Generator[TrainProgress, object, None]:
         inputs = self._step_inputs(stage)
-        optimizer = self._optimizer(stage)
+        optimizer = make_optimizer(self.nets.student, stage, self.config)
         index = 0
         while index < stage.steps:
             inputs.step_in_stage = index
@@ -254,7 +233,7 @@ class Trainer:
                 if not is_out_of_memory(error) or self.distributed.is_distributed:
                     raise
                 optimizer.zero_grad(set_to_none=True)
-                self._shrink_batches(error)
+                self.config, self._notice = smaller_batches(self.config, self.device, error)
                 inputs.config = self.config
                 continue  # the same step again, with smaller batches
             index += 1
@@ -264,18 +243,18 @@ class Trainer:
             command = yield self._progress(stage, clock, logs, lr)
             if self._handle(command):
                 inputs = self._step_inputs(stage)
-                optimizer = self._optimizer(stage)
+                optimizer = make_optimizer(self.nets.student, stage, self.config)
             if self._stop_requested:
                 logger.info("training stopped at step %d", self.step)
                 return
 
     def round_steps(self, steps: int | None = None) -> int:
         """Steps the next :meth:`iter_train` call will run, warm-up stages included."""
-        return sum(stage.steps for stage in self._schedule(steps))
+        return sum(stage.steps for stage in build_schedule(self.config, self.rounds, steps))
 
     def stage_steps(self, steps: int | None = None) -> list[tuple[str, int]]:
         """(stage name, steps) of every stage the next :meth:`iter_train` call will run."""
-        return [(stage.name, stage.steps) for stage in self._schedule(steps)]
+        return [(stage.name, stage.steps) for stage in build_schedule(self.config, self.rounds, steps)]
 
     def train(self, steps: int | None = None) -> list[TrainProgress]:
         """Run :meth:`iter_train` to the end; return the progress of every step."""
@@ -296,15 +275,13 @@ class Trainer:
         the existing classes are kept, the teacher is re-synced and the local
         queue, whose entries have one block per class, starts empty again.
         """
-        annotation = SparseAnnotation(
-            _pad(labels, len(self.images)),
+        annotation = build_annotation(
+            labels,
             [v.shape for v in self.images],
+            self.config,
             axis=self.axis,
-            mode=self.config.annotation_mode,
             labeled_slices=labeled_slices,
-            background_value=self.config.background_value,
             class_values=self.class_values,
-            allow_new_classes=True,
         )
         added = annotation.num_classes - self.annotation.num_classes
         self.annotation = annotation
@@ -329,28 +306,6 @@ class Trainer:
         elif command is not None:
             raise TypeError(f"iter_train() cannot handle {type(command).__name__}")
         return False
-
-    def _schedule(self, steps: int | None) -> list[Stage]:
-        cfg = self.config
-        final = {
-            "action": Stage("stage iii: ACTION", cfg.steps_stage3, stages.action, nesterov=True),
-            "supervised": Stage("supervised", cfg.steps_stage3, stages.supervised),
-            "mean-teacher": Stage("mean teacher", cfg.steps_stage3, stages.mean_teacher),
-        }[cfg.method]
-        if steps is not None:
-            final = Stage(final.name, int(steps), final.compute, nesterov=final.nesterov)
-        if self.rounds > 0 or cfg.method != "action":
-            return [final]
-        warmup = []
-        if cfg.steps_supervised_start:
-            warmup.append(Stage("supervised start", cfg.steps_supervised_start, stages.supervised))
-        if cfg.loss.use_global and cfg.steps_stage1:
-            warmup.append(
-                Stage("stage i: global distillation", cfg.steps_stage1, stages.global_distillation, encoder_only=True)
-            )
-        if (cfg.loss.use_global or cfg.loss.use_local) and cfg.steps_stage2:
-            warmup.append(Stage("stage ii: local distillation", cfg.steps_stage2, stages.local_distillation))
-        return [*warmup, final]
 
     def _step_inputs(self, stage: Stage) -> stages.StepInputs:
         if stage.compute is stages.action and self.rounds == 0:
@@ -401,20 +356,8 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
-    def _optimizer(self, stage: Stage) -> torch.optim.Optimizer:
-        student = self.nets.student
-        params = student.encoder_parameters() if stage.encoder_only else student.parameters()
-        params = [p for p in params if p.requires_grad]
-        cfg = self.config
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=stage.nesterov
-        )
-
     def _train_step(self, stage: Stage, inputs, optimizer, index: int) -> tuple[dict[str, float], float]:
-        # Poly schedule per stage: lr_t = lr * (1 - t/T)^0.9.
-        lr = self.config.lr * (1.0 - index / max(stage.steps, 1)) ** 0.9
+        lr = poly_learning_rate(self.config.lr, index, stage.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         self.nets.train()
@@ -424,7 +367,7 @@ class Trainer:
         # Under torchrun: the mean over ranks, non-finite on all ranks if it is on one, so all stop together.
         logs = distributed.average_values(logs, self.distributed, self.device)
         if not math.isfinite(logs["total"]):
-            raise self._diverged(stage, logs["total"])
+            raise diverged_error(self._snapshot, self.nets, loss=logs["total"], step=self.step, stage=stage.name)
         optimizer.zero_grad(set_to_none=True)
         # The scaler is a pass-through except with float16 autocast (pre-Ampere GPUs).
         self._scaler.scale(loss).backward()
@@ -437,45 +380,13 @@ class Trainer:
             self.nets.ema_update(self.config.loss.ema_momentum)
         return logs, lr
 
-    def _diverged(self, stage: Stage, loss: float) -> TrainingDivergedError:
-        """Put the last good weights back; return the error that stops training."""
-        if self._snapshot.restore(self.nets):
-            kept = f"the model is back to its weights after step {self._snapshot.step}, ready to predict or save"
-        else:
-            kept = "no earlier weights fit the current classes, so the model is not usable"
-        logger.error("loss %s at step %d (%s); %s", loss, self.step, stage.name, kept)
-        return TrainingDivergedError(
-            f"Training stopped: the loss became {loss} at step {self.step + 1} ({stage.name}); {kept}. "
-            "Lower the learning rate, or check the image for extreme values."
-        )
-
-    def _shrink_batches(self, error: BaseException) -> None:
-        """Halve the batches after the accelerator ran out of memory; raise once they are single crops."""
-        release_cached_memory(self.device)
-        smaller = halve_batches(self.config)
-        if smaller is None:
-            raise MemoryError(
-                f"{self.device_label} ran out of memory even with one crop per batch. Train on the CPU "
-                "(device cpu), close other programs that use the GPU, or lower crop_size."
-            ) from error
-        self.config = smaller
-        self._notice = (
-            f"{self.device.type.upper()} memory was full: training goes on with smaller batches, "
-            f"{describe_batches(smaller)}."
-        )
-        logger.warning(self._notice)
-
-    def _progress(self, stage: Stage, clock: _RateClock, logs, lr: float) -> TrainProgress:
+    def _progress(self, stage: Stage, clock: RateClock, logs, lr: float) -> TrainProgress:
         predictions = ()
         # Only rank 0 shows predictions; prediction involves no collective, so the others just skip it.
         if self.distributed.is_main and self._stream.due(
             clock.done, self.config.stream_every_steps, self.config.stream_every_seconds
         ):
-            predictor = self.predictor()
-            if not self._gate.open:
-                self._gate.check(predictor, self.pool)
-            if self._gate.open:
-                predictions = self._stream.predict(predictor, self.images)
+            predictions = streamed_slices(self._stream, self._gate, self.predictor(), self.pool, self.images)
         return TrainProgress(
             stage=stage.name,
             step=clock.done,
@@ -508,16 +419,7 @@ class Trainer:
     def predictor(self) -> Predictor:
         """A predictor over the EMA teacher (eval mode), sharing its weights."""
         self._sync_supervised_teacher()
-        return Predictor(
-            self.nets.teacher,
-            self.class_values,
-            self.axis,
-            context=self.config.model.context,
-            device=self.device,
-            amp=self.config.amp,
-            smoothing_mm=self.config.predict_smoothing_mm,
-            prior_decay_mm=self.config.predict_prior_decay_mm,
-        )
+        return teacher_predictor(self.nets.teacher, self.class_values, self.axis, self.config, self.device)
 
     def prior(self, volume_index: int) -> SlicePrior | None:
         """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any."""
@@ -529,13 +431,7 @@ class Trainer:
         Label values, not class ids; the confidence is the prior's. Whatever is
         computed here is kept for training (the propagation runs once).
         """
-        for index in range(self.annotation.num_volumes):
-            prior = self.prior(index)
-            if prior is None:
-                continue
-            for run in iter_prior_runs(prior):
-                labels = self.class_values[run.classes]
-                yield (SlicePrediction(index, self.axis, run.start, labels, run.confidence),)
+        yield from iter_prior_preview(self.pool.priors, self.class_values, self.axis)
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
         """Predict a training volume (by index: with its labeled slices as a prior) or any other 3D image."""
@@ -550,17 +446,12 @@ class Trainer:
 
     def checkpoint(self) -> Checkpoint:
         """The current state as a :class:`Checkpoint` (weights copied to CPU)."""
-
-        def cpu(module):
-            return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
         self._sync_supervised_teacher()
-        return Checkpoint(
-            config=self.config,
-            class_values=[int(v) for v in self.class_values],
+        return checkpoint_from_nets(
+            self.nets,
+            self.config,
+            class_values=self.class_values,
             axis=self.axis,
-            student=cpu(self.nets.student),
-            teacher=cpu(self.nets.teacher),
             class_names=self.class_names,
             step=self.step,
         )
@@ -574,50 +465,6 @@ class Trainer:
         # checkpoints use the "teacher" slot, so it must hold the trained student.
         if self.config.method == "supervised":
             self.nets.sync_teacher()
-
-    def _load_weights(self, ckpt: Checkpoint) -> None:
-        missing = self.annotation.num_classes - ckpt.num_classes
-        if missing < 0:
-            raise ValueError("The checkpoint has more classes than these labels know; pass its class values.")
-        grown = StudentTeacher(self.config.model.in_channels, ckpt.num_classes, self.config.model)
-        grown.student.load_state_dict(ckpt.student)
-        grown.teacher.load_state_dict(ckpt.teacher)
-        if missing:
-            grown.add_classes(missing)
-        self.nets = grown
-        self.rounds = 1  # already warmed up: continue with stage-iii rounds
-
-
-class _RateClock:
-    """Steps per second (smoothed) and the time left.
-
-    A step that took far longer than the others (``PAUSE_FACTOR`` times) was a
-    pause (Pause pressed, a laptop asleep, a prediction run in between) rather
-    than slow training: it leaves the rate alone, so the time left stays right
-    after a resume.
-    """
-
-    PAUSE_FACTOR = 20.0
-
-    def __init__(self, total: int, now: float | None = None):
-        self.total = total
-        self.done = 0
-        self.rate = 0.0
-        self._last = time.perf_counter() if now is None else now
-
-    def tick(self, now: float | None = None) -> None:
-        now = time.perf_counter() if now is None else now
-        seconds = max(now - self._last, 1e-6)
-        self._last = now
-        self.done += 1
-        if self.done <= 2:
-            self.rate = 1.0 / seconds
-        elif seconds * self.rate < self.PAUSE_FACTOR:
-            self.rate = 0.9 * self.rate + 0.1 / seconds
-
-    @property
-    def eta(self) -> float:
-        return (self.total - self.done) / self.rate if self.rate > 0 else float("inf")
 
 
 class _WholeVolumes(Sequence):
@@ -633,45 +480,3 @@ class _WholeVolumes(Sequence):
         if isinstance(index, slice):
             return [image.whole() for image in self._images[index]]
         return self._images[index].whole()
-
-
-def _normalized(volume: Any, axis: int) -> NormalizedVolume:
-    """An image normalised on demand: exact statistics in memory, a sample of slices along ``axis`` on disk."""
-    if is_array_like(volume):
-        return NormalizedVolume.sampled(volume, axis)
-    return NormalizedVolume.exact(check_volume_values(volume))
-
-
-def _check_volumes(volumes: Sequence[Any]) -> list[Any]:
-    if len(volumes) == 0:
-        raise ValueError("Give at least one 3D image to train on.")
-    checked = []
-    for index, volume in enumerate(volumes):
-        array = volume if is_array_like(volume) else np.asarray(volume)
-        if len(array.shape) != 3:
-            raise ValueError(
-                f"Image {index} has shape {array.shape}; ACTION trains on 3D volumes "
-                "(open a 3D NIfTI, or select a 3D image layer)."
-            )
-        # A VolumeSource has no dtype: opening it checked its voxel type already.
-        dtype = getattr(array, "dtype", None)
-        if dtype is not None and not np.issubdtype(dtype, np.number):
-            raise ValueError(f"Image {index} has non-numeric dtype {dtype}.")
-        checked.append(array)
-    return checked
-
-
-def _check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[np.ndarray]) -> list[tuple]:
-    if spacings is None:
-        return [(1.0, 1.0, 1.0)] * len(volumes)
-    checked = [tuple(float(s) for s in spacing) for spacing in spacings]
-    if len(checked) != len(volumes) or any(len(s) != 3 or min(s) <= 0 for s in checked):
-        raise ValueError(f"Give one positive (x, y, z) voxel size per image; got {spacings} for {len(volumes)} images.")
-    return checked
-
-
-def _pad(labels: Sequence[np.ndarray | None], count: int) -> list[np.ndarray | None]:
-    labels = list(labels)
-    if len(labels) > count:
-        raise ValueError(f"Got {len(labels)} label volumes for {count} images; each label volume needs its image.")
-    return labels + [None] * (count - len(labels))

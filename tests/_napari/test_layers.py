@@ -13,10 +13,12 @@ from napari.layers import Image, Labels
 from napari_action._napari.action_session import TrainingPlan
 from napari_action._napari.layers import (
     EditTracker,
+    axis_index,
     class_names_of,
     is_mid_stroke,
     is_prediction_layer,
     label_features,
+    layer_shape_text,
     pair_labels_to_images,
     prediction_layer_for,
     write_slices,
@@ -41,6 +43,20 @@ def test_pairing_prefers_same_shape_then_name():
         Labels(np.zeros((3, 8, 8), np.uint8), name="stray"),
     ]
     assert pair_labels_to_images(labels, images) == {"ct labels": "ct", "seg": "pet", "stray": None}
+
+
+def test_shape_text_reads_the_full_resolution_shape():
+    assert layer_shape_text(Labels(np.zeros((4, 8, 16), np.uint8))) == "4×8×16"
+    pyramid = [np.zeros((4, 8, 16)), np.zeros((2, 4, 8))]
+    assert layer_shape_text(Image(pyramid, multiscale=True)) == "4×8×16"  # level 0, not the coarsest
+
+
+@pytest.mark.parametrize("slices", [2, [0, 3], slice(1, 3)])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_axis_index_takes_slices_along_one_axis_only(axis, slices):
+    volume = np.arange(4 * 5 * 6).reshape(4, 5, 6)
+    np.testing.assert_array_equal(volume[axis_index(axis, slices)], np.take(volume, np.arange(6)[slices], axis=axis))
+    assert axis_index(1, 0, ndim=2) == (slice(None), 0)
 
 
 def test_tracker_locks_brush_strokes_and_data_setitem():

@@ -8,7 +8,8 @@ import pytest
 
 from napari_action._napari.reader import DisplayGeometryWarning, display_affine, napari_get_reader, read_nifti
 from napari_action._napari.writer import write_labels
-from napari_action.io.nifti import NonFiniteVoxelsWarning, VolumeError, VolumeMeta, load_labels, load_volume
+from napari_action.io.nifti import NonFiniteVoxelsWarning, VolumeError, load_labels, load_volume
+from napari_action.io.volume_meta import VolumeMeta
 from tests.helpers.gui import PLUGIN
 
 HEADER_GEOMETRY = ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")

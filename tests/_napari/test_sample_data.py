@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_action.data.samples import COLIN27_CLASS_NAMES, PHANTOM_CLASS_NAMES, evenly_spaced_slices, make_phantom
-from napari_action.io.nifti import VolumeMeta
+from napari_action.io.volume_meta import VolumeMeta
 from tests.helpers.gui import PLUGIN
 
 

@@ -1,9 +1,44 @@
-"""Thread hygiene next to the napari GUI thread: how many threads training gets."""
+"""Thread hygiene next to the napari GUI thread: how many threads training gets, and at what priority."""
 
 from __future__ import annotations
 
-from napari_action._napari.threads import training_threads
+import os
+import sys
+import threading
+
+import pytest
+
+from napari_action._napari import threads
+from napari_action._napari.threads import cap_torch_threads, lower_thread_priority, training_threads
 
 
 def test_training_threads_leave_a_core():
     assert [training_threads(n) for n in (1, 2, 8)] == [1, 1, 7]
+
+
+def test_prediction_jobs_cap_torch_at_all_cores_but_one_unless_told(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    cap_torch_threads()  # a loaded model's config has no count: this machine's cores but one
+    assert torch.get_num_threads() == 3
+    cap_torch_threads(2)
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_a_reused_pool_thread_stays_ten_below_the_process():
+    """Every job lowers its pool thread again; the level stays process + 10 instead of sinking to 19."""
+    levels = []
+
+    def jobs():  # one pool thread running a training, then a prediction, then another training
+        for _ in range(3):
+            lower_thread_priority()
+            levels.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=jobs)
+    thread.start()
+    thread.join()
+    process = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert levels == [min(19, process + 10)] * 3
+    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == process  # the GUI (main) thread is left alone

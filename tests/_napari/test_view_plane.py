@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_action._napari.action_session import viewer_slicing_axis
-from napari_action._napari.view_plane import KEEP, PAINTED
+from napari_action._napari.view_plane import KEEP, PAINTED, viewer_slicing_axis
 from tests.helpers.gui import PLUGIN, dock, messages_since
 
 # Array axis 0 runs inferior-superior, 1 left-right, 2 posterior-anterior: a file stored

@@ -13,10 +13,10 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool
 
-from napari_action._napari.files.export import layer_geometry
 from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import available_cores, training_threads
+from napari_action._napari.view_plane import layer_geometry
 from napari_action._napari.widget import ActionWidget
 from napari_action.data.interpolation import interpolate_labels
 from napari_action.inference.loaded_model import load_model
@@ -78,7 +78,13 @@ def test_train_streams_into_prediction_layer(scene, qtbot):
     qtbot.waitUntil(lambda: "vol ACTION" in viewer.layers, timeout=TIMEOUT)
     layer = viewer.layers["vol ACTION"]
     tracker = widget.session.target(0)
-    qtbot.waitUntil(lambda: tracker.streamed.all(), timeout=TIMEOUT)
+
+    def streamed_and_trained() -> bool:
+        # The preview alone fills every slice before training's first step: wait for training steps too.
+        progress = widget.run.last_progress
+        return bool(tracker.streamed.all()) and progress is not None and progress.step >= 2
+
+    qtbot.waitUntil(streamed_and_trained, timeout=TIMEOUT)
     widget.stop_button.click()
     wait_finished(qtbot, widget)
 
@@ -141,14 +147,21 @@ def test_pause_resume(scene, qtbot):
     assert run.state is RunState.FINISHED and widget.train_button.isEnabled()
 
 
-@pytest.mark.parametrize("case", ["wrong shape", "nothing painted"])
+EXPECTED_REFUSAL = {"wrong shape": "shape", "nothing painted": "Nothing is painted", "placed elsewhere": "elsewhere"}
+
+
+@pytest.mark.parametrize("case", list(EXPECTED_REFUSAL))
 def test_bad_input_is_rejected_before_training(viewer, case):
     image, truth = disc_volume()
     viewer.add_image(image, name="vol")
     shape = (8, 16, 16) if case == "wrong shape" else SHAPE
-    labels = viewer.add_labels(np.zeros(shape, np.uint8), name="bad labels")
+    # Same shape as the image but drawn 5 voxels further along: the paint does not lie over the image.
+    translate = (0, 0, 5) if case == "placed elsewhere" else (0, 0, 0)
+    labels = viewer.add_labels(np.zeros(shape, np.uint8), name="bad labels", translate=translate)
     if case == "wrong shape":
         paint(labels, truth[:, :16, :16])
+    if case == "placed elsewhere":
+        paint(labels, truth)
     before_data = labels.data.copy()
     widget = ActionWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -157,7 +170,7 @@ def test_bad_input_is_rejected_before_training(viewer, case):
     assert widget.start_training() is False
     errors = messages_since(before, "error")
     assert len(errors) == 1
-    assert ("shape" in errors[0]) if case == "wrong shape" else ("Nothing is painted" in errors[0])
+    assert EXPECTED_REFUSAL[case] in errors[0]
     assert "bad labels" in errors[0]
     assert widget.run is None and widget.train_button.isEnabled()
     assert [layer.name for layer in viewer.layers] == ["vol", "bad labels"]

@@ -46,3 +46,23 @@ def test_train_predict_evaluate(nifti_files, capsys):
     scores = json.loads(report.read_text())
     assert "mean_dice" in scores
     assert "dice" in capsys.readouterr().out.lower()
+
+
+def test_evaluate_refuses_a_prediction_on_another_voxel_grid(nifti_files, capsys):
+    truth = nib.load(str(nifti_files["truth"]))
+    moved = truth.affine.copy()
+    moved[:3, 3] += (0.0, 0.0, 3.0)  # one slice further up: same shape, every voxel elsewhere
+    elsewhere = nifti_files["dir"] / "elsewhere.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(truth.dataobj), moved), str(elsewhere))
+
+    assert main(["evaluate", "--pred", str(elsewhere), "--truth", str(nifti_files["truth"])]) == 2
+    err = capsys.readouterr().err
+    assert f"{elsewhere} lies on another voxel grid than {nifti_files['truth']}" in err
+    assert "origin (-10, 5, 5.5) mm" in err and "Resample the prediction" in err
+
+
+def test_evaluate_refuses_a_prediction_of_another_shape(nifti_files, capsys):
+    small = nifti_files["dir"] / "small.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), str(small))
+    assert main(["evaluate", "--pred", str(small), "--truth", str(nifti_files["truth"])]) == 2
+    assert f"{small} has shape (4, 4, 4) but" in capsys.readouterr().err

@@ -205,3 +205,38 @@ def test_an_unknown_prior_source_is_refused_by_the_parser(nifti_files, capsys):
     with pytest.raises(SystemExit):
         main([*args, "--prior", "registration"])
     assert "registration" in capsys.readouterr().err
+
+
+def test_labels_beside_a_large_image_are_read_for_their_painted_slices_only(nifti_files, monkeypatch):
+    from napari_action.cli import train
+    from napari_action.data.painted_slices import PaintedSlices
+
+    image, truth = disc_volume(0)
+    stored = write_nifti(nifti_files["dir"] / "scan.nii", image)
+    painted = write_nifti(nifti_files["dir"] / "painted.nii", sparse(truth))
+    monkeypatch.setattr(train, "SAMPLE_VOXELS", image.size // 2)
+    large, _ = train.training_image(stored, nan_to_zero=False)
+    [(labels, meta)] = train.training_labels([painted], [large], axis=None, labeled_slices=[4])
+    assert isinstance(labels, PaintedSlices) and labels.axis == 2 and sorted(labels.slices) == [2, 4, 7]
+    np.testing.assert_array_equal(labels.slices[7], truth[:, :, 7])
+    [(whole, _)] = train.training_labels([painted], [image], axis=None)  # an image in memory: labels whole
+    assert isinstance(whole, np.ndarray)
+
+    out = nifti_files["dir"] / "m.pt"
+    assert main([*cli_train_args([stored], painted, out), "--steps", "2", "--labeled-slices", "4"]) == 0
+    assert out.is_file()
+
+
+def test_nan_voxels_met_while_reading_a_large_image_advise_the_flag(nifti_files, monkeypatch, capsys):
+    from napari_action.cli import train
+
+    image, _ = disc_volume(0)
+    image[:, :, 6] = np.nan  # an unpainted slice: found only when the lazily read image reaches it
+    stored = write_nifti(nifti_files["dir"] / "holes.nii", image)
+    monkeypatch.setattr(train, "SAMPLE_VOXELS", image.size // 2)
+    args = [*cli_train_args([stored], nifti_files["labels"], nifti_files["dir"] / "m.pt"), "--steps", "2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "holes.nii: 1024 voxels of slices" in err and "pass --nan-to-zero to replace them by 0" in err
+    assert "nan_policy" not in err
+    assert main([*args, "--nan-to-zero"]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation, axis_mismatch_advice, infer_axis
+from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation
 
 SHAPE = (12, 16, 20)
 
@@ -24,38 +24,11 @@ def painted_on(axis: int, slices=(2, 6, 9), shape=SHAPE, values=(3, 7)) -> np.nd
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_infer_axis_finds_painted_axis(axis):
+def test_the_painted_axis_becomes_the_slicing_axis(axis):
     labels = painted_on(axis, slices=(1, 4, 7), shape=(24, 24, 24))
-    assert infer_axis([labels]) == axis
     annotation = SparseAnnotation([labels], [labels.shape])
     assert annotation.axis == axis
     assert annotation.labeled_slices(0) == [1, 4, 7]
-
-
-def test_infer_axis_pools_volumes_and_skips_none():
-    labels = painted_on(1, slices=(3,), shape=(24, 24, 24))
-    assert infer_axis([None, labels, np.zeros((24, 24, 24))]) == 1
-
-
-def test_infer_axis_ties_and_empty():
-    single = np.zeros((5, 5, 5), dtype=np.uint8)
-    single[2, 2, 2] = 1
-    assert infer_axis([single]) == 2
-    assert infer_axis([single], fallback=0) == 0
-    assert infer_axis([single], fallback=-3) == 0
-    assert infer_axis([np.zeros((4, 4, 4))], fallback=1) == 1
-    with pytest.raises(ValueError, match="no painted voxels"):
-        infer_axis([np.zeros((4, 4, 4)), None])
-
-
-def test_infer_axis_ignores_untied_fallback():
-    labels = painted_on(0, slices=(1,), shape=(24, 24, 24))
-    assert infer_axis([labels], fallback=2) == 0
-
-
-def test_infer_axis_rejects_mixed_dimensions():
-    with pytest.raises(ValueError, match="same number of dimensions"):
-        infer_axis([np.ones((2, 2, 2)), np.ones((2, 2))])
 
 
 def test_value_mapping_both_ways():
@@ -63,13 +36,10 @@ def test_value_mapping_both_ways():
     np.testing.assert_array_equal(annotation.class_values, [0, 3, 7])
     assert annotation.num_classes == 3
     np.testing.assert_array_equal(annotation.to_class_ids(np.array([[7, 0], [3, 3]])), [[2, 0], [1, 1]])
-    np.testing.assert_array_equal(annotation.to_values(np.array([2, 0, 1, IGNORE_INDEX])), [7, 0, 3, 0])
     values = np.array([0, 3, 7, 7, 3])
-    np.testing.assert_array_equal(annotation.to_values(annotation.to_class_ids(values)), values)
+    np.testing.assert_array_equal(annotation.class_values[annotation.to_class_ids(values)], values)
     with pytest.raises(ValueError, match="Unknown label values \\[5\\]"):
         annotation.to_class_ids([0, 5])
-    with pytest.raises(ValueError, match="out of range"):
-        annotation.to_values([3])
 
 
 def test_slice_mode_targets():
@@ -93,8 +63,6 @@ def test_scribble_mode_targets():
     np.testing.assert_array_equal(target[labels[6] == 7], 0)
     np.testing.assert_array_equal(target[labels[6] == 3], 1)
     assert annotation.unlabeled_slices(0) == list(range(12))
-    np.testing.assert_array_equal(annotation.to_values([0, 1]), [7, 3])
-    np.testing.assert_array_equal(annotation.to_values([0, 1], zero_background=True), [0, 3])
     np.testing.assert_array_equal(annotation.to_class_ids([0, 7]), [IGNORE_INDEX, 0])
 
 
@@ -145,14 +113,6 @@ def test_forced_class_values_and_new_classes():
         SparseAnnotation([labels], [SHAPE], class_values=[3, 9])
 
 
-def test_with_labels_keeps_ids():
-    annotation = SparseAnnotation([painted_on(0, values=(3, 7))], [SHAPE])
-    updated = annotation.with_labels([painted_on(0, slices=(4,), values=(5, 7))])
-    assert updated.axis == annotation.axis
-    np.testing.assert_array_equal(updated.class_values, [0, 3, 7, 5])
-    assert updated.labeled_slices(0) == [4]
-
-
 def test_class_counts_and_summary():
     labels = np.zeros((4, 6, 6), dtype=np.int32)
     labels[1, 0, :2] = 2
@@ -196,15 +156,3 @@ def test_validation_errors(labels, kwargs, match):
 def test_bad_volume_shape():
     with pytest.raises(ValueError, match="Volume 0 must be a non-empty 3D"):
         SparseAnnotation([None], [(4, 4)])
-
-
-def test_paint_along_another_axis_than_the_forced_one_is_pointed_out():
-    labels = np.zeros((10, 12, 14), np.uint8)
-    labels[:, :, 3] = 1  # two slices painted along axis 2
-    labels[2:8, 2:8, 9] = 2
-    advice = axis_mismatch_advice([labels, None], axis=0)
-    assert advice.startswith("The painted slices lie along axis 2, but training slices along axis 0")
-    assert "each of the 10 slices along axis 0" in advice
-    assert axis_mismatch_advice([labels], axis=2) is None
-    dense = np.ones((10, 12, 14), np.uint8)  # a fully labeled volume has no painted axis
-    assert axis_mismatch_advice([dense], axis=0) is None

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_action.data.augment import cutmix, cutmix_box, random_geometric, strong_photometric, weak_view
+from napari_action.data.augment import cutmix, cutmix_box, random_geometric, strong_photometric
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -79,7 +79,6 @@ def test_augmentations_do_not_mutate_inputs():
     outputs = [
         *random_geometric(images, labels, confidence, generator()),
         strong_photometric(images, generator(), p=1.0),
-        weak_view(images, generator(), p_flip=1.0),
         *cutmix(images, labels, confidence, generator()),
     ]
     for original, copy in zip((images, labels, confidence), copies, strict=True):
@@ -94,7 +93,6 @@ def test_augmentations_do_not_mutate_inputs():
     [
         lambda x, g: random_geometric(x, None, None, g)[0],
         lambda x, g: strong_photometric(x, g),
-        lambda x, g: weak_view(x, g, p_flip=0.5),
         lambda x, g: cutmix(x, None, None, g)[0],
     ],
 )
@@ -124,13 +122,6 @@ def test_jitter_treats_2p5d_channels_alike():
     stacked = image.repeat(1, 3, 1, 1)
     out = strong_photometric(stacked, generator(4), jitter=0.25, p=1.0)
     torch.testing.assert_close(out[:, 0], out[:, 2])
-
-
-def test_weak_view_default_is_identity_copy():
-    images = torch.randn(2, 1, 8, 8)
-    out = weak_view(images, generator())
-    torch.testing.assert_close(out, images)
-    torch.testing.assert_close(weak_view(images, generator(), p_flip=1.0), images.flip(-1))
 
 
 def test_cutmix_box_area_and_joint_consistency():

@@ -149,3 +149,39 @@ def test_priors_are_kept_for_volumes_whose_labels_did_not_change():
     assert build_priors(second, volumes, "propagation") is not None
     with pytest.raises(ValueError, match="prior source"):
         build_priors(second, volumes, "registration")
+
+
+class ReadLog:
+    """An image read through ``[]`` (as a zarr array is) that notes which slices along axis 0 were read."""
+
+    def __init__(self, data: np.ndarray):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.slices: set[int] = set()
+
+    def __getitem__(self, key):
+        first = key[0] if isinstance(key, tuple) else key
+        self.slices.update(range(*first.indices(self.shape[0])) if isinstance(first, slice) else [int(first)])
+        return np.asarray(self.data[key])
+
+
+def test_a_stroke_recomputes_only_the_pieces_next_to_the_changed_slice():
+    image, truth = winding_tube(depth=40, start=2, stop=38)
+    log = ReadLog(image)
+    volume = NormalizedVolume(log, None)
+    before = SparseAnnotation([painted(truth, (8, 18, 28))], [image.shape], axis=0)
+    priors = build_priors(before, [volume], "propagation")
+    first = priors[0].result
+    corrected = painted(truth, (8, 18, 28))
+    corrected[28, 21:27, 23:29] = 0  # the user rubs out a few voxels of the tube on slice 28
+    after = SparseAnnotation([corrected], [image.shape], axis=0)
+    log.slices.clear()
+    updated = build_priors(after, [volume], "propagation", previous=priors)[0]
+    result = updated.result
+
+    assert min(log.slices) >= 18  # slices 0-17 (the pieces from 8 and between 8 and 18) were not read again
+    scratch = build_priors(after, [NormalizedVolume(image, None)], "propagation")[0].result
+    np.testing.assert_array_equal(result.classes(), scratch.classes())
+    np.testing.assert_array_equal(result.covered, scratch.covered)
+    for z in np.flatnonzero(result.covered):
+        np.testing.assert_allclose(result.confidence_at(z), scratch.confidence_at(z), atol=1e-3)
+    assert not np.array_equal(result.classes()[28], first.classes()[28])  # the stroke is there

@@ -124,3 +124,13 @@ def out_of_memory_hook(times: int):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     return hook
+
+
+def planes(shape, axis, positions):
+    """Binary volume with full one-voxel-thick planes at ``positions`` along ``axis``."""
+    mask = np.zeros(shape, dtype=bool)
+    index = [slice(None)] * len(shape)
+    for p in positions:
+        index[axis] = p
+        mask[tuple(index)] = True
+    return mask

@@ -4,7 +4,8 @@ Usage: ``python save_child.py SETTINGS SETUP CODE [ARG...]``, started by :mod:`t
 
 SETTINGS is JSON with ``file_size_limit`` (bytes or null: writes past it fail with
 ``EFBIG``, as on a full disk) and ``without_root_override`` (true: a root process
-gives up ``CAP_DAC_OVERRIDE``, so folder permissions bind it as they bind a user).
+gives up ``CAP_DAC_OVERRIDE`` and ``CAP_DAC_READ_SEARCH``, so file and folder
+permissions bind it as they bind a user, for writing and for reading).
 SETUP runs first, without the file size limit (imports may write caches: napari
 writes its icons); then CODE, in the same namespace, which holds ``args`` (the ARGs).
 The last line printed is ``{"type": ..., "errno": ..., "message": ...}`` for the
@@ -25,14 +26,16 @@ import sys
 CANNOT_DROP_OVERRIDE = 77
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE = 1
+_CAP_DAC_READ_SEARCH = 2  # without dropping it too, root still reads any file
 
 
 def _run_without_root_override(settings: dict) -> None:
     # A process cannot drop a capability from its own effective set without libcap, but
     # one dropped from the bounding set is gone after exec: drop it, then start again.
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE, 0, 0, 0) != 0:
-        sys.exit(CANNOT_DROP_OVERRIDE)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            sys.exit(CANNOT_DROP_OVERRIDE)
     settings = {**settings, "override_dropped": True}
     os.execv(sys.executable, [sys.executable, __file__, json.dumps(settings), *sys.argv[2:]])
 

@@ -25,6 +25,16 @@ def test_the_structure_range_runs_from_the_first_to_the_last_slice_with_predicte
     assert structure_range(np.zeros_like(prediction), AXIS) is None
 
 
+def test_a_few_stray_voxels_far_away_stretch_the_range_only_without_an_area_share():
+    prediction = _volume(dict.fromkeys(range(8, 15), (1, 1, 1)))  # 27 voxels a slice on 8..14
+    prediction[9, 9, 1] = 1  # one false-positive voxel far below the structure
+    assert structure_range(prediction, AXIS) == (1, 14)
+    assert structure_range(prediction, AXIS, min_area_share=0.1) == (8, 14)
+    gap = next_slices("gap", prediction, AXIS, annotated=[11], annotated_values=[0, 1], k=1)
+    shared = next_slices("gap", prediction, AXIS, [11], [0, 1], k=1, min_area_share=0.1)
+    assert gap[0].slice_index == 5 and shared[0].slice_index == 9  # middle of 1..10 against middle of 8..10
+
+
 def test_largest_gap_is_the_middle_of_the_longest_unannotated_run_inside_the_structure():
     prediction = _volume(dict.fromkeys(range(4, 17), (1,)))  # structure on slices 4..16
     picks = next_slices("gap", prediction, AXIS, annotated=[6], annotated_values=[0, 1], k=2)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_action.data.slice_pool import normalize_volume
-from napari_action.inference.predictor import Predictor, normalized_entropy, predict_volume, slice_stack
+from napari_action.inference.predictor import Predictor, predict_volume, slice_stack
 from napari_action.networks.unet import UNet
 from napari_action.progress import PredictionUpdate
 from napari_action.training.trainer import Trainer
@@ -139,16 +139,6 @@ def test_axis_override_slices_along_another_axis(trained):
     # Without the override the turned volume is cut along its axis 2, into other slices.
     default = final(predictor.iter_predict(turned, normalized=True)).labels
     assert default.shape == turned.shape and not np.array_equal(default, along_0)
-
-
-def test_normalized_entropy_is_one_when_uniform_and_zero_when_certain():
-    uniform = np.full((2, 4, 3, 3), 0.25, np.float32)
-    certain = np.zeros((2, 4, 3, 3), np.float32)
-    certain[:, 1] = 1.0
-    np.testing.assert_allclose(normalized_entropy(uniform), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(normalized_entropy(certain), 0.0, atol=1e-6)
-    assert normalized_entropy(np.ones((2, 1, 3, 3), np.float32)).shape == (2, 3, 3)
-    assert not normalized_entropy(np.ones((2, 1, 3, 3), np.float32)).any()
 
 
 # -- from a checkpoint ----------------------------------------------------------------------------

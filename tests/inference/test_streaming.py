@@ -103,6 +103,6 @@ def test_the_sample_spreads_over_the_volume():
 
 
 def _meta(volume):
-    from napari_action.io.nifti import VolumeMeta
+    from napari_action.io.volume_meta import VolumeMeta
 
     return VolumeMeta.from_affine(np.eye(4), volume.shape)

@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from napari_action.inference.suggestions import (
     SliceSuggestion,
-    entropy_from_probs,
+    normalized_entropy,
     rank_slices,
     slice_scores,
     suggest_slices,
@@ -28,29 +28,39 @@ def planted_volume(n_slices, hot, axis=0, shape=(12, 12), level=0.9, seed=0):
 @pytest.mark.parametrize("n_classes", [2, 3, 7])
 def test_entropy_uniform_is_one_and_one_hot_is_zero(n_classes):
     uniform = np.full((n_classes, 4, 5), 1.0 / n_classes)
-    assert_allclose(entropy_from_probs(uniform), 1.0)
+    assert_allclose(normalized_entropy(uniform), 1.0)
     one_hot = np.zeros((n_classes, 4, 5))
     one_hot[n_classes - 1] = 1.0
-    assert_allclose(entropy_from_probs(one_hot), 0.0)
-    assert entropy_from_probs(one_hot).shape == (4, 5)
+    assert_allclose(normalized_entropy(one_hot), 0.0)
+    assert normalized_entropy(one_hot).shape == (4, 5)
 
 
 def test_entropy_bounds_known_value_and_axis():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(3, 4, 4, 4)) * 3
     probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
-    h = entropy_from_probs(probs, axis=-1)
+    h = normalized_entropy(probs, axis=-1)
     assert h.shape == (3, 4, 4) and h.min() >= 0.0 and h.max() <= 1.0
-    binary = entropy_from_probs(np.array([[0.5, 0.25], [0.5, 0.75]]))
+    binary = normalized_entropy(np.array([[0.5, 0.25], [0.5, 0.75]]))
     expected = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75)) / np.log(2)
     assert_allclose(binary, [1.0, expected])
-    assert entropy_from_probs(probs.astype(np.float32), axis=-1).dtype == np.float32
+    assert normalized_entropy(probs.astype(np.float32), axis=-1).dtype == np.float32
+
+
+def test_entropy_of_a_single_class_is_zero():
+    single = normalized_entropy(np.ones((2, 1, 3, 3), np.float32), axis=1)
+    assert single.shape == (2, 3, 3) and single.dtype == np.float32 and not single.any()
+
+
+def test_entropy_unchecked_takes_values_as_they_are():
+    # The predictor passes its own softmax output: a NaN (a broken network) gives a NaN, not an error.
+    probs = np.array([[np.nan, 0.5], [np.nan, 0.5]], np.float32)
+    assert_allclose(normalized_entropy(probs, check=False), [np.nan, 1.0])
 
 
 @pytest.mark.parametrize(
     ("probs", "match"),
     [
-        (np.ones((1, 3)), "at least 2 classes"),
         (np.array([[2.0, -1.0]]).T, "non-negative"),
         (np.array([[0.2, 0.2]]).T, "sum to 1"),
         (np.array([[np.nan, 1.0]]).T, "finite"),
@@ -58,7 +68,7 @@ def test_entropy_bounds_known_value_and_axis():
 )
 def test_entropy_rejects_non_probabilities(probs, match):
     with pytest.raises(ValueError, match=match):
-        entropy_from_probs(probs)
+        normalized_entropy(probs)
 
 
 # --------------------------------------------------------------------------- slice scores

@@ -1,4 +1,4 @@
-"""Uncertainty maps filled from streamed slices and whole-volume predictions, and the slices they suggest."""
+"""Uncertainty maps filled from streamed slices and whole-volume predictions, and their slice scores."""
 
 from __future__ import annotations
 
@@ -25,8 +25,6 @@ def test_streamed_slices_fill_their_place_along_any_axis(axis):
     np.testing.assert_array_equal(np.moveaxis(found.volume, axis, 0)[3:5], values)
     assert np.count_nonzero(found.volume) == values.size  # nothing written outside those slices
     np.testing.assert_array_equal(np.flatnonzero(found.covered), [3, 4])
-    mask = found.mask()
-    assert mask.shape == SHAPE and mask.sum() == values.size
     scores = found.scores()
     assert scores.shape == (n_slices,) and scores[3] > 0 and scores[4] > 0
     assert not np.delete(scores, [3, 4]).any()  # slices never predicted score 0
@@ -39,7 +37,7 @@ def test_whole_volume_covers_every_slice_and_refreshes_scores():
     entropy = np.zeros(SHAPE, np.float32)
     entropy[4] = 0.5
     found = maps.set_volume("vol", entropy, 0)
-    assert found is maps.get("vol") and found.covered.all() and found.mask() is None
+    assert found is maps.get("vol") and found.covered.all()
     np.testing.assert_array_equal(found.volume, entropy)  # the later source overwrites the earlier
     assert before[0] > 0 and found.scores()[0] == 0 and found.scores()[4] == pytest.approx(0.5)
 
@@ -52,20 +50,3 @@ def test_a_map_starts_over_when_its_shape_or_axis_changes():
     assert maps.get("vol") is along_two
     maps.forget("vol")
     assert maps.get("vol") is None
-
-
-def test_suggestions_rank_every_image_and_skip_labeled_slices():
-    maps = UncertaintyMaps()
-    a = np.zeros((20, 8, 8), np.float32)
-    a[[3, 12], 2:4, 2:4] = 0.9  # two uncertain spots
-    maps.set_volume("a", a, 0)
-    b = np.zeros((20, 8, 8), np.float32)
-    b[15, :, :] = 0.6
-    maps.set_volume("b", b, 0)
-    hot = np.full((2, 8, 8), 1.0, np.float32)
-    maps.set_slices("c", (20, 8, 8), 0, 8, hot)  # only slices 8 and 9 of "c" were ever predicted
-    assert UncertaintyMaps().suggestions({}) == []
-
-    found = maps.suggestions({"a": {12}}, k=3)
-    assert [(name, s.slice_index) for name, s in found] == [("c", 8), ("a", 3), ("b", 15)]
-    assert found[0][1].score == pytest.approx(1.0)

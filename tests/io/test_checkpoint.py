@@ -1,4 +1,4 @@
-"""Checkpoints: train -> save -> load -> predict, and clear errors on foreign files."""
+"""Checkpoints: train -> save -> load -> predict, and plain refusals of every file that cannot be loaded."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import errno
 import os
 import pickle
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
+from napari_action import __version__
 from napari_action.inference.predictor import Predictor
 from napari_action.io.atomic import STALE_AFTER_S
-from napari_action.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from napari_action.io.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from napari_action.training.trainer import Trainer
-from tests.helpers.engine import disc_volume, sparse, tiny_config
+from tests.helpers.engine import disc_volume, sparse, tiny_config, write_nifti
 from tests.helpers.os_limits import Outcome, kill_when, make_old, parts_of, read_only, run_save, start_save
 
 # Child code: read the checkpoint args[0], one step further; with args[2] (a count) it
@@ -29,6 +31,7 @@ if len(args) > 2:
     ckpt.extra["ballast"] = [torch.full((1 << 18,), float(i)) for i in range(int(args[2]))]
 """
 _SAVE = "save_checkpoint(args[1], ckpt)"
+_IMPORT_LOAD = "from napari_action.io.checkpoint import load_checkpoint"
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +96,121 @@ def test_any_other_file_gets_the_same_plain_refusal(tmp_path, content):
     )
 
 
-def test_truncated_file_is_refused(trained, tmp_path):
+def refusal(path, *, caused: bool = True) -> str:
+    """The message :func:`load_checkpoint` refuses ``path`` with; torch's own words never reach it.
+
+    ``caused``: the refusal comes from an error of torch or the OS, which stays its ``__cause__``
+    for a debugger (False: napari-action itself refused what it read).
+    """
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    for internal in ("Errno", "PytorchStreamReader", "miniz", "zip archive", "Weights only load failed"):
+        assert internal not in message, message
+    assert (refused.value.__cause__ is not None) is caused
+    return message
+
+
+@pytest.mark.parametrize("kept", [4, 1000, 0.5, -1], ids=["4 bytes", "1000 bytes", "half", "all but 1 byte"])
+def test_a_truncated_checkpoint_says_so_in_plain_words(trained, tmp_path, kept):
     _, path, _ = trained
+    whole = path.read_bytes()
     broken = tmp_path / "broken.pt"
-    broken.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="damaged|truncated|cannot be read"):
-        load_checkpoint(broken)
+    broken.write_bytes(whole[: int(len(whole) * kept) if isinstance(kept, float) else kept])
+    assert refusal(broken) == (
+        f"{broken} is a damaged or truncated checkpoint (incomplete or corrupt, e.g. a copy or download "
+        "that stopped early); copy or save the model again."
+    )
+
+
+def test_an_empty_file_is_named_as_such(tmp_path):
+    empty = tmp_path / "model.pt"
+    empty.touch()
+    assert refusal(empty) == (
+        f"{empty} is empty (0 bytes), not a checkpoint: the save or copy that made it did not finish; "
+        "save or copy the model again."
+    )
+
+
+@pytest.mark.parametrize("name", ["scan.nii.gz", "scan.nii"])
+def test_an_image_given_as_model_is_named_as_an_image(tmp_path, name):
+    image = write_nifti(tmp_path / name, disc_volume(0)[0])
+    assert refusal(image) == (
+        f"{image} is a NIfTI image, not a napari-action checkpoint (save one with 'Save model…' "
+        "or 'napari-action train --out MODEL.pt')."
+    )
+
+
+def test_another_programs_zip_archive_is_not_a_checkpoint(tmp_path):
+    archive = tmp_path / "model.pt"
+    with zipfile.ZipFile(archive, "w") as content:
+        content.writestr("weights.txt", "0.1 0.2 0.3")
+    assert refusal(archive).startswith(f"{archive} is not a napari-action checkpoint (save one with")
 
 
 def test_missing_file_is_refused(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "nothing.pt")
+    missing = tmp_path / "nothing.pt"
+    assert refusal(missing) == f"{missing} does not exist; check its name and the folder it is in."
+    deeper = tmp_path / "runs" / "model.pt"
+    assert refusal(deeper) == (
+        f"{deeper} does not exist: there is no folder {tmp_path / 'runs'}; check the path (or create the folder)."
+    )
+
+
+def test_a_folder_given_as_checkpoint_is_refused(tmp_path):
+    assert refusal(tmp_path) == f"{tmp_path} is a folder, but a file is needed there; give the path of a file."
+
+
+def test_a_checkpoint_this_user_may_not_read_says_so(trained, tmp_path):
+    _, path, _ = trained
+    locked = shutil.copy(path, tmp_path / "model.pt")
+    os.chmod(locked, 0)
+    try:
+        # A fresh process without root's override: the kernel itself refuses the read.
+        outcome = run_save("load_checkpoint(args[0])", locked, setup=_IMPORT_LOAD, unwritable=True)
+    finally:
+        os.chmod(locked, 0o644)
+    assert outcome == Outcome(
+        "CheckpointError",
+        None,
+        f"cannot open {locked}: you do not have permission (Permission denied); fix its permissions, "
+        "or use a copy you own.",
+    )
+
+
+def _rewrite_payload(source, target, **changes) -> None:
+    """Save ``source``'s content with ``changes``, as another napari-action version would have written it."""
+    payload = torch.load(source, map_location="cpu", weights_only=True)
+    for key, value in changes.items():
+        payload[key] = value(payload[key]) if callable(value) else value
+    torch.save(payload, target)
+
+
+def test_a_checkpoint_of_a_newer_format_asks_for_an_upgrade(trained, tmp_path):
+    _, path, _ = trained
+    newer = tmp_path / "newer.pt"
+    _rewrite_payload(path, newer, format_version=FORMAT_VERSION + 1, version="9.0.0")
+    assert refusal(newer, caused=False) == (
+        f"{newer} was written by napari-action 9.0.0, newer than this one ({__version__}); "
+        "upgrade napari-action (pip install --upgrade napari-action) to open it."
+    )
+
+
+def test_a_newer_release_with_settings_unknown_here_asks_for_an_upgrade_not_a_new_save(trained, tmp_path):
+    _, path, _ = trained
+    newer, edited = tmp_path / "newer.pt", tmp_path / "edited.pt"
+
+    def with_new_setting(config: dict) -> dict:
+        return {**config, "setting_of_a_later_release": 1}
+
+    _rewrite_payload(path, newer, config=with_new_setting, version="9.0.0")
+    assert refusal(newer).startswith(f"{newer} was written by napari-action 9.0.0, newer than this one")
+    # The same unknown setting in a file of this very version: damaged, not newer.
+    _rewrite_payload(path, edited, config=with_new_setting)
+    assert refusal(edited) == (
+        f"{edited} is a damaged or incomplete napari-action checkpoint (Unknown TrainConfig fields: "
+        "['setting_of_a_later_release']); save the model again."
+    )
 
 
 def test_failed_save_keeps_previous_file(trained, monkeypatch):

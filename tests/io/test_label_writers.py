@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from napari_action.io.label_writers import NiftiLabelWriter, open_label_writer, write_label_volume
-from napari_action.io.nifti import VolumeMeta, load_labels, save_labels
+from napari_action.io.nifti import load_labels
+from napari_action.io.nifti_writer import save_labels
+from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import open_volume_source
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_action.inference.predictor import Predictor
-from napari_action.io.checkpoint import build_inference_net, load_checkpoint
+from napari_action.inference.predictor import Predictor, build_inference_net
+from napari_action.io.checkpoint import load_checkpoint
 from napari_action.io.session_store import checkpoint_from_bytes, load_session
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "v0_1_0"

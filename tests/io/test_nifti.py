@@ -1,12 +1,9 @@
-"""NIfTI I/O on real files: exact geometry round-trips, every bad input, atomic writes."""
+"""NIfTI input on real files: exact geometry round-trips, every bad input, the label heuristic."""
 
 from __future__ import annotations
 
 import gzip
-import json
 import logging
-import os
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -17,13 +14,11 @@ from napari_action.io.nifti import (
     NIFTI_INTENT_LABEL,
     NonFiniteVoxelsWarning,
     VolumeError,
-    VolumeMeta,
     is_label_file,
     load_labels,
     load_volume,
-    save_labels,
-    smallest_label_dtype,
 )
+from napari_action.io.nifti_writer import save_labels
 
 GEOMETRY_FIELDS = (
     "quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z",
@@ -101,27 +96,6 @@ def test_load_volume_keeps_file_voxel_order_and_native_byte_order(nibabel_data):
     assert data.dtype.isnative and data.dtype == np.int16
     assert meta.shape == raw.shape and meta.dtype == "int16" and meta.path == str(path)
     assert meta.orientation == "LAS"
-
-
-def test_meta_survives_json_and_stays_read_only(nibabel_data, tmp_path):
-    _, meta = load_volume(_first_volume(nibabel_data / "example4d.nii.gz", tmp_path / "v.nii.gz"))
-    again = VolumeMeta.from_dict(json.loads(json.dumps(meta.to_dict())))
-    assert again == meta
-    np.testing.assert_array_equal(again.affine, meta.affine)
-    with pytest.raises(ValueError):
-        meta.affine[0, 0] = 2.0
-    with pytest.raises(ValueError, match="unknown"):
-        VolumeMeta.from_dict({**meta.to_dict(), "spacing": [1, 1, 1]})
-    with pytest.raises(ValueError, match="missing"):
-        VolumeMeta.from_dict({"affine": np.eye(4).tolist()})
-
-
-def test_from_affine_meta_is_what_a_saved_file_reads_back(tmp_path):
-    affine = np.array([[0, -1.5, 0, 90.3], [1.5, 0, 0.1, -12.7], [0, 0, 8.0, 33.1], [0, 0, 0, 1]])
-    meta = VolumeMeta.from_affine(affine, (20, 30, 5), code=1)
-    np.testing.assert_allclose(meta.affine, affine, atol=1e-5)
-    out = save_labels(tmp_path / "a.nii.gz", np.ones((20, 30, 5), np.uint8), meta)
-    assert load_labels(out)[1].affine.tolist() == meta.affine.tolist()
 
 
 def test_squeezes_a_4d_file_holding_one_volume(nibabel_data, tmp_path):
@@ -242,88 +216,6 @@ def test_load_labels_accepts_whole_floats_and_rejects_intensities(nibabel_data, 
     assert labels.dtype == np.int16 and set(np.unique(labels)) <= {0, 300}
     with pytest.raises(VolumeError, match=r"reoriented_anat_moved\.nii: labels must be whole numbers"):
         load_labels(nibabel_data / "reoriented_anat_moved.nii")
-
-
-# -- writing ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def meta(nibabel_data) -> VolumeMeta:
-    return load_volume(nibabel_data / "anatomical.nii")[1]
-
-
-@pytest.mark.parametrize(
-    ("low", "high", "dtype"),
-    [(0, 3, np.uint8), (0, 255, np.uint8), (0, 300, np.int16), (-5, 7, np.int16),
-     (0, 40_000, np.uint16), (0, 70_000, np.int32), (-70_000, 0, np.int32), (0, 2**31, np.int64)],
-)  # fmt: skip
-def test_writes_smallest_integer_dtype(meta, tmp_path, low, high, dtype):
-    labels = np.zeros(meta.shape, np.int64)
-    labels[0, 0, 0], labels[-1, -1, -1] = low, high
-    assert smallest_label_dtype(labels) == dtype
-    out = save_labels(tmp_path / "l.nii.gz", labels, meta)
-    assert nib.load(out).get_data_dtype() == dtype
-    np.testing.assert_array_equal(load_labels(out)[0], labels)
-
-
-def test_bool_labels_are_written_as_uint8(meta, tmp_path):
-    out = save_labels(tmp_path / "mask.nii", np.ones(meta.shape, bool), meta)
-    assert nib.load(out).get_data_dtype() == np.uint8
-
-
-def test_refuses_to_overwrite_unless_asked(meta, tmp_path):
-    target = tmp_path / "seg.nii.gz"
-    save_labels(target, np.zeros(meta.shape, np.uint8), meta)
-    before = target.read_bytes()
-    with pytest.raises(FileExistsError, match=r"seg\.nii\.gz already exists; .*overwrite=True"):
-        save_labels(target, np.ones(meta.shape, np.uint8), meta)
-    assert target.read_bytes() == before
-    save_labels(target, np.ones(meta.shape, np.uint8), meta, overwrite=True)
-    assert load_labels(target)[0].min() == 1
-
-
-def test_bad_labels_raise_before_anything_is_written(meta, tmp_path):
-    expected = r"x\.nii\.gz: labels have shape \(3, 3, 3\) .*has shape \(33, 41, 25\)"
-    with pytest.raises(VolumeError, match=expected):
-        save_labels(tmp_path / "x.nii.gz", np.zeros((3, 3, 3), np.uint8), meta)
-    with pytest.raises(VolumeError, match="labels must be whole numbers"):
-        save_labels(tmp_path / "x.nii.gz", np.full(meta.shape, 0.5), meta)
-    with pytest.raises(VolumeError, match=r"x\.tif: label files must end in \.nii\.gz or \.nii"):
-        save_labels(tmp_path / "x.tif", np.zeros(meta.shape, np.uint8), meta)
-    with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
-        save_labels(tmp_path / "no" / "x.nii.gz", np.zeros(meta.shape, np.uint8), meta)
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX-only")
-def test_failed_write_leaves_existing_file_untouched(meta, tmp_path):
-    import resource
-    import signal
-
-    target = save_labels(tmp_path / "seg.nii.gz", np.zeros(meta.shape, np.uint8), meta)
-    before = target.read_bytes()
-    noisy = np.random.default_rng(0).integers(0, 250, meta.shape)  # incompressible: > 4 kB
-    # A real write failure: the kernel refuses to grow any file beyond 4 kB (EFBIG).
-    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
-    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, old_limit[1]))
-    try:
-        with pytest.raises(OSError, match="File too large"):
-            save_labels(target, noisy, meta, overwrite=True)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
-        signal.signal(signal.SIGXFSZ, old_handler)
-    assert target.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["seg.nii.gz"]  # no temporary file left
-
-
-def test_written_file_is_reproducible_with_normal_permissions(meta, tmp_path):
-    labels = np.random.default_rng(1).integers(0, 4, meta.shape)
-    first = save_labels(tmp_path / "a.nii.gz", labels, meta).read_bytes()
-    assert save_labels(tmp_path / "b.nii.gz", labels, meta).read_bytes() == first
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert (tmp_path / "a.nii.gz").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 # -- label heuristic --------------------------------------------------------------------------

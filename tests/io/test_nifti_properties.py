@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_action.io.nifti import NIFTI_INTENT_LABEL, load_volume, save_labels
+from napari_action.io.nifti import NIFTI_INTENT_LABEL, load_volume
+from napari_action.io.nifti_writer import save_labels
 from napari_action.label_values import smallest_label_dtype
 
 GEOMETRY_FIELDS = (

@@ -14,14 +14,17 @@ import numpy as np
 import pytest
 
 from napari_action.io.atomic import STALE_AFTER_S
-from napari_action.io.nifti import VolumeMeta, load_labels, save_labels
+from napari_action.io.nifti import load_labels
+from napari_action.io.nifti_writer import save_labels
+from napari_action.io.volume_meta import VolumeMeta
 from tests.helpers.os_limits import Outcome, kill_when, make_old, parts_of, read_only, run_save, start_save
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 # Child code: random labels of shape args[1] ("AxBxC"), then saved over args[0].
 _LABELS = """
 import numpy as np
-from napari_action.io.nifti import VolumeMeta, save_labels
+from napari_action.io.nifti_writer import save_labels
+from napari_action.io.volume_meta import VolumeMeta
 shape = tuple(int(n) for n in args[1].split("x"))
 labels = np.random.default_rng(1).integers(0, 3, shape).astype(np.uint8)
 meta = VolumeMeta.from_affine(np.diag([2.0, 2.0, 3.0, 1.0]), shape)

@@ -1,4 +1,4 @@
-"""A diverging loss, a full GPU and a long pause do not cost the user their model."""
+"""A diverging loss and a full GPU do not cost the user their model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_action.training.safeguards import BATCH_FIELDS, TrainingDivergedError, WeightSnapshot, halve_batches
-from napari_action.training.trainer import Trainer, _RateClock
+from napari_action.training.trainer import Trainer
 from tests.helpers.engine import disc_volume, out_of_memory_hook, sparse, tiny_config
 
 
@@ -71,14 +71,3 @@ def test_out_of_memory_with_single_crops_asks_for_the_cpu(painted):
     with pytest.raises(MemoryError, match=r"even with one crop per batch\. Train on the CPU"):
         trainer.train()
     assert halve_batches(trainer.config) is None
-
-
-def test_a_long_pause_leaves_the_rate_and_the_time_left_alone():
-    clock = _RateClock(total=100, now=0.0)
-    for second in range(1, 11):  # one step a second
-        clock.tick(now=float(second))
-    assert clock.rate == pytest.approx(1.0)
-    clock.tick(now=10.0 + 3600.0)  # the laptop slept for an hour during step 11
-    assert clock.rate == pytest.approx(1.0) and clock.eta == pytest.approx(89.0)
-    clock.tick(now=3612.0)  # training slowed down to 2 s a step: that does count
-    assert clock.rate == pytest.approx(0.95)

@@ -78,8 +78,8 @@ def spread_anchors(queue: EmbeddingQueue) -> None:
 
     An untrained teacher in eval mode gives every crop nearly the same global embedding, so
     anchors enqueued by a first step would make the distillation terms almost exactly 0.
+    A queue's worth of entries replaces whatever it held.
     """
-    queue.reset()
     queue.enqueue(torch.randn(queue.size, queue.dim, generator=torch.Generator().manual_seed(3)))
 
 

@@ -124,3 +124,40 @@ def test_fit_gate_opens_once_the_network_fits_the_labeled_slices_and_stays_open(
     gate.check(trainer.predictor(), trainer.pool)
     assert gate.open
     assert FitGate(threshold=0.0).open  # no gate: stream at once
+
+
+class _OneHotPredictor:
+    """Takes a slice of class ids for the image and predicts exactly those (one-hot probabilities)."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+
+    def class_probabilities(self, channels, pad):
+        return np.moveaxis(np.eye(self.num_classes, dtype=np.float32)[channels], -1, 0)
+
+
+class _FixedPool:
+    """Labeled slices whose image is the class map the one-hot predictor is to predict on them."""
+
+    def __init__(self, targets: dict[tuple[int, int], np.ndarray], predicted: dict[tuple[int, int], np.ndarray]):
+        self.targets, self.predicted, self.labeled = targets, predicted, list(targets)
+
+    def target(self, v, s):
+        return self.targets[v, s]
+
+    def image(self, v, s):
+        return self.predicted[v, s]
+
+    def pad_value(self, v):
+        return 0.0
+
+
+def test_fit_is_the_mean_foreground_dice_on_supervised_pixels_of_slices_with_foreground():
+    from napari_action.training.streaming import FitGate
+
+    targets = {(0, 1): np.array([[-1, 1, 1, 0]]), (0, 2): np.zeros((1, 4), np.int64)}
+    predicted = {(0, 1): np.array([[1, 1, 0, 2]]), (0, 2): np.zeros((1, 4), np.int64)}
+    gate = FitGate(threshold=0.5, slices_per_check=2)
+    fit = gate.check(_OneHotPredictor(3), _FixedPool(targets, predicted))
+    # Slice 1 without its ignored pixel: class 1 Dice 2/3, class 2 (predicted only) 0; slice 2 has no foreground.
+    assert fit == pytest.approx(1 / 3) and not gate.open

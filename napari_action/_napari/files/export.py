@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer, layer_array, layer_shape
-from napari_action._napari.writer import meta_for_layer
-from napari_action.inference.loaded_model import VoxelGeometry
-from napari_action.io.nifti import VolumeMeta, save_labels
+from napari_action._napari.view_plane import layer_volume_meta
+from napari_action.io.errors import describe_error
+from napari_action.io.nifti_writer import save_labels
+from napari_action.io.volume_meta import VolumeMeta
 
 logger = logging.getLogger(__name__)
 
@@ -32,33 +33,6 @@ logger = logging.getLogger(__name__)
 EXPORT_SUFFIX = "_action.nii.gz"
 #: ``overwrite`` argument: a flag, or a function asked with the files that already exist.
 Overwrite = bool | Callable[[list[Path]], bool]
-
-
-def layer_attributes(layer) -> dict:
-    """The attributes napari hands a writer, limited to what places the layer in the world."""
-    return {
-        "metadata": layer.metadata,
-        "scale": layer.scale,
-        "translate": layer.translate,
-        "rotate": layer.rotate,
-        "shear": layer.shear,
-        "affine": layer.affine.affine_matrix,
-    }
-
-
-def layer_volume_meta(layer) -> VolumeMeta:
-    """NIfTI geometry of a 3D layer: its stored header if still valid, else its transform."""
-    return meta_for_layer(layer.name, layer_array(layer), layer_attributes(layer))
-
-
-def layer_geometry(layer) -> VoxelGeometry:
-    """Voxel spacing and directions of a 3D layer: from its NIfTI header if it has one, else its napari transform.
-
-    The header wins because the reader shows files whose axes are permuted in
-    voxel order (see :mod:`napari_action._napari.reader`), so their napari
-    transform hides the true orientation.
-    """
-    return VoxelGeometry.from_matrix(layer_volume_meta(layer).affine)
 
 
 def export_name(image_name: str) -> str:
@@ -151,6 +125,6 @@ def write_export(items: Sequence[ExportItem], skipped: Sequence[Path] = (), over
 def _naming_written(error: OSError, written: Sequence[Path]) -> OSError:
     """``error`` with the files written before it added to its message (same type and errno)."""
     names = ", ".join(path.name for path in written)
-    extended = type(error)(f"{error} Exported before this failure: {names}.")
+    extended = type(error)(f"{describe_error(error)} Exported before this failure: {names}.")
     extended.errno = error.errno
     return extended

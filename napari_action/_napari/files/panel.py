@@ -34,8 +34,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
-from napari_action._napari.action_session import viewer_slicing_axis
-from napari_action._napari.files.export import Overwrite, layer_geometry, plan_export, resolve_overwrite, write_export
+from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
 from napari_action._napari.files.snapshot import (
     apply_session,
     has_content,
@@ -46,7 +45,9 @@ from napari_action._napari.files.snapshot import (
 from napari_action._napari.layers import image_layers, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker
+from napari_action._napari.view_plane import layer_geometry, viewer_slicing_axis
 from napari_action.inference.loaded_model import LoadedModel, geometry_warnings, load_model
+from napari_action.io.errors import describe_error
 from napari_action.io.session_store import HashCache, is_session_store
 
 logger = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ class FilesPanel(QGroupBox):
         return True
 
     def _on_load_failed(self, exc: Exception) -> None:
-        self.status_label.setText(f"Model not loaded: {exc}")
+        self.status_label.setText(f"Model not loaded: {describe_error(exc)}")
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
         self.widget.session.use_model(model, model.checkpoint())
@@ -415,7 +416,7 @@ class FilesPanel(QGroupBox):
         return True
 
     def _on_open_failed(self, exc: Exception) -> None:
-        self.status_label.setText(f"Session not opened: {exc}")
+        self.status_label.setText(f"Session not opened: {describe_error(exc)}")
 
     def _on_session_read(self, restored) -> None:
         apply_session(self.viewer, self.widget.session, restored)
@@ -466,4 +467,4 @@ class FilesPanel(QGroupBox):
 
     def _on_autosave_failed(self, exc: Exception) -> None:
         logger.error("autosave failed: %s", exc)
-        self.status_label.setText(f"Autosave failed: {exc}")
+        self.status_label.setText(f"Autosave failed: {describe_error(exc)}")

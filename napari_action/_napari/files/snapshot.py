@@ -42,6 +42,7 @@ from napari_action._napari.layers import (
     snapshot_labels,
 )
 from napari_action.inference.loaded_model import model_from_checkpoint, with_references
+from napari_action.io.errors import describe_error
 from napari_action.io.nifti import VolumeError, load_volume
 from napari_action.io.session_store import (
     HashCache,
@@ -228,7 +229,7 @@ def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray 
             data, _ = load_volume(source, nan_policy="zero")
         except (VolumeError, OSError) as error:
             # A source damaged since the session was saved must not cost the user the session.
-            warnings.append(f"{source} can no longer be read ({error}); not reopened.")
+            warnings.append(f"{source} can no longer be read, so it was not reopened: {describe_error(error)}")
             return volume.image, None
         if tuple(data.shape) == tuple(volume.shape):
             return data, source

@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_action._napari.layers import SOURCE_KEY, EditTracker, layer_array, layer_shape, prediction_source
+from napari_action._napari.layers import (
+    SOURCE_KEY,
+    EditTracker,
+    axis_index,
+    layer_array,
+    layer_shape,
+    prediction_source,
+)
 
 logger = logging.getLogger(__name__)
-
-
-def axis_index(axis: int, slices, ndim: int = 3) -> tuple:
-    """Index selecting ``slices`` (an int or a list) along ``axis`` of an ``ndim`` array."""
-    index = [slice(None)] * ndim
-    index[axis] = slices
-    return tuple(index)
 
 
 def painted_slices(data: np.ndarray, axis: int) -> list[int]:

@@ -16,34 +16,22 @@ Three things a user does between (or during) training runs:
   "<image> uncertainty" layers.
 
 plus **Update once** (:mod:`.update_once`): a short training round on demand.
-Lists and layers are read from the widget's session; this panel keeps only
-the uncertainty maps and the labeled slices it last listed.
+Lists and layers are read from the widget's session (what counts as the
+training set: :mod:`.training_set`); this panel keeps only the uncertainty
+maps and the labeled slices it last listed. The tabs' widgets are built in
+:mod:`.tabs`.
 """
 
 from __future__ import annotations
 
 import logging
 
-import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QGridLayout,
-    QGroupBox,
-    QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QPushButton,
-    QSpinBox,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtCore import QEvent, QObject
+from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QListWidgetItem, QPushButton, QSpinBox, QTabWidget
 from superqt.utils import qthrottled
 
-from napari_action._napari.action_session import viewer_slicing_axis
 from napari_action._napari.keys import ViewerKeyBinding
 from napari_action._napari.layers import (
     SOURCE_KEY,
@@ -58,12 +46,21 @@ from napari_action._napari.refine.accepted import (
     copy_slices,
     current_slice,
     go_to_slice,
-    painted_slices,
     tracker_for_layer,
+)
+from napari_action._napari.refine.tabs import NextSlicesTab, TrainingSetTab, header_item, slice_item, slice_of
+from napari_action._napari.refine.training_set import (
+    LabeledSlices,
+    annotated_values,
+    image_name_of,
+    labeled_along,
+    painted_arrays,
+    training_volumes,
 )
 from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
-from napari_action.data.annotations import infer_axis
+from napari_action._napari.view_plane import viewer_slicing_axis
+from napari_action.data.slicing_axis import infer_axis
 from napari_action.inference.next_slices import NextSlice, next_slices
 from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
 
@@ -76,29 +73,6 @@ N_SUGGESTIONS = 5
 #: How the list is ranked (docs/benchmarks.md, "Next slices to annotate"): classes on no annotated
 #: slice first, then the middle of the largest unannotated run inside the predicted structure.
 NEXT_STRATEGY = "coverage+gap"
-_ROLE = Qt.ItemDataRole.UserRole
-
-
-def _slice_item(text: str, image_name: str, axis: int, index: int) -> QListWidgetItem:
-    item = QListWidgetItem(text)
-    item.setData(_ROLE, (image_name, axis, index))
-    return item
-
-
-def _annotated_values(painted, predicted: np.ndarray, labeled: list[int], axis: int) -> list[int]:
-    """Label values on the annotated slices: painted ones, and the (corrected) prediction on accepted ones."""
-    values = {0}
-    for index in labeled:
-        if painted is not None and layer_shape(painted) == predicted.shape:
-            values |= set(np.unique(np.take(layer_array(painted), index, axis=axis)).tolist())
-        values |= set(np.unique(np.take(predicted, index, axis=axis)).tolist())
-    return sorted(int(v) for v in values)
-
-
-def _header_item(text: str) -> QListWidgetItem:
-    item = QListWidgetItem(text)
-    item.setFlags(Qt.ItemFlag.ItemIsEnabled)  # not selectable: it names a volume, not a slice
-    return item
 
 
 class RefinePanel(QGroupBox):
@@ -115,6 +89,8 @@ class RefinePanel(QGroupBox):
         Uncertainty volumes of the latest predictions, by image name.
     labeled : dict
         Image name -> painted or accepted slices, as last listed.
+    labeled_axis : int or None
+        The slicing axis those slice indices run along.
     key_binding : ViewerKeyBinding
         ``Shift-A`` on the viewer; released when the widget leaves the viewer.
     """
@@ -125,6 +101,7 @@ class RefinePanel(QGroupBox):
         self.viewer = widget.viewer
         self.uncertainty = UncertaintyMaps()
         self.labeled: dict[str, set[int]] = {}
+        self.labeled_axis: int | None = None
         self._build()
         self.refresh_later = qthrottled(self.refresh, timeout=300, parent=self)
         self.rank_later = qthrottled(self._update_uncertainty, timeout=300, parent=self)
@@ -167,56 +144,22 @@ class RefinePanel(QGroupBox):
         grid.addWidget(self.status_label, 2, 0, 1, 2)
         self.update_button.clicked.connect(self.update_once)
 
-    def _build_training_tab(self) -> QWidget:
-        page = QWidget()
-        self.accept_button = QPushButton(f"Accept slice ({ACCEPT_KEY})")
-        self.accept_button.setToolTip(
-            "Use the slice shown of the selected '… ACTION' layer, with your corrections, as labeled training data."
-        )
-        self.accept_all_button = QPushButton("Accept all edited slices")
-        self.copy_checkbox = QCheckBox("Also copy accepted slices into the painted layer")
-        self.copy_checkbox.setToolTip(
-            "Off: only the training labels get them. On: your painted Labels "
-            "layer gets them too (undoable with Ctrl+Z there)."
-        )
-        self.training_list = QListWidget()
-        self.training_list.setToolTip("Labeled slices per volume; click one to show it.")
-        # The panel scrolls, so the list can keep room for a few rows on small screens.
-        self.training_list.setMinimumHeight(90)
-        self.training_list.setMaximumHeight(130)
-        grid = QGridLayout(page)
-        grid.addWidget(self.accept_button, 0, 0)
-        grid.addWidget(self.accept_all_button, 0, 1)
-        grid.addWidget(self.copy_checkbox, 1, 0, 1, 2)
-        grid.addWidget(self.training_list, 2, 0, 1, 2)
+    def _build_training_tab(self) -> TrainingSetTab:
+        tab = TrainingSetTab(ACCEPT_KEY)
+        self.accept_button, self.accept_all_button = tab.accept_button, tab.accept_all_button
+        self.copy_checkbox, self.training_list = tab.copy_checkbox, tab.training_list
         self.accept_button.clicked.connect(self.accept_current_slice)
         self.accept_all_button.clicked.connect(self.accept_edited_slices)
         self.training_list.itemClicked.connect(self._on_item_clicked)
-        return page
+        return tab
 
-    def _build_next_tab(self) -> QWidget:
-        page = QWidget()
-        self.show_uncertainty = QCheckBox("Show uncertainty layers")
-        self.show_uncertainty.setToolTip(
-            "Normalised entropy of the last whole-volume prediction "
-            "(streamed slices: rescaled 1 - max probability); bright = unsure."
-        )
-        self.slice_score_label = QLabel("No prediction yet.")
-        self.slice_score_label.setWordWrap(True)
-        self.next_list = QListWidget()
-        self.next_list.setToolTip(
-            "A class on no annotated slice first, then the middle of the largest unannotated run "
-            "inside the predicted structure; click one to show it."
-        )
-        self.next_list.setMinimumHeight(90)
-        self.next_list.setMaximumHeight(130)
-        layout = QVBoxLayout(page)
-        layout.addWidget(self.show_uncertainty)
-        layout.addWidget(self.slice_score_label)
-        layout.addWidget(self.next_list)
+    def _build_next_tab(self) -> NextSlicesTab:
+        tab = NextSlicesTab()
+        self.show_uncertainty, self.slice_score_label = tab.show_uncertainty, tab.slice_score_label
+        self.next_list = tab.next_list
         self.show_uncertainty.toggled.connect(self._on_show_toggled)
         self.next_list.itemClicked.connect(self._on_item_clicked)
-        return page
+        return tab
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -290,33 +233,13 @@ class RefinePanel(QGroupBox):
     # -- volumes, painted layers and the slicing axis ----------------------------------------
     def training_volumes(self) -> list[tuple]:
         """(image layer, painted Labels layer or None) of the volumes to list."""
-        plan = self.session.plan
-        if plan is not None:
-            pairs = [(image, plan.labels[i] if i < len(plan.labels) else None) for i, image in enumerate(plan.images)]
-        else:
-            painted = {name: labels for labels, name in self.widget.picker.selected_labels() if name}
-            pairs = [(image, painted.get(image.name)) for image in self.widget.picker.selected_images()]
-        known = {image.name for image, _ in pairs}
-        pairs += [
-            (self.viewer.layers[name], None)
-            for name in self.session.accepted_slices
-            if name not in known and name in self.viewer.layers
-        ]
-        return [(image, labels) for image, labels in pairs if image in self.viewer.layers]
+        return training_volumes(self.viewer, self.session, self.widget.picker)
 
     def _painted_layer(self, image_name: str):
         return next((labels for image, labels in self.training_volumes() if image.name == image_name), None)
 
     def _image_name(self, layer) -> str | None:
-        if layer is None:
-            return None
-        for key in (SOURCE_KEY, UNCERTAINTY_KEY):
-            if key in layer.metadata:
-                return layer.metadata[key]
-        for image, labels in self.training_volumes():
-            if layer is image or layer is labels:
-                return image.name
-        return None
+        return image_name_of(layer, self.training_volumes())
 
     def slicing_axis(self, painted: list) -> int:
         """The model's axis, else that of accepted slices, the form's choice, or the inferred one."""
@@ -336,32 +259,30 @@ class RefinePanel(QGroupBox):
         return infer_axis(painted, fallback=viewer_axis) if painted else viewer_axis
 
     # -- training-set list --------------------------------------------------------------
+    def _labeled_along(self, volumes: list[tuple], axis: int) -> LabeledSlices:
+        return labeled_along(volumes, painted_arrays(volumes), axis, self.session.accepted_slices)
+
     def refresh(self) -> None:
         """Recompute the labeled slices of every volume and list them."""
         volumes = self.training_volumes()
-        arrays = {
-            image.name: layer_array(labels)
-            for image, labels in volumes
-            if labels is not None and layer_shape(labels) == layer_shape(image)
-        }
-        axis = self.slicing_axis(list(arrays.values()))
+        axis = self.slicing_axis(list(painted_arrays(volumes).values()))
         self.training_list.clear()
-        self.labeled = {}
+        labeled = self._labeled_along(volumes, axis)
+        self.labeled = {name: painted | accepted for name, (painted, accepted) in labeled.items()}
+        self.labeled_axis = axis
         for image, _ in volumes:
-            painted = set(painted_slices(arrays[image.name], axis)) if image.name in arrays else set()
-            accepted = set(self.session.accepted_slices.get(image.name, ()))
-            self.labeled[image.name] = painted | accepted
+            painted, accepted = labeled[image.name]
             self.training_list.addItem(
-                _header_item(f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {axis})")
+                header_item(f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {axis})")
             )
             for s in sorted(painted | accepted):
                 kind = " + ".join(k for k, used in (("painted", s in painted), ("accepted", s in accepted)) if used)
-                self.training_list.addItem(_slice_item(f"    slice {s} · {kind}", image.name, axis, s))
+                self.training_list.addItem(slice_item(f"    slice {s} · {kind}", image.name, axis, s))
         self._refresh_buttons()
         self._update_suggestions()
 
     def _on_item_clicked(self, item: QListWidgetItem) -> None:
-        target = item.data(_ROLE)
+        target = slice_of(item)
         if target is None:
             return
         name, axis, index = target
@@ -467,7 +388,7 @@ class RefinePanel(QGroupBox):
         self.next_list.clear()
         for name, axis, pick in self.next_slices():
             self.next_list.addItem(
-                _slice_item(f"{name} · slice {pick.slice_index} · {pick.reason}", name, axis, pick.slice_index)
+                slice_item(f"{name} · slice {pick.slice_index} · {pick.reason}", name, axis, pick.slice_index)
             )
         self._show_slice_score()
 
@@ -479,14 +400,21 @@ class RefinePanel(QGroupBox):
         """
         names = self.session.plan.class_names() if self.session.plan is not None else {}
         axis = self.slicing_axis([])
+        volumes = self.training_volumes()
+        # The list is refreshed (throttled) after the model changes; a ranking can come first, e.g. the
+        # first streamed slices of a new model sliced along another axis than the loaded one it replaced.
+        labeled_by_name = self.labeled
+        if axis != self.labeled_axis:
+            along = self._labeled_along(volumes, axis)
+            labeled_by_name = {name: painted | accepted for name, (painted, accepted) in along.items()}
         found = []
-        for image, painted in self.training_volumes():
+        for image, painted in volumes:
             prediction = find_prediction_layer(self.viewer, image)
             if prediction is None or layer_shape(prediction) != layer_shape(image):
                 continue
             predicted = layer_array(prediction)
-            labeled = sorted(self.labeled.get(image.name, ()))
-            values = _annotated_values(painted, predicted, labeled, axis)
+            labeled = sorted(labeled_by_name.get(image.name, ()))
+            values = annotated_values(painted, predicted, labeled, axis)
             picks = next_slices(NEXT_STRATEGY, predicted, axis, labeled, values, k=N_SUGGESTIONS, class_names=names)
             found += [(image.name, axis, pick) for pick in picks]
         found.sort(key=lambda item: (not item[2].reason.endswith("missing"), -item[2].score))
@@ -506,7 +434,7 @@ class RefinePanel(QGroupBox):
             self.slice_score_label.setText(f"Slice {index} of {name!r}: not predicted yet.")
             return
         rank = int((scores > scores[index]).sum()) + 1
-        labeled = ", labeled" if index in self.labeled.get(name, ()) else ""
+        labeled = ", labeled" if found.axis == self.labeled_axis and index in self.labeled.get(name, ()) else ""
         self.slice_score_label.setText(
             f"Slice {index} of {name!r}: uncertainty score {scores[index]:.3f} "
             f"(#{rank} of {scores.size} slices{labeled})."

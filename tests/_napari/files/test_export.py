@@ -76,7 +76,7 @@ _IMPORTS = """
 from pathlib import Path
 import numpy as np
 from napari_action._napari.files.export import ExportItem, write_export
-from napari_action.io.nifti import VolumeMeta
+from napari_action.io.volume_meta import VolumeMeta
 """
 _EXPORT_TWO = """
 def item(name, shape):

@@ -15,11 +15,11 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
-from napari_action._napari.files.export import layer_geometry
+from napari_action._napari.view_plane import layer_geometry
 from napari_action.inference.loaded_model import geometry_warnings
 from napari_action.io.session_store import Session, checkpoint_from_bytes, load_session, save_session
 from napari_action.training.trainer import Trainer
-from tests.helpers.engine import tiny_config, tiny_overrides
+from tests.helpers.engine import tiny_config, tiny_overrides, write_nifti
 from tests.helpers.gui import SHAPE, TIMEOUT, disc_volume, dock, messages_since, open_nifti, paint, wait_idle
 
 
@@ -67,6 +67,43 @@ def test_foreign_or_damaged_model_file_is_notified(viewer, qtbot, tmp_path):
         assert len(errors) == 1 and path.name in errors[0] and "checkpoint" in errors[0]
         assert widget.files_panel.status_label.text().startswith("Model not loaded")
     assert widget.session.trainer is None and not widget.predict_button.isEnabled()
+
+
+def test_files_that_cannot_be_used_are_notified_in_plain_words(viewer, qtbot, tmp_path, model_file):
+    # The same words as on the command line (napari_action.io.errors), never the OS's or torch's.
+    truncated, notes = tmp_path / "model.pt", tmp_path / "notes.txt"
+    whole = model_file.read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])
+    notes.write_text("the user's notes")
+    image = write_nifti(tmp_path / "scan.nii.gz", disc_volume()[0])
+    widget = dock(viewer)
+    panel = widget.files_panel
+
+    def notified(start) -> str:
+        before = len(notification_manager.records)
+        start()
+        wait_idle(qtbot, widget)
+        [error] = messages_since(before, "error")
+        assert "Errno" not in error and "PytorchStreamReader" not in error, error
+        return error
+
+    damaged = notified(lambda: panel.load_model(truncated))
+    assert damaged == (
+        f"{truncated} is a damaged or truncated checkpoint (incomplete or corrupt, e.g. a copy or download "
+        "that stopped early); copy or save the model again."
+    )
+    assert panel.status_label.text() == f"Model not loaded: {damaged}"
+    assert notified(lambda: panel.load_model(image)).startswith(
+        f"{image} is a NIfTI image, not a napari-action checkpoint"
+    )
+    assert notified(lambda: panel.load_model(tmp_path)) == (
+        f"{tmp_path} is a folder, but a file is needed there; give the path of a file."
+    )
+    # The OS's own refusal, raised unchanged in the worker, is reworded in the notification.
+    assert notified(lambda: panel.save_session(notes / "work.action.zarr")) == (
+        f"{notes} is a file, but a folder is needed there; give the path of a folder, or move the file away."
+    )
+    assert notes.read_text() == "the user's notes" and widget.session.trainer is None
 
 
 def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):

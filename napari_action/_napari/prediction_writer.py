@@ -1,0 +1,113 @@
+"""Predictions written into the "<image> ACTION" Labels layers, around the voxels the user edited.
+
+Streamed slices arrive in batches from a training run; whole volumes come
+from a prediction job. Each image gets one prediction layer, made at its first
+write, and an :class:`~napari_action._napari.layers.EditTracker` that keeps the
+user's corrections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_action._napari.layers import is_mid_stroke, prediction_layer_for
+from napari_action.label_values import smallest_label_dtype
+from napari_action.progress import PredictionUpdate, SlicePrediction
+
+
+@dataclass
+class BatchWritten:
+    """What became of a batch of streamed slices.
+
+    Attributes
+    ----------
+    deferred : list of SlicePrediction
+        Slices to hand over again later: the user is mid-stroke on their layer, or
+        their layer is not made yet (one new layer per batch keeps each GUI stall short).
+    changed, compared : int
+        Unlocked voxels whose value changed, and unlocked voxels compared, over
+        slices their layer had received before (the agreement with the last stream).
+    """
+
+    deferred: list[SlicePrediction] = field(default_factory=list)
+    changed: int = 0
+    compared: int = 0
+
+
+class PredictionWriter:
+    """Writes predictions of the session's model into the viewer's prediction layers.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Where the layers are.
+    session : ActionSession
+        The model, training plan and edit trackers.
+    """
+
+    def __init__(self, viewer, session):
+        self.viewer = viewer
+        self.session = session
+
+    def write_batch(self, batch: list[SlicePrediction]) -> BatchWritten:
+        """Write streamed slices into their volumes' layers; layers are refreshed once each."""
+        written, touched = BatchWritten(), {}
+        created = False
+        for prediction in batch:
+            if self.session.needs_layer(prediction.volume_index):
+                if created:
+                    written.deferred.append(prediction)
+                    continue
+                created = self.target_for(prediction.volume_index) is not None
+            tracker = self.session.target(prediction.volume_index)
+            if tracker is None:  # its layer was deleted: the user does not want it
+                continue
+            if is_mid_stroke(tracker.layer):
+                written.deferred.append(prediction)
+                continue
+            changed, compared = tracker.write(prediction, refresh=False)
+            written.changed += changed
+            written.compared += compared
+            touched[id(tracker.layer)] = tracker.layer
+        for layer in touched.values():
+            layer.refresh()  # once per layer and batch: refreshes are the costly part
+        return written
+
+    def target_for(self, volume_index: int, classes: tuple | None = None):
+        """Create (or reuse) the prediction layer of a training volume and its tracker.
+
+        Done at the volume's first streamed write rather than on Train: adding
+        a layer costs napari a few hundred milliseconds of GUI time (vispy
+        visuals), so they are spread over several hand-overs.
+        """
+        session, trainer = self.session, self.session.trainer
+        # Before the trainer exists (the interpolation preview) the caller says which classes and axis.
+        class_names, class_values, axis = classes or (trainer.class_names, trainer.class_values, trainer.axis)
+        image = session.plan.images[volume_index]
+        if image not in self.viewer.layers:
+            session.targets[volume_index] = None
+            return None
+        layer = prediction_layer_for(
+            self.viewer,
+            image,
+            class_names,
+            class_values=class_values,
+            colormap=session.colormap,
+            dtype=smallest_label_dtype(class_values),
+        )
+        tracker = session.targets[volume_index] = session.tracker_for(layer, axis)
+        return tracker
+
+    def write_volume(self, image_name: str, update: PredictionUpdate) -> None:
+        """Write a finished whole-volume prediction of ``image_name`` into its layer (made if missing)."""
+        trainer = self.session.trainer
+        image = self.viewer.layers[image_name]
+        layer = prediction_layer_for(
+            self.viewer, image, trainer.class_names, class_values=trainer.class_values, colormap=self.session.colormap
+        )
+        tracker = self.session.tracker_for(layer, trainer.axis)
+        # A SlicePrediction holds its slices along the first axis: the slicing axis moves to the front.
+        labels, confidence = (np.moveaxis(a, trainer.axis, 0) for a in (update.labels, update.confidence))
+        tracker.write(SlicePrediction(update.volume_index, trainer.axis, 0, labels, confidence), refresh=True)

@@ -1,0 +1,78 @@
+"""What the Refine panel lists as the training set, read from the viewer and the widget's session.
+
+Which image layers take part (with their painted Labels layer, if any), which
+of their slices are labeled along an axis (painted, accepted from a
+prediction layer, or both), and which label values those slices hold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_action._napari.layers import SOURCE_KEY, UNCERTAINTY_KEY, layer_array, layer_shape
+from napari_action._napari.refine.accepted import painted_slices
+
+#: Image name -> (painted slices, accepted slices) along one axis.
+LabeledSlices = dict[str, tuple[set[int], set[int]]]
+
+
+def training_volumes(viewer, session, picker) -> list[tuple]:
+    """(image layer, painted Labels layer or None) of the volumes to list.
+
+    The running (or last) training's volumes, else those selected in the form; plus
+    every image with accepted slices, which are training data even without paint.
+    """
+    plan = session.plan
+    if plan is not None:
+        pairs = [(image, plan.labels[i] if i < len(plan.labels) else None) for i, image in enumerate(plan.images)]
+    else:
+        painted = {name: labels for labels, name in picker.selected_labels() if name}
+        pairs = [(image, painted.get(image.name)) for image in picker.selected_images()]
+    known = {image.name for image, _ in pairs}
+    pairs += [
+        (viewer.layers[name], None) for name in session.accepted_slices if name not in known and name in viewer.layers
+    ]
+    return [(image, labels) for image, labels in pairs if image in viewer.layers]
+
+
+def image_name_of(layer, volumes: list[tuple]) -> str | None:
+    """The image a layer belongs to: its own, its prediction's or uncertainty's source, or its painted image."""
+    if layer is None:
+        return None
+    for key in (SOURCE_KEY, UNCERTAINTY_KEY):
+        if key in layer.metadata:
+            return layer.metadata[key]
+    for image, labels in volumes:
+        if layer is image or layer is labels:
+            return image.name
+    return None
+
+
+def painted_arrays(volumes: list[tuple]) -> dict:
+    """Image name -> its painted labels, for the volumes whose painted layer fits the image."""
+    return {
+        image.name: layer_array(labels)
+        for image, labels in volumes
+        if labels is not None and layer_shape(labels) == layer_shape(image)
+    }
+
+
+def labeled_along(volumes: list[tuple], arrays: dict, axis: int, accepted: dict) -> LabeledSlices:
+    """Image name -> (painted slices, accepted slices) along ``axis``; ``accepted``: image name -> slices."""
+    return {
+        image.name: (
+            set(painted_slices(arrays[image.name], axis)) if image.name in arrays else set(),
+            set(accepted.get(image.name, ())),
+        )
+        for image, _ in volumes
+    }
+
+
+def annotated_values(painted, predicted: np.ndarray, labeled: list[int], axis: int) -> list[int]:
+    """Label values on the annotated slices: painted ones, and the (corrected) prediction on accepted ones."""
+    values = {0}
+    for index in labeled:
+        if painted is not None and layer_shape(painted) == predicted.shape:
+            values |= set(np.unique(np.take(layer_array(painted), index, axis=axis)).tolist())
+        values |= set(np.unique(np.take(predicted, index, axis=axis)).tolist())
+    return sorted(int(v) for v in values)

@@ -1,0 +1,147 @@
+"""The painted slices of a label file too large for memory, read a few slices at a time.
+
+Training needs only the painted slices of a label volume, but finding them means looking at every
+voxel. :func:`read_painted_slices` does that in two passes over a
+:class:`~napari_action.io.volume_source.VolumeSource` (an uncompressed ``.nii`` or a zarr store):
+
+1. blocks of slices along the first axis give, for each of the three axes, which slices hold a
+   painted voxel (what :func:`~napari_action.data.slicing_axis.infer_axis` decides the slicing axis
+   from);
+2. only the painted slices along the slicing axis are read and kept.
+
+Memory stays at one block plus the painted slices, whatever the volume's size. The result,
+:class:`PaintedSlices`, is accepted wherever a label array is (``Trainer``, ``SparseAnnotation``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_action.checks import normalize_axis
+from napari_action.io.nifti import NonFiniteVoxelsError
+from napari_action.io.volume_source import VolumeSource
+from napari_action.label_values import as_integer_labels
+
+__all__ = ["PaintProfile", "PaintedSlices", "read_painted_slices", "scan_paint"]
+
+#: Slices read at once while scanning (one block is all the scan holds in memory).
+SCAN_BLOCK_SLICES = 8
+_NAN_ADVICE = "Set those voxels to 0 (not painted) or to their class in the labels file."
+
+
+@dataclass(frozen=True)
+class PaintProfile:
+    """Which slices hold a painted voxel, along each of the three axes.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The label volume's shape.
+    painted : tuple of numpy.ndarray
+        ``painted[a][s]``: slice ``s`` along axis ``a`` holds a non-zero voxel.
+    """
+
+    shape: tuple[int, int, int]
+    painted: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @property
+    def ndim(self) -> int:
+        """Always 3 (a label volume)."""
+        return 3
+
+    def any(self) -> bool:
+        """Whether any voxel is painted."""
+        return bool(self.painted[0].any())
+
+
+@dataclass(frozen=True)
+class PaintedSlices(PaintProfile):
+    """The painted slices along one axis, each a 2D array of label values; other slices are 0.
+
+    Attributes
+    ----------
+    axis : int
+        The axis the slices were read along.
+    slices : mapping of int to numpy.ndarray
+        Slice index → its label values (integers, non-negative).
+    """
+
+    axis: int = 0
+    slices: Mapping[int, np.ndarray] | None = None
+
+    def take(self, index: int, axis: int) -> np.ndarray:
+        """Slice ``index`` along ``axis`` (zeros where nothing is painted).
+
+        Raises
+        ------
+        ValueError
+            For another axis than the one read: only that one is in memory.
+        """
+        if normalize_axis(axis, 3) != self.axis:
+            raise ValueError(
+                f"These labels were read along axis {self.axis}, not {axis}; read them again along axis {axis}."
+            )
+        found = (self.slices or {}).get(int(index))
+        if found is not None:
+            return found
+        shape = tuple(n for a, n in enumerate(self.shape) if a != self.axis)
+        return np.zeros(shape, np.uint8)
+
+
+def _checked_block(block: np.ndarray, source: VolumeSource) -> np.ndarray:
+    return as_integer_labels(block, f"{source.path}: labels", non_negative=True)
+
+
+def _read(source: VolumeSource, axis: int, start: int, stop: int) -> np.ndarray:
+    try:
+        return _checked_block(source.read(axis, start, stop), source)
+    except NonFiniteVoxelsError as error:
+        # Guessing a label for NaN voxels is not ours to do: only the file's author can fix them.
+        raise error.with_advice(_NAN_ADVICE) from None
+
+
+def scan_paint(source: VolumeSource, block_slices: int = SCAN_BLOCK_SLICES) -> PaintProfile:
+    """Which slices hold paint along each axis, reading ``block_slices`` slices at a time.
+
+    Raises
+    ------
+    ValueError
+        If voxels are negative, fractional or not numbers (the file is named).
+    NonFiniteVoxelsError
+        If voxels are NaN or infinite.
+    """
+    shape = tuple(int(n) for n in source.shape)
+    painted = [np.zeros(n, bool) for n in shape]
+    for start in range(0, shape[0], block_slices):
+        stop = min(start + block_slices, shape[0])
+        block = _read(source, 0, start, stop) != 0  # (slices along axis 0, axis 1, axis 2)
+        painted[0][start:stop] = block.any(axis=(1, 2))
+        painted[1] |= block.any(axis=(0, 2))
+        painted[2] |= block.any(axis=(0, 1))
+    return PaintProfile(shape, tuple(painted))
+
+
+def read_painted_slices(
+    source: VolumeSource, axis: int, profile: PaintProfile | None = None, extra: Sequence[int] = ()
+) -> PaintedSlices:
+    """The painted slices of ``source`` along ``axis`` (plus ``extra`` slices marked as labeled).
+
+    Parameters
+    ----------
+    source : VolumeSource
+        The label volume.
+    axis : int
+        Slicing axis of the training.
+    profile : PaintProfile, optional
+        From :func:`scan_paint`, when the caller already scanned (e.g. to infer the axis).
+    extra : sequence of int
+        Slices to keep even if unpainted (background-only slices marked as labeled).
+    """
+    profile = profile or scan_paint(source)
+    axis = normalize_axis(axis, 3)
+    wanted = sorted(set(np.flatnonzero(profile.painted[axis]).tolist()) | {int(s) for s in extra})
+    slices = {s: _read(source, axis, s, s + 1)[0] for s in wanted if 0 <= s < profile.shape[axis]}
+    return PaintedSlices(profile.shape, profile.painted, axis, slices)

@@ -1,0 +1,191 @@
+"""Voxel geometry in one place: grids, spacing and the world direction of each array axis.
+
+Two questions, one module:
+
+* whether two volumes put their voxels at the same places, and how to say where they differ
+  (:func:`same_voxel_grid`, :func:`grid_difference`). One rule for every front end:
+  ``napari-action train`` refuses labels painted on another grid than their image, ``evaluate`` a
+  prediction on another grid than the truth, and the widget a Labels layer placed elsewhere than
+  its image.
+* how a volume is sliced (:class:`VoxelGeometry`: the spacing of each array axis and the world axis
+  it points along), and whether a model trained on some volumes sees another volume as it saw them
+  (:func:`geometry_warnings`). Prediction slices every volume at its own in-plane size and never
+  resamples: the network sees voxels, not millimetres, so another in-plane spacing (or another
+  world direction of the slicing axis) degrades it.
+
+Each takes voxel-to-world matrices (4 × 4, millimetres): a NIfTI file's, or a napari layer's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import nibabel as nib
+import numpy as np
+
+__all__ = [
+    "GRID_TOLERANCE_MM",
+    "PLANE_WORLD_AXES",
+    "SPACING_TOLERANCE",
+    "VoxelGeometry",
+    "describe_grid",
+    "geometry_warnings",
+    "grid_difference",
+    "same_voxel_grid",
+]
+
+# Tools that re-save labels may round the image's affine (NIfTI-1 stores it as float32, napari keeps
+# float32 too); a grid that differs by more than this is another grid.
+GRID_TOLERANCE_MM = 1e-3
+DIRECTION_TOLERANCE = 1e-4
+#: Relative in-plane spacing difference above which prediction gets a warning.
+SPACING_TOLERANCE = 0.2
+#: World axis (RAS: 0 = left-right, 1 = posterior-anterior, 2 = inferior-superior) along which
+#: each plane's slices are stacked.
+PLANE_WORLD_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+# The world axes as messages name them, in RAS order.
+_WORLD_AXES = ("x (sagittal slices)", "y (coronal slices)", "z (axial slices)")
+
+
+def _spacing_and_directions(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel size along each array axis (mm) and the unit world direction of each axis."""
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    # A degenerate axis (size 0) must not divide by zero; its direction is then 0, which compares as unlike.
+    return spacing, linear / np.maximum(spacing, np.finfo(np.float64).tiny)
+
+
+def same_voxel_grid(affine: np.ndarray, other: np.ndarray) -> bool:
+    """Whether two voxel-to-world matrices put every voxel at the same place (within rounding).
+
+    Parameters
+    ----------
+    affine, other : numpy.ndarray
+        4 × 4 voxel-to-world matrices (a NIfTI file's, or a napari layer's data-to-world transform).
+    """
+    spacing, directions = _spacing_and_directions(affine)
+    other_spacing, other_directions = _spacing_and_directions(other)
+    origin_gap = np.abs(np.asarray(affine, np.float64)[:3, 3] - np.asarray(other, np.float64)[:3, 3]).max()
+    return bool(
+        np.abs(spacing - other_spacing).max() <= GRID_TOLERANCE_MM
+        and origin_gap <= GRID_TOLERANCE_MM
+        and np.abs(directions - other_directions).max() <= DIRECTION_TOLERANCE
+    )
+
+
+def describe_grid(affine: np.ndarray) -> str:
+    """E.g. ``voxels 0.8 x 0.8 x 3 mm, origin (-10, 5, 2.5) mm, axes RAS``."""
+    spacing, _ = _spacing_and_directions(affine)
+    sizes = " x ".join(f"{s:.6g}" for s in spacing)
+    origin = ", ".join(f"{x:.6g}" for x in np.asarray(affine)[:3, 3])
+    return f"voxels {sizes} mm, origin ({origin}) mm, axes {''.join(nib.aff2axcodes(np.asarray(affine)))}"
+
+
+def grid_difference(affine: np.ndarray, other: np.ndarray) -> str:
+    """``"<grid> against <grid>"``, naming the rotation when the rounded descriptions read the same."""
+    first, second = describe_grid(affine), describe_grid(other)
+    # Oblique axes can differ while the rounded description reads the same.
+    rotated = " (the axes are rotated differently)" if first == second else ""
+    return f"{first} against {second}{rotated}"
+
+
+@dataclasses.dataclass(frozen=True)
+class VoxelGeometry:
+    """Voxel spacing along each array axis and the world axis each array axis points along."""
+
+    spacing: tuple[float, float, float]
+    directions: tuple[int, int, int]
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray) -> VoxelGeometry:
+        """From a 4x4 (or 3x3) voxel-to-world matrix: column norms and dominant rows."""
+        spacing, directions = _spacing_and_directions(matrix)
+        # The unit direction of a column has its largest component where the column itself has it.
+        return cls(tuple(float(s) for s in spacing), tuple(int(d) for d in np.abs(directions).argmax(axis=0)))
+
+    def to_dict(self) -> dict:
+        """Plain lists, for a checkpoint's ``extra``."""
+        return {"spacing": list(self.spacing), "directions": list(self.directions)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VoxelGeometry:
+        """Inverse of :meth:`to_dict`."""
+        return cls(tuple(float(s) for s in data["spacing"]), tuple(int(d) for d in data["directions"]))
+
+    def axis_for_plane(self, plane: str) -> int:
+        """Array axis to slice along to see ``plane`` ("axial", "coronal" or "sagittal").
+
+        Axial slices are stacked along the world's inferior-superior axis,
+        coronal ones along posterior-anterior, sagittal ones along left-right.
+
+        Raises
+        ------
+        ValueError
+            For another plane name, or when no array axis points along that world axis
+            (two axes of an oblique volume point along the same one).
+        """
+        if plane not in PLANE_WORLD_AXES:
+            raise ValueError(f"plane must be one of {sorted(PLANE_WORLD_AXES)}, got {plane!r}.")
+        world = PLANE_WORLD_AXES[plane]
+        if world not in self.directions:
+            raise ValueError(f"No array axis of this volume points along the {plane} slicing direction.")
+        return self.directions.index(world)
+
+    def in_plane(self, axis: int) -> tuple[float, float]:
+        """Spacing of the two axes of a slice taken along ``axis``."""
+        return tuple(s for i, s in enumerate(self.spacing) if i != axis)
+
+
+def geometry_warnings(
+    references: Sequence[VoxelGeometry],
+    targets: Iterable[tuple[str, VoxelGeometry]],
+    axis: int,
+    tolerance: float = SPACING_TOLERANCE,
+) -> list[str]:
+    """Messages for volumes sliced differently from every training volume.
+
+    A volume gets a message when its in-plane spacing differs by more than
+    ``tolerance`` (relative) from that of every reference, or when its slicing
+    axis points along another world axis than in every reference.
+
+    Parameters
+    ----------
+    references : sequence of VoxelGeometry
+        The training volumes' geometry; none: no message at all.
+    targets : iterable of (str, VoxelGeometry)
+        Name (used in the message) and geometry of each volume to predict.
+    axis : int
+        The model's slicing axis.
+    tolerance : float
+        Relative in-plane spacing difference accepted without a message.
+
+    Returns
+    -------
+    list of str
+        One message per difference found, in the order of ``targets``.
+    """
+    if not references:
+        return []
+    messages = []
+    for name, target in targets:
+        spacing = np.asarray(target.in_plane(axis))
+        gaps = [np.max(np.abs(spacing / np.asarray(ref.in_plane(axis)) - 1.0)) for ref in references]
+        if min(gaps) > tolerance:
+            known = ", ".join(dict.fromkeys(_mm(ref.in_plane(axis)) for ref in references))  # unique, in order
+            messages.append(
+                f"{name!r} has in-plane spacing {_mm(target.in_plane(axis))}, the training volumes {known}: "
+                "prediction does not resample (the network sees voxels), so expect worse results."
+            )
+        if all(target.directions[axis] != ref.directions[axis] for ref in references):
+            ref_dir = _WORLD_AXES[references[0].directions[axis]]
+            messages.append(
+                f"{name!r} is sliced along world axis {_WORLD_AXES[target.directions[axis]]}, the training "
+                f"volumes along {ref_dir}: the network sees another view of the anatomy."
+            )
+    return messages
+
+
+def _mm(values: Iterable[float]) -> str:
+    """Spacings as a message writes them, e.g. ``0.8×0.8 mm``."""
+    return "×".join(f"{v:.3g}" for v in values) + " mm"

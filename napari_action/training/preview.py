@@ -1,0 +1,66 @@
+"""What the user sees of a model while it trains.
+
+Before the first step: the prior (propagated or interpolated labels), run by
+run as it is computed. Once the network fits the labeled slices (the fit
+gate): a few slices predicted by the eval-mode teacher every so often.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from napari_action.config import TrainConfig
+from napari_action.data.normalized_volume import NormalizedVolume
+from napari_action.data.priors import SlicePrior, iter_prior_runs
+from napari_action.data.slice_pool import SlicePool
+from napari_action.inference.predictor import Predictor
+from napari_action.progress import SlicePrediction
+from napari_action.training.streaming import FitGate, StreamCursor
+
+__all__ = ["iter_prior_preview", "streamed_slices", "teacher_predictor"]
+
+
+def teacher_predictor(
+    teacher: torch.nn.Module, class_values: np.ndarray, axis: int, config: TrainConfig, device: torch.device
+) -> Predictor:
+    """A predictor over ``teacher`` (put in eval mode), sharing its weights."""
+    return Predictor(
+        teacher,
+        class_values,
+        axis,
+        context=config.model.context,
+        device=device,
+        amp=config.amp,
+        smoothing_mm=config.predict_smoothing_mm,
+        prior_decay_mm=config.predict_prior_decay_mm,
+    )
+
+
+def iter_prior_preview(
+    priors: Mapping[int, SlicePrior], class_values: np.ndarray, axis: int
+) -> Iterator[tuple[SlicePrediction, ...]]:
+    """The prior of every volume that has one, run by run, as label values with the prior's confidence.
+
+    Runs are computed as they are asked for, so the first ones show before the
+    whole prior is known.
+    """
+    for index in sorted(priors):
+        for run in iter_prior_runs(priors[index]):
+            labels = class_values[run.classes]
+            yield (SlicePrediction(index, axis, run.start, labels, run.confidence),)
+
+
+def streamed_slices(
+    stream: StreamCursor,
+    gate: FitGate,
+    predictor: Predictor,
+    pool: SlicePool,
+    images: Sequence[NormalizedVolume],
+) -> tuple[SlicePrediction, ...]:
+    """The next slices of the sweep, once the network fits the labeled slices; none before."""
+    if not gate.open:
+        gate.check(predictor, pool)
+    return stream.predict(predictor, images) if gate.open else ()

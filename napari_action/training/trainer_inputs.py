@@ -1,0 +1,133 @@
+"""The trainer's inputs checked and prepared: images, their labels, voxel sizes.
+
+Every check raises ``ValueError`` with a message that says what to do, so
+front ends can show it as it is; labels that train but train badly get a
+warning instead (:func:`single_slice_advice`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from napari_action.config import TrainConfig
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
+from napari_action.data.slice_pool import check_volume_values
+
+__all__ = [
+    "build_annotation",
+    "check_spacings",
+    "check_volumes",
+    "normalized_image",
+    "pad_labels",
+    "single_slice_advice",
+]
+
+
+def check_volumes(volumes: Sequence[Any]) -> list[Any]:
+    """The images to train on, each 3D with numeric voxels; lazy arrays stay lazy.
+
+    Raises
+    ------
+    ValueError
+        No image, an image that is not 3D, or one with non-numeric voxels.
+    """
+    if len(volumes) == 0:
+        raise ValueError("Give at least one 3D image to train on.")
+    checked = []
+    for index, volume in enumerate(volumes):
+        array = volume if is_array_like(volume) else np.asarray(volume)
+        if len(array.shape) != 3:
+            raise ValueError(
+                f"Image {index} has shape {array.shape}; ACTION trains on 3D volumes "
+                "(open a 3D NIfTI, or select a 3D image layer)."
+            )
+        # A VolumeSource has no dtype: opening it checked its voxel type already.
+        dtype = getattr(array, "dtype", None)
+        if dtype is not None and not np.issubdtype(dtype, np.number):
+            raise ValueError(f"Image {index} has non-numeric dtype {dtype}.")
+        checked.append(array)
+    return checked
+
+
+def check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[Any]) -> list[tuple[float, ...]]:
+    """One positive voxel size in mm per image and array axis; 1 mm when none is given.
+
+    Raises
+    ------
+    ValueError
+        Not one size per image, or a size that is not three positive numbers.
+    """
+    if spacings is None:
+        return [(1.0, 1.0, 1.0)] * len(volumes)
+    checked = [tuple(float(s) for s in spacing) for spacing in spacings]
+    if len(checked) != len(volumes) or any(len(s) != 3 or min(s) <= 0 for s in checked):
+        raise ValueError(f"Give one positive (x, y, z) voxel size per image; got {spacings} for {len(volumes)} images.")
+    return checked
+
+
+def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:
+    """``labels`` with ``None`` (unlabeled) for the images it does not reach.
+
+    Raises
+    ------
+    ValueError
+        More label volumes than images.
+    """
+    labels = list(labels)
+    if len(labels) > count:
+        raise ValueError(f"Got {len(labels)} label volumes for {count} images; each label volume needs its image.")
+    return labels + [None] * (count - len(labels))
+
+
+def normalized_image(volume: Any, axis: int) -> NormalizedVolume:
+    """An image normalised on demand: exact statistics in memory, a sample of slices along ``axis`` on disk."""
+    if is_array_like(volume):
+        return NormalizedVolume.sampled(volume, axis)
+    return NormalizedVolume.exact(check_volume_values(volume))
+
+
+def build_annotation(
+    labels: Sequence[Any],
+    shapes: Sequence[tuple[int, ...]],
+    config: TrainConfig,
+    *,
+    axis: int | None,
+    labeled_slices: Mapping[int, Sequence[int]] | None,
+    class_values: Sequence[int] | None,
+) -> SparseAnnotation:
+    """The painted slices as training targets, in the mode and background value of ``config``.
+
+    A label value not in ``class_values`` becomes a new class (a running model grows its output).
+    """
+    return SparseAnnotation(
+        pad_labels(labels, len(shapes)),
+        [tuple(shape) for shape in shapes],
+        axis=axis,
+        mode=config.annotation_mode,
+        labeled_slices=labeled_slices,
+        background_value=config.background_value,
+        class_values=class_values,
+        allow_new_classes=True,
+    )
+
+
+def single_slice_advice(annotation: SparseAnnotation) -> str | None:
+    """A warning when fewer than two labeled slices hold paint, else None."""
+    painted = sum(
+        1
+        for v in range(annotation.num_volumes)
+        for s in annotation.labeled_slices(v)
+        if (annotation.target(v, s) > 0).any()
+    )
+    if painted >= 2:
+        return None
+    # Measured on Colin27 (docs/benchmarks.md, k = 1): Dice 0.8 within 3 slices of the painted
+    # one, 0.6 at 4-8, 0.2-0.3 at 9-16; a structure missing from the slice is never found.
+    return (
+        "With a single painted slice, slices more than a few away from it are rough guesses and a "
+        "structure missing from it is never found: paint a slice near each end of the structures."
+    )

@@ -1,0 +1,212 @@
+"""Errors of ``napari-action`` in plain words: one line naming the path, what is wrong and what to do.
+
+Each test runs the real command on real files. Permission and full-disk failures run the
+command in a fresh process that the kernel refuses for real (:mod:`tests.helpers.os_limits`:
+root's override given up, a file size limit); a disk that reports itself full on flushing
+raises the OS's own ``ENOSPC`` from ``os.fsync``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+
+import pytest
+import torch
+
+from napari_action.cli.main import main
+from tests.helpers.engine import cli_predict_args, cli_train_args
+from tests.helpers.os_limits import read_only, run_save
+
+USER_ERROR = 2  # nothing was tried
+SOME_FILES_FAILED = 1
+
+# Child code: run the command args[1:] and hand back its exit code and what it printed on
+# stderr as the message of an exception (the child reports exceptions only; a pipe, unlike a
+# log file, is not bound by the file size limit).
+_SETUP = "from napari_action.cli.main import main\nimport napari_action.cli.predict, napari_action.inference.streaming"
+_RUN_COMMAND = """
+import contextlib, io
+class Exited(Exception):
+    pass
+stderr = io.StringIO()
+with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+    status = main(args)
+raise Exited(f"{status}\\n{stderr.getvalue()}")
+"""
+
+
+def run_command(capsys, args) -> tuple[int, str]:
+    """Exit code and stderr of ``napari-action ARGS``, after checking it is free of the OS's and torch's words."""
+    capsys.readouterr()
+    status = main([str(arg) for arg in args])
+    err = capsys.readouterr().err
+    assert_plain(err)
+    return status, err
+
+
+def run_command_in_child(args, **limits) -> tuple[int, str]:
+    """:func:`run_command` in a fresh process under real OS limits (see :func:`~tests.helpers.os_limits.run_save`)."""
+    outcome = run_save(_RUN_COMMAND, *args, setup=_SETUP, **limits)
+    assert outcome.type == "Exited", outcome
+    status, err = outcome.message.split("\n", 1)
+    assert_plain(err)
+    return int(status), err
+
+
+def assert_plain(err: str) -> None:
+    for internal in ("Errno", "PytorchStreamReader", "miniz", "Traceback", "Weights only load failed"):
+        assert internal not in err, err
+
+
+# -- a path of the wrong kind ------------------------------------------------------------------
+def test_an_out_dir_that_is_a_file(nifti_files, model_file, capsys):
+    notes = nifti_files["dir"] / "notes.txt"
+    notes.write_text("the user's notes")
+    status, err = run_command(capsys, cli_predict_args(model_file, nifti_files["image"], notes))
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: {notes} is a file, but a folder is needed there; "
+        "give the path of a folder, or move the file away.\n"
+    )
+    assert notes.read_text() == "the user's notes"
+
+
+def test_an_out_dir_below_a_file(nifti_files, model_file, capsys):
+    notes = nifti_files["dir"] / "notes.txt"
+    notes.write_text("the user's notes")
+    status, err = run_command(capsys, cli_predict_args(model_file, nifti_files["image"], notes / "predictions"))
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: {notes / 'predictions'} cannot be used: {notes} is a file, not a folder; "
+        f"choose another path, or move {notes} away.\n"
+    )
+
+
+def test_a_train_out_below_a_file_is_refused_before_training(nifti_files, capsys):
+    notes = nifti_files["dir"] / "notes.txt"
+    notes.write_text("the user's notes")
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], notes / "model.pt")
+    status, err = run_command(capsys, args)
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action train: error: {notes} is a file, but a folder is needed there; "
+        "give the path of a folder, or move the file away.\n"
+    )
+
+
+def test_a_folder_given_as_model(nifti_files, capsys):
+    folder = nifti_files["dir"]
+    status, err = run_command(capsys, cli_predict_args(folder, nifti_files["image"], folder / "out"))
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: {folder} is a folder, but a file is needed there; give the path of a file.\n"
+    )
+
+
+def test_a_missing_model(nifti_files, capsys):
+    missing = nifti_files["dir"] / "runs" / "model.pt"
+    status, err = run_command(capsys, cli_predict_args(missing, nifti_files["image"], nifti_files["dir"] / "out"))
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: {missing} does not exist: there is no folder {missing.parent}; "
+        "check the path (or create the folder).\n"
+    )
+
+
+# -- files that are no (usable) checkpoint ----------------------------------------------------------
+def test_a_truncated_model(nifti_files, model_file, capsys):
+    truncated = nifti_files["dir"] / "model.pt"
+    whole = model_file.read_bytes()
+    truncated.write_bytes(whole[: len(whole) * 2 // 3])  # a copy that stopped two thirds in
+    status, err = run_command(capsys, cli_predict_args(truncated, nifti_files["image"], nifti_files["dir"] / "out"))
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: {truncated} is a damaged or truncated checkpoint (incomplete or corrupt, "
+        "e.g. a copy or download that stopped early); copy or save the model again.\n"
+    )
+
+
+@pytest.mark.parametrize("given", ["image", "text"])
+def test_a_file_that_is_no_checkpoint_at_all(nifti_files, capsys, given):
+    if given == "image":
+        model, kind = nifti_files["image"], "is a NIfTI image, not a napari-action checkpoint"
+    else:
+        model, kind = nifti_files["dir"] / "model.txt", "is not a napari-action checkpoint"
+        model.write_text("learning_rate = 0.01\n")
+    status, err = run_command(capsys, cli_predict_args(model, nifti_files["image"], nifti_files["dir"] / "out"))
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: {model} {kind} (save one with 'Save model…' "
+        "or 'napari-action train --out MODEL.pt').\n"
+    )
+
+
+def test_a_model_of_a_newer_napari_action(nifti_files, model_file, capsys):
+    newer = nifti_files["dir"] / "newer.pt"
+    payload = torch.load(model_file, map_location="cpu", weights_only=True)
+    torch.save({**payload, "format_version": payload["format_version"] + 1, "version": "9.0.0"}, newer)
+    status, err = run_command(capsys, cli_predict_args(newer, nifti_files["image"], nifti_files["dir"] / "out"))
+    assert status == USER_ERROR
+    assert f"error: {newer} was written by napari-action 9.0.0, newer than this one" in err
+    assert "upgrade napari-action (pip install --upgrade napari-action) to open it." in err
+
+
+# -- permission and space, refused by the kernel --------------------------------------------------
+def test_a_model_this_user_may_not_read(nifti_files, model_file):
+    locked = shutil.copy(model_file, nifti_files["dir"] / "model.pt")
+    os.chmod(locked, 0)
+    try:
+        status, err = run_command_in_child(
+            cli_predict_args(locked, nifti_files["image"], nifti_files["dir"] / "out"), unwritable=True
+        )
+    finally:
+        os.chmod(locked, 0o644)
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: cannot open {locked}: you do not have permission (Permission denied); "
+        "fix its permissions, or use a copy you own.\n"
+    )
+
+
+def test_an_out_dir_in_a_folder_that_is_not_writable(nifti_files, model_file):
+    locked = nifti_files["dir"] / "shared"
+    locked.mkdir()
+    out_dir = locked / "predictions"
+    with read_only(locked):
+        status, err = run_command_in_child(cli_predict_args(model_file, nifti_files["image"], out_dir), unwritable=True)
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: cannot write {out_dir}: the folder {locked} is not writable "
+        "(Permission denied); choose another folder (or fix its permissions).\n"
+    )
+
+
+def test_a_full_disk_while_writing_the_labels(nifti_files, model_file, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    # Writes past 64 bytes fail with EFBIG, through the same path as a full disk (ENOSPC).
+    status, err = run_command_in_child(cli_predict_args(model_file, nifti_files["image"], out_dir), file_size_limit=64)
+    assert status == SOME_FILES_FAILED
+    target = out_dir / "scan_action.nii.gz"
+    assert (
+        f"{nifti_files['image']}: could not write {target}: the disk is full or the file is too large "
+        "(File too large); free some space and save again." in err
+    )
+    assert list(out_dir.iterdir()) == []
+
+
+def test_a_disk_that_reports_full_when_flushed(nifti_files, model_file, capsys, monkeypatch):
+    def disk_full(descriptor):
+        # Network disks report a full disk when the data is flushed, as ENOSPC.
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    out_dir = nifti_files["dir"] / "out"
+    status, err = run_command(capsys, cli_predict_args(model_file, nifti_files["image"], out_dir))
+    assert status == SOME_FILES_FAILED
+    assert (
+        f"{nifti_files['image']}: could not write {out_dir / 'scan_action.nii.gz'}: the disk is full or the file "
+        "is too large (No space left on device); free some space and save again." in err
+    )

@@ -1,0 +1,83 @@
+"""Painted slices of label files read a block at a time: the same targets as whole arrays, in little memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.painted_slices import read_painted_slices, scan_paint
+from napari_action.data.slicing_axis import infer_axis
+from napari_action.io.nifti import NonFiniteVoxelsError
+from napari_action.io.volume_source import open_volume_source
+from tests.helpers.engine import disc_volume, sparse, write_nifti
+
+
+@pytest.fixture
+def painted_file(tmp_path):
+    _, truth = disc_volume(0)
+    labels = sparse(truth, slices=(2, 7), axis=2)
+    return write_nifti(tmp_path / "labels.nii", labels), labels
+
+
+def test_the_scan_finds_the_painted_slices_along_every_axis(painted_file):
+    path, labels = painted_file
+    profile = scan_paint(open_volume_source(path), block_slices=3)
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        np.testing.assert_array_equal(profile.painted[axis], labels.any(axis=others))
+    assert infer_axis([profile]) == infer_axis([labels]) == 2
+
+
+def test_training_targets_are_those_of_the_whole_array(painted_file):
+    path, labels = painted_file
+    lazy = read_painted_slices(open_volume_source(path), axis=2, extra=[4])
+    assert sorted(lazy.slices) == [2, 4, 7]
+    whole = SparseAnnotation([labels], [labels.shape], labeled_slices={0: [4]})
+    read = SparseAnnotation([lazy], [labels.shape], labeled_slices={0: [4]})
+    assert read.axis == whole.axis == 2 and read.labeled_slices(0) == whole.labeled_slices(0) == [2, 4, 7]
+    np.testing.assert_array_equal(read.class_values, whole.class_values)
+    for index in (2, 4, 7):
+        np.testing.assert_array_equal(read.target(0, index), whole.target(0, index))
+
+
+def test_slices_along_another_axis_are_not_made_up(painted_file):
+    path, _ = painted_file
+    lazy = read_painted_slices(open_volume_source(path), axis=2)
+    with pytest.raises(ValueError, match="read along axis 2, not 0"):
+        lazy.take(3, 0)
+    with pytest.raises(ValueError, match="read along axis 2, not 0"):
+        SparseAnnotation([lazy], [lazy.shape], axis=0)
+
+
+def test_the_scan_holds_one_block_not_the_volume(tmp_path):
+    labels = np.zeros((256, 128, 128), np.uint8)  # 4 MiB
+    labels[:, :, 100] = 3
+    path = write_nifti(tmp_path / "big_labels.nii", labels)
+    source = open_volume_source(path)
+    tracemalloc.start()
+    painted = read_painted_slices(source, axis=2)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert sorted(painted.slices) == [100]
+    # A block of 8 slices along axis 0 is 1/32 of the volume; its copies and masks take a few of those.
+    assert peak < labels.nbytes / 4
+
+
+def test_nan_voxels_in_a_labels_file_say_how_to_fix_the_file(tmp_path):
+    labels = np.zeros((8, 8, 6), np.float32)
+    labels[2, 2, 3] = np.nan
+    path = write_nifti(tmp_path / "holes.nii", labels)
+    with pytest.raises(NonFiniteVoxelsError, match="holes.nii") as raised:
+        scan_paint(open_volume_source(path))
+    assert "Set those voxels to 0 (not painted) or to their class" in str(raised.value)
+    assert "nan_policy" not in str(raised.value)
+
+
+def test_negative_label_values_name_the_file(tmp_path):
+    labels = np.zeros((8, 8, 6), np.int16)
+    labels[1, 1, 1] = -4
+    with pytest.raises(ValueError, match="negative.nii: labels"):
+        scan_paint(open_volume_source(write_nifti(tmp_path / "negative.nii", labels)))
