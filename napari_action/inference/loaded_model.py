@@ -22,11 +22,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_action.io.geometry import VoxelGeometry
-
-# geometry_warnings lives in io.geometry; napari_action/_napari/files/panel.py and
-# tests/_napari/files/test_panel.py still import it from here (files under edit elsewhere).
-# Delete this re-export once they import it from napari_action.io.geometry.
-from napari_action.io.geometry import geometry_warnings as geometry_warnings
 from napari_action.progress import PredictionUpdate
 
 if TYPE_CHECKING:

@@ -46,8 +46,9 @@ from napari_action._napari.layers import image_layers, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker
 from napari_action._napari.view_plane import layer_geometry, viewer_slicing_axis
-from napari_action.inference.loaded_model import LoadedModel, geometry_warnings, load_model
+from napari_action.inference.loaded_model import LoadedModel, load_model
 from napari_action.io.errors import describe_error
+from napari_action.io.geometry import geometry_warnings
 from napari_action.io.session_store import HashCache, is_session_store
 
 logger = logging.getLogger(__name__)

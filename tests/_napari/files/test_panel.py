@@ -16,7 +16,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from napari_action._napari.view_plane import layer_geometry
-from napari_action.inference.loaded_model import geometry_warnings
+from napari_action.io.geometry import geometry_warnings
 from napari_action.io.session_store import Session, checkpoint_from_bytes, load_session, save_session
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import tiny_config, tiny_overrides, write_nifti
