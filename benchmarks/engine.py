@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sparse_slices import DATASETS, Dataset, PeakRss, load_dataset, peak_rss_mb
+from peak_memory import PeakRss, peak_rss_mb
+from sparse_slices import DATASETS, Dataset, load_dataset
 
 from napari_action.config import TrainConfig
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
