@@ -54,11 +54,11 @@ VARIANTS: dict[str, dict] = {
 STAGE_III = "stage iii: ACTION"
 
 
-def build_trainer(ds: Dataset, overrides: dict, steps: int) -> Trainer:
+def build_trainer(ds: Dataset, overrides: dict, steps: int, device: str = "cpu") -> Trainer:
     """A trainer on 3 evenly spaced painted slices with ``steps`` in every stage, streaming off."""
     slices = evenly_spaced_slices(ds.truth, ds.axis, 3)
     budget = {"steps_stage1": steps, "steps_stage2": steps, "steps_stage3": steps, **NO_STREAM}
-    config = TrainConfig.preset("cpu", device="cpu", axis=ds.axis, **(budget | overrides))
+    config = TrainConfig.preset("cpu", device=device, axis=ds.axis, **(budget | overrides))
     return Trainer([ds.image], [sparse_from_truth(ds.truth, ds.axis, slices)], config)
 
 
@@ -181,9 +181,13 @@ def _cumulative(stats: pstats.Stats, func: str, caller: str | None) -> float:
     return total
 
 
-def profile_stage_iii(ds: Dataset, steps: int) -> dict[str, float]:
-    """cProfile ``steps`` stage-iii steps (after warm-up) and attribute the time to its parts."""
-    trainer = build_trainer(ds, {"method": "action", "steps_stage1": 1, "steps_stage2": 1}, steps)
+def profile_stage_iii(ds: Dataset, steps: int, device: str = "cpu") -> dict[str, float]:
+    """cProfile ``steps`` stage-iii steps (after warm-up) and attribute the time to its parts.
+
+    On a GPU the parts are where the Python thread spends its time (kernels run
+    asynchronously and land on the next synchronising call).
+    """
+    trainer = build_trainer(ds, {"method": "action", "steps_stage1": 1, "steps_stage2": 1}, steps, device)
     step_times(trainer)  # warm-up: whole schedule once
     profiler = cProfile.Profile()
     start = time.perf_counter()
@@ -207,10 +211,14 @@ def torch_operator_table(trainer: Trainer, steps: int) -> None:
     """Top torch operators by self CPU time over a few stage-iii steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
         step_times(trainer, steps)
     print(f"\ntop torch operators over {steps} stage-iii steps (self CPU time)")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=38))
+    if trainer.device.type == "cuda":
+        print(f"\ntop torch operators over {steps} stage-iii steps (self GPU time)")
+        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=10, max_name_column_width=38))
 
 
 # --------------------------------------------------------------------------- inference
@@ -319,6 +327,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="inference repeats (min is reported)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="with cuda: only the stage-iii profile runs")
     return parser.parse_args(argv)
 
 
@@ -333,6 +342,9 @@ def main(argv=None) -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {ds.name} {ds.image.shape}, "
         f"axis {ds.axis}; cpu preset: crop 128, batch 2+2, rep_dim 128, AnCo 64 queries x 128 negatives"
     )
+    if args.device != "cpu":  # steps/s and memory on a GPU: benchmarks/gpu.py
+        profile_stage_iii(ds, args.profile_steps, args.device)
+        return
     results = {"steps": report_steps(measure_steps(ds, args.steps, args.warmup))}
     results["stage_iii_profile_ms"] = profile_stage_iii(ds, args.profile_steps)
     results["inference"] = measure_inference(ds, args.repeats, (8, 32))

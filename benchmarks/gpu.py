@@ -11,15 +11,21 @@ slices painted from the truth) times ``--warmup + --steps`` steps of every stage
 - the ACTION stage-iii step over the supervised step (same batch, same run);
 - the time the preset's whole schedule would take at those speeds.
 
-The widget's timeline on the same machine comes from ``benchmarks/widget_timeline.py`` (the
-widget picks the GPU by itself). On a machine without CUDA, ``--device cpu`` runs the same
-measurements on the CPU (peak memory is then not reported), e.g. to check the script::
+``--timeline`` adds what a user would see on that device: the cpu preset trained to its end on
+Colin27 (3 painted axial slices, seeds 0, 1, 2, ACTION and the supervised U-Net), the whole volume
+predicted every ``--every`` seconds of training (the clock stops while it predicts) and scored by
+mean Dice on the unpainted slices, and the preview (the painted slices propagated along the image,
+computed on the CPU once and shared by every run) with its own time and Dice. It is the headless
+twin of ``benchmarks/widget_timeline.py``, which needs napari and a display.
+
+On a machine without CUDA, ``--device cpu`` runs the same measurements on the CPU (peak memory is
+then not reported), e.g. to check the script::
 
     .venv/bin/python benchmarks/gpu.py --device cpu --presets cpu --steps 2 --warmup 1 --dataset phantom
 
 On a GPU machine::
 
-    .venv/bin/python benchmarks/gpu.py --json bench-out/gpu.json
+    .venv/bin/python benchmarks/gpu.py --json bench-out/gpu.json --timeline bench-out/gpu_timeline.json
     xvfb-run -a .venv/bin/python benchmarks/widget_timeline.py --k 3 --seconds 120 --json bench-out/gpu_widget.json
 """
 
@@ -32,22 +38,48 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sparse_slices import DATASETS, Dataset, load_dataset
+from sparse_slices import DATASETS, Dataset, load_dataset, score
 
 from napari_action.config import TrainConfig
+from napari_action.data.priors import SlicePrior
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.training.trainer import Trainer
 
 STAGES = ("stage i", "stage ii", "stage iii")
+STAGE_STEPS = ("steps_stage1", "steps_stage2", "steps_stage3")
 NO_STREAM = {"stream_every_steps": 10**9, "stream_every_seconds": float("inf")}
 
 
 def build_trainer(ds: Dataset, preset: str, amp: bool, method: str, device: str, steps: int) -> Trainer:
     """A trainer of ``preset`` on 3 painted slices with ``steps`` steps in each stage, streaming off."""
-    budget = {"steps_stage1": steps, "steps_stage2": steps, "steps_stage3": steps}
+    budget = dict.fromkeys(STAGE_STEPS, steps)
     config = TrainConfig.preset(preset, device=device, axis=ds.axis, amp=amp, method=method, **budget, **NO_STREAM)
+    return painted_trainer(ds, config)
+
+
+def painted_trainer(ds: Dataset, config: TrainConfig) -> Trainer:
+    """A trainer on 3 evenly spaced slices painted from the truth, with the dataset's prior shared between runs.
+
+    The propagation behind the prior runs on the CPU (tens of seconds); every run of
+    this script paints the same slices, so it is computed once.
+    """
     slices = evenly_spaced_slices(ds.truth, ds.axis, 3)
-    return Trainer([ds.image], [sparse_from_truth(ds.truth, ds.axis, slices)], config)
+    trainer = Trainer(
+        [ds.image],
+        [sparse_from_truth(ds.truth, ds.axis, slices)],
+        config,
+        labeled_slices={0: slices},
+        spacings=[ds.spacing],
+    )
+    key = (ds.name, tuple(slices), config.prior_source)
+    if key in _SHARED_PRIORS:
+        trainer.pool.priors = _SHARED_PRIORS[key]
+    else:
+        _SHARED_PRIORS[key] = trainer.pool.priors
+    return trainer
+
+
+_SHARED_PRIORS: dict[tuple, dict[int, SlicePrior]] = {}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -119,6 +151,8 @@ def run(args) -> list[dict]:
                 }
             )
             print(format_row(rows[-1]), flush=True)
+            if args.json:
+                _write_json(args.json, rows)
     return rows
 
 
@@ -135,6 +169,80 @@ def format_row(row: dict) -> str:
     )
 
 
+# --------------------------------------------------------------------------- timeline
+
+
+def preview_point(trainer: Trainer, ds: Dataset, slices: list[int]) -> dict:
+    """The preview (the prior of the painted slices), computed now: its seconds and mean Dice."""
+    start = time.perf_counter()
+    labels = np.zeros(ds.truth.shape, dtype=ds.truth.dtype)
+    moved = np.moveaxis(labels, ds.axis, 0)  # a view: writing it fills ``labels``
+    for predictions in trainer.iter_preview():
+        for run in predictions:
+            moved[run.start : run.start + len(run.labels)] = run.labels
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "step": 0, "stage": "preview", "dice": score(ds, labels, slices)["mean_dice"]}
+
+
+def timeline_run(ds: Dataset, method: str, seed: int, args) -> dict:
+    """Train the cpu preset to its end; the mean Dice of the whole volume every ``args.every`` training seconds."""
+    budget = {} if args.timeline_steps is None else dict.fromkeys(STAGE_STEPS, args.timeline_steps)
+    settings = dict(device=args.device, axis=ds.axis, method=method, seed=seed, **NO_STREAM, **budget)
+    config = TrainConfig.preset("cpu", **settings)
+    trainer = painted_trainer(ds, config)
+    slices = list(trainer.annotation.labeled_slices(0))
+    preview = preview_point(trainer, ds, slices)
+    points, clock, mark = [], 0.0, args.every
+    generator, progress = trainer.iter_train(), None
+    start = time.perf_counter()
+    for progress in generator:
+        _synchronize(trainer.device)
+        if clock + time.perf_counter() - start >= mark:
+            clock += time.perf_counter() - start
+            points.append(scored_point(trainer, ds, slices, clock, progress))
+            mark = clock + args.every
+            start = time.perf_counter()  # the clock stood still while it predicted
+    clock += time.perf_counter() - start
+    points.append(scored_point(trainer, ds, slices, clock, progress))
+    row = {"method": method, "seed": seed, "device": trainer.device_label, "preview": preview}
+    return row | {"train_s": clock, "steps": trainer.step, "points": points, "final_dice": points[-1]["dice"]}
+
+
+def scored_point(trainer: Trainer, ds: Dataset, slices: list[int], seconds: float, progress) -> dict:
+    """The whole volume predicted now (with the prior, as the product predicts it) and scored."""
+    predictor = trainer.predictor()
+    labels = predictor.predict(trainer.volumes[0], normalized=True, prior=trainer.prior(0), spacing=ds.spacing)[0]
+    stage = None if progress is None else progress.stage
+    return {"seconds": seconds, "step": trainer.step, "stage": stage, "dice": score(ds, labels, slices)["mean_dice"]}
+
+
+def run_timeline(args) -> list[dict]:
+    """Every method and seed of the timeline, each row saved as soon as it is done."""
+    ds = load_dataset(args.dataset)
+    rows = []
+    for seed in args.seeds:
+        for method in ("action", "supervised"):
+            rows.append(timeline_run(ds, method, seed, args))
+            print(format_timeline(rows[-1]), flush=True)
+            _write_json(args.timeline, rows)
+    return rows
+
+
+def format_timeline(row: dict) -> str:
+    curve = ", ".join(f"{p['seconds']:.0f} s {p['dice']:.3f}" for p in row["points"])
+    preview = row["preview"]
+    return (
+        f"timeline {row['method']} seed {row['seed']} {row['device']}: preview {preview['dice']:.3f} "
+        f"({preview['seconds']:.1f} s, CPU); {row['steps']} steps in {row['train_s']:.0f} s; "
+        f"final {row['final_dice']:.3f}; {curve}"
+    )
+
+
+def _write_json(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=1))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -143,6 +251,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50, help="timed steps per stage")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps at the start of each stage")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--timeline", type=Path, default=None, help="also run the timeline; its rows go here")
+    parser.add_argument("--every", type=float, default=10.0, help="timeline: training seconds between predictions")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="timeline seeds")
+    parser.add_argument("--timeline-steps", type=int, default=None, help="timeline: steps per stage (the preset's)")
+    parser.add_argument("--skip-speed", action="store_true", help="only the timeline")
     return parser.parse_args(argv)
 
 
@@ -150,10 +263,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("No CUDA GPU is visible to torch; run on a GPU machine, or pass --device cpu to try it out.")
-    rows = run(args)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=1))
+    if not args.skip_speed:
+        run(args)
+    if args.timeline:
+        run_timeline(args)
 
 
 if __name__ == "__main__":

@@ -170,7 +170,11 @@ class TrainConfig:
     # Streamed predictions replace the preview (the prior) only once the
     # network's Dice on the labeled slices reaches this (0: stream at once).
     stream_min_fit: float = 0.7
-    amp: bool = True
+    # Mixed precision on CUDA (bfloat16 autocast; float16 with a loss scaler before Ampere). Off:
+    # on an H200 it was 7-12 % slower per step than float32 (whose convolutions use TF32) and took
+    # more memory, for both presets (docs/benchmarks.md, "On a GPU"); these 2D networks are
+    # launch-bound, and the casts add kernels. Worth trying on cards without TF32.
+    amp: bool = False
     num_threads: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -89,6 +89,7 @@ class PropagationPrior:
         self._settings = settings or PropagationSettings()
         self._result = LabelPropagation(self._num_slices, self._in_plane, sorted(self._targets))
         self._runs: Iterator[tuple[Piece, PropagatedRun]] | None = None
+        self._kept: list[tuple[int, int]] = []  # slice ranges of the runs computed so far, in order
         self._done = False
         # The slice ranges of every piece computed to its end, offered to the next prior of this
         # volume (their labels are read back from the result: nothing is held twice).
@@ -130,7 +131,19 @@ class PropagationPrior:
         return PropagatedRun(start, classes, confidence)
 
     def iter_runs(self) -> Iterator[PropagatedRun]:
+        """Every run of the prior: those already computed first (read back), then the rest as it is computed.
+
+        A later caller (the preview asked for after training touched the prior) sees the whole
+        prior, not only what is left to compute.
+        """
+        for start, stop in list(self._kept):
+            yield self._stored_run(start, stop)
+        yield from self._compute_rest()
+
+    def _compute_rest(self) -> Iterator[PropagatedRun]:
         """Compute what is left, yielding each run as it is kept (pieces still valid from before are reused)."""
+        if self._done:
+            return
         if self._runs is None:
             whole = slice(None)
             self._runs = iter_pieces(
@@ -145,6 +158,7 @@ class PropagationPrior:
         for piece, run in self._runs:
             self._note(piece, run)
             self._result.store(run)
+            self._kept.append((run.start, run.stop))
             yield run
         self._note(None, None)
         self._done = True
@@ -162,9 +176,8 @@ class PropagationPrior:
     @property
     def result(self) -> LabelPropagation:
         """The whole propagation (computed now if it was not yet)."""
-        if not self._done:
-            for _ in self.iter_runs():
-                pass
+        for _ in self._compute_rest():
+            pass
         return self._result
 
     @property

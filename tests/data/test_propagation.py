@@ -185,3 +185,18 @@ def test_a_stroke_recomputes_only_the_pieces_next_to_the_changed_slice():
     for z in np.flatnonzero(result.covered):
         np.testing.assert_allclose(result.confidence_at(z), scratch.confidence_at(z), atol=1e-3)
     assert not np.array_equal(result.classes()[28], first.classes()[28])  # the stroke is there
+
+
+def test_a_second_reader_of_the_runs_gets_the_whole_prior_not_only_what_is_left():
+    image, truth = winding_tube(depth=30)
+    annotation = SparseAnnotation([painted(truth, (10, 20))], [image.shape], axis=0)
+    prior = build_priors(annotation, [NormalizedVolume(image, None)], "propagation")[0]
+    first_reader = prior.iter_runs()
+    next(first_reader)  # the preview has shown one run; then training needs the whole prior
+    covered = prior.covered.copy()
+    for reader in (first_reader, prior.iter_runs()):  # the rest of the first, then a later one from the start
+        shown = [z for run in reader for z in range(run.start, run.stop)]
+        if reader is not first_reader:
+            assert sorted(shown) == list(np.flatnonzero(covered))  # every slice once, none missing
+    for run in prior.iter_runs():
+        np.testing.assert_array_equal(run.classes[0], prior.classes_at(run.start))
