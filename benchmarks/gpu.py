@@ -172,16 +172,42 @@ def format_row(row: dict) -> str:
 # --------------------------------------------------------------------------- timeline
 
 
-def preview_point(trainer: Trainer, ds: Dataset, slices: list[int]) -> dict:
-    """The preview (the prior of the painted slices), computed now: its seconds and mean Dice."""
+def preview_labels(trainer: Trainer, ds: Dataset) -> tuple[np.ndarray, float]:
+    """The preview (the prior of the painted slices) as a label volume, and the seconds it took now."""
     start = time.perf_counter()
     labels = np.zeros(ds.truth.shape, dtype=ds.truth.dtype)
     moved = np.moveaxis(labels, ds.axis, 0)  # a view: writing it fills ``labels``
     for predictions in trainer.iter_preview():
         for run in predictions:
             moved[run.start : run.start + len(run.labels)] = run.labels
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "step": 0, "stage": "preview", "dice": score(ds, labels, slices)["mean_dice"]}
+    return labels, time.perf_counter() - start
+
+
+# Where the preview stays on screen under each candidate takeover rule (the network shows elsewhere):
+# slices the propagation reached, with a slice confidence of at least c, or within d slices of a painted one.
+TAKEOVER_RULES = {
+    "network everywhere": lambda prior: np.zeros_like(prior.covered),
+    "preview where reached": lambda prior: prior.covered,
+    "preview where confidence >= 0.5": lambda prior: prior.covered & (prior.result.slice_confidence >= 0.5),
+    "preview where confidence >= 0.8": lambda prior: prior.covered & (prior.result.slice_confidence >= 0.8),
+    "preview within 4 slices": lambda prior: prior.covered & (prior.distance <= 4),
+    "preview within 8 slices": lambda prior: prior.covered & (prior.distance <= 8),
+}
+
+
+def takeover_scores(network: np.ndarray, preview: np.ndarray, trainer: Trainer, ds: Dataset, slices) -> dict:
+    """Mean Dice of the layer each rule would show: the preview on its slices, the network on the others."""
+    prior = trainer.prior(0)
+    scores = {}
+    for name, keeps_preview in TAKEOVER_RULES.items():
+        keep = np.asarray(keeps_preview(prior), bool)
+        shown = np.moveaxis(
+            np.where(keep[:, None, None], np.moveaxis(preview, ds.axis, 0), np.moveaxis(network, ds.axis, 0)),
+            0,
+            ds.axis,
+        )
+        scores[name] = score(ds, shown, slices)["mean_dice"]
+    return scores
 
 
 def timeline_run(ds: Dataset, method: str, seed: int, args) -> dict:
@@ -191,7 +217,8 @@ def timeline_run(ds: Dataset, method: str, seed: int, args) -> dict:
     config = TrainConfig.preset("cpu", **settings)
     trainer = painted_trainer(ds, config)
     slices = list(trainer.annotation.labeled_slices(0))
-    preview = preview_point(trainer, ds, slices)
+    shown, seconds = preview_labels(trainer, ds)
+    preview = {"seconds": seconds, "step": 0, "stage": "preview", "dice": score(ds, shown, slices)["mean_dice"]}
     points, clock, mark = [], 0.0, args.every
     generator, progress = trainer.iter_train(), None
     start = time.perf_counter()
@@ -199,21 +226,24 @@ def timeline_run(ds: Dataset, method: str, seed: int, args) -> dict:
         _synchronize(trainer.device)
         if clock + time.perf_counter() - start >= mark:
             clock += time.perf_counter() - start
-            points.append(scored_point(trainer, ds, slices, clock, progress))
+            points.append(scored_point(trainer, ds, slices, clock, progress, shown))
             mark = clock + args.every
             start = time.perf_counter()  # the clock stood still while it predicted
     clock += time.perf_counter() - start
-    points.append(scored_point(trainer, ds, slices, clock, progress))
+    points.append(scored_point(trainer, ds, slices, clock, progress, shown))
     row = {"method": method, "seed": seed, "device": trainer.device_label, "preview": preview}
     return row | {"train_s": clock, "steps": trainer.step, "points": points, "final_dice": points[-1]["dice"]}
 
 
-def scored_point(trainer: Trainer, ds: Dataset, slices: list[int], seconds: float, progress) -> dict:
-    """The whole volume predicted now (with the prior, as the product predicts it) and scored."""
+def scored_point(trainer: Trainer, ds: Dataset, slices: list[int], seconds: float, progress, preview) -> dict:
+    """The whole volume predicted now (with the prior, as the product predicts it) and scored, alone and
+    under each takeover rule."""
     predictor = trainer.predictor()
     labels = predictor.predict(trainer.volumes[0], normalized=True, prior=trainer.prior(0), spacing=ds.spacing)[0]
     stage = None if progress is None else progress.stage
-    return {"seconds": seconds, "step": trainer.step, "stage": stage, "dice": score(ds, labels, slices)["mean_dice"]}
+    dice = score(ds, labels, slices)["mean_dice"]
+    rules = takeover_scores(labels, preview, trainer, ds, slices)
+    return {"seconds": seconds, "step": trainer.step, "stage": stage, "dice": dice, "takeover": rules}
 
 
 def run_timeline(args) -> list[dict]:
@@ -231,11 +261,14 @@ def run_timeline(args) -> list[dict]:
 def format_timeline(row: dict) -> str:
     curve = ", ".join(f"{p['seconds']:.0f} s {p['dice']:.3f}" for p in row["points"])
     preview = row["preview"]
-    return (
+    lines = [
         f"timeline {row['method']} seed {row['seed']} {row['device']}: preview {preview['dice']:.3f} "
         f"({preview['seconds']:.1f} s, CPU); {row['steps']} steps in {row['train_s']:.0f} s; "
         f"final {row['final_dice']:.3f}; {curve}"
-    )
+    ]
+    for rule in TAKEOVER_RULES:
+        lines.append(f"    {rule:34s} " + " ".join(f"{p['takeover'][rule]:.3f}" for p in row["points"]))
+    return "\n".join(lines)
 
 
 def _write_json(path: Path, rows: list[dict]) -> None:

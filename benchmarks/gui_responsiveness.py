@@ -16,9 +16,10 @@ Run (2 CPU cores, no GPU; the issue's target is a longest stall < 100 ms)::
 
     xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python benchmarks/gui_responsiveness.py
 
-Options: ``--seconds`` of training (30), ``--warmup`` steps of stages i and ii each (20, so
-that the heavier stage iii is reached), ``--no-scroll``, ``--plain-worker`` (turn off the
-worker's thread hygiene of ``napari_action/_threads.py``, for an A/B comparison), ``--why``
+Options: ``--seconds`` of training (30), ``--threads`` (the form's CPU threads; default the
+widget's), ``--warmup`` steps of stages i and ii each (20, so that the heavier stage iii is
+reached), ``--no-scroll``, ``--plain-worker`` (turn off the worker's thread hygiene of
+``napari_action/_napari/threads.py``, for an A/B comparison), ``--why``
 (sample every thread's stack during stalls), ``--preimport`` and ``--switch-interval-ms``
 (diagnostics). Numbers depend on the machine's other load: compare runs made back to back.
 """
@@ -195,6 +196,8 @@ class Benchmark:
         self.widget = ActionWidget(self.viewer)
         self.viewer.window.add_dock_widget(self.widget, name="ACTION")
         self.widget.config_overrides = {"steps_stage1": args.warmup, "steps_stage2": args.warmup}
+        if args.threads is not None:
+            self.widget.options.threads_spin.setValue(args.threads)
         self.heartbeat = Heartbeat(args.interval_ms)
         self.scroller = Scroller(self.viewer)
         self.started = 0.0
@@ -311,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subjects", type=int, default=3)
     parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 16))
     parser.add_argument("--interval-ms", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="the form's CPU threads (default: the widget's)")
     parser.add_argument("--no-scroll", action="store_true")
     parser.add_argument(
         "--switch-interval-ms",

@@ -218,7 +218,7 @@ class Predictor:
                 continue  # the same slices again, fewer at a time
             for offset, slice_probs in enumerate(probs):
                 for index, smoothed in smoother.push(start + offset, slice_probs):
-                    final = self._with_prior(smoothed, prior, index, decay)
+                    final = with_prior(smoothed, prior, index, decay)
                     labels[index] = self.class_values[final.argmax(axis=0)]
                     confidence[index] = final.max(axis=0)
                     entropy[index] = normalized_entropy(final, axis=0, check=False)
@@ -248,19 +248,23 @@ class Predictor:
         logger.warning("%s memory full: predicting %d slices at a time", self.device.type.upper(), batch_size // 2)
         return batch_size // 2
 
-    @staticmethod
-    def _with_prior(probs: np.ndarray, prior: SlicePrior | None, index: int, decay: float) -> np.ndarray:
-        if prior is None or decay <= 0 or not prior.covered[index]:
-            return probs
-        classes, confidence = prior.classes_at(index), prior.confidence_at(index)
-        return fuse_prior(probs, classes, int(prior.distance[index]), decay, confidence)
-
     def predict(self, volume: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Whole-volume ``(labels, confidence)``; see :meth:`iter_predict`."""
         for update in self.iter_predict(volume, **kwargs):
             if update.done:
                 return update.labels, update.confidence
         raise RuntimeError("prediction ended without a result")  # unreachable: the loop always ends done
+
+
+def with_prior(probs: np.ndarray, prior: SlicePrior | None, index: int, decay: float) -> np.ndarray:
+    """Slice ``index``'s ``(C, H, W)`` probabilities mixed with the prior there (:func:`fuse_prior`), if it reaches it.
+
+    ``decay`` is in slices (the predictor's ``prior_decay_mm`` over the slice thickness).
+    """
+    if prior is None or decay <= 0 or not prior.covered[index]:
+        return probs
+    classes, confidence = prior.classes_at(index), prior.confidence_at(index)
+    return fuse_prior(probs, classes, int(prior.distance[index]), decay, confidence)
 
 
 def predict_volume(model: Predictor | str | Path, volume: np.ndarray, **kwargs: Any) -> Iterator[PredictionUpdate]:

@@ -59,8 +59,10 @@ def streamed_slices(
     predictor: Predictor,
     pool: SlicePool,
     images: Sequence[NormalizedVolume],
+    thickness: Sequence[float] | None = None,
 ) -> tuple[SlicePrediction, ...]:
-    """The next slices of the sweep, once the network fits the labeled slices; none before."""
+    """The next slices of the sweep, mixed with the prior as the final prediction is, once the network
+    fits the labeled slices; none before. ``thickness``: each volume's slice thickness in mm."""
     if not gate.open:
         gate.check(predictor, pool)
-    return stream.predict(predictor, images) if gate.open else ()
+    return stream.predict(predictor, images, pool.priors, thickness) if gate.open else ()

@@ -9,14 +9,15 @@ through every volume in turn, so each volume is eventually covered.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from napari_action.data.normalized_volume import NormalizedVolume
+from napari_action.data.priors import SlicePrior
 from napari_action.data.slice_pool import SlicePool
 from napari_action.evaluation.metrics import dice_per_class
-from napari_action.inference.predictor import Predictor
+from napari_action.inference.predictor import Predictor, with_prior
 from napari_action.progress import SlicePrediction
 
 
@@ -69,9 +70,18 @@ class StreamCursor:
         return volume, start, stop
 
     def predict(
-        self, predictor: Predictor, volumes: Sequence[np.ndarray | NormalizedVolume]
+        self,
+        predictor: Predictor,
+        volumes: Sequence[np.ndarray | NormalizedVolume],
+        priors: Mapping[int, SlicePrior] | None = None,
+        thickness: Sequence[float] | None = None,
     ) -> tuple[SlicePrediction, ...]:
-        """Predict the next chunk with ``predictor`` on ``volumes`` (normalised arrays, or normalised on demand)."""
+        """Predict the next chunk with ``predictor`` on ``volumes`` (normalised arrays, or normalised on demand).
+
+        With the volumes' ``priors`` (by volume index) and slice ``thickness`` (mm), each slice is mixed
+        with its prior as the final prediction mixes it (:func:`with_prior`): near a painted slice
+        the streamed layer then shows what the preview showed there, not a half-trained network's guess.
+        """
         volume, start, stop = self.next_range()
         image = volumes[volume]
         if not isinstance(image, NormalizedVolume):
@@ -82,6 +92,11 @@ class StreamCursor:
         high = min(image.shape[predictor.axis], stop + predictor.context)
         block = image.block(predictor.axis, low, high)
         labels, probs = predictor.predict_slices(block, start - low, stop - low, pad=image.pad)
+        prior = (priors or {}).get(volume)
+        if prior is not None:
+            decay = predictor.prior_decay_mm / (1.0 if thickness is None else float(thickness[volume]))
+            probs = np.stack([with_prior(p, prior, start + i, decay) for i, p in enumerate(probs)])
+            labels = predictor.class_values[probs.argmax(axis=1)].astype(labels.dtype)
         return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
 
 

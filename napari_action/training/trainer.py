@@ -386,7 +386,8 @@ class Trainer:
         if self.distributed.is_main and self._stream.due(
             clock.done, self.config.stream_every_steps, self.config.stream_every_seconds
         ):
-            predictions = streamed_slices(self._stream, self._gate, self.predictor(), self.pool, self.images)
+            thickness = [spacing[self.axis] for spacing in self.spacings]
+            predictions = streamed_slices(self._stream, self._gate, self.predictor(), self.pool, self.images, thickness)
         return TrainProgress(
             stage=stage.name,
             step=clock.done,

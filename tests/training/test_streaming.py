@@ -161,3 +161,21 @@ def test_fit_is_the_mean_foreground_dice_on_supervised_pixels_of_slices_with_for
     fit = gate.check(_OneHotPredictor(3), _FixedPool(targets, predicted))
     # Slice 1 without its ignored pixel: class 1 Dice 2/3, class 2 (predicted only) 0; slice 2 has no foreground.
     assert fit == pytest.approx(1 / 3) and not gate.open
+
+
+def test_streamed_slices_are_mixed_with_the_prior_as_the_final_prediction_is():
+    from napari_action.training.trainer import Trainer
+    from tests.helpers.engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
+
+    image, truth = disc_volume(0)
+    painted = sparse(truth)
+    trainer = Trainer([image], [painted], tiny_config())  # untrained: the network alone knows nothing
+    predictor, thickness = trainer.predictor(), [1.0]
+    cursor = StreamCursor([image.shape[AXIS]], chunk=1)
+    cursor.focus(0, PAINTED[0])
+    (mixed,) = cursor.predict(predictor, trainer.images, trainer.pool.priors, thickness)
+    # On a painted slice the prior is the painting, at full weight: the layer shows what was painted.
+    np.testing.assert_array_equal(mixed.labels[0], np.take(painted, PAINTED[0], axis=AXIS))
+    cursor.focus(0, PAINTED[0])
+    (alone,) = cursor.predict(predictor, trainer.images)
+    assert not np.array_equal(alone.labels[0], mixed.labels[0])  # without the prior, the network's guess
