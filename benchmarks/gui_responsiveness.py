@@ -238,7 +238,8 @@ class Benchmark:
 
         self.heartbeat.set_phase("train click")
         self.widget.train_button.click()
-        self.widget.run.callbacks.finished = self.scroll_after  # also when the run failed
+        widget_finished = self.widget.run.callbacks.finished
+        self.widget.run.callbacks.finished = lambda: self.scroll_after(widget_finished)  # also when the run failed
         self.heartbeat.set_phase("training")
         self.started = time.perf_counter()
         QTimer.singleShot(int(self.args.seconds * 1000), self.stop)
@@ -247,12 +248,12 @@ class Benchmark:
         self.heartbeat.set_phase("stopping")
         self.widget.stop_training()
 
-    def scroll_after(self) -> None:
+    def scroll_after(self, widget_finished) -> None:
         """Scroll again with training over: the same layers (now with predictions), no worker."""
         from qtpy.QtCore import QTimer
 
         self.elapsed = time.perf_counter() - self.started
-        self.widget._on_run_finished()
+        widget_finished()  # the widget's own end of the run, timed out of the training phase
         if self.args.no_scroll:
             self.report()
             return

@@ -18,6 +18,7 @@ functions that use them, which run once a widget is made or a model is built.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +102,7 @@ class ActionWidget(QWidget):
         viewer.dims.events.current_step.connect(self._on_dims_step)
         # The session is not a QObject, so it still receives this when the widget dies.
         self.destroyed.connect(self.session.abandon)
-        self._refresh_buttons()
+        self.refresh()
 
     # -- layout ------------------------------------------------------------------
     def _build(self) -> None:
@@ -164,8 +165,12 @@ class ActionWidget(QWidget):
         bar = self.scroll_area.verticalScrollBar().sizeHint().width()
         self.scroll_area.setMinimumWidth(self.scroll_area.widget().minimumSizeHint().width() + bar)
 
-    def _refresh_buttons(self) -> None:
-        """Enable what makes sense now: idle, training, paused, stopping or a job running."""
+    def refresh(self) -> None:
+        """Enable the buttons that make sense now (idle, training, paused, stopping or a job running).
+
+        Panels call it after changing the session's model themselves (a loaded model or a
+        restored session); it also emits :attr:`state_changed`, which the panels follow.
+        """
         run, session = self.run, self.session
         state = run.state if run is not None else RunState.IDLE
         job = session.job_running
@@ -222,26 +227,53 @@ class ActionWidget(QWidget):
             self.status_label.setText(f"Not started: {exc}")
             return False
         self.session.begin(plan)
+        return self.start_run(build=factory, total_steps=config.total_steps, status="Preparing the volumes…")
+
+    def start_run(
+        self,
+        model: TrainableModel | None = None,
+        *,
+        build: Callable[[], TrainableModel] | None = None,
+        total_steps: int,
+        status: str,
+        on_finished: Callable[[TrainingRun], None] | None = None,
+    ) -> bool:
+        """Start a run on the session's plan with the widget's callbacks; False if busy or without a plan.
+
+        The one run set-up of Train and "Update once", so that the status line, loss plot,
+        streamed predictions, Pause / Stop and live label updates work alike in both. Give
+        ``model`` (a trainer that trains on from its weights) or ``build`` (makes a new trainer
+        in the worker, which becomes the session's model; its prior is shown first).
+        ``total_steps`` sizes the progress bar; ``status`` is the status line until the first
+        progress; ``on_finished(run)`` comes after the widget's own end-of-run handling, also
+        when the run failed or was stopped.
+        """
+        plan = self.session.plan
+        if self.session.busy or plan is None:
+            return False
         run = TrainingRun(
-            build=factory,
+            model,
+            build=build,
             callbacks=RunCallbacks(
-                ready=self._on_run_ready,
+                # Only a new trainer replaces the session's model; a further round keeps it.
+                ready=self._on_run_ready if build is not None else None,
                 progress=self._on_progress,
                 predictions=self._write_predictions,
                 state=self._on_run_state,
                 error=self._on_run_error,
-                finished=self._on_run_finished,
+                finished=partial(self._on_run_finished, on_finished),
             ),
-            total_steps=config.total_steps,
+            total_steps=total_steps,
             throttle_ms=self.stream_throttle_ms,
         )
         self.session.run = run
+        # Live label updates: strokes reach the running trainer; _on_run_finished disconnects them.
         for layer in plan.labels_layers():
             layer.events.paint.connect(self._on_labels_painted)
         self.plot.clear()
-        self.status_label.setText("Preparing the volumes…")
+        self.status_label.setText(status)
         run.start()
-        self._refresh_buttons()
+        self.refresh()
         return True
 
     def _trainer_factory(self, plan: TrainingPlan):
@@ -329,24 +361,38 @@ class ActionWidget(QWidget):
             self.status_label.setText("Stopping after the current step…")
         if state is RunState.PAUSED:
             self.session.run_pending_job()  # a prediction or save waited for the pause
-        self._refresh_buttons()
+        self.refresh()
 
     def _on_run_error(self, exc: Exception) -> None:
         # napari's worker already shows the error as a notification.
         self.status_label.setText(f"Training failed: {describe_error(exc)}")
 
-    def _on_run_finished(self) -> None:
+    def _on_run_finished(self, then: Callable[[TrainingRun], None] | None = None) -> None:
         for layer in self.session.plan.labels_layers() if self.session.plan else ():
             layer.events.paint.disconnect(self._on_labels_painted)
         run = self.run
         if run is not None and run.error is None and run.last_progress is not None:
             self.status_label.setText("Done. " + status_text(run.last_progress))
         self.session.run_pending_job()
-        self._refresh_buttons()
+        self.refresh()
+        if then is not None and run is not None:
+            then(run)
 
     # -- live label updates and focus ------------------------------------------------------
+    def labels_changed(self, *, immediately: bool = False) -> None:
+        """Send the training labels (painted plus accepted slices) to the running training, if any.
+
+        Strokes in the painted layers are sent on their own; panels call this when they change
+        the training labels otherwise (an accepted slice accepted or corrected). Throttled, as a
+        stroke comes as many events; ``immediately`` sends now, for the very next step.
+        """
+        if immediately:
+            self._send_annotations()
+        else:
+            self._send_annotations_throttled()
+
     def _on_labels_painted(self, event=None) -> None:
-        self._send_annotations_throttled()
+        self.labels_changed()
 
     def _send_annotations(self) -> None:
         run, plan = self.run, self.session.plan
@@ -395,7 +441,7 @@ class ActionWidget(QWidget):
             return
         self.files_panel.warn_geometry(names)  # other spacing or orientation than the training volumes
         self.session.when_idle(partial(self._start_prediction, names))
-        self._refresh_buttons()
+        self.refresh()
 
     def _start_prediction(self, names=None) -> None:
         items = self.session.prediction_items(self.viewer, names)
@@ -419,7 +465,7 @@ class ActionWidget(QWidget):
         self.session.resume_after_job = False
         if self.run is None or not self.run.is_running:
             self.status_label.setText("Ready.")
-        self._refresh_buttons()
+        self.refresh()
 
     def _on_save_clicked(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save ACTION model", "action_model.pt", "ACTION model (*.pt)")
@@ -432,7 +478,7 @@ class ActionWidget(QWidget):
             show_error("ACTION: train a model first.")
             return
         self.session.when_idle(partial(self._start_save, path))
-        self._refresh_buttons()
+        self.refresh()
 
     def _start_save(self, path: str) -> None:
         # The training volumes' geometry goes into the file, so that predicting with it later

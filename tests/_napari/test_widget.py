@@ -115,9 +115,8 @@ def test_edits_in_prediction_layer_survive_streaming(scene, qtbot):
     rows, cols = np.mgrid[0:6, 0:6]
     layer.data_setitem((np.full(rows.size, 3), rows.ravel(), cols.ravel()), 9)  # 9: never predicted
     writes = []
-    original = widget._write_predictions
-    widget._write_predictions = lambda batch: writes.extend(batch) or original(batch)
-    widget.run.callbacks.predictions = widget._write_predictions
+    original = widget.run.callbacks.predictions
+    widget.run.callbacks.predictions = lambda batch: writes.extend(batch) or original(batch)
     qtbot.waitUntil(lambda: sum(p.start <= 3 < p.stop for p in writes) >= 2, timeout=TIMEOUT)
     widget.stop_training()
     wait_finished(qtbot, widget)

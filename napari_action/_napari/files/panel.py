@@ -257,7 +257,7 @@ class FilesPanel(QGroupBox):
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
         self.widget.session.use_model(model, model.checkpoint())
-        self.widget._refresh_buttons()  # enables "Predict all opened volumes" and "Save model…"
+        self.widget.refresh()  # enables "Predict all opened volumes" and "Save model…"
         classes = ", ".join(model.class_names.get(int(v), str(v)) for v in model.class_values)
         self.status_label.setText(f"Model {Path(model.source).name}: classes {classes}; slicing axis {model.axis}.")
         show_info(f"ACTION: model loaded from {model.source}; Train continues from it.")
@@ -422,7 +422,7 @@ class FilesPanel(QGroupBox):
     def _on_session_read(self, restored) -> None:
         apply_session(self.viewer, self.widget.session, restored)
         apply_config(self.widget.options, restored.session.config)
-        self.widget._refresh_buttons()  # a restored model enables "Predict all" and "Save model…"
+        self.widget.refresh()  # a restored model enables "Predict all" and "Save model…"
         for message in restored.warnings:
             show_warning(f"ACTION: {message}")
         self.autosave_path = autosave_sibling(self._opening)

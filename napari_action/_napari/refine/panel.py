@@ -216,7 +216,7 @@ class RefinePanel(QGroupBox):
         name = layer.metadata.get(SOURCE_KEY) if layer is not None else None
         if name is not None and self.session.accepted_slices.get(name):
             # An accepted slice may have been corrected again: the training labels changed.
-            self.widget._send_annotations_throttled()
+            self.widget.labels_changed()
         self.refresh_later()
 
     def _on_dims_step(self, event=None) -> None:
@@ -334,7 +334,7 @@ class RefinePanel(QGroupBox):
             copied = f", copied into {painted.name!r}"
         running = self.widget.run is not None and self.widget.run.is_running
         if new:
-            self.widget._send_annotations()  # a running training gets them before its next step
+            self.widget.labels_changed(immediately=True)  # a running training gets them before its next step
         where = "sent to the running training" if running else "used at the next Train or Update once"
         self.status_label.setText(f"Accepted slice(s) {new or slices} of {name!r}{copied}; {where}.")
         self.refresh()

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from napari_action._napari.workers import RunCallbacks, TrainingRun
 from napari_action.inference.model_protocol import TrainableModel
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,8 @@ class ShortRound:
 def start_update_once(widget, steps: int) -> bool:
     """Run ``steps`` steps of the widget's trainer on its current labels, then predict again.
 
-    The run is the widget's current run, with the widget's own callbacks, so
-    the buttons, status line, loss plot and streaming behave as in Train.
+    The round is started by the widget (:meth:`~napari_action._napari.widget.ActionWidget.start_run`),
+    the same way as Train, so the buttons, status line, loss plot and streaming behave alike.
 
     Returns
     -------
@@ -95,41 +95,18 @@ def start_update_once(widget, steps: int) -> bool:
     training = widget.training_labels(plan, axis=trainer.axis)
     if not training.any():
         raise ValueError("nothing is labeled: paint or accept a slice first.")
-    callbacks = RunCallbacks(
-        progress=widget._on_progress,
-        predictions=widget._write_predictions,
-        state=widget._on_run_state,
-        error=widget._on_run_error,
-        finished=_Finisher(widget),
-    )
-    session.run = TrainingRun(
+    return widget.start_run(
         ShortRound(trainer, steps, training.labels, training.labeled_slices),
-        callbacks=callbacks,
         total_steps=trainer.round_steps(steps),
-        throttle_ms=widget.stream_throttle_ms,
+        status=f"Update once: {steps} steps from the current weights…",
+        on_finished=partial(_predict_training_volumes, widget),
     )
-    # As in ActionWidget.start_training: strokes reach the round; _on_run_finished disconnects them.
-    for layer in plan.labels_layers():
-        layer.events.paint.connect(widget._on_labels_painted)
-    widget.plot.clear()
-    widget.status_label.setText(f"Update once: {steps} steps from the current weights…")
-    session.run.start()
-    widget._refresh_buttons()
-    return True
 
 
-class _Finisher:
-    """The round's ``finished`` callback: the widget's own, then predict every training volume."""
-
-    def __init__(self, widget):
-        self.widget = widget
-
-    def __call__(self) -> None:
-        widget = self.widget
-        run, plan = widget.run, widget.session.plan
-        self.widget = None  # called once; do not keep the widget alive through the run
-        widget._on_run_finished()
-        if run is not None and run.error is None and plan is not None:
-            names = [image.name for image in plan.images if image in widget.viewer.layers]
-            if names:
-                widget.predict_images(names)
+def _predict_training_volumes(widget, run) -> None:
+    """After a round that did not fail: predict every training volume still open with the new weights."""
+    plan = widget.session.plan
+    if run.error is None and plan is not None:
+        names = [image.name for image in plan.images if image in widget.viewer.layers]
+        if names:
+            widget.predict_images(names)
