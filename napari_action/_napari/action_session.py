@@ -31,7 +31,7 @@ from napari_action._napari.layers import (
 from napari_action._napari.run_state import RunState
 from napari_action._napari.view_plane import layer_geometry, layer_world_affine
 from napari_action._napari.workers import PredictionJob, TrainingRun
-from napari_action.data.slicing_axis import infer_axis
+from napari_action.data.slicing_axis import AxisDecision, decide_axis
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.io.geometry import grid_difference, same_voxel_grid
 
@@ -155,30 +155,26 @@ def _paired_image(labels, image_name: str | None, images: dict):
 
 
 class TrainingInit(NamedTuple):
-    """Where the next training starts, and why not from the loaded model when it cannot."""
+    """Where the next training starts, along which axis it slices, and why not from the loaded model."""
 
+    axis_decision: AxisDecision  # the slicing axis, decided once; handed down in TrainConfig.axis
     checkpoint: Checkpoint | None = None  # to continue from; None: new weights
     reason: str | None = None  # why the loaded model's checkpoint is not continued
 
 
-def build_trainer(
-    volumes, labels, config, viewer_axis: int, class_names, init=None, labeled_slices=None, spacings=None
-):
+def build_trainer(volumes, labels, config, class_names, init=None, labeled_slices=None, spacings=None):
     """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
 
-    With ``config.axis`` None the slicing axis is inferred from the labels,
-    ties going to the axis the viewer was slicing when Train was pressed.
+    ``config.axis`` is the slicing axis the widget decided (:meth:`ActionSession.training_init`).
     With an ``init`` checkpoint (a loaded model) training continues from its
-    weights, so its network sizes and slicing axis replace the form's.
+    weights, so its network sizes replace the form's (its axis is the decided one).
     ``labeled_slices`` (volume index -> slices) count as labeled even where
     they hold only background: the accepted slices.
     """
     from napari_action.training.trainer import Trainer  # imports torch: see the widget module's docstring
 
     if init is not None:
-        config = config.replace(model=init.config.model, axis=init.axis)
-    if config.axis is None:
-        config = config.replace(axis=infer_axis(labels, fallback=viewer_axis))
+        config = config.replace(model=init.config.model)
     return Trainer(
         volumes, labels, config, class_names=class_names, init=init, labeled_slices=labeled_slices, spacings=spacings
     )
@@ -204,6 +200,8 @@ class ActionSession:
         self.accepted_slices: dict[str, set[int]] = {}
         # A loaded model's checkpoint: the next training run starts from its weights.
         self.init_checkpoint = None
+        # The slicing axis of the model being built, and why (the status line shows it when ready).
+        self.axis_decision: AxisDecision | None = None
 
     @property
     def job_running(self) -> bool:
@@ -219,9 +217,12 @@ class ActionSession:
         """True when the model is a trainer of the current plan, which can train further ("Update once")."""
         return self.plan is not None and isinstance(self.trainer, TrainableModel)
 
-    def begin(self, plan: TrainingPlan) -> None:
-        """Start over with a new plan; the previous model is dropped (the new one comes when ready)."""
-        self.trainer, self.plan = None, plan
+    def begin(self, plan: TrainingPlan, axis_decision: AxisDecision | None = None) -> None:
+        """Start over with a new plan; the previous model is dropped (the new one comes when ready).
+
+        ``axis_decision`` is the slicing axis the new model is built along, and why.
+        """
+        self.trainer, self.plan, self.axis_decision = None, plan, axis_decision
         self.colormap = plan.colormap()
         self.targets = [PENDING] * len(plan.images)
 
@@ -234,22 +235,24 @@ class ActionSession:
         self.trainer, self.plan, self.targets = model, None, []
         self.init_checkpoint = checkpoint
 
-    def training_init(self, labels, axis: int | None) -> TrainingInit:
-        """The loaded model's checkpoint if training can continue from it.
+    def training_init(self, labels, *, chosen: int | None, accepted: int | None, viewer_axis: int) -> TrainingInit:
+        """Decide the slicing axis of the next training, and whether it continues the loaded model.
 
-        Continuing needs labels painted along the model's slicing axis (the
-        trainer keeps the checkpoint's axis); otherwise a new model is trained,
-        and the result says why for the widget to tell the user.
+        ``chosen`` is the form's axis (None: "auto"), ``accepted`` the axis of the accepted
+        slices, ``viewer_axis`` the axis the viewer slices along (see
+        :func:`~napari_action.data.slicing_axis.decide_axis`). Continuing needs training
+        along the model's slicing axis; otherwise a new model is trained, and the result
+        says why for the widget to tell the user.
         """
         checkpoint = self.init_checkpoint
-        if checkpoint is None:
-            return TrainingInit()
-        painted = axis if axis is not None else infer_axis(labels, fallback=checkpoint.axis)
-        if painted == checkpoint.axis:
-            return TrainingInit(checkpoint)
+        model_axis = None if checkpoint is None else int(checkpoint.axis)
+        decision = decide_axis(labels, model_axis=model_axis, chosen=chosen, accepted=accepted, viewer_axis=viewer_axis)
+        if checkpoint is None or decision.axis == model_axis:
+            return TrainingInit(decision, checkpoint)
         return TrainingInit(
-            reason=f"the loaded model slices along axis {checkpoint.axis}, the labels along axis "
-            f"{painted}: training a new model instead of continuing from it."
+            decision,
+            reason=f"the loaded model slices along axis {model_axis}, the training along axis {decision.axis} "
+            f"({decision.reason}): training a new model instead of continuing from it.",
         )
 
     # -- prediction layers -------------------------------------------------------

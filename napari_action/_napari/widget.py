@@ -50,7 +50,6 @@ from napari_action._napari.threads import new_worker
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
 from napari_action._napari.view_plane import axis_for_choice, layer_geometry, show_slices_along, viewer_slicing_axis
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
-from napari_action.data.slicing_axis import infer_axis
 from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
 from napari_action.io.errors import describe_error
@@ -221,12 +220,12 @@ class ActionWidget(QWidget):
         self.picker.refresh()
         try:
             plan = TrainingPlan.from_picker(self.picker)
-            factory, config, training = self._trainer_factory(plan)
+            factory, config, axis_decision = self._trainer_factory(plan)
         except ValueError as exc:
             show_error(f"ACTION: {exc}")
             self.status_label.setText(f"Not started: {exc}")
             return False
-        self.session.begin(plan)
+        self.session.begin(plan, axis_decision)
         return self.start_run(build=factory, total_steps=config.total_steps, status="Preparing the volumes…")
 
     def start_run(
@@ -277,38 +276,33 @@ class ActionWidget(QWidget):
         return True
 
     def _trainer_factory(self, plan: TrainingPlan):
-        """Snapshot the inputs now; the returned function builds the trainer in the worker."""
+        """Snapshot the inputs, decide the slicing axis; the returned function builds the trainer in the worker."""
         viewer_axis = viewer_slicing_axis(self.viewer)
         axis = self.options.axis_choice(viewer_axis)
         config = self.options.config(axis, self.options.threads_spin.value(), **self.config_overrides)
         # zarr or dask layers stay lazy: the trainer reads them a slice at a time.
         volumes = [layer_image_data(image) for image in plan.images]
         spacings = [layer_geometry(image).spacing for image in plan.images]
-        # The accepted slices join the painted labels (and fix the axis they were accepted along).
+        # The accepted slices join the painted labels (those accepted along another axis than chosen are dropped).
         training = self.training_labels(plan, axis=config.axis)
-        if config.axis is None and training.axis is not None:
-            config = config.replace(axis=training.axis)
-        labels = training.labels
-        init = self.session.training_init(labels, config.axis)
+        # Decided once, here on the GUI thread, and handed down: nothing below infers it again.
+        init = self.session.training_init(
+            training.labels, chosen=config.axis, accepted=training.axis, viewer_axis=viewer_axis
+        )
         if init.reason is not None:
             show_warning(f"ACTION: {init.reason}")
-        # The axis is settled here (not in the worker) so that the preview uses the trainer's.
-        if init.checkpoint is not None:
-            config = config.replace(axis=init.checkpoint.axis)
-        elif config.axis is None:
-            config = config.replace(axis=infer_axis(labels, fallback=viewer_axis))
+        config = config.replace(axis=init.axis_decision.axis)
         factory = partial(
             build_trainer,
             volumes,
-            labels,
+            training.labels,
             config,
-            viewer_axis,
             plan.class_names(),
             init=init.checkpoint,
             labeled_slices=training.labeled_slices,
             spacings=spacings,
         )
-        return factory, config, training
+        return factory, config, init.axis_decision
 
     def training_labels(self, plan: TrainingPlan, axis: int | None) -> TrainingLabels:
         """Snapshots of the painted labels with the accepted slices over them; warns about dropped slices."""
@@ -324,7 +318,9 @@ class ActionWidget(QWidget):
         device = trainer.device_label.split(",")[0]
         propagating = trainer.config.prior_source == "propagation"
         source = "Propagating your labels along the image" if propagating else "Interpolating between your slices"
-        self.status_label.setText(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}…")
+        decided = self.session.axis_decision
+        why = f" ({decided.reason})" if decided is not None and decided.axis == trainer.axis else ""
+        self.status_label.setText(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}{why}…")
         for message in trainer.advice:
             show_warning(f"ACTION: {message}")
 

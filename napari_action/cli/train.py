@@ -31,7 +31,7 @@ from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, 
 from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES
 from napari_action.data.intensity import SAMPLE_VOXELS
 from napari_action.data.painted_slices import PaintedSlices, read_painted_slices, scan_paint
-from napari_action.data.slicing_axis import infer_axis
+from napari_action.data.slicing_axis import decide_axis
 from napari_action.io.atomic import make_folder_for
 from napari_action.io.geometry import describe_grid, same_voxel_grid
 from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
@@ -237,7 +237,7 @@ def training_labels(
     if axis is None and any(source is not None for source in sources):
         paint = [labels for labels, _ in found]
         # As the trainer will, from the same paint; with none, the trainer says what to do.
-        axis = infer_axis(paint) if any(labels.any() for labels in paint) else 0
+        axis = decide_axis(paint).axis if any(labels.any() for labels in paint) else 0
     for number, source in enumerate(sources):
         if source is not None:
             extra = labeled_slices if number == 0 and labeled_slices else ()

@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from napari_action.checks import normalize_axis
 from napari_action.data.annotation_checks import (
     check_background,
     check_extra_slices,
@@ -33,7 +32,7 @@ from napari_action.data.annotation_checks import (
     check_shapes,
 )
 from napari_action.data.painted_slices import PaintedSlices
-from napari_action.data.slicing_axis import has_paint, infer_axis, painted_profile
+from napari_action.data.slicing_axis import decide_axis, has_paint, painted_profile
 from napari_action.label_values import as_integer_labels
 
 AnnotationMode = Literal["slice", "scribble"]
@@ -59,8 +58,8 @@ class SparseAnnotation:
     shapes : sequence of tuple of int
         Shape of every volume (3D). Defines how many volumes there are.
     axis : int, optional
-        Slicing axis. ``None`` infers it with
-        :func:`~napari_action.data.slicing_axis.infer_axis`.
+        Slicing axis. ``None`` infers it from the paint with
+        :func:`~napari_action.data.slicing_axis.decide_axis`.
     mode : {"slice", "scribble"}
         How unpainted pixels of a labeled slice are treated (module docstring).
     labeled_slices : mapping of int to iterable of int, optional
@@ -116,11 +115,10 @@ class SparseAnnotation:
 
     # ------------------------------------------------------------------ build
     def _resolve_axis(self, axis: int | None, arrays: list[np.ndarray | None]) -> int:
-        if axis is not None:
-            return normalize_axis(axis, 3)
-        if not any(has_paint(a) for a in arrays if a is not None):
+        if axis is None and not any(has_paint(a) for a in arrays if a is not None):
             raise ValueError("Only empty slices are marked as labeled: pass `axis` explicitly.")
-        return infer_axis(arrays)
+        # The one decision of the widget too; given an axis, it is that axis.
+        return decide_axis(arrays, chosen=axis).axis
 
     def _collect_slices(
         self, arrays: list[np.ndarray | None], extra: dict[int, set[int]]

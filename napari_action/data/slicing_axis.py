@@ -1,10 +1,13 @@
 """The slicing axis of painted labels: which axis the user painted slices along.
 
 A user painting "a few slices" leaves most slices of the slicing axis empty,
-while the other two axes cross every painted slice. :func:`infer_axis` picks
-that axis; :func:`axis_mismatch_advice` warns when training is told to slice
-along another one. Both accept label arrays and the paint profiles of files
-read lazily (:mod:`napari_action.data.painted_slices`).
+while the other two axes cross every painted slice. :func:`decide_axis` decides
+the axis training slices along from everything that bears on it (a continued
+model, the user's choice, accepted slices, the paint, the viewer) and says why;
+:func:`infer_axis` is its answer from the paint alone; :func:`axis_mismatch_advice`
+warns when training is told to slice along another axis than the paint's. All
+accept label arrays and the paint profiles of files read lazily
+(:mod:`napari_action.data.painted_slices`).
 
 This module only needs numpy.
 """
@@ -12,22 +15,109 @@ This module only needs numpy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from napari_action.checks import normalize_axis
 from napari_action.data.painted_slices import PaintProfile
 
-__all__ = ["axis_mismatch_advice", "has_paint", "infer_axis", "label_array", "painted_profile"]
+__all__ = [
+    "AxisDecision",
+    "axis_mismatch_advice",
+    "decide_axis",
+    "has_paint",
+    "infer_axis",
+    "label_array",
+    "painted_profile",
+]
 
 
-def infer_axis(labels: Sequence[np.ndarray | None], fallback: int | None = None) -> int:
+class AxisDecision(NamedTuple):
+    """The slicing axis training uses, and why, in plain words (``str()``: "axis 2: <reason>")."""
+
+    axis: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"axis {self.axis}: {self.reason}"
+
+
+class _Candidates(NamedTuple):
+    """The axes the user's inputs leave open, best last, and why those."""
+
+    axes: tuple[int, ...]
+    reason: str
+
+
+def decide_axis(
+    labels: Sequence[np.ndarray | PaintProfile | None],
+    *,
+    model_axis: int | None = None,
+    chosen: int | None = None,
+    accepted: int | None = None,
+    viewer_axis: int | None = None,
+) -> AxisDecision:
+    """Decide the slicing axis once, from everything that bears on it, in priority order.
+
+    1. ``model_axis``, when training can continue the loaded model: the inputs below
+       leave its axis open (they name it, or the paint fits it as well as any other).
+    2. ``chosen``: the user's explicit choice.
+    3. ``accepted``: the axis slices were accepted along.
+    4. The axis the painted slices lie along (the one with the fewest painted slices).
+    5. On a tie, or with nothing painted: ``viewer_axis``, the axis the viewer slices along.
+
+    Parameters
+    ----------
+    labels : sequence of np.ndarray, PaintProfile or None
+        Painted label arrays, one per volume; ``None`` for unlabeled volumes.
+        All arrays must have the same number of dimensions.
+    model_axis : int, optional
+        Slicing axis of a loaded model that training would continue from. When the
+        decision is another axis, a new model must be trained (it cannot slice otherwise).
+    chosen : int, optional
+        The axis the user chose (None: "auto").
+    accepted : int, optional
+        The axis of the slices the user accepted as correct.
+    viewer_axis : int, optional
+        The axis the viewer slices along. Without it, a tie goes to the last tied axis.
+
+    Returns
+    -------
+    AxisDecision
+        The axis, non-negative, and the reason for it.
+
+    Raises
+    ------
+    ValueError
+        If nothing decides the axis (no voxel painted, no axis given), or if the
+        arrays disagree in dimensionality.
+    """
+    arrays = [label_array(lab) for lab in labels if lab is not None]
+    ndim = _common_ndim(arrays)
+    model_axis, chosen, accepted, viewer_axis = (
+        None if axis is None else normalize_axis(axis, ndim) for axis in (model_axis, chosen, accepted, viewer_axis)
+    )
+    open_axes = _open_axes(arrays, ndim, chosen, accepted)
+    if model_axis in open_axes.axes:
+        return AxisDecision(model_axis, "training continues the loaded model, which slices along it")
+    if len(open_axes.axes) == 1:
+        return AxisDecision(open_axes.axes[0], open_axes.reason)
+    if viewer_axis in open_axes.axes:
+        return AxisDecision(viewer_axis, f"{open_axes.reason}, and the viewer slices along it")
+    if not any(has_paint(a) for a in arrays):
+        raise ValueError("There are no painted voxels, so the slicing axis cannot be inferred.")
+    return AxisDecision(open_axes.axes[-1], f"{open_axes.reason}; it is the last of them")
+
+
+def infer_axis(labels: Sequence[np.ndarray | PaintProfile | None], fallback: int | None = None) -> int:
     """Return the axis along which only a few slices carry painted voxels.
 
     For every axis the fraction of slices (pooled over all volumes) holding at
     least one non-zero voxel is computed; the axis with the smallest fraction
     wins, because a user painting "a few slices" leaves most slices of the
     slicing axis empty while the other two axes cross every painted slice.
+    It is :func:`decide_axis` with nothing but the paint and the viewer.
 
     Parameters
     ----------
@@ -51,22 +141,39 @@ def infer_axis(labels: Sequence[np.ndarray | None], fallback: int | None = None)
         If no voxel is painted and no ``fallback`` is given, or if the arrays
         disagree in dimensionality.
     """
-    arrays = [label_array(lab) for lab in labels if lab is not None]
+    return decide_axis(labels, viewer_axis=fallback).axis
+
+
+def _common_ndim(arrays: list[np.ndarray | PaintProfile]) -> int:
+    """The dimensionality of every array (3 when there is none)."""
     ndims = {a.ndim for a in arrays}
     if len(ndims) > 1:
         raise ValueError(f"All label arrays must have the same number of dimensions, got {sorted(ndims)}.")
-    if fallback is not None:
-        fallback = normalize_axis(fallback, arrays[0].ndim if arrays else 3)
+    return ndims.pop() if ndims else 3
+
+
+def _open_axes(
+    arrays: list[np.ndarray | PaintProfile], ndim: int, chosen: int | None, accepted: int | None
+) -> _Candidates:
+    """The axes the choice, the accepted slices or else the paint leave open (the tie-breakers pick among them)."""
+    if chosen is not None:
+        return _Candidates((chosen,), "you chose it")
+    if accepted is not None:
+        return _Candidates((accepted,), "the slices you accepted lie along it")
     painted = [a for a in arrays if has_paint(a)]
     if not painted:
-        if fallback is None:
-            raise ValueError("There are no painted voxels, so the slicing axis cannot be inferred.")
-        return int(fallback)
+        return _Candidates(tuple(range(ndim)), "nothing is painted yet")
     fractions = _painted_fractions(painted)
-    tied = np.flatnonzero(np.isclose(fractions, fractions.min(), rtol=0.0, atol=1e-12))
-    if fallback is not None and fallback in tied:
-        return int(fallback)
-    return int(tied[-1])
+    tied = tuple(int(a) for a in np.flatnonzero(np.isclose(fractions, fractions.min(), rtol=0.0, atol=1e-12)))
+    if len(tied) == 1:
+        return _Candidates(tied, "the painted slices lie along it")
+    return _Candidates(tied, f"the paint lies along axes {_and_list(tied)} alike")
+
+
+def _and_list(axes: Sequence[int]) -> str:
+    """``0, 1 and 2``."""
+    words = [str(a) for a in axes]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def axis_mismatch_advice(labels: Sequence[np.ndarray | None], axis: int) -> str | None:

@@ -322,6 +322,29 @@ def test_train_shows_the_interpolation_when_chosen(scene, qtbot):
     np.testing.assert_array_equal(prediction_layer(viewer).data, interpolate_labels(labels.data, axis=0))
 
 
+@pytest.mark.parametrize(
+    ("choice", "status", "advice"),
+    [
+        ("auto (inferred)", "slicing axis 0 (the painted slices lie along it)", False),
+        ("axis 2", "slicing axis 2 (you chose it)", True),
+    ],
+)
+def test_the_axis_is_decided_on_train_and_the_status_line_says_why(scene, qtbot, choice, status, advice):
+    _, widget, _, _ = scene  # painted on slices 2 and 5 along axis 0
+    shown, set_text = [], widget.status_label.setText
+    widget.status_label.setText = lambda text: shown.append(text) or set_text(text)
+    widget.options.axis_combo.setCurrentText(choice)
+    before = len(notification_manager.records)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None
+    assert any(status in text for text in shown)
+    trainer = widget.session.trainer
+    assert trainer.axis == trainer.config.axis == int(status.split()[2])
+    # A chosen axis against the paint is still pointed out.
+    assert any("lie along axis 0" in m for m in messages_since(before, "warning")) == advice
+
+
 def test_stop_right_after_train(scene, qtbot):
     viewer, widget, labels, _ = scene
     widget.config_overrides = tiny_overrides(steps_stage3=4000)

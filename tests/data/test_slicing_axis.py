@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.data.slicing_axis import axis_mismatch_advice, infer_axis
+from napari_action.data.slicing_axis import AxisDecision, axis_mismatch_advice, decide_axis, infer_axis
 
 CUBE = (24, 24, 24)
 
@@ -59,3 +59,82 @@ def test_paint_along_another_axis_than_the_forced_one_is_pointed_out():
     assert axis_mismatch_advice([labels], axis=2) is None
     dense = np.ones((10, 12, 14), np.uint8)  # a fully labeled volume has no painted axis
     assert axis_mismatch_advice([dense], axis=0) is None
+
+
+# -- decide_axis: one decision from every input, in priority order ---------------------------
+def single_voxel() -> np.ndarray:
+    """Paint that fits every axis alike."""
+    labels = np.zeros((5, 5, 5), dtype=np.uint8)
+    labels[2, 2, 2] = 1
+    return labels
+
+
+def test_decision_reads_as_axis_and_reason():
+    decision = decide_axis([painted_on(2, slices=(1, 4))])
+    assert decision == AxisDecision(2, "the painted slices lie along it")
+    assert str(decision) == "axis 2: the painted slices lie along it"
+
+
+def test_a_loaded_model_is_continued_when_nothing_asks_for_another_axis():
+    painted_along_1 = [painted_on(1, slices=(3,))]
+    assert decide_axis(painted_along_1, model_axis=1, viewer_axis=0) == AxisDecision(
+        1, "training continues the loaded model, which slices along it"
+    )
+    # A tie, or no paint at all, keeps the model's axis over the viewer's.
+    assert decide_axis([single_voxel()], model_axis=0, viewer_axis=2).axis == 0
+    assert decide_axis([np.zeros(CUBE)], model_axis=0, viewer_axis=2).axis == 0
+    assert decide_axis(painted_along_1, model_axis=2, chosen=2, accepted=1).axis == 2
+
+
+def test_a_loaded_model_along_another_axis_than_asked_gives_way():
+    # Then a new model is trained: the caller compares the decided axis with the model's.
+    assert decide_axis([painted_on(1, slices=(3,))], model_axis=0) == AxisDecision(1, "the painted slices lie along it")
+    assert decide_axis([painted_on(1, slices=(3,))], model_axis=1, chosen=2) == AxisDecision(2, "you chose it")
+    assert decide_axis([], model_axis=1, accepted=0) == AxisDecision(0, "the slices you accepted lie along it")
+
+
+def test_the_users_choice_beats_accepted_slices_and_paint():
+    assert decide_axis([painted_on(1, slices=(3,))], chosen=0, accepted=2, viewer_axis=1) == AxisDecision(
+        0, "you chose it"
+    )
+
+
+def test_accepted_slices_beat_the_paint():
+    assert decide_axis([painted_on(1, slices=(3,))], accepted=2, viewer_axis=1) == AxisDecision(
+        2, "the slices you accepted lie along it"
+    )
+
+
+def test_the_paint_beats_the_viewer():
+    assert decide_axis([None, painted_on(0, slices=(2, 9))], viewer_axis=2) == AxisDecision(
+        0, "the painted slices lie along it"
+    )
+
+
+def test_a_tie_goes_to_the_viewers_axis_else_to_the_last_tied_one():
+    assert decide_axis([single_voxel()], viewer_axis=1) == AxisDecision(
+        1, "the paint lies along axes 0, 1 and 2 alike, and the viewer slices along it"
+    )
+    two_way = np.zeros((6, 6, 6), dtype=np.uint8)
+    two_way[2, 1:3, 1:5] = 1  # 1 of 6 slices along axis 0, 2 along axis 1, 4 along axis 2
+    two_way[4, 1:3, 1:5] = 1  # now 2 along axis 0 too: axes 0 and 1 tie
+    assert decide_axis([two_way], viewer_axis=2) == AxisDecision(
+        1, "the paint lies along axes 0 and 1 alike; it is the last of them"
+    )
+    assert decide_axis([two_way], viewer_axis=0).axis == 0
+
+
+def test_without_paint_the_viewer_decides_and_without_a_viewer_nothing_does():
+    assert decide_axis([np.zeros(CUBE), None], viewer_axis=-1) == AxisDecision(
+        2, "nothing is painted yet, and the viewer slices along it"
+    )
+    with pytest.raises(ValueError, match="no painted voxels"):
+        decide_axis([np.zeros(CUBE)])
+
+
+def test_decision_normalizes_negative_axes_and_rejects_bad_ones():
+    assert decide_axis([painted_on(1, slices=(3,))], chosen=-1).axis == 2
+    with pytest.raises(ValueError):
+        decide_axis([painted_on(1, slices=(3,))], chosen=3)
+    with pytest.raises(ValueError, match="same number of dimensions"):
+        decide_axis([np.ones((2, 2, 2)), np.ones((2, 2))], chosen=0)
