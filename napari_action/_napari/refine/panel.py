@@ -60,7 +60,7 @@ from napari_action._napari.refine.training_set import (
 from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
 from napari_action._napari.view_plane import viewer_slicing_axis
-from napari_action.data.slicing_axis import infer_axis
+from napari_action.data.slicing_axis import decide_axis
 from napari_action.inference.next_slices import NextSlice, next_slices
 from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
 
@@ -245,7 +245,7 @@ class RefinePanel(QGroupBox):
         return image_name_of(layer, self.training_volumes())
 
     def slicing_axis(self, painted: list) -> int:
-        """The model's axis, else that of accepted slices, the form's choice, or the inferred one."""
+        """The model's axis; before there is one, the axis the next Train would decide (:func:`decide_axis`)."""
         if self.session.trainer is not None:
             return int(self.session.trainer.axis)
         accepted = [
@@ -253,13 +253,10 @@ class RefinePanel(QGroupBox):
             for t in self.session.trackers.values()
             if self.session.accepted_slices.get(t.layer.metadata.get(SOURCE_KEY))
         ]
-        if accepted:
-            return accepted[0]
         viewer_axis = viewer_slicing_axis(self.viewer)
         choice = self.widget.options.axis_choice(viewer_axis)
-        if choice is not None:
-            return choice
-        return infer_axis(painted, fallback=viewer_axis) if painted else viewer_axis
+        accepted_axis = accepted[0] if accepted else None
+        return decide_axis(painted, chosen=choice, accepted=accepted_axis, viewer_axis=viewer_axis).axis
 
     # -- training-set list --------------------------------------------------------------
     def _labeled_along(self, volumes: list[tuple], axis: int) -> LabeledSlices:
