@@ -20,6 +20,8 @@ BUDGETS: tuple[str, ...] = ("cpu", "paper")
 PRIORS: tuple[str, ...] = ("none", "vote", "target")
 #: Where the prior comes from: the labels propagated along the image, or shapes interpolated between slices.
 PRIOR_SOURCES: tuple[str, ...] = ("propagation", "interpolation")
+#: Where streamed predictions may replace the preview while training runs (``TrainConfig.stream_over_preview``).
+STREAM_OVER_PREVIEW: tuple[str, ...] = ("unreached", "everywhere")
 
 
 @dataclass
@@ -170,6 +172,12 @@ class TrainConfig:
     # Streamed predictions replace the preview (the prior) only once the
     # network's Dice on the labeled slices reaches this (0: stream at once).
     stream_min_fit: float = 0.7
+    # Where streamed predictions may replace the preview while training runs: "unreached" only on
+    # slices the preview does not reach (its labels stay where they are; Predict then shows the
+    # network everywhere), "everywhere" on every slice. On Colin27 (k = 3, one seed, 1 thread) the
+    # network alone fell to 0.67 mid-run against the preview's 0.725; kept off the reached slices
+    # it never went below 0.719 (docs/benchmarks.md, "Which slices the network takes over").
+    stream_over_preview: str = "unreached"
     # Mixed precision on CUDA (bfloat16 autocast; float16 with a loss scaler before Ampere). Off:
     # on an H200 it was 7-12 % slower per step than float32 (whose convolutions use TF32) and took
     # more memory, for both presets (docs/benchmarks.md, "On a GPU"); these 2D networks are
@@ -270,6 +278,10 @@ class TrainConfig:
             raise ValueError("loss.ema_momentum must be in [0, 1).")
         if self.prior_source not in PRIOR_SOURCES:
             raise ValueError(f"prior_source must be one of {PRIOR_SOURCES}, got {self.prior_source!r}.")
+        if self.stream_over_preview not in STREAM_OVER_PREVIEW:
+            raise ValueError(
+                f"stream_over_preview must be one of {STREAM_OVER_PREVIEW}, got {self.stream_over_preview!r}."
+            )
         if self.loss.prior not in PRIORS:
             raise ValueError(f"loss.prior must be one of {PRIORS}, got {self.loss.prior!r}.")
         if self.model.context < 0:

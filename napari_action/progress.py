@@ -63,6 +63,8 @@ class TrainProgress:
     painted_fit: float | None = None
     #: Whether streamed predictions are on (they wait until ``painted_fit`` reaches the config's gate).
     streaming: bool = True
+    #: Whether the preview stays on the slices it reaches while streaming (the network shows elsewhere).
+    preview_kept: bool = False
     #: Something the user should know, said once (e.g. batches halved after the GPU memory was full).
     notice: str | None = None
 

@@ -31,4 +31,8 @@ def _fit_text(progress: TrainProgress) -> str:
     if progress.painted_fit is None:
         return ""
     text = f" · Dice on your slices {progress.painted_fit:.2f}"
-    return text if progress.streaming else text + " (preview of your labels shown until the network does better)"
+    if not progress.streaming:
+        return text + " (the preview of your labels stays until the network fits your slices)"
+    if progress.preview_kept:
+        return text + " (the network fills the slices your labels do not reach; Predict shows it everywhere)"
+    return text

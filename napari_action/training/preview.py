@@ -60,9 +60,13 @@ def streamed_slices(
     pool: SlicePool,
     images: Sequence[NormalizedVolume],
     thickness: Sequence[float] | None = None,
+    skip_reached: bool = False,
 ) -> tuple[SlicePrediction, ...]:
     """The next slices of the sweep, mixed with the prior as the final prediction is, once the network
-    fits the labeled slices; none before. ``thickness``: each volume's slice thickness in mm."""
+    fits the labeled slices; none before. ``thickness``: each volume's slice thickness in mm;
+    ``skip_reached``: leave the preview where the prior reaches (``TrainConfig.stream_over_preview``)."""
     if not gate.open:
         gate.check(predictor, pool)
-    return stream.predict(predictor, images, pool.priors, thickness) if gate.open else ()
+    if not gate.open:
+        return ()
+    return stream.predict(predictor, images, pool.priors, thickness, skip_reached=skip_reached)

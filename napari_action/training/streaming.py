@@ -75,12 +75,16 @@ class StreamCursor:
         volumes: Sequence[np.ndarray | NormalizedVolume],
         priors: Mapping[int, SlicePrior] | None = None,
         thickness: Sequence[float] | None = None,
+        *,
+        skip_reached: bool = False,
     ) -> tuple[SlicePrediction, ...]:
         """Predict the next chunk with ``predictor`` on ``volumes`` (normalised arrays, or normalised on demand).
 
         With the volumes' ``priors`` (by volume index) and slice ``thickness`` (mm), each slice is mixed
         with its prior as the final prediction mixes it (:func:`with_prior`): near a painted slice
         the streamed layer then shows what the preview showed there, not a half-trained network's guess.
+        ``skip_reached`` leaves out the slices the prior reaches (the preview stays there): the
+        result is then the runs of the chunk outside its reach, possibly none.
         """
         volume, start, stop = self.next_range()
         image = volumes[volume]
@@ -93,11 +97,22 @@ class StreamCursor:
         block = image.block(predictor.axis, low, high)
         labels, probs = predictor.predict_slices(block, start - low, stop - low, pad=image.pad)
         prior = (priors or {}).get(volume)
-        if prior is not None:
-            decay = predictor.prior_decay_mm / (1.0 if thickness is None else float(thickness[volume]))
-            probs = np.stack([with_prior(p, prior, start + i, decay) for i, p in enumerate(probs)])
-            labels = predictor.class_values[probs.argmax(axis=1)].astype(labels.dtype)
-        return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
+        if prior is None:
+            return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
+        decay = predictor.prior_decay_mm / (1.0 if thickness is None else float(thickness[volume]))
+        probs = np.stack([with_prior(p, prior, start + i, decay) for i, p in enumerate(probs)])
+        labels = predictor.class_values[probs.argmax(axis=1)].astype(labels.dtype)
+        shown = ~prior.covered[start:stop] if skip_reached else np.ones(stop - start, bool)
+        return tuple(
+            SlicePrediction(volume, predictor.axis, start + first, labels[first:last], probs[first:last].max(axis=1))
+            for first, last in _runs_of_true(shown)
+        )
+
+
+def _runs_of_true(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(first, stop)`` of every run of consecutive True values in a 1D mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 class FitGate:

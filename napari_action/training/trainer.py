@@ -387,7 +387,11 @@ class Trainer:
             clock.done, self.config.stream_every_steps, self.config.stream_every_seconds
         ):
             thickness = [spacing[self.axis] for spacing in self.spacings]
-            predictions = streamed_slices(self._stream, self._gate, self.predictor(), self.pool, self.images, thickness)
+            skip_reached = self.config.stream_over_preview == "unreached"
+            predictor = self.predictor()
+            predictions = streamed_slices(
+                self._stream, self._gate, predictor, self.pool, self.images, thickness, skip_reached
+            )
         return TrainProgress(
             stage=stage.name,
             step=clock.done,
@@ -400,6 +404,7 @@ class Trainer:
             predictions=predictions,
             painted_fit=self._gate.fit,
             streaming=self._gate.open,
+            preview_kept=self.config.stream_over_preview == "unreached" and bool(self.pool.priors),
             notice=self._take_notice(),
         )
 

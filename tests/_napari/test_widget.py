@@ -392,7 +392,7 @@ def test_streamed_predictions_wait_until_the_network_fits_the_painted_slices(sce
     trainer = widget.session.trainer  # the preview on screen is the trainer's prior, untouched by the network
     preview = trainer.class_values[trainer.prior(0).result.classes()]
     np.testing.assert_array_equal(prediction_layer(viewer).data, preview)
-    assert "preview of your labels shown" in widget.status_label.text()
+    assert "preview of your labels stays" in widget.status_label.text()
 
 
 def test_status_line_says_when_the_preview_is_still_shown():
@@ -411,9 +411,11 @@ def test_status_line_says_when_the_preview_is_still_shown():
     )
     waiting = status_text(TrainProgress(**common, painted_fit=0.42, streaming=False))
     assert "step 120/900" in waiting and "ETA 6:30" in waiting
-    assert "Dice on your slices 0.42 (preview of your labels shown until the network does better)" in waiting
+    assert "Dice on your slices 0.42 (the preview of your labels stays until the network fits" in waiting
     streaming = status_text(TrainProgress(**common, painted_fit=0.81, streaming=True))
     assert streaming.endswith("Dice on your slices 0.81")
+    kept = status_text(TrainProgress(**common, painted_fit=0.81, streaming=True, preview_kept=True))
+    assert "the network fills the slices your labels do not reach; Predict shows it everywhere" in kept
     assert "Dice" not in status_text(TrainProgress(**common))  # no check made yet
 
 

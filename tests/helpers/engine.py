@@ -59,6 +59,7 @@ def tiny_overrides(steps_stage3: int = 6, **more) -> dict:
         stream_every_steps=2,
         stream_every_seconds=1e9,
         stream_min_fit=0.0,  # tiny runs never fit well: stream at once so that streaming is exercised
+        stream_over_preview="everywhere",  # the preview reaches every slice of these tiny volumes
         model={"base_width": 4, "rep_dim": 16, "global_dim": 32},
         loss={"anco_queries": 8, "anco_negatives": 8, "queue_size": 4},
     )

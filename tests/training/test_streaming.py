@@ -179,3 +179,21 @@ def test_streamed_slices_are_mixed_with_the_prior_as_the_final_prediction_is():
     cursor.focus(0, PAINTED[0])
     (alone,) = cursor.predict(predictor, trainer.images)
     assert not np.array_equal(alone.labels[0], mixed.labels[0])  # without the prior, the network's guess
+
+
+def test_the_preview_stays_on_the_slices_it_reaches_and_the_network_fills_the_others():
+    from napari_action.training.trainer import Trainer
+    from tests.helpers.engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
+
+    image, truth = disc_volume(0)
+    # The interpolation reaches only the slices between the painted ones (2 to 7 of 10).
+    trainer = Trainer([image], [sparse(truth)], tiny_config(prior_source="interpolation"))
+    n_slices = image.shape[AXIS]
+    reached = trainer.prior(0).covered
+    assert reached[PAINTED[0] : PAINTED[-1] + 1].all() and not reached.all()
+    cursor = StreamCursor([n_slices], chunk=n_slices)
+    streamed = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0], skip_reached=True)
+    shown = [z for run in streamed for z in range(run.start, run.stop)]
+    assert shown == list(np.flatnonzero(~reached))  # every unreached slice, none of the others
+    everywhere = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0])
+    assert [(run.start, run.stop) for run in everywhere] == [(0, n_slices)]

@@ -260,3 +260,15 @@ def test_preview_streams_the_prior_in_label_values_and_training_reuses_it(data):
         shown[p.start : p.stop] = p.labels
     between = slice(PAINTED[0], PAINTED[-1] + 1)
     assert (shown[between] == expected[between]).mean() > 0.95
+
+
+def test_streamed_predictions_leave_the_preview_where_it_reaches_by_default():
+    image, truth = disc_volume(0)
+    config = tiny_config(prior_source="interpolation", stream_over_preview="unreached")
+    trainer = Trainer([image], [sparse(truth)], config)
+    progress = trainer.train()
+    streamed = [z for p in progress for run in p.predictions for z in range(run.start, run.stop)]
+    reached = trainer.prior(0).covered
+    assert streamed and not reached[streamed].any()  # the network showed only where the preview had nothing
+    assert all(p.preview_kept for p in progress)
+    assert not any(p.preview_kept for p in Trainer([image], [sparse(truth)], tiny_config()).train())
