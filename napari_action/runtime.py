@@ -87,8 +87,8 @@ def configure_threads(num_threads: int | None, default: int | None = None) -> No
         The cap; None or 0: ``default``. A cap below 1 leaves torch as it is.
     default : int or None
         The cap when ``num_threads`` is unset; None leaves torch's own (the
-        command line's default). The widget passes all cores but one, so the
-        GUI keeps a core.
+        command line's default). The widget passes every core; its worker
+        thread runs at a lower priority, which keeps the GUI responsive.
     """
     threads = num_threads or default
     if threads is not None and threads > 0:

@@ -198,8 +198,9 @@ class OptionsForm(QWidget):
         self.threads_spin.setRange(1, available_cores())
         self.threads_spin.setValue(training_threads())
         self.threads_spin.setToolTip(
-            "torch's CPU threads for training and prediction. Default: all cores but one, which the "
-            "viewer keeps. Two trainings on the same cores slow each other down several-fold."
+            "torch's CPU threads for training and prediction. Default: every core (training runs at "
+            "lower priority, so the viewer stays responsive). Two trainings on the same cores slow "
+            "each other down several-fold."
         )
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -13,8 +13,8 @@ Threads
 -------
 The worker thread runs at lower priority and starts with frequent GIL
 hand-overs (:mod:`.threads`); the widget caps torch's CPU threads with
-``TrainConfig.num_threads`` (the form's "CPU threads", by default all cores
-but one), which the trainer applies with ``torch.set_num_threads``.
+``TrainConfig.num_threads`` (the form's "CPU threads", by default every
+core), which the trainer applies with ``torch.set_num_threads``.
 
 Messages into the generator
 ---------------------------

@@ -12,16 +12,16 @@ from napari_action._napari import threads
 from napari_action._napari.threads import cap_torch_threads, lower_thread_priority, training_threads
 
 
-def test_training_threads_leave_a_core():
-    assert [training_threads(n) for n in (1, 2, 8)] == [1, 1, 7]
+def test_training_threads_use_every_core():
+    assert [training_threads(n) for n in (1, 2, 8)] == [1, 2, 8]
 
 
-def test_prediction_jobs_cap_torch_at_all_cores_but_one_unless_told(monkeypatch):
+def test_prediction_jobs_cap_torch_at_every_core_unless_told(monkeypatch):
     import torch
 
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
-    cap_torch_threads()  # a loaded model's config has no count: this machine's cores but one
-    assert torch.get_num_threads() == 3
+    cap_torch_threads()  # a loaded model's config has no count: every core of this machine
+    assert torch.get_num_threads() == 4
     cap_torch_threads(2)
     assert torch.get_num_threads() == 2
 

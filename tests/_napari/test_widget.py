@@ -89,7 +89,7 @@ def test_train_streams_into_prediction_layer(scene, qtbot):
     wait_finished(qtbot, widget)
 
     assert widget.run.error is None and widget.run.last_progress.step >= 2
-    # The worker thread trains with all cores but one (the GUI keeps one), the form's default.
+    # The worker thread trains with every core (at a lower priority than the GUI), the form's default.
     assert widget.options.threads_spin.value() == training_threads()
     assert widget.options.device_label.text().startswith(f"using: CPU, {training_threads()} thread")
     assert np.isin(np.unique(layer.data), [0, 1, 2]).all()
