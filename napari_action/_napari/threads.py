@@ -47,7 +47,7 @@ def training_threads(cores: int | None = None) -> int:
     """torch CPU threads for training: every core.
 
     On 2 cores (``benchmarks/gui_responsiveness.py --threads 1`` and ``2``, back to back, twice) two
-    threads trained 12-26 % faster with no longer stalls (longest 299 and 245 ms against 347 and
+    threads trained 11-27 % faster with no longer stalls (longest 299 and 245 ms against 347 and
     288 ms; p99 80 and 79 ms against 97 and 75 ms): the worker thread's lower priority already
     gives the GUI thread the core when it needs one.
     """
