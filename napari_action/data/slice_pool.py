@@ -328,7 +328,7 @@ class SlicePool:
             torch.from_numpy(np.stack(weights)),
         )
 
-    def _prior_crop(self, v: int, s: int, y0: int, x0: int, crop: int, decay: float):
+    def _prior_crop(self, v: int, s: int, y0: int, x0: int, crop: int, decay: float) -> tuple[np.ndarray, np.ndarray]:
         found = self.priors.get(v)
         if found is None or not found.covered[s]:
             return np.full((crop, crop), IGNORE_INDEX, np.int64), np.zeros((crop, crop), np.float32)

@@ -26,15 +26,21 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_action import __version__
 from napari_action.io.atomic import explained_errors, make_folder_for
 from napari_action.io.errors import describe_os_error, os_error_in_chain, written_by_newer
+
+if TYPE_CHECKING:  # zarr and torch are imported only when a store is read or written
+    import zarr
+
+    from napari_action.io.checkpoint import Checkpoint
 
 FORMAT = "napari-action-session"
 FORMAT_VERSION = 1
@@ -192,7 +198,7 @@ def _write_store(partial: Path, session: Session) -> None:
     )
 
 
-def _write_array(group, name: str, data: np.ndarray) -> None:
+def _write_array(group: zarr.Group, name: str, data: np.ndarray) -> None:
     group.create_array(name, data=np.ascontiguousarray(data), chunks=_chunks(data.shape))
 
 
@@ -204,7 +210,7 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (min(shape[0], 64), *shape[1:])
 
 
-def _write_volume(group, index: int, volume: SessionVolume) -> None:
+def _write_volume(group: zarr.Group, index: int, volume: SessionVolume) -> None:
     for name in ("painted", "prediction", "edited", "image"):
         data = getattr(volume, name)
         if data is not None:
@@ -265,7 +271,7 @@ def load_session(path: str | os.PathLike) -> Session:
     )
 
 
-def _read_volume(group, index: int, attrs: dict[str, Any]) -> SessionVolume:
+def _read_volume(group: zarr.Group, index: int, attrs: dict[str, Any]) -> SessionVolume:
     arrays = {}
     for name in ("painted", "prediction", "edited", "image"):
         key = f"volumes/{index}/{name}"
@@ -281,7 +287,7 @@ def _read_volume(group, index: int, attrs: dict[str, Any]) -> SessionVolume:
     )
 
 
-def _read_bytes(group, name: str) -> bytes | None:
+def _read_bytes(group: zarr.Group, name: str) -> bytes | None:
     return group[name][...].tobytes() if name in group else None
 
 
@@ -292,7 +298,7 @@ def source_changed(volume: SessionVolume) -> bool | None:
     return file_sha256(volume.source_path) != volume.source_sha256
 
 
-def checkpoint_to_bytes(checkpoint) -> bytes:
+def checkpoint_to_bytes(checkpoint: Checkpoint) -> bytes:
     """Serialise a :class:`~napari_action.io.checkpoint.Checkpoint` for a session store."""
     from napari_action.io.checkpoint import save_checkpoint  # torch: loaded only when a model is stored
 
@@ -301,7 +307,7 @@ def checkpoint_to_bytes(checkpoint) -> bytes:
         return scratch.read_bytes()
 
 
-def checkpoint_from_bytes(data: bytes):
+def checkpoint_from_bytes(data: bytes) -> Checkpoint:
     """Inverse of :func:`checkpoint_to_bytes`."""
     from napari_action.io.checkpoint import load_checkpoint  # torch: see checkpoint_to_bytes
 
@@ -311,7 +317,7 @@ def checkpoint_from_bytes(data: bytes):
 
 
 @contextlib.contextmanager
-def _scratch_file():
+def _scratch_file() -> Iterator[Path]:
     # torch.save/load want a file; a private temporary one is removed afterwards.
     handle, name = tempfile.mkstemp(suffix=".pt")
     os.close(handle)

@@ -93,7 +93,7 @@ def _supervised(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig
     return losses.supervised_loss(logits, targets, dice_present_only=config.loss.dice_present_classes_only)
 
 
-def _distillation_views(inp: StepInputs, batch_l: int, batch_u: int):
+def _distillation_views(inp: StepInputs, batch_l: int, batch_u: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Labeled + unlabeled images, one geometry, two photometric views.
 
     The teacher sees the weak (clean) view and the student the strong one
@@ -107,7 +107,7 @@ def _distillation_views(inp: StepInputs, batch_l: int, batch_u: int):
     return weak, strong, targets
 
 
-def _kl_or_zero(student: torch.Tensor, teacher: torch.Tensor, queue: EmbeddingQueue, inp: StepInputs):
+def _kl_or_zero(student: torch.Tensor, teacher: torch.Tensor, queue: EmbeddingQueue, inp: StepInputs) -> torch.Tensor:
     """Distillation against the queue, then enqueue; zero while the queue is empty."""
     cfg = inp.config.loss
     entries = queue.entries()
@@ -160,7 +160,7 @@ def local_distillation(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     return loss, logs
 
 
-def _prior_batch(inp: StepInputs, batch: int):
+def _prior_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unlabeled crops with the interpolation prior, one joint geometry for all three."""
     cfg = inp.config
     images, prior, weight = inp.pool.sample_unlabeled_with_prior(
@@ -170,7 +170,9 @@ def _prior_batch(inp: StepInputs, batch: int):
     return random_geometric(images, prior, weight, inp.generator, **_geometry(cfg))
 
 
-def _teacher_probabilities(inp: StepInputs, images: torch.Tensor, prior, weight) -> torch.Tensor:
+def _teacher_probabilities(
+    inp: StepInputs, images: torch.Tensor, prior: torch.Tensor | None, weight: torch.Tensor | None
+) -> torch.Tensor:
     with torch.no_grad():
         probs = torch.softmax(inp.nets.teacher(images).logits.float(), dim=1)
     if prior is None:
@@ -184,7 +186,7 @@ def _teacher_probabilities(inp: StepInputs, images: torch.Tensor, prior, weight)
     return torch.where(has_prior, (1 - alpha) * probs + alpha * onehot, probs)
 
 
-def _pseudo_labeled_batch(inp: StepInputs, batch_u: int):
+def _pseudo_labeled_batch(inp: StepInputs, batch_u: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unlabeled images with teacher pseudo-labels, mixed and perturbed jointly.
 
     The teacher runs in eval mode on clean images (no dropout, running BN
@@ -204,7 +206,9 @@ def _pseudo_labeled_batch(inp: StepInputs, batch_u: int):
     return images, pseudo, confidence
 
 
-def _contrast_labels(targets, pseudo, confidence, threshold: float) -> torch.Tensor:
+def _contrast_labels(
+    targets: torch.Tensor, pseudo: torch.Tensor, confidence: torch.Tensor, threshold: float
+) -> torch.Tensor:
     trusted = torch.where(confidence >= threshold, pseudo, torch.full_like(pseudo, -1))
     return torch.cat([targets, trusted])
 

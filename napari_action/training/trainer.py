@@ -356,7 +356,9 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
-    def _train_step(self, stage: Stage, inputs, optimizer, index: int) -> tuple[dict[str, float], float]:
+    def _train_step(
+        self, stage: Stage, inputs: stages.StepInputs, optimizer: torch.optim.Optimizer, index: int
+    ) -> tuple[dict[str, float], float]:
         lr = poly_learning_rate(self.config.lr, index, stage.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -380,7 +382,7 @@ class Trainer:
             self.nets.ema_update(self.config.loss.ema_momentum)
         return logs, lr
 
-    def _progress(self, stage: Stage, clock: RateClock, logs, lr: float) -> TrainProgress:
+    def _progress(self, stage: Stage, clock: RateClock, logs: dict[str, float], lr: float) -> TrainProgress:
         predictions = ()
         # Only rank 0 shows predictions; prediction involves no collective, so the others just skip it.
         if self.distributed.is_main and self._stream.due(
