@@ -213,8 +213,8 @@ def _predict_file(
     to the output slice by slice (``.nii.gz`` outputs and ``--largest-components`` gather
     the label volume in memory first, 1-2 bytes per voxel).
     """
+    from napari_action.inference.out_of_core import predict_to_writer
     from napari_action.inference.postprocess import keep_largest_components
-    from napari_action.inference.streaming import predict_to_writer
     from napari_action.io.geometry import VoxelGeometry, geometry_warnings
     from napari_action.io.label_writers import MemoryLabelWriter, open_label_writer, write_label_volume
     from napari_action.io.volume_source import open_volume_source

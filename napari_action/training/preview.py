@@ -18,7 +18,7 @@ from napari_action.data.priors import SlicePrior, iter_prior_runs
 from napari_action.data.slice_pool import SlicePool
 from napari_action.inference.predictor import Predictor
 from napari_action.progress import SlicePrediction
-from napari_action.training.streaming import FitGate, StreamCursor
+from napari_action.training.stream_schedule import FitGate, StreamCursor
 
 __all__ = ["iter_prior_preview", "streamed_slices", "teacher_predictor"]
 

@@ -53,7 +53,7 @@ from napari_action.training.rate_clock import RateClock
 from napari_action.training.safeguards import WeightSnapshot
 from napari_action.training.schedule import Stage, build_schedule, make_optimizer, poly_learning_rate
 from napari_action.training.step_recovery import diverged_error, smaller_batches
-from napari_action.training.streaming import FitGate, StreamCursor
+from napari_action.training.stream_schedule import FitGate, StreamCursor
 from napari_action.training.trainer_inputs import (
     build_annotation,
     check_spacings,

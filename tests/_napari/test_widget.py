@@ -22,7 +22,7 @@ from napari_action.data.interpolation import interpolate_labels
 from napari_action.inference.loaded_model import load_model
 from napari_action.progress import FocusRequest
 from napari_action.training.safeguards import TrainingDivergedError
-from napari_action.training.streaming import StreamCursor
+from napari_action.training.stream_schedule import StreamCursor
 from tests.helpers.engine import tiny_overrides
 from tests.helpers.gui import (
     PAINTED,

@@ -25,7 +25,9 @@ SOME_FILES_FAILED = 1
 # Child code: run the command args[1:] and hand back its exit code and what it printed on
 # stderr as the message of an exception (the child reports exceptions only; a pipe, unlike a
 # log file, is not bound by the file size limit).
-_SETUP = "from napari_action.cli.main import main\nimport napari_action.cli.predict, napari_action.inference.streaming"
+_SETUP = (
+    "from napari_action.cli.main import main\nimport napari_action.cli.predict, napari_action.inference.out_of_core"
+)
 _RUN_COMMAND = """
 import contextlib, io
 class Exited(Exception):

@@ -1,4 +1,4 @@
-"""Tests for napari_action.training.streaming: when to stream, which slices, and what is streamed."""
+"""Tests for napari_action.training.stream_schedule: when to stream, which slices, and what is streamed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from napari_action.inference.predictor import Predictor
 from napari_action.networks.unet import UNet
 from napari_action.progress import SlicePrediction
-from napari_action.training.streaming import StreamCursor
+from napari_action.training.stream_schedule import StreamCursor
 
 NEVER = 1e9  # seconds: a time trigger that never fires within a test
 
@@ -108,7 +108,7 @@ def test_predict_streams_the_next_chunk_along_the_predictor_axis(predictor):
 
 
 def test_fit_gate_opens_once_the_network_fits_the_labeled_slices_and_stays_open():
-    from napari_action.training.streaming import FitGate
+    from napari_action.training.stream_schedule import FitGate
     from napari_action.training.trainer import Trainer
     from tests.helpers.engine import disc_volume, sparse, tiny_config
 
@@ -153,7 +153,7 @@ class _FixedPool:
 
 
 def test_fit_is_the_mean_foreground_dice_on_supervised_pixels_of_slices_with_foreground():
-    from napari_action.training.streaming import FitGate
+    from napari_action.training.stream_schedule import FitGate
 
     targets = {(0, 1): np.array([[-1, 1, 1, 0]]), (0, 2): np.zeros((1, 4), np.int64)}
     predicted = {(0, 1): np.array([[1, 1, 0, 2]]), (0, 2): np.zeros((1, 4), np.int64)}

@@ -12,8 +12,8 @@ import torch
 from napari_action.cli.convert import convert_to_zarr
 from napari_action.data.slice_pool import normalize_volume
 from napari_action.inference.loaded_model import load_model
+from napari_action.inference.out_of_core import intensity_statistics, predict_to_writer, sample_slices
 from napari_action.inference.predictor import Predictor
-from napari_action.inference.streaming import intensity_statistics, predict_to_writer, sample_slices
 from napari_action.io.label_writers import MemoryLabelWriter
 from napari_action.io.nifti import load_volume
 from napari_action.io.volume_source import ArraySlices, open_volume_source
