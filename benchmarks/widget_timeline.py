@@ -7,7 +7,7 @@ the classes, on every slice that was not painted) together with the stage, the
 step and the network's Dice on the painted slices. The run ends after
 ``--seconds`` or when training ends.
 
-Run (2 CPU cores; the widget trains with cores - 1 torch threads)::
+Run (2 CPU cores; the widget trains with every core by default)::
 
     xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python benchmarks/widget_timeline.py --k 3 \\
         --json bench-out/widget_timeline.json
