@@ -42,7 +42,7 @@ from cohort_atlas import RegistrationSettings, register, set_itk_threads, vote, 
 from cohort_results import add_run, load_runs, machine, summary_table
 from cohort_subjects import Cohort, Subject, load_cohort, reoriented_like
 from peak_memory import PeakRss
-from sparse_slices import _parse_setting, _parse_warmup, network_config, train_timed
+from sparse_slices import add_training_options, network_config, parse_warmup, train_timed
 
 from napari_action.config import BUDGETS
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
@@ -293,18 +293,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "stored: the arrays as generated, in their own storage orientations",
     )
     parser.add_argument("--budget", choices=BUDGETS, default="cpu")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
-    parser.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the budget's)")
-    parser.add_argument("--warmup", default=None, help="stage i,ii steps, e.g. 5,5 (default: the budget's)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the budget's)")
-    parser.add_argument(
-        "--set",
-        type=_parse_setting,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a TrainConfig field, as in sparse_slices.py",
-    )
+    add_training_options(parser)
     parser.add_argument(
         "--deformable", choices=("bspline", "none"), default="bspline", help="atlas route's second stage"
     )
@@ -317,7 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.cohorts = args.cohorts.split(",")
     args.methods = args.methods.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
-    args.warmup = _parse_warmup(args.warmup)
+    args.warmup = parse_warmup(args.warmup)
     unknown = set(args.methods) - set(ALL_METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {ALL_METHODS}")

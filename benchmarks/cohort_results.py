@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sparse_results import mean_sd  # sibling module (run as a script)
 
 #: What each method name in the tables means (the network methods are those of sparse_slices.py).
 METHOD_NOTES = {
@@ -94,16 +95,6 @@ def _sort_key(record: dict) -> tuple:
 # --------------------------------------------------------------------------- tables
 
 
-def _mean_sd(values: list[float | None], digits: int = 3) -> str:
-    """Mean ± sample sd (ddof = 1); one value alone has no spread to show."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-
-
 def _groups(runs: list[dict]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = {}
     for record in runs:
@@ -149,11 +140,11 @@ def summary_table(runs: list[dict]) -> str:
         for key, group in _groups(subset).items():
             method = key[-1]
             lines.append(
-                f"| {method} | {_seeds(group)} | **{_mean_sd([r['mean_dice'] for r in group])}** | "
+                f"| {method} | {_seeds(group)} | **{mean_sd([r['mean_dice'] for r in group])}** | "
                 f"{_worst_subject(group)} | "
                 + "".join(f"{_per_class_mean(group, n)} | " for n in names)
-                + f"{_mean_sd([r['mean_hd95_mm'] for r in group], 1)} | "
-                f"{_mean_sd([r['timing']['total_s'] for r in group], 0)} |"
+                + f"{mean_sd([r['mean_hd95_mm'] for r in group], 1)} | "
+                f"{mean_sd([r['timing']['total_s'] for r in group], 0)} |"
             )
     notes = [f"- `{m}`: {text}" for m, text in METHOD_NOTES.items() if any(r["method"] == m for r in runs)]
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"

@@ -38,7 +38,8 @@ def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _mean_sd(values: list[float | None], digits: int) -> str:
+def mean_sd(values: list[float | None], digits: int = 3) -> str:
+    """Mean ± sample sd (ddof = 1) of the values given; one value alone has no spread to show."""
     values = [v for v in values if v is not None]
     if not values:
         return "–"
@@ -64,11 +65,11 @@ def summary_table(runs: list[dict]) -> str:
         timing = [r["timing"] for r in group]
         lines.append(
             f"| {dataset} (axis {axis}) | {'every 2nd' if k == 'None' else k} | {method} | {len(group)} | "
-            f"**{_mean_sd([s['mean_dice'] for s in scores], 3)}** | {_worst_run(group)} | {_worst_class(group)} | "
-            + "".join(f"{_mean_sd([r.get('by_distance', {}).get(b) for r in group], 2)} | " for b in DISTANCE_BANDS)
-            + f"{_mean_sd([s['mean_hd95_mm'] for s in scores], 1)} | "
-            f"{_mean_sd([s['mean_asd_mm'] for s in scores], 2)} | "
-            f"{_mean_sd([t['train_s'] for t in timing], 0)} | {_mean_sd([t.get('steps_per_s') for t in timing], 2)} |"
+            f"**{mean_sd([s['mean_dice'] for s in scores], 3)}** | {_worst_run(group)} | {_worst_class(group)} | "
+            + "".join(f"{mean_sd([r.get('by_distance', {}).get(b) for r in group], 2)} | " for b in DISTANCE_BANDS)
+            + f"{mean_sd([s['mean_hd95_mm'] for s in scores], 1)} | "
+            f"{mean_sd([s['mean_asd_mm'] for s in scores], 2)} | "
+            f"{mean_sd([t['train_s'] for t in timing], 0)} | {mean_sd([t.get('steps_per_s') for t in timing], 2)} |"
         )
     return "\n".join(lines) + "\n"
 

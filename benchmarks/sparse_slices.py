@@ -203,7 +203,7 @@ def network_config(ds: Dataset, method: str, args) -> TrainConfig:
     return TrainConfig.preset(args.budget, **overrides)
 
 
-def _parse_setting(text: str) -> tuple[str, object]:
+def parse_setting(text: str) -> tuple[str, object]:
     """``name=value`` or ``loss.name=value``; the value is read as JSON (numbers, true/false)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
@@ -373,11 +373,29 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
-def _parse_warmup(text: str | None) -> tuple[int, int] | None:
+def parse_warmup(text: str | None) -> tuple[int, int] | None:
+    """``--warmup`` as (stage i, stage ii) steps; one number serves both."""
     if text is None:
         return None
     parts = [int(p) for p in text.split(",")]
     return (parts[0], parts[-1])
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--steps``, ``--warmup``, ``--lr`` and ``--set``: how every network of a benchmark trains."""
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    parser.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the budget's)")
+    parser.add_argument("--warmup", default=None, help="stage i,ii steps, e.g. 100,200 (default: the budget's)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the budget's)")
+    parser.add_argument(
+        "--set",
+        type=parse_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a TrainConfig field, e.g. rot90_prob=0.5 or "
+        "loss.dice_present_classes_only=false (use a separate --out-dir)",
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -396,19 +414,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="cpu",
         help="training preset: cpu (minutes on 2 cores) or paper (30k steps, for a GPU)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
-    parser.add_argument("--steps", type=int, default=None, help="stage-iii steps (default: the budget's)")
-    parser.add_argument("--warmup", default=None, help="stage i,ii steps, e.g. 100,200 (default: the budget's)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the budget's)")
-    parser.add_argument(
-        "--set",
-        type=_parse_setting,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a TrainConfig field, e.g. rot90_prob=0.5 or "
-        "loss.dice_present_classes_only=false (use a separate --out-dir)",
-    )
+    add_training_options(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-models", action="store_true", help="keep each trained network under out-dir/models")
     parser.add_argument("--out-dir", type=Path, default=Path("bench-out"))
@@ -416,7 +422,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.k = [int(k) for k in args.k.split(",")]
     args.methods = args.methods.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
-    args.warmup = _parse_warmup(args.warmup)
+    args.warmup = parse_warmup(args.warmup)
     unknown = set(args.methods) - set(ALL_METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {ALL_METHODS}")
