@@ -42,7 +42,7 @@ from cohort_atlas import RegistrationSettings, register, set_itk_threads, vote, 
 from cohort_results import add_run, load_runs, machine, summary_table
 from cohort_subjects import Cohort, Subject, load_cohort, reoriented_like
 from peak_memory import PeakRss
-from sparse_slices import add_training_options, network_config, parse_warmup, train_timed
+from sparse_slices import add_training_options, network_config, read_run_lists, train_timed
 
 from napari_action.config import BUDGETS
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
@@ -304,12 +304,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=Path("bench-out/cohort"))
     args = parser.parse_args(argv)
     args.cohorts = args.cohorts.split(",")
-    args.methods = args.methods.split(",")
-    args.seeds = [int(s) for s in args.seeds.split(",")]
-    args.warmup = parse_warmup(args.warmup)
-    unknown = set(args.methods) - set(ALL_METHODS)
-    if unknown:
-        parser.error(f"unknown methods {sorted(unknown)}; choose from {ALL_METHODS}")
+    read_run_lists(parser, args, ALL_METHODS)
     if args.subjects <= args.painted:
         parser.error("--subjects must exceed --painted: someone has to be predicted")
     args.registration = registration_settings(args)

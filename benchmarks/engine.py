@@ -62,13 +62,20 @@ def build_trainer(ds: Dataset, overrides: dict, steps: int, device: str = "cpu")
     return Trainer([ds.image], [sparse_from_truth(ds.truth, ds.axis, slices)], config)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a step's time is its whole time (nothing to wait for on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_times(trainer: Trainer, steps: int | None = None) -> dict[str, list[float]]:
-    """Seconds per step, keyed by stage name, of one call of ``iter_train``."""
+    """Seconds per step, keyed by stage name, of one call of ``iter_train``, the device synchronised after each."""
     times: dict[str, list[float]] = {}
     generator = trainer.iter_train(steps)
     while True:
         start = time.perf_counter()
         progress = next(generator, None)
+        synchronize(trainer.device)
         if progress is None:
             return times
         times.setdefault(progress.stage, []).append(time.perf_counter() - start)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from engine import step_times, synchronize
 from sparse_slices import DATASETS, Dataset, load_dataset, score
 
 from napari_action.config import TrainConfig
@@ -82,31 +83,13 @@ def painted_trainer(ds: Dataset, config: TrainConfig) -> Trainer:
 _SHARED_PRIORS: dict[tuple, dict[int, SlicePrior]] = {}
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_steps(trainer: Trainer) -> dict[str, list[float]]:
-    """Seconds of every step, by stage name, the device synchronised after each."""
-    times: dict[str, list[float]] = {}
-    generator = trainer.iter_train()
-    while True:
-        start = time.perf_counter()
-        progress = next(generator, None)
-        _synchronize(trainer.device)
-        if progress is None:
-            return times
-        times.setdefault(progress.stage, []).append(time.perf_counter() - start)
-
-
 def measure(ds: Dataset, preset: str, amp: bool, method: str, args) -> dict:
     """Steps per second of each stage and the peak memory of one run."""
     trainer = build_trainer(ds, preset, amp, method, args.device, args.warmup + args.steps)
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(trainer.device)
     stages = {}
-    for stage, times in timed_steps(trainer).items():
+    for stage, times in step_times(trainer).items():
         kept = times[args.warmup :] or times  # allocator, cuDNN autotuning and teacher sync come first
         stages[stage] = {"steps_per_s": float(1.0 / np.median(kept)), "timed_steps": len(kept)}
     peak = torch.cuda.max_memory_allocated(trainer.device) / 2**30 if trainer.device.type == "cuda" else None
@@ -223,7 +206,7 @@ def timeline_run(ds: Dataset, method: str, seed: int, args) -> dict:
     generator, progress = trainer.iter_train(), None
     start = time.perf_counter()
     for progress in generator:
-        _synchronize(trainer.device)
+        synchronize(trainer.device)
         if clock + time.perf_counter() - start >= mark:
             clock += time.perf_counter() - start
             points.append(scored_point(trainer, ds, slices, clock, progress, shown))

@@ -398,6 +398,16 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def read_run_lists(parser: argparse.ArgumentParser, args: argparse.Namespace, known_methods: tuple) -> None:
+    """``--methods`` and ``--seeds`` as lists, ``--warmup`` as steps; an unknown method stops with a message."""
+    args.methods = args.methods.split(",")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.warmup = parse_warmup(args.warmup)
+    unknown = set(args.methods) - set(known_methods)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {known_methods}")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="colin27", choices=DATASETS)
@@ -420,12 +430,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=Path("bench-out"))
     args = parser.parse_args(argv)
     args.k = [int(k) for k in args.k.split(",")]
-    args.methods = args.methods.split(",")
-    args.seeds = [int(s) for s in args.seeds.split(",")]
-    args.warmup = parse_warmup(args.warmup)
-    unknown = set(args.methods) - set(ALL_METHODS)
-    if unknown:
-        parser.error(f"unknown methods {sorted(unknown)}; choose from {ALL_METHODS}")
+    read_run_lists(parser, args, ALL_METHODS)
     return args
 
 

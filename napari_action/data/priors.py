@@ -89,7 +89,6 @@ class PropagationPrior:
         self._settings = settings or PropagationSettings()
         self._result = LabelPropagation(self._num_slices, self._in_plane, sorted(self._targets))
         self._runs: Iterator[tuple[Piece, PropagatedRun]] | None = None
-        self._kept: list[tuple[int, int]] = []  # slice ranges of the runs computed so far, in order
         self._done = False
         # The slice ranges of every piece computed to its end, offered to the next prior of this
         # volume (their labels are read back from the result: nothing is held twice).
@@ -136,7 +135,7 @@ class PropagationPrior:
         A later caller (the preview asked for after training touched the prior) sees the whole
         prior, not only what is left to compute.
         """
-        for start, stop in list(self._kept):
+        for start, stop in self._computed_ranges():
             yield self._stored_run(start, stop)
         yield from self._compute_rest()
 
@@ -158,10 +157,14 @@ class PropagationPrior:
         for piece, run in self._runs:
             self._note(piece, run)
             self._result.store(run)
-            self._kept.append((run.start, run.stop))
             yield run
         self._note(None, None)
         self._done = True
+
+    def _computed_ranges(self) -> list[tuple[int, int]]:
+        """Slice ranges of every run computed so far, in the order they were computed."""
+        done = [r for ranges in self._pieces.values() for r in ranges]
+        return done + (list(self._current[1]) if self._current is not None else [])
 
     def _note(self, piece: Piece | None, run: PropagatedRun | None) -> None:
         """Track the piece being computed; a piece is complete once the next one starts (or all are done)."""
