@@ -197,7 +197,7 @@ class Benchmark:
         self.viewer.window.add_dock_widget(self.widget, name="ACTION")
         self.widget.config_overrides = {"steps_stage1": args.warmup, "steps_stage2": args.warmup}
         if args.threads is not None:
-            self.widget.options.threads_spin.setValue(args.threads)
+            self.widget.options.num_threads.value = args.threads
         self.heartbeat = Heartbeat(args.interval_ms)
         self.scroller = Scroller(self.viewer)
         self.started = 0.0

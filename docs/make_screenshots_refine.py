@@ -39,7 +39,7 @@ def wait_until(condition, timeout: float = 900.0) -> None:
 
 
 def idle(widget: ActionWidget) -> bool:
-    return (widget.run is None or not widget.run.is_running) and widget.session.job is None
+    return (widget.run is None or not widget.run.is_running) and widget.training_state.job is None
 
 
 def shoot(viewer: napari.Viewer, name: str) -> None:

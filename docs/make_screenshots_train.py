@@ -47,7 +47,7 @@ def main() -> None:
     widget.config_overrides = dict(BUDGET)
     viewer.window.add_dock_widget(widget, name="ACTION: Train from sparse labels", area="right")
     # "view slices": the painted short-axis slices (the phantom's axis 2), as a user would choose.
-    widget.options.view_combo.setCurrentText(PAINTED)
+    widget.options.view.value = PAINTED
     widget.show_slices(PAINTED)
     viewer.dims.set_current_step(2, 9)  # a slice nobody painted (painted: 3, 7, 11)
     shoot(viewer, "train_before.png")

@@ -33,6 +33,17 @@ def _autosave_in_temporary_folder(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def settings_dir(tmp_path_factory, monkeypatch):
+    """Each test remembers training options in a folder of its own, never in the user's config folder.
+
+    Per test, not per run: a choice one test makes in the form must not become the next test's default.
+    """
+    folder = tmp_path_factory.mktemp("settings")
+    monkeypatch.setenv("NAPARI_ACTION_SETTINGS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Torch computes on one CPU thread in the test process: the suite shares two cores with other jobs.
 

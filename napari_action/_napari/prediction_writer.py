@@ -37,31 +37,31 @@ class BatchWritten:
 
 
 class PredictionWriter:
-    """Writes predictions of the session's model into the viewer's prediction layers.
+    """Writes predictions of the current model into the viewer's prediction layers.
 
     Parameters
     ----------
     viewer : napari.viewer.Viewer
         Where the layers are.
-    session : ActionSession
+    training_state : TrainingState
         The model, training plan and edit trackers.
     """
 
-    def __init__(self, viewer, session):
+    def __init__(self, viewer, training_state):
         self.viewer = viewer
-        self.session = session
+        self.training_state = training_state
 
     def write_batch(self, batch: list[SlicePrediction]) -> BatchWritten:
         """Write streamed slices into their volumes' layers; layers are refreshed once each."""
         written, touched = BatchWritten(), {}
         created = False
         for prediction in batch:
-            if self.session.needs_layer(prediction.volume_index):
+            if self.training_state.needs_layer(prediction.volume_index):
                 if created:
                     written.deferred.append(prediction)
                     continue
                 created = self.target_for(prediction.volume_index) is not None
-            tracker = self.session.target(prediction.volume_index)
+            tracker = self.training_state.target(prediction.volume_index)
             if tracker is None:  # its layer was deleted: the user does not want it
                 continue
             if is_mid_stroke(tracker.layer):
@@ -82,32 +82,36 @@ class PredictionWriter:
         a layer costs napari a few hundred milliseconds of GUI time (vispy
         visuals), so they are spread over several hand-overs.
         """
-        session, trainer = self.session, self.session.trainer
+        state, trainer = self.training_state, self.training_state.trainer
         # Before the trainer exists (the interpolation preview) the caller says which classes and axis.
         class_names, class_values, axis = classes or (trainer.class_names, trainer.class_values, trainer.axis)
-        image = session.plan.images[volume_index]
+        image = state.plan.images[volume_index]
         if image not in self.viewer.layers:
-            session.targets[volume_index] = None
+            state.targets[volume_index] = None
             return None
         layer = prediction_layer_for(
             self.viewer,
             image,
             class_names,
             class_values=class_values,
-            colormap=session.colormap,
+            colormap=state.colormap,
             dtype=smallest_label_dtype(class_values),
         )
-        tracker = session.targets[volume_index] = session.tracker_for(layer, axis)
+        tracker = state.targets[volume_index] = state.tracker_for(layer, axis)
         return tracker
 
     def write_volume(self, image_name: str, update: PredictionUpdate) -> None:
         """Write a finished whole-volume prediction of ``image_name`` into its layer (made if missing)."""
-        trainer = self.session.trainer
+        trainer = self.training_state.trainer
         image = self.viewer.layers[image_name]
         layer = prediction_layer_for(
-            self.viewer, image, trainer.class_names, class_values=trainer.class_values, colormap=self.session.colormap
+            self.viewer,
+            image,
+            trainer.class_names,
+            class_values=trainer.class_values,
+            colormap=self.training_state.colormap,
         )
-        tracker = self.session.tracker_for(layer, trainer.axis)
+        tracker = self.training_state.tracker_for(layer, trainer.axis)
         # A SlicePrediction holds its slices along the first axis: the slicing axis moves to the front.
         labels, confidence = (np.moveaxis(a, trainer.axis, 0) for a in (update.labels, update.confidence))
         tracker.write(SlicePrediction(update.volume_index, trainer.axis, 0, labels, confidence), refresh=True)

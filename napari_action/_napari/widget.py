@@ -1,7 +1,7 @@
 """The "ACTION: Train from sparse labels" dock widget.
 
-Wiring only: the form (:mod:`.form`) says what to train on, a
-:class:`~napari_action.training.trainer.Trainer` is built from snapshots of those layers,
+Wiring only: the layer picker (:mod:`.picker`) says what to train on, the options (:mod:`.options`)
+how, a :class:`~napari_action.training.trainer.Trainer` is built from snapshots of those layers,
 and a :class:`~.workers.TrainingRun` runs it in a napari thread worker. Yielded
 progress updates the status line, the napari progress bar and the loss plot;
 streamed slice predictions are written (throttled) into one editable
@@ -36,10 +36,10 @@ from qtpy.QtWidgets import (
 )
 from superqt.utils import qthrottled
 
-from napari_action._napari.action_session import ActionSession, TrainingPlan, build_trainer
 from napari_action._napari.files.panel import FilesPanel
-from napari_action._napari.form import LayerPicker, OptionsForm
 from napari_action._napari.layers import layer_image_data
+from napari_action._napari.options import OptionsForm
+from napari_action._napari.picker import LayerPicker
 from napari_action._napari.plot import LossPlot
 from napari_action._napari.prediction_writer import PredictionWriter
 from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
@@ -47,6 +47,7 @@ from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
 from napari_action._napari.threads import new_worker
+from napari_action._napari.training_state import TrainingPlan, TrainingState, build_trainer
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
 from napari_action._napari.view_plane import axis_for_choice, layer_geometry, show_slices_along, viewer_slicing_axis
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
@@ -74,8 +75,10 @@ class ActionWidget(QWidget):
     config_overrides : dict
         Extra :class:`~napari_action.config.TrainConfig` fields applied on top
         of the form (scripts and tests use it for tiny budgets).
-    session : ActionSession
-        Trainer, runs, jobs and edit trackers of this widget.
+    training_state : TrainingState
+        Trainer, runs, jobs, edit trackers and accepted slices of this widget.
+    options : OptionsForm
+        The training options (magicgui), remembered between napari sessions.
     writer : PredictionWriter
         Writes streamed slices and whole-volume predictions into the prediction layers.
     files_panel : FilesPanel
@@ -92,21 +95,24 @@ class ActionWidget(QWidget):
         self.viewer = viewer
         self.config_overrides: dict[str, Any] = {}
         self.stream_throttle_ms = 250
-        self.session = ActionSession()
-        self.writer = PredictionWriter(viewer, self.session)
+        self.training_state = TrainingState()
+        self.writer = PredictionWriter(viewer, self.training_state)
         self._build()
         self._send_annotations_throttled = qthrottled(self._send_annotations, timeout=500)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.dims.events.current_step.connect(self._on_dims_step)
-        # The session is not a QObject, so it still receives this when the widget dies.
-        self.destroyed.connect(self.session.abandon)
+        # The training state is not a QObject, so it still receives this when the widget dies.
+        self.destroyed.connect(self.training_state.abandon)
         self.refresh()
 
     # -- layout ------------------------------------------------------------------
     def _build(self) -> None:
         self.picker = LayerPicker(self.viewer)
         self.options = OptionsForm()
+        # The choices of the last napari session; an opened session's options replace them later.
+        for problem in self.options.remember_in():
+            show_warning(f"ACTION: {problem}")
         self.train_button = QPushButton("Train")
         self.pause_button = QPushButton("Pause")
         self.stop_button = QPushButton("Stop")
@@ -122,8 +128,8 @@ class ActionWidget(QWidget):
         buttons.addWidget(self.predict_button, 1, 0, 1, 2)
         buttons.addWidget(self.save_button, 1, 2)
         layout = QVBoxLayout(self._scrolling_content())
-        for widget in (self.picker, self.options):
-            layout.addWidget(widget)
+        layout.addWidget(self.picker)
+        layout.addWidget(self.options.native)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
         layout.addWidget(self.plot)
@@ -139,7 +145,7 @@ class ActionWidget(QWidget):
         self.predict_button.clicked.connect(self.predict_all)
         self.save_button.clicked.connect(self._on_save_clicked)
         # "activated", not "changed": choosing the same plane again re-applies it after napari's transpose button.
-        self.options.view_combo.textActivated.connect(self.show_slices)
+        self.options.view.native.textActivated.connect(self.show_slices)
 
     def _scrolling_content(self) -> QWidget:
         """The panel's content widget, inside a scroll area so small screens reach every button."""
@@ -167,19 +173,19 @@ class ActionWidget(QWidget):
     def refresh(self) -> None:
         """Enable the buttons that make sense now (idle, training, paused, stopping or a job running).
 
-        Panels call it after changing the session's model themselves (a loaded model or a
-        restored session); it also emits :attr:`state_changed`, which the panels follow.
+        Panels call it after changing the model themselves (a loaded model or a restored
+        session); it also emits :attr:`state_changed`, which the panels follow.
         """
-        run, session = self.run, self.session
+        run, training = self.run, self.training_state
         state = run.state if run is not None else RunState.IDLE
-        job = session.job_running
+        job = training.job_running
         paused = state is RunState.PAUSED
         active = state.is_training
         self.pause_button.setText({RunState.PAUSING: "Pausing…", RunState.PAUSED: "Resume"}.get(state, "Pause"))
-        self.train_button.setEnabled(not session.busy)
+        self.train_button.setEnabled(not training.busy)
         self.pause_button.setEnabled(active and not job)
         self.stop_button.setEnabled(active and not job)
-        model_ready = session.trainer is not None and not job and (paused or not active)
+        model_ready = training.trainer is not None and not job and (paused or not active)
         self.predict_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.save_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.state_changed.emit()
@@ -205,7 +211,7 @@ class ActionWidget(QWidget):
     @property
     def run(self) -> TrainingRun | None:
         """The current (or last) training run."""
-        return self.session.run
+        return self.training_state.run
 
     def start_training(self) -> bool:
         """Check the inputs and start training in a worker (which builds the trainer).
@@ -215,7 +221,7 @@ class ActionWidget(QWidget):
         bool
             False when the inputs were rejected (an error notification says why).
         """
-        if self.session.busy:
+        if self.training_state.busy:
             return False
         self.picker.refresh()
         try:
@@ -225,7 +231,7 @@ class ActionWidget(QWidget):
             show_error(f"ACTION: {exc}")
             self.status_label.setText(f"Not started: {exc}")
             return False
-        self.session.begin(plan, axis_decision)
+        self.training_state.begin(plan, axis_decision)
         return self.start_run(build=factory, total_steps=config.total_steps, status="Preparing the volumes…")
 
     def start_run(
@@ -237,24 +243,24 @@ class ActionWidget(QWidget):
         status: str,
         on_finished: Callable[[TrainingRun], None] | None = None,
     ) -> bool:
-        """Start a run on the session's plan with the widget's callbacks; False if busy or without a plan.
+        """Start a run on the current plan with the widget's callbacks; False if busy or without a plan.
 
         The one run set-up of Train and "Update once", so that the status line, loss plot,
         streamed predictions, Pause / Stop and live label updates work alike in both. Give
         ``model`` (a trainer that trains on from its weights) or ``build`` (makes a new trainer
-        in the worker, which becomes the session's model; its prior is shown first).
+        in the worker, which becomes the model; its prior is shown first).
         ``total_steps`` sizes the progress bar; ``status`` is the status line until the first
         progress; ``on_finished(run)`` comes after the widget's own end-of-run handling, also
         when the run failed or was stopped.
         """
-        plan = self.session.plan
-        if self.session.busy or plan is None:
+        plan = self.training_state.plan
+        if self.training_state.busy or plan is None:
             return False
         run = TrainingRun(
             model,
             build=build,
             callbacks=RunCallbacks(
-                # Only a new trainer replaces the session's model; a further round keeps it.
+                # Only a new trainer replaces the model; a further round keeps it.
                 ready=self._on_run_ready if build is not None else None,
                 progress=self._on_progress,
                 predictions=self._write_predictions,
@@ -265,7 +271,7 @@ class ActionWidget(QWidget):
             total_steps=total_steps,
             throttle_ms=self.stream_throttle_ms,
         )
-        self.session.run = run
+        self.training_state.run = run
         # Live label updates: strokes reach the running trainer; _on_run_finished disconnects them.
         for layer in plan.labels_layers():
             layer.events.paint.connect(self._on_labels_painted)
@@ -278,15 +284,14 @@ class ActionWidget(QWidget):
     def _trainer_factory(self, plan: TrainingPlan):
         """Snapshot the inputs, decide the slicing axis; the returned function builds the trainer in the worker."""
         viewer_axis = viewer_slicing_axis(self.viewer)
-        axis = self.options.axis_choice(viewer_axis)
-        config = self.options.config(axis, self.options.threads_spin.value(), **self.config_overrides)
+        config = self.options.config(viewer_axis, **self.config_overrides)
         # zarr or dask layers stay lazy: the trainer reads them a slice at a time.
         volumes = [layer_image_data(image) for image in plan.images]
         spacings = [layer_geometry(image).spacing for image in plan.images]
         # The accepted slices join the painted labels (those accepted along another axis than chosen are dropped).
         training = self.training_labels(plan, axis=config.axis)
         # Decided once, here on the GUI thread, and handed down: nothing below infers it again.
-        init = self.session.training_init(
+        init = self.training_state.training_init(
             training.labels, chosen=config.axis, accepted=training.axis, viewer_axis=viewer_axis
         )
         if init.reason is not None:
@@ -306,19 +311,19 @@ class ActionWidget(QWidget):
 
     def training_labels(self, plan: TrainingPlan, axis: int | None) -> TrainingLabels:
         """Snapshots of the painted labels with the accepted slices over them; warns about dropped slices."""
-        training = merge_accepted(self.session, plan, axis=axis)
+        training = merge_accepted(self.training_state, plan, axis=axis)
         for message in training.warnings:
             show_warning(f"ACTION: {message}")
         return training
 
     def _on_run_ready(self, trainer: TrainableModel) -> None:
-        self.session.trainer = trainer
+        self.training_state.trainer = trainer
         # The thread count in trainer.device_label is per calling thread: the
         # worker's own shows up with the first progress (see _on_progress).
         device = trainer.device_label.split(",")[0]
         propagating = trainer.config.prior_source == "propagation"
         source = "Propagating your labels along the image" if propagating else "Interpolating between your slices"
-        decided = self.session.axis_decision
+        decided = self.training_state.axis_decision
         why = f" ({decided.reason})" if decided is not None and decided.axis == trainer.axis else ""
         self.status_label.setText(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}{why}…")
         for message in trainer.advice:
@@ -340,8 +345,8 @@ class ActionWidget(QWidget):
             show_warning(f"ACTION: {progress.notice}")
         self.status_label.setText(status_text(progress))
         device = f"using: {progress.device}"
-        if self.options.device_label.text() != device:
-            self.options.device_label.setText(device)
+        if self.options.device_label.value != device:
+            self.options.device_label.value = device
         self.plot.add_loss(progress.step, progress.losses.get("total", float("nan")))
 
     def _write_predictions(self, batch: list[SlicePrediction]) -> list[SlicePrediction]:
@@ -356,7 +361,7 @@ class ActionWidget(QWidget):
         if state is RunState.STOPPING:
             self.status_label.setText("Stopping after the current step…")
         if state is RunState.PAUSED:
-            self.session.run_pending_job()  # a prediction or save waited for the pause
+            self.training_state.run_pending_job()  # a prediction or save waited for the pause
         self.refresh()
 
     def _on_run_error(self, exc: Exception) -> None:
@@ -364,12 +369,12 @@ class ActionWidget(QWidget):
         self.status_label.setText(f"Training failed: {describe_error(exc)}")
 
     def _on_run_finished(self, then: Callable[[TrainingRun], None] | None = None) -> None:
-        for layer in self.session.plan.labels_layers() if self.session.plan else ():
+        for layer in self.training_state.plan.labels_layers() if self.training_state.plan else ():
             layer.events.paint.disconnect(self._on_labels_painted)
         run = self.run
         if run is not None and run.error is None and run.last_progress is not None:
             self.status_label.setText("Done. " + status_text(run.last_progress))
-        self.session.run_pending_job()
+        self.training_state.run_pending_job()
         self.refresh()
         if then is not None and run is not None:
             then(run)
@@ -391,7 +396,7 @@ class ActionWidget(QWidget):
         self.labels_changed()
 
     def _send_annotations(self) -> None:
-        run, plan = self.run, self.session.plan
+        run, plan = self.run, self.training_state.plan
         if run is None or not run.is_running or plan is None:
             return
         axis = run.trainer.axis if run.trainer is not None else None
@@ -408,7 +413,7 @@ class ActionWidget(QWidget):
             self._send_focus_throttled()
 
     def _send_focus(self) -> None:
-        run, plan = self.run, self.session.plan
+        run, plan = self.run, self.training_state.plan
         if run is None or not run.is_running or plan is None or run.trainer is None:
             return
         index = plan.volume_of(self.viewer.layers.selection.active)
@@ -419,8 +424,8 @@ class ActionWidget(QWidget):
     # -- layers going away --------------------------------------------------------------------
     def _on_layer_removed(self, event) -> None:
         layer = event.value
-        self.session.forget_layer(layer)
-        plan, run = self.session.plan, self.run
+        self.training_state.forget_layer(layer)
+        plan, run = self.training_state.plan, self.run
         if plan is not None and run is not None and run.state.is_training and plan.uses(layer):
             show_warning(f"ACTION: layer {layer.name!r} was removed, so training stops.")
             run.stop()
@@ -432,20 +437,20 @@ class ActionWidget(QWidget):
 
     def predict_images(self, names=None) -> None:
         """Predict the opened 3D images called ``names`` (None: all of them)."""
-        if self.session.trainer is None:
+        if self.training_state.trainer is None:
             show_error("ACTION: train or load a model first.")
             return
         self.files_panel.warn_geometry(names)  # other spacing or orientation than the training volumes
-        self.session.when_idle(partial(self._start_prediction, names))
+        self.training_state.when_idle(partial(self._start_prediction, names))
         self.refresh()
 
     def _start_prediction(self, names=None) -> None:
-        items = self.session.prediction_items(self.viewer, names)
+        items = self.training_state.prediction_items(self.viewer, names)
         self.status_label.setText(f"Predicting {len(items)} volume(s)…")
         job = PredictionJob(
-            self.session.trainer, items, on_update=self._on_prediction_update, on_finished=self._on_job_finished
+            self.training_state.trainer, items, on_update=self._on_prediction_update, on_finished=self._on_job_finished
         )
-        self.session.job = job
+        self.training_state.job = job
         job.start()
 
     def _on_prediction_update(self, image_name: str, update) -> None:
@@ -455,10 +460,10 @@ class ActionWidget(QWidget):
         self.refine_panel.volume_predicted(image_name, update)
 
     def _on_job_finished(self, *_) -> None:
-        self.session.job = None
-        if self.session.resume_after_job and self.run is not None and self.run.state is RunState.PAUSED:
+        self.training_state.job = None
+        if self.training_state.resume_after_job and self.run is not None and self.run.state is RunState.PAUSED:
             self.run.resume()
-        self.session.resume_after_job = False
+        self.training_state.resume_after_job = False
         if self.run is None or not self.run.is_running:
             self.status_label.setText("Ready.")
         self.refresh()
@@ -470,10 +475,10 @@ class ActionWidget(QWidget):
 
     def save_model(self, path: str) -> None:
         """Write the current model (weights, config, classes, axis) to ``path`` in a worker."""
-        if self.session.trainer is None:
+        if self.training_state.trainer is None:
             show_error("ACTION: train a model first.")
             return
-        self.session.when_idle(partial(self._start_save, path))
+        self.training_state.when_idle(partial(self._start_save, path))
         self.refresh()
 
     def _start_save(self, path: str) -> None:
@@ -481,12 +486,12 @@ class ActionWidget(QWidget):
         # (here or on the command line) warns about volumes sliced otherwise.
         job = new_worker(
             save_model,
-            self.session.trainer,
+            self.training_state.trainer,
             path,
             self.files_panel.references(),
             connect={"returned": self._on_saved, "finished": self._on_job_finished},
         )
-        self.session.job = job
+        self.training_state.job = job
         job.start()
 
     def _on_saved(self, path) -> None:

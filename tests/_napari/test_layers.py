@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from napari.layers import Image, Labels
 
-from napari_action._napari.action_session import TrainingPlan
 from napari_action._napari.layers import (
     EditTracker,
     axis_index,
@@ -23,6 +22,7 @@ from napari_action._napari.layers import (
     prediction_layer_for,
     write_slices,
 )
+from napari_action._napari.training_state import TrainingPlan
 from napari_action.progress import SlicePrediction
 from tests.helpers.gui import SHAPE, disc_volume
 

@@ -35,8 +35,8 @@ def _open(viewer, tmp_path, affine):
 def test_anatomical_planes_follow_the_files_orientation(viewer, tmp_path, affine, expected):
     widget = _open(viewer, tmp_path, affine)
     for plane, axis in expected.items():
-        widget.options.view_combo.setCurrentText(plane)
-        widget.options.view_combo.textActivated.emit(plane)
+        widget.options.view.value = plane
+        widget.options.view.native.textActivated.emit(plane)  # what a choice in the list sends
         assert viewer_slicing_axis(viewer) == axis, plane
         assert viewer.dims.ndisplay == 2
     assert widget.status_label.text().startswith(f"Showing {plane} slices")

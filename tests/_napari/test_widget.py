@@ -46,13 +46,13 @@ def test_defaults(scene):
     viewer, widget, labels, _ = scene
     assert [img.name for img in widget.picker.selected_images()] == ["vol"]
     assert [(lab.name, image) for lab, image in widget.picker.selected_labels()] == [("vol labels", "vol")]
-    assert widget.options.axis_combo.currentText() == "auto (inferred)"
-    assert widget.options.budget_combo.currentText() == "cpu"
-    assert widget.options.method_combo.currentText() == "action"
-    assert widget.options.steps_spin.value() == 900
-    assert widget.options.device_label.text().startswith("will use: CPU")
-    devices = widget.options.device_combo
-    assert [devices.itemText(i) for i in range(devices.count())][:2] == ["auto", "cpu"]
+    options = widget.options
+    assert options.axis.value is None and options.axis.native.currentText() == "auto (inferred)"
+    assert options.budget.value == "cpu" and options.method.value == "action"
+    assert options.prior_source.value == "propagation" and options.steps_stage3.value == 900
+    assert options.num_threads.value == training_threads()
+    assert options.device_label.value.startswith("will use: CPU")
+    assert list(options.device.choices)[:2] == ["auto", "cpu"]
     assert widget.train_button.isEnabled()
     assert not widget.pause_button.isEnabled() and not widget.stop_button.isEnabled()
     assert not widget.predict_button.isEnabled()
@@ -77,7 +77,7 @@ def test_train_streams_into_prediction_layer(scene, qtbot):
     start_long_training(widget)
     qtbot.waitUntil(lambda: "vol ACTION" in viewer.layers, timeout=TIMEOUT)
     layer = viewer.layers["vol ACTION"]
-    tracker = widget.session.target(0)
+    tracker = widget.training_state.target(0)
 
     def streamed_and_trained() -> bool:
         # The preview alone fills every slice before training's first step: wait for training steps too.
@@ -90,8 +90,8 @@ def test_train_streams_into_prediction_layer(scene, qtbot):
 
     assert widget.run.error is None and widget.run.last_progress.step >= 2
     # The worker thread trains with every core (at a lower priority than the GUI), the form's default.
-    assert widget.options.threads_spin.value() == training_threads()
-    assert widget.options.device_label.text().startswith(f"using: CPU, {training_threads()} thread")
+    assert widget.options.num_threads.value == training_threads()
+    assert widget.options.device_label.value.startswith(f"using: CPU, {training_threads()} thread")
     assert np.isin(np.unique(layer.data), [0, 1, 2]).all()
     # Same world placement as the image, labelled classes, source recorded.
     np.testing.assert_allclose(layer.scale, viewer.layers["vol"].scale)
@@ -108,8 +108,8 @@ def test_train_streams_into_prediction_layer(scene, qtbot):
 def test_edits_in_prediction_layer_survive_streaming(scene, qtbot):
     viewer, widget, labels, _ = scene
     start_long_training(widget)
-    qtbot.waitUntil(lambda: widget.session.target(0) is not None, timeout=TIMEOUT)
-    tracker = widget.session.target(0)
+    qtbot.waitUntil(lambda: widget.training_state.target(0) is not None, timeout=TIMEOUT)
+    tracker = widget.training_state.target(0)
     qtbot.waitUntil(lambda: tracker.streamed[3], timeout=TIMEOUT)
     layer = tracker.layer
     rows, cols = np.mgrid[0:6, 0:6]
@@ -192,8 +192,8 @@ def test_a_diverging_run_notifies_keeps_a_usable_model_and_can_train_again(scene
     # The weights from before the divergence predict: nothing the user watched is lost.
     assert widget.predict_button.isEnabled()
     widget.predict_all()
-    qtbot.waitUntil(lambda: widget.session.job is None and widget.predict_button.isEnabled(), timeout=TIMEOUT)
-    assert widget.session.target(0).streamed.all()
+    qtbot.waitUntil(lambda: widget.training_state.job is None and widget.predict_button.isEnabled(), timeout=TIMEOUT)
+    assert widget.training_state.target(0).streamed.all()
 
     widget.config_overrides = overrides
     widget.train_button.click()  # Train works again
@@ -218,7 +218,7 @@ def test_train_pressed_twice_starts_one_run(scene, qtbot):
 def test_painting_during_training_reaches_trainer(scene, qtbot):
     viewer, widget, labels, truth = scene
     wait_first_step(qtbot, start_long_training(widget))
-    trainer = widget.session.trainer
+    trainer = widget.training_state.trainer
     assert trainer.annotation.labeled_slices(0) == list(PAINTED)
     paint(labels, truth, slices=(7,))
     qtbot.waitUntil(lambda: trainer.annotation.labeled_slices(0) == [*PAINTED, 7], timeout=TIMEOUT)
@@ -245,7 +245,7 @@ def test_predict_all_and_save(scene, qtbot, tmp_path):
     wait_finished(qtbot, widget)
     assert "other ACTION" in viewer.layers
     assert viewer.layers["other ACTION"].data.shape == (8, 32, 24)
-    assert widget.session.target(0).streamed.all()
+    assert widget.training_state.target(0).streamed.all()
 
     widget.save_model(str(tmp_path / "model.pt"))
     wait_finished(qtbot, widget)
@@ -262,7 +262,7 @@ def test_focus_and_labels_sent_together_both_arrive(scene, qtbot, monkeypatch):
     widget.train_button.click()
     widget.run.send_focus(FocusRequest(0, 4))  # before the generator's first yield: must wait for it
     qtbot.waitUntil(lambda: (0, 4) in focused, timeout=TIMEOUT)
-    trainer = widget.session.trainer
+    trainer = widget.training_state.trainer
     paint(labels, truth, slices=(6,))
     viewer.dims.set_current_step(0, 6)  # step 6 of the shared grid = data slice 6
     qtbot.waitUntil(lambda: bool(focused) and 6 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
@@ -325,21 +325,21 @@ def test_train_shows_the_interpolation_when_chosen(scene, qtbot):
 @pytest.mark.parametrize(
     ("choice", "status", "advice"),
     [
-        ("auto (inferred)", "slicing axis 0 (the painted slices lie along it)", False),
-        ("axis 2", "slicing axis 2 (you chose it)", True),
+        (None, "slicing axis 0 (the painted slices lie along it)", False),  # "auto (inferred)"
+        (2, "slicing axis 2 (you chose it)", True),
     ],
 )
 def test_the_axis_is_decided_on_train_and_the_status_line_says_why(scene, qtbot, choice, status, advice):
     _, widget, _, _ = scene  # painted on slices 2 and 5 along axis 0
     shown, set_text = [], widget.status_label.setText
     widget.status_label.setText = lambda text: shown.append(text) or set_text(text)
-    widget.options.axis_combo.setCurrentText(choice)
+    widget.options.axis.value = choice
     before = len(notification_manager.records)
     widget.train_button.click()
     wait_finished(qtbot, widget)
     assert widget.run.error is None
     assert any(status in text for text in shown)
-    trainer = widget.session.trainer
+    trainer = widget.training_state.trainer
     assert trainer.axis == trainer.config.axis == int(status.split()[2])
     # A chosen axis against the paint is still pointed out.
     assert any("lie along axis 0" in m for m in messages_since(before, "warning")) == advice
@@ -360,10 +360,10 @@ def test_predict_while_training_pauses_then_resumes(scene, qtbot):
     run = start_long_training(widget)
     wait_first_step(qtbot, run)
     widget.predict_all()  # pauses training, predicts every volume, then resumes
-    qtbot.waitUntil(lambda: widget.session.job is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.training_state.job is not None, timeout=TIMEOUT)
     assert run.state is RunState.PAUSED and not widget.pause_button.isEnabled()
-    qtbot.waitUntil(lambda: widget.session.job is None, timeout=TIMEOUT)
-    assert widget.session.target(0).streamed.all()
+    qtbot.waitUntil(lambda: widget.training_state.job is None, timeout=TIMEOUT)
+    assert widget.training_state.target(0).streamed.all()
     step = run.last_progress.step
     qtbot.waitUntil(lambda: run.last_progress.step > step, timeout=TIMEOUT)
     assert widget.pause_button.isEnabled() and not widget.predict_button.isEnabled()
@@ -389,7 +389,7 @@ def test_streamed_predictions_wait_until_the_network_fits_the_painted_slices(sce
     wait_finished(qtbot, widget)
     progress = widget.run.last_progress
     assert progress.painted_fit is not None and not progress.streaming
-    trainer = widget.session.trainer  # the preview on screen is the trainer's prior, untouched by the network
+    trainer = widget.training_state.trainer  # the preview on screen is the trainer's prior, untouched by the network
     preview = trainer.class_values[trainer.prior(0).result.classes()]
     np.testing.assert_array_equal(prediction_layer(viewer).data, preview)
     assert "preview of your labels stays" in widget.status_label.text()
@@ -424,12 +424,12 @@ def test_cpu_threads_chosen_in_the_form_are_used(scene, qtbot):
     # Two steps are enough. Several torch threads on cores that other jobs keep busy can stall for
     # tens of seconds (each thread waits for the others at every parallel region), hence the long wait.
     widget.config_overrides = tiny_overrides(steps_stage3=2, steps_stage1=0, steps_stage2=0)
-    widget.options.threads_spin.setValue(widget.options.threads_spin.maximum())  # every core this process may use
+    widget.options.num_threads.value = widget.options.num_threads.max  # every core this process may use
     widget.train_button.click()
     wait_finished(qtbot, widget, timeout=5 * TIMEOUT)
     assert widget.run.error is None
-    assert widget.session.trainer.config.num_threads == available_cores()
-    assert widget.options.device_label.text().startswith(f"using: CPU, {available_cores()} thread")
+    assert widget.training_state.trainer.config.num_threads == available_cores()
+    assert widget.options.device_label.value.startswith(f"using: CPU, {available_cores()} thread")
 
 
 def test_an_image_layer_backed_by_zarr_trains_without_being_loaded_whole(viewer, qtbot):
@@ -446,5 +446,5 @@ def test_an_image_layer_backed_by_zarr_trains_without_being_loaded_whole(viewer,
     widget.train_button.click()
     wait_finished(qtbot, widget)
     assert widget.run.error is None and widget.run.last_progress.step == 10
-    assert widget.session.trainer.images[0].is_lazy  # read a slice at a time, never converted whole
+    assert widget.training_state.trainer.images[0].is_lazy  # read a slice at a time, never converted whole
     assert prediction_layer(viewer) is not None

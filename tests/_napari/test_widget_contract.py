@@ -15,7 +15,7 @@ def test_a_run_started_through_the_contract_works_like_train(scene, qtbot):
     viewer, widget, labels, truth = scene
     widget.train_button.click()
     wait_finished(qtbot, widget)
-    trainer, plan = widget.session.trainer, widget.session.plan
+    trainer, plan = widget.training_state.trainer, widget.training_state.plan
     step = trainer.step
     training = widget.training_labels(plan, axis=trainer.axis)
     finished = []
@@ -41,7 +41,7 @@ def test_a_run_started_through_the_contract_works_like_train(scene, qtbot):
     wait_finished(qtbot, widget)
 
     assert finished == [run] and run.error is None and trainer.step > step
-    assert widget.session.trainer is trainer  # a further round keeps the model
+    assert widget.training_state.trainer is trainer  # a further round keeps the model
     assert widget.status_label.text().startswith("Done.")
     assert widget.train_button.isEnabled() and widget.predict_button.isEnabled()
     with qtbot.waitSignal(widget.state_changed, timeout=TIMEOUT):

@@ -79,13 +79,13 @@ def wait_first_step(qtbot, run) -> None:
 def wait_finished(qtbot, widget, timeout: int = TIMEOUT) -> None:
     """Wait until the widget's training run and its prediction or save job have ended."""
     qtbot.waitUntil(lambda: widget.run is None or not widget.run.is_running, timeout=timeout)
-    qtbot.waitUntil(lambda: widget.session.job is None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.training_state.job is None, timeout=TIMEOUT)
 
 
 def wait_idle(qtbot, widget) -> None:
     """:func:`wait_finished`, and the files panel's loads and saves too."""
     wait_finished(qtbot, widget)
-    qtbot.waitUntil(lambda: widget.session.job is None and not widget.files_panel.is_busy, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.training_state.job is None and not widget.files_panel.is_busy, timeout=TIMEOUT)
 
 
 def messages_since(before: int, severity: str) -> list[str]:

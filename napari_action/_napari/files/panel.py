@@ -76,18 +76,6 @@ def autosave_sibling(path: str | Path) -> Path:
     return path.with_name(f"{stem}.autosave{SESSION_SUFFIX}")
 
 
-def apply_config(options, config: dict[str, Any] | None) -> None:
-    """Show a session's training choices (budget, method, stage-iii steps) in the form."""
-    if not config:
-        return
-    if config.get("budget"):
-        options.budget_combo.setCurrentText(str(config["budget"]))  # resets the steps: set them after
-    if config.get("method"):
-        options.method_combo.setCurrentText(str(config["method"]))
-    if config.get("steps_stage3"):
-        options.steps_spin.setValue(int(config["steps_stage3"]))
-
-
 class _Jobs:
     """The panel's running workers, by name; forwards their results while the panel lives.
 
@@ -125,7 +113,7 @@ class FilesPanel(QGroupBox):
     Parameters
     ----------
     widget : ActionWidget
-        The dock widget whose viewer, session and form this panel uses.
+        The dock widget whose viewer, training state and form this panel uses.
 
     Attributes
     ----------
@@ -200,10 +188,10 @@ class FilesPanel(QGroupBox):
         return bool(self._jobs.running)
 
     def _refresh(self, *_) -> None:
-        session, running = self.widget.session, set(self._jobs.running)
+        state, running = self.widget.training_state, set(self._jobs.running)
         loading = bool(running & {"load", "open"})
-        self.load_button.setEnabled(not session.busy and not loading)
-        self.open_session_button.setEnabled(not session.busy and not loading)
+        self.load_button.setEnabled(not state.busy and not loading)
+        self.open_session_button.setEnabled(not state.busy and not loading)
         self.predict_selected_button.setEnabled(self.widget.predict_button.isEnabled() and bool(self._selected()))
         has_predictions = any(is_prediction_layer(layer) for layer in self.viewer.layers)
         self.export_button.setEnabled(has_predictions and "export" not in running)
@@ -245,7 +233,7 @@ class FilesPanel(QGroupBox):
 
     def load_model(self, path: str | Path) -> bool:
         """Read a checkpoint in a worker; False if the widget is busy (a notification says so)."""
-        if self.widget.session.busy or "load" in self._jobs.running:
+        if self.widget.training_state.busy or "load" in self._jobs.running:
             show_error("ACTION: wait until training or prediction has finished before loading a model.")
             return False
         self.status_label.setText(f"Loading {Path(path).name}…")
@@ -256,7 +244,7 @@ class FilesPanel(QGroupBox):
         self.status_label.setText(f"Model not loaded: {describe_error(exc)}")
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
-        self.widget.session.use_model(model, model.checkpoint())
+        self.widget.training_state.use_model(model, model.checkpoint())
         self.widget.refresh()  # enables "Predict all opened volumes" and "Save model…"
         classes = ", ".join(model.class_names.get(int(v), str(v)) for v in model.class_values)
         self.status_label.setText(f"Model {Path(model.source).name}: classes {classes}; slicing axis {model.axis}.")
@@ -273,15 +261,15 @@ class FilesPanel(QGroupBox):
 
     def references(self) -> list:
         """Geometry of the volumes the current model was trained on (empty if unknown)."""
-        session = self.widget.session
-        if isinstance(session.trainer, LoadedModel):
-            return list(session.trainer.references)
-        images = session.plan.images if session.plan is not None else []
+        state = self.widget.training_state
+        if isinstance(state.trainer, LoadedModel):
+            return list(state.trainer.references)
+        images = state.plan.images if state.plan is not None else []
         return [layer_geometry(image) for image in images if image in self.viewer.layers]
 
     def warn_geometry(self, names=None) -> list[str]:
         """Warn about images sliced at another spacing or orientation than the training volumes."""
-        model = self.widget.session.trainer
+        model = self.widget.training_state.trainer
         if model is None:
             return []
         targets = [
@@ -356,11 +344,11 @@ class FilesPanel(QGroupBox):
         """Copy what a session stores (GUI thread; see :func:`.snapshot.take_snapshot`)."""
         widget = self.widget
         try:
-            axis = widget.options.axis_choice(viewer_slicing_axis(self.viewer))
-            config = widget.options.config(axis, None, **widget.config_overrides)
+            config = widget.options.config(viewer_slicing_axis(self.viewer), **widget.config_overrides)
         except ValueError:  # odd overrides: the session simply has no config
             config = None
-        return take_snapshot(self.viewer, widget.session, widget.picker.selected_labels(), config, self.references())
+        picked = widget.picker.selected_labels()
+        return take_snapshot(self.viewer, widget.training_state, picked, config, self.references())
 
     def _on_save_clicked(self) -> None:
         chosen, _ = QFileDialog.getSaveFileName(
@@ -408,7 +396,7 @@ class FilesPanel(QGroupBox):
 
     def open_session(self, path: str | Path) -> bool:
         """Read a session store in a worker, then add its layers and model to the viewer."""
-        if self.widget.session.busy or {"open", "load"} & set(self._jobs.running):
+        if self.widget.training_state.busy or {"open", "load"} & set(self._jobs.running):
             show_error("ACTION: wait until training or prediction has finished before opening a session.")
             return False
         self.status_label.setText(f"Opening {Path(path).name}…")
@@ -420,10 +408,11 @@ class FilesPanel(QGroupBox):
         self.status_label.setText(f"Session not opened: {describe_error(exc)}")
 
     def _on_session_read(self, restored) -> None:
-        apply_session(self.viewer, self.widget.session, restored)
-        apply_config(self.widget.options, restored.session.config)
+        apply_session(self.viewer, self.widget.training_state, restored)
+        # Every training option the session recorded; they replace the remembered ones.
+        skipped = self.widget.options.show_config(restored.session.config)
         self.widget.refresh()  # a restored model enables "Predict all" and "Save model…"
-        for message in restored.warnings:
+        for message in [*restored.warnings, *(f"the session's training option {s}" for s in skipped)]:
             show_warning(f"ACTION: {message}")
         self.autosave_path = autosave_sibling(self._opening)
         self.status_label.setText(f"Session opened: {len(restored.session.volumes)} volume(s).")
@@ -446,7 +435,7 @@ class FilesPanel(QGroupBox):
         if "autosave" in self._jobs.running:
             self._autosave_again = True
             return False
-        if not has_content(self.viewer, self.widget.session):
+        if not has_content(self.viewer, self.widget.training_state):
             return False
         snapshot = self.snapshot()
         self._start(

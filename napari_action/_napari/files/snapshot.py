@@ -128,7 +128,7 @@ def source_file(layer) -> str | None:
     return str(path) if path and Path(path).is_file() else None
 
 
-def _volume(viewer, image, painted, action_session) -> SessionVolume:
+def _volume(viewer, image, painted, training_state) -> SessionVolume:
     order = list(viewer.layers)
     layers = {"image": _record(image, order.index(image))}
     source = source_file(image)
@@ -137,7 +137,7 @@ def _volume(viewer, image, painted, action_session) -> SessionVolume:
         shape=layer_shape(image),
         source_path=source,
         image=None if source else np.array(layer_array(image), copy=True),
-        accepted_slices=sorted(int(s) for s in action_session.accepted_slices.get(image.name, ())),
+        accepted_slices=sorted(int(s) for s in training_state.accepted_slices.get(image.name, ())),
     )
     if painted is not None:
         volume.painted = snapshot_labels(painted)
@@ -146,21 +146,21 @@ def _volume(viewer, image, painted, action_session) -> SessionVolume:
     if prediction is not None:
         volume.prediction = snapshot_labels(prediction)
         layers["prediction"] = _record(prediction, order.index(prediction))
-        tracker = action_session.trackers.get(id(prediction))
+        tracker = training_state.trackers.get(id(prediction))
         if tracker is not None and tracker.layer is prediction and tracker.locked is not None:
             volume.edited = tracker.locked.copy()
     volume.meta = {"geometry": image.metadata.get(GEOMETRY_KEY), "layers": layers}
     return volume
 
 
-def take_snapshot(viewer, action_session, picked=(), config=None, references=()) -> Snapshot:
+def take_snapshot(viewer, training_state, picked=(), config=None, references=()) -> Snapshot:
     """Copy the viewer's volumes and the session's model (GUI thread).
 
     Parameters
     ----------
     viewer : napari.viewer.Viewer
         Every 3D image layer is saved, with its painted and prediction layers.
-    action_session : ActionSession
+    training_state : TrainingState
         Model, edit trackers and accepted slices.
     picked : list of (Labels layer, image name or None)
         The widget's pairing of painted layers with images.
@@ -170,8 +170,8 @@ def take_snapshot(viewer, action_session, picked=(), config=None, references=())
         Geometry of the training volumes, recorded in the checkpoint.
     """
     pairs, left_out = painted_pairs(viewer, list(picked))
-    volumes = [_volume(viewer, image, pairs.get(image.name), action_session) for image in image_layers(viewer)]
-    model = action_session.trainer
+    volumes = [_volume(viewer, image, pairs.get(image.name), training_state) for image in image_layers(viewer)]
+    model = training_state.trainer
     checkpoint = None if model is None else with_references(model.checkpoint(), references)
     class_names = dict(model.class_names) if model is not None else {}
     for layer in pairs.values():
@@ -187,9 +187,9 @@ def take_snapshot(viewer, action_session, picked=(), config=None, references=())
     return Snapshot(session, checkpoint, left_out)
 
 
-def has_content(viewer, action_session) -> bool:
+def has_content(viewer, training_state) -> bool:
     """True if a session of this viewer would hold anything worth keeping."""
-    if action_session.trainer is not None or any(is_prediction_layer(layer) for layer in viewer.layers):
+    if training_state.trainer is not None or any(is_prediction_layer(layer) for layer in viewer.layers):
         return True
     return any(layer_array(layer).any() for layer in labels_layers(viewer))
 
@@ -291,7 +291,7 @@ def _add(viewer, role: str, data: np.ndarray, kwargs: dict, source: str | None, 
         return viewer.add_image(data, **kwargs) if role == "image" else viewer.add_labels(data, **kwargs)
 
 
-def apply_session(viewer, action_session, restored: Restored) -> list:
+def apply_session(viewer, training_state, restored: Restored) -> list:
     """Add the restored layers in their saved order; lock edited voxels; install the model (GUI thread).
 
     Returns
@@ -309,11 +309,11 @@ def apply_session(viewer, action_session, restored: Restored) -> list:
         if (i, "image") in added and (i, "prediction") in added:  # the image may have been renamed
             added[i, "prediction"].metadata[SOURCE_KEY] = added[i, "image"].name
         if volume.accepted_slices:
-            action_session.accepted_slices[volume.name] = set(volume.accepted_slices)
+            training_state.accepted_slices[volume.name] = set(volume.accepted_slices)
         if volume.edited is not None and (i, "prediction") in added:
-            restore_locks(action_session.tracker_for(added[i, "prediction"], axis), volume.edited)
+            restore_locks(training_state.tracker_for(added[i, "prediction"], axis), volume.edited)
     if restored.model is not None:
-        action_session.use_model(restored.model, restored.model.checkpoint())
+        training_state.use_model(restored.model, restored.model.checkpoint())
     return list(added.values())
 
 

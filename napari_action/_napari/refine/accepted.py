@@ -3,7 +3,7 @@
 A user corrects a slice of an "<image> ACTION" prediction layer and accepts
 it. The whole slice is then locked in the layer's
 :class:`~napari_action._napari.layers.EditTracker` (streamed predictions never overwrite it again)
-and its index is recorded in ``ActionSession.accepted_slices[image name]``.
+and its index is recorded in ``TrainingState.accepted_slices[image name]``.
 
 The slice's *content* is not copied anywhere: the prediction layer, locked,
 is its single source of truth. That keeps a later correction of an accepted
@@ -45,21 +45,21 @@ def painted_slices(data: np.ndarray, axis: int) -> list[int]:
     return [int(s) for s in np.flatnonzero(np.any(data, axis=others))]
 
 
-def tracker_of(session, image_name: str) -> EditTracker | None:
+def tracker_of(training_state, image_name: str) -> EditTracker | None:
     """The edit tracker of the prediction layer made for ``image_name`` (None: no such layer)."""
-    for tracker in session.trackers.values():
+    for tracker in training_state.trackers.values():
         if prediction_source(tracker.layer) == image_name:
             return tracker
     return None
 
 
-def tracker_for_layer(session, layer, fallback_axis: int) -> EditTracker:
+def tracker_for_layer(training_state, layer, fallback_axis: int) -> EditTracker:
     """The tracker of a prediction layer, made along the model's axis if it has none yet."""
-    tracker = session.trackers.get(id(layer))
+    tracker = training_state.trackers.get(id(layer))
     if tracker is not None and tracker.layer is layer:
         return tracker
-    axis = fallback_axis if session.trainer is None else session.trainer.axis
-    return session.tracker_for(layer, axis)
+    axis = fallback_axis if training_state.trainer is None else training_state.trainer.axis
+    return training_state.tracker_for(layer, axis)
 
 
 def lock_slices(tracker: EditTracker, slices: Iterable[int]) -> None:
@@ -72,7 +72,7 @@ def lock_slices(tracker: EditTracker, slices: Iterable[int]) -> None:
         tracker.lock_indices(np.ix_(*axes))
 
 
-def accept_slices(session, tracker: EditTracker, slices: Iterable[int]) -> list[int]:
+def accept_slices(training_state, tracker: EditTracker, slices: Iterable[int]) -> list[int]:
     """Record ``slices`` of the tracker's layer as accepted and lock them.
 
     Returns
@@ -82,7 +82,7 @@ def accept_slices(session, tracker: EditTracker, slices: Iterable[int]) -> list[
     """
     name = tracker.layer.metadata.get(SOURCE_KEY, tracker.layer.name)
     n_slices = layer_shape(tracker.layer)[tracker.axis]
-    accepted = session.accepted_slices.setdefault(name, set())
+    accepted = training_state.accepted_slices.setdefault(name, set())
     new = sorted({int(s) for s in slices if 0 <= int(s) < n_slices} - accepted)
     lock_slices(tracker, new)
     accepted.update(new)
@@ -153,12 +153,12 @@ def _with_slices(base: np.ndarray | None, tracker: EditTracker, slices: list[int
     return out
 
 
-def merge_accepted(session, plan, painted: list | None = None, axis: int | None = None) -> TrainingLabels:
+def merge_accepted(training_state, plan, painted: list | None = None, axis: int | None = None) -> TrainingLabels:
     """The training labels of ``plan``: painted snapshots merged with the accepted slices.
 
     Parameters
     ----------
-    session : ActionSession
+    training_state : TrainingState
         Holds the accepted slices and the prediction layers' trackers.
     plan : TrainingPlan
         Volumes in trainer order.
@@ -166,24 +166,24 @@ def merge_accepted(session, plan, painted: list | None = None, axis: int | None 
         Snapshots of the painted labels (default: taken now).
     axis : int, optional
         The trainer's slicing axis; accepted slices along another axis are
-        dropped from the session (the result's warnings name the images).
+        dropped from the training state (the result's warnings name the images).
         None: the axis of the first accepted slices.
     """
     labels = list(plan.label_snapshots() if painted is None else painted)
     labels += [None] * (len(plan.images) - len(labels))
     result = TrainingLabels(labels=labels)
     for v, image in enumerate(plan.images):
-        tracker = tracker_of(session, image.name)
+        tracker = tracker_of(training_state, image.name)
         if tracker is None or layer_shape(tracker.layer) != layer_shape(image):
             continue
         n_slices = layer_shape(image)[tracker.axis]
-        slices = sorted(s for s in session.accepted_slices.get(image.name, ()) if 0 <= s < n_slices)
+        slices = sorted(s for s in training_state.accepted_slices.get(image.name, ()) if 0 <= s < n_slices)
         if not slices:
             continue
         wanted = axis if axis is not None else result.axis
         if wanted is not None and tracker.axis != wanted:
             # Indices along the old axis would name other slices along the new one: drop them.
-            session.accepted_slices.pop(image.name, None)
+            training_state.accepted_slices.pop(image.name, None)
             result.skipped.append(image.name)
             continue
         labels[v] = _with_slices(labels[v], tracker, slices)

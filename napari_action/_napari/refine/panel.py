@@ -16,7 +16,7 @@ Three things a user does between (or during) training runs:
   "<image> uncertainty" layers.
 
 plus **Update once** (:mod:`.update_once`): a short training round on demand.
-Lists and layers are read from the widget's session (what counts as the
+Lists and layers are read from the widget's training state (what counts as the
 training set: :mod:`.training_set`); this panel keeps only the uncertainty
 maps and the labeled slices it last listed. The tabs' widgets are built in
 :mod:`.tabs`.
@@ -84,7 +84,7 @@ class RefinePanel(QGroupBox):
     Parameters
     ----------
     widget : ActionWidget
-        The dock widget whose viewer, session, picker and run callbacks are used.
+        The dock widget whose viewer, training state, picker and run callbacks are used.
 
     Attributes
     ----------
@@ -166,15 +166,15 @@ class RefinePanel(QGroupBox):
 
     # -- state --------------------------------------------------------------------------
     @property
-    def session(self):
-        return self.widget.session
+    def training_state(self):
+        return self.widget.training_state
 
     def _prediction_layers(self) -> list:
         return [layer for layer in self.viewer.layers if is_prediction_layer(layer)]
 
     def _refresh_buttons(self) -> None:
-        session = self.session
-        self.update_button.setEnabled(session.can_continue and not session.busy)
+        state = self.training_state
+        self.update_button.setEnabled(state.can_continue and not state.busy)
         has_predictions = bool(self._prediction_layers())
         self.accept_button.setEnabled(has_predictions)
         self.accept_all_button.setEnabled(has_predictions)
@@ -208,7 +208,7 @@ class RefinePanel(QGroupBox):
         if is_prediction_layer(layer):
             # The prediction layer held the accepted slices' content: they go with it.
             name = layer.metadata[SOURCE_KEY]
-            if self.session.accepted_slices.pop(name, None):
+            if self.training_state.accepted_slices.pop(name, None):
                 self.status_label.setText(f"The accepted slices of {name!r} went with its prediction layer.")
         elif UNCERTAINTY_KEY not in layer.metadata:
             self.uncertainty.forget(layer.name)
@@ -217,7 +217,7 @@ class RefinePanel(QGroupBox):
     def _on_paint(self, event=None) -> None:
         layer = getattr(event, "source", None)
         name = layer.metadata.get(SOURCE_KEY) if layer is not None else None
-        if name is not None and self.session.accepted_slices.get(name):
+        if name is not None and self.training_state.accepted_slices.get(name):
             # An accepted slice may have been corrected again: the training labels changed.
             self.widget.labels_changed()
         self.refresh_later()
@@ -236,7 +236,7 @@ class RefinePanel(QGroupBox):
     # -- volumes, painted layers and the slicing axis ----------------------------------------
     def training_volumes(self) -> list[tuple]:
         """(image layer, painted Labels layer or None) of the volumes to list."""
-        return training_volumes(self.viewer, self.session, self.widget.picker)
+        return training_volumes(self.viewer, self.training_state, self.widget.picker)
 
     def _painted_layer(self, image_name: str):
         return next((labels for image, labels in self.training_volumes() if image.name == image_name), None)
@@ -246,12 +246,12 @@ class RefinePanel(QGroupBox):
 
     def slicing_axis(self, painted: list) -> int:
         """The model's axis; before there is one, the axis the next Train would decide (:func:`decide_axis`)."""
-        if self.session.trainer is not None:
-            return int(self.session.trainer.axis)
+        if self.training_state.trainer is not None:
+            return int(self.training_state.trainer.axis)
         accepted = [
             t.axis
-            for t in self.session.trackers.values()
-            if self.session.accepted_slices.get(t.layer.metadata.get(SOURCE_KEY))
+            for t in self.training_state.trackers.values()
+            if self.training_state.accepted_slices.get(t.layer.metadata.get(SOURCE_KEY))
         ]
         viewer_axis = viewer_slicing_axis(self.viewer)
         choice = self.widget.options.axis_choice(viewer_axis)
@@ -260,7 +260,7 @@ class RefinePanel(QGroupBox):
 
     # -- training-set list --------------------------------------------------------------
     def _labeled_along(self, volumes: list[tuple], axis: int) -> LabeledSlices:
-        return labeled_along(volumes, painted_arrays(volumes), axis, self.session.accepted_slices)
+        return labeled_along(volumes, painted_arrays(volumes), axis, self.training_state.accepted_slices)
 
     def refresh(self) -> None:
         """Recompute the labeled slices of every volume and list them."""
@@ -309,14 +309,14 @@ class RefinePanel(QGroupBox):
         if layer is None:
             show_warning("ACTION: select an '<image> ACTION' prediction layer to accept one of its slices.")
             return []
-        tracker = tracker_for_layer(self.session, layer, viewer_slicing_axis(self.viewer))
+        tracker = tracker_for_layer(self.training_state, layer, viewer_slicing_axis(self.viewer))
         return self._accept(tracker, [current_slice(self.viewer, layer, tracker.axis)])
 
     def accept_edited_slices(self) -> int:
         """Accept every slice edited in any prediction layer; returns how many were new."""
         count = 0
         for layer in self._prediction_layers():
-            tracker = self.session.trackers.get(id(layer))
+            tracker = self.training_state.trackers.get(id(layer))
             if tracker is not None and tracker.layer is layer and tracker.edited_slices:
                 count += len(self._accept(tracker, sorted(tracker.edited_slices)))
         if not count:
@@ -325,8 +325,8 @@ class RefinePanel(QGroupBox):
 
     def _accept(self, tracker, slices: list[int]) -> list[int]:
         name = tracker.layer.metadata[SOURCE_KEY]
-        new = accept_slices(self.session, tracker, slices)
-        accepted = self.session.accepted_slices.get(name, set())
+        new = accept_slices(self.training_state, tracker, slices)
+        accepted = self.training_state.accepted_slices.get(name, set())
         copied = ""
         painted = self._painted_layer(name)
         if self.copy_checkbox.isChecked() and painted is not None:
@@ -343,20 +343,20 @@ class RefinePanel(QGroupBox):
     # -- uncertainty and next slices --------------------------------------------------------
     def slices_streamed(self, batch) -> None:
         """Record the uncertainty of streamed slices (called by the widget as they arrive)."""
-        session = self.session
-        if session.plan is None or session.trainer is None:
+        state = self.training_state
+        if state.plan is None or state.trainer is None:
             return
-        n_classes = len(session.trainer.class_values)
+        n_classes = len(state.trainer.class_values)
         for prediction in batch:
-            if prediction.volume_index < len(session.plan.images):
-                image = session.plan.images[prediction.volume_index]
+            if prediction.volume_index < len(state.plan.images):
+                image = state.plan.images[prediction.volume_index]
                 values = streamed_uncertainty(prediction.confidence, n_classes)
                 self.uncertainty.set_slices(image.name, layer_shape(image), prediction.axis, prediction.start, values)
         self.rank_streamed()
 
     def volume_predicted(self, image_name: str, update) -> None:
         """Record a whole-volume prediction's entropy (and show it, if uncertainty layers are on)."""
-        trainer = self.session.trainer
+        trainer = self.training_state.trainer
         if update.entropy is None or trainer is None or image_name not in self.viewer.layers:
             return
         found = self.uncertainty.set_volume(image_name, update.entropy, trainer.axis)
@@ -398,7 +398,7 @@ class RefinePanel(QGroupBox):
         Missing classes come first, then the largest gaps (longest first): the picks of
         :data:`NEXT_STRATEGY` on each volume's current prediction layer, edits included.
         """
-        names = self.session.plan.class_names() if self.session.plan is not None else {}
+        names = self.training_state.plan.class_names() if self.training_state.plan is not None else {}
         axis = self.slicing_axis([])
         volumes = self.training_volumes()
         # The list is refreshed (throttled) after the model changes; a ranking can come first, e.g. the

@@ -1,4 +1,4 @@
-"""What the Refine panel lists as the training set, read from the viewer and the widget's session.
+"""What the Refine panel lists as the training set, read from the viewer and the widget's training state.
 
 Which image layers take part (with their painted Labels layer, if any), which
 of their slices are labeled along an axis (painted, accepted from a
@@ -16,13 +16,13 @@ from napari_action._napari.refine.accepted import painted_slices
 LabeledSlices = dict[str, tuple[set[int], set[int]]]
 
 
-def training_volumes(viewer, session, picker) -> list[tuple]:
+def training_volumes(viewer, training_state, picker) -> list[tuple]:
     """(image layer, painted Labels layer or None) of the volumes to list.
 
     The running (or last) training's volumes, else those selected in the form; plus
     every image with accepted slices, which are training data even without paint.
     """
-    plan = session.plan
+    plan = training_state.plan
     if plan is not None:
         pairs = [(image, plan.labels[i] if i < len(plan.labels) else None) for i, image in enumerate(plan.images)]
     else:
@@ -30,7 +30,9 @@ def training_volumes(viewer, session, picker) -> list[tuple]:
         pairs = [(image, painted.get(image.name)) for image in picker.selected_images()]
     known = {image.name for image, _ in pairs}
     pairs += [
-        (viewer.layers[name], None) for name in session.accepted_slices if name not in known and name in viewer.layers
+        (viewer.layers[name], None)
+        for name in training_state.accepted_slices
+        if name not in known and name in viewer.layers
     ]
     return [(image, labels) for image, labels in pairs if image in viewer.layers]
 

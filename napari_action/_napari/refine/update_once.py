@@ -86,11 +86,11 @@ def start_update_once(widget, steps: int) -> bool:
     ValueError
         When an update cannot start, with a message telling the user why.
     """
-    session = widget.session
-    trainer, plan = session.trainer, session.plan
-    if session.busy:
+    state = widget.training_state
+    trainer, plan = state.trainer, state.plan
+    if state.busy:
         return False
-    if not session.can_continue:
+    if not state.can_continue:
         raise ValueError("press Train first; Update once continues from the trained model.")
     training = widget.training_labels(plan, axis=trainer.axis)
     if not training.any():
@@ -105,7 +105,7 @@ def start_update_once(widget, steps: int) -> bool:
 
 def _predict_training_volumes(widget, run) -> None:
     """After a round that did not fail: predict every training volume still open with the new weights."""
-    plan = widget.session.plan
+    plan = widget.training_state.plan
     if run.error is None and plan is not None:
         names = [image.name for image in plan.images if image in widget.viewer.layers]
         if names:

@@ -32,7 +32,7 @@ def test_load_model_then_predict_gives_aligned_layers(viewer, qtbot, model_file,
     assert not widget.predict_button.isEnabled()
     widget.files_panel.load_model(model_file)
     wait_idle(qtbot, widget)
-    assert widget.predict_button.isEnabled() and widget.session.init_checkpoint is not None
+    assert widget.predict_button.isEnabled() and widget.training_state.init_checkpoint is not None
 
     widget.predict_images(["oblique"])  # a subset first
     wait_idle(qtbot, widget)
@@ -66,7 +66,7 @@ def test_foreign_or_damaged_model_file_is_notified(viewer, qtbot, tmp_path):
         errors = messages_since(before, "error")
         assert len(errors) == 1 and path.name in errors[0] and "checkpoint" in errors[0]
         assert widget.files_panel.status_label.text().startswith("Model not loaded")
-    assert widget.session.trainer is None and not widget.predict_button.isEnabled()
+    assert widget.training_state.trainer is None and not widget.predict_button.isEnabled()
 
 
 def test_files_that_cannot_be_used_are_notified_in_plain_words(viewer, qtbot, tmp_path, model_file):
@@ -103,7 +103,7 @@ def test_files_that_cannot_be_used_are_notified_in_plain_words(viewer, qtbot, tm
     assert notified(lambda: panel.save_session(notes / "work.action.zarr")) == (
         f"{notes} is a file, but a folder is needed there; give the path of a folder, or move the file away."
     )
-    assert notes.read_text() == "the user's notes" and widget.session.trainer is None
+    assert notes.read_text() == "the user's notes" and widget.training_state.trainer is None
 
 
 def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
@@ -130,7 +130,7 @@ def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
     qtbot.waitUntil(lambda: panel.last_autosave > saved and not panel.is_busy, timeout=TIMEOUT)
     session = load_session(panel.autosave_path)
     assert checkpoint_from_bytes(session.checkpoint).class_values == [0, 1, 2]
-    assert session.config["seed"] == widget.session.trainer.config.seed
+    assert session.config["seed"] == widget.training_state.trainer.config.seed
     np.testing.assert_array_equal(session.volume("vol").prediction, viewer.layers["vol ACTION"].data)
 
     # A volume with 2 mm in-plane voxels, predicted by a model trained on 1 mm ones: warned.

@@ -55,7 +55,7 @@ def _build_scene(viewer, qtbot, colin_crop, model_file) -> ActionWidget:
     edited = viewer.layers["colin_crop ACTION"]
     rows, cols = np.mgrid[0:4, 0:5]
     edited.data_setitem((rows.ravel(), cols.ravel(), np.full(rows.size, 3)), 2)
-    widget.session.accepted_slices["colin_crop"] = {3, 5}
+    widget.training_state.accepted_slices["colin_crop"] = {3, 5}
     return widget
 
 
@@ -63,7 +63,7 @@ def _build_scene(viewer, qtbot, colin_crop, model_file) -> ActionWidget:
 def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, tmp_path, colin_crop, model_file):
     first = make_napari_viewer()
     widget = _build_scene(first, qtbot, colin_crop, model_file)
-    locked = widget.session.trackers[id(first.layers["colin_crop ACTION"])].locked.copy()
+    locked = widget.training_state.trackers[id(first.layers["colin_crop ACTION"])].locked.copy()
     expected = _describe(first)
     store = tmp_path / "work.action.zarr"
     widget.files_panel.save_session(store)
@@ -78,10 +78,10 @@ def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, 
     wait_idle(qtbot, widget)
     _assert_same_layers(_describe(second), expected)
     assert second.layers["colin_crop"].source.path == str(colin_crop)
-    tracker = widget.session.trackers[id(second.layers["colin_crop ACTION"])]
+    tracker = widget.training_state.trackers[id(second.layers["colin_crop ACTION"])]
     np.testing.assert_array_equal(tracker.locked, locked)
     assert tracker.edited_slices == {3}
-    assert widget.session.accepted_slices == {"colin_crop": {3, 5}}
+    assert widget.training_state.accepted_slices == {"colin_crop": {3, 5}}
     assert widget.predict_button.isEnabled()
     assert widget.files_panel.autosave_path == tmp_path / "work.autosave.action.zarr"
 

@@ -11,10 +11,10 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
 from superqt.utils import qthrottled
 
-from napari_action._napari.action_session import TrainingPlan
 from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import ACCEPT_KEY
+from napari_action._napari.training_state import TrainingPlan
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import tiny_config
 from tests.helpers.gui import (
@@ -39,7 +39,7 @@ def offline_prediction(viewer, widget, truth):
     """A prediction layer (the truth, as if predicted) without training: accepting needs no model."""
     layer = prediction_layer_for(viewer, viewer.layers["vol"])
     layer.data[:] = truth
-    widget.session.tracker_for(layer, 0)
+    widget.training_state.tracker_for(layer, 0)
     viewer.layers.selection.active = layer
     return layer
 
@@ -52,10 +52,10 @@ def test_accepted_slices_reach_the_running_trainer(scene, qtbot):
     viewer, widget, labels, truth = scene
     painted = labels.data.copy()
     start_long_training(widget)
-    qtbot.waitUntil(lambda: widget.session.target(0) is not None, timeout=TIMEOUT)
-    tracker = widget.session.target(0)
+    qtbot.waitUntil(lambda: widget.training_state.target(0) is not None, timeout=TIMEOUT)
+    tracker = widget.training_state.target(0)
     qtbot.waitUntil(lambda: tracker.streamed[[4, 6]].all(), timeout=TIMEOUT)
-    layer, trainer = tracker.layer, widget.session.trainer
+    layer, trainer = tracker.layer, widget.training_state.trainer
     edit_slice(layer, 4, 1)  # a correction...
     viewer.layers.selection.active = layer
     show_slice(viewer, 4)
@@ -71,7 +71,7 @@ def test_accepted_slices_reach_the_running_trainer(scene, qtbot):
     target = trainer.annotation.target(0, 4)
     assert (target[0:6, 0:6] == 1).all() and (trainer.annotation.target(0, 6) == 0).all()
     assert set(trainer.annotation.labeled_slices(0)) == {*PAINTED, 4, 6}
-    assert widget.session.accepted_slices == {"vol": {4, 6}}
+    assert widget.training_state.accepted_slices == {"vol": {4, 6}}
     assert labels.data.tobytes() == painted.tobytes()  # copy option off: the painted layer is untouched
     assert "    slice 4 · accepted" in list_texts(widget.refine_panel.training_list)
     assert widget.refine_panel.uncertainty.get("vol").covered[4]  # streamed slices have an uncertainty
@@ -98,7 +98,7 @@ def test_copy_option_and_next_train_use_accepted_slices(scene, qtbot):
 
     widget.train_button.click()  # a new training starts from painted + accepted slices
     wait_finished(qtbot, widget)
-    annotation = widget.session.trainer.annotation
+    annotation = widget.training_state.trainer.annotation
     assert annotation.labeled_slices(0) == [0, *PAINTED, 7]
     np.testing.assert_array_equal(annotation.class_values[annotation.target(0, 7)], truth[7])
 
@@ -110,7 +110,7 @@ def test_accept_all_and_training_set_navigation(scene):
     edit_slice(layer, 6, 0, rows=slice(14, 18), cols=slice(14, 18))  # a hole in the disc
     panel = widget.refine_panel
     assert panel.accept_edited_slices() == 2
-    assert widget.session.accepted_slices == {"vol": {1, 6}}
+    assert widget.training_state.accepted_slices == {"vol": {1, 6}}
     assert panel.accept_edited_slices() == 0  # nothing new
     panel.refresh()
     assert list_texts(panel.training_list) == [
@@ -129,14 +129,14 @@ def test_accept_all_and_training_set_navigation(scene):
     assert viewer.dims.current_step[0] == 6
 
     plan = TrainingPlan.from_picker(widget.picker)
-    training = merge_accepted(widget.session, plan, axis=0)
+    training = merge_accepted(widget.training_state, plan, axis=0)
     assert training.labeled_slices == {0: (1, 6)} and training.axis == 0
     np.testing.assert_array_equal(training.labels[0][[1, 6]], layer.data[[1, 6]])
     np.testing.assert_array_equal(training.labels[0][[2, 5]], labels.data[[2, 5]])
     before = len(notification_manager.records)
     training = widget.training_labels(plan, axis=1)  # a model along another axis: dropped, said
     assert training.skipped == ["vol"] and not training.labeled_slices
-    assert widget.session.accepted_slices == {}
+    assert widget.training_state.accepted_slices == {}
     assert "dropped" in training.warnings[0]
     assert "dropped" in str(notification_manager.records[before].message)
 
@@ -217,7 +217,7 @@ def test_next_slices_follow_a_new_model_sliced_along_another_axis_than_the_loade
 
     widget.train_button.click()  # a new model along axis 0; its streamed slices are ranked as they come
     wait_idle(qtbot, widget)
-    assert widget.run.error is None and widget.session.trainer.axis == 0
+    assert widget.run.error is None and widget.training_state.trainer.axis == 0
     assert panel.labeled_axis == 2  # still the list of the loaded model: the rankings above met it
     viewer.layers["vol ACTION"].data[:] = truth  # something to rank (the tiny model may predict nothing)
     picks = panel.next_slices()

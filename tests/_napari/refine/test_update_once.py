@@ -20,7 +20,7 @@ def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
     assert "press Train first" in str(notification_manager.records[before].message)
     widget.train_button.click()
     wait_finished(qtbot, widget)
-    trainer, layer = widget.session.trainer, viewer.layers["vol ACTION"]
+    trainer, layer = widget.training_state.trainer, viewer.layers["vol ACTION"]
     assert panel.update_button.isEnabled()
     step = trainer.step
     edit_slice(layer, 6, 2)
@@ -28,7 +28,7 @@ def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
     viewer.layers.selection.active = layer
     assert panel.accept_current_slice() == [6]
     accepted = layer.data[6].copy()
-    locked = widget.session.target(0).locked
+    locked = widget.training_state.target(0).locked
     layer.data[~locked] = 9  # stale on purpose (9 is never predicted): the update must predict it again
     panel.steps_spin.setValue(3)
     panel.update_button.click()
@@ -36,7 +36,7 @@ def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
     wait_finished(qtbot, widget)
 
     assert widget.run.error is None and trainer.step == step + 3
-    assert widget.session.trainer is trainer  # continued, not rebuilt
+    assert widget.training_state.trainer is trainer  # continued, not rebuilt
     assert 6 in trainer.annotation.labeled_slices(0) and list(trainer.class_values) == [0, 1, 2]
     fresh = next(u for u in trainer.predict_volume(0) if u.done).labels
     np.testing.assert_array_equal(layer.data[~locked], fresh[~locked])  # predicted again...

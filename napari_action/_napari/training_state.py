@@ -1,11 +1,14 @@
-"""State of one ACTION widget, kept apart from its Qt widgets.
+"""The live training state of one ACTION widget, kept apart from its Qt widgets.
 
 :class:`TrainingPlan` is the validated answer to "what do we train on":
 image layers in volume order and, per volume, the Labels layer painted on it.
-:class:`ActionSession` owns the trainer, the current run, the running
-prediction/save job and the edit trackers of the prediction layers. It is a
-plain object (not a QObject), so the widget's ``destroyed`` signal can still
-reach :meth:`ActionSession.abandon` while the widget's C++ side goes away.
+:class:`TrainingState` owns the trainer, the current run, the running
+prediction/save job, the edit trackers of the prediction layers and the accepted
+slices. It is a plain object (not a QObject), so the widget's ``destroyed`` signal
+can still reach :meth:`TrainingState.abandon` while the widget's C++ side goes away.
+
+Not to be confused with a *session* (:mod:`napari_action.io.session_store`): the
+store on disk that a snapshot of this state and of the viewer's layers is saved to.
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ class TrainingInit(NamedTuple):
 def build_trainer(volumes, labels, config, class_names, init=None, labeled_slices=None, spacings=None):
     """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
 
-    ``config.axis`` is the slicing axis the widget decided (:meth:`ActionSession.training_init`).
+    ``config.axis`` is the slicing axis the widget decided (:meth:`TrainingState.training_init`).
     With an ``init`` checkpoint (a loaded model) training continues from its
     weights, so its network sizes replace the form's (its axis is the decided one).
     ``labeled_slices`` (volume index -> slices) count as labeled even where
@@ -180,8 +183,8 @@ def build_trainer(volumes, labels, config, class_names, init=None, labeled_slice
     )
 
 
-class ActionSession:
-    """Trainer, run, jobs and edit trackers of one widget (no Qt widgets inside)."""
+class TrainingState:
+    """Trainer, run, jobs, edit trackers and accepted slices of one widget (no Qt widgets inside)."""
 
     def __init__(self):
         # The current model: a trainer, or a model loaded from a checkpoint or a session.

@@ -1,11 +1,13 @@
-"""The input half of the ACTION widget: which layers to learn from, and how.
+"""Which layers the ACTION widget learns from.
 
 :class:`LayerPicker` lists the 3D image layers (checked = used for training;
 images without labels are unlabeled data) and the Labels layers holding
 painted slices, each paired with the image it was painted on (guessed from
-shape and name, changeable). :class:`OptionsForm` maps the remaining choices
-onto :class:`~napari_action.config.TrainConfig` fields. Neither widget starts
-anything; the dock widget reads them when Train is pressed.
+shape and name, changeable). It stays plain Qt: a check-list and a table with
+an image picker per row, new layers checked by default, are more than napari's layer-typed
+magicgui pickers (one layer, or a plain multi-selection) offer. How to train is chosen in
+:mod:`.options`. Neither starts anything; the dock widget reads them when
+Train is pressed.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
-    QFormLayout,
     QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -29,9 +29,6 @@ from qtpy.QtWidgets import (
 )
 
 from napari_action._napari.layers import image_layers, labels_layers, layer_shape_text, pair_labels_to_images
-from napari_action._napari.threads import available_cores, training_threads
-from napari_action._napari.view_plane import CHOICES as VIEW_CHOICES
-from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, TrainConfig
 
 if TYPE_CHECKING:
     import napari
@@ -39,7 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NO_IMAGE = "(no image)"
-AXIS_AUTO = "auto (inferred)"
 
 
 class LayerPicker(QWidget):
@@ -152,108 +148,3 @@ class LayerPicker(QWidget):
             self._unchecked.discard(name)
         else:
             self._unchecked.add(name)
-
-
-class OptionsForm(QWidget):
-    """Axis, budget, method, stage-iii steps, device and CPU threads, mapped onto TrainConfig."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.view_combo = QComboBox()
-        self.view_combo.addItems(list(VIEW_CHOICES))
-        self.view_combo.setToolTip(
-            "Which slices the viewer shows: an anatomical plane (from the image's NIfTI header), "
-            "or the plane of the slices painted so far. napari opens NIfTI files on array axis 0."
-        )
-        self.axis_combo = QComboBox()
-        self.axis_combo.addItems([AXIS_AUTO, "viewer slicing axis", "axis 0", "axis 1", "axis 2"])
-        self.axis_combo.setToolTip(
-            "Slicing axis: inferred from the painted labels (the axis along which few slices are "
-            "painted; ties go to the axis the viewer slices), the viewer's, or a fixed one."
-        )
-        self.budget_combo = QComboBox()
-        self.budget_combo.addItems(list(BUDGETS))
-        self.budget_combo.setToolTip("cpu: small model, minutes on a laptop. paper: the method's GPU sizes.")
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(list(METHODS))
-        self.prior_combo = QComboBox()
-        self.prior_combo.addItems(list(PRIOR_SOURCES))
-        self.prior_combo.setToolTip(
-            "What your painted slices say about the others, shown at once and used in training. "
-            "propagation: your labels carried along the image from slice to slice, also beyond the "
-            "painted range. interpolation: the shapes morphed between painted slices, ignoring the "
-            "image (for masks whose structures have no contrast in the image)."
-        )
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 1_000_000)
-        self.steps_spin.setToolTip("Steps of the semi-supervised stage iii (after the warm-up).")
-        # torch-backed: imported when a form is made, not with this module (see the widget module's docstring).
-        from napari_action.runtime import available_devices
-
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
-        self.device_label = QLabel()
-        self.device_label.setWordWrap(True)
-        self.threads_spin = QSpinBox()
-        self.threads_spin.setRange(1, available_cores())
-        self.threads_spin.setValue(training_threads())
-        self.threads_spin.setToolTip(
-            "torch's CPU threads for training and prediction. Default: every core (training runs at "
-            "lower priority, so the viewer stays responsive). Two trainings on the same cores slow "
-            "each other down several-fold."
-        )
-        layout = QFormLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addRow("view slices", self.view_combo)
-        layout.addRow("slicing axis", self.axis_combo)
-        layout.addRow("budget", self.budget_combo)
-        layout.addRow("method", self.method_combo)
-        layout.addRow("labels between slices", self.prior_combo)
-        layout.addRow("stage iii steps", self.steps_spin)
-        layout.addRow("device", self.device_combo)
-        layout.addRow("", self.device_label)
-        layout.addRow("CPU threads", self.threads_spin)
-        self.budget_combo.currentTextChanged.connect(self._on_budget_changed)
-        self.device_combo.currentTextChanged.connect(self._describe_device)
-        self.budget_combo.setCurrentText("paper" if "cuda" in available_devices() else "cpu")
-        self._on_budget_changed(self.budget_combo.currentText())
-        self._describe_device()
-
-    def _on_budget_changed(self, budget: str) -> None:
-        self.steps_spin.setValue(TrainConfig.preset(budget).steps_stage3)
-
-    def _describe_device(self, *_) -> None:
-        self.device_label.setText(f"will use: {describe_device(self.device_combo.currentText())}")
-
-    def axis_choice(self, viewer_axis: int) -> int | None:
-        """The chosen axis; None = infer from the labels."""
-        text = self.axis_combo.currentText()
-        if text == AXIS_AUTO:
-            return None
-        if text.startswith("viewer"):
-            return viewer_axis
-        return int(text.split()[-1])
-
-    def config(self, axis: int | None, num_threads: int | None, **overrides: Any) -> TrainConfig:
-        """The TrainConfig of these choices; ``overrides`` win (tests pass tiny budgets)."""
-        fields = {
-            "method": self.method_combo.currentText(),
-            "prior_source": self.prior_combo.currentText(),
-            "steps_stage3": self.steps_spin.value(),
-            "device": self.device_combo.currentText(),
-            "axis": axis,
-            "num_threads": num_threads,
-        }
-        fields.update(overrides)
-        return TrainConfig.preset(self.budget_combo.currentText(), **fields)
-
-
-def describe_device(choice: str) -> str:
-    """What ``choice`` resolves to, e.g. "CUDA: NVIDIA H100" or "CPU"; why not, if it cannot be used."""
-    from napari_action.runtime import device_label, resolve_device  # torch-backed: see OptionsForm.__init__
-
-    try:
-        label = device_label(resolve_device(choice))
-    except ValueError as exc:
-        return str(exc)
-    return label.split(",")[0] if label.startswith("CPU") else label
