@@ -140,19 +140,36 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
             labeled_slices={i: protocol.slices[s.name] for i, s in enumerate(protocol.painted)},
             class_names=protocol.cohort.class_names,
             spacings=[s.spacing for s in subjects],
+            affines=[s.affine for s in subjects],
         )
         timing = {"setup_s": time.perf_counter() - start} | train_timed(trainer)
         predictor = trainer.predictor()
         predictions, predict_s = {}, {}
         for index, subject in enumerate(subjects):
             start = time.perf_counter()
-            # A painted subject keeps its prior from the painted slices; the others have none.
+            # A painted subject keeps its prior from the painted slices; the others the prior carried
+            # onto them by registration (TrainConfig.unpainted_prior), if any.
             predictions[subject.name] = predictor.predict(
                 trainer.volumes[index], normalized=True, prior=trainer.prior(index), spacing=subject.spacing
             )[0]
             predict_s[subject.name] = time.perf_counter() - start
+        carried = carried_maps(trainer, protocol)
     timing |= {"predict_s": predict_s, "peak_rss_delta_mb": memory.delta_mb, "config": config.to_dict()}
+    timing["carried"] = carried
     return predictions, timing
+
+
+def carried_maps(trainer: Trainer, protocol: Protocol) -> dict[str, np.ndarray] | None:
+    """The prior carried onto each unpainted subject (the product's atlas route, its preview there); label values."""
+    maps = {}
+    for index, subject in enumerate(protocol.subjects):
+        prior = trainer.prior(index)
+        if subject in protocol.painted or prior is None:
+            continue
+        classes = np.stack([prior.classes_at(z) for z in range(subject.image.shape[protocol.axis])])
+        values = np.where(classes >= 0, trainer.class_values[np.clip(classes, 0, None)], 0)
+        maps[subject.name] = np.moveaxis(values, 0, protocol.axis).astype(subject.labels.dtype)
+    return maps or None
 
 
 # --------------------------------------------------------------------------- atlas route
@@ -230,6 +247,12 @@ def save(record: dict, args) -> None:
 def run_network(protocol: Protocol, method: str, seed: int, atlas: AtlasRoute | None, args) -> None:
     """One network: its scores on the unpainted subjects, on the painted one, and carried by the atlas route."""
     predictions, timing = train_and_predict(protocol, method, args)
+    carried = timing.pop("carried")
+    if carried is not None and not getattr(args, "carried_saved", False):
+        # The same for every network and seed: the painted subject's propagation registered, no training.
+        scores = {s.name: protocol.score(s, carried[s.name], args.surface) for s in protocol.others}
+        save(make_record(protocol, "carried:propagation", None, scores, {"total_s": timing["setup_s"]}, args), args)
+        args.carried_saved = True
     painted_predict_s = sum(timing["predict_s"][s.name] for s in protocol.painted)
     others_predict_s = sum(timing["predict_s"][s.name] for s in protocol.others)
     own = timing["setup_s"] + timing["train_s"]
@@ -267,6 +290,7 @@ def run_cohort(name: str, args) -> None:
         flush=True,
     )
     atlas = run_atlas_truth(protocol, args) if "atlas" in args.methods else None
+    args.carried_saved = False
     for seed in args.seeds:
         args.seed = seed
         for method in (m for m in args.methods if m in NETWORK_METHODS):

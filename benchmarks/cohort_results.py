@@ -20,6 +20,8 @@ from sparse_results import mean_sd  # sibling module (run as a script)
 METHOD_NOTES = {
     "action": "ACTION, the other subjects as unlabeled data",
     "supervised": "supervised U-Net, painted slices only",
+    "carried:propagation": "the product's own atlas route, no training: the painted subject's propagated slices "
+    "registered onto each subject (napari-action's affine registration; the preview there)",
     "atlas:truth": "atlas route, upper bound: the painted subject's full truth registered",
     "atlas:action": "atlas route: ACTION's 3D result on the painted subject registered",
     "atlas:supervised": "atlas route: the supervised 3D result on the painted subject registered",

@@ -22,6 +22,8 @@ PRIORS: tuple[str, ...] = ("none", "vote", "target")
 PRIOR_SOURCES: tuple[str, ...] = ("propagation", "interpolation")
 #: Where streamed predictions may replace the preview while training runs (``TrainConfig.stream_over_preview``).
 STREAM_OVER_PREVIEW: tuple[str, ...] = ("unreached", "everywhere")
+#: The prior of volumes nobody painted: the painted volumes' prior registered onto them, or none.
+UNPAINTED_PRIORS: tuple[str, ...] = ("registration", "none")
 
 
 @dataclass
@@ -178,6 +180,11 @@ class TrainConfig:
     # network alone fell to 0.67 mid-run against the preview's 0.725; kept off the reached slices
     # it never went below 0.719 (docs/benchmarks.md, "Which slices the network takes over").
     stream_over_preview: str = "unreached"
+    # Volumes nobody painted: "registration" carries the painted volumes' prior onto them (an
+    # affine registration by mutual information, seconds per volume), which then serves as their
+    # preview, the teacher's vote and confident labeled slices; "none" leaves them unlabeled data
+    # only. docs/benchmarks.md, "Cohort".
+    unpainted_prior: str = "registration"
     # Mixed precision on CUDA (bfloat16 autocast; float16 with a loss scaler before Ampere). Off:
     # on an H200 it was 7-12 % slower per step than float32 (whose convolutions use TF32) and took
     # more memory, for both presets (docs/benchmarks.md, "On a GPU"); these 2D networks are
@@ -282,6 +289,8 @@ class TrainConfig:
             raise ValueError(
                 f"stream_over_preview must be one of {STREAM_OVER_PREVIEW}, got {self.stream_over_preview!r}."
             )
+        if self.unpainted_prior not in UNPAINTED_PRIORS:
+            raise ValueError(f"unpainted_prior must be one of {UNPAINTED_PRIORS}, got {self.unpainted_prior!r}.")
         if self.loss.prior not in PRIORS:
             raise ValueError(f"loss.prior must be one of {PRIORS}, got {self.loss.prior!r}.")
         if self.model.context < 0:

@@ -165,21 +165,29 @@ class TrainingInit(NamedTuple):
     reason: str | None = None  # why the loaded model's checkpoint is not continued
 
 
-def build_trainer(volumes, labels, config, class_names, init=None, labeled_slices=None, spacings=None):
+def build_trainer(volumes, labels, config, class_names, init=None, labeled_slices=None, spacings=None, affines=None):
     """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
 
     ``config.axis`` is the slicing axis the widget decided (:meth:`TrainingState.training_init`).
     With an ``init`` checkpoint (a loaded model) training continues from its
     weights, so its network sizes replace the form's (its axis is the decided one).
     ``labeled_slices`` (volume index -> slices) count as labeled even where
-    they hold only background: the accepted slices.
+    they hold only background: the accepted slices. ``affines`` (each image's voxel → world)
+    let the trainer carry the painted images' labels onto the images nobody painted.
     """
     from napari_action.training.trainer import Trainer  # imports torch: see the widget module's docstring
 
     if init is not None:
         config = config.replace(model=init.config.model)
     return Trainer(
-        volumes, labels, config, class_names=class_names, init=init, labeled_slices=labeled_slices, spacings=spacings
+        volumes,
+        labels,
+        config,
+        class_names=class_names,
+        init=init,
+        labeled_slices=labeled_slices,
+        spacings=spacings,
+        affines=affines,
     )
 
 

@@ -49,7 +49,7 @@ from napari_action._napari.status import status_text
 from napari_action._napari.threads import new_worker
 from napari_action._napari.training_state import TrainingPlan, TrainingState, build_trainer
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
-from napari_action._napari.view_plane import axis_for_choice, layer_geometry, show_slices_along, viewer_slicing_axis
+from napari_action._napari.view_plane import axis_for_choice, layer_volume_meta, show_slices_along, viewer_slicing_axis
 from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
 from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
@@ -287,7 +287,8 @@ class ActionWidget(QWidget):
         config = self.options.config(viewer_axis, **self.config_overrides)
         # zarr or dask layers stay lazy: the trainer reads them a slice at a time.
         volumes = [layer_image_data(image) for image in plan.images]
-        spacings = [layer_geometry(image).spacing for image in plan.images]
+        # Voxel sizes and world positions: the trainer carries labels onto unpainted images in millimetres.
+        affines = [layer_volume_meta(image).affine for image in plan.images]
         # The accepted slices join the painted labels (those accepted along another axis than chosen are dropped).
         training = self.training_labels(plan, axis=config.axis)
         # Decided once, here on the GUI thread, and handed down: nothing below infers it again.
@@ -305,7 +306,7 @@ class ActionWidget(QWidget):
             plan.class_names(),
             init=init.checkpoint,
             labeled_slices=training.labeled_slices,
-            spacings=spacings,
+            affines=affines,
         )
         return factory, config, init.axis_decision
 

@@ -79,6 +79,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         config,
         class_names=PHANTOM_CLASS_NAMES,
         spacings=[s.meta.zooms[:3] for s in subjects],
+        affines=[s.meta.affine for s in subjects],
     )
     _say(f"Training {trainer.config.method} on {trainer.device_label}: {describe_schedule(trainer)}...")
     run_training(trainer, TerminalProgress())

@@ -112,8 +112,11 @@ def _train(args: argparse.Namespace) -> int:
     labels = [array for array, _ in painted]
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     spacings = [meta.zooms[:3] for _, meta in loaded]
+    affines = [meta.affine for _, meta in loaded]
     try:
-        trainer = Trainer(images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings)
+        trainer = Trainer(
+            images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings, affines=affines
+        )
     except NonFiniteVoxelsError as error:
         raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
     # The trainer copied the labeled slices: whole label volumes would only take memory from here on.

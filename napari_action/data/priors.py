@@ -26,6 +26,7 @@ import numpy as np
 
 from napari_action.config import PRIOR_SOURCES
 from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.carried_prior import CarriedPrior, CarrySource
 from napari_action.data.interpolation import annotation_interpolator
 from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.propagation import (
@@ -204,12 +205,17 @@ def build_priors(
     source: str,
     spacings: Sequence[Sequence[float]] | None = None,
     previous: dict[int, SlicePrior] | None = None,
+    affines: Sequence[np.ndarray] | None = None,
 ) -> dict[int, SlicePrior]:
     """The prior of every volume with labeled slices (slice mode only; scribbles leave pixels unknown).
 
     ``previous`` priors whose labeled slices did not change are kept, so that a
     stroke on one volume does not recompute the propagation of the others; on the
     volume it touched, only the pieces next to the changed slices are recomputed.
+
+    With ``affines`` (each volume's voxel → world, millimetres), every volume with no labeled
+    slice gets the labeled volumes' priors carried onto it by registration
+    (:class:`~napari_action.data.carried_prior.CarriedPrior`).
     """
     if source not in PRIOR_SOURCES:
         raise ValueError(f"Unknown prior source {source!r}; choose one of {PRIOR_SOURCES}.")
@@ -233,13 +239,39 @@ def build_priors(
         spacing = (1.0, 1.0, 1.0) if spacings is None else spacings[v]
         reuse = kept if isinstance(kept, PropagationPrior) else None
         priors[v] = PropagationPrior(volumes[v], annotation.axis, targets, annotation.num_classes, spacing, reuse=reuse)
+    if affines is not None and priors:
+        priors |= carried_priors(annotation, volumes, affines, priors, previous or {})
     return priors
+
+
+def carried_priors(
+    annotation: SparseAnnotation,
+    volumes: Sequence[NormalizedVolume],
+    affines: Sequence[np.ndarray],
+    painted: dict[int, SlicePrior],
+    previous: dict[int, SlicePrior],
+) -> dict[int, CarriedPrior]:
+    """The painted volumes' priors carried onto every volume without labeled slices."""
+    if len(affines) != len(volumes):
+        raise ValueError(f"Got {len(affines)} affines for {len(volumes)} volumes; give one per volume.")
+    sources = [CarrySource(volumes[v], np.asarray(affines[v]), prior) for v, prior in sorted(painted.items())]
+    carried = {}
+    for v in range(annotation.num_volumes):
+        if v in painted or annotation.labeled_slices(v):
+            continue
+        kept = previous.get(v)
+        reuse = kept if isinstance(kept, CarriedPrior) else None
+        carried[v] = CarriedPrior(volumes[v], affines[v], annotation.axis, sources, annotation.num_classes, reuse=reuse)
+    return carried
 
 
 def iter_prior_runs(prior: SlicePrior) -> Iterator[PropagatedRun]:
     """A prior as runs of consecutive slices: the propagation as it is computed, an interpolation at once."""
     if isinstance(prior, PropagationPrior):
         yield from prior.iter_runs()
+        return
+    if isinstance(prior, CarriedPrior):
+        yield from _carried_runs(prior)
         return
     covered = np.flatnonzero(prior.covered)
     if covered.size == 0:
@@ -250,3 +282,20 @@ def iter_prior_runs(prior: SlicePrior) -> Iterator[PropagatedRun]:
     weight = 0.5 ** (prior.distance[first:last] / INTERPOLATION_HALF_DISTANCE)
     confidence = np.broadcast_to(weight[:, None, None], classes.shape).astype(np.float32)
     yield PropagatedRun(first, classes.astype(np.int64), confidence)
+
+
+#: Slices per run of a carried prior's preview: the first ones show while the rest are carried.
+CARRIED_RUN_SLICES = 16
+
+
+def _carried_runs(prior: CarriedPrior) -> Iterator[PropagatedRun]:
+    """A carried prior in runs of consecutive covered slices, with its own confidence."""
+    covered = np.flatnonzero(prior.covered)
+    if covered.size == 0:
+        return
+    first, last = int(covered[0]), int(covered[-1]) + 1
+    for start in range(first, last, CARRIED_RUN_SLICES):
+        stop = min(start + CARRIED_RUN_SLICES, last)
+        classes = np.stack([prior.classes_at(z) for z in range(start, stop)])
+        confidence = np.stack([prior.confidence_at(z) for z in range(start, stop)])
+        yield PropagatedRun(start, classes, confidence)

@@ -129,6 +129,10 @@ class SlicePool:
         ``"interpolation"`` (shape interpolation between painted slices).
     spacings : sequence of 3 float per volume, optional
         Voxel sizes in mm (default 1 mm): how far a propagated structure carries.
+    affines : sequence of 4 x 4 arrays, optional
+        Each volume's voxel → world affine: volumes with no labeled slice then get the
+        labeled volumes' priors carried onto them by registration
+        (:mod:`napari_action.data.carried_prior`). ``None``: they get no prior.
 
     Attributes
     ----------
@@ -146,6 +150,7 @@ class SlicePool:
         prior: bool = False,
         prior_source: str = "propagation",
         spacings: Sequence[Sequence[float]] | None = None,
+        affines: Sequence[np.ndarray] | None = None,
     ) -> None:
         if int(context) < 0:
             raise ValueError(f"context must be >= 0, got {context}.")
@@ -153,6 +158,7 @@ class SlicePool:
         self.use_prior = bool(prior)
         self.prior_source = prior_source
         self._spacings = None if spacings is None else [tuple(float(x) for x in sp) for sp in spacings]
+        self._affines = None if affines is None else [np.asarray(a, dtype=np.float64) for a in affines]
         self.priors: dict[int, SlicePrior] = {}
         self._between: list[tuple[int, int]] | None = None
         self._volumes = [_as_normalized_volume(v, i) for i, v in enumerate(volumes)]
@@ -187,7 +193,9 @@ class SlicePool:
         self._background_only = [k for k in range(len(self.labeled)) if k not in with_foreground]
         self._with_foreground = sorted(with_foreground)
         if self.use_prior:
-            self.priors = build_priors(annotation, self._volumes, self.prior_source, self._spacings, self.priors)
+            self.priors = build_priors(
+                annotation, self._volumes, self.prior_source, self._spacings, self.priors, self._affines
+            )
         self._between = None  # known once the priors are computed (the propagation takes seconds)
 
     @property

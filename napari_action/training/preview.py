@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
+from napari_action.data.carried_prior import CarriedPrior
 from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior, iter_prior_runs
 from napari_action.data.slice_pool import SlicePool
@@ -47,7 +48,8 @@ def iter_prior_preview(
     Runs are computed as they are asked for, so the first ones show before the
     whole prior is known.
     """
-    for index in sorted(priors):
+    # The painted volumes' own priors first: they show within seconds, and the carried ones are made from them.
+    for index in sorted(priors, key=lambda i: (isinstance(priors[i], CarriedPrior), i)):
         for run in iter_prior_runs(priors[index]):
             labels = class_values[run.classes]
             yield (SlicePrediction(index, axis, run.start, labels, run.confidence),)

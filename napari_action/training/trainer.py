@@ -56,6 +56,7 @@ from napari_action.training.step_recovery import diverged_error, smaller_batches
 from napari_action.training.stream_schedule import FitGate, StreamCursor
 from napari_action.training.trainer_inputs import (
     build_annotation,
+    check_affines,
     check_spacings,
     check_volumes,
     normalized_image,
@@ -98,6 +99,12 @@ class Trainer:
     spacings : sequence of (float, float, float), optional
         Voxel size in mm of each volume, per array axis (default 1 mm): the
         whole-volume prediction smooths across slices in millimetres.
+    affines : sequence of 4 x 4 arrays, optional
+        Each volume's voxel → world affine (a NIfTI affine, millimetres). Volumes nobody
+        painted get the painted volumes' prior registered onto them
+        (``config.unpainted_prior``); registration starts from world coordinates, so volumes
+        stored in other orientations align. Default: each volume's spacings, no rotation. Without
+        ``spacings``, the voxel sizes are read from the affines.
 
     Raises
     ------
@@ -115,6 +122,7 @@ class Trainer:
         class_names: Mapping[int, str] | None = None,
         init: str | Path | Checkpoint | None = None,
         spacings: Sequence[Sequence[float]] | None = None,
+        affines: Sequence[np.ndarray] | None = None,
     ):
         self.config = config or TrainConfig.preset("cpu")
         self.config.validate()
@@ -134,6 +142,9 @@ class Trainer:
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
         self.images = [normalized_image(v, self.axis) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
+        affines = check_affines(affines, len(raw))
+        if spacings is None and affines is not None:
+            spacings = [np.linalg.norm(affine[:3, :3], axis=0) for affine in affines]
         self.spacings = check_spacings(spacings, raw)
         self.pool = SlicePool(
             self.images,
@@ -143,6 +154,7 @@ class Trainer:
             prior=True,
             prior_source=self.config.prior_source,
             spacings=self.spacings,
+            affines=self._unpainted_affines(affines),
         )
         self.distributed = distributed.context_from_environment()
         self.device = distributed.device_for_rank(resolve_device(self.config.device), self.distributed)
@@ -170,6 +182,13 @@ class Trainer:
         self._notice: str | None = None
         self._stream = StreamCursor([v.shape[self.axis] for v in self.images], self.config.stream_slices)
         self._gate = FitGate(self.config.stream_min_fit)
+
+    def _unpainted_affines(self, affines: list[np.ndarray] | None) -> list[np.ndarray] | None:
+        """The affines that carry the painted volumes' prior onto unpainted ones (from the spacings when
+        none were given); ``None`` when off."""
+        if self.config.unpainted_prior == "none":
+            return None
+        return affines if affines is not None else [np.diag([*spacing, 1.0]) for spacing in self.spacings]
 
     # -- public properties -------------------------------------------------
     @property

@@ -69,6 +69,25 @@ def check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[Any
     return checked
 
 
+def check_affines(affines: Sequence[np.ndarray] | None, count: int) -> list[np.ndarray] | None:
+    """One invertible 4 x 4 voxel → world affine per image, or ``None`` when none is given.
+
+    Raises
+    ------
+    ValueError
+        Not one affine per image, or one that is not an invertible 4 x 4 matrix.
+    """
+    if affines is None:
+        return None
+    checked = [np.asarray(a, dtype=np.float64) for a in affines]
+    if len(checked) != count:
+        raise ValueError(f"Give one affine per image; got {len(checked)} for {count} images.")
+    for index, affine in enumerate(checked):
+        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise ValueError(f"The affine of image {index} is not an invertible 4 x 4 voxel-to-world matrix: {affine}.")
+    return checked
+
+
 def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:
     """``labels`` with ``None`` (unlabeled) for the images it does not reach.
 

@@ -25,6 +25,7 @@ from napari_action.training.safeguards import TrainingDivergedError
 from napari_action.training.stream_schedule import StreamCursor
 from tests.helpers.engine import tiny_overrides
 from tests.helpers.gui import (
+    GRID,
     PAINTED,
     SHAPE,
     TIMEOUT,
@@ -448,3 +449,18 @@ def test_an_image_layer_backed_by_zarr_trains_without_being_loaded_whole(viewer,
     assert widget.run.error is None and widget.run.last_progress.step == 10
     assert widget.training_state.trainer.images[0].is_lazy  # read a slice at a time, never converted whole
     assert prediction_layer(viewer) is not None
+
+
+def test_an_image_nobody_painted_shows_the_painted_labels_carried_onto_it(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    image, _ = disc_volume(seed=1)
+    # The same anatomy 3 voxels to the side, on the same grid: registration has to find the shift.
+    viewer.add_image(np.roll(image, 3, axis=2), name="other", **GRID)
+    other_truth = np.roll(truth, 3, axis=2)
+    widget.config_overrides = tiny_overrides(stream_min_fit=1.0)  # the previews stay on screen
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None
+    shown = next(layer for layer in viewer.layers if is_prediction_layer(layer) and layer.name.startswith("other"))
+    for value in (1, 2):
+        assert _dice(shown.data[1:7] == value, other_truth[1:7] == value) > 0.8

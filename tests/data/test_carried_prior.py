@@ -1,0 +1,131 @@
+"""The painted volume's prior carried onto a volume nobody painted, through a real registration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_action.config import TrainConfig
+from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.carried_prior import CarriedPrior, axis_first_affine
+from napari_action.data.normalized_volume import NormalizedVolume
+from napari_action.data.priors import PropagationPrior, build_priors, iter_prior_runs
+from napari_action.data.registration import AffineRegistration, RegistrationSettings
+from napari_action.data.samples import evenly_spaced_slices, make_phantom, sparse_from_truth
+from napari_action.evaluation.metrics import dice_per_class
+from napari_action.training.trainer import Trainer
+from tests.helpers.engine import tiny_config
+
+AXIS = 2  # the phantom's short-axis slices
+QUICK = RegistrationSettings(levels_mm=(6.0, 3.0), iterations=(40, 20), samples=3000)
+
+
+def shifted(affine: np.ndarray, shift_mm) -> np.ndarray:
+    moved = np.eye(4)
+    moved[:3, 3] = shift_mm
+    return moved @ affine
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    """One painted phantom and the same heart elsewhere in the world, stored with its rows and columns swapped."""
+    subject = make_phantom(1, shape=(64, 64, 16))[0]
+    affine = subject.meta.affine
+    swap = np.eye(4)[[1, 0, 2, 3]]  # voxel (i, j, k) of the copy is voxel (j, i, k) of the original
+    copy_image = np.ascontiguousarray(subject.image.transpose(1, 0, 2))
+    copy_truth = np.ascontiguousarray(subject.labels.transpose(1, 0, 2))
+    copy_affine = shifted(affine, (12.0, -9.0, 0.0)) @ swap
+    painted = sparse_from_truth(subject.labels, AXIS, evenly_spaced_slices(subject.labels, AXIS, 3))
+    annotation = SparseAnnotation([painted, None], [subject.image.shape, copy_image.shape], axis=AXIS)
+    volumes = [NormalizedVolume.exact(subject.image), NormalizedVolume.exact(copy_image)]
+    return annotation, volumes, [affine, copy_affine], subject, copy_truth
+
+
+def carried_labels(prior, annotation, shape) -> np.ndarray:
+    classes = np.stack([prior.classes_at(z) for z in range(shape[AXIS])])
+    return np.moveaxis(annotation.class_values[classes], 0, AXIS)
+
+
+def mean_dice(found, truth, values) -> float:
+    return float(np.nanmean(list(dice_per_class(found, truth, values).values())))
+
+
+def test_the_copy_gets_the_painted_volumes_prior_where_its_own_anatomy_is(cohort):
+    annotation, volumes, affines, subject, copy_truth = cohort
+    priors = build_priors(annotation, volumes, "propagation", affines=affines)
+    assert isinstance(priors[0], PropagationPrior) and isinstance(priors[1], CarriedPrior)
+    priors[1]._settings = QUICK  # a coarser, quicker registration for the test
+    values = annotation.class_values[1:]
+    own = mean_dice(carried_labels(priors[0], annotation, subject.image.shape), subject.labels, values)
+    carried = mean_dice(carried_labels(priors[1], annotation, copy_truth.shape), copy_truth, values)
+    # World coordinates alone (no registration) put the labels 12 mm off.
+    unregistered = CarriedPrior(volumes[1], affines[1], AXIS, priors[1]._sources, annotation.num_classes)
+    unregistered._registrations = {id(volumes[0]): AffineRegistration(np.eye(4), 0.0)}
+    world_only = mean_dice(carried_labels(unregistered, annotation, copy_truth.shape), copy_truth, values)
+    assert carried > own - 0.05
+    assert carried > world_only + 0.2
+    assert priors[1].covered.any() and not priors[1].distance.any()
+
+
+def test_a_new_stroke_recarries_without_registering_again(cohort):
+    annotation, volumes, affines, _, _ = cohort
+    first = build_priors(annotation, volumes, "propagation", affines=affines)
+    first[1]._settings = QUICK
+    registration = first[1].registrations[0]
+    again = build_priors(annotation, volumes, "propagation", previous=first, affines=affines)
+    assert again[1] is not first[1] and again[1].registrations[0] is registration
+
+
+def test_the_preview_of_a_carried_prior_comes_in_runs_with_its_confidence(cohort):
+    annotation, volumes, affines, _, _ = cohort
+    prior = build_priors(annotation, volumes, "propagation", affines=affines)[1]
+    prior._settings = QUICK
+    runs = list(iter_prior_runs(prior))
+    covered = np.flatnonzero(prior.covered)
+    assert runs[0].start == covered[0] and runs[-1].stop == covered[-1] + 1
+    for run in runs:
+        assert run.classes.min() >= 0  # "nothing" is background with confidence 0, never a negative class
+        np.testing.assert_array_equal(run.confidence[0], prior.confidence_at(run.start))
+
+
+def test_without_affines_an_unpainted_volume_has_no_prior(cohort):
+    annotation, volumes, _, _, _ = cohort
+    assert set(build_priors(annotation, volumes, "propagation")) == {0}
+
+
+def test_axis_first_affine_puts_the_slicing_axis_first():
+    affine = np.diag([1.0, 2.0, 3.0, 1.0])
+    moved = axis_first_affine(affine, 1)
+    np.testing.assert_allclose(moved @ [5, 7, 11, 1], affine @ [7, 5, 11, 1])
+
+
+@pytest.mark.parametrize("setting", ["registration", "none"])
+def test_the_trainer_carries_the_prior_unless_told_not_to(cohort, setting):
+    annotation, _, affines, subject, copy_truth = cohort
+    painted = sparse_from_truth(subject.labels, AXIS, annotation.labeled_slices(0))
+    trainer = Trainer(
+        [subject.image, subject.image.transpose(1, 0, 2)],
+        [painted, None],
+        tiny_config(axis=AXIS, unpainted_prior=setting),
+        affines=affines,
+    )
+    assert isinstance(trainer.prior(1), CarriedPrior) == (setting == "registration")
+
+
+def test_a_wrong_affine_is_refused_with_what_to_give(cohort):
+    _, _, _, subject, _ = cohort
+    painted = sparse_from_truth(subject.labels, AXIS, [5])
+    with pytest.raises(ValueError, match="invertible 4 x 4"):
+        Trainer(
+            [subject.image, subject.image],
+            [painted, None],
+            tiny_config(axis=AXIS),
+            affines=[np.eye(4), np.zeros((4, 4))],
+        )
+    with pytest.raises(ValueError, match="one affine per image"):
+        Trainer([subject.image, subject.image], [painted, None], tiny_config(axis=AXIS), affines=[np.eye(4)])
+
+
+def test_the_config_refuses_an_unknown_unpainted_prior():
+    with pytest.raises(ValueError, match="unpainted_prior"):
+        TrainConfig.preset("cpu", unpainted_prior="atlas").validate()
