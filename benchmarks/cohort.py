@@ -13,7 +13,11 @@ subjects, and the demo's cardiac phantoms) and each training seed:
    information) and carry over (a) its full truth, the route's upper bound, and (b) each
    network's 3D result on it, the best a user gets from that one volume;
 4. score Dice (and HD95) per subject and class against the truth; the painted subject is scored
-   on its unpainted slices only, as an upper reference.
+   on its unpainted slices only, as an upper reference;
+5. rate every network prediction as ``napari-action predict`` rates a cohort
+   (``napari_action/inference/quality.py``) and check the rating against the truth: Spearman's rho
+   between quality score and Dice over the unpainted subjects, and whether the subject with the
+   lowest Dice is among the first 3 of the list (worst first).
 
 Results accumulate in ``--out-dir`` (``results.json``, ``results.md``). Full run, both cohorts
 of 12 subjects, 3 seeds, the cpu budget (hours on 2 CPU cores; see ``docs/benchmarks.md``)::
@@ -39,7 +43,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from cohort_atlas import RegistrationSettings, register, set_itk_threads, vote, warp_labels
-from cohort_results import add_run, load_runs, machine, summary_table
+from cohort_results import add_run, load_runs, machine, quality_ranking, ranking_text, summary_table
 from cohort_subjects import Cohort, Subject, load_cohort, reoriented_like
 from peak_memory import PeakRss
 from sparse_slices import add_training_options, network_config, read_run_lists, train_timed
@@ -47,6 +51,8 @@ from sparse_slices import add_training_options, network_config, read_run_lists, 
 from napari_action.config import BUDGETS
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.evaluation.metrics import dice_per_class, evaluate
+from napari_action.inference.quality import QualityAccumulator, rate_cohort
+from napari_action.io.geometry import voxel_volume_ml
 from napari_action.training.trainer import Trainer
 
 NETWORK_METHODS = ("action", "supervised")
@@ -144,19 +150,52 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
         )
         timing = {"setup_s": time.perf_counter() - start} | train_timed(trainer)
         predictor = trainer.predictor()
-        predictions, predict_s = {}, {}
+        predictions, predict_s, quality = {}, {}, {}
         for index, subject in enumerate(subjects):
             start = time.perf_counter()
             # A painted subject keeps its prior from the painted slices; the others the prior carried
             # onto them by registration (TrainConfig.unpainted_prior), if any.
-            predictions[subject.name] = predictor.predict(
-                trainer.volumes[index], normalized=True, prior=trainer.prior(index), spacing=subject.spacing
-            )[0]
+            update = last_update(
+                predictor.iter_predict(
+                    trainer.volumes[index], normalized=True, prior=trainer.prior(index), spacing=subject.spacing
+                )
+            )
+            predictions[subject.name] = update.labels
             predict_s[subject.name] = time.perf_counter() - start
+            # What napari-action predict and the widget record for each volume (not timed: it is not prediction).
+            record = QualityAccumulator(predictor.class_values, predictor.axis, voxel_volume_ml(subject.affine))
+            record.add_volume(update.labels, update.entropy)
+            quality[subject.name] = record.finish()
         carried = carried_maps(trainer, protocol)
     timing |= {"predict_s": predict_s, "peak_rss_delta_mb": memory.delta_mb, "config": config.to_dict()}
     timing["carried"] = carried
-    return predictions, timing
+    return predictions, timing, quality
+
+
+def last_update(updates):
+    """The final update of a whole-volume prediction (labels and entropy)."""
+    for update in updates:
+        if update.done:
+            return update
+    raise RuntimeError("prediction ended without a result")
+
+
+def rate_subjects(protocol: Protocol, quality: dict) -> dict[str, dict]:
+    """Each subject's quality score, flags and worst slice, rated as ``napari-action predict`` rates a cohort.
+
+    Every subject is rated, the painted ones too, as a user predicting the whole cohort would; the
+    raw record stays beside it so that other scores can be tried from ``results.json`` alone.
+    """
+    rated = rate_cohort(list(quality.items()), protocol.cohort.class_names)
+    return {
+        q.name: {
+            "quality_score": q.score,
+            "flags": list(q.flags),
+            "worst_slice": q.worst_slice,
+            "quality_stats": quality[q.name].to_dict(),
+        }
+        for q in rated
+    }
 
 
 def carried_maps(trainer: Trainer, protocol: Protocol) -> dict[str, np.ndarray] | None:
@@ -237,8 +276,10 @@ def make_record(protocol: Protocol, method: str, seed: int | None, scores: dict,
 
 def save(record: dict, args) -> None:
     add_run(args.out_dir, record)
+    ranking = record.get("quality_ranking")
+    rated = f", quality {ranking_text(ranking)}" if ranking else ""
     print(
-        f"  {record['method']} seed {record['seed']}: Dice {record['mean_dice']:.3f}, "
+        f"  {record['method']} seed {record['seed']}: Dice {record['mean_dice']:.3f}{rated}, "
         f"{record['timing']['total_s']:.0f} s",
         flush=True,
     )
@@ -246,7 +287,7 @@ def save(record: dict, args) -> None:
 
 def run_network(protocol: Protocol, method: str, seed: int, atlas: AtlasRoute | None, args) -> None:
     """One network: its scores on the unpainted subjects, on the painted one, and carried by the atlas route."""
-    predictions, timing = train_and_predict(protocol, method, args)
+    predictions, timing, quality = train_and_predict(protocol, method, args)
     carried = timing.pop("carried")
     if carried is not None and not getattr(args, "carried_saved", False):
         # The same for every network and seed: the painted subject's propagation registered, no training.
@@ -256,8 +297,10 @@ def run_network(protocol: Protocol, method: str, seed: int, atlas: AtlasRoute | 
     painted_predict_s = sum(timing["predict_s"][s.name] for s in protocol.painted)
     others_predict_s = sum(timing["predict_s"][s.name] for s in protocol.others)
     own = timing["setup_s"] + timing["train_s"]
-    others = {s.name: protocol.score(s, predictions[s.name], args.surface) for s in protocol.others}
-    save(make_record(protocol, method, seed, others, timing | {"total_s": own + others_predict_s}, args), args)
+    rated = rate_subjects(protocol, quality)
+    others = {s.name: protocol.score(s, predictions[s.name], args.surface) | rated[s.name] for s in protocol.others}
+    record = make_record(protocol, method, seed, others, timing | {"total_s": own + others_predict_s}, args)
+    save(record | {"quality_ranking": quality_ranking(others)}, args)
     painted = {s.name: protocol.score(s, predictions[s.name], args.surface) for s in protocol.painted}
     painted_timing = {"total_s": own + painted_predict_s}
     save(make_record(protocol, f"{method}:painted", seed, painted, painted_timing, args), args)

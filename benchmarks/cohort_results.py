@@ -94,6 +94,60 @@ def _sort_key(record: dict) -> tuple:
     return (*run_key(record)[:6], order, record["method"], -1 if record["seed"] is None else record["seed"])
 
 
+# --------------------------------------------------------------------------- quality ranking
+
+
+def average_ranks(values) -> np.ndarray:
+    """Ranks from 0, tied values sharing their mean rank (Spearman's convention; scipy is not needed)."""
+    values = np.asarray(values, dtype=np.float64)
+    ranks = np.empty(values.size)
+    ranks[np.argsort(values, kind="stable")] = np.arange(values.size)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x, y) -> float | None:
+    """Spearman's rho: Pearson's correlation of the ranks; None when either side has no spread."""
+    rx, ry = average_ranks(x), average_ranks(y)
+    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def quality_ranking(per_subject: dict) -> dict:
+    """How well the quality list ranks the subjects by their true Dice.
+
+    ``rho``: Spearman between quality score and mean Dice. ``worst_in_first_3``: whether the subject
+    with the lowest Dice is among the first three of the list sorted worst (lowest score) first.
+    """
+    scored = {n: s for n, s in per_subject.items() if s.get("quality_score") is not None and s["mean_dice"] is not None}
+    names = sorted(scored, key=lambda n: (scored[n]["quality_score"], n))
+    worst = min(scored, key=lambda n: scored[n]["mean_dice"]) if scored else None
+    return {
+        "rho": spearman([scored[n]["quality_score"] for n in names], [scored[n]["mean_dice"] for n in names]),
+        "worst_subject": worst,
+        "worst_in_first_3": worst in names[:3],
+        "list": names,
+    }
+
+
+def ranking_text(ranking: dict) -> str:
+    rho = "–" if ranking["rho"] is None else f"{ranking['rho']:.2f}"
+    first = "in" if ranking["worst_in_first_3"] else "NOT in"
+    return f"rho {rho}, worst subject {ranking['worst_subject']} {first} the first 3"
+
+
+def _quality_cells(group: list[dict]) -> str:
+    """Spearman's rho (mean ± sd over seeds) and how often the worst subject is in the first 3."""
+    rankings = [r["quality_ranking"] for r in group if r.get("quality_ranking")]
+    if not rankings:
+        return "– | – |"
+    hits = sum(r["worst_in_first_3"] for r in rankings)
+    return f"{mean_sd([r['rho'] for r in rankings], 2)} | {hits}/{len(rankings)} |"
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -136,8 +190,8 @@ def summary_table(runs: list[dict]) -> str:
             f"k = {subset[0]['k']} slices, orientation {subset[0]['orientation']}; {machine_line(subset[-1])})\n",
             "| method | seeds | Dice (mean over subjects; mean ± sd over seeds) | worst subject | "
             + " | ".join(names)
-            + " | HD95 mm | time s |",
-            "|---|---|---|---|" + "---|" * len(names) + "---|---|",
+            + " | HD95 mm | time s | quality ρ (score vs Dice) | worst in first 3 |",
+            "|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|",
         ]
         for key, group in _groups(subset).items():
             method = key[-1]
@@ -146,7 +200,7 @@ def summary_table(runs: list[dict]) -> str:
                 f"{_worst_subject(group)} | "
                 + "".join(f"{_per_class_mean(group, n)} | " for n in names)
                 + f"{mean_sd([r['mean_hd95_mm'] for r in group], 1)} | "
-                f"{mean_sd([r['timing']['total_s'] for r in group], 0)} |"
+                f"{mean_sd([r['timing']['total_s'] for r in group], 0)} | {_quality_cells(group)}"
             )
     notes = [f"- `{m}`: {text}" for m, text in METHOD_NOTES.items() if any(r["method"] == m for r in runs)]
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"

@@ -3,7 +3,9 @@
 Inputs are files, glob patterns or list files (:func:`~napari_action.inference.cohort.expand_images`).
 Under ``torchrun`` each rank predicts its share of the files. A file that cannot be
 predicted (not NIfTI, 4D, NaN voxels, corrupt) is reported and the next one goes
-on; the summary at the end lists what was written and what failed.
+on; the summary at the end lists what was written and what failed. ``quality.csv`` beside
+the masks rates every written mask (:mod:`napari_action.inference.quality`), worst first, and
+the worst few are printed.
 
 Exit codes: 0 every file written (or skipped), 1 at least one file failed, 2 nothing
 was tried (bad options, no checkpoint, a pattern that matches nothing, existing outputs).
@@ -19,13 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from napari_action.cli.options import NAN_TO_ZERO_ADVICE, add_nan_to_zero_option, add_threads_option
+from napari_action.cli.quality_report import report_quality
 from napari_action.inference.cohort import FileOutcome, RankShare, count_by_status, expand_images, gather_outcomes
+from napari_action.inference.quality import QUALITY_CSV
 from napari_action.io.errors import describe_error
 from napari_action.io.label_writers import OUTPUT_FORMATS
 from napari_action.io.nifti import NIFTI_EXTENSIONS, NonFiniteVoxelsError
 
 if TYPE_CHECKING:  # annotations only: loading a model imports torch
     from napari_action.inference.loaded_model import LoadedModel
+    from napari_action.inference.quality import PredictionStats
 
 #: Exit code when at least one file failed (the others were still predicted).
 SOME_FILES_FAILED = 1
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     outcomes = _predict_share(share.take(images), targets, model, args, share)
-    return _report(outcomes, share, time.perf_counter() - started)
+    return _report(outcomes, share, time.perf_counter() - started, args.out_dir, model)
 
 
 def _images_of(args: argparse.Namespace) -> list[Path]:
@@ -182,10 +187,9 @@ def _predict_share(
     for number, image in enumerate(images, start=1):
         progress.start(number, image)
         started = time.perf_counter()
-        status, message = _handle_file(image, targets[image], model, args, progress)
-        outcome = FileOutcome(
-            str(image), str(targets[image]), status, time.perf_counter() - started, message, share.rank
-        )
+        status, message, quality = _handle_file(image, targets[image], model, args, progress)
+        seconds = time.perf_counter() - started
+        outcome = FileOutcome(str(image), str(targets[image]), status, seconds, message, share.rank, quality)
         progress.finish(outcome)
         outcomes.append(outcome)
     return outcomes
@@ -193,21 +197,21 @@ def _predict_share(
 
 def _handle_file(
     image: Path, target: Path, model: LoadedModel, args: argparse.Namespace, progress: FileProgress
-) -> tuple[str, str]:
-    """Skip, predict or fail one file: its status and, for a failure, the message."""
+) -> tuple[str, str, dict | None]:
+    """Skip, predict or fail one file: its status, for a failure the message, for a written file its quality record."""
     if args.skip_existing and target.exists():
-        return "skipped", ""
+        return "skipped", "", None
     try:
-        _predict_file(image, target, model, args, progress)
+        quality = _predict_file(image, target, model, args, progress)
     except Exception as error:  # one bad file never stops the rest; the summary names it
-        return "failed", _describe(error, image)
-    return "written", ""
+        return "failed", _describe(error, image), None
+    return "written", "", quality.to_dict()
 
 
 def _predict_file(
     path: Path, target: Path, model: LoadedModel, args: argparse.Namespace, progress: FileProgress
-) -> None:
-    """Segment one image slice by slice and write its labels to ``target``.
+) -> PredictionStats:
+    """Segment one image slice by slice, write its labels to ``target`` and return its quality record.
 
     Uncompressed NIfTI and zarr inputs are read a run of slices at a time; the labels go
     to the output slice by slice (``.nii.gz`` outputs and ``--largest-components`` gather
@@ -215,7 +219,8 @@ def _predict_file(
     """
     from napari_action.inference.out_of_core import predict_to_writer
     from napari_action.inference.postprocess import keep_largest_components
-    from napari_action.io.geometry import VoxelGeometry, geometry_warnings
+    from napari_action.inference.quality import QualityAccumulator
+    from napari_action.io.geometry import VoxelGeometry, geometry_warnings, voxel_volume_ml
     from napari_action.io.label_writers import MemoryLabelWriter, open_label_writer, write_label_volume
     from napari_action.io.volume_source import open_volume_source
 
@@ -230,13 +235,15 @@ def _predict_file(
             writer = MemoryLabelWriter(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)
         else:
             writer = open_label_writer(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)
+        quality = QualityAccumulator(predictor.class_values, axis, voxel_volume_ml(source.meta.affine))
         try:
-            predict_to_writer(predictor, source, writer, tta=args.tta, on_progress=progress.slices)
+            predict_to_writer(predictor, source, writer, tta=args.tta, on_progress=progress.slices, quality=quality)
             if args.largest_components:
                 labels = keep_largest_components(writer.labels, args.largest_components)
                 write_label_volume(target, labels, source.meta, axis, overwrite=args.overwrite)
-            else:
-                writer.commit()
+                return quality.finish().recounted(labels)  # the volumes of the mask written
+            writer.commit()
+            return quality.finish()
         except BaseException:
             writer.discard()
             raise
@@ -254,8 +261,8 @@ def _describe(error: BaseException, image: Path) -> str:
     return f"{image}: {type(error).__name__}: {text}"  # an unexpected error: its kind helps a bug report
 
 
-def _report(outcomes: list[FileOutcome], share: RankShare, seconds: float) -> int:
-    """Print the summary this rank is responsible for; return the exit code."""
+def _report(outcomes: list[FileOutcome], share: RankShare, seconds: float, out_dir: Path, model: LoadedModel) -> int:
+    """Print the summary this rank is responsible for, write its quality table; return the exit code."""
     everything = gather_outcomes(outcomes, share)
     if everything is None and share.agent_store:
         # torchrun: rank 0 reports every rank's files and carries the exit code; a rank that
@@ -265,6 +272,9 @@ def _report(outcomes: list[FileOutcome], share: RankShare, seconds: float) -> in
     mine = everything if everything is not None else outcomes
     scope = f"{share.world_size} ranks" if everything is not None and share.distributed else None
     print_summary(mine, seconds, prefix=share.prefix, scope=scope)
+    # Ranks that could not gather write one table each, rather than over each other.
+    table = QUALITY_CSV if everything is not None else f"quality-rank{share.rank}.csv"
+    report_quality(mine, out_dir / table, model.class_values, model.class_names, prefix=share.prefix)
     return SOME_FILES_FAILED if any(o.status == "failed" for o in mine) else 0
 
 

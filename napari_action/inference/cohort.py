@@ -165,6 +165,10 @@ class FileOutcome:
         Why it failed (empty otherwise).
     rank : int
         The rank that handled it.
+    quality : dict, optional
+        A written file's quality record
+        (:meth:`PredictionStats.to_dict <napari_action.inference.quality.PredictionStats.to_dict>`):
+        plain numbers, so that it crosses between ranks with the rest.
     """
 
     source: str
@@ -173,6 +177,7 @@ class FileOutcome:
     seconds: float = 0.0
     message: str = ""
     rank: int = 0
+    quality: dict | None = None
 
 
 def gather_outcomes(outcomes: Sequence[FileOutcome], share: RankShare) -> list[FileOutcome] | None:

@@ -6,7 +6,8 @@ voxel besides the volume itself. :func:`predict_to_writer` holds only a run of s
 time: it reads them from a :class:`~napari_action.io.volume_source.VolumeSource`, normalises
 them with statistics taken beforehand, predicts, smooths across slices
 (:class:`~napari_action.inference.postprocess.SliceSmoother` keeps a window of slices) and
-hands each finished label slice to a :class:`~napari_action.io.label_writers.LabelWriter`.
+hands each finished label slice to a :class:`~napari_action.io.label_writers.LabelWriter`
+(and, if asked, with its entropy to a :class:`~napari_action.inference.quality.QualityAccumulator`).
 Its memory does not grow with the number of slices.
 
 Normalisation from a sample
@@ -30,6 +31,8 @@ from napari_action.data.intensity import (
 )
 from napari_action.inference.postprocess import SliceSmoother
 from napari_action.inference.predictor import Predictor
+from napari_action.inference.quality import QualityAccumulator
+from napari_action.inference.suggestions import normalized_entropy
 from napari_action.io.label_writers import LabelWriter
 from napari_action.io.volume_source import VolumeSource
 
@@ -53,6 +56,7 @@ def predict_to_writer(
     batch_size: int = 8,
     statistics: IntensityStatistics | None = None,
     on_progress: Callable[[int, int], object] | None = None,
+    quality: QualityAccumulator | None = None,
 ) -> IntensityStatistics:
     """Predict ``source`` slice by slice along the model's axis into ``writer`` (which is not committed here).
 
@@ -72,6 +76,9 @@ def predict_to_writer(
         Normalisation; by default :func:`intensity_statistics` of ``source``.
     on_progress : callable, optional
         Called with ``(slices_done, n_slices)`` after each run.
+    quality : QualityAccumulator, optional
+        Receives each finished slice's labels and normalised entropy (the volume's quality record,
+        :mod:`napari_action.inference.quality`), so that no second pass over the volume is needed.
 
     Returns
     -------
@@ -96,7 +103,10 @@ def predict_to_writer(
             continue  # the same slices again, fewer at a time
         for offset, slice_probs in enumerate(probs):
             for index, smoothed in smoother.push(start + offset, slice_probs):
-                writer.write(index, predictor.class_values[smoothed.argmax(axis=0)].astype(predictor.label_dtype))
+                labels = predictor.class_values[smoothed.argmax(axis=0)].astype(predictor.label_dtype)
+                writer.write(index, labels)
+                if quality is not None:
+                    quality.add_slice(index, labels, normalized_entropy(smoothed, axis=0, check=False))
         start = stop
         if on_progress is not None:
             on_progress(stop, n_slices)

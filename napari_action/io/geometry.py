@@ -11,7 +11,8 @@ Two questions, one module:
   it points along), and whether a model trained on some volumes sees another volume as it saw them
   (:func:`geometry_warnings`). Prediction slices every volume at its own in-plane size and never
   resamples: the network sees voxels, not millimetres, so another in-plane spacing (or another
-  world direction of the slicing axis) degrades it.
+  world direction of the slicing axis) degrades it. Also the volume of one voxel in mL
+  (:func:`voxel_volume_ml`), for structure volumes.
 
 Each takes voxel-to-world matrices (4 × 4, millimetres): a NIfTI file's, or a napari layer's.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "geometry_warnings",
     "grid_difference",
     "same_voxel_grid",
+    "voxel_volume_ml",
 ]
 
 # Tools that re-save labels may round the image's affine (NIfTI-1 stores it as float32, napari keeps
@@ -54,6 +56,15 @@ def _spacing_and_directions(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     spacing = np.linalg.norm(linear, axis=0)
     # A degenerate axis (size 0) must not divide by zero; its direction is then 0, which compares as unlike.
     return spacing, linear / np.maximum(spacing, np.finfo(np.float64).tiny)
+
+
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """Volume of one voxel in millilitres: the voxel-to-world matrix's determinant (mm³) over 1000.
+
+    The determinant, not the product of the spacings, so that sheared (oblique) grids count right;
+    its sign only says whether the axes are mirrored.
+    """
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0
 
 
 def same_voxel_grid(affine: np.ndarray, other: np.ndarray) -> bool:

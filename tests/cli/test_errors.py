@@ -196,6 +196,8 @@ def test_a_full_disk_while_writing_the_labels(nifti_files, model_file, tmp_path)
         f"{nifti_files['image']}: could not write {target}: the disk is full or the file is too large "
         "(File too large); free some space and save again." in err
     )
+    # The quality table cannot be written either: said, and the summary and exit code stay the masks'.
+    assert f"Warning: the quality table was not written: could not write {out_dir / 'quality.csv'}" in err
     assert list(out_dir.iterdir()) == []
 
 

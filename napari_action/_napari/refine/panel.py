@@ -1,6 +1,6 @@
-"""The "Refine" panel: accept corrections, see the training set, pick the next slices.
+"""The "Refine" panel: accept corrections, see the training set, pick the next slices, check the cohort.
 
-Three things a user does between (or during) training runs:
+Four things a user does between (or during) training runs:
 
 * **Accept corrections.** Edit a slice of an "<image> ACTION" prediction
   layer, then "Accept slice" (key ``Shift-A`` on the viewer) or "Accept all
@@ -14,12 +14,14 @@ Three things a user does between (or during) training runs:
   structure ("largest gap"). The uncertainty of the latest predictions
   (:mod:`napari_action.inference.uncertainty`) is shown per slice and, optionally, as
   "<image> uncertainty" layers.
+* **Cohort** (:mod:`.cohort`): every predicted volume with its quality score and flags, worst
+  first; a click shows its worst slice.
 
 plus **Update once** (:mod:`.update_once`): a short training round on demand.
 Lists and layers are read from the widget's training state (what counts as the
 training set: :mod:`.training_set`); this panel keeps only the uncertainty
 maps and the labeled slices it last listed. The tabs' widgets are built in
-:mod:`.tabs`.
+:mod:`.tabs` (the Cohort tab, with its records, in :mod:`.cohort`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from napari_action._napari.refine.accepted import (
     go_to_slice,
     tracker_for_layer,
 )
+from napari_action._napari.refine.cohort import CohortTab
 from napari_action._napari.refine.tabs import NextSlicesTab, TrainingSetTab, header_item, slice_item, slice_of
 from napari_action._napari.refine.training_set import (
     LabeledSlices,
@@ -79,7 +82,7 @@ NEXT_AREA_SHARE = 0.1
 
 
 class RefinePanel(QGroupBox):
-    """Accept corrections, training-set list, next slices to annotate, Update once.
+    """Accept corrections, training-set list, next slices to annotate, the cohort's quality, Update once.
 
     Parameters
     ----------
@@ -140,6 +143,8 @@ class RefinePanel(QGroupBox):
         self.tabs = QTabWidget()
         self.tabs.addTab(self._build_training_tab(), "Training set")
         self.tabs.addTab(self._build_next_tab(), "Next slices to annotate")
+        self.cohort_tab = CohortTab(self.viewer)
+        self.tabs.addTab(self.cohort_tab, "Cohort")
         grid = QGridLayout(self)
         grid.addWidget(self.update_button, 0, 0)
         grid.addWidget(self.steps_spin, 0, 1)
@@ -360,6 +365,7 @@ class RefinePanel(QGroupBox):
         if update.entropy is None or trainer is None or image_name not in self.viewer.layers:
             return
         found = self.uncertainty.set_volume(image_name, update.entropy, trainer.axis)
+        self.cohort_tab.volume_predicted(image_name, update, trainer)
         if self.show_uncertainty.isChecked():
             uncertainty_layer(self.viewer, self.viewer.layers[image_name], found.volume)
         self.rank_later()

@@ -1,0 +1,106 @@
+"""The Refine panel's "Cohort" tab: the predicted volumes, worst first; a click shows the worst slice.
+
+Each whole-volume prediction's labels and entropy make that volume's quality record (the core's
+:mod:`napari_action.inference.quality`, the same record ``napari-action predict`` writes to
+``quality.csv``). The records of every volume the current model predicted are rated together (with
+three or more, their median structure volumes are the reference), so the list re-orders as more
+volumes are predicted. A click selects the image layer and moves the viewer to the volume's worst
+slice along the model's slicing axis.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+
+from napari_action._napari.refine.accepted import go_to_slice
+from napari_action._napari.refine.tabs import slice_item, slice_of
+from napari_action._napari.view_plane import layer_volume_meta
+from napari_action.inference.quality import PredictionStats, QualityAccumulator, VolumeQuality, rate_cohort
+from napari_action.io.geometry import voxel_volume_ml
+
+_EMPTY = "Predict the opened volumes (Predict all opened volumes, or Predict selected) to rate them here."
+
+
+class CohortTab(QWidget):
+    """The volumes predicted by the current model, lowest quality score first.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose image layers are predicted.
+
+    Attributes
+    ----------
+    records : dict of str to PredictionStats
+        The quality record of each predicted image, by layer name.
+    qualities : list of VolumeQuality
+        The rated volumes as listed, worst first.
+    """
+
+    def __init__(self, viewer):
+        super().__init__()
+        self.viewer = viewer
+        self.records: dict[str, PredictionStats] = {}
+        self.qualities: list[VolumeQuality] = []
+        self._model_id: int | None = None
+        self._class_names: dict[int, str] = {}
+        self.summary_label = QLabel(_EMPTY)
+        self.summary_label.setWordWrap(True)
+        self.cohort_list = QListWidget()
+        self.cohort_list.setToolTip(
+            "Quality score (1 = a sure prediction of the usual size), flags and the worst slice of each "
+            "predicted volume, worst first; click one to show that slice."
+        )
+        self.cohort_list.setMinimumHeight(90)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary_label)
+        layout.addWidget(self.cohort_list)
+        self.cohort_list.itemClicked.connect(self._on_item_clicked)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    def volume_predicted(self, image_name: str, update, model) -> None:
+        """Record a whole-volume prediction of ``model`` (its labels and entropy) and list the cohort again."""
+        if update.labels is None or update.entropy is None or image_name not in self.viewer.layers:
+            return
+        if id(model) != self._model_id:
+            # Another model's scores are not comparable with this one's: the list starts over.
+            self.records.clear()
+            self._model_id = id(model)
+        self._class_names = dict(model.class_names)
+        meta = layer_volume_meta(self.viewer.layers[image_name])
+        record = QualityAccumulator(model.class_values, int(model.axis), voxel_volume_ml(meta.affine))
+        record.add_volume(update.labels, update.entropy)
+        self.records[image_name] = record.finish()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Rate every recorded volume together and list them worst first."""
+        self.qualities = rate_cohort(list(self.records.items()), self._class_names)
+        self.cohort_list.clear()
+        for quality in self.qualities:
+            self.cohort_list.addItem(_row(quality))
+        if not self.qualities:
+            self.summary_label.setText(_EMPTY)
+            return
+        compared = "against their median volumes" if len(self.qualities) >= 3 else "volumes not compared (under 3)"
+        self.summary_label.setText(f"{len(self.qualities)} predicted volume(s), worst first; {compared}.")
+
+    def _on_item_clicked(self, item: QListWidgetItem) -> None:
+        target = slice_of(item)
+        if target is None or target[0] not in self.viewer.layers:
+            return
+        name, axis, index = target
+        layer = self.viewer.layers[name]
+        self.viewer.layers.selection.active = layer
+        go_to_slice(self.viewer, layer, axis, index)
+
+    def _on_layer_removed(self, event) -> None:
+        if self.records.pop(event.value.name, None) is not None:
+            self.refresh()
+
+
+def _row(quality: VolumeQuality) -> QListWidgetItem:
+    """``0.42 · scan-3 · amygdala missing · slice 57``: a click shows that slice."""
+    flags = "; ".join(quality.flags) or "no flag"
+    text = f"{quality.score:.2f} · {quality.name} · {flags} · slice {quality.worst_slice}"
+    return slice_item(text, quality.name, quality.axis, quality.worst_slice)

@@ -1,0 +1,85 @@
+"""The quality table of ``napari-action predict``: ``quality.csv`` beside the masks, the worst few printed.
+
+The records come with the files' outcomes (:attr:`~napari_action.inference.cohort.FileOutcome.quality`),
+so under ``torchrun`` rank 0 rates the whole cohort at once, every volume against the same median.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from napari_action.inference.cohort import FileOutcome
+from napari_action.inference.quality import (
+    PredictionStats,
+    VolumeQuality,
+    class_label,
+    quality_table,
+    rate_cohort,
+    write_quality_csv,
+)
+from napari_action.io.errors import describe_error
+
+#: How many of the lowest-scoring files are printed.
+WORST_SHOWN = 3
+
+
+def report_quality(
+    outcomes: Sequence[FileOutcome],
+    path: Path,
+    class_values: Sequence[int],
+    class_names: Mapping[int, str],
+    *,
+    prefix: str = "",
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> list[VolumeQuality]:
+    """Rate the written files, write the table to ``path`` and print the worst few; the rated files, worst first.
+
+    Parameters
+    ----------
+    outcomes : sequence of FileOutcome
+        Every file of the run: written ones are rated, failed and skipped ones listed as such.
+    path : pathlib.Path
+        The CSV file to write (atomically).
+    class_values : sequence of int
+        The model's label values, background first.
+    class_names : mapping of int to str
+        The model's class names.
+    prefix : str
+        Put before every printed line (the rank of a shared run).
+    out, err : text streams, optional
+        Where to print the worst files and a table that could not be written; stdout and stderr by default.
+    """
+    out, err = out or sys.stdout, err or sys.stderr
+    records = [
+        (o.source, PredictionStats.from_dict(o.quality))
+        for o in outcomes
+        if o.status == "written" and o.quality is not None
+    ]
+    qualities = rate_cohort(records, class_names)
+    classes = [class_label(value, class_names) for value in class_values[1:]]
+    failed = [(o.source, o.message) for o in outcomes if o.status == "failed"]
+    skipped = [o.source for o in outcomes if o.status == "skipped"]
+    try:
+        write_quality_csv(path, quality_table(qualities, classes, failed=failed, skipped=skipped))
+        where = f"every file in {path}"
+    except OSError as error:
+        # The masks are written: a table that cannot be (a full disk) must not hide their summary.
+        print(f"{prefix}Warning: the quality table was not written: {describe_error(error)}", file=err)
+        where = "no table written"
+    print_worst(qualities, where, prefix=prefix, out=out)
+    return qualities
+
+
+def print_worst(qualities: Sequence[VolumeQuality], where: str, *, prefix: str = "", out: TextIO) -> None:
+    """The :data:`WORST_SHOWN` lowest scores with their flags and worst slice, and where the whole table is."""
+    if not qualities:
+        return
+    print(f"{prefix}Check first (lowest quality of {len(qualities)}; {where}):", file=out)
+    for quality in qualities[:WORST_SHOWN]:
+        flags = "; ".join(quality.flags) or "no flag"
+        where = f"worst slice {quality.worst_slice} along axis {quality.axis}"
+        print(f"{prefix}  {quality.score:.3f}  {quality.name}: {flags}; {where}", file=out)

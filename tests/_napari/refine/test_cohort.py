@@ -1,0 +1,64 @@
+"""GUI test of the Refine panel's "Cohort" tab: predicted volumes worst first, a click shows the worst slice.
+
+Same scene and tiny budgets as ``tests/_napari/refine/test_panel.py``; every worker is waited for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_action._napari.layers import find_prediction_layer
+from napari_action.inference.quality import class_label
+from tests.helpers import gui
+from tests.helpers.gui import wait_finished
+
+# The scene's voxels: 3 x 1 x 1 mm.
+VOXEL_ML = 3.0 / 1000.0
+
+
+def rows(tab) -> list[str]:
+    return [tab.cohort_list.item(i).text() for i in range(tab.cohort_list.count())]
+
+
+def test_predicted_volumes_listed_worst_first_and_a_click_shows_the_worst_slice(scene, qtbot):
+    viewer, widget, labels, truth = scene
+    tab = widget.refine_panel.cohort_tab
+    assert rows(tab) == [] and tab.summary_label.text().startswith("Predict the opened volumes")
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    # Two scans opened after training: another subject and a blank one, where the model finds nothing it knows.
+    viewer.add_image(gui.disc_volume(1)[0], name="second", **gui.GRID)
+    blank = np.random.default_rng(0).normal(100.0, 1.0, gui.SHAPE).astype(np.float32)
+    viewer.add_image(blank, name="blank", **gui.GRID)
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+
+    assert sorted(tab.records) == ["blank", "second", "vol"]
+    scores = [quality.score for quality in tab.qualities]
+    assert scores == sorted(scores)
+    assert tab.summary_label.text() == "3 predicted volume(s), worst first; against their median volumes."
+    for text, quality in zip(rows(tab), tab.qualities, strict=True):
+        assert text.startswith(f"{quality.score:.2f} · {quality.name} · ")
+        assert text.endswith(f" · slice {quality.worst_slice}")
+    names = {value: class_label(value, widget.session.trainer.class_names) for value in (1, 2)}
+    for quality in tab.qualities:
+        # The volumes are those of the prediction layer, in mL of the layer's 3 mm³ voxels...
+        predicted = find_prediction_layer(viewer, viewer.layers[quality.name]).data
+        expected = {name: (predicted == value).sum() * VOXEL_ML for value, name in names.items()}
+        assert quality.volume_ml.keys() == expected.keys()
+        np.testing.assert_allclose(list(quality.volume_ml.values()), list(expected.values()), atol=1e-9)
+        # ...and the worst slice is the one the Refine panel scores most uncertain.
+        scores = widget.refine_panel.uncertainty.get(quality.name).scores()
+        assert quality.worst_slice == int(np.argmax(scores)) and quality.axis == 0
+
+    for row in range(3):
+        quality = tab.qualities[row]
+        viewer.layers.selection.active = labels
+        gui.show_slice(viewer, (quality.worst_slice + 1) % gui.SHAPE[0])
+        tab.cohort_list.itemClicked.emit(tab.cohort_list.item(row))
+        assert viewer.layers.selection.active is viewer.layers[quality.name]
+        assert viewer.dims.current_step[0] == quality.worst_slice
+
+    viewer.layers.remove("blank")
+    assert sorted(tab.records) == ["second", "vol"] and len(rows(tab)) == 2
+    assert tab.summary_label.text().endswith("volumes not compared (under 3).")

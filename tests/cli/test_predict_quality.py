@@ -1,0 +1,97 @@
+"""``napari-action predict`` rates what it writes: ``quality.csv`` beside the masks, the worst files printed."""
+
+from __future__ import annotations
+
+import csv
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_action.cli.main import main
+from napari_action.cli.predict import SOME_FILES_FAILED
+from tests.helpers.engine import DISC_CLASS_NAMES, disc_volume, write_nifti
+
+# write_nifti's voxels: 0.8 x 0.8 x 3 mm.
+VOXEL_ML = 0.8 * 0.8 * 3.0 / 1000.0
+
+
+@pytest.fixture
+def scans(tmp_path):
+    """Two disc scans, a corrupt file and a blank scan (nothing for the model to find), sorted a, b, c, d."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    write_nifti(folder / "a_disc.nii.gz", disc_volume(1)[0])
+    (folder / "b_corrupt.nii.gz").write_bytes(b"\x1f\x8b this is no gzip stream, nor NIfTI")
+    blank = np.random.default_rng(0).normal(100.0, 1.0, (32, 32, 10)).astype(np.float32)
+    write_nifti(folder / "c_blank.nii.gz", blank)
+    write_nifti(folder / "d_disc.nii.gz", disc_volume(3)[0])
+    return folder
+
+
+def predict(model, out_dir, *images, extra=()):
+    image_args = [arg for image in images for arg in ("--image", str(image))]
+    return main(["predict", "--model", str(model), *image_args, "--out-dir", str(out_dir), "--device", "cpu", *extra])
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as table:
+        return list(csv.DictReader(table))
+
+
+def assert_rows_match_masks(rows, out_dir):
+    """Each predicted row's volumes are its written mask's, and a class the mask lacks is flagged missing."""
+    for row in rows:
+        mask = np.asarray(nib.load(out_dir / row["file"].split("/")[-1].replace(".nii.gz", "_action.nii.gz")).dataobj)
+        for value, name in DISC_CLASS_NAMES.items():
+            assert float(row[f"{name} mL"]) == pytest.approx((mask == value).sum() * VOXEL_ML, abs=1e-4)
+            assert ((mask == value).sum() == 0) == (f"{name} missing" in row["flags"])
+        assert 0 <= int(row["worst_slice"]) < 10 and row["slicing_axis"] == "2"
+
+
+def test_the_table_lists_the_failed_file_first_then_the_masks_worst_first(scans, model_file, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    assert predict(model_file, out_dir, scans / "*.nii.gz") == SOME_FILES_FAILED
+    out = capsys.readouterr().out
+    rows = read_rows(out_dir / "quality.csv")
+    assert list(rows[0]) == [
+        "file",
+        "status",
+        "quality_score",
+        "flags",
+        "worst_slice",
+        "slicing_axis",
+        "disc mL",
+        "ring mL",
+    ]
+    assert (rows[0]["file"], rows[0]["status"]) == (str(scans / "b_corrupt.nii.gz"), "failed")
+    assert "cannot be read as NIfTI" in rows[0]["flags"]
+    predicted = rows[1:]
+    names = ("a_disc", "c_blank", "d_disc")
+    assert sorted(row["file"] for row in predicted) == [str(scans / f"{name}.nii.gz") for name in names]
+    scores = [float(row["quality_score"]) for row in predicted]
+    assert scores == sorted(scores) and all(0.0 <= s <= 1.0 for s in scores)
+    assert_rows_match_masks(predicted, out_dir)
+    # The worst few on screen, in the table's order, after the summary.
+    shown = out[out.index("Check first") :].splitlines()
+    assert shown[0] == f"Check first (lowest quality of 3; every file in {out_dir / 'quality.csv'}):"
+    for line, row in zip(shown[1:], predicted, strict=True):
+        assert line.startswith(f"  {float(row['quality_score']):.3f}  {row['file']}: ")
+        assert line.endswith(f"worst slice {row['worst_slice']} along axis 2")
+
+
+def test_largest_components_count_the_mask_written_and_skipped_files_are_listed(scans, model_file, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    images = (scans / "a_disc.nii.gz", scans / "c_blank.nii.gz")
+    assert predict(model_file, out_dir, *images, extra=("--largest-components", "1")) == 0
+    assert_rows_match_masks(read_rows(out_dir / "quality.csv"), out_dir)
+    capsys.readouterr()
+    # A continued run predicts only the new file; the table says which masks it did not rate again.
+    assert predict(model_file, out_dir, *images, scans / "d_disc.nii.gz", extra=("--skip-existing",)) == 0
+    rows = read_rows(out_dir / "quality.csv")
+    assert [(row["file"], row["status"]) for row in rows] == [
+        (str(scans / "d_disc.nii.gz"), "predicted"),
+        (str(scans / "a_disc.nii.gz"), "skipped"),
+        (str(scans / "c_blank.nii.gz"), "skipped"),
+    ]
+    assert "Check first (lowest quality of 1;" in capsys.readouterr().out
