@@ -167,9 +167,20 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
             record.add_volume(update.labels, update.entropy)
             quality[subject.name] = record.finish()
         carried = carried_maps(trainer, protocol)
+        unfused = network_alone(trainer, protocol) if carried is not None else None
     timing |= {"predict_s": predict_s, "peak_rss_delta_mb": memory.delta_mb, "config": config.to_dict()}
-    timing["carried"] = carried
+    timing["carried"], timing["unfused"] = carried, unfused
     return predictions, timing, quality
+
+
+def network_alone(trainer: Trainer, protocol: Protocol) -> dict[str, np.ndarray]:
+    """The unpainted subjects predicted without their carried prior mixed in: what the network itself learned."""
+    predictor = trainer.predictor()
+    return {
+        subject.name: predictor.predict(trainer.volumes[index], normalized=True, spacing=subject.spacing)[0]
+        for index, subject in enumerate(protocol.subjects)
+        if subject not in protocol.painted
+    }
 
 
 def last_update(updates):
@@ -294,6 +305,10 @@ def run_network(protocol: Protocol, method: str, seed: int, atlas: AtlasRoute | 
         scores = {s.name: protocol.score(s, carried[s.name], args.surface) for s in protocol.others}
         save(make_record(protocol, "carried:propagation", None, scores, {"total_s": timing["setup_s"]}, args), args)
         args.carried_saved = True
+    unfused = timing.pop("unfused")
+    if unfused is not None:
+        scores = {s.name: protocol.score(s, unfused[s.name], args.surface) for s in protocol.others}
+        save(make_record(protocol, f"{method}:unfused", seed, scores, {"total_s": timing["train_s"]}, args), args)
     painted_predict_s = sum(timing["predict_s"][s.name] for s in protocol.painted)
     others_predict_s = sum(timing["predict_s"][s.name] for s in protocol.others)
     own = timing["setup_s"] + timing["train_s"]

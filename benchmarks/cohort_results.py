@@ -22,6 +22,8 @@ METHOD_NOTES = {
     "supervised": "supervised U-Net, painted slices only",
     "carried:propagation": "the product's own atlas route, no training: the painted subject's propagated slices "
     "registered onto each subject (napari-action's affine registration; the preview there)",
+    "action:unfused": "ACTION's network alone on the unpainted subjects (no carried prior mixed in)",
+    "supervised:unfused": "the supervised network alone on the unpainted subjects (no carried prior mixed in)",
     "atlas:truth": "atlas route, upper bound: the painted subject's full truth registered",
     "atlas:action": "atlas route: ACTION's 3D result on the painted subject registered",
     "atlas:supervised": "atlas route: the supervised 3D result on the painted subject registered",

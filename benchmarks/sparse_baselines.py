@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 
+from napari_action.data.intensity import normalize_volume
 from napari_action.data.interpolation import interpolate_labels
 from napari_action.data.propagation import propagate_labels
 from napari_action.data.samples import sparse_from_truth
-from napari_action.data.slice_pool import normalize_volume
 
 # --------------------------------------------------------------------------- random forest
 

@@ -130,4 +130,4 @@ def test_headless_install_needs_no_gui_package_and_the_plugin_extra_brings_them(
     assert not [line for line in core if line.lower().startswith(gui)], core
     assert {"numpy", "torch>=2.2", "nibabel", "scipy", "scikit-image", "tqdm", "zarr"} == set(core)
     plugin = {line.split(";")[0].strip() for line in requires if 'extra == "napari"' in line}
-    assert plugin == {"napari[pyqt6]>=0.5", "qtpy", "superqt"}
+    assert plugin == {"napari[pyqt6]>=0.5", "magicgui", "platformdirs", "qtpy", "superqt"}

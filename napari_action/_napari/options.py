@@ -2,7 +2,7 @@
 
 Each option is one typed magicgui widget named after the
 :class:`~napari_action.config.TrainConfig` field it sets (``budget``, ``axis``,
-``method``, ``prior_source``, ``steps_stage3``, ``device``, ``num_threads``), so
+``method``, ``prior_source``, ``unpainted_prior``, ``steps_stage3``, ``device``, ``num_threads``), so
 every way the options travel reads and writes the same names:
 
 * form -> TrainConfig: :meth:`OptionsForm.config` (Train, a saved session);
@@ -29,7 +29,7 @@ from qtpy.QtWidgets import QSizePolicy
 from napari_action._napari.remembered import DamagedSettingsError, RememberedOptions
 from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.view_plane import CHOICES as VIEW_CHOICES
-from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, TrainConfig
+from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, UNPAINTED_PRIORS, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,16 @@ def _declare_widgets() -> list:
             "propagation: your labels carried along the image from slice to slice, also beyond the "
             "painted range. interpolation: the shapes morphed between painted slices, ignoring the "
             "image (for masks whose structures have no contrast in the image).",
+        ),
+        ComboBox(
+            name="unpainted_prior",
+            label="unpainted images",
+            choices=UNPAINTED_PRIORS,
+            value=TrainConfig().unpainted_prior,
+            tooltip="Images nobody painted. none: unlabeled data only. registration: the painted images' "
+            "propagated labels registered onto them (affine, in millimetres), shown at once, used in "
+            "training and mixed into their prediction; it wins where the images show one anatomy through "
+            "different scans and loses where anatomies differ (independent hearts).",
         ),
         SpinBox(
             name="steps_stage3",

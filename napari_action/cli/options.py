@@ -28,7 +28,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     ----------
     args : argparse.Namespace
         Parsed options; ``method``, ``device`` and ``seed`` are required, ``axis``, ``steps``,
-        ``warmup``, ``threads``, ``prior`` and ``budget`` (default ``"cpu"``) are used where the command has them.
+        ``warmup``, ``threads``, ``prior``, ``unpainted_prior`` and ``budget`` (default ``"cpu"``) are
+        used where the command has them.
     **extra
         Further :class:`~napari_action.config.TrainConfig` overrides.
 
@@ -48,6 +49,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         overrides["num_threads"] = args.threads
     if getattr(args, "prior", None) is not None:
         overrides["prior_source"] = args.prior
+    if getattr(args, "unpainted_prior", None) is not None:
+        overrides["unpainted_prior"] = args.unpainted_prior
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
 
 

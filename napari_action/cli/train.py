@@ -28,7 +28,7 @@ from napari_action.cli.options import (
     load_image,
 )
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
-from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES
+from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, UNPAINTED_PRIORS
 from napari_action.data.intensity import SAMPLE_VOXELS
 from napari_action.data.painted_slices import PaintedSlices, read_painted_slices, scan_paint
 from napari_action.data.slicing_axis import decide_axis
@@ -72,6 +72,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="propagation",
         help="what the painted slices say about the others: propagation (labels carried along the image, "
         "default) or interpolation (shapes morphed between painted slices, image ignored)",
+    )
+    train.add_argument(
+        "--unpainted-prior",
+        choices=UNPAINTED_PRIORS,
+        default="none",
+        help="images without labels: none (unlabeled data only, default) or registration (the painted "
+        "images' propagated labels registered onto them: for one anatomy seen through different scans)",
     )
     add_schedule_options(train)
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")

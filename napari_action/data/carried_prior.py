@@ -95,6 +95,9 @@ class CarriedPrior:
     num_classes : int
         Classes of the annotation (background 0).
     settings : RegistrationSettings, optional
+    confidence_scale : float
+        The carried confidence is the painted volumes' vote times this: a registration carries an
+        anatomy only as far as another head or heart resembles it.
     reuse : CarriedPrior, optional
         A previous prior of the same volume: registrations to the same painted volumes are kept
         (they depend on the images only), so a new stroke re-carries labels without re-registering.
@@ -108,6 +111,7 @@ class CarriedPrior:
         sources: Sequence[CarrySource],
         num_classes: int,
         settings: RegistrationSettings | None = None,
+        confidence_scale: float = 1.0,
         reuse: CarriedPrior | None = None,
     ):
         if not sources:
@@ -117,6 +121,7 @@ class CarriedPrior:
         self._sources = list(sources)
         self._num_classes = int(num_classes)
         self._settings = settings or RegistrationSettings()
+        self._scale = float(confidence_scale)
         self._registrations: dict[int, AffineRegistration] = {}
         if reuse is not None and reuse._target is target:
             # Keyed by the painted volume itself: the same image registers the same way.
@@ -172,7 +177,7 @@ class CarriedPrior:
         # Where no painted volume says anything: background with confidence 0, as every prior reads "nothing".
         classes = scores.argmax(0).astype(np.int64)
         # Unknown or disagreeing painted volumes lower the confidence: the vote is shared by all of them.
-        confidence = scores.max(0) / len(self._maps)
+        confidence = scores.max(0) * (self._scale / len(self._maps))
         return classes, confidence.astype(np.float32)
 
     @property

@@ -1,7 +1,7 @@
 """The intensity normalisation of training and prediction, as four numbers that can be applied slice by slice.
 
 Training normalises each volume by clipping it to its 0.5th and 99.5th intensity percentiles
-and z-scoring the result (:func:`~napari_action.data.slice_pool.normalize_volume`).
+and z-scoring the result (:func:`~napari_action.data.intensity.normalize_volume`).
 :class:`IntensityStatistics` holds those four numbers, so that a volume too large for memory
 can be normalised a run of slices (or a crop) at a time, with the same arithmetic: every
 operation is elementwise, so normalising a piece gives the same bits as normalising the whole
@@ -10,7 +10,7 @@ volume and then taking the piece.
 Where the numbers come from
 ---------------------------
 :func:`exact_statistics` takes them from every voxel of an array in memory, with exactly the
-operations of :func:`~napari_action.data.slice_pool.normalize_volume`.
+operations of :func:`~napari_action.data.intensity.normalize_volume`.
 :func:`intensity_statistics` takes them from a strided sample of whole slices of a
 :class:`~napari_action.io.volume_source.VolumeSource`, at most :data:`SAMPLE_VOXELS` voxels
 (every slice of a volume up to 256³, every 10th of a 512×512×600 one). The statistics are exact
@@ -36,9 +36,12 @@ __all__ = [
     "CLIP_PERCENTILES",
     "SAMPLE_VOXELS",
     "IntensityStatistics",
+    "check_volume_values",
     "clip_and_measure",
     "exact_statistics",
     "intensity_statistics",
+    "normalize_volume",
+    "pad_value",
     "sample_slices",
 ]
 
@@ -64,7 +67,7 @@ class IntensityStatistics:
     exact: bool = True
 
     def apply(self, block: np.ndarray) -> np.ndarray:
-        """Normalise ``block`` exactly as :func:`~napari_action.data.slice_pool.normalize_volume` does (float32)."""
+        """Normalise ``block`` exactly as :func:`~napari_action.data.intensity.normalize_volume` does (float32)."""
         out = np.asarray(block).astype(np.float32, copy=True)
         np.clip(out, self.low, self.high, out=out)
         out -= np.float32(self.mean)
@@ -110,7 +113,7 @@ def exact_statistics(volume: np.ndarray, clip: tuple[float, float] | None = CLIP
     """The normalisation of a volume in memory, from every voxel (a float32 copy lives while it runs).
 
     Applied to ``volume`` (or to any piece of it) it gives the same bits as
-    :func:`~napari_action.data.slice_pool.normalize_volume`, which is built on the same
+    :func:`~napari_action.data.intensity.normalize_volume`, which is built on the same
     :func:`clip_and_measure`.
     """
     return clip_and_measure(np.asarray(volume).astype(np.float32, copy=True), clip)
@@ -159,3 +162,79 @@ def _read_sample(source: VolumeSource, axis: int, indices: np.ndarray) -> np.nda
     else:
         runs = [(int(i), int(i) + 1) for i in indices]
     return np.concatenate([source.read(axis, start, stop).astype(np.float32).ravel() for start, stop in runs])
+
+
+# ----------------------------------------------------------------- whole volumes in memory
+def normalize_volume(volume: np.ndarray, clip: tuple[float, float] | None = (0.5, 99.5)) -> np.ndarray:
+    """Clip a volume to intensity percentiles, then z-score it.
+
+    Parameters
+    ----------
+    volume : np.ndarray
+        Image intensities, any real dtype. Not modified.
+    clip : (float, float) or None
+        Lower and upper percentiles; ``None`` skips clipping.
+
+    Returns
+    -------
+    np.ndarray
+        New float32 array, zero mean and unit standard deviation (a constant
+        volume becomes all zeros).
+
+    Raises
+    ------
+    ValueError
+        If the volume holds NaN or infinite values, is empty, or ``clip`` is
+        not an increasing pair within [0, 100].
+    """
+    volume = check_volume_values(volume)
+    out = volume.astype(np.float32, copy=True)
+    # The same clipping and moments as exact_statistics, so that a volume normalised
+    # piece by piece (NormalizedVolume) gives these very bits.
+    statistics = clip_and_measure(out, None if clip is None else _check_clip(clip))
+    out -= np.float32(statistics.mean)
+    out /= np.float32(statistics.std)
+    return out
+
+
+def check_volume_values(volume: np.ndarray) -> np.ndarray:
+    """The volume as an array, once it is known to be non-empty, real-valued and finite.
+
+    Raises
+    ------
+    ValueError
+        If the volume holds NaN or infinite values, is empty or not real-valued.
+    """
+    volume = np.asarray(volume)
+    if volume.size == 0:
+        raise ValueError("Cannot normalise an empty volume.")
+    if volume.dtype.kind not in "biuf":
+        raise ValueError(f"Volume must be real-valued, got dtype {volume.dtype}.")
+    _check_finite(volume)
+    return volume
+
+
+def _check_finite(volume: np.ndarray) -> None:
+    if volume.dtype.kind != "f":
+        return
+    n_nan = int(np.count_nonzero(np.isnan(volume)))
+    n_inf = int(np.count_nonzero(np.isinf(volume)))
+    if n_nan or n_inf:
+        raise ValueError(f"Volume contains {n_nan} NaN and {n_inf} infinite voxels; fill or mask them before training.")
+
+
+def _check_clip(clip: tuple[float, float]) -> tuple[float, float]:
+    low, high = (float(c) for c in clip)
+    if not 0.0 <= low < high <= 100.0:
+        raise ValueError(f"clip must be increasing percentiles within [0, 100], got {clip}.")
+    return low, high
+
+
+def pad_value(volume: np.ndarray) -> float:
+    """Intensity used to pad crops of a normalised volume: its minimum.
+
+    Outside the field of view there is usually air or empty background, the
+    darkest intensity; padding with the z-score mean (0) would instead draw an
+    artificial mid-grey frame. Use the same value when padding for prediction.
+    """
+    return float(np.min(volume))

@@ -7,7 +7,7 @@ memory, a memory map, a zarr or dask array, or a
 numbers of the normalisation (:class:`~napari_action.data.intensity.IntensityStatistics`), and
 normalises only the slices or crops asked for. The normalisation is elementwise, so a crop holds
 the same bits as the same crop of the volume normalised whole
-(:func:`~napari_action.data.slice_pool.normalize_volume`) when the statistics are exact.
+(:func:`~napari_action.data.intensity.normalize_volume`) when the statistics are exact.
 
 Images that do not live in memory are read a whole slice at a time and the last
 :data:`CACHED_SLICES` normalised slices are kept: the 2.5D context channels of a crop and the
@@ -126,7 +126,7 @@ class NormalizedVolume:
 
     @property
     def pad(self) -> float:
-        """The minimum of the normalised image, used to pad crops (see ``slice_pool.pad_value``)."""
+        """The minimum of the normalised image, used to pad crops (see ``intensity.pad_value``)."""
         if self._pad is None:
             # Already normalised: the minimum itself; else the clipped minimum, normalised.
             self._pad = float(np.min(self._array)) if self.statistics is None else self.statistics.pad

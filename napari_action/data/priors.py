@@ -206,6 +206,7 @@ def build_priors(
     spacings: Sequence[Sequence[float]] | None = None,
     previous: dict[int, SlicePrior] | None = None,
     affines: Sequence[np.ndarray] | None = None,
+    carried_confidence: float = 1.0,
 ) -> dict[int, SlicePrior]:
     """The prior of every volume with labeled slices (slice mode only; scribbles leave pixels unknown).
 
@@ -215,7 +216,8 @@ def build_priors(
 
     With ``affines`` (each volume's voxel → world, millimetres), every volume with no labeled
     slice gets the labeled volumes' priors carried onto it by registration
-    (:class:`~napari_action.data.carried_prior.CarriedPrior`).
+    (:class:`~napari_action.data.carried_prior.CarriedPrior`), its confidence scaled by
+    ``carried_confidence``.
     """
     if source not in PRIOR_SOURCES:
         raise ValueError(f"Unknown prior source {source!r}; choose one of {PRIOR_SOURCES}.")
@@ -240,7 +242,7 @@ def build_priors(
         reuse = kept if isinstance(kept, PropagationPrior) else None
         priors[v] = PropagationPrior(volumes[v], annotation.axis, targets, annotation.num_classes, spacing, reuse=reuse)
     if affines is not None and priors:
-        priors |= carried_priors(annotation, volumes, affines, priors, previous or {})
+        priors |= carried_priors(annotation, volumes, affines, priors, previous or {}, carried_confidence)
     return priors
 
 
@@ -250,6 +252,7 @@ def carried_priors(
     affines: Sequence[np.ndarray],
     painted: dict[int, SlicePrior],
     previous: dict[int, SlicePrior],
+    confidence: float = 1.0,
 ) -> dict[int, CarriedPrior]:
     """The painted volumes' priors carried onto every volume without labeled slices."""
     if len(affines) != len(volumes):
@@ -261,7 +264,15 @@ def carried_priors(
             continue
         kept = previous.get(v)
         reuse = kept if isinstance(kept, CarriedPrior) else None
-        carried[v] = CarriedPrior(volumes[v], affines[v], annotation.axis, sources, annotation.num_classes, reuse=reuse)
+        carried[v] = CarriedPrior(
+            volumes[v],
+            affines[v],
+            annotation.axis,
+            sources,
+            annotation.num_classes,
+            confidence_scale=confidence,
+            reuse=reuse,
+        )
     return carried
 
 

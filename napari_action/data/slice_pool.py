@@ -1,4 +1,4 @@
-"""Training data: normalisation, slice pools and crops.
+"""Training data: slice pools and crops (the normalisation is in :mod:`napari_action.data.intensity`).
 
 Sampling (:class:`SlicePool`) is plain numpy on the CPU and returns CPU
 tensors; the trainer moves batches to its device. The batched augmentations
@@ -13,95 +13,13 @@ import numpy as np
 import torch
 
 from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation
-from napari_action.data.intensity import clip_and_measure
 from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior, build_priors
 
-__all__ = [
-    "SlicePool",
-    "check_volume_values",
-    "normalize_volume",
-    "pad_value",
-]
+__all__ = ["SlicePool"]
 
 # Most of the random (not foreground-centred) labeled crops should hold anatomy.
 BACKGROUND_SLICE_SHARE = 0.25
-
-
-# ----------------------------------------------------------------- normalise
-def normalize_volume(volume: np.ndarray, clip: tuple[float, float] | None = (0.5, 99.5)) -> np.ndarray:
-    """Clip a volume to intensity percentiles, then z-score it.
-
-    Parameters
-    ----------
-    volume : np.ndarray
-        Image intensities, any real dtype. Not modified.
-    clip : (float, float) or None
-        Lower and upper percentiles; ``None`` skips clipping.
-
-    Returns
-    -------
-    np.ndarray
-        New float32 array, zero mean and unit standard deviation (a constant
-        volume becomes all zeros).
-
-    Raises
-    ------
-    ValueError
-        If the volume holds NaN or infinite values, is empty, or ``clip`` is
-        not an increasing pair within [0, 100].
-    """
-    volume = check_volume_values(volume)
-    out = volume.astype(np.float32, copy=True)
-    # The same clipping and moments as exact_statistics, so that a volume normalised
-    # piece by piece (NormalizedVolume) gives these very bits.
-    statistics = clip_and_measure(out, None if clip is None else _check_clip(clip))
-    out -= np.float32(statistics.mean)
-    out /= np.float32(statistics.std)
-    return out
-
-
-def check_volume_values(volume: np.ndarray) -> np.ndarray:
-    """The volume as an array, once it is known to be non-empty, real-valued and finite.
-
-    Raises
-    ------
-    ValueError
-        If the volume holds NaN or infinite values, is empty or not real-valued.
-    """
-    volume = np.asarray(volume)
-    if volume.size == 0:
-        raise ValueError("Cannot normalise an empty volume.")
-    if volume.dtype.kind not in "biuf":
-        raise ValueError(f"Volume must be real-valued, got dtype {volume.dtype}.")
-    _check_finite(volume)
-    return volume
-
-
-def _check_finite(volume: np.ndarray) -> None:
-    if volume.dtype.kind != "f":
-        return
-    n_nan = int(np.count_nonzero(np.isnan(volume)))
-    n_inf = int(np.count_nonzero(np.isinf(volume)))
-    if n_nan or n_inf:
-        raise ValueError(f"Volume contains {n_nan} NaN and {n_inf} infinite voxels; fill or mask them before training.")
-
-
-def _check_clip(clip: tuple[float, float]) -> tuple[float, float]:
-    low, high = (float(c) for c in clip)
-    if not 0.0 <= low < high <= 100.0:
-        raise ValueError(f"clip must be increasing percentiles within [0, 100], got {clip}.")
-    return low, high
-
-
-def pad_value(volume: np.ndarray) -> float:
-    """Intensity used to pad crops of a normalised volume: its minimum.
-
-    Outside the field of view there is usually air or empty background, the
-    darkest intensity; padding with the z-score mean (0) would instead draw an
-    artificial mid-grey frame. Use the same value when padding for prediction.
-    """
-    return float(np.min(volume))
 
 
 # ---------------------------------------------------------------- slice pool
@@ -133,6 +51,8 @@ class SlicePool:
         Each volume's voxel → world affine: volumes with no labeled slice then get the
         labeled volumes' priors carried onto them by registration
         (:mod:`napari_action.data.carried_prior`). ``None``: they get no prior.
+    carried_confidence : float
+        The carried priors' confidence scale (``TrainConfig.unpainted_prior_confidence``).
 
     Attributes
     ----------
@@ -151,6 +71,7 @@ class SlicePool:
         prior_source: str = "propagation",
         spacings: Sequence[Sequence[float]] | None = None,
         affines: Sequence[np.ndarray] | None = None,
+        carried_confidence: float = 1.0,
     ) -> None:
         if int(context) < 0:
             raise ValueError(f"context must be >= 0, got {context}.")
@@ -159,6 +80,7 @@ class SlicePool:
         self.prior_source = prior_source
         self._spacings = None if spacings is None else [tuple(float(x) for x in sp) for sp in spacings]
         self._affines = None if affines is None else [np.asarray(a, dtype=np.float64) for a in affines]
+        self._carried_confidence = float(carried_confidence)
         self.priors: dict[int, SlicePrior] = {}
         self._between: list[tuple[int, int]] | None = None
         self._volumes = [_as_normalized_volume(v, i) for i, v in enumerate(volumes)]
@@ -194,7 +116,13 @@ class SlicePool:
         self._with_foreground = sorted(with_foreground)
         if self.use_prior:
             self.priors = build_priors(
-                annotation, self._volumes, self.prior_source, self._spacings, self.priors, self._affines
+                annotation,
+                self._volumes,
+                self.prior_source,
+                self._spacings,
+                self.priors,
+                self._affines,
+                self._carried_confidence,
             )
         self._between = None  # known once the priors are computed (the propagation takes seconds)
 

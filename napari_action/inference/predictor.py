@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_action.data.intensity import normalize_volume, pad_value
 from napari_action.data.priors import SlicePrior
-from napari_action.data.slice_pool import normalize_volume, pad_value
 from napari_action.inference.postprocess import SliceSmoother, fuse_prior
 from napari_action.inference.suggestions import normalized_entropy
 from napari_action.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint

@@ -56,8 +56,7 @@ from napari_action.training.step_recovery import diverged_error, smaller_batches
 from napari_action.training.stream_schedule import FitGate, StreamCursor
 from napari_action.training.trainer_inputs import (
     build_annotation,
-    check_affines,
-    check_spacings,
+    check_geometry,
     check_volumes,
     normalized_image,
     single_slice_advice,
@@ -142,10 +141,8 @@ class Trainer:
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
         self.images = [normalized_image(v, self.axis) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
-        affines = check_affines(affines, len(raw))
-        if spacings is None and affines is not None:
-            spacings = [np.linalg.norm(affine[:3, :3], axis=0) for affine in affines]
-        self.spacings = check_spacings(spacings, raw)
+        carry = self.config.unpainted_prior != "none"
+        self.spacings, carry_affines = check_geometry(spacings, affines, raw, carry=carry)
         self.pool = SlicePool(
             self.images,
             self.annotation,
@@ -154,7 +151,8 @@ class Trainer:
             prior=True,
             prior_source=self.config.prior_source,
             spacings=self.spacings,
-            affines=self._unpainted_affines(affines),
+            affines=carry_affines,
+            carried_confidence=self.config.unpainted_prior_confidence,
         )
         self.distributed = distributed.context_from_environment()
         self.device = distributed.device_for_rank(resolve_device(self.config.device), self.distributed)
@@ -182,13 +180,6 @@ class Trainer:
         self._notice: str | None = None
         self._stream = StreamCursor([v.shape[self.axis] for v in self.images], self.config.stream_slices)
         self._gate = FitGate(self.config.stream_min_fit)
-
-    def _unpainted_affines(self, affines: list[np.ndarray] | None) -> list[np.ndarray] | None:
-        """The affines that carry the painted volumes' prior onto unpainted ones (from the spacings when
-        none were given); ``None`` when off."""
-        if self.config.unpainted_prior == "none":
-            return None
-        return affines if affines is not None else [np.diag([*spacing, 1.0]) for spacing in self.spacings]
 
     # -- public properties -------------------------------------------------
     @property

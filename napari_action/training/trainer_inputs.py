@@ -14,8 +14,8 @@ import numpy as np
 
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.intensity import check_volume_values
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
-from napari_action.data.slice_pool import check_volume_values
 
 __all__ = [
     "build_annotation",
@@ -86,6 +86,21 @@ def check_affines(affines: Sequence[np.ndarray] | None, count: int) -> list[np.n
         if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
             raise ValueError(f"The affine of image {index} is not an invertible 4 x 4 voxel-to-world matrix: {affine}.")
     return checked
+
+
+def check_geometry(
+    spacings: Sequence[Sequence[float]] | None, affines: Sequence[np.ndarray] | None, volumes: list[Any], carry: bool
+) -> tuple[list[tuple[float, ...]], list[np.ndarray] | None]:
+    """Each image's voxel size (from its affine when no spacings are given), and the affines that carry
+    the painted images' prior onto the unpainted ones (from the spacings when none are given; ``None``
+    when ``carry`` is off)."""
+    checked = check_affines(affines, len(volumes))
+    if spacings is None and checked is not None:
+        spacings = [np.linalg.norm(affine[:3, :3], axis=0) for affine in checked]
+    spacings = check_spacings(spacings, volumes)
+    if not carry:
+        return spacings, None
+    return spacings, checked if checked is not None else [np.diag([*spacing, 1.0]) for spacing in spacings]
 
 
 def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:

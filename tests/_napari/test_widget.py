@@ -454,13 +454,16 @@ def test_an_image_layer_backed_by_zarr_trains_without_being_loaded_whole(viewer,
 def test_an_image_nobody_painted_shows_the_painted_labels_carried_onto_it(scene, qtbot):
     viewer, widget, labels, truth = scene
     image, _ = disc_volume(seed=1)
-    # The same anatomy 3 voxels to the side, on the same grid: registration has to find the shift.
-    viewer.add_image(np.roll(image, 3, axis=2), name="other", **GRID)
-    other_truth = np.roll(truth, 3, axis=2)
+    # The same anatomy 6 voxels to the side, on the same grid: registration has to find the shift.
+    viewer.add_image(np.roll(image, 6, axis=2), name="other", **GRID)
+    other_truth = np.roll(truth, 6, axis=2)
+    widget.options.unpainted_prior.value = "registration"
     widget.config_overrides = tiny_overrides(stream_min_fit=1.0)  # the previews stay on screen
     widget.train_button.click()
     wait_finished(qtbot, widget)
     assert widget.run.error is None
     shown = next(layer for layer in viewer.layers if is_prediction_layer(layer) and layer.name.startswith("other"))
     for value in (1, 2):
-        assert _dice(shown.data[1:7] == value, other_truth[1:7] == value) > 0.8
+        carried = _dice(shown.data[1:7] == value, other_truth[1:7] == value)
+        unregistered = _dice(truth[1:7] == value, other_truth[1:7] == value)  # the labels where they were painted
+        assert carried > max(0.6, unregistered + 0.2)

@@ -200,6 +200,17 @@ def test_the_prior_source_is_chosen_and_kept_in_the_model(nifti_files, prior):
     assert load_checkpoint(model).config.prior_source == prior
 
 
+@pytest.mark.parametrize("choice", ["registration", "none"])
+def test_an_unlabeled_image_gets_the_carried_prior_unless_told_not_to(nifti_files, choice):
+    from napari_action.io.checkpoint import load_checkpoint
+
+    model = nifti_files["dir"] / f"unpainted-{choice}.pt"
+    images = [nifti_files["image"], nifti_files["image"]]  # the second is unlabeled data
+    args = cli_train_args(images, nifti_files["labels"], model, method="action")
+    assert main([*args, "--warmup", "1", "--unpainted-prior", choice]) == 0
+    assert load_checkpoint(model).config.unpainted_prior == choice
+
+
 def test_an_unknown_prior_source_is_refused_by_the_parser(nifti_files, capsys):
     args = cli_train_args([nifti_files["image"]], nifti_files["labels"], nifti_files["dir"] / "m.pt")
     with pytest.raises(SystemExit):

@@ -129,3 +129,16 @@ def test_a_wrong_affine_is_refused_with_what_to_give(cohort):
 def test_the_config_refuses_an_unknown_unpainted_prior():
     with pytest.raises(ValueError, match="unpainted_prior"):
         TrainConfig.preset("cpu", unpainted_prior="atlas").validate()
+
+
+def test_the_confidence_scale_lowers_every_carried_confidence(cohort):
+    annotation, volumes, affines, _, _ = cohort
+    full = build_priors(annotation, volumes, "propagation", affines=affines)[1]
+    full._settings = QUICK
+    registration = full.registrations[0]  # registered now, so that the second prior can reuse it
+    sources = full._sources
+    half = CarriedPrior(volumes[1], affines[1], AXIS, sources, annotation.num_classes, confidence_scale=0.5, reuse=full)
+    z = int(np.flatnonzero(full.covered)[len(np.flatnonzero(full.covered)) // 2])
+    np.testing.assert_allclose(half.confidence_at(z), 0.5 * full.confidence_at(z), rtol=1e-6)
+    np.testing.assert_array_equal(half.classes_at(z), full.classes_at(z))
+    assert half.registrations[0] is registration

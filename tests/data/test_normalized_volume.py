@@ -7,9 +7,9 @@ import pytest
 import zarr
 
 from napari_action.data.annotations import SparseAnnotation
-from napari_action.data.intensity import exact_statistics
+from napari_action.data.intensity import exact_statistics, normalize_volume, pad_value
 from napari_action.data.normalized_volume import CACHED_SLICES, NormalizedVolume, is_array_like
-from napari_action.data.slice_pool import SlicePool, normalize_volume, pad_value
+from napari_action.data.slice_pool import SlicePool
 from napari_action.io.volume_source import open_volume_source
 from tests.helpers.engine import disc_volume, sparse, write_nifti
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from napari_action.data.annotations import SparseAnnotation
-from napari_action.data.slice_pool import SlicePool, normalize_volume, pad_value
+from napari_action.data.intensity import normalize_volume, pad_value
+from napari_action.data.slice_pool import SlicePool
 
 
 # ------------------------------------------------------------- normalisation

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napari_action.cli.convert import convert_to_zarr
-from napari_action.data.slice_pool import normalize_volume
+from napari_action.data.intensity import normalize_volume
 from napari_action.inference.loaded_model import load_model
 from napari_action.inference.out_of_core import intensity_statistics, predict_to_writer, sample_slices
 from napari_action.inference.predictor import Predictor

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.data.slice_pool import normalize_volume
+from napari_action.data.intensity import normalize_volume
 from napari_action.inference.predictor import Predictor, predict_volume, slice_stack
 from napari_action.networks.unet import UNet
 from napari_action.progress import PredictionUpdate

@@ -16,7 +16,8 @@ import torch
 
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
-from napari_action.data.slice_pool import SlicePool, normalize_volume
+from napari_action.data.intensity import normalize_volume
+from napari_action.data.slice_pool import SlicePool
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
 from napari_action.training import stages
 from napari_action.training.trainer import LOCAL_WINDOWS

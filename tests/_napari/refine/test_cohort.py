@@ -40,7 +40,7 @@ def test_predicted_volumes_listed_worst_first_and_a_click_shows_the_worst_slice(
     for text, quality in zip(rows(tab), tab.qualities, strict=True):
         assert text.startswith(f"{quality.score:.2f} · {quality.name} · ")
         assert text.endswith(f" · slice {quality.worst_slice}")
-    names = {value: class_label(value, widget.session.trainer.class_names) for value in (1, 2)}
+    names = {value: class_label(value, widget.training_state.trainer.class_names) for value in (1, 2)}
     for quality in tab.qualities:
         # The volumes are those of the prediction layer, in mL of the layer's 3 mm³ voxels...
         predicted = find_prediction_layer(viewer, viewer.layers[quality.name]).data
