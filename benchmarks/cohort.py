@@ -167,15 +167,14 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
             record.add_volume(update.labels, update.entropy)
             quality[subject.name] = record.finish()
         carried = carried_maps(trainer, protocol)
-        unfused = network_alone(trainer, protocol) if carried is not None else None
+        unfused = network_alone(trainer, predictor, protocol) if carried is not None else None
     timing |= {"predict_s": predict_s, "peak_rss_delta_mb": memory.delta_mb, "config": config.to_dict()}
     timing["carried"], timing["unfused"] = carried, unfused
     return predictions, timing, quality
 
 
-def network_alone(trainer: Trainer, protocol: Protocol) -> dict[str, np.ndarray]:
+def network_alone(trainer: Trainer, predictor, protocol: Protocol) -> dict[str, np.ndarray]:
     """The unpainted subjects predicted without their carried prior mixed in: what the network itself learned."""
-    predictor = trainer.predictor()
     return {
         subject.name: predictor.predict(trainer.volumes[index], normalized=True, spacing=subject.spacing)[0]
         for index, subject in enumerate(protocol.subjects)

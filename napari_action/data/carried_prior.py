@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,15 +31,6 @@ CACHED_SLICES = 32
 COVERAGE_STRIDE = 4
 
 
-@dataclass(frozen=True)
-class CarrySource:
-    """A painted volume, its voxel → world affine and its prior along the slicing axis."""
-
-    volume: NormalizedVolume
-    affine: np.ndarray
-    prior: object  # a SlicePrior (typed loosely: priors.py imports this module)
-
-
 def axis_first_affine(affine: np.ndarray, axis: int) -> np.ndarray:
     """The affine of the same volume indexed slicing axis first, ``(slice, row, column)``."""
     order = [axis] + [a for a in range(3) if a != axis]
@@ -51,32 +41,44 @@ def axis_first_affine(affine: np.ndarray, axis: int) -> np.ndarray:
     return np.asarray(affine, dtype=np.float64) @ permutation
 
 
-class _SourceLabels:
-    """One painted volume's prior as a class map and a confidence map, slicing axis first; -1 where it says nothing."""
+class CarrySource:
+    """A painted volume, its voxel → world affine and its prior along the slicing axis.
 
-    def __init__(self, source: CarrySource, axis: int):
-        prior = source.prior
-        covered = np.asarray(prior.covered)
-        first = prior.classes_at(int(np.flatnonzero(covered)[0])) if covered.any() else None
-        in_plane = (
-            first.shape if first is not None else tuple(s for a, s in enumerate(source.volume.shape) if a != axis)
-        )
-        self.classes = np.full((covered.size, *in_plane), IGNORE_INDEX, dtype=np.int8)
-        self.confidence = np.zeros((covered.size, *in_plane), dtype=np.float16)
-        for z in np.flatnonzero(covered):
-            self.classes[z] = prior.classes_at(int(z))
-            self.confidence[z] = prior.confidence_at(int(z))
-        self.affine = axis_first_affine(source.affine, axis)
+    The prior is read into a class map and a confidence map (slicing axis first; -1 and 0 where it
+    says nothing) when first needed, once, and shared by every volume it is carried onto.
+    """
+
+    def __init__(self, volume: NormalizedVolume, affine: np.ndarray, prior: object, axis: int):
+        self.volume = volume
+        self.affine = np.asarray(affine, dtype=np.float64)
+        self.prior = prior  # a SlicePrior (typed loosely: priors.py imports this module)
+        self.axis = int(axis)
+        self.axis_first_affine = axis_first_affine(self.affine, self.axis)
+        self._maps: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _class_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._maps is None:
+            covered = np.asarray(self.prior.covered)
+            in_plane = tuple(n for a, n in enumerate(self.volume.shape) if a != self.axis)
+            classes = np.full((covered.size, *in_plane), IGNORE_INDEX, dtype=np.int8)
+            confidence = np.zeros((covered.size, *in_plane), dtype=np.float16)
+            for z in np.flatnonzero(covered):
+                classes[z] = self.prior.classes_at(int(z))
+                confidence[z] = self.prior.confidence_at(int(z))
+            self._maps = classes, confidence
+        return self._maps
 
     def read(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Classes and confidence at ``(3, ...)`` voxel positions (nearest voxel); -1 and 0 outside."""
+        """Classes and confidence at ``(3, ...)`` axis-first voxel positions (nearest voxel); -1 and 0 outside."""
+        classes, confidence = self._class_maps()
         index = np.rint(points).astype(np.int64)
-        shape = np.asarray(self.classes.shape).reshape(3, *([1] * (points.ndim - 1)))
+        shape = np.asarray(classes.shape).reshape(3, *([1] * (points.ndim - 1)))
         inside = np.all((index >= 0) & (index < shape), axis=0)
-        clipped = [np.clip(index[k], 0, self.classes.shape[k] - 1) for k in range(3)]
-        classes = np.where(inside, self.classes[tuple(clipped)], IGNORE_INDEX)
-        confidence = np.where(inside, self.confidence[tuple(clipped)].astype(np.float32), 0.0)
-        return classes, confidence
+        clipped = tuple(np.clip(index[k], 0, classes.shape[k] - 1) for k in range(3))
+        return (
+            np.where(inside, classes[clipped], IGNORE_INDEX),
+            np.where(inside, confidence[clipped].astype(np.float32), 0.0),
+        )
 
 
 class CarriedPrior:
@@ -127,7 +129,6 @@ class CarriedPrior:
             # Keyed by the painted volume itself: the same image registers the same way.
             self._registrations = {k: r for k, r in reuse._registrations.items() if k in self._source_keys()}
         self._maps: list[np.ndarray] | None = None
-        self._labels: list[_SourceLabels] | None = None
         self._covered: np.ndarray | None = None
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         shape = target.shape
@@ -152,12 +153,11 @@ class CarriedPrior:
                 self._registrations[key] = register_affine(
                     self._target, self._target_affine, source.volume, source.affine, self._settings
                 )
-        self._labels = [_SourceLabels(source, self._axis) for source in self._sources]
         target = axis_first_affine(self._target_affine, self._axis)
         # Target (slice, row, column) → each painted volume's (slice, row, column).
         self._maps = [
-            np.linalg.inv(labels.affine) @ self._registrations[id(source.volume)].matrix @ target
-            for source, labels in zip(self._sources, self._labels, strict=True)
+            np.linalg.inv(source.axis_first_affine) @ self._registrations[id(source.volume)].matrix @ target
+            for source in self._sources
         ]
 
     def _carry(self, z: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -167,11 +167,11 @@ class CarriedPrior:
             np.arange(0, self._in_plane[0], stride), np.arange(0, self._in_plane[1], stride), indexing="ij"
         )
         scores = np.zeros((self._num_classes, *rows.shape), dtype=np.float32)
-        for mapping, labels in zip(self._maps, self._labels, strict=True):
+        for mapping, source in zip(self._maps, self._sources, strict=True):
             points = np.stack(
                 [mapping[k, 0] * z + mapping[k, 1] * rows + mapping[k, 2] * cols + mapping[k, 3] for k in range(3)]
             )
-            classes, confidence = labels.read(points)
+            classes, confidence = source.read(points)
             for c in range(self._num_classes):
                 scores[c] += np.where(classes == c, confidence, 0.0)
         # Where no painted volume says anything: background with confidence 0, as every prior reads "nothing".

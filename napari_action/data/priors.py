@@ -257,7 +257,8 @@ def carried_priors(
     """The painted volumes' priors carried onto every volume without labeled slices."""
     if len(affines) != len(volumes):
         raise ValueError(f"Got {len(affines)} affines for {len(volumes)} volumes; give one per volume.")
-    sources = [CarrySource(volumes[v], np.asarray(affines[v]), prior) for v, prior in sorted(painted.items())]
+    # One source per painted volume, shared: its prior is read into a class map once, not once per target.
+    sources = [CarrySource(volumes[v], affines[v], prior, annotation.axis) for v, prior in sorted(painted.items())]
     carried = {}
     for v in range(annotation.num_volumes):
         if v in painted or annotation.labeled_slices(v):
