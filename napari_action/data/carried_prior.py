@@ -21,7 +21,7 @@ import numpy as np
 
 from napari_action.data.annotations import IGNORE_INDEX
 from napari_action.data.normalized_volume import NormalizedVolume
-from napari_action.data.registration import AffineRegistration, RegistrationSettings, register_affine
+from napari_action.data.registration import AffineRegistration, ImagePyramid, RegistrationSettings, register_pyramids
 
 __all__ = ["CarriedPrior", "CarrySource", "axis_first_affine"]
 
@@ -54,6 +54,7 @@ class CarrySource:
         self.prior = prior  # a SlicePrior (typed loosely: priors.py imports this module)
         self.axis = int(axis)
         self.axis_first_affine = axis_first_affine(self.affine, self.axis)
+        self.pyramid = ImagePyramid(volume, self.affine)  # coarse levels shared by every registration onto it
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
 
     def _class_maps(self) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +121,7 @@ class CarriedPrior:
             raise ValueError("A carried prior needs at least one painted volume to carry from.")
         self._target, self._axis = target, int(axis)
         self._target_affine = np.asarray(target_affine, dtype=np.float64)
+        self._pyramid = ImagePyramid(target, self._target_affine)
         self._sources = list(sources)
         self._num_classes = int(num_classes)
         self._settings = settings or RegistrationSettings()
@@ -134,6 +136,11 @@ class CarriedPrior:
         shape = target.shape
         self._num_slices = int(shape[axis])
         self._in_plane = tuple(int(shape[a]) for a in range(3) if a != axis)
+
+    @property
+    def sources(self) -> list[CarrySource]:
+        """The painted volumes this prior carries from."""
+        return list(self._sources)
 
     def _source_keys(self) -> set[int]:
         return {id(source.volume) for source in self._sources}
@@ -150,9 +157,7 @@ class CarriedPrior:
         for source in self._sources:
             key = id(source.volume)
             if key not in self._registrations:
-                self._registrations[key] = register_affine(
-                    self._target, self._target_affine, source.volume, source.affine, self._settings
-                )
+                self._registrations[key] = register_pyramids(self._pyramid, source.pyramid, self._settings)
         target = axis_first_affine(self._target_affine, self._axis)
         # Target (slice, row, column) → each painted volume's (slice, row, column).
         self._maps = [

@@ -37,6 +37,7 @@ from napari_action.data.propagation import (
     iter_pieces,
     slicing_spacing,
 )
+from napari_action.data.registration import RegistrationSettings
 
 __all__ = ["PRIOR_SOURCES", "PropagationPrior", "SlicePrior", "build_priors", "iter_prior_runs"]
 
@@ -207,6 +208,7 @@ def build_priors(
     previous: dict[int, SlicePrior] | None = None,
     affines: Sequence[np.ndarray] | None = None,
     carried_confidence: float = 1.0,
+    registration: RegistrationSettings | None = None,
 ) -> dict[int, SlicePrior]:
     """The prior of every volume with labeled slices (slice mode only; scribbles leave pixels unknown).
 
@@ -217,7 +219,7 @@ def build_priors(
     With ``affines`` (each volume's voxel → world, millimetres), every volume with no labeled
     slice gets the labeled volumes' priors carried onto it by registration
     (:class:`~napari_action.data.carried_prior.CarriedPrior`), its confidence scaled by
-    ``carried_confidence``.
+    ``carried_confidence``, registered with ``registration`` (the shipped settings if none).
     """
     if source not in PRIOR_SOURCES:
         raise ValueError(f"Unknown prior source {source!r}; choose one of {PRIOR_SOURCES}.")
@@ -242,7 +244,7 @@ def build_priors(
         reuse = kept if isinstance(kept, PropagationPrior) else None
         priors[v] = PropagationPrior(volumes[v], annotation.axis, targets, annotation.num_classes, spacing, reuse=reuse)
     if affines is not None and priors:
-        priors |= carried_priors(annotation, volumes, affines, priors, previous or {}, carried_confidence)
+        priors |= carried_priors(annotation, volumes, affines, priors, previous or {}, carried_confidence, registration)
     return priors
 
 
@@ -253,6 +255,7 @@ def carried_priors(
     painted: dict[int, SlicePrior],
     previous: dict[int, SlicePrior],
     confidence: float = 1.0,
+    registration: RegistrationSettings | None = None,
 ) -> dict[int, CarriedPrior]:
     """The painted volumes' priors carried onto every volume without labeled slices."""
     if len(affines) != len(volumes):
@@ -271,6 +274,7 @@ def carried_priors(
             annotation.axis,
             sources,
             annotation.num_classes,
+            settings=registration,
             confidence_scale=confidence,
             reuse=reuse,
         )

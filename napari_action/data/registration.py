@@ -22,7 +22,14 @@ import torch.nn.functional as F
 
 from napari_action.data.normalized_volume import NormalizedVolume
 
-__all__ = ["AffineRegistration", "RegistrationSettings", "coarse_image", "register_affine"]
+__all__ = [
+    "AffineRegistration",
+    "ImagePyramid",
+    "RegistrationSettings",
+    "coarse_image",
+    "register_affine",
+    "register_pyramids",
+]
 
 #: Millimetres per unit of the optimised coordinates: rotations, scalings and shifts of a head-sized
 #: object then move points by comparable amounts, so one learning rate suits every parameter.
@@ -99,6 +106,26 @@ def coarse_image(volume: NormalizedVolume, affine: np.ndarray, voxel_mm: float) 
     return CoarseImage(values, affine @ to_fine)
 
 
+class ImagePyramid:
+    """A volume and its affine, with each coarse level made once when first asked for.
+
+    A painted volume registered onto every volume of a cohort is block-averaged once, not once
+    per target.
+    """
+
+    def __init__(self, volume: NormalizedVolume, affine: np.ndarray):
+        self.volume = volume
+        self.affine = np.asarray(affine, dtype=np.float64)
+        self._levels: dict[float, CoarseImage] = {}
+
+    def level(self, voxel_mm: float) -> CoarseImage:
+        """The volume block-averaged to voxels of about ``voxel_mm`` (see :func:`coarse_image`)."""
+        key = float(voxel_mm)
+        if key not in self._levels:
+            self._levels[key] = coarse_image(self.volume, self.affine, key)
+        return self._levels[key]
+
+
 def register_affine(
     fixed: NormalizedVolume,
     fixed_affine: np.ndarray,
@@ -108,15 +135,23 @@ def register_affine(
     device: torch.device | str = "cpu",
 ) -> AffineRegistration:
     """The affine transform that brings ``moving`` onto ``fixed``, starting from their centres of mass."""
+    return register_pyramids(ImagePyramid(fixed, fixed_affine), ImagePyramid(moving, moving_affine), settings, device)
+
+
+def register_pyramids(
+    fixed: ImagePyramid,
+    moving: ImagePyramid,
+    settings: RegistrationSettings | None = None,
+    device: torch.device | str = "cpu",
+) -> AffineRegistration:
+    """:func:`register_affine` on images whose coarse levels may already be made."""
     settings = settings or RegistrationSettings()
     if len(settings.iterations) != len(settings.levels_mm):
         raise ValueError("RegistrationSettings needs one iteration count per level.")
     generator = torch.Generator().manual_seed(settings.seed)
     transform: _WorldAffine | None = None
     for voxel_mm, iterations in zip(settings.levels_mm, settings.iterations, strict=True):
-        pair = _ImagePair(
-            coarse_image(fixed, fixed_affine, voxel_mm), coarse_image(moving, moving_affine, voxel_mm), device
-        )
+        pair = _ImagePair(fixed.level(voxel_mm), moving.level(voxel_mm), device)
         if transform is None:
             transform = _WorldAffine.between_centres(pair.fixed.centre_of_mass, pair.moving.centre_of_mass, device)
         _optimise(transform, pair, iterations, settings, generator)

@@ -52,14 +52,14 @@ def mean_dice(found, truth, values) -> float:
 
 def test_the_copy_gets_the_painted_volumes_prior_where_its_own_anatomy_is(cohort):
     annotation, volumes, affines, subject, copy_truth = cohort
-    priors = build_priors(annotation, volumes, "propagation", affines=affines)
+    # A coarser, quicker registration for the test.
+    priors = build_priors(annotation, volumes, "propagation", affines=affines, registration=QUICK)
     assert isinstance(priors[0], PropagationPrior) and isinstance(priors[1], CarriedPrior)
-    priors[1]._settings = QUICK  # a coarser, quicker registration for the test
     values = annotation.class_values[1:]
     own = mean_dice(carried_labels(priors[0], annotation, subject.image.shape), subject.labels, values)
     carried = mean_dice(carried_labels(priors[1], annotation, copy_truth.shape), copy_truth, values)
     # World coordinates alone (no registration) put the labels 12 mm off.
-    unregistered = CarriedPrior(volumes[1], affines[1], AXIS, priors[1]._sources, annotation.num_classes)
+    unregistered = CarriedPrior(volumes[1], affines[1], AXIS, priors[1].sources, annotation.num_classes)
     unregistered._registrations = {id(volumes[0]): AffineRegistration(np.eye(4), 0.0)}
     world_only = mean_dice(carried_labels(unregistered, annotation, copy_truth.shape), copy_truth, values)
     assert carried > own - 0.05
@@ -69,8 +69,7 @@ def test_the_copy_gets_the_painted_volumes_prior_where_its_own_anatomy_is(cohort
 
 def test_a_new_stroke_recarries_without_registering_again(cohort):
     annotation, volumes, affines, _, _ = cohort
-    first = build_priors(annotation, volumes, "propagation", affines=affines)
-    first[1]._settings = QUICK
+    first = build_priors(annotation, volumes, "propagation", affines=affines, registration=QUICK)
     registration = first[1].registrations[0]
     again = build_priors(annotation, volumes, "propagation", previous=first, affines=affines)
     assert again[1] is not first[1] and again[1].registrations[0] is registration
@@ -78,8 +77,7 @@ def test_a_new_stroke_recarries_without_registering_again(cohort):
 
 def test_the_preview_of_a_carried_prior_comes_in_runs_with_its_confidence(cohort):
     annotation, volumes, affines, _, _ = cohort
-    prior = build_priors(annotation, volumes, "propagation", affines=affines)[1]
-    prior._settings = QUICK
+    prior = build_priors(annotation, volumes, "propagation", affines=affines, registration=QUICK)[1]
     runs = list(iter_prior_runs(prior))
     covered = np.flatnonzero(prior.covered)
     assert runs[0].start == covered[0] and runs[-1].stop == covered[-1] + 1
@@ -133,10 +131,9 @@ def test_the_config_refuses_an_unknown_unpainted_prior():
 
 def test_the_confidence_scale_lowers_every_carried_confidence(cohort):
     annotation, volumes, affines, _, _ = cohort
-    full = build_priors(annotation, volumes, "propagation", affines=affines)[1]
-    full._settings = QUICK
+    full = build_priors(annotation, volumes, "propagation", affines=affines, registration=QUICK)[1]
     registration = full.registrations[0]  # registered now, so that the second prior can reuse it
-    sources = full._sources
+    sources = full.sources
     half = CarriedPrior(volumes[1], affines[1], AXIS, sources, annotation.num_classes, confidence_scale=0.5, reuse=full)
     z = int(np.flatnonzero(full.covered)[len(np.flatnonzero(full.covered)) // 2])
     np.testing.assert_allclose(half.confidence_at(z), 0.5 * full.confidence_at(z), rtol=1e-6)
