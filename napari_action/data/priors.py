@@ -286,13 +286,13 @@ def iter_prior_runs(prior: SlicePrior) -> Iterator[PropagatedRun]:
     if isinstance(prior, PropagationPrior):
         yield from prior.iter_runs()
         return
+    span = _covered_span(prior)
+    if span is None:
+        return
     if isinstance(prior, CarriedPrior):
-        yield from _carried_runs(prior)
+        yield from _carried_runs(prior, *span)
         return
-    covered = np.flatnonzero(prior.covered)
-    if covered.size == 0:
-        return
-    first, last = int(covered[0]), int(covered[-1]) + 1
+    first, last = span
     classes = np.stack([prior.classes_at(z) for z in range(first, last)])
     # Interpolated shapes have no confidence of their own: it halves every few slices from a labeled one.
     weight = 0.5 ** (prior.distance[first:last] / INTERPOLATION_HALF_DISTANCE)
@@ -300,16 +300,20 @@ def iter_prior_runs(prior: SlicePrior) -> Iterator[PropagatedRun]:
     yield PropagatedRun(first, classes.astype(np.int64), confidence)
 
 
+def _covered_span(prior: SlicePrior) -> tuple[int, int] | None:
+    """First covered slice and one past the last; None when the prior covers nothing."""
+    covered = np.flatnonzero(prior.covered)
+    if covered.size == 0:
+        return None
+    return int(covered[0]), int(covered[-1]) + 1
+
+
 #: Slices per run of a carried prior's preview: the first ones show while the rest are carried.
 CARRIED_RUN_SLICES = 16
 
 
-def _carried_runs(prior: CarriedPrior) -> Iterator[PropagatedRun]:
-    """A carried prior in runs of consecutive covered slices, with its own confidence."""
-    covered = np.flatnonzero(prior.covered)
-    if covered.size == 0:
-        return
-    first, last = int(covered[0]), int(covered[-1]) + 1
+def _carried_runs(prior: CarriedPrior, first: int, last: int) -> Iterator[PropagatedRun]:
+    """A carried prior from ``first`` to ``last`` in runs of consecutive slices, with its own confidence."""
     for start in range(first, last, CARRIED_RUN_SLICES):
         stop = min(start + CARRIED_RUN_SLICES, last)
         classes = np.stack([prior.classes_at(z) for z in range(start, stop)])
