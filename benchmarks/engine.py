@@ -41,13 +41,19 @@ from sparse_slices import DATASETS, Dataset, load_dataset
 from napari_action.config import TrainConfig
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.progress import TrainProgress
+from napari_action.runtime import resolve_amp
 from napari_action.training.trainer import Trainer
 
 NO_STREAM = {"stream_every_steps": 10**9, "stream_every_seconds": float("inf")}
+# "action" and "supervised (2 lab)" are the shipped cpu preset, in the precision it picks on this
+# machine (bfloat16 where the CPU computes it natively); the others say what they change.
 VARIANTS: dict[str, dict] = {
     "action": {"method": "action"},
+    "action, float32": {"method": "action", "amp": False},
+    "action, float32, AnCo at stride 4 (before)": {"method": "action", "amp": False, "model": {"rep_stride": 4}},
     "action, no AnCo": {"method": "action", "loss": {"use_anco": False}},
     "supervised (2 lab)": {"method": "supervised"},
+    "supervised (2 lab), float32": {"method": "supervised", "amp": False},
     "supervised (4 lab)": {"method": "supervised", "batch_labeled_stage3": 4},
     "mean-teacher": {"method": "mean-teacher"},
 }
@@ -158,8 +164,8 @@ def report_steps(samples: dict[str, list[float]]) -> dict[str, dict]:
 
 PROFILED = {
     "data: labeled batch (crop + geometric aug)": ("_labeled_batch", None),
-    "data: unlabeled crops + geometric aug": ("_unlabeled_batch", "_pseudo_labeled_batch"),
-    "teacher forward (pseudo-labels)": ("_wrapped_call_impl", "_pseudo_labeled_batch"),
+    "data: unlabeled crops + prior + geometric aug": ("_prior_batch", None),
+    "teacher forward (pseudo-labels)": ("_wrapped_call_impl", "_teacher_probabilities"),
     "CutMix": ("cutmix", None),
     "photometric aug": ("strong_photometric", None),
     "student forward (U-Net)": ("_wrapped_call_impl", "action"),
@@ -347,7 +353,8 @@ def main(argv=None) -> None:
     ds = load_dataset(args.dataset)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {ds.name} {ds.image.shape}, "
-        f"axis {ds.axis}; cpu preset: crop 128, batch 2+2, rep_dim 128, AnCo 64 queries x 128 negatives"
+        f"axis {ds.axis}; cpu preset: crop 128, batch 2+2, rep_dim 128, AnCo 64 queries x 128 negatives; "
+        f"automatic precision here: {'bfloat16' if resolve_amp(torch.device('cpu'), None) else 'float32'}"
     )
     if args.device != "cpu":  # steps/s and memory on a GPU: benchmarks/gpu.py
         profile_stage_iii(ds, args.profile_steps, args.device)

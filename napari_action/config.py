@@ -191,11 +191,12 @@ class TrainConfig:
     # it only votes with the teacher and never serves as labels; 0.5 was worse than 1 on the brains
     # and still below "none" on the hearts).
     unpainted_prior_confidence: float = 1.0
-    # Mixed precision on CUDA (bfloat16 autocast; float16 with a loss scaler before Ampere). Off:
-    # on an H200 it was 7-12 % slower per step than float32 (whose convolutions use TF32) and took
-    # more memory, for both presets (docs/benchmarks.md, "On a GPU"); these 2D networks are
-    # launch-bound, and the casts add kernels. Worth trying on cards without TF32.
-    amp: bool = False
+    # Mixed precision (bfloat16 autocast; float16 with a loss scaler on GPUs before Ampere). None
+    # picks what measured faster at the same Dice: on for a CPU with native bfloat16 (AVX512-BF16
+    # or AMX; docs/benchmarks.md, "Engine"), off on CUDA (on an H200 it was 7-12 % slower per
+    # step than float32, whose convolutions use TF32: these 2D networks are launch-bound) and
+    # elsewhere. True or False forces it.
+    amp: bool | None = None
     num_threads: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -216,7 +217,10 @@ class TrainConfig:
                 lr=1e-3,
                 # A streamed update of 16 slices cost 11-18 % of CPU training time.
                 stream_slices=8,
-                model=ModelConfig(rep_dim=128),
+                # Anatomical contrast on every 8th pixel of a 128 crop (16 x 16; the paper preset
+                # 1/4): at 1/4 its 3 x 3 convolution on 496 channels cost more than the U-Net's
+                # forward pass; at 1/8 the same Dice on Colin27 (docs/benchmarks.md, "Engine").
+                model=ModelConfig(rep_dim=128, rep_stride=8),
                 loss=LossConfig(anco_queries=64, anco_negatives=128),
             )
         elif budget == "paper":
@@ -303,6 +307,8 @@ class TrainConfig:
             raise ValueError(f"loss.prior must be one of {PRIORS}, got {self.loss.prior!r}.")
         if self.model.context < 0:
             raise ValueError("model.context must be >= 0.")
+        if self.amp not in (None, True, False):
+            raise ValueError(f"amp must be true, false or null (automatic), got {self.amp!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (stored in checkpoints and sessions)."""

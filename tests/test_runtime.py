@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_action.runtime import configure_threads
+from napari_action.runtime import autocast, configure_threads, cpu_has_native_bfloat16, device_label, resolve_amp
 
 
 @pytest.mark.parametrize(
@@ -17,3 +17,33 @@ def test_thread_cap_is_the_asked_count_else_the_default_else_torch_own(asked, de
     # The test process starts every test at one thread (tests/conftest.py): 1 means "left alone".
     configure_threads(asked, default)
     assert torch.get_num_threads() == expected
+
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_a_precision_asked_for_is_used_on_a_cpu(setting):
+    assert resolve_amp(CPU, setting) is setting
+
+
+def test_automatic_precision_is_bfloat16_only_where_the_cpu_computes_it_natively():
+    assert resolve_amp(CPU, None) is cpu_has_native_bfloat16()
+
+
+def test_mixed_precision_is_never_turned_on_where_autocast_is_not_supported():
+    assert resolve_amp(torch.device("meta"), True) is False
+
+
+def test_autocast_on_a_cpu_runs_convolutions_in_bfloat16_and_off_leaves_float32():
+    conv = torch.nn.Conv2d(1, 2, 3)
+    image = torch.rand(1, 1, 8, 8)
+    with autocast(CPU, True):
+        assert conv(image).dtype == torch.bfloat16
+    with autocast(CPU, False):
+        assert conv(image).dtype == torch.float32
+
+
+def test_the_device_label_names_the_precision_when_mixed():
+    assert device_label(CPU, amp=True).endswith(", bfloat16")
+    assert "bfloat16" not in device_label(CPU, amp=False)

@@ -28,8 +28,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     ----------
     args : argparse.Namespace
         Parsed options; ``method``, ``device`` and ``seed`` are required, ``axis``, ``steps``,
-        ``warmup``, ``threads``, ``prior``, ``unpainted_prior`` and ``budget`` (default ``"cpu"``) are
-        used where the command has them.
+        ``warmup``, ``threads``, ``prior``, ``unpainted_prior``, ``precision`` and ``budget``
+        (default ``"cpu"``) are used where the command has them.
     **extra
         Further :class:`~napari_action.config.TrainConfig` overrides.
 
@@ -51,6 +51,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         overrides["prior_source"] = args.prior
     if getattr(args, "unpainted_prior", None) is not None:
         overrides["unpainted_prior"] = args.unpainted_prior
+    if getattr(args, "precision", None) is not None:
+        overrides["amp"] = PRECISIONS[args.precision]
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
 
 
@@ -69,6 +71,21 @@ def add_schedule_options(parser: argparse.ArgumentParser, budget: str = "the bud
         default=None,
         metavar="N",
         help=f"steps of each ACTION warm-up stage, i and ii (0 skips them; default: {budget})",
+    )
+
+
+#: ``--precision`` choices and the ``TrainConfig.amp`` each means (None: decided per machine).
+PRECISIONS = {"auto": None, "float32": False, "bfloat16": True}
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """``--precision auto|float32|bfloat16``: the arithmetic of training (and of its predictions)."""
+    parser.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default=None,
+        help="auto (default): bfloat16 on a CPU that computes it natively (about 1.6x faster, the same "
+        "accuracy in our benchmarks), float32 elsewhere",
     )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from napari_action.cli.options import (
     NAN_TO_ZERO_ADVICE,
     add_nan_to_zero_option,
+    add_precision_option,
     add_schedule_options,
     add_threads_option,
     config_from_args,
@@ -84,6 +85,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     train.add_argument("--seed", type=int, default=1337)
     add_threads_option(train)
+    add_precision_option(train)
     add_nan_to_zero_option(train)
     train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

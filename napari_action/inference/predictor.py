@@ -24,7 +24,7 @@ from napari_action.label_values import smallest_label_dtype
 from napari_action.networks.action_net import ActionNet
 from napari_action.networks.unet import SPATIAL_MULTIPLE
 from napari_action.progress import PredictionUpdate
-from napari_action.runtime import autocast, is_out_of_memory, release_cached_memory, resolve_device
+from napari_action.runtime import autocast, is_out_of_memory, release_cached_memory, resolve_amp, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,9 @@ class Predictor:
         2.5D context the network was trained with.
     device : str or torch.device
         Where to run; ``"auto"`` picks CUDA, MPS, then CPU.
-    amp : bool
-        Mixed precision on CUDA.
+    amp : bool or None
+        Mixed precision (bfloat16 autocast); None: on where it measured faster, a CPU with native
+        bfloat16 (see :func:`~napari_action.runtime.resolve_amp`).
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class Predictor:
         *,
         context: int = 0,
         device: str | torch.device = "auto",
-        amp: bool = True,
+        amp: bool | None = None,
         smoothing_mm: float = 0.0,
         prior_decay_mm: float = 0.0,
     ) -> None:
@@ -103,7 +104,7 @@ class Predictor:
         self.class_values = np.asarray(class_values, dtype=np.int64)
         self.axis = int(axis)
         self.context = int(context)
-        self.amp = amp
+        self.amp = resolve_amp(self.device, amp)
         self.smoothing_mm = float(smoothing_mm)
         self.prior_decay_mm = float(prior_decay_mm)
         self._dtype = smallest_label_dtype(self.class_values)

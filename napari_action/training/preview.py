@@ -25,16 +25,21 @@ __all__ = ["iter_prior_preview", "streamed_slices", "teacher_predictor"]
 
 
 def teacher_predictor(
-    teacher: torch.nn.Module, class_values: np.ndarray, axis: int, config: TrainConfig, device: torch.device
+    teacher: torch.nn.Module,
+    class_values: np.ndarray,
+    axis: int,
+    config: TrainConfig,
+    device: torch.device,
+    amp: bool,
 ) -> Predictor:
-    """A predictor over ``teacher`` (put in eval mode), sharing its weights."""
+    """A predictor over ``teacher`` (put in eval mode), sharing its weights, in the trainer's precision."""
     return Predictor(
         teacher,
         class_values,
         axis,
         context=config.model.context,
         device=device,
-        amp=config.amp,
+        amp=amp,
         smoothing_mm=config.predict_smoothing_mm,
         prior_decay_mm=config.predict_prior_decay_mm,
     )

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
-from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior
 from napari_action.data.slice_pool import SlicePool
 from napari_action.data.slicing_axis import axis_mismatch_advice
@@ -43,6 +42,7 @@ from napari_action.runtime import (
     device_label,
     is_out_of_memory,
     needs_grad_scaler,
+    resolve_amp,
     resolve_device,
     seed_everything,
 )
@@ -55,6 +55,7 @@ from napari_action.training.schedule import Stage, build_schedule, make_optimize
 from napari_action.training.step_recovery import diverged_error, smaller_batches
 from napari_action.training.stream_schedule import FitGate, StreamCursor
 from napari_action.training.trainer_inputs import (
+    WholeVolumes,
     build_annotation,
     check_geometry,
     check_volumes,
@@ -156,6 +157,7 @@ class Trainer:
         )
         self.distributed = distributed.context_from_environment()
         self.device = distributed.device_for_rank(resolve_device(self.config.device), self.distributed)
+        self.amp = resolve_amp(self.device, self.config.amp)
         distributed.join(self.distributed, self.device)
         seed_everything(self.config.seed)
         self.step = 0
@@ -172,7 +174,7 @@ class Trainer:
         self.global_queue = EmbeddingQueue(self.config.loss.queue_size, self.config.model.global_dim).to(self.device)
         self.local_queue = self._new_local_queue()
         self._seed_sampling()
-        self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.config.amp))
+        self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.amp))
         self._stop_requested = False
         # The weights a diverging loss falls back to, and a message for the next progress.
         self._snapshot = WeightSnapshot()
@@ -201,11 +203,11 @@ class Trainer:
 
         Training itself never needs them whole: it reads crops through :attr:`images`.
         """
-        return _WholeVolumes(self.images)
+        return WholeVolumes(self.images)
 
     @property
     def device_label(self) -> str:
-        return device_label(self.device)
+        return device_label(self.device, self.amp)
 
     # -- training ------------------------------------------------------------
     def iter_train(self, steps: int | None = None) -> Generator[TrainProgress, object, None]:
@@ -227,6 +229,8 @@ class Trainer:
                 yield from self._run_stage(stage, clock)
             self.rounds += 1
         finally:
+            # On every rank, not only where a streamed prediction happened to sync it (rank 0, timing).
+            self._sync_supervised_teacher()
             self._stop_requested = False
 
     def _run_stage(self, stage: Stage, clock: RateClock) -> Generator[TrainProgress, object, None]:
@@ -373,7 +377,7 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = lr
         self.nets.train()
-        with autocast(self.device, self.config.amp):
+        with autocast(self.device, self.amp):
             loss, logs = stage.compute(inputs)
         logs["total"] = float(loss.detach())
         # Under torchrun: the mean over ranks, non-finite on all ranks if it is on one, so all stop together.
@@ -437,7 +441,7 @@ class Trainer:
     def predictor(self) -> Predictor:
         """A predictor over the EMA teacher (eval mode), sharing its weights."""
         self._sync_supervised_teacher()
-        return teacher_predictor(self.nets.teacher, self.class_values, self.axis, self.config, self.device)
+        return teacher_predictor(self.nets.teacher, self.class_values, self.axis, self.config, self.device, self.amp)
 
     def prior(self, volume_index: int) -> SlicePrior | None:
         """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any."""
@@ -483,18 +487,3 @@ class Trainer:
         # checkpoints use the "teacher" slot, so it must hold the trained student.
         if self.config.method == "supervised":
             self.nets.sync_teacher()
-
-
-class _WholeVolumes(Sequence):
-    """``Trainer.volumes``: the images normalised whole, one at a time, when asked for."""
-
-    def __init__(self, images: list[NormalizedVolume]):
-        self._images = images
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
-        if isinstance(index, slice):
-            return [image.whole() for image in self._images[index]]
-        return self._images[index].whole()

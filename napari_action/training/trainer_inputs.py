@@ -24,6 +24,7 @@ __all__ = [
     "normalized_image",
     "pad_labels",
     "single_slice_advice",
+    "WholeVolumes",
 ]
 
 
@@ -165,3 +166,18 @@ def single_slice_advice(annotation: SparseAnnotation) -> str | None:
         "With a single painted slice, slices more than a few away from it are rough guesses and a "
         "structure missing from it is never found: paint a slice near each end of the structures."
     )
+
+
+class WholeVolumes(Sequence):
+    """``Trainer.volumes``: the images normalised whole, one at a time, when asked for."""
+
+    def __init__(self, images: list[NormalizedVolume]):
+        self._images = images
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [image.whole() for image in self._images[index]]
+        return self._images[index].whole()
