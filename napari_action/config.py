@@ -191,12 +191,16 @@ class TrainConfig:
     # it only votes with the teacher and never serves as labels; 0.5 was worse than 1 on the brains
     # and still below "none" on the hearts).
     unpainted_prior_confidence: float = 1.0
-    # Mixed precision (bfloat16 autocast; float16 with a loss scaler on GPUs before Ampere). None
-    # picks what measured faster at the same Dice: on for a CPU with native bfloat16 (AVX512-BF16
-    # or AMX; docs/benchmarks.md, "Engine"), off on CUDA (on an H200 it was 7-12 % slower per
-    # step than float32, whose convolutions use TF32: these 2D networks are launch-bound) and
-    # elsewhere. True or False forces it.
-    amp: bool | None = None
+    # Mixed precision on CUDA (bfloat16 autocast; float16 with a loss scaler before Ampere); the
+    # losses and the small heads stay float32. Off: on an H200 it was 7-12 % slower per step than
+    # float32 (whose convolutions use TF32) and took more memory, for both presets
+    # (docs/benchmarks.md, "On a GPU"); these 2D networks are launch-bound, and the casts add
+    # kernels. Worth trying on cards without TF32.
+    amp: bool = False
+    # bfloat16 autocast on a CPU. Off: with native bfloat16 (AVX512-BF16, AMX) a step is 1.6x
+    # faster and Colin27 scored the same, but the phantom's never-painted hearts lost about 0.05
+    # on 2 of 3 seeds (docs/benchmarks.md, "A faster cpu preset"); without it, slower.
+    cpu_bfloat16: bool = False
     num_threads: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -307,8 +311,6 @@ class TrainConfig:
             raise ValueError(f"loss.prior must be one of {PRIORS}, got {self.loss.prior!r}.")
         if self.model.context < 0:
             raise ValueError("model.context must be >= 0.")
-        if self.amp not in (None, True, False):
-            raise ValueError(f"amp must be true, false or null (automatic), got {self.amp!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (stored in checkpoints and sessions)."""

@@ -57,27 +57,17 @@ def device_label(device: torch.device, amp: bool = False) -> str:
     return f"{label}, {str(amp_dtype(device)).removeprefix('torch.')}" if amp else label
 
 
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), where autocast pays.
+def resolve_amp(device: torch.device, amp: bool, cpu_bfloat16: bool = False) -> bool:
+    """Whether mixed precision runs on ``device``: ``amp`` on CUDA, ``cpu_bfloat16`` on a CPU.
 
-    Without it bfloat16 is emulated and slower than float32.
+    Two settings, because ``amp`` has always meant "on CUDA" (models saved with it on were trained
+    in float32 on a CPU), and bfloat16 on a CPU is a choice of its own: 1.6x faster steps on a CPU
+    with native bfloat16 and the same Dice on Colin27, but about 0.05 lower on the phantom's
+    never-painted hearts (docs/benchmarks.md, "A faster cpu preset"); emulated, slower, elsewhere.
     """
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
-
-
-def resolve_amp(device: torch.device, setting: bool | None) -> bool:
-    """Mixed precision on or off: ``setting`` when given, else on only where it measured faster.
-
-    That is a CPU with native bfloat16 (a stage-iii step 1.6x faster on 2 AMD EPYC cores, same
-    Dice); on CUDA it was slower (an H200, whose float32 convolutions use TF32), and Apple MPS is
-    left in float32.
-    """
-    if device.type not in ("cuda", "cpu"):
-        return False
-    if setting is not None:
-        return bool(setting)
-    return device.type == "cpu" and cpu_has_native_bfloat16()
+    if device.type == "cuda":
+        return bool(amp)
+    return device.type == "cpu" and bool(cpu_bfloat16)
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
@@ -92,6 +82,17 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     if not enabled or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=amp_dtype(device))
+
+
+def autocast_paused(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Autocast off on ``tensor``'s device: what runs inside computes in the dtype it is given.
+
+    For the losses and the small heads: sums over thousands of pixels and similarities divided by
+    temperatures down to 0.01 need more than bfloat16's 8-bit mantissa.
+    """
+    if tensor.device.type not in ("cuda", "cpu"):
+        return contextlib.nullcontext()
+    return torch.autocast(tensor.device.type, enabled=False)
 
 
 def needs_grad_scaler(device: torch.device, enabled: bool) -> bool:

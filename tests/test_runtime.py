@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_action.runtime import autocast, configure_threads, cpu_has_native_bfloat16, device_label, resolve_amp
+from napari_action.runtime import autocast, configure_threads, device_label, resolve_amp
 
 
 @pytest.mark.parametrize(
@@ -22,17 +22,14 @@ def test_thread_cap_is_the_asked_count_else_the_default_else_torch_own(asked, de
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("setting", [True, False])
-def test_a_precision_asked_for_is_used_on_a_cpu(setting):
-    assert resolve_amp(CPU, setting) is setting
-
-
-def test_automatic_precision_is_bfloat16_only_where_the_cpu_computes_it_natively():
-    assert resolve_amp(CPU, None) is cpu_has_native_bfloat16()
+@pytest.mark.parametrize(("amp", "cpu_bfloat16"), [(False, False), (True, False), (False, True), (True, True)])
+def test_mixed_precision_on_a_cpu_follows_its_own_setting_not_the_cuda_one(amp, cpu_bfloat16):
+    # Models saved with amp on (the CUDA setting) were trained in float32 on a CPU.
+    assert resolve_amp(CPU, amp, cpu_bfloat16) is cpu_bfloat16
 
 
 def test_mixed_precision_is_never_turned_on_where_autocast_is_not_supported():
-    assert resolve_amp(torch.device("meta"), True) is False
+    assert resolve_amp(torch.device("meta"), True, True) is False
 
 
 def test_autocast_on_a_cpu_runs_convolutions_in_bfloat16_and_off_leaves_float32():

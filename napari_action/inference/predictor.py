@@ -82,9 +82,10 @@ class Predictor:
         2.5D context the network was trained with.
     device : str or torch.device
         Where to run; ``"auto"`` picks CUDA, MPS, then CPU.
-    amp : bool or None
-        Mixed precision (bfloat16 autocast); None: on where it measured faster, a CPU with native
-        bfloat16 (see :func:`~napari_action.runtime.resolve_amp`).
+    amp : bool
+        Mixed precision on CUDA.
+    cpu_bfloat16 : bool
+        bfloat16 autocast on a CPU.
     """
 
     def __init__(
@@ -95,7 +96,8 @@ class Predictor:
         *,
         context: int = 0,
         device: str | torch.device = "auto",
-        amp: bool | None = None,
+        amp: bool = True,
+        cpu_bfloat16: bool = False,
         smoothing_mm: float = 0.0,
         prior_decay_mm: float = 0.0,
     ) -> None:
@@ -104,7 +106,7 @@ class Predictor:
         self.class_values = np.asarray(class_values, dtype=np.int64)
         self.axis = int(axis)
         self.context = int(context)
-        self.amp = resolve_amp(self.device, amp)
+        self.amp = resolve_amp(self.device, amp, cpu_bfloat16)
         self.smoothing_mm = float(smoothing_mm)
         self.prior_decay_mm = float(prior_decay_mm)
         self._dtype = smallest_label_dtype(self.class_values)
@@ -129,6 +131,7 @@ class Predictor:
             context=ckpt.config.model.context,
             device=device,
             amp=ckpt.config.amp,
+            cpu_bfloat16=ckpt.config.cpu_bfloat16,
             smoothing_mm=ckpt.config.predict_smoothing_mm,
             prior_decay_mm=ckpt.config.predict_prior_decay_mm,
         )

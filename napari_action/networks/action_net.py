@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from napari_action.config import ModelConfig
 from napari_action.networks.heads import GlobalHead, LocalHead, LocalPredictor, ProjectionHead, RepresentationHead
 from napari_action.networks.unet import UNet, UNetOutput
+from napari_action.runtime import autocast_paused
 
 
 class ActionNet(nn.Module):
@@ -76,12 +77,18 @@ class ActionNet(nn.Module):
             yield from module.parameters()
 
     def global_embedding(self, bottleneck: Tensor, predict: bool) -> Tensor:
-        """L2-normalised global embedding ``(B, D)``; ``predict`` adds the student's projection."""
-        return _embedding(self.global_head(bottleneck), self.global_predictor if predict else None)
+        """L2-normalised global embedding ``(B, D)``; ``predict`` adds the student's projection.
+
+        In float32 under any autocast (as :meth:`local_embedding`): these heads cost little, and the
+        distillation divides their similarities by a temperature of 0.01.
+        """
+        with autocast_paused(bottleneck):
+            return _embedding(self.global_head(bottleneck.float()), self.global_predictor if predict else None)
 
     def local_embedding(self, logits: Tensor, predict: bool) -> Tensor:
         """L2-normalised window descriptors ``(B, 36, C·64)``; ``predict`` adds the student's projection."""
-        return _embedding(self.local_head(logits), self.local_predictor if predict else None)
+        with autocast_paused(logits):
+            return _embedding(self.local_head(logits.float()), self.local_predictor if predict else None)
 
     def representation(self, pyramid: list[Tensor], size: tuple[int, ...]) -> Tensor:
         """Unit-norm per-pixel embeddings ``(B, rep_dim, *size)``."""

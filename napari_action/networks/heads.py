@@ -221,4 +221,5 @@ class RepresentationHead(nn.Module):
             else F.interpolate(level, size=size, mode=self.mode, align_corners=False)
             for level in pyramid
         ]
-        return F.normalize(self.proj(torch.cat(upsampled, dim=1)), dim=1)
+        # The 3 x 3 convolution on ~500 channels runs in the autocast type; the unit norm in float32.
+        return F.normalize(self.proj(torch.cat(upsampled, dim=1)).float(), dim=1)

@@ -21,12 +21,34 @@ even when it is zero, so callers can always ``backward()`` the total.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from napari_action.runtime import autocast_paused
+
+
+def _as_float32(value: object) -> object:
+    if isinstance(value, Tensor) and value.dtype in (torch.bfloat16, torch.float16):
+        return value.float()
+    return value
+
+
+def in_float32(loss: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``loss`` computed in float32 under any autocast (half-precision tensors cast, autocast paused)."""
+
+    @functools.wraps(loss)
+    def compute(*args: object, **kwargs: object) -> Tensor:
+        first = next(value for value in (*args, *kwargs.values()) if isinstance(value, Tensor))
+        with autocast_paused(first):
+            return loss(*map(_as_float32, args), **{name: _as_float32(v) for name, v in kwargs.items()})
+
+    return compute
 
 
 def _check_dense(scores: Tensor, target: Tensor, name: str, ignore_index: int | None = None) -> None:
@@ -96,6 +118,7 @@ def dice_loss(
     return per_class.mean()
 
 
+@in_float32
 def supervised_loss(logits: Tensor, target: Tensor, ignore_index: int = -1, dice_present_only: bool = False) -> Tensor:
     """Supervised loss ``½ (CE + Dice)`` of ACTION on labelled pixels.
 
@@ -125,6 +148,7 @@ def supervised_loss(logits: Tensor, target: Tensor, ignore_index: int = -1, dice
     return 0.5 * (ce + dice)
 
 
+@in_float32
 def distillation_kl(
     student: Tensor,
     teacher: Tensor,
@@ -192,6 +216,7 @@ def pseudo_labels(teacher_probs: Tensor) -> tuple[Tensor, Tensor]:
     return labels, confidence
 
 
+@in_float32
 def pseudo_label_loss(
     student_logits: Tensor,
     pseudo: Tensor,
@@ -322,6 +347,7 @@ def _sample_contrast(
     return _ContrastSample(present, prototypes, queries, hard_counts[present] > 0, negatives)
 
 
+@in_float32
 def anatomical_contrast(
     rep: Tensor,
     labels: Tensor,

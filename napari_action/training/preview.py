@@ -39,7 +39,8 @@ def teacher_predictor(
         axis,
         context=config.model.context,
         device=device,
-        amp=amp,
+        amp=amp,  # already decided for this device: the same answer on CUDA or a CPU
+        cpu_bfloat16=amp,
         smoothing_mm=config.predict_smoothing_mm,
         prior_decay_mm=config.predict_prior_decay_mm,
     )

@@ -157,7 +157,7 @@ class Trainer:
         )
         self.distributed = distributed.context_from_environment()
         self.device = distributed.device_for_rank(resolve_device(self.config.device), self.distributed)
-        self.amp = resolve_amp(self.device, self.config.amp)
+        self.amp = resolve_amp(self.device, self.config.amp, self.config.cpu_bfloat16)
         distributed.join(self.distributed, self.device)
         seed_everything(self.config.seed)
         self.step = 0

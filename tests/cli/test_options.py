@@ -64,14 +64,15 @@ def test_bad_step_counts_are_refused_in_the_options_words(option, value, message
 
 
 @pytest.mark.parametrize("command", ["train", "demo"])
-@pytest.mark.parametrize(("precision", "amp"), [(None, None), ("auto", None), ("float32", False), ("bfloat16", True)])
-def test_precision_sets_mixed_precision_or_leaves_it_to_the_machine(command, precision, amp):
+@pytest.mark.parametrize(("precision", "mixed"), [(None, False), ("float32", False), ("bfloat16", True)])
+def test_precision_sets_mixed_precision_on_every_device(command, precision, mixed):
     required = ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
     chosen = [] if precision is None else ["--precision", precision]
-    assert config_from_args(build_parser().parse_args([command, *required, *chosen])).amp is amp
+    config = config_from_args(build_parser().parse_args([command, *required, *chosen]))
+    assert config.amp is mixed and config.cpu_bfloat16 is mixed
 
 
 def test_an_unknown_precision_is_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--precision", "float16"])
-    assert "choose from 'auto', 'float32', 'bfloat16'" in capsys.readouterr().err
+    assert "choose from 'float32', 'bfloat16'" in capsys.readouterr().err

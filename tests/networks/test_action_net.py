@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from napari_action.networks.action_net import ActionNet
 from napari_action.networks.heads import ProjectionHead
+from napari_action.runtime import autocast
+from napari_action.training.losses import supervised_loss
 from tests.helpers.engine import TINY_MODEL
 
 pytestmark = pytest.mark.usefixtures("torch_seed")
@@ -45,3 +47,24 @@ def test_encoder_parameters_cover_encoder_and_global_head_only():
     assert selected == expected
     assert not selected & {id(p) for p in net.unet.decoder.parameters()}
     assert not selected & {id(p) for p in net.local_head.parameters()}
+
+
+def test_under_bfloat16_autocast_the_heads_and_the_losses_compute_in_float32():
+    # The convolutions take the autocast type; the embeddings the distillation divides by a
+    # temperature of 0.01, and every loss, stay float32.
+    net = ActionNet(1, 3, TINY_MODEL)
+    images = torch.rand(2, 1, 32, 32)
+    target = torch.randint(0, 3, (2, 32, 32))
+    with autocast(torch.device("cpu"), True):
+        out = net(images)
+        assert out.logits.dtype == torch.bfloat16
+        embeddings = [
+            net.global_embedding(out.bottleneck, predict=True),
+            net.local_embedding(out.logits, predict=False),
+            net.representation(out.pyramid, (8, 8)),
+        ]
+        loss = supervised_loss(out.logits, target)
+    assert all(e.dtype == torch.float32 for e in embeddings)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert net.unet.encoder[0][0].weight.grad is not None
