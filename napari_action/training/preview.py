@@ -25,12 +25,7 @@ __all__ = ["iter_prior_preview", "streamed_slices", "teacher_predictor"]
 
 
 def teacher_predictor(
-    teacher: torch.nn.Module,
-    class_values: np.ndarray,
-    axis: int,
-    config: TrainConfig,
-    device: torch.device,
-    amp: bool,
+    teacher: torch.nn.Module, class_values: np.ndarray, axis: int, config: TrainConfig, device: torch.device
 ) -> Predictor:
     """A predictor over ``teacher`` (put in eval mode), sharing its weights, in the trainer's precision."""
     return Predictor(
@@ -39,8 +34,8 @@ def teacher_predictor(
         axis,
         context=config.model.context,
         device=device,
-        amp=amp,  # already decided for this device: the same answer on CUDA or a CPU
-        cpu_bfloat16=amp,
+        amp=config.amp,
+        cpu_bfloat16=config.cpu_bfloat16,
         smoothing_mm=config.predict_smoothing_mm,
         prior_decay_mm=config.predict_prior_decay_mm,
     )

@@ -441,7 +441,7 @@ class Trainer:
     def predictor(self) -> Predictor:
         """A predictor over the EMA teacher (eval mode), sharing its weights."""
         self._sync_supervised_teacher()
-        return teacher_predictor(self.nets.teacher, self.class_values, self.axis, self.config, self.device, self.amp)
+        return teacher_predictor(self.nets.teacher, self.class_values, self.axis, self.config, self.device)
 
     def prior(self, volume_index: int) -> SlicePrior | None:
         """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any."""
