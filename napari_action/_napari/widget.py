@@ -454,11 +454,11 @@ class ActionWidget(QWidget):
         self.training_state.job = job
         job.start()
 
-    def _on_prediction_update(self, image_name: str, update) -> None:
+    def _on_prediction_update(self, image_name: str, update, record) -> None:
         if not update.done or image_name not in self.viewer.layers:
             return
         self.writer.write_volume(image_name, update)
-        self.refine_panel.volume_predicted(image_name, update)
+        self.refine_panel.volume_predicted(image_name, update, record)
 
     def _on_job_finished(self, *_) -> None:
         self.training_state.job = None

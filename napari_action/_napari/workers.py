@@ -46,6 +46,7 @@ from napari_action._napari.threads import (
     warm_up_torch,
 )
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
+from napari_action.inference.quality import PredictionStats, QualityAccumulator
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 
 logger = logging.getLogger(__name__)
@@ -369,7 +370,21 @@ def _predict_all(model: SegmentationModel, items: Sequence[tuple[Any, int | np.n
     for key, volume, spacing in items:
         extra = {} if spacing is None else {"spacing": spacing}
         for update in model.predict_volume(volume, **extra):
-            yield key, update
+            yield key, update, _quality_record(model, update)
+
+
+def _quality_record(model: SegmentationModel, update: PredictionUpdate) -> PredictionStats | None:
+    """A finished prediction's quality record, counted here rather than on the GUI thread.
+
+    Counting every voxel of a brain takes about half a second; the voxel size is the
+    layer's, which only the GUI thread may read, so the record counts 1 mL per voxel
+    (:meth:`PredictionStats.with_voxel_ml` sets the real one).
+    """
+    if not update.done or update.labels is None or update.entropy is None:
+        return None
+    record = QualityAccumulator(model.class_values, int(model.axis), voxel_ml=1.0)
+    record.add_volume(update.labels, update.entropy)
+    return record.finish()
 
 
 class PredictionJob:
@@ -384,8 +399,9 @@ class PredictionJob:
         voxel size in mm (None: the model's own, or 1 mm); ``key`` comes back
         with every update.
     on_update : callable
-        ``on_update(key, PredictionUpdate)`` on the GUI thread; the last
-        update of a volume has ``done=True`` and the labels.
+        ``on_update(key, PredictionUpdate, PredictionStats or None)`` on the GUI
+        thread; the last update of a volume has ``done=True``, the labels and
+        the volume's quality record (counted at 1 mL per voxel), the others None.
     on_finished : callable, optional
         Called once on the GUI thread when the worker ends (also on error).
     """
@@ -394,7 +410,7 @@ class PredictionJob:
         self,
         trainer: SegmentationModel,
         items: Sequence[tuple[Any, int | np.ndarray]],
-        on_update: Callable[[Any, PredictionUpdate], None],
+        on_update: Callable[[Any, PredictionUpdate, PredictionStats | None], None],
         on_finished: Callable[[], None] | None = None,
     ):
         self.trainer = trainer
@@ -422,18 +438,18 @@ class PredictionJob:
 
     def abandon(self) -> None:
         """Quit at the next batch without calling back."""
-        self.on_update = lambda key, update: None
+        self.on_update = lambda key, update, record: None
         self.on_finished = None
         if self.is_running:
             self._worker.quit()
 
-    def _on_yielded(self, item: tuple[Any, PredictionUpdate]) -> None:
-        key, update = item
+    def _on_yielded(self, item: tuple[Any, PredictionUpdate, PredictionStats | None]) -> None:
+        key, update, record = item
         before = self._done.get(key, 0)
         self._done[key] = round(_STEPS_PER_VOLUME * update.slices_done / max(update.total_slices, 1))
         if self._bar is not None:
             self._bar.update(self._done[key] - before)
-        self.on_update(key, update)
+        self.on_update(key, update, record)
 
     def _on_finished(self) -> None:
         self.is_running = False

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from napari_action.cli.kept_records import keep_record, kept_record
 from napari_action.cli.options import NAN_TO_ZERO_ADVICE, add_nan_to_zero_option, add_threads_option
 from napari_action.cli.quality_report import report_quality
 from napari_action.inference.cohort import FileOutcome, RankShare, count_by_status, expand_images, gather_outcomes
@@ -82,7 +83,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     existing.add_argument(
         "--skip-existing",
         action="store_true",
-        help="leave images whose output exists alone (to continue an interrupted cohort)",
+        help="leave images whose output exists alone (to continue an interrupted cohort); their masks are rated "
+        "from the records kept when they were written",
     )
     predict.add_argument(
         "--largest-components",
@@ -200,12 +202,17 @@ def _handle_file(
 ) -> tuple[str, str, dict | None]:
     """Skip, predict or fail one file: its status, for a failure the message, for a written file its quality record."""
     if args.skip_existing and target.exists():
-        return "skipped", "", None
+        return "skipped", "", kept_record(target)  # rated again with the rest, if its record still fits
     try:
         quality = _predict_file(image, target, model, args, progress)
     except Exception as error:  # one bad file never stops the rest; the summary names it
         return "failed", _describe(error, image), None
-    return "written", "", quality.to_dict()
+    record = quality.to_dict()
+    try:
+        keep_record(target, record)
+    except OSError as error:  # the mask is written; only a later --skip-existing run loses its score
+        progress.note(f"Warning: the quality record of {target} was not kept: {describe_error(error)}")
+    return "written", "", record
 
 
 def _predict_file(

@@ -41,7 +41,8 @@ def report_quality(
     Parameters
     ----------
     outcomes : sequence of FileOutcome
-        Every file of the run: written ones are rated, failed and skipped ones listed as such.
+        Every file of the run: written ones are rated, and skipped ones with the record kept when they
+        were written (:mod:`napari_action.cli.kept_records`); failed and other skipped ones are listed.
     path : pathlib.Path
         The CSV file to write (atomically).
     class_values : sequence of int
@@ -54,17 +55,14 @@ def report_quality(
         Where to print the worst files and a table that could not be written; stdout and stderr by default.
     """
     out, err = out or sys.stdout, err or sys.stderr
-    records = [
-        (o.source, PredictionStats.from_dict(o.quality))
-        for o in outcomes
-        if o.status == "written" and o.quality is not None
-    ]
-    qualities = rate_cohort(records, class_names)
+    rated = [o for o in outcomes if o.status in ("written", "skipped") and o.quality is not None]
+    qualities = rate_cohort([(o.source, PredictionStats.from_dict(o.quality)) for o in rated], class_names)
     classes = [class_label(value, class_names) for value in class_values[1:]]
     failed = [(o.source, o.message) for o in outcomes if o.status == "failed"]
-    skipped = [o.source for o in outcomes if o.status == "skipped"]
+    kept = {o.source for o in rated if o.status == "skipped"}
+    skipped = [o.source for o in outcomes if o.status == "skipped" and o.quality is None]
     try:
-        write_quality_csv(path, quality_table(qualities, classes, failed=failed, skipped=skipped))
+        write_quality_csv(path, quality_table(qualities, classes, failed=failed, skipped=skipped, kept=kept))
         where = f"every file in {path}"
     except OSError as error:
         # The masks are written: a table that cannot be (a full disk) must not hide their summary.

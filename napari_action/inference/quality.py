@@ -38,7 +38,7 @@ import csv
 import dataclasses
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +126,10 @@ class PredictionStats:
         counts = zip(self.entropy_sums, voxels, self.voxels, strict=True)
         sums = [float(total * new / old) if old else 0.0 for total, new, old in counts]
         return dataclasses.replace(self, voxels=tuple(int(n) for n in voxels), entropy_sums=tuple(sums))
+
+    def with_voxel_ml(self, voxel_ml: float) -> PredictionStats:
+        """The same record for voxels of ``voxel_ml`` mL (a record counted before the voxel size was known)."""
+        return dataclasses.replace(self, voxel_ml=float(voxel_ml))
 
     def to_dict(self) -> dict:
         """Plain lists and numbers (for JSON, and to cross between ranks)."""
@@ -335,6 +339,7 @@ def quality_table(
     *,
     failed: Sequence[tuple[str, str]] = (),
     skipped: Sequence[str] = (),
+    kept: Collection[str] = (),
 ) -> str:
     """The CSV text: failed files first, then ``qualities`` in their order, then skipped files.
 
@@ -347,7 +352,10 @@ def quality_table(
     failed : sequence of (str, str)
         File and message of each file that could not be predicted.
     skipped : sequence of str
-        Files left alone because their mask existed (not predicted, so not rated).
+        Files left alone because their mask existed, and not rated (no record of their prediction).
+    kept : collection of str
+        Names among ``qualities`` whose mask existed and was rated from its kept record, not predicted
+        again: status ``kept`` instead of ``predicted``.
     """
     buffer = io.StringIO()
     table = csv.writer(buffer, lineterminator="\n")
@@ -357,10 +365,12 @@ def quality_table(
         table.writerow([name, "failed", "", message, "", "", *empty])
     for quality in qualities:
         volumes = [f"{quality.volume_ml.get(name, 0.0):.4f}" for name in classes]
-        row = [quality.name, "predicted", f"{quality.score:.4f}", "; ".join(quality.flags)]
+        status = "kept" if quality.name in kept else "predicted"
+        row = [quality.name, status, f"{quality.score:.4f}", "; ".join(quality.flags)]
         table.writerow([*row, quality.worst_slice, quality.axis, *volumes])
     for name in skipped:
-        table.writerow([name, "skipped", "", "its mask existed; not predicted again", "", "", *empty])
+        why = "its mask existed and has no record of its prediction (changed since, or older); not rated"
+        table.writerow([name, "skipped", "", why, "", "", *empty])
     return buffer.getvalue()
 
 

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from napari_action.cli.kept_records import RECORDS_FOLDER
 from napari_action.cli.main import main
 from napari_action.cli.predict import SOME_FILES_FAILED, FileProgress
 from napari_action.inference.cohort import FileOutcome
@@ -27,6 +28,11 @@ def cohort(tmp_path):
     return folder
 
 
+#: The written masks' quality records (for a later --skip-existing run).
+KEPT = RECORDS_FOLDER
+BOTH_GOOD_WRITTEN = [KEPT, "a_good_action.nii.gz", "d_good_action.nii.gz", "quality.csv"]
+
+
 def predict_args(model, out_dir, *images):
     image_args = [arg for image in images for arg in ("--image", str(image))]
     return ["predict", "--model", str(model), *image_args, "--out-dir", str(out_dir), "--device", "cpu"]
@@ -37,7 +43,7 @@ def test_bad_files_fail_alone_and_the_summary_names_them(cohort, model_file, tmp
     code = main(predict_args(model_file, out_dir, cohort / "*.nii.gz"))
     out, err = capsys.readouterr()
     assert code == SOME_FILES_FAILED == 1
-    assert sorted(p.name for p in out_dir.iterdir()) == ["a_good_action.nii.gz", "d_good_action.nii.gz", "quality.csv"]
+    assert sorted(p.name for p in out_dir.iterdir()) == BOTH_GOOD_WRITTEN
     written = nib.load(out_dir / "d_good_action.nii.gz")
     assert written.shape == (32, 32, 10) and set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
     # One line per file, in sorted order, numbered.
@@ -57,7 +63,7 @@ def test_image_list_with_comments_and_relative_paths(cohort, model_file, tmp_pat
     out_dir = tmp_path / "out"
     args = ["predict", "--model", str(model_file), "--image-list", str(listing), "--out-dir", str(out_dir)]
     assert main([*args, "--device", "cpu"]) == 0
-    assert sorted(p.name for p in out_dir.iterdir()) == ["a_good_action.nii.gz", "d_good_action.nii.gz", "quality.csv"]
+    assert sorted(p.name for p in out_dir.iterdir()) == BOTH_GOOD_WRITTEN
     assert "Summary: 2 written of 2 files" in capsys.readouterr().out
 
 
@@ -110,7 +116,7 @@ def test_each_rank_predicts_its_share_and_reports_it(cohort, model_file, tmp_pat
     assert main(predict_args(model_file, out_dir, cohort / "*.nii.gz")) == SOME_FILES_FAILED
     out, err = capsys.readouterr()
     # Without torchrun's store the ranks cannot gather: each writes its own quality table.
-    assert sorted(p.name for p in out_dir.iterdir()) == ["d_good_action.nii.gz", "quality-rank1.csv"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [KEPT, "d_good_action.nii.gz", "quality-rank1.csv"]
     assert f"[rank 1/2] [1/2] {cohort / 'b_corrupt.nii.gz'}: FAILED (" in err
     assert f"[rank 1/2] [2/2] {cohort / 'd_good.nii.gz'} -> " in out
     assert "[rank 1/2] Summary: 1 written, 1 failed of 2 files" in out

@@ -80,18 +80,43 @@ def test_the_table_lists_the_failed_file_first_then_the_masks_worst_first(scans,
         assert line.endswith(f"worst slice {row['worst_slice']} along axis 2")
 
 
-def test_largest_components_count_the_mask_written_and_skipped_files_are_listed(scans, model_file, tmp_path, capsys):
+def test_largest_components_count_the_mask_written_and_kept_masks_are_rated_again(scans, model_file, tmp_path, capsys):
     out_dir = tmp_path / "out"
     images = (scans / "a_disc.nii.gz", scans / "c_blank.nii.gz")
     assert predict(model_file, out_dir, *images, extra=("--largest-components", "1")) == 0
-    assert_rows_match_masks(read_rows(out_dir / "quality.csv"), out_dir)
+    first = {row["file"]: row for row in read_rows(out_dir / "quality.csv")}
+    assert_rows_match_masks(first.values(), out_dir)
     capsys.readouterr()
-    # A continued run predicts only the new file; the table says which masks it did not rate again.
+    # A continued run predicts only the new file and rates the kept masks with it, from their records.
     assert predict(model_file, out_dir, *images, scans / "d_disc.nii.gz", extra=("--skip-existing",)) == 0
     rows = read_rows(out_dir / "quality.csv")
+    status = {row["file"]: row["status"] for row in rows}
+    assert status == {str(scans / "d_disc.nii.gz"): "predicted"} | {str(image): "kept" for image in images}
+    scores = [float(row["quality_score"]) for row in rows]
+    assert scores == sorted(scores)
+    assert_rows_match_masks(rows, out_dir)
+    for image in images:  # the same mask and the same doubt: only the cohort it is compared with grew
+        again = next(row for row in rows if row["file"] == str(image))
+        assert again["worst_slice"] == first[str(image)]["worst_slice"]
+    assert "Check first (lowest quality of 3;" in capsys.readouterr().out
+
+
+def test_a_kept_mask_changed_since_its_prediction_is_listed_unrated(scans, model_file, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    assert predict(model_file, out_dir, scans / "a_disc.nii.gz", scans / "d_disc.nii.gz") == 0
+    corrected = out_dir / "a_disc_action.nii.gz"
+    mask = nib.load(corrected)
+    edited = np.asarray(mask.dataobj).copy()
+    edited[0] = 0  # a correction made after prediction: the record's volumes and doubt no longer describe it
+    nib.save(nib.Nifti1Image(edited, mask.affine, mask.header), corrected)
+    (out_dir / ".napari-action-quality" / "d_disc_action.nii.gz.json").write_text("{ damaged")
+    images = (scans / "a_disc.nii.gz", scans / "d_disc.nii.gz", scans / "c_blank.nii.gz")
+    assert predict(model_file, out_dir, *images, extra=("--skip-existing",)) == 0
+    rows = read_rows(out_dir / "quality.csv")
     assert [(row["file"], row["status"]) for row in rows] == [
-        (str(scans / "d_disc.nii.gz"), "predicted"),
+        (str(scans / "c_blank.nii.gz"), "predicted"),
         (str(scans / "a_disc.nii.gz"), "skipped"),
-        (str(scans / "c_blank.nii.gz"), "skipped"),
+        (str(scans / "d_disc.nii.gz"), "skipped"),
     ]
-    assert "Check first (lowest quality of 1;" in capsys.readouterr().out
+    assert "no record of its prediction" in rows[1]["flags"] and rows[1]["quality_score"] == ""
+    assert np.array_equal(np.asarray(nib.load(corrected).dataobj), edited)  # the correction is left alone

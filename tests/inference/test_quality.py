@@ -144,13 +144,14 @@ def test_records_cross_json_unchanged():
 
 def test_csv_lists_failed_files_first_then_worst_first(tmp_path):
     rated = rate_cohort([("good", stats_of(*prediction())), ("bad", stats_of(*prediction(ring=False)))], NAMES)
-    text = quality_table(rated, ["disc", "ring"], failed=[("broken.nii.gz", "cannot be read")], skipped=["old"])
+    failed = [("broken.nii.gz", "cannot be read")]
+    text = quality_table(rated, ["disc", "ring"], failed=failed, skipped=["old"], kept={"good"})
     path = write_quality_csv(tmp_path / "quality.csv", text)
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert [(r["file"], r["status"]) for r in rows] == [
         ("broken.nii.gz", "failed"),
         ("bad", "predicted"),
-        ("good", "predicted"),
+        ("good", "kept"),
         ("old", "skipped"),
     ]
     assert rows[0]["flags"] == "cannot be read" and rows[0]["quality_score"] == ""

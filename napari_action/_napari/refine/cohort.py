@@ -2,10 +2,10 @@
 
 Each whole-volume prediction's labels and entropy make that volume's quality record (the core's
 :mod:`napari_action.inference.quality`, the same record ``napari-action predict`` writes to
-``quality.csv``). The records of every volume the current model predicted are rated together (with
-three or more, their median structure volumes are the reference), so the list re-orders as more
-volumes are predicted. A click selects the image layer and moves the viewer to the volume's worst
-slice along the model's slicing axis.
+``quality.csv``), counted by the prediction worker, not on the GUI thread. The records of every
+volume the current model predicted are rated together (with three or more, their median structure
+volumes are the reference), so the list re-orders as more volumes are predicted. A click selects
+the image layer and moves the viewer to the volume's worst slice along the model's slicing axis.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QW
 from napari_action._napari.refine.accepted import go_to_slice
 from napari_action._napari.refine.tabs import slice_item, slice_of
 from napari_action._napari.view_plane import layer_volume_meta
-from napari_action.inference.quality import PredictionStats, QualityAccumulator, VolumeQuality, rate_cohort
+from napari_action.inference.quality import PredictionStats, VolumeQuality, rate_cohort
 from napari_action.io.geometry import voxel_volume_ml
 
 _EMPTY = "Predict the opened volumes (Predict all opened volumes, or Predict selected) to rate them here."
@@ -58,9 +58,13 @@ class CohortTab(QWidget):
         self.cohort_list.itemClicked.connect(self._on_item_clicked)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
-    def volume_predicted(self, image_name: str, update, model) -> None:
-        """Record a whole-volume prediction of ``model`` (its labels and entropy) and list the cohort again."""
-        if update.labels is None or update.entropy is None or image_name not in self.viewer.layers:
+    def volume_predicted(self, image_name: str, record: PredictionStats, model) -> None:
+        """Add the quality record of ``model``'s prediction of an image and list the cohort again.
+
+        The record is counted off the GUI thread (the prediction worker's), at 1 mL per voxel;
+        here it gets the voxel size of the image layer.
+        """
+        if image_name not in self.viewer.layers:
             return
         if id(model) != self._model_id:
             # Another model's scores are not comparable with this one's: the list starts over.
@@ -68,9 +72,7 @@ class CohortTab(QWidget):
             self._model_id = id(model)
         self._class_names = dict(model.class_names)
         meta = layer_volume_meta(self.viewer.layers[image_name])
-        record = QualityAccumulator(model.class_values, int(model.axis), voxel_volume_ml(meta.affine))
-        record.add_volume(update.labels, update.entropy)
-        self.records[image_name] = record.finish()
+        self.records[image_name] = record.with_voxel_ml(voxel_volume_ml(meta.affine))
         self.refresh()
 
     def refresh(self) -> None:

@@ -359,13 +359,14 @@ class RefinePanel(QGroupBox):
                 self.uncertainty.set_slices(image.name, layer_shape(image), prediction.axis, prediction.start, values)
         self.rank_streamed()
 
-    def volume_predicted(self, image_name: str, update) -> None:
-        """Record a whole-volume prediction's entropy (and show it, if uncertainty layers are on)."""
+    def volume_predicted(self, image_name: str, update, record) -> None:
+        """Record a whole-volume prediction's entropy and quality record (and show it, if uncertainty layers are on)."""
         trainer = self.training_state.trainer
         if update.entropy is None or trainer is None or image_name not in self.viewer.layers:
             return
         found = self.uncertainty.set_volume(image_name, update.entropy, trainer.axis)
-        self.cohort_tab.volume_predicted(image_name, update, trainer)
+        if record is not None:
+            self.cohort_tab.volume_predicted(image_name, record, trainer)
         if self.show_uncertainty.isChecked():
             uncertainty_layer(self.viewer, self.viewer.layers[image_name], found.volume)
         self.rank_later()

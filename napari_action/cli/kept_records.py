@@ -1,0 +1,53 @@
+"""Quality records kept beside the masks, so that ``predict --skip-existing`` still rates the masks it keeps.
+
+A mask's quality score compares it with the cohort's median structure volumes, and its doubt is
+the network's, known only while predicting. A run continued with ``--skip-existing`` therefore
+needs the records of the masks it does not predict again: each written mask's record is kept in
+``<out-dir>/.napari-action-quality/<mask name>.json``, with the mask's size and modification time.
+A mask changed since (a correction, another tool) does not match its record and is not rated from
+it: its row says so, and ``--overwrite`` predicts and rates it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from napari_action.io.atomic import write_atomically
+
+__all__ = ["RECORDS_FOLDER", "keep_record", "kept_record", "record_path"]
+
+#: Folder of the kept records, inside ``--out-dir``.
+RECORDS_FOLDER = ".napari-action-quality"
+
+
+def record_path(mask: Path) -> Path:
+    """Where the record of ``mask`` is kept."""
+    return mask.parent / RECORDS_FOLDER / f"{mask.name}.json"
+
+
+def keep_record(mask: Path, record: dict) -> Path:
+    """Keep ``record`` (:meth:`PredictionStats.to_dict`) for the mask just written; return the file."""
+    path = record_path(mask)
+    path.parent.mkdir(exist_ok=True)
+    text = json.dumps({"mask": _fingerprint(mask), "record": record}, indent=1)
+    return write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
+def kept_record(mask: Path) -> dict | None:
+    """The record kept for ``mask``; None if there is none, it cannot be read, or the mask changed since."""
+    try:
+        kept = json.loads(record_path(mask).read_text(encoding="utf-8"))
+        if kept["mask"] != _fingerprint(mask):
+            return None
+        return dict(kept["record"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no record, or a damaged one: the mask is listed as not rated
+
+
+def _fingerprint(mask: Path) -> list[int]:
+    """Bytes and latest modification (ns) of a mask file, or of every file in a zarr folder."""
+    files = [mask] if mask.is_file() else sorted(p for p in mask.rglob("*") if p.is_file())
+    stats = [os.stat(f) for f in files]
+    return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0), len(stats)]
