@@ -72,18 +72,27 @@ class PropagationSettings:
         ``extent`` times its painted radius (mm); 0 carries nothing beyond.
     max_beyond : int
         At most this many slices beyond the first and last painted slice.
+    flow_smoothing : float
+        Sigma in pixels of a Gaussian applied to each flow field before it carries the labels
+        (0: none). Neighbouring pixels of one structure move together; smoothing removes the
+        flow's pixel noise, which otherwise frays the borders a little more at every slice
+        (screened on Colin27, TPTBox and the phantom: 2 beat 0, 1, 3, 4 and 6).
     """
 
     window_radius: int = 4
     warps: int = 3
     extent: float = 1.0
     max_beyond: int = 64
+    flow_smoothing: float = 2.0
 
     def __post_init__(self) -> None:
         if self.window_radius < 1 or self.warps < 1:
             raise ValueError(f"window_radius and warps must be >= 1, got {self.window_radius}, {self.warps}.")
-        if self.extent < 0 or self.max_beyond < 0:
-            raise ValueError(f"extent and max_beyond must be >= 0, got {self.extent}, {self.max_beyond}.")
+        if self.extent < 0 or self.max_beyond < 0 or self.flow_smoothing < 0:
+            raise ValueError(
+                "extent, max_beyond and flow_smoothing must be >= 0, got "
+                f"{self.extent}, {self.max_beyond}, {self.flow_smoothing}."
+            )
 
 
 @dataclass(frozen=True)
@@ -420,6 +429,8 @@ def _carry(
     grid = None
     for z in range(source + step, stop, step):
         flow = optical_flow_ilk(images[z], images[z - step], radius=settings.window_radius, num_warp=settings.warps)
+        if settings.flow_smoothing > 0:
+            flow = np.stack([ndimage.gaussian_filter(part, settings.flow_smoothing) for part in flow])
         if grid is None:
             grid = np.indices(flow.shape[1:], dtype=np.float32)
         coordinates = grid + flow

@@ -63,6 +63,21 @@ def test_labels_follow_the_image_where_shape_interpolation_goes_straight():
     assert dice(interpolated[middle] == 1, truth[middle] == 1) < 0.5
 
 
+def test_the_flow_is_smoothed_at_the_scale_of_a_structure_not_beyond():
+    image, truth = winding_tube()
+    sparse = painted(truth, (0, DEPTH - 1))
+    middle = slice(5, DEPTH - 5)
+    scores = {}
+    for sigma in (0.0, 2.0, 40.0):
+        result = propagate_labels(image, sparse, axis=0, settings=PropagationSettings(flow_smoothing=sigma))
+        scores[sigma] = dice(result[middle] == 1, truth[middle] == 1)
+    # The default (2 px) keeps the tube's motion; smoothed over the whole slice, the static
+    # background's zero flow drowns it and the label stays behind.
+    assert PropagationSettings().flow_smoothing == 2.0
+    assert scores[2.0] > 0.85 and scores[0.0] > 0.85
+    assert scores[40.0] < scores[2.0] - 0.2
+
+
 def test_painted_slices_keep_their_labels_and_the_input_is_untouched():
     image, truth = winding_tube()
     sparse = painted(truth * 7, (0, 10, DEPTH - 1))
@@ -130,6 +145,8 @@ def test_bad_input_is_refused_with_a_reason():
         propagate_class_slices(image.__getitem__, DEPTH, {DEPTH: truth[0]}, 2)
     with pytest.raises(ValueError, match="window_radius"):
         PropagationSettings(window_radius=0)
+    with pytest.raises(ValueError, match="flow_smoothing"):
+        PropagationSettings(flow_smoothing=-1.0)
 
 
 def test_priors_are_kept_for_volumes_whose_labels_did_not_change():
