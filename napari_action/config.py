@@ -198,8 +198,8 @@ class TrainConfig:
     # kernels. Worth trying on cards without TF32.
     amp: bool = False
     # bfloat16 autocast on a CPU. Off: with native bfloat16 (AVX512-BF16, AMX) a step is 1.6x
-    # faster and Colin27 scored the same, but the phantom's never-painted hearts lost about 0.05
-    # on 2 of 3 seeds (docs/benchmarks.md, "A faster cpu preset"); without it, slower.
+    # faster and Colin27 scored the same, but the phantom's never-painted hearts lost 0.04-0.07,
+    # every subject of seeds 0 and 1 (docs/benchmarks.md, "A faster cpu preset"); without it, slower.
     cpu_bfloat16: bool = False
     num_threads: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -63,8 +63,8 @@ def resolve_amp(device: torch.device, amp: bool, cpu_bfloat16: bool = False) -> 
     Two settings, because ``amp`` has always meant "on CUDA" (models saved with it on were trained
     in float32 on a CPU), and bfloat16 on a CPU is a choice of its own: 1.6x faster steps on a CPU
     with native bfloat16 and the same Dice on Colin27, but lower on the phantom's never-painted
-    hearts (-0.025 on the mean of 3 seeds; docs/benchmarks.md, "A faster cpu preset"); emulated,
-    and slower, on other CPUs.
+    hearts (0.04-0.07 lower on every such subject of seeds 0 and 1; docs/benchmarks.md, "A faster
+    cpu preset"); emulated, and slower, on other CPUs.
     """
     if device.type == "cuda":
         return bool(amp)
