@@ -22,13 +22,7 @@ from sparse_baselines import run_propagation  # sibling modules (run as a script
 from sparse_slices import load_dataset
 
 from napari_action.data.samples import evenly_spaced_slices
-
-
-def stretch_dice(pred: np.ndarray, truth: np.ndarray, value: int, low: int, high: int) -> float | None:
-    """Dice of class ``value`` on slices ``low + 1 .. high - 1`` (axis first); None where neither has it."""
-    p, t = pred[low + 1 : high] == value, truth[low + 1 : high] == value
-    total = np.count_nonzero(p) + np.count_nonzero(t)
-    return None if total == 0 else 2.0 * np.count_nonzero(p & t) / total
+from napari_action.evaluation.metrics import dice_per_class
 
 
 def main(argv=None) -> None:
@@ -48,15 +42,17 @@ def main(argv=None) -> None:
     truth = np.moveaxis(ds.truth, ds.axis, 0)
     moved = {name: np.moveaxis(pred, ds.axis, 0) for name, pred in methods.items()}
     bounds = [-1, *slices, n]
+    stretches = [slice(low + 1, high) for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
+    # Per stretch and method, Dice of every class (NaN where neither prediction nor truth has it).
+    scores = [[dice_per_class(p[part], truth[part], ds.class_values) for p in moved.values()] for part in stretches]
     print(f"painted slices {slices}; columns: the stretches between them; each cell: true voxels, then Dice of")  # noqa: T201
     print("  " + ", ".join(moved))  # noqa: T201
     for value in ds.class_values:
         cells = []
-        for low, high in zip(bounds[:-1], bounds[1:], strict=True):
-            scores = [stretch_dice(pred, truth, value, low, high) for pred in moved.values()]
-            voxels = int(np.count_nonzero(truth[low + 1 : high] == value))
-            shown = " / ".join("-" if s is None else f"{s:.2f}" for s in scores)
-            cells.append(f"{low + 1}-{high - 1}: {voxels} vox, {shown}")
+        for part, by_method in zip(stretches, scores, strict=True):
+            voxels = int(np.count_nonzero(truth[part] == value))
+            shown = " / ".join("-" if np.isnan(s[value]) else f"{s[value]:.2f}" for s in by_method)
+            cells.append(f"{part.start}-{part.stop - 1}: {voxels} vox, {shown}")
         print(f"{ds.class_names[value]:12s} " + " | ".join(cells))  # noqa: T201
 
 
