@@ -38,8 +38,16 @@ from napari_action.data.propagation import (
     slicing_spacing,
 )
 from napari_action.data.registration import RegistrationSettings
+from napari_action.data.structure_extents import StructureExtents
 
-__all__ = ["PRIOR_SOURCES", "PropagationPrior", "SlicePrior", "build_priors", "iter_prior_runs"]
+__all__ = [
+    "PRIOR_SOURCES",
+    "PropagationPrior",
+    "SlicePrior",
+    "build_priors",
+    "iter_prior_runs",
+    "structure_extents",
+]
 
 #: Slices over which a shape interpolation's preview confidence halves, away from a labeled slice.
 INTERPOLATION_HALF_DISTANCE = 4.0
@@ -97,6 +105,7 @@ class PropagationPrior:
         self._pieces: dict[Piece, list[tuple[int, int]]] = {}
         self._current: tuple[Piece, list[tuple[int, int]]] | None = None
         self._known = reuse.pieces_valid_for(self) if reuse is not None else {}
+        self._extents: StructureExtents | None = None
 
     def same_targets(self, targets: dict[int, np.ndarray], num_classes: int) -> bool:
         """True when ``targets`` are what this prior propagates (nothing to recompute)."""
@@ -198,6 +207,24 @@ class PropagationPrior:
 
     def confidence_at(self, z: int) -> np.ndarray:
         return self.result.confidence_at(z)
+
+    @property
+    def extents(self) -> StructureExtents:
+        """Each structure's first and last propagated slice (the whole propagation computed now if it was not yet)."""
+        if self._extents is None:
+            covered = np.flatnonzero(self.covered)
+            self._extents = StructureExtents.of_slices(((z, self.classes_at(z)) for z in covered), self._num_classes)
+        return self._extents
+
+
+def structure_extents(prior: SlicePrior | None) -> StructureExtents | None:
+    """Where a volume's prior starts and ends each structure, if it is the propagation of its painted slices.
+
+    Only the propagation stops a structure by what the image and the painted
+    cross-section say; a shape interpolation knows nothing beyond the painted
+    range, and labels carried from another volume were not measured as bounds.
+    """
+    return prior.extents if isinstance(prior, PropagationPrior) else None
 
 
 def build_priors(

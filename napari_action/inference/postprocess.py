@@ -1,17 +1,24 @@
-"""Optional clean-up of a predicted label volume.
+"""What happens to a prediction after the network: smoothing across slices, the prior, clean-up.
 
-A 2D network predicts each slice on its own, so it leaves stray blobs on
-slices far from any painted one. Most anatomical structures are one connected
-piece per side, so keeping the largest 3D connected components of each class
-removes those blobs (measured on Colin27 in docs/benchmarks.md). Structures
-that really are several pieces (left and right under one label) need
-``keep=2``; the option is off by default for that reason.
+* :class:`SliceSmoother` averages each slice's probabilities with its neighbours'.
+* :func:`fuse_prior` mixes in the prior from the painted slices near them, and
+  :func:`clear_outside_extents` removes every structure beyond the slices its
+  propagation reaches (:mod:`napari_action.data.structure_extents`).
+* :func:`keep_largest_components` (optional): a 2D network predicts each slice on
+  its own, so it leaves stray blobs on slices far from any painted one. Most
+  anatomical structures are one connected piece per side, so keeping the
+  largest 3D connected components of each class removes those blobs (measured
+  on Colin27 in docs/benchmarks.md). Structures that really are several pieces
+  (left and right under one label) need ``keep=2``; the option is off by
+  default for that reason.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from napari_action.data.structure_extents import StructureExtents
 
 
 def keep_largest_components(labels: np.ndarray, keep: int = 1, background: int = 0) -> np.ndarray:
@@ -131,3 +138,21 @@ def fuse_prior(
     onehot = np.zeros_like(probs)
     np.put_along_axis(onehot, prior_classes[None].astype(np.int64), 1.0, axis=0)
     return (1.0 - alpha) * probs + alpha * onehot
+
+
+def clear_outside_extents(probs: np.ndarray, extents: StructureExtents | None, z: int) -> np.ndarray:
+    """Slice ``z``'s ``(C, H, W)`` probabilities with every structure that ``extents`` end before ``z`` removed.
+
+    What such a structure had goes to the background (class 0): the prior says
+    the structure is not on this slice, not that something else is there.
+    Returns ``probs`` itself when nothing is removed.
+    """
+    if extents is None:
+        return probs
+    outside = extents.outside(z)
+    if not outside.any():
+        return probs
+    bounded = probs.copy()
+    bounded[0] += bounded[outside].sum(axis=0)
+    bounded[outside] = 0.0
+    return bounded

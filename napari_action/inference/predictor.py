@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from napari_action.data.intensity import normalize_volume, pad_value
-from napari_action.data.priors import SlicePrior
-from napari_action.inference.postprocess import SliceSmoother, fuse_prior
+from napari_action.data.priors import SlicePrior, structure_extents
+from napari_action.data.structure_extents import StructureExtents
+from napari_action.inference.postprocess import SliceSmoother, clear_outside_extents, fuse_prior
 from napari_action.inference.suggestions import normalized_entropy
 from napari_action.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from napari_action.label_values import smallest_label_dtype
@@ -100,6 +101,7 @@ class Predictor:
         cpu_bfloat16: bool = False,
         smoothing_mm: float = 0.0,
         prior_decay_mm: float = 0.0,
+        within_prior_extent: bool = False,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.net = net.to(self.device).eval()
@@ -109,6 +111,7 @@ class Predictor:
         self.amp = resolve_amp(self.device, amp, cpu_bfloat16)
         self.smoothing_mm = float(smoothing_mm)
         self.prior_decay_mm = float(prior_decay_mm)
+        self.within_prior_extent = bool(within_prior_extent)
         self._dtype = smallest_label_dtype(self.class_values)
 
     @property
@@ -134,6 +137,7 @@ class Predictor:
             cpu_bfloat16=ckpt.config.cpu_bfloat16,
             smoothing_mm=ckpt.config.predict_smoothing_mm,
             prior_decay_mm=ckpt.config.predict_prior_decay_mm,
+            within_prior_extent=ckpt.config.predict_within_propagated_extent,
         )
 
     @torch.no_grad()
@@ -192,8 +196,9 @@ class Predictor:
 
         Probabilities are smoothed across slices (:attr:`smoothing_mm`) and,
         with a ``prior`` (what the labeled slices of this volume say about the
-        others: :mod:`napari_action.data.priors`), mixed with it near labeled slices (:attr:`prior_decay_mm`);
-        labeled slices then keep their labels. ``spacing`` (voxel size in mm,
+        others: :mod:`napari_action.data.priors`), mixed with it near labeled slices (:attr:`prior_decay_mm`)
+        and, when it is their propagation, every structure kept within the slices it propagates to
+        (:attr:`within_prior_extent`); labeled slices then keep their labels. ``spacing`` (voxel size in mm,
         one per array axis; default 1 mm) turns millimetres into slices. The last
         update has ``done=True`` and carries ``labels`` (label values, the
         volume's own axis order and shape) and ``confidence`` (max softmax
@@ -211,6 +216,7 @@ class Predictor:
         thickness = 1.0 if spacing is None else float(spacing[axis])
         smoother = SliceSmoother(self.smoothing_mm / thickness, n_slices)
         decay = self.prior_decay_mm / thickness
+        extents = self.extents_of(prior)
         done = 0
         start = 0
         while start < n_slices:
@@ -222,7 +228,7 @@ class Predictor:
                 continue  # the same slices again, fewer at a time
             for offset, slice_probs in enumerate(probs):
                 for index, smoothed in smoother.push(start + offset, slice_probs):
-                    final = with_prior(smoothed, prior, index, decay)
+                    final = with_prior(smoothed, prior, index, decay, extents)
                     labels[index] = self.class_values[final.argmax(axis=0)]
                     confidence[index] = final.max(axis=0)
                     entropy[index] = normalized_entropy(final, axis=0, check=False)
@@ -238,6 +244,10 @@ class Predictor:
             confidence=np.moveaxis(confidence, 0, axis),
             entropy=np.moveaxis(entropy, 0, axis),
         )
+
+    def extents_of(self, prior: SlicePrior | None) -> StructureExtents | None:
+        """The slice range each structure is kept within on a volume with this prior (None: not bounded)."""
+        return structure_extents(prior) if self.within_prior_extent else None
 
     def _smaller_batch(self, batch_size: int, error: Exception) -> int:
         """Half as many slices per batch after the accelerator ran out of memory; re-raise anything else."""
@@ -260,15 +270,18 @@ class Predictor:
         raise RuntimeError("prediction ended without a result")  # unreachable: the loop always ends done
 
 
-def with_prior(probs: np.ndarray, prior: SlicePrior | None, index: int, decay: float) -> np.ndarray:
-    """Slice ``index``'s ``(C, H, W)`` probabilities mixed with the prior there (:func:`fuse_prior`), if it reaches it.
+def with_prior(
+    probs: np.ndarray, prior: SlicePrior | None, index: int, decay: float, extents: StructureExtents | None = None
+) -> np.ndarray:
+    """Slice ``index``'s ``(C, H, W)`` probabilities mixed with the prior there (:func:`fuse_prior`), if it reaches it,
+    less the structures ``extents`` end before the slice (:func:`clear_outside_extents`).
 
     ``decay`` is in slices (the predictor's ``prior_decay_mm`` over the slice thickness).
     """
-    if prior is None or decay <= 0 or not prior.covered[index]:
-        return probs
-    classes, confidence = prior.classes_at(index), prior.confidence_at(index)
-    return fuse_prior(probs, classes, int(prior.distance[index]), decay, confidence)
+    if prior is not None and decay > 0 and prior.covered[index]:
+        classes, confidence = prior.classes_at(index), prior.confidence_at(index)
+        probs = fuse_prior(probs, classes, int(prior.distance[index]), decay, confidence)
+    return clear_outside_extents(probs, extents, index)
 
 
 def predict_volume(model: Predictor | str | Path, volume: np.ndarray, **kwargs: Any) -> Iterator[PredictionUpdate]:

@@ -1,9 +1,15 @@
-"""Largest-connected-component clean-up."""
+"""Clean-up and mixing of predicted probabilities: largest components, smoothing, the prior, structure extents."""
 
 import numpy as np
 import pytest
 
-from napari_action.inference.postprocess import SliceSmoother, fuse_prior, keep_largest_components
+from napari_action.data.structure_extents import StructureExtents
+from napari_action.inference.postprocess import (
+    SliceSmoother,
+    clear_outside_extents,
+    fuse_prior,
+    keep_largest_components,
+)
 
 
 def test_keeps_the_largest_pieces_of_each_label():
@@ -77,3 +83,21 @@ def test_fuse_prior_trusts_the_prior_only_as_far_as_its_own_confidence():
     fused = fuse_prior(probs, prior, 0, 1.0, confidence)
     np.testing.assert_allclose(fused[1], [[1.0, 0.2], [0.6, 0.4]], atol=1e-6)
     np.testing.assert_allclose(fused.sum(axis=0), 1.0, atol=1e-6)
+
+
+def test_a_structure_beyond_its_extent_gives_its_probability_to_the_background():
+    probs = np.stack([np.full((2, 2), 0.1), np.full((2, 2), 0.6), np.full((2, 2), 0.3)]).astype(np.float32)
+    extents = StructureExtents(first=np.array([-1, 0, 5]), last=np.array([-1, 2, 9]))
+    bounded = clear_outside_extents(probs, extents, 1)  # class 2 starts at slice 5
+    np.testing.assert_allclose(bounded[:, 0, 0], [0.4, 0.6, 0.0], atol=1e-6)
+    assert probs[2, 0, 0] == np.float32(0.3)  # the input is not modified
+    beyond_both = clear_outside_extents(probs, extents, 12)
+    np.testing.assert_array_equal(beyond_both.argmax(axis=0), 0)
+    np.testing.assert_allclose(beyond_both.sum(axis=0), 1.0, atol=1e-6)
+
+
+def test_within_every_extent_or_without_extents_the_probabilities_are_untouched():
+    probs = np.full((3, 2, 2), 1 / 3, np.float32)
+    extents = StructureExtents(first=np.array([-1, 0, 5]), last=np.array([-1, 9, 9]))
+    assert clear_outside_extents(probs, extents, 6) is probs
+    assert clear_outside_extents(probs, None, 0) is probs

@@ -213,3 +213,26 @@ def test_out_of_memory_for_a_single_slice_asks_for_the_cpu(supervised_trainer):
             predictor.predict(image, batch_size=2)
     finally:
         handle.remove()
+
+
+def test_on_a_painted_volume_no_structure_is_predicted_beyond_the_slices_its_propagation_reaches():
+    # The disc and ring run through all 40 slices of the image, but the one painted slice's
+    # propagation stops each a few slices away (its painted radius): the painted slice is all
+    # the user has said, and beyond it the prediction keeps to what the propagation reaches.
+    image, truth = disc_volume(0, shape=(32, 32, 40))
+    config = tiny_config(method="supervised", steps_stage3=60, lr=0.05, stream_every_steps=1000)
+    trainer = Trainer([image], [sparse(VALUES[truth], slices=(20,))], config)
+    trainer.train()
+    extents = trainer.predictor().extents_of(trainer.prior(0))
+    assert all(0 < extents.first[c] < 20 < extents.last[c] < 39 for c in (1, 2))
+
+    bounded = np.moveaxis(final(trainer.predict_volume(0)).labels, 2, 0)
+    found = [set(np.unique(bounded[z])) for z in range(40)]
+    for c, value in enumerate(trainer.class_values[1:], start=1):
+        inside = range(extents.first[c], extents.last[c] + 1)
+        assert all(value in found[z] for z in inside)
+        assert not any(value in found[z] for z in range(40) if z not in inside)
+
+    trainer.config.predict_within_propagated_extent = False
+    unbounded = np.moveaxis(final(trainer.predict_volume(0)).labels, 2, 0)
+    assert all(300 in np.unique(unbounded[z]) for z in range(40))  # the network alone sees the disc everywhere

@@ -197,3 +197,23 @@ def test_the_preview_stays_on_the_slices_it_reaches_and_the_network_fills_the_ot
     assert shown == list(np.flatnonzero(~reached))  # every unreached slice, none of the others
     everywhere = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0])
     assert [(run.start, run.stop) for run in everywhere] == [(0, n_slices)]
+
+
+def test_streamed_slices_keep_each_structure_within_the_slices_its_propagation_reaches():
+    from napari_action.training.trainer import Trainer
+    from tests.helpers.engine import disc_volume, sparse, tiny_config
+
+    # The image shows the disc and ring on all 40 slices; the one painted slice's propagation stops
+    # them a few slices away. The network, trained on the painted slice, finds them on every slice.
+    image, truth = disc_volume(0, shape=(32, 32, 40))
+    config = tiny_config(method="supervised", steps_stage3=60, lr=0.05, stream_every_steps=1000)
+    trainer = Trainer([image], [sparse(truth, slices=(20,))], config)
+    trainer.train()
+    extents = trainer.predictor().extents_of(trainer.prior(0))
+    cursor = StreamCursor([40], chunk=40)
+    (streamed,) = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0])
+    (alone,) = cursor.predict(trainer.predictor(), trainer.images)
+    for c in (1, 2):
+        beyond = [z for z in range(40) if not extents.first[c] <= z <= extents.last[c]]
+        assert beyond and (alone.labels[beyond] == c).any()
+        assert not (streamed.labels[beyond] == c).any()
