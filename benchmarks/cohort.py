@@ -154,12 +154,9 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
         for index, subject in enumerate(subjects):
             start = time.perf_counter()
             # A painted subject keeps its prior from the painted slices; the others the prior carried
-            # onto them by registration (TrainConfig.unpainted_prior), if any.
-            update = last_update(
-                predictor.iter_predict(
-                    trainer.volumes[index], normalized=True, prior=trainer.prior(index), spacing=subject.spacing
-                )
-            )
+            # onto them by registration (TrainConfig.unpainted_prior), if any; each structure within
+            # the slices the painted propagation reaches, registered onto the unpainted ones.
+            update = last_update(trainer.predict_volume(index))
             predictions[subject.name] = update.labels
             predict_s[subject.name] = time.perf_counter() - start
             # What napari-action predict and the widget record for each volume (not timed: it is not prediction).
@@ -168,9 +165,21 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
             quality[subject.name] = record.finish()
         carried = carried_maps(trainer, protocol)
         unfused = network_alone(trainer, predictor, protocol) if carried is not None else None
+        unbounded = without_extents(trainer, protocol)
     timing |= {"predict_s": predict_s, "peak_rss_delta_mb": memory.delta_mb, "config": config.to_dict()}
-    timing["carried"], timing["unfused"] = carried, unfused
+    timing["carried"], timing["unfused"], timing["unbounded"] = carried, unfused, unbounded
     return predictions, timing, quality
+
+
+def without_extents(trainer: Trainer, protocol: Protocol) -> dict[str, np.ndarray]:
+    """Every subject predicted with no structure bounded to its extents (what the bounds are measured against)."""
+    config = trainer.config
+    saved = config.predict_within_propagated_extent, config.predict_unpainted_within_registered_extent
+    config.predict_within_propagated_extent = config.predict_unpainted_within_registered_extent = False
+    try:
+        return {s.name: last_update(trainer.predict_volume(i)).labels for i, s in enumerate(protocol.subjects)}
+    finally:
+        config.predict_within_propagated_extent, config.predict_unpainted_within_registered_extent = saved
 
 
 def network_alone(trainer: Trainer, predictor, protocol: Protocol) -> dict[str, np.ndarray]:
@@ -304,6 +313,13 @@ def run_network(protocol: Protocol, method: str, seed: int, atlas: AtlasRoute | 
         scores = {s.name: protocol.score(s, carried[s.name], args.surface) for s in protocol.others}
         save(make_record(protocol, "carried:propagation", None, scores, {"total_s": timing["setup_s"]}, args), args)
         args.carried_saved = True
+    unbounded = timing.pop("unbounded")
+    for group, suffix in ((protocol.others, ""), (protocol.painted, ":painted")):
+        scores = {s.name: protocol.score(s, unbounded[s.name], args.surface) for s in group}
+        save(
+            make_record(protocol, f"{method}:unbounded{suffix}", seed, scores, {"total_s": timing["train_s"]}, args),
+            args,
+        )
     unfused = timing.pop("unfused")
     if unfused is not None:
         scores = {s.name: protocol.score(s, unfused[s.name], args.surface) for s in protocol.others}

@@ -173,6 +173,10 @@ class TrainConfig:
     # phantom's painted heart from 0.86 to 0.93 (docs/benchmarks.md, "Where each structure ends").
     # Off for a structure much longer along the slicing axis than across, painted on one slice.
     predict_within_propagated_extent: bool = True
+    # The same on a training volume nobody painted, its extents from the painted volumes'
+    # propagation registered onto it (affine, as unpainted_prior "registration"; seconds per volume,
+    # when it is first predicted). Phantom hearts never painted: 0.89 -> 0.92 (docs/benchmarks.md).
+    predict_unpainted_within_registered_extent: bool = True
     # The prior from the painted slices (the preview, the teacher's vote and the
     # prediction's fusion): "propagation" carries the labels along the image,
     # between painted slices and beyond them; "interpolation" morphs the shapes

@@ -191,6 +191,7 @@ class Predictor:
         normalized: bool = False,
         prior: SlicePrior | None = None,
         spacing: Sequence[float] | None = None,
+        extents: StructureExtents | None = None,
     ) -> Iterator[PredictionUpdate]:
         """Predict a whole volume, yielding progress after every batch of slices.
 
@@ -198,7 +199,9 @@ class Predictor:
         with a ``prior`` (what the labeled slices of this volume say about the
         others: :mod:`napari_action.data.priors`), mixed with it near labeled slices (:attr:`prior_decay_mm`)
         and, when it is their propagation, every structure kept within the slices it propagates to
-        (:attr:`within_prior_extent`); labeled slices then keep their labels. ``spacing`` (voxel size in mm,
+        (:attr:`within_prior_extent`); labeled slices then keep their labels. ``extents`` bound the
+        structures of a volume whose prior does not (one nobody painted:
+        :meth:`~napari_action.training.trainer.Trainer.structure_extents`). ``spacing`` (voxel size in mm,
         one per array axis; default 1 mm) turns millimetres into slices. The last
         update has ``done=True`` and carries ``labels`` (label values, the
         volume's own axis order and shape) and ``confidence`` (max softmax
@@ -216,7 +219,8 @@ class Predictor:
         thickness = 1.0 if spacing is None else float(spacing[axis])
         smoother = SliceSmoother(self.smoothing_mm / thickness, n_slices)
         decay = self.prior_decay_mm / thickness
-        extents = self.extents_of(prior)
+        own = self.extents_of(prior)
+        extents = own if own is not None else extents
         done = 0
         start = 0
         while start < n_slices:

@@ -32,6 +32,8 @@ from napari_action.config import TrainConfig
 from napari_action.data.priors import SlicePrior
 from napari_action.data.slice_pool import SlicePool
 from napari_action.data.slicing_axis import axis_mismatch_advice
+from napari_action.data.structure_extents import StructureExtents
+from napari_action.data.unpainted_extents import UnpaintedExtents
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_action.networks.teacher import EmbeddingQueue, StudentPass, StudentTeacher
@@ -142,8 +144,8 @@ class Trainer:
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
         self.images = [normalized_image(v, self.axis) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
-        carry = self.config.unpainted_prior != "none"
-        self.spacings, carry_affines = check_geometry(spacings, affines, raw, carry=carry)
+        self.spacings, world = check_geometry(spacings, affines, raw, carry=True)
+        carry_affines = world if self.config.unpainted_prior != "none" else None
         self.pool = SlicePool(
             self.images,
             self.annotation,
@@ -155,6 +157,7 @@ class Trainer:
             affines=carry_affines,
             carried_confidence=self.config.unpainted_prior_confidence,
         )
+        self._unpainted_extents = UnpaintedExtents(self.images, world)
         self.distributed = distributed.context_from_environment()
         self.device = distributed.device_for_rank(resolve_device(self.config.device), self.distributed)
         self.amp = resolve_amp(self.device, self.config.amp, self.config.cpu_bfloat16)
@@ -455,11 +458,21 @@ class Trainer:
         """
         yield from iter_prior_preview(self.pool.priors, self.class_values, self.axis)
 
+    def structure_extents(self, volume_index: int) -> StructureExtents | None:
+        """Where each structure starts and ends on a training volume nobody painted, if it is bounded there
+        (``config.predict_unpainted_within_registered_extent``; painted volumes are bounded by their own prior)."""
+        config = self.config
+        if config.prior_source != "propagation" or not config.predict_unpainted_within_registered_extent:
+            return None
+        return self._unpainted_extents.extents(volume_index, self.annotation, self.pool.priors)
+
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
-        """Predict a training volume (by index: with its labeled slices as a prior) or any other 3D image."""
+        """Predict a training volume (by index: with its labeled slices as a prior, each structure within
+        the slices it is known to reach) or any other 3D image."""
         if isinstance(volume, (int, np.integer)):
             index = int(volume)
             kwargs.setdefault("spacing", self.spacings[index])
+            kwargs.setdefault("extents", self.structure_extents(index))
             whole = self.images[index].whole()  # iter_predict keeps whole volumes anyway
             return self.predictor().iter_predict(
                 whole, normalized=True, volume_index=index, prior=self.prior(index), **kwargs

@@ -236,3 +236,34 @@ def test_on_a_painted_volume_no_structure_is_predicted_beyond_the_slices_its_pro
     trainer.config.predict_within_propagated_extent = False
     unbounded = np.moveaxis(final(trainer.predict_volume(0)).labels, 2, 0)
     assert all(300 in np.unique(unbounded[z]) for z in range(40))  # the network alone sees the disc everywhere
+
+
+def _disc_between(first: int, last: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The disc volume on 40 slices with the disc and ring only on slices ``first`` to ``last``."""
+    image, truth = disc_volume(seed, shape=(32, 32, 40))
+    outside = np.ones(40, bool)
+    outside[first : last + 1] = False
+    truth[..., outside] = 0
+    image[..., outside] = 100.0 + np.random.default_rng(seed).normal(0, 10, image[..., outside].shape)
+    return image, truth
+
+
+def test_a_volume_nobody_painted_is_bounded_by_the_painted_propagation_registered_onto_it():
+    painted_image, painted_truth = _disc_between(8, 31, seed=0)
+    other, _ = _disc_between(12, 35, seed=1)  # the same anatomy, four slices further along
+    config = tiny_config(method="supervised", steps_stage3=60, lr=0.05, stream_every_steps=1000)
+    trainer = Trainer([painted_image, other], [sparse(VALUES[painted_truth], slices=(20,))], config)
+    trainer.train()
+    own, carried = trainer.predictor().extents_of(trainer.prior(0)), trainer.structure_extents(1)
+    assert trainer.structure_extents(0) is None  # a painted volume is bounded by its own propagation
+    np.testing.assert_allclose(carried.first[1:], own.first[1:] + 4, atol=1)
+    np.testing.assert_allclose(carried.last[1:], own.last[1:] + 4, atol=1)
+
+    bounded = np.moveaxis(final(trainer.predict_volume(1)).labels, 2, 0)
+    for c, value in enumerate(trainer.class_values[1:], start=1):
+        beyond = [z for z in range(40) if not carried.first[c] <= z <= carried.last[c]]
+        assert not (bounded[beyond] == value).any()
+    trainer.config.predict_unpainted_within_registered_extent = False
+    unbounded = np.moveaxis(final(trainer.predict_volume(1)).labels, 2, 0)
+    beyond = [z for z in range(12, 36) if not carried.first[2] <= z <= carried.last[2]]
+    assert beyond and (unbounded[beyond] == trainer.class_values[2]).any()  # the network alone goes on
