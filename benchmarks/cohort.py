@@ -48,9 +48,10 @@ from cohort_subjects import Cohort, Subject, load_cohort, reoriented_like
 from peak_memory import PeakRss
 from sparse_slices import add_training_options, network_config, read_run_lists, train_timed
 
-from napari_action.config import BUDGETS
+from napari_action.config import BUDGETS, STRUCTURE_ENDS
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.evaluation.metrics import dice_per_class, evaluate
+from napari_action.inference.postprocess import trim_beyond_extents
 from napari_action.inference.quality import QualityAccumulator, rate_cohort
 from napari_action.io.geometry import voxel_volume_ml
 from napari_action.training.trainer import Trainer
@@ -165,21 +166,30 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
             quality[subject.name] = record.finish()
         carried = carried_maps(trainer, protocol)
         unfused = network_alone(trainer, predictor, protocol) if carried is not None else None
-        unbounded = without_extents(trainer, protocol)
+        other_ends = other_structure_ends(trainer, protocol)
     timing |= {"predict_s": predict_s, "peak_rss_delta_mb": memory.delta_mb, "config": config.to_dict()}
-    timing["carried"], timing["unfused"], timing["unbounded"] = carried, unfused, unbounded
+    timing["carried"], timing["unfused"], timing["other_ends"] = carried, unfused, other_ends
     return predictions, timing, quality
 
 
-def without_extents(trainer: Trainer, protocol: Protocol) -> dict[str, np.ndarray]:
-    """Every subject predicted with no structure bounded to its extents (what the bounds are measured against)."""
-    config = trainer.config
-    saved = config.predict_within_propagated_extent, config.predict_unpainted_within_registered_extent
-    config.predict_within_propagated_extent = config.predict_unpainted_within_registered_extent = False
+def other_structure_ends(trainer: Trainer, protocol: Protocol) -> dict[str, dict[str, np.ndarray]]:
+    """Every subject predicted under the other ``structure_ends`` rules than the configured one (what it is
+    measured against): the prediction with no structure ended, then each rule applied to it."""
+    config, predictor = trainer.config, trainer.predictor()
+    shipped, config.structure_ends = config.structure_ends, "network"
     try:
-        return {s.name: last_update(trainer.predict_volume(i)).labels for i, s in enumerate(protocol.subjects)}
+        unended = {s.name: last_update(trainer.predict_volume(i)).labels for i, s in enumerate(protocol.subjects)}
     finally:
-        config.predict_within_propagated_extent, config.predict_unpainted_within_registered_extent = saved
+        config.structure_ends = shipped
+    found = {"network": unended}
+    for rule in (r for r in STRUCTURE_ENDS if r not in ("network", shipped)):
+        found[rule] = {}
+        for index, subject in enumerate(protocol.subjects):
+            extents = predictor.extents_of(trainer.prior(index)) or trainer.structure_extents(index)
+            labels = unended[subject.name].copy()
+            trim_beyond_extents(np.moveaxis(labels, protocol.axis, 0), extents, trainer.class_values, rule)
+            found[rule][subject.name] = labels
+    return found
 
 
 def network_alone(trainer: Trainer, predictor, protocol: Protocol) -> dict[str, np.ndarray]:

@@ -29,10 +29,14 @@ METHOD_NOTES = {
     "atlas:supervised": "atlas route: the supervised 3D result on the painted subject registered",
     "action:painted": "reference: ACTION on the painted subject's own unpainted slices",
     "supervised:painted": "reference: supervised on the painted subject's own unpainted slices",
-    "action:unbounded": "ACTION with no structure kept within its propagated (or registered) slices",
-    "supervised:unbounded": "supervised with no structure kept within its propagated (or registered) slices",
-    "action:unbounded:painted": "reference: the same on the painted subject's own unpainted slices",
-    "supervised:unbounded:painted": "reference: the same on the painted subject's own unpainted slices",
+    "action:ends-network": "ACTION, no structure ended beyond its propagated (or registered) slices",
+    "action:ends-cut": "ACTION, every structure cut at the end of its propagated (or registered) slices",
+    "supervised:ends-network": "supervised, no structure ended beyond its propagated (or registered) slices",
+    "supervised:ends-cut": "supervised, every structure cut at the end of its propagated (or registered) slices",
+    "action:ends-network:painted": "reference: the same on the painted subject's own unpainted slices",
+    "action:ends-cut:painted": "reference: the same on the painted subject's own unpainted slices",
+    "supervised:ends-network:painted": "reference: the same on the painted subject's own unpainted slices",
+    "supervised:ends-cut:painted": "reference: the same on the painted subject's own unpainted slices",
 }
 METHOD_ORDER = tuple(METHOD_NOTES)
 

@@ -24,6 +24,8 @@ PRIOR_SOURCES: tuple[str, ...] = ("propagation", "interpolation")
 STREAM_OVER_PREVIEW: tuple[str, ...] = ("unreached", "everywhere")
 #: The prior of volumes nobody painted: the painted volumes' prior registered onto them, or none.
 UNPAINTED_PRIORS: tuple[str, ...] = ("registration", "none")
+#: How prediction ends a structure beyond the slices the propagation carries it to (``TrainConfig.structure_ends``).
+STRUCTURE_ENDS: tuple[str, ...] = ("taper", "cut", "network")
 
 
 @dataclass
@@ -166,17 +168,18 @@ class TrainConfig:
     # slices a 1.5-slice sigma cost the phantom 0.02-0.06 Dice. docs/benchmarks.md.
     predict_smoothing_mm: float = 1.5
     predict_prior_decay_mm: float = 6.0
-    # On a painted volume, each structure is predicted only between the first and last slice its
-    # propagation reaches (prior_source "propagation"): the 2D network, judging slices one by one,
-    # kept finding structures far beyond their ends. On Colin27 this lifted one painted slice from
-    # 0.41 +- 0.05 to 0.50 +- 0.01 (above the propagation alone) and three from 0.743 to 0.746, the
-    # phantom's painted heart from 0.86 to 0.93 (docs/benchmarks.md, "Where each structure ends").
-    # Off for a structure much longer along the slicing axis than across, painted on one slice.
-    predict_within_propagated_extent: bool = True
-    # The same on a training volume nobody painted, its extents from the painted volumes'
-    # propagation registered onto it (affine, as unpainted_prior "registration"; seconds per volume,
-    # when it is first predicted). Phantom hearts never painted: 0.89 -> 0.92 (docs/benchmarks.md).
-    predict_unpainted_within_registered_extent: bool = True
+    # Where a structure ends, on the training volumes (prior_source "propagation"). A 2D network
+    # judging slices one by one can run on past a structure's end into whatever looks alike (on
+    # Colin27 with one painted slice, the pallidum on 30 slices above its end at five times its
+    # size); the propagation stops each structure where its painted cross-section says it ends
+    # (on a volume nobody painted: the painted volumes' propagation registered onto it, seconds
+    # per volume when first predicted). Beyond those slices "taper" keeps the network's structure
+    # while it narrows and ends it where it grows again; "cut" ends it there at once; "network"
+    # leaves it to the network. Colin27, one painted slice: 0.41 (network) -> 0.52 (taper), 0.50
+    # (cut); three: 0.743 -> 0.745, 0.746; vertebrae in sagittal slices (one painted, TPTBox):
+    # 0.72 / 0.49 -> taper within 0.005, cut -0.04; the phantom's hearts, which end abruptly:
+    # cut +0.04 to +0.07, taper +0.00 to +0.01 (docs/benchmarks.md, "Where each structure ends").
+    structure_ends: str = "taper"
     # The prior from the painted slices (the preview, the teacher's vote and the
     # prediction's fusion): "propagation" carries the labels along the image,
     # between painted slices and beyond them; "interpolation" morphs the shapes
@@ -316,6 +319,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.unpainted_prior_confidence <= 1.0:
             raise ValueError(f"unpainted_prior_confidence must be in [0, 1], got {self.unpainted_prior_confidence}.")
+        if self.structure_ends not in STRUCTURE_ENDS:
+            raise ValueError(f"structure_ends must be one of {STRUCTURE_ENDS}, got {self.structure_ends!r}.")
         if self.unpainted_prior not in UNPAINTED_PRIORS:
             raise ValueError(f"unpainted_prior must be one of {UNPAINTED_PRIORS}, got {self.unpainted_prior!r}.")
         if self.loss.prior not in PRIORS:

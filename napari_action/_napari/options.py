@@ -2,7 +2,8 @@
 
 Each option is one typed magicgui widget named after the
 :class:`~napari_action.config.TrainConfig` field it sets (``budget``, ``axis``,
-``method``, ``prior_source``, ``unpainted_prior``, ``steps_stage3``, ``device``, ``num_threads``), so
+``method``, ``prior_source``, ``unpainted_prior``, ``structure_ends``, ``steps_stage3``, ``device``,
+``num_threads``), so
 every way the options travel reads and writes the same names:
 
 * form -> TrainConfig: :meth:`OptionsForm.config` (Train, a saved session);
@@ -29,7 +30,7 @@ from qtpy.QtWidgets import QSizePolicy
 from napari_action._napari.remembered import DamagedSettingsError, RememberedOptions
 from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.view_plane import CHOICES as VIEW_CHOICES
-from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, UNPAINTED_PRIORS, TrainConfig
+from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, STRUCTURE_ENDS, UNPAINTED_PRIORS, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,17 @@ def _declare_widgets() -> list:
             "propagated labels registered onto them (affine, in millimetres), shown at once, used in "
             "training and mixed into their prediction; it wins where the images show one anatomy through "
             "different scans and loses where anatomies differ (independent hearts).",
+        ),
+        ComboBox(
+            name="structure_ends",
+            label="structure ends",
+            choices=STRUCTURE_ENDS,
+            value=TrainConfig().structure_ends,
+            tooltip="Where a predicted structure ends, past the last slice your labels are carried to "
+            "(on unpainted images: your images' carried labels registered onto them). taper: kept while "
+            "it narrows, ended where it grows again. cut: ended there (for structures about as long as "
+            "they are wide, such as the heart). network: as the network predicts it (for structures that "
+            "reach far beyond their painted outline, such as vertebrae on sagittal slices).",
         ),
         SpinBox(
             name="steps_stage3",

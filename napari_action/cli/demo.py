@@ -19,7 +19,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_action.cli.options import add_precision_option, add_schedule_options, add_threads_option, config_from_args
+from napari_action.cli.options import (
+    add_precision_option,
+    add_schedule_options,
+    add_structure_ends_option,
+    add_threads_option,
+    config_from_args,
+)
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
 from napari_action.config import METHODS
 from napari_action.data.samples import (
@@ -45,6 +51,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--method", choices=METHODS, default="action")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--seed", type=int, default=1337)
+    add_structure_ends_option(demo)
     add_threads_option(demo)
     add_precision_option(demo)
     demo.set_defaults(run=run)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_action.config import TrainConfig
+from napari_action.config import STRUCTURE_ENDS, TrainConfig
 from napari_action.io.nifti import NonFiniteVoxelsError, load_volume
 from napari_action.io.volume_meta import VolumeMeta
 
@@ -28,8 +28,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     ----------
     args : argparse.Namespace
         Parsed options; ``method``, ``device`` and ``seed`` are required, ``axis``, ``steps``,
-        ``warmup``, ``threads``, ``prior``, ``unpainted_prior``, ``precision`` and ``budget``
-        (default ``"cpu"``) are used where the command has them.
+        ``warmup``, ``threads``, ``prior``, ``unpainted_prior``, ``structure_ends``, ``precision``
+        and ``budget`` (default ``"cpu"``) are used where the command has them.
     **extra
         Further :class:`~napari_action.config.TrainConfig` overrides.
 
@@ -51,6 +51,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         overrides["prior_source"] = args.prior
     if getattr(args, "unpainted_prior", None) is not None:
         overrides["unpainted_prior"] = args.unpainted_prior
+    if getattr(args, "structure_ends", None) is not None:
+        overrides["structure_ends"] = args.structure_ends
     if getattr(args, "precision", None) is not None:
         overrides["amp"] = overrides["cpu_bfloat16"] = PRECISIONS[args.precision]
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
@@ -71,6 +73,19 @@ def add_schedule_options(parser: argparse.ArgumentParser, budget: str = "the bud
         default=None,
         metavar="N",
         help=f"steps of each ACTION warm-up stage, i and ii (0 skips them; default: {budget})",
+    )
+
+
+def add_structure_ends_option(parser: argparse.ArgumentParser) -> None:
+    """``--structure-ends taper|cut|network``: how prediction ends a structure past its propagated slices."""
+    parser.add_argument(
+        "--structure-ends",
+        choices=STRUCTURE_ENDS,
+        default=None,
+        help="past the last slice the painted labels are propagated to (registered, on unpainted images): "
+        "taper (default) keeps a predicted structure while it narrows and ends it where it grows again; cut "
+        "ends it there (structures about as long as wide, e.g. the heart); network keeps what the network "
+        "predicts (structures far wider than their painted outline, e.g. vertebrae on sagittal slices)",
     )
 
 

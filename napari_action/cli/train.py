@@ -23,6 +23,7 @@ from napari_action.cli.options import (
     add_nan_to_zero_option,
     add_precision_option,
     add_schedule_options,
+    add_structure_ends_option,
     add_threads_option,
     config_from_args,
     int_list,
@@ -82,6 +83,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "images' propagated labels registered onto them: for one anatomy seen through different scans)",
     )
     add_schedule_options(train)
+    add_structure_ends_option(train)
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     train.add_argument("--seed", type=int, default=1337)
     add_threads_option(train)

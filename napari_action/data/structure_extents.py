@@ -5,8 +5,9 @@ really reaches it often goes on finding it in whatever looks alike (on Colin27
 with one painted slice, the pallidum on 30 slices above its end, five times
 its true size). The propagation stops each structure where its painted
 cross-section says it should end, and between two painted slices where one
-shows it and the other does not. Its first and last slice per structure bound
-the prediction on painted volumes (:attr:`TrainConfig.predict_within_propagated_extent`).
+shows it and the other does not. Its first and last slice per structure are
+where prediction starts to watch for the structure's end
+(:attr:`TrainConfig.structure_ends`, :func:`~napari_action.inference.postprocess.trim_beyond_extents`).
 """
 
 from __future__ import annotations

@@ -5,11 +5,10 @@ prediction (:mod:`napari_action.data.structure_extents`). Its anatomy is the
 painted volumes' anatomy in another body or scan, so their propagation is
 carried onto it by the same affine registration as ``unpainted_prior =
 "registration"`` (:mod:`napari_action.data.carried_prior`), and the first and
-last slice each structure lands on bound the prediction there. A registration
-that cannot turn one heart into another can still say where along the axis the
-heart starts and ends: on the demo's phantom hearts (whole-heart labels carried
-onto other hearts score 0.61) the bound lifted the never-painted ones from 0.89
-to 0.92 (docs/benchmarks.md, "Where each structure ends").
+last slice each structure lands on are its extent there (``TrainConfig.structure_ends``).
+A registration that cannot turn one heart into another (carried labels score
+0.61 on the phantom cohort) can still say where along the axis a heart starts
+and ends.
 
 Registrations are made when a volume's bound is first asked for (seconds per
 volume) and kept while the painted images stay the same; a new stroke only

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_action.config import STRUCTURE_ENDS
 from napari_action.data.intensity import normalize_volume, pad_value
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
-from napari_action.inference.postprocess import SliceSmoother, clear_outside_extents, fuse_prior
+from napari_action.inference.postprocess import SliceSmoother, clear_outside_extents, fuse_prior, trim_beyond_extents
 from napari_action.inference.suggestions import normalized_entropy
 from napari_action.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from napari_action.label_values import smallest_label_dtype
@@ -87,6 +88,10 @@ class Predictor:
         Mixed precision on CUDA.
     cpu_bfloat16 : bool
         bfloat16 autocast on a CPU.
+    smoothing_mm, prior_decay_mm : float
+        :attr:`TrainConfig.predict_smoothing_mm`, :attr:`TrainConfig.predict_prior_decay_mm`.
+    structure_ends : str
+        :attr:`TrainConfig.structure_ends` ("network", the default here: no structure is ended).
     """
 
     def __init__(
@@ -101,7 +106,7 @@ class Predictor:
         cpu_bfloat16: bool = False,
         smoothing_mm: float = 0.0,
         prior_decay_mm: float = 0.0,
-        within_prior_extent: bool = False,
+        structure_ends: str = "network",
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.net = net.to(self.device).eval()
@@ -111,7 +116,9 @@ class Predictor:
         self.amp = resolve_amp(self.device, amp, cpu_bfloat16)
         self.smoothing_mm = float(smoothing_mm)
         self.prior_decay_mm = float(prior_decay_mm)
-        self.within_prior_extent = bool(within_prior_extent)
+        if structure_ends not in STRUCTURE_ENDS:
+            raise ValueError(f"structure_ends must be one of {STRUCTURE_ENDS}, got {structure_ends!r}.")
+        self.structure_ends = structure_ends
         self._dtype = smallest_label_dtype(self.class_values)
 
     @property
@@ -137,7 +144,7 @@ class Predictor:
             cpu_bfloat16=ckpt.config.cpu_bfloat16,
             smoothing_mm=ckpt.config.predict_smoothing_mm,
             prior_decay_mm=ckpt.config.predict_prior_decay_mm,
-            within_prior_extent=ckpt.config.predict_within_propagated_extent,
+            structure_ends=ckpt.config.structure_ends,
         )
 
     @torch.no_grad()
@@ -197,12 +204,15 @@ class Predictor:
 
         Probabilities are smoothed across slices (:attr:`smoothing_mm`) and,
         with a ``prior`` (what the labeled slices of this volume say about the
-        others: :mod:`napari_action.data.priors`), mixed with it near labeled slices (:attr:`prior_decay_mm`)
-        and, when it is their propagation, every structure kept within the slices it propagates to
-        (:attr:`within_prior_extent`); labeled slices then keep their labels. ``extents`` bound the
-        structures of a volume whose prior does not (one nobody painted:
-        :meth:`~napari_action.training.trainer.Trainer.structure_extents`). ``spacing`` (voxel size in mm,
-        one per array axis; default 1 mm) turns millimetres into slices. The last
+        others: :mod:`napari_action.data.priors`), mixed with it near labeled
+        slices (:attr:`prior_decay_mm`); labeled slices then keep their labels.
+        When the prior is their propagation, every structure is ended beyond the
+        slices it propagates to as :attr:`structure_ends` says
+        (:func:`~napari_action.inference.postprocess.trim_beyond_extents`);
+        ``extents`` do the same for a volume whose prior does not tell (one
+        nobody painted: :meth:`~napari_action.training.trainer.Trainer.structure_extents`).
+        ``spacing`` (voxel size in mm, one per array axis; default 1 mm) turns
+        millimetres into slices. The last
         update has ``done=True`` and carries ``labels`` (label values, the
         volume's own axis order and shape) and ``confidence`` (max softmax
         probability) and ``entropy`` (normalised to [0, 1]) volumes.
@@ -232,13 +242,15 @@ class Predictor:
                 continue  # the same slices again, fewer at a time
             for offset, slice_probs in enumerate(probs):
                 for index, smoothed in smoother.push(start + offset, slice_probs):
-                    final = with_prior(smoothed, prior, index, decay, extents)
+                    final = with_prior(smoothed, prior, index, decay)
                     labels[index] = self.class_values[final.argmax(axis=0)]
                     confidence[index] = final.max(axis=0)
                     entropy[index] = normalized_entropy(final, axis=0, check=False)
                     done = index + 1
             start = stop
             yield PredictionUpdate(volume_index, done, n_slices)
+        if self.structure_ends != "network":
+            trim_beyond_extents(labels, extents, self.class_values, self.structure_ends)
         yield PredictionUpdate(
             volume_index,
             n_slices,
@@ -251,7 +263,7 @@ class Predictor:
 
     def extents_of(self, prior: SlicePrior | None) -> StructureExtents | None:
         """The slice range each structure is kept within on a volume with this prior (None: not bounded)."""
-        return structure_extents(prior) if self.within_prior_extent else None
+        return None if self.structure_ends == "network" else structure_extents(prior)
 
     def _smaller_batch(self, batch_size: int, error: Exception) -> int:
         """Half as many slices per batch after the accelerator ran out of memory; re-raise anything else."""

@@ -38,7 +38,7 @@ def teacher_predictor(
         cpu_bfloat16=config.cpu_bfloat16,
         smoothing_mm=config.predict_smoothing_mm,
         prior_decay_mm=config.predict_prior_decay_mm,
-        within_prior_extent=config.predict_within_propagated_extent,
+        structure_ends=config.structure_ends,
     )
 
 

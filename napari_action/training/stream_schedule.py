@@ -82,8 +82,8 @@ class StreamCursor:
 
         With the volumes' ``priors`` (by volume index) and slice ``thickness`` (mm), each slice is mixed
         with its prior as the final prediction mixes it (:func:`with_prior`): near a painted slice
-        the streamed layer then shows what the preview showed there, not a half-trained network's guess,
-        and no structure beyond the slices its propagation reaches.
+        the streamed layer then shows what the preview showed there, not a half-trained network's guess
+        (and, with ``structure_ends = "cut"``, no structure beyond the slices its propagation reaches).
         ``skip_reached`` leaves out the slices the prior reaches (the preview stays there): the
         result is then the runs of the chunk outside its reach, possibly none.
         """
@@ -101,7 +101,8 @@ class StreamCursor:
         if prior is None:
             return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
         decay = predictor.prior_decay_mm / (1.0 if thickness is None else float(thickness[volume]))
-        extents = predictor.extents_of(prior)
+        # A few slices at a time cannot tell where a structure stops narrowing: only a cut applies here.
+        extents = predictor.extents_of(prior) if predictor.structure_ends == "cut" else None
         probs = np.stack([with_prior(p, prior, start + i, decay, extents) for i, p in enumerate(probs)])
         labels = predictor.class_values[probs.argmax(axis=1)].astype(labels.dtype)
         shown = ~prior.covered[start:stop] if skip_reached else np.ones(stop - start, bool)

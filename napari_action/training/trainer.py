@@ -460,9 +460,9 @@ class Trainer:
 
     def structure_extents(self, volume_index: int) -> StructureExtents | None:
         """Where each structure starts and ends on a training volume nobody painted, if it is bounded there
-        (``config.predict_unpainted_within_registered_extent``; painted volumes are bounded by their own prior)."""
+        (``config.structure_ends``; a painted volume is bounded by its own propagation, and this is None)."""
         config = self.config
-        if config.prior_source != "propagation" or not config.predict_unpainted_within_registered_extent:
+        if config.prior_source != "propagation" or config.structure_ends == "network":
             return None
         return self._unpainted_extents.extents(volume_index, self.annotation, self.pool.priors)
 

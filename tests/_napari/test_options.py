@@ -33,6 +33,7 @@ CHOSEN = {
     "method": "mean-teacher",
     "prior_source": "interpolation",
     "unpainted_prior": "registration" if TrainConfig().unpainted_prior == "none" else "none",
+    "structure_ends": "cut" if TrainConfig().structure_ends != "cut" else "network",
     "steps_stage3": 1234,
     "device": "cpu",
     "num_threads": 1,
@@ -138,13 +139,14 @@ def test_a_session_of_release_0_1_opens_with_the_options_it_recorded(viewer, qtb
     wait_idle(qtbot, widget)
     assert widget.predict_button.isEnabled()  # its model is back
     # 0.1 recorded budget, method, steps, device and axis; it knew no label source, no prior for unpainted
-    # images and no thread count: those keep their remembered or default values.
+    # images, no structure ends and no thread count: those keep their remembered or default values.
     assert widget.options.asdict() == {
         "budget": "cpu",
         "axis": None,
         "method": "action",
         "prior_source": "interpolation",
         "unpainted_prior": "none",
+        "structure_ends": "taper",
         "steps_stage3": 1,
         "device": "cpu",
         "num_threads": 1,

@@ -76,3 +76,18 @@ def test_an_unknown_precision_is_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--precision", "float16"])
     assert "choose from 'float32', 'bfloat16'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+@pytest.mark.parametrize("ends", [None, "taper", "cut", "network"])
+def test_structure_ends_reach_the_config(command, ends):
+    required = ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
+    chosen = [] if ends is None else ["--structure-ends", ends]
+    config = config_from_args(build_parser().parse_args([command, *required, *chosen]))
+    assert config.structure_ends == (ends or "taper")
+
+
+def test_unknown_structure_ends_are_refused_with_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--structure-ends", "never"])
+    assert "choose from 'taper', 'cut', 'network'" in capsys.readouterr().err

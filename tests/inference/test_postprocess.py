@@ -9,6 +9,7 @@ from napari_action.inference.postprocess import (
     clear_outside_extents,
     fuse_prior,
     keep_largest_components,
+    trim_beyond_extents,
 )
 
 
@@ -101,3 +102,34 @@ def test_within_every_extent_or_without_extents_the_probabilities_are_untouched(
     extents = StructureExtents(first=np.array([-1, 0, 5]), last=np.array([-1, 9, 9]))
     assert clear_outside_extents(probs, extents, 6) is probs
     assert clear_outside_extents(probs, None, 0) is probs
+
+
+def _stack_of_discs(areas) -> np.ndarray:
+    """Label 5 on the first ``area`` pixels of each 10 x 10 slice (slicing axis first)."""
+    labels = np.zeros((len(areas), 10, 10), np.uint8)
+    for z, area in enumerate(areas):
+        labels[z].reshape(-1)[:area] = 5
+    return labels
+
+
+def test_beyond_its_extent_a_structure_is_kept_while_it_narrows_and_ended_where_it_grows():
+    values = np.array([0, 5])
+    extents = StructureExtents(first=np.array([-1, 3]), last=np.array([-1, 5]))
+    #            below the extent | extent   | above: narrows, then grows (something else)
+    areas = [30, 20, 10, 40, 40, 40, 30, 20, 21, 60, 50]
+    tapered = _stack_of_discs(areas)
+    trim_beyond_extents(tapered, extents, values, "taper")
+    # Below: 10 -> 20 -> 30 going outwards is growth from slice 1 on; 21 is within the slack of 20.
+    np.testing.assert_array_equal(np.count_nonzero(tapered, axis=(1, 2)), [0, 0, 10, 40, 40, 40, 30, 20, 21, 0, 0])
+    cut = _stack_of_discs(areas)
+    trim_beyond_extents(cut, extents, values, "cut")
+    np.testing.assert_array_equal(np.count_nonzero(cut, axis=(1, 2)), [0, 0, 0, 40, 40, 40, 0, 0, 0, 0, 0])
+
+
+def test_trimming_leaves_classes_without_extent_and_refuses_unknown_rules():
+    labels = _stack_of_discs([10, 10, 10])
+    unknown = StructureExtents(first=np.array([-1, -1]), last=np.array([-1, -1]))
+    trim_beyond_extents(labels, unknown, np.array([0, 5]), "cut")
+    assert np.count_nonzero(labels) == 30
+    with pytest.raises(ValueError, match="taper"):
+        trim_beyond_extents(labels, unknown, np.array([0, 5]), "sometimes")

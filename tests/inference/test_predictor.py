@@ -215,55 +215,62 @@ def test_out_of_memory_for_a_single_slice_asks_for_the_cpu(supervised_trainer):
         handle.remove()
 
 
-def test_on_a_painted_volume_no_structure_is_predicted_beyond_the_slices_its_propagation_reaches():
-    # The disc and ring run through all 40 slices of the image, but the one painted slice's
-    # propagation stops each a few slices away (its painted radius): the painted slice is all
-    # the user has said, and beyond it the prediction keeps to what the propagation reaches.
-    image, truth = disc_volume(0, shape=(32, 32, 40))
+def _blob_volume(shift: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """40 slices along axis 2 of a bright disc (label 1, radius 6) on slices 10-28 (+ ``shift``): below, the
+    same disc narrowing to nothing (the structure's end); above, a bright disc that grows (something
+    else that looks alike)."""
+    yy, xx = np.mgrid[:32, :32]
+    distance = np.hypot(yy - 15.5, xx - 15.5)
+    z = np.arange(40) - shift
+    radius = np.where(z < 10, 6.0 - 0.6 * (10 - z), np.where(z <= 28, 6.0, 6.0 + 0.8 * (z - 28)))
+    blob = distance[..., None] < radius[None, None, :]
+    rng = np.random.default_rng(seed)
+    image = np.where(blob, 300.0, 100.0) + rng.normal(0, 10, blob.shape)
+    truth = (blob & (z >= 0)[None, None, :] & (z <= 28)[None, None, :]).astype(np.uint8)
+    return image.astype(np.float32), truth
+
+
+def _blob_trainer(*volumes):
     config = tiny_config(method="supervised", steps_stage3=60, lr=0.05, stream_every_steps=1000)
-    trainer = Trainer([image], [sparse(VALUES[truth], slices=(20,))], config)
+    trainer = Trainer([image for image, _ in volumes], [sparse(volumes[0][1], slices=(20,))], config)
     trainer.train()
+    return trainer
+
+
+def _areas(update: PredictionUpdate) -> np.ndarray:
+    return np.count_nonzero(update.labels == 1, axis=(0, 1))
+
+
+def test_on_a_painted_volume_a_structure_ends_where_it_stops_tapering_beyond_its_propagation():
+    trainer = _blob_trainer(_blob_volume())
     extents = trainer.predictor().extents_of(trainer.prior(0))
-    assert all(0 < extents.first[c] < 20 < extents.last[c] < 39 for c in (1, 2))
+    first, last = int(extents.first[1]), int(extents.last[1])
+    assert 0 < first < 20 < last < 28  # the painted disc's radius stops its propagation early
 
-    bounded = np.moveaxis(final(trainer.predict_volume(0)).labels, 2, 0)
-    found = [set(np.unique(bounded[z])) for z in range(40)]
-    for c, value in enumerate(trainer.class_values[1:], start=1):
-        inside = range(extents.first[c], extents.last[c] + 1)
-        assert all(value in found[z] for z in inside)
-        assert not any(value in found[z] for z in range(40) if z not in inside)
-
-    trainer.config.predict_within_propagated_extent = False
-    unbounded = np.moveaxis(final(trainer.predict_volume(0)).labels, 2, 0)
-    assert all(300 in np.unique(unbounded[z]) for z in range(40))  # the network alone sees the disc everywhere
-
-
-def _disc_between(first: int, last: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The disc volume on 40 slices with the disc and ring only on slices ``first`` to ``last``."""
-    image, truth = disc_volume(seed, shape=(32, 32, 40))
-    outside = np.ones(40, bool)
-    outside[first : last + 1] = False
-    truth[..., outside] = 0
-    image[..., outside] = 100.0 + np.random.default_rng(seed).normal(0, 10, image[..., outside].shape)
-    return image, truth
+    trainer.config.structure_ends = "network"
+    alone = _areas(final(trainer.predict_volume(0)))
+    assert (alone[31:] > alone[last]).all()  # the network alone runs on into the growing disc
+    trainer.config.structure_ends = "taper"
+    tapered = _areas(final(trainer.predict_volume(0)))
+    np.testing.assert_array_equal(tapered[: last + 1], alone[: last + 1])  # the narrowing end is kept
+    ends = np.flatnonzero(tapered[last:] == 0)
+    assert ends.size and not tapered[last + ends[0] :].any()  # ended once, for good
+    assert last + ends[0] <= 32  # where the other disc has grown by a third
+    trainer.config.structure_ends = "cut"
+    cut = _areas(final(trainer.predict_volume(0)))
+    assert not cut[:first].any() and not cut[last + 1 :].any()
+    np.testing.assert_array_equal(cut[first : last + 1], alone[first : last + 1])
 
 
 def test_a_volume_nobody_painted_is_bounded_by_the_painted_propagation_registered_onto_it():
-    painted_image, painted_truth = _disc_between(8, 31, seed=0)
-    other, _ = _disc_between(12, 35, seed=1)  # the same anatomy, four slices further along
-    config = tiny_config(method="supervised", steps_stage3=60, lr=0.05, stream_every_steps=1000)
-    trainer = Trainer([painted_image, other], [sparse(VALUES[painted_truth], slices=(20,))], config)
-    trainer.train()
+    trainer = _blob_trainer(_blob_volume(), _blob_volume(shift=4, seed=1))  # the same anatomy four slices on
     own, carried = trainer.predictor().extents_of(trainer.prior(0)), trainer.structure_extents(1)
     assert trainer.structure_extents(0) is None  # a painted volume is bounded by its own propagation
-    np.testing.assert_allclose(carried.first[1:], own.first[1:] + 4, atol=1)
-    np.testing.assert_allclose(carried.last[1:], own.last[1:] + 4, atol=1)
+    assert abs(carried.first[1] - (own.first[1] + 4)) <= 1 and abs(carried.last[1] - (own.last[1] + 4)) <= 1
 
-    bounded = np.moveaxis(final(trainer.predict_volume(1)).labels, 2, 0)
-    for c, value in enumerate(trainer.class_values[1:], start=1):
-        beyond = [z for z in range(40) if not carried.first[c] <= z <= carried.last[c]]
-        assert not (bounded[beyond] == value).any()
-    trainer.config.predict_unpainted_within_registered_extent = False
-    unbounded = np.moveaxis(final(trainer.predict_volume(1)).labels, 2, 0)
-    beyond = [z for z in range(12, 36) if not carried.first[2] <= z <= carried.last[2]]
-    assert beyond and (unbounded[beyond] == trainer.class_values[2]).any()  # the network alone goes on
+    bounded = _areas(final(trainer.predict_volume(1)))
+    trainer.config.structure_ends = "network"
+    assert trainer.structure_extents(1) is None
+    alone = _areas(final(trainer.predict_volume(1)))
+    assert alone[36:].all() and not bounded[36:].any()
+    np.testing.assert_array_equal(bounded[: carried.last[1] + 1], alone[: carried.last[1] + 1])
