@@ -262,7 +262,7 @@ class Predictor:
         )
 
     def extents_of(self, prior: SlicePrior | None) -> StructureExtents | None:
-        """The slice range each structure is kept within on a volume with this prior (None: not bounded)."""
+        """Each structure's extent on a volume with this prior, beyond which its end is looked for (None: not)."""
         return None if self.structure_ends == "network" else structure_extents(prior)
 
     def _smaller_batch(self, batch_size: int, error: Exception) -> int:
