@@ -323,13 +323,11 @@ def run_network(protocol: Protocol, method: str, seed: int, atlas: AtlasRoute | 
         scores = {s.name: protocol.score(s, carried[s.name], args.surface) for s in protocol.others}
         save(make_record(protocol, "carried:propagation", None, scores, {"total_s": timing["setup_s"]}, args), args)
         args.carried_saved = True
-    unbounded = timing.pop("unbounded")
-    for group, suffix in ((protocol.others, ""), (protocol.painted, ":painted")):
-        scores = {s.name: protocol.score(s, unbounded[s.name], args.surface) for s in group}
-        save(
-            make_record(protocol, f"{method}:unbounded{suffix}", seed, scores, {"total_s": timing["train_s"]}, args),
-            args,
-        )
+    for rule, labels in timing.pop("other_ends").items():
+        for group, suffix in ((protocol.others, ""), (protocol.painted, ":painted")):
+            scores = {s.name: protocol.score(s, labels[s.name], args.surface) for s in group}
+            name = f"{method}:ends-{rule}{suffix}"
+            save(make_record(protocol, name, seed, scores, {"total_s": timing["train_s"]}, args), args)
     unfused = timing.pop("unfused")
     if unfused is not None:
         scores = {s.name: protocol.score(s, unfused[s.name], args.surface) for s in protocol.others}
