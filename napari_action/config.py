@@ -176,9 +176,10 @@ class TrainConfig:
     # per volume when first predicted). Beyond those slices "taper" keeps the network's structure
     # while it narrows and ends it where it grows again; "cut" ends it there at once; "network"
     # leaves it to the network. Colin27, one painted slice: 0.41 (network) -> 0.52 (taper), 0.50
-    # (cut); three: 0.743 -> 0.745, 0.746; vertebrae in sagittal slices (one painted, TPTBox):
-    # 0.72 / 0.49 -> taper within 0.005, cut -0.04; the phantom's hearts, which end abruptly:
-    # cut +0.04 to +0.07, taper +0.00 to +0.01 (docs/benchmarks.md, "Where each structure ends").
+    # (cut); three: 0.743 -> 0.745, 0.747; vertebrae in sagittal slices (TPTBox, 3 seeds): taper
+    # within 0.009 of the network in every run, cut up to 0.06 lower; the phantom's hearts, which
+    # end abruptly: cut +0.03 to +0.07, taper +0.00 to +0.01 (docs/benchmarks.md, "Where each
+    # structure ends").
     structure_ends: str = "taper"
     # The prior from the painted slices (the preview, the teacher's vote and the
     # prediction's fusion): "propagation" carries the labels along the image,
