@@ -212,8 +212,7 @@ class PropagationPrior:
     def extents(self) -> StructureExtents:
         """Each structure's first and last propagated slice (the whole propagation computed now if it was not yet)."""
         if self._extents is None:
-            covered = np.flatnonzero(self.covered)
-            self._extents = StructureExtents.of_slices(((z, self.classes_at(z)) for z in covered), self._num_classes)
+            self._extents = StructureExtents.of_prior(self, self._num_classes)
         return self._extents
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,13 @@ class StructureExtents:
             first[present & ((first < 0) | (first > z))] = z
             last[present & (last < z)] = z
         return cls(first, last)
+
+    @classmethod
+    def of_prior(cls, prior: Any, num_classes: int) -> StructureExtents:
+        """Extents over the slices a prior covers (any :class:`~napari_action.data.priors.SlicePrior`;
+        typed loosely: that module imports this one)."""
+        covered = np.flatnonzero(prior.covered)
+        return cls.of_slices(((int(z), prior.classes_at(int(z))) for z in covered), num_classes)
 
     def outside(self, z: int) -> np.ndarray:
         """``(C,)`` bool: the classes placed somewhere by the prior, but not as far as slice ``z``.

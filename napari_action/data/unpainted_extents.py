@@ -28,13 +28,7 @@ from napari_action.data.priors import SlicePrior, carried_priors
 from napari_action.data.registration import RegistrationSettings
 from napari_action.data.structure_extents import StructureExtents
 
-__all__ = ["UnpaintedExtents", "extents_of_prior"]
-
-
-def extents_of_prior(prior: SlicePrior, num_classes: int) -> StructureExtents:
-    """The first and last slice each class lands on, over the slices ``prior`` covers."""
-    covered = np.flatnonzero(prior.covered)
-    return StructureExtents.of_slices(((int(z), prior.classes_at(int(z))) for z in covered), num_classes)
+__all__ = ["UnpaintedExtents"]
 
 
 class UnpaintedExtents:
@@ -75,13 +69,13 @@ class UnpaintedExtents:
             return None
         given = priors.get(index)
         if isinstance(given, CarriedPrior):
-            return extents_of_prior(given, annotation.num_classes)
+            return StructureExtents.of_prior(given, annotation.num_classes)
         painted = {v: p for v, p in priors.items() if annotation.labeled_slices(v) and not isinstance(p, CarriedPrior)}
         if not painted:
             return None
         self._renew(annotation, painted)
         if index not in self._extents:
-            self._extents[index] = extents_of_prior(self._carried[index], annotation.num_classes)
+            self._extents[index] = StructureExtents.of_prior(self._carried[index], annotation.num_classes)
         return self._extents[index]
 
     def _renew(self, annotation: SparseAnnotation, painted: dict[int, SlicePrior]) -> None:

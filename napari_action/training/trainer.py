@@ -144,7 +144,7 @@ class Trainer:
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
         self.images = [normalized_image(v, self.axis) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
-        self.spacings, world = check_geometry(spacings, affines, raw, carry=True)
+        self.spacings, world = check_geometry(spacings, affines, raw)
         carry_affines = world if self.config.unpainted_prior != "none" else None
         self.pool = SlicePool(
             self.images,
@@ -472,7 +472,8 @@ class Trainer:
         if isinstance(volume, (int, np.integer)):
             index = int(volume)
             kwargs.setdefault("spacing", self.spacings[index])
-            kwargs.setdefault("extents", self.structure_extents(index))
+            if "extents" not in kwargs:  # registers the volume the first time: not for a caller's own
+                kwargs["extents"] = self.structure_extents(index)
             whole = self.images[index].whole()  # iter_predict keeps whole volumes anyway
             return self.predictor().iter_predict(
                 whole, normalized=True, volume_index=index, prior=self.prior(index), **kwargs

@@ -90,17 +90,14 @@ def check_affines(affines: Sequence[np.ndarray] | None, count: int) -> list[np.n
 
 
 def check_geometry(
-    spacings: Sequence[Sequence[float]] | None, affines: Sequence[np.ndarray] | None, volumes: list[Any], carry: bool
-) -> tuple[list[tuple[float, ...]], list[np.ndarray] | None]:
-    """Each image's voxel size (from its affine when no spacings are given), and the affines that carry
-    the painted images' prior onto the unpainted ones (from the spacings when none are given; ``None``
-    when ``carry`` is off)."""
+    spacings: Sequence[Sequence[float]] | None, affines: Sequence[np.ndarray] | None, volumes: list[Any]
+) -> tuple[list[tuple[float, ...]], list[np.ndarray]]:
+    """Each image's voxel size (from its affine when no spacings are given), and its voxel → world
+    affine (from the spacings when none are given): what registers the painted images onto the others."""
     checked = check_affines(affines, len(volumes))
     if spacings is None and checked is not None:
         spacings = [np.linalg.norm(affine[:3, :3], axis=0) for affine in checked]
     spacings = check_spacings(spacings, volumes)
-    if not carry:
-        return spacings, None
     return spacings, checked if checked is not None else [np.diag([*spacing, 1.0]) for spacing in spacings]
 
 
