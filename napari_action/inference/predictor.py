@@ -109,7 +109,9 @@ class Predictor:
         structure_ends: str = "network",
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.net = net.to(self.device).eval()
+        # Channels-last weights, as in training: oneDNN (CPU) picks faster convolutions for them. A model
+        # loaded from a file arrives in the default layout; on 2 CPU cores its forward took 1/3 less.
+        self.net = net.to(self.device, memory_format=torch.channels_last).eval()
         self.class_values = np.asarray(class_values, dtype=np.int64)
         self.axis = int(axis)
         self.context = int(context)

@@ -56,6 +56,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from napari_action.networks.teacher import StudentPass
+
 #: Folder where every rank writes its final state (debugging and tests; unset: nothing written).
 RANK_STATE_ENV = "NAPARI_ACTION_RANK_STATE_DIR"
 
@@ -178,6 +180,31 @@ def wrap_student(module: nn.Module, device: torch.device) -> DistributedDataPara
     return DistributedDataParallel(
         module, device_ids=device_ids, find_unused_parameters=True, **_no_buffer_broadcast_in_forward()
     )
+
+
+class StudentPassCache:
+    """The student's one call per step, built again only when the student was replaced (new classes).
+
+    Under torchrun it is wrapped in :class:`DistributedDataParallel` once per
+    student: wrapping is a collective that registers gradient hooks on the
+    parameters, and a wrapper per stage would rely on the earlier one being
+    freed to drop its hooks.
+    """
+
+    def __init__(self, context: DistributedContext, device: torch.device):
+        self._context = context
+        self._device = device
+        self._student: nn.Module | None = None
+        self._pass: nn.Module | None = None
+
+    def student_pass(self, student: nn.Module) -> nn.Module:
+        """The (wrapped) :class:`~napari_action.networks.teacher.StudentPass` of ``student``."""
+        if self._pass is None or self._student is not student:
+            self._student = student
+            self._pass = StudentPass(student)
+            if self._context.is_distributed:
+                self._pass = wrap_student(self._pass, self._device)
+        return self._pass
 
 
 def _no_buffer_broadcast_in_forward() -> dict[str, bool]:

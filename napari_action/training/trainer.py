@@ -36,7 +36,7 @@ from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from napari_action.networks.teacher import EmbeddingQueue, StudentPass, StudentTeacher
+from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 from napari_action.runtime import (
     autocast,
@@ -171,9 +171,8 @@ class Trainer:
             self.rounds = 1  # already warmed up: continue with stage-iii rounds
         self._place_nets()
         distributed.broadcast_module(self.nets, self.distributed)
-        # The student's call of every step; wrapped for DistributedDataParallel under torchrun (_student_pass).
-        self._pass: torch.nn.Module | None = None
-        self._passed_student: torch.nn.Module | None = None
+        # The student's call of every step; wrapped for DistributedDataParallel under torchrun.
+        self._passes = distributed.StudentPassCache(self.distributed, self.device)
         self.global_queue = EmbeddingQueue(self.config.loss.queue_size, self.config.model.global_dim).to(self.device)
         self.local_queue = self._new_local_queue()
         self._seed_sampling()
@@ -338,23 +337,9 @@ class Trainer:
             rng=self.rng,
             generator=self.generator,
             stage_steps=stage.steps,
-            student_pass=self._student_pass(),
+            student_pass=self._passes.student_pass(self.nets.student),
             gather=self._gather_embeddings,
         )
-
-    def _student_pass(self) -> torch.nn.Module:
-        """The student's one call per step, built again only when the student was replaced (new classes).
-
-        Under torchrun it is wrapped in DistributedDataParallel once per student:
-        wrapping is a collective that registers gradient hooks on the parameters, and
-        a wrapper per stage would rely on the earlier one being freed to drop its hooks.
-        """
-        if self._pass is None or self._passed_student is not self.nets.student:
-            self._passed_student = self.nets.student
-            self._pass = StudentPass(self.nets.student)
-            if self.distributed.is_distributed:
-                self._pass = distributed.wrap_student(self._pass, self.device)
-        return self._pass
 
     def _gather_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         return distributed.gather_rows(embeddings, self.distributed)

@@ -101,7 +101,8 @@ def test_a_single_process_creates_no_process_group_and_trains_as_before():
     assert trainer.distributed == distributed.SINGLE_PROCESS
     assert first == losses(Trainer([image], [sparse(truth)], tiny_config()))
     assert not dist.is_initialized()
-    assert not isinstance(trainer._student_pass(), torch.nn.parallel.DistributedDataParallel)
+    student_pass = trainer._passes.student_pass(trainer.nets.student)
+    assert not isinstance(student_pass, torch.nn.parallel.DistributedDataParallel)
 
 
 @pytest.mark.parametrize(
