@@ -175,7 +175,7 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
 def other_structure_ends(trainer: Trainer, protocol: Protocol) -> dict[str, dict[str, np.ndarray]]:
     """Every subject predicted under the other ``structure_ends`` rules than the configured one (what it is
     measured against): the prediction with no structure ended, then each rule applied to it."""
-    config, predictor = trainer.config, trainer.predictor()
+    config = trainer.config
     shipped, config.structure_ends = config.structure_ends, "network"
     try:
         unended = {s.name: last_update(trainer.predict_volume(i)).labels for i, s in enumerate(protocol.subjects)}
@@ -185,7 +185,7 @@ def other_structure_ends(trainer: Trainer, protocol: Protocol) -> dict[str, dict
     for rule in (r for r in STRUCTURE_ENDS if r not in ("network", shipped)):
         found[rule] = {}
         for index, subject in enumerate(protocol.subjects):
-            extents = predictor.extents_of(trainer.prior(index)) or trainer.structure_extents(index)
+            extents = trainer.structure_extents(index)
             labels = unended[subject.name].copy()
             trim_beyond_extents(np.moveaxis(labels, protocol.axis, 0), extents, trainer.class_values, rule)
             found[rule][subject.name] = labels

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
-from napari_action.data.priors import SlicePrior
+from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.slice_pool import SlicePool
 from napari_action.data.slicing_axis import axis_mismatch_advice
 from napari_action.data.structure_extents import StructureExtents
@@ -444,11 +444,15 @@ class Trainer:
         yield from iter_prior_preview(self.pool.priors, self.class_values, self.axis)
 
     def structure_extents(self, volume_index: int) -> StructureExtents | None:
-        """Where each structure starts and ends on a training volume nobody painted, if it is bounded there
-        (``config.structure_ends``; a painted volume is bounded by its own propagation, and this is None)."""
+        """Where each structure starts and ends on a training volume (``config.structure_ends``): on a painted
+        volume where its own propagation places it, on one nobody painted where the painted volumes'
+        propagation lands once registered onto it; None when nothing bounds the structures there."""
         config = self.config
         if config.prior_source != "propagation" or config.structure_ends == "network":
             return None
+        own = structure_extents(self.prior(volume_index))
+        if own is not None:
+            return own
         return self._unpainted_extents.extents(volume_index, self.annotation, self.pool.priors)
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
