@@ -153,6 +153,10 @@ class TrainConfig:
     # Colin27 k = 3 supervised rose from 0.32 to 0.49 (docs/benchmarks.md).
     flip_prob: float = 0.0
     rot90_prob: float = 0.0
+    # Additive Gaussian noise (largest standard deviation, z-score units; 0 = none) in the strong
+    # photometric views, and those views also for the labeled crops of the final stage.
+    noise_sigma: float = 0.0
+    photometric_labeled: bool = False
     annotation_mode: AnnotationMode = "slice"
     # Scribble mode: the painted value that means "background" (0 = unpainted there).
     background_value: int | None = None
@@ -326,6 +330,8 @@ class TrainConfig:
             raise ValueError(f"unpainted_prior must be one of {UNPAINTED_PRIORS}, got {self.unpainted_prior!r}.")
         if self.loss.prior not in PRIORS:
             raise ValueError(f"loss.prior must be one of {PRIORS}, got {self.loss.prior!r}.")
+        if self.noise_sigma < 0.0:
+            raise ValueError(f"noise_sigma must be >= 0, got {self.noise_sigma}.")
         if self.model.context < 0:
             raise ValueError("model.context must be >= 0.")
 

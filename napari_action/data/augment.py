@@ -140,8 +140,9 @@ def strong_photometric(
     jitter: float = 0.2,
     blur_sigma: tuple[float, float] = (0.15, 1.15),
     p: float = 0.5,
+    noise_sigma: float = 0.0,
 ) -> torch.Tensor:
-    """Intensity jitter and Gaussian blur of grey-value slices (image only).
+    """Intensity jitter, Gaussian blur and Gaussian noise of grey-value slices (image only).
 
     The reference code uses torchvision's colour jitter on RGB images. Our
     inputs are single-channel z-scored intensities (2.5D channels are
@@ -151,7 +152,10 @@ def strong_photometric(
     factor ``U(1-j, 1+j)`` about the sample mean and a brightness shift of
     ``U(-j, j)`` standard deviations. Independently with probability ``p``,
     a Gaussian blur with ``sigma ~ U(*blur_sigma)`` pixels (separable
-    convolution, per-sample sigma).
+    convolution, per-sample sigma). Then, with ``noise_sigma > 0`` and
+    independently with probability ``p``, additive Gaussian noise of standard
+    deviation ``U(0, noise_sigma)`` (z-score units): scanners differ in noise
+    far more than the few painted slices of one volume show.
 
     Use ``jitter=0.2`` for the pre-training student view and ``jitter=0.25``
     (the 0.75–1.25 range) for stage-iii unlabeled images (docs/method.md, "Augmentation").
@@ -164,11 +168,26 @@ def strong_photometric(
     _check_images(images)
     if not 0.0 <= jitter < 1.0:
         raise ValueError(f"jitter must be in [0, 1), got {jitter}.")
+    if noise_sigma < 0.0:
+        raise ValueError(f"noise_sigma must be >= 0, got {noise_sigma}.")
     b = images.shape[0]
     out = _jitter_intensity(images, jitter, _bernoulli(b, p, generator, images.device), generator)
     sigma = _uniform(b, blur_sigma[0], blur_sigma[1], generator, images.device)
     sigma = torch.where(_bernoulli(b, p, generator, images.device), sigma, torch.zeros_like(sigma))
-    return _gaussian_blur(out, sigma, max(blur_sigma))
+    out = _gaussian_blur(out, sigma, max(blur_sigma))
+    if noise_sigma > 0.0:  # no draws when off: runs without noise keep their random streams
+        out = _add_noise(out, noise_sigma, _bernoulli(b, p, generator, images.device), generator)
+    return out
+
+
+def _add_noise(
+    images: torch.Tensor, max_sigma: float, apply: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    b = images.shape[0]
+    sigma = _uniform(b, 0.0, max_sigma, generator, images.device) * apply
+    where = generator.device if generator is not None else images.device
+    noise = torch.randn(images.shape, generator=generator, device=where, dtype=torch.float32).to(images.device)
+    return images + (sigma.view(b, 1, 1, 1) * noise).to(images.dtype)
 
 
 def _jitter_intensity(

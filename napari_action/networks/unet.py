@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from napari_action.runtime import autocast_paused
+
 #: Number of pooling steps of the U-Net.
 _DEPTH = 4
 #: Inputs must have spatial sizes that are multiples of this (the total down-sampling).
@@ -170,8 +172,8 @@ class UNet(nn.Module):
         """Segment ``x`` of shape ``(B, in_channels, *spatial)``, spatial multiples of 16."""
         check_spatial(x, self.spatial_dims, self.in_channels, "UNet")
         skips = []
-        for block in self.encoder:
-            x = block(x)
+        for level, block in enumerate(self.encoder):
+            x = _in_float32(block, x) if level == 0 else block(x)
             skips.append(x)
         bottleneck = skips.pop()
         pyramid = [bottleneck]
@@ -179,11 +181,22 @@ class UNet(nn.Module):
         for block in self.decoder:
             x = block(x, skips.pop())
             pyramid.append(x)
-        return UNetOutput(self.out_conv(x), bottleneck, pyramid)
+        return UNetOutput(_in_float32(self.out_conv, x), bottleneck, pyramid)
 
     def add_classes(self, n_new: int) -> None:
         """Add ``n_new`` output channels; existing channels keep their weights."""
         self.out_conv = grow_conv(self.out_conv, self.out_conv.in_channels, self.num_classes + n_new)
+
+
+def _in_float32(layer: nn.Module, x: Tensor) -> Tensor:
+    """``layer(x)`` in float32 under any autocast: the first and last layers of the U-Net.
+
+    bfloat16's 8-bit mantissa on the input intensities and the output logits cost the phantom's
+    hearts 0.03-0.06 Dice when training on a CPU in bfloat16; in float32 they cost 6 % of a step
+    (docs/benchmarks.md, "A faster cpu preset"). Without autocast this is ``layer(x)``.
+    """
+    with autocast_paused(x):
+        return layer(x.float())
 
 
 def grow_conv(conv: nn.Module, in_channels: int, out_channels: int) -> nn.Module:

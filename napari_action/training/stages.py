@@ -79,6 +79,14 @@ def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Ten
     return images, targets
 
 
+def _final_stage_labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labeled crops of the last stage (and the baselines): with ``photometric_labeled`` in a strong view."""
+    images, targets = _labeled_batch(inp, batch)
+    if inp.config.photometric_labeled:
+        images = strong_photometric(images, inp.generator, noise_sigma=inp.config.noise_sigma)
+    return images, targets
+
+
 def _unlabeled_batch(inp: StepInputs, batch: int) -> torch.Tensor:
     images = inp.pool.sample_unlabeled(batch, inp.config.crop_size, inp.rng).to(inp.device)
     images, _, _ = random_geometric(images, None, None, inp.generator, **_geometry(inp.config))
@@ -103,7 +111,7 @@ def _distillation_views(inp: StepInputs, batch_l: int, batch_u: int) -> tuple[to
     images_l, targets = _labeled_batch(inp, batch_l)
     images_u = _unlabeled_batch(inp, batch_u)
     weak = torch.cat([images_l, images_u])
-    strong = strong_photometric(weak, inp.generator)
+    strong = strong_photometric(weak, inp.generator, noise_sigma=inp.config.noise_sigma)
     return weak, strong, targets
 
 
@@ -202,7 +210,7 @@ def _pseudo_labeled_batch(inp: StepInputs, batch_u: int) -> tuple[torch.Tensor, 
     pseudo, confidence = losses.pseudo_labels(_teacher_probabilities(inp, images, prior, weight))
     images, pseudo, confidence = cutmix(images, pseudo, confidence, inp.generator)
     # Stage iii's stronger jitter: contrast/brightness factors in 0.75-1.25.
-    images = strong_photometric(images, inp.generator, jitter=0.25)
+    images = strong_photometric(images, inp.generator, jitter=0.25, noise_sigma=inp.config.noise_sigma)
     return images, pseudo, confidence
 
 
@@ -248,7 +256,7 @@ def _anatomical_contrast(inp: StepInputs, out: dict[str, torch.Tensor], labels: 
 def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Stage iii: supervised + confidence-weighted pseudo-labels + anatomical contrast."""
     cfg = inp.config
-    images_l, targets = _labeled_batch(inp, cfg.batch_labeled_stage3)
+    images_l, targets = _final_stage_labeled_batch(inp, cfg.batch_labeled_stage3)
     n_lab = images_l.shape[0]
     images_u, pseudo, confidence = _pseudo_labeled_batch(inp, cfg.batch_unlabeled_stage3)
     stride = cfg.model.rep_stride if cfg.loss.use_anco else None
@@ -267,7 +275,7 @@ def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
 
 def supervised(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Baseline: the same U-Net on the painted slices only."""
-    images, targets = _labeled_batch(inp, inp.config.batch_labeled_stage3)
+    images, targets = _final_stage_labeled_batch(inp, inp.config.batch_labeled_stage3)
     loss = _supervised(inp.student_pass(images)["logits"], targets, inp.config)
     return loss, {"sup": float(loss.detach())}
 
@@ -283,10 +291,10 @@ def _sigmoid_rampup(step: int, length: int) -> float:
 def mean_teacher(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Baseline: Mean Teacher (Tarvainen & Valpola 2017) with a softmax-MSE consistency."""
     cfg = inp.config
-    images_l, targets = _labeled_batch(inp, cfg.batch_labeled_stage3)
+    images_l, targets = _final_stage_labeled_batch(inp, cfg.batch_labeled_stage3)
     images_u = _unlabeled_batch(inp, cfg.batch_unlabeled_stage3)
     n_lab = images_l.shape[0]
-    noisy = strong_photometric(images_u, inp.generator)
+    noisy = strong_photometric(images_u, inp.generator, noise_sigma=cfg.noise_sigma)
     logits = inp.student_pass(torch.cat([images_l, noisy]))["logits"]
     with torch.no_grad():
         target_probs = torch.softmax(inp.nets.teacher(images_u).logits.float(), dim=1)

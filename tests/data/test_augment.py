@@ -117,6 +117,23 @@ def test_strong_photometric_blur_and_jitter():
         strong_photometric(images, generator(), jitter=1.5)
 
 
+def test_strong_photometric_adds_noise_up_to_its_sigma_after_jitter_and_blur():
+    flat = torch.full((256, 1, 16, 16), 2.0)  # jitter and blur leave a constant image as it is
+    noisy = strong_photometric(flat, generator(), p=1.0, noise_sigma=0.3)
+    spread = (noisy - flat).std(dim=(1, 2, 3))
+    assert spread.max() < 0.3 * 1.2 and spread.min() < 0.05  # sigma ~ U(0, 0.3) per sample
+    assert 0.12 < spread.mean() < 0.18
+    torch.testing.assert_close(strong_photometric(flat, generator(), p=0.0, noise_sigma=0.3), flat)
+    images = torch.randn(64, 1, 16, 16)
+    # Noise is drawn after jitter and blur: those stay what runs without noise draw, only noise is added.
+    added = strong_photometric(images, generator(3), p=1.0, noise_sigma=0.3) - strong_photometric(
+        images, generator(3), p=1.0
+    )
+    assert added.std(dim=(1, 2, 3)).max() < 0.3 * 1.2 and added.mean().abs() < 0.01
+    with pytest.raises(ValueError, match="noise_sigma"):
+        strong_photometric(images, generator(), noise_sigma=-0.1)
+
+
 def test_jitter_treats_2p5d_channels_alike():
     image = torch.randn(1, 1, 8, 8)
     stacked = image.repeat(1, 3, 1, 1)

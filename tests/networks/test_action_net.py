@@ -49,15 +49,18 @@ def test_encoder_parameters_cover_encoder_and_global_head_only():
     assert not selected & {id(p) for p in net.local_head.parameters()}
 
 
-def test_under_bfloat16_autocast_the_heads_and_the_losses_compute_in_float32():
-    # The convolutions take the autocast type; the embeddings the distillation divides by a
-    # temperature of 0.01, and every loss, stay float32.
+def test_under_bfloat16_autocast_the_heads_the_losses_and_the_outer_layers_compute_in_float32():
+    # The inner convolutions take the autocast type; the U-Net's first block (the intensities) and
+    # last convolution (the logits), the embeddings the distillation divides by a temperature of
+    # 0.01, and every loss, stay float32.
     net = ActionNet(1, 3, TINY_MODEL)
     images = torch.rand(2, 1, 32, 32)
     target = torch.randint(0, 3, (2, 32, 32))
     with autocast(torch.device("cpu"), True):
         out = net(images)
-        assert out.logits.dtype == torch.bfloat16
+        assert out.logits.dtype == torch.float32
+        assert out.bottleneck.dtype == torch.bfloat16
+        assert net.unet.encoder[0](images).dtype == torch.bfloat16  # the block alone would autocast
         embeddings = [
             net.global_embedding(out.bottleneck, predict=True),
             net.local_embedding(out.logits, predict=False),
