@@ -33,6 +33,7 @@ def test_reference_behaviour_is_one_override_away():
         ({"crop_size": 100}, "multiple of 16"),
         ({"method": "unet"}, "Unknown method"),
         ({"steps_stage3": -1}, "steps_stage3"),
+        ({"noise_sigma": -0.1}, "noise_sigma must be >= 0"),
     ],
 )
 def test_bad_settings_are_explained(overrides, message):

@@ -191,9 +191,10 @@ class UNet(nn.Module):
 def _in_float32(layer: nn.Module, x: Tensor) -> Tensor:
     """``layer(x)`` in float32 under any autocast: the first and last layers of the U-Net.
 
-    bfloat16's 8-bit mantissa on the input intensities and the output logits cost the phantom's
-    hearts 0.03-0.06 Dice when training on a CPU in bfloat16; in float32 they cost 6 % of a step
-    (docs/benchmarks.md, "A faster cpu preset"). Without autocast this is ``layer(x)``.
+    The usual practice of mixed precision, and the one screened remedy that recovered some of what
+    bfloat16 training on a CPU costs the phantom's hearts (seed 0: 0.84 -> 0.89 never painted;
+    seed 1 unchanged), for 6 % of a bfloat16 step (docs/benchmarks.md, "A faster cpu preset").
+    Without autocast this is ``layer(x)``.
     """
     with autocast_paused(x):
         return layer(x.float())

@@ -243,3 +243,25 @@ def test_prior_crops_come_from_between_painted_slices_with_weights_falling_with_
     _, prior, weight = inputs.pool.sample_unlabeled_with_prior(8, 32, np.random.default_rng(1), 1.0, 4.0)
     assert (prior >= 0).any(dim=(1, 2)).all()  # share 1: every crop from a slice between 2 and 7
     assert ((weight > 0) == (prior >= 0)).all() and weight.max() <= np.exp(-1 / 4.0) + 1e-6
+
+
+@pytest.mark.parametrize("step", [stages.action, stages.supervised], ids=lambda step: step.__name__)
+def test_the_final_stage_shows_the_labeled_crops_in_a_noisy_strong_view_only_when_asked(step):
+    seen = []
+
+    def student_input(config: TrainConfig) -> torch.Tensor:
+        inputs = step_inputs(config)
+        first = inputs.nets.student.unet.encoder[0]
+        hook = first.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+        torch.manual_seed(1)
+        step(inputs)
+        hook.remove()
+        return seen[-1][: config.batch_labeled_stage3]
+
+    clean = student_input(tiny_config())
+    again = student_input(tiny_config())
+    strong = student_input(tiny_config(noise_sigma=0.3, photometric_labeled=True))
+    torch.testing.assert_close(clean, again)
+    # Same crops and geometry (drawn first), then jitter, blur and noise: a difference of up to ~0.3 sd.
+    difference = (strong - clean).flatten(1).std(dim=1)
+    assert difference.max() > 0.05 and difference.max() < 1.0
