@@ -83,8 +83,13 @@ def _final_stage_labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tenso
     """Labeled crops of the last stage (and the baselines): with ``photometric_labeled`` in a strong view."""
     images, targets = _labeled_batch(inp, batch)
     if inp.config.photometric_labeled:
-        images = strong_photometric(images, inp.generator, noise_sigma=inp.config.noise_sigma)
+        images = strong_photometric(images, inp.generator, noise_sigma=_noise(inp.config))
     return images, targets
+
+
+def _noise(config: TrainConfig) -> float:
+    # None is "from the data", which the trainer decides before the first step; unresolved: none.
+    return config.noise_sigma or 0.0
 
 
 def _unlabeled_batch(inp: StepInputs, batch: int) -> torch.Tensor:
@@ -111,7 +116,7 @@ def _distillation_views(inp: StepInputs, batch_l: int, batch_u: int) -> tuple[to
     images_l, targets = _labeled_batch(inp, batch_l)
     images_u = _unlabeled_batch(inp, batch_u)
     weak = torch.cat([images_l, images_u])
-    strong = strong_photometric(weak, inp.generator, noise_sigma=inp.config.noise_sigma)
+    strong = strong_photometric(weak, inp.generator, noise_sigma=_noise(inp.config))
     return weak, strong, targets
 
 
@@ -210,7 +215,7 @@ def _pseudo_labeled_batch(inp: StepInputs, batch_u: int) -> tuple[torch.Tensor, 
     pseudo, confidence = losses.pseudo_labels(_teacher_probabilities(inp, images, prior, weight))
     images, pseudo, confidence = cutmix(images, pseudo, confidence, inp.generator)
     # Stage iii's stronger jitter: contrast/brightness factors in 0.75-1.25.
-    images = strong_photometric(images, inp.generator, jitter=0.25, noise_sigma=inp.config.noise_sigma)
+    images = strong_photometric(images, inp.generator, jitter=0.25, noise_sigma=_noise(inp.config))
     return images, pseudo, confidence
 
 
@@ -294,7 +299,7 @@ def mean_teacher(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     images_l, targets = _final_stage_labeled_batch(inp, cfg.batch_labeled_stage3)
     images_u = _unlabeled_batch(inp, cfg.batch_unlabeled_stage3)
     n_lab = images_l.shape[0]
-    noisy = strong_photometric(images_u, inp.generator, noise_sigma=cfg.noise_sigma)
+    noisy = strong_photometric(images_u, inp.generator, noise_sigma=_noise(cfg))
     logits = inp.student_pass(torch.cat([images_l, noisy]))["logits"]
     with torch.no_grad():
         target_probs = torch.softmax(inp.nets.teacher(images_u).logits.float(), dim=1)

@@ -63,6 +63,7 @@ from napari_action.training.trainer_inputs import (
     check_volumes,
     normalized_image,
     single_slice_advice,
+    with_scanner_augmentation,
 )
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class Trainer:
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
         self.images = [normalized_image(v, self.axis) for v in raw]
+        self.config = with_scanner_augmentation(self.config, self.images, self.annotation)
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings, world = check_geometry(spacings, affines, raw)
         carry_affines = world if self.config.unpainted_prior != "none" else None

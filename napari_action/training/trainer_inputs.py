@@ -7,6 +7,8 @@ warning instead (:func:`single_slice_advice`).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.intensity import check_volume_values
+from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "single_slice_advice",
     "WholeVolumes",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def check_volumes(volumes: Sequence[Any]) -> list[Any]:
@@ -120,6 +125,25 @@ def normalized_image(volume: Any, axis: int) -> NormalizedVolume:
     if is_array_like(volume):
         return NormalizedVolume.sampled(volume, axis)
     return NormalizedVolume.exact(check_volume_values(volume))
+
+
+def with_scanner_augmentation(
+    config: TrainConfig, images: Sequence[NormalizedVolume], annotation: SparseAnnotation
+) -> TrainConfig:
+    """``config`` with the noise augmentation decided where it is left to the data (``noise_sigma=None``).
+
+    Noise up to the noisiest training volume's when it is clearly noisier than every painted one
+    (:func:`~napari_action.data.noise_level.noise_to_add`); ``photometric_labeled=None`` follows it.
+    """
+    noise = config.noise_sigma
+    if noise is None:
+        painted = [index for index in range(len(images)) if annotation.labeled_slices(index)]
+        levels = [noise_level(image, annotation.axis) for image in images] if painted else []
+        noise = round(noise_to_add(levels, painted), 3)
+        if noise:
+            logger.info("volumes noisier than the painted ones (%s): noise up to %.3f sd in training", levels, noise)
+    labeled = config.photometric_labeled if config.photometric_labeled is not None else noise > 0
+    return dataclasses.replace(config, noise_sigma=noise, photometric_labeled=labeled)
 
 
 def build_annotation(

@@ -272,3 +272,15 @@ def test_streamed_predictions_leave_the_preview_where_it_reaches_by_default():
     assert streamed and not reached[streamed].any()  # the network showed only where the preview had nothing
     assert all(p.preview_kept for p in progress)
     assert not any(p.preview_kept for p in Trainer([image], [sparse(truth)], tiny_config()).train())
+
+
+def test_noise_joins_training_when_a_volume_is_clearly_noisier_than_the_painted_one():
+    image, truth = disc_volume(0)
+    noisier = image + np.random.default_rng(5).normal(0, 60, image.shape).astype(np.float32)
+    alike = Trainer([image, disc_volume(1)[0]], [sparse(truth)], tiny_config())
+    assert (alike.config.noise_sigma, alike.config.photometric_labeled) == (0.0, False)
+    trainer = Trainer([image, noisier], [sparse(truth)], tiny_config())
+    assert trainer.config.noise_sigma > 0.2 and trainer.config.photometric_labeled is True
+    assert trainer.checkpoint().config.noise_sigma == trainer.config.noise_sigma  # what the model was trained with
+    chosen = Trainer([image, noisier], [sparse(truth)], tiny_config(noise_sigma=0.0, photometric_labeled=False))
+    assert (chosen.config.noise_sigma, chosen.config.photometric_labeled) == (0.0, False)
