@@ -144,7 +144,7 @@ class Trainer:
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
         self.images = [normalized_image(v, self.axis) for v in raw]
-        self.config = with_scanner_augmentation(self.config, self.images, self.annotation)
+        self.config, self._noise_note = with_scanner_augmentation(self.config, self.images, self.annotation)
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings, world = check_geometry(spacings, affines, raw)
         carry_affines = world if self.config.unpainted_prior != "none" else None
@@ -199,7 +199,8 @@ class Trainer:
     @property
     def advice(self) -> list[str]:
         """What the user should know about these labels before trusting the result (front ends show it)."""
-        return [advice for advice in (self._axis_advice, single_slice_advice(self.annotation)) if advice]
+        notes = (self._axis_advice, single_slice_advice(self.annotation), self._noise_note)
+        return [advice for advice in notes if advice]
 
     @property
     def volumes(self) -> Sequence[np.ndarray]:

@@ -8,7 +8,6 @@ warning instead (:func:`single_slice_advice`).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,8 +28,6 @@ __all__ = [
     "single_slice_advice",
     "WholeVolumes",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def check_volumes(volumes: Sequence[Any]) -> list[Any]:
@@ -129,21 +126,28 @@ def normalized_image(volume: Any, axis: int) -> NormalizedVolume:
 
 def with_scanner_augmentation(
     config: TrainConfig, images: Sequence[NormalizedVolume], annotation: SparseAnnotation
-) -> TrainConfig:
-    """``config`` with the noise augmentation decided where it is left to the data (``noise_sigma=None``).
+) -> tuple[TrainConfig, str | None]:
+    """``config`` with the noise augmentation decided where it is left to the data (``noise_sigma=None``),
+    and, when noise joins training, a note for the user.
 
     Noise up to the noisiest training volume's when it is clearly noisier than every painted one
     (:func:`~napari_action.data.noise_level.noise_to_add`); ``photometric_labeled=None`` follows it.
     """
-    noise = config.noise_sigma
+    noise, note = config.noise_sigma, None
     if noise is None:
         painted = [index for index in range(len(images)) if annotation.labeled_slices(index)]
         levels = [noise_level(image, annotation.axis) for image in images] if painted else []
         noise = round(noise_to_add(levels, painted), 3)
         if noise:
-            logger.info("volumes noisier than the painted ones (%s): noise up to %.3f sd in training", levels, noise)
+            noisiest = int(np.argmax(levels))
+            least = min(levels[index] for index in painted)
+            note = (
+                f"volume {noisiest + 1} is noisier than the painted one(s) (noise {levels[noisiest]:.2f} against "
+                f"{least:.2f} sd): training adds noise up to {noise:.2f} sd to what the network sees, so that "
+                "it also segments the noisier scans."
+            )
     labeled = config.photometric_labeled if config.photometric_labeled is not None else noise > 0
-    return dataclasses.replace(config, noise_sigma=noise, photometric_labeled=labeled)
+    return dataclasses.replace(config, noise_sigma=noise, photometric_labeled=labeled), note
 
 
 def build_annotation(

@@ -281,6 +281,8 @@ def test_noise_joins_training_when_a_volume_is_clearly_noisier_than_the_painted_
     assert (alike.config.noise_sigma, alike.config.photometric_labeled) == (0.0, False)
     trainer = Trainer([image, noisier], [sparse(truth)], tiny_config())
     assert trainer.config.noise_sigma > 0.2 and trainer.config.photometric_labeled is True
+    assert any("volume 2 is noisier" in advice for advice in trainer.advice)
+    assert not any("noisier" in advice for advice in alike.advice)
     assert trainer.checkpoint().config.noise_sigma == trainer.config.noise_sigma  # what the model was trained with
     chosen = Trainer([image, noisier], [sparse(truth)], tiny_config(noise_sigma=0.0, photometric_labeled=False))
     assert (chosen.config.noise_sigma, chosen.config.photometric_labeled) == (0.0, False)
