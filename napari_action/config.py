@@ -157,7 +157,7 @@ class TrainConfig:
     # z-score units; 0 = none), and a strong view of the final stage's labeled crops. None = from the
     # data: on when some training volume is clearly noisier than the painted ones, with enough noise
     # to bring them to it (data/noise_level.py), else off. On 12 simulated scans of one brain the
-    # unpainted ones rose from 0.35 to 0.49 (noise 0.3 and strong labeled views, seed 1337); where
+    # unpainted ones rose from 0.375 to 0.489 (noise 0.3 and strong labeled views, 3 seeds); where
     # every volume is alike it is off, since there it cost the demo's hearts 0.03 on the mean of 3
     # seeds (docs/benchmarks.md, "Scanners differ").
     noise_sigma: float | None = None
