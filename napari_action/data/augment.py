@@ -17,9 +17,14 @@ import torch
 import torch.nn.functional as F
 
 
+def _drawing_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
+    """Where random numbers are drawn: on the generator's device (the result is then moved to ``device``)."""
+    return generator.device if generator is not None else device
+
+
 def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """``n`` uniform samples drawn on the generator's device, then moved to ``device``."""
-    where = generator.device if generator is not None else device
+    where = _drawing_device(generator, device)
     return (torch.rand(n, generator=generator, device=where) * (high - low) + low).to(device)
 
 
@@ -185,7 +190,7 @@ def _add_noise(
 ) -> torch.Tensor:
     b = images.shape[0]
     sigma = _uniform(b, 0.0, max_sigma, generator, images.device) * apply
-    where = generator.device if generator is not None else images.device
+    where = _drawing_device(generator, images.device)
     noise = torch.randn(images.shape, generator=generator, device=where, dtype=torch.float32).to(images.device)
     return images + (sigma.view(b, 1, 1, 1) * noise).to(images.dtype)
 
