@@ -48,7 +48,7 @@ from cohort_subjects import Cohort, Subject, load_cohort, reoriented_like
 from peak_memory import PeakRss
 from sparse_slices import add_training_options, network_config, read_run_lists, train_timed
 
-from napari_action.config import BUDGETS, STRUCTURE_ENDS
+from napari_action.config import BUDGETS, ENDING_RULES
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.evaluation.metrics import dice_per_class, evaluate
 from napari_action.inference.postprocess import trim_beyond_extents
@@ -182,7 +182,7 @@ def other_structure_ends(trainer: Trainer, protocol: Protocol) -> dict[str, dict
     finally:
         config.structure_ends = shipped
     found = {"network": unended}
-    for rule in (r for r in STRUCTURE_ENDS if r not in ("network", shipped)):
+    for rule in (r for r in ENDING_RULES if r not in ("network", shipped)):
         found[rule] = {}
         for index, subject in enumerate(protocol.subjects):
             extents = trainer.structure_extents(index)

@@ -24,8 +24,11 @@ PRIOR_SOURCES: tuple[str, ...] = ("propagation", "interpolation")
 STREAM_OVER_PREVIEW: tuple[str, ...] = ("unreached", "everywhere")
 #: The prior of volumes nobody painted: the painted volumes' prior registered onto them, or none.
 UNPAINTED_PRIORS: tuple[str, ...] = ("registration", "none")
-#: How prediction ends a structure beyond the slices the propagation carries it to (``TrainConfig.structure_ends``).
-STRUCTURE_ENDS: tuple[str, ...] = ("taper", "cut", "network")
+#: How prediction ends a structure beyond the slices the propagation carries it to (``TrainConfig.structure_ends``):
+#: "auto" is decided by the trainer from the painted volumes' slice thickness, the others are rules.
+STRUCTURE_ENDS: tuple[str, ...] = ("auto", "taper", "cut", "network")
+#: The rules themselves, what a predictor applies.
+ENDING_RULES: tuple[str, ...] = ("taper", "cut", "network")
 
 
 @dataclass
@@ -188,8 +191,11 @@ class TrainConfig:
     # (cut); three: 0.743 -> 0.745, 0.747; vertebrae in sagittal slices (TPTBox, 3 seeds): taper
     # within 0.009 of the network in every run, cut up to 0.06 lower; the phantom's hearts, which
     # end abruptly: cut +0.03 to +0.07, taper +0.00 to +0.01 (docs/benchmarks.md, "Where each
-    # structure ends").
-    structure_ends: str = "taper"
+    # structure ends"). "auto" (the default) chooses from the painted volumes: "cut" where their
+    # slices are at least 3 times thicker than their pixels (a structure ends between two thick
+    # slices, and one slice of run-on is millimetres of it), "taper" otherwise
+    # (training.trainer_inputs.with_structure_ends).
+    structure_ends: str = "auto"
     # The prior from the painted slices (the preview, the teacher's vote and the
     # prediction's fusion): "propagation" carries the labels along the image,
     # between painted slices and beyond them; "interpolation" morphs the shapes

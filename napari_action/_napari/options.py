@@ -103,7 +103,8 @@ def _declare_widgets() -> list:
             choices=STRUCTURE_ENDS,
             value=TrainConfig().structure_ends,
             tooltip="Where a predicted structure ends, past the last slice your labels are carried to "
-            "(on unpainted images: your images' carried labels registered onto them). taper: kept while "
+            "(on unpainted images: your images' carried labels registered onto them). auto: cut where your "
+            "painted images' slices are 3 or more times thicker than their pixels, taper otherwise. taper: kept while "
             "it narrows, ended where it grows again. cut: ended there (for structures about as long as "
             "they are wide, such as the heart). network: as the network predicts it (for structures that "
             "reach far beyond their painted outline, such as vertebrae on sagittal slices).",

@@ -90,6 +90,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         affines=[s.meta.affine for s in subjects],
     )
     _say(f"Training {trainer.config.method} on {trainer.device_label}: {describe_schedule(trainer)}...")
+    for message in trainer.advice:  # what the trainer decided from the data, as `train` says it
+        _say(f"Note: {message}")
     run_training(trainer, TerminalProgress())
     trainer.save_checkpoint(out / "model.pt")
 

@@ -77,13 +77,14 @@ def add_schedule_options(parser: argparse.ArgumentParser, budget: str = "the bud
 
 
 def add_structure_ends_option(parser: argparse.ArgumentParser) -> None:
-    """``--structure-ends taper|cut|network``: how prediction ends a structure past its propagated slices."""
+    """``--structure-ends auto|taper|cut|network``: how prediction ends a structure past its propagated slices."""
     parser.add_argument(
         "--structure-ends",
         choices=STRUCTURE_ENDS,
         default=None,
         help="past the last slice the painted labels are propagated to (registered, on unpainted images): "
-        "taper (default) keeps a predicted structure while it narrows and ends it where it grows again; cut "
+        "auto (default) is cut where the painted images' slices are 3 or more times thicker than their pixels, "
+        "taper otherwise; taper keeps a predicted structure while it narrows and ends it where it grows again; cut "
         "ends it there (structures about as long as wide, e.g. the heart); network keeps what the network "
         "predicts (structures far wider than their painted outline, e.g. vertebrae on sagittal slices)",
     )

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_action.config import STRUCTURE_ENDS
+from napari_action.config import ENDING_RULES
 from napari_action.data.intensity import normalize_volume, pad_value
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
@@ -57,6 +57,12 @@ def build_inference_net(ckpt: Checkpoint, which: str = "teacher") -> torch.nn.Mo
     return net.eval()
 
 
+def _saved_rule(structure_ends: str) -> str:
+    """The ending rule of a saved model. A trainer saves the rule it chose; "auto" comes only from models
+    saved before the setting existed (read with today's default), which get the rule for isotropic slices."""
+    return "taper" if structure_ends == "auto" else structure_ends
+
+
 def _pad_to_multiple(
     batch: torch.Tensor, value: float, multiple: int = SPATIAL_MULTIPLE
 ) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -91,7 +97,8 @@ class Predictor:
     smoothing_mm, prior_decay_mm : float
         :attr:`TrainConfig.predict_smoothing_mm`, :attr:`TrainConfig.predict_prior_decay_mm`.
     structure_ends : str
-        :attr:`TrainConfig.structure_ends` ("network", the default here: no structure is ended).
+        :attr:`TrainConfig.structure_ends` as the trainer resolved it: "taper", "cut" or "network" (the
+        default here: no structure is ended).
     """
 
     def __init__(
@@ -118,8 +125,9 @@ class Predictor:
         self.amp = resolve_amp(self.device, amp, cpu_bfloat16)
         self.smoothing_mm = float(smoothing_mm)
         self.prior_decay_mm = float(prior_decay_mm)
-        if structure_ends not in STRUCTURE_ENDS:
-            raise ValueError(f"structure_ends must be one of {STRUCTURE_ENDS}, got {structure_ends!r}.")
+        if structure_ends not in ENDING_RULES:
+            # "auto" is a training setting: the trainer turns it into one of these from the slice thickness.
+            raise ValueError(f"structure_ends must be one of {ENDING_RULES} here, got {structure_ends!r}.")
         self.structure_ends = structure_ends
         self._dtype = smallest_label_dtype(self.class_values)
 
@@ -146,7 +154,7 @@ class Predictor:
             cpu_bfloat16=ckpt.config.cpu_bfloat16,
             smoothing_mm=ckpt.config.predict_smoothing_mm,
             prior_decay_mm=ckpt.config.predict_prior_decay_mm,
-            structure_ends=ckpt.config.structure_ends,
+            structure_ends=_saved_rule(ckpt.config.structure_ends),
         )
 
     @torch.no_grad()

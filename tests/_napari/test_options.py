@@ -146,7 +146,7 @@ def test_a_session_of_release_0_1_opens_with_the_options_it_recorded(viewer, qtb
         "method": "action",
         "prior_source": "interpolation",
         "unpainted_prior": "none",
-        "structure_ends": "taper",
+        "structure_ends": "auto",
         "steps_stage3": 1,
         "device": "cpu",
         "num_threads": 1,

@@ -32,7 +32,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert overlay.dtype == np.uint8 and overlay.shape[2] == 3
     title_band = overlay[:22]
     assert title_band.max() == 255 and (title_band == 0).mean() > 0.5  # white text on black
-    assert "mean Dice" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "mean Dice" in said.out
+    assert "times thicker than their pixels" in said.err  # the phantom's 8 mm slices: structures cut, and said
 
 
 def test_demo_hint_names_a_napari_the_user_can_run(monkeypatch, tmp_path):

@@ -79,15 +79,15 @@ def test_an_unknown_precision_is_refused_with_the_choices(capsys):
 
 
 @pytest.mark.parametrize("command", ["train", "demo"])
-@pytest.mark.parametrize("ends", [None, "taper", "cut", "network"])
+@pytest.mark.parametrize("ends", [None, "auto", "taper", "cut", "network"])
 def test_structure_ends_reach_the_config(command, ends):
     required = ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
     chosen = [] if ends is None else ["--structure-ends", ends]
     config = config_from_args(build_parser().parse_args([command, *required, *chosen]))
-    assert config.structure_ends == (ends or "taper")
+    assert config.structure_ends == (ends or "auto")
 
 
 def test_unknown_structure_ends_are_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--structure-ends", "never"])
-    assert "choose from 'taper', 'cut', 'network'" in capsys.readouterr().err
+    assert "choose from 'auto', 'taper', 'cut', 'network'" in capsys.readouterr().err

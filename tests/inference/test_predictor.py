@@ -274,3 +274,9 @@ def test_a_volume_nobody_painted_is_bounded_by_the_painted_propagation_registere
     alone = _areas(final(trainer.predict_volume(1)))
     assert alone[36:].all() and not bounded[36:].any()
     np.testing.assert_array_equal(bounded[: carried.last[1] + 1], alone[: carried.last[1] + 1])
+
+
+@pytest.mark.parametrize("rule", ["auto", "sometimes"])
+def test_a_predictor_applies_a_rule_and_refuses_anything_else(rule):
+    with pytest.raises(ValueError, match="'taper', 'cut', 'network'"):
+        untrained(axis=0, structure_ends=rule)  # "auto" is for the trainer to decide, from the slice thickness

@@ -286,3 +286,20 @@ def test_noise_joins_training_when_a_volume_is_clearly_noisier_than_the_painted_
     assert trainer.checkpoint().config.noise_sigma == trainer.config.noise_sigma  # what the model was trained with
     chosen = Trainer([image, noisier], [sparse(truth)], tiny_config(noise_sigma=0.0, photometric_labeled=False))
     assert (chosen.config.noise_sigma, chosen.config.photometric_labeled) == (0.0, False)
+
+
+def test_structure_ends_are_cut_on_thick_painted_slices_and_tapered_otherwise():
+    image, truth = disc_volume(0)
+    fine = (1.0, 1.0, 1.0)
+    thick = tuple(4.0 if axis == AXIS else 1.0 for axis in range(3))  # slices 4 times thicker than pixels
+    cut = Trainer([image], [sparse(truth)], tiny_config(), spacings=[thick])
+    assert cut.config.structure_ends == "cut"
+    assert any("4.0 times thicker" in advice for advice in cut.advice)
+    assert cut.checkpoint().config.structure_ends == "cut"  # what prediction from the saved model applies
+    tapered = Trainer([image], [sparse(truth)], tiny_config(), spacings=[fine])
+    assert tapered.config.structure_ends == "taper" and tapered.advice == []
+    # Decided by the painted volumes: a thick unpainted one beside them changes nothing.
+    beside = Trainer([image, disc_volume(1)[0]], [sparse(truth)], tiny_config(), spacings=[fine, thick])
+    assert beside.config.structure_ends == "taper"
+    chosen = Trainer([image], [sparse(truth)], tiny_config(structure_ends="taper"), spacings=[thick])
+    assert chosen.config.structure_ends == "taper" and chosen.advice == []
