@@ -52,6 +52,13 @@ __all__ = [
     "slicing_spacing",
 ]
 
+#: Slices at least this many times thicker than their pixels are thick: a structure ends between two of
+#: them, often abruptly (the phantom's hearts: 8 mm over 1.5 mm, 5.3 times; pyradiomics' tumour scans:
+#: 3.2-8.8 times; Colin27 and the TPTBox crops are isotropic).
+THICK_SLICES = 3.0
+#: Width of the ring a structure's contrast is measured against (:attr:`PropagationSettings.end_contrast`).
+RING_MM = 3.0
+
 #: Reads one slice of the (normalised) image along the slicing axis: ``(H, W)`` float.
 SliceReader = Callable[[int], np.ndarray]
 
@@ -77,6 +84,13 @@ class PropagationSettings:
         (0: none). Neighbouring pixels of one structure move together; smoothing removes the
         flow's pixel noise, which otherwise frays the borders a little more at every slice
         (screened on Colin27, TPTBox and the phantom: 2 beat 0, 1, 3, 4 and 6).
+    end_contrast : float
+        On thick slices (:data:`THICK_SLICES`), beyond the painted range: a structure ends on the
+        first slice where the difference between its mean intensity and that of a 3 mm ring around
+        it falls below this share of that difference on the painted slice (0: never). A structure
+        ends between two thick slices, often at its widest (a heart's base, a tumour's edge), where
+        fading with the distance carries it a slice or two too far. On thin slices it changes
+        nothing: there a contrast test cost Colin27 0.04 Dice with one painted slice.
     """
 
     window_radius: int = 4
@@ -84,6 +98,7 @@ class PropagationSettings:
     extent: float = 1.0
     max_beyond: int = 64
     flow_smoothing: float = 2.0
+    end_contrast: float = 0.5
 
     def __post_init__(self) -> None:
         if self.window_radius < 1 or self.warps < 1:
@@ -93,6 +108,8 @@ class PropagationSettings:
                 "extent, max_beyond and flow_smoothing must be >= 0, got "
                 f"{self.extent}, {self.max_beyond}, {self.flow_smoothing}."
             )
+        if not 0.0 <= self.end_contrast <= 1.0:
+            raise ValueError(f"end_contrast must be in [0, 1], got {self.end_contrast}.")
 
 
 @dataclass(frozen=True)
@@ -398,7 +415,12 @@ def _beyond(
     half_way = settings.extent * _painted_radius(probs, in_plane)  # mm per class
     stop = source + step * (limit + 1)
     pending: list[tuple[int, np.ndarray]] = []
+    ends = None
+    if settings.end_contrast > 0 and thickness >= THICK_SLICES * min(in_plane):
+        ends = _ContrastEnds(images[source], probs, in_plane, settings.end_contrast)
     for z, carried in _carry(images, source, stop, probs, settings):
+        if ends is not None:
+            ends.apply(images[z], carried)  # in place: an ended structure is not carried further
         faded = _fade(carried, abs(z - source) * thickness, half_way)
         if not (faded[1:] >= 0.5).any():
             break
@@ -408,6 +430,40 @@ def _beyond(
             pending = []
     if pending:
         yield _run_of(pending)
+
+
+class _ContrastEnds:
+    """Ends each carried structure on the first slice where it stands out from a ring around it by less
+    than ``share`` of how it stood out on the painted slice (or the other way round): then it is no
+    longer the structure that was painted (the myocardium above a heart's base holds the atrium's bright
+    blood; past a tumour's edge its region looks like the tissue around it)."""
+
+    def __init__(self, painted_image: np.ndarray, probs: np.ndarray, in_plane: tuple[float, float], share: float):
+        self._ring_pixels = max(1, round(RING_MM / min(in_plane)))
+        self._share = share
+        # None: nothing to compare (absent, no ring) or ended; never compared again.
+        self._painted = [None] + [self._contrast(painted_image, probs[c] >= 0.5) for c in range(1, len(probs))]
+
+    def apply(self, image: np.ndarray, carried: np.ndarray) -> None:
+        """End, in ``carried`` (C, H, W) itself, the structures that lost their contrast on ``image``."""
+        for c, painted in enumerate(self._painted):
+            if painted is None:
+                continue
+            now = self._contrast(image, carried[c] >= 0.5)
+            if now is None or now / painted < self._share:
+                carried[0] += carried[c]  # background takes what the structure held
+                carried[c] = 0.0
+                self._painted[c] = None
+
+    def _contrast(self, image: np.ndarray, region: np.ndarray) -> float | None:
+        """Mean intensity in ``region`` minus that of a ring around it; None when either is empty or they match."""
+        if not region.any():
+            return None
+        ring = ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~region
+        if not ring.any():
+            return None
+        contrast = float(image[region].mean() - image[ring].mean())
+        return contrast if abs(contrast) > 1e-6 else None
 
 
 def _run_of(pending: list[tuple[int, np.ndarray]]) -> PropagatedRun:

@@ -18,6 +18,7 @@ from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
+from napari_action.data.propagation import THICK_SLICES
 
 __all__ = [
     "build_annotation",
@@ -152,13 +153,6 @@ def with_scanner_augmentation(
     return dataclasses.replace(config, noise_sigma=noise, photometric_labeled=labeled), note
 
 
-#: Slices at least this many times thicker than their pixels end structures by "cut" under
-#: ``structure_ends = "auto"``. The demo's hearts (8 mm slices of 1.5 mm pixels, 5.3 times) gained
-#: 0.03-0.09 Dice per seed from "cut"; every isotropic volume measured (Colin27, TPTBox resampled to
-#: 1.5 mm) does as well or better with "taper" (docs/benchmarks.md, "Where each structure ends").
-THICK_SLICES = 3.0
-
-
 def slice_thickness_ratio(spacing: Sequence[float], axis: int) -> float:
     """How many times thicker a volume's slices along ``axis`` are than its finest in-plane pixel side."""
     in_plane = [float(size) for index, size in enumerate(spacing) if index != axis]
@@ -170,9 +164,12 @@ def with_structure_ends(
 ) -> tuple[TrainConfig, str | None]:
     """``config`` with ``structure_ends = "auto"`` turned into a rule, and a note for the user when it cuts.
 
-    "cut" when every painted volume has thick slices (:data:`THICK_SLICES`): a structure then ends
-    between two slices, which the propagation places well, and a network running on by a slice adds
-    a whole slab of false voxels; "taper" otherwise. Any other setting is kept as it is.
+    "cut" when every painted volume has thick slices (:data:`~napari_action.data.propagation.THICK_SLICES`):
+    a structure then ends between two slices, which the propagation places well, and a network running
+    on by a slice adds a whole slab of false voxels; "taper" otherwise. Any other setting is kept as it
+    is. The demo's hearts (8 mm slices of 1.5 mm pixels) gained 0.03-0.09 Dice per seed from "cut";
+    every isotropic volume measured (Colin27, TPTBox resampled to 1.5 mm) does as well or better with
+    "taper" (docs/benchmarks.md, "Where each structure ends").
     """
     if config.structure_ends != "auto":
         return config, None

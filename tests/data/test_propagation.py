@@ -101,6 +101,38 @@ def test_a_structure_is_carried_beyond_the_painted_range_and_fades_with_distance
     assert np.count_nonzero(thick[:18]) < np.count_nonzero(result[:18])
 
 
+THICK = (5.0, 1.0, 1.0)  # slices 5 times thicker than their pixels
+
+
+def test_on_thick_slices_a_structure_ends_where_it_no_longer_stands_out_from_its_surroundings():
+    image, truth = winding_tube(depth=30, start=8, stop=13)  # ends flat after slice 12: nothing on 13
+    sparse = painted(truth, (8, 12))
+    ended = propagate_labels(image, sparse, axis=0, spacing=THICK)
+    faded = propagate_labels(image, sparse, axis=0, spacing=THICK, settings=PropagationSettings(end_contrast=0.0))
+    assert faded[13].any() and faded[7].any()  # fading with distance alone carries it a slice too far
+    assert not ended[13].any() and not ended[7].any()
+    np.testing.assert_array_equal(ended[8:13], faded[8:13])
+    # Where the structure goes on, it keeps its contrast and is carried as before.
+    image, truth = winding_tube(depth=30, start=0, stop=30)
+    sparse = painted(truth, (8, 12))
+    on = propagate_labels(image, sparse, axis=0, spacing=THICK)
+    assert dice(on[13] == 1, truth[13] == 1) > 0.8
+    np.testing.assert_array_equal(
+        on, propagate_labels(image, sparse, axis=0, spacing=THICK, settings=PropagationSettings(end_contrast=0.0))
+    )
+
+
+def test_on_thin_slices_structures_fade_with_distance_only():
+    image, truth = winding_tube(depth=30, start=8, stop=13)
+    sparse = painted(truth, (8, 12))
+    thin = (2.5, 1.0, 1.0)  # 2.5 times: below the thick-slice ratio
+    default = propagate_labels(image, sparse, axis=0, spacing=thin)
+    assert default[13].any()
+    np.testing.assert_array_equal(
+        default, propagate_labels(image, sparse, axis=0, spacing=thin, settings=PropagationSettings(end_contrast=0.0))
+    )
+
+
 def test_nothing_is_carried_beyond_with_extent_zero():
     image, truth = winding_tube(depth=30)
     sparse = painted(truth, (10, 20))
