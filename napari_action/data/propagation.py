@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.registration import optical_flow_ilk
 
+from napari_action.data.carried_ends import THICK_SLICES, ContrastEnds, fade, painted_radius, thickness_ratio
 from napari_action.data.intensity import exact_statistics
 from napari_action.data.interpolation import check_slice_targets, painted_class_targets
 
@@ -51,13 +52,6 @@ __all__ = [
     "propagation_pieces",
     "slicing_spacing",
 ]
-
-#: Slices at least this many times thicker than their pixels are thick: a structure ends between two of
-#: them, often abruptly (the phantom's hearts: 8 mm over 1.5 mm, 5.3 times; pyradiomics' tumour scans:
-#: 3.2-8.8 times; Colin27 and the TPTBox crops are isotropic).
-THICK_SLICES = 3.0
-#: Width of the ring a structure's contrast is measured against (:attr:`PropagationSettings.end_contrast`).
-RING_MM = 3.0
 
 #: Reads one slice of the (normalised) image along the slicing axis: ``(H, W)`` float.
 SliceReader = Callable[[int], np.ndarray]
@@ -85,12 +79,12 @@ class PropagationSettings:
         flow's pixel noise, which otherwise frays the borders a little more at every slice
         (screened on Colin27, TPTBox and the phantom: 2 beat 0, 1, 3, 4 and 6).
     end_contrast : float
-        On thick slices (:data:`THICK_SLICES`), beyond the painted range: a structure ends on the
-        first slice where the difference between its mean intensity and that of a 3 mm ring around
-        it falls below this share of that difference on the painted slice (0: never). A structure
-        ends between two thick slices, often at its widest (a heart's base, a tumour's edge), where
-        fading with the distance carries it a slice or two too far. On thin slices it changes
-        nothing: there a contrast test cost Colin27 0.04 Dice with one painted slice.
+        On thick slices (:data:`~napari_action.data.carried_ends.THICK_SLICES`), beyond the painted range: a
+        structure ends on the first slice where the difference between its mean intensity and that of a 3 mm
+        ring around it falls below this share of that difference on the painted slice (0: never). A
+        structure ends between two thick slices, often at its widest (a heart's base, a tumour's edge),
+        where fading with the distance carries it a slice or two too far. On thin slices it changes nothing:
+        there a contrast test cost Colin27 0.04 Dice with one painted slice.
     """
 
     window_radius: int = 4
@@ -412,16 +406,16 @@ def _beyond(
     """Carry one painted slice outwards; every structure fades with distance; stop where all have."""
     if limit <= 0 or settings.extent <= 0:
         return
-    half_way = settings.extent * _painted_radius(probs, in_plane)  # mm per class
+    half_way = settings.extent * painted_radius(probs, in_plane)  # mm per class
     stop = source + step * (limit + 1)
     pending: list[tuple[int, np.ndarray]] = []
     ends = None
-    if settings.end_contrast > 0 and thickness >= THICK_SLICES * min(in_plane):
-        ends = _ContrastEnds(images[source], probs, in_plane, settings.end_contrast)
+    if settings.end_contrast > 0 and thickness_ratio([thickness, *in_plane], 0) >= THICK_SLICES:
+        ends = ContrastEnds(images[source], probs, in_plane, settings.end_contrast)
     for z, carried in _carry(images, source, stop, probs, settings):
         if ends is not None:
             ends.apply(images[z], carried)  # in place: an ended structure is not carried further
-        faded = _fade(carried, abs(z - source) * thickness, half_way)
+        faded = fade(carried, abs(z - source) * thickness, half_way)
         if not (faded[1:] >= 0.5).any():
             break
         pending.append((z, faded))
@@ -430,40 +424,6 @@ def _beyond(
             pending = []
     if pending:
         yield _run_of(pending)
-
-
-class _ContrastEnds:
-    """Ends each carried structure on the first slice where it stands out from a ring around it by less
-    than ``share`` of how it stood out on the painted slice (or the other way round): then it is no
-    longer the structure that was painted (the myocardium above a heart's base holds the atrium's bright
-    blood; past a tumour's edge its region looks like the tissue around it)."""
-
-    def __init__(self, painted_image: np.ndarray, probs: np.ndarray, in_plane: tuple[float, float], share: float):
-        self._ring_pixels = max(1, round(RING_MM / min(in_plane)))
-        self._share = share
-        # None: nothing to compare (absent, no ring) or ended; never compared again.
-        self._painted = [None] + [self._contrast(painted_image, probs[c] >= 0.5) for c in range(1, len(probs))]
-
-    def apply(self, image: np.ndarray, carried: np.ndarray) -> None:
-        """End, in ``carried`` (C, H, W) itself, the structures that lost their contrast on ``image``."""
-        for c, painted in enumerate(self._painted):
-            if painted is None:
-                continue
-            now = self._contrast(image, carried[c] >= 0.5)
-            if now is None or now / painted < self._share:
-                carried[0] += carried[c]  # background takes what the structure held
-                carried[c] = 0.0
-                self._painted[c] = None
-
-    def _contrast(self, image: np.ndarray, region: np.ndarray) -> float | None:
-        """Mean intensity in ``region`` minus that of a ring around it; None when either is empty or they match."""
-        if not region.any():
-            return None
-        ring = ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~region
-        if not ring.any():
-            return None
-        contrast = float(image[region].mean() - image[ring].mean())
-        return contrast if abs(contrast) > 1e-6 else None
 
 
 def _run_of(pending: list[tuple[int, np.ndarray]]) -> PropagatedRun:
@@ -492,23 +452,6 @@ def _carry(
         coordinates = grid + flow
         probs = np.stack([ndimage.map_coordinates(p, coordinates, order=1, mode="nearest") for p in probs])
         yield z, probs
-
-
-def _fade(probs: np.ndarray, distance_mm: float, half_way: np.ndarray) -> np.ndarray:
-    """Scale every structure by ``2 ** -(d / half_way) ** 2``; background takes what they lose."""
-    with np.errstate(divide="ignore"):
-        keep = np.where(half_way > 0, np.exp2(-((distance_mm / np.maximum(half_way, 1e-9)) ** 2)), 0.0)
-    faded = probs * keep[:, None, None].astype(np.float32)
-    faded[0] = 1.0 - faded[1:].sum(axis=0)
-    return faded
-
-
-def _painted_radius(probs: np.ndarray, in_plane: tuple[float, float]) -> np.ndarray:
-    """Per class, the radius in mm of a disc with its painted area (0 for background and absent classes)."""
-    area = probs.reshape(probs.shape[0], -1).sum(axis=1) * in_plane[0] * in_plane[1]
-    radius = np.sqrt(area / np.pi)
-    radius[0] = 0.0
-    return radius
 
 
 def _decide(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
