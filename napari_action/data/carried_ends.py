@@ -1,8 +1,9 @@
 """Where a structure carried beyond the painted range ends (:mod:`~napari_action.data.propagation`).
 
 It fades with the distance over its painted radius, as a structure that narrows to its end would;
-on thick slices it also ends on the first slice where it no longer stands out from its surroundings,
-since such structures end between two slices, often at their widest.
+on thick slices it also ends on the first slice where it no longer stands out from its surroundings or
+where the structure that walled it has ended, since such structures end between two slices, often at
+their widest.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["RING_MM", "THICK_SLICES", "ContrastEnds", "fade", "painted_radius", "thickness_ratio"]
+__all__ = ["RING_MM", "THICK_SLICES", "WALLED", "ThickSliceEnds", "fade", "painted_radius", "thickness_ratio"]
 
 #: Slices at least this many times thicker than their pixels are thick: a structure ends between two of
 #: them, often abruptly (the phantom's hearts: 8 mm over 1.5 mm, 5.3 times; pyradiomics' tumour scans:
@@ -20,6 +21,8 @@ __all__ = ["RING_MM", "THICK_SLICES", "ContrastEnds", "fade", "painted_radius", 
 THICK_SLICES = 3.0
 #: Width of the ring a structure's contrast is measured against (``PropagationSettings.end_contrast``).
 RING_MM = 3.0
+#: A structure whose ring another one covers at least this much on the painted slice is walled by it.
+WALLED = 0.5
 
 
 def thickness_ratio(spacing: Sequence[float], axis: int) -> float:
@@ -45,35 +48,67 @@ def painted_radius(probs: np.ndarray, in_plane: tuple[float, float]) -> np.ndarr
     return radius
 
 
-class ContrastEnds:
-    """Ends each carried structure on the first slice where it stands out from a ring around it by less
-    than ``share`` of how it stood out on the painted slice (or the other way round): then it is no
-    longer the structure that was painted (the myocardium above a heart's base holds the atrium's bright
-    blood; past a tumour's edge its region looks like the tissue around it)."""
+class ThickSliceEnds:
+    """Ends each carried structure on the first slice where it is no longer the structure that was painted.
+
+    Two signs, each compared with the painted slice and ending the structure below ``share`` of it:
+
+    - its contrast: how much its mean intensity stands out from a ring around it (the myocardium above a
+      heart's base holds the atrium's bright blood; past a tumour's edge its region looks like the tissue
+      around it);
+    - its wall: for a structure that another one enclosed on the painted slice (at least :data:`WALLED` of
+      its ring), how much of its ring that wall still covers. A cavity ends where its wall does: the left
+      ventricle's blood goes on into the atrium above the base, as bright as before, but the myocardium
+      that walled it has ended (the convention of cardiac contours: the basal slice is the last one where
+      the muscle surrounds the cavity).
+    """
 
     def __init__(self, painted_image: np.ndarray, probs: np.ndarray, in_plane: tuple[float, float], share: float):
         self._ring_pixels = max(1, round(RING_MM / min(in_plane)))
         self._share = share
+        classes = range(1, len(probs))
         # None: nothing to compare (absent, no ring) or ended; never compared again.
-        self._painted = [None] + [self._contrast(painted_image, probs[c] >= 0.5) for c in range(1, len(probs))]
+        self._contrasts = [None] + [self._contrast(painted_image, probs[c] >= 0.5) for c in classes]
+        self._walls = [None] + [self._wall(probs, c) for c in classes]
 
     def apply(self, image: np.ndarray, carried: np.ndarray) -> None:
-        """End, in ``carried`` (C, H, W) itself, the structures that lost their contrast on ``image``."""
-        for c, painted in enumerate(self._painted):
-            if painted is None:
-                continue
-            now = self._contrast(image, carried[c] >= 0.5)
-            if now is None or now / painted < self._share:
-                carried[0] += carried[c]  # background takes what the structure held
-                carried[c] = 0.0
-                self._painted[c] = None
+        """End, in ``carried`` (C, H, W) itself, the structures that lost their contrast or wall on ``image``."""
+        for c, painted in enumerate(self._contrasts):
+            if painted is not None:
+                now = self._contrast(image, carried[c] >= 0.5)
+                if now is None or now / painted < self._share:
+                    self._end(carried, c)
+        # After the contrasts: a wall that ended on this slice ends what it walled on this slice too.
+        for c, wall in enumerate(self._walls):
+            if wall is not None and self._contrasts[c] is not None:
+                by, painted_cover = wall
+                ring = self._ring(carried[c] >= 0.5)
+                if not ring.any() or float((carried[by][ring] >= 0.5).mean()) < self._share * painted_cover:
+                    self._end(carried, c)
+
+    def _end(self, carried: np.ndarray, c: int) -> None:
+        carried[0] += carried[c]  # background takes what the structure held
+        carried[c] = 0.0
+        self._contrasts[c] = None
+
+    def _ring(self, region: np.ndarray) -> np.ndarray:
+        return ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~region
 
     def _contrast(self, image: np.ndarray, region: np.ndarray) -> float | None:
         """Mean intensity in ``region`` minus that of a ring around it; None when either is empty or they match."""
         if not region.any():
             return None
-        ring = ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~region
+        ring = self._ring(region)
         if not ring.any():
             return None
         contrast = float(image[region].mean() - image[ring].mean())
         return contrast if abs(contrast) > 1e-6 else None
+
+    def _wall(self, probs: np.ndarray, c: int) -> tuple[int, float] | None:
+        """The structure that covers most of ``c``'s ring on the painted slice and that share, if walled."""
+        ring = self._ring(probs[c] >= 0.5)
+        if not ring.any():
+            return None
+        cover = [0.0 if d in (0, c) else float((probs[d][ring] >= 0.5).mean()) for d in range(len(probs))]
+        by = int(np.argmax(cover))
+        return (by, cover[by]) if cover[by] >= WALLED else None

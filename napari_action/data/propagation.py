@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.registration import optical_flow_ilk
 
-from napari_action.data.carried_ends import THICK_SLICES, ContrastEnds, fade, painted_radius, thickness_ratio
+from napari_action.data.carried_ends import THICK_SLICES, ThickSliceEnds, fade, painted_radius, thickness_ratio
 from napari_action.data.intensity import exact_statistics
 from napari_action.data.interpolation import check_slice_targets, painted_class_targets
 
@@ -81,10 +81,12 @@ class PropagationSettings:
     end_contrast : float
         On thick slices (:data:`~napari_action.data.carried_ends.THICK_SLICES`), beyond the painted range: a
         structure ends on the first slice where the difference between its mean intensity and that of a 3 mm
-        ring around it falls below this share of that difference on the painted slice (0: never). A
-        structure ends between two thick slices, often at its widest (a heart's base, a tumour's edge),
-        where fading with the distance carries it a slice or two too far. On thin slices it changes nothing:
-        there a contrast test cost Colin27 0.04 Dice with one painted slice.
+        ring around it falls below this share of that difference on the painted slice, or where the
+        structure that walled it on the painted slice (a ventricle's myocardium) covers less than this
+        share of what it covered there (0: never). A structure ends between two thick slices, often at
+        its widest (a heart's base, a tumour's edge), where fading with the distance carries it a slice
+        or two too far. On thin slices it changes nothing: there a contrast test cost Colin27 0.04 Dice
+        with one painted slice.
     """
 
     window_radius: int = 4
@@ -411,7 +413,7 @@ def _beyond(
     pending: list[tuple[int, np.ndarray]] = []
     ends = None
     if settings.end_contrast > 0 and thickness_ratio([thickness, *in_plane], 0) >= THICK_SLICES:
-        ends = ContrastEnds(images[source], probs, in_plane, settings.end_contrast)
+        ends = ThickSliceEnds(images[source], probs, in_plane, settings.end_contrast)
     for z, carried in _carry(images, source, stop, probs, settings):
         if ends is not None:
             ends.apply(images[z], carried)  # in place: an ended structure is not carried further

@@ -122,6 +122,37 @@ def test_on_thick_slices_a_structure_ends_where_it_no_longer_stands_out_from_its
     )
 
 
+def walled_cavity(walled: bool, depth: int = 30, start: int = 8, stop: int = 13, seed: int = 0):
+    """A bright cavity (label 2) on slices ``start``..``stop - 1``, walled by dark muscle (label 1) when
+    ``walled``; its bright blood goes on past ``stop`` as an unlabeled pool, as a ventricle opens into
+    its atrium above a heart's base."""
+    truth = np.zeros((depth, SIZE, SIZE), np.uint8)
+    image = np.full(truth.shape, 100.0)
+    cavity, wall = disc(7, (SIZE / 2, SIZE / 2)), disc(11, (SIZE / 2, SIZE / 2)) & ~disc(7, (SIZE / 2, SIZE / 2))
+    for z in range(start, depth):
+        image[z][cavity] = 200.0
+        if z < stop:
+            truth[z][cavity] = 2
+            if walled:
+                truth[z][wall] = 1
+                image[z][wall] = 50.0
+    image += np.random.default_rng(seed).normal(0, 8, truth.shape)
+    return image.astype(np.float32), truth
+
+
+def test_on_thick_slices_a_walled_structure_ends_where_its_wall_does():
+    image, truth = walled_cavity(walled=True)
+    result = propagate_labels(image, painted(truth, (8, 12)), axis=0, spacing=THICK)
+    # The pool above still stands out from the tissue around it (200 over 100, two thirds of the painted
+    # contrast), but the muscle that walled it is gone: the cavity ends with it.
+    assert not result[13].any()
+    assert dice(result[9:12] == 2, truth[9:12] == 2) > 0.9
+    # The same cavity without a wall is carried on, as any structure that keeps its contrast.
+    image, truth = walled_cavity(walled=False)
+    unwalled = propagate_labels(image, painted(truth, (8, 12)), axis=0, spacing=THICK)
+    assert np.count_nonzero(unwalled[13] == 2) > 100
+
+
 def test_on_thin_slices_structures_fade_with_distance_only():
     image, truth = winding_tube(depth=30, start=8, stop=13)
     sparse = painted(truth, (8, 12))
