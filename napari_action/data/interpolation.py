@@ -130,7 +130,7 @@ class SliceInterpolator:
         order, self.slice_shape = check_slice_targets(targets, num_slices)
         self._order = order
         self._targets = {s: np.asarray(targets[s]) for s in order}
-        self._fields = {s: _signed_distances(self._targets[s], num_classes, spacing) for s in order}
+        self._fields = {s: signed_distances(self._targets[s], num_classes, spacing) for s in order}
         index = np.arange(num_slices)
         self.distance = np.abs(index[:, None] - np.asarray(order)[None, :]).min(axis=1)
         self.covered = (index >= order[0]) & (index <= order[-1])
@@ -178,7 +178,7 @@ def check_slice_targets(targets: dict[int, np.ndarray], num_slices: int) -> tupl
     return order, (int(shape[0]), int(shape[1]))
 
 
-def _signed_distances(target: np.ndarray, num_classes: int, spacing: Sequence[float]) -> list[np.ndarray | None]:
+def signed_distances(target: np.ndarray, num_classes: int, spacing: Sequence[float]) -> list[np.ndarray | None]:
     """Per foreground class: distance to its border, positive inside; None if absent."""
     fields: list[np.ndarray | None] = [None]
     for cls in range(1, num_classes):
@@ -199,14 +199,14 @@ def _blend(first: list, second: list, t: float, shape: tuple[int, int]) -> np.nd
     for cls, (a, b) in enumerate(zip(first, second, strict=True)):
         if a is None and b is None:
             continue
-        score = _blended_field(a, b, t)
+        score = blended_field(a, b, t)
         better = score > best
         best[better] = score[better]
         winner[better] = cls
     return winner
 
 
-def _blended_field(a: np.ndarray | None, b: np.ndarray | None, t: float) -> np.ndarray:
+def blended_field(a: np.ndarray | None, b: np.ndarray | None, t: float) -> np.ndarray:
     if a is not None and b is not None:
         return (1.0 - t) * a + t * b
     # Painted on one side only: erode it linearly so that it vanishes at the other slice.

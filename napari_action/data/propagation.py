@@ -37,6 +37,7 @@ from scipy import ndimage
 from skimage.registration import optical_flow_ilk
 
 from napari_action.data.carried_ends import THICK_SLICES, ThickSliceEnds, fade, painted_radius, thickness_ratio
+from napari_action.data.flow_disagreement import PaintedShapes
 from napari_action.data.intensity import exact_statistics
 from napari_action.data.interpolation import check_slice_targets, painted_class_targets
 
@@ -87,6 +88,11 @@ class PropagationSettings:
         its widest (a heart's base, a tumour's edge), where fading with the distance carries it a slice
         or two too far. On thin slices it changes nothing: there a contrast test cost Colin27 0.04 Dice
         with one painted slice.
+    flow_agreement : float
+        On thick slices, between two painted slices that both hold a structure: on a slice where the
+        masks carried from the two sides overlap by less than this Dice, the structure is drawn by
+        shape interpolation instead (0: never). Screened on real thick-slice tumours and the phantom:
+        0.3 changed only a tumour the flows lost (0.13 -> 0.63); 0.5 also replaced one they had right.
     """
 
     window_radius: int = 4
@@ -95,6 +101,7 @@ class PropagationSettings:
     max_beyond: int = 64
     flow_smoothing: float = 2.0
     end_contrast: float = 0.5
+    flow_agreement: float = 0.3
 
     def __post_init__(self) -> None:
         if self.window_radius < 1 or self.warps < 1:
@@ -104,8 +111,9 @@ class PropagationSettings:
                 "extent, max_beyond and flow_smoothing must be >= 0, got "
                 f"{self.extent}, {self.max_beyond}, {self.flow_smoothing}."
             )
-        if not 0.0 <= self.end_contrast <= 1.0:
-            raise ValueError(f"end_contrast must be in [0, 1], got {self.end_contrast}.")
+        for name in ("end_contrast", "flow_agreement"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
 
 
 @dataclass(frozen=True)
@@ -300,10 +308,13 @@ def _compute(
     first = onehots[piece.source]
     if piece.kind == "painted":
         return (PropagatedRun(piece.source, *_decide(first[None])),)
-    if piece.kind == "between":
-        return (_between(images, piece.source, piece.other, first, onehots[piece.other], settings),)
-    room = piece.source if piece.other < 0 else num_slices - 1 - piece.source
     thickness, in_plane = float(spacing[0]), (float(spacing[1]), float(spacing[2]))
+    if piece.kind == "between":
+        shapes = None
+        if settings.flow_agreement > 0 and thickness_ratio([thickness, *in_plane], 0) >= THICK_SLICES:
+            shapes = PaintedShapes(first, onehots[piece.other], in_plane, settings.flow_agreement)
+        return (_between(images, piece.source, piece.other, first, onehots[piece.other], settings, shapes),)
+    room = piece.source if piece.other < 0 else num_slices - 1 - piece.source
     limit = min(settings.max_beyond, room)
     return _beyond(images, piece.source, piece.other, limit, first, thickness, in_plane, settings)
 
@@ -383,7 +394,13 @@ def propagate_labels(
 
 
 def _between(
-    images: _SliceCache, a: int, b: int, first: np.ndarray, last: np.ndarray, settings: PropagationSettings
+    images: _SliceCache,
+    a: int,
+    b: int,
+    first: np.ndarray,
+    last: np.ndarray,
+    settings: PropagationSettings,
+    shapes: PaintedShapes | None = None,
 ) -> PropagatedRun:
     """Both painted slices carried across the interval, blended by distance."""
     forward = [probs for _, probs in _carry(images, a, b, first, settings)]
@@ -391,6 +408,8 @@ def _between(
     for z, backward in _carry(images, b, a, last, settings):
         t = (z - a) / (b - a)
         blended[z - a - 1] = (1.0 - t) * forward[z - a - 1] + t * backward
+        if shapes is not None:
+            shapes.where_flows_disagree(blended[z - a - 1], forward[z - a - 1], backward, t)
     return PropagatedRun(a + 1, *_decide(blended))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from napari_action.data.structure_extents import StructureExtents
+from napari_action.data.structure_extents import StructureExtents, neighbour_counts
 
 
 def keep_largest_components(labels: np.ndarray, keep: int = 1, background: int = 0) -> np.ndarray:
@@ -171,7 +171,10 @@ def trim_beyond_extents(
     extent's end (plus one pixel); from the first slice where it grows beyond that, it is
     removed there and further out. A real structure narrows towards its end; one that grows
     again past where the propagation ends it has run into something else that looks alike.
-    Removed voxels take the background value, ``class_values[0]``.
+    Removed voxels take the background value, ``class_values[0]``. "cut" also ends each structure that
+    ``extents.walls`` says another one walls on the first slice, out from where its wall holds, where
+    the wall covers less than :data:`UNWALLED` of what it covered there (a ventricle run on into the
+    atrium above a heart's base: the myocardium that walled it has ended).
 
     The cut was better on the phantom's hearts, which end abruptly, and up to 0.06 worse on
     vertebrae in sagittal slices, which reach far beyond their painted cross-section; the
@@ -191,10 +194,46 @@ def trim_beyond_extents(
                 continue
             part = labels[stop:] if step > 0 else labels[: stop + 1]
             part[part == value] = background
+    if rule == "cut":
+        for walled in extents.walls:
+            _end_where_unwalled(labels, walled, class_values)
 
 
 #: How much a structure's area may grow, past the end of its extent, over the smallest area since.
 TAPER_SLACK = 0.1
+#: A walled structure has lost its wall on a slice where the wall covers less than this share of the
+#: border it covered on the prior's slices.
+UNWALLED = 0.5
+
+
+def _end_where_unwalled(labels: np.ndarray, walled: tuple[int, int, float], class_values: np.ndarray) -> None:
+    """End a walled structure, walking out from its largest walled slice, on the first slice it has lost its wall.
+
+    The walk starts where the wall holds, not at the largest slice: a ventricle run on into the atrium
+    above a heart's base is larger than any true cross-section of it.
+    """
+    c, by, cover = walled
+    value, wall = class_values[c], class_values[by]
+    area = np.count_nonzero(labels == value, axis=(1, 2))
+    held = np.array(
+        [area[z] > 0 and _wall_cover(labels[z], value, wall) >= UNWALLED * cover for z in range(len(labels))]
+    )
+    if not held.any():
+        return
+    core = int(np.argmax(np.where(held, area, -1)))
+    for step in (1, -1):
+        z = core
+        while 0 <= z < len(labels) and (area[z] == 0 or held[z]):
+            z += step
+        if 0 <= z < len(labels):
+            part = labels[z:] if step > 0 else labels[: z + 1]
+            part[part == value] = class_values[0]
+
+
+def _wall_cover(labels: np.ndarray, value: int, wall: int) -> float:
+    """Share of the border of ``value``'s region on one slice that touches ``wall``."""
+    counts = neighbour_counts(np.where(labels == value, 1, np.where(labels == wall, 2, 0)), 3)
+    return float(counts[1, 2] / max(counts[1].sum(), 1))
 
 
 def _end_of_taper(area: np.ndarray, start: int, step: int) -> int | None:

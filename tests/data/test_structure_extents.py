@@ -48,3 +48,18 @@ def test_only_a_propagation_bounds_structures():
     (interpolated,) = build_priors(annotation, [NormalizedVolume(image, None)], "interpolation").values()
     assert structure_extents(interpolated) is None
     assert structure_extents(None) is None
+
+
+def _cavity_in_wall(size: int = 20, wall: int = 4) -> np.ndarray:
+    """Class 2 in the middle of a slice, walled on every side by class 1; class 3 beside it, against background."""
+    classes = np.zeros((size, 2 * size), np.int64)
+    classes[2 : size - 2, 2 : size - 2] = 1
+    classes[2 + wall : size - 2 - wall, 2 + wall : size - 2 - wall] = 2
+    classes[5:15, size + 5 : size + 15] = 3
+    return classes
+
+
+def test_the_slices_say_which_structure_walls_another():
+    extents = StructureExtents.of_slices([(4, _cavity_in_wall()), (5, _cavity_in_wall())], num_classes=4)
+    # The cavity's whole border touches its wall; the wall and the structure beside it touch background.
+    assert extents.walls == ((2, 1, 1.0),)

@@ -126,6 +126,30 @@ def test_beyond_its_extent_a_structure_is_kept_while_it_narrows_and_ended_where_
     np.testing.assert_array_equal(np.count_nonzero(cut, axis=(1, 2)), [0, 0, 0, 40, 40, 40, 0, 0, 0, 0, 0])
 
 
+def _heart_base(depth: int = 8) -> np.ndarray:
+    """Slicing axis first: a cavity (3) walled by muscle (2) on slices 2-7; on slices 0-1, above the base, the
+    network ran the cavity on into a larger pool with no muscle around it."""
+    labels = np.zeros((depth, 24, 24), np.uint8)
+    for z in range(2, depth):
+        labels[z, 4:20, 4:20] = 2
+        labels[z, 8:16, 8:16] = 3
+    labels[:2, 3:21, 3:21] = 3
+    return labels
+
+
+def test_cut_ends_a_walled_structure_where_its_wall_ends_and_taper_does_not():
+    values = np.array([0, 1, 2, 3])
+    extents = StructureExtents.of_slices(((z, s) for z, s in enumerate(_heart_base()) if z >= 2), num_classes=4)
+    extents = StructureExtents(np.array([-1, -1, 0, 0]), np.array([-1, -1, 7, 7]), extents.walls)
+    cut = _heart_base()
+    trim_beyond_extents(cut, extents, values, "cut")
+    np.testing.assert_array_equal(cut[:2], 0)  # the run-on is gone, though within the extent
+    np.testing.assert_array_equal(cut[2:], _heart_base()[2:])
+    tapered = _heart_base()
+    trim_beyond_extents(tapered, extents, values, "taper")
+    np.testing.assert_array_equal(tapered, _heart_base())
+
+
 def test_trimming_leaves_classes_without_extent_and_refuses_unknown_rules():
     labels = _stack_of_discs([10, 10, 10])
     unknown = StructureExtents(first=np.array([-1, -1]), last=np.array([-1, -1]))
