@@ -4,8 +4,9 @@ The five cases of pyradiomics' source archive (brain MRI 0.78 x 0.78 x 6.5 mm, b
 0.66 x 0.66 x 2.1 mm, lung CT 0.57-0.63 x 5 mm; one tumour outline each, drawn by its authors) are the
 only real thick-slice volumes with a mask that a package registry serves. For each case, k evenly
 spaced slices through the tumour are painted from the mask and carried through the volume without
-training: by napari-action's propagation with its thick-slice end test (the default), by the same
-propagation fading with distance alone (``end_contrast = 0``), and by shape interpolation. Dice over
+training: by napari-action's propagation with its thick-slice rules (the default), without the flow
+check between painted slices (``flow_agreement = 0``), without it and the end tests beyond them
+(``end_contrast = 0`` too: fading with distance alone), and by shape interpolation. Dice over
 every unpainted slice of the volume (voxels carried past the tumour's ends count against it).
 
 The archive (34.5 MB) is downloaded once with pip into ``--cache-dir`` and its ``data/`` folder kept;
@@ -64,11 +65,17 @@ def load_case(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, tuple[fl
 def carried(method: str, image: np.ndarray, sparse: np.ndarray, spacing, painted: list[int]) -> np.ndarray:
     if method == "interpolation":
         return interpolate_labels(sparse, AXIS, painted, spacing)
-    settings = PropagationSettings() if method == "propagation" else PropagationSettings(end_contrast=0.0)
-    return propagate_labels(image, sparse, AXIS, spacing, painted, settings)
+    return propagate_labels(image, sparse, AXIS, spacing, painted, SETTINGS[method])
 
 
-METHODS = ("propagation", "propagation, distance fade only", "interpolation")
+# The thick-slice rules one at a time: the flow check between painted slices, then also the end tests
+# beyond them (what the propagation does on thin slices).
+SETTINGS = {
+    "propagation": PropagationSettings(),
+    "without the flow check": PropagationSettings(flow_agreement=0.0),
+    "distance fade only": PropagationSettings(flow_agreement=0.0, end_contrast=0.0),
+}
+METHODS = (*SETTINGS, "interpolation")
 
 
 def main() -> None:

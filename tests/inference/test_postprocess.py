@@ -140,13 +140,16 @@ def _heart_base(depth: int = 8) -> np.ndarray:
 def test_cut_ends_a_walled_structure_where_its_wall_ends_and_taper_does_not():
     values = np.array([0, 1, 2, 3])
     extents = StructureExtents.of_slices(((z, s) for z, s in enumerate(_heart_base()) if z >= 2), num_classes=4)
-    extents = StructureExtents(np.array([-1, -1, 0, 0]), np.array([-1, -1, 7, 7]), extents.walls)
+    # The cavity's extent starts a slice late (a registration off by one): its wall, not the extent, ends it.
+    extents = StructureExtents(np.array([-1, -1, 1, 3]), np.array([-1, -1, 7, 7]), extents.walls)
     cut = _heart_base()
     trim_beyond_extents(cut, extents, values, "cut")
-    np.testing.assert_array_equal(cut[:2], 0)  # the run-on is gone, though within the extent
+    np.testing.assert_array_equal(cut[:2], 0)  # the run-on is gone, though within the extent on slice 1
     np.testing.assert_array_equal(cut[2:], _heart_base()[2:])
+    # Taper looks at areas only: within the extent it leaves the run-on.
+    whole = StructureExtents(np.array([-1, -1, 0, 0]), np.array([-1, -1, 7, 7]), extents.walls)
     tapered = _heart_base()
-    trim_beyond_extents(tapered, extents, values, "taper")
+    trim_beyond_extents(tapered, whole, values, "taper")
     np.testing.assert_array_equal(tapered, _heart_base())
 
 
