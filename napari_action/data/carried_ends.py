@@ -71,25 +71,33 @@ class ThickSliceEnds:
         self._contrasts = [None] + [self._contrast(painted_image, probs[c] >= 0.5) for c in classes]
         self._walls = [None] + [self._wall(probs, c) for c in classes]
 
-    def apply(self, image: np.ndarray, carried: np.ndarray) -> None:
-        """End, in ``carried`` (C, H, W) itself, the structures that lost their contrast or wall on ``image``."""
+    def apply(self, image: np.ndarray, carried: np.ndarray) -> bool:
+        """End, in ``carried`` (C, H, W) itself, the structures that lost their contrast or wall on ``image``.
+
+        Returns whether a structure still visible on this slice (at least one pixel of one half) ended here.
+        """
+        seen_ending = False
         for c, painted in enumerate(self._contrasts):
             if painted is not None:
-                now = self._contrast(image, carried[c] >= 0.5)
+                region = carried[c] >= 0.5
+                now = self._contrast(image, region)
                 if now is None or now / painted < self._share:
-                    self._end(carried, c)
+                    seen_ending |= self._end(carried, c, region)
         # After the contrasts: a wall that ended on this slice ends what it walled on this slice too.
         for c, wall in enumerate(self._walls):
             if wall is not None and self._contrasts[c] is not None:
                 by, painted_cover = wall
-                ring = self._ring(carried[c] >= 0.5)
+                region = carried[c] >= 0.5
+                ring = self._ring(region)
                 if not ring.any() or float((carried[by][ring] >= 0.5).mean()) < self._share * painted_cover:
-                    self._end(carried, c)
+                    seen_ending |= self._end(carried, c, region)
+        return seen_ending
 
-    def _end(self, carried: np.ndarray, c: int) -> None:
+    def _end(self, carried: np.ndarray, c: int, region: np.ndarray) -> bool:
         carried[0] += carried[c]  # background takes what the structure held
         carried[c] = 0.0
         self._contrasts[c] = None
+        return bool(region.any())
 
     def _ring(self, region: np.ndarray) -> np.ndarray:
         return ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~region

@@ -434,10 +434,14 @@ def _beyond(
     if settings.end_contrast > 0 and thickness_ratio([thickness, *in_plane], 0) >= THICK_SLICES:
         ends = ThickSliceEnds(images[source], probs, in_plane, settings.end_contrast)
     for z, carried in _carry(images, source, stop, probs, settings):
-        if ends is not None:
-            ends.apply(images[z], carried)  # in place: an ended structure is not carried further
+        # In place: an ended structure is not carried further.
+        ended_here = ends is not None and ends.apply(images[z], carried)
         faded = fade(carried, abs(z - source) * thickness, half_way)
         if not (faded[1:] >= 0.5).any():
+            if ended_here:
+                # The anatomy says the structures end here: a known background slice, which teaches the
+                # network the hard negative beyond the end (the atrium above a heart's base).
+                pending.append((z, faded))
             break
         pending.append((z, faded))
         if len(pending) == run_length:

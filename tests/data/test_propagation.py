@@ -147,6 +147,9 @@ def test_on_thick_slices_a_walled_structure_ends_where_its_wall_does():
     # contrast), but the muscle that walled it is gone: the cavity ends with it.
     assert not result[13].any()
     assert dice(result[9:12] == 2, truth[9:12] == 2) > 0.9
+    # The slice where the anatomy ended it is known background, not left uncovered.
+    runs = list(iter_propagation(lambda z: image[z], len(image), {8: truth[8], 12: truth[12]}, 3, THICK))
+    assert any(run.start <= 13 < run.start + len(run.classes) for run in runs)
     # The same cavity without a wall is carried on, as any structure that keeps its contrast.
     image, truth = walled_cavity(walled=False)
     unwalled = propagate_labels(image, painted(truth, (8, 12)), axis=0, spacing=THICK)
