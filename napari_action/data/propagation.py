@@ -29,17 +29,25 @@ bytes) per voxel of the slices the propagation reached.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-from skimage.registration import optical_flow_ilk
 
-from napari_action.data.carried_ends import THICK_SLICES, ThickSliceEnds, fade, painted_radius, thickness_ratio
+from napari_action.data.carried_ends import THICK_SLICES, thickness_ratio
 from napari_action.data.flow_disagreement import PaintedShapes
 from napari_action.data.intensity import exact_statistics
 from napari_action.data.interpolation import check_slice_targets, painted_class_targets
+from napari_action.data.propagation_sweeps import (
+    PropagatedRun,
+    PropagationSettings,
+    SliceCache,
+    SliceReader,
+    carry_between,
+    carry_beyond,
+    decide,
+    onehot,
+)
 
 __all__ = [
     "LabelPropagation",
@@ -53,90 +61,6 @@ __all__ = [
     "propagation_pieces",
     "slicing_spacing",
 ]
-
-#: Reads one slice of the (normalised) image along the slicing axis: ``(H, W)`` float.
-SliceReader = Callable[[int], np.ndarray]
-
-
-@dataclass(frozen=True)
-class PropagationSettings:
-    """How labels are carried from slice to slice.
-
-    Attributes
-    ----------
-    window_radius : int
-        Radius in pixels of the Lucas-Kanade window: the scale of the motion
-        that is tracked (screened on Colin27: 4 beat 3 and 7).
-    warps : int
-        Warping iterations of the flow estimate (3 scored as 10 at a third of the time).
-    extent : float
-        Beyond the painted range, a structure keeps half its probability after
-        ``extent`` times its painted radius (mm); 0 carries nothing beyond.
-    max_beyond : int
-        At most this many slices beyond the first and last painted slice.
-    flow_smoothing : float
-        Sigma in pixels of a Gaussian applied to each flow field before it carries the labels
-        (0: none). Neighbouring pixels of one structure move together; smoothing removes the
-        flow's pixel noise, which otherwise frays the borders a little more at every slice
-        (screened on Colin27, TPTBox and the phantom: 2 beat 0, 1, 3, 4 and 6).
-    end_contrast : float
-        On thick slices (:data:`~napari_action.data.carried_ends.THICK_SLICES`), beyond the painted range: a
-        structure ends on the first slice where the difference between its mean intensity and that of a 3 mm
-        ring around it falls below this share of that difference on the painted slice, or where the
-        structure that walled it on the painted slice (a ventricle's myocardium) covers less than this
-        share of what it covered there (0: never). A structure ends between two thick slices, often at
-        its widest (a heart's base, a tumour's edge), where fading with the distance carries it a slice
-        or two too far. On thin slices it changes nothing: there a contrast test cost Colin27 0.04 Dice
-        with one painted slice.
-    flow_agreement : float
-        On thick slices, between two painted slices that both hold a structure: on a slice where the
-        masks carried from the two sides overlap by less than this Dice, the structure is drawn by
-        shape interpolation instead (0: never). Screened on real thick-slice tumours and the phantom:
-        0.3 changed only a tumour the flows lost (0.13 -> 0.63); 0.5 also replaced one they had right.
-    """
-
-    window_radius: int = 4
-    warps: int = 3
-    extent: float = 1.0
-    max_beyond: int = 64
-    flow_smoothing: float = 2.0
-    end_contrast: float = 0.5
-    flow_agreement: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.window_radius < 1 or self.warps < 1:
-            raise ValueError(f"window_radius and warps must be >= 1, got {self.window_radius}, {self.warps}.")
-        if self.extent < 0 or self.max_beyond < 0 or self.flow_smoothing < 0:
-            raise ValueError(
-                "extent, max_beyond and flow_smoothing must be >= 0, got "
-                f"{self.extent}, {self.max_beyond}, {self.flow_smoothing}."
-            )
-        for name in ("end_contrast", "flow_agreement"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
-
-
-@dataclass(frozen=True)
-class PropagatedRun:
-    """Propagated class ids of consecutive slices, as they are computed.
-
-    Attributes
-    ----------
-    start : int
-        Index of the first slice.
-    classes : np.ndarray
-        ``(n, H, W)`` int64 class ids (0 = background).
-    confidence : np.ndarray
-        ``(n, H, W)`` float32 probability of the winning class.
-    """
-
-    start: int
-    classes: np.ndarray
-    confidence: np.ndarray
-
-    @property
-    def stop(self) -> int:
-        return self.start + self.classes.shape[0]
 
 
 class LabelPropagation:
@@ -288,8 +212,8 @@ def iter_pieces(
     settings = settings or PropagationSettings()
     known = known or {}
     order, _ = check_slice_targets(targets, num_slices)
-    onehots = {s: _onehot(targets[s], num_classes) for s in order}
-    images = _SliceCache(read_slice)
+    onehots = {s: onehot(targets[s], num_classes) for s in order}
+    images = SliceCache(read_slice)
     for piece in propagation_pieces(order):
         runs = known[piece] if piece in known else _compute(piece, images, onehots, num_slices, spacing, settings)
         for run in runs:
@@ -298,7 +222,7 @@ def iter_pieces(
 
 def _compute(
     piece: Piece,
-    images: _SliceCache,
+    images: SliceCache,
     onehots: dict[int, np.ndarray],
     num_slices: int,
     spacing: Sequence[float],
@@ -307,16 +231,16 @@ def _compute(
     """The runs of one piece."""
     first = onehots[piece.source]
     if piece.kind == "painted":
-        return (PropagatedRun(piece.source, *_decide(first[None])),)
+        return (PropagatedRun(piece.source, *decide(first[None])),)
     thickness, in_plane = float(spacing[0]), (float(spacing[1]), float(spacing[2]))
     if piece.kind == "between":
         shapes = None
         if settings.flow_agreement > 0 and thickness_ratio([thickness, *in_plane], 0) >= THICK_SLICES:
             shapes = PaintedShapes(first, onehots[piece.other], in_plane, settings.flow_agreement)
-        return (_between(images, piece.source, piece.other, first, onehots[piece.other], settings, shapes),)
+        return (carry_between(images, piece.source, piece.other, first, onehots[piece.other], settings, shapes),)
     room = piece.source if piece.other < 0 else num_slices - 1 - piece.source
     limit = min(settings.max_beyond, room)
-    return _beyond(images, piece.source, piece.other, limit, first, thickness, in_plane, settings)
+    return carry_beyond(images, piece.source, piece.other, limit, first, thickness, in_plane, settings)
 
 
 def slicing_spacing(spacing: Sequence[float], axis: int) -> list[float]:
@@ -388,120 +312,3 @@ def propagate_labels(
     sizes = slicing_spacing((1.0, 1.0, 1.0) if spacing is None else spacing, axis)
     result = propagate_class_slices(volume.__getitem__, moved.shape[0], targets, values.size, sizes, settings)
     return np.moveaxis(values[result.classes()].astype(labels.dtype), 0, axis)
-
-
-# --------------------------------------------------------------------------- the sweeps
-
-
-def _between(
-    images: _SliceCache,
-    a: int,
-    b: int,
-    first: np.ndarray,
-    last: np.ndarray,
-    settings: PropagationSettings,
-    shapes: PaintedShapes | None = None,
-) -> PropagatedRun:
-    """Both painted slices carried across the interval, blended by distance."""
-    forward = [probs for _, probs in _carry(images, a, b, first, settings)]
-    blended = np.empty((b - a - 1, *first.shape), np.float32)
-    for z, backward in _carry(images, b, a, last, settings):
-        t = (z - a) / (b - a)
-        blended[z - a - 1] = (1.0 - t) * forward[z - a - 1] + t * backward
-        if shapes is not None:
-            shapes.where_flows_disagree(blended[z - a - 1], forward[z - a - 1], backward, t)
-    return PropagatedRun(a + 1, *_decide(blended))
-
-
-def _beyond(
-    images: _SliceCache,
-    source: int,
-    step: int,
-    limit: int,
-    probs: np.ndarray,
-    thickness: float,
-    in_plane: tuple[float, float],
-    settings: PropagationSettings,
-    run_length: int = 8,
-) -> Iterator[PropagatedRun]:
-    """Carry one painted slice outwards; every structure fades with distance; stop where all have."""
-    if limit <= 0 or settings.extent <= 0:
-        return
-    half_way = settings.extent * painted_radius(probs, in_plane)  # mm per class
-    stop = source + step * (limit + 1)
-    pending: list[tuple[int, np.ndarray]] = []
-    ends = None
-    if settings.end_contrast > 0 and thickness_ratio([thickness, *in_plane], 0) >= THICK_SLICES:
-        ends = ThickSliceEnds(images[source], probs, in_plane, settings.end_contrast)
-    for z, carried in _carry(images, source, stop, probs, settings):
-        # In place: an ended structure is not carried further.
-        ended_here = ends is not None and ends.apply(images[z], carried)
-        faded = fade(carried, abs(z - source) * thickness, half_way)
-        if not (faded[1:] >= 0.5).any():
-            if ended_here:
-                # The anatomy says the structures end here: a known background slice, which teaches the
-                # network the hard negative beyond the end (the atrium above a heart's base).
-                pending.append((z, faded))
-            break
-        pending.append((z, faded))
-        if len(pending) == run_length:
-            yield _run_of(pending)
-            pending = []
-    if pending:
-        yield _run_of(pending)
-
-
-def _run_of(pending: list[tuple[int, np.ndarray]]) -> PropagatedRun:
-    """A run of consecutive slices from ``(z, probs)`` pairs in either direction."""
-    pending = sorted(pending, key=lambda item: item[0])
-    return PropagatedRun(pending[0][0], *_decide(np.stack([probs for _, probs in pending])))
-
-
-def _carry(
-    images: _SliceCache, source: int, stop: int, probs: np.ndarray, settings: PropagationSettings
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Warp ``probs`` from slice ``source`` towards ``stop`` (excluded), one slice at a time.
-
-    Each slice's probabilities are pulled from its neighbour along the flow
-    between the two images, and become the source for the next: small motions
-    composed, and a little smoothing at every step that rounds off the borders.
-    """
-    step = 1 if stop > source else -1
-    grid = None
-    for z in range(source + step, stop, step):
-        flow = optical_flow_ilk(images[z], images[z - step], radius=settings.window_radius, num_warp=settings.warps)
-        if settings.flow_smoothing > 0:
-            flow = np.stack([ndimage.gaussian_filter(part, settings.flow_smoothing) for part in flow])
-        if grid is None:
-            grid = np.indices(flow.shape[1:], dtype=np.float32)
-        coordinates = grid + flow
-        probs = np.stack([ndimage.map_coordinates(p, coordinates, order=1, mode="nearest") for p in probs])
-        yield z, probs
-
-
-def _decide(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class ids and the winning probability of ``(n, C, H, W)`` probabilities."""
-    return probs.argmax(axis=1).astype(np.int64), probs.max(axis=1).astype(np.float32)
-
-
-def _onehot(target: np.ndarray, num_classes: int) -> np.ndarray:
-    ids = np.where(np.asarray(target) < 0, 0, target)
-    if ids.max(initial=0) >= num_classes:
-        raise ValueError(f"Class id {int(ids.max())} is out of range for {num_classes} classes.")
-    return (ids[None] == np.arange(num_classes)[:, None, None]).astype(np.float32)
-
-
-class _SliceCache:
-    """The last few slices read, as float32 (each is read by two neighbouring flows)."""
-
-    def __init__(self, read_slice: SliceReader, size: int = 4):
-        self._read = read_slice
-        self._size = size
-        self._held: dict[int, np.ndarray] = {}
-
-    def __getitem__(self, z: int) -> np.ndarray:
-        if z not in self._held:
-            if len(self._held) >= self._size:
-                self._held.pop(next(iter(self._held)))
-            self._held[z] = np.asarray(self._read(int(z)), np.float32)
-        return self._held[z]
