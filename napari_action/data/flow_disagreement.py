@@ -25,21 +25,32 @@ class PaintedShapes:
     """
 
     def __init__(self, first: np.ndarray, last: np.ndarray, in_plane: tuple[float, float], agreement: float):
-        self._first = signed_distances(first.argmax(axis=0), len(first), in_plane)
-        self._last = signed_distances(last.argmax(axis=0), len(last), in_plane)
+        self._labels = (first.argmax(axis=0), last.argmax(axis=0))
+        self._num_classes = len(first)
+        self._in_plane = in_plane
         self._agreement = agreement
+        # Painted on both sides: the only structures this can replace.
+        present = [np.isin(np.arange(self._num_classes), labels) for labels in self._labels]
+        self._both = present[0] & present[1]
+        self._distances: tuple[list, list] | None = None  # computed on the first disagreement only
 
     def where_flows_disagree(self, blended: np.ndarray, forward: np.ndarray, backward: np.ndarray, t: float) -> None:
         """Replace, in ``blended`` (C, H, W) itself, each structure whose two carried masks disagree."""
         replaced = False
         for c in range(1, len(blended)):
-            a, b = self._first[c], self._last[c]
-            if a is None or b is None or _overlap(forward[c] >= 0.5, backward[c] >= 0.5) >= self._agreement:
+            if not self._both[c] or _overlap(forward[c] >= 0.5, backward[c] >= 0.5) >= self._agreement:
                 continue
-            blended[c] = blended_field(a, b, t) > 0
+            first, last = self._signed_distances()
+            blended[c] = blended_field(first[c], last[c], t) > 0
             replaced = True
         if replaced:
             blended[0] = np.clip(1.0 - blended[1:].sum(axis=0), 0.0, None)
+
+    def _signed_distances(self) -> tuple[list, list]:
+        if self._distances is None:
+            first, last = (signed_distances(labels, self._num_classes, self._in_plane) for labels in self._labels)
+            self._distances = (first, last)
+        return self._distances
 
 
 def _overlap(one: np.ndarray, other: np.ndarray) -> float:

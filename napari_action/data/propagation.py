@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_action.data.carried_ends import THICK_SLICES, thickness_ratio
+from napari_action.data.carried_ends import has_thick_slices
 from napari_action.data.flow_disagreement import PaintedShapes
 from napari_action.data.intensity import exact_statistics
 from napari_action.data.interpolation import check_slice_targets, painted_class_targets
@@ -235,7 +235,7 @@ def _compute(
     thickness, in_plane = float(spacing[0]), (float(spacing[1]), float(spacing[2]))
     if piece.kind == "between":
         shapes = None
-        if settings.flow_agreement > 0 and thickness_ratio([thickness, *in_plane], 0) >= THICK_SLICES:
+        if settings.flow_agreement > 0 and has_thick_slices([thickness, *in_plane], 0):
             shapes = PaintedShapes(first, onehots[piece.other], in_plane, settings.flow_agreement)
         return (carry_between(images, piece.source, piece.other, first, onehots[piece.other], settings, shapes),)
     room = piece.source if piece.other < 0 else num_slices - 1 - piece.source

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.registration import optical_flow_ilk
 
-from napari_action.data.carried_ends import THICK_SLICES, ThickSliceEnds, fade, painted_radius, thickness_ratio
+from napari_action.data.carried_ends import ThickSliceEnds, fade, has_thick_slices, painted_radius
 from napari_action.data.flow_disagreement import PaintedShapes
 
 __all__ = [
@@ -152,7 +152,7 @@ def carry_beyond(
     stop = source + step * (limit + 1)
     pending: list[tuple[int, np.ndarray]] = []
     ends = None
-    if settings.end_contrast > 0 and thickness_ratio([thickness, *in_plane], 0) >= THICK_SLICES:
+    if settings.end_contrast > 0 and has_thick_slices([thickness, *in_plane], 0):
         ends = ThickSliceEnds(images[source], probs, in_plane, settings.end_contrast)
     for z, carried in _carry(images, source, stop, probs, settings):
         # In place: an ended structure is not carried further.

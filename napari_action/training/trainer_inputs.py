@@ -15,7 +15,7 @@ import numpy as np
 
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
-from napari_action.data.carried_ends import THICK_SLICES, thickness_ratio
+from napari_action.data.carried_ends import has_thick_slices, thickness_ratio
 from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
@@ -168,11 +168,11 @@ def with_structure_ends(
     if config.structure_ends != "auto":
         return config, None
     painted = [index for index in range(len(spacings)) if annotation.labeled_slices(index)]
-    ratios = [thickness_ratio(spacings[index], annotation.axis) for index in painted]
-    if not ratios or min(ratios) < THICK_SLICES:
+    if not painted or not all(has_thick_slices(spacings[index], annotation.axis) for index in painted):
         return dataclasses.replace(config, structure_ends="taper"), None
+    thinnest = min(thickness_ratio(spacings[index], annotation.axis) for index in painted)
     note = (
-        f"the slices are {min(ratios):.1f} times thicker than their pixels: a predicted structure ends on the "
+        f"the slices are {thinnest:.1f} times thicker than their pixels: a predicted structure ends on the "
         "last slice your labels are carried to (structure ends: cut). Choose taper if your structures go on "
         "well beyond the slices you painted (a vessel followed along its length)."
     )
