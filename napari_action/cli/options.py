@@ -58,21 +58,28 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
 
 
-def add_schedule_options(parser: argparse.ArgumentParser, budget: str = "the budget's") -> None:
-    """``--steps N`` (the final stage) and ``--warmup N`` (each of ACTION's two warm-up stages)."""
+def add_schedule_options(
+    parser: argparse.ArgumentParser, budget: str = "the budget's", steps: int | None = None, warmup: int | None = None
+) -> None:
+    """``--steps N`` (the final stage) and ``--warmup N`` (each of ACTION's two warm-up stages).
+
+    ``steps`` and ``warmup`` are the command's own defaults (None: the budget's, which ``budget`` names).
+    """
     parser.add_argument(
         "--steps",
         type=positive_int,
-        default=None,
+        default=steps,
         metavar="N",
-        help=f"steps of the final stage (ACTION's stage iii; default: {budget}); the warm-ups come on top",
+        help=f"steps of the final stage (ACTION's stage iii; default: {budget if steps is None else steps}); "
+        "the warm-ups come on top",
     )
     parser.add_argument(
         "--warmup",
         type=non_negative_int,
-        default=None,
+        default=warmup,
         metavar="N",
-        help=f"steps of each ACTION warm-up stage, i and ii (0 skips them; default: {budget})",
+        help="steps of each ACTION warm-up stage, i and ii "
+        f"(0 skips them; default: {budget if warmup is None else warmup})",
     )
 
 

@@ -6,8 +6,10 @@ import argparse
 
 import pytest
 
+from napari_action.cli.demo import DEMO_STEPS, DEMO_WARMUP
 from napari_action.cli.main import build_parser
 from napari_action.cli.options import config_from_args, positive_int
+from napari_action.config import TrainConfig
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "demo"])
@@ -44,6 +46,19 @@ def test_steps_and_warmup_set_the_schedule(command):
     config = config_from_args(build_parser().parse_args([command, *required, "--steps", "5", "--warmup", "0"]))
     assert (config.steps_stage1, config.steps_stage2, config.steps_stage3) == (0, 0, 5)
     assert config.total_steps == 5
+
+
+def test_the_demo_runs_a_shortened_schedule_and_train_the_presets():
+    demo = config_from_args(build_parser().parse_args(["demo"]))
+    assert (demo.steps_stage1, demo.steps_stage2, demo.steps_stage3) == (DEMO_WARMUP, DEMO_WARMUP, DEMO_STEPS)
+    train = config_from_args(build_parser().parse_args(["train", "--image", "a.nii.gz", "--out", "m.pt"]))
+    preset = TrainConfig.preset("cpu")
+    assert (train.steps_stage1, train.steps_stage2, train.steps_stage3) == (
+        preset.steps_stage1,
+        preset.steps_stage2,
+        preset.steps_stage3,
+    )
+    assert demo.total_steps < train.total_steps
 
 
 @pytest.mark.parametrize(
