@@ -67,9 +67,10 @@ class ThickSliceEnds:
 
     Two signs, each compared with the painted slice and ending the structure below ``share`` of it:
 
-    - its contrast: how much its mean intensity stands out from a ring around it (the myocardium above a
+    - its contrast: how much its mean intensity stands out from a ring outside it (the myocardium above a
       heart's base holds the atrium's bright blood; past a tumour's edge its region looks like the tissue
-      around it);
+      around it). What it encloses is left out of the ring: the blood inside a myocardium would keep a
+      carried wall "dark" against it long after the muscle has ended;
     - its wall: for a structure that another one enclosed on the painted slice (at least :data:`WALLED` of
       its ring), how much of its ring that wall still covers. A cavity ends where its wall does: the left
       ventricle's blood goes on into the atrium above the base, as bright as before, but the myocardium
@@ -116,11 +117,15 @@ class ThickSliceEnds:
     def _ring(self, region: np.ndarray) -> np.ndarray:
         return ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~region
 
+    def _outer_ring(self, region: np.ndarray) -> np.ndarray:
+        """The ring outside ``region`` and what it encloses."""
+        return ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~ndimage.binary_fill_holes(region)
+
     def _contrast(self, image: np.ndarray, region: np.ndarray) -> float | None:
         """Mean intensity in ``region`` minus that of a ring around it; None when either is empty or they match."""
         if not region.any():
             return None
-        ring = self._ring(region)
+        ring = self._outer_ring(region)
         if not ring.any():
             return None
         contrast = float(image[region].mean() - image[ring].mean())

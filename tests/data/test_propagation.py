@@ -122,7 +122,7 @@ def test_on_thick_slices_a_structure_ends_where_it_no_longer_stands_out_from_its
     )
 
 
-def walled_cavity(walled: bool, depth: int = 30, start: int = 8, stop: int = 13, seed: int = 0):
+def walled_cavity(walled: bool, depth: int = 30, start: int = 8, stop: int = 13, seed: int = 0, muscle: float = 50.0):
     """A bright cavity (label 2) on slices ``start``..``stop - 1``, walled by dark muscle (label 1) when
     ``walled``; its bright blood goes on past ``stop`` as an unlabeled pool, as a ventricle opens into
     its atrium above a heart's base."""
@@ -135,7 +135,7 @@ def walled_cavity(walled: bool, depth: int = 30, start: int = 8, stop: int = 13,
             truth[z][cavity] = 2
             if walled:
                 truth[z][wall] = 1
-                image[z][wall] = 50.0
+                image[z][wall] = muscle
     image += np.random.default_rng(seed).normal(0, 8, truth.shape)
     return image.astype(np.float32), truth
 
@@ -154,6 +154,17 @@ def test_on_thick_slices_a_walled_structure_ends_where_its_wall_does():
     image, truth = walled_cavity(walled=False)
     unwalled = propagate_labels(image, painted(truth, (8, 12)), axis=0, spacing=THICK)
     assert np.count_nonzero(unwalled[13] == 2) > 100
+
+
+def test_a_wall_that_ends_is_not_kept_by_the_bright_blood_it_surrounded():
+    # Muscle only a little darker than the tissue around it (75 in 100), blood far brighter (200). Past
+    # the base the muscle's region is tissue: against the ring outside it, its contrast is gone; a ring
+    # that also took in the blood inside it would keep half of it, and carry the wall, and with it the
+    # cavity, into the pool above (the phantom's heart painted on its base slice).
+    image, truth = walled_cavity(walled=True, muscle=75.0)
+    result = propagate_labels(image, painted(truth, (8, 12)), axis=0, spacing=THICK)
+    assert not result[13].any()
+    assert dice(result[9:12] == 1, truth[9:12] == 1) > 0.8
 
 
 def test_on_thin_slices_structures_fade_with_distance_only():
