@@ -118,11 +118,11 @@ class ThickSliceEnds:
         return ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~region
 
     def _outer_ring(self, region: np.ndarray) -> np.ndarray:
-        """The ring outside ``region`` and what it encloses."""
-        return ndimage.binary_dilation(region, iterations=self._ring_pixels) & ~ndimage.binary_fill_holes(region)
+        """The part of :meth:`_ring` outside what ``region`` encloses."""
+        return self._ring(region) & ~ndimage.binary_fill_holes(region)
 
     def _contrast(self, image: np.ndarray, region: np.ndarray) -> float | None:
-        """Mean intensity in ``region`` minus that of a ring around it; None when either is empty or they match."""
+        """Mean intensity in ``region`` minus that of the ring outside it; None when either is empty or they match."""
         if not region.any():
             return None
         ring = self._outer_ring(region)

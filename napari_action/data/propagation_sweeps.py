@@ -57,12 +57,12 @@ class PropagationSettings:
     end_contrast : float
         On thick slices (:data:`~napari_action.data.carried_ends.THICK_SLICES`), beyond the painted range: a
         structure ends on the first slice where the difference between its mean intensity and that of a 3 mm
-        ring around it falls below this share of that difference on the painted slice, or where the
-        structure that walled it on the painted slice (a ventricle's myocardium) covers less than this
-        share of what it covered there (0: never). A structure ends between two thick slices, often at
-        its widest (a heart's base, a tumour's edge), where fading with the distance carries it a slice
-        or two too far. On thin slices it changes nothing: there a contrast test cost Colin27 0.04 Dice
-        with one painted slice.
+        ring outside it (and outside what it encloses) falls below this share of that difference on the
+        painted slice, or where the structure that walled it on the painted slice (a ventricle's
+        myocardium) covers less than this share of what it covered there (0: never). A structure ends
+        between two thick slices, often at its widest (a heart's base, a tumour's edge), where fading with
+        the distance carries it a slice or two too far. On thin slices it changes nothing: there a
+        contrast test cost Colin27 0.04 Dice with one painted slice.
     flow_agreement : float
         On thick slices, between two painted slices that both hold a structure: on a slice where the
         masks carried from the two sides overlap by less than this Dice, the structure is drawn by
