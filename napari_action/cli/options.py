@@ -28,7 +28,7 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     ----------
     args : argparse.Namespace
         Parsed options; ``method``, ``device`` and ``seed`` are required, ``axis``, ``steps``,
-        ``warmup``, ``threads``, ``prior``, ``unpainted_prior``, ``structure_ends``, ``precision``
+        ``warmup``, ``supervised_start``, ``threads``, ``prior``, ``unpainted_prior``, ``structure_ends``, ``precision``
         and ``budget`` (default ``"cpu"``) are used where the command has them.
     **extra
         Further :class:`~napari_action.config.TrainConfig` overrides.
@@ -45,6 +45,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         overrides["steps_stage3"] = args.steps
     if getattr(args, "warmup", None) is not None:
         overrides["steps_stage1"] = overrides["steps_stage2"] = args.warmup
+    if getattr(args, "supervised_start", None) is not None:
+        overrides["steps_supervised_start"] = args.supervised_start
     if getattr(args, "threads", None) is not None:
         overrides["num_threads"] = args.threads
     if getattr(args, "prior", None) is not None:
@@ -61,7 +63,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
 def add_schedule_options(
     parser: argparse.ArgumentParser, budget: str = "the budget's", steps: int | None = None, warmup: int | None = None
 ) -> None:
-    """``--steps N`` (the final stage) and ``--warmup N`` (each of ACTION's two warm-up stages).
+    """``--steps N`` (the final stage), ``--warmup N`` (each of ACTION's two warm-up stages) and
+    ``--supervised-start N`` (plain supervised steps before them).
 
     ``steps`` and ``warmup`` are the command's own defaults (None: the budget's, which ``budget`` names).
     """
@@ -80,6 +83,15 @@ def add_schedule_options(
         metavar="N",
         help="steps of each ACTION warm-up stage, i and ii "
         f"(0 skips them; default: {budget if warmup is None else warmup})",
+    )
+    parser.add_argument(
+        "--supervised-start",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        # Screened on the cohorts (docs/benchmarks.md, "Why a class vanished"); not yet the default.
+        help="plain supervised steps before ACTION's stages (default: 0); with --warmup 0 they replace the "
+        "warm-ups, so that the network draws the painted structures sooner",
     )
 
 

@@ -10,6 +10,7 @@ from napari_action.cli.demo import DEMO_STEPS, DEMO_WARMUP
 from napari_action.cli.main import build_parser
 from napari_action.cli.options import config_from_args, positive_int
 from napari_action.config import TrainConfig
+from napari_action.training.schedule import build_schedule
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "demo"])
@@ -48,6 +49,18 @@ def test_steps_and_warmup_set_the_schedule(command):
     assert config.total_steps == 5
 
 
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_a_supervised_start_can_replace_the_warmups(command):
+    required = ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
+    options = [command, *required, "--supervised-start", "30", "--warmup", "0", "--steps", "5"]
+    config = config_from_args(build_parser().parse_args(options))
+    assert [(stage.name, stage.steps) for stage in build_schedule(config, 0)] == [
+        ("supervised start", 30),
+        ("stage iii: ACTION", 5),
+    ]
+    assert config_from_args(build_parser().parse_args([command, *required])).steps_supervised_start == 0
+
+
 def test_the_demo_runs_a_shortened_schedule_and_train_the_presets():
     demo = config_from_args(build_parser().parse_args(["demo"]))
     assert (demo.steps_stage1, demo.steps_stage2, demo.steps_stage3) == (DEMO_WARMUP, DEMO_WARMUP, DEMO_STEPS)
@@ -67,6 +80,7 @@ def test_the_demo_runs_a_shortened_schedule_and_train_the_presets():
         ("--steps", "0", "must be at least 1, got 0"),
         ("--steps", "-3", "must be at least 1, got -3"),
         ("--warmup", "-1", "must be at least 0, got -1"),
+        ("--supervised-start", "-1", "must be at least 0, got -1"),
         ("--steps", "many", "expected a whole number, got 'many'"),
     ],
 )
