@@ -90,8 +90,8 @@ def add_schedule_options(
         default=None,
         metavar="N",
         # Screened on the cohorts (docs/benchmarks.md, "Why a class vanished"); not yet the default.
-        help="plain supervised steps before ACTION's stages (default: 0); with --warmup 0 they replace the "
-        "warm-ups, so that the network draws the painted structures sooner",
+        help=f"plain supervised steps before ACTION's stages (default: {budget}); with --warmup 0 they replace "
+        "the warm-ups, so that the network draws the painted structures sooner",
     )
 
 
