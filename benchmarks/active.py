@@ -27,7 +27,7 @@ Example (the lead's real budget; a tiny one proves it runs)::
 
     .venv/bin/python benchmarks/active.py --dataset colin27 --rounds 4 --seeds 0 1 2
     .venv/bin/python benchmarks/active.py --dataset phantom --initial-steps 10 --steps 5 \\
-        --warmup 2 2 --out-dir bench-active
+        --supervised-start 2 --out-dir bench-active
 
 Extra dependency: matplotlib (plot); see ``docs/benchmarks.md``.
 """
@@ -74,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="stage-iii steps of the initial model (default: the cpu preset's)",
     )
     parser.add_argument("--warmup", type=int, nargs=2, default=None, metavar=("STAGE1", "STAGE2"))
+    parser.add_argument("--supervised-start", type=int, default=None, help="default: the cpu preset's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--method", choices=("action", "supervised", "mean-teacher"), default="action")
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=["ranked", "random"])
@@ -89,6 +90,8 @@ def make_config(ds: Dataset, args, seed: int) -> TrainConfig:
         overrides["steps_stage3"] = args.initial_steps
     if args.warmup is not None:
         overrides["steps_stage1"], overrides["steps_stage2"] = args.warmup
+    if args.supervised_start is not None:
+        overrides["steps_supervised_start"] = args.supervised_start
     return TrainConfig.preset("cpu", **overrides)
 
 

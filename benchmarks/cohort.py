@@ -26,7 +26,7 @@ of 12 subjects, 3 seeds, the cpu budget (hours on 2 CPU cores; see ``docs/benchm
 
 Smoke run (a few minutes; checks the plumbing, measures nothing)::
 
-    .venv/bin/python benchmarks/cohort.py --subjects 4 --seeds 1337 --steps 5 --warmup 5,5 \\
+    .venv/bin/python benchmarks/cohort.py --subjects 4 --seeds 1337 --steps 5 --set steps_supervised_start=5 \\
         --reg-iterations 5,2 --threads 1 --out-dir bench-out/cohort-smoke
 
 Extra dependencies: SimpleITK (atlas route), psutil.

@@ -62,6 +62,7 @@ def worker(args: argparse.Namespace) -> None:
         device="cpu",
         axis=axis,
         num_threads=args.threads,
+        steps_supervised_start=0,
         steps_stage1=0,
         steps_stage2=0,
         steps_stage3=args.steps,

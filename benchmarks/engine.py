@@ -63,7 +63,8 @@ STAGE_III = "stage iii: ACTION"
 def build_trainer(ds: Dataset, overrides: dict, steps: int, device: str = "cpu") -> Trainer:
     """A trainer on 3 evenly spaced painted slices with ``steps`` in every stage, streaming off."""
     slices = evenly_spaced_slices(ds.truth, ds.axis, 3)
-    budget = {"steps_stage1": steps, "steps_stage2": steps, "steps_stage3": steps, **NO_STREAM}
+    stages = ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3")
+    budget = {**dict.fromkeys(stages, steps), **NO_STREAM}
     config = TrainConfig.preset("cpu", device=device, axis=ds.axis, **(budget | overrides))
     return Trainer([ds.image], [sparse_from_truth(ds.truth, ds.axis, slices)], config)
 
@@ -109,14 +110,14 @@ def lockstep(generators: dict[str, Iterator[TrainProgress]]) -> dict[str, list[t
 def measure_steps(ds: Dataset, steps: int, warmup: int) -> dict[str, list[float]]:
     """Per-step seconds of every variant and stage, measured in lockstep.
 
-    ACTION variants run stages i, ii, iii with ``warmup + steps`` steps each; the
+    ACTION variants run the supervised start and stages i, ii, iii with ``warmup + steps`` steps each; the
     baselines run as many steps in their single stage. The first ``warmup``
     steps of every stage are dropped (allocator and oneDNN warm-up, teacher sync).
     """
     per_stage = warmup + steps
     generators = {}
     for name, overrides in VARIANTS.items():
-        budget = per_stage if overrides["method"] == "action" else 3 * per_stage
+        budget = per_stage if overrides["method"] == "action" else 4 * per_stage
         generators[name] = build_trainer(ds, overrides, budget).iter_train()
     samples: dict[str, list[float]] = {}
     for name, records in lockstep(generators).items():
@@ -200,7 +201,8 @@ def profile_stage_iii(ds: Dataset, steps: int, device: str = "cpu") -> dict[str,
     On a GPU the parts are where the Python thread spends its time (kernels run
     asynchronously and land on the next synchronising call).
     """
-    trainer = build_trainer(ds, {"method": "action", "steps_stage1": 1, "steps_stage2": 1}, steps, device)
+    first_stages = {"steps_supervised_start": 1, "steps_stage1": 1, "steps_stage2": 1}
+    trainer = build_trainer(ds, {"method": "action", **first_stages}, steps, device)
     step_times(trainer)  # warm-up: whole schedule once
     profiler = cProfile.Profile()
     start = time.perf_counter()

@@ -5,7 +5,7 @@ support it, else float16 with a loss scaler: ``napari_action.runtime.autocast``)
 supervised baseline at the same batch, one run of the painted-slice trainer (Colin27 + AAL, 3 axial
 slices painted from the truth) times ``--warmup + --steps`` steps of every stage and reports:
 
-- steps per second of stages i, ii and iii (median over the timed steps; the device is
+- steps per second of the supervised start and stages i, ii and iii (median over the timed steps; the device is
   synchronised after every step, so a step's time is its whole time);
 - peak GPU memory allocated by torch during the run (``torch.cuda.max_memory_allocated``);
 - the ACTION stage-iii step over the supervised step (same batch, same run);
@@ -46,8 +46,8 @@ from napari_action.data.priors import SlicePrior
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.training.trainer import Trainer
 
-STAGES = ("stage i", "stage ii", "stage iii")
-STAGE_STEPS = ("steps_stage1", "steps_stage2", "steps_stage3")
+STAGES = ("supervised start", "stage i", "stage ii", "stage iii")
+STAGE_STEPS = ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3")
 NO_STREAM = {"stream_every_steps": 10**9, "stream_every_seconds": float("inf")}
 
 
@@ -99,11 +99,11 @@ def measure(ds: Dataset, preset: str, amp: bool, method: str, args) -> dict:
 def schedule_seconds(preset: str, stages: dict) -> float | None:
     """The preset's full schedule at the measured speeds (None if a stage was not measured)."""
     config = TrainConfig.preset(preset)
-    counts = (config.steps_stage1, config.steps_stage2, config.steps_stage3)
+    counts = [getattr(config, field) for field in STAGE_STEPS]
     speeds = [_speed_of(stages, name) for name in STAGES]
-    if any(speed is None for speed in speeds):
+    if any(speed is None for count, speed in zip(counts, speeds, strict=True) if count):
         return None
-    return float(sum(count / speed for count, speed in zip(counts, speeds, strict=True)))
+    return float(sum(count / speed for count, speed in zip(counts, speeds, strict=True) if count))
 
 
 def _speed_of(stages: dict, prefix: str) -> float | None:
@@ -146,7 +146,7 @@ def format_row(row: dict) -> str:
     ratio = row["stage_iii_over_supervised"]
     schedule = row["schedule_s"]
     return (
-        f"{row['preset']:>5} amp={'on ' if row['amp'] else 'off'} {row['device']}: steps/s i/ii/iii {speeds}; "
+        f"{row['preset']:>5} amp={'on ' if row['amp'] else 'off'} {row['device']}: steps/s start/i/ii/iii {speeds}; "
         f"supervised {row['supervised_steps_per_s']:.1f}; stage iii costs {ratio:.2f}x a supervised step; "
         f"peak {memory}; whole schedule {schedule / 60:.1f} min"
     )

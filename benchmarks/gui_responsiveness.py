@@ -17,7 +17,7 @@ Run (2 CPU cores, no GPU; the issue's target is a longest stall < 100 ms)::
     xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python benchmarks/gui_responsiveness.py
 
 Options: ``--seconds`` of training (30), ``--threads`` (the form's CPU threads; default the
-widget's), ``--warmup`` steps of stages i and ii each (20, so that the heavier stage iii is
+widget's), ``--warmup`` steps of the supervised start (20, so that the heavier stage iii is
 reached), ``--no-scroll``, ``--plain-worker`` (turn off the worker's thread hygiene of
 ``napari_action/_napari/threads.py``, for an A/B comparison), ``--why``
 (sample every thread's stack during stalls), ``--preimport`` and ``--switch-interval-ms``
@@ -195,7 +195,7 @@ class Benchmark:
         load_scene(self.viewer, args.subjects, tuple(args.shape))
         self.widget = ActionWidget(self.viewer)
         self.viewer.window.add_dock_widget(self.widget, name="ACTION")
-        self.widget.config_overrides = {"steps_stage1": args.warmup, "steps_stage2": args.warmup}
+        self.widget.config_overrides = {"steps_supervised_start": args.warmup}
         if args.threads is not None:
             self.widget.options.num_threads.value = args.threads
         self.heartbeat = Heartbeat(args.interval_ms)
@@ -311,7 +311,7 @@ def _plain_worker() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--warmup", type=int, default=20, help="steps of stage i and of stage ii")
+    parser.add_argument("--warmup", type=int, default=20, help="steps of the supervised start")
     parser.add_argument("--subjects", type=int, default=3)
     parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 16))
     parser.add_argument("--interval-ms", type=int, default=10)

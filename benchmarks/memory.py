@@ -16,7 +16,7 @@ Rows:
   stored type, labels gathered in memory and compressed at the end);
 * ``in-memory Predictor.predict``: the widget's path (float32 copy of the volume, plus labels,
   confidence and entropy volumes), for comparison;
-* ``train`` (with ``--training``): ``napari-action train --steps 1 --warmup 0`` with one painted
+* ``train`` (with ``--training``): ``napari-action train --steps 1 --warmup 0 --supervised-start 0`` with one painted
   slice (labels as ``.nii.gz``), on the ``.nii.gz`` (the volume loaded whole) and on the ``.nii``
   and the zarr store (read slice by slice while training).
 
@@ -175,7 +175,8 @@ def measure_training(files: dict[str, Path], args: argparse.Namespace, n_slices:
     for source in ("nii.gz", "nii", "zarr"):
         for method in ("supervised", "action"):
             command = [sys.executable, "-m", "napari_action.cli.main", "train", "--image", str(files[source])]
-            command += ["--labels", str(files["labels"]), "--method", method, "--steps", "1", "--warmup", "0"]
+            command += ["--labels", str(files["labels"]), "--method", method, "--steps", "1"]
+            command += ["--warmup", "0", "--supervised-start", "0"]
             command += ["--device", "cpu", "--threads", str(args.threads), "--axis", "2"]
             command += ["--out", str(args.work / "trained.pt"), "--overwrite"]
             name = f"train {source} --method {method} (1 step)"

@@ -15,13 +15,14 @@ Methods:
 * ``rf``: random forest on ``skimage.feature.multiscale_basic_features`` of the
   painted slices' pixels (class-balanced subsample), predicted slice by slice;
 * ``supervised``, ``mean-teacher``, ``action``: the trainer's methods;
-* ``action-no-distill`` (no stages i-ii), ``action-no-anco`` (no anatomical contrast);
+* ``action-no-distill`` (no stages i-ii: the same as ``action`` in the cpu budget, which
+  starts with supervised steps instead), ``action-no-anco`` (no anatomical contrast);
 * ``upper``: the supervised U-Net with every second slice of the volume painted.
 
 Every network gets the same stage-iii step budget (``--steps``); ACTION runs its
-warm-up stages on top (``--warmup``). ``--budget paper --device cuda`` runs the
-paper's schedule (30k stage-iii steps at 256², SGD) on a GPU; every record names
-the machine it ran on. Extra dependencies: scikit-learn, matplotlib, psutil.
+supervised start (``--set steps_supervised_start=N``) and warm-up stages (``--warmup``)
+on top. ``--budget paper --device cuda`` runs the paper's schedule (30k stage-iii steps
+at 256², SGD) on a GPU; every record names the machine it ran on. Extra dependencies: scikit-learn, matplotlib, psutil.
 """
 
 from __future__ import annotations

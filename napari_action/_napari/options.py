@@ -115,7 +115,8 @@ def _declare_widgets() -> list:
             min=1,
             max=1_000_000,
             value=TrainConfig.preset(budget).steps_stage3,
-            tooltip="Steps of the semi-supervised stage iii (after the warm-up).",
+            tooltip="Steps of the semi-supervised stage iii (after the cpu budget's supervised start, or the paper "
+            "budget's two warm-ups).",
         ),
         ComboBox(name="device", label="device", choices=devices),
         # A blank label (magicgui shows the name for an empty one): the text lines up with the choices.

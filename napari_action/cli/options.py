@@ -61,12 +61,17 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
 
 
 def add_schedule_options(
-    parser: argparse.ArgumentParser, budget: str = "the budget's", steps: int | None = None, warmup: int | None = None
+    parser: argparse.ArgumentParser,
+    budget: str = "the budget's",
+    steps: int | None = None,
+    warmup: int | None = None,
+    supervised_start: int | None = None,
 ) -> None:
     """``--steps N`` (the final stage), ``--warmup N`` (each of ACTION's two warm-up stages) and
     ``--supervised-start N`` (plain supervised steps before them).
 
-    ``steps`` and ``warmup`` are the command's own defaults (None: the budget's, which ``budget`` names).
+    ``steps``, ``warmup`` and ``supervised_start`` are the command's own defaults (None: the budget's, which
+    ``budget`` names).
     """
     parser.add_argument(
         "--steps",
@@ -74,7 +79,7 @@ def add_schedule_options(
         default=steps,
         metavar="N",
         help=f"steps of the final stage (ACTION's stage iii; default: {budget if steps is None else steps}); "
-        "the warm-ups come on top",
+        "the supervised start and the warm-ups come on top",
     )
     parser.add_argument(
         "--warmup",
@@ -87,11 +92,12 @@ def add_schedule_options(
     parser.add_argument(
         "--supervised-start",
         type=non_negative_int,
-        default=None,
+        default=supervised_start,
         metavar="N",
-        # Screened on the cohorts (docs/benchmarks.md, "Why a class vanished"); not yet the default.
-        help=f"plain supervised steps before ACTION's stages (default: {budget}); with --warmup 0 they replace "
-        "the warm-ups, so that the network draws the painted structures sooner",
+        help="plain supervised steps before ACTION's stages "
+        f"(default: {budget if supervised_start is None else supervised_start}); the cpu preset runs "
+        f"{TrainConfig.preset('cpu').steps_supervised_start} in place of the two warm-ups, so that the "
+        "network draws the painted structures sooner",
     )
 
 

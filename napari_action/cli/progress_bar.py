@@ -102,7 +102,7 @@ def run_training(trainer: Trainer, bar: TerminalProgress | None = None) -> Train
 
 
 def describe_schedule(trainer: Trainer) -> str:
-    """``"1200 steps (stage i: global distillation 100, ...)"``: what a run will do, stage by stage."""
+    """``"1200 steps (supervised start 300, stage iii: ACTION 900)"``: what a run will do, stage by stage."""
     stages = trainer.stage_steps()
     total = sum(steps for _, steps in stages)
     if len(stages) == 1:

@@ -1,9 +1,9 @@
 """The stage schedule: which stages a training round runs, with which optimiser and learning rate.
 
-ACTION's first round warms the network up (an optional supervised start, then
-stage i, global distillation of the encoder, and stage ii, local distillation)
-before stage iii; later rounds ("Retrain", "Update once") and the baselines run
-their final stage only (docs/method.md, "The three stages").
+ACTION's first round warms the network up before stage iii: a supervised start
+(the cpu preset's), then stage i, global distillation of the encoder, and stage ii,
+local distillation (the paper preset's), each skipped at 0 steps; later rounds
+("Retrain", "Update once") and the baselines run their final stage only (docs/method.md, "Schedule").
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ class Trainer:
 
     def _step_inputs(self, stage: Stage) -> stages.StepInputs:
         if stage.compute is stages.action and self.rounds == 0:
-            # Stage iii starts student and teacher from the stage-ii student.
+            # Stage iii starts student and teacher from the student of the stage before (ii, or the supervised start).
             self.nets.sync_teacher()
         return stages.StepInputs(
             config=self.config,

@@ -15,7 +15,7 @@ from napari_action.cli.main import main
 
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out-dir", str(out), "--warmup", "2", "--steps", "3", "--device", "cpu"]) == 0
+    assert main(["demo", "--out-dir", str(out), "--supervised-start", "2", "--steps", "3", "--device", "cpu"]) == 0
     for name in (
         "model.pt",
         "overlay.png",

@@ -6,11 +6,15 @@ import argparse
 
 import pytest
 
-from napari_action.cli.demo import DEMO_STEPS, DEMO_WARMUP
+from napari_action.cli.demo import DEMO_STEPS, DEMO_SUPERVISED_START, DEMO_WARMUP
 from napari_action.cli.main import build_parser
 from napari_action.cli.options import config_from_args, positive_int
 from napari_action.config import TrainConfig
 from napari_action.training.schedule import build_schedule
+
+
+def _schedule(config: TrainConfig) -> tuple[int, int, int, int]:
+    return config.steps_supervised_start, config.steps_stage1, config.steps_stage2, config.steps_stage3
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "demo"])
@@ -42,11 +46,12 @@ def test_positive_int_names_what_it_got():
 
 
 @pytest.mark.parametrize("command", ["train", "demo"])
-def test_steps_and_warmup_set_the_schedule(command):
+def test_steps_warmup_and_supervised_start_set_the_schedule(command):
     required = ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
-    config = config_from_args(build_parser().parse_args([command, *required, "--steps", "5", "--warmup", "0"]))
-    assert (config.steps_stage1, config.steps_stage2, config.steps_stage3) == (0, 0, 5)
-    assert config.total_steps == 5
+    options = [command, *required, "--steps", "5", "--warmup", "2", "--supervised-start", "0"]
+    config = config_from_args(build_parser().parse_args(options))
+    assert _schedule(config) == (0, 2, 2, 5)
+    assert config.total_steps == 9
 
 
 @pytest.mark.parametrize("command", ["train", "demo"])
@@ -58,20 +63,26 @@ def test_a_supervised_start_can_replace_the_warmups(command):
         ("supervised start", 30),
         ("stage iii: ACTION", 5),
     ]
-    assert config_from_args(build_parser().parse_args([command, *required])).steps_supervised_start == 0
 
 
 def test_the_demo_runs_a_shortened_schedule_and_train_the_presets():
     demo = config_from_args(build_parser().parse_args(["demo"]))
-    assert (demo.steps_stage1, demo.steps_stage2, demo.steps_stage3) == (DEMO_WARMUP, DEMO_WARMUP, DEMO_STEPS)
+    assert _schedule(demo) == (DEMO_SUPERVISED_START, DEMO_WARMUP, DEMO_WARMUP, DEMO_STEPS)
     train = config_from_args(build_parser().parse_args(["train", "--image", "a.nii.gz", "--out", "m.pt"]))
-    preset = TrainConfig.preset("cpu")
-    assert (train.steps_stage1, train.steps_stage2, train.steps_stage3) == (
-        preset.steps_stage1,
-        preset.steps_stage2,
-        preset.steps_stage3,
-    )
+    assert _schedule(train) == _schedule(TrainConfig.preset("cpu"))
     assert demo.total_steps < train.total_steps
+
+
+def test_the_cpu_preset_starts_supervised_and_the_paper_preset_with_the_warmups():
+    assert [stage.name for stage in build_schedule(TrainConfig.preset("cpu"), 0)] == [
+        "supervised start",
+        "stage iii: ACTION",
+    ]
+    assert [stage.name for stage in build_schedule(TrainConfig.preset("paper"), 0)] == [
+        "stage i: global distillation",
+        "stage ii: local distillation",
+        "stage iii: ACTION",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -34,8 +34,9 @@ def test_train_announces_every_stage_and_runs_exactly_that(nifti_files, capsys):
     args = cli_train_args([nifti_files["image"]], nifti_files["labels"], nifti_files["dir"] / "m.pt", method="action")
     assert main([*args, "--warmup", "1"]) == 0
     err = capsys.readouterr().err
-    assert "5 steps (stage i: global distillation 1, stage ii: local distillation 1, stage iii: ACTION 3)" in err
-    assert "5/5" in err
+    stages = "supervised start 1, stage i: global distillation 1, stage ii: local distillation 1, stage iii: ACTION 3"
+    assert f"6 steps ({stages})" in err
+    assert "6/6" in err
 
 
 def test_labels_of_another_shape_name_both_files(nifti_files, capsys):

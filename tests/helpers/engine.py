@@ -14,7 +14,7 @@ SHAPE = (32, 32, 10)
 AXIS = 2
 PAINTED = (2, 7)
 DISC_CLASS_NAMES = {1: "disc", 2: "ring"}  # the labels of disc_volume
-TINY_CLI_STEPS = ["--steps", "3"]  # the tiny budget on the command line
+TINY_CLI_STEPS = ["--steps", "3", "--supervised-start", "1"]  # the tiny budget on the command line
 
 
 def cli_train_args(images, labels, out, method: str = "supervised") -> list[str]:
@@ -51,6 +51,8 @@ def tiny_overrides(steps_stage3: int = 6, **more) -> dict:
     :func:`tiny_config` builds a whole configuration from the same settings.
     """
     settings = dict(
+        # The paper's stages i and ii, not the cpu preset's supervised start: every ACTION stage runs.
+        steps_supervised_start=0,
         steps_stage1=2,
         steps_stage2=2,
         steps_stage3=steps_stage3,

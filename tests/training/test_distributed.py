@@ -53,6 +53,7 @@ def torchrun_train(files, method: str, run_dir: Path) -> subprocess.CompletedPro
         *("-m", "napari_action.cli.main", "train"),
         *("--image", str(files["image"]), "--image", str(files["other"]), "--labels", str(files["labels"])),
         *("--method", method, "--device", "cpu", "--steps", "3", "--warmup", str(WARMUP), "--threads", "1"),
+        *("--supervised-start", "1"),  # the cpu preset's first stage: it leaves the queues alone
         *("--out", str(run_dir / "out" / "model.pt")),
     ]
     environ = {**os.environ, distributed.RANK_STATE_ENV: str(run_dir / "ranks"), "OMP_NUM_THREADS": "1"}
