@@ -38,7 +38,7 @@ import torch
 from peak_memory import PeakRss, peak_rss_mb
 from sparse_slices import DATASETS, Dataset, load_dataset
 
-from napari_action.config import TrainConfig
+from napari_action.config import SCHEDULE_STEPS, TrainConfig
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.progress import TrainProgress
 from napari_action.training.trainer import Trainer
@@ -63,8 +63,7 @@ STAGE_III = "stage iii: ACTION"
 def build_trainer(ds: Dataset, overrides: dict, steps: int, device: str = "cpu") -> Trainer:
     """A trainer on 3 evenly spaced painted slices with ``steps`` in every stage, streaming off."""
     slices = evenly_spaced_slices(ds.truth, ds.axis, 3)
-    stages = ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3")
-    budget = {**dict.fromkeys(stages, steps), **NO_STREAM}
+    budget = {**dict.fromkeys(SCHEDULE_STEPS, steps), **NO_STREAM}
     config = TrainConfig.preset("cpu", device=device, axis=ds.axis, **(budget | overrides))
     return Trainer([ds.image], [sparse_from_truth(ds.truth, ds.axis, slices)], config)
 
@@ -117,7 +116,7 @@ def measure_steps(ds: Dataset, steps: int, warmup: int) -> dict[str, list[float]
     per_stage = warmup + steps
     generators = {}
     for name, overrides in VARIANTS.items():
-        budget = per_stage if overrides["method"] == "action" else 4 * per_stage
+        budget = per_stage if overrides["method"] == "action" else len(SCHEDULE_STEPS) * per_stage
         generators[name] = build_trainer(ds, overrides, budget).iter_train()
     samples: dict[str, list[float]] = {}
     for name, records in lockstep(generators).items():

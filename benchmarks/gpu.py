@@ -41,13 +41,13 @@ import torch
 from engine import step_times, synchronize
 from sparse_slices import DATASETS, Dataset, load_dataset, score
 
-from napari_action.config import TrainConfig
+from napari_action.config import SCHEDULE_STEPS, TrainConfig
 from napari_action.data.priors import SlicePrior
 from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 from napari_action.training.trainer import Trainer
 
 STAGES = ("supervised start", "stage i", "stage ii", "stage iii")
-STAGE_STEPS = ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3")
+STAGE_STEPS = SCHEDULE_STEPS  # the config fields of STAGES' step counts
 NO_STREAM = {"stream_every_steps": 10**9, "stream_every_seconds": float("inf")}
 
 
@@ -99,11 +99,11 @@ def measure(ds: Dataset, preset: str, amp: bool, method: str, args) -> dict:
 def schedule_seconds(preset: str, stages: dict) -> float | None:
     """The preset's full schedule at the measured speeds (None if a stage was not measured)."""
     config = TrainConfig.preset(preset)
-    counts = [getattr(config, field) for field in STAGE_STEPS]
-    speeds = [_speed_of(stages, name) for name in STAGES]
-    if any(speed is None for count, speed in zip(counts, speeds, strict=True) if count):
+    scheduled = [(getattr(config, field), name) for field, name in zip(STAGE_STEPS, STAGES, strict=True)]
+    run = [(count, _speed_of(stages, name)) for count, name in scheduled if count]
+    if any(speed is None for _, speed in run):
         return None
-    return float(sum(count / speed for count, speed in zip(counts, speeds, strict=True) if count))
+    return float(sum(count / speed for count, speed in run))
 
 
 def _speed_of(stages: dict, prefix: str) -> float | None:

@@ -17,6 +17,8 @@ AnnotationMode = Literal["slice", "scribble"]
 
 METHODS: tuple[str, ...] = ("action", "supervised", "mean-teacher")
 BUDGETS: tuple[str, ...] = ("cpu", "paper")
+#: The step counts of a round's stages, in the order they run.
+SCHEDULE_STEPS: tuple[str, ...] = ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3")
 PRIORS: tuple[str, ...] = ("none", "vote", "target")
 #: Where the prior comes from: the labels propagated along the image, or shapes interpolated between slices.
 PRIOR_SOURCES: tuple[str, ...] = ("propagation", "interpolation")
@@ -312,7 +314,7 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}.")
         if self.crop_size % 16:
             raise ValueError(f"crop_size must be a multiple of 16, got {self.crop_size}.")
-        for name in ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3"):
+        for name in SCHEDULE_STEPS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0.")
         for name in ("batch_labeled", "batch_unlabeled", "batch_labeled_stage3", "batch_unlabeled_stage3"):

@@ -9,12 +9,12 @@ import pytest
 from napari_action.cli.demo import DEMO_STEPS, DEMO_SUPERVISED_START, DEMO_WARMUP
 from napari_action.cli.main import build_parser
 from napari_action.cli.options import config_from_args, positive_int
-from napari_action.config import TrainConfig
+from napari_action.config import SCHEDULE_STEPS, TrainConfig
 from napari_action.training.schedule import build_schedule
 
 
 def _schedule(config: TrainConfig) -> tuple[int, int, int, int]:
-    return config.steps_supervised_start, config.steps_stage1, config.steps_stage2, config.steps_stage3
+    return tuple(getattr(config, field) for field in SCHEDULE_STEPS)
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "demo"])
