@@ -227,10 +227,12 @@ class TrainConfig:
     # (docs/benchmarks.md, "On a GPU"); these 2D networks are launch-bound, and the casts add
     # kernels. Worth trying on cards without TF32.
     amp: bool = False
-    # bfloat16 autocast on a CPU. Off: with native bfloat16 (AVX512-BF16, AMX) a step is 1.6x
-    # faster and Colin27 scored the same, but the phantom's never-painted hearts lost 0.04-0.07,
-    # every subject of seeds 0 and 1 (docs/benchmarks.md, "A faster cpu preset"); without it, slower.
-    cpu_bfloat16: bool = False
+    # bfloat16 autocast on a CPU; None: where the CPU computes bfloat16 natively (AVX512-BF16,
+    # AMX), float32 elsewhere (emulated there, and slower). Training 29-31 % shorter, Dice within
+    # 0.01 of float32 both ways on four benchmarks (Colin27 -0.004, its cohort +0.010; docs/
+    # benchmarks.md, "bfloat16 where the CPU has it"). Before the propagated labels and the
+    # supervised start it cost the phantom's never-painted hearts 0.04-0.07.
+    cpu_bfloat16: bool | None = None
     num_threads: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -57,18 +57,26 @@ def device_label(device: torch.device, amp: bool = False) -> str:
     return f"{label}, {str(amp_dtype(device)).removeprefix('torch.')}" if amp else label
 
 
-def resolve_amp(device: torch.device, amp: bool, cpu_bfloat16: bool = False) -> bool:
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere it is emulated, and slower."""
+    # torch only exposes these probes privately; an older or newer torch without them reads as "no".
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_amp(device: torch.device, amp: bool, cpu_bfloat16: bool | None = None) -> bool:
     """Whether mixed precision runs on ``device``: ``amp`` on CUDA, ``cpu_bfloat16`` on a CPU.
 
     Two settings, because ``amp`` has always meant "on CUDA" (models saved with it on were trained
-    in float32 on a CPU), and bfloat16 on a CPU is a choice of its own: 1.6x faster steps on a CPU
-    with native bfloat16 and the same Dice on Colin27, but lower on the phantom's never-painted
-    hearts (0.04-0.07 lower on every such subject of seeds 0 and 1; docs/benchmarks.md, "A faster
-    cpu preset"); emulated, and slower, on other CPUs.
+    in float32 on a CPU), and bfloat16 on a CPU is a choice of its own. ``cpu_bfloat16 = None``
+    chooses it where the CPU computes it natively: there a training step is about 1.5x faster at
+    the same Dice (docs/benchmarks.md, "bfloat16 where the CPU has it"); emulated elsewhere.
     """
     if device.type == "cuda":
         return bool(amp)
-    return device.type == "cpu" and bool(cpu_bfloat16)
+    if device.type != "cpu":
+        return False
+    return cpu_has_native_bfloat16() if cpu_bfloat16 is None else bool(cpu_bfloat16)
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_action.runtime import autocast, configure_threads, device_label, resolve_amp
+from napari_action.runtime import autocast, configure_threads, cpu_has_native_bfloat16, device_label, resolve_amp
 
 
 @pytest.mark.parametrize(
@@ -28,8 +28,26 @@ def test_mixed_precision_on_a_cpu_follows_its_own_setting_not_the_cuda_one(amp, 
     assert resolve_amp(CPU, amp, cpu_bfloat16) is cpu_bfloat16
 
 
+@pytest.mark.parametrize("amp", [False, True])
+def test_unset_cpu_precision_is_bfloat16_exactly_where_the_cpu_computes_it_natively(amp):
+    assert resolve_amp(CPU, amp, None) is cpu_has_native_bfloat16()
+
+
+def test_native_bfloat16_is_what_torch_reports_for_this_cpu():
+    # AVX512-BF16 or AMX: either makes bfloat16 convolutions faster than float32 ones.
+    reported = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert cpu_has_native_bfloat16() is bool(reported)
+
+
+def test_the_cuda_setting_alone_decides_on_a_gpu_device():
+    cuda = torch.device("cuda")
+    assert resolve_amp(cuda, False, None) is False
+    assert resolve_amp(cuda, True, False) is True
+
+
 def test_mixed_precision_is_never_turned_on_where_autocast_is_not_supported():
     assert resolve_amp(torch.device("meta"), True, True) is False
+    assert resolve_amp(torch.device("meta"), True, None) is False
 
 
 def test_autocast_on_a_cpu_runs_convolutions_in_bfloat16_and_off_leaves_float32():

@@ -45,6 +45,8 @@ AXIS_CHOICES = (
 )
 #: Quiet time after the last change before the remembered file is written (each write syncs the disk).
 REMEMBER_DELAY_MS = 500
+#: The "CPU precision" choices, as ``TrainConfig.cpu_bfloat16`` values.
+CPU_PRECISIONS = (("auto", None), ("float32", False), ("bfloat16", True))
 
 
 def _declare_widgets() -> list:
@@ -131,6 +133,15 @@ def _declare_widgets() -> list:
             "lower priority, so the viewer stays responsive). Two trainings on the same cores slow "
             "each other down several-fold.",
         ),
+        ComboBox(
+            name="cpu_bfloat16",
+            label="CPU precision",
+            choices=CPU_PRECISIONS,
+            value=TrainConfig().cpu_bfloat16,
+            tooltip="The arithmetic of training and prediction on a CPU. auto: bfloat16 where the CPU computes "
+            "it natively (AVX512-BF16, AMX; about 30 % less time for the same accuracy within 0.01 in our "
+            "benchmarks), float32 elsewhere. GPUs train in float32 whatever is chosen here.",
+        ),
     ]
 
 
@@ -152,6 +163,7 @@ class OptionsForm(Container):
         line.setSizePolicy(QSizePolicy.Policy.Expanding, line.sizePolicy().verticalPolicy())
         self.budget.changed.connect(self._on_budget_changed)
         self.device.changed.connect(self._describe_device)
+        self.cpu_bfloat16.changed.connect(self._describe_device)
         self._describe_device()
         self._remember_timer: QTimer | None = None
 
@@ -165,7 +177,7 @@ class OptionsForm(Container):
         self.steps_stage3.value = TrainConfig.preset(budget).steps_stage3
 
     def _describe_device(self, *_) -> None:
-        self.device_label.value = f"will use: {describe_device(self.device.value)}"
+        self.device_label.value = f"will use: {describe_device(self.device.value, self.cpu_bfloat16.value)}"
 
     # -- reading -------------------------------------------------------------------------
     def axis_choice(self, viewer_axis: int) -> int | None:
@@ -267,12 +279,18 @@ def _fitted(widget, value: Any) -> Any:
     return value
 
 
-def describe_device(choice: str) -> str:
-    """What ``choice`` resolves to, e.g. "CUDA: NVIDIA H100" or "CPU"; why not, if it cannot be used."""
-    from napari_action.runtime import device_label, resolve_device  # torch-backed: see _declare_widgets
+def describe_device(choice: str, cpu_bfloat16: bool | None = None) -> str:
+    """What ``choice`` resolves to, e.g. "CUDA: NVIDIA H100" or "CPU, bfloat16"; why not, if it cannot be used.
+
+    On a CPU it names the precision ``cpu_bfloat16`` resolves to there (None: bfloat16 where the CPU
+    computes it natively); the threads have their own field.
+    """
+    from napari_action.runtime import device_label, resolve_amp, resolve_device  # torch-backed: see _declare_widgets
 
     try:
-        label = device_label(resolve_device(choice))
+        device = resolve_device(choice)
     except ValueError as exc:
         return str(exc)
-    return label.split(",")[0] if label.startswith("CPU") else label
+    if device.type != "cpu":
+        return device_label(device)
+    return "CPU, bfloat16" if resolve_amp(device, amp=False, cpu_bfloat16=cpu_bfloat16) else "CPU, float32"

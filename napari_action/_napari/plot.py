@@ -46,11 +46,12 @@ class LossPlot(QWidget):
         self.loss, self.agreement = [], []
         self.update()
 
-    def add_loss(self, step: int, value: float) -> None:
-        """Append a loss value (non-finite values are skipped)."""
+    def add_loss(self, step: int, value: float, repaint: bool = True) -> None:
+        """Append a loss value (non-finite values are skipped); ``repaint=False`` leaves the redraw to the caller."""
         if math.isfinite(value):
             self.loss = _decimate([*self.loss, (float(step), float(value))])
-            self.update()
+            if repaint:
+                self.update()
 
     def add_agreement(self, step: int, fraction: float) -> None:
         """Append an agreement fraction in [0, 1]."""

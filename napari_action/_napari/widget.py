@@ -61,6 +61,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Longest wait between two redraws of the status line and the loss plot while training, in ms: a
+#: redraw per step (5-12 a second on 2 cores) recomposes napari's whole window around its OpenGL
+#: canvas, and 4 a second reads as well (docs/benchmarks.md, "How fast the widget trains").
+PROGRESS_REDRAW_MS = 250
+
 
 class ActionWidget(QWidget):
     """Train ACTION on a few painted slices and stream predictions into napari.
@@ -100,6 +105,7 @@ class ActionWidget(QWidget):
         self._build()
         self._send_annotations_throttled = qthrottled(self._send_annotations, timeout=500)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
+        self._show_progress_throttled = qthrottled(self._show_progress, timeout=PROGRESS_REDRAW_MS)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.dims.events.current_step.connect(self._on_dims_step)
         # The training state is not a QObject, so it still receives this when the widget dies.
@@ -344,11 +350,16 @@ class ActionWidget(QWidget):
     def _on_progress(self, progress: TrainProgress) -> None:
         if progress.notice:
             show_warning(f"ACTION: {progress.notice}")
+        self.plot.add_loss(progress.step, progress.losses.get("total", float("nan")), repaint=False)
+        self._show_progress_throttled(progress)
+
+    def _show_progress(self, progress: TrainProgress) -> None:
+        """The status line and the loss plot, redrawn at most every :data:`PROGRESS_REDRAW_MS`."""
         self.status_label.setText(status_text(progress))
         device = f"using: {progress.device}"
         if self.options.device_label.value != device:
             self.options.device_label.value = device
-        self.plot.add_loss(progress.step, progress.losses.get("total", float("nan")))
+        self.plot.update()
 
     def _write_predictions(self, batch: list[SlicePrediction]) -> list[SlicePrediction]:
         """Write streamed slices; return those deferred (the user is mid-stroke, or their layer is not made yet)."""
@@ -360,6 +371,7 @@ class ActionWidget(QWidget):
 
     def _on_run_state(self, state: RunState) -> None:
         if state is RunState.STOPPING:
+            self._show_progress_throttled.cancel()  # its last step's line would replace this one
             self.status_label.setText("Stopping after the current step…")
         if state is RunState.PAUSED:
             self.training_state.run_pending_job()  # a prediction or save waited for the pause
@@ -367,12 +379,15 @@ class ActionWidget(QWidget):
 
     def _on_run_error(self, exc: Exception) -> None:
         # napari's worker already shows the error as a notification.
+        self._show_progress_throttled.cancel()
         self.status_label.setText(f"Training failed: {describe_error(exc)}")
 
     def _on_run_finished(self, then: Callable[[TrainingRun], None] | None = None) -> None:
         for layer in self.training_state.plan.labels_layers() if self.training_state.plan else ():
             layer.events.paint.disconnect(self._on_labels_painted)
         run = self.run
+        self._show_progress_throttled.cancel()
+        self.plot.update()
         if run is not None and run.error is None and run.last_progress is not None:
             self.status_label.setText("Done. " + status_text(run.last_progress))
         self.training_state.run_pending_job()

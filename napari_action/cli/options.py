@@ -125,8 +125,9 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=tuple(PRECISIONS),
         default=None,
-        help="float32 (default) or bfloat16: on a CPU with native bfloat16 (AVX512-BF16, AMX) about 1.6x "
-        "faster steps, the same Dice on a brain but lower on never-painted phantom hearts; slower elsewhere",
+        help="float32 or bfloat16; by default bfloat16 on a CPU that computes it natively (AVX512-BF16, AMX: "
+        "about 1.5x faster steps at the same Dice), float32 on other CPUs (bfloat16 is emulated there, and "
+        "slower) and on GPUs",
     )
 
 

@@ -92,8 +92,8 @@ class Predictor:
         Where to run; ``"auto"`` picks CUDA, MPS, then CPU.
     amp : bool
         Mixed precision on CUDA.
-    cpu_bfloat16 : bool
-        bfloat16 autocast on a CPU.
+    cpu_bfloat16 : bool or None
+        bfloat16 autocast on a CPU; None where the CPU computes bfloat16 natively.
     smoothing_mm, prior_decay_mm : float
         :attr:`TrainConfig.predict_smoothing_mm`, :attr:`TrainConfig.predict_prior_decay_mm`.
     structure_ends : str
@@ -110,7 +110,7 @@ class Predictor:
         context: int = 0,
         device: str | torch.device = "auto",
         amp: bool = True,
-        cpu_bfloat16: bool = False,
+        cpu_bfloat16: bool | None = False,
         smoothing_mm: float = 0.0,
         prior_decay_mm: float = 0.0,
         structure_ends: str = "network",

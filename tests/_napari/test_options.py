@@ -22,6 +22,7 @@ from napari_action._napari.remembered import (
 )
 from napari_action.config import TrainConfig
 from napari_action.io.session_store import load_session
+from napari_action.runtime import cpu_has_native_bfloat16
 from tests.helpers.gui import TIMEOUT, dock, messages_since, wait_idle
 
 LEGACY_SESSION = Path(__file__).resolve().parents[1] / "fixtures" / "v0_1_0" / "session.action.zarr"
@@ -37,6 +38,7 @@ CHOSEN = {
     "steps_stage3": 1234,
     "device": "cpu",
     "num_threads": 1,
+    "cpu_bfloat16": False,
 }
 
 
@@ -92,6 +94,17 @@ def test_a_budget_resets_the_steps_to_its_own_schedule(viewer):
     assert form.asdict()["steps_stage3"] == 66 and form.budget.value == "cpu"
 
 
+def test_the_device_line_names_the_cpu_precision_each_choice_resolves_to(viewer):
+    form = dock(viewer).options
+    form.device.value = "cpu"
+    assert form.device_label.value == f"will use: CPU, {'bfloat16' if cpu_has_native_bfloat16() else 'float32'}"
+    form.cpu_bfloat16.value = False
+    assert form.device_label.value == "will use: CPU, float32"
+    form.cpu_bfloat16.value = True
+    assert form.device_label.value == "will use: CPU, bfloat16"
+    assert form.config(viewer_axis=0).cpu_bfloat16 is True
+
+
 def test_values_the_form_cannot_show_are_skipped_and_named(viewer):
     form = dock(viewer).options
     before = form.asdict()
@@ -139,7 +152,7 @@ def test_a_session_of_release_0_1_opens_with_the_options_it_recorded(viewer, qtb
     wait_idle(qtbot, widget)
     assert widget.predict_button.isEnabled()  # its model is back
     # 0.1 recorded budget, method, steps, device and axis; it knew no label source, no prior for unpainted
-    # images, no structure ends and no thread count: those keep their remembered or default values.
+    # images, no structure ends, no thread count and no CPU precision: those keep their remembered or default values.
     assert widget.options.asdict() == {
         "budget": "cpu",
         "axis": None,
@@ -150,6 +163,7 @@ def test_a_session_of_release_0_1_opens_with_the_options_it_recorded(viewer, qtb
         "steps_stage3": 1,
         "device": "cpu",
         "num_threads": 1,
+        "cpu_bfloat16": None,
     }
 
 

@@ -21,6 +21,7 @@ from napari_action._napari.widget import ActionWidget
 from napari_action.data.interpolation import interpolate_labels
 from napari_action.inference.loaded_model import load_model
 from napari_action.progress import FocusRequest
+from napari_action.runtime import cpu_has_native_bfloat16
 from napari_action.training.safeguards import TrainingDivergedError
 from napari_action.training.stream_schedule import StreamCursor
 from tests.helpers.engine import tiny_overrides
@@ -52,7 +53,8 @@ def test_defaults(scene):
     assert options.budget.value == "cpu" and options.method.value == "action"
     assert options.prior_source.value == "propagation" and options.steps_stage3.value == 900
     assert options.num_threads.value == training_threads()
-    assert options.device_label.value.startswith("will use: CPU")
+    precision = "bfloat16" if cpu_has_native_bfloat16() else "float32"
+    assert options.device_label.value == f"will use: CPU, {precision}"
     assert list(options.device.choices)[:2] == ["auto", "cpu"]
     assert widget.train_button.isEnabled()
     assert not widget.pause_button.isEnabled() and not widget.stop_button.isEnabled()

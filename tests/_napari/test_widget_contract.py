@@ -6,6 +6,7 @@ Same scene and tiny budgets as ``tests/_napari/test_widget.py``; the test waits 
 from __future__ import annotations
 
 from napari_action._napari.refine.update_once import ShortRound
+from napari_action._napari.widget import PROGRESS_REDRAW_MS
 from tests.helpers.gui import TIMEOUT, edit_slice, wait_finished, wait_first_step
 
 ROUND = 400  # long enough to act while the round runs; the test stops it
@@ -43,6 +44,9 @@ def test_a_run_started_through_the_contract_works_like_train(scene, qtbot):
     assert finished == [run] and run.error is None and trainer.step > step
     assert widget.training_state.trainer is trainer  # a further round keeps the model
     assert widget.status_label.text().startswith("Done.")
+    qtbot.wait(PROGRESS_REDRAW_MS + 100)  # no throttled redraw of a step's line comes after it
+    assert widget.status_label.text().startswith("Done.")
+    assert widget.plot.loss[-1][0] == run.last_progress.step  # redraws are throttled, points are not
     assert widget.train_button.isEnabled() and widget.predict_button.isEnabled()
     with qtbot.waitSignal(widget.state_changed, timeout=TIMEOUT):
         widget.refresh()

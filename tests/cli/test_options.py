@@ -104,12 +104,20 @@ def test_bad_step_counts_are_refused_in_the_options_words(option, value, message
 
 
 @pytest.mark.parametrize("command", ["train", "demo"])
-@pytest.mark.parametrize(("precision", "mixed"), [(None, False), ("float32", False), ("bfloat16", True)])
+@pytest.mark.parametrize(("precision", "mixed"), [("float32", False), ("bfloat16", True)])
 def test_precision_sets_mixed_precision_on_every_device(command, precision, mixed):
-    required = ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
-    chosen = [] if precision is None else ["--precision", precision]
-    config = config_from_args(build_parser().parse_args([command, *required, *chosen]))
+    config = config_from_args(build_parser().parse_args([command, *_required(command), "--precision", precision]))
     assert config.amp is mixed and config.cpu_bfloat16 is mixed
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_without_precision_a_gpu_trains_in_float32_and_a_cpu_as_its_hardware_allows(command):
+    config = config_from_args(build_parser().parse_args([command, *_required(command)]))
+    assert config.amp is False and config.cpu_bfloat16 is None
+
+
+def _required(command: str) -> list[str]:
+    return ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
 
 
 def test_an_unknown_precision_is_refused_with_the_choices(capsys):

@@ -62,6 +62,10 @@ def tiny_overrides(steps_stage3: int = 6, **more) -> dict:
         stream_every_seconds=1e9,
         stream_min_fit=0.0,  # tiny runs never fit well: stream at once so that streaming is exercised
         stream_over_preview="everywhere",  # the preview reaches every slice of these tiny volumes
+        # float32 on every CPU: tests assert what these tiny trainings learn, and the default (bfloat16
+        # where the CPU computes it natively) would make that differ between machines. The bfloat16
+        # path has its own tests (tests/training/test_trainer.py).
+        cpu_bfloat16=False,
         model={"base_width": 4, "rep_dim": 16, "global_dim": 32},
         loss={"anco_queries": 8, "anco_negatives": 8, "queue_size": 4},
     )

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_action.progress import AnnotationUpdate, FocusRequest, TrainProgress
+from napari_action.runtime import cpu_has_native_bfloat16
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import AXIS, PAINTED, disc_volume, sparse, tiny_config
 
@@ -34,6 +35,22 @@ def test_action_schedule_runs_every_stage(data):
     assert all(math.isfinite(v) for p in progress for v in p.losses.values())
     assert trainer.axis == AXIS
     assert list(trainer.class_values) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("cpu_bfloat16", [True, None])
+def test_training_in_bfloat16_runs_every_stage_and_says_so(data, cpu_bfloat16):
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config(cpu_bfloat16=cpu_bfloat16))
+    progress = trainer.train()
+    # None is the default: bfloat16 exactly where this CPU computes it natively.
+    mixed = cpu_bfloat16 or (cpu_bfloat16 is None and cpu_has_native_bfloat16())
+    assert trainer.amp is mixed
+    assert progress[-1].device.endswith(", bfloat16") is mixed
+    assert [p.step for p in progress] == list(range(1, 8))
+    assert all(math.isfinite(v) for p in progress for v in p.losses.values())
+    predicted, confidence = trainer.predictor().predict(image)
+    assert predicted.shape == image.shape and set(np.unique(predicted)) <= {0, 1, 2}
+    assert confidence.dtype == np.float32 and np.isfinite(confidence).all()
 
 
 def test_supervised_start_comes_first_and_the_teacher_follows_it(data):
