@@ -19,7 +19,7 @@ from napari_action._napari.widget import ActionWidget
 
 OUT = Path(__file__).parent / "images"
 # A shortened cpu budget so the screenshots take about a minute to make.
-BUDGET = {"steps_stage1": 30, "steps_stage2": 30, "steps_stage3": 200, "stream_every_steps": 10}
+BUDGET = {"steps_supervised_start": 60, "steps_stage3": 200, "stream_every_steps": 10}
 
 
 def show_first_subject_only(viewer: napari.Viewer) -> None:
