@@ -46,6 +46,7 @@ from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
+from napari_action._napari.status_line import StatusLine
 from napari_action._napari.threads import new_worker
 from napari_action._napari.training_state import TrainingPlan, TrainingState, build_trainer
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
@@ -60,11 +61,6 @@ if TYPE_CHECKING:
     import napari
 
 logger = logging.getLogger(__name__)
-
-#: Longest wait between two redraws of the status line and the loss plot while training, in ms: a
-#: redraw per step (5-12 a second on 2 cores) recomposes napari's whole window around its OpenGL
-#: canvas, and 4 a second reads as well (docs/benchmarks.md, "How fast the widget trains").
-PROGRESS_REDRAW_MS = 250
 
 
 class ActionWidget(QWidget):
@@ -105,7 +101,6 @@ class ActionWidget(QWidget):
         self._build()
         self._send_annotations_throttled = qthrottled(self._send_annotations, timeout=500)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
-        self._show_progress_throttled = qthrottled(self._show_progress, timeout=PROGRESS_REDRAW_MS)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.dims.events.current_step.connect(self._on_dims_step)
         # The training state is not a QObject, so it still receives this when the widget dies.
@@ -127,6 +122,7 @@ class ActionWidget(QWidget):
         self.status_label = QLabel("Paint a few slices in a Labels layer, then press Train.")
         self.status_label.setWordWrap(True)
         self.plot = LossPlot()
+        self.status = StatusLine(self.status_label, self.plot, self.options.device_label)
         buttons = QGridLayout()
         buttons.addWidget(self.train_button, 0, 0)
         buttons.addWidget(self.pause_button, 0, 1)
@@ -210,7 +206,7 @@ class ActionWidget(QWidget):
         if axis is not None:
             show_slices_along(self.viewer, axis)
             shown = "the plane of the painted slices" if choice == PAINTED_PLANE else f"{choice} slices"
-            self.status_label.setText(f"Showing {shown}: the slider moves along axis {axis}.")
+            self.status.say(f"Showing {shown}: the slider moves along axis {axis}.")
         return axis
 
     # -- training ------------------------------------------------------------------
@@ -235,7 +231,7 @@ class ActionWidget(QWidget):
             factory, config, axis_decision = self._trainer_factory(plan)
         except ValueError as exc:
             show_error(f"ACTION: {exc}")
-            self.status_label.setText(f"Not started: {exc}")
+            self.status.say(f"Not started: {exc}")
             return False
         self.training_state.begin(plan, axis_decision)
         return self.start_run(build=factory, total_steps=config.total_steps, status="Preparing the volumes…")
@@ -282,7 +278,7 @@ class ActionWidget(QWidget):
         for layer in plan.labels_layers():
             layer.events.paint.connect(self._on_labels_painted)
         self.plot.clear()
-        self.status_label.setText(status)
+        self.status.say(status)
         run.start()
         self.refresh()
         return True
@@ -332,7 +328,7 @@ class ActionWidget(QWidget):
         source = "Propagating your labels along the image" if propagating else "Interpolating between your slices"
         decided = self.training_state.axis_decision
         why = f" ({decided.reason})" if decided is not None and decided.axis == trainer.axis else ""
-        self.status_label.setText(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}{why}…")
+        self.status.say(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}{why}…")
         for message in trainer.advice:
             show_warning(f"ACTION: {message}")
 
@@ -350,16 +346,7 @@ class ActionWidget(QWidget):
     def _on_progress(self, progress: TrainProgress) -> None:
         if progress.notice:
             show_warning(f"ACTION: {progress.notice}")
-        self.plot.add_loss(progress.step, progress.losses.get("total", float("nan")), repaint=False)
-        self._show_progress_throttled(progress)
-
-    def _show_progress(self, progress: TrainProgress) -> None:
-        """The status line and the loss plot, redrawn at most every :data:`PROGRESS_REDRAW_MS`."""
-        self.status_label.setText(status_text(progress))
-        device = f"using: {progress.device}"
-        if self.options.device_label.value != device:
-            self.options.device_label.value = device
-        self.plot.update()
+        self.status.progress(progress)
 
     def _write_predictions(self, batch: list[SlicePrediction]) -> list[SlicePrediction]:
         """Write streamed slices; return those deferred (the user is mid-stroke, or their layer is not made yet)."""
@@ -371,25 +358,21 @@ class ActionWidget(QWidget):
 
     def _on_run_state(self, state: RunState) -> None:
         if state is RunState.STOPPING:
-            self._show_progress_throttled.cancel()  # its last step's line would replace this one
-            self.status_label.setText("Stopping after the current step…")
+            self.status.say("Stopping after the current step…")
         if state is RunState.PAUSED:
             self.training_state.run_pending_job()  # a prediction or save waited for the pause
         self.refresh()
 
     def _on_run_error(self, exc: Exception) -> None:
         # napari's worker already shows the error as a notification.
-        self._show_progress_throttled.cancel()
-        self.status_label.setText(f"Training failed: {describe_error(exc)}")
+        self.status.say(f"Training failed: {describe_error(exc)}")
 
     def _on_run_finished(self, then: Callable[[TrainingRun], None] | None = None) -> None:
         for layer in self.training_state.plan.labels_layers() if self.training_state.plan else ():
             layer.events.paint.disconnect(self._on_labels_painted)
         run = self.run
-        self._show_progress_throttled.cancel()
-        self.plot.update()
         if run is not None and run.error is None and run.last_progress is not None:
-            self.status_label.setText("Done. " + status_text(run.last_progress))
+            self.status.say("Done. " + status_text(run.last_progress))
         self.training_state.run_pending_job()
         self.refresh()
         if then is not None and run is not None:
@@ -462,7 +445,7 @@ class ActionWidget(QWidget):
 
     def _start_prediction(self, names=None) -> None:
         items = self.training_state.prediction_items(self.viewer, names)
-        self.status_label.setText(f"Predicting {len(items)} volume(s)…")
+        self.status.say(f"Predicting {len(items)} volume(s)…")
         job = PredictionJob(
             self.training_state.trainer, items, on_update=self._on_prediction_update, on_finished=self._on_job_finished
         )
@@ -481,7 +464,7 @@ class ActionWidget(QWidget):
             self.run.resume()
         self.training_state.resume_after_job = False
         if self.run is None or not self.run.is_running:
-            self.status_label.setText("Ready.")
+            self.status.say("Ready.")
         self.refresh()
 
     def _on_save_clicked(self) -> None:

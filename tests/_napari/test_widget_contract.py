@@ -6,7 +6,7 @@ Same scene and tiny budgets as ``tests/_napari/test_widget.py``; the test waits 
 from __future__ import annotations
 
 from napari_action._napari.refine.update_once import ShortRound
-from napari_action._napari.widget import PROGRESS_REDRAW_MS
+from napari_action._napari.status_line import PROGRESS_REDRAW_MS
 from tests.helpers.gui import TIMEOUT, edit_slice, wait_finished, wait_first_step
 
 ROUND = 400  # long enough to act while the round runs; the test stops it

@@ -1,0 +1,59 @@
+"""The widget's status line and loss plot: a run's progress a few times a second, any other message at once."""
+
+from __future__ import annotations
+
+from magicgui.widgets import Label
+from qtpy.QtWidgets import QLabel
+from superqt.utils import qthrottled
+
+from napari_action._napari.plot import LossPlot
+from napari_action._napari.status import status_text
+from napari_action.progress import TrainProgress
+
+#: Longest wait between two redraws of the status line and the loss plot while training, in ms: a
+#: redraw per step (5-12 a second on 2 cores) recomposes napari's whole window around its OpenGL
+#: canvas, and 4 a second reads as well (docs/benchmarks.md, "How fast the widget trains").
+PROGRESS_REDRAW_MS = 250
+
+
+class StatusLine:
+    """Shows a run's steps and the widget's messages in one label, with the loss plot beneath it.
+
+    Every step's loss joins the plot, but the label, the device line and the plot are redrawn from
+    the latest step at most every :data:`PROGRESS_REDRAW_MS`. A message replaces the line at once
+    and drops a redraw still pending, so a step's line never comes back over "Done." or
+    "Stopping…".
+
+    Parameters
+    ----------
+    label : QLabel
+        The status line.
+    plot : LossPlot
+        The loss plot the steps feed.
+    device_line : magicgui.widgets.Label
+        The options form's device line: "using: <device>" once a run reports its device.
+    """
+
+    def __init__(self, label: QLabel, plot: LossPlot, device_line: Label):
+        self._label = label
+        self._plot = plot
+        self._device_line = device_line
+        self._redraw = qthrottled(self._show, timeout=PROGRESS_REDRAW_MS)
+
+    def progress(self, progress: TrainProgress) -> None:
+        """Take one step's progress: its loss is plotted, its line shown within :data:`PROGRESS_REDRAW_MS`."""
+        self._plot.add_loss(progress.step, progress.losses.get("total", float("nan")), repaint=False)
+        self._redraw(progress)
+
+    def say(self, text: str) -> None:
+        """Show ``text`` now, in place of the last step's line and of any redraw still pending."""
+        self._redraw.cancel()
+        self._label.setText(text)
+        self._plot.update()  # the points a dropped redraw would have drawn
+
+    def _show(self, progress: TrainProgress) -> None:
+        self._label.setText(status_text(progress))
+        device = f"using: {progress.device}"
+        if self._device_line.value != device:
+            self._device_line.value = device
+        self._plot.update()
