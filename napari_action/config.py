@@ -208,7 +208,10 @@ class TrainConfig:
     # slices the preview does not reach (its labels stay where they are; Predict then shows the
     # network everywhere), "everywhere" on every slice. On Colin27 (k = 3, one seed, 1 thread) the
     # network alone fell to 0.67 mid-run against the preview's 0.725; kept off the reached slices
-    # it never went below 0.719 (docs/benchmarks.md, "Which slices the network takes over").
+    # it never went below 0.719 (docs/benchmarks.md, "Which slices the network takes over"). There,
+    # structures are ended beyond their extents as structure_ends says, "taper" over the areas
+    # streamed so far: the widget's layer then stayed at the preview's 0.7320 where it had dipped to
+    # 0.7233 (docs/benchmarks.md, "Streamed slices end a structure as Predict does").
     stream_over_preview: str = "unreached"
     # Volumes nobody painted: "registration" carries the painted volumes' prior onto them (an
     # affine registration by mutual information, seconds per volume), which then serves as their

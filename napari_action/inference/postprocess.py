@@ -4,8 +4,8 @@
 * :func:`fuse_prior` mixes in the prior from the painted slices near them.
 * Beyond the slices its propagation reaches (:mod:`napari_action.data.structure_extents`)
   a structure is ended where it grows again or at once (:func:`trim_beyond_extents`,
-  the whole-volume prediction; :func:`clear_outside_extents`, slices streamed
-  during training, at once only).
+  the whole-volume prediction; slices streamed during training, a few at a time:
+  :func:`clear_outside_extents` at once, :func:`taper_streamed` where it grows again).
 * :func:`keep_largest_components` (optional): a 2D network predicts each slice on
   its own, so it leaves stray blobs on slices far from any painted one. Most
   anatomical structures are one connected piece per side, so keeping the
@@ -185,18 +185,14 @@ def trim_beyond_extents(
         return
     if rule not in ("taper", "cut"):
         raise ValueError(f"rule must be 'taper' or 'cut', got {rule!r}.")
-    background = class_values[0]
     walled = {c for c, _, _ in extents.walls} if rule == "cut" else set()
     for c in np.flatnonzero(extents.first >= 0):
-        value = class_values[c]
-        area = np.count_nonzero(labels == value, axis=(1, 2))
-        margin = WALLED_MARGIN if c in walled else 0
-        for start, step in ((int(extents.last[c]) + margin, 1), (int(extents.first[c]) - margin, -1)):
-            stop = start + step if rule == "cut" else _end_of_taper(area, start, step)
-            if stop is None or not 0 <= stop < area.size:
-                continue
-            part = labels[stop:] if step > 0 else labels[: stop + 1]
-            part[part == value] = background
+        if rule == "cut":
+            margin = WALLED_MARGIN if c in walled else 0
+            low, high = int(extents.first[c]) - margin, int(extents.last[c]) + margin
+        else:
+            low, high = taper_range(np.count_nonzero(labels == class_values[c], axis=(1, 2)), extents, c)
+        _remove_outside(labels, class_values[c], low, high, class_values[0])
     if rule == "cut":
         for walled in extents.walls:
             _end_where_unwalled(labels, walled, class_values)
@@ -244,12 +240,49 @@ def _wall_cover(labels: np.ndarray, value: int, wall: int) -> float:
     return float(counts[1, 2] / max(counts[1].sum(), 1))
 
 
+def taper_range(area: np.ndarray, extents: StructureExtents, c: int) -> tuple[int, int]:
+    """The first and last slice the taper keeps structure ``c`` on, from its ``area`` on every slice.
+
+    ``area`` may hold NaN where the area is not known yet (slices not streamed so far): the walk
+    outwards ends there, as where the structure grows again.
+    """
+    low = _end_of_taper(area, int(extents.first[c]), -1)
+    high = _end_of_taper(area, int(extents.last[c]), 1)
+    return (0 if low is None else low + 1), (area.size - 1 if high is None else high - 1)
+
+
+def taper_streamed(
+    labels: np.ndarray, start: int, area: np.ndarray, extents: StructureExtents | None, class_values: np.ndarray
+) -> None:
+    """The taper on slices ``start:start + len(labels)`` of a volume streamed a few slices at a time.
+
+    ``area`` is ``(slices, classes)``: each class's area on every slice of the volume in the latest
+    streamed prediction, NaN where none has been streamed; ``labels`` (label values) change in place.
+    A structure is kept beyond its extent only where the walk from the extent's end over known
+    areas shows it narrowing, as :func:`trim_beyond_extents` keeps it on the whole volume.
+    """
+    if extents is None:
+        return
+    for c in np.flatnonzero(extents.first >= 0):
+        low, high = taper_range(area[:, c], extents, c)
+        _remove_outside(labels, class_values[c], low - start, high - start, class_values[0])
+
+
+def _remove_outside(labels: np.ndarray, value: int, low: int, high: int, background: int) -> None:
+    """``value`` becomes ``background`` on the slices of ``labels`` before ``low`` and after ``high``."""
+    for part in (labels[: max(low, 0)], labels[max(high + 1, 0) :]):
+        part[part == value] = background
+
+
 def _end_of_taper(area: np.ndarray, start: int, step: int) -> int | None:
-    """The first slice from ``start`` outwards (``step`` = +1 or -1) where the area has grown again; None if never."""
+    """The first slice from ``start`` outwards (``step`` = +1 or -1) where the area has grown again, or
+    is not known (NaN); None if never."""
     smallest = area[start]
     z = start + step
+    if np.isnan(smallest):
+        return z if 0 <= z < area.size else None
     while 0 <= z < area.size:
-        if area[z] > smallest * (1.0 + TAPER_SLACK) + 1:
+        if np.isnan(area[z]) or area[z] > smallest * (1.0 + TAPER_SLACK) + 1:
             return z
         smallest = min(smallest, area[z])
         z += step

@@ -17,6 +17,7 @@ from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior
 from napari_action.data.slice_pool import SlicePool
 from napari_action.evaluation.metrics import dice_per_class
+from napari_action.inference.postprocess import taper_streamed
 from napari_action.inference.predictor import Predictor, with_prior
 from napari_action.progress import SlicePrediction
 
@@ -38,6 +39,9 @@ class StreamCursor:
         self._volume = 0
         self._start = [0] * len(self.n_slices)
         self._focus: tuple[int, int] | None = None
+        # Per volume, each class's area on every slice in the latest streamed prediction (NaN: not
+        # streamed yet), for the taper to walk from a structure's extent to the slices streamed now.
+        self._areas: dict[int, np.ndarray] = {}
         self._last_step = 0
         self._last_time = time.perf_counter()
 
@@ -82,8 +86,11 @@ class StreamCursor:
 
         With the volumes' ``priors`` (by volume index) and slice ``thickness`` (mm), each slice is mixed
         with its prior as the final prediction mixes it (:func:`with_prior`): near a painted slice
-        the streamed layer then shows what the preview showed there, not a half-trained network's guess
-        (and, with ``structure_ends = "cut"``, no structure beyond the slices its propagation reaches).
+        the streamed layer then shows what the preview showed there, not a half-trained network's guess.
+        Beyond the slices its propagation reaches, a structure is ended as ``structure_ends`` says: "cut"
+        at once; "taper" where, walking out over the areas streamed so far, it grows again or has not
+        been streamed yet (on Colin27 the network's false positives on slices the preview leaves
+        empty had taken the layer below the preview; docs/benchmarks.md).
         ``skip_reached`` leaves out the slices the prior reaches (the preview stays there): the
         result is then the runs of the chunk outside its reach, possibly none.
         """
@@ -101,15 +108,26 @@ class StreamCursor:
         if prior is None:
             return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
         decay = predictor.prior_decay_mm / (1.0 if thickness is None else float(thickness[volume]))
-        # A few slices at a time cannot tell where a structure stops narrowing: only a cut applies here.
-        extents = predictor.extents_of(prior) if predictor.structure_ends == "cut" else None
-        probs = np.stack([with_prior(p, prior, start + i, decay, extents) for i, p in enumerate(probs)])
+        extents = predictor.extents_of(prior)
+        cut = extents if predictor.structure_ends == "cut" else None
+        probs = np.stack([with_prior(p, prior, start + i, decay, cut) for i, p in enumerate(probs)])
         labels = predictor.class_values[probs.argmax(axis=1)].astype(labels.dtype)
+        if predictor.structure_ends == "taper":
+            area = self._remembered_areas(volume, start, labels, predictor.class_values)
+            taper_streamed(labels, start, area, extents, predictor.class_values)
         shown = ~prior.covered[start:stop] if skip_reached else np.ones(stop - start, bool)
         return tuple(
             SlicePrediction(volume, predictor.axis, start + first, labels[first:last], probs[first:last].max(axis=1))
             for first, last in _runs_of_true(shown)
         )
+
+    def _remembered_areas(self, volume: int, start: int, labels: np.ndarray, class_values: np.ndarray) -> np.ndarray:
+        """Record each class's area on the streamed slices; return the volume's ``(slices, classes)`` areas."""
+        area = self._areas.get(volume)
+        if area is None or area.shape[1] != len(class_values):
+            area = self._areas[volume] = np.full((self.n_slices[volume], len(class_values)), np.nan)
+        area[start : start + len(labels)] = [[np.count_nonzero(s == v) for v in class_values] for s in labels]
+        return area
 
 
 def _runs_of_true(mask: np.ndarray) -> list[tuple[int, int]]:

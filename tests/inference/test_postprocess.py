@@ -9,6 +9,7 @@ from napari_action.inference.postprocess import (
     clear_outside_extents,
     fuse_prior,
     keep_largest_components,
+    taper_streamed,
     trim_beyond_extents,
 )
 
@@ -124,6 +125,28 @@ def test_beyond_its_extent_a_structure_is_kept_while_it_narrows_and_ended_where_
     cut = _stack_of_discs(areas)
     trim_beyond_extents(cut, extents, values, "cut")
     np.testing.assert_array_equal(np.count_nonzero(cut, axis=(1, 2)), [0, 0, 0, 40, 40, 40, 0, 0, 0, 0, 0])
+
+
+def test_streamed_slices_keep_a_structure_only_where_the_walk_from_its_extent_shows_it_narrowing():
+    values = np.array([0, 5])
+    extents = StructureExtents(first=np.array([-1, 3]), last=np.array([-1, 5]))
+    nan = np.nan
+    # Areas streamed so far (NaN: not yet): above the extent it narrows to slice 8, then grows at 9;
+    # below it, slice 2 was never streamed.
+    areas = [30, 20, nan, 40, 40, 40, 30, 20, 21, 60, 50]
+    known = np.stack([np.zeros(len(areas)), areas], axis=1)
+    chunk = _stack_of_discs([30, 20, 21, 60])  # slices 0-1 and 8-9 of the volume streamed now
+    below, above = chunk[:2].copy(), chunk[2:].copy()
+    taper_streamed(below, 0, known, extents, values)
+    taper_streamed(above, 8, known, extents, values)
+    np.testing.assert_array_equal(np.count_nonzero(below, axis=(1, 2)), [0, 0])  # the gap at slice 2 ends it
+    np.testing.assert_array_equal(np.count_nonzero(above, axis=(1, 2)), [21, 0])  # 20 -> 21 in the slack, 60 grew
+    whole = _stack_of_discs([30, 20, 10, 40, 40, 40, 30, 20, 21, 60, 50])
+    expected = whole.copy()
+    trim_beyond_extents(expected, extents, values, "taper")
+    areas = np.count_nonzero(whole, axis=(1, 2))[:, None] * np.array([[0, 1]])
+    taper_streamed(whole, 0, areas.astype(float), extents, values)  # everything known: the whole-volume taper
+    np.testing.assert_array_equal(whole, expected)
 
 
 def _heart_base(depth: int = 8) -> np.ndarray:
