@@ -135,6 +135,30 @@ def test_a_class_far_from_the_cohort_median_is_flagged_and_listed_first():
     assert rate_cohort([("shrunk", shrunk), ("a", usual[0])], NAMES)[0].flags == ()
 
 
+def record(disc_voxels: int, doubt: float = 0.1) -> PredictionStats:
+    """A record with ``disc_voxels`` of the disc and 100 of the ring, each class at ``doubt``."""
+    return PredictionStats(
+        class_values=(0, 1, 2),
+        voxels=(1000, disc_voxels, 100),
+        entropy_sums=(0.0, doubt * disc_voxels, doubt * 100),
+        voxel_ml=0.001,
+        axis=2,
+        worst_slice=0,
+        worst_slice_score=0.0,
+    )
+
+
+def test_a_volume_within_the_usual_range_costs_nothing_and_a_flagged_one_half_its_class():
+    # Subjects differ in size: half as large again as the median is no sign of failure.
+    rated = {q.name: q for q in rate_cohort([(f"s{n}", record(n)) for n in (90, 100, 110, 150, 400)], NAMES)}
+    assert rated["s150"].score == pytest.approx(rated["s100"].score) == pytest.approx(0.9)
+    assert rated["s150"].flags == ()
+    assert rated["s400"].flags[0].startswith("disc large (")
+    assert rated["s400"].score == pytest.approx((0.5 * 0.9 + 0.9) / 2)
+    # Certainty alone orders the unflagged ones.
+    assert rate("unsure", record(100, doubt=0.3), NAMES).score < rated["s90"].score
+
+
 def test_records_cross_json_unchanged():
     stats = stats_of(*prediction())
     assert PredictionStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats
