@@ -34,7 +34,7 @@ def set_up() -> tuple[napari.Viewer, ActionWidget]:
     widget = ActionWidget(viewer)
     widget.config_overrides = dict(BUDGET)
     viewer.window.add_dock_widget(widget, name="ACTION: Train from sparse labels", area="right")
-    widget.files_panel.hide()  # the dock does not scroll: room for the Refine panel
+    widget.files_panel.hide()  # fewer rows to scroll past to the Refine panel
     return viewer, widget
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     widget.train_button.click()
     wait_until(lambda: widget.run is not None and idle(widget))
     show_worst(viewer, widget)
-    shoot(viewer, "refine_cohort.png")
+    shoot(viewer, "refine_cohort.png", widget)
     viewer.close()
 
 

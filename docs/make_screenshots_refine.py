@@ -42,7 +42,11 @@ def idle(widget: ActionWidget) -> bool:
     return (widget.run is None or not widget.run.is_running) and widget.training_state.job is None
 
 
-def shoot(viewer: napari.Viewer, name: str) -> None:
+def shoot(viewer: napari.Viewer, name: str, widget: ActionWidget | None = None) -> None:
+    if widget is not None:  # the panel scrolls: show its bottom, where the Refine lists are
+        bar = widget.scroll_area.verticalScrollBar()
+        pump(0.3)
+        bar.setValue(bar.maximum())
     pump(0.8)
     pixels = viewer.screenshot(canvas_only=False, flash=False)[..., :3]
     canvas = viewer.screenshot(canvas_only=True, flash=False)
@@ -62,8 +66,8 @@ def set_up() -> tuple[napari.Viewer, ActionWidget]:
     widget = ActionWidget(viewer)
     widget.config_overrides = dict(BUDGET)
     viewer.window.add_dock_widget(widget, name="ACTION: Train from sparse labels", area="right")
-    # The dock does not scroll: on a 1024-pixel screen the "Model, export & session" group, which
-    # these pictures are not about, is hidden to give the Refine lists a few more rows.
+    # On a 1024-pixel screen the panel scrolls; the "Model, export & session" group, which these
+    # pictures are not about, is hidden so that the options stay in view above the Refine lists.
     widget.files_panel.hide()
     return viewer, widget
 
@@ -106,13 +110,13 @@ def main() -> None:
     widget.train_button.click()
     wait_until(lambda: widget.run is not None and idle(widget))
     index = show_next_slices(viewer, widget)
-    shoot(viewer, "refine_next_slices.png")
+    shoot(viewer, "refine_next_slices.png", widget)
     correct_and_accept(viewer, widget, index)
-    shoot(viewer, "refine_accept.png")
+    shoot(viewer, "refine_accept.png", widget)
     widget.refine_panel.update_button.click()
     wait_until(lambda: idle(widget))
     widget.refine_panel.tabs.setCurrentIndex(1)
-    shoot(viewer, "refine_update_once.png")
+    shoot(viewer, "refine_update_once.png", widget)
     viewer.close()
 
 

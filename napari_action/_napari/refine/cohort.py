@@ -84,7 +84,7 @@ class CohortTab(QWidget):
         if not self.qualities:
             self.summary_label.setText(_EMPTY)
             return
-        compared = "against their median volumes" if len(self.qualities) >= 3 else "volumes not compared (under 3)"
+        compared = "sizes checked against their median" if len(self.qualities) >= 3 else "sizes not compared (under 3)"
         self.summary_label.setText(f"{len(self.qualities)} predicted volume(s), worst first; {compared}.")
 
     def _on_item_clicked(self, item: QListWidgetItem) -> None:

@@ -36,7 +36,7 @@ def test_predicted_volumes_listed_worst_first_and_a_click_shows_the_worst_slice(
     assert sorted(tab.records) == ["blank", "second", "vol"]
     scores = [quality.score for quality in tab.qualities]
     assert scores == sorted(scores)
-    assert tab.summary_label.text() == "3 predicted volume(s), worst first; against their median volumes."
+    assert tab.summary_label.text() == "3 predicted volume(s), worst first; sizes checked against their median."
     for text, quality in zip(rows(tab), tab.qualities, strict=True):
         assert text.startswith(f"{quality.score:.2f} · {quality.name} · ")
         assert text.endswith(f" · slice {quality.worst_slice}")
@@ -61,4 +61,4 @@ def test_predicted_volumes_listed_worst_first_and_a_click_shows_the_worst_slice(
 
     viewer.layers.remove("blank")
     assert sorted(tab.records) == ["second", "vol"] and len(rows(tab)) == 2
-    assert tab.summary_label.text().endswith("volumes not compared (under 3).")
+    assert tab.summary_label.text().endswith("sizes not compared (under 3).")
