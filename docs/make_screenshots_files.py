@@ -38,7 +38,9 @@ def save_png(rgb: np.ndarray, path: Path) -> None:
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
-def shoot(viewer: napari.Viewer, name: str, settle: float = 0.5) -> None:
+def shoot(viewer: napari.Viewer, name: str, widget: ActionWidget, settle: float = 0.5) -> None:
+    pump(0.3)
+    widget.scroll_area.ensureWidgetVisible(widget.files_panel)  # the panel scrolls: these shots are about it
     pump(settle)
     save_png(viewer.screenshot(canvas_only=False, flash=False), OUT / name)
     logger.info("wrote %s (%d KB)", OUT / name, (OUT / name).stat().st_size // 1024)
@@ -88,10 +90,10 @@ def train_and_predict(viewer: napari.Viewer, widget: ActionWidget, folder: Path)
     wait_for(lambda: widget.training_state.job is None)
     show_only(viewer, {"subject-4-rotated", "subject-4-rotated ACTION"})
     viewer.reset_view()
-    shoot(viewer, "files_predict_all.png")
+    shoot(viewer, "files_predict_all.png", widget)
     show_only(viewer, {"subject-4-2.4mm", "subject-4-2.4mm ACTION"})
     widget.files_panel.warn_geometry(["subject-4-2.4mm"])  # the warning Predict all showed
-    shoot(viewer, "files_spacing_warning.png", settle=1.0)
+    shoot(viewer, "files_spacing_warning.png", widget, settle=1.0)
 
 
 def main() -> None:
@@ -116,7 +118,7 @@ def main() -> None:
     widget.files_panel.autosave_interval_s = 1.0
     wait_for(lambda: widget.files_panel.last_autosave is not None, timeout=60)
     viewer.reset_view()
-    shoot(viewer, "files_session_reopened.png", settle=1.0)
+    shoot(viewer, "files_session_reopened.png", widget, settle=1.0)
     widget.files_panel.autosave_interval_s = 600
     wait_for(lambda: not widget.files_panel.is_busy)
     viewer.close()

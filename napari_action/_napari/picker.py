@@ -118,6 +118,9 @@ class LayerPicker(QWidget):
             self.labels_table.setItem(row, 0, self._check_item(QTableWidgetItem(), layer))
             self.labels_table.setCellWidget(row, 1, self._image_combo(layer, images, guessed.get(layer.name)))
         self.labels_table.blockSignals(False)
+        # A new cell widget sits at the table's top-left corner until the next layout pass: seen on
+        # top of the first layer's name when layers were added while nothing else moved the table.
+        self.labels_table.doItemsLayout()
 
     def _check_item(self, item, layer):
         item.setText(f"{layer.name}  ({layer_shape_text(layer)})")
