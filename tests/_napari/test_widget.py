@@ -74,6 +74,19 @@ def test_panel_scrolls_on_a_small_screen(scene, qtbot):
     assert widget.refine_panel.training_list.height() >= 90
 
 
+def test_each_image_box_sits_in_its_row_after_layers_are_added(scene, qtbot):
+    viewer, widget, _, _ = scene
+    widget.show()
+    qtbot.waitExposed(widget)
+    viewer.add_labels(np.zeros(SHAPE, np.uint8), name="more labels")  # the table is rebuilt
+    table = widget.picker.labels_table
+    assert table.rowCount() == 2
+    for row in range(2):
+        box = table.cellWidget(row, 1).geometry()
+        # Not left at the table's top-left corner, on top of the first layer's name.
+        assert box.x() == table.columnViewportPosition(1) and box.y() == table.rowViewportPosition(row)
+
+
 def test_train_streams_into_prediction_layer(scene, qtbot):
     viewer, widget, labels, truth = scene
     painted = labels.data.copy()
