@@ -260,20 +260,29 @@ def _class_score(volume: float, doubt: float, reference: float | None) -> float:
     """One class's certainty, times :data:`FLAGGED_WEIGHT` if its volume is flagged; 0 if it is predicted nowhere."""
     if volume <= 0:
         return 0.0
-    flagged = bool(reference) and not reference / VOLUME_RANGE <= volume <= reference * VOLUME_RANGE
+    flagged = _size_outside_range(volume, reference) is not None
     return max(0.0, 1.0 - doubt) * (FLAGGED_WEIGHT if flagged else 1.0)
+
+
+def _size_outside_range(volume: float, reference: float | None) -> str | None:
+    """ "small" or "large" when ``volume`` is beyond :data:`VOLUME_RANGE` of ``reference``; None within it.
+
+    No reference, or a class the cohort usually misses (reference 0): nothing to compare with.
+    """
+    if not reference:
+        return None
+    if volume < reference / VOLUME_RANGE:
+        return "small"
+    if volume > reference * VOLUME_RANGE:
+        return "large"
+    return None
 
 
 def _volume_flags(name: str, volume: float, reference: float | None) -> list[str]:
     if volume <= 0:
         return [f"{name} missing"]
-    if not reference:  # no reference, or a class the cohort usually misses: nothing to compare with
-        return []
-    if volume < reference / VOLUME_RANGE:
-        return [f"{name} small ({volume:.3g} mL, usual {reference:.3g} mL)"]
-    if volume > reference * VOLUME_RANGE:
-        return [f"{name} large ({volume:.3g} mL, usual {reference:.3g} mL)"]
-    return []
+    size = _size_outside_range(volume, reference)
+    return [f"{name} {size} ({volume:.3g} mL, usual {reference:.3g} mL)"] if size else []
 
 
 def rate(

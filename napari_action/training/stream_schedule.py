@@ -111,9 +111,10 @@ class StreamCursor:
         extents = predictor.extents_of(prior)
         cut = extents if predictor.structure_ends == "cut" else None
         probs = np.stack([with_prior(p, prior, start + i, decay, cut) for i, p in enumerate(probs)])
-        labels = predictor.class_values[probs.argmax(axis=1)].astype(labels.dtype)
+        class_ids = probs.argmax(axis=1)
+        labels = predictor.class_values[class_ids].astype(labels.dtype)
         if predictor.structure_ends == "taper":
-            area = self._remembered_areas(volume, start, labels, predictor.class_values)
+            area = self._remembered_areas(volume, start, class_ids, len(predictor.class_values))
             taper_streamed(labels, start, area, extents, predictor.class_values)
         shown = ~prior.covered[start:stop] if skip_reached else np.ones(stop - start, bool)
         return tuple(
@@ -121,12 +122,13 @@ class StreamCursor:
             for first, last in _runs_of_true(shown)
         )
 
-    def _remembered_areas(self, volume: int, start: int, labels: np.ndarray, class_values: np.ndarray) -> np.ndarray:
-        """Record each class's area on the streamed slices; return the volume's ``(slices, classes)`` areas."""
+    def _remembered_areas(self, volume: int, start: int, class_ids: np.ndarray, num_classes: int) -> np.ndarray:
+        """Record each class's area on the streamed slices (``class_ids``: ``(n, H, W)``); return the
+        volume's ``(slices, classes)`` areas."""
         area = self._areas.get(volume)
-        if area is None or area.shape[1] != len(class_values):
-            area = self._areas[volume] = np.full((self.n_slices[volume], len(class_values)), np.nan)
-        area[start : start + len(labels)] = [[np.count_nonzero(s == v) for v in class_values] for s in labels]
+        if area is None or area.shape[1] != num_classes:
+            area = self._areas[volume] = np.full((self.n_slices[volume], num_classes), np.nan)
+        area[start : start + len(class_ids)] = [np.bincount(ids.ravel(), minlength=num_classes) for ids in class_ids]
         return area
 
 
