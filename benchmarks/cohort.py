@@ -1,7 +1,8 @@
 """The cohort protocol (issue #22): paint k slices of one subject, segment every other subject.
 
 For each cohort (``cohort_subjects.py``: Colin27 + AAL warped into ``--subjects`` synthetic
-subjects, and the demo's cardiac phantoms) and each training seed:
+subjects, the demo's cardiac phantoms, and ``brains``: Colin27 painted beside the MNI152 template,
+a real second brain) and each training seed:
 
 1. paint ``k`` slices of the first subject (``--painted 2``: of the first two) from its truth,
    evenly spaced over the structures along its superior-inferior array axis, as
@@ -383,7 +384,7 @@ def run_cohort(name: str, args) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cohorts", default="colin27,phantom", help="comma-separated: colin27, phantom")
+    parser.add_argument("--cohorts", default="colin27,phantom", help="comma-separated: colin27, phantom, brains")
     parser.add_argument("--subjects", type=int, default=12, help="subjects per cohort (painted ones included)")
     parser.add_argument("--painted", type=int, default=1, choices=(1, 2), help="painted subjects")
     parser.add_argument("--k", type=int, default=3, help="painted slices per painted subject")

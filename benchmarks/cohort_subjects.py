@@ -1,4 +1,4 @@
-"""Synthetic cohorts for ``cohort.py``: Colin27 + AAL warped into many subjects, and the phantom's subjects.
+"""Cohorts for ``cohort.py``: Colin27 + AAL warped into many subjects, the phantom's subjects, and two real brains.
 
 Every Colin27 subject is the atlas seen through one random recipe, drawn from its own seed:
 
@@ -13,10 +13,19 @@ The labels go through the same mapping with nearest-neighbour sampling, so every
 its truth. Subject ``k`` depends only on the cohort seed and ``k``, not on how many are made.
 Generation is in memory (scipy.ndimage, a few seconds a subject); ``cache_dir`` keeps NIfTI
 copies for viewing or for reuse.
+
+The ``brains`` cohort is two real T1 scans: Colin27 (painted) and the MNI152 2009a template (nilearn's
+bundled copy: a population average of 152 people, skull-stripped, another grid), opened unlabeled as a
+second brain. Its reference labels are Colin27's AAL carried by world coordinates (both brains live in
+MNI space), so they are only as true as that alignment: close for the basal ganglia and the thalamus,
+a few millimetres off at the hippocampus and the ventricles. The template is then stored as a scanner
+would store another person (``SECOND_BRAIN_POSE``: turned and shifted, in LPS order), so that world
+coordinates no longer align the two brains and any method has to find the anatomy itself.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +43,10 @@ GENERATOR_VERSION = 1
 LABEL_MARGIN_MM = 20.0
 #: Spacing of the displacement field's random control values (mm): deformations smoother than a structure.
 WARP_CONTROL_MM = 24.0
+#: How the second brain lies in its scanner: rotations about R, A, S (degrees, about the brain's centre),
+#: a shift (mm) and the storage order of its axes. Fixed: the cohort is one case, not a draw.
+SECOND_BRAIN_POSE = {"degrees": [8.0, -5.0, 6.0], "shift_mm": [12.0, -15.0, 20.0], "axcodes": "LPS"}
+MNI152_T1 = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
 
 @dataclass
@@ -259,29 +272,72 @@ def phantom_cohort(n_subjects: int, seed: int = 0) -> Cohort:
     return Cohort("phantom", subjects, dict(PHANTOM_CLASS_NAMES))
 
 
+def mni152_path() -> Path:
+    """nilearn's bundled MNI152 T1, found without importing nilearn (none of its dependencies are needed)."""
+    spec = importlib.util.find_spec("nilearn")
+    path = None if spec is None else Path(spec.submodule_search_locations[0]) / "datasets" / "data" / MNI152_T1
+    if path is None or not path.is_file():
+        raise SystemExit("the brains cohort needs the MNI152 template: pip install --no-deps nilearn==0.14.1")
+    return path
+
+
+def posed(affine: np.ndarray, centre: np.ndarray, pose: dict) -> np.ndarray:
+    """The affine of the same voxels after the anatomy is turned about ``centre`` and shifted in the world."""
+    rigid = np.eye(4)
+    rotation = rotation_matrix(pose["degrees"])
+    rigid[:3, :3] = rotation
+    rigid[:3, 3] = centre - rotation @ centre + np.asarray(pose["shift_mm"], float)
+    return rigid @ affine
+
+
+def stored_as(subject: Subject, axcodes: str) -> Subject:
+    """The subject's arrays in another storage order (exact; every voxel keeps its world position)."""
+    transform = orientations.ornt_transform(
+        orientations.io_orientation(subject.affine), orientations.axcodes2ornt(tuple(axcodes))
+    )
+    image = np.ascontiguousarray(orientations.apply_orientation(subject.image, transform))
+    labels = np.ascontiguousarray(orientations.apply_orientation(subject.labels, transform))
+    affine = subject.affine @ orientations.inv_ornt_aff(transform, subject.image.shape)
+    return Subject(subject.name, image, labels, affine, subject.recipe)
+
+
+def second_brain(template: Subject) -> Subject:
+    """The MNI152 template with Colin27's AAL carried onto it by world coordinates, then posed."""
+    stored = nib.load(mni152_path())
+    image = np.asarray(stored.dataobj, dtype=np.float32) / 255.0
+    affine = np.asarray(stored.affine, float)
+    voxels = np.indices(image.shape).reshape(3, -1)
+    to_template = np.linalg.inv(template.affine) @ affine
+    coords = to_template[:3, :3] @ voxels + to_template[:3, 3:]
+    labels = ndimage.map_coordinates(template.labels, coords, order=0, cval=0).reshape(image.shape).astype(np.uint8)
+    recipe = {"source": MNI152_T1, "pose": SECOND_BRAIN_POSE}
+    centre = structures_centre(Subject("mni152", image, labels, affine))
+    subject = Subject("mni152", image, labels, posed(affine, centre, SECOND_BRAIN_POSE), recipe)
+    return stored_as(subject, SECOND_BRAIN_POSE["axcodes"])
+
+
+def brains_cohort() -> Cohort:
+    """Colin27 (the one to paint) and the MNI152 template as a second brain nobody painted."""
+    template = colin27_template()
+    return Cohort("brains", [template, second_brain(template)], dict(COLIN27_CLASS_NAMES))
+
+
 def load_cohort(name: str, n_subjects: int, seed: int = 0, cache_dir: Path | None = None) -> Cohort:
     if name == "colin27":
         return colin27_cohort(n_subjects, seed, cache_dir)
     if name == "phantom":
         return phantom_cohort(n_subjects, seed)
-    raise SystemExit(f"unknown cohort {name!r}; choose colin27 or phantom")
+    if name == "brains":
+        return brains_cohort()  # two fixed scans: --subjects, the cohort seed and the cache do not apply
+    raise SystemExit(f"unknown cohort {name!r}; choose colin27, phantom or brains")
 
 
 # --------------------------------------------------------------------------- orientation and cache
 
 
 def reoriented_like(subject: Subject, reference: Subject) -> Subject:
-    """The subject's arrays transposed and flipped into the reference's axis codes: exact, no resampling.
-
-    The affine is changed with the arrays, so every voxel keeps its world position.
-    """
-    transform = orientations.ornt_transform(
-        orientations.io_orientation(subject.affine), orientations.io_orientation(reference.affine)
-    )
-    image = orientations.apply_orientation(subject.image, transform)
-    labels = orientations.apply_orientation(subject.labels, transform)
-    affine = subject.affine @ orientations.inv_ornt_aff(transform, subject.image.shape)
-    return Subject(subject.name, np.ascontiguousarray(image), np.ascontiguousarray(labels), affine, subject.recipe)
+    """The subject's arrays transposed and flipped into the reference's axis codes: exact, no resampling."""
+    return stored_as(subject, reference.orientation)
 
 
 def _cache_paths(cache_dir: Path, name: str) -> tuple[Path, Path, Path]:

@@ -3,8 +3,9 @@
 Registers each target subject of the Colin27 cohort (``cohort_subjects.py``, made or read from
 ``--cache-dir``) onto subject 1 with :func:`napari_action.data.registration.register_affine`,
 carries subject 1's full truth by nearest voxel and prints the mean Dice over the 6 classes next to
-world coordinates alone (no registration). Compare with the SimpleITK affine route of
-``cohort.py --methods atlas --deformable none`` (docs/benchmarks.md, "Registration inside the product")::
+world coordinates alone (no registration); ``--cohort brains --targets 2``: the MNI152 template.
+Compare with the SimpleITK affine route of ``cohort.py --methods atlas --deformable none``
+(docs/benchmarks.md, "Registration inside the product")::
 
     .venv/bin/python benchmarks/registration_check.py --targets 4,6,2 --cache-dir bench-out/cohort-cache
 """
@@ -40,13 +41,14 @@ def mean_dice(found: np.ndarray, truth: np.ndarray, values) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohort", choices=("colin27", "brains"), default="colin27", help="brains: target 2 is MNI152")
     parser.add_argument("--targets", default="4,6,2", help="subject numbers (2-12) to register onto subject 1")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     targets = [int(t) for t in args.targets.split(",")]
-    subjects = load_cohort("colin27", max(targets), 0, args.cache_dir).subjects
+    subjects = load_cohort(args.cohort, max(targets), 0, args.cache_dir).subjects
     source = subjects[0]
     values = np.unique(source.labels)[1:]
     settings = RegistrationSettings()

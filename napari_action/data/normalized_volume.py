@@ -100,15 +100,18 @@ class NormalizedVolume:
         self._pad: float | None = None
 
     @classmethod
-    def exact(cls, volume: np.ndarray) -> NormalizedVolume:
-        """An array in memory, with statistics from every voxel (same bits as ``normalize_volume``)."""
-        return cls(volume, exact_statistics(volume))
+    def exact(cls, volume: np.ndarray, reference: str = "foreground") -> NormalizedVolume:
+        """An array in memory, with statistics from every voxel (same bits as ``normalize_volume``).
+
+        ``reference``: the voxels the moments are taken over (:func:`~napari_action.data.intensity.clip_and_measure`).
+        """
+        return cls(volume, exact_statistics(volume, reference=reference))
 
     @classmethod
-    def sampled(cls, data: Any, axis: int) -> NormalizedVolume:
+    def sampled(cls, data: Any, axis: int, reference: str = "foreground") -> NormalizedVolume:
         """An image read lazily, with statistics from whole slices along ``axis`` (exact up to 16 Mi voxels)."""
         volume = cls(data, None)  # the reader, to take the sample through
-        statistics = intensity_statistics(volume._reader, axis)
+        statistics = intensity_statistics(volume._reader, axis, reference=reference)
         if not all(np.isfinite([statistics.low, statistics.high, statistics.mean, statistics.std])):
             raise ValueError("The image holds NaN or infinite values; fill or mask them before training.")
         volume.statistics = statistics

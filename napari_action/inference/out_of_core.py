@@ -87,7 +87,7 @@ def predict_to_writer(
     """
     axis = predictor.axis
     n_slices = source.shape[axis]
-    statistics = statistics or intensity_statistics(source, axis)
+    statistics = statistics or intensity_statistics(source, axis, reference=predictor.intensity_reference)
     thickness = float(source.meta.zooms[axis]) or 1.0
     smoother = SliceSmoother(predictor.smoothing_mm / thickness, n_slices)
     start = 0

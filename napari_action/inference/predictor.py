@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_action.config import ENDING_RULES
+from napari_action.config import ENDING_RULES, INTENSITY_REFERENCES
 from napari_action.data.intensity import normalize_volume, pad_value
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
@@ -99,6 +99,8 @@ class Predictor:
     structure_ends : str
         :attr:`TrainConfig.structure_ends` as the trainer resolved it: "taper", "cut" or "network" (the
         default here: no structure is ended).
+    intensity_reference : str
+        :attr:`TrainConfig.intensity_reference`: how volumes are normalised, as in the model's training.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class Predictor:
         smoothing_mm: float = 0.0,
         prior_decay_mm: float = 0.0,
         structure_ends: str = "network",
+        intensity_reference: str = "foreground",
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         # Channels-last weights, as in training: oneDNN (CPU) picks faster convolutions for them. A model
@@ -129,6 +132,9 @@ class Predictor:
             # "auto" is a training setting: the trainer turns it into one of these from the slice thickness.
             raise ValueError(f"structure_ends must be one of {ENDING_RULES} here, got {structure_ends!r}.")
         self.structure_ends = structure_ends
+        if intensity_reference not in INTENSITY_REFERENCES:
+            raise ValueError(f"intensity_reference must be one of {INTENSITY_REFERENCES}, got {intensity_reference!r}.")
+        self.intensity_reference = intensity_reference
         self._dtype = smallest_label_dtype(self.class_values)
 
     @property
@@ -155,6 +161,7 @@ class Predictor:
             smoothing_mm=ckpt.config.predict_smoothing_mm,
             prior_decay_mm=ckpt.config.predict_prior_decay_mm,
             structure_ends=_saved_rule(ckpt.config.structure_ends),
+            intensity_reference=ckpt.config.intensity_reference,
         )
 
     @torch.no_grad()
@@ -230,7 +237,10 @@ class Predictor:
         if volume.ndim != 3:
             raise ValueError(f"Expected a 3D volume, got shape {volume.shape}.")
         axis = self.axis if axis is None else axis
-        data = volume.astype(np.float32, copy=False) if normalized else normalize_volume(volume)
+        if normalized:
+            data = volume.astype(np.float32, copy=False)
+        else:
+            data = normalize_volume(volume, reference=self.intensity_reference)
         moved = np.moveaxis(data, axis, 0)
         n_slices = moved.shape[0]
         labels = np.zeros(moved.shape, self._dtype)

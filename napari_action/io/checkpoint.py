@@ -141,9 +141,16 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(_incomplete(path, error)) from error
 
 
+def _with_legacy_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with the settings it predates set as they were then (today's defaults would
+    change what the model was trained on)."""
+    # Models saved before intensity_reference existed were trained on whole-volume moments.
+    return {"intensity_reference": "whole", **config}
+
+
 def _checkpoint_of(payload: dict[str, Any]) -> Checkpoint:
     return Checkpoint(
-        config=TrainConfig.from_dict(payload["config"]),
+        config=TrainConfig.from_dict(_with_legacy_defaults(payload["config"])),
         class_values=list(payload["class_values"]),
         axis=int(payload["axis"]),
         student=payload["student"],

@@ -39,6 +39,7 @@ def teacher_predictor(
         smoothing_mm=config.predict_smoothing_mm,
         prior_decay_mm=config.predict_prior_decay_mm,
         structure_ends=config.structure_ends,
+        intensity_reference=config.intensity_reference,
     )
 
 

@@ -20,6 +20,7 @@ label update at the same step on every rank.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -132,6 +133,11 @@ class Trainer:
         self.config.validate()
         configure_threads(self.config.num_threads)
         checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
+        if checkpoint is not None:
+            # The loaded weights learned from volumes normalised one way: continuing on another would
+            # first have to undo that (models saved before the foreground normalisation keep theirs).
+            reference = checkpoint.config.intensity_reference
+            self.config = dataclasses.replace(self.config, intensity_reference=reference)
         raw = check_volumes(volumes)
         self.annotation = build_annotation(
             labels,
@@ -144,7 +150,7 @@ class Trainer:
         # Only a forced axis can disagree with the paint ("auto" infers the painted one); scribbles have no slices.
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
-        self.images = [normalized_image(v, self.axis) for v in raw]
+        self.images = [normalized_image(v, self.axis, self.config.intensity_reference) for v in raw]
         self.config, self._noise_note = with_scanner_augmentation(self.config, self.images, self.annotation)
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings, world = check_geometry(spacings, affines, raw)

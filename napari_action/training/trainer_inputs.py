@@ -120,11 +120,12 @@ def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:
     return labels + [None] * (count - len(labels))
 
 
-def normalized_image(volume: Any, axis: int) -> NormalizedVolume:
-    """An image normalised on demand: exact statistics in memory, a sample of slices along ``axis`` on disk."""
+def normalized_image(volume: Any, axis: int, reference: str = "foreground") -> NormalizedVolume:
+    """An image normalised on demand: exact statistics in memory, a sample of slices along ``axis`` on disk;
+    ``reference`` is :attr:`TrainConfig.intensity_reference`."""
     if is_array_like(volume):
-        return NormalizedVolume.sampled(volume, axis)
-    return NormalizedVolume.exact(check_volume_values(volume))
+        return NormalizedVolume.sampled(volume, axis, reference)
+    return NormalizedVolume.exact(check_volume_values(volume), reference)
 
 
 def with_scanner_augmentation(

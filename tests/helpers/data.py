@@ -4,6 +4,9 @@
   (``/usr/share/mricron/templates``), ``$NAPARI_ACTION_MRICRON``, or an ``apt-get download`` +
   ``dpkg-deb -x`` extraction into ``~/.cache/napari-action/data/mricron`` made here on demand.
 * NIfTI test images shipped inside the nibabel wheel (``nibabel.testing.data_path``).
+* The MNI152 2009a T1 template bundled in the nilearn wheel: an installed nilearn, or the one file
+  taken out of ``pip download --no-deps nilearn==0.14.1`` into ``~/.cache/napari-action/data/nilearn``
+  (nilearn itself is never imported or installed).
 
 Tests using Colin27 carry ``@pytest.mark.realdata``; they skip, with the reason, only when the
 package can neither be found nor downloaded (no apt, no network).
@@ -11,10 +14,13 @@ package can neither be found nor downloaded (no apt, no network).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +29,9 @@ from napari_action.data.samples import find_colin27
 
 DATA_CACHE = Path(os.environ.get("NAPARI_ACTION_DATA", Path.home() / ".cache" / "napari-action" / "data"))
 MRICRON_CACHE = DATA_CACHE / "mricron"
+NILEARN_CACHE = DATA_CACHE / "nilearn"
+NILEARN_WHEEL = "nilearn==0.14.1"
+MNI152_MEMBER = "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
 
 def nibabel_data_dir() -> Path:
@@ -63,3 +72,36 @@ def colin27_folder() -> Path:
     if reason is None:
         return find_colin27(MRICRON_CACHE)
     pytest.skip(f"Colin27 data unavailable: {reason}. Install with `sudo apt-get install mricron-data`.")
+
+
+def mni152_t1() -> Path:
+    """The MNI152 2009a T1 template (197 x 233 x 189, 1 mm, skull-stripped), found or fetched (else skip)."""
+    spec = importlib.util.find_spec("nilearn")
+    if spec is not None:
+        installed = Path(spec.submodule_search_locations[0]).parent / MNI152_MEMBER
+        if installed.is_file():
+            return installed
+    cached = NILEARN_CACHE / Path(MNI152_MEMBER).name
+    if cached.is_file():
+        return cached
+    reason = _download_mni152(cached)
+    if reason is None:
+        return cached
+    pytest.skip(f"MNI152 template unavailable: {reason}. Install with `pip install --no-deps {NILEARN_WHEEL}`.")
+
+
+def _download_mni152(dest: Path) -> str | None:
+    """Take the template out of the nilearn wheel into ``dest``; return why it failed, or None on success."""
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", NILEARN_WHEEL, "-d", work], cwd=work)
+            (wheel,) = Path(work).glob("nilearn-*.whl")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(wheel) as archive:
+                partial = dest.with_suffix(".part")
+                partial.write_bytes(archive.read(MNI152_MEMBER))
+                partial.replace(dest)
+        except (subprocess.SubprocessError, ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
+            stderr = (getattr(exc, "stderr", b"") or b"").decode(errors="replace")
+            return f"could not fetch {NILEARN_WHEEL} with pip download: {exc} {stderr}"
+    return None

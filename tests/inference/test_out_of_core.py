@@ -93,8 +93,13 @@ def test_sampled_statistics_are_close_to_the_exact_ones_on_a_real_volume(nibabel
         statistics = intensity_statistics(open_volume_source(path), axis, budget=plane * slices)
         assert not statistics.exact
         difference = np.abs(np.moveaxis(statistics.apply(np.moveaxis(volume, axis, 0)), 0, axis) - exact)
-        assert difference.mean() < 0.03, (axis, difference.mean())  # in standard deviations
-        assert difference.max() < 0.2, (axis, difference.max())  # where the 99.5th percentile moved
+        # In shares of the normalised intensity range: a standard deviation is a unit that depends on
+        # which voxels it is measured over (the foreground's is a third of the whole volume's here). The
+        # foreground is fewer voxels than the whole, so 10 slices of 96 estimate its moments less well:
+        # 2.1 % of the range on average where the whole volume's were within 0.7 %.
+        spread = float(exact.max() - exact.min())
+        assert difference.mean() < 0.03 * spread, (axis, difference.mean() / spread)
+        assert difference.max() < 0.05 * spread, (axis, difference.max() / spread)  # where the 99.5th percentile moved
 
 
 def test_the_sample_spreads_over_the_volume():

@@ -48,6 +48,15 @@ def test_checkpoint_predicts_what_0_1_0_predicted(expected):
     assert confidence.shape == labels.shape and np.all((confidence > 0.5) & (confidence <= 1.0))
 
 
+def test_a_model_saved_before_the_foreground_normalisation_keeps_the_whole_volume_one():
+    # 0.1.0 z-scored every volume by all its voxels; today's default (its foreground) would feed the
+    # saved network inputs on another scale.
+    assert load_checkpoint(FIXTURES / "model.pt").config.intensity_reference == "whole"
+    assert Predictor.from_checkpoint(FIXTURES / "model.pt", device="cpu").intensity_reference == "whole"
+    embedded = checkpoint_from_bytes(load_session(FIXTURES / "session.action.zarr").checkpoint)
+    assert embedded.config.intensity_reference == "whole"
+
+
 def test_session_loads_with_its_arrays_and_checkpoint(expected):
     session = load_session(FIXTURES / "session.action.zarr")
     assert session.version == "0.1.0" and session.axis == 2

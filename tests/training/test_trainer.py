@@ -320,3 +320,13 @@ def test_structure_ends_are_cut_on_thick_painted_slices_and_tapered_otherwise():
     assert beside.config.structure_ends == "taper"
     chosen = Trainer([image], [sparse(truth)], tiny_config(structure_ends="taper"), spacings=[thick])
     assert chosen.config.structure_ends == "taper" and chosen.advice == []
+
+
+def test_a_model_trained_on_other_normalised_volumes_keeps_its_normalisation_when_training_continues(tmp_path):
+    image, truth = disc_volume(0)
+    before = Trainer([image], [sparse(truth)], tiny_config(intensity_reference="whole"))
+    path = before.save_checkpoint(tmp_path / "m.pt")
+    continued = Trainer([image], [sparse(truth)], tiny_config(), init=path)
+    assert continued.config.intensity_reference == "whole"
+    assert continued.predictor().intensity_reference == "whole"
+    assert Trainer([image], [sparse(truth)], tiny_config()).config.intensity_reference == "foreground"
