@@ -301,15 +301,22 @@ def stored_as(subject: Subject, axcodes: str) -> Subject:
     return Subject(subject.name, image, labels, affine, subject.recipe)
 
 
+def carried_truth(labels: np.ndarray, target_to_source: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``labels`` read at the nearest source voxel of every target voxel (0 outside the source)."""
+    index = np.indices(shape).reshape(3, -1)
+    source = np.rint((target_to_source @ np.vstack([index, np.ones(index.shape[1])]))[:3]).astype(int)
+    inside = np.all((source >= 0) & (source < np.array(labels.shape)[:, None]), axis=0)
+    out = np.zeros(index.shape[1], labels.dtype)
+    out[inside] = labels[tuple(source[:, inside])]
+    return out.reshape(shape)
+
+
 def second_brain(template: Subject) -> Subject:
     """The MNI152 template with Colin27's AAL carried onto it by world coordinates, then posed."""
     stored = nib.load(mni152_path())
     image = np.asarray(stored.dataobj, dtype=np.float32) / 255.0
     affine = np.asarray(stored.affine, float)
-    voxels = np.indices(image.shape).reshape(3, -1)
-    to_template = np.linalg.inv(template.affine) @ affine
-    coords = to_template[:3, :3] @ voxels + to_template[:3, 3:]
-    labels = ndimage.map_coordinates(template.labels, coords, order=0, cval=0).reshape(image.shape).astype(np.uint8)
+    labels = carried_truth(template.labels, np.linalg.inv(template.affine) @ affine, image.shape)
     recipe = {"source": MNI152_T1, "pose": SECOND_BRAIN_POSE}
     centre = structures_centre(Subject("mni152", image, labels, affine))
     subject = Subject("mni152", image, labels, posed(affine, centre, SECOND_BRAIN_POSE), recipe)

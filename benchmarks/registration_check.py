@@ -18,21 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cohort_subjects import load_cohort
+from cohort_subjects import carried_truth, load_cohort
 
 from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.registration import RegistrationSettings, register_affine
 from napari_action.evaluation.metrics import dice_per_class
-
-
-def carried_truth(labels: np.ndarray, target_to_source: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``labels`` read at the nearest source voxel of every target voxel (0 outside the source)."""
-    index = np.indices(shape).reshape(3, -1)
-    source = np.rint((target_to_source @ np.vstack([index, np.ones(index.shape[1])]))[:3]).astype(int)
-    inside = np.all((source >= 0) & (source < np.array(labels.shape)[:, None]), axis=0)
-    out = np.zeros(index.shape[1], labels.dtype)
-    out[inside] = labels[tuple(source[:, inside])]
-    return out.reshape(shape)
 
 
 def mean_dice(found: np.ndarray, truth: np.ndarray, values) -> float:

@@ -20,7 +20,6 @@ label update at the same step on every rank.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -64,6 +63,7 @@ from napari_action.training.trainer_inputs import (
     check_volumes,
     normalized_image,
     single_slice_advice,
+    with_checkpoint_normalisation,
     with_scanner_augmentation,
     with_structure_ends,
 )
@@ -133,11 +133,7 @@ class Trainer:
         self.config.validate()
         configure_threads(self.config.num_threads)
         checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
-        if checkpoint is not None:
-            # The loaded weights learned from volumes normalised one way: continuing on another would
-            # first have to undo that (models saved before the foreground normalisation keep theirs).
-            reference = checkpoint.config.intensity_reference
-            self.config = dataclasses.replace(self.config, intensity_reference=reference)
+        self.config = with_checkpoint_normalisation(self.config, checkpoint)
         raw = check_volumes(volumes)
         self.annotation = build_annotation(
             labels,

@@ -19,6 +19,7 @@ from napari_action.data.carried_ends import has_thick_slices, thickness_ratio
 from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
+from napari_action.io.checkpoint import Checkpoint
 
 __all__ = [
     "build_annotation",
@@ -126,6 +127,17 @@ def normalized_image(volume: Any, axis: int, reference: str = "foreground") -> N
     if is_array_like(volume):
         return NormalizedVolume.sampled(volume, axis, reference)
     return NormalizedVolume.exact(check_volume_values(volume), reference)
+
+
+def with_checkpoint_normalisation(config: TrainConfig, checkpoint: Checkpoint | None) -> TrainConfig:
+    """``config`` normalising volumes as the loaded model's training did, when training continues from one.
+
+    The loaded weights learned from volumes normalised one way: continuing on another would first have to
+    undo that (models saved before the foreground normalisation keep the whole-volume one).
+    """
+    if checkpoint is None:
+        return config
+    return dataclasses.replace(config, intensity_reference=checkpoint.config.intensity_reference)
 
 
 def with_scanner_augmentation(
