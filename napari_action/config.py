@@ -159,6 +159,9 @@ class TrainConfig:
     # Colin27 k = 3 supervised rose from 0.32 to 0.49 (docs/benchmarks.md).
     flip_prob: float = 0.0
     rot90_prob: float = 0.0
+    # Each crop is zoomed by a factor drawn from [1 - zoom_spread, 1 + zoom_spread]: structures of
+    # another size than the painted ones (another subject's heart, another head) are met in training.
+    zoom_spread: float = 0.1
     # Scans from other scanners: Gaussian noise in every strong view (its largest standard deviation,
     # z-score units; 0 = none), and a strong view of the final stage's labeled crops. None = from the
     # data: on when some training volume is clearly noisier than the painted ones, with enough noise
@@ -353,6 +356,8 @@ class TrainConfig:
             raise ValueError(
                 f"stream_over_preview must be one of {STREAM_OVER_PREVIEW}, got {self.stream_over_preview!r}."
             )
+        if not 0.0 <= self.zoom_spread < 1.0:
+            raise ValueError(f"zoom_spread must be in [0, 1), got {self.zoom_spread}.")
         if not 0.0 <= self.unpainted_prior_confidence <= 1.0:
             raise ValueError(f"unpainted_prior_confidence must be in [0, 1], got {self.unpainted_prior_confidence}.")
         if self.intensity_reference not in INTENSITY_REFERENCES:

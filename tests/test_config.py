@@ -34,6 +34,7 @@ def test_reference_behaviour_is_one_override_away():
         ({"method": "unet"}, "Unknown method"),
         ({"steps_stage3": -1}, "steps_stage3"),
         ({"noise_sigma": -0.1}, "noise_sigma must be >= 0"),
+        ({"zoom_spread": 1.0}, "zoom_spread must be in"),
     ],
 )
 def test_bad_settings_are_explained(overrides, message):

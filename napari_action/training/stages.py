@@ -98,8 +98,9 @@ def _unlabeled_batch(inp: StepInputs, batch: int) -> torch.Tensor:
     return images
 
 
-def _geometry(config: TrainConfig) -> dict[str, float]:
-    return {"p_flip": config.flip_prob, "p_rot90": config.rot90_prob}
+def _geometry(config: TrainConfig) -> dict[str, object]:
+    zoom = (1.0 - config.zoom_spread, 1.0 + config.zoom_spread)
+    return {"p_flip": config.flip_prob, "p_rot90": config.rot90_prob, "scale_range": zoom}
 
 
 def _supervised(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:

@@ -265,3 +265,20 @@ def test_the_final_stage_shows_the_labeled_crops_in_a_noisy_strong_view_only_whe
     # Same crops and geometry (drawn first), then jitter, blur and noise: a difference of up to ~0.3 sd.
     difference = (strong - clean).flatten(1).std(dim=1)
     assert difference.max() > 0.05 and difference.max() < 1.0
+
+
+def test_the_zoom_spread_setting_reaches_the_labeled_crops_geometry():
+    def student_input(config: TrainConfig) -> torch.Tensor:
+        seen = []
+        inputs = step_inputs(config)
+        first = inputs.nets.student.unet.encoder[0]
+        hook = first.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+        torch.manual_seed(1)
+        stages.supervised(inputs)
+        hook.remove()
+        return seen[-1]
+
+    default = student_input(tiny_config())
+    torch.testing.assert_close(student_input(tiny_config(zoom_spread=0.1)), default)  # the default is 0.9-1.1
+    wider = student_input(tiny_config(zoom_spread=0.5))
+    assert wider.shape == default.shape and not torch.allclose(wider, default)
