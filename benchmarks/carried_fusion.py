@@ -70,22 +70,13 @@ def trained(protocol: Protocol, args, model: Path) -> Trainer:
     return trainer
 
 
-def class_ids(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
-    ids = np.zeros(labels.shape, np.int64)
-    for index, value in enumerate(values):
-        ids[labels == value] = index
-    return ids
-
-
 def sources(trainer: Trainer, painted) -> dict[str, object]:
     """The three priors carried from the painted brain, slicing axis first."""
-    axis, values = trainer.axis, trainer.class_values
+    axis, class_ids = trainer.axis, trainer.annotation.to_class_ids
     update = last_update(trainer.predict_volume(0))
-    truth = np.moveaxis(class_ids(painted.labels, values), axis, 0)
+    truth = np.moveaxis(class_ids(painted.labels), axis, 0)
     return {
-        "action": MapPrior(
-            np.moveaxis(class_ids(update.labels, values), axis, 0), np.moveaxis(update.confidence, axis, 0)
-        ),
+        "action": MapPrior(np.moveaxis(class_ids(update.labels), axis, 0), np.moveaxis(update.confidence, axis, 0)),
         "propagation": trainer.prior(0),
         "truth": MapPrior(truth, np.ones(truth.shape, np.float32)),
     }, update.labels
