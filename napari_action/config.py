@@ -36,6 +36,16 @@ INTENSITY_REFERENCES: tuple[str, ...] = ("foreground", "whole")
 ENDING_RULES: tuple[str, ...] = ("taper", "cut", "network")
 
 
+def check_intensity_reference(reference: str, name: str = "intensity_reference") -> None:
+    """Raise ``ValueError`` unless ``reference`` is one of :data:`INTENSITY_REFERENCES`.
+
+    Checked where a configuration is validated and where a predictor or a normalisation gets one directly;
+    ``name`` is what the caller calls the setting in the message.
+    """
+    if reference not in INTENSITY_REFERENCES:
+        raise ValueError(f"{name} must be one of {INTENSITY_REFERENCES}, got {reference!r}.")
+
+
 @dataclass
 class ModelConfig:
     """Network sizes.
@@ -360,10 +370,7 @@ class TrainConfig:
             raise ValueError(f"zoom_spread must be in [0, 1), got {self.zoom_spread}.")
         if not 0.0 <= self.unpainted_prior_confidence <= 1.0:
             raise ValueError(f"unpainted_prior_confidence must be in [0, 1], got {self.unpainted_prior_confidence}.")
-        if self.intensity_reference not in INTENSITY_REFERENCES:
-            raise ValueError(
-                f"intensity_reference must be one of {INTENSITY_REFERENCES}, got {self.intensity_reference!r}."
-            )
+        check_intensity_reference(self.intensity_reference)
         if self.structure_ends not in STRUCTURE_ENDS:
             raise ValueError(f"structure_ends must be one of {STRUCTURE_ENDS}, got {self.structure_ends!r}.")
         if self.unpainted_prior not in UNPAINTED_PRIORS:

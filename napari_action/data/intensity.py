@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_action.config import INTENSITY_REFERENCES
+from napari_action.config import check_intensity_reference
 
 if TYPE_CHECKING:  # annotations only
     from napari_action.io.volume_source import VolumeSource
@@ -118,8 +118,7 @@ def clip_and_measure(
     IntensityStatistics
         Percentile bounds, mean and standard deviation (with a relative floor) of the clipped values.
     """
-    if reference not in INTENSITY_REFERENCES:
-        raise ValueError(f"reference must be one of {INTENSITY_REFERENCES}, got {reference!r}.")
+    check_intensity_reference(reference, "reference")
     if clip is None:
         low, high = np.min(values), np.max(values)
     else:

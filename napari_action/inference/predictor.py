@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_action.config import ENDING_RULES, INTENSITY_REFERENCES
+from napari_action.config import ENDING_RULES, check_intensity_reference
 from napari_action.data.intensity import normalize_volume, pad_value
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
@@ -132,8 +132,7 @@ class Predictor:
             # "auto" is a training setting: the trainer turns it into one of these from the slice thickness.
             raise ValueError(f"structure_ends must be one of {ENDING_RULES} here, got {structure_ends!r}.")
         self.structure_ends = structure_ends
-        if intensity_reference not in INTENSITY_REFERENCES:
-            raise ValueError(f"intensity_reference must be one of {INTENSITY_REFERENCES}, got {intensity_reference!r}.")
+        check_intensity_reference(intensity_reference)
         self.intensity_reference = intensity_reference
         self._dtype = smallest_label_dtype(self.class_values)
 
