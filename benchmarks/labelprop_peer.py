@@ -33,20 +33,16 @@ import numpy as np
 def prepare(args) -> None:
     from sparse_slices import load_dataset
 
-    from napari_action.data.samples import evenly_spaced_slices
+    from napari_action.data.samples import evenly_spaced_slices, sparse_from_truth
 
     ds = load_dataset(args.dataset)
     n = ds.truth.shape[ds.axis]
     slices = [min(max(s + args.shift, 0), n - 1) for s in evenly_spaced_slices(ds.truth, ds.axis, args.k)]
+    sparse = sparse_from_truth(ds.truth, ds.axis, slices)
     # labelprop counts its classes from the painted values: they must run 1, 2, ... C.
-    ids = np.zeros(ds.truth.shape, np.uint8)
+    painted = np.zeros(sparse.shape, np.uint8)
     for i, value in enumerate(ds.class_values):
-        ids[ds.truth == value] = i + 1
-    painted = np.zeros_like(ids)
-    for s in slices:
-        index = [slice(None)] * 3
-        index[ds.axis] = s
-        painted[tuple(index)] = ids[tuple(index)]
+        painted[sparse == value] = i + 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         args.out,
