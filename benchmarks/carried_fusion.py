@@ -105,9 +105,11 @@ def main() -> None:
     score("network", predictor.predict(whole, normalized=True, spacing=target.spacing, extents=extents)[0])
     carried_sources, painted_labels = sources(trainer, painted)
     score("painted_self", painted_labels, painted)
+    carried = None
     for name, prior in carried_sources.items():
+        source = CarrySource(trainer.images[0], painted.affine, prior, trainer.axis)
         for share in SHARES:
-            source = CarrySource(trainer.images[0], painted.affine, prior, trainer.axis)
+            # The same two images every time: register once, and carry every source and share through it.
             carried = CarriedPrior(
                 trainer.images[1],
                 target.affine,
@@ -115,6 +117,7 @@ def main() -> None:
                 [source],
                 len(trainer.class_values),
                 confidence_scale=share,
+                reuse=carried,
             )
             labels, _ = predictor.predict(
                 whole, normalized=True, spacing=target.spacing, extents=extents, prior=carried
