@@ -68,6 +68,17 @@ class PropagationSettings:
         masks carried from the two sides overlap by less than this Dice, the structure is drawn by
         shape interpolation instead (0: never). Screened on real thick-slice tumours and the phantom:
         0.3 changed only a tumour the flows lost (0.13 -> 0.63); 0.5 also replaced one they had right.
+    appearance_tolerance : float
+        Between two painted slices, each side's carried labels are weighted by how well the painted image
+        they were carried with still matches the slice they land on: by ``exp(-m / appearance_tolerance)``
+        on top of the distance weight, ``m`` being the local mean squared difference (in the normalised
+        image's units) between the carried and the actual image. Where a structure appears or ends
+        abruptly between two painted slices (a vertebral body beside its lateral processes), the side whose
+        image no longer matches gives way, and the structure ends where the image changes instead of half
+        way (0: distance alone). Screened on TPTBox CT and MRI, Colin27 and the phantom: 0.2 kept
+        Colin27 within 0.003 and lifted the vertebrae by 0.04-0.12 Dice.
+    appearance_window : float
+        Sigma in pixels of the Gaussian window over which that squared difference is averaged.
     """
 
     window_radius: int = 4
@@ -77,15 +88,15 @@ class PropagationSettings:
     flow_smoothing: float = 2.0
     end_contrast: float = 0.5
     flow_agreement: float = 0.3
+    appearance_tolerance: float = 0.2
+    appearance_window: float = 3.0
 
     def __post_init__(self) -> None:
         if self.window_radius < 1 or self.warps < 1:
             raise ValueError(f"window_radius and warps must be >= 1, got {self.window_radius}, {self.warps}.")
-        if self.extent < 0 or self.max_beyond < 0 or self.flow_smoothing < 0:
-            raise ValueError(
-                "extent, max_beyond and flow_smoothing must be >= 0, got "
-                f"{self.extent}, {self.max_beyond}, {self.flow_smoothing}."
-            )
+        for name in ("extent", "max_beyond", "flow_smoothing", "appearance_tolerance", "appearance_window"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         for name in ("end_contrast", "flow_agreement"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
@@ -123,15 +134,48 @@ def carry_between(
     settings: PropagationSettings,
     shapes: PaintedShapes | None = None,
 ) -> PropagatedRun:
-    """Both painted slices carried across the interval, blended by distance."""
-    forward = [probs for _, probs in _carry(images, a, b, first, settings)]
+    """Both painted slices carried across the interval, blended by distance and by how well each still matches."""
+    matching = settings.appearance_tolerance > 0
+    # The painted image travels with its labels (one more channel), so that where it lands it can be
+    # compared with the slice that is there.
+    forward = [carried for _, carried in _carry(images, a, b, _with_image(first, images[a], matching), settings)]
     blended = np.empty((b - a - 1, *first.shape), np.float32)
-    for z, backward in _carry(images, b, a, last, settings):
+    for z, backward in _carry(images, b, a, _with_image(last, images[b], matching), settings):
         t = (z - a) / (b - a)
-        blended[z - a - 1] = (1.0 - t) * forward[z - a - 1] + t * backward
+        ahead = forward[z - a - 1]
+        weights = (1.0 - t, t)
+        if matching:
+            weights = _appearance_weights(images[z], ahead[-1], backward[-1], weights, settings)
+            ahead, backward = ahead[:-1], backward[:-1]
+        blended[z - a - 1] = weights[0] * ahead + weights[1] * backward
         if shapes is not None:
-            shapes.where_flows_disagree(blended[z - a - 1], forward[z - a - 1], backward, t)
+            shapes.where_flows_disagree(blended[z - a - 1], ahead, backward, t)
     return PropagatedRun(a + 1, *decide(blended))
+
+
+def _with_image(probs: np.ndarray, image: np.ndarray, matching: bool) -> np.ndarray:
+    return np.concatenate([probs, np.asarray(image, np.float32)[None]]) if matching else probs
+
+
+def _appearance_weights(
+    image: np.ndarray,
+    from_first: np.ndarray,
+    from_last: np.ndarray,
+    distance: tuple[float, float],
+    settings: PropagationSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel blend weights of the two sides: distance times ``exp(-mismatch / tolerance)``, summing to 1."""
+    mismatch = [
+        ndimage.gaussian_filter((carried - image) ** 2, settings.appearance_window)
+        for carried in (from_first, from_last)
+    ]
+    # Only the difference between the two sides counts: subtracting the smaller keeps exp() in range.
+    common = np.minimum(*mismatch)
+    first, last = (
+        w * np.exp(-(m - common) / settings.appearance_tolerance) for w, m in zip(distance, mismatch, strict=True)
+    )
+    total = first + last
+    return first / total, last / total
 
 
 def carry_beyond(

@@ -89,6 +89,21 @@ def test_painted_slices_keep_their_labels_and_the_input_is_untouched():
     assert result.dtype == sparse.dtype and set(np.unique(result)) == {0, 7}
 
 
+def test_between_painted_slices_a_structure_ends_where_the_image_changes_not_half_way():
+    # A bright tube on slices 0-6 only: painted on slice 0 (present) and 20 (absent). Blended by
+    # distance alone it would reach half way; the carried image stops matching on slice 7.
+    image, truth = winding_tube(depth=DEPTH, start=0, stop=7)
+    sparse, ends = painted(truth, (0, DEPTH - 1)), (0, DEPTH - 1)
+    result = propagate_labels(image, sparse, axis=0, labeled_slices=ends)
+    distance_only = PropagationSettings(appearance_tolerance=0.0)
+    by_distance = propagate_labels(image, sparse, axis=0, labeled_slices=ends, settings=distance_only)
+    assert PropagationSettings().appearance_tolerance == 0.2
+    assert dice(result[1:7] == 1, truth[1:7] == 1) > 0.95
+    assert not result[7:].any()
+    assert by_distance[7:10].any(axis=(1, 2)).all()  # by distance alone it runs on towards half way
+    assert dice(by_distance[1:7] == 1, truth[1:7] == 1) < dice(result[1:7] == 1, truth[1:7] == 1)
+
+
 def test_a_structure_is_carried_beyond_the_painted_range_and_fades_with_distance():
     image, truth = winding_tube(depth=40, start=0, stop=40)
     sparse = painted(truth, (18, 22))
@@ -224,6 +239,8 @@ def test_bad_input_is_refused_with_a_reason():
         PropagationSettings(window_radius=0)
     with pytest.raises(ValueError, match="flow_smoothing"):
         PropagationSettings(flow_smoothing=-1.0)
+    with pytest.raises(ValueError, match="appearance_tolerance"):
+        PropagationSettings(appearance_tolerance=-0.1)
 
 
 def test_priors_are_kept_for_volumes_whose_labels_did_not_change():
