@@ -97,7 +97,7 @@ def test_between_painted_slices_a_structure_ends_where_the_image_changes_not_hal
     result = propagate_labels(image, sparse, axis=0, labeled_slices=ends)
     distance_only = PropagationSettings(appearance_tolerance=0.0)
     by_distance = propagate_labels(image, sparse, axis=0, labeled_slices=ends, settings=distance_only)
-    assert PropagationSettings().appearance_tolerance == 0.2
+    assert PropagationSettings().appearance_tolerance == 0.1
     assert dice(result[1:7] == 1, truth[1:7] == 1) > 0.95
     assert not result[7:].any()
     assert by_distance[7:10].any(axis=(1, 2)).all()  # by distance alone it runs on towards half way
