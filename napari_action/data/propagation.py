@@ -30,7 +30,7 @@ bytes) per voxel of the slices the propagation reached.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -235,8 +235,13 @@ def _compute(
     thickness, in_plane = float(spacing[0]), (float(spacing[1]), float(spacing[2]))
     if piece.kind == "between":
         shapes = None
-        if settings.flow_agreement > 0 and has_thick_slices([thickness, *in_plane], 0):
-            shapes = PaintedShapes(first, onehots[piece.other], in_plane, settings.flow_agreement)
+        if has_thick_slices([thickness, *in_plane], 0):
+            if settings.flow_agreement > 0:
+                shapes = PaintedShapes(first, onehots[piece.other], in_plane, settings.flow_agreement)
+            # Thick slices lie too far apart for one's image to be compared with the next (every slice
+            # shows other anatomy); their own rules decide there. Measured: the appearance weight cost
+            # the demo's hearts and the real thick-slice tumours a little and gained them nothing.
+            settings = replace(settings, appearance_tolerance=0.0)
         return (carry_between(images, piece.source, piece.other, first, onehots[piece.other], settings, shapes),)
     room = piece.source if piece.other < 0 else num_slices - 1 - piece.source
     limit = min(settings.max_beyond, room)

@@ -18,6 +18,7 @@ from napari_action.data.propagation import (
 
 SIZE = 48
 DEPTH = 21
+THICK = (5.0, 1.0, 1.0)  # slices 5 times thicker than their pixels
 
 
 def disc(radius: float, centre: tuple[float, float]) -> np.ndarray:
@@ -104,6 +105,16 @@ def test_between_painted_slices_a_structure_ends_where_the_image_changes_not_hal
     assert dice(by_distance[1:7] == 1, truth[1:7] == 1) < dice(result[1:7] == 1, truth[1:7] == 1)
 
 
+def test_on_thick_slices_the_blend_between_painted_slices_stays_by_distance():
+    image, truth = winding_tube(depth=DEPTH, start=0, stop=7)
+    sparse, ends = painted(truth, (0, DEPTH - 1)), (0, DEPTH - 1)
+    distance_only = PropagationSettings(appearance_tolerance=0.0)
+    np.testing.assert_array_equal(
+        propagate_labels(image, sparse, axis=0, spacing=THICK, labeled_slices=ends),
+        propagate_labels(image, sparse, axis=0, spacing=THICK, labeled_slices=ends, settings=distance_only),
+    )
+
+
 def test_a_structure_is_carried_beyond_the_painted_range_and_fades_with_distance():
     image, truth = winding_tube(depth=40, start=0, stop=40)
     sparse = painted(truth, (18, 22))
@@ -114,9 +125,6 @@ def test_a_structure_is_carried_beyond_the_painted_range_and_fades_with_distance
     # Thicker slices: the same number of slices is further in mm, so less is carried.
     thick = propagate_labels(image, sparse, axis=0, spacing=(3.0, 1.0, 1.0))
     assert np.count_nonzero(thick[:18]) < np.count_nonzero(result[:18])
-
-
-THICK = (5.0, 1.0, 1.0)  # slices 5 times thicker than their pixels
 
 
 def test_on_thick_slices_a_structure_ends_where_it_no_longer_stands_out_from_its_surroundings():
