@@ -77,7 +77,8 @@ class PropagationSettings:
         abruptly between two painted slices (a vertebral body beside its lateral processes), the side whose
         image no longer matches gives way, and the structure ends where the image changes instead of half
         way (0: distance alone). Only where the two sides disagree about structures the image shows
-        (``appearance_contrast``); elsewhere the blend stays by distance.
+        (``appearance_contrast``); elsewhere the blend stays by distance, and so it does on thick slices
+        (:data:`~napari_action.data.carried_ends.THICK_SLICES`), where each slice shows other anatomy.
     appearance_window : float
         Sigma in pixels of the Gaussian window over which that squared difference is averaged.
     appearance_contrast : float
