@@ -75,13 +75,14 @@ class AppearanceBlend:
         t: float,
     ) -> np.ndarray:
         """``(H, W)`` weight of the first side on a slice a share ``t`` of the way (the second gets 1 minus it)."""
-        by_image = self._by_image(image, carried_images, t)
         # How much of the two sides' disagreement is about structures the image shows.
         dispute = np.abs(carried_probs[0][1:] - carried_probs[1][1:])
         total = dispute.sum(axis=0)
         shown = (dispute * self.visibility[1:, None, None]).sum(axis=0)
         visible = np.divide(shown, total, out=np.zeros_like(total), where=total > 1e-3)
-        return visible * by_image + (1.0 - visible) * (1.0 - t)
+        if not visible.any():  # the distance weight everywhere: no need to compare the images
+            return np.full_like(total, 1.0 - t)
+        return visible * self._by_image(image, carried_images, t) + (1.0 - visible) * (1.0 - t)
 
     def _by_image(self, image: np.ndarray, carried: tuple[np.ndarray, np.ndarray], t: float) -> np.ndarray:
         mismatch = [ndimage.gaussian_filter((side - image) ** 2, self._window) for side in carried]

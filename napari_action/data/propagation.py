@@ -30,7 +30,7 @@ bytes) per voxel of the slices the propagation reached.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from napari_action.data.propagation_sweeps import (
     PropagationSettings,
     SliceCache,
     SliceReader,
+    appearance_blend,
     carry_between,
     carry_beyond,
     decide,
@@ -234,15 +235,16 @@ def _compute(
         return (PropagatedRun(piece.source, *decide(first[None])),)
     thickness, in_plane = float(spacing[0]), (float(spacing[1]), float(spacing[2]))
     if piece.kind == "between":
+        last = onehots[piece.other]
+        thick = has_thick_slices([thickness, *in_plane], 0)
+        # Thick slices lie too far apart for one's image to be compared with the next (every slice shows
+        # other anatomy): the appearance weight cost the demo's hearts and the real thick-slice tumours a
+        # little and gained them nothing. Their own rule decides there: the flow check.
+        blend = None if thick else appearance_blend(images, piece.source, piece.other, first, last, settings)
         shapes = None
-        if has_thick_slices([thickness, *in_plane], 0):
-            if settings.flow_agreement > 0:
-                shapes = PaintedShapes(first, onehots[piece.other], in_plane, settings.flow_agreement)
-            # Thick slices lie too far apart for one's image to be compared with the next (every slice
-            # shows other anatomy); their own rules decide there. Measured: the appearance weight cost
-            # the demo's hearts and the real thick-slice tumours a little and gained them nothing.
-            settings = replace(settings, appearance_tolerance=0.0)
-        return (carry_between(images, piece.source, piece.other, first, onehots[piece.other], settings, shapes),)
+        if thick and settings.flow_agreement > 0:
+            shapes = PaintedShapes(first, last, in_plane, settings.flow_agreement)
+        return (carry_between(images, piece.source, piece.other, first, last, settings, shapes, blend),)
     room = piece.source if piece.other < 0 else num_slices - 1 - piece.source
     limit = min(settings.max_beyond, room)
     return carry_beyond(images, piece.source, piece.other, limit, first, thickness, in_plane, settings)

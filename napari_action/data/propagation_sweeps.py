@@ -24,6 +24,7 @@ __all__ = [
     "PropagationSettings",
     "SliceCache",
     "SliceReader",
+    "appearance_blend",
     "carry_between",
     "carry_beyond",
     "decide",
@@ -148,17 +149,9 @@ def carry_between(
     last: np.ndarray,
     settings: PropagationSettings,
     shapes: PaintedShapes | None = None,
+    blend: AppearanceBlend | None = None,
 ) -> PropagatedRun:
-    """Both painted slices carried across the interval, blended by distance and by how well each still matches."""
-    blend = None
-    if settings.appearance_tolerance > 0:
-        blend = AppearanceBlend(
-            (images[a], images[b]),
-            (first, last),
-            settings.appearance_tolerance,
-            settings.appearance_window,
-            settings.appearance_contrast,
-        )
+    """Both painted slices carried across the interval, blended by distance (and by ``blend``, when given)."""
     # The painted image travels with its labels (one more channel), so that where it lands it can be
     # compared with the slice that is there.
     forward = [carried for _, carried in _carry(images, a, b, _with_image(first, images[a], blend), settings)]
@@ -174,6 +167,21 @@ def carry_between(
         if shapes is not None:
             shapes.where_flows_disagree(blended[z - a - 1], ahead, backward, t)
     return PropagatedRun(a + 1, *decide(blended))
+
+
+def appearance_blend(
+    images: SliceCache, a: int, b: int, first: np.ndarray, last: np.ndarray, settings: PropagationSettings
+) -> AppearanceBlend | None:
+    """The appearance weight of the interval between painted slices ``a`` and ``b`` (None when switched off)."""
+    if settings.appearance_tolerance <= 0:
+        return None
+    return AppearanceBlend(
+        (images[a], images[b]),
+        (first, last),
+        settings.appearance_tolerance,
+        settings.appearance_window,
+        settings.appearance_contrast,
+    )
 
 
 def _with_image(probs: np.ndarray, image: np.ndarray, blend: AppearanceBlend | None) -> np.ndarray:
