@@ -96,10 +96,19 @@ class Timeline:
         from qtpy.QtWidgets import QApplication
 
         deadline = time.perf_counter() + 60
-        while self.widget.run is not None and self.widget.run.is_running and time.perf_counter() < deadline:
+        while self._still_working() and time.perf_counter() < deadline:
             QApplication.processEvents()
             time.sleep(0.05)
         self.viewer.close()
+
+    def _still_working(self) -> bool:
+        """Training, or the autosave that its end starts, is still running.
+
+        Closing the viewer before the autosave's worker has started left it to start during
+        interpreter shutdown, where its zarr write failed (and the process aborted).
+        """
+        run = self.widget.run
+        return (run is not None and run.is_running) or self.widget.files_panel.is_busy
 
 
 def dice_at(samples: list[dict], seconds: float) -> float | None:
