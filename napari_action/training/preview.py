@@ -21,7 +21,7 @@ from napari_action.inference.predictor import Predictor
 from napari_action.progress import SlicePrediction
 from napari_action.training.stream_schedule import FitGate, StreamCursor
 
-__all__ = ["iter_prior_preview", "streamed_slices", "teacher_predictor"]
+__all__ = ["iter_prior_preview", "prior_to_mix", "streamed_slices", "teacher_predictor"]
 
 
 def teacher_predictor(
@@ -41,6 +41,19 @@ def teacher_predictor(
         structure_ends=config.structure_ends,
         intensity_reference=config.intensity_reference,
     )
+
+
+def prior_to_mix(prior: SlicePrior | None) -> SlicePrior | None:
+    """The prior mixed into a volume's whole-volume prediction: the one from its own painted slices.
+
+    A prior carried from another volume by registration (``TrainConfig.unpainted_prior``) teaches
+    the network (the teacher's vote, confident slices as labels) and is the preview on that volume,
+    but is not mixed into its prediction: there is no painted slice to be near, so it would be mixed
+    in everywhere at its full confidence and decide every voxel. The network trained with it scored
+    higher alone on each cohort measured (docs/benchmarks.md, "The carried prior teaches, the network
+    predicts").
+    """
+    return None if isinstance(prior, CarriedPrior) else prior
 
 
 def iter_prior_preview(

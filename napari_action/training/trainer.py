@@ -50,7 +50,7 @@ from napari_action.runtime import (
 )
 from napari_action.training import distributed, stages
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
-from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
+from napari_action.training.preview import iter_prior_preview, prior_to_mix, streamed_slices, teacher_predictor
 from napari_action.training.rate_clock import RateClock
 from napari_action.training.safeguards import WeightSnapshot
 from napari_action.training.schedule import Stage, build_schedule, make_optimizer, poly_learning_rate
@@ -471,9 +471,8 @@ class Trainer:
             if "extents" not in kwargs:  # registers the volume the first time: not for a caller's own
                 kwargs["extents"] = self.structure_extents(index)
             whole = self.images[index].whole()  # iter_predict keeps whole volumes anyway
-            return self.predictor().iter_predict(
-                whole, normalized=True, volume_index=index, prior=self.prior(index), **kwargs
-            )
+            prior = prior_to_mix(self.prior(index))
+            return self.predictor().iter_predict(whole, normalized=True, volume_index=index, prior=prior, **kwargs)
         return self.predictor().iter_predict(np.asarray(volume), **kwargs)
 
     def checkpoint(self) -> Checkpoint:

@@ -110,6 +110,28 @@ def test_the_trainer_carries_the_prior_unless_told_not_to(cohort, setting):
     assert isinstance(trainer.prior(1), CarriedPrior) == (setting == "registration")
 
 
+def test_the_carried_prior_teaches_but_the_network_alone_predicts_that_volume(cohort):
+    annotation, _, affines, subject, _ = cohort
+    painted = sparse_from_truth(subject.labels, AXIS, annotation.labeled_slices(0))
+    images = [subject.image, subject.image.transpose(1, 0, 2)]
+    trainer = Trainer([*images], [painted, None], tiny_config(axis=AXIS, unpainted_prior="registration"), affines=affines)
+    trainer.train()  # a few steps: the network and the carried labels still disagree on many voxels
+    predictor = trainer.predictor()
+
+    def final(index: int) -> np.ndarray:
+        *_, last = trainer.predict_volume(index)
+        return last.labels
+
+    def network(index: int, prior) -> np.ndarray:
+        extents = trainer.structure_extents(index)
+        return predictor.predict(trainer.volumes[index], normalized=True, prior=prior, extents=extents)[0]
+
+    carried = network(1, trainer.prior(1))
+    np.testing.assert_array_equal(final(1), network(1, None))
+    assert (final(1) != carried).any()  # mixing the carried prior in would have changed the prediction
+    assert (final(0) != network(0, None)).any()  # the painted volume's own propagation is still mixed in
+
+
 def test_a_wrong_affine_is_refused_with_what_to_give(cohort):
     _, _, _, subject, _ = cohort
     painted = sparse_from_truth(subject.labels, AXIS, [5])
