@@ -114,7 +114,8 @@ def test_the_carried_prior_teaches_but_the_network_alone_predicts_that_volume(co
     annotation, _, affines, subject, _ = cohort
     painted = sparse_from_truth(subject.labels, AXIS, annotation.labeled_slices(0))
     images = [subject.image, subject.image.transpose(1, 0, 2)]
-    trainer = Trainer([*images], [painted, None], tiny_config(axis=AXIS, unpainted_prior="registration"), affines=affines)
+    config = tiny_config(axis=AXIS, unpainted_prior="registration")
+    trainer = Trainer(images, [painted, None], config, affines=affines)
     trainer.train()  # a few steps: the network and the carried labels still disagree on many voxels
     predictor = trainer.predictor()
 
