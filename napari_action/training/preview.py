@@ -43,17 +43,44 @@ def teacher_predictor(
     )
 
 
+#: How much of its confidence a prior carried from another volume keeps when it is mixed into that
+#: volume's prediction. There is no painted slice there to be near, so it is mixed in on every
+#: slice: at full confidence it decided every voxel (ACTION's result was the carried labels). A
+#: quarter was the best share over three cohorts (a quarter / all of it: warped copies of one brain
+#: 0.671 / 0.657, independent hearts 0.731 / 0.640, a second brain 0.637 / 0.612; docs/benchmarks.md,
+#: "How much of the carried prior a prediction mixes in").
+CARRIED_SHARE = 0.25
+
+
+class _Share:
+    """A prior whose confidence counts for ``share`` of itself (what :func:`with_prior` reads)."""
+
+    def __init__(self, prior: SlicePrior, share: float):
+        self._prior, self._share = prior, float(share)
+
+    @property
+    def covered(self) -> np.ndarray:
+        return self._prior.covered
+
+    @property
+    def distance(self) -> np.ndarray:
+        return self._prior.distance
+
+    def classes_at(self, z: int) -> np.ndarray:
+        return self._prior.classes_at(z)
+
+    def confidence_at(self, z: int) -> np.ndarray:
+        return self._prior.confidence_at(z) * self._share
+
+
 def prior_to_mix(prior: SlicePrior | None) -> SlicePrior | None:
-    """The prior mixed into a volume's whole-volume prediction: the one from its own painted slices.
+    """The prior mixed into a volume's whole-volume prediction: its own, or a carried one at :data:`CARRIED_SHARE`.
 
     A prior carried from another volume by registration (``TrainConfig.unpainted_prior``) teaches
-    the network (the teacher's vote, confident slices as labels) and is the preview on that volume,
-    but is not mixed into its prediction: there is no painted slice to be near, so it would be mixed
-    in everywhere at its full confidence and decide every voxel. The network trained with it scored
-    higher alone on each cohort measured (docs/benchmarks.md, "The carried prior teaches, the network
-    predicts").
+    the network at its full confidence (the teacher's vote, confident slices as labels) and is the
+    preview on that volume; in the prediction it counts for a quarter of its confidence.
     """
-    return None if isinstance(prior, CarriedPrior) else prior
+    return _Share(prior, CARRIED_SHARE) if isinstance(prior, CarriedPrior) else prior
 
 
 def iter_prior_preview(
