@@ -236,10 +236,11 @@ class TrainConfig:
     stream_over_preview: str = "unreached"
     # Volumes nobody painted: "registration" carries the painted volumes' prior onto them (an
     # affine registration by mutual information, seconds per volume), which then serves as their
-    # preview, the teacher's vote, confident labeled slices and the prediction's fusion; "none"
-    # leaves them unlabeled data only. Off by default: on 12 warped copies of one brain it lifted
-    # the unpainted ones from 0.42 to 0.65 mean Dice, on 12 independent phantom hearts it dropped
-    # them from 0.85 to 0.57 (one seed each; docs/benchmarks.md, "Cohort").
+    # preview, the teacher's vote, confident labeled slices and, at a quarter of its confidence, the
+    # prediction's fusion; "none" leaves them unlabeled data only. Off by default: on 12 warped copies
+    # of one brain it lifts the unpainted ones from 0.643 to 0.671 mean Dice (3 seeds), on 12
+    # independent phantom hearts it drops them from 0.97 to 0.73, on a second brain from 0.645 to
+    # 0.637 (one seed each; docs/benchmarks.md, "How much of the carried prior a prediction mixes in").
     unpainted_prior: str = "none"
     # Its confidence is the painted volume's prior's times this (below loss.prior_labeled_confidence,
     # it only votes with the teacher and never serves as labels; 0.5 was worse than 1 on the brains
