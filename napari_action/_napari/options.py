@@ -96,8 +96,9 @@ def _declare_widgets() -> list:
             value=TrainConfig().unpainted_prior,
             tooltip="Images nobody painted. none: unlabeled data only. registration: the painted images' "
             "propagated labels registered onto them (affine, in millimetres), shown at once, used in "
-            "training and, at a quarter of their confidence, mixed into their prediction; it wins where the images show one anatomy through "
-            "different scans and loses where anatomies differ (independent hearts).",
+            "training and, at a quarter of their confidence, mixed into their prediction; it wins where "
+            "the images show one anatomy through different scans and loses where anatomies differ "
+            "(independent hearts).",
         ),
         ComboBox(
             name="structure_ends",
