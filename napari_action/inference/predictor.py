@@ -213,6 +213,7 @@ class Predictor:
         volume_index: int = 0,
         normalized: bool = False,
         prior: SlicePrior | None = None,
+        prior_share: float = 1.0,
         spacing: Sequence[float] | None = None,
         extents: StructureExtents | None = None,
     ) -> Iterator[PredictionUpdate]:
@@ -222,6 +223,8 @@ class Predictor:
         with a ``prior`` (what the labeled slices of this volume say about the
         others: :mod:`napari_action.data.priors`), mixed with it near labeled
         slices (:attr:`prior_decay_mm`); labeled slices then keep their labels.
+        ``prior_share`` scales the prior's confidence in that mix (a prior carried
+        from another volume counts for less: :data:`~napari_action.training.preview.CARRIED_SHARE`).
         When the prior is their propagation, every structure is ended beyond the
         slices it propagates to as :attr:`structure_ends` says
         (:func:`~napari_action.inference.postprocess.trim_beyond_extents`);
@@ -261,7 +264,7 @@ class Predictor:
                 continue  # the same slices again, fewer at a time
             for offset, slice_probs in enumerate(probs):
                 for index, smoothed in smoother.push(start + offset, slice_probs):
-                    final = with_prior(smoothed, prior, index, decay)
+                    final = with_prior(smoothed, prior, index, decay, share=prior_share)
                     labels[index] = self.class_values[final.argmax(axis=0)]
                     confidence[index] = final.max(axis=0)
                     entropy[index] = normalized_entropy(final, axis=0, check=False)
@@ -306,15 +309,21 @@ class Predictor:
 
 
 def with_prior(
-    probs: np.ndarray, prior: SlicePrior | None, index: int, decay: float, extents: StructureExtents | None = None
+    probs: np.ndarray,
+    prior: SlicePrior | None,
+    index: int,
+    decay: float,
+    extents: StructureExtents | None = None,
+    share: float = 1.0,
 ) -> np.ndarray:
     """Slice ``index``'s ``(C, H, W)`` probabilities mixed with the prior there (:func:`fuse_prior`), if it reaches it,
     less the structures ``extents`` end before the slice (:func:`clear_outside_extents`).
 
-    ``decay`` is in slices (the predictor's ``prior_decay_mm`` over the slice thickness).
+    ``decay`` is in slices (the predictor's ``prior_decay_mm`` over the slice thickness); ``share`` scales the
+    prior's confidence.
     """
     if prior is not None and decay > 0 and prior.covered[index]:
-        classes, confidence = prior.classes_at(index), prior.confidence_at(index)
+        classes, confidence = prior.classes_at(index), prior.confidence_at(index) * share
         probs = fuse_prior(probs, classes, int(prior.distance[index]), decay, confidence)
     return clear_outside_extents(probs, extents, index)
 

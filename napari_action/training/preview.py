@@ -21,7 +21,7 @@ from napari_action.inference.predictor import Predictor
 from napari_action.progress import SlicePrediction
 from napari_action.training.stream_schedule import FitGate, StreamCursor
 
-__all__ = ["iter_prior_preview", "prior_to_mix", "streamed_slices", "teacher_predictor"]
+__all__ = ["iter_prior_preview", "prior_share", "streamed_slices", "teacher_predictor"]
 
 
 def teacher_predictor(
@@ -52,35 +52,15 @@ def teacher_predictor(
 CARRIED_SHARE = 0.25
 
 
-class _Share:
-    """A prior whose confidence counts for ``share`` of itself (what :func:`with_prior` reads)."""
+def prior_share(prior: SlicePrior | None) -> float:
+    """How much of ``prior``'s confidence a whole-volume prediction mixes in: all of a volume's own,
+    :data:`CARRIED_SHARE` of one carried from another volume.
 
-    def __init__(self, prior: SlicePrior, share: float):
-        self._prior, self._share = prior, float(share)
-
-    @property
-    def covered(self) -> np.ndarray:
-        return self._prior.covered
-
-    @property
-    def distance(self) -> np.ndarray:
-        return self._prior.distance
-
-    def classes_at(self, z: int) -> np.ndarray:
-        return self._prior.classes_at(z)
-
-    def confidence_at(self, z: int) -> np.ndarray:
-        return self._prior.confidence_at(z) * self._share
-
-
-def prior_to_mix(prior: SlicePrior | None) -> SlicePrior | None:
-    """The prior mixed into a volume's whole-volume prediction: its own, or a carried one at :data:`CARRIED_SHARE`.
-
-    A prior carried from another volume by registration (``TrainConfig.unpainted_prior``) teaches
-    the network at its full confidence (the teacher's vote, confident slices as labels) and is the
-    preview on that volume; in the prediction it counts for a quarter of its confidence.
+    A prior carried by registration (``TrainConfig.unpainted_prior``) teaches the network at its full
+    confidence (the teacher's vote, confident slices as labels) and is the preview on that volume;
+    only the prediction's mix counts it for less.
     """
-    return _Share(prior, CARRIED_SHARE) if isinstance(prior, CarriedPrior) else prior
+    return CARRIED_SHARE if isinstance(prior, CarriedPrior) else 1.0
 
 
 def iter_prior_preview(

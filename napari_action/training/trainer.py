@@ -50,7 +50,7 @@ from napari_action.runtime import (
 )
 from napari_action.training import distributed, stages
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
-from napari_action.training.preview import iter_prior_preview, prior_to_mix, streamed_slices, teacher_predictor
+from napari_action.training.preview import iter_prior_preview, prior_share, streamed_slices, teacher_predictor
 from napari_action.training.rate_clock import RateClock
 from napari_action.training.safeguards import WeightSnapshot
 from napari_action.training.schedule import Stage, build_schedule, make_optimizer, poly_learning_rate
@@ -471,8 +471,10 @@ class Trainer:
             if "extents" not in kwargs:  # registers the volume the first time: not for a caller's own
                 kwargs["extents"] = self.structure_extents(index)
             whole = self.images[index].whole()  # iter_predict keeps whole volumes anyway
-            prior = prior_to_mix(self.prior(index))
-            return self.predictor().iter_predict(whole, normalized=True, volume_index=index, prior=prior, **kwargs)
+            prior = self.prior(index)
+            return self.predictor().iter_predict(
+                whole, normalized=True, volume_index=index, prior=prior, prior_share=prior_share(prior), **kwargs
+            )
         return self.predictor().iter_predict(np.asarray(volume), **kwargs)
 
     def checkpoint(self) -> Checkpoint:
