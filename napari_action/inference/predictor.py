@@ -224,7 +224,7 @@ class Predictor:
         others: :mod:`napari_action.data.priors`), mixed with it near labeled
         slices (:attr:`prior_decay_mm`); labeled slices then keep their labels.
         ``prior_share`` scales the prior's confidence in that mix (a prior carried
-        from another volume counts for less: :data:`~napari_action.training.preview.CARRIED_SHARE`).
+        from another volume counts for less: :data:`~napari_action.training.prior_mix.CARRIED_SHARE`).
         When the prior is their propagation, every structure is ended beyond the
         slices it propagates to as :attr:`structure_ends` says
         (:func:`~napari_action.inference.postprocess.trim_beyond_extents`);

@@ -20,6 +20,7 @@ from napari_action.evaluation.metrics import dice_per_class
 from napari_action.inference.postprocess import taper_streamed
 from napari_action.inference.predictor import Predictor, with_prior
 from napari_action.progress import SlicePrediction
+from napari_action.training.prior_mix import prior_share
 
 
 class StreamCursor:
@@ -85,7 +86,8 @@ class StreamCursor:
         """Predict the next chunk with ``predictor`` on ``volumes`` (normalised arrays, or normalised on demand).
 
         With the volumes' ``priors`` (by volume index) and slice ``thickness`` (mm), each slice is mixed
-        with its prior as the final prediction mixes it (:func:`with_prior`): near a painted slice
+        with its prior as the final prediction mixes it (:func:`with_prior`, with the prior's share,
+        :func:`~napari_action.training.prior_mix.prior_share`): near a painted slice
         the streamed layer then shows what the preview showed there, not a half-trained network's guess.
         Beyond the slices its propagation reaches, a structure is ended as ``structure_ends`` says: "cut"
         at once; "taper" where, walking out over the areas streamed so far, it grows again or has not
@@ -110,7 +112,8 @@ class StreamCursor:
         decay = predictor.prior_decay_mm / (1.0 if thickness is None else float(thickness[volume]))
         extents = predictor.extents_of(prior)
         cut = extents if predictor.structure_ends == "cut" else None
-        probs = np.stack([with_prior(p, prior, start + i, decay, cut) for i, p in enumerate(probs)])
+        share = prior_share(prior)
+        probs = np.stack([with_prior(p, prior, start + i, decay, cut, share) for i, p in enumerate(probs)])
         class_ids = probs.argmax(axis=1)
         labels = predictor.class_values[class_ids].astype(labels.dtype)
         if predictor.structure_ends == "taper":

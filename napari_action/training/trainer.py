@@ -50,7 +50,8 @@ from napari_action.runtime import (
 )
 from napari_action.training import distributed, stages
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
-from napari_action.training.preview import iter_prior_preview, prior_share, streamed_slices, teacher_predictor
+from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
+from napari_action.training.prior_mix import prior_share
 from napari_action.training.rate_clock import RateClock
 from napari_action.training.safeguards import WeightSnapshot
 from napari_action.training.schedule import Stage, build_schedule, make_optimizer, poly_learning_rate

@@ -13,7 +13,9 @@ from napari_action.data.priors import PropagationPrior, build_priors, iter_prior
 from napari_action.data.registration import AffineRegistration, RegistrationSettings
 from napari_action.data.samples import evenly_spaced_slices, make_phantom, sparse_from_truth
 from napari_action.evaluation.metrics import dice_per_class
-from napari_action.training.preview import CARRIED_SHARE, prior_share
+from napari_action.inference.predictor import with_prior
+from napari_action.training.prior_mix import CARRIED_SHARE, prior_share
+from napari_action.training.stream_schedule import StreamCursor
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import tiny_config
 
@@ -111,13 +113,20 @@ def test_the_trainer_carries_the_prior_unless_told_not_to(cohort, setting):
     assert isinstance(trainer.prior(1), CarriedPrior) == (setting == "registration")
 
 
-def test_the_carried_prior_counts_for_a_share_of_its_confidence_in_the_prediction_of_its_volume(cohort):
+@pytest.fixture(scope="module")
+def trained_with_carried(cohort):
+    """A few steps of training with the prior carried onto the copy: the network and the carried
+    labels still disagree on many voxels, so a share of the carried vote shows in the mix."""
     annotation, _, affines, subject, _ = cohort
     painted = sparse_from_truth(subject.labels, AXIS, annotation.labeled_slices(0))
     images = [subject.image, subject.image.transpose(1, 0, 2)]
-    config = tiny_config(axis=AXIS, unpainted_prior="registration")
-    trainer = Trainer(images, [painted, None], config, affines=affines)
-    trainer.train()  # a few steps: the network and the carried labels still disagree on many voxels
+    trainer = Trainer(images, [painted, None], tiny_config(axis=AXIS, unpainted_prior="registration"), affines=affines)
+    trainer.train()
+    return trainer
+
+
+def test_the_carried_prior_counts_for_a_share_of_its_confidence_in_the_prediction_of_its_volume(trained_with_carried):
+    trainer = trained_with_carried
     predictor = trainer.predictor()
 
     def final(index: int) -> np.ndarray:
@@ -136,6 +145,25 @@ def test_the_carried_prior_counts_for_a_share_of_its_confidence_in_the_predictio
     np.testing.assert_allclose(predicted, mixed(1, carried, CARRIED_SHARE))
     assert not np.allclose(predicted, mixed(1, carried, 1.0)) and not np.allclose(predicted, mixed(1, None, 1.0))
     assert prior_share(trainer.prior(0)) == 1.0  # a painted volume's own propagation, as it is
+
+
+def test_slices_streamed_over_a_carried_prior_mix_it_in_at_its_share(trained_with_carried):
+    # stream_over_preview = "all": the streamed layer replaces the carried preview, mixed as Predict mixes it.
+    trainer = trained_with_carried
+    predictor, carried = trainer.predictor(), trainer.prior(1)
+    z = int(np.flatnonzero(carried.covered)[np.flatnonzero(carried.covered).size // 2])
+    cursor = StreamCursor([trainer.volumes[0].shape[AXIS], trainer.volumes[1].shape[AXIS]], chunk=1)
+    cursor.focus(1, z)
+    (streamed,) = cursor.predict(predictor, trainer.images, trainer.pool.priors, [1.0, 1.0])
+    _, probs = predictor.predict_slices(trainer.images[1].block(AXIS, z, z + 1), 0, 1, pad=trainer.images[1].pad)
+    decay = predictor.prior_decay_mm
+    cut = predictor.extents_of(carried) if predictor.structure_ends == "cut" else None
+
+    def confidence(share: float) -> np.ndarray:
+        return with_prior(probs[0], carried, z, decay, cut, share).max(axis=0)
+
+    np.testing.assert_allclose(streamed.confidence[0], confidence(CARRIED_SHARE), rtol=1e-5)
+    assert not np.allclose(streamed.confidence[0], confidence(1.0))
 
 
 def test_a_wrong_affine_is_refused_with_what_to_give(cohort):
