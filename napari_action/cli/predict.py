@@ -236,7 +236,7 @@ def _predict_file(
         source = open_volume_source(path, nan_to_zero=args.nan_to_zero)
         # The same check as the widget's: voxels unlike the training volumes' degrade predictions.
         geometry = [(path.name, VoxelGeometry.from_matrix(source.meta.affine))]
-        for message in geometry_warnings(model.references, geometry, axis):
+        for message in geometry_warnings(model.references, geometry, axis, pixel_mm=model.pixel_mm):
             progress.note(f"Warning: {message}")
         if args.largest_components:
             writer = MemoryLabelWriter(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)

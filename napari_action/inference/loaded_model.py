@@ -53,6 +53,8 @@ class LoadedModel:
     ----------
     references : list of VoxelGeometry
         Geometry of the training volumes, if the checkpoint recorded it (:func:`with_references`).
+    pixel_mm : tuple of 2 float or None
+        The in-plane voxel size the network was trained at, if the checkpoint recorded it.
     """
 
     def __init__(self, checkpoint: Checkpoint, predictor: Predictor, source: str | None = None):
@@ -66,6 +68,7 @@ class LoadedModel:
         self.axis = int(checkpoint.axis)
         self.volumes: list[np.ndarray] = []  # a loaded model has no training volumes
         self.references = [VoxelGeometry.from_dict(d) for d in checkpoint.extra.get(REFERENCE_KEY, [])]
+        self.pixel_mm = predictor.pixel_mm
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
         """Predict a 3D array (training-volume indices do not exist for a loaded model).

@@ -36,6 +36,9 @@ class SegmentationModel(Protocol):
     class_names: dict[int, str]
     volumes: list[np.ndarray]
     """The training volumes, normalised (empty for a model loaded from a file)."""
+    pixel_mm: tuple[float, float] | None
+    """The in-plane voxel size (mm) the network was trained at, which prediction resizes other slices to
+    (None: not known, for a model saved before it was kept; slices are then predicted as they are)."""
 
     @property
     def axis(self) -> int:

@@ -89,6 +89,7 @@ def predict_to_writer(
     n_slices = source.shape[axis]
     statistics = statistics or intensity_statistics(source, axis, reference=predictor.intensity_reference)
     thickness = float(source.meta.zooms[axis]) or 1.0
+    scale = predictor.scale_for(source.meta.zooms)  # slices of another voxel size: seen at the training size
     smoother = SliceSmoother(predictor.smoothing_mm / thickness, n_slices)
     start = 0
     while start < n_slices:
@@ -97,7 +98,7 @@ def predict_to_writer(
         low, high = max(0, start - predictor.context), min(n_slices, stop + predictor.context)
         block = statistics.apply(source.read(axis, low, high))
         try:
-            _, probs = predictor.predict_slices(block, start - low, stop - low, tta, pad=statistics.pad)
+            _, probs = predictor.predict_slices(block, start - low, stop - low, tta, pad=statistics.pad, scale=scale)
         except Exception as error:
             batch_size = predictor._smaller_batch(batch_size, error)
             continue  # the same slices again, fewer at a time

@@ -1,8 +1,10 @@
-"""Slice-wise whole-volume prediction at native in-plane size.
+"""Slice-wise whole-volume prediction on the source voxel grid.
 
 Slices are taken along the training axis, normalised exactly as in training,
-padded to a multiple of 16 (the U-Net's total down-sampling) and cropped back,
-so nothing is resampled and the result lies on the source voxel grid.
+resized to the pixel size the network was trained at when the volume's differs
+(:mod:`napari_action.inference.pixel_size`), padded to a multiple of 16 (the
+U-Net's total down-sampling) and cropped back; the probabilities are resized
+back, so the result lies on the source voxel grid.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from napari_action.config import ENDING_RULES, check_intensity_reference
 from napari_action.data.intensity import normalize_volume, pad_value
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
+from napari_action.inference.pixel_size import PIXEL_MM_KEY, resize_slices, scaled_size, slice_scale
 from napari_action.inference.postprocess import SliceSmoother, clear_outside_extents, fuse_prior, trim_beyond_extents
 from napari_action.inference.suggestions import normalized_entropy
 from napari_action.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -117,6 +120,7 @@ class Predictor:
         prior_decay_mm: float = 0.0,
         structure_ends: str = "network",
         intensity_reference: str = "foreground",
+        pixel_mm: Sequence[float] | None = None,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         # Channels-last weights, as in training: oneDNN (CPU) picks faster convolutions for them. A model
@@ -135,6 +139,8 @@ class Predictor:
         check_intensity_reference(intensity_reference)
         self.intensity_reference = intensity_reference
         self._dtype = smallest_label_dtype(self.class_values)
+        # The in-plane voxel size of the training slices; slices of another size are resized to it.
+        self.pixel_mm = None if pixel_mm is None else tuple(float(x) for x in pixel_mm)
 
     @property
     def label_dtype(self) -> np.dtype:
@@ -161,16 +167,25 @@ class Predictor:
             prior_decay_mm=ckpt.config.predict_prior_decay_mm,
             structure_ends=_saved_rule(ckpt.config.structure_ends),
             intensity_reference=ckpt.config.intensity_reference,
+            pixel_mm=ckpt.extra.get(PIXEL_MM_KEY),  # None in models saved before it was kept: no resizing
         )
 
     @torch.no_grad()
     def predict_slices(
-        self, moved: np.ndarray, start: int, stop: int, tta: bool = False, pad: float | None = None
+        self,
+        moved: np.ndarray,
+        start: int,
+        stop: int,
+        tta: bool = False,
+        pad: float | None = None,
+        scale: tuple[float, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict slices ``start:stop`` of a normalised, axis-first volume.
 
         ``pad`` is the value the slices are padded with (default: the minimum of ``moved``); a caller
-        that passes only a run of the volume's slices passes the whole volume's minimum.
+        that passes only a run of the volume's slices passes the whole volume's minimum. ``scale``
+        (:meth:`scale_for` the volume's voxel size): the slices are enlarged by it before the network
+        sees them and the probabilities shrunk back to the slices' own size.
 
         Returns
         -------
@@ -181,15 +196,27 @@ class Predictor:
         """
         batch = torch.from_numpy(np.ascontiguousarray(slice_stack(moved, start, stop, self.context)))
         pad = pad_value(moved) if pad is None else pad
-        batch, (height, width) = _pad_to_multiple(batch.to(self.device, torch.float32), pad)
+        batch = batch.to(self.device, torch.float32)
+        own_size = tuple(batch.shape[-2:])
+        if scale is not None:
+            batch = resize_slices(batch, scaled_size(own_size, scale))
+        batch, (height, width) = _pad_to_multiple(batch, pad)
         probs = self._softmax(batch)
         if tta:
             probs = probs + self._softmax(batch.flip(-1)).flip(-1)
             probs = probs + self._softmax(batch.flip(-2)).flip(-2)
             probs = probs / 3.0
-        probs = probs[..., :height, :width].float().cpu().numpy()
+        probs = probs[..., :height, :width]
+        if scale is not None:
+            probs = resize_slices(probs, own_size)
+        probs = probs.float().cpu().numpy()
         labels = self.class_values[probs.argmax(axis=1)].astype(self._dtype)
         return labels, probs
+
+    def scale_for(self, spacing: Sequence[float] | None) -> tuple[float, float] | None:
+        """How much a volume of voxel size ``spacing`` (mm, one per array axis) has its slices enlarged
+        to be seen at the training pixel size; None: as they are (a size within 5 %, or unknown)."""
+        return slice_scale(spacing, self.pixel_mm, self.axis)
 
     @torch.no_grad()
     def class_probabilities(self, channels: np.ndarray, pad: float) -> np.ndarray:
@@ -231,7 +258,8 @@ class Predictor:
         ``extents`` do the same for a volume whose prior does not tell (one
         nobody painted: :meth:`~napari_action.training.trainer.Trainer.structure_extents`).
         ``spacing`` (voxel size in mm, one per array axis; default 1 mm) turns
-        millimetres into slices. The last
+        millimetres into slices, and slices of another in-plane voxel size than the
+        training slices' are seen at theirs (:meth:`scale_for`). The last
         update has ``done=True`` and carries ``labels`` (label values, the
         volume's own axis order and shape) and ``confidence`` (max softmax
         probability) and ``entropy`` (normalised to [0, 1]) volumes.
@@ -249,6 +277,7 @@ class Predictor:
         confidence = np.zeros(moved.shape, np.float32)
         entropy = np.zeros(moved.shape, np.float32)
         thickness = 1.0 if spacing is None else float(spacing[axis])
+        scale = slice_scale(spacing, self.pixel_mm, axis)
         smoother = SliceSmoother(self.smoothing_mm / thickness, n_slices)
         decay = self.prior_decay_mm / thickness
         own = self.extents_of(prior)
@@ -258,7 +287,7 @@ class Predictor:
         while start < n_slices:
             stop = min(start + batch_size, n_slices)
             try:
-                _, probs = self.predict_slices(moved, start, stop, tta)
+                _, probs = self.predict_slices(moved, start, stop, tta, scale=scale)
             except Exception as error:
                 batch_size = self._smaller_batch(batch_size, error)
                 continue  # the same slices again, fewer at a time

@@ -9,10 +9,10 @@ Two questions, one module:
   its image.
 * how a volume is sliced (:class:`VoxelGeometry`: the spacing of each array axis and the world axis
   it points along), and whether a model trained on some volumes sees another volume as it saw them
-  (:func:`geometry_warnings`). Prediction slices every volume at its own in-plane size and never
-  resamples: the network sees voxels, not millimetres, so another in-plane spacing (or another
-  world direction of the slicing axis) degrades it. Also the volume of one voxel in mL
-  (:func:`voxel_volume_ml`), for structure volumes.
+  (:func:`geometry_warnings`). Prediction resizes slices of another in-plane spacing to the pixel
+  size the network was trained at (:mod:`napari_action.inference.pixel_size`), which holds only so
+  far; another world direction of the slicing axis shows the network another view of the anatomy.
+  Also the volume of one voxel in mL (:func:`voxel_volume_ml`), for structure volumes.
 
 Each takes voxel-to-world matrices (4 × 4, millimetres): a NIfTI file's, or a napari layer's.
 """
@@ -28,6 +28,7 @@ import numpy as np
 __all__ = [
     "GRID_TOLERANCE_MM",
     "PLANE_WORLD_AXES",
+    "RESIZE_WARNING_FACTOR",
     "SPACING_TOLERANCE",
     "VoxelGeometry",
     "describe_grid",
@@ -41,8 +42,12 @@ __all__ = [
 # float32 too); a grid that differs by more than this is another grid.
 GRID_TOLERANCE_MM = 1e-3
 DIRECTION_TOLERANCE = 1e-4
-#: Relative in-plane spacing difference above which prediction gets a warning.
+#: Relative in-plane spacing difference above which prediction gets a warning (a model that does not
+#: know its training pixel size: prediction sees such a volume's voxels as they are).
 SPACING_TOLERANCE = 0.2
+#: A model that knows its training pixel size resizes other slices to it; beyond this factor either way
+#: the resized slices hold too little detail (or too much blur) to trust, and prediction gets a warning.
+RESIZE_WARNING_FACTOR = 2.0
 #: World axis (RAS: 0 = left-right, 1 = posterior-anterior, 2 = inferior-superior) along which
 #: each plane's slices are stacked.
 PLANE_WORLD_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -153,12 +158,15 @@ def geometry_warnings(
     targets: Iterable[tuple[str, VoxelGeometry]],
     axis: int,
     tolerance: float = SPACING_TOLERANCE,
+    pixel_mm: Sequence[float] | None = None,
 ) -> list[str]:
     """Messages for volumes sliced differently from every training volume.
 
-    A volume gets a message when its in-plane spacing differs by more than
-    ``tolerance`` (relative) from that of every reference, or when its slicing
-    axis points along another world axis than in every reference.
+    A volume gets a message when its slicing axis points along another world axis than in every
+    reference, and about its in-plane spacing: with the model's training ``pixel_mm`` (prediction
+    resizes slices to it) when it is more than :data:`RESIZE_WARNING_FACTOR` times larger or smaller;
+    without (a model saved before it was kept) when it differs by more than ``tolerance`` (relative)
+    from that of every reference.
 
     Parameters
     ----------
@@ -169,7 +177,9 @@ def geometry_warnings(
     axis : int
         The model's slicing axis.
     tolerance : float
-        Relative in-plane spacing difference accepted without a message.
+        Relative in-plane spacing difference accepted without a message when ``pixel_mm`` is None.
+    pixel_mm : sequence of 2 float, optional
+        The in-plane voxel size the model was trained at.
 
     Returns
     -------
@@ -180,14 +190,13 @@ def geometry_warnings(
         return []
     messages = []
     for name, target in targets:
-        spacing = np.asarray(target.in_plane(axis))
-        gaps = [np.max(np.abs(spacing / np.asarray(ref.in_plane(axis)) - 1.0)) for ref in references]
-        if min(gaps) > tolerance:
-            known = ", ".join(dict.fromkeys(_mm(ref.in_plane(axis)) for ref in references))  # unique, in order
-            messages.append(
-                f"{name!r} has in-plane spacing {_mm(target.in_plane(axis))}, the training volumes {known}: "
-                "prediction does not resample (the network sees voxels), so expect worse results."
-            )
+        message = (
+            _spacing_message(name, target, references, axis, tolerance)
+            if pixel_mm is None
+            else _resize_message(name, target, pixel_mm, axis)
+        )
+        if message is not None:
+            messages.append(message)
         if all(target.directions[axis] != ref.directions[axis] for ref in references):
             ref_dir = _WORLD_AXES[references[0].directions[axis]]
             messages.append(
@@ -195,6 +204,33 @@ def geometry_warnings(
                 f"volumes along {ref_dir}: the network sees another view of the anatomy."
             )
     return messages
+
+
+def _spacing_message(
+    name: str, target: VoxelGeometry, references: Sequence[VoxelGeometry], axis: int, tolerance: float
+) -> str | None:
+    spacing = np.asarray(target.in_plane(axis))
+    gaps = [np.max(np.abs(spacing / np.asarray(ref.in_plane(axis)) - 1.0)) for ref in references]
+    if min(gaps) <= tolerance:
+        return None
+    known = ", ".join(dict.fromkeys(_mm(ref.in_plane(axis)) for ref in references))  # unique, in order
+    return (
+        f"{name!r} has in-plane spacing {_mm(target.in_plane(axis))}, the training volumes {known}: this model "
+        "was saved by an older version that does not record its training pixel size, so prediction sees the "
+        "voxels as they are; expect worse results (train or save the model again to have slices resized)."
+    )
+
+
+def _resize_message(name: str, target: VoxelGeometry, pixel_mm: Sequence[float], axis: int) -> str | None:
+    factors = np.asarray(target.in_plane(axis)) / np.asarray(pixel_mm, dtype=np.float64)
+    worst = float(max(factors.max(), 1.0 / factors.min()))
+    if worst <= RESIZE_WARNING_FACTOR:
+        return None
+    return (
+        f"{name!r} has in-plane spacing {_mm(target.in_plane(axis))}, the network was trained on "
+        f"{_mm(pixel_mm)} pixels: its slices are resized {worst:.1f}-fold for prediction, and this far from "
+        "the training size expect worse results."
+    )
 
 
 def _mm(values: Iterable[float]) -> str:

@@ -47,6 +47,7 @@ def checkpoint_from_nets(
     axis: int,
     class_names: Mapping[int, str],
     step: int,
+    extra: Mapping[str, object] | None = None,
 ) -> Checkpoint:
     """The networks' current weights, copied to the CPU, with what a prediction needs to use them."""
     return Checkpoint(
@@ -57,6 +58,7 @@ def checkpoint_from_nets(
         teacher=_cpu_copy(nets.teacher),
         class_names=dict(class_names),
         step=step,
+        extra=dict(extra or {}),
     )
 
 

@@ -25,9 +25,15 @@ __all__ = ["iter_prior_preview", "streamed_slices", "teacher_predictor"]
 
 
 def teacher_predictor(
-    teacher: torch.nn.Module, class_values: np.ndarray, axis: int, config: TrainConfig, device: torch.device
+    teacher: torch.nn.Module,
+    class_values: np.ndarray,
+    axis: int,
+    config: TrainConfig,
+    device: torch.device,
+    pixel_mm: Sequence[float] | None = None,
 ) -> Predictor:
-    """A predictor over ``teacher`` (put in eval mode), sharing its weights, in the trainer's precision."""
+    """A predictor over ``teacher`` (put in eval mode), sharing its weights, in the trainer's precision;
+    ``pixel_mm``: the in-plane voxel size of the painted slices, which other volumes' slices are resized to."""
     return Predictor(
         teacher,
         class_values,
@@ -40,6 +46,7 @@ def teacher_predictor(
         prior_decay_mm=config.predict_prior_decay_mm,
         structure_ends=config.structure_ends,
         intensity_reference=config.intensity_reference,
+        pixel_mm=pixel_mm,
     )
 
 
@@ -66,12 +73,14 @@ def streamed_slices(
     images: Sequence[NormalizedVolume],
     thickness: Sequence[float] | None = None,
     skip_reached: bool = False,
+    spacings: Sequence[Sequence[float]] | None = None,
 ) -> tuple[SlicePrediction, ...]:
     """The next slices of the sweep, mixed with the prior as the final prediction is, once the network
     fits the labeled slices; none before. ``thickness``: each volume's slice thickness in mm;
-    ``skip_reached``: leave the preview where the prior reaches (``TrainConfig.stream_over_preview``)."""
+    ``skip_reached``: leave the preview where the prior reaches (``TrainConfig.stream_over_preview``);
+    ``spacings``: each volume's voxel size, for slices of another pixel size than the painted ones'."""
     if not gate.open:
         gate.check(predictor, pool)
     if not gate.open:
         return ()
-    return stream.predict(predictor, images, pool.priors, thickness, skip_reached=skip_reached)
+    return stream.predict(predictor, images, pool.priors, thickness, skip_reached=skip_reached, spacings=spacings)

@@ -82,6 +82,7 @@ class StreamCursor:
         thickness: Sequence[float] | None = None,
         *,
         skip_reached: bool = False,
+        spacings: Sequence[Sequence[float]] | None = None,
     ) -> tuple[SlicePrediction, ...]:
         """Predict the next chunk with ``predictor`` on ``volumes`` (normalised arrays, or normalised on demand).
 
@@ -94,7 +95,9 @@ class StreamCursor:
         been streamed yet (on Colin27 the network's false positives on slices the preview leaves
         empty had taken the layer below the preview; docs/benchmarks.md).
         ``skip_reached`` leaves out the slices the prior reaches (the preview stays there): the
-        result is then the runs of the chunk outside its reach, possibly none.
+        result is then the runs of the chunk outside its reach, possibly none. With each volume's
+        ``spacings`` (mm), slices of another in-plane voxel size are seen at the training one
+        (:meth:`Predictor.scale_for`), as whole-volume prediction sees them.
         """
         volume, start, stop = self.next_range()
         image = volumes[volume]
@@ -105,7 +108,8 @@ class StreamCursor:
         low = max(0, start - predictor.context)
         high = min(image.shape[predictor.axis], stop + predictor.context)
         block = image.block(predictor.axis, low, high)
-        labels, probs = predictor.predict_slices(block, start - low, stop - low, pad=image.pad)
+        scale = None if spacings is None else predictor.scale_for(spacings[volume])
+        labels, probs = predictor.predict_slices(block, start - low, stop - low, pad=image.pad, scale=scale)
         prior = (priors or {}).get(volume)
         if prior is None:
             return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)

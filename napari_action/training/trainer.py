@@ -34,6 +34,7 @@ from napari_action.data.slice_pool import SlicePool
 from napari_action.data.slicing_axis import axis_mismatch_advice
 from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
+from napari_action.inference.pixel_size import PIXEL_MM_KEY, in_plane_spacing
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
@@ -402,7 +403,7 @@ class Trainer:
             skip_reached = self.config.stream_over_preview == "unreached"
             predictor = self.predictor()
             predictions = streamed_slices(
-                self._stream, self._gate, predictor, self.pool, self.images, thickness, skip_reached
+                self._stream, self._gate, predictor, self.pool, self.images, thickness, skip_reached, self.spacings
             )
         return TrainProgress(
             stage=stage.name,
@@ -437,7 +438,19 @@ class Trainer:
     def predictor(self) -> Predictor:
         """A predictor over the EMA teacher (eval mode), sharing its weights."""
         self._sync_supervised_teacher()
-        return teacher_predictor(self.nets.teacher, self.class_values, self.axis, self.config, self.device)
+        return teacher_predictor(
+            self.nets.teacher, self.class_values, self.axis, self.config, self.device, self.pixel_mm
+        )
+
+    @property
+    def pixel_mm(self) -> tuple[float, float] | None:
+        """The in-plane voxel size of the painted slices (mm; the mean over painted volumes), at which the
+        network learns its structures: prediction resizes other volumes' slices to it. None before any paint."""
+        painted = [v for v in range(self.annotation.num_volumes) if self.annotation.labeled_slices(v)]
+        if not painted:
+            return None
+        sizes = np.array([in_plane_spacing(self.spacings[v], self.axis) for v in painted])
+        return tuple(float(x) for x in sizes.mean(axis=0))  # type: ignore[return-value]
 
     def prior(self, volume_index: int) -> SlicePrior | None:
         """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any."""
@@ -488,6 +501,7 @@ class Trainer:
             axis=self.axis,
             class_names=self.class_names,
             step=self.step,
+            extra={} if self.pixel_mm is None else {PIXEL_MM_KEY: list(self.pixel_mm)},
         )
 
     def save_checkpoint(self, path: str | Path) -> Path:

@@ -45,11 +45,15 @@ def test_predict_warns_about_voxels_unlike_the_training_volumes(nifti_files, cap
     model = nifti_files["dir"] / "model.pt"
     assert main(cli_train_args([nifti_files["image"]], nifti_files["labels"], model)) == 0
     image, _ = disc_volume(2)
-    coarse = write_nifti(nifti_files["dir"] / "coarse.nii.gz", image, zooms=(1.6, 1.6, 3.0))  # trained on 0.8 mm
+    # Trained on 0.8 mm: slices of 1.6 mm are resized two-fold without a word, 2 mm ones (2.5-fold) get a warning.
+    coarse = write_nifti(nifti_files["dir"] / "coarse.nii.gz", image, zooms=(1.6, 1.6, 3.0))
+    coarser = write_nifti(nifti_files["dir"] / "coarser.nii.gz", image, zooms=(2.0, 2.0, 3.0))
     capsys.readouterr()
     assert main(cli_predict_args(model, coarse, nifti_files["dir"] / "pred")) == 0
+    assert "Warning" not in capsys.readouterr().err
+    assert main(cli_predict_args(model, coarser, nifti_files["dir"] / "pred")) == 0
     err = capsys.readouterr().err
-    assert "Warning: " in err and "coarse.nii.gz" in err
+    assert "Warning: " in err and "coarser.nii.gz" in err and "2.5-fold" in err
     assert main(cli_predict_args(model, nifti_files["other"], nifti_files["dir"] / "pred")) == 0
     assert "Warning" not in capsys.readouterr().err  # same voxels as training: nothing to say
 

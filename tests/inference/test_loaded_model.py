@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.inference.loaded_model import load_model, model_from_checkpoint, with_references
+from napari_action.inference.loaded_model import REFERENCE_KEY, load_model, model_from_checkpoint, with_references
 from napari_action.io.checkpoint import load_checkpoint
 from napari_action.io.geometry import VoxelGeometry
 from tests.helpers.engine import DISC_CLASS_NAMES, disc_volume
@@ -39,7 +39,7 @@ def test_reference_geometry_travels_in_the_checkpoint(supervised_trainer, tmp_pa
     assert with_references(checkpoint, []) is checkpoint
     references = [VoxelGeometry((1.0, 1.0, 3.0), (0, 1, 2)), VoxelGeometry((0.5, 0.5, 2.0), (0, 1, 2))]
     model = model_from_checkpoint(with_references(checkpoint, references), device="cpu")
-    assert model.references == references and checkpoint.extra == {}  # the trainer's checkpoint is untouched
+    assert model.references == references and REFERENCE_KEY not in checkpoint.extra  # the trainer's is untouched
     copy = load_checkpoint(model.save_checkpoint(tmp_path / "copy.pt"))
     assert (copy.axis, copy.class_values, copy.class_names) == (supervised_trainer.axis, [0, 1, 2], DISC_CLASS_NAMES)
     assert load_model(tmp_path / "copy.pt", device="cpu").references == references

@@ -277,7 +277,7 @@ class FilesPanel(QGroupBox):
             for image in image_layers(self.viewer)
             if names is None or image.name in names
         ]
-        messages = geometry_warnings(self.references(), targets, int(model.axis))
+        messages = geometry_warnings(self.references(), targets, int(model.axis), pixel_mm=model.pixel_mm)
         for message in messages:
             show_warning(f"ACTION: {message}")
         return messages
