@@ -68,7 +68,10 @@ class LoadedModel:
         self.axis = int(checkpoint.axis)
         self.volumes: list[np.ndarray] = []  # a loaded model has no training volumes
         self.references = [VoxelGeometry.from_dict(d) for d in checkpoint.extra.get(REFERENCE_KEY, [])]
-        self.pixel_mm = predictor.pixel_mm
+
+    @property
+    def pixel_mm(self) -> tuple[float, float] | None:
+        return self.predictor.pixel_mm
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
         """Predict a 3D array (training-volume indices do not exist for a loaded model).

@@ -16,18 +16,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["PIXEL_MM_KEY", "RESAMPLE_TOLERANCE", "in_plane_spacing", "resize_slices", "scaled_size", "slice_scale"]
+from napari_action.data.propagation import slicing_spacing
+
+__all__ = ["PIXEL_MM_KEY", "RESAMPLE_TOLERANCE", "resize_slices", "scaled_size", "slice_scale"]
 
 #: Where a checkpoint keeps the in-plane pixel size its network was trained at (``Checkpoint.extra``).
 PIXEL_MM_KEY = "pixel_mm"
 #: Relative difference in pixel size left as it is: training zooms its crops by ±10 %, so the network
 #: has seen structures that much larger and smaller, and resizing would only blur the slice.
 RESAMPLE_TOLERANCE = 0.05
-
-
-def in_plane_spacing(spacing: Sequence[float], axis: int) -> tuple[float, float]:
-    """The voxel size along the two in-plane array axes (in array order) of slices along ``axis``."""
-    return tuple(float(spacing[a]) for a in range(3) if a != axis)  # type: ignore[return-value]
 
 
 def slice_scale(
@@ -37,7 +34,7 @@ def slice_scale(
     None when either size is unknown or they differ by less than :data:`RESAMPLE_TOLERANCE`."""
     if spacing is None or pixel_mm is None:
         return None
-    scale = np.asarray(in_plane_spacing(spacing, axis)) / np.asarray(pixel_mm, dtype=np.float64)
+    scale = np.asarray(slicing_spacing(spacing, axis)[1:]) / np.asarray(pixel_mm, dtype=np.float64)
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
         return None
     if np.all(np.abs(scale - 1.0) < RESAMPLE_TOLERANCE):

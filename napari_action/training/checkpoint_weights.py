@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from napari_action.config import ModelConfig, TrainConfig
+from napari_action.inference.pixel_size import PIXEL_MM_KEY
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.networks.teacher import StudentTeacher
 
@@ -47,9 +48,10 @@ def checkpoint_from_nets(
     axis: int,
     class_names: Mapping[int, str],
     step: int,
-    extra: Mapping[str, object] | None = None,
+    pixel_mm: Sequence[float] | None = None,
 ) -> Checkpoint:
-    """The networks' current weights, copied to the CPU, with what a prediction needs to use them."""
+    """The networks' current weights, copied to the CPU, with what a prediction needs to use them
+    (``pixel_mm``: the in-plane voxel size of the painted slices, when known)."""
     return Checkpoint(
         config=config,
         class_values=[int(v) for v in class_values],
@@ -58,7 +60,7 @@ def checkpoint_from_nets(
         teacher=_cpu_copy(nets.teacher),
         class_names=dict(class_names),
         step=step,
-        extra=dict(extra or {}),
+        extra={} if pixel_mm is None else {PIXEL_MM_KEY: [float(x) for x in pixel_mm]},
     )
 
 

@@ -51,12 +51,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from napari_action.networks.teacher import StudentPass
+from napari_action.runtime import seed_everything
 
 #: Folder where every rank writes its final state (debugging and tests; unset: nothing written).
 RANK_STATE_ENV = "NAPARI_ACTION_RANK_STATE_DIR"
@@ -124,6 +126,22 @@ def device_for_rank(device: torch.device, context: DistributedContext) -> torch.
     if context.is_distributed and device.type == "cuda" and device.index is None:
         return torch.device("cuda", context.local_rank)
     return device
+
+
+def rank_generators(
+    seed: int, context: DistributedContext, device: torch.device
+) -> tuple[np.random.Generator, torch.Generator]:
+    """This rank's generators of crops and augmentation, from ``seed + rank``; under torchrun the global
+    torch generator (dropout) is re-seeded from it too.
+
+    Rank 0 (and a single process) draws what it always drew; the other ranks draw other crops. The
+    global generator is re-seeded only under torchrun, after the weights were initialised from ``seed``
+    alike on all ranks, so a single process keeps its numbers.
+    """
+    seed = seed + context.rank
+    if context.is_distributed:
+        seed_everything(seed)
+    return np.random.default_rng(seed), torch.Generator(device=device).manual_seed(seed)
 
 
 def backend_for(device: torch.device) -> str:

@@ -71,16 +71,14 @@ def streamed_slices(
     predictor: Predictor,
     pool: SlicePool,
     images: Sequence[NormalizedVolume],
-    thickness: Sequence[float] | None = None,
-    skip_reached: bool = False,
     spacings: Sequence[Sequence[float]] | None = None,
+    skip_reached: bool = False,
 ) -> tuple[SlicePrediction, ...]:
     """The next slices of the sweep, mixed with the prior as the final prediction is, once the network
-    fits the labeled slices; none before. ``thickness``: each volume's slice thickness in mm;
-    ``skip_reached``: leave the preview where the prior reaches (``TrainConfig.stream_over_preview``);
-    ``spacings``: each volume's voxel size, for slices of another pixel size than the painted ones'."""
+    fits the labeled slices; none before. ``spacings``: each volume's voxel size in mm;
+    ``skip_reached``: leave the preview where the prior reaches (``TrainConfig.stream_over_preview``)."""
     if not gate.open:
         gate.check(predictor, pool)
     if not gate.open:
         return ()
-    return stream.predict(predictor, images, pool.priors, thickness, skip_reached=skip_reached, spacings=spacings)
+    return stream.predict(predictor, images, pool.priors, spacings, skip_reached=skip_reached)

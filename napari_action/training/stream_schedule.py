@@ -79,14 +79,14 @@ class StreamCursor:
         predictor: Predictor,
         volumes: Sequence[np.ndarray | NormalizedVolume],
         priors: Mapping[int, SlicePrior] | None = None,
-        thickness: Sequence[float] | None = None,
+        spacings: Sequence[Sequence[float]] | None = None,
         *,
         skip_reached: bool = False,
-        spacings: Sequence[Sequence[float]] | None = None,
     ) -> tuple[SlicePrediction, ...]:
         """Predict the next chunk with ``predictor`` on ``volumes`` (normalised arrays, or normalised on demand).
 
-        With the volumes' ``priors`` (by volume index) and slice ``thickness`` (mm), each slice is mixed
+        With the volumes' ``priors`` (by volume index) and voxel ``spacings`` (mm, one per array axis;
+        default 1 mm), each slice is mixed
         with its prior as the final prediction mixes it (:func:`with_prior`, with the prior's share,
         :func:`~napari_action.training.prior_mix.prior_share`): near a painted slice
         the streamed layer then shows what the preview showed there, not a half-trained network's guess.
@@ -95,9 +95,9 @@ class StreamCursor:
         been streamed yet (on Colin27 the network's false positives on slices the preview leaves
         empty had taken the layer below the preview; docs/benchmarks.md).
         ``skip_reached`` leaves out the slices the prior reaches (the preview stays there): the
-        result is then the runs of the chunk outside its reach, possibly none. With each volume's
-        ``spacings`` (mm), slices of another in-plane voxel size are seen at the training one
-        (:meth:`Predictor.scale_for`), as whole-volume prediction sees them.
+        result is then the runs of the chunk outside its reach, possibly none. Slices of another
+        in-plane voxel size than the training one are seen at it (:meth:`Predictor.scale_for`), as
+        whole-volume prediction sees them.
         """
         volume, start, stop = self.next_range()
         image = volumes[volume]
@@ -113,7 +113,7 @@ class StreamCursor:
         prior = (priors or {}).get(volume)
         if prior is None:
             return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
-        decay = predictor.prior_decay_mm / (1.0 if thickness is None else float(thickness[volume]))
+        decay = predictor.prior_decay_mm / (1.0 if spacings is None else float(spacings[volume][predictor.axis]))
         extents = predictor.extents_of(prior)
         cut = extents if predictor.structure_ends == "cut" else None
         share = prior_share(prior)

@@ -34,7 +34,6 @@ from napari_action.data.slice_pool import SlicePool
 from napari_action.data.slicing_axis import axis_mismatch_advice
 from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
-from napari_action.inference.pixel_size import PIXEL_MM_KEY, in_plane_spacing
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
@@ -64,6 +63,7 @@ from napari_action.training.trainer_inputs import (
     check_geometry,
     check_volumes,
     normalized_image,
+    painted_pixel_mm,
     single_slice_advice,
     with_checkpoint_normalisation,
     with_scanner_augmentation,
@@ -183,7 +183,7 @@ class Trainer:
         self._passes = distributed.StudentPassCache(self.distributed, self.device)
         self.global_queue = EmbeddingQueue(self.config.loss.queue_size, self.config.model.global_dim).to(self.device)
         self.local_queue = self._new_local_queue()
-        self._seed_sampling()
+        self.rng, self.generator = distributed.rank_generators(self.config.seed, self.distributed, self.device)
         self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.amp))
         self._stop_requested = False
         # The weights a diverging loss falls back to, and a message for the next progress.
@@ -353,20 +353,6 @@ class Trainer:
     def _gather_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         return distributed.gather_rows(embeddings, self.distributed)
 
-    def _seed_sampling(self) -> None:
-        """Per-rank generators of crops, augmentation and dropout: ``seed + rank``.
-
-        Rank 0 (and a single process) draws what it always drew; the other
-        ranks draw other crops. The global torch generator (dropout) is
-        re-seeded only under torchrun, after the weights were initialised from
-        ``seed`` alike on all ranks, so a single process keeps its numbers.
-        """
-        seed = self.config.seed + self.distributed.rank
-        if self.distributed.is_distributed:
-            seed_everything(seed)
-        self.rng = np.random.default_rng(seed)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-
     def _train_step(
         self, stage: Stage, inputs: stages.StepInputs, optimizer: torch.optim.Optimizer, index: int
     ) -> tuple[dict[str, float], float]:
@@ -399,11 +385,10 @@ class Trainer:
         if self.distributed.is_main and self._stream.due(
             clock.done, self.config.stream_every_steps, self.config.stream_every_seconds
         ):
-            thickness = [spacing[self.axis] for spacing in self.spacings]
             skip_reached = self.config.stream_over_preview == "unreached"
             predictor = self.predictor()
             predictions = streamed_slices(
-                self._stream, self._gate, predictor, self.pool, self.images, thickness, skip_reached, self.spacings
+                self._stream, self._gate, predictor, self.pool, self.images, self.spacings, skip_reached
             )
         return TrainProgress(
             stage=stage.name,
@@ -444,13 +429,8 @@ class Trainer:
 
     @property
     def pixel_mm(self) -> tuple[float, float] | None:
-        """The in-plane voxel size of the painted slices (mm; the mean over painted volumes), at which the
-        network learns its structures: prediction resizes other volumes' slices to it. None before any paint."""
-        painted = [v for v in range(self.annotation.num_volumes) if self.annotation.labeled_slices(v)]
-        if not painted:
-            return None
-        sizes = np.array([in_plane_spacing(self.spacings[v], self.axis) for v in painted])
-        return tuple(float(x) for x in sizes.mean(axis=0))  # type: ignore[return-value]
+        """The painted slices' in-plane voxel size (mm), which prediction resizes other volumes' slices to."""
+        return painted_pixel_mm(self.annotation, self.spacings)
 
     def prior(self, volume_index: int) -> SlicePrior | None:
         """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any."""
@@ -501,7 +481,7 @@ class Trainer:
             axis=self.axis,
             class_names=self.class_names,
             step=self.step,
-            extra={} if self.pixel_mm is None else {PIXEL_MM_KEY: list(self.pixel_mm)},
+            pixel_mm=self.pixel_mm,
         )
 
     def save_checkpoint(self, path: str | Path) -> Path:

@@ -154,9 +154,9 @@ def test_slices_streamed_over_a_carried_prior_mix_it_in_at_its_share(trained_wit
     z = int(np.flatnonzero(carried.covered)[np.flatnonzero(carried.covered).size // 2])
     cursor = StreamCursor([trainer.volumes[0].shape[AXIS], trainer.volumes[1].shape[AXIS]], chunk=1)
     cursor.focus(1, z)
-    (streamed,) = cursor.predict(predictor, trainer.images, trainer.pool.priors, [1.0, 1.0])
+    (streamed,) = cursor.predict(predictor, trainer.images, trainer.pool.priors, trainer.spacings)
     _, probs = predictor.predict_slices(trainer.images[1].block(AXIS, z, z + 1), 0, 1, pad=trainer.images[1].pad)
-    decay = predictor.prior_decay_mm
+    decay = predictor.prior_decay_mm / trainer.spacings[1][AXIS]
     cut = predictor.extents_of(carried) if predictor.structure_ends == "cut" else None
 
     def confidence(share: float) -> np.ndarray:

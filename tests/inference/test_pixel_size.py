@@ -75,7 +75,7 @@ def test_the_trainer_keeps_the_painted_pixel_size_and_predicts_other_volumes_at_
     predictor.net.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
     cursor = StreamCursor([fine.shape[2], coarse.shape[2]], chunk=2)
     cursor.focus(1, 5)
-    cursor.predict(predictor, trainer.images, None, [3.0, 3.0], spacings=spacings)
+    cursor.predict(predictor, trainer.images, None, spacings)
     assert seen == [(64, 64)]  # a streamed slice of the coarse volume, as Predict will see it
     loaded = load_model(trainer.save_checkpoint(tmp_path / "model.pt"), device="cpu")
     assert loaded.pixel_mm == pytest.approx((0.8, 0.8)) and loaded.predictor.pixel_mm == loaded.pixel_mm

@@ -171,10 +171,10 @@ def test_streamed_slices_are_mixed_with_the_prior_as_the_final_prediction_is():
     image, truth = disc_volume(0)
     painted = sparse(truth)
     trainer = Trainer([image], [painted], tiny_config())  # untrained: the network alone knows nothing
-    predictor, thickness = trainer.predictor(), [1.0]
+    predictor, spacings = trainer.predictor(), trainer.spacings
     cursor = StreamCursor([image.shape[AXIS]], chunk=1)
     cursor.focus(0, PAINTED[0])
-    (mixed,) = cursor.predict(predictor, trainer.images, trainer.pool.priors, thickness)
+    (mixed,) = cursor.predict(predictor, trainer.images, trainer.pool.priors, spacings)
     # On a painted slice the prior is the painting, at full weight: the layer shows what was painted.
     np.testing.assert_array_equal(mixed.labels[0], np.take(painted, PAINTED[0], axis=AXIS))
     cursor.focus(0, PAINTED[0])
@@ -193,10 +193,11 @@ def test_the_preview_stays_on_the_slices_it_reaches_and_the_network_fills_the_ot
     reached = trainer.prior(0).covered
     assert reached[PAINTED[0] : PAINTED[-1] + 1].all() and not reached.all()
     cursor = StreamCursor([n_slices], chunk=n_slices)
-    streamed = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0], skip_reached=True)
+    priors, spacings = trainer.pool.priors, trainer.spacings
+    streamed = cursor.predict(trainer.predictor(), trainer.images, priors, spacings, skip_reached=True)
     shown = [z for run in streamed for z in range(run.start, run.stop)]
     assert shown == list(np.flatnonzero(~reached))  # every unreached slice, none of the others
-    everywhere = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0])
+    everywhere = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, trainer.spacings)
     assert [(run.start, run.stop) for run in everywhere] == [(0, n_slices)]
 
 
@@ -213,7 +214,7 @@ def test_a_cut_keeps_streamed_structures_within_the_slices_their_propagation_rea
     trainer.train()
     extents = trainer.predictor().extents_of(trainer.prior(0))
     cursor = StreamCursor([40], chunk=40)
-    (streamed,) = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0])
+    (streamed,) = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, trainer.spacings)
     (alone,) = cursor.predict(trainer.predictor(), trainer.images)
     for c in (1, 2):
         beyond = [z for z in range(40) if not extents.first[c] <= z <= extents.last[c]]
@@ -222,9 +223,9 @@ def test_a_cut_keeps_streamed_structures_within_the_slices_their_propagation_rea
     # The taper, the whole volume in one chunk: as on a whole-volume prediction (the disc keeps its
     # area on every slice, so it narrows nowhere and grows nowhere: kept).
     trainer.config.structure_ends = "network"
-    (network,) = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0])
+    (network,) = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, trainer.spacings)
     trainer.config.structure_ends = "taper"
-    (tapered,) = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0])
+    (tapered,) = cursor.predict(trainer.predictor(), trainer.images, trainer.pool.priors, trainer.spacings)
     expected = network.labels.copy()
     trim_beyond_extents(expected, extents, trainer.class_values, "taper")
     np.testing.assert_array_equal(tapered.labels, expected)
@@ -234,7 +235,8 @@ def test_a_cut_keeps_streamed_structures_within_the_slices_their_propagation_rea
     eight = StreamCursor([40], chunk=8)
     below = range(8)
     assert all(z < extents.first[c] for z in below for c in (1, 2))
-    sweep = [eight.predict(trainer.predictor(), trainer.images, trainer.pool.priors, [1.0]) for _ in range(6)]
+    priors, spacings = trainer.pool.priors, trainer.spacings
+    sweep = [eight.predict(trainer.predictor(), trainer.images, priors, spacings) for _ in range(6)]
     (first_pass,), (second_pass,) = sweep[0], sweep[5]
     assert np.isin(expected[below], [1, 2]).any() and not np.isin(first_pass.labels, [1, 2]).any()
     np.testing.assert_array_equal(second_pass.labels, expected[below])
