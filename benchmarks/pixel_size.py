@@ -4,7 +4,7 @@ A scan from another scanner stores the same anatomy at another voxel size. The b
 in-plane (trilinear; its AAL truth by nearest neighbour) to each size and predicted by a model
 saved by ``sparse_slices.py --save-models`` (trained on the 1 mm brain), once as the product does
 (each slice resized to the model's training pixel size and the probabilities resized back,
-``inference/pixel_size.py``) and once with the slices as they are (what prediction did before).
+``data/pixel_size.py``) and once with the slices as they are (what prediction did before).
 Mean Dice over the structures, on every slice (no painted slice: a volume nobody painted)::
 
     .venv/bin/python benchmarks/pixel_size.py bench-out/c27/models/colin27_k3_action_s1337.pt --mm 0.8,1.25,1.5,2

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from napari_action.data.annotations import IGNORE_INDEX, SparseAnnotation
+from napari_action.data.crop_frame import CropFrame
 from napari_action.data.normalized_volume import NormalizedVolume
+from napari_action.data.pixel_size import painted_pixel_mm, slice_scale
 from napari_action.data.priors import SlicePrior, build_priors
 
 __all__ = ["SlicePool"]
@@ -46,7 +48,10 @@ class SlicePool:
         ``"propagation"`` (the labels carried along the image) or
         ``"interpolation"`` (shape interpolation between painted slices).
     spacings : sequence of 3 float per volume, optional
-        Voxel sizes in mm (default 1 mm): how far a propagated structure carries.
+        Voxel sizes in mm (default 1 mm): how far a propagated structure carries, and the
+        pixel size crops are read at: every crop is resized to the painted slices' in-plane
+        voxel size (:attr:`pixel_mm`, :mod:`napari_action.data.crop_frame`), so a volume of
+        another voxel size trains the network at the size prediction will show it.
     affines : sequence of 4 x 4 arrays, optional
         Each volume's voxel → world affine: volumes with no labeled slice then get the
         labeled volumes' priors carried onto them by registration
@@ -60,6 +65,9 @@ class SlicePool:
         ``(volume_index, slice_index)`` of every labeled slice.
     unlabeled : list of (int, int)
         ``(volume_index, slice_index)`` of every unlabeled slice.
+    pixel_mm : (float, float) or None
+        The in-plane voxel size (mm) every crop is resized to: the painted volumes' mean;
+        None without ``spacings`` or paint (crops as they are).
     """
 
     def __init__(
@@ -106,6 +114,8 @@ class SlicePool:
         self._axis = annotation.axis
         # (slices, H, W) of each volume along the slicing axis.
         self._moved_shapes = [_moved_shape(v.shape, annotation.axis) for v in self._volumes]
+        self.pixel_mm = None if self._spacings is None else painted_pixel_mm(annotation, self._spacings)
+        self._frames = [self._frame(v) for v in range(len(self._volumes))]
         n = annotation.num_volumes
         self.labeled = [(v, s) for v in range(n) for s in annotation.labeled_slices(v)]
         self.unlabeled = [(v, s) for v in range(n) for s in annotation.unlabeled_slices(v)]
@@ -125,6 +135,10 @@ class SlicePool:
                 self._carried_confidence,
             )
         self._between = None  # known once the priors are computed (the propagation takes seconds)
+
+    def _frame(self, v: int) -> CropFrame:
+        spacing = None if self._spacings is None else self._spacings[v]
+        return CropFrame(self._moved_shapes[v][1:], slice_scale(spacing, self.pixel_mm, self._axis))
 
     @property
     def between(self) -> list[tuple[int, int]]:
@@ -211,7 +225,7 @@ class SlicePool:
             else:
                 v, s, y0, x0 = self._labeled_window(crop, rng, background_share)
             images.append(self._crop_image(v, s, y0, x0, crop))
-            targets.append(_crop_2d(self.target(v, s), y0, x0, crop, IGNORE_INDEX))
+            targets.append(self._crop_map(v, self.target(v, s), y0, x0, crop, IGNORE_INDEX))
         return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
 
     def sample_unlabeled(self, batch: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -268,8 +282,8 @@ class SlicePool:
         found = self.priors.get(v)
         if found is None or not found.covered[s]:
             return np.full((crop, crop), IGNORE_INDEX, np.int64), np.zeros((crop, crop), np.float32)
-        prior = _crop_2d(found.classes_at(s), y0, x0, crop, IGNORE_INDEX)
-        confidence = _crop_2d(found.confidence_at(s), y0, x0, crop, 0)
+        prior = self._crop_map(v, found.classes_at(s), y0, x0, crop, IGNORE_INDEX)
+        confidence = self._crop_map(v, found.confidence_at(s), y0, x0, crop, 0.0)
         weight = np.where(prior >= 0, confidence * np.exp(-found.distance[s] / decay), 0.0).astype(np.float32)
         return prior, weight
 
@@ -286,12 +300,11 @@ class SlicePool:
     def _confident_prior(self, v: int, s: int, y0: int, x0: int, crop: int, threshold: float) -> np.ndarray:
         prior = self.priors[v]
         classes = np.where(prior.confidence_at(s) >= threshold, prior.classes_at(s), IGNORE_INDEX)
-        return _crop_2d(classes, y0, x0, crop, IGNORE_INDEX)
+        return self._crop_map(v, classes, y0, x0, crop, IGNORE_INDEX)
 
     def _random_window(self, v: int, crop: int, rng: np.random.Generator) -> tuple[int, int]:
-        """Top-left corner of a uniform random crop (negative = padded)."""
-        _, h, w = self._moved_shapes[v]
-        return tuple(int(rng.integers(min(0, n - crop), max(0, n - crop) + 1)) for n in (h, w))
+        """Top-left corner of a uniform random crop window (negative = padded)."""
+        return self._frames[v].random_corner(crop, rng)
 
     def _foreground_window(self, crop: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
         """Volume, slice and corner of a crop containing a class-balanced foreground pixel."""
@@ -336,25 +349,27 @@ class SlicePool:
         return pool[int(rng.integers(len(pool)))]
 
     def _window_around(self, v: int, flat_pixel: int, crop: int, rng: np.random.Generator) -> tuple[int, int]:
-        """Corner of a crop containing ``flat_pixel``, jittered by up to a quarter crop."""
-        _, h, w = self._moved_shapes[v]
-        corner = []
-        for p, n in zip(divmod(flat_pixel, w), (h, w), strict=True):
-            start = p + int(rng.integers(-(crop // 4), crop // 4 + 1)) - crop // 2
-            # Clamping to the valid range keeps the pixel inside the crop
-            # (jitter <= crop/4) while avoiding needless padding at the border.
-            corner.append(int(np.clip(start, min(0, n - crop), max(0, n - crop))))
-        return corner[0], corner[1]
+        """Corner of a crop window containing ``flat_pixel``, jittered by up to a quarter window."""
+        return self._frames[v].corner_around(flat_pixel, crop, rng)
 
     def _crop_image(self, v: int, s: int, y0: int, x0: int, crop: int) -> np.ndarray:
-        volume = self._volumes[v]
-        channels = self._channel_indices(v, s)
-        out = np.full((channels.size, crop, crop), self._pad_values[v], dtype=np.float32)
-        src, dst = _overlap(self._moved_shapes[v][1:], y0, x0, crop)
-        # Only the crop is read (in memory) and normalised.
-        for c, index in enumerate(channels):
-            out[(c, *dst)] = volume.region(self._axis, int(index), *src)
-        return out
+        volume, frame = self._volumes[v], self._frames[v]
+        # Only the window is read (in memory) and normalised.
+        channels = [
+            frame.read(
+                lambda rows, cols, i=int(index): volume.region(self._axis, i, rows, cols),
+                (y0, x0),
+                crop,
+                self._pad_values[v],
+            )
+            for index in self._channel_indices(v, s)
+        ]
+        return np.stack(channels).astype(np.float32, copy=False)
+
+    def _crop_map(self, v: int, array: np.ndarray, y0: int, x0: int, crop: int, fill: float) -> np.ndarray:
+        """A crop of a per-pixel map of one slice (targets, prior classes: nearest; confidences: bilinear)."""
+        nearest = not np.issubdtype(array.dtype, np.floating)
+        return self._frames[v].read(lambda rows, cols: array[rows, cols], (y0, x0), crop, fill, nearest=nearest)
 
 
 def _as_normalized_volume(volume: np.ndarray | NormalizedVolume, index: int) -> NormalizedVolume:
@@ -398,23 +413,3 @@ def _index_supervised(annotation: SparseAnnotation, labeled: list[tuple[int, int
     if annotation.mode != "scribble":
         return None
     return [np.flatnonzero(annotation.target(v, s).ravel() >= 0).astype(np.int32) for v, s in labeled]
-
-
-def _overlap(shape: tuple[int, int], y0: int, x0: int, crop: int) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
-    """Source slices in the image and destination slices in the crop."""
-    src, dst = [], []
-    for start, n in zip((y0, x0), shape, strict=True):
-        lo, hi = max(start, 0), min(start + crop, n)
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - start, hi - start))
-    return tuple(src), tuple(dst)
-
-
-def _crop_2d(array: np.ndarray, y0: int, x0: int, crop: int, fill: int) -> np.ndarray:
-    out = np.full((crop, crop), fill, dtype=array.dtype)
-    src, dst = _overlap(array.shape, y0, x0, crop)
-    out[dst] = array[src]
-    return out
-
-
-# ---------------------------------------------------------- augmentation

@@ -2,7 +2,7 @@
 
 Slices are taken along the training axis, normalised exactly as in training,
 resized to the pixel size the network was trained at when the volume's differs
-(:mod:`napari_action.inference.pixel_size`), padded to a multiple of 16 (the
+(:mod:`napari_action.data.pixel_size`), padded to a multiple of 16 (the
 U-Net's total down-sampling) and cropped back; the probabilities are resized
 back, so the result lies on the source voxel grid.
 """
@@ -19,9 +19,9 @@ import torch
 
 from napari_action.config import ENDING_RULES, check_intensity_reference
 from napari_action.data.intensity import normalize_volume, pad_value
+from napari_action.data.pixel_size import PIXEL_MM_KEY, resize_slices, scaled_size, slice_scale
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
-from napari_action.inference.pixel_size import PIXEL_MM_KEY, resize_slices, scaled_size, slice_scale
 from napari_action.inference.postprocess import SliceSmoother, clear_outside_extents, fuse_prior, trim_beyond_extents
 from napari_action.inference.suggestions import normalized_entropy
 from napari_action.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint

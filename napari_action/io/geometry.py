@@ -10,7 +10,7 @@ Two questions, one module:
 * how a volume is sliced (:class:`VoxelGeometry`: the spacing of each array axis and the world axis
   it points along), and whether a model trained on some volumes sees another volume as it saw them
   (:func:`geometry_warnings`). Prediction resizes slices of another in-plane spacing to the pixel
-  size the network was trained at (:mod:`napari_action.inference.pixel_size`), which holds only so
+  size the network was trained at (:mod:`napari_action.data.pixel_size`), which holds only so
   far; another world direction of the slicing axis shows the network another view of the anatomy.
   Also the volume of one voxel in mL (:func:`voxel_volume_ml`), for structure volumes.
 

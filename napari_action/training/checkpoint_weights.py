@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from napari_action.config import ModelConfig, TrainConfig
-from napari_action.inference.pixel_size import PIXEL_MM_KEY
+from napari_action.data.pixel_size import PIXEL_MM_KEY
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.networks.teacher import StudentTeacher
 

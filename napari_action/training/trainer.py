@@ -63,7 +63,6 @@ from napari_action.training.trainer_inputs import (
     check_geometry,
     check_volumes,
     normalized_image,
-    painted_pixel_mm,
     single_slice_advice,
     with_checkpoint_normalisation,
     with_scanner_augmentation,
@@ -430,7 +429,7 @@ class Trainer:
     @property
     def pixel_mm(self) -> tuple[float, float] | None:
         """The painted slices' in-plane voxel size (mm), which prediction resizes other volumes' slices to."""
-        return painted_pixel_mm(self.annotation, self.spacings)
+        return self.pool.pixel_mm
 
     def prior(self, volume_index: int) -> SlicePrior | None:
         """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any."""

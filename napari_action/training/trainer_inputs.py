@@ -19,7 +19,6 @@ from napari_action.data.carried_ends import has_thick_slices, thickness_ratio
 from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
-from napari_action.data.propagation import slicing_spacing
 from napari_action.io.checkpoint import Checkpoint
 
 __all__ = [
@@ -219,16 +218,6 @@ def build_annotation(
         class_values=class_values,
         allow_new_classes=True,
     )
-
-
-def painted_pixel_mm(annotation: SparseAnnotation, spacings: Sequence[Sequence[float]]) -> tuple[float, float] | None:
-    """The in-plane voxel size of the painted slices (mm; the mean over painted volumes), at which the
-    network learns its structures; None before any paint."""
-    painted = [v for v in range(annotation.num_volumes) if annotation.labeled_slices(v)]
-    if not painted:
-        return None
-    sizes = np.array([slicing_spacing(spacings[v], annotation.axis)[1:] for v in painted])
-    return tuple(float(x) for x in sizes.mean(axis=0))  # type: ignore[return-value]
 
 
 def single_slice_advice(annotation: SparseAnnotation) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_action.data.pixel_size import RESAMPLE_TOLERANCE, slice_scale
 from napari_action.inference.loaded_model import load_model
 from napari_action.inference.out_of_core import predict_to_writer
-from napari_action.inference.pixel_size import RESAMPLE_TOLERANCE, slice_scale
 from napari_action.inference.predictor import Predictor
 from napari_action.io.label_writers import MemoryLabelWriter
 from napari_action.io.volume_source import open_volume_source

@@ -16,9 +16,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.propagation import slicing_spacing
 
-__all__ = ["PIXEL_MM_KEY", "RESAMPLE_TOLERANCE", "resize_slices", "scaled_size", "slice_scale"]
+__all__ = [
+    "PIXEL_MM_KEY",
+    "RESAMPLE_TOLERANCE",
+    "painted_pixel_mm",
+    "resize_slices",
+    "scaled_size",
+    "slice_scale",
+]
 
 #: Where a checkpoint keeps the in-plane pixel size its network was trained at (``Checkpoint.extra``).
 PIXEL_MM_KEY = "pixel_mm"
@@ -54,3 +62,13 @@ def resize_slices(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def scaled_size(size: tuple[int, int], scale: tuple[float, float]) -> tuple[int, int]:
     """The size of a ``size`` slice enlarged by ``scale`` (at least one pixel each way)."""
     return max(1, round(size[0] * scale[0])), max(1, round(size[1] * scale[1]))
+
+
+def painted_pixel_mm(annotation: SparseAnnotation, spacings: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """The in-plane voxel size of the painted slices (mm; the mean over painted volumes), at which the
+    network learns its structures; None before any paint."""
+    painted = [v for v in range(annotation.num_volumes) if annotation.labeled_slices(v)]
+    if not painted:
+        return None
+    sizes = np.array([slicing_spacing(spacings[v], annotation.axis)[1:] for v in painted])
+    return tuple(float(x) for x in sizes.mean(axis=0))  # type: ignore[return-value]
