@@ -49,15 +49,16 @@ class SlicePool:
         ``"interpolation"`` (shape interpolation between painted slices).
     spacings : sequence of 3 float per volume, optional
         Voxel sizes in mm (default 1 mm): how far a propagated structure carries, and the
-        pixel size crops are read at: every crop is resized to the painted slices' in-plane
-        voxel size (:attr:`pixel_mm`, :mod:`napari_action.data.crop_frame`), so a volume of
-        another voxel size trains the network at the size prediction will show it.
+        painted pixel size (:attr:`pixel_mm`) that ``resize_crops`` resizes crops to.
     affines : sequence of 4 x 4 arrays, optional
         Each volume's voxel → world affine: volumes with no labeled slice then get the
         labeled volumes' priors carried onto them by registration
         (:mod:`napari_action.data.carried_prior`). ``None``: they get no prior.
     carried_confidence : float
         The carried priors' confidence scale (``TrainConfig.unpainted_prior_confidence``).
+    resize_crops : bool
+        Resize the crops of volumes of another in-plane voxel size to :attr:`pixel_mm`
+        (``TrainConfig.resize_crops``); off, every volume's crops are read as stored.
 
     Attributes
     ----------
@@ -66,8 +67,9 @@ class SlicePool:
     unlabeled : list of (int, int)
         ``(volume_index, slice_index)`` of every unlabeled slice.
     pixel_mm : (float, float) or None
-        The in-plane voxel size (mm) every crop is resized to: the painted volumes' mean;
-        None without ``spacings`` or paint (crops as they are).
+        The painted slices' in-plane voxel size (mm; the painted volumes' mean), which prediction
+        (and, with ``resize_crops``, training) resizes other volumes' slices to; None without
+        ``spacings``.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class SlicePool:
         spacings: Sequence[Sequence[float]] | None = None,
         affines: Sequence[np.ndarray] | None = None,
         carried_confidence: float = 1.0,
+        resize_crops: bool = False,
     ) -> None:
         if int(context) < 0:
             raise ValueError(f"context must be >= 0, got {context}.")
@@ -89,6 +92,7 @@ class SlicePool:
         self._spacings = None if spacings is None else [tuple(float(x) for x in sp) for sp in spacings]
         self._affines = None if affines is None else [np.asarray(a, dtype=np.float64) for a in affines]
         self._carried_confidence = float(carried_confidence)
+        self._resize_crops = bool(resize_crops)
         self.priors: dict[int, SlicePrior] = {}
         self._between: list[tuple[int, int]] | None = None
         self._volumes = [_as_normalized_volume(v, i) for i, v in enumerate(volumes)]
@@ -136,9 +140,14 @@ class SlicePool:
             )
         self._between = None  # known once the priors are computed (the propagation takes seconds)
 
+    def crop_window(self, volume_index: int, crop: int) -> tuple[int, int]:
+        """Rows and columns of a volume's slice read for one ``crop``-pixel training crop."""
+        return self._frames[volume_index].window(crop)
+
     def _frame(self, v: int) -> CropFrame:
-        spacing = None if self._spacings is None else self._spacings[v]
-        return CropFrame(self._moved_shapes[v][1:], slice_scale(spacing, self.pixel_mm, self._axis))
+        if not self._resize_crops or self._spacings is None:
+            return CropFrame(self._moved_shapes[v][1:])
+        return CropFrame(self._moved_shapes[v][1:], slice_scale(self._spacings[v], self.pixel_mm, self._axis))
 
     @property
     def between(self) -> list[tuple[int, int]]:

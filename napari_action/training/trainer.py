@@ -163,6 +163,7 @@ class Trainer:
             spacings=self.spacings,
             affines=carry_affines,
             carried_confidence=self.config.unpainted_prior_confidence,
+            resize_crops=self.config.resize_crops,
         )
         self._unpainted_extents = UnpaintedExtents(self.images, world)
         self.distributed = distributed.context_from_environment()

@@ -49,7 +49,7 @@ def test_the_unpainted_volume_of_another_voxel_size_trains_at_the_painted_size()
     annotation = SparseAnnotation([labels, None], [painted.shape, coarse.shape], axis=2)
     spacings = [(1.0, 1.0, 3.0), (2.0, 2.0, 3.0)]
     affines = [np.diag([*spacing, 1.0]) for spacing in spacings]
-    pool = SlicePool([painted, coarse], annotation, prior=True, spacings=spacings, affines=affines)
+    pool = SlicePool([painted, coarse], annotation, prior=True, spacings=spacings, affines=affines, resize_crops=True)
     assert pool.pixel_mm == (1.0, 1.0)
     rng = np.random.default_rng(1)
     images, prior, weight = pool.sample_unlabeled_with_prior(64, 64, rng, share=1.0, decay=10.0)
@@ -66,8 +66,8 @@ def test_the_unpainted_volume_of_another_voxel_size_trains_at_the_painted_size()
             assert (prior_disc & inside).sum() / prior_disc.sum() > 0.8 and prior_disc.sum() > 300
             assert set(np.unique(prior[i].numpy())) <= {-1, 0, 1}
     assert carried > 0, "the coarse volume got no carried prior"
-    without_sizes = SlicePool([painted, coarse], annotation)
-    assert without_sizes.pixel_mm is None
-    crops = without_sizes.sample_unlabeled(64, 64, np.random.default_rng(1)).numpy()
+    as_stored_pool = SlicePool([painted, coarse], annotation, spacings=spacings)  # resize_crops off (the default)
+    assert as_stored_pool.pixel_mm == (1.0, 1.0)  # still known: prediction resizes
+    crops = as_stored_pool.sample_unlabeled(64, 64, np.random.default_rng(1)).numpy()
     as_stored = [(c[0] > 1.0).sum() for c in crops if c[0].max() > 1.5]
     assert as_stored and max(as_stored) < 150  # as stored: the coarse disc stays small

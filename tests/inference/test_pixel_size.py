@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,17 @@ def test_the_trainer_keeps_the_painted_pixel_size_and_predicts_other_volumes_at_
     assert seen == [(64, 64)]  # a streamed slice of the coarse volume, as Predict will see it
     loaded = load_model(trainer.save_checkpoint(tmp_path / "model.pt"), device="cpu")
     assert loaded.pixel_mm == pytest.approx((0.8, 0.8)) and loaded.predictor.pixel_mm == loaded.pixel_mm
+
+
+@pytest.mark.parametrize("resize_crops", [False, True])
+def test_the_trainer_resizes_training_crops_only_when_asked(resize_crops):
+    fine, truth = engine.disc_volume(0)
+    coarse, _ = engine.disc_volume(3)
+    spacings = [(0.8, 0.8, 3.0), (1.6, 1.6, 3.0)]
+    config = dataclasses.replace(engine.tiny_config(), resize_crops=resize_crops)
+    trainer = Trainer([fine, coarse], [engine.sparse(truth), None], config, spacings=spacings)
+    crop = config.crop_size
+    # The coarse volume's whole slice is read from a window half the crop wide when resized.
+    window = trainer.pool.crop_window(1, crop)
+    assert window == ((crop // 2, crop // 2) if resize_crops else (crop, crop))
+    assert trainer.pool.crop_window(0, crop) == (crop, crop)  # the painted volume, as stored
