@@ -174,7 +174,7 @@ class TrainConfig:
     zoom_spread: float = 0.1
     # Crops of a volume of another in-plane voxel size resized to the painted pixel size, as
     # prediction resizes its slices (data/crop_frame.py). Off: on 12 warped brains it gave +0.006
-    # with one painted subject (3 seeds) and -0.015 with two (2 seeds; docs/benchmarks.md).
+    # with one painted subject and -0.010 with two (3 seeds each; docs/benchmarks.md).
     resize_crops: bool = False
     # Scans from other scanners: Gaussian noise in every strong view (its largest standard deviation,
     # z-score units; 0 = none), and a strong view of the final stage's labeled crops. None = from the
