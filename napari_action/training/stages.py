@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_action.config import TrainConfig
+from napari_action.data.annotations import IGNORE_INDEX
 from napari_action.data.augment import cutmix, random_geometric, strong_photometric
 from napari_action.data.slice_pool import SlicePool
 from napari_action.networks.teacher import EmbeddingQueue, StudentPass, StudentTeacher
@@ -64,8 +65,14 @@ class StepInputs:
 
 
 def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, targets, _ = _labeled_batch_with_origin(inp, batch)
+    return images, targets
+
+
+def _labeled_batch_with_origin(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Labeled crops, their targets, and which crops the prior labels (one geometry for image and target)."""
     cfg = inp.config
-    images, targets = inp.pool.sample_labeled(
+    images, targets, propagated = inp.pool.sample_labeled_with_origin(
         batch,
         cfg.crop_size,
         inp.rng,
@@ -76,12 +83,35 @@ def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Ten
     )
     images, targets = images.to(inp.device), targets.to(inp.device)
     images, targets, _ = random_geometric(images, targets, None, inp.generator, **_geometry(inp.config))
-    return images, targets
+    return images, targets, propagated.to(inp.device)
+
+
+def _veto_propagated(
+    inp: StepInputs, images: torch.Tensor, targets: torch.Tensor, propagated: torch.Tensor
+) -> torch.Tensor:
+    """Propagated targets ignored where the teacher gives another class ``loss.prior_labeled_veto`` or more.
+
+    Painted crops keep every target. The teacher sees the clean crops, in eval mode, as it does for
+    pseudo-labels.
+    """
+    veto = inp.config.loss.prior_labeled_veto
+    if veto is None or not bool(propagated.any()):
+        return targets
+    with torch.no_grad():
+        probs = torch.softmax(inp.nets.teacher(images[propagated]).logits.float(), dim=1)
+    confidence, choice = probs.max(dim=1)
+    kept = targets[propagated]
+    overruled = (kept >= 0) & (choice != kept) & (confidence >= veto)
+    targets = targets.clone()
+    targets[propagated] = torch.where(overruled, torch.full_like(kept, IGNORE_INDEX), kept)
+    return targets
 
 
 def _final_stage_labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Labeled crops of the last stage (and the baselines): with ``photometric_labeled`` in a strong view."""
-    images, targets = _labeled_batch(inp, batch)
+    images, targets, propagated = _labeled_batch_with_origin(inp, batch)
+    if inp.config.method == "action":
+        targets = _veto_propagated(inp, images, targets, propagated)
     if inp.config.photometric_labeled:
         images = strong_photometric(images, inp.generator, noise_sigma=_noise(inp.config))
     return images, targets
