@@ -107,10 +107,13 @@ def _veto_propagated(
     return targets
 
 
-def _final_stage_labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labeled crops of the last stage (and the baselines): with ``photometric_labeled`` in a strong view."""
+def _final_stage_labeled_batch(inp: StepInputs, batch: int, veto: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labeled crops of the last stage (and the baselines): with ``photometric_labeled`` in a strong view.
+
+    With ``veto`` (stage iii, whose teacher has learned) the teacher may overrule propagated targets.
+    """
     images, targets, propagated = _labeled_batch_with_origin(inp, batch)
-    if inp.config.method == "action":
+    if veto:
         targets = _veto_propagated(inp, images, targets, propagated)
     if inp.config.photometric_labeled:
         images = strong_photometric(images, inp.generator, noise_sigma=_noise(inp.config))
@@ -292,7 +295,7 @@ def _anatomical_contrast(inp: StepInputs, out: dict[str, torch.Tensor], labels: 
 def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Stage iii: supervised + confidence-weighted pseudo-labels + anatomical contrast."""
     cfg = inp.config
-    images_l, targets = _final_stage_labeled_batch(inp, cfg.batch_labeled_stage3)
+    images_l, targets = _final_stage_labeled_batch(inp, cfg.batch_labeled_stage3, veto=True)
     n_lab = images_l.shape[0]
     images_u, pseudo, confidence = _pseudo_labeled_batch(inp, cfg.batch_unlabeled_stage3)
     stride = cfg.model.rep_stride if cfg.loss.use_anco else None
