@@ -123,10 +123,6 @@ class LossConfig:
     # amygdala gone (docs/benchmarks.md).
     prior_labeled_share: float = 0.5
     prior_labeled_confidence: float = 0.8
-    # In the last stage, a propagated target is ignored where the teacher gives another class at
-    # least this probability: propagation's errors are whole regions (a structure painted only at
-    # its tips is carried too small), which the teacher may already know better. None = off.
-    prior_labeled_veto: float | None = None
     # ACTION++ adaptive temperature schedule on the anatomical-contrast tau.
     temperature_schedule: bool = False
     tau_min: float = 0.1
@@ -367,9 +363,6 @@ class TrainConfig:
         for name in ("prior_share", "prior_labeled_share", "prior_labeled_confidence"):
             if not 0.0 <= getattr(self.loss, name) <= 1.0:
                 raise ValueError(f"loss.{name} must be in [0, 1], got {getattr(self.loss, name)}.")
-        veto = self.loss.prior_labeled_veto
-        if veto is not None and not 0.0 < veto <= 1.0:
-            raise ValueError(f"loss.prior_labeled_veto must be None or in (0, 1], got {veto}.")
         if not 0.0 <= self.loss.ema_momentum < 1.0:
             raise ValueError("loss.ema_momentum must be in [0, 1).")
         if self.prior_source not in PRIOR_SOURCES:

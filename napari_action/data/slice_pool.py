@@ -187,23 +187,7 @@ class SlicePool:
         prior_share: float = 0.0,
         prior_confidence: float = 0.8,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random crops of labeled slices: :meth:`sample_labeled_with_origin` without the origin."""
-        images, targets, _ = self.sample_labeled_with_origin(
-            batch, crop, rng, foreground_prob, background_share, prior_share, prior_confidence
-        )
-        return images, targets
-
-    def sample_labeled_with_origin(
-        self,
-        batch: int,
-        crop: int,
-        rng: np.random.Generator,
-        foreground_prob: float = 0.0,
-        background_share: float = BACKGROUND_SLICE_SHARE,
-        prior_share: float = 0.0,
-        prior_confidence: float = 0.8,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random crops of labeled slices, and which of them the prior labels.
+        """Random crops of labeled slices.
 
         With probability ``foreground_prob`` a crop is centred (with jitter of
         up to a quarter crop) on a foreground pixel, chosen class-balanced: a
@@ -228,8 +212,6 @@ class SlicePool:
             ``(batch, C, crop, crop)`` float32, CPU.
         targets : torch.Tensor
             ``(batch, crop, crop)`` int64, CPU; ``-1`` = ignore.
-        propagated : torch.Tensor
-            ``(batch,)`` bool: the crops whose target is the prior's, not painted.
         """
         _check_sampling(batch, crop)
         if not 0.0 <= foreground_prob <= 1.0:
@@ -240,11 +222,9 @@ class SlicePool:
             raise ValueError("No labeled slices to sample from: paint at least one slice.")
         if not 0.0 <= prior_share <= 1.0:
             raise ValueError(f"prior_share must be in [0, 1], got {prior_share}.")
-        images, targets, propagated = [], [], []
+        images, targets = [], []
         for _ in range(batch):
-            from_prior = prior_share > 0 and rng.random() < prior_share and bool(self.between)
-            propagated.append(from_prior)
-            if from_prior:
+            if prior_share > 0 and rng.random() < prior_share and self.between:
                 v, s, y0, x0 = self._prior_window(crop, rng, foreground_prob)
                 images.append(self._crop_image(v, s, y0, x0, crop))
                 targets.append(self._confident_prior(v, s, y0, x0, crop, prior_confidence))
@@ -255,7 +235,7 @@ class SlicePool:
                 v, s, y0, x0 = self._labeled_window(crop, rng, background_share)
             images.append(self._crop_image(v, s, y0, x0, crop))
             targets.append(self._crop_map(v, self.target(v, s), y0, x0, crop, IGNORE_INDEX))
-        return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets)), torch.tensor(propagated)
+        return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
 
     def sample_unlabeled(self, batch: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
         """Random crops of unlabeled slices, ``(batch, C, crop, crop)`` float32, CPU."""

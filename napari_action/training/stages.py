@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from napari_action.config import TrainConfig
-from napari_action.data.annotations import IGNORE_INDEX
 from napari_action.data.augment import cutmix, random_geometric, strong_photometric
 from napari_action.data.slice_pool import SlicePool
 from napari_action.networks.teacher import EmbeddingQueue, StudentPass, StudentTeacher
@@ -65,14 +64,8 @@ class StepInputs:
 
 
 def _labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images, targets, _ = _labeled_batch_with_origin(inp, batch)
-    return images, targets
-
-
-def _labeled_batch_with_origin(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Labeled crops, their targets, and which crops the prior labels (one geometry for image and target)."""
     cfg = inp.config
-    images, targets, propagated = inp.pool.sample_labeled_with_origin(
+    images, targets = inp.pool.sample_labeled(
         batch,
         cfg.crop_size,
         inp.rng,
@@ -83,38 +76,12 @@ def _labeled_batch_with_origin(inp: StepInputs, batch: int) -> tuple[torch.Tenso
     )
     images, targets = images.to(inp.device), targets.to(inp.device)
     images, targets, _ = random_geometric(images, targets, None, inp.generator, **_geometry(inp.config))
-    return images, targets, propagated.to(inp.device)
+    return images, targets
 
 
-def _veto_propagated(
-    inp: StepInputs, images: torch.Tensor, targets: torch.Tensor, propagated: torch.Tensor
-) -> torch.Tensor:
-    """Propagated targets ignored where the teacher gives another class ``loss.prior_labeled_veto`` or more.
-
-    Painted crops keep every target. The teacher sees the clean crops, in eval mode, as it does for
-    pseudo-labels.
-    """
-    veto = inp.config.loss.prior_labeled_veto
-    if veto is None or not bool(propagated.any()):
-        return targets
-    with torch.no_grad():
-        probs = torch.softmax(inp.nets.teacher(images[propagated]).logits.float(), dim=1)
-    confidence, choice = probs.max(dim=1)
-    kept = targets[propagated]
-    overruled = (kept >= 0) & (choice != kept) & (confidence >= veto)
-    targets = targets.clone()
-    targets[propagated] = torch.where(overruled, torch.full_like(kept, IGNORE_INDEX), kept)
-    return targets
-
-
-def _final_stage_labeled_batch(inp: StepInputs, batch: int, veto: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labeled crops of the last stage (and the baselines): with ``photometric_labeled`` in a strong view.
-
-    With ``veto`` (stage iii, whose teacher has learned) the teacher may overrule propagated targets.
-    """
-    images, targets, propagated = _labeled_batch_with_origin(inp, batch)
-    if veto:
-        targets = _veto_propagated(inp, images, targets, propagated)
+def _final_stage_labeled_batch(inp: StepInputs, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labeled crops of the last stage (and the baselines): with ``photometric_labeled`` in a strong view."""
+    images, targets = _labeled_batch(inp, batch)
     if inp.config.photometric_labeled:
         images = strong_photometric(images, inp.generator, noise_sigma=_noise(inp.config))
     return images, targets
@@ -295,7 +262,7 @@ def _anatomical_contrast(inp: StepInputs, out: dict[str, torch.Tensor], labels: 
 def action(inp: StepInputs) -> tuple[torch.Tensor, Logs]:
     """Stage iii: supervised + confidence-weighted pseudo-labels + anatomical contrast."""
     cfg = inp.config
-    images_l, targets = _final_stage_labeled_batch(inp, cfg.batch_labeled_stage3, veto=True)
+    images_l, targets = _final_stage_labeled_batch(inp, cfg.batch_labeled_stage3)
     n_lab = images_l.shape[0]
     images_u, pseudo, confidence = _pseudo_labeled_batch(inp, cfg.batch_unlabeled_stage3)
     stride = cfg.model.rep_stride if cfg.loss.use_anco else None

@@ -282,37 +282,3 @@ def test_the_zoom_spread_setting_reaches_the_labeled_crops_geometry():
     torch.testing.assert_close(student_input(tiny_config(zoom_spread=0.1)), default)  # the default is 0.9-1.1
     wider = student_input(tiny_config(zoom_spread=0.5))
     assert wider.shape == default.shape and not torch.allclose(wider, default)
-
-
-def test_the_teacher_vetoes_propagated_targets_where_it_is_sure_of_another_class_and_never_painted_ones():
-    inputs = step_inputs(with_loss(prior_labeled_veto=0.01))
-    images = torch.from_numpy(np.stack([inputs.pool.image(0, 4), inputs.pool.image(0, 2)]))
-    with torch.no_grad():
-        choice = inputs.nets.teacher(images).logits.argmax(dim=1)
-    # Row 0 (propagated): the teacher's class on the left half, another class on the right half.
-    # Row 1 (painted): another class everywhere; a painted target is never overruled.
-    targets = (choice + 1) % 3
-    targets[0, :, : targets.shape[-1] // 2] = choice[0, :, : targets.shape[-1] // 2]
-    propagated = torch.tensor([True, False])
-    vetoed = stages._veto_propagated(inputs, images, targets, propagated)
-    half = targets.shape[-1] // 2
-    assert torch.equal(vetoed[0, :, :half], choice[0, :, :half])
-    assert torch.all(vetoed[0, :, half:] == -1)
-    assert torch.equal(vetoed[1], targets[1])
-    off = stages._veto_propagated(step_inputs(with_loss(prior_labeled_veto=None)), images, targets, propagated)
-    assert torch.equal(off, targets)
-    # A veto of 1.0 overrules only where the teacher is certain, which an untrained one never is.
-    certain = stages._veto_propagated(step_inputs(with_loss(prior_labeled_veto=1.0)), images, targets, propagated)
-    assert torch.equal(certain, targets)
-
-
-@pytest.mark.parametrize("share", [0.0, 1.0])
-def test_labeled_crops_say_whether_the_prior_labels_them(share):
-    pool = step_inputs(with_loss(prior="vote")).pool
-    images, targets, propagated = pool.sample_labeled_with_origin(
-        6, 16, np.random.default_rng(3), prior_share=share, prior_confidence=0.8
-    )
-    assert propagated.dtype == torch.bool and bool(propagated.all()) is (share == 1.0)
-    assert bool(propagated.any()) is not (share == 0.0)
-    plain = pool.sample_labeled(6, 16, np.random.default_rng(3), prior_share=share, prior_confidence=0.8)
-    assert torch.equal(plain[0], images) and torch.equal(plain[1], targets)
