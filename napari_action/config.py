@@ -153,6 +153,11 @@ class TrainConfig:
     steps_stage1: int = 100
     steps_stage2: int = 200
     steps_stage3: int = 900
+    # Stage iii's steps are multiplied by this when some training volume has no painted slice (a
+    # cohort; the trainer resolves it and stores 1): the unlabeled crops are then shared by many
+    # volumes, each seen a few times. The cpu preset doubles them (docs/benchmarks.md, "A cohort
+    # needs more steps").
+    cohort_steps_factor: float = 1.0
     # "sgd" is the paper's optimiser; "adamw" converges in far fewer steps,
     # which is what a few-minute CPU budget needs (measured: docs/benchmarks.md).
     optimizer: str = "sgd"
@@ -289,6 +294,7 @@ class TrainConfig:
                 steps_stage2=0,
                 # A streamed update of 16 slices cost 11-18 % of CPU training time.
                 stream_slices=8,
+                cohort_steps_factor=2.0,
                 # Anatomical contrast on every 8th pixel of a 128 crop (16 x 16; the paper preset
                 # 1/4): at 1/4 its 3 x 3 convolution on 496 channels cost more than the U-Net's
                 # forward pass; at 1/8 the same Dice on Colin27 (docs/benchmarks.md, "Engine").
@@ -337,6 +343,8 @@ class TrainConfig:
             raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
         if self.budget not in BUDGETS:
             raise ValueError(f"Unknown budget {self.budget!r}; choose one of {BUDGETS}.")
+        if self.cohort_steps_factor < 1.0:
+            raise ValueError(f"cohort_steps_factor must be >= 1, got {self.cohort_steps_factor}.")
         if self.annotation_mode not in ("slice", "scribble"):
             raise ValueError("annotation_mode must be 'slice' or 'scribble'.")
         if self.annotation_mode == "scribble" and self.background_value is None:

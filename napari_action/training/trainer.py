@@ -65,6 +65,7 @@ from napari_action.training.trainer_inputs import (
     normalized_image,
     single_slice_advice,
     with_checkpoint_normalisation,
+    with_cohort_steps,
     with_scanner_augmentation,
     with_structure_ends,
 )
@@ -152,6 +153,7 @@ class Trainer:
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings, world = check_geometry(spacings, affines, raw)
         self.config, self._ends_note = with_structure_ends(self.config, self.spacings, self.annotation)
+        self.config, self._steps_note = with_cohort_steps(self.config, self.annotation)
         carry_affines = world if self.config.unpainted_prior != "none" else None
         self.pool = SlicePool(
             self.images,
@@ -205,7 +207,13 @@ class Trainer:
     @property
     def advice(self) -> list[str]:
         """What the user should know about these labels before trusting the result (front ends show it)."""
-        notes = (self._axis_advice, single_slice_advice(self.annotation), self._noise_note, self._ends_note)
+        notes = (
+            self._axis_advice,
+            single_slice_advice(self.annotation),
+            self._noise_note,
+            self._ends_note,
+            self._steps_note,
+        )
         return [advice for advice in notes if advice]
 
     @property

@@ -166,6 +166,25 @@ def with_scanner_augmentation(
     return dataclasses.replace(config, noise_sigma=noise, photometric_labeled=labeled), note
 
 
+def with_cohort_steps(config: TrainConfig, annotation: SparseAnnotation) -> tuple[TrainConfig, str | None]:
+    """``config`` with stage iii lengthened by ``cohort_steps_factor`` where some volume has no painted slice,
+    and a note for the user saying so.
+
+    The resolved config keeps a factor of 1, so that a saved and continued model is not lengthened twice.
+    The supervised baseline, which learns nothing from unpainted volumes, keeps its steps.
+    """
+    unpainted = [index for index in range(annotation.num_volumes) if not annotation.labeled_slices(index)]
+    factor = config.cohort_steps_factor
+    if not unpainted or factor == 1.0 or config.method == "supervised":
+        return config, None
+    steps = round(config.steps_stage3 * factor)
+    note = (
+        f"{len(unpainted)} of the {annotation.num_volumes} images have no painted slice: the last stage runs "
+        f"{steps:,} steps instead of {config.steps_stage3:,}, so that the network learns from each of them."
+    )
+    return dataclasses.replace(config, steps_stage3=steps, cohort_steps_factor=1.0), note
+
+
 def with_structure_ends(
     config: TrainConfig, spacings: Sequence[Sequence[float]], annotation: SparseAnnotation
 ) -> tuple[TrainConfig, str | None]:

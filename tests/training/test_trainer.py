@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from napari_action.config import TrainConfig
 from napari_action.progress import AnnotationUpdate, FocusRequest, TrainProgress
 from napari_action.runtime import cpu_has_native_bfloat16
 from napari_action.training.trainer import Trainer
@@ -303,6 +304,23 @@ def test_noise_joins_training_when_a_volume_is_clearly_noisier_than_the_painted_
     assert trainer.checkpoint().config.noise_sigma == trainer.config.noise_sigma  # what the model was trained with
     chosen = Trainer([image, noisier], [sparse(truth)], tiny_config(noise_sigma=0.0, photometric_labeled=False))
     assert (chosen.config.noise_sigma, chosen.config.photometric_labeled) == (0.0, False)
+
+
+def test_a_cohort_runs_the_last_stage_longer_and_says_so():
+    assert TrainConfig.preset("cpu").cohort_steps_factor == 2.0
+    image, truth = disc_volume(0)
+    doubled = tiny_config(cohort_steps_factor=2.0)
+    alone = Trainer([image], [sparse(truth)], doubled)
+    cohort = Trainer([image, disc_volume(1)[0], disc_volume(2)[0]], [sparse(truth)], doubled)
+    assert (alone.config.steps_stage3, cohort.config.steps_stage3) == (3, 6)
+    assert any("2 of the 3 images have no painted slice" in advice for advice in cohort.advice)
+    assert not any("no painted slice" in advice for advice in alone.advice)
+    last = cohort.train()[-1]
+    assert last.step == last.total_steps == 2 + 2 + 6
+    saved = cohort.checkpoint().config
+    assert (saved.steps_stage3, saved.cohort_steps_factor) == (6, 1.0)  # a continued model is not lengthened twice
+    for config in (doubled.replace(method="supervised"), tiny_config()):
+        assert Trainer([image, disc_volume(1)[0]], [sparse(truth)], config).config.steps_stage3 == 3
 
 
 def test_structure_ends_are_cut_on_thick_painted_slices_and_tapered_otherwise():
