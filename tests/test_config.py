@@ -35,7 +35,7 @@ def test_reference_behaviour_is_one_override_away():
         ({"steps_stage3": -1}, "steps_stage3"),
         ({"noise_sigma": -0.1}, "noise_sigma must be >= 0"),
         ({"zoom_spread": 1.0}, "zoom_spread must be in"),
-        ({"cohort_steps_factor": 0.5}, "cohort_steps_factor must be >= 1"),
+        ({"unpainted_crops_per_volume": -1}, "unpainted_crops_per_volume must be >= 0"),
     ],
 )
 def test_bad_settings_are_explained(overrides, message):

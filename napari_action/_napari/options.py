@@ -119,8 +119,8 @@ def _declare_widgets() -> list:
             max=1_000_000,
             value=TrainConfig.preset(budget).steps_stage3,
             tooltip="Steps of the semi-supervised stage iii (after the cpu budget's supervised start, or the paper "
-            "budget's two warm-ups). The cpu budget doubles them when some image has no painted slice: "
-            "the network then learns from many images, each seen less often.",
+            "budget's two warm-ups). The cpu budget lengthens it, up to twice, when five or more images have "
+            "no painted slice: the network then learns from many images, each seen less often.",
         ),
         ComboBox(name="device", label="device", choices=devices),
         # A blank label (magicgui shows the name for an empty one): the text lines up with the choices.

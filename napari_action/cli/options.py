@@ -79,8 +79,8 @@ def add_schedule_options(
         default=steps,
         metavar="N",
         help=f"steps of the final stage (ACTION's stage iii; default: {budget if steps is None else steps}); "
-        "the supervised start and the warm-ups come on top; the cpu budget doubles it when some --image has "
-        "no painted slice",
+        "the supervised start and the warm-ups come on top; the cpu budget lengthens it, up to twice, when "
+        "five or more --image have no painted slice",
     )
     parser.add_argument(
         "--warmup",

@@ -8,6 +8,7 @@ warning instead (:func:`single_slice_advice`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,10 @@ from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
 from napari_action.io.checkpoint import Checkpoint
 
+#: The most a cohort lengthens stage iii: twice its steps is what was measured (docs/benchmarks.md,
+#: "A cohort needs more steps").
+MAX_COHORT_STEPS_FACTOR = 2.0
+
 __all__ = [
     "build_annotation",
     "check_spacings",
@@ -28,6 +33,7 @@ __all__ = [
     "normalized_image",
     "pad_labels",
     "single_slice_advice",
+    "with_cohort_steps",
     "with_scanner_augmentation",
     "with_structure_ends",
     "WholeVolumes",
@@ -167,22 +173,24 @@ def with_scanner_augmentation(
 
 
 def with_cohort_steps(config: TrainConfig, annotation: SparseAnnotation) -> tuple[TrainConfig, str | None]:
-    """``config`` with stage iii lengthened by ``cohort_steps_factor`` where some volume has no painted slice,
-    and a note for the user saying so.
+    """``config`` with stage iii lengthened for a cohort (``unpainted_crops_per_volume``), and a note saying so.
 
-    The resolved config keeps a factor of 1, so that a saved and continued model is not lengthened twice.
-    The supervised baseline, which learns nothing from unpainted volumes, keeps its steps.
+    Every step takes ``batch_unlabeled_stage3`` unlabeled crops from all the volumes; with many volumes
+    nobody painted each is seen too seldom. Stage iii then runs enough steps for each of them to give
+    ``unpainted_crops_per_volume`` crops, at most :data:`MAX_COHORT_STEPS_FACTOR` times its steps. The
+    resolved config keeps 0, so that a saved and continued model is not lengthened twice. The supervised
+    baseline, which learns nothing from unpainted volumes, keeps its steps.
     """
     unpainted = [index for index in range(annotation.num_volumes) if not annotation.labeled_slices(index)]
-    factor = config.cohort_steps_factor
-    if not unpainted or factor == 1.0 or config.method == "supervised":
+    wanted = math.ceil(len(unpainted) * config.unpainted_crops_per_volume / config.batch_unlabeled_stage3)
+    steps = min(max(config.steps_stage3, wanted), round(MAX_COHORT_STEPS_FACTOR * config.steps_stage3))
+    if steps == config.steps_stage3 or config.method == "supervised":
         return config, None
-    steps = round(config.steps_stage3 * factor)
     note = (
         f"{len(unpainted)} of the {annotation.num_volumes} images have no painted slice: the last stage runs "
         f"{steps:,} steps instead of {config.steps_stage3:,}, so that the network learns from each of them."
     )
-    return dataclasses.replace(config, steps_stage3=steps, cohort_steps_factor=1.0), note
+    return dataclasses.replace(config, steps_stage3=steps, unpainted_crops_per_volume=0), note
 
 
 def with_structure_ends(

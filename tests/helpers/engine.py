@@ -66,9 +66,9 @@ def tiny_overrides(steps_stage3: int = 6, **more) -> dict:
         # where the CPU computes it natively) would make that differ between machines. The bfloat16
         # path has its own tests (tests/training/test_trainer.py).
         cpu_bfloat16=False,
-        # The schedules the tests assert stay as written when a volume is unpainted (the cpu preset doubles
-        # stage iii there; tests/training/test_trainer.py tests that).
-        cohort_steps_factor=1.0,
+        # The schedules the tests assert stay as written beside unpainted volumes (the cpu preset lengthens
+        # stage iii for a cohort; tests/training/test_trainer.py tests that).
+        unpainted_crops_per_volume=0,
         model={"base_width": 4, "rep_dim": 16, "global_dim": 32},
         loss={"anco_queries": 8, "anco_negatives": 8, "queue_size": 4},
     )
