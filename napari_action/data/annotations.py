@@ -217,6 +217,11 @@ class SparseAnnotation:
         return len(self._shapes)
 
     @property
+    def painted_volumes(self) -> list[int]:
+        """Indices of the volumes with at least one labeled slice, in order."""
+        return [v for v in range(self.num_volumes) if self._targets[v]]
+
+    @property
     def class_values(self) -> np.ndarray:
         """Label value of every class id (read-only int64 array; id = position).
 

@@ -67,7 +67,7 @@ def scaled_size(size: tuple[int, int], scale: tuple[float, float]) -> tuple[int,
 def painted_pixel_mm(annotation: SparseAnnotation, spacings: Sequence[Sequence[float]]) -> tuple[float, float] | None:
     """The in-plane voxel size of the painted slices (mm; the mean over painted volumes), at which the
     network learns its structures; None before any paint."""
-    painted = [v for v in range(annotation.num_volumes) if annotation.labeled_slices(v)]
+    painted = annotation.painted_volumes
     if not painted:
         return None
     sizes = np.array([slicing_spacing(spacings[v], annotation.axis)[1:] for v in painted])

@@ -157,7 +157,7 @@ def with_scanner_augmentation(
     """
     noise, note = config.noise_sigma, None
     if noise is None:
-        painted = [index for index in range(len(images)) if annotation.labeled_slices(index)]
+        painted = annotation.painted_volumes
         levels = [noise_level(image, annotation.axis) for image in images] if painted else []
         noise = round(noise_to_add(levels, painted), 3)
         if noise:
@@ -181,13 +181,13 @@ def with_cohort_steps(config: TrainConfig, annotation: SparseAnnotation) -> tupl
     resolved config keeps 0, so that a saved and continued model is not lengthened twice. The supervised
     baseline, which learns nothing from unpainted volumes, keeps its steps.
     """
-    unpainted = [index for index in range(annotation.num_volumes) if not annotation.labeled_slices(index)]
-    wanted = math.ceil(len(unpainted) * config.unpainted_crops_per_volume / config.batch_unlabeled_stage3)
+    unpainted = annotation.num_volumes - len(annotation.painted_volumes)
+    wanted = math.ceil(unpainted * config.unpainted_crops_per_volume / config.batch_unlabeled_stage3)
     steps = min(max(config.steps_stage3, wanted), round(MAX_COHORT_STEPS_FACTOR * config.steps_stage3))
     if steps == config.steps_stage3 or config.method == "supervised":
         return config, None
     note = (
-        f"{len(unpainted)} of the {annotation.num_volumes} images have no painted slice: the last stage runs "
+        f"{unpainted} of the {annotation.num_volumes} images have no painted slice: the last stage runs "
         f"{steps:,} steps instead of {config.steps_stage3:,}, so that the network learns from each of them."
     )
     return dataclasses.replace(config, steps_stage3=steps, unpainted_crops_per_volume=0), note
@@ -210,7 +210,7 @@ def with_structure_ends(
     """
     if config.structure_ends != "auto":
         return config, None
-    painted = [index for index in range(len(spacings)) if annotation.labeled_slices(index)]
+    painted = annotation.painted_volumes
     if not painted or not all(has_thick_slices(spacings[index], annotation.axis) for index in painted):
         return dataclasses.replace(config, structure_ends="taper"), None
     thinnest = min(thickness_ratio(spacings[index], annotation.axis) for index in painted)

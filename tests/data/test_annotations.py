@@ -79,6 +79,13 @@ def test_explicit_empty_labeled_slices():
     assert scribble.labeled_slices(0) == [2, 6, 9]
 
 
+def test_painted_volumes_are_those_with_a_labeled_slice():
+    labels = painted_on(0)
+    annotation = SparseAnnotation([None, labels, None], [SHAPE, SHAPE, SHAPE], labeled_slices={2: [4]})
+    assert annotation.painted_volumes == [1, 2]  # an explicitly marked empty slice counts as painted
+    assert SparseAnnotation([labels, None], [SHAPE, SHAPE]).painted_volumes == [0]
+
+
 def test_only_explicit_slices_need_axis():
     with pytest.raises(ValueError, match="pass `axis`"):
         SparseAnnotation([None], [SHAPE], labeled_slices={0: [1]})
