@@ -62,12 +62,10 @@ from napari_action.training.trainer_inputs import (
     build_annotation,
     check_geometry,
     check_volumes,
+    decided_from_data,
     normalized_image,
     single_slice_advice,
     with_checkpoint_normalisation,
-    with_cohort_steps,
-    with_scanner_augmentation,
-    with_structure_ends,
 )
 
 logger = logging.getLogger(__name__)
@@ -149,11 +147,9 @@ class Trainer:
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
         self.images = [normalized_image(v, self.axis, self.config.intensity_reference) for v in raw]
-        self.config, self._noise_note = with_scanner_augmentation(self.config, self.images, self.annotation)
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings, world = check_geometry(spacings, affines, raw)
-        self.config, self._ends_note = with_structure_ends(self.config, self.spacings, self.annotation)
-        self.config, self._steps_note = with_cohort_steps(self.config, self.annotation)
+        self.config, self._data_notes = decided_from_data(self.config, self.images, self.spacings, self.annotation)
         carry_affines = world if self.config.unpainted_prior != "none" else None
         self.pool = SlicePool(
             self.images,
@@ -207,13 +203,7 @@ class Trainer:
     @property
     def advice(self) -> list[str]:
         """What the user should know about these labels before trusting the result (front ends show it)."""
-        notes = (
-            self._axis_advice,
-            single_slice_advice(self.annotation),
-            self._noise_note,
-            self._ends_note,
-            self._steps_note,
-        )
+        notes = (self._axis_advice, single_slice_advice(self.annotation), *self._data_notes)
         return [advice for advice in notes if advice]
 
     @property

@@ -30,6 +30,7 @@ __all__ = [
     "build_annotation",
     "check_spacings",
     "check_volumes",
+    "decided_from_data",
     "normalized_image",
     "pad_labels",
     "single_slice_advice",
@@ -144,6 +145,21 @@ def with_checkpoint_normalisation(config: TrainConfig, checkpoint: Checkpoint | 
     if checkpoint is None:
         return config
     return dataclasses.replace(config, intensity_reference=checkpoint.config.intensity_reference)
+
+
+def decided_from_data(
+    config: TrainConfig,
+    images: Sequence[NormalizedVolume],
+    spacings: Sequence[Sequence[float]],
+    annotation: SparseAnnotation,
+) -> tuple[TrainConfig, list[str]]:
+    """``config`` with every setting left to the data decided, and a note for each decision the user should
+    know of: the noise augmentation (:func:`with_scanner_augmentation`), the structure-end rule
+    (:func:`with_structure_ends`) and a cohort's longer last stage (:func:`with_cohort_steps`)."""
+    config, noise = with_scanner_augmentation(config, images, annotation)
+    config, ends = with_structure_ends(config, spacings, annotation)
+    config, steps = with_cohort_steps(config, annotation)
+    return config, [note for note in (noise, ends, steps) if note]
 
 
 def with_scanner_augmentation(
