@@ -144,6 +144,10 @@ class SlicePool:
         """Rows and columns of a volume's slice read for one ``crop``-pixel training crop."""
         return self._frames[volume_index].window(crop)
 
+    def slice_scale(self, volume_index: int) -> tuple[float, float] | None:
+        """How much a volume's slices are enlarged to the training pixel size (None: seen as they are)."""
+        return self._frames[volume_index].scale
+
     def _frame(self, v: int) -> CropFrame:
         if not self._resize_crops or self._spacings is None:
             return CropFrame(self._moved_shapes[v][1:])

@@ -219,11 +219,23 @@ class Predictor:
         return slice_scale(spacing, self.pixel_mm, self.axis)
 
     @torch.no_grad()
-    def class_probabilities(self, channels: np.ndarray, pad: float) -> np.ndarray:
-        """Softmax probabilities ``(classes, H, W)`` of one normalised slice given as input channels ``(C, H, W)``."""
+    def class_probabilities(
+        self, channels: np.ndarray, pad: float, scale: tuple[float, float] | None = None
+    ) -> np.ndarray:
+        """Softmax probabilities ``(classes, H, W)`` of one normalised slice given as input channels ``(C, H, W)``.
+
+        ``scale``: as in :meth:`predict_slices`, the slice is seen enlarged by it and its probabilities
+        shrunk back to its own size.
+        """
         batch = torch.from_numpy(np.ascontiguousarray(channels[None], dtype=np.float32)).to(self.device)
+        own_size = tuple(batch.shape[-2:])
+        if scale is not None:
+            batch = resize_slices(batch, scaled_size(own_size, scale))
         batch, (height, width) = _pad_to_multiple(batch, pad)
-        return self._softmax(batch)[0, :, :height, :width].float().cpu().numpy()
+        probs = self._softmax(batch)[..., :height, :width]
+        if scale is not None:
+            probs = resize_slices(probs, own_size)
+        return probs[0].float().cpu().numpy()
 
     def _softmax(self, batch: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):

@@ -189,7 +189,9 @@ def _slice_dice(predictor: Predictor, pool: SlicePool, v: int, s: int) -> float:
     NaN when neither the labels nor the prediction hold a foreground class there.
     """
     target = pool.target(v, s)
-    predicted = predictor.class_probabilities(pool.image(v, s), pool.pad_value(v)).argmax(axis=0)
+    # At the size training sees this volume's slices (a painted volume of another pixel size is enlarged).
+    probs = predictor.class_probabilities(pool.image(v, s), pool.pad_value(v), pool.slice_scale(v))
+    predicted = probs.argmax(axis=0)
     valid = target >= 0  # the ignore index (-1) marks pixels without supervision
     # By default dice_per_class scores the foreground classes present in either array.
     dice = dice_per_class(predicted[valid], target[valid])

@@ -95,3 +95,30 @@ def test_the_trainer_resizes_training_crops_only_when_asked(resize_crops):
     window = trainer.pool.crop_window(1, crop)
     assert window == ((crop // 2, crop // 2) if resize_crops else (crop, crop))
     assert trainer.pool.crop_window(0, crop) == (crop, crop)  # the painted volume, as stored
+
+
+def test_the_fit_gate_sees_a_painted_slice_at_the_size_training_sees_it():
+    from napari_action.training.stream_schedule import FitGate
+
+    fine, fine_truth = engine.disc_volume(0)
+    coarse, coarse_truth = engine.disc_volume(3)
+    spacings = [(0.8, 0.8, 3.0), (1.6, 1.6, 3.0)]
+    config = dataclasses.replace(engine.tiny_config(), resize_crops=True)
+    painted = [engine.sparse(fine_truth), engine.sparse(coarse_truth)]
+    trainer = Trainer([fine, coarse], painted, config, spacings=spacings)
+    # Both painted: training's pixel size is their mean, and each volume's slices are resized to it.
+    assert trainer.pixel_mm == pytest.approx((1.2, 1.2))
+    scales = [trainer.pool.slice_scale(v) for v in (0, 1)]
+    assert scales[0] == pytest.approx((2 / 3, 2 / 3)) and scales[1] == pytest.approx((4 / 3, 4 / 3))
+    predictor, pool = trainer.predictor(), trainer.pool
+    seen: list[tuple[int, int]] = []
+    predictor.net.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    gate = FitGate(threshold=0.5, slices_per_check=len(pool.labeled))
+    gate.check(predictor, pool)
+    coarse_slice = pool.image(*next((v, s) for v, s in pool.labeled if v == 1))
+    enlarged = [round(n * 4 / 3) for n in coarse_slice.shape[-2:]]
+    assert tuple(-(-n // 16) * 16 for n in enlarged) in seen  # padded to a multiple of 16
+    # The probabilities come back at the slice's own size, as predict_slices gives them.
+    probs = predictor.class_probabilities(coarse_slice, pool.pad_value(1), scales[1])
+    assert probs.shape[-2:] == coarse_slice.shape[-2:]
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)

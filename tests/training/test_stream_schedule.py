@@ -133,7 +133,7 @@ class _OneHotPredictor:
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
 
-    def class_probabilities(self, channels, pad):
+    def class_probabilities(self, channels, pad, scale=None):
         return np.moveaxis(np.eye(self.num_classes, dtype=np.float32)[channels], -1, 0)
 
 
@@ -151,6 +151,9 @@ class _FixedPool:
 
     def pad_value(self, v):
         return 0.0
+
+    def slice_scale(self, v):
+        return None
 
 
 def test_fit_is_the_mean_foreground_dice_on_supervised_pixels_of_slices_with_foreground():
