@@ -5,7 +5,7 @@ is opened in napari, the ACTION dock widget is docked, and Train is clicked.
 Every ``--every`` seconds the "<image> ACTION" layer is scored (mean Dice over
 the classes, on every slice that was not painted) together with the stage, the
 step and the network's Dice on the painted slices. The run ends after
-``--seconds`` or when training ends.
+``--seconds``, or when training and the prediction its end starts are done.
 
 Run (2 CPU cores; the widget trains with every core by default)::
 
@@ -82,10 +82,12 @@ class Timeline:
             "step": None if progress is None else progress.step,
             "painted_fit": None if progress is None else progress.painted_fit,
             "streaming": None if progress is None else progress.streaming,
+            "predicting": self.widget.training_state.job is not None,
         }
         self.samples.append(entry)
         print(json.dumps(entry), flush=True)  # noqa: T201 (a benchmark's report)
-        finished = run is not None and not run.is_running and elapsed > 5
+        # Training's end starts the prediction of the trained images: the run ends once that is shown.
+        finished = run is not None and not run.is_running and self.widget.training_state.job is None and elapsed > 5
         if elapsed >= self.args.seconds or finished:
             self.finish()
 
@@ -102,13 +104,14 @@ class Timeline:
         self.viewer.close()
 
     def _still_working(self) -> bool:
-        """Training, or the autosave that its end starts, is still running.
+        """Training, or the prediction or autosave that its end starts, is still running.
 
         Closing the viewer before the autosave's worker has started left it to start during
         interpreter shutdown, where its zarr write failed (and the process aborted).
         """
         run = self.widget.run
-        return (run is not None and run.is_running) or self.widget.files_panel.is_busy
+        training = run is not None and run.is_running
+        return training or self.widget.training_state.job is not None or self.widget.files_panel.is_busy
 
 
 def dice_at(samples: list[dict], seconds: float) -> float | None:

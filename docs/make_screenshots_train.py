@@ -57,7 +57,10 @@ def main() -> None:
     while time.monotonic() < deadline and (widget.run is None or len(widget.plot.loss) < 120):
         pump(0.5, lambda: show_first_subject_only(viewer))
     shoot(viewer, "train_during.png")
-    while time.monotonic() < deadline and widget.run is not None and widget.run.is_running:
+    # Training, then the prediction of the trained images with the final network that its end starts.
+    while time.monotonic() < deadline and (
+        (widget.run is not None and widget.run.is_running) or widget.training_state.job is not None
+    ):
         pump(0.5, lambda: show_first_subject_only(viewer))
     pump(2.0, lambda: show_first_subject_only(viewer))
     shoot(viewer, "train_after.png")

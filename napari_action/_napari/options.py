@@ -11,9 +11,10 @@ every way the options travel reads and writes the same names:
 * form <-> remembered file: :meth:`OptionsForm.asdict` and :meth:`OptionsForm.update`
   (:mod:`.remembered`, the choices kept between napari sessions).
 
-Two rows are part of the form but not options (``gui_only``, so ``asdict`` leaves
-them out): "view slices" acts on the viewer at once, and the device line says
-what the device choice resolves to.
+Three rows are part of the form but not options (``gui_only``, so ``asdict`` leaves
+them out): "view slices" acts on the viewer at once, the device line says
+what the device choice resolves to, and "predict when training ends" says whether the
+widget then predicts the trained images.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, Label, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, SpinBox
 from magicgui.widgets.bases import CategoricalWidget, RangedWidget
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy
@@ -143,6 +144,15 @@ def _declare_widgets() -> list:
             tooltip="The arithmetic of training and prediction on a CPU. auto: bfloat16 where the CPU computes "
             "it natively (AVX512-BF16, AMX; about 30 % less time for the same accuracy within 0.01 in our "
             "benchmarks), float32 elsewhere. GPUs train in float32 whatever is chosen here.",
+        ),
+        CheckBox(
+            name="predict_when_done",
+            label="predict when training ends",
+            value=True,
+            gui_only=True,
+            tooltip="When training runs to its last step, predict every trained image with the final network, "
+            "so that its layer shows the network on every slice (while training, the preview of your labels "
+            "stays on the slices it reaches). Your edits in the prediction layers are kept. Not after Stop.",
         ),
     ]
 

@@ -17,6 +17,7 @@ functions that use them, which run once a widget is made or a model is built.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -98,6 +99,8 @@ class ActionWidget(QWidget):
         self.stream_throttle_ms = 250
         self.training_state = TrainingState()
         self.writer = PredictionWriter(viewer, self.training_state)
+        # What the status line says once the prediction made when training ended has finished.
+        self._after_prediction: str | None = None
         self._build()
         self._send_annotations_throttled = qthrottled(self._send_annotations, timeout=500)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
@@ -374,9 +377,31 @@ class ActionWidget(QWidget):
         if run is not None and run.error is None and run.last_progress is not None:
             self.status.say("Done. " + status_text(run.last_progress))
         self.training_state.run_pending_job()
+        if self._predicts_when_done(run):
+            self._predict_trained_images(run.last_progress)
         self.refresh()
         if then is not None and run is not None:
             then(run)
+
+    def _predicts_when_done(self, run: TrainingRun | None) -> bool:
+        """A run that reached its last step with the network fitting the painted slices (the gate that
+        lets it replace the preview while streaming), the option on and no job of the user's waiting."""
+        if run is None or run.error is not None or run.last_progress is None:
+            return False
+        progress = run.last_progress
+        completed = progress.step >= progress.total_steps and progress.streaming
+        return completed and self.options.predict_when_done.value and self.training_state.job is None
+
+    def _predict_trained_images(self, progress: TrainProgress) -> None:
+        # The streamed layer keeps the preview where it reaches (mid-run the network is often worse
+        # there); the finished network is the one to show everywhere, as Predict would.
+        plan = self.training_state.plan
+        names = [image.name for image in plan.images if image.name in self.viewer.layers] if plan else []
+        if not names:
+            return
+        shown = dataclasses.replace(progress, preview_kept=False)
+        self._after_prediction = f"Done. {status_text(shown)} · the layers show the final network on every slice"
+        self.predict_images(names)
 
     # -- live label updates and focus ------------------------------------------------------
     def labels_changed(self, *, immediately: bool = False) -> None:
@@ -463,8 +488,9 @@ class ActionWidget(QWidget):
         if self.training_state.resume_after_job and self.run is not None and self.run.state is RunState.PAUSED:
             self.run.resume()
         self.training_state.resume_after_job = False
+        after, self._after_prediction = self._after_prediction, None
         if self.run is None or not self.run.is_running:
-            self.status.say("Ready.")
+            self.status.say(after or "Ready.")
         self.refresh()
 
     def _on_save_clicked(self) -> None:

@@ -482,3 +482,30 @@ def test_an_image_nobody_painted_shows_the_painted_labels_carried_onto_it(scene,
         carried = _dice(shown.data[1:7] == value, other_truth[1:7] == value)
         unregistered = _dice(truth[1:7] == value, other_truth[1:7] == value)  # the labels where they were painted
         assert carried > max(0.6, unregistered + 0.2)
+
+
+def test_a_run_that_ends_shows_the_final_network_on_every_slice(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    painted = labels.data.copy()
+    assert widget.options.predict_when_done.value  # the default
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    trainer = widget.training_state.trainer
+    *_, final = trainer.predict_volume(0)
+    # The layer is the whole-volume prediction Predict makes, not the preview and streamed slices.
+    np.testing.assert_array_equal(prediction_layer(viewer).data, final.labels)
+    assert "the layers show the final network on every slice" in widget.status_label.text()
+    assert labels.data.tobytes() == painted.tobytes()
+
+
+def test_no_prediction_when_training_ends_if_unchecked_or_stopped(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.options.predict_when_done.value = False
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.run is not None and not widget.run.is_running, timeout=TIMEOUT)
+    assert widget.training_state.job is None and widget.status_label.text().startswith("Done.")
+    widget.options.predict_when_done.value = True
+    wait_first_step(qtbot, start_long_training(widget))
+    widget.stop_button.click()  # stopped before its last step: the user takes it from here
+    qtbot.waitUntil(lambda: not widget.run.is_running, timeout=TIMEOUT)
+    assert widget.training_state.job is None and "final network" not in widget.status_label.text()
