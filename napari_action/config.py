@@ -8,6 +8,7 @@ passing loose keyword arguments around.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +19,9 @@ AnnotationMode = Literal["slice", "scribble"]
 METHODS: tuple[str, ...] = ("action", "supervised", "mean-teacher")
 BUDGETS: tuple[str, ...] = ("cpu", "paper")
 #: The step counts of a round's stages, in the order they run.
+#: A cohort's stage iii runs at most this many times ``steps_stage3`` (:meth:`TrainConfig.cohort_stage3_steps`;
+#: docs/benchmarks.md, "A cohort needs more steps").
+MAX_COHORT_STEPS_FACTOR = 2.0
 SCHEDULE_STEPS: tuple[str, ...] = ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3")
 PRIORS: tuple[str, ...] = ("none", "vote", "target")
 #: Where the prior comes from: the labels propagated along the image, or shapes interpolated between slices.
@@ -328,6 +332,22 @@ class TrainConfig:
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
+
+    def cohort_stage3_steps(self, unpainted: int) -> int:
+        """Stage-iii steps beside ``unpainted`` volumes nobody painted: enough for each to give
+        ``unpainted_crops_per_volume`` unlabeled crops, at least ``steps_stage3`` and at most
+        :data:`MAX_COHORT_STEPS_FACTOR` times it (the supervised baseline learns nothing from them)."""
+        if self.method == "supervised" or self.unpainted_crops_per_volume <= 0:
+            return self.steps_stage3
+        wanted = math.ceil(unpainted * self.unpainted_crops_per_volume / self.batch_unlabeled_stage3)
+        return min(max(self.steps_stage3, wanted), round(MAX_COHORT_STEPS_FACTOR * self.steps_stage3))
+
+    def fewest_unpainted_lengthening(self) -> int | None:
+        """The fewest volumes nobody painted that make :meth:`cohort_stage3_steps` lengthen stage iii
+        (None: none do), for the help texts."""
+        if self.cohort_stage3_steps(10**6) == self.steps_stage3:
+            return None
+        return self.steps_stage3 * self.batch_unlabeled_stage3 // self.unpainted_crops_per_volume + 1
 
     @property
     def total_steps(self) -> int:

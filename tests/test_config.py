@@ -54,3 +54,21 @@ def test_configs_saved_before_a_field_existed_get_its_default():
     del data["flip_prob"], data["loss"]["dice_present_classes_only"]
     again = TrainConfig.from_dict(data)
     assert again.flip_prob == 0.0 and again.loss.dice_present_classes_only
+
+
+def test_a_cohort_lengthens_stage_iii_by_its_unpainted_volumes_up_to_the_cap():
+    cpu = TrainConfig.preset("cpu")
+    per_step = cpu.batch_unlabeled_stage3
+    steps = [cpu.cohort_stage3_steps(n) for n in range(12)]
+    # Each unpainted volume asks for its crops; never fewer than the preset's steps, never more than the cap.
+    expected = [
+        min(max(cpu.steps_stage3, -(-n * cpu.unpainted_crops_per_volume // per_step)), 2 * cpu.steps_stage3)
+        for n in range(12)
+    ]
+    assert steps == expected and steps[0] == cpu.steps_stage3 and steps[-1] == 2 * cpu.steps_stage3
+    first = cpu.fewest_unpainted_lengthening()
+    assert steps[first] > cpu.steps_stage3 and steps[first - 1] == cpu.steps_stage3
+    # Off for the supervised baseline and for budgets without the rule.
+    assert cpu.replace(method="supervised").cohort_stage3_steps(11) == cpu.steps_stage3
+    assert cpu.replace(method="supervised").fewest_unpainted_lengthening() is None
+    assert TrainConfig.preset("paper").fewest_unpainted_lengthening() is None

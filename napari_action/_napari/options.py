@@ -31,7 +31,15 @@ from qtpy.QtWidgets import QSizePolicy
 from napari_action._napari.remembered import DamagedSettingsError, RememberedOptions
 from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.view_plane import CHOICES as VIEW_CHOICES
-from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, STRUCTURE_ENDS, UNPAINTED_PRIORS, TrainConfig
+from napari_action.config import (
+    BUDGETS,
+    MAX_COHORT_STEPS_FACTOR,
+    METHODS,
+    PRIOR_SOURCES,
+    STRUCTURE_ENDS,
+    UNPAINTED_PRIORS,
+    TrainConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +128,9 @@ def _declare_widgets() -> list:
             max=1_000_000,
             value=TrainConfig.preset(budget).steps_stage3,
             tooltip="Steps of the semi-supervised stage iii (after the cpu budget's supervised start, or the paper "
-            "budget's two warm-ups). The cpu budget lengthens it, up to twice, when five or more images have "
-            "no painted slice: the network then learns from many images, each seen less often.",
+            f"budget's two warm-ups). The cpu budget lengthens it, up to {MAX_COHORT_STEPS_FACTOR:g}-fold, when "
+            f"{TrainConfig.preset('cpu').fewest_unpainted_lengthening()} or more images have no painted slice: "
+            "the network then learns from many images, each seen less often.",
         ),
         ComboBox(name="device", label="device", choices=devices),
         # A blank label (magicgui shows the name for an empty one): the text lines up with the choices.

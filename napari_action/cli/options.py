@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_action.config import STRUCTURE_ENDS, TrainConfig
+from napari_action.config import MAX_COHORT_STEPS_FACTOR, STRUCTURE_ENDS, TrainConfig
 from napari_action.io.nifti import NonFiniteVoxelsError, load_volume
 from napari_action.io.volume_meta import VolumeMeta
 
@@ -60,6 +60,14 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
 
 
+def _cohort_lengthening_text() -> str:
+    cpu = TrainConfig.preset("cpu")
+    return (
+        f"the cpu budget lengthens it, up to {MAX_COHORT_STEPS_FACTOR:g}-fold, when "
+        f"{cpu.fewest_unpainted_lengthening()} or more --image have no painted slice"
+    )
+
+
 def add_schedule_options(
     parser: argparse.ArgumentParser,
     budget: str = "the budget's",
@@ -79,8 +87,7 @@ def add_schedule_options(
         default=steps,
         metavar="N",
         help=f"steps of the final stage (ACTION's stage iii; default: {budget if steps is None else steps}); "
-        "the supervised start and the warm-ups come on top; the cpu budget lengthens it, up to twice, when "
-        "five or more --image have no painted slice",
+        f"the supervised start and the warm-ups come on top; {_cohort_lengthening_text()}",
     )
     parser.add_argument(
         "--warmup",

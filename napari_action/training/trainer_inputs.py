@@ -8,7 +8,6 @@ warning instead (:func:`single_slice_advice`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,10 +20,6 @@ from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
 from napari_action.io.checkpoint import Checkpoint
-
-#: The most a cohort lengthens stage iii: twice its steps is what was measured (docs/benchmarks.md,
-#: "A cohort needs more steps").
-MAX_COHORT_STEPS_FACTOR = 2.0
 
 __all__ = [
     "build_annotation",
@@ -193,14 +188,14 @@ def with_cohort_steps(config: TrainConfig, annotation: SparseAnnotation) -> tupl
 
     Every step takes ``batch_unlabeled_stage3`` unlabeled crops from all the volumes; with many volumes
     nobody painted each is seen too seldom. Stage iii then runs enough steps for each of them to give
-    ``unpainted_crops_per_volume`` crops, at most :data:`MAX_COHORT_STEPS_FACTOR` times its steps. The
+    ``unpainted_crops_per_volume`` crops, at most :data:`~napari_action.config.MAX_COHORT_STEPS_FACTOR` times
+    its steps (:meth:`~napari_action.config.TrainConfig.cohort_stage3_steps`). The
     resolved config keeps 0, so that a saved and continued model is not lengthened twice. The supervised
     baseline, which learns nothing from unpainted volumes, keeps its steps.
     """
     unpainted = annotation.num_volumes - len(annotation.painted_volumes)
-    wanted = math.ceil(unpainted * config.unpainted_crops_per_volume / config.batch_unlabeled_stage3)
-    steps = min(max(config.steps_stage3, wanted), round(MAX_COHORT_STEPS_FACTOR * config.steps_stage3))
-    if steps == config.steps_stage3 or config.method == "supervised":
+    steps = config.cohort_stage3_steps(unpainted)
+    if steps == config.steps_stage3:
         return config, None
     note = (
         f"{unpainted} of the {annotation.num_volumes} images have no painted slice: the last stage runs "
