@@ -32,6 +32,7 @@ import sys
 import time
 
 import numpy as np
+from gui_defaults import use_the_widget_defaults
 
 logger = logging.getLogger("gui_responsiveness")
 
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         help="import torch._dynamo (pulled in by the first optimiser step) before starting",
     )
     args = parser.parse_args(argv)
+    use_the_widget_defaults()
     if args.plain_worker:
         _plain_worker()
     if args.preimport:

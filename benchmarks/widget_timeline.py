@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gui_defaults import use_the_widget_defaults
 
 from napari_action.data.samples import COLIN27_CLASS_NAMES, evenly_spaced_slices, load_colin27, sparse_from_truth
 from napari_action.evaluation.metrics import dice_per_class
@@ -93,6 +94,9 @@ class Timeline:
 
     def finish(self) -> None:
         self.timer.stop()
+        run = self.widget.run
+        if run is not None and run.error is not None:
+            print(f"training failed: {run.error!r}", flush=True)  # noqa: T201 (a benchmark's report)
         if self.widget.run is not None and self.widget.run.is_running:
             self.widget.stop_training()
         from qtpy.QtWidgets import QApplication
@@ -141,6 +145,7 @@ def main(argv=None) -> None:
     parser.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    use_the_widget_defaults()
     import napari
 
     timeline = Timeline(args)

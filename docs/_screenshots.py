@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable
 
 from qtpy.QtWidgets import QApplication
+
+from napari_action._napari.files.panel import AUTOSAVE_ENV
+from napari_action._napari.remembered import SETTINGS_ENV
+
+
+def keep_out_of_home() -> None:
+    """Autosaves and remembered options in temporary folders: a script's shortened budgets and
+    sessions must not become the defaults the user's own napari opens with (nor the widget
+    benchmarks', which read the same file)."""
+    os.environ.setdefault(AUTOSAVE_ENV, tempfile.mkdtemp(prefix="action-autosave-"))
+    os.environ.setdefault(SETTINGS_ENV, tempfile.mkdtemp(prefix="action-settings-"))
 
 
 def pump(seconds: float, each: Callable[[], None] | None = None) -> None:

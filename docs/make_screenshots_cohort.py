@@ -13,13 +13,11 @@ worst row of the Cohort tab, which shows that scan at its worst slice. PNGs are 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 
 import napari
+from _screenshots import keep_out_of_home  # noqa: E402 (docs/ is on sys.path when run as a script)
 from make_screenshots_refine import BUDGET, idle, shoot, wait_until  # docs/ is on sys.path when run as a script
 
-from napari_action._napari.files.panel import AUTOSAVE_ENV
 from napari_action._napari.widget import ActionWidget
 
 COHORT_TAB = 2
@@ -55,7 +53,7 @@ def show_worst(viewer: napari.Viewer, widget: ActionWidget) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    os.environ.setdefault(AUTOSAVE_ENV, tempfile.mkdtemp(prefix="action-autosave-"))  # not into the home folder
+    keep_out_of_home()
     viewer, widget = set_up()
     widget.train_button.click()
     wait_until(lambda: widget.run is not None and idle(widget))

@@ -20,7 +20,7 @@ from pathlib import Path
 import napari
 import nibabel as nib
 import numpy as np
-from _screenshots import pump, wait_for  # noqa: E402 (docs/ is on sys.path when run as a script)
+from _screenshots import keep_out_of_home, pump, wait_for  # noqa: E402 (docs/ is on sys.path when run as a script)
 from PIL import Image
 
 from napari_action._napari.files.panel import AUTOSAVE_ENV
@@ -102,6 +102,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="napari-action-shots-"))
     os.environ[AUTOSAVE_ENV] = str(folder / "autosave")
+    keep_out_of_home()
     viewer, widget = new_viewer()
     train_and_predict(viewer, widget, folder)
     (folder / "export").mkdir()

@@ -13,17 +13,14 @@ PNGs are stored as 256-colour palettes to stay small.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import napari
 import numpy as np
-from _screenshots import pump, wait_for  # noqa: E402 (docs/ is on sys.path when run as a script)
+from _screenshots import keep_out_of_home, pump, wait_for  # noqa: E402 (docs/ is on sys.path when run as a script)
 from PIL import Image
 from qtpy.QtCore import Qt
 
-from napari_action._napari.files.panel import AUTOSAVE_ENV
 from napari_action._napari.widget import ActionWidget
 from napari_action.data.samples import make_phantom
 
@@ -105,7 +102,7 @@ def correct_and_accept(viewer: napari.Viewer, widget: ActionWidget, index: int) 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     OUT.mkdir(exist_ok=True)
-    os.environ.setdefault(AUTOSAVE_ENV, tempfile.mkdtemp(prefix="action-autosave-"))  # not into the home folder
+    keep_out_of_home()
     viewer, widget = set_up()
     widget.train_button.click()
     wait_until(lambda: widget.run is not None and idle(widget))

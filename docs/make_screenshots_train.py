@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import napari
-from _screenshots import pump  # noqa: E402 (docs/ is on sys.path when run as a script)
+from _screenshots import keep_out_of_home, pump  # noqa: E402 (docs/ is on sys.path when run as a script)
 from skimage.io import imsave
 
 from napari_action._napari.view_plane import PAINTED
@@ -39,6 +39,7 @@ def shoot(viewer: napari.Viewer, name: str) -> None:
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
+    keep_out_of_home()
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1280, 860)
     viewer.open_sample("napari-action", "phantom")
