@@ -158,10 +158,11 @@ class TrainConfig:
     steps_stage2: int = 200
     steps_stage3: int = 900
     # A cohort: stage iii runs at least enough steps for every volume nobody painted to give this
-    # many unlabeled crops, up to twice steps_stage3 (the trainer resolves it and stores 0; 0 = off).
-    # The unlabeled crops are shared by all volumes: on 11 warped brains beside the painted one twice
-    # the steps gained 0.02 on every seed, beside one other brain nothing (docs/benchmarks.md, "A
-    # cohort needs more steps").
+    # many unlabeled crops, up to MAX_COHORT_STEPS_FACTOR times steps_stage3 (the trainer resolves it
+    # and stores 0; 0 = off). The unlabeled crops are shared by all volumes: on 11 warped brains beside
+    # the painted one twice the steps gained 0.022 on every seed (three times only 0.005 more), on 6 of
+    # them 1,800 steps instead of 900 gained 0.059; beside one other brain nothing changed
+    # (docs/benchmarks.md, "A cohort needs more steps", "How many steps a cohort needs").
     unpainted_crops_per_volume: int = 0
     # "sgd" is the paper's optimiser; "adamw" converges in far fewer steps,
     # which is what a few-minute CPU budget needs (measured: docs/benchmarks.md).
@@ -299,7 +300,7 @@ class TrainConfig:
                 steps_stage2=0,
                 # A streamed update of 16 slices cost 11-18 % of CPU training time.
                 stream_slices=8,
-                unpainted_crops_per_volume=400,
+                unpainted_crops_per_volume=600,
                 # Anatomical contrast on every 8th pixel of a 128 crop (16 x 16; the paper preset
                 # 1/4): at 1/4 its 3 x 3 convolution on 496 channels cost more than the U-Net's
                 # forward pass; at 1/8 the same Dice on Colin27 (docs/benchmarks.md, "Engine").

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from napari_action.config import TrainConfig
+from napari_action.config import MAX_COHORT_STEPS_FACTOR, TrainConfig
 
 
 def test_presets_share_the_session_friendly_augmentation_and_loss():
@@ -61,11 +61,9 @@ def test_a_cohort_lengthens_stage_iii_by_its_unpainted_volumes_up_to_the_cap():
     per_step = cpu.batch_unlabeled_stage3
     steps = [cpu.cohort_stage3_steps(n) for n in range(12)]
     # Each unpainted volume asks for its crops; never fewer than the preset's steps, never more than the cap.
-    expected = [
-        min(max(cpu.steps_stage3, -(-n * cpu.unpainted_crops_per_volume // per_step)), 2 * cpu.steps_stage3)
-        for n in range(12)
-    ]
-    assert steps == expected and steps[0] == cpu.steps_stage3 and steps[-1] == 2 * cpu.steps_stage3
+    cap = round(MAX_COHORT_STEPS_FACTOR * cpu.steps_stage3)
+    expected = [min(max(cpu.steps_stage3, -(-n * cpu.unpainted_crops_per_volume // per_step)), cap) for n in range(12)]
+    assert steps == expected and steps[0] == cpu.steps_stage3 and steps[-1] == cap
     first = cpu.fewest_unpainted_lengthening()
     assert steps[first] > cpu.steps_stage3 and steps[first - 1] == cpu.steps_stage3
     # Off for the supervised baseline and for budgets without the rule.

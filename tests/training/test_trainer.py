@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_action.config import TrainConfig
+from napari_action.config import MAX_COHORT_STEPS_FACTOR, TrainConfig
 from napari_action.progress import AnnotationUpdate, FocusRequest, TrainProgress
 from napari_action.runtime import cpu_has_native_bfloat16
 from napari_action.training.trainer import Trainer
@@ -307,7 +307,7 @@ def test_noise_joins_training_when_a_volume_is_clearly_noisier_than_the_painted_
 
 
 def test_a_cohort_runs_the_last_stage_longer_and_says_so():
-    assert TrainConfig.preset("cpu").unpainted_crops_per_volume == 400
+    assert TrainConfig.preset("cpu").unpainted_crops_per_volume == 600
     image, truth = disc_volume(0)
     volumes = [image, disc_volume(1)[0], disc_volume(2)[0]]  # two nobody painted
 
@@ -315,16 +315,18 @@ def test_a_cohort_runs_the_last_stage_longer_and_says_so():
         config = tiny_config(unpainted_crops_per_volume=crops, method=method)
         return Trainer(images, [sparse(truth)], config).config.steps_stage3
 
-    # 3 steps of 2 unlabeled crops; 2, 4 and 400 asked of each unpainted volume: enough already, 4 steps, twice 3.
-    assert [stage3_steps(crops) for crops in (2, 4, 400)] == [3, 4, 6]
+    # 3 steps of 2 unlabeled crops; 2, 4 and 400 asked of each unpainted volume: enough already, 4 steps,
+    # the cap (MAX_COHORT_STEPS_FACTOR times 3).
+    assert [stage3_steps(crops) for crops in (2, 4, 400)] == [3, 4, round(MAX_COHORT_STEPS_FACTOR * 3)]
     assert stage3_steps(400, images=[image]) == 3 and stage3_steps(400, method="supervised") == 3
     cohort = Trainer(volumes, [sparse(truth)], tiny_config(unpainted_crops_per_volume=400))
     assert any("2 of the 3 images have no painted slice" in advice for advice in cohort.advice)
     assert not any("no painted slice" in advice for advice in Trainer(volumes, [sparse(truth)], tiny_config()).advice)
     last = cohort.train()[-1]
-    assert last.step == last.total_steps == 2 + 2 + 6
-    saved = cohort.checkpoint().config
-    assert (saved.steps_stage3, saved.unpainted_crops_per_volume) == (6, 0)  # a continued model is not lengthened twice
+    capped = round(MAX_COHORT_STEPS_FACTOR * 3)
+    assert last.step == last.total_steps == 2 + 2 + capped
+    saved = cohort.checkpoint().config  # a continued model is not lengthened twice
+    assert (saved.steps_stage3, saved.unpainted_crops_per_volume) == (capped, 0)
 
 
 def test_structure_ends_are_cut_on_thick_painted_slices_and_tapered_otherwise():
