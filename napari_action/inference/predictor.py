@@ -196,7 +196,15 @@ class Predictor:
         """
         batch = torch.from_numpy(np.ascontiguousarray(slice_stack(moved, start, stop, self.context)))
         pad = pad_value(moved) if pad is None else pad
-        batch = batch.to(self.device, torch.float32)
+        probs = self._probabilities(batch.to(self.device, torch.float32), pad, scale, tta).float().cpu().numpy()
+        labels = self.class_values[probs.argmax(axis=1)].astype(self._dtype)
+        return labels, probs
+
+    def _probabilities(
+        self, batch: torch.Tensor, pad: float, scale: tuple[float, float] | None, tta: bool = False
+    ) -> torch.Tensor:
+        """Softmax probabilities of ``(N, C, H, W)`` input slices, on their own grid: enlarged by ``scale`` and
+        padded for the network, then cropped and shrunk back; ``tta`` averages the two in-plane flips in."""
         own_size = tuple(batch.shape[-2:])
         if scale is not None:
             batch = resize_slices(batch, scaled_size(own_size, scale))
@@ -207,11 +215,7 @@ class Predictor:
             probs = probs + self._softmax(batch.flip(-2)).flip(-2)
             probs = probs / 3.0
         probs = probs[..., :height, :width]
-        if scale is not None:
-            probs = resize_slices(probs, own_size)
-        probs = probs.float().cpu().numpy()
-        labels = self.class_values[probs.argmax(axis=1)].astype(self._dtype)
-        return labels, probs
+        return resize_slices(probs, own_size) if scale is not None else probs
 
     def scale_for(self, spacing: Sequence[float] | None) -> tuple[float, float] | None:
         """How much a volume of voxel size ``spacing`` (mm, one per array axis) has its slices enlarged
@@ -228,14 +232,7 @@ class Predictor:
         shrunk back to its own size.
         """
         batch = torch.from_numpy(np.ascontiguousarray(channels[None], dtype=np.float32)).to(self.device)
-        own_size = tuple(batch.shape[-2:])
-        if scale is not None:
-            batch = resize_slices(batch, scaled_size(own_size, scale))
-        batch, (height, width) = _pad_to_multiple(batch, pad)
-        probs = self._softmax(batch)[..., :height, :width]
-        if scale is not None:
-            probs = resize_slices(probs, own_size)
-        return probs[0].float().cpu().numpy()
+        return self._probabilities(batch, pad, scale)[0].float().cpu().numpy()
 
     def _softmax(self, batch: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
