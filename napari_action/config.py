@@ -18,10 +18,10 @@ AnnotationMode = Literal["slice", "scribble"]
 
 METHODS: tuple[str, ...] = ("action", "supervised", "mean-teacher")
 BUDGETS: tuple[str, ...] = ("cpu", "paper")
-#: The step counts of a round's stages, in the order they run.
 #: A cohort's stage iii runs at most this many times ``steps_stage3`` (:meth:`TrainConfig.cohort_stage3_steps`;
 #: docs/benchmarks.md, "A cohort needs more steps").
 MAX_COHORT_STEPS_FACTOR = 2.0
+#: The step counts of a round's stages, in the order they run.
 SCHEDULE_STEPS: tuple[str, ...] = ("steps_supervised_start", "steps_stage1", "steps_stage2", "steps_stage3")
 PRIORS: tuple[str, ...] = ("none", "vote", "target")
 #: Where the prior comes from: the labels propagated along the image, or shapes interpolated between slices.
