@@ -35,10 +35,10 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import qthrottled
 
 from napari_action._napari.files.panel import FilesPanel
 from napari_action._napari.layers import layer_image_data
+from napari_action._napari.live_updates import LiveUpdates
 from napari_action._napari.options import OptionsForm
 from napari_action._napari.picker import LayerPicker
 from napari_action._napari.plot import LossPlot
@@ -56,7 +56,7 @@ from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingR
 from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
 from napari_action.io.errors import describe_error
-from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
+from napari_action.progress import SlicePrediction, TrainProgress
 
 if TYPE_CHECKING:
     import napari
@@ -102,10 +102,8 @@ class ActionWidget(QWidget):
         # What the status line says once the prediction made when training ended has finished.
         self._after_prediction: str | None = None
         self._build()
-        self._send_annotations_throttled = qthrottled(self._send_annotations, timeout=500)
-        self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
+        self.live = LiveUpdates(viewer, self.training_state, self.training_labels)
         viewer.layers.events.removed.connect(self._on_layer_removed)
-        viewer.dims.events.current_step.connect(self._on_dims_step)
         # The training state is not a QObject, so it still receives this when the widget dies.
         self.destroyed.connect(self.training_state.abandon)
         self.refresh()
@@ -278,8 +276,7 @@ class ActionWidget(QWidget):
         )
         self.training_state.run = run
         # Live label updates: strokes reach the running trainer; _on_run_finished disconnects them.
-        for layer in plan.labels_layers():
-            layer.events.paint.connect(self._on_labels_painted)
+        self.live.follow_painting(plan)
         self.plot.clear()
         self.status.say(status)
         run.start()
@@ -371,8 +368,7 @@ class ActionWidget(QWidget):
         self.status.say(f"Training failed: {describe_error(exc)}")
 
     def _on_run_finished(self, then: Callable[[TrainingRun], None] | None = None) -> None:
-        for layer in self.training_state.plan.labels_layers() if self.training_state.plan else ():
-            layer.events.paint.disconnect(self._on_labels_painted)
+        self.live.stop_following(self.training_state.plan)
         run = self.run
         if run is not None and run.error is None and run.last_progress is not None:
             self.status.say("Done. " + status_text(run.last_progress))
@@ -403,7 +399,7 @@ class ActionWidget(QWidget):
         self._after_prediction = f"Done. {status_text(shown)} · the layers show the final network on every slice"
         self.predict_images(names)
 
-    # -- live label updates and focus ------------------------------------------------------
+    # -- live label updates ---------------------------------------------------------------------
     def labels_changed(self, *, immediately: bool = False) -> None:
         """Send the training labels (painted plus accepted slices) to the running training, if any.
 
@@ -411,39 +407,7 @@ class ActionWidget(QWidget):
         the training labels otherwise (an accepted slice accepted or corrected). Throttled, as a
         stroke comes as many events; ``immediately`` sends now, for the very next step.
         """
-        if immediately:
-            self._send_annotations()
-        else:
-            self._send_annotations_throttled()
-
-    def _on_labels_painted(self, event=None) -> None:
-        self.labels_changed()
-
-    def _send_annotations(self) -> None:
-        run, plan = self.run, self.training_state.plan
-        if run is None or not run.is_running or plan is None:
-            return
-        axis = run.trainer.axis if run.trainer is not None else None
-        training = self.training_labels(plan, axis=axis)
-        if not training.any():
-            show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
-            return
-        run.send_annotation(
-            AnnotationUpdate(labels=tuple(training.labels), labeled_slices=training.labeled_slices or None)
-        )
-
-    def _on_dims_step(self, event=None) -> None:
-        if self.run is not None and self.run.is_running:
-            self._send_focus_throttled()
-
-    def _send_focus(self) -> None:
-        run, plan = self.run, self.training_state.plan
-        if run is None or not run.is_running or plan is None or run.trainer is None:
-            return
-        index = plan.volume_of(self.viewer.layers.selection.active)
-        image = plan.images[index]
-        position = image.world_to_data(self.viewer.dims.point)
-        run.send_focus(FocusRequest(index, int(round(float(position[run.trainer.axis])))))
+        self.live.labels_changed(immediately=immediately)
 
     # -- layers going away --------------------------------------------------------------------
     def _on_layer_removed(self, event) -> None:

@@ -1,0 +1,93 @@
+"""What the user does while training runs, sent to the running trainer.
+
+Two things reach a running training without a restart: the training labels (painted strokes, and
+slices a panel accepted or corrected) and the slice the viewer shows (streamed first). Both come as
+bursts of events (a stroke is many), so both are throttled; a panel that changed the labels can send
+them at once, for the very next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from napari.utils.notifications import show_warning
+from superqt.utils import qthrottled
+
+from napari_action._napari.refine.accepted import TrainingLabels
+from napari_action._napari.training_state import TrainingPlan, TrainingState
+from napari_action.progress import AnnotationUpdate, FocusRequest
+
+
+class LiveUpdates:
+    """Sends the training labels and the slice in view to the training state's running run.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Whose slicing position is followed.
+    training_state : TrainingState
+        The run and the plan (which layers are painted).
+    training_labels : callable
+        ``training_labels(plan, axis)``: the labels to train on now (painted plus accepted slices).
+    """
+
+    def __init__(
+        self,
+        viewer,
+        training_state: TrainingState,
+        training_labels: Callable[[TrainingPlan, int | None], TrainingLabels],
+    ):
+        self.viewer = viewer
+        self.training_state = training_state
+        self._training_labels = training_labels
+        self._send_labels_throttled = qthrottled(self.send_labels, timeout=500)
+        self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
+        viewer.dims.events.current_step.connect(self._on_dims_step)
+
+    def follow_painting(self, plan: TrainingPlan) -> None:
+        """Send the labels after each stroke in the plan's painted layers (until :meth:`stop_following`)."""
+        for layer in plan.labels_layers():
+            layer.events.paint.connect(self._on_labels_painted)
+
+    def stop_following(self, plan: TrainingPlan | None) -> None:
+        """The run has ended: strokes stay with the layers."""
+        for layer in plan.labels_layers() if plan is not None else ():
+            layer.events.paint.disconnect(self._on_labels_painted)
+
+    def labels_changed(self, *, immediately: bool = False) -> None:
+        """Send the training labels to the running training, throttled, or now (``immediately``)."""
+        if immediately:
+            self.send_labels()
+        else:
+            self._send_labels_throttled()
+
+    def _on_labels_painted(self, event=None) -> None:
+        self.labels_changed()
+
+    def send_labels(self) -> None:
+        """Send the training labels now, if a run is training on a plan."""
+        run, plan = self.training_state.run, self.training_state.plan
+        if run is None or not run.is_running or plan is None:
+            return
+        axis = run.trainer.axis if run.trainer is not None else None
+        training = self._training_labels(plan, axis)
+        if not training.any():
+            show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
+            return
+        run.send_annotation(
+            AnnotationUpdate(labels=tuple(training.labels), labeled_slices=training.labeled_slices or None)
+        )
+
+    def _on_dims_step(self, event=None) -> None:
+        run = self.training_state.run
+        if run is not None and run.is_running:
+            self._send_focus_throttled()
+
+    def _send_focus(self) -> None:
+        run, plan = self.training_state.run, self.training_state.plan
+        if run is None or not run.is_running or plan is None or run.trainer is None:
+            return
+        index = plan.volume_of(self.viewer.layers.selection.active)
+        image = plan.images[index]
+        position = image.world_to_data(self.viewer.dims.point)
+        run.send_focus(FocusRequest(index, int(round(float(position[run.trainer.axis])))))
