@@ -34,14 +34,11 @@ from tests.helpers.gui import (
     dock,
     messages_since,
     paint,
+    prediction_layer,
     start_long_training,
     wait_finished,
     wait_first_step,
 )
-
-
-def prediction_layer(viewer):
-    return next((layer for layer in viewer.layers if is_prediction_layer(layer)), None)
 
 
 def test_defaults(scene):
@@ -398,43 +395,6 @@ def test_deleted_prediction_layer_is_not_recreated(scene, qtbot):
     wait_finished(qtbot, widget)
 
 
-def test_streamed_predictions_wait_until_the_network_fits_the_painted_slices(scene, qtbot):
-    viewer, widget, labels, _ = scene
-    widget.config_overrides = tiny_overrides(steps_stage3=12, stream_min_fit=1.0)  # a fit never reached
-    widget.train_button.click()
-    wait_finished(qtbot, widget)
-    progress = widget.run.last_progress
-    assert progress.painted_fit is not None and not progress.streaming
-    trainer = widget.training_state.trainer  # the preview on screen is the trainer's prior, untouched by the network
-    preview = trainer.class_values[trainer.prior(0).result.classes()]
-    np.testing.assert_array_equal(prediction_layer(viewer).data, preview)
-    assert "preview of your labels stays" in widget.status_label.text()
-
-
-def test_status_line_says_when_the_preview_is_still_shown():
-    from napari_action._napari.status import status_text
-    from napari_action.progress import TrainProgress
-
-    common = dict(
-        stage="stage iii: ACTION",
-        step=120,
-        total_steps=900,
-        losses={"total": 0.5, "sup": 0.3},
-        lr=1e-3,
-        steps_per_second=2.0,
-        eta_seconds=390.0,
-        device="CPU, 1 thread",
-    )
-    waiting = status_text(TrainProgress(**common, painted_fit=0.42, streaming=False))
-    assert "step 120/900" in waiting and "ETA 6:30" in waiting
-    assert "Dice on your slices 0.42 (the preview of your labels stays until the network fits" in waiting
-    streaming = status_text(TrainProgress(**common, painted_fit=0.81, streaming=True))
-    assert streaming.endswith("Dice on your slices 0.81")
-    kept = status_text(TrainProgress(**common, painted_fit=0.81, streaming=True, preview_kept=True))
-    assert "the network fills the slices your labels do not reach; Predict shows it everywhere" in kept
-    assert "Dice" not in status_text(TrainProgress(**common))  # no check made yet
-
-
 def test_cpu_threads_chosen_in_the_form_are_used(scene, qtbot):
     viewer, widget, labels, _ = scene
     # Two steps are enough. Several torch threads on cores that other jobs keep busy can stall for
@@ -482,30 +442,3 @@ def test_an_image_nobody_painted_shows_the_painted_labels_carried_onto_it(scene,
         carried = _dice(shown.data[1:7] == value, other_truth[1:7] == value)
         unregistered = _dice(truth[1:7] == value, other_truth[1:7] == value)  # the labels where they were painted
         assert carried > max(0.6, unregistered + 0.2)
-
-
-def test_a_run_that_ends_shows_the_final_network_on_every_slice(scene, qtbot):
-    viewer, widget, labels, _ = scene
-    painted = labels.data.copy()
-    assert widget.options.predict_when_done.value  # the default
-    widget.train_button.click()
-    wait_finished(qtbot, widget)
-    trainer = widget.training_state.trainer
-    *_, final = trainer.predict_volume(0)
-    # The layer is the whole-volume prediction Predict makes, not the preview and streamed slices.
-    np.testing.assert_array_equal(prediction_layer(viewer).data, final.labels)
-    assert "the layers show the final network on every slice" in widget.status_label.text()
-    assert labels.data.tobytes() == painted.tobytes()
-
-
-def test_no_prediction_when_training_ends_if_unchecked_or_stopped(scene, qtbot):
-    viewer, widget, labels, _ = scene
-    widget.options.predict_when_done.value = False
-    widget.train_button.click()
-    qtbot.waitUntil(lambda: widget.run is not None and not widget.run.is_running, timeout=TIMEOUT)
-    assert widget.training_state.job is None and widget.status_label.text().startswith("Done.")
-    widget.options.predict_when_done.value = True
-    wait_first_step(qtbot, start_long_training(widget))
-    widget.stop_button.click()  # stopped before its last step: the user takes it from here
-    qtbot.waitUntil(lambda: not widget.run.is_running, timeout=TIMEOUT)
-    assert widget.training_state.job is None and "final network" not in widget.status_label.text()

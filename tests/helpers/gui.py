@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from napari.utils.notifications import notification_manager
 
+from napari_action._napari.layers import is_prediction_layer
 from napari_action._napari.widget import ActionWidget
 from tests.helpers import engine
 
@@ -93,3 +94,8 @@ def wait_idle(qtbot, widget) -> None:
 def messages_since(before: int, severity: str) -> list[str]:
     """Texts of the napari notifications of ``severity`` since the first ``before`` ones."""
     return [str(n.message) for n in notification_manager.records[before:] if str(n.severity) == severity]
+
+
+def prediction_layer(viewer):
+    """The viewer's first "<image> ACTION" layer (None before one is made)."""
+    return next((layer for layer in viewer.layers if is_prediction_layer(layer)), None)
