@@ -361,7 +361,8 @@ class ActionWidget(QWidget):
             self.status.say("Stopping after the current step…")
         if state is RunState.PAUSED:
             self.training_state.run_pending_job()  # a prediction or save waited for the pause
-        self.refresh()
+        if state is not RunState.FINISHED:  # _on_run_finished follows at once, starts any job, then refreshes
+            self.refresh()
 
     def _on_run_error(self, exc: Exception) -> None:
         # napari's worker already shows the error as a notification.

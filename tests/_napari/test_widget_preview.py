@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_action.io.session_store import load_session
 from tests.helpers.engine import tiny_overrides
 from tests.helpers.gui import TIMEOUT, prediction_layer, start_long_training, wait_finished, wait_first_step
 
@@ -62,6 +63,11 @@ def test_a_run_that_ends_shows_the_final_network_on_every_slice(scene, qtbot):
     np.testing.assert_array_equal(prediction_layer(viewer).data, final.labels)
     assert "the layers show the final network on every slice" in widget.status_label.text()
     assert labels.data.tobytes() == painted.tobytes()
+    # The run's autosave waits for that prediction: closing napari now keeps what is on screen.
+    panel = widget.files_panel
+    qtbot.waitUntil(lambda: panel.last_autosave is not None and not panel.is_busy, timeout=TIMEOUT)
+    session = load_session(panel.autosave_path)
+    np.testing.assert_array_equal(session.volume("vol").prediction, final.labels)
 
 
 def test_no_prediction_when_training_ends_if_unchecked_or_stopped(scene, qtbot):

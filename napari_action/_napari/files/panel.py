@@ -205,9 +205,11 @@ class FilesPanel(QGroupBox):
 
     def _on_state_changed(self) -> None:
         self._refresh()
-        run = self.widget.run
-        if run is not None and run.state is RunState.FINISHED and run is not self._autosaved_run:
-            self._autosaved_run = run  # once per run: the labels and model it ended with
+        run, waiting = self.widget.run, self.widget.training_state.job_running
+        # Once per run, after the prediction that ends it (or the user's job that waited for it) has landed:
+        # the labels, model and layers it ended with.
+        if run is not None and run.state is RunState.FINISHED and run is not self._autosaved_run and not waiting:
+            self._autosaved_run = run
             self.autosave()
 
     def _start(
