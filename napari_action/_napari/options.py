@@ -187,6 +187,7 @@ class OptionsForm(Container):
         self.cpu_bfloat16.changed.connect(self._describe_device)
         self._describe_device()
         self._remember_timer: QTimer | None = None
+        self._showing_stored = False  # a session's options are shown, not made the user's remembered choices
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -239,6 +240,8 @@ class OptionsForm(Container):
     def show_config(self, config: Mapping[str, Any] | TrainConfig | None) -> list[str]:
         """Show the options of a stored TrainConfig (a session's dict); return what was skipped.
 
+        They are not remembered: the next new viewer starts from the user's own last choices.
+
         Fields the config lacks (it was stored by an older version) leave their option as
         it is, and so does an unset thread count (a loaded model records none, as threads
         belong to the machine, not the model).
@@ -247,7 +250,11 @@ class OptionsForm(Container):
         options = {name: stored[name] for name in self.option_names if name in stored}
         if options.get("num_threads") is None:
             options.pop("num_threads", None)
-        return self.update(options)
+        self._showing_stored = True
+        try:
+            return self.update(options)
+        finally:
+            self._showing_stored = False
 
     # -- remembered between napari sessions -------------------------------------------------------
     def remember_in(self, remembered: RememberedOptions | None = None) -> list[str]:
@@ -275,6 +282,8 @@ class OptionsForm(Container):
         self.native.destroyed.connect(remembered.flush)
 
     def _hold(self, remembered: RememberedOptions) -> None:
+        if self._showing_stored:  # opening a colleague's or an old session must not change the next new project
+            return
         remembered.hold(self.asdict())
         if self._remember_timer is not None:
             self._remember_timer.start()  # restarted by each change: written once the user pauses

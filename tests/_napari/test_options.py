@@ -141,6 +141,9 @@ def test_an_opened_session_restores_every_option_over_the_remembered_ones(
     assert reopened.options.asdict() == CHOSEN
     assert not messages_since(before, "warning")
     assert "vol labels" in second.layers
+    # Shown, not remembered: the next new viewer there starts from that user's own choices.
+    second.close()
+    assert read_options(tmp_path / "other settings" / FILE_NAME) == {"method": "supervised", "num_threads": 2}
 
 
 def test_a_session_of_release_0_1_opens_with_the_options_it_recorded(viewer, qtbot, tmp_path, settings_dir):
