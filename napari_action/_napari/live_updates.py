@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from napari.utils.notifications import show_warning
+from qtpy.QtCore import QTimer
 from superqt.utils import qthrottled
 
 from napari_action._napari.refine.accepted import TrainingLabels
 from napari_action._napari.training_state import TrainingPlan, TrainingState
 from napari_action.progress import AnnotationUpdate, FocusRequest
+
+#: Strokes and label changes reach the running training at most this often (a stroke is many events).
+LABELS_THROTTLE_MS = 500
 
 
 class LiveUpdates:
@@ -40,7 +44,7 @@ class LiveUpdates:
         self.viewer = viewer
         self.training_state = training_state
         self._training_labels = training_labels
-        self._send_labels_throttled = qthrottled(self.send_labels, timeout=500)
+        self._send_labels_throttled = qthrottled(self.send_labels, timeout=LABELS_THROTTLE_MS)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
         viewer.dims.events.current_step.connect(self._on_dims_step)
 
@@ -62,7 +66,9 @@ class LiveUpdates:
             self._send_labels_throttled()
 
     def _on_labels_painted(self, event=None) -> None:
-        self.labels_changed()
+        # After the event: napari's data_setitem emits it before writing the voxels, and the throttle's
+        # leading call would send the labels without them (a brush stroke emits it after; both work).
+        QTimer.singleShot(0, self.labels_changed)
 
     def send_labels(self) -> None:
         """Send the training labels now, if a run is training on a plan."""

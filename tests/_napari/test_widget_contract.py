@@ -5,6 +5,7 @@ Same scene and tiny budgets as ``tests/_napari/test_widget.py``; the test waits 
 
 from __future__ import annotations
 
+from napari_action._napari.live_updates import LABELS_THROTTLE_MS
 from napari_action._napari.refine.update_once import ShortRound
 from napari_action._napari.status_line import PROGRESS_REDRAW_MS
 from tests.helpers.gui import TIMEOUT, edit_slice, wait_finished, wait_first_step
@@ -36,6 +37,9 @@ def test_a_run_started_through_the_contract_works_like_train(scene, qtbot):
     labels.data[7] = truth[7]  # written without a paint event, as a panel would change the labels
     widget.labels_changed()
     qtbot.waitUntil(lambda: 7 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    # Past the throttle's window, so the stroke's own event sends at once: napari emits it before writing
+    # the voxels (data_setitem), and the labels sent must still hold them.
+    qtbot.wait(LABELS_THROTTLE_MS + 100)
     edit_slice(labels, 0, 1)  # a stroke reaches the round by itself
     qtbot.waitUntil(lambda: 0 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
     widget.stop_training()
