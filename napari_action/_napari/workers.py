@@ -451,9 +451,11 @@ class PredictionJob:
         key, update, record = item
         before = self._done.get(key, 0)
         self._done[key] = round(_STEPS_PER_VOLUME * update.slices_done / max(update.total_slices, 1))
+        # The update first: napari's bar processes events when it moves, which can deliver the worker's
+        # `finished` here, and the job must not end (autosave, resumed training) before its last volume is written.
+        self.on_update(key, update, record)
         if self._bar is not None:
             self._bar.update(self._done[key] - before)
-        self.on_update(key, update, record)
 
     def _on_finished(self) -> None:
         self.is_running = False
