@@ -15,15 +15,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     Raises
     ------
     ValueError
-        If an explicitly requested accelerator is not available, with a hint.
+        If ``name`` is not a device napari-action can use, or an explicitly requested accelerator is not
+        available, with a hint.
     """
+    name = str(name).strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch's own message lists twenty device types napari-action cannot use
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r} is not one napari-action can use: choose auto, cpu, cuda, cuda:N or mps.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "device='cuda' was requested but PyTorch sees no CUDA GPU "

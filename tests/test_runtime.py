@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_action.runtime import autocast, configure_threads, cpu_has_native_bfloat16, device_label, resolve_amp
+from napari_action.runtime import (
+    autocast,
+    configure_threads,
+    cpu_has_native_bfloat16,
+    device_label,
+    resolve_amp,
+    resolve_device,
+)
 
 
 @pytest.mark.parametrize(
@@ -20,6 +27,18 @@ def test_thread_cap_is_the_asked_count_else_the_default_else_torch_own(asked, de
 
 
 CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["foo", "meta", "xla", "cuda:x"])
+def test_a_device_napari_action_cannot_use_is_refused_in_plain_words(name):
+    # Was torch's RuntimeError (a traceback on the command line) or a failure deep in training.
+    with pytest.raises(ValueError, match="choose auto, cpu, cuda, cuda:N or mps"):
+        resolve_device(name)
+
+
+@pytest.mark.parametrize("name", ["Cpu", " cpu ", "CPU"])
+def test_device_names_are_read_whatever_their_case(name):
+    assert resolve_device(name) == CPU
 
 
 @pytest.mark.parametrize(("amp", "cpu_bfloat16"), [(False, False), (True, False), (False, True), (True, True)])
