@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 from collections.abc import Sequence
@@ -19,12 +20,14 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from napari_action.cli.demo_files import demo_file_names, record_written, refuse_to_replace_others
 from napari_action.cli.options import (
     add_precision_option,
     add_schedule_options,
     add_structure_ends_option,
     add_threads_option,
     config_from_args,
+    positive_int,
 )
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
 from napari_action.config import METHODS
@@ -53,14 +56,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command and its options to ``commands``."""
     demo = commands.add_parser("demo", help="the whole loop on built-in sample data, headless")
     demo.add_argument("--out-dir", type=Path, default=Path("napari-action-demo"))
-    add_schedule_options(demo, steps=DEMO_STEPS, warmup=DEMO_WARMUP, supervised_start=DEMO_SUPERVISED_START)
-    demo.add_argument("--slices", type=int, default=3, help="number of painted slices")
+    add_schedule_options(
+        demo, steps=DEMO_STEPS, warmup=DEMO_WARMUP, supervised_start=DEMO_SUPERVISED_START, images="subjects"
+    )
+    demo.add_argument("--slices", type=positive_int, default=3, help="number of painted slices")
     demo.add_argument("--method", choices=METHODS, default="action")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--seed", type=int, default=1337)
     add_structure_ends_option(demo)
     add_threads_option(demo)
     add_precision_option(demo)
+    demo.add_argument(
+        "--overwrite", action="store_true", help="replace files in --out-dir that no earlier demo wrote (a model.pt)"
+    )
     demo.set_defaults(run=run)
 
 
@@ -78,8 +86,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     from napari_action.training.trainer import Trainer
 
     out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     subjects = make_phantom(n_subjects=3, seed=args.seed)
+    written = demo_file_names(subject.name for subject in subjects)
+    refuse_to_replace_others(out, written, overwrite=args.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     painted = evenly_spaced_slices(subjects[0].labels, DEMO_AXIS, args.slices)
     sparse = sparse_from_truth(subjects[0].labels, DEMO_AXIS, painted)
     _say(
@@ -127,12 +137,18 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
             _save_overlay(out / "overlay.png", subject, labels, painted)
     save_labels(out / f"{subjects[0].name}_painted.nii.gz", sparse, subjects[0].meta, overwrite=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    record_written(out, written)
     _say(
         f"\nWrote the model, images, painted slices, predictions, truth, overlay.png and results.json "
-        f"to {out}/.\nOpen them in napari: {_napari_command()} {out}/{subjects[0].name}.nii.gz "
-        f"{out}/{subjects[0].name}_action.nii.gz"
+        f"to {out}/.\nOpen them in napari: {open_in_napari_command(out, subjects[0].name)}"
     )
     return results
+
+
+def open_in_napari_command(out: Path, name: str) -> str:
+    """The command line that opens ``name``'s image and prediction in napari, quoted for a shell."""
+    files = [out / f"{name}.nii.gz", out / f"{name}_action.nii.gz"]
+    return shlex.join([_napari_command(), *(str(path) for path in files)])
 
 
 def _napari_command() -> str:
