@@ -350,6 +350,16 @@ class TrainConfig:
             return None
         return self.steps_stage3 * self.batch_unlabeled_stage3 // self.unpainted_crops_per_volume + 1
 
+    def cohort_lengthening_text(self, images: str = "images") -> str:
+        """How :meth:`cohort_stage3_steps` lengthens stage iii, in words for the help texts (``images``: what
+        the volumes are called there). Its point of onset moves with the steps: stated for this config's."""
+        return (
+            f"the cpu budget lengthens it so that each of the {images} with no painted slice gives "
+            f"{self.unpainted_crops_per_volume} unlabeled crops ({self.batch_unlabeled_stage3} a step), up to "
+            f"{MAX_COHORT_STEPS_FACTOR:g}-fold: at {self.steps_stage3} steps from "
+            f"{self.fewest_unpainted_lengthening()} such {images} on, at fewer steps from fewer"
+        )
+
     @property
     def total_steps(self) -> int:
         """Steps in one full run of the schedule for this method."""

@@ -70,3 +70,12 @@ def test_a_cohort_lengthens_stage_iii_by_its_unpainted_volumes_up_to_the_cap():
     assert cpu.replace(method="supervised").cohort_stage3_steps(11) == cpu.steps_stage3
     assert cpu.replace(method="supervised").fewest_unpainted_lengthening() is None
     assert TrainConfig.preset("paper").fewest_unpainted_lengthening() is None
+
+
+@pytest.mark.parametrize("steps", [900, 300, 20])
+def test_the_help_texts_state_where_lengthening_starts_at_the_steps_they_run(steps):
+    # "when 4 or more images have no painted slice" held at 900 steps only: `--steps 5` doubled beside one.
+    config = TrainConfig.preset("cpu", steps_stage3=steps)
+    first = config.fewest_unpainted_lengthening()
+    assert config.cohort_stage3_steps(first) > steps and config.cohort_stage3_steps(first - 1) == steps
+    assert f"at {steps} steps from {first} such images on" in config.cohort_lengthening_text()

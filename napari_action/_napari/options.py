@@ -33,7 +33,6 @@ from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.view_plane import CHOICES as VIEW_CHOICES
 from napari_action.config import (
     BUDGETS,
-    MAX_COHORT_STEPS_FACTOR,
     METHODS,
     PRIOR_SOURCES,
     STRUCTURE_ENDS,
@@ -128,8 +127,7 @@ def _declare_widgets() -> list:
             max=1_000_000,
             value=TrainConfig.preset(budget).steps_stage3,
             tooltip="Steps of the semi-supervised stage iii (after the cpu budget's supervised start, or the paper "
-            f"budget's two warm-ups). The cpu budget lengthens it, up to {MAX_COHORT_STEPS_FACTOR:g}-fold, when "
-            f"{TrainConfig.preset('cpu').fewest_unpainted_lengthening()} or more images have no painted slice: "
+            f"budget's two warm-ups). {TrainConfig.preset('cpu').cohort_lengthening_text().capitalize()}: "
             "the network then learns from many images, each seen less often.",
         ),
         ComboBox(name="device", label="device", choices=devices),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_action.config import MAX_COHORT_STEPS_FACTOR, STRUCTURE_ENDS, TrainConfig
+from napari_action.config import STRUCTURE_ENDS, TrainConfig
 from napari_action.io.nifti import NonFiniteVoxelsError, load_volume
 from napari_action.io.volume_meta import VolumeMeta
 
@@ -60,34 +60,28 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     return TrainConfig.preset(getattr(args, "budget", "cpu"), **overrides)
 
 
-def _cohort_lengthening_text() -> str:
-    cpu = TrainConfig.preset("cpu")
-    return (
-        f"the cpu budget lengthens it, up to {MAX_COHORT_STEPS_FACTOR:g}-fold, when "
-        f"{cpu.fewest_unpainted_lengthening()} or more --image have no painted slice"
-    )
-
-
 def add_schedule_options(
     parser: argparse.ArgumentParser,
     budget: str = "the budget's",
     steps: int | None = None,
     warmup: int | None = None,
     supervised_start: int | None = None,
+    images: str = "--image",
 ) -> None:
     """``--steps N`` (the final stage), ``--warmup N`` (each of ACTION's two warm-up stages) and
     ``--supervised-start N`` (plain supervised steps before them).
 
     ``steps``, ``warmup`` and ``supervised_start`` are the command's own defaults (None: the budget's, which
-    ``budget`` names).
+    ``budget`` names); ``images`` is what the command calls its volumes.
     """
+    cpu = TrainConfig.preset("cpu") if steps is None else TrainConfig.preset("cpu", steps_stage3=steps)
     parser.add_argument(
         "--steps",
         type=positive_int,
         default=steps,
         metavar="N",
         help=f"steps of the final stage (ACTION's stage iii; default: {budget if steps is None else steps}); "
-        f"the supervised start and the warm-ups come on top; {_cohort_lengthening_text()}",
+        f"the supervised start and the warm-ups come on top; {cpu.cohort_lengthening_text(images)}",
     )
     parser.add_argument(
         "--warmup",

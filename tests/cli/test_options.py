@@ -116,6 +116,15 @@ def test_without_precision_a_gpu_trains_in_float32_and_a_cpu_as_its_hardware_all
     assert config.amp is False and config.cpu_bfloat16 is None
 
 
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_the_demo_refuses_fewer_than_one_painted_slice_in_the_options_words(value, capsys):
+    # Was "error: k must be >= 1, got 0." from deep inside the demo, after its folder was made.
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["demo", "--slices", value])
+    assert exit_info.value.code == 2
+    assert "argument --slices: must be at least 1" in capsys.readouterr().err
+
+
 def _required(command: str) -> list[str]:
     return ["--image", "a.nii.gz", "--out", "m.pt"] if command == "train" else []
 
