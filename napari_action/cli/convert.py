@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_action.cli.options import NAN_TO_ZERO_ADVICE, add_nan_to_zero_option, positive_int
+from napari_action.io.atomic import explained_errors, make_folder_for
 from napari_action.io.nifti import NonFiniteVoxelsError
 
 #: Slices per chunk along the slicing axis unless ``--chunk-slices`` says otherwise.
@@ -58,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: the store's name must end in .zarr.")
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder_for(args.out)
     try:
-        written = convert_to_zarr(
-            args.image, args.out, axis=args.axis, chunk_slices=args.chunk_slices, nan_to_zero=args.nan_to_zero
-        )
+        # A failure names --out, not the hidden store it is built in (".<name>.<random>.part").
+        with explained_errors(args.out, existed=args.out.exists()):
+            written = convert_to_zarr(
+                args.image, args.out, axis=args.axis, chunk_slices=args.chunk_slices, nan_to_zero=args.nan_to_zero
+            )
     except NonFiniteVoxelsError as error:
         raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
     print(f"{args.image} -> {written}")

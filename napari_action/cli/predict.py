@@ -25,6 +25,7 @@ from napari_action.cli.options import NAN_TO_ZERO_ADVICE, add_nan_to_zero_option
 from napari_action.cli.quality_report import report_quality
 from napari_action.inference.cohort import FileOutcome, RankShare, count_by_status, expand_images, gather_outcomes
 from napari_action.inference.quality import QUALITY_CSV
+from napari_action.io.atomic import require_writable_folder
 from napari_action.io.errors import describe_error
 from napari_action.io.label_writers import OUTPUT_FORMATS
 from napari_action.io.nifti import NIFTI_EXTENSIONS, NonFiniteVoxelsError
@@ -122,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
     _refuse_shared_outputs(targets)
     _refuse_existing_outputs(targets, args)
     configure_threads(args.threads)
+    # Before the model loads and the first image is predicted: a read-only folder failed every file at its end.
+    require_writable_folder(args.out_dir, instead="another --out-dir")
     model = load_model(args.model, device=_rank_device(args.device, share))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     outcomes = _predict_share(share.take(images), targets, model, args, share)
     return _report(outcomes, share, time.perf_counter() - started, args.out_dir, model)

@@ -32,6 +32,7 @@ __all__ = [
     "make_folder_for",
     "new_file_mode",
     "remove_stale_parts",
+    "require_writable_folder",
     "write_atomically",
 ]
 
@@ -186,6 +187,24 @@ def make_folder_for(target: str | os.PathLike) -> None:
     target = Path(target)
     with explained_errors(target, existed=False):
         target.parent.mkdir(parents=True, exist_ok=True)
+
+
+def require_writable_folder(folder: str | os.PathLike, *, instead: str) -> None:
+    """Create ``folder`` if missing, and refuse one where no file can be written, before long work meant for it.
+
+    Raises
+    ------
+    PermissionError
+        The folder (or one on the way to it) is not writable; the message names it and ``instead``, what
+        the user can choose in its place (``"another --out-dir"``).
+    """
+    folder = Path(folder)
+    with explained_errors(folder, existed=False):
+        folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"cannot write into {folder}: the folder is not writable; choose {instead} (or fix its permissions)."
+        )
 
 
 @contextlib.contextmanager

@@ -185,6 +185,36 @@ def test_an_out_dir_in_a_folder_that_is_not_writable(nifti_files, model_file):
     )
 
 
+def test_an_out_dir_that_is_not_writable_is_refused_before_any_image_is_predicted(nifti_files, model_file):
+    # Was: every image predicted, then "FAILED: cannot write" for each, the compute of a cohort lost.
+    out_dir = nifti_files["dir"] / "predictions"
+    out_dir.mkdir()
+    with read_only(out_dir):
+        status, err = run_command_in_child(cli_predict_args(model_file, nifti_files["image"], out_dir), unwritable=True)
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action predict: error: cannot write into {out_dir}: the folder is not writable; "
+        "choose another --out-dir (or fix its permissions).\n"
+    )
+    assert list(out_dir.iterdir()) == []
+
+
+def test_convert_into_a_folder_that_is_not_writable_names_the_store_asked_for(nifti_files):
+    locked = nifti_files["dir"] / "stores"
+    locked.mkdir()
+    out = locked / "scan.zarr"
+    with read_only(locked):
+        status, err = run_command_in_child(
+            ["convert", "--image", str(nifti_files["image"]), "--out", str(out)], unwritable=True
+        )
+    assert status == USER_ERROR
+    # Not the hidden ".scan.zarr.<random>.part" it is built in.
+    assert err == (
+        f"napari-action convert: error: cannot write {out}: the folder {locked} is not writable "
+        "(Permission denied); choose another folder (or fix its permissions).\n"
+    )
+
+
 def test_a_full_disk_while_writing_the_labels(nifti_files, model_file, tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
