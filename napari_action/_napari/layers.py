@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from napari.layers import Image, Labels
 
+from napari_action._napari.writer import layer_world_affine
 from napari_action.data.normalized_volume import is_array_like
+from napari_action.io.geometry import same_voxel_grid
 from napari_action.progress import SlicePrediction
 
 if TYPE_CHECKING:
@@ -136,9 +138,11 @@ def _common_prefix(a: str, b: str) -> int:
 def pair_labels_to_images(labels: Iterable, images: Iterable) -> dict[str, str | None]:
     """Guess which image each labels layer was painted on.
 
-    Only images of the same shape qualify. Among those the image sharing the
-    longest name prefix wins ("ct" for "ct labels"), then an image no other
-    labels layer claimed yet, then the first one.
+    Only images of the same shape qualify. Among those an image the layer lies
+    over in the viewer (the same voxel grid in world coordinates: a labels file
+    saved with its image's header, a layer made while the image was selected)
+    wins, then the image sharing the longest name prefix ("ct" for "ct labels"),
+    then an image no other labels layer claimed yet, then the first one.
 
     Returns
     -------
@@ -153,7 +157,15 @@ def pair_labels_to_images(labels: Iterable, images: Iterable) -> dict[str, str |
         if not same:
             pairs[lab.name] = None
             continue
-        best = max(same, key=lambda img: (_common_prefix(img.name, lab.name), img.name not in taken))
+        where = layer_world_affine(lab)
+        best = max(
+            same,
+            key=lambda img: (
+                same_voxel_grid(where, layer_world_affine(img)),
+                _common_prefix(img.name, lab.name),
+                img.name not in taken,
+            ),
+        )
         pairs[lab.name] = best.name
         taken.add(best.name)
     return pairs

@@ -32,8 +32,9 @@ from napari_action._napari.layers import (
     snapshot_labels,
 )
 from napari_action._napari.run_state import RunState
-from napari_action._napari.view_plane import layer_geometry, layer_world_affine
+from napari_action._napari.view_plane import layer_geometry
 from napari_action._napari.workers import PredictionJob, TrainingRun
+from napari_action._napari.writer import layer_world_affine
 from napari_action.data.slicing_axis import AxisDecision, decide_axis
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.io.geometry import grid_difference, same_voxel_grid

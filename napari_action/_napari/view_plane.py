@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_action._napari.layers import image_layers, layer_array, snapshot_labels
-from napari_action._napari.writer import meta_for_layer, world_affine
+from napari_action._napari.writer import layer_attributes, meta_for_layer
 from napari_action.data.slicing_axis import infer_axis
 from napari_action.io.geometry import VoxelGeometry
 from napari_action.io.volume_meta import VolumeMeta
@@ -36,23 +36,6 @@ def viewer_slicing_axis(viewer) -> int:
     world_axis = dims.not_displayed[0] if dims.not_displayed else dims.order[0]
     # 3D layers map onto the last three world dimensions.
     return int(np.clip(world_axis - (dims.ndim - 3), 0, 2))
-
-
-def layer_attributes(layer) -> dict:
-    """The attributes napari hands a writer, limited to what places the layer in the world."""
-    return {
-        "metadata": layer.metadata,
-        "scale": layer.scale,
-        "translate": layer.translate,
-        "rotate": layer.rotate,
-        "shear": layer.shear,
-        "affine": layer.affine.affine_matrix,
-    }
-
-
-def layer_world_affine(layer) -> np.ndarray:
-    """The 4 × 4 data-to-world matrix napari draws a 3D layer with (its header plays no part)."""
-    return world_affine(layer_attributes(layer), 3)
 
 
 def layer_volume_meta(layer) -> VolumeMeta:

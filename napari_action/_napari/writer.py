@@ -75,3 +75,20 @@ def world_affine(attributes: Mapping[str, Any], ndim: int) -> np.ndarray:
     data_to_physical = Affine(ndim=ndim, **parts).affine_matrix
     physical_to_world = np.asarray(attributes.get("affine", np.eye(ndim + 1)), dtype=np.float64)
     return physical_to_world @ data_to_physical
+
+
+def layer_attributes(layer) -> dict:
+    """The attributes napari hands a writer, limited to what places the layer in the world."""
+    return {
+        "metadata": layer.metadata,
+        "scale": layer.scale,
+        "translate": layer.translate,
+        "rotate": layer.rotate,
+        "shear": layer.shear,
+        "affine": layer.affine.affine_matrix,
+    }
+
+
+def layer_world_affine(layer) -> np.ndarray:
+    """The 4 × 4 data-to-world matrix napari draws a 3D layer with (its header plays no part)."""
+    return world_affine(layer_attributes(layer), 3)

@@ -45,6 +45,20 @@ def test_pairing_prefers_same_shape_then_name():
     assert pair_labels_to_images(labels, images) == {"ct labels": "ct", "seg": "pet", "stray": None}
 
 
+def test_pairing_prefers_the_image_the_labels_lie_over_to_a_name_prefix():
+    # A cohort of one shape, each scan at its own place: the painted file lies over the first scan,
+    # but shares a longer name prefix ("p") with the second. Was paired with the second, and Train
+    # refused with "placed elsewhere", naming remedies for a file that needed none.
+    first, second = np.eye(4), np.eye(4)
+    first[:3, 3], second[:3, 3] = (10.0, -5.0, 2.0), (-20.0, 7.0, 30.0)
+    images = [
+        Image(np.zeros((4, 8, 8)), name="with space ü", affine=first),
+        Image(np.zeros((4, 8, 8)), name="phantom-2", affine=second),
+    ]
+    labels = [Labels(np.zeros((4, 8, 8), np.uint8), name="painted ü", affine=first)]
+    assert pair_labels_to_images(labels, images) == {"painted ü": "with space ü"}
+
+
 def test_shape_text_reads_the_full_resolution_shape():
     assert layer_shape_text(Labels(np.zeros((4, 8, 16), np.uint8))) == "4×8×16"
     pyramid = [np.zeros((4, 8, 16)), np.zeros((2, 4, 8))]
