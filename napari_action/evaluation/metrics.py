@@ -146,7 +146,7 @@ def _check_excluded(
     if bad:
         raise ValueError(f"excluded slices {bad} are outside [0, {shape[axis] - 1}] along axis {axis}")
     if len(indices) == shape[axis]:
-        raise ValueError("exclude_slices removes every slice: nothing left to score")
+        raise ValueError(f"all {shape[axis]} slices along axis {axis} are excluded: nothing is left to score")
     return axis, tuple(indices)
 
 
