@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ NanPolicy = Literal["raise", "zero", "warn"]
 # File-name parts that mark label maps in common conventions (BIDS ``dseg``, nnU-Net ``seg``,
 # TPTBox ``msk``, atlases such as ``aal``).
 _LABEL_NAME_HINTS = ("seg", "label", "mask", "msk", "aal")
+# What may follow a hint in a word that still names a label map ("labels", "segmentation", "maskmap").
+_HINT_ENDINGS = ("", "s", "ment", "ments", "mentation", "mentations", "map", "maps")
 _FEW_VALUES = 32
 _MAX_LABEL_VALUES = 256
 # nibabel and gzip raise a zoo of exceptions for broken files; all mean "cannot read".
@@ -370,19 +373,46 @@ def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
     return integer_labels(data, str(path)), meta
 
 
+def named_as_labels(path: str | os.PathLike) -> bool:
+    """Whether a file's name calls it a label map: a word of it is, ends in or is the plural of a hint.
+
+    ``brainmask``, ``aseg``, ``labels`` and ``segmentation`` count; ``masked`` (an image with a mask
+    applied) does not. In a BIDS name (``key-value`` entities joined by ``_``, then a suffix) only the suffix
+    says what the file holds: ``sub-ct_label-22_ct`` is a CT scan of vertebra 22, ``..._msk`` its mask.
+    """
+    stem = _stem(Path(path).name.lower())
+    *entities, suffix = stem.split("_")
+    said = suffix if entities and all("-" in entity for entity in entities) else stem
+    return any(_is_hint_word(word) for word in re.findall(r"[a-z]+", said))
+
+
+def _is_hint_word(word: str) -> bool:
+    return any(
+        word.endswith(hint) or (word.startswith(hint) and word[len(hint) :] in _HINT_ENDINGS)
+        for hint in _LABEL_NAME_HINTS
+    )
+
+
+def _stem(name: str) -> str:
+    for extension in NIFTI_EXTENSIONS:
+        if name.endswith(extension):
+            return name[: -len(extension)]
+    return name
+
+
 def is_label_file(path: str | os.PathLike, data: np.ndarray, meta: VolumeMeta | None = None) -> bool:
     """Guess whether a loaded NIfTI volume is a label map rather than an intensity image.
 
     Integer data counts as labels when the header says so (label ``intent_code``), the file
-    name contains seg/label/mask/msk/aal, or it holds few distinct values: at most 32, or at most
-    256 that are sparse in their range (label codes have gaps; an 8-bit image fills its range).
-    Scaled files load as float and therefore never count as labels.
+    name calls it one (:func:`named_as_labels`: seg, label, mask, msk, aal), or it holds few distinct
+    values: at most 32, or at most 256 that are sparse in their range (label codes have gaps; an 8-bit
+    image fills its range). Scaled files load as float and therefore never count as labels.
     """
     if data.dtype != bool and not np.issubdtype(data.dtype, np.integer):
         return False
     if meta is not None and meta.header.get("intent_code") == NIFTI_INTENT_LABEL:
         return True
-    if any(hint in Path(path).name.lower() for hint in _LABEL_NAME_HINTS):
+    if named_as_labels(path):
         return True
     flat = data.reshape(-1)
     # A strided sample rules out intensity images cheaply before the full pass.

@@ -17,6 +17,7 @@ from napari_action.io.nifti import (
     is_label_file,
     load_labels,
     load_volume,
+    named_as_labels,
 )
 from napari_action.io.nifti_writer import save_labels
 
@@ -228,10 +229,34 @@ def test_label_heuristic_on_colin27(colin27_dir, name, expected):
     assert is_label_file(colin27_dir / name, data, meta) is expected
 
 
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [
+        ("sub-ct_seg-vert_label-22_msk.nii.gz", True),
+        ("sub-01_desc-aseg_dseg.nii.gz", True),
+        ("sub-01_space-MNI_desc-brain_mask.nii.gz", True),
+        ("AAL3v1.nii", True),
+        ("brainmask.nii", True),
+        ("painted labels.nii.gz", True),
+        ("liver_segmentation.nii.gz", True),
+        ("sub-ct_label-22_ct.nii.gz", False),
+        ("sub-mri_label-6_T2w.nii.gz", False),
+        ("masked_t1.nii.gz", False),
+        ("colin27_t1.nii.gz", False),
+    ],
+)
+def test_a_name_calls_a_file_labels_by_its_words_and_a_bids_name_by_its_suffix(name, labels):
+    assert named_as_labels(name) is labels
+
+
 def test_label_heuristic_on_names_and_values(nibabel_data):
     data, meta = load_volume(nibabel_data / "anatomical.nii")
     assert not is_label_file("anatomical.nii", data, meta)
     assert is_label_file("sub-01_dseg.nii.gz", data, meta)
+    # Names that speak of labels without being label maps: a BIDS entity (TPTBox's CT of vertebra 22) and
+    # an image with a mask applied. Both opened as Labels layers.
+    assert not is_label_file("sub-ct_label-22_ct.nii.gz", data, meta)
+    assert not is_label_file("sub-01_desc-masked_T1w.nii.gz", data, meta)
     assert not is_label_file("sub-01_dseg.nii.gz", data.astype(np.float32), meta)
     codes = np.where(data > 500, 2001, 0).astype(np.int16)
     codes[data > 2000] = 5003
