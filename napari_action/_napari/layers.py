@@ -24,6 +24,7 @@ emit no paint event and never add to the user's undo history. Limitation:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -135,14 +136,31 @@ def _common_prefix(a: str, b: str) -> int:
     return count
 
 
+#: napari's mark of a duplicate layer name: "vol [1]" for a second "vol".
+_DUPLICATE_MARK = re.compile(r"^(.*?)( \[\d+\])?$", re.DOTALL)
+
+
+def _names_image(labels_name: str, image_name: str) -> tuple[bool, bool]:
+    """Whether a labels layer's name starts with the whole image name, and carries the same duplicate mark.
+
+    "vol labels" names "vol", not "vol 2" (with which it shares the longer prefix "vol "); "ct labels [1]",
+    from a file or sample opened twice, names "ct [1]" before "ct".
+    """
+    labels_base, labels_mark = _DUPLICATE_MARK.match(labels_name.lower()).groups()
+    image_base, image_mark = _DUPLICATE_MARK.match(image_name.lower()).groups()
+    named = labels_base.startswith(image_base)
+    return named, named and labels_mark == image_mark
+
+
 def pair_labels_to_images(labels: Iterable, images: Iterable) -> dict[str, str | None]:
     """Guess which image each labels layer was painted on.
 
     Only images of the same shape qualify. Among those an image the layer lies
     over in the viewer (the same voxel grid in world coordinates: a labels file
     saved with its image's header, a layer made while the image was selected)
-    wins, then the image sharing the longest name prefix ("ct" for "ct labels"),
-    then an image no other labels layer claimed yet, then the first one.
+    wins, then an image whose whole name begins the layer's ("ct" for "ct labels",
+    not "ct 2"; napari's duplicate mark " [1]" alike), then the image sharing the
+    longest name prefix, then an image no other labels layer claimed yet, then the first one.
 
     Returns
     -------
@@ -162,6 +180,7 @@ def pair_labels_to_images(labels: Iterable, images: Iterable) -> dict[str, str |
             same,
             key=lambda img: (
                 same_voxel_grid(where, layer_world_affine(img)),
+                _names_image(lab.name, img.name),
                 _common_prefix(img.name, lab.name),
                 img.name not in taken,
             ),

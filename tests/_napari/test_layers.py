@@ -59,6 +59,22 @@ def test_pairing_prefers_the_image_the_labels_lie_over_to_a_name_prefix():
     assert pair_labels_to_images(labels, images) == {"painted ü": "with space ü"}
 
 
+def test_pairing_prefers_the_image_named_in_full_to_a_longer_shared_prefix():
+    # Two scans of one grid, "vol" and "vol 2": "vol labels" shares the longer prefix "vol " with
+    # "vol 2", was paired with it, and Train learnt the labels painted on "vol" on the other scan.
+    images = [Image(np.zeros((4, 8, 8)), name="vol"), Image(np.zeros((4, 8, 8)), name="vol 2")]
+    labels = [Labels(np.zeros((4, 8, 8), np.uint8), name="vol labels")]
+    assert pair_labels_to_images(labels, images) == {"vol labels": "vol"}
+    # A sample (or a session) opened twice: napari marks the second copies " [1]"; each labels layer
+    # goes with its own image (both went to "ct [1]", and Train refused).
+    images = [Image(np.zeros((4, 8, 8)), name="ct"), Image(np.zeros((4, 8, 8)), name="ct [1]")]
+    labels = [
+        Labels(np.zeros((4, 8, 8), np.uint8), name="ct labels"),
+        Labels(np.zeros((4, 8, 8), np.uint8), name="ct labels [1]"),
+    ]
+    assert pair_labels_to_images(labels, images) == {"ct labels": "ct", "ct labels [1]": "ct [1]"}
+
+
 def test_shape_text_reads_the_full_resolution_shape():
     assert layer_shape_text(Labels(np.zeros((4, 8, 16), np.uint8))) == "4×8×16"
     pyramid = [np.zeros((4, 8, 16)), np.zeros((2, 4, 8))]
