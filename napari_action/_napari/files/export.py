@@ -72,15 +72,27 @@ def _geometry_layer(viewer, layer):
 
 def plan_export(viewer, folder: str | Path) -> list[ExportItem]:
     """Copy every prediction layer with its geometry and target path (GUI thread)."""
-    items = []
+    items, taken = [], set()
     for layer in viewer.layers:
         if not is_prediction_layer(layer) or len(layer_shape(layer)) != 3:
             continue
         image_name = layer.metadata.get(SOURCE_KEY) or layer.name
         meta = layer_volume_meta(_geometry_layer(viewer, layer))
         labels = np.array(layer_array(layer), copy=True)  # the user may paint on while we write
-        items.append(ExportItem(layer.name, Path(folder) / export_name(image_name), labels, meta))
+        items.append(ExportItem(layer.name, _free_path(Path(folder), image_name, layer.name, taken), labels, meta))
     return items
+
+
+def _free_path(folder: Path, image_name: str, layer_name: str, taken: set[Path]) -> Path:
+    """``<image name>_action.nii.gz``; a second layer of one image (napari's Duplicate Layer copies the
+    metadata that marks a prediction layer) is named after itself, so no export writes one file twice."""
+    path = folder / export_name(image_name)
+    count = 1
+    while path in taken:
+        count += 1
+        path = folder / export_name(layer_name if count == 2 else f"{layer_name} {count - 1}")
+    taken.add(path)
+    return path
 
 
 def resolve_overwrite(items: Sequence[ExportItem], overwrite: Overwrite) -> tuple[list[ExportItem], list[Path], bool]:

@@ -99,3 +99,28 @@ def test_an_export_that_fills_the_disk_names_what_was_written_before(tmp_path):
     )
     assert [p.name for p in tmp_path.iterdir()] == ["small_action.nii"]
     assert load_labels(tmp_path / "small_action.nii")[0].shape == (16, 16, 8)
+
+
+def test_a_duplicated_prediction_layer_is_exported_to_a_file_of_its_own(viewer, qtbot, tmp_path):
+    # napari's Duplicate Layer copies the metadata that marks a prediction layer: both layers were
+    # written to "vol_action.nii.gz", the second failing with "already exists" (the copy, with the
+    # user's edits, not exported), or replacing the first when the user allowed replacing files.
+    from napari.layers._layer_actions import _duplicate_layer
+
+    image, _ = disc_volume()
+    viewer.add_image(image, name="vol")
+    widget = dock(viewer)
+    _fill_predictions(viewer, ["vol"], seed=0)
+    viewer.layers.selection = {viewer.layers["vol ACTION"]}
+    _duplicate_layer(viewer.layers)
+    copy = viewer.layers["vol ACTION copy"]
+    copy.data[...] = 7
+    out = tmp_path / "export"
+    out.mkdir()
+    before = len(notification_manager.records)
+    assert widget.files_panel.export_masks(out, overwrite=True)
+    wait_idle(qtbot, widget)
+    assert not messages_since(before, "error")
+    assert sorted(p.name for p in out.iterdir()) == ["vol ACTION copy_action.nii.gz", "vol_action.nii.gz"]
+    np.testing.assert_array_equal(load_labels(out / "vol_action.nii.gz")[0], viewer.layers["vol ACTION"].data)
+    np.testing.assert_array_equal(load_labels(out / "vol ACTION copy_action.nii.gz")[0], copy.data)
