@@ -98,6 +98,11 @@ class LayerPicker(QWidget):
         (self._unchecked.discard if checked else self._unchecked.add)(name)
         self.refresh()
 
+    def pair(self, labels_name: str, image_name: str) -> None:
+        """Pair the labels layer called ``labels_name`` with the image called ``image_name``, as if chosen by hand."""
+        self._chosen_image[labels_name] = image_name
+        self.refresh()
+
     def _layer(self, name: str):
         # napari's LayerList is a list keyed by name, without a dict-style get().
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401

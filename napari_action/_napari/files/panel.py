@@ -410,7 +410,7 @@ class FilesPanel(QGroupBox):
         self.status_label.setText(f"Session not opened: {describe_error(exc)}")
 
     def _on_session_read(self, restored) -> None:
-        apply_session(self.viewer, self.widget.training_state, restored)
+        apply_session(self.viewer, self.widget.training_state, restored, self.widget.picker)
         # Every training option the session recorded; they replace the remembered ones.
         skipped = self.widget.options.show_config(restored.session.config)
         self.widget.refresh()  # a restored model enables "Predict all" and "Save model…"

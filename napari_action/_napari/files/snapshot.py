@@ -291,8 +291,12 @@ def _add(viewer, role: str, data: np.ndarray, kwargs: dict, source: str | None, 
         return viewer.add_image(data, **kwargs) if role == "image" else viewer.add_labels(data, **kwargs)
 
 
-def apply_session(viewer, training_state, restored: Restored) -> list:
+def apply_session(viewer, training_state, restored: Restored, picker=None) -> list:
     """Add the restored layers in their saved order; lock edited voxels; install the model (GUI thread).
+
+    ``picker`` (the widget's :class:`~napari_action._napari.picker.LayerPicker`) is told which image
+    each restored painted layer belongs to: the session knows, and a guess by name can miss once
+    napari has renamed a restored layer.
 
     Returns
     -------
@@ -306,10 +310,14 @@ def apply_session(viewer, training_state, restored: Restored) -> list:
         added[i, role] = _add(viewer, role, data, kwargs, source, session.class_names)
     axis = 0 if session.axis is None else int(session.axis)
     for i, volume in enumerate(session.volumes):
-        if (i, "image") in added and (i, "prediction") in added:  # the image may have been renamed
-            added[i, "prediction"].metadata[SOURCE_KEY] = added[i, "image"].name
+        # The image may have been renamed ("vol [1]" beside a "vol" already open): its layers follow it.
+        name = added[i, "image"].name if (i, "image") in added else volume.name
+        if (i, "prediction") in added:
+            added[i, "prediction"].metadata[SOURCE_KEY] = name
+        if picker is not None and (i, "painted") in added and (i, "image") in added:
+            picker.pair(added[i, "painted"].name, name)
         if volume.accepted_slices:
-            training_state.accepted_slices[volume.name] = set(volume.accepted_slices)
+            training_state.accepted_slices[name] = set(volume.accepted_slices)
         if volume.edited is not None and (i, "prediction") in added:
             restore_locks(training_state.tracker_for(added[i, "prediction"], axis), volume.edited)
     if restored.model is not None:

@@ -109,3 +109,29 @@ def test_a_source_damaged_since_saving_leaves_the_rest_of_the_session_readable(t
     assert any("changed since the session was saved" in w for w in restored.warnings)
     assert any("can no longer be read" in w and "not reopened" in w for w in restored.warnings)
     np.testing.assert_array_equal(restored.session.volume("scan").painted, painted)
+
+
+def test_a_session_opened_beside_an_image_of_the_same_name_keeps_its_accepted_slices(viewer, qtbot, tmp_path):
+    # napari renames the restored image "vol [1]"; its accepted slices were recorded under "vol", the
+    # image already open: listed there, and lost to the restored image's training.
+    image, truth = disc_volume()
+    painted = np.zeros(SHAPE, np.uint8)
+    painted[2] = truth[2]
+    prediction = truth.astype(np.uint8)
+    volume = SessionVolume(name="vol", shape=SHAPE, image=image, painted=painted, prediction=prediction)
+    volume.accepted_slices = [4]
+    roles = [("image", "vol"), ("painted", "vol labels"), ("prediction", "vol ACTION")]
+    records = {
+        role: {"name": name, "index": k, "transform": {}, "geometry": None} for k, (role, name) in enumerate(roles)
+    }
+    volume.meta = {"geometry": None, "layers": records}
+    store = save_session(tmp_path / "work.action.zarr", Session(volumes=[volume]))
+    viewer.add_image(disc_volume(3)[0], name="vol")  # another scan, open before
+    widget = dock(viewer)
+    widget.files_panel.open_session(store)
+    wait_idle(qtbot, widget)
+    assert [layer.name for layer in viewer.layers][:2] == ["vol", "vol [1]"]
+    assert viewer.layers["vol ACTION"].metadata["napari_action_source"] == "vol [1]"
+    assert widget.training_state.accepted_slices == {"vol [1]": {4}}
+    # The restored painted layer stays paired with its own image, not with the one open before.
+    assert [(layer.name, image) for layer, image in widget.picker.selected_labels()] == [("vol labels", "vol [1]")]
