@@ -373,6 +373,8 @@ class ActionWidget(QWidget):
         run = self.run
         if run is not None and run.error is None and run.last_progress is not None:
             self.status.say("Done. " + status_text(run.last_progress))
+        elif run is not None and run.error is None:  # stopped while preparing or previewing
+            self.status.say("Stopped before the first training step; press Train to start again.")
         self.training_state.run_pending_job()
         if self._predicts_when_done(run):
             self._predict_trained_images(run.last_progress)
@@ -456,6 +458,8 @@ class ActionWidget(QWidget):
         after, self._after_prediction = self._after_prediction, None
         if self.run is None or not self.run.is_running:
             self.status.say(after or "Ready.")
+        elif self.run.state is RunState.PAUSED:  # the user's pause: the job's "Predicting…" is over
+            self.status.say("Paused; press Resume to train on.")
         self.refresh()
 
     def _on_save_clicked(self) -> None:

@@ -159,6 +159,25 @@ def test_pause_resume(scene, qtbot):
     assert run.state is RunState.FINISHED and widget.train_button.isEnabled()
 
 
+def test_status_line_is_not_left_on_a_finished_stop_or_prediction(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    run = start_long_training(widget)
+    widget.stop_button.click()  # while the volumes are prepared: no step is ever reported
+    wait_finished(qtbot, widget)
+    assert run.last_progress is None and run.error is None
+    assert "Stopping" not in widget.status_label.text()  # was left on "Stopping after the current step…"
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    widget.pause_button.click()
+    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
+    widget.predict_button.click()
+    qtbot.waitUntil(lambda: widget.training_state.job is None, timeout=TIMEOUT)
+    assert run.state is RunState.PAUSED
+    assert "Predicting" not in widget.status_label.text()  # was left on "Predicting 1 volume(s)…"
+    widget.stop_button.click()
+    wait_finished(qtbot, widget)
+
+
 EXPECTED_REFUSAL = {"wrong shape": "shape", "nothing painted": "Nothing is painted", "placed elsewhere": "elsewhere"}
 
 
