@@ -103,6 +103,14 @@ class LayerPicker(QWidget):
         self._chosen_image[labels_name] = image_name
         self.refresh()
 
+    def image_renamed(self, old: str, new: str) -> None:
+        """Keep what was chosen for the image called ``old`` (skipped, paired by hand) for its new name."""
+        if old in self._unchecked:
+            self._unchecked.discard(old)
+            self._unchecked.add(new)
+        self._chosen_image = {labels: new if image == old else image for labels, image in self._chosen_image.items()}
+        self.refresh()
+
     def _layer(self, name: str):
         # napari's LayerList is a list keyed by name, without a dict-style get().
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401

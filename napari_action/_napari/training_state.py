@@ -327,6 +327,11 @@ class TrainingState:
         if job is not None:
             job()
 
+    def image_renamed(self, old: str, new: str) -> None:
+        """The accepted slices of the image called ``old`` are those of ``new`` now (a rename in the viewer)."""
+        if old in self.accepted_slices:
+            self.accepted_slices[new] = self.accepted_slices.pop(old)
+
     def abandon(self, *_) -> None:
         """The widget is going away: stop everything without calling back into it."""
         self._pending_job = None

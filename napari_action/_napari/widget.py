@@ -45,6 +45,7 @@ from napari_action._napari.plot import LossPlot
 from napari_action._napari.prediction_writer import PredictionWriter
 from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
+from napari_action._napari.renames import ImageRenames
 from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
 from napari_action._napari.status_line import StatusLine
@@ -103,6 +104,8 @@ class ActionWidget(QWidget):
         self._after_prediction: str | None = None
         self._build()
         self.live = LiveUpdates(viewer, self.training_state, self.training_labels)
+        followers = [self.training_state.image_renamed, self.picker.image_renamed, self.refine_panel.image_renamed]
+        self.renames = ImageRenames(viewer, followers)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         # The training state is not a QObject, so it still receives this when the widget dies.
         self.destroyed.connect(self.training_state.abandon)

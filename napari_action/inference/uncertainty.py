@@ -68,6 +68,11 @@ class UncertaintyMaps:
         """Drop the map of image ``name`` (its image is gone)."""
         self.maps.pop(name, None)
 
+    def rename(self, old: str, new: str) -> None:
+        """Keep the map of image ``old`` under its new name."""
+        if old in self.maps:
+            self.maps[new] = self.maps.pop(old)
+
     def _map(self, name: str, shape: tuple[int, ...], axis: int) -> UncertaintyMap:
         found = self.maps.get(name)
         if found is None or found.volume.shape != tuple(shape) or found.axis != axis:

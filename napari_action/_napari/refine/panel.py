@@ -219,6 +219,11 @@ class RefinePanel(QGroupBox):
             self.uncertainty.forget(layer.name)
         self._on_layers_changed()
 
+    def image_renamed(self, old: str, new: str) -> None:
+        """An image was renamed in the viewer: its uncertainty map and lists follow it."""
+        self.uncertainty.rename(old, new)
+        self.refresh_later()
+
     def _on_paint(self, event=None) -> None:
         layer = getattr(event, "source", None)
         name = layer.metadata.get(SOURCE_KEY) if layer is not None else None

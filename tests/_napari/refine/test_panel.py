@@ -225,3 +225,25 @@ def test_next_slices_follow_a_new_model_sliced_along_another_axis_than_the_loade
     panel.refresh()  # the list along the new model's axis gives the same picks
     assert panel.labeled_axis == 0 and panel.next_slices() == picks
     panel.refresh_later.cancel()
+
+
+def test_an_image_renamed_keeps_its_prediction_layer_corrections_and_accepted_slices(scene, qtbot):
+    # Prediction layers, accepted slices and uncertainty maps hang on the image's name: after a rename,
+    # Predict made a second "scan ACTION" layer without the corrections, and the accepted slice was lost.
+    viewer, widget, labels, truth = scene
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    layer = viewer.layers["vol ACTION"]
+    edit_slice(layer, 4, 1)
+    viewer.layers.selection.active = layer
+    show_slice(viewer, 4)
+    assert widget.refine_panel.accept_current_slice() == [4]
+    viewer.layers["vol"].name = "scan"
+    assert layer.name == "scan ACTION" and layer.metadata["napari_action_source"] == "scan"
+    assert widget.training_state.accepted_slices == {"scan": {4}}
+    assert "scan" in widget.refine_panel.uncertainty.maps and "vol" not in widget.refine_panel.uncertainty.maps
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    assert [lay.name for lay in viewer.layers if "napari_action_source" in lay.metadata] == ["scan ACTION"]
+    assert (layer.data[4, 0:6, 0:6] == 1).all()  # the correction, locked, survived the new prediction
+    assert [(lab.name, image) for lab, image in widget.picker.selected_labels()] == [("vol labels", "scan")]
