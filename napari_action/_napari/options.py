@@ -127,8 +127,8 @@ def _declare_widgets() -> list:
             max=1_000_000,
             value=TrainConfig.preset(budget).steps_stage3,
             tooltip="Steps of the semi-supervised stage iii (after the cpu budget's supervised start, or the paper "
-            f"budget's two warm-ups). {TrainConfig.preset('cpu').cohort_lengthening_text().capitalize()}: "
-            "the network then learns from many images, each seen less often.",
+            f"budget's two warm-ups). {_sentence(TrainConfig.preset('cpu').cohort_lengthening_text())}. The network "
+            "then learns from many images, each seen less often.",
         ),
         ComboBox(name="device", label="device", choices=devices),
         # A blank label (magicgui shows the name for an empty one): the text lines up with the choices.
@@ -322,3 +322,8 @@ def describe_device(choice: str, cpu_bfloat16: bool | None = None) -> str:
     if device.type != "cpu":
         return device_label(device)
     return "CPU, bfloat16" if resolve_amp(device, amp=False, cpu_bfloat16=cpu_bfloat16) else "CPU, float32"
+
+
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter (``str.capitalize`` would lower every other one)."""
+    return text[:1].upper() + text[1:]
