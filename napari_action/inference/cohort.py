@@ -51,7 +51,9 @@ def expand_images(values: Sequence[str | os.PathLike], lists: Sequence[str | os.
     Returns
     -------
     list of pathlib.Path
-        Files in the order given, duplicates (the same path twice) dropped.
+        Files in the order given, duplicates dropped: the same file named twice, however it is
+        spelled (``scan.nii.gz``, ``./scan.nii.gz``, ``lists/../scan.nii.gz``, its absolute path),
+        keeps its first spelling.
 
     Raises
     ------
@@ -65,7 +67,11 @@ def expand_images(values: Sequence[str | os.PathLike], lists: Sequence[str | os.
         found.extend(_expand_one(str(value)))
     for list_file in lists:
         found.extend(read_image_list(list_file))
-    return list(dict.fromkeys(found))
+    # Keyed by the absolute path: a file named relatively and absolutely, or through "..", is one file.
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(os.path.abspath(path), path)
+    return list(unique.values())
 
 
 def _expand_one(value: str) -> list[Path]:

@@ -25,6 +25,16 @@ def test_patterns_are_sorted_names_kept_and_duplicates_dropped(tmp_path):
     assert found == [a, b, deep, bracketed]
 
 
+def test_one_file_spelled_differently_is_one_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scan = touch(tmp_path / "scans" / "scan.nii.gz")
+    listing = tmp_path / "lists" / "cohort.txt"
+    listing.parent.mkdir()
+    listing.write_text("../scans/scan.nii.gz\n")
+    found = expand_images(["scans/scan.nii.gz", str(scan), "./scans//scan.nii.gz"], [listing])
+    assert found == [Path("scans/scan.nii.gz")]
+
+
 def test_list_files_skip_comments_and_resolve_relative_paths(tmp_path):
     listing = tmp_path / "lists" / "cohort.txt"
     listing.parent.mkdir()
