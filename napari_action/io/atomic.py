@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -140,7 +141,7 @@ def _fsync_folder(folder: Path) -> None:
 def remove_stale_parts(target: str | os.PathLike, *, older_than_s: float = STALE_AFTER_S) -> list[Path]:
     """Delete the temporary files that interrupted writes of ``target`` left in its folder.
 
-    Only files unchanged for ``older_than_s`` seconds go: a younger one may belong
+    Only files (and the folders of zarr stores) unchanged for ``older_than_s`` seconds go: a younger one may belong
     to a write still running in another process (a running write keeps touching
     its file). Files that cannot be inspected or removed are left alone.
 
@@ -168,12 +169,26 @@ def remove_stale_parts(target: str | os.PathLike, *, older_than_s: float = STALE
 
 def _remove_if_older(entry: os.DirEntry, cutoff: float) -> bool:
     try:
+        if entry.is_dir(follow_symlinks=False):
+            # A zarr store being built: a running write keeps adding chunks deep inside, so its newest file counts.
+            if _newest_change(entry.path) >= cutoff:
+                return False
+            shutil.rmtree(entry.path)
+            return True
         if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime >= cutoff:
             return False
         os.unlink(entry.path)
     except OSError:  # gone already, or not ours to remove
         return False
     return True
+
+
+def _newest_change(folder: str) -> float:
+    newest = os.stat(folder, follow_symlinks=False).st_mtime
+    for root, folders, files in os.walk(folder):
+        for name in folders + files:
+            newest = max(newest, os.stat(os.path.join(root, name), follow_symlinks=False).st_mtime)
+    return newest
 
 
 def make_folder_for(target: str | os.PathLike) -> None:

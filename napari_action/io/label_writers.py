@@ -281,6 +281,7 @@ class ZarrLabelWriter(_RunWriter):
                 shutil.rmtree(aside, ignore_errors=True)
             else:
                 os.replace(self.temporary, self.target)
+        remove_stale_parts(self.target)  # the stores of a killed run (a cancelled job) are left otherwise
         return self.target
 
     def discard(self) -> None:

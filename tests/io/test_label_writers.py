@@ -10,6 +10,7 @@ from napari_action.io.nifti import load_labels
 from napari_action.io.nifti_writer import save_labels
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import open_volume_source
+from tests.helpers.os_limits import make_old
 
 
 def labels_and_meta(shape=(12, 9, 7), dtype=np.uint8):
@@ -63,6 +64,23 @@ def test_existing_targets_stay_unless_overwrite_and_failures_leave_nothing(tmp_p
     write_label_volume(target, np.zeros_like(labels), meta, axis=0, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == [name]
     assert not open_volume_source(target).read(0, 0, 12).any()
+
+
+def test_the_next_zarr_write_removes_the_store_a_killed_run_left(tmp_path):
+    labels, meta = labels_and_meta(shape=(12, 9, 40))
+    # What a run killed half way through leaves: a hidden store with some chunks written.
+    writer = open_label_writer(tmp_path / "labels.zarr", meta, labels.dtype, 2)
+    for index, plane in enumerate(np.moveaxis(labels, 2, 0)[:20]):
+        writer.write(index, plane)
+    [leftover] = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert any(p.is_file() for p in (leftover / "c").rglob("*"))
+    young = tmp_path / ".labels.zarr.young.part"
+    (young / "c").mkdir(parents=True)
+    for path in [leftover, *leftover.rglob("*")]:
+        make_old(path)
+    write_label_volume(tmp_path / "labels.zarr", labels, meta, axis=2)
+    # The old leftover goes; a young one may belong to a write still running in another process.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [young.name, "labels.zarr"]
 
 
 def test_a_nii_writer_refuses_to_commit_a_partial_volume(tmp_path):
