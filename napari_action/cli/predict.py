@@ -14,6 +14,7 @@ was tried (bad options, no checkpoint, a pattern that matches nothing, existing 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -120,14 +121,20 @@ def run(args: argparse.Namespace) -> int:
     images = _images_of(args)
     extension = OUTPUT_FORMATS[args.output_format]
     targets = {image: output_path(args.out_dir, image, extension=extension) for image in images}
+    targets = _without_own_outputs(targets, share)
+    images = list(targets)
     _refuse_shared_outputs(targets)
-    _refuse_existing_outputs(targets, args)
+    mine = share.take(images)
+    # Ranks of a job array (RANK and WORLD_SIZE set by hand) start at different times: the masks an
+    # earlier rank wrote are not this rank's outputs. Under torchrun every rank checks every output,
+    # so that all of them stop together.
+    _refuse_existing_outputs({image: targets[image] for image in (images if share.agent_store else mine)}, args)
     configure_threads(args.threads)
     # Before the model loads and the first image is predicted: a read-only folder failed every file at its end.
     require_writable_folder(args.out_dir, instead="another --out-dir")
     model = load_model(args.model, device=_rank_device(args.device, share))
     started = time.perf_counter()
-    outcomes = _predict_share(share.take(images), targets, model, args, share)
+    outcomes = _predict_share(mine, targets, model, args, share)
     return _report(outcomes, share, time.perf_counter() - started, args.out_dir, model)
 
 
@@ -135,6 +142,17 @@ def _images_of(args: argparse.Namespace) -> list[Path]:
     if not args.image and not args.image_list:
         raise ValueError("no images given: name them with --image (files or patterns) or --image-list.")
     return expand_images(args.image, args.image_list)
+
+
+def _without_own_outputs(targets: dict[Path, Path], share: RankShare) -> dict[Path, Path]:
+    """Leave out images that are another image's output (a pattern over a folder that holds --out-dir)."""
+    outputs = {os.path.abspath(target) for target in targets.values()}
+    own = [image for image in targets if os.path.abspath(image) in outputs]
+    if own:
+        names = ", ".join(str(image) for image in own[:_NAMES_SHOWN])
+        more = f" and {len(own) - _NAMES_SHOWN} more" if len(own) > _NAMES_SHOWN else ""
+        print(f"{share.prefix}Note: left out {names}{more}: the output(s) of other images here.", file=sys.stderr)
+    return {image: target for image, target in targets.items() if image not in own}
 
 
 def _refuse_shared_outputs(targets: dict[Path, Path]) -> None:

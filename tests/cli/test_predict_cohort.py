@@ -106,6 +106,23 @@ def test_two_images_with_one_output_name_are_refused(model_file, tmp_path, capsy
     assert "several images would write the same output" in capsys.readouterr().err
 
 
+def test_a_pattern_over_the_out_dir_does_not_take_the_masks_for_images(model_file, tmp_path, capsys):
+    # BIDS keeps derivatives inside the dataset: the pattern of a resumed run also matches the masks.
+    for subject in ("01", "02"):
+        (tmp_path / f"sub-{subject}").mkdir()
+        write_nifti(tmp_path / f"sub-{subject}" / f"sub-{subject}_T1w.nii.gz", disc_volume(1)[0])
+    out_dir = tmp_path / "derivatives" / "action"
+    args = predict_args(model_file, out_dir, tmp_path / "**" / "*.nii.gz")
+    assert main(args) == 0
+    (out_dir / "sub-02_T1w_action.nii.gz").unlink()  # the job was cancelled before the second mask
+    capsys.readouterr()
+    assert main([*args, "--skip-existing"]) == 0
+    out, err = capsys.readouterr()
+    assert "Summary: 1 written, 1 skipped of 2 files" in out
+    assert f"left out {out_dir / 'sub-01_T1w_action.nii.gz'}" in err
+    assert sorted(p.name for p in out_dir.glob("*.nii.gz")) == ["sub-01_T1w_action.nii.gz", "sub-02_T1w_action.nii.gz"]
+
+
 def test_each_rank_predicts_its_share_and_reports_it(cohort, model_file, tmp_path, capsys, monkeypatch):
     # RANK and WORLD_SIZE set by hand (a job array, no torchrun store): each rank summarises its own files.
     monkeypatch.setenv("RANK", "1")
@@ -121,6 +138,25 @@ def test_each_rank_predicts_its_share_and_reports_it(cohort, model_file, tmp_pat
     assert f"[rank 1/2] [2/2] {cohort / 'd_good.nii.gz'} -> " in out
     assert "[rank 1/2] Summary: 1 written, 1 failed of 2 files" in out
     assert "[rank 1/2] Failed (1):" in err
+
+
+def test_ranks_of_a_job_array_started_one_after_another_each_predict_their_share(
+    cohort, model_file, tmp_path, capsys, monkeypatch
+):
+    # A job array: rank 0 has finished when rank 1 starts; its masks are not rank 1's outputs.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    out_dir = tmp_path / "out"
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        assert main(predict_args(model_file, out_dir, cohort / "*.nii.gz")) == SOME_FILES_FAILED
+    out = capsys.readouterr().out
+    assert "[rank 1/2] Summary: 1 written, 1 failed of 2 files" in out
+    assert {"a_good_action.nii.gz", "d_good_action.nii.gz"} <= {p.name for p in out_dir.iterdir()}
+    # Rank 1's own output existing still stops it, naming only that file.
+    assert main(predict_args(model_file, out_dir, cohort / "*.nii.gz")) == 2
+    err = capsys.readouterr().err
+    assert "d_good_action.nii.gz already exist" in err and "a_good_action" not in err
 
 
 def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path):
