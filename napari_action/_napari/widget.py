@@ -257,7 +257,8 @@ class ActionWidget(QWidget):
         in the worker, which becomes the model; its prior is shown first).
         ``total_steps`` sizes the progress bar; ``status`` is the status line until the first
         progress; ``on_finished(run)`` comes after the widget's own end-of-run handling, also
-        when the run failed or was stopped.
+        when the run failed or was stopped, but not when that handling already predicts the
+        trained images ("predict when training ends"): a second prediction would run beside it.
         """
         plan = self.training_state.plan
         if self.training_state.busy or plan is None:
@@ -379,10 +380,11 @@ class ActionWidget(QWidget):
         elif run is not None and run.error is None:  # stopped while preparing or previewing
             self.status.say("Stopped before the first training step; press Train to start again.")
         self.training_state.run_pending_job()
-        if self._predicts_when_done(run):
+        predicting = self._predicts_when_done(run)
+        if predicting:
             self._predict_trained_images(run.last_progress)
         self.refresh()
-        if then is not None and run is not None:
+        if then is not None and run is not None and not predicting:
             then(run)
 
     def _predicts_when_done(self, run: TrainingRun | None) -> bool:

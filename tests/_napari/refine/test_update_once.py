@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 from napari.utils.notifications import notification_manager
 
-from tests.helpers.gui import edit_slice, show_slice, wait_finished
+from napari_action._napari.workers import PredictionJob
+from tests.helpers.gui import GRID, TIMEOUT, edit_slice, show_slice, wait_finished
 
 
 def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
@@ -43,3 +44,27 @@ def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
     np.testing.assert_array_equal(layer.data[6], accepted)  # ...around the accepted slice
     assert panel.uncertainty.get("vol").covered.all() and "vol uncertainty" not in viewer.layers
     assert panel.update_button.isEnabled()
+
+
+def test_update_once_predicts_the_training_volumes_once(scene, qtbot, monkeypatch):
+    """The round's end starts one prediction: the widget's own ("predict when training ends") or the update's."""
+    viewer, widget, labels, truth = scene
+    viewer.add_image(truth.astype("float32"), name="second", **GRID)  # a training volume nobody painted
+    started = []
+    real_start = PredictionJob.start
+    monkeypatch.setattr(PredictionJob, "start", lambda job: started.append(job) or real_start(job))
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert len(started) == 1  # Train's own prediction when it ends
+    panel = widget.refine_panel
+    panel.steps_spin.setValue(2)
+    panel.update_button.click()
+    wait_finished(qtbot, widget)
+    # Two at once: the first to end left the widget idle while the other still wrote into the layers.
+    assert len(started) == 2 and not started[-1].is_running
+    widget.options.predict_when_done.value = False  # the update predicts on its own then
+    panel.update_button.click()
+    wait_finished(qtbot, widget)
+    assert len(started) == 3
+    assert sorted(name for name, *_ in started[-1].items) == ["second", "vol"]
+    qtbot.waitUntil(lambda: not any(job.is_running for job in started), timeout=TIMEOUT)
