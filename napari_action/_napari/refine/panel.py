@@ -319,7 +319,17 @@ class RefinePanel(QGroupBox):
         if layer is None:
             show_warning("ACTION: select an '<image> ACTION' prediction layer to accept one of its slices.")
             return []
-        tracker = tracker_for_layer(self.training_state, layer, viewer_slicing_axis(self.viewer))
+        shown = viewer_slicing_axis(self.viewer)
+        tracker = tracker_for_layer(self.training_state, layer, shown)
+        if self.viewer.dims.ndisplay != 2 or shown != tracker.axis:
+            # The slice along the model's axis at the viewer's position is not the one the user sees.
+            seen = "a 3D view" if self.viewer.dims.ndisplay != 2 else f"slices along axis {shown}"
+            show_warning(
+                f"ACTION: the viewer shows {seen}, but accepted slices run along the model's slicing axis "
+                f"{tracker.axis}; show a slice along axis {tracker.axis} in 2D (a click in the Training set "
+                "list does), check it and accept it then."
+            )
+            return []
         return self._accept(tracker, [current_slice(self.viewer, layer, tracker.axis)])
 
     def accept_edited_slices(self) -> int:
@@ -345,7 +355,14 @@ class RefinePanel(QGroupBox):
         running = self.widget.run is not None and self.widget.run.is_running
         if new:
             self.widget.labels_changed(immediately=True)  # a running training gets them before its next step
-        where = "sent to the running training" if running else "used at the next Train or Update once"
+        plan = self.training_state.plan
+        if plan is not None and all(image.name != name for image in plan.images):
+            # Update once and a running training learn from the plan's volumes only.
+            where = f"used at the next Train ({name!r} is not one of the volumes the current model trains on)"
+        elif running:
+            where = "sent to the running training"
+        else:
+            where = "used at the next Train or Update once"
         self.status_label.setText(f"Accepted slice(s) {new or slices} of {name!r}{copied}; {where}.")
         self.refresh()
         return new

@@ -62,3 +62,31 @@ def test_predicted_volumes_listed_worst_first_and_a_click_shows_the_worst_slice(
     viewer.layers.remove("blank")
     assert sorted(tab.records) == ["second", "vol"] and len(rows(tab)) == 2
     assert tab.summary_label.text().endswith("sizes not compared (under 3).")
+
+
+def test_a_slice_accepted_on_a_scan_outside_training_waits_for_the_next_train(scene, qtbot):
+    """A scan opened after Train, predicted, corrected and accepted: Update once cannot learn from it, and says so."""
+    viewer, widget, labels, truth = scene
+    panel = widget.refine_panel
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    assert "late" in panel.cohort_tab.records
+    layer = viewer.layers["late ACTION"]
+    gui.edit_slice(layer, 4, 2)
+    viewer.layers.selection.active = layer
+    gui.show_slice(viewer, 4)
+    assert panel.accept_current_slice() == [4]
+    assert panel.status_label.text() == (
+        "Accepted slice(s) [4] of 'late'; used at the next Train ('late' is not one of the volumes the current "
+        "model trains on)."
+    )
+    panel.steps_spin.setValue(2)
+    panel.update_button.click()
+    wait_finished(qtbot, widget)
+    assert [image.name for image in widget.training_state.plan.images] == ["vol"]  # Update once did not take it
+    widget.train_button.click()  # the next Train does
+    wait_finished(qtbot, widget)
+    assert widget.training_state.trainer.annotation.labeled_slices(1) == [4]

@@ -247,3 +247,22 @@ def test_an_image_renamed_keeps_its_prediction_layer_corrections_and_accepted_sl
     assert [lay.name for lay in viewer.layers if "napari_action_source" in lay.metadata] == ["scan ACTION"]
     assert (layer.data[4, 0:6, 0:6] == 1).all()  # the correction, locked, survived the new prediction
     assert [(lab.name, image) for lab, image in widget.picker.selected_labels()] == [("vol labels", "scan")]
+
+
+def test_accepting_only_the_slice_shown_along_the_slicing_axis(scene):
+    viewer, widget, labels, truth = scene
+    layer = offline_prediction(viewer, widget, truth)  # tracked along axis 0
+    panel = widget.refine_panel
+    show_slice(viewer, 3)
+    viewer.dims.order = (1, 0, 2)  # rows are shown: the slider moves along axis 1
+    before = len(notification_manager.records)
+    assert press(viewer, ACCEPT_KEY)
+    assert widget.training_state.accepted_slices.get("vol", set()) == set()  # slice 3, never shown, is not accepted
+    assert "slices along axis 1" in str(notification_manager.records[before].message)
+    viewer.dims.order = (0, 1, 2)
+    viewer.dims.ndisplay = 3
+    assert panel.accept_current_slice() == []
+    assert "a 3D view" in str(notification_manager.records[-1].message)
+    viewer.dims.ndisplay = 2
+    assert panel.accept_current_slice() == [3]
+    assert not widget.training_state.trackers[id(layer)].locked[[2, 4]].any()
