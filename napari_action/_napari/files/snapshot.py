@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,13 @@ def painted_pairs(viewer, picked: list[tuple[Any, str | None]]) -> tuple[dict[st
 
 
 def source_file(layer) -> str | None:
-    """The file a layer was read from, if it still exists."""
+    """The file a layer was read from, if it still exists, as an absolute path.
+
+    napari records the path as it was given (``napari scan.nii.gz`` keeps it relative to the
+    folder napari was started in); a session opened from another folder must still find it.
+    """
     path = getattr(getattr(layer, "source", None), "path", None)
-    return str(path) if path and Path(path).is_file() else None
+    return os.path.abspath(path) if path and Path(path).is_file() else None
 
 
 def _volume(viewer, image, painted, training_state) -> SessionVolume:
