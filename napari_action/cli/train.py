@@ -115,7 +115,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if len(args.labels) > len(args.image):
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
-    _check_output(args.out, args.overwrite)
+    _check_output(args.out, args.overwrite, [*args.image, *args.labels])
     loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
     images = [volume for volume, _ in loaded]
     painted = training_labels(args.labels, images, args.axis, args.labeled_slices)
@@ -196,10 +196,17 @@ def _where(trainer: Trainer) -> str:
     return f"{trainer.distributed.world_size} processes (torchrun), each on {trainer.device_label}"
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
-    """Refuse, before minutes of training, an --out that exists or a folder that cannot be written."""
+def _check_output(out: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse, before minutes of training, an --out that exists, is one of the ``inputs`` (even with
+    --overwrite: the checkpoint would replace the user's image or labels) or a folder that cannot be written."""
     if out.is_dir():
         raise IsADirectoryError(f"--out {out} is a folder; give a file name such as {out / 'model.pt'}.")
+    for given in inputs:
+        if out.exists() and given.exists() and os.path.samefile(out, given):
+            raise FileExistsError(
+                f"--out {out} is the input file {given}; the model would replace it. "
+                "Choose another --out, such as model.pt."
+            )
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or choose another --out.")
     make_folder_for(out)

@@ -153,6 +153,16 @@ def test_an_existing_model_file_is_refused_before_training_unless_overwrite(nift
     assert out.read_bytes() != b"the user's earlier model"
 
 
+def test_an_input_file_as_out_is_refused_even_with_overwrite(nifti_files, capsys):
+    labels = nifti_files["labels"]
+    before = labels.read_bytes()
+    args = cli_train_args([nifti_files["image"]], labels, labels)
+    assert main([*args, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "is the input file" in err and "Training" not in err
+    assert labels.read_bytes() == before
+
+
 def test_a_folder_as_out_is_refused_before_training(nifti_files, capsys):
     args = cli_train_args([nifti_files["image"]], nifti_files["labels"], nifti_files["dir"])
     assert main(args) == 2
