@@ -166,6 +166,15 @@ def is_session_store(path: str | os.PathLike) -> bool:
         return False
 
 
+def session_saved_at(path: str | os.PathLike) -> float | None:
+    """When the session store at ``path`` was saved (seconds since the epoch); None if there is none."""
+    try:
+        attributes = json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8"))["attributes"]
+        return float(attributes["saved_at"]) if attributes.get("format") == FORMAT else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _refuse_to_replace(path: Path) -> None:
     # Switching a store in removes what was there: never a file or folder of the user's.
     if not os.path.exists(path) or is_session_store(path) or (path.is_dir() and not any(path.iterdir())):

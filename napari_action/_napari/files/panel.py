@@ -22,6 +22,7 @@ full) leaves the previous file as it was and its notification says what to do.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -49,7 +50,7 @@ from napari_action._napari.view_plane import layer_geometry, viewer_slicing_axis
 from napari_action.inference.loaded_model import LoadedModel, load_model
 from napari_action.io.errors import describe_error
 from napari_action.io.geometry import geometry_warnings
-from napari_action.io.session_store import HashCache, is_session_store
+from napari_action.io.session_store import HashCache, is_session_store, session_saved_at
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,32 @@ def autosave_sibling(path: str | Path) -> Path:
     path = Path(path)
     stem = path.name.removesuffix(SESSION_SUFFIX).removesuffix(".zarr")
     return path.with_name(f"{stem}.autosave{SESSION_SUFFIX}")
+
+
+def autosave_after_opening(opened: Path, saved_at: float) -> tuple[Path, str | None]:
+    """Where to autosave after opening the session ``opened`` (saved at ``saved_at``), and what to tell the user.
+
+    Its sibling (:func:`autosave_sibling`), unless that holds an autosave newer than the session: work done
+    after the last save, before a crash. The next autosave would replace it; it goes to a free name beside
+    it instead, and the user is told where the newer work is.
+    """
+    sibling = autosave_sibling(opened)
+    newer = session_saved_at(sibling)
+    if newer is None or newer <= saved_at:
+        return sibling, None
+    stem = sibling.name.removesuffix(SESSION_SUFFIX)
+    free = next(
+        candidate
+        for number in itertools.count(2)
+        if not (candidate := sibling.with_name(f"{stem}-{number}{SESSION_SUFFIX}")).exists()
+    )
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(newer))
+    message = (
+        f"{sibling.name} beside this session holds an autosave from {when}, newer than the session: work "
+        f"since your last save. Open it (Open session…) to get that work back; it is kept, and autosaves "
+        f"now go to {free.name}."
+    )
+    return free, message
 
 
 class _Jobs:
@@ -416,7 +443,9 @@ class FilesPanel(QGroupBox):
         self.widget.refresh()  # a restored model enables "Predict all" and "Save model…"
         for message in [*restored.warnings, *(f"the session's training option {s}" for s in skipped)]:
             show_warning(f"ACTION: {message}")
-        self.autosave_path = autosave_sibling(self._opening)
+        self.autosave_path, newer_autosave = autosave_after_opening(self._opening, restored.session.saved_at)
+        if newer_autosave is not None:
+            show_warning(f"ACTION: {newer_autosave}")
         self.status_label.setText(f"Session opened: {len(restored.session.volumes)} volume(s).")
         show_info(f"ACTION: session {self._opening} opened.")
 

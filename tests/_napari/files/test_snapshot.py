@@ -9,10 +9,13 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from napari.utils.notifications import notification_manager
 
+from napari_action._napari.files.panel import autosave_after_opening
 from napari_action._napari.files.snapshot import read_session
 from napari_action._napari.widget import ActionWidget
 from napari_action.io.session_store import Session, SessionVolume, file_sha256, load_session, save_session
+from tests.helpers.engine import write_nifti
 from tests.helpers.gui import SHAPE, disc_volume, dock, open_nifti, paint, wait_idle
 
 
@@ -135,3 +138,66 @@ def test_a_session_opened_beside_an_image_of_the_same_name_keeps_its_accepted_sl
     assert widget.training_state.accepted_slices == {"vol [1]": {4}}
     # The restored painted layer stays paired with its own image, not with the one open before.
     assert [(layer.name, image) for layer, image in widget.picker.selected_labels()] == [("vol labels", "vol [1]")]
+
+
+def test_an_image_opened_by_a_relative_path_is_found_from_another_folder(viewer, qtbot, tmp_path, monkeypatch):
+    # `napari scan.nii.gz` records the path as typed; a session stored it so, and reopened in napari
+    # started from another folder, the image was "not found" (its voxels are not in the session).
+    image, truth = disc_volume()
+    (tmp_path / "data").mkdir()
+    write_nifti(tmp_path / "data" / "scan.nii.gz", image)
+    monkeypatch.chdir(tmp_path / "data")
+    open_nifti(viewer, "scan.nii.gz")
+    painted = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="scan labels")
+    paint(painted, truth)
+    widget = dock(viewer)
+    widget.files_panel.save_session(tmp_path / "work.action.zarr")
+    wait_idle(qtbot, widget)
+
+    monkeypatch.chdir(tmp_path)
+    stored = load_session(tmp_path / "work.action.zarr").volume("scan")
+    assert stored.source_path == str(tmp_path / "data" / "scan.nii.gz")
+    restored = read_session(tmp_path / "work.action.zarr")
+    assert restored.warnings == []
+    np.testing.assert_array_equal(restored.images[0], image)
+
+
+def _image_and_paint(image: np.ndarray, painted: np.ndarray) -> SessionVolume:
+    """A stored volume "vol" with its painted layer "vol labels", as the widget saves one."""
+    roles = [("image", "vol"), ("painted", "vol labels")]
+    records = {
+        role: {"name": name, "index": k, "transform": {}, "geometry": None} for k, (role, name) in enumerate(roles)
+    }
+    return SessionVolume("vol", SHAPE, image=image, painted=painted, meta={"geometry": None, "layers": records})
+
+
+def test_opening_a_session_keeps_the_newer_autosave_beside_it(viewer, qtbot, tmp_path):
+    # After a crash the user opens the session they saved; its autosave sibling holds the work done since.
+    # The next autosave (a minute later) replaced it: the slice painted after the save was gone.
+    image, truth = disc_volume()
+    saved, since = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    saved[2] = since[2] = truth[2]
+    since[5] = truth[5]
+    store = tmp_path / "work.action.zarr"
+    save_session(store, Session([_image_and_paint(image, saved)]))
+    autosaved = tmp_path / "work.autosave.action.zarr"
+    save_session(autosaved, Session([_image_and_paint(image, since)]))  # saved later
+    widget = dock(viewer)
+    before = len(notification_manager.records)
+    widget.files_panel.open_session(store)
+    wait_idle(qtbot, widget)
+    assert widget.files_panel.autosave_path == tmp_path / "work.autosave-2.action.zarr"
+    warned = [str(record.message) for record in notification_manager.records[before:]]
+    assert any("work.autosave.action.zarr beside this session holds an autosave" in text for text in warned)
+    assert widget.files_panel.autosave()
+    wait_idle(qtbot, widget)
+    np.testing.assert_array_equal(load_session(autosaved).volume("vol").painted, since)  # kept
+    np.testing.assert_array_equal(load_session(widget.files_panel.autosave_path).volume("vol").painted, saved)
+
+
+def test_an_autosave_older_than_the_opened_session_is_its_autosave_again(tmp_path):
+    image, _ = disc_volume()
+    volume = _image_and_paint(image, np.zeros(SHAPE, np.uint8))
+    save_session(tmp_path / "work.autosave.action.zarr", Session([volume]))
+    store = save_session(tmp_path / "work.action.zarr", Session([volume]))  # saved after its last autosave
+    assert autosave_after_opening(store, load_session(store).saved_at) == (tmp_path / "work.autosave.action.zarr", None)
