@@ -33,7 +33,7 @@ from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, 
 from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, UNPAINTED_PRIORS
 from napari_action.data.intensity import SAMPLE_VOXELS
 from napari_action.data.painted_slices import PaintedSlices, read_painted_slices, scan_paint
-from napari_action.data.slicing_axis import decide_axis
+from napari_action.data.slicing_axis import decide_axis, has_paint
 from napari_action.io.atomic import make_folder_for
 from napari_action.io.geometry import describe_grid, same_voxel_grid
 from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
@@ -121,6 +121,12 @@ def _train(args: argparse.Namespace) -> int:
     painted = training_labels(args.labels, images, args.axis, args.labeled_slices)
     _check_pairs(args.image, loaded, args.labels, painted)
     labels = [array for array, _ in painted]
+    if args.labeled_slices and not any(has_paint(array) for array in labels):
+        # The core accepts slices marked as labeled alone; from the command line that is a model of background.
+        raise ValueError(
+            "Paint at least one structure: --labeled-slices marks slices as background, and no --labels file "
+            "holds a painted voxel."
+        )
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     spacings = [meta.zooms[:3] for _, meta in loaded]
     affines = [meta.affine for _, meta in loaded]

@@ -30,6 +30,15 @@ def test_train_error_is_one_clear_line(nifti_files, capsys):
     assert "error" in err and "Paint" in err
 
 
+def test_slices_marked_as_labeled_without_any_paint_are_refused(nifti_files, capsys):
+    # Trained a model of background alone ("classes [0]") and wrote it, advising on "a single painted slice".
+    out = nifti_files["dir"] / "m.pt"
+    args = ["train", "--image", str(nifti_files["image"]), "--labeled-slices", "0,1", "--axis", "2"]
+    assert main([*args, "--device", "cpu", "--out", str(out)]) == 2
+    assert "Paint at least one structure: --labeled-slices marks slices as background" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_train_announces_every_stage_and_runs_exactly_that(nifti_files, capsys):
     args = cli_train_args([nifti_files["image"]], nifti_files["labels"], nifti_files["dir"] / "m.pt", method="action")
     assert main([*args, "--warmup", "1"]) == 0
