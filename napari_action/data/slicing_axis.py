@@ -197,7 +197,7 @@ def axis_mismatch_advice(labels: Sequence[np.ndarray | None], axis: int) -> str 
     return (
         f"The painted slices lie along axis {painted_axis}, but training slices along axis {axis}: each of "
         f"the {crossed} slices along axis {axis} that touch paint counts as fully labeled, its unpainted "
-        f"voxels as background. Choose axis {painted_axis} (or 'auto') unless that is what you mean."
+        f"voxels as background. Choose axis {painted_axis} (or let the axis be inferred) unless that is what you mean."
     )
 
 
