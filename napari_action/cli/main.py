@@ -53,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-action {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"napari-action {args.command}: interrupted", file=sys.stderr)
+        # What an interrupted command leaves behind, when it has something to say (``interrupted`` default).
+        kept = getattr(args, "interrupted", None)
+        print(f"napari-action {args.command}: interrupted{f'; {kept}' if kept else ''}", file=sys.stderr)
         return 130
 
 

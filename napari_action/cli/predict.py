@@ -97,7 +97,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_threads_option(predict)
     add_nan_to_zero_option(predict)
-    predict.set_defaults(run=run)
+    predict.set_defaults(
+        run=run, interrupted="the masks written so far are kept: run the same command with --skip-existing to go on"
+    )
 
 
 def output_path(out_dir: Path, image: Path, suffix: str = "_action", extension: str = ".nii.gz") -> Path:

@@ -91,7 +91,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_nan_to_zero_option(train)
     train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    train.set_defaults(run=run)
+    train.set_defaults(run=run, interrupted="no model was written (--out is as it was)")
 
 
 def run(args: argparse.Namespace) -> int:

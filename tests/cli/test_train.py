@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -271,3 +276,20 @@ def test_nan_voxels_met_while_reading_a_large_image_advise_the_flag(nifti_files,
     assert "holes.nii: 1024 voxels of slices" in err and "pass --nan-to-zero to replace them by 0" in err
     assert "nan_policy" not in err
     assert main([*args, "--nan-to-zero"]) == 0
+
+
+def test_ctrl_c_during_training_says_that_no_model_was_written(nifti_files):
+    out = nifti_files["dir"] / "m.pt"
+    args = [*cli_train_args([nifti_files["image"]], nifti_files["labels"], out), "--steps", "100000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "napari_action.cli.main", *args], stderr=subprocess.PIPE, text=True, env=env
+    )
+    for line in child.stderr:  # training has started: the schedule is announced before the first step
+        if line.startswith("Training"):
+            break
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130
+    assert "napari-action train: interrupted; no model was written (--out is as it was)" in err
+    assert not out.exists()
