@@ -2,7 +2,9 @@
 
 The geometry comes from ``metadata["napari_action"]`` (set by the reader and kept on prediction
 layers) when it still matches the layer's shape and the world transform the reader gave it
-(:func:`napari_action._napari.reader.display_affine`); otherwise from the layer's
+(:func:`napari_action._napari.reader.display_affine`). A layer without it that lies exactly on an
+axis-permuted file the reader showed voxel-aligned (napari's "new labels" button with that image
+selected copies only the voxel-aligned transform) gets that file's geometry. Otherwise the layer's
 own transform (``affine`` composed with scale/translate/rotate/shear) with qform/sform code 2
 ("aligned"), e.g. for a Labels layer made with napari's "new labels" button.
 
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 from napari.utils.transforms import Affine
 
-from napari_action._napari.reader import display_affine
+from napari_action._napari.reader import display_affine, is_axis_permuted
 from napari_action.io.nifti import NIFTI_EXTENSIONS, VolumeError
 from napari_action.io.nifti_writer import save_labels
 from napari_action.io.volume_meta import VolumeMeta
@@ -65,7 +67,47 @@ def meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any])
             "layer's own transform (qform/sform code 2).",
             path,
         )
+    else:
+        permuted = _permuted_source_meta(path, labels.shape, world)
+        if permuted is not None:
+            return permuted
     return VolumeMeta.from_affine(world, labels.shape, code=2, dtype=labels.dtype.name)
+
+
+def _permuted_source_meta(path: str, shape: tuple[int, ...], world: np.ndarray) -> VolumeMeta | None:
+    """The header of an axis-permuted file open in the current viewer that a layer of ``shape`` lies on.
+
+    The reader draws such a file with a voxel-aligned affine (:func:`display_affine`), so that
+    transform is not the file's geometry: written as it is, the labels would not overlay the file.
+
+    Raises
+    ------
+    VolumeError
+        When files with different geometries lie exactly there (``path`` names it in the message).
+    """
+    import napari  # the writer runs inside napari; napari.current_viewer() is None outside a viewer
+
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return None
+    found: dict[str, VolumeMeta] = {}
+    for layer in viewer.layers:
+        stored = (layer.metadata or {}).get("napari_action")
+        if stored is None:
+            continue
+        meta = stored if isinstance(stored, VolumeMeta) else VolumeMeta.from_dict(stored)
+        aligned = display_affine(meta)
+        if meta.shape == shape and is_axis_permuted(meta) and np.allclose(world, aligned, rtol=1e-6, atol=1e-6):
+            found[layer.name] = meta
+    metas = list(found.values())
+    if not metas:
+        return None
+    if any(not np.allclose(m.affine, metas[0].affine, rtol=1e-6, atol=1e-6) for m in metas[1:]):
+        raise VolumeError(
+            f"{path}: this layer lies on several files with different geometries ({', '.join(found)}); "
+            "close the images it does not belong to and save it again."
+        )
+    return metas[0]
 
 
 def world_affine(attributes: Mapping[str, Any], ndim: int) -> np.ndarray:

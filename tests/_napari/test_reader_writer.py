@@ -155,3 +155,25 @@ def test_reader_warns_about_nan_and_raises_on_4d(nibabel_data, tmp_path):
     assert kind == "image" and layer_data[0, 0, 0] == 0 and kwargs["name"] == "nan"
     with pytest.raises(VolumeError, match="4D"):
         read_nifti(str(nibabel_data / "example4d.nii.gz"))
+
+
+def test_new_labels_layer_on_an_axis_permuted_file_is_saved_with_the_files_geometry(
+    make_napari_viewer, nibabel_data, tmp_path
+):
+    source = tmp_path / "permuted.nii.gz"  # array axis 0 is S-I: shown voxel-aligned
+    nib.save(nib.load(nibabel_data / "anatomical.nii").as_reoriented([[1, 1], [2, 1], [0, 1]]), source)
+    viewer = make_napari_viewer()
+    with pytest.warns(DisplayGeometryWarning):
+        (image,) = viewer.open(source, plugin=PLUGIN)
+    assert image._type_string == "image"
+    viewer.layers.selection.active = image
+    viewer._new_labels()  # napari's "new labels" button: the image's transform, not its metadata
+    labels = viewer.layers[-1]
+    labels.data[2, 3, 4] = 5
+    (written,) = labels.save(str(tmp_path / "painted.nii.gz"), plugin=PLUGIN)
+
+    saved, meta = load_labels(written)
+    assert saved[2, 3, 4] == 5
+    np.testing.assert_allclose(meta.affine, nib.load(source).affine, atol=1e-5)  # overlays the file
+    for field in HEADER_GEOMETRY:
+        np.testing.assert_array_equal(nib.load(written).header[field], nib.load(source).header[field])
