@@ -27,7 +27,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_action.io.nifti import NIFTI_EXTENSIONS, is_label_file, load_volume
+from napari_action.io.nifti import is_label_file, load_volume, nifti_suffix
 from napari_action.io.volume_meta import VolumeMeta
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
@@ -95,7 +95,5 @@ def _as_list(path: PathOrPaths) -> list[str | os.PathLike]:
 def _stem(path: str | os.PathLike) -> str | None:
     """File name without its NIfTI extension, or None for other files."""
     name = Path(path).name
-    for ext in NIFTI_EXTENSIONS:
-        if name.lower().endswith(ext) and len(name) > len(ext):
-            return name[: -len(ext)]
-    return None
+    extension = nifti_suffix(Path(name))
+    return name[: -len(extension)] if extension and len(name) > len(extension) else None

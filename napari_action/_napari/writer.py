@@ -18,6 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import napari
 import numpy as np
 from napari.utils.transforms import Affine
 
@@ -55,12 +56,10 @@ def meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any])
     if labels.ndim != 3:
         raise VolumeError(f"{path}: napari-action writes 3D label volumes; this layer is {labels.ndim}D.")
     world = world_affine(attributes, labels.ndim)
-    stored = (attributes.get("metadata") or {}).get("napari_action")
-    if stored is not None:
-        meta = stored if isinstance(stored, VolumeMeta) else VolumeMeta.from_dict(stored)
+    meta = _stored_meta(attributes.get("metadata"))
+    if meta is not None:
         # The reader shows axis-permuted files with a voxel-aligned affine; both mean "unchanged".
-        placed = (meta.affine, display_affine(meta))
-        if meta.shape == labels.shape and any(np.allclose(world, a, rtol=1e-6, atol=1e-6) for a in placed):
+        if meta.shape == labels.shape and any(_placed_at(world, a) for a in (meta.affine, display_affine(meta))):
             return meta
         logger.warning(
             "%s: the layer's shape or transform changed since it was read; writing it with the "
@@ -85,29 +84,41 @@ def _permuted_source_meta(path: str, shape: tuple[int, ...], world: np.ndarray) 
     VolumeError
         When files with different geometries lie exactly there (``path`` names it in the message).
     """
-    import napari  # the writer runs inside napari; napari.current_viewer() is None outside a viewer
-
     viewer = napari.current_viewer()
-    if viewer is None:
+    if viewer is None:  # a layer saved from a script without a viewer
         return None
     found: dict[str, VolumeMeta] = {}
     for layer in viewer.layers:
-        stored = (layer.metadata or {}).get("napari_action")
-        if stored is None:
-            continue
-        meta = stored if isinstance(stored, VolumeMeta) else VolumeMeta.from_dict(stored)
-        aligned = display_affine(meta)
-        if meta.shape == shape and is_axis_permuted(meta) and np.allclose(world, aligned, rtol=1e-6, atol=1e-6):
+        meta = _stored_meta(layer.metadata)
+        if (
+            meta is not None
+            and meta.shape == shape
+            and is_axis_permuted(meta)
+            and _placed_at(world, display_affine(meta))
+        ):
             found[layer.name] = meta
     metas = list(found.values())
     if not metas:
         return None
-    if any(not np.allclose(m.affine, metas[0].affine, rtol=1e-6, atol=1e-6) for m in metas[1:]):
+    if any(not _placed_at(m.affine, metas[0].affine) for m in metas[1:]):
         raise VolumeError(
             f"{path}: this layer lies on several files with different geometries ({', '.join(found)}); "
             "close the images it does not belong to and save it again."
         )
     return metas[0]
+
+
+def _stored_meta(metadata: Mapping[str, Any] | None) -> VolumeMeta | None:
+    """The NIfTI header the reader kept in a layer's ``metadata["napari_action"]``, if any."""
+    stored = (metadata or {}).get("napari_action")
+    if stored is None:
+        return None
+    return stored if isinstance(stored, VolumeMeta) else VolumeMeta.from_dict(stored)
+
+
+def _placed_at(world: np.ndarray, affine: np.ndarray) -> bool:
+    """Whether two voxel-to-world matrices agree up to float rounding."""
+    return bool(np.allclose(world, affine, rtol=1e-6, atol=1e-6))
 
 
 def world_affine(attributes: Mapping[str, Any], ndim: int) -> np.ndarray:

@@ -380,7 +380,9 @@ def named_as_labels(path: str | os.PathLike) -> bool:
     applied) does not. In a BIDS name (``key-value`` entities joined by ``_``, then a suffix) only the suffix
     says what the file holds: ``sub-ct_label-22_ct`` is a CT scan of vertebra 22, ``..._msk`` its mask.
     """
-    stem = _stem(Path(path).name.lower())
+    name = Path(path).name.lower()
+    extension = nifti_suffix(Path(name))
+    stem = name[: -len(extension)] if extension else name
     *entities, suffix = stem.split("_")
     said = suffix if entities and all("-" in entity for entity in entities) else stem
     return any(_is_hint_word(word) for word in re.findall(r"[a-z]+", said))
@@ -391,13 +393,6 @@ def _is_hint_word(word: str) -> bool:
         word.endswith(hint) or (word.startswith(hint) and word[len(hint) :] in _HINT_ENDINGS)
         for hint in _LABEL_NAME_HINTS
     )
-
-
-def _stem(name: str) -> str:
-    for extension in NIFTI_EXTENSIONS:
-        if name.endswith(extension):
-            return name[: -len(extension)]
-    return name
 
 
 def is_label_file(path: str | os.PathLike, data: np.ndarray, meta: VolumeMeta | None = None) -> bool:

@@ -159,20 +159,25 @@ def save_session(path: str | os.PathLike, session: Session) -> Path:
 
 def is_session_store(path: str | os.PathLike) -> bool:
     """True if ``path`` is a complete napari-action session store (its metadata says so)."""
-    try:
-        metadata = json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8"))
-        return metadata["attributes"]["format"] == FORMAT
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    return _session_attributes(path) is not None
 
 
 def session_saved_at(path: str | os.PathLike) -> float | None:
     """When the session store at ``path`` was saved (seconds since the epoch); None if there is none."""
+    attributes = _session_attributes(path)
+    try:
+        return None if attributes is None else float(attributes["saved_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _session_attributes(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The attributes of the session store at ``path`` from its metadata alone; None if it is no session."""
     try:
         attributes = json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8"))["attributes"]
-        return float(attributes["saved_at"]) if attributes.get("format") == FORMAT else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return attributes if isinstance(attributes, dict) and attributes.get("format") == FORMAT else None
 
 
 def _refuse_to_replace(path: Path) -> None:
