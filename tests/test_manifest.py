@@ -36,7 +36,8 @@ def test_manifest_is_found_through_the_entry_point(manifest):
 def test_contributions(manifest):
     contributions = manifest.contributions
     (reader,) = contributions.readers
-    assert reader.filename_patterns == ["*.nii", "*.nii.gz"]
+    assert reader.filename_patterns == ["*.nii", "*.nii.gz", "*.zarr"]
+    assert reader.accepts_directories  # a zarr store is a folder
     (writer,) = contributions.writers
     assert [str(t) for t in writer.layer_types] == ["labels"]
     assert writer.filename_extensions == [".nii.gz", ".nii"]  # the first one is the default

@@ -1,4 +1,4 @@
-"""npe2 reader: NIfTI volumes as napari layers that keep their scanner geometry.
+"""npe2 reader: NIfTI volumes and napari-action zarr stores as napari layers that keep their scanner geometry.
 
 Geometry: each layer gets the volume's full ``affine`` (which already holds the voxel spacing)
 and **no separate** ``scale``, so napari's world coordinates are scanner millimetres, volumes on
@@ -14,6 +14,14 @@ geometry either way.
 
 Files that look like label maps (see :func:`napari_action.io.nifti.is_label_file`) open as Labels.
 Errors are raised as :class:`~napari_action.io.nifti.VolumeError`, which napari shows as a notification.
+
+Zarr stores: the reader claims only folders that napari-action wrote (``napari-action convert``,
+``predict --output-format zarr``; their attributes carry the geometry and whether they hold a scan or
+labels, see :mod:`napari_action.io.volume_source`); other zarr folders are left to other readers. A
+label store is read into memory, since a Labels layer is painted on. A scan stays on disk (napari
+and training read it a slice at a time) unless it takes under a quarter of the memory free now,
+where it is read whole for fast slicing along every axis. A session store (``*.action.zarr``) is
+refused with the way to open it.
 """
 
 from __future__ import annotations
@@ -27,8 +35,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_action.io.nifti import is_label_file, load_volume, nifti_suffix
+from napari_action.io.nifti import VolumeError, handle_nonfinite, is_label_file, load_volume, nifti_suffix
+from napari_action.io.session_store import is_session_store
 from napari_action.io.volume_meta import VolumeMeta
+from napari_action.io.volume_source import ZARR_SUFFIX, ZarrSlices, napari_action_store_attrs, stored_kind
+from napari_action.system_memory import available_memory_bytes
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 LayerData = tuple[np.ndarray, dict[str, Any], str]
@@ -38,17 +49,41 @@ class DisplayGeometryWarning(UserWarning):
     """A volume is shown in voxel order because napari cannot slice its affine."""
 
 
+#: Where the memory free now is unknown, scans up to this size are read whole.
+_IN_MEMORY_FALLBACK_BYTES = 2 * 1024**3
+
+
 def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
-    """Return :func:`read_nifti` when every path is a ``.nii``/``.nii.gz`` file, else None."""
+    """The reader for ``path``: :func:`read_nifti` for ``.nii``/``.nii.gz`` files, :func:`read_zarr` for
+    zarr stores napari-action wrote, one that explains how to open a session store; else None."""
     paths = _as_list(path)
-    if paths and all(_stem(p) is not None for p in paths):
+    if not paths:
+        return None
+    if all(_stem(p) is not None for p in paths):
         return read_nifti
+    if all(napari_action_store_attrs(p) is not None for p in paths):
+        return read_zarr
+    if len(paths) == 1 and is_session_store(paths[0]):
+        return refuse_session_store
     return None
 
 
 def read_nifti(path: PathOrPaths) -> list[LayerData]:
     """Read one or several NIfTI files into napari layer data tuples."""
     return [_layer_data(Path(p)) for p in _as_list(path)]
+
+
+def read_zarr(path: PathOrPaths) -> list[LayerData]:
+    """Read one or several zarr stores written by napari-action into napari layer data tuples."""
+    return [_zarr_layer_data(Path(p)) for p in _as_list(path)]
+
+
+def refuse_session_store(path: PathOrPaths) -> list[LayerData]:
+    """A session store holds a whole session, which only the widget can restore: say how."""
+    raise VolumeError(
+        f"{_as_list(path)[0]} is a napari-action session. Open it with 'Open session…' in the ACTION widget "
+        "(Plugins > napari-action > ACTION: Train from sparse labels), which restores its images, labels and model."
+    )
 
 
 def is_axis_permuted(meta: VolumeMeta) -> bool:
@@ -75,6 +110,33 @@ def _layer_data(path: Path) -> LayerData:
     # "warn" replaces NaNs by 0 and tells the user through napari's warning notifications;
     # raising would leave no way to open such a file from the GUI.
     data, meta = load_volume(path, nan_policy="warn")
+    _warn_if_permuted(path, meta)
+    kind = "labels" if is_label_file(path, data, meta) else "image"
+    return data, layer_kwargs(meta, _stem(path) or path.name), kind
+
+
+def _zarr_layer_data(path: Path) -> LayerData:
+    source = ZarrSlices(path)  # checks the array and its geometry
+    _warn_if_permuted(path, source.meta)
+    kind = stored_kind(dict(source.array.attrs))
+    if kind == "labels" or _fits_in_memory(source.array.nbytes):
+        # NaNs become 0 with a warning, as for a NIfTI file
+        data = handle_nonfinite(np.asarray(source.array[...]), path, "warn")
+        if kind is None:  # a store written before its kind was recorded: guess as for a file
+            kind = "labels" if is_label_file(path, data, source.meta) else "image"
+    else:
+        data = source.array  # read a slice at a time by napari and by training
+        kind = kind or "image"
+    name = path.name[: -len(ZARR_SUFFIX)] if path.name.lower().endswith(ZARR_SUFFIX) else path.name
+    return data, layer_kwargs(source.meta, name or path.name), kind
+
+
+def _fits_in_memory(size: int) -> bool:
+    available = available_memory_bytes()
+    return size <= (_IN_MEMORY_FALLBACK_BYTES if available is None else available // 4)
+
+
+def _warn_if_permuted(path: Path, meta: VolumeMeta) -> None:
     if is_axis_permuted(meta):
         warnings.warn(
             f"{path}: its array axes are permuted against the scanner axes (orientation "
@@ -82,10 +144,8 @@ def _layer_data(path: Path) -> LayerData:
             "voxel sizes, not in scanner coordinates. Labels saved by napari-action keep the file's "
             "geometry.",
             DisplayGeometryWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    kind = "labels" if is_label_file(path, data, meta) else "image"
-    return data, layer_kwargs(meta, _stem(path) or path.name), kind
 
 
 def _as_list(path: PathOrPaths) -> list[str | os.PathLike]:

@@ -258,7 +258,7 @@ class ZarrLabelWriter(_RunWriter):
             chunks=chunks_along(meta.shape, axis, ZARR_CHUNK_SLICES),
             dtype=self.dtype,
             fill_value=0,
-            attributes=zarr_attrs(meta),
+            attributes=zarr_attrs(meta, kind="labels"),
             overwrite=True,
         )
 

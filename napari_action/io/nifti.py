@@ -228,7 +228,8 @@ def _read_voxels(img: nib.Nifti1Image, shape: tuple[int, int, int], path: Path) 
         ) from exc
 
 
-def _handle_nonfinite(data: np.ndarray, path: Path, nan_policy: NanPolicy) -> np.ndarray:
+def handle_nonfinite(data: np.ndarray, path: Path, nan_policy: NanPolicy) -> np.ndarray:
+    """Apply ``nan_policy`` (see :func:`load_volume`) to the NaN and infinite voxels of ``data``, in place."""
     if nan_policy not in ("raise", "zero", "warn"):
         raise ValueError(f"nan_policy must be 'raise', 'zero' or 'warn', got {nan_policy!r}.")
     if not np.issubdtype(data.dtype, np.floating):
@@ -284,7 +285,7 @@ def load_volume(path: str | os.PathLike, *, nan_policy: NanPolicy = "raise") -> 
     _check_voxel_type(img.get_data_dtype(), path)
     _check_file_holds_voxels(img, shape, path)
     _check_memory(img, shape, path)
-    data = _handle_nonfinite(_read_voxels(img, shape, path), path, nan_policy)
+    data = handle_nonfinite(_read_voxels(img, shape, path), path, nan_policy)
     meta = meta_from_header(img.header, data.shape, path=str(path), dtype=img.get_data_dtype().name)
     logger.debug("Loaded %s: shape %s, dtype %s, zooms %s", path, data.shape, data.dtype, meta.zooms)
     return data, meta

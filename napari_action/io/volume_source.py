@@ -17,13 +17,16 @@ geometry of the file (:class:`~napari_action.io.nifti.VolumeMeta`). Three kinds:
 Geometry in a zarr store
 ------------------------
 A zarr array written by napari-action carries ``attrs["napari_action"] =
-{"volume_meta": VolumeMeta.to_dict(), "format_version": 1}``: affine, qform/sform and their codes,
-voxel sizes and the raw header fields, enough for labels written from it to overlay the
-source NIfTI exactly. A zarr array without them gets 1 mm voxels at the origin, with a warning.
+{"volume_meta": VolumeMeta.to_dict(), "format_version": 1, "kind": "image" | "labels"}``: affine,
+qform/sform and their codes, voxel sizes and the raw header fields, enough for labels written from it
+to overlay the source NIfTI exactly, and whether it holds a scan or a label map (stores written
+before ``kind`` existed lack it: :func:`stored_kind`). A zarr array without these attributes gets
+1 mm voxels at the origin, with a warning.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -46,6 +49,8 @@ logger = logging.getLogger(__name__)
 ZARR_ATTRS_KEY = "napari_action"
 ZARR_FORMAT_VERSION = 1
 ZARR_SUFFIX = ".zarr"
+#: What a store holds, as its ``kind`` attribute says.
+ZARR_KINDS = ("image", "labels")
 
 
 class VolumeSource(Protocol):
@@ -228,9 +233,44 @@ def _open_zarr_array(path: Path) -> Any:
     return array
 
 
-def zarr_attrs(meta: VolumeMeta) -> dict[str, Any]:
-    """The attributes that carry ``meta`` in a zarr array (see the module's docstring)."""
-    return {ZARR_ATTRS_KEY: {"format_version": ZARR_FORMAT_VERSION, "volume_meta": meta.to_dict()}}
+def zarr_attrs(meta: VolumeMeta, kind: str = "image") -> dict[str, Any]:
+    """The attributes that carry ``meta`` and ``kind`` (one of :data:`ZARR_KINDS`) in a zarr array."""
+    if kind not in ZARR_KINDS:
+        raise ValueError(f"kind must be one of {ZARR_KINDS}, got {kind!r}")
+    return {ZARR_ATTRS_KEY: {"format_version": ZARR_FORMAT_VERSION, "volume_meta": meta.to_dict(), "kind": kind}}
+
+
+def stored_kind(attrs: dict[str, Any]) -> str | None:
+    """``"image"`` or ``"labels"`` as a store's attributes say; None where they do not (older stores)."""
+    kind = attrs.get(ZARR_ATTRS_KEY, {}).get("kind")
+    return kind if kind in ZARR_KINDS else None
+
+
+def napari_action_store_attrs(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The attributes of a zarr array store napari-action wrote, read from its metadata alone; else None.
+
+    Cheap (one small JSON file, no zarr import), so a file-open dialog can ask it of any folder.
+    Covers zarr format 3 (``zarr.json``, what napari-action writes) and 2 (``.zarray`` with ``.zattrs``).
+    """
+    folder = Path(path)
+    attributes = _json_file(folder / "zarr.json")
+    if attributes is not None:
+        if attributes.get("node_type") != "array":
+            return None
+        attributes = attributes.get("attributes")
+    elif _json_file(folder / ".zarray") is not None:
+        attributes = _json_file(folder / ".zattrs")
+    if not isinstance(attributes, dict) or not isinstance(attributes.get(ZARR_ATTRS_KEY), dict):
+        return None
+    return attributes
+
+
+def _json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
 
 
 def meta_from_zarr_attrs(
