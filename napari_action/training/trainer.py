@@ -61,6 +61,7 @@ from napari_action.training.trainer_inputs import (
     WholeVolumes,
     build_annotation,
     check_geometry,
+    check_unpainted_slices,
     check_volumes,
     decided_from_data,
     normalized_image,
@@ -143,6 +144,7 @@ class Trainer:
             labeled_slices=labeled_slices,
             class_values=None if checkpoint is None else checkpoint.class_values,
         )
+        check_unpainted_slices(self.annotation, self.config.method)
         # Only a forced axis can disagree with the paint ("auto" infers the painted one); scribbles have no slices.
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None

@@ -24,6 +24,7 @@ from napari_action.io.checkpoint import Checkpoint
 __all__ = [
     "build_annotation",
     "check_spacings",
+    "check_unpainted_slices",
     "check_volumes",
     "decided_from_data",
     "normalized_image",
@@ -255,6 +256,26 @@ def build_annotation(
         background_value=config.background_value,
         class_values=class_values,
         allow_new_classes=True,
+    )
+
+
+def check_unpainted_slices(annotation: SparseAnnotation, method: str) -> None:
+    """Refuse labels that leave no slice unpainted when ``method`` learns from unpainted slices too.
+
+    ACTION and the mean teacher draw crops from slices nobody painted at every step of their last
+    stage; without any, training stopped there with nothing the user could act on.
+    """
+    if method == "supervised":
+        return
+    volumes = range(annotation.num_volumes)
+    if any(annotation.unlabeled_slices(v) for v in volumes):
+        return
+    slices = sum(annotation.num_slices(v) for v in volumes)
+    images = "the image" if annotation.num_volumes == 1 else f"the {annotation.num_volumes} images"
+    raise ValueError(
+        f"All {slices} slices along axis {annotation.axis} are painted (or marked as labeled) in {images}, but "
+        f"the method {method} also learns from slices nobody painted, and there are none. Paint a few slices, "
+        "not every one; to train on a complete mask, choose the method supervised; or add an image nobody painted."
     )
 
 

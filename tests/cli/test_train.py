@@ -293,3 +293,13 @@ def test_ctrl_c_during_training_says_that_no_model_was_written(nifti_files):
     assert child.returncode == 130
     assert "napari-action train: interrupted; no model was written (--out is as it was)" in err
     assert not out.exists()
+
+
+def test_a_complete_mask_as_labels_says_what_to_do_before_training(nifti_files, capsys):
+    # Every slice of the truth holds paint: ACTION found no unpainted slice once its supervised start was over.
+    out = nifti_files["dir"] / "m.pt"
+    args = cli_train_args([nifti_files["image"]], nifti_files["truth"], out, method="action")
+    assert main([*args, "--axis", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "All 10 slices along axis 2 are painted" in err and "choose the method supervised" in err
+    assert "step 1/" not in err and not out.exists()

@@ -354,3 +354,19 @@ def test_a_model_trained_on_other_normalised_volumes_keeps_its_normalisation_whe
     assert continued.config.intensity_reference == "whole"
     assert continued.predictor().intensity_reference == "whole"
     assert Trainer([image], [sparse(truth)], tiny_config()).config.intensity_reference == "foreground"
+
+
+@pytest.mark.parametrize("method", ["action", "mean-teacher"])
+def test_every_slice_painted_is_refused_before_training_when_the_method_needs_unpainted_slices(method):
+    # Failed after the supervised start with "No unlabeled slices to sample from." (an expert mask given whole).
+    image, truth = disc_volume(0)
+    with pytest.raises(ValueError, match=f"All {truth.shape[AXIS]} slices along axis {AXIS} are painted") as error:
+        Trainer([image], [truth], tiny_config(method=method, axis=AXIS))
+    assert "supervised" in str(error.value) and "a few slices" in str(error.value)
+
+
+def test_every_slice_painted_trains_supervised_or_beside_an_unpainted_image():
+    image, truth = disc_volume(0)
+    other, _ = disc_volume(1)
+    assert len(Trainer([image], [truth], tiny_config(method="supervised", axis=AXIS)).train()) == 3
+    assert Trainer([image, other], [truth], tiny_config(axis=AXIS)).train()[-1].stage == "stage iii: ACTION"
