@@ -5,7 +5,9 @@ while the other two axes cross every painted slice. :func:`decide_axis` decides
 the axis training slices along from everything that bears on it (a continued
 model, the user's choice, accepted slices, the paint, the viewer) and says why;
 :func:`infer_axis` is its answer from the paint alone; :func:`axis_mismatch_advice`
-warns when training is told to slice along another axis than the paint's. All
+warns when training is told to slice along another axis than the paint's, and
+:func:`crossing_slice_advice` when a slice painted along another axis crosses the
+slices training takes as painted (a slip of the brush in another view). All
 accept label arrays and the paint profiles of files read lazily
 (:mod:`napari_action.data.painted_slices`).
 
@@ -25,6 +27,7 @@ from napari_action.data.painted_slices import PaintProfile
 __all__ = [
     "AxisDecision",
     "axis_mismatch_advice",
+    "crossing_slice_advice",
     "decide_axis",
     "has_paint",
     "infer_axis",
@@ -199,6 +202,53 @@ def axis_mismatch_advice(labels: Sequence[np.ndarray | None], axis: int) -> str 
         f"the {crossed} slices along axis {axis} that touch paint counts as fully labeled, its unpainted "
         f"voxels as background. Choose axis {painted_axis} (or let the axis be inferred) unless that is what you mean."
     )
+
+
+#: Slices along the training axis that a slice painted along another axis must cross, alone, to be pointed out.
+CROSSED_SLICES_TO_WARN = 3
+
+
+def crossing_slice_advice(labels: Sequence[np.ndarray | PaintProfile | None], axis: int) -> str | None:
+    """A warning when slices painted along another axis than ``axis`` cross the slices along ``axis``, else None.
+
+    A slice painted along another axis (a structure painted once in the axial view when training slices
+    sagittally) leaves a single line of paint on every slice along ``axis`` it crosses, and each of them
+    then counts as fully labeled: background wherever the line is not. Such a slice shows as the same
+    line, one voxel thick, being the only paint on :data:`CROSSED_SLICES_TO_WARN` or more slices along
+    ``axis``; the slices painted along ``axis`` themselves are not counted, so a stray slice is found
+    beside them. Paint profiles of lazily read files hold no voxels and are not looked at.
+    """
+    painted = [lab != 0 for lab in labels if isinstance(lab, np.ndarray) and lab.ndim == 3 and lab.any()]
+    if not painted:
+        return None
+    axis = normalize_axis(axis, 3)
+    for other in (a for a in range(3) if a != axis):
+        crossed, lines = 0, 0
+        for voxels in painted:
+            count, per_index = _line_only_slices(voxels, axis, other)
+            crossed, lines = crossed + count, lines + per_index
+        found = [int(j) for j in np.flatnonzero(lines >= CROSSED_SLICES_TO_WARN)]
+        if found:
+            slices = "slice" if len(found) == 1 else "slices"
+            return (
+                f"Paint on {slices} {_and_list(found)} along axis {other} crosses {crossed} slices along axis "
+                f"{axis}, the slicing axis, as a line: each of them counts as painted, background everywhere but "
+                f"on that line. If that paint is a slip, erase it; if you meant to paint along axis {other}, "
+                f"choose axis {other} as the slicing axis."
+            )
+    return None
+
+
+def _line_only_slices(painted: np.ndarray, axis: int, other: int) -> tuple[int, np.ndarray]:
+    """Slices along ``axis`` whose paint lies on isolated indices along ``other`` only: how many, and per index."""
+    # profile[s, j]: slice s along axis holds paint at index j along other.
+    profile = np.any(painted, axis=3 - axis - other)
+    if axis > other:
+        profile = profile.T
+    padded = np.pad(profile, ((0, 0), (1, 1)))
+    isolated = profile & ~padded[:, :-2] & ~padded[:, 2:]
+    line_only = profile.any(axis=1) & (isolated == profile).all(axis=1)
+    return int(line_only.sum()), isolated[line_only].sum(axis=0)
 
 
 def label_array(labels: np.ndarray | PaintProfile) -> np.ndarray | PaintProfile:

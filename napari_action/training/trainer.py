@@ -31,7 +31,7 @@ import torch
 from napari_action.config import TrainConfig
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.slice_pool import SlicePool
-from napari_action.data.slicing_axis import axis_mismatch_advice
+from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice
 from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
 from napari_action.inference.predictor import Predictor
@@ -144,10 +144,13 @@ class Trainer:
             labeled_slices=labeled_slices,
             class_values=None if checkpoint is None else checkpoint.class_values,
         )
-        check_unpainted_slices(self.annotation, self.config.method)
         # Only a forced axis can disagree with the paint ("auto" infers the painted one); scribbles have no slices.
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
+        if self._axis_advice is None and self.config.annotation_mode == "slice":
+            # A slice painted along another axis beside the right ones (a slip in another view), whatever the choice.
+            self._axis_advice = crossing_slice_advice(labels, self.axis)
+        check_unpainted_slices(self.annotation, self.config.method, self._axis_advice)
         self.images = [normalized_image(v, self.axis, self.config.intensity_reference) for v in raw]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings, world = check_geometry(spacings, affines, raw)

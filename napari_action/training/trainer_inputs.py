@@ -259,11 +259,12 @@ def build_annotation(
     )
 
 
-def check_unpainted_slices(annotation: SparseAnnotation, method: str) -> None:
+def check_unpainted_slices(annotation: SparseAnnotation, method: str, why: str | None = None) -> None:
     """Refuse labels that leave no slice unpainted when ``method`` learns from unpainted slices too.
 
     ACTION and the mean teacher draw crops from slices nobody painted at every step of their last
-    stage; without any, training stopped there with nothing the user could act on.
+    stage; without any, training stopped there with nothing the user could act on. ``why``, the
+    advice on how the paint lies against the slicing axis, ends the message when given.
     """
     if method == "supervised":
         return
@@ -276,6 +277,7 @@ def check_unpainted_slices(annotation: SparseAnnotation, method: str) -> None:
         f"All {slices} slices along axis {annotation.axis} are painted (or marked as labeled) in {images}, but "
         f"the method {method} also learns from slices nobody painted, and there are none. Paint a few slices, "
         "not every one; to train on a complete mask, choose the method supervised; or add an image nobody painted."
+        + (f" {why}" if why else "")
     )
 
 

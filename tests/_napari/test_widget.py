@@ -377,6 +377,29 @@ def test_the_axis_is_decided_on_train_and_the_status_line_says_why(scene, qtbot,
     assert any("lie along axis 0" in m for m in messages_since(before, "warning")) == advice
 
 
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        # Axis 0 chosen: the slip crosses 5 unpainted slices along it, trained as background but for a line.
+        (0, "Paint on slice 16 along axis 1 crosses 5 slices along axis 0, the slicing axis"),
+        # Inferred: the slip's plane wins (it touches fewer slices of its own axis); the warning says which to choose.
+        (None, "choose axis 0 as the slicing axis"),
+    ],
+)
+def test_a_slice_painted_in_another_view_is_pointed_out_on_train(scene, qtbot, choice, expected):
+    # A user slicing along axis 0 paints one slice in another view by mistake; no notification said so.
+    _, widget, labels, _ = scene  # painted on slices 2 and 5 along axis 0
+    rows, cols = np.mgrid[0 : SHAPE[0] - 1, 0 : SHAPE[2]]  # on slices 0 to 6 along axis 0
+    labels.data_setitem((rows.ravel(), np.full(rows.size, 16), cols.ravel()), 1)  # slice 16 along axis 1
+    widget.options.axis.value = choice
+    before = len(notification_manager.records)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None
+    warnings = messages_since(before, "warning")
+    assert any(expected in message for message in warnings), warnings
+
+
 def test_stop_right_after_train(scene, qtbot):
     viewer, widget, labels, _ = scene
     widget.config_overrides = tiny_overrides(steps_stage3=4000)

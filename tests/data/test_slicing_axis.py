@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.data.slicing_axis import AxisDecision, axis_mismatch_advice, decide_axis, infer_axis
+from napari_action.data.slicing_axis import (
+    AxisDecision,
+    axis_mismatch_advice,
+    crossing_slice_advice,
+    decide_axis,
+    infer_axis,
+)
 
 CUBE = (24, 24, 24)
 
@@ -59,6 +65,29 @@ def test_paint_along_another_axis_than_the_forced_one_is_pointed_out():
     assert axis_mismatch_advice([labels], axis=2) is None
     dense = np.ones((10, 12, 14), np.uint8)  # a fully labeled volume has no painted axis
     assert axis_mismatch_advice([dense], axis=0) is None
+
+
+def test_a_slice_painted_along_another_axis_beside_the_slicing_ones_is_pointed_out():
+    # Two sagittal slices painted along axis 2, then one slip in the axial view (axis 1): every slice along
+    # axis 2 it crosses counted as painted, background but for a line, and nothing said so.
+    labels = np.zeros((10, 12, 14), np.uint8)
+    labels[2:8, 2:8, 3] = 1
+    labels[2:8, 2:8, 9] = 2
+    assert crossing_slice_advice([labels, None], axis=2) is None
+    labels[1:9, 5, :] = 1
+    advice = crossing_slice_advice([labels, None], axis=2)
+    assert advice.startswith("Paint on slice 5 along axis 1 crosses 12 slices along axis 2, the slicing axis")
+    assert "erase it" in advice and "choose axis 1 as the slicing axis" in advice
+    # Training along the slip's own axis: the two sagittal slices are the lines there.
+    assert "Paint on slices 3 and 9 along axis 2" in crossing_slice_advice([labels], axis=1)
+
+
+def test_complete_masks_and_slices_painted_along_the_slicing_axis_have_nothing_crossing():
+    dense = np.zeros((10, 12, 14), np.uint8)
+    dense[2:8, 3:9, 4:11] = 1
+    dense[4:6, 5:7, 6:9] = 2
+    assert all(crossing_slice_advice([dense], axis=a) is None for a in range(3))
+    assert crossing_slice_advice([painted_on(2, slices=(1, 4))], axis=2) is None
 
 
 # -- decide_axis: one decision from every input, in priority order ---------------------------

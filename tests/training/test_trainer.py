@@ -365,6 +365,15 @@ def test_every_slice_painted_is_refused_before_training_when_the_method_needs_un
     assert "supervised" in str(error.value) and "a few slices" in str(error.value)
 
 
+def test_every_slice_painted_because_of_a_slice_painted_along_another_axis_says_so():
+    image, truth = disc_volume(0)
+    labels = sparse(truth)
+    labels[:, 16, :] = 1  # a slip in another view: slice 16 along axis 1 crosses every slice along AXIS
+    with pytest.raises(ValueError, match="there are none") as error:
+        Trainer([image], [labels], tiny_config(axis=AXIS))
+    assert f"Paint on slice 16 along axis 1 crosses {truth.shape[AXIS] - len(PAINTED)} slices" in str(error.value)
+
+
 def test_every_slice_painted_trains_supervised_or_beside_an_unpainted_image():
     image, truth = disc_volume(0)
     other, _ = disc_volume(1)
