@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from napari_action.cli.options import int_list
 from napari_action.io.geometry import grid_difference, same_voxel_grid
 from napari_action.io.nifti import load_labels
@@ -30,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported when the command runs, so that `napari-action --help` does not wait for scipy.
     from napari_action.evaluation.metrics import evaluate
 
-    pred, pred_meta = load_labels(args.pred)
-    truth, truth_meta = load_labels(args.truth)
+    pred, pred_meta = _label_map(args.pred, "--pred")
+    truth, truth_meta = _label_map(args.truth, "--truth")
     _check_same_grid(args.pred, pred_meta, args.truth, truth_meta)
     if args.exclude_slices and args.axis is None:
         raise ValueError("--exclude-slices needs --axis to say which axis the slice numbers refer to.")
@@ -41,6 +43,17 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=2))
     return 0
+
+
+def _label_map(path: Path, option: str) -> tuple[np.ndarray, VolumeMeta]:
+    """The label map given as ``option``; a file with negative values (a CT scan, most often) is refused."""
+    labels, meta = load_labels(path)
+    if labels.size and labels.min() < 0:
+        raise ValueError(
+            f"{path} holds negative values (min {labels.min()}), so it is not a label map but most likely a scan; "
+            f"{option} takes a label map (the expert mask as --truth, napari-action's *_action.nii.gz as --pred)."
+        )
+    return labels, meta
 
 
 def _check_same_grid(pred_path: Path, pred_meta: VolumeMeta, truth_path: Path, truth_meta: VolumeMeta) -> None:

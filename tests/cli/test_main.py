@@ -6,9 +6,10 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from napari_action.cli.main import main
-from tests.helpers.engine import cli_predict_args, cli_train_args
+from tests.helpers.engine import cli_predict_args, cli_train_args, disc_volume, write_nifti
 
 
 def test_train_predict_evaluate(nifti_files, capsys):
@@ -66,3 +67,16 @@ def test_evaluate_refuses_a_prediction_of_another_shape(nifti_files, capsys):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), str(small))
     assert main(["evaluate", "--pred", str(small), "--truth", str(nifti_files["truth"])]) == 2
     assert f"{small} has shape (4, 4, 4) but" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("role", ["--truth", "--pred"])
+def test_evaluate_refuses_a_ct_scan_given_as_a_label_map(nifti_files, capsys, role):
+    # A CT scan as --truth (its mask as --pred) was scored as thousands of classes, one per Hounsfield value.
+    image, _ = disc_volume(0)
+    ct = write_nifti(nifti_files["dir"] / "ct.nii.gz", np.round(image * 4 - 1000).astype(np.int16))
+    files = {"--pred": str(nifti_files["truth"]), "--truth": str(nifti_files["truth"]), role: str(ct)}
+    assert main(["evaluate", *(word for pair in files.items() for word in pair)]) == 2
+    captured = capsys.readouterr()
+    assert f"{ct} holds negative values (min -" in captured.err
+    assert f"{role} takes a label map" in captured.err and "a scan" in captured.err
+    assert "Dice" not in captured.out
