@@ -11,7 +11,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["as_integer_labels", "check_label_dtype", "smallest_label_dtype"]
+__all__ = ["MAX_CLASSES", "as_integer_labels", "check_class_count", "check_label_dtype", "smallest_label_dtype"]
+
+#: The most structures (label values other than background) one model learns. A scan given as
+#: labels holds thousands of values and would train a network with as many outputs, for hours.
+MAX_CLASSES = 255
 
 # Tried in this order; int16 comes before uint16 because older NIfTI tools read
 # signed 16-bit files more reliably.
@@ -115,3 +119,27 @@ def _whole_floats_as_integers(data: np.ndarray, what: str) -> np.ndarray:
             f"(e.g. {data[fractional].flat[0]}); this looks like an intensity image, not a label map."
         )
     return data.astype(smallest_label_dtype(data))
+
+
+def check_class_count(values: ArrayLike, what: str) -> None:
+    """Refuse more than :data:`MAX_CLASSES` distinct label values other than 0.
+
+    Parameters
+    ----------
+    values : array-like
+        A label array, or its distinct values.
+    what : str
+        The labels in the message, a plural noun (as for :func:`as_integer_labels`).
+
+    Raises
+    ------
+    ValueError
+        Naming how many values there are, and why that points at a scan.
+    """
+    distinct = np.unique(np.asarray(values))
+    count = int(np.count_nonzero(distinct))
+    if count > MAX_CLASSES:
+        raise ValueError(
+            f"{what} hold {count} different values (from {distinct[0]} to {distinct[-1]}), more than the "
+            f"{MAX_CLASSES} structures one model learns: that is a scan, most likely, not a label map."
+        )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.label_values import as_integer_labels, check_label_dtype, smallest_label_dtype
+from napari_action.label_values import (
+    MAX_CLASSES,
+    as_integer_labels,
+    check_class_count,
+    check_label_dtype,
+    smallest_label_dtype,
+)
 
 
 @pytest.mark.parametrize(
@@ -90,3 +96,9 @@ def test_check_label_dtype_accepts_numbers_only():
         check_label_dtype(np.dtype(dtype), "labels")
     with pytest.raises(ValueError, match="labels must be integers, got dtype object"):
         check_label_dtype(np.dtype(object), "labels")
+
+
+def test_more_classes_than_one_model_learns_are_refused():
+    check_class_count(np.arange(MAX_CLASSES + 1), "labels")  # 0 (background) and 255 structures
+    with pytest.raises(ValueError, match=r"labels hold 256 different values \(from 1 to 256\), more than the 255"):
+        check_class_count(np.arange(1, MAX_CLASSES + 2), "labels")

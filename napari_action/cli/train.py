@@ -39,7 +39,7 @@ from napari_action.io.geometry import describe_grid, same_voxel_grid
 from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, NiftiSlices, VolumeSource, open_volume_source
-from napari_action.label_values import as_integer_labels
+from napari_action.label_values import as_integer_labels, check_class_count
 
 if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
     from napari_action.training.trainer import Trainer
@@ -224,9 +224,15 @@ def _check_output(out: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> No
 
 
 def _load_training_labels(path: Path) -> tuple[np.ndarray, VolumeMeta]:
-    """One --labels file; negative values are refused here, where the message can name the file."""
+    """One --labels file, refused here (where the message can name the file) when it cannot be a label map."""
     labels, meta = load_labels(path)
-    return as_integer_labels(labels, f"{path}: labels", non_negative=True), meta
+    try:
+        labels = as_integer_labels(labels, f"{path}: labels", non_negative=True)
+        check_class_count(labels, f"{path}: labels")
+    except ValueError as error:
+        # Negative, fractional or countless values: a scan, and the two options swapped, as often as not.
+        raise ValueError(f"{error} --labels takes the label map and --image the scan: are they swapped?") from None
+    return labels, meta
 
 
 def training_labels(

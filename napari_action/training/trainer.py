@@ -36,6 +36,7 @@ from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from napari_action.label_values import check_class_count
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 from napari_action.runtime import (
@@ -144,6 +145,7 @@ class Trainer:
             labeled_slices=labeled_slices,
             class_values=None if checkpoint is None else checkpoint.class_values,
         )
+        check_class_count(self.annotation.class_values[1:], "The painted labels")  # class 0 is the background
         # Only a forced axis can disagree with the paint ("auto" infers the painted one); scribbles have no slices.
         forced = self.config.axis is not None and self.config.annotation_mode == "slice"
         self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None

@@ -127,7 +127,23 @@ def test_bad_label_values_name_the_file(nifti_files, capsys, values, expected):
     labels[labels == 2] = values[2]
     path = write_nifti(nifti_files["dir"] / "negative.nii.gz", labels)
     assert main(cli_train_args([nifti_files["image"]], path, nifti_files["dir"] / "m.pt")) == 2
-    assert expected in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert expected in err
+    if values[2] == -1:  # a CT scan given as labels, most often
+        assert "--labels takes the label map and --image the scan: are they swapped?" in err
+
+
+def test_a_scan_given_as_labels_is_refused_before_training(nifti_files, capsys):
+    # A 12-bit scan as --labels, its two edge slices empty: it trained a network of ~3000 outputs at 0.1 steps/s.
+    scan = np.random.default_rng(0).integers(1, 3000, size=nib.load(nifti_files["image"]).shape, dtype=np.uint16)
+    scan[:, :, :2] = 0
+    path = write_nifti(nifti_files["dir"] / "t2w.nii.gz", scan)
+    out = nifti_files["dir"] / "m.pt"
+    assert main(cli_train_args([nifti_files["image"]], path, out)) == 2
+    err = capsys.readouterr().err
+    values = np.unique(scan)
+    assert f"{path}: labels hold {values.size - 1} different values (from 0 to {values[-1]}), more than the 255" in err
+    assert "are they swapped?" in err and "step 1/" not in err and not out.exists()
 
 
 def test_one_painted_class_trains_foreground_against_background(nifti_files, capsys):

@@ -374,6 +374,15 @@ def test_every_slice_painted_because_of_a_slice_painted_along_another_axis_says_
     assert f"Paint on slice 16 along axis 1 crosses {truth.shape[AXIS] - len(PAINTED)} slices" in str(error.value)
 
 
+def test_a_layer_of_countless_values_is_refused_before_training():
+    # A scan converted to a Labels layer (or given as labels) trained one output per grey value, for hours.
+    image, truth = disc_volume(0)
+    labels = sparse(truth).astype(np.int32)
+    labels[labels > 0] = np.arange(1, np.count_nonzero(labels) + 1)
+    with pytest.raises(ValueError, match=r"The painted labels hold \d+ different values .* a scan, most likely"):
+        Trainer([image], [labels], tiny_config(axis=AXIS))
+
+
 def test_every_slice_painted_trains_supervised_or_beside_an_unpainted_image():
     image, truth = disc_volume(0)
     other, _ = disc_volume(1)
