@@ -26,6 +26,7 @@ from napari_action._napari.layers import (
     class_names_of,
     image_layers,
     layer_array,
+    layer_image_data,
     layer_shape,
     layer_shape_text,
     prediction_source,
@@ -296,7 +297,8 @@ class TrainingState:
         """(image name, volume index or array, voxel size or None) for every opened 3D image (or those in ``names``).
 
         A training volume is given by its index (the trainer knows its voxel size
-        and its labeled slices); any other image as an array with its voxel size.
+        and its labeled slices); any other image as an array with its voxel size (a zarr or dask
+        array as it is: the prediction worker reads it, not the GUI thread).
         """
         items = []
         for image in image_layers(viewer):
@@ -306,7 +308,7 @@ class TrainingState:
             if index is not None:
                 items.append((image.name, index, None))
             else:
-                items.append((image.name, layer_array(image), layer_geometry(image).spacing))
+                items.append((image.name, layer_image_data(image), layer_geometry(image).spacing))
         return items
 
     # -- jobs that need the trainer to themselves --------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_action._napari.layers import image_layers, layer_array, snapshot_labels
+from napari_action._napari.layers import image_layers, layer_image_data, snapshot_labels
 from napari_action._napari.writer import layer_attributes, meta_for_layer
 from napari_action.data.slicing_axis import infer_axis
 from napari_action.io.geometry import VoxelGeometry
@@ -39,8 +39,12 @@ def viewer_slicing_axis(viewer) -> int:
 
 
 def layer_volume_meta(layer) -> VolumeMeta:
-    """NIfTI geometry of a 3D layer: its stored header if still valid, else its transform."""
-    return meta_for_layer(layer.name, layer_array(layer), layer_attributes(layer))
+    """NIfTI geometry of a 3D layer: its stored header if still valid, else its transform.
+
+    Only the data's shape and type are looked at: a layer backed by zarr or dask (a scan larger than
+    memory) is not read, which on the GUI thread would freeze napari for as long as the read takes.
+    """
+    return meta_for_layer(layer.name, layer_image_data(layer), layer_attributes(layer))
 
 
 def layer_geometry(layer) -> VoxelGeometry:

@@ -45,8 +45,10 @@ def write_labels(path: str, data: Any, attributes: Mapping[str, Any]) -> list[st
     return [str(save_labels(path, labels, meta, overwrite=True))]
 
 
-def meta_for_layer(path: str, labels: np.ndarray, attributes: Mapping[str, Any]) -> VolumeMeta:
+def meta_for_layer(path: str, labels: Any, attributes: Mapping[str, Any]) -> VolumeMeta:
     """NIfTI geometry for a layer: the header it was read with if its shape and placement still fit, else its transform.
+
+    ``labels`` is the layer's data: a numpy, zarr or dask array, of which only the shape and type are used.
 
     Raises
     ------

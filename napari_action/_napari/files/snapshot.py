@@ -2,9 +2,10 @@
 
 Saving is split by thread. :func:`take_snapshot` runs on the GUI thread and
 copies what the user can change (painted labels, prediction layers, their
-locked masks, images without a source file) plus the model's weights;
+locked masks, images without a source file held in memory) plus the model's weights;
 :func:`write_snapshot` runs in a worker and does the slow part (source file
-hashes, checkpoint serialisation, the zarr store).
+hashes, reading zarr or dask images without a source file, checkpoint
+serialisation, the zarr store).
 
 Opening is split the same way: :func:`read_session` (worker) reads the store,
 re-reads source images and rebuilds the model; :func:`apply_session` (GUI
@@ -38,10 +39,12 @@ from napari_action._napari.layers import (
     label_features,
     labels_layers,
     layer_array,
+    layer_image_data,
     layer_shape,
     pair_labels_to_images,
     snapshot_labels,
 )
+from napari_action.data.normalized_volume import is_array_like
 from napari_action.inference.loaded_model import model_from_checkpoint, with_references
 from napari_action.io.errors import describe_error
 from napari_action.io.nifti import VolumeError, load_volume
@@ -133,6 +136,14 @@ def source_file(layer) -> str | None:
     return os.path.abspath(path) if path and Path(path).is_file() else None
 
 
+def _image_voxels(layer):
+    """What a session stores of an image without a source file: a copy of an array in memory (a script
+    may change it later), a zarr or dask array as it is, read by the worker that writes the session
+    (read on the GUI thread, a scan larger than memory would freeze napari)."""
+    data = layer_image_data(layer)
+    return data if is_array_like(data) else np.array(data, copy=True)
+
+
 def _volume(viewer, image, painted, training_state) -> SessionVolume:
     order = list(viewer.layers)
     layers = {"image": _record(image, order.index(image))}
@@ -141,7 +152,7 @@ def _volume(viewer, image, painted, training_state) -> SessionVolume:
         name=image.name,
         shape=layer_shape(image),
         source_path=source,
-        image=None if source else np.array(layer_array(image), copy=True),
+        image=None if source else _image_voxels(image),
         accepted_slices=sorted(int(s) for s in training_state.accepted_slices.get(image.name, ())),
     )
     if painted is not None:
@@ -206,6 +217,8 @@ def write_snapshot(path: str | Path, snapshot: Snapshot, hashes: HashCache | Non
     for volume in session.volumes:
         if volume.source_path:
             volume.source_sha256 = hashes.sha256(volume.source_path)
+        if volume.image is not None:
+            volume.image = np.asarray(volume.image)  # a zarr or dask image is read here, off the GUI thread
     if snapshot.checkpoint is not None:
         session.checkpoint = checkpoint_to_bytes(snapshot.checkpoint)
     # save_session creates a missing folder itself, with a message that names an unwritable one.
