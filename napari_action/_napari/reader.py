@@ -116,8 +116,20 @@ def _layer_data(path: Path) -> LayerData:
 
 
 def _zarr_layer_data(path: Path) -> LayerData:
+    data, meta, kind = read_store(path)
+    _warn_if_permuted(path, meta)
+    name = path.name[: -len(ZARR_SUFFIX)] if path.name.lower().endswith(ZARR_SUFFIX) else path.name
+    return data, layer_kwargs(meta, name or path.name), kind
+
+
+def read_store(path: str | os.PathLike) -> tuple[Any, VolumeMeta, str]:
+    """The voxels, geometry and kind (``"image"`` or ``"labels"``) of a store napari-action wrote.
+
+    The voxels are a numpy array, or for a scan larger than a quarter of the free memory the store's
+    zarr array (read a slice at a time). Sessions reopen their stores through here too.
+    """
+    path = Path(path)
     source = ZarrSlices(path)  # checks the array and its geometry
-    _warn_if_permuted(path, source.meta)
     kind = stored_kind(dict(source.array.attrs))
     if kind == "labels" or _fits_in_memory(source.array.nbytes):
         # NaNs become 0 with a warning, as for a NIfTI file
@@ -127,8 +139,7 @@ def _zarr_layer_data(path: Path) -> LayerData:
     else:
         data = source.array  # read a slice at a time by napari and by training
         kind = kind or "image"
-    name = path.name[: -len(ZARR_SUFFIX)] if path.name.lower().endswith(ZARR_SUFFIX) else path.name
-    return data, layer_kwargs(source.meta, name or path.name), kind
+    return data, source.meta, kind
 
 
 def _fits_in_memory(size: int) -> bool:

@@ -3,7 +3,8 @@
 A session holds everything a user would hate to lose: the painted labels,
 accepted slices, prediction layers with their record of edited voxels, class
 names, the model checkpoint, the training config and seed, and references to
-the source images (path plus a SHA-256 of the file, to notice a changed file).
+the source images (path plus a SHA-256 of the file, or of the files of a zarr store, to notice
+a changed source).
 
 Saving is crash-safe: the new store is written next to the old one (``<name>.partial``)
 and only then switched in with renames. At every instant one complete session exists on
@@ -88,30 +89,45 @@ class Session:
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (to detect a source image changed since saving)."""
+    """SHA-256 of a file's bytes, or of a folder's (a zarr store: each file's path in it and bytes), to
+    detect a source image changed since saving."""
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(chunk):
-            digest.update(block)
+    for relative, member in _members(Path(path)):
+        if relative is not None:
+            digest.update(f"{relative}\0{member.stat().st_size}\0".encode())
+        with open(member, "rb") as stream:
+            while block := stream.read(chunk):
+                digest.update(block)
     return digest.hexdigest()
 
 
+def _members(path: Path) -> list[tuple[str | None, Path]]:
+    """``[(None, path)]`` for a file; for a folder, every file in it under its relative path, sorted."""
+    if not path.is_dir():
+        return [(None, path)]
+    return sorted((member.relative_to(path).as_posix(), member) for member in path.rglob("*") if member.is_file())
+
+
 class HashCache:
-    """SHA-256 of source files, recomputed only when a file's size or mtime changed.
+    """SHA-256 of source files (and zarr stores), recomputed only when a file's size or mtime changed.
 
     Saving a session every minute would otherwise re-read every source image each time.
     """
 
     def __init__(self):
-        self._known: dict[tuple[str, int, int], str] = {}
+        self._known: dict[tuple, str] = {}
 
     def sha256(self, path: str | os.PathLike) -> str:
-        """The file's SHA-256, hashed again only if its size or mtime changed since the last call."""
-        stat = os.stat(path)
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        """The SHA-256 of :func:`file_sha256`, hashed again only if the size or mtime of a file in it changed."""
+        key = (str(path), *((name, *_size_and_time(member)) for name, member in _members(Path(path))))
         if key not in self._known:
             self._known[key] = file_sha256(path)
         return self._known[key]
+
+
+def _size_and_time(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
 
 
 def save_session(path: str | os.PathLike, session: Session) -> Path:
@@ -306,8 +322,8 @@ def _read_bytes(group: zarr.Group, name: str) -> bytes | None:
 
 
 def source_changed(volume: SessionVolume) -> bool | None:
-    """True if the source file changed since saving, None if it cannot be checked."""
-    if not volume.source_path or not volume.source_sha256 or not Path(volume.source_path).is_file():
+    """True if the source file (or zarr store) changed since saving, None if it cannot be checked."""
+    if not volume.source_path or not volume.source_sha256 or not Path(volume.source_path).exists():
         return None
     return file_sha256(volume.source_path) != volume.source_sha256
 

@@ -14,13 +14,16 @@ import threading
 import nibabel as nib
 import numpy as np
 import pytest
+import zarr
+from napari.utils.notifications import notification_manager
 
 from napari_action._napari import reader
+from napari_action._napari.files.snapshot import read_session
 from napari_action._napari.reader import read_zarr
 from napari_action.cli.main import main
 from napari_action.io.nifti import load_labels, load_volume
 from napari_action.io.session_store import load_session
-from tests.helpers.gui import dock, wait_idle
+from tests.helpers.gui import PLUGIN, dock, messages_since, wait_idle
 
 PAINTED = (6, 12, 18)  # along axis 2, the axis the store is chunked along
 
@@ -105,3 +108,50 @@ def test_a_scan_kept_on_disk_is_never_read_whole_on_the_gui_thread_and_exports_o
     np.testing.assert_array_equal(written.get_sform(), original.get_sform())
     np.testing.assert_array_equal(written.get_qform(), original.get_qform())
     assert (written["sform_code"], written["qform_code"]) == (original["sform_code"], original["qform_code"])
+
+
+def _painted_scene(viewer, store):
+    """The store opened as File > Open Folder opens it, a few slices painted, the widget docked."""
+    (image,) = viewer.open(str(store), plugin=PLUGIN)
+    labels = viewer.add_labels(np.zeros(image.data.shape, np.uint8), name="anatomical labels", affine=image.affine)
+    _paint_bright_voxels(labels, np.asarray(image.data[...]))
+    return dock(viewer)
+
+
+@pytest.fixture
+def scan_store(nibabel_data, tmp_path):
+    store = tmp_path / "anatomical.zarr"
+    assert main(["convert", "--image", str(nibabel_data / "anatomical.nii"), "--out", str(store), "--axis", "2"]) == 0
+    return store
+
+
+def test_a_session_refers_to_the_zarr_store_its_scan_was_opened_from_and_reopens_it(
+    make_napari_viewer, qtbot, tmp_path, scan_store, monkeypatch
+):
+    first = make_napari_viewer()
+    widget = _painted_scene(first, scan_store)
+    expected = first.layers["anatomical"]
+    session = tmp_path / "work.action.zarr"
+    widget.files_panel.save_session(session)
+    wait_idle(qtbot, widget)
+    stored = load_session(session).volume("anatomical")
+    assert stored.source_path == str(scan_store) and stored.source_sha256 and stored.image is None  # not copied
+    painted = np.array(first.layers["anatomical labels"].data)
+
+    monkeypatch.setattr(reader, "available_memory_bytes", lambda: 1024)  # reopened where it no longer fits
+    second = make_napari_viewer()
+    widget = dock(second)
+    before = len(notification_manager.records)
+    widget.files_panel.open_session(session)
+    wait_idle(qtbot, widget)
+    assert messages_since(before, "warning") == []
+    image = second.layers["anatomical"]
+    assert isinstance(image.data, zarr.Array)  # read from the store again, a slice at a time
+    assert image.source.path == str(scan_store)
+    np.testing.assert_array_equal(image.data[...], expected.data)
+    np.testing.assert_array_equal(image.affine.affine_matrix, expected.affine.affine_matrix)
+    assert image.metadata["napari_action"] == expected.metadata["napari_action"]  # exports keep the header
+    np.testing.assert_array_equal(second.layers["anatomical labels"].data, painted)
+
+    zarr.open_array(str(scan_store), mode="r+")[0, 0, :] = 7  # the scan changed since the session was saved
+    assert any("changed since the session was saved" in w for w in read_session(session).warnings)

@@ -130,6 +130,25 @@ def test_hash_cache_hashes_a_file_again_only_once_it_changed(tmp_path):
     assert hashes.sha256(source) == file_sha256(source) != first
 
 
+def test_a_zarr_store_source_is_hashed_file_by_file_and_again_once_one_changed(tmp_path):
+    store = tmp_path / "scan.zarr"  # a folder: zarr.json and a chunk file per run of slices
+    (store / "c" / "0").mkdir(parents=True)
+    (store / "zarr.json").write_text("{}")
+    chunk = store / "c" / "0" / "0"
+    chunk.write_bytes(b"original")
+    hashes = HashCache()
+    first = hashes.sha256(store)
+    volume = SessionVolume(name="scan", shape=(1, 1, 1), source_path=str(store), source_sha256=first)
+    assert first == file_sha256(store) and source_changed(volume) is False
+    stat = chunk.stat()
+    chunk.write_bytes(b"CHANGED!")
+    os.utime(chunk, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    changed = hashes.sha256(store)
+    assert changed == file_sha256(store) != first and source_changed(volume) is True
+    chunk.rename(store / "c" / "0" / "1")  # the same bytes in another chunk: another volume
+    assert hashes.sha256(store) == file_sha256(store) != changed
+
+
 def test_not_a_session(tmp_path):
     with pytest.raises(SessionError, match="not a napari-action session"):
         load_session(tmp_path)

@@ -44,6 +44,7 @@ from napari_action._napari.layers import (
     pair_labels_to_images,
     snapshot_labels,
 )
+from napari_action._napari.reader import read_store
 from napari_action.data.normalized_volume import is_array_like
 from napari_action.inference.loaded_model import model_from_checkpoint, with_references
 from napari_action.io.errors import describe_error
@@ -58,6 +59,7 @@ from napari_action.io.session_store import (
     save_session,
     source_changed,
 )
+from napari_action.io.volume_source import napari_action_store_attrs
 
 try:
     from napari.layers._source import layer_source  # private in napari 0.9: guarded
@@ -127,13 +129,17 @@ def painted_pairs(viewer, picked: list[tuple[Any, str | None]]) -> tuple[dict[st
 
 
 def source_file(layer) -> str | None:
-    """The file a layer was read from, if it still exists, as an absolute path.
+    """The file (or napari-action zarr store) a layer was read from, if it still exists, as an absolute path.
 
     napari records the path as it was given (``napari scan.nii.gz`` keeps it relative to the
     folder napari was started in); a session opened from another folder must still find it.
     """
     path = getattr(getattr(layer, "source", None), "path", None)
-    return os.path.abspath(path) if path and Path(path).is_file() else None
+    if not path:
+        return None
+    if Path(path).is_file() or napari_action_store_attrs(path) is not None:
+        return os.path.abspath(path)
+    return None
 
 
 def _image_voxels(layer):
@@ -231,30 +237,39 @@ class Restored:
     """A session read from disk, with its images and model, ready to become layers."""
 
     session: Session
-    images: list[np.ndarray | None]
+    images: list[Any]  # numpy arrays; a zarr array for a store too large to read whole; None
     sources: list[str | None]
     model: Any = None
     warnings: list[str] = field(default_factory=list)
 
 
-def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[np.ndarray | None, str | None]:
-    """Voxels of a volume: its source file if present, else the stored copy."""
+def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[Any, str | None]:
+    """Voxels of a volume: its source file or zarr store if present, else the stored copy."""
     source = volume.source_path
-    if source and Path(source).is_file():
+    if source and Path(source).exists():
         if source_changed(volume):
             warnings.append(f"{source} changed since the session was saved; its labels may no longer fit it.")
         try:
-            data, _ = load_volume(source, nan_policy="zero")
+            data = _read_source(source)
         except (VolumeError, OSError) as error:
             # A source damaged since the session was saved must not cost the user the session.
             warnings.append(f"{source} can no longer be read, so it was not reopened: {describe_error(error)}")
             return volume.image, None
         if tuple(data.shape) == tuple(volume.shape):
             return data, source
-        warnings.append(f"{source} now has shape {data.shape}, the session {volume.shape}; not reopened.")
+        warnings.append(f"{source} now has shape {tuple(data.shape)}, the session {volume.shape}; not reopened.")
     elif source:
         warnings.append(f"{source} (image {volume.name!r}) was not found.")
     return volume.image, None
+
+
+def _read_source(source: str):
+    """A NIfTI file read whole; a zarr store as File > Open reads it (kept on disk when larger than memory)."""
+    if Path(source).is_dir():
+        data, _, _ = read_store(source)
+        return data
+    data, _ = load_volume(source, nan_policy="zero")
+    return data
 
 
 def read_session(path: str | Path) -> Restored:
