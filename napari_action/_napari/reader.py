@@ -18,7 +18,8 @@ Errors are raised as :class:`~napari_action.io.nifti.VolumeError`, which napari 
 Zarr stores: the reader claims only folders that napari-action wrote (``napari-action convert``,
 ``predict --output-format zarr``; their attributes carry the geometry and whether they hold a scan or
 labels, see :mod:`napari_action.io.volume_source`); other zarr folders are left to other readers. A
-label store is read into memory, since a Labels layer is painted on. A scan stays on disk (napari
+label store is read into memory, since a Labels layer is painted on (one larger than the free memory
+is refused with a message saying so). A scan stays on disk (napari
 and training read it a slice at a time) unless it takes under a quarter of the memory free now,
 where it is read whole for fast slicing along every axis. A session store (``*.action.zarr``) is
 refused with the way to open it.
@@ -35,7 +36,14 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_action.io.nifti import VolumeError, handle_nonfinite, is_label_file, load_volume, nifti_suffix
+from napari_action.io.nifti import (
+    VolumeError,
+    handle_nonfinite,
+    is_label_file,
+    load_volume,
+    memory_message,
+    nifti_suffix,
+)
 from napari_action.io.session_store import is_session_store
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, ZarrSlices, napari_action_store_attrs, stored_kind
@@ -131,6 +139,8 @@ def read_store(path: str | os.PathLike) -> tuple[Any, VolumeMeta, str]:
     path = Path(path)
     source = ZarrSlices(path)  # checks the array and its geometry
     kind = stored_kind(dict(source.array.attrs))
+    if kind == "labels":
+        _refuse_if_larger_than_memory(path, source)
     if kind == "labels" or _fits_in_memory(source.array.nbytes):
         # NaNs become 0 with a warning, as for a NIfTI file
         data = handle_nonfinite(np.asarray(source.array[...]), path, "warn")
@@ -140,6 +150,14 @@ def read_store(path: str | os.PathLike) -> tuple[Any, VolumeMeta, str]:
         data = source.array  # read a slice at a time by napari and by training
         kind = kind or "image"
     return data, source.meta, kind
+
+
+def _refuse_if_larger_than_memory(path: Path, source: ZarrSlices) -> None:
+    """A label map is read whole (a Labels layer is painted on): refuse one the free memory cannot hold."""
+    available = available_memory_bytes()
+    if available is not None and source.array.nbytes > available:
+        message = memory_message(path, source.shape, source.array.nbytes, available)
+        raise VolumeError(f"{message} A label map opens whole, to be painted on.")
 
 
 def _fits_in_memory(size: int) -> bool:

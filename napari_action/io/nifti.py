@@ -194,7 +194,8 @@ def _gigabytes(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:,.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:,.0f} MB"
 
 
-def _memory_message(path: Path, shape: tuple[int, ...], needed: int, available: int | None) -> str:
+def memory_message(path: Path, shape: tuple[int, ...], needed: int, available: int | None) -> str:
+    """What to tell when the volume ``path`` needs ``needed`` bytes and ``available`` are free (None: unknown)."""
     have = f"{_gigabytes(available)} available" if available is not None else "more than is free now"
     return (
         f"{path}: the image is too large for this machine's memory: its {shape} voxels need "
@@ -206,7 +207,7 @@ def _check_memory(img: nib.Nifti1Image, shape: tuple[int, ...], path: Path) -> N
     """Refuse a volume whose array cannot fit in the memory available now (instead of a MemoryError)."""
     needed, available = _voxel_bytes(img, shape), available_memory_bytes()
     if available is not None and needed > available:
-        raise VolumeError(_memory_message(path, shape, needed, available))
+        raise VolumeError(memory_message(path, shape, needed, available))
 
 
 def _read_voxels(img: nib.Nifti1Image, shape: tuple[int, int, int], path: Path) -> np.ndarray:
@@ -219,7 +220,7 @@ def _read_voxels(img: nib.Nifti1Image, shape: tuple[int, int, int], path: Path) 
     except MemoryError:
         # The check before reading saw enough memory, but the reader needed more, or something
         # else took it meanwhile.
-        raise VolumeError(_memory_message(path, shape, _voxel_bytes(img, shape), None)) from None
+        raise VolumeError(memory_message(path, shape, _voxel_bytes(img, shape), None)) from None
     except _READ_ERRORS as exc:
         _raise_if_refused_by_the_os(exc, path)
         raise VolumeError(

@@ -97,6 +97,19 @@ def test_a_scan_larger_than_the_free_memory_stays_on_disk_and_trains_from_there(
     np.testing.assert_array_equal(np.asarray(layer.data[:, :, 3]), zarr.open_array(str(scan_store))[:, :, 3])
 
 
+def test_a_mask_store_larger_than_the_free_memory_is_refused_with_what_it_needs(
+    make_napari_viewer, nibabel_data, tmp_path, monkeypatch
+):
+    _, meta = load_volume(nibabel_data / "anatomical.nii")
+    store = write_label_volume(tmp_path / "scan_action.zarr", _mask(meta.shape), meta, axis=2)
+    monkeypatch.setattr(reader, "available_memory_bytes", lambda: 1024)  # a machine with 1 kB free
+    viewer = make_napari_viewer()
+    with pytest.raises(VolumeError, match="too large for this machine's memory") as raised:
+        viewer.open(store, plugin=PLUGIN)
+    assert str(raised.value).endswith("use a machine with more memory. A label map opens whole, to be painted on.")
+    assert len(viewer.layers) == 0
+
+
 def test_a_store_written_before_its_kind_was_recorded_is_judged_by_its_values(tmp_path):
     meta = VolumeMeta.from_affine(np.diag([2.0, 2.0, 3.0, 1.0]), (6, 7, 5))
     attributes = zarr_attrs(meta)
