@@ -362,7 +362,11 @@ class ActionWidget(QWidget):
 
     def _on_run_state(self, state: RunState) -> None:
         if state is RunState.STOPPING:
-            self.status.say("Stopping after the current step…")
+            stepping = self.run is not None and self.run.last_progress is not None
+            # Before the first step the worker is preparing the volumes or streaming the preview.
+            self.status.say(
+                "Stopping after the current step…" if stepping else "Stopping once the volumes are prepared…"
+            )
         if state is RunState.PAUSED:
             self.training_state.run_pending_job()  # a prediction or save waited for the pause
         if state is not RunState.FINISHED:  # _on_run_finished follows at once, starts any job, then refreshes

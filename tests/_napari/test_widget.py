@@ -163,6 +163,7 @@ def test_status_line_is_not_left_on_a_finished_stop_or_prediction(scene, qtbot):
     viewer, widget, labels, _ = scene
     run = start_long_training(widget)
     widget.stop_button.click()  # while the volumes are prepared: no step is ever reported
+    assert widget.status_label.text() == "Stopping once the volumes are prepared…"  # said "after the current step"
     wait_finished(qtbot, widget)
     assert run.last_progress is None and run.error is None
     assert "Stopping" not in widget.status_label.text()  # was left on "Stopping after the current step…"
