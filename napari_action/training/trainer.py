@@ -67,7 +67,7 @@ from napari_action.training.trainer_inputs import (
     decided_from_data,
     normalized_image,
     single_slice_advice,
-    with_checkpoint_normalisation,
+    with_checkpoint_settings,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ class Trainer:
     class_names : mapping of int to str, optional
         Names of label values, kept in checkpoints.
     init : str, Path or Checkpoint, optional
-        Start from these weights (continue from your own model).
+        Start from these weights (continue from your own model). Its network sizes
+        (``config.model``) and intensity normalisation replace ``config``'s, which
+        the weights would not fit; the rest of ``config`` applies.
     spacings : sequence of (float, float, float), optional
         Voxel size in mm of each volume, per array axis (default 1 mm): the
         whole-volume prediction smooths across slices in millimetres.
@@ -135,7 +137,7 @@ class Trainer:
         self.config.validate()
         configure_threads(self.config.num_threads)
         checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
-        self.config = with_checkpoint_normalisation(self.config, checkpoint)
+        self.config = with_checkpoint_settings(self.config, checkpoint)
         raw = check_volumes(volumes)
         self.annotation = build_annotation(
             labels,

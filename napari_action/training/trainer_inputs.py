@@ -8,6 +8,7 @@ warning instead (:func:`single_slice_advice`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
 from napari_action.io.checkpoint import Checkpoint
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "build_annotation",
@@ -132,15 +135,20 @@ def normalized_image(volume: Any, axis: int, reference: str = "foreground") -> N
     return NormalizedVolume.exact(check_volume_values(volume), reference)
 
 
-def with_checkpoint_normalisation(config: TrainConfig, checkpoint: Checkpoint | None) -> TrainConfig:
-    """``config`` normalising volumes as the loaded model's training did, when training continues from one.
+def with_checkpoint_settings(config: TrainConfig, checkpoint: Checkpoint | None) -> TrainConfig:
+    """``config`` with the loaded model's network sizes, normalising volumes as its training did, when training
+    continues from one.
 
-    The loaded weights learned from volumes normalised one way: continuing on another would first have to
-    undo that (models saved before the foreground normalisation keep the whole-volume one).
+    The weights fit only the network they were saved from (``config.model``: widths, context, heads), and
+    they learned from volumes normalised one way: continuing on another would first have to undo that
+    (models saved before the foreground normalisation keep the whole-volume one).
     """
     if checkpoint is None:
         return config
-    return dataclasses.replace(config, intensity_reference=checkpoint.config.intensity_reference)
+    saved = checkpoint.config
+    if config.model != saved.model:
+        logger.info("continuing from a model of other network sizes: its own (%s) replace the config's", saved.model)
+    return dataclasses.replace(config, model=saved.model, intensity_reference=saved.intensity_reference)
 
 
 def decided_from_data(

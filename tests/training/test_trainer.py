@@ -356,6 +356,23 @@ def test_a_model_trained_on_other_normalised_volumes_keeps_its_normalisation_whe
     assert Trainer([image], [sparse(truth)], tiny_config()).config.intensity_reference == "foreground"
 
 
+def test_training_continues_from_a_model_of_other_network_sizes_than_the_config_asks_for(tmp_path):
+    # Raised torch's load_state_dict error, a page of "size mismatch for unet...", when the config given with
+    # init= (TrainConfig.preset("cpu") after a model trained with other widths) did not repeat the model's sizes.
+    image, truth = disc_volume(0)
+    before = Trainer([image], [sparse(truth)], tiny_config(method="supervised", steps_stage3=2))
+    before.train()
+    path = before.save_checkpoint(tmp_path / "m.pt")
+    other_sizes = tiny_config(model={"base_width": 8, "rep_dim": 32, "global_dim": 64, "context": 1})
+    continued = Trainer([image], [sparse(truth)], other_sizes, init=path)
+    assert continued.config.model == before.config.model
+    # The saved weights, not new ones: both predict the same before training goes on.
+    expected, _ = before.predictor().predict(image)
+    np.testing.assert_array_equal(continued.predictor().predict(image)[0], expected)
+    assert [p.stage for p in continued.train()] == ["stage iii: ACTION"] * 3
+    assert continued.checkpoint().config.model == before.config.model
+
+
 @pytest.mark.parametrize("method", ["action", "mean-teacher"])
 def test_every_slice_painted_is_refused_before_training_when_the_method_needs_unpainted_slices(method):
     # Failed after the supervised start with "No unlabeled slices to sample from." (an expert mask given whole).
