@@ -61,11 +61,13 @@ from napari_action.training.stream_schedule import FitGate, StreamCursor
 from napari_action.training.trainer_inputs import (
     WholeVolumes,
     build_annotation,
+    check_config,
     check_geometry,
     check_unpainted_slices,
     check_volumes,
     decided_from_data,
     normalized_image,
+    one_per_image,
     single_slice_advice,
     with_checkpoint_settings,
 )
@@ -119,6 +121,10 @@ class Trainer:
     ------
     ValueError
         On anything wrong with the input, with a message saying what to do.
+    TypeError
+        One array given where a list of them is expected (``Trainer(image, labels)``
+        for ``Trainer([image], [labels])``), or a ``config`` that is not a
+        :class:`TrainConfig`.
     """
 
     def __init__(
@@ -133,12 +139,13 @@ class Trainer:
         spacings: Sequence[Sequence[float]] | None = None,
         affines: Sequence[np.ndarray] | None = None,
     ):
-        self.config = config or TrainConfig.preset("cpu")
+        self.config = TrainConfig.preset("cpu") if config is None else check_config(config)
         self.config.validate()
         configure_threads(self.config.num_threads)
         checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
         self.config = with_checkpoint_settings(self.config, checkpoint)
         raw = check_volumes(volumes)
+        labels = one_per_image(() if labels is None else labels, "labels")  # read more than once below
         self.annotation = build_annotation(
             labels,
             [v.shape for v in raw],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,9 +27,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "build_annotation",
+    "check_config",
     "check_spacings",
     "check_unpainted_slices",
     "check_volumes",
+    "one_per_image",
     "decided_from_data",
     "normalized_image",
     "pad_labels",
@@ -40,6 +43,44 @@ __all__ = [
 ]
 
 
+def check_config(config: Any) -> TrainConfig:
+    """``config`` if it is a :class:`TrainConfig`.
+
+    Raises
+    ------
+    TypeError
+        Anything else (a dict of settings, a budget's name), with how to build one from it.
+    """
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, Mapping):
+        how = "TrainConfig.preset('cpu', **settings)"
+    elif isinstance(config, str):
+        how = f"TrainConfig.preset({config!r})"
+    else:
+        how = "TrainConfig.preset('cpu', steps_stage3=300)"
+    raise TypeError(f"config must be a TrainConfig, got a {type(config).__name__}; build one with {how}.")
+
+
+def one_per_image(values: Any, what: str) -> list[Any]:
+    """``values`` (images, or their labels) as a list with one entry per image, from any sequence or iterable.
+
+    Raises
+    ------
+    TypeError
+        One array where a list of them is expected (``Trainer(image, labels)`` for
+        ``Trainer([image], [labels])``: iterated, a 3D array became a list of 2D images), or a mapping.
+    """
+    if isinstance(values, np.ndarray) or is_array_like(values):
+        shape = tuple(values.shape)
+        fix = "put it in a list: Trainer([image], [labels])" if len(shape) == 3 else "each a 3D array"
+        raise TypeError(f"Give the {what} as a list, one per image; got one array of shape {shape}: {fix}.")
+    if isinstance(values, Mapping):
+        kind = type(values).__name__
+        raise TypeError(f"Give the {what} as a list, one per image in the images' order; got a {kind}.")
+    return list(values)
+
+
 def check_volumes(volumes: Sequence[Any]) -> list[Any]:
     """The images to train on, each 3D with numeric voxels; lazy arrays stay lazy.
 
@@ -47,7 +88,10 @@ def check_volumes(volumes: Sequence[Any]) -> list[Any]:
     ------
     ValueError
         No image, an image that is not 3D, or one with non-numeric voxels.
+    TypeError
+        One array, not a list of them (:func:`one_per_image`).
     """
+    volumes = one_per_image(volumes, "images")
     if len(volumes) == 0:
         raise ValueError("Give at least one 3D image to train on.")
     checked = []
@@ -76,6 +120,12 @@ def check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[Any
     """
     if spacings is None:
         return [(1.0, 1.0, 1.0)] * len(volumes)
+    if all(isinstance(size, numbers.Real) for size in spacings):
+        one = tuple(float(size) for size in spacings)
+        raise TypeError(
+            f"Give the spacings as a list, one (x, y, z) voxel size per image; got one: {one}. "
+            "Put it in a list: spacings=[(x, y, z)]."
+        )
     checked = [tuple(float(s) for s in spacing) for spacing in spacings]
     if len(checked) != len(volumes) or any(len(s) != 3 or min(s) <= 0 for s in checked):
         raise ValueError(f"Give one positive (x, y, z) voxel size per image; got {spacings} for {len(volumes)} images.")
@@ -92,6 +142,10 @@ def check_affines(affines: Sequence[np.ndarray] | None, count: int) -> list[np.n
     """
     if affines is None:
         return None
+    if isinstance(affines, np.ndarray) and affines.ndim == 2:
+        raise TypeError(
+            "Give the affines as a list, one 4 x 4 matrix per image; got one. Put it in a list: affines=[affine]."
+        )
     checked = [np.asarray(a, dtype=np.float64) for a in affines]
     if len(checked) != count:
         raise ValueError(f"Give one affine per image; got {len(checked)} for {count} images.")
@@ -120,8 +174,10 @@ def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:
     ------
     ValueError
         More label volumes than images.
+    TypeError
+        One label array, not a list of them (:func:`one_per_image`).
     """
-    labels = list(labels)
+    labels = one_per_image(() if labels is None else labels, "labels")
     if len(labels) > count:
         raise ValueError(f"Got {len(labels)} label volumes for {count} images; each label volume needs its image.")
     return labels + [None] * (count - len(labels))

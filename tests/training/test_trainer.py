@@ -214,6 +214,42 @@ def test_bad_input_is_explained(volumes, labels, message):
         Trainer(volumes, labels, tiny_config())
 
 
+def test_one_array_where_a_list_is_expected_is_refused_saying_to_put_it_in_a_list():
+    # Iterated, the 3D array became 32 two-dimensional images: "Image 0 has shape (32, 10); ACTION trains on
+    # 3D volumes", or for the labels "Got 32 label volumes for 1 images".
+    image, truth = disc_volume(0)
+    labels = sparse(truth)
+    put_in_a_list = r"got one array of shape \(32, 32, 10\): put it in a list: Trainer\(\[image\], \[labels\]\)"
+    with pytest.raises(TypeError, match="Give the images as a list, one per image; " + put_in_a_list):
+        Trainer(image, [labels], tiny_config())
+    with pytest.raises(TypeError, match="Give the labels as a list, one per image; " + put_in_a_list):
+        Trainer([image], labels, tiny_config())
+    with pytest.raises(TypeError, match=r"one per image in the images' order; got a dict"):
+        Trainer([image], {0: labels}, tiny_config())
+    with pytest.raises(TypeError, match=r"got one: \(0.8, 0.8, 3.0\). Put it in a list: spacings=\[\(x, y, z\)\]"):
+        Trainer([image], [labels], tiny_config(), spacings=(0.8, 0.8, 3.0))
+    with pytest.raises(TypeError, match=r"Put it in a list: affines=\[affine\]"):
+        Trainer([image], [labels], tiny_config(), affines=np.eye(4))
+    # Any iterable of them is a list of them, read once: the labels' generator still gives the axis advice.
+    stray = labels.copy()
+    stray[:, 16, :] = 1  # a slice painted along axis 1 beside the ones along AXIS
+    trainer = Trainer((v for v in [image]), (v for v in [stray]), tiny_config(axis=AXIS, method="supervised"))
+    assert trainer.axis == AXIS and any("along axis 1" in advice for advice in trainer.advice)
+
+
+@pytest.mark.parametrize(
+    ("config", "how"),
+    [({"steps_stage3": 3}, r"TrainConfig.preset\('cpu', \*\*settings\)"), ("paper", r"TrainConfig.preset\('paper'\)")],
+)
+def test_a_config_that_is_not_a_train_config_is_refused_saying_how_to_build_one(config, how):
+    # Raised AttributeError: 'dict' object has no attribute 'validate' (an empty dict trained with the defaults).
+    image, truth = disc_volume(0)
+    with pytest.raises(TypeError, match=f"config must be a TrainConfig, got a {type(config).__name__}; .*{how}"):
+        Trainer([image], [sparse(truth)], config)
+    with pytest.raises(TypeError, match="got a dict"):
+        Trainer([image], [sparse(truth)], {})
+
+
 def test_nan_voxels_are_refused_with_a_count():
     image, truth = disc_volume(0)
     image[0, 0, :3] = np.nan
