@@ -8,7 +8,9 @@ passing loose keyword arguments around.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,8 +52,17 @@ def check_intensity_reference(reference: str, name: str = "intensity_reference")
         raise ValueError(f"{name} must be one of {INTENSITY_REFERENCES}, got {reference!r}.")
 
 
+class _Settings:
+    """Base of the configuration dataclasses: a keyword that names no setting (a typo) is refused with the
+    settings closest to it, where the dataclass's own ``__init__`` says only "unexpected keyword argument"."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        check_setting_names(cls, kwargs)
+        return super().__new__(cls)
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(_Settings):
     """Network sizes.
 
     Parameters
@@ -87,7 +98,7 @@ class ModelConfig:
 
 
 @dataclass
-class LossConfig:
+class LossConfig(_Settings):
     """Loss weights, temperatures and sampler sizes (docs/method.md, "Losses" and "Where we deliberately differ")."""
 
     use_global: bool = True
@@ -135,7 +146,7 @@ class LossConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Settings):
     """Everything a training run needs besides the data.
 
     Build it with :meth:`preset` rather than by hand so that the budget's
@@ -326,9 +337,18 @@ class TrainConfig:
         return base.replace(**overrides)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """Copy with ``changes``; nested ``model``/``loss`` accept dicts."""
+        """Copy with ``changes``; nested ``model``/``loss`` accept dicts.
+
+        Raises
+        ------
+        TypeError
+            A name that is no setting (a typo), with the settings of that name's kind closest to it.
+        ValueError
+            A value :meth:`validate` refuses.
+        """
         for name in ("model", "loss"):
             if isinstance(changes.get(name), dict):
+                check_setting_names(type(getattr(self, name)), changes[name], prefix=f"{name}.")
                 changes[name] = dataclasses.replace(getattr(self, name), **changes[name])
         new = dataclasses.replace(self, **changes)
         new.validate()
@@ -442,6 +462,25 @@ class TrainConfig:
         config = cls(**_known(cls, data), model=model, loss=loss)
         config.validate()
         return config
+
+
+def check_setting_names(kind: type, settings: Mapping[str, Any], prefix: str = "") -> None:
+    """Raise ``TypeError`` for a name in ``settings`` that is no field of the dataclass ``kind``, suggesting the
+    closest ones (``prefix``: how the caller reaches ``kind``, e.g. ``"model."``)."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    for name in settings:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.6) or [
+                # A word of a longer name misspelt ("stpes" for the steps_* settings).
+                known
+                for known in names
+                if any(difflib.get_close_matches(word, known.split("_"), cutoff=0.75) for word in name.split("_"))
+            ]
+            hint = f"Did you mean {' or '.join(repr(prefix + c) for c in close)}? " if close else ""
+            raise TypeError(
+                f"{kind.__name__} has no setting {prefix + name!r}. {hint}"
+                f"The {kind.__name__} settings are: {', '.join(names)}."
+            )
 
 
 def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from napari_action.config import MAX_COHORT_STEPS_FACTOR, TrainConfig
+from napari_action.config import MAX_COHORT_STEPS_FACTOR, ModelConfig, TrainConfig
 
 
 def test_presets_share_the_session_friendly_augmentation_and_loss():
@@ -41,6 +41,25 @@ def test_reference_behaviour_is_one_override_away():
 def test_bad_settings_are_explained(overrides, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig.preset("cpu", **overrides)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: TrainConfig(stpes=300), "no setting 'stpes'. Did you mean 'steps_supervised_start' or"),
+        (lambda: TrainConfig.preset("cpu", num_thread=1), "no setting 'num_thread'. Did you mean 'num_threads'?"),
+        (lambda: TrainConfig.preset("cpu", model={"widht": 8}), "'model.widht'. Did you mean 'model.base_width'?"),
+        (lambda: TrainConfig().replace(loss={"tau_mn": 0.2}), "Did you mean 'loss.tau_min' or 'loss.tau_max'?"),
+        (lambda: ModelConfig(widht=8), "ModelConfig has no setting 'widht'. Did you mean 'base_width'?"),
+        (lambda: TrainConfig(xyz=1), "TrainConfig has no setting 'xyz'. The TrainConfig settings are: method, budget,"),
+    ],
+    ids=["constructor", "preset", "preset model", "replace loss", "ModelConfig", "no close name"],
+)
+def test_a_misspelt_setting_is_refused_with_the_settings_closest_to_it(build, message):
+    # Python's own message, "TrainConfig.__init__() got an unexpected keyword argument 'stpes'", named no setting.
+    with pytest.raises(TypeError) as refused:
+        build()
+    assert message in str(refused.value)
 
 
 def test_round_trip_through_json():
