@@ -298,7 +298,11 @@ def _check_finite(volume: np.ndarray) -> None:
     n_nan = int(np.count_nonzero(np.isnan(volume)))
     n_inf = int(np.count_nonzero(np.isinf(volume)))
     if n_nan or n_inf:
-        raise ValueError(f"Volume contains {n_nan} NaN and {n_inf} infinite voxels; fill or mask them before training.")
+        raise ValueError(
+            f"The image contains {n_nan} NaN and {n_inf} infinite voxels; napari-action needs finite values. "
+            "Replace them first, e.g. np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0), or read the file "
+            "with load_volume(path, nan_policy='zero')."
+        )
 
 
 def _check_clip(clip: tuple[float, float]) -> tuple[float, float]:

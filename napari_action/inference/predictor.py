@@ -241,7 +241,7 @@ class Predictor:
 
     def iter_predict(
         self,
-        volume: np.ndarray,
+        volume: np.ndarray | Sequence,
         *,
         axis: int | None = None,
         batch_size: int = 8,
@@ -273,6 +273,7 @@ class Predictor:
         volume's own axis order and shape) and ``confidence`` (max softmax
         probability) and ``entropy`` (normalised to [0, 1]) volumes.
         """
+        volume = np.asarray(volume)  # a nested list too; kept whole anyway
         if volume.ndim != 3:
             raise ValueError(f"Expected a 3D volume, got shape {volume.shape}.")
         axis = self.axis if axis is None else axis

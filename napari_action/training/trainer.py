@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
+from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.slice_pool import SlicePool
 from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice
@@ -162,7 +163,7 @@ class Trainer:
             # A slice painted along another axis beside the right ones (a slip in another view), whatever the choice.
             self._axis_advice = crossing_slice_advice(labels, self.axis)
         check_unpainted_slices(self.annotation, self.config.method, self._axis_advice)
-        self.images = [normalized_image(v, self.axis, self.config.intensity_reference) for v in raw]
+        self.images = [self._normalized(index, volume) for index, volume in enumerate(raw)]
         self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
         self.spacings, world = check_geometry(spacings, affines, raw)
         self.config, self._data_notes = decided_from_data(self.config, self.images, self.spacings, self.annotation)
@@ -206,6 +207,12 @@ class Trainer:
         self._notice: str | None = None
         self._stream = StreamCursor([v.shape[self.axis] for v in self.images], self.config.stream_slices)
         self._gate = FitGate(self.config.stream_min_fit)
+
+    def _normalized(self, index: int, volume: object) -> NormalizedVolume:
+        try:
+            return normalized_image(volume, self.axis, self.config.intensity_reference)
+        except ValueError as error:  # NaN voxels, an empty image: which one of several
+            raise ValueError(f"Image {index}: {error}") from error
 
     # -- public properties -------------------------------------------------
     @property
@@ -475,6 +482,11 @@ class Trainer:
         the slices it is known to reach) or any other 3D image."""
         if isinstance(volume, (int, np.integer)):
             index = int(volume)
+            if not 0 <= index < len(self.images):
+                raise IndexError(
+                    f"The trainer has {len(self.images)} image(s), numbered 0 to {len(self.images) - 1}; got "
+                    f"{index}. To predict another image, pass its array."
+                )
             kwargs.setdefault("spacing", self.spacings[index])
             if "extents" not in kwargs:  # registers the volume the first time: not for a caller's own
                 kwargs["extents"] = self.structure_extents(index)

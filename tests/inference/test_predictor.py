@@ -127,6 +127,33 @@ def test_iter_predict_refuses_a_volume_that_is_not_3d(trained):
         next(trainer.predictor().iter_predict(np.zeros((32, 32), np.float32)))
 
 
+def test_a_volume_given_as_nested_lists_is_predicted_like_its_array(supervised_trainer):
+    # Raised AttributeError: 'list' object has no attribute 'ndim' (the trainer takes lists, the predictor did not).
+    image, _ = disc_volume(1)
+    predictor = supervised_trainer.predictor()
+    labels, confidence = predictor.predict(image.tolist())
+    expected, expected_confidence = predictor.predict(image)
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(confidence, expected_confidence)
+
+
+def test_nan_voxels_in_a_volume_to_predict_are_refused_saying_how_to_replace_them(supervised_trainer):
+    # Said "fill or mask them before training" to someone predicting.
+    image, _ = disc_volume(1)
+    image[3, 4, :2] = np.nan
+    with pytest.raises(ValueError) as refused:
+        supervised_trainer.predictor().predict(image)
+    message = str(refused.value)
+    assert "2 NaN and 0 infinite voxels" in message and "training" not in message
+    assert "np.nan_to_num(image" in message and "nan_policy='zero'" in message
+
+
+def test_a_training_image_index_out_of_range_says_how_many_there_are(supervised_trainer):
+    # Raised a bare IndexError: list index out of range.
+    with pytest.raises(IndexError, match=r"The trainer has 1 image\(s\), numbered 0 to 0; got 1. To predict another"):
+        supervised_trainer.predict_volume(1)
+
+
 def test_axis_override_slices_along_another_axis(trained):
     trainer, _, _ = trained
     predictor = trainer.predictor()

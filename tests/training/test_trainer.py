@@ -255,6 +255,9 @@ def test_nan_voxels_are_refused_with_a_count():
     image[0, 0, :3] = np.nan
     with pytest.raises(ValueError, match="3"):
         Trainer([image], [sparse(truth)], tiny_config())
+    # Which of several images holds them (the message named none).
+    with pytest.raises(ValueError, match="^Image 1: The image contains 3 NaN and 0 infinite voxels"):
+        Trainer([disc_volume(1)[0], image], [sparse(truth)], tiny_config())
 
 
 def test_supervised_predictions_come_from_the_trained_network():
