@@ -50,6 +50,11 @@ def label_header_bytes(meta: VolumeMeta, dtype: np.dtype) -> tuple[bytes, int]:
 
 
 def _labels_for_writing(labels: Any, meta: VolumeMeta, path: Path) -> np.ndarray:
+    if not isinstance(meta, VolumeMeta):
+        raise TypeError(
+            f"{path}: save_labels needs the source volume's VolumeMeta (the second value load_volume returns), "
+            f"got a {type(meta).__name__}; from an affine alone: VolumeMeta.from_affine(affine, labels.shape)."
+        )
     if nifti_suffix(path) is None:
         raise VolumeError(f"{path}: label files must end in .nii.gz or .nii; choose such a name.")
     if not path.parent.is_dir():
@@ -126,6 +131,8 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, *
 
     Raises
     ------
+    TypeError
+        ``meta`` is not a :class:`VolumeMeta` (an affine, a nibabel header).
     VolumeError
         Wrong shape, non-integer labels or a name without a NIfTI extension.
     FileExistsError

@@ -63,6 +63,17 @@ def test_bad_labels_raise_before_anything_is_written(meta, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_geometry_that_is_not_a_volume_meta_is_refused_saying_where_one_comes_from(meta, tmp_path):
+    # Raised AttributeError: 'numpy.ndarray' object has no attribute 'shape' / 'path' (an affine passed as meta).
+    labels = np.zeros(meta.shape, np.uint8)
+    for wrong in (meta.affine, None):
+        with pytest.raises(TypeError, match=r"the second value load_volume returns\), got a .*VolumeMeta\.from_affine"):
+            save_labels(tmp_path / "x.nii.gz", labels, wrong)
+    assert list(tmp_path.iterdir()) == []
+    out = save_labels(tmp_path / "x.nii.gz", labels, VolumeMeta.from_affine(meta.affine, labels.shape))
+    np.testing.assert_allclose(nib.load(out).affine, meta.affine, atol=1e-5)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX-only")
 def test_failed_write_leaves_existing_file_untouched(meta, tmp_path):
     import resource
