@@ -403,8 +403,8 @@ class TrainConfig(_Settings):
             raise ValueError("Scribble mode needs background_value: the label value you paint background with.")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}.")
-        if self.crop_size % 16:
-            raise ValueError(f"crop_size must be a multiple of 16, got {self.crop_size}.")
+        if self.crop_size % 16 or self.crop_size < 16:
+            raise ValueError(f"crop_size must be a positive multiple of 16 (32, 64, 128, ...), got {self.crop_size}.")
         for name in SCHEDULE_STEPS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0.")

@@ -33,8 +33,14 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(f"device {name!r} is not one napari-action can use: choose auto, cpu, cuda, cuda:N or mps.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
-            "device='cuda' was requested but PyTorch sees no CUDA GPU "
+            f"device={name!r} was requested but PyTorch sees no CUDA GPU "
             f"(torch {torch.__version__}). Use device='auto' or 'cpu', or install a CUDA build of torch."
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(
+            f"device={name!r} does not exist: PyTorch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1} "
+            "(CUDA_VISIBLE_DEVICES may hide others). Choose one of them, or 'cuda'."
         )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device='mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'.")

@@ -31,6 +31,7 @@ def test_reference_behaviour_is_one_override_away():
         ({"rot90_prob": -0.1}, "rot90_prob must be in"),
         ({"foreground_crop_prob": 2.0}, "foreground_crop_prob must be in"),
         ({"crop_size": 100}, "multiple of 16"),
+        ({"crop_size": 0}, "positive multiple of 16"),  # passed, and training failed at its first crop
         ({"method": "unet"}, "Unknown method"),
         ({"steps_stage3": -1}, "steps_stage3"),
         ({"noise_sigma": -0.1}, "noise_sigma must be >= 0"),

@@ -36,6 +36,21 @@ def test_a_device_napari_action_cannot_use_is_refused_in_plain_words(name):
         resolve_device(name)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a CUDA GPU")
+def test_a_gpu_asked_for_by_number_without_cuda_is_named_as_asked():
+    # Said "device='cuda' was requested" for cuda:1.
+    with pytest.raises(ValueError, match="device='cuda:1' was requested but PyTorch sees no CUDA GPU"):
+        resolve_device("cuda:1")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_number_beyond_those_torch_sees_is_refused_naming_them():
+    # Passed, and the first weights sent there raised "CUDA error: invalid device ordinal".
+    count = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=f"does not exist: PyTorch sees {count} CUDA GPU"):
+        resolve_device(f"cuda:{count}")
+
+
 @pytest.mark.parametrize("name", ["Cpu", " cpu ", "CPU"])
 def test_device_names_are_read_whatever_their_case(name):
     assert resolve_device(name) == CPU
