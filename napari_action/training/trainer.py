@@ -248,19 +248,26 @@ class Trainer:
         The first call runs the whole schedule of ``config.method``; later
         calls ("Retrain", "Update once") run one more round of the last stage
         from the current weights, ``steps`` long (default: its configured
-        length).
+        length). The warm-up is done once the last stage has begun, however
+        the call ends (its last step, :meth:`request_stop`, a ``break`` out of
+        the loop over it, an error); a first call that ends before then runs
+        the whole schedule again next time, from the current weights.
+        :meth:`stage_steps` tells what the next call runs.
         """
         schedule = build_schedule(self.config, self.rounds, steps)
         total = sum(stage.steps for stage in schedule)
         clock = RateClock(total)
+        last_begun = False
         try:
             for stage in schedule:
                 # A stop requested before the first step (or between stages) counts too.
                 if self._stop_requested:
                     return
+                last_begun = stage is schedule[-1]
                 yield from self._run_stage(stage, clock)
-            self.rounds += 1
         finally:
+            if last_begun:
+                self.rounds += 1
             # On every rank, not only where a streamed prediction happened to sync it (rank 0, timing).
             self._sync_supervised_teacher()
             self._stop_requested = False

@@ -188,6 +188,32 @@ def test_retrain_runs_one_more_stage_three_round(data):
     assert trainer.step == 9
 
 
+@pytest.mark.parametrize("how", ["break", "request_stop"])
+def test_a_first_run_ended_in_its_last_stage_continues_with_that_stage_however_it_ended(data, how):
+    # A break out of the loop left the warm-up to run again (request_stop did not): the next call ran stages i
+    # and ii from the start, 2 + 2 steps more on weights already past them.
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config())
+    for progress in trainer.iter_train():
+        if progress.step == 5:  # the first step of stage iii
+            if how == "break":
+                break
+            trainer.request_stop()
+    assert trainer.step == 5
+    assert trainer.stage_steps() == [("stage iii: ACTION", 3)]
+    assert [p.stage for p in trainer.train()] == ["stage iii: ACTION"] * 3
+    # Ended in the warm-up, the first run is run again whole.
+    warming = Trainer([image, other], [labels], tiny_config())
+    for progress in warming.iter_train():
+        if progress.step == 3:
+            break
+    assert [name for name, _ in warming.stage_steps()] == [
+        "stage i: global distillation",
+        "stage ii: local distillation",
+        "stage iii: ACTION",
+    ]
+
+
 def test_predict_volume_yields_progress_then_result(data):
     image, other, truth, labels = data
     trainer = Trainer([image, other], [labels], tiny_config())
