@@ -60,3 +60,51 @@ def test_widget_module_does_not_import_torch():
     imported = _imported_after("napari_action._napari.widget")
     assert "napari" in imported  # the adapter itself may import napari and Qt at the top
     assert "torch" not in imported, "the widget module imports torch; import torch-backed core modules lazily"
+
+
+HEADLESS_SCRIPT = """
+import json, sys, threading
+import numpy as np
+from napari_action import Predictor, Trainer, evaluate, load_labels, load_volume, save_labels
+from tests.helpers.engine import disc_volume, sparse, tiny_config, write_nifti
+
+folder = sys.argv[1]
+image, truth = disc_volume(0)
+write_nifti(f"{folder}/scan.nii.gz", image)
+write_nifti(f"{folder}/painted.nii.gz", sparse(truth))
+write_nifti(f"{folder}/other.nii.gz", disc_volume(1)[0])
+write_nifti(f"{folder}/other_truth.nii.gz", truth)
+
+image, meta = load_volume(f"{folder}/scan.nii.gz")
+painted, _ = load_labels(f"{folder}/painted.nii.gz")
+trainer = Trainer([image], [painted], tiny_config(num_threads=1), affines=[meta.affine])
+for progress in trainer.iter_train():
+    if progress.step == 5:
+        break
+trainer.save_checkpoint(f"{folder}/model.pt")
+other, other_meta = load_volume(f"{folder}/other.nii.gz")
+labels, _ = Predictor.from_checkpoint(f"{folder}/model.pt", device="cpu").predict(other, spacing=other_meta.zooms)
+save_labels(f"{folder}/other_labels.nii.gz", labels, other_meta)
+saved, saved_meta = load_labels(f"{folder}/other_labels.nii.gz")
+truth, _ = load_labels(f"{folder}/other_truth.nii.gz")
+score = evaluate(saved, truth, other_meta.zooms).mean_dice
+print(json.dumps({
+    "modules": sorted({name.split(".")[0] for name in sys.modules}),
+    "threads": threading.active_count(),
+    "same_grid": bool(np.allclose(saved_meta.affine, other_meta.affine)) and saved.shape == other.shape,
+    "score": float(score),
+}))
+"""
+
+
+def test_the_readme_python_workflow_runs_headless_from_the_package_names(tmp_path):
+    # README's file workflow (load, train, stop early, save, predict, write with the source geometry, score) by
+    # the names `napari_action` exports: load_labels, Predictor and evaluate were not among them.
+    command = [sys.executable, "-c", HEADLESS_SCRIPT, str(tmp_path)]
+    root = str(PACKAGE.parent)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=root)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert not set(report["modules"]) & set(GUI_PACKAGES)
+    assert report["threads"] == 1  # training and prediction leave no thread behind
+    assert report["same_grid"] and 0.0 <= report["score"] <= 1.0
