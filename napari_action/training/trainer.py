@@ -211,7 +211,10 @@ class Trainer:
     def _normalized(self, index: int, volume: object) -> NormalizedVolume:
         try:
             return normalized_image(volume, self.axis, self.config.intensity_reference)
-        except ValueError as error:  # NaN voxels, an empty image: which one of several
+        except ValueError as error:
+            if type(error) is not ValueError:  # a file's own error names the file, and front ends reword it
+                raise
+            # NaN voxels or an empty array: which one of several images.
             raise ValueError(f"Image {index}: {error}") from error
 
     # -- public properties -------------------------------------------------
