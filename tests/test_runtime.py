@@ -36,19 +36,22 @@ def test_a_device_napari_action_cannot_use_is_refused_in_plain_words(name):
         resolve_device(name)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a CUDA GPU")
-def test_a_gpu_asked_for_by_number_without_cuda_is_named_as_asked():
+def test_a_gpu_asked_for_by_number_without_cuda_is_named_as_asked(monkeypatch):
     # Said "device='cuda' was requested" for cuda:1.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # what torch says on a machine without a GPU
     with pytest.raises(ValueError, match="device='cuda:1' was requested but PyTorch sees no CUDA GPU"):
         resolve_device("cuda:1")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_a_gpu_number_beyond_those_torch_sees_is_refused_naming_them():
+def test_a_gpu_number_beyond_those_torch_sees_is_refused_naming_them(monkeypatch):
     # Passed, and the first weights sent there raised "CUDA error: invalid device ordinal".
-    count = torch.cuda.device_count()
-    with pytest.raises(ValueError, match=f"does not exist: PyTorch sees {count} CUDA GPU"):
-        resolve_device(f"cuda:{count}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # what torch says on a machine with two GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(
+        ValueError, match=r"device='cuda:2' does not exist: PyTorch sees 2 CUDA GPU\(s\), cuda:0 to cuda:1"
+    ):
+        resolve_device("cuda:2")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
 
 
 @pytest.mark.parametrize("name", ["Cpu", " cpu ", "CPU"])
