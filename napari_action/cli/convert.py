@@ -10,7 +10,6 @@ its full size on disk.)
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -89,7 +88,8 @@ def convert_to_zarr(
     """
     import zarr  # ~0.3 s to import: only when converting
 
-    from napari_action.io.label_writers import chunks_along
+    from napari_action.io.atomic import replace
+    from napari_action.io.label_writers import chunks_along, switch_folder_in
     from napari_action.io.volume_source import open_volume_source, zarr_attrs
 
     source = open_volume_source(image, nan_to_zero=nan_to_zero)
@@ -110,18 +110,11 @@ def convert_to_zarr(
             index = [slice(None)] * 3
             index[axis] = slice(start, stop)
             array[tuple(index)] = np.moveaxis(source.read(axis, start, stop), 0, axis)
-        _switch_in(partial, out)
+        if out.exists():
+            switch_folder_in(partial, out)
+        else:
+            replace(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return out
-
-
-def _switch_in(partial: Path, out: Path) -> None:
-    if out.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", suffix=".part", dir=out.parent))
-        os.replace(out, aside / out.name)
-        os.replace(partial, out)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(partial, out)

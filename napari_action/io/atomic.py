@@ -18,13 +18,22 @@ import contextlib
 import errno
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from napari_action.io.errors import DISK_FULL, NOT_WRITABLE, disk_full_message, not_writable_message, os_error_in_chain
+from napari_action.io.errors import (
+    DISK_FULL,
+    NOT_WRITABLE,
+    FileInUseError,
+    disk_full_message,
+    in_use_message,
+    not_writable_message,
+    os_error_in_chain,
+)
 
 __all__ = [
     "STALE_AFTER_S",
@@ -33,6 +42,7 @@ __all__ = [
     "make_folder_for",
     "new_file_mode",
     "remove_stale_parts",
+    "replace",
     "require_writable_folder",
     "write_atomically",
 ]
@@ -41,6 +51,9 @@ __all__ = [
 STALE_AFTER_S = 60.0
 _PART = ".part"
 _EXISTS = "{path} already exists; choose another name or pass overwrite=True to replace it."
+#: Pauses (seconds) before a rename Windows refused is tried again: an antivirus or the search indexer
+#: opens a file just written for a moment, and Windows renames no file that is open (1.55 s in all).
+_IN_USE_PAUSES_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, overwrite: bool = True) -> Path:
@@ -83,7 +96,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
             os.chmod(temporary, mode)
             # Check again: the file may have appeared while the content was being written.
             _refuse_existing(path, overwrite)
-            os.replace(temporary, path)
+            replace(temporary, path)
         except BaseException:
             with contextlib.suppress(OSError):  # never hide the error that stopped the write
                 temporary.unlink()
@@ -91,6 +104,40 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
     _fsync_folder(path.parent)
     remove_stale_parts(path)
     return path
+
+
+def replace(source: str | os.PathLike, target: str | os.PathLike, *, named: str | os.PathLike | None = None) -> None:
+    """``os.replace(source, target)``; on Windows, a file in use is waited for briefly, then named in plain words.
+
+    Windows refuses to rename a file that a program holds open, or to rename over one (POSIX systems
+    do both): the rename is tried again for about 1.5 s (an antivirus scan of a file just written ends
+    by then), after which the error says which file is in use and what to do.
+
+    Parameters
+    ----------
+    source, target : str or os.PathLike
+        As for ``os.replace``.
+    named : str or os.PathLike, optional
+        The user's file or folder, named in the error (default ``target``).
+
+    Raises
+    ------
+    FileInUseError
+        On Windows, the rename was still refused after the last try; ``target`` is unchanged.
+    """
+    for pause in (*_IN_USE_PAUSES_S, None):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError as error:
+            if sys.platform != "win32":
+                raise  # a folder this process may not change: explain_write_error says so
+            if pause is None:
+                reason = error.strerror or "access denied"
+                in_use = FileInUseError(in_use_message(Path(target if named is None else named), reason))
+                in_use.errno = error.errno
+                raise in_use from error
+            time.sleep(pause)
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
@@ -261,6 +308,8 @@ def explain_write_error(error: BaseException, target: Path, *, existed: bool) ->
     than the hidden temporary file the OS saw. The returned error keeps the
     ``errno`` of the cause.
     """
+    if isinstance(error, FileInUseError):
+        return None  # worded by replace() already: the folder is writable, the file is in use
     cause = os_error_in_chain(error)
     if cause is None:
         return None

@@ -30,10 +30,12 @@ from napari_action import __version__
 __all__ = [
     "DISK_FULL",
     "NOT_WRITABLE",
+    "FileInUseError",
     "describe_errno",
     "describe_error",
     "describe_os_error",
     "disk_full_message",
+    "in_use_message",
     "is_raw_os_error",
     "nearest_existing",
     "not_writable_message",
@@ -48,6 +50,10 @@ DISK_FULL = frozenset(code for code in (errno.ENOSPC, errno.EFBIG, getattr(errno
 #: ``errno`` codes of a location this process may not change.
 NOT_WRITABLE = frozenset((errno.EACCES, errno.EPERM, errno.EROFS))
 _NO_PATH = "the file"
+
+
+class FileInUseError(PermissionError):
+    """Windows refused to replace or move a file, or a folder, that a program holds open (:func:`in_use_message`)."""
 
 
 def describe_error(error: BaseException, path: str | os.PathLike | None = None) -> str:
@@ -150,6 +156,16 @@ def not_writable_message(target: Path | None, reason: str) -> str:
     return (
         f"cannot write {target}: the folder {nearest_existing(target.parent)} is not writable "
         f"({reason}); choose another folder (or fix its permissions)."
+    )
+
+
+def in_use_message(target: Path, reason: str) -> str:
+    """Windows refused to replace ``target`` (a file, or a folder with a file in it, open in a program)."""
+    what = "a file in it is open" if os.path.isdir(target) else "it is open"
+    return (
+        f"cannot replace {target}: Windows refused ({reason}) because {what} in another program (another "
+        "napari, a viewer) or marked read-only; close it there and save again, or choose another name. "
+        f"{target} is unchanged."
     )
 
 

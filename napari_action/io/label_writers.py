@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from napari_action.io.atomic import explained_errors, new_file_mode, remove_stale_parts
+from napari_action.io.atomic import explained_errors, new_file_mode, remove_stale_parts, replace
 from napari_action.io.nifti import VolumeError
 from napari_action.io.nifti_writer import label_header_bytes, save_labels
 from napari_action.io.volume_meta import VolumeMeta
@@ -225,7 +225,7 @@ class NiftiLabelWriter(_RunWriter):
             with open(self.temporary, "rb+") as stream:
                 os.fsync(stream.fileno())
             os.chmod(self.temporary, new_file_mode(self.target))
-            os.replace(self.temporary, self.target)
+            replace(self.temporary, self.target)
         remove_stale_parts(self.target)
         return self.target
 
@@ -275,18 +275,33 @@ class ZarrLabelWriter(_RunWriter):
             _refuse_existing(self.target, self.overwrite)
             if self.target.exists():
                 # A folder cannot be renamed over a non-empty one: move the old store aside first.
-                aside = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old.", suffix=_PART, dir=self.target.parent))
-                os.replace(self.target, aside / self.target.name)
-                os.replace(self.temporary, self.target)
-                shutil.rmtree(aside, ignore_errors=True)
+                switch_folder_in(self.temporary, self.target)
             else:
-                os.replace(self.temporary, self.target)
+                replace(self.temporary, self.target)
         remove_stale_parts(self.target)  # the stores of a killed run (a cancelled job) are left otherwise
         return self.target
 
     def discard(self) -> None:
         """Remove the temporary store."""
         shutil.rmtree(self.temporary, ignore_errors=True)
+
+
+def switch_folder_in(new: Path, target: Path) -> None:
+    """Rename the folder ``new`` to the existing folder ``target``: the old one is moved aside, then removed.
+
+    A folder cannot be renamed over a non-empty one. If ``new`` cannot be moved in (on Windows: a
+    file in it is still open), the old folder goes back to ``target``.
+    """
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", suffix=_PART, dir=target.parent))
+    replace(target, aside / target.name, named=target)
+    try:
+        replace(new, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # never hide the error that stopped the switch
+            os.replace(aside / target.name, target)
+            os.rmdir(aside)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def chunks_along(shape: tuple[int, int, int], axis: int, slices: int) -> tuple[int, int, int]:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_action import __version__
-from napari_action.io.atomic import explained_errors, make_folder_for
+from napari_action.io.atomic import explained_errors, make_folder_for, replace
 from napari_action.io.errors import describe_os_error, os_error_in_chain, written_by_newer
 
 if TYPE_CHECKING:  # zarr and torch are imported only when a store is read or written
@@ -265,8 +265,8 @@ def _switch_in(partial: Path, path: Path) -> None:
         # renamed over). Without a current one, a backup left by a crash stays until
         # the new store is in: it may be the only complete session.
         shutil.rmtree(backup, ignore_errors=True)
-        os.replace(path, backup)
-    os.replace(partial, path)
+        replace(path, backup, named=path)
+    replace(partial, path)
     shutil.rmtree(backup, ignore_errors=True)
 
 

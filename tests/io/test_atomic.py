@@ -13,7 +13,9 @@ import os
 import pytest
 
 from napari_action.io.atomic import STALE_AFTER_S, remove_stale_parts, write_atomically
+from napari_action.io.errors import FileInUseError, describe_error
 from tests.helpers.os_limits import Outcome, kill_when, make_old, parts_of, read_only, run_save, start_save
+from tests.helpers.windows import windows_locks
 
 # Child code: write args[1] repeated int(args[2]) times to args[0].
 _WRITE = """
@@ -95,6 +97,29 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, erro
         write_atomically(target, fail_half_way)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_on_windows_a_file_open_in_another_program_is_named_as_such_and_kept(tmp_path, monkeypatch):
+    # Windows renames nothing over a file a program holds open (a viewer showing out.nii); the
+    # folder is writable (the temporary file was written there): "not writable" would be wrong.
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    tried = windows_locks(monkeypatch, lambda path: path == target)
+    with pytest.raises(FileInUseError) as raised:
+        write_atomically(target, lambda stream: stream.write(b"new"))
+    message = describe_error(raised.value)
+    assert message.startswith(f"cannot replace {target}: Windows refused (Access is denied) because it is open")
+    assert "close it there and save again, or choose another name" in message and "not writable" not in message
+    assert len(tried) == 6  # tried again for a while first
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_on_windows_a_file_opened_for_a_moment_is_waited_for(tmp_path, monkeypatch):
+    # An antivirus or the search indexer opens a file just written for a moment.
+    target = tmp_path / "out.bin"
+    windows_locks(monkeypatch, lambda path: path.name.endswith(".part"), opened_for=2)
+    write_atomically(target, lambda stream: stream.write(b"new"))
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
 
 
 def test_a_missing_folder_is_an_error(tmp_path):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_action.io.errors import FileInUseError
 from napari_action.io.label_writers import NiftiLabelWriter, open_label_writer, write_label_volume
 from napari_action.io.nifti import load_labels
 from napari_action.io.nifti_writer import save_labels
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import open_volume_source
 from tests.helpers.os_limits import make_old
+from tests.helpers.windows import windows_locks
 
 
 def labels_and_meta(shape=(12, 9, 7), dtype=np.uint8):
@@ -91,3 +93,15 @@ def test_a_nii_writer_refuses_to_commit_a_partial_volume(tmp_path):
         writer.commit()
     writer.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_on_windows_a_zarr_store_with_a_file_open_is_kept_whole(tmp_path, monkeypatch):
+    # The old store moves aside before the new one moves in; Windows refuses to move the new one
+    # while a file in it is open (an antivirus scan): the old store goes back, nothing is lost.
+    labels, meta = labels_and_meta()
+    target = write_label_volume(tmp_path / "labels.zarr", labels, meta, axis=0)
+    windows_locks(monkeypatch, lambda path: path.name.endswith(".part") and ".old." not in path.name)
+    with pytest.raises(FileInUseError, match=r"cannot replace .*labels\.zarr: Windows refused"):
+        write_label_volume(target, np.zeros_like(labels), meta, axis=0, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.zarr"]
+    np.testing.assert_array_equal(open_volume_source(target).read(0, 0, 12), labels)

@@ -34,6 +34,7 @@ from napari_action.io.session_store import (
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import disc_volume, sparse, tiny_config
 from tests.helpers.os_limits import Outcome, read_only, run_save
+from tests.helpers.windows import windows_locks
 
 
 def _session(seed: int = 0, checkpoint: bytes | None = None) -> Session:
@@ -93,6 +94,17 @@ def test_saving_again_replaces_the_session_and_leaves_no_debris(tmp_path):
     save_session(path, _session(0))
     save_session(path, _session(1))
     _assert_same(_session(1), load_session(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work.action.zarr"]
+
+
+def test_on_windows_a_session_with_a_file_open_elsewhere_is_kept_and_named(tmp_path, monkeypatch):
+    # Windows renames no folder with a file open in it (another napari reading the session).
+    path = tmp_path / "work.action.zarr"
+    save_session(path, _session(0))
+    windows_locks(monkeypatch, lambda folder: folder == path)
+    with pytest.raises(PermissionError, match=r"cannot replace .*work\.action\.zarr: Windows refused .* a file in it"):
+        save_session(path, _session(1))
+    _assert_same(_session(0), load_session(path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work.action.zarr"]
 
 
