@@ -34,7 +34,7 @@ from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, UNPAINTED_PRIO
 from napari_action.data.intensity import SAMPLE_VOXELS
 from napari_action.data.painted_slices import PaintedSlices, read_painted_slices, scan_paint
 from napari_action.data.slicing_axis import decide_axis, has_paint
-from napari_action.io.atomic import make_folder_for
+from napari_action.io.atomic import accepts_files, make_folder_for
 from napari_action.io.geometry import describe_grid, same_voxel_grid
 from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
 from napari_action.io.volume_meta import VolumeMeta
@@ -216,7 +216,7 @@ def _check_output(out: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> No
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or choose another --out.")
     make_folder_for(out)
-    if not os.access(out.parent, os.W_OK | os.X_OK):
+    if not accepts_files(out.parent):
         raise PermissionError(
             f"cannot write {out}: the folder {out.parent} is not writable; choose another --out "
             "(or fix the folder's permissions)."

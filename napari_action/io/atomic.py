@@ -37,6 +37,7 @@ from napari_action.io.errors import (
 
 __all__ = [
     "STALE_AFTER_S",
+    "accepts_files",
     "explain_write_error",
     "explained_errors",
     "make_folder_for",
@@ -263,10 +264,34 @@ def require_writable_folder(folder: str | os.PathLike, *, instead: str) -> None:
     folder = Path(folder)
     with explained_errors(folder, existed=False):
         folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not accepts_files(folder):
         raise PermissionError(
             f"cannot write into {folder}: the folder is not writable; choose {instead} (or fix its permissions)."
         )
+
+
+def accepts_files(folder: str | os.PathLike) -> bool:
+    """Whether a file can be created in the existing ``folder``, found by creating (and removing) one.
+
+    ``os.access`` cannot tell: on Windows it ignores folder permissions (a folder such as
+    ``C:\\Program Files`` reads as writable), and on macOS it knows nothing of the privacy
+    controls that keep a program out of Desktop, Documents or a removable disk.
+
+    Raises
+    ------
+    OSError
+        Creating the file failed for another reason than permissions (a full disk).
+    """
+    try:
+        handle, name = tempfile.mkstemp(prefix=".napari-action-probe.", suffix=_PART, dir=folder)
+    except OSError as error:
+        if error.errno in NOT_WRITABLE:
+            return False
+        raise
+    os.close(handle)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return True
 
 
 @contextlib.contextmanager

@@ -199,6 +199,29 @@ def test_an_out_dir_that_is_not_writable_is_refused_before_any_image_is_predicte
     assert list(out_dir.iterdir()) == []
 
 
+# As on Windows, where os.access ignores folder permissions (and on macOS, where it knows nothing of
+# the privacy controls that keep a program out of Documents): every folder reads as writable.
+_OS_ACCESS_SAYS_WRITABLE = _SETUP + "\nimport os\nos.access = lambda *args, **kwargs: True"
+
+
+@pytest.mark.parametrize("command", ["predict", "train"])
+def test_a_folder_os_access_calls_writable_is_still_refused_before_the_work(nifti_files, model_file, command):
+    # Was: os.access said yes, the model trained (or every image was predicted), then the write failed.
+    out_dir = nifti_files["dir"] / "out"
+    out_dir.mkdir()
+    if command == "predict":
+        args, refused = cli_predict_args(model_file, nifti_files["image"], out_dir), f"into {out_dir}: the folder"
+    else:
+        args = cli_train_args([nifti_files["image"]], nifti_files["labels"], out_dir / "model.pt")
+        refused = f"{out_dir / 'model.pt'}: the folder {out_dir}"
+    with read_only(out_dir):
+        outcome = run_save(_RUN_COMMAND, *map(str, args), setup=_OS_ACCESS_SAYS_WRITABLE, unwritable=True)
+    status, err = outcome.message.split("\n", 1)
+    assert int(status) == USER_ERROR
+    assert err.startswith(f"napari-action {command}: error: cannot write {refused} is not writable; choose another")
+    assert list(out_dir.iterdir()) == []
+
+
 def test_convert_into_a_folder_that_is_not_writable_names_the_store_asked_for(nifti_files):
     locked = nifti_files["dir"] / "stores"
     locked.mkdir()
