@@ -12,6 +12,7 @@ import argparse
 import json
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,14 +149,21 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 def open_in_napari_command(out: Path, name: str) -> str:
     """The command line that opens ``name``'s image and prediction in napari, quoted for a shell."""
     files = [out / f"{name}.nii.gz", out / f"{name}_action.nii.gz"]
-    return shlex.join([_napari_command(), *(str(path) for path in files)])
+    words = [_napari_command(), *(str(path) for path in files)]
+    if sys.platform == "win32":
+        # Double quotes, read alike by cmd.exe and PowerShell (cmd.exe keeps single quotes as part of a
+        # name), and only where a space needs them: Windows paths hold backslashes.
+        return subprocess.list2cmdline(words)
+    return shlex.join(words)
 
 
 def _napari_command() -> str:
     """``napari`` as the user can type it: the script next to this Python when it is not on PATH (a venv)."""
-    beside = Path(sys.executable).parent / "napari"
-    if shutil.which("napari") is not None or not beside.exists():
+    # which() finds napari.exe in a Windows venv's Scripts folder too.
+    beside = shutil.which("napari", path=str(Path(sys.executable).parent))
+    if shutil.which("napari") is not None or beside is None:
         return "napari"
+    beside = Path(beside)
     try:
         return str(beside.relative_to(Path.cwd()))
     except ValueError:  # the venv lives elsewhere

@@ -65,6 +65,26 @@ def test_demo_hint_can_be_pasted_into_a_shell_when_the_folder_has_spaces(tmp_pat
     assert words[1:] == [str(out / "phantom-1.nii.gz"), str(out / "phantom-1_action.nii.gz")]
 
 
+def test_on_windows_the_hint_names_napari_exe_of_the_venv_and_quotes_for_cmd_and_powershell(tmp_path, monkeypatch):
+    # A Windows venv has Scripts\\python.exe and Scripts\\napari.exe (no "napari" without a suffix), and
+    # cmd.exe keeps single quotes as part of a name: shlex's quoting opened no file there.
+    scripts = tmp_path / "venv" / "Scripts"
+    scripts.mkdir(parents=True)
+    for program in ("python.exe", "napari.exe"):
+        (scripts / program).touch(mode=0o755)
+    monkeypatch.setattr(sys, "executable", str(scripts / "python.exe"))
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))  # an unactivated venv
+    monkeypatch.setenv("PATHEXT", ".exe")  # any case on Windows; this file system is not
+    monkeypatch.chdir(tmp_path)
+    out = Path("napari-action-demo")
+    assert open_in_napari_command(out, "phantom-1") == (
+        f"{Path('venv', 'Scripts', 'napari.exe')} {out / 'phantom-1.nii.gz'} {out / 'phantom-1_action.nii.gz'}"
+    )
+    spaced = tmp_path / "my demo"
+    assert f' "{spaced / "phantom-1.nii.gz"}" ' in open_in_napari_command(spaced, "phantom-1")
+
+
 def test_a_second_demo_replaces_what_the_first_wrote_and_nothing_changed_since(tmp_path):
     names = demo_file_names(["phantom-1", "phantom-2"])
     for name in names:
