@@ -158,11 +158,15 @@ def _without_own_outputs(targets: dict[Path, Path], share: RankShare) -> dict[Pa
 
 
 def _refuse_shared_outputs(targets: dict[Path, Path]) -> None:
-    """Stop when two images would write the same output (same name in different folders)."""
-    by_target: dict[Path, list[Path]] = {}
+    """Stop when two images would write the same output (same name in different folders; on macOS and
+    Windows, names that differ only in case: their disks take ``Scan`` and ``scan`` for one file)."""
+    case_blind = sys.platform in ("darwin", "win32")
+    by_target: dict[str, list[Path]] = {}
     for image, target in targets.items():
-        by_target.setdefault(target, []).append(image)
-    clashes = [f"{', '.join(map(str, images))} -> {target}" for target, images in by_target.items() if len(images) > 1]
+        by_target.setdefault(str(target).casefold() if case_blind else str(target), []).append(image)
+    clashes = [
+        f"{', '.join(map(str, images))} -> {targets[images[0]]}" for images in by_target.values() if len(images) > 1
+    ]
     if clashes:
         raise ValueError(
             f"several images would write the same output: {'; '.join(clashes)}. Rename them, or predict "

@@ -4,6 +4,7 @@ a summary of what was written and what failed, ``--skip-existing`` and the ranks
 from __future__ import annotations
 
 import io
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -104,6 +105,19 @@ def test_two_images_with_one_output_name_are_refused(model_file, tmp_path, capsy
         write_nifti(tmp_path / folder / "scan.nii.gz", disc_volume(1)[0])
     assert main(predict_args(model_file, tmp_path / "out", tmp_path / "*" / "scan.nii.gz")) == 2
     assert "several images would write the same output" in capsys.readouterr().err
+
+
+def test_on_macos_two_images_whose_output_names_differ_in_case_only_are_refused(
+    model_file, tmp_path, capsys, monkeypatch
+):
+    # macOS's disks ignore case: one/Scan and two/scan wrote one file, the second mask over the first.
+    monkeypatch.setattr(sys, "platform", "darwin")
+    for folder, name in (("one", "Scan.nii.gz"), ("two", "scan.nii.gz")):
+        (tmp_path / folder).mkdir()
+        write_nifti(tmp_path / folder / name, disc_volume(1)[0])
+    assert main([*predict_args(model_file, tmp_path / "out", tmp_path / "*" / "*.nii.gz"), "--overwrite"]) == 2
+    assert "several images would write the same output" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_pattern_over_the_out_dir_does_not_take_the_masks_for_images(model_file, tmp_path, capsys):
