@@ -36,8 +36,8 @@ Overwrite = bool | Callable[[list[Path]], bool]
 
 
 def export_name(image_name: str) -> str:
-    """File name of the export of ``image_name`` (path separators replaced)."""
-    return re.sub(r"[\\/:\x00]", "_", image_name) + EXPORT_SUFFIX
+    """File name of the export of ``image_name``: path separators, and what Windows refuses in a name, replaced."""
+    return re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", image_name) + EXPORT_SUFFIX
 
 
 @dataclass
@@ -83,15 +83,15 @@ def plan_export(viewer, folder: str | Path) -> list[ExportItem]:
     return items
 
 
-def _free_path(folder: Path, image_name: str, layer_name: str, taken: set[Path]) -> Path:
+def _free_path(folder: Path, image_name: str, layer_name: str, taken: set[str]) -> Path:
     """``<image name>_action.nii.gz``; a second layer of one image (napari's Duplicate Layer copies the
     metadata that marks a prediction layer) is named after itself, so no export writes one file twice."""
     path = folder / export_name(image_name)
     count = 1
-    while path in taken:
+    while path.name.casefold() in taken:  # macOS and Windows take "Heart" and "heart" for one file
         count += 1
         path = folder / export_name(layer_name if count == 2 else f"{layer_name} {count - 1}")
-    taken.add(path)
+    taken.add(path.name.casefold())
     return path
 
 

@@ -124,3 +124,16 @@ def test_a_duplicated_prediction_layer_is_exported_to_a_file_of_its_own(viewer, 
     assert sorted(p.name for p in out.iterdir()) == ["vol ACTION copy_action.nii.gz", "vol_action.nii.gz"]
     np.testing.assert_array_equal(load_labels(out / "vol_action.nii.gz")[0], viewer.layers["vol ACTION"].data)
     np.testing.assert_array_equal(load_labels(out / "vol ACTION copy_action.nii.gz")[0], copy.data)
+
+
+def test_export_names_hold_nothing_windows_refuses_and_differ_in_more_than_case(tmp_path):
+    from napari_action._napari.files.export import _free_path, export_name
+
+    # Windows refuses  < > : " / \ | ? *  in a file name (a layer renamed "T1 | liver?" could not be exported).
+    assert export_name('T1 | liver? <a>:"b"*\\c/d') == "T1 _ liver_ _a___b___c_d_action.nii.gz"
+    # macOS and Windows take Heart_action.nii.gz and heart_action.nii.gz for one file: the second export replaced
+    # the first. The second layer is named after itself, as a second layer of one image is.
+    taken: set[str] = set()
+    first = _free_path(tmp_path, "Heart", "Heart prediction", taken)
+    second = _free_path(tmp_path, "heart", "heart prediction", taken)
+    assert (first.name, second.name) == ("Heart_action.nii.gz", "heart prediction_action.nii.gz")
