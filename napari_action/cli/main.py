@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     :func:`~napari_action.io.errors.describe_error` (the path, what is wrong with it,
     what to do; no ``errno`` numbers, no library internals).
     """
+    _print_what_the_console_cannot_show_escaped()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
@@ -57,6 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         kept = getattr(args, "interrupted", None)
         print(f"napari-action {args.command}: interrupted{f'; {kept}' if kept else ''}", file=sys.stderr)
         return 130
+
+
+def _print_what_the_console_cannot_show_escaped() -> None:
+    """A path the console's encoding cannot show (cp1252 on Windows when output goes to a file) is printed
+    with ``\\u`` escapes, where Python raised ``UnicodeEncodeError`` in the middle of a message."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -145,8 +145,11 @@ def rank_generators(
 
 
 def backend_for(device: torch.device) -> str:
-    """NCCL between GPUs (the fast path), Gloo for everything else (CPU)."""
-    return "nccl" if device.type == "cuda" else "gloo"
+    """NCCL between GPUs (the fast path), Gloo for everything else (CPU) and where torch has no NCCL.
+
+    torch ships NCCL for Linux only: on Windows several GPUs train through Gloo (slower, but they train).
+    """
+    return "nccl" if device.type == "cuda" and torch.distributed.is_nccl_available() else "gloo"
 
 
 def join(context: DistributedContext, device: torch.device) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -80,3 +82,14 @@ def test_evaluate_refuses_a_ct_scan_given_as_a_label_map(nifti_files, capsys, ro
     assert f"{ct} holds negative values (min -" in captured.err
     assert f"{role} takes a label map" in captured.err and "a scan" in captured.err
     assert "Dice" not in captured.out
+
+
+def test_a_path_the_console_cannot_show_is_printed_escaped(tmp_path, monkeypatch):
+    # Output redirected to a file on Windows is cp1252: printing this path raised UnicodeEncodeError.
+    console = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
+    monkeypatch.setattr(sys, "stderr", console)
+    missing = tmp_path / "\u8111" / "scan.nii.gz"
+    assert main(["evaluate", "--pred", str(missing), "--truth", str(missing)]) == 2
+    console.flush()
+    printed = console.buffer.getvalue().decode("cp1252")
+    assert printed.startswith("napari-action evaluate: error: ") and "\\u8111" in printed

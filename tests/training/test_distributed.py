@@ -124,8 +124,15 @@ def test_each_rank_takes_the_gpu_of_its_local_rank():
     assert distributed.device_for_rank(torch.device("cuda", 0), second) == torch.device("cuda", 0)
     assert distributed.device_for_rank(torch.device("cpu"), second) == torch.device("cpu")
     assert distributed.device_for_rank(torch.device("cuda"), distributed.SINGLE_PROCESS) == torch.device("cuda")
+
+
+def test_gpus_talk_through_nccl_where_torch_has_it_and_through_gloo_elsewhere(monkeypatch):
+    monkeypatch.setattr(torch.distributed, "is_nccl_available", lambda: True)  # a Linux CUDA build
     assert distributed.backend_for(torch.device("cuda", 1)) == "nccl"
     assert distributed.backend_for(torch.device("cpu")) == "gloo"
+    # A Windows CUDA build has no NCCL: init_process_group("nccl") failed there before the first step.
+    monkeypatch.setattr(torch.distributed, "is_nccl_available", lambda: False)
+    assert distributed.backend_for(torch.device("cuda", 1)) == "gloo"
 
 
 def _helpers_on_rank(rank: int, world_size: int, store: str, results: str) -> None:
