@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -391,6 +392,8 @@ class TrainConfig(_Settings):
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a readable message on inconsistent settings."""
+        for settings, prefix in ((self, ""), (self.model, "model."), (self.loss, "loss.")):
+            check_setting_types(settings, prefix)
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
         if self.budget not in BUDGETS:
@@ -481,6 +484,41 @@ def check_setting_names(kind: type, settings: Mapping[str, Any], prefix: str = "
                 f"{kind.__name__} has no setting {prefix + name!r}. {hint}"
                 f"The {kind.__name__} settings are: {', '.join(names)}."
             )
+
+
+def check_setting_types(settings: Any, prefix: str = "") -> None:
+    """Raise ``ValueError`` for a setting whose value is of another kind than its default: a number given
+    as text (``lr="0.01"``, which failed later as a comparison of str and float), a fraction where a count
+    is meant (``steps_stage3=2.5`` ran 3 steps), a number where a switch is meant.
+    Settings whose default is None or a container are not checked."""
+    for setting in dataclasses.fields(settings):
+        default, value = setting.default, getattr(settings, setting.name)
+        expected = _kind_of(default)
+        if expected is None or _is_kind(value, expected):
+            continue
+        raise ValueError(f"{prefix}{setting.name} must be {expected}, got {value!r} ({type(value).__name__}).")
+
+
+def _kind_of(default: Any) -> str | None:
+    if isinstance(default, bool):
+        return "True or False"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    return "text" if isinstance(default, str) else None
+
+
+def _is_kind(value: Any, expected: str) -> bool:
+    if expected == "True or False":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if expected == "a whole number":
+        return isinstance(value, numbers.Integral)
+    if expected == "a number":
+        return isinstance(value, numbers.Real)
+    return isinstance(value, str)
 
 
 def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from napari_action.config import MAX_COHORT_STEPS_FACTOR, ModelConfig, TrainConfig
@@ -61,6 +62,28 @@ def test_a_misspelt_setting_is_refused_with_the_settings_closest_to_it(build, me
     with pytest.raises(TypeError) as refused:
         build()
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"lr": "0.01"}, "lr must be a number, got '0.01' (str)"),  # failed later comparing str with float
+        ({"steps_stage3": 2.5}, "steps_stage3 must be a whole number, got 2.5 (float)"),  # ran 3 steps
+        ({"flip_prob": True}, "flip_prob must be a number, got True (bool)"),
+        ({"amp": 1}, "amp must be True or False, got 1 (int)"),
+        ({"method": None}, "method must be text, got None (NoneType)"),
+        ({"model": {"base_width": 8.0}}, "model.base_width must be a whole number, got 8.0 (float)"),
+    ],
+)
+def test_a_setting_of_another_kind_than_its_default_is_refused_naming_it(settings, message):
+    with pytest.raises(ValueError) as refused:
+        TrainConfig.preset("cpu", **settings)
+    assert message in str(refused.value)
+
+
+def test_numbers_of_numpy_and_whole_numbers_for_fractions_are_taken():
+    config = TrainConfig.preset("cpu", steps_stage3=np.int64(40), lr=1, seed=np.int32(3))
+    assert config.steps_stage3 == 40 and config.lr == 1
 
 
 def test_round_trip_through_json():
