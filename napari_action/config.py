@@ -456,8 +456,12 @@ class TrainConfig(_Settings):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        data = dict(data)
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``.
+
+        Settings earlier versions saved under another name or meaning are read as today's
+        (:func:`upgraded_settings`).
+        """
+        data = upgraded_settings(data)
         model = ModelConfig(**_known(ModelConfig, data.pop("model", {})))
         if isinstance(model.dropout, list):
             model.dropout = tuple(model.dropout)
@@ -465,6 +469,34 @@ class TrainConfig(_Settings):
         config = cls(**_known(cls, data), model=model, loss=loss)
         config.validate()
         return config
+
+
+def upgraded_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict saved by an earlier version (in a checkpoint or a session) in today's settings.
+
+    Renamed settings keep their value under the new name; settings that were replaced take the value
+    that does what the old one did; settings of training only that were dropped (their run is over)
+    are left out. Settings the dict lacks are not added: each reader decides what they were then.
+    """
+    data = dict(data)
+    for old, new in (("predict_smoothing", "predict_smoothing_mm"), ("predict_prior_decay", "predict_prior_decay_mm")):
+        # In slices before 0.1.0's millimetres (at 1 mm slices the same): the number carries over, 0 stays off.
+        if old in data:
+            data.setdefault(new, float(data.pop(old)))
+    # The hard bound at a structure's propagated extent became the ending rule "cut"; off, the network's own ends.
+    within = data.pop("predict_within_propagated_extent", None)
+    data.pop("predict_unpainted_within_registered_extent", None)
+    if within is not None:
+        data.setdefault("structure_ends", "cut" if within else "network")
+    if "amp" in data and data["amp"] is None:
+        # amp = None meant bfloat16 on a CPU that computes it natively, float32 on CUDA: cpu_bfloat16's automatic.
+        data["amp"] = False
+        data.setdefault("cpu_bfloat16", None)
+    for dropped in ("plane_share", "cohort_steps_factor"):  # training schedule only; today's rules replace them
+        data.pop(dropped, None)
+    if isinstance(data.get("loss"), Mapping):
+        data["loss"] = {k: v for k, v in data["loss"].items() if k != "prior_labeled_veto"}
+    return data
 
 
 def check_setting_names(kind: type, settings: Mapping[str, Any], prefix: str = "") -> None:

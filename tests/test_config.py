@@ -122,3 +122,51 @@ def test_the_help_texts_state_where_lengthening_starts_at_the_steps_they_run(ste
     first = config.fewest_unpainted_lengthening()
     assert config.cohort_stage3_steps(first) > steps and config.cohort_stage3_steps(first - 1) == steps
     assert f"at {steps} steps from {first} such images on" in config.cohort_lengthening_text()
+
+
+def _saved_by_an_earlier_release(renamed: dict, **old_settings) -> dict:
+    """Today's config dict as an earlier release wrote it: ``renamed`` settings removed, ``old_settings`` added."""
+    data = TrainConfig.preset("cpu").to_dict()
+    for name in renamed:
+        del data[name]
+    return {**data, **old_settings}
+
+
+def test_smoothing_saved_in_slices_keeps_its_value_under_the_millimetre_name():
+    data = _saved_by_an_earlier_release(
+        {"predict_smoothing_mm", "predict_prior_decay_mm"}, predict_smoothing=0.0, predict_prior_decay=2.0
+    )
+    config = TrainConfig.from_dict(data)
+    # Turned off then, off now (the default would have smoothed by 1.5 mm).
+    assert config.predict_smoothing_mm == 0.0 and config.predict_prior_decay_mm == 2.0
+
+
+def test_the_hard_bound_at_the_propagated_extent_becomes_the_ending_rule_that_does_it():
+    renamed = {"structure_ends"}
+    bounded = TrainConfig.from_dict(
+        _saved_by_an_earlier_release(
+            renamed, predict_within_propagated_extent=True, predict_unpainted_within_registered_extent=True
+        )
+    )
+    unbounded = TrainConfig.from_dict(
+        _saved_by_an_earlier_release(
+            renamed, predict_within_propagated_extent=False, predict_unpainted_within_registered_extent=False
+        )
+    )
+    assert bounded.structure_ends == "cut" and unbounded.structure_ends == "network"
+
+
+def test_automatic_mixed_precision_saved_as_amp_none_is_cpu_bfloat16_automatic():
+    config = TrainConfig.from_dict(_saved_by_an_earlier_release({"cpu_bfloat16"}, amp=None))
+    assert config.amp is False and config.cpu_bfloat16 is None
+
+
+def test_dropped_training_schedule_settings_are_left_out():
+    data = _saved_by_an_earlier_release(set(), cohort_steps_factor=2.0, plane_share=0.0)
+    data["loss"]["prior_labeled_veto"] = None
+    assert TrainConfig.from_dict(data) == TrainConfig.preset("cpu")
+
+
+def test_a_setting_no_release_had_is_still_refused():
+    with pytest.raises(ValueError, match=r"Unknown TrainConfig fields: \['predict_smoothin'\]"):
+        TrainConfig.from_dict(_saved_by_an_earlier_release(set(), predict_smoothin=1.0))

@@ -38,6 +38,7 @@ from napari_action.config import (
     STRUCTURE_ENDS,
     UNPAINTED_PRIORS,
     TrainConfig,
+    upgraded_settings,
 )
 
 logger = logging.getLogger(__name__)
@@ -244,7 +245,7 @@ class OptionsForm(Container):
         it is, and so does an unset thread count (a loaded model records none, as threads
         belong to the machine, not the model).
         """
-        stored = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
+        stored = config.to_dict() if isinstance(config, TrainConfig) else upgraded_settings(config or {})
         options = {name: stored[name] for name in self.option_names if name in stored}
         if options.get("num_threads") is None:
             options.pop("num_threads", None)

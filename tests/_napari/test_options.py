@@ -72,6 +72,17 @@ def test_config_to_form_to_config_keeps_every_option(viewer, axis):
     assert again.crop_size == TrainConfig.preset("paper").crop_size
 
 
+def test_a_session_config_of_an_earlier_release_shows_its_renamed_settings(viewer):
+    # Sessions of early December recorded the hard bound at the propagated extent and amp = None; the form
+    # showed the remembered structure ends and CPU precision instead of what the session was trained with.
+    form = dock(viewer).options
+    form.structure_ends.value, form.cpu_bfloat16.value = "taper", False
+    stored = TrainConfig.preset("cpu").to_dict()
+    del stored["structure_ends"], stored["cpu_bfloat16"]
+    assert form.show_config({**stored, "predict_within_propagated_extent": False, "amp": None}) == []
+    assert (form.structure_ends.value, form.cpu_bfloat16.value) == ("network", None)
+
+
 def test_form_to_config_to_form_keeps_every_option_and_resolves_the_viewer_axis(viewer):
     form = dock(viewer).options
     choose(form, CHOSEN)

@@ -213,6 +213,26 @@ def test_a_newer_release_with_settings_unknown_here_asks_for_an_upgrade_not_a_ne
     )
 
 
+def test_a_model_saved_with_settings_later_renamed_loads_with_them(trained, tmp_path):
+    # A model of early December: smoothing in slices, the hard bound at the propagated extent,
+    # amp = None for "bfloat16 where the CPU has it"; refused as "damaged, save again" before.
+    _, path, image = trained
+    earlier = tmp_path / "earlier.pt"
+
+    def as_then(config: dict) -> dict:
+        config = {**config, "predict_smoothing": 0.0, "predict_within_propagated_extent": False, "amp": None}
+        for renamed in ("predict_smoothing_mm", "structure_ends", "cpu_bfloat16"):
+            del config[renamed]
+        return config
+
+    _rewrite_payload(path, earlier, config=as_then)
+    config = load_checkpoint(earlier).config
+    assert (config.predict_smoothing_mm, config.structure_ends) == (0.0, "network")
+    assert (config.amp, config.cpu_bfloat16) == (False, None)
+    labels, _ = Predictor.from_checkpoint(earlier, device="cpu").predict(image)
+    assert labels.shape == image.shape
+
+
 def test_failed_save_keeps_previous_file(trained, monkeypatch):
     trainer, path, _ = trained
     before = path.read_bytes()
