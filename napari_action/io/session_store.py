@@ -337,13 +337,21 @@ def checkpoint_to_bytes(checkpoint: Checkpoint) -> bytes:
         return scratch.read_bytes()
 
 
-def checkpoint_from_bytes(data: bytes) -> Checkpoint:
-    """Inverse of :func:`checkpoint_to_bytes`."""
-    from napari_action.io.checkpoint import load_checkpoint  # torch: see checkpoint_to_bytes
+def checkpoint_from_bytes(data: bytes, session: str | os.PathLike | None = None) -> Checkpoint:
+    """Inverse of :func:`checkpoint_to_bytes`.
+
+    A model that cannot be read raises :class:`~napari_action.io.checkpoint.CheckpointError` naming
+    "the model stored in ``session``" (the store it came from), not the temporary file it was read through.
+    """
+    from napari_action.io.checkpoint import CheckpointError, load_checkpoint  # torch: see checkpoint_to_bytes
 
     with _scratch_file() as scratch:
         scratch.write_bytes(data)
-        return load_checkpoint(scratch)
+        try:
+            return load_checkpoint(scratch)
+        except CheckpointError as error:
+            named = "the model stored in the session" if session is None else f"the model stored in {session}"
+            raise CheckpointError(str(error).replace(str(scratch), named)) from error.__cause__
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_action.io.checkpoint import CheckpointError
 from napari_action.io.session_store import (
     HashCache,
     Session,
@@ -115,6 +117,23 @@ def test_checkpoint_inside_the_session(tmp_path):
     save_session(tmp_path / "s.zarr", _session(checkpoint=checkpoint_to_bytes(trainer.checkpoint())))
     restored = checkpoint_from_bytes(load_session(tmp_path / "s.zarr").checkpoint)
     assert restored.class_values == [0, 1, 2] and restored.step == trainer.step
+
+
+def test_a_stored_model_that_cannot_be_read_is_named_by_its_session_not_a_temporary_file(tmp_path):
+    # It was read through a temporary file, which the message named ("/tmp/tmpx1y2.pt is a damaged ...").
+    cut_short = checkpoint_to_bytes(_trained_checkpoint())[:1000]
+    save_session(tmp_path / "s.zarr", _session(checkpoint=cut_short))
+    with pytest.raises(CheckpointError) as refused:
+        checkpoint_from_bytes(load_session(tmp_path / "s.zarr").checkpoint, tmp_path / "s.zarr")
+    assert str(refused.value).startswith(f"the model stored in {tmp_path / 's.zarr'} is a damaged or truncated")
+    assert tempfile.gettempdir() not in str(refused.value).replace(str(tmp_path), "")
+
+
+def _trained_checkpoint():
+    image, truth = disc_volume(0)
+    trainer = Trainer([image], [sparse(truth)], tiny_config(method="supervised"))
+    trainer.train()
+    return trainer.checkpoint()
 
 
 def test_changed_source_is_detected(tmp_path):

@@ -283,7 +283,7 @@ def read_session(path: str | Path) -> Restored:
         sources.append(source)
     model = None
     if session.checkpoint is not None:
-        model = model_from_checkpoint(checkpoint_from_bytes(session.checkpoint), source=str(path))
+        model = model_from_checkpoint(checkpoint_from_bytes(session.checkpoint, path), source=str(path))
     return Restored(session, images, sources, model, warnings)
 
 
