@@ -186,6 +186,7 @@ class OptionsForm(Container):
         self.cpu_bfloat16.changed.connect(self._describe_device)
         self._describe_device()
         self._remember_timer: QTimer | None = None
+        self._defaults: dict[str, Any] | None = None  # the options as this version offers them (remember_in)
         self._showing_stored = False  # a session's options are shown, not made the user's remembered choices
 
     @property
@@ -263,6 +264,7 @@ class OptionsForm(Container):
         Returns the problems to tell the user: a damaged file (ignored) or values skipped.
         """
         remembered = RememberedOptions() if remembered is None else remembered
+        self._defaults = self.asdict()  # what this version offers: the options the user did not choose follow it
         try:
             skipped = self.update(remembered.recall())
         except DamagedSettingsError as error:
@@ -283,7 +285,7 @@ class OptionsForm(Container):
     def _hold(self, remembered: RememberedOptions) -> None:
         if self._showing_stored:  # opening a colleague's or an old session must not change the next new project
             return
-        remembered.hold(self.asdict())
+        remembered.hold(self.asdict(), self._defaults)
         if self._remember_timer is not None:
             self._remember_timer.start()  # restarted by each change: written once the user pauses
 

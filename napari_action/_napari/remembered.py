@@ -8,6 +8,11 @@ the previous file. Losing it costs the user nothing but a few clicks, so a
 damaged or unreadable file is reported and ignored, and a write that fails is
 logged, never raised into the GUI.
 
+The file keeps every option and, beside them, the defaults the form had when they were written:
+an option still at that default was never chosen, so it follows the defaults of the version that
+reads the file (a better default in a newer release reaches users who never touched it), while
+the options the user did choose are kept.
+
 Writes are held back while the user is still changing things (a spin box turned
 with the mouse wheel changes many times a second, and each write syncs the disk):
 :class:`RememberedOptions` keeps the latest values and writes them when the form
@@ -62,6 +67,21 @@ def read_options(path: Path) -> dict[str, Any]:
         The file exists but is not a remembered options file (truncated, edited by
         hand, written by something else, by a newer version, or unreadable).
     """
+    return dict(_read_file(path).get("options", {}))
+
+
+def read_choices(path: Path) -> dict[str, Any]:
+    """The options stored in ``path`` that the user chose: those not at the defaults stored beside them.
+
+    A file written before the defaults were stored gives all its options. Raises as :func:`read_options`.
+    """
+    stored = _read_file(path)
+    defaults = stored.get("defaults") if isinstance(stored.get("defaults"), dict) else {}
+    missing = object()
+    return {name: value for name, value in stored.get("options", {}).items() if defaults.get(name, missing) != value}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -72,12 +92,15 @@ def read_options(path: Path) -> dict[str, Any]:
         raise DamagedSettingsError(f"{path} is not a napari-action options file")
     if not isinstance(stored.get("version"), int) or stored["version"] > FORMAT_VERSION:
         raise DamagedSettingsError(f"{path} was written by a newer napari-action (version {stored.get('version')!r})")
-    return dict(stored["options"])
+    return stored
 
 
-def write_options(path: Path, options: dict[str, Any]) -> None:
-    """Store ``options`` (JSON-serialisable values) in ``path``, atomically."""
-    text = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "options": options}, indent=2, sort_keys=True)
+def write_options(path: Path, options: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+    """Store ``options`` (JSON-serialisable values) in ``path``, atomically, with the form's ``defaults``."""
+    stored = {"format": FORMAT, "version": FORMAT_VERSION, "options": options}
+    if defaults is not None:
+        stored["defaults"] = defaults  # read by read_choices; versions before it read "options" only
+    text = json.dumps(stored, indent=2, sort_keys=True)
     make_folder_for(path)
     write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
@@ -98,14 +121,16 @@ class RememberedOptions:
     def __init__(self, path: Path | None = None):
         self.path = settings_path() if path is None else Path(path)
         self.pending: dict[str, Any] | None = None
+        self.defaults: dict[str, Any] | None = None
 
     def recall(self) -> dict[str, Any]:
-        """The stored options (see :func:`read_options`, whose errors it raises)."""
-        return read_options(self.path)
+        """The options the user chose (see :func:`read_choices`, whose errors it raises)."""
+        return read_choices(self.path)
 
-    def hold(self, options: dict[str, Any]) -> None:
-        """Keep ``options`` to be written at the next :meth:`flush`."""
+    def hold(self, options: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+        """Keep ``options``, and the form's ``defaults`` they are told apart from, for the next :meth:`flush`."""
         self.pending = dict(options)
+        self.defaults = None if defaults is None else dict(defaults)
 
     def flush(self, *_) -> bool:
         """Write the held options, if any; False when there were none or the write failed."""
@@ -113,7 +138,7 @@ class RememberedOptions:
         if options is None:
             return False
         try:
-            write_options(self.path, options)
+            write_options(self.path, options, self.defaults)
         except (OSError, TypeError, ValueError) as error:
             # A read-only home or a full disk must not break the widget: the options are merely not kept.
             logger.warning("napari-action could not remember the training options in %s: %s", self.path, error)

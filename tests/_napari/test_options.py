@@ -195,6 +195,23 @@ def test_choices_are_remembered_for_the_next_napari_session(make_napari_viewer, 
     assert not list(settings_dir.glob("*.part"))  # written atomically: no temporary file left
 
 
+def test_options_never_changed_follow_the_defaults_of_a_newer_release(viewer, settings_dir):
+    # The file kept every option: a user of a release whose default was "taper" kept "taper" for good.
+    today = OptionsForm().asdict()
+    then = dict(today, structure_ends="taper", steps_stage3=600)  # an older release's defaults
+    chosen = dict(then, method="supervised", steps_stage3=300)  # what its user chose
+    write_options(settings_dir / FILE_NAME, chosen, then)
+    options = dock(viewer).options.asdict()
+    assert options["structure_ends"] == today["structure_ends"] != "taper"
+    assert options["method"] == "supervised" and options["steps_stage3"] == 300
+
+
+def test_a_file_written_before_the_defaults_were_kept_gives_every_option(viewer, settings_dir):
+    write_options(settings_dir / FILE_NAME, {"structure_ends": "taper", "method": "supervised"})
+    options = dock(viewer).options.asdict()
+    assert options["structure_ends"] == "taper" and options["method"] == "supervised"
+
+
 def test_the_last_change_is_kept_when_napari_closes_at_once(make_napari_viewer, settings_dir):
     viewer = make_napari_viewer()
     widget = dock(viewer)
