@@ -83,6 +83,7 @@ class PredictionWriter:
         visuals), so they are spread over several hand-overs.
         """
         state, trainer = self.training_state, self.training_state.trainer
+        state.name_classes()
         # Before the trainer exists (the interpolation preview) the caller says which classes and axis.
         class_names, class_values, axis = classes or (trainer.class_names, trainer.class_values, trainer.axis)
         image = state.plan.images[volume_index]
@@ -102,6 +103,7 @@ class PredictionWriter:
 
     def write_volume(self, image_name: str, update: PredictionUpdate) -> None:
         """Write a finished whole-volume prediction of ``image_name`` into its layer (made if missing)."""
+        self.training_state.name_classes()
         trainer = self.training_state.trainer
         image = self.viewer.layers[image_name]
         layer = prediction_layer_for(

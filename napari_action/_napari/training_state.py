@@ -248,6 +248,20 @@ class TrainingState:
         self.trainer, self.plan, self.targets = model, None, []
         self.init_checkpoint = checkpoint
 
+    def name_classes(self) -> None:
+        """Give the model the class names the painted layers carry now (before its names are used).
+
+        A class painted and named after Train started, or renamed afterwards, would otherwise keep
+        its number in the prediction layers, the saved model and the session. The painted layers'
+        names win; the model keeps its own for the values they do not name. The dict is replaced,
+        not changed in place: a worker may be copying it into a checkpoint.
+        """
+        if self.trainer is None or self.plan is None:
+            return
+        names = self.plan.class_names()
+        if any(self.trainer.class_names.get(value) != name for value, name in names.items()):
+            self.trainer.class_names = {**self.trainer.class_names, **names}
+
     def training_init(self, labels, *, chosen: int | None, accepted: int | None, viewer_axis: int) -> TrainingInit:
         """Decide the slicing axis of the next training, and whether it continues the loaded model.
 

@@ -485,6 +485,7 @@ class ActionWidget(QWidget):
         self.refresh()
 
     def _start_save(self, path: str) -> None:
+        self.training_state.name_classes()  # a class named after Train started is saved with its name
         # The training volumes' geometry goes into the file, so that predicting with it later
         # (here or on the command line) warns about volumes sliced otherwise.
         job = new_worker(

@@ -103,7 +103,8 @@ class Trainer:
         Extra slices per volume that count as labeled although nothing is
         painted on them (slices that truly hold only background).
     class_names : mapping of int to str, optional
-        Names of label values, kept in checkpoints.
+        Names of label values, kept in checkpoints. With ``init``, the checkpoint's names stay
+        for the values this mapping does not name.
     init : str, Path or Checkpoint, optional
         Start from these weights (continue from your own model). Its network sizes
         (``config.model``) and intensity normalisation replace ``config``'s, which
@@ -164,7 +165,8 @@ class Trainer:
             self._axis_advice = crossing_slice_advice(labels, self.axis)
         check_unpainted_slices(self.annotation, self.config.method, self._axis_advice)
         self.images = [self._normalized(index, volume) for index, volume in enumerate(raw)]
-        self.class_names = dict(class_names or (checkpoint.class_names if checkpoint else {}))
+        # A model continued from a checkpoint keeps its names for the values the painted labels do not name.
+        self.class_names = {**(checkpoint.class_names if checkpoint else {}), **dict(class_names or {})}
         self.spacings, world = check_geometry(spacings, affines, raw)
         self.config, self._data_notes = decided_from_data(self.config, self.images, self.spacings, self.annotation)
         carry_affines = world if self.config.unpainted_prior != "none" else None

@@ -421,6 +421,18 @@ def test_a_model_trained_on_other_normalised_volumes_keeps_its_normalisation_whe
     assert Trainer([image], [sparse(truth)], tiny_config()).config.intensity_reference == "foreground"
 
 
+def test_a_continued_model_keeps_its_class_names_for_the_values_the_new_labels_do_not_name(tmp_path):
+    # A name given for one class (the painted layer names only the class painted last) replaced all the
+    # model's names: its other classes were saved as bare numbers.
+    image, truth = disc_volume(0)
+    path = Trainer([image], [sparse(truth)], tiny_config(), class_names={1: "disc", 2: "ring"}).save_checkpoint(
+        tmp_path / "m.pt"
+    )
+    continued = Trainer([image], [sparse(truth)], tiny_config(), class_names={2: "vertebra"}, init=path)
+    assert continued.class_names == {1: "disc", 2: "vertebra"}
+    assert continued.checkpoint().class_names == {1: "disc", 2: "vertebra"}
+
+
 def test_training_continues_from_a_model_of_other_network_sizes_than_the_config_asks_for(tmp_path):
     # Raised torch's load_state_dict error, a page of "size mismatch for unet...", when the config given with
     # init= (TrainConfig.preset("cpu") after a model trained with other widths) did not repeat the model's sizes.

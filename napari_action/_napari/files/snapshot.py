@@ -193,6 +193,7 @@ def take_snapshot(viewer, training_state, picked=(), config=None, references=())
     """
     pairs, left_out = painted_pairs(viewer, list(picked))
     volumes = [_volume(viewer, image, pairs.get(image.name), training_state) for image in image_layers(viewer)]
+    training_state.name_classes()  # the checkpoint and the session carry the names painted so far
     model = training_state.trainer
     checkpoint = None if model is None else with_references(model.checkpoint(), references)
     class_names = dict(model.class_names) if model is not None else {}
