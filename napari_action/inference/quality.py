@@ -252,8 +252,18 @@ class VolumeQuality:
 
 
 def class_label(value: int, class_names: Mapping[int, str] | None) -> str:
-    """A class's name, or ``"class <value>"`` for a model without names."""
-    return (class_names or {}).get(value, f"class {value}")
+    """A class's name, or ``"class <value>"`` for a class without one (no name, or a blank one).
+
+    A name that several values share gets its value, ``"hippocampus (37)"``: the volume columns and
+    flags are keyed by this label, and two classes of one label were counted as one.
+    """
+    names = class_names or {}
+    name = str(names.get(value, "")).strip()
+    if not name:
+        return f"class {value}"
+    if sum(str(other).strip() == name for other in names.values()) > 1:
+        return f"{name} ({value})"
+    return name
 
 
 def _class_score(volume: float, doubt: float, reference: float | None) -> float:

@@ -72,6 +72,16 @@ def test_volumes_in_ml_and_a_missing_class_flagged():
     assert 0.0 < quality.score < complete.score <= 1.0
 
 
+def test_two_classes_of_one_name_keep_their_own_volumes_and_flags():
+    # Both were labelled "vertebra": one volume column, the second class's volume replacing the first's.
+    labels, entropy = prediction(ring=False)
+    quality = rate("scan.nii.gz", stats_of(labels, entropy), {1: "vertebra", 2: "vertebra"})
+    assert quality.volume_ml == {"vertebra (1)": pytest.approx((labels == 1).sum() * VOXEL_ML), "vertebra (2)": 0.0}
+    assert quality.flags == ("vertebra (2) missing",)
+    # A blank name (an empty cell of the layer's features table) is the class's number.
+    assert rate("scan.nii.gz", stats_of(labels, entropy), {1: " ", 2: "ring"}).volume_ml.keys() == {"class 1", "ring"}
+
+
 def test_more_doubt_scores_lower_and_the_worst_slice_is_the_most_uncertain():
     labels, entropy = prediction(doubt=0.1)
     unsure = entropy.copy()
