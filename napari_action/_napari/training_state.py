@@ -203,7 +203,6 @@ class TrainingState:
         self.run: TrainingRun | None = None
         # A prediction job, or the worker saving the model.
         self.job: PredictionJob | WorkerBase | None = None
-        self.colormap = None
         # Per training volume: its tracker, PENDING (no layer yet) or None (layer deleted).
         self.targets: list = []
         self.trackers: dict[int, EditTracker] = {}
@@ -215,6 +214,16 @@ class TrainingState:
         self.init_checkpoint = None
         # The slicing axis of the model being built, and why (the status line shows it when ready).
         self.axis_decision: AxisDecision | None = None
+
+    @property
+    def colormap(self):
+        """The painted colours as they are now, for the prediction layers (None without a plan).
+
+        Read at each write, so colours shuffled or set after Train reach the predictions; a copy, so
+        that "show selected label" on the painted layer does not hide classes in the predictions.
+        """
+        colormap = self.plan.colormap() if self.plan is not None else None
+        return None if colormap is None else colormap.model_copy(deep=True)
 
     @property
     def job_running(self) -> bool:
@@ -236,7 +245,6 @@ class TrainingState:
         ``axis_decision`` is the slicing axis the new model is built along, and why.
         """
         self.trainer, self.plan, self.axis_decision = None, plan, axis_decision
-        self.colormap = plan.colormap()
         self.targets = [PENDING] * len(plan.images)
 
     def use_model(self, model: SegmentationModel, checkpoint=None) -> None:

@@ -47,3 +47,20 @@ def test_a_class_painted_and_named_while_training_keeps_its_name_in_predictions_
     session = load_session(tmp_path / "work.action.zarr")
     assert session.class_names == expected
     assert checkpoint_from_bytes(session.checkpoint).class_names == expected  # the model inside it too
+
+
+def test_prediction_layers_follow_the_painted_colours_chosen_after_train(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    labels.new_colormap(seed=7)  # the layer's "shuffle colors" button
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    prediction = viewer.layers["vol ACTION"]
+    for value in (1, 2):
+        assert tuple(prediction.get_color(value)) == tuple(labels.get_color(value))
+    # "show selected label" on the painted layer leaves the prediction layer showing every class.
+    labels.selected_label = 1
+    labels.show_selected_label = True
+    prediction.refresh()
+    assert prediction.get_color(2) is not None and prediction.get_color(2)[3] > 0
