@@ -7,6 +7,10 @@ by :func:`napari_action.io.nifti.save_labels`), or, for images that did not come
 a NIfTI file, the layer's own transform (qform/sform code 2, "aligned"); the
 rule is the npe2 writer's (:func:`napari_action._napari.writer.meta_for_layer`).
 
+When the user named classes (the painted layer's features; docs/usage.md), a colour table with
+their names and colours goes beside each mask, ``<image name>_action.ctbl``
+(:mod:`napari_action.io.label_table`), under the same rules for existing files.
+
 The work is split by thread: :func:`plan_export` copies the layers on the GUI
 thread, :func:`write_export` writes the files in a worker.
 """
@@ -21,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_action._napari.layers import SOURCE_KEY, is_prediction_layer, layer_array, layer_shape
+from napari_action._napari.layers import SOURCE_KEY, class_names_of, is_prediction_layer, layer_array, layer_shape
 from napari_action._napari.view_plane import layer_volume_meta
 from napari_action.io.errors import describe_error
+from napari_action.io.label_table import LabelEntry, table_path, write_label_table
 from napari_action.io.nifti_writer import save_labels
 from napari_action.io.volume_meta import VolumeMeta
 
@@ -48,6 +53,12 @@ class ExportItem:
     path: Path
     labels: np.ndarray
     meta: VolumeMeta
+    table: list[LabelEntry] = field(default_factory=list)  # names and colours; empty when no class is named
+
+    @property
+    def paths(self) -> list[Path]:
+        """The files this item writes: the mask, and its colour table if it has one."""
+        return [self.path, table_path(self.path)] if self.table else [self.path]
 
 
 @dataclass
@@ -79,8 +90,25 @@ def plan_export(viewer, folder: str | Path) -> list[ExportItem]:
         image_name = layer.metadata.get(SOURCE_KEY) or layer.name
         meta = layer_volume_meta(_geometry_layer(viewer, layer))
         labels = np.array(layer_array(layer), copy=True)  # the user may paint on while we write
-        items.append(ExportItem(layer.name, _free_path(Path(folder), image_name, layer.name, taken), labels, meta))
+        path = _free_path(Path(folder), image_name, layer.name, taken)
+        items.append(ExportItem(layer.name, path, labels, meta, _label_table(layer)))
     return items
+
+
+def _label_table(layer) -> list[LabelEntry]:
+    """The layer's classes with their names and colours, when the user named any; else none (numbers say it all).
+
+    A prediction layer names every class: unnamed ones by their number, 0 "background".
+    """
+    names = class_names_of(layer) or {}
+    if not any(name.strip() not in ("", str(value)) for value, name in names.items() if value != 0):
+        return []
+    values = sorted(set(names) | {0})
+    colours = np.asarray(layer.colormap.map(np.asarray(values)))  # RGBA from 0 to 1, as napari shows them
+    return [
+        LabelEntry(value, names.get(value, "background"), tuple(int(round(255 * c)) for c in rgba))
+        for value, rgba in zip(values, colours, strict=True)
+    ]
 
 
 def _free_path(folder: Path, image_name: str, layer_name: str, taken: set[str]) -> Path:
@@ -107,12 +135,12 @@ def resolve_overwrite(items: Sequence[ExportItem], overwrite: Overwrite) -> tupl
     replace : bool
         Whether writing may replace existing files (pass it on to :func:`write_export`).
     """
-    existing = [item.path for item in items if item.path.exists()]
+    existing = [path for item in items for path in item.paths if path.exists()]
     if not existing:
         return list(items), [], False
     if overwrite(existing) if callable(overwrite) else bool(overwrite):
         return list(items), [], True
-    return [item for item in items if not item.path.exists()], existing, False
+    return [item for item in items if not any(path.exists() for path in item.paths)], existing, False
 
 
 def write_export(items: Sequence[ExportItem], skipped: Sequence[Path] = (), overwrite: bool = False) -> ExportResult:
@@ -126,6 +154,9 @@ def write_export(items: Sequence[ExportItem], skipped: Sequence[Path] = (), over
     for item in items:
         try:
             result.written.append(save_labels(item.path, item.labels, item.meta, overwrite=overwrite))
+            if item.table:
+                table = write_label_table(table_path(item.path), item.table, source=item.path.name, overwrite=overwrite)
+                result.written.append(table)
         except OSError as error:
             if not result.written:
                 raise

@@ -137,3 +137,42 @@ def test_export_names_hold_nothing_windows_refuses_and_differ_in_more_than_case(
     first = _free_path(tmp_path, "Heart", "Heart prediction", taken)
     second = _free_path(tmp_path, "heart", "heart prediction", taken)
     assert (first.name, second.name) == ("Heart_action.nii.gz", "heart prediction_action.nii.gz")
+
+
+def test_named_classes_go_beside_the_mask_in_a_colour_table_with_the_colours_shown(viewer, qtbot, tmp_path):
+    # Other tools read only numbers from a NIfTI mask: the names given in napari were lost on export.
+    image, _ = disc_volume()
+    viewer.add_image(image, name="vol")
+    widget = dock(viewer)
+    names = {1: "left hippocampus", 2: "amygdala"}
+    layer = prediction_layer_for(viewer, viewer.layers["vol"], names, class_values=[0, 1, 2])
+    layer.data[...] = np.random.default_rng(0).integers(0, 3, layer.data.shape)
+    out = tmp_path / "export"
+    out.mkdir()
+    widget.files_panel.export_masks(out)
+    wait_idle(qtbot, widget)
+    assert sorted(p.name for p in out.iterdir()) == ["vol_action.ctbl", "vol_action.nii.gz"]
+    rows = [line.split() for line in (out / "vol_action.ctbl").read_text().splitlines()[1:]]
+    assert [row[:2] for row in rows] == [["0", "background"], ["1", "left_hippocampus"], ["2", "amygdala"]]
+    shown = np.round(255 * np.asarray(layer.colormap.map(np.array([1, 2])))).astype(int)
+    assert [[int(c) for c in row[2:]] for row in rows[1:]] == shown.tolist()
+
+    before = len(notification_manager.records)
+    widget.files_panel.export_masks(out, overwrite=False)  # both files exist: both are kept
+    wait_idle(qtbot, widget)
+    assert any("kept 2 existing" in m for m in messages_since(before, "info"))
+    (out / "vol_action.nii.gz").unlink()  # the table alone still counts as the user's file
+    asked = []
+    widget.files_panel.export_masks(out, overwrite=lambda paths: asked.extend(paths) or False)
+    wait_idle(qtbot, widget)
+    assert [p.name for p in asked] == ["vol_action.ctbl"] and not (out / "vol_action.nii.gz").exists()
+
+
+def test_no_table_when_no_class_is_named(viewer, qtbot, tmp_path):
+    image, _ = disc_volume()
+    viewer.add_image(image, name="vol")
+    widget = dock(viewer)
+    _fill_predictions(viewer, ["vol"], seed=0)  # classes 1 and 2 named by their numbers only
+    widget.files_panel.export_masks(tmp_path)
+    wait_idle(qtbot, widget)
+    assert [p.name for p in tmp_path.iterdir()] == ["vol_action.nii.gz"]
