@@ -216,18 +216,21 @@ def crossing_slice_advice(labels: Sequence[np.ndarray | PaintProfile | None], ax
     then counts as fully labeled: background wherever the line is not. Such a slice shows as the same
     line, one voxel thick, being the only paint on :data:`CROSSED_SLICES_TO_WARN` or more slices along
     ``axis``; the slices painted along ``axis`` themselves are not counted, so a stray slice is found
-    beside them. Paint profiles of lazily read files hold no voxels and are not looked at.
+    beside them. Each volume is looked at on its own: volumes of a cohort differ in shape, and index ``j``
+    of one is not index ``j`` of another. Paint profiles of lazily read files hold no voxels and are not
+    looked at.
     """
     painted = [lab != 0 for lab in labels if isinstance(lab, np.ndarray) and lab.ndim == 3 and lab.any()]
     if not painted:
         return None
     axis = normalize_axis(axis, 3)
     for other in (a for a in range(3) if a != axis):
-        crossed, lines = 0, 0
+        crossed, found = 0, set()
         for voxels in painted:
             count, per_index = _line_only_slices(voxels, axis, other)
-            crossed, lines = crossed + count, lines + per_index
-        found = [int(j) for j in np.flatnonzero(lines >= CROSSED_SLICES_TO_WARN)]
+            crossed += count
+            found.update(int(j) for j in np.flatnonzero(per_index >= CROSSED_SLICES_TO_WARN))
+        found = sorted(found)
         if found:
             slices = "slice" if len(found) == 1 else "slices"
             return (

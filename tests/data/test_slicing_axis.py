@@ -82,6 +82,18 @@ def test_a_slice_painted_along_another_axis_beside_the_slicing_ones_is_pointed_o
     assert "Paint on slices 3 and 9 along axis 2" in crossing_slice_advice([labels], axis=1)
 
 
+def test_volumes_of_different_shapes_are_looked_at_each_on_its_own():
+    # A cohort's painted scans differ in shape: adding up their profiles raised numpy's broadcast error.
+    small = np.zeros((10, 12, 14), np.uint8)
+    small[2:8, 2:8, 3] = 1
+    large = np.zeros((10, 20, 18), np.uint8)
+    large[2:8, 2:8, 5] = 1
+    assert crossing_slice_advice([small, large], axis=2) is None
+    large[1:9, 15, :] = 1  # a slip in the other view, on the large scan only
+    advice = crossing_slice_advice([small, None, large], axis=2)
+    assert advice.startswith("Paint on slice 15 along axis 1 crosses 17 slices along axis 2")  # not slice 5, painted
+
+
 def test_complete_masks_and_slices_painted_along_the_slicing_axis_have_nothing_crossing():
     dense = np.zeros((10, 12, 14), np.uint8)
     dense[2:8, 3:9, 4:11] = 1
