@@ -13,7 +13,12 @@ file, axes in voxel order, plus a :class:`DisplayGeometryWarning`. Saved labels 
 geometry either way.
 
 Files that look like label maps (see :func:`napari_action.io.nifti.is_label_file`) open as Labels.
-Errors are raised as :class:`~napari_action.io.nifti.VolumeError`, which napari shows as a notification.
+A file that cannot be used (4D, a damaged header, ...) raises :class:`~napari_action.io.nifti.VolumeError`
+in :func:`read_nifti` and :func:`read_zarr`; the functions napari calls (:func:`open_nifti`,
+:func:`open_zarr`) show its message as an error notification instead and give napari no layer for
+that file, so that napari opens the other files of a File > Open selection (a raised error stopped it
+at the bad file, leaving the files after it unopened, and offered to read every selected file with
+another reader).
 
 Zarr stores: the reader claims only folders that napari-action wrote (``napari-action convert``,
 ``predict --output-format zarr``; their attributes carry the geometry and whether they hold a scan or
@@ -68,9 +73,9 @@ def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDa
     if not paths:
         return None
     if all(_stem(p) is not None for p in paths):
-        return read_nifti
+        return open_nifti
     if all(napari_action_store_attrs(p) is not None for p in paths):
-        return read_zarr
+        return open_zarr
     if len(paths) == 1 and is_session_store(paths[0]):
         return refuse_session_store
     return None
@@ -84,6 +89,32 @@ def read_nifti(path: PathOrPaths) -> list[LayerData]:
 def read_zarr(path: PathOrPaths) -> list[LayerData]:
     """Read one or several zarr stores written by napari-action into napari layer data tuples."""
     return [_zarr_layer_data(Path(p)) for p in _as_list(path)]
+
+
+#: napari's sign that a reader handled a file that gives no layer; napari goes on with the next file.
+_NO_LAYER = [(None,)]
+
+
+def open_nifti(path: PathOrPaths) -> list[LayerData]:
+    """:func:`read_nifti` for napari: a file that cannot be used is named in an error notification and skipped."""
+    return _each_usable(path, _layer_data)
+
+
+def open_zarr(path: PathOrPaths) -> list[LayerData]:
+    """:func:`read_zarr` for napari: a store that cannot be used is named in an error notification and skipped."""
+    return _each_usable(path, _zarr_layer_data)
+
+
+def _each_usable(path: PathOrPaths, read_one: Callable[[Path], LayerData]) -> list[LayerData]:
+    from napari.utils.notifications import show_error
+
+    layers = []
+    for p in _as_list(path):
+        try:
+            layers.append(read_one(Path(p)))
+        except VolumeError as exc:  # its message names the file and says what to do
+            show_error(str(exc))
+    return layers or _NO_LAYER
 
 
 def refuse_session_store(path: PathOrPaths) -> list[LayerData]:

@@ -85,8 +85,16 @@ class TrainingPlan:
                     f"Both {other.name!r} and {labels.name!r} are paired with image "
                     f"{image.name!r}; uncheck one of them or pair it with another image."
                 )
-            if not layer_array(labels).any():
+            painted = layer_array(labels)
+            if not painted.any():
                 raise ValueError(f"Nothing is painted in {labels.name!r} yet: paint a few slices first, or uncheck it.")
+            if painted.dtype.kind == "i" and painted.min() < 0:
+                # Painting never gives a negative value: a scan read as labels (an integer file of few values).
+                raise ValueError(
+                    f"{labels.name!r} holds negative values (down to {painted.min()}), so it is not painted labels: "
+                    "0 means unpainted and each class is a positive number. If it is a scan (a file of few integer "
+                    "values opens as labels), right-click it in the layer list > Convert to Image; else uncheck it."
+                )
             plan.images.append(image)
             plan.labels.append(labels)
         plan.images += [img for img in images.values() if _index(plan.images, img) is None]

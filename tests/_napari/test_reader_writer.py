@@ -6,7 +6,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_action._napari.reader import DisplayGeometryWarning, display_affine, napari_get_reader, read_nifti
+from napari_action._napari.reader import (
+    DisplayGeometryWarning,
+    display_affine,
+    napari_get_reader,
+    open_nifti,
+    read_nifti,
+)
 from napari_action._napari.writer import write_labels
 from napari_action.io.nifti import NonFiniteVoxelsWarning, VolumeError, load_labels, load_volume
 from napari_action.io.volume_meta import VolumeMeta
@@ -18,7 +24,7 @@ HEADER_GEOMETRY += ("srow_x", "srow_y", "srow_z", "pixdim", "qform_code", "sform
 
 @pytest.mark.parametrize("name", ["a.nii", "b.NII.GZ", ["a.nii", "b.nii.gz"]])
 def test_reader_claims_nifti(name):
-    assert napari_get_reader(name) is read_nifti
+    assert napari_get_reader(name) is open_nifti
 
 
 @pytest.mark.parametrize("name", ["a.tif", "a.mgz", "nii", ".nii", [], ["a.nii", "b.tif"]])

@@ -6,17 +6,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 import zarr
+from napari.utils.notifications import notification_manager
 
 from napari_action._napari import reader
 from napari_action._napari.layers import layer_image_data
-from napari_action._napari.reader import napari_get_reader, read_nifti, read_zarr, refuse_session_store
+from napari_action._napari.reader import (
+    napari_get_reader,
+    open_nifti,
+    open_zarr,
+    read_zarr,
+    refuse_session_store,
+)
 from napari_action.cli.main import main
 from napari_action.io.label_writers import write_label_volume
 from napari_action.io.nifti import NonFiniteVoxelsWarning, VolumeError, load_labels, load_volume
 from napari_action.io.session_store import Session, SessionVolume, save_session
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_ATTRS_KEY, zarr_attrs
-from tests.helpers.gui import PLUGIN
+from tests.helpers.gui import PLUGIN, messages_since
 
 
 def _convert(source, store):
@@ -36,8 +43,8 @@ def scan_store(nibabel_data, tmp_path):
 
 
 def test_reader_claims_only_the_stores_napari_action_wrote(scan_store, tmp_path):
-    assert napari_get_reader(str(scan_store)) is read_zarr
-    assert napari_get_reader(scan_store) is read_zarr  # napari passes str or Path
+    assert napari_get_reader(str(scan_store)) is open_zarr
+    assert napari_get_reader(scan_store) is open_zarr  # napari passes str or Path
     foreign = tmp_path / "foreign.zarr"
     zarr.create_array(str(foreign), data=np.ones((3, 4, 5), np.uint8))
     group = tmp_path / "group.zarr"
@@ -46,11 +53,11 @@ def test_reader_claims_only_the_stores_napari_action_wrote(scan_store, tmp_path)
     folder.mkdir()
     for other in (foreign, group, folder, tmp_path / "missing.zarr", [scan_store, foreign]):
         assert napari_get_reader(other) is None, other
-    assert napari_get_reader([tmp_path / "a.nii"]) is read_nifti
+    assert napari_get_reader([tmp_path / "a.nii"]) is open_nifti
     version_2 = tmp_path / "v2.zarr"  # zarr format 2 keeps its attributes in .zattrs
     meta = VolumeMeta.from_affine(np.eye(4), (3, 4, 5))
     zarr.create_array(str(version_2), data=np.ones((3, 4, 5), np.uint8), zarr_format=2, attributes=zarr_attrs(meta))
-    assert napari_get_reader(version_2) is read_zarr
+    assert napari_get_reader(version_2) is open_zarr
 
 
 def test_converted_scan_opens_like_its_nifti_and_keeps_the_geometry(make_napari_viewer, nibabel_data, scan_store):
@@ -104,10 +111,14 @@ def test_a_mask_store_larger_than_the_free_memory_is_refused_with_what_it_needs(
     store = write_label_volume(tmp_path / "scan_action.zarr", _mask(meta.shape), meta, axis=2)
     monkeypatch.setattr(reader, "available_memory_bytes", lambda: 1024)  # a machine with 1 kB free
     viewer = make_napari_viewer()
-    with pytest.raises(VolumeError, match="too large for this machine's memory") as raised:
-        viewer.open(store, plugin=PLUGIN)
-    assert str(raised.value).endswith("use a machine with more memory. A label map opens whole, to be painted on.")
+    before = len(notification_manager.records)
+    assert viewer.open(store, plugin=PLUGIN) == []  # refused in a notification, not raised: napari goes on
+    (message,) = messages_since(before, "error")
+    assert "too large for this machine's memory" in message
+    assert message.endswith("use a machine with more memory. A label map opens whole, to be painted on.")
     assert len(viewer.layers) == 0
+    with pytest.raises(VolumeError, match="too large for this machine's memory"):
+        read_zarr(store)
 
 
 def test_a_store_written_before_its_kind_was_recorded_is_judged_by_its_values(tmp_path):
