@@ -175,7 +175,9 @@ class TrainingInit(NamedTuple):
     reason: str | None = None  # why the loaded model's checkpoint is not continued
 
 
-def build_trainer(volumes, labels, config, class_names, init=None, labeled_slices=None, spacings=None, affines=None):
+def build_trainer(
+    volumes, labels, config, class_names, init=None, labeled_slices=None, spacings=None, affines=None, names=None
+):
     """Build the trainer (runs in the worker thread: normalising big volumes takes seconds).
 
     ``config.axis`` is the slicing axis the widget decided (:meth:`TrainingState.training_init`).
@@ -198,6 +200,7 @@ def build_trainer(volumes, labels, config, class_names, init=None, labeled_slice
         labeled_slices=labeled_slices,
         spacings=spacings,
         affines=affines,
+        names=names,
     )
 
 

@@ -313,6 +313,7 @@ class ActionWidget(QWidget):
             init=init.checkpoint,
             labeled_slices=training.labeled_slices,
             affines=affines,
+            names=[image.name for image in plan.images],
         )
         return factory, config, init.axis_decision
 

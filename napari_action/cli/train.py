@@ -132,7 +132,13 @@ def _train(args: argparse.Namespace) -> int:
     affines = [meta.affine for _, meta in loaded]
     try:
         trainer = Trainer(
-            images, labels, config_from_args(args), labeled_slices=extra, spacings=spacings, affines=affines
+            images,
+            labels,
+            config_from_args(args),
+            labeled_slices=extra,
+            spacings=spacings,
+            affines=affines,
+            names=[str(path) for path in args.image],  # the notes name the files as the user gave them
         )
     except NonFiniteVoxelsError as error:
         raise error.with_advice(NAN_TO_ZERO_ADVICE) from None

@@ -118,6 +118,9 @@ class Trainer:
         (``config.unpainted_prior``); registration starts from world coordinates, so volumes
         stored in other orientations align. Default: each volume's spacings, no rotation. Without
         ``spacings``, the voxel sizes are read from the affines.
+    names : sequence of str, optional
+        What the user calls each volume (a layer or file name), for the notes of :attr:`advice`;
+        default "volume 1", "volume 2", ...
 
     Raises
     ------
@@ -140,6 +143,7 @@ class Trainer:
         init: str | Path | Checkpoint | None = None,
         spacings: Sequence[Sequence[float]] | None = None,
         affines: Sequence[np.ndarray] | None = None,
+        names: Sequence[str] | None = None,
     ):
         self.config = TrainConfig.preset("cpu") if config is None else check_config(config)
         self.config.validate()
@@ -168,7 +172,9 @@ class Trainer:
         # A model continued from a checkpoint keeps its names for the values the painted labels do not name.
         self.class_names = {**(checkpoint.class_names if checkpoint else {}), **dict(class_names or {})}
         self.spacings, world = check_geometry(spacings, affines, raw)
-        self.config, self._data_notes = decided_from_data(self.config, self.images, self.spacings, self.annotation)
+        self.config, self._data_notes = decided_from_data(
+            self.config, self.images, self.spacings, self.annotation, names
+        )
         carry_affines = world if self.config.unpainted_prior != "none" else None
         self.pool = SlicePool(
             self.images,

@@ -212,18 +212,23 @@ def decided_from_data(
     images: Sequence[NormalizedVolume],
     spacings: Sequence[Sequence[float]],
     annotation: SparseAnnotation,
+    names: Sequence[str] | None = None,
 ) -> tuple[TrainConfig, list[str]]:
     """``config`` with every setting left to the data decided, and a note for each decision the user should
     know of: the noise augmentation (:func:`with_scanner_augmentation`), the structure-end rule
-    (:func:`with_structure_ends`) and a cohort's longer last stage (:func:`with_cohort_steps`)."""
-    config, noise = with_scanner_augmentation(config, images, annotation)
+    (:func:`with_structure_ends`) and a cohort's longer last stage (:func:`with_cohort_steps`).
+    ``names``: what the user calls each volume, in the notes (default "volume 1", ...)."""
+    config, noise = with_scanner_augmentation(config, images, annotation, names)
     config, ends = with_structure_ends(config, spacings, annotation)
     config, steps = with_cohort_steps(config, annotation)
     return config, [note for note in (noise, ends, steps) if note]
 
 
 def with_scanner_augmentation(
-    config: TrainConfig, images: Sequence[NormalizedVolume], annotation: SparseAnnotation
+    config: TrainConfig,
+    images: Sequence[NormalizedVolume],
+    annotation: SparseAnnotation,
+    names: Sequence[str] | None = None,
 ) -> tuple[TrainConfig, str | None]:
     """``config`` with the noise augmentation decided where it is left to the data (``noise_sigma=None``),
     and, when noise joins training, a note for the user.
@@ -239,8 +244,10 @@ def with_scanner_augmentation(
         if noise:
             noisiest = int(np.argmax(levels))
             least = min(levels[index] for index in painted)
+            # With 20 scans open, "volume 6" names none the user knows: the layer's or file's name does.
+            called = repr(names[noisiest]) if names and noisiest < len(names) else f"volume {noisiest + 1}"
             note = (
-                f"volume {noisiest + 1} is noisier than the painted one(s) (noise {levels[noisiest]:.2f} against "
+                f"{called} is noisier than the painted one(s) (noise {levels[noisiest]:.2f} against "
                 f"{least:.2f} sd): training adds noise up to {noise:.2f} sd to what the network sees, so that "
                 "it also segments the noisier scans."
             )

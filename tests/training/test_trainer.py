@@ -365,6 +365,9 @@ def test_noise_joins_training_when_a_volume_is_clearly_noisier_than_the_painted_
     trainer = Trainer([image, noisier], [sparse(truth)], tiny_config())
     assert trainer.config.noise_sigma > 0.2 and trainer.config.photometric_labeled is True
     assert any("volume 2 is noisier" in advice for advice in trainer.advice)
+    # With a cohort open, "volume 2" names nothing the user knows: the names given are used.
+    named = Trainer([image, noisier], [sparse(truth)], tiny_config(), names=["t1_site_A", "t1_site_B"])
+    assert any(advice.startswith("'t1_site_B' is noisier") for advice in named.advice)
     assert not any("noisier" in advice for advice in alike.advice)
     assert trainer.checkpoint().config.noise_sigma == trainer.config.noise_sigma  # what the model was trained with
     chosen = Trainer([image, noisier], [sparse(truth)], tiny_config(noise_sigma=0.0, photometric_labeled=False))
