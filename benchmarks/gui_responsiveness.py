@@ -21,7 +21,9 @@ widget's), ``--warmup`` steps of the supervised start (20, so that the heavier s
 reached), ``--no-scroll``, ``--plain-worker`` (turn off the worker's thread hygiene of
 ``napari_action/_napari/threads.py``, for an A/B comparison), ``--why``
 (sample every thread's stack during stalls), ``--preimport`` and ``--switch-interval-ms``
-(diagnostics). Numbers depend on the machine's other load: compare runs made back to back.
+(diagnostics), ``--predict-all`` (after training, press "Predict all" and report the job's stalls,
+our slots' time, memory growth and a profile of the GUI thread; no scrolling).
+Numbers depend on the machine's other load: compare runs made back to back.
 """
 
 from __future__ import annotations
@@ -118,6 +120,65 @@ class StallSampler:
             lines.append(f"-- {kind} thread(s) during stalls:")
             lines += [f"{n:5d}  {where}" for where, n in counter.most_common(top)]
         return "\n".join(lines)
+
+
+class GuiProfile:
+    """Samples the GUI thread's stack every ``every_s`` from a watchdog thread (``--predict-all``).
+
+    Counts, per sample, the outermost frame of this project (the slot the event loop is in) and
+    the innermost frame; a sample with no project frame and a short stack is the idle event loop.
+    """
+
+    def __init__(self, every_s: float = 0.005):
+        import collections
+        import threading
+
+        self.every = every_s
+        self.main_id = threading.main_thread().ident
+        self.slots: collections.Counter = collections.Counter()
+        self.inner: collections.Counter = collections.Counter()
+        self.total = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            frame = sys._current_frames().get(self.main_id)
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{code.co_filename.split('site-packages/')[-1]}:{code.co_name}")
+                frame = frame.f_back
+            self.total += 1
+            ours = [where for where in stack if "napari_action" in where and "benchmarks" not in where]
+            if len(stack) <= 3 and not ours:
+                self.slots["(event loop, idle or C++)"] += 1
+                continue
+            self.slots[ours[-1] if ours else " < ".join(stack[:2])] += 1
+            self.inner[stack[0]] += 1
+
+    def report(self, top: int = 12) -> str:
+        lines = [f"-- GUI thread, {self.total} samples every {self.every * 1000:.0f} ms: outermost project frame"]
+        lines += [f"{n / self.total:6.1%}  {where}" for where, n in self.slots.most_common(top)]
+        lines.append("-- innermost frame (busy samples)")
+        lines += [f"{n / self.total:6.1%}  {where}" for where, n in self.inner.most_common(top)]
+        return "\n".join(lines)
+
+
+def _rss_mib() -> float:
+    """This process's resident memory (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def load_scene(viewer, subjects: int, shape: tuple[int, int, int]) -> None:
@@ -255,11 +316,70 @@ class Benchmark:
 
         self.elapsed = time.perf_counter() - self.started
         widget_finished()  # the widget's own end of the run, timed out of the training phase
+        if self.args.predict_all:
+            QTimer.singleShot(2000, self.predict_all)
+            return
         if self.args.no_scroll:
             self.report()
             return
         self.heartbeat.set_phase("scroll after")
         QTimer.singleShot(int(self.args.seconds * 1000 / 3), self.report)
+
+    def predict_all(self) -> None:
+        """Press "Predict all opened volumes" and time the job (``--predict-all``)."""
+        self.predict_ms: dict[str, list[float]] = {}
+        widget, panel = self.widget, self.widget.refine_panel
+        for owner, name in (
+            (widget, "_on_prediction_update"),
+            (widget.writer, "write_volume"),
+            (panel, "volume_predicted"),
+            (panel.cohort_tab, "refresh"),
+        ):
+            setattr(owner, name, _Timed(getattr(owner, name), self.predict_ms.setdefault(name, []), []))
+        self.rss_before = _rss_mib()
+        self.profile = GuiProfile()
+        self.profile.start()
+        self.heartbeat.set_phase("predict all")
+        self.predict_started = time.perf_counter()
+        widget.predict_button.click()
+        job = widget.training_state.job
+        finished = job.on_finished
+        job.on_finished = lambda: self.predicted(finished)
+
+    def predicted(self, widget_finished) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.predict_elapsed = time.perf_counter() - self.predict_started
+        widget_finished()
+        self.profile.stop()
+        self.heartbeat.set_phase("after")
+        # What the throttled refreshes (next slices, 300 ms after the last volume) still do.
+        QTimer.singleShot(1500, self.report_predict_all)
+
+    def report_predict_all(self) -> None:
+        from qtpy.QtWidgets import QApplication
+
+        self.heartbeat.set_phase("done")
+        self.heartbeat.timer.stop()
+        self.heartbeat.stalls.pop("done", None)
+        ticks = np.asarray(self.heartbeat.stalls["predict all"])
+        volumes = len(self.widget.refine_panel.cohort_tab.records)
+        print(summarize(self.heartbeat.stalls))  # noqa: T201 (a script's report)
+        print(  # noqa: T201
+            f"\npredict all: {volumes} volumes in {self.predict_elapsed:.1f} s; GUI late {ticks.sum():.1f} s in total "
+            f"over {ticks.size} ticks (one every {self.predict_elapsed / max(ticks.size, 1) * 1000:.1f} ms); "
+            f"RSS {self.rss_before:.0f} -> {_rss_mib():.0f} MiB "
+            f"(+{(_rss_mib() - self.rss_before) / max(volumes, 1):.1f} MiB per volume)"
+        )
+        for name, values in self.predict_ms.items():
+            if values:
+                print(  # noqa: T201
+                    f"{name}: {len(values)} calls, total {sum(values):.0f} ms, max {max(values):.1f} ms, "
+                    f"mean {np.mean(values):.1f} ms"
+                )
+        print(self.profile.report())  # noqa: T201
+        self.viewer.close()
+        QApplication.instance().quit()
 
     def report(self) -> None:
         from qtpy.QtWidgets import QApplication
@@ -319,6 +439,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="the form's CPU threads (default: the widget's)")
     parser.add_argument("--no-scroll", action="store_true")
     parser.add_argument(
+        "--predict-all",
+        action="store_true",
+        help="after training, press Predict all and time the job (no scrolling; use with --subjects, --shape)",
+    )
+    parser.add_argument(
         "--switch-interval-ms",
         type=float,
         default=None,
@@ -336,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
         help="import torch._dynamo (pulled in by the first optimiser step) before starting",
     )
     args = parser.parse_args(argv)
+    if args.predict_all:
+        args.no_scroll = True
     use_the_widget_defaults()
     if args.plain_worker:
         _plain_worker()

@@ -455,6 +455,9 @@ class ActionWidget(QWidget):
         job.start()
 
     def _on_prediction_update(self, image_name: str, update, record) -> None:
+        job = self.training_state.job
+        if isinstance(job, PredictionJob):  # the job's progress, here rather than in a napari progress bar
+            self.status.say(job.progress_text(image_name))
         if not update.done or image_name not in self.viewer.layers:
             return
         self.writer.write_volume(image_name, update)

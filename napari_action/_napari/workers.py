@@ -408,6 +408,12 @@ class PredictionJob:
         the volume's quality record (counted at 1 mL per voxel), the others None.
     on_finished : callable, optional
         Called once on the GUI thread when the worker ends (also on error).
+    progress_bar : bool
+        Show a napari progress bar (activity dock). Off by default, as for :class:`TrainingRun`:
+        while it runs napari animates its "in progress" indicator, and each frame repaints the main
+        window; under software OpenGL that took about a quarter of the GUI thread's time during
+        "Predict all" (docs/benchmarks.md, "GUI responsiveness during Predict all"). The caller shows
+        :meth:`progress_text` instead (the widget's status line).
     """
 
     def __init__(
@@ -416,11 +422,14 @@ class PredictionJob:
         items: Sequence[tuple[Any, int | np.ndarray]],
         on_update: Callable[[Any, PredictionUpdate, PredictionStats | None], None],
         on_finished: Callable[[], None] | None = None,
+        *,
+        progress_bar: bool = False,
     ):
         self.trainer = trainer
         self.items = list(items)
         self.on_update = on_update
         self.on_finished = on_finished
+        self.progress_bar = progress_bar
         self.is_running = False
         self._worker = None
         self._bar = None
@@ -435,10 +444,22 @@ class PredictionJob:
             connect={"yielded": self._on_yielded, "finished": self._on_finished},
         )
         # Each volume counts the same; predictions say how far along they are (slices_done of total_slices).
-        self._bar = napari_progress(total=len(self.items) * _STEPS_PER_VOLUME, desc="ACTION prediction")
+        if self.progress_bar:
+            self._bar = napari_progress(total=len(self.items) * _STEPS_PER_VOLUME, desc="ACTION prediction")
         self._worker = worker
         self.is_running = True
         worker.start()
+
+    @property
+    def fraction(self) -> float:
+        """How far the job is, from 0 to 1 (each volume counts the same)."""
+        return sum(self._done.values()) / max(len(self.items) * _STEPS_PER_VOLUME, 1)
+
+    def progress_text(self, key: Any) -> str:
+        """``Predicting volume 3 of 17 (brain-3), 40 % done…``: where the job is, ``key`` the volume in hand."""
+        keys = [item[0] for item in self.items]
+        number = keys.index(key) + 1 if key in keys else len(self._done)
+        return f"Predicting volume {number} of {len(self.items)} ({key}), {self.fraction:.0%} done…"
 
     def abandon(self) -> None:
         """Quit at the next batch without calling back."""

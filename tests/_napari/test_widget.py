@@ -18,6 +18,7 @@ from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import available_cores, training_threads
 from napari_action._napari.view_plane import layer_geometry
 from napari_action._napari.widget import ActionWidget
+from napari_action._napari.workers import PredictionJob
 from napari_action.data.interpolation import interpolate_labels
 from napari_action.inference.loaded_model import load_model
 from napari_action.progress import FocusRequest
@@ -284,6 +285,29 @@ def test_predict_all_and_save(scene, qtbot, tmp_path):
     wait_finished(qtbot, widget)
     saved = load_model(tmp_path / "model.pt", device="cpu")
     assert saved.references == [layer_geometry(viewer.layers["vol"])]  # trained on "vol" only
+
+
+def test_predict_all_shows_its_progress_in_the_status_line_not_a_napari_bar(scene, qtbot, monkeypatch):
+    """napari's progress bar animates the activity dock, repainting the window on every frame: the
+    status line says which volume is being predicted instead, and the layers come as before."""
+    viewer, widget, _, _ = scene
+    other, _ = disc_volume(seed=1)
+    viewer.add_image(other[:, :, :24], name="other")
+    widget.picker.set_checked("other", False)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    said = []
+    real_say = widget.status.say
+    monkeypatch.setattr(widget.status, "say", lambda text: said.append(text) or real_say(text))
+    widget.predict_button.click()
+    job = widget.training_state.job
+    assert isinstance(job, PredictionJob)
+    assert job._bar is None  # no napari progress bar
+    wait_finished(qtbot, widget)
+    progress = [text for text in said if text.startswith("Predicting volume")]
+    assert "Predicting volume 1 of 2 (vol)" in progress[0]
+    assert any(text.startswith("Predicting volume 2 of 2 (other), 100% done") for text in progress)
+    assert {"vol ACTION", "other ACTION"} <= {layer.name for layer in viewer.layers}
 
 
 def test_focus_and_labels_sent_together_both_arrive(scene, qtbot, monkeypatch):
