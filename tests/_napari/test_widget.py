@@ -308,6 +308,7 @@ def test_predict_all_shows_its_progress_in_the_status_line_not_a_napari_bar(scen
     assert "Predicting volume 1 of 2 (vol)" in progress[0]
     assert any(text.startswith("Predicting volume 2 of 2 (other), 100% done") for text in progress)
     assert {"vol ACTION", "other ACTION"} <= {layer.name for layer in viewer.layers}
+    assert not widget.status_label.text().startswith("Predicting")  # not left on the job's progress
 
 
 def test_focus_and_labels_sent_together_both_arrive(scene, qtbot, monkeypatch):
