@@ -174,13 +174,28 @@ def read_store(path: str | os.PathLike) -> tuple[Any, VolumeMeta, str]:
         _refuse_if_larger_than_memory(path, source)
     if kind == "labels" or _fits_in_memory(source.array.nbytes):
         # NaNs become 0 with a warning, as for a NIfTI file
-        data = handle_nonfinite(np.asarray(source.array[...]), path, "warn")
+        data = handle_nonfinite(_read_whole(path, source), path, "warn")
         if kind is None:  # a store written before its kind was recorded: guess as for a file
             kind = "labels" if is_label_file(path, data, source.meta) else "image"
     else:
         data = source.array  # read a slice at a time by napari and by training
         kind = kind or "image"
     return data, source.meta, kind
+
+
+def _read_whole(path: Path, source: ZarrSlices) -> np.ndarray:
+    """The store's voxels; a damaged chunk (zarr's codecs raise RuntimeError, ValueError, ...) as a VolumeError."""
+    try:
+        return np.asarray(source.array[...])
+    except MemoryError:
+        raise VolumeError(memory_message(path, source.shape, source.array.nbytes, None)) from None
+    except OSError:
+        raise
+    except Exception as error:
+        raise VolumeError(
+            f"{path}: a chunk of the zarr store cannot be read ({type(error).__name__}: {error}); the store is "
+            "damaged or incomplete: write it again (napari-action convert, or predict --output-format zarr)."
+        ) from error
 
 
 def _refuse_if_larger_than_memory(path: Path, source: ZarrSlices) -> None:

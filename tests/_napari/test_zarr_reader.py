@@ -157,3 +157,13 @@ def test_a_session_store_is_refused_with_the_way_to_open_it(tmp_path):
     assert napari_get_reader(str(store)) is refuse_session_store
     with pytest.raises(VolumeError, match="is a napari-action session. Open it with 'Open session…'"):
         refuse_session_store(str(store))
+
+
+def test_a_store_with_a_damaged_chunk_is_a_volume_error_so_the_other_files_open_and_sessions_reopen(tmp_path):
+    meta = VolumeMeta.from_affine(np.eye(4), (4, 5, 6))
+    store = tmp_path / "damaged.zarr"
+    zarr.create_array(str(store), data=np.ones((4, 5, 6), np.float32), chunks=(2, 5, 6), attributes=zarr_attrs(meta))
+    chunk = next(path for path in sorted(store.rglob("*")) if path.is_file() and path.name != "zarr.json")
+    chunk.write_bytes(b"not a compressed chunk")  # zarr's codec raised RuntimeError: napari's traceback
+    with pytest.raises(VolumeError, match="a chunk of the zarr store cannot be read"):
+        read_zarr(store)
