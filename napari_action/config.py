@@ -481,8 +481,9 @@ def upgraded_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     data = dict(data)
     for old, new in (("predict_smoothing", "predict_smoothing_mm"), ("predict_prior_decay", "predict_prior_decay_mm")):
         # In slices before 0.1.0's millimetres (at 1 mm slices the same): the number carries over, 0 stays off.
-        if old in data:
-            data.setdefault(new, float(data.pop(old)))
+        value = data.pop(old, None)
+        if isinstance(value, int | float):  # anything else (None) leaves today's default
+            data.setdefault(new, float(value))
     # The hard bound at a structure's propagated extent became the ending rule "cut"; off, the network's own ends.
     within = data.pop("predict_within_propagated_extent", None)
     data.pop("predict_unpainted_within_registered_extent", None)

@@ -141,6 +141,12 @@ def test_smoothing_saved_in_slices_keeps_its_value_under_the_millimetre_name():
     assert config.predict_smoothing_mm == 0.0 and config.predict_prior_decay_mm == 2.0
 
 
+def test_smoothing_saved_without_a_number_takes_todays_default():
+    # float(None) raised TypeError, which no front end words for the user.
+    data = _saved_by_an_earlier_release({"predict_smoothing_mm"}, predict_smoothing=None)
+    assert TrainConfig.from_dict(data).predict_smoothing_mm == TrainConfig.preset("cpu").predict_smoothing_mm
+
+
 def test_the_hard_bound_at_the_propagated_extent_becomes_the_ending_rule_that_does_it():
     renamed = {"structure_ends"}
     bounded = TrainConfig.from_dict(

@@ -456,7 +456,7 @@ class PredictionJob:
         return sum(self._done.values()) / max(len(self.items) * _STEPS_PER_VOLUME, 1)
 
     def progress_text(self, key: Any) -> str:
-        """``Predicting volume 3 of 17 (brain-3), 40 % done…``: where the job is, ``key`` the volume in hand."""
+        """``Predicting volume 3 of 17 (brain-3), 40% done…``: where the job is, ``key`` the volume in hand."""
         keys = [item[0] for item in self.items]
         number = keys.index(key) + 1 if key in keys else len(self._done)
         return f"Predicting volume {number} of {len(self.items)} ({key}), {self.fraction:.0%} done…"

@@ -215,8 +215,10 @@ def crossing_slice_advice(labels: Sequence[np.ndarray | PaintProfile | None], ax
     sagittally) leaves a single line of paint on every slice along ``axis`` it crosses, and each of them
     then counts as fully labeled: background wherever the line is not. Such a slice shows as the same
     line, one voxel thick, being the only paint on :data:`CROSSED_SLICES_TO_WARN` or more slices along
-    ``axis``; the slices painted along ``axis`` themselves are not counted, so a stray slice is found
-    beside them. Each volume is looked at on its own: volumes of a cohort differ in shape, and index ``j``
+    ``axis``; a slice painted along ``axis`` holds more than such a line and is not counted, so a stray
+    slice is found beside them (a structure one voxel thin along the other axis, painted at one index on
+    several slices, looks the same and is pointed out too: the warning then says what to do if it is
+    meant). Each volume is looked at on its own: volumes of a cohort differ in shape, and index ``j``
     of one is not index ``j`` of another. Paint profiles of lazily read files hold no voxels and are not
     looked at.
     """
