@@ -72,7 +72,28 @@ class Heartbeat:
         self._last = now
 
 
-class StallSampler:
+class _Watchdog:
+    """A daemon thread running ``self._watch`` beside the GUI thread until :meth:`stop`."""
+
+    def __init__(self):
+        import threading
+
+        self.main_id = threading.main_thread().ident
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=1.0)  # its counts are read next
+
+
+class StallSampler(_Watchdog):
     """A watchdog thread: while the GUI thread is stalled, sample what every thread is doing.
 
     Used with ``--why``: prints the most frequent innermost project/library frames
@@ -81,20 +102,11 @@ class StallSampler:
 
     def __init__(self, heartbeat: Heartbeat, threshold_ms: float = 60.0):
         import collections
-        import threading
 
+        super().__init__()
         self.heartbeat = heartbeat
         self.threshold = threshold_ms / 1000
-        self.main_id = threading.main_thread().ident
         self.samples: dict[str, collections.Counter] = {"gui": collections.Counter(), "other": collections.Counter()}
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
 
     @staticmethod
     def _where(frame, depth: int = 4) -> str:
@@ -122,7 +134,7 @@ class StallSampler:
         return "\n".join(lines)
 
 
-class GuiProfile:
+class GuiProfile(_Watchdog):
     """Samples the GUI thread's stack every ``every_s`` from a watchdog thread (``--predict-all``).
 
     Counts, per sample, the outermost frame of this project (the slot the event loop is in) and
@@ -131,22 +143,12 @@ class GuiProfile:
 
     def __init__(self, every_s: float = 0.005):
         import collections
-        import threading
 
+        super().__init__()
         self.every = every_s
-        self.main_id = threading.main_thread().ident
         self.slots: collections.Counter = collections.Counter()
         self.inner: collections.Counter = collections.Counter()
         self.total = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.every):
