@@ -299,13 +299,22 @@ def test_ctrl_c_during_training_says_that_no_model_was_written(nifti_files):
     args = [*cli_train_args([nifti_files["image"]], nifti_files["labels"], out), "--steps", "100000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen(
-        [sys.executable, "-m", "napari_action.cli.main", *args], stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "napari_action.cli.main", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # A suite started as a background job (`pytest &`) passes Ctrl-C on as ignored, and Python then
+        # never raises KeyboardInterrupt: the child is given Ctrl-C's default back, as a terminal has it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    for line in child.stderr:  # training has started: the schedule is announced before the first step
-        if line.startswith("Training"):
-            break
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=120)
+    try:
+        for line in child.stderr:  # training has started: the schedule is announced before the first step
+            if line.startswith("Training"):
+                break
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()  # never left training 100,000 steps after a failure
     assert child.returncode == 130
     assert "napari-action train: interrupted; no model was written (--out is as it was)" in err
     assert not out.exists()
