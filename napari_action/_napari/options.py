@@ -38,8 +38,8 @@ from napari_action.config import (
     STRUCTURE_ENDS,
     UNPAINTED_PRIORS,
     TrainConfig,
-    upgraded_settings,
 )
+from napari_action.config_checks import upgraded_settings
 
 logger = logging.getLogger(__name__)
 
