@@ -1,0 +1,54 @@
+"""What the ACTION widget's status line says while training stops and while prediction runs, in a real napari viewer.
+
+Budgets as in test_widget.py (the ``scene`` fixture, tests/helpers/gui.py); every test waits for its workers.
+"""
+
+from __future__ import annotations
+
+from napari_action._napari.run_state import RunState
+from napari_action._napari.workers import PredictionJob
+from tests.helpers.gui import TIMEOUT, disc_volume, start_long_training, wait_finished, wait_first_step
+
+
+def test_status_line_is_not_left_on_a_finished_stop_or_prediction(scene, qtbot):
+    viewer, widget, labels, _ = scene
+    run = start_long_training(widget)
+    widget.stop_button.click()  # while the volumes are prepared: no step is ever reported
+    assert widget.status_label.text() == "Stopping once the volumes are prepared…"  # said "after the current step"
+    wait_finished(qtbot, widget)
+    assert run.last_progress is None and run.error is None
+    assert "Stopping" not in widget.status_label.text()  # was left on "Stopping after the current step…"
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    widget.pause_button.click()
+    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
+    widget.predict_button.click()
+    qtbot.waitUntil(lambda: widget.training_state.job is None, timeout=TIMEOUT)
+    assert run.state is RunState.PAUSED
+    assert "Predicting" not in widget.status_label.text()  # was left on "Predicting 1 volume(s)…"
+    widget.stop_button.click()
+    wait_finished(qtbot, widget)
+
+
+def test_predict_all_shows_its_progress_in_the_status_line_not_a_napari_bar(scene, qtbot, monkeypatch):
+    """napari's progress bar animates the activity dock, repainting the window on every frame: the
+    status line says which volume is being predicted instead, and the layers come as before."""
+    viewer, widget, _, _ = scene
+    other, _ = disc_volume(seed=1)
+    viewer.add_image(other[:, :, :24], name="other")
+    widget.picker.set_checked("other", False)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    said = []
+    real_say = widget.status.say
+    monkeypatch.setattr(widget.status, "say", lambda text: said.append(text) or real_say(text))
+    widget.predict_button.click()
+    job = widget.training_state.job
+    assert isinstance(job, PredictionJob)
+    assert job._bar is None  # no napari progress bar
+    wait_finished(qtbot, widget)
+    progress = [text for text in said if text.startswith("Predicting volume")]
+    assert "Predicting volume 1 of 2 (vol)" in progress[0]
+    assert any(text.startswith("Predicting volume 2 of 2 (other), 100% done") for text in progress)
+    assert {"vol ACTION", "other ACTION"} <= {layer.name for layer in viewer.layers}
+    assert not widget.status_label.text().startswith("Predicting")  # not left on the job's progress
