@@ -8,6 +8,7 @@ from superqt.utils import qthrottled
 
 from napari_action._napari.plot import LossPlot
 from napari_action._napari.status import status_text
+from napari_action._napari.workers import PredictionJob, TrainingRun
 from napari_action.progress import TrainProgress
 
 #: Longest wait between two redraws of the status line and the loss plot while training, in ms: a
@@ -44,6 +45,18 @@ class StatusLine:
         """Take one step's progress: its loss is plotted, its line shown within :data:`PROGRESS_REDRAW_MS`."""
         self._plot.add_loss(progress.step, progress.losses.get("total", float("nan")), repaint=False)
         self._redraw(progress)
+
+    def stopping(self, run: TrainingRun | None) -> None:
+        """Say what a stop waits for: the step in hand, or, before the first step, the volumes being
+        prepared (or the preview streamed)."""
+        stepping = run is not None and run.last_progress is not None
+        self.say("Stopping after the current step…" if stepping else "Stopping once the volumes are prepared…")
+
+    def predicting(self, job: object, image_name: str) -> None:
+        """A prediction job's progress: here rather than in a napari progress bar, whose animation
+        repaints the main window on every frame (docs/benchmarks.md, "GUI responsiveness during Predict all")."""
+        if isinstance(job, PredictionJob):
+            self.say(job.progress_text(image_name))
 
     def say(self, text: str) -> None:
         """Show ``text`` now, in place of the last step's line and of any redraw still pending."""

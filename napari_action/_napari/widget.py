@@ -363,11 +363,7 @@ class ActionWidget(QWidget):
 
     def _on_run_state(self, state: RunState) -> None:
         if state is RunState.STOPPING:
-            stepping = self.run is not None and self.run.last_progress is not None
-            # Before the first step the worker is preparing the volumes or streaming the preview.
-            self.status.say(
-                "Stopping after the current step…" if stepping else "Stopping once the volumes are prepared…"
-            )
+            self.status.stopping(self.run)
         if state is RunState.PAUSED:
             self.training_state.run_pending_job()  # a prediction or save waited for the pause
         if state is not RunState.FINISHED:  # _on_run_finished follows at once, starts any job, then refreshes
@@ -455,9 +451,7 @@ class ActionWidget(QWidget):
         job.start()
 
     def _on_prediction_update(self, image_name: str, update, record) -> None:
-        job = self.training_state.job
-        if isinstance(job, PredictionJob):  # the job's progress, here rather than in a napari progress bar
-            self.status.say(job.progress_text(image_name))
+        self.status.predicting(self.training_state.job, image_name)
         if not update.done or image_name not in self.viewer.layers:
             return
         self.writer.write_volume(image_name, update)
