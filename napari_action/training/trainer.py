@@ -29,15 +29,12 @@ import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
-from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.slice_pool import SlicePool
-from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice
 from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from napari_action.label_values import check_class_count
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 from napari_action.runtime import (
@@ -64,10 +61,10 @@ from napari_action.training.trainer_inputs import (
     build_annotation,
     check_config,
     check_geometry,
-    check_unpainted_slices,
     check_volumes,
+    checked_annotation,
     decided_from_data,
-    normalized_image,
+    normalized_images,
     one_per_image,
     single_slice_advice,
     with_checkpoint_settings,
@@ -152,23 +149,10 @@ class Trainer:
         self.config = with_checkpoint_settings(self.config, checkpoint)
         raw = check_volumes(volumes)
         labels = one_per_image(() if labels is None else labels, "labels")  # read more than once below
-        self.annotation = build_annotation(
-            labels,
-            [v.shape for v in raw],
-            self.config,
-            axis=self.config.axis if checkpoint is None else checkpoint.axis,
-            labeled_slices=labeled_slices,
-            class_values=None if checkpoint is None else checkpoint.class_values,
+        self.annotation, self._axis_advice = checked_annotation(
+            labels, [v.shape for v in raw], self.config, checkpoint, labeled_slices
         )
-        check_class_count(self.annotation.class_values[1:], "The painted labels")  # class 0 is the background
-        # Only a forced axis can disagree with the paint ("auto" infers the painted one); scribbles have no slices.
-        forced = self.config.axis is not None and self.config.annotation_mode == "slice"
-        self._axis_advice = axis_mismatch_advice(labels, self.axis) if forced else None
-        if self._axis_advice is None and self.config.annotation_mode == "slice":
-            # A slice painted along another axis beside the right ones (a slip in another view), whatever the choice.
-            self._axis_advice = crossing_slice_advice(labels, self.axis)
-        check_unpainted_slices(self.annotation, self.config.method, self._axis_advice)
-        self.images = [self._normalized(index, volume) for index, volume in enumerate(raw)]
+        self.images = normalized_images(raw, self.axis, self.config.intensity_reference)
         # A model continued from a checkpoint keeps its names for the values the painted labels do not name.
         self.class_names = {**(checkpoint.class_names if checkpoint else {}), **dict(class_names or {})}
         self.spacings, world = check_geometry(spacings, affines, raw)
@@ -215,15 +199,6 @@ class Trainer:
         self._notice: str | None = None
         self._stream = StreamCursor([v.shape[self.axis] for v in self.images], self.config.stream_slices)
         self._gate = FitGate(self.config.stream_min_fit)
-
-    def _normalized(self, index: int, volume: object) -> NormalizedVolume:
-        try:
-            return normalized_image(volume, self.axis, self.config.intensity_reference)
-        except ValueError as error:
-            if type(error) is not ValueError:  # a file's own error names the file, and front ends reword it
-                raise
-            # NaN voxels or an empty array: which one of several images.
-            raise ValueError(f"Image {index}: {error}") from error
 
     # -- public properties -------------------------------------------------
     @property

@@ -21,7 +21,9 @@ from napari_action.data.carried_ends import has_thick_slices, thickness_ratio
 from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
+from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice
 from napari_action.io.checkpoint import Checkpoint
+from napari_action.label_values import check_class_count
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +33,11 @@ __all__ = [
     "check_spacings",
     "check_unpainted_slices",
     "check_volumes",
+    "checked_annotation",
     "one_per_image",
     "decided_from_data",
     "normalized_image",
+    "normalized_images",
     "pad_labels",
     "single_slice_advice",
     "with_cohort_steps",
@@ -191,6 +195,20 @@ def normalized_image(volume: Any, axis: int, reference: str = "foreground") -> N
     return NormalizedVolume.exact(check_volume_values(volume), reference)
 
 
+def normalized_images(volumes: Sequence[Any], axis: int, reference: str) -> list[NormalizedVolume]:
+    """Every training image normalised (:func:`normalized_image`); an image's own error says which image it is."""
+    images = []
+    for index, volume in enumerate(volumes):
+        try:
+            images.append(normalized_image(volume, axis, reference))
+        except ValueError as error:
+            if type(error) is not ValueError:  # a file's own error names the file, and front ends reword it
+                raise
+            # NaN voxels or an empty array: which one of several images.
+            raise ValueError(f"Image {index}: {error}") from error
+    return images
+
+
 def with_checkpoint_settings(config: TrainConfig, checkpoint: Checkpoint | None) -> TrainConfig:
     """``config`` with the loaded model's network sizes, normalising volumes as its training did, when training
     continues from one.
@@ -328,6 +346,37 @@ def build_annotation(
         class_values=class_values,
         allow_new_classes=True,
     )
+
+
+def checked_annotation(
+    labels: Sequence[Any],
+    shapes: Sequence[tuple[int, ...]],
+    config: TrainConfig,
+    checkpoint: Checkpoint | None,
+    labeled_slices: Mapping[int, Sequence[int]] | None,
+) -> tuple[SparseAnnotation, str | None]:
+    """The painted slices as training targets (:func:`build_annotation`, along a continued model's axis and
+    classes), refused where they cannot train (too many values, no slice left unpainted), and the advice on
+    how the paint lies against the slicing axis (None where it lies well)."""
+    annotation = build_annotation(
+        labels,
+        shapes,
+        config,
+        axis=config.axis if checkpoint is None else checkpoint.axis,
+        labeled_slices=labeled_slices,
+        class_values=None if checkpoint is None else checkpoint.class_values,
+    )
+    check_class_count(annotation.class_values[1:], "The painted labels")  # class 0 is the background
+    advice = None
+    if config.annotation_mode == "slice":  # scribbles have no slices
+        # Only a forced axis can disagree with the paint ("auto" infers the painted one).
+        if config.axis is not None:
+            advice = axis_mismatch_advice(labels, annotation.axis)
+        if advice is None:
+            # A slice painted along another axis beside the right ones (a slip in another view), whatever the choice.
+            advice = crossing_slice_advice(labels, annotation.axis)
+    check_unpainted_slices(annotation, config.method, advice)
+    return annotation, advice
 
 
 def check_unpainted_slices(annotation: SparseAnnotation, method: str, why: str | None = None) -> None:
