@@ -259,3 +259,14 @@ class EmbeddingQueue(nn.Module):
         self.queue[index] = x.to(self.queue.dtype)
         self.ptr.fill_((ptr + n) % self.size)
         self.count.fill_(min(int(self.count) + n, self.size))
+
+
+LOCAL_WINDOWS = 36  # 6 x 6 windows of size/4 with stride size/8 (heads.LocalHead)
+
+
+def local_queue(entries_per_window: int, num_classes: int) -> EmbeddingQueue:
+    """The local distillation's queue: ``entries_per_window`` descriptors of each window of a crop.
+
+    A descriptor holds the 8 × 8 pooled cells of every class channel (``heads.LocalHead``).
+    """
+    return EmbeddingQueue(entries_per_window * LOCAL_WINDOWS, num_classes * 64)

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 from napari_action.config import TrainConfig
-from napari_action.data.priors import SlicePrior, structure_extents
+from napari_action.data.priors import SlicePrior
 from napari_action.data.slice_pool import SlicePool
 from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
 from napari_action.inference.predictor import Predictor
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
+from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher, local_queue
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 from napari_action.runtime import (
     autocast,
@@ -69,10 +69,9 @@ from napari_action.training.trainer_inputs import (
     single_slice_advice,
     with_checkpoint_settings,
 )
+from napari_action.training.volume_prediction import checked_volume_index, training_volume_extents
 
 logger = logging.getLogger(__name__)
-
-LOCAL_WINDOWS = 36  # 6 x 6 windows of size/4 with stride size/8 (model.LocalHead)
 
 
 class Trainer:
@@ -189,7 +188,7 @@ class Trainer:
         # The student's call of every step; wrapped for DistributedDataParallel under torchrun.
         self._passes = distributed.StudentPassCache(self.distributed, self.device)
         self.global_queue = EmbeddingQueue(self.config.loss.queue_size, self.config.model.global_dim).to(self.device)
-        self.local_queue = self._new_local_queue()
+        self.local_queue = local_queue(self.config.loss.queue_size, self.annotation.num_classes).to(self.device)
         self.rng, self.generator = distributed.rank_generators(self.config.seed, self.distributed, self.device)
         self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.amp))
         self._stop_requested = False
@@ -331,7 +330,7 @@ class Trainer:
             self._place_nets()
             # The new classes' weights were drawn from each rank's own generator.
             distributed.broadcast_module(self.nets, self.distributed)
-            self.local_queue = self._new_local_queue()
+            self.local_queue = local_queue(self.config.loss.queue_size, self.annotation.num_classes).to(self.device)
             self._snapshot.take(self.nets, self.step)
 
     def _handle(self, command: object) -> bool:
@@ -429,10 +428,6 @@ class Trainer:
         # convolution kernels: a stage-iii step on 2 CPU cores took 14 % less.
         self.nets.to(self.device, memory_format=torch.channels_last)
 
-    def _new_local_queue(self) -> EmbeddingQueue:
-        dim = self.annotation.num_classes * 64
-        return EmbeddingQueue(self.config.loss.queue_size * LOCAL_WINDOWS, dim).to(self.device)
-
     # -- prediction and persistence -----------------------------------------
     def predictor(self) -> Predictor:
         """A predictor over the EMA teacher (eval mode), sharing its weights."""
@@ -462,24 +457,15 @@ class Trainer:
         """Where each structure starts and ends on a training volume (``config.structure_ends``): on a painted
         volume where its own propagation places it, on one nobody painted where the painted volumes'
         propagation lands once registered onto it; None when nothing bounds the structures there."""
-        config = self.config
-        if config.prior_source != "propagation" or config.structure_ends == "network":
-            return None
-        own = structure_extents(self.prior(volume_index))
-        if own is not None:
-            return own
-        return self._unpainted_extents.extents(volume_index, self.annotation, self.pool.priors)
+        return training_volume_extents(
+            self.config, volume_index, self.pool.priors, self.annotation, self._unpainted_extents
+        )
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
         """Predict a training volume (by index: with its labeled slices as a prior, each structure within
         the slices it is known to reach) or any other 3D image."""
         if isinstance(volume, (int, np.integer)):
-            index = int(volume)
-            if not 0 <= index < len(self.images):
-                raise IndexError(
-                    f"The trainer has {len(self.images)} image(s), numbered 0 to {len(self.images) - 1}; got "
-                    f"{index}. To predict another image, pass its array."
-                )
+            index = checked_volume_index(volume, len(self.images))
             kwargs.setdefault("spacing", self.spacings[index])
             if "extents" not in kwargs:  # registers the volume the first time: not for a caller's own
                 kwargs["extents"] = self.structure_extents(index)

@@ -18,9 +18,8 @@ from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.intensity import normalize_volume
 from napari_action.data.slice_pool import SlicePool
-from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher
+from napari_action.networks.teacher import LOCAL_WINDOWS, EmbeddingQueue, StudentTeacher, local_queue
 from napari_action.training import stages
-from napari_action.training.trainer import LOCAL_WINDOWS
 from tests.helpers.engine import AXIS, PAINTED, disc_volume, sparse, tiny_config, tiny_overrides
 
 # Each step function and the loss terms it logs.
@@ -58,7 +57,7 @@ def step_inputs(config: TrainConfig | None = None, volumes: list[np.ndarray] | N
         nets=nets,
         pool=pool,
         global_queue=EmbeddingQueue(config.loss.queue_size, config.model.global_dim),
-        local_queue=EmbeddingQueue(config.loss.queue_size * LOCAL_WINDOWS, annotation.num_classes * 64),
+        local_queue=local_queue(config.loss.queue_size, annotation.num_classes),
         device=torch.device("cpu"),
         rng=np.random.default_rng(0),
         generator=torch.Generator().manual_seed(0),
