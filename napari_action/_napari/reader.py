@@ -28,6 +28,10 @@ is refused with a message saying so). A scan stays on disk (napari
 and training read it a slice at a time) unless it takes under a quarter of the memory free now,
 where it is read whole for fast slicing along every axis. A session store (``*.action.zarr``) is
 refused with the way to open it.
+
+A mask with a colour table beside it under its own name (``scan_action.ctbl`` beside
+``scan_action.nii.gz``, as Export writes; 3D Slicer, FreeSurfer or ITK-SNAP tables too) opens with its
+classes' names and colours (:mod:`napari_action._napari.label_table_layer`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from napari_action._napari.label_table_layer import table_layer_kwargs
 from napari_action.io.nifti import (
     VolumeError,
     handle_nonfinite,
@@ -151,14 +156,19 @@ def _layer_data(path: Path) -> LayerData:
     data, meta = load_volume(path, nan_policy="warn")
     _warn_if_permuted(path, meta)
     kind = "labels" if is_label_file(path, data, meta) else "image"
-    return data, layer_kwargs(meta, _stem(path) or path.name), kind
+    return data, layer_kwargs(meta, _stem(path) or path.name, **_class_table(path, kind)), kind
 
 
 def _zarr_layer_data(path: Path) -> LayerData:
     data, meta, kind = read_store(path)
     _warn_if_permuted(path, meta)
     name = path.name[: -len(ZARR_SUFFIX)] if path.name.lower().endswith(ZARR_SUFFIX) else path.name
-    return data, layer_kwargs(meta, name or path.name), kind
+    return data, layer_kwargs(meta, name or path.name, **_class_table(path, kind)), kind
+
+
+def _class_table(path: Path, kind: str) -> dict[str, Any]:
+    """A mask's class names and colours from the table beside it (Export writes one)."""
+    return table_layer_kwargs(path) if kind == "labels" else {}
 
 
 def read_store(path: str | os.PathLike) -> tuple[Any, VolumeMeta, str]:

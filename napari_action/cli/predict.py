@@ -28,6 +28,7 @@ from napari_action.inference.cohort import FileOutcome, RankShare, count_by_stat
 from napari_action.inference.quality import QUALITY_CSV
 from napari_action.io.atomic import require_writable_folder
 from napari_action.io.errors import describe_error
+from napari_action.io.label_table import class_entries, label_table_text, table_path, write_label_table
 from napari_action.io.label_writers import OUTPUT_FORMATS
 from napari_action.io.nifti import NIFTI_EXTENSIONS, NonFiniteVoxelsError
 
@@ -238,7 +239,26 @@ def _handle_file(
         keep_record(target, record)
     except OSError as error:  # the mask is written; only a later --skip-existing run loses its score
         progress.note(f"Warning: the quality record of {target} was not kept: {describe_error(error)}")
+    _write_class_table(target, model, args.overwrite, progress)
     return "written", "", record
+
+
+def _write_class_table(target: Path, model: LoadedModel, overwrite: bool, progress: FileProgress) -> None:
+    """The model's class names beside the mask (``<mask>.ctbl``, as Export writes), when it names any.
+
+    3D Slicer and FreeSurfer read the table; napari-action's reader gives the mask its names back.
+    """
+    entries = class_entries(model.class_values, model.class_names)
+    if not entries:
+        return
+    table = table_path(target)
+    try:
+        write_label_table(table, entries, source=target.name, overwrite=overwrite)
+    except FileExistsError:
+        if table.read_bytes() != label_table_text(entries, target.name).encode("utf-8"):  # not this run's own
+            progress.note(f"Kept the existing {table} (--overwrite replaces it with this model's class names).")
+    except OSError as error:  # the mask is written; only its names are missing
+        progress.note(f"Warning: the class names of {target} were not written: {describe_error(error)}")
 
 
 def _predict_file(

@@ -59,6 +59,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--labels", action="append", default=[], type=Path, help="sparse labels of the k-th --image (0 = not painted)"
     )
+    train.add_argument(
+        "--class-names",
+        type=Path,
+        default=None,
+        metavar="TABLE",
+        help="a table naming the label values, kept in the model: 'value name R G B A' lines (3D Slicer, "
+        "FreeSurfer; Export writes one beside each mask) or an ITK-SNAP label description file. Default: the "
+        "table beside a --labels file under its name (painted.ctbl beside painted.nii.gz), if there is one",
+    )
     train.add_argument("--axis", type=int, default=None, help="slicing axis (default: inferred)")
     train.add_argument(
         "--labeled-slices",
@@ -116,6 +125,7 @@ def _train(args: argparse.Namespace) -> int:
     if len(args.labels) > len(args.image):
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
     _check_output(args.out, args.overwrite, [*args.image, *args.labels])
+    class_names = _class_names(args.class_names, args.labels)  # a table's typo is told before any image is read
     loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
     images = [volume for volume, _ in loaded]
     painted = training_labels(args.labels, images, args.axis, args.labeled_slices)
@@ -136,6 +146,7 @@ def _train(args: argparse.Namespace) -> int:
             labels,
             config_from_args(args),
             labeled_slices=extra,
+            class_names=class_names,
             spacings=spacings,
             affines=affines,
             names=[str(path) for path in args.image],  # the notes name the files as the user gave them
@@ -227,6 +238,22 @@ def _check_output(out: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> No
             f"cannot write {out}: the folder {out.parent} is not writable; choose another --out "
             "(or fix the folder's permissions)."
         )
+
+
+def _class_names(table: Path | None, labels: Sequence[Path]) -> dict[int, str]:
+    """Label value -> name from ``--class-names``, else from the tables beside the --labels files (the first wins)."""
+    from napari_action.io.label_table import read_label_table, table_beside
+
+    tables = [table] if table is not None else [t for t in map(table_beside, reversed(labels)) if t is not None]
+    names = {}
+    for path in tables:
+        if not path.is_file():
+            raise FileNotFoundError(f"--class-names {path}: no such file; give the path of a label table.")
+        names.update({entry.value: entry.name for entry in read_label_table(path) if entry.value != 0})
+    if names:
+        listed = ", ".join(f"{value} {name}" for value, name in sorted(names.items()))
+        print(f"Class names from {', '.join(map(str, reversed(tables)))}: {listed}", file=sys.stderr)
+    return names
 
 
 def _load_training_labels(path: Path) -> tuple[np.ndarray, VolumeMeta]:

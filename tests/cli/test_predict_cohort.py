@@ -31,7 +31,15 @@ def cohort(tmp_path):
 
 #: The written masks' quality records (for a later --skip-existing run).
 KEPT = RECORDS_FOLDER
-BOTH_GOOD_WRITTEN = [KEPT, "a_good_action.nii.gz", "d_good_action.nii.gz", "quality.csv"]
+# The model names its classes: each mask gets its colour table beside it.
+BOTH_GOOD_WRITTEN = [
+    KEPT,
+    "a_good_action.ctbl",
+    "a_good_action.nii.gz",
+    "d_good_action.ctbl",
+    "d_good_action.nii.gz",
+    "quality.csv",
+]
 
 
 def predict_args(model, out_dir, *images):
@@ -147,7 +155,8 @@ def test_each_rank_predicts_its_share_and_reports_it(cohort, model_file, tmp_pat
     assert main(predict_args(model_file, out_dir, cohort / "*.nii.gz")) == SOME_FILES_FAILED
     out, err = capsys.readouterr()
     # Without torchrun's store the ranks cannot gather: each writes its own quality table.
-    assert sorted(p.name for p in out_dir.iterdir()) == [KEPT, "d_good_action.nii.gz", "quality-rank1.csv"]
+    expected = [KEPT, "d_good_action.ctbl", "d_good_action.nii.gz", "quality-rank1.csv"]
+    assert sorted(p.name for p in out_dir.iterdir()) == expected
     assert f"[rank 1/2] [1/2] {cohort / 'b_corrupt.nii.gz'}: FAILED (" in err
     assert f"[rank 1/2] [2/2] {cohort / 'd_good.nii.gz'} -> " in out
     assert "[rank 1/2] Summary: 1 written, 1 failed of 2 files" in out

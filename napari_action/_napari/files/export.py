@@ -28,7 +28,7 @@ import numpy as np
 from napari_action._napari.layers import SOURCE_KEY, class_names_of, is_prediction_layer, layer_array, layer_shape
 from napari_action._napari.view_plane import layer_volume_meta
 from napari_action.io.errors import describe_error
-from napari_action.io.label_table import LabelEntry, table_path, write_label_table
+from napari_action.io.label_table import LabelEntry, has_named_class, table_path, write_label_table
 from napari_action.io.nifti_writer import save_labels
 from napari_action.io.volume_meta import VolumeMeta
 
@@ -101,7 +101,7 @@ def _label_table(layer) -> list[LabelEntry]:
     A prediction layer names every class: unnamed ones by their number, 0 "background".
     """
     names = class_names_of(layer) or {}
-    if not any(name.strip() not in ("", str(value)) for value, name in names.items() if value != 0):
+    if not has_named_class(names):
         return []
     values = sorted(set(names) | {0})
     colours = np.asarray(layer.colormap.map(np.asarray(values)))  # RGBA from 0 to 1, as napari shows them
