@@ -419,7 +419,7 @@ class PredictionJob:
     def __init__(
         self,
         trainer: SegmentationModel,
-        items: Sequence[tuple[Any, int | np.ndarray]],
+        items: Sequence[tuple[Any, int | np.ndarray, tuple | None]],
         on_update: Callable[[Any, PredictionUpdate, PredictionStats | None], None],
         on_finished: Callable[[], None] | None = None,
         *,

@@ -9,7 +9,7 @@ own transform (``affine`` composed with scale/translate/rotate/shear) with qform
 ("aligned"), e.g. for a Labels layer made with napari's "new labels" button.
 
 napari's Save dialog has already asked before replacing a file, so the writer overwrites, but
-atomically (see :func:`napari_action.io.nifti.save_labels`).
+atomically (see :func:`napari_action.io.nifti_writer.save_labels`).
 """
 
 from __future__ import annotations

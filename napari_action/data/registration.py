@@ -6,7 +6,8 @@ orientations: points of the *fixed* volume are mapped, through its affine (voxel
 world-space affine transform and the *moving* volume's inverse affine, to places in the moving
 volume. The metric is mutual information between the two images' intensities (soft histograms,
 Parzen windows), so scanners and contrasts may differ as long as tissues keep their order of
-grey. Coarse to fine: each level is the images block-averaged to about ``level_mm`` voxels.
+grey. Coarse to fine: each level is the images block-averaged to voxels of about one of
+:attr:`RegistrationSettings.levels_mm` millimetres.
 
 Runs on whatever device it is given (a CUDA GPU or the CPU); a pair of brains at 4 and 2 mm takes
 a few seconds on one CPU core.

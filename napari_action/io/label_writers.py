@@ -156,7 +156,7 @@ class _RunWriter(_SliceWriter):
 
 
 class MemoryLabelWriter(_SliceWriter):
-    """Gathers the label volume in memory and saves it with :func:`~napari_action.io.nifti.save_labels`.
+    """Gathers the label volume in memory and saves it with :func:`~napari_action.io.nifti_writer.save_labels`.
 
     The parameters are those of :func:`open_label_writer`; ``target`` is a ``.nii.gz`` (or
     ``.nii``) file, and :func:`save_labels` stores the smallest type that holds the values written.
@@ -186,7 +186,7 @@ class NiftiLabelWriter(_RunWriter):
 
     The temporary file (``.<name>.<random>.part`` in the target's folder, which
     :func:`~napari_action.io.atomic.remove_stale_parts` cleans up after a crash) holds the
-    header :func:`~napari_action.io.nifti.save_labels` would write, followed by
+    header :func:`~napari_action.io.nifti_writer.save_labels` would write, followed by
     zero-filled voxels (a sparse file: no disk is used until written). The result is
     byte for byte what ``save_labels`` writes for the same labels and type.
 

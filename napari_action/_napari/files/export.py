@@ -3,7 +3,7 @@
 Each prediction layer becomes ``<image name>_action.nii.gz`` holding the label
 values as shown. The geometry is that of the source image layer: the NIfTI
 header the reader kept in ``metadata["napari_action"]`` (restored bit for bit
-by :func:`napari_action.io.nifti.save_labels`), or, for images that did not come from
+by :func:`napari_action.io.nifti_writer.save_labels`), or, for images that did not come from
 a NIfTI file, the layer's own transform (qform/sform code 2, "aligned"); the
 rule is the npe2 writer's (:func:`napari_action._napari.writer.meta_for_layer`).
 
