@@ -25,7 +25,6 @@ from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.carried_prior import CarriedPrior
 from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior, carried_priors
-from napari_action.data.registration import RegistrationSettings
 from napari_action.data.structure_extents import StructureExtents
 
 __all__ = ["UnpaintedExtents"]
@@ -40,19 +39,15 @@ class UnpaintedExtents:
         Every training volume, painted or not.
     affines : sequence of 4 x 4 arrays
         Each volume's voxel → world affine (millimetres).
-    registration : RegistrationSettings, optional
-        The shipped settings if none.
     """
 
     def __init__(
         self,
         volumes: Sequence[NormalizedVolume],
         affines: Sequence[np.ndarray],
-        registration: RegistrationSettings | None = None,
     ):
         self._volumes = list(volumes)
         self._affines = [np.asarray(a, dtype=np.float64) for a in affines]
-        self._registration = registration
         self._carried: dict[int, CarriedPrior] = {}
         self._painted: dict[int, SlicePrior] = {}
         self._extents: dict[int, StructureExtents] = {}
@@ -82,8 +77,6 @@ class UnpaintedExtents:
         """Carry the painted priors again once they changed (a stroke); registrations are kept."""
         if painted.keys() == self._painted.keys() and all(painted[v] is self._painted[v] for v in painted):
             return
-        self._carried = carried_priors(
-            annotation, self._volumes, self._affines, painted, self._carried, registration=self._registration
-        )
+        self._carried = carried_priors(annotation, self._volumes, self._affines, painted, self._carried)
         self._painted = dict(painted)
         self._extents = {}
