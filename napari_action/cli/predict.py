@@ -191,8 +191,6 @@ def _refuse_existing_outputs(targets: dict[Path, Path], args: argparse.Namespace
 
 def _rank_device(device: str, share: RankShare) -> str:
     """Under torchrun each rank of a machine takes its own GPU (``LOCAL_RANK``), as training does."""
-    import os
-
     import torch
 
     local_rank = os.environ.get("LOCAL_RANK")
