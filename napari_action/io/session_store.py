@@ -271,7 +271,14 @@ def _switch_in(partial: Path, path: Path) -> None:
 
 
 def load_session(path: str | os.PathLike) -> Session:
-    """Read a session store; fall back to the backup a crash mid-switch left behind."""
+    """Read a session store; fall back to the backup a crash mid-switch left behind.
+
+    Raises
+    ------
+    SessionError
+        ``path`` is no session, was written by a newer napari-action, cannot be opened, or is
+        damaged (a chunk that cannot be decoded); the message names the store and says what to do.
+    """
     import zarr  # see save_session
 
     path = Path(path)
@@ -290,12 +297,25 @@ def load_session(path: str | os.PathLike) -> Session:
         raise SessionError(f"{path} is a zarr store but not a napari-action session.")
     if attrs.get("format_version", 0) > FORMAT_VERSION:
         raise SessionError(written_by_newer(path, attrs.get("version")))
+    try:
+        volumes = [_read_volume(group, i, a) for i, a in enumerate(attrs["volumes"])]
+        checkpoint = _read_bytes(group, "checkpoint")
+    except MemoryError:  # a session too large for this machine: no fault of the store
+        raise
+    except Exception as error:  # a damaged chunk: zarr's codecs raise RuntimeError, ValueError, ...
+        refused = os_error_in_chain(error)
+        if refused is not None:
+            raise SessionError(describe_os_error(refused, path)) from error
+        raise SessionError(
+            f"{path}: part of the session cannot be read ({type(error).__name__}: {error}); the store is damaged "
+            "or incomplete. Open a copy of it, or its autosave, instead."
+        ) from error
     return Session(
-        volumes=[_read_volume(group, i, a) for i, a in enumerate(attrs["volumes"])],
+        volumes=volumes,
         class_names={int(k): v for k, v in (attrs.get("class_names") or {}).items()},
         config=attrs.get("config"),
         axis=attrs.get("axis"),
-        checkpoint=_read_bytes(group, "checkpoint"),
+        checkpoint=checkpoint,
         saved_at=float(attrs.get("saved_at", 0.0)),
         version=str(attrs.get("version", "")),
     )

@@ -190,6 +190,18 @@ def test_not_a_session(tmp_path):
         load_session(tmp_path / "plain.zarr")
 
 
+def test_a_session_with_a_damaged_chunk_is_named_and_says_what_to_do(tmp_path):
+    # zarr's codec raised its own RuntimeError ("Zstd decompression error: invalid input data"):
+    # the panel's status line said only that, naming neither the session nor what to do.
+    path = tmp_path / "work.action.zarr"
+    save_session(path, _session())
+    chunk = next(p for p in (path / "volumes" / "0" / "painted").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(b"not a compressed chunk")
+    with pytest.raises(SessionError, match="damaged or incomplete") as refused:
+        load_session(path)
+    assert str(refused.value).startswith(f"{path}: part of the session cannot be read")
+
+
 _SAVER = textwrap.dedent("""
     import sys, numpy as np
     from napari_action.io.session_store import Session, SessionVolume, save_session
