@@ -56,7 +56,13 @@ from napari_action.io.nifti import (
 )
 from napari_action.io.session_store import is_session_store
 from napari_action.io.volume_meta import VolumeMeta
-from napari_action.io.volume_source import ZARR_SUFFIX, ZarrSlices, napari_action_store_attrs, stored_kind
+from napari_action.io.volume_source import (
+    ZARR_SUFFIX,
+    ZarrSlices,
+    damaged_chunk_error,
+    napari_action_store_attrs,
+    stored_kind,
+)
 from napari_action.system_memory import available_memory_bytes
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
@@ -202,10 +208,7 @@ def _read_whole(path: Path, source: ZarrSlices) -> np.ndarray:
     except OSError:
         raise
     except Exception as error:
-        raise VolumeError(
-            f"{path}: a chunk of the zarr store cannot be read ({type(error).__name__}: {error}); the store is "
-            "damaged or incomplete: write it again (napari-action convert, or predict --output-format zarr)."
-        ) from error
+        raise damaged_chunk_error(path, error) from error
 
 
 def _refuse_if_larger_than_memory(path: Path, source: ZarrSlices) -> None:

@@ -209,9 +209,22 @@ class ZarrSlices:
         return tuple(self.array.shape)
 
     def read(self, axis: int, start: int, stop: int) -> np.ndarray:
-        """Slices ``start:stop`` along ``axis``, that axis first."""
-        block = _take(self.array, axis, start, stop)
+        """Slices ``start:stop`` along ``axis``, that axis first; a damaged chunk is a :class:`VolumeError`."""
+        try:
+            block = _take(self.array, axis, start, stop)
+        except (MemoryError, OSError):  # no fault of the store; the OS's errors are worded by the front ends
+            raise
+        except Exception as error:  # zarr's codecs raise RuntimeError, ValueError, ... for a chunk they cannot decode
+            raise damaged_chunk_error(self.path, error) from error
         return _finite_or_zero(block, self.path, axis, start, self.nan_to_zero)
+
+
+def damaged_chunk_error(path: Path, error: Exception) -> VolumeError:
+    """The error for a chunk of the zarr store at ``path`` that zarr could not decode (``error``)."""
+    return VolumeError(
+        f"{path}: a chunk of the zarr store cannot be read ({type(error).__name__}: {error}); the store is "
+        "damaged or incomplete: write it again (napari-action convert, or predict --output-format zarr)."
+    )
 
 
 def _open_zarr_array(path: Path) -> Any:

@@ -84,6 +84,20 @@ def test_a_converted_zarr_array_keeps_voxels_and_geometry(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
+def test_a_damaged_chunk_read_slice_by_slice_is_a_volume_error_naming_the_store(tmp_path):
+    # zarr's codec raised RuntimeError: `train --image damaged.zarr` ended in a traceback, `predict`
+    # printed "RuntimeError: Zstd decompression error" without saying what to do.
+    image, _ = disc_volume(1)
+    store = convert_to_zarr(
+        write_nifti(tmp_path / "scan.nii.gz", image), tmp_path / "scan.zarr", axis=2, chunk_slices=4
+    )
+    chunk = next(p for p in sorted(store.rglob("*")) if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(b"not a compressed chunk")
+    with pytest.raises(VolumeError, match="the store is damaged or incomplete: write it again") as refused:
+        open_volume_source(store).read(2, 0, 4)
+    assert str(refused.value).startswith(f"{store}: a chunk of the zarr store cannot be read")
+
+
 def test_a_zarr_array_without_geometry_gets_1_mm_voxels_and_a_warning(tmp_path, caplog):
     import zarr
 
