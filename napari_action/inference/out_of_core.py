@@ -100,7 +100,7 @@ def predict_to_writer(
         try:
             _, probs = predictor.predict_slices(block, start - low, stop - low, tta, pad=statistics.pad, scale=scale)
         except Exception as error:
-            batch_size = predictor._smaller_batch(batch_size, error)
+            batch_size = predictor.smaller_batch(batch_size, error)
             continue  # the same slices again, fewer at a time
         for offset, slice_probs in enumerate(probs):
             for index, smoothed in smoother.push(start + offset, slice_probs):

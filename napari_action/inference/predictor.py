@@ -299,7 +299,7 @@ class Predictor:
             try:
                 _, probs = self.predict_slices(moved, start, stop, tta, scale=scale)
             except Exception as error:
-                batch_size = self._smaller_batch(batch_size, error)
+                batch_size = self.smaller_batch(batch_size, error)
                 continue  # the same slices again, fewer at a time
             for offset, slice_probs in enumerate(probs):
                 for index, smoothed in smoother.push(start + offset, slice_probs):
@@ -326,7 +326,7 @@ class Predictor:
         """Each structure's extent on a volume with this prior, beyond which its end is looked for (None: not)."""
         return None if self.structure_ends == "network" else structure_extents(prior)
 
-    def _smaller_batch(self, batch_size: int, error: Exception) -> int:
+    def smaller_batch(self, batch_size: int, error: Exception) -> int:
         """Half as many slices per batch after the accelerator ran out of memory; re-raise anything else."""
         if not is_out_of_memory(error):
             raise error

@@ -374,7 +374,8 @@ class FilesPanel(QGroupBox):
         widget = self.widget
         try:
             config = widget.options.config(viewer_slicing_axis(self.viewer), **widget.config_overrides)
-        except ValueError:  # odd overrides: the session simply has no config
+        except ValueError as error:  # odd overrides (set by scripts): the session has no config, and the log says why
+            logger.warning("ACTION: the session is saved without its training options: %s", error)
             config = None
         picked = widget.picker.selected_labels()
         return take_snapshot(self.viewer, widget.training_state, picked, config, self.references())
