@@ -65,13 +65,32 @@ def check_setting_types(settings: Any, prefix: str = "") -> None:
     """Raise ``ValueError`` for a setting whose value is of another kind than its default: a number given
     as text (``lr="0.01"``, which failed later as a comparison of str and float), a fraction where a count
     is meant (``steps_stage3=2.5`` ran 3 steps), a number where a switch is meant.
-    Settings whose default is None or a container are not checked."""
+    A setting whose default is None takes None or the kind its annotation names (``num_threads="4"``
+    failed later comparing str with int, ``cpu_bfloat16="no"`` trained in bfloat16 as a true value).
+    Settings whose default is a container are not checked."""
     for setting in dataclasses.fields(settings):
-        default, value = setting.default, getattr(settings, setting.name)
-        expected = _kind_of(default)
-        if expected is None or _is_kind(value, expected):
-            continue
+        value = getattr(settings, setting.name)
+        if setting.default is None:
+            expected = _kind_of_annotation(setting.type)
+            if expected is None or value is None or _is_kind(value, expected):
+                continue
+            expected = "True, False or None" if expected == "True or False" else f"{expected} or None"
+        else:
+            expected = _kind_of(setting.default)
+            if expected is None or _is_kind(value, expected):
+                continue
         raise ValueError(f"{prefix}{setting.name} must be {expected}, got {value!r} ({type(value).__name__}).")
+
+
+#: The kinds of the annotations ``X | None`` names, by X.
+_ANNOTATED_KINDS = {"bool": "True or False", "int": "a whole number", "float": "a number", "str": "text"}
+
+
+def _kind_of_annotation(annotation: Any) -> str | None:
+    """The kind an optional setting's annotation (``"int | None"``, a string under postponed annotations)
+    names besides None; None for anything else."""
+    names = {name.strip() for name in str(annotation).split("|")} - {"None"}
+    return _ANNOTATED_KINDS.get(names.pop()) if len(names) == 1 else None
 
 
 def _kind_of(default: Any) -> str | None:

@@ -73,6 +73,10 @@ def test_a_misspelt_setting_is_refused_with_the_settings_closest_to_it(build, me
         ({"amp": 1}, "amp must be True or False, got 1 (int)"),
         ({"method": None}, "method must be text, got None (NoneType)"),
         ({"model": {"base_width": 8.0}}, "model.base_width must be a whole number, got 8.0 (float)"),
+        # Settings whose default is None: "4" failed later comparing str with int; "no", a true value, chose bfloat16.
+        ({"num_threads": "4"}, "num_threads must be a whole number or None, got '4' (str)"),
+        ({"cpu_bfloat16": "no"}, "cpu_bfloat16 must be True, False or None, got 'no' (str)"),
+        ({"noise_sigma": "0.3"}, "noise_sigma must be a number or None, got '0.3' (str)"),
     ],
 )
 def test_a_setting_of_another_kind_than_its_default_is_refused_naming_it(settings, message):
@@ -84,6 +88,11 @@ def test_a_setting_of_another_kind_than_its_default_is_refused_naming_it(setting
 def test_numbers_of_numpy_and_whole_numbers_for_fractions_are_taken():
     config = TrainConfig.preset("cpu", steps_stage3=np.int64(40), lr=1, seed=np.int32(3))
     assert config.steps_stage3 == 40 and config.lr == 1
+
+
+def test_settings_whose_default_is_none_take_none_or_their_kind():
+    config = TrainConfig.preset("cpu", num_threads=np.int64(2), cpu_bfloat16=False, noise_sigma=0, axis=None)
+    assert (config.num_threads, config.cpu_bfloat16, config.noise_sigma, config.axis) == (2, False, 0, None)
 
 
 def test_round_trip_through_json():
