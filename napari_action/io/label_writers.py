@@ -19,11 +19,12 @@ reads the target sees the old file or the new one, never half.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -39,6 +40,8 @@ OUTPUT_FORMATS = {"nii.gz": ".nii.gz", "nii": ".nii", "zarr": ZARR_SUFFIX}
 ZARR_CHUNK_SLICES = 16
 # Slices gathered before a .nii writer maps its file: fewer, larger writes.
 _NIFTI_RUN = 16
+# Bytes of zeros written at a time where the disk space of a .nii cannot be claimed by the OS.
+_ZERO_BLOCK = 16 * 2**20
 _PART = ".part"
 
 
@@ -187,7 +190,7 @@ class NiftiLabelWriter(_RunWriter):
     The temporary file (``.<name>.<random>.part`` in the target's folder, which
     :func:`~napari_action.io.atomic.remove_stale_parts` cleans up after a crash) holds the
     header :func:`~napari_action.io.nifti_writer.save_labels` would write, followed by
-    zero-filled voxels (a sparse file: no disk is used until written). The result is
+    zero-filled voxels, their disk space claimed at once (:func:`claim_disk_space`). The result is
     byte for byte what ``save_labels`` writes for the same labels and type.
 
     The parameters are those of :func:`open_label_writer`; ``target`` is a ``.nii`` file and
@@ -197,12 +200,17 @@ class NiftiLabelWriter(_RunWriter):
     def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
         super().__init__(target, meta, dtype, axis, overwrite, run=_NIFTI_RUN)
         header, self.offset = label_header_bytes(meta, self.dtype)
+        size = self.offset + int(np.prod(meta.shape)) * self.dtype.itemsize
         with explained_errors(self.target, existed=self.target.exists()):
             handle, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=_PART, dir=self.target.parent)
             self.temporary = Path(name)
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(header)
-                stream.truncate(self.offset + int(np.prod(meta.shape)) * self.dtype.itemsize)
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(header)
+                    claim_disk_space(stream, len(header), size)
+            except BaseException:
+                self.discard()  # no writer comes back to be discarded by the caller
+                raise
 
     def _store_run(self, start: int, run: np.ndarray) -> None:
         with explained_errors(self.target, existed=self.target.exists()):
@@ -235,6 +243,29 @@ class NiftiLabelWriter(_RunWriter):
             self.temporary.unlink()
 
 
+def claim_disk_space(stream: BinaryIO, start: int, end: int) -> None:
+    """Give the open file bytes ``start:end`` on disk now, zero-filled, so that a full disk fails here.
+
+    A sparse file (``truncate``) takes its disk blocks only when the memory map writes each page, and a
+    page the disk has no room for kills the process with SIGBUS: no error to catch, no message, napari
+    gone. ``posix_fallocate`` claims the blocks at once (ENOSPC now); where the OS lacks it (macOS,
+    Windows) or the file system refuses it, zeros are written instead.
+    """
+    stream.flush()
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is not None:
+        try:
+            allocate(stream.fileno(), start, end - start)
+            return
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+    stream.seek(start)
+    for offset in range(start, end, _ZERO_BLOCK):
+        stream.write(bytes(min(_ZERO_BLOCK, end - offset)))
+    stream.flush()
+
+
 class ZarrLabelWriter(_RunWriter):
     """Writes labels into a zarr array chunked along the slicing axis, with the source geometry.
 
@@ -251,22 +282,30 @@ class ZarrLabelWriter(_RunWriter):
         import zarr  # ~0.3 s to import: only when a zarr store is written
 
         super().__init__(target, meta, dtype, axis, overwrite, run=ZARR_CHUNK_SLICES)
-        self.temporary = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=_PART, dir=self.target.parent))
-        self.array = zarr.create_array(
-            str(self.temporary),
-            shape=meta.shape,
-            chunks=chunks_along(meta.shape, axis, ZARR_CHUNK_SLICES),
-            dtype=self.dtype,
-            fill_value=0,
-            attributes=zarr_attrs(meta, kind="labels"),
-            overwrite=True,
-        )
+        with explained_errors(self.target, existed=self.target.exists()):
+            folder = tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=_PART, dir=self.target.parent)
+            self.temporary = Path(folder)
+            try:
+                self.array = zarr.create_array(
+                    folder,
+                    shape=meta.shape,
+                    chunks=chunks_along(meta.shape, axis, ZARR_CHUNK_SLICES),
+                    dtype=self.dtype,
+                    fill_value=0,
+                    attributes=zarr_attrs(meta, kind="labels"),
+                    overwrite=True,
+                )
+            except BaseException:
+                self.discard()  # no writer comes back to be discarded by the caller
+                raise
 
     def _store_run(self, start: int, run: np.ndarray) -> None:
         # A run is one whole chunk (the last may be shorter): every chunk is encoded once.
         index = [slice(None)] * 3
         index[self.axis] = slice(start, start + len(run))
-        self.array[tuple(index)] = np.moveaxis(run, 0, self.axis)
+        # zarr's own error names no file: a full disk is worded after the target.
+        with explained_errors(self.target, existed=self.target.exists()):
+            self.array[tuple(index)] = np.moveaxis(run, 0, self.axis)
 
     def commit(self) -> Path:
         """Write the last chunk and rename the store into place (replacing the old one, if allowed)."""

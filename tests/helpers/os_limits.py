@@ -5,7 +5,10 @@
   permissions unless it gives up ``CAP_DAC_OVERRIDE``, which the child does;
 * a full disk: ``file_size_limit`` in :func:`run_save` (``RLIMIT_FSIZE``): writes past it
   fail with ``EFBIG``, through the same code path as ``ENOSPC``;
-* a crash: :func:`kill_when` sends SIGKILL to a save started by :func:`start_save`.
+* a crash: :func:`kill_when` sends SIGKILL to a save started by :func:`start_save`;
+* a disk that is really full: :func:`run_on_small_disk` mounts a small tmpfs for the child
+  alone (in a mount namespace of its own), where writes past its size fail with ``ENOSPC``
+  and a memory-mapped page past it raises SIGBUS, which ``RLIMIT_FSIZE`` cannot show.
 
 Nothing is simulated: the saving code runs unchanged and the kernel refuses the write.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +74,25 @@ def run_save(
     if done.returncode == _CANNOT_DROP_OVERRIDE:
         pytest.skip("running as root without CAP_SETPCAP: no folder can be made unwritable to this process")
     assert done.returncode == 0, done.stderr
+    return Outcome(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def run_on_small_disk(code: str, folder: Path, size_kib: int, *args, setup: str = "") -> Outcome:
+    """Like :func:`run_save`, with ``folder`` a file system of ``size_kib`` KiB for the child alone.
+
+    ``folder`` is empty (the tmpfs hides what it holds) and gone with the child: ``code`` must
+    record what it left there in a file elsewhere. Skips where no mount namespace can be made.
+    """
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a small file system")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user and mount namespace here: {probe.stderr.decode(errors='replace').strip()}")
+    command = _command(code, args, setup=setup, file_size_limit=None, unwritable=False)
+    mount = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
+    in_namespace = ["unshare", "-rm", "sh", "-c", mount, "sh", f"{size_kib}k", str(folder), *command]
+    done = subprocess.run(in_namespace, capture_output=True, text=True, timeout=_TIMEOUT_S)
+    assert done.returncode == 0, f"the child ended with status {done.returncode}:\n{done.stderr}"
     return Outcome(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 

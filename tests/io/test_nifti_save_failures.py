@@ -9,6 +9,7 @@ behind except the one of a killed process, which the next save removes once it i
 from __future__ import annotations
 
 import errno
+import json
 
 import numpy as np
 import pytest
@@ -17,7 +18,16 @@ from napari_action.io.atomic import STALE_AFTER_S
 from napari_action.io.nifti import load_labels
 from napari_action.io.nifti_writer import save_labels
 from napari_action.io.volume_meta import VolumeMeta
-from tests.helpers.os_limits import Outcome, kill_when, make_old, parts_of, read_only, run_save, start_save
+from tests.helpers.os_limits import (
+    Outcome,
+    kill_when,
+    make_old,
+    parts_of,
+    read_only,
+    run_on_small_disk,
+    run_save,
+    start_save,
+)
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 # Child code: random labels of shape args[1] ("AxBxC"), then saved over args[0].
@@ -89,3 +99,34 @@ def test_a_save_killed_half_way_keeps_the_old_file(tmp_path):
     make_old(leftover, STALE_AFTER_S + 1)
     save_labels(target, labels, VolumeMeta.from_affine(AFFINE, labels.shape), overwrite=True)
     assert list(tmp_path.iterdir()) == [target]
+
+
+# Child code: args[0] is a small file system, args[1] the name written there; what the failed write
+# left in that folder goes to the file args[2] (the small file system vanishes with the child).
+_SLICED_SAVE = """
+import json, os
+from pathlib import Path
+import numpy as np
+from napari_action.io.label_writers import write_label_volume
+from napari_action.io.volume_meta import VolumeMeta
+shape = (128, 128, 64)
+labels = np.random.default_rng(1).integers(0, 200, shape).astype(np.uint8)
+try:
+    write_label_volume(Path(args[0]) / args[1], labels, VolumeMeta.from_affine(np.eye(4), shape), axis=2)
+finally:
+    Path(args[2]).write_text(json.dumps(os.listdir(args[0])))
+"""
+
+
+@pytest.mark.parametrize(("name", "disk_kib"), [("seg.nii", 256), ("seg.nii", 4), ("seg.zarr", 4), ("seg.zarr", 256)])
+def test_a_mask_written_slice_by_slice_onto_a_full_disk_says_so_and_leaves_nothing(tmp_path, name, disk_kib):
+    # predict --output-format nii|zarr on a real disk with less room than the 1 MiB mask: the .nii was a
+    # sparse file written through a memory map, and the first page past the free space killed the
+    # process with SIGBUS (no message; a cohort's later scans never predicted); the temporary file or
+    # store of a write refused at its start stayed behind, and zarr's error named "the file".
+    disk, left = tmp_path / "disk", tmp_path / "left.json"
+    disk.mkdir()
+    outcome = run_on_small_disk(_SLICED_SAVE, disk, disk_kib, disk, name, left)
+    assert (outcome.type, outcome.errno) == ("OSError", errno.ENOSPC)
+    assert outcome.message.startswith(f"could not write {disk / name}: the disk is full")
+    assert json.loads(left.read_text()) == []
