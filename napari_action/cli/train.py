@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,7 @@ from napari_action.data.intensity import SAMPLE_VOXELS
 from napari_action.data.painted_slices import PaintedSlices, read_painted_slices, scan_paint
 from napari_action.data.slicing_axis import decide_axis, has_paint
 from napari_action.io.atomic import accepts_files, make_folder_for
+from napari_action.io.errors import describe_error
 from napari_action.io.geometry import describe_grid, same_voxel_grid
 from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
 from napari_action.io.volume_meta import VolumeMeta
@@ -174,11 +177,51 @@ def _train(args: argparse.Namespace) -> int:
     if main:
         # The training volumes' geometry goes with the model, so that `predict` can warn about unlike voxels.
         references = [VoxelGeometry.from_matrix(meta.affine) for _, meta in loaded]
-        path = save_model(trainer, args.out, references, overwrite=args.overwrite)
+        path = _save_trained_model(
+            lambda target, overwrite: save_model(trainer, target, references, overwrite=overwrite), args
+        )
         print(f"Model written to {path}")
     # Every rank ends once the checkpoint is written (or rank 0 failed, and torchrun stops them).
     distributed.barrier(trainer.distributed)
     return 0
+
+
+def _save_trained_model(save: Callable[[Path, bool], Path], args: argparse.Namespace) -> Path:
+    """``save(--out, --overwrite)``; if that fails, the model goes to a folder of the user's, and the error says where.
+
+    The disk of --out can fill, or its folder be removed or locked, while the model trains: the error alone
+    ended the process and the trained model, minutes or hours of work, with it.
+
+    Raises
+    ------
+    OSError
+        --out could not be written; its message ends with where the model was saved instead (or that it
+        could be saved nowhere).
+    """
+    try:
+        return save(args.out, args.overwrite)
+    except OSError as error:
+        raise OSError(f"{describe_error(error, args.out)} {_keep_elsewhere(save, args.out)}") from error
+
+
+def _keep_elsewhere(save: Callable[[Path, bool], Path], out: Path) -> str:
+    """Save the model in the first of :func:`_fallback_folders` that takes it; say where (or that none did)."""
+    failures = []
+    for folder in _fallback_folders():
+        target = folder / f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}{out.suffix or '.pt'}"
+        try:
+            make_folder_for(target)
+            kept = save(target, False)
+        except OSError as failure:
+            failures.append(f"{folder}: {describe_error(failure)}")
+            continue
+        return f"The trained model is kept in {kept} instead: move it to {out} (or wherever you want it)."
+    return f"The trained model could not be saved anywhere else either ({'; '.join(failures)})."
+
+
+def _fallback_folders() -> list[Path]:
+    """Where a model that --out could not take is saved: the user's napari-action folder, else the temporary one."""
+    return [Path.home() / ".napari-action" / "unsaved-models", Path(tempfile.gettempdir())]
 
 
 def training_image(path: Path, *, nan_to_zero: bool) -> tuple[np.ndarray | VolumeSource, VolumeMeta]:

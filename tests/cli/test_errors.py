@@ -17,7 +17,7 @@ import torch
 
 from napari_action.cli.main import main
 from tests.helpers.engine import cli_predict_args, cli_train_args
-from tests.helpers.os_limits import read_only, run_save
+from tests.helpers.os_limits import read_only, run_on_small_disk, run_save
 
 USER_ERROR = 2  # nothing was tried
 SOME_FILES_FAILED = 1
@@ -267,3 +267,23 @@ def test_a_disk_that_reports_full_when_flushed(nifti_files, model_file, capsys, 
         f"{nifti_files['image']}: could not write {out_dir / 'scan_action.nii.gz'}: the disk is full or the file "
         "is too large (No space left on device); free some space and save again." in err
     )
+
+
+def test_a_disk_too_full_for_the_trained_model_keeps_it_in_the_users_folder_and_says_where(nifti_files, tmp_path):
+    # The disk of --out (a real 64 KiB one) has no room for the model once training is over: the error
+    # ended the process, and the trained model with it ("save again": there was nothing left to save).
+    from napari_action.inference.loaded_model import load_model
+
+    disk, home = tmp_path / "disk", tmp_path / "home"
+    disk.mkdir()
+    out = disk / "m.pt"
+    args = [*cli_train_args([nifti_files["image"]], nifti_files["labels"], out), "--threads", "1"]
+    setup = f"{_SETUP}\nimport os\nos.environ['HOME'] = {str(home)!r}"
+    outcome = run_on_small_disk(_RUN_COMMAND, disk, 64, *args, setup=setup)
+    assert outcome.type == "Exited", outcome
+    status, err = outcome.message.split("\n", 1)
+    assert int(status) == USER_ERROR
+    assert f"could not write {out}: the disk is full" in err
+    [kept] = (home / ".napari-action" / "unsaved-models").iterdir()
+    assert f"The trained model is kept in {kept} instead: move it to {out}" in err
+    assert load_model(kept).class_values.tolist() == [0, 1, 2]
