@@ -10,7 +10,8 @@ Saving is crash-safe: the new store is written next to the old one (``<name>.par
 and only then switched in with renames. At every instant one complete session exists on
 disk — the old one until the switch, the new one after it. If a crash falls between the
 two renames, :func:`load_session` finds the previous session under its backup name
-(``<name>.previous``); a killed save's partial store is removed by the next save.
+(``<name>.previous``); a killed save's partial store is removed by the next save. Two
+processes saving one store take turns (:mod:`napari_action.io.save_lock`).
 
 A save that fails (folder not writable, disk full) removes its partial store and raises
 an error that says what to do (the messages of :mod:`napari_action.io.atomic`). A save
@@ -37,6 +38,7 @@ import numpy as np
 from napari_action import __version__
 from napari_action.io.atomic import explained_errors, make_folder_for, replace
 from napari_action.io.errors import describe_os_error, os_error_in_chain, written_by_newer
+from napari_action.io.save_lock import saving_alone
 
 if TYPE_CHECKING:  # zarr and torch are imported only when a store is read or written
     import zarr
@@ -162,8 +164,10 @@ def save_session(path: str | os.PathLike, session: Session) -> Path:
     _refuse_to_replace(path)
     make_folder_for(path)
     partial = path.with_name(path.name + _PARTIAL)
-    shutil.rmtree(partial, ignore_errors=True)  # what a killed save left behind
-    with explained_errors(path, existed=os.path.exists(path)):
+    # Another process saving the same store (a second window's autosave) finishes first: its partial
+    # store and backup are not this save's to remove.
+    with explained_errors(path, existed=os.path.exists(path)), saving_alone(path):
+        shutil.rmtree(partial, ignore_errors=True)  # what a killed save left behind
         try:
             _write_store(partial, session)
             _switch_in(partial, path)

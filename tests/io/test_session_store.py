@@ -7,6 +7,7 @@ not write into, a file size limit that makes writes fail as on a full disk, a SI
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -35,7 +36,7 @@ from napari_action.io.session_store import (
 )
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import disc_volume, sparse, tiny_config
-from tests.helpers.os_limits import Outcome, read_only, run_save
+from tests.helpers.os_limits import Outcome, read_only, run_save, start_save
 from tests.helpers.windows import windows_locks
 
 
@@ -320,3 +321,35 @@ def test_a_full_disk_says_so_keeps_the_session_and_removes_the_partial_store(tmp
     )
     assert _files(tmp_path) == before and [p.name for p in tmp_path.iterdir()] == ["work.action.zarr"]
     _assert_same(_session(0), load_session(path))
+
+
+# Child code: save a session of volumes filled with args[1] to args[0], args[2] times; the first failure ends it.
+_SAVES_AGAIN_AND_AGAIN = """
+import numpy as np
+from napari_action.io.session_store import Session, SessionVolume, save_session
+value = int(args[1])
+filled = np.full((8, 64, 64), value, np.uint8)
+volumes = [SessionVolume(name=f"window {value}", shape=filled.shape, painted=filled, prediction=filled)] * 2
+for _ in range(int(args[2])):
+    save_session(args[0], Session(volumes=volumes, config={"window": value}))
+"""
+
+
+def test_two_windows_autosaving_one_session_take_turns_and_leave_a_whole_one(tmp_path):
+    # Two napari windows that opened one session autosave into the same work.autosave.action.zarr. Their
+    # saves removed each other's partial store and backup halfway: saves failed with zarr's "An array
+    # exists in store", and the store could end as no session at all ("not a napari-action session").
+    path = tmp_path / "work.autosave.action.zarr"
+    windows = [start_save(_SAVES_AGAIN_AND_AGAIN, path, value, 25) for value in (1, 2)]
+    outcomes = [
+        Outcome(**json.loads(window.communicate(timeout=120)[0].strip().splitlines()[-1])) for window in windows
+    ]
+    assert outcomes == [Outcome(None), Outcome(None)]
+    session = load_session(path)
+    [value] = {int(volume.painted.max()) for volume in session.volumes}
+    assert session.config == {"window": value}
+    for volume in session.volumes:
+        assert (
+            volume.name == f"window {value}" and (volume.painted == value).all() and (volume.prediction == value).all()
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
