@@ -151,7 +151,7 @@ class Trainer:
         self.annotation, self._axis_advice = checked_annotation(
             labels, [v.shape for v in raw], self.config, checkpoint, labeled_slices
         )
-        self.images = normalized_images(raw, self.axis, self.config.intensity_reference)
+        self.images = normalized_images(raw, self.axis, self.config.intensity_reference, names)
         # A model continued from a checkpoint keeps its names for the values the painted labels do not name.
         self.class_names = {**(checkpoint.class_names if checkpoint else {}), **dict(class_names or {})}
         self.spacings, world = check_geometry(spacings, affines, raw)

@@ -195,8 +195,11 @@ def normalized_image(volume: Any, axis: int, reference: str = "foreground") -> N
     return NormalizedVolume.exact(check_volume_values(volume), reference)
 
 
-def normalized_images(volumes: Sequence[Any], axis: int, reference: str) -> list[NormalizedVolume]:
-    """Every training image normalised (:func:`normalized_image`); an image's own error says which image it is."""
+def normalized_images(
+    volumes: Sequence[Any], axis: int, reference: str, names: Sequence[str] | None = None
+) -> list[NormalizedVolume]:
+    """Every training image normalised (:func:`normalized_image`); an image's own error says which image it is,
+    by its name in ``names`` (what the user calls it: a layer or file name) when given."""
     images = []
     for index, volume in enumerate(volumes):
         try:
@@ -204,8 +207,9 @@ def normalized_images(volumes: Sequence[Any], axis: int, reference: str) -> list
         except ValueError as error:
             if type(error) is not ValueError:  # a file's own error names the file, and front ends reword it
                 raise
-            # NaN voxels or an empty array: which one of several images.
-            raise ValueError(f"Image {index}: {error}") from error
+            # NaN voxels or an empty array: which one of several images ("Image 3" named no layer of the viewer).
+            which = repr(names[index]) if names else f"Image {index}"
+            raise ValueError(f"{which}: {error}") from error
     return images
 
 

@@ -302,7 +302,9 @@ def test_trainer_errors_in_the_worker_are_notified(scene, qtbot):
     assert widget.start_training() is True
     wait_finished(qtbot, widget)
     assert isinstance(widget.run.error, ValueError)
-    assert messages_since(before, "error")
+    # The layer by its name ("Image 0" named none of the viewer's layers).
+    [error] = messages_since(before, "error")
+    assert "'vol': The image contains 1 NaN and 0 infinite voxels" in error
     # The preview comes from the trainer, which refused the volume: no layer was made, the labels are intact.
     assert prediction_layer(viewer) is None
     assert widget.train_button.isEnabled() and not widget.predict_button.isEnabled()
