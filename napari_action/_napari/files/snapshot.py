@@ -260,7 +260,12 @@ def _read_image(volume: SessionVolume, warnings: list[str]) -> tuple[Any, str | 
             return data, source
         warnings.append(f"{source} now has shape {tuple(data.shape)}, the session {volume.shape}; not reopened.")
     elif source:
-        warnings.append(f"{source} (image {volume.name!r}) was not found.")
+        # Said with what is back and what to do: the file moved or renamed is the usual cause.
+        warnings.append(
+            f"{source} (image {volume.name!r}) was not found: its labels and prediction are restored without it. "
+            "If the file was moved or renamed, open it from where it is now (File > Open) to train and predict "
+            "on it again; the next save records its new place."
+        )
     return volume.image, None
 
 

@@ -201,3 +201,21 @@ def test_an_autosave_older_than_the_opened_session_is_its_autosave_again(tmp_pat
     save_session(tmp_path / "work.autosave.action.zarr", Session([volume]))
     store = save_session(tmp_path / "work.action.zarr", Session([volume]))  # saved after its last autosave
     assert autosave_after_opening(store, load_session(store).saved_at) == (tmp_path / "work.autosave.action.zarr", None)
+
+
+def test_a_source_moved_since_saving_is_named_with_what_came_back_and_what_to_do(tmp_path):
+    # The warning said only "... was not found.": not that the labels were back, nor how to get the image back.
+    source = write_nifti(tmp_path / "scan.nii.gz", disc_volume()[0])
+    painted = np.zeros(SHAPE, np.uint8)
+    painted[2, 4:8, 4:8] = 1
+    volume = SessionVolume(name="scan", shape=SHAPE, source_path=str(source), painted=painted)
+    store = save_session(tmp_path / "work.action.zarr", Session(volumes=[volume]))
+    source.rename(tmp_path / "moved.nii.gz")
+
+    restored = read_session(store)
+    assert restored.warnings == [
+        f"{source} (image 'scan') was not found: its labels and prediction are restored without it. If the file "
+        "was moved or renamed, open it from where it is now (File > Open) to train and predict on it again; "
+        "the next save records its new place."
+    ]
+    np.testing.assert_array_equal(restored.session.volume("scan").painted, painted)
