@@ -47,6 +47,8 @@ if TYPE_CHECKING:  # zarr and torch are imported only when a store is read or wr
 
 FORMAT = "napari-action-session"
 FORMAT_VERSION = 1
+#: How a session store's folder is named (``work.action.zarr``), so that file dialogs and readers tell it apart.
+SESSION_SUFFIX = ".action.zarr"
 _BACKUP = ".previous"
 _PARTIAL = ".partial"
 
@@ -391,6 +393,7 @@ def _scratch_file() -> Iterator[Path]:
 
 
 __all__ = [
+    "SESSION_SUFFIX",
     "HashCache",
     "Session",
     "SessionError",

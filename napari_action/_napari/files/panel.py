@@ -36,6 +36,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
 from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
+from napari_action._napari.files.recovery import recovery_hint, session_dialog_folder
 from napari_action._napari.files.snapshot import (
     apply_session,
     has_content,
@@ -50,13 +51,12 @@ from napari_action._napari.view_plane import layer_geometry, viewer_slicing_axis
 from napari_action.inference.loaded_model import LoadedModel, load_model
 from napari_action.io.errors import describe_error
 from napari_action.io.geometry import geometry_warnings
-from napari_action.io.session_store import HashCache, is_session_store, session_saved_at
+from napari_action.io.session_store import SESSION_SUFFIX, HashCache, is_session_store, session_saved_at
 
 logger = logging.getLogger(__name__)
 
 #: Environment variable naming the default autosave folder (tests point it at a temporary folder).
 AUTOSAVE_ENV = "NAPARI_ACTION_AUTOSAVE_DIR"
-SESSION_SUFFIX = ".action.zarr"
 
 
 def default_autosave_dir() -> Path:
@@ -155,6 +155,7 @@ class FilesPanel(QGroupBox):
         self.widget = widget
         self.viewer = widget.viewer
         self.autosave_path: Path | None = None
+        self.session_folder: Path | None = None  # of the session last saved or opened: where Open session… starts
         self.last_autosave: float | None = None
         self._opening: Path | None = None
         self._hashes = HashCache()
@@ -184,7 +185,9 @@ class FilesPanel(QGroupBox):
         self.export_button.setToolTip("One NIfTI file per '<image> ACTION' layer, with the image's geometry.")
         self.save_session_button = QPushButton("Save session…")
         self.open_session_button = QPushButton("Open session…")
-        self.status_label = QLabel("Not autosaved yet.")
+        self.status_label = QLabel(
+            " ".join(filter(None, ["Not autosaved yet.", recovery_hint(default_autosave_dir())]))
+        )
         self.status_label.setWordWrap(True)
         grid = QGridLayout(self)
         grid.addWidget(self.load_button, 0, 0)
@@ -415,12 +418,13 @@ class FilesPanel(QGroupBox):
         return True
 
     def _on_session_saved(self, path) -> None:
-        self.autosave_path = autosave_sibling(path)
+        self.autosave_path, self.session_folder = autosave_sibling(path), Path(path).parent
         self.status_label.setText(f"Session saved {time.strftime('%H:%M:%S')}.")
         show_info(f"ACTION: session saved to {path}")
 
     def _on_open_clicked(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, f"Open ACTION session (a *{SESSION_SUFFIX} folder)")
+        start = session_dialog_folder(self.session_folder, default_autosave_dir())
+        path = QFileDialog.getExistingDirectory(self, f"Open ACTION session (a *{SESSION_SUFFIX} folder)", str(start))
         if path:
             self.open_session(path)
 
@@ -445,6 +449,7 @@ class FilesPanel(QGroupBox):
         for message in [*restored.warnings, *(f"the session's training option {s}" for s in skipped)]:
             show_warning(f"ACTION: {message}")
         self.autosave_path, newer_autosave = autosave_after_opening(self._opening, restored.session.saved_at)
+        self.session_folder = self._opening.parent
         if newer_autosave is not None:
             show_warning(f"ACTION: {newer_autosave}")
         self.status_label.setText(f"Session opened: {len(restored.session.volumes)} volume(s).")
