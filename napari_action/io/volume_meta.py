@@ -28,13 +28,14 @@ class VolumeMeta:
     Parameters
     ----------
     affine : numpy.ndarray
-        4x4 voxel-to-world matrix in mm (nibabel's best affine: sform, else qform).
+        4x4 voxel-to-world matrix in mm (nibabel's best affine: sform, else qform), converted to mm
+        from the header's spatial unit (metres, micrometres) as ITK does; unknown units count as mm.
     zooms, shape : tuple
-        Voxel sizes (in ``xyzt_units``, normally mm) and array shape, in file voxel order.
+        Voxel sizes in mm (converted like ``affine``) and array shape, in file voxel order.
     dtype : str
         On-disk data type of the source file (e.g. ``"int16"``).
     qform, sform, qform_code, sform_code : numpy.ndarray, int
-        Raw 4x4 matrices and their codes (0 unknown, 1 scanner, 2 aligned, 3 Talairach, 4 MNI).
+        Raw 4x4 matrices, in the header's unit, and their codes (0 unknown, 1 scanner, 2 aligned, 3 Talairach, 4 MNI).
     xyzt_units : int
         Raw NIfTI units byte (2 = mm, 10 = mm + s).
     path : str or None
@@ -127,12 +128,27 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: Millimetres in one of NIfTI's spatial units. ITK converts the same way; an unknown unit counts as mm there too.
+_MM_PER_UNIT = {"meter": 1000.0, "mm": 1.0, "micron": 0.001}
+
+
+def mm_per_unit(hdr: nib.Nifti1Header) -> float:
+    """Millimetres in one unit of the header's ``xyzt_units`` (1 for mm and for an unknown unit)."""
+    spatial, _ = hdr.get_xyzt_units()
+    return _MM_PER_UNIT.get(spatial, 1.0)
+
+
 def meta_from_header(hdr: nib.Nifti1Header, shape: tuple, *, path: str | None, dtype: str) -> VolumeMeta:
     """The :class:`VolumeMeta` of a NIfTI-1 or -2 header, with the raw fields that rebuild it exactly.
 
     ``shape`` and ``dtype`` are passed in because the caller knows them better than the header: a 4D file
-    holding one volume is 3D, and ``dtype`` is the stored type before any scaling.
+    holding one volume is 3D, and ``dtype`` is the stored type before any scaling. ``affine`` and ``zooms``
+    are in mm whatever the header's unit: everything downstream (spacing, volumes in mL, surface distances,
+    the training pixel size, napari's world) reads them as mm. The raw qform and sform keep the file's unit.
     """
+    mm = mm_per_unit(hdr)
+    affine = hdr.get_best_affine()
+    affine[:3] *= mm
     raw = {
         "nifti_version": 2 if isinstance(hdr, nib.Nifti2Header) else 1,
         "pixdim": [float(v) for v in hdr["pixdim"]],
@@ -143,8 +159,8 @@ def meta_from_header(hdr: nib.Nifti1Header, shape: tuple, *, path: str | None, d
         "descrip": bytes(hdr["descrip"].item()).split(b"\x00")[0].decode("latin-1"),
     }
     return VolumeMeta(
-        affine=hdr.get_best_affine(),
-        zooms=tuple(float(z) for z in hdr.get_zooms()[:3]),
+        affine=affine,
+        zooms=tuple(float(z) * mm for z in hdr.get_zooms()[:3]),
         shape=shape,
         dtype=dtype,
         qform=hdr.get_qform(),

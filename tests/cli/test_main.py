@@ -64,6 +64,24 @@ def test_evaluate_refuses_a_prediction_on_another_voxel_grid(nifti_files, capsys
     assert "origin (-10, 5, 5.5) mm" in err and "Resample the prediction" in err
 
 
+def test_evaluate_gives_distances_in_mm_for_files_in_micrometres(tmp_path, capsys):
+    # A file whose header says micrometres was scored with its voxel sizes read as mm: an HD95 of 800 "mm".
+    truth = np.zeros((12, 12, 6), np.uint8)
+    truth[3:8, 3:8, 1:5] = 1
+    shifted = np.roll(truth, 1, axis=0)  # one voxel of 800 um along axis 0
+    paths = []
+    for name, labels in (("truth", truth), ("pred", shifted)):
+        image = nib.Nifti1Image(labels, np.diag([800.0, 800.0, 3000.0, 1.0]))
+        image.header.set_xyzt_units(xyz="micron")
+        nib.save(image, tmp_path / f"{name}.nii.gz")
+        paths.append(str(tmp_path / f"{name}.nii.gz"))
+    report = tmp_path / "scores.json"
+    assert main(["evaluate", "--truth", paths[0], "--pred", paths[1], "--json", str(report)]) == 0
+    scores = json.loads(report.read_text())
+    assert scores["spacing_mm"] == pytest.approx([0.8, 0.8, 3.0])
+    assert scores["mean_hd95_mm"] == pytest.approx(0.8)
+
+
 def test_evaluate_refuses_a_prediction_of_another_shape(nifti_files, capsys):
     small = nifti_files["dir"] / "small.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), str(small))

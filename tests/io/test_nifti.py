@@ -106,6 +106,30 @@ def test_squeezes_a_4d_file_holding_one_volume(nibabel_data, tmp_path):
     assert data.shape == meta.shape == img.shape[:3]
 
 
+def _in_micrometres(path: Path, data: np.ndarray) -> Path:
+    """``data`` saved with 500 x 500 x 2000 um voxels, a rotation and an origin, in micrometres (xyzt_units 3)."""
+    affine = np.array(
+        [[0.0, -500.0, 0.0, 12_000.0], [500.0, 0.0, 0.0, -4_000.0], [0.0, 0.0, 2_000.0, 750.0], [0, 0, 0, 1]]
+    )
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units(xyz="micron", t="sec")
+    nib.save(image, path)
+    return path
+
+
+def test_a_file_in_micrometres_is_read_in_millimetres_and_written_back_in_its_own_unit(tmp_path):
+    # Read as 500 mm voxels: prediction resized every slice 625-fold and failed on an 85 GB allocation.
+    source = _in_micrometres(tmp_path / "micro.nii.gz", np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    _, meta = load_volume(source)
+    assert meta.zooms == (0.5, 0.5, 2.0)  # mm, as ITK (ITK-SNAP, Slicer) reads the file
+    np.testing.assert_allclose(meta.affine, [[0, -0.5, 0, 12], [0.5, 0, 0, -4], [0, 0, 2, 0.75], [0, 0, 0, 1]])
+    out = save_labels(tmp_path / "micro_labels.nii.gz", np.ones(meta.shape, np.uint8), meta)
+    written, original = nib.load(out).header, nib.load(source).header
+    for name in GEOMETRY_FIELDS:  # the file's own unit, untouched
+        np.testing.assert_array_equal(written[name], original[name], err_msg=name)
+    np.testing.assert_array_equal(load_labels(out)[1].affine, meta.affine)
+
+
 def test_scaled_file_loads_as_scaled_float32_and_is_not_labels(nibabel_data, tmp_path):
     img = nib.load(nibabel_data / "anatomical.nii")
     img.header.set_slope_inter(2.0, 10.0)
