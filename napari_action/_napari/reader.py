@@ -12,7 +12,8 @@ fail (singular matrix), so such files get :func:`display_affine`: voxel sizes an
 file, axes in voxel order, plus a :class:`DisplayGeometryWarning`. Saved labels keep the file's
 geometry either way.
 
-Files that look like label maps (see :func:`napari_action.io.nifti.is_label_file`) open as Labels.
+Files that look like label maps (see :func:`napari_action.io.nifti.is_label_file`) open as Labels, in
+integers (a mask of whole-number floats, as FSL and ANTs write them, too).
 A file that cannot be used (4D, a damaged header, ...) raises :class:`~napari_action.io.nifti.VolumeError`
 in :func:`read_nifti` and :func:`read_zarr`; the functions napari calls (:func:`open_nifti`,
 :func:`open_zarr`) show its message as an error notification instead and give napari no layer for
@@ -49,6 +50,7 @@ from napari_action._napari.label_table_layer import table_layer_kwargs
 from napari_action.io.nifti import (
     VolumeError,
     handle_nonfinite,
+    integer_labels,
     is_label_file,
     load_volume,
     memory_message,
@@ -161,8 +163,11 @@ def _layer_data(path: Path) -> LayerData:
     # raising would leave no way to open such a file from the GUI.
     data, meta = load_volume(path, nan_policy="warn")
     _warn_if_permuted(path, meta)
-    kind = "labels" if is_label_file(path, data, meta) else "image"
-    return data, layer_kwargs(meta, _stem(path) or path.name, **_class_table(path, kind)), kind
+    if not is_label_file(path, data, meta):
+        return data, layer_kwargs(meta, _stem(path) or path.name), "image"
+    # A Labels layer holds integers; masks from FSL and ANTs come as whole-number floats.
+    labels = integer_labels(data, str(path))
+    return labels, layer_kwargs(meta, _stem(path) or path.name, **_class_table(path, "labels")), "labels"
 
 
 def _zarr_layer_data(path: Path) -> LayerData:
@@ -193,6 +198,8 @@ def read_store(path: str | os.PathLike) -> tuple[Any, VolumeMeta, str]:
         data = handle_nonfinite(_read_whole(path, source), path, "warn")
         if kind is None:  # a store written before its kind was recorded: guess as for a file
             kind = "labels" if is_label_file(path, data, source.meta) else "image"
+        if kind == "labels":
+            data = integer_labels(data, str(path))
     else:
         data = source.array  # read a slice at a time by napari and by training
         kind = kind or "image"

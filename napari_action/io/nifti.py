@@ -43,6 +43,7 @@ _LABEL_NAME_HINTS = ("seg", "label", "mask", "msk", "aal")
 _HINT_ENDINGS = ("", "s", "ment", "ments", "mentation", "mentations", "map", "maps")
 _FEW_VALUES = 32
 _MAX_LABEL_VALUES = 256
+_WHOLE_CHECK_RUN = 1 << 24  # voxels checked for whole numbers at a time
 # nibabel and gzip raise a zoo of exceptions for broken files; all mean "cannot read".
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError)
 
@@ -403,20 +404,35 @@ def is_label_file(path: str | os.PathLike, data: np.ndarray, meta: VolumeMeta | 
     Integer data counts as labels when the header says so (label ``intent_code``), the file
     name calls it one (:func:`named_as_labels`: seg, label, mask, msk, aal), or it holds few distinct
     values: at most 32, or at most 256 that are sparse in their range (label codes have gaps; an 8-bit
-    image fills its range). Scaled files load as float and therefore never count as labels.
+    image fills its range). Float data (FSL's and ANTs' masks are float32 by default) counts by the same
+    rules when every voxel is a whole number and there are at most 256 distinct values, whatever the
+    header or name say: a scan stored as float (scaled files load as float) has far more.
     """
-    if data.dtype != bool and not np.issubdtype(data.dtype, np.integer):
+    floats = data.dtype.kind == "f"
+    if not floats and data.dtype != bool and not np.issubdtype(data.dtype, np.integer):
         return False
-    if meta is not None and meta.header.get("intent_code") == NIFTI_INTENT_LABEL:
-        return True
-    if named_as_labels(path):
+    if floats and not _whole_numbers_only(data):
+        return False
+    said = (meta is not None and meta.header.get("intent_code") == NIFTI_INTENT_LABEL) or named_as_labels(path)
+    if said and not floats:
         return True
     flat = data.reshape(-1)
     # A strided sample rules out intensity images cheaply before the full pass.
     if np.unique(flat[:: max(1, flat.size // 1_000_000)]).size > _MAX_LABEL_VALUES:
         return False
     values = np.unique(flat)
-    if values.size <= _FEW_VALUES:
+    if values.size > _MAX_LABEL_VALUES:
+        return False
+    if said or values.size <= _FEW_VALUES:
         return True
     value_range = int(values[-1]) - int(values[0]) + 1
-    return values.size <= _MAX_LABEL_VALUES and values.size / value_range < 0.5
+    return values.size / value_range < 0.5
+
+
+def _whole_numbers_only(data: np.ndarray) -> bool:
+    """Whether every voxel of a float array is a finite whole number (a strided sample first, to refute scans fast)."""
+    flat = data.reshape(-1)
+    # The sample, then the voxels a run at a time: rounding a whole large scan at once would double its memory.
+    runs = [flat[:: max(1, flat.size // 1_000_000)]]
+    runs += (flat[start : start + _WHOLE_CHECK_RUN] for start in range(0, flat.size, _WHOLE_CHECK_RUN))
+    return all(np.isfinite(run).all() and (run == np.round(run)).all() for run in runs)

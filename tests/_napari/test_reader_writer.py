@@ -93,6 +93,19 @@ def test_edit_and_save_labels_layer_with_source_geometry(make_napari_viewer, lab
     np.testing.assert_array_equal(reopened.affine.affine_matrix, layer.affine.affine_matrix)
 
 
+def test_a_float_mask_from_fsl_or_ants_opens_as_labels_over_its_scan(make_napari_viewer, nibabel_data, tmp_path):
+    # fslmaths and antsApplyTransforms write masks as float32: they opened as a grey Image, not paintable.
+    scan = nib.load(nibabel_data / "anatomical.nii")
+    mask = (np.asarray(scan.dataobj) > np.median(np.asarray(scan.dataobj))).astype(np.float32) * 2
+    nib.save(nib.Nifti1Image(mask, scan.affine, scan.header), tmp_path / "brain_mask.nii.gz")
+    viewer = make_napari_viewer()
+    image = viewer.open(nibabel_data / "anatomical.nii", plugin=PLUGIN)[0]
+    (layer,) = viewer.open(tmp_path / "brain_mask.nii.gz", plugin=PLUGIN)
+    assert layer._type_string == "labels" and layer.data.dtype == np.uint8
+    np.testing.assert_array_equal(layer.data, mask)
+    np.testing.assert_array_equal(layer.affine.affine_matrix, image.affine.affine_matrix)
+
+
 def test_new_labels_layer_is_saved_with_its_own_transform(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     turn = np.deg2rad(20)  # rotation within the displayed plane: napari slices it fine

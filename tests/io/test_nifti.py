@@ -273,6 +273,16 @@ def test_a_name_calls_a_file_labels_by_its_words_and_a_bids_name_by_its_suffix(n
     assert named_as_labels(name) is labels
 
 
+def test_whole_number_floats_count_as_labels_as_integers_do(nibabel_data):
+    # FSL and ANTs write masks and warped atlases as float32: they opened as images, not as labels.
+    data, meta = load_volume(nibabel_data / "anatomical.nii")
+    mask = (data > np.median(data)).astype(np.float32)
+    assert is_label_file("brain_mask.nii.gz", mask, meta)
+    assert is_label_file("warped.nii.gz", mask * 7, meta)  # two values, no name: as for integers
+    assert not is_label_file("brain_mask.nii.gz", mask * 0.9999, meta)  # not whole numbers: not labels
+    assert not is_label_file("warped.nii.gz", data.astype(np.float32) / 3, meta)
+
+
 def test_label_heuristic_on_names_and_values(nibabel_data):
     data, meta = load_volume(nibabel_data / "anatomical.nii")
     assert not is_label_file("anatomical.nii", data, meta)
