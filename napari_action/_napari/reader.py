@@ -47,6 +47,7 @@ import nibabel as nib
 import numpy as np
 
 from napari_action._napari.label_table_layer import table_layer_kwargs
+from napari_action.io.file_pairs import pair_header
 from napari_action.io.nifti import (
     VolumeError,
     handle_nonfinite,
@@ -85,7 +86,9 @@ def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDa
     paths = _as_list(path)
     if not paths:
         return None
-    if all(_stem(p) is not None for p in paths):
+    # A .hdr/.img pair is claimed to be refused in words: napari's own reader would open the .img with its
+    # axes reversed and no geometry, and a mask painted on it would not overlay the scan anywhere else.
+    if all(_stem(p) is not None or pair_header(p) is not None for p in paths):
         return open_nifti
     if all(napari_action_store_attrs(p) is not None for p in paths):
         return open_zarr

@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from napari_action.io.errors import is_raw_os_error, path_error, plain_os_error
+from napari_action.io.file_pairs import pair_header, pair_message
 from napari_action.io.volume_meta import VolumeMeta, meta_from_header
 from napari_action.label_values import as_integer_labels
 from napari_action.system_memory import available_memory_bytes
@@ -94,6 +95,9 @@ def nifti_suffix(path: Path) -> str | None:
 
 def _open_nifti(path: Path, *, mmap: bool = False) -> nib.Nifti1Image:
     if nifti_suffix(path) is None:
+        header = pair_header(path)
+        if header is not None:
+            raise VolumeError(pair_message(path, header))
         raise VolumeError(
             f"{path}: not a NIfTI file (expected a name ending in .nii or .nii.gz). "
             "Convert it to NIfTI first, e.g. with dcm2niix for DICOM series."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from napari.utils.notifications import notification_manager
 
 from napari_action._napari.reader import (
     DisplayGeometryWarning,
@@ -30,6 +31,21 @@ def test_reader_claims_nifti(name):
 @pytest.mark.parametrize("name", ["a.tif", "a.mgz", "nii", ".nii", [], ["a.nii", "b.tif"]])
 def test_reader_declines_other_files(name):
     assert napari_get_reader(name) is None
+
+
+def test_a_nifti_pair_is_refused_in_words_not_opened_by_napari_flipped(make_napari_viewer, tmp_path):
+    # napari-action left .hdr/.img to napari's own reader: the scan opened with its axes reversed and no
+    # geometry, and a mask painted on it overlaid the scan in no other tool.
+    nib.save(nib.Nifti1Pair(np.zeros((4, 5, 6), np.float32), np.diag([0.8, 0.8, 3.0, 1.0])), tmp_path / "pair.img")
+    (tmp_path / "envi.hdr").write_text("ENVI\n")
+    assert napari_get_reader(str(tmp_path / "pair.img")) is open_nifti
+    assert napari_get_reader(str(tmp_path / "envi.img")) is None  # ENVI's text header: another format
+    viewer = make_napari_viewer()
+    before = len(notification_manager.records)
+    viewer.open(tmp_path / "pair.img", plugin=PLUGIN)
+    assert len(viewer.layers) == 0
+    (error,) = [str(n.message) for n in notification_manager.records[before:] if str(n.severity) == "error"]
+    assert "one file of a NIfTI-1 file pair" in error and "fslchfiletype NIFTI_GZ" in error
 
 
 def test_open_image_keeps_scanner_geometry(make_napari_viewer, nibabel_data):

@@ -59,6 +59,33 @@ def test_colour_images_are_refused_with_a_grey_channel_as_remedy(tmp_path, chann
     _refused(path, expected)
 
 
+@pytest.mark.parametrize(
+    ("header", "voxels", "opened"),
+    [("scan.hdr", "scan.img", "scan.img"), ("scan.hdr", "scan.img", "scan.hdr"), ("SCAN.HDR", "SCAN.IMG", "SCAN.IMG")],
+)
+def test_a_nifti_pair_is_refused_as_a_pair_with_the_conversion(tmp_path, header, voxels, opened):
+    # FSL's NIFTI_PAIR and SPM write .hdr/.img: "not a NIfTI file ... e.g. with dcm2niix for DICOM" was
+    # untrue and pointed at the wrong tool.
+    nib.save(nib.Nifti1Pair(np.zeros((4, 5, 6), np.float32), AFFINE), tmp_path / "pair.img")
+    (tmp_path / "pair.hdr").rename(tmp_path / header)
+    (tmp_path / "pair.img").rename(tmp_path / voxels)
+    error = str(_refused(tmp_path / opened, "one file of a NIfTI-1 file pair"))
+    assert f"fslchfiletype NIFTI_GZ {tmp_path / header}" in error and "keeps its geometry" in error
+    assert "DICOM" not in error
+
+
+def test_an_analyze_image_is_refused_saying_it_records_no_orientation(tmp_path):
+    nib.save(nib.AnalyzeImage(np.zeros((4, 5, 6), np.float32), AFFINE), tmp_path / "old.img")
+    error = _refused(tmp_path / "old.img", "one file of an Analyze 7.5 image")
+    assert f"nibabel.load('{tmp_path / 'old.hdr'}')" in str(error) and "orientation" in str(error)
+
+
+def test_an_envi_header_is_no_pair(tmp_path):
+    (tmp_path / "cube.hdr").write_text("ENVI\nsamples = 4\n")
+    (tmp_path / "cube.img").write_bytes(bytes(64))
+    _refused(tmp_path / "cube.img", "not a NIfTI file")
+
+
 def test_a_dimension_of_size_zero_names_the_header_dims(tmp_path):
     path = tmp_path / "empty.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((24, 0, 12), np.float32), AFFINE), path)
