@@ -2,11 +2,13 @@
 
 The geometry comes from ``metadata["napari_action"]`` (set by the reader and kept on prediction
 layers) when it still matches the layer's shape and the world transform the reader gave it
-(:func:`napari_action._napari.reader.display_affine`). A layer without it that lies exactly on an
-axis-permuted file the reader showed voxel-aligned (napari's "new labels" button with that image
-selected copies only the voxel-aligned transform) gets that file's geometry. Otherwise the layer's
-own transform (``affine`` composed with scale/translate/rotate/shear) with qform/sform code 2
-("aligned"), e.g. for a Labels layer made with napari's "new labels" button.
+(:func:`napari_action._napari.reader.display_affine`). A layer without it that lies exactly on a file
+open in the viewer (napari's "new labels" button copies only the selected image's transform) gets that
+file's header: its qform and sform with their codes, which ITK-based tools (ITK-SNAP, 3D Slicer) read
+otherwise than napari (the qform before an sform of another code; origin 0 for a file with neither),
+and for an axis-permuted file, which the reader shows voxel-aligned, its true geometry. Otherwise
+the layer's own transform (``affine`` composed with scale/translate/rotate/shear) with qform/sform
+code 2 ("aligned"), e.g. for a Labels layer drawn over an image added from a script.
 
 napari's Save dialog has already asked before replacing a file, so the writer overwrites, but
 atomically (see :func:`napari_action.io.nifti_writer.save_labels`).
@@ -69,22 +71,24 @@ def meta_for_layer(path: str, labels: Any, attributes: Mapping[str, Any]) -> Vol
             path,
         )
     else:
-        permuted = _permuted_source_meta(path, labels.shape, world)
-        if permuted is not None:
-            return permuted
+        source = _source_meta_under(path, labels.shape, world)
+        if source is not None:
+            return source
     return VolumeMeta.from_affine(world, labels.shape, code=2, dtype=labels.dtype.name)
 
 
-def _permuted_source_meta(path: str, shape: tuple[int, ...], world: np.ndarray) -> VolumeMeta | None:
-    """The header of an axis-permuted file open in the current viewer that a layer of ``shape`` lies on.
+def _source_meta_under(path: str, shape: tuple[int, ...], world: np.ndarray) -> VolumeMeta | None:
+    """The header of a file open in the current viewer that a layer of ``shape`` lies exactly on.
 
-    The reader draws such a file with a voxel-aligned affine (:func:`display_affine`), so that
-    transform is not the file's geometry: written as it is, the labels would not overlay the file.
+    The layer's transform alone, written with code 2, is where napari draws it but not always where
+    other tools draw the file: ITK reads the qform where napari reads an sform of another code, a file
+    with neither code at the origin, and the reader shows an axis-permuted file voxel-aligned
+    (:func:`display_affine`). The file's own header puts the labels wherever each tool puts the file.
 
     Raises
     ------
     VolumeError
-        When files with different geometries lie exactly there (``path`` names it in the message).
+        When files with different headers lie exactly there (``path`` names it in the message).
     """
     viewer = napari.current_viewer()
     if viewer is None:  # a layer saved from a script without a viewer
@@ -92,22 +96,27 @@ def _permuted_source_meta(path: str, shape: tuple[int, ...], world: np.ndarray) 
     found: dict[str, VolumeMeta] = {}
     for layer in viewer.layers:
         meta = _stored_meta(layer.metadata)
-        if (
-            meta is not None
-            and meta.shape == shape
-            and is_axis_permuted(meta)
-            and _placed_at(world, display_affine(meta))
-        ):
+        if meta is not None and meta.shape == shape and _placed_at(world, display_affine(meta)):
             found[layer.name] = meta
     metas = list(found.values())
     if not metas:
         return None
-    if any(not _placed_at(m.affine, metas[0].affine) for m in metas[1:]):
+    first = metas[0]
+    if any(not _placed_at(m.affine, first.affine) for m in metas[1:]):  # axis-permuted files, shown alike
         raise VolumeError(
             f"{path}: this layer lies on several files with different geometries ({', '.join(found)}); "
             "close the images it does not belong to and save it again."
         )
-    return metas[0]
+    if not is_axis_permuted(first) and any(not _same_header(m, first) for m in metas[1:]):
+        return None  # files napari draws alike but other tools not: no header to prefer over the transform
+    return first
+
+
+def _same_header(meta: VolumeMeta, other: VolumeMeta) -> bool:
+    """Whether two headers place voxels alike in every tool: the same qform, sform, codes and unit."""
+    matrices = all(_placed_at(getattr(meta, name), getattr(other, name)) for name in ("qform", "sform"))
+    codes = all(getattr(meta, name) == getattr(other, name) for name in ("qform_code", "sform_code", "xyzt_units"))
+    return matrices and codes
 
 
 def _stored_meta(metadata: Mapping[str, Any] | None) -> VolumeMeta | None:

@@ -212,3 +212,41 @@ def test_new_labels_layer_on_an_axis_permuted_file_is_saved_with_the_files_geome
     np.testing.assert_allclose(meta.affine, nib.load(source).affine, atol=1e-5)  # overlays the file
     for field in HEADER_GEOMETRY:
         np.testing.assert_array_equal(nib.load(written).header[field], nib.load(source).header[field])
+
+
+def _qform_unlike_sform(path):
+    """An oblique scan whose qform (scanner, code 1) differs from its sform (aligned, code 2), as FSL leaves
+    registered scans: napari draws the sform, ITK-SNAP and 3D Slicer the qform."""
+    turn = np.deg2rad(10)
+    qform = np.array(
+        [[np.cos(turn), -np.sin(turn), 0, 5], [np.sin(turn), np.cos(turn), 0, 5], [0, 0, 2.5, 5], [0, 0, 0, 1]]
+    )
+    image = nib.Nifti1Image(np.arange(6 * 7 * 8, dtype=np.float32).reshape(6, 7, 8), None)
+    image.header.set_qform(qform, code=1)
+    sform = np.diag([0.8, 0.9, 2.5, 1.0])
+    sform[:3, 3] = (-10, 20, 33)
+    image.header.set_sform(sform, code=2)
+    nib.save(image, path)
+    return path
+
+
+@pytest.mark.parametrize("codes", ["qform-unlike-sform", "no-codes"])
+def test_new_labels_layer_is_saved_with_the_header_of_the_file_it_lies_on(make_napari_viewer, tmp_path, codes):
+    # Saved with the layer's transform as qform = sform (code 2), such a mask overlaid its scan in napari
+    # only: ITK-SNAP and 3D Slicer put the scan at its qform (or, with neither code, at the origin).
+    source = _qform_unlike_sform(tmp_path / "scan.nii.gz")
+    if codes == "no-codes":
+        image = nib.load(source)
+        image.header["qform_code"] = image.header["sform_code"] = 0
+        nib.save(image, source)
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(source, plugin=PLUGIN)
+    viewer.layers.selection.active = image
+    viewer._new_labels()  # napari's "new labels" button: the image's transform, not its metadata
+    labels = viewer.layers[-1]
+    labels.data[2, 3, 4] = 5
+    (written,) = labels.save(str(tmp_path / "painted.nii.gz"), plugin=PLUGIN)
+
+    assert load_labels(written)[0][2, 3, 4] == 5
+    for field in HEADER_GEOMETRY:
+        np.testing.assert_array_equal(nib.load(written).header[field], nib.load(source).header[field], err_msg=field)
