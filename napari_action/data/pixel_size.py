@@ -20,6 +20,7 @@ from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.propagation import slicing_spacing
 
 __all__ = [
+    "MAX_SCALED_PIXELS",
     "PIXEL_MM_KEY",
     "RESAMPLE_TOLERANCE",
     "painted_pixel_mm",
@@ -33,6 +34,8 @@ PIXEL_MM_KEY = "pixel_mm"
 #: Relative difference in pixel size left as it is: training zooms its crops by ±10 %, so the network
 #: has seen structures that much larger and smaller, and resizing would only blur the slice.
 RESAMPLE_TOLERANCE = 0.05
+#: Pixels of a slice enlarged to the training pixel size beyond which prediction refuses (a 4096² slice).
+MAX_SCALED_PIXELS = 4096 * 4096
 
 
 def slice_scale(
@@ -60,8 +63,23 @@ def resize_slices(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def scaled_size(size: tuple[int, int], scale: tuple[float, float]) -> tuple[int, int]:
-    """The size of a ``size`` slice enlarged by ``scale`` (at least one pixel each way)."""
-    return max(1, round(size[0] * scale[0])), max(1, round(size[1] * scale[1]))
+    """The size of a ``size`` slice enlarged by ``scale`` (at least one pixel each way).
+
+    Raises
+    ------
+    ValueError
+        When the enlarged slice would be huge: pixel sizes that far apart are a header's error (a unit, a
+        zoom) or a model meant for other images, and the resize would end in an allocation failure.
+    """
+    scaled = max(1, round(size[0] * scale[0])), max(1, round(size[1] * scale[1]))
+    if scaled[0] * scaled[1] > max(MAX_SCALED_PIXELS, 4 * size[0] * size[1]):
+        raise ValueError(
+            f"This image's pixels are {scale[0]:.3g} × {scale[1]:.3g} times the size of those the model was trained "
+            f"on: seeing its {size[0]} × {size[1]} slices at the training pixel size would take slices of "
+            f"{scaled[0]} × {scaled[1]} pixels. Check the voxel sizes in the image's header (their unit too), "
+            "or train a model on images of this resolution."
+        )
+    return scaled
 
 
 def painted_pixel_mm(annotation: SparseAnnotation, spacings: Sequence[Sequence[float]]) -> tuple[float, float] | None:

@@ -47,6 +47,18 @@ def test_a_coarser_volume_is_predicted_at_the_training_pixel_size_on_its_own_gri
     assert not np.array_equal(as_stored, labels)  # what the network saw changed what it labels
 
 
+def test_pixels_a_thousand_times_the_training_ones_are_refused_before_any_huge_resize():
+    # A header in the wrong unit (or a model for other images) made prediction enlarge each slice a
+    # thousand-fold and fail on an allocation of tens of GB ("DefaultCPUAllocator: can't allocate memory").
+    image, _ = engine.disc_volume(1, shape=(24, 20, 4))
+    predictor, seen = watched_predictor(pixel_mm=(0.5, 0.5))
+    with pytest.raises(ValueError, match=r"24 × 20 slices .* 48000 × 40000 pixels. Check the voxel sizes"):
+        predictor.predict(image, spacing=(1000.0, 1000.0, 3.0))
+    assert seen == []
+    predictor.predict(image, spacing=(5.0, 5.0, 3.0))  # ten-fold: a coarse scan, predicted as before
+    assert set(seen) == {(240, 208)}
+
+
 def test_a_model_that_does_not_know_its_pixel_size_sees_the_voxels_as_they_are():
     image, _ = engine.disc_volume(1, shape=(24, 20, 4))
     predictor, seen = watched_predictor(pixel_mm=None)
