@@ -45,6 +45,7 @@ from napari_action.io.volume_source import ZARR_SUFFIX, NiftiSlices, VolumeSourc
 from napari_action.label_values import as_integer_labels, check_class_count
 
 if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
+    from napari_action.io.checkpoint import Checkpoint
     from napari_action.training.trainer import Trainer
 
 
@@ -101,6 +102,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_threads_option(train)
     add_precision_option(train)
     add_nan_to_zero_option(train)
+    train.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="start from this model (a .pt of train --out or the widget's Save model…) and train on: its "
+        "network sizes, normalisation and class names are kept, and the schedule is one more round of its last "
+        "stage (more labels, corrections, new images)",
+    )
     train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     train.set_defaults(run=run, interrupted="no model was written (--out is as it was)")
@@ -129,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
     _check_output(args.out, args.overwrite, [*args.image, *args.labels])
     class_names = _class_names(args.class_names, args.labels)  # a table's typo is told before any image is read
+    init = _initial_model(args.init)  # and a file that is no model, too
     loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
     images = [volume for volume, _ in loaded]
     painted = training_labels(args.labels, images, args.axis, args.labeled_slices)
@@ -150,6 +161,7 @@ def _train(args: argparse.Namespace) -> int:
             config_from_args(args),
             labeled_slices=extra,
             class_names=class_names,
+            init=init,
             spacings=spacings,
             affines=affines,
             names=[str(path) for path in args.image],  # the notes name the files as the user gave them
@@ -281,6 +293,17 @@ def _check_output(out: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> No
             f"cannot write {out}: the folder {out.parent} is not writable; choose another --out "
             "(or fix the folder's permissions)."
         )
+
+
+def _initial_model(path: Path | None) -> Checkpoint | None:
+    """The --init model, read before any image (its errors name the file and say what to do)."""
+    if path is None:
+        return None
+    from napari_action.io.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    print(f"Continuing from {path} (trained {checkpoint.step} steps).", file=sys.stderr)
+    return checkpoint
 
 
 def _class_names(table: Path | None, labels: Sequence[Path]) -> dict[int, str]:

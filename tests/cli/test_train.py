@@ -328,3 +328,26 @@ def test_a_complete_mask_as_labels_says_what_to_do_before_training(nifti_files, 
     err = capsys.readouterr().err
     assert "All 10 slices along axis 2 are painted" in err and "choose the method supervised" in err
     assert "step 1/" not in err and not out.exists()
+
+
+def test_init_continues_from_a_saved_model_keeping_its_class_names(nifti_files, model_file, capsys):
+    # The command line could not continue a model (the widget and the Python API could): each run started over.
+    from napari_action.inference.loaded_model import load_model
+
+    out = nifti_files["dir"] / "continued.pt"
+    args = cli_train_args([nifti_files["image"], nifti_files["other"]], nifti_files["labels"], out)
+    assert main([*args, "--init", str(model_file)]) == 0
+    err = capsys.readouterr().err
+    assert f"Continuing from {model_file} (trained " in err
+    assert "step 3/3 supervised" in err
+    continued, before = load_model(out), load_model(model_file)
+    assert continued.class_names == before.class_names and continued.checkpoint().step > before.checkpoint().step
+
+
+def test_init_that_is_no_model_is_refused_before_any_image_is_read(nifti_files, capsys):
+    out = nifti_files["dir"] / "m.pt"
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], out)
+    assert main([*args, "--init", str(nifti_files["truth"])]) == 2
+    err = capsys.readouterr().err
+    assert "truth.nii.gz is a NIfTI image, not a napari-action checkpoint" in err
+    assert "Training" not in err and not out.exists()
