@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from napari_action.runtime import autocast_paused
+from napari_action.training.negative_similarity import negative_similarity
 
 
 def _as_float32(value: object) -> object:
@@ -368,7 +369,8 @@ def anatomical_contrast(
     with probability ``softmax_v(⟨r_k⁺, r_v⁺⟩ / τ)`` and then a uniform valid
     pixel of ``v``. ``L_k = mean_q −log[e^{⟨r_q, r_k⁺⟩/τ} / (e^{⟨r_q, r_k⁺⟩/τ}
     + Σ_n e^{⟨r_q, r_n⟩/τ})]``. Sampling is batched on ``rep``'s device
-    (no per-query Python loop; docs/method.md, difference 7); memory is ``O(M·Q·N·D)``.
+    (no per-query Python loop; docs/method.md, difference 7); the gathered negatives are held
+    a chunk at a time (:mod:`~napari_action.training.negative_similarity`).
 
     Parameters
     ----------
@@ -424,9 +426,9 @@ def anatomical_contrast(
     if sample is None:
         return _zero_like_graph(rep)
     queries = features[sample.queries]  # (M, Q, D), carries the gradient
-    negatives = features.detach()[sample.negatives]  # (M, Q, N, D)
     positive = (queries * sample.prototypes[:, None, :]).sum(-1, keepdim=True)
-    negative = torch.einsum("mqd,mqnd->mqn", queries, negatives)
+    # Not the (M, Q, N, D) negatives at once: 268 MB a class at the paper preset.
+    negative = negative_similarity(queries, features, sample.negatives)
     logits = torch.cat([positive, negative], dim=-1) / tau
     per_query = torch.logsumexp(logits, dim=-1) - logits[..., 0]
     per_class = per_query.mean(dim=1) * sample.has_queries.to(per_query.dtype)
