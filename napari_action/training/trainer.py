@@ -64,9 +64,9 @@ from napari_action.training.trainer_inputs import (
     check_volumes,
     checked_annotation,
     decided_from_data,
+    label_advice,
     normalized_images,
     one_per_image,
-    single_slice_advice,
     with_checkpoint_settings,
 )
 from napari_action.training.volume_prediction import checked_volume_index, training_volume_extents
@@ -211,7 +211,7 @@ class Trainer:
     @property
     def advice(self) -> list[str]:
         """What the user should know about these labels before trusting the result (front ends show it)."""
-        notes = (self._axis_advice, single_slice_advice(self.annotation), *self._data_notes)
+        notes = (self._axis_advice, *label_advice(self.annotation, self.class_names), *self._data_notes)
         return [advice for advice in notes if advice]
 
     @property

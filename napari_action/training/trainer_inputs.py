@@ -39,7 +39,9 @@ __all__ = [
     "normalized_image",
     "normalized_images",
     "pad_labels",
+    "label_advice",
     "single_slice_advice",
+    "unpainted_class_advice",
     "with_cohort_steps",
     "with_scanner_augmentation",
     "with_structure_ends",
@@ -420,6 +422,36 @@ def single_slice_advice(annotation: SparseAnnotation) -> str | None:
     return (
         "With a single painted slice, slices more than a few away from it are rough guesses and a "
         "structure missing from it is never found: paint a slice near each end of the structures."
+    )
+
+
+#: Classes named one by one in :func:`unpainted_class_advice`; the others are counted.
+NAMES_SHOWN = 8
+
+
+def label_advice(annotation: SparseAnnotation, class_names: Mapping[int, str]) -> list[str]:
+    """The notes about the painted labels themselves: one painted slice, named classes painted nowhere."""
+    notes = (single_slice_advice(annotation), unpainted_class_advice(class_names, annotation.class_values))
+    return [note for note in notes if note]
+
+
+def unpainted_class_advice(class_names: Mapping[int, str], learned: Sequence[int]) -> str | None:
+    """A note naming the classes given a name but painted on no slice, else None.
+
+    The network has one output per painted value, so such a class is never predicted, exported or
+    flagged missing: with an atlas's worth of names, dozens went without a word.
+    """
+    known = {int(value) for value in learned}
+    absent = [name or f"class {value}" for value, name in sorted(class_names.items()) if value not in known]
+    if not absent:
+        return None
+    shown = ", ".join(absent[:NAMES_SHOWN])
+    if len(absent) > NAMES_SHOWN:
+        shown += f" and {len(absent) - NAMES_SHOWN} more"
+    counted = "1 named class is" if len(absent) == 1 else f"{len(absent)} named classes are"
+    return (
+        f"{counted} on no painted slice, so the model does not learn them and no prediction or export will "
+        f"hold them: {shown}. Paint each on a slice where it shows (while training runs, it joins at once)."
     )
 
 
