@@ -78,6 +78,5 @@ def print_worst(qualities: Sequence[VolumeQuality], where: str, *, prefix: str =
         return
     print(f"{prefix}Check first (lowest quality of {len(qualities)}; {where}):", file=out)
     for quality in qualities[:WORST_SHOWN]:
-        flags = "; ".join(quality.flags) or "no flag"
         where = f"worst slice {quality.worst_slice} along axis {quality.axis}"
-        print(f"{prefix}  {quality.score:.3f}  {quality.name}: {flags}; {where}", file=out)
+        print(f"{prefix}  {quality.score:.3f}  {quality.name}: {quality.brief_flags()}; {where}", file=out)

@@ -70,6 +70,10 @@ VOLUME_RANGE = 3.0
 FLAGGED_WEIGHT = 0.5
 #: A volume whose mean class certainty is below this is flagged as uncertain.
 UNCERTAIN_BELOW = 0.5
+#: How the flag of a volume with a certainty under UNCERTAIN_BELOW begins (the other flags are per class).
+UNCERTAIN_FLAG = "uncertain (certainty"
+#: Per-class flags spelled out in one line of text (:meth:`VolumeQuality.brief_flags`).
+CLASS_FLAGS_SHOWN = 3
 #: File name of the table written beside the masks.
 QUALITY_CSV = "quality.csv"
 _COLUMNS = ("file", "status", "quality_score", "flags", "worst_slice", "slicing_axis")
@@ -250,6 +254,19 @@ class VolumeQuality:
         """Plain values, for JSON."""
         return dataclasses.asdict(self)
 
+    def brief_flags(self, shown: int = CLASS_FLAGS_SHOWN) -> str:
+        """The flags for one line of text: the first ``shown`` classes' flags, the others counted.
+
+        A weakly trained model of an atlas misses dozens of classes, and one flag each made a line
+        of thousands of characters (the Cohort tab's row, the command line's "Check first") that hid
+        the volume's certainty and worst slice; ``flags`` and ``quality.csv`` keep every flag.
+        """
+        whole = [flag for flag in self.flags if flag.startswith(UNCERTAIN_FLAG)]
+        per_class = [flag for flag in self.flags if not flag.startswith(UNCERTAIN_FLAG)]
+        if len(per_class) > shown:
+            per_class = [*per_class[:shown], f"and {len(per_class) - shown} more classes flagged"]
+        return "; ".join(per_class + whole) or "no flag"
+
 
 def class_label(value: int, class_names: Mapping[int, str] | None) -> str:
     """A class's name, or ``"class <value>"`` for a class without one (no name, or a blank one).
@@ -312,7 +329,7 @@ def rate(
         if volume > 0:
             certainties.append(1.0 - doubts[value])
     if certainties and np.mean(certainties) < UNCERTAIN_BELOW:
-        flags.append(f"uncertain (certainty {np.mean(certainties):.2f})")
+        flags.append(f"{UNCERTAIN_FLAG} {np.mean(certainties):.2f})")
     return VolumeQuality(
         name=name,
         score=float(np.mean(scores)) if scores else 0.0,

@@ -144,3 +144,15 @@ def planes(shape, axis, positions):
         index[axis] = p
         mask[tuple(index)] = True
     return mask
+
+
+def atlas_record(classes: int = 40, found: int = 3):
+    """The quality record of a prediction of ``classes`` regions that found only the first ``found``, unsure of them."""
+    from napari_action.inference.quality import QualityAccumulator
+
+    labels = np.zeros((8, 8, 6), np.int32)
+    for value in range(1, found + 1):
+        labels[value, :, :] = value
+    record = QualityAccumulator(range(classes + 1), axis=2, voxel_ml=0.001)
+    record.add_volume(labels, np.full(labels.shape, 0.8, np.float32))
+    return record.finish()

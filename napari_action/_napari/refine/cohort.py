@@ -102,7 +102,9 @@ class CohortTab(QWidget):
 
 
 def _row(quality: VolumeQuality) -> QListWidgetItem:
-    """``0.42 · scan-3 · amygdala missing · slice 57``: a click shows that slice."""
-    flags = "; ".join(quality.flags) or "no flag"
-    text = f"{quality.score:.2f} · {quality.name} · {flags} · slice {quality.worst_slice}"
-    return slice_item(text, quality.name, quality.axis, quality.worst_slice)
+    """``0.42 · scan-3 · amygdala missing · slice 57``: a click shows that slice, the tooltip every flag."""
+    text = f"{quality.score:.2f} · {quality.name} · {quality.brief_flags()} · slice {quality.worst_slice}"
+    item = slice_item(text, quality.name, quality.axis, quality.worst_slice)
+    if quality.flags:
+        item.setToolTip("\n".join(quality.flags))
+    return item

@@ -8,8 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from napari_action._napari.layers import find_prediction_layer
+from napari_action._napari.refine.cohort import CohortTab
+from napari_action.inference.loaded_model import load_model
 from napari_action.inference.quality import class_label
 from tests.helpers import gui
+from tests.helpers.engine import atlas_record
 from tests.helpers.gui import wait_finished
 
 # The scene's voxels: 3 x 1 x 1 mm.
@@ -90,3 +93,17 @@ def test_a_slice_accepted_on_a_scan_outside_training_waits_for_the_next_train(sc
     widget.train_button.click()  # the next Train does
     wait_finished(qtbot, widget)
     assert widget.training_state.trainer.annotation.labeled_slices(1) == [4]
+
+
+def test_a_volume_missing_dozens_of_classes_is_one_short_row_with_every_flag_in_its_tooltip(viewer, model_file):
+    # A model of 40 atlas regions, weakly trained: it finds 3 of them, unsure of those.
+    viewer.add_image(np.zeros((8, 8, 6), np.float32), name="atlas scan")
+    tab = CohortTab(viewer)
+    tab.volume_predicted("atlas scan", atlas_record(), load_model(model_file, device="cpu"))
+    item = tab.cohort_list.item(0)
+    assert item.text() == (
+        f"{tab.qualities[0].score:.2f} · atlas scan · class 4 missing; class 5 missing; class 6 missing; "
+        "and 34 more classes flagged; uncertain (certainty 0.20) · slice 0"
+    )
+    flags = item.toolTip().splitlines()
+    assert len(flags) == 38 and flags[-2] == "class 40 missing"
