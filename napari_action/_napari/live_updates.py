@@ -59,16 +59,19 @@ class LiveUpdates:
             layer.events.paint.disconnect(self._on_labels_painted)
 
     def labels_changed(self, *, immediately: bool = False) -> None:
-        """Send the training labels to the running training, throttled, or now (``immediately``)."""
+        """Send the training labels to the running training, throttled, or now (``immediately``).
+
+        A throttled send waits until the event being handled is over: napari's paint API
+        (``data_setitem``, ``paint``, ``fill``) emits its paint event before writing the voxels, and the
+        throttle's leading call would send the labels without them (a brush stroke emits it after).
+        """
         if immediately:
             self.send_labels()
         else:
-            self._send_labels_throttled()
+            QTimer.singleShot(0, self._send_labels_throttled)
 
     def _on_labels_painted(self, event=None) -> None:
-        # After the event: napari's data_setitem emits it before writing the voxels, and the throttle's
-        # leading call would send the labels without them (a brush stroke emits it after; both work).
-        QTimer.singleShot(0, self.labels_changed)
+        self.labels_changed()
 
     def send_labels(self) -> None:
         """Send the training labels now, if a run is training on a plan."""
