@@ -14,6 +14,7 @@ from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 from superqt.utils import qthrottled
 
+from napari_action._napari.edit_watch import EditWatch
 from napari_action._napari.refine.accepted import TrainingLabels
 from napari_action._napari.training_state import TrainingPlan, TrainingState
 from napari_action.progress import AnnotationUpdate, FocusRequest
@@ -46,17 +47,18 @@ class LiveUpdates:
         self._training_labels = training_labels
         self._send_labels_throttled = qthrottled(self.send_labels, timeout=LABELS_THROTTLE_MS)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
+        self._watches: list[EditWatch] = []
         viewer.dims.events.current_step.connect(self._on_dims_step)
 
     def follow_painting(self, plan: TrainingPlan) -> None:
-        """Send the labels after each stroke in the plan's painted layers (until :meth:`stop_following`)."""
-        for layer in plan.labels_layers():
-            layer.events.paint.connect(self._on_labels_painted)
+        """Send the labels after each stroke, undo or redo in the painted layers (until :meth:`stop_following`)."""
+        self._watches += [EditWatch(layer, self._on_labels_edited) for layer in plan.labels_layers()]
 
     def stop_following(self, plan: TrainingPlan | None) -> None:
         """The run has ended: strokes stay with the layers."""
-        for layer in plan.labels_layers() if plan is not None else ():
-            layer.events.paint.disconnect(self._on_labels_painted)
+        for watch in self._watches:
+            watch.close()
+        self._watches = []
 
     def labels_changed(self, *, immediately: bool = False) -> None:
         """Send the training labels to the running training, throttled, or now (``immediately``).
@@ -70,7 +72,7 @@ class LiveUpdates:
         else:
             QTimer.singleShot(0, self._send_labels_throttled)
 
-    def _on_labels_painted(self, event=None) -> None:
+    def _on_labels_edited(self, layer) -> None:
         self.labels_changed()
 
     def send_labels(self) -> None:

@@ -239,6 +239,24 @@ def test_painting_during_training_reaches_trainer(scene, qtbot):
     wait_finished(qtbot, widget)
 
 
+def test_a_stroke_undone_during_training_is_taken_back_from_the_trainer_and_a_redo_brings_it_again(scene, qtbot):
+    # napari's undo emits no paint event: training went on learning the stroke the user had taken back.
+    viewer, widget, labels, truth = scene
+    painted = labels.data.copy()
+    wait_first_step(qtbot, start_long_training(widget))
+    trainer = widget.training_state.trainer
+    paint(labels, truth, slices=(7,))
+    qtbot.waitUntil(lambda: trainer.annotation.labeled_slices(0) == [*PAINTED, 7], timeout=TIMEOUT)
+    labels.undo()
+    labels.undo()  # one undo step per class painted
+    assert labels.data.tobytes() == painted.tobytes()
+    qtbot.waitUntil(lambda: trainer.annotation.labeled_slices(0) == list(PAINTED), timeout=TIMEOUT)
+    labels.redo()
+    qtbot.waitUntil(lambda: trainer.annotation.labeled_slices(0) == [*PAINTED, 7], timeout=TIMEOUT)
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+
 def test_removing_a_used_layer_stops_training(scene, qtbot):
     viewer, widget, labels, _ = scene
     wait_first_step(qtbot, start_long_training(widget))

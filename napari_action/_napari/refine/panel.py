@@ -34,6 +34,7 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QListWidgetItem, QPushButton, QSpinBox, QTabWidget
 from superqt.utils import qthrottled
 
+from napari_action._napari.edit_watch import EditWatch
 from napari_action._napari.keys import ViewerKeyBinding
 from napari_action._napari.layers import (
     SOURCE_KEY,
@@ -124,7 +125,7 @@ class RefinePanel(QGroupBox):
         layers.events.removed.connect(self._on_layer_removed)
         layers.selection.events.active.connect(self._on_active_changed)
         self.viewer.dims.events.current_step.connect(self._on_dims_step)
-        self._watched: dict[int, object] = {}
+        self._watched: dict[int, EditWatch] = {}
         self._on_layers_changed()
 
     # -- layout ----------------------------------------------------------------------
@@ -198,18 +199,18 @@ class RefinePanel(QGroupBox):
         return False
 
     def _on_layers_changed(self, event=None) -> None:
-        """Follow paint strokes of every Labels layer (painted or prediction)."""
+        """Follow strokes, undo and redo in every Labels layer (painted or prediction)."""
         for layer in self.viewer.layers:
             if isinstance(layer, Labels) and id(layer) not in self._watched:
-                layer.events.paint.connect(self._on_paint)
-                self._watched[id(layer)] = layer
+                self._watched[id(layer)] = EditWatch(layer, self._on_edit)
         self._refresh_buttons()
         self.refresh_later()
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
-        if self._watched.pop(id(layer), None) is not None:
-            layer.events.paint.disconnect(self._on_paint)
+        watch = self._watched.pop(id(layer), None)
+        if watch is not None:
+            watch.close()
         if is_prediction_layer(layer):
             # The prediction layer held the accepted slices' content: they go with it.
             name = layer.metadata[SOURCE_KEY]
@@ -224,11 +225,10 @@ class RefinePanel(QGroupBox):
         self.uncertainty.rename(old, new)
         self.refresh_later()
 
-    def _on_paint(self, event=None) -> None:
-        layer = getattr(event, "source", None)
-        name = layer.metadata.get(SOURCE_KEY) if layer is not None else None
+    def _on_edit(self, layer) -> None:
+        name = layer.metadata.get(SOURCE_KEY)
         if name is not None and self.training_state.accepted_slices.get(name):
-            # An accepted slice may have been corrected again: the training labels changed.
+            # An accepted slice may have been corrected again (or a correction undone): the training labels changed.
             self.widget.labels_changed()
         self.refresh_later()
 

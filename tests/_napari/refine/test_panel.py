@@ -99,6 +99,28 @@ def test_an_accepted_slice_corrected_again_through_the_paint_api_reaches_the_run
     wait_finished(qtbot, widget)
 
 
+def test_a_correction_of_an_accepted_slice_undone_during_training_is_taken_back(scene, qtbot):
+    # napari's undo emits no paint event: training kept the correction the user had taken back.
+    viewer, widget, labels, truth = scene
+    start_long_training(widget)
+    qtbot.waitUntil(lambda: widget.training_state.target(0) is not None, timeout=TIMEOUT)
+    tracker = widget.training_state.target(0)
+    qtbot.waitUntil(lambda: tracker.streamed[4], timeout=TIMEOUT)
+    layer, trainer = tracker.layer, widget.training_state.trainer
+    edit_slice(layer, 4, 1)
+    viewer.layers.selection.active = layer
+    show_slice(viewer, 4)
+    widget.refine_panel.accept_button.click()
+    qtbot.waitUntil(lambda: 4 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    edit_slice(layer, 4, 2)
+    qtbot.waitUntil(lambda: (trainer.annotation.target(0, 4)[0:6, 0:6] == 2).all(), timeout=TIMEOUT)
+    layer.undo()  # the correction after accepting taken back
+    assert (layer.data[4, 0:6, 0:6] == 1).all()
+    qtbot.waitUntil(lambda: (trainer.annotation.target(0, 4)[0:6, 0:6] == 1).all(), timeout=TIMEOUT)
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+
 def test_copy_option_and_next_train_use_accepted_slices(scene, qtbot):
     viewer, widget, labels, truth = scene
     layer = offline_prediction(viewer, widget, truth)

@@ -1,0 +1,54 @@
+"""Edits of a Labels layer noticed, undo and redo included.
+
+napari emits a paint event for each stroke (and ``data_setitem`` call), but its ``Labels.undo`` and
+``redo`` put the voxels back without one: they only refresh the layer, which emits ``set_data`` (as
+other refreshes do, e.g. moving the slider). A training that learned from strokes alone kept a stroke
+the user took back with Ctrl+Z. :class:`EditWatch` tells an undo or redo from other refreshes by the
+lengths of the layer's undo and redo histories, which only history moves change between two strokes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class EditWatch:
+    """Calls ``on_edit(layer)`` after each stroke, undo or redo in ``layer``.
+
+    A stroke is reported as napari's paint event comes (``data_setitem`` emits it before writing the
+    voxels); an undo or redo once the voxels are back. A layer hidden while undone is reported when it
+    is shown again (napari refreshes only visible layers).
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+        The layer to watch (connected on construction, until :meth:`close`).
+    on_edit : callable
+        Called on the GUI thread with the layer.
+    """
+
+    def __init__(self, layer, on_edit: Callable[[object], None]):
+        self.layer = layer
+        self._on_edit = on_edit
+        self._seen = self._history_lengths()
+        layer.events.paint.connect(self._on_paint)
+        layer.events.set_data.connect(self._on_refresh)
+
+    def close(self) -> None:
+        """Stop watching the layer."""
+        self.layer.events.paint.disconnect(self._on_paint)
+        self.layer.events.set_data.disconnect(self._on_refresh)
+
+    def _history_lengths(self) -> tuple[int, int]:
+        # napari keeps no public count of its history; both deques exist on every Labels layer.
+        return len(getattr(self.layer, "_undo_history", ())), len(getattr(self.layer, "_redo_history", ()))
+
+    def _on_paint(self, event=None) -> None:
+        self._seen = self._history_lengths()
+        self._on_edit(self.layer)
+
+    def _on_refresh(self, event=None) -> None:
+        lengths = self._history_lengths()
+        if lengths != self._seen:
+            self._seen = lengths
+            self._on_edit(self.layer)
