@@ -208,14 +208,14 @@ class RefinePanel(QGroupBox):
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
-        watch = self._watched.pop(id(layer), None)
-        if watch is not None:
+        if (watch := self._watched.pop(id(layer), None)) is not None:
             watch.close()
         if is_prediction_layer(layer):
-            # The prediction layer held the accepted slices' content: they go with it.
+            # The prediction layer held the accepted slices' content: they go with it, out of a running training too.
             name = layer.metadata[SOURCE_KEY]
             if self.training_state.accepted_slices.pop(name, None):
                 self.status_label.setText(f"The accepted slices of {name!r} went with its prediction layer.")
+                self.widget.labels_changed()
         elif UNCERTAINTY_KEY not in layer.metadata:
             self.uncertainty.forget(layer.name)
         self._on_layers_changed()

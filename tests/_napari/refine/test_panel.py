@@ -121,6 +121,27 @@ def test_a_correction_of_an_accepted_slice_undone_during_training_is_taken_back(
     wait_finished(qtbot, widget)
 
 
+def test_accepted_slices_deleted_with_their_prediction_layer_leave_the_running_training(scene, qtbot):
+    # The panel said they went with the layer, but the running training went on learning them.
+    viewer, widget, labels, truth = scene
+    start_long_training(widget)
+    qtbot.waitUntil(lambda: widget.training_state.target(0) is not None, timeout=TIMEOUT)
+    tracker = widget.training_state.target(0)
+    qtbot.waitUntil(lambda: tracker.streamed[7], timeout=TIMEOUT)
+    layer, trainer = tracker.layer, widget.training_state.trainer
+    edit_slice(layer, 7, 1)
+    viewer.layers.selection.active = layer
+    show_slice(viewer, 7)
+    widget.refine_panel.accept_button.click()
+    qtbot.waitUntil(lambda: 7 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    viewer.layers.remove(layer)
+    assert widget.refine_panel.status_label.text() == "The accepted slices of 'vol' went with its prediction layer."
+    qtbot.waitUntil(lambda: trainer.annotation.labeled_slices(0) == list(PAINTED), timeout=TIMEOUT)
+    assert widget.run.is_running
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+
 def test_copy_option_and_next_train_use_accepted_slices(scene, qtbot):
     viewer, widget, labels, truth = scene
     layer = offline_prediction(viewer, widget, truth)
