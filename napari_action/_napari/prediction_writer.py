@@ -9,12 +9,17 @@ user's corrections.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
+from qtpy.QtCore import QTimer
 
-from napari_action._napari.layers import is_mid_stroke, prediction_layer_for
+from napari_action._napari.layers import find_prediction_layer, is_mid_stroke, prediction_layer_for
 from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import PredictionUpdate, SlicePrediction
+
+#: How often a whole-volume write waiting for the user's brush stroke to end looks again.
+STROKE_WAIT_MS = 100
 
 
 @dataclass
@@ -102,10 +107,20 @@ class PredictionWriter:
         return tracker
 
     def write_volume(self, image_name: str, update: PredictionUpdate) -> None:
-        """Write a finished whole-volume prediction of ``image_name`` into its layer (made if missing)."""
-        self.training_state.name_classes()
+        """Write a finished whole-volume prediction of ``image_name`` into its layer (made if missing).
+
+        While the user drags a brush in that layer, the write waits for the stroke to end: its voxels
+        are locked only once it is committed, and the prediction would overwrite them.
+        """
         trainer = self.training_state.trainer
+        if image_name not in self.viewer.layers or trainer is None:
+            return  # gone while the write waited for a stroke
         image = self.viewer.layers[image_name]
+        shown = find_prediction_layer(self.viewer, image)
+        if shown is not None and is_mid_stroke(shown):
+            QTimer.singleShot(STROKE_WAIT_MS, partial(self.write_volume, image_name, update))
+            return
+        self.training_state.name_classes()
         layer = prediction_layer_for(
             self.viewer,
             image,
