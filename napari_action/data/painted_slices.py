@@ -4,8 +4,8 @@ Training needs only the painted slices of a label volume, but finding them means
 voxel. :func:`read_painted_slices` does that in two passes over a
 :class:`~napari_action.io.volume_source.VolumeSource` (an uncompressed ``.nii`` or a zarr store):
 
-1. blocks of slices along the first axis give, for each of the three axes, which slices hold a
-   painted voxel (what :func:`~napari_action.data.slicing_axis.infer_axis` decides the slicing axis
+1. blocks of slices along the first axis give, for each of the three axes, how many painted voxels
+   each slice holds (what :func:`~napari_action.data.slicing_axis.infer_axis` decides the slicing axis
    from);
 2. only the painted slices along the slicing axis are read and kept.
 
@@ -42,10 +42,13 @@ class PaintProfile:
         The label volume's shape.
     painted : tuple of numpy.ndarray
         ``painted[a][s]``: slice ``s`` along axis ``a`` holds a non-zero voxel.
+    voxels : tuple of numpy.ndarray or None
+        ``voxels[a][s]``: how many non-zero voxels slice ``s`` along axis ``a`` holds (None: not counted).
     """
 
     shape: tuple[int, int, int]
     painted: tuple[np.ndarray, np.ndarray, np.ndarray]
+    voxels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def ndim(self) -> int:
@@ -114,14 +117,14 @@ def scan_paint(source: VolumeSource, block_slices: int = SCAN_BLOCK_SLICES) -> P
         If voxels are NaN or infinite.
     """
     shape = tuple(int(n) for n in source.shape)
-    painted = [np.zeros(n, bool) for n in shape]
+    voxels = [np.zeros(n, np.int64) for n in shape]
     for start in range(0, shape[0], block_slices):
         stop = min(start + block_slices, shape[0])
         block = _read(source, 0, start, stop) != 0  # (slices along axis 0, axis 1, axis 2)
-        painted[0][start:stop] = block.any(axis=(1, 2))
-        painted[1] |= block.any(axis=(0, 2))
-        painted[2] |= block.any(axis=(0, 1))
-    return PaintProfile(shape, tuple(painted))
+        voxels[0][start:stop] = block.sum(axis=(1, 2))
+        voxels[1] += block.sum(axis=(0, 2))
+        voxels[2] += block.sum(axis=(0, 1))
+    return PaintProfile(shape, tuple(counts > 0 for counts in voxels), tuple(voxels))
 
 
 def read_painted_slices(
@@ -144,4 +147,4 @@ def read_painted_slices(
     axis = normalize_axis(axis, 3)
     wanted = sorted(set(np.flatnonzero(profile.painted[axis]).tolist()) | {int(s) for s in extra})
     slices = {s: _read(source, axis, s, s + 1)[0] for s in wanted if 0 <= s < profile.shape[axis]}
-    return PaintedSlices(profile.shape, profile.painted, axis, slices)
+    return PaintedSlices(profile.shape, profile.painted, profile.voxels, axis=axis, slices=slices)

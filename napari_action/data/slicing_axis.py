@@ -33,6 +33,7 @@ __all__ = [
     "infer_axis",
     "label_array",
     "painted_profile",
+    "painted_voxels",
 ]
 
 
@@ -116,10 +117,12 @@ def decide_axis(
 def infer_axis(labels: Sequence[np.ndarray | PaintProfile | None], fallback: int | None = None) -> int:
     """Return the axis along which only a few slices carry painted voxels.
 
-    For every axis the fraction of slices (pooled over all volumes) holding at
-    least one non-zero voxel is computed; the axis with the smallest fraction
-    wins, because a user painting "a few slices" leaves most slices of the
-    slicing axis empty while the other two axes cross every painted slice.
+    For every axis the share of slices (pooled over all volumes) the paint
+    spreads over is computed, each slice weighed by its painted voxels; the
+    axis with the smallest share wins, because a user painting "a few slices"
+    leaves most slices of the slicing axis empty while the other two axes cross
+    every painted slice. Weighed so, a stroke made in another view (a thin
+    line on each slice it crosses) does not make its own axis the slicing one.
     It is :func:`decide_axis` with nothing but the paint and the viewer.
 
     Parameters
@@ -166,8 +169,8 @@ def _open_axes(
     painted = [a for a in arrays if has_paint(a)]
     if not painted:
         return _Candidates(tuple(range(ndim)), "nothing is painted yet")
-    fractions = _painted_fractions(painted)
-    tied = tuple(int(a) for a in np.flatnonzero(np.isclose(fractions, fractions.min(), rtol=0.0, atol=1e-12)))
+    spread = _paint_spread(painted)
+    tied = tuple(int(a) for a in np.flatnonzero(np.isclose(spread, spread.min(), rtol=0.0, atol=1e-12)))
     if len(tied) == 1:
         return _Candidates(tied, "the painted slices lie along it")
     return _Candidates(tied, f"the paint lies along axes {_and_list(tied)} alike")
@@ -191,10 +194,10 @@ def axis_mismatch_advice(labels: Sequence[np.ndarray | None], axis: int) -> str 
     if not arrays or len({a.ndim for a in arrays}) > 1:
         return None
     axis = normalize_axis(axis, arrays[0].ndim)
-    fractions = _painted_fractions(arrays)
-    painted_axis = int(fractions.argmin())
+    spread = _paint_spread(arrays)
+    painted_axis = int(spread.argmin())
     # Dense labels touch every slice along every axis: no axis is "the painted one" then.
-    if painted_axis == axis or fractions.min() >= 0.5 or fractions[axis] < 2 * fractions.min():
+    if painted_axis == axis or _painted_fractions(arrays).min() >= 0.5 or spread[axis] < 2 * spread.min():
         return None
     crossed = sum(int(np.count_nonzero(painted_profile(a, axis))) for a in arrays)
     return (
@@ -272,6 +275,36 @@ def painted_profile(array: np.ndarray | PaintProfile, axis: int) -> np.ndarray:
         return array.painted[axis]
     others = tuple(a for a in range(array.ndim) if a != axis)
     return np.any(array, axis=others)
+
+
+def painted_voxels(array: np.ndarray | PaintProfile, axis: int) -> np.ndarray:
+    """Per slice along ``axis``, how many voxels are painted (1 per painted slice where a profile did not count)."""
+    if isinstance(array, PaintProfile):
+        counted = array.voxels[axis] if array.voxels is not None else array.painted[axis]
+        return np.asarray(counted, dtype=np.int64)
+    others = tuple(a for a in range(array.ndim) if a != axis)
+    return np.count_nonzero(array, axis=others)
+
+
+def _paint_spread(arrays: list[np.ndarray | PaintProfile]) -> np.ndarray:
+    """Per axis, over how large a share of its slices the paint spreads, each slice weighed by its painted voxels.
+
+    A slice counts as much as the paint it holds, measured by the participation ratio (sum of the
+    counts, squared, over the sum of their squares): k slices painted alike count as k, and a stroke made
+    in another view, a thin line on each slice it crosses, adds little however many it crosses. Counted
+    as painted or not, such a stroke made the axis of a thick-slice scan (few slices) its own: it
+    crossed more of the few slices than the painted structures span of the many pixels across them.
+    """
+    ndim = arrays[0].ndim
+    effective = np.zeros(ndim)
+    total = np.zeros(ndim)
+    for array in arrays:
+        for axis in range(ndim):
+            counts = painted_voxels(array, axis).astype(np.float64)
+            squares = float(np.square(counts).sum())
+            effective[axis] += float(counts.sum()) ** 2 / squares if squares > 0 else 0.0
+            total[axis] += array.shape[axis]
+    return effective / total
 
 
 def _painted_fractions(arrays: list[np.ndarray | PaintProfile]) -> np.ndarray:

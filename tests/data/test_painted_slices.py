@@ -31,6 +31,20 @@ def test_the_scan_finds_the_painted_slices_along_every_axis(painted_file):
     assert infer_axis([profile]) == infer_axis([labels]) == 2
 
 
+def test_a_file_read_a_few_slices_at_a_time_is_sliced_along_the_axis_its_whole_array_is(tmp_path):
+    # Thick slices painted on 2 of 10, a stroke in another view crossing 8 of them: the whole array and the
+    # scanned file must decide the same axis, the painted one (the scan counts each slice's voxels for that).
+    labels = np.zeros((60, 60, 10), np.uint8)
+    labels[15:45, 18:42, 3] = 1
+    labels[15:45, 18:42, 6] = 2
+    labels[20:28, 30, 1:9] = 1
+    profile = scan_paint(open_volume_source(write_nifti(tmp_path / "stroke.nii", labels)), block_slices=3)
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        np.testing.assert_array_equal(profile.voxels[axis], np.count_nonzero(labels, axis=others))
+    assert infer_axis([profile]) == infer_axis([labels]) == 2
+
+
 def test_training_targets_are_those_of_the_whole_array(painted_file):
     path, labels = painted_file
     lazy = read_painted_slices(open_volume_source(path), axis=2, extra=[4])

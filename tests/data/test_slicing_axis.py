@@ -82,6 +82,26 @@ def test_a_slice_painted_along_another_axis_beside_the_slicing_ones_is_pointed_o
     assert "Paint on slices 3 and 9 along axis 2" in crossing_slice_advice([labels], axis=1)
 
 
+def thick_slice_scan_with_a_stray_stroke() -> np.ndarray:
+    """A thick-slice scan (60 x 60 pixels, 10 slices along axis 2) painted on slices 3 and 6, then stroked once
+    in the coronal view by mistake: a short line at index 30 along axis 1 on 8 of the 10 slices."""
+    labels = np.zeros((60, 60, 10), np.uint8)
+    labels[15:45, 18:42, 3] = 1
+    labels[15:45, 18:42, 6] = 2
+    labels[20:28, 30, 1:9] = 1
+    return labels
+
+
+def test_a_stroke_in_another_view_does_not_take_the_axis_of_a_thick_slice_scan():
+    # Counted slice by slice, the stroke touched 8 of the 10 slices along axis 2 and the painted squares 30 of 60
+    # along axis 1: axis 1 was decided, and the warning called the two painted slices the slip.
+    labels = thick_slice_scan_with_a_stray_stroke()
+    assert decide_axis([labels]) == AxisDecision(2, "the painted slices lie along it")
+    advice = crossing_slice_advice([labels], axis=2)
+    assert advice.startswith("Paint on slice 30 along axis 1 crosses 6 slices along axis 2, the slicing axis")
+    assert axis_mismatch_advice([labels], axis=2) is None
+
+
 def test_volumes_of_different_shapes_are_looked_at_each_on_its_own():
     # A cohort's painted scans differ in shape: adding up their profiles raised numpy's broadcast error.
     small = np.zeros((10, 12, 14), np.uint8)
