@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from napari_action.checks import normalize_axis
-from napari_action.data.painted_slices import PaintProfile
+from napari_action.data.painted_slices import PaintedSlices, PaintProfile
 
 __all__ = [
     "AxisDecision",
@@ -222,17 +222,18 @@ def crossing_slice_advice(labels: Sequence[np.ndarray | PaintProfile | None], ax
     slice is found beside them (a structure one voxel thin along the other axis, painted at one index on
     several slices, looks the same and is pointed out too: the warning then says what to do if it is
     meant). Each volume is looked at on its own: volumes of a cohort differ in shape, and index ``j``
-    of one is not index ``j`` of another. Paint profiles of lazily read files hold no voxels and are not
-    looked at.
+    of one is not index ``j`` of another. A lazily read file is looked at through its painted slices along
+    ``axis`` (:class:`~napari_action.data.painted_slices.PaintedSlices`, all it keeps; a large uncompressed
+    scan's stroke went unnoticed before); a paint profile without its slices is not looked at.
     """
-    painted = [lab != 0 for lab in labels if isinstance(lab, np.ndarray) and lab.ndim == 3 and lab.any()]
+    axis = normalize_axis(axis, 3)
+    painted = [lab for lab in labels if _crossing_checkable(lab, axis)]
     if not painted:
         return None
-    axis = normalize_axis(axis, 3)
     for other in (a for a in range(3) if a != axis):
         crossed, found = 0, set()
-        for voxels in painted:
-            count, per_index = _line_only_slices(voxels, axis, other)
+        for volume in painted:
+            count, per_index = _line_only_slices(_crossing_profile(volume, axis, other))
             crossed += count
             found.update(int(j) for j in np.flatnonzero(per_index >= CROSSED_SLICES_TO_WARN))
         found = sorted(found)
@@ -247,12 +248,29 @@ def crossing_slice_advice(labels: Sequence[np.ndarray | PaintProfile | None], ax
     return None
 
 
-def _line_only_slices(painted: np.ndarray, axis: int, other: int) -> tuple[int, np.ndarray]:
-    """Slices along ``axis`` whose paint lies on isolated indices along ``other`` only: how many, and per index."""
-    # profile[s, j]: slice s along axis holds paint at index j along other.
-    profile = np.any(painted, axis=3 - axis - other)
-    if axis > other:
-        profile = profile.T
+def _crossing_checkable(labels: np.ndarray | PaintProfile | None, axis: int) -> bool:
+    """Whether ``labels`` hold painted voxels to look at along ``axis``: a 3D array, or slices read along it."""
+    if isinstance(labels, PaintedSlices):
+        return labels.axis == axis and labels.any()
+    return isinstance(labels, np.ndarray) and labels.ndim == 3 and bool(labels.any())
+
+
+def _crossing_profile(labels: np.ndarray | PaintedSlices, axis: int, other: int) -> np.ndarray:
+    """``profile[s, j]``: slice ``s`` along ``axis`` holds paint at index ``j`` along ``other``."""
+    if isinstance(labels, PaintedSlices):
+        # A slice along ``axis`` keeps the other two axes in order: ``other`` is its rows or its columns.
+        across = 1 if other < 3 - axis - other else 0
+        profile = np.zeros((labels.shape[axis], labels.shape[other]), bool)
+        for index, values in (labels.slices or {}).items():
+            profile[index] = np.any(values != 0, axis=across)
+        return profile
+    profile = np.any(labels != 0, axis=3 - axis - other)
+    return profile.T if axis > other else profile
+
+
+def _line_only_slices(profile: np.ndarray) -> tuple[int, np.ndarray]:
+    """Slices whose paint (``profile[s, j]``: at index ``j`` along another axis) lies on isolated indices only:
+    how many, and per index."""
     padded = np.pad(profile, ((0, 0), (1, 1)))
     isolated = profile & ~padded[:, :-2] & ~padded[:, 2:]
     line_only = profile.any(axis=1) & (isolated == profile).all(axis=1)

@@ -279,6 +279,22 @@ def test_labels_beside_a_large_image_are_read_for_their_painted_slices_only(nift
     assert out.is_file()
 
 
+def test_a_stroke_in_another_view_is_pointed_out_beside_a_large_image(nifti_files, monkeypatch, capsys):
+    # A large uncompressed scan (a 512 x 512 x 70 CT, dcm2niix's default .nii) has its labels read for their
+    # painted slices only, and the check for a stroke made in another view was skipped: the slices it crossed
+    # trained as background but for a line, and nothing said so.
+    from napari_action.cli import train
+
+    image, truth = disc_volume(0)
+    labels = sparse(truth)  # painted on slices 2 and 7 along axis 2
+    labels[4:12, 16, 0:6] = 1  # one short stroke in the coronal view, across slices 0 to 5
+    stored = write_nifti(nifti_files["dir"] / "scan.nii", image)
+    painted = write_nifti(nifti_files["dir"] / "painted.nii", labels)
+    monkeypatch.setattr(train, "SAMPLE_VOXELS", image.size // 2)
+    assert main([*cli_train_args([stored], painted, nifti_files["dir"] / "m.pt"), "--steps", "2"]) == 0
+    assert "Paint on slice 16 along axis 1 crosses 5 slices along axis 2, the slicing axis" in capsys.readouterr().err
+
+
 def test_nan_voxels_met_while_reading_a_large_image_advise_the_flag(nifti_files, monkeypatch, capsys):
     from napari_action.cli import train
 

@@ -9,7 +9,7 @@ import pytest
 
 from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.painted_slices import read_painted_slices, scan_paint
-from napari_action.data.slicing_axis import infer_axis
+from napari_action.data.slicing_axis import crossing_slice_advice, infer_axis
 from napari_action.io.nifti import NonFiniteVoxelsError
 from napari_action.io.volume_source import open_volume_source
 from tests.helpers.engine import disc_volume, sparse, write_nifti
@@ -43,6 +43,26 @@ def test_a_file_read_a_few_slices_at_a_time_is_sliced_along_the_axis_its_whole_a
         others = tuple(a for a in range(3) if a != axis)
         np.testing.assert_array_equal(profile.voxels[axis], np.count_nonzero(labels, axis=others))
     assert infer_axis([profile]) == infer_axis([labels]) == 2
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_stroke_in_another_view_is_found_in_the_painted_slices_of_a_file_read_lazily(tmp_path, axis):
+    # Only the painted slices along the slicing axis are kept of such a file, and they were not looked at.
+    labels = np.zeros((20, 22, 24), np.uint8)
+    for s in (5, 12):
+        index = [slice(4, 16)] * 3
+        index[axis] = s
+        labels[tuple(index)] = 1
+    stroke = [slice(6, 10)] * 3
+    stroke[axis] = slice(2, 10)
+    stroke[(axis + 1) % 3] = 15  # at index 15 along the next axis: a line on 7 unpainted slices
+    labels[tuple(stroke)] = 2
+    source = open_volume_source(write_nifti(tmp_path / "stroke.nii", labels))
+    lazy = read_painted_slices(source, axis=axis)
+    advice = crossing_slice_advice([lazy], axis)
+    assert advice == crossing_slice_advice([labels], axis)
+    assert advice.startswith(f"Paint on slice 15 along axis {(axis + 1) % 3} crosses 7 slices along axis {axis}")
+    assert crossing_slice_advice([read_painted_slices(source, axis=(axis + 2) % 3)], axis) is None  # other axis
 
 
 def test_training_targets_are_those_of_the_whole_array(painted_file):
