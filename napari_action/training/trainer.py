@@ -211,7 +211,7 @@ class Trainer:
     @property
     def advice(self) -> list[str]:
         """What the user should know about these labels before trusting the result (front ends show it)."""
-        notes = (self._axis_advice, *label_advice(self.annotation, self.class_names), *self._data_notes)
+        notes = (self._axis_advice, *label_advice(self.annotation, self.class_names, self.spacings), *self._data_notes)
         return [advice for advice in notes if advice]
 
     @property

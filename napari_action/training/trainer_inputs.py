@@ -407,31 +407,43 @@ def check_unpainted_slices(annotation: SparseAnnotation, method: str, why: str |
     )
 
 
-def single_slice_advice(annotation: SparseAnnotation) -> str | None:
-    """A warning when fewer than two labeled slices hold paint, else None."""
-    painted = sum(
-        1
+#: How far one painted slice predicts well: Colin27 (1 mm slices; docs/benchmarks.md, k = 1) scored Dice 0.8
+#: within 3 mm of the painted slice, 0.6 at 4-8 mm, 0.2-0.3 at 9-16 mm.
+SINGLE_SLICE_REACH_MM = 3.0
+
+
+def single_slice_advice(annotation: SparseAnnotation, spacings: Sequence[Sequence[float]] | None = None) -> str | None:
+    """A warning when fewer than two labeled slices hold paint, else None (``spacings``: each volume's voxel size)."""
+    painted = [
+        v
         for v in range(annotation.num_volumes)
         for s in annotation.labeled_slices(v)
         if (annotation.target(v, s) > 0).any()
-    )
-    if painted >= 2:
+    ]
+    if len(painted) >= 2:
         return None
-    # Measured on Colin27 (docs/benchmarks.md, k = 1): Dice 0.8 within 3 slices of the painted
-    # one, 0.6 at 4-8, 0.2-0.3 at 9-16; a structure missing from the slice is never found.
-    return (
-        "With a single painted slice, slices more than a few away from it are rough guesses and a "
-        "structure missing from it is never found: paint a slice near each end of the structures."
-    )
+    missing = "a structure missing from it is never found: paint a slice near each end of the structures."
+    thickness = float(spacings[painted[0]][annotation.axis]) if painted and spacings is not None else 0.0
+    if thickness > SINGLE_SLICE_REACH_MM:
+        # "A few slices away" would promise the neighbours of a thick slice, which lie beyond that reach.
+        return (
+            f"With a single painted slice, every other slice is a rough guess (one painted slice predicts well "
+            f"only within about {SINGLE_SLICE_REACH_MM:g} mm, and these slices are {thickness:g} mm thick), and "
+            + missing
+        )
+    return f"With a single painted slice, slices more than a few away from it are rough guesses and {missing}"
 
 
 #: Classes named one by one in :func:`unpainted_class_advice`; the others are counted.
 NAMES_SHOWN = 8
 
 
-def label_advice(annotation: SparseAnnotation, class_names: Mapping[int, str]) -> list[str]:
+def label_advice(
+    annotation: SparseAnnotation, class_names: Mapping[int, str], spacings: Sequence[Sequence[float]] | None = None
+) -> list[str]:
     """The notes about the painted labels themselves: one painted slice, named classes painted nowhere."""
-    notes = (single_slice_advice(annotation), unpainted_class_advice(class_names, annotation.class_values))
+    one_slice = single_slice_advice(annotation, spacings)
+    notes = (one_slice, unpainted_class_advice(class_names, annotation.class_values))
     return [note for note in notes if note]
 
 

@@ -313,6 +313,9 @@ def test_one_painted_slice_comes_with_advice_and_two_without():
     supervised = Trainer([image], [sparse(truth, slices=(4,))], tiny_config(method="supervised"))
     assert supervised.advice == one.advice  # whatever the method: it is about what one slice can tell
     assert Trainer([image], [sparse(truth)], tiny_config()).advice == []
+    # On 5 mm slices even the painted slice's neighbours lie beyond what it predicts well ("a few away" promised them).
+    thick = Trainer([image], [sparse(truth, slices=(4,))], tiny_config(), spacings=[(0.8, 0.8, 5.0)])
+    assert any("every other slice is a rough guess" in advice and "5 mm thick" in advice for advice in thick.advice)
 
 
 def test_the_trainer_passes_the_axis_advice_on():
