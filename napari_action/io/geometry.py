@@ -11,7 +11,9 @@ Two questions, one module:
   it points along), and whether a model trained on some volumes sees another volume as it saw them
   (:func:`geometry_warnings`). Prediction resizes slices of another in-plane spacing to the pixel
   size the network was trained at (:mod:`napari_action.data.pixel_size`), which holds only so
-  far; another world direction of the slicing axis shows the network another view of the anatomy.
+  far; another world direction of the slicing axis shows the network another view of the anatomy,
+  and slices stored turned or mirrored (another voxel order in-plane) show it the anatomy the other
+  way round.
   Also the volume of one voxel in mL (:func:`voxel_volume_ml`), for structure volumes.
 
 Each takes voxel-to-world matrices (4 × 4, millimetres): a NIfTI file's, or a napari layer's.
@@ -53,6 +55,8 @@ RESIZE_WARNING_FACTOR = 2.0
 PLANE_WORLD_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 # The world axes as messages name them, in RAS order.
 _WORLD_AXES = ("x (sagittal slices)", "y (coronal slices)", "z (axial slices)")
+# Per world axis, the letter of its positive and of its negative direction.
+_AXIS_LETTERS = ("RL", "AP", "SI")
 
 
 def _spacing_and_directions(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,26 +112,54 @@ def grid_difference(affine: np.ndarray, other: np.ndarray) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class VoxelGeometry:
-    """Voxel spacing along each array axis and the world axis each array axis points along."""
+    """Voxel spacing along each array axis, the world axis each array axis points along, and which way.
+
+    ``signs`` (+1 or -1 per array axis: along or against its world axis, RAS) is None for the geometry
+    of a model saved before it was kept.
+    """
 
     spacing: tuple[float, float, float]
     directions: tuple[int, int, int]
+    signs: tuple[int, int, int] | None = None
 
     @classmethod
     def from_matrix(cls, matrix: np.ndarray) -> VoxelGeometry:
         """From a 4x4 (or 3x3) voxel-to-world matrix: column norms and dominant rows."""
         spacing, directions = _spacing_and_directions(matrix)
         # The unit direction of a column has its largest component where the column itself has it.
-        return cls(tuple(float(s) for s in spacing), tuple(int(d) for d in np.abs(directions).argmax(axis=0)))
+        dominant = np.abs(directions).argmax(axis=0)
+        signs = tuple(-1 if directions[row, col] < 0 else 1 for col, row in enumerate(dominant))
+        return cls(tuple(float(s) for s in spacing), tuple(int(d) for d in dominant), signs)
 
     def to_dict(self) -> dict:
         """Plain lists, for a checkpoint's ``extra``."""
-        return {"spacing": list(self.spacing), "directions": list(self.directions)}
+        data = {"spacing": list(self.spacing), "directions": list(self.directions)}
+        return data if self.signs is None else {**data, "signs": list(self.signs)}
 
     @classmethod
     def from_dict(cls, data: dict) -> VoxelGeometry:
         """Inverse of :meth:`to_dict`."""
-        return cls(tuple(float(s) for s in data["spacing"]), tuple(int(d) for d in data["directions"]))
+        signs = data.get("signs")
+        return cls(
+            tuple(float(s) for s in data["spacing"]),
+            tuple(int(d) for d in data["directions"]),
+            None if signs is None else tuple(int(x) for x in signs),
+        )
+
+    def voxel_order(self) -> str:
+        """The world direction of each array axis as letters, e.g. ``RAS`` or ``LPS`` ("" without signs)."""
+        if self.signs is None:
+            return ""
+        return "".join(
+            _AXIS_LETTERS[d][0 if sign > 0 else 1] for d, sign in zip(self.directions, self.signs, strict=True)
+        )
+
+    def same_slices(self, other: VoxelGeometry, axis: int) -> bool | None:
+        """Whether slices along ``axis`` show the anatomy the same way round in both (None: unknown)."""
+        if self.signs is None or other.signs is None:
+            return None
+        in_plane = [a for a in range(3) if a != axis]
+        return all((self.directions[a], self.signs[a]) == (other.directions[a], other.signs[a]) for a in in_plane)
 
     def axis_for_plane(self, plane: str) -> int:
         """Array axis to slice along to see ``plane`` ("axial", "coronal" or "sagittal").
@@ -203,7 +235,31 @@ def geometry_warnings(
                 f"{name!r} is sliced along world axis {_WORLD_AXES[target.directions[axis]]}, the training "
                 f"volumes along {ref_dir}: the network sees another view of the anatomy."
             )
+        else:
+            message = _turned_message(name, target, references, axis)
+            if message is not None:
+                messages.append(message)
     return messages
+
+
+def _turned_message(name: str, target: VoxelGeometry, references: Sequence[VoxelGeometry], axis: int) -> str | None:
+    """A message when ``target``'s slices show the anatomy mirrored or turned against every training volume's.
+
+    Prediction takes each slice as stored, and training does not flip or turn its crops: a Colin27 crop on
+    5 mm slices trained RAS scored mean Dice 0.72 stored RAS, 0.69 LAS, 0.17 LPS and 0.01 with its in-plane
+    axes swapped.
+    """
+    alike = [ref.same_slices(target, axis) for ref in references if ref.directions[axis] == target.directions[axis]]
+    if not alike or None in alike or any(alike):
+        return None
+    reference = next(ref for ref in references if ref.directions[axis] == target.directions[axis])
+    return (
+        f"{name!r} stores its slices turned or mirrored against the training volumes (voxel order "
+        f"{target.voxel_order()}, the training volumes {reference.voxel_order()}): the network never saw the anatomy "
+        "that way round and may predict it poorly (structures of one side may take the other side's class). "
+        f"Reorient the file to {reference.voxel_order()} (its axes are only flipped or swapped, nothing is "
+        "resampled) and predict it again."
+    )
 
 
 def _spacing_message(

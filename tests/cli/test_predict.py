@@ -58,6 +58,24 @@ def test_predict_warns_about_voxels_unlike_the_training_volumes(nifti_files, cap
     assert "Warning" not in capsys.readouterr().err  # same voxels as training: nothing to say
 
 
+def test_predict_warns_about_a_scan_stored_the_other_way_round(nifti_files, capsys):
+    # The same scan stored LPS beside RAS training scans: each slice is seen turned half round (a Colin27 crop on
+    # 5 mm slices: mean Dice 0.72 as trained, 0.17 stored LPS) and nothing was said.
+    model = nifti_files["dir"] / "model.pt"
+    assert main(cli_train_args([nifti_files["image"]], nifti_files["labels"], model)) == 0
+    scan = nib.load(nifti_files["image"])
+    shape = scan.shape
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[:2, 3] = (shape[0] - 1, shape[1] - 1)
+    stored_lps = nifti_files["dir"] / "scan_lps.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(scan.dataobj)[::-1, ::-1].copy(), scan.affine @ flip), stored_lps)
+    capsys.readouterr()
+    assert main(cli_predict_args(model, stored_lps, nifti_files["dir"] / "pred")) == 0
+    err = capsys.readouterr().err
+    assert "'scan_lps.nii.gz' stores its slices turned or mirrored against the training volumes" in err
+    assert "(voxel order LPS, the training volumes RAS)" in err and "Reorient the file to RAS" in err
+
+
 def test_label_values_beyond_16_bits_come_back_exactly(nifti_files):
     _, truth = disc_volume(0)
     wide = sparse(truth).astype(np.int32)

@@ -91,6 +91,21 @@ def test_geometry_warnings_name_other_spacing_and_other_direction():
     assert geometry_warnings([], targets, axis=2) == []  # nothing known about the training volumes
 
 
+def test_slices_stored_turned_or_mirrored_against_the_training_volumes_are_named():
+    reference = VoxelGeometry.from_matrix(np.diag([1.0, 1.0, 5.0, 1.0]))
+    assert reference.signs == (1, 1, 1) and reference.voxel_order() == "RAS"
+    lps = VoxelGeometry.from_matrix(np.diag([-1.0, -1.0, 5.0, 1.0]))
+    assert lps.voxel_order() == "LPS" and VoxelGeometry.from_dict(lps.to_dict()) == lps
+    head_first = VoxelGeometry.from_matrix(np.diag([1.0, 1.0, -5.0, 1.0]))  # only the slice order differs
+    [message] = geometry_warnings([reference], [("lps", lps), ("head first", head_first)], axis=2)
+    assert message.startswith("'lps' stores its slices turned or mirrored against the training volumes")
+    assert "(voxel order LPS, the training volumes RAS)" in message
+    assert geometry_warnings([reference, lps], [("lps", lps)], axis=2) == []  # one alike reference suffices
+    # A model saved before the signs were kept: nothing known, nothing said.
+    older = VoxelGeometry.from_dict({"spacing": [1.0, 1.0, 5.0], "directions": [0, 1, 2]})
+    assert older.signs is None and geometry_warnings([older], [("lps", lps)], axis=2) == []
+
+
 def test_planes_map_to_the_array_axis_along_their_world_direction():
     # Array axes: 0 along z (inferior-superior), 1 along x, 2 along y; 2 mm slices.
     matrix = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])

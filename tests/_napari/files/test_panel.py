@@ -45,11 +45,13 @@ def test_load_model_then_predict_gives_aligned_layers(viewer, qtbot, model_file,
         np.testing.assert_array_equal(prediction.affine.affine_matrix, image.affine.affine_matrix)
         np.testing.assert_array_equal(prediction.scale, image.scale)
         assert set(np.unique(prediction.data)) <= {0, 1, 2}
-    # Different in-plane spacing (2 mm against 1 mm) is reported; the same spacing is not.
+    # Different in-plane spacing (2 mm against 1 mm) is reported, and the oblique file's voxel order (LAS, Colin27's
+    # RAS: its slices mirrored); the same spacing and order are not.
     reference = layer_geometry(viewer.layers["colin_crop"])
     targets = [(name, layer_geometry(viewer.layers[name])) for name in ("colin_crop", "oblique")]
     warnings = geometry_warnings([reference], targets, axis=2)
-    assert len(warnings) == 1 and "'oblique'" in warnings[0] and "spacing" in warnings[0]
+    assert len(warnings) == 2 and all("'oblique'" in warning for warning in warnings)
+    assert "spacing" in warnings[0] and "(voxel order LAS, the training volumes RAS)" in warnings[1]
 
 
 def test_foreign_or_damaged_model_file_is_notified(viewer, qtbot, tmp_path):
