@@ -35,6 +35,9 @@ class ViewerKeyBinding:
         self.viewer = viewer
         self.key = key
         self._method = WeakMethod(method)
+        # napari reads the name of every bound function on each key typed on the canvas: without one,
+        # that raised AttributeError and no key on the canvas reached napari's own bindings.
+        self.__name__ = f"napari_action_{method.__name__}"
         self._previous = None
         self.bound = False
         self.bind()
