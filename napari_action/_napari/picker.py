@@ -56,6 +56,9 @@ class LayerPicker(QWidget):
         self.labels_table.setHorizontalHeaderLabels(["painted labels", "belongs to image"])
         self.labels_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.labels_table.verticalHeader().hide()
+        # Tab leaves the table for the rest of the form: stepping through its cells, it came back to the
+        # first cell after each row's image box and never let a keyboard user reach the options or Train.
+        self.labels_table.setTabKeyNavigation(False)
         self._unchecked: set[str] = set()  # remembered across refreshes; new layers start checked
         self._chosen_image: dict[str, str] = {}  # pairings the user picked by hand
         layout = QVBoxLayout(self)
