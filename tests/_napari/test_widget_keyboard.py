@@ -11,8 +11,9 @@ from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
 
+from napari_action._napari.refine.tabs import slice_of
 from napari_action._napari.widget import ActionWidget
-from tests.helpers.gui import GRID, SHAPE, TIMEOUT, disc_volume, paint
+from tests.helpers.gui import GRID, PAINTED, SHAPE, TIMEOUT, disc_volume, paint
 
 
 def _focused():
@@ -47,3 +48,24 @@ def test_tab_leaves_the_painted_labels_table_and_reaches_train(viewer, qtbot):
     assert widget.picker.labels_table in visited
     assert widget.options.budget.native in visited  # through the options on the way
     assert widget.train_button in visited
+
+
+def _row_of_slice(slices, index: int) -> int:
+    """The row of ``slices`` (a list of the Refine panel) that shows slice ``index``."""
+    for row in range(slices.count()):
+        target = slice_of(slices.item(row))
+        if target is not None and target[2] == index:
+            return row
+    raise AssertionError(f"no row shows slice {index}")
+
+
+def test_enter_on_a_training_set_row_shows_that_slice(viewer, qtbot):
+    """Arrow keys and Enter in the Training set list move the viewer, as a click does (they did nothing)."""
+    widget = _active_widget(viewer, qtbot)
+    slices = widget.refine_panel.training_list
+    widget.refine_panel.refresh()
+    slices.setFocus()
+    qtbot.waitUntil(lambda: _focused() is slices, timeout=TIMEOUT)
+    slices.setCurrentRow(_row_of_slice(slices, PAINTED[1]))
+    QTest.keyClick(slices, Qt.Key.Key_Return)
+    assert viewer.dims.point[0] == GRID["translate"][0] + GRID["scale"][0] * PAINTED[1]

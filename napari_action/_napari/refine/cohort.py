@@ -10,10 +10,10 @@ the image layer and moves the viewer to the volume's worst slice along the model
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QListWidgetItem, QVBoxLayout, QWidget
 
 from napari_action._napari.refine.accepted import go_to_slice
-from napari_action._napari.refine.tabs import slice_item, slice_of
+from napari_action._napari.refine.tabs import SliceList, slice_item, slice_of
 from napari_action._napari.view_plane import layer_volume_meta
 from napari_action.inference.quality import PredictionStats, VolumeQuality, rate_cohort
 from napari_action.io.geometry import voxel_volume_ml
@@ -46,16 +46,15 @@ class CohortTab(QWidget):
         self._class_names: dict[int, str] = {}
         self.summary_label = QLabel(_EMPTY)
         self.summary_label.setWordWrap(True)
-        self.cohort_list = QListWidget()
-        self.cohort_list.setToolTip(
+        self.cohort_list = SliceList(
             "Quality score (1 = a sure prediction of the usual size), flags and the worst slice of each "
-            "predicted volume, worst first; click one to show that slice."
+            "predicted volume, worst first; click one (or press Enter on it) to show that slice."
         )
         self.cohort_list.setMinimumHeight(90)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.cohort_list)
-        self.cohort_list.itemClicked.connect(self._on_item_clicked)
+        self.cohort_list.row_chosen.connect(self._on_item_clicked)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
     def volume_predicted(self, image_name: str, record: PredictionStats, model) -> None:

@@ -159,7 +159,7 @@ class RefinePanel(QGroupBox):
         self.copy_checkbox, self.training_list = tab.copy_checkbox, tab.training_list
         self.accept_button.clicked.connect(self.accept_current_slice)
         self.accept_all_button.clicked.connect(self.accept_edited_slices)
-        self.training_list.itemClicked.connect(self._on_item_clicked)
+        self.training_list.row_chosen.connect(self._on_item_clicked)
         return tab
 
     def _build_next_tab(self) -> NextSlicesTab:
@@ -167,7 +167,7 @@ class RefinePanel(QGroupBox):
         self.show_uncertainty, self.slice_score_label = tab.show_uncertainty, tab.slice_score_label
         self.next_list = tab.next_list
         self.show_uncertainty.toggled.connect(self._on_show_toggled)
-        self.next_list.itemClicked.connect(self._on_item_clicked)
+        self.next_list.row_chosen.connect(self._on_item_clicked)
         return tab
 
     # -- state --------------------------------------------------------------------------

@@ -3,13 +3,13 @@
 * :class:`TrainingSetTab`: accept buttons, the copy option, the list of labeled slices.
 * :class:`NextSlicesTab`: the uncertainty option, the shown slice's score, the next slices to annotate.
 
-Both lists hold :func:`slice_item` rows (a click shows that slice) under
+Both lists hold :func:`slice_item` rows (a click, or Enter, shows that slice) under
 :func:`header_item` rows naming each volume.
 """
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QGridLayout,
@@ -47,7 +47,7 @@ class TrainingSetTab(QWidget):
             "Off: only the training labels get them. On: your painted Labels "
             "layer gets them too (undoable with Ctrl+Z there)."
         )
-        self.training_list = _slice_list("Labeled slices per volume; click one to show it.")
+        self.training_list = _slice_list("Labeled slices per volume; click one (or press Enter on it) to show it.")
         grid = QGridLayout(self)
         grid.addWidget(self.accept_button, 0, 0)
         grid.addWidget(self.accept_all_button, 0, 1)
@@ -69,7 +69,7 @@ class NextSlicesTab(QWidget):
         self.slice_score_label.setWordWrap(True)
         self.next_list = _slice_list(
             "A class on no annotated slice first, then the middle of the largest unannotated run "
-            "inside the predicted structure; click one to show it."
+            "inside the predicted structure; click one (or press Enter on it) to show it."
         )
         layout = QVBoxLayout(self)
         layout.addWidget(self.show_uncertainty)
@@ -96,9 +96,22 @@ def slice_of(item: QListWidgetItem) -> tuple[str, int, int] | None:
     return item.data(_ROLE)
 
 
-def _slice_list(tooltip: str) -> QListWidget:
-    slices = QListWidget()
-    slices.setToolTip(tooltip)
+class SliceList(QListWidget):
+    """A list of :func:`slice_item` rows; :attr:`row_chosen` gives the row clicked, or chosen with Enter."""
+
+    #: A row clicked, or activated from the keyboard (Enter), which ``itemClicked`` alone misses.
+    row_chosen = Signal(QListWidgetItem)
+
+    def __init__(self, tooltip: str):
+        super().__init__()
+        self.setToolTip(tooltip)
+        self.itemClicked.connect(self.row_chosen)
+        # Where a single click also activates a row (a platform setting), a row is chosen twice: harmless.
+        self.itemActivated.connect(self.row_chosen)
+
+
+def _slice_list(tooltip: str) -> SliceList:
+    slices = SliceList(tooltip)
     slices.setMinimumHeight(_LIST_HEIGHT[0])
     slices.setMaximumHeight(_LIST_HEIGHT[1])
     return slices
