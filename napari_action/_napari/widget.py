@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_action._napari.closing import ClosingWatch
 from napari_action._napari.files.panel import FilesPanel
 from napari_action._napari.layers import layer_image_data
 from napari_action._napari.live_updates import LiveUpdates
@@ -107,8 +108,7 @@ class ActionWidget(QWidget):
         followers = [self.training_state.image_renamed, self.picker.image_renamed, self.refine_panel.image_renamed]
         self.renames = ImageRenames(viewer, followers)
         viewer.layers.events.removed.connect(self._on_layer_removed)
-        # The training state is not a QObject, so it still receives this when the widget dies.
-        self.destroyed.connect(self.training_state.abandon)
+        self.closing = ClosingWatch(self)  # the panel closed: its training stops; the widget gone: abandoned
         self.refresh()
 
     # -- layout ------------------------------------------------------------------

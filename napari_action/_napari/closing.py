@@ -1,0 +1,62 @@
+"""The dock widget leaving the viewer: its panel closed (the title bar's ×), or the viewer closed.
+
+napari takes a closed panel's widget out of its dock without deleting it, and a running
+training keeps the widget alive (the worker calls back into it): left alone, it trained on
+unseen, wrote into the prediction layers, and the panel reopened from the menu (a new
+widget) started a second training beside it. :class:`ClosingWatch` stops the work when the
+panel closes, the normal way, so that its end autosaves the model like any stopped run.
+"""
+
+from __future__ import annotations
+
+from napari.utils.notifications import show_warning
+from qtpy.QtCore import QEvent, QObject
+
+from napari_action._napari.workers import PredictionJob
+
+
+class ClosingWatch(QObject):
+    """Stop ``widget``'s training and prediction when its panel is closed; abandon them when it dies.
+
+    Parameters
+    ----------
+    widget : ActionWidget
+        The dock widget to watch (it becomes this object's parent).
+    """
+
+    def __init__(self, widget):
+        super().__init__(widget)
+        self.widget = widget
+        widget.installEventFilter(self)
+        # The training state is not a QObject, so it still receives this when the widget dies.
+        widget.destroyed.connect(widget.training_state.abandon)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+        if obj is self.widget and event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            stop_work_of_closed(self.widget)
+        return False
+
+
+def stop_work_of_closed(widget) -> None:
+    """The panel of ``widget`` (an ActionWidget) was closed: stop training after its step, drop a prediction.
+
+    A stopped run ends as one stopped with Stop: the files panel autosaves what it ended with.
+    """
+    state, run = widget.training_state, widget.run
+    training = run is not None and run.is_running
+    predicting = isinstance(state.job, PredictionJob)
+    if not training and not predicting:
+        return
+    if predicting:
+        state.job.abandon()  # the volumes predicted so far stay in their layers
+        # It calls back no more: forgotten, so that the stopped run's end is autosaved without waiting for it.
+        state.job, state.resume_after_job = None, False
+    if training:
+        run.stop()
+        kept = "The model and your layers are" if state.trainer is not None else "Your layers are"
+        show_warning(
+            f"ACTION: the panel was closed, so training stopped after its current step. {kept} autosaved to "
+            f"{widget.files_panel.autosave_target()}: reopen the panel and Open session… to go on from there."
+        )
+    else:
+        show_warning("ACTION: the panel was closed, so the prediction stopped; the volumes predicted so far stay.")
