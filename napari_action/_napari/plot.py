@@ -17,8 +17,10 @@ from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-LOSS_COLOR = QColor(255, 170, 60)
-AGREEMENT_COLOR = QColor(90, 200, 255)
+#: The curves and their readouts (loss orange, agreement blue) on a dark background (napari's dark theme)...
+ON_DARK = (QColor(255, 170, 60), QColor(90, 200, 255))
+#: ...and darker shades of them on a light one (napari's light theme), where those hardly showed.
+ON_LIGHT = (QColor(160, 80, 0), QColor(0, 100, 180))
 MAX_POINTS = 600
 
 
@@ -40,6 +42,10 @@ class LossPlot(QWidget):
             "Orange: total training loss. Blue: share of voxels unchanged between two "
             "successive predictions of the same slices (1.0 = stable)."
         )
+
+    def curve_colors(self) -> tuple[QColor, QColor]:
+        """(loss, agreement) colours that stand out from the background of the theme shown."""
+        return ON_LIGHT if self.palette().window().color().lightness() > 127 else ON_DARK
 
     def clear(self) -> None:
         """Forget both curves."""
@@ -83,14 +89,15 @@ class LossPlot(QWidget):
         painter.setPen(QPen(self.palette().mid().color()))
         painter.drawRect(box)
         x_range = self._step_range()
+        loss_color, agreement_color = self.curve_colors()
         if self.loss:
             values = [v for _, v in self.loss]
             y_range = (min(values), max(values))
-            painter.setPen(QPen(LOSS_COLOR, 1.5))
+            painter.setPen(QPen(loss_color, 1.5))
             painter.drawPolyline(self._polygon(self.loss, box, x_range, y_range))
             painter.drawText(QPointF(box.left(), box.top() - 3), f"loss {values[-1]:.3f}")
         if self.agreement:
-            painter.setPen(QPen(AGREEMENT_COLOR, 1.5))
+            painter.setPen(QPen(agreement_color, 1.5))
             painter.drawPolyline(self._polygon(self.agreement, box, x_range, (0.0, 1.0)))
             text = f"agreement {self.agreement[-1][1]:.1%}"
             corner = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop
