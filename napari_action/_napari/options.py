@@ -88,7 +88,14 @@ def _declare_widgets() -> list:
             value=budget,
             tooltip="cpu: small model, minutes on a laptop. paper: the method's GPU sizes.",
         ),
-        ComboBox(name="method", label="method", choices=METHODS),
+        ComboBox(
+            name="method",
+            label="method",
+            choices=METHODS,
+            tooltip="action: ACTION, learning from your labeled slices and from every unpainted slice. supervised: "
+            "the same network from the labeled slices alone (the choice for a complete mask). mean-teacher: a "
+            "semi-supervised baseline (Mean Teacher: the unpainted slices through a consistency loss).",
+        ),
         ComboBox(
             name="prior_source",
             label="labels between slices",
@@ -131,7 +138,13 @@ def _declare_widgets() -> list:
             f"budget's two warm-ups). {_sentence(TrainConfig.preset('cpu').cohort_lengthening_text())}. The network "
             "then learns from many images, each seen less often.",
         ),
-        ComboBox(name="device", label="device", choices=devices),
+        ComboBox(
+            name="device",
+            label="device",
+            choices=devices,
+            tooltip="Where training and prediction run. auto: a CUDA GPU, else Apple MPS, else the CPU; "
+            "the line below says which.",
+        ),
         # A blank label (magicgui shows the name for an empty one): the text lines up with the choices.
         Label(name="device_label", label=" ", gui_only=True),
         SpinBox(

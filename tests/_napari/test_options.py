@@ -284,3 +284,10 @@ def test_no_file_means_nothing_remembered_and_writing_creates_its_folder(tmp_pat
     write_options(path, {"axis": None, "steps_stage3": 5})
     assert read_options(path) == {"axis": None, "steps_stage3": 5}
     assert [p.name for p in path.parent.iterdir()] == [FILE_NAME]
+
+
+def test_every_row_of_the_form_says_what_it_does_on_hover(viewer):
+    """The method and device choices had no tooltip: "mean-teacher" and "auto" went unexplained."""
+    form = dock(viewer).options
+    rows = [widget for widget in form if widget.name != "device_label"]  # the line that describes the device
+    assert [widget.name for widget in rows if not widget.tooltip] == []
