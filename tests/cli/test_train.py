@@ -331,7 +331,9 @@ def test_ctrl_c_during_training_says_that_no_model_was_written(nifti_files):
         _, err = child.communicate(timeout=120)
     finally:
         child.kill()  # never left training 100,000 steps after a failure
-    assert child.returncode == 130
+    # 130, or killed by the SIGINT itself, which a shell reports as 130 too: seen about once in five runs on a
+    # loaded machine, after the message below was printed (the exit path, not the handling, differs).
+    assert child.returncode in (130, -signal.SIGINT)
     assert "napari-action train: interrupted; no model was written (--out is as it was)" in err
     assert not out.exists()
 
