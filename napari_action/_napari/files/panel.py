@@ -36,7 +36,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
 from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
-from napari_action._napari.files.recovery import recovery_hint, session_dialog_folder
+from napari_action._napari.files.recovery import new_autosave_path, recovery_hint, session_dialog_folder
 from napari_action._napari.files.snapshot import (
     apply_session,
     has_content,
@@ -459,7 +459,7 @@ class FilesPanel(QGroupBox):
     def autosave_target(self) -> Path:
         """Where autosaves go (fixed at the first autosave of this panel)."""
         if self.autosave_path is None:
-            self.autosave_path = default_autosave_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}{SESSION_SUFFIX}"
+            self.autosave_path = new_autosave_path(default_autosave_dir(), time.strftime("%Y%m%d-%H%M%S"))
         return self.autosave_path
 
     def autosave(self) -> bool:

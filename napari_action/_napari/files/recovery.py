@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from napari_action.io.save_lock import lock_path
 from napari_action.io.session_store import SESSION_SUFFIX, session_saved_at
 
-__all__ = ["latest_autosave", "recovery_hint", "session_dialog_folder"]
+__all__ = ["latest_autosave", "new_autosave_path", "recovery_hint", "session_dialog_folder"]
 
 
 def latest_autosave(folder: Path) -> tuple[Path, float] | None:
@@ -47,3 +48,13 @@ def session_dialog_folder(last_used: Path | None, autosave_folder: Path) -> Path
     if last_used is not None:
         return last_used
     return autosave_folder if latest_autosave(autosave_folder) is not None else Path.cwd()
+
+
+def new_autosave_path(folder: Path, stamp: str) -> Path:
+    """``<folder>/<stamp>.action.zarr``, or ``<stamp>-2…`` when that name is taken (another window started
+    autosaving in the same second: each would replace the other's autosave)."""
+    path, count = folder / f"{stamp}{SESSION_SUFFIX}", 1
+    while any(p.exists() for p in (path, path.with_name(f"{path.name}.partial"), lock_path(path))):
+        count += 1
+        path = folder / f"{stamp}-{count}{SESSION_SUFFIX}"
+    return path

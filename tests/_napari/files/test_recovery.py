@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from napari_action._napari.files.panel import AUTOSAVE_ENV
-from napari_action._napari.files.recovery import session_dialog_folder
+from napari_action._napari.files.recovery import new_autosave_path, session_dialog_folder
+from napari_action.io.save_lock import lock_path
 from napari_action.io.session_store import Session, SessionVolume, save_session
 from tests.helpers.gui import disc_volume, dock, wait_idle
 
@@ -40,3 +41,14 @@ def test_without_an_autosave_nothing_is_hinted_and_the_dialog_starts_where_napar
     panel = dock(viewer).files_panel
     assert panel.status_label.text() == "Not autosaved yet."
     assert session_dialog_folder(panel.session_folder, tmp_path / "never made") == tmp_path.cwd()
+
+
+def test_a_second_window_starting_to_autosave_in_the_same_second_takes_a_name_of_its_own(tmp_path):
+    # Both took <time>.action.zarr and replaced each other's autosave every minute.
+    first = new_autosave_path(tmp_path, "20261207-081500")
+    assert first == tmp_path / "20261207-081500.action.zarr"
+    _store(first)
+    second = new_autosave_path(tmp_path, "20261207-081500")
+    assert second == tmp_path / "20261207-081500-2.action.zarr"
+    lock_path(second).touch()  # a third window is saving there right now
+    assert new_autosave_path(tmp_path, "20261207-081500") == tmp_path / "20261207-081500-3.action.zarr"
