@@ -37,6 +37,7 @@ __all__ = [
     "geometry_warnings",
     "grid_difference",
     "same_voxel_grid",
+    "turned_message",
     "voxel_volume_ml",
 ]
 
@@ -236,18 +237,20 @@ def geometry_warnings(
                 f"volumes along {ref_dir}: the network sees another view of the anatomy."
             )
         else:
-            message = _turned_message(name, target, references, axis)
+            message = turned_message(name, target, references, axis)
             if message is not None:
                 messages.append(message)
     return messages
 
 
-def _turned_message(name: str, target: VoxelGeometry, references: Sequence[VoxelGeometry], axis: int) -> str | None:
+def turned_message(
+    name: str, target: VoxelGeometry, references: Sequence[VoxelGeometry], axis: int, then: str = "predict it again"
+) -> str | None:
     """A message when ``target``'s slices show the anatomy mirrored or turned against every training volume's.
 
     Prediction takes each slice as stored, and training does not flip or turn its crops: a Colin27 crop on
     5 mm slices trained RAS scored mean Dice 0.72 stored RAS, 0.69 LAS, 0.17 LPS and 0.01 with its in-plane
-    axes swapped.
+    axes swapped. ``then``: what to do once the file is reoriented.
     """
     alike = [ref.same_slices(target, axis) for ref in references if ref.directions[axis] == target.directions[axis]]
     if not alike or None in alike or any(alike):
@@ -258,7 +261,7 @@ def _turned_message(name: str, target: VoxelGeometry, references: Sequence[Voxel
         f"{target.voxel_order()}, the training volumes {reference.voxel_order()}): the network never saw the anatomy "
         "that way round and may predict it poorly (structures of one side may take the other side's class). "
         f"Reorient the file to {reference.voxel_order()} (its axes are only flipped or swapped, nothing is "
-        "resampled) and predict it again."
+        f"resampled) and {then}."
     )
 
 

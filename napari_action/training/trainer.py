@@ -49,6 +49,7 @@ from napari_action.runtime import (
 )
 from napari_action.training import distributed, stages
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
+from napari_action.training.label_advice import label_advice
 from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
 from napari_action.training.prior_mix import prior_share
 from napari_action.training.rate_clock import RateClock
@@ -64,7 +65,6 @@ from napari_action.training.trainer_inputs import (
     check_volumes,
     checked_annotation,
     decided_from_data,
-    label_advice,
     normalized_images,
     one_per_image,
     with_checkpoint_settings,
@@ -156,7 +156,7 @@ class Trainer:
         self.class_names = {**(checkpoint.class_names if checkpoint else {}), **dict(class_names or {})}
         self.spacings, world = check_geometry(spacings, affines, raw)
         self.config, self._data_notes = decided_from_data(
-            self.config, self.images, self.spacings, self.annotation, names
+            self.config, self.images, self.spacings, self.annotation, names, world
         )
         carry_affines = world if self.config.unpainted_prior != "none" else None
         self.pool = SlicePool(

@@ -24,6 +24,7 @@ from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
 from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.label_values import check_class_count
+from napari_action.training.label_advice import turned_volume_notes
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +40,6 @@ __all__ = [
     "normalized_image",
     "normalized_images",
     "pad_labels",
-    "label_advice",
-    "single_slice_advice",
-    "unpainted_class_advice",
     "with_cohort_steps",
     "with_scanner_augmentation",
     "with_structure_ends",
@@ -237,15 +235,19 @@ def decided_from_data(
     spacings: Sequence[Sequence[float]],
     annotation: SparseAnnotation,
     names: Sequence[str] | None = None,
+    world: Sequence[np.ndarray] = (),
 ) -> tuple[TrainConfig, list[str]]:
     """``config`` with every setting left to the data decided, and a note for each decision the user should
     know of: the noise augmentation (:func:`with_scanner_augmentation`), the structure-end rule
-    (:func:`with_structure_ends`) and a cohort's longer last stage (:func:`with_cohort_steps`).
+    (:func:`with_structure_ends`) and a cohort's longer last stage (:func:`with_cohort_steps`); and one for
+    each volume stored turned against the painted ones (``world``: the voxel → world affines;
+    :func:`~napari_action.training.label_advice.turned_volume_notes`).
     ``names``: what the user calls each volume, in the notes (default "volume 1", ...)."""
     config, noise = with_scanner_augmentation(config, images, annotation, names)
     config, ends = with_structure_ends(config, spacings, annotation)
     config, steps = with_cohort_steps(config, annotation)
-    return config, [note for note in (noise, ends, steps) if note]
+    turned = turned_volume_notes(world, annotation, names)
+    return config, [note for note in (noise, ends, steps, *turned) if note]
 
 
 def with_scanner_augmentation(
@@ -404,66 +406,6 @@ def check_unpainted_slices(annotation: SparseAnnotation, method: str, why: str |
         f"the method {method} also learns from slices nobody painted, and there are none. Paint a few slices, "
         "not every one; to train on a complete mask, choose the method supervised; or add an image nobody painted."
         + (f" {why}" if why else "")
-    )
-
-
-#: How far one painted slice predicts well: Colin27 (1 mm slices; docs/benchmarks.md, k = 1) scored Dice 0.8
-#: within 3 mm of the painted slice, 0.6 at 4-8 mm, 0.2-0.3 at 9-16 mm.
-SINGLE_SLICE_REACH_MM = 3.0
-
-
-def single_slice_advice(annotation: SparseAnnotation, spacings: Sequence[Sequence[float]] | None = None) -> str | None:
-    """A warning when fewer than two labeled slices hold paint, else None (``spacings``: each volume's voxel size)."""
-    painted = [
-        v
-        for v in range(annotation.num_volumes)
-        for s in annotation.labeled_slices(v)
-        if (annotation.target(v, s) > 0).any()
-    ]
-    if len(painted) >= 2:
-        return None
-    missing = "a structure missing from it is never found: paint a slice near each end of the structures."
-    thickness = float(spacings[painted[0]][annotation.axis]) if painted and spacings is not None else 0.0
-    if thickness > SINGLE_SLICE_REACH_MM:
-        # "A few slices away" would promise the neighbours of a thick slice, which lie beyond that reach.
-        return (
-            f"With a single painted slice, every other slice is a rough guess (one painted slice predicts well "
-            f"only within about {SINGLE_SLICE_REACH_MM:g} mm, and these slices are {thickness:g} mm thick), and "
-            + missing
-        )
-    return f"With a single painted slice, slices more than a few away from it are rough guesses and {missing}"
-
-
-#: Classes named one by one in :func:`unpainted_class_advice`; the others are counted.
-NAMES_SHOWN = 8
-
-
-def label_advice(
-    annotation: SparseAnnotation, class_names: Mapping[int, str], spacings: Sequence[Sequence[float]] | None = None
-) -> list[str]:
-    """The notes about the painted labels themselves: one painted slice, named classes painted nowhere."""
-    one_slice = single_slice_advice(annotation, spacings)
-    notes = (one_slice, unpainted_class_advice(class_names, annotation.class_values))
-    return [note for note in notes if note]
-
-
-def unpainted_class_advice(class_names: Mapping[int, str], learned: Sequence[int]) -> str | None:
-    """A note naming the classes given a name but painted on no slice, else None.
-
-    The network has one output per painted value, so such a class is never predicted, exported or
-    flagged missing: with an atlas's worth of names, dozens went without a word.
-    """
-    known = {int(value) for value in learned}
-    absent = [name or f"class {value}" for value, name in sorted(class_names.items()) if value not in known]
-    if not absent:
-        return None
-    shown = ", ".join(absent[:NAMES_SHOWN])
-    if len(absent) > NAMES_SHOWN:
-        shown += f" and {len(absent) - NAMES_SHOWN} more"
-    counted = "1 named class is" if len(absent) == 1 else f"{len(absent)} named classes are"
-    return (
-        f"{counted} on no painted slice, so the model does not learn them and no prediction or export will "
-        f"hold them: {shown}. Paint each on a slice where it shows (while training runs, it joins at once)."
     )
 
 

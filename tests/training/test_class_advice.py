@@ -1,6 +1,9 @@
-"""Classes the user named but painted on no slice: the trainer says it cannot learn them."""
+"""What the trainer says about the labels and volumes it was given: classes named but painted on no slice,
+volumes nobody painted stored turned against the painted ones."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import disc_volume, sparse, tiny_config
@@ -30,3 +33,17 @@ def test_every_named_class_painted_gives_no_such_advice():
     image, truth = disc_volume(0)
     trainer = Trainer([image], [sparse(truth)], tiny_config(), class_names={0: "background", 1: "disc", 2: "ring"})
     assert trainer.advice == []
+
+
+def test_a_volume_nobody_painted_stored_turned_against_the_painted_one_is_named_with_what_to_do():
+    # The MNI152 template stored LPS beside Colin27 (RAS) scored 0.19 as stored and 0.64 reoriented: nothing said so.
+    image, truth = disc_volume(0)
+    ras = np.diag([1.0, 1.0, 3.0, 1.0])
+    lps = np.diag([-1.0, -1.0, 3.0, 1.0])
+    volumes, labels = [image, image[::-1, ::-1].copy()], [sparse(truth)]
+    turned = Trainer(volumes, labels, tiny_config(), affines=[ras, lps], names=["colin", "template"])
+    [note] = [note for note in turned.advice if "turned or mirrored" in note]
+    assert note.startswith("'template' stores its slices turned or mirrored against the training volumes")
+    assert "(voxel order LPS, the training volumes RAS)" in note and note.endswith("predicts it as stored.")
+    alike = Trainer(volumes, labels, tiny_config(), affines=[ras, ras], names=["colin", "other"])
+    assert not [note for note in alike.advice if "turned or mirrored" in note]
