@@ -13,13 +13,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from napari_action.cli import convert, demo, evaluate, predict, train
+from napari_action.cli import convert, demo, evaluate, predict, reorient, train
 from napari_action.io.errors import describe_error
 
 logger = logging.getLogger("napari_action")
 
 # In the order `napari-action --help` lists them.
-COMMANDS = (train, predict, evaluate, convert, demo)
+COMMANDS = (train, predict, evaluate, convert, reorient, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

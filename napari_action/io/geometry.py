@@ -260,8 +260,8 @@ def turned_message(
         f"{name!r} stores its slices turned or mirrored against the training volumes (voxel order "
         f"{target.voxel_order()}, the training volumes {reference.voxel_order()}): the network never saw the anatomy "
         "that way round and may predict it poorly (structures of one side may take the other side's class). "
-        f"Reorient the file to {reference.voxel_order()} (its axes are only flipped or swapped, nothing is "
-        f"resampled) and {then}."
+        f"Reorient the file to {reference.voxel_order()} (napari-action reorient --image <it> --like <a training "
+        f"file> --out-dir <folder>: its axes flipped or swapped, nothing resampled) and {then}."
     )
 
 

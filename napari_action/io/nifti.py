@@ -122,6 +122,17 @@ def _open_nifti(path: Path, *, mmap: bool = False) -> nib.Nifti1Image:
     return img
 
 
+def open_nifti_image(path: str | os.PathLike) -> nib.Nifti1Image:
+    """The nibabel image of a NIfTI file, its data not read; the errors of :func:`load_volume` (:class:`VolumeError`,
+    the OS's in plain words) for anything else."""
+    return _open_nifti(Path(path))
+
+
+def is_scaled(img: nib.Nifti1Image) -> bool:
+    """Whether the file stores its voxels scaled (``scl_slope``/``scl_inter``): they read as floats."""
+    return _is_scaled(img)
+
+
 def _is_scaled(img: nib.Nifti1Image) -> bool:
     # nibabel moves scl_slope/scl_inter from the loaded header into the array proxy.
     slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
