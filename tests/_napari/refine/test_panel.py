@@ -80,19 +80,27 @@ def test_accepted_slices_reach_the_running_trainer(scene, qtbot):
     assert (layer.data[4, 0:6, 0:6] == 1).all()  # locked: the stream never overwrote the accepted slice
 
 
-def test_an_accepted_slice_corrected_again_through_the_paint_api_reaches_the_running_trainer(scene, qtbot):
-    # data_setitem emits its paint event before writing: the training got the slice as it was before.
-    viewer, widget, labels, truth = scene
+def _accepted_while_training(scene, qtbot, index: int):
+    """Start a long training, correct streamed slice ``index`` of the prediction layer to class 1 and accept it;
+    the prediction layer and the trainer, once the trainer has the slice."""
+    viewer, widget, _, _ = scene
     start_long_training(widget)
     qtbot.waitUntil(lambda: widget.training_state.target(0) is not None, timeout=TIMEOUT)
     tracker = widget.training_state.target(0)
-    qtbot.waitUntil(lambda: tracker.streamed[4], timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: tracker.streamed[index], timeout=TIMEOUT)
     layer, trainer = tracker.layer, widget.training_state.trainer
-    edit_slice(layer, 4, 1)
+    edit_slice(layer, index, 1)
     viewer.layers.selection.active = layer
-    show_slice(viewer, 4)
+    show_slice(viewer, index)
     widget.refine_panel.accept_button.click()
-    qtbot.waitUntil(lambda: 4 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: index in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    return layer, trainer
+
+
+def test_an_accepted_slice_corrected_again_through_the_paint_api_reaches_the_running_trainer(scene, qtbot):
+    # data_setitem emits its paint event before writing: the training got the slice as it was before.
+    _, widget, _, _ = scene
+    layer, trainer = _accepted_while_training(scene, qtbot, 4)
     edit_slice(layer, 4, 2)  # the accepted slice corrected again
     qtbot.waitUntil(lambda: (trainer.annotation.target(0, 4)[0:6, 0:6] == 2).all(), timeout=TIMEOUT)
     widget.stop_training()
@@ -101,17 +109,8 @@ def test_an_accepted_slice_corrected_again_through_the_paint_api_reaches_the_run
 
 def test_a_correction_of_an_accepted_slice_undone_during_training_is_taken_back(scene, qtbot):
     # napari's undo emits no paint event: training kept the correction the user had taken back.
-    viewer, widget, labels, truth = scene
-    start_long_training(widget)
-    qtbot.waitUntil(lambda: widget.training_state.target(0) is not None, timeout=TIMEOUT)
-    tracker = widget.training_state.target(0)
-    qtbot.waitUntil(lambda: tracker.streamed[4], timeout=TIMEOUT)
-    layer, trainer = tracker.layer, widget.training_state.trainer
-    edit_slice(layer, 4, 1)
-    viewer.layers.selection.active = layer
-    show_slice(viewer, 4)
-    widget.refine_panel.accept_button.click()
-    qtbot.waitUntil(lambda: 4 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    _, widget, _, _ = scene
+    layer, trainer = _accepted_while_training(scene, qtbot, 4)
     edit_slice(layer, 4, 2)
     qtbot.waitUntil(lambda: (trainer.annotation.target(0, 4)[0:6, 0:6] == 2).all(), timeout=TIMEOUT)
     layer.undo()  # the correction after accepting taken back
@@ -123,17 +122,8 @@ def test_a_correction_of_an_accepted_slice_undone_during_training_is_taken_back(
 
 def test_accepted_slices_deleted_with_their_prediction_layer_leave_the_running_training(scene, qtbot):
     # The panel said they went with the layer, but the running training went on learning them.
-    viewer, widget, labels, truth = scene
-    start_long_training(widget)
-    qtbot.waitUntil(lambda: widget.training_state.target(0) is not None, timeout=TIMEOUT)
-    tracker = widget.training_state.target(0)
-    qtbot.waitUntil(lambda: tracker.streamed[7], timeout=TIMEOUT)
-    layer, trainer = tracker.layer, widget.training_state.trainer
-    edit_slice(layer, 7, 1)
-    viewer.layers.selection.active = layer
-    show_slice(viewer, 7)
-    widget.refine_panel.accept_button.click()
-    qtbot.waitUntil(lambda: 7 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    viewer, widget, _, _ = scene
+    layer, trainer = _accepted_while_training(scene, qtbot, 7)
     viewer.layers.remove(layer)
     assert widget.refine_panel.status_label.text() == "The accepted slices of 'vol' went with its prediction layer."
     qtbot.waitUntil(lambda: trainer.annotation.labeled_slices(0) == list(PAINTED), timeout=TIMEOUT)
