@@ -14,6 +14,7 @@ was tried (bad options, no checkpoint, a pattern that matches nothing, existing 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -35,6 +36,8 @@ from napari_action.io.nifti import NIFTI_EXTENSIONS, NonFiniteVoxelsError
 if TYPE_CHECKING:  # annotations only: loading a model imports torch
     from napari_action.inference.loaded_model import LoadedModel
     from napari_action.inference.quality import PredictionStats
+    from napari_action.io.reoriented import Reorientation
+    from napari_action.io.volume_source import VolumeSource
 
 #: Exit code when at least one file failed (the others were still predicted).
 SOME_FILES_FAILED = 1
@@ -273,33 +276,71 @@ def _predict_file(
     from napari_action.inference.quality import QualityAccumulator
     from napari_action.io.geometry import VoxelGeometry, geometry_warnings, voxel_volume_ml
     from napari_action.io.label_writers import MemoryLabelWriter, open_label_writer, write_label_volume
+    from napari_action.io.reoriented import ReorientedSource
     from napari_action.io.volume_source import open_volume_source
 
     predictor, axis = model.predictor, model.axis
     try:
-        source = open_volume_source(path, nan_to_zero=args.nan_to_zero)
+        stored = open_volume_source(path, nan_to_zero=args.nan_to_zero)
+        turn = _training_order(model, stored, path, progress)
+        source = stored if turn is None else ReorientedSource(stored, turn)
         # The same check as the widget's: voxels unlike the training volumes' degrade predictions.
         geometry = [(path.name, VoxelGeometry.from_matrix(source.meta.affine))]
         for message in geometry_warnings(model.references, geometry, axis, pixel_mm=model.pixel_mm):
             progress.note(f"Warning: {message}")
-        if args.largest_components:
+        # A reoriented volume's labels go back to the stored order whole, as kept components need them whole.
+        gather = bool(args.largest_components) or turn is not None
+        if gather:
             writer = MemoryLabelWriter(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)
         else:
             writer = open_label_writer(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)
         quality = QualityAccumulator(predictor.class_values, axis, voxel_volume_ml(source.meta.affine))
         try:
             predict_to_writer(predictor, source, writer, tta=args.tta, on_progress=progress.slices, quality=quality)
+            if not gather:
+                writer.commit()
+                return quality.finish()
+            labels, stats = writer.labels, quality.finish()
             if args.largest_components:
-                labels = keep_largest_components(writer.labels, args.largest_components)
-                write_label_volume(target, labels, source.meta, axis, overwrite=args.overwrite)
-                return quality.finish().recounted(labels)  # the volumes of the mask written
-            writer.commit()
-            return quality.finish()
+                labels = keep_largest_components(labels, args.largest_components)
+                stats = stats.recounted(labels)  # the volumes of the mask written
+            if turn is not None:
+                labels, stats = turn.to_stored(labels).copy(), _stored_stats(stats, turn, source.shape)
+            stored_axis = axis if turn is None else turn.stored_axes[axis]
+            write_label_volume(target, labels, stored.meta, stored_axis, overwrite=args.overwrite)
+            return stats
         except BaseException:
             writer.discard()
             raise
     except NonFiniteVoxelsError as error:
         raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
+
+
+def _training_order(
+    model: LoadedModel, source: VolumeSource, path: Path, progress: FileProgress
+) -> Reorientation | None:
+    """How to read ``source`` in the training volumes' voxel order, when it is stored in another (said once)."""
+    from napari_action.io.geometry import VoxelGeometry
+    from napari_action.io.reoriented import Reorientation
+
+    if not model.references:
+        return None
+    stored = VoxelGeometry.from_matrix(source.meta.affine)
+    turn = Reorientation.between(model.references[0], stored)
+    if turn is not None:
+        progress.note(
+            f"Note: {path.name} is stored {stored.voxel_order()}, the training volumes "
+            f"{model.references[0].voxel_order()}: predicted in their voxel order, written in its own."
+        )
+    return turn
+
+
+def _stored_stats(stats: PredictionStats, turn: Reorientation, shape: tuple[int, int, int]) -> PredictionStats:
+    """``stats`` with its worst slice named along the stored axis it lies on."""
+    if stats.worst_slice < 0:
+        return dataclasses.replace(stats, axis=turn.stored_axes[stats.axis])
+    axis, index = turn.stored_index(stats.axis, stats.worst_slice, shape[stats.axis])
+    return dataclasses.replace(stats, axis=axis, worst_slice=index)
 
 
 def _describe(error: BaseException, image: Path) -> str:
