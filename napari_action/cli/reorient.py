@@ -33,16 +33,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Reorient every ``--image`` into ``--out-dir``; return the exit code."""
+    from napari_action.io.geometry import VoxelGeometry
     from napari_action.io.nifti import open_nifti_image
-    from napari_action.io.reorient import reorient_file, voxel_order
+    from napari_action.io.reorient import RAS, reorient_file
 
-    order = voxel_order(open_nifti_image(args.like).affine) if args.like else "RAS"
+    like = VoxelGeometry.from_matrix(open_nifti_image(args.like).affine) if args.like else RAS
     targets = {image: args.out_dir / image.name for image in args.image}
     _refuse_clashes(targets)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     require_writable_folder(args.out_dir, instead="another --out-dir")
     for image, target in targets.items():
-        before, after = reorient_file(image, target, order, overwrite=args.overwrite)
+        before, after = reorient_file(image, target, like, overwrite=args.overwrite)
         change = "already in that order, copied" if before == after else f"{before} -> {after}"
         print(f"{image} ({change}) -> {target}")
     return 0

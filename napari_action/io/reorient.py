@@ -12,67 +12,57 @@ from __future__ import annotations
 import gzip
 import os
 
-import nibabel as nib
 import numpy as np
-from nibabel.orientations import aff2axcodes, inv_ornt_aff, io_orientation, ornt_transform
 
 from napari_action.io.atomic import write_atomically
+from napari_action.io.geometry import VoxelGeometry
 from napari_action.io.nifti import VolumeError, is_scaled, open_nifti_image
+from napari_action.io.reoriented import Reorientation
 
-__all__ = ["voxel_order", "reorient_file"]
+__all__ = ["RAS", "reorient_file"]
 
-
-def voxel_order(affine: np.ndarray) -> str:
-    """The world direction each array axis points to, e.g. ``"RAS"`` or ``"LPS"``."""
-    return "".join(aff2axcodes(np.asarray(affine)))
+#: The voxel order most tools write (nibabel's canonical order): the default target.
+RAS = VoxelGeometry.from_matrix(np.eye(4))
 
 
 def reorient_file(
-    image: str | os.PathLike, out: str | os.PathLike, order: str = "RAS", *, overwrite: bool = False
+    image: str | os.PathLike, out: str | os.PathLike, like: VoxelGeometry = RAS, *, overwrite: bool = False
 ) -> tuple[str, str]:
-    """Write ``image`` to ``out`` with its voxels in ``order`` (three letters, one of R/L, A/P, S/I each).
+    """Write ``image`` to ``out`` with its voxels in the voxel order of ``like`` (e.g. the painted scan's).
 
-    Returns the voxel order before and after. The voxels keep their stored type; a scaled file is
-    written as the float32 values it reads as (exact; re-scaling to its integers would round them).
+    Returns the voxel order before and after (``"LPS"``, ``"RAS"``). The voxels keep their stored type; a
+    scaled file is written as the float32 values it reads as (exact; re-scaling to its integers would round them).
 
     Raises
     ------
     VolumeError
-        A file that is not a 3D NIfTI volume, or an ``order`` that is not three axis letters.
+        A file that is not a 3D NIfTI volume, or one whose axes do not point along three different world axes.
     FileExistsError
         ``out`` exists and ``overwrite`` is false.
     """
     source = open_nifti_image(image)
     if len(source.shape) > 3 and any(size != 1 for size in source.shape[3:]):
         raise VolumeError(f"{image}: holds {len(source.shape)}D data {source.shape}; reorient takes 3D volumes.")
-    target = _orientation_of(order)
-    transform = ornt_transform(io_orientation(source.affine), target)
+    stored = VoxelGeometry.from_matrix(source.affine)
+    if len(set(stored.directions)) != 3:
+        raise VolumeError(
+            f"{image}: two of its axes point along one world axis (a strongly oblique scan); it has "
+            "no voxel order to change."
+        )
+    # The same mapping prediction reads scans through (io.reoriented); None: already in that order.
+    turn = Reorientation.between(like, stored) or Reorientation((0, 1, 2), (False, False, False))
     voxels = np.asanyarray(source.dataobj)
     voxels = voxels.reshape(voxels.shape[:3])
-    reordered = nib.orientations.apply_orientation(voxels, transform)
-    header = source.header.copy()
+    result = type(source)(np.ascontiguousarray(turn.from_stored(voxels)), None, header=source.header.copy())
     # Both matrices move with the voxels, each with its own code (FSL keeps them apart).
-    moved = inv_ornt_aff(transform, voxels.shape)
     _, qcode = source.header.get_qform(coded=True)
     _, scode = source.header.get_sform(coded=True)
-    result = type(source)(reordered, None, header=header)
-    result.header.set_qform(source.header.get_qform() @ moved, code=int(qcode or 0))
-    result.header.set_sform(source.header.get_sform() @ moved, code=int(scode or 0))
+    result.header.set_qform(turn.affine(source.header.get_qform(), voxels.shape), code=int(qcode or 0))
+    result.header.set_sform(turn.affine(source.header.get_sform(), voxels.shape), code=int(scode or 0))
     if is_scaled(source):
         result.set_data_dtype(np.float32)
     data = result.to_bytes()
     compressed = str(out).lower().endswith(".gz")
     payload = gzip.compress(data, compresslevel=6, mtime=0) if compressed else data
     write_atomically(out, lambda stream: stream.write(payload), overwrite=overwrite)
-    return voxel_order(source.affine), voxel_order(result.header.get_best_affine())
-
-
-def _orientation_of(order: str) -> np.ndarray:
-    codes = tuple(order.upper())
-    try:
-        orientation = nib.orientations.axcodes2ornt(codes)
-    except ValueError:
-        orientation = None
-    if len(codes) != 3 or orientation is None or np.isnan(orientation).any():
-        raise VolumeError(f"{order!r} is no voxel order: give three letters, one of R/L, A/P and S/I each (RAS).")
-    return orientation
+    return stored.voxel_order(), VoxelGeometry.from_matrix(result.header.get_best_affine()).voxel_order()
