@@ -310,15 +310,17 @@ def _class_names(table: Path | None, labels: Sequence[Path]) -> dict[int, str]:
     """Label value -> name from ``--class-names``, else from the tables beside the --labels files (the first wins)."""
     from napari_action.io.label_table import read_label_table, table_beside
 
-    tables = [table] if table is not None else [t for t in map(table_beside, reversed(labels)) if t is not None]
-    names = {}
+    tables = [table] if table is not None else [t for t in map(table_beside, labels) if t is not None]
+    names: dict[int, str] = {}
     for path in tables:
         if not path.is_file():
             raise FileNotFoundError(f"--class-names {path}: no such file; give the path of a label table.")
-        names.update({entry.value: entry.name for entry in read_label_table(path) if entry.value != 0})
+        for entry in read_label_table(path):
+            if entry.value != 0:
+                names.setdefault(entry.value, entry.name)  # the first table naming a value wins
     if names:
         listed = ", ".join(f"{value} {name}" for value, name in sorted(names.items()))
-        print(f"Class names from {', '.join(map(str, reversed(tables)))}: {listed}", file=sys.stderr)
+        print(f"Class names from {', '.join(map(str, tables))}: {listed}", file=sys.stderr)
     return names
 
 

@@ -87,8 +87,8 @@ def turned_volume_notes(
     world: Sequence[np.ndarray], annotation: SparseAnnotation, names: Sequence[str] | None = None
 ) -> list[str]:
     """A note for each volume nobody painted whose slices show the anatomy mirrored or turned against the
-    painted volumes' (another voxel order in-plane: LPS beside RAS). Training and prediction take slices as
-    stored: the MNI152 template stored LPS beside Colin27 (RAS) scored mean Dice 0.19, reoriented 0.64."""
+    painted volumes' (another voxel order in-plane: LPS beside RAS). Training takes slices as stored: the
+    MNI152 template stored LPS beside Colin27 (RAS) scored mean Dice 0.19, reoriented 0.64."""
     painted = annotation.painted_volumes
     if not painted or len(world) == 0:
         return []
@@ -100,5 +100,7 @@ def turned_volume_notes(
             continue
         called = names[index] if names and index < len(names) else f"volume {index + 1}"
         then = "open it again: ACTION learns from it and predicts it as stored"
-        notes.append(turned_message(called, geometry, references, annotation.axis, then=then))
+        note = turned_message(called, geometry, references, annotation.axis, then=then)
+        if note is not None:  # None: stored as the painted volumes are
+            notes.append(note)
     return notes
