@@ -162,8 +162,11 @@ def train_and_predict(protocol: Protocol, method: str, args) -> tuple[dict[str, 
             predictions[subject.name] = update.labels
             predict_s[subject.name] = time.perf_counter() - start
             # What napari-action predict and the widget record for each volume (not timed: it is not prediction).
+            # Counted in the training voxel order (the trainer reads a subject stored otherwise turned), as predict.
             record = QualityAccumulator(predictor.class_values, predictor.axis, voxel_volume_ml(subject.affine))
-            record.add_volume(update.labels, update.entropy)
+            record.add_volume(
+                trainer.turns.to_training(index, update.labels), trainer.turns.to_training(index, update.entropy)
+            )
             quality[subject.name] = record.finish()
         carried = carried_maps(trainer, protocol)
         unfused = network_alone(trainer, predictor, protocol) if carried is not None else None
@@ -186,17 +189,24 @@ def other_structure_ends(trainer: Trainer, protocol: Protocol) -> dict[str, dict
     for rule in (r for r in ENDING_RULES if r not in ("network", shipped)):
         found[rule] = {}
         for index, subject in enumerate(protocol.subjects):
-            extents = trainer.structure_extents(index)
-            labels = unended[subject.name].copy()
+            # The extents are in the training voxel order, the predictions in each subject's stored one.
+            extents, turns = trainer.structure_extents(index), trainer.turns
+            labels = turns.to_training(index, unended[subject.name]).copy()
             trim_beyond_extents(np.moveaxis(labels, protocol.axis, 0), extents, trainer.class_values, rule)
-            found[rule][subject.name] = labels
+            found[rule][subject.name] = turns.to_stored(index, labels)
     return found
 
 
 def network_alone(trainer: Trainer, predictor, protocol: Protocol) -> dict[str, np.ndarray]:
     """The unpainted subjects predicted without their carried prior mixed in: what the network itself learned."""
+    turns = trainer.turns  # the network sees each subject in the training voxel order
     return {
-        subject.name: predictor.predict(trainer.volumes[index], normalized=True, spacing=subject.spacing)[0]
+        subject.name: turns.to_stored(
+            index,
+            predictor.predict(
+                trainer.images[index].whole(), normalized=True, spacing=turns.spacing(index, subject.spacing)
+            )[0],
+        )
         for index, subject in enumerate(protocol.subjects)
         if subject not in protocol.painted
     }
@@ -235,9 +245,11 @@ def carried_maps(trainer: Trainer, protocol: Protocol) -> dict[str, np.ndarray] 
         prior = trainer.prior(index)
         if subject in protocol.painted or prior is None:
             continue
-        classes = np.stack([prior.classes_at(z) for z in range(subject.image.shape[protocol.axis])])
+        # The prior lies in the training voxel order; the map goes back to the subject's stored one.
+        classes = np.stack([prior.classes_at(z) for z in range(trainer.images[index].shape[protocol.axis])])
         values = np.where(classes >= 0, trainer.class_values[np.clip(classes, 0, None)], 0)
-        maps[subject.name] = np.moveaxis(values, 0, protocol.axis).astype(subject.labels.dtype)
+        stored = trainer.turns.to_stored(index, np.moveaxis(values, 0, protocol.axis))
+        maps[subject.name] = stored.astype(subject.labels.dtype)
     return maps or None
 
 

@@ -33,7 +33,7 @@ from napari_action._napari.layers import (
     snapshot_labels,
 )
 from napari_action._napari.run_state import RunState
-from napari_action._napari.view_plane import layer_geometry
+from napari_action._napari.view_plane import layer_geometry, training_order
 from napari_action._napari.workers import PredictionJob, TrainingRun
 from napari_action._napari.writer import layer_world_affine
 from napari_action.data.slicing_axis import AxisDecision, decide_axis
@@ -42,6 +42,7 @@ from napari_action.io.geometry import grid_difference, same_voxel_grid
 
 if TYPE_CHECKING:
     from napari_action.io.checkpoint import Checkpoint
+    from napari_action.io.reoriented import Reorientation
 
 logger = logging.getLogger(__name__)
 
@@ -326,12 +327,14 @@ class TrainingState:
             tracker.disconnect()
             self.targets = [None if t is tracker else t for t in self.targets]
 
-    def prediction_items(self, viewer, names=None) -> list[tuple[str, Any, tuple | None]]:
-        """(image name, volume index or array, voxel size or None) for every opened 3D image (or those in ``names``).
+    def prediction_items(self, viewer, names=None) -> list[tuple[str, Any, tuple | None, Reorientation | None]]:
+        """(image name, volume index or array, voxel size or None, turn or None) for every opened 3D image (or
+        those in ``names``).
 
-        A training volume is given by its index (the trainer knows its voxel size
-        and its labeled slices); any other image as an array with its voxel size (a zarr or dask
-        array as it is: the prediction worker reads it, not the GUI thread).
+        A training volume is given by its index (the trainer knows its voxel size, its labeled slices
+        and its voxel order); any other image as an array with its voxel size (a zarr or dask array as
+        it is: the prediction worker reads it, not the GUI thread) and the turn that reads it in the
+        model's voxel order (:func:`~napari_action._napari.view_plane.training_order`).
         """
         items = []
         for image in image_layers(viewer):
@@ -339,9 +342,10 @@ class TrainingState:
                 continue
             index = None if self.plan is None else _index(self.plan.images, image)
             if index is not None:
-                items.append((image.name, index, None))
+                items.append((image.name, index, None, None))
             else:
-                items.append((image.name, layer_image_data(image), layer_geometry(image).spacing))
+                turn = training_order(self.trainer, image)
+                items.append((image.name, layer_image_data(image), layer_geometry(image).spacing, turn))
         return items
 
     # -- jobs that need the trainer to themselves --------------------------------------

@@ -28,6 +28,7 @@ one: label snapshots are complete, and only the last focus matters.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -47,12 +48,15 @@ from napari_action._napari.threads import (
 )
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.inference.quality import PredictionStats, QualityAccumulator
+from napari_action.io.reoriented import Reorientation
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 
 logger = logging.getLogger(__name__)
 
 #: Progress-bar units per predicted volume (a prediction reports slices done of its total).
 _STEPS_PER_VOLUME = 1000
+#: What :class:`PredictionJob` predicts: (key, training-volume index or 3D array, voxel size or None, turn or None).
+PredictionItem = tuple[Any, int | np.ndarray, tuple | None, Reorientation | None]
 
 
 class _Step(NamedTuple):
@@ -368,13 +372,30 @@ class TrainingRun:
             self.callbacks.finished()
 
 
-def _predict_all(model: SegmentationModel, items: Sequence[tuple[Any, int | np.ndarray, tuple | None]]) -> Generator:
+def _predict_all(model: SegmentationModel, items: Sequence[PredictionItem]) -> Generator:
     lower_thread_priority()
     cap_torch_threads(model.config.num_threads)
-    for key, volume, spacing in items:
+    for key, volume, spacing, turn in items:
+        if turn is not None:  # read in the model's voxel order (a view), given back in its own
+            volume = turn.from_stored(np.asarray(volume))
+            spacing = None if spacing is None else tuple(spacing[axis] for axis in turn.stored_axes)
         extra = {} if spacing is None else {"spacing": spacing}
         for update in model.predict_volume(volume, **extra):
-            yield key, update, _quality_record(model, update)
+            record = _quality_record(model, update)
+            if turn is not None and update.done:
+                update, record = _in_stored_order(update, record, turn, volume.shape)
+            yield key, update, record
+
+
+def _in_stored_order(
+    update: PredictionUpdate, record: PredictionStats | None, turn: Reorientation, shape: tuple[int, ...]
+) -> tuple[PredictionUpdate, PredictionStats | None]:
+    """A finished prediction of a volume read through ``turn`` (``shape``: in that order), back in its stored order."""
+    arrays = {
+        name: None if getattr(update, name) is None else np.ascontiguousarray(turn.to_stored(getattr(update, name)))
+        for name in ("labels", "confidence", "entropy")
+    }
+    return dataclasses.replace(update, **arrays), None if record is None else record.in_stored_order(turn, shape)
 
 
 def _quality_record(model: SegmentationModel, update: PredictionUpdate) -> PredictionStats | None:
@@ -398,10 +419,11 @@ class PredictionJob:
     ----------
     trainer : SegmentationModel
         A trainer or a loaded model; do not train it at the same time.
-    items : sequence of (key, volume, spacing)
+    items : sequence of (key, volume, spacing, turn)
         ``volume`` is a training-volume index or a 3D array, ``spacing`` its
-        voxel size in mm (None: the model's own, or 1 mm); ``key`` comes back
-        with every update.
+        voxel size in mm (None: the model's own, or 1 mm), ``turn`` the
+        :class:`~napari_action.io.reoriented.Reorientation` that reads an array in the
+        model's voxel order (None: as stored); ``key`` comes back with every update.
     on_update : callable
         ``on_update(key, PredictionUpdate, PredictionStats or None)`` on the GUI
         thread; the last update of a volume has ``done=True``, the labels and
@@ -419,7 +441,7 @@ class PredictionJob:
     def __init__(
         self,
         trainer: SegmentationModel,
-        items: Sequence[tuple[Any, int | np.ndarray, tuple | None]],
+        items: Sequence[PredictionItem],
         on_update: Callable[[Any, PredictionUpdate, PredictionStats | None], None],
         on_finished: Callable[[], None] | None = None,
         *,

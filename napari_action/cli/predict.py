@@ -14,7 +14,6 @@ was tried (bad options, no checkpoint, a pattern that matches nothing, existing 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -305,7 +304,7 @@ def _predict_file(
                 labels = keep_largest_components(labels, args.largest_components)
                 stats = stats.recounted(labels)  # the volumes of the mask written
             if turn is not None:
-                labels, stats = turn.to_stored(labels).copy(), _stored_stats(stats, turn, source.shape)
+                labels, stats = turn.to_stored(labels).copy(), stats.in_stored_order(turn, source.shape)
             stored_axis = axis if turn is None else turn.stored_axes[axis]
             write_label_volume(target, labels, stored.meta, stored_axis, overwrite=args.overwrite)
             return stats
@@ -333,14 +332,6 @@ def _training_order(
             f"{model.references[0].voxel_order()}: predicted in their voxel order, written in its own."
         )
     return turn
-
-
-def _stored_stats(stats: PredictionStats, turn: Reorientation, shape: tuple[int, int, int]) -> PredictionStats:
-    """``stats`` with its worst slice named along the stored axis it lies on."""
-    if stats.worst_slice < 0:
-        return dataclasses.replace(stats, axis=turn.stored_axes[stats.axis])
-    axis, index = turn.stored_index(stats.axis, stats.worst_slice, shape[stats.axis])
-    return dataclasses.replace(stats, axis=axis, worst_slice=index)
 
 
 def _describe(error: BaseException, image: Path) -> str:

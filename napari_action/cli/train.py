@@ -131,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     """What :func:`run` does, on every rank; the process group is left by the caller."""
     from napari_action.inference.loaded_model import save_model
-    from napari_action.io.geometry import VoxelGeometry
     from napari_action.training import distributed
     from napari_action.training.trainer import Trainer
 
@@ -187,8 +186,9 @@ def _train(args: argparse.Namespace) -> int:
     queues = {"global_queue": trainer.global_queue, "local_queue": trainer.local_queue}
     distributed.dump_rank_state({"nets": trainer.nets, **queues}, trainer.distributed)
     if main:
-        # The training volumes' geometry goes with the model, so that `predict` can warn about unlike voxels.
-        references = [VoxelGeometry.from_matrix(meta.affine) for _, meta in loaded]
+        # The training volumes' geometry in the order the network saw them goes with the model: `predict` reads
+        # other scans in that order, and warns about unlike voxels.
+        references = trainer.references
         path = _save_trained_model(
             lambda target, overwrite: save_model(trainer, target, references, overwrite=overwrite), args
         )

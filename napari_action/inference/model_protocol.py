@@ -24,6 +24,7 @@ from napari_action.progress import PredictionUpdate, TrainProgress
 if TYPE_CHECKING:
     from napari_action.config import TrainConfig
     from napari_action.io.checkpoint import Checkpoint
+    from napari_action.io.geometry import VoxelGeometry
 
 __all__ = ["SegmentationModel", "TrainableModel"]
 
@@ -36,6 +37,9 @@ class SegmentationModel(Protocol):
     class_names: dict[int, str]
     volumes: list[np.ndarray]
     """The training volumes, normalised (empty for a model loaded from a file)."""
+    references: list[VoxelGeometry]
+    """The training volumes' geometry in the voxel order the network saw them, the first painted volume's first
+    (empty for a model saved without it): other volumes are read in ``references[0]``'s order."""
     pixel_mm: tuple[float, float] | None
     """The in-plane voxel size (mm) the network was trained at, which prediction resizes other slices to
     (None: not known, for a model saved before it was kept; slices are then predicted as they are)."""

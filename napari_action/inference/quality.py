@@ -47,6 +47,7 @@ import numpy as np
 
 from napari_action.inference.suggestions import slice_scores
 from napari_action.io.atomic import write_atomically
+from napari_action.io.reoriented import Reorientation
 
 __all__ = [
     "MIN_COHORT",
@@ -138,6 +139,14 @@ class PredictionStats:
     def with_voxel_ml(self, voxel_ml: float) -> PredictionStats:
         """The same record for voxels of ``voxel_ml`` mL (a record counted before the voxel size was known)."""
         return dataclasses.replace(self, voxel_ml=float(voxel_ml))
+
+    def in_stored_order(self, turn: Reorientation, shape: Sequence[int]) -> PredictionStats:
+        """The record of a volume predicted through ``turn`` (``shape``: its shape in the training order), its worst
+        slice named along the stored axis it lies on."""
+        if self.worst_slice < 0:
+            return dataclasses.replace(self, axis=turn.stored_axes[self.axis])
+        axis, index = turn.stored_index(self.axis, self.worst_slice, shape[self.axis])
+        return dataclasses.replace(self, axis=axis, worst_slice=index)
 
     def to_dict(self) -> dict:
         """Plain lists and numbers (for JSON, and to cross between ranks)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from napari_action.io.geometry import VoxelGeometry
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import VolumeSource
 
-__all__ = ["Reorientation", "ReorientedSource"]
+__all__ = ["Reorientation", "ReorientedSource", "TurnedReader"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,27 +72,32 @@ class Reorientation:
         return np.asarray(stored_affine, dtype=np.float64) @ voxel
 
 
-class ReorientedSource:
-    """A :class:`~napari_action.io.volume_source.VolumeSource` read through a :class:`Reorientation`."""
+class SliceRuns(Protocol):
+    """Anything read in runs of slices: a shape, and ``read(axis, start, stop)`` with that axis first."""
 
-    def __init__(self, source: VolumeSource, turn: Reorientation):
-        self.source, self.turn = source, turn
-        self.path: Path = source.path
-        stored = source.meta
-        affine = turn.affine(stored.affine, stored.shape)
-        zooms = tuple(float(stored.zooms[axis]) for axis in turn.stored_axes)
-        self.meta: VolumeMeta = dataclasses.replace(stored, affine=affine, zooms=zooms, shape=turn.shape(stored.shape))
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def read(self, axis: int, start: int, stop: int) -> np.ndarray: ...
+
+
+class TurnedReader:
+    """Runs of slices of any slice reader (``shape`` and ``read(axis, start, stop)``) read through a
+    :class:`Reorientation`: a lazy volume turned without reading it whole."""
+
+    def __init__(self, reader: SliceRuns, turn: Reorientation):
+        self.reader, self.turn = reader, turn
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.meta.shape
+        return self.turn.shape(self.reader.shape)
 
     def read(self, axis: int, start: int, stop: int) -> np.ndarray:
         """Slices ``start:stop`` along reoriented ``axis``, that axis first, read from the stored axis it is."""
         stored_axis, size = self.turn.stored_axes[axis], self.shape[axis]
         flipped = self.turn.reversed_axes[axis]
         low, high = (size - stop, size - start) if flipped else (start, stop)
-        block = self.source.read(stored_axis, low, high)
+        block = self.reader.read(stored_axis, low, high)
         if flipped:
             block = block[::-1]
         # The block's other axes are the stored ones in order; each reoriented in-plane axis takes its own.
@@ -100,3 +106,16 @@ class ReorientedSource:
         block = np.transpose(block, [0, *(1 + rest_stored.index(self.turn.stored_axes[a]) for a in rest)])
         flips = [slice(None)] + [slice(None, None, -1) if self.turn.reversed_axes[a] else slice(None) for a in rest]
         return block[tuple(flips)]
+
+
+class ReorientedSource(TurnedReader):
+    """A :class:`~napari_action.io.volume_source.VolumeSource` read through a :class:`Reorientation`."""
+
+    def __init__(self, source: VolumeSource, turn: Reorientation):
+        super().__init__(source, turn)
+        self.source = source
+        self.path: Path = source.path
+        stored = source.meta
+        affine = turn.affine(stored.affine, stored.shape)
+        zooms = tuple(float(stored.zooms[axis]) for axis in turn.stored_axes)
+        self.meta: VolumeMeta = dataclasses.replace(stored, affine=affine, zooms=zooms, shape=turn.shape(stored.shape))

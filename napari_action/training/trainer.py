@@ -51,7 +51,6 @@ from napari_action.training import distributed, stages
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
 from napari_action.training.label_advice import label_advice
 from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
-from napari_action.training.prior_mix import prior_share
 from napari_action.training.rate_clock import RateClock
 from napari_action.training.safeguards import WeightSnapshot
 from napari_action.training.schedule import Stage, build_schedule, make_optimizer, poly_learning_rate
@@ -61,15 +60,18 @@ from napari_action.training.trainer_inputs import (
     WholeVolumes,
     build_annotation,
     check_config,
-    check_geometry,
-    check_volumes,
-    checked_annotation,
     decided_from_data,
     normalized_images,
-    one_per_image,
+    pad_labels,
+    prepared_volumes,
     with_checkpoint_settings,
 )
-from napari_action.training.volume_prediction import checked_volume_index, training_volume_extents
+from napari_action.training.volume_prediction import (
+    checked_volume_index,
+    predict_training_volume,
+    training_volume_extents,
+)
+from napari_action.training.volume_turns import VolumeTurns
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +108,13 @@ class Trainer:
         (``config.model``) and intensity normalisation replace ``config``'s, which
         the weights would not fit; the rest of ``config`` applies.
     spacings : sequence of (float, float, float), optional
-        Voxel size in mm of each volume, per array axis (default 1 mm): the
-        whole-volume prediction smooths across slices in millimetres.
+        Voxel size in mm of each volume per array axis (default 1 mm; prediction smooths across slices in mm).
     affines : sequence of 4 x 4 arrays, optional
-        Each volume's voxel → world affine (a NIfTI affine, millimetres). Volumes nobody
-        painted get the painted volumes' prior registered onto them
-        (``config.unpainted_prior``); registration starts from world coordinates, so volumes
-        stored in other orientations align. Default: each volume's spacings, no rotation. Without
-        ``spacings``, the voxel sizes are read from the affines.
+        Each volume's voxel → world affine (a NIfTI affine, millimetres). A volume stored in another
+        voxel order than the first painted one (LPS beside RAS) is read in that order, and all that is
+        handed out for it comes back in its own (:attr:`turns`). Volumes nobody painted can get the
+        painted volumes' prior registered onto them (``config.unpainted_prior``). Default: each
+        volume's spacings, no rotation; without ``spacings``, voxel sizes come from the affines.
     names : sequence of str, optional
         What the user calls each volume (a layer or file name), for the notes of :attr:`advice`;
         default "volume 1", "volume 2", ...
@@ -146,25 +147,21 @@ class Trainer:
         configure_threads(self.config.num_threads)
         checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
         self.config = with_checkpoint_settings(self.config, checkpoint)
-        raw = check_volumes(volumes)
-        labels = one_per_image(() if labels is None else labels, "labels")  # read more than once below
-        self.annotation, self._axis_advice = checked_annotation(
-            labels, [v.shape for v in raw], self.config, checkpoint, labeled_slices
-        )
-        self.images = normalized_images(raw, self.axis, self.config.intensity_reference, names)
+        prepared = prepared_volumes(volumes, labels, self.config, checkpoint, labeled_slices, spacings, affines, names)
+        self.annotation, self._axis_advice = prepared.annotation, prepared.axis_advice
+        self.spacings, world, self.turns = prepared.spacings, prepared.world, prepared.turns
+        self.references = VolumeTurns.references(world, self.annotation.painted_volumes)  # what a saved model records
+        self.images = normalized_images(prepared.volumes, self.axis, self.config.intensity_reference, names)
         # A model continued from a checkpoint keeps its names for the values the painted labels do not name.
         self.class_names = {**(checkpoint.class_names if checkpoint else {}), **dict(class_names or {})}
-        self.spacings, world = check_geometry(spacings, affines, raw)
-        self.config, self._data_notes = decided_from_data(
-            self.config, self.images, self.spacings, self.annotation, names, world
-        )
+        self.config, notes = decided_from_data(self.config, self.images, self.spacings, self.annotation, names, world)
+        self._data_notes = [*notes, *prepared.turned_notes]
         carry_affines = world if self.config.unpainted_prior != "none" else None
         self.pool = SlicePool(
             self.images,
             self.annotation,
             context=self.config.model.context,
-            # Kept whatever loss.prior says: it is also the preview and the prediction's fusion.
-            prior=True,
+            prior=True,  # kept whatever loss.prior says: it is also the preview and the prediction's fusion
             prior_source=self.config.prior_source,
             spacings=self.spacings,
             affines=carry_affines,
@@ -220,7 +217,7 @@ class Trainer:
 
         Training itself never needs them whole: it reads crops through :attr:`images`.
         """
-        return WholeVolumes(self.images)
+        return WholeVolumes(self.images, self.turns.to_stored)
 
     @property
     def device_label(self) -> str:
@@ -288,7 +285,7 @@ class Trainer:
 
     def round_steps(self, steps: int | None = None) -> int:
         """Steps the next :meth:`iter_train` call will run, warm-up stages included."""
-        return sum(stage.steps for stage in build_schedule(self.config, self.rounds, steps))
+        return sum(steps for _, steps in self.stage_steps(steps))
 
     def stage_steps(self, steps: int | None = None) -> list[tuple[str, int]]:
         """(stage name, steps) of every stage the next :meth:`iter_train` call will run."""
@@ -314,11 +311,11 @@ class Trainer:
         queue, whose entries have one block per class, starts empty again.
         """
         annotation = build_annotation(
-            labels,
+            self.turns.labels(pad_labels(labels, len(self.images))),
             [v.shape for v in self.images],
             self.config,
             axis=self.axis,
-            labeled_slices=labeled_slices,
+            labeled_slices=self.turns.labeled_slices(labeled_slices, self.axis),
             class_values=self.class_values,
         )
         added = annotation.num_classes - self.annotation.num_classes
@@ -340,7 +337,9 @@ class Trainer:
             self.update_annotation(command.labels, command.labeled_slices)
             return self.annotation.num_classes != before
         if isinstance(command, FocusRequest):
-            self._stream.focus(command.volume_index, command.slice_index)
+            focus = self.turns.focus(command, self.axis)  # None: that stored slice is no training slice
+            if focus is not None:
+                self._stream.focus(focus.volume_index, focus.slice_index)
         elif command is not None:
             raise TypeError(f"iter_train() cannot handle {type(command).__name__}")
         return False
@@ -400,8 +399,10 @@ class Trainer:
         ):
             skip_reached = self.config.stream_over_preview == "unreached"
             predictor = self.predictor()
-            predictions = streamed_slices(
-                self._stream, self._gate, predictor, self.pool, self.images, self.spacings, skip_reached
+            predictions = self.turns.slices_out(
+                streamed_slices(
+                    self._stream, self._gate, predictor, self.pool, self.images, self.spacings, skip_reached
+                )
             )
         return TrainProgress(
             stage=stage.name,
@@ -442,16 +443,18 @@ class Trainer:
         return self.pool.pixel_mm
 
     def prior(self, volume_index: int) -> SlicePrior | None:
-        """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any."""
+        """The prior from the labeled slices of a training volume (``config.prior_source``), if it has any; in the
+        training voxel order (:attr:`turns`), as :meth:`structure_extents`."""
         return self.pool.priors.get(volume_index)
 
     def iter_preview(self) -> Iterator[tuple[SlicePrediction, ...]]:
         """The prior of every training volume, run by run as it is computed: what to show before the network.
 
-        Label values, not class ids; the confidence is the prior's. Whatever is
-        computed here is kept for training (the propagation runs once).
+        Label values, not class ids, each volume in its stored order; the confidence is the prior's. Whatever
+        is computed here is kept for training (the propagation runs once).
         """
-        yield from iter_prior_preview(self.pool.priors, self.class_values, self.axis)
+        for run in iter_prior_preview(self.pool.priors, self.class_values, self.axis):
+            yield self.turns.slices_out(run)
 
     def structure_extents(self, volume_index: int) -> StructureExtents | None:
         """Where each structure starts and ends on a training volume (``config.structure_ends``): on a painted
@@ -469,11 +472,8 @@ class Trainer:
             kwargs.setdefault("spacing", self.spacings[index])
             if "extents" not in kwargs:  # registers the volume the first time: not for a caller's own
                 kwargs["extents"] = self.structure_extents(index)
-            whole = self.images[index].whole()  # iter_predict keeps whole volumes anyway
-            prior = self.prior(index)
-            return self.predictor().iter_predict(
-                whole, normalized=True, volume_index=index, prior=prior, prior_share=prior_share(prior), **kwargs
-            )
+            image, prior = self.images[index], self.prior(index)
+            return predict_training_volume(self.predictor(), image, index, prior, self.turns, **kwargs)
         return self.predictor().iter_predict(np.asarray(volume), **kwargs)
 
     def checkpoint(self) -> Checkpoint:

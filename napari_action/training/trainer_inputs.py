@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.label_values import check_class_count
 from napari_action.training.label_advice import turned_volume_notes
+from napari_action.training.volume_turns import VolumeTurns
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ __all__ = [
     "normalized_image",
     "normalized_images",
     "pad_labels",
+    "PreparedVolumes",
+    "prepared_volumes",
     "with_cohort_steps",
     "with_scanner_augmentation",
     "with_structure_ends",
@@ -169,6 +172,65 @@ def check_geometry(
         spacings = [np.linalg.norm(affine[:3, :3], axis=0) for affine in checked]
     spacings = check_spacings(spacings, volumes)
     return spacings, checked if checked is not None else [np.diag([*spacing, 1.0]) for spacing in spacings]
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedVolumes:
+    """The trainer's volumes checked, and each one stored in another voxel order than the painted one turned
+    into it (:class:`~napari_action.training.volume_turns.VolumeTurns`): volumes, painted slices, voxel sizes
+    and affines all in the training order."""
+
+    volumes: list[Any]
+    annotation: SparseAnnotation
+    axis_advice: str | None
+    spacings: list[tuple[float, ...]]
+    world: list[np.ndarray]
+    turns: VolumeTurns
+    turned_notes: list[str]
+
+
+def prepared_volumes(
+    volumes: Sequence[Any],
+    labels: Sequence[Any] | None,
+    config: TrainConfig,
+    checkpoint: Checkpoint | None,
+    labeled_slices: Mapping[int, Sequence[int]] | None,
+    spacings: Sequence[Sequence[float]] | None,
+    affines: Sequence[np.ndarray] | None,
+    names: Sequence[str] | None,
+) -> PreparedVolumes:
+    """The ``Trainer``'s arguments checked (each check's error says what to do) and turned into one voxel order.
+
+    The painted slices are found as stored (they say which volumes are painted, whose order the others take),
+    then again in the training order where a volume is turned, with the same slicing axis and classes.
+    """
+    raw = check_volumes(volumes)
+    labels = pad_labels(one_per_image(() if labels is None else labels, "labels"), len(raw))  # read twice
+    shapes = [v.shape for v in raw]
+    annotation, advice = checked_annotation(labels, shapes, config, checkpoint, labeled_slices)
+    spacings, world = check_geometry(spacings, affines, raw)
+    turns = VolumeTurns.decide(world, labels, annotation.painted_volumes, annotation.axis, shapes)
+    notes = turns.notes(world, annotation.painted_volumes, names)
+    if not turns.any:
+        return PreparedVolumes(raw, annotation, advice, spacings, world, turns, notes)
+    count = range(len(raw))
+    annotation = build_annotation(
+        turns.labels(labels),
+        [turns.shape(k) for k in count],
+        config,
+        axis=annotation.axis,
+        labeled_slices=turns.labeled_slices(labeled_slices, annotation.axis),
+        class_values=annotation.class_values,
+    )
+    return PreparedVolumes(
+        [turns.volume(k, raw[k]) for k in count],
+        annotation,
+        advice,
+        [turns.spacing(k, spacings[k]) for k in count],
+        [turns.affine(k, world[k]) for k in count],
+        turns,
+        notes,
+    )
 
 
 def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:
@@ -410,15 +472,17 @@ def check_unpainted_slices(annotation: SparseAnnotation, method: str, why: str |
 
 
 class WholeVolumes(Sequence):
-    """``Trainer.volumes``: the images normalised whole, one at a time, when asked for."""
+    """``Trainer.volumes``: the images normalised whole, one at a time, when asked for, each in its stored
+    voxel order (``to_stored(index, volume)`` turns a volume the trainer reads turned back)."""
 
-    def __init__(self, images: list[NormalizedVolume]):
-        self._images = images
+    def __init__(self, images: list[NormalizedVolume], to_stored: Callable[[int, np.ndarray], np.ndarray]):
+        self._images, self._to_stored = images, to_stored
 
     def __len__(self) -> int:
         return len(self._images)
 
     def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
         if isinstance(index, slice):
-            return [image.whole() for image in self._images[index]]
-        return self._images[index].whole()
+            return [self[i] for i in range(len(self._images))[index]]
+        index = range(len(self._images))[index]  # negative indices count from the end, as before
+        return self._to_stored(index, self._images[index].whole())

@@ -7,17 +7,22 @@ an image passed as an array does not carry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
+from napari_action.inference.predictor import Predictor
+from napari_action.progress import PredictionUpdate
+from napari_action.training.prior_mix import prior_share
+from napari_action.training.volume_turns import VolumeTurns
 
-__all__ = ["checked_volume_index", "training_volume_extents"]
+__all__ = ["checked_volume_index", "predict_training_volume", "training_volume_extents"]
 
 
 def checked_volume_index(index: int | np.integer, count: int) -> int:
@@ -50,3 +55,21 @@ def training_volume_extents(
     if own is not None:
         return own
     return unpainted.extents(index, annotation, priors)
+
+
+def predict_training_volume(
+    predictor: Predictor,
+    image: NormalizedVolume,
+    index: int,
+    prior: SlicePrior | None,
+    turns: VolumeTurns,
+    **kwargs,
+) -> Iterator[PredictionUpdate]:
+    """Training volume ``index`` predicted whole with its prior mixed in (:func:`prior_share`), read in the training
+    voxel order and given back in its stored one; ``kwargs`` go to :meth:`Predictor.iter_predict`."""
+    whole = image.whole()  # iter_predict keeps whole volumes anyway
+    share = prior_share(prior)
+    updates = predictor.iter_predict(
+        whole, normalized=True, volume_index=index, prior=prior, prior_share=share, **kwargs
+    )
+    return turns.updates_out(updates)

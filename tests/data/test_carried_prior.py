@@ -134,10 +134,11 @@ def test_the_carried_prior_counts_for_a_share_of_its_confidence_in_the_predictio
         return last.confidence  # the mixed vote's maximum: where a labels' comparison may not tell
 
     def mixed(index: int, prior, share: float) -> np.ndarray:
+        # In the training voxel order (the copy is stored transposed), then back in the copy's stored one.
         extents = trainer.structure_extents(index)
-        volume, spacing = trainer.volumes[index], trainer.spacings[index]
+        volume, spacing = trainer.images[index].whole(), trainer.spacings[index]
         kwargs = {"prior": prior, "prior_share": share, "extents": extents, "spacing": spacing}
-        return predictor.predict(volume, normalized=True, **kwargs)[1]
+        return trainer.turns.to_stored(index, predictor.predict(volume, normalized=True, **kwargs)[1])
 
     carried = trainer.prior(1)
     assert prior_share(carried) == CARRIED_SHARE < 1.0
@@ -152,7 +153,7 @@ def test_slices_streamed_over_a_carried_prior_mix_it_in_at_its_share(trained_wit
     trainer = trained_with_carried
     predictor, carried = trainer.predictor(), trainer.prior(1)
     z = int(np.flatnonzero(carried.covered)[np.flatnonzero(carried.covered).size // 2])
-    cursor = StreamCursor([trainer.volumes[0].shape[AXIS], trainer.volumes[1].shape[AXIS]], chunk=1)
+    cursor = StreamCursor([trainer.images[0].shape[AXIS], trainer.images[1].shape[AXIS]], chunk=1)
     cursor.focus(1, z)
     (streamed,) = cursor.predict(predictor, trainer.images, trainer.pool.priors, trainer.spacings)
     _, probs = predictor.predict_slices(trainer.images[1].block(AXIS, z, z + 1), 0, 1, pad=trainer.images[1].pad)

@@ -47,7 +47,7 @@ from napari_action._napari.files.snapshot import (
 from napari_action._napari.layers import image_layers, is_prediction_layer
 from napari_action._napari.run_state import RunState
 from napari_action._napari.threads import new_worker
-from napari_action._napari.view_plane import layer_geometry, viewer_slicing_axis
+from napari_action._napari.view_plane import geometry_in_training_order, viewer_slicing_axis
 from napari_action.inference.loaded_model import LoadedModel, load_model
 from napari_action.io.errors import describe_error
 from napari_action.io.geometry import geometry_warnings
@@ -292,20 +292,19 @@ class FilesPanel(QGroupBox):
         self.widget.predict_images(self._selected())
 
     def references(self) -> list:
-        """Geometry of the volumes the current model was trained on (empty if unknown)."""
-        state = self.widget.training_state
-        if isinstance(state.trainer, LoadedModel):
-            return list(state.trainer.references)
-        images = state.plan.images if state.plan is not None else []
-        return [layer_geometry(image) for image in images if image in self.viewer.layers]
+        """Geometry of the volumes the current model was trained on, in the voxel order it saw them (empty if
+        unknown, or no model)."""
+        model = self.widget.training_state.trainer
+        return [] if model is None else list(model.references)
 
     def warn_geometry(self, names=None) -> list[str]:
         """Warn about images sliced at another spacing or orientation than the training volumes."""
         model = self.widget.training_state.trainer
         if model is None:
             return []
+        # As prediction reads them: a scan stored in another voxel order is read in the training one.
         targets = [
-            (image.name, layer_geometry(image))
+            (image.name, geometry_in_training_order(model, image))
             for image in image_layers(self.viewer)
             if names is None or image.name in names
         ]

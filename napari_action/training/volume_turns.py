@@ -1,0 +1,217 @@
+"""Every training volume in the painted volume's voxel order: axes swapped or flipped on reading, nothing resampled.
+
+A 2D network learns the anatomy the way round its slices show it. A scan stored LPS beside a painted
+RAS one shows it mirrored, and one whose axial slices lie along another array axis shows it another
+plane: the MNI152 template stored LPS, opened unpainted beside Colin27 (RAS), scored mean Dice 0.13 as
+stored and 0.64 reoriented (3 seeds). So the trainer takes each such volume through a
+:class:`~napari_action.io.reoriented.Reorientation` onto the first painted volume's order (views of
+the arrays, lazy readers for files) and gives everything it hands out for it (streamed slices, the
+preview, whole-volume predictions) back in the volume's own order; what comes in (corrected labels, the
+slice the user looks at) is turned the same way. A painted volume is turned only where its slicing
+axis stays the training one, so that its painted slices stay slices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from napari_action.data.normalized_volume import _ArrayLikeReader, is_array_like
+from napari_action.io.geometry import VoxelGeometry
+from napari_action.io.reoriented import Reorientation, TurnedReader
+from napari_action.progress import FocusRequest, PredictionUpdate, SlicePrediction
+
+__all__ = ["VolumeTurns"]
+
+logger = logging.getLogger(__name__)
+
+
+class VolumeTurns:
+    """Which training volumes are turned, and how; ``turns[k]`` is None for a volume taken as stored.
+
+    Parameters
+    ----------
+    turns : sequence of Reorientation or None
+        One per training volume.
+    stored_shapes : sequence of (int, int, int)
+        Each volume's shape as stored (as given to the trainer).
+    """
+
+    def __init__(self, turns: Sequence[Reorientation | None], stored_shapes: Sequence[Sequence[int]]):
+        self.turns = tuple(turns)
+        self.stored_shapes = tuple(tuple(int(n) for n in shape) for shape in stored_shapes)
+
+    @classmethod
+    def decide(
+        cls,
+        world: Sequence[np.ndarray],
+        labels: Sequence[Any],
+        painted: Sequence[int],
+        axis: int,
+        stored_shapes: Sequence[Sequence[int]],
+    ) -> VolumeTurns:
+        """The turn of each volume onto the first painted volume's voxel order (``world``: voxel → world
+        affines; ``labels``: each volume's, as given); none when nothing is painted, or where a volume's order
+        is unknown (an oblique scan with two axes along one world axis), it is painted along an axis the turn
+        would move, or its paint is read from a file (a label array is turned as a view, a file is not)."""
+        if not painted:
+            return cls([None] * len(stored_shapes), stored_shapes)
+        reference = VoxelGeometry.from_matrix(np.asarray(world[painted[0]]))
+        turns = []
+        for index, affine in enumerate(world):
+            turn = Reorientation.between(reference, VoxelGeometry.from_matrix(np.asarray(affine)))
+            # A painted volume's painted slices would cross the training slices, or they are no array to view.
+            crossing = turn is not None and (
+                turn.stored_axes[axis] != axis or not isinstance(labels[index], np.ndarray)
+            )
+            if index in painted and crossing:
+                turn = None
+            turns.append(turn)
+        return cls(turns, stored_shapes)
+
+    @property
+    def any(self) -> bool:
+        return any(turn is not None for turn in self.turns)
+
+    def turned(self, index: int) -> bool:
+        return self.turns[index] is not None
+
+    # -- what comes in -----------------------------------------------------------------
+    def volume(self, index: int, stored: Any) -> Any:
+        """A training volume in the training order: a view of an array, a turned reader of a lazy one."""
+        turn = self.turns[index]
+        if turn is None:
+            return stored
+        if not is_array_like(stored):
+            return turn.from_stored(stored)
+        reader = stored if callable(getattr(stored, "read", None)) else _ArrayLikeReader(stored)
+        return TurnedReader(reader, turn)
+
+    def labels(self, labels: Sequence[Any]) -> list[Any]:
+        """Label arrays (None: none) in the training order: views of the user's arrays, never copies."""
+        return [self._label(index, label) for index, label in enumerate(labels)]
+
+    def _label(self, index: int, label: Any) -> Any:
+        turn = self.turns[index] if index < len(self.turns) else None
+        if label is None or turn is None:
+            return label
+        return turn.from_stored(np.asarray(label))
+
+    def spacing(self, index: int, spacing: Sequence[float]) -> tuple[float, ...]:
+        turn = self.turns[index]
+        return tuple(spacing) if turn is None else tuple(float(spacing[a]) for a in turn.stored_axes)
+
+    def affine(self, index: int, affine: np.ndarray) -> np.ndarray:
+        turn = self.turns[index]
+        return affine if turn is None else turn.affine(affine, self.stored_shapes[index])
+
+    def shape(self, index: int) -> tuple[int, int, int]:
+        turn = self.turns[index]
+        stored = self.stored_shapes[index]
+        return stored if turn is None else turn.shape(stored)
+
+    def slice_index(self, index: int, axis: int, stored_slice: int) -> int | None:
+        """Stored slice ``stored_slice`` along ``axis`` as a training slice along ``axis``; None where the
+        turn moves that axis (the stored slice is no training slice)."""
+        turn = self.turns[index]
+        if turn is None:
+            return stored_slice
+        if turn.stored_axes[axis] != axis:
+            return None
+        return self.stored_shapes[index][axis] - 1 - stored_slice if turn.reversed_axes[axis] else stored_slice
+
+    def focus(self, request: FocusRequest, axis: int) -> FocusRequest | None:
+        """The slice the user looks at (stored order) as a training slice; None where there is none."""
+        if not 0 <= request.volume_index < len(self.turns):
+            return request  # the trainer's own check names the bad index
+        index = self.slice_index(request.volume_index, axis, request.slice_index)
+        return None if index is None else dataclasses.replace(request, slice_index=index)
+
+    def labeled_slices(self, labeled: Mapping[int, Iterable[int]] | None, axis: int) -> dict[int, list[int]] | None:
+        """Slices marked as labeled (stored order) in the training order; those a turn moves are dropped."""
+        if labeled is None:
+            return None
+        turned = {}
+        for volume, slices in labeled.items():
+            inside = 0 <= volume < len(self.turns)
+            mapped = [self.slice_index(volume, axis, int(s)) if inside else int(s) for s in slices]
+            if None in mapped:
+                logger.info("slices marked as labeled on volume %d dropped: its turn moves axis %d", volume, axis)
+            turned[volume] = [s for s in mapped if s is not None]
+        return turned
+
+    # -- what goes out ----------------------------------------------------------------
+    def to_stored(self, index: int, volume: np.ndarray) -> np.ndarray:
+        """A whole volume in the training order (labels, probabilities) back in the volume's stored order."""
+        turn = self.turns[index]
+        return volume if turn is None else np.ascontiguousarray(turn.to_stored(volume))
+
+    def to_training(self, index: int, volume: np.ndarray) -> np.ndarray:
+        """A whole volume in its stored order in the training order (a view)."""
+        turn = self.turns[index]
+        return volume if turn is None else turn.from_stored(volume)
+
+    def slices_out(self, predictions: Iterable[SlicePrediction]) -> tuple[SlicePrediction, ...]:
+        """Streamed runs of slices in each volume's stored order (along the stored axis they lie on)."""
+        return tuple(self._slice_out(prediction) for prediction in predictions)
+
+    def _slice_out(self, prediction: SlicePrediction) -> SlicePrediction:
+        turn = self.turns[prediction.volume_index]
+        if turn is None:
+            return prediction
+        axis = prediction.axis
+        stored_axis = turn.stored_axes[axis]
+        size = self.shape(prediction.volume_index)[axis]
+        start = size - prediction.stop if turn.reversed_axes[axis] else prediction.start
+
+        def back(run: np.ndarray) -> np.ndarray:
+            # The run as a thin block of the training volume, turned back, its stored axis first.
+            stored = turn.to_stored(np.moveaxis(run, 0, axis))
+            return np.ascontiguousarray(np.moveaxis(stored, stored_axis, 0))
+
+        return SlicePrediction(
+            prediction.volume_index, stored_axis, start, back(prediction.labels), back(prediction.confidence)
+        )
+
+    def updates_out(self, updates: Iterable[PredictionUpdate]) -> Iterator[PredictionUpdate]:
+        """Whole-volume predictions with their arrays in the volume's stored order."""
+        for update in updates:
+            index = update.volume_index
+            if not 0 <= index < len(self.turns) or self.turns[index] is None or not update.done:
+                yield update
+                continue
+            arrays = {
+                name: None if getattr(update, name) is None else self.to_stored(index, getattr(update, name))
+                for name in ("labels", "confidence", "entropy")
+            }
+            yield dataclasses.replace(update, **arrays)
+
+    # -- what a saved model records ------------------------------------------------------
+    @staticmethod
+    def references(world: Sequence[np.ndarray], painted: Sequence[int]) -> list[VoxelGeometry]:
+        """Each training volume's geometry in the training order (``world``: their affines in it), the painted
+        volumes first: what a saved model records, and what prediction reads other volumes in the order of."""
+        order = [*painted, *(index for index in range(len(world)) if index not in painted)]
+        return [VoxelGeometry.from_matrix(np.asarray(world[index])) for index in order]
+
+    # -- what the user is told ----------------------------------------------------------
+    def notes(self, world: Sequence[np.ndarray], painted: Sequence[int], names: Sequence[str] | None) -> list[str]:
+        """One line per turned volume: what was done, so that nobody reorients the file by hand as well."""
+        if not painted:
+            return []
+        reference = VoxelGeometry.from_matrix(np.asarray(world[painted[0]])).voxel_order()
+        notes = []
+        for index, turn in enumerate(self.turns):
+            if turn is None:
+                continue
+            called = names[index] if names and index < len(names) else f"volume {index + 1}"
+            order = VoxelGeometry.from_matrix(np.asarray(world[index])).voxel_order()
+            notes.append(
+                f"{called!r} is stored {order}, the painted volumes {reference}: ACTION reads it in {reference} "
+                "order (axes flipped or swapped, nothing resampled) and gives its labels back in its own."
+            )
+        return notes
