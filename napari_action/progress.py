@@ -80,7 +80,8 @@ class PredictionUpdate:
     The last update of a volume has ``done=True`` and carries the full
     ``labels``, ``confidence`` (max softmax probability) and ``entropy``
     (normalised to [0, 1], the uncertainty) arrays in the volume's own axis
-    order.
+    order, and ``axis``, the array axis its slices were predicted along (the
+    model's, but for a training volume stored in another voxel order).
     """
 
     volume_index: int
@@ -90,6 +91,7 @@ class PredictionUpdate:
     labels: np.ndarray | None = None
     confidence: np.ndarray | None = None
     entropy: np.ndarray | None = None
+    axis: int | None = None
 
 
 @dataclass(frozen=True)

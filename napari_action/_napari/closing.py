@@ -12,7 +12,7 @@ from __future__ import annotations
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QEvent, QObject
 
-from napari_action._napari.workers import PredictionJob
+from napari_action._napari.prediction_job import PredictionJob
 
 
 class ClosingWatch(QObject):

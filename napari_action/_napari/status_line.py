@@ -7,8 +7,9 @@ from qtpy.QtWidgets import QLabel
 from superqt.utils import qthrottled
 
 from napari_action._napari.plot import LossPlot
+from napari_action._napari.prediction_job import PredictionJob
 from napari_action._napari.status import status_text
-from napari_action._napari.workers import PredictionJob, TrainingRun
+from napari_action._napari.workers import TrainingRun
 from napari_action.progress import TrainProgress
 
 #: Longest wait between two redraws of the status line and the loss plot while training, in ms: a

@@ -32,9 +32,10 @@ from napari_action._napari.layers import (
     prediction_source,
     snapshot_labels,
 )
+from napari_action._napari.prediction_job import PredictionJob
 from napari_action._napari.run_state import RunState
 from napari_action._napari.view_plane import layer_geometry, training_order
-from napari_action._napari.workers import PredictionJob, TrainingRun
+from napari_action._napari.workers import TrainingRun
 from napari_action._napari.writer import layer_world_affine
 from napari_action.data.slicing_axis import AxisDecision, decide_axis
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel

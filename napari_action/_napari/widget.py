@@ -43,6 +43,7 @@ from napari_action._napari.live_updates import LiveUpdates
 from napari_action._napari.options import OptionsForm
 from napari_action._napari.picker import LayerPicker
 from napari_action._napari.plot import LossPlot
+from napari_action._napari.prediction_job import PredictionJob
 from napari_action._napari.prediction_writer import PredictionWriter
 from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
@@ -54,7 +55,7 @@ from napari_action._napari.threads import new_worker
 from napari_action._napari.training_state import TrainingPlan, TrainingState, build_trainer
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
 from napari_action._napari.view_plane import axis_for_choice, layer_volume_meta, show_slices_along, viewer_slicing_axis
-from napari_action._napari.workers import PredictionJob, RunCallbacks, TrainingRun
+from napari_action._napari.workers import RunCallbacks, TrainingRun
 from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
 from napari_action.io.errors import describe_error
@@ -444,11 +445,9 @@ class ActionWidget(QWidget):
     def _start_prediction(self, names=None) -> None:
         items = self.training_state.prediction_items(self.viewer, names)
         self.status.say(f"Predicting {len(items)} volume(s)…")
-        job = PredictionJob(
-            self.training_state.trainer, items, on_update=self._on_prediction_update, on_finished=self._on_job_finished
-        )
-        self.training_state.job = job
-        job.start()
+        model, update, finished = self.training_state.trainer, self._on_prediction_update, self._on_job_finished
+        self.training_state.job = PredictionJob(model, items, on_update=update, on_finished=finished)
+        self.training_state.job.start()
 
     def _on_prediction_update(self, image_name: str, update, record) -> None:
         self.status.predicting(self.training_state.job, image_name)

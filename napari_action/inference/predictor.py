@@ -320,6 +320,7 @@ class Predictor:
             labels=np.moveaxis(labels, 0, axis),
             confidence=np.moveaxis(confidence, 0, axis),
             entropy=np.moveaxis(entropy, 0, axis),
+            axis=axis,
         )
 
     def extents_of(self, prior: SlicePrior | None) -> StructureExtents | None:

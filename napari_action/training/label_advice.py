@@ -87,8 +87,11 @@ def turned_volume_notes(
     world: Sequence[np.ndarray], annotation: SparseAnnotation, names: Sequence[str] | None = None
 ) -> list[str]:
     """A note for each volume nobody painted whose slices show the anatomy mirrored or turned against the
-    painted volumes' (another voxel order in-plane: LPS beside RAS). Training takes slices as stored: the
-    MNI152 template stored LPS beside Colin27 (RAS) scored mean Dice 0.13, reoriented 0.64 (3 seeds)."""
+    painted volumes' (another voxel order in-plane: LPS beside RAS). ``world`` is in the training voxel order:
+    the trainer turns every volume whose order it can name (:mod:`~napari_action.training.volume_turns`), so
+    this names only those it cannot (an oblique scan with two axes along one world axis), which are taken as
+    stored: the MNI152 template stored LPS beside Colin27 (RAS) scored mean Dice 0.13 as stored, 0.64
+    reoriented (3 seeds)."""
     painted = annotation.painted_volumes
     if not painted or len(world) == 0:
         return []

@@ -188,7 +188,8 @@ class VolumeTurns:
                 name: None if getattr(update, name) is None else self.to_stored(index, getattr(update, name))
                 for name in ("labels", "confidence", "entropy")
             }
-            yield dataclasses.replace(update, **arrays)
+            axis = None if update.axis is None else self.turns[index].stored_axes[update.axis]
+            yield dataclasses.replace(update, **arrays, axis=axis)
 
     # -- what a saved model records ------------------------------------------------------
     @staticmethod

@@ -5,8 +5,8 @@ Budgets as in test_widget.py (the ``scene`` fixture, tests/helpers/gui.py); ever
 
 from __future__ import annotations
 
+from napari_action._napari.prediction_job import PredictionJob
 from napari_action._napari.run_state import RunState
-from napari_action._napari.workers import PredictionJob
 from tests.helpers.gui import TIMEOUT, disc_volume, start_long_training, wait_finished, wait_first_step
 
 

@@ -49,8 +49,9 @@ def test_a_whole_volume_prediction_comes_back_in_the_stored_order():
     turn = Reorientation((2, 0, 1), (True, False, True))
     training, stored, turns = _turns(turn)
     entropy = training.astype(np.float32)
-    [update] = turns.updates_out([PredictionUpdate(1, 6, 6, done=True, labels=training, entropy=entropy)])
+    [update] = turns.updates_out([PredictionUpdate(1, 6, 6, done=True, labels=training, entropy=entropy, axis=1)])
     np.testing.assert_array_equal(update.labels, stored)
+    assert update.axis == 0  # its slices lie along stored axis 0: the quality record and uncertainty go along it
     np.testing.assert_array_equal(update.entropy, stored.astype(np.float32))
     assert update.confidence is None and update.labels.flags.c_contiguous
     running = PredictionUpdate(1, 2, 6)

@@ -181,9 +181,8 @@ class RefinePanel(QGroupBox):
     def _refresh_buttons(self) -> None:
         state = self.training_state
         self.update_button.setEnabled(state.can_continue and not state.busy)
-        has_predictions = bool(self._prediction_layers())
-        self.accept_button.setEnabled(has_predictions)
-        self.accept_all_button.setEnabled(has_predictions)
+        for button in (self.accept_button, self.accept_all_button):
+            button.setEnabled(bool(self._prediction_layers()))
 
     def _on_state_changed(self) -> None:
         self._refresh_buttons()
@@ -386,7 +385,8 @@ class RefinePanel(QGroupBox):
         trainer = self.training_state.trainer
         if update.entropy is None or trainer is None or image_name not in self.viewer.layers:
             return
-        found = self.uncertainty.set_volume(image_name, update.entropy, trainer.axis)
+        axis = trainer.axis if update.axis is None else update.axis  # a volume stored turned has its own
+        found = self.uncertainty.set_volume(image_name, update.entropy, axis)
         if record is not None:
             self.cohort_tab.volume_predicted(image_name, record, trainer)
         if self.show_uncertainty.isChecked():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from napari.utils.notifications import notification_manager
 
-from napari_action._napari.workers import PredictionJob
+from napari_action._napari.prediction_job import PredictionJob
 from tests.helpers.gui import GRID, TIMEOUT, edit_slice, show_slice, wait_finished
 
 

@@ -1,0 +1,168 @@
+"""Whole-volume predictions of several volumes in one napari thread worker (the widget's Predict).
+
+A training volume is predicted by its index (the trainer knows its prior, its voxel size and its voxel
+order); any other image as an array, read in the model's voxel order where it is stored in another
+(:func:`~napari_action._napari.view_plane.training_order`) and given back in its own. Each finished
+volume comes with its quality record, counted in the worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+import numpy as np
+from napari.utils import progress as napari_progress
+
+from napari_action._napari.threads import cap_torch_threads, lower_thread_priority, new_worker
+from napari_action.inference.model_protocol import SegmentationModel
+from napari_action.inference.quality import PredictionStats, QualityAccumulator
+from napari_action.io.reoriented import Reorientation
+from napari_action.progress import PredictionUpdate
+
+logger = logging.getLogger(__name__)
+
+#: Progress-bar units per predicted volume (a prediction reports slices done of its total).
+_STEPS_PER_VOLUME = 1000
+#: What :class:`PredictionJob` predicts: (key, training-volume index or 3D array, voxel size or None, turn or None).
+PredictionItem = tuple[Any, int | np.ndarray, tuple | None, Reorientation | None]
+
+
+def _predict_all(model: SegmentationModel, items: Sequence[PredictionItem]) -> Generator:
+    lower_thread_priority()
+    cap_torch_threads(model.config.num_threads)
+    for key, volume, spacing, turn in items:
+        if turn is not None:  # read in the model's voxel order (a view), given back in its own
+            volume = turn.from_stored(np.asarray(volume))
+            spacing = None if spacing is None else tuple(spacing[axis] for axis in turn.stored_axes)
+        extra = {} if spacing is None else {"spacing": spacing}
+        for update in model.predict_volume(volume, **extra):
+            record = _quality_record(model, update)
+            if turn is not None and update.done:
+                update, record = _in_stored_order(update, record, turn, volume.shape)
+            yield key, update, record
+
+
+def _in_stored_order(
+    update: PredictionUpdate, record: PredictionStats | None, turn: Reorientation, shape: tuple[int, ...]
+) -> tuple[PredictionUpdate, PredictionStats | None]:
+    """A finished prediction of a volume read through ``turn`` (``shape``: in that order), back in its stored order."""
+    arrays = {
+        name: None if getattr(update, name) is None else np.ascontiguousarray(turn.to_stored(getattr(update, name)))
+        for name in ("labels", "confidence", "entropy")
+    }
+    arrays["axis"] = None if update.axis is None else turn.stored_axes[update.axis]
+    return dataclasses.replace(update, **arrays), None if record is None else record.in_stored_order(turn, shape)
+
+
+def _quality_record(model: SegmentationModel, update: PredictionUpdate) -> PredictionStats | None:
+    """A finished prediction's quality record, counted here rather than on the GUI thread.
+
+    Counting every voxel of a brain takes about half a second; the voxel size is the
+    layer's, which only the GUI thread may read, so the record counts 1 mL per voxel
+    (:meth:`PredictionStats.with_voxel_ml` sets the real one).
+    """
+    if not update.done or update.labels is None or update.entropy is None:
+        return None
+    axis = model.axis if update.axis is None else update.axis  # a training volume stored turned: its own axis
+    record = QualityAccumulator(model.class_values, int(axis), voxel_ml=1.0)
+    record.add_volume(update.labels, update.entropy)
+    return record.finish()
+
+
+class PredictionJob:
+    """Whole-volume predictions of several volumes in one worker.
+
+    Parameters
+    ----------
+    trainer : SegmentationModel
+        A trainer or a loaded model; do not train it at the same time.
+    items : sequence of (key, volume, spacing, turn)
+        ``volume`` is a training-volume index or a 3D array, ``spacing`` its
+        voxel size in mm (None: the model's own, or 1 mm), ``turn`` the
+        :class:`~napari_action.io.reoriented.Reorientation` that reads an array in the
+        model's voxel order (None: as stored); ``key`` comes back with every update.
+    on_update : callable
+        ``on_update(key, PredictionUpdate, PredictionStats or None)`` on the GUI
+        thread; the last update of a volume has ``done=True``, the labels and
+        the volume's quality record (counted at 1 mL per voxel), the others None.
+    on_finished : callable, optional
+        Called once on the GUI thread when the worker ends (also on error).
+    progress_bar : bool
+        Show a napari progress bar (activity dock). Off by default, as for :class:`TrainingRun`:
+        while it runs napari animates its "in progress" indicator, and each frame repaints the main
+        window; under software OpenGL that took about a quarter of the GUI thread's time during
+        "Predict all" (docs/benchmarks.md, "GUI responsiveness during Predict all"). The caller shows
+        :meth:`progress_text` instead (the widget's status line).
+    """
+
+    def __init__(
+        self,
+        trainer: SegmentationModel,
+        items: Sequence[PredictionItem],
+        on_update: Callable[[Any, PredictionUpdate, PredictionStats | None], None],
+        on_finished: Callable[[], None] | None = None,
+        *,
+        progress_bar: bool = False,
+    ):
+        self.trainer = trainer
+        self.items = list(items)
+        self.on_update = on_update
+        self.on_finished = on_finished
+        self.progress_bar = progress_bar
+        self.is_running = False
+        self._worker = None
+        self._bar = None
+        self._done: dict[Any, int] = {}
+
+    def start(self) -> None:
+        """Start predicting in a worker thread."""
+        worker = new_worker(
+            _predict_all,
+            self.trainer,
+            self.items,
+            connect={"yielded": self._on_yielded, "finished": self._on_finished},
+        )
+        # Each volume counts the same; predictions say how far along they are (slices_done of total_slices).
+        if self.progress_bar:
+            self._bar = napari_progress(total=len(self.items) * _STEPS_PER_VOLUME, desc="ACTION prediction")
+        self._worker = worker
+        self.is_running = True
+        worker.start()
+
+    @property
+    def fraction(self) -> float:
+        """How far the job is, from 0 to 1 (each volume counts the same)."""
+        return sum(self._done.values()) / max(len(self.items) * _STEPS_PER_VOLUME, 1)
+
+    def progress_text(self, key: Any) -> str:
+        """``Predicting volume 3 of 17 (brain-3), 40% done…``: where the job is, ``key`` the volume in hand."""
+        keys = [item[0] for item in self.items]
+        number = keys.index(key) + 1 if key in keys else len(self._done)
+        return f"Predicting volume {number} of {len(self.items)} ({key}), {self.fraction:.0%} done…"
+
+    def abandon(self) -> None:
+        """Quit at the next batch without calling back."""
+        self.on_update = lambda key, update, record: None
+        self.on_finished = None
+        if self.is_running:
+            self._worker.quit()
+
+    def _on_yielded(self, item: tuple[Any, PredictionUpdate, PredictionStats | None]) -> None:
+        key, update, record = item
+        before = self._done.get(key, 0)
+        self._done[key] = round(_STEPS_PER_VOLUME * update.slices_done / max(update.total_slices, 1))
+        # The update first: napari's bar processes events when it moves, which can deliver the worker's
+        # `finished` here, and the job must not end (autosave, resumed training) before its last volume is written.
+        self.on_update(key, update, record)
+        if self._bar is not None:
+            self._bar.update(self._done[key] - before)
+
+    def _on_finished(self) -> None:
+        self.is_running = False
+        if self._bar is not None:
+            self._bar.close()
+        if self.on_finished is not None:
+            self.on_finished()
