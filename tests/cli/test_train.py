@@ -369,3 +369,28 @@ def test_init_that_is_no_model_is_refused_before_any_image_is_read(nifti_files, 
     err = capsys.readouterr().err
     assert "truth.nii.gz is a NIfTI image, not a napari-action checkpoint" in err
     assert "Training" not in err and not out.exists()
+
+
+def test_a_scan_stored_the_other_way_round_trains_in_the_painted_order_and_the_model_records_that_order(
+    nifti_files, capsys
+):
+    # Listed first and painted nowhere: the model must still record the painted scan's voxel order, which
+    # `predict` reads other scans in (the network learned the anatomy that way round).
+    scan = nib.load(nifti_files["image"])
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[:2, 3] = (scan.shape[0] - 1, scan.shape[1] - 1)
+    lps = nifti_files["dir"] / "scan_lps.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(scan.dataobj)[::-1, ::-1].copy(), scan.affine @ flip), lps)
+    nothing = nifti_files["dir"] / "nothing.nii.gz"  # a labels file on its grid with no paint
+    nib.save(nib.Nifti1Image(np.zeros(scan.shape, np.uint8), scan.affine @ flip), nothing)
+    model = nifti_files["dir"] / "model.pt"
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], model, method="action")
+    painted = ["--image", str(nifti_files["image"]), "--labels", str(nifti_files["labels"])]
+    args[1:5] = ["--image", str(lps), "--labels", str(nothing), *painted]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"Note: '{lps}' is stored LPS, the painted volumes RAS: ACTION reads it in RAS order" in err
+    from napari_action.inference.loaded_model import load_model
+
+    references = load_model(model, device="cpu").references
+    assert [ref.voxel_order() for ref in references] == ["RAS", "RAS"]  # both as the network saw them
