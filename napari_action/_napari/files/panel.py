@@ -22,9 +22,7 @@ full) leaves the previous file as it was and its notification says what to do.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -36,7 +34,15 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
 from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
-from napari_action._napari.files.recovery import new_autosave_path, recovery_hint, session_dialog_folder
+from napari_action._napari.files.recovery import (
+    autosave_after_opening,
+    autosave_sibling,
+    default_autosave_dir,
+    new_autosave_path,
+    prune_autosaves,
+    recovery_hint,
+    session_dialog_folder,
+)
 from napari_action._napari.files.snapshot import (
     apply_session,
     has_content,
@@ -51,56 +57,15 @@ from napari_action._napari.view_plane import geometry_in_training_order, viewer_
 from napari_action.inference.loaded_model import LoadedModel, load_model
 from napari_action.io.errors import describe_error
 from napari_action.io.geometry import geometry_warnings
-from napari_action.io.session_store import SESSION_SUFFIX, HashCache, is_session_store, session_saved_at
+from napari_action.io.session_store import SESSION_SUFFIX, HashCache, is_session_store
 
 logger = logging.getLogger(__name__)
-
-#: Environment variable naming the default autosave folder (tests point it at a temporary folder).
-AUTOSAVE_ENV = "NAPARI_ACTION_AUTOSAVE_DIR"
-
-
-def default_autosave_dir() -> Path:
-    """``$NAPARI_ACTION_AUTOSAVE_DIR``, else ``~/.napari-action/autosave``."""
-    return Path(os.environ.get(AUTOSAVE_ENV) or Path.home() / ".napari-action" / "autosave")
 
 
 def session_path(chosen: str | Path) -> Path:
     """The store for a name chosen in the save dialog: ``work`` becomes ``work.action.zarr``."""
     chosen = str(chosen)
     return Path(chosen if chosen.endswith(".zarr") else chosen + SESSION_SUFFIX)
-
-
-def autosave_sibling(path: str | Path) -> Path:
-    """Autosave store next to a session the user saved or opened: ``work.autosave.action.zarr``."""
-    path = Path(path)
-    stem = path.name.removesuffix(SESSION_SUFFIX).removesuffix(".zarr")
-    return path.with_name(f"{stem}.autosave{SESSION_SUFFIX}")
-
-
-def autosave_after_opening(opened: Path, saved_at: float) -> tuple[Path, str | None]:
-    """Where to autosave after opening the session ``opened`` (saved at ``saved_at``), and what to tell the user.
-
-    Its sibling (:func:`autosave_sibling`), unless that holds an autosave newer than the session: work done
-    after the last save, before a crash. The next autosave would replace it; it goes to a free name beside
-    it instead, and the user is told where the newer work is.
-    """
-    sibling = autosave_sibling(opened)
-    newer = session_saved_at(sibling)
-    if newer is None or newer <= saved_at:
-        return sibling, None
-    stem = sibling.name.removesuffix(SESSION_SUFFIX)
-    free = next(
-        candidate
-        for number in itertools.count(2)
-        if not (candidate := sibling.with_name(f"{stem}-{number}{SESSION_SUFFIX}")).exists()
-    )
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(newer))
-    message = (
-        f"{sibling.name} beside this session holds an autosave from {when}, newer than the session: work "
-        f"since your last save. Open it (Open session…) to get that work back; it is kept, and autosaves "
-        f"now go to {free.name}."
-    )
-    return free, message
 
 
 class _Jobs:
@@ -490,6 +455,9 @@ class FilesPanel(QGroupBox):
         self.last_autosave = time.time()
         self.status_label.setText(f"Autosaved {time.strftime('%H:%M:%S')}")
         self.status_label.setToolTip(str(path))
+        folder = default_autosave_dir()  # never a folder of the user's own, where a session was saved or opened
+        if Path(path).parent == folder and "prune" not in self._jobs.running:
+            self._start("prune", prune_autosaves, folder, Path(path), on_returned=lambda removed: None, notify=False)
 
     def _on_autosave_failed(self, exc: Exception) -> None:
         logger.error("autosave failed: %s", exc)

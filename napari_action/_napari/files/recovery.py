@@ -3,17 +3,54 @@
 Autosaves go into ``~/.napari-action/autosave``, a hidden folder that file dialogs do not show by
 default. So the panel names the latest autosave there when it opens, and *Open session…* starts in
 that folder until the user saves or opens a session elsewhere.
+
+Every window autosaves to a store of its own, so the folder grows with every napari session (each
+store holds its images' voxels: a brain session is tens of megabytes). :func:`prune_autosaves`
+keeps every autosave of the last :data:`KEEP_DAYS` days and the :data:`KEEP_LATEST` latest beyond
+them, and deletes the rest.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
 from napari_action.io.save_lock import lock_path
 from napari_action.io.session_store import SESSION_SUFFIX, session_saved_at
 
-__all__ = ["latest_autosave", "new_autosave_path", "recovery_hint", "session_dialog_folder"]
+__all__ = [
+    "AUTOSAVE_ENV",
+    "KEEP_DAYS",
+    "KEEP_LATEST",
+    "autosave_after_opening",
+    "autosave_sibling",
+    "default_autosave_dir",
+    "latest_autosave",
+    "new_autosave_path",
+    "prune_autosaves",
+    "recovery_hint",
+    "session_dialog_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable naming the default autosave folder (tests point it at a temporary folder).
+AUTOSAVE_ENV = "NAPARI_ACTION_AUTOSAVE_DIR"
+
+
+def default_autosave_dir() -> Path:
+    """``$NAPARI_ACTION_AUTOSAVE_DIR``, else ``~/.napari-action/autosave``."""
+    return Path(os.environ.get(AUTOSAVE_ENV) or Path.home() / ".napari-action" / "autosave")
+
+
+#: Autosaves younger than this many days are never deleted.
+KEEP_DAYS = 30
+#: However old, this many of the latest autosaves are kept (a crash after a month away is still recoverable).
+KEEP_LATEST = 10
 
 
 def latest_autosave(folder: Path) -> tuple[Path, float] | None:
@@ -58,3 +95,63 @@ def new_autosave_path(folder: Path, stamp: str) -> Path:
         count += 1
         path = folder / f"{stamp}-{count}{SESSION_SUFFIX}"
     return path
+
+
+def prune_autosaves(folder: Path, current: Path | None = None, now: float | None = None) -> list[Path]:
+    """Delete the autosaves of ``folder`` older than :data:`KEEP_DAYS` days beyond the :data:`KEEP_LATEST`
+    latest; return those deleted. Never ``current`` (this window's), one being written (its lock or its
+    ``.partial`` beside it) or a store that says no time (not an autosave, or a damaged one: left to the user)."""
+    now = time.time() if now is None else now
+    try:
+        candidates = [path for path in folder.iterdir() if path.name.endswith(SESSION_SUFFIX) and path != current]
+    except OSError:
+        return []
+    dated = [(path, session_saved_at(path)) for path in candidates]
+    dated = sorted(((path, when) for path, when in dated if when is not None), key=lambda item: -item[1])
+    removed = []
+    for path, when in dated[KEEP_LATEST:]:
+        writing = lock_path(path).exists() or path.with_name(f"{path.name}.partial").exists()
+        if now - when < KEEP_DAYS * 86400 or writing:
+            continue
+        try:
+            shutil.rmtree(path)
+        except OSError as error:  # another process holds it open (Windows), or no permission: keep it
+            logger.warning("could not delete the old autosave %s: %s", path, error)
+            continue
+        removed.append(path)
+    if removed:
+        logger.info("deleted %d autosave(s) older than %d days: %s", len(removed), KEEP_DAYS, removed)
+    return removed
+
+
+def autosave_sibling(path: str | Path) -> Path:
+    """Autosave store next to a session the user saved or opened: ``work.autosave.action.zarr``."""
+    path = Path(path)
+    stem = path.name.removesuffix(SESSION_SUFFIX).removesuffix(".zarr")
+    return path.with_name(f"{stem}.autosave{SESSION_SUFFIX}")
+
+
+def autosave_after_opening(opened: Path, saved_at: float) -> tuple[Path, str | None]:
+    """Where to autosave after opening the session ``opened`` (saved at ``saved_at``), and what to tell the user.
+
+    Its sibling (:func:`autosave_sibling`), unless that holds an autosave newer than the session: work done
+    after the last save, before a crash. The next autosave would replace it; it goes to a free name beside
+    it instead, and the user is told where the newer work is.
+    """
+    sibling = autosave_sibling(opened)
+    newer = session_saved_at(sibling)
+    if newer is None or newer <= saved_at:
+        return sibling, None
+    stem = sibling.name.removesuffix(SESSION_SUFFIX)
+    free = next(
+        candidate
+        for number in itertools.count(2)
+        if not (candidate := sibling.with_name(f"{stem}-{number}{SESSION_SUFFIX}")).exists()
+    )
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(newer))
+    message = (
+        f"{sibling.name} beside this session holds an autosave from {when}, newer than the session: work "
+        f"since your last save. Open it (Open session…) to get that work back; it is kept, and autosaves "
+        f"now go to {free.name}."
+    )
+    return free, message

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from napari_action._napari.files.panel import AUTOSAVE_ENV
-from napari_action._napari.files.recovery import new_autosave_path, session_dialog_folder
+from napari_action._napari.files.recovery import (
+    AUTOSAVE_ENV,
+    new_autosave_path,
+    prune_autosaves,
+    session_dialog_folder,
+)
+from napari_action.io import session_store
 from napari_action.io.save_lock import lock_path
 from napari_action.io.session_store import Session, SessionVolume, save_session
 from tests.helpers.gui import disc_volume, dock, wait_idle
@@ -52,3 +59,51 @@ def test_a_second_window_starting_to_autosave_in_the_same_second_takes_a_name_of
     assert second == tmp_path / "20261207-081500-2.action.zarr"
     lock_path(second).touch()  # a third window is saving there right now
     assert new_autosave_path(tmp_path, "20261207-081500") == tmp_path / "20261207-081500-3.action.zarr"
+
+
+def _stores_saved_days_ago(folder, days: list[float], monkeypatch) -> list:
+    """A session store in ``folder`` saved ``days[i]`` days ago for each ``i``, in that order."""
+    now, paths = time.time(), []
+    for number, age in enumerate(days):
+        monkeypatch.setattr(session_store.time, "time", lambda age=age: now - age * 86400)
+        paths.append(folder / f"old-{number:02d}.action.zarr")
+        _store(paths[-1])
+        monkeypatch.undo()
+    return paths
+
+
+def test_autosaves_older_than_a_month_beyond_the_latest_ten_are_deleted_and_nothing_else(tmp_path, monkeypatch):
+    # Every window autosaves to a store of its own, each holding its images: the hidden folder only grew.
+    current, recent = _stores_saved_days_ago(tmp_path, [0.5, 2], monkeypatch)
+    old = _stores_saved_days_ago(tmp_path / "x", [40 + day for day in range(14)], monkeypatch)
+    old = [path.rename(tmp_path / path.name.replace("old", "older")) for path in old]
+    lock_path(old[-1]).touch()  # the oldest is being written by another window right now
+    (tmp_path / "mine.action.zarr").mkdir()  # no session time to date it by: not ours to delete
+    # Kept: this window's own, then the 10 latest (2 days, 40 to 48 days), then the locked one.
+    assert prune_autosaves(tmp_path, current=current) == old[9:13]
+    kept = [current, recent, *old[:9], old[13], tmp_path / "mine.action.zarr"]
+    assert all(path.exists() for path in kept) and not any(path.exists() for path in old[9:13])
+    assert prune_autosaves(tmp_path, current=current) == []  # nothing more until they age
+
+
+def test_an_autosave_prunes_the_autosave_folder_and_never_a_folder_of_the_users(viewer, qtbot, tmp_path, monkeypatch):
+    autosaves = tmp_path / "autosave"
+    monkeypatch.setenv(AUTOSAVE_ENV, str(autosaves))
+    autosaves.mkdir()
+    old = _stores_saved_days_ago(autosaves, [40 + day for day in range(11)], monkeypatch)
+    monkeypatch.setenv(AUTOSAVE_ENV, str(autosaves))  # undone with the clock above
+    widget = dock(viewer)
+    image, truth = disc_volume()
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(truth, name="vol labels")  # something worth keeping
+    assert widget.files_panel.autosave()
+    wait_idle(qtbot, widget)
+    assert not old[-1].exists() and all(path.exists() for path in old[:-1])  # 10 kept beside this window's
+    # Beside a session the user saved, autosaves go to its folder: nothing there is ever pruned.
+    mine = _stores_saved_days_ago(tmp_path / "work", [40 + day for day in range(12)], monkeypatch)
+    monkeypatch.setenv(AUTOSAVE_ENV, str(autosaves))
+    widget.files_panel.save_session(tmp_path / "work" / "mine.action.zarr")
+    wait_idle(qtbot, widget)
+    assert widget.files_panel.autosave()
+    wait_idle(qtbot, widget)
+    assert all(path.exists() for path in mine)

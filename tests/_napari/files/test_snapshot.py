@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_action._napari.files.panel import autosave_after_opening
+from napari_action._napari.files.recovery import autosave_after_opening
 from napari_action._napari.files.snapshot import read_session
 from napari_action._napari.widget import ActionWidget
 from napari_action.io.session_store import Session, SessionVolume, file_sha256, load_session, save_session
