@@ -248,9 +248,11 @@ def turned_message(
 ) -> str | None:
     """A message when ``target``'s slices show the anatomy mirrored or turned against every training volume's.
 
-    Prediction takes each slice as stored, and training does not flip or turn its crops: a Colin27 crop on
-    5 mm slices trained RAS scored mean Dice 0.72 stored RAS, 0.69 LAS, 0.17 LPS and 0.01 with its in-plane
-    axes swapped. ``then``: what to do once the file is reoriented.
+    Where the voxel order cannot be read in the training one (a model saved without axis directions, an
+    oblique scan with two axes along one world axis), prediction takes each slice as stored, and training
+    does not flip or turn its crops: a Colin27 crop on 5 mm slices trained RAS scored mean Dice 0.72 stored
+    RAS, 0.69 LAS, 0.17 LPS and 0.01 with its in-plane axes swapped. ``then``: what to do once the file is
+    reoriented.
     """
     alike = [ref.same_slices(target, axis) for ref in references if ref.directions[axis] == target.directions[axis]]
     if not alike or None in alike or any(alike):
