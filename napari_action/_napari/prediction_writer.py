@@ -128,7 +128,8 @@ class PredictionWriter:
             class_values=trainer.class_values,
             colormap=self.training_state.colormap,
         )
-        tracker = self.training_state.tracker_for(layer, trainer.axis)
+        axis = trainer.axis if update.axis is None else update.axis  # a volume stored turned: along its own
+        tracker = self.training_state.tracker_for(layer, axis)
         # A SlicePrediction holds its slices along the first axis: the slicing axis moves to the front.
-        labels, confidence = (np.moveaxis(a, trainer.axis, 0) for a in (update.labels, update.confidence))
-        tracker.write(SlicePrediction(update.volume_index, trainer.axis, 0, labels, confidence), refresh=True)
+        labels, confidence = (np.moveaxis(a, axis, 0) for a in (update.labels, update.confidence))
+        tracker.write(SlicePrediction(update.volume_index, axis, 0, labels, confidence), refresh=True)

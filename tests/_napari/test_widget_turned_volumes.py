@@ -81,3 +81,29 @@ def test_a_mirrored_scan_left_out_of_training_is_predicted_in_the_training_order
     copy, mirrored = viewer.layers["copy ACTION"].data, viewer.layers["mirrored ACTION"].data
     assert (copy > 0).any()
     np.testing.assert_array_equal(mirrored, copy[:, ::-1, ::-1])  # the same network on the same voxels
+
+
+def test_a_scan_stored_with_its_slices_along_another_axis_is_trained_on_and_predicted_in_the_painted_plane(
+    viewer, qtbot, tmp_path
+):
+    image, truth = _off_centre()
+    ras = np.diag([3.0, 1.0, 1.0, 1.0])
+    # Array axes 0 and 1 swapped, the affine's columns with them: the same voxels, the painted slices now along axis 1.
+    swapped = ras[:, [1, 0, 2, 3]]
+    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, ras))
+    open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", image.transpose(1, 0, 2).copy(), swapped))
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="painted labels", affine=viewer.layers["painted"].affine)
+    paint(labels, truth, PAINTED)
+    widget = dock(viewer)
+    widget.config_overrides = tiny_overrides(unpainted_prior="registration")
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None and widget.training_state.trainer.turns.turned(1)
+    streamed = widget.training_state.target(1)
+    assert streamed.axis == 1 and streamed.streamed.any()  # its slices arrived along the axis they lie on
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    painted, other = viewer.layers["painted ACTION"].data, viewer.layers["swapped ACTION"].data
+    assert other.shape == (SHAPE[1], SHAPE[0], SHAPE[2])
+    found = (other > 0) | (painted.transpose(1, 0, 2) > 0)
+    assert found.any() and np.mean(other[found] == painted.transpose(1, 0, 2)[found]) > 0.95
