@@ -5,7 +5,8 @@ default. So the panel names the latest autosave there when it opens, and *Open s
 that folder until the user saves or opens a session elsewhere.
 
 Every window autosaves to a store of its own, so the folder grows with every napari session (each
-store holds its images' voxels: a brain session is tens of megabytes). :func:`prune_autosaves`
+store holds label volumes, predictions and a model, and the voxels of images opened from no file:
+a brain session is megabytes to tens of megabytes). :func:`prune_autosaves`
 keeps every autosave of the last :data:`KEEP_DAYS` days and the :data:`KEEP_LATEST` latest beyond
 them, and deletes the rest.
 """
