@@ -114,7 +114,8 @@ class AnnotationUpdate:
 
 @dataclass(frozen=True)
 class FocusRequest:
-    """Ask the trainer to stream this slice first (the one the user looks at)."""
+    """Ask the trainer to stream this slice first (the one the user looks at): its index along the slicing
+    axis, or for a volume the trainer reads turned (``Trainer.turns``) along the axis that axis lies on as stored."""
 
     volume_index: int
     slice_index: int

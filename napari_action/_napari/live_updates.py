@@ -101,4 +101,5 @@ class LiveUpdates:
         index = plan.volume_of(self.viewer.layers.selection.active)
         image = plan.images[index]
         position = image.world_to_data(self.viewer.dims.point)
-        run.send_focus(FocusRequest(index, int(round(float(position[run.trainer.axis])))))
+        axis = run.trainer.turns.stored_axis(index, run.trainer.axis)  # a scan stored turned has its own
+        run.send_focus(FocusRequest(index, int(round(float(position[axis])))))

@@ -337,9 +337,8 @@ class Trainer:
             self.update_annotation(command.labels, command.labeled_slices)
             return self.annotation.num_classes != before
         if isinstance(command, FocusRequest):
-            focus = self.turns.focus(command, self.axis)  # None: that stored slice is no training slice
-            if focus is not None:
-                self._stream.focus(focus.volume_index, focus.slice_index)
+            focus = self.turns.focus(command, self.axis)  # sent in the volume's stored order
+            self._stream.focus(focus.volume_index, focus.slice_index)
         elif command is not None:
             raise TypeError(f"iter_train() cannot handle {type(command).__name__}")
         return False

@@ -21,7 +21,7 @@ from napari_action.data.carried_ends import has_thick_slices, thickness_ratio
 from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
-from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice
+from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice, decide_axis, has_paint
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.label_values import check_class_count
 from napari_action.training.label_advice import turned_volume_notes
@@ -201,27 +201,20 @@ def prepared_volumes(
 ) -> PreparedVolumes:
     """The ``Trainer``'s arguments checked (each check's error says what to do) and turned into one voxel order.
 
-    The painted slices are found as stored (they say which volumes are painted, whose order the others take),
-    then again in the training order where a volume is turned, with the same slicing axis and classes.
+    Every volume is taken in the first painted volume's voxel order, its labels with it
+    (:class:`~napari_action.training.volume_turns.VolumeTurns`); the painted slices are then found, the
+    slicing axis decided and every check made on what training will see.
     """
     raw = check_volumes(volumes)
-    labels = pad_labels(one_per_image(() if labels is None else labels, "labels"), len(raw))  # read twice
+    labels = pad_labels(one_per_image(() if labels is None else labels, "labels"), len(raw))
     shapes = [v.shape for v in raw]
-    annotation, advice = checked_annotation(labels, shapes, config, checkpoint, labeled_slices)
     spacings, world = check_geometry(spacings, affines, raw)
-    turns = VolumeTurns.decide(world, labels, annotation.painted_volumes, annotation.axis, shapes)
-    notes = turns.notes(world, annotation.painted_volumes, names)
-    if not turns.any:
-        return PreparedVolumes(raw, annotation, advice, spacings, world, turns, notes)
+    painted = painted_indices(labels, labeled_slices)
+    turns = VolumeTurns.decide(world, labels, painted, shapes)
     count = range(len(raw))
-    annotation = build_annotation(
-        turns.labels(labels),
-        [turns.shape(k) for k in count],
-        config,
-        axis=annotation.axis,
-        labeled_slices=turns.labeled_slices(labeled_slices, annotation.axis),
-        class_values=annotation.class_values,
-    )
+    turned_labels = turns.labels(labels)
+    marked = _marked_slices(turns, labeled_slices, turned_labels, config, checkpoint)
+    annotation, advice = checked_annotation(turned_labels, [turns.shape(k) for k in count], config, checkpoint, marked)
     return PreparedVolumes(
         [turns.volume(k, raw[k]) for k in count],
         annotation,
@@ -229,8 +222,31 @@ def prepared_volumes(
         [turns.spacing(k, spacings[k]) for k in count],
         [turns.affine(k, world[k]) for k in count],
         turns,
-        notes,
+        turns.notes(world, painted, names),
     )
+
+
+def painted_indices(labels: Sequence[Any], labeled_slices: Mapping[int, Sequence[int]] | None) -> list[int]:
+    """The volumes with a painted voxel or a slice marked as labeled, in order (before any check of the labels)."""
+    marked = {int(volume) for volume, slices in (labeled_slices or {}).items() if len(list(slices))}
+    return [k for k, label in enumerate(labels) if k in marked or (label is not None and has_paint(label))]
+
+
+def _marked_slices(
+    turns: VolumeTurns,
+    labeled_slices: Mapping[int, Sequence[int]] | None,
+    labels: Sequence[Any],
+    config: TrainConfig,
+    checkpoint: Checkpoint | None,
+) -> Mapping[int, Sequence[int]] | None:
+    """Slices marked as labeled, given in each volume's stored order, in the training order: along the axis
+    the annotation will slice (the same decision as its own, made early only where a turned volume has some)."""
+    if not labeled_slices or not any(0 <= v < len(turns.turns) and turns.turned(v) for v in labeled_slices):
+        return labeled_slices
+    axis = config.axis if checkpoint is None else checkpoint.axis
+    if axis is None:
+        axis = decide_axis(labels).axis
+    return turns.labeled_slices(labeled_slices, axis)
 
 
 def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:

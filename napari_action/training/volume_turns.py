@@ -7,14 +7,14 @@ stored and 0.64 reoriented (3 seeds). So the trainer takes each such volume thro
 :class:`~napari_action.io.reoriented.Reorientation` onto the first painted volume's order (views of
 the arrays, lazy readers for files) and gives everything it hands out for it (streamed slices, the
 preview, whole-volume predictions) back in the volume's own order; what comes in (corrected labels, the
-slice the user looks at) is turned the same way. A painted volume is turned only where its slicing
-axis stays the training one, so that its painted slices stay slices.
+slice the user looks at) is turned the same way. Painted volumes are turned with their paint, so that
+slices painted on the same anatomical plane of two scans stored differently become slices along one
+axis.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -26,8 +26,6 @@ from napari_action.io.reoriented import Reorientation, TurnedReader
 from napari_action.progress import FocusRequest, PredictionUpdate, SlicePrediction
 
 __all__ = ["VolumeTurns"]
-
-logger = logging.getLogger(__name__)
 
 
 class VolumeTurns:
@@ -51,26 +49,22 @@ class VolumeTurns:
         world: Sequence[np.ndarray],
         labels: Sequence[Any],
         painted: Sequence[int],
-        axis: int,
         stored_shapes: Sequence[Sequence[int]],
     ) -> VolumeTurns:
         """The turn of each volume onto the first painted volume's voxel order (``world``: voxel → world
-        affines; ``labels``: each volume's, as given); none when nothing is painted, or where a volume's order
-        is unknown (an oblique scan with two axes along one world axis), it is painted along an axis the turn
-        would move, or its paint is read from a file (a label array is turned as a view, a file is not)."""
+        affines; ``labels``: each volume's as given, None for none; ``painted``: the volumes with paint, in
+        order). None when nothing is painted, where a volume's order is unknown (an oblique scan with two axes
+        along one world axis), or where its labels are no array of its shape (paint read from a file, which a
+        view cannot turn; a wrong shape, which the annotation's own check names as the user gave it)."""
         if not painted:
             return cls([None] * len(stored_shapes), stored_shapes)
         reference = VoxelGeometry.from_matrix(np.asarray(world[painted[0]]))
         turns = []
         for index, affine in enumerate(world):
             turn = Reorientation.between(reference, VoxelGeometry.from_matrix(np.asarray(affine)))
-            # A painted volume's painted slices would cross the training slices, or they are no array to view.
-            crossing = turn is not None and (
-                turn.stored_axes[axis] != axis or not isinstance(labels[index], np.ndarray)
-            )
-            if index in painted and crossing:
-                turn = None
-            turns.append(turn)
+            label = labels[index] if index < len(labels) else None
+            viewable = label is None or (isinstance(label, np.ndarray) and label.shape == tuple(stored_shapes[index]))
+            turns.append(turn if viewable else None)
         return cls(turns, stored_shapes)
 
     @property
@@ -114,35 +108,36 @@ class VolumeTurns:
         stored = self.stored_shapes[index]
         return stored if turn is None else turn.shape(stored)
 
-    def slice_index(self, index: int, axis: int, stored_slice: int) -> int | None:
-        """Stored slice ``stored_slice`` along ``axis`` as a training slice along ``axis``; None where the
-        turn moves that axis (the stored slice is no training slice)."""
+    def stored_axis(self, index: int, axis: int) -> int:
+        """The stored array axis of volume ``index`` that training ``axis`` lies along (its slices as the user
+        sees them: a scan stored with its axial slices along axis 0 shows them along axis 0)."""
         turn = self.turns[index]
-        if turn is None:
-            return stored_slice
-        if turn.stored_axes[axis] != axis:
-            return None
-        return self.stored_shapes[index][axis] - 1 - stored_slice if turn.reversed_axes[axis] else stored_slice
+        return axis if turn is None else turn.stored_axes[axis]
 
-    def focus(self, request: FocusRequest, axis: int) -> FocusRequest | None:
-        """The slice the user looks at (stored order) as a training slice; None where there is none."""
+    def slice_index(self, index: int, axis: int, stored_slice: int) -> int:
+        """Slice ``stored_slice`` along :meth:`stored_axis` of volume ``index`` as a training slice along ``axis``."""
+        turn = self.turns[index]
+        if turn is None or not turn.reversed_axes[axis]:
+            return stored_slice
+        return self.stored_shapes[index][turn.stored_axes[axis]] - 1 - stored_slice
+
+    def focus(self, request: FocusRequest, axis: int) -> FocusRequest:
+        """The slice the user looks at (along :meth:`stored_axis`) as a training slice."""
         if not 0 <= request.volume_index < len(self.turns):
             return request  # the trainer's own check names the bad index
-        index = self.slice_index(request.volume_index, axis, request.slice_index)
-        return None if index is None else dataclasses.replace(request, slice_index=index)
+        return dataclasses.replace(
+            request, slice_index=self.slice_index(request.volume_index, axis, request.slice_index)
+        )
 
     def labeled_slices(self, labeled: Mapping[int, Iterable[int]] | None, axis: int) -> dict[int, list[int]] | None:
-        """Slices marked as labeled (stored order) in the training order; those a turn moves are dropped."""
+        """Slices marked as labeled, each along its volume's :meth:`stored_axis`, as training slices."""
         if labeled is None:
             return None
-        turned = {}
-        for volume, slices in labeled.items():
-            inside = 0 <= volume < len(self.turns)
-            mapped = [self.slice_index(volume, axis, int(s)) if inside else int(s) for s in slices]
-            if None in mapped:
-                logger.info("slices marked as labeled on volume %d dropped: its turn moves axis %d", volume, axis)
-            turned[volume] = [s for s in mapped if s is not None]
-        return turned
+        inside = range(len(self.turns))
+        return {
+            volume: [self.slice_index(volume, axis, int(s)) if volume in inside else int(s) for s in slices]
+            for volume, slices in labeled.items()
+        }
 
     # -- what goes out ----------------------------------------------------------------
     def to_stored(self, index: int, volume: np.ndarray) -> np.ndarray:

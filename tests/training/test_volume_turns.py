@@ -58,14 +58,16 @@ def test_a_whole_volume_prediction_comes_back_in_the_stored_order():
     assert next(turns.updates_out([running])) is running
 
 
-def test_the_slice_the_user_looks_at_is_the_mirrored_training_slice_or_none_where_the_axis_moved():
+def test_the_slice_the_user_looks_at_is_the_mirrored_training_slice_along_the_axis_it_lies_on_as_stored():
     mirrored = VolumeTurns([None, Reorientation((0, 1, 2), (True, True, True))], [(4, 5, 6), (4, 5, 6)])
     assert mirrored.focus(FocusRequest(1, 1), axis=2) == FocusRequest(1, 4)
     assert mirrored.focus(FocusRequest(0, 1), axis=2) == FocusRequest(0, 1)
     assert mirrored.labeled_slices({1: [0, 5], 0: [3]}, axis=2) == {1: [5, 0], 0: [3]}
-    swapped = VolumeTurns([None, Reorientation((2, 1, 0), (False, False, False))], [(4, 5, 6), (6, 5, 4)])
-    assert swapped.focus(FocusRequest(1, 1), axis=2) is None  # a stored slice along axis 2 is no training slice
-    assert swapped.labeled_slices({1: [0]}, axis=2) == {1: []}
+    # Training axis 2 lies along stored axis 0 (6 slices), reversed: the user's slice 1 there is training slice 4.
+    swapped = VolumeTurns([None, Reorientation((2, 1, 0), (False, False, True))], [(4, 5, 6), (6, 5, 4)])
+    assert swapped.stored_axis(1, 2) == 0 and swapped.stored_axis(0, 2) == 2
+    assert swapped.focus(FocusRequest(1, 1), axis=2) == FocusRequest(1, 4)
+    assert swapped.labeled_slices({1: [0, 3]}, axis=2) == {1: [5, 2]}
 
 
 def _off_centre(seed: int = 0):
@@ -117,17 +119,29 @@ def test_a_correction_painted_on_the_mirrored_volume_trains_on_the_slice_it_was_
     generator.close()
 
 
-def test_a_painted_volume_stored_mirrored_is_turned_with_its_paint_and_one_stored_across_is_sliced_as_painted():
+def test_a_painted_volume_stored_mirrored_is_turned_with_its_paint():
     image, truth = _off_centre()
     painted = [sparse(truth), sparse(truth)[::-1, ::-1].copy()]
     both = Trainer([image, image[::-1, ::-1].copy()], painted, tiny_config(), affines=[RAS, LPS])
     assert both.turns.turned(1)
     np.testing.assert_array_equal(both.annotation.target(1, 2), both.annotation.target(0, 2))
-    # Stored with its axial slices along its first axis.
-    across = np.moveaxis(image, 2, 0).copy()
-    sal = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [3.0, 0.0, 0.0, 0.0], [0, 0, 0, 1.0]])
-    across_trainer = Trainer([image, across], [sparse(truth), None], tiny_config(), affines=[RAS, sal])
-    assert across_trainer.turns.turned(
-        1
-    )  # nobody painted it: read in the painted order, its axial slices as training slices
-    np.testing.assert_allclose(across_trainer.images[1].whole(), across_trainer.images[0].whole())
+
+
+# Stored with its axial slices along its first array axis: the same voxels as the RAS image, axes moved.
+SAL = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [3.0, 0.0, 0.0, 0.0], [0, 0, 0, 1.0]])
+
+
+def test_a_scan_stored_with_its_axial_slices_along_another_axis_is_sliced_axially_painted_or_not():
+    image, truth = _off_centre()
+    across, across_truth = (np.moveaxis(a, 2, 0).copy() for a in (image, truth))
+    unpainted = Trainer([image, across], [sparse(truth), None], tiny_config(), affines=[RAS, SAL])
+    assert unpainted.turns.turned(1) and unpainted.axis == 2
+    np.testing.assert_allclose(unpainted.images[1].whole(), unpainted.images[0].whole())
+    # Axial slices painted on both scans, along array axis 2 of one and axis 0 of the other: one slicing axis,
+    # where as stored the paint of the second crossed every slice of the first's axis (and was refused or misread).
+    across_paint = np.zeros_like(across_truth)
+    across_paint[[4, 8]] = across_truth[[4, 8]]
+    both = Trainer([image, across], [sparse(truth), across_paint], tiny_config(), affines=[RAS, SAL])
+    assert both.axis == 2 and both.annotation.labeled_slices(1) == [4, 8]
+    np.testing.assert_array_equal(both.annotation.target(1, 4), truth[:, :, 4])
+    assert not [note for note in both.advice if "crosses" in note]
