@@ -61,7 +61,7 @@ def layer_geometry(layer) -> VoxelGeometry:
 def training_order(model, layer) -> Reorientation | None:
     """How to read ``layer`` in the voxel order ``model`` saw its training volumes in (None: as stored, or not known:
     a model saved without axis signs). A scan stored LPS beside RAS training volumes shows the network the anatomy
-    mirrored: predicted as stored, the MNI152 template beside Colin27 scored mean Dice 0.13, reoriented 0.64."""
+    mirrored: predicted as stored, the MNI152 template beside Colin27 scored mean Dice 0.13, reoriented 0.65."""
     references = [] if model is None else list(model.references)
     return Reorientation.between(references[0], layer_geometry(layer)) if references else None
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from napari_action.data.intensity import IntensityStatistics, exact_statistics, intensity_statistics
 
-__all__ = ["CACHED_SLICES", "NormalizedVolume", "SliceReader", "is_array_like"]
+__all__ = ["CACHED_SLICES", "ArrayLikeReader", "NormalizedVolume", "SliceReader", "is_array_like"]
 
 #: Normalised whole slices kept for images read from disk (16 planes of 512² float32: 16 MiB).
 CACHED_SLICES = 16
@@ -53,7 +53,7 @@ def is_array_like(data: object) -> bool:
     return hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")
 
 
-class _ArrayLikeReader:
+class ArrayLikeReader:
     """A :class:`SliceReader` over an array-like that supports numpy basic slicing (zarr, dask, h5py)."""
 
     def __init__(self, data: Any) -> None:
@@ -87,7 +87,7 @@ class NormalizedVolume:
     def __init__(self, data: Any, statistics: IntensityStatistics | None) -> None:
         self._lazy = is_array_like(data)
         if self._lazy:
-            self._reader: SliceReader = data if callable(getattr(data, "read", None)) else _ArrayLikeReader(data)
+            self._reader: SliceReader = data if callable(getattr(data, "read", None)) else ArrayLikeReader(data)
             self._array = None
         else:
             self._array = np.asarray(data)

@@ -209,6 +209,8 @@ def prepared_volumes(
     labels = pad_labels(one_per_image(() if labels is None else labels, "labels"), len(raw))
     shapes = [v.shape for v in raw]
     spacings, world = check_geometry(spacings, affines, raw)
+    if isinstance(labeled_slices, Mapping):  # read more than once below (the annotation checks what is in it)
+        labeled_slices = {int(volume): list(slices) for volume, slices in labeled_slices.items()}
     painted = painted_indices(labels, labeled_slices)
     turns = VolumeTurns.decide(world, labels, painted, shapes)
     count = range(len(raw))
@@ -228,7 +230,7 @@ def prepared_volumes(
 
 def painted_indices(labels: Sequence[Any], labeled_slices: Mapping[int, Sequence[int]] | None) -> list[int]:
     """The volumes with a painted voxel or a slice marked as labeled, in order (before any check of the labels)."""
-    marked = {int(volume) for volume, slices in (labeled_slices or {}).items() if len(list(slices))}
+    marked = {volume for volume, slices in (labeled_slices or {}).items() if len(slices)}
     return [k for k, label in enumerate(labels) if k in marked or (label is not None and has_paint(label))]
 
 
@@ -241,7 +243,7 @@ def _marked_slices(
 ) -> Mapping[int, Sequence[int]] | None:
     """Slices marked as labeled, given in each volume's stored order, in the training order: along the axis
     the annotation will slice (the same decision as its own, made early only where a turned volume has some)."""
-    if not labeled_slices or not any(0 <= v < len(turns.turns) and turns.turned(v) for v in labeled_slices):
+    if not labeled_slices or not any(v in range(len(turns.turns)) and turns.turned(v) for v in labeled_slices):
         return labeled_slices
     axis = config.axis if checkpoint is None else checkpoint.axis
     if axis is None:

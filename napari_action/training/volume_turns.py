@@ -3,7 +3,7 @@
 A 2D network learns the anatomy the way round its slices show it. A scan stored LPS beside a painted
 RAS one shows it mirrored, and one whose axial slices lie along another array axis shows it another
 plane: the MNI152 template stored LPS, opened unpainted beside Colin27 (RAS), scored mean Dice 0.13 as
-stored and 0.64 reoriented (3 seeds). So the trainer takes each such volume through a
+stored and 0.65 reoriented (3 seeds). So the trainer takes each such volume through a
 :class:`~napari_action.io.reoriented.Reorientation` onto the first painted volume's order (views of
 the arrays, lazy readers for files) and gives everything it hands out for it (streamed slices, the
 preview, whole-volume predictions) back in the volume's own order; what comes in (corrected labels, the
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_action.data.normalized_volume import _ArrayLikeReader, is_array_like
+from napari_action.data.normalized_volume import ArrayLikeReader, is_array_like
 from napari_action.io.geometry import VoxelGeometry
 from napari_action.io.reoriented import Reorientation, TurnedReader
 from napari_action.progress import FocusRequest, PredictionUpdate, SlicePrediction
@@ -82,7 +82,7 @@ class VolumeTurns:
             return stored
         if not is_array_like(stored):
             return turn.from_stored(stored)
-        reader = stored if callable(getattr(stored, "read", None)) else _ArrayLikeReader(stored)
+        reader = stored if callable(getattr(stored, "read", None)) else ArrayLikeReader(stored)
         return TurnedReader(reader, turn)
 
     def labels(self, labels: Sequence[Any]) -> list[Any]:
