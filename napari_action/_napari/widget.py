@@ -60,6 +60,7 @@ from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
 from napari_action.io.errors import describe_error
 from napari_action.progress import SlicePrediction, TrainProgress
+from napari_action.training.volume_turns import paint_in_painted_order
 
 if TYPE_CHECKING:
     import napari
@@ -292,15 +293,15 @@ class ActionWidget(QWidget):
         """Snapshot the inputs, decide the slicing axis; the returned function builds the trainer in the worker."""
         viewer_axis = viewer_slicing_axis(self.viewer)
         config = self.options.config(viewer_axis, **self.config_overrides)
-        # zarr or dask layers stay lazy: the trainer reads them a slice at a time.
-        volumes = [layer_image_data(image) for image in plan.images]
+        volumes = [layer_image_data(image) for image in plan.images]  # zarr or dask layers stay lazy
         # Voxel sizes and world positions: the trainer carries labels onto unpainted images in millimetres.
         affines = [layer_volume_meta(image).affine for image in plan.images]
         # The accepted slices join the painted labels (those accepted along another axis than chosen are dropped).
         training = self.training_labels(plan, axis=config.axis)
-        # Decided once, here on the GUI thread, and handed down: nothing below infers it again.
+        # Decided once, here, on the paint as training sees it (each scan in the first painted one's voxel order).
+        painted = paint_in_painted_order(training.labels, affines, [volume.shape for volume in volumes])
         init = self.training_state.training_init(
-            training.labels, chosen=config.axis, accepted=training.axis, viewer_axis=viewer_axis
+            painted, chosen=config.axis, accepted=training.axis, viewer_axis=viewer_axis
         )
         if init.reason is not None:
             show_warning(f"ACTION: {init.reason}")

@@ -21,11 +21,11 @@ from napari_action.data.carried_ends import has_thick_slices, thickness_ratio
 from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
-from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice, decide_axis, has_paint
+from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice, decide_axis
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.label_values import check_class_count
 from napari_action.training.label_advice import turned_volume_notes
-from napari_action.training.volume_turns import VolumeTurns
+from napari_action.training.volume_turns import VolumeTurns, painted_indices
 
 logger = logging.getLogger(__name__)
 
@@ -226,12 +226,6 @@ def prepared_volumes(
         turns,
         turns.notes(world, painted, names),
     )
-
-
-def painted_indices(labels: Sequence[Any], labeled_slices: Mapping[int, Sequence[int]] | None) -> list[int]:
-    """The volumes with a painted voxel or a slice marked as labeled, in order (before any check of the labels)."""
-    marked = {volume for volume, slices in (labeled_slices or {}).items() if len(slices)}
-    return [k for k, label in enumerate(labels) if k in marked or (label is not None and has_paint(label))]
 
 
 def _marked_slices(

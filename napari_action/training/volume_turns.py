@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from napari_action.data.normalized_volume import ArrayLikeReader, is_array_like
+from napari_action.data.slicing_axis import has_paint
 from napari_action.io.geometry import VoxelGeometry
 from napari_action.io.reoriented import Reorientation, TurnedReader
 from napari_action.progress import FocusRequest, PredictionUpdate, SlicePrediction
 
-__all__ = ["VolumeTurns"]
+__all__ = ["VolumeTurns", "paint_in_painted_order", "painted_indices"]
 
 
 class VolumeTurns:
@@ -211,3 +212,18 @@ class VolumeTurns:
                 "order (axes flipped or swapped, nothing resampled) and gives its labels back in its own."
             )
         return notes
+
+
+def painted_indices(labels: Sequence[Any], labeled_slices: Mapping[int, Sequence[int]] | None = None) -> list[int]:
+    """The volumes with a painted voxel or a slice marked as labeled, in order (before any check of the labels)."""
+    marked = {volume for volume, slices in (labeled_slices or {}).items() if len(slices)}
+    return [k for k, label in enumerate(labels) if k in marked or (label is not None and has_paint(label))]
+
+
+def paint_in_painted_order(
+    labels: Sequence[Any], world: Sequence[np.ndarray], stored_shapes: Sequence[Sequence[int]]
+) -> list[Any]:
+    """Each volume's labels in the first painted volume's voxel order, as the trainer will read them (views):
+    what a front end decides the slicing axis from, so that axial slices painted on two scans stored with
+    them along different array axes count as slices along one."""
+    return VolumeTurns.decide(world, labels, painted_indices(labels), stored_shapes).labels(labels)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from napari_action._napari.reader import DisplayGeometryWarning
+from napari_action._napari.view_plane import show_slices_along
 from tests.helpers.engine import tiny_overrides
 from tests.helpers.gui import PAINTED, SHAPE, dock, open_nifti, paint, wait_finished
 
@@ -110,3 +111,33 @@ def test_a_scan_stored_with_its_slices_along_another_axis_is_trained_on_and_pred
     assert other.shape == (SHAPE[1], SHAPE[0], SHAPE[2])
     found = (other > 0) | (painted.transpose(1, 0, 2) > 0)
     assert found.any() and np.mean(other[found] == painted.transpose(1, 0, 2)[found]) > 0.95
+
+
+def test_axial_slices_painted_on_two_scans_stored_with_them_along_different_axes_train_as_one_plane(
+    viewer, qtbot, tmp_path
+):
+    # The second scan holds its axial slices along array axis 1: as stored, its paint crossed every slice of
+    # the first scan's axis, and the slicing axis was decided from that mix.
+    image, truth = _off_centre()
+    ras = np.diag([3.0, 1.0, 1.0, 1.0])
+    swapped_image, swapped_truth = (a.transpose(1, 0, 2).copy() for a in (image, truth))
+    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, ras))
+    with pytest.warns(DisplayGeometryWarning):
+        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", swapped_image, ras[:, [1, 0, 2, 3]]))
+    for name, paint_on, axis in (("painted", truth, 0), ("swapped", swapped_truth, 1)):
+        layer = viewer.add_labels(np.zeros(paint_on.shape, np.uint8), name=f"{name} labels")
+        layer.affine = viewer.layers[name].affine
+        painted = np.zeros_like(paint_on)
+        index = [slice(None)] * 3
+        index[axis] = list(PAINTED)
+        painted[tuple(index)] = paint_on[tuple(index)]
+        layer.data = painted
+    widget = dock(viewer)
+    show_slices_along(viewer, 2)  # the user looks along neither: as stored, the paint said axes 0 and 1 alike
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    trainer = widget.training_state.trainer
+    assert widget.run.error is None and trainer.axis == 0
+    assert trainer.annotation.labeled_slices(1) == list(PAINTED)
+    np.testing.assert_array_equal(trainer.annotation.target(1, PAINTED[0]), trainer.annotation.target(0, PAINTED[0]))
+    assert not [note for note in trainer.advice if "crosses" in note]
