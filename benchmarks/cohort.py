@@ -75,13 +75,10 @@ class Protocol:
             # files first (exact transposes and flips) gives the network one view of the anatomy.
             subjects = [reoriented_like(s, subjects[0]) for s in subjects]
         self.painted, self.others = subjects[: args.painted], subjects[args.painted :]
+        # The training axis, in the first painted subject's voxel order (the trainer reads the others in it).
         self.axis = self.painted[0].axis
-        if any(s.axis != self.axis for s in self.painted):
-            raise SystemExit(
-                "the painted subjects hold their axial slices along different array axes, and the trainer "
-                "slices every volume along one: use --orientation canonical or --painted 1"
-            )
-        self.slices = {s.name: evenly_spaced_slices(s.labels, self.axis, args.k) for s in self.painted}
+        # Each painted subject's axial slices along its own array axis, as a user paints them.
+        self.slices = {s.name: evenly_spaced_slices(s.labels, s.axis, args.k) for s in self.painted}
         self.stored_orientation = {s.name: s.orientation for s in cohort.subjects}
 
     @property
@@ -90,7 +87,7 @@ class Protocol:
 
     def sparse_labels(self) -> list[np.ndarray | None]:
         """The painted slices from the truth; ``None``: an unlabeled volume."""
-        painted = [sparse_from_truth(s.labels, self.axis, self.slices[s.name]) for s in self.painted]
+        painted = [sparse_from_truth(s.labels, s.axis, self.slices[s.name]) for s in self.painted]
         return painted + [None] * len(self.others)
 
     def score(self, subject: Subject, prediction: np.ndarray, surface: bool) -> dict:
@@ -119,14 +116,14 @@ class Protocol:
             class_values=self.cohort.class_values,
             class_names=self.cohort.class_names,
             exclude_slices=excluded or None,
-            axis=self.axis if excluded else None,
+            axis=subject.axis if excluded else None,
         ).to_dict()
         return {row["name"]: row["dice"] for row in result["rows"]}, result["mean_hd95_mm"]
 
     def _dice_only(self, subject: Subject, prediction: np.ndarray, excluded: list[int]) -> dict:
         """Dice without surface distances (those take most of the scoring time on whole volumes)."""
-        kept_prediction = np.delete(prediction, excluded, axis=self.axis)
-        kept_truth = np.delete(subject.labels, excluded, axis=self.axis)
+        kept_prediction = np.delete(prediction, excluded, axis=subject.axis)
+        kept_truth = np.delete(subject.labels, excluded, axis=subject.axis)
         dice = dice_per_class(kept_prediction, kept_truth, self.cohort.class_values)
         # evaluate()'s rule: a class absent from both is left out of the means (NaN, written None).
         return {self.cohort.class_names[v]: (None if np.isnan(d) else d) for v, d in dice.items()}
@@ -380,7 +377,7 @@ def run_cohort(name: str, args) -> None:
     protocol = Protocol(cohort, args)
     print(
         f"{name}: {len(cohort.subjects)} subjects made in {time.perf_counter() - start:.0f} s; painted "
-        f"{protocol.slices} along axis {protocol.axis}",
+        f"{protocol.slices} along axes {[s.axis for s in protocol.painted]} (training axis {protocol.axis})",
         flush=True,
     )
     atlas = run_atlas_truth(protocol, args) if "atlas" in args.methods else None
