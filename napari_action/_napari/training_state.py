@@ -40,6 +40,7 @@ from napari_action._napari.writer import layer_world_affine
 from napari_action.data.slicing_axis import AxisDecision, decide_axis
 from napari_action.inference.model_protocol import SegmentationModel, TrainableModel
 from napari_action.io.geometry import grid_difference, same_voxel_grid
+from napari_action.training.volume_turns import model_order, paint_in_painted_order
 
 if TYPE_CHECKING:
     from napari_action.io.checkpoint import Checkpoint
@@ -283,19 +284,32 @@ class TrainingState:
         if any(self.trainer.class_names.get(value) != name for value, name in names.items()):
             self.trainer.class_names = {**self.trainer.class_names, **names}
 
-    def training_init(self, labels, *, chosen: int | None, accepted: int | None, viewer_axis: int) -> TrainingInit:
+    def training_init(
+        self, labels, *, chosen: int | None, accepted: int | None, viewer_axis: int, geometry=None
+    ) -> TrainingInit:
         """Decide the slicing axis of the next training, and whether it continues the loaded model.
 
         ``chosen`` is the form's axis (None: "auto"), ``accepted`` the axis of the accepted
         slices, ``viewer_axis`` the axis the viewer slices along (see
         :func:`~napari_action.data.slicing_axis.decide_axis`). Continuing needs training
         along the model's slicing axis; otherwise a new model is trained, and the result
-        says why for the widget to tell the user.
+        says why for the widget to tell the user. With the images' ``geometry`` (voxel → world affines,
+        shapes), ``labels`` are as stored and the axis is decided on the paint as training will see it: in the
+        voxel order the loaded model saw its training volumes in when it is continued, else in the first painted
+        image's (:func:`~napari_action.training.volume_turns.paint_in_painted_order`).
         """
         checkpoint = self.init_checkpoint
         model_axis = None if checkpoint is None else int(checkpoint.axis)
-        decision = decide_axis(labels, model_axis=model_axis, chosen=chosen, accepted=accepted, viewer_axis=viewer_axis)
-        if checkpoint is None or decision.axis == model_axis:
+        seen = _paint_as_trained(labels, geometry)
+        if checkpoint is not None:
+            as_model = _paint_as_trained(labels, geometry, checkpoint)
+            decision = decide_axis(
+                as_model, model_axis=model_axis, chosen=chosen, accepted=accepted, viewer_axis=viewer_axis
+            )
+            if decision.axis == model_axis:
+                return TrainingInit(decision, checkpoint)
+        decision = decide_axis(seen, model_axis=model_axis, chosen=chosen, accepted=accepted, viewer_axis=viewer_axis)
+        if checkpoint is None:
             return TrainingInit(decision, checkpoint)
         return TrainingInit(
             decision,
@@ -384,3 +398,12 @@ class TrainingState:
         for tracker in self.trackers.values():
             tracker.disconnect()
         self.trackers = {}
+
+
+def _paint_as_trained(labels, geometry, checkpoint=None) -> list:
+    """``labels`` as training reads them (each image in one voxel order; ``checkpoint``: a continued model's),
+    or as they are where no ``geometry`` (affines, shapes) is given."""
+    if geometry is None:
+        return list(labels)
+    affines, shapes = geometry
+    return paint_in_painted_order(labels, affines, shapes, model_order(checkpoint))

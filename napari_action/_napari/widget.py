@@ -60,7 +60,6 @@ from napari_action.inference.loaded_model import save_model
 from napari_action.inference.model_protocol import TrainableModel
 from napari_action.io.errors import describe_error
 from napari_action.progress import SlicePrediction, TrainProgress
-from napari_action.training.volume_turns import paint_in_painted_order
 
 if TYPE_CHECKING:
     import napari
@@ -298,10 +297,10 @@ class ActionWidget(QWidget):
         affines = [layer_volume_meta(image).affine for image in plan.images]
         # The accepted slices join the painted labels (those accepted along another axis than chosen are dropped).
         training = self.training_labels(plan, axis=config.axis)
-        # Decided once, here, on the paint as training sees it (each scan in the first painted one's voxel order).
-        painted = paint_in_painted_order(training.labels, affines, [volume.shape for volume in volumes])
+        # Decided once, here, on the paint as training sees it (each scan in one voxel order).
+        geometry = (affines, [volume.shape for volume in volumes])
         init = self.training_state.training_init(
-            painted, chosen=config.axis, accepted=training.axis, viewer_axis=viewer_axis
+            training.labels, chosen=config.axis, accepted=training.axis, viewer_axis=viewer_axis, geometry=geometry
         )
         if init.reason is not None:
             show_warning(f"ACTION: {init.reason}")

@@ -67,7 +67,7 @@ class LoadedModel:
         self.class_values = np.asarray(checkpoint.class_values, dtype=np.int64)
         self.axis = int(checkpoint.axis)
         self.volumes: list[np.ndarray] = []  # a loaded model has no training volumes
-        self.references = [VoxelGeometry.from_dict(d) for d in checkpoint.extra.get(REFERENCE_KEY, [])]
+        self.references = recorded_references(checkpoint)
 
     @property
     def pixel_mm(self) -> tuple[float, float] | None:
@@ -138,6 +138,12 @@ def save_model(
     from napari_action.io.checkpoint import save_checkpoint  # torch: see LoadedModel.save_checkpoint
 
     return save_checkpoint(path, with_references(model.checkpoint(), references), overwrite=overwrite)
+
+
+def recorded_references(checkpoint: Checkpoint) -> list[VoxelGeometry]:
+    """The training volumes' geometry recorded in ``checkpoint`` (:func:`with_references`), in the voxel order
+    the network saw them; empty for a checkpoint saved without it."""
+    return [VoxelGeometry.from_dict(d) for d in checkpoint.extra.get(REFERENCE_KEY, [])]
 
 
 def with_references(checkpoint: Checkpoint, references: Sequence[VoxelGeometry]) -> Checkpoint:

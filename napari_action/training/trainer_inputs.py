@@ -25,7 +25,7 @@ from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.label_values import check_class_count
 from napari_action.training.label_advice import turned_volume_notes
-from napari_action.training.volume_turns import VolumeTurns, painted_indices
+from napari_action.training.volume_turns import VolumeTurns, model_order, painted_indices
 
 logger = logging.getLogger(__name__)
 
@@ -201,9 +201,9 @@ def prepared_volumes(
 ) -> PreparedVolumes:
     """The ``Trainer``'s arguments checked (each check's error says what to do) and turned into one voxel order.
 
-    Every volume is taken in the first painted volume's voxel order, its labels with it
-    (:class:`~napari_action.training.volume_turns.VolumeTurns`); the painted slices are then found, the
-    slicing axis decided and every check made on what training will see.
+    Every volume is taken in the first painted volume's voxel order (a continued ``checkpoint``'s where it recorded
+    one), its labels with it (:class:`~napari_action.training.volume_turns.VolumeTurns`); the painted slices are
+    then found, the slicing axis decided and every check made on what training will see.
     """
     raw = check_volumes(volumes)
     labels = pad_labels(one_per_image(() if labels is None else labels, "labels"), len(raw))
@@ -212,7 +212,7 @@ def prepared_volumes(
     if isinstance(labeled_slices, Mapping):  # read more than once below (the annotation checks what is in it)
         labeled_slices = {int(volume): list(slices) for volume, slices in labeled_slices.items()}
     painted = painted_indices(labels, labeled_slices)
-    turns = VolumeTurns.decide(world, labels, painted, shapes)
+    turns = VolumeTurns.decide(world, labels, painted, shapes, model_order(checkpoint))
     count = range(len(raw))
     turned_labels = turns.labels(labels)
     marked = _marked_slices(turns, labeled_slices, turned_labels, config, checkpoint)
@@ -224,7 +224,7 @@ def prepared_volumes(
         [turns.spacing(k, spacings[k]) for k in count],
         [turns.affine(k, world[k]) for k in count],
         turns,
-        turns.notes(world, painted, names),
+        turns.notes(world, names),
     )
 
 

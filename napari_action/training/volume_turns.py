@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_action.data.normalized_volume import ArrayLikeReader, is_array_like
 from napari_action.data.slicing_axis import has_paint
+from napari_action.inference.loaded_model import recorded_references
 from napari_action.io.geometry import VoxelGeometry
 from napari_action.io.reoriented import Reorientation, TurnedReader
 from napari_action.progress import FocusRequest, PredictionUpdate, SlicePrediction
 
-__all__ = ["VolumeTurns", "paint_in_painted_order", "painted_indices"]
+if TYPE_CHECKING:
+    from napari_action.io.checkpoint import Checkpoint  # imports torch, which the widget loads when it trains
+
+__all__ = ["VolumeTurns", "model_order", "paint_in_painted_order", "painted_indices"]
 
 
 class VolumeTurns:
@@ -40,9 +44,16 @@ class VolumeTurns:
         Each volume's shape as stored (as given to the trainer).
     """
 
-    def __init__(self, turns: Sequence[Reorientation | None], stored_shapes: Sequence[Sequence[int]]):
+    def __init__(
+        self,
+        turns: Sequence[Reorientation | None],
+        stored_shapes: Sequence[Sequence[int]],
+        reference: VoxelGeometry | None = None,
+        of: str = "the painted volumes",
+    ):
         self.turns = tuple(turns)
         self.stored_shapes = tuple(tuple(int(n) for n in shape) for shape in stored_shapes)
+        self.reference, self.of = reference, of  # the training order, and whose it is (for the notes)
 
     @classmethod
     def decide(
@@ -51,22 +62,28 @@ class VolumeTurns:
         labels: Sequence[Any],
         painted: Sequence[int],
         stored_shapes: Sequence[Sequence[int]],
+        model: VoxelGeometry | None = None,
     ) -> VolumeTurns:
-        """The turn of each volume onto the first painted volume's voxel order (``world``: voxel → world
-        affines; ``labels``: each volume's as given, None for none; ``painted``: the volumes with paint, in
-        order). None when nothing is painted, where a volume's order is unknown (an oblique scan with two axes
-        along one world axis), or where its labels are no array of its shape (paint read from a file, which a
-        view cannot turn; a wrong shape, which the annotation's own check names as the user gave it)."""
+        """The turn of each volume onto the first painted volume's voxel order, or onto ``model``'s (the order a
+        continued model saw its training volumes in: its weights learned the anatomy that way round, and its
+        slicing axis lies in that order). ``world``: voxel → world affines; ``labels``: each volume's as given,
+        None for none; ``painted``: the volumes with paint, in order. None when nothing is painted, where a
+        volume's order is unknown (an oblique scan with two axes along one world axis), or where its labels are
+        no array of its shape (paint read from a file, which a view cannot turn; a wrong shape, which the
+        annotation's own check names as the user gave it)."""
         if not painted:
             return cls([None] * len(stored_shapes), stored_shapes)
-        reference = VoxelGeometry.from_matrix(np.asarray(world[painted[0]]))
+        of = "the model's training volumes"
+        if model is None or model.signs is None:  # a model saved without axis signs: its order is unknown
+            model, of = VoxelGeometry.from_matrix(np.asarray(world[painted[0]])), "the painted volumes"
+        reference = model
         turns = []
         for index, affine in enumerate(world):
             turn = Reorientation.between(reference, VoxelGeometry.from_matrix(np.asarray(affine)))
             label = labels[index] if index < len(labels) else None
             viewable = label is None or (isinstance(label, np.ndarray) and label.shape == tuple(stored_shapes[index]))
             turns.append(turn if viewable else None)
-        return cls(turns, stored_shapes)
+        return cls(turns, stored_shapes, reference, of)
 
     @property
     def any(self) -> bool:
@@ -196,11 +213,11 @@ class VolumeTurns:
         return [VoxelGeometry.from_matrix(np.asarray(world[index])) for index in order]
 
     # -- what the user is told ----------------------------------------------------------
-    def notes(self, world: Sequence[np.ndarray], painted: Sequence[int], names: Sequence[str] | None) -> list[str]:
+    def notes(self, world: Sequence[np.ndarray], names: Sequence[str] | None) -> list[str]:
         """One line per turned volume: what was done, so that nobody reorients the file by hand as well."""
-        if not painted:
+        if self.reference is None:
             return []
-        reference = VoxelGeometry.from_matrix(np.asarray(world[painted[0]])).voxel_order()
+        reference = self.reference.voxel_order()
         notes = []
         for index, turn in enumerate(self.turns):
             if turn is None:
@@ -208,7 +225,7 @@ class VolumeTurns:
             called = names[index] if names and index < len(names) else f"volume {index + 1}"
             order = VoxelGeometry.from_matrix(np.asarray(world[index])).voxel_order()
             notes.append(
-                f"{called!r} is stored {order}, the painted volumes {reference}: ACTION reads it in {reference} "
+                f"{called!r} is stored {order}, {self.of} {reference}: ACTION reads it in {reference} "
                 "order (axes flipped or swapped, nothing resampled) and gives its labels back in its own."
             )
         return notes
@@ -221,9 +238,20 @@ def painted_indices(labels: Sequence[Any], labeled_slices: Mapping[int, Sequence
 
 
 def paint_in_painted_order(
-    labels: Sequence[Any], world: Sequence[np.ndarray], stored_shapes: Sequence[Sequence[int]]
+    labels: Sequence[Any],
+    world: Sequence[np.ndarray],
+    stored_shapes: Sequence[Sequence[int]],
+    model: VoxelGeometry | None = None,
 ) -> list[Any]:
-    """Each volume's labels in the first painted volume's voxel order, as the trainer will read them (views):
-    what a front end decides the slicing axis from, so that axial slices painted on two scans stored with
-    them along different array axes count as slices along one."""
-    return VolumeTurns.decide(world, labels, painted_indices(labels), stored_shapes).labels(labels)
+    """Each volume's labels in the first painted volume's voxel order (or a continued ``model``'s: see
+    :meth:`VolumeTurns.decide`), as the trainer will read them (views): what a front end decides the slicing
+    axis from, so that axial slices painted on two scans stored with them along different array axes count as
+    slices along one."""
+    return VolumeTurns.decide(world, labels, painted_indices(labels), stored_shapes, model).labels(labels)
+
+
+def model_order(checkpoint: Checkpoint | None) -> VoxelGeometry | None:
+    """The voxel order ``checkpoint``'s network saw its training volumes in (None: no checkpoint, or saved
+    without it): training that continues it reads every volume in that order."""
+    recorded = [] if checkpoint is None else recorded_references(checkpoint)
+    return recorded[0] if recorded else None

@@ -10,11 +10,13 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from napari.utils.notifications import notification_manager
 
 from napari_action._napari.reader import DisplayGeometryWarning
 from napari_action._napari.view_plane import show_slices_along
-from tests.helpers.engine import tiny_overrides
-from tests.helpers.gui import PAINTED, SHAPE, dock, open_nifti, paint, wait_finished
+from napari_action.inference.loaded_model import save_model
+from tests.helpers.engine import sparse, tiny_config, tiny_overrides
+from tests.helpers.gui import PAINTED, SHAPE, dock, messages_since, open_nifti, paint, wait_finished, wait_idle
 
 
 def _off_centre(seed: int = 0):
@@ -141,3 +143,33 @@ def test_axial_slices_painted_on_two_scans_stored_with_them_along_different_axes
     assert trainer.annotation.labeled_slices(1) == list(PAINTED)
     np.testing.assert_array_equal(trainer.annotation.target(1, PAINTED[0]), trainer.annotation.target(0, PAINTED[0]))
     assert not [note for note in trainer.advice if "crosses" in note]
+
+
+def test_a_loaded_model_continues_on_a_scan_stored_with_its_slices_along_another_axis(viewer, qtbot, tmp_path):
+    # The model learned slices along axis 0 of a scan stored like "painted"; the scan now painted holds those
+    # slices along its axis 1. Decided in that scan's own order, the paint said axis 1: the loaded model was
+    # dropped ("training a new model instead") and, continued, it would have seen its anatomy turned.
+    from napari_action.training.trainer import Trainer
+
+    image, truth = _off_centre()
+    ras = np.diag([3.0, 1.0, 1.0, 1.0])
+    first = Trainer([image], [sparse(truth, PAINTED, axis=0)], tiny_config(method="supervised"), affines=[ras])
+    first.train()
+    model = save_model(first, tmp_path / "model.pt", first.references)
+    with pytest.warns(DisplayGeometryWarning):
+        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", image.transpose(1, 0, 2).copy(), ras[:, [1, 0, 2, 3]]))
+    labels = viewer.add_labels(np.zeros((SHAPE[1], SHAPE[0], SHAPE[2]), np.uint8), name="swapped labels")
+    labels.affine = viewer.layers["swapped"].affine
+    labels.data = sparse(truth.transpose(1, 0, 2), PAINTED, axis=1)
+    widget = dock(viewer)
+    widget.config_overrides = tiny_overrides()
+    widget.files_panel.load_model(model)
+    wait_idle(qtbot, widget)
+    before = len(notification_manager.records)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    trainer = widget.training_state.trainer
+    assert widget.run.error is None
+    assert not [text for text in messages_since(before, "warning") if "training a new model" in text]
+    assert trainer.axis == 0 and trainer.turns.turned(0) and trainer.rounds == 2  # the loaded model, one round on
+    assert [ref.voxel_order() for ref in trainer.references] == [first.references[0].voxel_order()]

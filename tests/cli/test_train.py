@@ -394,3 +394,29 @@ def test_a_scan_stored_the_other_way_round_trains_in_the_painted_order_and_the_m
 
     references = load_model(model, device="cpu").references
     assert [ref.voxel_order() for ref in references] == ["RAS", "RAS"]  # both as the network saw them
+
+
+def test_init_reads_a_scan_stored_with_its_axial_slices_along_another_axis_in_the_order_the_model_learned(
+    nifti_files, capsys
+):
+    # The model learned axial slices along axis 2 of a RAS scan. Continued on a scan storing them along axis 0,
+    # the new scan's own order was taken: its axial paint then crossed the model's axis 2 as lines.
+    first = nifti_files["dir"] / "first.pt"
+    assert main(cli_train_args([nifti_files["image"]], nifti_files["labels"], first, method="action")) == 0
+    scan, painted = nib.load(nifti_files["image"]), nib.load(nifti_files["labels"])
+    turned = scan.affine[:, [2, 0, 1, 3]]  # the same voxels, array axes (2, 0, 1): axial slices along axis 0
+    image = nifti_files["dir"] / "sagittal_acquisition.nii.gz"
+    labels = nifti_files["dir"] / "sagittal_acquisition_labels.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(scan.dataobj).transpose(2, 0, 1).copy(), turned), image)
+    nib.save(nib.Nifti1Image(np.asarray(painted.dataobj).transpose(2, 0, 1).copy(), turned), labels)
+    capsys.readouterr()
+    continued = nifti_files["dir"] / "continued.pt"
+    args = cli_train_args([image], labels, continued, method="action")
+    assert main([*args, "--init", str(first)]) == 0
+    err = capsys.readouterr().err
+    assert "crosses" not in err  # the paint lies along the model's slicing axis
+    assert "is stored SRA, the model's training volumes RAS: ACTION reads it in RAS order" in err
+    from napari_action.inference.loaded_model import load_model
+
+    model = load_model(continued, device="cpu")
+    assert model.axis == 2 and [ref.voxel_order() for ref in model.references] == ["RAS"]
