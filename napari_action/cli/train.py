@@ -43,6 +43,7 @@ from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, NiftiSlices, VolumeSource, open_volume_source
 from napari_action.label_values import as_integer_labels, check_class_count
+from napari_action.training.volume_turns import VolumeTurns, model_order, painted_indices
 
 if TYPE_CHECKING:  # for annotations only: importing the trainer imports torch
     from napari_action.io.checkpoint import Checkpoint
@@ -141,7 +142,8 @@ def _train(args: argparse.Namespace) -> int:
     init = _initial_model(args.init)  # and a file that is no model, too
     loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
     images = [volume for volume, _ in loaded]
-    painted = training_labels(args.labels, images, args.axis, args.labeled_slices)
+    affines = [meta.affine for _, meta in loaded]
+    painted = training_labels(args.labels, images, args.axis, args.labeled_slices, affines=affines, init=init)
     _check_pairs(args.image, loaded, args.labels, painted)
     labels = [array for array, _ in painted]
     if args.labeled_slices and not any(has_paint(array) for array in labels):
@@ -152,7 +154,6 @@ def _train(args: argparse.Namespace) -> int:
         )
     extra = {0: args.labeled_slices} if args.labeled_slices else None
     spacings = [meta.zooms[:3] for _, meta in loaded]
-    affines = [meta.affine for _, meta in loaded]
     try:
         trainer = Trainer(
             images,
@@ -341,12 +342,18 @@ def training_labels(
     images: Sequence[np.ndarray | VolumeSource],
     axis: int | None,
     labeled_slices: Sequence[int] | None = None,
+    *,
+    affines: Sequence[np.ndarray] | None = None,
+    init: Checkpoint | None = None,
 ) -> list[tuple[np.ndarray | PaintedSlices, VolumeMeta]]:
     """The --labels files: whole, or only their painted slices when their image is read slice by slice.
 
     A label file beside a lazily read image is as large as that image in voxels, so when it is an
     uncompressed ``.nii`` or a zarr store it is scanned a few slices at a time and only its painted
-    slices (along ``axis``, inferred from all the files' paint when None) are kept.
+    slices (along ``axis``, inferred from all the files' paint when None; --init's axis when continuing)
+    are kept. ``axis`` lies in the voxel order training reads every image in (given the images'
+    ``affines``: the first painted one's, --init's model's), so each file is read along the stored axis it
+    is there (:class:`~napari_action.training.volume_turns.VolumeTurns`).
 
     Parameters
     ----------
@@ -368,15 +375,30 @@ def training_labels(
         (scan_paint(source), source.meta) if source is not None else _load_training_labels(path)
         for path, source in zip(paths, sources, strict=True)
     ]
-    if axis is None and any(source is not None for source in sources):
-        paint = [labels for labels, _ in found]
+    if not any(source is not None for source in sources):
+        return found
+    paint = [labels for labels, _ in found]
+    turns = _turns(paint, images, affines, init)
+    if init is not None:
+        axis = int(init.axis)
+    elif axis is None:
         # As the trainer will, from the same paint; with none, the trainer says what to do.
-        axis = decide_axis(paint).axis if any(labels.any() for labels in paint) else 0
+        axis = decide_axis(turns.labels(paint)).axis if any(labels.any() for labels in paint) else 0
     for number, source in enumerate(sources):
         if source is not None:
             extra = labeled_slices if number == 0 and labeled_slices else ()
-            found[number] = (read_painted_slices(source, axis, found[number][0], extra), source.meta)
+            stored_axis = turns.stored_axis(number, axis)
+            found[number] = (read_painted_slices(source, stored_axis, found[number][0], extra), source.meta)
     return found
+
+
+def _turns(
+    paint: Sequence, images: Sequence, affines: Sequence[np.ndarray] | None, init: Checkpoint | None
+) -> VolumeTurns:
+    """How the trainer will turn each image (:meth:`~napari_action.training.volume_turns.VolumeTurns.decide`)."""
+    shapes = [image.shape for image in images]
+    world = affines if affines is not None else [np.eye(4)] * len(images)
+    return VolumeTurns.decide(world, paint, painted_indices(paint), shapes, model_order(init))
 
 
 def _streamable(path: Path) -> bool:

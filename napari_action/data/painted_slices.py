@@ -22,6 +22,7 @@ import numpy as np
 
 from napari_action.checks import normalize_axis
 from napari_action.io.nifti import NonFiniteVoxelsError
+from napari_action.io.reoriented import Reorientation
 from napari_action.io.volume_source import VolumeSource
 from napari_action.label_values import as_integer_labels
 
@@ -59,6 +60,10 @@ class PaintProfile:
         """Whether any voxel is painted."""
         return bool(self.painted[0].any())
 
+    def turned(self, turn: Reorientation) -> PaintProfile:
+        """The profile of the volume read through ``turn`` (another voxel order: axes swapped or flipped)."""
+        return PaintProfile(turn.shape(self.shape), *_turned_profiles(self, turn))
+
 
 @dataclass(frozen=True)
 class PaintedSlices(PaintProfile):
@@ -92,6 +97,32 @@ class PaintedSlices(PaintProfile):
             return found
         shape = tuple(n for a, n in enumerate(self.shape) if a != self.axis)
         return np.zeros(shape, np.uint8)
+
+    def turned(self, turn: Reorientation) -> PaintedSlices:
+        """These slices as the volume read through ``turn`` holds them: along the axis the read one became,
+        numbered and laid out in its order (each slice a view)."""
+        axis = turn.stored_axes.index(self.axis)
+        size = self.shape[self.axis]
+        # The stored slice's two axes, in order, against the turned slice's: each turned one takes its own.
+        stored_plane = [a for a in range(3) if a != self.axis]
+        plane = [a for a in range(3) if a != axis]
+        order = [stored_plane.index(turn.stored_axes[a]) for a in plane]
+        flips = tuple(slice(None, None, -1) if turn.reversed_axes[a] else slice(None) for a in plane)
+        slices = {
+            size - 1 - index if turn.reversed_axes[axis] else index: np.transpose(values, order)[flips]
+            for index, values in (self.slices or {}).items()
+        }
+        return PaintedSlices(turn.shape(self.shape), *_turned_profiles(self, turn), axis=axis, slices=slices)
+
+
+def _turned_profiles(profile: PaintProfile, turn: Reorientation) -> tuple[tuple, tuple | None]:
+    """``profile``'s painted slices (and voxel counts) per axis of the volume read through ``turn``."""
+
+    def along(per_axis: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        step = [slice(None, None, -1) if flip else slice(None) for flip in turn.reversed_axes]
+        return tuple(per_axis[stored][step[axis]] for axis, stored in enumerate(turn.stored_axes))
+
+    return along(profile.painted), None if profile.voxels is None else along(profile.voxels)
 
 
 def _checked_block(block: np.ndarray, source: VolumeSource) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_action.data.normalized_volume import ArrayLikeReader, is_array_like
+from napari_action.data.painted_slices import PaintProfile
 from napari_action.data.slicing_axis import has_paint
 from napari_action.inference.loaded_model import recorded_references
 from napari_action.io.geometry import VoxelGeometry
@@ -69,8 +70,8 @@ class VolumeTurns:
         slicing axis lies in that order). ``world``: voxel → world affines; ``labels``: each volume's as given,
         None for none; ``painted``: the volumes with paint, in order. None when nothing is painted, where a
         volume's order is unknown (an oblique scan with two axes along one world axis), or where its labels are
-        no array of its shape (paint read from a file, which a view cannot turn; a wrong shape, which the
-        annotation's own check names as the user gave it)."""
+        neither an array nor a file's painted slices (:class:`PaintProfile`) of its shape (a lazy array, which a
+        view cannot turn; a wrong shape, which the annotation's own check names as the user gave it)."""
         if not painted:
             return cls([None] * len(stored_shapes), stored_shapes)
         of = "the model's training volumes"
@@ -81,7 +82,8 @@ class VolumeTurns:
         for index, affine in enumerate(world):
             turn = Reorientation.between(reference, VoxelGeometry.from_matrix(np.asarray(affine)))
             label = labels[index] if index < len(labels) else None
-            viewable = label is None or (isinstance(label, np.ndarray) and label.shape == tuple(stored_shapes[index]))
+            turnable = isinstance(label, (np.ndarray, PaintProfile))  # an array is viewed, a file's paint re-laid
+            viewable = label is None or (turnable and tuple(label.shape) == tuple(stored_shapes[index]))
             turns.append(turn if viewable else None)
         return cls(turns, stored_shapes, reference, of)
 
@@ -111,6 +113,8 @@ class VolumeTurns:
         turn = self.turns[index] if index < len(self.turns) else None
         if label is None or turn is None:
             return label
+        if isinstance(label, PaintProfile):  # the painted slices of a file read slice by slice (or where they are)
+            return label.turned(turn)
         return turn.from_stored(np.asarray(label))
 
     def spacing(self, index: int, spacing: Sequence[float]) -> tuple[float, ...]:

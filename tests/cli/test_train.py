@@ -420,3 +420,36 @@ def test_init_reads_a_scan_stored_with_its_axial_slices_along_another_axis_in_th
 
     model = load_model(continued, device="cpu")
     assert model.axis == 2 and [ref.voxel_order() for ref in model.references] == ["RAS"]
+
+
+def test_a_second_painted_scan_large_and_stored_with_its_axial_slices_along_another_axis_trains_as_axial(
+    nifti_files, monkeypatch, capsys
+):
+    # Its labels file, read for its painted slices only, was taken as stored: its axial paint crossed the first
+    # scan's axial axis as lines (an LPS one trained mirrored, without a word).
+    from napari_action.cli import train
+    from napari_action.data.painted_slices import PaintedSlices
+    from napari_action.training.trainer import Trainer
+    from tests.helpers.engine import tiny_config
+
+    image, truth = disc_volume(1)
+    scan = nib.load(nifti_files["image"])
+    turned = scan.affine[:, [2, 0, 1, 3]]  # axial slices along array axis 0
+    large = nifti_files["dir"] / "sagittal_acquisition.nii"
+    large_labels = nifti_files["dir"] / "sagittal_acquisition_labels.nii"
+    nib.save(nib.Nifti1Image(image.transpose(2, 0, 1).copy(), turned), large)
+    nib.save(nib.Nifti1Image(sparse(truth).transpose(2, 0, 1).copy(), turned), large_labels)
+    monkeypatch.setattr(train, "SAMPLE_VOXELS", image.size // 2)
+    args = cli_train_args([nifti_files["image"]], nifti_files["labels"], nifti_files["dir"] / "m.pt", method="action")
+    assert main([*args, "--image", str(large), "--labels", str(large_labels)]) == 0
+    err = capsys.readouterr().err
+    assert "crosses" not in err and f"'{large}' is stored SRA, the painted volumes RAS" in err
+
+    opened = [train.training_image(path, nan_to_zero=False) for path in (nifti_files["image"], large)]
+    images, affines = [volume for volume, _ in opened], [meta.affine for _, meta in opened]
+    read = train.training_labels([nifti_files["labels"], large_labels], images, axis=None, affines=affines)
+    labels = [array for array, _ in read]
+    assert isinstance(labels[1], PaintedSlices) and labels[1].axis == 0 and sorted(labels[1].slices) == [2, 7]
+    trainer = Trainer(images, labels, tiny_config(), affines=affines)
+    assert trainer.axis == 2 and trainer.annotation.labeled_slices(1) == [2, 7]
+    np.testing.assert_array_equal(trainer.annotation.target(1, 7), truth[:, :, 7])

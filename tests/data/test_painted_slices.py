@@ -115,3 +115,30 @@ def test_negative_label_values_name_the_file(tmp_path):
     labels[1, 1, 1] = -4
     with pytest.raises(ValueError, match="negative.nii: labels"):
         scan_paint(open_volume_source(write_nifti(tmp_path / "negative.nii", labels)))
+
+
+@pytest.mark.parametrize(
+    "stored_axes, reversed_axes",
+    [((2, 0, 1), (False, False, False)), ((0, 1, 2), (True, True, False)), ((1, 2, 0), (True, False, True))],
+)
+def test_painted_slices_turned_are_the_slices_of_the_turned_whole_array(tmp_path, stored_axes, reversed_axes):
+    # A large label file of a scan stored in another voxel order than the painted ones: its slices, read along
+    # the stored axis, must be what the trainer would take from the whole array read in the training order.
+    from napari_action.io.reoriented import Reorientation
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((12, 9, 7), np.uint8)
+    labels[:, :, [1, 4]] = rng.integers(0, 3, (12, 9, 2))
+    path = write_nifti(tmp_path / "labels.nii", labels)
+    turn = Reorientation(stored_axes, reversed_axes)
+    axis = stored_axes.index(2)  # the painted stored axis, in the training order
+    turned = read_painted_slices(open_volume_source(path), 2).turned(turn)
+    whole = turn.from_stored(labels)
+    assert turned.shape == whole.shape and turned.axis == axis
+    for index in range(whole.shape[axis]):
+        np.testing.assert_array_equal(turned.take(index, axis), np.take(whole, index, axis=axis))
+    for a in range(3):
+        others = tuple(b for b in range(3) if b != a)
+        np.testing.assert_array_equal(turned.painted[a], whole.any(axis=others))
+        np.testing.assert_array_equal(turned.voxels[a], (whole != 0).sum(axis=others))
+    assert infer_axis([turned]) == infer_axis([whole]) == axis
