@@ -13,6 +13,7 @@ import pytest
 from napari.utils.notifications import notification_manager
 
 from napari_action._napari.reader import DisplayGeometryWarning
+from napari_action._napari.refine.accepted import go_to_slice
 from napari_action._napari.view_plane import show_slices_along
 from napari_action.inference.loaded_model import save_model
 from tests.helpers.engine import sparse, tiny_config, tiny_overrides
@@ -173,3 +174,48 @@ def test_a_loaded_model_continues_on_a_scan_stored_with_its_slices_along_another
     assert not [text for text in messages_since(before, "warning") if "training a new model" in text]
     assert trainer.axis == 0 and trainer.turns.turned(0) and trainer.rounds == 2  # the loaded model, one round on
     assert [ref.voxel_order() for ref in trainer.references] == [first.references[0].voxel_order()]
+
+
+def _swapped_scene(viewer, qtbot, tmp_path):
+    """ "painted" (slices painted along axis 0) beside "swapped", the same voxels stored with those slices along its
+    axis 1, trained on and predicted: the widget, and the truth."""
+    image, truth = _off_centre()
+    ras = np.diag([3.0, 1.0, 1.0, 1.0])
+    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, ras))
+    with pytest.warns(DisplayGeometryWarning):
+        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", image.transpose(1, 0, 2).copy(), ras[:, [1, 0, 2, 3]]))
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="painted labels", affine=viewer.layers["painted"].affine)
+    paint(labels, truth, PAINTED)
+    widget = dock(viewer)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    assert widget.run.error is None and widget.training_state.trainer.turns.turned(1)
+    return widget, truth
+
+
+def test_a_slice_accepted_on_a_scan_stored_with_its_slices_along_another_axis_trains_in_update_once(
+    viewer, qtbot, tmp_path
+):
+    # Its slices lie along its axis 1, the training axis is 0: Update once dropped them as accepted "along another
+    # axis than training (0)", and forgot them.
+    widget, _ = _swapped_scene(viewer, qtbot, tmp_path)
+    layer = viewer.layers["swapped ACTION"]
+    assert widget.training_state.target(1).axis == 1
+    corrected = np.zeros(layer.data.shape, bool)
+    corrected[:6, 3, :6] = True  # a block of slice 3 along axis 1, set to class 2
+    layer.data_setitem(np.nonzero(corrected), 2)
+    viewer.layers.selection.active = layer
+    show_slices_along(viewer, 1)
+    go_to_slice(viewer, layer, 1, 3)
+    widget.refine_panel.accept_button.click()
+    assert widget.training_state.accepted_slices == {"swapped": {3}}
+    before = len(notification_manager.records)
+    assert widget.refine_panel.update_once()
+    wait_idle(qtbot, widget)
+    assert not [text for text in messages_since(before, "warning") if "dropped" in text]
+    trainer = widget.training_state.trainer
+    assert widget.training_state.accepted_slices == {"swapped": {3}}
+    assert trainer.annotation.labeled_slices(1) == [3]  # slice 3 along the training axis: the same slice
+    assert (trainer.annotation.target(1, 3)[:6, :6] == trainer.annotation.to_class_ids(2)).all()

@@ -14,7 +14,8 @@ second copy of each volume. The training labels are built on demand by
 over them. The user's painted layer is only written when they ask for it
 (:func:`copy_slices`, undoable).
 
-Indices are along the tracker's axis, the model's slicing axis.
+Indices are along the tracker's axis, the model's slicing axis (for a scan the trainer reads turned, the
+stored axis that axis lies on).
 
 Everything here runs on the GUI thread and owns no widget.
 """
@@ -35,6 +36,8 @@ from napari_action._napari.layers import (
     layer_shape,
     prediction_source,
 )
+from napari_action._napari.view_plane import layer_volume_meta
+from napari_action.training.volume_turns import VolumeTurns, model_order, painted_indices
 
 logger = logging.getLogger(__name__)
 
@@ -167,34 +170,58 @@ def merge_accepted(training_state, plan, painted: list | None = None, axis: int 
     axis : int, optional
         The trainer's slicing axis; accepted slices along another axis are
         dropped from the training state (the result's warnings name the images).
-        None: the axis of the first accepted slices.
+        None: the axis of the first accepted slices. Compared, like the result's ``axis``, in the voxel order
+        the trainer reads the volumes in: a scan stored turned has its slices along another stored axis.
     """
     labels = list(plan.label_snapshots() if painted is None else painted)
     labels += [None] * (len(plan.images) - len(labels))
     result = TrainingLabels(labels=labels)
-    for v, image in enumerate(plan.images):
-        tracker = tracker_of(training_state, image.name)
-        if tracker is None or layer_shape(tracker.layer) != layer_shape(image):
-            continue
-        n_slices = layer_shape(image)[tracker.axis]
-        slices = sorted(s for s in training_state.accepted_slices.get(image.name, ()) if 0 <= s < n_slices)
-        if not slices:
-            continue
+    found = _accepted(training_state, plan)
+    turns = _turns(training_state, plan, labels, found)
+    for v, (tracker, slices) in found.items():
+        # A scan the trainer reads turned has its slices along the stored axis the training axis lies on.
+        along = tracker.axis if turns.turns[v] is None else turns.turns[v].stored_axes.index(tracker.axis)
         wanted = axis if axis is not None else result.axis
-        if wanted is not None and tracker.axis != wanted:
+        if wanted is not None and along != wanted:
             # Indices along the old axis would name other slices along the new one: drop them.
-            training_state.accepted_slices.pop(image.name, None)
-            result.skipped.append(image.name)
+            training_state.accepted_slices.pop(plan.images[v].name, None)
+            result.skipped.append(plan.images[v].name)
             continue
         labels[v] = _with_slices(labels[v], tracker, slices)
         result.labeled_slices[v] = tuple(slices)
-        result.axis = tracker.axis
+        result.axis = along
     if result.skipped:
         result.warnings.append(
             f"the slices accepted in {', '.join(map(repr, result.skipped))} lie along "
             f"another axis than training ({axis}); they are dropped."
         )
     return result
+
+
+def _accepted(training_state, plan) -> dict[int, tuple[EditTracker, list[int]]]:
+    """Volume index -> the tracker of its prediction layer and its accepted slices, for the volumes with some."""
+    found = {}
+    for v, image in enumerate(plan.images):
+        tracker = tracker_of(training_state, image.name)
+        if tracker is None or layer_shape(tracker.layer) != layer_shape(image):
+            continue
+        n_slices = layer_shape(image)[tracker.axis]
+        slices = sorted(s for s in training_state.accepted_slices.get(image.name, ()) if 0 <= s < n_slices)
+        if slices:
+            found[v] = (tracker, slices)
+    return found
+
+
+def _turns(training_state, plan, labels: list, accepted: dict) -> VolumeTurns:
+    """How the trainer reads each volume of ``plan``: the running one's own turns where it trains this plan,
+    else those a new trainer will decide (the volumes with accepted slices count as painted)."""
+    trainer = training_state.trainer
+    if plan is training_state.plan and isinstance(getattr(trainer, "turns", None), VolumeTurns):
+        return trainer.turns
+    affines = [layer_volume_meta(image).affine for image in plan.images]
+    shapes = [layer_shape(image) for image in plan.images]
+    painted = painted_indices(labels, {v: slices for v, (_, slices) in accepted.items()})
+    return VolumeTurns.decide(affines, labels, painted, shapes, model_order(training_state.init_checkpoint))
 
 
 # -- the viewer's position ---------------------------------------------------------------
