@@ -14,6 +14,7 @@ from napari.utils.notifications import notification_manager
 
 from napari_action._napari.reader import DisplayGeometryWarning
 from napari_action._napari.refine.accepted import go_to_slice
+from napari_action._napari.refine.tabs import slice_of
 from napari_action._napari.view_plane import show_slices_along
 from napari_action.inference.loaded_model import save_model
 from tests.helpers.engine import sparse, tiny_config, tiny_overrides
@@ -219,3 +220,22 @@ def test_a_slice_accepted_on_a_scan_stored_with_its_slices_along_another_axis_tr
     assert widget.training_state.accepted_slices == {"swapped": {3}}
     assert trainer.annotation.labeled_slices(1) == [3]  # slice 3 along the training axis: the same slice
     assert (trainer.annotation.target(1, 3)[:6, :6] == trainer.annotation.to_class_ids(2)).all()
+
+
+def test_the_refine_panel_lists_the_slices_of_a_scan_stored_turned_along_the_axis_they_lie_on(viewer, qtbot, tmp_path):
+    # The Training set listed (and showed on a click) the slices of "swapped" along the model's axis 0: slice 3
+    # accepted along its axis 1 was listed as slice 3 along axis 0, another plane, and scored as not labeled.
+    widget, _ = _swapped_scene(viewer, qtbot, tmp_path)
+    panel, layer = widget.refine_panel, viewer.layers["swapped ACTION"]
+    viewer.layers.selection.active = layer
+    show_slices_along(viewer, 1)
+    go_to_slice(viewer, layer, 1, 3)
+    panel.accept_button.click()
+    panel.refresh()
+    items = [panel.training_list.item(row) for row in range(panel.training_list.count())]
+    assert "swapped: 0 painted, 1 accepted (axis 1)" in [item.text() for item in items]
+    assert ("swapped", 1, 3) in [slice_of(item) for item in items]
+    assert ("painted", 0, PAINTED[0]) in [slice_of(item) for item in items]
+    assert all(axis == 1 for name, axis, _ in panel.next_slices() if name == "swapped")
+    panel._show_slice_score()
+    assert panel.slice_score_label.text().endswith(", labeled).")

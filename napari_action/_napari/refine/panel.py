@@ -58,13 +58,14 @@ from napari_action._napari.refine.training_set import (
     annotated_values,
     image_name_of,
     labeled_along,
+    next_training_axis,
     painted_arrays,
+    slice_axes,
     training_volumes,
 )
 from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
 from napari_action._napari.view_plane import viewer_slicing_axis
-from napari_action.data.slicing_axis import decide_axis
 from napari_action.inference.next_slices import NextSlice, next_slices
 from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
 
@@ -97,7 +98,9 @@ class RefinePanel(QGroupBox):
     labeled : dict
         Image name -> painted or accepted slices, as last listed.
     labeled_axis : int or None
-        The slicing axis those slice indices run along.
+        The model's slicing axis when they were listed.
+    labeled_axes : dict
+        Image name -> the array axis those slice indices run along (another for a scan stored turned).
     key_binding : ViewerKeyBinding
         ``Shift-A`` on the viewer; released when the widget leaves the viewer.
     """
@@ -109,6 +112,7 @@ class RefinePanel(QGroupBox):
         self.uncertainty = UncertaintyMaps()
         self.labeled: dict[str, set[int]] = {}
         self.labeled_axis: int | None = None
+        self.labeled_axes: dict[str, int] = {}
         self._build()
         self.refresh_later = qthrottled(self.refresh, timeout=300, parent=self)
         self.rank_later = qthrottled(self._update_uncertainty, timeout=300, parent=self)
@@ -255,21 +259,12 @@ class RefinePanel(QGroupBox):
 
     def slicing_axis(self, painted: list) -> int:
         """The model's axis; before there is one, the axis the next Train would decide (:func:`decide_axis`)."""
-        if self.training_state.trainer is not None:
-            return int(self.training_state.trainer.axis)
-        accepted = [
-            t.axis
-            for t in self.training_state.trackers.values()
-            if self.training_state.accepted_slices.get(t.layer.metadata.get(SOURCE_KEY))
-        ]
-        viewer_axis = viewer_slicing_axis(self.viewer)
-        choice = self.widget.options.axis_choice(viewer_axis)
-        accepted_axis = accepted[0] if accepted else None
-        return decide_axis(painted, chosen=choice, accepted=accepted_axis, viewer_axis=viewer_axis).axis
+        return next_training_axis(self.training_state, self.viewer, self.widget.options, painted)
 
     # -- training-set list --------------------------------------------------------------
     def _labeled_along(self, volumes: list[tuple], axis: int) -> LabeledSlices:
-        return labeled_along(volumes, painted_arrays(volumes), axis, self.training_state.accepted_slices)
+        axes = slice_axes(self.training_state, volumes, axis)  # a scan stored turned has its slices along another
+        return labeled_along(volumes, painted_arrays(volumes), axes, self.training_state.accepted_slices)
 
     def refresh(self) -> None:
         """Recompute the labeled slices of every volume and list them."""
@@ -278,15 +273,16 @@ class RefinePanel(QGroupBox):
         self.training_list.clear()
         labeled = self._labeled_along(volumes, axis)
         self.labeled = {name: painted | accepted for name, (painted, accepted) in labeled.items()}
-        self.labeled_axis = axis
+        self.labeled_axis, self.labeled_axes = axis, slice_axes(self.training_state, volumes, axis)
         for image, _ in volumes:
             painted, accepted = labeled[image.name]
+            along = self.labeled_axes[image.name]
             self.training_list.addItem(
-                header_item(f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {axis})")
+                header_item(f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {along})")
             )
             for s in sorted(painted | accepted):
                 kind = " + ".join(k for k, used in (("painted", s in painted), ("accepted", s in accepted)) if used)
-                self.training_list.addItem(slice_item(f"    slice {s} · {kind}", image.name, axis, s))
+                self.training_list.addItem(slice_item(f"    slice {s} · {kind}", image.name, along, s))
         self._refresh_buttons()
         self._update_suggestions()
 
@@ -436,25 +432,25 @@ class RefinePanel(QGroupBox):
         if axis != self.labeled_axis:
             along = self._labeled_along(volumes, axis)
             labeled_by_name = {name: painted | accepted for name, (painted, accepted) in along.items()}
-        found = []
+        found, axes = [], slice_axes(self.training_state, volumes, axis)
         for image, painted in volumes:
             prediction = find_prediction_layer(self.viewer, image)
             if prediction is None or layer_shape(prediction) != layer_shape(image):
                 continue
-            predicted = layer_array(prediction)
+            predicted, along = layer_array(prediction), axes[image.name]
             labeled = sorted(labeled_by_name.get(image.name, ()))
-            values = annotated_values(painted, predicted, labeled, axis)
+            values = annotated_values(painted, predicted, labeled, along)
             picks = next_slices(
                 NEXT_STRATEGY,
                 predicted,
-                axis,
+                along,
                 labeled,
                 values,
                 k=N_SUGGESTIONS,
                 class_names=names,
                 min_area_share=NEXT_AREA_SHARE,
             )
-            found += [(image.name, axis, pick) for pick in picks]
+            found += [(image.name, along, pick) for pick in picks]
         found.sort(key=lambda item: (not item[2].reason.endswith("missing"), -item[2].score))
         return found[:N_SUGGESTIONS]
 
@@ -472,7 +468,9 @@ class RefinePanel(QGroupBox):
             self.slice_score_label.setText(f"Slice {index} of {name!r}: not predicted yet.")
             return
         rank = int((scores > scores[index]).sum()) + 1
-        labeled = ", labeled" if found.axis == self.labeled_axis and index in self.labeled.get(name, ()) else ""
+        labeled = (
+            ", labeled" if found.axis == self.labeled_axes.get(name) and index in self.labeled.get(name, ()) else ""
+        )
         self.slice_score_label.setText(
             f"Slice {index} of {name!r}: uncertainty score {scores[index]:.3f} "
             f"(#{rank} of {scores.size} slices{labeled})."

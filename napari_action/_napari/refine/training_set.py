@@ -11,6 +11,8 @@ import numpy as np
 
 from napari_action._napari.layers import SOURCE_KEY, UNCERTAINTY_KEY, layer_array, layer_shape
 from napari_action._napari.refine.accepted import painted_slices
+from napari_action._napari.view_plane import training_order, viewer_slicing_axis
+from napari_action.data.slicing_axis import decide_axis
 
 #: Image name -> (painted slices, accepted slices) along one axis.
 LabeledSlices = dict[str, tuple[set[int], set[int]]]
@@ -59,15 +61,48 @@ def painted_arrays(volumes: list[tuple]) -> dict:
     }
 
 
-def labeled_along(volumes: list[tuple], arrays: dict, axis: int, accepted: dict) -> LabeledSlices:
-    """Image name -> (painted slices, accepted slices) along ``axis``; ``accepted``: image name -> slices."""
+def labeled_along(volumes: list[tuple], arrays: dict, axes: dict[str, int], accepted: dict) -> LabeledSlices:
+    """Image name -> (painted slices, accepted slices) along its axis in ``axes`` (:func:`slice_axes`);
+    ``accepted``: image name -> slices."""
     return {
         image.name: (
-            set(painted_slices(arrays[image.name], axis)) if image.name in arrays else set(),
+            set(painted_slices(arrays[image.name], axes[image.name])) if image.name in arrays else set(),
             set(accepted.get(image.name, ())),
         )
         for image, _ in volumes
     }
+
+
+def slice_axes(training_state, volumes: list[tuple], axis: int) -> dict[str, int]:
+    """Image name -> the array axis its slices along the model's ``axis`` lie on as stored: ``axis`` itself, or,
+    for a scan the model reads turned (another voxel order than its training scans'), the axis it is there."""
+    model, plan = training_state.trainer, training_state.plan
+    turns = getattr(model, "turns", None)  # a trainer's own, for its training volumes
+    trained = [] if plan is None or turns is None else plan.images
+    axes = {}
+    for image, _ in volumes:
+        index = next((i for i, item in enumerate(trained) if item is image), None)
+        if index is not None:
+            axes[image.name] = turns.stored_axis(index, axis)
+        else:  # read in the model's voxel order when predicted
+            turn = training_order(model, image)
+            axes[image.name] = axis if turn is None else turn.stored_axes[axis]
+    return axes
+
+
+def next_training_axis(training_state, viewer, options, painted: list) -> int:
+    """The model's axis; before there is one, the axis the next Train would decide (:func:`decide_axis`)."""
+    if training_state.trainer is not None:
+        return int(training_state.trainer.axis)
+    accepted = [
+        t.axis
+        for t in training_state.trackers.values()
+        if training_state.accepted_slices.get(t.layer.metadata.get(SOURCE_KEY))
+    ]
+    viewer_axis = viewer_slicing_axis(viewer)
+    choice = options.axis_choice(viewer_axis)
+    accepted_axis = accepted[0] if accepted else None
+    return decide_axis(painted, chosen=choice, accepted=accepted_axis, viewer_axis=viewer_axis).axis
 
 
 def annotated_values(painted, predicted: np.ndarray, labeled: list[int], axis: int) -> list[int]:
