@@ -239,3 +239,27 @@ def test_the_refine_panel_lists_the_slices_of_a_scan_stored_turned_along_the_axi
     assert all(axis == 1 for name, axis, _ in panel.next_slices() if name == "swapped")
     panel._show_slice_score()
     assert panel.slice_score_label.text().endswith(", labeled).")
+
+
+def test_a_session_reopens_the_slices_accepted_on_a_scan_stored_turned_along_the_axis_they_lie_on(
+    make_napari_viewer, viewer, qtbot, tmp_path
+):
+    # Reopened, the prediction layer of "swapped" was tracked along the model's axis 0: its one accepted slice
+    # (3, along its axis 1) read as 32 edited slices along axis 0, which "Accept all edited slices" would accept.
+    widget, _ = _swapped_scene(viewer, qtbot, tmp_path)
+    layer = viewer.layers["swapped ACTION"]
+    viewer.layers.selection.active = layer
+    show_slices_along(viewer, 1)
+    go_to_slice(viewer, layer, 1, 3)
+    widget.refine_panel.accept_button.click()
+    store = tmp_path / "work.action.zarr"
+    widget.files_panel.save_session(store)
+    wait_idle(qtbot, widget)
+
+    second = make_napari_viewer()
+    reopened = dock(second)
+    reopened.files_panel.open_session(store)
+    wait_idle(qtbot, reopened)
+    tracker = reopened.training_state.trackers[id(second.layers["swapped ACTION"])]
+    assert tracker.axis == 1 and tracker.edited_slices == {3}
+    assert reopened.training_state.accepted_slices == {"swapped": {3}}

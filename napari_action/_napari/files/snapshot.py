@@ -45,6 +45,7 @@ from napari_action._napari.layers import (
     snapshot_labels,
 )
 from napari_action._napari.reader import read_store
+from napari_action._napari.view_plane import training_order
 from napari_action.data.normalized_volume import is_array_like
 from napari_action.inference.loaded_model import model_from_checkpoint, with_references
 from napari_action.io.errors import describe_error
@@ -358,10 +359,19 @@ def apply_session(viewer, training_state, restored: Restored, picker=None) -> li
         if volume.accepted_slices:
             training_state.accepted_slices[name] = set(volume.accepted_slices)
         if volume.edited is not None and (i, "prediction") in added:
-            restore_locks(training_state.tracker_for(added[i, "prediction"], axis), volume.edited)
+            along = _stored_axis(restored.model, added.get((i, "image")), axis)
+            restore_locks(training_state.tracker_for(added[i, "prediction"], along), volume.edited)
     if restored.model is not None:
         training_state.use_model(restored.model, restored.model.checkpoint())
     return list(added.values())
+
+
+def _stored_axis(model, image, axis: int) -> int:
+    """The array axis ``image``'s slices along the model's ``axis`` lie on as stored: another for a scan the model
+    reads turned (stored in another voxel order than its training scans), whose prediction layer, edits and
+    accepted slices run along it."""
+    turn = None if image is None else training_order(model, image)
+    return axis if turn is None else turn.stored_axes[axis]
 
 
 def restore_locks(tracker, edited: np.ndarray) -> None:
