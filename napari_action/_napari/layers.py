@@ -17,8 +17,10 @@ chose atoms over diffing the layer against the last data we wrote because a
 diff needs a second full copy of every prediction volume and a full-volume
 comparison per stroke, whereas atoms cost only the edited bounding box.
 Streamed writes go straight into ``layer.data`` (not ``data_setitem``), so they
-emit no paint event and never add to the user's undo history. Limitation:
-``undo`` emits no paint event either, so an undone correction stays locked.
+emit no paint event and never add to the user's undo history. ``undo`` and
+``redo`` emit no paint event either: the tracker tells them from other refreshes by
+the history's lengths, gives an undone correction's voxels back to the stream and
+locks a redone one again (:mod:`napari_action._napari.undone_edits`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from napari.layers import Image, Labels
 
+from napari_action._napari.undone_edits import history_lengths, history_move, last_redone_atoms, undone_voxels
 from napari_action._napari.writer import layer_world_affine
 from napari_action.data.normalized_volume import is_array_like
 from napari_action.io.geometry import same_voxel_grid
@@ -372,11 +375,14 @@ class EditTracker:
         self.edited_slices: set[int] = set()
         # Slices written by a stream at least once: agreement is measured on those.
         self.streamed: np.ndarray = np.zeros(layer_shape(layer)[self.axis], dtype=bool)
+        self._history = history_lengths(layer)
         layer.events.paint.connect(self._on_paint)
+        layer.events.set_data.connect(self._on_refresh)
 
     def disconnect(self) -> None:
         """Stop listening to the layer."""
         self.layer.events.paint.disconnect(self._on_paint)
+        self.layer.events.set_data.disconnect(self._on_refresh)
 
     def set_axis(self, axis: int) -> None:
         """Re-express edited and streamed slices along a new training axis."""
@@ -423,8 +429,21 @@ class EditTracker:
         return self.locked
 
     def _on_paint(self, event) -> None:
+        self._history = history_lengths(self.layer)  # napari saved the stroke before emitting the event
         for atom in event.value:
             self.record_atom(atom)
+
+    def _on_refresh(self, event=None) -> None:
+        # An undo or redo refreshes the layer (as moving the slider does); only they move the history.
+        lengths = history_lengths(self.layer)
+        move, self._history = history_move(self._history, lengths), lengths
+        if move == "redo":
+            for atom in last_redone_atoms(self.layer):
+                self.record_atom(atom)
+        elif move == "undo" and self.locked is not None:
+            self.locked &= ~undone_voxels(self.layer, self.locked.shape)
+            other = tuple(d for d in range(self.locked.ndim) if d != self.axis)
+            self.edited_slices = {int(s) for s in np.flatnonzero(self.locked.any(axis=other))}
 
     def record_atom(self, atom) -> None:
         """Lock the voxels of one history atom (mask + bbox, or indices tuple)."""

@@ -104,6 +104,32 @@ def test_tracker_locks_brush_strokes_and_data_setitem():
     assert not tracker.locked[0, 0, 0]
 
 
+def test_an_undone_correction_goes_back_to_the_stream_and_a_redo_locks_it_again():
+    # Undone corrections stayed locked: the stream never wrote those voxels again, and "Accept all edited
+    # slices" accepted slices the user had taken every correction back from.
+    layer = Labels(np.zeros((6, 16, 16), np.uint8))
+    tracker = EditTracker(layer, axis=0)
+    layer.data_setitem((np.array([1, 1]), np.array([0, 1]), np.array([2, 2])), 7)  # a first correction
+    layer.brush_size = 1
+    layer.paint((3, 8, 8), 5)  # a brush stroke (mask atom) on slice 3
+    layer.data_setitem((np.array([1]), np.array([1]), np.array([2])), 4)  # again on a voxel of the first
+    layer.undo()  # that voxel is still the first correction's
+    assert tracker.locked[1, 1, 2] and tracker.locked[1, 0, 2] and tracker.edited_slices == {1, 3}
+    layer.undo()  # the brush stroke taken back: slice 3 is the network's again
+    assert not tracker.locked[3].any() and tracker.edited_slices == {1}
+    labels = np.full((1, 16, 16), 2, np.uint8)
+    write_slices(layer, prediction(labels, 3), tracker.locked)
+    assert (layer.data[3] == 2).all()
+    layer.redo()  # the stroke again: locked again
+    assert tracker.locked[3, 8, 8] and tracker.edited_slices == {1, 3}
+    layer.undo()
+    layer.undo()
+    assert not tracker.locked.any() and tracker.edited_slices == set()
+    tracker.set_axis(0)  # moving the slider and other refreshes change nothing
+    layer.refresh()
+    assert tracker.edited_slices == set()
+
+
 def test_fill_of_whole_slice_is_locked():
     layer = Labels(np.zeros((3, 8, 8), np.uint8))
     tracker = EditTracker(layer, axis=0)
