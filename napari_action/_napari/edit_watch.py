@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from napari_action._napari.undone_edits import history_lengths
+
 
 class EditWatch:
     """Calls ``on_edit(layer)`` after each stroke, undo or redo in ``layer``.
@@ -30,7 +32,7 @@ class EditWatch:
     def __init__(self, layer, on_edit: Callable[[object], None]):
         self.layer = layer
         self._on_edit = on_edit
-        self._seen = self._history_lengths()
+        self._seen = history_lengths(self.layer)
         layer.events.paint.connect(self._on_paint)
         layer.events.set_data.connect(self._on_refresh)
 
@@ -39,16 +41,12 @@ class EditWatch:
         self.layer.events.paint.disconnect(self._on_paint)
         self.layer.events.set_data.disconnect(self._on_refresh)
 
-    def _history_lengths(self) -> tuple[int, int]:
-        # napari keeps no public count of its history; both deques exist on every Labels layer.
-        return len(getattr(self.layer, "_undo_history", ())), len(getattr(self.layer, "_redo_history", ()))
-
     def _on_paint(self, event=None) -> None:
-        self._seen = self._history_lengths()
+        self._seen = history_lengths(self.layer)
         self._on_edit(self.layer)
 
     def _on_refresh(self, event=None) -> None:
-        lengths = self._history_lengths()
+        lengths = history_lengths(self.layer)
         if lengths != self._seen:
             self._seen = lengths
             self._on_edit(self.layer)

@@ -8,7 +8,6 @@ volume comes with its quality record, counted in the worker.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
@@ -49,12 +48,7 @@ def _in_stored_order(
     update: PredictionUpdate, record: PredictionStats | None, turn: Reorientation, shape: tuple[int, ...]
 ) -> tuple[PredictionUpdate, PredictionStats | None]:
     """A finished prediction of a volume read through ``turn`` (``shape``: in that order), back in its stored order."""
-    arrays = {
-        name: None if getattr(update, name) is None else np.ascontiguousarray(turn.to_stored(getattr(update, name)))
-        for name in ("labels", "confidence", "entropy")
-    }
-    arrays["axis"] = None if update.axis is None else turn.stored_axes[update.axis]
-    return dataclasses.replace(update, **arrays), None if record is None else record.in_stored_order(turn, shape)
+    return turn.prediction_to_stored(update), None if record is None else record.in_stored_order(turn, shape)
 
 
 def _quality_record(model: SegmentationModel, update: PredictionUpdate) -> PredictionStats | None:

@@ -5,8 +5,8 @@ layer's undo and redo histories and put the voxels back without a paint event (s
 :mod:`napari_action._napari.edit_watch`). A prediction layer locks the voxels the user edited
 against streamed writes; after an undo, the voxels of the undone stroke that no stroke still in the
 undo history touched are the network's again. napari keeps no public API for its history: the two
-private deques are read here, in one place, as :class:`~napari_action._napari.edit_watch.EditWatch`
-reads their lengths.
+private deques are read here, in one place (:class:`~napari_action._napari.edit_watch.EditWatch`
+reads their lengths through :func:`history_lengths` too).
 """
 
 from __future__ import annotations

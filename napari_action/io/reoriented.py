@@ -19,6 +19,7 @@ import numpy as np
 from napari_action.io.geometry import VoxelGeometry
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import VolumeSource
+from napari_action.progress import PredictionUpdate
 
 __all__ = ["Reorientation", "ReorientedSource", "TurnedReader"]
 
@@ -57,6 +58,16 @@ class Reorientation:
         """``volume`` (reoriented order) back in the stored order: a view."""
         unflipped = volume[tuple(slice(None, None, -1) if flip else slice(None) for flip in self.reversed_axes)]
         return np.transpose(unflipped, np.argsort(self.stored_axes))
+
+    def prediction_to_stored(self, update: PredictionUpdate) -> PredictionUpdate:
+        """A finished whole-volume prediction made in the reoriented order, its arrays (contiguous) and its
+        slicing axis in the stored order."""
+        arrays = {
+            name: None if getattr(update, name) is None else np.ascontiguousarray(self.to_stored(getattr(update, name)))
+            for name in ("labels", "confidence", "entropy")
+        }
+        axis = None if update.axis is None else self.stored_axes[update.axis]
+        return dataclasses.replace(update, **arrays, axis=axis)
 
     def stored_index(self, axis: int, index: int, size: int) -> tuple[int, int]:
         """Slice ``index`` along reoriented ``axis`` (``size`` slices) as (stored axis, stored index)."""

@@ -201,12 +201,7 @@ class VolumeTurns:
             if not 0 <= index < len(self.turns) or self.turns[index] is None or not update.done:
                 yield update
                 continue
-            arrays = {
-                name: None if getattr(update, name) is None else self.to_stored(index, getattr(update, name))
-                for name in ("labels", "confidence", "entropy")
-            }
-            axis = None if update.axis is None else self.turns[index].stored_axes[update.axis]
-            yield dataclasses.replace(update, **arrays, axis=axis)
+            yield self.turns[index].prediction_to_stored(update)
 
     # -- what a saved model records ------------------------------------------------------
     @staticmethod
