@@ -32,25 +32,34 @@ def _off_centre(seed: int = 0):
     return image.astype(np.float32), truth
 
 
+# The painted scan's voxel order: its slices along axis 0, 3 mm apart.
+RAS = np.diag([3.0, 1.0, 1.0, 1.0])
+
+
 def _write(path, data, affine):
     nib.Nifti1Image(data, affine).to_filename(path)
     return path
 
 
-def test_a_scan_stored_mirrored_is_predicted_where_its_anatomy_is(viewer, qtbot, tmp_path):
-    image, truth = _off_centre()
-    ras = np.diag([3.0, 1.0, 1.0, 1.0])
-    # The same voxels mirrored along both in-plane axes, each keeping its world position.
-    lps = np.array([[3.0, 0, 0, 0], [0, -1.0, 0, SHAPE[1] - 1], [0, 0, -1.0, SHAPE[2] - 1], [0, 0, 0, 1]])
-    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, ras))
-    open_nifti(viewer, _write(tmp_path / "mirrored.nii.gz", image[:, ::-1, ::-1].copy(), lps))
+def _paint_and_train(viewer, qtbot, truth):
+    """Paint the truth's PAINTED slices on the opened scan "painted" and train (its labels carried onto the other
+    scan by registration: its preview and its prediction's prior); the widget and the painted layer."""
     labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="painted labels", affine=viewer.layers["painted"].affine)
     paint(labels, truth, PAINTED)
     widget = dock(viewer)
-    # The painted scan's labels carried onto the other by registration: its preview and its prediction's prior.
     widget.config_overrides = tiny_overrides(unpainted_prior="registration")
     widget.train_button.click()
     wait_finished(qtbot, widget)
+    return widget, labels
+
+
+def test_a_scan_stored_mirrored_is_predicted_where_its_anatomy_is(viewer, qtbot, tmp_path):
+    image, truth = _off_centre()
+    # The same voxels mirrored along both in-plane axes, each keeping its world position.
+    lps = np.array([[3.0, 0, 0, 0], [0, -1.0, 0, SHAPE[1] - 1], [0, 0, -1.0, SHAPE[2] - 1], [0, 0, 0, 1]])
+    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, RAS))
+    open_nifti(viewer, _write(tmp_path / "mirrored.nii.gz", image[:, ::-1, ::-1].copy(), lps))
+    widget, labels = _paint_and_train(viewer, qtbot, truth)
     assert widget.run.error is None
     trainer = widget.training_state.trainer
     assert trainer.turns.turned(1) and any("'mirrored' is stored" in note for note in trainer.advice)
@@ -67,11 +76,10 @@ def test_a_mirrored_scan_left_out_of_training_is_predicted_in_the_training_order
     viewer, qtbot, tmp_path
 ):
     image, truth = _off_centre()
-    ras = np.diag([3.0, 1.0, 1.0, 1.0])
     lps = np.array([[3.0, 0, 0, 0], [0, -1.0, 0, SHAPE[1] - 1], [0, 0, -1.0, SHAPE[2] - 1], [0, 0, 0, 1]])
-    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, ras))
+    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, RAS))
     # Two scans nobody trains on: the same voxels once as the painted scan stores them, once mirrored.
-    open_nifti(viewer, _write(tmp_path / "copy.nii.gz", image, ras))
+    open_nifti(viewer, _write(tmp_path / "copy.nii.gz", image, RAS))
     open_nifti(viewer, _write(tmp_path / "mirrored.nii.gz", image[:, ::-1, ::-1].copy(), lps))
     labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="painted labels", affine=viewer.layers["painted"].affine)
     paint(labels, truth, PAINTED)
@@ -94,18 +102,12 @@ def test_a_scan_stored_with_its_slices_along_another_axis_is_trained_on_and_pred
     viewer, qtbot, tmp_path
 ):
     image, truth = _off_centre()
-    ras = np.diag([3.0, 1.0, 1.0, 1.0])
     # Array axes 0 and 1 swapped, the affine's columns with them: the same voxels, the painted slices now along axis 1.
-    swapped = ras[:, [1, 0, 2, 3]]
-    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, ras))
+    swapped = RAS[:, [1, 0, 2, 3]]
+    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, RAS))
     with pytest.warns(DisplayGeometryWarning, match="permuted against the scanner axes"):  # napari shows voxel order
         open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", image.transpose(1, 0, 2).copy(), swapped))
-    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="painted labels", affine=viewer.layers["painted"].affine)
-    paint(labels, truth, PAINTED)
-    widget = dock(viewer)
-    widget.config_overrides = tiny_overrides(unpainted_prior="registration")
-    widget.train_button.click()
-    wait_finished(qtbot, widget)
+    widget, _ = _paint_and_train(viewer, qtbot, truth)
     assert widget.run.error is None and widget.training_state.trainer.turns.turned(1)
     streamed = widget.training_state.target(1)
     assert streamed.axis == 1 and streamed.streamed.any()  # its slices arrived along the axis they lie on
@@ -123,11 +125,10 @@ def test_axial_slices_painted_on_two_scans_stored_with_them_along_different_axes
     # The second scan holds its axial slices along array axis 1: as stored, its paint crossed every slice of
     # the first scan's axis, and the slicing axis was decided from that mix.
     image, truth = _off_centre()
-    ras = np.diag([3.0, 1.0, 1.0, 1.0])
     swapped_image, swapped_truth = (a.transpose(1, 0, 2).copy() for a in (image, truth))
-    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, ras))
+    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, RAS))
     with pytest.warns(DisplayGeometryWarning):
-        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", swapped_image, ras[:, [1, 0, 2, 3]]))
+        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", swapped_image, RAS[:, [1, 0, 2, 3]]))
     for name, paint_on, axis in (("painted", truth, 0), ("swapped", swapped_truth, 1)):
         layer = viewer.add_labels(np.zeros(paint_on.shape, np.uint8), name=f"{name} labels")
         layer.affine = viewer.layers[name].affine
@@ -154,12 +155,11 @@ def test_a_loaded_model_continues_on_a_scan_stored_with_its_slices_along_another
     from napari_action.training.trainer import Trainer
 
     image, truth = _off_centre()
-    ras = np.diag([3.0, 1.0, 1.0, 1.0])
-    first = Trainer([image], [sparse(truth, PAINTED, axis=0)], tiny_config(method="supervised"), affines=[ras])
+    first = Trainer([image], [sparse(truth, PAINTED, axis=0)], tiny_config(method="supervised"), affines=[RAS])
     first.train()
     model = save_model(first, tmp_path / "model.pt", first.references)
     with pytest.warns(DisplayGeometryWarning):
-        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", image.transpose(1, 0, 2).copy(), ras[:, [1, 0, 2, 3]]))
+        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", image.transpose(1, 0, 2).copy(), RAS[:, [1, 0, 2, 3]]))
     labels = viewer.add_labels(np.zeros((SHAPE[1], SHAPE[0], SHAPE[2]), np.uint8), name="swapped labels")
     labels.affine = viewer.layers["swapped"].affine
     labels.data = sparse(truth.transpose(1, 0, 2), PAINTED, axis=1)
@@ -181,10 +181,9 @@ def _swapped_scene(viewer, qtbot, tmp_path):
     """ "painted" (slices painted along axis 0) beside "swapped", the same voxels stored with those slices along its
     axis 1, trained on and predicted: the widget, and the truth."""
     image, truth = _off_centre()
-    ras = np.diag([3.0, 1.0, 1.0, 1.0])
-    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, ras))
+    open_nifti(viewer, _write(tmp_path / "painted.nii.gz", image, RAS))
     with pytest.warns(DisplayGeometryWarning):
-        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", image.transpose(1, 0, 2).copy(), ras[:, [1, 0, 2, 3]]))
+        open_nifti(viewer, _write(tmp_path / "swapped.nii.gz", image.transpose(1, 0, 2).copy(), RAS[:, [1, 0, 2, 3]]))
     labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="painted labels", affine=viewer.layers["painted"].affine)
     paint(labels, truth, PAINTED)
     widget = dock(viewer)

@@ -97,12 +97,18 @@ def _accepted_while_training(scene, qtbot, index: int):
     return layer, trainer
 
 
-def test_an_accepted_slice_corrected_again_through_the_paint_api_reaches_the_running_trainer(scene, qtbot):
-    # data_setitem emits its paint event before writing: the training got the slice as it was before.
-    _, widget, _, _ = scene
+def _corrected_again_while_training(scene, qtbot):
+    """Slice 4 accepted while training runs, then corrected again (a block of value 2) until the trainer has it."""
     layer, trainer = _accepted_while_training(scene, qtbot, 4)
     edit_slice(layer, 4, 2)  # the accepted slice corrected again
     qtbot.waitUntil(lambda: (trainer.annotation.target(0, 4)[0:6, 0:6] == 2).all(), timeout=TIMEOUT)
+    return layer, trainer
+
+
+def test_an_accepted_slice_corrected_again_through_the_paint_api_reaches_the_running_trainer(scene, qtbot):
+    # data_setitem emits its paint event before writing: the training got the slice as it was before.
+    _, widget, _, _ = scene
+    _corrected_again_while_training(scene, qtbot)
     widget.stop_training()
     wait_finished(qtbot, widget)
 
@@ -110,9 +116,7 @@ def test_an_accepted_slice_corrected_again_through_the_paint_api_reaches_the_run
 def test_a_correction_of_an_accepted_slice_undone_during_training_is_taken_back(scene, qtbot):
     # napari's undo emits no paint event: training kept the correction the user had taken back.
     _, widget, _, _ = scene
-    layer, trainer = _accepted_while_training(scene, qtbot, 4)
-    edit_slice(layer, 4, 2)
-    qtbot.waitUntil(lambda: (trainer.annotation.target(0, 4)[0:6, 0:6] == 2).all(), timeout=TIMEOUT)
+    layer, trainer = _corrected_again_while_training(scene, qtbot)
     layer.undo()  # the correction after accepting taken back
     assert (layer.data[4, 0:6, 0:6] == 1).all()
     qtbot.waitUntil(lambda: (trainer.annotation.target(0, 4)[0:6, 0:6] == 1).all(), timeout=TIMEOUT)
