@@ -9,9 +9,12 @@ module only puts them together.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from napari_action.cli import convert, demo, evaluate, predict, reorient, train
 from napari_action.io.errors import describe_error
@@ -41,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Errors the user can fix (bad files, bad options) print one line and return 2:
     every sub-command's errors are worded here, once, by
     :func:`~napari_action.io.errors.describe_error` (the path, what is wrong with it,
-    what to do; no ``errno`` numbers, no library internals).
+    what to do; no ``errno`` numbers, no library internals). Ctrl-C returns 130 and SIGTERM 143, each
+    after a line saying what the command left behind.
     """
     _print_what_the_console_cannot_show_escaped()
     args = build_parser().parse_args(argv)
@@ -49,15 +53,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return args.run(args)
+        with _terminate_as_interrupt():
+            return args.run(args)
     except (ValueError, OSError) as error:
         print(f"napari-action {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         # What an interrupted command leaves behind, when it has something to say (``interrupted`` default).
         kept = getattr(args, "interrupted", None)
-        print(f"napari-action {args.command}: interrupted{f'; {kept}' if kept else ''}", file=sys.stderr)
-        return 130
+        how, code = ("terminated (SIGTERM)", 143) if isinstance(interruption, Terminated) else ("interrupted", 130)
+        print(f"napari-action {args.command}: {how}{f'; {kept}' if kept else ''}", file=sys.stderr)
+        return code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: a batch scheduler's time limit (SLURM sends it ~30 s before SIGKILL), ``kill``."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the command as Ctrl-C does: partial files are removed and the log says what was kept.
+
+    Python's default for SIGTERM ends the process on the spot: a job at its time limit left a log that
+    stopped mid-training without a word, and the temporary files of the masks being written. Only where
+    SIGTERM still has its default (a caller's own handler is kept) and in the main thread (the only one
+    that can set a handler).
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while cleaning up ends the process
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _print_what_the_console_cannot_show_escaped() -> None:

@@ -338,6 +338,30 @@ def test_ctrl_c_during_training_says_that_no_model_was_written(nifti_files):
     assert not out.exists()
 
 
+def test_sigterm_during_training_ends_it_as_ctrl_c_does_and_says_so(nifti_files):
+    # A batch job at its time limit (SLURM sends SIGTERM): the process vanished, its log ending on a progress line.
+    out = nifti_files["dir"] / "m.pt"
+    args = [*cli_train_args([nifti_files["image"]], nifti_files["labels"], out), "--steps", "100000"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "napari_action.cli.main", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),  # as a scheduler starts a job
+    )
+    try:
+        for line in child.stderr:  # training has started: the schedule is announced before the first step
+            if line.startswith("Training"):
+                break
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 143
+    assert "napari-action train: terminated (SIGTERM); no model was written (--out is as it was)" in err
+    assert not out.exists() and not list(out.parent.glob(".m.pt.*"))
+
+
 def test_a_complete_mask_as_labels_says_what_to_do_before_training(nifti_files, capsys):
     # Every slice of the truth holds paint: ACTION found no unpainted slice once its supervised start was over.
     out = nifti_files["dir"] / "m.pt"
