@@ -5,7 +5,9 @@ the network's, known only while predicting. A run continued with ``--skip-existi
 needs the records of the masks it does not predict again: each written mask's record is kept in
 ``<out-dir>/.napari-action-quality/<mask name>.json``, with the mask's size and modification time.
 A mask changed since (a correction, another tool) does not match its record and is not rated from
-it: its row says so, and ``--overwrite`` predicts and rates it again.
+it: its row says so, and ``--overwrite`` predicts and rates it again. The records also let every run rate
+the masks other runs wrote into the same folder (:func:`recorded_masks`): the tasks of a job array, each
+predicting its own scans into one ``--out-dir``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from napari_action.io.atomic import write_atomically
 
-__all__ = ["RECORDS_FOLDER", "keep_record", "kept_record", "record_path"]
+__all__ = ["RECORDS_FOLDER", "keep_record", "kept_record", "record_path", "recorded_masks"]
 
 #: Folder of the kept records, inside ``--out-dir``.
 RECORDS_FOLDER = ".napari-action-quality"
@@ -27,21 +29,44 @@ def record_path(mask: Path) -> Path:
     return mask.parent / RECORDS_FOLDER / f"{mask.name}.json"
 
 
-def keep_record(mask: Path, record: dict) -> Path:
-    """Keep ``record`` (:meth:`PredictionStats.to_dict`) for the mask just written; return the file."""
+def keep_record(mask: Path, record: dict, image: str | None = None) -> Path:
+    """Keep ``record`` (:meth:`PredictionStats.to_dict`) for the mask just written from ``image``; return the file."""
     path = record_path(mask)
     path.parent.mkdir(exist_ok=True)
-    text = json.dumps({"mask": _fingerprint(mask), "record": record}, indent=1)
+    text = json.dumps({"mask": _fingerprint(mask), "record": record, "image": image}, indent=1)
     return write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def kept_record(mask: Path) -> dict | None:
     """The record kept for ``mask``; None if there is none, it cannot be read, or the mask changed since."""
+    kept = _matching_record(mask)
+    return None if kept is None else dict(kept["record"])
+
+
+def recorded_masks(folder: Path) -> list[tuple[str, Path, dict]]:
+    """Every mask in ``folder`` with a record that still matches it: the image it was predicted from (as that
+    run named it; the mask for records older than the name), the mask and its record, sorted by mask name."""
+    try:
+        records = sorted((folder / RECORDS_FOLDER).glob("*.json"))
+    except OSError:
+        return []
+    found = []
+    for path in records:
+        mask = folder / path.name.removesuffix(".json")
+        kept = _matching_record(mask)
+        if kept is not None:
+            image = kept.get("image")
+            found.append((image if isinstance(image, str) else str(mask), mask, dict(kept["record"])))
+    return found
+
+
+def _matching_record(mask: Path) -> dict | None:
+    """The kept file of ``mask`` (a dict with its ``record``) if the mask is as it was written, else None."""
     try:
         kept = json.loads(record_path(mask).read_text(encoding="utf-8"))
-        if kept["mask"] != _fingerprint(mask):
+        if kept["mask"] != _fingerprint(mask) or not isinstance(kept["record"], dict):
             return None
-        return dict(kept["record"])
+        return kept
     except (OSError, ValueError, KeyError, TypeError):
         return None  # no record, or a damaged one: the mask is listed as not rated
 

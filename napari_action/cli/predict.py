@@ -4,8 +4,8 @@ Inputs are files, glob patterns or list files (:func:`~napari_action.inference.c
 Under ``torchrun`` each rank predicts its share of the files. A file that cannot be
 predicted (not NIfTI, 4D, NaN voxels, corrupt) is reported and the next one goes
 on; the summary at the end lists what was written and what failed. ``quality.csv`` beside
-the masks rates every written mask (:mod:`napari_action.inference.quality`), worst first, and
-the worst few are printed.
+the masks rates every mask in ``--out-dir`` with a record of its prediction, this run's and earlier or
+concurrent runs' (:mod:`napari_action.inference.quality`), worst first, and the worst few are printed.
 
 Exit codes: 0 every file written (or skipped), 1 at least one file failed, 2 nothing
 was tried (bad options, no checkpoint, a pattern that matches nothing, existing outputs).
@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from napari_action.cli.kept_records import keep_record, kept_record
 from napari_action.cli.options import NAN_TO_ZERO_ADVICE, add_nan_to_zero_option, add_threads_option
-from napari_action.cli.quality_report import report_quality
+from napari_action.cli.quality_report import report_folder_quality, report_quality
 from napari_action.inference.cohort import FileOutcome, RankShare, count_by_status, expand_images, gather_outcomes
-from napari_action.inference.quality import QUALITY_CSV
 from napari_action.io.atomic import require_writable_folder
 from napari_action.io.errors import describe_error
 from napari_action.io.label_table import class_entries, label_table_text, table_path, write_label_table
@@ -236,7 +235,7 @@ def _handle_file(
         return "failed", _describe(error, image), None
     record = quality.to_dict()
     try:
-        keep_record(target, record)
+        keep_record(target, record, image=str(image))
     except OSError as error:  # the mask is written; only a later --skip-existing run loses its score
         progress.note(f"Warning: the quality record of {target} was not kept: {describe_error(error)}")
     _write_class_table(target, model, args.overwrite, progress)
@@ -355,9 +354,11 @@ def _report(outcomes: list[FileOutcome], share: RankShare, seconds: float, out_d
     mine = everything if everything is not None else outcomes
     scope = f"{share.world_size} ranks" if everything is not None and share.distributed else None
     print_summary(mine, seconds, prefix=share.prefix, scope=scope)
-    # Ranks that could not gather write one table each, rather than over each other.
-    table = QUALITY_CSV if everything is not None else f"quality-rank{share.rank}.csv"
-    report_quality(mine, out_dir / table, model.class_values, model.class_names, prefix=share.prefix)
+    if everything is not None:
+        report_folder_quality(mine, out_dir, model.class_values, model.class_names, prefix=share.prefix)
+    else:  # ranks that could not gather write one table each, rather than over each other
+        table = out_dir / f"quality-rank{share.rank}.csv"
+        report_quality(mine, table, model.class_values, model.class_names, prefix=share.prefix)
     return SOME_FILES_FAILED if any(o.status == "failed" for o in mine) else 0
 
 

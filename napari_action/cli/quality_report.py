@@ -6,13 +6,17 @@ so under ``torchrun`` rank 0 rates the whole cohort at once, every volume agains
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from napari_action.cli.kept_records import recorded_masks
 from napari_action.inference.cohort import FileOutcome
 from napari_action.inference.quality import (
+    QUALITY_CSV,
     PredictionStats,
     VolumeQuality,
     class_label,
@@ -21,9 +25,51 @@ from napari_action.inference.quality import (
     write_quality_csv,
 )
 from napari_action.io.errors import describe_error
+from napari_action.io.save_lock import saving_alone
 
 #: How many of the lowest-scoring files are printed.
 WORST_SHOWN = 3
+
+
+def report_folder_quality(
+    outcomes: Sequence[FileOutcome],
+    out_dir: Path,
+    class_values: Sequence[int],
+    class_names: Mapping[int, str],
+    *,
+    prefix: str = "",
+) -> list[VolumeQuality]:
+    """``quality.csv`` of the whole ``out_dir``: this run's files and the masks other runs predicted there.
+
+    The tasks of a job array predicting their own scans into one folder each rewrote the table with their
+    own files, so that the last to finish left one row, and every other task's output said "every file in
+    quality.csv". Each run now rates its files together with every other mask in the folder that has a
+    record of its prediction by a model of the same classes (status ``kept``), and the runs take turns
+    (:func:`~napari_action.io.save_lock.saving_alone`): the last table written holds every mask.
+    """
+    path = out_dir / QUALITY_CSV
+    with contextlib.ExitStack() as turn:
+        with contextlib.suppress(OSError):  # a folder that takes no lock file (a full disk): written unlocked
+            turn.enter_context(saving_alone(path))
+        others = masks_of_other_runs(out_dir, outcomes, class_values)
+        return report_quality([*outcomes, *others], path, class_values, class_names, prefix=prefix)
+
+
+def masks_of_other_runs(
+    out_dir: Path, outcomes: Sequence[FileOutcome], class_values: Sequence[int]
+) -> list[FileOutcome]:
+    """The masks in ``out_dir`` that none of ``outcomes`` names, with the record of a model of ``class_values``.
+
+    They come as skipped files with their record, which :func:`report_quality` rates as ``kept``; a record
+    of a model of other classes cannot share the table's class columns and is left out.
+    """
+    named = {os.path.abspath(outcome.target) for outcome in outcomes}
+    classes = [int(value) for value in class_values]
+    return [
+        FileOutcome(image, str(mask), "skipped", quality=record)
+        for image, mask, record in recorded_masks(out_dir)
+        if os.path.abspath(mask) not in named and list(record.get("class_values", ())) == classes
+    ]
 
 
 def report_quality(

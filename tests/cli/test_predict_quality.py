@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import nibabel as nib
 import numpy as np
@@ -120,3 +121,22 @@ def test_a_kept_mask_changed_since_its_prediction_is_listed_unrated(scans, model
     ]
     assert "no record of its prediction" in rows[1]["flags"] and rows[1]["quality_score"] == ""
     assert np.array_equal(np.asarray(nib.load(corrected).dataobj), edited)  # the correction is left alone
+
+
+def test_runs_predicting_into_one_folder_leave_one_table_of_every_mask(scans, model_file, tmp_path, capsys):
+    # The tasks of a job array, each predicting its scan into one --out-dir: each rewrote quality.csv with its
+    # own file, so the last left one row, and the first had printed "every file in .../quality.csv".
+    out_dir = tmp_path / "out"
+    assert predict(model_file, out_dir, scans / "a_disc.nii.gz") == 0
+    assert predict(model_file, out_dir, scans / "c_blank.nii.gz") == 0
+    record = out_dir / ".napari-action-quality" / "c_blank_action.nii.gz.json"
+    kept = json.loads(record.read_text())
+    kept["record"]["class_values"] = [0, 1, 2, 3]  # as a model of other classes would have left it
+    record.write_text(json.dumps(kept))
+    capsys.readouterr()
+    assert predict(model_file, out_dir, scans / "d_disc.nii.gz") == 0
+    rows = read_rows(out_dir / "quality.csv")
+    status = {row["file"]: row["status"] for row in rows}
+    assert status == {str(scans / "d_disc.nii.gz"): "predicted", str(scans / "a_disc.nii.gz"): "kept"}
+    assert_rows_match_masks(rows, out_dir)
+    assert "Check first (lowest quality of 2;" in capsys.readouterr().out
