@@ -39,6 +39,12 @@ if TYPE_CHECKING:  # annotations only: loading a model imports torch
 
 #: Exit code when at least one file failed (the others were still predicted).
 SOME_FILES_FAILED = 1
+#: Why a mask that did not exist when the run began could not be written.
+_WRITTEN_MEANWHILE = (
+    "was written by another process while this one predicted it (two jobs writing the same --out-dir?); it is "
+    "left as it is. Give each job its own images (RANK and WORLD_SIZE split one list between jobs), or pass "
+    "--overwrite to replace it."
+)
 _INPUT_SUFFIXES = (*NIFTI_EXTENSIONS, ".zarr")
 # Shown in the summary for at most this many existing outputs; the rest are counted.
 _NAMES_SHOWN = 5
@@ -231,6 +237,8 @@ def _handle_file(
         return "skipped", "", kept_record(target)  # rated again with the rest, if its record still fits
     try:
         quality = _predict_file(image, target, model, args, progress)
+    except FileExistsError:  # none when the run began: the writer's own words ask for ``overwrite=True``
+        return "failed", f"{image}: {target} {_WRITTEN_MEANWHILE}", None
     except Exception as error:  # one bad file never stops the rest; the summary names it
         return "failed", _describe(error, image), None
     record = quality.to_dict()

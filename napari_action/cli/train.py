@@ -213,12 +213,22 @@ def _save_trained_model(save: Callable[[Path, bool], Path], args: argparse.Names
     """
     try:
         return save(args.out, args.overwrite)
+    except FileExistsError as error:
+        # Checked before training: another job with the same --out finished first. Its model stays; the
+        # writer's own words asked for ``overwrite=True``, which the command line does not have.
+        written = f"{args.out} was written by another process while this model trained (two jobs with the same --out?)"
+        raise FileExistsError(
+            f"{written}; it is left as it is. {_keep_elsewhere(save, args.out, taken=True)}"
+        ) from error
     except OSError as error:
         raise OSError(f"{describe_error(error, args.out)} {_keep_elsewhere(save, args.out)}") from error
 
 
-def _keep_elsewhere(save: Callable[[Path, bool], Path], out: Path) -> str:
-    """Save the model in the first of :func:`_fallback_folders` that takes it; say where (or that none did)."""
+def _keep_elsewhere(save: Callable[[Path, bool], Path], out: Path, *, taken: bool = False) -> str:
+    """Save the model in the first of :func:`_fallback_folders` that takes it; say where (or that none did).
+
+    ``taken``: ``out`` holds another model, so the user is not told to move this one there.
+    """
     failures = []
     for folder in _fallback_folders():
         target = folder / f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}{out.suffix or '.pt'}"
@@ -228,7 +238,8 @@ def _keep_elsewhere(save: Callable[[Path, bool], Path], out: Path) -> str:
         except OSError as failure:
             failures.append(f"{folder}: {describe_error(failure)}")
             continue
-        return f"The trained model is kept in {kept} instead: move it to {out} (or wherever you want it)."
+        where = "wherever you want it" if taken else f"{out} (or wherever you want it)"
+        return f"The trained model is kept in {kept} instead: move it to {where}."
     return f"The trained model could not be saved anywhere else either ({'; '.join(failures)})."
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 from napari_action.cli.main import main
-from tests.helpers.engine import cli_predict_args, cli_train_args
+from tests.helpers.engine import cli_predict_args, cli_train_args, write_nifti
 from tests.helpers.os_limits import read_only, run_on_small_disk, run_save
 
 USER_ERROR = 2  # nothing was tried
@@ -287,3 +290,49 @@ def test_a_disk_too_full_for_the_trained_model_keeps_it_in_the_users_folder_and_
     [kept] = (home / ".napari-action" / "unsaved-models").iterdir()
     assert f"The trained model is kept in {kept} instead: move it to {out}" in err
     assert load_model(kept).class_values.tolist() == [0, 1, 2]
+
+
+def _run_and_write_meanwhile(args, started, target, home):
+    """Run ``napari-action args`` in a child; once a line of its output starts with ``started``, write
+    ``target`` as another job would. Its exit code and stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(home)}
+    command = [sys.executable, "-m", "napari_action.cli.main", *args]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        for line in child.stdout:
+            lines.append(line)
+            if line.startswith(started):
+                target.write_bytes(b"another job's file")
+                break
+        rest, _ = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    return child.returncode, "".join(lines) + rest
+
+
+def test_a_model_written_to_the_same_out_by_another_job_is_left_and_this_one_kept(nifti_files, tmp_path):
+    # Two jobs with one --out: the second to finish said "pass overwrite=True to replace it" (an option the
+    # command line does not have) and "move it to m.pt", over the other job's model.
+    from napari_action.inference.loaded_model import load_model
+
+    out, home = nifti_files["dir"] / "m.pt", tmp_path / "home"
+    args = [*cli_train_args([nifti_files["image"]], nifti_files["labels"], out), "--steps", "40", "--threads", "1"]
+    status, err = _run_and_write_meanwhile(args, "Training", out, home)
+    assert status == USER_ERROR
+    assert f"{out} was written by another process while this model trained (two jobs with the same --out?)" in err
+    assert "overwrite=True" not in err and out.read_bytes() == b"another job's file"
+    [kept] = (home / ".napari-action" / "unsaved-models").iterdir()
+    assert f"The trained model is kept in {kept} instead: move it to wherever you want it." in err
+    assert load_model(kept).class_values.tolist() == [0, 1, 2]
+
+
+def test_a_mask_written_by_another_job_meanwhile_is_left_and_said_so(nifti_files, model_file, tmp_path):
+    big = write_nifti(tmp_path / "big.nii.gz", np.random.default_rng(0).normal(100, 10, (96, 96, 60)))
+    out_dir = tmp_path / "out"
+    args = [*cli_predict_args(model_file, nifti_files["image"], out_dir), "--image", str(big), "--threads", "1"]
+    target = out_dir / "big_action.nii.gz"
+    status, err = _run_and_write_meanwhile(args, "[1/2]", target, tmp_path)
+    assert status == SOME_FILES_FAILED
+    assert f"{target} was written by another process while this one predicted it" in err
+    assert "overwrite=True" not in err and target.read_bytes() == b"another job's file"
