@@ -179,11 +179,17 @@ def _train(args: argparse.Namespace) -> int:
         )
         for message in trainer.advice:
             print(f"Note: {message}", file=sys.stderr)
+    first_step = trainer.step  # a continued model (--init) counts its steps on
     try:
         run_training(trainer, TerminalProgress() if main else None)
     except NonFiniteVoxelsError as error:
         # A large image is read slice by slice while training, so its NaN voxels can surface only now.
         raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
+    except KeyboardInterrupt:
+        # Ctrl-C, or SIGTERM at a batch job's time limit: main() says what was kept.
+        if main:
+            args.interrupted = _keep_interrupted(trainer, args, first_step)
+        raise
     queues = {"global_queue": trainer.global_queue, "local_queue": trainer.local_queue}
     distributed.dump_rank_state({"nets": trainer.nets, **queues}, trainer.distributed)
     if main:
@@ -222,6 +228,34 @@ def _save_trained_model(save: Callable[[Path, bool], Path], args: argparse.Names
         ) from error
     except OSError as error:
         raise OSError(f"{describe_error(error, args.out)} {_keep_elsewhere(save, args.out)}") from error
+
+
+def _keep_interrupted(trainer: Trainer, args: argparse.Namespace, first_step: int) -> str:
+    """Save the model of a run stopped midway beside ``--out`` (never over it); say where and what to do with it.
+
+    A batch job that reached its time limit lost hours of training with it. The weights are whole between
+    any two Python statements (a signal never lands inside a tensor operation), so the model as it was at
+    the interruption predicts, and ``--init`` trains on from it.
+    """
+    from napari_action.inference.loaded_model import save_model
+
+    if trainer.step == first_step:  # stopped before its first step (while propagating the labels): nothing new
+        return str(args.interrupted)
+    out = Path(args.out)
+    target = out.with_name(f"{out.stem}-interrupted-step{trainer.step}{out.suffix or '.pt'}")
+    stopped = f"stopped at step {trainer.step}"
+
+    def save(path: Path, overwrite: bool) -> Path:
+        return save_model(trainer, path, trainer.references, overwrite=overwrite)
+
+    try:
+        kept = save(target, False)
+    except OSError as error:
+        return f"{stopped} ({describe_error(error, target)}). {_keep_elsewhere(save, target, taken=True)}"
+    return (
+        f"{stopped}: the model as it was then is kept in {kept} (--out is as it was); "
+        f"predict with it, or train on from it with --init {kept}"
+    )
 
 
 def _keep_elsewhere(save: Callable[[Path, bool], Path], out: Path, *, taken: bool = False) -> str:
