@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from napari_action.cpu_allotment import allotted_cores
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """Return the torch device for ``name`` (``auto``: CUDA, then Apple MPS, then CPU).
@@ -140,11 +142,16 @@ def configure_threads(num_threads: int | None, default: int | None = None) -> No
     num_threads : int or None
         The cap; None or 0: ``default``. A cap below 1 leaves torch as it is.
     default : int or None
-        The cap when ``num_threads`` is unset; None leaves torch's own (the
-        command line's default). The widget passes every core; its worker
-        thread runs at a lower priority, which keeps the GUI responsive.
+        The cap when ``num_threads`` is unset; None: torch's own choice, held to the cores a container or a
+        batch scheduler allots (:func:`~napari_action.cpu_allotment.allotted_cores`; the command line's
+        default). The widget passes every allotted core; its worker thread runs at a lower priority,
+        which keeps the GUI responsive.
     """
     threads = num_threads or default
+    if threads is None:
+        # torch counts the cores it may run on, not the quota: 64 threads on 4 cores' worth of quota.
+        allotted = allotted_cores()
+        threads = allotted if allotted < torch.get_num_threads() else None
     if threads is not None and threads > 0:
         torch.set_num_threads(threads)
 

@@ -30,17 +30,15 @@ from napari.qt.threading import WorkerBase, create_worker
 from napari.utils.notifications import Notification, notification_manager
 from qtpy.QtCore import QThread
 
+from napari_action.cpu_allotment import allotted_cores
 from napari_action.io.errors import describe_error
 
 logger = logging.getLogger(__name__)
 
 
 def available_cores() -> int:
-    """Cores this process may use (honours CPU affinity and container limits)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows
-        return os.cpu_count() or 1
+    """Cores this process may use: its CPU affinity, a container's CPU quota, a batch scheduler's allotment."""
+    return allotted_cores()
 
 
 def training_threads(cores: int | None = None) -> int:

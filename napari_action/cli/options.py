@@ -140,7 +140,8 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="CPU threads for torch (default: torch's choice, usually all cores)",
+        help="CPU threads for torch (default: every core this process may use: its CPU affinity, held to a "
+        "container's CPU quota and to SLURM_CPUS_PER_TASK)",
     )
 
 
