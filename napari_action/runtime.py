@@ -34,9 +34,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device is None or device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device {name!r} is not one napari-action can use: choose auto, cpu, cuda, cuda:N or mps.")
     if device.type == "cuda" and not torch.cuda.is_available():
+        # Worded for the command line (--device) and the widget's menu alike, and saying which of the two
+        # usual causes it is: a torch built without CUDA, or no GPU (driver) on this machine.
+        build = "a build without CUDA" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
         raise ValueError(
-            f"device={name!r} was requested but PyTorch sees no CUDA GPU "
-            f"(torch {torch.__version__}). Use device='auto' or 'cpu', or install a CUDA build of torch."
+            f"the device {name!r} was asked for, but PyTorch sees no CUDA GPU here (torch {torch.__version__}, "
+            f"{build}). Choose the device auto or cpu, or install a CUDA build of torch on a machine with a GPU."
         )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         count = torch.cuda.device_count()
@@ -45,7 +48,7 @@ def resolve_device(name: str = "auto") -> torch.device:
             "(CUDA_VISIBLE_DEVICES may hide others). Choose one of them, or 'cuda'."
         )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device='mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'.")
+        raise ValueError("the device 'mps' was asked for, but Apple MPS is not available here: choose auto or cpu.")
     return device
 
 

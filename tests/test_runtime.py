@@ -39,8 +39,17 @@ def test_a_device_napari_action_cannot_use_is_refused_in_plain_words(name):
 def test_a_gpu_asked_for_by_number_without_cuda_is_named_as_asked(monkeypatch):
     # Said "device='cuda' was requested" for cuda:1.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # what torch says on a machine without a GPU
-    with pytest.raises(ValueError, match="device='cuda:1' was requested but PyTorch sees no CUDA GPU"):
+    with pytest.raises(ValueError, match="the device 'cuda:1' was asked for, but PyTorch sees no CUDA GPU here"):
         resolve_device("cuda:1")
+
+
+def test_cuda_asked_for_on_the_command_line_with_a_cpu_only_torch_says_which_cause_it_is(monkeypatch):
+    # Said "device='cuda' was requested ... Use device='auto'", the Python API's words, to a --device user.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)  # the CPU wheel
+    with pytest.raises(ValueError, match=r"a build without CUDA\)\. Choose the device auto or cpu") as raised:
+        resolve_device("cuda")
+    assert "device=" not in str(raised.value)
 
 
 def test_a_gpu_number_beyond_those_torch_sees_is_refused_naming_them(monkeypatch):
