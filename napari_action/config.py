@@ -35,9 +35,11 @@ UNPAINTED_PRIORS: tuple[str, ...] = ("registration", "none")
 #: How prediction ends a structure beyond the slices the propagation carries it to (``TrainConfig.structure_ends``):
 #: "auto" is decided by the trainer from the painted volumes' slice thickness, the others are rules.
 STRUCTURE_ENDS: tuple[str, ...] = ("auto", "taper", "cut", "network")
-#: Which voxels a volume's intensities are z-scored by (``TrainConfig.intensity_reference``): its foreground
-#: (above its Otsu threshold) or every voxel (as before; models saved then keep it).
-INTENSITY_REFERENCES: tuple[str, ...] = ("foreground", "whole")
+#: Which voxels a volume's intensities are z-scored by (``TrainConfig.intensity_reference``): its foreground (above
+#: its Otsu threshold) within the field of view, a fill value outside it (CT's -3024) read as the darkest imaged
+#: intensity ("foreground_in_view"); its foreground with the fill counted ("foreground", models saved before); or
+#: every voxel ("whole", earlier still). Models keep the one they were trained with.
+INTENSITY_REFERENCES: tuple[str, ...] = ("foreground_in_view", "foreground", "whole")
 #: The rules themselves, what a predictor applies.
 ENDING_RULES: tuple[str, ...] = ("taper", "cut", "network")
 
@@ -211,7 +213,10 @@ class TrainConfig(_Settings):
     # the voxels above its Otsu threshold ("foreground"), or of every voxel ("whole", as before: models
     # saved then are read with it). A skull-stripped brain opened beside a head scan: 0.004 -> 0.63 mean
     # Dice (whole -> foreground), the painted scan unchanged (docs/benchmarks.md, "A real second brain").
-    intensity_reference: str = "foreground"
+    # "foreground_in_view" sets aside a fill value outside the field of view (CT padding at -2048 or -3024
+    # HU, far below air): counted, it set the clip range and Otsu's split, and one spine normalised with its
+    # vertebrae 0.4 or 0.9 standard deviations above the mean by its padding value alone.
+    intensity_reference: str = "foreground_in_view"
     annotation_mode: AnnotationMode = "slice"
     # Scribble mode: the painted value that means "background" (0 = unpainted there).
     background_value: int | None = None

@@ -7,7 +7,13 @@ standard deviation of its *foreground*: the voxels above the volume's Otsu thres
 field of view holds: a skull-stripped brain (four fifths zeros) z-scored as a whole put its deep
 grey matter a full standard deviation above where a head scan put it, and a network trained on the
 head scan found nothing in it. The foreground's moments describe the anatomy alone.
-``reference="whole"`` measures every voxel, as napari-action did before (models saved then keep it).
+The default, ``reference="foreground_in_view"``, first sets aside a fill value outside the scanner's
+field of view (:func:`fill_below_imaged`): CT padded with -2048 or -3024 HU around a circular field of
+view holds a quarter of its voxels there, far below air. Counted, that padding set the lower clip bound
+and Otsu split it from air and body together, so one spine normalised differently by its padding value
+alone. Read as the darkest imaged intensity, the padding looks like air, as in a scan padded with air's
+value. ``reference="foreground"`` counts it (models saved before keep that), and ``reference="whole"``
+measures every voxel, as napari-action did earlier still.
 :class:`IntensityStatistics` holds those four numbers, so that a volume too large for memory
 can be normalised a run of slices (or a crop) at a time, with the same arithmetic: every
 operation is elementwise, so normalising a piece gives the same bits as normalising the whole
@@ -42,12 +48,14 @@ if TYPE_CHECKING:  # annotations only
 
 __all__ = [
     "CLIP_PERCENTILES",
+    "FILL_GAP_OF_RANGE",
     "MIN_SPREAD_OF_RANGE",
     "SAMPLE_VOXELS",
     "IntensityStatistics",
     "check_volume_values",
     "clip_and_measure",
     "exact_statistics",
+    "fill_below_imaged",
     "foreground_of",
     "intensity_statistics",
     "normalize_volume",
@@ -65,6 +73,13 @@ CLIP_PERCENTILES = (0.5, 99.5)
 #: 5.5 and MRI 5.9, nibabel's example EPI 8.0); a uniform bright object as the foreground (a disc, a filled
 #: vessel) would make its own noise look like anatomy, and a noisier copy of it hardly noisier.
 MIN_SPREAD_OF_RANGE = 1.0 / 10.0
+#: A volume's minimum is a fill value outside the field of view when the voxels above it start more than this share
+#: of their clipped range above it. CT padding lies 0.55 (-2048 HU) to 1.1 (-3024 HU) of a body's range below air;
+#: a skull-stripped brain's darkest voxel lies 0.14 of its range above its zeros (MNI152), and the noise in an MRI's
+#: background touches its zeros.
+FILL_GAP_OF_RANGE = 0.2
+#: The references whose moments are the foreground's (the voxels above the Otsu threshold).
+_FOREGROUND_REFERENCES = ("foreground_in_view", "foreground")
 #: Histogram bins of the Otsu threshold.
 _OTSU_BINS = 256
 # Slices read at once while gathering a sample of consecutive slices.
@@ -99,7 +114,7 @@ class IntensityStatistics:
 
 
 def clip_and_measure(
-    values: np.ndarray, clip: tuple[float, float] | None, reference: str = "foreground"
+    values: np.ndarray, clip: tuple[float, float] | None, reference: str = "foreground_in_view"
 ) -> IntensityStatistics:
     """Clip float32 ``values`` in place to their percentiles and measure them: the core of the normalisation.
 
@@ -110,7 +125,7 @@ def clip_and_measure(
     clip : (float, float) or None
         Lower and upper percentiles (already checked); ``None`` skips clipping (then ``low`` and
         ``high`` are the minimum and maximum, which clip nothing).
-    reference : {"foreground", "whole"}
+    reference : {"foreground_in_view", "foreground", "whole"}
         The voxels the mean and standard deviation are taken over (``config.INTENSITY_REFERENCES``).
 
     Returns
@@ -124,10 +139,10 @@ def clip_and_measure(
     else:
         low, high = _clip_bounds(values, clip, reference)
         np.clip(values, low, high, out=values)
-    measured = foreground_of(values) if reference == "foreground" else values
+    measured = foreground_of(values) if reference in _FOREGROUND_REFERENCES else values
     mean = float(measured.mean(dtype=np.float64))
     std = float(measured.std(dtype=np.float64))
-    if reference == "foreground":
+    if reference in _FOREGROUND_REFERENCES:
         std = max(std, MIN_SPREAD_OF_RANGE * float(high - low))
     # Relative floor: a constant volume has std ~ rounding noise of its mean,
     # dividing by that noise would turn a flat image into random values.
@@ -136,16 +151,43 @@ def clip_and_measure(
 
 
 def _clip_bounds(values: np.ndarray, clip: tuple[float, float], reference: str) -> tuple[float, float]:
-    """The lower percentile of every voxel; the upper one of every voxel above that lower bound ("foreground").
+    """The lower percentile of every voxel; the upper one of every voxel above that lower bound (the foreground
+    references); with "foreground_in_view", both of the voxels above a fill value (:func:`fill_below_imaged`).
 
     Empty background counts toward whole-volume percentiles: a skull-stripped brain (four fifths zeros)
     had its brightest 2 % of tissue clipped where a head scan lost 0.9 %, and padding a scan with empty
     space clips more of it. Above the lower bound only what was imaged counts.
     """
+    low, high = _percentile_bounds(values, clip, reference != "whole")
+    if reference == "foreground_in_view":
+        imaged = fill_below_imaged(values, low, high)
+        if imaged is not None:
+            low, high = _percentile_bounds(imaged, clip, True)
+    return low, high
+
+
+def _percentile_bounds(values: np.ndarray, clip: tuple[float, float], above_low: bool) -> tuple[float, float]:
     low = float(np.percentile(values, clip[0]))
-    imaged = values[values > low] if reference == "foreground" else values
+    imaged = values[values > low] if above_low else values
     high = float(np.percentile(imaged, clip[1])) if imaged.size else low
     return low, max(high, low)
+
+
+def fill_below_imaged(values: np.ndarray, low: float, high: float) -> np.ndarray | None:
+    """The voxels above a fill value at the minimum of ``values``, or None where the minimum is imaged.
+
+    ``low`` and ``high`` are the clip bounds of every voxel. The minimum is a fill value (CT's padding
+    outside a circular field of view) when it is the lower bound (at least 0.5 % of the voxels hold it)
+    and the values above it start more than :data:`FILL_GAP_OF_RANGE` of their range above it.
+    """
+    if low > float(np.min(values)):
+        return None
+    imaged = values[values > low]
+    if imaged.size == 0:
+        return None
+    darkest = float(np.min(imaged))
+    spread = high - darkest  # a two-valued image (a mask) has none: its minimum is no fill
+    return imaged if spread > 0 and darkest - low > FILL_GAP_OF_RANGE * spread else None
 
 
 def foreground_of(values: np.ndarray) -> np.ndarray:
@@ -179,7 +221,9 @@ def otsu_threshold(values: np.ndarray, bins: int = _OTSU_BINS) -> float | None:
 
 
 def exact_statistics(
-    volume: np.ndarray, clip: tuple[float, float] | None = CLIP_PERCENTILES, reference: str = "foreground"
+    volume: np.ndarray,
+    clip: tuple[float, float] | None = CLIP_PERCENTILES,
+    reference: str = "foreground_in_view",
 ) -> IntensityStatistics:
     """The normalisation of a volume in memory, from every voxel (a float32 copy lives while it runs).
 
@@ -201,7 +245,7 @@ def intensity_statistics(
     axis: int,
     budget: int = SAMPLE_VOXELS,
     clip: tuple[float, float] = CLIP_PERCENTILES,
-    reference: str = "foreground",
+    reference: str = "foreground_in_view",
 ) -> IntensityStatistics:
     """The normalisation of ``source``, from every slice if they hold at most ``budget`` voxels, else a sample.
 
@@ -215,7 +259,7 @@ def intensity_statistics(
         Most voxels read into memory (as float32).
     clip : (float, float)
         Lower and upper percentiles.
-    reference : {"foreground", "whole"}
+    reference : {"foreground_in_view", "foreground", "whole"}
         The voxels the mean and standard deviation are taken over (:func:`clip_and_measure`).
 
     Returns
@@ -240,7 +284,7 @@ def _read_sample(source: VolumeSource, axis: int, indices: np.ndarray) -> np.nda
 
 # ----------------------------------------------------------------- whole volumes in memory
 def normalize_volume(
-    volume: np.ndarray, clip: tuple[float, float] | None = (0.5, 99.5), reference: str = "foreground"
+    volume: np.ndarray, clip: tuple[float, float] | None = (0.5, 99.5), reference: str = "foreground_in_view"
 ) -> np.ndarray:
     """Clip a volume to intensity percentiles, then z-score it by its foreground's moments.
 
@@ -250,7 +294,7 @@ def normalize_volume(
         Image intensities, any real dtype. Not modified.
     clip : (float, float) or None
         Lower and upper percentiles; ``None`` skips clipping.
-    reference : {"foreground", "whole"}
+    reference : {"foreground_in_view", "foreground", "whole"}
         The voxels the mean and standard deviation are taken over (:func:`clip_and_measure`).
 
     Returns

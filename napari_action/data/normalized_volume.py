@@ -100,7 +100,7 @@ class NormalizedVolume:
         self._pad: float | None = None
 
     @classmethod
-    def exact(cls, volume: np.ndarray, reference: str = "foreground") -> NormalizedVolume:
+    def exact(cls, volume: np.ndarray, reference: str = "foreground_in_view") -> NormalizedVolume:
         """An array in memory, with statistics from every voxel (same bits as ``normalize_volume``).
 
         ``reference``: the voxels the moments are taken over (:func:`~napari_action.data.intensity.clip_and_measure`).
@@ -108,7 +108,7 @@ class NormalizedVolume:
         return cls(volume, exact_statistics(volume, reference=reference))
 
     @classmethod
-    def sampled(cls, data: Any, axis: int, reference: str = "foreground") -> NormalizedVolume:
+    def sampled(cls, data: Any, axis: int, reference: str = "foreground_in_view") -> NormalizedVolume:
         """An image read lazily, with statistics from whole slices along ``axis`` (exact up to 16 Mi voxels)."""
         volume = cls(data, None)  # the reader, to take the sample through
         statistics = intensity_statistics(volume._reader, axis, reference=reference)

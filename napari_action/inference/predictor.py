@@ -119,7 +119,7 @@ class Predictor:
         smoothing_mm: float = 0.0,
         prior_decay_mm: float = 0.0,
         structure_ends: str = "network",
-        intensity_reference: str = "foreground",
+        intensity_reference: str = "foreground_in_view",
         pixel_mm: Sequence[float] | None = None,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)

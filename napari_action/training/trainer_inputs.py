@@ -261,7 +261,7 @@ def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:
     return labels + [None] * (count - len(labels))
 
 
-def normalized_image(volume: Any, axis: int, reference: str = "foreground") -> NormalizedVolume:
+def normalized_image(volume: Any, axis: int, reference: str = "foreground_in_view") -> NormalizedVolume:
     """An image normalised on demand: exact statistics in memory, a sample of slices along ``axis`` on disk;
     ``reference`` is :attr:`TrainConfig.intensity_reference`."""
     if is_array_like(volume):

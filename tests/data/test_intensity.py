@@ -51,8 +51,47 @@ def test_a_uniform_bright_object_does_not_blow_its_noise_up():
     assert statistics.std == pytest.approx(MIN_SPREAD_OF_RANGE * (statistics.high - statistics.low))
 
 
+def ct_slab(padding: float, shape=(6, 96, 96), seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """An axial CT slab in HU: air around a soft-tissue body with a bone disc, and ``padding`` outside a
+    circular field of view (a quarter of the voxels, as dcm2niix writes a scanner's square images)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.indices(shape[1:]) - (np.array(shape[1:]) - 1)[:, None, None] / 2
+    body = (rows / 36.0) ** 2 + (cols / 44.0) ** 2 <= 1.0
+    plane = np.where(body, 40.0, -1000.0)
+    plane[(rows - 12) ** 2 + cols**2 <= 100] = 700.0  # a vertebral body
+    image = np.repeat(plane[None], shape[0], axis=0) + rng.normal(0, 15, shape)
+    image = np.maximum(image, -1024.0)  # the scanner's floor: air never reads below -1024 HU
+    image[:, rows**2 + cols**2 > (shape[1] / 2) ** 2] = padding
+    return image.astype(np.float32), np.repeat(body[None], shape[0], axis=0)
+
+
+@pytest.mark.parametrize("padding", [-2048.0, -3024.0])
+def test_a_ct_padded_outside_its_field_of_view_normalises_as_one_padded_with_air(padding):
+    # Scanners pad outside the field of view with -1024, -2048 or -3024 HU. Counted as intensities, -3024
+    # set the lower clip bound and Otsu split the padding from air and body together: the same spine sat
+    # 0.9, 0.4 or 0.6 standard deviations above the mean by its padding value alone, its air at -1.4 or -6.2.
+    air_padded, body = ct_slab(-1024.0)
+    padded, _ = ct_slab(padding)
+    reference = normalize_volume(air_padded)
+    normalised = normalize_volume(padded)
+    assert np.abs(normalised[body] - reference[body]).max() < 0.05
+    assert normalised.min() == pytest.approx(reference.min(), abs=0.05)  # the padding reads as air
+    assert exact_statistics(padded).pad == pytest.approx(exact_statistics(air_padded).pad, abs=0.05)
+    assert np.abs(normalize_volume(padded, reference="foreground")[body] - reference[body]).max() > 0.3  # before
+
+
+def test_zeros_next_to_the_anatomy_are_no_fill_value():
+    # A skull-stripped brain's zeros (its darkest tissue close above them) and a mask's two values are
+    # normalised as the foreground reference always did.
+    image, _ = anatomy()
+    assert np.array_equal(normalize_volume(image), normalize_volume(image, reference="foreground"))
+    mask = np.zeros((4, 16, 16), np.float32)
+    mask[:, 4:12, 4:12] = 1.0
+    assert np.array_equal(normalize_volume(mask), normalize_volume(mask, reference="foreground"))
+
+
 def test_the_reference_is_a_checked_setting():
-    assert TrainConfig().intensity_reference == "foreground"
+    assert TrainConfig().intensity_reference == "foreground_in_view"
     with pytest.raises(ValueError, match="intensity_reference"):
         TrainConfig(intensity_reference="median").validate()
     with pytest.raises(ValueError, match="reference"):

@@ -424,7 +424,7 @@ def test_a_model_trained_on_other_normalised_volumes_keeps_its_normalisation_whe
     continued = Trainer([image], [sparse(truth)], tiny_config(), init=path)
     assert continued.config.intensity_reference == "whole"
     assert continued.predictor().intensity_reference == "whole"
-    assert Trainer([image], [sparse(truth)], tiny_config()).config.intensity_reference == "foreground"
+    assert Trainer([image], [sparse(truth)], tiny_config()).config.intensity_reference == "foreground_in_view"
 
 
 def test_a_continued_model_keeps_its_class_names_for_the_values_the_new_labels_do_not_name(tmp_path):
