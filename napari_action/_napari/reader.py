@@ -47,6 +47,7 @@ import nibabel as nib
 import numpy as np
 
 from napari_action._napari.label_table_layer import table_layer_kwargs
+from napari_action.data.intensity import display_window
 from napari_action.io.file_pairs import pair_header
 from napari_action.io.nifti import (
     VolumeError,
@@ -167,7 +168,7 @@ def _layer_data(path: Path) -> LayerData:
     data, meta = load_volume(path, nan_policy="warn")
     _warn_if_permuted(path, meta)
     if not is_label_file(path, data, meta):
-        return data, layer_kwargs(meta, _stem(path) or path.name), "image"
+        return data, layer_kwargs(meta, _stem(path) or path.name, **opening_contrast(data)), "image"
     # A Labels layer holds integers; masks from FSL and ANTs come as whole-number floats.
     labels = integer_labels(data, str(path))
     return labels, layer_kwargs(meta, _stem(path) or path.name, **_class_table(path, "labels")), "labels"
@@ -177,7 +178,18 @@ def _zarr_layer_data(path: Path) -> LayerData:
     data, meta, kind = read_store(path)
     _warn_if_permuted(path, meta)
     name = path.name[: -len(ZARR_SUFFIX)] if path.name.lower().endswith(ZARR_SUFFIX) else path.name
-    return data, layer_kwargs(meta, name or path.name, **_class_table(path, kind)), kind
+    shown = _class_table(path, kind) if kind == "labels" else opening_contrast(data)
+    return data, layer_kwargs(meta, name or path.name, **shown), kind
+
+
+def opening_contrast(data: Any) -> dict[str, Any]:
+    """The contrast limits a scan opens with: the clip bounds of its normalisation (``display_window``).
+
+    napari's own, the minimum to the maximum, showed a CT padded with -3024 HU and holding a screw at
+    +3000 HU in a narrow band of grey. A store read a slice at a time is left to napari (no whole read).
+    """
+    window = display_window(data) if isinstance(data, np.ndarray) else None
+    return {} if window is None else {"contrast_limits": [window[0], window[1]]}
 
 
 def _class_table(path: Path, kind: str) -> dict[str, Any]:

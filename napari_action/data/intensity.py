@@ -54,6 +54,7 @@ __all__ = [
     "IntensityStatistics",
     "check_volume_values",
     "clip_and_measure",
+    "display_window",
     "exact_statistics",
     "fill_below_imaged",
     "foreground_of",
@@ -82,6 +83,8 @@ FILL_GAP_OF_RANGE = 0.2
 _FOREGROUND_REFERENCES = ("foreground_in_view", "foreground")
 #: Histogram bins of the Otsu threshold.
 _OTSU_BINS = 256
+#: Most voxels :func:`display_window` reads (every n-th voxel along each axis of a larger volume).
+WINDOW_VOXELS = 2**20
 # Slices read at once while gathering a sample of consecutive slices.
 _READ_RUN = 32
 
@@ -164,6 +167,23 @@ def _clip_bounds(values: np.ndarray, clip: tuple[float, float], reference: str) 
         if imaged is not None:
             low, high = _percentile_bounds(imaged, clip, True)
     return low, high
+
+
+def display_window(volume: np.ndarray, budget: int = WINDOW_VOXELS) -> tuple[float, float] | None:
+    """The intensities to show a scan between when it opens: the clip bounds of its normalisation.
+
+    A viewer's default window, the minimum to the maximum, shows a CT padded with -3024 HU and holding a
+    pedicle screw at +3000 in a narrow band of grey (air at a third, bone at three fifths of it); the
+    clip bounds leave out the padding and the few brightest voxels. Taken from every n-th voxel along each
+    axis, at most ``budget`` voxels; None for a constant volume.
+    """
+    volume = np.asarray(volume)
+    step = max(1, math.ceil((volume.size / max(budget, 1)) ** (1.0 / max(volume.ndim, 1))))
+    sample = volume[(slice(None, None, step),) * volume.ndim].astype(np.float32).ravel()
+    if sample.size == 0 or not np.isfinite(sample).all():
+        return None
+    low, high = _clip_bounds(sample, CLIP_PERCENTILES, "foreground_in_view")
+    return (low, high) if high > low else None
 
 
 def _percentile_bounds(values: np.ndarray, clip: tuple[float, float], above_low: bool) -> tuple[float, float]:

@@ -250,3 +250,24 @@ def test_new_labels_layer_is_saved_with_the_header_of_the_file_it_lies_on(make_n
     assert load_labels(written)[0][2, 3, 4] == 5
     for field in HEADER_GEOMETRY:
         np.testing.assert_array_equal(nib.load(written).header[field], nib.load(source).header[field], err_msg=field)
+
+
+def test_a_padded_ct_with_a_screw_opens_with_its_anatomy_in_contrast(make_napari_viewer, tmp_path):
+    # As dcm2niix writes one: int16 with scl_slope 1 and scl_inter -1024, -3024 HU outside the circular field
+    # of view and a pedicle screw at +3200 HU. napari's own window, minimum to maximum, showed air at a third
+    # and bone at three fifths of one band of grey.
+    rng = np.random.default_rng(0)
+    rows, cols = np.indices((64, 64)) - 31.5
+    plane = np.where((rows / 24) ** 2 + (cols / 28) ** 2 <= 1, 40.0, -1000.0)
+    plane[(rows - 8) ** 2 + cols**2 <= 36] = 700.0  # a vertebral body
+    hu = np.repeat(plane[:, :, None], 8, axis=2) + rng.normal(0, 15, (64, 64, 8))
+    hu[30:33, 20:34, 3:5] = 3200.0  # the screw
+    hu[rows**2 + cols**2 > 32**2] = -3024.0
+    image = nib.Nifti1Image(np.round(hu + 1024).astype(np.int16), np.diag([-0.7, -0.7, 3.0, 1.0]))
+    image.header.set_slope_inter(1.0, -1024.0)
+    nib.save(image, tmp_path / "ct.nii.gz")
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(tmp_path / "ct.nii.gz", plugin=PLUGIN)
+    low, high = layer.contrast_limits
+    assert -1100 < low < -900  # air is black
+    assert 700 < high < 1000  # bone is white; the screw and the padding are out of the window
