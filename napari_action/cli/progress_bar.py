@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -39,6 +40,7 @@ class TerminalProgress:
         self._last = float("-inf")
         self._stage: str | None = None
         self._shown_step: int | None = None
+        self._started: float | None = None  # the first logged step: a log's elapsed time counts from there
 
     def update(self, progress: TrainProgress, force: bool = False) -> None:
         """Show ``progress`` (on a terminal always; in a log if it is time to, or ``force``)."""
@@ -66,8 +68,10 @@ class TerminalProgress:
         if not (force or new_stage or now - self._last >= self.log_every_s) or progress.step == self._shown_step:
             self.stream.flush()
             return
+        if self._started is None:
+            self._started = now
         self._last, self._shown_step = now, progress.step
-        self.stream.write(_log_line(progress) + "\n")
+        self.stream.write(_log_line(progress, now - self._started) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -80,13 +84,25 @@ class TerminalProgress:
 _BAR_FORMAT = "{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
-def _log_line(progress: TrainProgress) -> str:
-    eta = "?" if progress.eta_seconds == float("inf") else f"{progress.eta_seconds:.0f}s"
+def _log_line(progress: TrainProgress, elapsed_s: float) -> str:
+    """``12:04:31 step 512/1200 stage iii: loss 0.321, 3.2 it/s, elapsed 2:40, eta 3:35``.
+
+    A batch job's log is read later and beside others: the clock time says when, and hours and minutes read
+    at a glance where "eta 120110s" did not.
+    """
+    eta = "?" if not math.isfinite(progress.eta_seconds) else _duration(progress.eta_seconds)
     loss = progress.losses.get("total", float("nan"))
     return (
-        f"step {progress.step}/{progress.total_steps} {progress.stage}: loss {loss:.3f}, "
-        f"{progress.steps_per_second:.1f} it/s, eta {eta}"
+        f"{time.strftime('%H:%M:%S')} step {progress.step}/{progress.total_steps} {progress.stage}: "
+        f"loss {loss:.3f}, {progress.steps_per_second:.1f} it/s, elapsed {_duration(elapsed_s)}, eta {eta}"
     )
+
+
+def _duration(seconds: float) -> str:
+    """``0:07``, ``2:40``, ``33:21:50``: minutes and seconds, hours in front when there are any."""
+    minutes, secs = divmod(round(max(seconds, 0.0)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def run_training(trainer: Trainer, bar: TerminalProgress | None = None) -> TrainProgress | None:

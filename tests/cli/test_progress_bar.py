@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 
 from napari_action.cli.progress_bar import TerminalProgress
 from napari_action.progress import TrainProgress
@@ -40,8 +41,21 @@ def test_a_log_file_gets_one_line_per_stage_and_the_end_without_carriage_returns
     _run(TerminalProgress(log, log_every_s=3600))
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()
-    assert [line.split()[1] for line in lines] == ["1/6", "4/6", "6/6"]
+    assert [line.split()[2] for line in lines] == ["1/6", "4/6", "6/6"]
     assert "stage iii" in lines[1]
+
+
+def test_a_log_line_says_when_how_long_so_far_and_how_long_to_go_in_hours_and_minutes():
+    # A cluster job's log said "eta 120110s", with no clock time to match it against the scheduler's.
+    log = io.StringIO()
+    bar = TerminalProgress(log, log_every_s=3600)
+    bar.update(dataclasses.replace(_progress(1, "stage iii"), eta_seconds=120110.4))
+    bar.update(dataclasses.replace(_progress(2, "stage iii"), eta_seconds=float("inf")), force=True)
+    first, second = log.getvalue().splitlines()
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d step 1/6 stage iii: loss 0\.500, 10\.0 it/s, elapsed 0:00, eta 33:21:50", first
+    )
+    assert second.endswith("eta ?") and " elapsed 0:0" in second
 
 
 def test_a_terminal_gets_one_bar_redrawn_in_place():
