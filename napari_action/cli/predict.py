@@ -140,9 +140,10 @@ def run(args: argparse.Namespace) -> int:
     # so that all of them stop together.
     _refuse_existing_outputs({image: targets[image] for image in (images if share.agent_store else mine)}, args)
     configure_threads(args.threads)
-    # Before the model loads and the first image is predicted: a read-only folder failed every file at its end.
-    require_writable_folder(args.out_dir, instead="another --out-dir")
     model = load_model(args.model, device=_rank_device(args.device, share))
+    # Before the first image is predicted (a read-only folder failed every file at its end), and after the model
+    # loaded: a missing model or GPU left an empty --out-dir behind.
+    require_writable_folder(args.out_dir, instead="another --out-dir")
     started = time.perf_counter()
     outcomes = _predict_share(mine, targets, model, args, share)
     return _report(outcomes, share, time.perf_counter() - started, args.out_dir, model)

@@ -118,6 +118,7 @@ def test_a_missing_model(nifti_files, capsys):
         f"napari-action predict: error: {missing} does not exist: there is no folder {missing.parent}; "
         "check the path (or create the folder).\n"
     )
+    assert not (nifti_files["dir"] / "out").exists()  # was left behind, empty
 
 
 # -- files that are no (usable) checkpoint ----------------------------------------------------------
