@@ -22,7 +22,13 @@ from napari_action.data.intensity import normalize_volume, pad_value
 from napari_action.data.pixel_size import PIXEL_MM_KEY, resize_slices, scaled_size, slice_scale
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
-from napari_action.inference.postprocess import SliceSmoother, clear_outside_extents, fuse_prior, trim_beyond_extents
+from napari_action.inference.postprocess import (
+    SliceSmoother,
+    clear_outside_extents,
+    fuse_prior,
+    smoothing_sigma,
+    trim_beyond_extents,
+)
 from napari_action.inference.suggestions import normalized_entropy
 from napari_action.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from napari_action.label_values import smallest_label_dtype
@@ -288,7 +294,7 @@ class Predictor:
         entropy = np.zeros(moved.shape, np.float32)
         thickness = 1.0 if spacing is None else float(spacing[axis])
         scale = slice_scale(spacing, self.pixel_mm, axis)
-        smoother = SliceSmoother(self.smoothing_mm / thickness, n_slices)
+        smoother = SliceSmoother(smoothing_sigma(self.smoothing_mm, thickness), n_slices)
         decay = self.prior_decay_mm / thickness
         own = self.extents_of(prior)
         extents = own if own is not None else extents

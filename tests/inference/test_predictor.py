@@ -307,3 +307,22 @@ def test_a_volume_nobody_painted_is_bounded_by_the_painted_propagation_registere
 def test_a_predictor_applies_a_rule_and_refuses_anything_else(rule):
     with pytest.raises(ValueError, match="'taper', 'cut', 'network'"):
         untrained(axis=0, structure_ends=rule)  # "auto" is for the trainer to decide, from the slice thickness
+
+
+def test_smoothing_of_micrometre_slices_read_in_millimetres_spans_as_many_slices_as_on_1_mm_ones(trained):
+    """A microscope's 2 µm slices, read in mm from a header in micrometres: 1.5 mm of smoothing spanned 750
+    slices, averaged each slice with the whole stack, and a structure on a few of its slices was predicted nowhere."""
+    trainer, image, values = trained
+    predictor = trainer.predictor()
+    assert predictor.smoothing_mm == 1.5 and predictor.axis == 2
+    stack = image.copy()
+    stack[..., :6] = np.random.default_rng(1).normal(100.0, 10.0, stack[..., :6].shape)  # the disc on 4 slices of 10
+    thin, one_mm = ((1.0, 1.0, thickness) for thickness in (0.002, 1.0))
+
+    labels, confidence = predictor.predict(stack, spacing=thin)
+
+    expected_labels, expected_confidence = predictor.predict(stack, spacing=one_mm)
+    np.testing.assert_array_equal(labels, expected_labels)
+    np.testing.assert_allclose(confidence, expected_confidence, atol=1e-6)
+    disc = values[..., 9] == 300
+    assert (labels[..., 9][disc] == 300).mean() > 0.9
