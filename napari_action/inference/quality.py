@@ -413,7 +413,8 @@ def quality_table(
     for name, message in failed:
         table.writerow([name, "failed", "", message, "", "", *empty])
     for quality in qualities:
-        volumes = [f"{quality.volume_ml.get(name, 0.0):.4f}" for name in classes]
+        # Significant digits, not decimals: the cells of a microscope stack hold nanolitres (0.0000 in four decimals).
+        volumes = [f"{quality.volume_ml.get(name, 0.0):.6g}" for name in classes]
         status = "kept" if quality.name in kept else "predicted"
         row = [quality.name, status, f"{quality.score:.4f}", "; ".join(quality.flags)]
         table.writerow([*row, quality.worst_slice, quality.axis, *volumes])

@@ -209,3 +209,16 @@ def test_predict_to_writer_records_what_the_in_memory_prediction_shows(model_fil
     assert streamed.voxels == whole.voxels and streamed.voxels == tuple(np.bincount(writer.labels.ravel(), minlength=3))
     np.testing.assert_allclose(streamed.entropy_sums, whole.entropy_sums, rtol=1e-4)
     assert streamed.worst_slice == whole.worst_slice
+
+
+def test_csv_gives_the_volumes_of_a_microscope_stack_not_zero():
+    """A stack of 2 x 0.4 x 0.4 µm voxels (a header in micrometres, read in mm): its cells hold nanolitres, and
+    the four decimals of a mL column wrote 0.0000 for every class of every mask."""
+    voxel_ml = voxel_volume_ml(np.diag([0.002, 0.0004, 0.0004, 1.0]))
+    labels, entropy = prediction()
+    rated = rate_cohort([("cells.nii.gz", stats_of(labels, entropy, voxel_ml=voxel_ml))], NAMES)
+
+    [row] = csv.DictReader(io.StringIO(quality_table(rated, ["disc", "ring"])))
+
+    assert float(row["disc mL"]) == pytest.approx((labels == 1).sum() * voxel_ml, rel=1e-3)
+    assert float(row["ring mL"]) == pytest.approx((labels == 2).sum() * voxel_ml, rel=1e-3)
