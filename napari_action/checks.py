@@ -1,4 +1,4 @@
-"""Argument checks shared by the core: whole numbers and axis indices.
+"""Argument checks shared by the core: whole numbers, axis indices and voxel sizes.
 
 Only the standard library is used, so every module can rely on these checks
 without pulling in anything heavy.
@@ -7,10 +7,11 @@ without pulling in anything heavy.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 from typing import Any
 
-__all__ = ["as_int", "normalize_axis"]
+__all__ = ["as_int", "check_spacing", "normalize_axis"]
 
 
 def as_int(value: Any, what: str) -> int:
@@ -71,3 +72,24 @@ def normalize_axis(axis: Any, ndim: int) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of range for {ndim} dimensions: use {-ndim} to {ndim - 1}.")
     return axis % ndim
+
+
+def check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
+    """Return ``spacing`` as ``ndim`` voxel sizes (mm, one per array axis), each positive and finite.
+
+    Raises
+    ------
+    ValueError
+        Not ``ndim`` numbers (one number, a string, too few or too many), or a size that is zero,
+        negative, NaN or infinite; the message says what to give instead.
+    """
+    how = f"give {ndim} voxel sizes in mm, one per array axis (the meta.zooms of load_volume)"
+    try:
+        values = tuple(float(size) for size in spacing)
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing must be a sequence of {ndim} numbers, got {spacing!r}: {how}.") from None
+    if len(values) != ndim:
+        raise ValueError(f"spacing must have one value per axis ({ndim}), got {len(values)}: {spacing!r}; {how}.")
+    if not all(math.isfinite(size) and size > 0 for size in values):
+        raise ValueError(f"spacing must be positive and finite, got {spacing!r}; {how}.")
+    return values

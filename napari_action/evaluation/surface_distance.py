@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from napari_action.checks import check_spacing
+
 __all__ = [
     "HD95_CONVENTIONS",
     "asd_from",
@@ -45,19 +47,6 @@ __all__ = [
 ]
 
 HD95_CONVENTIONS = ("pooled", "max")
-
-
-def check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
-    """``spacing`` as ``ndim`` positive, finite floats; ``ValueError`` saying what is wrong otherwise."""
-    try:
-        values = tuple(float(s) for s in spacing)
-    except (TypeError, ValueError):
-        raise ValueError(f"spacing must be a sequence of {ndim} numbers, got {spacing!r}") from None
-    if len(values) != ndim:
-        raise ValueError(f"spacing must have one value per axis ({ndim}), got {len(values)}: {spacing!r}")
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"spacing must be positive and finite, got {spacing!r}")
-    return values
 
 
 def check_convention(convention: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_action.checks import check_spacing
 from napari_action.config import ENDING_RULES, check_intensity_reference
 from napari_action.data.intensity import normalize_volume, pad_value
 from napari_action.data.pixel_size import PIXEL_MM_KEY, resize_slices, scaled_size, slice_scale
@@ -278,11 +279,19 @@ class Predictor:
         update has ``done=True`` and carries ``labels`` (label values, the
         volume's own axis order and shape) and ``confidence`` (max softmax
         probability) and ``entropy`` (normalised to [0, 1]) volumes.
+
+        Raises
+        ------
+        ValueError
+            ``volume`` is not 3D, holds NaN or infinite voxels (unless ``normalized``), or ``spacing``
+            is not three positive, finite voxel sizes.
         """
         volume = np.asarray(volume)  # a nested list too; kept whole anyway
         if volume.ndim != 3:
             raise ValueError(f"Expected a 3D volume, got shape {volume.shape}.")
         axis = self.axis if axis is None else axis
+        # Checked before anything is computed: a thickness of 0 or NaN would divide the smoothing by it.
+        spacing = None if spacing is None else check_spacing(spacing, 3)
         if normalized:
             data = volume.astype(np.float32, copy=False)
         else:

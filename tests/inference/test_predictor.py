@@ -148,6 +148,24 @@ def test_nan_voxels_in_a_volume_to_predict_are_refused_saying_how_to_replace_the
     assert "np.nan_to_num(image" in message and "nan_policy='zero'" in message
 
 
+@pytest.mark.parametrize(
+    ("spacing", "said"),
+    [
+        ((1.0, 1.0), "one value per axis"),  # raised IndexError: tuple index out of range
+        ((1.0, 1.0, 0.0), "positive and finite"),  # raised ZeroDivisionError
+        ((1.0, 1.0, -2.0), "positive and finite"),  # raised "sigma must be >= 0"
+        ((1.0, np.nan, 2.0), "positive and finite"),  # was predicted without a word
+        ((1.0, 1.0, 2.0, 1.0), "one value per axis"),  # the fourth was ignored
+        (2.0, "sequence of 3 numbers"),  # raised TypeError: 'float' object is not subscriptable
+    ],
+)
+def test_a_spacing_that_is_not_three_voxel_sizes_is_refused_saying_what_to_give(supervised_trainer, spacing, said):
+    image, _ = disc_volume(1)
+    with pytest.raises(ValueError, match=said) as refused:
+        supervised_trainer.predictor().predict(image, spacing=spacing)
+    assert "meta.zooms of load_volume" in str(refused.value)
+
+
 def test_a_training_image_index_out_of_range_says_how_many_there_are(supervised_trainer):
     # Raised a bare IndexError: list index out of range.
     with pytest.raises(IndexError, match=r"The trainer has 1 image\(s\), numbered 0 to 0; got 1. To predict another"):
