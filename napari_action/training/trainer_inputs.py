@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +23,14 @@ from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
 from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice, decide_axis
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.label_values import check_class_count
+from napari_action.training.argument_checks import (
+    check_config,
+    check_geometry,
+    check_spacings,
+    check_volumes,
+    one_per_image,
+    pad_labels,
+)
 from napari_action.training.label_advice import turned_volume_notes
 from napari_action.training.volume_turns import VolumeTurns, model_order, painted_indices
 
@@ -48,130 +55,6 @@ __all__ = [
     "with_structure_ends",
     "WholeVolumes",
 ]
-
-
-def check_config(config: Any) -> TrainConfig:
-    """``config`` if it is a :class:`TrainConfig`.
-
-    Raises
-    ------
-    TypeError
-        Anything else (a dict of settings, a budget's name), with how to build one from it.
-    """
-    if isinstance(config, TrainConfig):
-        return config
-    if isinstance(config, Mapping):
-        how = "TrainConfig.preset('cpu', **settings)"
-    elif isinstance(config, str):
-        how = f"TrainConfig.preset({config!r})"
-    else:
-        how = "TrainConfig.preset('cpu', steps_stage3=300)"
-    raise TypeError(f"config must be a TrainConfig, got a {type(config).__name__}; build one with {how}.")
-
-
-def one_per_image(values: Any, what: str) -> list[Any]:
-    """``values`` (images, or their labels) as a list with one entry per image, from any sequence or iterable.
-
-    Raises
-    ------
-    TypeError
-        One array where a list of them is expected (``Trainer(image, labels)`` for
-        ``Trainer([image], [labels])``: iterated, a 3D array became a list of 2D images), or a mapping.
-    """
-    if isinstance(values, np.ndarray) or is_array_like(values):
-        shape = tuple(values.shape)
-        fix = "put it in a list: Trainer([image], [labels])" if len(shape) == 3 else "each a 3D array"
-        raise TypeError(f"Give the {what} as a list, one per image; got one array of shape {shape}: {fix}.")
-    if isinstance(values, Mapping):
-        kind = type(values).__name__
-        raise TypeError(f"Give the {what} as a list, one per image in the images' order; got a {kind}.")
-    return list(values)
-
-
-def check_volumes(volumes: Sequence[Any]) -> list[Any]:
-    """The images to train on, each 3D with numeric voxels; lazy arrays stay lazy.
-
-    Raises
-    ------
-    ValueError
-        No image, an image that is not 3D, or one with non-numeric voxels.
-    TypeError
-        One array, not a list of them (:func:`one_per_image`).
-    """
-    volumes = one_per_image(volumes, "images")
-    if len(volumes) == 0:
-        raise ValueError("Give at least one 3D image to train on.")
-    checked = []
-    for index, volume in enumerate(volumes):
-        array = volume if is_array_like(volume) else np.asarray(volume)
-        if len(array.shape) != 3:
-            raise ValueError(
-                f"Image {index} has shape {array.shape}; ACTION trains on 3D volumes "
-                "(open a 3D NIfTI, or select a 3D image layer)."
-            )
-        # A VolumeSource has no dtype: opening it checked its voxel type already.
-        dtype = getattr(array, "dtype", None)
-        if dtype is not None and not np.issubdtype(dtype, np.number):
-            raise ValueError(f"Image {index} has non-numeric dtype {dtype}.")
-        checked.append(array)
-    return checked
-
-
-def check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[Any]) -> list[tuple[float, ...]]:
-    """One positive voxel size in mm per image and array axis; 1 mm when none is given.
-
-    Raises
-    ------
-    ValueError
-        Not one size per image, or a size that is not three positive numbers.
-    """
-    if spacings is None:
-        return [(1.0, 1.0, 1.0)] * len(volumes)
-    if all(isinstance(size, numbers.Real) for size in spacings):
-        one = tuple(float(size) for size in spacings)
-        raise TypeError(
-            f"Give the spacings as a list, one (x, y, z) voxel size per image; got one: {one}. "
-            "Put it in a list: spacings=[(x, y, z)]."
-        )
-    checked = [tuple(float(s) for s in spacing) for spacing in spacings]
-    if len(checked) != len(volumes) or any(len(s) != 3 or min(s) <= 0 for s in checked):
-        raise ValueError(f"Give one positive (x, y, z) voxel size per image; got {spacings} for {len(volumes)} images.")
-    return checked
-
-
-def check_affines(affines: Sequence[np.ndarray] | None, count: int) -> list[np.ndarray] | None:
-    """One invertible 4 x 4 voxel → world affine per image, or ``None`` when none is given.
-
-    Raises
-    ------
-    ValueError
-        Not one affine per image, or one that is not an invertible 4 x 4 matrix.
-    """
-    if affines is None:
-        return None
-    if isinstance(affines, np.ndarray) and affines.ndim == 2:
-        raise TypeError(
-            "Give the affines as a list, one 4 x 4 matrix per image; got one. Put it in a list: affines=[affine]."
-        )
-    checked = [np.asarray(a, dtype=np.float64) for a in affines]
-    if len(checked) != count:
-        raise ValueError(f"Give one affine per image; got {len(checked)} for {count} images.")
-    for index, affine in enumerate(checked):
-        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-            raise ValueError(f"The affine of image {index} is not an invertible 4 x 4 voxel-to-world matrix: {affine}.")
-    return checked
-
-
-def check_geometry(
-    spacings: Sequence[Sequence[float]] | None, affines: Sequence[np.ndarray] | None, volumes: list[Any]
-) -> tuple[list[tuple[float, ...]], list[np.ndarray]]:
-    """Each image's voxel size (from its affine when no spacings are given), and its voxel → world
-    affine (from the spacings when none are given): what registers the painted images onto the others."""
-    checked = check_affines(affines, len(volumes))
-    if spacings is None and checked is not None:
-        spacings = [np.linalg.norm(affine[:3, :3], axis=0) for affine in checked]
-    spacings = check_spacings(spacings, volumes)
-    return spacings, checked if checked is not None else [np.diag([*spacing, 1.0]) for spacing in spacings]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,22 +126,6 @@ def _marked_slices(
     if axis is None:
         axis = decide_axis(labels).axis
     return turns.labeled_slices(labeled_slices, axis)
-
-
-def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:
-    """``labels`` with ``None`` (unlabeled) for the images it does not reach.
-
-    Raises
-    ------
-    ValueError
-        More label volumes than images.
-    TypeError
-        One label array, not a list of them (:func:`one_per_image`).
-    """
-    labels = one_per_image(() if labels is None else labels, "labels")
-    if len(labels) > count:
-        raise ValueError(f"Got {len(labels)} label volumes for {count} images; each label volume needs its image.")
-    return labels + [None] * (count - len(labels))
 
 
 def normalized_image(volume: Any, axis: int, reference: str = "foreground_in_view") -> NormalizedVolume:
