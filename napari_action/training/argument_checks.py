@@ -6,6 +6,7 @@ to do, so front ends can show it as it is.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -99,7 +100,9 @@ def check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[Any
     Raises
     ------
     ValueError
-        Not one size per image, or a size that is not three positive numbers.
+        Not one size per image, or a size that is not three positive, finite numbers.
+    TypeError
+        One voxel size, not a list of them.
     """
     if spacings is None:
         return [(1.0, 1.0, 1.0)] * len(volumes)
@@ -110,9 +113,16 @@ def check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[Any
             "Put it in a list: spacings=[(x, y, z)]."
         )
     checked = [tuple(float(s) for s in spacing) for spacing in spacings]
-    if len(checked) != len(volumes) or any(len(s) != 3 or min(s) <= 0 for s in checked):
-        raise ValueError(f"Give one positive (x, y, z) voxel size per image; got {spacings} for {len(volumes)} images.")
+    # NaN passed "min(s) <= 0" and trained on, every distance in millimetres NaN.
+    if len(checked) != len(volumes) or not all(len(s) == 3 and all(map(_positive_finite, s)) for s in checked):
+        raise ValueError(
+            f"Give one positive, finite (x, y, z) voxel size in mm per image; got {spacings} for {len(volumes)} images."
+        )
     return checked
+
+
+def _positive_finite(size: float) -> bool:
+    return math.isfinite(size) and size > 0
 
 
 def check_affines(affines: Sequence[np.ndarray] | None, count: int) -> list[np.ndarray] | None:

@@ -240,6 +240,14 @@ def test_bad_input_is_explained(volumes, labels, message):
         Trainer(volumes, labels, tiny_config())
 
 
+@pytest.mark.parametrize("size", [np.nan, np.inf, 0.0])
+def test_a_voxel_size_that_is_not_positive_and_finite_is_refused(size):
+    # NaN trained on without a word (it passed "min(s) <= 0"), every distance in millimetres NaN.
+    image, truth = disc_volume(0)
+    with pytest.raises(ValueError, match=r"Give one positive, finite \(x, y, z\) voxel size in mm per image"):
+        Trainer([image], [sparse(truth)], tiny_config(), spacings=[(0.8, size, 3.0)])
+
+
 def test_one_array_where_a_list_is_expected_is_refused_saying_to_put_it_in_a_list():
     # Iterated, the 3D array became 32 two-dimensional images: "Image 0 has shape (32, 10); ACTION trains on
     # 3D volumes", or for the labels "Got 32 label volumes for 1 images".
