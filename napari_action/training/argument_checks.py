@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from napari_action.config import TrainConfig
 from napari_action.data.normalized_volume import is_array_like
@@ -22,6 +23,7 @@ __all__ = [
     "check_geometry",
     "check_spacings",
     "check_volumes",
+    "numpy_of_tensor",
     "one_per_image",
     "pad_labels",
 ]
@@ -47,7 +49,8 @@ def check_config(config: Any) -> TrainConfig:
 
 
 def one_per_image(values: Any, what: str) -> list[Any]:
-    """``values`` (images, or their labels) as a list with one entry per image, from any sequence or iterable.
+    """``values`` (images, or their labels) as a list with one entry per image, from any sequence or iterable;
+    a torch tensor among them becomes the numpy array it holds (:func:`numpy_of_tensor`).
 
     Raises
     ------
@@ -62,7 +65,21 @@ def one_per_image(values: Any, what: str) -> list[Any]:
     if isinstance(values, Mapping):
         kind = type(values).__name__
         raise TypeError(f"Give the {what} as a list, one per image in the images' order; got a {kind}.")
-    return list(values)
+    return [numpy_of_tensor(value) for value in values]
+
+
+def numpy_of_tensor(value: Any) -> Any:
+    """A torch tensor as a numpy array (sharing the memory of one on the CPU, never written); anything else as is.
+
+    A tensor has a shape, a dtype and indexing, so it passed for a lazily read array, whose reading then
+    failed on numpy not knowing ``torch.float32`` or a tensor's ``any``: the predictor and ``evaluate``
+    take tensors, the trainer raised a TypeError that said nothing of them.
+    """
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.detach().cpu()
+    # numpy has no bfloat16: such a tensor is read as float32, which holds every value of it.
+    return (value.float() if value.dtype == torch.bfloat16 else value).numpy()
 
 
 def check_volumes(volumes: Sequence[Any]) -> list[Any]:

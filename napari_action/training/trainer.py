@@ -89,6 +89,7 @@ class Trainer:
         :class:`~napari_action.io.volume_source.VolumeSource`, a zarr or dask
         array) are read a slice at a time, with statistics from a sample of
         whole slices (exact up to 16 Mi voxels), so they need not fit in memory.
+        A torch tensor is read as the numpy array it holds (copied to the CPU first).
     labels : sequence of np.ndarray, PaintedSlices or None
         ``labels[k]`` holds the painted slices of ``volumes[k]`` (0 = not
         painted): a whole label array, or only the painted slices of a file

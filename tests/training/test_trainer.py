@@ -248,6 +248,23 @@ def test_a_voxel_size_that_is_not_positive_and_finite_is_refused(size):
         Trainer([image], [sparse(truth)], tiny_config(), spacings=[(0.8, size, 3.0)])
 
 
+def test_torch_tensors_train_like_the_arrays_they_hold_and_are_left_as_they_were():
+    # Raised "TypeError: Cannot interpret 'torch.float32' as a data type" for an image tensor and a TypeError
+    # about torch's any() for a label tensor, where the predictor and evaluate take tensors.
+    import torch
+
+    image, truth = disc_volume(0)
+    labels = sparse(truth)
+    config = tiny_config(method="supervised", steps_stage3=2)
+    image_tensor, label_tensor = torch.from_numpy(image.copy()), torch.from_numpy(labels.copy())
+    from_tensors = Trainer([image_tensor], [label_tensor], config).train()
+    from_arrays = Trainer([image], [labels], config).train()
+    assert [p.losses for p in from_tensors] == [p.losses for p in from_arrays]
+    assert torch.equal(image_tensor, torch.from_numpy(image)) and torch.equal(label_tensor, torch.from_numpy(labels))
+    # numpy has no bfloat16: such an image is read as float32.
+    assert Trainer([image_tensor.bfloat16()], [label_tensor], config).train()
+
+
 def test_one_array_where_a_list_is_expected_is_refused_saying_to_put_it_in_a_list():
     # Iterated, the 3D array became 32 two-dimensional images: "Image 0 has shape (32, 10); ACTION trains on
     # 3D volumes", or for the labels "Got 32 label volumes for 1 images".
