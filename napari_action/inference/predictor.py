@@ -10,6 +10,7 @@ back, so the result lies on the source voxel grid.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -285,7 +286,14 @@ class Predictor:
         ValueError
             ``volume`` is not 3D, holds NaN or infinite voxels (unless ``normalized``), or ``spacing``
             is not three positive, finite voxel sizes.
+        TypeError
+            ``volume`` is a file name, not an array.
         """
+        if isinstance(volume, (str, os.PathLike)):  # np.asarray made it a volume "of shape ()"
+            raise TypeError(
+                f"Predict an image array, not a file name ({str(volume)!r}): read it with "
+                "image, meta = load_volume(path), then predict(image, spacing=meta.zooms)."
+            )
         volume = np.asarray(volume)  # a nested list too; kept whole anyway
         if volume.ndim != 3:
             raise ValueError(f"Expected a 3D volume, got shape {volume.shape}.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,7 +57,8 @@ def one_per_image(values: Any, what: str) -> list[Any]:
     ------
     TypeError
         One array where a list of them is expected (``Trainer(image, labels)`` for
-        ``Trainer([image], [labels])``: iterated, a 3D array became a list of 2D images), or a mapping.
+        ``Trainer([image], [labels])``: iterated, a 3D array became a list of 2D images), a mapping, or
+        file names where arrays are expected.
     """
     if isinstance(values, np.ndarray) or is_array_like(values):
         shape = tuple(values.shape)
@@ -65,7 +67,21 @@ def one_per_image(values: Any, what: str) -> list[Any]:
     if isinstance(values, Mapping):
         kind = type(values).__name__
         raise TypeError(f"Give the {what} as a list, one per image in the images' order; got a {kind}.")
+    # One file name is a sequence of one-letter strings: each became an image "of shape ()".
+    values = [values] if is_file_name(values) else list(values)  # a generator is read once
+    names = [value for value in values if is_file_name(value)]
+    if names:
+        read = "load_labels" if what == "labels" else "load_volume"
+        raise TypeError(
+            f"Give the {what} as arrays, not file names (got {str(names[0])!r}); read each file first: "
+            f"array, meta = {read}(path) (from napari_action import {read})."
+        )
     return [numpy_of_tensor(value) for value in values]
+
+
+def is_file_name(value: Any) -> bool:
+    """Whether ``value`` is a path (``str``, ``pathlib.Path``), given where an array is expected."""
+    return isinstance(value, (str, os.PathLike))
 
 
 def numpy_of_tensor(value: Any) -> Any:

@@ -474,7 +474,7 @@ class Trainer:
                 kwargs["extents"] = self.structure_extents(index)
             image, prior = self.images[index], self.prior(index)
             return predict_training_volume(self.predictor(), image, index, prior, self.turns, **kwargs)
-        return self.predictor().iter_predict(np.asarray(volume), **kwargs)
+        return self.predictor().iter_predict(volume, **kwargs)
 
     def checkpoint(self) -> Checkpoint:
         """The current state as a :class:`Checkpoint` (weights copied to CPU)."""

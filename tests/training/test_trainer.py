@@ -265,6 +265,23 @@ def test_torch_tensors_train_like_the_arrays_they_hold_and_are_left_as_they_were
     assert Trainer([image_tensor.bfloat16()], [label_tensor], config).train()
 
 
+def test_file_names_where_arrays_are_expected_are_refused_saying_how_to_read_them(tmp_path):
+    # Said "Image 0 has shape (); ACTION trains on 3D volumes" (one name: each of its letters an image), or
+    # "Labels of volume 0 have shape (), but the volume has shape (32, 32, 10)".
+    image, truth = disc_volume(0)
+    labels = sparse(truth)
+    read_image = r"not file names \(got 'scan.nii.gz'\); read each file first: array, meta = load_volume\(path\)"
+    with pytest.raises(TypeError, match="Give the images as arrays, " + read_image):
+        Trainer(["scan.nii.gz"], [labels], tiny_config())
+    with pytest.raises(TypeError, match="Give the images as arrays, " + read_image):
+        Trainer("scan.nii.gz", [labels], tiny_config())
+    with pytest.raises(TypeError, match=r"Give the labels as arrays, .* = load_labels\(path\)"):
+        Trainer([image], [tmp_path / "painted.nii.gz"], tiny_config())
+    trainer = Trainer((v for v in [image]), (v for v in [labels]), tiny_config())  # generators are read once
+    with pytest.raises(TypeError, match=r"not a file name \('scan.nii.gz'\): read it with image, meta = load_volume"):
+        next(trainer.predict_volume("scan.nii.gz"))
+
+
 def test_one_array_where_a_list_is_expected_is_refused_saying_to_put_it_in_a_list():
     # Iterated, the 3D array became 32 two-dimensional images: "Image 0 has shape (32, 10); ACTION trains on
     # 3D volumes", or for the labels "Got 32 label volumes for 1 images".
