@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_action.checks import as_int
 from napari_action.config import TrainConfig
 from napari_action.data.normalized_volume import is_array_like
 
 __all__ = [
     "check_affines",
+    "check_class_names",
     "check_config",
     "check_geometry",
     "check_spacings",
@@ -207,3 +209,27 @@ def pad_labels(labels: Sequence[Any], count: int) -> list[Any]:
     if len(labels) > count:
         raise ValueError(f"Got {len(labels)} label volumes for {count} images; each label volume needs its image.")
     return labels + [None] * (count - len(labels))
+
+
+def check_class_names(class_names: Any) -> dict[int, str]:
+    """``class_names`` as label value (int) → name (str); empty for ``None``.
+
+    Keys are whole numbers of any kind: ``"3"`` (names read from a JSON file) is 3, as a saved model stores
+    it; kept as ``"3"``, its class read as painted nowhere and was named so in :attr:`Trainer.advice`.
+
+    Raises
+    ------
+    TypeError
+        Not a mapping: a list of names became pairs of their letters (``["bg", "RV"]`` named value "b" "g").
+    ValueError
+        A key that is not a whole number.
+    """
+    if class_names is None:
+        return {}
+    if not isinstance(class_names, Mapping):
+        kind = type(class_names).__name__
+        raise TypeError(
+            f"Give class_names as a mapping of label value to name, e.g. {{1: 'RV', 2: 'MYO'}}; got a {kind}. "
+            "From a list of names in the order of the values: dict(enumerate(names))."
+        )
+    return {as_int(value, "a class_names key (a label value)"): str(name) for value, name in class_names.items()}

@@ -48,6 +48,7 @@ from napari_action.runtime import (
     seed_everything,
 )
 from napari_action.training import distributed, stages
+from napari_action.training.argument_checks import check_class_names
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
 from napari_action.training.label_advice import label_advice
 from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
@@ -125,9 +126,8 @@ class Trainer:
     ValueError
         On anything wrong with the input, with a message saying what to do.
     TypeError
-        One array given where a list of them is expected (``Trainer(image, labels)``
-        for ``Trainer([image], [labels])``), or a ``config`` that is not a
-        :class:`TrainConfig`.
+        One array given where a list of them is expected (``Trainer(image, labels)`` for ``Trainer([image],
+        [labels])``), a ``config`` that is not a :class:`TrainConfig`, ``class_names`` not a mapping.
     """
 
     def __init__(
@@ -154,7 +154,7 @@ class Trainer:
         self.references = VolumeTurns.references(world, self.annotation.painted_volumes)  # what a saved model records
         self.images = normalized_images(prepared.volumes, self.axis, self.config.intensity_reference, names)
         # A model continued from a checkpoint keeps its names for the values the painted labels do not name.
-        self.class_names = {**(checkpoint.class_names if checkpoint else {}), **dict(class_names or {})}
+        self.class_names = {**(checkpoint.class_names if checkpoint else {}), **check_class_names(class_names)}
         self.config, notes = decided_from_data(self.config, self.images, self.spacings, self.annotation, names, world)
         self._data_notes = [*notes, *prepared.turned_notes]
         carry_affines = world if self.config.unpainted_prior != "none" else None

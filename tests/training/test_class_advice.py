@@ -4,6 +4,7 @@ volumes nobody painted stored turned against the painted ones (read in their ord
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import disc_volume, sparse, tiny_config
@@ -33,6 +34,24 @@ def test_every_named_class_painted_gives_no_such_advice():
     image, truth = disc_volume(0)
     trainer = Trainer([image], [sparse(truth)], tiny_config(), class_names={0: "background", 1: "disc", 2: "ring"})
     assert trainer.advice == []
+
+
+def test_class_names_keyed_by_value_strings_name_the_painted_classes():
+    # Names read from a JSON file have string keys: "1" and "2" were kept as they were, so the advice said
+    # "2 named classes are on no painted slice ... disc, ring" of the two painted classes.
+    image, truth = disc_volume(0)
+    trainer = Trainer([image], [sparse(truth)], tiny_config(), class_names={"1": "disc", "2": "ring"})
+    assert trainer.advice == []
+    assert trainer.class_names == {1: "disc", 2: "ring"}
+
+
+def test_class_names_given_as_a_list_are_refused_saying_how_to_make_the_mapping():
+    # ["bg", "RV"] became {"b": "g", "R": "V"} without a word; longer names raised
+    # "dictionary update sequence element #0 has length 10; 2 is required".
+    image, truth = disc_volume(0)
+    for names in (["bg", "RV"], ["background", "disc", "ring"]):
+        with pytest.raises(TypeError, match=r"mapping of label value to name.*got a list.*dict\(enumerate\(names\)\)"):
+            Trainer([image], [sparse(truth)], tiny_config(), class_names=names)
 
 
 def test_a_volume_nobody_painted_stored_turned_against_the_painted_one_is_said_to_be_read_in_their_order():
