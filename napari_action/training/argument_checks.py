@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ __all__ = [
     "check_class_names",
     "check_config",
     "check_geometry",
+    "check_labeled_slices",
     "check_spacings",
     "check_volumes",
     "numpy_of_tensor",
@@ -233,3 +234,28 @@ def check_class_names(class_names: Any) -> dict[int, str]:
             "From a list of names in the order of the values: dict(enumerate(names))."
         )
     return {as_int(value, "a class_names key (a label value)"): str(name) for value, name in class_names.items()}
+
+
+def check_labeled_slices(labeled_slices: Any) -> dict[int, list[int]] | None:
+    """``labeled_slices`` as image index (int) → slice indices (a list of int, read more than once); ``None`` as is.
+
+    Raises
+    ------
+    TypeError
+        Not a mapping (a list of slices per image), or one image's slices given as one number; the
+        message shows the form to use.
+    ValueError
+        An index that is not a whole number.
+    """
+    if labeled_slices is None:
+        return None
+    example = "e.g. {0: [3, 9]} for slices 3 and 9 of the first image"
+    if not isinstance(labeled_slices, Mapping):
+        kind = type(labeled_slices).__name__
+        raise TypeError(f"Give labeled_slices as a mapping of image index to slice indices, {example}; got a {kind}.")
+    checked = {}
+    for volume, slices in labeled_slices.items():
+        if isinstance(slices, (numbers.Number, str)) or not isinstance(slices, Iterable):
+            raise TypeError(f"labeled_slices[{volume!r}] must list slice indices, {example}; got {slices!r}.")
+        checked[as_int(volume, "an image index of labeled_slices")] = [as_int(s, "a labeled slice") for s in slices]
+    return checked

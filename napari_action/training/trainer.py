@@ -48,7 +48,7 @@ from napari_action.runtime import (
     seed_everything,
 )
 from napari_action.training import distributed, stages
-from napari_action.training.argument_checks import check_class_names
+from napari_action.training.argument_checks import check_class_names, check_labeled_slices
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
 from napari_action.training.label_advice import label_advice
 from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
@@ -316,7 +316,7 @@ class Trainer:
             [v.shape for v in self.images],
             self.config,
             axis=self.axis,
-            labeled_slices=self.turns.labeled_slices(labeled_slices, self.axis),
+            labeled_slices=self.turns.labeled_slices(check_labeled_slices(labeled_slices), self.axis),
             class_values=self.class_values,
         )
         added = annotation.num_classes - self.annotation.num_classes

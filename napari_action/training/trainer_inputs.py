@@ -26,6 +26,7 @@ from napari_action.label_values import check_class_count
 from napari_action.training.argument_checks import (
     check_config,
     check_geometry,
+    check_labeled_slices,
     check_spacings,
     check_volumes,
     one_per_image,
@@ -92,8 +93,7 @@ def prepared_volumes(
     labels = pad_labels(one_per_image(() if labels is None else labels, "labels"), len(raw))
     shapes = [v.shape for v in raw]
     spacings, world = check_geometry(spacings, affines, raw)
-    if isinstance(labeled_slices, Mapping):  # read more than once below (the annotation checks what is in it)
-        labeled_slices = {int(volume): list(slices) for volume, slices in labeled_slices.items()}
+    labeled_slices = check_labeled_slices(labeled_slices)  # read more than once below
     painted = painted_indices(labels, labeled_slices)
     turns = VolumeTurns.decide(world, labels, painted, shapes, model_order(checkpoint))
     count = range(len(raw))

@@ -530,3 +530,19 @@ def test_every_slice_painted_trains_supervised_or_beside_an_unpainted_image():
     other, _ = disc_volume(1)
     assert len(Trainer([image], [truth], tiny_config(method="supervised", axis=AXIS)).train()) == 3
     assert Trainer([image, other], [truth], tiny_config(axis=AXIS)).train()[-1].stage == "stage iii: ACTION"
+
+
+def test_labeled_slices_not_given_as_a_mapping_are_refused_showing_the_form_to_use():
+    # A list of slices per image raised AttributeError: 'list' object has no attribute 'items', and one
+    # slice given as a number TypeError: object of type 'int' has no len(), at Trainer() and at update_annotation.
+    image, truth = disc_volume(0)
+    labels = [sparse(truth)]
+    form = r"e.g. \{0: \[3, 9\]\} for slices 3 and 9 of the first image"
+    with pytest.raises(TypeError, match=r"Give labeled_slices as a mapping of image index to slice indices, " + form):
+        Trainer([image], labels, tiny_config(), labeled_slices=[[1]])
+    with pytest.raises(TypeError, match=r"labeled_slices\[0\] must list slice indices, " + form + "; got 1"):
+        Trainer([image], labels, tiny_config(), labeled_slices={0: 1})
+    trainer = Trainer([image], labels, tiny_config(), labeled_slices={0.0: np.array([1])})  # whole numbers of any kind
+    assert 1 in trainer.annotation.labeled_slices(0)
+    with pytest.raises(TypeError, match=r"Give labeled_slices as a mapping"):
+        trainer.update_annotation(labels, labeled_slices=[[1]])
