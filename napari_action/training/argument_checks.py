@@ -25,6 +25,7 @@ __all__ = [
     "check_config",
     "check_geometry",
     "check_labeled_slices",
+    "check_names",
     "check_spacings",
     "check_volumes",
     "numpy_of_tensor",
@@ -258,4 +259,24 @@ def check_labeled_slices(labeled_slices: Any) -> dict[int, list[int]] | None:
         if isinstance(slices, (numbers.Number, str)) or not isinstance(slices, Iterable):
             raise TypeError(f"labeled_slices[{volume!r}] must list slice indices, {example}; got {slices!r}.")
         checked[as_int(volume, "an image index of labeled_slices")] = [as_int(s, "a labeled slice") for s in slices]
+    return checked
+
+
+def check_names(names: Any, count: int) -> list[str] | None:
+    """``names`` (what the user calls each image) as one string per image; ``None`` as is.
+
+    Raises
+    ------
+    TypeError
+        One name, not a list of them.
+    ValueError
+        Not one name per image (a message naming an image past the end raised IndexError instead).
+    """
+    if names is None:
+        return None
+    if is_file_name(names):
+        raise TypeError(f"Give the names as a list, one per image; got one: {str(names)!r}. Put it in a list.")
+    checked = [str(name) for name in names]
+    if len(checked) != count:
+        raise ValueError(f"Give one name per image; got {len(checked)} names for {count} images.")
     return checked

@@ -118,7 +118,7 @@ class Trainer:
         painted volumes' prior registered onto them (``config.unpainted_prior``). Default: each
         volume's spacings, no rotation; without ``spacings``, voxel sizes come from the affines.
     names : sequence of str, optional
-        What the user calls each volume (a layer or file name), for the notes of :attr:`advice`;
+        One per volume: what the user calls it (a layer or file name), for the notes of :attr:`advice`;
         default "volume 1", "volume 2", ...
 
     Raises
@@ -149,7 +149,7 @@ class Trainer:
         checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
         self.config = with_checkpoint_settings(self.config, checkpoint)
         prepared = prepared_volumes(volumes, labels, self.config, checkpoint, labeled_slices, spacings, affines, names)
-        self.annotation, self._axis_advice = prepared.annotation, prepared.axis_advice
+        self.annotation, self._axis_advice, names = prepared.annotation, prepared.axis_advice, prepared.names
         self.spacings, world, self.turns = prepared.spacings, prepared.world, prepared.turns
         self.references = VolumeTurns.references(world, self.annotation.painted_volumes)  # what a saved model records
         self.images = normalized_images(prepared.volumes, self.axis, self.config.intensity_reference, names)

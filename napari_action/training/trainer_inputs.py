@@ -27,6 +27,7 @@ from napari_action.training.argument_checks import (
     check_config,
     check_geometry,
     check_labeled_slices,
+    check_names,
     check_spacings,
     check_volumes,
     one_per_image,
@@ -62,7 +63,7 @@ __all__ = [
 class PreparedVolumes:
     """The trainer's volumes checked, and each one stored in another voxel order than the painted one turned
     into it (:class:`~napari_action.training.volume_turns.VolumeTurns`): volumes, painted slices, voxel sizes
-    and affines all in the training order."""
+    and affines all in the training order; the volumes' names checked (one per volume, or None)."""
 
     volumes: list[Any]
     annotation: SparseAnnotation
@@ -71,6 +72,7 @@ class PreparedVolumes:
     world: list[np.ndarray]
     turns: VolumeTurns
     turned_notes: list[str]
+    names: list[str] | None
 
 
 def prepared_volumes(
@@ -90,6 +92,7 @@ def prepared_volumes(
     then found, the slicing axis decided and every check made on what training will see.
     """
     raw = check_volumes(volumes)
+    names = check_names(names, len(raw))
     labels = pad_labels(one_per_image(() if labels is None else labels, "labels"), len(raw))
     shapes = [v.shape for v in raw]
     spacings, world = check_geometry(spacings, affines, raw)
@@ -108,6 +111,7 @@ def prepared_volumes(
         [turns.affine(k, world[k]) for k in count],
         turns,
         turns.notes(world, names),
+        names,
     )
 
 

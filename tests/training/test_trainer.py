@@ -546,3 +546,17 @@ def test_labeled_slices_not_given_as_a_mapping_are_refused_showing_the_form_to_u
     assert 1 in trainer.annotation.labeled_slices(0)
     with pytest.raises(TypeError, match=r"Give labeled_slices as a mapping"):
         trainer.update_annotation(labels, labeled_slices=[[1]])
+
+
+def test_names_not_one_per_image_are_refused():
+    # One name for two images, the second with a NaN voxel: IndexError: list index out of range, where the
+    # message about the NaN voxel was to name the image; one name as a string named images by its letters.
+    image, truth = disc_volume(0)
+    other = image.copy()
+    other[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"Give one name per image; got 1 names for 2 images"):
+        Trainer([image, other], [sparse(truth)], tiny_config(), names=["scan"])
+    with pytest.raises(TypeError, match=r"Give the names as a list, one per image; got one: 'scan'"):
+        Trainer([image], [sparse(truth)], tiny_config(), names="scan")
+    with pytest.raises(ValueError, match=r"^'other': The image contains 1 NaN"):
+        Trainer([image, other], [sparse(truth)], tiny_config(), names=("scan", "other"))
