@@ -18,12 +18,14 @@ import torch
 from napari_action.checks import as_int
 from napari_action.config import TrainConfig
 from napari_action.data.normalized_volume import is_array_like
+from napari_action.io.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = [
     "check_affines",
     "check_class_names",
     "check_config",
     "check_geometry",
+    "check_init",
     "check_labeled_slices",
     "check_names",
     "check_spacings",
@@ -280,3 +282,23 @@ def check_names(names: Any, count: int) -> list[str] | None:
     if len(checked) != count:
         raise ValueError(f"Give one name per image; got {len(checked)} names for {count} images.")
     return checked
+
+
+def check_init(init: Any) -> Checkpoint | None:
+    """The model ``Trainer(init=...)`` continues: a model file read, a :class:`Checkpoint` as is, ``None`` as is.
+
+    Raises
+    ------
+    TypeError
+        Anything else (a trainer, a predictor): it raised AttributeError: '...' object has no attribute 'config'.
+    CheckpointError
+        The file cannot be read as a model (:func:`~napari_action.io.checkpoint.load_checkpoint`).
+    """
+    if init is None or isinstance(init, Checkpoint):
+        return init
+    if is_file_name(init):
+        return load_checkpoint(init)
+    raise TypeError(
+        f"init must be a model file's path or a Checkpoint; got a {type(init).__name__}. To continue a "
+        "trainer's model, give init=trainer.checkpoint(); a saved one, init='model.pt'."
+    )

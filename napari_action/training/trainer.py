@@ -34,7 +34,7 @@ from napari_action.data.slice_pool import SlicePool
 from napari_action.data.structure_extents import StructureExtents
 from napari_action.data.unpainted_extents import UnpaintedExtents
 from napari_action.inference.predictor import Predictor
-from napari_action.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from napari_action.io.checkpoint import Checkpoint, save_checkpoint
 from napari_action.networks.teacher import EmbeddingQueue, StudentTeacher, local_queue
 from napari_action.progress import AnnotationUpdate, FocusRequest, PredictionUpdate, SlicePrediction, TrainProgress
 from napari_action.runtime import (
@@ -48,7 +48,7 @@ from napari_action.runtime import (
     seed_everything,
 )
 from napari_action.training import distributed, stages
-from napari_action.training.argument_checks import check_class_names, check_labeled_slices
+from napari_action.training.argument_checks import check_class_names, check_init, check_labeled_slices
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
 from napari_action.training.label_advice import label_advice
 from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
@@ -126,8 +126,8 @@ class Trainer:
     ValueError
         On anything wrong with the input, with a message saying what to do.
     TypeError
-        One array given where a list of them is expected (``Trainer(image, labels)`` for ``Trainer([image],
-        [labels])``), a ``config`` that is not a :class:`TrainConfig`, ``class_names`` not a mapping.
+        An argument of the wrong kind: one array for a list of them (``Trainer(image, labels)``), a ``config``
+        not a :class:`TrainConfig`, ``class_names`` not a mapping, ``init`` neither a path nor a Checkpoint.
     """
 
     def __init__(
@@ -146,7 +146,7 @@ class Trainer:
         self.config = TrainConfig.preset("cpu") if config is None else check_config(config)
         self.config.validate()
         configure_threads(self.config.num_threads)
-        checkpoint = load_checkpoint(init) if isinstance(init, (str, Path)) else init
+        checkpoint = check_init(init)
         self.config = with_checkpoint_settings(self.config, checkpoint)
         prepared = prepared_volumes(volumes, labels, self.config, checkpoint, labeled_slices, spacings, affines, names)
         self.annotation, self._axis_advice, names = prepared.annotation, prepared.axis_advice, prepared.names

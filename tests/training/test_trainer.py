@@ -560,3 +560,13 @@ def test_names_not_one_per_image_are_refused():
         Trainer([image], [sparse(truth)], tiny_config(), names="scan")
     with pytest.raises(ValueError, match=r"^'other': The image contains 1 NaN"):
         Trainer([image, other], [sparse(truth)], tiny_config(), names=("scan", "other"))
+
+
+def test_an_init_that_is_no_model_is_refused_saying_what_to_give(supervised_trainer):
+    # init=trainer (continue the model trained above) raised AttributeError: 'Trainer' object has no attribute
+    # 'config'; its checkpoint is what continues it.
+    image, truth = disc_volume(0)
+    with pytest.raises(TypeError, match=r"init must be a model file's path or a Checkpoint; got a Trainer\. .*"):
+        Trainer([image], [sparse(truth)], tiny_config(), init=supervised_trainer)
+    continued = Trainer([image], [sparse(truth)], tiny_config(), init=supervised_trainer.checkpoint())
+    assert continued.rounds == 1
