@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from napari_action.checks import as_int
 from napari_action.config import TrainConfig
 from napari_action.training import stages
 
@@ -42,12 +43,17 @@ def build_schedule(config: TrainConfig, rounds: int, steps: int | None = None) -
     rounds : int
         Rounds completed so far; after the first, only the final stage runs.
     steps : int, optional
-        Length of the final stage instead of the configured one.
+        Length of the final stage instead of the configured one: a whole number, 0 or more.
 
     Returns
     -------
     list of Stage
         In the order they run.
+
+    Raises
+    ------
+    ValueError
+        ``steps`` is negative or not a whole number.
     """
     final = _final_stage(config, steps)
     if rounds > 0 or config.method != "action":
@@ -63,7 +69,11 @@ def _final_stage(config: TrainConfig, steps: int | None) -> Stage:
     }[config.method]
     if steps is None:
         return final
-    return Stage(final.name, int(steps), final.compute, nesterov=final.nesterov)
+    # -1 ran no step of it and counted the warm-up done; 2.5 ran 2.
+    count = as_int(steps, "steps")
+    if count < 0:
+        raise ValueError(f"steps must be 0 or more (the length of the last stage), got {count}.")
+    return Stage(final.name, count, final.compute, nesterov=final.nesterov)
 
 
 def _warmup_stages(config: TrainConfig) -> list[Stage]:

@@ -230,8 +230,8 @@ class Trainer:
 
         The first call runs the whole schedule of ``config.method``; later
         calls ("Retrain", "Update once") run one more round of the last stage
-        from the current weights, ``steps`` long (default: its configured
-        length). The warm-up is done once the last stage has begun, however
+        from the current weights. ``steps``: the last stage's length in either
+        (default: configured; ValueError below 0). The warm-up is done once the last stage has begun, however
         the call ends (its last step, :meth:`request_stop`, a ``break`` out of
         the loop over it, an error); a first call that ends before then runs
         the whole schedule again next time, from the current weights.

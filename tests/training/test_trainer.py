@@ -570,3 +570,13 @@ def test_an_init_that_is_no_model_is_refused_saying_what_to_give(supervised_trai
         Trainer([image], [sparse(truth)], tiny_config(), init=supervised_trainer)
     continued = Trainer([image], [sparse(truth)], tiny_config(), init=supervised_trainer.checkpoint())
     assert continued.rounds == 1
+
+
+@pytest.mark.parametrize(("steps", "refused"), [(-1, "steps must be 0 or more"), (2.5, "steps must be an integer")])
+def test_a_last_stage_length_that_is_not_a_count_of_steps_is_refused(steps, refused):
+    # steps=-1 ran the supervised start alone, no ACTION step, and counted the warm-up done; 2.5 ran 2 steps.
+    image, truth = disc_volume(0)
+    trainer = Trainer([image], [sparse(truth)], tiny_config())
+    with pytest.raises(ValueError, match=refused):
+        trainer.train(steps)
+    assert trainer.step == 0 and trainer.rounds == 0
