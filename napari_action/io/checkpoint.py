@@ -77,6 +77,8 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, *, overwrite: bool = Tru
 
     Raises
     ------
+    TypeError
+        ``ckpt`` is not a :class:`Checkpoint` (a trainer: ``trainer.save_checkpoint(path)`` saves its model).
     FileExistsError
         ``path`` exists and ``overwrite`` is False.
     PermissionError
@@ -85,6 +87,11 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, *, overwrite: bool = Tru
         The disk is full (or the file too large) or another write failure; an
         existing file at ``path`` is unchanged either way.
     """
+    if not isinstance(ckpt, Checkpoint):  # a trainer raised AttributeError: 'Trainer' object has no attribute 'version'
+        raise TypeError(
+            f"save_checkpoint writes a Checkpoint; got a {type(ckpt).__name__}. "
+            "Save a trainer's model with trainer.save_checkpoint(path)."
+        )
     path = Path(path)
     make_folder_for(path)
     payload = {

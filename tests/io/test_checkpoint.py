@@ -63,6 +63,17 @@ def test_round_trip_keeps_everything(trained):
     np.testing.assert_array_equal(expected, loaded)
 
 
+def test_saving_a_trainer_in_place_of_its_checkpoint_says_how_to_save_it(trained, tmp_path):
+    # Raised AttributeError: 'Trainer' object has no attribute 'version', after making the folder.
+    trainer, _, _ = trained
+    target = tmp_path / "models" / "model.pt"
+    with pytest.raises(
+        TypeError, match=r"got a Trainer\. Save a trainer's model with trainer\.save_checkpoint\(path\)"
+    ):
+        save_checkpoint(target, trainer)
+    assert not target.parent.exists()
+
+
 def test_resume_training_from_checkpoint(trained):
     _, path, image = trained
     _, truth = disc_volume(0)
