@@ -7,7 +7,7 @@ gate): a few slices predicted by the eval-mode teacher every so often.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -68,15 +68,21 @@ def iter_prior_preview(
 def streamed_slices(
     stream: StreamCursor,
     gate: FitGate,
-    predictor: Predictor,
+    predictor_of: Callable[[], Predictor],
     pool: SlicePool,
     images: Sequence[NormalizedVolume],
-    spacings: Sequence[Sequence[float]] | None = None,
-    skip_reached: bool = False,
+    spacings: Sequence[Sequence[float]] | None,
+    config: TrainConfig,
+    done: int,
 ) -> tuple[SlicePrediction, ...]:
-    """The next slices of the sweep, mixed with the prior as the final prediction is, once the network
-    fits the labeled slices; none before. ``spacings``: each volume's voxel size in mm;
-    ``skip_reached``: leave the preview where the prior reaches (``TrainConfig.stream_over_preview``)."""
+    """The next slices of the sweep after step ``done`` when they are due (``config.stream_every_steps`` or
+    ``stream_every_seconds``), mixed with the prior as the final prediction is, once the network fits the
+    labeled slices; none before. ``predictor_of()`` makes the predictor (only when due); ``spacings``: each
+    volume's voxel size in mm. Where the prior reaches, the preview stays (``config.stream_over_preview``)."""
+    if not stream.due(done, config.stream_every_steps, config.stream_every_seconds):
+        return ()
+    skip_reached = config.stream_over_preview == "unreached"
+    predictor = predictor_of()
     if not gate.open:
         gate.check(predictor, pool)
     if not gate.open:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Generator, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,7 @@ class Trainer:
         self.rng, self.generator = distributed.rank_generators(self.config.seed, self.distributed, self.device)
         self._scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, self.amp))
         self._stop_requested = False
+        self._run: Callable[[], Generator | None] = lambda: None  # the last iter_train's, while it is alive
         # The weights a diverging loss falls back to, and a message for the next progress.
         self._snapshot = WeightSnapshot()
         self._snapshot.take(self.nets, 0)
@@ -228,15 +230,22 @@ class Trainer:
     def iter_train(self, steps: int | None = None) -> Generator[TrainProgress, object, None]:
         """Run the schedule, yielding after every step.
 
-        The first call runs the whole schedule of ``config.method``; later
-        calls ("Retrain", "Update once") run one more round of the last stage
-        from the current weights. ``steps``: the last stage's length in either
-        (default: configured; ValueError below 0). The warm-up is done once the last stage has begun, however
-        the call ends (its last step, :meth:`request_stop`, a ``break`` out of
-        the loop over it, an error); a first call that ends before then runs
-        the whole schedule again next time, from the current weights.
-        :meth:`stage_steps` tells what the next call runs.
+        The first call runs the whole schedule of ``config.method``; later calls ("Retrain", "Update once") run one
+        more round of the last stage from the current weights. ``steps``: the last stage's length in either
+        (default: configured; ValueError below 0). The warm-up is done once the last stage has begun, however the
+        call ends (its last step, :meth:`request_stop`, a ``break`` out of the loop over it, an error); a first call
+        that ends before then runs the whole schedule again next time, from the current weights. A run left
+        suspended (kept in a variable after a ``break``) ends when the next one starts, as if it had ended there
+        (else it counted its warm-up when collected, and cleared another run's stop). :meth:`stage_steps` tells what
+        the next call runs.
         """
+        if (kept := self._run()) is not None:
+            kept.close()
+        run = self._iter_train(steps)
+        self._run = weakref.ref(run)  # one dropped by a loop's break is collected, and so ended, at once
+        return run
+
+    def _iter_train(self, steps: int | None) -> Generator[TrainProgress, object, None]:
         schedule = build_schedule(self.config, self.rounds, steps)
         total = sum(stage.steps for stage in schedule)
         clock = RateClock(total)
@@ -392,18 +401,9 @@ class Trainer:
         return logs, lr
 
     def _progress(self, stage: Stage, clock: RateClock, logs: dict[str, float], lr: float) -> TrainProgress:
-        predictions = ()
-        # Only rank 0 shows predictions; prediction involves no collective, so the others just skip it.
-        if self.distributed.is_main and self._stream.due(
-            clock.done, self.config.stream_every_steps, self.config.stream_every_seconds
-        ):
-            skip_reached = self.config.stream_over_preview == "unreached"
-            predictor = self.predictor()
-            predictions = self.turns.slices_out(
-                streamed_slices(
-                    self._stream, self._gate, predictor, self.pool, self.images, self.spacings, skip_reached
-                )
-            )
+        # Only rank 0 streams: prediction involves no collective, the other ranks just skip it.
+        due = (self._stream, self._gate, self.predictor, self.pool, self.images, self.spacings, self.config)
+        predictions = self.turns.slices_out(streamed_slices(*due, clock.done)) if self.distributed.is_main else ()
         return TrainProgress(
             stage=stage.name,
             step=clock.done,

@@ -75,6 +75,22 @@ def test_supervised_start_is_not_repeated_in_later_rounds(data):
     assert {p.stage for p in trainer.train(steps=2)} == {"stage iii: ACTION"}
 
 
+def test_a_run_left_suspended_after_a_break_ends_when_the_next_one_starts(data):
+    # A notebook kept the generator in a variable and broke out in stage iii: the next train() repeated the
+    # whole warm-up, and the old run counted its warm-up later, when collected.
+    image, other, _, labels = data
+    trainer = Trainer([image, other], [labels], tiny_config(steps_stage3=4))
+    kept = trainer.iter_train()
+    for progress in kept:
+        if progress.stage == "stage iii: ACTION":
+            break
+    assert {p.stage for p in trainer.train(steps=2)} == {"stage iii: ACTION"}
+    assert trainer.rounds == 2
+    assert list(kept) == []  # ended, not resumed
+    del kept
+    assert trainer.rounds == 2
+
+
 def test_streams_slice_predictions_every_n_steps(data):
     image, other, _, labels = data
     progress = Trainer([image, other], [labels], tiny_config()).train()
