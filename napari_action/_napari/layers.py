@@ -255,6 +255,17 @@ def find_prediction_layer(viewer: napari.viewer.Viewer, image: Image) -> Labels 
     return None
 
 
+def colours_of_every_label(colormap):
+    """A copy of a Labels layer's colormap that draws every label.
+
+    napari keeps "show selected label" in the colormap itself (``use_selection``): a copy of it, or
+    the colours it maps to, would leave every other label transparent.
+    """
+    colours = colormap.model_copy(deep=True)
+    colours.use_selection = False
+    return colours
+
+
 def prediction_layer_for(
     viewer: napari.viewer.Viewer,
     image: Image,

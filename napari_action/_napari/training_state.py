@@ -25,6 +25,7 @@ from napari.qt.threading import WorkerBase
 from napari_action._napari.layers import (
     EditTracker,
     class_names_of,
+    colours_of_every_label,
     image_layers,
     is_prediction_layer,
     layer_array,
@@ -263,11 +264,11 @@ class TrainingState:
     def colormap(self):
         """The painted colours as they are now, for the prediction layers (None without a plan).
 
-        Read at each write, so colours shuffled or set after Train reach the predictions; a copy, so
-        that "show selected label" on the painted layer does not hide classes in the predictions.
+        Read at each write, so colours shuffled or set after Train reach the predictions; a copy drawing
+        every class, so that "show selected label" on the painted layer hides none in the predictions.
         """
         colormap = self.plan.colormap() if self.plan is not None else None
-        return None if colormap is None else colormap.model_copy(deep=True)
+        return None if colormap is None else colours_of_every_label(colormap)
 
     @property
     def job_running(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from napari_action._napari.layers import class_names_of
 from napari_action.inference.loaded_model import load_model
 from napari_action.io.session_store import checkpoint_from_bytes, load_session
@@ -64,3 +66,20 @@ def test_prediction_layers_follow_the_painted_colours_chosen_after_train(scene, 
     labels.show_selected_label = True
     prediction.refresh()
     assert prediction.get_color(2) is not None and prediction.get_color(2)[3] > 0
+
+
+def test_prediction_layers_show_every_class_when_train_is_pressed_in_show_selected_label_mode(scene, qtbot):
+    # napari keeps "show selected label" in the layer's colormap: the predictions copied it and drew
+    # every class but the painted layer's selected one transparent, their own checkbox unticked.
+    viewer, widget, labels, _ = scene
+    painted_colours = labels.colormap.map(np.array([1, 2]))
+    labels.selected_label = 1
+    labels.show_selected_label = True
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    prediction = viewer.layers["vol ACTION"]
+    assert not prediction.colormap.use_selection
+    drawn = prediction.colormap.map(np.array([1, 2]))  # the colours napari's canvas draws the classes in
+    assert np.array_equal(drawn, painted_colours)
+    assert drawn[1][3] > 0  # class 2 is not hidden
+    assert labels.show_selected_label and labels.colormap.use_selection  # the painted layer's mode is its own
