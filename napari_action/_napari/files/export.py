@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_action._napari.layers import SOURCE_KEY, class_names_of, is_prediction_layer, layer_array, layer_shape
+from napari_action._napari.layers import (
+    SOURCE_KEY,
+    class_names_of,
+    colours_of_every_label,
+    is_prediction_layer,
+    layer_array,
+    layer_shape,
+)
 from napari_action._napari.view_plane import layer_volume_meta
 from napari_action.io.errors import describe_error
 from napari_action.io.label_table import LabelEntry, has_named_class, table_path, write_label_table
@@ -104,7 +111,8 @@ def _label_table(layer) -> list[LabelEntry]:
     if not has_named_class(names):
         return []
     values = sorted(set(names) | {0})
-    colours = np.asarray(layer.colormap.map(np.asarray(values)))  # RGBA from 0 to 1, as napari shows them
+    # RGBA from 0 to 1, as napari shows them with every label drawn (not only the selected one).
+    colours = np.asarray(colours_of_every_label(layer.colormap).map(np.asarray(values)))
     return [
         LabelEntry(value, names.get(value, "background"), tuple(int(round(255 * c)) for c in rgba))
         for value, rgba in zip(values, colours, strict=True)

@@ -176,3 +176,20 @@ def test_no_table_when_no_class_is_named(viewer, qtbot, tmp_path):
     widget.files_panel.export_masks(tmp_path)
     wait_idle(qtbot, widget)
     assert [p.name for p in tmp_path.iterdir()] == ["vol_action.nii.gz"]
+
+
+def test_the_colour_table_keeps_every_class_colour_while_show_selected_label_hides_classes(viewer, qtbot, tmp_path):
+    # With "show selected label" ticked on the prediction layer, the table gave every other class 0 0 0 0.
+    image, _ = disc_volume()
+    viewer.add_image(image, name="vol")
+    widget = dock(viewer)
+    layer = prediction_layer_for(viewer, viewer.layers["vol"], {1: "disc", 2: "ring"}, class_values=[0, 1, 2])
+    layer.data[...] = np.random.default_rng(0).integers(0, 3, layer.data.shape)
+    all_shown = np.round(255 * np.asarray(layer.colormap.map(np.array([1, 2])))).astype(int).tolist()
+    layer.selected_label = 1
+    layer.show_selected_label = True
+    widget.files_panel.export_masks(tmp_path)
+    wait_idle(qtbot, widget)
+    rows = [line.split() for line in (tmp_path / "vol_action.ctbl").read_text().splitlines()[1:]]
+    assert [[int(c) for c in row[2:]] for row in rows[1:]] == all_shown
+    assert all_shown[1][3] == 255
