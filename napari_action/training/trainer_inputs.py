@@ -20,7 +20,8 @@ from napari_action.data.carried_ends import has_thick_slices, thickness_ratio
 from napari_action.data.intensity import check_volume_values
 from napari_action.data.noise_level import noise_level, noise_to_add
 from napari_action.data.normalized_volume import NormalizedVolume, is_array_like
-from napari_action.data.slicing_axis import axis_mismatch_advice, crossing_slice_advice, decide_axis
+from napari_action.data.painting_slips import painting_slip_advice
+from napari_action.data.slicing_axis import axis_mismatch_advice, decide_axis
 from napari_action.io.checkpoint import Checkpoint
 from napari_action.label_values import check_class_count
 from napari_action.training.argument_checks import (
@@ -325,9 +326,8 @@ def checked_annotation(
         # Only a forced axis can disagree with the paint ("auto" infers the painted one).
         if config.axis is not None:
             advice = axis_mismatch_advice(labels, annotation.axis)
-        if advice is None:
-            # A slice painted along another axis beside the right ones (a slip in another view), whatever the choice.
-            advice = crossing_slice_advice(labels, annotation.axis)
+        # Paint on slices the user did not look at (another view, a leaked fill), whatever the choice.
+        advice = advice or painting_slip_advice(labels, annotation.axis)
     check_unpainted_slices(annotation, config.method, advice)
     return annotation, advice
 

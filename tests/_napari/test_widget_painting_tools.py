@@ -1,0 +1,57 @@
+"""GUI tests: paint made with napari's own Labels tools beyond a 2D brush (3D brush, flood fill), then Train.
+
+Training takes every slice holding a painted voxel as fully labeled; these tools paint slices the
+user did not look at, and Train says so. The painted layer is never changed by training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.utils.notifications import notification_manager
+
+from tests.helpers import engine
+from tests.helpers.gui import dock, messages_since, wait_finished
+
+LONG = (24, 32, 32)  # enough slices that a few brushed ones leave most of them unpainted
+HAND_PAINTED = (4, 12, 20)
+
+
+def _train(qtbot, widget) -> tuple[list[str], list[str]]:
+    """Click Train, wait for the run to end; the warnings and errors it notified."""
+    before = len(notification_manager.records)
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    return messages_since(before, "warning"), messages_since(before, "error")
+
+
+def _long_scene(viewer):
+    """An image of :data:`LONG` with its disc and ring painted by hand on :data:`HAND_PAINTED`; the widget docked."""
+    image, truth = engine.disc_volume(0, shape=LONG, axis=0)
+    viewer.add_image(image, name="vol")
+    labels = viewer.add_labels(np.zeros(LONG, np.uint8), name="vol labels")
+    for s in HAND_PAINTED:
+        for value in (1, 2):
+            rows, cols = np.nonzero(truth[s] == value)
+            labels.data_setitem((np.full(rows.shape, s), rows, cols), value)
+    return dock(viewer), labels
+
+
+def test_a_flood_fill_that_ran_over_a_slice_is_pointed_out_on_train(scene, qtbot):
+    # A fill on a slice with no closed outline labels the whole slice; Train said nothing of it.
+    _, widget, labels, _ = scene  # painted on slices 2 and 5
+    labels.n_edit_dimensions = 2
+    labels.fill((6, 0, 0), 3)
+    painted = labels.data.copy()
+    warnings, errors = _train(qtbot, widget)
+    assert errors == []
+    assert any("Slice 6 along axis 0, the slicing axis, holds one label on every voxel (3)" in m for m in warnings)
+    assert np.array_equal(labels.data, painted)
+
+
+def test_a_flood_fill_through_the_volume_is_named_where_train_refuses_it(scene, qtbot):
+    # Filled in 3D, the background of every slice became label 3: the refusal only said "paint a few slices".
+    _, widget, labels, _ = scene
+    labels.n_edit_dimensions = 3
+    labels.fill((0, 0, 0), 3)
+    _, errors = _train(qtbot, widget)
+    assert any("All 8 slices along axis 0 are painted" in m and "as a flood fill leaves" in m for m in errors)
