@@ -326,7 +326,7 @@ def checked_annotation(
         # Only a forced axis can disagree with the paint ("auto" infers the painted one).
         if config.axis is not None:
             advice = axis_mismatch_advice(labels, annotation.axis)
-        # Paint on slices the user did not look at (another view, a leaked fill), whatever the choice.
+        # Paint on slices the user did not look at (another view, a leaked fill, a 3D brush), whatever the choice.
         advice = advice or painting_slip_advice(labels, annotation.axis)
     check_unpainted_slices(annotation, config.method, advice)
     return annotation, advice

@@ -6,6 +6,8 @@ user did not look at, and Train says so. The painted layer is never changed by t
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from napari.utils.notifications import notification_manager
 
@@ -55,3 +57,23 @@ def test_a_flood_fill_through_the_volume_is_named_where_train_refuses_it(scene, 
     labels.fill((0, 0, 0), 3)
     _, errors = _train(qtbot, widget)
     assert any("All 8 slices along axis 0 are painted" in m and "as a flood fill leaves" in m for m in errors)
+
+
+def test_slices_a_3d_brush_reached_around_the_one_shown_are_pointed_out_on_train(viewer, qtbot):
+    # A ball painted with n edit dim 3 put a small disc on the slices around the one shown: each trained as
+    # fully painted, background all around the disc over the structure it lies in, and Train said nothing.
+    widget, labels = _long_scene(viewer)
+    labels.n_edit_dimensions = 3
+    labels.brush_size = 7
+    labels.paint((8, 16, 16), 1)  # on the empty slice 8, inside the disc
+    reached = [int(s) for s in np.flatnonzero(np.any(labels.data, axis=(1, 2))) if s not in (*HAND_PAINTED, 8)]
+    assert len(reached) >= 4  # the ball crossed slices the user never looked at
+    painted = labels.data.copy()
+    warnings, errors = _train(qtbot, widget)
+    assert errors == []
+    advice = next((m for m in warnings if "as a brush painting in 3D" in m), None)
+    assert advice is not None, warnings
+    named = [int(n) for n in re.findall(r"\d+", advice.split(" along axis 0")[0])]  # "Paint on slices 5, 6 and 10"
+    assert 8 not in named and set(named) <= set(reached) and {min(reached), max(reached)} <= set(named)
+    assert widget.training_state.trainer.annotation.labeled_slices(0) == sorted([*HAND_PAINTED, 8, *reached])
+    assert np.array_equal(labels.data, painted)  # training never edits the painted layer
