@@ -94,13 +94,9 @@ class TrainingPlan:
             painted = layer_array(labels)
             if not painted.any():
                 raise ValueError(f"Nothing is painted in {labels.name!r} yet: paint a few slices first, or uncheck it.")
-            if painted.dtype.kind == "i" and painted.min() < 0:
-                # Painting never gives a negative value: a scan read as labels (an integer file of few values).
-                raise ValueError(
-                    f"{labels.name!r} holds negative values (down to {painted.min()}), so it is not painted labels: "
-                    "0 means unpainted and each class is a positive number. If it is a scan (a file of few integer "
-                    "values opens as labels), right-click it in the layer list > Convert to Image; else uncheck it."
-                )
+            negative = negative_values_problem(labels.name, painted)
+            if negative is not None:
+                raise ValueError(negative)
             plan.images.append(image)
             plan.labels.append(labels)
         plan.images += [img for img in images.values() if _index(plan.images, img) is None]
@@ -139,6 +135,24 @@ class TrainingPlan:
             if layer is image or layer is painted or source == image.name:
                 return index
         return 0
+
+
+def negative_values_problem(name: str, labels: np.ndarray) -> str | None:
+    """What to do about the negative values in the labels of the layer called ``name``; None without any.
+
+    Two ways lead there: a scan of few integer values opened as labels, and a label painted below 0
+    (napari's label box goes below 0 on a layer of signed integers, one "decrease label" key too many).
+    """
+    if labels.dtype.kind != "i" or labels.min() >= 0:
+        return None
+    count = int(np.count_nonzero(labels < 0))
+    return (
+        f"{name!r} holds negative values (down to {labels.min()}, on {count} voxel{'s' if count > 1 else ''}): 0 "
+        "means unpainted and each class is a positive number. If you painted them (the label box of a layer of "
+        "signed integers goes below 0), erase them or paint them over with a positive label; if the layer is a "
+        "scan (a file of few integer values opens as labels), right-click it in the layer list > Convert to Image; "
+        "else uncheck it."
+    )
 
 
 def _index(layers: list, layer) -> int | None:

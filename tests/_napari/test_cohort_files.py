@@ -70,7 +70,7 @@ def test_a_scan_opened_as_labels_is_named_before_training(viewer, qtbot, tmp_pat
 
     assert widget.start_training() is False
     (error,) = gui.messages_since(before, "error")
-    assert f"'other_int16' holds negative values (down to {scan.min()}), so it is not painted labels" in error
+    assert f"'other_int16' holds negative values (down to {scan.min()}, on " in error
     assert "Convert to Image; else uncheck it." in error
     assert widget.run is None and widget.train_button.isEnabled()
 

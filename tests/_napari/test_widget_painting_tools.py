@@ -77,3 +77,23 @@ def test_slices_a_3d_brush_reached_around_the_one_shown_are_pointed_out_on_train
     assert 8 not in named and set(named) <= set(reached) and {min(reached), max(reached)} <= set(named)
     assert widget.training_state.trainer.annotation.labeled_slices(0) == sorted([*HAND_PAINTED, 8, *reached])
     assert np.array_equal(labels.data, painted)  # training never edits the painted layer
+
+
+def _int32_scene(viewer):
+    """:func:`_long_scene` on a Labels layer of signed integers, whose label box goes below 0."""
+    widget, labels = _long_scene(viewer)
+    signed = viewer.add_labels(labels.data.astype(np.int32), name="vol signed labels")
+    viewer.layers.remove(labels)
+    return widget, signed
+
+
+def test_a_label_painted_below_zero_is_refused_on_train_saying_to_erase_it(viewer, qtbot):
+    # The refusal said the layer "is not painted labels" and to convert it to an image or uncheck it.
+    widget, labels = _int32_scene(viewer)
+    labels.selected_label = -1  # one "decrease label" too many
+    labels.brush_size = 3
+    labels.paint((12, 2, 2), labels.selected_label)
+    _, errors = _train(qtbot, widget)
+    assert len(errors) == 1 and "'vol signed labels' holds negative values (down to -1, on " in errors[0]
+    assert "If you painted them (the label box of a layer of signed integers goes below 0), erase them" in errors[0]
+    assert widget.run is None
