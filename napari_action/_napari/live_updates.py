@@ -16,7 +16,7 @@ from superqt.utils import qthrottled
 
 from napari_action._napari.edit_watch import EditWatch
 from napari_action._napari.refine.accepted import TrainingLabels
-from napari_action._napari.training_state import TrainingPlan, TrainingState
+from napari_action._napari.training_state import TrainingPlan, TrainingState, negative_values_problem
 from napari_action.progress import AnnotationUpdate, FocusRequest
 
 #: Strokes and label changes reach the running training at most this often (a stroke is many events).
@@ -85,6 +85,11 @@ class LiveUpdates:
         if not training.any():
             show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
             return
+        # The trainer refuses negative values, and its refusal would end the run: keep training on the labels it has.
+        negative = next(filter(None, map(_negative_values_problem, plan.labels, training.labels)), None)
+        if negative is not None:
+            show_warning(f"ACTION: {negative} Training keeps the labels it had until then.")
+            return
         run.send_annotation(
             AnnotationUpdate(labels=tuple(training.labels), labeled_slices=training.labeled_slices or None)
         )
@@ -103,3 +108,8 @@ class LiveUpdates:
         position = image.world_to_data(self.viewer.dims.point)
         axis = run.trainer.turns.stored_axis(index, run.trainer.axis)  # a scan stored turned has its own
         run.send_focus(FocusRequest(index, int(round(float(position[axis])))))
+
+
+def _negative_values_problem(layer, labels) -> str | None:
+    """What to do about the negative values in ``labels``, the training labels of painted ``layer``."""
+    return None if layer is None or labels is None else negative_values_problem(layer.name, labels)

@@ -12,7 +12,7 @@ import numpy as np
 from napari.utils.notifications import notification_manager
 
 from tests.helpers import engine
-from tests.helpers.gui import dock, messages_since, wait_finished
+from tests.helpers.gui import TIMEOUT, dock, messages_since, start_long_training, wait_finished, wait_first_step
 
 LONG = (24, 32, 32)  # enough slices that a few brushed ones leave most of them unpainted
 HAND_PAINTED = (4, 12, 20)
@@ -97,3 +97,24 @@ def test_a_label_painted_below_zero_is_refused_on_train_saying_to_erase_it(viewe
     assert len(errors) == 1 and "'vol signed labels' holds negative values (down to -1, on " in errors[0]
     assert "If you painted them (the label box of a layer of signed integers goes below 0), erase them" in errors[0]
     assert widget.run is None
+
+
+def test_a_label_painted_below_zero_while_training_runs_is_refused_and_training_goes_on(viewer, qtbot):
+    # The stroke reached the trainer, whose refusal ended the run: the user's training was gone.
+    widget, labels = _int32_scene(viewer)
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    trainer = widget.training_state.trainer
+    before = len(notification_manager.records)
+    labels.selected_label = -1
+    labels.paint((16, 2, 2), -1)  # on an empty slice
+    qtbot.waitUntil(lambda: bool(messages_since(before, "warning")), timeout=TIMEOUT)
+    (warning,) = messages_since(before, "warning")
+    assert "holds negative values (down to -1" in warning and "Training keeps the labels it had" in warning
+    labels.undo()  # the stroke taken back: the labels reach training again
+    labels.paint((16, 2, 2), 1)
+    qtbot.waitUntil(lambda: 16 in trainer.annotation.labeled_slices(0), timeout=TIMEOUT)
+    assert run.is_running and run.error is None
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+    assert run.error is None
