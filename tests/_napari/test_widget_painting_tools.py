@@ -118,3 +118,25 @@ def test_a_label_painted_below_zero_while_training_runs_is_refused_and_training_
     widget.stop_training()
     wait_finished(qtbot, widget)
     assert run.error is None
+
+
+def test_a_flood_fill_through_the_volume_while_training_runs_is_refused_and_training_goes_on(scene, qtbot):
+    # Every slice painted, the trainer had no unpainted slice left: the run ended with "No unlabeled slices to
+    # sample from."
+    _, widget, labels, _ = scene
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    before = len(notification_manager.records)
+    labels.n_edit_dimensions = 3
+    labels.fill((0, 0, 0), 3)
+    qtbot.waitUntil(lambda: bool(messages_since(before, "warning")), timeout=TIMEOUT)
+    (warning,) = messages_since(before, "warning")
+    assert "Every slice along the slicing axis is painted now, but the method action" in warning
+    assert "as a flood fill leaves" in warning and "Training keeps the labels it had" in warning
+    labels.undo()
+    step = run.last_progress.step
+    qtbot.waitUntil(lambda: run.last_progress.step > step + 2 or not run.is_running, timeout=TIMEOUT)
+    assert run.is_running and run.error is None  # a few steps more on the labels it has
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+    assert run.error is None
