@@ -169,6 +169,19 @@ def test_a_volume_within_the_usual_range_costs_nothing_and_a_flagged_one_half_it
     assert rate("unsure", record(100, doubt=0.3), NAMES).score < rated["s90"].score
 
 
+def test_the_certainty_is_pooled_over_the_foreground_voxels_so_a_small_class_weighs_by_its_size():
+    # Averaged class by class, a 12-voxel class at doubt 0.9 beside a sure large one ranked its volume below one
+    # unsure everywhere: on the cohorts the pooled certainty ranked subjects by true Dice better.
+    def two_classes(disc, disc_doubt, ring, ring_doubt):
+        entropy = (0.0, disc_doubt * disc, ring_doubt * ring)
+        return PredictionStats((0, 1, 2), (1000, disc, ring), entropy, 0.001, 2, 0, 0.0)
+
+    small_unsure = two_classes(1000, 0.1, 12, 0.9)
+    unsure_everywhere = two_classes(1000, 0.3, 12, 0.3)
+    assert rate("a", small_unsure, NAMES).score == pytest.approx(1 - (100 + 10.8) / 1012)
+    assert [q.name for q in rate_cohort([("a", small_unsure), ("b", unsure_everywhere)], NAMES)] == ["b", "a"]
+
+
 def test_records_cross_json_unchanged():
     stats = stats_of(*prediction())
     assert PredictionStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats
