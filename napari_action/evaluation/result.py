@@ -68,9 +68,9 @@ class EvaluationResult:
         """Return a plain-text table, one line per class and a final line with the means."""
         header = ["value", "name", "Dice", "HD95 [mm]", "ASD [mm]", "voxels truth", "voxels pred", "note"]
         keys = ["value", "name", "dice", "hd95_mm", "asd_mm", "voxels_truth", "voxels_pred", "note"]
-        body = [[_format_number(row[k], digits) if k != "note" else row[k] or "" for k in keys] for row in self.rows]
-        means = [self.mean_dice, self.mean_hd95, self.mean_asd]
-        body.append(["", "mean", *(_format_number(m, digits) for m in means), "", "", ""])
+        body = [[_format_cell(k, row[k], digits) for k in keys] for row in self.rows]
+        means = [("dice", self.mean_dice), ("hd95_mm", self.mean_hd95), ("asd_mm", self.mean_asd)]
+        body.append(["", "mean", *(_format_cell(k, m, digits) for k, m in means), "", "", ""])
         return _align(header, body, left={1, 7})
 
 
@@ -84,6 +84,15 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _format_cell(key: str, value: Any, digits: int) -> str:
+    if key == "note":
+        return value or ""
+    if key in ("hd95_mm", "asd_mm") and isinstance(value, float) and 0 < abs(value) < 0.1:
+        # A microscope's stack read in mm has distances of micrometres: "0.000" in fixed decimals.
+        return f"{value:.{digits}g}"
+    return _format_number(value, digits)
 
 
 def _format_number(value: Any, digits: int) -> str:

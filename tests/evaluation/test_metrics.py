@@ -170,6 +170,20 @@ def test_to_dict_is_json_safe_with_nan_as_none():
     assert data["mean_hd95_mm"] is None and data["spacing_mm"] == [1.0, 1.0, 2.0]
 
 
+def test_distances_of_micrometres_read_in_millimetres_keep_their_digits_in_the_table():
+    # A microscope's stack with its header in micrometres (read in mm) printed HD95 0.002 and ASD 0.000.
+    truth = np.zeros((6, 12, 12), int)
+    truth[1:5, 3:9, 3:9] = 1
+    pred = np.zeros_like(truth)
+    pred[1:5, 4:9, 3:9] = 1
+    result = evaluate(pred, truth, (0.002, 0.0004, 0.0004))
+    row = result.to_dict()["rows"][0]
+    line = result.format_table().splitlines()[2]
+    assert 0 < row["asd_mm"] < 0.001
+    assert f"{row['hd95_mm']:.3g}" in line and f"{row['asd_mm']:.3g}" in line and " 0.000 " not in line
+    assert "0.909" in line  # Dice keeps its three decimals
+
+
 def test_format_table_lists_names_and_aligns():
     truth = np.zeros((3, 6, 6), int)
     truth[:, 1:3, 1:3] = 1
