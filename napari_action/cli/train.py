@@ -179,6 +179,12 @@ def _train(args: argparse.Namespace) -> int:
         )
         for message in trainer.advice:
             print(f"Note: {message}", file=sys.stderr)
+
+    def save(target: Path, overwrite: bool) -> Path:
+        # The training volumes' geometry in the order the network saw them goes with the model: `predict` reads
+        # other scans in that order, and warns about unlike voxels.
+        return save_model(trainer, target, trainer.references, overwrite=overwrite)
+
     first_step = trainer.step  # a continued model (--init) counts its steps on
     try:
         run_training(trainer, TerminalProgress() if main else None)
@@ -188,18 +194,12 @@ def _train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # Ctrl-C, or SIGTERM at a batch job's time limit: main() says what was kept.
         if main:
-            args.interrupted = _keep_interrupted(trainer, args, first_step)
+            args.interrupted = _keep_interrupted(save, trainer.step, first_step, args)
         raise
     queues = {"global_queue": trainer.global_queue, "local_queue": trainer.local_queue}
     distributed.dump_rank_state({"nets": trainer.nets, **queues}, trainer.distributed)
     if main:
-        # The training volumes' geometry in the order the network saw them goes with the model: `predict` reads
-        # other scans in that order, and warns about unlike voxels.
-        references = trainer.references
-        path = _save_trained_model(
-            lambda target, overwrite: save_model(trainer, target, references, overwrite=overwrite), args
-        )
-        print(f"Model written to {path}")
+        print(f"Model written to {_save_trained_model(save, args)}")
     # Every rank ends once the checkpoint is written (or rank 0 failed, and torchrun stops them).
     distributed.barrier(trainer.distributed)
     return 0
@@ -230,24 +230,18 @@ def _save_trained_model(save: Callable[[Path, bool], Path], args: argparse.Names
         raise OSError(f"{describe_error(error, args.out)} {_keep_elsewhere(save, args.out)}") from error
 
 
-def _keep_interrupted(trainer: Trainer, args: argparse.Namespace, first_step: int) -> str:
-    """Save the model of a run stopped midway beside ``--out`` (never over it); say where and what to do with it.
+def _keep_interrupted(save: Callable[[Path, bool], Path], step: int, first_step: int, args: argparse.Namespace) -> str:
+    """``save`` the model of a run stopped at ``step`` beside ``--out`` (never over it); say where and what to do.
 
     A batch job that reached its time limit lost hours of training with it. The weights are whole between
     any two Python statements (a signal never lands inside a tensor operation), so the model as it was at
     the interruption predicts, and ``--init`` trains on from it.
     """
-    from napari_action.inference.loaded_model import save_model
-
-    if trainer.step == first_step:  # stopped before its first step (while propagating the labels): nothing new
+    if step == first_step:  # stopped before its first step (while propagating the labels): nothing new
         return str(args.interrupted)
     out = Path(args.out)
-    target = out.with_name(f"{out.stem}-interrupted-step{trainer.step}{out.suffix or '.pt'}")
-    stopped = f"stopped at step {trainer.step}"
-
-    def save(path: Path, overwrite: bool) -> Path:
-        return save_model(trainer, path, trainer.references, overwrite=overwrite)
-
+    target = out.with_name(f"{out.stem}-interrupted-step{step}{out.suffix or '.pt'}")
+    stopped = f"stopped at step {step}"
     try:
         kept = save(target, False)
     except OSError as error:
