@@ -20,11 +20,15 @@ from tests.helpers.gui import disc_volume, dock, messages_since, open_nifti, wai
 from tests.helpers.os_limits import Outcome, run_save
 
 
-def _fill_predictions(viewer, names, seed: int) -> None:
+def _fill_predictions(viewer, names, seed: int, class_names=None) -> list:
+    """A prediction layer of classes 0-2 (named by ``class_names``) over each image of ``names``, filled at random."""
     rng = np.random.default_rng(seed)
+    layers = []
     for name in names:
-        layer = prediction_layer_for(viewer, viewer.layers[name], class_values=[0, 1, 2])
+        layer = prediction_layer_for(viewer, viewer.layers[name], class_names, class_values=[0, 1, 2])
         layer.data[...] = rng.integers(0, 3, layer.data.shape)
+        layers.append(layer)
+    return layers
 
 
 @pytest.mark.realdata
@@ -144,9 +148,7 @@ def test_named_classes_go_beside_the_mask_in_a_colour_table_with_the_colours_sho
     image, _ = disc_volume()
     viewer.add_image(image, name="vol")
     widget = dock(viewer)
-    names = {1: "left hippocampus", 2: "amygdala"}
-    layer = prediction_layer_for(viewer, viewer.layers["vol"], names, class_values=[0, 1, 2])
-    layer.data[...] = np.random.default_rng(0).integers(0, 3, layer.data.shape)
+    (layer,) = _fill_predictions(viewer, ["vol"], seed=0, class_names={1: "left hippocampus", 2: "amygdala"})
     out = tmp_path / "export"
     out.mkdir()
     widget.files_panel.export_masks(out)
@@ -183,8 +185,7 @@ def test_the_colour_table_keeps_every_class_colour_while_show_selected_label_hid
     image, _ = disc_volume()
     viewer.add_image(image, name="vol")
     widget = dock(viewer)
-    layer = prediction_layer_for(viewer, viewer.layers["vol"], {1: "disc", 2: "ring"}, class_values=[0, 1, 2])
-    layer.data[...] = np.random.default_rng(0).integers(0, 3, layer.data.shape)
+    (layer,) = _fill_predictions(viewer, ["vol"], seed=0, class_names={1: "disc", 2: "ring"})
     all_shown = np.round(255 * np.asarray(layer.colormap.map(np.array([1, 2])))).astype(int).tolist()
     layer.selected_label = 1
     layer.show_selected_label = True
