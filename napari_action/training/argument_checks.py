@@ -6,7 +6,6 @@ to do, so front ends can show it as it is.
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_action.checks import as_int
+from napari_action.checks import as_int, check_spacing
 from napari_action.config import TrainConfig
 from napari_action.data.normalized_volume import is_array_like
 from napari_action.io.checkpoint import Checkpoint, load_checkpoint
@@ -153,15 +152,20 @@ def check_spacings(spacings: Sequence[Sequence[float]] | None, volumes: list[Any
         )
     checked = [tuple(float(s) for s in spacing) for spacing in spacings]
     # NaN passed "min(s) <= 0" and trained on, every distance in millimetres NaN.
-    if len(checked) != len(volumes) or not all(len(s) == 3 and all(map(_positive_finite, s)) for s in checked):
+    if len(checked) != len(volumes) or not all(_is_voxel_size(s) for s in checked):
         raise ValueError(
             f"Give one positive, finite (x, y, z) voxel size in mm per image; got {spacings} for {len(volumes)} images."
         )
     return checked
 
 
-def _positive_finite(size: float) -> bool:
-    return math.isfinite(size) and size > 0
+def _is_voxel_size(spacing: tuple[float, ...]) -> bool:
+    """Three positive, finite sizes: :func:`~napari_action.checks.check_spacing`'s rule."""
+    try:
+        check_spacing(spacing, 3)
+    except ValueError:
+        return False
+    return True
 
 
 def check_affines(affines: Sequence[np.ndarray] | None, count: int) -> list[np.ndarray] | None:
