@@ -22,7 +22,7 @@ import numpy as np
 
 from napari_action.checks import normalize_axis
 from napari_action.data.painted_slices import PaintedSlices, PaintProfile
-from napari_action.data.slicing_axis import crossing_slice_advice, painted_profile
+from napari_action.data.slicing_axis import and_list, crossing_slice_advice, painted_profile
 
 __all__ = ["brushed_through_advice", "filled_slice_advice", "painting_slip_advice"]
 
@@ -127,7 +127,7 @@ def _painted_share(labels: np.ndarray | PaintProfile | None, axis: int) -> float
 
 def _listed(numbers: set[int]) -> str:
     """``3, 4 and 6``; past :data:`LISTED_SLICES` numbers, the first ones and how many in all."""
-    ordered = [str(n) for n in sorted(numbers)]
+    ordered = sorted(numbers)
     if len(ordered) > LISTED_SLICES:
-        return f"{', '.join(ordered[:LISTED_SLICES])}, … ({len(ordered)} in all)"
-    return ordered[0] if len(ordered) == 1 else f"{', '.join(ordered[:-1])} and {ordered[-1]}"
+        return f"{', '.join(map(str, ordered[:LISTED_SLICES]))}, … ({len(ordered)} in all)"
+    return and_list(ordered)

@@ -26,6 +26,7 @@ from napari_action.data.painted_slices import PaintedSlices, PaintProfile
 
 __all__ = [
     "AxisDecision",
+    "and_list",
     "axis_mismatch_advice",
     "crossing_slice_advice",
     "decide_axis",
@@ -173,10 +174,10 @@ def _open_axes(
     tied = tuple(int(a) for a in np.flatnonzero(np.isclose(spread, spread.min(), rtol=0.0, atol=1e-12)))
     if len(tied) == 1:
         return _Candidates(tied, "the painted slices lie along it")
-    return _Candidates(tied, f"the paint lies along axes {_and_list(tied)} alike")
+    return _Candidates(tied, f"the paint lies along axes {and_list(tied)} alike")
 
 
-def _and_list(axes: Sequence[int]) -> str:
+def and_list(axes: Sequence[int]) -> str:
     """``0, 1 and 2``."""
     words = [str(a) for a in axes]
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
@@ -240,7 +241,7 @@ def crossing_slice_advice(labels: Sequence[np.ndarray | PaintProfile | None], ax
         if found:
             slices = "slice" if len(found) == 1 else "slices"
             return (
-                f"Paint on {slices} {_and_list(found)} along axis {other} crosses {crossed} slices along axis "
+                f"Paint on {slices} {and_list(found)} along axis {other} crosses {crossed} slices along axis "
                 f"{axis}, the slicing axis, as a line: each of them counts as painted, background everywhere but "
                 f"on that line. If that paint is a slip, erase it; if you meant to paint along axis {other}, "
                 f"choose axis {other} as the slicing axis."
