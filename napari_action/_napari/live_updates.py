@@ -17,8 +17,6 @@ from superqt.utils import qthrottled
 from napari_action._napari.edit_watch import EditWatch
 from napari_action._napari.refine.accepted import TrainingLabels
 from napari_action._napari.training_state import TrainingPlan, TrainingState, negative_values_problem
-from napari_action.data.painting_slips import filled_slice_advice
-from napari_action.data.slicing_axis import painted_profile
 from napari_action.progress import AnnotationUpdate, FocusRequest
 
 #: Strokes and label changes reach the running training at most this often (a stroke is many events).
@@ -87,11 +85,11 @@ class LiveUpdates:
         if not training.any():
             show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
             return
-        # Labels the trainer would refuse end the run with its refusal: keep training on the labels it has.
+        # The trainer refuses labels that cannot train with a notice of its own (as at the start); negative
+        # values are told here, where the layer's name and napari's label box explain them.
         negative = next(filter(None, map(_negative_values_problem, plan.labels, training.labels)), None)
-        refused = negative or _no_unpainted_slice(run.trainer, training)
-        if refused is not None:
-            show_warning(f"ACTION: {refused} Training keeps the labels it had until then.")
+        if negative is not None:
+            show_warning(f"ACTION: {negative} Training keeps the labels it had until then.")
             return
         run.send_annotation(
             AnnotationUpdate(labels=tuple(training.labels), labeled_slices=training.labeled_slices or None)
@@ -116,22 +114,3 @@ class LiveUpdates:
 def _negative_values_problem(layer, labels) -> str | None:
     """What to do about the negative values in ``labels``, the training labels of painted ``layer``."""
     return None if layer is None or labels is None else negative_values_problem(layer.name, labels)
-
-
-def _no_unpainted_slice(trainer, training: TrainingLabels) -> str | None:
-    """Why ``training`` cannot reach ``trainer``, when its labels leave no slice unpainted and its method
-    learns from unpainted slices too (a flood fill run through the volume); None when they can."""
-    if trainer is None or trainer.config.method == "supervised" or any(a is None for a in training.labels):
-        return None
-    # Each volume as the user sees it, along the stored axis its training slices lie on.
-    axes = [trainer.turns.stored_axis(v, trainer.axis) for v in range(len(training.labels))]
-    for v, (labels, axis) in enumerate(zip(training.labels, axes, strict=True)):
-        labeled = painted_profile(labels, axis).copy()
-        labeled[[s for s in training.labeled_slices.get(v, ()) if 0 <= s < labeled.size]] = True
-        if not labeled.all():
-            return None
-    fills = (filled_slice_advice([labels], axis) for labels, axis in zip(training.labels, axes, strict=True))
-    return (
-        f"Every slice along the slicing axis is painted now, but the method {trainer.config.method} also learns "
-        f"from slices nobody painted. {next(filter(None, fills), 'Erase the paint of a few slices (Ctrl+Z).')}"
-    )

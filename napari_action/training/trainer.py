@@ -49,7 +49,7 @@ from napari_action.runtime import (
     seed_everything,
 )
 from napari_action.training import distributed, stages
-from napari_action.training.argument_checks import check_class_names, check_init, check_labeled_slices
+from napari_action.training.argument_checks import check_class_names, check_init
 from napari_action.training.checkpoint_weights import checkpoint_from_nets, nets_from_checkpoint
 from napari_action.training.label_advice import label_advice
 from napari_action.training.preview import iter_prior_preview, streamed_slices, teacher_predictor
@@ -60,12 +60,11 @@ from napari_action.training.step_recovery import diverged_error, smaller_batches
 from napari_action.training.stream_schedule import FitGate, StreamCursor
 from napari_action.training.trainer_inputs import (
     WholeVolumes,
-    build_annotation,
     check_config,
     decided_from_data,
     normalized_images,
-    pad_labels,
     prepared_volumes,
+    updated_annotation,
     with_checkpoint_settings,
 )
 from napari_action.training.volume_prediction import (
@@ -318,16 +317,12 @@ class Trainer:
 
         A label value never seen before adds an output class: the weights of
         the existing classes are kept, the teacher is re-synced and the local
-        queue, whose entries have one block per class, starts empty again.
+        queue, whose entries have one block per class, starts empty again. ValueError where the labels
+        cannot train (as at the start); sent into a running :meth:`iter_train`, such labels are refused with
+        a notice in the next progress, and training goes on with the labels it had.
         """
-        annotation = build_annotation(
-            self.turns.labels(pad_labels(labels, len(self.images))),
-            [v.shape for v in self.images],
-            self.config,
-            axis=self.axis,
-            labeled_slices=self.turns.labeled_slices(check_labeled_slices(labeled_slices), self.axis),
-            class_values=self.class_values,
-        )
+        shapes = [v.shape for v in self.images]
+        annotation = updated_annotation(self.turns, labels, labeled_slices, shapes, self.config, self.annotation)
         added = annotation.num_classes - self.annotation.num_classes
         self.annotation = annotation
         self.pool.update_annotation(annotation)
@@ -344,7 +339,11 @@ class Trainer:
         """Apply a message sent into the generator; True if the model changed shape."""
         if isinstance(command, AnnotationUpdate):
             before = self.annotation.num_classes
-            self.update_annotation(command.labels, command.labeled_slices)
+            try:
+                self.update_annotation(command.labels, command.labeled_slices)
+            except ValueError as refusal:  # one stroke too many (a fill through every slice) must not end the run
+                self._notice = f"{refusal} Training keeps the labels it had until then."
+                logger.warning(self._notice)
             return self.annotation.num_classes != before
         if isinstance(command, FocusRequest):
             focus = self.turns.focus(command, self.axis)  # sent in the volume's stored order

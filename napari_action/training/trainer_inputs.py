@@ -46,6 +46,7 @@ __all__ = [
     "check_unpainted_slices",
     "check_volumes",
     "checked_annotation",
+    "updated_annotation",
     "one_per_image",
     "decided_from_data",
     "normalized_image",
@@ -330,6 +331,32 @@ def checked_annotation(
         advice = advice or painting_slip_advice(labels, annotation.axis)
     check_unpainted_slices(annotation, config.method, advice)
     return annotation, advice
+
+
+def updated_annotation(
+    turns: VolumeTurns,
+    labels: Sequence[Any],
+    labeled_slices: Mapping[int, Sequence[int]] | None,
+    shapes: Sequence[tuple[int, ...]],
+    config: TrainConfig,
+    annotation: SparseAnnotation,
+) -> SparseAnnotation:
+    """New training labels for a running model (given in each volume's stored order; along the model's axis,
+    its classes first), refused as at the start where they cannot train: too many values, or no slice left
+    unpainted (a flood fill through the volume)."""
+    turned = turns.labels(pad_labels(labels, len(shapes)))
+    updated = build_annotation(
+        turned,
+        shapes,
+        config,
+        axis=annotation.axis,
+        labeled_slices=turns.labeled_slices(check_labeled_slices(labeled_slices), annotation.axis),
+        class_values=annotation.class_values,
+    )
+    check_class_count(updated.class_values[1:], "The painted labels")
+    advice = painting_slip_advice(turned, updated.axis) if config.annotation_mode == "slice" else None
+    check_unpainted_slices(updated, config.method, advice)
+    return updated
 
 
 def check_unpainted_slices(annotation: SparseAnnotation, method: str, why: str | None = None) -> None:

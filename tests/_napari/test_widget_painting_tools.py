@@ -131,7 +131,7 @@ def test_a_flood_fill_through_the_volume_while_training_runs_is_refused_and_trai
     labels.fill((0, 0, 0), 3)
     qtbot.waitUntil(lambda: bool(messages_since(before, "warning")), timeout=TIMEOUT)
     (warning,) = messages_since(before, "warning")
-    assert "Every slice along the slicing axis is painted now, but the method action" in warning
+    assert "are painted (or marked as labeled) in the image, but the method action also learns" in warning
     assert "as a flood fill leaves" in warning and "Training keeps the labels it had" in warning
     labels.undo()
     step = run.last_progress.step

@@ -174,6 +174,25 @@ def test_new_label_value_adds_a_class(data):
     assert set(np.unique(labels_out)) <= {0, 1, 2, 9}
 
 
+def test_labels_sent_while_training_that_cannot_train_are_refused_with_a_notice_and_training_goes_on(data):
+    # A fill through every slice reached the trainer, which ended the run with "No unlabeled slices to sample
+    # from."; only the widget knew to hold such labels back.
+    image, _, truth, labels = data
+    trainer = Trainer([image], [labels], tiny_config())
+    generator = trainer.iter_train()
+    next(generator)
+    painted_before = trainer.annotation.labeled_slices(0)
+    every_slice = np.ones_like(labels)
+    progress = generator.send(AnnotationUpdate(labels=(every_slice,)))
+    assert "are painted (or marked as labeled) in the image, but the method action" in progress.notice
+    assert progress.notice.endswith("Training keeps the labels it had until then.")
+    assert trainer.annotation.labeled_slices(0) == painted_before
+    rest = list(generator)
+    assert rest and rest[-1].step == rest[-1].total_steps and all(p.notice is None for p in rest)
+    with pytest.raises(ValueError, match="slices nobody painted"):  # called directly, the refusal is raised
+        trainer.update_annotation([every_slice])
+
+
 def test_focus_request_streams_that_slice_next(data):
     image, other, _, labels = data
     trainer = Trainer([image, other], [labels], tiny_config())
