@@ -90,12 +90,29 @@ def session_dialog_folder(last_used: Path | None, autosave_folder: Path) -> Path
 
 def new_autosave_path(folder: Path, stamp: str) -> Path:
     """``<folder>/<stamp>.action.zarr``, or ``<stamp>-2…`` when that name is taken (another window started
-    autosaving in the same second: each would replace the other's autosave)."""
-    path, count = folder / f"{stamp}{SESSION_SUFFIX}", 1
-    while any(p.exists() for p in (path, path.with_name(f"{path.name}.partial"), lock_path(path))):
-        count += 1
-        path = folder / f"{stamp}-{count}{SESSION_SUFFIX}"
-    return path
+    autosaving in the same second: each would replace the other's autosave).
+
+    The name is claimed as it is chosen, by creating the store's folder (empty, as a save may find it):
+    another window choosing before this one's first save has written anything finds it taken.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # the save that follows says why nothing can be written there
+        return folder / f"{stamp}{SESSION_SUFFIX}"
+    names = (
+        f"{stamp}{SESSION_SUFFIX}" if count == 1 else f"{stamp}-{count}{SESSION_SUFFIX}" for count in itertools.count(1)
+    )
+    for path in (folder / name for name in names):
+        if any(p.exists() for p in (path.with_name(f"{path.name}.partial"), lock_path(path))):
+            continue
+        try:
+            path.mkdir()  # atomic: of two windows choosing this name, one creates it and the other finds it taken
+        except FileExistsError:
+            continue
+        except OSError:  # the save that follows says why nothing can be written there
+            pass
+        return path
+    raise AssertionError("itertools.count never ends")
 
 
 def prune_autosaves(folder: Path, current: Path | None = None, now: float | None = None) -> list[Path]:

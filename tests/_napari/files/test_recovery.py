@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
+from napari_action._napari.files import panel as files_panel
 from napari_action._napari.files.recovery import (
     AUTOSAVE_ENV,
     new_autosave_path,
@@ -14,7 +16,7 @@ from napari_action._napari.files.recovery import (
 )
 from napari_action.io import session_store
 from napari_action.io.save_lock import lock_path
-from napari_action.io.session_store import Session, SessionVolume, save_session
+from napari_action.io.session_store import Session, SessionVolume, load_session, save_session
 from tests.helpers.gui import disc_volume, dock, wait_idle
 
 
@@ -59,6 +61,28 @@ def test_a_second_window_starting_to_autosave_in_the_same_second_takes_a_name_of
     assert second == tmp_path / "20261207-081500-2.action.zarr"
     lock_path(second).touch()  # a third window is saving there right now
     assert new_autosave_path(tmp_path, "20261207-081500") == tmp_path / "20261207-081500-3.action.zarr"
+
+
+def test_two_windows_autosaving_in_the_same_second_keep_a_store_each(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    # Both chose <time>.action.zarr before either had written it, and each replaced the other's autosave.
+    monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path))
+    one_second = SimpleNamespace(time=time.time, strftime=lambda *_: "20261207-081500")  # the panel's clock
+    monkeypatch.setattr(files_panel, "time", one_second)
+    widgets = []
+    for number in range(2):
+        viewer = make_napari_viewer()
+        widgets.append(dock(viewer))
+        image, truth = disc_volume(number)
+        viewer.add_image(image, name=f"vol {number}")
+        viewer.add_labels(truth, name=f"vol {number} labels")
+    # Each window chooses its store before the other's worker has written a file of it (as timers firing
+    # in one turn of the event loop, or two napari processes, do).
+    paths = [widget.files_panel.autosave_target() for widget in widgets]
+    assert all(widget.files_panel.autosave() for widget in widgets)
+    for widget in widgets:
+        wait_idle(qtbot, widget)
+    assert paths[0] != paths[1]
+    assert [[volume.name for volume in load_session(path).volumes] for path in paths] == [["vol 0"], ["vol 1"]]
 
 
 def _stores_saved_days_ago(folder, days: list[float], monkeypatch) -> list:
