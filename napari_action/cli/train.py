@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_action.checks import normalize_axis
 from napari_action.cli.options import (
     NAN_TO_ZERO_ADVICE,
     add_nan_to_zero_option,
@@ -139,7 +140,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
     _check_output(args.out, args.overwrite, [*args.image, *args.labels])
     class_names = _class_names(args.class_names, args.labels)  # a table's typo is told before any image is read
-    init = _initial_model(args.init)  # and a file that is no model, too
+    init = _initial_model(args.init, args.axis)  # and a file that is no model, too
     loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
     images = [volume for volume, _ in loaded]
     affines = [meta.affine for _, meta in loaded]
@@ -335,13 +336,20 @@ def _check_output(out: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> No
         )
 
 
-def _initial_model(path: Path | None) -> Checkpoint | None:
-    """The --init model, read before any image (its errors name the file and say what to do)."""
+def _initial_model(path: Path | None, axis: int | None) -> Checkpoint | None:
+    """The --init model, read before any image (its errors name the file and say what to do); refused when it
+    slices along another axis than --axis (the model's axis won, and the paint's advice said to choose --axis)."""
     if path is None:
         return None
     from napari_action.io.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(path)
+    if axis is not None and normalize_axis(axis, 3) != checkpoint.axis:
+        raise ValueError(
+            f"--axis {axis}, but the --init model {path} slices along axis {checkpoint.axis}, and a model slices "
+            f"along one axis only: drop --axis to continue it (with labels painted along axis {checkpoint.axis}), "
+            f"or drop --init to train a new model along axis {axis}."
+        )
     print(f"Continuing from {path} (trained {checkpoint.step} steps).", file=sys.stderr)
     return checkpoint
 

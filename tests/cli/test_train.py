@@ -338,6 +338,19 @@ def test_init_that_is_no_model_is_refused_before_any_image_is_read(nifti_files, 
     assert "Training" not in err and not out.exists()
 
 
+def test_init_along_another_axis_than_the_chosen_one_says_to_drop_one_of_them(nifti_files, model_file, capsys):
+    # The model's axis 2 silently won over --axis 0, and the advice said to choose axis 0: what the user had done.
+    image, truth = disc_volume(0)
+    painted = write_nifti(nifti_files["dir"] / "axial.nii.gz", sparse(truth, slices=(3, 20), axis=0))
+    out = nifti_files["dir"] / "continued.pt"
+    args = cli_train_args([nifti_files["image"]], painted, out, method="action")
+    assert main([*args, "--axis", "0", "--init", str(model_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"--axis 0, but the --init model {model_file} slices along axis 2" in err
+    assert "drop --axis to continue it" in err and "drop --init to train a new model along axis 0" in err
+    assert "Training" not in err and not out.exists()
+
+
 def test_a_scan_stored_the_other_way_round_trains_in_the_painted_order_and_the_model_records_that_order(
     nifti_files, capsys
 ):
