@@ -4,7 +4,9 @@ napari takes a closed panel's widget out of its dock without deleting it, and a 
 training keeps the widget alive (the worker calls back into it): left alone, it trained on
 unseen, wrote into the prediction layers, and the panel reopened from the menu (a new
 widget) started a second training beside it. :class:`ClosingWatch` stops the work when the
-panel closes, the normal way, so that its end autosaves the model like any stopped run.
+panel closes, the normal way, so that its end autosaves the model like any stopped run. When the
+viewer's window closes, it autosaves at once what changed since the last autosave (up to a
+minute of painting and corrections, else lost with the window).
 """
 
 from __future__ import annotations
@@ -30,10 +32,19 @@ class ClosingWatch(QObject):
         widget.installEventFilter(self)
         # The training state is not a QObject, so it still receives this when the widget dies.
         widget.destroyed.connect(widget.training_state.abandon)
+        # napari's main window; napari has no public event for its closing. Docking the widget does not
+        # tell (the dock is not in the window yet when the widget is put in it), so the viewer's is watched.
+        # (Not kept here: a reference would keep the closed window alive.)
+        window = getattr(getattr(widget.viewer, "window", None), "_qt_window", None)
+        if window is not None:
+            window.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
         if obj is self.widget and event.type() == QEvent.Type.ParentChange and obj.parent() is None:
             stop_work_of_closed(self.widget)
+        elif obj is not self.widget and event.type() == QEvent.Type.Close:  # the viewer's window
+            # Before the window and the form go; once more if the user cancels the close and closes again later.
+            self.widget.files_panel.autosave_before_closing()
         return False
 
 

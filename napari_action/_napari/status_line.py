@@ -41,9 +41,14 @@ class StatusLine:
         self._plot = plot
         self._device_line = device_line
         self._redraw = qthrottled(self._show, timeout=PROGRESS_REDRAW_MS)
+        # The window closed (its widgets deleted) while a run still reported steps: nothing is drawn from then on.
+        self._closed = False
+        label.destroyed.connect(self._forget)
 
     def progress(self, progress: TrainProgress) -> None:
         """Take one step's progress: its loss is plotted, its line shown within :data:`PROGRESS_REDRAW_MS`."""
+        if self._closed:
+            return
         self._plot.add_loss(progress.step, progress.losses.get("total", float("nan")), repaint=False)
         self._redraw(progress)
 
@@ -62,10 +67,18 @@ class StatusLine:
     def say(self, text: str) -> None:
         """Show ``text`` now, in place of the last step's line and of any redraw still pending."""
         self._redraw.cancel()
+        if self._closed:
+            return
         self._label.setText(text)
         self._plot.update()  # the points a dropped redraw would have drawn
 
+    def _forget(self, *_) -> None:
+        self._closed = True
+        self._redraw.cancel()
+
     def _show(self, progress: TrainProgress) -> None:
+        if self._closed:  # a redraw due as the label went
+            return
         self._label.setText(status_text(progress))
         device = f"using: {progress.device}"
         if self._device_line.value != device:

@@ -451,6 +451,20 @@ class FilesPanel(QGroupBox):
         )
         return True
 
+    def autosave_before_closing(self) -> Path | None:
+        """The viewer is closing: autosave now, on this thread (a worker would die with the window, or the
+        process), what changed since the last autosave; the store, or None with nothing to keep or a failed save
+        (logged: closing goes on)."""
+        if not has_content(self.viewer, self.widget.training_state):
+            return None
+        try:  # a running autosave of the same store finishes first (the save's lock)
+            path = write_snapshot(str(self.autosave_target()), self.snapshot(), self._hashes)
+        except Exception as error:  # noqa: BLE001 (whatever failed, the window must close)
+            logger.error("the autosave on closing failed: %s", describe_error(error))
+            return None
+        self.last_autosave = time.time()
+        return path
+
     def _on_autosaved(self, path) -> None:
         self.last_autosave = time.time()
         self.status_label.setText(f"Autosaved {time.strftime('%H:%M:%S')}")
