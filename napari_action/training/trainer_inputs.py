@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_action.checks import normalize_axis
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.carried_ends import has_thick_slices, thickness_ratio
@@ -170,6 +171,13 @@ def with_checkpoint_settings(config: TrainConfig, checkpoint: Checkpoint | None)
     """
     if checkpoint is None:
         return config
+    if config.axis is not None and normalize_axis(config.axis, 3) != checkpoint.axis:
+        # The model's axis won without a word, and the paint's advice then said to choose the axis already chosen.
+        raise ValueError(
+            f"config.axis is {config.axis}, but the model to continue (init) slices along axis {checkpoint.axis}, "
+            f"and a model slices along one axis only: set axis=None to continue it (with labels painted along axis "
+            f"{checkpoint.axis}), or leave init out to train a new model along axis {config.axis}."
+        )
     saved = checkpoint.config
     if config.model != saved.model:
         logger.info("continuing from a model of other network sizes: its own (%s) replace the config's", saved.model)

@@ -187,6 +187,17 @@ def test_an_init_that_is_no_model_is_refused_saying_what_to_give(supervised_trai
     assert continued.rounds == 1
 
 
+def test_an_init_along_another_axis_than_the_configured_one_is_refused_saying_which_to_drop(supervised_trainer):
+    # The model's axis won without a word (the command line refuses it since; the Python API did not).
+    image, truth = disc_volume(0)
+    other_axis = (AXIS + 1) % 3
+    with pytest.raises(
+        ValueError, match=rf"config.axis is {other_axis}, but the model to continue \(init\) slices along "
+    ):
+        Trainer([image], [sparse(truth)], tiny_config(axis=other_axis), init=supervised_trainer.checkpoint())
+    assert Trainer([image], [sparse(truth)], tiny_config(axis=AXIS), init=supervised_trainer.checkpoint()).axis == AXIS
+
+
 @pytest.mark.parametrize(("steps", "refused"), [(-1, "steps must be 0 or more"), (2.5, "steps must be an integer")])
 def test_a_last_stage_length_that_is_not_a_count_of_steps_is_refused(steps, refused):
     # steps=-1 ran the supervised start alone, no ACTION step, and counted the warm-up done; 2.5 ran 2 steps.
