@@ -99,6 +99,13 @@ class CohortTab(QWidget):
         if self.records.pop(event.value.name, None) is not None:
             self.refresh()
 
+    def image_renamed(self, old: str, new: str) -> None:
+        """An image was renamed in the viewer: its row follows it (kept under the old name, a click found no layer
+        and the next prediction listed the volume twice)."""
+        if old in self.records:
+            self.records[new] = self.records.pop(old)
+            self.refresh()
+
 
 def _row(quality: VolumeQuality) -> QListWidgetItem:
     """``0.42 · scan-3 · amygdala missing · slice 57``: a click shows that slice, the tooltip every flag."""

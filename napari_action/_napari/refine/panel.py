@@ -224,8 +224,9 @@ class RefinePanel(QGroupBox):
         self._on_layers_changed()
 
     def image_renamed(self, old: str, new: str) -> None:
-        """An image was renamed in the viewer: its uncertainty map and lists follow it."""
+        """An image was renamed in the viewer: its uncertainty map, its cohort row and lists follow it."""
         self.uncertainty.rename(old, new)
+        self.cohort_tab.image_renamed(old, new)
         self.refresh_later()
 
     def _on_edit(self, layer) -> None:

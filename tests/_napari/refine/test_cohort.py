@@ -67,6 +67,33 @@ def test_predicted_volumes_listed_worst_first_and_a_click_shows_the_worst_slice(
     assert tab.summary_label.text().endswith("sizes not compared (under 3).")
 
 
+def test_a_renamed_scan_keeps_its_row_and_a_click_still_shows_it(scene, qtbot):
+    # Renamed after Predict, the row kept the old name: a click found no layer and did nothing, and the next
+    # Predict listed the scan twice (three volumes rated together, where two were open).
+    viewer, widget, labels, truth = scene
+    tab = widget.refine_panel.cohort_tab
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    viewer.add_image(gui.disc_volume(1)[0], name="second", **gui.GRID)
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    viewer.layers["second"].name = "subject 2"
+
+    assert sorted(tab.records) == ["subject 2", "vol"]
+    (row,) = [row for row, quality in enumerate(tab.qualities) if quality.name == "subject 2"]
+    assert " · subject 2 · " in rows(tab)[row]
+    viewer.layers.selection.active = labels
+    worst = tab.qualities[row].worst_slice
+    gui.show_slice(viewer, (worst + 1) % gui.SHAPE[0])
+    tab.cohort_list.itemClicked.emit(tab.cohort_list.item(row))
+    assert viewer.layers.selection.active is viewer.layers["subject 2"]
+    assert viewer.dims.current_step[0] == worst
+
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    assert sorted(tab.records) == ["subject 2", "vol"] and len(rows(tab)) == 2
+
+
 def test_a_slice_accepted_on_a_scan_outside_training_waits_for_the_next_train(scene, qtbot):
     """A scan opened after Train, predicted, corrected and accepted: Update once cannot learn from it, and says so."""
     viewer, widget, labels, truth = scene
