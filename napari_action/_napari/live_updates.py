@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from napari.layers import Labels
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 from superqt.utils import qthrottled
 
 from napari_action._napari.edit_watch import EditWatch
+from napari_action._napari.layers import is_prediction_layer
 from napari_action._napari.refine.accepted import TrainingLabels
 from napari_action._napari.training_state import TrainingPlan, TrainingState, negative_values_problem
 from napari_action.progress import AnnotationUpdate, FocusRequest
@@ -48,7 +50,9 @@ class LiveUpdates:
         self._send_labels_throttled = qthrottled(self.send_labels, timeout=LABELS_THROTTLE_MS)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
         self._watches: list[EditWatch] = []
+        self._told: set[int] = set()  # ids of the layers added during the run whose paint was pointed out
         viewer.dims.events.current_step.connect(self._on_dims_step)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
 
     def follow_painting(self, plan: TrainingPlan) -> None:
         """Send the labels after each stroke, undo or redo in the painted layers (until :meth:`stop_following`)."""
@@ -59,6 +63,24 @@ class LiveUpdates:
         for watch in self._watches:
             watch.close()
         self._watches = []
+        self._told.clear()
+
+    def _on_layer_inserted(self, event) -> None:
+        # A run trains on the painted layers it started with: paint in a layer made since (the second scan's
+        # labels) would otherwise be left out without a word, where strokes in the others join at once.
+        layer = event.value
+        if self._watches and isinstance(layer, Labels) and not is_prediction_layer(layer):
+            self._watches.append(EditWatch(layer, self._on_new_layer_painted))
+
+    def _on_new_layer_painted(self, layer) -> None:
+        if id(layer) in self._told:
+            return
+        self._told.add(id(layer))
+        show_warning(
+            f"ACTION: {layer.name!r} was added after Train, and this training goes on with the painted layers it "
+            "started with. Its paint is kept; to train on it too, press Stop, then Train (the form's Labels list "
+            "shows which image it is paired with)."
+        )
 
     def labels_changed(self, *, immediately: bool = False) -> None:
         """Send the training labels to the running training, throttled, or now (``immediately``).

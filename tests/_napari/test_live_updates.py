@@ -1,0 +1,41 @@
+"""GUI tests of what reaches a running training from the viewer: paint in a layer made after Train.
+
+Real viewer, the docked widget with the tiny budget of tests/helpers/gui.py; every worker is waited for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.utils.notifications import notification_manager
+
+from tests.helpers import gui
+from tests.helpers.gui import TIMEOUT, messages_since, start_long_training, wait_finished, wait_first_step
+
+
+def test_paint_in_a_labels_layer_added_while_training_runs_is_pointed_out_once(scene, qtbot):
+    # The second scan's labels, made and painted while training ran: the strokes were left out of training
+    # without a word, where strokes in the painted layers join it at once (docs/usage.md).
+    viewer, widget, labels, truth = scene
+    second, second_truth = gui.disc_volume(1)
+    viewer.add_image(second, name="second", **gui.GRID)
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    before = len(notification_manager.records)
+    late = viewer.add_labels(np.zeros(gui.SHAPE, np.uint8), name="second labels", **gui.GRID)
+    gui.paint(late, second_truth, slices=(3,))
+    qtbot.waitUntil(lambda: bool(messages_since(before, "warning")), timeout=TIMEOUT)
+    gui.paint(late, second_truth, slices=(6,))  # told once per layer
+    qtbot.wait(100)
+
+    (warning,) = messages_since(before, "warning")
+    assert warning.startswith("ACTION: 'second labels' was added after Train, and this training goes on with")
+    assert "press Stop, then Train" in warning
+    assert widget.training_state.trainer.annotation.labeled_slices(1) == []
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+    assert {layer.name: image for layer, image in widget.picker.selected_labels()}["second labels"] == "second"
+    widget.train_button.click()  # what the warning says to do
+    wait_finished(qtbot, widget)
+    assert widget.training_state.trainer.annotation.labeled_slices(1) == [3, 6]
+    np.testing.assert_array_equal(late.data[[3, 6]], second_truth[[3, 6]])  # the user's paint as it was
