@@ -110,6 +110,7 @@ class PredictionJob:
         self._worker = None
         self._bar = None
         self._done: dict[Any, int] = {}
+        self._renamed: dict[Any, Any] = {}  # key an item was started with -> the image's name now
 
     def start(self) -> None:
         """Start predicting in a worker thread."""
@@ -126,6 +127,16 @@ class PredictionJob:
         self.is_running = True
         worker.start()
 
+    def rename(self, old: Any, new: Any) -> None:
+        """The image called ``old`` is called ``new`` now (renamed in the viewer while it waits or is predicted).
+
+        Its updates come back under ``new``: under the old name no layer was found for them, and the
+        prediction was dropped without a word.
+        """
+        for key in (item[0] for item in self.items):
+            if self._renamed.get(key, key) == old:
+                self._renamed[key] = new
+
     @property
     def fraction(self) -> float:
         """How far the job is, from 0 to 1 (each volume counts the same)."""
@@ -133,7 +144,7 @@ class PredictionJob:
 
     def progress_text(self, key: Any) -> str:
         """``Predicting volume 3 of 17 (brain-3), 40% done…``: where the job is, ``key`` the volume in hand."""
-        keys = [item[0] for item in self.items]
+        keys = [self._renamed.get(item[0], item[0]) for item in self.items]
         number = keys.index(key) + 1 if key in keys else len(self._done)
         return f"Predicting volume {number} of {len(self.items)} ({key}), {self.fraction:.0%} done…"
 
@@ -146,6 +157,7 @@ class PredictionJob:
 
     def _on_yielded(self, item: tuple[Any, PredictionUpdate, PredictionStats | None]) -> None:
         key, update, record = item
+        key = self._renamed.get(key, key)
         before = self._done.get(key, 0)
         self._done[key] = round(_STEPS_PER_VOLUME * update.slices_done / max(update.total_slices, 1))
         # The update first: napari's bar processes events when it moves, which can deliver the worker's

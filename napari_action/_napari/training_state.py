@@ -427,9 +427,12 @@ class TrainingState:
             job()
 
     def image_renamed(self, old: str, new: str) -> None:
-        """The accepted slices of the image called ``old`` are those of ``new`` now (a rename in the viewer)."""
+        """The accepted slices of the image called ``old`` are those of ``new`` now (a rename in the viewer), and so is
+        its prediction if a job is predicting it."""
         if old in self.accepted_slices:
             self.accepted_slices[new] = self.accepted_slices.pop(old)
+        if isinstance(self.job, PredictionJob):
+            self.job.rename(old, new)
 
     def abandon(self, *_) -> None:
         """The widget is going away: stop everything without calling back into it."""

@@ -94,6 +94,24 @@ def test_a_renamed_scan_keeps_its_row_and_a_click_still_shows_it(scene, qtbot):
     assert sorted(tab.records) == ["subject 2", "vol"] and len(rows(tab)) == 2
 
 
+def test_a_scan_renamed_while_predict_runs_gets_its_prediction_and_its_row(scene, qtbot):
+    # The job called back under the name the scan had when Predict was clicked: no layer had it any more, and the
+    # scan's prediction was dropped without a word (no "<scan> ACTION" layer, no row, the status line "Ready.").
+    viewer, widget, labels, truth = scene
+    tab = widget.refine_panel.cohort_tab
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
+    widget.predict_button.click()
+    assert widget.training_state.job is not None  # its results reach the viewer once the test waits
+    viewer.layers["late"].name = "subject 2"
+    wait_finished(qtbot, widget)
+
+    predicted = find_prediction_layer(viewer, viewer.layers["subject 2"])
+    assert predicted is not None and predicted.name == "subject 2 ACTION"
+    assert sorted(tab.records) == ["subject 2", "vol"]
+
+
 def test_a_slice_accepted_on_a_scan_outside_training_waits_for_the_next_train(scene, qtbot):
     """A scan opened after Train, predicted, corrected and accepted: Update once cannot learn from it, and says so."""
     viewer, widget, labels, truth = scene
