@@ -110,7 +110,7 @@ class PredictionJob:
         self._worker = None
         self._bar = None
         self._done: dict[Any, int] = {}
-        self._renamed: dict[Any, Any] = {}  # key an item was started with -> the image's name now
+        self._renamed: dict[Any, Any] = {}  # key an item was started with -> the image's name now (None: closed)
 
     def start(self) -> None:
         """Start predicting in a worker thread."""
@@ -137,6 +137,11 @@ class PredictionJob:
             if self._renamed.get(key, key) == old:
                 self._renamed[key] = new
 
+    def forget(self, name: Any) -> None:
+        """The image called ``name`` was closed: its prediction goes nowhere, not to an image opened since under
+        its name (which got the closed scan's labels and quality row)."""
+        self.rename(name, None)
+
     @property
     def fraction(self) -> float:
         """How far the job is, from 0 to 1 (each volume counts the same)."""
@@ -156,15 +161,16 @@ class PredictionJob:
             self._worker.quit()
 
     def _on_yielded(self, item: tuple[Any, PredictionUpdate, PredictionStats | None]) -> None:
-        key, update, record = item
-        key = self._renamed.get(key, key)
-        before = self._done.get(key, 0)
-        self._done[key] = round(_STEPS_PER_VOLUME * update.slices_done / max(update.total_slices, 1))
+        started, update, record = item
+        before = self._done.get(started, 0)
+        self._done[started] = round(_STEPS_PER_VOLUME * update.slices_done / max(update.total_slices, 1))
+        key = self._renamed.get(started, started)
         # The update first: napari's bar processes events when it moves, which can deliver the worker's
         # `finished` here, and the job must not end (autosave, resumed training) before its last volume is written.
-        self.on_update(key, update, record)
+        if key is not None:
+            self.on_update(key, update, record)
         if self._bar is not None:
-            self._bar.update(self._done[key] - before)
+            self._bar.update(self._done[started] - before)
 
     def _on_finished(self) -> None:
         self.is_running = False

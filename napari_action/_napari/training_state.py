@@ -381,7 +381,9 @@ class TrainingState:
         return 0 <= volume_index < len(self.targets) and self.targets[volume_index] is PENDING
 
     def forget_layer(self, layer) -> None:
-        """Drop the tracker of a removed prediction layer."""
+        """Drop the tracker of a removed prediction layer; a removed image's prediction, if a job is making it."""
+        if isinstance(self.job, PredictionJob):
+            self.job.forget(layer.name)
         tracker = self.trackers.pop(id(layer), None)
         if tracker is not None and tracker.layer is layer:
             tracker.disconnect()

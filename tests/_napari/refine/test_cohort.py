@@ -112,6 +112,25 @@ def test_a_scan_renamed_while_predict_runs_gets_its_prediction_and_its_row(scene
     assert sorted(tab.records) == ["subject 2", "vol"]
 
 
+def test_a_scan_closed_while_predict_runs_leaves_its_prediction_to_no_scan_opened_since_under_its_name(scene, qtbot):
+    # The wrong "late" closed and the right one opened while Predict ran: the closed scan's labels were written
+    # into a "late ACTION" layer over the new scan, which got the closed one's row in the Cohort tab too.
+    viewer, widget, labels, truth = scene
+    tab = widget.refine_panel.cohort_tab
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
+    widget.predict_button.click()
+    assert widget.training_state.job is not None  # its results reach the viewer once the test waits
+    viewer.layers.remove("late")
+    viewer.add_image(np.zeros(gui.SHAPE, np.float32), name="late", **gui.GRID)
+    wait_finished(qtbot, widget)
+
+    assert find_prediction_layer(viewer, viewer.layers["late"]) is None
+    assert "late ACTION" not in viewer.layers
+    assert sorted(tab.records) == ["vol"]
+
+
 def test_a_slice_accepted_on_a_scan_outside_training_waits_for_the_next_train(scene, qtbot):
     """A scan opened after Train, predicted, corrected and accepted: Update once cannot learn from it, and says so."""
     viewer, widget, labels, truth = scene
