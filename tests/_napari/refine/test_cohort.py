@@ -131,6 +131,46 @@ def test_a_scan_closed_while_predict_runs_leaves_its_prediction_to_no_scan_opene
     assert sorted(tab.records) == ["vol"]
 
 
+def test_a_scan_opened_under_the_name_of_a_closed_one_does_not_take_its_corrections(scene, qtbot, tmp_path):
+    # "late" predicted, corrected and accepted, then closed, and another scan opened under its name (the same file
+    # name from another folder): the new scan took the closed one's prediction layer, its Predict kept the closed
+    # scan's corrections, Train learnt slice 4 of the new scan from them, and Export wrote them under its name.
+    viewer, widget, labels, truth = scene
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    corrected = viewer.layers["late ACTION"]
+    gui.edit_slice(corrected, 4, 2)
+    viewer.layers.selection.active = corrected
+    gui.show_slice(viewer, 4)
+    assert widget.refine_panel.accept_current_slice() == [4]
+    kept = np.array(corrected.data)
+
+    viewer.layers.remove("late")
+    other = viewer.add_image(np.zeros(gui.SHAPE, np.float32), name="late", **gui.GRID)
+    assert corrected.name == "late (closed) ACTION"  # the corrections kept, under the closed scan's name
+    np.testing.assert_array_equal(corrected.data, kept)
+    assert find_prediction_layer(viewer, other) is None
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    predicted = find_prediction_layer(viewer, other)
+    assert predicted is not corrected and not predicted.data[4, :6, :6].any()  # the blank scan: nothing found
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    assert [image.name for image in widget.training_state.plan.images] == ["vol", "late"]
+    assert widget.training_state.trainer.annotation.labeled_slices(1) == []
+
+    assert widget.files_panel.export_masks(tmp_path)
+    gui.wait_idle(qtbot, widget)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "late (closed)_action.nii.gz",
+        "late_action.nii.gz",
+        "vol_action.nii.gz",
+    ]
+
+
 def test_a_slice_accepted_on_a_scan_outside_training_waits_for_the_next_train(scene, qtbot):
     """A scan opened after Train, predicted, corrected and accepted: Update once cannot learn from it, and says so."""
     viewer, widget, labels, truth = scene
