@@ -7,7 +7,8 @@ needs the records of the masks it does not predict again: each written mask's re
 A mask changed since (a correction, another tool) does not match its record and is not rated from
 it: its row says so, and ``--overwrite`` predicts and rates it again. The records also let every run rate
 the masks other runs wrote into the same folder (:func:`recorded_masks`): the tasks of a job array, each
-predicting its own scans into one ``--out-dir``.
+predicting its own scans into one ``--out-dir``. Each record names the model that predicted the mask (a hash of
+its weights): only masks of the same model are rated together, as their scores compare one network's doubt.
 """
 
 from __future__ import annotations
@@ -29,23 +30,26 @@ def record_path(mask: Path) -> Path:
     return mask.parent / RECORDS_FOLDER / f"{mask.name}.json"
 
 
-def keep_record(mask: Path, record: dict, image: str | None = None) -> Path:
-    """Keep ``record`` (:meth:`PredictionStats.to_dict`) for the mask just written from ``image``; return the file."""
+def keep_record(mask: Path, record: dict, image: str | None = None, model: str | None = None) -> Path:
+    """Keep ``record`` (:meth:`PredictionStats.to_dict`) for the mask just written from ``image`` by ``model`` (its
+    :attr:`~napari_action.inference.loaded_model.LoadedModel.fingerprint`); return the file."""
     path = record_path(mask)
     path.parent.mkdir(exist_ok=True)
-    text = json.dumps({"mask": _fingerprint(mask), "record": record, "image": image}, indent=1)
+    text = json.dumps({"mask": _fingerprint(mask), "record": record, "image": image, "model": model}, indent=1)
     return write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
-def kept_record(mask: Path) -> dict | None:
-    """The record kept for ``mask``; None if there is none, it cannot be read, or the mask changed since."""
+def kept_record(mask: Path, model: str | None) -> dict | None:
+    """The record kept for ``mask``; None if there is none, it cannot be read, the mask changed since, or another
+    model predicted it (``model``: this run's fingerprint; a record older than fingerprints has none)."""
     kept = _matching_record(mask)
-    return None if kept is None else dict(kept["record"])
+    return None if kept is None or kept.get("model") != model else dict(kept["record"])
 
 
-def recorded_masks(folder: Path) -> list[tuple[str, Path, dict]]:
+def recorded_masks(folder: Path) -> list[tuple[str, Path, dict, str | None]]:
     """Every mask in ``folder`` with a record that still matches it: the image it was predicted from (as that
-    run named it; the mask for records older than the name), the mask and its record, sorted by mask name."""
+    run named it; the mask for records older than the name), the mask, its record and the fingerprint of the
+    model that predicted it (None for records older than fingerprints), sorted by mask name."""
     try:
         records = sorted((folder / RECORDS_FOLDER).glob("*.json"))
     except OSError:
@@ -56,7 +60,8 @@ def recorded_masks(folder: Path) -> list[tuple[str, Path, dict]]:
         kept = _matching_record(mask)
         if kept is not None:
             image = kept.get("image")
-            found.append((image if isinstance(image, str) else str(mask), mask, dict(kept["record"])))
+            name = image if isinstance(image, str) else str(mask)
+            found.append((name, mask, dict(kept["record"]), kept.get("model")))
     return found
 
 

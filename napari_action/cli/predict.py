@@ -235,7 +235,11 @@ def _handle_file(
 ) -> tuple[str, str, dict | None]:
     """Skip, predict or fail one file: its status, for a failure the message, for a written file its quality record."""
     if args.skip_existing and target.exists():
-        return "skipped", "", kept_record(target)  # rated again with the rest, if its record still fits
+        return (
+            "skipped",
+            "",
+            kept_record(target, model.fingerprint),
+        )  # rated again with the rest, if its record still fits
     try:
         quality = _predict_file(image, target, model, args, progress)
     except FileExistsError:  # none when the run began: the writer's own words ask for ``overwrite=True``
@@ -244,7 +248,7 @@ def _handle_file(
         return "failed", _describe(error, image), None
     record = quality.to_dict()
     try:
-        keep_record(target, record, image=str(image))
+        keep_record(target, record, image=str(image), model=model.fingerprint)
     except OSError as error:  # the mask is written; only a later --skip-existing run loses its score
         progress.note(f"Warning: the quality record of {target} was not kept: {describe_error(error)}")
     _write_class_table(target, model, args.overwrite, progress)
@@ -364,7 +368,9 @@ def _report(outcomes: list[FileOutcome], share: RankShare, seconds: float, out_d
     scope = f"{share.world_size} ranks" if everything is not None and share.distributed else None
     print_summary(mine, seconds, prefix=share.prefix, scope=scope)
     if everything is not None:
-        report_folder_quality(mine, out_dir, model.class_values, model.class_names, prefix=share.prefix)
+        report_folder_quality(
+            mine, out_dir, model.class_values, model.class_names, model=model.fingerprint, prefix=share.prefix
+        )
     else:  # ranks that could not gather write one table each, rather than over each other
         table = out_dir / f"quality-rank{share.rank}.csv"
         report_quality(mine, table, model.class_values, model.class_names, prefix=share.prefix)

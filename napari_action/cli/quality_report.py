@@ -37,6 +37,7 @@ def report_folder_quality(
     class_values: Sequence[int],
     class_names: Mapping[int, str],
     *,
+    model: str | None = None,
     prefix: str = "",
 ) -> list[VolumeQuality]:
     """``quality.csv`` of the whole ``out_dir``: this run's files and the masks other runs predicted there.
@@ -44,32 +45,48 @@ def report_folder_quality(
     The tasks of a job array predicting their own scans into one folder each rewrote the table with their
     own files, so that the last to finish left one row, and every other task's output said "every file in
     quality.csv". Each run now rates its files together with every other mask in the folder that has a
-    record of its prediction by a model of the same classes (status ``kept``), and the runs take turns
-    (:func:`~napari_action.io.save_lock.saving_alone`): the last table written holds every mask.
+    record of its prediction by the same model (``model``, its fingerprint; status ``kept``), and the runs
+    take turns (:func:`~napari_action.io.save_lock.saving_alone`): the last table written holds every mask.
+    Masks another model predicted there are not rated with these (one network's doubt is not another's,
+    and their volumes would move the medians): a line says how many, and how to rate them.
     """
     path = out_dir / QUALITY_CSV
     with contextlib.ExitStack() as turn:
         with contextlib.suppress(OSError):  # a folder that takes no lock file (a full disk): written unlocked
             turn.enter_context(saving_alone(path))
-        others = masks_of_other_runs(out_dir, outcomes, class_values)
-        return report_quality([*outcomes, *others], path, class_values, class_names, prefix=prefix)
+        others, foreign = masks_of_other_runs(out_dir, outcomes, class_values, model)
+        rated = report_quality([*outcomes, *others], path, class_values, class_names, prefix=prefix)
+    if foreign:
+        print(
+            f"{prefix}Not in {path.name}: {foreign} other mask{'s' if foreign > 1 else ''} in {out_dir} predicted by "
+            "another model (or an older release); predict them again with --overwrite to rate them with these.",
+            file=sys.stdout,
+        )
+    return rated
 
 
 def masks_of_other_runs(
-    out_dir: Path, outcomes: Sequence[FileOutcome], class_values: Sequence[int]
-) -> list[FileOutcome]:
-    """The masks in ``out_dir`` that none of ``outcomes`` names, with the record of a model of ``class_values``.
+    out_dir: Path, outcomes: Sequence[FileOutcome], class_values: Sequence[int], model: str | None
+) -> tuple[list[FileOutcome], int]:
+    """The masks in ``out_dir`` that none of ``outcomes`` names, with the record of ``model`` (its fingerprint),
+    and how many masks of other models (of this model's classes) there are besides.
 
     They come as skipped files with their record, which :func:`report_quality` rates as ``kept``; a record
-    of a model of other classes cannot share the table's class columns and is left out.
+    of a model of other classes cannot share the table's class columns and is left out without a word.
     """
     named = {os.path.abspath(outcome.target) for outcome in outcomes}
     classes = [int(value) for value in class_values]
-    return [
-        FileOutcome(image, str(mask), "skipped", quality=record)
-        for image, mask, record in recorded_masks(out_dir)
+    same_classes = [
+        (image, mask, record, by)
+        for image, mask, record, by in recorded_masks(out_dir)
         if os.path.abspath(mask) not in named and list(record.get("class_values", ())) == classes
     ]
+    mine = [
+        FileOutcome(image, str(mask), "skipped", quality=record)
+        for image, mask, record, by in same_classes
+        if by == model
+    ]
+    return mine, len(same_classes) - len(mine)
 
 
 def report_quality(

@@ -14,6 +14,7 @@ and :attr:`LoadedModel.references` reads it back, for the checks of
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -72,6 +73,13 @@ class LoadedModel:
     @property
     def pixel_mm(self) -> tuple[float, float] | None:
         return self.predictor.pixel_mm
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Which model this is, whatever its file's name (:func:`~napari_action.io.checkpoint.weights_fingerprint`)."""
+        from napari_action.io.checkpoint import weights_fingerprint  # torch: see save_checkpoint
+
+        return weights_fingerprint(self._checkpoint)
 
     def predict_volume(self, volume: int | np.ndarray, **kwargs) -> Iterator[PredictionUpdate]:
         """Predict a 3D array (training-volume indices do not exist for a loaded model).

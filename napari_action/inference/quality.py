@@ -431,7 +431,10 @@ def quality_table(
         row = [quality.name, status, f"{quality.score:.4f}", "; ".join(quality.flags)]
         table.writerow([*row, quality.worst_slice, quality.axis, *volumes])
     for name in skipped:
-        why = "its mask existed and has no record of its prediction (changed since, or older); not rated"
+        why = (
+            "its mask existed, with no record of its prediction by this model "
+            "(changed since, older, or another model's); not rated"
+        )
         table.writerow([name, "skipped", "", why, "", "", *empty])
     return buffer.getvalue()
 

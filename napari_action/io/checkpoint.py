@@ -14,6 +14,7 @@ another program's file, a newer napari-action's).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -54,6 +55,16 @@ class Checkpoint:
     @property
     def num_classes(self) -> int:
         return len(self.class_values)
+
+
+def weights_fingerprint(ckpt: Checkpoint) -> str:
+    """A short hash of the weights that predict (the teacher's) and the classes: the same model, saved under
+    any name, gives the same text; a model trained on, or another one, a different one."""
+    digest = hashlib.sha256(repr(list(ckpt.class_values)).encode())
+    for name in sorted(ckpt.teacher):
+        digest.update(name.encode())
+        digest.update(ckpt.teacher[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint, *, overwrite: bool = True) -> Path:

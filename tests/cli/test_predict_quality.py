@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import nibabel as nib
@@ -11,6 +12,7 @@ import pytest
 
 from napari_action.cli.main import main
 from napari_action.cli.predict import SOME_FILES_FAILED
+from napari_action.io.checkpoint import load_checkpoint, save_checkpoint
 from tests.helpers.engine import DISC_CLASS_NAMES, disc_volume, write_nifti
 
 # write_nifti's voxels: 0.8 x 0.8 x 3 mm.
@@ -140,3 +142,30 @@ def test_runs_predicting_into_one_folder_leave_one_table_of_every_mask(scans, mo
     assert status == {str(scans / "d_disc.nii.gz"): "predicted", str(scans / "a_disc.nii.gz"): "kept"}
     assert_rows_match_masks(rows, out_dir)
     assert "Check first (lowest quality of 2;" in capsys.readouterr().out
+
+
+def test_masks_another_model_predicted_into_the_folder_are_not_rated_with_this_models(
+    scans, model_file, tmp_path, capsys
+):
+    # A retrained model predicting a new scan into a folder of older masks rated them all against one median,
+    # and --skip-existing kept the old masks' scores as if this model had predicted them.
+    out_dir = tmp_path / "out"
+    assert predict(model_file, out_dir, scans / "a_disc.nii.gz", scans / "c_blank.nii.gz") == 0
+    checkpoint = load_checkpoint(model_file)
+    name = next(iter(checkpoint.teacher))
+    teacher = {**checkpoint.teacher, name: checkpoint.teacher[name] + 0.01}  # trained on a little: another model
+    retrained = save_checkpoint(tmp_path / "retrained.pt", dataclasses.replace(checkpoint, teacher=teacher))
+    capsys.readouterr()
+    assert predict(retrained, out_dir, scans / "d_disc.nii.gz") == 0
+    rows = read_rows(out_dir / "quality.csv")
+    assert [(row["file"], row["status"]) for row in rows] == [(str(scans / "d_disc.nii.gz"), "predicted")]
+    out = capsys.readouterr().out
+    assert "Not in quality.csv: 2 other masks in" in out and "predicted by another model" in out
+    assert predict(retrained, out_dir, scans / "a_disc.nii.gz", extra=("--skip-existing",)) == 0
+    status = {row["file"]: row["status"] for row in read_rows(out_dir / "quality.csv")}
+    assert status == {str(scans / "a_disc.nii.gz"): "skipped", str(scans / "d_disc.nii.gz"): "kept"}
+    # The model that predicted them, under another file name, rates them together again.
+    same = save_checkpoint(tmp_path / "same.pt", checkpoint)
+    assert predict(same, out_dir, scans / "c_blank.nii.gz", extra=("--overwrite",)) == 0
+    status = {row["file"]: row["status"] for row in read_rows(out_dir / "quality.csv")}
+    assert status == {str(scans / "c_blank.nii.gz"): "predicted", str(scans / "a_disc.nii.gz"): "kept"}
