@@ -71,7 +71,7 @@ def test_packaged_manifest_is_the_root_file():
 def wheel(tmp_path_factory) -> Path:
     """Build a wheel from a copy of the sources (keeps build/ and *.egg-info out of the tree)."""
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "napari.yaml"):
+    for name in ("pyproject.toml", "README.md", "napari.yaml", "LICENSE"):
         shutil.copy2(ROOT / name, src / name)
     shutil.copytree(
         ROOT / "napari_action",
@@ -118,6 +118,18 @@ def _metadata(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as archive:
         (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         return archive.read(metadata).decode().splitlines()
+
+
+def test_wheel_carries_the_license_it_declares(wheel):
+    """conda-forge and the BSD licence itself need the text beside the package, not only its name."""
+    with zipfile.ZipFile(wheel) as archive:
+        (license_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        shipped = archive.read(license_file).decode()
+    assert shipped == (ROOT / "LICENSE").read_text()
+    assert "BSD 3-Clause License" in shipped
+    metadata = _metadata(wheel)
+    assert "License-Expression: BSD-3-Clause" in metadata
+    assert "License-File: LICENSE" in metadata
 
 
 def test_wheel_version_is_the_package_version(wheel):
