@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -67,18 +68,19 @@ def test_packaged_manifest_is_the_root_file():
         assert Path(link.readlink()) == Path("..") / "napari.yaml"
 
 
+def _copy_sources(src: Path, *folders: str) -> Path:
+    """The files a build reads, and ``folders`` (links kept: the package's napari.yaml is one)."""
+    for name in ("pyproject.toml", "README.md", "napari.yaml", "LICENSE", "MANIFEST.in"):
+        shutil.copy2(ROOT / name, src / name)
+    for folder in folders:
+        shutil.copytree(ROOT / folder, src / folder, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """Build a wheel from a copy of the sources (keeps build/ and *.egg-info out of the tree)."""
-    src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "napari.yaml", "LICENSE"):
-        shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(
-        ROOT / "napari_action",
-        src / "napari_action",
-        symlinks=True,
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    src = _copy_sources(tmp_path_factory.mktemp("src"), "napari_action")
     out = tmp_path_factory.mktemp("wheel")
     command = [
         sys.executable,
@@ -145,3 +147,18 @@ def test_headless_install_needs_no_gui_package_and_the_plugin_extra_brings_them(
     assert {"numpy", "torch>=2.2", "nibabel", "scipy", "scikit-image", "tqdm", "zarr"} == set(core)
     plugin = {line.split(";")[0].strip() for line in requires if 'extra == "napari"' in line}
     assert plugin == {"napari[pyqt6]>=0.5", "magicgui", "platformdirs", "qtpy", "superqt"}
+
+
+def test_sdist_holds_the_whole_test_suite_and_the_root_manifest(tmp_path):
+    """A packager (conda-forge) builds and tests from the sdist: every test file, helper and fixture."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _copy_sources(src, "napari_action", "tests")
+    build = "from setuptools import build_meta; print(build_meta.build_sdist('out'))"
+    done = subprocess.run([sys.executable, "-c", build], cwd=src, check=True, capture_output=True, text=True)
+    with tarfile.open(src / "out" / done.stdout.split()[-1]) as archive:
+        shipped = {Path(*Path(name).parts[1:]) for name in archive.getnames()}
+    tests = {p.relative_to(ROOT) for p in (ROOT / "tests").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert tests - shipped == set()
+    assert {Path("napari.yaml"), Path("LICENSE"), Path("README.md")} <= shipped
+    assert not [p for p in shipped if "__pycache__" in p.parts]
