@@ -1,0 +1,43 @@
+"""pyproject.toml against the code: the Python and package versions that have what the code calls."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+SOURCES = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "napari_action").rglob("*.py"))
+
+#: (distribution, releases that lack what the code calls, the first that has it, the call in the code).
+FLOORS = [
+    # create_array takes data= from 3.0.2 (the session store) and makes the groups of a
+    # nested name from 3.0.3; zarr 2 has no create_array at all (convert, predict --output-format zarr).
+    ("zarr", ["2.18.7", "3.0.2"], "3.0.3", "create_array("),
+]
+
+
+def _declared(extra: str | None = None) -> dict[str, SpecifierSet]:
+    lines = PROJECT["dependencies"] if extra is None else PROJECT["optional-dependencies"][extra]
+    requirements = [Requirement(line) for line in lines]
+    return {canonicalize_name(r.name): r.specifier for r in requirements}
+
+
+@pytest.mark.parametrize(("distribution", "too_old", "first_good", "call"), FLOORS, ids=[f[0] for f in FLOORS])
+def test_each_floor_keeps_out_the_releases_that_lack_what_the_code_calls(distribution, too_old, first_good, call):
+    assert call in SOURCES, f"the code no longer calls {call}: the floor of {distribution} may come down"
+    specifier = _declared()[distribution]
+    assert first_good in specifier
+    assert [version for version in too_old if version in specifier] == []
+
+
+def test_the_python_floor_is_that_of_the_zarr_it_needs():
+    # zarr 3 supports Python 3.11 and later; on 3.10 pip would install zarr 2.
+    python = SpecifierSet(PROJECT["requires-python"])
+    assert "3.11.0" in python
+    assert "3.10.14" not in python
