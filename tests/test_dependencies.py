@@ -19,6 +19,10 @@ FLOORS = [
     # create_array takes data= from 3.0.2 (the session store) and makes the groups of a
     # nested name from 3.0.3; zarr 2 has no create_array at all (convert, predict --output-format zarr).
     ("zarr", ["2.18.7", "3.0.2"], "3.0.3", "create_array("),
+    # Every Trainer builds a GradScaler (2.2 has none under torch.amp); a failed step asks whether it
+    # ran out of memory, and before 2.5 that question raised AttributeError in place of the error.
+    ("torch", ["2.2.2"], "2.5.0", "torch.amp.GradScaler("),
+    ("torch", ["2.4.1"], "2.5.0", "torch.OutOfMemoryError"),
 ]
 
 
@@ -28,7 +32,9 @@ def _declared(extra: str | None = None) -> dict[str, SpecifierSet]:
     return {canonicalize_name(r.name): r.specifier for r in requirements}
 
 
-@pytest.mark.parametrize(("distribution", "too_old", "first_good", "call"), FLOORS, ids=[f[0] for f in FLOORS])
+@pytest.mark.parametrize(
+    ("distribution", "too_old", "first_good", "call"), FLOORS, ids=[f"{f[0]}-{f[3]}" for f in FLOORS]
+)
 def test_each_floor_keeps_out_the_releases_that_lack_what_the_code_calls(distribution, too_old, first_good, call):
     assert call in SOURCES, f"the code no longer calls {call}: the floor of {distribution} may come down"
     specifier = _declared()[distribution]

@@ -229,7 +229,7 @@ class StudentPassCache:
 
 
 def _no_buffer_broadcast_in_forward() -> dict[str, bool]:
-    # torch 2.13 renamed the option (and warns about the old name); torch >= 2.2 is supported.
+    # torch 2.13 renamed the option (and warns about the old name); torch >= 2.5 is supported.
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
         return {"forward_sync_buffers": False}
     return {"broadcast_buffers": False}
