@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 import tomllib
 from pathlib import Path
 
@@ -23,7 +25,11 @@ FLOORS = [
     # ran out of memory, and before 2.5 that question raised AttributeError in place of the error.
     ("torch", ["2.2.2"], "2.5.0", "torch.amp.GradScaler("),
     ("torch", ["2.4.1"], "2.5.0", "torch.OutOfMemoryError"),
+    # The demo titles its overlay in a font of a given size; 10.0 raised TypeError after training.
+    ("pillow", ["9.5.0", "10.0.1"], "10.1.0", "load_default(size="),
 ]
+#: Import names that differ from the name of the distribution that installs them.
+DISTRIBUTIONS = {"PIL": "pillow", "skimage": "scikit-image"}
 
 
 def _declared(extra: str | None = None) -> dict[str, SpecifierSet]:
@@ -47,3 +53,39 @@ def test_the_python_floor_is_that_of_the_zarr_it_needs():
     python = SpecifierSet(PROJECT["requires-python"])
     assert "3.11.0" in python
     assert "3.10.14" not in python
+
+
+def _imported_distributions(files: list[Path]) -> dict[str, Path]:
+    """Each package outside the standard library that ``files`` import, with one file importing it."""
+    found: dict[str, Path] = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.partition(".")[0] for name in names}:
+                if top not in sys.stdlib_module_names and top != "napari_action":
+                    found.setdefault(canonicalize_name(DISTRIBUTIONS.get(top, top)), path)
+    return found
+
+
+def test_every_package_the_code_imports_is_declared():
+    """A package that only happens to come with another one goes when that one stops bringing it."""
+    package = ROOT / "napari_action"
+    adapter = package / "_napari"
+    core_files = [p for p in package.rglob("*.py") if adapter not in p.parents]
+    allowed = {"core": _declared(), "plugin": _declared() | _declared("napari")}
+    imported = {
+        "core": _imported_distributions(core_files),
+        "plugin": _imported_distributions(list(adapter.rglob("*.py"))),
+    }
+    undeclared = {
+        name: str(path.relative_to(ROOT))
+        for part, found in imported.items()
+        for name, path in found.items()
+        if name not in allowed[part]
+    }
+    assert undeclared == {}

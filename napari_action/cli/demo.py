@@ -211,7 +211,7 @@ def _save_overlay(path: Path, subject: PhantomSubject, prediction: np.ndarray, p
 
 def _titled(panel: np.ndarray, title: str, height: int = 22) -> np.ndarray:
     """``panel`` (float RGB in [0, 1], or uint8) under a black band with ``title`` in white: uint8 RGB."""
-    from PIL import Image, ImageDraw, ImageFont  # Pillow comes with scikit-image
+    from PIL import Image, ImageDraw, ImageFont
 
     pixels = panel if panel.dtype == np.uint8 else (np.clip(panel, 0, 1) * 255).astype(np.uint8)
     band = Image.new("RGB", (pixels.shape[1], height))
