@@ -261,7 +261,9 @@ def colours_of_every_label(colormap):
     napari keeps "show selected label" in the colormap itself (``use_selection``): a copy of it, or
     the colours it maps to, would leave every other label transparent.
     """
-    colours = colormap.model_copy(deep=True)
+    # napari 0.7 made its models pydantic 2 models (model_copy); 0.5 and 0.6 have pydantic 1's copy.
+    copy = getattr(colormap, "model_copy", None) or colormap.copy
+    colours = copy(deep=True)
     colours.use_selection = False
     return colours
 

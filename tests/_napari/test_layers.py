@@ -6,6 +6,8 @@ needs a viewer to find the prediction layer of an image.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from napari.layers import Image, Labels
@@ -14,6 +16,7 @@ from napari_action._napari.layers import (
     EditTracker,
     axis_index,
     class_names_of,
+    colours_of_every_label,
     is_mid_stroke,
     is_prediction_layer,
     label_features,
@@ -202,3 +205,25 @@ def test_prediction_layers_are_known_by_their_source_not_their_name(viewer):
     assert prediction_layer_for(viewer, second) is layer  # renamed, still the prediction of "vol"
     assert TrainingPlan(images=[first, second]).volume_of(layer) == 1
     assert not own.data.any()
+
+
+class _PydanticOneColormap:
+    """A label colormap as napari 0.5 and 0.6 hand it out: a pydantic 1 model, copied by copy(), no model_copy."""
+
+    def __init__(self, colormap):
+        self._colormap = colormap
+        self.use_selection = colormap.use_selection
+
+    def copy(self, deep=False):
+        return copy.deepcopy(self._colormap) if deep else copy.copy(self._colormap)
+
+
+def test_every_label_is_coloured_with_the_colormaps_of_napari_before_0_7():
+    # napari 0.5 and 0.6 (pyproject allows napari>=0.5): Train and Export called model_copy,
+    # which their colormaps lack, and ended in AttributeError.
+    layer = Labels(np.zeros((2, 4, 4), np.uint8))
+    layer.colormap.use_selection = True
+    colours = colours_of_every_label(_PydanticOneColormap(layer.colormap))
+    assert not colours.use_selection
+    assert layer.colormap.use_selection  # the painted layer's own mode is left as it was
+    assert colours.map(np.array([1, 2]))[:, 3].tolist() == [1.0, 1.0]  # not transparent
