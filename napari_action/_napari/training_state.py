@@ -155,6 +155,14 @@ def negative_values_problem(name: str, labels: np.ndarray) -> str | None:
     )
 
 
+def removed_layer_warning(name: str) -> str:
+    """What training does when a layer it uses is removed, and what the user can do next."""
+    return (
+        f"ACTION: layer {name!r} was removed, so training stops after its current step. The model trained so far "
+        "stays: Predict all opened volumes or Save model… use it; Train starts again on the layers left."
+    )
+
+
 def _index(layers: list, layer) -> int | None:
     """Position of ``layer`` in ``layers`` by identity (layers do not compare by value)."""
     return next((i for i, item in enumerate(layers) if item is layer), None)

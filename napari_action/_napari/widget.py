@@ -52,7 +52,7 @@ from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
 from napari_action._napari.status_line import StatusLine
 from napari_action._napari.threads import new_worker
-from napari_action._napari.training_state import TrainingPlan, TrainingState, build_trainer
+from napari_action._napari.training_state import TrainingPlan, TrainingState, build_trainer, removed_layer_warning
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
 from napari_action._napari.view_plane import axis_for_choice, layer_volume_meta, show_slices_along, viewer_slicing_axis
 from napari_action._napari.workers import RunCallbacks, TrainingRun
@@ -425,7 +425,7 @@ class ActionWidget(QWidget):
         self.training_state.forget_layer(layer)
         plan, run = self.training_state.plan, self.run
         if plan is not None and run is not None and run.state.is_training and plan.uses(layer):
-            show_warning(f"ACTION: layer {layer.name!r} was removed, so training stops.")
+            show_warning(removed_layer_warning(layer.name))
             run.stop()
 
     # -- prediction and saving -------------------------------------------------------------------

@@ -260,9 +260,14 @@ def test_a_stroke_undone_during_training_is_taken_back_from_the_trainer_and_a_re
 def test_removing_a_used_layer_stops_training(scene, qtbot):
     viewer, widget, labels, _ = scene
     wait_first_step(qtbot, start_long_training(widget))
+    before = len(notification_manager.records)
     viewer.layers.remove(labels)
     wait_finished(qtbot, widget)
     assert widget.run.last_progress.step < 404
+    # It said what happened, not what to do: the model trained so far stays for Predict and Save model….
+    (warning,) = messages_since(before, "warning")
+    assert "'vol labels' was removed, so training stops after its current step. The model trained so far" in warning
+    assert widget.predict_button.isEnabled() and widget.save_button.isEnabled()
 
 
 def test_predict_all_and_save(scene, qtbot, tmp_path):
