@@ -202,6 +202,32 @@ def _session_attributes(path: str | os.PathLike) -> dict[str, Any] | None:
     return attributes if isinstance(attributes, dict) and attributes.get("format") == FORMAT else None
 
 
+def session_content(path: str | os.PathLike) -> str | None:
+    """:func:`content_sha256` of the session store at ``path`` as it was written; None if there is none (no
+    session, or one saved before the digest)."""
+    attributes = _session_attributes(path)
+    content = None if attributes is None else attributes.get("content_sha256")
+    return content if isinstance(content, str) else None
+
+
+def content_sha256(session: Session) -> str:
+    """A digest of what ``session`` keeps (every array, the model, the volumes' records, the options), not of
+    when it was saved: two saves of the same work give the same text."""
+    digest = hashlib.sha256()
+    settings = [session.axis, session.config, {str(k): v for k, v in session.class_names.items()}]
+    records = [settings, [_volume_attrs(v) for v in session.volumes]]
+    digest.update(json.dumps(records, sort_keys=True, default=str).encode())
+    for volume in session.volumes:
+        for name in ("painted", "prediction", "edited", "image"):
+            data = getattr(volume, name)
+            if data is not None:
+                array = np.ascontiguousarray(data)
+                digest.update(f"{name}{array.dtype.str}{array.shape}".encode())
+                digest.update(array.view(np.uint8).reshape(-1).data if array.size else b"")
+    digest.update(session.checkpoint or b"")
+    return digest.hexdigest()
+
+
 def _refuse_to_replace(path: Path) -> None:
     # Switching a store in removes what was there: never a file or folder of the user's.
     if not os.path.exists(path) or is_session_store(path) or (path.is_dir() and not any(path.iterdir())):
@@ -226,6 +252,7 @@ def _write_store(partial: Path, session: Session) -> None:
             "format_version": FORMAT_VERSION,
             "version": __version__,
             "saved_at": time.time(),
+            "content_sha256": content_sha256(session),
             "axis": session.axis,
             "config": session.config,
             "class_names": {str(k): v for k, v in session.class_names.items()},
@@ -400,9 +427,11 @@ __all__ = [
     "SessionVolume",
     "checkpoint_from_bytes",
     "checkpoint_to_bytes",
+    "content_sha256",
     "file_sha256",
     "is_session_store",
     "load_session",
     "save_session",
+    "session_content",
     "source_changed",
 ]

@@ -28,10 +28,12 @@ from napari_action.io.session_store import (
     SessionVolume,
     checkpoint_from_bytes,
     checkpoint_to_bytes,
+    content_sha256,
     file_sha256,
     is_session_store,
     load_session,
     save_session,
+    session_content,
     source_changed,
 )
 from napari_action.training.trainer import Trainer
@@ -353,3 +355,16 @@ def test_two_windows_autosaving_one_session_take_turns_and_leave_a_whole_one(tmp
             volume.name == f"window {value}" and (volume.painted == value).all() and (volume.prediction == value).all()
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_store_records_what_it_holds_so_that_a_save_of_the_same_work_is_known_as_such(tmp_path):
+    # Autosaves rewrote the whole store every minute with nothing new, and an unchanged one looked like newer
+    # work than the session it copied.
+    first = save_session(tmp_path / "a.action.zarr", _session(0))
+    again = save_session(tmp_path / "b.action.zarr", load_session(first))  # the same work, read back and saved
+    assert session_content(first) == session_content(again) == content_sha256(_session(0))
+    changed = _session(0)
+    changed.volumes[0].painted[0, 0, 0] += 1
+    assert content_sha256(changed) != session_content(first)
+    assert content_sha256(_session(0, checkpoint=b"model")) != session_content(first)
+    assert session_content(tmp_path) is None  # no session

@@ -441,7 +441,7 @@ class FilesPanel(QGroupBox):
         snapshot = self.snapshot()
         self._start(
             "autosave",
-            write_snapshot,
+            partial(write_snapshot, unless_unchanged=True),
             str(self.autosave_target()),
             snapshot,
             self._hashes,
@@ -457,8 +457,11 @@ class FilesPanel(QGroupBox):
         (logged: closing goes on)."""
         if not has_content(self.viewer, self.widget.training_state):
             return None
+        snapshot = self.snapshot()
+        if not snapshot.session.volumes:  # the layers went first (a script's viewer.close()): keep the last autosave
+            return None
         try:  # a running autosave of the same store finishes first (the save's lock)
-            path = write_snapshot(str(self.autosave_target()), self.snapshot(), self._hashes)
+            path = write_snapshot(str(self.autosave_target()), snapshot, self._hashes, unless_unchanged=True)
         except Exception as error:  # noqa: BLE001 (whatever failed, the window must close)
             logger.error("the autosave on closing failed: %s", describe_error(error))
             return None

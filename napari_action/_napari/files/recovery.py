@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from napari_action.io.save_lock import lock_path
-from napari_action.io.session_store import SESSION_SUFFIX, session_saved_at
+from napari_action.io.session_store import SESSION_SUFFIX, session_content, session_saved_at
 
 __all__ = [
     "AUTOSAVE_ENV",
@@ -152,23 +152,28 @@ def autosave_sibling(path: str | Path) -> Path:
 def autosave_after_opening(opened: Path, saved_at: float) -> tuple[Path, str | None]:
     """Where to autosave after opening the session ``opened`` (saved at ``saved_at``), and what to tell the user.
 
-    Its sibling (:func:`autosave_sibling`), unless that holds an autosave newer than the session: work done
-    after the last save, before a crash. The next autosave would replace it; it goes to a free name beside
-    it instead, and the user is told where the newer work is.
+    Its sibling (:func:`autosave_sibling`), unless an autosave beside it (the sibling, or ``-2``, ``-3``… that
+    earlier openings went to) is newer than the session: work done after the last save, before a crash. The
+    next autosave would replace it; it goes to a free name instead, and the user is told where the newest is.
     """
     sibling = autosave_sibling(opened)
-    newer = session_saved_at(sibling)
+    stem = sibling.name.removesuffix(SESSION_SUFFIX)
+    numbered = (sibling.with_name(f"{stem}-{number}{SESSION_SUFFIX}") for number in itertools.count(2))
+    taken = [sibling, *itertools.takewhile(Path.exists, numbered)]
+    # An autosave of the very work the session holds (saved, then autosaved unchanged) is no work to get back.
+    kept = session_content(opened)
+    dated = [
+        (when, path)
+        for path in taken
+        if (when := session_saved_at(path)) is not None and (kept is None or session_content(path) != kept)
+    ]
+    newer, newest = max(dated, default=(None, sibling), key=lambda item: item[0])
     if newer is None or newer <= saved_at:
         return sibling, None
-    stem = sibling.name.removesuffix(SESSION_SUFFIX)
-    free = next(
-        candidate
-        for number in itertools.count(2)
-        if not (candidate := sibling.with_name(f"{stem}-{number}{SESSION_SUFFIX}")).exists()
-    )
+    free = sibling.with_name(f"{stem}-{len(taken) + 1}{SESSION_SUFFIX}")
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(newer))
     message = (
-        f"{sibling.name} beside this session holds an autosave from {when}, newer than the session: work "
+        f"{newest.name} beside this session holds an autosave from {when}, newer than the session: work "
         f"since your last save. Open it (Open session…) to get that work back; it is kept, and autosaves "
         f"now go to {free.name}."
     )

@@ -56,8 +56,10 @@ from napari_action.io.session_store import (
     SessionVolume,
     checkpoint_from_bytes,
     checkpoint_to_bytes,
+    content_sha256,
     load_session,
     save_session,
+    session_content,
     source_changed,
 )
 from napari_action.io.volume_source import napari_action_store_attrs
@@ -218,8 +220,12 @@ def has_content(viewer, training_state) -> bool:
     return any(layer_array(layer).any() for layer in labels_layers(viewer))
 
 
-def write_snapshot(path: str | Path, snapshot: Snapshot, hashes: HashCache | None = None) -> Path:
-    """Hash the sources, serialise the model and write the store (worker thread)."""
+def write_snapshot(
+    path: str | Path, snapshot: Snapshot, hashes: HashCache | None = None, *, unless_unchanged: bool = False
+) -> Path:
+    """Hash the sources, serialise the model and write the store (worker thread). ``unless_unchanged``: a store
+    at ``path`` that already holds this very work is left as it is (an autosave with nothing new: rewriting it
+    cost a whole write a minute, and made it look newer than the session it copies)."""
     hashes = hashes or HashCache()
     session = snapshot.session
     for volume in session.volumes:
@@ -229,6 +235,8 @@ def write_snapshot(path: str | Path, snapshot: Snapshot, hashes: HashCache | Non
             volume.image = np.asarray(volume.image)  # a zarr or dask image is read here, off the GUI thread
     if snapshot.checkpoint is not None:
         session.checkpoint = checkpoint_to_bytes(snapshot.checkpoint)
+    if unless_unchanged and session_content(path) == content_sha256(session):
+        return Path(path)
     # save_session creates a missing folder itself, with a message that names an unwritable one.
     return save_session(path, session)
 

@@ -203,6 +203,31 @@ def test_an_autosave_older_than_the_opened_session_is_its_autosave_again(tmp_pat
     assert autosave_after_opening(store, load_session(store).saved_at) == (tmp_path / "work.autosave.action.zarr", None)
 
 
+def test_a_session_opened_again_names_the_newest_autosave_beside_it(tmp_path):
+    # Opened twice after a crash, the second opening named work.autosave (the first crash's work) where
+    # work.autosave-2, written after the first opening, held the later work.
+    image, _ = disc_volume()
+    paint = np.zeros(SHAPE, np.uint8)
+    store = save_session(tmp_path / "work.action.zarr", Session([_image_and_paint(image, paint)]))
+    paint[2, 1:3, 1:3] = 1
+    save_session(tmp_path / "work.autosave.action.zarr", Session([_image_and_paint(image, paint)]))  # first crash
+    paint[3, 1:3, 1:3] = 1
+    save_session(tmp_path / "work.autosave-2.action.zarr", Session([_image_and_paint(image, paint)]))  # after it
+    path, message = autosave_after_opening(store, load_session(store).saved_at)
+    assert path == tmp_path / "work.autosave-3.action.zarr"
+    assert message.startswith("work.autosave-2.action.zarr beside this session holds an autosave from ")
+
+
+def test_an_autosave_of_the_very_work_of_the_session_is_not_named_as_newer_work(tmp_path):
+    # Saved, then autosaved with nothing changed (a minute later, or as the window closed): opening the session
+    # said the autosave held "work since your last save" and moved autosaves to work.autosave-2.
+    image, _ = disc_volume()
+    session = Session([_image_and_paint(image, np.ones(SHAPE, np.uint8))])
+    store = save_session(tmp_path / "work.action.zarr", session)
+    save_session(tmp_path / "work.autosave.action.zarr", session)
+    assert autosave_after_opening(store, load_session(store).saved_at) == (tmp_path / "work.autosave.action.zarr", None)
+
+
 def test_a_source_moved_since_saving_is_named_with_what_came_back_and_what_to_do(tmp_path):
     # The warning said only "... was not found.": not that the labels were back, nor how to get the image back.
     source = write_nifti(tmp_path / "scan.nii.gz", disc_volume()[0])
