@@ -57,6 +57,20 @@ def _per_slice(array: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
 
 
+#: Label values below this are counted with a histogram (np.bincount), in one pass over a slice; others are sorted.
+_HISTOGRAM_VALUES = 1 << 16
+
+
+def _value_counts(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The label values on one slice, ascending, and how many voxels hold each."""
+    flat = plane.ravel()
+    if flat.size and flat.dtype.kind in "ui" and flat.min() >= 0 and flat.max() < _HISTOGRAM_VALUES:
+        histogram = np.bincount(flat.astype(np.intp, copy=False))  # uint64 does not cast to intp by itself
+        present = np.flatnonzero(histogram)
+        return present.astype(flat.dtype), histogram[present]
+    return np.unique(flat, return_counts=True)
+
+
 @dataclass(frozen=True)
 class _SliceContent:
     """Voxels of each predicted label value on each slice, counted once for all picks of a list."""
@@ -66,9 +80,14 @@ class _SliceContent:
 
     @classmethod
     def of(cls, prediction: np.ndarray, axis: int) -> _SliceContent:
-        values, inverse = np.unique(prediction, return_inverse=True)
-        rows = _per_slice(inverse.reshape(prediction.shape), axis)
-        counts = np.stack([np.bincount(row, minlength=values.size) for row in rows])
+        # Slice by slice: np.unique over the whole volume sorts it with 8-byte indices, 2.7 GB and 14 s on
+        # the GUI thread for a 512 x 512 x 400 CT, every few seconds while predictions stream in.
+        planes = np.moveaxis(prediction, axis, 0)
+        per_slice = [_value_counts(plane) for plane in planes]
+        values = np.unique(np.concatenate([present for present, _ in per_slice]))
+        counts = np.zeros((len(per_slice), values.size), np.int64)
+        for row, (present, count) in zip(counts, per_slice, strict=True):
+            row[np.searchsorted(values, present)] = count
         return cls(values, counts)
 
     def structure_slices(self, min_area_share: float = 0.0) -> np.ndarray:
