@@ -50,3 +50,19 @@ def test_a_map_starts_over_when_its_shape_or_axis_changes():
     assert maps.get("vol") is along_two
     maps.forget("vol")
     assert maps.get("vol") is None
+
+
+def test_slices_streamed_after_a_scoring_are_scored_with_their_new_values():
+    # Only the slices written since the last scores() are scored again (all of them took seconds on a
+    # large CT): each batch of streamed slices must still change exactly its own scores.
+    maps = UncertaintyMaps()
+    found = maps.set_slices("vol", SHAPE, 1, 0, np.full((3, SHAPE[0], SHAPE[2]), 0.2, np.float32))
+    first = found.scores().copy()
+    maps.set_slices("vol", SHAPE, 1, 2, np.full((2, SHAPE[0], SHAPE[2]), 0.7, np.float32))
+    second = found.scores()
+    np.testing.assert_allclose(first[:3], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(second[:2], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(second[2:4], 0.7, rtol=1e-6)
+    assert not second[4:].any()
+    entropy = np.full(SHAPE, 0.1, np.float32)
+    np.testing.assert_allclose(maps.set_volume("vol", entropy, 1).scores(), 0.1, rtol=1e-6)
