@@ -172,6 +172,10 @@ def _open_axes(
         return _Candidates(tuple(range(ndim)), "nothing is painted yet")
     spread = _paint_spread(painted)
     tied = tuple(int(a) for a in np.flatnonzero(np.isclose(spread, spread.min(), rtol=0.0, atol=1e-12)))
+    across = {_painted_across(painted, axis) for axis in tied}
+    if len(across) == 1 and None not in across:
+        lines = f"axis {tied[0]} meets" if len(tied) == 1 else f"axes {and_list(tied)} meet"
+        return _Candidates((across.pop(),), f"the painted slices lie along it ({lines} them as lines only)")
     if len(tied) == 1:
         return _Candidates(tied, "the painted slices lie along it")
     return _Candidates(tied, f"the paint lies along axes {and_list(tied)} alike")
@@ -197,6 +201,8 @@ def axis_mismatch_advice(labels: Sequence[np.ndarray | None], axis: int) -> str 
     axis = normalize_axis(axis, arrays[0].ndim)
     spread = _paint_spread(arrays)
     painted_axis = int(spread.argmin())
+    across = _painted_across(arrays, painted_axis)
+    painted_axis = painted_axis if across is None else across
     # Dense labels touch every slice along every axis: no axis is "the painted one" then.
     if painted_axis == axis or _painted_fractions(arrays).min() >= 0.5 or spread[axis] < 2 * spread.min():
         return None
@@ -324,6 +330,26 @@ def _paint_spread(arrays: list[np.ndarray | PaintProfile]) -> np.ndarray:
             effective[axis] += float(counts.sum()) ** 2 / squares if squares > 0 else 0.0
             total[axis] += array.shape[axis]
     return effective / total
+
+
+def _painted_across(arrays: list[np.ndarray | PaintProfile], axis: int) -> int | None:
+    """The axis of fewer painted slices than ``axis`` whose paint every painted slice along ``axis`` meets as lines
+    only (the paint is those few slices), else None.
+
+    :func:`_paint_spread` weighs the painted slices against the whole length of their axis: on a scan of few
+    slices (512 x 512 x 12) two painted ones spread over a sixth of them, more than small structures spread
+    over the 512 rows across, and training sliced along the rows, each holding only the painted slices' lines.
+    A profile of a file read lazily does not show the lines: those are left to the spread.
+    """
+    volumes = [a for a in arrays if isinstance(a, np.ndarray) and a.ndim == 3]
+    if len(volumes) < len(arrays) or not volumes:
+        return None
+    painted_along = {other: sum(int(painted_profile(a, other).sum()) for a in volumes) for other in range(3)}
+    for other in (a for a in range(3) if a != axis and painted_along[a] < painted_along[axis]):
+        profiles = [_crossing_profile(volume, axis, other) for volume in volumes]
+        if all(_line_only_slices(profile)[0] == int(profile.any(axis=1).sum()) for profile in profiles):
+            return other
+    return None
 
 
 def _painted_fractions(arrays: list[np.ndarray | PaintProfile]) -> np.ndarray:

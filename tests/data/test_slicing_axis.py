@@ -199,3 +199,22 @@ def test_decision_normalizes_negative_axes_and_rejects_bad_ones():
         decide_axis([painted_on(1, slices=(3,))], chosen=3)
     with pytest.raises(ValueError, match="same number of dimensions"):
         decide_axis([np.ones((2, 2, 2)), np.ones((2, 2))], chosen=0)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_slices_painted_on_a_scan_of_few_slices_are_found_along_its_short_axis(axis):
+    # 3 of 12 slices painted spread over a quarter of them; a small organ on them over less of the 128 rows
+    # across, and training took those rows (each holding only the painted slices' lines), warning that the
+    # painted slices lay along them.
+    shape = [128, 128, 128]
+    shape[axis] = 12
+    labels = np.zeros(shape, np.uint8)
+    for s in (2, 5, 9):
+        index = [slice(40, 52), slice(60, 75), slice(30, 48)]
+        index[axis] = s
+        labels[tuple(index)] = 1
+    decision = decide_axis([labels])
+    assert decision.axis == axis and "as lines only" in decision.reason
+    assert axis_mismatch_advice([labels], axis) is None and crossing_slice_advice([labels], axis) is None
+    across = (axis + 1) % 3  # training along another axis is still warned about, naming the painted one
+    assert f"along axis {axis} crosses" in crossing_slice_advice([labels], across)
