@@ -107,6 +107,7 @@ class PredictionJob:
         self.on_finished = on_finished
         self.progress_bar = progress_bar
         self.is_running = False
+        self.cancelled = False
         self._worker = None
         self._bar = None
         self._done: dict[Any, int] = {}
@@ -152,6 +153,23 @@ class PredictionJob:
         keys = [self._renamed.get(item[0], item[0]) for item in self.items]
         number = keys.index(key) + 1 if key in keys else len(self._done)
         return f"Predicting volume {number} of {len(self.items)} ({key}), {self.fraction:.0%} done…"
+
+    def cancel(self) -> None:
+        """Stop after the batch of slices in hand (Stop pressed): the volumes finished so far stay written."""
+        if self.is_running:
+            self.cancelled = True
+            self._worker.quit()
+
+    @property
+    def outcome(self) -> str | None:
+        """What a cancelled job leaves, for the status line (None: it ran to its end)."""
+        if not self.cancelled:
+            return None
+        finished = sum(1 for done in self._done.values() if done >= _STEPS_PER_VOLUME)
+        return (
+            f"Prediction stopped: {finished} of {len(self.items)} volume(s) predicted, in their layers; "
+            "the others keep what they showed. Press Predict to predict them."
+        )
 
     def abandon(self) -> None:
         """Quit at the next batch without calling back."""

@@ -297,6 +297,19 @@ class TrainingState:
         return self.job is not None or self._pending_job is not None
 
     @property
+    def predicting(self) -> bool:
+        """A prediction job is running (Stop cancels it)."""
+        return isinstance(self.job, PredictionJob) and self.job.is_running
+
+    def cancel_prediction(self) -> bool:
+        """Stop a running prediction job after its current slices (on a 512 x 512 x 400 CT one took minutes, and
+        nothing stopped it); False if none runs."""
+        if not self.predicting:
+            return False
+        self.job.cancel()
+        return True
+
+    @property
     def busy(self) -> bool:
         """A run or a job is active."""
         return (self.run is not None and self.run.is_running) or self.job_running

@@ -191,7 +191,7 @@ class ActionWidget(QWidget):
         self.pause_button.setText({RunState.PAUSING: "Pausing…", RunState.PAUSED: "Resume"}.get(state, "Pause"))
         self.train_button.setEnabled(not training.busy)
         self.pause_button.setEnabled(active and not job)
-        self.stop_button.setEnabled(active and not job)
+        self.stop_button.setEnabled((active and not job) or training.predicting)  # Stop cancels a prediction
         model_ready = training.trainer is not None and not job and (paused or not active)
         self.predict_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.save_button.setEnabled(model_ready and state is not RunState.STOPPING)
@@ -344,8 +344,8 @@ class ActionWidget(QWidget):
             self.run.toggle_pause()
 
     def stop_training(self) -> None:
-        """Stop training after the current step (the model is kept)."""
-        if self.run is not None:
+        """Stop a prediction after its current slices, else training after the current step (the model is kept)."""
+        if not self.training_state.cancel_prediction() and self.run is not None:
             self.run.stop()
 
     # -- run callbacks (GUI thread) -------------------------------------------------------
@@ -457,13 +457,13 @@ class ActionWidget(QWidget):
         self.refine_panel.volume_predicted(image_name, update, record)
 
     def _on_job_finished(self, *_) -> None:
-        self.training_state.job = None
+        job, self.training_state.job = self.training_state.job, None
         if self.training_state.resume_after_job and self.run is not None and self.run.state is RunState.PAUSED:
             self.run.resume()
         self.training_state.resume_after_job = False
         after, self._after_prediction = self._after_prediction, None
         if self.run is None or not self.run.is_running:
-            self.status.say(after or "Ready.")
+            self.status.say(getattr(job, "outcome", None) or after or "Ready.")
         elif self.run.state is RunState.PAUSED:  # the user's pause: the job's "Predicting…" is over
             self.status.say("Paused; press Resume to train on.")
         self.refresh()
