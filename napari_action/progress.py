@@ -27,15 +27,16 @@ class SlicePrediction:
     labels : np.ndarray
         Label values (the user's values, not class ids), with ``axis`` moved
         first: shape ``(n_slices, *in_plane_shape)``.
-    confidence : np.ndarray
-        Max softmax probability per voxel, same shape, float32 in [0, 1].
+    confidence : np.ndarray or None
+        Max softmax probability per voxel, same shape, float32 in [0, 1]; None where the prediction was
+        asked not to make it (``iter_predict(with_confidence=False)``).
     """
 
     volume_index: int
     axis: int
     start: int
     labels: np.ndarray
-    confidence: np.ndarray
+    confidence: np.ndarray | None
 
     @property
     def stop(self) -> int:

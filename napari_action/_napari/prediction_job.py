@@ -36,7 +36,8 @@ def _predict_all(model: SegmentationModel, items: Sequence[PredictionItem]) -> G
         if turn is not None:  # read in the model's voxel order (a view), given back in its own
             volume = turn.from_stored(np.asarray(volume))
             spacing = None if spacing is None else tuple(spacing[axis] for axis in turn.stored_axes)
-        extra = {} if spacing is None else {"spacing": spacing}
+        # The layers show labels and rank slices by the entropy: the confidence volume (4 bytes a voxel) goes unmade.
+        extra = {"with_confidence": False} if spacing is None else {"spacing": spacing, "with_confidence": False}
         for update in model.predict_volume(volume, **extra):
             record = _quality_record(model, update)
             if turn is not None and update.done:

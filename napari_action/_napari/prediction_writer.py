@@ -131,5 +131,6 @@ class PredictionWriter:
         axis = trainer.axis if update.axis is None else update.axis  # a volume stored turned: along its own
         tracker = self.training_state.tracker_for(layer, axis)
         # A SlicePrediction holds its slices along the first axis: the slicing axis moves to the front.
-        labels, confidence = (np.moveaxis(a, axis, 0) for a in (update.labels, update.confidence))
-        tracker.write(SlicePrediction(update.volume_index, axis, 0, labels, confidence), refresh=True)
+        # A layer takes labels only (the job does not make the confidence: PredictionJob).
+        labels = np.moveaxis(update.labels, axis, 0)
+        tracker.write(SlicePrediction(update.volume_index, axis, 0, labels, None), refresh=True)

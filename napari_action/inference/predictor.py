@@ -260,6 +260,7 @@ class Predictor:
         prior_share: float = 1.0,
         spacing: Sequence[float] | None = None,
         extents: StructureExtents | None = None,
+        with_confidence: bool = True,
     ) -> Iterator[PredictionUpdate]:
         """Predict a whole volume, yielding progress after every batch of slices.
 
@@ -279,7 +280,8 @@ class Predictor:
         training slices' are seen at theirs (:meth:`scale_for`). The last
         update has ``done=True`` and carries ``labels`` (label values, the
         volume's own axis order and shape) and ``confidence`` (max softmax
-        probability) and ``entropy`` (normalised to [0, 1]) volumes.
+        probability; None with ``with_confidence=False``: 4 bytes a voxel a caller that only needs the
+        entropy, as napari's layers, does without) and ``entropy`` (normalised to [0, 1]) volumes.
 
         Raises
         ------
@@ -307,7 +309,7 @@ class Predictor:
         moved = np.moveaxis(data, axis, 0)
         n_slices = moved.shape[0]
         labels = np.zeros(moved.shape, self._dtype)
-        confidence = np.zeros(moved.shape, np.float32)
+        confidence = np.zeros(moved.shape, np.float32) if with_confidence else None
         entropy = np.zeros(moved.shape, np.float32)
         thickness = 1.0 if spacing is None else float(spacing[axis])
         scale = slice_scale(spacing, self.pixel_mm, axis)
@@ -328,7 +330,8 @@ class Predictor:
                 for index, smoothed in smoother.push(start + offset, slice_probs):
                     final = with_prior(smoothed, prior, index, decay, share=prior_share)
                     labels[index] = self.class_values[final.argmax(axis=0)]
-                    confidence[index] = final.max(axis=0)
+                    if confidence is not None:
+                        confidence[index] = final.max(axis=0)
                     entropy[index] = normalized_entropy(final, axis=0, check=False)
                     done = index + 1
             start = stop
@@ -341,7 +344,7 @@ class Predictor:
             n_slices,
             done=True,
             labels=np.moveaxis(labels, 0, axis),
-            confidence=np.moveaxis(confidence, 0, axis),
+            confidence=None if confidence is None else np.moveaxis(confidence, 0, axis),
             entropy=np.moveaxis(entropy, 0, axis),
             axis=axis,
         )
