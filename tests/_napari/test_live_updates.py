@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from napari.utils.notifications import notification_manager
 
-from tests.helpers import gui
+from tests.helpers import engine, gui
 from tests.helpers.gui import TIMEOUT, messages_since, start_long_training, wait_finished, wait_first_step
 
 
@@ -35,6 +35,7 @@ def test_paint_in_a_labels_layer_added_while_training_runs_is_pointed_out_once(s
     wait_finished(qtbot, widget)
 
     assert {layer.name: image for layer, image in widget.picker.selected_labels()}["second labels"] == "second"
+    widget.config_overrides = engine.tiny_overrides()  # a short run: the 400 steps above were to act during one
     widget.train_button.click()  # what the warning says to do
     wait_finished(qtbot, widget)
     assert widget.training_state.trainer.annotation.labeled_slices(1) == [3, 6]
