@@ -167,10 +167,10 @@ def _open_axes(
         return _Candidates((chosen,), "you chose it")
     if accepted is not None:
         return _Candidates((accepted,), "the slices you accepted lie along it")
-    painted = [a for a in arrays if has_paint(a)]
+    painted = [(a, counted) for a, counted in zip(arrays, map(_counted, arrays), strict=True) if has_paint(counted)]
     if not painted:
         return _Candidates(tuple(range(ndim)), "nothing is painted yet")
-    spread = _paint_spread(painted)
+    spread = _paint_spread([counted for _, counted in painted])
     tied = tuple(int(a) for a in np.flatnonzero(np.isclose(spread, spread.min(), rtol=0.0, atol=1e-12)))
     across = {_painted_across(painted, axis) for axis in tied}
     if len(across) == 1 and None not in across:
@@ -195,18 +195,20 @@ def axis_mismatch_advice(labels: Sequence[np.ndarray | None], axis: int) -> str 
     axis cross many slices along ``axis``, so training would learn background where the
     structures are: a class then sits on no labeled slice of its own.
     """
-    arrays = [label_array(lab) for lab in labels if lab is not None and has_paint(label_array(lab))]
-    if not arrays or len({a.ndim for a in arrays}) > 1:
+    arrays = [label_array(lab) for lab in labels if lab is not None]
+    painted = [(a, counted) for a, counted in zip(arrays, map(_counted, arrays), strict=True) if has_paint(counted)]
+    if not painted or len({a.ndim for a, _ in painted}) > 1:
         return None
-    axis = normalize_axis(axis, arrays[0].ndim)
-    spread = _paint_spread(arrays)
+    counts = [counted for _, counted in painted]
+    axis = normalize_axis(axis, counts[0].ndim)
+    spread = _paint_spread(counts)
     painted_axis = int(spread.argmin())
-    across = _painted_across(arrays, painted_axis)
+    across = _painted_across(painted, painted_axis)
     painted_axis = painted_axis if across is None else across
     # Dense labels touch every slice along every axis: no axis is "the painted one" then.
-    if painted_axis == axis or _painted_fractions(arrays).min() >= 0.5 or spread[axis] < 2 * spread.min():
+    if painted_axis == axis or _painted_fractions(counts).min() >= 0.5 or spread[axis] < 2 * spread.min():
         return None
-    crossed = sum(int(np.count_nonzero(painted_profile(a, axis))) for a in arrays)
+    crossed = sum(int(np.count_nonzero(painted_profile(a, axis))) for a in counts)
     return (
         f"The painted slices lie along axis {painted_axis}, but training slices along axis {axis}: each of "
         f"the {crossed} slices along axis {axis} that touch paint counts as fully labeled, its unpainted "
@@ -311,6 +313,30 @@ def painted_voxels(array: np.ndarray | PaintProfile, axis: int) -> np.ndarray:
     return np.count_nonzero(array, axis=others)
 
 
+_Counts = np.ndarray | PaintProfile
+
+#: Slices along the first axis compared with 0 at once while counting the paint (16 x 512 x 400 booleans: 3 MB).
+COUNT_BLOCK_SLICES = 16
+
+
+def _counted(array: np.ndarray | PaintProfile) -> np.ndarray | PaintProfile:
+    """A 3D label array's painted voxels counted per slice along each axis in one pass, a block of slices at a
+    time (a profile, and an array of another dimensionality, as they are).
+
+    Counted axis by axis, every voxel was compared with 0 three times over, on strided reads: 0.5 s on the GUI
+    thread for a 512 x 512 x 400 volume at Train. The counts are the same (``np.count_nonzero`` per slice).
+    """
+    if isinstance(array, PaintProfile) or array.ndim != 3:
+        return array
+    voxels = [np.zeros(n, np.int64) for n in array.shape]
+    for start in range(0, array.shape[0], COUNT_BLOCK_SLICES):
+        block = np.asarray(array[start : start + COUNT_BLOCK_SLICES] != 0)
+        voxels[0][start : start + len(block)] = block.sum(axis=(1, 2))
+        voxels[1] += block.sum(axis=(0, 2))
+        voxels[2] += block.sum(axis=(0, 1))
+    return PaintProfile(tuple(int(n) for n in array.shape), tuple(v > 0 for v in voxels), tuple(voxels))
+
+
 def _paint_spread(arrays: list[np.ndarray | PaintProfile]) -> np.ndarray:
     """Per axis, over how large a share of its slices the paint spreads, each slice weighed by its painted voxels.
 
@@ -332,19 +358,20 @@ def _paint_spread(arrays: list[np.ndarray | PaintProfile]) -> np.ndarray:
     return effective / total
 
 
-def _painted_across(arrays: list[np.ndarray | PaintProfile], axis: int) -> int | None:
+def _painted_across(painted: list[tuple[np.ndarray | PaintProfile, _Counts]], axis: int) -> int | None:
     """The axis of fewer painted slices than ``axis`` whose paint every painted slice along ``axis`` meets as lines
     only (the paint is those few slices), else None.
 
     :func:`_paint_spread` weighs the painted slices against the whole length of their axis: on a scan of few
     slices (512 x 512 x 12) two painted ones spread over a sixth of them, more than small structures spread
     over the 512 rows across, and training sliced along the rows, each holding only the painted slices' lines.
-    A profile of a file read lazily does not show the lines: those are left to the spread.
+    A profile of a file read lazily does not show the lines: those are left to the spread. ``painted`` pairs
+    each array with its counts (:func:`_counted`).
     """
-    volumes = [a for a in arrays if isinstance(a, np.ndarray) and a.ndim == 3]
-    if len(volumes) < len(arrays) or not volumes:
+    volumes = [a for a, _ in painted if isinstance(a, np.ndarray) and a.ndim == 3]
+    if len(volumes) < len(painted) or not volumes:
         return None
-    painted_along = {other: sum(int(painted_profile(a, other).sum()) for a in volumes) for other in range(3)}
+    painted_along = {other: sum(int(painted_profile(c, other).sum()) for _, c in painted) for other in range(3)}
     for other in (a for a in range(3) if a != axis and painted_along[a] < painted_along[axis]):
         profiles = [_crossing_profile(volume, axis, other) for volume in volumes]
         if all(_line_only_slices(profile)[0] == int(profile.any(axis=1).sum()) for profile in profiles):
