@@ -93,6 +93,10 @@ class PredictionUpdate:
     confidence: np.ndarray | None = None
     entropy: np.ndarray | None = None
     axis: int | None = None
+    #: One uncertainty score per slice along ``axis`` (:func:`~napari_action.inference.suggestions.slice_scores`
+    #: of ``entropy``, slice by slice), where whoever handed the update over computed them (napari's prediction
+    #: job, off the GUI thread); None otherwise.
+    slice_scores: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -383,7 +383,7 @@ class RefinePanel(QGroupBox):
         if update.entropy is None or trainer is None or image_name not in self.viewer.layers:
             return
         axis = trainer.axis if update.axis is None else update.axis  # a volume stored turned has its own
-        found = self.uncertainty.set_volume(image_name, update.entropy, axis)
+        found = self.uncertainty.set_volume(image_name, update.entropy, axis, update.slice_scores)
         if record is not None:
             self.cohort_tab.volume_predicted(image_name, record, trainer)
         if self.show_uncertainty.isChecked():
