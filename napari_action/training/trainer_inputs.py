@@ -321,24 +321,11 @@ def checked_annotation(
     """The painted slices as training targets (:func:`build_annotation`, along a continued model's axis and
     classes), refused where they cannot train (too many values, no slice left unpainted), and the advice on
     how the paint lies against the slicing axis (None where it lies well)."""
-    annotation = build_annotation(
-        labels,
-        shapes,
-        config,
-        axis=config.axis if checkpoint is None else checkpoint.axis,
-        labeled_slices=labeled_slices,
-        class_values=None if checkpoint is None else checkpoint.class_values,
-    )
-    check_class_count(annotation.class_values[1:], "The painted labels")  # class 0 is the background
-    advice = None
-    if config.annotation_mode == "slice":  # scribbles have no slices
-        # Only a forced axis can disagree with the paint ("auto" infers the painted one).
-        if config.axis is not None:
-            advice = axis_mismatch_advice(labels, annotation.axis)
-        # Paint on slices the user did not look at (another view, a leaked fill, a 3D brush), whatever the choice.
-        advice = advice or painting_slip_advice(labels, annotation.axis)
-    check_unpainted_slices(annotation, config.method, advice)
-    return annotation, advice
+    axis = config.axis if checkpoint is None else checkpoint.axis
+    class_values = None if checkpoint is None else checkpoint.class_values
+    # Only a forced axis can disagree with the paint ("auto" infers the painted one).
+    forced = config.axis is not None
+    return _annotation_that_trains(labels, shapes, config, axis, class_values, labeled_slices, forced)
 
 
 def updated_annotation(
@@ -353,18 +340,36 @@ def updated_annotation(
     its classes first), refused as at the start where they cannot train: too many values, or no slice left
     unpainted (a flood fill through the volume)."""
     turned = turns.labels(pad_labels(labels, len(shapes)))
-    updated = build_annotation(
-        turned,
-        shapes,
-        config,
-        axis=annotation.axis,
-        labeled_slices=turns.labeled_slices(check_labeled_slices(labeled_slices), annotation.axis),
-        class_values=annotation.class_values,
+    slices = turns.labeled_slices(check_labeled_slices(labeled_slices), annotation.axis)
+    updated, _ = _annotation_that_trains(
+        turned, shapes, config, annotation.axis, annotation.class_values, slices, False
     )
-    check_class_count(updated.class_values[1:], "The painted labels")
-    advice = painting_slip_advice(turned, updated.axis) if config.annotation_mode == "slice" else None
-    check_unpainted_slices(updated, config.method, advice)
     return updated
+
+
+def _annotation_that_trains(
+    labels: Sequence[Any],
+    shapes: Sequence[tuple[int, ...]],
+    config: TrainConfig,
+    axis: int | None,
+    class_values: Sequence[int] | None,
+    labeled_slices: Mapping[int, Sequence[int]] | None,
+    forced_axis: bool,
+) -> tuple[SparseAnnotation, str | None]:
+    """:func:`build_annotation` refused where it cannot train, with the advice on how the paint lies against the
+    slicing axis (``forced_axis``: whether it may disagree with the painted one)."""
+    annotation = build_annotation(
+        labels, shapes, config, axis=axis, labeled_slices=labeled_slices, class_values=class_values
+    )
+    check_class_count(annotation.class_values[1:], "The painted labels")  # class 0 is the background
+    advice = None
+    if config.annotation_mode == "slice":  # scribbles have no slices
+        if forced_axis:
+            advice = axis_mismatch_advice(labels, annotation.axis)
+        # Paint on slices the user did not look at (another view, a leaked fill, a 3D brush), whatever the choice.
+        advice = advice or painting_slip_advice(labels, annotation.axis)
+    check_unpainted_slices(annotation, config.method, advice)
+    return annotation, advice
 
 
 def check_unpainted_slices(annotation: SparseAnnotation, method: str, why: str | None = None) -> None:
