@@ -54,9 +54,9 @@ def _with_slice_scores(model: SegmentationModel, update: PredictionUpdate) -> Pr
     if not update.done or update.entropy is None:
         return update
     axis = model.axis if update.axis is None else update.axis
-    entropy = np.asarray(update.entropy, dtype=np.float32)
-    scores = [slice_scores(np.take(entropy, [index], axis=axis), axis)[0] for index in range(entropy.shape[axis])]
-    return dataclasses.replace(update, slice_scores=np.asarray(scores, dtype=np.float64))
+    # slice_scores reads one slice at a time; float32, as the map holds the entropy.
+    scores = slice_scores(np.asarray(update.entropy, dtype=np.float32), axis)
+    return dataclasses.replace(update, slice_scores=scores)
 
 
 def _in_stored_order(
