@@ -235,11 +235,8 @@ def _handle_file(
 ) -> tuple[str, str, dict | None]:
     """Skip, predict or fail one file: its status, for a failure the message, for a written file its quality record."""
     if args.skip_existing and target.exists():
-        return (
-            "skipped",
-            "",
-            kept_record(target, model.fingerprint),
-        )  # rated again with the rest, if its record still fits
+        # Rated again with the rest, if its record still fits (the mask as written, by this model).
+        return "skipped", "", kept_record(target, model.fingerprint)
     try:
         quality = _predict_file(image, target, model, args, progress)
     except FileExistsError:  # none when the run began: the writer's own words ask for ``overwrite=True``
