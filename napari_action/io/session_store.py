@@ -134,7 +134,7 @@ def _size_and_time(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def save_session(path: str | os.PathLike, session: Session) -> Path:
+def save_session(path: str | os.PathLike, session: Session, *, content: str | None = None) -> Path:
     """Write ``session`` to the zarr store ``path`` (a folder, e.g. ``work.action.zarr``).
 
     An existing session at ``path`` is replaced (autosave writes the same store
@@ -146,6 +146,9 @@ def save_session(path: str | os.PathLike, session: Session) -> Path:
         The store (a folder).
     session : Session
         What to write.
+    content : str, optional
+        :func:`content_sha256` of ``session``, when the caller has it already (hashing every array twice
+        cost an autosave that first checked whether anything changed).
 
     Returns
     -------
@@ -171,7 +174,7 @@ def save_session(path: str | os.PathLike, session: Session) -> Path:
     with explained_errors(path, existed=os.path.exists(path)), saving_alone(path):
         shutil.rmtree(partial, ignore_errors=True)  # what a killed save left behind
         try:
-            _write_store(partial, session)
+            _write_store(partial, session, content or content_sha256(session))
             _switch_in(partial, path)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -238,7 +241,7 @@ def _refuse_to_replace(path: Path) -> None:
     )
 
 
-def _write_store(partial: Path, session: Session) -> None:
+def _write_store(partial: Path, session: Session, content: str) -> None:
     import zarr  # ~0.3 s to import: loaded when a session is first written or read, not with the widget
 
     group = zarr.open_group(str(partial), mode="w", zarr_format=3)
@@ -252,7 +255,7 @@ def _write_store(partial: Path, session: Session) -> None:
             "format_version": FORMAT_VERSION,
             "version": __version__,
             "saved_at": time.time(),
-            "content_sha256": content_sha256(session),
+            "content_sha256": content,
             "axis": session.axis,
             "config": session.config,
             "class_names": {str(k): v for k, v in session.class_names.items()},

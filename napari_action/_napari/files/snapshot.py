@@ -235,10 +235,11 @@ def write_snapshot(
             volume.image = np.asarray(volume.image)  # a zarr or dask image is read here, off the GUI thread
     if snapshot.checkpoint is not None:
         session.checkpoint = checkpoint_to_bytes(snapshot.checkpoint)
-    if unless_unchanged and session_content(path) == content_sha256(session):
+    content = content_sha256(session)
+    if unless_unchanged and session_content(path) == content:
         return Path(path)
     # save_session creates a missing folder itself, with a message that names an unwritable one.
-    return save_session(path, session)
+    return save_session(path, session, content=content)
 
 
 # -- opening -------------------------------------------------------------------------
