@@ -23,6 +23,14 @@ def rows(tab) -> list[str]:
     return [tab.cohort_list.item(i).text() for i in range(tab.cohort_list.count())]
 
 
+def predict_a_scan_opened_after_train(viewer, widget, qtbot) -> None:
+    """Train, open a second scan called "late", press Predict (the job left running)."""
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
+    widget.predict_button.click()
+
+
 def test_predicted_volumes_listed_worst_first_and_a_click_shows_the_worst_slice(scene, qtbot):
     viewer, widget, labels, truth = scene
     tab = widget.refine_panel.cohort_tab
@@ -99,10 +107,7 @@ def test_a_scan_renamed_while_predict_runs_gets_its_prediction_and_its_row(scene
     # scan's prediction was dropped without a word (no "<scan> ACTION" layer, no row, the status line "Ready.").
     viewer, widget, labels, truth = scene
     tab = widget.refine_panel.cohort_tab
-    widget.train_button.click()
-    wait_finished(qtbot, widget)
-    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
-    widget.predict_button.click()
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
     assert widget.training_state.job is not None  # its results reach the viewer once the test waits
     viewer.layers["late"].name = "subject 2"
     wait_finished(qtbot, widget)
@@ -117,10 +122,7 @@ def test_a_scan_closed_while_predict_runs_leaves_its_prediction_to_no_scan_opene
     # into a "late ACTION" layer over the new scan, which got the closed one's row in the Cohort tab too.
     viewer, widget, labels, truth = scene
     tab = widget.refine_panel.cohort_tab
-    widget.train_button.click()
-    wait_finished(qtbot, widget)
-    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
-    widget.predict_button.click()
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
     assert widget.training_state.job is not None  # its results reach the viewer once the test waits
     viewer.layers.remove("late")
     viewer.add_image(np.zeros(gui.SHAPE, np.float32), name="late", **gui.GRID)
@@ -136,10 +138,7 @@ def test_a_scan_opened_under_the_name_of_a_closed_one_does_not_take_its_correcti
     # name from another folder): the new scan took the closed one's prediction layer, its Predict kept the closed
     # scan's corrections, Train learnt slice 4 of the new scan from them, and Export wrote them under its name.
     viewer, widget, labels, truth = scene
-    widget.train_button.click()
-    wait_finished(qtbot, widget)
-    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
-    widget.predict_button.click()
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
     wait_finished(qtbot, widget)
     corrected = viewer.layers["late ACTION"]
     gui.edit_slice(corrected, 4, 2)
@@ -175,10 +174,7 @@ def test_a_slice_accepted_on_a_scan_outside_training_waits_for_the_next_train(sc
     """A scan opened after Train, predicted, corrected and accepted: Update once cannot learn from it, and says so."""
     viewer, widget, labels, truth = scene
     panel = widget.refine_panel
-    widget.train_button.click()
-    wait_finished(qtbot, widget)
-    viewer.add_image(gui.disc_volume(1)[0], name="late", **gui.GRID)
-    widget.predict_button.click()
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
     wait_finished(qtbot, widget)
     assert "late" in panel.cohort_tab.records
     layer = viewer.layers["late ACTION"]
