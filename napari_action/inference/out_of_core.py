@@ -29,7 +29,7 @@ from napari_action.data.intensity import (
     intensity_statistics,
     sample_slices,
 )
-from napari_action.inference.postprocess import SliceSmoother, smoothing_sigma
+from napari_action.inference.postprocess import SliceSmoother, slices_spanned
 from napari_action.inference.predictor import Predictor
 from napari_action.inference.quality import QualityAccumulator
 from napari_action.inference.suggestions import normalized_entropy
@@ -90,7 +90,7 @@ def predict_to_writer(
     statistics = statistics or intensity_statistics(source, axis, reference=predictor.intensity_reference)
     thickness = float(source.meta.zooms[axis]) or 1.0
     scale = predictor.scale_for(source.meta.zooms)  # slices of another voxel size: seen at the training size
-    smoother = SliceSmoother(smoothing_sigma(predictor.smoothing_mm, thickness), n_slices)
+    smoother = SliceSmoother(slices_spanned(predictor.smoothing_mm, thickness), n_slices)
     start = 0
     while start < n_slices:
         stop = min(start + batch_size, n_slices)

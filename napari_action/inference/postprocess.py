@@ -57,16 +57,18 @@ def keep_largest_components(labels: np.ndarray, keep: int = 1, background: int =
     return cleaned
 
 
-#: The thinnest slice the smoothing's millimetres are counted on. 1.5 mm was chosen on 1 mm slices (1.5 slices;
-#: from 0 to 4 the Dice was flat there); a microscope's stack of 2 µm slices, its header in micrometres, is read in
-#: millimetres, and 1.5 mm spanned 750 of its slices, averaged every slice with the whole stack and left its cells
-#: predicted nowhere. On thinner slices the smoothing spans as many slices as on 1 mm ones.
-THINNEST_SMOOTHED_MM = 1.0
+#: The thinnest slice that lengths along the slicing axis (the smoothing, the prior's decay) are counted on.
+#: 1.5 mm of smoothing was chosen on 1 mm slices (1.5 slices; from 0 to 4 the Dice was flat there); a
+#: microscope's stack of 2 µm slices, its header in micrometres, is read in millimetres, and 1.5 mm spanned
+#: 750 of its slices, averaged every slice with the whole stack and left its cells predicted nowhere; the
+#: prior's 6 mm decay likewise mixed the propagation into all 3,000 slices around a painted one. On thinner
+#: slices these lengths span as many slices as on 1 mm ones.
+THINNEST_COUNTED_MM = 1.0
 
 
-def smoothing_sigma(smoothing_mm: float, thickness_mm: float) -> float:
-    """The smoothing's sigma in slices: ``smoothing_mm`` over the slice thickness, or over 1 mm for thinner slices."""
-    return smoothing_mm / max(thickness_mm, THINNEST_SMOOTHED_MM)
+def slices_spanned(length_mm: float, thickness_mm: float) -> float:
+    """``length_mm`` along the slicing axis in slices: over the slice thickness, or over 1 mm for thinner slices."""
+    return length_mm / max(thickness_mm, THINNEST_COUNTED_MM)
 
 
 class SliceSmoother:

@@ -28,7 +28,7 @@ from napari_action.inference.postprocess import (
     SliceSmoother,
     clear_outside_extents,
     fuse_prior,
-    smoothing_sigma,
+    slices_spanned,
     trim_beyond_extents,
 )
 from napari_action.inference.suggestions import normalized_entropy
@@ -313,8 +313,8 @@ class Predictor:
         entropy = np.zeros(moved.shape, np.float32)
         thickness = 1.0 if spacing is None else float(spacing[axis])
         scale = slice_scale(spacing, self.pixel_mm, axis)
-        smoother = SliceSmoother(smoothing_sigma(self.smoothing_mm, thickness), n_slices)
-        decay = self.prior_decay_mm / thickness
+        smoother = SliceSmoother(slices_spanned(self.smoothing_mm, thickness), n_slices)
+        decay = self.prior_decay_slices(thickness)
         own = self.extents_of(prior)
         extents = own if own is not None else extents
         done = 0
@@ -348,6 +348,10 @@ class Predictor:
             entropy=np.moveaxis(entropy, 0, axis),
             axis=axis,
         )
+
+    def prior_decay_slices(self, thickness_mm: float) -> float:
+        """:attr:`prior_decay_mm` in slices of ``thickness_mm`` (micrometre slices count as 1 mm ones)."""
+        return slices_spanned(self.prior_decay_mm, thickness_mm)
 
     def extents_of(self, prior: SlicePrior | None) -> StructureExtents | None:
         """Each structure's extent on a volume with this prior, beyond which its end is looked for (None: not)."""
@@ -385,7 +389,7 @@ def with_prior(
     """Slice ``index``'s ``(C, H, W)`` probabilities mixed with the prior there (:func:`fuse_prior`), if it reaches it,
     less the structures ``extents`` end before the slice (:func:`clear_outside_extents`).
 
-    ``decay`` is in slices (the predictor's ``prior_decay_mm`` over the slice thickness); ``share`` scales the
+    ``decay`` is in slices (:meth:`Predictor.prior_decay_slices`); ``share`` scales the
     prior's confidence.
     """
     if prior is not None and decay > 0 and prior.covered[index]:

@@ -113,7 +113,7 @@ class StreamCursor:
         prior = (priors or {}).get(volume)
         if prior is None:
             return (SlicePrediction(volume, predictor.axis, start, labels, probs.max(axis=1)),)
-        decay = predictor.prior_decay_mm / (1.0 if spacings is None else float(spacings[volume][predictor.axis]))
+        decay = predictor.prior_decay_slices(1.0 if spacings is None else float(spacings[volume][predictor.axis]))
         extents = predictor.extents_of(prior)
         cut = extents if predictor.structure_ends == "cut" else None
         share = prior_share(prior)
