@@ -203,6 +203,7 @@ class QualityAccumulator:
         self._voxels = np.zeros(len(self.class_values), np.int64)
         self._entropy = np.zeros(len(self.class_values), np.float64)
         self._worst_slice, self._worst_score = -1, -np.inf
+        self._scores: dict[int, float] = {}  # every slice's, for whoever shows them (the Refine panel)
 
     def add_slice(self, index: int, labels: np.ndarray, entropy: np.ndarray) -> None:
         """Count slice ``index``: its label values and the normalised entropy of each voxel."""
@@ -211,7 +212,7 @@ class QualityAccumulator:
         self._voxels += np.bincount(ids, minlength=len(self.class_values))
         self._entropy += np.bincount(ids, weights=weights, minlength=len(self.class_values))
         # The Refine panel's slice score, so that "worst slice" means the same in both places.
-        score = float(slice_scores(np.asarray(entropy)[np.newaxis], 0)[0])
+        score = self._scores[int(index)] = float(slice_scores(np.asarray(entropy)[np.newaxis], 0)[0])
         # Ties go to the lowest index, so that the slices may come in any order.
         if (score, -index) > (self._worst_score, -self._worst_slice):
             self._worst_slice, self._worst_score = int(index), score
@@ -223,6 +224,13 @@ class QualityAccumulator:
         slices = zip(np.moveaxis(labels, self.axis, 0), np.moveaxis(entropy, self.axis, 0), strict=True)
         for index, (label_slice, entropy_slice) in enumerate(slices):
             self.add_slice(index, label_slice, entropy_slice)
+
+    def slice_scores(self) -> np.ndarray:
+        """The score of every slice counted so far, by index (0 for one not counted, as the Refine panel has it):
+        :func:`~napari_action.inference.suggestions.slice_scores` of the entropy, without a second pass over it."""
+        scores = np.zeros(max(self._scores, default=-1) + 1)
+        scores[list(self._scores)] = list(self._scores.values())
+        return scores
 
     def finish(self) -> PredictionStats:
         """The record of the slices counted so far."""

@@ -20,6 +20,7 @@ from napari_action.inference.quality import (
     rate_cohort,
     write_quality_csv,
 )
+from napari_action.inference.suggestions import slice_scores
 from napari_action.io.geometry import voxel_volume_ml
 from napari_action.io.label_writers import MemoryLabelWriter
 from napari_action.io.volume_source import open_volume_source
@@ -101,6 +102,28 @@ def test_slice_by_slice_equals_the_whole_volume_in_any_order():
     for index in reversed(range(labels.shape[2])):
         record.add_slice(index, labels[..., index], entropy[..., index])
     assert record.finish() == whole
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_the_record_keeps_every_slice_score_the_refine_panel_shows_counted_in_any_order(axis):
+    # Napari's prediction job hands these to the panel: scoring the slices again took 1.1 s of 5.8 s for a CT.
+    labels, _ = prediction(shape=(12, 14, 10))
+    entropy = np.random.default_rng(axis).random(labels.shape, dtype=np.float32) ** 4
+    record = QualityAccumulator([0, 1, 2], axis, VOXEL_ML)
+    slices = list(zip(np.moveaxis(labels, axis, 0), np.moveaxis(entropy, axis, 0), strict=True))
+    for index in reversed(range(len(slices))):
+        record.add_slice(index, *slices[index])
+    expected = slice_scores(entropy, axis)
+    np.testing.assert_array_equal(record.slice_scores(), expected)  # bit for bit, not merely close
+    assert record.finish().worst_slice == int(expected.argmax())
+
+
+def test_the_slices_not_counted_score_0_as_the_panel_has_them():
+    labels, entropy = prediction()
+    record = QualityAccumulator([0, 1, 2], 2, VOXEL_ML)
+    record.add_slice(3, labels[..., 3], entropy[..., 3])
+    assert record.slice_scores().tolist() == [0.0, 0.0, 0.0, slice_scores(entropy[..., 3:4], 2)[0]]
+    assert QualityAccumulator([0, 1, 2], 2, VOXEL_ML).slice_scores().size == 0
 
 
 def test_a_mask_changed_after_prediction_keeps_the_doubt_and_counts_its_own_volumes():
