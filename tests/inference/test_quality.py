@@ -144,6 +144,21 @@ def test_label_values_the_model_does_not_have_are_refused():
         record.add_slice(0, np.array([[0, 7]]), np.zeros((1, 2)))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+def test_small_integer_labels_are_counted_and_refused_as_wider_ones_are(dtype):
+    # 8- and 16-bit masks are looked up in a table of every value of the type, the others searched for.
+    labels, entropy = prediction()
+    classes = [0, 2, 1, 300]  # a class value the narrow types cannot hold is simply never there
+    wide, narrow = (QualityAccumulator(classes, 2, VOXEL_ML) for _ in range(2))
+    wide.add_volume(labels.astype(np.int64), entropy)
+    narrow.add_volume(labels.astype(dtype), entropy)
+    assert narrow.finish().to_dict() == wide.finish().to_dict()
+    np.testing.assert_array_equal(narrow.slice_scores(), wide.slice_scores())
+    stray = 5 if np.iinfo(dtype).min == 0 else -1
+    with pytest.raises(ValueError, match=rf"label values \[{stray}\] are none"):
+        QualityAccumulator(classes, 2, VOXEL_ML).add_slice(0, np.array([[0, stray, 1]], dtype), np.zeros((1, 3)))
+
+
 def test_model_values_in_any_order_are_counted_by_value():
     labels, entropy = prediction()
     record = QualityAccumulator([0, 2, 1], 2, VOXEL_ML)  # the model lists ring before disc
