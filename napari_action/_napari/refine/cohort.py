@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QLabel, QListWidgetItem, QVBoxLayout, QWidget
 
+from napari_action._napari.layers import prediction_source
 from napari_action._napari.refine.accepted import go_to_slice
 from napari_action._napari.refine.tabs import SliceList, slice_item, slice_of
 from napari_action._napari.view_plane import layer_volume_meta
@@ -96,8 +97,23 @@ class CohortTab(QWidget):
         go_to_slice(self.viewer, layer, axis, index)
 
     def _on_layer_removed(self, event) -> None:
-        if self.records.pop(event.value.name, None) is not None:
+        name = self._volume_gone_with(event.value)
+        if name is not None and self.records.pop(name, None) is not None:
             self.refresh()
+
+    def _volume_gone_with(self, layer) -> str | None:
+        """The volume whose row goes with ``layer``: a closed image's own, or the image of a deleted prediction layer.
+
+        The score rates a prediction: with its layer deleted, the row rated labels no longer there, and a click
+        showed the worst slice of a prediction the user could no longer see. A copy of the prediction layer still
+        open (napari's Duplicate Layer copies its metadata) keeps the row.
+        """
+        source = prediction_source(layer)
+        if source is None:
+            return layer.name
+        if any(prediction_source(other) == source for other in self.viewer.layers):
+            return None
+        return source
 
     def image_renamed(self, old: str, new: str) -> None:
         """An image was renamed in the viewer: its row follows it (kept under the old name, a click found no layer

@@ -102,6 +102,32 @@ def test_a_renamed_scan_keeps_its_row_and_a_click_still_shows_it(scene, qtbot):
     assert sorted(tab.records) == ["subject 2", "vol"] and len(rows(tab)) == 2
 
 
+def test_a_deleted_prediction_layer_takes_its_row_and_a_renamed_one_keeps_it(scene, qtbot):
+    # The row of a scan whose "<scan> ACTION" layer was deleted stayed, rating labels no longer there, and was
+    # still rated with the others.
+    viewer, widget, labels, truth = scene
+    tab = widget.refine_panel.cohort_tab
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
+    wait_finished(qtbot, widget)
+    assert sorted(tab.records) == ["late", "vol"]
+    copy = viewer.layers["late ACTION"]
+    viewer.add_labels(np.array(copy.data), name="late copy", metadata=dict(copy.metadata), **gui.GRID)
+
+    viewer.layers.remove("late ACTION")  # a copy of that prediction is still open: the row stays
+    assert sorted(tab.records) == ["late", "vol"]
+    viewer.layers.remove("late copy")
+    assert sorted(tab.records) == ["vol"] and len(rows(tab)) == 1 and " · vol · " in rows(tab)[0]
+
+    viewer.layers["vol ACTION"].name = "my corrections"  # the row is the scan's: it stays, and a click shows it
+    assert sorted(tab.records) == ["vol"]
+    viewer.layers.selection.active = labels
+    worst = tab.qualities[0].worst_slice
+    gui.show_slice(viewer, (worst + 1) % gui.SHAPE[0])
+    tab.cohort_list.itemClicked.emit(tab.cohort_list.item(0))
+    assert viewer.layers.selection.active is viewer.layers["vol"]
+    assert viewer.dims.current_step[0] == worst
+
+
 def test_a_scan_renamed_while_predict_runs_gets_its_prediction_and_its_row(scene, qtbot):
     # The job called back under the name the scan had when Predict was clicked: no layer had it any more, and the
     # scan's prediction was dropped without a word (no "<scan> ACTION" layer, no row, the status line "Ready.").
