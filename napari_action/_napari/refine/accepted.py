@@ -231,18 +231,44 @@ def current_slice(viewer, layer, axis: int) -> int:
     return int(round(float(position[axis])))
 
 
-def go_to_slice(viewer, layer, axis: int, index: int) -> None:
-    """Show slice ``index`` (along data ``axis`` of ``layer``) in the viewer.
+def go_to_slice(viewer, layer, axis: int, index: int) -> bool:
+    """Show slice ``index`` (along data ``axis`` of ``layer``) in the viewer; True if a 3D view went to 2D for it.
 
     The world position of the slice is set through ``dims.set_point`` rather
     than a step index, so layers with any scale or origin land on the right
-    slice. In 2D, if the viewer displays that axis, it is made the sliced axis.
+    slice. If the viewer displays that axis, it is made the sliced axis. A 3D
+    view shows no single slice (a click in a list only moved a slider the user
+    could not see), so it goes to 2D; :func:`show_listed_slice` says so.
     """
     dims = viewer.dims
+    switched = dims.ndisplay != 2
+    if switched:
+        dims.ndisplay = 2
     world_axis = axis + dims.ndim - layer.ndim
     point = np.asarray(layer.world_to_data(dims.point), dtype=float)
     point[axis] = index
     world = np.asarray(layer.data_to_world(point), dtype=float)
-    if dims.ndisplay == 2 and world_axis in dims.displayed:
+    if world_axis in dims.displayed:
         dims.order = (world_axis, *[a for a in dims.order if a != world_axis])
     dims.set_point(world_axis, float(world[axis]))
+    return switched
+
+
+def show_listed_slice(viewer, target: tuple[str, int, int] | None, *, select: bool = False) -> str | None:
+    """Show the slice of a list row (its ``(image name, axis, index)``), selecting the image's layer with ``select``.
+
+    Returns what the status line should say: that a 3D view went to 2D for it; None otherwise (also for a header
+    row, or an image closed since).
+    """
+    if target is None or target[0] not in viewer.layers:
+        return None
+    name, axis, index = target
+    layer = viewer.layers[name]
+    if select:
+        viewer.layers.selection.active = layer
+    if not go_to_slice(viewer, layer, axis, index):
+        return None
+    return (
+        f"Switched to 2D to show slice {index} of {name!r} along axis {axis}: the 3D view shows no single slice "
+        "(napari's 2D/3D button goes back)."
+    )

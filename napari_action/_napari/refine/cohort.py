@@ -5,15 +5,17 @@ Each whole-volume prediction's labels and entropy make that volume's quality rec
 ``quality.csv``), counted by the prediction worker, not on the GUI thread. The records of every
 volume the current model predicted are rated together (with three or more, their median structure
 volumes are the reference), so the list re-orders as more volumes are predicted. A click selects
-the image layer and moves the viewer to the volume's worst slice along the model's slicing axis.
+the image layer and moves the viewer to the volume's worst slice along the model's slicing axis (a 3D
+view goes to 2D for it, and the panel's status line says so).
 """
 
 from __future__ import annotations
 
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QLabel, QListWidgetItem, QVBoxLayout, QWidget
 
 from napari_action._napari.layers import prediction_source
-from napari_action._napari.refine.accepted import go_to_slice
+from napari_action._napari.refine.accepted import show_listed_slice
 from napari_action._napari.refine.tabs import SliceList, slice_item, slice_of
 from napari_action._napari.view_plane import layer_volume_meta
 from napari_action.inference.quality import PredictionStats, VolumeQuality, rate_cohort
@@ -37,6 +39,9 @@ class CohortTab(QWidget):
     qualities : list of VolumeQuality
         The rated volumes as listed, worst first.
     """
+
+    #: A line for the panel's status line (a click that left the 3D view to show a slice).
+    said = Signal(str)
 
     def __init__(self, viewer):
         super().__init__()
@@ -88,13 +93,9 @@ class CohortTab(QWidget):
         self.summary_label.setText(f"{len(self.qualities)} predicted volume(s), worst first; {compared}.")
 
     def _on_item_clicked(self, item: QListWidgetItem) -> None:
-        target = slice_of(item)
-        if target is None or target[0] not in self.viewer.layers:
-            return
-        name, axis, index = target
-        layer = self.viewer.layers[name]
-        self.viewer.layers.selection.active = layer
-        go_to_slice(self.viewer, layer, axis, index)
+        said = show_listed_slice(self.viewer, slice_of(item), select=True)
+        if said is not None:
+            self.said.emit(said)
 
     def _on_layer_removed(self, event) -> None:
         name = self._volume_gone_with(event.value)

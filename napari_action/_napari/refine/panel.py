@@ -48,7 +48,7 @@ from napari_action._napari.refine.accepted import (
     accept_slices,
     copy_slices,
     current_slice,
-    go_to_slice,
+    show_listed_slice,
     tracker_for_layer,
 )
 from napari_action._napari.refine.cohort import CohortTab
@@ -149,6 +149,7 @@ class RefinePanel(QGroupBox):
         self.tabs.addTab(self._build_training_tab(), "Training set")
         self.tabs.addTab(self._build_next_tab(), "Next slices to annotate")
         self.cohort_tab = CohortTab(self.viewer)
+        self.cohort_tab.said.connect(self.status_label.setText)
         self.tabs.addTab(self.cohort_tab, "Cohort")
         grid = QGridLayout(self)
         grid.addWidget(self.update_button, 0, 0)
@@ -288,12 +289,9 @@ class RefinePanel(QGroupBox):
         self._update_suggestions()
 
     def _on_item_clicked(self, item: QListWidgetItem) -> None:
-        target = slice_of(item)
-        if target is None:
-            return
-        name, axis, index = target
-        if name in self.viewer.layers:
-            go_to_slice(self.viewer, self.viewer.layers[name], axis, index)
+        said = show_listed_slice(self.viewer, slice_of(item))
+        if said is not None:
+            self.status_label.setText(said)
 
     # -- accepting ------------------------------------------------------------------------
     def prediction_layer(self):

@@ -128,6 +128,34 @@ def test_a_deleted_prediction_layer_takes_its_row_and_a_renamed_one_keeps_it(sce
     assert viewer.dims.current_step[0] == worst
 
 
+def test_a_click_in_the_3d_view_goes_to_2d_at_the_slice_and_says_so(scene, qtbot):
+    # In 3D a click selected the scan and moved a slider the user could not see: the view stayed as it was.
+    viewer, widget, labels, truth = scene
+    panel, tab = widget.refine_panel, widget.refine_panel.cohort_tab
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
+    wait_finished(qtbot, widget)
+    (row,) = [row for row, quality in enumerate(tab.qualities) if quality.name == "late"]
+    worst = tab.qualities[row].worst_slice
+    viewer.dims.order = (1, 0, 2)  # turned in 3D: rows along axis 1 would be the slices shown back in 2D
+    viewer.dims.ndisplay = 3
+    tab.cohort_list.itemClicked.emit(tab.cohort_list.item(row))
+    assert viewer.dims.ndisplay == 2 and viewer.dims.not_displayed == (0,)  # the model's slicing axis
+    assert viewer.dims.current_step[0] == worst and viewer.layers.selection.active is viewer.layers["late"]
+    assert panel.status_label.text() == (
+        f"Switched to 2D to show slice {worst} of 'late' along axis 0: the 3D view shows no single slice "
+        "(napari's 2D/3D button goes back)."
+    )
+
+    # The Training set list's rows too (the warning on accepting in 3D sends the user there).
+    panel.status_label.setText("")
+    panel.training_list.itemClicked.emit(panel.training_list.item(1))  # "slice 2 · painted" of "vol"
+    assert viewer.dims.ndisplay == 2 and panel.status_label.text() == ""  # already 2D: nothing to say
+    viewer.dims.ndisplay = 3
+    panel.training_list.itemClicked.emit(panel.training_list.item(2))  # "slice 5 · painted"
+    assert viewer.dims.ndisplay == 2 and viewer.dims.current_step[0] == 5
+    assert panel.status_label.text().startswith("Switched to 2D to show slice 5 of 'vol' along axis 0")
+
+
 def test_a_scan_renamed_while_predict_runs_gets_its_prediction_and_its_row(scene, qtbot):
     # The job called back under the name the scan had when Predict was clicked: no layer had it any more, and the
     # scan's prediction was dropped without a word (no "<scan> ACTION" layer, no row, the status line "Ready.").
