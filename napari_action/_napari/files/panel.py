@@ -41,6 +41,7 @@ from napari_action._napari.files.recovery import (
     new_autosave_path,
     prune_autosaves,
     recovery_hint,
+    release_claim,
     session_dialog_folder,
 )
 from napari_action._napari.files.snapshot import (
@@ -120,6 +121,7 @@ class FilesPanel(QGroupBox):
         self.widget = widget
         self.viewer = widget.viewer
         self.autosave_path: Path | None = None
+        self._claimed: Path | None = None  # the store's folder autosave_target made, empty until a save succeeds
         self.session_folder: Path | None = None  # of the session last saved or opened: where Open session… starts
         self.last_autosave: float | None = None
         self._opening: Path | None = None
@@ -424,6 +426,8 @@ class FilesPanel(QGroupBox):
         """Where autosaves go (fixed at the first autosave of this panel)."""
         if self.autosave_path is None:
             self.autosave_path = new_autosave_path(default_autosave_dir(), time.strftime("%Y%m%d-%H%M%S"))
+            # A folder there now is one it made (it returns a path it could not create only where mkdir failed).
+            self._claimed = self.autosave_path if self.autosave_path.is_dir() else None
         return self.autosave_path
 
     def autosave(self) -> bool:
@@ -464,12 +468,13 @@ class FilesPanel(QGroupBox):
             path = write_snapshot(str(self.autosave_target()), snapshot, self._hashes, unless_unchanged=True)
         except Exception as error:  # noqa: BLE001 (whatever failed, the window must close)
             logger.error("the autosave on closing failed: %s", describe_error(error))
+            self._release_claim()
             return None
-        self.last_autosave = time.time()
+        self.last_autosave, self._claimed = time.time(), None
         return path
 
     def _on_autosaved(self, path) -> None:
-        self.last_autosave = time.time()
+        self.last_autosave, self._claimed = time.time(), None
         self.status_label.setText(f"Autosaved {time.strftime('%H:%M:%S')}")
         self.status_label.setToolTip(str(path))
         folder = default_autosave_dir()  # never a folder of the user's own, where a session was saved or opened
@@ -478,4 +483,13 @@ class FilesPanel(QGroupBox):
 
     def _on_autosave_failed(self, exc: Exception) -> None:
         logger.error("autosave failed: %s", exc)
-        self.status_label.setText(f"Autosave failed: {describe_error(exc)}")
+        self._release_claim()
+        self.status_label.setText(
+            f"Autosave failed: {describe_error(exc)} Your work is still in the layers; the next autosave tries again."
+        )
+
+    def _release_claim(self) -> None:
+        """A save into the folder :meth:`autosave_target` claimed failed: it goes; the next autosave claims again."""
+        claimed, self._claimed = self._claimed, None
+        if claimed is not None and release_claim(claimed) and self.autosave_path == claimed:
+            self.autosave_path = None

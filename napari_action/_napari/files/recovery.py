@@ -33,6 +33,7 @@ __all__ = [
     "latest_autosave",
     "new_autosave_path",
     "prune_autosaves",
+    "release_claim",
     "recovery_hint",
     "session_dialog_folder",
 ]
@@ -113,6 +114,20 @@ def new_autosave_path(folder: Path, stamp: str) -> Path:
             pass
         return path
     raise AssertionError("itertools.count never ends")
+
+
+def release_claim(claimed: Path) -> bool:
+    """Remove the folder :func:`new_autosave_path` claimed for a save that failed; True if it went.
+
+    Left, it stayed for good (no prune removes a store that says no time) and Open session… listed it among the
+    autosaves. Only while empty: a folder something was written into since is not the claim's to remove.
+    """
+    try:
+        claimed.rmdir()
+    except OSError as error:
+        logger.warning("kept %s after the failed autosave: %s", claimed, error)
+        return False
+    return True
 
 
 def prune_autosaves(folder: Path, current: Path | None = None, now: float | None = None) -> list[Path]:

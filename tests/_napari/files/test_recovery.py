@@ -17,7 +17,7 @@ from napari_action._napari.files.recovery import (
 from napari_action.io import session_store
 from napari_action.io.save_lock import lock_path
 from napari_action.io.session_store import Session, SessionVolume, load_session, save_session
-from tests.helpers.gui import disc_volume, dock, wait_idle
+from tests.helpers.gui import disc_volume, dock, edit_slice, wait_idle
 
 
 def _store(path) -> None:
@@ -131,3 +131,35 @@ def test_an_autosave_prunes_the_autosave_folder_and_never_a_folder_of_the_users(
     assert widget.files_panel.autosave()
     wait_idle(qtbot, widget)
     assert all(path.exists() for path in mine)
+
+
+def test_a_failed_autosave_removes_the_folder_it_claimed_and_nothing_else(viewer, qtbot, tmp_path, monkeypatch):
+    # The folder claimed for the first autosave stayed, empty, when the write failed: no prune ever removed it (it
+    # says no time) and Open session… listed it beside the autosaves, one more each time it happened.
+    monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path))
+    widget = dock(viewer)
+    image, truth = disc_volume()
+    viewer.add_image(image, name="vol")
+    labels = viewer.add_labels(truth, name="vol labels")
+    panel = widget.files_panel
+    claimed = panel.autosave_target()
+    assert claimed.is_dir()
+    lock_path(claimed).mkdir()  # the save's lock file cannot be made there, as on a full disk or a refused write
+    assert panel.autosave()
+    wait_idle(qtbot, widget)
+    assert not claimed.exists() and lock_path(claimed).is_dir()  # what it claimed went; what it did not make stayed
+    assert panel.status_label.text().startswith("Autosave failed: ")
+    assert panel.status_label.text().endswith("Your work is still in the layers; the next autosave tries again.")
+
+    lock_path(claimed).rmdir()
+    assert panel.autosave()  # under a name claimed again
+    wait_idle(qtbot, widget)
+    saved = panel.autosave_path
+    assert [volume.name for volume in load_session(saved).volumes] == ["vol"]
+    lock_path(saved).mkdir()
+    before = labels.data.copy()
+    edit_slice(labels, 3, 2)  # something new to save
+    assert panel.autosave()
+    wait_idle(qtbot, widget)
+    assert panel.status_label.text().startswith("Autosave failed: ")
+    assert panel.autosave_path == saved and np.array_equal(load_session(saved).volumes[0].painted, before)
