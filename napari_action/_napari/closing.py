@@ -7,14 +7,25 @@ widget) started a second training beside it. :class:`ClosingWatch` stops the wor
 panel closes, the normal way, so that its end autosaves the model like any stopped run. When the
 viewer's window closes, it autosaves at once what changed since the last autosave (up to a
 minute of painting and corrections, else lost with the window).
+
+napari has no public event for its window closing, nor a public way to its Qt window
+(``Window.qt_viewer`` is deprecated): :func:`main_window_of` takes the private
+``viewer.window._qt_window`` (checked on napari 0.9.2), and where a napari has none there the plugin
+works without the autosave on closing, and says so once in the log.
 """
 
 from __future__ import annotations
 
+import logging
+
+import napari
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QEvent, QObject
+from qtpy.QtWidgets import QWidget
 
 from napari_action._napari.prediction_job import PredictionJob
+
+logger = logging.getLogger(__name__)
 
 
 class ClosingWatch(QObject):
@@ -32,10 +43,9 @@ class ClosingWatch(QObject):
         widget.installEventFilter(self)
         # The training state is not a QObject, so it still receives this when the widget dies.
         widget.destroyed.connect(widget.training_state.abandon)
-        # napari's main window; napari has no public event for its closing. Docking the widget does not
-        # tell (the dock is not in the window yet when the widget is put in it), so the viewer's is watched.
-        # (Not kept here: a reference would keep the closed window alive.)
-        window = getattr(getattr(widget.viewer, "window", None), "_qt_window", None)
+        # napari's main window. Docking the widget does not lead to it (the dock is not in the window yet when
+        # the widget is put in it), so the viewer's is watched. (Not kept here: it would keep the closed window alive.)
+        window = main_window_of(widget.viewer)
         if window is not None:
             window.installEventFilter(self)
 
@@ -46,6 +56,20 @@ class ClosingWatch(QObject):
             # Before the window and the form go; once more if the user cancels the close and closes again later.
             self.widget.files_panel.autosave_before_closing()
         return False
+
+
+def main_window_of(viewer) -> QWidget | None:
+    """napari's Qt main window of ``viewer``, to hear it close; None, said in the log, where this napari has none
+    at the private ``viewer.window._qt_window`` (the only way to it: see the module's docstring)."""
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    if isinstance(window, QWidget):
+        return window
+    logger.warning(
+        "napari %s has no Qt main window at viewer.window._qt_window: closing napari will not autosave the "
+        "last minute's work (the autosave every minute still runs; Save session… before closing)",
+        napari.__version__,
+    )
+    return None
 
 
 def stop_work_of_closed(widget) -> None:

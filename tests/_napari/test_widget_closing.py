@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 import numpy as np
 from napari.utils.notifications import notification_manager
 
+from napari_action._napari.closing import main_window_of
+from napari_action._napari.widget import ActionWidget
 from napari_action.io.session_store import load_session
+from tests.helpers import gui
+from tests.helpers.engine import tiny_overrides
 from tests.helpers.gui import TIMEOUT, edit_slice, messages_since, start_long_training, wait_first_step
 
 
@@ -62,3 +69,33 @@ def test_closing_the_viewer_while_training_autosaves_the_model_and_no_step_is_dr
     qtbot.wait(500)
     session = load_session(widget.files_panel.autosave_path)
     assert session.checkpoint is not None and session.volumes[0].painted.any()
+
+
+def test_a_napari_without_its_private_main_window_still_trains_and_autosaves_and_says_closing_will_not(
+    viewer, qtbot, caplog
+):
+    # The autosave on closing hears napari's window through its private viewer.window._qt_window (no public event
+    # tells a window closes). A napari keeping it elsewhere must still load the plugin, and the log says what is off.
+    window = viewer.window._qt_window
+    assert main_window_of(viewer) is window
+    image, truth = gui.disc_volume()
+    viewer.add_image(image, name="vol", **gui.GRID)
+    gui.paint(viewer.add_labels(np.zeros(gui.SHAPE, np.uint8), name="vol labels", **gui.GRID), truth)
+    del viewer.window._qt_window  # as a napari without it
+    try:
+        with caplog.at_level(logging.WARNING, logger="napari_action._napari.closing"):
+            widget = ActionWidget(viewer)
+    finally:
+        viewer.window._qt_window = window  # napari's own teardown closes it
+    [said] = [record.getMessage() for record in caplog.records if record.name == "napari_action._napari.closing"]
+    assert "has no Qt main window at viewer.window._qt_window: closing napari will not autosave" in said
+    # One there but no Qt window is none either (installing the event filter on it would stop the widget loading).
+    assert main_window_of(SimpleNamespace(window=SimpleNamespace(_qt_window="not a Qt window"))) is None
+
+    viewer.window.add_dock_widget(widget, name="ACTION")
+    widget.config_overrides = tiny_overrides()
+    widget.train_button.click()
+    gui.wait_idle(qtbot, widget)
+    assert "vol ACTION" in viewer.layers
+    qtbot.waitUntil(lambda: widget.files_panel.last_autosave is not None, timeout=TIMEOUT)  # the run's end
+    assert load_session(widget.files_panel.autosave_path).checkpoint is not None
