@@ -97,6 +97,10 @@ class PredictionUpdate:
     #: of ``entropy``, slice by slice), where whoever handed the update over computed them (napari's prediction
     #: job, off the GUI thread); None otherwise.
     slice_scores: np.ndarray | None = None
+    #: What besides the network made the labels, in words (a training volume's painted slices mixed in, the
+    #: painted labels ending its structures: :func:`~napari_action.training.volume_prediction.prediction_aid`);
+    #: None for the network alone, which is all a saved model predicts with.
+    aided_by: str | None = None
 
 
 @dataclass(frozen=True)

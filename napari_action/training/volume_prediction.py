@@ -7,12 +7,14 @@ an image passed as an array does not carry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
 from napari_action.config import TrainConfig
 from napari_action.data.annotations import SparseAnnotation
+from napari_action.data.carried_prior import CarriedPrior
 from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import SlicePrior, structure_extents
 from napari_action.data.structure_extents import StructureExtents
@@ -22,7 +24,14 @@ from napari_action.progress import PredictionUpdate
 from napari_action.training.prior_mix import prior_share
 from napari_action.training.volume_turns import VolumeTurns
 
-__all__ = ["checked_volume_index", "predict_training_volume", "training_volume_extents"]
+__all__ = ["checked_volume_index", "predict_training_volume", "prediction_aid", "training_volume_extents"]
+
+#: :func:`prediction_aid`'s words for a volume's own prior mixed in (a painted volume).
+PAINTED_AID = "its painted slices mixed in"
+#: ... for a prior carried from the painted volumes (``TrainConfig.unpainted_prior = "registration"``).
+CARRIED_AID = "the painted labels, carried onto it by registration, mixed in"
+#: ... for structures ended where the painted labels reach (``TrainConfig.structure_ends``).
+ENDS_AID = "each structure ended where the painted labels reach"
 
 
 def checked_volume_index(index: int | np.integer, count: int) -> int:
@@ -72,4 +81,29 @@ def predict_training_volume(
     updates = predictor.iter_predict(
         whole, normalized=True, volume_index=index, prior=prior, prior_share=share, **kwargs
     )
-    return turns.updates_out(updates)
+    aid = prediction_aid(predictor, prior, kwargs.get("extents"))
+    return turns.updates_out(_aided(updates, aid))
+
+
+def prediction_aid(predictor: Predictor, prior: SlicePrior | None, extents: StructureExtents | None) -> str | None:
+    """What besides the network makes a training volume's prediction, in words (:attr:`PredictionUpdate.aided_by`);
+    None where the network alone does, as for any other image.
+
+    A saved model holds none of it (neither the painted volumes, their priors, nor where their labels end
+    each structure): ``napari-action predict`` gives such a volume the network's mask, and that mask's
+    quality score, where napari showed another (a scan nobody painted, its structures cut where the painted
+    scan's labels reach: 0.497 in napari, 0.558 in quality.csv). napari's Cohort tab says so on its row.
+    """
+    if prior is not None and predictor.prior_decay_mm > 0:  # what Predictor.iter_predict mixes in
+        return CARRIED_AID if isinstance(prior, CarriedPrior) else PAINTED_AID
+    own = predictor.extents_of(prior)  # and where it ends each structure, as Predictor.iter_predict chooses
+    ends = own if own is not None else extents
+    if predictor.structure_ends != "network" and ends is not None and bool(np.any(ends.first >= 0)):
+        return ENDS_AID
+    return None
+
+
+def _aided(updates: Iterable[PredictionUpdate], aid: str | None) -> Iterator[PredictionUpdate]:
+    """``updates`` with ``aid`` on the finished one."""
+    for update in updates:
+        yield dataclasses.replace(update, aided_by=aid) if update.done else update

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from napari_action.data.intensity import normalize_volume
+from napari_action.inference.loaded_model import load_model
 from napari_action.inference.predictor import Predictor, predict_volume, slice_stack
 from napari_action.networks.unet import UNet
 from napari_action.progress import PredictionUpdate
 from napari_action.training.trainer import Trainer
+from napari_action.training.volume_prediction import ENDS_AID, PAINTED_AID
 from tests.helpers.engine import disc_volume, out_of_memory_hook, sparse, tiny_config
 
 VALUES = np.array([0, 300, 7])  # the label value of each class of disc_volume: background, disc, ring
@@ -330,6 +332,25 @@ def test_a_volume_nobody_painted_is_bounded_by_the_painted_propagation_registere
     alone = _areas(final(trainer.predict_volume(1)))
     assert alone[36:].all() and not bounded[36:].any()
     np.testing.assert_array_equal(bounded[: carried.last[1] + 1], alone[: carried.last[1] + 1])
+
+
+def test_a_training_volume_says_what_besides_the_network_made_its_prediction_which_the_saved_model_lacks(tmp_path):
+    # napari's Cohort tab rated a scan nobody painted, cut where the painted scan's labels reach, 0.497; predicted
+    # by `napari-action predict` with the saved model, the network's own mask of the file, 0.558, and nothing
+    # told the two apart. The prediction now says what helped make it; the Cohort tab shows it on the row.
+    unpainted = _blob_volume(shift=4, seed=1)
+    trainer = _blob_trainer(_blob_volume(), unpainted)
+    assert final(trainer.predict_volume(0)).aided_by == PAINTED_AID
+    bounded = final(trainer.predict_volume(1))
+    assert bounded.aided_by == ENDS_AID
+
+    saved = load_model(trainer.save_checkpoint(tmp_path / "model.pt"))
+    alone = final(saved.predict_volume(unpainted[0]))
+    assert alone.aided_by is None and not np.array_equal(alone.labels, bounded.labels)
+    trainer.config.structure_ends = "network"
+    unaided = final(trainer.predict_volume(1))
+    assert unaided.aided_by is None
+    np.testing.assert_array_equal(unaided.labels, alone.labels)  # nothing but the network: the saved model's mask
 
 
 @pytest.mark.parametrize("rule", ["auto", "sometimes"])

@@ -7,6 +7,9 @@ volume the current model predicted are rated together (with three or more, their
 volumes are the reference), so the list re-orders as more volumes are predicted. A click selects
 the image layer and moves the viewer to the volume's worst slice along the model's slicing axis (a 3D
 view goes to 2D for it, and the panel's status line says so).
+A training volume's row says when the painted labels helped predict it
+(:func:`~napari_action.training.volume_prediction.prediction_aid`): a saved model has only the
+network, and ``napari-action predict`` rates such a scan's network-only mask, with another score.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from napari_action.inference.quality import PredictionStats, VolumeQuality, rate
 from napari_action.io.geometry import voxel_volume_ml
 
 _EMPTY = "Predict the opened volumes (Predict all opened volumes, or Predict selected) to rate them here."
+#: Ends the row of a volume whose prediction the painted labels helped make.
+AIDED_TAG = "with your labels"
+_AIDED_NOTE = (
+    f' Rows "{AIDED_TAG}": the painted labels helped predict them; napari-action predict with the saved model '
+    "has only the network, and rates its own mask of them."
+)
 
 
 class CohortTab(QWidget):
@@ -48,6 +57,7 @@ class CohortTab(QWidget):
         self.viewer = viewer
         self.records: dict[str, PredictionStats] = {}
         self.qualities: list[VolumeQuality] = []
+        self.aided_by: dict[str, str] = {}  # image name -> what besides the network made its prediction
         self._model_id: int | None = None
         self._class_names: dict[int, str] = {}
         self.summary_label = QLabel(_EMPTY)
@@ -63,21 +73,26 @@ class CohortTab(QWidget):
         self.cohort_list.row_chosen.connect(self._on_item_clicked)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
-    def volume_predicted(self, image_name: str, record: PredictionStats, model) -> None:
+    def volume_predicted(self, image_name: str, record: PredictionStats, model, aided_by: str | None = None) -> None:
         """Add the quality record of ``model``'s prediction of an image and list the cohort again.
 
         The record is counted off the GUI thread (the prediction worker's), at 1 mL per voxel;
-        here it gets the voxel size of the image layer.
+        here it gets the voxel size of the image layer. ``aided_by``: what besides the network made the
+        prediction (:attr:`~napari_action.progress.PredictionUpdate.aided_by`), shown on its row.
         """
         if image_name not in self.viewer.layers:
             return
         if id(model) != self._model_id:
             # Another model's scores are not comparable with this one's: the list starts over.
             self.records.clear()
+            self.aided_by.clear()
             self._model_id = id(model)
         self._class_names = dict(model.class_names)
         meta = layer_volume_meta(self.viewer.layers[image_name])
         self.records[image_name] = record.with_voxel_ml(voxel_volume_ml(meta.affine))
+        self.aided_by.pop(image_name, None)
+        if aided_by:
+            self.aided_by[image_name] = aided_by
         self.refresh()
 
     def refresh(self) -> None:
@@ -85,12 +100,13 @@ class CohortTab(QWidget):
         self.qualities = rate_cohort(list(self.records.items()), self._class_names)
         self.cohort_list.clear()
         for quality in self.qualities:
-            self.cohort_list.addItem(_row(quality))
+            self.cohort_list.addItem(_row(quality, self.aided_by.get(quality.name)))
         if not self.qualities:
             self.summary_label.setText(_EMPTY)
             return
         compared = "sizes checked against their median" if len(self.qualities) >= 3 else "sizes not compared (under 3)"
-        self.summary_label.setText(f"{len(self.qualities)} predicted volume(s), worst first; {compared}.")
+        aided = _AIDED_NOTE if any(quality.name in self.aided_by for quality in self.qualities) else ""
+        self.summary_label.setText(f"{len(self.qualities)} predicted volume(s), worst first; {compared}.{aided}")
 
     def _on_item_clicked(self, item: QListWidgetItem) -> None:
         said = show_listed_slice(self.viewer, slice_of(item), select=True)
@@ -121,13 +137,27 @@ class CohortTab(QWidget):
         and the next prediction listed the volume twice)."""
         if old in self.records:
             self.records[new] = self.records.pop(old)
+            if old in self.aided_by:
+                self.aided_by[new] = self.aided_by.pop(old)
             self.refresh()
 
 
-def _row(quality: VolumeQuality) -> QListWidgetItem:
-    """``0.42 · scan-3 · amygdala missing · slice 57``: a click shows that slice, the tooltip every flag."""
+def _row(quality: VolumeQuality, aided_by: str | None = None) -> QListWidgetItem:
+    """``0.42 · scan-3 · amygdala missing · slice 57``: a click shows that slice, the tooltip every flag.
+
+    A prediction the painted labels helped make (``aided_by``) ends ``· with your labels``, and its tooltip says
+    how: the same scan predicted by ``napari-action predict`` with the saved model is rated 0.558 where this row
+    said 0.497, and nothing on the row told the two apart.
+    """
     text = f"{quality.score:.2f} · {quality.name} · {quality.brief_flags()} · slice {quality.worst_slice}"
+    notes = list(quality.flags)
+    if aided_by:
+        text += f" · {AIDED_TAG}"
+        notes.append(
+            f"Predicted {AIDED_TAG}: {aided_by}. napari-action predict with the saved model has only the "
+            "network: it gives this scan the network's mask, and rates that mask."
+        )
     item = slice_item(text, quality.name, quality.axis, quality.worst_slice)
-    if quality.flags:
-        item.setToolTip("\n".join(quality.flags))
+    if notes:
+        item.setToolTip("\n".join(notes))
     return item

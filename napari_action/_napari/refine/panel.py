@@ -383,7 +383,7 @@ class RefinePanel(QGroupBox):
         axis = trainer.axis if update.axis is None else update.axis  # a volume stored turned has its own
         found = self.uncertainty.set_volume(image_name, update.entropy, axis, update.slice_scores)
         if record is not None:
-            self.cohort_tab.volume_predicted(image_name, record, trainer)
+            self.cohort_tab.volume_predicted(image_name, record, trainer, aided_by=update.aided_by)
         if self.show_uncertainty.isChecked():
             uncertainty_layer(self.viewer, self.viewer.layers[image_name], found.volume)
         self.rank_later()
