@@ -255,7 +255,7 @@ class Benchmark:
 
         self.args = args
         self.viewer = napari.Viewer(show=True)
-        self.viewer.window._qt_window.resize(1400, 900)
+        self.viewer.window.resize(1400, 900)
         load_scene(self.viewer, args.subjects, tuple(args.shape))
         self.widget = ActionWidget(self.viewer)
         self.viewer.window.add_dock_widget(self.widget, name="ACTION")

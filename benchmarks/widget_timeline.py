@@ -51,7 +51,7 @@ class Timeline:
         image, self.truth, meta = load_colin27()
         self.painted = [s + args.shift for s in evenly_spaced_slices(self.truth, AXIS, args.k)]
         self.viewer = napari.Viewer(show=True)
-        self.viewer.window._qt_window.resize(1400, 900)
+        self.viewer.window.resize(1400, 900)
         self.viewer.add_image(image, name="colin27", affine=meta.affine)
         labels = self.viewer.add_labels(sparse_from_truth(self.truth, AXIS, self.painted), name="painted")
         labels.affine = meta.affine

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from qtpy.QtWidgets import QApplication
 
-from napari_action._napari.files.panel import AUTOSAVE_ENV
+from napari_action._napari.files.recovery import AUTOSAVE_ENV
 from napari_action._napari.remembered import SETTINGS_ENV
 
 

@@ -26,7 +26,7 @@ logger = logging.getLogger("make_screenshots_cohort")
 
 def set_up() -> tuple[napari.Viewer, ActionWidget]:
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1280, 1000)
+    viewer.window.resize(1280, 1000)
     viewer.open_sample("napari-action", "phantom")
     viewer.dims.order = (2, 0, 1)  # short-axis slices: the phantom's slicing axis is 2
     widget = ActionWidget(viewer)

@@ -23,7 +23,7 @@ import numpy as np
 from _screenshots import keep_out_of_home, pump, wait_for  # noqa: E402 (docs/ is on sys.path when run as a script)
 from PIL import Image
 
-from napari_action._napari.files.panel import AUTOSAVE_ENV
+from napari_action._napari.files.recovery import AUTOSAVE_ENV
 from napari_action._napari.widget import ActionWidget
 from napari_action.data.samples import make_phantom
 
@@ -71,7 +71,7 @@ def show_only(viewer: napari.Viewer, names: set[str]) -> None:
 
 def new_viewer() -> tuple[napari.Viewer, ActionWidget]:
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1280, 1000)
+    viewer.window.resize(1280, 1000)
     widget = ActionWidget(viewer)
     widget.config_overrides = dict(BUDGET)
     viewer.window.add_dock_widget(widget, name="ACTION: Train from sparse labels", area="right")

@@ -55,7 +55,7 @@ def shoot(viewer: napari.Viewer, name: str, widget: ActionWidget | None = None) 
 
 def set_up() -> tuple[napari.Viewer, ActionWidget]:
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1280, 1000)
+    viewer.window.resize(1280, 1000)
     viewer.open_sample("napari-action", "phantom")
     for name in ("phantom-2", "phantom-3"):  # one subject: a short run and an uncluttered view
         viewer.layers.remove(name)

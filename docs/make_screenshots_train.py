@@ -41,7 +41,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     keep_out_of_home()
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1280, 860)
+    viewer.window.resize(1280, 860)
     viewer.open_sample("napari-action", "phantom")
     show_first_subject_only(viewer)
     widget = ActionWidget(viewer)
