@@ -171,7 +171,9 @@ def save_session(path: str | os.PathLike, session: Session, *, content: str | No
     partial = path.with_name(path.name + _PARTIAL)
     # Another process saving the same store (a second window's autosave) finishes first: its partial
     # store and backup are not this save's to remove.
-    with explained_errors(path, existed=os.path.exists(path)), saving_alone(path):
+    # An empty folder (an autosave's claimed name) holds nothing a failed save could leave "unchanged".
+    kept = os.path.exists(path) and not (path.is_dir() and not any(path.iterdir()))
+    with explained_errors(path, existed=kept), saving_alone(path):
         shutil.rmtree(partial, ignore_errors=True)  # what a killed save left behind
         try:
             _write_store(partial, session, content or content_sha256(session))

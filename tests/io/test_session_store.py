@@ -368,3 +368,14 @@ def test_a_store_records_what_it_holds_so_that_a_save_of_the_same_work_is_known_
     assert content_sha256(changed) != session_content(first)
     assert content_sha256(_session(0, checkpoint=b"model")) != session_content(first)
     assert session_content(tmp_path) is None  # no session
+
+
+def test_a_full_disk_at_the_first_save_into_a_claimed_empty_folder_does_not_call_the_store_unchanged(tmp_path):
+    # An autosave claims its store's name by creating its folder, empty, before the first save (two windows chose
+    # one name): a full disk then said "<store> is unchanged", as if an earlier autosave were kept there.
+    path = tmp_path / "20261207-101010.action.zarr"
+    path.mkdir()
+    outcome = run_save(_SAVE, path, setup=_BIG_SESSION, file_size_limit=64 << 10)
+    assert outcome.type == "OSError" and outcome.errno == errno.EFBIG
+    assert outcome.message.startswith(f"could not write {path}: the disk is full or the file is too large")
+    assert "unchanged" not in outcome.message
