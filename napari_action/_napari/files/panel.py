@@ -377,8 +377,8 @@ class FilesPanel(QGroupBox):
         snapshot = self.snapshot()
         if snapshot.left_out:
             show_warning(
-                "ACTION: not in the session (no image of their shape, or a second Labels layer "
-                f"on one image): {', '.join(snapshot.left_out)}"
+                "ACTION: not in the session (no image of their shape, a second Labels layer on one image, or the "
+                f"prediction of a closed image, which Export refined masks… writes): {', '.join(snapshot.left_out)}"
             )
         self._start("save", write_snapshot, str(path), snapshot, self._hashes, on_returned=self._on_session_saved)
         return True

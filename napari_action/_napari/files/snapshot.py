@@ -196,6 +196,7 @@ def take_snapshot(viewer, training_state, picked=(), config=None, references=())
     """
     pairs, left_out = painted_pairs(viewer, list(picked))
     volumes = [_volume(viewer, image, pairs.get(image.name), training_state) for image in image_layers(viewer)]
+    left_out += unstored_predictions(viewer)
     training_state.name_classes()  # the checkpoint and the session carry the names painted so far
     model = training_state.trainer
     checkpoint = None if model is None else with_references(model.checkpoint(), references)
@@ -211,6 +212,14 @@ def take_snapshot(viewer, training_state, picked=(), config=None, references=())
         axis=None if model is None else int(model.axis),
     )
     return Snapshot(session, checkpoint, left_out)
+
+
+def unstored_predictions(viewer) -> list[str]:
+    """The prediction layers a session has no place for: a session keeps one per open image, and a closed scan's
+    (``<scan> (closed) ACTION``, its corrections kept) or a second one of an image (napari's Duplicate Layer) went
+    missing from it without a word."""
+    stored = {id(find_prediction_layer(viewer, image)) for image in image_layers(viewer)}
+    return [layer.name for layer in viewer.layers if is_prediction_layer(layer) and id(layer) not in stored]
 
 
 def has_content(viewer, training_state) -> bool:

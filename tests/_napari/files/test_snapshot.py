@@ -13,6 +13,7 @@ from napari.utils.notifications import notification_manager
 
 from napari_action._napari.files.recovery import autosave_after_opening
 from napari_action._napari.files.snapshot import read_session
+from napari_action._napari.layers import SOURCE_KEY
 from napari_action._napari.widget import ActionWidget
 from napari_action.io.session_store import Session, SessionVolume, file_sha256, load_session, save_session
 from tests.helpers.engine import write_nifti
@@ -244,3 +245,25 @@ def test_a_source_moved_since_saving_is_named_with_what_came_back_and_what_to_do
         "the next save records its new place."
     ]
     np.testing.assert_array_equal(restored.session.volume("scan").painted, painted)
+
+
+def test_a_save_names_the_prediction_layers_it_cannot_keep_those_of_closed_scans(viewer, qtbot, tmp_path):
+    # Closing a scan keeps its prediction layer, corrections in it, as "<scan> (closed) ACTION" (docs/usage.md);
+    # a session keeps each open image's prediction layer only, and Save session… dropped the closed one's without
+    # a word: the session reopened without the corrections.
+    image, truth = disc_volume()
+    viewer.add_image(image, name="kept")
+    viewer.add_image(disc_volume(2)[0], name="closed")
+    for name in ("kept", "closed"):
+        viewer.add_labels(truth.astype(np.uint8), name=f"{name} ACTION", metadata={SOURCE_KEY: name})
+    widget = dock(viewer)
+    viewer.layers.remove("closed")
+    assert "closed (closed) ACTION" in viewer.layers
+    before = len(notification_manager.records)
+    assert widget.files_panel.save_session(tmp_path / "work.action.zarr")
+    wait_idle(qtbot, widget)
+
+    assert load_session(tmp_path / "work.action.zarr").volume("kept").prediction is not None
+    warned = [str(record.message) for record in notification_manager.records[before:]]
+    assert any("not in the session" in text and "closed (closed) ACTION" in text for text in warned), warned
+    assert not any("'kept ACTION'" in text or " kept ACTION" in text for text in warned)
