@@ -185,6 +185,7 @@ def test_labels_sent_while_training_that_cannot_train_are_refused_with_a_notice_
     every_slice = np.ones_like(labels)
     progress = generator.send(AnnotationUpdate(labels=(every_slice,)))
     assert "are painted (or marked as labeled) in the image, but the method action" in progress.notice
+    assert "as a flood fill leaves that ran over the whole slice" in progress.notice  # the advice, for a refusal
     assert progress.notice.endswith("Training keeps the labels it had until then.")
     assert trainer.annotation.labeled_slices(0) == painted_before
     rest = list(generator)
