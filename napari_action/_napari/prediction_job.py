@@ -17,6 +17,7 @@ import numpy as np
 from napari.utils import progress as napari_progress
 
 from napari_action._napari.threads import cap_torch_threads, lower_thread_priority, new_worker
+from napari_action.inference.made_by import model_record
 from napari_action.inference.model_protocol import SegmentationModel
 from napari_action.inference.quality import PredictionStats, QualityAccumulator
 from napari_action.inference.suggestions import slice_scores
@@ -34,6 +35,9 @@ PredictionItem = tuple[Any, int | np.ndarray, tuple | None, Reorientation | None
 def _predict_all(model: SegmentationModel, items: Sequence[PredictionItem]) -> Generator:
     lower_thread_priority()
     cap_torch_threads(model.config.num_threads)
+    # Hashed here, once per job: the weights do not change while it runs (training waits), and hashing
+    # them on the GUI thread would stall it. Each update carries it to the layer it is written into.
+    made_by = model_record(model)
     for key, volume, spacing, turn in items:
         if turn is not None:  # read in the model's voxel order (a view), given back in its own
             volume = turn.from_stored(np.asarray(volume))
@@ -45,7 +49,7 @@ def _predict_all(model: SegmentationModel, items: Sequence[PredictionItem]) -> G
                 update, record = _scored(model, update, turn, np.shape(volume))
             else:
                 record = None
-            yield key, update, record
+            yield key, update, record, made_by
 
 
 def _scored(
@@ -94,7 +98,8 @@ class PredictionJob:
     on_update : callable
         ``on_update(key, PredictionUpdate, PredictionStats or None)`` on the GUI
         thread; the last update of a volume has ``done=True``, the labels and
-        the volume's quality record (counted at 1 mL per voxel), the others None.
+        the volume's quality record (counted at 1 mL per voxel), the others None;
+        :attr:`made_by` says which model made them.
     on_finished : callable, optional
         Called once on the GUI thread when the worker ends (also on error).
     progress_bar : bool
@@ -125,6 +130,8 @@ class PredictionJob:
         self._bar = None
         self._done: dict[Any, int] = {}
         self._renamed: dict[Any, Any] = {}  # key an item was started with -> the image's name now (None: closed)
+        #: The model's record (:func:`~napari_action.inference.made_by.model_record`), from its first update on.
+        self.made_by: dict[str, Any] | None = None
 
     def start(self) -> None:
         """Start predicting in a worker thread."""
@@ -191,8 +198,8 @@ class PredictionJob:
         if self.is_running:
             self._worker.quit()
 
-    def _on_yielded(self, item: tuple[Any, PredictionUpdate, PredictionStats | None]) -> None:
-        started, update, record = item
+    def _on_yielded(self, item: tuple[Any, PredictionUpdate, PredictionStats | None, dict]) -> None:
+        started, update, record, self.made_by = item
         before = self._done.get(started, 0)
         self._done[started] = round(_STEPS_PER_VOLUME * update.slices_done / max(update.total_slices, 1))
         key = self._renamed.get(started, started)

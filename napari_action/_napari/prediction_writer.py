@@ -3,13 +3,15 @@
 Streamed slices arrive in batches from a training run; whole volumes come
 from a prediction job. Each image gets one prediction layer, made at its first
 write, and an :class:`~napari_action._napari.layers.EditTracker` that keeps the
-user's corrections.
+user's corrections. Each layer's metadata says which model made its last prediction
+(:data:`MODEL_KEY`), for the provenance Export writes beside its mask.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QTimer
@@ -20,6 +22,14 @@ from napari_action.progress import PredictionUpdate, SlicePrediction
 
 #: How often a whole-volume write waiting for the user's brush stroke to end looks again.
 STROKE_WAIT_MS = 100
+#: Metadata key of a prediction layer: the record of the model that made its last prediction
+#: (:func:`~napari_action.inference.made_by.model_record`), None when no one model did.
+MODEL_KEY = "napari_action_model"
+
+
+def made_by(layer) -> dict[str, Any] | None:
+    """The record of the model that made the last prediction written into ``layer`` (None: unknown)."""
+    return getattr(layer, "metadata", {}).get(MODEL_KEY)
 
 
 @dataclass
@@ -77,6 +87,9 @@ class PredictionWriter:
             written.compared += compared
             touched[id(tracker.layer)] = tracker.layer
         for layer in touched.values():
+            # Streamed slices come from a network that changes at every step (or from the preview's
+            # propagation): no one model made this layer until a whole-volume prediction writes it.
+            layer.metadata[MODEL_KEY] = None
             layer.refresh()  # once per layer and batch: refreshes are the costly part
         return written
 
@@ -106,11 +119,12 @@ class PredictionWriter:
         tracker = state.targets[volume_index] = state.tracker_for(layer, axis)
         return tracker
 
-    def write_volume(self, image_name: str, update: PredictionUpdate) -> None:
+    def write_volume(self, image_name: str, update: PredictionUpdate, model: dict[str, Any] | None = None) -> None:
         """Write a finished whole-volume prediction of ``image_name`` into its layer (made if missing).
 
         While the user drags a brush in that layer, the write waits for the stroke to end: its voxels
-        are locked only once it is committed, and the prediction would overwrite them.
+        are locked only once it is committed, and the prediction would overwrite them. ``model``: the
+        record of the model that made it, kept in the layer's metadata (:data:`MODEL_KEY`).
         """
         trainer = self.training_state.trainer
         if image_name not in self.viewer.layers or trainer is None:
@@ -118,7 +132,7 @@ class PredictionWriter:
         image = self.viewer.layers[image_name]
         shown = find_prediction_layer(self.viewer, image)
         if shown is not None and is_mid_stroke(shown):
-            QTimer.singleShot(STROKE_WAIT_MS, partial(self.write_volume, image_name, update))
+            QTimer.singleShot(STROKE_WAIT_MS, partial(self.write_volume, image_name, update, model))
             return
         self.training_state.name_classes()
         layer = prediction_layer_for(
@@ -133,4 +147,5 @@ class PredictionWriter:
         # A SlicePrediction holds its slices along the first axis: the slicing axis moves to the front.
         # A layer takes labels only (the job does not make the confidence: PredictionJob).
         labels = np.moveaxis(update.labels, axis, 0)
+        layer.metadata[MODEL_KEY] = model
         tracker.write(SlicePrediction(update.volume_index, axis, 0, labels, None), refresh=True)

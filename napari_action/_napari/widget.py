@@ -453,7 +453,7 @@ class ActionWidget(QWidget):
         self.status.predicting(self.training_state.job, image_name)
         if not update.done or image_name not in self.viewer.layers:
             return
-        self.writer.write_volume(image_name, update)
+        self.writer.write_volume(image_name, update, self.training_state.job.made_by)
         self.refine_panel.volume_predicted(image_name, update, record)
 
     def _on_job_finished(self, *_) -> None:

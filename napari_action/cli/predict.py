@@ -284,6 +284,7 @@ def _predict_file(
     from napari_action.inference.quality import QualityAccumulator
     from napari_action.io.geometry import VoxelGeometry, geometry_warnings, voxel_volume_ml
     from napari_action.io.label_writers import MemoryLabelWriter, open_label_writer, write_label_volume
+    from napari_action.io.provenance import mask_descrip
     from napari_action.io.reoriented import ReorientedSource
     from napari_action.io.volume_source import open_volume_source
 
@@ -298,10 +299,12 @@ def _predict_file(
             progress.note(f"Warning: {message}")
         # A reoriented volume's labels go back to the stored order whole, as kept components need them whole.
         gather = bool(args.largest_components) or turn is not None
+        # The header names the tool and the model (any NIfTI viewer shows it), as quality.csv does.
+        written = {"overwrite": args.overwrite, "descrip": mask_descrip(model.fingerprint)}
         if gather:
-            writer = MemoryLabelWriter(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)
+            writer = MemoryLabelWriter(target, source.meta, predictor.label_dtype, axis, **written)
         else:
-            writer = open_label_writer(target, source.meta, predictor.label_dtype, axis, overwrite=args.overwrite)
+            writer = open_label_writer(target, source.meta, predictor.label_dtype, axis, **written)
         quality = QualityAccumulator(predictor.class_values, axis, voxel_volume_ml(source.meta.affine))
         try:
             predict_to_writer(predictor, source, writer, tta=args.tta, on_progress=progress.slices, quality=quality)
@@ -315,7 +318,7 @@ def _predict_file(
             if turn is not None:
                 labels, stats = turn.to_stored(labels).copy(), stats.in_stored_order(turn, source.shape)
             stored_axis = axis if turn is None else turn.stored_axes[axis]
-            write_label_volume(target, labels, stored.meta, stored_axis, overwrite=args.overwrite)
+            write_label_volume(target, labels, stored.meta, stored_axis, **written)
             return stats
         except BaseException:
             writer.discard()

@@ -30,7 +30,7 @@ import numpy as np
 
 from napari_action.io.atomic import explained_errors, new_file_mode, remove_stale_parts, replace
 from napari_action.io.nifti import VolumeError
-from napari_action.io.nifti_writer import label_header_bytes, save_labels
+from napari_action.io.nifti_writer import DEFAULT_DESCRIP, label_header_bytes, save_labels
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, zarr_attrs
 
@@ -61,7 +61,13 @@ class LabelWriter(Protocol):
 
 
 def open_label_writer(
-    target: str | os.PathLike, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False
+    target: str | os.PathLike,
+    meta: VolumeMeta,
+    dtype: np.dtype,
+    axis: int,
+    *,
+    overwrite: bool = False,
+    descrip: str = DEFAULT_DESCRIP,
 ) -> LabelWriter:
     """The writer for ``target``'s format (``.nii``, ``.zarr``, else ``.nii.gz``).
 
@@ -77,6 +83,8 @@ def open_label_writer(
         The axis along which slices arrive.
     overwrite : bool
         Replace an existing ``target``.
+    descrip : str
+        The NIfTI header's description line (what made the labels); a zarr store has no such field.
 
     Raises
     ------
@@ -89,15 +97,21 @@ def open_label_writer(
     if name.endswith(ZARR_SUFFIX):
         return ZarrLabelWriter(target, meta, dtype, axis, overwrite=overwrite)
     if name.endswith(".nii"):
-        return NiftiLabelWriter(target, meta, dtype, axis, overwrite=overwrite)
-    return MemoryLabelWriter(target, meta, dtype, axis, overwrite=overwrite)
+        return NiftiLabelWriter(target, meta, dtype, axis, overwrite=overwrite, descrip=descrip)
+    return MemoryLabelWriter(target, meta, dtype, axis, overwrite=overwrite, descrip=descrip)
 
 
 def write_label_volume(
-    target: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, axis: int, *, overwrite: bool = False
+    target: str | os.PathLike,
+    labels: np.ndarray,
+    meta: VolumeMeta,
+    axis: int,
+    *,
+    overwrite: bool = False,
+    descrip: str = DEFAULT_DESCRIP,
 ) -> Path:
     """Write a whole label volume in ``target``'s format (after post-processing that needed all of it)."""
-    writer = open_label_writer(target, meta, labels.dtype, axis, overwrite=overwrite)
+    writer = open_label_writer(target, meta, labels.dtype, axis, overwrite=overwrite, descrip=descrip)
     try:
         for index, plane in enumerate(np.moveaxis(labels, axis, 0)):
             writer.write(index, plane)
@@ -165,8 +179,18 @@ class MemoryLabelWriter(_SliceWriter):
     ``.nii``) file, and :func:`save_labels` stores the smallest type that holds the values written.
     """
 
-    def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        target: Path,
+        meta: VolumeMeta,
+        dtype: np.dtype,
+        axis: int,
+        *,
+        overwrite: bool = False,
+        descrip: str = DEFAULT_DESCRIP,
+    ) -> None:
         super().__init__(target, meta, axis, overwrite)
+        self.descrip = descrip
         self.labels = np.zeros(meta.shape, dtype)
         self._next = 0
 
@@ -178,7 +202,7 @@ class MemoryLabelWriter(_SliceWriter):
 
     def commit(self) -> Path:
         """Compress and save the labels, atomically."""
-        return save_labels(self.target, self.labels, self.meta, overwrite=self.overwrite)
+        return save_labels(self.target, self.labels, self.meta, overwrite=self.overwrite, descrip=self.descrip)
 
     def discard(self) -> None:
         """Nothing was written to disk."""
@@ -197,9 +221,18 @@ class NiftiLabelWriter(_RunWriter):
     ``dtype`` the type stored in it. Slices reach the file a run (``_NIFTI_RUN`` slices) at a time.
     """
 
-    def __init__(self, target: Path, meta: VolumeMeta, dtype: np.dtype, axis: int, *, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        target: Path,
+        meta: VolumeMeta,
+        dtype: np.dtype,
+        axis: int,
+        *,
+        overwrite: bool = False,
+        descrip: str = DEFAULT_DESCRIP,
+    ) -> None:
         super().__init__(target, meta, dtype, axis, overwrite, run=_NIFTI_RUN)
-        header, self.offset = label_header_bytes(meta, self.dtype)
+        header, self.offset = label_header_bytes(meta, self.dtype, descrip)
         size = self.offset + int(np.prod(meta.shape)) * self.dtype.itemsize
         with explained_errors(self.target, existed=self.target.exists()):
             handle, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=_PART, dir=self.target.parent)

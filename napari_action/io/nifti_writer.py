@@ -28,16 +28,22 @@ from napari_action.label_values import smallest_label_dtype
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["label_header_bytes", "save_labels"]
+__all__ = ["DEFAULT_DESCRIP", "label_header_bytes", "save_labels"]
+
+#: The header's ``descrip`` of labels saved without a line of their own
+#: (:func:`~napari_action.io.provenance.mask_descrip` makes one).
+DEFAULT_DESCRIP = "napari-action labels"
+#: Bytes NIfTI-1 and NIfTI-2 headers keep for ``descrip``.
+_DESCRIP_BYTES = 80
 
 
-def label_header_bytes(meta: VolumeMeta, dtype: np.dtype) -> tuple[bytes, int]:
+def label_header_bytes(meta: VolumeMeta, dtype: np.dtype, descrip: str = DEFAULT_DESCRIP) -> tuple[bytes, int]:
     """The header :func:`save_labels` writes into an uncompressed ``.nii`` file, and its data offset.
 
     For writers that fill the voxels afterwards, slice by slice: the file is the returned bytes,
     zero-padded up to the offset, followed by the labels in Fortran order.
     """
-    hdr = _header_for(meta, np.dtype(dtype))
+    hdr = _header_for(meta, np.dtype(dtype), descrip)
     # A single file with no extensions: header, the 4-byte extension flag, voxels (352 / 544 bytes in).
     offset = int(hdr.single_vox_offset)
     hdr.set_data_offset(offset)
@@ -73,7 +79,12 @@ def _labels_for_writing(labels: Any, meta: VolumeMeta, path: Path) -> np.ndarray
     return np.ascontiguousarray(labels, dtype=dtype)
 
 
-def _header_for(meta: VolumeMeta, dtype: np.dtype) -> nib.Nifti1Header:
+def _descrip_bytes(descrip: str) -> bytes:
+    """``descrip`` as the header holds it: at most 80 bytes, cut at a whole character."""
+    return descrip.encode("utf-8")[:_DESCRIP_BYTES].decode("utf-8", "ignore").encode("utf-8")
+
+
+def _header_for(meta: VolumeMeta, dtype: np.dtype, descrip: str = DEFAULT_DESCRIP) -> nib.Nifti1Header:
     raw = meta.header
     hdr = nib.Nifti2Header() if raw.get("nifti_version") == 2 else nib.Nifti1Header()
     hdr.set_data_shape(meta.shape)
@@ -93,13 +104,13 @@ def _header_for(meta: VolumeMeta, dtype: np.dtype) -> nib.Nifti1Header:
     hdr["xyzt_units"] = meta.xyzt_units
     hdr["dim_info"] = int(raw.get("dim_info", 0))
     hdr["intent_code"] = NIFTI_INTENT_LABEL
-    hdr["descrip"] = b"napari-action labels"
+    hdr["descrip"] = _descrip_bytes(descrip)
     hdr.set_slope_inter(None, None)  # labels are stored unscaled
     return hdr
 
 
-def _encode(labels: np.ndarray, meta: VolumeMeta, compress: bool) -> bytes:
-    hdr = _header_for(meta, labels.dtype)
+def _encode(labels: np.ndarray, meta: VolumeMeta, compress: bool, descrip: str) -> bytes:
+    hdr = _header_for(meta, labels.dtype, descrip)
     image_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
     # affine=None keeps the header's qform/sform untouched (nibabel would rewrite them).
     payload = image_class(labels, None, header=hdr).to_bytes()
@@ -107,7 +118,14 @@ def _encode(labels: np.ndarray, meta: VolumeMeta, compress: bool) -> bytes:
     return gzip.compress(payload, compresslevel=6, mtime=0) if compress else payload
 
 
-def save_labels(path: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, *, overwrite: bool = False) -> Path:
+def save_labels(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    meta: VolumeMeta,
+    *,
+    overwrite: bool = False,
+    descrip: str = DEFAULT_DESCRIP,
+) -> Path:
     """Write a label map as NIfTI with the geometry of its source volume, atomically.
 
     The file holds the smallest integer dtype that fits the labels, no intensity scaling,
@@ -123,6 +141,9 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, *
         Geometry of the source volume, from :func:`~napari_action.io.nifti.load_volume`.
     overwrite : bool
         Replace an existing file; otherwise an existing file raises ``FileExistsError``.
+    descrip : str
+        The header's description line (what made the labels: :func:`~napari_action.io.provenance.mask_descrip`),
+        cut to its 80 bytes.
 
     Returns
     -------
@@ -150,6 +171,6 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, meta: VolumeMeta, *
     data = _labels_for_writing(labels, meta, path)
     compress = nifti_suffix(path) == ".nii.gz"
     # Encoding happens inside the atomic write, after its check for an existing file.
-    write_atomically(path, lambda stream: stream.write(_encode(data, meta, compress)), overwrite=overwrite)
+    write_atomically(path, lambda stream: stream.write(_encode(data, meta, compress, descrip)), overwrite=overwrite)
     logger.info("Saved labels %s (%s, %s)", path, data.shape, data.dtype)
     return path

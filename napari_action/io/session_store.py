@@ -123,10 +123,23 @@ class HashCache:
 
     def sha256(self, path: str | os.PathLike) -> str:
         """The SHA-256 of :func:`file_sha256`, hashed again only if the size or mtime of a file in it changed."""
-        key = (str(path), *((name, *_size_and_time(member)) for name, member in _members(Path(path))))
+        key = _cache_key(path)
         if key not in self._known:
             self._known[key] = file_sha256(path)
         return self._known[key]
+
+    def known(self, path: str | os.PathLike) -> str | None:
+        """The SHA-256 :meth:`sha256` gave for ``path`` as it is now; None if it has not hashed it since it changed
+        (never reads the file: an export must not read a scan of gigabytes to name it)."""
+        try:
+            return self._known.get(_cache_key(path))
+        except OSError:  # gone or unreadable since
+            return None
+
+
+def _cache_key(path: str | os.PathLike) -> tuple:
+    """What :class:`HashCache` knows a file's hash by: its path, and the size and mtime of each file in it."""
+    return (str(path), *((name, *_size_and_time(member)) for name, member in _members(Path(path))))
 
 
 def _size_and_time(path: Path) -> tuple[int, int]:

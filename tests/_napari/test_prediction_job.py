@@ -10,6 +10,7 @@ from napari_action._napari.prediction_job import _predict_all
 from napari_action.inference.quality import QualityAccumulator
 from napari_action.inference.suggestions import slice_scores
 from napari_action.inference.uncertainty import UncertaintyMaps
+from napari_action.io.checkpoint import weights_fingerprint
 from napari_action.io.reoriented import Reorientation
 
 
@@ -24,10 +25,26 @@ def test_the_job_predicts_labels_and_entropy_without_the_confidence_volume(super
     )
     worker.start()
     worker.join()
-    assert [key for key, _, _ in finished] == ["training volume", "array"]
-    for _, update, record in finished:
+    assert [key for key, _, _, _ in finished] == ["training volume", "array"]
+    for _, update, record, _ in finished:
         assert update.confidence is None and update.labels.shape == image.shape
         assert update.entropy.shape == image.shape and record is not None
+
+
+def test_every_prediction_comes_with_the_record_of_the_model_that_made_it(supervised_trainer):
+    # An exported mask names the model that predicted it (its sidecar and header), not the one there at export.
+    image = np.asarray(supervised_trainer.volumes[0])
+    finished = _finished(supervised_trainer, [("training volume", 0, None, None), ("array", image, None, None)])
+    config, checkpoint = supervised_trainer.config, supervised_trainer.checkpoint()
+    expected = {
+        "fingerprint": weights_fingerprint(checkpoint),
+        "method": "supervised",
+        "seed": config.seed,
+        "axis": supervised_trainer.axis,
+        "steps": supervised_trainer.step,
+    }
+    assert [made_by for _, _, _, made_by in finished] == [expected, expected]
+    assert supervised_trainer.step > 0 and len(expected["fingerprint"]) == 16
 
 
 def _finished(trainer, items):
@@ -65,8 +82,8 @@ def test_the_job_scores_every_slice_as_the_refine_panel_would_so_that_the_gui_th
         ("turned", np.ascontiguousarray(turn.to_stored(image)), None, turn),
     ]
     finished = _finished(supervised_trainer, items)
-    assert [name for name, _, _ in finished] == [item[0] for item in items]
-    for (name, update, record), item in zip(finished, items, strict=True):
+    assert [name for name, _, _, _ in finished] == [item[0] for item in items]
+    for (name, update, record, _), item in zip(finished, items, strict=True):
         axis = supervised_trainer.axis if update.axis is None else update.axis
         # Bit for bit what the two passes the job made before give: the record's, and the panel's own scoring.
         assert record == _separate_record(supervised_trainer, update, item[3])

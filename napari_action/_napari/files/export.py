@@ -11,6 +11,11 @@ When the user named classes (the painted layer's features; docs/usage.md), a col
 their names and colours goes beside each mask, ``<image name>_action.ctbl``
 (:mod:`napari_action.io.label_table`), under the same rules for existing files.
 
+Each mask says where it came from: its header's ``descrip`` names napari-action's version and the
+model that made the layer's last prediction (:func:`napari_action.io.provenance.mask_descrip`), and
+a sidecar ``<image name>_action.json`` beside it holds the rest (:mod:`.provenance`), again under
+the same rules for existing files.
+
 The work is split by thread: :func:`plan_export` copies the layers on the GUI
 thread, :func:`write_export` writes the files in a worker.
 """
@@ -33,10 +38,12 @@ from napari_action._napari.layers import (
     layer_array,
     layer_shape,
 )
+from napari_action._napari.prediction_writer import made_by
 from napari_action._napari.view_plane import layer_volume_meta
 from napari_action.io.errors import describe_error
 from napari_action.io.label_table import LabelEntry, has_named_class, table_path, write_label_table
 from napari_action.io.nifti_writer import save_labels
+from napari_action.io.provenance import mask_descrip, sidecar_path, write_sidecar
 from napari_action.io.volume_meta import VolumeMeta
 
 logger = logging.getLogger(__name__)
@@ -45,6 +52,8 @@ logger = logging.getLogger(__name__)
 EXPORT_SUFFIX = "_action.nii.gz"
 #: ``overwrite`` argument: a flag, or a function asked with the files that already exist.
 Overwrite = bool | Callable[[list[Path]], bool]
+#: ``describe`` argument of :func:`plan_export`: the provenance record of a layer exported to a path.
+Describe = Callable[[object, Path], dict]
 
 
 def export_name(image_name: str) -> str:
@@ -61,11 +70,15 @@ class ExportItem:
     labels: np.ndarray
     meta: VolumeMeta
     table: list[LabelEntry] = field(default_factory=list)  # names and colours; empty when no class is named
+    provenance: dict | None = None  # the sidecar's record; None: no sidecar
+    descrip: str = field(default_factory=lambda: mask_descrip(None))  # the header's line: version, model
 
     @property
     def paths(self) -> list[Path]:
-        """The files this item writes: the mask, and its colour table if it has one."""
-        return [self.path, table_path(self.path)] if self.table else [self.path]
+        """The files this item writes: the mask, its colour table if it has one, its sidecar if it has one."""
+        tables = [table_path(self.path)] if self.table else []
+        sidecars = [sidecar_path(self.path)] if self.provenance is not None else []
+        return [self.path, *tables, *sidecars]
 
 
 @dataclass
@@ -88,8 +101,9 @@ def _geometry_layer(viewer, layer):
     return layer
 
 
-def plan_export(viewer, folder: str | Path) -> list[ExportItem]:
-    """Copy every prediction layer with its geometry and target path (GUI thread)."""
+def plan_export(viewer, folder: str | Path, describe: Describe | None = None) -> list[ExportItem]:
+    """Copy every prediction layer with its geometry and target path (GUI thread); ``describe(layer, path)``
+    gives the record of its sidecar (None: no sidecars)."""
     items, taken = [], set()
     for layer in viewer.layers:
         if not is_prediction_layer(layer) or len(layer_shape(layer)) != 3:
@@ -98,7 +112,10 @@ def plan_export(viewer, folder: str | Path) -> list[ExportItem]:
         meta = layer_volume_meta(_geometry_layer(viewer, layer))
         labels = np.array(layer_array(layer), copy=True)  # the user may paint on while we write
         path = _free_path(Path(folder), image_name, layer.name, taken)
-        items.append(ExportItem(layer.name, path, labels, meta, _label_table(layer)))
+        record = None if describe is None else describe(layer, path)
+        model = made_by(layer)
+        descrip = mask_descrip(None if model is None else model.get("fingerprint"))
+        items.append(ExportItem(layer.name, path, labels, meta, _label_table(layer), record, descrip))
     return items
 
 
@@ -161,10 +178,13 @@ def write_export(items: Sequence[ExportItem], skipped: Sequence[Path] = (), over
     result = ExportResult(skipped=list(skipped))
     for item in items:
         try:
-            result.written.append(save_labels(item.path, item.labels, item.meta, overwrite=overwrite))
+            saved = save_labels(item.path, item.labels, item.meta, overwrite=overwrite, descrip=item.descrip)
+            result.written.append(saved)
             if item.table:
                 table = write_label_table(table_path(item.path), item.table, source=item.path.name, overwrite=overwrite)
                 result.written.append(table)
+            if item.provenance is not None:
+                result.written.append(write_sidecar(sidecar_path(item.path), item.provenance, overwrite=overwrite))
         except OSError as error:
             if not result.written:
                 raise

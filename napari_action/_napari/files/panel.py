@@ -34,6 +34,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
 from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
+from napari_action._napari.files.provenance import provenance_record
 from napari_action._napari.files.recovery import (
     autosave_after_opening,
     autosave_sibling,
@@ -318,7 +319,8 @@ class FilesPanel(QGroupBox):
         bool
             False when there was nothing to export or an export is running.
         """
-        items = plan_export(self.viewer, folder)
+        describe = partial(provenance_record, self.viewer, self.widget.training_state, hashes=self._hashes)
+        items = plan_export(self.viewer, folder, describe)
         if not items or "export" in self._jobs.running:
             show_warning(
                 "ACTION: no '<image> ACTION' layer to export yet."

@@ -66,7 +66,7 @@ def test_export_keeps_source_geometry_and_asks_before_overwriting(viewer, qtbot,
     widget.files_panel.export_masks(out, overwrite=False)
     wait_idle(qtbot, widget)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == written
-    assert any("kept 3 existing" in m for m in messages_since(before, "info"))
+    assert any("kept 6 existing" in m for m in messages_since(before, "info"))  # 3 masks and their sidecars
     asked = []
     widget.files_panel.export_masks(out, overwrite=lambda paths: asked.extend(paths) or True)
     wait_idle(qtbot, widget)
@@ -125,7 +125,12 @@ def test_a_duplicated_prediction_layer_is_exported_to_a_file_of_its_own(viewer, 
     assert widget.files_panel.export_masks(out, overwrite=True)
     wait_idle(qtbot, widget)
     assert not messages_since(before, "error")
-    assert sorted(p.name for p in out.iterdir()) == ["vol ACTION copy_action.nii.gz", "vol_action.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "vol ACTION copy_action.json",
+        "vol ACTION copy_action.nii.gz",
+        "vol_action.json",
+        "vol_action.nii.gz",
+    ]
     np.testing.assert_array_equal(load_labels(out / "vol_action.nii.gz")[0], viewer.layers["vol ACTION"].data)
     np.testing.assert_array_equal(load_labels(out / "vol ACTION copy_action.nii.gz")[0], copy.data)
 
@@ -153,21 +158,22 @@ def test_named_classes_go_beside_the_mask_in_a_colour_table_with_the_colours_sho
     out.mkdir()
     widget.files_panel.export_masks(out)
     wait_idle(qtbot, widget)
-    assert sorted(p.name for p in out.iterdir()) == ["vol_action.ctbl", "vol_action.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["vol_action.ctbl", "vol_action.json", "vol_action.nii.gz"]
     rows = [line.split() for line in (out / "vol_action.ctbl").read_text().splitlines()[1:]]
     assert [row[:2] for row in rows] == [["0", "background"], ["1", "left_hippocampus"], ["2", "amygdala"]]
     shown = np.round(255 * np.asarray(layer.colormap.map(np.array([1, 2])))).astype(int)
     assert [[int(c) for c in row[2:]] for row in rows[1:]] == shown.tolist()
 
     before = len(notification_manager.records)
-    widget.files_panel.export_masks(out, overwrite=False)  # both files exist: both are kept
+    widget.files_panel.export_masks(out, overwrite=False)  # the three files exist: all are kept
     wait_idle(qtbot, widget)
-    assert any("kept 2 existing" in m for m in messages_since(before, "info"))
+    assert any("kept 3 existing" in m for m in messages_since(before, "info"))
     (out / "vol_action.nii.gz").unlink()  # the table alone still counts as the user's file
     asked = []
     widget.files_panel.export_masks(out, overwrite=lambda paths: asked.extend(paths) or False)
     wait_idle(qtbot, widget)
-    assert [p.name for p in asked] == ["vol_action.ctbl"] and not (out / "vol_action.nii.gz").exists()
+    assert [p.name for p in asked] == ["vol_action.ctbl", "vol_action.json"]
+    assert not (out / "vol_action.nii.gz").exists()
 
 
 def test_no_table_when_no_class_is_named(viewer, qtbot, tmp_path):
@@ -177,7 +183,7 @@ def test_no_table_when_no_class_is_named(viewer, qtbot, tmp_path):
     _fill_predictions(viewer, ["vol"], seed=0)  # classes 1 and 2 named by their numbers only
     widget.files_panel.export_masks(tmp_path)
     wait_idle(qtbot, widget)
-    assert [p.name for p in tmp_path.iterdir()] == ["vol_action.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vol_action.json", "vol_action.nii.gz"]
 
 
 def test_the_colour_table_keeps_every_class_colour_while_show_selected_label_hides_classes(viewer, qtbot, tmp_path):
