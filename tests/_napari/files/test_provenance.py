@@ -13,11 +13,22 @@ import numpy as np
 
 from napari_action import __version__
 from napari_action._napari.layers import prediction_layer_for
+from napari_action._napari.prediction_writer import made_by
 from napari_action._napari.refine.accepted import accept_slices
 from napari_action.io.checkpoint import weights_fingerprint
 from napari_action.io.session_store import file_sha256
 from tests.helpers.engine import tiny_overrides, write_nifti
-from tests.helpers.gui import disc_volume, dock, edit_slice, open_nifti, paint, wait_finished, wait_idle
+from tests.helpers.gui import (
+    TIMEOUT,
+    disc_volume,
+    dock,
+    edit_slice,
+    open_nifti,
+    paint,
+    start_long_training,
+    wait_finished,
+    wait_idle,
+)
 
 
 def _fingerprint(widget) -> str:
@@ -127,3 +138,21 @@ def test_a_layer_made_by_hand_has_no_model_and_an_existing_sidecar_is_kept_when_
     assert not (out / "vol_action.nii.gz").exists()
     _export(qtbot, widget, out, overwrite=lambda paths: True)
     assert _sidecar(out, "vol")["mask"] == "vol_action.nii.gz"
+
+
+def test_slices_streamed_during_training_leave_no_one_model_until_predict_writes_the_volume(scene, qtbot, tmp_path):
+    viewer, widget, _, _ = scene
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    layer = viewer.layers["vol ACTION"]
+    assert made_by(layer)["fingerprint"] == _fingerprint(widget)
+    start_long_training(widget)  # a new network streams its slices into the layer as it learns
+    qtbot.waitUntil(lambda: made_by(layer) is None, timeout=TIMEOUT)
+    widget.stop_training()  # stopped early: no final prediction
+    wait_finished(qtbot, widget)
+    _export(qtbot, widget, tmp_path / "out")
+    assert _sidecar(tmp_path / "out", "vol")["model"] is None
+    assert _descrip(tmp_path / "out", "vol") == f"napari-action {__version__}"
+    widget.predict_all()
+    wait_idle(qtbot, widget)
+    assert made_by(layer)["fingerprint"] == _fingerprint(widget)
