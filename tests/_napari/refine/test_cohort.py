@@ -5,6 +5,8 @@ Same scene and tiny budgets as ``tests/_napari/refine/test_panel.py``; every wor
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from napari_action._napari.layers import find_prediction_layer
@@ -220,11 +222,13 @@ def test_a_scan_opened_under_the_name_of_a_closed_one_does_not_take_its_correcti
 
     assert widget.files_panel.export_masks(tmp_path)
     gui.wait_idle(qtbot, widget)
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
+    assert sorted(path.name for path in tmp_path.glob("*.nii.gz")) == [
         "late (closed)_action.nii.gz",
         "late_action.nii.gz",
         "vol_action.nii.gz",
     ]
+    closed = json.loads((tmp_path / "late (closed)_action.json").read_text())
+    assert closed["image"]["layer"] == "late (closed)" and closed["edited_voxels"] > 0  # its corrections
 
 
 def test_a_slice_accepted_on_a_scan_outside_training_waits_for_the_next_train(scene, qtbot):
