@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
+import weakref
 
 import pytest
 
 from napari_action._napari import threads
-from napari_action._napari.threads import cap_torch_threads, lower_thread_priority, training_threads
+from napari_action._napari.threads import cap_torch_threads, lower_thread_priority, new_worker, training_threads
+from tests.helpers.gui import TIMEOUT
 
 
 def test_training_threads_use_every_core():
@@ -42,3 +45,26 @@ def test_a_reused_pool_thread_stays_ten_below_the_process():
     process = os.getpriority(os.PRIO_PROCESS, os.getpid())
     assert levels == [min(19, process + 10)] * 3
     assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == process  # the GUI (main) thread is left alone
+
+
+class Cargo:
+    """Something a job is started with (a snapshot of the layers, a trainer)."""
+
+
+def weigh(cargo: Cargo, factor: int) -> int:
+    return 7 * factor
+
+
+def test_a_finished_job_lets_go_of_what_it_was_started_with(viewer, qtbot):
+    """napari keeps every worker made beside a viewer in the window's task list for good; the job's arguments
+    (an autosave's copies of the layers, 210 MB a minute on a large CT) must not stay with it."""
+    cargo = Cargo()
+    gone = weakref.ref(cargo)
+    results = []
+    worker = new_worker(weigh, cargo, 3, connect={"returned": results.append})
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        worker.start()
+    assert results == [21]
+    del cargo
+    gc.collect()
+    assert gone() is None

@@ -10,11 +10,14 @@ Every test waits for every worker it started: a worker that outlives its test br
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
+from napari_action._napari.files.snapshot import Snapshot
 from napari_action._napari.view_plane import layer_geometry
 from napari_action.io.geometry import geometry_warnings
 from napari_action.io.session_store import Session, checkpoint_from_bytes, load_session, save_session
@@ -143,6 +146,27 @@ def test_autosave_on_timer_and_after_training_stops(viewer, qtbot, oblique):
     warnings = messages_since(before, "warning")
     assert len(warnings) == 1 and "'oblique'" in warnings[0] and "spacing" in warnings[0]
     assert viewer.layers["oblique ACTION"].data.shape == viewer.layers["oblique"].data.shape
+
+
+def live_snapshots() -> int:
+    gc.collect()
+    return sum(isinstance(item, Snapshot) for item in gc.get_objects())
+
+
+def test_an_autosave_keeps_no_copy_of_the_layers_once_written(viewer, qtbot):
+    """Each autosave copies every painted and prediction layer; those copies stayed with napari's record of the
+    finished worker, 210 MB a minute while training on a 512 x 512 x 400 CT."""
+    image, truth = disc_volume()
+    viewer.add_image(image, name="vol")
+    labels = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="vol labels")
+    paint(labels, truth)
+    panel = dock(viewer).files_panel
+    before = live_snapshots()
+    for _ in range(2):
+        assert panel.autosave()
+        qtbot.waitUntil(lambda: not panel.is_busy, timeout=TIMEOUT)
+    np.testing.assert_array_equal(load_session(panel.autosave_path).volume("vol").painted, labels.data)
+    assert live_snapshots() == before
 
 
 @pytest.mark.parametrize("model_axis", [0, 2])
