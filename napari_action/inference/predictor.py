@@ -315,8 +315,7 @@ class Predictor:
         scale = slice_scale(spacing, self.pixel_mm, axis)
         smoother = SliceSmoother(slices_spanned(self.smoothing_mm, thickness), n_slices)
         decay = self.prior_decay_slices(thickness)
-        own = self.extents_of(prior)
-        extents = own if own is not None else extents
+        extents = self.ending_extents(prior, extents)
         done = 0
         start = 0
         while start < n_slices:
@@ -356,6 +355,14 @@ class Predictor:
     def extents_of(self, prior: SlicePrior | None) -> StructureExtents | None:
         """Each structure's extent on a volume with this prior, beyond which its end is looked for (None: not)."""
         return None if self.structure_ends == "network" else structure_extents(prior)
+
+    def ending_extents(
+        self, prior: SlicePrior | None, extents: StructureExtents | None = None
+    ) -> StructureExtents | None:
+        """The extents :meth:`iter_predict` ends each structure beyond (unless :attr:`structure_ends` is "network"):
+        the prior's own (:meth:`extents_of`), else ``extents``, given for a volume whose prior does not tell."""
+        own = self.extents_of(prior)
+        return own if own is not None else extents
 
     def smaller_batch(self, batch_size: int, error: Exception) -> int:
         """Half as many slices per batch after the accelerator ran out of memory; re-raise anything else."""

@@ -96,8 +96,7 @@ def prediction_aid(predictor: Predictor, prior: SlicePrior | None, extents: Stru
     """
     if prior is not None and predictor.prior_decay_mm > 0:  # what Predictor.iter_predict mixes in
         return CARRIED_AID if isinstance(prior, CarriedPrior) else PAINTED_AID
-    own = predictor.extents_of(prior)  # and where it ends each structure, as Predictor.iter_predict chooses
-    ends = own if own is not None else extents
+    ends = predictor.ending_extents(prior, extents)  # and where it ends each structure
     if predictor.structure_ends != "network" and ends is not None and bool(np.any(ends.first >= 0)):
         return ENDS_AID
     return None
