@@ -44,6 +44,7 @@ from napari_action._napari.layers import (
     pair_labels_to_images,
     snapshot_labels,
 )
+from napari_action._napari.prediction_writer import MODEL_KEY
 from napari_action._napari.reader import read_store
 from napari_action._napari.view_plane import training_order
 from napari_action.data.normalized_volume import is_array_like
@@ -104,6 +105,8 @@ def _record(layer, index: int) -> dict[str, Any]:
         "transform": _transform(layer),
         "display": display,
         "geometry": layer.metadata.get(GEOMETRY_KEY),
+        # The model that made a prediction layer's last prediction: Export's provenance after the session reopens.
+        "made_by": layer.metadata.get(MODEL_KEY),
     }
 
 
@@ -337,6 +340,7 @@ def _specs(restored: Restored, index: int) -> list[tuple[int, str, np.ndarray, d
         metadata = {GEOMETRY_KEY: record["geometry"]} if record.get("geometry") else {}
         if role == "prediction":
             metadata[SOURCE_KEY] = volume.name
+            metadata[MODEL_KEY] = record.get("made_by")  # None: a layer made by hand, or an older session
         source = restored.sources[index] if role == "image" else None
         specs.append((record["index"], role, array, _kwargs(record, metadata), source))
     return specs

@@ -14,6 +14,7 @@ from napari.utils.notifications import notification_manager
 from napari_action._napari.files.recovery import autosave_after_opening
 from napari_action._napari.files.snapshot import read_session
 from napari_action._napari.layers import SOURCE_KEY
+from napari_action._napari.prediction_writer import MODEL_KEY
 from napari_action._napari.widget import ActionWidget
 from napari_action.io.session_store import Session, SessionVolume, file_sha256, load_session, save_session
 from tests.helpers.engine import write_nifti
@@ -68,6 +69,8 @@ def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, 
     first = make_napari_viewer()
     widget = _build_scene(first, qtbot, colin_crop, model_file)
     locked = widget.training_state.trackers[id(first.layers["colin_crop ACTION"])].locked.copy()
+    made_by = first.layers["colin_crop ACTION"].metadata[MODEL_KEY]
+    assert made_by["steps"] > 0
     expected = _describe(first)
     store = tmp_path / "work.action.zarr"
     widget.files_panel.save_session(store)
@@ -85,6 +88,7 @@ def test_session_reopens_identically_in_a_new_viewer(make_napari_viewer, qtbot, 
     tracker = widget.training_state.trackers[id(second.layers["colin_crop ACTION"])]
     np.testing.assert_array_equal(tracker.locked, locked)
     assert tracker.edited_slices == {3}
+    assert second.layers["colin_crop ACTION"].metadata[MODEL_KEY] == made_by  # Export's provenance names it
     assert widget.training_state.accepted_slices == {"colin_crop": {3, 5}}
     assert widget.predict_button.isEnabled()
     assert widget.files_panel.autosave_path == tmp_path / "work.autosave.action.zarr"

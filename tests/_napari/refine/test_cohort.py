@@ -268,3 +268,23 @@ def test_a_volume_missing_dozens_of_classes_is_one_short_row_with_every_flag_in_
     )
     flags = item.toolTip().splitlines()
     assert len(flags) == 38 and flags[-2] == "class 40 missing"
+
+
+def test_a_predicted_and_corrected_scan_closed_while_predict_runs_again_keeps_its_layer_as_it_was(scene, qtbot):
+    """Predict pressed again and the scan closed meanwhile: its corrected layer, kept as "<scan> (closed) ACTION",
+    is not overwritten by the new prediction and gets no Cohort row."""
+    viewer, widget, labels, truth = scene
+    tab = widget.refine_panel.cohort_tab
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
+    wait_finished(qtbot, widget)
+    corrected = viewer.layers["late ACTION"]
+    gui.edit_slice(corrected, 4, 2)
+    kept = np.array(corrected.data)
+    widget.predict_button.click()
+    assert widget.training_state.job is not None
+    viewer.layers.remove("late")
+    wait_finished(qtbot, widget)
+
+    assert corrected.name == "late (closed) ACTION"
+    np.testing.assert_array_equal(corrected.data, kept)
+    assert sorted(tab.records) == ["vol"]
