@@ -45,16 +45,28 @@ def _download_mricron(dest: Path) -> str | None:
     """Extract ``mricron-data`` into ``dest``; return why it failed, or None on success."""
     if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
         return "mricron-data is not installed and apt-get/dpkg-deb are unavailable to fetch it"
-    with tempfile.TemporaryDirectory() as work:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Extracted beside ``dest`` and renamed into place: two test processes fetching at once (pytest -n 2) each
+    # make a whole copy, and the one renamed second finds the first's and keeps it.
+    with tempfile.TemporaryDirectory(dir=dest.parent) as work:
         try:
             _run(["apt-get", "download", "mricron-data"], cwd=work)
             (deb,) = Path(work).glob("mricron-data_*.deb")
-            dest.mkdir(parents=True, exist_ok=True)
-            _run(["dpkg-deb", "-x", str(deb), str(dest)], cwd=work)
+            _run(["dpkg-deb", "-x", str(deb), str(Path(work) / "extracted")], cwd=work)
+            _move_into_place(Path(work) / "extracted", dest)
         except (subprocess.SubprocessError, ValueError, OSError) as exc:
             stderr = (getattr(exc, "stderr", b"") or b"").decode(errors="replace")
             return f"could not fetch mricron-data with apt-get download: {exc} {stderr}"
     return None
+
+
+def _move_into_place(folder: Path, dest: Path) -> None:
+    """Rename ``folder`` to ``dest``, unless another process put a whole copy there first."""
+    try:
+        folder.rename(dest)
+    except OSError:
+        if not dest.is_dir():
+            raise
 
 
 def _run(command: list[str], cwd: str) -> None:
@@ -98,7 +110,7 @@ def _download_mni152(dest: Path) -> str | None:
             (wheel,) = Path(work).glob("nilearn-*.whl")
             dest.parent.mkdir(parents=True, exist_ok=True)
             with zipfile.ZipFile(wheel) as archive:
-                partial = dest.with_suffix(".part")
+                partial = dest.with_name(f"{dest.name}.{os.getpid()}.part")  # this process's own (pytest -n 2)
                 partial.write_bytes(archive.read(MNI152_MEMBER))
                 partial.replace(dest)
         except (subprocess.SubprocessError, ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
