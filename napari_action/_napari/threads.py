@@ -19,17 +19,18 @@ helpers keep the GUI responsive (see ``benchmarks/gui_responsiveness.py``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 from napari.qt.threading import WorkerBase, create_worker
 from napari.utils.notifications import Notification, notification_manager
-from qtpy.QtCore import QThread
+from qtpy.QtCore import Qt, QThread
 
 from napari_action.cpu_allotment import allotted_cores
 from napari_action.io.errors import describe_error
@@ -142,7 +143,7 @@ class ArgumentsLetGo:
     ``quit``, and never takes it out (napari 0.9.2): a worker, and whatever it was started with, lived as
     long as the window. Each autosave's snapshot (copies of every painted and prediction layer: 210 MB a
     minute of training on a 512 x 512 x 400 CT) and each saved model's trainer stayed for good. A
-    generator function needs no such care: its generator lets its arguments go when it ends.
+    generator lets its arguments go when it ends, or when its worker quits (:func:`new_worker` closes it).
     """
 
     def __init__(self, func: Callable, args: tuple):
@@ -157,6 +158,18 @@ class ArgumentsLetGo:
 
     def __repr__(self) -> str:
         return repr(self.func)  # what napari's task list names the job by
+
+
+def _delegate(func: Callable, args: tuple) -> tuple[Callable, Generator]:
+    """A generator function running ``func(*args)``'s generator, and that generator (made now, started by the
+    worker), for the worker to close. Named as ``func``: napari's activity dock lists the job by it."""
+    generator = func(*args)
+
+    @functools.wraps(func)
+    def delegate() -> Generator:
+        return (yield from generator)
+
+    return delegate, generator
 
 
 def new_worker(
@@ -191,11 +204,20 @@ def new_worker(
     napari.qt.threading.WorkerBase
         A ``FunctionWorker``, or a ``GeneratorWorker`` for a generator function.
     """
-    if not inspect.isgeneratorfunction(func):
+    generator = None
+    if inspect.isgeneratorfunction(func):
+        func, generator = _delegate(func, args)
+        args = ()
+    else:
         func, args = ArgumentsLetGo(func, args), ()
     # _ignore_errors: errors reach the user as our notification and the caller's
     # "errored" slot; re-raising them on the GUI thread as well would show them twice.
     worker = create_worker(func, *args, _start_thread=False, _progress=progress, _ignore_errors=True)
+    if generator is not None:
+        # Quit (Stop on a paused run, a cancelled Predict) leaves the generator suspended at a yield, holding its
+        # frames (a trainer, a volume in prediction: about 1 GB of a 512 x 512 x 400 CT) for as long as napari's
+        # task list keeps the worker: the window's life. Closed in the worker thread, where it ran, as it quits.
+        worker.aborted.connect(generator.close, Qt.ConnectionType.DirectConnection)
     if notify_errors:
         relay_errors_once(worker)
     for signal, slot in (connect or {}).items():
