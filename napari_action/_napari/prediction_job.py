@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Container, Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,19 +32,29 @@ _STEPS_PER_VOLUME = 1000
 PredictionItem = tuple[Any, int | np.ndarray, tuple | None, Reorientation | None]
 
 
-def _predict_all(model: SegmentationModel, items: Sequence[PredictionItem]) -> Generator:
+def _predict_all(
+    model: SegmentationModel, items: Sequence[PredictionItem], dropped: Container = frozenset()
+) -> Generator:
+    """Predict ``items`` one after the other; a volume whose key is in ``dropped`` (its scan closed: the GUI
+    thread adds to it) is not begun, or left after the batch of slices in hand."""
     lower_thread_priority()
     cap_torch_threads(model.config.num_threads)
     # Hashed here, once per job: the weights do not change while it runs (training waits), and hashing
     # them on the GUI thread would stall it. Each update carries it to the layer it is written into.
     made_by = model_record(model)
     for key, volume, spacing, turn in items:
+        if key in dropped:
+            continue
         if turn is not None:  # read in the model's voxel order (a view), given back in its own
             volume = turn.from_stored(np.asarray(volume))
             spacing = None if spacing is None else tuple(spacing[axis] for axis in turn.stored_axes)
         # The layers show labels and rank slices by the entropy: the confidence volume (4 bytes a voxel) goes unmade.
         extra = {"with_confidence": False} if spacing is None else {"spacing": spacing, "with_confidence": False}
-        for update in model.predict_volume(volume, **extra):
+        updates = model.predict_volume(volume, **extra)
+        for update in updates:
+            if key in dropped:
+                updates.close()  # its arrays go now, not when the next volume replaces them
+                break
             if update.done:  # np.shape: a training volume comes by its index, never turned here
                 update, record = _scored(model, update, turn, np.shape(volume))
             else:
@@ -130,6 +140,7 @@ class PredictionJob:
         self._bar = None
         self._done: dict[Any, int] = {}
         self._renamed: dict[Any, Any] = {}  # key an item was started with -> the image's name now (None: closed)
+        self._dropped: set[Any] = set()  # keys of closed images: the worker leaves them (read there, added to here)
         #: The model's record (:func:`~napari_action.inference.made_by.model_record`), from its first update on.
         self.made_by: dict[str, Any] | None = None
 
@@ -139,6 +150,7 @@ class PredictionJob:
             _predict_all,
             self.trainer,
             self.items,
+            self._dropped,
             connect={"yielded": self._on_yielded, "finished": self._on_finished},
         )
         # Each volume counts the same; predictions say how far along they are (slices_done of total_slices).
@@ -160,8 +172,12 @@ class PredictionJob:
 
     def forget(self, name: Any) -> None:
         """The image called ``name`` was closed: its prediction goes nowhere, not to an image opened since under
-        its name (which got the closed scan's labels and quality row)."""
-        self.rename(name, None)
+        its name (which got the closed scan's labels and quality row), and the worker leaves it: not begun, or
+        left after the batch of slices in hand."""
+        for key in (item[0] for item in self.items):
+            if self._renamed.get(key, key) == name:
+                self._renamed[key] = None
+                self._dropped.add(key)
 
     @property
     def fraction(self) -> float:

@@ -457,6 +457,14 @@ class TrainingState:
         if isinstance(self.job, PredictionJob):
             self.job.rename(old, new)
 
+    def image_closed(self, name: str, detached: str) -> None:
+        """The image called ``name`` was closed and its prediction layers kept as those of ``detached``: its
+        accepted slices go with them, and a job predicting it leaves it (its result would go nowhere)."""
+        if name in self.accepted_slices:
+            self.accepted_slices[detached] = self.accepted_slices.pop(name)
+        if isinstance(self.job, PredictionJob):
+            self.job.forget(name)
+
     def abandon(self, *_) -> None:
         """The widget is going away: stop everything without calling back into it."""
         self._pending_job = None

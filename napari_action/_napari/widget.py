@@ -107,7 +107,7 @@ class ActionWidget(QWidget):
         self._build()
         self.live = LiveUpdates(viewer, self.training_state, self.training_labels)
         followers = [self.training_state.image_renamed, self.picker.image_renamed, self.refine_panel.image_renamed]
-        self.renames = ImageRenames(viewer, followers, on_closed=[self.training_state.image_renamed])
+        self.renames = ImageRenames(viewer, followers, on_closed=[self.training_state.image_closed])
         viewer.layers.events.removed.connect(self._on_layer_removed)
         self.closing = ClosingWatch(self)  # the panel closed: its training stops; the widget gone: abandoned
         self.refresh()

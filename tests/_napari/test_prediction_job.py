@@ -94,3 +94,23 @@ def test_the_job_scores_every_slice_as_the_refine_panel_would_so_that_the_gui_th
         handed = UncertaintyMaps().set_volume(name, update.entropy, axis, update.slice_scores)
         assert not handed._stale.any()  # nothing left for the GUI thread to score
         np.testing.assert_array_equal(handed.scores(), own)
+
+
+def test_a_volume_dropped_while_it_waits_or_is_predicted_is_left_there_and_the_others_go_on(supervised_trainer):
+    # A scan closed while Predict ran was predicted to its end and its prediction thrown away: a minute of CPU for
+    # a large CT, the next scans waiting behind it.
+    image = np.asarray(supervised_trainer.volumes[0])
+    items = [("closed mid-volume", 0, None, None), ("closed first", image, None, None), ("kept", image, None, None)]
+    dropped = {"closed first"}
+    seen = []
+
+    def predict() -> None:
+        for key, update, _, _ in _predict_all(supervised_trainer, items, dropped):
+            seen.append((key, update.done))
+            dropped.add("closed mid-volume")  # after its first batch of slices (10 slices, 8 a batch)
+
+    worker = threading.Thread(target=predict)
+    worker.start()
+    worker.join()
+    assert seen[0] == ("closed mid-volume", False) and seen[-1] == ("kept", True)
+    assert {key for key, _ in seen[1:]} == {"kept"}

@@ -280,6 +280,9 @@ def test_a_predicted_and_corrected_scan_closed_while_predict_runs_again_keeps_it
     corrected = viewer.layers["late ACTION"]
     gui.edit_slice(corrected, 4, 2)
     kept = np.array(corrected.data)
+    said = []
+    # Qt's label, recorded as it is set: the job's updates and its end come in one burst of events.
+    widget.status_label.setText = lambda text, set_text=widget.status_label.setText: (said.append(text), set_text(text))
     widget.predict_button.click()
     assert widget.training_state.job is not None
     viewer.layers.remove("late")
@@ -288,3 +291,4 @@ def test_a_predicted_and_corrected_scan_closed_while_predict_runs_again_keeps_it
     assert corrected.name == "late (closed) ACTION"
     np.testing.assert_array_equal(corrected.data, kept)
     assert sorted(tab.records) == ["vol"]
+    assert said and not [text for text in said if "late" in text]  # the job left it: nothing predicted
