@@ -14,6 +14,7 @@ another program's file, a newer napari-action's).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import re
 import zipfile
@@ -194,8 +195,10 @@ def _read_payload(path: Path) -> Any:
 def _why_unreadable(path: Path, error: Exception) -> str:
     """Why torch could not read ``path``: the OS refused it, or what the file holds instead of a checkpoint."""
     refused = os_error_in_chain(error)
-    if refused is not None:
+    if refused is not None and refused.errno != errno.EINVAL:
         return describe_os_error(refused, path)
+    # EINVAL is torch's zip reader seeking before the start of a file too short for a checkpoint (a truncated one),
+    # not the OS refusing the path; a path the OS does find invalid fails to open below and is described there.
     try:
         head = _first_bytes(path)
     except OSError as gone:  # removed or locked since torch tried it

@@ -122,7 +122,11 @@ def refusal(path, *, caused: bool = True) -> str:
     return message
 
 
-@pytest.mark.parametrize("kept", [4, 1000, 0.5, -1], ids=["4 bytes", "1000 bytes", "half", "all but 1 byte"])
+# 10 000 bytes: torch's zip reader seeks before the start of a file this short for the archive's directory, and
+# the OS's "invalid argument" for that seek read as a bad path ("check the path and try again").
+@pytest.mark.parametrize(
+    "kept", [4, 1000, 10_000, 0.5, -1], ids=["4 bytes", "1000 bytes", "10000 bytes", "half", "all but 1 byte"]
+)
 def test_a_truncated_checkpoint_says_so_in_plain_words(trained, tmp_path, kept):
     _, path, _ = trained
     whole = path.read_bytes()
