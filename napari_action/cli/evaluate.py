@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported when the command runs, so that `napari-action --help` does not wait for scipy.
     from napari_action.evaluation.metrics import evaluate
 
+    _check_json_is_no_input(args.json, {"--pred": args.pred, "--truth": args.truth})
     pred, pred_meta = _label_map(args.pred, "--pred")
     truth, truth_meta = _label_map(args.truth, "--truth")
     _check_same_grid(args.pred, pred_meta, args.truth, truth_meta)
@@ -43,6 +45,18 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=2))
     return 0
+
+
+def _check_json_is_no_input(report: Path | None, inputs: dict[str, Path]) -> None:
+    """Refuse a --json that is one of the label maps, before scoring: the scores would replace the user's mask."""
+    if report is None or not report.is_file():
+        return
+    for option, path in inputs.items():
+        if path.is_file() and os.path.samefile(report, path):
+            raise ValueError(
+                f"--json {report} is the {option} file; the scores would replace it. "
+                "Choose another --json, such as scores.json."
+            )
 
 
 def _label_map(path: Path, option: str) -> tuple[np.ndarray, VolumeMeta]:

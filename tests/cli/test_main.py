@@ -111,3 +111,18 @@ def test_a_path_the_console_cannot_show_is_printed_escaped(tmp_path, monkeypatch
     console.flush()
     printed = console.buffer.getvalue().decode("cp1252")
     assert printed.startswith("napari-action evaluate: error: ") and "\\u8111" in printed
+
+
+@pytest.mark.parametrize("role", ["--truth", "--pred"])
+def test_evaluate_refuses_to_write_its_scores_over_an_input(nifti_files, capsys, role):
+    # `--json truth.nii.gz` (a slip of the shell's completion) replaced the expert mask with the scores.
+    files = {"--pred": nifti_files["dir"] / "pred.nii.gz", "--truth": nifti_files["dir"] / "truth-copy.nii.gz"}
+    for path in files.values():
+        path.write_bytes(nifti_files["truth"].read_bytes())
+    before = files[role].read_bytes()
+    words = [word for option, path in files.items() for word in (option, str(path))]
+    assert main(["evaluate", *words, "--json", str(files[role])]) == 2
+    captured = capsys.readouterr()
+    assert f"--json {files[role]} is the {role} file" in captured.err and "Choose another --json" in captured.err
+    assert "Dice" not in captured.out  # refused before scoring
+    assert files[role].read_bytes() == before
