@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from napari_action.cli.kept_records import keep_record, kept_record
-from napari_action.cli.options import NAN_TO_ZERO_ADVICE, add_nan_to_zero_option, add_threads_option
+from napari_action.cli.options import (
+    NAN_TO_ZERO_ADVICE,
+    add_nan_to_zero_option,
+    add_threads_option,
+    non_negative_int,
+)
 from napari_action.cli.quality_report import report_folder_quality, report_quality
 from napari_action.inference.cohort import FileOutcome, RankShare, count_by_status, expand_images, gather_outcomes
 from napari_action.io.atomic import require_writable_folder
@@ -98,10 +103,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument(
         "--largest-components",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="N",
-        help="keep only the N largest 3D pieces of each label (2 for left+right structures)",
+        help="keep only the N largest 3D pieces of each label (2 for left+right structures; 0, the default, "
+        "keeps them all)",
     )
     add_threads_option(predict)
     add_nan_to_zero_option(predict)

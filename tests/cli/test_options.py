@@ -148,3 +148,18 @@ def test_unknown_structure_ends_are_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--structure-ends", "never"])
     assert "choose from 'auto', 'taper', 'cut', 'network'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_predict_refuses_a_negative_largest_components_count_in_the_options_words(value, capsys):
+    # Was accepted: every image was then predicted and failed with "keep must be >= 1, got -1.", exit 1.
+    required = ["--model", "m.pt", "--image", "a.nii.gz", "--out-dir", "out"]
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["predict", *required, "--largest-components", value])
+    assert exit_info.value.code == 2
+    assert "argument --largest-components: " in capsys.readouterr().err
+
+
+def test_predict_keeps_every_component_with_a_largest_components_count_of_0():
+    required = ["--model", "m.pt", "--image", "a.nii.gz", "--out-dir", "out"]
+    assert build_parser().parse_args(["predict", *required, "--largest-components", "0"]).largest_components == 0
