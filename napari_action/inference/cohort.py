@@ -16,6 +16,7 @@ files costs nothing.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import glob
 import json
@@ -89,7 +90,7 @@ def read_image_list(list_file: str | os.PathLike) -> list[Path]:
     if not list_file.is_file():
         raise FileNotFoundError(f"{list_file}: no such list file; it should hold one image path per line.")
     paths = []
-    for line in list_file.read_text(encoding="utf-8").splitlines():
+    for line in _list_text(list_file).splitlines():
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
@@ -98,6 +99,23 @@ def read_image_list(list_file: str | os.PathLike) -> list[Path]:
     if not paths:
         raise ValueError(f"{list_file}: the list names no image (one path per line; # starts a comment).")
     return paths
+
+
+def _list_text(list_file: Path) -> str:
+    """The text of a list file: UTF-8, with or without the byte order mark Notepad writes, or UTF-16 with its mark
+    (PowerShell's ``>``); anything else, an image given as the list most often, is refused by name."""
+    data = list_file.read_bytes()
+    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\0" in text:  # no path holds a NUL; binary files can decode as UTF-8 (a .nii header)
+        raise ValueError(
+            f"{list_file}: not a text file (the list file of --image-list holds one image path per line, saved as "
+            "UTF-8 or UTF-16 text); give images themselves with --image."
+        )
+    return text
 
 
 @dataclasses.dataclass(frozen=True)

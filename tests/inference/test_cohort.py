@@ -47,6 +47,27 @@ def test_list_files_skip_comments_and_resolve_relative_paths(tmp_path):
         read_image_list(tmp_path / "missing.txt")
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"], ids=["UTF-8 with a BOM", "UTF-16"])
+def test_list_files_saved_by_windows_tools_are_read(tmp_path, encoding):
+    # Notepad saves UTF-8 with a byte order mark, and PowerShell's `dir -Name > list.txt` UTF-16: the mark
+    # became part of the first path ("<list folder>/\ufeff/abs/one.nii.gz: no such file"), UTF-16 a codec error.
+    listing = tmp_path / "cohort.txt"
+    listing.write_text("/abs/one.nii.gz\r\nrelative/två.nii\r\n", encoding=encoding)
+    assert read_image_list(listing) == [Path("/abs/one.nii.gz"), tmp_path / "relative" / "två.nii"]
+
+
+def test_a_list_file_that_is_not_text_is_refused_by_name(tmp_path):
+    # An image given as --image-list was refused as "'utf-8' codec can't decode byte 0x8b in position 1".
+    not_a_list = tmp_path / "scan.nii.gz"
+    not_a_list.write_bytes(b"\x1f\x8b\x08\x00 a gzip stream")
+    with pytest.raises(ValueError) as refused:
+        read_image_list(not_a_list)
+    assert str(refused.value) == (
+        f"{not_a_list}: not a text file (the list file of --image-list holds one image path per line, saved as "
+        "UTF-8 or UTF-16 text); give images themselves with --image."
+    )
+
+
 def test_ranks_take_interleaved_shares_from_the_environment():
     files = [Path(f"{i}.nii") for i in range(7)]
     shares = [RankShare.from_environment({"RANK": str(r), "WORLD_SIZE": "3"}) for r in range(3)]
