@@ -40,6 +40,7 @@ from napari_action.data.samples import (
     sparse_from_truth,
 )
 from napari_action.evaluation.metrics import dice_per_class
+from napari_action.io.atomic import require_writable_folder
 from napari_action.io.nifti_writer import save_labels
 from napari_action.io.volume_meta import VolumeMeta
 
@@ -90,7 +91,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     subjects = make_phantom(n_subjects=3, seed=args.seed)
     written = demo_file_names(subject.name for subject in subjects)
     refuse_to_replace_others(out, written, overwrite=args.overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+    # Before training, as train and predict check theirs: the model is the first file written, minutes later.
+    require_writable_folder(out, instead="another --out-dir")
     painted = evenly_spaced_slices(subjects[0].labels, DEMO_AXIS, args.slices)
     sparse = sparse_from_truth(subjects[0].labels, DEMO_AXIS, painted)
     _say(

@@ -226,6 +226,21 @@ def test_a_folder_os_access_calls_writable_is_still_refused_before_the_work(nift
     assert list(out_dir.iterdir()) == []
 
 
+def test_a_demo_into_a_folder_that_is_not_writable_is_refused_before_training(tmp_path):
+    # Was: the whole demo trained (2 minutes by default), then "cannot write <out-dir>/model.pt".
+    out_dir = tmp_path / "demo"
+    out_dir.mkdir()
+    demo = ["demo", "--out-dir", str(out_dir), "--supervised-start", "1", "--steps", "1", "--device", "cpu"]
+    with read_only(out_dir):
+        status, err = run_command_in_child(demo, unwritable=True)
+    assert status == USER_ERROR
+    assert err == (
+        f"napari-action demo: error: cannot write into {out_dir}: the folder is not writable; "
+        "choose another --out-dir (or fix its permissions).\n"
+    )
+    assert list(out_dir.iterdir()) == []
+
+
 def test_convert_into_a_folder_that_is_not_writable_names_the_store_asked_for(nifti_files):
     locked = nifti_files["dir"] / "stores"
     locked.mkdir()
