@@ -25,6 +25,7 @@ from napari_action.cli.demo_files import demo_file_names, record_written, refuse
 from napari_action.cli.options import (
     add_precision_option,
     add_schedule_options,
+    add_seed_option,
     add_structure_ends_option,
     add_threads_option,
     config_from_args,
@@ -64,7 +65,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--slices", type=positive_int, default=3, help="number of painted slices")
     demo.add_argument("--method", choices=METHODS, default="action")
     demo.add_argument("--device", default="auto")
-    demo.add_argument("--seed", type=int, default=1337)
+    add_seed_option(demo)
     add_structure_ends_option(demo)
     add_threads_option(demo)
     add_precision_option(demo)

@@ -179,6 +179,23 @@ def load_image(path: Path, *, nan_to_zero: bool) -> tuple[np.ndarray, VolumeMeta
         raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
 
 
+#: The largest seed torch's generator takes (numpy's takes any integer >= 0).
+LARGEST_SEED = 2**64 - 1
+
+
+def add_seed_option(parser: argparse.ArgumentParser) -> None:
+    """``--seed N``: the seed of every random generator of training, checked here for what they accept."""
+    parser.add_argument("--seed", type=seed_int, default=1337, metavar="N", help="random seed (default: 1337)")
+
+
+def seed_int(text: str) -> int:
+    """Parse a seed, 0 to :data:`LARGEST_SEED` (an ``argparse`` type)."""
+    value = _int_at_least(text, 0)
+    if value > LARGEST_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {LARGEST_SEED}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """Parse an integer >= 1 (an ``argparse`` type)."""
     return _int_at_least(text, 1)

@@ -26,6 +26,7 @@ from napari_action.cli.options import (
     add_nan_to_zero_option,
     add_precision_option,
     add_schedule_options,
+    add_seed_option,
     add_structure_ends_option,
     add_threads_option,
     config_from_args,
@@ -100,7 +101,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_schedule_options(train)
     add_structure_ends_option(train)
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
-    train.add_argument("--seed", type=int, default=1337)
+    add_seed_option(train)
     add_threads_option(train)
     add_precision_option(train)
     add_nan_to_zero_option(train)

@@ -163,3 +163,26 @@ def test_predict_refuses_a_negative_largest_components_count_in_the_options_word
 def test_predict_keeps_every_component_with_a_largest_components_count_of_0():
     required = ["--model", "m.pt", "--image", "a.nii.gz", "--out-dir", "out"]
     assert build_parser().parse_args(["predict", *required, "--largest-components", "0"]).largest_components == 0
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("-5", "must be at least 0, got -5"), (str(2**64), f"must be at most {2**64 - 1}, got {2**64}")],
+)
+def test_a_seed_the_random_generators_cannot_take_is_refused_in_the_options_words(command, value, message, capsys):
+    # Was refused after the images were read, as "expected non-negative integer" (numpy) or "Overflow when
+    # unpacking long long" (torch), neither naming --seed.
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, *_required(command), "--seed", value])
+    assert exit_info.value.code == 2
+    assert f"argument --seed: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_every_seed_the_random_generators_take_is_accepted(command):
+    for seed in (0, 1337, 2**64 - 1):
+        assert (
+            config_from_args(build_parser().parse_args([command, *_required(command), "--seed", str(seed)])).seed
+            == seed
+        )
