@@ -28,7 +28,11 @@ from napari_action.cli.options import (
     add_threads_option,
     non_negative_int,
 )
-from napari_action.cli.quality_report import report_folder_quality, report_quality
+from napari_action.cli.quality_report import (
+    refuse_to_replace_a_foreign_table,
+    report_folder_quality,
+    report_quality,
+)
 from napari_action.inference.cohort import FileOutcome, RankShare, count_by_status, expand_images, gather_outcomes
 from napari_action.io.atomic import require_writable_folder
 from napari_action.io.errors import describe_error
@@ -145,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     # earlier rank wrote are not this rank's outputs. Under torchrun every rank checks every output,
     # so that all of them stop together.
     _refuse_existing_outputs({image: targets[image] for image in (images if share.agent_store else mine)}, args)
+    refuse_to_replace_a_foreign_table(args.out_dir, args.overwrite)
     configure_threads(args.threads)
     model = load_model(args.model, device=_rank_device(args.device, share))
     # Before the first image is predicted (a read-only folder failed every file at its end), and after the model

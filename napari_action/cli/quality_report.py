@@ -20,6 +20,7 @@ from napari_action.inference.quality import (
     PredictionStats,
     VolumeQuality,
     class_label,
+    is_quality_table,
     quality_table,
     rate_cohort,
     write_quality_csv,
@@ -63,6 +64,21 @@ def report_folder_quality(
             file=sys.stdout,
         )
     return rated
+
+
+def refuse_to_replace_a_foreign_table(out_dir: Path, overwrite: bool) -> None:
+    """Stop before any work when ``out_dir`` holds a ``quality.csv`` that napari-action did not write.
+
+    Each run rewrites the table of the folder (:func:`report_folder_quality`); a table of the user's own by
+    that name (a QC sheet in a results folder) was replaced without a word.
+    """
+    path = out_dir / QUALITY_CSV
+    if overwrite or not path.is_file() or is_quality_table(path):
+        return
+    raise FileExistsError(
+        f"{path} is not a quality table of napari-action, and predict writes its table of the masks there; move "
+        "it away, pass --overwrite to replace it, or choose another --out-dir."
+    )
 
 
 def masks_of_other_runs(

@@ -470,3 +470,10 @@ def quality_table(
 def write_quality_csv(path: str | os.PathLike, text: str) -> Path:
     """Write :func:`quality_table`'s text to ``path`` atomically (a reader never sees half a table)."""
     return write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
+def is_quality_table(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a table :func:`write_quality_csv` wrote (its header), or nothing to lose (empty)."""
+    with open(path, "rb") as table:
+        header = table.readline().decode("utf-8", errors="replace").strip()
+    return not header or header.startswith(",".join(_COLUMNS))

@@ -169,3 +169,22 @@ def test_masks_another_model_predicted_into_the_folder_are_not_rated_with_this_m
     assert predict(same, out_dir, scans / "c_blank.nii.gz", extra=("--overwrite",)) == 0
     status = {row["file"]: row["status"] for row in read_rows(out_dir / "quality.csv")}
     assert status == {str(scans / "c_blank.nii.gz"): "predicted", str(scans / "a_disc.nii.gz"): "kept"}
+
+
+def test_a_quality_csv_of_the_users_own_is_not_replaced_without_overwrite(scans, model_file, tmp_path, capsys):
+    # A results folder holding the user's own quality.csv (a QC sheet) lost it to the table of the masks.
+    out_dir = tmp_path / "results"
+    out_dir.mkdir()
+    own = out_dir / "quality.csv"
+    own.write_text("subject,rater,passed\ns01,AB,yes\n", encoding="utf-8")
+    assert predict(model_file, out_dir, scans / "a_disc.nii.gz") == 2
+    err = capsys.readouterr().err
+    assert f"{own} is not a quality table of napari-action" in err and "pass --overwrite to replace it" in err
+    assert own.read_text(encoding="utf-8") == "subject,rater,passed\ns01,AB,yes\n"
+    assert sorted(path.name for path in out_dir.iterdir()) == ["quality.csv"]  # refused before any mask
+
+    assert predict(model_file, out_dir, scans / "a_disc.nii.gz", extra=("--overwrite",)) == 0
+    assert [row["file"] for row in read_rows(own)] == [str(scans / "a_disc.nii.gz")]
+    # Its own table is no obstacle: the next run rates its masks with the first run's.
+    assert predict(model_file, out_dir, scans / "d_disc.nii.gz") == 0
+    assert len(read_rows(own)) == 2
