@@ -41,7 +41,7 @@ from napari_action.data.samples import (
     sparse_from_truth,
 )
 from napari_action.evaluation.metrics import dice_per_class
-from napari_action.io.atomic import require_writable_folder
+from napari_action.io.atomic import require_writable_folder, write_text_atomically
 from napari_action.io.nifti_writer import save_labels
 from napari_action.io.volume_meta import VolumeMeta
 
@@ -140,7 +140,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         if index == 0:
             _save_overlay(out / "overlay.png", subject, labels, painted)
     save_labels(out / f"{subjects[0].name}_painted.nii.gz", sparse, subjects[0].meta, overwrite=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_text_atomically(out / "results.json", json.dumps(results, indent=2))
     record_written(out, written)
     _say(
         f"\nWrote the model, images, painted slices, predictions, truth, overlay.png and results.json "

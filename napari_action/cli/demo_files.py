@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from napari_action.io.atomic import write_text_atomically
+
 RECORD = ".napari-action-demo.json"
 
 
@@ -38,7 +40,8 @@ def refuse_to_replace_others(out: Path, names: Iterable[str], *, overwrite: bool
 def record_written(out: Path, names: Iterable[str]) -> None:
     """Note the files the demo has just written, so that the next demo may replace them."""
     stamps = {name: _stamp(out / name) for name in names if (out / name).exists()}
-    (out / RECORD).write_text(json.dumps(stamps, indent=1))
+    # Whole or not at all: a record cut short would make the next demo refuse to replace its own files.
+    write_text_atomically(out / RECORD, json.dumps(stamps, indent=1))
 
 
 def _stamp(path: Path) -> list[int]:

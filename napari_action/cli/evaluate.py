@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_action.cli.options import int_list
+from napari_action.io.atomic import write_text_atomically
 from napari_action.io.geometry import grid_difference, same_voxel_grid
 from napari_action.io.nifti import load_labels
 from napari_action.io.volume_meta import VolumeMeta
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     print(result.format_table())
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_dict(), indent=2))
+        # Whole or not at all: the scores of an earlier run stay if these cannot be written.
+        write_text_atomically(args.json, json.dumps(result.to_dict(), indent=2))
     return 0
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "replace",
     "require_writable_folder",
     "write_atomically",
+    "write_text_atomically",
 ]
 
 #: Age (seconds since the last change) after which a temporary file counts as left by a dead write.
@@ -105,6 +106,13 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
     _fsync_folder(path.parent)
     remove_stale_parts(path)
     return path
+
+
+def write_text_atomically(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """:func:`write_atomically` of ``text`` in UTF-8, with a failure said in words (:func:`explained_errors`)."""
+    target = Path(path)
+    with explained_errors(target, existed=target.exists()):
+        return write_atomically(target, lambda stream: stream.write(text.encode("utf-8")), overwrite=overwrite)
 
 
 def replace(source: str | os.PathLike, target: str | os.PathLike, *, named: str | os.PathLike | None = None) -> None:

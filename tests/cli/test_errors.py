@@ -352,3 +352,17 @@ def test_a_mask_written_by_another_job_meanwhile_is_left_and_said_so(nifti_files
     assert status == SOME_FILES_FAILED
     assert f"{target} was written by another process while this one predicted it" in err
     assert "overwrite=True" not in err and target.read_bytes() == b"another job's file"
+
+
+def test_scores_that_cannot_be_written_leave_the_last_ones_whole(nifti_files, tmp_path):
+    # evaluate --json truncated the file, then failed half-way: yesterday's scores were lost for a fragment.
+    (tmp_path / "scores").mkdir()
+    scores = tmp_path / "scores" / "scores.json"
+    scores.write_text('{"earlier": "scores"}')
+    args = ["evaluate", "--pred", nifti_files["truth"], "--truth", nifti_files["truth"], "--json", scores]
+    status, err = run_command_in_child(args, file_size_limit=64)  # writes past 64 bytes fail, as on a full disk
+    assert status == USER_ERROR
+    assert f"could not write {scores}: the disk is full or the file is too large" in err
+    assert "unchanged" in err
+    assert scores.read_text() == '{"earlier": "scores"}'
+    assert [path.name for path in scores.parent.iterdir()] == ["scores.json"]  # no part file left
