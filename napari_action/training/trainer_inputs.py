@@ -202,7 +202,24 @@ def decided_from_data(
     config, ends = with_structure_ends(config, spacings, annotation)
     config, steps = with_cohort_steps(config, annotation)
     turned = turned_volume_notes(world, annotation, names)
-    return config, [note for note in (noise, ends, steps, *turned) if note]
+    blank = blank_image_notes(images, names)
+    return config, [note for note in (*blank, noise, ends, steps, *turned) if note]
+
+
+def blank_image_notes(images: Sequence[NormalizedVolume], names: Sequence[str] | None = None) -> list[str]:
+    """A note for each image that shows nothing once normalised: its intensities clip to one value (an empty
+    file, a blank export, or a mask opened as the image), so it holds nothing to learn from or to predict on."""
+    notes = []
+    for index, image in enumerate(images):
+        statistics = image.statistics
+        if statistics is None or statistics.high > statistics.low:
+            continue
+        called = names[index] if names and index < len(names) else f"volume {index + 1}"
+        notes.append(
+            f"{called} shows nothing to learn from: its voxels are all {statistics.low:g} (past its extreme "
+            "percentiles), so its prediction means nothing. Check that it is the scan, not an empty file or a mask."
+        )
+    return notes
 
 
 def with_scanner_augmentation(

@@ -67,3 +67,19 @@ def test_a_volume_nobody_painted_stored_turned_against_the_painted_one_is_said_t
     assert note.endswith("gives its labels back in its own.")
     alike = Trainer(volumes, labels, tiny_config(), affines=[ras, ras], names=["colin", "other"])
     assert not [note for note in alike.advice if "'other'" in note]
+
+
+@pytest.mark.parametrize("blank", ["zeros", "constant"])
+def test_an_image_that_shows_nothing_is_named_in_the_advice(blank):
+    # An empty export or a mask opened as the scan trained without a word, and its prediction meant nothing.
+    image, truth = disc_volume(0)
+    empty = np.zeros_like(image) if blank == "zeros" else np.full_like(image, 37.0)
+    trainer = Trainer([image, empty], [sparse(truth), None], tiny_config(), names=["scan", "blank"])
+    notes = [note for note in trainer.advice if "shows nothing" in note]
+    assert len(notes) == 1 and notes[0].startswith("blank shows nothing to learn from")
+
+
+def test_a_scan_with_contrast_gives_no_such_advice():
+    image, truth = disc_volume(0)
+    trainer = Trainer([image, disc_volume(1)[0]], [sparse(truth), None], tiny_config())
+    assert not [note for note in trainer.advice if "shows nothing" in note]
