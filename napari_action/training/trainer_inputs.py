@@ -208,7 +208,7 @@ def decided_from_data(
 
 def blank_image_notes(images: Sequence[NormalizedVolume], names: Sequence[str] | None = None) -> list[str]:
     """A note for each image that shows nothing once normalised: its intensities clip to one value (an empty
-    file, a blank export, or a mask opened as the image), so it holds nothing to learn from or to predict on."""
+    file, a blank export), so it holds nothing to learn from or to predict on."""
     notes = []
     for index, image in enumerate(images):
         statistics = image.statistics
@@ -216,8 +216,8 @@ def blank_image_notes(images: Sequence[NormalizedVolume], names: Sequence[str] |
             continue
         called = names[index] if names and index < len(names) else f"volume {index + 1}"
         notes.append(
-            f"{called} shows nothing to learn from: its voxels are all {statistics.low:g} (past its extreme "
-            "percentiles), so its prediction means nothing. Check that it is the scan, not an empty file or a mask."
+            f"{called} shows nothing to learn from: its voxels all have one value ({statistics.low:g}), so its "
+            "prediction means nothing. Check that it is the scan, not an empty file or a mask."
         )
     return notes
 
