@@ -111,7 +111,7 @@ class VolumeMeta:
             raise ValueError(f"VolumeMeta.from_affine needs a 3D shape, got {shape}.")
         hdr = nib.Nifti1Header()
         hdr.set_data_shape(tuple(int(s) for s in shape))
-        hdr.set_data_dtype(np.dtype(dtype))
+        hdr.set_data_dtype(_header_dtype(dtype))
         hdr.set_qform(np.asarray(affine, dtype=np.float64), code=int(code))
         hdr.set_sform(np.asarray(affine, dtype=np.float64), code=int(code))
         hdr.set_xyzt_units(xyz="mm")
@@ -136,6 +136,23 @@ def mm_per_unit(hdr: nib.Nifti1Header) -> float:
     """Millimetres in one unit of the header's ``xyzt_units`` (1 for mm and for an unknown unit)."""
     spatial, _ = hdr.get_xyzt_units()
     return _MM_PER_UNIT.get(spatial, 1.0)
+
+
+def _header_dtype(dtype: Any) -> np.dtype:
+    """``dtype``, or the type NIfTI-1 stores such data as where it names none: bool as uint8, float16 as float32.
+
+    napari shows an Image layer of any numpy type (a thresholded mask is bool, a microscopy export may be
+    float16), and its geometry is built through a header; nibabel refuses a type NIfTI-1 cannot name, which
+    made Train, Export and the geometry checks fail on such a layer with "data dtype "bool" not supported".
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return np.dtype(np.uint8)
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        return np.dtype(np.float64)
+    return dtype
 
 
 def meta_from_header(hdr: nib.Nifti1Header, shape: tuple, *, path: str | None, dtype: str) -> VolumeMeta:
