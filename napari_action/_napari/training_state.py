@@ -22,6 +22,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import WorkerBase
 
+from napari_action._napari.image_checks import image_type_problem
 from napari_action._napari.layers import (
     EditTracker,
     class_names_of,
@@ -100,6 +101,9 @@ class TrainingPlan:
             plan.images.append(image)
             plan.labels.append(labels)
         plan.images += [img for img in images.values() if _index(plan.images, img) is None]
+        problem = next(filter(None, map(image_type_problem, plan.images)), None)
+        if problem is not None:
+            raise ValueError(problem)
         return plan
 
     def labels_layers(self) -> list:
