@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from napari.layers import Image, Labels
 from napari.qt.threading import WorkerBase
 
 from napari_action._napari.image_checks import image_type_problem
@@ -28,7 +27,6 @@ from napari_action._napari.layers import (
     class_names_of,
     colours_of_every_label,
     image_layers,
-    is_prediction_layer,
     layer_array,
     layer_image_data,
     layer_shape,
@@ -38,6 +36,7 @@ from napari_action._napari.layers import (
 )
 from napari_action._napari.prediction_job import PredictionJob
 from napari_action._napari.run_state import RunState
+from napari_action._napari.unused_layers import unused_layers_note
 from napari_action._napari.view_plane import layer_geometry, training_order
 from napari_action._napari.workers import TrainingRun
 from napari_action._napari.writer import layer_world_affine
@@ -81,7 +80,7 @@ class TrainingPlan:
         if not pairs:
             raise ValueError(
                 "No painted Labels layer is selected: add a Labels layer over a 3D image, "
-                "paint a few slices in it, then press Train." + not_3d_note(picker.viewer)
+                "paint a few slices in it, then press Train." + unused_layers_note(picker.viewer)
             )
         plan = cls()
         for labels, image_name in pairs:
@@ -172,33 +171,6 @@ def _index(layers: list, layer) -> int | None:
     return next((i for i, item in enumerate(layers) if item is layer), None)
 
 
-def not_3d_note(viewer) -> str:
-    """Why images and labels with a channel or time axis are not in the widget's lists, and how to make 3D layers.
-
-    The lists offer 3D layers only, so a two-channel stack (C, Z, Y, X) and the Labels layer napari's button made
-    over it (4D too) are silently missing there; without this note Train said only "add a Labels layer over a 3D
-    image" to a user who had done so as far as they could see.
-    """
-    layers = [
-        layer
-        for layer in viewer.layers
-        if isinstance(layer, Image | Labels)
-        and not getattr(layer, "rgb", False)
-        and not is_prediction_layer(layer)
-        and len(layer_shape(layer)) > 3
-    ]
-    if not layers:
-        return ""
-    named = ", ".join(f"{layer.name!r} ({layer_shape_text(layer)})" for layer in layers)
-    return (
-        f" Not used: {named}, with more than 3 axes (channels or time points); napari-action learns from 3D volumes,"
-        " one channel and time point each. Make 3D images of a stack: right-click it in the layer list > Split Stack"
-        " when its first axis holds the channels or time points, else add it again with that axis as channels"
-        " (in napari's console: viewer.add_image(data, channel_axis=1, scale=(2.0, 0.4, 0.4)), your axis and voxel"
-        " sizes). Then paint on a Labels layer made while one of the 3D images is selected."
-    )
-
-
 def _paired_image(labels, image_name: str | None, images: dict, viewer):
     if image_name is None:
         fits = [f"{img.name!r} ({layer_shape_text(img)})" for img in images.values()]
@@ -206,7 +178,7 @@ def _paired_image(labels, image_name: str | None, images: dict, viewer):
             f"Labels layer {labels.name!r} has shape {layer_shape_text(labels)}, but no selected image has that shape"
             + (f" (selected: {', '.join(fits)})" if fits else " (no 3D image is selected)")
             + ". Labels must lie on the voxel grid of their image; uncheck the layer or fix its shape."
-            + not_3d_note(viewer)
+            + unused_layers_note(viewer)
         )
     image = images.get(image_name)
     if image is None:
