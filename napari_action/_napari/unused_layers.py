@@ -2,7 +2,7 @@
 
 The lists offer 3D single-channel layers only. A layer left out for its shape is silently missing there;
 without these notes Train said only "add a Labels layer over a 3D image" to a user who had done so as far as
-they could see (a 2D Labels layer over the scan, a two-channel stack).
+they could see (a 2D Labels layer over the scan, a colour volume, a two-channel stack).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def unused_layers_note(viewer) -> str:
     ]
     stacks = [layer for layer in layers if _spatial_axes(layer) > 3]
     flat = [layer for layer in layers if _spatial_axes(layer) < 3]
-    return _stack_note(stacks) + _flat_note(flat)
+    colour = [layer for layer in layers if _is_rgb(layer) and _spatial_axes(layer) == 3]
+    return _stack_note(stacks) + _flat_note(flat) + _colour_note(colour)
 
 
 def _is_rgb(layer) -> bool:
@@ -58,4 +59,14 @@ def _flat_note(layers: list) -> str:
         f" Not used: {_named(layers)}, with 2 axes: napari-action learns from 3D volumes and the slices painted in"
         " them, not from a single 2D slice. Open the 3D scan, select it and make the Labels layer with the"
         " layer list's New labels button (it takes the scan's shape and placement), then paint a few of its slices."
+    )
+
+
+def _colour_note(layers: list) -> str:
+    if not layers:
+        return ""
+    return (
+        f" Not used: {_named(layers)}, a colour (RGB) volume; napari-action learns from one intensity per voxel."
+        " Right-click it in the layer list > Split RGB, then train on one of the three channel images (or convert it"
+        " to grey levels), with your labels paired with that image."
     )

@@ -32,3 +32,14 @@ def test_a_2d_labels_layer_is_named_on_train_with_how_to_make_one_over_the_scan(
 
     assert "'vol labels' (32×32)" in error and "with 2 axes" in error and "New labels button" in error
     assert ("'vol' (32×32)" in error) == (image_ndim == 2)
+
+
+def test_a_colour_volume_is_named_on_train_with_how_to_split_it(viewer):
+    image, truth = disc_volume()
+    viewer.add_image(np.stack([image, image / 2, image / 4], axis=-1), name="vol", rgb=True)  # a stained section stack
+    labels = viewer.add_labels(np.zeros(truth.shape, np.uint8), name="vol labels")  # New labels over it: 3D
+    labels.data[list(PAINTED)] = truth[list(PAINTED)]
+
+    error = _refused(viewer, labels)
+
+    assert "'vol' (8×32×32×3)" in error and "colour (RGB)" in error and "Split RGB" in error
