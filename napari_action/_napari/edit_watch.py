@@ -15,7 +15,7 @@ from napari_action._napari.undone_edits import history_lengths
 
 
 class EditWatch:
-    """Calls ``on_edit(layer)`` after each stroke, undo or redo in ``layer``.
+    """Calls ``on_edit(layer)`` after each stroke, undo or redo in ``layer``, and when its data is replaced.
 
     A stroke is reported as napari's paint event comes (``data_setitem`` emits it before writing the
     voxels); an undo or redo once the voxels are back. A layer hidden while undone is reported when it
@@ -35,13 +35,21 @@ class EditWatch:
         self._seen = history_lengths(self.layer)
         layer.events.paint.connect(self._on_paint)
         layer.events.set_data.connect(self._on_refresh)
+        # ``layer.data = ...`` (labels loaded into the layer from the console or by another plugin) comes with
+        # neither a paint event nor a history move: a training went on with the labels the layer no longer held.
+        layer.events.data.connect(self._on_replaced)
 
     def close(self) -> None:
         """Stop watching the layer."""
         self.layer.events.paint.disconnect(self._on_paint)
         self.layer.events.set_data.disconnect(self._on_refresh)
+        self.layer.events.data.disconnect(self._on_replaced)
 
     def _on_paint(self, event=None) -> None:
+        self._seen = history_lengths(self.layer)
+        self._on_edit(self.layer)
+
+    def _on_replaced(self, event=None) -> None:
         self._seen = history_lengths(self.layer)
         self._on_edit(self.layer)
 

@@ -40,3 +40,20 @@ def test_paint_in_a_labels_layer_added_while_training_runs_is_pointed_out_once(s
     wait_finished(qtbot, widget)
     assert widget.training_state.trainer.annotation.labeled_slices(1) == [3, 6]
     np.testing.assert_array_equal(late.data[[3, 6]], second_truth[[3, 6]])  # the user's paint as it was
+
+
+def test_labels_put_into_the_painted_layer_while_training_runs_reach_the_training(scene, qtbot):
+    # Labels loaded into the layer from the console (layer.data = ...) came with no paint event: training
+    # went on with slices the layer no longer held.
+    viewer, widget, labels, truth = scene
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    replaced = np.zeros(gui.SHAPE, np.uint8)
+    replaced[6] = truth[6]
+    labels.data = replaced
+    trainer = widget.training_state.trainer
+    qtbot.waitUntil(lambda: trainer.annotation.labeled_slices(0) == [6], timeout=TIMEOUT)
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+    assert labels.data is replaced and np.array_equal(replaced[6], truth[6])  # the layer is only read
