@@ -50,6 +50,7 @@ class LiveUpdates:
         self._send_labels_throttled = qthrottled(self.send_labels, timeout=LABELS_THROTTLE_MS)
         self._send_focus_throttled = qthrottled(self._send_focus, timeout=300)
         self._watches: list[EditWatch] = []
+        self._images: list = []  # the images of the run, whose data is followed
         self._told: set[int] = set()  # ids of the layers added during the run whose paint was pointed out
         viewer.dims.events.current_step.connect(self._on_dims_step)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -57,6 +58,9 @@ class LiveUpdates:
     def follow_painting(self, plan: TrainingPlan) -> None:
         """Send the labels after each stroke, undo or redo in the painted layers (until :meth:`stop_following`)."""
         self._watches += [EditWatch(layer, self._on_labels_edited) for layer in plan.labels_layers()]
+        self._images = list(plan.images)
+        for image in self._images:
+            image.events.data.connect(self._on_image_replaced)
 
     def stop_following(self, plan: TrainingPlan | None) -> None:
         """The run has ended: strokes stay with the layers."""
@@ -64,6 +68,25 @@ class LiveUpdates:
             watch.close()
         self._watches = []
         self._told.clear()
+        for image in self._images:
+            image.events.data.disconnect(self._on_image_replaced)
+        self._images = []
+
+    def _on_image_replaced(self, event) -> None:
+        # The trainer holds the data it read: it cannot follow new data (often of another shape, a crop or another
+        # scan loaded into the layer), and its stream no longer fits the layer: the writes failed and the run never
+        # ended. The run stops; its stream goes nowhere; Predict reads the new data.
+        run, plan, image = self.training_state.run, self.training_state.plan, event.source
+        index = next((i for i, used in enumerate(plan.images) if used is image), None) if plan else None
+        if run is None or not run.is_running or index is None:
+            return
+        self.training_state.targets[index] = None
+        show_warning(
+            f"ACTION: image {image.name!r} was given new data while training ran, so training stops after its "
+            "current step; the model learnt from the data the image had. Predict all opened volumes predicts the "
+            "new data with it; Train learns from it."
+        )
+        run.stop()
 
     def _on_layer_inserted(self, event) -> None:
         # A run trains on the painted layers it started with: paint in a layer made since (the second scan's

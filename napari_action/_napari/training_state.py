@@ -65,6 +65,8 @@ class TrainingPlan:
 
     images: list = field(default_factory=list)
     labels: list = field(default_factory=list)
+    # What training reads from each image, taken once (:meth:`image_volumes`): the arrays the trainer holds.
+    volumes: list = field(default_factory=list)
 
     @classmethod
     def from_picker(cls, picker) -> TrainingPlan:
@@ -104,6 +106,20 @@ class TrainingPlan:
         if problem is not None:
             raise ValueError(problem)
         return plan
+
+    def image_volumes(self) -> list:
+        """The data of each image as training reads it (zarr or dask stays lazy), taken at the first call."""
+        if not self.volumes:
+            self.volumes = [layer_image_data(image) for image in self.images]
+        return self.volumes
+
+    def replaced(self, index: int) -> bool:
+        """True once the image of volume ``index`` holds other data than training read (``layer.data = ...``).
+
+        The trainer keeps the data it read: predicted by its volume index, the old scan was written into a layer
+        shaped like the new one (a crop or another scan loaded into the layer), and nothing worked again.
+        """
+        return bool(self.volumes) and layer_image_data(self.images[index]) is not self.volumes[index]
 
     def labels_layers(self) -> list:
         """The painted layers in use (never written to)."""
@@ -400,7 +416,7 @@ class TrainingState:
             if names is not None and image.name not in names:
                 continue
             index = None if self.plan is None else _index(self.plan.images, image)
-            if index is not None:
+            if index is not None and not self.plan.replaced(index):
                 items.append((image.name, index, None, None))
             else:
                 turn = training_order(self.trainer, image)

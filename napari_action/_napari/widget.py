@@ -38,7 +38,6 @@ from qtpy.QtWidgets import (
 
 from napari_action._napari.closing import ClosingWatch
 from napari_action._napari.files.panel import FilesPanel
-from napari_action._napari.layers import layer_image_data
 from napari_action._napari.live_updates import LiveUpdates
 from napari_action._napari.options import OptionsForm
 from napari_action._napari.picker import LayerPicker
@@ -292,7 +291,7 @@ class ActionWidget(QWidget):
         """Snapshot the inputs, decide the slicing axis; the returned function builds the trainer in the worker."""
         viewer_axis = viewer_slicing_axis(self.viewer)
         config = self.options.config(viewer_axis, **self.config_overrides)
-        volumes = [layer_image_data(image) for image in plan.images]  # zarr or dask layers stay lazy
+        volumes = plan.image_volumes()  # zarr or dask layers stay lazy
         # Voxel sizes and world positions: the trainer carries labels onto unpainted images in millimetres.
         affines = [layer_volume_meta(image).affine for image in plan.images]
         # The accepted slices join the painted labels (those accepted along another axis than chosen are dropped).

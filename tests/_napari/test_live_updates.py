@@ -57,3 +57,26 @@ def test_labels_put_into_the_painted_layer_while_training_runs_reach_the_trainin
     wait_finished(qtbot, widget)
 
     assert labels.data is replaced and np.array_equal(replaced[6], truth[6])  # the layer is only read
+
+
+def test_an_image_given_new_data_while_training_runs_stops_it_and_predict_reads_the_new_data(scene, qtbot):
+    # A crop (or another scan) put into the image layer from the console: the stream of the old data no longer
+    # fitted the layer, every write failed and the run never ended, leaving Train greyed out for good.
+    viewer, widget, labels, truth = scene
+    painted = labels.data.copy()
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    before = len(notification_manager.records)
+    cropped = np.ascontiguousarray(gui.disc_volume(5)[0][:, :16, :16])
+    viewer.layers["vol"].data = cropped
+    wait_finished(qtbot, widget)
+
+    (warning,) = [m for m in messages_since(before, "warning") if "new data" in m]
+    assert warning.startswith("ACTION: image 'vol' was given new data while training ran, so training stops")
+    assert run.error is None and widget.train_button.isEnabled() and widget.predict_button.isEnabled()
+    widget.predict_all()
+    qtbot.waitUntil(lambda: widget.training_state.job is None and widget.predict_button.isEnabled(), timeout=TIMEOUT)
+    assert messages_since(before, "error") == []
+    predicted = [layer for layer in viewer.layers if layer.name.startswith("vol ACTION")]
+    assert (16, 16) in [layer.data.shape[1:] for layer in predicted]  # the new data, predicted on its own grid
+    assert np.array_equal(labels.data, painted)

@@ -369,7 +369,7 @@ class RefinePanel(QGroupBox):
             return
         n_classes = len(state.trainer.class_values)
         for prediction in batch:
-            if prediction.volume_index < len(state.plan.images):
+            if prediction.volume_index < len(state.plan.images) and not state.plan.replaced(prediction.volume_index):
                 image = state.plan.images[prediction.volume_index]
                 values = streamed_uncertainty(prediction.confidence, n_classes)
                 self.uncertainty.set_slices(image.name, layer_shape(image), prediction.axis, prediction.start, values)
