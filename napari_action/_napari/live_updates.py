@@ -16,7 +16,7 @@ from qtpy.QtCore import QTimer
 from superqt.utils import qthrottled
 
 from napari_action._napari.edit_watch import EditWatch
-from napari_action._napari.layers import is_prediction_layer
+from napari_action._napari.layers import is_prediction_layer, layer_shape
 from napari_action._napari.refine.accepted import TrainingLabels
 from napari_action._napari.training_state import TrainingPlan, TrainingState, negative_values_problem
 from napari_action.progress import AnnotationUpdate, FocusRequest
@@ -130,11 +130,15 @@ class LiveUpdates:
         if not training.any():
             show_warning("ACTION: every painted voxel was erased; training keeps the previous labels.")
             return
-        # The trainer refuses labels that cannot train with a notice of its own (as at the start); negative
-        # values are told here, where the layer's name and napari's label box explain them.
-        negative = next(filter(None, map(_negative_values_problem, plan.labels, training.labels)), None)
-        if negative is not None:
-            show_warning(f"ACTION: {negative} Training keeps the labels it had until then.")
+        # The trainer refuses labels that cannot train with a notice of its own (as at the start); another shape
+        # (``layer.data = ...``) and negative values are told here, where the layer's name explains them.
+        problems = (
+            *map(_shape_problem, plan.labels, plan.images),
+            *map(_negative_values_problem, plan.labels, training.labels),
+        )
+        problem = next(filter(None, problems), None)
+        if problem is not None:
+            show_warning(f"ACTION: {problem} Training keeps the labels it had until then.")
             return
         run.send_annotation(
             AnnotationUpdate(labels=tuple(training.labels), labeled_slices=training.labeled_slices or None)
@@ -154,6 +158,16 @@ class LiveUpdates:
         position = image.world_to_data(self.viewer.dims.point)
         axis = run.trainer.turns.stored_axis(index, run.trainer.axis)  # a scan stored turned has its own
         run.send_focus(FocusRequest(index, int(round(float(position[axis])))))
+
+
+def _shape_problem(layer, image) -> str | None:
+    """What is wrong with painted ``layer`` once its data no longer has the shape of its ``image``."""
+    if layer is None or image is None or layer_shape(layer) == layer_shape(image):
+        return None
+    return (
+        f"'{layer.name}' now holds labels of shape {layer_shape(layer)}, but its image '{image.name}' has "
+        f"{layer_shape(image)}: put back labels of the image's shape (Ctrl-Z does not undo a replaced array)."
+    )
 
 
 def _negative_values_problem(layer, labels) -> str | None:

@@ -80,3 +80,23 @@ def test_an_image_given_new_data_while_training_runs_stops_it_and_predict_reads_
     predicted = [layer for layer in viewer.layers if layer.name.startswith("vol ACTION")]
     assert (16, 16) in [layer.data.shape[1:] for layer in predicted]  # the new data, predicted on its own grid
     assert np.array_equal(labels.data, painted)
+
+
+def test_labels_of_another_shape_put_into_the_painted_layer_while_training_runs_are_refused_by_the_layer_name(
+    scene, qtbot
+):
+    # The refusal came from the trainer, as "Labels of volume 0 have shape (8, 16, 16), but the volume has shape
+    # (8, 32, 32).": no layer name, no way back.
+    viewer, widget, labels, truth = scene
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    before = len(notification_manager.records)
+    labels.data = np.ascontiguousarray(labels.data[:, :16, :16])
+    qtbot.waitUntil(lambda: any("shape" in m for m in messages_since(before, "warning")), timeout=TIMEOUT)
+    assert run.is_running  # training goes on with the labels it had
+    widget.stop_training()
+    wait_finished(qtbot, widget)
+
+    (warning,) = [m for m in messages_since(before, "warning") if "shape" in m]
+    assert warning.startswith("ACTION: 'vol labels' now holds labels of shape (8, 16, 16), but its image 'vol' has")
+    assert "Training keeps the labels it had until then." in warning
