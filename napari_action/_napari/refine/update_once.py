@@ -92,6 +92,13 @@ def start_update_once(widget, steps: int) -> bool:
         return False
     if not state.can_continue:
         raise ValueError("press Train first; Update once continues from the trained model.")
+    replaced = [image.name for index, image in enumerate(plan.images) if plan.replaced(index)]
+    if replaced:
+        # The trainer holds the data it read at Train: a round would learn from the old scan, not the one shown.
+        raise ValueError(
+            f"image {replaced[0]!r} was given new data since Train, and Update once would go on learning from the "
+            "data it had then. Press Train to train on the new data (your painted labels are kept)."
+        )
     training = widget.training_labels(plan, axis=trainer.axis)
     if not training.any():
         raise ValueError("nothing is labeled: paint or accept a slice first.")

@@ -9,7 +9,7 @@ import numpy as np
 from napari.utils.notifications import notification_manager
 
 from napari_action._napari.prediction_job import PredictionJob
-from tests.helpers.gui import GRID, TIMEOUT, edit_slice, show_slice, wait_finished
+from tests.helpers.gui import GRID, TIMEOUT, edit_slice, messages_since, show_slice, wait_finished
 
 
 def test_update_once_trains_a_short_round_then_predicts(scene, qtbot):
@@ -68,3 +68,22 @@ def test_update_once_predicts_the_training_volumes_once(scene, qtbot, monkeypatc
     assert len(started) == 3
     assert sorted(name for name, *_ in started[-1].items) == ["second", "vol"]
     qtbot.waitUntil(lambda: not any(job.is_running for job in started), timeout=TIMEOUT)
+
+
+def test_update_once_refuses_when_an_image_was_given_new_data_since_train(scene, qtbot):
+    # The trainer holds the data it read at Train: the round learnt from the old scan without a word.
+    viewer, widget, labels, truth = scene
+    painted = labels.data.copy()
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    trainer = widget.training_state.trainer
+    step = trainer.step
+    viewer.layers["vol"].data = np.ascontiguousarray(viewer.layers["vol"].data[:, :16, :16])
+    before = len(notification_manager.records)
+    assert widget.refine_panel.update_once() is False
+    wait_finished(qtbot, widget)
+
+    (error,) = messages_since(before, "error")
+    assert error.startswith("ACTION: image 'vol' was given new data since Train") and "Press Train" in error
+    assert trainer.step == step and widget.train_button.isEnabled() and widget.refine_panel.update_button.isEnabled()
+    assert np.array_equal(labels.data, painted)
