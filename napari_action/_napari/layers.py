@@ -385,6 +385,7 @@ class EditTracker:
         self.layer = layer
         self.axis = int(axis)
         self.locked: np.ndarray | None = None  # allocated on the first edit only
+        self.pinned: np.ndarray | None = None  # voxels of accepted slices: locked whole, whatever is undone
         self.edited_slices: set[int] = set()
         # Slices written by a stream at least once: agreement is measured on those.
         self.streamed: np.ndarray = np.zeros(layer_shape(layer)[self.axis], dtype=bool)
@@ -454,7 +455,8 @@ class EditTracker:
             for atom in last_redone_atoms(self.layer):
                 self.record_atom(atom)
         elif move == "undo" and self.locked is not None:
-            self.locked &= ~undone_voxels(self.layer, self.locked.shape)
+            undone = undone_voxels(self.layer, self.locked.shape)
+            self.locked &= ~(undone if self.pinned is None else undone & ~self.pinned)
             other = tuple(d for d in range(self.locked.ndim) if d != self.axis)
             self.edited_slices = {int(s) for s in np.flatnonzero(self.locked.any(axis=other))}
 

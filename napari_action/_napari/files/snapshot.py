@@ -46,6 +46,7 @@ from napari_action._napari.layers import (
 )
 from napari_action._napari.prediction_writer import MODEL_KEY
 from napari_action._napari.reader import read_store
+from napari_action._napari.refine.accepted import pin_slices
 from napari_action._napari.view_plane import training_order
 from napari_action.data.normalized_volume import is_array_like
 from napari_action.inference.loaded_model import model_from_checkpoint, with_references
@@ -382,7 +383,9 @@ def apply_session(viewer, training_state, restored: Restored, picker=None) -> li
             training_state.accepted_slices[name] = set(volume.accepted_slices)
         if volume.edited is not None and (i, "prediction") in added:
             along = _stored_axis(restored.model, added.get((i, "image")), axis)
-            restore_locks(training_state.tracker_for(added[i, "prediction"], along), volume.edited)
+            tracker = training_state.tracker_for(added[i, "prediction"], along)
+            restore_locks(tracker, volume.edited)
+            pin_slices(tracker, volume.accepted_slices or ())  # no undo unlocks them
     if restored.model is not None:
         training_state.use_model(restored.model, restored.model.checkpoint())
     return list(added.values())

@@ -66,13 +66,27 @@ def tracker_for_layer(training_state, layer, fallback_axis: int) -> EditTracker:
 
 
 def lock_slices(tracker: EditTracker, slices: Iterable[int]) -> None:
-    """Lock whole slices against streamed writes (and count them as edited)."""
+    """Lock whole slices against streamed writes (and count them as edited), for good: they are accepted.
+
+    Undoing a correction of an accepted slice gives its voxels the prediction back, but they stay locked (pinned):
+    the slice trains as it is shown, and no later prediction rewrites it behind the user's back.
+    """
     shape = layer_shape(tracker.layer)
     # An open mesh (np.ix_ style) locks the slices without a full index array per voxel.
     axes = [np.arange(n) for n in shape]
     axes[tracker.axis] = np.asarray(sorted(slices), dtype=np.intp)
     if axes[tracker.axis].size:
         tracker.lock_indices(np.ix_(*axes))
+        pin_slices(tracker, slices)
+
+
+def pin_slices(tracker: EditTracker, slices: Iterable[int]) -> None:
+    """Keep the locked voxels of accepted ``slices`` locked when a correction is undone (they lock nothing more)."""
+    slices = sorted(slices)
+    if slices:
+        if tracker.pinned is None:
+            tracker.pinned = np.zeros(layer_shape(tracker.layer), dtype=bool)
+        tracker.pinned[axis_index(tracker.axis, slices, tracker.pinned.ndim)] = True
 
 
 def accept_slices(training_state, tracker: EditTracker, slices: Iterable[int]) -> list[int]:

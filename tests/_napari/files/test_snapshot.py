@@ -18,7 +18,7 @@ from napari_action._napari.prediction_writer import MODEL_KEY
 from napari_action._napari.widget import ActionWidget
 from napari_action.io.session_store import Session, SessionVolume, file_sha256, load_session, save_session
 from tests.helpers.engine import write_nifti
-from tests.helpers.gui import SHAPE, disc_volume, dock, open_nifti, paint, wait_idle
+from tests.helpers.gui import SHAPE, disc_volume, dock, edit_slice, open_nifti, paint, wait_idle
 
 
 def _describe(viewer) -> list[tuple]:
@@ -271,3 +271,24 @@ def test_a_save_names_the_prediction_layers_it_cannot_keep_those_of_closed_scans
     warned = [str(record.message) for record in notification_manager.records[before:]]
     assert any("not in the session" in text and "closed (closed) ACTION" in text for text in warned), warned
     assert not any("'kept ACTION'" in text or " kept ACTION" in text for text in warned)
+
+
+def test_an_accepted_slice_of_an_opened_session_stays_locked_when_a_new_correction_is_undone(viewer, qtbot, tmp_path):
+    # The reopened layer has no undo history: undoing a correction made since unlocked the accepted slice's voxels.
+    image, truth = disc_volume()
+    volume = _image_and_paint(image, np.zeros(SHAPE, np.uint8))
+    volume.painted[2] = truth[2]
+    volume.prediction, volume.accepted_slices = truth.astype(np.uint8), [4]
+    volume.edited = np.zeros(SHAPE, bool)
+    volume.edited[4] = True  # an accepted slice is locked whole
+    volume.meta["layers"]["prediction"] = {"name": "vol ACTION", "index": 2, "transform": {}, "geometry": None}
+    store = save_session(tmp_path / "work.action.zarr", Session(volumes=[volume]))
+    widget = dock(viewer)
+    widget.files_panel.open_session(store)
+    wait_idle(qtbot, widget)
+    layer = viewer.layers["vol ACTION"]
+    edit_slice(layer, 4, 2)
+    layer.undo()
+
+    tracker = widget.training_state.trackers[id(layer)]
+    assert widget.training_state.accepted_slices == {"vol": {4}} and tracker.locked[4].all()

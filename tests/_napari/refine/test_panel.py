@@ -15,6 +15,7 @@ from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, predicti
 from napari_action._napari.refine.accepted import merge_accepted
 from napari_action._napari.refine.panel import ACCEPT_KEY
 from napari_action._napari.training_state import TrainingPlan
+from napari_action.progress import SlicePrediction
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import tiny_config
 from tests.helpers.gui import (
@@ -322,3 +323,20 @@ def test_accepting_only_the_slice_shown_along_the_slicing_axis(scene):
     viewer.dims.ndisplay = 2
     assert panel.accept_current_slice() == [3]
     assert not widget.training_state.trackers[id(layer)].locked[[2, 4]].any()
+
+
+def test_an_accepted_slice_whose_correction_is_undone_stays_locked_against_predictions(scene):
+    # Undoing the correction unlocked its voxels: the next prediction rewrote part of the accepted slice, which
+    # then trained on whatever the model said there (and accepting it again changed nothing).
+    viewer, widget, _, truth = scene
+    layer = offline_prediction(viewer, widget, truth)
+    edit_slice(layer, 6, 2)
+    show_slice(viewer, 6)
+    assert widget.refine_panel.accept_current_slice() == [6]
+    layer.undo()  # the correction taken back: the slice shows the prediction, still accepted
+    assert np.array_equal(layer.data[6], truth[6])
+
+    tracker = widget.training_state.target(0) or widget.training_state.trackers[id(layer)]
+    tracker.write(SlicePrediction(0, 0, 0, np.full(SHAPE, 9, np.uint8), None))  # what a prediction writes
+    assert np.array_equal(layer.data[6], truth[6]) and (layer.data[5] == 9).all()
+    assert widget.training_state.accepted_slices == {"vol": {6}}
