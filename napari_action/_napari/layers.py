@@ -385,7 +385,7 @@ class EditTracker:
         self.layer = layer
         self.axis = int(axis)
         self.locked: np.ndarray | None = None  # allocated on the first edit only
-        self.pinned: np.ndarray | None = None  # voxels of accepted slices: locked whole, whatever is undone
+        self.pinned: set[int] = set()  # accepted slices: their locked voxels stay locked, whatever is undone
         self.edited_slices: set[int] = set()
         # Slices written by a stream at least once: agreement is measured on those.
         self.streamed: np.ndarray = np.zeros(layer_shape(layer)[self.axis], dtype=bool)
@@ -456,7 +456,9 @@ class EditTracker:
                 self.record_atom(atom)
         elif move == "undo" and self.locked is not None:
             undone = undone_voxels(self.layer, self.locked.shape)
-            self.locked &= ~(undone if self.pinned is None else undone & ~self.pinned)
+            if self.pinned:
+                undone[axis_index(self.axis, sorted(self.pinned), undone.ndim)] = False
+            self.locked &= ~undone
             other = tuple(d for d in range(self.locked.ndim) if d != self.axis)
             self.edited_slices = {int(s) for s in np.flatnonzero(self.locked.any(axis=other))}
 
