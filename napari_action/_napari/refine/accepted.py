@@ -187,7 +187,8 @@ def merge_accepted(training_state, plan, painted: list | None = None, axis: int 
     labels = list(plan.label_snapshots() if painted is None else painted)
     labels += [None] * (len(plan.images) - len(labels))
     result = TrainingLabels(labels=labels)
-    found = _accepted(training_state, plan)
+    found, misfits = _accepted(training_state, plan)
+    result.warnings += misfits
     turns = _turns(training_state, plan, labels, found)
     for v, (tracker, slices) in found.items():
         # A scan the trainer reads turned has its slices along the stored axis the training axis lies on.
@@ -209,18 +210,33 @@ def merge_accepted(training_state, plan, painted: list | None = None, axis: int 
     return result
 
 
-def _accepted(training_state, plan) -> dict[int, tuple[EditTracker, list[int]]]:
-    """Volume index -> the tracker of its prediction layer and its accepted slices, for the volumes with some."""
-    found = {}
+def _accepted(training_state, plan) -> tuple[dict[int, tuple[EditTracker, list[int]]], list[str]]:
+    """Volume index -> the tracker of its prediction layer and its accepted slices, for the volumes with some;
+    and a warning for each image whose prediction layer no longer fits it (its data replaced since)."""
+    found, misfits = {}, []
     for v, image in enumerate(plan.images):
         tracker = tracker_of(training_state, image.name)
-        if tracker is None or layer_shape(tracker.layer) != layer_shape(image):
+        accepted = training_state.accepted_slices.get(image.name, ())
+        if tracker is None:
+            continue
+        if layer_shape(tracker.layer) != layer_shape(image):
+            if accepted:
+                misfits.append(_misfit_warning(image, tracker.layer, accepted))
             continue
         n_slices = layer_shape(image)[tracker.axis]
-        slices = sorted(s for s in training_state.accepted_slices.get(image.name, ()) if 0 <= s < n_slices)
+        slices = sorted(s for s in accepted if 0 <= s < n_slices)
         if slices:
             found[v] = (tracker, slices)
-    return found
+    return found, misfits
+
+
+def _misfit_warning(image, layer, accepted) -> str:
+    """Why the slices accepted in ``layer`` cannot train on ``image`` (given data of another shape since)."""
+    return (
+        f"the slices accepted in {image.name!r} ({', '.join(map(str, sorted(accepted)))}) are left out: "
+        f"{layer.name!r} is {layer_shape(layer)} and the image is {layer_shape(image)} now. They stay in the layer; "
+        "accept slices of a new prediction (Predict) to train on them."
+    )
 
 
 def _turns(training_state, plan, labels: list, accepted: dict) -> VolumeTurns:

@@ -340,3 +340,20 @@ def test_an_accepted_slice_whose_correction_is_undone_stays_locked_against_predi
     tracker.write(SlicePrediction(0, 0, 0, np.full(SHAPE, 9, np.uint8), None))  # what a prediction writes
     assert np.array_equal(layer.data[6], truth[6]) and (layer.data[5] == 9).all()
     assert widget.training_state.accepted_slices == {"vol": {6}}
+
+
+def test_slices_accepted_before_the_image_was_given_data_of_another_shape_are_left_out_of_training_and_said(scene):
+    # The image cropped from the console after a slice was accepted: the next Train left the accepted slice out
+    # without a word (its prediction layer no longer fits the image).
+    viewer, widget, labels, truth = scene
+    layer = offline_prediction(viewer, widget, truth)
+    show_slice(viewer, 6)
+    assert widget.refine_panel.accept_current_slice() == [6]
+    viewer.layers["vol"].data = np.ascontiguousarray(viewer.layers["vol"].data[:, :16, :16])
+    labels.data = np.ascontiguousarray(labels.data[:, :16, :16])  # the painted labels cropped alike
+
+    training = merge_accepted(widget.training_state, TrainingPlan.from_picker(widget.picker), axis=0)
+    assert training.labeled_slices == {}
+    (warning,) = training.warnings
+    assert warning.startswith("the slices accepted in 'vol' (6) are left out: 'vol ACTION' is (8, 32, 32)")
+    assert widget.training_state.accepted_slices == {"vol": {6}} and layer.data.shape == (8, 32, 32)  # both kept
