@@ -36,20 +36,17 @@ class EditWatch:
         layer.events.paint.connect(self._on_paint)
         layer.events.set_data.connect(self._on_refresh)
         # ``layer.data = ...`` (labels loaded into the layer from the console or by another plugin) comes with
-        # neither a paint event nor a history move: a training went on with the labels the layer no longer held.
-        layer.events.data.connect(self._on_replaced)
+        # neither a paint event nor a history move (a training went on with the labels the layer no longer held):
+        # reported as a stroke is.
+        layer.events.data.connect(self._on_paint)
 
     def close(self) -> None:
         """Stop watching the layer."""
         self.layer.events.paint.disconnect(self._on_paint)
         self.layer.events.set_data.disconnect(self._on_refresh)
-        self.layer.events.data.disconnect(self._on_replaced)
+        self.layer.events.data.disconnect(self._on_paint)
 
     def _on_paint(self, event=None) -> None:
-        self._seen = history_lengths(self.layer)
-        self._on_edit(self.layer)
-
-    def _on_replaced(self, event=None) -> None:
         self._seen = history_lengths(self.layer)
         self._on_edit(self.layer)
 

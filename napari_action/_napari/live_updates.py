@@ -77,7 +77,7 @@ class LiveUpdates:
         # scan loaded into the layer), and its stream no longer fits the layer: the writes failed and the run never
         # ended. The run stops; its stream goes nowhere; Predict reads the new data.
         run, plan, image = self.training_state.run, self.training_state.plan, event.source
-        index = next((i for i, used in enumerate(plan.images) if used is image), None) if plan else None
+        index = None if plan is None else plan.index_of(image)
         if run is None or not run.is_running or index is None:
             return
         self.training_state.targets[index] = None

@@ -174,10 +174,8 @@ class PredictionJob:
         """The image called ``name`` was closed: its prediction goes nowhere, not to an image opened since under
         its name (which got the closed scan's labels and quality row), and the worker leaves it: not begun, or
         left after the batch of slices in hand."""
-        for key in (item[0] for item in self.items):
-            if self._renamed.get(key, key) == name:
-                self._renamed[key] = None
-                self._dropped.add(key)
+        self._dropped.update(item[0] for item in self.items if self._renamed.get(item[0], item[0]) == name)
+        self.rename(name, None)
 
     @property
     def fraction(self) -> float:

@@ -107,6 +107,10 @@ class TrainingPlan:
             raise ValueError(problem)
         return plan
 
+    def index_of(self, image) -> int | None:
+        """The volume index of image layer ``image`` (the layer itself, not one of its name); None if not trained."""
+        return _index(self.images, image)
+
     def image_volumes(self) -> list:
         """The data of each image as training reads it (zarr or dask stays lazy), taken at the first call."""
         if not self.volumes:
@@ -415,7 +419,7 @@ class TrainingState:
         for image in image_layers(viewer):
             if names is not None and image.name not in names:
                 continue
-            index = None if self.plan is None else _index(self.plan.images, image)
+            index = None if self.plan is None else self.plan.index_of(image)
             if index is not None and not self.plan.replaced(index):
                 items.append((image.name, index, None, None))
             else:

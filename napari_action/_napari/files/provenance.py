@@ -70,7 +70,7 @@ def _painted(training_state, image, axis: int) -> list[int] | None:
     plan = training_state.plan
     if plan is None or image is None:
         return None
-    index = next((i for i, trained in enumerate(plan.images) if trained is image), None)
+    index = plan.index_of(image)
     if index is None:
         return None
     painted = plan.labels[index] if index < len(plan.labels) else None

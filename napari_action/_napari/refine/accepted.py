@@ -77,7 +77,7 @@ def lock_slices(tracker: EditTracker, slices: Iterable[int]) -> None:
     axes[tracker.axis] = np.asarray(sorted(slices), dtype=np.intp)
     if axes[tracker.axis].size:
         tracker.lock_indices(np.ix_(*axes))
-        pin_slices(tracker, slices)
+        pin_slices(tracker, axes[tracker.axis])  # the list made above: ``slices`` may be a spent iterator
 
 
 def pin_slices(tracker: EditTracker, slices: Iterable[int]) -> None:
