@@ -1,10 +1,11 @@
 """Registration candidates for the propagation, measured against each other by Dice per second.
 
 The propagation (``napari_action.data.propagation``) carries the painted labels from slice to slice
-along the 2D motion between neighbouring slices, which scikit-image's iterative Lucas-Kanade
-(``optical_flow_ilk``) estimates. This script puts another estimate in its place for one run of the
-sparse-slice protocol (``sparse_slices.py --methods propagation``: no training) and reports how many
-flows were estimated and the seconds they took, next to the Dice that ``sparse_slices.py`` prints::
+along the 2D motion between neighbouring slices, which an iterative Lucas-Kanade estimates
+(``napari_action.data.optical_flow.lucas_kanade_flow``). This script puts another estimate in its
+place for one run of the sparse-slice protocol (``sparse_slices.py --methods propagation``: no
+training) and reports how many flows were estimated and the seconds they took, next to the Dice that
+``sparse_slices.py`` prints::
 
     .venv/bin/python benchmarks/flow_candidates.py --flow ilk -- --dataset colin27 --k 1,3,7 --shift 0 \\
         --methods propagation --seeds 1337 --threads 1 --out-dir bench-out/flows/ilk-sh0
@@ -14,6 +15,8 @@ flows were estimated and the seconds they took, next to the Dice that ``sparse_s
 Candidates:
 
 * ``ilk``: the product's own (timed the same way);
+* ``skimage``: scikit-image's ``optical_flow_ilk``, the same method, which the product used until it
+  solved each pixel's 2 x 2 system in closed form (the same flows, to float32 rounding);
 * ``variational``: a deformable registration of each pair optimised in torch (runs on a GPU as is):
   a dense displacement field, coarse to fine, Adam on the mean squared difference between the
   fixed slice and the warped moving one plus ``alpha`` times the field's squared gradient;
@@ -36,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.registration import optical_flow_ilk
 
 import napari_action.data.propagation_sweeps as sweeps
 
@@ -110,6 +114,11 @@ def _identity_grid(height: int, width: int) -> torch.Tensor:
     return torch.stack([columns, rows], -1)[None]
 
 
+def _scikit_image_ilk(reference: np.ndarray, moving: np.ndarray, radius: int, warps: int) -> np.ndarray:
+    """scikit-image's iterative Lucas-Kanade, which the product's own one (``ilk``) replaced for speed."""
+    return optical_flow_ilk(reference, moving, radius=radius, num_warp=warps)
+
+
 def _mean_of(*flows: Flow) -> Flow:
     def mean(reference: np.ndarray, moving: np.ndarray, **kwargs) -> np.ndarray:
         return np.mean([flow(reference, moving, **kwargs) for flow in flows], axis=0)
@@ -123,7 +132,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--flow", choices=("ilk", "variational", "mean"), default="ilk")
+    parser.add_argument("--flow", choices=("ilk", "skimage", "variational", "mean"), default="ilk")
     parser.add_argument("--levels", type=_ints, default=Variational.levels, help="pooling factors, coarse first")
     parser.add_argument("--iterations", type=_ints, default=Variational.iterations, help="Adam steps per level")
     parser.add_argument("--alpha", type=float, default=Variational.alpha, help="weight of the field's roughness")
@@ -131,11 +140,12 @@ def main(argv=None) -> None:
     parser.add_argument("protocol", nargs=argparse.REMAINDER, help="sparse_slices.py's arguments, after --")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    ilk = sweeps.optical_flow_ilk
+    ilk = sweeps.lucas_kanade_flow
     variational = Variational(args.levels, args.iterations, args.alpha, args.learning_rate)
-    candidate: Flow = {"ilk": ilk, "variational": variational, "mean": _mean_of(ilk, variational)}[args.flow]
+    candidates = {"ilk": ilk, "skimage": _scikit_image_ilk, "variational": variational}
+    candidate: Flow = _mean_of(ilk, variational) if args.flow == "mean" else candidates[args.flow]
     timer = FlowTimer(candidate)
-    sweeps.optical_flow_ilk = timer  # what the propagation's sweeps call for each pair of neighbouring slices
+    sweeps.lucas_kanade_flow = timer  # what the propagation's sweeps call for each pair of neighbouring slices
     sys.path.insert(0, str(Path(__file__).parent))
     import sparse_slices  # the sibling benchmark (run as a script)
 

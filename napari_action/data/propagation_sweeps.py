@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.registration import optical_flow_ilk
 
 from napari_action.data.appearance_blend import AppearanceBlend
 from napari_action.data.carried_ends import ThickSliceEnds, fade, has_thick_slices, painted_radius
 from napari_action.data.flow_disagreement import PaintedShapes
+from napari_action.data.optical_flow import lucas_kanade_flow
 
 __all__ = [
     "PropagatedRun",
@@ -244,7 +244,7 @@ def _carry(
     step = 1 if stop > source else -1
     grid = None
     for z in range(source + step, stop, step):
-        flow = optical_flow_ilk(images[z], images[z - step], radius=settings.window_radius, num_warp=settings.warps)
+        flow = lucas_kanade_flow(images[z], images[z - step], radius=settings.window_radius, warps=settings.warps)
         if settings.flow_smoothing > 0:
             flow = np.stack([ndimage.gaussian_filter(part, settings.flow_smoothing) for part in flow])
         if grid is None:
