@@ -18,6 +18,7 @@ This module only needs numpy.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any, Protocol
 
@@ -97,6 +98,7 @@ class NormalizedVolume:
             raise ValueError(f"A training image must be 3D, got shape {self.shape}.")
         self.statistics = statistics
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._pad: float | None = None
 
     @classmethod
@@ -164,11 +166,14 @@ class NormalizedVolume:
 
     def _cached_slice(self, axis: int, index: int) -> np.ndarray:
         key = (axis, index)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        # The propagation reads slices from several threads: the cache changes under a lock.
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         plane = self._normalize(self._reader.read(axis, index, index + 1))[0]
-        self._cache[key] = plane
-        if len(self._cache) > CACHED_SLICES:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = plane
+            if len(self._cache) > CACHED_SLICES:
+                self._cache.popitem(last=False)
         return plane

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from napari_action.config import PRIOR_SOURCES
 from napari_action.data.annotations import SparseAnnotation
@@ -164,6 +165,9 @@ class PropagationPrior:
                 self._spacing,
                 self._settings,
                 known=self._known,
+                # The cores the caller gave torch (--threads, the widget's threads): nothing else runs
+                # while a prior is first computed, and the flows release the GIL.
+                workers=torch.get_num_threads(),
             )
         for piece, run in self._runs:
             self._note(piece, run)

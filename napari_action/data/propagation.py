@@ -29,7 +29,8 @@ bytes) per voxel of the slices the propagation reached.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,6 +202,7 @@ def iter_pieces(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     settings: PropagationSettings | None = None,
     known: Mapping[Piece, Iterable[PropagatedRun]] | None = None,
+    workers: int = 1,
 ) -> Iterator[tuple[Piece, PropagatedRun]]:
     """:func:`iter_propagation`, each run with its piece; the runs of ``known`` pieces are given back, not computed.
 
@@ -209,16 +211,51 @@ def iter_pieces(
     known : mapping of Piece to iterable of PropagatedRun, optional
         Pieces computed before for the same image, settings and labels on their painted slices
         (each iterated once).
+    workers : int
+        Threads that compute pieces side by side (the flows and warps release the GIL), each piece
+        whole before it is given; 1 computes them one after the other, each run given as soon as it
+        is made. ``read_slice`` must then be safe to call from several threads.
     """
     settings = settings or PropagationSettings()
     known = known or {}
     order, _ = check_slice_targets(targets, num_slices)
     onehots = {s: onehot(targets[s], num_classes) for s in order}
+
+    def compute(piece: Piece, images: SliceCache) -> Iterable[PropagatedRun]:
+        return _compute(piece, images, onehots, num_slices, spacing, settings)
+
+    pieces = propagation_pieces(order)
+    if workers > 1:
+        yield from _side_by_side(pieces, known, compute, read_slice, workers)
+        return
     images = SliceCache(read_slice)
-    for piece in propagation_pieces(order):
-        runs = known[piece] if piece in known else _compute(piece, images, onehots, num_slices, spacing, settings)
-        for run in runs:
+    for piece in pieces:
+        for run in known[piece] if piece in known else compute(piece, images):
             yield piece, run
+
+
+def _side_by_side(
+    pieces: Sequence[Piece],
+    known: Mapping[Piece, Iterable[PropagatedRun]],
+    compute: Callable[[Piece, SliceCache], Iterable[PropagatedRun]],
+    read_slice: SliceReader,
+    workers: int,
+) -> Iterator[tuple[Piece, PropagatedRun]]:
+    """The pieces computed by ``workers`` threads, given in their order."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="propagation")
+    # Each piece reads through a cache of its own: the cache is not shared between threads.
+    futures = {
+        piece: pool.submit(lambda piece=piece: list(compute(piece, SliceCache(read_slice))))
+        for piece in pieces
+        if piece not in known
+    }
+    try:
+        for piece in pieces:
+            for run in known[piece] if piece in known else futures[piece].result():
+                yield piece, run
+    finally:
+        # A caller that stops early (Stop in the widget) does not wait for the pieces in hand.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _compute(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
+import torch
 
 from napari_action.data.annotations import SparseAnnotation
 from napari_action.data.interpolation import interpolate_labels
@@ -11,6 +14,7 @@ from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.priors import PropagationPrior, build_priors, iter_prior_runs
 from napari_action.data.propagation import (
     PropagationSettings,
+    iter_pieces,
     iter_propagation,
     propagate_class_slices,
     propagate_labels,
@@ -276,8 +280,10 @@ class ReadLog:
     def __init__(self, data: np.ndarray):
         self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
         self.slices: set[int] = set()
+        self.threads: set[str] = set()
 
     def __getitem__(self, key):
+        self.threads.add(threading.current_thread().name)
         first = key[0] if isinstance(key, tuple) else key
         self.slices.update(range(*first.indices(self.shape[0])) if isinstance(first, slice) else [int(first)])
         return np.asarray(self.data[key])
@@ -318,3 +324,46 @@ def test_a_second_reader_of_the_runs_gets_the_whole_prior_not_only_what_is_left(
     assert sorted(shown) == list(np.flatnonzero(covered))  # every slice once, none missing
     for run in prior.iter_runs():
         np.testing.assert_array_equal(run.classes[0], prior.classes_at(run.start))
+
+
+def _pieces(runs):
+    return [(piece, run.start, run.stop, run.classes, run.confidence) for piece, run in runs]
+
+
+def test_pieces_computed_side_by_side_are_those_computed_one_after_the_other():
+    image, truth = winding_tube(depth=40, start=2, stop=38)
+    targets = {s: truth[s].astype(np.int64) for s in (8, 18, 28)}
+    alone = _pieces(iter_pieces(image.__getitem__, 40, targets, 2))
+    side_by_side = _pieces(iter_pieces(image.__getitem__, 40, targets, 2, workers=3))
+    assert [p[:3] for p in side_by_side] == [p[:3] for p in alone]  # same pieces, same runs, same order
+    for (*_, classes, confidence), (*_, classes_alone, confidence_alone) in zip(side_by_side, alone, strict=True):
+        np.testing.assert_array_equal(classes, classes_alone)
+        np.testing.assert_array_equal(confidence, confidence_alone)
+
+
+def test_a_prior_uses_the_threads_torch_was_given_and_reads_a_lazy_image_safely():
+    image, truth = winding_tube(depth=40, start=2, stop=38)
+    annotation = SparseAnnotation([painted(truth, (8, 18, 28))], [image.shape], axis=0)
+    alone = build_priors(annotation, [NormalizedVolume(image, None)], "propagation")[0].result
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        # A lazy image (read through [] as zarr is) goes through the volume's slice cache from both threads.
+        log = ReadLog(image)
+        prior = build_priors(annotation, [NormalizedVolume.sampled(log, axis=0)], "propagation")[0]
+        exact = build_priors(annotation, [NormalizedVolume.exact(image)], "propagation")[0]
+        side_by_side, reference = prior.result, exact.result
+    finally:
+        torch.set_num_threads(threads)
+    assert any(name.startswith("propagation") for name in log.threads)  # computed by the pool's threads
+    np.testing.assert_array_equal(side_by_side.classes(), reference.classes())
+    np.testing.assert_array_equal(alone.covered, reference.covered)
+
+
+def test_a_reader_that_stops_early_does_not_wait_for_the_pieces_in_hand():
+    image, truth = winding_tube(depth=40, start=2, stop=38)
+    targets = {s: truth[s].astype(np.int64) for s in (8, 18, 28)}
+    runs = iter_pieces(image.__getitem__, 40, targets, 2, workers=2)
+    piece, run = next(runs)
+    assert piece.kind == "painted" and run.start == 8
+    runs.close()  # Stop: the pool is let go; nothing raises
