@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,12 +32,12 @@ from napari_action.cli.options import (
     load_image,
 )
 from napari_action.cli.progress_bar import TerminalProgress, describe_schedule, run_training
+from napari_action.cli.unsaved_models import keep_interrupted, save_trained_model
 from napari_action.config import BUDGETS, METHODS, PRIOR_SOURCES, UNPAINTED_PRIORS
 from napari_action.data.intensity import SAMPLE_VOXELS
 from napari_action.data.painted_slices import PaintedSlices, read_painted_slices, scan_paint
 from napari_action.data.slicing_axis import decide_axis, has_paint
 from napari_action.io.atomic import accepts_files, make_folder_for
-from napari_action.io.errors import describe_error
 from napari_action.io.geometry import describe_grid, same_voxel_grid
 from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
 from napari_action.io.volume_meta import VolumeMeta
@@ -196,86 +194,15 @@ def _train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # Ctrl-C, or SIGTERM at a batch job's time limit: main() says what was kept.
         if main:
-            args.interrupted = _keep_interrupted(save, trainer.step, first_step, args)
+            args.interrupted = keep_interrupted(save, trainer.step, first_step, args)
         raise
     queues = {"global_queue": trainer.global_queue, "local_queue": trainer.local_queue}
     distributed.dump_rank_state({"nets": trainer.nets, **queues}, trainer.distributed)
     if main:
-        print(f"Model written to {_save_trained_model(save, args)}")
+        print(f"Model written to {save_trained_model(save, args)}")
     # Every rank ends once the checkpoint is written (or rank 0 failed, and torchrun stops them).
     distributed.barrier(trainer.distributed)
     return 0
-
-
-def _save_trained_model(save: Callable[[Path, bool], Path], args: argparse.Namespace) -> Path:
-    """``save(--out, --overwrite)``; if that fails, the model goes to a folder of the user's, and the error says where.
-
-    The disk of --out can fill, or its folder be removed or locked, while the model trains: the error alone
-    ended the process and the trained model, minutes or hours of work, with it.
-
-    Raises
-    ------
-    OSError
-        --out could not be written; its message ends with where the model was saved instead (or that it
-        could be saved nowhere).
-    """
-    try:
-        return save(args.out, args.overwrite)
-    except FileExistsError as error:
-        # Checked before training: another job with the same --out finished first. Its model stays; the
-        # writer's own words asked for ``overwrite=True``, which the command line does not have.
-        written = f"{args.out} was written by another process while this model trained (two jobs with the same --out?)"
-        raise FileExistsError(
-            f"{written}; it is left as it is. {_keep_elsewhere(save, args.out, taken=True)}"
-        ) from error
-    except OSError as error:
-        raise OSError(f"{describe_error(error, args.out)} {_keep_elsewhere(save, args.out)}") from error
-
-
-def _keep_interrupted(save: Callable[[Path, bool], Path], step: int, first_step: int, args: argparse.Namespace) -> str:
-    """``save`` the model of a run stopped at ``step`` beside ``--out`` (never over it); say where and what to do.
-
-    A batch job that reached its time limit lost hours of training with it. The weights are whole between
-    any two Python statements (a signal never lands inside a tensor operation), so the model as it was at
-    the interruption predicts, and ``--init`` trains on from it.
-    """
-    if step == first_step:  # stopped before its first step (while propagating the labels): nothing new
-        return str(args.interrupted)
-    out = Path(args.out)
-    target = out.with_name(f"{out.stem}-interrupted-step{step}{out.suffix or '.pt'}")
-    stopped = f"stopped at step {step}"
-    try:
-        kept = save(target, False)
-    except OSError as error:
-        return f"{stopped} ({describe_error(error, target)}). {_keep_elsewhere(save, target, taken=True)}"
-    return (
-        f"{stopped}: the model as it was then is kept in {kept} (--out is as it was); "
-        f"predict with it, or train on from it with --init {kept}"
-    )
-
-
-def _keep_elsewhere(save: Callable[[Path, bool], Path], out: Path, *, taken: bool = False) -> str:
-    """Save the model in the first of :func:`_fallback_folders` that takes it; say where (or that none did).
-
-    ``taken``: ``out`` holds another model, so the user is not told to move this one there.
-    """
-    failures = []
-    for folder in _fallback_folders():
-        target = folder / f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}{out.suffix or '.pt'}"
-        try:
-            make_folder_for(target)
-            kept = save(target, False)
-        except OSError as failure:
-            failures.append(f"{folder}: {describe_error(failure)}")
-            continue
-        where = "wherever you want it" if taken else f"{out} (or wherever you want it)"
-        return f"The trained model is kept in {kept} instead: move it to {where}."
-    return f"The trained model could not be saved anywhere else either ({'; '.join(failures)})."
-
-
-def _fallback_folders() -> list[Path]:
-    """Where a model that --out could not take is saved: the user's napari-action folder, else the temporary one."""
-    return [Path.home() / ".napari-action" / "unsaved-models", Path(tempfile.gettempdir())]
 
 
 def training_image(path: Path, *, nan_to_zero: bool) -> tuple[np.ndarray | VolumeSource, VolumeMeta]:
