@@ -10,9 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from napari_action.cli.file_progress import FileProgress
 from napari_action.cli.kept_records import RECORDS_FOLDER
 from napari_action.cli.main import main
-from napari_action.cli.predict import SOME_FILES_FAILED, FileProgress
+from napari_action.cli.predict import SOME_FILES_FAILED
 from napari_action.inference.cohort import FileOutcome
 from tests.helpers.engine import disc_volume, write_nifti
 
