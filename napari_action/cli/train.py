@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_action.checks import normalize_axis
+from napari_action.cli.given_files import refuse_repeated_images
 from napari_action.cli.options import (
     NAN_TO_ZERO_ADVICE,
     add_nan_to_zero_option,
@@ -137,6 +138,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if len(args.labels) > len(args.image):
         raise ValueError("More --labels than --image: the k-th --labels belongs to the k-th --image.")
+    refuse_repeated_images(args.image, args.labels)
     _check_output(args.out, args.overwrite, [*args.image, *args.labels])
     class_names = _class_names(args.class_names, args.labels)  # a table's typo is told before any image is read
     init = _initial_model(args.init, args.axis)  # and a file that is no model, too

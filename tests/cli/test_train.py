@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -448,3 +449,28 @@ def test_a_second_painted_scan_large_and_stored_with_its_axial_slices_along_anot
     trainer = Trainer(images, labels, tiny_config(), affines=affines)
     assert trainer.axis == 2 and trainer.annotation.labeled_slices(1) == [2, 7]
     np.testing.assert_array_equal(trainer.annotation.target(1, 7), truth[:, :, 7])
+
+
+@pytest.mark.parametrize("spelling", ["as given", "relative with ./", "absolute", "a symlink"])
+def test_one_image_given_twice_is_refused_before_anything_is_read(nifti_files, capsys, monkeypatch, spelling):
+    # It trained as two volumes: the image's unlabeled slices counted twice and the cohort's last stage lengthened.
+    folder = nifti_files["dir"]
+    monkeypatch.chdir(folder)
+    first = "scan.nii.gz"
+    second = {
+        "as given": first,
+        "relative with ./": f"./{first}",
+        "absolute": str(folder / first),
+        "a symlink": "again.nii.gz",
+    }[spelling]
+    if spelling == "a symlink":
+        (folder / second).symlink_to(folder / first)
+    out = folder / "m.pt"
+    args = cli_train_args([first, second], nifti_files["labels"], out)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    shown = Path(second)  # as the command read it: "./scan.nii.gz" is "scan.nii.gz"
+    assert f"--image {first} (number 1) and --image {shown} (number 2) are the same file" in err
+    assert "Give each image once" in err
+    assert "Training" not in err and "Propagating" not in err
+    assert not out.exists()

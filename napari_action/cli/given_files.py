@@ -1,0 +1,48 @@
+"""The files named on the command line, checked before any of them is read: one image given twice."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def same_file(one: Path, other: Path) -> bool:
+    """Whether ``one`` and ``other`` name one file or store, however spelled (``./``, absolute, a symlink, a hard
+    link); a path that does not exist is compared by its spelling (reading it says it is missing)."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return os.path.abspath(one) == os.path.abspath(other)
+
+
+def refuse_repeated_images(images: Sequence[Path], labels: Sequence[Path]) -> None:
+    """Refuse an ``--image`` given twice: it would train as two volumes, its unlabeled slices counted twice.
+
+    Parameters
+    ----------
+    images : sequence of pathlib.Path
+        The --image values, in the order given.
+    labels : sequence of pathlib.Path
+        The --labels values; the k-th belongs to the k-th image.
+
+    Raises
+    ------
+    ValueError
+        Two --image values name one file; the message names both, as given, and the file.
+    """
+    for second, path in enumerate(images):
+        first = next((number for number in range(second) if same_file(images[number], path)), None)
+        if first is not None:
+            raise ValueError(_repeated_message(images, labels, first, second))
+
+
+def _repeated_message(images: Sequence[Path], labels: Sequence[Path], first: int, second: int) -> str:
+    both = f"--image {images[first]} (number {first + 1}) and --image {images[second]} (number {second + 1})"
+    advice = f"Give each image once: drop --image number {second + 1}"
+    if second < len(labels):  # both carry paint (labels belong to the first images): one file must hold it all
+        advice += f", and copy the slices painted in {labels[second]} into {labels[first]}"
+    return (
+        f"{both} are the same file, {os.path.realpath(images[first])}: it would train as two volumes, its "
+        f"unlabeled slices counted twice. {advice}."
+    )
