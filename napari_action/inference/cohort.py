@@ -54,7 +54,8 @@ def expand_images(values: Sequence[str | os.PathLike], lists: Sequence[str | os.
     list of pathlib.Path
         Files in the order given, duplicates dropped: the same file named twice, however it is
         spelled (``scan.nii.gz``, ``./scan.nii.gz``, ``lists/../scan.nii.gz``, its absolute path),
-        keeps its first spelling.
+        keeps its first spelling; so does a file reached through a symlink or a hard link, so that one
+        scan is predicted once, not once under each name.
 
     Raises
     ------
@@ -68,11 +69,20 @@ def expand_images(values: Sequence[str | os.PathLike], lists: Sequence[str | os.
         found.extend(_expand_one(str(value)))
     for list_file in lists:
         found.extend(read_image_list(list_file))
-    # Keyed by the absolute path: a file named relatively and absolutely, or through "..", is one file.
-    unique: dict[str, Path] = {}
+    unique: dict[object, Path] = {}
     for path in found:
-        unique.setdefault(os.path.abspath(path), path)
+        unique.setdefault(_file_identity(path), path)
     return list(unique.values())
+
+
+def _file_identity(path: Path) -> object:
+    """What one file is known by however it is named: the OS's device and inode (a symlink, a hard link, "..", an
+    absolute path), or the absolute path of a file that does not exist (predicting it will say so)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return os.path.abspath(path)
+    return (status.st_dev, status.st_ino)
 
 
 def _expand_one(value: str) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,17 @@ def test_one_file_spelled_differently_is_one_file(tmp_path, monkeypatch):
     listing.write_text("../scans/scan.nii.gz\n")
     found = expand_images(["scans/scan.nii.gz", str(scan), "./scans//scan.nii.gz"], [listing])
     assert found == [Path("scans/scan.nii.gz")]
+
+
+def test_one_file_through_a_link_is_one_file(tmp_path):
+    # predict wrote the scan's mask twice, once under each name (or refused both links as sharing one output).
+    scan = touch(tmp_path / "scans" / "scan.nii.gz")
+    (tmp_path / "linked.nii.gz").symlink_to(scan)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "scan.nii.gz").symlink_to(scan)
+    os.link(scan, tmp_path / "hard.nii.gz")
+    named = [scan, tmp_path / "linked.nii.gz", tmp_path / "elsewhere" / "scan.nii.gz", tmp_path / "hard.nii.gz"]
+    assert expand_images(named) == [scan]
 
 
 def test_list_files_skip_comments_and_resolve_relative_paths(tmp_path):
