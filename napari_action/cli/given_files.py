@@ -1,10 +1,13 @@
-"""The files named on the command line, checked before any of them is read: one image given twice."""
+"""The files named on the command line: one image given twice (checked before any is read), a folder given as an
+image (advice on how to give the NIfTI files it holds, in the options of each command)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
+from napari_action.io.nifti import FolderGivenError
 
 
 def same_file(one: Path, other: Path) -> bool:
@@ -45,4 +48,26 @@ def _repeated_message(images: Sequence[Path], labels: Sequence[Path], first: int
     return (
         f"{both} are the same file, {os.path.realpath(images[first])}: it would train as two volumes, its "
         f"unlabeled slices counted twice. {advice}."
+    )
+
+
+def folder_advice_for_train(error: FolderGivenError) -> FolderGivenError:
+    """A folder of NIfTI files given as --image: each file takes an --image of its own (a shell glob cannot give it
+    them: ``--image scans/*.nii.gz`` puts the second file where an option belongs)."""
+    if not error.nifti_files:
+        return error
+    options = " ".join(f"--image {path}" for path in error.nifti_files[:2])
+    more = " …" if len(error.nifti_files) > 2 else ""
+    return error.with_advice(f"Give each image with an --image of its own: {options}{more}.")
+
+
+def folder_advice_for_predict(error: FolderGivenError) -> FolderGivenError:
+    """A folder of NIfTI files given as --image: one quoted pattern names them all, or a list file does."""
+    if not error.nifti_files:
+        return error
+    suffixes = {".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii" for path in error.nifti_files}
+    pattern = error.folder / (f"*{suffixes.pop()}" if len(suffixes) == 1 else "*.nii*")
+    return error.with_advice(
+        f"Give them all with --image '{pattern}' (in quotes: napari-action expands the pattern), or list them, one "
+        "path a line, in a text file given with --image-list."
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari_action.cli.file_progress import FileProgress, counts_text, print_summary
+from napari_action.cli.given_files import folder_advice_for_predict
 from napari_action.cli.kept_records import keep_record, kept_record
 from napari_action.cli.options import (
     NAN_TO_ZERO_ADVICE,
@@ -39,7 +40,7 @@ from napari_action.io.atomic import require_writable_folder
 from napari_action.io.errors import describe_error
 from napari_action.io.label_table import class_entries, label_table_text, table_path, write_label_table
 from napari_action.io.label_writers import OUTPUT_FORMATS
-from napari_action.io.nifti import NIFTI_EXTENSIONS, NonFiniteVoxelsError
+from napari_action.io.nifti import NIFTI_EXTENSIONS, FolderGivenError, NonFiniteVoxelsError
 
 if TYPE_CHECKING:  # annotations only: loading a model imports torch
     from napari_action.inference.loaded_model import LoadedModel
@@ -337,6 +338,8 @@ def _predict_file(
             raise
     except NonFiniteVoxelsError as error:
         raise error.with_advice(NAN_TO_ZERO_ADVICE) from None
+    except FolderGivenError as error:
+        raise folder_advice_for_predict(error) from None
 
 
 def _training_order(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_action.checks import normalize_axis
-from napari_action.cli.given_files import refuse_repeated_images
+from napari_action.cli.given_files import folder_advice_for_train, refuse_repeated_images
 from napari_action.cli.options import (
     NAN_TO_ZERO_ADVICE,
     add_nan_to_zero_option,
@@ -40,7 +40,7 @@ from napari_action.data.painted_slices import PaintedSlices, read_painted_slices
 from napari_action.data.slicing_axis import decide_axis, has_paint
 from napari_action.io.atomic import accepts_files, make_folder_for
 from napari_action.io.geometry import describe_grid, same_voxel_grid
-from napari_action.io.nifti import NonFiniteVoxelsError, load_labels
+from napari_action.io.nifti import FolderGivenError, NonFiniteVoxelsError, load_labels
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, NiftiSlices, VolumeSource, open_volume_source
 from napari_action.label_values import as_integer_labels, check_class_count
@@ -142,7 +142,10 @@ def _train(args: argparse.Namespace) -> int:
     _check_output(args.out, args.overwrite, [*args.image, *args.labels])
     class_names = _class_names(args.class_names, args.labels)  # a table's typo is told before any image is read
     init = _initial_model(args.init, args.axis)  # and a file that is no model, too
-    loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
+    try:
+        loaded = [training_image(path, nan_to_zero=args.nan_to_zero) for path in args.image]
+    except FolderGivenError as error:
+        raise folder_advice_for_train(error) from None
     images = [volume for volume, _ in loaded]
     affines = [meta.affine for _, meta in loaded]
     painted = training_labels(args.labels, images, args.axis, args.labeled_slices, affines=affines, init=init)

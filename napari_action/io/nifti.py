@@ -10,7 +10,6 @@ refused before the voxels take memory.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
@@ -23,8 +22,9 @@ from typing import Literal
 import nibabel as nib
 import numpy as np
 
-from napari_action.io.errors import is_raw_os_error, path_error, plain_os_error
+from napari_action.io.errors import is_raw_os_error, plain_os_error
 from napari_action.io.file_pairs import pair_header, pair_message
+from napari_action.io.given_folder import describe_folder
 from napari_action.io.volume_meta import VolumeMeta, meta_from_header
 from napari_action.label_values import as_integer_labels
 from napari_action.system_memory import available_memory_bytes
@@ -78,6 +78,28 @@ class NonFiniteVoxelsError(VolumeError):
         return NonFiniteVoxelsError(self.problem, advice)
 
 
+class FolderGivenError(VolumeError):
+    """A folder where an image file is expected; a front end rewords the advice (:meth:`with_advice`).
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The folder.
+    problem, advice : str
+        What the folder holds (naming it) and what to do (:func:`~napari_action.io.given_folder.describe_folder`).
+    nifti_files : list of pathlib.Path
+        The NIfTI files directly inside it.
+    """
+
+    def __init__(self, folder: Path, problem: str, advice: str, nifti_files: list[Path]) -> None:
+        super().__init__(f"{problem}. {advice}")
+        self.folder, self.problem, self.nifti_files = folder, problem, nifti_files
+
+    def with_advice(self, advice: str) -> FolderGivenError:
+        """The same error giving ``advice`` instead."""
+        return FolderGivenError(self.folder, self.problem, advice, self.nifti_files)
+
+
 class NonFiniteVoxelsWarning(UserWarning):
     """NaN or infinite voxels were replaced by 0 (``nan_policy="warn"``)."""
 
@@ -94,6 +116,8 @@ def nifti_suffix(path: Path) -> str | None:
 
 
 def _open_nifti(path: Path, *, mmap: bool = False) -> nib.Nifti1Image:
+    if path.is_dir():  # told by what it holds: advice about DICOM fits a folder of DICOM files only
+        raise FolderGivenError(path, *describe_folder(path))
     if nifti_suffix(path) is None:
         header = pair_header(path)
         if header is not None:
@@ -102,8 +126,6 @@ def _open_nifti(path: Path, *, mmap: bool = False) -> nib.Nifti1Image:
             f"{path}: not a NIfTI file (expected a name ending in .nii or .nii.gz). "
             "Convert it to NIfTI first, e.g. with dcm2niix for DICOM series."
         )
-    if path.is_dir():
-        raise path_error(errno.EISDIR, path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file. Check the path and try again.")
     try:

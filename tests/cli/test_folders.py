@@ -1,0 +1,60 @@
+"""A folder given where an image or a mask is expected: said to be a folder, with advice that fits what it holds."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from napari_action.cli.main import main
+from tests.helpers.engine import cli_predict_args, cli_train_args
+
+
+def folder_of_scans(nifti_files) -> Path:
+    folder = nifti_files["dir"] / "scans"
+    folder.mkdir()
+    for name in ("image", "other"):
+        shutil.copy(nifti_files[name], folder)
+    return folder
+
+
+def folder_of_dicom(nifti_files) -> Path:
+    folder = nifti_files["dir"] / "series"
+    folder.mkdir()
+    for number in range(3):  # a DICOM Part 10 file: a 128-byte preamble, then "DICM"
+        (folder / f"IM{number:04d}").write_bytes(bytes(128) + b"DICM" + bytes(64))
+    return folder
+
+
+def test_train_given_a_folder_of_nifti_files_says_to_give_each_with_its_own_image(nifti_files, capsys):
+    # It read "not a NIfTI file … Convert it to NIfTI first, e.g. with dcm2niix for DICOM series".
+    folder = folder_of_scans(nifti_files)
+    out = nifti_files["dir"] / "m.pt"
+    assert main(cli_train_args([folder], nifti_files["labels"], out)) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder, not an image: it holds 2 NIfTI files (other.nii.gz, scan.nii.gz)" in err
+    assert f"--image {folder / 'other.nii.gz'} --image {folder / 'scan.nii.gz'}" in err
+    assert "DICOM" not in err and "Training" not in err and not out.exists()
+
+
+def test_predict_given_a_folder_of_nifti_files_says_how_to_name_them_all(nifti_files, model_file, capsys):
+    folder = folder_of_scans(nifti_files)
+    assert main(cli_predict_args(model_file, folder, nifti_files["dir"] / "out")) == 1
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder, not an image: it holds 2 NIfTI files" in err
+    assert f"--image '{folder / '*.nii.gz'}'" in err and "--image-list" in err
+    assert "DICOM" not in err
+
+
+def test_a_folder_of_dicom_files_is_named_as_such_with_how_to_convert_it(nifti_files, capsys):
+    folder = folder_of_dicom(nifti_files)
+    assert main(cli_train_args([folder], nifti_files["labels"], nifti_files["dir"] / "m.pt")) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder of DICOM files, not an image" in err and "dcm2niix" in err
+
+
+def test_evaluate_given_an_empty_folder_says_it_holds_no_image(nifti_files, capsys):
+    folder = nifti_files["dir"] / "empty"
+    folder.mkdir()
+    assert main(["evaluate", "--pred", str(folder), "--truth", str(nifti_files["truth"])]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder holding no NIfTI or DICOM file" in err and "DICOM series" not in err
