@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -257,7 +258,9 @@ def test_an_unlabeled_image_gets_the_carried_prior_unless_told_not_to(nifti_file
     from napari_action.io.checkpoint import load_checkpoint
 
     model = nifti_files["dir"] / f"unpainted-{choice}.pt"
-    images = [nifti_files["image"], nifti_files["image"]]  # the second is unlabeled data
+    unlabeled = nifti_files["dir"] / f"unlabeled-{choice}.nii.gz"
+    shutil.copyfile(nifti_files["image"], unlabeled)  # another scan of the anatomy (the same file twice is refused)
+    images = [nifti_files["image"], unlabeled]
     args = cli_train_args(images, nifti_files["labels"], model, method="action")
     assert main([*args, "--warmup", "1", "--unpainted-prior", choice]) == 0
     assert load_checkpoint(model).config.unpainted_prior == choice
