@@ -6,7 +6,8 @@ Each whole-volume prediction's labels and entropy make that volume's quality rec
 volume the current model predicted are rated together (with three or more, their median structure
 volumes are the reference), so the list re-orders as more volumes are predicted. A click selects
 the image layer and moves the viewer to the volume's worst slice along the model's slicing axis (a 3D
-view goes to 2D for it, and the panel's status line says so).
+view goes to 2D for it, and the panel's status line says so). A volume whose image or prediction layer is
+given new data (``layer.data = ...``) keeps a row without score or slice, out of date until predicted again.
 A training volume's row says when the painted labels helped predict it
 (:func:`~napari_action.training.volume_prediction.prediction_aid`): a saved model has only the
 network, and ``napari-action predict`` rates such a scan's network-only mask, with another score.
@@ -17,9 +18,9 @@ from __future__ import annotations
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QLabel, QListWidgetItem, QVBoxLayout, QWidget
 
-from napari_action._napari.layers import prediction_source
+from napari_action._napari.layers import find_prediction_layer, prediction_source
 from napari_action._napari.refine.accepted import show_listed_slice
-from napari_action._napari.refine.tabs import SliceList, slice_item, slice_of
+from napari_action._napari.refine.tabs import SliceList, header_item, slice_item, slice_of
 from napari_action._napari.view_plane import layer_volume_meta
 from napari_action.inference.quality import PredictionStats, VolumeQuality, rate_cohort
 from napari_action.io.geometry import voxel_volume_ml
@@ -47,6 +48,8 @@ class CohortTab(QWidget):
         The quality record of each predicted image, by layer name.
     qualities : list of VolumeQuality
         The rated volumes as listed, worst first.
+    outdated : dict of str to str
+        Image name -> why its rating went (its image or prediction layer given new data), listed after the others.
     """
 
     #: A line for the panel's status line (a click that left the 3D view to show a slice).
@@ -58,6 +61,7 @@ class CohortTab(QWidget):
         self.records: dict[str, PredictionStats] = {}
         self.qualities: list[VolumeQuality] = []
         self.aided_by: dict[str, str] = {}  # image name -> what besides the network made its prediction
+        self.outdated: dict[str, str] = {}
         self._model_id: int | None = None
         self._class_names: dict[int, str] = {}
         self.summary_label = QLabel(_EMPTY)
@@ -86,13 +90,40 @@ class CohortTab(QWidget):
             # Another model's scores are not comparable with this one's: the list starts over.
             self.records.clear()
             self.aided_by.clear()
+            self.outdated.clear()
             self._model_id = id(model)
         self._class_names = dict(model.class_names)
-        meta = layer_volume_meta(self.viewer.layers[image_name])
+        image = self.viewer.layers[image_name]
+        meta = layer_volume_meta(image)
         self.records[image_name] = record.with_voxel_ml(voxel_volume_ml(meta.affine))
+        self.outdated.pop(image_name, None)
         self.aided_by.pop(image_name, None)
         if aided_by:
             self.aided_by[image_name] = aided_by
+        self._watch_data(image)
+        self.refresh()
+
+    def _watch_data(self, image) -> None:
+        """Follow ``layer.data = ...`` on the rated image and its prediction layer (napari ignores a second connection
+        of one callback)."""
+        for layer in (image, find_prediction_layer(self.viewer, image)):
+            if layer is not None:
+                layer.events.data.connect(self._on_data_replaced)
+
+    def _on_data_replaced(self, event) -> None:
+        """An image or prediction layer given new data: its volume's score and worst slice rated what is gone.
+
+        The row stayed as it was: its score described labels no longer there, and a click went to the old scan's
+        worst slice, past the end of a crop. It stays, without them, saying why, until the volume is predicted again.
+        """
+        layer = event.source
+        source = prediction_source(layer)
+        name = layer.name if source is None else source
+        if self.records.pop(name, None) is None:
+            return
+        self.aided_by.pop(name, None)
+        changed = "the image" if source is None else repr(layer.name)
+        self.outdated[name] = f"{changed} was given new data after it was predicted"
         self.refresh()
 
     def refresh(self) -> None:
@@ -101,12 +132,17 @@ class CohortTab(QWidget):
         self.cohort_list.clear()
         for quality in self.qualities:
             self.cohort_list.addItem(_row(quality, self.aided_by.get(quality.name)))
+        for name, why in self.outdated.items():
+            self.cohort_list.addItem(header_item(f"out of date · {name} · {why}: Predict rates it again"))
         if not self.qualities:
-            self.summary_label.setText(_EMPTY)
+            self.summary_label.setText(_outdated_summary(len(self.outdated)) if self.outdated else _EMPTY)
             return
         compared = "sizes checked against their median" if len(self.qualities) >= 3 else "sizes not compared (under 3)"
         aided = _AIDED_NOTE if any(quality.name in self.aided_by for quality in self.qualities) else ""
-        self.summary_label.setText(f"{len(self.qualities)} predicted volume(s), worst first; {compared}.{aided}")
+        outdated = f" {_outdated_summary(len(self.outdated))}" if self.outdated else ""
+        self.summary_label.setText(
+            f"{len(self.qualities)} predicted volume(s), worst first; {compared}.{aided}{outdated}"
+        )
 
     def _on_item_clicked(self, item: QListWidgetItem) -> None:
         said = show_listed_slice(self.viewer, slice_of(item), select=True)
@@ -115,7 +151,10 @@ class CohortTab(QWidget):
 
     def _on_layer_removed(self, event) -> None:
         name = self._volume_gone_with(event.value)
-        if name is not None and self.records.pop(name, None) is not None:
+        if name is None:
+            return
+        rated, outdated = self.records.pop(name, None), self.outdated.pop(name, None)
+        if rated is not None or outdated is not None:
             self.refresh()
 
     def _volume_gone_with(self, layer) -> str | None:
@@ -135,11 +174,15 @@ class CohortTab(QWidget):
     def image_renamed(self, old: str, new: str) -> None:
         """An image was renamed in the viewer: its row follows it (kept under the old name, a click found no layer
         and the next prediction listed the volume twice)."""
-        if old in self.records:
-            self.records[new] = self.records.pop(old)
-            if old in self.aided_by:
-                self.aided_by[new] = self.aided_by.pop(old)
+        if old in self.records or old in self.outdated:
+            for kept in (self.records, self.aided_by, self.outdated):
+                if old in kept:
+                    kept[new] = kept.pop(old)
             self.refresh()
+
+
+def _outdated_summary(count: int) -> str:
+    return f"{count} volume(s) out of date: their data changed after they were rated."
 
 
 def _row(quality: VolumeQuality, aided_by: str | None = None) -> QListWidgetItem:

@@ -133,6 +133,34 @@ def test_a_deleted_prediction_layer_takes_its_row_and_a_renamed_one_keeps_it(sce
     assert viewer.dims.current_step[0] == worst
 
 
+def test_a_row_whose_scan_or_prediction_was_given_new_data_is_out_of_date_until_predicted_again(scene, qtbot):
+    # `layer.data = ...` (a crop from the console, another scan loaded into the layer) left the row's score and
+    # worst slice as they were: they rated a mask no longer there, and a click went to a slice of the old scan.
+    viewer, widget, labels, truth = scene
+    tab = widget.refine_panel.cohort_tab
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
+    wait_finished(qtbot, widget)
+    viewer.layers["late"].data = gui.disc_volume(1)[0][:4]  # 4 of its 8 slices
+    viewer.layers["vol ACTION"].data = np.zeros(gui.SHAPE, np.uint8)
+
+    assert tab.records == {} and tab.qualities == []
+    assert sorted(rows(tab)) == [
+        "out of date · late · the image was given new data after it was predicted: Predict rates it again",
+        "out of date · vol · 'vol ACTION' was given new data after it was predicted: Predict rates it again",
+    ]
+    assert tab.summary_label.text() == "2 volume(s) out of date: their data changed after they were rated."
+    gui.show_slice(viewer, 1)
+    for row in range(2):  # no slice to show: a click leaves the view where it is
+        tab.cohort_list.itemClicked.emit(tab.cohort_list.item(row))
+        assert viewer.dims.current_step[0] == 1
+
+    widget.predict_button.click()
+    wait_finished(qtbot, widget)
+    assert sorted(tab.records) == ["late", "vol"] and not [text for text in rows(tab) if "out of date" in text]
+    (row,) = [row for row, quality in enumerate(tab.qualities) if quality.name == "late"]
+    assert 0 <= tab.qualities[row].worst_slice < 4
+
+
 def test_a_click_in_the_3d_view_goes_to_2d_at_the_slice_and_says_so(scene, qtbot):
     # In 3D a click selected the scan and moved a slider the user could not see: the view stayed as it was.
     viewer, widget, labels, truth = scene
