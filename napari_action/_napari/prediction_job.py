@@ -141,6 +141,8 @@ class PredictionJob:
         self._done: dict[Any, int] = {}
         self._renamed: dict[Any, Any] = {}  # key an item was started with -> the image's name now (None: closed)
         self._dropped: set[Any] = set()  # keys of closed images: the worker leaves them (read there, added to here)
+        #: The images left because their prediction layer was deleted while the job ran (:meth:`leave`).
+        self.left: list[Any] = []
         #: The model's record (:func:`~napari_action.inference.made_by.model_record`), from its first update on.
         self.made_by: dict[str, Any] | None = None
 
@@ -177,6 +179,23 @@ class PredictionJob:
         self._dropped.update(item[0] for item in self.items if self._renamed.get(item[0], item[0]) == name)
         self.rename(name, None)
 
+    def leave(self, name: Any) -> None:
+        """The prediction layer of the image called ``name`` was deleted while the job runs: its result goes nowhere.
+
+        The job made the layer again for it, as if the user had not deleted it. Deleting it says the user wants
+        none: the image is left as a closed one is (:meth:`forget`), and :attr:`outcome` says so. An image the
+        job has finished, or left already, is not named.
+        """
+        if not any(self._still_to_write(item[0], name) for item in self.items):
+            return
+        self.forget(name)
+        self.left.append(name)
+
+    def _still_to_write(self, key: Any, name: Any) -> bool:
+        """True if the item started as ``key`` is the image called ``name`` now and its result is still to come."""
+        current = self._renamed.get(key, key)
+        return current == name and key not in self._dropped and self._done.get(key, 0) < _STEPS_PER_VOLUME
+
     @property
     def fraction(self) -> float:
         """How far the job is, from 0 to 1 (each volume counts the same)."""
@@ -196,13 +215,29 @@ class PredictionJob:
 
     @property
     def outcome(self) -> str | None:
-        """What a cancelled job leaves, for the status line (None: it ran to its end)."""
+        """What a cancelled job, or one that left images, leaves, for the status line (None: it ran to its end)."""
+        left = self._left_text()
         if not self.cancelled:
-            return None
+            return None if left is None else f"Prediction done. {left}"
         finished = sum(1 for done in self._done.values() if done >= _STEPS_PER_VOLUME)
-        return (
+        stopped = (
             f"Prediction stopped: {finished} of {len(self.items)} volume(s) predicted, in their layers; "
             "the others keep what they showed. Press Predict to predict them."
+        )
+        return stopped if left is None else f"{stopped} {left}"
+
+    def _left_text(self) -> str | None:
+        """``Left 'scan': its prediction layer was deleted …``: the images :meth:`leave` took out of the job."""
+        if not self.left:
+            return None
+        names = ", ".join(repr(name) for name in self.left)
+        if len(self.left) == 1:
+            layers, results, them = "its prediction layer was", "its result was", "it"
+        else:
+            layers, results, them = "their prediction layers were", "their results were", "them"
+        return (
+            f"Left {names}: {layers} deleted while Predict ran, so {results} not put back. "
+            f"Press Predict to predict {them} again."
         )
 
     def abandon(self) -> None:

@@ -398,9 +398,12 @@ class TrainingState:
         return 0 <= volume_index < len(self.targets) and self.targets[volume_index] is PENDING
 
     def forget_layer(self, layer) -> None:
-        """Drop the tracker of a removed prediction layer; a removed image's prediction, if a job is making it."""
+        """Drop the tracker of a removed prediction layer; a removed image's prediction, or the prediction of the image
+        whose prediction layer was removed, if a job is making it (a deleted layer is not made again)."""
         if isinstance(self.job, PredictionJob):
             self.job.forget(layer.name)
+            if prediction_source(layer) is not None:
+                self.job.leave(prediction_source(layer))
         tracker = self.trackers.pop(id(layer), None)
         if tracker is not None and tracker.layer is layer:
             tracker.disconnect()

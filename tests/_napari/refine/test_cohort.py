@@ -220,6 +220,32 @@ def test_a_scan_closed_while_predict_runs_leaves_its_prediction_to_no_scan_opene
     assert sorted(tab.records) == ["vol"]
 
 
+def test_a_prediction_layer_deleted_while_predict_runs_stays_deleted_and_the_status_line_says_so(scene, qtbot):
+    # Predict pressed again and "late ACTION" deleted meanwhile: the job made the layer again for the scan's result
+    # (and its Cohort row), as if the user had not deleted it.
+    viewer, widget, labels, truth = scene
+    tab = widget.refine_panel.cohort_tab
+    predict_a_scan_opened_after_train(viewer, widget, qtbot)
+    wait_finished(qtbot, widget)
+    rated_before = tab.records["vol"]
+    widget.predict_button.click()
+    assert widget.training_state.job is not None
+    viewer.layers.remove("late ACTION")
+    wait_finished(qtbot, widget)
+
+    assert "late ACTION" not in viewer.layers and find_prediction_layer(viewer, viewer.layers["late"]) is None
+    assert sorted(tab.records) == ["vol"] and tab.records["vol"] is not rated_before  # the other scan predicted
+    assert widget.status_label.text() == (
+        "Prediction done. Left 'late': its prediction layer was deleted while Predict ran, so its result was not "
+        "put back. Press Predict to predict it again."
+    )
+
+    widget.predict_button.click()  # asked again: it gets a layer again
+    wait_finished(qtbot, widget)
+    assert find_prediction_layer(viewer, viewer.layers["late"]) is not None and sorted(tab.records) == ["late", "vol"]
+    assert widget.status_label.text() == "Ready."
+
+
 def test_a_scan_opened_under_the_name_of_a_closed_one_does_not_take_its_corrections(scene, qtbot, tmp_path):
     # "late" predicted, corrected and accepted, then closed, and another scan opened under its name (the same file
     # name from another folder): the new scan took the closed one's prediction layer, its Predict kept the closed
