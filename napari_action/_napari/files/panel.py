@@ -27,13 +27,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QLabel, QMessageBox, QPushButton
 
 from napari_action._napari.files.export import Overwrite, plan_export, resolve_overwrite, write_export
+from napari_action._napari.files.jobs import PanelJobs
 from napari_action._napari.files.provenance import provenance_record
 from napari_action._napari.files.recovery import (
     autosave_after_opening,
@@ -70,37 +70,6 @@ def session_path(chosen: str | Path) -> Path:
     return Path(chosen if chosen.endswith(".zarr") else chosen + SESSION_SUFFIX)
 
 
-class _Jobs:
-    """The panel's running workers, by name; forwards their results while the panel lives.
-
-    A plain object: after :meth:`close` (the panel was destroyed) late worker
-    signals go nowhere instead of into deleted Qt widgets.
-    """
-
-    def __init__(self, on_done: Callable[[str], None]):
-        self.running: dict[str, Any] = {}
-        self._on_done: Callable[[str], None] | None = on_done
-
-    def add(self, name: str, worker, on_returned: Callable, on_error: Callable | None) -> None:
-        worker.returned.connect(partial(self._forward, on_returned))
-        if on_error is not None:
-            worker.errored.connect(partial(self._forward, on_error))
-        worker.finished.connect(partial(self._done, name))
-        self.running[name] = worker
-
-    def _forward(self, callback: Callable, value) -> None:
-        if self._on_done is not None:
-            callback(value)
-
-    def _done(self, name: str) -> None:
-        self.running.pop(name, None)
-        if self._on_done is not None:
-            self._on_done(name)
-
-    def close(self, *_) -> None:
-        self._on_done = None
-
-
 class FilesPanel(QGroupBox):
     """Load a model, export masks, save and open sessions, autosave.
 
@@ -127,7 +96,7 @@ class FilesPanel(QGroupBox):
         self.last_autosave: float | None = None
         self._opening: Path | None = None
         self._hashes = HashCache()
-        self._jobs = _Jobs(self._job_done)
+        self._jobs = PanelJobs(self._job_done)
         self._autosave_again = False
         # The jobs object is no QObject, so it still hears this when the panel's C++ side dies.
         self.destroyed.connect(self._jobs.close)
