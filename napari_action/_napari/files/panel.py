@@ -63,6 +63,12 @@ from napari_action.io.session_store import SESSION_SUFFIX, HashCache, is_session
 
 logger = logging.getLogger(__name__)
 
+#: Export's tooltip, and what it says while a prediction job writes into the prediction layers (Export disabled).
+EXPORT_TIP = "One NIfTI file per '<image> ACTION' layer, with the image's geometry."
+WAITING_FOR_PREDICT = (
+    "Predict is writing into the '<image> ACTION' layers: Export is back once it has finished (or Stop ended it)."
+)
+
 
 def session_path(chosen: str | Path) -> Path:
     """The store for a name chosen in the save dialog: ``work`` becomes ``work.action.zarr``."""
@@ -119,7 +125,7 @@ class FilesPanel(QGroupBox):
         self.predict_selected_button = QPushButton("Predict selected")
         self.predict_selected_button.setToolTip("Predict the selected image layers only.")
         self.export_button = QPushButton("Export refined masks…")
-        self.export_button.setToolTip("One NIfTI file per '<image> ACTION' layer, with the image's geometry.")
+        self.export_button.setToolTip(EXPORT_TIP)
         self.save_session_button = QPushButton("Save session…")
         self.open_session_button = QPushButton("Open session…")
         self.status_label = QLabel(
@@ -161,7 +167,9 @@ class FilesPanel(QGroupBox):
         self.open_session_button.setEnabled(not state.busy and not loading)
         self.predict_selected_button.setEnabled(self.widget.predict_button.isEnabled() and bool(self._selected()))
         has_predictions = any(is_prediction_layer(layer) for layer in self.viewer.layers)
-        self.export_button.setEnabled(has_predictions and "export" not in running)
+        # A job writing the layers: an export now would mix its new masks with the last prediction's.
+        self.export_button.setEnabled(has_predictions and "export" not in running and not state.predicting)
+        self.export_button.setToolTip(WAITING_FOR_PREDICT if state.predicting else EXPORT_TIP)
         self.save_session_button.setEnabled("save" not in running)
 
     def _job_done(self, name: str) -> None:
@@ -286,8 +294,15 @@ class FilesPanel(QGroupBox):
         Returns
         -------
         bool
-            False when there was nothing to export or an export is running.
+            False when there was nothing to export, an export is running, or a prediction job writes the layers.
         """
+        if self.widget.training_state.predicting:  # the button is disabled then; a script's call is refused
+            show_warning(
+                "ACTION: not exported: Predict is writing new predictions into the '<image> ACTION' layers, so some "
+                "masks would be the new ones and some the last ones. Export once it has finished, or press Stop to "
+                "end it."
+            )
+            return False
         describe = partial(provenance_record, self.viewer, self.widget.training_state, hashes=self._hashes)
         items = plan_export(self.viewer, folder, describe)
         if not items or "export" in self._jobs.running:

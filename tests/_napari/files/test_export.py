@@ -16,6 +16,7 @@ from napari.utils.notifications import notification_manager
 
 from napari_action._napari.layers import prediction_layer_for
 from napari_action.io.nifti import load_labels, load_volume
+from tests.helpers import engine
 from tests.helpers.gui import disc_volume, dock, messages_since, open_nifti, wait_idle
 from tests.helpers.os_limits import Outcome, run_save
 
@@ -200,3 +201,46 @@ def test_the_colour_table_keeps_every_class_colour_while_show_selected_label_hid
     rows = [line.split() for line in (tmp_path / "vol_action.ctbl").read_text().splitlines()[1:]]
     assert [[int(c) for c in row[2:]] for row in rows[1:]] == all_shown
     assert all_shown[1][3] == 255
+
+
+def test_export_waits_while_predict_writes_the_layers_and_is_back_when_it_ends_is_stopped_or_fails(
+    viewer, qtbot, tmp_path, model_file
+):
+    # Export stayed enabled while Predict wrote into the prediction layers: the masks exported then were some of the
+    # new prediction and some of the last.
+    from napari_action._napari.files.panel import EXPORT_TIP, WAITING_FOR_PREDICT
+
+    image, _ = engine.disc_volume(0)
+    viewer.add_image(image, name="scan")
+    widget = dock(viewer)
+    panel = widget.files_panel
+    assert panel.load_model(model_file)
+    wait_idle(qtbot, widget)
+    _fill_predictions(viewer, ["scan"], seed=0)  # an earlier prediction in its layer
+    assert panel.export_button.isEnabled() and panel.export_button.toolTip() == EXPORT_TIP
+
+    widget.predict_button.click()
+    assert not panel.export_button.isEnabled() and panel.export_button.toolTip() == WAITING_FOR_PREDICT
+    before = len(notification_manager.records)
+    assert not panel.export_masks(tmp_path)  # a script's export is refused as well
+    assert messages_since(before, "warning") == [
+        "ACTION: not exported: Predict is writing new predictions into the '<image> ACTION' layers, so some masks "
+        "would be the new ones and some the last ones. Export once it has finished, or press Stop to end it."
+    ]
+    wait_idle(qtbot, widget)
+    assert panel.export_button.isEnabled() and panel.export_button.toolTip() == EXPORT_TIP
+
+    widget.predict_button.click()
+    widget.stop_button.click()
+    assert not panel.export_button.isEnabled()  # stopping: the slices in hand are still to be written
+    wait_idle(qtbot, widget)
+    assert panel.export_button.isEnabled()
+
+    viewer.layers["scan"].data[0, 0, 0] = np.nan  # the prediction fails in its worker
+    widget.predict_button.click()
+    assert not panel.export_button.isEnabled()
+    wait_idle(qtbot, widget)
+    assert messages_since(before, "error") and panel.export_button.isEnabled()
+    assert panel.export_masks(tmp_path)
+    wait_idle(qtbot, widget)
+    assert (tmp_path / "scan_action.nii.gz").exists()
