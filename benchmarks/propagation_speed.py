@@ -8,7 +8,8 @@ ratios hold on a busy machine:
 * one flow between two neighbouring slices, scikit-image's ``optical_flow_ilk`` against the
   product's ``lucas_kanade_flow``, timed alternately (``--pairs`` of each);
 * the whole propagation (every piece) with 1 and with 2 threads (``--workers``), and its Dice
-  against the organs' truth (the same for every thread count).
+  against the organs' truth (the same for every thread count); then, as the release before ran it,
+  with scikit-image's flow on 1 thread.
 
     .venv/bin/python benchmarks/propagation_speed.py --size 512 --slices 200
 """
@@ -21,6 +22,7 @@ import time
 import numpy as np
 from skimage.registration import optical_flow_ilk
 
+import napari_action.data.propagation_sweeps as sweeps
 from napari_action.data.intensity import exact_statistics
 from napari_action.data.optical_flow import lucas_kanade_flow
 from napari_action.data.propagation import LabelPropagation, iter_pieces
@@ -99,6 +101,17 @@ def main(argv=None) -> None:
     for workers in (int(w) for w in args.workers.split(",")):
         seconds, classes = propagate(volume, labels, workers)
         print(f"propagation, {workers} thread(s): {seconds:.1f} s, mean Dice {mean_dice(classes, labels):.3f}")
+    ours = sweeps.lucas_kanade_flow
+    sweeps.lucas_kanade_flow = lambda reference, moving, radius, warps: optical_flow_ilk(
+        reference, moving, radius=radius, num_warp=warps
+    )
+    try:
+        seconds, classes = propagate(volume, labels, 1)
+    finally:
+        sweeps.lucas_kanade_flow = ours
+    print(
+        f"propagation as before (scikit-image's flow, 1 thread): {seconds:.1f} s, Dice {mean_dice(classes, labels):.3f}"
+    )
 
 
 if __name__ == "__main__":
