@@ -453,7 +453,7 @@ def is_label_file(path: str | os.PathLike, data: np.ndarray, meta: VolumeMeta | 
     said = (meta is not None and meta.header.get("intent_code") == NIFTI_INTENT_LABEL) or named_as_labels(path)
     if said and not floats:
         return True
-    flat = data.reshape(-1)
+    flat = _voxels_in_memory_order(data)
     # A strided sample rules out intensity images cheaply before the full pass.
     if np.unique(flat[:: max(1, flat.size // 1_000_000)]).size > _MAX_LABEL_VALUES:
         return False
@@ -466,9 +466,16 @@ def is_label_file(path: str | os.PathLike, data: np.ndarray, meta: VolumeMeta | 
     return values.size / value_range < 0.5
 
 
+def _voxels_in_memory_order(data: np.ndarray) -> np.ndarray:
+    """Every voxel in one dimension, a view of a contiguous array: what nibabel loads is in Fortran order,
+    and ``reshape(-1)`` (C order) copied the whole scan (200 MB and half a second for a 512 x 512 x 400 CT)
+    only to count its values."""
+    return data.ravel(order="K")
+
+
 def _whole_numbers_only(data: np.ndarray) -> bool:
     """Whether every voxel of a float array is a finite whole number (a strided sample first, to refute scans fast)."""
-    flat = data.reshape(-1)
+    flat = _voxels_in_memory_order(data)
     # The sample, then the voxels a run at a time: rounding a whole large scan at once would double its memory.
     runs = [flat[:: max(1, flat.size // 1_000_000)]]
     runs += (flat[start : start + _WHOLE_CHECK_RUN] for start in range(0, flat.size, _WHOLE_CHECK_RUN))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import tracemalloc
 from pathlib import Path
 
 import nibabel as nib
@@ -296,3 +297,16 @@ def test_label_heuristic_on_names_and_values(nibabel_data):
     codes[data > 2000] = 5003
     assert is_label_file("parcels.nii.gz", codes)
     assert is_label_file("standard.nii.gz", *load_volume(nibabel_data / "standard.nii.gz"))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_telling_labels_from_a_scan_does_not_copy_the_scan(dtype):
+    # nibabel loads voxels in Fortran order; counting their values must not make a C-ordered copy of a CT.
+    scan = np.asfortranarray(np.random.default_rng(0).normal(0, 300, (256, 256, 128)).astype(dtype))
+    tracemalloc.start()
+    try:
+        assert not is_label_file("ct.nii.gz", scan)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < scan.nbytes / 2
