@@ -21,7 +21,8 @@ plus **Update once** (:mod:`.update_once`): a short training round on demand.
 Lists and layers are read from the widget's training state (what counts as the
 training set: :mod:`.training_set`); this panel keeps only the uncertainty
 maps and the labeled slices it last listed. The tabs' widgets are built in
-:mod:`.tabs` (the Cohort tab, with its records, in :mod:`.cohort`).
+:mod:`.tabs` (the Cohort tab, with its records, in :mod:`.cohort`), the lists' rows and the next slices'
+picks in :mod:`.listed_slices`.
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ from napari_action._napari.keys import ViewerKeyBinding
 from napari_action._napari.layers import (
     SOURCE_KEY,
     UNCERTAINTY_KEY,
-    find_prediction_layer,
     is_prediction_layer,
-    layer_array,
     layer_shape,
 )
 from napari_action._napari.refine.accepted import (
@@ -52,10 +51,10 @@ from napari_action._napari.refine.accepted import (
     tracker_for_layer,
 )
 from napari_action._napari.refine.cohort import CohortTab
-from napari_action._napari.refine.tabs import NextSlicesTab, TrainingSetTab, header_item, slice_item, slice_of
+from napari_action._napari.refine.listed_slices import next_slice_picks, next_slice_rows, training_set_rows
+from napari_action._napari.refine.tabs import NextSlicesTab, TrainingSetTab, slice_of
 from napari_action._napari.refine.training_set import (
     LabeledSlices,
-    annotated_values,
     image_name_of,
     labeled_along,
     next_training_axis,
@@ -66,21 +65,13 @@ from napari_action._napari.refine.training_set import (
 from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
 from napari_action._napari.view_plane import viewer_slicing_axis
-from napari_action.inference.next_slices import NextSlice, next_slices
+from napari_action.inference.next_slices import NextSlice
 from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
 
 logger = logging.getLogger(__name__)
 
 #: Viewer key that accepts the current slice of the selected prediction layer.
 ACCEPT_KEY = "Shift-A"
-#: Number of slices proposed in "Next slices to annotate".
-N_SUGGESTIONS = 5
-#: How the list is ranked (docs/benchmarks.md, "Next slices to annotate"): classes on no annotated
-#: slice first, then the middle of the largest unannotated run inside the predicted structure.
-NEXT_STRATEGY = "coverage+gap"
-#: The structure range counts only slices holding at least this share of the largest slice's predicted
-#: structure, so that a few stray voxels far away do not stretch it (Colin27: better in 3 of 3 seeds).
-NEXT_AREA_SHARE = 0.1
 
 
 class RefinePanel(QGroupBox):
@@ -276,15 +267,8 @@ class RefinePanel(QGroupBox):
         labeled = self._labeled_along(volumes, axis)
         self.labeled = {name: painted | accepted for name, (painted, accepted) in labeled.items()}
         self.labeled_axis, self.labeled_axes = axis, slice_axes(self.training_state, volumes, axis)
-        for image, _ in volumes:
-            painted, accepted = labeled[image.name]
-            along = self.labeled_axes[image.name]
-            self.training_list.addItem(
-                header_item(f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {along})")
-            )
-            for s in sorted(painted | accepted):
-                kind = " + ".join(k for k, used in (("painted", s in painted), ("accepted", s in accepted)) if used)
-                self.training_list.addItem(slice_item(f"    slice {s} · {kind}", image.name, along, s))
+        for row in training_set_rows(volumes, labeled, self.labeled_axes):
+            self.training_list.addItem(row)
         self._refresh_buttons()
         self._update_suggestions()
 
@@ -410,18 +394,13 @@ class RefinePanel(QGroupBox):
 
     def _update_suggestions(self) -> None:
         self.next_list.clear()
-        for name, axis, pick in self.next_slices():
-            self.next_list.addItem(
-                slice_item(f"{name} · slice {pick.slice_index} · {pick.reason}", name, axis, pick.slice_index)
-            )
+        for row in next_slice_rows(self.next_slices()):
+            self.next_list.addItem(row)
         self._show_slice_score()
 
     def next_slices(self) -> list[tuple[str, int, NextSlice]]:
-        """(image name, axis, pick) of the slices to annotate next, over every volume with a prediction.
-
-        Missing classes come first, then the largest gaps (longest first): the picks of
-        :data:`NEXT_STRATEGY` on each volume's current prediction layer, edits included.
-        """
+        """(image name, axis, pick) of the slices to annotate next, over every volume with a prediction
+        (:func:`~.listed_slices.next_slice_picks`)."""
         names = self.training_state.plan.class_names() if self.training_state.plan is not None else {}
         axis = self.slicing_axis([])
         volumes = self.training_volumes()
@@ -431,27 +410,8 @@ class RefinePanel(QGroupBox):
         if axis != self.labeled_axis:
             along = self._labeled_along(volumes, axis)
             labeled_by_name = {name: painted | accepted for name, (painted, accepted) in along.items()}
-        found, axes = [], slice_axes(self.training_state, volumes, axis)
-        for image, painted in volumes:
-            prediction = find_prediction_layer(self.viewer, image)
-            if prediction is None or layer_shape(prediction) != layer_shape(image):
-                continue
-            predicted, along = layer_array(prediction), axes[image.name]
-            labeled = sorted(labeled_by_name.get(image.name, ()))
-            values = annotated_values(painted, predicted, labeled, along)
-            picks = next_slices(
-                NEXT_STRATEGY,
-                predicted,
-                along,
-                labeled,
-                values,
-                k=N_SUGGESTIONS,
-                class_names=names,
-                min_area_share=NEXT_AREA_SHARE,
-            )
-            found += [(image.name, along, pick) for pick in picks]
-        found.sort(key=lambda item: (not item[2].reason.endswith("missing"), -item[2].score))
-        return found[:N_SUGGESTIONS]
+        axes = slice_axes(self.training_state, volumes, axis)
+        return next_slice_picks(self.viewer, volumes, labeled_by_name, axes, names)
 
     def _show_slice_score(self) -> None:
         name = self._image_name(self.viewer.layers.selection.active)
