@@ -284,13 +284,17 @@ def go_to_slice(viewer, layer, axis: int, index: int) -> bool:
 def show_listed_slice(viewer, target: tuple[str, int, int] | None, *, select: bool = False) -> str | None:
     """Show the slice of a list row (its ``(image name, axis, index)``), selecting the image's layer with ``select``.
 
-    Returns what the status line should say: that a 3D view went to 2D for it; None otherwise (also for a header
-    row, or an image closed since).
+    Returns what the status line should say: that a 3D view went to 2D for it, or that the slice is gone (the image
+    given data of another shape since the row was listed); None otherwise (also for a header row, or an image
+    closed since).
     """
     if target is None or target[0] not in viewer.layers:
         return None
     name, axis, index = target
     layer = viewer.layers[name]
+    n_slices = layer_shape(layer)[axis]
+    if not 0 <= index < n_slices:  # a row listed before the image was given data of another shape
+        return f"Slice {index} of {name!r} is no longer there: {name!r} has {n_slices} slices along axis {axis} now."
     if select:
         viewer.layers.selection.active = layer
     if not go_to_slice(viewer, layer, axis, index):

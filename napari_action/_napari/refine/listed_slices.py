@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QListWidgetItem
 
-from napari_action._napari.layers import find_prediction_layer, layer_array, layer_shape
+from napari_action._napari.layers import (
+    find_prediction_layer,
+    layer_array,
+    layer_shape,
+    layer_shape_text,
+    prediction_source,
+)
+from napari_action._napari.refine.accepted import painted_slices, tracker_of
 from napari_action._napari.refine.tabs import header_item, slice_item
 from napari_action._napari.refine.training_set import LabeledSlices, annotated_values
 from napari_action.inference.next_slices import NextSlice, next_slices
@@ -24,17 +31,63 @@ NEXT_STRATEGY = "coverage+gap"
 NEXT_AREA_SHARE = 0.1
 
 
-def training_set_rows(volumes: list[tuple], labeled: LabeledSlices, axes: dict[str, int]) -> list[QListWidgetItem]:
-    """A header per volume (how many slices painted and accepted, along which axis), then a row per slice."""
+def training_set_rows(
+    volumes: list[tuple], labeled: LabeledSlices, axes: dict[str, int], training_state
+) -> list[QListWidgetItem]:
+    """A header per volume (how many slices painted and accepted, along which axis), then a row per slice, then
+    the slices of its layers that no longer fit it (:func:`outdated_slice_rows`)."""
     rows = []
-    for image, _ in volumes:
+    for image, painted_layer in volumes:
         painted, accepted = labeled[image.name]
         along = axes[image.name]
         rows.append(header_item(f"{image.name}: {len(painted)} painted, {len(accepted)} accepted (axis {along})"))
         for s in sorted(painted | accepted):
             kind = " + ".join(k for k, used in (("painted", s in painted), ("accepted", s in accepted)) if used)
             rows.append(slice_item(f"    slice {s} · {kind}", image.name, along, s))
+        rows += outdated_slice_rows(training_state, image, painted_layer, along)
     return rows
+
+
+def outdated_slice_rows(training_state, image, painted_layer, along: int) -> list[QListWidgetItem]:
+    """Rows without a slice to show for the painted and accepted slices of layers that no longer fit ``image``.
+
+    The image given data of another shape (``layer.data = a crop``): their slices were listed as the old data's,
+    and a click went past the end of the crop. They are not training data either (Train refuses the painted layer,
+    and leaves the accepted slices out), so each layer's row says so until the layers fit again.
+    """
+    rows = []
+    if painted_layer is not None and layer_shape(painted_layer) != layer_shape(image):
+        painted = painted_slices(layer_array(painted_layer), along)
+        if painted:
+            why = _misfit(painted_layer, image)
+            rows.append(header_item(f"    out of date · {why}: its painted slices ({_listed(painted)}) are not listed"))
+    tracker, accepted = tracker_of(training_state, image.name), training_state.accepted_slices.get(image.name)
+    if accepted and tracker is not None and layer_shape(tracker.layer) != layer_shape(image):
+        why, slices = _misfit(tracker.layer, image), _listed(accepted)
+        rows.append(header_item(f"    out of date · {why}: its accepted slices ({slices}) are left out of training"))
+    return rows
+
+
+def outdated_prediction_rows(viewer, volumes: list[tuple]) -> list[QListWidgetItem]:
+    """A row without a slice to show for each volume whose prediction layer no longer fits it: no slices are picked
+    from it (:func:`next_slice_picks`), and the row says why, as the Cohort tab's does."""
+    rows = []
+    for image, _ in volumes:
+        if find_prediction_layer(viewer, image) is not None:  # one of them fits
+            continue
+        for layer in viewer.layers:
+            if prediction_source(layer) == image.name:
+                why = _misfit(layer, image)
+                rows.append(header_item(f"out of date · {image.name} · {why}: Predict picks its next slices again"))
+    return rows
+
+
+def _misfit(layer, image) -> str:
+    return f"{layer.name!r} is {layer_shape_text(layer)}, the image {layer_shape_text(image)} now"
+
+
+def _listed(slices) -> str:
+    return ", ".join(str(s) for s in sorted(slices))
 
 
 def next_slice_rows(picks: list[tuple[str, int, NextSlice]]) -> list[QListWidgetItem]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 
-from napari.layers import Labels
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QListWidgetItem, QPushButton, QSpinBox, QTabWidget
@@ -51,10 +51,16 @@ from napari_action._napari.refine.accepted import (
     tracker_for_layer,
 )
 from napari_action._napari.refine.cohort import CohortTab
-from napari_action._napari.refine.listed_slices import next_slice_picks, next_slice_rows, training_set_rows
+from napari_action._napari.refine.listed_slices import (
+    next_slice_picks,
+    next_slice_rows,
+    outdated_prediction_rows,
+    training_set_rows,
+)
 from napari_action._napari.refine.tabs import NextSlicesTab, TrainingSetTab, slice_of
 from napari_action._napari.refine.training_set import (
     LabeledSlices,
+    fitting_accepted,
     image_name_of,
     labeled_along,
     next_training_axis,
@@ -194,10 +200,12 @@ class RefinePanel(QGroupBox):
         return False
 
     def _on_layers_changed(self, event=None) -> None:
-        """Follow strokes, undo and redo in every Labels layer (painted or prediction)."""
+        """Follow strokes, undo and redo in every Labels layer (painted or prediction), new data in every image."""
         for layer in self.viewer.layers:
             if isinstance(layer, Labels) and id(layer) not in self._watched:
                 self._watched[id(layer)] = EditWatch(layer, self._on_edit)
+            elif isinstance(layer, Image) and UNCERTAINTY_KEY not in layer.metadata:
+                layer.events.data.connect(self._on_image_data_replaced)  # napari ignores a second connection
         self._refresh_buttons()
         self.refresh_later()
 
@@ -214,6 +222,12 @@ class RefinePanel(QGroupBox):
         elif UNCERTAINTY_KEY not in layer.metadata:
             self.uncertainty.forget(layer.name)
         self._on_layers_changed()
+
+    def _on_image_data_replaced(self, event) -> None:
+        """An image given new data (``layer.data = a crop``, another scan): its uncertainty map scored the old data's
+        slices, and the lists named slices of the old data (a click went past the end of a crop)."""
+        self.uncertainty.forget(event.source.name)
+        self.refresh_later()
 
     def image_renamed(self, old: str, new: str) -> None:
         """An image was renamed in the viewer: its uncertainty map, its cohort row and lists follow it."""
@@ -257,7 +271,8 @@ class RefinePanel(QGroupBox):
     # -- training-set list --------------------------------------------------------------
     def _labeled_along(self, volumes: list[tuple], axis: int) -> LabeledSlices:
         axes = slice_axes(self.training_state, volumes, axis)  # a scan stored turned has its slices along another
-        return labeled_along(volumes, painted_arrays(volumes), axes, self.training_state.accepted_slices)
+        accepted = fitting_accepted(self.training_state, volumes)  # those of a prediction layer that fits its image
+        return labeled_along(volumes, painted_arrays(volumes), axes, accepted)
 
     def refresh(self) -> None:
         """Recompute the labeled slices of every volume and list them."""
@@ -267,7 +282,7 @@ class RefinePanel(QGroupBox):
         labeled = self._labeled_along(volumes, axis)
         self.labeled = {name: painted | accepted for name, (painted, accepted) in labeled.items()}
         self.labeled_axis, self.labeled_axes = axis, slice_axes(self.training_state, volumes, axis)
-        for row in training_set_rows(volumes, labeled, self.labeled_axes):
+        for row in training_set_rows(volumes, labeled, self.labeled_axes, self.training_state):
             self.training_list.addItem(row)
         self._refresh_buttons()
         self._update_suggestions()
@@ -394,7 +409,7 @@ class RefinePanel(QGroupBox):
 
     def _update_suggestions(self) -> None:
         self.next_list.clear()
-        for row in next_slice_rows(self.next_slices()):
+        for row in next_slice_rows(self.next_slices()) + outdated_prediction_rows(self.viewer, self.training_volumes()):
             self.next_list.addItem(row)
         self._show_slice_score()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_action._napari.layers import SOURCE_KEY, UNCERTAINTY_KEY, layer_array, layer_shape
-from napari_action._napari.refine.accepted import painted_slices
+from napari_action._napari.refine.accepted import painted_slices, tracker_of
 from napari_action._napari.view_plane import training_order, viewer_slicing_axis
 from napari_action.data.slicing_axis import decide_axis
 
@@ -59,6 +59,18 @@ def painted_arrays(volumes: list[tuple]) -> dict:
         for image, labels in volumes
         if labels is not None and layer_shape(labels) == layer_shape(image)
     }
+
+
+def fitting_accepted(training_state, volumes: list[tuple]) -> dict[str, set[int]]:
+    """Image name -> its accepted slices, but for images whose prediction layer no longer fits them (given data of
+    another shape since): training leaves those out (:func:`~.accepted.merge_accepted`), and they name slices of
+    the old data."""
+    accepted = {}
+    for image, _ in volumes:
+        tracker = tracker_of(training_state, image.name)
+        if tracker is None or layer_shape(tracker.layer) == layer_shape(image):
+            accepted[image.name] = set(training_state.accepted_slices.get(image.name, ()))
+    return accepted
 
 
 def labeled_along(volumes: list[tuple], arrays: dict, axes: dict[str, int], accepted: dict) -> LabeledSlices:

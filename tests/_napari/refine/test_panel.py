@@ -12,7 +12,7 @@ from qtpy.QtCore import Qt
 from superqt.utils import qthrottled
 
 from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
-from napari_action._napari.refine.accepted import merge_accepted
+from napari_action._napari.refine.accepted import merge_accepted, show_listed_slice
 from napari_action._napari.refine.panel import ACCEPT_KEY
 from napari_action._napari.training_state import TrainingPlan
 from napari_action.progress import SlicePrediction
@@ -357,3 +357,45 @@ def test_slices_accepted_before_the_image_was_given_data_of_another_shape_are_le
     (warning,) = training.warnings
     assert warning.startswith("the slices accepted in 'vol' (6) are left out: 'vol ACTION' is (8, 32, 32)")
     assert widget.training_state.accepted_slices == {"vol": {6}} and layer.data.shape == (8, 32, 32)  # both kept
+
+
+def test_rows_of_an_image_given_data_of_another_shape_say_they_are_out_of_date_and_no_click_leaves_the_data(
+    scene, qtbot
+):
+    # `layer.data = a crop` left the Training set and Next slices lists with the old data's slices (a click went past
+    # the end of the crop), and the old data's uncertainty map scored the slices of the new one.
+    viewer, widget, labels, truth = scene
+    layer = offline_prediction(viewer, widget, truth)
+    panel = widget.refine_panel
+    show_slice(viewer, 6)
+    assert panel.accept_current_slice() == [6]
+    panel.uncertainty.set_volume("vol", np.random.default_rng(0).random(SHAPE, dtype=np.float32), 0)
+    panel.refresh()
+    assert "    slice 6 · accepted" in list_texts(panel.training_list) and panel.next_list.count() > 0
+
+    viewer.layers["vol"].data = np.ascontiguousarray(viewer.layers["vol"].data[:4])  # 4 of its 8 slices
+    qtbot.waitUntil(lambda: "out of date" in " ".join(list_texts(panel.training_list)), timeout=TIMEOUT)
+    assert list_texts(panel.training_list) == [
+        "vol: 0 painted, 0 accepted (axis 0)",
+        "    out of date · 'vol labels' is 8×32×32, the image 4×32×32 now: its painted slices (2, 5) are not listed",
+        "    out of date · 'vol ACTION' is 8×32×32, the image 4×32×32 now: its accepted slices (6) are left out "
+        "of training",
+    ]
+    assert list_texts(panel.next_list) == [
+        "out of date · vol · 'vol ACTION' is 8×32×32, the image 4×32×32 now: Predict picks its next slices again"
+    ]
+    show_slice(viewer, 2)
+    for index in range(panel.training_list.count()):  # nothing to show: a click leaves the view where it is
+        panel.training_list.itemClicked.emit(panel.training_list.item(index))
+    panel.next_list.itemClicked.emit(panel.next_list.item(0))
+    assert viewer.dims.current_step[0] == 2
+    viewer.layers.selection.active = viewer.layers["vol"]
+    panel._show_slice_score()
+    assert panel.uncertainty.get("vol") is None
+    assert panel.slice_score_label.text() == "No prediction yet for the selected volume."
+
+    # A row listed before the lists caught up (they are refreshed at most every 300 ms): its slice is gone.
+    said = show_listed_slice(viewer, ("vol", 0, 6))
+    assert viewer.dims.current_step[0] == 2
+    assert said == "Slice 6 of 'vol' is no longer there: 'vol' has 4 slices along axis 0 now."
+    assert layer.data.shape == SHAPE and widget.training_state.accepted_slices == {"vol": {6}}  # both kept
