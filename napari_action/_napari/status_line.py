@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from magicgui.widgets import Label
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QLabel
 from superqt.utils import qthrottled
 
 from napari_action._napari.plot import LossPlot
 from napari_action._napari.prediction_job import PredictionJob
+from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
 from napari_action._napari.workers import TrainingRun
 from napari_action.progress import TrainProgress
@@ -63,6 +65,22 @@ class StatusLine:
         repaints the main window on every frame (docs/benchmarks.md, "GUI responsiveness during Predict all")."""
         if isinstance(job, PredictionJob):
             self.say(job.progress_text(image_name))
+
+    def job_ended(self, outcome: str | None, run: TrainingRun | None, otherwise: str) -> None:
+        """Say how a prediction or save job ended: ``outcome`` (what a stopped job left; None: it ran to its end),
+        else ``otherwise``.
+
+        Beside a training (resumed after the job, or paused by the user) the line is the training's again at once,
+        its next step or "Paused": ``outcome`` is then a napari notification too, where the user can still read it
+        (it was replaced before anyone saw it).
+        """
+        if run is None or not run.is_running:
+            self.say(outcome or otherwise)
+            return
+        if outcome:
+            show_info(f"ACTION: {outcome}")
+        if run.state is RunState.PAUSED:  # the user's pause: the job's "Predicting…" is over
+            self.say("Paused; press Resume to train on.")
 
     def say(self, text: str) -> None:
         """Show ``text`` now, in place of the last step's line and of any redraw still pending."""

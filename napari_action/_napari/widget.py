@@ -461,10 +461,7 @@ class ActionWidget(QWidget):
             self.run.resume()
         self.training_state.resume_after_job = False
         after, self._after_prediction = self._after_prediction, None
-        if self.run is None or not self.run.is_running:
-            self.status.say(getattr(job, "outcome", None) or after or "Ready.")
-        elif self.run.state is RunState.PAUSED:  # the user's pause: the job's "Predicting…" is over
-            self.status.say("Paused; press Resume to train on.")
+        self.status.job_ended(getattr(job, "outcome", None), self.run, otherwise=after or "Ready.")
         self.refresh()
 
     def _on_save_clicked(self) -> None:
