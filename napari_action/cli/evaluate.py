@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_action.cli.given_files import folder_advice_for_label_map
 from napari_action.cli.options import int_list
 from napari_action.io.atomic import write_text_atomically
 from napari_action.io.geometry import grid_difference, same_voxel_grid
-from napari_action.io.nifti import load_labels
+from napari_action.io.nifti import FolderGivenError, load_labels
 from napari_action.io.volume_meta import VolumeMeta
 
 
@@ -63,7 +64,10 @@ def _check_json_is_no_input(report: Path | None, inputs: dict[str, Path]) -> Non
 
 def _label_map(path: Path, option: str) -> tuple[np.ndarray, VolumeMeta]:
     """The label map given as ``option``; a file with negative values (a CT scan, most often) is refused."""
-    labels, meta = load_labels(path)
+    try:
+        labels, meta = load_labels(path)
+    except FolderGivenError as error:
+        raise folder_advice_for_label_map(error, option) from None
     if labels.size and labels.min() < 0:
         raise ValueError(
             f"{path} holds negative values (min {labels.min()}), so it is not a label map but most likely a scan; "

@@ -1,5 +1,5 @@
 """The files named on the command line: one image given twice (checked before any is read), a folder given as an
-image (advice on how to give the NIfTI files it holds, in the options of each command)."""
+image or a label map (advice on how to give the NIfTI files it holds, in the options of each command)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_action.io.given_folder import describe_folder
 from napari_action.io.nifti import FolderGivenError
+
+#: What each option taking a label map wants, said where a folder was given to it.
+_LABEL_MAP_WANTED = {
+    "--labels": "Give one label map per --image, in --image order (the k-th --labels belongs to the k-th --image)",
+    "--truth": "--truth takes one label map, the expert mask of the image --pred was predicted on",
+    "--pred": "--pred takes one label map, napari-action's mask (*_action.nii.gz) of the image --truth was drawn on",
+}
 
 
 def same_file(one: Path, other: Path) -> bool:
@@ -71,3 +79,26 @@ def folder_advice_for_predict(error: FolderGivenError) -> FolderGivenError:
         f"Give them all with --image '{pattern}' (in quotes: napari-action expands the pattern), or list them, one "
         "path a line, in a text file given with --image-list."
     )
+
+
+def folder_advice_for_label_map(error: FolderGivenError, option: str) -> FolderGivenError:
+    """A folder given as ``option`` (train's --labels, evaluate's --truth and --pred): called a folder, not a label
+    map, with what that option takes; the advice to convert a DICOM series stays as it is."""
+    described = describe_folder(error.folder, expected="a label map")
+    wanted = _LABEL_MAP_WANTED[option]
+    if described.holds == "nifti":
+        advice = f"{wanted}: {_label_map_example(described.nifti_files, option)}."
+    elif described.holds == "nothing":
+        # evaluate reads label maps as NIfTI only, and so does train beside an image it holds in memory.
+        advice = f"{wanted}, as a NIfTI file (.nii or .nii.gz)."
+    else:
+        advice = described.advice
+    return FolderGivenError(error.folder, described._replace(advice=advice))
+
+
+def _label_map_example(nifti_files: list[Path], option: str) -> str:
+    """--labels takes one file per image (the first two shown); --truth and --pred take one."""
+    if option != "--labels":
+        return f"give one of them, such as {nifti_files[0]}"
+    more = " …" if len(nifti_files) > 2 else ""
+    return "such as " + " ".join(f"--labels {path}" for path in nifti_files[:2]) + more

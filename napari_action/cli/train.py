@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_action.checks import normalize_axis
-from napari_action.cli.given_files import folder_advice_for_train, refuse_repeated_images
+from napari_action.cli.given_files import (
+    folder_advice_for_label_map,
+    folder_advice_for_train,
+    refuse_repeated_images,
+)
 from napari_action.cli.options import (
     NAN_TO_ZERO_ADVICE,
     add_nan_to_zero_option,
@@ -148,7 +152,10 @@ def _train(args: argparse.Namespace) -> int:
         raise folder_advice_for_train(error) from None
     images = [volume for volume, _ in loaded]
     affines = [meta.affine for _, meta in loaded]
-    painted = training_labels(args.labels, images, args.axis, args.labeled_slices, affines=affines, init=init)
+    try:
+        painted = training_labels(args.labels, images, args.axis, args.labeled_slices, affines=affines, init=init)
+    except FolderGivenError as error:
+        raise folder_advice_for_label_map(error, "--labels") from None
     _check_pairs(args.image, loaded, args.labels, painted)
     labels = [array for array, _ in painted]
     if args.labeled_slices and not any(has_paint(array) for array in labels):

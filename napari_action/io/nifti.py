@@ -24,7 +24,7 @@ import numpy as np
 
 from napari_action.io.errors import is_raw_os_error, plain_os_error
 from napari_action.io.file_pairs import pair_header, pair_message
-from napari_action.io.given_folder import describe_folder
+from napari_action.io.given_folder import FolderDescription, describe_folder
 from napari_action.io.volume_meta import VolumeMeta, meta_from_header
 from napari_action.label_values import as_integer_labels
 from napari_action.system_memory import available_memory_bytes
@@ -85,19 +85,18 @@ class FolderGivenError(VolumeError):
     ----------
     folder : pathlib.Path
         The folder.
-    problem, advice : str
+    description : FolderDescription
         What the folder holds (naming it) and what to do (:func:`~napari_action.io.given_folder.describe_folder`).
-    nifti_files : list of pathlib.Path
-        The NIfTI files directly inside it.
     """
 
-    def __init__(self, folder: Path, problem: str, advice: str, nifti_files: list[Path]) -> None:
-        super().__init__(f"{problem}. {advice}")
-        self.folder, self.problem, self.nifti_files = folder, problem, nifti_files
+    def __init__(self, folder: Path, description: FolderDescription) -> None:
+        super().__init__(f"{description.problem}. {description.advice}")
+        self.folder, self.description = folder, description
+        self.problem, self.nifti_files = description.problem, description.nifti_files
 
     def with_advice(self, advice: str) -> FolderGivenError:
         """The same error giving ``advice`` instead."""
-        return FolderGivenError(self.folder, self.problem, advice, self.nifti_files)
+        return FolderGivenError(self.folder, self.description._replace(advice=advice))
 
 
 class NonFiniteVoxelsWarning(UserWarning):
@@ -117,7 +116,7 @@ def nifti_suffix(path: Path) -> str | None:
 
 def _open_nifti(path: Path, *, mmap: bool = False) -> nib.Nifti1Image:
     if path.is_dir():  # told by what it holds: advice about DICOM fits a folder of DICOM files only
-        raise FolderGivenError(path, *describe_folder(path))
+        raise FolderGivenError(path, describe_folder(path))
     if nifti_suffix(path) is None:
         header = pair_header(path)
         if header is not None:

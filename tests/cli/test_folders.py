@@ -58,3 +58,43 @@ def test_evaluate_given_an_empty_folder_says_it_holds_no_image(nifti_files, caps
     assert main(["evaluate", "--pred", str(folder), "--truth", str(nifti_files["truth"])]) == 2
     err = capsys.readouterr().err
     assert f"{folder} is a folder holding no NIfTI or DICOM file" in err and "DICOM series" not in err
+
+
+def folder_of_label_maps(nifti_files) -> Path:
+    folder = nifti_files["dir"] / "masks"
+    folder.mkdir()
+    for name in ("labels", "truth"):
+        shutil.copy(nifti_files[name], folder)
+    return folder
+
+
+def test_train_given_a_folder_as_labels_says_one_label_map_per_image_in_image_order(nifti_files, capsys):
+    # It read "… is a folder, not an image … Give one of them", advice for an --image.
+    folder = folder_of_label_maps(nifti_files)
+    out = nifti_files["dir"] / "m.pt"
+    assert main(cli_train_args([nifti_files["image"]], folder, out)) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder, not a label map: it holds 2 NIfTI files (painted.nii.gz, truth.nii.gz)" in err
+    assert "one label map per --image, in --image order" in err
+    assert f"--labels {folder / 'painted.nii.gz'} --labels {folder / 'truth.nii.gz'}" in err
+    assert "not an image" not in err and "Training" not in err and not out.exists()
+
+
+def test_evaluate_given_a_folder_as_truth_says_to_give_the_expert_mask_of_the_predicted_image(nifti_files, capsys):
+    folder = folder_of_label_maps(nifti_files)
+    assert main(["evaluate", "--pred", str(nifti_files["truth"]), "--truth", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder, not a label map: it holds 2 NIfTI files" in err
+    assert "--truth takes one label map, the expert mask of the image --pred was predicted on" in err
+    assert f"such as {folder / 'painted.nii.gz'}" in err and "not an image" not in err
+
+
+def test_evaluate_given_an_empty_folder_as_truth_offers_no_zarr_store(nifti_files, capsys):
+    # evaluate reads label maps as NIfTI only: a zarr store was offered that it could not read either.
+    folder = nifti_files["dir"] / "empty"
+    folder.mkdir()
+    assert main(["evaluate", "--pred", str(nifti_files["truth"]), "--truth", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder holding no NIfTI or DICOM file" in err
+    assert "--truth takes one label map, the expert mask" in err and "as a NIfTI file (.nii or .nii.gz)" in err
+    assert "zarr" not in err
