@@ -88,8 +88,9 @@ def folder_advice_for_label_map(error: FolderGivenError, option: str) -> FolderG
     wanted = _LABEL_MAP_WANTED[option]
     if described.holds == "nifti":
         advice = f"{wanted}: {_label_map_example(described.nifti_files, option)}."
-    elif described.holds == "nothing":
-        # evaluate reads label maps as NIfTI only, and so does train beside an image it holds in memory.
+    elif described.holds == "nothing" or (described.holds == "zarr" and option != "--labels"):
+        # evaluate reads label maps as NIfTI only (a store renamed .zarr would be refused still), and so does train
+        # beside an image it holds in memory.
         advice = f"{wanted}, as a NIfTI file (.nii or .nii.gz)."
     else:
         advice = described.advice

@@ -1,11 +1,15 @@
-"""A folder given where a NIfTI image or label map is expected, told apart by what it holds: NIfTI files, a DICOM
-series, neither.
+"""A folder given where a NIfTI image or label map is expected, told apart by what it holds: a zarr store not named
+as one, NIfTI files, a DICOM series, neither.
 
-Zarr stores are folders too, but they are read as stores before they get here (names ending in ``.zarr``).
+Zarr stores are folders too, read as stores before they get here when their names end in ``.zarr``. One named
+otherwise is told by its metadata file and the user asked to rename it, not read: the ending decides in every
+command and in the napari reader (whether an image is read slice by slice, a label file scanned for its paint, an
+output named), so a store read here by its content would work in one place and be refused in the next.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -16,6 +20,8 @@ _DICOM_MARK, _DICOM_MARK_AT = b"DICM", 128
 _DICOM_SUFFIXES = (".dcm", ".ima")
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _NAMES_SHOWN = 3
+#: The file that makes a folder a zarr store: format 3's, then format 2's array and group.
+_ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
 
 
 class FolderDescription(NamedTuple):
@@ -28,11 +34,14 @@ class FolderDescription(NamedTuple):
     #: The NIfTI files directly inside it, sorted: the files the user most likely meant.
     nifti_files: list[Path]
     #: What decided the description: the advice fitting an option depends on it.
-    holds: Literal["nifti", "dicom", "nothing"]
+    holds: Literal["zarr", "nifti", "dicom", "nothing"]
 
 
 def describe_folder(folder: Path, expected: str = "an image") -> FolderDescription:
     """What ``folder``, given where ``expected`` (``"an image"``, ``"a label map"``) belongs, is; what to give."""
+    zarr_metadata = _zarr_metadata(folder)
+    if zarr_metadata is not None and not folder.name.lower().endswith(".zarr"):
+        return _misnamed_zarr_store(folder, zarr_metadata)
     files = _files_in(folder)
     nifti = [path for path in files if path.name.lower().endswith(_NIFTI_SUFFIXES)]
     if nifti:
@@ -45,6 +54,28 @@ def describe_folder(folder: Path, expected: str = "an image") -> FolderDescripti
     problem = f"{folder} is a folder holding no NIfTI or DICOM file"
     advice = "Give a NIfTI file (.nii or .nii.gz), or a zarr store (a folder whose name ends in .zarr)."
     return FolderDescription(problem, advice, [], "nothing")
+
+
+def _zarr_metadata(folder: Path) -> str | None:
+    """The name of the metadata file that makes ``folder`` a zarr store; None if it holds none."""
+    return next((name for name in _ZARR_METADATA if (folder / name).is_file()), None)
+
+
+def _misnamed_zarr_store(folder: Path, metadata: str) -> FolderDescription:
+    problem = f"{folder} is a zarr store (it holds {metadata}) whose name does not end in .zarr"
+    advice = f"napari-action knows a zarr store by that ending: rename it to {folder.name}.zarr and give that."
+    if _is_zarr_group(folder, metadata):  # renamed, it would be refused still: say what it must hold
+        advice += " It must hold one 3D array, as `napari-action convert` writes it, not a group of arrays."
+    return FolderDescription(problem, advice, [], "zarr")
+
+
+def _is_zarr_group(folder: Path, metadata: str) -> bool:
+    if metadata != "zarr.json":
+        return metadata == ".zgroup"
+    try:
+        return json.loads((folder / metadata).read_text(encoding="utf-8")).get("node_type") == "group"
+    except (OSError, ValueError, AttributeError):  # unreadable or not an object: leave it to the reader to say
+        return False
 
 
 def _files_in(folder: Path) -> list[Path]:

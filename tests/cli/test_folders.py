@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+import zarr
+
 from napari_action.cli.main import main
 from tests.helpers.engine import cli_predict_args, cli_train_args
 
@@ -98,3 +101,43 @@ def test_evaluate_given_an_empty_folder_as_truth_offers_no_zarr_store(nifti_file
     assert f"{folder} is a folder holding no NIfTI or DICOM file" in err
     assert "--truth takes one label map, the expert mask" in err and "as a NIfTI file (.nii or .nii.gz)" in err
     assert "zarr" not in err
+
+
+def test_a_zarr_store_not_named_zarr_is_named_as_one_and_the_rename_it_advises_is_read(nifti_files, model_file, capsys):
+    # It read "scan_store is a folder holding no NIfTI or DICOM file", of a store `convert` wrote.
+    written = nifti_files["dir"] / "scan.zarr"
+    assert main(["convert", "--image", str(nifti_files["image"]), "--out", str(written)]) == 0
+    store = written.rename(nifti_files["dir"] / "scan_store")
+    out_dir = nifti_files["dir"] / "out"
+    capsys.readouterr()
+    assert main(cli_predict_args(model_file, store, out_dir)) == 1
+    err = capsys.readouterr().err
+    assert f"{store} is a zarr store (it holds zarr.json) whose name does not end in .zarr" in err
+    assert f"rename it to {store.name}.zarr" in err and "no NIfTI or DICOM" not in err
+    renamed = store.rename(store.with_name(f"{store.name}.zarr"))
+    assert main(cli_predict_args(model_file, renamed, out_dir)) == 0
+    assert (out_dir / "scan_store_action.nii.gz").is_file()
+
+
+@pytest.mark.parametrize(("node", "metadata"), [("array", ".zarray"), ("group", ".zgroup")])
+def test_a_zarr_format_2_store_not_named_zarr_is_told_by_its_metadata_file(nifti_files, node, metadata, capsys):
+    store = nifti_files["dir"] / "old_store"
+    if node == "array":
+        zarr.open_array(str(store), mode="w", shape=(4, 4, 4), dtype="float32", zarr_format=2)
+    else:
+        zarr.open_group(str(store), mode="w", zarr_format=2)
+    assert main(cli_train_args([store], nifti_files["labels"], nifti_files["dir"] / "m.pt")) == 2
+    err = capsys.readouterr().err
+    assert f"{store} is a zarr store (it holds {metadata}) whose name does not end in .zarr" in err
+    assert f"rename it to {store.name}.zarr" in err and "no NIfTI or DICOM" not in err
+    assert ("not a group of arrays" in err) == (node == "group")
+
+
+def test_evaluate_given_a_zarr_store_as_truth_is_not_told_to_rename_it(nifti_files, capsys):
+    # evaluate reads label maps as NIfTI only: a store renamed to end in .zarr would be refused still.
+    store = nifti_files["dir"] / "mask_store"
+    zarr.open_array(str(store), mode="w", shape=(4, 4, 4), dtype="uint8")
+    assert main(["evaluate", "--pred", str(nifti_files["truth"]), "--truth", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert f"{store} is a zarr store (it holds zarr.json)" in err and "rename" not in err
+    assert "as a NIfTI file (.nii or .nii.gz)" in err
