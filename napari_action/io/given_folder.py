@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from napari_action.io.not_nifti import is_dicom_file
+
 #: Files looked into for the DICOM mark: a series is one kind of file throughout, so a few tell.
 _FILES_LOOKED_INTO = 20
-#: A DICOM Part 10 file: a 128-byte preamble, then these four bytes.
-_DICOM_MARK, _DICOM_MARK_AT = b"DICM", 128
-_DICOM_SUFFIXES = (".dcm", ".ima")
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _NAMES_SHOWN = 3
 #: The file that makes a folder a zarr store: format 3's, then format 2's array and group.
@@ -92,15 +91,4 @@ def _names(files: list[Path]) -> str:
 
 def _holds_dicom(files: list[Path]) -> bool:
     """DICOM by name (``.dcm``, ``.ima``, ``DICOMDIR``) or by the mark scanners write into files named ``IM0001``."""
-    return any(_is_dicom(path) for path in files[:_FILES_LOOKED_INTO])
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.name.lower().endswith(_DICOM_SUFFIXES) or path.name.upper() == "DICOMDIR":
-        return True
-    try:
-        with open(path, "rb") as stream:
-            stream.seek(_DICOM_MARK_AT)
-            return stream.read(len(_DICOM_MARK)) == _DICOM_MARK
-    except OSError:
-        return False
+    return any(is_dicom_file(path) for path in files[:_FILES_LOOKED_INTO])

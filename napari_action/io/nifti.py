@@ -25,6 +25,7 @@ import numpy as np
 from napari_action.io.errors import is_raw_os_error, plain_os_error
 from napari_action.io.file_pairs import pair_header, pair_message
 from napari_action.io.given_folder import FolderDescription, describe_folder
+from napari_action.io.not_nifti import not_nifti_message
 from napari_action.io.volume_meta import VolumeMeta, meta_from_header
 from napari_action.label_values import as_integer_labels
 from napari_action.system_memory import available_memory_bytes
@@ -121,10 +122,7 @@ def _open_nifti(path: Path, *, mmap: bool = False) -> nib.Nifti1Image:
         header = pair_header(path)
         if header is not None:
             raise VolumeError(pair_message(path, header))
-        raise VolumeError(
-            f"{path}: not a NIfTI file (expected a name ending in .nii or .nii.gz). "
-            "Convert it to NIfTI first, e.g. with dcm2niix for DICOM series."
-        )
+        raise VolumeError(not_nifti_message(path))  # told by what it is: dcm2niix fits DICOM only
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file. Check the path and try again.")
     try:

@@ -366,3 +366,18 @@ def test_scores_that_cannot_be_written_leave_the_last_ones_whole(nifti_files, tm
     assert "unchanged" in err
     assert scores.read_text() == '{"earlier": "scores"}'
     assert [path.name for path in scores.parent.iterdir()] == ["scores.json"]  # no part file left
+
+
+def test_a_metaimage_given_to_train_and_predict_is_told_how_to_convert_it_not_dcm2niix(nifti_files, model_file, capsys):
+    # Both said "Convert it to NIfTI first, e.g. with dcm2niix for DICOM series", of any file not named .nii.
+    scan = nifti_files["dir"] / "scan.mha"
+    scan.write_bytes(b"ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n" + bytes(64))
+    out = nifti_files["dir"] / "m.pt"
+    assert main(cli_train_args([scan], nifti_files["labels"], out)) == 2
+    trained = capsys.readouterr().err
+    assert main(cli_predict_args(model_file, scan, nifti_files["dir"] / "out")) == 1
+    predicted = capsys.readouterr().err
+    for err in (trained, predicted):
+        assert f"{scan}: a .mha volume, not NIfTI" in err and "sitk.WriteImage(sitk.ReadImage(" in err
+        assert "dcm2niix" not in err
+    assert not out.exists()

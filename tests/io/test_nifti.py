@@ -151,7 +151,7 @@ def _write(path: Path, payload: bytes) -> Path:
 
 
 def test_rejects_non_nifti_names(nibabel_data):
-    with pytest.raises(VolumeError, match=r"test\.mgz: not a NIfTI file .*\.nii or \.nii\.gz"):
+    with pytest.raises(VolumeError, match=r"test\.mgz: a FreeSurfer volume \(\.mgz\), not NIfTI; .*\.nii or \.nii\.gz"):
         load_volume(nibabel_data / "test.mgz")
 
 
