@@ -68,7 +68,7 @@ from napari_action._napari.refine.training_set import (
     slice_axes,
     training_volumes,
 )
-from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
+from napari_action._napari.refine.uncertainty import find_uncertainty_layer, remove_outdated_map, uncertainty_layer
 from napari_action._napari.refine.update_once import start_update_once
 from napari_action._napari.view_plane import viewer_slicing_axis
 from napari_action.inference.next_slices import NextSlice
@@ -225,8 +225,11 @@ class RefinePanel(QGroupBox):
 
     def _on_image_data_replaced(self, event) -> None:
         """An image given new data (``layer.data = a crop``, another scan): its uncertainty map scored the old data's
-        slices, and the lists named slices of the old data (a click went past the end of a crop)."""
+        slices, its uncertainty layer showed it over the new data, and the lists named slices of the old data (a
+        click went past the end of a crop)."""
         self.uncertainty.forget(event.source.name)
+        if (said := remove_outdated_map(self.viewer, event.source.name)) is not None:
+            self.status_label.setText(said)
         self.refresh_later()
 
     def image_renamed(self, old: str, new: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_action._napari.layers import UNCERTAINTY_KEY, geometry_kwargs, layer_shape
+from napari_action._napari.layers import UNCERTAINTY_KEY, geometry_kwargs
 
 #: Suffix of the uncertainty layer made for an image layer.
 UNCERTAINTY_SUFFIX = " uncertainty"
@@ -23,16 +23,33 @@ def find_uncertainty_layer(viewer, image_name: str):
     return None
 
 
+def remove_outdated_map(viewer, image_name: str) -> str | None:
+    """Remove the uncertainty layer of ``image_name``, just given new data (``layer.data = a crop``).
+
+    It mapped the data the image held before, over the new one. Removed rather than kept: napari-action made it,
+    nothing the user made goes with it, and Predict makes the map of the new data. Returns what the status line
+    should say; None if there was none.
+    """
+    layer = find_uncertainty_layer(viewer, image_name)
+    if layer is None:
+        return None
+    viewer.layers.remove(layer)
+    return f"{layer.name!r} went: it mapped the data {image_name!r} held before. Predict shows its uncertainty again."
+
+
 def uncertainty_layer(viewer, image, volume: np.ndarray):
     """Create, or update, the "<image> uncertainty" Image layer showing ``volume``.
 
     The layer overlays the image (same scale, translate, affine...), uses the
     'inferno' colormap on a fixed [0, 1] range and never takes the selection
     away from the layer the user works on. Its data *is* ``volume``: later
-    in-place updates only need a ``refresh()``.
+    in-place updates only need a ``refresh()``. A layer already made gets the
+    new ``volume`` whatever its shape, keeping how the user set it to show.
     """
     layer = find_uncertainty_layer(viewer, image.name)
-    if layer is not None and layer_shape(layer) == volume.shape:
+    if layer is not None:
+        # One of another shape was left from data the image no longer holds (given a crop while no panel
+        # listened): a second layer beside it would be found after it by every later Predict, and added again.
         if layer.data is not volume:
             layer.data = volume
         else:
