@@ -13,15 +13,16 @@ from napari_action.cli.given_files import folder_advice_for_label_map
 from napari_action.cli.options import int_list
 from napari_action.io.atomic import write_text_atomically
 from napari_action.io.geometry import grid_difference, same_voxel_grid
-from napari_action.io.nifti import FolderGivenError, load_labels
+from napari_action.io.label_map import load_label_map
+from napari_action.io.nifti import FolderGivenError
 from napari_action.io.volume_meta import VolumeMeta
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command and its options to ``commands``."""
     parser = commands.add_parser("evaluate", help="Dice, HD95 and ASD (mm) of a prediction")
-    parser.add_argument("--pred", required=True, type=Path)
-    parser.add_argument("--truth", required=True, type=Path)
+    parser.add_argument("--pred", required=True, type=Path, help="the predicted label map: NIfTI file or zarr store")
+    parser.add_argument("--truth", required=True, type=Path, help="the expert's label map: NIfTI file or zarr store")
     parser.add_argument(
         "--exclude-slices", type=int_list, default=None, help="slices left out of the scores (e.g. the annotated ones)"
     )
@@ -65,7 +66,7 @@ def _check_json_is_no_input(report: Path | None, inputs: dict[str, Path]) -> Non
 def _label_map(path: Path, option: str) -> tuple[np.ndarray, VolumeMeta]:
     """The label map given as ``option``; a file with negative values (a CT scan, most often) is refused."""
     try:
-        labels, meta = load_labels(path)
+        labels, meta = load_label_map(path)  # a NIfTI file or a zarr store (predict --output-format zarr)
     except FolderGivenError as error:
         raise folder_advice_for_label_map(error, option) from None
     if labels.size and labels.min() < 0:

@@ -88,10 +88,9 @@ def folder_advice_for_label_map(error: FolderGivenError, option: str) -> FolderG
     wanted = _LABEL_MAP_WANTED[option]
     if described.holds == "nifti":
         advice = f"{wanted}: {_label_map_example(described.nifti_files, option)}."
-    elif described.holds == "nothing" or (described.holds == "zarr" and option != "--labels"):
-        # evaluate reads label maps as NIfTI only (a store renamed .zarr would be refused still), and so does train
-        # beside an image it holds in memory.
-        advice = f"{wanted}, as a NIfTI file (.nii or .nii.gz)."
+    elif described.holds == "nothing":
+        # Never a folder named .zarr: every option taking a label map reads such a folder as a store.
+        advice = f"{wanted}: a NIfTI file (.nii or .nii.gz) or a zarr store (a folder whose name ends in .zarr)."
     else:
         advice = described.advice
     return FolderGivenError(error.folder, described._replace(advice=advice))

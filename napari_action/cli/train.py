@@ -44,7 +44,8 @@ from napari_action.data.painted_slices import PaintedSlices, read_painted_slices
 from napari_action.data.slicing_axis import decide_axis, has_paint
 from napari_action.io.atomic import accepts_files, make_folder_for
 from napari_action.io.geometry import describe_grid, same_voxel_grid
-from napari_action.io.nifti import FolderGivenError, NonFiniteVoxelsError, load_labels
+from napari_action.io.label_map import load_label_map, open_label_source
+from napari_action.io.nifti import FolderGivenError, NonFiniteVoxelsError
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, NiftiSlices, VolumeSource, open_volume_source
 from napari_action.label_values import as_integer_labels, check_class_count
@@ -67,7 +68,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Large uncompressed .nii and zarr images are read slice by slice (they need not fit in memory).",
     )
     train.add_argument(
-        "--labels", action="append", default=[], type=Path, help="sparse labels of the k-th --image (0 = not painted)"
+        "--labels",
+        action="append",
+        default=[],
+        type=Path,
+        help="sparse labels of the k-th --image (0 = not painted): a NIfTI file or a zarr store",
     )
     train.add_argument(
         "--class-names",
@@ -313,8 +318,9 @@ def _class_names(table: Path | None, labels: Sequence[Path]) -> dict[int, str]:
 
 
 def _load_training_labels(path: Path) -> tuple[np.ndarray, VolumeMeta]:
-    """One --labels file, refused here (where the message can name the file) when it cannot be a label map."""
-    labels, meta = load_labels(path)
+    """One --labels file read whole (a NIfTI file or a zarr store), refused here (where the message can name the
+    file) when it cannot be a label map."""
+    labels, meta = load_label_map(path)
     try:
         labels = as_integer_labels(labels, f"{path}: labels", non_negative=True)
         check_class_count(labels, f"{path}: labels")
@@ -354,7 +360,7 @@ def training_labels(
         --labeled-slices (slices of the first volume that count as labeled even if unpainted).
     """
     sources = [
-        open_volume_source(path) if _streamable(path) and not isinstance(image, np.ndarray) else None
+        open_label_source(path) if _streamable(path) and not isinstance(image, np.ndarray) else None
         for path, image in zip(paths, images, strict=False)
     ]
     # First pass: what each file holds (a lazily read one is only scanned for where its paint is).

@@ -92,15 +92,14 @@ def test_evaluate_given_a_folder_as_truth_says_to_give_the_expert_mask_of_the_pr
     assert f"such as {folder / 'painted.nii.gz'}" in err and "not an image" not in err
 
 
-def test_evaluate_given_an_empty_folder_as_truth_offers_no_zarr_store(nifti_files, capsys):
-    # evaluate reads label maps as NIfTI only: a zarr store was offered that it could not read either.
+def test_evaluate_given_an_empty_folder_as_truth_is_told_what_it_reads(nifti_files, capsys):
     folder = nifti_files["dir"] / "empty"
     folder.mkdir()
     assert main(["evaluate", "--pred", str(nifti_files["truth"]), "--truth", str(folder)]) == 2
     err = capsys.readouterr().err
     assert f"{folder} is a folder holding no NIfTI or DICOM file" in err
-    assert "--truth takes one label map, the expert mask" in err and "as a NIfTI file (.nii or .nii.gz)" in err
-    assert "zarr" not in err
+    assert "--truth takes one label map, the expert mask" in err
+    assert "a NIfTI file (.nii or .nii.gz) or a zarr store (a folder whose name ends in .zarr)" in err
 
 
 def test_a_zarr_store_not_named_zarr_is_named_as_one_and_the_rename_it_advises_is_read(nifti_files, model_file, capsys):
@@ -133,11 +132,18 @@ def test_a_zarr_format_2_store_not_named_zarr_is_told_by_its_metadata_file(nifti
     assert ("not a group of arrays" in err) == (node == "group")
 
 
-def test_evaluate_given_a_zarr_store_as_truth_is_not_told_to_rename_it(nifti_files, capsys):
-    # evaluate reads label maps as NIfTI only: a store renamed to end in .zarr would be refused still.
+def test_evaluate_given_a_zarr_store_not_named_zarr_as_truth_is_told_to_rename_it_and_reads_it_renamed(
+    nifti_files, capsys
+):
+    # evaluate read label maps as NIfTI only and asked for a NIfTI file; it reads stores named .zarr now.
+    from napari_action.io.nifti import load_labels
+    from napari_action.io.volume_source import zarr_attrs
+
+    truth, meta = load_labels(nifti_files["truth"])
     store = nifti_files["dir"] / "mask_store"
-    zarr.open_array(str(store), mode="w", shape=(4, 4, 4), dtype="uint8")
+    zarr.create_array(str(store), data=truth, attributes=zarr_attrs(meta, kind="labels"))
     assert main(["evaluate", "--pred", str(nifti_files["truth"]), "--truth", str(store)]) == 2
     err = capsys.readouterr().err
-    assert f"{store} is a zarr store (it holds zarr.json)" in err and "rename" not in err
-    assert "as a NIfTI file (.nii or .nii.gz)" in err
+    assert f"{store} is a zarr store (it holds zarr.json)" in err and f"rename it to {store.name}.zarr" in err
+    renamed = store.rename(store.with_name(f"{store.name}.zarr"))
+    assert main(["evaluate", "--pred", str(nifti_files["truth"]), "--truth", str(renamed)]) == 0

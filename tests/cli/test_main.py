@@ -126,3 +126,21 @@ def test_evaluate_refuses_to_write_its_scores_over_an_input(nifti_files, capsys,
     assert f"--json {files[role]} is the {role} file" in captured.err and "Choose another --json" in captured.err
     assert "Dice" not in captured.out  # refused before scoring
     assert files[role].read_bytes() == before
+
+
+def test_evaluate_reads_zarr_label_maps_as_it_reads_their_nifti_files(nifti_files, capsys):
+    # --pred of predict --output-format zarr was sent to the NIfTI reader: "a folder holding no NIfTI or DICOM file".
+    from napari_action.io.label_writers import write_label_volume
+    from napari_action.io.nifti import load_labels
+
+    truth, meta = load_labels(nifti_files["truth"])
+    pred = write_label_volume(nifti_files["dir"] / "pred.zarr", np.roll(truth, 1, axis=0), meta, axis=2)
+    as_nifti = write_nifti(nifti_files["dir"] / "pred.nii.gz", np.roll(truth, 1, axis=0))
+    scores = {}
+    for given in (pred, as_nifti):
+        report = nifti_files["dir"] / f"{given.name}.json"
+        assert (
+            main(["evaluate", "--pred", str(given), "--truth", str(nifti_files["truth"]), "--json", str(report)]) == 0
+        )
+        scores[given] = json.loads(report.read_text())
+    assert scores[pred] == scores[as_nifti] and 0 < scores[pred]["mean_dice"] < 1

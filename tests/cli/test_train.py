@@ -477,3 +477,49 @@ def test_one_image_given_twice_is_refused_before_anything_is_read(nifti_files, c
     assert "Give each image once" in err
     assert "Training" not in err and "Propagating" not in err
     assert not out.exists()
+
+
+def _label_store(path: Path, labels: np.ndarray, meta) -> tuple[Path, dict[str, bytes]]:
+    """A label map written by napari-action's zarr writer (``kind: labels``), and its files' bytes as written."""
+    from napari_action.io.label_writers import write_label_volume
+
+    store = write_label_volume(path, labels, meta, axis=2)
+    return store, {str(part): part.read_bytes() for part in sorted(store.rglob("*")) if part.is_file()}
+
+
+def test_zarr_labels_beside_an_image_held_whole_are_read_from_the_store(nifti_files, capsys):
+    # train --image scan.nii.gz --labels painted.zarr sent the store to the NIfTI reader, which called it "a folder
+    # holding no NIfTI or DICOM file" and asked for "a zarr store (a folder whose name ends in .zarr)".
+    from napari_action.io.nifti import load_volume
+
+    _, truth = disc_volume(0)
+    store, written = _label_store(
+        nifti_files["dir"] / "painted.zarr", sparse(truth), load_volume(nifti_files["image"])[1]
+    )
+    out = nifti_files["dir"] / "m.pt"
+    assert main(cli_train_args([nifti_files["image"]], store, out)) == 0
+    assert "classes [0, 1, 2]" in capsys.readouterr().err and out.is_file()
+    assert {str(part): part.read_bytes() for part in sorted(store.rglob("*")) if part.is_file()} == written
+
+
+def test_zarr_labels_on_another_voxel_grid_are_refused_as_nifti_labels_are(nifti_files, capsys):
+    from napari_action.io.volume_meta import VolumeMeta
+
+    _, truth = disc_volume(0)
+    elsewhere = VolumeMeta.from_affine(_grid(zooms=(1.6, 1.6, 3.0)), truth.shape, dtype="uint8")
+    store, _ = _label_store(nifti_files["dir"] / "elsewhere.zarr", sparse(truth), elsewhere)
+    assert main(cli_train_args([nifti_files["image"]], store, nifti_files["dir"] / "m.pt")) == 2
+    err = capsys.readouterr().err
+    assert "elsewhere.zarr has the shape of" in err and "labels: voxels 1.6 x 1.6 x 3 mm" in err
+    assert not (nifti_files["dir"] / "m.pt").exists()
+
+
+def test_a_session_store_given_as_labels_is_told_how_to_get_its_labels(nifti_files, capsys):
+    from napari_action.io.session_store import Session, SessionVolume, save_session
+
+    _, truth = disc_volume(0)
+    volume = SessionVolume(name="scan", shape=truth.shape, painted=sparse(truth))
+    session = save_session(nifti_files["dir"] / "work.action.zarr", Session(volumes=[volume]))
+    assert main(cli_train_args([nifti_files["image"]], session, nifti_files["dir"] / "m.pt")) == 2
+    err = capsys.readouterr().err
+    assert f"{session} is a napari-action session, not a label map. Open it with 'Open session…'" in err
