@@ -84,7 +84,7 @@ def test_an_itk_volume_is_told_to_be_converted_with_simpleitk_keeping_its_geomet
 
 
 def test_the_simpleitk_line_of_the_advice_makes_a_nifti_file_with_the_volumes_geometry(tmp_path):
-    pytest.importorskip("SimpleITK")  # named in the advice only, not a dependency: run where it is installed
+    # SimpleITK is in the testing extra (named in the advice only, not a dependency of the product).
     path = write_metaimage(tmp_path / "scan.mha", spacing=(0.5, 0.5, 2.0), offset=(10.0, -5.0, 3.0))
     command = refusal(path).split("`")[1]  # the one line between backticks, as a user copies it
     words = shlex.split(command)
