@@ -18,7 +18,7 @@ class probabilities of a painted slice along that motion one slice at a time.
   carries further. Where nothing keeps a probability of one half, propagation
   stops: a slice too far away gets no label rather than a wrong one.
 
-No training is involved: a few seconds on one CPU core for a 181-slice brain.
+No training is involved: two or three seconds on one CPU core for a 181-slice brain.
 The result serves as the instant preview when training starts, as ACTION's
 prior on unlabeled slices, and as a segmentation of its own.
 
