@@ -29,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "GRID_TOLERANCE_MM",
+    "GRID_TOLERANCE_VOXELS",
     "PLANE_WORLD_AXES",
     "RESIZE_WARNING_FACTOR",
     "SPACING_TOLERANCE",
@@ -44,6 +45,11 @@ __all__ = [
 # Tools that re-save labels may round the image's affine (NIfTI-1 stores it as float32, napari keeps
 # float32 too); a grid that differs by more than this is another grid.
 GRID_TOLERANCE_MM = 1e-3
+# The same, in voxels: a microscope's voxels (micrometres) are smaller than GRID_TOLERANCE_MM, so a label
+# map whole voxels off its image would pass a tolerance in mm alone.
+GRID_TOLERANCE_VOXELS = 1e-2
+# float32 keeps 24 bits: an origin far from 0 cannot be stored closer than this fraction of itself.
+_FLOAT32_ROUNDING = 4 * float(np.finfo(np.float32).eps)
 DIRECTION_TOLERANCE = 1e-4
 #: Relative in-plane spacing difference above which prediction gets a warning (a model that does not
 #: know its training pixel size: prediction sees such a volume's voxels as they are).
@@ -87,12 +93,23 @@ def same_voxel_grid(affine: np.ndarray, other: np.ndarray) -> bool:
     """
     spacing, directions = _spacing_and_directions(affine)
     other_spacing, other_directions = _spacing_and_directions(other)
-    origin_gap = np.abs(np.asarray(affine, np.float64)[:3, 3] - np.asarray(other, np.float64)[:3, 3]).max()
+    origin, other_origin = np.asarray(affine, np.float64)[:3, 3], np.asarray(other, np.float64)[:3, 3]
+    tolerance = _grid_tolerance(np.minimum(spacing, other_spacing).min(), np.abs([origin, other_origin]).max())
     return bool(
-        np.abs(spacing - other_spacing).max() <= GRID_TOLERANCE_MM
-        and origin_gap <= GRID_TOLERANCE_MM
+        np.abs(spacing - other_spacing).max() <= tolerance
+        and np.abs(origin - other_origin).max() <= tolerance
         and np.abs(directions - other_directions).max() <= DIRECTION_TOLERANCE
     )
+
+
+def _grid_tolerance(smallest_voxel: float, farthest_origin: float) -> float:
+    """How far (mm) two grids may differ and still be one grid.
+
+    A hundredth of the smallest voxel, at most :data:`GRID_TOLERANCE_MM`; but never less than float32's
+    rounding of an origin that far from 0 (a microscope's stage position beside micrometre voxels).
+    """
+    within_voxel = min(GRID_TOLERANCE_MM, GRID_TOLERANCE_VOXELS * smallest_voxel)
+    return max(within_voxel, _FLOAT32_ROUNDING * farthest_origin)
 
 
 def describe_grid(affine: np.ndarray) -> str:

@@ -124,6 +124,27 @@ def test_labels_whose_grid_differs_only_by_float32_rounding_are_accepted(nifti_f
     assert main([*cli_train_args([nifti_files["image"]], labels, nifti_files["dir"] / "m.pt"), "--steps", "1"]) == 0
 
 
+def _micrometre_file(path, data, origin_x_um):
+    """A microscope's volume: 0.5 x 0.5 x 2 micrometre voxels, the header's unit micrometres."""
+    affine = _grid(zooms=(0.5, 0.5, 2.0), origin=(origin_x_um, 200.0, 50.0))
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("micron")
+    nib.save(image, str(path))
+    return path
+
+
+def test_labels_a_voxel_off_their_micrometre_image_are_refused(tmp_path, capsys):
+    # 1.2 voxels of 0.5 um are 0.0006 mm: a tolerance in mm alone took them for float32 rounding.
+    image, truth = disc_volume(0)
+    scan = _micrometre_file(tmp_path / "cells.nii.gz", image.astype(np.float32), 100.0)
+    labels = _micrometre_file(tmp_path / "cells_labels.nii.gz", sparse(truth), 100.6)
+    assert main(cli_train_args([scan], labels, tmp_path / "m.pt")) == 2
+    err = capsys.readouterr().err
+    assert "cells_labels.nii.gz has the shape of" in err and "but not its voxel grid" in err
+    assert "origin (0.1006, 0.2, 0.05) mm" in err and "origin (0.1, 0.2, 0.05) mm" in err
+    assert not (tmp_path / "m.pt").exists()
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [

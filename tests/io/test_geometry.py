@@ -48,6 +48,15 @@ def test_any_real_difference_is_another_grid(other):
     assert not same_voxel_grid(other, _grid())
 
 
+def test_micrometre_voxels_a_voxel_apart_are_another_grid_but_float32_rounding_is_not():
+    # A microscope's 0.5 um voxels, its stage 50 mm from the origin: float32 rounds that to 4e-6 mm.
+    cells = _grid(zooms=(0.0005, 0.0005, 0.002), origin=(50.0, 20.0, 1.0))
+    assert same_voxel_grid(cells, cells.astype(np.float32).astype(np.float64))
+    one_voxel_off = cells.copy()
+    one_voxel_off[0, 3] += 0.0005
+    assert not same_voxel_grid(cells, one_voxel_off)
+
+
 def test_a_degenerate_axis_never_matches_a_real_one():
     flat = _grid()
     flat[:3, 2] = 0.0
