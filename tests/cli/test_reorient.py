@@ -72,3 +72,25 @@ def test_a_scan_is_never_written_over_and_a_bad_order_or_4d_file_is_refused(tmp_
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 3), np.int16), np.eye(4)), series)
     assert main(["reorient", "--image", str(series), "--out-dir", str(tmp_path / "out")]) == 2
     assert "reorient takes 3D volumes" in capsys.readouterr().err
+
+
+def test_the_frequency_phase_and_slice_axes_move_with_the_voxels_and_the_slice_times_with_the_slices(tmp_path):
+    # A sagittal acquisition stored PSL (dcm2niix writes dim_info and the slice timing of every scan):
+    # array axis 0 runs posterior, 1 inferior, 2 left; the slices (axis 2) were taken 0, 1, 2, 3 in order.
+    stored = np.array([[0.0, 0.0, -3.0, 9.0], [-0.8, 0.0, 0.0, 4.0], [0.0, -0.8, 0.0, 4.0], [0.0, 0.0, 0.0, 1.0]])
+    image = nib.Nifti1Image(np.random.default_rng(0).random((6, 5, 4)).astype(np.float32), None)
+    image.header.set_qform(stored, code=1)
+    image.header.set_sform(stored, code=1)
+    image.header.set_dim_info(freq=0, phase=1, slice=2)
+    image.header.set_slice_duration(0.5)
+    image.header["slice_code"], image.header["slice_end"] = 1, 3  # sequential, increasing
+    source = tmp_path / "sagittal.nii.gz"
+    nib.save(image, source)
+    out = tmp_path / "out"
+    assert main(["reorient", "--image", str(source), "--out-dir", str(out)]) == 0
+
+    header = nib.load(out / "sagittal.nii.gz").header
+    # RAS: the slices (left to right) are axis 0, reversed; posterior-anterior (frequency) axis 1, reversed;
+    # inferior-superior (phase) axis 2, reversed.
+    assert header.get_dim_info() == (1, 2, 0)
+    np.testing.assert_allclose(header.get_slice_times(), [1.5, 1.0, 0.5, 0.0])
