@@ -146,9 +146,13 @@ class TrainingPlan:
         layers = self.labels_layers()
         return layers[0].colormap if layers else None
 
+    def used_layers(self) -> list:
+        """The plan's images, then its painted layers."""
+        return [*self.images, *self.labels_layers()]
+
     def uses(self, layer) -> bool:
         """True if ``layer`` is one of the plan's images or painted layers."""
-        return any(layer is used for used in [*self.images, *self.labels])
+        return any(layer is used for used in self.used_layers())
 
     def volume_of(self, layer) -> int:
         """Volume index of an image, its painted layer or its prediction layer (default 0)."""

@@ -99,6 +99,13 @@ def start_update_once(widget, steps: int) -> bool:
             f"image {replaced[0]!r} was given new data since Train, and Update once would go on learning from the "
             "data it had then. Press Train to train on the new data (your painted labels are kept)."
         )
+    removed = next((layer.name for layer in plan.used_layers() if layer not in widget.viewer.layers), None)
+    if removed is not None:
+        # The trainer holds what it read at Train: a round would learn from labels deleted or a scan closed since.
+        raise ValueError(
+            f"layer {removed!r} was removed since Train, and Update once would go on learning from what it held "
+            "then. Press Train to train on the layers left."
+        )
     training = widget.training_labels(plan, axis=trainer.axis)
     if not training.any():
         raise ValueError("nothing is labeled: paint or accept a slice first.")

@@ -6,6 +6,7 @@ Same scene and tiny budgets as ``tests/_napari/test_widget.py``; the test waits 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from napari.utils.notifications import notification_manager
 
 from napari_action._napari.prediction_job import PredictionJob
@@ -87,3 +88,22 @@ def test_update_once_refuses_when_an_image_was_given_new_data_since_train(scene,
     assert error.startswith("ACTION: image 'vol' was given new data since Train") and "Press Train" in error
     assert trainer.step == step and widget.train_button.isEnabled() and widget.refine_panel.update_button.isEnabled()
     assert np.array_equal(labels.data, painted)
+
+
+@pytest.mark.parametrize("removed", ["vol labels", "vol"])
+def test_update_once_refuses_when_a_layer_of_the_training_was_removed_since_train(scene, qtbot, removed):
+    # The trainer holds what it read at Train: the round learnt from the deleted labels, or the closed scan, unsaid.
+    viewer, widget, labels, truth = scene
+    widget.options.predict_when_done.value = False
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    trainer = widget.training_state.trainer
+    step = trainer.step
+    viewer.layers.remove(removed)
+    before = len(notification_manager.records)
+    assert widget.refine_panel.update_once() is False
+    wait_finished(qtbot, widget)
+
+    (error,) = messages_since(before, "error")
+    assert error.startswith(f"ACTION: layer {removed!r} was removed since Train") and "Press Train" in error
+    assert trainer.step == step and widget.train_button.isEnabled() and widget.refine_panel.update_button.isEnabled()
