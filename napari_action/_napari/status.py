@@ -27,6 +27,21 @@ def status_text(progress: TrainProgress) -> str:
     )
 
 
+def finished_text(progress: TrainProgress) -> str:
+    """The status line once a run ended on ``progress``, its last step: done, or where Stop ended it.
+
+    A stopped run's last line still held its speed and time left ("Done. … step 2/404 … ETA 0:38").
+    """
+    if progress.step >= progress.total_steps:
+        return "Done. " + status_text(progress)
+    total = progress.losses.get("total", float("nan"))
+    return (
+        f"Stopped at step {progress.step}/{progress.total_steps} ({progress.stage}, loss {total:.3f})"
+        + _fit_text(progress)
+        + ". The model as it is now is kept: Predict all opened volumes and Save model… use it; Train starts over."
+    )
+
+
 def _fit_text(progress: TrainProgress) -> str:
     if progress.painted_fit is None:
         return ""

@@ -48,7 +48,7 @@ from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.renames import ImageRenames
 from napari_action._napari.run_state import RunState
-from napari_action._napari.status import status_text
+from napari_action._napari.status import finished_text, status_text
 from napari_action._napari.status_line import StatusLine
 from napari_action._napari.threads import new_worker
 from napari_action._napari.training_state import TrainingPlan, TrainingState, build_trainer, removed_layer_warning
@@ -377,7 +377,7 @@ class ActionWidget(QWidget):
         self.live.stop_following(self.training_state.plan)
         run = self.run
         if run is not None and run.error is None and run.last_progress is not None:
-            self.status.say("Done. " + status_text(run.last_progress))
+            self.status.say(finished_text(run.last_progress))
         elif run is not None and run.error is None:  # stopped while preparing or previewing
             self.status.say("Stopped before the first training step; press Train to start again.")
         self.training_state.run_pending_job()

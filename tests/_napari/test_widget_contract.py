@@ -47,9 +47,9 @@ def test_a_run_started_through_the_contract_works_like_train(scene, qtbot):
 
     assert finished == [run] and run.error is None and trainer.step > step
     assert widget.training_state.trainer is trainer  # a further round keeps the model
-    assert widget.status_label.text().startswith("Done.")
+    assert widget.status_label.text().startswith("Stopped at step")
     qtbot.wait(PROGRESS_REDRAW_MS + 100)  # no throttled redraw of a step's line comes after it
-    assert widget.status_label.text().startswith("Done.")
+    assert widget.status_label.text().startswith("Stopped at step")
     assert widget.plot.loss[-1][0] == run.last_progress.step  # redraws are throttled, points are not
     assert widget.train_button.isEnabled() and widget.predict_button.isEnabled()
     with qtbot.waitSignal(widget.state_changed, timeout=TIMEOUT):

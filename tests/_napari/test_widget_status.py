@@ -52,3 +52,20 @@ def test_predict_all_shows_its_progress_in_the_status_line_not_a_napari_bar(scen
     assert any(text.startswith("Predicting volume 2 of 2 (other), 100% done") for text in progress)
     assert {"vol ACTION", "other ACTION"} <= {layer.name for layer in viewer.layers}
     assert not widget.status_label.text().startswith("Predicting")  # not left on the job's progress
+
+
+def test_a_stopped_run_says_where_it_stopped_not_done_with_a_time_left(scene, qtbot):
+    # It read "Done. stage i: global distillation · step 2/404 · … · ETA 0:38": done, with 38 s to go.
+    viewer, widget, labels, _ = scene
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    widget.pause_button.click()
+    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
+    widget.stop_button.click()
+    wait_finished(qtbot, widget)
+
+    step, total = run.last_progress.step, run.last_progress.total_steps
+    text = widget.status_label.text()
+    assert text.startswith(f"Stopped at step {step}/{total}") and "ETA" not in text and "Done" not in text
+    assert "Predict all opened volumes" in text and "Train starts over" in text
+    assert widget.predict_button.isEnabled() and widget.train_button.isEnabled()
