@@ -39,7 +39,10 @@ class FolderDescription(NamedTuple):
 def describe_folder(folder: Path, expected: str = "an image") -> FolderDescription:
     """What ``folder``, given where ``expected`` (``"an image"``, ``"a label map"``) belongs, is; what to give."""
     zarr_metadata = _zarr_metadata(folder)
-    if zarr_metadata is not None and not folder.name.lower().endswith(".zarr"):
+    if zarr_metadata is not None:
+        if folder.name.lower().endswith(".zarr"):
+            # Only a reader of NIfTI files alone (load_volume, load_labels from a script) gets here with one.
+            return _zarr_store_to_nifti_reader(folder)
         return _misnamed_zarr_store(folder, zarr_metadata)
     files = _files_in(folder)
     nifti = [path for path in files if path.name.lower().endswith(_NIFTI_SUFFIXES)]
@@ -58,6 +61,15 @@ def describe_folder(folder: Path, expected: str = "an image") -> FolderDescripti
 def _zarr_metadata(folder: Path) -> str | None:
     """The name of the metadata file that makes ``folder`` a zarr store; None if it holds none."""
     return next((name for name in _ZARR_METADATA if (folder / name).is_file()), None)
+
+
+def _zarr_store_to_nifti_reader(folder: Path) -> FolderDescription:
+    problem = f"{folder} is a zarr store, and this function reads NIfTI files only"
+    advice = (
+        "Read a store with napari_action.io.volume_source.open_volume_source (an image) or "
+        "napari_action.io.label_map.load_label_map (a label map), or give it to the command line, which reads both."
+    )
+    return FolderDescription(problem, advice, [], "zarr")
 
 
 def _misnamed_zarr_store(folder: Path, metadata: str) -> FolderDescription:

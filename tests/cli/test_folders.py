@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zarr
 
@@ -147,3 +148,17 @@ def test_evaluate_given_a_zarr_store_not_named_zarr_as_truth_is_told_to_rename_i
     assert f"{store} is a zarr store (it holds zarr.json)" in err and f"rename it to {store.name}.zarr" in err
     renamed = store.rename(store.with_name(f"{store.name}.zarr"))
     assert main(["evaluate", "--pred", str(nifti_files["truth"]), "--truth", str(renamed)]) == 0
+
+
+def test_a_zarr_store_given_to_the_nifti_reader_of_a_script_is_told_where_stores_are_read(tmp_path):
+    from napari_action.io.nifti import VolumeError, load_labels, load_volume
+
+    store = tmp_path / "scan.zarr"
+    zarr.create_array(store, data=np.zeros((4, 5, 6), np.float32))
+    for read in (load_volume, load_labels):
+        with pytest.raises(VolumeError) as refused:
+            read(store)
+        message = str(refused.value)
+        # It said the store held "no NIfTI or DICOM file" and asked for "a zarr store": what it was given.
+        assert "is a zarr store" in message and "no NIfTI or DICOM" not in message
+        assert "open_volume_source" in message and "load_label_map" in message
