@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_action.io.file_identity import file_identity
 from napari_action.io.given_folder import describe_folder
 from napari_action.io.nifti import FolderGivenError
 
@@ -16,15 +17,6 @@ _LABEL_MAP_WANTED = {
     "--truth": "--truth takes one label map, the expert mask of the image --pred was predicted on",
     "--pred": "--pred takes one label map, napari-action's mask (*_action.nii.gz) of the image --truth was drawn on",
 }
-
-
-def same_file(one: Path, other: Path) -> bool:
-    """Whether ``one`` and ``other`` name one file or store, however spelled (``./``, absolute, a symlink, a hard
-    link); a path that does not exist is compared by its spelling (reading it says it is missing)."""
-    try:
-        return os.path.samefile(one, other)
-    except OSError:
-        return os.path.abspath(one) == os.path.abspath(other)
 
 
 def refuse_repeated_images(images: Sequence[Path], labels: Sequence[Path]) -> None:
@@ -42,9 +34,10 @@ def refuse_repeated_images(images: Sequence[Path], labels: Sequence[Path]) -> No
     ValueError
         Two --image values name one file; the message names both, as given, and the file.
     """
+    first_given: dict[object, int] = {}
     for second, path in enumerate(images):
-        first = next((number for number in range(second) if same_file(images[number], path)), None)
-        if first is not None:
+        first = first_given.setdefault(file_identity(path), second)
+        if first != second:
             raise ValueError(_repeated_message(images, labels, first, second))
 
 

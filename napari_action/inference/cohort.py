@@ -26,6 +26,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from napari_action.io.file_identity import file_identity
+
 Status = Literal["written", "skipped", "failed"]
 
 # Characters that make an --image value a pattern rather than a file name (glob's own test).
@@ -71,18 +73,8 @@ def expand_images(values: Sequence[str | os.PathLike], lists: Sequence[str | os.
         found.extend(read_image_list(list_file))
     unique: dict[object, Path] = {}
     for path in found:
-        unique.setdefault(_file_identity(path), path)
+        unique.setdefault(file_identity(path), path)
     return list(unique.values())
-
-
-def _file_identity(path: Path) -> object:
-    """What one file is known by however it is named: the OS's device and inode (a symlink, a hard link, "..", an
-    absolute path), or the absolute path of a file that does not exist (predicting it will say so)."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return os.path.abspath(path)
-    return (status.st_dev, status.st_ino)
 
 
 def _expand_one(value: str) -> list[Path]:
