@@ -63,8 +63,9 @@ def flow_seconds(volume: np.ndarray, pairs: int) -> tuple[float, float]:
     return spent[0] / pairs, spent[1] / pairs
 
 
-def _scikit_image_flow(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
-    return optical_flow_ilk(reference, moving, radius=4, num_warp=3)
+def _scikit_image_flow(reference: np.ndarray, moving: np.ndarray, radius: int = 4, warps: int = 3) -> np.ndarray:
+    """scikit-image's flow with the product's settings (``lucas_kanade_flow``'s signature and defaults)."""
+    return optical_flow_ilk(reference, moving, radius=radius, num_warp=warps)
 
 
 def propagate(volume: np.ndarray, labels: np.ndarray, workers: int) -> tuple[float, np.ndarray]:
@@ -102,9 +103,7 @@ def main(argv=None) -> None:
         seconds, classes = propagate(volume, labels, workers)
         print(f"propagation, {workers} thread(s): {seconds:.1f} s, mean Dice {mean_dice(classes, labels):.3f}")
     ours = sweeps.lucas_kanade_flow
-    sweeps.lucas_kanade_flow = lambda reference, moving, radius, warps: optical_flow_ilk(
-        reference, moving, radius=radius, num_warp=warps
-    )
+    sweeps.lucas_kanade_flow = _scikit_image_flow
     try:
         seconds, classes = propagate(volume, labels, 1)
     finally:
