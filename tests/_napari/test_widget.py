@@ -34,6 +34,7 @@ from tests.helpers.gui import (
     dock,
     messages_since,
     paint,
+    paused_after_first_step,
     prediction_layer,
     start_long_training,
     wait_finished,
@@ -141,10 +142,7 @@ def test_edits_in_prediction_layer_survive_streaming(scene, qtbot):
 
 def test_pause_resume(scene, qtbot):
     viewer, widget, labels, _ = scene
-    run = start_long_training(widget)
-    wait_first_step(qtbot, run)
-    widget.pause_button.click()
-    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
+    run = paused_after_first_step(qtbot, widget)
     assert widget.pause_button.text() == "Resume" and widget.predict_button.isEnabled()
     step = run.last_progress.step
     qtbot.wait(300)

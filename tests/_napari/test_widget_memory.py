@@ -8,9 +8,15 @@ import weakref
 
 import numpy as np
 
-from napari_action._napari.run_state import RunState
 from tests.helpers.engine import tiny_overrides
-from tests.helpers.gui import PAINTED, TIMEOUT, edit_slice, start_long_training, wait_first_step, wait_idle
+from tests.helpers.gui import (
+    PAINTED,
+    edit_slice,
+    paused_after_first_step,
+    start_long_training,
+    wait_first_step,
+    wait_idle,
+)
 
 
 def copies_of(data: np.ndarray) -> int:
@@ -56,15 +62,11 @@ def test_a_run_stopped_while_paused_lets_its_trainer_go_once_another_is_trained(
     keeps every worker for the window's life, and with that generator the whole trainer (its normalised volumes and
     the propagation: about 1 GB on a 512 x 512 x 400 CT), after Train had made another one."""
     viewer, widget, labels, _ = scene
-    run = start_long_training(widget)
-    wait_first_step(qtbot, run)
-    widget.pause_button.click()
-    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
+    paused_after_first_step(qtbot, widget)  # the run itself is not kept: the test must hold no reference to it
     widget.stop_button.click()
     wait_idle(qtbot, widget)
     first = weakref.ref(widget.training_state.trainer)
     assert suspended("_drive") == []
-    run = None  # the test's own reference (its lambda above reads it)
 
     widget.config_overrides = tiny_overrides()
     widget.train_button.click()

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from napari_action._napari.prediction_job import PredictionJob
 from napari_action._napari.run_state import RunState
-from tests.helpers.gui import TIMEOUT, disc_volume, start_long_training, wait_finished, wait_first_step
+from tests.helpers.gui import (
+    TIMEOUT,
+    disc_volume,
+    paused_after_first_step,
+    start_long_training,
+    wait_finished,
+)
 
 
 def test_status_line_is_not_left_on_a_finished_stop_or_prediction(scene, qtbot):
@@ -18,10 +24,7 @@ def test_status_line_is_not_left_on_a_finished_stop_or_prediction(scene, qtbot):
     wait_finished(qtbot, widget)
     assert run.last_progress is None and run.error is None
     assert "Stopping" not in widget.status_label.text()  # was left on "Stopping after the current step…"
-    run = start_long_training(widget)
-    wait_first_step(qtbot, run)
-    widget.pause_button.click()
-    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
+    run = paused_after_first_step(qtbot, widget)
     widget.predict_button.click()
     qtbot.waitUntil(lambda: widget.training_state.job is None, timeout=TIMEOUT)
     assert run.state is RunState.PAUSED
@@ -57,10 +60,7 @@ def test_predict_all_shows_its_progress_in_the_status_line_not_a_napari_bar(scen
 def test_a_stopped_run_says_where_it_stopped_not_done_with_a_time_left(scene, qtbot):
     # It read "Done. stage i: global distillation · step 2/404 · … · ETA 0:38": done, with 38 s to go.
     viewer, widget, labels, _ = scene
-    run = start_long_training(widget)
-    wait_first_step(qtbot, run)
-    widget.pause_button.click()
-    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
+    run = paused_after_first_step(qtbot, widget)
     widget.stop_button.click()
     wait_finished(qtbot, widget)
 

@@ -11,6 +11,7 @@ import numpy as np
 from napari.utils.notifications import notification_manager
 
 from napari_action._napari.layers import is_prediction_layer
+from napari_action._napari.run_state import RunState
 from napari_action._napari.widget import ActionWidget
 from tests.helpers import engine
 
@@ -77,6 +78,15 @@ def start_long_training(widget):
 def wait_first_step(qtbot, run) -> None:
     """Wait until ``run`` has reported its first training step."""
     qtbot.waitUntil(lambda: run.last_progress is not None, timeout=TIMEOUT)
+
+
+def paused_after_first_step(qtbot, widget):
+    """:func:`start_long_training`, then Pause once its first step is reported; return the paused run."""
+    run = start_long_training(widget)
+    wait_first_step(qtbot, run)
+    widget.pause_button.click()
+    qtbot.waitUntil(lambda: run.state is RunState.PAUSED, timeout=TIMEOUT)
+    return run
 
 
 def wait_finished(qtbot, widget, timeout: int = TIMEOUT) -> None:
