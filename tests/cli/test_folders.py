@@ -13,12 +13,17 @@ from napari_action.cli.main import main
 from tests.helpers.engine import cli_predict_args, cli_train_args
 
 
-def folder_of_scans(nifti_files) -> Path:
-    folder = nifti_files["dir"] / "scans"
+def folder_of(nifti_files, name: str, members: tuple[str, ...]) -> Path:
+    """A folder ``name`` holding copies of the ``members`` of ``nifti_files``."""
+    folder = nifti_files["dir"] / name
     folder.mkdir()
-    for name in ("image", "other"):
-        shutil.copy(nifti_files[name], folder)
+    for member in members:
+        shutil.copy(nifti_files[member], folder)
     return folder
+
+
+def folder_of_scans(nifti_files) -> Path:
+    return folder_of(nifti_files, "scans", ("image", "other"))
 
 
 def folder_of_dicom(nifti_files) -> Path:
@@ -65,11 +70,7 @@ def test_evaluate_given_an_empty_folder_says_it_holds_no_image(nifti_files, caps
 
 
 def folder_of_label_maps(nifti_files) -> Path:
-    folder = nifti_files["dir"] / "masks"
-    folder.mkdir()
-    for name in ("labels", "truth"):
-        shutil.copy(nifti_files[name], folder)
-    return folder
+    return folder_of(nifti_files, "masks", ("labels", "truth"))
 
 
 def test_train_given_a_folder_as_labels_says_one_label_map_per_image_in_image_order(nifti_files, capsys):
