@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_action.checks import normalize_axis
-from napari_action.io.nifti import NonFiniteVoxelsError
+from napari_action.io.nifti import LABEL_NAN_ADVICE, NonFiniteVoxelsError
 from napari_action.io.reoriented import Reorientation
 from napari_action.io.volume_source import VolumeSource
 from napari_action.label_values import as_integer_labels
@@ -30,7 +30,6 @@ __all__ = ["PaintProfile", "PaintedSlices", "read_painted_slices", "scan_paint"]
 
 #: Slices read at once while scanning (one block is all the scan holds in memory).
 SCAN_BLOCK_SLICES = 8
-_NAN_ADVICE = "Set those voxels to 0 (not painted) or to their class in the labels file."
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ def _read(source: VolumeSource, axis: int, start: int, stop: int) -> np.ndarray:
         return _checked_block(source.read(axis, start, stop), source)
     except NonFiniteVoxelsError as error:
         # Guessing a label for NaN voxels is not ours to do: only the file's author can fix them.
-        raise error.with_advice(_NAN_ADVICE) from None
+        raise error.with_advice(LABEL_NAN_ADVICE) from None
 
 
 def scan_paint(source: VolumeSource, block_slices: int = SCAN_BLOCK_SLICES) -> PaintProfile:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_action.io.nifti import (
+    LABEL_NAN_ADVICE,
     NonFiniteVoxelsError,
     VolumeError,
     integer_labels,
@@ -25,9 +26,6 @@ from napari_action.io.session_store import is_session_store
 from napari_action.io.volume_meta import VolumeMeta
 from napari_action.io.volume_source import ZARR_SUFFIX, VolumeSource, ZarrSlices, open_volume_source
 from napari_action.system_memory import available_memory_bytes
-
-#: What to do about NaN voxels in a label map: only its author knows their class.
-LABEL_NAN_ADVICE = "Set those voxels to 0 (not painted) or to their class in the labels file."
 
 
 def is_zarr_store_name(path: Path) -> bool:

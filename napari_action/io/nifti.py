@@ -394,6 +394,10 @@ def integer_labels(data: np.ndarray, source: str) -> np.ndarray:
         raise VolumeError(str(error)) from error
 
 
+#: What to do about NaN voxels in a label map: only its author knows their class.
+LABEL_NAN_ADVICE = "Set those voxels to 0 (not painted) or to their class in the labels file."
+
+
 def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
     """Read a 3D NIfTI label map like :func:`load_volume`; whole-number floats become integers.
 
@@ -406,7 +410,7 @@ def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
         data, meta = load_volume(path)
     except NonFiniteVoxelsError as error:
         # Guessing a label for NaN voxels is not ours to do: only the file's author can fix them.
-        raise error.with_advice("Set those voxels to 0 (not painted) or to their class in the labels file.") from None
+        raise error.with_advice(LABEL_NAN_ADVICE) from None
     return integer_labels(data, str(path)), meta
 
 
