@@ -49,6 +49,7 @@ import numpy as np
 from napari_action._napari.label_table_layer import table_layer_kwargs
 from napari_action.data.intensity import display_window
 from napari_action.io.file_pairs import pair_header
+from napari_action.io.label_map import refuse_if_larger_than_memory
 from napari_action.io.nifti import (
     VolumeError,
     handle_nonfinite,
@@ -64,6 +65,7 @@ from napari_action.io.volume_source import (
     ZARR_SUFFIX,
     ZarrSlices,
     damaged_chunk_error,
+    is_zarr_store_name,
     napari_action_store_attrs,
     stored_kind,
 )
@@ -177,7 +179,7 @@ def _layer_data(path: Path) -> LayerData:
 def _zarr_layer_data(path: Path) -> LayerData:
     data, meta, kind = read_store(path)
     _warn_if_permuted(path, meta)
-    name = path.name[: -len(ZARR_SUFFIX)] if path.name.lower().endswith(ZARR_SUFFIX) else path.name
+    name = path.name[: -len(ZARR_SUFFIX)] if is_zarr_store_name(path) else path.name
     shown = _class_table(path, kind) if kind == "labels" else opening_contrast(data)
     return data, layer_kwargs(meta, name or path.name, **shown), kind
 
@@ -207,7 +209,7 @@ def read_store(path: str | os.PathLike) -> tuple[Any, VolumeMeta, str]:
     source = ZarrSlices(path)  # checks the array and its geometry
     kind = stored_kind(dict(source.array.attrs))
     if kind == "labels":
-        _refuse_if_larger_than_memory(path, source)
+        refuse_if_larger_than_memory(source, "A label map opens whole, to be painted on.")
     if kind == "labels" or _fits_in_memory(source.array.nbytes):
         # NaNs become 0 with a warning, as for a NIfTI file
         data = handle_nonfinite(_read_whole(path, source), path, "warn")
@@ -231,14 +233,6 @@ def _read_whole(path: Path, source: ZarrSlices) -> np.ndarray:
         raise
     except Exception as error:
         raise damaged_chunk_error(path, error) from error
-
-
-def _refuse_if_larger_than_memory(path: Path, source: ZarrSlices) -> None:
-    """A label map is read whole (a Labels layer is painted on): refuse one the free memory cannot hold."""
-    available = available_memory_bytes()
-    if available is not None and source.array.nbytes > available:
-        message = memory_message(path, source.shape, source.array.nbytes, available)
-        raise VolumeError(f"{message} A label map opens whole, to be painted on.")
 
 
 def _fits_in_memory(size: int) -> bool:

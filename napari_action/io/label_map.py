@@ -24,13 +24,8 @@ from napari_action.io.nifti import (
 )
 from napari_action.io.session_store import is_session_store
 from napari_action.io.volume_meta import VolumeMeta
-from napari_action.io.volume_source import ZARR_SUFFIX, VolumeSource, ZarrSlices, open_volume_source
+from napari_action.io.volume_source import VolumeSource, ZarrSlices, is_zarr_store_name, open_volume_source
 from napari_action.system_memory import available_memory_bytes
-
-
-def is_zarr_store_name(path: Path) -> bool:
-    """Whether ``path`` is named as a zarr store (the ending decides in every command, not the folder's content)."""
-    return path.name.lower().endswith(ZARR_SUFFIX)
 
 
 def open_label_source(path: str | os.PathLike) -> VolumeSource:
@@ -64,7 +59,7 @@ def load_label_map(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
     if not is_zarr_store_name(path):
         return load_labels(path)
     source = open_label_source(path)
-    _refuse_if_larger_than_memory(source)
+    refuse_if_larger_than_memory(source)
     try:
         voxels = source.read(0, 0, source.shape[0])
     except NonFiniteVoxelsError as error:
@@ -72,8 +67,10 @@ def load_label_map(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
     return integer_labels(voxels, str(path)), source.meta
 
 
-def _refuse_if_larger_than_memory(source: ZarrSlices) -> None:
-    """Say what the store needs, as for a NIfTI file, rather than fail half-way through its chunks."""
+def refuse_if_larger_than_memory(source: ZarrSlices, why: str = "") -> None:
+    """Say what a store read whole needs, as for a NIfTI file, rather than fail half-way through its chunks;
+    ``why`` (a sentence) says why it is read whole."""
     needed, available = int(source.array.nbytes), available_memory_bytes()
     if available is not None and needed > available:
-        raise VolumeError(memory_message(source.path, source.shape, needed, available))
+        message = memory_message(source.path, source.shape, needed, available)
+        raise VolumeError(f"{message} {why}" if why else message)

@@ -32,7 +32,7 @@ from napari_action.io.atomic import explained_errors, new_file_mode, remove_stal
 from napari_action.io.nifti import VolumeError
 from napari_action.io.nifti_writer import DEFAULT_DESCRIP, label_header_bytes, save_labels
 from napari_action.io.volume_meta import VolumeMeta
-from napari_action.io.volume_source import ZARR_SUFFIX, zarr_attrs
+from napari_action.io.volume_source import ZARR_SUFFIX, is_zarr_store_name, zarr_attrs
 
 #: Output formats and the suffix of their files.
 OUTPUT_FORMATS = {"nii.gz": ".nii.gz", "nii": ".nii", "zarr": ZARR_SUFFIX}
@@ -93,10 +93,9 @@ def open_label_writer(
     """
     target = Path(target)
     _refuse_existing(target, overwrite)
-    name = target.name.lower()
-    if name.endswith(ZARR_SUFFIX):
+    if is_zarr_store_name(target):
         return ZarrLabelWriter(target, meta, dtype, axis, overwrite=overwrite)
-    if name.endswith(".nii"):
+    if target.name.lower().endswith(".nii"):
         return NiftiLabelWriter(target, meta, dtype, axis, overwrite=overwrite, descrip=descrip)
     return MemoryLabelWriter(target, meta, dtype, axis, overwrite=overwrite, descrip=descrip)
 

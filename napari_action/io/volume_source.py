@@ -67,6 +67,11 @@ class VolumeSource(Protocol):
         """Slices ``start:stop`` along ``axis``, that axis first; stored type (scaled files: float32)."""
 
 
+def is_zarr_store_name(path: Path) -> bool:
+    """Whether ``path`` is named as a zarr store (the ending decides in every command, not the folder's content)."""
+    return path.name.lower().endswith(ZARR_SUFFIX)
+
+
 def open_volume_source(path: str | os.PathLike, *, nan_to_zero: bool = False) -> VolumeSource:
     """The source that reads ``path`` with the least memory: ``.nii`` and ``.zarr`` lazily, ``.nii.gz`` whole.
 
@@ -85,7 +90,7 @@ def open_volume_source(path: str | os.PathLike, *, nan_to_zero: bool = False) ->
         As :func:`~napari_action.io.nifti.load_volume`, or a zarr store that is no 3D array of real numbers.
     """
     path = Path(path)
-    if path.name.lower().endswith(ZARR_SUFFIX):
+    if is_zarr_store_name(path):
         return ZarrSlices(path, nan_to_zero=nan_to_zero)
     if path.name.lower().endswith(".nii"):
         return NiftiSlices(path, nan_to_zero=nan_to_zero)

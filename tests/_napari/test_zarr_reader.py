@@ -18,6 +18,7 @@ from napari_action._napari.reader import (
     refuse_session_store,
 )
 from napari_action.cli.main import main
+from napari_action.io import label_map
 from napari_action.io.label_writers import write_label_volume
 from napari_action.io.nifti import NonFiniteVoxelsWarning, VolumeError, load_labels, load_volume
 from napari_action.io.session_store import Session, SessionVolume, save_session
@@ -109,7 +110,7 @@ def test_a_mask_store_larger_than_the_free_memory_is_refused_with_what_it_needs(
 ):
     _, meta = load_volume(nibabel_data / "anatomical.nii")
     store = write_label_volume(tmp_path / "scan_action.zarr", _mask(meta.shape), meta, axis=2)
-    monkeypatch.setattr(reader, "available_memory_bytes", lambda: 1024)  # a machine with 1 kB free
+    monkeypatch.setattr(label_map, "available_memory_bytes", lambda: 1024)  # a machine with 1 kB free
     viewer = make_napari_viewer()
     before = len(notification_manager.records)
     assert viewer.open(store, plugin=PLUGIN) == []  # refused in a notification, not raised: napari goes on
