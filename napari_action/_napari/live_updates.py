@@ -18,7 +18,8 @@ from superqt.utils import qthrottled
 from napari_action._napari.edit_watch import EditWatch
 from napari_action._napari.layers import is_prediction_layer, layer_shape
 from napari_action._napari.refine.accepted import TrainingLabels
-from napari_action._napari.training_state import TrainingPlan, TrainingState, negative_values_problem
+from napari_action._napari.training_plan import TrainingPlan, negative_values_problem
+from napari_action._napari.training_state import TrainingState
 from napari_action.progress import AnnotationUpdate, FocusRequest
 
 #: Strokes and label changes reach the running training at most this often (a stroke is many events).

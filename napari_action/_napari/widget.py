@@ -51,7 +51,8 @@ from napari_action._napari.run_state import RunState
 from napari_action._napari.status import finished_text, status_text
 from napari_action._napari.status_line import StatusLine
 from napari_action._napari.threads import new_worker
-from napari_action._napari.training_state import TrainingPlan, TrainingState, build_trainer, removed_layer_warning
+from napari_action._napari.training_plan import TrainingPlan, removed_layer_warning
+from napari_action._napari.training_state import TrainingState, build_trainer
 from napari_action._napari.view_plane import PAINTED as PAINTED_PLANE
 from napari_action._napari.view_plane import axis_for_choice, layer_volume_meta, show_slices_along, viewer_slicing_axis
 from napari_action._napari.workers import RunCallbacks, TrainingRun

@@ -25,7 +25,7 @@ from napari_action._napari.layers import (
     prediction_layer_for,
     write_slices,
 )
-from napari_action._napari.training_state import TrainingPlan
+from napari_action._napari.training_plan import TrainingPlan
 from napari_action.progress import SlicePrediction
 from tests.helpers.gui import SHAPE, disc_volume
 

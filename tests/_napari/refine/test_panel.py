@@ -14,7 +14,7 @@ from superqt.utils import qthrottled
 from napari_action._napari.layers import UNCERTAINTY_KEY, image_layers, prediction_layer_for
 from napari_action._napari.refine.accepted import merge_accepted, show_listed_slice
 from napari_action._napari.refine.panel import ACCEPT_KEY
-from napari_action._napari.training_state import TrainingPlan
+from napari_action._napari.training_plan import TrainingPlan
 from napari_action.progress import SlicePrediction
 from napari_action.training.trainer import Trainer
 from tests.helpers.engine import tiny_config
