@@ -88,7 +88,7 @@ def stop_work_of_closed(widget) -> None:
         state.job, state.resume_after_job = None, False
     if training:
         run.stop()
-        kept = "The model and your layers are" if state.trainer is not None else "Your layers are"
+        kept = "The model and your layers are" if state.lasting_model is not None else "Your layers are"
         show_warning(
             f"ACTION: the panel was closed, so training stopped after its current step. {kept} autosaved to "
             f"{widget.files_panel.autosave_target()}: reopen the panel and Open session… to go on from there."

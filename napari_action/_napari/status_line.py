@@ -10,14 +10,18 @@ from superqt.utils import qthrottled
 from napari_action._napari.plot import LossPlot
 from napari_action._napari.prediction_job import PredictionJob
 from napari_action._napari.run_state import RunState
-from napari_action._napari.status import status_text
+from napari_action._napari.status import finished_text, status_text
 from napari_action._napari.workers import TrainingRun
+from napari_action.data.slicing_axis import AxisDecision
+from napari_action.inference.model_protocol import TrainableModel
 from napari_action.progress import TrainProgress
 
 #: Longest wait between two redraws of the status line and the loss plot while training, in ms: a
 #: redraw per step (5-12 a second on 2 cores) recomposes napari's whole window around its OpenGL
 #: canvas, and 4 a second reads as well (docs/benchmarks.md, "How fast the widget trains").
 PROGRESS_REDRAW_MS = 250
+
+STOPPED_BEFORE_A_STEP = "Stopped before the first training step; press Train to start again."
 
 
 class StatusLine:
@@ -59,6 +63,27 @@ class StatusLine:
         prepared (or the preview streamed)."""
         stepping = run is not None and run.last_progress is not None
         self.say("Stopping after the current step…" if stepping else "Stopping once the volumes are prepared…")
+
+    def trainer_ready(self, trainer: TrainableModel, decided: AxisDecision | None) -> None:
+        """Say what a new trainer does first (the preview), then where it trains and along which axis (and why)."""
+        # The thread count in trainer.device_label is per calling thread: the
+        # worker's own shows up with the first progress (the device line).
+        device = trainer.device_label.split(",")[0]
+        propagating = trainer.config.prior_source == "propagation"
+        source = "Propagating your labels along the image" if propagating else "Interpolating between your slices"
+        why = f" ({decided.reason})" if decided is not None and decided.axis == trainer.axis else ""
+        self.say(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}{why}…")
+
+    def run_ended(self, run: TrainingRun, previous_back: bool) -> None:
+        """Say how ``run`` ended (a failed run keeps its "Training failed" line), and whether the model from
+        before its Train is the model again (``previous_back``: it ended before its first step)."""
+        back = "The previous model is back: Predict and Save model use it."
+        if run.error is None and run.last_progress is not None:
+            self.say(finished_text(run.last_progress))
+        elif run.error is None:  # stopped while preparing or previewing
+            self.say(f"Stopped before the first training step. {back}" if previous_back else STOPPED_BEFORE_A_STEP)
+        elif previous_back:
+            self.say(f"{self._label.text()} {back}")
 
     def predicting(self, job: object, image_name: str) -> None:
         """A prediction job's progress: here rather than in a napari progress bar, whose animation

@@ -44,6 +44,15 @@ logger = logging.getLogger(__name__)
 PENDING = "pending"
 
 
+class _PreviousModel(NamedTuple):
+    """The model a new Train replaces, kept until the new trainer has trained a step."""
+
+    trainer: SegmentationModel
+    plan: TrainingPlan | None
+    targets: list
+    axis_decision: AxisDecision | None
+
+
 class TrainingInit(NamedTuple):
     """Where the next training starts, along which axis it slices, and why not from the loaded model."""
 
@@ -102,6 +111,9 @@ class TrainingState:
         self.init_checkpoint = None
         # The slicing axis of the model being built, and why (the status line shows it when ready).
         self.axis_decision: AxisDecision | None = None
+        # While a new trainer is built and previews: the model before it, and that its first step is to come.
+        self._previous: _PreviousModel | None = None
+        self._awaiting_first_step = False
 
     @property
     def colormap(self):
@@ -140,13 +152,56 @@ class TrainingState:
         """True when the model is a trainer of the current plan, which can train further ("Update once")."""
         return self.plan is not None and isinstance(self.trainer, TrainableModel)
 
-    def begin(self, plan: TrainingPlan, axis_decision: AxisDecision | None = None) -> None:
-        """Start over with a new plan; the previous model is dropped (the new one comes when ready).
+    @property
+    def model_ready(self) -> bool:
+        """There is a model to predict with and to save: not a new trainer whose first step is still to come."""
+        return self.trainer is not None and not self._awaiting_first_step
 
-        ``axis_decision`` is the slicing axis the new model is built along, and why.
+    def begin(self, plan: TrainingPlan, axis_decision: AxisDecision | None = None) -> None:
+        """Start over with a new plan; the new model comes when ready (``axis_decision``: its slicing axis, and why).
+
+        The previous model is kept aside until the new one has trained a step (:meth:`first_step_taken`): a new
+        trainer that fails to build, or a run stopped before its first step, gives it back
+        (:meth:`give_previous_back`) rather than leave the user without a model, or with an untrained one.
         """
+        if self.trainer is not None:
+            self._previous = _PreviousModel(self.trainer, self.plan, self.targets, self.axis_decision)
         self.trainer, self.plan, self.axis_decision = None, plan, axis_decision
         self.targets = [PENDING] * len(plan.images)
+        self._awaiting_first_step = True
+
+    @property
+    def lasting_model(self) -> SegmentationModel | None:
+        """The model a session or an autosave keeps: while a new trainer has not trained a step, the one before it
+        (an untrained network saved over it would lose the user's model)."""
+        if self._awaiting_first_step:
+            return None if self._previous is None else self._previous.trainer
+        return self.trainer
+
+    def no_model_reason(self) -> str:
+        """Why there is no model to predict with or save, and what to do (when not :attr:`model_ready`)."""
+        if self._awaiting_first_step:
+            return (
+                "the new model has not trained a step yet: let training go on until the status line shows its first "
+                "step, or Stop it to have the previous model back."
+            )
+        return "train or load a model first."
+
+    def first_step_taken(self) -> None:
+        """The new trainer has trained: it is the model now, and the previous one goes (its memory with it)."""
+        self._previous, self._awaiting_first_step = None, False
+
+    def give_previous_back(self) -> bool:
+        """A run that built a trainer ended before its first step: the previous model (if any) is the model again,
+        with its plan and prediction layers; without one, no model. True if a previous model came back."""
+        if not self._awaiting_first_step:
+            return False
+        previous, self._previous, self._awaiting_first_step = self._previous, None, False
+        if previous is None:
+            self.trainer = None  # built but never trained: nothing to predict with
+            return False
+        self.trainer, self.plan, self.targets, self.axis_decision = previous
+        return True
 
     def use_model(self, model: SegmentationModel, checkpoint=None) -> None:
         """Predict with a loaded ``model``; continue training from ``checkpoint``.
@@ -155,6 +210,7 @@ class TrainingState:
         "Predict all" passes every image as an array.
         """
         self.trainer, self.plan, self.targets = model, None, []
+        self._previous, self._awaiting_first_step = None, False
         self.init_checkpoint = checkpoint
 
     def name_classes(self) -> None:
@@ -257,10 +313,10 @@ class TrainingState:
 
     # -- jobs that need the trainer to themselves --------------------------------------
     def when_idle(self, job: Callable[[], None]) -> None:
-        """Run ``job`` now, or once training has paused (it is resumed after the job)."""
+        """Run ``job`` now, or once training has paused (resumed after the job unless the user was pausing it)."""
         if self.run is not None and self.run.state in (RunState.RUNNING, RunState.PAUSING):
             self._pending_job = job
-            self.resume_after_job = True
+            self.resume_after_job = self.run.state is RunState.RUNNING
             self.run.pause()
         elif self.run is not None and self.run.state is RunState.STOPPING:
             self._pending_job = job  # the last step is still running: start when it ends

@@ -48,7 +48,7 @@ from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.renames import ImageRenames
 from napari_action._napari.run_state import RunState
-from napari_action._napari.status import finished_text, status_text
+from napari_action._napari.status import status_text
 from napari_action._napari.status_line import StatusLine
 from napari_action._napari.threads import new_worker
 from napari_action._napari.training_plan import TrainingPlan, removed_layer_warning
@@ -192,7 +192,7 @@ class ActionWidget(QWidget):
         self.train_button.setEnabled(not training.busy)
         self.pause_button.setEnabled(active and not job)
         self.stop_button.setEnabled((active and not job) or training.predicting)  # Stop cancels a prediction
-        model_ready = training.trainer is not None and not job and (paused or not active)
+        model_ready = training.model_ready and not job and (paused or not active)
         self.predict_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.save_button.setEnabled(model_ready and state is not RunState.STOPPING)
         self.state_changed.emit()
@@ -327,14 +327,7 @@ class ActionWidget(QWidget):
 
     def _on_run_ready(self, trainer: TrainableModel) -> None:
         self.training_state.trainer = trainer
-        # The thread count in trainer.device_label is per calling thread: the
-        # worker's own shows up with the first progress (see _on_progress).
-        device = trainer.device_label.split(",")[0]
-        propagating = trainer.config.prior_source == "propagation"
-        source = "Propagating your labels along the image" if propagating else "Interpolating between your slices"
-        decided = self.training_state.axis_decision
-        why = f" ({decided.reason})" if decided is not None and decided.axis == trainer.axis else ""
-        self.status.say(f"{source} (preview), then training on {device}, slicing axis {trainer.axis}{why}…")
+        self.status.trainer_ready(trainer, self.training_state.axis_decision)
         for message in trainer.advice:
             show_warning(f"ACTION: {message}")
 
@@ -350,6 +343,7 @@ class ActionWidget(QWidget):
 
     # -- run callbacks (GUI thread) -------------------------------------------------------
     def _on_progress(self, progress: TrainProgress) -> None:
+        self.training_state.first_step_taken()
         if progress.notice:
             show_warning(f"ACTION: {progress.notice}")
         self.status.progress(progress)
@@ -377,10 +371,9 @@ class ActionWidget(QWidget):
     def _on_run_finished(self, then: Callable[[TrainingRun], None] | None = None) -> None:
         self.live.stop_following(self.training_state.plan)
         run = self.run
-        if run is not None and run.error is None and run.last_progress is not None:
-            self.status.say(finished_text(run.last_progress))
-        elif run is not None and run.error is None:  # stopped while preparing or previewing
-            self.status.say("Stopped before the first training step; press Train to start again.")
+        previous_back = self.training_state.give_previous_back()
+        if run is not None:
+            self.status.run_ended(run, previous_back)
         self.training_state.run_pending_job()
         predicting = self._predicts_when_done(run)
         if predicting:
@@ -435,8 +428,8 @@ class ActionWidget(QWidget):
 
     def predict_images(self, names=None) -> None:
         """Predict the opened 3D images called ``names`` (None: all of them)."""
-        if self.training_state.trainer is None:
-            show_error("ACTION: train or load a model first.")
+        if not self.training_state.model_ready:
+            show_error(f"ACTION: {self.training_state.no_model_reason()}")
             return
         self.files_panel.warn_geometry(names)  # other spacing or orientation than the training volumes
         self.training_state.when_idle(partial(self._start_prediction, names))
@@ -472,8 +465,8 @@ class ActionWidget(QWidget):
 
     def save_model(self, path: str) -> None:
         """Write the current model (weights, config, classes, axis) to ``path`` in a worker."""
-        if self.training_state.trainer is None:
-            show_error("ACTION: train a model first.")
+        if not self.training_state.model_ready:
+            show_error(f"ACTION: {self.training_state.no_model_reason()}")
             return
         self.training_state.when_idle(partial(self._start_save, path))
         self.refresh()

@@ -202,7 +202,7 @@ def take_snapshot(viewer, training_state, picked=(), config=None, references=())
     volumes = [_volume(viewer, image, pairs.get(image.name), training_state) for image in image_layers(viewer)]
     left_out += unstored_predictions(viewer)
     training_state.name_classes()  # the checkpoint and the session carry the names painted so far
-    model = training_state.trainer
+    model = training_state.lasting_model
     checkpoint = None if model is None else with_references(model.checkpoint(), references)
     class_names = dict(model.class_names) if model is not None else {}
     for layer in pairs.values():
@@ -228,7 +228,7 @@ def unstored_predictions(viewer) -> list[str]:
 
 def has_content(viewer, training_state) -> bool:
     """True if a session of this viewer would hold anything worth keeping."""
-    if training_state.trainer is not None or any(is_prediction_layer(layer) for layer in viewer.layers):
+    if training_state.lasting_model is not None or any(is_prediction_layer(layer) for layer in viewer.layers):
         return True
     return any(layer_array(layer).any() for layer in labels_layers(viewer))
 
