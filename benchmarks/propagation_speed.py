@@ -74,8 +74,9 @@ def propagate(volume: np.ndarray, labels: np.ndarray, workers: int) -> tuple[flo
     targets = {s: labels[s].astype(np.int64) for s in (slices // 4, slices // 2, 3 * slices // 4)}
     result = LabelPropagation(slices, labels.shape[1:], sorted(targets))
     start = time.perf_counter()
-    for _, run in iter_pieces(volume.__getitem__, slices, targets, len(ORGANS) + 1, SPACING, workers=workers):
-        result.store(run)
+    for made in iter_pieces(volume.__getitem__, slices, targets, len(ORGANS) + 1, SPACING, workers=workers):
+        if made.run is not None:  # None: a piece's end
+            result.store(made.run)
     return time.perf_counter() - start, result.classes()
 
 

@@ -33,6 +33,7 @@ from napari_action.data.normalized_volume import NormalizedVolume
 from napari_action.data.propagation import (
     LabelPropagation,
     Piece,
+    PieceRun,
     PropagatedRun,
     PropagationSettings,
     iter_pieces,
@@ -104,7 +105,8 @@ class PropagationPrior:
         # The slice ranges of every piece computed to its end, offered to the next prior of this
         # volume (their labels are read back from the result: nothing is held twice).
         self._pieces: dict[Piece, list[tuple[int, int]]] = {}
-        self._current: tuple[Piece, list[tuple[int, int]]] | None = None
+        # The pieces being computed (several at a time when threads compute them side by side).
+        self._partial: dict[Piece, list[tuple[int, int]]] = {}
         self._known = reuse.pieces_valid_for(self) if reuse is not None else {}
         self._extents: StructureExtents | None = None
 
@@ -169,27 +171,25 @@ class PropagationPrior:
                 # while a prior is first computed, and the flows release the GIL.
                 workers=torch.get_num_threads(),
             )
-        for piece, run in self._runs:
-            self._note(piece, run)
-            self._result.store(run)
-            yield run
-        self._note(None, None)
+        for made in self._runs:
+            self._note(made)
+            if made.run is not None:
+                self._result.store(made.run)
+                yield made.run
         self._done = True
 
     def _computed_ranges(self) -> list[tuple[int, int]]:
         """Slice ranges of every run computed so far, in the order they were computed."""
         done = [r for ranges in self._pieces.values() for r in ranges]
-        return done + (list(self._current[1]) if self._current is not None else [])
+        return done + [r for ranges in self._partial.values() for r in ranges]
 
-    def _note(self, piece: Piece | None, run: PropagatedRun | None) -> None:
-        """Track the piece being computed; a piece is complete once the next one starts (or all are done)."""
-        if self._current is not None and self._current[0] != piece:
-            self._pieces[self._current[0]] = self._current[1]
-            self._current = None
-        if piece is not None:
-            if self._current is None:
-                self._current = (piece, [])
-            self._current[1].append((run.start, run.stop))
+    def _note(self, made: PieceRun) -> None:
+        """Track the runs of each piece; a piece whose end came is whole, and offered to the next prior."""
+        ranges = self._partial.setdefault(made.piece, [])
+        if made.run is None:
+            self._pieces[made.piece] = self._partial.pop(made.piece)
+        else:
+            ranges.append((made.run.start, made.run.stop))
 
     @property
     def result(self) -> LabelPropagation:

@@ -29,9 +29,9 @@ bytes) per voxel of the slices the propagation reached.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from napari_action.data.carried_ends import has_thick_slices
 from napari_action.data.flow_disagreement import PaintedShapes
 from napari_action.data.intensity import exact_statistics
 from napari_action.data.interpolation import check_slice_targets, painted_class_targets
+from napari_action.data.piece_workers import side_by_side
 from napari_action.data.propagation_sweeps import (
     PropagatedRun,
     PropagationSettings,
@@ -54,6 +55,7 @@ from napari_action.data.propagation_sweeps import (
 __all__ = [
     "LabelPropagation",
     "Piece",
+    "PieceRun",
     "PropagatedRun",
     "PropagationSettings",
     "iter_pieces",
@@ -148,8 +150,11 @@ def propagation_pieces(painted: Sequence[int]) -> list[Piece]:
     """The pieces of a propagation from the (sorted) ``painted`` slices, in the order they are computed."""
     order = sorted(int(s) for s in painted)
     pieces = [Piece("painted", s, s) for s in order]
-    pieces += [Piece("between", a, b) for a, b in zip(order[:-1], order[1:], strict=True) if b - a > 1]
-    return pieces + [Piece("beyond", order[0], -1), Piece("beyond", order[-1], 1)]
+    # Beyond the painted range first: its runs come a few slices at a time, outwards from the painted slices,
+    # so a preview shows more than the painted slices within a second; an interval between two painted
+    # slices is one run, whole only when both of its sweeps are (on a 512 x 512 CT, half a minute).
+    pieces += [Piece("beyond", order[0], -1), Piece("beyond", order[-1], 1)]
+    return pieces + [Piece("between", a, b) for a, b in zip(order[:-1], order[1:], strict=True) if b - a > 1]
 
 
 def iter_propagation(
@@ -162,9 +167,9 @@ def iter_propagation(
 ) -> Iterator[PropagatedRun]:
     """Propagate class-id maps given on a few slices through a volume, one run of slices at a time.
 
-    Runs come in this order: the painted slices themselves, each interval
-    between two painted slices, then outwards from the first and last painted
-    slice in short runs until every structure has faded.
+    Runs come in this order: the painted slices themselves, outwards from the
+    first and last painted slice in short runs until every structure has faded,
+    then each interval between two painted slices.
 
     Parameters
     ----------
@@ -190,8 +195,16 @@ def iter_propagation(
     ValueError
         If no slice is given, a slice index is out of range, or the maps differ in shape.
     """
-    for _, run in iter_pieces(read_slice, num_slices, targets, num_classes, spacing, settings):
-        yield run
+    for made in iter_pieces(read_slice, num_slices, targets, num_classes, spacing, settings):
+        if made.run is not None:
+            yield made.run
+
+
+class PieceRun(NamedTuple):
+    """A run of slices and the piece it belongs to; ``run`` None says the piece is whole (all its runs given)."""
+
+    piece: Piece
+    run: PropagatedRun | None
 
 
 def iter_pieces(
@@ -203,8 +216,9 @@ def iter_pieces(
     settings: PropagationSettings | None = None,
     known: Mapping[Piece, Iterable[PropagatedRun]] | None = None,
     workers: int = 1,
-) -> Iterator[tuple[Piece, PropagatedRun]]:
-    """:func:`iter_propagation`, each run with its piece; the runs of ``known`` pieces are given back, not computed.
+) -> Iterator[PieceRun]:
+    """:func:`iter_propagation`, each run with its piece, then each piece's end (``run`` None); the runs of ``known``
+    pieces are given back, not computed.
 
     Parameters
     ----------
@@ -212,50 +226,28 @@ def iter_pieces(
         Pieces computed before for the same image, settings and labels on their painted slices
         (each iterated once).
     workers : int
-        Threads that compute pieces side by side (the flows and warps release the GIL), each piece
-        whole before it is given; 1 computes them one after the other, each run given as soon as it
-        is made. ``read_slice`` must then be safe to call from several threads.
+        Threads that compute pieces side by side (the flows and warps release the GIL); each run is
+        given as soon as it is made, so the runs of pieces computed at the same time interleave.
+        1 computes the pieces one after the other. ``read_slice`` must be safe to call from several
+        threads when ``workers`` > 1.
     """
     settings = settings or PropagationSettings()
     known = known or {}
     order, _ = check_slice_targets(targets, num_slices)
     onehots = {s: onehot(targets[s], num_classes) for s in order}
 
-    def compute(piece: Piece, images: SliceCache) -> Iterable[PropagatedRun]:
-        return _compute(piece, images, onehots, num_slices, spacing, settings)
+    def runs_of(piece: Piece, images: SliceCache) -> Iterator[PieceRun]:
+        runs = known[piece] if piece in known else _compute(piece, images, onehots, num_slices, spacing, settings)
+        yield from (PieceRun(piece, run) for run in runs)
+        yield PieceRun(piece, None)
 
     pieces = propagation_pieces(order)
     if workers > 1:
-        yield from _side_by_side(pieces, known, compute, read_slice, workers)
+        yield from side_by_side(pieces, lambda piece: runs_of(piece, SliceCache(read_slice)), workers)
         return
     images = SliceCache(read_slice)
     for piece in pieces:
-        for run in known[piece] if piece in known else compute(piece, images):
-            yield piece, run
-
-
-def _side_by_side(
-    pieces: Sequence[Piece],
-    known: Mapping[Piece, Iterable[PropagatedRun]],
-    compute: Callable[[Piece, SliceCache], Iterable[PropagatedRun]],
-    read_slice: SliceReader,
-    workers: int,
-) -> Iterator[tuple[Piece, PropagatedRun]]:
-    """The pieces computed by ``workers`` threads, given in their order."""
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="propagation")
-    # Each piece reads through a cache of its own: the cache is not shared between threads.
-    futures = {
-        piece: pool.submit(lambda piece=piece: list(compute(piece, SliceCache(read_slice))))
-        for piece in pieces
-        if piece not in known
-    }
-    try:
-        for piece in pieces:
-            for run in known[piece] if piece in known else futures[piece].result():
-                yield piece, run
-    finally:
-        # A caller that stops early (Stop in the widget) does not wait for the pieces in hand.
-        pool.shutdown(wait=False, cancel_futures=True)
+        yield from runs_of(piece, images)
 
 
 def _compute(

@@ -224,12 +224,15 @@ def test_any_slicing_axis_and_label_values_give_the_same_result(axis):
     assert moved.dtype == np.uint32 and set(np.unique(moved)) == {0, 70000}
 
 
-def test_runs_come_painted_first_then_between_then_outwards_and_cover_each_slice_once():
+def test_runs_come_painted_first_then_outwards_then_between_and_cover_each_slice_once():
     image, truth = winding_tube(depth=30)
     targets = {10: truth[10].astype(np.int64), 20: truth[20].astype(np.int64)}
     read = []
     runs = list(iter_propagation(lambda z: read.append(z) or image[z], 30, targets, 2))
-    assert [r.start for r in runs[:2]] == [10, 20] and (runs[2].start, runs[2].stop) == (11, 20)
+    assert [r.start for r in runs[:2]] == [10, 20]
+    # Outwards from the painted range in short runs first (a preview grows at once), the interval last, whole.
+    assert runs[2].stop == 10 and runs[2].stop - runs[2].start < 10
+    assert (runs[-1].start, runs[-1].stop) == (11, 20)
     covered = [z for r in runs for z in range(r.start, r.stop)]
     assert len(covered) == len(set(covered))
     assert set(read) <= set(range(30))  # slices are read one at a time, never the whole volume
@@ -326,19 +329,69 @@ def test_a_second_reader_of_the_runs_gets_the_whole_prior_not_only_what_is_left(
         np.testing.assert_array_equal(run.classes[0], prior.classes_at(run.start))
 
 
-def _pieces(runs):
-    return [(piece, run.start, run.stop, run.classes, run.confidence) for piece, run in runs]
+def _by_piece(runs) -> dict:
+    """Each piece's runs as (start, stop, classes, confidence), in the order they came; its end (None) last."""
+    pieces: dict = {}
+    for made in runs:
+        run = made.run
+        pieces.setdefault(made.piece, []).append(
+            None if run is None else (run.start, run.stop, run.classes, run.confidence)
+        )
+    return pieces
 
 
 def test_pieces_computed_side_by_side_are_those_computed_one_after_the_other():
     image, truth = winding_tube(depth=40, start=2, stop=38)
     targets = {s: truth[s].astype(np.int64) for s in (8, 18, 28)}
-    alone = _pieces(iter_pieces(image.__getitem__, 40, targets, 2))
-    side_by_side = _pieces(iter_pieces(image.__getitem__, 40, targets, 2, workers=3))
-    assert [p[:3] for p in side_by_side] == [p[:3] for p in alone]  # same pieces, same runs, same order
-    for (*_, classes, confidence), (*_, classes_alone, confidence_alone) in zip(side_by_side, alone, strict=True):
-        np.testing.assert_array_equal(classes, classes_alone)
-        np.testing.assert_array_equal(confidence, confidence_alone)
+    alone = _by_piece(iter_pieces(image.__getitem__, 40, targets, 2))
+    side_by_side = _by_piece(iter_pieces(image.__getitem__, 40, targets, 2, workers=3))
+    assert set(side_by_side) == set(alone)  # same pieces; their runs may interleave
+    for piece, runs in alone.items():
+        assert runs[-1] is None and None not in runs[:-1]  # the piece's end comes after its runs
+        assert side_by_side[piece][-1] is None
+        assert [r[:2] for r in side_by_side[piece][:-1]] == [r[:2] for r in runs[:-1]]  # same runs, in order
+        for (*_, classes, confidence), (*_, classes_alone, confidence_alone) in zip(
+            side_by_side[piece][:-1], runs[:-1], strict=True
+        ):
+            np.testing.assert_array_equal(classes, classes_alone)
+            np.testing.assert_array_equal(confidence, confidence_alone)
+
+
+def test_side_by_side_a_run_is_given_as_soon_as_it_is_made_not_once_its_piece_is_whole():
+    image, truth = winding_tube(depth=60, start=2, stop=58)
+    targets = {s: truth[s].astype(np.int64) for s in (20, 40)}
+    given_beyond = threading.Event()
+    far_reads = []
+
+    def read(z):
+        if z <= 11 or z >= 49:  # beyond the first run of 8 slices: only once a nearer run was given to the reader
+            far_reads.append(z)
+            assert given_beyond.wait(timeout=60), "the piece's first run was held back until the piece was whole"
+        return image[z]
+
+    kinds = []
+    far = PropagationSettings(extent=4.0)  # carried well beyond: runs of 8 slices, several per piece
+    for made in iter_pieces(read, 60, targets, 2, settings=far, workers=2):
+        if made.run is None:
+            continue
+        kinds.append(made.piece.kind)
+        if made.piece.kind == "beyond":
+            given_beyond.set()
+    assert kinds[:2] == ["painted", "painted"] and kinds[2] == "beyond" and kinds[-1] == "between"
+    assert far_reads  # the carry did go that far
+
+
+def test_an_error_in_a_worker_is_raised_to_the_reader():
+    image, truth = winding_tube(depth=40, start=2, stop=38)
+    targets = {s: truth[s].astype(np.int64) for s in (8, 18, 28)}
+
+    def read(z):
+        if z == 12:
+            raise OSError("the scan's disk went away")
+        return image[z]
+
+    with pytest.raises(OSError, match="disk went away"):
+        list(iter_pieces(read, 40, targets, 2, workers=2))
 
 
 def test_a_prior_uses_the_threads_torch_was_given_and_reads_a_lazy_image_safely():
@@ -364,6 +417,6 @@ def test_a_reader_that_stops_early_does_not_wait_for_the_pieces_in_hand():
     image, truth = winding_tube(depth=40, start=2, stop=38)
     targets = {s: truth[s].astype(np.int64) for s in (8, 18, 28)}
     runs = iter_pieces(image.__getitem__, 40, targets, 2, workers=2)
-    piece, run = next(runs)
-    assert piece.kind == "painted" and run.start == 8
+    made = next(runs)
+    assert made.piece.kind == "painted" and made.run.start in (8, 18, 28)
     runs.close()  # Stop: the pool is let go; nothing raises
