@@ -44,10 +44,11 @@ def uncertainty_layer(viewer, image, volume: np.ndarray):
     'inferno' colormap on a fixed [0, 1] range and never takes the selection
     away from the layer the user works on. Its data *is* ``volume``: later
     in-place updates only need a ``refresh()``. A layer already made gets the
-    new ``volume`` whatever its shape, keeping how the user set it to show.
+    new ``volume`` whatever its shape, and the image's geometry of now, keeping how the user set it to show.
     """
     layer = find_uncertainty_layer(viewer, image.name)
     if layer is not None:
+        take_geometry(layer, image)
         # One of another shape was left from data the image no longer holds (given a crop while no panel
         # listened): a second layer beside it would be found after it by every later Predict, and added again.
         if layer.data is not volume:
@@ -69,3 +70,13 @@ def uncertainty_layer(viewer, image, volume: np.ndarray):
     if active is not None:
         viewer.layers.selection.active = active
     return layer
+
+
+def take_geometry(layer, image) -> None:
+    """Place ``layer`` where ``image`` lies now (scale, translate, rotate, shear, affine).
+
+    The map is of the image's voxels as they are: set when the layer was made only, it stayed where the image lay then,
+    beside an image given another voxel size or a crop placed elsewhere (``layer.data = a crop``, its translate moved).
+    """
+    for name, value in geometry_kwargs(image).items():
+        setattr(layer, name, value)

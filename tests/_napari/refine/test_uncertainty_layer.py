@@ -61,3 +61,17 @@ def test_an_uncertainty_layer_left_from_older_data_is_updated_in_place_not_doubl
         assert uncertainty_layer(viewer, image, new) is old
     assert uncertainty_layers_of(viewer, "vol") == [old]
     assert old.data is new and old.opacity == 0.3
+
+
+def test_an_uncertainty_layer_updated_in_place_takes_the_images_geometry_of_now(viewer):
+    # Updated in place, the layer kept the scale and translate the image had when it was made: after the user set
+    # the image's voxel size, or gave it a crop placed elsewhere, the new map lay beside the image it maps.
+    image = viewer.add_image(gui.disc_volume()[0], name="vol", **gui.GRID)
+    layer = uncertainty_layer(viewer, image, np.zeros(gui.SHAPE, np.float32))
+    image.scale = (2.0, 0.5, 0.5)
+    assert uncertainty_layer(viewer, image, np.ones(gui.SHAPE, np.float32)) is layer
+    np.testing.assert_array_equal(layer.scale, image.scale)
+
+    image.data, image.translate = image.data[2:6], (11.0, 4.0, -3.0)  # a crop, placed where its slices lie
+    assert uncertainty_layer(viewer, image, np.ones((4, *gui.SHAPE[1:]), np.float32)) is layer
+    np.testing.assert_array_equal(layer.translate, image.translate)
