@@ -143,6 +143,8 @@ class PredictionJob:
         self._dropped: set[Any] = set()  # keys of closed images: the worker leaves them (read there, added to here)
         #: The images left because their prediction layer was deleted while the job ran (:meth:`leave`).
         self.left: list[Any] = []
+        #: The images left because they were given new data while the job ran (:meth:`leave_changed`).
+        self.changed: list[Any] = []
         #: The model's record (:func:`~napari_action.inference.made_by.model_record`), from its first update on.
         self.made_by: dict[str, Any] | None = None
 
@@ -191,6 +193,19 @@ class PredictionJob:
         self.forget(name)
         self.left.append(name)
 
+    def leave_changed(self, name: Any) -> None:
+        """The image called ``name`` was given new data while the job runs (``layer.data = a crop``, another scan).
+
+        The job predicts the data the image held when Predict was pressed: written over the new data, a crop got a
+        layer of its own shape and the old prediction failed to fit it. The image is left as a closed one is
+        (:meth:`forget`), and :attr:`outcome` says to predict it again. An image finished, or left already, is not
+        named.
+        """
+        if not any(self._still_to_write(item[0], name) for item in self.items):
+            return
+        self.forget(name)
+        self.changed.append(name)
+
     def _still_to_write(self, key: Any, name: Any) -> bool:
         """True if the item started as ``key`` is the image called ``name`` now and its result is still to come."""
         current = self._renamed.get(key, key)
@@ -216,7 +231,7 @@ class PredictionJob:
     @property
     def outcome(self) -> str | None:
         """What a cancelled job, or one that left images, leaves, for the status line (None: it ran to its end)."""
-        left = self._left_text()
+        left = " ".join(text for text in (self._left_text(), self._changed_text()) if text) or None
         if not self.cancelled:
             return None if left is None else f"Prediction done. {left}"
         finished = sum(1 for done in self._done.values() if done >= _STEPS_PER_VOLUME)
@@ -237,6 +252,20 @@ class PredictionJob:
             layers, results, them = "their prediction layers were", "their results were", "them"
         return (
             f"Left {names}: {layers} deleted while Predict ran, so {results} not put back. "
+            f"Press Predict to predict {them} again."
+        )
+
+    def _changed_text(self) -> str | None:
+        """``Left 'scan': its data changed …``: the images :meth:`leave_changed` took out of the job."""
+        if not self.changed:
+            return None
+        names = ", ".join(repr(name) for name in self.changed)
+        if len(self.changed) == 1:
+            data, results, them = "its data", "its result, of the data it held before, was", "it"
+        else:
+            data, results, them = "their data", "their results, of the data they held before, were", "them"
+        return (
+            f"Left {names}: {data} changed while Predict ran, so {results} not written. "
             f"Press Predict to predict {them} again."
         )
 

@@ -47,6 +47,7 @@ from napari_action._napari.prediction_writer import PredictionWriter
 from napari_action._napari.refine.accepted import TrainingLabels, merge_accepted
 from napari_action._napari.refine.panel import RefinePanel
 from napari_action._napari.renames import ImageRenames
+from napari_action._napari.replaced_data import ReplacedImageData
 from napari_action._napari.run_state import RunState
 from napari_action._napari.status import status_text
 from napari_action._napari.status_line import StatusLine
@@ -108,6 +109,7 @@ class ActionWidget(QWidget):
         self.live = LiveUpdates(viewer, self.training_state, self.training_labels)
         followers = [self.training_state.image_renamed, self.picker.image_renamed, self.refine_panel.image_renamed]
         self.renames = ImageRenames(viewer, followers, on_closed=[self.training_state.image_closed])
+        self.replaced_data = ReplacedImageData(viewer, self.training_state)  # Predict leaves an image given new data
         viewer.layers.events.removed.connect(self._on_layer_removed)
         self.closing = ClosingWatch(self)  # the panel closed: its training stops; the widget gone: abandoned
         self.refresh()
