@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from napari.layers import Image, Labels
 
+from napari_action._napari.made_layers import is_duplicate, mark_made
 from napari_action._napari.undone_edits import history_lengths, history_move, last_redone_atoms, undone_voxels
 from napari_action._napari.writer import layer_world_affine
 from napari_action.data.normalized_volume import is_array_like
@@ -247,10 +248,14 @@ def geometry_kwargs(image: Image) -> dict:
 def find_prediction_layer(viewer: napari.viewer.Viewer, image: Image) -> Labels | None:
     """The prediction layer made for ``image`` (by recorded source, same shape), if any.
 
-    The user may rename it; a layer the user called "<image> ACTION" is not one.
+    The user may rename it; a layer the user called "<image> ACTION" is not one, nor the user's copy of it.
     """
     for layer in viewer.layers:
-        if prediction_source(layer) == image.name and layer_shape(layer) == layer_shape(image):
+        if (
+            prediction_source(layer) == image.name
+            and layer_shape(layer) == layer_shape(image)
+            and not is_duplicate(layer)
+        ):
             return layer
     return None
 
@@ -312,6 +317,7 @@ def prediction_layer_for(
             opacity=0.5,
             **geometry_kwargs(image),
         )
+        mark_made(layer)
         if active is not None:
             viewer.layers.selection.active = active
     if colormap is not None:

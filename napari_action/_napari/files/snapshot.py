@@ -44,6 +44,7 @@ from napari_action._napari.layers import (
     pair_labels_to_images,
     snapshot_labels,
 )
+from napari_action._napari.made_layers import mark_made
 from napari_action._napari.prediction_writer import MODEL_KEY
 from napari_action._napari.reader import read_store
 from napari_action._napari.refine.accepted import pin_slices
@@ -377,6 +378,7 @@ def apply_session(viewer, training_state, restored: Restored, picker=None) -> li
         name = added[i, "image"].name if (i, "image") in added else volume.name
         if (i, "prediction") in added:
             added[i, "prediction"].metadata[SOURCE_KEY] = name
+            mark_made(added[i, "prediction"])  # napari-action's as much as one Predict made: a copy of it is not
         if picker is not None and (i, "painted") in added and (i, "image") in added:
             picker.pair(added[i, "painted"].name, name)
         if volume.accepted_slices:

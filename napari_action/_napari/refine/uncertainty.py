@@ -10,15 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from napari_action._napari.layers import UNCERTAINTY_KEY, geometry_kwargs
+from napari_action._napari.made_layers import is_duplicate, mark_made
 
 #: Suffix of the uncertainty layer made for an image layer.
 UNCERTAINTY_SUFFIX = " uncertainty"
 
 
 def find_uncertainty_layer(viewer, image_name: str):
-    """The uncertainty layer made for ``image_name``, if any."""
+    """The uncertainty layer made for ``image_name``, if any (never the user's copy of it)."""
     for layer in viewer.layers:
-        if layer.metadata.get(UNCERTAINTY_KEY) == image_name:
+        if layer.metadata.get(UNCERTAINTY_KEY) == image_name and not is_duplicate(layer):
             return layer
     return None
 
@@ -67,6 +68,7 @@ def uncertainty_layer(viewer, image, volume: np.ndarray):
         metadata={UNCERTAINTY_KEY: image.name},
         **geometry_kwargs(image),
     )
+    mark_made(layer)
     if active is not None:
         viewer.layers.selection.active = active
     return layer

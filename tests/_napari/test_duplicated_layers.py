@@ -1,0 +1,68 @@
+"""napari's Duplicate Layer on the layers napari-action made: the copy is the user's, never taken for the original.
+
+The copy carries the original's metadata (its image's name, the model that made it), so a lookup by metadata alone
+found it, first when the user moved it above the original, and alone once the original was deleted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers._layer_actions import _duplicate_layer
+
+from napari_action._napari.layers import find_prediction_layer, prediction_layer_for
+from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
+from napari_action.io.session_store import Session, SessionVolume, save_session
+from tests.helpers import gui
+from tests.helpers.gui import dock, wait_idle
+
+
+def duplicate_above(viewer, layer):
+    """napari's Duplicate Layer on ``layer`` (as its layer-list menu does), the copy moved above the original."""
+    viewer.layers.selection.active = layer
+    _duplicate_layer(viewer.layers)
+    copy = viewer.layers[f"{layer.name} copy"]
+    viewer.layers.move(viewer.layers.index(copy), viewer.layers.index(layer))
+    return copy
+
+
+def test_a_duplicate_of_a_prediction_layer_is_never_found_for_its_image_nor_written(viewer):
+    image = viewer.add_image(gui.disc_volume()[0], name="vol", **gui.GRID)
+    made = prediction_layer_for(viewer, image)
+    copy = duplicate_above(viewer, made)
+    copy.data[:] = 2  # the user's own work in the copy
+    assert find_prediction_layer(viewer, image) is made
+
+    viewer.layers.remove(made)
+    assert find_prediction_layer(viewer, image) is None
+    new = prediction_layer_for(viewer, image)
+    assert new is not copy and find_prediction_layer(viewer, image) is new
+    assert np.all(copy.data == 2)
+
+
+def test_a_duplicate_of_an_uncertainty_layer_is_never_found_for_its_image_nor_written(viewer):
+    image = viewer.add_image(gui.disc_volume()[0], name="vol", **gui.GRID)
+    made = uncertainty_layer(viewer, image, np.zeros(gui.SHAPE, np.float32))
+    copy = duplicate_above(viewer, made)
+    assert find_uncertainty_layer(viewer, "vol") is made
+
+    viewer.layers.remove(made)
+    assert find_uncertainty_layer(viewer, "vol") is None
+    new = uncertainty_layer(viewer, image, np.ones(gui.SHAPE, np.float32))
+    assert new is not copy and np.all(copy.data == 0)
+
+
+def test_a_duplicate_of_a_prediction_layer_opened_from_a_session_is_not_found_for_its_image(viewer, qtbot, tmp_path):
+    # The layer a session restores is napari-action's as much as the one Predict made: its copy is the user's.
+    image, truth = gui.disc_volume()
+    volume = SessionVolume(name="vol", shape=gui.SHAPE, image=image, prediction=truth.astype(np.uint8))
+    records = {"name": "vol ACTION", "transform": {}, "geometry": None}
+    volume.meta = {"geometry": None, "layers": {"image": {**records, "name": "vol", "index": 0}}}
+    volume.meta["layers"]["prediction"] = {**records, "index": 1}
+    store = save_session(tmp_path / "work.action.zarr", Session(volumes=[volume]))
+    widget = dock(viewer)
+    widget.files_panel.open_session(store)
+    wait_idle(qtbot, widget)
+    restored = viewer.layers["vol ACTION"]
+
+    duplicate_above(viewer, restored)
+    assert find_prediction_layer(viewer, viewer.layers["vol"]) is restored
