@@ -17,7 +17,9 @@ _ITK_VOLUME_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".gipl", ".gipl.gz", "
 #: FreeSurfer's volumes.
 _MGH_SUFFIXES = (".mgz", ".mgh")
 #: Formats of one picture: at best a stack of slices without voxel size or orientation.
-_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: TIFF: often a 3D stack, one slice a page (microscopes, some CT exports), mostly without a voxel size.
+_TIFF_SUFFIXES = (".tif", ".tiff")
 _ACCEPTED = "napari-action reads 3D NIfTI volumes (.nii or .nii.gz) and zarr stores (folders ending in .zarr)"
 
 
@@ -36,6 +38,8 @@ def not_nifti_message(path: Path) -> str:
             f"{path}: a DICOM file, not NIfTI; {_ACCEPTED}. Convert its series (the folder holding it) to one NIfTI "
             f"file first, e.g. `dcm2niix -z y {path.parent}`, and give that file."
         )
+    if suffix in _TIFF_SUFFIXES:
+        return _tiff_message(path, suffix)
     if suffix in _PICTURE_SUFFIXES:
         return (
             f"{path}: a 2D picture ({suffix}), not a 3D volume; napari-action needs a 3D volume as a NIfTI file "
@@ -66,6 +70,22 @@ def _itk_volume_message(path: Path, suffix: str) -> str:
     return (
         f"{path}: a {suffix} volume, not NIfTI; {_ACCEPTED}. Convert it keeping its geometry, e.g. with "
         f"SimpleITK (pip install SimpleITK): `{one_line}`, and give that file."
+    )
+
+
+def _tiff_message(path: Path, suffix: str) -> str:
+    # SimpleITK reads a multi-page TIFF as one 3D image, but its voxel size is absent or in the wrong unit
+    # (dots per inch) as often as not: the user states it. DX, DY, DZ left as they are stop the line
+    # (NameError) instead of writing a volume of 1 mm voxels that nothing would question.
+    one_line = (
+        f'python -c \'import SimpleITK as sitk; image = sitk.ReadImage("{path}"); '
+        f'image.SetSpacing((DX, DY, DZ)); sitk.WriteImage(image, "{_as_nifti(path, suffix)}")\''
+    )
+    return (
+        f"{path}: a TIFF file ({suffix}), not NIfTI; {_ACCEPTED}. If it holds a 3D stack (one slice a page), "
+        f"convert it stating its voxel size, e.g. with SimpleITK (pip install SimpleITK): `{one_line}`, "
+        "replacing DX, DY, DZ by the voxel size in mm along a row, down a column and from page to page "
+        "(a TIFF seldom holds it), and give that file. A single page is a 2D picture, not a volume."
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from PIL import Image
 
 from napari_action.io.nifti import VolumeError, load_volume
 
@@ -110,12 +111,44 @@ def test_a_dicom_file_by_name_or_by_its_mark_keeps_the_dcm2niix_advice(tmp_path,
     assert f"{path}: a DICOM file, not NIfTI" in message and f"`dcm2niix -z y {tmp_path}`" in message
 
 
-@pytest.mark.parametrize("name", ["slice.png", "stack.tif"])
+@pytest.mark.parametrize("name", ["slice.png", "photo.jpg"])
 def test_a_picture_is_told_that_a_3d_volume_is_needed(tmp_path, name):
     path = write_picture_bytes(tmp_path / name)
     message = refusal(path)
     assert "a 2D picture" in message and "napari-action needs a 3D volume as a NIfTI file" in message
     assert "dcm2niix" not in message
+
+
+def write_tiff_stack(path: Path, pages: np.ndarray) -> Path:
+    """A multi-page TIFF, one slice a page, as microscopes write a 3D stack (Pillow: no voxel size in it)."""
+    first, *rest = [Image.fromarray(page) for page in pages]
+    first.save(path, save_all=True, append_images=rest)
+    return path
+
+
+@pytest.mark.parametrize("name", ["stack.tif", "STACK.TIFF"])
+def test_a_tiff_is_told_to_be_converted_stating_its_voxel_size_not_that_a_3d_volume_is_needed(tmp_path, name):
+    # A TIFF was told it was "a 2D picture, not a 3D volume": a multi-page TIFF is the 3D stack of a microscope.
+    path = write_picture_bytes(tmp_path / name)
+    message = refusal(path)
+    assert f"{path}: a TIFF file (.{name.split('.')[-1].lower()}), not NIfTI" in message
+    assert "reads 3D NIfTI volumes (.nii or .nii.gz) and zarr stores" in message
+    assert "stating its voxel size" in message and "dcm2niix" not in message
+    assert "a 2D picture (" not in message and "needs a 3D volume" not in message
+
+
+def test_the_simpleitk_line_of_the_tiff_advice_makes_a_nifti_file_of_the_stack_with_the_voxel_size_stated(tmp_path):
+    pages = np.arange(3 * 6 * 7, dtype=np.uint16).reshape(3, 6, 7)  # 3 pages of 6 rows of 7 columns
+    path = write_tiff_stack(tmp_path / "stack.tif", pages)
+    command = refusal(path).split("`")[1]  # the one line between backticks, as a user copies it
+    assert "DX, DY, DZ" in command  # the voxel size, which the user states: unset, the line stops (NameError)
+    words = shlex.split(command.replace("DX, DY, DZ", "0.5, 0.25, 2.0"))
+    assert words[:2] == ["python", "-c"]
+    subprocess.run([sys.executable, *words[1:]], check=True)
+    volume, meta = load_volume(tmp_path / "stack.nii.gz")
+    assert volume.shape == (7, 6, 3)  # x along a row, y down the columns, z from page to page
+    np.testing.assert_array_equal(volume, pages.transpose(2, 1, 0))
+    np.testing.assert_allclose(meta.zooms[:3], (0.5, 0.25, 2.0))
 
 
 def test_any_other_file_is_plainly_not_nifti_with_the_formats_read(tmp_path):
