@@ -38,7 +38,7 @@ class FolderDescription(NamedTuple):
 
 def describe_folder(folder: Path, expected: str = "an image") -> FolderDescription:
     """What ``folder``, given where ``expected`` (``"an image"``, ``"a label map"``) belongs, is; what to give."""
-    zarr_metadata = _zarr_metadata(folder)
+    zarr_metadata = zarr_metadata_file(folder)
     if zarr_metadata is not None:
         if folder.name.lower().endswith(".zarr"):
             # Only a reader of NIfTI files alone (load_volume, load_labels from a script) gets here with one.
@@ -58,7 +58,7 @@ def describe_folder(folder: Path, expected: str = "an image") -> FolderDescripti
     return FolderDescription(problem, advice, [], "nothing")
 
 
-def _zarr_metadata(folder: Path) -> str | None:
+def zarr_metadata_file(folder: Path) -> str | None:
     """The name of the metadata file that makes ``folder`` a zarr store; None if it holds none."""
     return next((name for name in _ZARR_METADATA if (folder / name).is_file()), None)
 
@@ -75,12 +75,13 @@ def _zarr_store_to_nifti_reader(folder: Path) -> FolderDescription:
 def _misnamed_zarr_store(folder: Path, metadata: str) -> FolderDescription:
     problem = f"{folder} is a zarr store (it holds {metadata}) whose name does not end in .zarr"
     advice = f"napari-action knows a zarr store by that ending: rename it to {folder.name}.zarr and give that."
-    if _is_zarr_group(folder, metadata):  # renamed, it would be refused still: say what it must hold
+    if is_zarr_group(folder, metadata):  # renamed, it would be refused still: say what it must hold
         advice += " It must hold one 3D array, as `napari-action convert` writes it, not a group of arrays."
     return FolderDescription(problem, advice, [], "zarr")
 
 
-def _is_zarr_group(folder: Path, metadata: str) -> bool:
+def is_zarr_group(folder: Path, metadata: str) -> bool:
+    """Whether the store ``folder``, made one by its ``metadata`` file, holds a group rather than one array."""
     if metadata != "zarr.json":
         return metadata == ".zgroup"
     try:

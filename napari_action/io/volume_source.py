@@ -42,6 +42,7 @@ from napari_action.io.nifti import (
     load_volume,
 )
 from napari_action.io.volume_meta import VolumeMeta
+from napari_action.io.zarr_folder import store_without_array_message, unreadable_metadata_message
 
 logger = logging.getLogger(__name__)
 
@@ -237,13 +238,15 @@ def _open_zarr_array(path: Path) -> Any:
 
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such zarr store (a folder). Check the path and try again.")
+    refusal = store_without_array_message(path)  # empty, other files, a group, metadata not JSON
+    if refusal is not None:
+        raise VolumeError(refusal)
     try:
         array = zarr.open_array(str(path), mode="r")
-    except Exception as error:  # zarr raises several kinds for a group, damaged metadata, no store
-        raise VolumeError(
-            f"{path}: cannot be read as a zarr array ({type(error).__name__}: {error}); napari-action reads "
-            "one 3D array per store, as `napari-action convert` writes it."
-        ) from error
+    except OSError:  # no fault of the store; the OS's errors are worded by the front ends
+        raise
+    except Exception as error:  # zarr raises KeyError, ValueError, ... for metadata it cannot make an array of
+        raise VolumeError(unreadable_metadata_message(path)) from error
     if array.ndim != 3 or 0 in array.shape:
         raise VolumeError(f"{path}: the zarr array has shape {array.shape}; napari-action needs one 3D volume.")
     if array.dtype.kind not in "biuf":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -168,3 +170,20 @@ def test_a_store_with_a_damaged_chunk_is_a_volume_error_so_the_other_files_open_
     chunk.write_bytes(b"not a compressed chunk")  # zarr's codec raised RuntimeError: napari's traceback
     with pytest.raises(VolumeError, match="a chunk of the zarr store cannot be read"):
         read_zarr(store)
+
+
+def test_a_store_whose_metadata_zarr_cannot_read_is_named_in_our_words(make_napari_viewer, tmp_path):
+    # napari-action's attributes claim it for the reader; its notification was zarr's exception text.
+    store = tmp_path / "scan.zarr"
+    meta = VolumeMeta.from_affine(np.eye(4), (4, 5, 6))
+    zarr.create_array(str(store), data=np.zeros((4, 5, 6), np.float32), attributes=zarr_attrs(meta))
+    metadata = json.loads((store / "zarr.json").read_text())
+    del metadata["shape"]
+    (store / "zarr.json").write_text(json.dumps(metadata))
+    assert napari_get_reader(store) is open_zarr
+    viewer = make_napari_viewer()
+    before = len(notification_manager.records)
+    assert viewer.open(store, plugin=PLUGIN) == []
+    (message,) = messages_since(before, "error")
+    assert message.startswith(f"{store} holds no readable zarr array: its metadata file zarr.json is not")
+    assert "Error" not in message and "write it again" in message

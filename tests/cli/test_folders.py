@@ -163,3 +163,24 @@ def test_a_zarr_store_given_to_the_nifti_reader_of_a_script_is_told_where_stores
         # It said the store held "no NIfTI or DICOM file" and asked for "a zarr store": what it was given.
         assert "is a zarr store" in message and "no NIfTI or DICOM" not in message
         assert "open_volume_source" in message and "load_label_map" in message
+
+
+def test_an_empty_folder_named_as_a_zarr_store_is_told_to_hold_no_zarr_array_by_every_command(
+    nifti_files, model_file, capsys
+):
+    # Each said "cannot be read as a zarr array (ArrayNotFoundError: No array found in store file://…)".
+    store = nifti_files["dir"] / "empty.zarr"
+    store.mkdir()
+    out = nifti_files["dir"] / "m.pt"
+    commands = [
+        (cli_train_args([store], nifti_files["labels"], out), 2),
+        (cli_train_args([nifti_files["image"]], store, out), 2),
+        (cli_predict_args(model_file, store, nifti_files["dir"] / "out"), 1),
+        (["evaluate", "--pred", str(nifti_files["truth"]), "--truth", str(store)], 2),
+    ]
+    for args, status in commands:
+        assert main(args) == status, args
+        err = capsys.readouterr().err
+        assert f"{store} holds no zarr array: the folder is empty." in err, args
+        assert "ArrayNotFoundError" not in err and "file://" not in err
+    assert not out.exists()

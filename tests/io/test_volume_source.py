@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+import zarr
 
 from napari_action.cli.convert import convert_to_zarr
+from napari_action.io.label_map import load_label_map
 from napari_action.io.nifti import NonFiniteVoxelsError, VolumeError, load_volume
 from napari_action.io.volume_source import (
     ArraySlices,
@@ -113,3 +117,61 @@ def test_a_zarr_array_without_geometry_gets_1_mm_voxels_and_a_warning(tmp_path, 
     zarr.create_array(str(tmp_path / "wrong.zarr"), data=np.ones((4, 5, 6), np.uint8), attributes=zarr_attrs(other))
     with pytest.raises(VolumeError, match="its geometry says"):
         open_volume_source(tmp_path / "wrong.zarr")
+
+
+def _folder(path: Path, *entries: str) -> Path:
+    """A folder named as a zarr store holding the empty files (and folders, ending in /) named."""
+    path.mkdir()
+    for entry in entries:
+        (path / entry).mkdir() if entry.endswith("/") else (path / entry).write_text("")
+    return path
+
+
+def _refusal(path: Path, read=open_volume_source) -> str:
+    with pytest.raises(VolumeError) as refused:
+        read(path)
+    message = str(refused.value)
+    # It was zarr's own wording: "ArrayNotFoundError: No array found in store file://…", "JSONDecodeError: …".
+    assert "Error" not in message and "file://" not in message and "No array found" not in message
+    return message
+
+
+@pytest.mark.parametrize("read", [open_volume_source, load_label_map])
+def test_an_empty_folder_named_as_a_zarr_store_is_told_to_hold_no_zarr_array_and_what_to_give(tmp_path, read):
+    store = _folder(tmp_path / "scan.zarr")
+    message = _refusal(store, read)
+    assert message.startswith(f"{store} holds no zarr array: the folder is empty.")
+    assert "napari-action convert" in message and "a NIfTI file (.nii or .nii.gz)" in message
+
+
+def test_a_zarr_named_folder_without_zarr_metadata_names_what_it_holds(tmp_path):
+    store = _folder(tmp_path / "scan.zarr", "notes.txt", "c/", "scan.nii.gz")
+    message = _refusal(store)
+    assert message.startswith(f"{store} holds no zarr array: it holds c/, notes.txt, scan.nii.gz and no zarr.json")
+
+
+def test_a_zarr_store_whose_metadata_is_not_json_is_told_it_is_damaged_and_to_write_it_again(tmp_path):
+    store = _folder(tmp_path / "scan.zarr")
+    (store / "zarr.json").write_text('{"shape": [4, 5')  # a write cut short
+    message = _refusal(store)
+    assert message.startswith(f"{store} holds no readable zarr array: its metadata file zarr.json is not valid JSON")
+    assert "write it again" in message
+
+
+def test_a_zarr_store_whose_metadata_zarr_cannot_read_is_told_it_is_damaged(tmp_path):
+    store = tmp_path / "scan.zarr"
+    zarr.create_array(str(store), data=np.zeros((4, 5, 6), np.float32))
+    metadata = json.loads((store / "zarr.json").read_text())
+    del metadata["shape"]
+    (store / "zarr.json").write_text(json.dumps(metadata))
+    message = _refusal(store)
+    assert message.startswith(f"{store} holds no readable zarr array: its metadata file zarr.json is not")
+    assert "write it again" in message
+
+
+def test_a_zarr_group_is_told_to_hold_no_array(tmp_path):
+    store = tmp_path / "scan.zarr"
+    zarr.open_group(str(store), mode="w")
+    message = _refusal(store)
+    assert message.startswith(f"{store} holds a zarr group, not one array;")
+    assert "one 3D array per store, as `napari-action convert` writes it" in message
