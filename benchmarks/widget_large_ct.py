@@ -25,6 +25,7 @@ from gui_responsiveness import Heartbeat, StallSampler, _rss_mib, summarize
 from propagation_speed import SPACING, synthetic_ct
 
 NAME = "ct"
+PAINTED = 3  # axial slices painted, evenly spaced
 
 
 class LargeScanRun:
@@ -38,7 +39,7 @@ class LargeScanRun:
 
         image, truth = synthetic_ct(args.size, args.slices)
         painted = np.zeros_like(truth)
-        for index in (args.slices // 4, args.slices // 2, 3 * args.slices // 4):
+        for index in np.linspace(0, args.slices, PAINTED + 2).astype(int)[1:-1]:
             painted[index] = truth[index]
         self.viewer = napari.Viewer(show=True)
         self.viewer.add_image(image.astype(np.int16), name=NAME, scale=SPACING)
@@ -81,8 +82,10 @@ class LargeScanRun:
         streamed = 0 if tracker is None else int(np.count_nonzero(tracker.streamed))
         rss = round(_rss_mib())
         press["peak_rss_mib"] = max(press["peak_rss_mib"], rss)
-        if streamed and "first_slices_s" not in press:
-            press["first_slices_s"] = elapsed
+        if streamed and "painted_shown_s" not in press:
+            press["painted_shown_s"] = elapsed
+        if streamed > PAINTED and "first_propagated_s" not in press:  # more than the painted slices
+            press["first_propagated_s"] = elapsed
         step = None if run is None or run.last_progress is None else run.last_progress.step
         print(json.dumps({"press": press["press"], "s": elapsed, "streamed": streamed, "step": step, "rss_mib": rss}))  # noqa: T201
         if run is not None and run.error is not None:
@@ -92,7 +95,7 @@ class LargeScanRun:
             press.update(first_step_s=elapsed, slices_at_first_step=streamed)
             self.widget.stop_training()
         elif "first_step_s" in press and not self._working():
-            self.press_train() if len(self.presses) < 2 else self.finish()
+            self.press_train() if len(self.presses) < self.args.presses else self.finish()
         elif elapsed > self.args.timeout:
             press["timed_out"] = True
             self.finish()
@@ -122,6 +125,7 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--slices", type=int, default=400)
     parser.add_argument("--every", type=float, default=0.5)
+    parser.add_argument("--presses", type=int, default=2, help="Train presses, each stopped after its first step")
     parser.add_argument("--why", action="store_true", help="sample the threads' stacks during stalls over 200 ms")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds a press may take to its first step")
     args = parser.parse_args(argv)

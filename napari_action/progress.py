@@ -30,6 +30,9 @@ class SlicePrediction:
     confidence : np.ndarray or None
         Max softmax probability per voxel, same shape, float32 in [0, 1]; None where the prediction was
         asked not to make it (``iter_predict(with_confidence=False)``).
+    uncertainty, slice_scores : np.ndarray or None
+        The voxels' uncertainty (same shape) and one score per slice, for a front end that ranks slices
+        (:func:`~napari_action.inference.uncertainty.with_uncertainty`); None unless asked for.
     """
 
     volume_index: int
@@ -37,6 +40,8 @@ class SlicePrediction:
     start: int
     labels: np.ndarray
     confidence: np.ndarray | None
+    uncertainty: np.ndarray | None = None
+    slice_scores: np.ndarray | None = None
 
     @property
     def stop(self) -> int:

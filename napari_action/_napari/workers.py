@@ -28,6 +28,7 @@ one: label snapshots are complete, and only the last focus matters.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from napari_action._napari.threads import (
     warm_up_torch,
 )
 from napari_action.inference.model_protocol import TrainableModel
+from napari_action.inference.uncertainty import with_uncertainty
 from napari_action.progress import AnnotationUpdate, FocusRequest, SlicePrediction, TrainProgress
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,13 @@ def _take(incoming: Sequence[tuple[int, Any]] | None, received: int, queue: list
     return received
 
 
+def _scored(predictions: Sequence[SlicePrediction], trainer: TrainableModel) -> tuple[SlicePrediction, ...]:
+    """Streamed slices with their uncertainty and slice scores, computed here in the worker rather than by the
+    Refine panel on napari's GUI thread."""
+    n_classes = len(trainer.class_values)  # read at each hand-over: a class painted mid-run adds one
+    return tuple(with_uncertainty(prediction, n_classes) for prediction in predictions)
+
+
 def _drive(
     build: Callable[[], TrainableModel], background: bool = True, preview: bool = False
 ) -> Generator[_Step, Any, None]:
@@ -101,7 +110,7 @@ def _drive(
     # The prior (seconds of propagation) first, a run of slices at a time: the user sees it grow
     # outwards from the painted slices; training then reuses it. Stop is honoured between runs.
     for predictions in trainer.iter_preview() if preview else ():
-        received = _take((yield _Step(None, received, preview=predictions)), received, queue)
+        received = _take((yield _Step(None, received, preview=_scored(predictions, trainer))), received, queue)
     steps = trainer.iter_train()
     command = None  # a generator that has not started yet cannot take a message
     try:
@@ -110,6 +119,8 @@ def _drive(
                 progress = steps.send(command)
             except StopIteration:
                 return
+            if progress.predictions:
+                progress = dataclasses.replace(progress, predictions=_scored(progress.predictions, trainer))
             received = _take((yield _Step(progress, received)), received, queue)
             command = queue.pop(0) if queue else None
     finally:

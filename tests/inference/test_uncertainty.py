@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty
+from napari_action.inference.suggestions import slice_scores
+from napari_action.inference.uncertainty import UncertaintyMaps, streamed_uncertainty, with_uncertainty
+from napari_action.progress import SlicePrediction
 
 SHAPE = (6, 8, 10)
 
@@ -79,3 +81,29 @@ def test_a_new_map_takes_a_handed_over_entropy_without_copying_it_and_copies_one
     np.testing.assert_array_equal(kept.volume, read_only)
     as_float64 = UncertaintyMaps().set_volume("vol", handed.astype(np.float64), 0)
     assert as_float64.volume.dtype == np.float32
+
+
+def test_a_streamed_run_carries_its_uncertainty_and_the_scores_a_map_would_compute():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.3, 1.0, (3, 6, 10)).astype(np.float32)  # slices 2-4 along axis 1 of SHAPE
+    run = SlicePrediction(0, 1, 2, np.ones((3, 6, 10), np.uint8), confidence)
+    scored = with_uncertainty(run, n_classes=3)
+    np.testing.assert_array_equal(scored.uncertainty, streamed_uncertainty(confidence, 3))
+    np.testing.assert_array_equal(scored.slice_scores, slice_scores(scored.uncertainty, 0))
+    assert with_uncertainty(SlicePrediction(0, 1, 2, run.labels, None), 3).slice_scores is None  # nothing to score
+
+    computed_here = UncertaintyMaps().set_slices("vol", SHAPE, 1, 2, scored.uncertainty).scores()
+    handed_over = UncertaintyMaps().set_slices("vol", SHAPE, 1, 2, scored.uncertainty, scored.slice_scores)
+    np.testing.assert_array_equal(handed_over.scores(), computed_here)
+
+
+def test_scores_handed_over_with_streamed_slices_are_taken_not_computed_again():
+    maps = UncertaintyMaps()
+    maps.set_slices("vol", SHAPE, 0, 0, np.full((2, 8, 10), 0.5, np.float32))  # scored here, when asked
+    given = np.array([0.9, 0.1])  # scores made elsewhere from the values below (here: told, to see them kept)
+    found = maps.set_slices("vol", SHAPE, 0, 3, np.full((2, 8, 10), 0.2, np.float32), given)
+    scores = found.scores()
+    np.testing.assert_allclose(scores[:2], 0.5)  # the earlier slices scored from their values
+    np.testing.assert_array_equal(scores[3:5], given)
+    maps.set_slices("vol", SHAPE, 0, 3, np.full((2, 8, 10), 0.2, np.float32))
+    np.testing.assert_allclose(maps.maps["vol"].scores()[3:5], 0.2)  # written again without scores: scored here

@@ -373,8 +373,11 @@ class RefinePanel(QGroupBox):
         for prediction in batch:
             if prediction.volume_index < len(state.plan.images) and not state.plan.replaced(prediction.volume_index):
                 image = state.plan.images[prediction.volume_index]
-                values = streamed_uncertainty(prediction.confidence, n_classes)
-                self.uncertainty.set_slices(image.name, layer_shape(image), prediction.axis, prediction.start, values)
+                values = prediction.uncertainty  # computed in the training worker (workers._drive)
+                if values is None:
+                    values = streamed_uncertainty(prediction.confidence, n_classes)
+                shape, scores = layer_shape(image), prediction.slice_scores
+                self.uncertainty.set_slices(image.name, shape, prediction.axis, prediction.start, values, scores)
         self.rank_streamed()
 
     def volume_predicted(self, image_name: str, update, record) -> None:
