@@ -62,13 +62,25 @@ _HISTOGRAM_VALUES = 1 << 16
 
 
 def _value_counts(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The label values on one slice, ascending, and how many voxels hold each."""
+    """The label values on one slice, ascending, and how many voxels hold each.
+
+    Called for every slice of a prediction each time the Refine panel ranks slices (every few seconds while
+    predictions stream, on napari's GUI thread): a slice without structure (most of a CT's) and the widget's
+    uint8 layers take the short ways.
+    """
     flat = plane.ravel()
-    if flat.size and flat.dtype.kind in "ui" and flat.min() >= 0 and flat.max() < _HISTOGRAM_VALUES:
-        histogram = np.bincount(flat.astype(np.intp, copy=False))  # uint64 does not cast to intp by itself
+    if flat.size and not flat.any():
+        return np.zeros(1, flat.dtype), np.array([flat.size])
+    if flat.dtype == np.uint8 or _fits_a_histogram(flat):
+        # uint64 does not cast to intp by itself
+        histogram = np.bincount(flat if flat.dtype == np.uint8 else flat.astype(np.intp, copy=False))
         present = np.flatnonzero(histogram)
         return present.astype(flat.dtype), histogram[present]
     return np.unique(flat, return_counts=True)
+
+
+def _fits_a_histogram(flat: np.ndarray) -> bool:
+    return bool(flat.size) and flat.dtype.kind in "ui" and flat.min() >= 0 and flat.max() < _HISTOGRAM_VALUES
 
 
 @dataclass(frozen=True)

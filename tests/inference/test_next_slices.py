@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from napari_action.inference.next_slices import STRATEGIES, next_slices, structure_range
+from napari_action.inference.next_slices import STRATEGIES, _SliceContent, next_slices, structure_range
 
 AXIS = 2
 
@@ -105,3 +105,20 @@ def test_label_values_of_any_size_and_sign_are_counted_on_their_slices(dtype, va
     picks = next_slices("coverage", prediction, AXIS, annotated=[12], annotated_values=[0, low], k=3)
     assert [(p.slice_index, p.reason) for p in picks] == [(9, f"label {high} missing")]
     assert structure_range(prediction, AXIS) == (4, 12)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64, np.uint64])
+def test_each_slices_label_counts_are_those_of_np_unique_empty_slices_and_wide_values_included(dtype):
+    rng = np.random.default_rng(3)
+    volume = np.zeros((6, 9, 11), dtype)
+    volume[1:4] = rng.integers(0, 5, (3, 9, 11))
+    volume[4, 2, 3] = np.iinfo(dtype).max  # beyond a histogram's reach for the wide types
+    if np.issubdtype(dtype, np.signedinteger):
+        volume[5, 0, 0] = -2  # a value no histogram counts
+    content = _SliceContent.of(volume, 0)
+    for index, plane in enumerate(volume):
+        values, counts = np.unique(plane, return_counts=True)
+        expected = np.zeros(content.values.size, np.int64)
+        expected[np.searchsorted(content.values, values)] = counts
+        np.testing.assert_array_equal(content.counts[index], expected)
+    np.testing.assert_array_equal(content.values, np.unique(volume))
