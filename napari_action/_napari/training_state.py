@@ -25,6 +25,7 @@ from napari_action._napari.layers import (
     layer_image_data,
     prediction_source,
 )
+from napari_action._napari.made_layers import is_duplicate
 from napari_action._napari.prediction_job import PredictionJob
 from napari_action._napari.run_state import RunState
 from napari_action._napari.view_plane import layer_geometry, training_order
@@ -280,7 +281,13 @@ class TrainingState:
 
     def forget_layer(self, layer) -> None:
         """Drop the tracker of a removed prediction layer; a removed image's prediction, or the prediction of the image
-        whose prediction layer was removed, if a job is making it (a deleted layer is not made again)."""
+        whose prediction layer was removed, if a job is making it (a deleted layer is not made again).
+
+        The user's copy of a layer napari-action made (Duplicate Layer) carries the original's image name: its removal
+        touches neither the job, which writes into the original, nor the original's tracker.
+        """
+        if is_duplicate(layer):
+            return
         if isinstance(self.job, PredictionJob):
             self.job.forget(layer.name)
             if prediction_source(layer) is not None:

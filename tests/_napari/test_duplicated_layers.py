@@ -13,7 +13,7 @@ from napari_action._napari.layers import find_prediction_layer, prediction_layer
 from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
 from napari_action.io.session_store import Session, SessionVolume, save_session
 from tests.helpers import gui
-from tests.helpers.gui import dock, wait_idle
+from tests.helpers.gui import dock, wait_finished, wait_idle
 
 
 def duplicate_above(viewer, layer):
@@ -66,3 +66,38 @@ def test_a_duplicate_of_a_prediction_layer_opened_from_a_session_is_not_found_fo
 
     duplicate_above(viewer, restored)
     assert find_prediction_layer(viewer, viewer.layers["vol"]) is restored
+
+
+def test_a_copy_of_a_prediction_layer_deleted_while_predict_runs_leaves_the_job_its_image(scene, qtbot):
+    # The copy carries the image's name as the original does: deleting it made the job leave the image, "its
+    # prediction layer was deleted", while the original was still there for the result.
+    viewer, widget, labels, truth = scene
+    widget.train_button.click()
+    wait_finished(qtbot, widget)
+    made = viewer.layers["vol ACTION"]
+    gui.edit_slice(made, 4, 2)  # a correction in napari-action's layer, locked by its tracker
+    copy = duplicate_above(viewer, made)
+    made.data[6] = 0  # where the prediction to come shows it landed
+    widget.predict_button.click()
+    assert widget.training_state.job is not None
+    viewer.layers.remove(copy)
+    wait_finished(qtbot, widget)
+
+    assert widget.status_label.text() == "Ready."
+    assert made.data[6].any() and (made.data[4, 0:6, 0:6] == 2).all()
+
+
+def test_a_copy_of_a_prediction_layer_deleted_keeps_the_accepted_slices_of_its_image(scene, qtbot):
+    # The Refine panel took the copy for the layer holding the accepted slices: they went with the copy.
+    viewer, widget, labels, truth = scene
+    made = prediction_layer_for(viewer, viewer.layers["vol"])
+    made.data[:] = truth
+    widget.training_state.tracker_for(made, 0)
+    viewer.layers.selection.active = made
+    gui.show_slice(viewer, 4)
+    assert widget.refine_panel.accept_current_slice() == [4]
+    copy = duplicate_above(viewer, made)
+
+    viewer.layers.remove(copy)
+    assert widget.training_state.accepted_slices == {"vol": {4}}
+    assert "went with its prediction layer" not in widget.refine_panel.status_label.text()

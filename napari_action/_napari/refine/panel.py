@@ -43,6 +43,7 @@ from napari_action._napari.layers import (
     is_prediction_layer,
     layer_shape,
 )
+from napari_action._napari.made_layers import is_duplicate
 from napari_action._napari.refine.accepted import (
     accept_slices,
     copy_slices,
@@ -214,14 +215,20 @@ class RefinePanel(QGroupBox):
         if (watch := self._watched.pop(id(layer), None)) is not None:
             watch.close()
         if is_prediction_layer(layer):
-            # The prediction layer held the accepted slices' content: they go with it, out of a running training too.
-            name = layer.metadata[SOURCE_KEY]
-            if self.training_state.accepted_slices.pop(name, None):
-                self.status_label.setText(f"The accepted slices of {name!r} went with its prediction layer.")
-                self.widget.labels_changed()
+            self._drop_accepted_slices_of(layer)
         elif UNCERTAINTY_KEY not in layer.metadata:
             self.uncertainty.forget(layer.name)
         self._on_layers_changed()
+
+    def _drop_accepted_slices_of(self, layer) -> None:
+        """The deleted prediction layer held the accepted slices' content: they go with it, out of a running training
+        too. Not with the user's copy of it (Duplicate Layer): the layer napari-action made still holds them."""
+        if is_duplicate(layer):
+            return
+        name = layer.metadata[SOURCE_KEY]
+        if self.training_state.accepted_slices.pop(name, None):
+            self.status_label.setText(f"The accepted slices of {name!r} went with its prediction layer.")
+            self.widget.labels_changed()
 
     def _on_image_data_replaced(self, event) -> None:
         """An image given new data (``layer.data = a crop``, another scan): its uncertainty map scored the old data's
