@@ -17,6 +17,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from napari_action._napari.layers import find_prediction_layer, is_mid_stroke, prediction_layer_for
+from napari_action._napari.made_layers import is_duplicate
 from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import PredictionUpdate, SlicePrediction
 
@@ -28,7 +29,13 @@ MODEL_KEY = "napari_action_model"
 
 
 def made_by(layer) -> dict[str, Any] | None:
-    """The record of the model that made the last prediction written into ``layer`` (None: unknown)."""
+    """The record of the model that made the last prediction written into ``layer`` (None: unknown).
+
+    None for the user's copy of a prediction layer (napari's Duplicate Layer): it carries the original's record, but
+    what it holds is the user's, and no prediction is written into it.
+    """
+    if is_duplicate(layer):
+        return None
     return getattr(layer, "metadata", {}).get(MODEL_KEY)
 
 

@@ -6,11 +6,16 @@ found it, first when the user moved it above the original, and alone once the or
 
 from __future__ import annotations
 
+import json
+
+import nibabel as nib
 import numpy as np
 from napari.layers._layer_actions import _duplicate_layer
 
+from napari_action import __version__
 from napari_action._napari.layers import find_prediction_layer, prediction_layer_for
 from napari_action._napari.refine.uncertainty import find_uncertainty_layer, uncertainty_layer
+from napari_action.io.nifti import load_labels
 from napari_action.io.session_store import Session, SessionVolume, save_session
 from tests.helpers import gui
 from tests.helpers.gui import dock, wait_finished, wait_idle
@@ -101,3 +106,36 @@ def test_a_copy_of_a_prediction_layer_deleted_keeps_the_accepted_slices_of_its_i
     viewer.layers.remove(copy)
     assert widget.training_state.accepted_slices == {"vol": {4}}
     assert "went with its prediction layer" not in widget.refine_panel.status_label.text()
+
+
+def test_export_writes_the_original_under_its_image_name_and_a_copy_under_its_own_without_the_model(
+    scene, qtbot, tmp_path
+):
+    # With the copy above the original, the copy took "vol_action.nii.gz" and the original went to a file named after
+    # its layer; and the copy's header and sidecar named the model and the accepted slices of the original.
+    viewer, widget, labels, truth = scene
+    widget.train_button.click()
+    wait_finished(qtbot, widget)  # the run ends with a prediction of the trained image: the layer names its model
+    made = viewer.layers["vol ACTION"]
+    viewer.layers.selection.active = made
+    gui.show_slice(viewer, 4)
+    assert widget.refine_panel.accept_current_slice() == [4]
+    copy = duplicate_above(viewer, made)
+    copy.data[:] = 2  # the user's own work in the copy
+    out = tmp_path / "out"
+    out.mkdir()
+    assert widget.files_panel.export_masks(out)
+    wait_idle(qtbot, widget)
+
+    np.testing.assert_array_equal(load_labels(out / "vol_action.nii.gz")[0], made.data)
+    np.testing.assert_array_equal(load_labels(out / "vol ACTION copy_action.nii.gz")[0], copy.data)
+    original, copied = (json.loads((out / f"{name}_action.json").read_text()) for name in ("vol", "vol ACTION copy"))
+    assert original["model"] is not None and original["accepted_slices"] == [4]
+    assert copied["model"] is None and copied["accepted_slices"] is None
+    assert descrip(out / "vol ACTION copy_action.nii.gz") == f"napari-action {__version__}"
+    assert descrip(out / "vol_action.nii.gz").startswith(f"napari-action {__version__}, model ")
+
+
+def descrip(path) -> str:
+    """The header line napari-action writes into a mask it exports (the model that made it, when known)."""
+    return nib.load(path).header["descrip"].item().decode()

@@ -38,6 +38,7 @@ from napari_action._napari.layers import (
     layer_array,
     layer_shape,
 )
+from napari_action._napari.made_layers import is_duplicate
 from napari_action._napari.prediction_writer import made_by
 from napari_action._napari.view_plane import layer_volume_meta
 from napari_action.io.errors import describe_error
@@ -105,18 +106,34 @@ def plan_export(viewer, folder: str | Path, describe: Describe | None = None) ->
     """Copy every prediction layer with its geometry and target path (GUI thread); ``describe(layer, path)``
     gives the record of its sidecar (None: no sidecars)."""
     items, taken = [], set()
-    for layer in viewer.layers:
+    for layer in _made_layers_first(viewer):
         if not is_prediction_layer(layer) or len(layer_shape(layer)) != 3:
             continue
-        image_name = layer.metadata.get(SOURCE_KEY) or layer.name
         meta = layer_volume_meta(_geometry_layer(viewer, layer))
         labels = np.array(layer_array(layer), copy=True)  # the user may paint on while we write
-        path = _free_path(Path(folder), image_name, layer.name, taken)
+        path = _free_path(Path(folder), _file_name_of(layer), layer.name, taken)
         record = None if describe is None else describe(layer, path)
         model = made_by(layer)
         descrip = mask_descrip(None if model is None else model.get("fingerprint"))
         items.append(ExportItem(layer.name, path, labels, meta, _label_table(layer), record, descrip))
     return items
+
+
+def _made_layers_first(viewer) -> list:
+    """The viewer's layers, those napari-action made before the user's copies of them (in layer-list order else).
+
+    So the layer Predict writes into gets its image's file name wherever the user moved a copy in the list: a copy
+    above it took ``<image>_action.nii.gz`` and pushed the original to a file named after its layer.
+    """
+    return sorted(viewer.layers, key=is_duplicate)
+
+
+def _file_name_of(layer) -> str:
+    """What a prediction layer's file is named after: its image, or its own name for the user's copy of one (napari's
+    Duplicate Layer), which is never written under the image's name, even with the original deleted."""
+    if is_duplicate(layer):
+        return layer.name
+    return layer.metadata.get(SOURCE_KEY) or layer.name
 
 
 def _label_table(layer) -> list[LabelEntry]:
@@ -136,10 +153,11 @@ def _label_table(layer) -> list[LabelEntry]:
     ]
 
 
-def _free_path(folder: Path, image_name: str, layer_name: str, taken: set[str]) -> Path:
-    """``<image name>_action.nii.gz``; a second layer of one image (napari's Duplicate Layer copies the
-    metadata that marks a prediction layer) is named after itself, so no export writes one file twice."""
-    path = folder / export_name(image_name)
+def _free_path(folder: Path, wanted: str, layer_name: str, taken: set[str]) -> Path:
+    """``<wanted>_action.nii.gz`` (``wanted``: the image's name, a copy's own); a second layer of one image (one made
+    by hand with the metadata that marks a prediction layer) is named after itself, so no export writes one file
+    twice."""
+    path = folder / export_name(wanted)
     count = 1
     while path.name.casefold() in taken:  # macOS and Windows take "Heart" and "heart" for one file
         count += 1

@@ -17,6 +17,7 @@ from napari.layers import Image
 from napari_action import __version__
 from napari_action._napari.files.snapshot import source_file
 from napari_action._napari.layers import SOURCE_KEY, layer_array
+from napari_action._napari.made_layers import is_duplicate
 from napari_action._napari.prediction_writer import made_by
 from napari_action._napari.refine.accepted import painted_slices
 from napari_action.io.provenance import local_timestamp
@@ -43,8 +44,16 @@ def provenance_record(viewer, training_state, layer, mask: Path, hashes: HashCac
         "edited_voxels": None if tracker is None else _count_locked(tracker),
         "slice_axis": axis,
         "painted_slices": None if axis is None else _painted(training_state, image, axis),
-        "accepted_slices": sorted(int(s) for s in training_state.accepted_slices.get(image_name, ())),
+        "accepted_slices": _accepted(training_state, layer, image_name),
     }
+
+
+def _accepted(training_state, layer, image_name: str) -> list[int] | None:
+    """The slices accepted in the image's prediction layer; None for the user's copy of it (napari's Duplicate Layer):
+    which of them it still holds as accepted, or held at all when copied, is not known."""
+    if is_duplicate(layer):
+        return None
+    return sorted(int(s) for s in training_state.accepted_slices.get(image_name, ()))
 
 
 def _image_record(name: str, image, hashes: HashCache | None) -> dict[str, Any]:
