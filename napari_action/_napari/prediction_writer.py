@@ -18,6 +18,7 @@ from qtpy.QtCore import QTimer
 
 from napari_action._napari.layers import find_prediction_layer, is_mid_stroke, prediction_layer_for
 from napari_action._napari.made_layers import is_duplicate
+from napari_action._napari.placement import take_geometry
 from napari_action.label_values import smallest_label_dtype
 from napari_action.progress import PredictionUpdate, SlicePrediction
 
@@ -123,6 +124,7 @@ class PredictionWriter:
             colormap=state.colormap,
             dtype=smallest_label_dtype(class_values),
         )
+        take_geometry(layer, image)  # a layer made for an earlier run, over an image the user moved or rescaled since
         tracker = state.targets[volume_index] = state.tracker_for(layer, axis)
         return tracker
 
@@ -149,6 +151,7 @@ class PredictionWriter:
             class_values=trainer.class_values,
             colormap=self.training_state.colormap,
         )
+        take_geometry(layer, image)  # made by an earlier Predict, over an image the user moved or rescaled since
         axis = trainer.axis if update.axis is None else update.axis  # a volume stored turned: along its own
         tracker = self.training_state.tracker_for(layer, axis)
         # A SlicePrediction holds its slices along the first axis: the slicing axis moves to the front.

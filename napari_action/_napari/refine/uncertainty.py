@@ -11,6 +11,7 @@ import numpy as np
 
 from napari_action._napari.layers import UNCERTAINTY_KEY, geometry_kwargs
 from napari_action._napari.made_layers import is_duplicate, mark_made
+from napari_action._napari.placement import take_geometry
 
 #: Suffix of the uncertainty layer made for an image layer.
 UNCERTAINTY_SUFFIX = " uncertainty"
@@ -49,6 +50,7 @@ def uncertainty_layer(viewer, image, volume: np.ndarray):
     """
     layer = find_uncertainty_layer(viewer, image.name)
     if layer is not None:
+        # The map is of the image's voxels as they are, which may have another voxel size or, a crop, lie elsewhere.
         take_geometry(layer, image)
         # One of another shape was left from data the image no longer holds (given a crop while no panel
         # listened): a second layer beside it would be found after it by every later Predict, and added again.
@@ -72,13 +74,3 @@ def uncertainty_layer(viewer, image, volume: np.ndarray):
     if active is not None:
         viewer.layers.selection.active = active
     return layer
-
-
-def take_geometry(layer, image) -> None:
-    """Place ``layer`` where ``image`` lies now (scale, translate, rotate, shear, affine).
-
-    The map is of the image's voxels as they are: set when the layer was made only, it stayed where the image lay then,
-    beside an image given another voxel size or a crop placed elsewhere (``layer.data = a crop``, its translate moved).
-    """
-    for name, value in geometry_kwargs(image).items():
-        setattr(layer, name, value)
