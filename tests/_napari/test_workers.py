@@ -70,6 +70,7 @@ def test_drive_hands_streamed_slices_over_with_their_uncertainty_scored_in_the_w
     for prediction in streamed:
         np.testing.assert_allclose(prediction.uncertainty, 0.5)  # (1 - 0.75) * 2 classes / 1
         np.testing.assert_allclose(prediction.slice_scores, [0.5])
+        assert prediction.confidence is None  # read by nothing once the uncertainty is made: let go
 
 
 class _PreviewingTrainer(_FakeTrainer):
