@@ -182,9 +182,10 @@ class TrainingState:
     def no_model_reason(self) -> str:
         """Why there is no model to predict with or save, and what to do (when not :attr:`model_ready`)."""
         if self._awaiting_first_step:
+            back = " to have the previous model back" if self._previous is not None else ""
             return (
                 "the new model has not trained a step yet: let training go on until the status line shows its first "
-                "step, or Stop it to have the previous model back."
+                f"step, or Stop it{back}."
             )
         return "train or load a model first."
 
