@@ -243,30 +243,18 @@ class PredictionJob:
 
     def _left_text(self) -> str | None:
         """``Left 'scan': its prediction layer was deleted …``: the images :meth:`leave` took out of the job."""
-        if not self.left:
-            return None
-        names = ", ".join(repr(name) for name in self.left)
-        if len(self.left) == 1:
-            layers, results, them = "its prediction layer was", "its result was", "it"
-        else:
-            layers, results, them = "their prediction layers were", "their results were", "them"
-        return (
-            f"Left {names}: {layers} deleted while Predict ran, so {results} not put back. "
-            f"Press Predict to predict {them} again."
+        return _left_sentence(
+            self.left,
+            ("its prediction layer was deleted", "its result was not put back"),
+            ("their prediction layers were deleted", "their results were not put back"),
         )
 
     def _changed_text(self) -> str | None:
         """``Left 'scan': its data changed …``: the images :meth:`leave_changed` took out of the job."""
-        if not self.changed:
-            return None
-        names = ", ".join(repr(name) for name in self.changed)
-        if len(self.changed) == 1:
-            data, results, them = "its data", "its result, of the data it held before, was", "it"
-        else:
-            data, results, them = "their data", "their results, of the data they held before, were", "them"
-        return (
-            f"Left {names}: {data} changed while Predict ran, so {results} not written. "
-            f"Press Predict to predict {them} again."
+        return _left_sentence(
+            self.changed,
+            ("its data changed", "its result, of the data it held before, was not written"),
+            ("their data changed", "their results, of the data they held before, were not written"),
         )
 
     def abandon(self) -> None:
@@ -294,3 +282,15 @@ class PredictionJob:
             self._bar.close()
         if self.on_finished is not None:
             self.on_finished()
+
+
+def _left_sentence(names: list, one: tuple[str, str], several: tuple[str, str]) -> str | None:
+    """``Left <names>: <what happened> while Predict ran, so <what was not done>. Press Predict …``; None for no names.
+
+    ``one`` and ``several`` are (what happened, what was not done), worded for one image and for more.
+    """
+    if not names:
+        return None
+    (happened, undone), them = (one, "it") if len(names) == 1 else (several, "them")
+    listed = ", ".join(repr(name) for name in names)
+    return f"Left {listed}: {happened} while Predict ran, so {undone}. Press Predict to predict {them} again."
